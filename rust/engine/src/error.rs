@@ -1,0 +1,33 @@
+//! Engine errors, one enum for the whole crate; the Python binding maps each
+//! variant to its own exception class.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    /// Operand shapes that do not fit the operation.
+    #[error("shape error: {0}")]
+    Shape(String),
+    /// A plaintext value that cannot be encoded in the ring (NaN, inf, too large).
+    #[error("encoding error: {0}")]
+    Encoding(String),
+    /// A caller-side argument that is out of range (party index, stride, ...).
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+    /// A peer closed its link, or did not answer within the timeout.
+    #[error("peer error: {0}")]
+    Peer(String),
+    /// A party thread panicked; a bug in the engine.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T> = std::result::Result<T, EngineError>;
+
+pub(crate) fn shape_err<T>(msg: impl Into<String>) -> Result<T> {
+    Err(EngineError::Shape(msg.into()))
+}
+
+pub(crate) fn invalid<T>(msg: impl Into<String>) -> Result<T> {
+    Err(EngineError::Invalid(msg.into()))
+}

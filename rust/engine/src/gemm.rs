@@ -1,0 +1,338 @@
+//! Ring GEMM over Z_2^64 on the CPU: C (+)= A * B with wrapping u64
+//! arithmetic (DESIGN.md "Where the speed comes from").
+//!
+//! A BLIS-style blocked GEMM: B is packed into KC x NR panels, A into MC x KC
+//! blocks of MR-row panels, and an MR x NR register-blocked microkernel runs
+//! over them. The microkernel is chosen once at run time:
+//! - AVX-512 (F + DQ): native 64-bit lane multiply (`vpmullq`), 6 x 16 tile.
+//! - AVX2: 64-bit products from three 32x32->64 `vpmuludq`, with the cross
+//!   terms kept in a separate accumulator so their shift by 32 is paid once
+//!   per tile instead of once per multiply-add (hand-written intrinsics).
+//! - scalar: portable fallback, 4 x 4 tile.
+//!
+//! We also tried the CryptGPU limb trick on the CPU (split each word into
+//! limbs whose products sum exactly in f64, run f64 GEMMs): 64-bit words need
+//! 6 to 10 limb GEMMs, each as slow as one f64 GEMM, while the AVX2 kernel
+//! costs about three f64 GEMMs' worth of multiplies; native u64 wins (see
+//! benchmarks/RESULTS.md).
+
+use rayon::prelude::*;
+
+const KC: usize = 256;
+const MC: usize = 96;
+const AVX2_MR: usize = 3;
+
+/// Which microkernel the dispatcher picked; reported by benchmarks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    Avx512,
+    Avx2,
+    Scalar,
+}
+
+impl Isa {
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512 => "avx512",
+            Isa::Avx2 => "avx2",
+            Isa::Scalar => "scalar",
+        }
+    }
+}
+
+/// The best microkernel this CPU supports.
+pub fn detect() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512dq") {
+            return Isa::Avx512;
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Scalar
+}
+
+/// Kernels this CPU can run, best first (tests run every one of them).
+pub fn available() -> Vec<Isa> {
+    let mut v = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512dq") {
+            v.push(Isa::Avx512);
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            v.push(Isa::Avx2);
+        }
+    }
+    v.push(Isa::Scalar);
+    v
+}
+
+/// C = A * B (or C += A * B when `accumulate`), A m x k, B k x n, C m x n,
+/// all row-major and contiguous, arithmetic mod 2^64.
+pub fn gemm(m: usize, k: usize, n: usize, a: &[u64], b: &[u64], c: &mut [u64], accumulate: bool) {
+    gemm_with(detect(), m, k, n, a, b, c, accumulate)
+}
+
+pub fn gemm_with(
+    isa: Isa,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[u64],
+    b: &[u64],
+    c: &mut [u64],
+    accumulate: bool,
+) {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    if !accumulate {
+        c[..m * n].iter_mut().for_each(|x| *x = 0);
+    }
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    match isa {
+        Isa::Avx512 => blocked::<6, 16>(m, k, n, a, b, c, kernel_avx512),
+        Isa::Avx2 => blocked::<AVX2_MR, 8>(m, k, n, a, b, c, kernel_avx2),
+        Isa::Scalar => blocked::<4, 4>(m, k, n, a, b, c, kernel_scalar::<4, 4>),
+    }
+}
+
+type Kernel<const MR: usize, const NR: usize> = fn(usize, &[u64], &[u64], &mut [[u64; NR]; MR]);
+
+fn pack_b<const NR: usize>(k: usize, n: usize, b: &[u64]) -> Vec<u64> {
+    // Layout: for each KC block, for each NR panel, kc rows of NR words.
+    let npanels = n.div_ceil(NR);
+    let mut out = vec![0u64; k * npanels * NR];
+    // Blocks are stored one after another; block `kb` starts at kb*KC*npanels*NR.
+    out.par_chunks_mut(KC * npanels * NR)
+        .enumerate()
+        .for_each(|(kb, blk)| {
+            let k0 = kb * KC;
+            let kc = (k - k0).min(KC);
+            for p in 0..npanels {
+                let j0 = p * NR;
+                let w = (n - j0).min(NR);
+                let dst = &mut blk[p * kc * NR..(p + 1) * kc * NR];
+                for kk in 0..kc {
+                    let src = &b[(k0 + kk) * n + j0..(k0 + kk) * n + j0 + w];
+                    dst[kk * NR..kk * NR + w].copy_from_slice(src);
+                }
+            }
+        });
+    out
+}
+
+fn pack_a<const MR: usize>(
+    a: &[u64],
+    k: usize,
+    i0: usize,
+    mc: usize,
+    k0: usize,
+    kc: usize,
+    out: &mut [u64],
+) {
+    for p in 0..mc.div_ceil(MR) {
+        let r0 = i0 + p * MR;
+        let h = (mc - p * MR).min(MR);
+        let dst = &mut out[p * kc * MR..(p + 1) * kc * MR];
+        for kk in 0..kc {
+            for r in 0..MR {
+                dst[kk * MR + r] = if r < h { a[(r0 + r) * k + k0 + kk] } else { 0 };
+            }
+        }
+    }
+}
+
+fn blocked<const MR: usize, const NR: usize>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[u64],
+    b: &[u64],
+    c: &mut [u64],
+    kernel: Kernel<MR, NR>,
+) {
+    let bp = pack_b::<NR>(k, n, b);
+    let npanels = n.div_ceil(NR);
+    // Each task owns MC rows of C; tasks never share output rows.
+    c[..m * n]
+        .par_chunks_mut(MC * n)
+        .enumerate()
+        .for_each(|(ib, cblk)| {
+            let i0 = ib * MC;
+            let mc = (m - i0).min(MC);
+            let mut ap = vec![0u64; mc.div_ceil(MR) * MR * KC];
+            for kb in 0..k.div_ceil(KC) {
+                let k0 = kb * KC;
+                let kc = (k - k0).min(KC);
+                pack_a::<MR>(a, k, i0, mc, k0, kc, &mut ap);
+                let bblk = &bp[kb * KC * npanels * NR..];
+                for p in 0..npanels {
+                    let j0 = p * NR;
+                    let w = (n - j0).min(NR);
+                    let bpan = &bblk[p * kc * NR..(p + 1) * kc * NR];
+                    for q in 0..mc.div_ceil(MR) {
+                        let apan = &ap[q * kc * MR..(q + 1) * kc * MR];
+                        let mut acc = [[0u64; NR]; MR];
+                        kernel(kc, apan, bpan, &mut acc);
+                        let h = (mc - q * MR).min(MR);
+                        for (r, row) in acc.iter().enumerate().take(h) {
+                            let dst = &mut cblk[(q * MR + r) * n + j0..(q * MR + r) * n + j0 + w];
+                            for (d, s) in dst.iter_mut().zip(row) {
+                                *d = d.wrapping_add(*s);
+                            }
+                        }
+                    }
+                }
+            }
+        });
+}
+
+#[inline(always)]
+fn kernel_body<const MR: usize, const NR: usize>(
+    kc: usize,
+    ap: &[u64],
+    bp: &[u64],
+    acc: &mut [[u64; NR]; MR],
+) {
+    for kk in 0..kc {
+        let bv: &[u64; NR] = bp[kk * NR..kk * NR + NR].try_into().unwrap_or(&[0; NR]);
+        let av: &[u64; MR] = ap[kk * MR..kk * MR + MR].try_into().unwrap_or(&[0; MR]);
+        for i in 0..MR {
+            for j in 0..NR {
+                acc[i][j] = acc[i][j].wrapping_add(av[i].wrapping_mul(bv[j]));
+            }
+        }
+    }
+}
+
+fn kernel_scalar<const MR: usize, const NR: usize>(
+    kc: usize,
+    ap: &[u64],
+    bp: &[u64],
+    acc: &mut [[u64; NR]; MR],
+) {
+    kernel_body(kc, ap, bp, acc)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq")]
+unsafe fn kernel_avx512_inner(kc: usize, ap: &[u64], bp: &[u64], acc: &mut [[u64; 16]; 6]) {
+    // The same source as the scalar kernel: with AVX-512DQ enabled LLVM lowers
+    // the u64 multiply to vpmullq and keeps the 6 x 16 tile in 12 zmm
+    // registers, so correctness follows from the tested scalar body.
+    kernel_body(kc, ap, bp, acc)
+}
+
+fn kernel_avx512(kc: usize, ap: &[u64], bp: &[u64], acc: &mut [[u64; 16]; 6]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: only dispatched when `detect` saw avx512f and avx512dq.
+    unsafe {
+        kernel_avx512_inner(kc, ap, bp, acc)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    kernel_body(kc, ap, bp, acc)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn kernel_avx2_inner(kc: usize, ap: &[u64], bp: &[u64], acc: &mut [[u64; 8]; AVX2_MR]) {
+    use std::arch::x86_64::*;
+    // a*b mod 2^64 = lo(a)lo(b) + ((lo(a)hi(b) + hi(a)lo(b)) mod 2^32) << 32.
+    // `lo` accumulates lo(a)lo(b) in 64-bit lanes (vpmuludq). The cross terms
+    // are only needed mod 2^32: one vpmulld of b against a with its halves
+    // swapped gives lo(b)hi(a) and hi(b)lo(a) in the two 32-bit lanes of each
+    // word, accumulated mod 2^32 in `x` and folded once after the k loop.
+    // Two multiplies per four multiply-adds instead of three.
+    let mut lo = [[_mm256_setzero_si256(); 2]; AVX2_MR];
+    let mut x = [[_mm256_setzero_si256(); 2]; AVX2_MR];
+    let a_ptr = ap.as_ptr();
+    let b_ptr = bp.as_ptr();
+    for kk in 0..kc {
+        let b0 = _mm256_loadu_si256(b_ptr.add(kk * 8) as *const __m256i);
+        let b1 = _mm256_loadu_si256(b_ptr.add(kk * 8 + 4) as *const __m256i);
+        for i in 0..AVX2_MR {
+            let a = *a_ptr.add(kk * AVX2_MR + i);
+            let al = _mm256_set1_epi64x(a as i64);
+            let asw = _mm256_set1_epi64x(a.rotate_left(32) as i64);
+            lo[i][0] = _mm256_add_epi64(lo[i][0], _mm256_mul_epu32(al, b0));
+            lo[i][1] = _mm256_add_epi64(lo[i][1], _mm256_mul_epu32(al, b1));
+            x[i][0] = _mm256_add_epi32(x[i][0], _mm256_mullo_epi32(asw, b0));
+            x[i][1] = _mm256_add_epi32(x[i][1], _mm256_mullo_epi32(asw, b1));
+        }
+    }
+    let himask = _mm256_set1_epi64x(0xffff_ffff_0000_0000u64 as i64);
+    for i in 0..AVX2_MR {
+        for h in 0..2 {
+            let cross = _mm256_add_epi64(
+                _mm256_slli_epi64(x[i][h], 32),
+                _mm256_and_si256(x[i][h], himask),
+            );
+            let v = _mm256_add_epi64(lo[i][h], cross);
+            let mut out = [0u64; 4];
+            _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, v);
+            for (j, o) in out.iter().enumerate() {
+                acc[i][h * 4 + j] = acc[i][h * 4 + j].wrapping_add(*o);
+            }
+        }
+    }
+}
+
+fn kernel_avx2(kc: usize, ap: &[u64], bp: &[u64], acc: &mut [[u64; 8]; AVX2_MR]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        assert!(ap.len() >= kc * AVX2_MR && bp.len() >= kc * 8);
+        // SAFETY: only dispatched when `detect` saw avx2; the slices hold at
+        // least kc panels of 4 and 8 words (checked above).
+        unsafe { kernel_avx2_inner(kc, ap, bp, acc) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    kernel_body(kc, ap, bp, acc)
+}
+
+/// Reference GEMM for tests: the definition, one multiply-add at a time.
+pub fn gemm_naive(m: usize, k: usize, n: usize, a: &[u64], b: &[u64]) -> Vec<u64> {
+    let mut c = vec![0u64; m * n];
+    for i in 0..m {
+        for p in 0..k {
+            let x = a[i * k + p];
+            for j in 0..n {
+                c[i * n + j] = c[i * n + j].wrapping_add(x.wrapping_mul(b[p * n + j]));
+            }
+        }
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prg::Prg;
+
+    #[test]
+    fn every_kernel_matches_naive_on_ragged_shapes() {
+        let mut prg = Prg::new([9; 16]);
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (5, 3, 7),
+            (13, 300, 17),
+            (97, 513, 33),
+            (200, 70, 129),
+        ] {
+            let a = prg.gen(m * k);
+            let b = prg.gen(k * n);
+            let want = gemm_naive(m, k, n, &a, &b);
+            for isa in available() {
+                let mut c = vec![0u64; m * n];
+                gemm_with(isa, m, k, n, &a, &b, &mut c, false);
+                assert_eq!(c, want, "{isa:?} {m}x{k}x{n}");
+                gemm_with(isa, m, k, n, &a, &b, &mut c, true);
+                let twice: Vec<u64> = want.iter().map(|x| x.wrapping_mul(2)).collect();
+                assert_eq!(c, twice, "{isa:?} accumulate");
+            }
+        }
+    }
+}

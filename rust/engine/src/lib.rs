@@ -1,0 +1,14 @@
+//! cryptgpu engine: three-party replicated secret sharing over Z_2^64
+//! (ABY3-style), with a fast CPU device, counted transports and the local
+//! three-thread runtime. See DESIGN.md for the map of the layers.
+
+pub mod error;
+pub mod gemm;
+pub mod prg;
+pub mod ring;
+
+pub use error::{EngineError, Result};
+pub mod device;
+pub mod net;
+pub mod protocol;
+pub mod runtime;

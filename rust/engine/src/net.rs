@@ -1,0 +1,200 @@
+//! Transports between parties (DESIGN.md layer 3). Replicated sharing only
+//! ever talks to the next and the previous party, so a transport is four
+//! endpoints. `Comm` wraps a transport and counts every message: bytes,
+//! messages and rounds, per operation label.
+
+use crate::error::{EngineError, Result};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Peer {
+    Next,
+    Prev,
+}
+
+impl Peer {
+    pub fn rank(self, me: usize) -> usize {
+        match self {
+            Peer::Next => (me + 1) % 3,
+            Peer::Prev => (me + 2) % 3,
+        }
+    }
+}
+
+/// A message on the wire: ring elements, or a notice that the sender failed
+/// and the protocol is abandoned (so its neighbours fail fast, not at the
+/// timeout).
+pub enum Msg {
+    Data(Vec<u64>),
+    Abort(String),
+}
+
+pub trait Transport: Send {
+    fn send(&mut self, to: Peer, msg: Msg) -> Result<()>;
+    fn recv(&mut self, from: Peer) -> Result<Vec<u64>>;
+}
+
+/// Three parties in one process: buffers are moved through channels, never
+/// serialised or copied.
+pub struct LocalTransport {
+    rank: usize,
+    to_next: Sender<Msg>,
+    to_prev: Sender<Msg>,
+    from_next: Receiver<Msg>,
+    from_prev: Receiver<Msg>,
+    timeout: Duration,
+}
+
+/// Build the three connected endpoints of a local session.
+pub fn local_triple(timeout: Duration) -> Vec<LocalTransport> {
+    // chan[i][j]: messages from i to j. Protocols send at most a couple of
+    // messages per link before receiving, so a small bound never blocks.
+    let mut tx: Vec<Vec<Option<Sender<Msg>>>> = (0..3).map(|_| vec![None, None, None]).collect();
+    let mut rx: Vec<Vec<Option<Receiver<Msg>>>> = (0..3).map(|_| vec![None, None, None]).collect();
+    for i in 0..3 {
+        for j in 0..3 {
+            if i != j {
+                let (s, r) = bounded(16);
+                tx[i][j] = Some(s);
+                rx[i][j] = Some(r);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for i in 0..3 {
+        let n = (i + 1) % 3;
+        let p = (i + 2) % 3;
+        out.push(LocalTransport {
+            rank: i,
+            to_next: tx[i][n].take().expect("channel built above"),
+            to_prev: tx[i][p].take().expect("channel built above"),
+            from_next: rx[n][i].take().expect("channel built above"),
+            from_prev: rx[p][i].take().expect("channel built above"),
+            timeout,
+        });
+    }
+    out
+}
+
+impl Transport for LocalTransport {
+    fn send(&mut self, to: Peer, msg: Msg) -> Result<()> {
+        let ch = match to {
+            Peer::Next => &self.to_next,
+            Peer::Prev => &self.to_prev,
+        };
+        ch.send_timeout(msg, self.timeout).map_err(|_| {
+            EngineError::Peer(format!(
+                "party {} could not send to party {}: link closed or full",
+                self.rank,
+                to.rank(self.rank)
+            ))
+        })
+    }
+
+    fn recv(&mut self, from: Peer) -> Result<Vec<u64>> {
+        let ch = match from {
+            Peer::Next => &self.from_next,
+            Peer::Prev => &self.from_prev,
+        };
+        let who = from.rank(self.rank);
+        match ch.recv_timeout(self.timeout) {
+            Ok(Msg::Data(v)) => Ok(v),
+            Ok(Msg::Abort(why)) => Err(EngineError::Peer(format!("party {who} aborted: {why}"))),
+            Err(RecvTimeoutError::Timeout) => Err(EngineError::Peer(format!(
+                "party {} got no answer from party {who} within {:?}",
+                self.rank, self.timeout
+            ))),
+            Err(RecvTimeoutError::Disconnected) => {
+                Err(EngineError::Peer(format!("party {who} closed its link")))
+            }
+        }
+    }
+}
+
+/// Communication counted for one operation label.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpStats {
+    pub calls: u64,
+    pub rounds: u64,
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+impl OpStats {
+    pub fn add(&mut self, o: &OpStats) {
+        self.calls += o.calls;
+        self.rounds += o.rounds;
+        self.messages += o.messages;
+        self.bytes += o.bytes;
+    }
+}
+
+/// A transport plus the counters. Protocols communicate only through
+/// `round`, so every message and every round is counted here.
+pub struct Comm {
+    rank: usize,
+    transport: Box<dyn Transport>,
+    op: String,
+    stats: BTreeMap<String, OpStats>,
+}
+
+impl Comm {
+    pub fn new(rank: usize, transport: Box<dyn Transport>) -> Self {
+        Comm {
+            rank,
+            transport,
+            op: "setup".into(),
+            stats: BTreeMap::new(),
+        }
+    }
+
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// Label the traffic that follows, and count one call of it.
+    pub fn begin_op(&mut self, op: &str) {
+        self.op.clear();
+        self.op.push_str(op);
+        self.stats.entry(self.op.clone()).or_default().calls += 1;
+    }
+
+    fn cur(&mut self) -> &mut OpStats {
+        self.stats.entry(self.op.clone()).or_default()
+    }
+
+    /// One communication round: send the given messages, then receive from
+    /// the given peers, in order. Every party calls `round` the same number
+    /// of times in a protocol, even with nothing to send, so the round count
+    /// is the protocol's latency.
+    pub fn round(&mut self, sends: Vec<(Peer, Vec<u64>)>, recvs: &[Peer]) -> Result<Vec<Vec<u64>>> {
+        {
+            let s = self.cur();
+            s.rounds += 1;
+        }
+        for (to, data) in sends {
+            let bytes = (data.len() * 8) as u64;
+            let s = self.cur();
+            s.messages += 1;
+            s.bytes += bytes;
+            self.transport.send(to, Msg::Data(data))?;
+        }
+        recvs.iter().map(|&p| self.transport.recv(p)).collect()
+    }
+
+    /// Tell both neighbours this party failed (best effort).
+    pub fn abort(&mut self, why: &str) {
+        let _ = self.transport.send(Peer::Next, Msg::Abort(why.to_string()));
+        let _ = self.transport.send(Peer::Prev, Msg::Abort(why.to_string()));
+    }
+
+    pub fn stats(&self) -> &BTreeMap<String, OpStats> {
+        &self.stats
+    }
+
+    pub fn reset_stats(&mut self) {
+        self.stats.clear();
+    }
+}

@@ -1,0 +1,728 @@
+//! The local runtime (DESIGN.md layer 5): three parties on three threads of
+//! one process, run in lockstep. Each call checks its arguments (shapes are
+//! public) before any party starts, so a bad call fails without a message
+//! having been sent; a failure inside a protocol aborts the neighbours at
+//! once and marks the session broken.
+
+use crate::device::{Conv2dGeom, Cpu, Device};
+use crate::error::{invalid, shape_err, EngineError, Result};
+use crate::net::{local_triple, Comm, OpStats};
+use crate::prg;
+use crate::protocol::{local, AShare, Party};
+use crate::ring::{self, numel};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub frac_bits: u32,
+    /// Seed for reproducible keys (tests); None draws keys from the OS.
+    pub seed: Option<u64>,
+    pub timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            frac_bits: 16,
+            seed: None,
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A secret-shared tensor in the local runtime: the three parties' shares.
+#[derive(Clone, Debug)]
+pub struct Tensor {
+    pub session: u64,
+    pub shape: Vec<usize>,
+    pub shares: Arc<[AShare; 3]>,
+}
+
+impl Tensor {
+    pub fn numel(&self) -> usize {
+        numel(&self.shape)
+    }
+}
+
+pub struct Session {
+    pub id: u64,
+    pub frac_bits: u32,
+    parties: [Mutex<Party>; 3],
+    broken: AtomicBool,
+}
+
+fn lock(m: &Mutex<Party>) -> Result<std::sync::MutexGuard<'_, Party>> {
+    m.lock()
+        .map_err(|_| EngineError::Internal("party state poisoned by an earlier panic".into()))
+}
+
+impl Session {
+    pub fn new(cfg: Config) -> Result<Session> {
+        if cfg.frac_bits == 0 || cfg.frac_bits > 30 {
+            return invalid(format!(
+                "precision_bits must be in 1..=30, got {}",
+                cfg.frac_bits
+            ));
+        }
+        let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+        let transports = local_triple(cfg.timeout);
+        let keys: Vec<[u8; 16]> = (0..3)
+            .map(|i| match cfg.seed {
+                Some(s) => prg::seeded_key(s, i),
+                None => prg::os_key(),
+            })
+            .collect();
+        let fb = cfg.frac_bits;
+        let parties: Vec<Party> = std::thread::scope(|s| {
+            let hs: Vec<_> = transports
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let key = keys[i];
+                    s.spawn(move || {
+                        let dev: Box<dyn Device> = Box::new(Cpu);
+                        Party::setup(i, Comm::new(i, Box::new(t)), key, dev, fb)
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| {
+                    h.join().map_err(|_| {
+                        EngineError::Internal("party thread panicked in setup".into())
+                    })?
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
+        let mut it = parties.into_iter();
+        let (p0, p1, p2) = match (it.next(), it.next(), it.next()) {
+            (Some(a), Some(b), Some(c)) => (a, b, c),
+            _ => {
+                return Err(EngineError::Internal(
+                    "setup did not yield three parties".into(),
+                ))
+            }
+        };
+        Ok(Session {
+            id,
+            frac_bits: fb,
+            parties: [Mutex::new(p0), Mutex::new(p1), Mutex::new(p2)],
+            broken: AtomicBool::new(false),
+        })
+    }
+
+    /// Run `f` on all three parties in lockstep, labelled `op` in the
+    /// counters; returns the three results in party order.
+    pub fn run<T: Send>(
+        &self,
+        op: &str,
+        f: impl Fn(&mut Party) -> Result<T> + Sync,
+    ) -> Result<[T; 3]> {
+        if self.broken.load(Ordering::Acquire) {
+            return Err(EngineError::Peer(
+                "this session failed earlier and its parties are out of step; call init() again"
+                    .into(),
+            ));
+        }
+        let f = &f;
+        let res: Vec<Result<T>> = std::thread::scope(|s| {
+            let hs: Vec<_> = self
+                .parties
+                .iter()
+                .map(|m| {
+                    s.spawn(move || {
+                        let mut p = lock(m)?;
+                        p.comm.begin_op(op);
+                        let r = f(&mut p);
+                        if let Err(e) = &r {
+                            p.comm.abort(&e.to_string());
+                        }
+                        r
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(EngineError::Internal(format!("a party panicked in {op}")))
+                    })
+                })
+                .collect()
+        });
+        let mut out = Vec::with_capacity(3);
+        let mut first_err = None;
+        for r in res {
+            match r {
+                Ok(v) => out.push(v),
+                Err(e) => {
+                    // Prefer the root cause over the neighbours' "aborted".
+                    let root = !matches!(e, EngineError::Peer(_));
+                    if first_err.is_none() || root {
+                        first_err = Some(e);
+                    }
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            self.broken.store(true, Ordering::Release);
+            return Err(e);
+        }
+        let mut it = out.into_iter();
+        match (it.next(), it.next(), it.next()) {
+            (Some(a), Some(b), Some(c)) => Ok([a, b, c]),
+            _ => Err(EngineError::Internal("missing party result".into())),
+        }
+    }
+
+    fn check(&self, t: &Tensor) -> Result<()> {
+        if t.session != self.id {
+            return invalid("tensor belongs to another session (created before the last init())");
+        }
+        Ok(())
+    }
+
+    fn wrap(&self, shape: Vec<usize>, shares: [AShare; 3]) -> Tensor {
+        Tensor {
+            session: self.id,
+            shape,
+            shares: Arc::new(shares),
+        }
+    }
+
+    /// Per-party counters, by operation label.
+    pub fn stats(&self) -> Result<Vec<BTreeMap<String, OpStats>>> {
+        self.parties
+            .iter()
+            .map(|m| Ok(lock(m)?.comm.stats().clone()))
+            .collect()
+    }
+
+    pub fn reset_stats(&self) -> Result<()> {
+        for m in &self.parties {
+            lock(m)?.comm.reset_stats();
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- I/O
+
+    /// Encode fixed-point values and share them from party `src`.
+    pub fn share_f64(&self, values: &[f64], shape: Vec<usize>, src: usize) -> Result<Tensor> {
+        let enc = ring::encode(values, self.frac_bits)?;
+        self.share_ring(enc, shape, src)
+    }
+
+    pub fn share_ring(&self, values: Vec<u64>, shape: Vec<usize>, src: usize) -> Result<Tensor> {
+        if src > 2 {
+            return invalid(format!("src must be 0, 1 or 2, got {src}"));
+        }
+        if values.len() != numel(&shape) {
+            return shape_err(format!("{} values for shape {shape:?}", values.len()));
+        }
+        let n = values.len();
+        let vals = &values;
+        let r = self.run("share", |p| {
+            p.share(src, if p.rank == src { Some(vals) } else { None }, n)
+        })?;
+        Ok(self.wrap(shape, r))
+    }
+
+    /// Reveal to all parties; returns the ring values (all three agree).
+    pub fn reveal_ring(&self, t: &Tensor) -> Result<Vec<u64>> {
+        self.check(t)?;
+        let [a, b, c] = self.run("reveal", |p| p.reveal(&t.shares[p.rank]))?;
+        if a != b || b != c {
+            return Err(EngineError::Internal(
+                "parties revealed different values".into(),
+            ));
+        }
+        Ok(a)
+    }
+
+    pub fn reveal_f64(&self, t: &Tensor) -> Result<Vec<f64>> {
+        Ok(ring::decode(&self.reveal_ring(t)?, self.frac_bits))
+    }
+
+    /// Reveal to party `to` only; returns what that party decodes.
+    pub fn reveal_to_f64(&self, t: &Tensor, to: usize) -> Result<Vec<f64>> {
+        self.check(t)?;
+        if to > 2 {
+            return invalid(format!("dst must be 0, 1 or 2, got {to}"));
+        }
+        let r = self.run("reveal", |p| p.reveal_to(&t.shares[p.rank], to))?;
+        let [a, b, c] = r;
+        let v = [a, b, c].into_iter().flatten().next();
+        v.map(|x| ring::decode(&x, self.frac_bits))
+            .ok_or_else(|| EngineError::Internal("target party got nothing".into()))
+    }
+
+    // ---------------------------------------------------------- local ops
+
+    fn same_shape(&self, x: &Tensor, y: &Tensor, op: &str) -> Result<()> {
+        self.check(x)?;
+        self.check(y)?;
+        if x.shape != y.shape {
+            return shape_err(format!(
+                "{op}: shapes {:?} and {:?} differ (broadcast first)",
+                x.shape, y.shape
+            ));
+        }
+        Ok(())
+    }
+
+    fn local(&self, x: &Tensor, shape: Vec<usize>, f: impl Fn(usize, &AShare) -> AShare) -> Tensor {
+        let s = [f(0, &x.shares[0]), f(1, &x.shares[1]), f(2, &x.shares[2])];
+        self.wrap(shape, s)
+    }
+
+    pub fn add(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        self.same_shape(x, y, "add")?;
+        Ok(self.local(x, x.shape.clone(), |i, s| local::add(s, &y.shares[i])))
+    }
+
+    pub fn sub(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        self.same_shape(x, y, "sub")?;
+        Ok(self.local(x, x.shape.clone(), |i, s| local::sub(s, &y.shares[i])))
+    }
+
+    pub fn neg(&self, x: &Tensor) -> Result<Tensor> {
+        self.check(x)?;
+        Ok(self.local(x, x.shape.clone(), |_, s| local::neg(s)))
+    }
+
+    fn public_len(&self, x: &Tensor, p: &[f64]) -> Result<()> {
+        if p.len() != x.numel() {
+            return shape_err(format!(
+                "public operand has {} values for shape {:?}",
+                p.len(),
+                x.shape
+            ));
+        }
+        Ok(())
+    }
+
+    /// x + p for a public fixed-point tensor p of the same shape.
+    pub fn add_public(&self, x: &Tensor, p: &[f64]) -> Result<Tensor> {
+        self.check(x)?;
+        self.public_len(x, p)?;
+        let e = ring::encode(p, self.frac_bits)?;
+        Ok(self.local(x, x.shape.clone(), |i, s| local::add_public(i, s, &e)))
+    }
+
+    /// x * p for public integers p (no truncation, no messages).
+    pub fn mul_public_int(&self, x: &Tensor, p: &[i64]) -> Result<Tensor> {
+        self.check(x)?;
+        if p.len() != x.numel() {
+            return shape_err(format!(
+                "public operand has {} values for shape {:?}",
+                p.len(),
+                x.shape
+            ));
+        }
+        let e: Vec<u64> = p.iter().map(|&v| v as u64).collect();
+        Ok(self.local(x, x.shape.clone(), |_, s| local::mul_public(s, &e)))
+    }
+
+    /// x * p for a public fixed-point tensor: local product, then truncation.
+    pub fn mul_public(&self, x: &Tensor, p: &[f64]) -> Result<Tensor> {
+        self.check(x)?;
+        self.public_len(x, p)?;
+        let e = ring::encode(p, self.frac_bits)?;
+        let r = self.run("mul", |pt| {
+            pt.truncate(&local::mul_public(&x.shares[pt.rank], &e))
+        })?;
+        Ok(self.wrap(x.shape.clone(), r))
+    }
+
+    /// Division by a positive public integer (sum -> mean, pooling).
+    pub fn div_public_int(&self, x: &Tensor, d: u64) -> Result<Tensor> {
+        self.check(x)?;
+        if d == 0 {
+            return invalid("division by zero");
+        }
+        if d == 1 {
+            return Ok(x.clone());
+        }
+        let r = self.run("truncate", |p| p.divide(&x.shares[p.rank], d))?;
+        Ok(self.wrap(x.shape.clone(), r))
+    }
+
+    pub fn mul(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        self.same_shape(x, y, "mul")?;
+        let r = self.run("mul", |p| p.mul(&x.shares[p.rank], &y.shares[p.rank]))?;
+        Ok(self.wrap(x.shape.clone(), r))
+    }
+
+    /// Batched matmul on [.., m, k] x [.., k, n] with equal batch dims, or
+    /// plain 2-D.
+    fn mm_dims(
+        &self,
+        xs: &[usize],
+        ys: &[usize],
+    ) -> Result<(usize, usize, usize, usize, Vec<usize>)> {
+        if xs.len() < 2 || ys.len() < 2 || xs.len() != ys.len() {
+            return shape_err(format!(
+                "matmul needs two tensors of equal rank >= 2, got {xs:?} and {ys:?}"
+            ));
+        }
+        let r = xs.len();
+        if xs[..r - 2] != ys[..r - 2] {
+            return shape_err(format!("matmul batch dims differ: {xs:?} and {ys:?}"));
+        }
+        let (m, k, k2, n) = (xs[r - 2], xs[r - 1], ys[r - 2], ys[r - 1]);
+        if k != k2 {
+            return shape_err(format!("matmul: inner dims differ ({xs:?} @ {ys:?})"));
+        }
+        let batch = numel(&xs[..r - 2]);
+        let mut out = xs[..r - 2].to_vec();
+        out.extend([m, n]);
+        Ok((batch, m, k, n, out))
+    }
+
+    pub fn matmul(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        self.check(x)?;
+        self.check(y)?;
+        let (b, m, k, n, shape) = self.mm_dims(&x.shape, &y.shape)?;
+        let r = self.run("matmul", |p| {
+            p.matmul(&x.shares[p.rank], &y.shares[p.rank], b, m, k, n)
+        })?;
+        Ok(self.wrap(shape, r))
+    }
+
+    /// x @ p (or p @ x when `public_left`) for a public fixed-point p.
+    pub fn matmul_public(
+        &self,
+        x: &Tensor,
+        p: &[f64],
+        pshape: &[usize],
+        public_left: bool,
+    ) -> Result<Tensor> {
+        self.check(x)?;
+        if p.len() != numel(pshape) {
+            return shape_err(format!("{} values for shape {pshape:?}", p.len()));
+        }
+        let (b, m, k, n, shape) = if public_left {
+            self.mm_dims(pshape, &x.shape)?
+        } else {
+            self.mm_dims(&x.shape, pshape)?
+        };
+        let e = ring::encode(p, self.frac_bits)?;
+        let r = self.run("matmul", |pt| {
+            pt.matmul_public(&x.shares[pt.rank], &e, public_left, b, m, k, n)
+        })?;
+        Ok(self.wrap(shape, r))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conv_geom(
+        &self,
+        xs: &[usize],
+        ws: &[usize],
+        stride: (usize, usize),
+        padding: (usize, usize),
+        dilation: (usize, usize),
+        groups: usize,
+    ) -> Result<(Conv2dGeom, Vec<usize>)> {
+        if xs.len() != 4 || ws.len() != 4 {
+            return shape_err(format!(
+                "conv2d needs a 4-D input and weight, got {xs:?} and {ws:?}"
+            ));
+        }
+        if groups == 0 || xs[1] % groups != 0 || ws[0] % groups != 0 {
+            return shape_err(format!(
+                "conv2d: groups={groups} must divide in_channels={} and out_channels={}",
+                xs[1], ws[0]
+            ));
+        }
+        if ws[1] * groups != xs[1] {
+            return shape_err(format!(
+                "conv2d: weight {ws:?} expects {} input channels, input {xs:?} has {}",
+                ws[1] * groups,
+                xs[1]
+            ));
+        }
+        let g = Conv2dGeom {
+            n: xs[0],
+            c: xs[1],
+            h: xs[2],
+            w: xs[3],
+            kh: ws[2],
+            kw: ws[3],
+            stride,
+            padding,
+            dilation,
+        };
+        if !g.fits() {
+            return shape_err(format!(
+                "conv2d: kernel {}x{} (dilation {dilation:?}, stride {stride:?}) does not fit input {xs:?} with padding {padding:?}",
+                g.kh, g.kw
+            ));
+        }
+        let (oh, ow) = g.out_hw();
+        Ok((g, vec![xs[0], ws[0], oh, ow]))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        stride: (usize, usize),
+        padding: (usize, usize),
+        dilation: (usize, usize),
+        groups: usize,
+    ) -> Result<Tensor> {
+        self.check(x)?;
+        self.check(w)?;
+        let (g, shape) = self.conv_geom(&x.shape, &w.shape, stride, padding, dilation, groups)?;
+        let o = w.shape[0];
+        let r = self.run("conv2d", |p| {
+            p.conv2d(&x.shares[p.rank], &w.shares[p.rank], &g, o, groups)
+        })?;
+        Ok(self.wrap(shape, r))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d_public(
+        &self,
+        x: &Tensor,
+        w: &[f64],
+        wshape: &[usize],
+        stride: (usize, usize),
+        padding: (usize, usize),
+        dilation: (usize, usize),
+        groups: usize,
+    ) -> Result<Tensor> {
+        self.check(x)?;
+        if w.len() != numel(wshape) {
+            return shape_err(format!("{} weight values for shape {wshape:?}", w.len()));
+        }
+        let (g, shape) = self.conv_geom(&x.shape, wshape, stride, padding, dilation, groups)?;
+        let e = ring::encode(w, self.frac_bits)?;
+        let o = wshape[0];
+        let r = self.run("conv2d", |p| {
+            p.conv2d_public(&x.shares[p.rank], &e, &g, o, groups)
+        })?;
+        Ok(self.wrap(shape, r))
+    }
+
+    pub fn avg_pool2d(
+        &self,
+        x: &Tensor,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+    ) -> Result<Tensor> {
+        self.check(x)?;
+        if x.shape.len() != 4 {
+            return shape_err(format!("avg_pool2d needs NCHW input, got {:?}", x.shape));
+        }
+        if padding.0 * 2 > kernel.0 || padding.1 * 2 > kernel.1 {
+            return invalid(format!(
+                "avg_pool2d: padding {padding:?} must be at most half the kernel {kernel:?}"
+            ));
+        }
+        let xs = &x.shape;
+        let g = Conv2dGeom {
+            n: xs[0],
+            c: xs[1],
+            h: xs[2],
+            w: xs[3],
+            kh: kernel.0,
+            kw: kernel.1,
+            stride,
+            padding,
+            dilation: (1, 1),
+        };
+        if !g.fits() {
+            return shape_err(format!(
+                "avg_pool2d: kernel {kernel:?} does not fit input {xs:?}"
+            ));
+        }
+        let (oh, ow) = g.out_hw();
+        let r = self.run("avg_pool2d", |p| p.avg_pool2d(&x.shares[p.rank], &g))?;
+        Ok(self.wrap(vec![xs[0], xs[1], oh, ow], r))
+    }
+
+    // ---------------------------------------------------------- shape ops
+
+    /// A strided view materialised: out[idx] = x[offset + sum idx_d st_d].
+    pub fn gather(
+        &self,
+        x: &Tensor,
+        shape: Vec<usize>,
+        offset: usize,
+        st: &[usize],
+    ) -> Result<Tensor> {
+        self.check(x)?;
+        if st.len() != shape.len() {
+            return shape_err("gather: one stride per output dim");
+        }
+        let n = x.numel();
+        if numel(&shape) > 0 {
+            let last = offset
+                + shape
+                    .iter()
+                    .zip(st)
+                    .map(|(s, t)| (s - 1) * t)
+                    .sum::<usize>();
+            if last >= n {
+                return shape_err(format!("view reaches element {last} of a tensor of {n}"));
+            }
+        }
+        let dev = Cpu;
+        Ok(self.local(x, shape.clone(), |_, s| AShare {
+            a: dev.gather(&s.a, &shape, offset, st),
+            b: dev.gather(&s.b, &shape, offset, st),
+        }))
+    }
+
+    pub fn reshape(&self, x: &Tensor, shape: Vec<usize>) -> Result<Tensor> {
+        self.check(x)?;
+        if numel(&shape) != x.numel() {
+            return shape_err(format!("cannot reshape {:?} into {shape:?}", x.shape));
+        }
+        Ok(Tensor {
+            session: x.session,
+            shape,
+            shares: x.shares.clone(),
+        })
+    }
+
+    /// Concatenate along `dim`; all other dims must agree.
+    pub fn cat(&self, xs: &[&Tensor], dim: usize) -> Result<Tensor> {
+        let first = xs
+            .first()
+            .ok_or_else(|| EngineError::Invalid("cat of an empty list".into()))?;
+        let r = first.shape.len();
+        if dim >= r {
+            return shape_err(format!("cat: dim {dim} out of range for rank {r}"));
+        }
+        for t in xs {
+            self.check(t)?;
+            if t.shape.len() != r
+                || t.shape
+                    .iter()
+                    .enumerate()
+                    .any(|(d, &s)| d != dim && s != first.shape[d])
+            {
+                return shape_err(format!(
+                    "cat: shapes {:?} and {:?} differ outside dim {dim}",
+                    first.shape, t.shape
+                ));
+            }
+        }
+        let outer = numel(&first.shape[..dim]);
+        let mut shape = first.shape.clone();
+        shape[dim] = xs.iter().map(|t| t.shape[dim]).sum();
+        let part = |i: usize, which: fn(&AShare) -> &Vec<u64>| {
+            let mut out = Vec::with_capacity(numel(&shape));
+            for o in 0..outer {
+                for t in xs {
+                    let inner = numel(&t.shape[dim..]);
+                    out.extend_from_slice(&which(&t.shares[i])[o * inner..(o + 1) * inner]);
+                }
+            }
+            out
+        };
+        let s = [0, 1, 2].map(|i| AShare {
+            a: part(i, |s| &s.a),
+            b: part(i, |s| &s.b),
+        });
+        Ok(self.wrap(shape, s))
+    }
+
+    /// Zero padding: `pads[d] = (before, after)` for every dim.
+    pub fn pad(&self, x: &Tensor, pads: &[(usize, usize)]) -> Result<Tensor> {
+        self.check(x)?;
+        if pads.len() != x.shape.len() {
+            return shape_err("pad: one (before, after) pair per dim");
+        }
+        let shape: Vec<usize> = x
+            .shape
+            .iter()
+            .zip(pads)
+            .map(|(s, (a, b))| s + a + b)
+            .collect();
+        let os = ring::strides(&shape);
+        let is = ring::strides(&x.shape);
+        let n = x.numel();
+        let place = |src: &[u64]| {
+            let mut out = vec![0u64; numel(&shape)];
+            for (lin, v) in src.iter().enumerate().take(n) {
+                let mut o = 0;
+                for d in 0..shape.len() {
+                    o += ((lin / is[d]) % x.shape[d] + pads[d].0) * os[d];
+                }
+                out[o] = *v;
+            }
+            out
+        };
+        Ok(self.local(x, shape.clone(), |_, s| AShare {
+            a: place(&s.a),
+            b: place(&s.b),
+        }))
+    }
+
+    /// Sum over the given dims (removed from the shape unless `keepdim`).
+    pub fn sum(&self, x: &Tensor, dims: &[usize], keepdim: bool) -> Result<Tensor> {
+        self.check(x)?;
+        let r = x.shape.len();
+        if dims.iter().any(|&d| d >= r) {
+            return shape_err(format!(
+                "sum: dims {dims:?} out of range for shape {:?}",
+                x.shape
+            ));
+        }
+        let kept: Vec<usize> = x
+            .shape
+            .iter()
+            .enumerate()
+            .map(|(d, &s)| if dims.contains(&d) { 1 } else { s })
+            .collect();
+        let is = ring::strides(&x.shape);
+        let ks = ring::strides(&kept);
+        let red = |src: &[u64]| {
+            let mut out = vec![0u64; numel(&kept)];
+            for (lin, v) in src.iter().enumerate() {
+                let mut o = 0;
+                for d in 0..r {
+                    if !dims.contains(&d) {
+                        o += ((lin / is[d]) % x.shape[d]) * ks[d];
+                    }
+                }
+                out[o] = out[o].wrapping_add(*v);
+            }
+            out
+        };
+        let shape = if keepdim {
+            kept.clone()
+        } else {
+            x.shape
+                .iter()
+                .enumerate()
+                .filter(|(d, _)| !dims.contains(d))
+                .map(|(_, &s)| s)
+                .collect()
+        };
+        Ok(self.local(x, shape, |_, s| AShare {
+            a: red(&s.a),
+            b: red(&s.b),
+        }))
+    }
+
+    /// One party's view of a tensor: its two components (for the security
+    /// sanity tests and the "what each party sees" demo).
+    pub fn party_share(&self, x: &Tensor, party: usize) -> Result<(Vec<u64>, Vec<u64>)> {
+        self.check(x)?;
+        if party > 2 {
+            return invalid(format!("party must be 0, 1 or 2, got {party}"));
+        }
+        let s = &x.shares[party];
+        Ok((s.a.clone(), s.b.clone()))
+    }
+}
