@@ -1,1 +1,400 @@
+//! `cryptgpu._native`: a thin PyO3 layer over the engine's local runtime.
+//! Tensors cross as little-endian f64 `bytes` (abi3 has no buffer protocol
+//! before 3.11); every call releases the GIL, catches panics, and maps each
+//! engine error to its own exception class.
 
+use cryptgpu_engine::runtime::{Config, Session as EngSession, Tensor as EngTensor};
+use cryptgpu_engine::{gemm, EngineError};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Duration;
+
+create_exception!(
+    _native,
+    CryptGPUError,
+    PyRuntimeError,
+    "Base class of cryptgpu engine errors."
+);
+create_exception!(
+    _native,
+    ShapeError,
+    PyValueError,
+    "Operand shapes do not fit the operation."
+);
+create_exception!(
+    _native,
+    EncodingError,
+    PyValueError,
+    "A value cannot be encoded in fixed point (NaN, inf or out of range)."
+);
+create_exception!(
+    _native,
+    PeerError,
+    CryptGPUError,
+    "A party failed, closed its link or timed out."
+);
+create_exception!(
+    _native,
+    InternalError,
+    CryptGPUError,
+    "A bug in the engine; please report it."
+);
+
+fn to_py(e: EngineError) -> PyErr {
+    let msg = e.to_string();
+    match e {
+        EngineError::Shape(_) => ShapeError::new_err(msg),
+        EngineError::Encoding(_) => EncodingError::new_err(msg),
+        EngineError::Invalid(_) => PyValueError::new_err(msg),
+        EngineError::Peer(_) => PeerError::new_err(msg),
+        EngineError::Internal(_) => InternalError::new_err(msg),
+    }
+}
+
+/// Run engine work without the GIL; a panic becomes InternalError.
+fn call<T: Send>(
+    py: Python<'_>,
+    f: impl FnOnce() -> cryptgpu_engine::Result<T> + Send,
+) -> PyResult<T> {
+    py.allow_threads(|| catch_unwind(AssertUnwindSafe(f)))
+        .map_err(|_| InternalError::new_err("the engine panicked; the session may be unusable"))?
+        .map_err(to_py)
+}
+
+fn f64s(b: &[u8]) -> PyResult<Vec<f64>> {
+    if b.len() % 8 != 0 {
+        return Err(PyValueError::new_err(
+            "float64 buffer length is not a multiple of 8",
+        ));
+    }
+    Ok(b.chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+        .collect())
+}
+
+fn bytes_of<'py>(py: Python<'py>, v: &[f64]) -> Bound<'py, PyBytes> {
+    let mut out = Vec::with_capacity(v.len() * 8);
+    for x in v {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    PyBytes::new(py, &out)
+}
+
+fn u64_bytes<'py>(py: Python<'py>, v: &[u64]) -> Bound<'py, PyBytes> {
+    let mut out = Vec::with_capacity(v.len() * 8);
+    for x in v {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    PyBytes::new(py, &out)
+}
+
+/// Opaque handle to a secret-shared tensor (the three parties' shares).
+#[pyclass(frozen, module = "cryptgpu._native")]
+struct Tensor(EngTensor);
+
+#[pymethods]
+impl Tensor {
+    #[getter]
+    fn shape(&self) -> Vec<usize> {
+        self.0.shape.clone()
+    }
+    #[getter]
+    fn session_id(&self) -> u64 {
+        self.0.session
+    }
+}
+
+/// A local three-party session: three party threads in this process.
+#[pyclass(frozen, module = "cryptgpu._native")]
+struct Session(Arc<EngSession>);
+
+fn pair(v: (usize, usize)) -> (usize, usize) {
+    v
+}
+
+#[pymethods]
+impl Session {
+    #[new]
+    #[pyo3(signature = (precision_bits=16, seed=None, timeout_s=60.0))]
+    fn new(
+        py: Python<'_>,
+        precision_bits: u32,
+        seed: Option<u64>,
+        timeout_s: f64,
+    ) -> PyResult<Self> {
+        if !(timeout_s.is_finite() && timeout_s > 0.0) {
+            return Err(PyValueError::new_err(
+                "timeout_s must be a positive number of seconds",
+            ));
+        }
+        let cfg = Config {
+            frac_bits: precision_bits,
+            seed,
+            timeout: Duration::from_secs_f64(timeout_s),
+        };
+        Ok(Session(Arc::new(call(py, || EngSession::new(cfg))?)))
+    }
+
+    #[getter]
+    fn id(&self) -> u64 {
+        self.0.id
+    }
+    #[getter]
+    fn precision_bits(&self) -> u32 {
+        self.0.frac_bits
+    }
+
+    fn share(
+        &self,
+        py: Python<'_>,
+        data: &[u8],
+        shape: Vec<usize>,
+        src: usize,
+    ) -> PyResult<Tensor> {
+        let v = f64s(data)?;
+        let s = &self.0;
+        Ok(Tensor(call(py, || s.share_f64(&v, shape, src))?))
+    }
+
+    fn reveal<'py>(&self, py: Python<'py>, x: &Tensor) -> PyResult<Bound<'py, PyBytes>> {
+        let s = &self.0;
+        let v = call(py, || s.reveal_f64(&x.0))?;
+        Ok(bytes_of(py, &v))
+    }
+
+    fn reveal_to<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Tensor,
+        dst: usize,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let s = &self.0;
+        let v = call(py, || s.reveal_to_f64(&x.0, dst))?;
+        Ok(bytes_of(py, &v))
+    }
+
+    /// One party's two share components as raw ring words (u64 bytes).
+    fn party_share<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Tensor,
+        party: usize,
+    ) -> PyResult<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+        let s = &self.0;
+        let (a, b) = call(py, || s.party_share(&x.0, party))?;
+        Ok((u64_bytes(py, &a), u64_bytes(py, &b)))
+    }
+
+    fn add(&self, py: Python<'_>, x: &Tensor, y: &Tensor) -> PyResult<Tensor> {
+        let s = &self.0;
+        Ok(Tensor(call(py, || s.add(&x.0, &y.0))?))
+    }
+    fn sub(&self, py: Python<'_>, x: &Tensor, y: &Tensor) -> PyResult<Tensor> {
+        let s = &self.0;
+        Ok(Tensor(call(py, || s.sub(&x.0, &y.0))?))
+    }
+    fn neg(&self, py: Python<'_>, x: &Tensor) -> PyResult<Tensor> {
+        let s = &self.0;
+        Ok(Tensor(call(py, || s.neg(&x.0))?))
+    }
+    fn mul(&self, py: Python<'_>, x: &Tensor, y: &Tensor) -> PyResult<Tensor> {
+        let s = &self.0;
+        Ok(Tensor(call(py, || s.mul(&x.0, &y.0))?))
+    }
+    fn add_public(&self, py: Python<'_>, x: &Tensor, p: &[u8]) -> PyResult<Tensor> {
+        let v = f64s(p)?;
+        let s = &self.0;
+        Ok(Tensor(call(py, || s.add_public(&x.0, &v))?))
+    }
+    fn mul_public(&self, py: Python<'_>, x: &Tensor, p: &[u8]) -> PyResult<Tensor> {
+        let v = f64s(p)?;
+        let s = &self.0;
+        Ok(Tensor(call(py, || s.mul_public(&x.0, &v))?))
+    }
+    fn mul_public_int(&self, py: Python<'_>, x: &Tensor, p: Vec<i64>) -> PyResult<Tensor> {
+        let s = &self.0;
+        Ok(Tensor(call(py, || s.mul_public_int(&x.0, &p))?))
+    }
+    fn div_public_int(&self, py: Python<'_>, x: &Tensor, d: u64) -> PyResult<Tensor> {
+        let s = &self.0;
+        Ok(Tensor(call(py, || s.div_public_int(&x.0, d))?))
+    }
+    fn matmul(&self, py: Python<'_>, x: &Tensor, y: &Tensor) -> PyResult<Tensor> {
+        let s = &self.0;
+        Ok(Tensor(call(py, || s.matmul(&x.0, &y.0))?))
+    }
+    fn matmul_public(
+        &self,
+        py: Python<'_>,
+        x: &Tensor,
+        p: &[u8],
+        pshape: Vec<usize>,
+        public_left: bool,
+    ) -> PyResult<Tensor> {
+        let v = f64s(p)?;
+        let s = &self.0;
+        Ok(Tensor(call(py, || {
+            s.matmul_public(&x.0, &v, &pshape, public_left)
+        })?))
+    }
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d(
+        &self,
+        py: Python<'_>,
+        x: &Tensor,
+        w: &Tensor,
+        stride: (usize, usize),
+        padding: (usize, usize),
+        dilation: (usize, usize),
+        groups: usize,
+    ) -> PyResult<Tensor> {
+        let s = &self.0;
+        Ok(Tensor(call(py, || {
+            s.conv2d(&x.0, &w.0, pair(stride), padding, dilation, groups)
+        })?))
+    }
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d_public(
+        &self,
+        py: Python<'_>,
+        x: &Tensor,
+        w: &[u8],
+        wshape: Vec<usize>,
+        stride: (usize, usize),
+        padding: (usize, usize),
+        dilation: (usize, usize),
+        groups: usize,
+    ) -> PyResult<Tensor> {
+        let v = f64s(w)?;
+        let s = &self.0;
+        Ok(Tensor(call(py, || {
+            s.conv2d_public(&x.0, &v, &wshape, stride, padding, dilation, groups)
+        })?))
+    }
+    fn avg_pool2d(
+        &self,
+        py: Python<'_>,
+        x: &Tensor,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+    ) -> PyResult<Tensor> {
+        let s = &self.0;
+        Ok(Tensor(call(py, || {
+            s.avg_pool2d(&x.0, kernel, stride, padding)
+        })?))
+    }
+    fn gather(
+        &self,
+        py: Python<'_>,
+        x: &Tensor,
+        shape: Vec<usize>,
+        offset: usize,
+        strides: Vec<usize>,
+    ) -> PyResult<Tensor> {
+        let s = &self.0;
+        Ok(Tensor(call(py, || {
+            s.gather(&x.0, shape, offset, &strides)
+        })?))
+    }
+    fn reshape(&self, py: Python<'_>, x: &Tensor, shape: Vec<usize>) -> PyResult<Tensor> {
+        let s = &self.0;
+        Ok(Tensor(call(py, || s.reshape(&x.0, shape))?))
+    }
+    fn cat(&self, py: Python<'_>, xs: Vec<PyRef<'_, Tensor>>, dim: usize) -> PyResult<Tensor> {
+        let ts: Vec<EngTensor> = xs.iter().map(|t| t.0.clone()).collect();
+        let s = &self.0;
+        Ok(Tensor(call(py, || {
+            let refs: Vec<&EngTensor> = ts.iter().collect();
+            s.cat(&refs, dim)
+        })?))
+    }
+    fn pad(&self, py: Python<'_>, x: &Tensor, pads: Vec<(usize, usize)>) -> PyResult<Tensor> {
+        let s = &self.0;
+        Ok(Tensor(call(py, || s.pad(&x.0, &pads))?))
+    }
+    #[pyo3(signature = (x, dims, keepdim=false))]
+    fn sum(&self, py: Python<'_>, x: &Tensor, dims: Vec<usize>, keepdim: bool) -> PyResult<Tensor> {
+        let s = &self.0;
+        Ok(Tensor(call(py, || s.sum(&x.0, &dims, keepdim))?))
+    }
+
+    /// Per-party counters: a list of three dicts {op: {calls, rounds, messages, bytes}}.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let s = &self.0;
+        let st = call(py, || s.stats())?;
+        st.into_iter()
+            .map(|m| {
+                let d = PyDict::new(py);
+                for (k, v) in m {
+                    let e = PyDict::new(py);
+                    e.set_item("calls", v.calls)?;
+                    e.set_item("rounds", v.rounds)?;
+                    e.set_item("messages", v.messages)?;
+                    e.set_item("bytes", v.bytes)?;
+                    d.set_item(k, e)?;
+                }
+                Ok(d)
+            })
+            .collect()
+    }
+
+    fn reset_stats(&self, py: Python<'_>) -> PyResult<()> {
+        let s = &self.0;
+        call(py, || s.reset_stats())
+    }
+}
+
+/// The ring GEMM microkernel this CPU uses ("avx512", "avx2" or "scalar").
+#[pyfunction]
+fn gemm_kernel() -> &'static str {
+    gemm::detect().name()
+}
+
+/// Raw ring GEMM for benchmarks: A (m x k) and B (k x n) as u64 bytes.
+#[pyfunction]
+fn ring_gemm<'py>(
+    py: Python<'py>,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[u8],
+    b: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
+    if a.len() != m * k * 8 || b.len() != k * n * 8 {
+        return Err(ShapeError::new_err(
+            "ring_gemm: buffer sizes do not match m, k, n",
+        ));
+    }
+    let words = |x: &[u8]| -> Vec<u64> {
+        x.chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+            .collect()
+    };
+    let (av, bv) = (words(a), words(b));
+    let c = call(py, || {
+        let mut c = vec![0u64; m * n];
+        gemm::gemm(m, k, n, &av, &bv, &mut c, false);
+        Ok(c)
+    })?;
+    Ok(u64_bytes(py, &c))
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_class::<Session>()?;
+    m.add_class::<Tensor>()?;
+    m.add_function(wrap_pyfunction!(gemm_kernel, m)?)?;
+    m.add_function(wrap_pyfunction!(ring_gemm, m)?)?;
+    m.add("CryptGPUError", py.get_type::<CryptGPUError>())?;
+    m.add("ShapeError", py.get_type::<ShapeError>())?;
+    m.add("EncodingError", py.get_type::<EncodingError>())?;
+    m.add("PeerError", py.get_type::<PeerError>())?;
+    m.add("InternalError", py.get_type::<InternalError>())?;
+    Ok(())
+}

@@ -1,0 +1,115 @@
+"""The one explicit session object behind ``cryptgpu.init()``.
+
+Python keeps no other state: every SharedTensor remembers the session that
+made it, and an operation on tensors from an earlier session is refused.
+"""
+
+from __future__ import annotations
+
+from . import _native
+
+_DEVICES = ("cpu",)
+
+
+class _Context:
+    def __init__(self) -> None:
+        self.session: _native.Session | None = None
+        self.device: str | None = None
+
+
+_ctx = _Context()
+
+
+def init(
+    device: str = "cpu",
+    precision_bits: int = 16,
+    seed: int | None = None,
+    timeout_s: float = 60.0,
+) -> None:
+    """Start a local three-party session (three party threads in this process).
+
+    Args:
+        device: where shares live; only ``"cpu"`` exists in this version.
+        precision_bits: fractional bits f of the fixed-point encoding (1..30).
+            Values are stored as round(x * 2**f); |x| must stay below 2**(63-2f).
+        seed: derive the parties' PRG keys from this public seed, for
+            reproducible runs. ``None`` (the default) draws keys from the OS;
+            a seeded session is not secure.
+        timeout_s: how long a party waits for a message before raising
+            :class:`cryptgpu.PeerError`.
+
+    Calling ``init`` again starts a fresh session; tensors of the old one can no
+    longer be used.
+    """
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string, got {type(device).__name__}")
+    if device not in _DEVICES:
+        if device.startswith("cuda"):
+            raise RuntimeError(
+                "device 'cuda' is not available in this build: the CUDA device is not "
+                "implemented yet (use device='cpu')"
+            )
+        raise ValueError(f"unknown device {device!r}; expected one of {_DEVICES}")
+    if isinstance(precision_bits, bool) or not isinstance(precision_bits, int):
+        raise TypeError("precision_bits must be an int")
+    if not 1 <= precision_bits <= 30:
+        raise ValueError(f"precision_bits must be in 1..30, got {precision_bits}")
+    if seed is not None and (not isinstance(seed, int) or seed < 0):
+        raise ValueError("seed must be a non-negative int or None")
+    _ctx.session = _native.Session(precision_bits, seed, float(timeout_s))
+    _ctx.device = device
+
+
+def is_initialized() -> bool:
+    """True once :func:`init` has been called."""
+    return _ctx.session is not None
+
+
+def uninit() -> None:
+    """Drop the current session; later calls need a new :func:`init`."""
+    _ctx.session = None
+    _ctx.device = None
+
+
+def current() -> _native.Session:
+    if _ctx.session is None:
+        raise RuntimeError("cryptgpu is not initialised: call cryptgpu.init() first")
+    return _ctx.session
+
+
+def stats(per_party: bool = False) -> dict:
+    """Communication counted by the engine since the last reset.
+
+    Returns ``{"total": {...}, "ops": {op: {...}}}`` where each entry has
+    ``calls``, ``rounds``, ``messages``, ``bytes`` and ``bytes_per_party``
+    (the largest of the three parties). ``rounds`` are protocol rounds (the
+    latency), equal on all parties. With ``per_party=True`` the raw per-party
+    counters are added under ``"parties"``.
+    """
+    raw = current().stats()
+    ops: dict = {}
+    for op in sorted(set().union(*[set(p) for p in raw])):
+        per = [p.get(op, {"calls": 0, "rounds": 0, "messages": 0, "bytes": 0}) for p in raw]
+        ops[op] = {
+            "calls": max(x["calls"] for x in per),
+            "rounds": max(x["rounds"] for x in per),
+            "messages": sum(x["messages"] for x in per),
+            "bytes": sum(x["bytes"] for x in per),
+            "bytes_per_party": max(x["bytes"] for x in per),
+        }
+    total = {
+        k: sum(v[k] for v in ops.values())
+        for k in ("rounds", "messages", "bytes")
+    }
+    total["bytes_per_party"] = max(
+        (sum(p.get(op, {}).get("bytes", 0) for op in p) for p in raw), default=0
+    )
+    out = {"total": total, "ops": ops}
+    if per_party:
+        out["parties"] = raw
+    return out
+
+
+def reset_stats() -> None:
+    """Zero the communication counters of all three parties."""
+    current().reset_stats()

@@ -1,0 +1,620 @@
+"""SharedTensor: a CrypTen-style handle to a tensor secret-shared among the
+three parties of the current session. Arithmetic is delegated to the engine;
+this module only checks arguments, broadcasts, and turns Python values into
+float64 buffers.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from . import _native
+from ._session import current
+
+_FLOAT_KINDS = "fiub"  # float, signed/unsigned int, bool
+
+
+def _plain_array(x, what: str = "operand") -> np.ndarray:
+    """A plaintext value as a float64 numpy array, or TypeError."""
+    if isinstance(x, torch.Tensor):
+        if x.is_complex():
+            raise TypeError(f"complex tensors cannot be secret-shared ({what})")
+        return x.detach().cpu().to(torch.float64).numpy()
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind not in _FLOAT_KINDS:
+            raise TypeError(f"cannot secret-share a numpy array of dtype {x.dtype} ({what})")
+        return x.astype(np.float64)
+    if isinstance(x, bool) or isinstance(x, numbers.Real):
+        return np.asarray(float(x), dtype=np.float64)
+    if isinstance(x, (list, tuple)):
+        try:
+            arr = np.asarray(x)
+        except ValueError as e:
+            raise ValueError(f"ragged nested list cannot be shared ({what}): {e}") from None
+        if arr.dtype.kind not in _FLOAT_KINDS:
+            raise TypeError(f"list of {arr.dtype} values cannot be secret-shared ({what})")
+        return arr.astype(np.float64)
+    raise TypeError(
+        f"expected a torch tensor, numpy array, number or list ({what}), got {type(x).__name__}"
+    )
+
+
+def _is_integer_plain(x) -> bool:
+    if isinstance(x, bool):
+        return False
+    if isinstance(x, numbers.Integral):
+        return True
+    if isinstance(x, torch.Tensor):
+        return not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool
+    if isinstance(x, np.ndarray):
+        return x.dtype.kind in "iu"
+    return False
+
+
+def _buf(a: np.ndarray) -> bytes:
+    return np.ascontiguousarray(a, dtype="<f8").tobytes()
+
+
+def _norm_dim(d: int, ndim: int) -> int:
+    if not isinstance(d, int):
+        raise TypeError(f"dim must be an int, got {type(d).__name__}")
+    if not -max(ndim, 1) <= d < max(ndim, 1):
+        raise IndexError(f"dim {d} out of range for a tensor of rank {ndim}")
+    return d % max(ndim, 1)
+
+
+def _pair(v, name: str) -> tuple[int, int]:
+    if isinstance(v, int) and not isinstance(v, bool):
+        v = (v, v)
+    if not (isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(i, int) for i in v)):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
+    if any(i < 0 for i in v):
+        raise ValueError(f"{name} must be non-negative, got {v!r}")
+    return int(v[0]), int(v[1])
+
+
+def _strides(shape: Sequence[int]) -> list[int]:
+    st = [1] * len(shape)
+    for i in range(len(shape) - 2, -1, -1):
+        st[i] = st[i + 1] * shape[i + 1]
+    return st
+
+
+class SharedTensor:
+    """A tensor secret-shared among three parties (replicated shares over Z_2^64).
+
+    Create one with :func:`cryptgpu.cryptensor`. Supports ``+ - * @ /``, unary
+    ``-``, mixing with plaintext tensors, numbers and arrays on either side,
+    and the shape operations a CNN needs. ``get_plain_text()`` opens it.
+    """
+
+    __slots__ = ("_t", "_session")
+    __array_priority__ = 1000  # numpy defers to our reflected operators
+
+    def __init__(self, handle: _native.Tensor, session: _native.Session):
+        self._t = handle
+        self._session = session
+
+    # ------------------------------------------------------------ helpers
+    def _s(self) -> _native.Session:
+        s = current()
+        if s.id != self._session.id:
+            raise RuntimeError(
+                "this SharedTensor belongs to an earlier session (cryptgpu.init() was "
+                "called again); re-share its value in the current session"
+            )
+        return s
+
+    def _wrap(self, h: _native.Tensor) -> SharedTensor:
+        return SharedTensor(h, self._session)
+
+    @staticmethod
+    def _share(arr: np.ndarray, src: int) -> SharedTensor:
+        s = current()
+        return SharedTensor(s.share(_buf(arr), list(arr.shape), src), s)
+
+    def _other(self, y, what: str):
+        """(SharedTensor or None, plain array or None)."""
+        if isinstance(y, SharedTensor):
+            y._s()
+            return y, None
+        return None, _plain_array(y, what)
+
+    # ------------------------------------------------------------ shape info
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size(self._t.shape)
+
+    def size(self, dim: int | None = None):
+        """The shape, or the size of one dimension (like ``torch.Tensor.size``)."""
+        if dim is None:
+            return self.shape
+        return self.shape[_norm_dim(dim, self.dim())]
+
+    def dim(self) -> int:
+        return len(self._t.shape)
+
+    ndim = property(dim)
+
+    def numel(self) -> int:
+        n = 1
+        for s in self._t.shape:
+            n *= s
+        return n
+
+    def __len__(self) -> int:
+        if self.dim() == 0:
+            raise TypeError("len() of a 0-d SharedTensor")
+        return self._t.shape[0]
+
+    def __repr__(self) -> str:
+        return f"SharedTensor(shape={tuple(self._t.shape)}, encrypted)"
+
+    def __bool__(self):
+        raise TypeError("the truth value of a SharedTensor is secret; reveal it first")
+
+    # ------------------------------------------------------------ opening
+    def get_plain_text(self, dst: int | None = None, dtype: torch.dtype | None = None):
+        """Open the tensor and return it as a torch tensor.
+
+        Args:
+            dst: reveal to this party only (0, 1 or 2) and return what it sees;
+                ``None`` reveals to all three.
+            dtype: result dtype (default ``torch.get_default_dtype()``); pass
+                ``torch.float64`` to keep every fixed-point bit.
+        """
+        s = self._s()
+        if dst is None:
+            raw = s.reveal(self._t)
+        else:
+            if not isinstance(dst, int) or isinstance(dst, bool):
+                raise TypeError("dst must be a party index (int)")
+            raw = s.reveal_to(self._t, dst)
+        arr = np.frombuffer(raw, dtype="<f8").reshape(self._t.shape).copy()
+        return torch.from_numpy(arr).to(dtype or torch.get_default_dtype())
+
+    def party_shares(self, party: int) -> tuple[np.ndarray, np.ndarray]:
+        """What ``party`` holds: its two share components as uint64 arrays."""
+        a, b = self._s().party_share(self._t, party)
+        shp = self._t.shape
+        return (np.frombuffer(a, dtype="<u8").reshape(shp), np.frombuffer(b, dtype="<u8").reshape(shp))
+
+    # ------------------------------------------------------------ broadcasting
+    def expand(self, *sizes) -> SharedTensor:
+        """Broadcast to a larger shape (``-1`` keeps a dim), like ``torch.Tensor.expand``."""
+        if len(sizes) == 1 and isinstance(sizes[0], (tuple, list, torch.Size)):
+            sizes = tuple(sizes[0])
+        shape = list(self._t.shape)
+        if len(sizes) < len(shape):
+            raise ValueError(f"expand: target {sizes} has fewer dims than {tuple(shape)}")
+        lead = len(sizes) - len(shape)
+        st = _strides(shape)
+        out, ost = [], []
+        for i, want in enumerate(sizes):
+            if i < lead:
+                if want < 0:
+                    raise ValueError("expand: -1 is not allowed for new leading dims")
+                out.append(want)
+                ost.append(0)
+                continue
+            have = shape[i - lead]
+            if want == -1 or want == have:
+                out.append(have)
+                ost.append(st[i - lead])
+            elif have == 1:
+                out.append(want)
+                ost.append(0)
+            else:
+                raise ValueError(f"expand: cannot expand dim of size {have} to {want}")
+        if out == shape:
+            return self
+        return self._wrap(self._s().gather(self._t, out, 0, ost))
+
+    def _bcast(self, other_shape) -> tuple[torch.Size, SharedTensor]:
+        try:
+            shape = torch.broadcast_shapes(self.shape, torch.Size(other_shape))
+        except RuntimeError as e:
+            raise ValueError(
+                f"shapes {tuple(self.shape)} and {tuple(other_shape)} do not broadcast"
+            ) from e
+        return shape, self.expand(shape)
+
+    # ------------------------------------------------------------ arithmetic
+    def add(self, y) -> SharedTensor:
+        """x + y for a SharedTensor or plaintext y (broadcasting)."""
+        ys, yp = self._other(y, "add")
+        if ys is not None:
+            shape, x = self._bcast(ys.shape)
+            return self._wrap(self._s().add(x._t, ys.expand(shape)._t))
+        shape, x = self._bcast(yp.shape)
+        return self._wrap(self._s().add_public(x._t, _buf(np.broadcast_to(yp, shape))))
+
+    def sub(self, y) -> SharedTensor:
+        """x - y for a SharedTensor or plaintext y (broadcasting)."""
+        ys, yp = self._other(y, "sub")
+        if ys is not None:
+            shape, x = self._bcast(ys.shape)
+            return self._wrap(self._s().sub(x._t, ys.expand(shape)._t))
+        return self.add(-yp)
+
+    def neg(self) -> SharedTensor:
+        return self._wrap(self._s().neg(self._t))
+
+    def mul(self, y) -> SharedTensor:
+        """Elementwise x * y. Integer plaintext factors cost nothing; fixed-point
+        factors (shared or plain) need one truncation (2 rounds)."""
+        ys, yp = self._other(y, "mul")
+        s = self._s()
+        if ys is not None:
+            shape, x = self._bcast(ys.shape)
+            return self._wrap(s.mul(x._t, ys.expand(shape)._t))
+        shape, x = self._bcast(yp.shape)
+        full = np.broadcast_to(yp, shape)
+        if _is_integer_plain(y):
+            if np.any(np.abs(full) >= 2.0**63):
+                raise ValueError("integer factor does not fit in 64 bits")
+            return self._wrap(s.mul_public_int(x._t, full.astype(np.int64).ravel().tolist()))
+        return self._wrap(s.mul_public(x._t, _buf(full)))
+
+    def div(self, y) -> SharedTensor:
+        """x / y for a plaintext y. A positive integer divisor uses the exact
+        division protocol; others multiply by the fixed-point reciprocal."""
+        if isinstance(y, SharedTensor):
+            raise NotImplementedError(
+                "division by a SharedTensor needs a private reciprocal, which is not "
+                "implemented yet"
+            )
+        if isinstance(y, numbers.Integral) and not isinstance(y, bool) and y > 0:
+            return self._wrap(self._s().div_public_int(self._t, int(y)))
+        yp = _plain_array(y, "div")
+        if np.any(yp == 0):
+            raise ZeroDivisionError("division of a SharedTensor by zero")
+        return self.mul(1.0 / yp)
+
+    def matmul(self, y) -> SharedTensor:
+        """Matrix product with torch.matmul semantics (1-D, 2-D, batched with
+        broadcast batch dims); y may be shared or plaintext."""
+        ys, yp = self._other(y, "matmul")
+        yshape = ys.shape if ys is not None else torch.Size(yp.shape)
+        return _matmul(self, ys, yp, yshape, public_left=False)
+
+    def rmatmul(self, p) -> SharedTensor:
+        yp = _plain_array(p, "matmul")
+        return _matmul(self, None, yp, torch.Size(yp.shape), public_left=True)
+
+    __add__ = add
+    __radd__ = add
+    __sub__ = sub
+    __mul__ = mul
+    __rmul__ = mul
+    __matmul__ = matmul
+    __rmatmul__ = rmatmul
+    __neg__ = neg
+    __truediv__ = div
+
+    def __rsub__(self, y):
+        return self.neg().add(y)
+
+    def __rtruediv__(self, y):
+        raise NotImplementedError(
+            "division by a SharedTensor needs a private reciprocal, which is not implemented yet"
+        )
+
+    # ------------------------------------------------------------ layers
+    def conv2d(self, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> SharedTensor:
+        """2-D convolution of an NCHW (or CHW) input, like ``torch.nn.functional.conv2d``.
+        ``weight`` and ``bias`` may be shared or plaintext."""
+        stride, padding, dilation = (
+            _pair(stride, "stride"),
+            _pair(padding, "padding"),
+            _pair(dilation, "dilation"),
+        )
+        if stride[0] == 0 or stride[1] == 0 or dilation[0] == 0 or dilation[1] == 0:
+            raise ValueError("stride and dilation must be positive")
+        if not isinstance(groups, int) or groups < 1:
+            raise ValueError(f"groups must be a positive int, got {groups!r}")
+        x, squeeze = (self.unsqueeze(0), True) if self.dim() == 3 else (self, False)
+        ws, wp = self._other(weight, "conv2d weight")
+        s = self._s()
+        if ws is not None:
+            out = self._wrap(s.conv2d(x._t, ws._t, stride, padding, dilation, groups))
+        else:
+            out = self._wrap(
+                s.conv2d_public(x._t, _buf(wp), list(wp.shape), stride, padding, dilation, groups)
+            )
+        if bias is not None:
+            if isinstance(bias, SharedTensor):
+                out = out + bias.reshape(1, -1, 1, 1)
+            else:
+                out = out + _plain_array(bias, "conv2d bias").reshape(1, -1, 1, 1)
+        return out.squeeze(0) if squeeze else out
+
+    def linear(self, weight, bias=None) -> SharedTensor:
+        """x @ weight.T + bias, like ``torch.nn.functional.linear``."""
+        if isinstance(weight, SharedTensor):
+            out = self.matmul(weight.t())
+        else:
+            out = self.matmul(_plain_array(weight, "linear weight").T)
+        return out if bias is None else out + bias
+
+    def avg_pool2d(self, kernel_size, stride=None, padding=0) -> SharedTensor:
+        """Average pooling (count_include_pad=True), like ``F.avg_pool2d``."""
+        k = _pair(kernel_size, "kernel_size")
+        st = k if stride is None else _pair(stride, "stride")
+        if 0 in k or 0 in st:
+            raise ValueError("kernel_size and stride must be positive")
+        x, squeeze = (self.unsqueeze(0), True) if self.dim() == 3 else (self, False)
+        out = self._wrap(self._s().avg_pool2d(x._t, k, st, _pair(padding, "padding")))
+        return out.squeeze(0) if squeeze else out
+
+    # ------------------------------------------------------------ reductions
+    def _dims(self, dim) -> list[int]:
+        if dim is None:
+            return list(range(self.dim()))
+        if isinstance(dim, int):
+            dim = [dim]
+        dims = sorted({_norm_dim(d, self.dim()) for d in dim})
+        return dims
+
+    def sum(self, dim=None, keepdim: bool = False) -> SharedTensor:
+        """Sum over ``dim`` (an int, a tuple, or all dims); no communication."""
+        return self._wrap(self._s().sum(self._t, self._dims(dim), bool(keepdim)))
+
+    def mean(self, dim=None, keepdim: bool = False) -> SharedTensor:
+        """Mean over ``dim``: a local sum, then one exact division (2 rounds)."""
+        dims = self._dims(dim)
+        n = 1
+        for d in dims:
+            n *= self._t.shape[d]
+        if n == 0:
+            raise ValueError("mean of an empty dimension")
+        return self.sum(dims, keepdim).div(n)
+
+    # ------------------------------------------------------------ shape ops
+    def reshape(self, *shape) -> SharedTensor:
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list, torch.Size)):
+            shape = tuple(shape[0])
+        if not all(isinstance(d, int) for d in shape):
+            raise TypeError(f"reshape: sizes must be ints, got {shape!r}")
+        shape = list(shape)
+        if shape.count(-1) > 1:
+            raise ValueError("reshape: only one dimension can be -1")
+        if -1 in shape:
+            known = 1
+            for d in shape:
+                if d != -1:
+                    known *= d
+            if known == 0 or self.numel() % known:
+                raise ValueError(f"cannot reshape {tuple(self.shape)} into {tuple(shape)}")
+            shape[shape.index(-1)] = self.numel() // known
+        if any(d < 0 for d in shape):
+            raise ValueError(f"reshape: negative size in {tuple(shape)}")
+        return self._wrap(self._s().reshape(self._t, shape))
+
+    view = reshape
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> SharedTensor:
+        if self.dim() == 0:
+            return self.reshape(1)
+        a, b = _norm_dim(start_dim, self.dim()), _norm_dim(end_dim, self.dim())
+        if a > b:
+            raise ValueError("flatten: start_dim must not come after end_dim")
+        shp = list(self.shape)
+        mid = 1
+        for d in shp[a : b + 1]:
+            mid *= d
+        return self.reshape(shp[:a] + [mid] + shp[b + 1 :])
+
+    def permute(self, *dims) -> SharedTensor:
+        if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+            dims = tuple(dims[0])
+        nd = self.dim()
+        dims = [_norm_dim(d, nd) for d in dims]
+        if sorted(dims) != list(range(nd)):
+            raise ValueError(f"permute: {dims} is not a permutation of {nd} dims")
+        if dims == list(range(nd)):
+            return self
+        st = _strides(self._t.shape)
+        shape = [self._t.shape[d] for d in dims]
+        return self._wrap(self._s().gather(self._t, shape, 0, [st[d] for d in dims]))
+
+    def transpose(self, dim0: int, dim1: int) -> SharedTensor:
+        nd = self.dim()
+        order = list(range(nd))
+        a, b = _norm_dim(dim0, nd), _norm_dim(dim1, nd)
+        order[a], order[b] = order[b], order[a]
+        return self.permute(order)
+
+    def t(self) -> SharedTensor:
+        if self.dim() > 2:
+            raise ValueError("t() expects a tensor with at most 2 dims")
+        return self if self.dim() < 2 else self.transpose(0, 1)
+
+    @property
+    def T(self) -> SharedTensor:
+        return self.permute(list(range(self.dim() - 1, -1, -1)))
+
+    def unsqueeze(self, dim: int) -> SharedTensor:
+        nd = self.dim() + 1
+        if not -nd <= dim < nd:
+            raise IndexError(f"unsqueeze: dim {dim} out of range for rank {self.dim()}")
+        d = dim % nd
+        shp = list(self.shape)
+        return self.reshape(shp[:d] + [1] + shp[d:])
+
+    def squeeze(self, dim=None) -> SharedTensor:
+        shp = list(self.shape)
+        if dim is None:
+            return self.reshape([s for s in shp if s != 1])
+        d = _norm_dim(dim, self.dim())
+        if self.dim() == 0 or shp[d] != 1:
+            return self
+        return self.reshape(shp[:d] + shp[d + 1 :])
+
+    def contiguous(self) -> SharedTensor:
+        return self
+
+    def clone(self) -> SharedTensor:
+        return self._wrap(self._t)
+
+    def __getitem__(self, idx) -> SharedTensor:
+        if not isinstance(idx, tuple):
+            idx = (idx,)
+        if any(i is Ellipsis for i in idx):
+            k = idx.index(Ellipsis)
+            fill = self.dim() - (len(idx) - 1 - sum(1 for i in idx if i is None))
+            idx = idx[:k] + (slice(None),) * fill + idx[k + 1 :]
+        shape_in = list(self._t.shape)
+        st_in = _strides(shape_in)
+        offset, out_shape, out_st, d = 0, [], [], 0
+        for i in idx:
+            if i is None:
+                out_shape.append(1)
+                out_st.append(0)
+                continue
+            if d >= len(shape_in):
+                raise IndexError(f"too many indices for a tensor of rank {len(shape_in)}")
+            n = shape_in[d]
+            if isinstance(i, bool) or not isinstance(i, (int, slice)):
+                raise TypeError(
+                    f"SharedTensor indexing supports ints, slices, None and ..., "
+                    f"got {type(i).__name__}"
+                )
+            if isinstance(i, int):
+                if not -n <= i < n:
+                    raise IndexError(f"index {i} out of range for dim {d} of size {n}")
+                offset += (i % n) * st_in[d]
+            else:
+                start, stop, step = i.indices(n)
+                if step <= 0:
+                    raise ValueError("slice step must be positive")
+                cnt = max(0, (stop - start + step - 1) // step)
+                offset += start * st_in[d] if cnt else 0
+                out_shape.append(cnt)
+                out_st.append(st_in[d] * step)
+            d += 1
+        out_shape += shape_in[d:]
+        out_st += st_in[d:]
+        return self._wrap(self._s().gather(self._t, out_shape, offset, out_st))
+
+    def pad(self, pad: Sequence[int], value: float = 0.0) -> SharedTensor:
+        """Constant padding with ``torch.nn.functional.pad`` semantics (pairs of
+        (before, after) from the last dim backwards; negative values crop)."""
+        if len(pad) % 2 or len(pad) // 2 > self.dim():
+            raise ValueError(f"pad: {len(pad)} values do not fit a tensor of rank {self.dim()}")
+        pairs = [(0, 0)] * self.dim()
+        for j in range(len(pad) // 2):
+            pairs[self.dim() - 1 - j] = (int(pad[2 * j]), int(pad[2 * j + 1]))
+        crop = [slice(max(0, -a), n - max(0, -b)) for (a, b), n in zip(pairs, self.shape)]
+        x = self[tuple(crop)] if any(a < 0 or b < 0 for a, b in pairs) else self
+        pos = [(max(0, a), max(0, b)) for a, b in pairs]
+        out = self._wrap(self._s().pad(x._t, pos))
+        if value != 0:
+            mask = np.full(tuple(out.shape), float(value))
+            inner = tuple(slice(a, a + n) for (a, _), n in zip(pos, x.shape))
+            mask[inner] = 0.0
+            out = out + mask
+        return out
+
+
+def _matmul(x: SharedTensor, ys, yp, yshape, public_left: bool) -> SharedTensor:
+    """torch.matmul shape rules on top of the engine's equal-batch matmul."""
+    xshape = x.shape
+    lshape, rshape = (yshape, xshape) if public_left else (xshape, yshape)
+    if len(lshape) == 0 or len(rshape) == 0:
+        raise ValueError("matmul: both operands need at least one dimension")
+    lvec, rvec = len(lshape) == 1, len(rshape) == 1
+    l2 = [1] + list(lshape) if lvec else list(lshape)
+    r2 = list(rshape) + [1] if rvec else list(rshape)
+    if l2[-1] != r2[-2]:
+        raise ValueError(f"matmul: shapes {tuple(lshape)} and {tuple(rshape)} do not align")
+    try:
+        batch = list(torch.broadcast_shapes(torch.Size(l2[:-2]), torch.Size(r2[:-2])))
+    except RuntimeError as e:
+        raise ValueError(f"matmul: batch dims of {tuple(lshape)} and {tuple(rshape)} differ") from e
+    lf, rf = batch + l2[-2:], batch + r2[-2:]
+    out_shape = batch + [l2[-2], r2[-1]]
+    s = x._s()
+
+    def as_shared(t, shp, full):
+        return t.reshape(shp).expand(full)
+
+    def as_plain(a, shp, full):
+        return np.broadcast_to(a.reshape(shp), full)
+
+    if ys is not None:
+        xl = as_shared(x, l2, lf)
+        yr = as_shared(ys, r2, rf)
+        out = x._wrap(s.matmul(xl._t, yr._t))
+    elif public_left:
+        pl = as_plain(yp, l2, lf)
+        xr = as_shared(x, r2, rf)
+        out = x._wrap(s.matmul_public(xr._t, _buf(pl), list(pl.shape), True))
+    else:
+        xl = as_shared(x, l2, lf)
+        pr = as_plain(yp, r2, rf)
+        out = x._wrap(s.matmul_public(xl._t, _buf(pr), list(pr.shape), False))
+    if not batch:
+        out = out.reshape(out_shape)
+    final = list(batch)
+    if not lvec:
+        final.append(l2[-2])
+    if not rvec:
+        final.append(r2[-1])
+    return out.reshape(final)
+
+
+def cryptensor(data, src: int = 0) -> SharedTensor:
+    """Secret-share ``data`` from party ``src`` (0, 1 or 2).
+
+    ``data`` may be a torch tensor, a numpy array, a Python number or a
+    (nested) list. Values are encoded in fixed point with the session's
+    ``precision_bits``; NaN, inf and values too large to encode raise
+    :class:`cryptgpu.EncodingError` (a ValueError). Costs one round in which the
+    owner sends one ring element per value to each of the two other parties.
+
+    >>> import cryptgpu, torch
+    >>> cryptgpu.init()
+    >>> x = cryptgpu.cryptensor(torch.tensor([1.0, 2.0]))
+    >>> (x * 3).get_plain_text()
+    tensor([3., 6.])
+    """
+    if isinstance(data, SharedTensor):
+        raise TypeError("data is already a SharedTensor")
+    if isinstance(src, bool) or not isinstance(src, int):
+        raise TypeError(f"src must be a party index (int), got {type(src).__name__}")
+    if src not in (0, 1, 2):
+        raise ValueError(f"src must be 0, 1 or 2, got {src}")
+    current()
+    return SharedTensor._share(_plain_array(data, "cryptensor"), src)
+
+
+def cat(tensors: Sequence[SharedTensor], dim: int = 0) -> SharedTensor:
+    """Concatenate SharedTensors along ``dim`` (no communication)."""
+    ts = list(tensors)
+    if not ts:
+        raise ValueError("cat: need at least one tensor")
+    if not all(isinstance(t, SharedTensor) for t in ts):
+        raise TypeError("cat: every element must be a SharedTensor")
+    s = ts[0]._s()
+    for t in ts[1:]:
+        t._s()
+    d = _norm_dim(dim, ts[0].dim())
+    return ts[0]._wrap(s.cat([t._t for t in ts], d))
+
+
+def stack(tensors: Sequence[SharedTensor], dim: int = 0) -> SharedTensor:
+    """Stack SharedTensors of equal shape along a new ``dim``."""
+    ts = list(tensors)
+    if not ts:
+        raise ValueError("stack: need at least one tensor")
+    if not all(isinstance(t, SharedTensor) for t in ts):
+        raise TypeError("stack: every element must be a SharedTensor")
+    nd = ts[0].dim() + 1
+    if not -nd <= dim < nd:
+        raise IndexError(f"stack: dim {dim} out of range")
+    return cat([t.unsqueeze(dim % nd) for t in ts], dim % nd)
