@@ -1,0 +1,45 @@
+"""Shared fixtures and the tolerance model of the test suites.
+
+Every tolerance below follows from the fixed-point precision f:
+- encoding rounds each input to the grid: error at most 2^-(f+1);
+- one truncation (after a product, a mean, a pooling) returns floor(v) or
+  floor(v) - 1 on the 2^-f grid: error below 2 * 2^-f;
+- a product x*y of encoded inputs carries |x| e_y + |y| e_x + e_x e_y.
+"""
+
+import pytest
+import torch
+
+import cryptgpu
+
+F = 16
+ULP = 2.0**-F
+ENC = ULP / 2  # encoding error of one input
+TRUNC = 2 * ULP  # error of one truncation
+
+
+def prod_tol(k: int, xmax: float, ymax: float) -> float:
+    """Bound for a sum of k products of encoded inputs, truncated once."""
+    return k * (xmax * ENC + ymax * ENC + ENC * ENC) + TRUNC
+
+
+@pytest.fixture
+def session():
+    cryptgpu.init(precision_bits=F, seed=1234)
+    yield
+    cryptgpu.uninit()
+
+
+@pytest.fixture
+def rng():
+    return torch.Generator().manual_seed(0)
+
+
+def rand(*shape, gen, scale=1.0):
+    return (torch.rand(*shape, generator=gen, dtype=torch.float64) * 2 - 1) * scale
+
+
+def assert_close(got: torch.Tensor, want: torch.Tensor, tol: float):
+    assert got.shape == want.shape, (got.shape, want.shape)
+    err = (got.to(torch.float64) - want.to(torch.float64)).abs().max().item() if want.numel() else 0
+    assert err <= tol, f"max error {err} exceeds tolerance {tol}"

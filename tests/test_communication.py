@@ -1,0 +1,84 @@
+"""Bytes and rounds of each protocol equal the cost table (protocol.rs):
+
+| protocol        | rounds | ring elements sent per party        |
+| share from src  | 1      | src: n to each of the other two     |
+| reveal          | 1      | n                                   |
+| mul / matmul / conv2d (truncation fused) | 2 | n (output size) |
+| truncate / divide by public int          | 2 | n             |
+| add, sub, public add, integer mul, shape ops | 0 | 0          |
+"""
+
+import torch
+
+import cryptgpu
+
+W = 8  # bytes per ring element
+
+
+def party_bytes(op):
+    raw = cryptgpu.stats(per_party=True)["parties"]
+    return [p.get(op, {}).get("bytes", 0) for p in raw]
+
+
+def rounds(op):
+    return cryptgpu.stats()["ops"][op]["rounds"]
+
+
+def test_share_and_reveal(session):
+    n = 37
+    for src in range(3):
+        cryptgpu.reset_stats()
+        x = cryptgpu.cryptensor(torch.ones(n), src=src)
+        want = [0, 0, 0]
+        want[src] = 2 * n * W
+        assert party_bytes("share") == want
+        assert rounds("share") == 1
+    cryptgpu.reset_stats()
+    x.get_plain_text()
+    assert party_bytes("reveal") == [n * W] * 3
+    assert rounds("reveal") == 1
+    cryptgpu.reset_stats()
+    x.get_plain_text(dst=1)
+    assert party_bytes("reveal") == [n * W, 0, 0]  # party 0 precedes party 1
+    assert rounds("reveal") == 1
+
+
+def test_products(session):
+    a = cryptgpu.cryptensor(torch.ones(6, 7))
+    b = cryptgpu.cryptensor(torch.ones(7, 5))
+    cryptgpu.reset_stats()
+    a * a
+    assert party_bytes("mul") == [42 * W] * 3 and rounds("mul") == 2
+    cryptgpu.reset_stats()
+    a @ b
+    assert party_bytes("matmul") == [30 * W] * 3 and rounds("matmul") == 2
+    img = cryptgpu.cryptensor(torch.ones(2, 3, 8, 8))
+    w = cryptgpu.cryptensor(torch.ones(4, 3, 3, 3))
+    cryptgpu.reset_stats()
+    out = img.conv2d(w, stride=1, padding=1)
+    assert party_bytes("conv2d") == [out.numel() * W] * 3 and rounds("conv2d") == 2
+
+
+def test_truncation_and_division(session):
+    x = cryptgpu.cryptensor(torch.ones(10))
+    cryptgpu.reset_stats()
+    x * 0.5  # public fixed-point factor: local product + truncation
+    assert party_bytes("mul") == [10 * W] * 3 and rounds("mul") == 2
+    cryptgpu.reset_stats()
+    x / 3
+    assert party_bytes("truncate") == [10 * W] * 3 and rounds("truncate") == 2
+    cryptgpu.reset_stats()
+    img = cryptgpu.cryptensor(torch.ones(1, 2, 4, 4))
+    cryptgpu.reset_stats()
+    img.avg_pool2d(2)
+    assert party_bytes("avg_pool2d") == [8 * W] * 3 and rounds("avg_pool2d") == 2
+
+
+def test_local_ops_send_nothing(session):
+    x = cryptgpu.cryptensor(torch.ones(4, 4))
+    cryptgpu.reset_stats()
+    y = (x + x - x) * 3 + 1.0
+    y = y.t().reshape(16)[3:9].unsqueeze(0).sum()
+    cryptgpu.cat([x, x]).permute(1, 0).pad((1, 1))
+    st = cryptgpu.stats()
+    assert st["total"]["bytes"] == 0 and st["total"]["rounds"] == 0

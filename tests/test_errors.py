@@ -1,0 +1,130 @@
+"""Bad input raises a specific Python exception with a clear message."""
+
+import numpy as np
+import pytest
+import torch
+
+import cryptgpu
+
+
+def test_use_before_init():
+    cryptgpu.uninit()
+    with pytest.raises(RuntimeError, match="init"):
+        cryptgpu.cryptensor([1.0])
+    with pytest.raises(RuntimeError, match="init"):
+        cryptgpu.stats()
+
+
+def test_invalid_init_arguments():
+    with pytest.raises(ValueError, match="precision_bits"):
+        cryptgpu.init(precision_bits=0)
+    with pytest.raises(ValueError, match="precision_bits"):
+        cryptgpu.init(precision_bits=40)
+    with pytest.raises(TypeError):
+        cryptgpu.init(precision_bits=16.0)
+    with pytest.raises(ValueError, match="unknown device"):
+        cryptgpu.init(device="tpu")
+    with pytest.raises(RuntimeError, match="cuda"):
+        cryptgpu.init(device="cuda")
+
+
+@pytest.mark.parametrize("src", [3, -1])
+def test_invalid_src(session, src):
+    with pytest.raises(ValueError, match="src"):
+        cryptgpu.cryptensor([1.0], src=src)
+
+
+def test_src_wrong_type(session):
+    with pytest.raises(TypeError, match="src"):
+        cryptgpu.cryptensor([1.0], src="0")
+
+
+def test_wrong_dtypes(session):
+    with pytest.raises(TypeError, match="complex"):
+        cryptgpu.cryptensor(torch.tensor([1 + 2j]))
+    with pytest.raises(TypeError):
+        cryptgpu.cryptensor(np.array(["a", "b"]))
+    with pytest.raises(TypeError):
+        cryptgpu.cryptensor({"a": 1})
+    with pytest.raises(TypeError):
+        cryptgpu.cryptensor("1.0")
+    x = cryptgpu.cryptensor([1.0])
+    with pytest.raises(TypeError):
+        x + "a"
+    with pytest.raises(TypeError):
+        cryptgpu.cryptensor(x)
+
+
+def test_unencodable_values(session):
+    for bad in (float("nan"), float("inf"), -float("inf"), 2.0**40):
+        with pytest.raises(cryptgpu.EncodingError):
+            cryptgpu.cryptensor([1.0, bad])
+    x = cryptgpu.cryptensor([1.0])
+    with pytest.raises(ValueError):  # EncodingError is a ValueError
+        x + float("nan")
+    with pytest.raises(ValueError):
+        x * 2.0**40
+
+
+def test_shape_mismatch(session):
+    x = cryptgpu.cryptensor(torch.ones(2, 3))
+    y = cryptgpu.cryptensor(torch.ones(4, 5))
+    with pytest.raises(ValueError, match="broadcast"):
+        x + y
+    with pytest.raises(ValueError, match="broadcast"):
+        x * torch.ones(3, 2)
+    with pytest.raises(ValueError, match="align"):
+        x @ x
+    with pytest.raises(ValueError, match="reshape"):
+        x.reshape(4, 2)
+    with pytest.raises(IndexError):
+        x[5]
+    with pytest.raises(ValueError):
+        cryptgpu.cat([x, y], dim=0)
+    img = cryptgpu.cryptensor(torch.ones(1, 3, 5, 5))
+    with pytest.raises(ValueError, match="channels"):
+        img.conv2d(torch.ones(2, 4, 3, 3))
+    with pytest.raises(ValueError, match="does not fit"):
+        img.conv2d(torch.ones(2, 3, 7, 7))
+    with pytest.raises(ValueError):
+        img.conv2d(torch.ones(2, 3, 3, 3), stride=0)
+    with pytest.raises(ValueError, match="4-D"):
+        x.conv2d(torch.ones(2, 3, 3, 3))
+    with pytest.raises(ValueError):
+        img.avg_pool2d(7)
+
+
+def test_tensor_from_another_session(session):
+    x = cryptgpu.cryptensor([1.0, 2.0])
+    cryptgpu.init(seed=3)
+    y = cryptgpu.cryptensor([1.0, 2.0])
+    with pytest.raises(RuntimeError, match="earlier session"):
+        x + y
+    with pytest.raises(RuntimeError, match="earlier session"):
+        x.get_plain_text()
+    assert (y + y).get_plain_text().tolist() == [2.0, 4.0]
+
+
+def test_secret_truth_value_and_division(session):
+    x = cryptgpu.cryptensor([1.0])
+    with pytest.raises(TypeError, match="secret"):
+        bool(x)
+    with pytest.raises(NotImplementedError, match="reciprocal"):
+        x / x
+    with pytest.raises(ZeroDivisionError):
+        x / 0.0
+
+
+def test_session_survives_rejected_calls(session):
+    x = cryptgpu.cryptensor([1.0, 2.0])
+    for _ in range(3):
+        with pytest.raises(ValueError):
+            x + cryptgpu.cryptensor([1.0, 2.0, 3.0])
+    assert (x * 2).get_plain_text().tolist() == [2.0, 4.0]
+
+
+def test_exception_hierarchy():
+    assert issubclass(cryptgpu.ShapeError, ValueError)
+    assert issubclass(cryptgpu.EncodingError, ValueError)
+    assert issubclass(cryptgpu.PeerError, RuntimeError)
+    assert issubclass(cryptgpu.InternalError, cryptgpu.CryptGPUError)

@@ -1,0 +1,64 @@
+"""conv2d and pooling against torch.nn.functional in float64."""
+
+import pytest
+import torch
+import torch.nn.functional as Fn
+from conftest import ENC, TRUNC, assert_close, prod_tol, rand
+
+import cryptgpu
+
+
+@pytest.mark.parametrize(
+    "n,c,h,w,o,k,stride,pad,dil,groups",
+    [
+        (1, 3, 8, 8, 4, 3, 1, 0, 1, 1),
+        (2, 3, 11, 9, 5, 3, 2, 1, 1, 1),
+        (1, 4, 12, 12, 6, (3, 2), (2, 1), (1, 2), (2, 1), 2),
+        (2, 4, 7, 7, 4, 3, 1, 1, 1, 4),  # depthwise
+        (1, 3, 32, 32, 8, 11, 4, 2, 1, 1),  # the paper's Fig. 1 geometry
+    ],
+)
+def test_conv2d(session, rng, n, c, h, w, o, k, stride, pad, dil, groups):
+    kh, kw = (k, k) if isinstance(k, int) else k
+    a = rand(n, c, h, w, gen=rng, scale=2)
+    wt = rand(o, c // groups, kh, kw, gen=rng)
+    bias = rand(o, gen=rng)
+    want = Fn.conv2d(a, wt, bias, stride=stride, padding=pad, dilation=dil, groups=groups)
+    terms = (c // groups) * kh * kw
+    tol = prod_tol(terms, 2, 1) + ENC
+    x = cryptgpu.cryptensor(a)
+    shared = x.conv2d(cryptgpu.cryptensor(wt, src=1), cryptgpu.cryptensor(bias, src=1),
+                      stride=stride, padding=pad, dilation=dil, groups=groups)
+    assert_close(shared.get_plain_text(dtype=torch.float64), want, tol)
+    public = x.conv2d(wt, bias, stride=stride, padding=pad, dilation=dil, groups=groups)
+    assert_close(public.get_plain_text(dtype=torch.float64), want, tol)
+
+
+def test_conv2d_unbatched_input(session, rng):
+    a, wt = rand(3, 6, 6, gen=rng), rand(2, 3, 3, 3, gen=rng)
+    got = cryptgpu.cryptensor(a).conv2d(wt).get_plain_text(dtype=torch.float64)
+    assert_close(got, Fn.conv2d(a, wt), prod_tol(27, 1, 1))
+
+
+@pytest.mark.parametrize("k,stride,pad", [(2, None, 0), (3, 1, 1), ((2, 3), (2, 1), (1, 1)), (4, 4, 0)])
+def test_avg_pool2d(session, rng, k, stride, pad):
+    a = rand(2, 3, 9, 10, gen=rng, scale=5)
+    want = Fn.avg_pool2d(a, k, stride, pad, count_include_pad=True)
+    got = cryptgpu.cryptensor(a).avg_pool2d(k, stride, pad).get_plain_text(dtype=torch.float64)
+    assert_close(got, want, ENC + TRUNC)  # mean of encoded inputs, one division
+
+
+def test_small_cnn_forward(session, rng):
+    """conv -> avg pool -> flatten -> linear, composed like a CNN layer stack."""
+    a = rand(2, 1, 12, 12, gen=rng)
+    w1, b1 = rand(4, 1, 3, 3, gen=rng), rand(4, gen=rng)
+    w2, b2 = rand(10, 4 * 5 * 5, gen=rng) * 0.1, rand(10, gen=rng)
+    h = Fn.avg_pool2d(Fn.conv2d(a, w1, b1), 2)
+    want = Fn.linear(h.flatten(1), w2, b2)
+    x = cryptgpu.cryptensor(a)
+    y = x.conv2d(w1, b1).avg_pool2d(2).flatten(1).linear(w2, b2)
+    # conv: 9 terms of |x|,|w| <= 1 -> prod_tol(9,1,1) + bias; pooling adds
+    # one truncation; linear sums 100 terms whose left error is that bound.
+    e1 = prod_tol(9, 1, 1) + ENC + TRUNC
+    tol = 100 * 0.1 * e1 + prod_tol(100, 10, 0.1) + ENC
+    assert_close(y.get_plain_text(dtype=torch.float64), want, tol)
