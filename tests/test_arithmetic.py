@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import torch
-from conftest import ENC, F, TRUNC, ULP, assert_close, prod_tol, rand
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cryptgpu
+from conftest import ENC, TRUNC, ULP, F, assert_close, prod_tol, rand
 
 
 def test_share_reveal_from_every_source(session, rng):
@@ -19,7 +19,13 @@ def test_share_reveal_from_every_source(session, rng):
 
 def test_inputs_of_every_kind(session):
     want = torch.tensor([[1.0, -2.5], [3.0, 0.125]], dtype=torch.float64)
-    for data in (want, want.float(), want.numpy(), [[1.0, -2.5], [3.0, 0.125]], want.to(torch.int64)):
+    for data in (
+        want,
+        want.float(),
+        want.numpy(),
+        [[1.0, -2.5], [3.0, 0.125]],
+        want.to(torch.int64),
+    ):
         got = cryptgpu.cryptensor(data).get_plain_text(dtype=torch.float64)
         ref = torch.as_tensor(np.asarray(data, dtype=np.float64))
         assert_close(got, ref, 0.0)  # grid values encode exactly
@@ -77,8 +83,15 @@ def test_mul_broadcast(session, rng):
 
 @pytest.mark.parametrize(
     "ls,rs",
-    [((5, 7), (7, 3)), ((7,), (7, 3)), ((5, 7), (7,)), ((7,), (7,)), ((2, 5, 7), (7, 3)),
-     ((2, 1, 5, 7), (3, 7, 4)), ((4, 6, 7), (4, 7, 2))],
+    [
+        ((5, 7), (7, 3)),
+        ((7,), (7, 3)),
+        ((5, 7), (7,)),
+        ((7,), (7,)),
+        ((2, 5, 7), (7, 3)),
+        ((2, 1, 5, 7), (3, 7, 4)),
+        ((4, 6, 7), (4, 7, 2)),
+    ],
 )
 def test_matmul_shapes(session, rng, ls, rs):
     a, b = rand(*ls, gen=rng, scale=4), rand(*rs, gen=rng, scale=4)
@@ -97,7 +110,13 @@ def test_linear(session, rng):
     want = torch.nn.functional.linear(a, w, b)
     x = cryptgpu.cryptensor(a)
     tol = prod_tol(10, 1, 1) + ENC
-    assert_close(x.linear(cryptgpu.cryptensor(w), cryptgpu.cryptensor(b)).get_plain_text(dtype=torch.float64), want, tol)
+    assert_close(
+        x.linear(cryptgpu.cryptensor(w), cryptgpu.cryptensor(b)).get_plain_text(
+            dtype=torch.float64
+        ),
+        want,
+        tol,
+    )
     assert_close(x.linear(w, b).get_plain_text(dtype=torch.float64), want, tol)
 
 
@@ -107,7 +126,11 @@ def test_sum_mean(session, rng):
     n = a.numel()
     assert_close(x.sum().get_plain_text(dtype=torch.float64), a.sum(), n * ENC)
     assert_close(x.sum(1).get_plain_text(dtype=torch.float64), a.sum(1), 4 * ENC)
-    assert_close(x.sum((0, 2), keepdim=True).get_plain_text(dtype=torch.float64), a.sum((0, 2), keepdim=True), 15 * ENC)
+    assert_close(
+        x.sum((0, 2), keepdim=True).get_plain_text(dtype=torch.float64),
+        a.sum((0, 2), keepdim=True),
+        15 * ENC,
+    )
     assert_close(x.mean().get_plain_text(dtype=torch.float64), a.mean(), ENC + TRUNC)
     assert_close(x.mean(-1).get_plain_text(dtype=torch.float64), a.mean(-1), ENC + TRUNC)
 
@@ -144,7 +167,9 @@ def test_property_matmul_random_shapes(m, k, n, seed):
     cryptgpu.init(precision_bits=F, seed=seed)
     g = torch.Generator().manual_seed(seed)
     a, b = rand(m, k, gen=g, scale=3), rand(k, n, gen=g, scale=3)
-    got = (cryptgpu.cryptensor(a) @ cryptgpu.cryptensor(b, src=1)).get_plain_text(dtype=torch.float64)
+    got = (cryptgpu.cryptensor(a) @ cryptgpu.cryptensor(b, src=1)).get_plain_text(
+        dtype=torch.float64
+    )
     assert_close(got, a @ b, prod_tol(k, 3, 3))
     cryptgpu.uninit()
 

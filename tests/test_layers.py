@@ -3,9 +3,9 @@
 import pytest
 import torch
 import torch.nn.functional as Fn
-from conftest import ENC, TRUNC, assert_close, prod_tol, rand
 
 import cryptgpu
+from conftest import ENC, TRUNC, assert_close, prod_tol, rand
 
 
 @pytest.mark.parametrize(
@@ -27,8 +27,14 @@ def test_conv2d(session, rng, n, c, h, w, o, k, stride, pad, dil, groups):
     terms = (c // groups) * kh * kw
     tol = prod_tol(terms, 2, 1) + ENC
     x = cryptgpu.cryptensor(a)
-    shared = x.conv2d(cryptgpu.cryptensor(wt, src=1), cryptgpu.cryptensor(bias, src=1),
-                      stride=stride, padding=pad, dilation=dil, groups=groups)
+    shared = x.conv2d(
+        cryptgpu.cryptensor(wt, src=1),
+        cryptgpu.cryptensor(bias, src=1),
+        stride=stride,
+        padding=pad,
+        dilation=dil,
+        groups=groups,
+    )
     assert_close(shared.get_plain_text(dtype=torch.float64), want, tol)
     public = x.conv2d(wt, bias, stride=stride, padding=pad, dilation=dil, groups=groups)
     assert_close(public.get_plain_text(dtype=torch.float64), want, tol)
@@ -40,7 +46,9 @@ def test_conv2d_unbatched_input(session, rng):
     assert_close(got, Fn.conv2d(a, wt), prod_tol(27, 1, 1))
 
 
-@pytest.mark.parametrize("k,stride,pad", [(2, None, 0), (3, 1, 1), ((2, 3), (2, 1), (1, 1)), (4, 4, 0)])
+@pytest.mark.parametrize(
+    "k,stride,pad", [(2, None, 0), (3, 1, 1), ((2, 3), (2, 1), (1, 1)), (4, 4, 0)]
+)
 def test_avg_pool2d(session, rng, k, stride, pad):
     a = rand(2, 3, 9, 10, gen=rng, scale=5)
     want = Fn.avg_pool2d(a, k, stride, pad, count_include_pad=True)

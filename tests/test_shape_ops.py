@@ -3,9 +3,9 @@
 import pytest
 import torch
 import torch.nn.functional as Fn
-from conftest import ENC, assert_close, rand
 
 import cryptgpu
+from conftest import ENC, assert_close, rand
 
 
 @pytest.fixture
@@ -48,8 +48,16 @@ def test_squeeze_unsqueeze_expand(pair):
 
 def test_indexing(pair):
     a, x = pair
-    for idx in [1, (0, 2), (slice(None), 1), (..., 2), (slice(1, None), slice(None, None, 2)),
-                (0, ..., slice(1, 4)), (None, 1), (-1, -2, slice(None, None, 3))]:
+    for idx in [
+        1,
+        (0, 2),
+        (slice(None), 1),
+        (..., 2),
+        (slice(1, None), slice(None, None, 2)),
+        (0, ..., slice(1, 4)),
+        (None, 1),
+        (-1, -2, slice(None, None, 3)),
+    ]:
         check(x[idx], a[idx])
 
 

@@ -97,10 +97,7 @@ def stats(per_party: bool = False) -> dict:
             "bytes": sum(x["bytes"] for x in per),
             "bytes_per_party": max(x["bytes"] for x in per),
         }
-    total = {
-        k: sum(v[k] for v in ops.values())
-        for k in ("rounds", "messages", "bytes")
-    }
+    total = {k: sum(v[k] for v in ops.values()) for k in ("rounds", "messages", "bytes")}
     total["bytes_per_party"] = max(
         (sum(p.get(op, {}).get("bytes", 0) for op in p) for p in raw), default=0
     )

@@ -181,7 +181,10 @@ class SharedTensor:
         """What ``party`` holds: its two share components as uint64 arrays."""
         a, b = self._s().party_share(self._t, party)
         shp = self._t.shape
-        return (np.frombuffer(a, dtype="<u8").reshape(shp), np.frombuffer(b, dtype="<u8").reshape(shp))
+        return (
+            np.frombuffer(a, dtype="<u8").reshape(shp),
+            np.frombuffer(b, dtype="<u8").reshape(shp),
+        )
 
     # ------------------------------------------------------------ broadcasting
     def expand(self, *sizes) -> SharedTensor:
@@ -216,8 +219,8 @@ class SharedTensor:
 
     def _bcast(self, other_shape) -> tuple[torch.Size, SharedTensor]:
         try:
-            shape = torch.broadcast_shapes(self.shape, torch.Size(other_shape))
-        except RuntimeError as e:
+            shape = np.broadcast_shapes(tuple(self._t.shape), tuple(other_shape))
+        except ValueError as e:
             raise ValueError(
                 f"shapes {tuple(self.shape)} and {tuple(other_shape)} do not broadcast"
             ) from e
@@ -533,8 +536,8 @@ def _matmul(x: SharedTensor, ys, yp, yshape, public_left: bool) -> SharedTensor:
     if l2[-1] != r2[-2]:
         raise ValueError(f"matmul: shapes {tuple(lshape)} and {tuple(rshape)} do not align")
     try:
-        batch = list(torch.broadcast_shapes(torch.Size(l2[:-2]), torch.Size(r2[:-2])))
-    except RuntimeError as e:
+        batch = list(np.broadcast_shapes(tuple(l2[:-2]), tuple(r2[:-2])))
+    except ValueError as e:
         raise ValueError(f"matmul: batch dims of {tuple(lshape)} and {tuple(rshape)} differ") from e
     lf, rf = batch + l2[-2:], batch + r2[-2:]
     out_shape = batch + [l2[-2], r2[-1]]

@@ -76,6 +76,7 @@ pub fn gemm(m: usize, k: usize, n: usize, a: &[u64], b: &[u64], c: &mut [u64], a
     gemm_with(detect(), m, k, n, a, b, c, accumulate)
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn gemm_with(
     isa: Isa,
     m: usize,

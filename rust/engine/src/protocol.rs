@@ -231,13 +231,12 @@ impl Party {
 
     /// Elementwise product of two fixed-point sharings, truncated.
     pub fn mul(&mut self, x: &AShare, y: &AShare) -> Result<AShare> {
-        let n = x.len();
-        let mut z = self.zero_share(n);
-        for j in 0..n {
+        let mut z = self.zero_share(x.len());
+        for (j, zj) in z.iter_mut().enumerate() {
             let t = x.a[j]
                 .wrapping_mul(y.a[j].wrapping_add(y.b[j]))
                 .wrapping_add(x.b[j].wrapping_mul(y.a[j]));
-            z[j] = z[j].wrapping_add(t);
+            *zj = zj.wrapping_add(t);
         }
         let d = self.scale();
         self.reshare_divide(z, d)

@@ -432,7 +432,7 @@ impl Session {
                 "conv2d needs a 4-D input and weight, got {xs:?} and {ws:?}"
             ));
         }
-        if groups == 0 || xs[1] % groups != 0 || ws[0] % groups != 0 {
+        if groups == 0 || !xs[1].is_multiple_of(groups) || !ws[0].is_multiple_of(groups) {
             return shape_err(format!(
                 "conv2d: groups={groups} must divide in_channels={} and out_channels={}",
                 xs[1], ws[0]

@@ -160,6 +160,7 @@ fn batched_matmul_matches_plaintext() {
     close(&s.reveal_f64(&pub_r).unwrap(), &want, ULP);
 }
 
+#[allow(clippy::too_many_arguments)]
 fn conv_ref(
     x: &[f64],
     xs: [usize; 4],

@@ -66,7 +66,7 @@ fn call<T: Send>(
 }
 
 fn f64s(b: &[u8]) -> PyResult<Vec<f64>> {
-    if b.len() % 8 != 0 {
+    if !b.len().is_multiple_of(8) {
         return Err(PyValueError::new_err(
             "float64 buffer length is not a multiple of 8",
         ));
