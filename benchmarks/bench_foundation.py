@@ -79,9 +79,9 @@ def private_rows(cases, reps):
     rows = []
     for name, make in cases:
         args, plain_fn, priv_fn = make()
-        t_plain = timeit(lambda: plain_fn(*args), reps)
+        t_plain = timeit(lambda f=plain_fn, a=args: f(*a), reps)
         shared = [cryptgpu.cryptensor(a, src=i % 2) for i, a in enumerate(args)]
-        t_priv = timeit(lambda: priv_fn(*shared), reps)
+        t_priv = timeit(lambda f=priv_fn, s=shared: f(*s), reps)
         cryptgpu.reset_stats()
         priv_fn(*shared)
         st = cryptgpu.stats()["total"]
