@@ -138,9 +138,11 @@ def main() -> None:
         ]
     rows = gemm_rows(sizes, reps) + private_rows(cases, 3 if not opts.quick else 1)
 
-    print(f"date: {time.strftime('%Y-%m-%d')}; machine: {cpu_name()}, {os.cpu_count()} cores; "
-          f"device: cpu; ring GEMM kernel: {cryptgpu.gemm_kernel()}; "
-          f"torch {torch.__version__} threads {torch.get_num_threads()}")
+    print(
+        f"date: {time.strftime('%Y-%m-%d')}; machine: {cpu_name()}, {os.cpu_count()} cores; "
+        f"device: cpu; ring GEMM kernel: {cryptgpu.gemm_kernel()}; "
+        f"torch {torch.__version__} threads {torch.get_num_threads()}"
+    )
     print()
     print("| benchmark | ours (s) | torch f64 (s) | ours / torch speed | rounds | bytes/party |")
     print("|---|---|---|---|---|---|")
