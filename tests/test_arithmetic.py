@@ -146,9 +146,12 @@ def test_precision_bits_is_configurable(rng):
     cryptgpu.uninit()
 
 
-@settings(max_examples=25, deadline=None)
+# Truncation wraps with probability about |v| / 2^64 per element (README,
+# Limitations): squares of values up to 100 stay below 2^46, 2^-18 per
+# element. derandomize fixes Hypothesis' seed so every CI run is the same run.
+@settings(max_examples=25, deadline=None, derandomize=True)
 @given(
-    st.lists(st.floats(-1000, 1000, allow_nan=False), min_size=1, max_size=40),
+    st.lists(st.floats(-100, 100, allow_nan=False), min_size=1, max_size=40),
     st.floats(-1000, 1000, allow_nan=False),
 )
 def test_property_affine_and_square(xs, c):
@@ -161,7 +164,7 @@ def test_property_affine_and_square(xs, c):
     cryptgpu.uninit()
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=15, deadline=None, derandomize=True)
 @given(st.integers(1, 9), st.integers(1, 30), st.integers(1, 9), st.integers(0, 2**31))
 def test_property_matmul_random_shapes(m, k, n, seed):
     cryptgpu.init(precision_bits=F, seed=seed)
