@@ -70,3 +70,9 @@ def test_small_cnn_forward(session, rng):
     e1 = prod_tol(9, 1, 1) + ENC + TRUNC
     tol = 100 * 0.1 * e1 + prod_tol(100, 10, 0.1) + ENC
     assert_close(y.get_plain_text(dtype=torch.float64), want, tol)
+
+
+def test_empty_batch(session):
+    x = cryptgpu.cryptensor(torch.ones(0, 3, 8, 8))
+    assert x.conv2d(torch.ones(4, 3, 3, 3)).shape == (0, 4, 6, 6)
+    assert x.avg_pool2d(2).shape == (0, 3, 4, 4)

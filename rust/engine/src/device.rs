@@ -91,6 +91,9 @@ impl Device for Cpu {
         let ncols = g.n * oh * ow;
         let rows = cg * g.kh * g.kw;
         let mut out = vec![0u64; rows * ncols];
+        if out.is_empty() {
+            return out;
+        }
         out.par_chunks_mut(ncols).enumerate().for_each(|(r, row)| {
             let c = c0 + r / (g.kh * g.kw);
             let ky = (r / g.kw) % g.kh;
