@@ -95,9 +95,9 @@ pub fn gemm_with(
         return;
     }
     match isa {
-        Isa::Avx512 => blocked::<6, 16>(m, k, n, a, b, c, kernel_avx512),
-        Isa::Avx2 => blocked::<AVX2_MR, 8>(m, k, n, a, b, c, kernel_avx2),
-        Isa::Scalar => blocked::<4, 4>(m, k, n, a, b, c, kernel_scalar::<4, 4>),
+        Isa::Avx512 => blocked::<6, 16, 6>(m, k, n, a, b, c, kernel_avx512),
+        Isa::Avx2 => blocked::<AVX2_MR, 8, { 2 * AVX2_MR }>(m, k, n, a, b, c, kernel_avx2),
+        Isa::Scalar => blocked::<4, 4, 4>(m, k, n, a, b, c, kernel_scalar::<4, 4>),
     }
 }
 
@@ -126,7 +126,12 @@ fn pack_b<const NR: usize>(k: usize, n: usize, b: &[u64]) -> Vec<u64> {
     out
 }
 
-fn pack_a<const MR: usize>(
+/// Pack rows [i0, i0+mc) x cols [k0, k0+kc) of A into MR-row panels: for each
+/// k, the MR values of the panel, then (when AW = 2 MR) the same values with
+/// their 32-bit halves swapped, which the AVX2 kernel broadcasts straight
+/// from memory.
+#[allow(clippy::too_many_arguments)]
+fn pack_a<const MR: usize, const AW: usize>(
     a: &[u64],
     k: usize,
     i0: usize,
@@ -138,16 +143,20 @@ fn pack_a<const MR: usize>(
     for p in 0..mc.div_ceil(MR) {
         let r0 = i0 + p * MR;
         let h = (mc - p * MR).min(MR);
-        let dst = &mut out[p * kc * MR..(p + 1) * kc * MR];
+        let dst = &mut out[p * kc * AW..(p + 1) * kc * AW];
         for kk in 0..kc {
             for r in 0..MR {
-                dst[kk * MR + r] = if r < h { a[(r0 + r) * k + k0 + kk] } else { 0 };
+                let v = if r < h { a[(r0 + r) * k + k0 + kk] } else { 0 };
+                dst[kk * AW + r] = v;
+                if AW == 2 * MR {
+                    dst[kk * AW + MR + r] = v.rotate_left(32);
+                }
             }
         }
     }
 }
 
-fn blocked<const MR: usize, const NR: usize>(
+fn blocked<const MR: usize, const NR: usize, const AW: usize>(
     m: usize,
     k: usize,
     n: usize,
@@ -165,18 +174,18 @@ fn blocked<const MR: usize, const NR: usize>(
         .for_each(|(ib, cblk)| {
             let i0 = ib * MC;
             let mc = (m - i0).min(MC);
-            let mut ap = vec![0u64; mc.div_ceil(MR) * MR * KC];
+            let mut ap = vec![0u64; mc.div_ceil(MR) * AW * KC];
             for kb in 0..k.div_ceil(KC) {
                 let k0 = kb * KC;
                 let kc = (k - k0).min(KC);
-                pack_a::<MR>(a, k, i0, mc, k0, kc, &mut ap);
+                pack_a::<MR, AW>(a, k, i0, mc, k0, kc, &mut ap);
                 let bblk = &bp[kb * KC * npanels * NR..];
                 for p in 0..npanels {
                     let j0 = p * NR;
                     let w = (n - j0).min(NR);
                     let bpan = &bblk[p * kc * NR..(p + 1) * kc * NR];
                     for q in 0..mc.div_ceil(MR) {
-                        let apan = &ap[q * kc * MR..(q + 1) * kc * MR];
+                        let apan = &ap[q * kc * AW..(q + 1) * kc * AW];
                         let mut acc = [[0u64; NR]; MR];
                         kernel(kc, apan, bpan, &mut acc);
                         let h = (mc - q * MR).min(MR);
@@ -256,9 +265,12 @@ unsafe fn kernel_avx2_inner(kc: usize, ap: &[u64], bp: &[u64], acc: &mut [[u64; 
         let b0 = _mm256_loadu_si256(b_ptr.add(kk * 8) as *const __m256i);
         let b1 = _mm256_loadu_si256(b_ptr.add(kk * 8 + 4) as *const __m256i);
         for i in 0..AVX2_MR {
-            let a = *a_ptr.add(kk * AVX2_MR + i);
-            let al = _mm256_set1_epi64x(a as i64);
-            let asw = _mm256_set1_epi64x(a.rotate_left(32) as i64);
+            // Broadcast from memory: a load, no ALU work. Written as asm so
+            // LLVM cannot "narrow" it into a 32-bit load, blend and register
+            // broadcast (it knows vpmuludq reads only the low halves).
+            let ap_i = a_ptr.add(kk * 2 * AVX2_MR + i);
+            let al = bcast(ap_i);
+            let asw = bcast(ap_i.add(AVX2_MR));
             lo[i][0] = _mm256_add_epi64(lo[i][0], _mm256_mul_epu32(al, b0));
             lo[i][1] = _mm256_add_epi64(lo[i][1], _mm256_mul_epu32(al, b1));
             x[i][0] = _mm256_add_epi32(x[i][0], _mm256_mullo_epi32(asw, b0));
@@ -282,12 +294,26 @@ unsafe fn kernel_avx2_inner(kc: usize, ap: &[u64], bp: &[u64], acc: &mut [[u64; 
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn bcast(p: *const u64) -> std::arch::x86_64::__m256i {
+    let v: std::arch::x86_64::__m256i;
+    std::arch::asm!(
+        "vpbroadcastq {v}, qword ptr [{p}]",
+        v = out(ymm_reg) v,
+        p = in(reg) p,
+        options(pure, readonly, nostack, preserves_flags)
+    );
+    v
+}
+
 fn kernel_avx2(kc: usize, ap: &[u64], bp: &[u64], acc: &mut [[u64; 8]; AVX2_MR]) {
     #[cfg(target_arch = "x86_64")]
     {
-        assert!(ap.len() >= kc * AVX2_MR && bp.len() >= kc * 8);
+        assert!(ap.len() >= kc * 2 * AVX2_MR && bp.len() >= kc * 8);
         // SAFETY: only dispatched when `detect` saw avx2; the slices hold at
-        // least kc panels of 4 and 8 words (checked above).
+        // least kc steps of 2 MR and 8 words (checked above).
         unsafe { kernel_avx2_inner(kc, ap, bp, acc) }
     }
     #[cfg(not(target_arch = "x86_64"))]
