@@ -8,6 +8,7 @@ pub mod prg;
 pub mod ring;
 
 pub use error::{EngineError, Result};
+pub mod binary;
 pub mod device;
 pub mod net;
 pub mod protocol;

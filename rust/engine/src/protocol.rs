@@ -97,6 +97,32 @@ impl Party {
         })
     }
 
+    pub(crate) fn prg_own(&mut self) -> &mut Prg {
+        &mut self.own
+    }
+
+    pub(crate) fn prg_next(&mut self) -> &mut Prg {
+        &mut self.next
+    }
+
+    /// The reshare of a 3-out-of-3 sharing into a replicated one, no
+    /// truncation: send z_i to the previous party. One round, one element.
+    pub fn reshare(&mut self, z: Vec<u64>) -> Result<AShare> {
+        let n = z.len();
+        let mut got = self
+            .comm
+            .round(vec![(Peer::Prev, z.clone())], &[Peer::Next])?;
+        let b = take_checked(&mut got, n)?;
+        Ok(AShare { a: z, b })
+    }
+
+    /// Elementwise product without truncation (one operand an integer, e.g.
+    /// a bit): one round, one element.
+    pub fn mul_int(&mut self, x: &AShare, y: &AShare) -> Result<AShare> {
+        let z = self.local_product(x, y);
+        self.reshare(z)
+    }
+
     pub fn scale(&self) -> u64 {
         1u64 << self.frac_bits
     }
@@ -229,8 +255,9 @@ impl Party {
         self.divide(x, d)
     }
 
-    /// Elementwise product of two fixed-point sharings, truncated.
-    pub fn mul(&mut self, x: &AShare, y: &AShare) -> Result<AShare> {
+    /// Local step of a product: x_i y_i + x_i y_{i+1} + x_{i+1} y_i plus a
+    /// zero share, a 3-out-of-3 sharing of x y.
+    fn local_product(&mut self, x: &AShare, y: &AShare) -> Vec<u64> {
         let mut z = self.zero_share(x.len());
         for (j, zj) in z.iter_mut().enumerate() {
             let t = x.a[j]
@@ -238,6 +265,12 @@ impl Party {
                 .wrapping_add(x.b[j].wrapping_mul(y.a[j]));
             *zj = zj.wrapping_add(t);
         }
+        z
+    }
+
+    /// Elementwise product of two fixed-point sharings, truncated.
+    pub fn mul(&mut self, x: &AShare, y: &AShare) -> Result<AShare> {
+        let z = self.local_product(x, y);
         let d = self.scale();
         self.reshare_divide(z, d)
     }

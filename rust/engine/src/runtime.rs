@@ -17,6 +17,22 @@ use std::time::Duration;
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
+/// Party `rank`'s share of public ring values: they form component x_0.
+fn public_share(rank: usize, e: &[u64]) -> AShare {
+    let z = vec![0u64; e.len()];
+    match rank {
+        0 => AShare {
+            a: e.to_vec(),
+            b: z,
+        },
+        1 => AShare { a: z.clone(), b: z },
+        _ => AShare {
+            a: z,
+            b: e.to_vec(),
+        },
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub frac_bits: u32,
@@ -546,6 +562,138 @@ impl Session {
         let (oh, ow) = g.out_hw();
         let r = self.run("avg_pool2d", |p| p.avg_pool2d(&x.shares[p.rank], &g))?;
         Ok(self.wrap(vec![xs[0], xs[1], oh, ow], r))
+    }
+
+    // ----------------------------------------------------- comparisons
+
+    /// msb(x) * v: the sign bit of x (1 where x < 0) injected into v, where
+    /// v has shape x.shape + extra dims (the same bit for each trailing
+    /// group), or v = None for the public fixed-point 1.0 (so the result is
+    /// the 0/1 indicator x < 0). 10 rounds (binary.rs table).
+    pub fn msb_inject(&self, x: &Tensor, v: Option<&Tensor>, op: &str) -> Result<Tensor> {
+        self.check(x)?;
+        let n = x.numel();
+        let (reps, shape) = match v {
+            Some(v) => {
+                self.check(v)?;
+                if v.shape.len() < x.shape.len() || v.shape[..x.shape.len()] != x.shape[..] {
+                    return shape_err(format!(
+                        "msb_inject: values {:?} must start with the shape {:?}",
+                        v.shape, x.shape
+                    ));
+                }
+                (numel(&v.shape[x.shape.len()..]), v.shape.clone())
+            }
+            None => (1, x.shape.clone()),
+        };
+        let one = 1u64 << self.frac_bits;
+        let r = self.run(op, |p| {
+            let xs = &x.shares[p.rank];
+            let c = p.msb(xs)?;
+            let pubv;
+            let vs = match v {
+                Some(v) => &v.shares[p.rank],
+                None => {
+                    pubv = public_share(p.rank, &vec![one; n]);
+                    &pubv
+                }
+            };
+            p.bit_inject(&c, vs, n, reps)
+        })?;
+        Ok(self.wrap(shape, r))
+    }
+
+    /// max(x, 0) = x - msb(x) x. 10 rounds.
+    pub fn relu(&self, x: &Tensor) -> Result<Tensor> {
+        self.check(x)?;
+        let r = self.run("relu", |p| {
+            let xs = &x.shares[p.rank];
+            let c = p.msb(xs)?;
+            let m = p.bit_inject(&c, xs, xs.len(), 1)?;
+            Ok(local::sub(xs, &m))
+        })?;
+        Ok(self.wrap(x.shape.clone(), r))
+    }
+
+    /// A sharing of public fixed-point values (components (p, 0, 0)); no
+    /// messages.
+    pub fn from_public(&self, values: &[f64], shape: Vec<usize>) -> Result<Tensor> {
+        if values.len() != numel(&shape) {
+            return shape_err(format!("{} values for shape {shape:?}", values.len()));
+        }
+        let e = ring::encode(values, self.frac_bits)?;
+        let s = [0, 1, 2].map(|i| public_share(i, &e));
+        Ok(self.wrap(shape, s))
+    }
+
+    /// Pooling windows of an NCHW tensor: [N, C, OH, OW, kh * kw]. A padded
+    /// position repeats the first in-bounds element of its window, so a max
+    /// over the window ignores padding (PyTorch pads max pooling with -inf).
+    pub fn pool_windows(
+        &self,
+        x: &Tensor,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+        dilation: (usize, usize),
+    ) -> Result<Tensor> {
+        self.check(x)?;
+        if x.shape.len() != 4 {
+            return shape_err(format!("pooling needs NCHW input, got {:?}", x.shape));
+        }
+        if padding.0 * 2 > kernel.0 || padding.1 * 2 > kernel.1 {
+            return invalid(format!(
+                "padding {padding:?} must be at most half the kernel {kernel:?}"
+            ));
+        }
+        let xs = &x.shape;
+        let g = Conv2dGeom {
+            n: xs[0],
+            c: xs[1],
+            h: xs[2],
+            w: xs[3],
+            kh: kernel.0,
+            kw: kernel.1,
+            stride,
+            padding,
+            dilation,
+        };
+        if !g.fits() {
+            return shape_err(format!(
+                "pooling kernel {kernel:?} does not fit input {xs:?}"
+            ));
+        }
+        let (oh, ow) = g.out_hw();
+        let kk = g.kh * g.kw;
+        let mut idx = Vec::with_capacity(g.n * g.c * oh * ow * kk);
+        for p in 0..g.n * g.c {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let pos = |ky: usize, kx: usize| {
+                        let iy =
+                            (oy * g.stride.0 + ky * g.dilation.0) as isize - g.padding.0 as isize;
+                        let ix =
+                            (ox * g.stride.1 + kx * g.dilation.1) as isize - g.padding.1 as isize;
+                        (iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w)
+                            .then(|| p * g.h * g.w + iy as usize * g.w + ix as usize)
+                    };
+                    let first = (0..kk).find_map(|k| pos(k / g.kw, k % g.kw));
+                    let first = first.ok_or_else(|| {
+                        EngineError::Invalid("a pooling window lies entirely in the padding".into())
+                    })?;
+                    for k in 0..kk {
+                        idx.push(pos(k / g.kw, k % g.kw).unwrap_or(first));
+                    }
+                }
+            }
+        }
+        let take = |v: &[u64]| idx.iter().map(|&i| v[i]).collect::<Vec<u64>>();
+        Ok(
+            self.local(x, vec![xs[0], xs[1], oh, ow, kk], |_, s| AShare {
+                a: take(&s.a),
+                b: take(&s.b),
+            }),
+        )
     }
 
     // ---------------------------------------------------------- shape ops

@@ -1,0 +1,93 @@
+//! MSB, bit injection and ReLU on the local runtime against plaintext, and
+//! their communication against the table in `binary.rs`.
+
+use cryptgpu_engine::runtime::{Config, Session};
+
+fn session() -> Session {
+    Session::new(Config {
+        seed: Some(11),
+        ..Config::default()
+    })
+    .unwrap()
+}
+
+fn edge_values(n: usize) -> Vec<f64> {
+    let ulp = 1.0 / 65536.0;
+    let mut v = vec![
+        0.0,
+        ulp,
+        -ulp,
+        1.0,
+        -1.0,
+        2f64.powi(30),
+        -(2f64.powi(30)),
+        12345.5,
+        -0.5,
+    ];
+    let mut s: u64 = 88172645463325252;
+    while v.len() < n {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        let mag = 2f64.powi((s % 40) as i32 - 16);
+        let sign = if s & (1 << 40) != 0 { -1.0 } else { 1.0 };
+        v.push((sign * mag * ((s >> 20) % 1000) as f64 / 1000.0 * 65536.0).round() / 65536.0);
+    }
+    v.truncate(n);
+    v
+}
+
+#[test]
+fn relu_and_ltz_match_plaintext_at_the_edges() {
+    let s = session();
+    for n in [1, 63, 64, 65, 1000] {
+        let v = edge_values(n);
+        let x = s.share_f64(&v, vec![n], 0).unwrap();
+        let r = s.reveal_f64(&s.relu(&x).unwrap()).unwrap();
+        let l = s
+            .reveal_f64(&s.msb_inject(&x, None, "ltz").unwrap())
+            .unwrap();
+        for i in 0..n {
+            // Exact: no truncation anywhere in ReLU or the indicator.
+            assert_eq!(r[i], v[i].max(0.0), "relu of {}", v[i]);
+            assert_eq!(l[i], if v[i] < 0.0 { 1.0 } else { 0.0 }, "ltz of {}", v[i]);
+        }
+    }
+}
+
+#[test]
+fn bit_injection_into_several_values_per_bit() {
+    let s = session();
+    let x = s.share_f64(&[-1.0, 2.0, -3.0], vec![3], 0).unwrap();
+    let vals = [1.0, 10.0, 2.0, 20.0, 3.0, 30.0];
+    let v = s.share_f64(&vals, vec![3, 2], 1).unwrap();
+    let got = s
+        .reveal_f64(&s.msb_inject(&x, Some(&v), "select").unwrap())
+        .unwrap();
+    assert_eq!(got, vec![1.0, 10.0, 0.0, 0.0, 3.0, 30.0]);
+}
+
+#[test]
+fn relu_costs_match_the_table() {
+    let s = session();
+    for n in [1usize, 64, 1000, 4097] {
+        let x = s.share_f64(&vec![1.5; n], vec![n], 2).unwrap();
+        s.reset_stats().unwrap();
+        s.relu(&x).unwrap();
+        let st = s.stats().unwrap();
+        let nw = n.div_ceil(64) as u64;
+        let n = n as u64;
+        // msb: P0 sends its 64 input planes; 181 AND planes for everyone.
+        // Bit injection: one element per value in each of its two rounds.
+        let want = [
+            8 * (64 * nw + 181 * nw + 2 * n),
+            8 * (181 * nw + 2 * n),
+            8 * (181 * nw + 2 * n),
+        ];
+        for p in 0..3 {
+            let r = st[p]["relu"];
+            assert_eq!(r.rounds, 10, "ReLU rounds do not depend on the size");
+            assert_eq!(r.bytes, want[p], "party {p}, n = {n}");
+        }
+    }
+}
