@@ -5,6 +5,7 @@ Start with :func:`init`, share data with :func:`cryptensor`, compute with
 :class:`SharedTensor`, and open results with ``get_plain_text()``.
 """
 
+from . import functions
 from ._native import (
     CryptGPUError,
     EncodingError,
@@ -14,11 +15,13 @@ from ._native import (
     gemm_kernel,
 )
 from ._session import init, is_initialized, reset_stats, stats, uninit
-from .tensor import SharedTensor, cat, cryptensor, stack
+from .functions import ApproxConfig
+from .tensor import SharedTensor, cat, cryptensor, stack, where
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApproxConfig",
     "CryptGPUError",
     "EncodingError",
     "InternalError",
@@ -27,6 +30,7 @@ __all__ = [
     "SharedTensor",
     "cat",
     "cryptensor",
+    "functions",
     "gemm_kernel",
     "init",
     "is_initialized",
@@ -34,4 +38,5 @@ __all__ = [
     "stack",
     "stats",
     "uninit",
+    "where",
 ]

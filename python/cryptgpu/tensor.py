@@ -354,6 +354,224 @@ class SharedTensor:
         out = self._wrap(self._s().avg_pool2d(x._t, k, st, _pair(padding, "padding")))
         return out.squeeze(0) if squeeze else out
 
+    # ------------------------------------------------------------ comparisons
+    def relu(self) -> SharedTensor:
+        """max(x, 0): sign bit by A2B, then bit injection. 10 rounds for any size."""
+        return self._wrap(self._s().relu(self._t))
+
+    def _ltz(self, label: str = "ltz") -> SharedTensor:
+        """The 0/1 (fixed-point) indicator of x < 0."""
+        return self._wrap(self._s().msb_inject(self._t, None, label))
+
+    def _msb_times(self, v: SharedTensor, label: str) -> SharedTensor:
+        """msb(self) * v, where v's shape starts with self's shape."""
+        return self._wrap(self._s().msb_inject(self._t, v._t, label))
+
+    def lt(self, y) -> SharedTensor:
+        """1.0 where x < y else 0.0 (secret-shared). Correct while |x - y| < 2^(63-f)."""
+        return self.sub(y)._ltz("lt")
+
+    def gt(self, y) -> SharedTensor:
+        """1.0 where x > y else 0.0."""
+        return self.sub(y).neg()._ltz("gt")
+
+    def le(self, y) -> SharedTensor:
+        """1.0 where x <= y else 0.0."""
+        return 1 - self.gt(y)
+
+    def ge(self, y) -> SharedTensor:
+        """1.0 where x >= y else 0.0."""
+        return 1 - self.lt(y)
+
+    def _both_signs(self, y, label):
+        d = self.sub(y)
+        both = stack([d, d.neg()])._ltz(label)
+        return both[0], both[1]
+
+    def eq(self, y) -> SharedTensor:
+        """1.0 where x == y else 0.0: one batched comparison of x - y and y - x."""
+        lt, gt = self._both_signs(y, "eq")
+        return 1 - lt - gt
+
+    def ne(self, y) -> SharedTensor:
+        """1.0 where x != y else 0.0."""
+        lt, gt = self._both_signs(y, "ne")
+        return lt + gt
+
+    __lt__ = lt
+    __gt__ = gt
+    __le__ = le
+    __ge__ = ge
+    __hash__ = object.__hash__
+
+    def __eq__(self, y):  # noqa: D105 - torch semantics: elementwise
+        return self.eq(y)
+
+    def __ne__(self, y):
+        return self.ne(y)
+
+    def sign(self) -> SharedTensor:
+        """1.0 where x >= 0, -1.0 where x < 0 (CrypTen's convention: sign(0) = 1)."""
+        return 1 - 2 * self._ltz("sign")
+
+    def abs(self) -> SharedTensor:
+        """|x| = x - 2 msb(x) x: one comparison, exact."""
+        return self - 2 * self._msb_times(self, "abs")
+
+    __abs__ = abs
+
+    def where(self, condition, y) -> SharedTensor:
+        """``condition ? self : y`` like ``torch.where(condition, self, y)``."""
+        return where(condition, self, y)
+
+    def clamp(self, min=None, max=None) -> SharedTensor:  # noqa: A002 - torch's names
+        """Clamp to [min, max] with public bounds; both bounds in one batched ReLU."""
+        if min is None and max is None:
+            raise ValueError("clamp: at least one of min and max must be given")
+        if min is not None and max is not None:
+            if float(min) > float(max):
+                raise ValueError(f"clamp: min {min} is greater than max {max}")
+            r = stack([self - min, self - max]).relu()
+            return r[0] - r[1] + min
+        if min is not None:
+            return (self - min).relu() + min
+        return max - (max - self).relu()
+
+    def _tournament(self, want_arg: bool, label: str):
+        """Max over the last dim by a tournament of pairwise comparisons
+        (log2(k) levels of one batched comparison each); ties go to the first
+        index, like torch. Returns (values, one-hot argmax or None)."""
+        x = self
+        k = x.shape[-1]
+        if k == 0:
+            raise ValueError("max of an empty dimension")
+        oh = None
+        if want_arg:
+            eye = np.broadcast_to(np.eye(k), tuple(x.shape) + (k,))
+            oh = x._wrap(x._s().from_public(_buf(eye), list(eye.shape)))
+        while k > 1:
+            h = k // 2
+            a, b = x[..., 0 : 2 * h : 2], x[..., 1 : 2 * h : 2]
+            d = a - b
+            if want_arg:
+                oa, ob = oh[..., 0 : 2 * h : 2, :], oh[..., 1 : 2 * h : 2, :]
+                m = d._msb_times(cat([d.unsqueeze(-1), oa - ob], -1), label)
+                win, ohw = a - m[..., 0], oa - m[..., 1:]
+            else:
+                win, ohw = a - d._msb_times(d, label), None
+            if k % 2:
+                win = cat([win, x[..., k - 1 :]], -1)
+                if want_arg:
+                    ohw = cat([ohw, oh[..., k - 1 :, :]], -2)
+            x, oh, k = win, ohw, k - h
+        return x.squeeze(-1), (oh.squeeze(-2) if want_arg else None)
+
+    def _reduce_max(self, dim, keepdim, want_arg, label):
+        if dim is None:
+            v, a = self.flatten()._tournament(want_arg, label)
+            return v, (a.reshape(self.shape) if want_arg else None)
+        d = _norm_dim(dim, self.dim())
+        moved = self.transpose(d, -1) if d != self.dim() - 1 else self
+        v, a = moved._tournament(want_arg, label)
+        if keepdim:
+            v = v.unsqueeze(-1).transpose(d, -1) if d != self.dim() - 1 else v.unsqueeze(-1)
+        if want_arg:
+            a = a.transpose(d, -1) if d != self.dim() - 1 else a
+        return v, a
+
+    def max(self, dim=None, keepdim: bool = False, one_hot: bool = True):
+        """Maximum. With ``dim=None`` returns the max of all elements; with a
+        dim returns ``(values, argmax)`` where argmax is a one-hot SharedTensor
+        of the input's shape (CrypTen's convention; ``one_hot=False`` is not
+        supported because indices would have to be revealed)."""
+        if not one_hot:
+            raise NotImplementedError("max(..., one_hot=False): only one-hot argmax is supported")
+        if dim is None:
+            return self._reduce_max(None, False, False, "max")[0]
+        return self._reduce_max(dim, keepdim, True, "max")
+
+    def min(self, dim=None, keepdim: bool = False, one_hot: bool = True):
+        """Minimum, as :meth:`max` of ``-x``."""
+        r = self.neg().max(dim, keepdim, one_hot)
+        return r.neg() if dim is None else (r[0].neg(), r[1])
+
+    def argmax(self, dim=None, keepdim: bool = False, one_hot: bool = True) -> SharedTensor:
+        """One-hot (fixed-point 0/1) indicator of the first maximum, shaped like
+        the input (over all elements when ``dim`` is None)."""
+        if not one_hot:
+            raise NotImplementedError(
+                "argmax(..., one_hot=False) would reveal the indices; only one-hot argmax "
+                "is supported"
+            )
+        return self._reduce_max(dim, keepdim, True, "argmax")[1]
+
+    def argmin(self, dim=None, keepdim: bool = False, one_hot: bool = True) -> SharedTensor:
+        """One-hot indicator of the first minimum."""
+        return self.neg().argmax(dim, keepdim, one_hot)
+
+    def max_pool2d(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False):
+        """Max pooling like ``F.max_pool2d`` (padding acts as -inf). With
+        ``return_indices`` also returns the one-hot argmax of every window,
+        shape [N, C, OH, OW, kh*kw], as kept for the backward pass."""
+        k = _pair(kernel_size, "kernel_size")
+        st = k if stride is None else _pair(stride, "stride")
+        dil = _pair(dilation, "dilation")
+        if 0 in k or 0 in st or 0 in dil:
+            raise ValueError("kernel_size, stride and dilation must be positive")
+        x, squeeze = (self.unsqueeze(0), True) if self.dim() == 3 else (self, False)
+        win = x._wrap(x._s().pool_windows(x._t, k, st, _pair(padding, "padding"), dil))
+        v, a = win._tournament(return_indices, "max_pool2d")
+        if squeeze:
+            v = v.squeeze(0)
+            a = a.squeeze(0) if a is not None else None
+        return (v, a) if return_indices else v
+
+    # ------------------------------------------------------------ functions
+    def exp(self) -> SharedTensor:
+        from . import functions
+
+        return functions.exp(self)
+
+    def reciprocal(self) -> SharedTensor:
+        from . import functions
+
+        return functions.reciprocal(self)
+
+    def sqrt(self) -> SharedTensor:
+        from . import functions
+
+        return functions.sqrt(self)
+
+    def inv_sqrt(self) -> SharedTensor:
+        from . import functions
+
+        return functions.inv_sqrt(self)
+
+    def log(self) -> SharedTensor:
+        from . import functions
+
+        return functions.log(self)
+
+    def sigmoid(self) -> SharedTensor:
+        from . import functions
+
+        return functions.sigmoid(self)
+
+    def tanh(self) -> SharedTensor:
+        from . import functions
+
+        return functions.tanh(self)
+
+    def softmax(self, dim: int) -> SharedTensor:
+        from . import functions
+
+        return functions.softmax(self, dim)
+
+    def log_softmax(self, dim: int) -> SharedTensor:
+        from . import functions
+
+        return functions.log_softmax(self, dim)
+
     # ------------------------------------------------------------ reductions
     def _dims(self, dim) -> list[int]:
         if dim is None:
@@ -569,6 +787,26 @@ def _matmul(x: SharedTensor, ys, yp, yshape, public_left: bool) -> SharedTensor:
     if not rvec:
         final.append(r2[-1])
     return out.reshape(final)
+
+
+def where(condition, x, y) -> SharedTensor:
+    """``torch.where(condition, x, y)``. ``condition`` may be a plaintext bool
+    tensor (free) or a SharedTensor of 0/1 values, e.g. a comparison result
+    (one multiplication)."""
+    if isinstance(condition, SharedTensor):
+        if isinstance(x, SharedTensor):
+            return condition * (x - y) + y
+        if isinstance(y, SharedTensor):
+            return y - condition * (y - x)
+        xp, yp = _plain_array(x, "where x"), _plain_array(y, "where y")
+        return condition * (xp - yp) + yp
+    mask = _plain_array(condition, "where condition")
+    if not isinstance(x, SharedTensor) and not isinstance(y, SharedTensor):
+        raise TypeError("where: x or y must be a SharedTensor")
+    m = mask.astype(bool).astype(np.int64)
+    if isinstance(x, SharedTensor):
+        return (x - y) * m + y
+    return (y - x) * (1 - m) + x
 
 
 def cryptensor(data, src: int = 0) -> SharedTensor:

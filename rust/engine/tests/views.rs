@@ -32,7 +32,7 @@ impl Transport for Recording {
 const N: usize = 20000;
 
 /// Messages received by each party while sharing `secret` from party 0,
-/// squaring it, and dividing it by 3 (setup key exchange excluded).
+/// squaring it, dividing it by 3 and taking its ReLU (setup excluded).
 fn views(secret: f64, key_seed: u8) -> Vec<Vec<Vec<u64>>> {
     let logs: Vec<Arc<Mutex<Vec<Vec<u64>>>>> =
         (0..3).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
@@ -55,6 +55,10 @@ fn views(secret: f64, key_seed: u8) -> Vec<Vec<Vec<u64>>> {
                     .unwrap();
                 let y = p.mul(&x, &x).unwrap();
                 p.divide(&y, 3).unwrap();
+                // ReLU's messages: the binary input, the AND layers of the
+                // MSB circuit and the two rounds of bit injection.
+                let c = p.msb(&x).unwrap();
+                p.bit_inject(&c, &x, N, 1).unwrap();
             });
         }
     });
@@ -91,8 +95,10 @@ fn received_messages_do_not_depend_on_the_secret() {
             checked += 1;
         }
     }
-    // share: 2 messages received; mul and divide: 3 each (one per party).
-    assert_eq!(checked, 2 + 3 + 3);
+    // share: 2 messages received; mul and divide: 3 each (one per party);
+    // msb: the binary input (1) and 7 AND rounds (3 each); bit injection:
+    // 3 in its first round, 3 in its multiplication.
+    assert_eq!(checked, 2 + 3 + 3 + 1 + 21 + 3 + 3);
 }
 
 #[test]

@@ -323,6 +323,35 @@ impl Session {
         Ok(Tensor(call(py, || s.sum(&x.0, &dims, keepdim))?))
     }
 
+    /// msb(x) * v (v = None: the 0/1 indicator x < 0), counted under `label`.
+    #[pyo3(signature = (x, v=None, label="msb"))]
+    fn msb_inject(&self, py: Python<'_>, x: &Tensor, v: Option<&Tensor>, label: &str) -> PyResult<Tensor> {
+        let s = &self.0;
+        let vv = v.map(|t| t.0.clone());
+        Ok(Tensor(call(py, || s.msb_inject(&x.0, vv.as_ref(), label))?))
+    }
+    fn relu(&self, py: Python<'_>, x: &Tensor) -> PyResult<Tensor> {
+        let s = &self.0;
+        Ok(Tensor(call(py, || s.relu(&x.0))?))
+    }
+    fn from_public(&self, py: Python<'_>, data: &[u8], shape: Vec<usize>) -> PyResult<Tensor> {
+        let v = f64s(data)?;
+        let s = &self.0;
+        Ok(Tensor(call(py, || s.from_public(&v, shape))?))
+    }
+    fn pool_windows(
+        &self,
+        py: Python<'_>,
+        x: &Tensor,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+        dilation: (usize, usize),
+    ) -> PyResult<Tensor> {
+        let s = &self.0;
+        Ok(Tensor(call(py, || s.pool_windows(&x.0, kernel, stride, padding, dilation))?))
+    }
+
     /// Per-party counters: a list of three dicts {op: {calls, rounds, messages, bytes}}.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
         let s = &self.0;

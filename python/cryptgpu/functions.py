@@ -1,0 +1,155 @@
+"""Function approximations, as CrypTen computes them (Knott et al. 2021,
+`common/functions/approximations.py`), with their iteration counts in one
+config object.
+
+Each approximation uses only +, -, *, division by a public integer, and the
+comparisons of SharedTensor, so the same code runs on a float64 torch tensor:
+the tests use that to separate the approximation's own error (float64 run
+against torch) from the fixed-point error (private run against float64 run).
+
+Input ranges on which the stated tolerances hold (tested at both edges in
+tests/test_functions.py, f = 16):
+
+| function    | range              | method                                     |
+|-------------|--------------------|--------------------------------------------|
+| exp         | [-12, 6]           | (1 + x / 2^n)^(2^n), n = exp_iterations    |
+| reciprocal  | [0.02, 200] and the negatives | Newton, y0 = 3 e^(0.5 - x) + 0.003 |
+| inv_sqrt    | [0.1, 130]         | Newton, CrypTen's initial guess            |
+| sqrt        | [0.1, 130]         | x * inv_sqrt(x)                            |
+| log         | [0.05, 200]        | Householder order 8 on exp, CrypTen's init |
+| sigmoid     | [-30, 30]          | 1 / (1 + exp(-abs(x))), mirrored for x < 0 |
+| tanh        | [-15, 15]          | 2 sigmoid(2x) - 1                          |
+| softmax     | any, max-shifted   | exp(x - max) * reciprocal(sum / n) / n     |
+| log_softmax | any, max-shifted   | (x - max) - log(sum exp(x - max))          |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class ApproxConfig:
+    """Iteration counts of the approximations (CrypTen's defaults)."""
+
+    exp_iterations: int = 8
+    reciprocal_iterations: int = 10
+    inv_sqrt_iterations: int = 3
+    log_iterations: int = 2
+    log_order: int = 8
+
+
+config = ApproxConfig()
+
+
+def _is_shared(x) -> bool:
+    from .tensor import SharedTensor
+
+    return isinstance(x, SharedTensor)
+
+
+def _abs_and_ltz(x):
+    """(|x|, [x < 0]) with one batched comparison on shares."""
+    if not _is_shared(x):
+        return x.abs(), (x < 0).to(x.dtype)
+    from .tensor import cat
+
+    ones = x._wrap(x._s().from_public(_ones_bytes(x.numel()), list(x.shape)))
+    m = x._msb_times(cat([x.unsqueeze(-1), ones.unsqueeze(-1)], -1), "abs")
+    return x - 2 * m[..., 0], m[..., 1]
+
+
+def _ones_bytes(n: int) -> bytes:
+    import numpy as np
+
+    return np.ones(n, dtype="<f8").tobytes()
+
+
+def exp(x):
+    """e^x by the limit (1 + x / 2^n)^(2^n): n squarings (2 rounds each)."""
+    n = config.exp_iterations
+    y = 1 + x / (2**n)
+    for _ in range(n):
+        y = y * y
+    return y
+
+
+def reciprocal(x):
+    """1 / x by Newton-Raphson, y <- 2y - x y^2, from CrypTen's initial guess.
+    For inputs of either sign: 1/x = sign(x) / |x|."""
+    a, neg = _abs_and_ltz(x)
+    y = 3 * exp(0.5 - a) + 0.003
+    for _ in range(config.reciprocal_iterations):
+        y = 2 * y - a * y * y
+    return y - 2 * (neg * y)
+
+
+def _reciprocal_pos(x):
+    """1 / x for x known to be positive (no sign handling)."""
+    y = 3 * exp(0.5 - x) + 0.003
+    for _ in range(config.reciprocal_iterations):
+        y = 2 * y - x * y * y
+    return y
+
+
+def inv_sqrt(x):
+    """1 / sqrt(x) for x > 0: Newton y <- y (3 - x y^2) / 2 from CrypTen's guess."""
+    y = exp(-(x / 2 + 0.2)) * 2.2 + 0.2 - x / 1024
+    for _ in range(config.inv_sqrt_iterations):
+        y = y * (3 - x * y * y) * 0.5
+    return y
+
+
+def sqrt(x):
+    """sqrt(x) = x * inv_sqrt(x) for x > 0."""
+    return x * inv_sqrt(x)
+
+
+def log(x):
+    """ln(x) for x > 0: Householder iterations y <- y - sum_k h^k / k with
+    h = 1 - x e^(-y), from CrypTen's initial guess."""
+    y = x / 120 - 20 * exp(-2 * x - 1.0) + 3.0
+    for _ in range(config.log_iterations):
+        h = 1 - x * exp(-y)
+        acc = h
+        hp = h
+        for k in range(2, config.log_order + 1):
+            hp = hp * h
+            acc = acc + hp * (1.0 / k)
+        y = y - acc
+    return y
+
+
+def sigmoid(x):
+    """1 / (1 + e^-x), evaluated on |x| so the reciprocal's input stays in
+    [1, 2], then mirrored: sigmoid(x) = 1 - sigmoid(-x) for x < 0."""
+    a, neg = _abs_and_ltz(x)
+    s = _reciprocal_pos(1 + exp(-a))
+    return s + neg * (1 - 2 * s)
+
+
+def tanh(x):
+    """2 sigmoid(2x) - 1."""
+    return 2 * sigmoid(2 * x) - 1
+
+
+def _max_keep(x, dim):
+    if _is_shared(x):
+        return x.max(dim, keepdim=True)[0]
+    return x.max(dim, keepdim=True).values
+
+
+def softmax(x, dim: int):
+    """exp(x - max) / sum: the sum (in [1, n]) is divided by n before the
+    reciprocal so its input lies in [1/n, 1], inside the reciprocal's range
+    for any number of classes."""
+    n = x.shape[dim]
+    e = exp(x - _max_keep(x, dim))
+    s = e.sum(dim, keepdim=True) / n
+    return e * (_reciprocal_pos(s) / n)
+
+
+def log_softmax(x, dim: int):
+    """(x - max) - log(sum exp(x - max)); the log's input lies in [1, n]."""
+    z = x - _max_keep(x, dim)
+    return z - log(exp(z).sum(dim, keepdim=True))

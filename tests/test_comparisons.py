@@ -1,0 +1,166 @@
+"""Comparisons, ReLU, max/argmax and max-pool against float64 PyTorch.
+
+Everything here is exact on the fixed-point grid: the sign bit is computed
+exactly and bit injection multiplies by an integer bit, so no truncation
+happens. The only tolerance is the encoding of inputs (none for grid values).
+"""
+
+import pytest
+import torch
+import torch.nn.functional as Fn
+
+import cryptgpu
+from conftest import ENC, TRUNC, ULP, assert_close, rand
+
+LIMIT = 2.0**30  # largest magnitude the tests encode at f = 16 (< 2^31)
+
+
+def grid(t):
+    """Round to the fixed-point grid so comparisons have exact references."""
+    return torch.round(t / ULP) * ULP
+
+
+@pytest.fixture
+def edge():
+    vals = [0.0, ULP, -ULP, 2 * ULP, -2 * ULP, 1.0, -1.0, 0.5, -0.5, LIMIT / 2, -LIMIT / 2]
+    vals += [LIMIT - 1, -(LIMIT - 1), 12345.25, -12345.25]
+    g = torch.Generator().manual_seed(3)
+    vals += grid(rand(100, gen=g, scale=1000)).tolist()
+    return torch.tensor(vals, dtype=torch.float64)
+
+
+def pt(x):
+    return x.get_plain_text(dtype=torch.float64)
+
+
+def test_relu_exact_at_the_edges(session, edge):
+    assert_close(pt(cryptgpu.cryptensor(edge).relu()), edge.relu(), 0.0)
+
+
+def test_comparisons_with_shared_and_public(session, edge):
+    x = cryptgpu.cryptensor(edge)
+    y_plain = edge.flip(0)
+    y = cryptgpu.cryptensor(y_plain, src=1)
+    for other, ref in ((y, y_plain), (y_plain, y_plain), (0.5, torch.tensor(0.5))):
+        assert_close(pt(x < other), (edge < ref).double(), 0.0)
+        assert_close(pt(x > other), (edge > ref).double(), 0.0)
+        assert_close(pt(x <= other), (edge <= ref).double(), 0.0)
+        assert_close(pt(x >= other), (edge >= ref).double(), 0.0)
+        assert_close(pt(x == other), (edge == ref).double(), 0.0)
+        assert_close(pt(x != other), (edge != ref).double(), 0.0)
+
+
+def test_sign_abs_where_clamp(session, edge):
+    x = cryptgpu.cryptensor(edge)
+    # sign(0) = 1 here (CrypTen's convention); torch.sign(0) = 0.
+    assert_close(pt(x.sign()), torch.where(edge >= 0, 1.0, -1.0).double(), 0.0)
+    assert_close(pt(x.abs()), edge.abs(), 0.0)
+    assert_close(pt(x.clamp(-2.5, 3.0)), edge.clamp(-2.5, 3.0), 0.0)
+    assert_close(pt(x.clamp(min=-1.0)), edge.clamp(min=-1.0), 0.0)
+    assert_close(pt(x.clamp(max=1.0)), edge.clamp(max=1.0), 0.0)
+    small = grid(edge.clamp(-100, 100))
+    s = cryptgpu.cryptensor(small)
+    cond = small > 0
+    other = torch.full_like(small, 7.0)
+    assert_close(pt(cryptgpu.where(cond, s, other)), torch.where(cond, small, other), 0.0)
+    # A shared condition costs one truncated product.
+    sc = s > 0
+    assert_close(pt(s.where(sc, other)), torch.where(cond, small, other), 2 * TRUNC)
+
+
+@pytest.mark.parametrize(
+    "shape,dim", [((7,), 0), ((4, 9), 1), ((5, 3), 0), ((2, 3, 6), -1), ((3, 1), 1)]
+)
+def test_max_argmax(session, rng, shape, dim):
+    a = grid(rand(*shape, gen=rng, scale=50))
+    x = cryptgpu.cryptensor(a)
+    v, oh = x.max(dim)
+    assert_close(pt(v), a.max(dim).values, 0.0)
+    want = Fn.one_hot(a.argmax(dim), a.shape[dim]).double().movedim(-1, dim % a.dim())
+    assert_close(pt(oh), want, 0.0)
+    vk, _ = x.max(dim, keepdim=True)
+    assert_close(pt(vk), a.max(dim, keepdim=True).values, 0.0)
+    mn, ohm = x.min(dim)
+    assert_close(pt(mn), a.min(dim).values, 0.0)
+    wantm = Fn.one_hot(a.argmin(dim), a.shape[dim]).double().movedim(-1, dim % a.dim())
+    assert_close(pt(ohm), wantm, 0.0)
+    assert_close(pt(x.max()), a.max(), 0.0)
+
+
+def test_argmax_ties_pick_the_first(session):
+    a = torch.tensor([[1.0, 3.0, 3.0, 2.0, 3.0], [5.0, 5.0, 5.0, 5.0, 5.0]], dtype=torch.float64)
+    oh = pt(cryptgpu.cryptensor(a).argmax(1))
+    want = Fn.one_hot(a.argmax(1), 5).double()  # torch returns the first maximum
+    assert_close(oh, want, 0.0)
+    assert oh.sum(1).tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    "k,stride,pad,dil",
+    [(2, None, 0, 1), (3, 2, 1, 1), ((2, 3), (1, 2), (1, 1), 1), (2, 1, 0, 2), (3, 3, 0, 1)],
+)
+def test_max_pool2d(session, rng, k, stride, pad, dil):
+    a = grid(rand(2, 3, 9, 8, gen=rng, scale=5))
+    want, idx = Fn.max_pool2d(a, k, stride, pad, dil, return_indices=True)
+    got, oh = cryptgpu.cryptensor(a).max_pool2d(k, stride, pad, dil, return_indices=True)
+    assert_close(pt(got), want, 0.0)
+    ohp = pt(oh)
+    assert ohp.shape[:4] == want.shape and (ohp.sum(-1) == 1).all()
+
+
+def test_max_pool2d_unbatched(session, rng):
+    a = grid(rand(3, 6, 6, gen=rng))
+    assert_close(pt(cryptgpu.cryptensor(a).max_pool2d(2)), Fn.max_pool2d(a, 2), 0.0)
+
+
+def test_relu_rounds_do_not_depend_on_size(session):
+    for n in (1, 100, 5000):
+        x = cryptgpu.cryptensor(torch.ones(n))
+        cryptgpu.reset_stats()
+        x.relu()
+        assert cryptgpu.stats()["ops"]["relu"]["rounds"] == 10
+
+
+def test_relu_bytes_match_the_design(session):
+    """msb: P0 sends its 64 input planes, everyone 181 AND planes (one word per
+    64 elements each); bit injection: 2 ring elements per element."""
+    n = 10000
+    nw = -(-n // 64)
+    x = cryptgpu.cryptensor(torch.ones(n))
+    cryptgpu.reset_stats()
+    x.relu()
+    got = [p["relu"]["bytes"] for p in cryptgpu.stats(per_party=True)["parties"]]
+    base = 8 * (181 * nw + 2 * n)
+    assert got == [base + 8 * 64 * nw, base, base]
+    assert max(got) / n < 48  # bytes per element: about 6 words
+
+
+def test_comparison_rounds(session):
+    x = cryptgpu.cryptensor(torch.ones(50))
+    cryptgpu.reset_stats()
+    _ = x < 0.5
+    assert cryptgpu.stats()["ops"]["lt"]["rounds"] == 10
+    cryptgpu.reset_stats()
+    x.max(0)
+    # a tournament over 50 values: ceil(log2(50)) = 6 levels of 10 rounds
+    assert cryptgpu.stats()["ops"]["max"]["rounds"] == 60
+
+
+def test_bad_arguments(session):
+    x = cryptgpu.cryptensor(torch.ones(2, 3))
+    with pytest.raises(ValueError, match="clamp"):
+        x.clamp()
+    with pytest.raises(ValueError, match="greater"):
+        x.clamp(2.0, 1.0)
+    with pytest.raises(NotImplementedError, match="one-hot"):
+        x.argmax(1, one_hot=False)
+    with pytest.raises(ValueError, match="NCHW"):
+        x.max_pool2d(2)
+    with pytest.raises(ValueError):
+        cryptgpu.cryptensor(torch.ones(1, 1, 4, 4)).max_pool2d(5)
+    with pytest.raises(TypeError):
+        cryptgpu.where(torch.ones(2, 3) > 0, 1.0, 2.0)
+
+
+def test_encoding_tolerance_constant():
+    assert ENC == ULP / 2

@@ -1,0 +1,142 @@
+"""Approximations (exp, reciprocal, sqrt, inv_sqrt, log, sigmoid, tanh,
+softmax, log_softmax) on the ranges documented in cryptgpu/functions.py.
+
+Two separate checks per function, because two errors add up:
+1. fixed point: the private result against the *same* approximation run in
+   float64 (functions.py runs unchanged on torch tensors). The bound is
+   K * (|f'(x)| + 1 + |f(x)|) * 2^-f: input encoding moved through the
+   derivative, plus rounding proportional to the output. K is 2^(n+1) for
+   functions built on exp (n = exp_iterations squarings, each doubling the
+   base's relative error) and 32 for self-correcting Newton iterations.
+2. approximation: the float64 run against torch's exact function, within the
+   method's own error on the range (stated per function; CrypTen's methods).
+"""
+
+import pytest
+import torch
+
+import cryptgpu
+from conftest import ULP
+from cryptgpu import functions as fx
+
+N_EXP = fx.config.exp_iterations
+K_EXP = 2 ** (N_EXP + 1)
+K_NEWTON = 32
+
+
+def check(fn, true, deriv, lo, hi, k, approx_rel, approx_abs, n=200):
+    a = torch.linspace(lo, hi, n, dtype=torch.float64)
+    priv = fn(cryptgpu.cryptensor(a)).get_plain_text(dtype=torch.float64)
+    f64 = fn(a)
+    tol = k * (deriv(a).abs() + 1 + f64.abs()) * ULP
+    bad = (priv - f64).abs() > tol
+    assert not bad.any(), f"fixed-point error at x={a[bad][:3].tolist()}"
+    t = true(a)
+    aerr = (f64 - t).abs()
+    ok = (aerr <= approx_abs) | (aerr <= approx_rel * t.abs())
+    assert ok.all(), f"approximation error at x={a[~ok][:3].tolist()}"
+
+
+def sig_d(a):
+    s = torch.sigmoid(a)
+    return s * (1 - s)
+
+
+@pytest.mark.parametrize(
+    "name,fn,true,deriv,lo,hi,k,rel,abs_",
+    [
+        # exp: (1 + x/256)^256 = e^(x - x^2/512 + ...): relative error x^2/512
+        ("exp", fx.exp, torch.exp, torch.exp, -8.0, 4.0, K_EXP, 0.13, 0.0),
+        (
+            "reciprocal",
+            fx.reciprocal,
+            torch.reciprocal,
+            lambda a: a**-2,
+            0.02,
+            200.0,
+            K_NEWTON,
+            1e-6,
+            0.0,
+        ),
+        (
+            "reciprocal_neg",
+            fx.reciprocal,
+            torch.reciprocal,
+            lambda a: a**-2,
+            -200.0,
+            -0.02,
+            K_NEWTON,
+            1e-6,
+            0.0,
+        ),
+        (
+            "inv_sqrt",
+            fx.inv_sqrt,
+            torch.rsqrt,
+            lambda a: 0.5 * a**-1.5,
+            0.1,
+            130.0,
+            K_NEWTON,
+            6e-3,
+            0.0,
+        ),
+        ("sqrt", fx.sqrt, torch.sqrt, lambda a: 0.5 * a**-0.5, 0.1, 130.0, K_NEWTON, 6e-3, 0.0),
+        ("log", fx.log, torch.log, lambda a: 1 / a, 0.05, 200.0, K_EXP, 0.02, 0.06),
+        ("sigmoid", fx.sigmoid, torch.sigmoid, sig_d, -30.0, 30.0, K_EXP, 0.0, 1e-3),
+        (
+            "tanh",
+            fx.tanh,
+            torch.tanh,
+            lambda a: 1 - torch.tanh(a) ** 2,
+            -15.0,
+            15.0,
+            K_EXP,
+            0.0,
+            2e-3,
+        ),
+    ],
+)
+def test_function_on_its_range(session, name, fn, true, deriv, lo, hi, k, rel, abs_):
+    check(fn, true, deriv, lo, hi, k, rel, abs_)
+
+
+def test_method_form_matches_function(session):
+    a = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+    x = cryptgpu.cryptensor(a)
+    for m in ("exp", "reciprocal", "sqrt", "inv_sqrt", "log", "sigmoid", "tanh"):
+        got = getattr(x, m)().get_plain_text(dtype=torch.float64)
+        want = getattr(fx, m)(cryptgpu.cryptensor(a)).get_plain_text(dtype=torch.float64)
+        # Same protocol, different randomness: truncations differ by < 2 ulp
+        # each, amplified like the fixed-point bound above.
+        assert (got - want).abs().max() <= K_EXP * 4 * ULP * (1 + want.abs().max())
+
+
+@pytest.mark.parametrize("classes", [10, 1000])
+def test_softmax_and_log_softmax(session, rng, classes):
+    a = (torch.rand(4, classes, generator=rng, dtype=torch.float64) * 2 - 1) * 4
+    x = cryptgpu.cryptensor(a)
+    sm = x.softmax(1).get_plain_text(dtype=torch.float64)
+    ls = x.log_softmax(1).get_plain_text(dtype=torch.float64)
+    # Against the float64 run of the same method: the exps carry K_EXP ulps
+    # relative error, the reciprocal's Newton steps a few more.
+    assert (sm - fx.softmax(a, 1)).abs().max() <= K_EXP * 4 * ULP
+    assert (ls - fx.log_softmax(a, 1)).abs().max() <= K_EXP * 4 * ULP * 8
+    # Method error: exp's relative error x^2/512 is at most 16/512 on the
+    # max-shifted inputs in [-8, 0] and mostly cancels in the normalisation.
+    assert (fx.softmax(a, 1) - a.softmax(1)).abs().max() < 0.02
+    assert (fx.log_softmax(a, 1) - a.log_softmax(1)).abs().max() < 0.1
+    # Each probability ends with two floor truncations (< 4 ulp, biased low),
+    # so the sum can fall short by up to classes * 4 ulp beyond the method's
+    # 0.005.
+    assert (sm.sum(1) - 1).abs().max() < 0.005 + classes * 4 * ULP
+
+
+def test_approx_config_is_used(session):
+    a = torch.tensor([2.0], dtype=torch.float64)
+    old = fx.config.exp_iterations
+    try:
+        fx.config.exp_iterations = 2
+        coarse = cryptgpu.cryptensor(a).exp().get_plain_text(dtype=torch.float64)
+        assert abs(coarse.item() - (1 + 2 / 4) ** 4) < 1e-3  # (1 + x/4)^4 = 5.0625
+    finally:
+        fx.config.exp_iterations = old
