@@ -54,7 +54,7 @@ def _abs_and_ltz(x):
         return x.abs(), (x < 0).to(x.dtype)
     from .tensor import cat
 
-    ones = x._wrap(x._s().from_public(_ones_bytes(x.numel()), list(x.shape)))
+    ones = x._wrap(x._s().public_tensor(_ones_bytes(x.numel()), list(x.shape)))
     m = x._msb_times(cat([x.unsqueeze(-1), ones.unsqueeze(-1)], -1), "abs")
     return x - 2 * m[..., 0], m[..., 1]
 

@@ -448,7 +448,7 @@ class SharedTensor:
         oh = None
         if want_arg:
             eye = np.broadcast_to(np.eye(k), tuple(x.shape) + (k,))
-            oh = x._wrap(x._s().from_public(_buf(eye), list(eye.shape)))
+            oh = x._wrap(x._s().public_tensor(_buf(eye), list(eye.shape)))
         while k > 1:
             h = k // 2
             a, b = x[..., 0 : 2 * h : 2], x[..., 1 : 2 * h : 2]

@@ -2,6 +2,10 @@
 use cryptgpu_engine::runtime::{Config, Session};
 use std::time::Instant;
 
+// The same allocator as the Python extension.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let n: usize = std::env::args()
         .nth(1)

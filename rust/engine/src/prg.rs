@@ -31,22 +31,36 @@ impl Prg {
     }
 
     /// Fill `out` with fresh pseudo-random ring elements (two per AES block).
+    /// Counters are written into `out` itself and encrypted in place, so the
+    /// stream costs one pass over memory.
     pub fn fill(&mut self, out: &mut [u64]) {
-        let mut blocks = [GenericArray::from([0u8; 16]); BATCH];
-        for chunk in out.chunks_mut(2 * BATCH) {
-            let nblocks = chunk.len().div_ceil(2);
-            for (j, b) in blocks[..nblocks].iter_mut().enumerate() {
-                *b = GenericArray::from((self.counter + j as u128).to_le_bytes());
+        let whole = out.len() / 2 * 2;
+        let (body, tail) = out.split_at_mut(whole);
+        for chunk in body.chunks_mut(2 * BATCH) {
+            for (j, pair) in chunk.chunks_exact_mut(2).enumerate() {
+                let c = self.counter + j as u128;
+                pair[0] = (c as u64).to_le();
+                pair[1] = ((c >> 64) as u64).to_le();
             }
+            let nblocks = chunk.len() / 2;
             self.counter += nblocks as u128;
-            self.cipher.encrypt_blocks(&mut blocks[..nblocks]);
-            for (j, w) in chunk.iter_mut().enumerate() {
-                let b = &blocks[j / 2];
-                let off = (j % 2) * 8;
-                let mut bytes = [0u8; 8];
-                bytes.copy_from_slice(&b[off..off + 8]);
-                *w = u64::from_le_bytes(bytes);
+            // SAFETY: a block is 16 bytes with alignment 1 (GenericArray of
+            // u8), and `chunk` holds exactly 2 * nblocks initialised u64s.
+            let blocks = unsafe {
+                std::slice::from_raw_parts_mut(chunk.as_mut_ptr() as *mut aes::Block, nblocks)
+            };
+            self.cipher.encrypt_blocks(blocks);
+            for w in chunk.iter_mut() {
+                *w = u64::from_le(*w);
             }
+        }
+        if !tail.is_empty() {
+            let mut blk = GenericArray::from(self.counter.to_le_bytes());
+            self.counter += 1;
+            self.cipher.encrypt_block(&mut blk);
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&blk[..8]);
+            tail[0] = u64::from_le_bytes(bytes);
         }
     }
 

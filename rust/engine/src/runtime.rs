@@ -617,7 +617,7 @@ impl Session {
 
     /// A sharing of public fixed-point values (components (p, 0, 0)); no
     /// messages.
-    pub fn from_public(&self, values: &[f64], shape: Vec<usize>) -> Result<Tensor> {
+    pub fn public_tensor(&self, values: &[f64], shape: Vec<usize>) -> Result<Tensor> {
         if values.len() != numel(&shape) {
             return shape_err(format!("{} values for shape {shape:?}", values.len()));
         }

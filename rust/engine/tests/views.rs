@@ -104,6 +104,10 @@ fn received_messages_do_not_depend_on_the_secret() {
 #[test]
 fn a_failing_party_aborts_its_neighbours_fast() {
     let ts = local_triple(Duration::from_secs(30));
+    // Everyone keeps its endpoints until all are done, so a send to an
+    // already-finished party cannot fail for that reason.
+    let done = std::sync::Barrier::new(3);
+    let done = &done;
     let start = std::time::Instant::now();
     let errs: Vec<bool> = std::thread::scope(|s| {
         let hs: Vec<_> = ts
@@ -122,13 +126,16 @@ fn a_failing_party_aborts_its_neighbours_fast() {
                     if i == 1 {
                         // Party 1 fails before the round and tells its peers.
                         p.comm.abort("simulated failure");
+                        done.wait();
                         return true;
                     }
                     let x = cryptgpu_engine::protocol::AShare {
                         a: vec![0; 4],
                         b: vec![0; 4],
                     };
-                    p.reveal(&x).is_err()
+                    let failed = p.reveal(&x).is_err();
+                    done.wait();
+                    failed
                 })
             })
             .collect();

@@ -325,7 +325,13 @@ impl Session {
 
     /// msb(x) * v (v = None: the 0/1 indicator x < 0), counted under `label`.
     #[pyo3(signature = (x, v=None, label="msb"))]
-    fn msb_inject(&self, py: Python<'_>, x: &Tensor, v: Option<&Tensor>, label: &str) -> PyResult<Tensor> {
+    fn msb_inject(
+        &self,
+        py: Python<'_>,
+        x: &Tensor,
+        v: Option<&Tensor>,
+        label: &str,
+    ) -> PyResult<Tensor> {
         let s = &self.0;
         let vv = v.map(|t| t.0.clone());
         Ok(Tensor(call(py, || s.msb_inject(&x.0, vv.as_ref(), label))?))
@@ -334,10 +340,10 @@ impl Session {
         let s = &self.0;
         Ok(Tensor(call(py, || s.relu(&x.0))?))
     }
-    fn from_public(&self, py: Python<'_>, data: &[u8], shape: Vec<usize>) -> PyResult<Tensor> {
+    fn public_tensor(&self, py: Python<'_>, data: &[u8], shape: Vec<usize>) -> PyResult<Tensor> {
         let v = f64s(data)?;
         let s = &self.0;
-        Ok(Tensor(call(py, || s.from_public(&v, shape))?))
+        Ok(Tensor(call(py, || s.public_tensor(&v, shape))?))
     }
     fn pool_windows(
         &self,
@@ -349,7 +355,9 @@ impl Session {
         dilation: (usize, usize),
     ) -> PyResult<Tensor> {
         let s = &self.0;
-        Ok(Tensor(call(py, || s.pool_windows(&x.0, kernel, stride, padding, dilation))?))
+        Ok(Tensor(call(py, || {
+            s.pool_windows(&x.0, kernel, stride, padding, dilation)
+        })?))
     }
 
     /// Per-party counters: a list of three dicts {op: {calls, rounds, messages, bytes}}.
