@@ -134,9 +134,7 @@ def tanh(x):
 
 
 def _max_keep(x, dim):
-    if _is_shared(x):
-        return x.max(dim, keepdim=True)[0]
-    return x.max(dim, keepdim=True).values
+    return x.amax(dim, keepdim=True)
 
 
 def softmax(x, dim: int):

@@ -490,6 +490,11 @@ class SharedTensor:
             return self._reduce_max(None, False, False, "max")[0]
         return self._reduce_max(dim, keepdim, True, "max")
 
+    def amax(self, dim=None, keepdim: bool = False) -> SharedTensor:
+        """Maximum values only (no argmax), like ``torch.amax``: the tournament
+        without the one-hot bookkeeping, whose size grows with k^2 per row."""
+        return self._reduce_max(dim, keepdim, False, "max")[0]
+
     def min(self, dim=None, keepdim: bool = False, one_hot: bool = True):
         """Minimum, as :meth:`max` of ``-x``."""
         r = self.neg().max(dim, keepdim, one_hot)

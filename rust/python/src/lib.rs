@@ -13,6 +13,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Duration;
 
+// Protocols allocate and drop many multi-megabyte buffers per call; glibc
+// returns them to the OS and faults them back in, mimalloc keeps them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 create_exception!(
     _native,
     CryptGPUError,
