@@ -15,6 +15,8 @@ class _Context:
     def __init__(self) -> None:
         self.session: _native.Session | None = None
         self.device: str | None = None
+        # Per-layer-kind time, rounds and bytes, filled by cryptgpu.nn.
+        self.layer_stats: dict = {}
 
 
 _ctx = _Context()
@@ -58,6 +60,7 @@ def init(
         raise ValueError("seed must be a non-negative int or None")
     _ctx.session = _native.Session(precision_bits, seed, float(timeout_s))
     _ctx.device = device
+    _ctx.layer_stats = {}
 
 
 def is_initialized() -> bool:
@@ -77,14 +80,17 @@ def current() -> _native.Session:
     return _ctx.session
 
 
-def stats(per_party: bool = False) -> dict:
+def stats(per_party: bool = False, per_layer: bool = False) -> dict:
     """Communication counted by the engine since the last reset.
 
     Returns ``{"total": {...}, "ops": {op: {...}}}`` where each entry has
     ``calls``, ``rounds``, ``messages``, ``bytes`` and ``bytes_per_party``
     (the largest of the three parties). ``rounds`` are protocol rounds (the
     latency), equal on all parties. With ``per_party=True`` the raw per-party
-    counters are added under ``"parties"``.
+    counters are added under ``"parties"``; with ``per_layer=True`` the time,
+    rounds and bytes per party of each layer kind run through
+    :mod:`cryptgpu.nn` (linear, pooling, relu, softmax, batchnorm) under
+    ``"layers"``.
     """
     raw = current().stats()
     ops: dict = {}
@@ -104,9 +110,12 @@ def stats(per_party: bool = False) -> dict:
     out = {"total": total, "ops": ops}
     if per_party:
         out["parties"] = raw
+    if per_layer:
+        out["layers"] = {k: dict(v) for k, v in _ctx.layer_stats.items()}
     return out
 
 
 def reset_stats() -> None:
-    """Zero the communication counters of all three parties."""
+    """Zero the communication counters of all three parties and the per-layer table."""
     current().reset_stats()
+    _ctx.layer_stats = {}

@@ -1,0 +1,635 @@
+"""cryptgpu.nn: layers for private inference, and ``from_pytorch`` to convert a
+trained PyTorch model by torch.fx tracing.
+
+A module holds plaintext torch parameters until ``encrypt(src)`` shares them
+from party ``src`` (the model owner); the input is shared by whoever owns the
+data. An unencrypted module also runs on a SharedTensor, with its weights as
+public operands (the model is then not hidden).
+"""
+
+from __future__ import annotations
+
+import operator
+import time
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+
+from . import _session
+from .tensor import SharedTensor, cat, cryptensor
+
+# Layer kinds for the per-layer statistics (the paper's Table V columns).
+LINEAR, POOLING, RELU, SOFTMAX, BATCHNORM, OTHER = (
+    "linear",
+    "pooling",
+    "relu",
+    "softmax",
+    "batchnorm",
+    "other",
+)
+
+
+class _LayerScope:
+    """Adds one layer's time, rounds and bytes to the session's per-layer table."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+
+    def __enter__(self):
+        self.t = time.perf_counter()
+        self.before = _totals()
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is not None:
+            return False
+        after = _totals()
+        row = _session._ctx.layer_stats.setdefault(
+            self.kind, {"calls": 0, "time_s": 0.0, "rounds": 0, "bytes_per_party": 0}
+        )
+        row["calls"] += 1
+        row["time_s"] += time.perf_counter() - self.t
+        row["rounds"] += after[0] - self.before[0]
+        row["bytes_per_party"] += after[1] - self.before[1]
+        return False
+
+
+def _totals() -> tuple[int, int]:
+    if _session._ctx.session is None:
+        return (0, 0)
+    raw = _session.current().stats()
+    rounds = max(sum(op["rounds"] for op in p.values()) for p in raw)
+    byts = max(sum(op["bytes"] for op in p.values()) for p in raw)
+    return rounds, byts
+
+
+def _track(kind: str, x):
+    return _LayerScope(kind) if isinstance(x, SharedTensor) else _NullScope()
+
+
+class _NullScope:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class Module:
+    """Base class: parameters, submodules, encrypt/decrypt, train/eval."""
+
+    kind = OTHER
+
+    def __init__(self) -> None:
+        self._params: OrderedDict[str, object] = OrderedDict()
+        self._modules: OrderedDict[str, Module] = OrderedDict()
+        self.training = False
+        self.encrypted = False
+
+    # -- structure
+    def register_parameter(self, name: str, value) -> None:
+        self._params[name] = value
+
+    def add_module(self, name: str, module: Module) -> None:
+        self._modules[name] = module
+
+    def __getattr__(self, name):
+        d = self.__dict__
+        if "_params" in d and name in d["_params"]:
+            return d["_params"][name]
+        if "_modules" in d and name in d["_modules"]:
+            return d["_modules"][name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def named_parameters(self, prefix: str = ""):
+        for k, v in self._params.items():
+            if v is not None:
+                yield prefix + k, v
+        for name, m in self._modules.items():
+            yield from m.named_parameters(prefix + name + ".")
+
+    def parameters(self):
+        for _, v in self.named_parameters():
+            yield v
+
+    def modules(self):
+        yield self
+        for m in self._modules.values():
+            yield from m.modules()
+
+    # -- modes
+    def train(self, mode: bool = True) -> Module:
+        for m in self.modules():
+            m.training = mode
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def encrypt(self, src: int = 0) -> Module:
+        """Secret-share every parameter from party ``src`` (the model owner)."""
+        for m in self.modules():
+            for k, v in m._params.items():
+                if v is not None and not isinstance(v, SharedTensor):
+                    m._params[k] = cryptensor(v, src=src)
+            m.encrypted = True
+        return self
+
+    def decrypt(self) -> Module:
+        """Open every parameter back into a float64 torch tensor."""
+        for m in self.modules():
+            for k, v in m._params.items():
+                if isinstance(v, SharedTensor):
+                    m._params[k] = v.get_plain_text(dtype=torch.float64)
+            m.encrypted = False
+        return self
+
+    # -- running
+    def forward(self, x):
+        raise NotImplementedError(f"{type(self).__name__}.forward")
+
+    def __call__(self, *args, **kwargs):
+        if self.training and isinstance(self, _EvalOnly):
+            raise NotImplementedError(
+                f"{type(self).__name__} in training mode is not supported yet (private "
+                "training is a later issue); call .eval()"
+            )
+        x = args[0] if args else None
+        if self._modules or self.kind == OTHER:
+            return self.forward(*args, **kwargs)
+        with _track(self.kind, x):
+            return self.forward(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={tuple(v.shape)}" for k, v in self._params.items() if v is not None)
+        return f"{type(self).__name__}({inner})"
+
+
+class _EvalOnly:
+    """Marker: layers whose training-mode behaviour is not implemented yet."""
+
+
+def _as_operand(p):
+    """A parameter as an operand: SharedTensor, or a float64 torch tensor."""
+    return p if isinstance(p, SharedTensor) else torch.as_tensor(p, dtype=torch.float64)
+
+
+class Linear(Module):
+    kind = LINEAR
+
+    def __init__(self, weight, bias=None):
+        super().__init__()
+        self.register_parameter("weight", weight)
+        self.register_parameter("bias", bias)
+
+    def forward(self, x):
+        w, b = self._params["weight"], self._params["bias"]
+        if isinstance(x, SharedTensor):
+            return x.linear(_as_operand(w), None if b is None else _as_operand(b))
+        return F.linear(x, w, b)
+
+
+class Conv2d(Module):
+    kind = LINEAR
+
+    def __init__(self, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+        super().__init__()
+        self.register_parameter("weight", weight)
+        self.register_parameter("bias", bias)
+        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
+
+    def forward(self, x):
+        w, b = self._params["weight"], self._params["bias"]
+        if isinstance(x, SharedTensor):
+            return x.conv2d(
+                _as_operand(w),
+                None if b is None else _as_operand(b),
+                self.stride,
+                self.padding,
+                self.dilation,
+                self.groups,
+            )
+        return F.conv2d(x, w, b, self.stride, self.padding, self.dilation, self.groups)
+
+
+class ReLU(Module):
+    kind = RELU
+
+    def forward(self, x):
+        return x.relu()
+
+
+class MaxPool2d(Module):
+    kind = POOLING
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1):
+        super().__init__()
+        self.k, self.s, self.p, self.d = kernel_size, stride, padding, dilation
+
+    def forward(self, x):
+        if isinstance(x, SharedTensor):
+            return x.max_pool2d(self.k, self.s, self.p, self.d)
+        return F.max_pool2d(x, self.k, self.s, self.p, self.d)
+
+
+class AvgPool2d(Module):
+    kind = POOLING
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        self.k, self.s, self.p = kernel_size, stride, padding
+
+    def forward(self, x):
+        if isinstance(x, SharedTensor):
+            return x.avg_pool2d(self.k, self.s, self.p)
+        return F.avg_pool2d(x, self.k, self.s, self.p)
+
+
+class AdaptiveAvgPool2d(Module):
+    """Adaptive average pooling where the output size divides the input size
+    (the case CNNs use: global pooling, or exact downsampling)."""
+
+    kind = POOLING
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.out = output_size
+
+    def forward(self, x):
+        oh, ow = (self.out, self.out) if isinstance(self.out, int) else self.out
+        h, w = x.shape[-2], x.shape[-1]
+        oh, ow = oh or h, ow or w
+        if h % oh or w % ow:
+            raise NotImplementedError(
+                f"AdaptiveAvgPool2d from {h}x{w} to {oh}x{ow}: only output sizes that divide "
+                "the input size are supported"
+            )
+        if isinstance(x, SharedTensor):
+            return x.avg_pool2d((h // oh, w // ow))
+        return F.avg_pool2d(x, (h // oh, w // ow))
+
+
+class BatchNorm(Module, _EvalOnly):
+    """BatchNorm1d/2d at eval: an affine map x * scale + shift per channel,
+    with scale = gamma / sqrt(var + eps) and shift = beta - mean * scale
+    computed by the model owner and secret-shared as parameters."""
+
+    kind = BATCHNORM
+
+    def __init__(self, scale, shift):
+        super().__init__()
+        self.register_parameter("scale", scale)
+        self.register_parameter("shift", shift)
+
+    def forward(self, x):
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        sc, sh = self._params["scale"], self._params["shift"]
+        return x * sc.reshape(shape) + sh.reshape(shape)
+
+
+class Flatten(Module):
+    def __init__(self, start_dim=1, end_dim=-1):
+        super().__init__()
+        self.a, self.b = start_dim, end_dim
+
+    def forward(self, x):
+        return x.flatten(self.a, self.b)
+
+
+class Dropout(Module, _EvalOnly):
+    """Identity at eval time."""
+
+    def forward(self, x):
+        return x
+
+
+class Identity(Module):
+    def forward(self, x):
+        return x
+
+
+class Softmax(Module):
+    kind = SOFTMAX
+
+    def __init__(self, dim):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x):
+        return x.softmax(self.dim)
+
+
+class LogSoftmax(Softmax):
+    def forward(self, x):
+        return x.log_softmax(self.dim)
+
+
+class Sequential(Module):
+    def __init__(self, *mods: Module):
+        super().__init__()
+        for i, m in enumerate(mods):
+            self.add_module(str(i), m)
+
+    def forward(self, x):
+        for m in self._modules.values():
+            x = m(x)
+        return x
+
+
+# --------------------------------------------------------------- conversion
+
+
+def _bn_affine(bn: torch.nn.modules.batchnorm._BatchNorm):
+    if bn.running_mean is None or bn.running_var is None:
+        raise NotImplementedError("BatchNorm without running statistics cannot be converted")
+    var = bn.running_var.detach().double()
+    scale = torch.rsqrt(var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.detach().double()
+    shift = -bn.running_mean.detach().double() * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias.detach().double()
+    return scale, shift
+
+
+def _plain(p):
+    return None if p is None else p.detach().to(torch.float64).clone()
+
+
+def _convert_module(m: torch.nn.Module, where: str) -> Module:
+    t = torch.nn
+    if isinstance(m, t.Linear):
+        return Linear(_plain(m.weight), _plain(m.bias))
+    if isinstance(m, t.Conv2d):
+        if m.padding_mode != "zeros":
+            raise NotImplementedError(f"Conv2d padding_mode={m.padding_mode!r} at {where}")
+        pad = m.padding
+        if isinstance(pad, str):
+            if pad == "valid":
+                pad = 0
+            else:
+                raise NotImplementedError(f"Conv2d padding={pad!r} at {where}")
+        return Conv2d(_plain(m.weight), _plain(m.bias), m.stride, pad, m.dilation, m.groups)
+    if isinstance(m, t.ReLU):
+        return ReLU()
+    if isinstance(m, t.MaxPool2d):
+        if m.ceil_mode or m.return_indices:
+            raise NotImplementedError(f"MaxPool2d with ceil_mode/return_indices at {where}")
+        return MaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation)
+    if isinstance(m, t.AvgPool2d):
+        if m.ceil_mode or not m.count_include_pad or m.divisor_override is not None:
+            raise NotImplementedError(
+                f"AvgPool2d with ceil_mode, count_include_pad=False or divisor_override at {where}"
+            )
+        return AvgPool2d(m.kernel_size, m.stride, m.padding)
+    if isinstance(m, t.AdaptiveAvgPool2d):
+        return AdaptiveAvgPool2d(m.output_size)
+    if isinstance(m, (t.BatchNorm1d, t.BatchNorm2d)):
+        return BatchNorm(*_bn_affine(m))
+    if isinstance(m, t.Flatten):
+        return Flatten(m.start_dim, m.end_dim)
+    if isinstance(m, t.Dropout):
+        return Dropout()
+    if isinstance(m, t.Identity):
+        return Identity()
+    if isinstance(m, t.Softmax):
+        return Softmax(m.dim)
+    if isinstance(m, t.LogSoftmax):
+        return LogSoftmax(m.dim)
+    raise NotImplementedError(f"unsupported layer {type(m).__name__} at {where}")
+
+
+def _relu(x, inplace=False):
+    return x.relu()
+
+
+def _max_pool2d(
+    x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False
+):
+    if ceil_mode or return_indices:
+        raise NotImplementedError("F.max_pool2d with ceil_mode or return_indices")
+    return x.max_pool2d(kernel_size, stride, padding, dilation)
+
+
+def _avg_pool2d(
+    x,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode=False,
+    count_include_pad=True,
+    divisor_override=None,
+):
+    if ceil_mode or not count_include_pad or divisor_override is not None:
+        raise NotImplementedError("F.avg_pool2d with ceil_mode, count_include_pad=False or divisor")
+    return x.avg_pool2d(kernel_size, stride, padding)
+
+
+def _adaptive_avg_pool2d(x, output_size):
+    return AdaptiveAvgPool2d(output_size).forward(x)
+
+
+def _flatten(x, start_dim=0, end_dim=-1):
+    return x.flatten(start_dim, end_dim)
+
+
+def _cat(xs, dim=0):
+    xs = list(xs)
+    if all(isinstance(t, SharedTensor) for t in xs):
+        return cat(xs, dim)
+    raise NotImplementedError("torch.cat of shared and plaintext tensors")
+
+
+def _softmax(x, dim=None, **kw):
+    return x.softmax(dim)
+
+
+def _log_softmax(x, dim=None, **kw):
+    return x.log_softmax(dim)
+
+
+_FUNCTIONS = {
+    operator.add: (operator.add, OTHER),
+    operator.sub: (operator.sub, OTHER),
+    operator.mul: (operator.mul, OTHER),
+    operator.truediv: (operator.truediv, OTHER),
+    operator.neg: (operator.neg, OTHER),
+    operator.getitem: (operator.getitem, OTHER),
+    operator.matmul: (operator.matmul, LINEAR),
+    torch.add: (operator.add, OTHER),
+    torch.sub: (operator.sub, OTHER),
+    torch.mul: (operator.mul, OTHER),
+    torch.matmul: (operator.matmul, LINEAR),
+    torch.flatten: (_flatten, OTHER),
+    torch.cat: (_cat, OTHER),
+    torch.relu: (_relu, RELU),
+    F.relu: (_relu, RELU),
+    F.max_pool2d: (_max_pool2d, POOLING),
+    F.avg_pool2d: (_avg_pool2d, POOLING),
+    F.adaptive_avg_pool2d: (_adaptive_avg_pool2d, POOLING),
+    F.softmax: (_softmax, SOFTMAX),
+    F.log_softmax: (_log_softmax, SOFTMAX),
+    torch.softmax: (_softmax, SOFTMAX),
+    torch.log_softmax: (_log_softmax, SOFTMAX),
+}
+
+_METHODS = {
+    "view": OTHER,
+    "reshape": OTHER,
+    "flatten": OTHER,
+    "size": OTHER,
+    "dim": OTHER,
+    "contiguous": OTHER,
+    "permute": OTHER,
+    "transpose": OTHER,
+    "unsqueeze": OTHER,
+    "squeeze": OTHER,
+    "mean": POOLING,
+    "sum": OTHER,
+    "relu": RELU,
+    "softmax": SOFTMAX,
+    "log_softmax": SOFTMAX,
+    "add": OTHER,
+    "mul": OTHER,
+}
+
+
+class Graph(Module):
+    """A converted torch.fx graph: nodes run in order on the converted layers."""
+
+    def __init__(self, graph: torch.fx.Graph, modules: dict[str, Module], attrs: dict):
+        super().__init__()
+        self._graph = graph
+        self._attrs = attrs
+        for name, m in modules.items():
+            self.add_module(name.replace(".", "_"), m)
+        self._names = {name: name.replace(".", "_") for name in modules}
+
+    def forward(self, *inputs):
+        env: dict = {}
+        it = iter(inputs)
+
+        def load(a):
+            return torch.fx.node.map_arg(a, lambda n: env[n.name])
+
+        for node in self._graph.nodes:
+            if node.op == "placeholder":
+                try:
+                    env[node.name] = next(it)
+                except StopIteration:
+                    raise TypeError(f"missing input {node.name!r}") from None
+            elif node.op == "get_attr":
+                env[node.name] = self._attrs[node.target]
+            elif node.op == "call_module":
+                m = self._modules[self._names[node.target]]
+                env[node.name] = m(*load(node.args), **load(node.kwargs))
+            elif node.op == "call_function":
+                fn, kind = _FUNCTIONS[node.target]
+                args, kwargs = load(node.args), load(node.kwargs)
+                with _track(kind, args[0] if args else None):
+                    env[node.name] = fn(*args, **kwargs)
+            elif node.op == "call_method":
+                args, kwargs = load(node.args), load(node.kwargs)
+                with _track(_METHODS[node.target], args[0]):
+                    env[node.name] = getattr(args[0], node.target)(*args[1:], **kwargs)
+            elif node.op == "output":
+                return load(node.args[0])
+        raise RuntimeError("graph has no output node")
+
+
+def _fold_batchnorm(gm: torch.fx.GraphModule, mods: dict) -> None:
+    """Fold every BatchNorm whose only input is a Conv2d used nowhere else
+    into that conv's weight and bias (one multiplication fewer per BN)."""
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or not isinstance(mods.get(node.target), torch.nn.BatchNorm2d):
+            continue
+        src = node.args[0]
+        if not (
+            isinstance(src, torch.fx.Node)
+            and src.op == "call_module"
+            and isinstance(mods.get(src.target), torch.nn.Conv2d)
+            and len(src.users) == 1
+        ):
+            continue
+        conv, bn = mods[src.target], mods[node.target]
+        scale, shift = _bn_affine(bn)
+        w = conv.weight.detach().double() * scale.reshape(-1, 1, 1, 1)
+        b = conv.bias.detach().double() if conv.bias is not None else torch.zeros_like(scale)
+        fused = torch.nn.Conv2d(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+            conv.groups,
+            True,
+            conv.padding_mode,
+        ).double()
+        with torch.no_grad():
+            fused.weight.copy_(w)
+            fused.bias.copy_(b * scale + shift)
+        mods[src.target] = fused
+        node.replace_all_uses_with(src)
+        gm.graph.erase_node(node)
+
+
+def from_pytorch(model: torch.nn.Module, dummy_input=None, fold_batchnorm: bool = True) -> Graph:
+    """Convert a trained PyTorch model into a cryptgpu module by torch.fx
+    tracing. Handles nn layers (Linear, Conv2d, ReLU, MaxPool2d, AvgPool2d,
+    AdaptiveAvgPool2d, BatchNorm1d/2d, Flatten, Dropout, Identity,
+    Softmax/LogSoftmax), their functional forms, ``x.view``/``torch.flatten``,
+    residual ``+`` and ``torch.cat``. An unsupported op raises
+    NotImplementedError naming it and its graph node.
+
+    ``dummy_input``, when given, is run through the converted model in
+    plaintext and compared with the original, to catch conversion errors
+    early. Call ``.encrypt(src=...)`` on the result to share the weights.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"from_pytorch expects a torch.nn.Module, got {type(model).__name__}")
+    model = model.eval()
+    try:
+        gm = torch.fx.symbolic_trace(model)
+    except Exception as e:  # tracing errors come in many types
+        raise NotImplementedError(f"torch.fx could not trace the model: {e}") from e
+    mods = dict(gm.named_modules())
+    if fold_batchnorm:
+        _fold_batchnorm(gm, mods)
+    converted: dict[str, Module] = {}
+    attrs: dict = {}
+    for node in gm.graph.nodes:
+        where = f"node {node.name!r}"
+        if node.op == "call_module":
+            if node.target not in converted:
+                converted[node.target] = _convert_module(mods[node.target], where)
+        elif node.op == "call_function":
+            if node.target not in _FUNCTIONS:
+                name = getattr(node.target, "__name__", str(node.target))
+                raise NotImplementedError(f"unsupported function {name} at {where}")
+        elif node.op == "call_method":
+            if node.target not in _METHODS:
+                raise NotImplementedError(f"unsupported method .{node.target}() at {where}")
+        elif node.op == "get_attr":
+            v = gm
+            for part in node.target.split("."):
+                v = getattr(v, part)
+            attrs[node.target] = v.detach().double() if isinstance(v, torch.Tensor) else v
+    out = Graph(gm.graph, converted, attrs)
+    if dummy_input is not None:
+        x = torch.as_tensor(dummy_input, dtype=torch.float64)
+        with torch.no_grad():
+            want = _run_double(model, x)
+            got = out(x)
+        if not torch.allclose(got, want, atol=1e-6, rtol=1e-6):
+            raise RuntimeError(
+                "conversion check failed: the converted model disagrees with the original"
+            )
+    return out
+
+
+def _run_double(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    import copy
+
+    return copy.deepcopy(model).double()(x)
