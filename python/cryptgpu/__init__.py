@@ -5,7 +5,7 @@ Start with :func:`init`, share data with :func:`cryptensor`, compute with
 :class:`SharedTensor`, and open results with ``get_plain_text()``.
 """
 
-from . import functions, nn
+from . import functions, models, nn
 from ._native import (
     CryptGPUError,
     EncodingError,
@@ -31,6 +31,7 @@ __all__ = [
     "cat",
     "cryptensor",
     "functions",
+    "models",
     "nn",
     "gemm_kernel",
     "init",
