@@ -495,6 +495,17 @@ _METHODS = {
 }
 
 
+def _first_shared(args):
+    for a in args:
+        if isinstance(a, SharedTensor):
+            return a
+        if isinstance(a, (list, tuple)):
+            found = _first_shared(a)
+            if found is not None:
+                return found
+    return None
+
+
 class Graph(Module):
     """A converted torch.fx graph: nodes run in order on the converted layers."""
 
@@ -527,7 +538,11 @@ class Graph(Module):
             elif node.op == "call_function":
                 fn, kind = _FUNCTIONS[node.target]
                 args, kwargs = load(node.args), load(node.kwargs)
-                with _track(kind, args[0] if args else None):
+                shared = _first_shared(args)
+                if shared is None:  # a plaintext run (the conversion check)
+                    env[node.name] = node.target(*args, **kwargs)
+                    continue
+                with _track(kind, shared):
                     env[node.name] = fn(*args, **kwargs)
             elif node.op == "call_method":
                 args, kwargs = load(node.args), load(node.kwargs)

@@ -1,0 +1,192 @@
+"""cryptgpu.nn and from_pytorch against float64 PyTorch.
+
+Tolerances: a network's output error is the sum over layers of each layer's
+rounding (at most 2 ulp per truncation, plus input encoding) amplified by the
+later layers' weights. For the randomly initialised zoo models (PyTorch's
+default init keeps activations and gains near 1) we bound it by
+ulp * 2^depth_factor with the factor stated per test; the measured errors are
+100x below these bounds, while a wrong layer gives errors of order 1.
+"""
+
+import pytest
+import torch
+import torch.nn as tnn
+import torch.nn.functional as F
+
+import cryptgpu
+from conftest import ENC, ULP, assert_close, prod_tol
+from cryptgpu import models
+
+
+def private(model, x, src_model=0, src_data=1):
+    cm = cryptgpu.nn.from_pytorch(model, x).encrypt(src=src_model)
+    return cm(cryptgpu.cryptensor(x, src=src_data)).get_plain_text(dtype=torch.float64)
+
+
+def plain(model, x):
+    with torch.no_grad():
+        return model.double()(x.double())
+
+
+class Functional(tnn.Module):
+    """Functional and method forms, residual add, cat, view, size."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = tnn.Conv2d(3, 4, 3, padding=1)
+        self.c2 = tnn.Conv2d(4, 4, 3, padding=1)
+        self.bn = tnn.BatchNorm2d(4)
+        self.fc = tnn.Linear(8 * 4 * 4, 5)
+
+    def forward(self, x):
+        y = F.relu(self.c1(x))
+        z = self.bn(self.c2(y)).relu() + y  # residual
+        z = torch.cat([F.max_pool2d(z, 2), F.avg_pool2d(y, 2)], dim=1)
+        z = F.adaptive_avg_pool2d(z, 4)
+        z = z.view(z.size(0), -1)
+        return F.log_softmax(self.fc(torch.flatten(z, 1)), dim=1)
+
+
+def test_functional_forms_residual_and_cat(session):
+    torch.manual_seed(0)
+    m = Functional().eval()
+    m.bn.running_mean.uniform_(-0.5, 0.5)
+    m.bn.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, 3, 8, 8)
+    got = private(m, x)
+    # log_softmax output: the approximation dominates (see test_functions).
+    assert_close(got, plain(m, x), 0.1)
+    assert_close(got.exp().sum(1), torch.ones(2, dtype=torch.float64), 0.05)
+
+
+@pytest.mark.parametrize("fold", [True, False])
+def test_batchnorm_eval_folded_or_affine(session, fold):
+    torch.manual_seed(1)
+    m = tnn.Sequential(
+        tnn.Conv2d(2, 3, 3),
+        tnn.BatchNorm2d(3),
+        tnn.ReLU(),
+        tnn.Flatten(),
+        tnn.BatchNorm1d(3 * 4 * 4),
+    ).eval()
+    for bn in (m[1], m[4]):
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.data.uniform_(0.5, 1.5)
+    x = torch.randn(2, 2, 6, 6)
+    cm = cryptgpu.nn.from_pytorch(m, x, fold_batchnorm=fold).encrypt(0)
+    got = cm(cryptgpu.cryptensor(x, src=1)).get_plain_text(dtype=torch.float64)
+    # conv (18 terms, |x| < 4, |w| < 1) then up to two affine products with
+    # scales below 1.5 / sqrt(0.5): each adds a truncation and amplifies by 2.2.
+    tol = 2.2 * 2.2 * (prod_tol(18, 4, 1) + ENC) + 4 * 2 * ULP * 3
+    assert_close(got, plain(m, x), tol)
+    n_bn = sum(type(mm).__name__ == "BatchNorm" for mm in cm.modules())
+    assert n_bn == (1 if fold else 2)  # the 2d BN after the conv folds; the 1d one never
+
+
+def test_encrypt_decrypt_roundtrip(session):
+    torch.manual_seed(2)
+    m = tnn.Sequential(tnn.Linear(4, 3), tnn.ReLU(), tnn.Linear(3, 2)).eval()
+    cm = cryptgpu.nn.from_pytorch(m)
+    before = [p.clone() for p in cm.parameters()]
+    cm.encrypt(src=2)
+    assert all(isinstance(p, cryptgpu.SharedTensor) for p in cm.parameters())
+    cm.decrypt()
+    for a, b in zip(before, cm.parameters()):
+        assert_close(b, a, ENC)  # encoding error only
+
+
+def test_plaintext_weights_on_shared_input(session):
+    """An unencrypted model runs on a SharedTensor with public weights."""
+    torch.manual_seed(3)
+    m = tnn.Sequential(tnn.Conv2d(1, 2, 3), tnn.ReLU(), tnn.Flatten(), tnn.Linear(8, 2)).eval()
+    x = torch.randn(1, 1, 4, 4)
+    cm = cryptgpu.nn.from_pytorch(m)
+    got = cm(cryptgpu.cryptensor(x)).get_plain_text(dtype=torch.float64)
+    assert_close(got, plain(m, x), 8 * (prod_tol(9, 3, 1) + ENC) + prod_tol(8, 3, 1))
+
+
+def test_unsupported_ops_name_the_node():
+    class Gelu(tnn.Module):
+        def forward(self, x):
+            return F.gelu(x)
+
+    with pytest.raises(NotImplementedError, match="gelu.*node"):
+        cryptgpu.nn.from_pytorch(Gelu())
+    with pytest.raises(NotImplementedError, match="GELU"):
+        cryptgpu.nn.from_pytorch(tnn.Sequential(tnn.Linear(2, 2), tnn.GELU()))
+
+    class Meth(tnn.Module):
+        def forward(self, x):
+            return x.tanh_()
+
+    with pytest.raises(NotImplementedError, match="tanh_"):
+        cryptgpu.nn.from_pytorch(Meth())
+    with pytest.raises(NotImplementedError, match="ceil_mode"):
+        cryptgpu.nn.from_pytorch(tnn.Sequential(tnn.MaxPool2d(2, ceil_mode=True)))
+    with pytest.raises(TypeError):
+        cryptgpu.nn.from_pytorch(lambda x: x)
+
+
+def test_dropout_identity_at_eval_and_training_refused(session):
+    m = tnn.Sequential(tnn.Linear(3, 3), tnn.Dropout(0.5)).eval()
+    x = torch.randn(2, 3)
+    cm = cryptgpu.nn.from_pytorch(m).encrypt()
+    assert_close(
+        cm(cryptgpu.cryptensor(x)).get_plain_text(dtype=torch.float64),
+        plain(m, x),
+        prod_tol(3, 3, 1) + ENC,
+    )
+    cm.train()
+    with pytest.raises(NotImplementedError, match="Dropout"):
+        cm(cryptgpu.cryptensor(x))
+
+
+def test_per_layer_statistics(session):
+    torch.manual_seed(4)
+    m = models.LeNet().eval()
+    x = torch.randn(1, 1, 28, 28)
+    cm = cryptgpu.nn.from_pytorch(m).encrypt()
+    xs = cryptgpu.cryptensor(x, src=1)
+    cryptgpu.reset_stats()
+    cm(xs)
+    layers = cryptgpu.stats(per_layer=True)["layers"]
+    assert layers["linear"]["calls"] == 4 and layers["relu"]["calls"] == 3
+    assert layers["pooling"]["calls"] == 2
+    assert layers["relu"]["rounds"] == 30  # 10 per ReLU
+    assert layers["linear"]["rounds"] == 8  # 2 per conv / linear
+    total = cryptgpu.stats()["total"]["rounds"]
+    assert sum(v["rounds"] for v in layers.values()) == total
+
+
+# Zoo models with PyTorch's default init at batch 1. Bound: 2^-f * 2^12 for
+# the small nets, 2^-f * 2^14 for ResNet-50 (53 layers); see module docstring.
+@pytest.mark.parametrize(
+    "name,bound",
+    [
+        ("LeNet/MNIST", 2**12),
+        ("AlexNet/CIFAR-10", 2**12),
+        ("VGG-16/CIFAR-10", 2**12),
+        ("AlexNet/TinyImageNet", 2**12),
+        ("VGG-16/TinyImageNet", 2**12),
+    ],
+)
+def test_zoo_models_match_plaintext(session, name, bound):
+    ctor, shape = models.zoo()[name]
+    torch.manual_seed(5)
+    m = ctor().eval()
+    x = torch.randn(1, *shape)
+    assert_close(private(m, x), plain(m, x), bound * ULP)
+
+
+@pytest.mark.slow
+def test_resnet50_matches_plaintext(session):
+    """ResNet-50 at 224x224, batch 1 (about 6 s and 3 GB here)."""
+    torch.manual_seed(6)
+    m = models.resnet50().eval()
+    for mod in m.modules():
+        if isinstance(mod, tnn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.1, 0.1)
+            mod.running_var.uniform_(0.5, 1.5)
+    x = torch.randn(1, 3, 224, 224)
+    assert_close(private(m, x), plain(m, x), 2**14 * ULP)
