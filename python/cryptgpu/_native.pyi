@@ -78,6 +78,32 @@ class Session:
         padding: tuple[int, int],
         dilation: tuple[int, int],
     ) -> Tensor: ...
+    def pool_scatter(
+        self,
+        w: Tensor,
+        input_shape: list[int],
+        kernel: tuple[int, int],
+        stride: tuple[int, int],
+        padding: tuple[int, int],
+        dilation: tuple[int, int],
+    ) -> Tensor: ...
+    def im2col(
+        self,
+        x: Tensor,
+        kernel: tuple[int, int],
+        stride: tuple[int, int],
+        padding: tuple[int, int],
+        dilation: tuple[int, int],
+    ) -> Tensor: ...
+    def col2im(
+        self,
+        cols: Tensor,
+        input_shape: list[int],
+        kernel: tuple[int, int],
+        stride: tuple[int, int],
+        padding: tuple[int, int],
+        dilation: tuple[int, int],
+    ) -> Tensor: ...
     def stats(self) -> list[dict[str, dict[str, int]]]: ...
     def reset_stats(self) -> None: ...
 

@@ -59,6 +59,9 @@ pub trait Device: Send + Sync {
     /// im2col of channels [c0, c0 + cg) of an NCHW tensor: rows are
     /// (channel, ky, kx), columns are (image, oy, ox); zero padding.
     fn im2col(&self, x: &[u64], g: &Conv2dGeom, c0: usize, cg: usize) -> Vec<u64>;
+    /// The adjoint of `im2col` over all channels: scatter-add columns
+    /// [(c, ky, kx), (n, oy, ox)] back into an NCHW tensor (padding dropped).
+    fn col2im(&self, cols: &[u64], g: &Conv2dGeom) -> Vec<u64>;
     /// Sum over each pooling window (zero padding), NCHW -> N C OH OW.
     fn window_sum(&self, x: &[u64], g: &Conv2dGeom) -> Vec<u64>;
     /// out[i] = src[offset + sum_d idx_d * strides[d]] over `shape`: every
@@ -117,6 +120,42 @@ impl Device for Cpu {
                 }
             }
         });
+        out
+    }
+
+    fn col2im(&self, cols: &[u64], g: &Conv2dGeom) -> Vec<u64> {
+        let (oh, ow) = g.out_hw();
+        let ncols = g.n * oh * ow;
+        let mut out = vec![0u64; g.n * g.c * g.h * g.w];
+        if out.is_empty() || ncols == 0 {
+            return out;
+        }
+        // One task per (image, channel) plane: its rows are disjoint.
+        out.par_chunks_mut(g.h * g.w)
+            .enumerate()
+            .for_each(|(p, plane)| {
+                let (img, c) = (p / g.c, p % g.c);
+                for ky in 0..g.kh {
+                    for kx in 0..g.kw {
+                        let row = &cols[((c * g.kh + ky) * g.kw + kx) * ncols..][..ncols];
+                        for oy in 0..oh {
+                            let iy = (oy * g.stride.0 + ky * g.dilation.0) as isize
+                                - g.padding.0 as isize;
+                            if iy < 0 || iy >= g.h as isize {
+                                continue;
+                            }
+                            for ox in 0..ow {
+                                let ix = (ox * g.stride.1 + kx * g.dilation.1) as isize
+                                    - g.padding.1 as isize;
+                                if ix >= 0 && ix < g.w as isize {
+                                    let d = &mut plane[iy as usize * g.w + ix as usize];
+                                    *d = d.wrapping_add(row[(img * oh + oy) * ow + ox]);
+                                }
+                            }
+                        }
+                    }
+                }
+            });
         out
     }
 
@@ -190,6 +229,32 @@ mod tests {
         assert_eq!(t, vec![0, 3, 1, 4, 2, 5]);
         let e = Cpu.gather(&[7], &[2, 2], 0, &[0, 0]);
         assert_eq!(e, vec![7; 4]);
+    }
+
+    #[test]
+    fn col2im_is_the_adjoint_of_im2col() {
+        // <im2col(x), y> == <x, col2im(y)> over the ring.
+        let g = Conv2dGeom {
+            n: 2,
+            c: 3,
+            h: 5,
+            w: 4,
+            kh: 3,
+            kw: 2,
+            stride: (2, 1),
+            padding: (1, 1),
+            dilation: (1, 2),
+        };
+        let x: Vec<u64> = (0..2 * 3 * 5 * 4).map(|i| (i * 7 + 3) as u64).collect();
+        let cols = Cpu.im2col(&x, &g, 0, 3);
+        let y: Vec<u64> = (0..cols.len()).map(|i| (i * 13 + 1) as u64).collect();
+        let back = Cpu.col2im(&y, &g);
+        let dot = |a: &[u64], b: &[u64]| {
+            a.iter()
+                .zip(b)
+                .fold(0u64, |s, (p, q)| s.wrapping_add(p.wrapping_mul(*q)))
+        };
+        assert_eq!(dot(&cols, &y), dot(&x, &back));
     }
 
     #[test]

@@ -626,6 +626,69 @@ impl Session {
         Ok(self.wrap(shape, s))
     }
 
+    fn pool_geom(
+        &self,
+        shape: &[usize],
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+        dilation: (usize, usize),
+    ) -> Result<Conv2dGeom> {
+        if shape.len() != 4 {
+            return shape_err(format!("pooling needs NCHW input, got {shape:?}"));
+        }
+        if padding.0 * 2 > kernel.0 || padding.1 * 2 > kernel.1 {
+            return invalid(format!(
+                "padding {padding:?} must be at most half the kernel {kernel:?}"
+            ));
+        }
+        let g = Conv2dGeom {
+            n: shape[0],
+            c: shape[1],
+            h: shape[2],
+            w: shape[3],
+            kh: kernel.0,
+            kw: kernel.1,
+            stride,
+            padding,
+            dilation,
+        };
+        if !g.fits() {
+            return shape_err(format!(
+                "pooling kernel {kernel:?} does not fit input {shape:?}"
+            ));
+        }
+        Ok(g)
+    }
+
+    /// Input index of every window slot; a padded slot repeats the first
+    /// in-bounds element of its window.
+    fn window_index(g: &Conv2dGeom) -> Result<Vec<usize>> {
+        let (oh, ow) = g.out_hw();
+        let kk = g.kh * g.kw;
+        let mut idx = Vec::with_capacity(g.n * g.c * oh * ow * kk);
+        for p in 0..g.n * g.c {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let pos = |k: usize| {
+                        let (ky, kx) = (k / g.kw, k % g.kw);
+                        let iy =
+                            (oy * g.stride.0 + ky * g.dilation.0) as isize - g.padding.0 as isize;
+                        let ix =
+                            (ox * g.stride.1 + kx * g.dilation.1) as isize - g.padding.1 as isize;
+                        (iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w)
+                            .then(|| p * g.h * g.w + iy as usize * g.w + ix as usize)
+                    };
+                    let first = (0..kk).find_map(pos).ok_or_else(|| {
+                        EngineError::Invalid("a pooling window lies entirely in the padding".into())
+                    })?;
+                    idx.extend((0..kk).map(|k| pos(k).unwrap_or(first)));
+                }
+            }
+        }
+        Ok(idx)
+    }
+
     /// Pooling windows of an NCHW tensor: [N, C, OH, OW, kh * kw]. A padded
     /// position repeats the first in-bounds element of its window, so a max
     /// over the window ignores padding (PyTorch pads max pooling with -inf).
@@ -638,62 +701,105 @@ impl Session {
         dilation: (usize, usize),
     ) -> Result<Tensor> {
         self.check(x)?;
-        if x.shape.len() != 4 {
-            return shape_err(format!("pooling needs NCHW input, got {:?}", x.shape));
-        }
-        if padding.0 * 2 > kernel.0 || padding.1 * 2 > kernel.1 {
-            return invalid(format!(
-                "padding {padding:?} must be at most half the kernel {kernel:?}"
-            ));
-        }
-        let xs = &x.shape;
-        let g = Conv2dGeom {
-            n: xs[0],
-            c: xs[1],
-            h: xs[2],
-            w: xs[3],
-            kh: kernel.0,
-            kw: kernel.1,
-            stride,
-            padding,
-            dilation,
-        };
-        if !g.fits() {
-            return shape_err(format!(
-                "pooling kernel {kernel:?} does not fit input {xs:?}"
-            ));
-        }
+        let g = self.pool_geom(&x.shape, kernel, stride, padding, dilation)?;
         let (oh, ow) = g.out_hw();
-        let kk = g.kh * g.kw;
-        let mut idx = Vec::with_capacity(g.n * g.c * oh * ow * kk);
-        for p in 0..g.n * g.c {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let pos = |ky: usize, kx: usize| {
-                        let iy =
-                            (oy * g.stride.0 + ky * g.dilation.0) as isize - g.padding.0 as isize;
-                        let ix =
-                            (ox * g.stride.1 + kx * g.dilation.1) as isize - g.padding.1 as isize;
-                        (iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w)
-                            .then(|| p * g.h * g.w + iy as usize * g.w + ix as usize)
-                    };
-                    let first = (0..kk).find_map(|k| pos(k / g.kw, k % g.kw));
-                    let first = first.ok_or_else(|| {
-                        EngineError::Invalid("a pooling window lies entirely in the padding".into())
-                    })?;
-                    for k in 0..kk {
-                        idx.push(pos(k / g.kw, k % g.kw).unwrap_or(first));
-                    }
-                }
-            }
-        }
+        let idx = Self::window_index(&g)?;
         let take = |v: &[u64]| idx.iter().map(|&i| v[i]).collect::<Vec<u64>>();
         Ok(
-            self.local(x, vec![xs[0], xs[1], oh, ow, kk], |_, s| AShare {
+            self.local(x, vec![g.n, g.c, oh, ow, g.kh * g.kw], |_, s| AShare {
                 a: take(&s.a),
                 b: take(&s.b),
             }),
         )
+    }
+
+    /// The adjoint of `pool_windows`: scatter-add window values back to the
+    /// input positions they were taken from (max-pool backward).
+    #[allow(clippy::too_many_arguments)]
+    pub fn pool_scatter(
+        &self,
+        w: &Tensor,
+        input_shape: &[usize],
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+        dilation: (usize, usize),
+    ) -> Result<Tensor> {
+        self.check(w)?;
+        let g = self.pool_geom(input_shape, kernel, stride, padding, dilation)?;
+        let (oh, ow) = g.out_hw();
+        if w.shape != [g.n, g.c, oh, ow, g.kh * g.kw] {
+            return shape_err(format!(
+                "pool_scatter: windows {:?} do not match input {input_shape:?}",
+                w.shape
+            ));
+        }
+        let idx = Self::window_index(&g)?;
+        let n = numel(input_shape);
+        let put = |v: &[u64]| {
+            let mut out = vec![0u64; n];
+            for (j, &i) in idx.iter().enumerate() {
+                out[i] = out[i].wrapping_add(v[j]);
+            }
+            out
+        };
+        Ok(self.local(w, input_shape.to_vec(), |_, s| AShare {
+            a: put(&s.a),
+            b: put(&s.b),
+        }))
+    }
+
+    /// im2col over all channels (groups = 1): [C*kh*kw, N*OH*OW], local.
+    pub fn im2col(
+        &self,
+        x: &Tensor,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+        dilation: (usize, usize),
+    ) -> Result<Tensor> {
+        self.check(x)?;
+        let ws = [1, x.shape.get(1).copied().unwrap_or(0), kernel.0, kernel.1];
+        let (g, _) = self.conv_geom(&x.shape, &ws, stride, padding, dilation, 1)?;
+        let (oh, ow) = g.out_hw();
+        let dev = Cpu;
+        Ok(
+            self.local(x, vec![g.c * g.kh * g.kw, g.n * oh * ow], |_, s| AShare {
+                a: dev.im2col(&s.a, &g, 0, g.c),
+                b: dev.im2col(&s.b, &g, 0, g.c),
+            }),
+        )
+    }
+
+    /// col2im, the adjoint of `im2col`, back to `input_shape` (NCHW), local.
+    #[allow(clippy::too_many_arguments)]
+    pub fn col2im(
+        &self,
+        cols: &Tensor,
+        input_shape: &[usize],
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+        dilation: (usize, usize),
+    ) -> Result<Tensor> {
+        self.check(cols)?;
+        if input_shape.len() != 4 {
+            return shape_err(format!("col2im needs an NCHW shape, got {input_shape:?}"));
+        }
+        let ws = [1, input_shape[1], kernel.0, kernel.1];
+        let (g, _) = self.conv_geom(input_shape, &ws, stride, padding, dilation, 1)?;
+        let (oh, ow) = g.out_hw();
+        if cols.shape != [g.c * g.kh * g.kw, g.n * oh * ow] {
+            return shape_err(format!(
+                "col2im: columns {:?} do not match input {input_shape:?}",
+                cols.shape
+            ));
+        }
+        let dev = Cpu;
+        Ok(self.local(cols, input_shape.to_vec(), |_, s| AShare {
+            a: dev.col2im(&s.a, &g),
+            b: dev.col2im(&s.b, &g),
+        }))
     }
 
     // ---------------------------------------------------------- shape ops

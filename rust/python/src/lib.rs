@@ -365,6 +365,53 @@ impl Session {
         })?))
     }
 
+    #[allow(clippy::too_many_arguments)]
+    fn pool_scatter(
+        &self,
+        py: Python<'_>,
+        w: &Tensor,
+        input_shape: Vec<usize>,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+        dilation: (usize, usize),
+    ) -> PyResult<Tensor> {
+        let s = &self.0;
+        Ok(Tensor(call(py, || {
+            s.pool_scatter(&w.0, &input_shape, kernel, stride, padding, dilation)
+        })?))
+    }
+    fn im2col(
+        &self,
+        py: Python<'_>,
+        x: &Tensor,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+        dilation: (usize, usize),
+    ) -> PyResult<Tensor> {
+        let s = &self.0;
+        Ok(Tensor(call(py, || {
+            s.im2col(&x.0, kernel, stride, padding, dilation)
+        })?))
+    }
+    #[allow(clippy::too_many_arguments)]
+    fn col2im(
+        &self,
+        py: Python<'_>,
+        cols: &Tensor,
+        input_shape: Vec<usize>,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+        dilation: (usize, usize),
+    ) -> PyResult<Tensor> {
+        let s = &self.0;
+        Ok(Tensor(call(py, || {
+            s.col2im(&cols.0, &input_shape, kernel, stride, padding, dilation)
+        })?))
+    }
+
     /// Per-party counters: a list of three dicts {op: {calls, rounds, messages, bytes}}.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
         let s = &self.0;
