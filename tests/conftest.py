@@ -2,8 +2,8 @@
 
 Every tolerance below follows from the fixed-point precision f:
 - encoding rounds each input to the grid: error at most 2^-(f+1);
-- one truncation (after a product, a mean, a pooling) returns floor(v) or
-  floor(v) - 1 on the 2^-f grid: error below 2 * 2^-f;
+- one truncation (after a product, a mean, a pooling) is within (-1, +1]
+  units of 2^-f of the exact value, and unbiased (protocol.rs);
 - a product x*y of encoded inputs carries |x| e_y + |y| e_x + e_x e_y.
 """
 
@@ -15,7 +15,7 @@ import cryptgpu
 F = 16
 ULP = 2.0**-F
 ENC = ULP / 2  # encoding error of one input
-TRUNC = 2 * ULP  # error of one truncation
+TRUNC = ULP  # error of one truncation
 
 
 def prod_tol(k: int, xmax: float, ymax: float) -> float:

@@ -5,7 +5,7 @@ Start with :func:`init`, share data with :func:`cryptensor`, compute with
 :class:`SharedTensor`, and open results with ``get_plain_text()``.
 """
 
-from . import functions, models, nn
+from . import autograd, functions, models, nn, optim
 from ._native import (
     CryptGPUError,
     EncodingError,
@@ -30,9 +30,11 @@ __all__ = [
     "SharedTensor",
     "cat",
     "cryptensor",
+    "autograd",
     "functions",
     "models",
     "nn",
+    "optim",
     "gemm_kernel",
     "init",
     "is_initialized",

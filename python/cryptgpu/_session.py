@@ -17,6 +17,7 @@ class _Context:
         self.device: str | None = None
         # Per-layer-kind time, rounds and bytes, filled by cryptgpu.nn.
         self.layer_stats: dict = {}
+        self.grad_enabled: bool = True
 
 
 _ctx = _Context()

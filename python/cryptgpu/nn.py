@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _session
+from . import autograd as ag
 from .tensor import SharedTensor, cat, cryptensor
 
 # Layer kinds for the per-layer statistics (the paper's Table V columns).
@@ -128,13 +129,26 @@ class Module:
         return self.train(False)
 
     def encrypt(self, src: int = 0) -> Module:
-        """Secret-share every parameter from party ``src`` (the model owner)."""
+        """Secret-share every parameter from party ``src`` (the model owner).
+        Shared parameters are autograd leaves (``requires_grad``)."""
         for m in self.modules():
             for k, v in m._params.items():
                 if v is not None and not isinstance(v, SharedTensor):
-                    m._params[k] = cryptensor(v, src=src)
+                    m._params[k] = cryptensor(v, src=src).requires_grad_()
             m.encrypted = True
         return self
+
+    def zero_grad(self) -> None:
+        """Forget accumulated gradients."""
+        for p in self.parameters():
+            if isinstance(p, SharedTensor):
+                p.grad = None
+
+    def update_parameters(self, learning_rate: float) -> None:
+        """CrypTen's plain SGD step: p <- p - lr * p.grad."""
+        from .optim import SGD
+
+        SGD(self.parameters(), lr=learning_rate).step()
 
     def decrypt(self) -> Module:
         """Open every parameter back into a float64 torch tensor."""
@@ -156,10 +170,12 @@ class Module:
                 "training is a later issue); call .eval()"
             )
         x = args[0] if args else None
-        if self._modules or self.kind == OTHER:
-            return self.forward(*args, **kwargs)
-        with _track(self.kind, x):
-            return self.forward(*args, **kwargs)
+        grad_ctx = ag.no_grad() if not self.training else _NullScope()
+        with grad_ctx:
+            if self._modules or self.kind == OTHER:
+                return self.forward(*args, **kwargs)
+            with _track(self.kind, x):
+                return self.forward(*args, **kwargs)
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={tuple(v.shape)}" for k, v in self._params.items() if v is not None)
@@ -335,6 +351,65 @@ class Sequential(Module):
         for m in self._modules.values():
             x = m(x)
         return x
+
+
+# --------------------------------------------------------------- losses
+
+
+def _one_hot(target, like: SharedTensor):
+    """Targets as a one-hot: a SharedTensor one-hot is used as is; integer
+    labels (plaintext, so known to all parties) are expanded."""
+    if isinstance(target, SharedTensor):
+        if tuple(target.shape) != tuple(like.shape):
+            raise ValueError(f"one-hot target {tuple(target.shape)} != logits {tuple(like.shape)}")
+        return target
+    t = torch.as_tensor(target)
+    if t.dim() == 1 and not t.is_floating_point():
+        if t.numel() != like.shape[0]:
+            raise ValueError(f"{t.numel()} labels for a batch of {like.shape[0]}")
+        return F.one_hot(t.long(), like.shape[1]).double()
+    if tuple(t.shape) != tuple(like.shape):
+        raise ValueError(f"target {tuple(t.shape)} != logits {tuple(like.shape)}")
+    return t.double()
+
+
+class CrossEntropyLoss(Module):
+    """Mean cross-entropy of logits [N, C] against labels or one-hot targets.
+
+    The loss value is computed privately with log_softmax (for monitoring);
+    the backward pass uses the exact shortcut d loss / d logits =
+    (softmax(logits) - onehot) / N, as CryptGPU and CrypTen do, rather than
+    differentiating through the approximations."""
+
+    kind = SOFTMAX
+
+    def forward(self, logits, target):
+        if not isinstance(logits, SharedTensor):
+            return F.cross_entropy(logits, torch.as_tensor(target))
+        y = _one_hot(target, logits)
+        n = logits.shape[0]
+        want_grad = ag.needs_grad(logits)
+        with ag.no_grad():
+            loss = (logits.log_softmax(1) * y).sum().neg().div(n)
+            if not want_grad:
+                return loss
+            probs = logits.softmax(1)
+        return ag.record(loss, (logits,), lambda g: ((probs - y).div(n) * g,))
+
+    def __call__(self, logits, target):
+        with _track(self.kind, logits):
+            return self.forward(logits, target)
+
+
+class MSELoss(Module):
+    """Mean squared error, differentiated by the recorded operations."""
+
+    def forward(self, x, target):
+        d = x - target
+        return (d * d).mean()
+
+    def __call__(self, x, target):
+        return self.forward(x, target)
 
 
 # --------------------------------------------------------------- conversion
@@ -551,6 +626,29 @@ class Graph(Module):
             elif node.op == "output":
                 return load(node.args[0])
         raise RuntimeError("graph has no output node")
+
+
+def _graph_to_pytorch(self, model: torch.nn.Module) -> torch.nn.Module:
+    """Copy this (decrypted) module's weights into the PyTorch model it was
+    converted from, by layer name. Encrypted weights are opened first."""
+    torch_mods = dict(model.named_modules())
+    for target, name in self._names.items():
+        m = self._modules[name]
+        tm = torch_mods.get(target)
+        if tm is None or not isinstance(m, (Linear, Conv2d)):
+            continue
+        for k in ("weight", "bias"):
+            v = m._params.get(k)
+            if v is None or getattr(tm, k, None) is None:
+                continue
+            if isinstance(v, SharedTensor):
+                v = v.get_plain_text(dtype=torch.float64)
+            with torch.no_grad():
+                getattr(tm, k).copy_(v.to(getattr(tm, k).dtype))
+    return model
+
+
+Graph.to_pytorch = _graph_to_pytorch
 
 
 def _fold_batchnorm(gm: torch.fx.GraphModule, mods: dict) -> None:

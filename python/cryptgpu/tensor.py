@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from . import _native
+from . import autograd as ag
 from ._session import current
 
 _FLOAT_KINDS = "fiub"  # float, signed/unsigned int, bool
@@ -92,12 +93,15 @@ class SharedTensor:
     and the shape operations a CNN needs. ``get_plain_text()`` opens it.
     """
 
-    __slots__ = ("_t", "_session")
+    __slots__ = ("_t", "_session", "requires_grad", "grad", "_back")
     __array_priority__ = 1000  # numpy defers to our reflected operators
 
     def __init__(self, handle: _native.Tensor, session: _native.Session):
         self._t = handle
         self._session = session
+        self.requires_grad = False
+        self.grad = None
+        self._back = None
 
     # ------------------------------------------------------------ helpers
     def _s(self) -> _native.Session:
@@ -123,6 +127,26 @@ class SharedTensor:
             y._s()
             return y, None
         return None, _plain_array(y, what)
+
+    def _public_like(self, value, shape=None) -> SharedTensor:
+        """A sharing of a public constant (no messages)."""
+        shp = list(self._t.shape if shape is None else shape)
+        arr = np.full(shp, float(value))
+        return self._wrap(self._s().public_tensor(_buf(arr), shp))
+
+    # ------------------------------------------------------------ autograd
+    def requires_grad_(self, flag: bool = True) -> SharedTensor:
+        """Mark this tensor as a leaf whose gradient ``backward`` accumulates."""
+        self.requires_grad = bool(flag)
+        return self
+
+    def backward(self, grad=None) -> None:
+        """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf with
+        ``requires_grad`` that this tensor was computed from."""
+        ag.backward(self, grad)
+
+    def detach(self) -> SharedTensor:
+        return self._wrap(self._t)
 
     # ------------------------------------------------------------ shape info
     @property
@@ -215,7 +239,11 @@ class SharedTensor:
                 raise ValueError(f"expand: cannot expand dim of size {have} to {want}")
         if out == shape:
             return self
-        return self._wrap(self._s().gather(self._t, out, 0, ost))
+        res = self._wrap(self._s().gather(self._t, out, 0, ost))
+        if ag.needs_grad(self):
+            xs = tuple(shape)
+            ag.record(res, (self,), lambda g: (ag.unbroadcast(g, xs),))
+        return res
 
     def _bcast(self, other_shape) -> tuple[torch.Size, SharedTensor]:
         try:
@@ -232,20 +260,39 @@ class SharedTensor:
         ys, yp = self._other(y, "add")
         if ys is not None:
             shape, x = self._bcast(ys.shape)
-            return self._wrap(self._s().add(x._t, ys.expand(shape)._t))
+            out = self._wrap(self._s().add(x._t, ys.expand(shape)._t))
+            if ag.needs_grad(self, ys):
+                xs, yss = self.shape, ys.shape
+                ag.record(
+                    out, (self, ys), lambda g: (ag.unbroadcast(g, xs), ag.unbroadcast(g, yss))
+                )
+            return out
         shape, x = self._bcast(yp.shape)
-        return self._wrap(self._s().add_public(x._t, _buf(np.broadcast_to(yp, shape))))
+        out = self._wrap(self._s().add_public(x._t, _buf(np.broadcast_to(yp, shape))))
+        if ag.needs_grad(self):
+            xs = self.shape
+            ag.record(out, (self,), lambda g: (ag.unbroadcast(g, xs),))
+        return out
 
     def sub(self, y) -> SharedTensor:
         """x - y for a SharedTensor or plaintext y (broadcasting)."""
         ys, yp = self._other(y, "sub")
         if ys is not None:
             shape, x = self._bcast(ys.shape)
-            return self._wrap(self._s().sub(x._t, ys.expand(shape)._t))
+            out = self._wrap(self._s().sub(x._t, ys.expand(shape)._t))
+            if ag.needs_grad(self, ys):
+                xs, yss = self.shape, ys.shape
+                ag.record(
+                    out, (self, ys), lambda g: (ag.unbroadcast(g, xs), ag.unbroadcast(-g, yss))
+                )
+            return out
         return self.add(-yp)
 
     def neg(self) -> SharedTensor:
-        return self._wrap(self._s().neg(self._t))
+        out = self._wrap(self._s().neg(self._t))
+        if ag.needs_grad(self):
+            ag.record(out, (self,), lambda g: (-g,))
+        return out
 
     def mul(self, y) -> SharedTensor:
         """Elementwise x * y. Integer plaintext factors cost nothing; fixed-point
@@ -254,14 +301,32 @@ class SharedTensor:
         s = self._s()
         if ys is not None:
             shape, x = self._bcast(ys.shape)
-            return self._wrap(s.mul(x._t, ys.expand(shape)._t))
+            out = self._wrap(s.mul(x._t, ys.expand(shape)._t))
+            if ag.needs_grad(self, ys):
+                a, b = self, ys
+                ag.record(
+                    out,
+                    (a, b),
+                    lambda g: (
+                        ag.unbroadcast(g * b, a.shape) if a.requires_grad else None,
+                        ag.unbroadcast(g * a, b.shape) if b.requires_grad else None,
+                    ),
+                )
+            return out
         shape, x = self._bcast(yp.shape)
         full = np.broadcast_to(yp, shape)
         if _is_integer_plain(y):
             if np.any(np.abs(full) >= 2.0**63):
                 raise ValueError("integer factor does not fit in 64 bits")
-            return self._wrap(s.mul_public_int(x._t, full.astype(np.int64).ravel().tolist()))
-        return self._wrap(s.mul_public(x._t, _buf(full)))
+            out = self._wrap(s.mul_public_int(x._t, full.astype(np.int64).ravel().tolist()))
+            factor = full.astype(np.int64)
+        else:
+            out = self._wrap(s.mul_public(x._t, _buf(full)))
+            factor = full
+        if ag.needs_grad(self):
+            xs = self.shape
+            ag.record(out, (self,), lambda g: (ag.unbroadcast(g * factor, xs),))
+        return out
 
     def div(self, y) -> SharedTensor:
         """x / y for a plaintext y. A positive integer divisor uses the exact
@@ -272,7 +337,11 @@ class SharedTensor:
                 "implemented yet"
             )
         if isinstance(y, numbers.Integral) and not isinstance(y, bool) and y > 0:
-            return self._wrap(self._s().div_public_int(self._t, int(y)))
+            out = self._wrap(self._s().div_public_int(self._t, int(y)))
+            if ag.needs_grad(self):
+                d = int(y)
+                ag.record(out, (self,), lambda g: (g.div(d),))
+            return out
         yp = _plain_array(y, "div")
         if np.any(yp == 0):
             raise ZeroDivisionError("division of a SharedTensor by zero")
@@ -329,6 +398,8 @@ class SharedTensor:
             out = self._wrap(
                 s.conv2d_public(x._t, _buf(wp), list(wp.shape), stride, padding, dilation, groups)
             )
+        if ag.needs_grad(x, ws):
+            _record_conv(out, x, ws, wp, stride, padding, dilation, groups)
         if bias is not None:
             if isinstance(bias, SharedTensor):
                 out = out + bias.reshape(1, -1, 1, 1)
@@ -351,13 +422,33 @@ class SharedTensor:
         if 0 in k or 0 in st:
             raise ValueError("kernel_size and stride must be positive")
         x, squeeze = (self.unsqueeze(0), True) if self.dim() == 3 else (self, False)
-        out = self._wrap(self._s().avg_pool2d(x._t, k, st, _pair(padding, "padding")))
+        pad = _pair(padding, "padding")
+        out = self._wrap(self._s().avg_pool2d(x._t, k, st, pad))
+        if ag.needs_grad(x):
+            xs = list(x.shape)
+
+            def back(g):
+                n, c, oh, ow = g.shape
+                kk = k[0] * k[1]
+                m = g.div(kk).permute(1, 0, 2, 3).reshape(c, 1, n * oh * ow)
+                m = m.expand(c, kk, n * oh * ow).reshape(c * kk, n * oh * ow)
+                return (x._wrap(x._s().col2im(m._t, xs, k, st, pad, (1, 1))),)
+
+            ag.record(out, (x,), back)
         return out.squeeze(0) if squeeze else out
 
     # ------------------------------------------------------------ comparisons
     def relu(self) -> SharedTensor:
-        """max(x, 0): sign bit by A2B, then bit injection. 10 rounds for any size."""
-        return self._wrap(self._s().relu(self._t))
+        """max(x, 0): sign bit by A2B, then bit injection. 10 rounds for any size.
+        When recording for autograd, the derivative mask 1 - msb(x) is injected
+        in the same call (same rounds) and kept for backward."""
+        if not ag.needs_grad(self):
+            return self._wrap(self._s().relu(self._t))
+        ones = self._public_like(1.0)
+        m = self._msb_times(cat([self.unsqueeze(-1), ones.unsqueeze(-1)], -1), "relu")
+        out = self.detach() - m[..., 0].detach()
+        mask = 1 - m[..., 1].detach()
+        return ag.record(out, (self,), lambda g: (g * mask,))
 
     def _ltz(self, label: str = "ltz") -> SharedTensor:
         """The 0/1 (fixed-point) indicator of x < 0."""
@@ -524,8 +615,20 @@ class SharedTensor:
         if 0 in k or 0 in st or 0 in dil:
             raise ValueError("kernel_size, stride and dilation must be positive")
         x, squeeze = (self.unsqueeze(0), True) if self.dim() == 3 else (self, False)
-        win = x._wrap(x._s().pool_windows(x._t, k, st, _pair(padding, "padding"), dil))
-        v, a = win._tournament(return_indices, "max_pool2d")
+        pad = _pair(padding, "padding")
+        grad = ag.needs_grad(x)
+        with ag.no_grad():
+            win = x._wrap(x._s().pool_windows(x._t, k, st, pad, dil))
+            v, a = win._tournament(return_indices or grad, "max_pool2d")
+        if grad:
+            xs, mask = list(x.shape), a
+
+            def back(g):
+                w = mask * g.unsqueeze(-1)
+                return (x._wrap(x._s().pool_scatter(w._t, xs, k, st, pad, dil)),)
+
+            ag.record(v, (x,), back)
+            a = a if return_indices else None
         if squeeze:
             v = v.squeeze(0)
             a = a.squeeze(0) if a is not None else None
@@ -588,7 +691,13 @@ class SharedTensor:
 
     def sum(self, dim=None, keepdim: bool = False) -> SharedTensor:
         """Sum over ``dim`` (an int, a tuple, or all dims); no communication."""
-        return self._wrap(self._s().sum(self._t, self._dims(dim), bool(keepdim)))
+        dims = self._dims(dim)
+        out = self._wrap(self._s().sum(self._t, dims, bool(keepdim)))
+        if ag.needs_grad(self):
+            xs = list(self.shape)
+            kept = [1 if i in dims else n for i, n in enumerate(xs)]
+            ag.record(out, (self,), lambda g: (g.reshape(kept).expand(xs),))
+        return out
 
     def mean(self, dim=None, keepdim: bool = False) -> SharedTensor:
         """Mean over ``dim``: a local sum, then one exact division (2 rounds)."""
@@ -619,7 +728,11 @@ class SharedTensor:
             shape[shape.index(-1)] = self.numel() // known
         if any(d < 0 for d in shape):
             raise ValueError(f"reshape: negative size in {tuple(shape)}")
-        return self._wrap(self._s().reshape(self._t, shape))
+        out = self._wrap(self._s().reshape(self._t, shape))
+        if ag.needs_grad(self):
+            xs = list(self.shape)
+            ag.record(out, (self,), lambda g: (g.reshape(xs),))
+        return out
 
     view = reshape
 
@@ -646,7 +759,11 @@ class SharedTensor:
             return self
         st = _strides(self._t.shape)
         shape = [self._t.shape[d] for d in dims]
-        return self._wrap(self._s().gather(self._t, shape, 0, [st[d] for d in dims]))
+        out = self._wrap(self._s().gather(self._t, shape, 0, [st[d] for d in dims]))
+        if ag.needs_grad(self):
+            inv = [dims.index(i) for i in range(nd)]
+            ag.record(out, (self,), lambda g: (g.permute(inv),))
+        return out
 
     def transpose(self, dim0: int, dim1: int) -> SharedTensor:
         nd = self.dim()
@@ -725,7 +842,10 @@ class SharedTensor:
             d += 1
         out_shape += shape_in[d:]
         out_st += st_in[d:]
-        return self._wrap(self._s().gather(self._t, out_shape, offset, out_st))
+        out = self._wrap(self._s().gather(self._t, out_shape, offset, out_st))
+        if ag.needs_grad(self):
+            ag.record(out, (self,), lambda g: (_getitem_backward(g, idx, shape_in),))
+        return out
 
     def pad(self, pad: Sequence[int], value: float = 0.0) -> SharedTensor:
         """Constant padding with ``torch.nn.functional.pad`` semantics (pairs of
@@ -739,6 +859,9 @@ class SharedTensor:
         x = self[tuple(crop)] if any(a < 0 or b < 0 for a, b in pairs) else self
         pos = [(max(0, a), max(0, b)) for a, b in pairs]
         out = self._wrap(self._s().pad(x._t, pos))
+        if ag.needs_grad(x):
+            inner = tuple(slice(a, a + n) for (a, _), n in zip(pos, x.shape))
+            ag.record(out, (x,), lambda g: (g[inner],))
         if value != 0:
             mask = np.full(tuple(out.shape), float(value))
             inner = tuple(slice(a, a + n) for (a, _), n in zip(pos, x.shape))
@@ -776,14 +899,29 @@ def _matmul(x: SharedTensor, ys, yp, yshape, public_left: bool) -> SharedTensor:
         xl = as_shared(x, l2, lf)
         yr = as_shared(ys, r2, rf)
         out = x._wrap(s.matmul(xl._t, yr._t))
+        if ag.needs_grad(xl, yr):
+            ag.record(
+                out,
+                (xl, yr),
+                lambda g: (
+                    g.matmul(yr.transpose(-1, -2)) if xl.requires_grad else None,
+                    xl.transpose(-1, -2).matmul(g) if yr.requires_grad else None,
+                ),
+            )
     elif public_left:
         pl = as_plain(yp, l2, lf)
         xr = as_shared(x, r2, rf)
         out = x._wrap(s.matmul_public(xr._t, _buf(pl), list(pl.shape), True))
+        if ag.needs_grad(xr):
+            plt = np.ascontiguousarray(np.swapaxes(pl, -1, -2))
+            ag.record(out, (xr,), lambda g: (g.rmatmul(plt),))
     else:
         xl = as_shared(x, l2, lf)
         pr = as_plain(yp, r2, rf)
         out = x._wrap(s.matmul_public(xl._t, _buf(pr), list(pr.shape), False))
+        if ag.needs_grad(xl):
+            prt = np.ascontiguousarray(np.swapaxes(pr, -1, -2))
+            ag.record(out, (xl,), lambda g: (g.matmul(prt),))
     if not batch:
         out = out.reshape(out_shape)
     final = list(batch)
@@ -792,6 +930,59 @@ def _matmul(x: SharedTensor, ys, yp, yshape, public_left: bool) -> SharedTensor:
     if not rvec:
         final.append(r2[-1])
     return out.reshape(final)
+
+
+def _getitem_backward(g, idx, shape_in):
+    """Adjoint of indexing with ints, step-1 slices, None: zero padding."""
+    pads, shape_g, d = [], [], 0
+    for i in idx:
+        if i is None:
+            continue
+        n = shape_in[d]
+        if isinstance(i, int):
+            pads.append((i % n, n - i % n - 1))
+            shape_g.append(1)
+        else:
+            start, stop, step = i.indices(n)
+            if step != 1:
+                raise NotImplementedError("backward through a slice with a step")
+            cnt = max(0, stop - start)
+            pads.append((start, n - start - cnt))
+            shape_g.append(cnt)
+        d += 1
+    pads += [(0, 0)] * (len(shape_in) - d)
+    shape_g += list(shape_in[d:])
+    g = g.reshape(shape_g)
+    flat = []
+    for a, b in reversed(pads):
+        flat += [a, b]
+    return g.pad(flat)
+
+
+def _record_conv(out, x, ws, wp, stride, padding, dilation, groups):
+    """Conv backward: input grad by col2im(W^T G), weight grad G cols(x)^T."""
+    if groups != 1:
+        raise NotImplementedError("conv2d backward with groups > 1")
+    wshape = list(ws.shape if ws is not None else wp.shape)
+    kernel = (wshape[2], wshape[3])
+    xs = list(x.shape)
+
+    def back(g):
+        n, o, oh, ow = g.shape
+        gm = g.permute(1, 0, 2, 3).reshape(o, n * oh * ow)
+        gx = gw = None
+        if x.requires_grad:
+            if ws is not None:
+                cols = ws.reshape(o, -1).t().matmul(gm)
+            else:
+                cols = gm.rmatmul(np.ascontiguousarray(wp.reshape(o, -1).T))
+            gx = x._wrap(x._s().col2im(cols._t, xs, kernel, stride, padding, dilation))
+        if ws is not None and ws.requires_grad:
+            xc = x._wrap(x._s().im2col(x._t, kernel, stride, padding, dilation))
+            gw = gm.matmul(xc.t()).reshape(wshape)
+        return (gx, gw) if ws is not None else (gx,)
+
+    ag.record(out, (x, ws) if ws is not None else (x,), back)
 
 
 def where(condition, x, y) -> SharedTensor:
@@ -850,7 +1041,20 @@ def cat(tensors: Sequence[SharedTensor], dim: int = 0) -> SharedTensor:
     for t in ts[1:]:
         t._s()
     d = _norm_dim(dim, ts[0].dim())
-    return ts[0]._wrap(s.cat([t._t for t in ts], d))
+    out = ts[0]._wrap(s.cat([t._t for t in ts], d))
+    if ag.needs_grad(*ts):
+        sizes = [t.shape[d] for t in ts]
+
+        def back(g):
+            res, off = [], 0
+            for n in sizes:
+                idx = (slice(None),) * d + (slice(off, off + n),)
+                res.append(g[idx])
+                off += n
+            return tuple(res)
+
+        ag.record(out, ts, back)
+    return out
 
 
 def stack(tensors: Sequence[SharedTensor], dim: int = 0) -> SharedTensor:

@@ -206,17 +206,21 @@ impl Party {
     /// Round 1: P0 sends t_0 to P2; P2 sends z_2 to P1. Round 2: P1 sends t_1
     /// to P0. Two rounds, one element per party.
     ///
-    /// Error: if |v| < 2^k, the result is floor(v/d) or floor(v/d) - 1 (at most
-    /// less than two units of 2^-f below v/d) except with probability below 2^(k+1-64) per element,
-    /// when the 2-out-of-2 sum wraps and the element is garbage (the same bound
-    /// as SecureML / ABY3). With f = 16 and values below 2^15 in magnitude
-    /// (k = 47 after a product) that is below 2^-16 per element; keep values
-    /// small or raise the ring headroom by lowering f.
+    /// Error: each party's floor loses a remainder; with z_0 uniform the two
+    /// remainders sum to d on average, so floor(z_0/d) + floor((z_1+z_2)/d)
+    /// is v/d - 1 on average. P0 adds one unit to t_0 to cancel that bias:
+    /// the result is within (-1, +1] units of 2^-f of v/d and unbiased, which
+    /// matters when thousands of truncated values are summed (gradients).
+    /// If |v| < 2^k, the 2-out-of-2 sum wraps and the element is garbage with
+    /// probability below 2^(k+1-64) per element (as in SecureML / ABY3). With
+    /// f = 16 and values below 2^15 in magnitude (k = 47 after a product)
+    /// that is below 2^-16 per element; keep values small or lower f.
     pub fn reshare_divide(&mut self, mut z: Vec<u64>, d: u64) -> Result<AShare> {
         let n = z.len();
         match self.rank {
             0 => {
                 ring::div_floor(&mut z, d);
+                z.iter_mut().for_each(|v| *v = v.wrapping_add(1));
                 self.comm.round(vec![(Peer::Prev, z.clone())], &[])?;
                 let mut got = self.comm.round(vec![], &[Peer::Next])?;
                 let t1 = take_checked(&mut got, n)?;

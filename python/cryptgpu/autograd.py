@@ -1,0 +1,101 @@
+"""Reverse-mode autograd for SharedTensor: a tape of recorded operations.
+
+Each differentiable operation that has an input with ``requires_grad`` records
+its parents and a function from the output's gradient to the parents'
+gradients; ``backward()`` walks the tape in reverse topological order. The
+gradients are SharedTensors computed by the same protocols (one more
+multiplication per product, an im2col/col2im pair per convolution, a
+multiplication by the kept mask per ReLU and max-pool).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from . import _session
+
+
+def is_grad_enabled() -> bool:
+    return _session._ctx.grad_enabled
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Do not record operations (inference, optimiser updates, backward)."""
+    prev = _session._ctx.grad_enabled
+    _session._ctx.grad_enabled = False
+    try:
+        yield
+    finally:
+        _session._ctx.grad_enabled = prev
+
+
+def needs_grad(*xs) -> bool:
+    if not _session._ctx.grad_enabled:
+        return False
+    return any(getattr(x, "requires_grad", False) for x in xs)
+
+
+def record(out, parents, fn):
+    """Mark ``out`` as computed from ``parents``; ``fn(g)`` returns one
+    gradient (or None) per parent."""
+    out.requires_grad = True
+    out._back = (tuple(parents), fn)
+    return out
+
+
+def unbroadcast(g, shape):
+    """Sum a gradient over the dims that broadcasting expanded."""
+    shape = tuple(shape)
+    if tuple(g.shape) == shape:
+        return g
+    lead = g.dim() - len(shape)
+    dims = list(range(lead)) + [
+        lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1
+    ]
+    out = g.sum(dims, keepdim=True) if dims else g
+    return out.reshape(shape)
+
+
+def backward(root, grad=None) -> None:
+    from .tensor import SharedTensor
+
+    if not root.requires_grad:
+        raise RuntimeError("backward() on a tensor that does not require grad")
+    if grad is None:
+        if root.numel() != 1:
+            raise RuntimeError("grad can be implicitly created only for scalar outputs")
+        grad = root._public_like(1.0)
+    # Topological order without recursion (deep networks).
+    order, seen, stack = [], set(), [(root, False)]
+    while stack:
+        t, done = stack.pop()
+        if done:
+            order.append(t)
+            continue
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        stack.append((t, True))
+        if t._back is not None:
+            for p in t._back[0]:
+                if isinstance(p, SharedTensor) and p.requires_grad and id(p) not in seen:
+                    stack.append((p, False))
+    grads = {id(root): grad}
+    with no_grad():
+        for t in reversed(order):
+            g = grads.pop(id(t), None)
+            if g is None:
+                continue
+            if t._back is None:
+                t.grad = g if t.grad is None else t.grad + g
+                continue
+            parents, fn = t._back
+            for p, pg in zip(parents, fn(g)):
+                if pg is None or not isinstance(p, SharedTensor) or not p.requires_grad:
+                    continue
+                prev = grads.get(id(p))
+                grads[id(p)] = pg if prev is None else prev + pg
+    # Free the tape: intermediate tensors keep no references to their parents.
+    for t in order:
+        t._back = None

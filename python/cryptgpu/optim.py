@@ -1,0 +1,44 @@
+"""Optimisers for private training."""
+
+from __future__ import annotations
+
+from . import autograd as ag
+from .tensor import SharedTensor
+
+
+class SGD:
+    """Stochastic gradient descent with momentum and weight decay, as
+    ``torch.optim.SGD``: g = grad + wd p; v = mu v + g; p <- p - lr v.
+    Each update multiplies by public constants (one truncation each)."""
+
+    def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
+        if lr <= 0:
+            raise ValueError(f"learning rate must be positive, got {lr}")
+        if not 0 <= momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay must be non-negative, got {weight_decay}")
+        self.params = [p for p in params if isinstance(p, SharedTensor)]
+        if not self.params:
+            raise ValueError("SGD got no SharedTensor parameters: call model.encrypt() first")
+        self.lr, self.momentum, self.wd = lr, momentum, weight_decay
+        self._buf: dict[int, SharedTensor] = {}
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        with ag.no_grad():
+            for p in self.params:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if self.wd:
+                    g = g + p * self.wd
+                if self.momentum:
+                    prev = self._buf.get(id(p))
+                    g = g if prev is None else prev * self.momentum + g
+                    self._buf[id(p)] = g
+                new = p - g * self.lr
+                p._t = new._t  # update in place: modules keep the same object
