@@ -39,14 +39,15 @@ except ImportError:  # run from elsewhere
 
 
 class SmallCNN(nn.Module):
-    def __init__(self):
+    def __init__(self, batchnorm: bool = False):
         super().__init__()
         self.conv = nn.Conv2d(1, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8) if batchnorm else nn.Identity()
         self.pool = nn.MaxPool2d(2)
         self.fc = nn.Linear(8 * 4 * 4, 10)
 
     def forward(self, x):
-        return self.fc(torch.flatten(self.pool(F.relu(self.conv(x))), 1))
+        return self.fc(torch.flatten(self.pool(F.relu(self.bn(self.conv(x)))), 1))
 
 
 def batches(n, batch, epoch):
@@ -60,10 +61,10 @@ def accuracy(model, x, y):
         return (model(x).argmax(1) == y).double().mean().item() * 100
 
 
-def run(epochs=3, batch=32, lr=0.1, momentum=0.9, show=True):
+def run(epochs=3, batch=32, lr=0.1, momentum=0.9, show=True, batchnorm=False):
     torch.manual_seed(0)
     xtr, xte, ytr, yte = load()
-    plain = SmallCNN().double()
+    plain = SmallCNN(batchnorm).double()
     init = copy.deepcopy(plain)
 
     # plaintext reference: same init, same batches, same optimiser
@@ -110,7 +111,9 @@ def run(epochs=3, batch=32, lr=0.1, momentum=0.9, show=True):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=3)
-    r = run(epochs=ap.parse_args().epochs)
+    ap.add_argument("--batchnorm", action="store_true", help="BatchNorm2d after the conv")
+    a = ap.parse_args()
+    r = run(epochs=a.epochs, batchnorm=a.batchnorm)
     print(
         f"\n{r['steps']} private SGD steps in {r['wall_s']:.1f} s "
         f"({r['wall_s'] / r['steps'] * 1e3:.0f} ms per step, batch 32)"

@@ -119,7 +119,8 @@ def test_sgd_momentum_weight_decay_matches_torch(session, rng):
     assert_close(pt(sp), p.detach(), 64 * ULP)
 
 
-def test_training_tracks_the_plaintext_loss_curve_and_accuracy():
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_training_tracks_the_plaintext_loss_curve_and_accuracy(batchnorm):
     """Issue 6: private training on digits reaches accuracy within 2 points of
     the same training in plaintext (same init, same batches)."""
     import importlib.util
@@ -134,7 +135,7 @@ def test_training_tracks_the_plaintext_loss_curve_and_accuracy():
         )
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
-        r = mod.run(epochs=2, show=False)
+        r = mod.run(epochs=2, show=False, batchnorm=batchnorm)
     finally:
         sys.path.remove(str(ex_dir))
     assert r["plain_acc"] > 85
@@ -172,3 +173,34 @@ def test_to_pytorch_roundtrip(session):
     m2 = torch.nn.Sequential(torch.nn.Linear(3, 2)).double()
     cm.decrypt().to_pytorch(m2)
     assert_close(m2[0].weight.detach(), m[0].weight.detach(), ULP)
+
+
+def test_batchnorm_training_grads_and_running_stats(session):
+    import copy
+
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(
+        torch.nn.Conv2d(2, 3, 3), torch.nn.BatchNorm2d(3), torch.nn.ReLU()
+    ).double()
+    m[1].weight.data.uniform_(0.5, 1.5)
+    m[1].bias.data.uniform_(-0.5, 0.5)
+    x = torch.randn(4, 2, 6, 6, dtype=torch.float64)
+    g = torch.randn(4, 3, 4, 4, dtype=torch.float64)
+    cm = cryptgpu.nn.from_pytorch(copy.deepcopy(m), fold_batchnorm=False).encrypt().train()
+    m.train()
+    ref = m(x)  # one training-mode forward each: running stats move once
+    (ref * g).sum().backward()
+    out = cm(cryptgpu.cryptensor(x, src=1))
+    (out * g).sum().backward()
+    # forward: batch statistics and inv_sqrt (1e-8 relative on [0.1, 130])
+    assert_close(pt(out), ref.detach(), 64 * ULP)
+    terms = 4 * 4 * 4  # gradient terms summed per channel
+    for p, t in zip(cm.parameters(), [m[0].weight, m[0].bias, m[1].weight, m[1].bias]):
+        assert_close(pt(p.grad), t.grad, terms * 16 * ULP * max(1.0, t.grad.abs().max().item()))
+    bn = [mm for mm in cm.modules() if isinstance(mm, cryptgpu.nn.BatchNorm)][0]
+    assert_close(pt(bn._buffers["running_mean"]), m[1].running_mean, 8 * ULP)
+    assert_close(pt(bn._buffers["running_var"]), m[1].running_var, 64 * ULP)
+    # eval after training: running statistics through a private inv_sqrt
+    cm.eval()
+    m.eval()
+    assert_close(pt(cm(cryptgpu.cryptensor(x))), m(x).detach(), 0.01)

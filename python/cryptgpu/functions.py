@@ -30,11 +30,13 @@ from dataclasses import dataclass
 
 @dataclass
 class ApproxConfig:
-    """Iteration counts of the approximations (CrypTen's defaults)."""
+    """Iteration counts of the approximations: CrypTen's defaults, except
+    inv_sqrt, where 5 Newton steps instead of 3 bring the relative error on
+    [0.1, 130] from 3e-3 to below 1e-8 (BatchNorm depends on it)."""
 
     exp_iterations: int = 8
     reciprocal_iterations: int = 10
-    inv_sqrt_iterations: int = 3
+    inv_sqrt_iterations: int = 5
     log_iterations: int = 2
     log_order: int = 8
 

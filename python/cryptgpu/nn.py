@@ -286,22 +286,113 @@ class AdaptiveAvgPool2d(Module):
         return F.avg_pool2d(x, (h // oh, w // ow))
 
 
-class BatchNorm(Module, _EvalOnly):
-    """BatchNorm1d/2d at eval: an affine map x * scale + shift per channel,
-    with scale = gamma / sqrt(var + eps) and shift = beta - mean * scale
-    computed by the model owner and secret-shared as parameters."""
+class BatchNorm(Module):
+    """BatchNorm1d/2d.
+
+    Eval: x * scale + shift per channel, with scale = gamma / sqrt(var + eps)
+    and shift = beta - mean * scale. A converted model gets them from its
+    owner in plaintext (exact); after private training they are recomputed
+    privately with inv_sqrt from the shared running statistics.
+
+    Training: batch statistics over (N, H, W), a private inv_sqrt of the
+    variance (CrypTen's Newton iteration, accurate for var + eps in
+    [0.1, 130]; see functions.py), the standard BatchNorm backward as one
+    recorded operation, and running statistics updated like PyTorch's
+    (momentum, unbiased variance)."""
 
     kind = BATCHNORM
 
-    def __init__(self, scale, shift):
+    def __init__(self, weight, bias, running_mean, running_var, eps=1e-5, momentum=0.1):
         super().__init__()
-        self.register_parameter("scale", scale)
-        self.register_parameter("shift", shift)
+        self.register_parameter("weight", weight)
+        self.register_parameter("bias", bias)
+        self._buffers = OrderedDict(running_mean=running_mean, running_var=running_var)
+        self.eps, self.momentum = eps, momentum
+        self._affine = None
+
+    def encrypt(self, src: int = 0) -> Module:
+        super().encrypt(src)
+        for k, v in self._buffers.items():
+            if not isinstance(v, SharedTensor):
+                self._buffers[k] = cryptensor(v, src=src)
+        if self._affine is not None and not isinstance(self._affine[0], SharedTensor):
+            self._affine = tuple(cryptensor(t, src=src) for t in self._affine)
+        return self
+
+    def decrypt(self) -> Module:
+        super().decrypt()
+        for k, v in self._buffers.items():
+            if isinstance(v, SharedTensor):
+                self._buffers[k] = v.get_plain_text(dtype=torch.float64)
+        if self._affine is not None and isinstance(self._affine[0], SharedTensor):
+            self._affine = tuple(t.get_plain_text(dtype=torch.float64) for t in self._affine)
+        return self
+
+    def _eval_affine(self):
+        if self._affine is None:
+            from . import functions
+
+            rv, rm = self._buffers["running_var"], self._buffers["running_mean"]
+            w, b = self._params["weight"], self._params["bias"]
+            if isinstance(rv, SharedTensor):
+                inv = functions.inv_sqrt(rv + self.eps)
+            else:
+                inv = torch.rsqrt(torch.as_tensor(rv, dtype=torch.float64) + self.eps)
+            scale = inv if w is None else inv * w
+            shift = -(rm * scale) if b is None else b - rm * scale
+            self._affine = (scale, shift)
+        return self._affine
 
     def forward(self, x):
         shape = [1, -1] + [1] * (x.dim() - 2)
-        sc, sh = self._params["scale"], self._params["shift"]
-        return x * sc.reshape(shape) + sh.reshape(shape)
+        if not self.training:
+            sc, sh = self._eval_affine()
+            return x * sc.reshape(shape) + sh.reshape(shape)
+        if not isinstance(x, SharedTensor):
+            raise NotImplementedError("BatchNorm training on plaintext input")
+        return self._train_forward(x, shape)
+
+    def _train_forward(self, x, shape):
+        from . import functions
+
+        self._affine = None  # parameters and statistics are about to change
+        dims = [0] + list(range(2, x.dim()))
+        n = x.numel() // x.shape[1]
+        w, b = self._params["weight"], self._params["bias"]
+        with ag.no_grad():
+            mean = x.mean(dims, keepdim=True)
+            xc = x - mean
+            var = (xc * xc).mean(dims, keepdim=True)
+            inv = functions.inv_sqrt(var + self.eps)
+            xhat = xc * inv
+            y = xhat if w is None else xhat * w.reshape(shape)
+            y = y if b is None else y + b.reshape(shape)
+            m = self.momentum
+            rm, rv = self._buffers["running_mean"], self._buffers["running_var"]
+            unbiased = var.reshape(-1) * (n / max(n - 1, 1))
+            self._buffers["running_mean"] = rm * (1 - m) + mean.reshape(-1) * m
+            self._buffers["running_var"] = rv * (1 - m) + unbiased * m
+        if not ag.needs_grad(x, w, b):
+            return y
+
+        def back(g):
+            # dxhat = g * gamma; dx = inv / n * (n dxhat - sum dxhat - xhat sum(dxhat xhat))
+            dxhat = g if w is None else g * w.reshape(shape)
+            s1 = dxhat.sum(dims, keepdim=True)
+            s2 = (dxhat * xhat).sum(dims, keepdim=True)
+            dx = (dxhat * n - s1 - xhat * s2) * inv
+            dx = dx.div(n)
+            gw = None if w is None else (g * xhat).sum(dims)
+            gb = None if b is None else g.sum(dims)
+            return dx, gw, gb
+
+        parents = (x, w if w is not None else x, b if b is not None else x)
+        return ag.record(y, parents, lambda g: _drop_missing(back(g), w, b))
+
+
+def _drop_missing(grads, w, b):
+    dx, gw, gb = grads
+    return dx, (gw if w is not None else None), (gb if b is not None else None)
 
 
 class Flatten(Module):
@@ -461,7 +552,18 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
     if isinstance(m, t.AdaptiveAvgPool2d):
         return AdaptiveAvgPool2d(m.output_size)
     if isinstance(m, (t.BatchNorm1d, t.BatchNorm2d)):
-        return BatchNorm(*_bn_affine(m))
+        if m.running_mean is None:
+            raise NotImplementedError(f"BatchNorm without running statistics at {where}")
+        bn = BatchNorm(
+            _plain(m.weight),
+            _plain(m.bias),
+            _plain(m.running_mean),
+            _plain(m.running_var),
+            m.eps,
+            m.momentum if m.momentum is not None else 0.1,
+        )
+        bn._affine = _bn_affine(m)  # exact, from the owner's plaintext
+        return bn
     if isinstance(m, t.Flatten):
         return Flatten(m.start_dim, m.end_dim)
     if isinstance(m, t.Dropout):
@@ -635,16 +737,18 @@ def _graph_to_pytorch(self, model: torch.nn.Module) -> torch.nn.Module:
     for target, name in self._names.items():
         m = self._modules[name]
         tm = torch_mods.get(target)
-        if tm is None or not isinstance(m, (Linear, Conv2d)):
+        if tm is None or not isinstance(m, (Linear, Conv2d, BatchNorm)):
             continue
-        for k in ("weight", "bias"):
-            v = m._params.get(k)
+        values = dict(m._params)
+        if isinstance(m, BatchNorm):
+            values.update(m._buffers)
+        for k, v in values.items():
             if v is None or getattr(tm, k, None) is None:
                 continue
             if isinstance(v, SharedTensor):
                 v = v.get_plain_text(dtype=torch.float64)
             with torch.no_grad():
-                getattr(tm, k).copy_(v.to(getattr(tm, k).dtype))
+                getattr(tm, k).copy_(torch.as_tensor(v).to(getattr(tm, k).dtype))
     return model
 
 
