@@ -13,6 +13,8 @@
 //! | msb          | 8      | P0: 64 nw (input) + 181 nw (ANDs); P1, P2: 181 nw   |
 //! | bit inject   | 2      | 2 ring elements per value (P0, P1, P2 alike)         |
 //! | relu = x - inject(msb(x), x) | 10 | msb + inject                            |
+//! | a2b (all 64 bits) | 8    | P0: 64 nw (input) + 643 nw (ANDs); P1, P2: 643 nw   |
+//! | reveal (binary)   | 1    | one word per plane word                             |
 //!
 //! MSB: P0 knows y = x_0 + x_1 and shares it in binary (it sends one masked
 //! copy to P2: 1 round); x_2 is known to P1 and P2 and needs no sharing. The
@@ -64,6 +66,26 @@ pub fn to_planes(x: &[u64]) -> Vec<u64> {
     out
 }
 
+/// Inverse of `to_planes`: n words back from 64 planes of nw words.
+pub fn from_planes(planes: &[u64], n: usize) -> Vec<u64> {
+    let nw = n.div_ceil(64);
+    let mut out = vec![0u64; n];
+    for w in 0..nw {
+        let mut blk = [0u64; 64];
+        for (j, b) in blk.iter_mut().enumerate() {
+            *b = planes[j * nw + w];
+        }
+        transpose64(&mut blk);
+        let hi = (n - w * 64).min(64);
+        out[w * 64..w * 64 + hi].copy_from_slice(&blk[..hi]);
+    }
+    out
+}
+
+fn plane_of(s: &AShare, j: usize, nw: usize) -> (&[u64], &[u64]) {
+    (&s.a[j * nw..(j + 1) * nw], &s.b[j * nw..(j + 1) * nw])
+}
+
 /// Element e's bit from a packed plane, as 0 or 1.
 #[inline]
 pub fn bit(plane: &[u64], e: usize) -> u64 {
@@ -102,16 +124,14 @@ impl Party {
         Ok(AShare { a: z, b })
     }
 
-    /// Sign bit of an arithmetic sharing, as a replicated binary sharing of
-    /// one packed plane (nw words). 8 rounds (module table).
-    pub fn msb(&mut self, x: &AShare) -> Result<AShare> {
+    /// The binary input step shared by `msb` and `a2b`: [y]^B for y = x_0 +
+    /// x_1 (P0 sends y ^ r to P2, r = F(k_1)) and [x_2]^B with components
+    /// (0, 0, x_2), both as 64 planes. One round.
+    fn binary_inputs(&mut self, x: &AShare) -> Result<(AShare, AShare)> {
         let n = x.len();
-        let nw = n.div_ceil(64);
-        let planes = 64 * nw;
+        let planes = 64 * n.div_ceil(64);
         let zeros = || vec![0u64; planes];
-        // [y]^B with components (y ^ r, r, 0), r = F(k_1) known to P0 and P1;
-        // P0 sends y ^ r to P2. [x_2]^B has components (0, 0, x_2).
-        let (ys, xs) = match self.rank {
+        Ok(match self.rank {
             0 => {
                 let y: Vec<u64> =
                     x.a.iter()
@@ -156,7 +176,96 @@ impl Party {
                     },
                 )
             }
+        })
+    }
+
+    /// Full arithmetic-to-binary conversion: all 64 bits of x as replicated
+    /// binary planes (64 nw words), by a Kogge-Stone adder of y and x_2:
+    /// one round for the inputs, one for g = y & x_2, then 6 prefix levels.
+    pub fn a2b(&mut self, x: &AShare) -> Result<AShare> {
+        let nw = x.len().div_ceil(64);
+        let (ys, xs) = self.binary_inputs(x)?;
+        let p0 = AShare {
+            a: xor(&ys.a, &xs.a),
+            b: xor(&ys.b, &xs.b),
         };
+        let mut g = self.and(&ys, &xs)?;
+        let mut p = p0.clone();
+        let mut shift = 1;
+        while shift < 64 {
+            // G_j ^= P_j & G_{j-shift} for j >= shift; P_j &= P_{j-shift} for
+            // the j whose P a later level still reads (j >= 2 shift).
+            let mut left = AShare::default();
+            let mut right = AShare::default();
+            for j in shift..64 {
+                let (pa, pb) = plane_of(&p, j, nw);
+                let (ga, gb) = plane_of(&g, j - shift, nw);
+                left.a.extend_from_slice(pa);
+                left.b.extend_from_slice(pb);
+                right.a.extend_from_slice(ga);
+                right.b.extend_from_slice(gb);
+            }
+            let np = if 2 * shift < 64 { 64 - 2 * shift } else { 0 };
+            for j in 2 * shift..64 {
+                let (pa, pb) = plane_of(&p, j, nw);
+                let (qa, qb) = plane_of(&p, j - shift, nw);
+                left.a.extend_from_slice(pa);
+                left.b.extend_from_slice(pb);
+                right.a.extend_from_slice(qa);
+                right.b.extend_from_slice(qb);
+            }
+            let prod = self.and(&left, &right)?;
+            let ng = 64 - shift;
+            for (k, j) in (shift..64).enumerate() {
+                for w in 0..nw {
+                    g.a[j * nw + w] ^= prod.a[k * nw + w];
+                    g.b[j * nw + w] ^= prod.b[k * nw + w];
+                }
+            }
+            for (k, j) in (2 * shift..64).enumerate() {
+                let o = (ng + k) * nw;
+                p.a[j * nw..(j + 1) * nw].copy_from_slice(&prod.a[o..o + nw]);
+                p.b[j * nw..(j + 1) * nw].copy_from_slice(&prod.b[o..o + nw]);
+            }
+            debug_assert_eq!(prod.a.len(), (ng + np) * nw);
+            shift *= 2;
+        }
+        // sum_j = p0_j ^ carry_j, carry_j = G_{j-1} (the group generate of
+        // bits below j), carry_0 = 0.
+        let mut out = p0;
+        for j in 1..64 {
+            for w in 0..nw {
+                out.a[j * nw + w] ^= g.a[(j - 1) * nw + w];
+                out.b[j * nw + w] ^= g.b[(j - 1) * nw + w];
+            }
+        }
+        Ok(out)
+    }
+
+    /// Open a replicated binary sharing to every party: one round.
+    pub fn reveal_bits(&mut self, x: &AShare) -> Result<Vec<u64>> {
+        let mut got = self
+            .comm
+            .round(vec![(Peer::Next, x.a.clone())], &[Peer::Prev])?;
+        let c = got.pop().unwrap_or_default();
+        if c.len() != x.len() {
+            return Err(crate::EngineError::Peer(
+                "binary reveal of the wrong length".into(),
+            ));
+        }
+        Ok(x.a
+            .iter()
+            .zip(&x.b)
+            .zip(&c)
+            .map(|((p, q), r)| p ^ q ^ r)
+            .collect())
+    }
+
+    /// Sign bit of an arithmetic sharing, as a replicated binary sharing of
+    /// one packed plane (nw words). 8 rounds (module table).
+    pub fn msb(&mut self, x: &AShare) -> Result<AShare> {
+        let nw = x.len().div_ceil(64);
+        let (ys, xs) = self.binary_inputs(x)?;
         let plane = |s: &AShare, j: usize| AShare {
             a: s.a[j * nw..(j + 1) * nw].to_vec(),
             b: s.b[j * nw..(j + 1) * nw].to_vec(),
@@ -355,6 +464,14 @@ impl Party {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn from_planes_inverts_to_planes() {
+        let x: Vec<u64> = (0..200u64)
+            .map(|i| i.wrapping_mul(0xD6E8_FEB8_6659_FD93))
+            .collect();
+        assert_eq!(from_planes(&to_planes(&x), x.len()), x);
+    }
 
     #[test]
     fn planes_hold_bit_j_of_each_element() {

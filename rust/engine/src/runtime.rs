@@ -603,6 +603,24 @@ impl Session {
         Ok(self.wrap(shape, r))
     }
 
+    /// Full A2B, opened: the 64-bit words the binary sharing reconstructs to
+    /// (for tests and inspection; 8 rounds for the conversion, 1 to open).
+    pub fn a2b_reveal(&self, x: &Tensor) -> Result<Vec<u64>> {
+        self.check(x)?;
+        let n = x.numel();
+        let [a, b, c] = self.run("a2b", |p| {
+            let bits = p.a2b(&x.shares[p.rank])?;
+            let planes = p.reveal_bits(&bits)?;
+            Ok(crate::binary::from_planes(&planes, n))
+        })?;
+        if a != b || b != c {
+            return Err(EngineError::Internal(
+                "parties opened different words".into(),
+            ));
+        }
+        Ok(a)
+    }
+
     /// max(x, 0) = x - msb(x) x. 10 rounds.
     pub fn relu(&self, x: &Tensor) -> Result<Tensor> {
         self.check(x)?;

@@ -91,3 +91,31 @@ fn relu_costs_match_the_table() {
         }
     }
 }
+
+#[test]
+fn a2b_reconstructs_every_bit_and_costs_match() {
+    let s = session();
+    for n in [1usize, 64, 1000] {
+        let v = edge_values(n);
+        let x = s.share_f64(&v, vec![n], 1).unwrap();
+        s.reset_stats().unwrap();
+        let words = s.a2b_reveal(&x).unwrap();
+        let want = cryptgpu_engine::ring::encode(&v, 16).unwrap();
+        assert_eq!(words, want);
+        let st = s.stats().unwrap();
+        let nw = n.div_ceil(64) as u64;
+        // 8 conversion rounds + 1 to open. ANDs: 64 planes for g, then per
+        // level 64 - s (G) + max(0, 64 - 2s) (P) for s = 1, 2, ..., 32.
+        let ands = 64
+            + (0..6)
+                .map(|i| (64 - (1 << i)) + 64u64.saturating_sub(2 << i))
+                .sum::<u64>();
+        assert_eq!(ands, 643);
+        for p in 0..3 {
+            let r = st[p]["a2b"];
+            assert_eq!(r.rounds, 9);
+            let input = if p == 0 { 64 * nw } else { 0 };
+            assert_eq!(r.bytes, 8 * (input + ands * nw + 64 * nw), "party {p}");
+        }
+    }
+}
