@@ -205,7 +205,7 @@ impl Party {
                 right.a.extend_from_slice(ga);
                 right.b.extend_from_slice(gb);
             }
-            let np = if 2 * shift < 64 { 64 - 2 * shift } else { 0 };
+            let np = 64_usize.saturating_sub(2 * shift);
             for j in 2 * shift..64 {
                 let (pa, pb) = plane_of(&p, j, nw);
                 let (qa, qb) = plane_of(&p, j - shift, nw);
