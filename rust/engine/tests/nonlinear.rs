@@ -111,8 +111,8 @@ fn a2b_reconstructs_every_bit_and_costs_match() {
                 .map(|i| (64 - (1 << i)) + 64u64.saturating_sub(2 << i))
                 .sum::<u64>();
         assert_eq!(ands, 643);
-        for p in 0..3 {
-            let r = st[p]["a2b"];
+        for (p, party) in st.iter().enumerate() {
+            let r = party["a2b"];
             assert_eq!(r.rounds, 9);
             let input = if p == 0 { 64 * nw } else { 0 };
             assert_eq!(r.bytes, 8 * (input + ands * nw + 64 * nw), "party {p}");
