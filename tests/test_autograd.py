@@ -204,3 +204,20 @@ def test_batchnorm_training_grads_and_running_stats(session):
     cm.eval()
     m.eval()
     assert_close(pt(cm(cryptgpu.cryptensor(x))), m(x).detach(), 0.01)
+
+
+def test_overflow_is_reported_with_the_layer_name(session):
+    m = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU()).double()
+    with torch.no_grad():
+        m[0].weight.fill_(1000.0)
+    cm = cryptgpu.nn.from_pytorch(m).encrypt().train()
+    x = cryptgpu.cryptensor(torch.tensor([[30.0, 40.0]]), src=1)
+    cryptgpu.nn.check_overflow(2.0**14)
+    try:
+        with pytest.raises(cryptgpu.nn.FixedPointOverflowError, match="'0' \\(Linear\\)"):
+            cm(x)
+        cm(cryptgpu.cryptensor(torch.tensor([[0.001, 0.002]]), src=1))  # in range: no error
+    finally:
+        cryptgpu.nn.check_overflow(None)
+    with pytest.raises(ValueError):
+        cryptgpu.nn.check_overflow(-1.0)

@@ -18,6 +18,8 @@ class _Context:
         # Per-layer-kind time, rounds and bytes, filled by cryptgpu.nn.
         self.layer_stats: dict = {}
         self.grad_enabled: bool = True
+        # Bound for cryptgpu.nn.check_overflow (None: no check).
+        self.overflow_bound: float | None = None
 
 
 _ctx = _Context()

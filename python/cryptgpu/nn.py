@@ -77,6 +77,36 @@ class _NullScope:
         return False
 
 
+class FixedPointOverflowError(RuntimeError):
+    """A layer's output left the range set with :func:`check_overflow`."""
+
+
+def check_overflow(bound: float | None = 2.0**14) -> None:
+    """Check every layer output of a converted model in training mode against
+    ``|value| < bound`` and raise :class:`FixedPointOverflowError` naming the
+    first layer that exceeds it, instead of training on garbage. Off by
+    default: each check costs one batched comparison (10 rounds) per layer
+    and reveals to all parties how many values of that layer were out of
+    range. ``check_overflow(None)`` turns it off again."""
+    if bound is not None and not bound > 0:
+        raise ValueError("the overflow bound must be positive")
+    _session._ctx.overflow_bound = bound
+
+
+def _check_range(y, where: str) -> None:
+    bound = getattr(_session._ctx, "overflow_bound", None)
+    if bound is None or not isinstance(y, SharedTensor):
+        return
+    with ag.no_grad():
+        flags = cat([(y - bound).reshape(-1), (-y - bound).reshape(-1)]).neg()._ltz("overflow")
+        count = flags.sum().get_plain_text(dtype=torch.float64).item()
+    if count > 0.5:
+        raise FixedPointOverflowError(
+            f"{int(round(count))} values of layer {where} exceed +-{bound:g}: the fixed-point "
+            "encoding would overflow (lower the learning rate or normalise the inputs)"
+        )
+
+
 class Module:
     """Base class: parameters, submodules, encrypt/decrypt, train/eval."""
 
@@ -712,6 +742,8 @@ class Graph(Module):
             elif node.op == "call_module":
                 m = self._modules[self._names[node.target]]
                 env[node.name] = m(*load(node.args), **load(node.kwargs))
+                if self.training:
+                    _check_range(env[node.name], f"{node.target!r} ({type(m).__name__})")
             elif node.op == "call_function":
                 fn, kind = _FUNCTIONS[node.target]
                 args, kwargs = load(node.args), load(node.kwargs)
