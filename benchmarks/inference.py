@@ -2,7 +2,7 @@
 three-party runtime, CPU, in the shape of the paper's inference table:
 wall time, rounds and GB per party, with plaintext float64 PyTorch on the
 same forward beside it. The input is shared before timing; the time
-includes opening the logits.
+includes opening the logits. Batch-1 rows are timed after one warm-up run.
 
     python benchmarks/inference.py [--models LeNet,VGG-16/CIFAR-10] [--batches 1,16] [--quick]
 
@@ -68,6 +68,8 @@ def main() -> None:
                 ref = model(x)
                 t_plain = time.perf_counter() - t
             xs = cryptgpu.cryptensor(x, src=1)
+            if b == 1:
+                pm(xs).get_plain_text()  # warm-up: first-touch allocations
             cryptgpu.reset_stats()
             t = time.perf_counter()
             out = pm(xs).get_plain_text(dtype=torch.float64)

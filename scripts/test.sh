@@ -9,5 +9,7 @@ cargo fmt --all -- --check
 cargo clippy --workspace --release --all-targets -- -D warnings
 ruff check python tests benchmarks examples
 cargo test --workspace --release
-# Run from tests/ so the installed wheel, not the source tree, is imported.
+# The installed wheel, not the source tree, is imported (python/ is not on
+# sys.path). Notebooks are executed too (nbmake).
 python3 -m pytest -q tests
+python3 -m pytest -q --nbmake notebooks
