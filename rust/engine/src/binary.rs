@@ -26,7 +26,7 @@
 
 use crate::error::Result;
 use crate::net::Peer;
-use crate::protocol::{AShare, Party};
+use crate::protocol::{take_checked, AShare, Party};
 
 /// Transpose a 64x64 bit matrix in place: bit c of word r moves to bit r of
 /// word c (recursive block swaps, 6 steps of 32 word pairs).
@@ -115,12 +115,7 @@ impl Party {
         let mut got = self
             .comm
             .round(vec![(Peer::Prev, z.clone())], &[Peer::Next])?;
-        let b = got.pop().unwrap_or_default();
-        if b.len() != n {
-            return Err(crate::EngineError::Peer(
-                "AND reshare of the wrong length".into(),
-            ));
-        }
+        let b = take_checked(&mut got, n)?;
         Ok(AShare { a: z, b })
     }
 
@@ -162,12 +157,7 @@ impl Party {
             }
             _ => {
                 let mut got = self.comm.round(vec![], &[Peer::Next])?;
-                let c0 = got.pop().unwrap_or_default();
-                if c0.len() != planes {
-                    return Err(crate::EngineError::Peer(
-                        "binary input of the wrong length".into(),
-                    ));
-                }
+                let c0 = take_checked(&mut got, planes)?;
                 (
                     AShare { a: zeros(), b: c0 },
                     AShare {
@@ -247,12 +237,7 @@ impl Party {
         let mut got = self
             .comm
             .round(vec![(Peer::Next, x.a.clone())], &[Peer::Prev])?;
-        let c = got.pop().unwrap_or_default();
-        if c.len() != x.len() {
-            return Err(crate::EngineError::Peer(
-                "binary reveal of the wrong length".into(),
-            ));
-        }
+        let c = take_checked(&mut got, x.len())?;
         Ok(x.a
             .iter()
             .zip(&x.b)
@@ -383,12 +368,7 @@ impl Party {
                 let mut got = self
                     .comm
                     .round(vec![(Peer::Next, m1.clone())], &[Peer::Next])?;
-                let m2 = got.pop().unwrap_or_default();
-                if m2.len() != m {
-                    return Err(crate::EngineError::Peer(
-                        "bit injection message of the wrong length".into(),
-                    ));
-                }
+                let m2 = take_checked(&mut got, m)?;
                 let t2: Vec<u64> = m1
                     .iter()
                     .zip(&m2)
@@ -411,13 +391,8 @@ impl Party {
                 let mut got = self
                     .comm
                     .round(vec![(Peer::Prev, m2.clone())], &[Peer::Next, Peer::Prev])?;
-                let m1 = got.pop().unwrap_or_default();
-                let u0 = got.pop().unwrap_or_default();
-                if m1.len() != m || u0.len() != m {
-                    return Err(crate::EngineError::Peer(
-                        "bit injection message of the wrong length".into(),
-                    ));
-                }
+                let m1 = take_checked(&mut got, m)?;
+                let u0 = take_checked(&mut got, m)?;
                 let t2: Vec<u64> = m1
                     .iter()
                     .zip(&m2)

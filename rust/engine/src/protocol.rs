@@ -468,7 +468,8 @@ enum WeightArg<'a> {
     PublicA(&'a [u64]),
 }
 
-fn take_checked(got: &mut Vec<Vec<u64>>, n: usize) -> Result<Vec<u64>> {
+/// The last received message, which must hold exactly n words.
+pub(crate) fn take_checked(got: &mut Vec<Vec<u64>>, n: usize) -> Result<Vec<u64>> {
     let v = got.pop().unwrap_or_default();
     if v.len() != n {
         return Err(crate::EngineError::Peer(format!(
