@@ -117,10 +117,6 @@ impl Tensor {
 #[pyclass(frozen, module = "cryptgpu._native")]
 struct Session(Arc<EngSession>);
 
-fn pair(v: (usize, usize)) -> (usize, usize) {
-    v
-}
-
 #[pymethods]
 impl Session {
     #[new]
@@ -259,7 +255,7 @@ impl Session {
     ) -> PyResult<Tensor> {
         let s = &self.0;
         Ok(Tensor(call(py, || {
-            s.conv2d(&x.0, &w.0, pair(stride), padding, dilation, groups)
+            s.conv2d(&x.0, &w.0, stride, padding, dilation, groups)
         })?))
     }
     #[allow(clippy::too_many_arguments)]
