@@ -802,7 +802,10 @@ class SharedTensor:
         return self
 
     def clone(self) -> SharedTensor:
-        return self._wrap(self._t)
+        out = self._wrap(self._t)
+        if ag.needs_grad(self):
+            ag.record(out, (self,), lambda g: (g,))
+        return out
 
     def __getitem__(self, idx) -> SharedTensor:
         if not isinstance(idx, tuple):
