@@ -190,27 +190,47 @@ impl Device for Cpu {
 
     fn gather(&self, src: &[u64], shape: &[usize], offset: usize, st: &[usize]) -> Vec<u64> {
         let n = numel(shape);
-        let os = strides(shape);
-        let mut out = vec![0u64; n];
-        let inner = *shape.last().unwrap_or(&1);
-        let inner_st = *st.last().unwrap_or(&0);
+        let nd = shape.len();
         if n == 0 {
-            return out;
+            return Vec::new();
         }
-        out.par_chunks_mut(inner.max(1))
+        if nd == 0 {
+            return vec![src[offset]];
+        }
+        let inner = shape[nd - 1];
+        let inner_st = st[nd - 1];
+        let outer = &shape[..nd - 1];
+        let mut out = vec![0u64; n];
+        // Tasks of whole rows; inside a task an odometer over the outer dims
+        // moves the base offset by one stride per row (no div/mod per row).
+        let rows_per_task = (1 << 14) / inner.max(1) + 1;
+        out.par_chunks_mut(rows_per_task * inner)
             .enumerate()
-            .for_each(|(row, o)| {
-                let mut base = offset;
-                let lin = row * inner.max(1);
-                for d in 0..shape.len().saturating_sub(1) {
-                    base += (lin / os[d]) % shape[d] * st[d];
+            .for_each(|(t, o)| {
+                let mut idx = vec![0usize; outer.len()];
+                let mut rem = t * rows_per_task;
+                for d in (0..outer.len()).rev() {
+                    idx[d] = rem % outer[d];
+                    rem /= outer[d];
                 }
-                if shape.is_empty() {
-                    o[0] = src[offset];
-                    return;
-                }
-                for (j, v) in o.iter_mut().enumerate() {
-                    *v = src[base + j * inner_st];
+                let mut base = offset + idx.iter().zip(st).map(|(i, s)| i * s).sum::<usize>();
+                for row in o.chunks_mut(inner) {
+                    if inner_st == 1 {
+                        row.copy_from_slice(&src[base..base + inner]);
+                    } else {
+                        for (j, v) in row.iter_mut().enumerate() {
+                            *v = src[base + j * inner_st];
+                        }
+                    }
+                    for d in (0..outer.len()).rev() {
+                        idx[d] += 1;
+                        base += st[d];
+                        if idx[d] < outer[d] {
+                            break;
+                        }
+                        base -= st[d] * outer[d];
+                        idx[d] = 0;
+                    }
                 }
             });
         out
@@ -229,6 +249,24 @@ mod tests {
         assert_eq!(t, vec![0, 3, 1, 4, 2, 5]);
         let e = Cpu.gather(&[7], &[2, 2], 0, &[0, 0]);
         assert_eq!(e, vec![7; 4]);
+        // A 3-d strided view with a step and an offset, against the definition.
+        let x: Vec<u64> = (0..1000).collect();
+        let (shape, st, off) = ([3usize, 4, 5], [200usize, 30, 2], 7usize);
+        let g = Cpu.gather(&x, &shape, off, &st);
+        let mut want = Vec::new();
+        for i in 0..3 {
+            for j in 0..4 {
+                for k in 0..5 {
+                    want.push(x[off + i * 200 + j * 30 + k * 2]);
+                }
+            }
+        }
+        assert_eq!(g, want);
+        // Many short rows cross task boundaries.
+        let big: Vec<u64> = (0..(40000 * 3) as u64).collect();
+        let t = Cpu.gather(&big, &[3, 40000], 0, &[1, 3]);
+        assert_eq!(t[40000], 1);
+        assert_eq!(t[3 * 40000 - 1], big[3 * 39999 + 2]);
     }
 
     #[test]
