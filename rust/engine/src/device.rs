@@ -4,7 +4,7 @@
 //! calls.
 
 use crate::gemm;
-use crate::ring::{numel, strides};
+use crate::ring::numel;
 use rayon::prelude::*;
 
 /// Geometry of a 2-D convolution or pooling window over NCHW data.
