@@ -6,16 +6,28 @@
 
 use crate::device::{Conv2dGeom, Cpu, Device};
 use crate::error::{invalid, shape_err, EngineError, Result};
-use crate::net::{local_triple, Comm, OpStats};
+use crate::net::{local_triple, Comm, OpStats, Transport};
 use crate::prg;
 use crate::protocol::{local, AShare, Party};
 use crate::ring::{self, numel};
 use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+/// The one value every hosted party computed (they must agree).
+fn agree(mut all: Vec<Vec<u64>>, msg: &str) -> Result<Vec<u64>> {
+    let first = all
+        .pop()
+        .ok_or_else(|| EngineError::Internal("no party ran".into()))?;
+    if all.iter().any(|v| *v != first) {
+        return Err(EngineError::Internal(msg.into()));
+    }
+    Ok(first)
+}
 
 /// Party `rank`'s share of public ring values: they form component x_0.
 fn public_share(rank: usize, e: &[u64]) -> AShare {
@@ -51,24 +63,38 @@ impl Default for Config {
     }
 }
 
-/// A secret-shared tensor in the local runtime: the three parties' shares.
+/// A secret-shared tensor: the shares of the parties this process hosts,
+/// indexed by rank (all three in the local runtime, one in an SPMD party).
 #[derive(Clone, Debug)]
 pub struct Tensor {
     pub session: u64,
     pub shape: Vec<usize>,
-    pub shares: Arc<[AShare; 3]>,
+    pub shares: Arc<[Option<AShare>; 3]>,
 }
 
 impl Tensor {
     pub fn numel(&self) -> usize {
         numel(&self.shape)
     }
+
+    /// Party `rank`'s share; an error where this process does not host it.
+    pub fn at(&self, rank: usize) -> Result<&AShare> {
+        self.shares
+            .get(rank)
+            .and_then(|s| s.as_ref())
+            .ok_or_else(|| {
+                EngineError::Invalid(format!("party {rank}'s share is not held by this process"))
+            })
+    }
 }
 
 pub struct Session {
     pub id: u64,
     pub frac_bits: u32,
-    parties: [Mutex<Party>; 3],
+    /// The parties this process hosts, in rank order: all three in the local
+    /// runtime, one in an SPMD party.
+    parties: Vec<Mutex<Party>>,
+    ranks: Vec<usize>,
     broken: AtomicBool,
 }
 
@@ -79,30 +105,69 @@ fn lock(m: &Mutex<Party>) -> Result<std::sync::MutexGuard<'_, Party>> {
 
 impl Session {
     pub fn new(cfg: Config) -> Result<Session> {
+        let transports: Vec<Box<dyn Transport>> = local_triple(cfg.timeout)
+            .into_iter()
+            .map(|t| Box::new(t) as Box<dyn Transport>)
+            .collect();
+        let parties = Self::setup_parties(&cfg, transports, &[0, 1, 2])?;
+        Ok(Self::from_parties(&cfg, parties, vec![0, 1, 2]))
+    }
+
+    /// Three single-party sessions connected by in-process channels: the SPMD
+    /// runtime with each party driven by its own thread (tests of SPMD code,
+    /// and the reference for transports between processes).
+    pub fn spmd_local(cfg: Config) -> Result<Vec<Session>> {
+        let transports: Vec<Box<dyn Transport>> = local_triple(cfg.timeout)
+            .into_iter()
+            .map(|t| Box::new(t) as Box<dyn Transport>)
+            .collect();
+        let parties = Self::setup_parties(&cfg, transports, &[0, 1, 2])?;
+        let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+        Ok(parties
+            .into_iter()
+            .enumerate()
+            .map(|(r, p)| {
+                let mut s = Self::from_parties(&cfg, vec![p], vec![r]);
+                s.id = id; // the same session on every party
+                s
+            })
+            .collect())
+    }
+
+    /// One party of an SPMD session over the given transport (to its next
+    /// and previous party); the key exchange runs here.
+    pub fn single(cfg: Config, rank: usize, transport: Box<dyn Transport>) -> Result<Session> {
+        if rank > 2 {
+            return invalid(format!("rank must be 0, 1 or 2, got {rank}"));
+        }
+        let parties = Self::setup_parties(&cfg, vec![transport], &[rank])?;
+        Ok(Self::from_parties(&cfg, parties, vec![rank]))
+    }
+
+    fn setup_parties(
+        cfg: &Config,
+        transports: Vec<Box<dyn Transport>>,
+        ranks: &[usize],
+    ) -> Result<Vec<Party>> {
         if cfg.frac_bits == 0 || cfg.frac_bits > 30 {
             return invalid(format!(
                 "precision_bits must be in 1..=30, got {}",
                 cfg.frac_bits
             ));
         }
-        let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
-        let transports = local_triple(cfg.timeout);
-        let keys: Vec<[u8; 16]> = (0..3)
-            .map(|i| match cfg.seed {
-                Some(s) => prg::seeded_key(s, i),
-                None => prg::os_key(),
-            })
-            .collect();
         let fb = cfg.frac_bits;
-        let parties: Vec<Party> = std::thread::scope(|s| {
+        std::thread::scope(|s| {
             let hs: Vec<_> = transports
                 .into_iter()
-                .enumerate()
-                .map(|(i, t)| {
-                    let key = keys[i];
+                .zip(ranks)
+                .map(|(t, &i)| {
+                    let key = match cfg.seed {
+                        Some(seed) => prg::seeded_key(seed, i),
+                        None => prg::os_key(),
+                    };
                     s.spawn(move || {
                         let dev: Box<dyn Device> = Box::new(Cpu);
-                        Party::setup(i, Comm::new(i, Box::new(t)), key, dev, fb)
+                        Party::setup(i, Comm::new(i, t), key, dev, fb)
                     })
                 })
                 .collect();
@@ -113,31 +178,32 @@ impl Session {
                     })?
                 })
                 .collect::<Result<Vec<_>>>()
-        })?;
-        let mut it = parties.into_iter();
-        let (p0, p1, p2) = match (it.next(), it.next(), it.next()) {
-            (Some(a), Some(b), Some(c)) => (a, b, c),
-            _ => {
-                return Err(EngineError::Internal(
-                    "setup did not yield three parties".into(),
-                ))
-            }
-        };
-        Ok(Session {
-            id,
-            frac_bits: fb,
-            parties: [Mutex::new(p0), Mutex::new(p1), Mutex::new(p2)],
-            broken: AtomicBool::new(false),
         })
     }
 
-    /// Run `f` on all three parties in lockstep, labelled `op` in the
-    /// counters; returns the three results in party order.
+    fn from_parties(cfg: &Config, parties: Vec<Party>, ranks: Vec<usize>) -> Session {
+        Session {
+            id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+            frac_bits: cfg.frac_bits,
+            parties: parties.into_iter().map(Mutex::new).collect(),
+            ranks,
+            broken: AtomicBool::new(false),
+        }
+    }
+
+    /// The ranks this process hosts.
+    pub fn ranks(&self) -> &[usize] {
+        &self.ranks
+    }
+
+    /// Run `f` on every hosted party in lockstep (one thread each when
+    /// there are several), labelled `op` in the counters; results in rank
+    /// order of the hosted parties.
     pub fn run<T: Send>(
         &self,
         op: &str,
         f: impl Fn(&mut Party) -> Result<T> + Sync,
-    ) -> Result<[T; 3]> {
+    ) -> Result<Vec<T>> {
         if self.broken.load(Ordering::Acquire) {
             return Err(EngineError::Peer(
                 "this session failed earlier and its parties are out of step; call init() again"
@@ -145,31 +211,38 @@ impl Session {
             ));
         }
         let f = &f;
-        let res: Vec<Result<T>> = std::thread::scope(|s| {
-            let hs: Vec<_> = self
-                .parties
-                .iter()
-                .map(|m| {
-                    s.spawn(move || {
-                        let mut p = lock(m)?;
-                        p.comm.begin_op(op);
-                        let r = f(&mut p);
-                        if let Err(e) = &r {
-                            p.comm.abort(&e.to_string());
-                        }
-                        r
+        let one = |m: &Mutex<Party>| -> Result<T> {
+            let mut p = lock(m)?;
+            p.comm.begin_op(op);
+            let r = f(&mut p);
+            if let Err(e) = &r {
+                p.comm.abort(&e.to_string());
+            }
+            r
+        };
+        let res: Vec<Result<T>> = if self.parties.len() == 1 {
+            vec![
+                catch_unwind(AssertUnwindSafe(|| one(&self.parties[0]))).unwrap_or_else(|_| {
+                    Err(EngineError::Internal(format!("the party panicked in {op}")))
+                }),
+            ]
+        } else {
+            std::thread::scope(|s| {
+                let hs: Vec<_> = self
+                    .parties
+                    .iter()
+                    .map(|m| s.spawn(move || one(m)))
+                    .collect();
+                hs.into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(EngineError::Internal(format!("a party panicked in {op}")))
+                        })
                     })
-                })
-                .collect();
-            hs.into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(EngineError::Internal(format!("a party panicked in {op}")))
-                    })
-                })
-                .collect()
-        });
-        let mut out = Vec::with_capacity(3);
+                    .collect()
+            })
+        };
+        let mut out = Vec::with_capacity(res.len());
         let mut first_err = None;
         for r in res {
             match r {
@@ -187,11 +260,7 @@ impl Session {
             self.broken.store(true, Ordering::Release);
             return Err(e);
         }
-        let mut it = out.into_iter();
-        match (it.next(), it.next(), it.next()) {
-            (Some(a), Some(b), Some(c)) => Ok([a, b, c]),
-            _ => Err(EngineError::Internal("missing party result".into())),
-        }
+        Ok(out)
     }
 
     fn check(&self, t: &Tensor) -> Result<()> {
@@ -201,11 +270,16 @@ impl Session {
         Ok(())
     }
 
-    fn wrap(&self, shape: Vec<usize>, shares: [AShare; 3]) -> Tensor {
+    /// Shares in hosted-rank order into a tensor.
+    fn wrap(&self, shape: Vec<usize>, shares: Vec<AShare>) -> Tensor {
+        let mut slots: [Option<AShare>; 3] = [None, None, None];
+        for (r, s) in self.ranks.iter().zip(shares) {
+            slots[*r] = Some(s);
+        }
         Tensor {
             session: self.id,
             shape,
-            shares: Arc::new(shares),
+            shares: Arc::new(slots),
         }
     }
 
@@ -250,13 +324,8 @@ impl Session {
     /// Reveal to all parties; returns the ring values (all three agree).
     pub fn reveal_ring(&self, t: &Tensor) -> Result<Vec<u64>> {
         self.check(t)?;
-        let [a, b, c] = self.run("reveal", |p| p.reveal(&t.shares[p.rank]))?;
-        if a != b || b != c {
-            return Err(EngineError::Internal(
-                "parties revealed different values".into(),
-            ));
-        }
-        Ok(a)
+        let all = self.run("reveal", |p| p.reveal(t.at(p.rank)?))?;
+        agree(all, "parties revealed different values")
     }
 
     pub fn reveal_f64(&self, t: &Tensor) -> Result<Vec<f64>> {
@@ -264,16 +333,19 @@ impl Session {
     }
 
     /// Reveal to party `to` only; returns what that party decodes.
-    pub fn reveal_to_f64(&self, t: &Tensor, to: usize) -> Result<Vec<f64>> {
+    /// Reveal to party `to` only: Some(values) where this process hosts it.
+    pub fn reveal_to_f64(&self, t: &Tensor, to: usize) -> Result<Option<Vec<f64>>> {
         self.check(t)?;
         if to > 2 {
             return invalid(format!("dst must be 0, 1 or 2, got {to}"));
         }
-        let r = self.run("reveal", |p| p.reveal_to(&t.shares[p.rank], to))?;
-        let [a, b, c] = r;
-        let v = [a, b, c].into_iter().flatten().next();
-        v.map(|x| ring::decode(&x, self.frac_bits))
-            .ok_or_else(|| EngineError::Internal("target party got nothing".into()))
+        let r = self.run("reveal", |p| p.reveal_to(t.at(p.rank)?, to))?;
+        match r.into_iter().flatten().next() {
+            Some(x) => Ok(Some(ring::decode(&x, self.frac_bits))),
+            // This process does not host the target party.
+            None if !self.ranks.contains(&to) => Ok(None),
+            None => Err(EngineError::Internal("target party got nothing".into())),
+        }
     }
 
     // ---------------------------------------------------------- local ops
@@ -291,18 +363,35 @@ impl Session {
     }
 
     fn local(&self, x: &Tensor, shape: Vec<usize>, f: impl Fn(usize, &AShare) -> AShare) -> Tensor {
-        let s = [f(0, &x.shares[0]), f(1, &x.shares[1]), f(2, &x.shares[2])];
-        self.wrap(shape, s)
+        let shares = [0, 1, 2].map(|r| x.shares[r].as_ref().map(|s| f(r, s)));
+        Tensor {
+            session: self.id,
+            shape,
+            shares: Arc::new(shares),
+        }
+    }
+
+    /// A local op of two tensors of one session (so they hold the same ranks).
+    fn local2(&self, x: &Tensor, y: &Tensor, f: impl Fn(&AShare, &AShare) -> AShare) -> Tensor {
+        let shares = [0, 1, 2].map(|r| match (&x.shares[r], &y.shares[r]) {
+            (Some(a), Some(b)) => Some(f(a, b)),
+            _ => None,
+        });
+        Tensor {
+            session: self.id,
+            shape: x.shape.clone(),
+            shares: Arc::new(shares),
+        }
     }
 
     pub fn add(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
         self.same_shape(x, y, "add")?;
-        Ok(self.local(x, x.shape.clone(), |i, s| local::add(s, &y.shares[i])))
+        Ok(self.local2(x, y, local::add))
     }
 
     pub fn sub(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
         self.same_shape(x, y, "sub")?;
-        Ok(self.local(x, x.shape.clone(), |i, s| local::sub(s, &y.shares[i])))
+        Ok(self.local2(x, y, local::sub))
     }
 
     pub fn neg(&self, x: &Tensor) -> Result<Tensor> {
@@ -349,7 +438,7 @@ impl Session {
         self.public_len(x, p)?;
         let e = ring::encode(p, self.frac_bits)?;
         let r = self.run("mul", |pt| {
-            pt.truncate(&local::mul_public(&x.shares[pt.rank], &e))
+            pt.truncate(&local::mul_public(x.at(pt.rank)?, &e))
         })?;
         Ok(self.wrap(x.shape.clone(), r))
     }
@@ -363,13 +452,13 @@ impl Session {
         if d == 1 {
             return Ok(x.clone());
         }
-        let r = self.run("truncate", |p| p.divide(&x.shares[p.rank], d))?;
+        let r = self.run("truncate", |p| p.divide(x.at(p.rank)?, d))?;
         Ok(self.wrap(x.shape.clone(), r))
     }
 
     pub fn mul(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
         self.same_shape(x, y, "mul")?;
-        let r = self.run("mul", |p| p.mul(&x.shares[p.rank], &y.shares[p.rank]))?;
+        let r = self.run("mul", |p| p.mul(x.at(p.rank)?, y.at(p.rank)?))?;
         Ok(self.wrap(x.shape.clone(), r))
     }
 
@@ -404,7 +493,7 @@ impl Session {
         self.check(y)?;
         let (b, m, k, n, shape) = self.mm_dims(&x.shape, &y.shape)?;
         let r = self.run("matmul", |p| {
-            p.matmul(&x.shares[p.rank], &y.shares[p.rank], b, m, k, n)
+            p.matmul(x.at(p.rank)?, y.at(p.rank)?, b, m, k, n)
         })?;
         Ok(self.wrap(shape, r))
     }
@@ -428,7 +517,7 @@ impl Session {
         };
         let e = ring::encode(p, self.frac_bits)?;
         let r = self.run("matmul", |pt| {
-            pt.matmul_public(&x.shares[pt.rank], &e, public_left, b, m, k, n)
+            pt.matmul_public(x.at(pt.rank)?, &e, public_left, b, m, k, n)
         })?;
         Ok(self.wrap(shape, r))
     }
@@ -497,7 +586,7 @@ impl Session {
         let (g, shape) = self.conv_geom(&x.shape, &w.shape, stride, padding, dilation, groups)?;
         let o = w.shape[0];
         let r = self.run("conv2d", |p| {
-            p.conv2d(&x.shares[p.rank], &w.shares[p.rank], &g, o, groups)
+            p.conv2d(x.at(p.rank)?, w.at(p.rank)?, &g, o, groups)
         })?;
         Ok(self.wrap(shape, r))
     }
@@ -521,7 +610,7 @@ impl Session {
         let e = ring::encode(w, self.frac_bits)?;
         let o = wshape[0];
         let r = self.run("conv2d", |p| {
-            p.conv2d_public(&x.shares[p.rank], &e, &g, o, groups)
+            p.conv2d_public(x.at(p.rank)?, &e, &g, o, groups)
         })?;
         Ok(self.wrap(shape, r))
     }
@@ -560,7 +649,7 @@ impl Session {
             ));
         }
         let (oh, ow) = g.out_hw();
-        let r = self.run("avg_pool2d", |p| p.avg_pool2d(&x.shares[p.rank], &g))?;
+        let r = self.run("avg_pool2d", |p| p.avg_pool2d(x.at(p.rank)?, &g))?;
         Ok(self.wrap(vec![xs[0], xs[1], oh, ow], r))
     }
 
@@ -588,11 +677,11 @@ impl Session {
         };
         let one = 1u64 << self.frac_bits;
         let r = self.run(op, |p| {
-            let xs = &x.shares[p.rank];
+            let xs = x.at(p.rank)?;
             let c = p.msb(xs)?;
             let pubv;
             let vs = match v {
-                Some(v) => &v.shares[p.rank],
+                Some(v) => v.at(p.rank)?,
                 None => {
                     pubv = public_share(p.rank, &vec![one; n]);
                     &pubv
@@ -608,24 +697,19 @@ impl Session {
     pub fn a2b_reveal(&self, x: &Tensor) -> Result<Vec<u64>> {
         self.check(x)?;
         let n = x.numel();
-        let [a, b, c] = self.run("a2b", |p| {
-            let bits = p.a2b(&x.shares[p.rank])?;
+        let all = self.run("a2b", |p| {
+            let bits = p.a2b(x.at(p.rank)?)?;
             let planes = p.reveal_bits(&bits)?;
             Ok(crate::binary::from_planes(&planes, n))
         })?;
-        if a != b || b != c {
-            return Err(EngineError::Internal(
-                "parties opened different words".into(),
-            ));
-        }
-        Ok(a)
+        agree(all, "parties opened different words")
     }
 
     /// max(x, 0) = x - msb(x) x. 10 rounds.
     pub fn relu(&self, x: &Tensor) -> Result<Tensor> {
         self.check(x)?;
         let r = self.run("relu", |p| {
-            let xs = &x.shares[p.rank];
+            let xs = x.at(p.rank)?;
             let c = p.msb(xs)?;
             let m = p.bit_inject(&c, xs, xs.len(), 1)?;
             Ok(local::sub(xs, &m))
@@ -640,7 +724,7 @@ impl Session {
             return shape_err(format!("{} values for shape {shape:?}", values.len()));
         }
         let e = ring::encode(values, self.frac_bits)?;
-        let s = [0, 1, 2].map(|i| public_share(i, &e));
+        let s = self.ranks.iter().map(|&i| public_share(i, &e)).collect();
         Ok(self.wrap(shape, s))
     }
 
@@ -891,20 +975,26 @@ impl Session {
         let outer = numel(&first.shape[..dim]);
         let mut shape = first.shape.clone();
         shape[dim] = xs.iter().map(|t| t.shape[dim]).sum();
-        let part = |i: usize, which: fn(&AShare) -> &Vec<u64>| {
+        let part = |i: usize, which: fn(&AShare) -> &Vec<u64>| -> Result<Vec<u64>> {
             let mut out = Vec::with_capacity(numel(&shape));
             for o in 0..outer {
                 for t in xs {
                     let inner = numel(&t.shape[dim..]);
-                    out.extend_from_slice(&which(&t.shares[i])[o * inner..(o + 1) * inner]);
+                    out.extend_from_slice(&which(t.at(i)?)[o * inner..(o + 1) * inner]);
                 }
             }
-            out
+            Ok(out)
         };
-        let s = [0, 1, 2].map(|i| AShare {
-            a: part(i, |s| &s.a),
-            b: part(i, |s| &s.b),
-        });
+        let s = self
+            .ranks
+            .iter()
+            .map(|&i| {
+                Ok(AShare {
+                    a: part(i, |s| &s.a)?,
+                    b: part(i, |s| &s.b)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(self.wrap(shape, s))
     }
 
@@ -994,7 +1084,7 @@ impl Session {
         if party > 2 {
             return invalid(format!("party must be 0, 1 or 2, got {party}"));
         }
-        let s = &x.shares[party];
+        let s = x.at(party)?;
         Ok((s.a.clone(), s.b.clone()))
     }
 }

@@ -54,7 +54,7 @@ fn share_reveal_roundtrip_from_every_owner() {
         let t = s.share_f64(&x, vec![10, 10], src).unwrap();
         close(&s.reveal_f64(&t).unwrap(), &x, 0.0);
         for to in 0..3 {
-            close(&s.reveal_to_f64(&t, to).unwrap(), &x, 0.0);
+            close(&s.reveal_to_f64(&t, to).unwrap().unwrap(), &x, 0.0);
         }
     }
 }

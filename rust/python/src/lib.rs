@@ -167,15 +167,16 @@ impl Session {
         Ok(bytes_of(py, &v))
     }
 
+    /// Reveal to party `dst`; None in a process that does not host it.
     fn reveal_to<'py>(
         &self,
         py: Python<'py>,
         x: &Tensor,
         dst: usize,
-    ) -> PyResult<Bound<'py, PyBytes>> {
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let s = &self.0;
         let v = call(py, || s.reveal_to_f64(&x.0, dst))?;
-        Ok(bytes_of(py, &v))
+        Ok(v.map(|v| bytes_of(py, &v)))
     }
 
     /// One party's two share components as raw ring words (u64 bytes).

@@ -1,0 +1,73 @@
+//! The SPMD runtime (one party per session, each driven by its own thread,
+//! as each process will drive one in a distributed run) gives bit-identical
+//! results and identical counters to the local runtime with the same seed.
+
+use cryptgpu_engine::runtime::{Config, Session, Tensor};
+
+fn workload(s: &Session) -> (Vec<u64>, Vec<u64>) {
+    let a: Vec<f64> = (0..60).map(|i| (i as f64 - 30.0) / 7.0).collect();
+    let b: Vec<f64> = (0..60).map(|i| ((i * 7 % 13) as f64 - 6.0) / 3.0).collect();
+    let x = s.share_f64(&a, vec![6, 10], 0).unwrap();
+    let y = s.share_f64(&b, vec![10, 6], 1).unwrap();
+    let z: Tensor = s.matmul(&x, &y).unwrap();
+    let r = s.relu(&z).unwrap();
+    let img = s.reshape(&r, vec![1, 1, 6, 6]).unwrap();
+    let p = s.avg_pool2d(&img, (2, 2), (2, 2), (0, 0)).unwrap();
+    let out = s.reveal_ring(&p).unwrap();
+    let st = s.stats().unwrap();
+    let mine: Vec<u64> = st
+        .iter()
+        .flat_map(|m| m.values().flat_map(|o| [o.rounds, o.bytes, o.messages]))
+        .collect();
+    (out, mine)
+}
+
+#[test]
+fn spmd_parties_match_the_local_runtime_bit_for_bit() {
+    let cfg = Config {
+        seed: Some(99),
+        ..Config::default()
+    };
+    let local = Session::new(cfg.clone()).unwrap();
+    let (want, local_counts) = workload(&local);
+    let parties = Session::spmd_local(cfg).unwrap();
+    let results: Vec<(Vec<u64>, Vec<u64>)> = std::thread::scope(|sc| {
+        let hs: Vec<_> = parties
+            .iter()
+            .map(|p| sc.spawn(move || workload(p)))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (rank, (got, counts)) in results.iter().enumerate() {
+        assert_eq!(got, &want, "party {rank} opened a different result");
+        assert_eq!(parties[rank].ranks(), &[rank]);
+        // Each SPMD party's counters equal that party's in the local runtime.
+        let per = counts.len();
+        assert_eq!(
+            counts[..],
+            local_counts[rank * per..(rank + 1) * per],
+            "party {rank} counters"
+        );
+    }
+}
+
+#[test]
+fn an_spmd_party_holds_only_its_own_share() {
+    let parties = Session::spmd_local(Config {
+        seed: Some(1),
+        ..Config::default()
+    })
+    .unwrap();
+    let ts: Vec<Tensor> = std::thread::scope(|sc| {
+        let hs: Vec<_> = parties
+            .iter()
+            .map(|p| sc.spawn(move || p.share_f64(&[1.0, 2.0], vec![2], 0).unwrap()))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (rank, t) in ts.iter().enumerate() {
+        assert!(t.at(rank).is_ok());
+        assert!(t.at((rank + 1) % 3).is_err());
+        assert!(parties[rank].party_share(t, (rank + 2) % 3).is_err());
+    }
+}
