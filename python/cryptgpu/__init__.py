@@ -5,7 +5,7 @@ Start with :func:`init`, share data with :func:`cryptensor`, compute with
 :class:`SharedTensor`, and open results with ``get_plain_text()``.
 """
 
-from . import autograd, functions, models, nn, optim
+from . import autograd, functions, models, nn, optim, spmd
 from ._native import (
     CryptGPUError,
     EncodingError,
@@ -14,7 +14,7 @@ from ._native import (
     ShapeError,
     gemm_kernel,
 )
-from ._session import init, is_initialized, reset_stats, stats, uninit
+from ._session import init, is_initialized, rank, reset_stats, stats, uninit
 from .functions import ApproxConfig
 from .tensor import SharedTensor, cat, cryptensor, stack, where
 
@@ -35,6 +35,8 @@ __all__ = [
     "models",
     "nn",
     "optim",
+    "rank",
+    "spmd",
     "gemm_kernel",
     "init",
     "is_initialized",

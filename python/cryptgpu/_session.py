@@ -6,12 +6,16 @@ made it, and an operation on tensors from an earlier session is refused.
 
 from __future__ import annotations
 
+import threading
+
 from . import _native
 
 _DEVICES = ("cpu",)
 
 
-class _Context:
+class _Context(threading.local):
+    """Per-thread: in the SPMD runtime each party's thread has its own session."""
+
     def __init__(self) -> None:
         self.session: _native.Session | None = None
         self.device: str | None = None
@@ -64,6 +68,20 @@ def init(
     _ctx.session = _native.Session(precision_bits, seed, float(timeout_s))
     _ctx.device = device
     _ctx.layer_stats = {}
+
+
+def attach(session: _native.Session) -> None:
+    """Make ``session`` the current one of this thread (SPMD runtime)."""
+    _ctx.session = session
+    _ctx.device = "cpu"
+    _ctx.layer_stats = {}
+
+
+def rank() -> int | None:
+    """This process's (or thread's) party in the SPMD runtime; None in the
+    local runtime, which hosts all three."""
+    ranks = current().ranks
+    return ranks[0] if len(ranks) == 1 else None
 
 
 def is_initialized() -> bool:

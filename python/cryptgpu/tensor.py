@@ -187,7 +187,8 @@ class SharedTensor:
 
         Args:
             dst: reveal to this party only (0, 1 or 2) and return what it sees;
-                ``None`` reveals to all three.
+                ``None`` reveals to all three. In the SPMD runtime the other
+                parties get ``None``.
             dtype: result dtype (default ``torch.get_default_dtype()``); pass
                 ``torch.float64`` to keep every fixed-point bit.
         """
@@ -198,6 +199,8 @@ class SharedTensor:
             if not isinstance(dst, int) or isinstance(dst, bool):
                 raise TypeError("dst must be a party index (int)")
             raw = s.reveal_to(self._t, dst)
+            if raw is None:  # SPMD: this party is not ``dst``
+                return None
         arr = np.frombuffer(raw, dtype="<f8").reshape(self._t.shape).copy()
         return torch.from_numpy(arr).to(dtype or torch.get_default_dtype())
 

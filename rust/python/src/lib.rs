@@ -144,6 +144,11 @@ impl Session {
     fn id(&self) -> u64 {
         self.0.id
     }
+    /// The ranks this session hosts ([0, 1, 2] locally, [r] in SPMD).
+    #[getter]
+    fn ranks(&self) -> Vec<usize> {
+        self.0.ranks().to_vec()
+    }
     #[getter]
     fn precision_bits(&self) -> u32 {
         self.0.frac_bits
@@ -435,6 +440,30 @@ impl Session {
     }
 }
 
+/// Three single-party sessions joined by in-process channels: drive each from
+/// its own thread to run SPMD code (every party runs the same script).
+#[pyfunction]
+#[pyo3(signature = (precision_bits=16, seed=None, timeout_s=60.0))]
+fn spmd_local_sessions(
+    py: Python<'_>,
+    precision_bits: u32,
+    seed: Option<u64>,
+    timeout_s: f64,
+) -> PyResult<Vec<Session>> {
+    if !(timeout_s.is_finite() && timeout_s > 0.0) {
+        return Err(PyValueError::new_err(
+            "timeout_s must be a positive number of seconds",
+        ));
+    }
+    let cfg = Config {
+        frac_bits: precision_bits,
+        seed,
+        timeout: Duration::from_secs_f64(timeout_s),
+    };
+    let ss = call(py, || EngSession::spmd_local(cfg))?;
+    Ok(ss.into_iter().map(|s| Session(Arc::new(s))).collect())
+}
+
 /// The ring GEMM microkernel this CPU uses ("avx512", "avx2" or "scalar").
 #[pyfunction]
 fn gemm_kernel() -> &'static str {
@@ -476,6 +505,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Session>()?;
     m.add_class::<Tensor>()?;
     m.add_function(wrap_pyfunction!(gemm_kernel, m)?)?;
+    m.add_function(wrap_pyfunction!(spmd_local_sessions, m)?)?;
     m.add_function(wrap_pyfunction!(ring_gemm, m)?)?;
     m.add("CryptGPUError", py.get_type::<CryptGPUError>())?;
     m.add("ShapeError", py.get_type::<ShapeError>())?;
