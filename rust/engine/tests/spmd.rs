@@ -71,3 +71,54 @@ fn an_spmd_party_holds_only_its_own_share() {
         assert!(parties[rank].party_share(t, (rank + 2) % 3).is_err());
     }
 }
+
+fn free_addrs() -> [std::net::SocketAddr; 3] {
+    let ls: Vec<_> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let a: Vec<_> = ls.iter().map(|l| l.local_addr().unwrap()).collect();
+    [a[0], a[1], a[2]]
+}
+
+#[test]
+fn tcp_parties_match_the_local_runtime() {
+    use cryptgpu_engine::tcp::TcpTransport;
+    use std::time::Duration;
+    let cfg = Config {
+        seed: Some(99),
+        ..Config::default()
+    };
+    let (want, local_counts) = workload(&Session::new(cfg.clone()).unwrap());
+    let addrs = free_addrs();
+    let results: Vec<(Vec<u64>, Vec<u64>)> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..3)
+            .map(|r| {
+                let cfg = cfg.clone();
+                sc.spawn(move || {
+                    let t = TcpTransport::connect(r, &addrs, Duration::from_secs(10)).unwrap();
+                    let s = Session::single(cfg, r, Box::new(t)).unwrap();
+                    workload(&s)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (rank, (got, counts)) in results.iter().enumerate() {
+        assert_eq!(got, &want);
+        let per = counts.len();
+        assert_eq!(counts[..], local_counts[rank * per..(rank + 1) * per]);
+    }
+}
+
+#[test]
+fn a_missing_tcp_peer_is_a_clear_error_within_the_timeout() {
+    use cryptgpu_engine::tcp::TcpTransport;
+    use std::time::{Duration, Instant};
+    let addrs = free_addrs();
+    let t0 = Instant::now();
+    let err = TcpTransport::connect(0, &addrs, Duration::from_millis(600))
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("could not reach party"), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+}
