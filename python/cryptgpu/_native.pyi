@@ -16,6 +16,14 @@ class Session:
     def __init__(
         self, precision_bits: int = 16, seed: int | None = None, timeout_s: float = 60.0
     ) -> None: ...
+    @staticmethod
+    def tcp(
+        rank: int,
+        peers: list[str],
+        precision_bits: int = 16,
+        seed: int | None = None,
+        timeout_s: float = 60.0,
+    ) -> Session: ...
     @property
     def id(self) -> int: ...
     @property

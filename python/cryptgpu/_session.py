@@ -6,6 +6,7 @@ made it, and an operation on tensors from an earlier session is refused.
 
 from __future__ import annotations
 
+import os
 import threading
 
 from . import _native
@@ -34,8 +35,15 @@ def init(
     precision_bits: int = 16,
     seed: int | None = None,
     timeout_s: float = 60.0,
+    rank: int | None = None,
+    peers: list[str] | None = None,
 ) -> None:
-    """Start a local three-party session (three party threads in this process).
+    """Start a session: the local three-party runtime (three party threads in
+    this process) by default, or one party of a multi-process run when
+    ``rank`` and ``peers`` are given or ``CRYPTGPU_RANK`` and
+    ``CRYPTGPU_PEERS=host0:port,host1:port,host2:port`` are set (as
+    ``python -m cryptgpu.launch`` does). Every process then runs the same
+    script (SPMD); links are plain TCP in this version (no encryption).
 
     Args:
         device: where shares live; only ``"cpu"`` exists in this version.
@@ -65,7 +73,20 @@ def init(
         raise ValueError(f"precision_bits must be in 1..30, got {precision_bits}")
     if seed is not None and (not isinstance(seed, int) or seed < 0):
         raise ValueError("seed must be a non-negative int or None")
-    _ctx.session = _native.Session(precision_bits, seed, float(timeout_s))
+    if rank is None and os.environ.get("CRYPTGPU_RANK"):
+        rank = int(os.environ["CRYPTGPU_RANK"])
+    if peers is None and os.environ.get("CRYPTGPU_PEERS"):
+        peers = os.environ["CRYPTGPU_PEERS"].split(",")
+    if (rank is None) != (peers is None):
+        raise ValueError("a multi-process run needs both rank and peers (or both env variables)")
+    if rank is not None:
+        if rank not in (0, 1, 2):
+            raise ValueError(f"rank must be 0, 1 or 2, got {rank}")
+        _ctx.session = _native.Session.tcp(
+            rank, list(peers), precision_bits, seed, float(timeout_s)
+        )
+    else:
+        _ctx.session = _native.Session(precision_bits, seed, float(timeout_s))
     _ctx.device = device
     _ctx.layer_stats = {}
 

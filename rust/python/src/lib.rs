@@ -140,6 +140,55 @@ impl Session {
         Ok(Session(Arc::new(call(py, || EngSession::new(cfg))?)))
     }
 
+    /// One party of a multi-process session over TCP: listens on
+    /// `peers[rank]` and connects to its two neighbours.
+    #[staticmethod]
+    #[pyo3(signature = (rank, peers, precision_bits=16, seed=None, timeout_s=60.0))]
+    fn tcp(
+        py: Python<'_>,
+        rank: usize,
+        peers: Vec<String>,
+        precision_bits: u32,
+        seed: Option<u64>,
+        timeout_s: f64,
+    ) -> PyResult<Self> {
+        use std::net::ToSocketAddrs;
+        if !(timeout_s.is_finite() && timeout_s > 0.0) {
+            return Err(PyValueError::new_err(
+                "timeout_s must be a positive number of seconds",
+            ));
+        }
+        if peers.len() != 3 {
+            return Err(PyValueError::new_err(format!(
+                "need 3 peer addresses, got {}",
+                peers.len()
+            )));
+        }
+        let mut addrs = Vec::new();
+        for p in &peers {
+            let a = p
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut it| it.next())
+                .ok_or_else(|| {
+                    PyValueError::new_err(format!("cannot resolve peer address {p:?} (host:port)"))
+                })?;
+            addrs.push(a);
+        }
+        let addrs = [addrs[0], addrs[1], addrs[2]];
+        let timeout = Duration::from_secs_f64(timeout_s);
+        let cfg = Config {
+            frac_bits: precision_bits,
+            seed,
+            timeout,
+        };
+        let s = call(py, || {
+            let t = cryptgpu_engine::tcp::TcpTransport::connect(rank, &addrs, timeout)?;
+            EngSession::single(cfg, rank, Box::new(t))
+        })?;
+        Ok(Session(Arc::new(s)))
+    }
+
     #[getter]
     fn id(&self) -> u64 {
         self.0.id

@@ -1,0 +1,78 @@
+"""Start one process per party on this host, for tests and single-host use:
+
+    python -m cryptgpu.launch --nparties 3 script.py [args...]
+
+Each process runs the same script with ``CRYPTGPU_RANK`` (0, 1, 2) and
+``CRYPTGPU_PEERS`` (three loopback addresses) set, so ``cryptgpu.init()``
+joins the multi-process session. If a party exits with an error, the others
+are terminated and the launcher exits with that party's code; no process is
+left behind. For several hosts, set the two variables on each host instead,
+e.g. ``CRYPTGPU_PEERS=10.0.0.1:29500,10.0.0.2:29500,10.0.0.3:29500``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import time
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m cryptgpu.launch")
+    ap.add_argument("--nparties", type=int, default=3)
+    ap.add_argument("script")
+    ap.add_argument("args", nargs=argparse.REMAINDER)
+    a = ap.parse_args(argv)
+    if a.nparties != 3:
+        ap.error("cryptgpu runs exactly three parties")
+    peers = ",".join(f"127.0.0.1:{p}" for p in free_ports(3))
+    procs = []
+    for r in range(3):
+        env = dict(os.environ, CRYPTGPU_RANK=str(r), CRYPTGPU_PEERS=peers)
+        procs.append(subprocess.Popen([sys.executable, a.script, *a.args], env=env))
+    code = 0
+    try:
+        while any(p.poll() is None for p in procs):
+            failed = [p for p in procs if p.poll() not in (None, 0)]
+            if failed:
+                code = failed[0].returncode
+                break
+            time.sleep(0.05)
+        else:
+            code = next((p.returncode for p in procs if p.returncode), 0)
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        # A party that failed leaves the others waiting at most their timeout;
+        # stop them now, and never leave a process behind.
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        deadline = time.time() + 5
+        for p in procs:
+            try:
+                p.wait(max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    if code == 0:
+        code = next((p.returncode for p in procs if p.returncode), 0)
+    return code if code >= 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
