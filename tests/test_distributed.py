@@ -87,24 +87,62 @@ DIE = textwrap.dedent(
 )
 
 
+def start_by_hand(script, wrong_key_for=None):
+    """Three processes with rank, peers and link keys set, as on three hosts."""
+    import os
+
+    from cryptgpu import _native
+    from cryptgpu.launch import free_ports
+
+    peers = ",".join(f"127.0.0.1:{p}" for p in free_ports(3))
+    pairs = [_native.generate_keypair() for _ in range(3)]
+    pubs = ",".join(pub for _, pub in pairs)
+    procs = []
+    for r in range(3):
+        key = _native.generate_keypair()[0] if r == wrong_key_for else pairs[r][0]
+        env = {
+            **os.environ,
+            "CRYPTGPU_RANK": str(r),
+            "CRYPTGPU_PEERS": peers,
+            "CRYPTGPU_KEY": key,
+            "CRYPTGPU_PUBKEYS": pubs,
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(script)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=env,
+            )
+        )
+    return procs
+
+
+def test_a_party_with_a_wrong_key_is_refused(tmp_path):
+    script = tmp_path / "ok.py"
+    script.write_text("import cryptgpu\ncryptgpu.init(timeout_s=5)\nprint('joined')\n")
+    procs = start_by_hand(script, wrong_key_for=2)
+    outs = [p.communicate(timeout=60)[0] for p in procs]
+    assert all(p.returncode != 0 for p in procs[:2]) or procs[2].returncode != 0
+    joined = "\n".join(outs)
+    assert "wrong or missing key" in joined and "party 2" in joined, joined
+
+
+def test_a_missing_key_is_an_error_before_connecting(monkeypatch):
+    monkeypatch.delenv("CRYPTGPU_KEY", raising=False)
+    monkeypatch.delenv("CRYPTGPU_PUBKEYS", raising=False)
+    with pytest.raises(ValueError, match="no link keys"):
+        cryptgpu.init(rank=0, peers=["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"])
+
+
 def test_a_dead_party_makes_the_others_raise_peer_error(tmp_path):
     """Started by hand (not the launcher, which would stop the survivors):
     both survivors raise PeerError naming a peer within the 5 s timeout."""
-    from cryptgpu.launch import free_ports
-
     script = tmp_path / "die.py"
     script.write_text(DIE)
-    peers = ",".join(f"127.0.0.1:{p}" for p in free_ports(3))
     t = time.time()
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(script)],
-            stdout=subprocess.PIPE,
-            text=True,
-            env={**__import__("os").environ, "CRYPTGPU_RANK": str(r), "CRYPTGPU_PEERS": peers},
-        )
-        for r in range(3)
-    ]
+    procs = start_by_hand(script)
     outs = [p.communicate(timeout=60)[0] for p in procs]
     assert procs[2].returncode == 3
     for r in (0, 1):

@@ -37,13 +37,20 @@ def init(
     timeout_s: float = 60.0,
     rank: int | None = None,
     peers: list[str] | None = None,
+    key: str | None = None,
+    pubkeys: list[str] | None = None,
+    insecure: bool = False,
 ) -> None:
     """Start a session: the local three-party runtime (three party threads in
     this process) by default, or one party of a multi-process run when
     ``rank`` and ``peers`` are given or ``CRYPTGPU_RANK`` and
     ``CRYPTGPU_PEERS=host0:port,host1:port,host2:port`` are set (as
     ``python -m cryptgpu.launch`` does). Every process then runs the same
-    script (SPMD); links are plain TCP in this version (no encryption).
+    script (SPMD). Links are TCP with a Noise_KK handshake: ``key`` is this
+    party's private key and ``pubkeys`` the three public keys (hex; from
+    ``CRYPTGPU_KEY`` and ``CRYPTGPU_PUBKEYS``, where ``@path`` reads a file),
+    and a party without the right key is refused at connect. ``insecure=True``
+    (or ``CRYPTGPU_INSECURE=1``) allows plaintext links for trusted networks.
 
     Args:
         device: where shares live; only ``"cpu"`` exists in this version.
@@ -82,13 +89,32 @@ def init(
     if rank is not None:
         if rank not in (0, 1, 2):
             raise ValueError(f"rank must be 0, 1 or 2, got {rank}")
+        key = key if key is not None else _from_env("CRYPTGPU_KEY")
+        if pubkeys is None and _from_env("CRYPTGPU_PUBKEYS") is not None:
+            pubkeys = _from_env("CRYPTGPU_PUBKEYS").replace("\n", ",").split(",")
+            pubkeys = [p for p in pubkeys if p.strip()]
+        insecure = insecure or os.environ.get("CRYPTGPU_INSECURE") == "1"
+        if (key is None or pubkeys is None) and not insecure:
+            raise ValueError(
+                f"party {rank} has no link keys: set CRYPTGPU_KEY and CRYPTGPU_PUBKEYS "
+                "(python -m cryptgpu.keys makes them; the launcher does it for you), "
+                "or pass insecure=True for plaintext links on a trusted network"
+            )
         _ctx.session = _native.Session.tcp(
-            rank, list(peers), precision_bits, seed, float(timeout_s)
+            rank, list(peers), precision_bits, seed, float(timeout_s), key, pubkeys
         )
     else:
         _ctx.session = _native.Session(precision_bits, seed, float(timeout_s))
     _ctx.device = device
     _ctx.layer_stats = {}
+
+
+def _from_env(name: str) -> str | None:
+    v = os.environ.get(name)
+    if v and v.startswith("@"):
+        with open(v[1:]) as f:
+            return f.read().strip()
+    return v
 
 
 def attach(session: _native.Session) -> None:

@@ -2,9 +2,10 @@
 
     python -m cryptgpu.launch --nparties 3 script.py [args...]
 
-Each process runs the same script with ``CRYPTGPU_RANK`` (0, 1, 2) and
-``CRYPTGPU_PEERS`` (three loopback addresses) set, so ``cryptgpu.init()``
-joins the multi-process session. If a party exits with an error, the others
+Each process runs the same script with ``CRYPTGPU_RANK`` (0, 1, 2),
+``CRYPTGPU_PEERS`` (three loopback addresses) and fresh link keys
+(``CRYPTGPU_KEY``, ``CRYPTGPU_PUBKEYS``) set, so ``cryptgpu.init()`` joins the
+encrypted multi-process session. If a party exits with an error, the others
 are terminated and the launcher exits with that party's code; no process is
 left behind. For several hosts, set the two variables on each host instead,
 e.g. ``CRYPTGPU_PEERS=10.0.0.1:29500,10.0.0.2:29500,10.0.0.3:29500``.
@@ -39,10 +40,20 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.nparties != 3:
         ap.error("cryptgpu runs exactly three parties")
+    from . import _native
+
     peers = ",".join(f"127.0.0.1:{p}" for p in free_ports(3))
+    pairs = [_native.generate_keypair() for _ in range(3)]
+    pubs = ",".join(pub for _, pub in pairs)
     procs = []
     for r in range(3):
-        env = dict(os.environ, CRYPTGPU_RANK=str(r), CRYPTGPU_PEERS=peers)
+        env = dict(
+            os.environ,
+            CRYPTGPU_RANK=str(r),
+            CRYPTGPU_PEERS=peers,
+            CRYPTGPU_KEY=pairs[r][0],
+            CRYPTGPU_PUBKEYS=pubs,
+        )
         procs.append(subprocess.Popen([sys.executable, a.script, *a.args], env=env))
     code = 0
     try:

@@ -80,8 +80,20 @@ fn free_addrs() -> [std::net::SocketAddr; 3] {
     [a[0], a[1], a[2]]
 }
 
-#[test]
-fn tcp_parties_match_the_local_runtime() {
+fn keys() -> Vec<cryptgpu_engine::tcp::LinkKeys> {
+    let kp: Vec<_> = (0..3)
+        .map(|_| cryptgpu_engine::tcp::generate_keypair().unwrap())
+        .collect();
+    let publics = [kp[0].1, kp[1].1, kp[2].1];
+    kp.iter()
+        .map(|(private, _)| cryptgpu_engine::tcp::LinkKeys {
+            private: *private,
+            publics,
+        })
+        .collect()
+}
+
+fn tcp_run(encrypted: bool) {
     use cryptgpu_engine::tcp::TcpTransport;
     use std::time::Duration;
     let cfg = Config {
@@ -90,12 +102,15 @@ fn tcp_parties_match_the_local_runtime() {
     };
     let (want, local_counts) = workload(&Session::new(cfg.clone()).unwrap());
     let addrs = free_addrs();
+    let ks = keys();
     let results: Vec<(Vec<u64>, Vec<u64>)> = std::thread::scope(|sc| {
         let hs: Vec<_> = (0..3)
             .map(|r| {
                 let cfg = cfg.clone();
+                let k = if encrypted { Some(ks[r].clone()) } else { None };
                 sc.spawn(move || {
-                    let t = TcpTransport::connect(r, &addrs, Duration::from_secs(10)).unwrap();
+                    let t = TcpTransport::connect(r, &addrs, Duration::from_secs(10), k.as_ref())
+                        .unwrap();
                     let s = Session::single(cfg, r, Box::new(t)).unwrap();
                     workload(&s)
                 })
@@ -111,14 +126,54 @@ fn tcp_parties_match_the_local_runtime() {
 }
 
 #[test]
+fn tcp_parties_match_the_local_runtime_plain_and_encrypted() {
+    tcp_run(false);
+    tcp_run(true);
+}
+
+#[test]
 fn a_missing_tcp_peer_is_a_clear_error_within_the_timeout() {
     use cryptgpu_engine::tcp::TcpTransport;
     use std::time::{Duration, Instant};
     let addrs = free_addrs();
     let t0 = Instant::now();
-    let err = TcpTransport::connect(0, &addrs, Duration::from_millis(600))
+    let err = TcpTransport::connect(0, &addrs, Duration::from_millis(600), None)
         .err()
         .unwrap();
     assert!(err.to_string().contains("could not reach party"), "{err}");
     assert!(t0.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn a_party_with_a_wrong_key_is_refused_naming_the_peer() {
+    use cryptgpu_engine::tcp::TcpTransport;
+    use std::time::Duration;
+    let addrs = free_addrs();
+    let mut ks = keys();
+    ks[2].private = cryptgpu_engine::tcp::generate_keypair().unwrap().0; // not the key the others expect
+    let errs: Vec<String> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..3)
+            .map(|r| {
+                let k = ks[r].clone();
+                sc.spawn(move || {
+                    match TcpTransport::connect(r, &addrs, Duration::from_secs(5), Some(&k)) {
+                        Ok(_) => String::new(),
+                        Err(e) => e.to_string(),
+                    }
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    // Party 1 initiates to party 2 and cannot authenticate it; party 0
+    // answers party 2's handshake and refuses it.
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("party 2") && e.contains("wrong or missing key")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter().filter(|e| !e.is_empty()).count() >= 2,
+        "{errs:?}"
+    );
 }

@@ -143,7 +143,8 @@ impl Session {
     /// One party of a multi-process session over TCP: listens on
     /// `peers[rank]` and connects to its two neighbours.
     #[staticmethod]
-    #[pyo3(signature = (rank, peers, precision_bits=16, seed=None, timeout_s=60.0))]
+    #[pyo3(signature = (rank, peers, precision_bits=16, seed=None, timeout_s=60.0, key=None, pubkeys=None))]
+    #[allow(clippy::too_many_arguments)]
     fn tcp(
         py: Python<'_>,
         rank: usize,
@@ -151,6 +152,8 @@ impl Session {
         precision_bits: u32,
         seed: Option<u64>,
         timeout_s: f64,
+        key: Option<String>,
+        pubkeys: Option<Vec<String>>,
     ) -> PyResult<Self> {
         use std::net::ToSocketAddrs;
         if !(timeout_s.is_finite() && timeout_s > 0.0) {
@@ -182,8 +185,33 @@ impl Session {
             seed,
             timeout,
         };
+        let keys = match (key, pubkeys) {
+            (Some(k), Some(ps)) => {
+                if ps.len() != 3 {
+                    return Err(PyValueError::new_err(format!(
+                        "need 3 public keys, got {}",
+                        ps.len()
+                    )));
+                }
+                Some(cryptgpu_engine::tcp::LinkKeys {
+                    private: hex32(&k, "private key")?,
+                    publics: [
+                        hex32(&ps[0], "public key 0")?,
+                        hex32(&ps[1], "public key 1")?,
+                        hex32(&ps[2], "public key 2")?,
+                    ],
+                })
+            }
+            (None, None) => None,
+            _ => {
+                return Err(PyValueError::new_err(
+                    "give both key and pubkeys, or neither",
+                ))
+            }
+        };
         let s = call(py, || {
-            let t = cryptgpu_engine::tcp::TcpTransport::connect(rank, &addrs, timeout)?;
+            let t =
+                cryptgpu_engine::tcp::TcpTransport::connect(rank, &addrs, timeout, keys.as_ref())?;
             EngSession::single(cfg, rank, Box::new(t))
         })?;
         Ok(Session(Arc::new(s)))
@@ -489,6 +517,27 @@ impl Session {
     }
 }
 
+fn hex32(s: &str, what: &str) -> PyResult<[u8; 32]> {
+    let s = s.trim();
+    let bad = || PyValueError::new_err(format!("{what} must be 64 hex digits"));
+    if s.len() != 64 || !s.is_ascii() {
+        return Err(bad());
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+/// A fresh X25519 key pair for encrypted links, as (private, public) hex.
+#[pyfunction]
+fn generate_keypair() -> PyResult<(String, String)> {
+    let (a, b) = cryptgpu_engine::tcp::generate_keypair().map_err(to_py)?;
+    let hex = |k: &[u8; 32]| k.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    Ok((hex(&a), hex(&b)))
+}
+
 /// Three single-party sessions joined by in-process channels: drive each from
 /// its own thread to run SPMD code (every party runs the same script).
 #[pyfunction]
@@ -555,6 +604,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Tensor>()?;
     m.add_function(wrap_pyfunction!(gemm_kernel, m)?)?;
     m.add_function(wrap_pyfunction!(spmd_local_sessions, m)?)?;
+    m.add_function(wrap_pyfunction!(generate_keypair, m)?)?;
     m.add_function(wrap_pyfunction!(ring_gemm, m)?)?;
     m.add("CryptGPUError", py.get_type::<CryptGPUError>())?;
     m.add("ShapeError", py.get_type::<ShapeError>())?;

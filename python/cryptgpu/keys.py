@@ -1,0 +1,38 @@
+"""Make link keys for a multi-host run:
+
+    python -m cryptgpu.keys OUTDIR
+
+writes party{0,1,2}.key (private, give each to its party only) and
+pubkeys (the three public keys, one per line, for every party). Then on
+host i: ``CRYPTGPU_KEY=@party{i}.key CRYPTGPU_PUBKEYS=@pubkeys``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from . import _native
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print(__doc__, file=sys.stderr)
+        return 2
+    out = args[0]
+    os.makedirs(out, exist_ok=True)
+    pairs = [_native.generate_keypair() for _ in range(3)]
+    for i, (priv, _) in enumerate(pairs):
+        path = os.path.join(out, f"party{i}.key")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(priv + "\n")
+    with open(os.path.join(out, "pubkeys"), "w") as f:
+        f.write("\n".join(pub for _, pub in pairs) + "\n")
+    print(f"wrote {out}/party0.key, party1.key, party2.key and {out}/pubkeys")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
