@@ -31,12 +31,13 @@ impl Transport for Recording {
 
 const N: usize = 20000;
 
-type View = (Vec<Vec<u64>>, (Vec<u64>, Vec<u64>));
+type Pair = (Vec<u64>, Vec<u64>);
+type View = (Vec<Vec<u64>>, Pair);
 
 /// Messages received by each party while sharing `secret` from party 0,
 /// squaring it, dividing it by 3 and taking its ReLU (setup excluded).
 fn views(secret: f64, key_seed: u8) -> Vec<View> {
-    let own: Vec<Arc<Mutex<(Vec<u64>, Vec<u64>)>>> = (0..3)
+    let own: Vec<Arc<Mutex<Pair>>> = (0..3)
         .map(|_| Arc::new(Mutex::new((Vec::new(), Vec::new()))))
         .collect();
     let logs: Vec<Arc<Mutex<Vec<Vec<u64>>>>> =
