@@ -539,6 +539,8 @@ class SharedTensor:
         k = x.shape[-1]
         if k == 0:
             raise ValueError("max of an empty dimension")
+        if want_arg and k >= 2 and k & (k - 1) == 0:
+            return x._tournament_pow2(label)
         oh = None
         if want_arg:
             eye = np.broadcast_to(np.eye(k), tuple(x.shape) + (k,))
@@ -559,6 +561,27 @@ class SharedTensor:
                     ohw = cat([ohw, oh[..., k - 1 :, :]], -2)
             x, oh, k = win, ohw, k - h
         return x.squeeze(-1), (oh.squeeze(-2) if want_arg else None)
+
+    def _tournament_pow2(self, label: str):
+        """Tournament with argmax for k = 2^n (max-pool windows 2x2, 4x4):
+        each candidate carries a one-hot over only the slots it covers, so a
+        level injects 1 + 2 * 2^L values per pair instead of 1 + k."""
+        x, oh, size = self, None, 1
+        while x.shape[-1] > 1:
+            a, b = x[..., 0::2], x[..., 1::2]
+            d = a - b
+            if oh is None:
+                ones = d._public_like(1.0).unsqueeze(-1)
+                m = d._msb_times(cat([d.unsqueeze(-1), ones], -1), label)
+                msb = m[..., 1:]
+                oh = cat([1 - msb, msb], -1)
+            else:
+                oa, ob = oh[..., 0::2, :], oh[..., 1::2, :]
+                m = d._msb_times(cat([d.unsqueeze(-1), oa, ob], -1), label)
+                oh = cat([oa - m[..., 1 : 1 + size], m[..., 1 + size :]], -1)
+            x = a - m[..., 0]
+            size *= 2
+        return x.squeeze(-1), oh.squeeze(-2)
 
     def _reduce_max(self, dim, keepdim, want_arg, label):
         if dim is None:
