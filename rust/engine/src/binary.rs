@@ -26,7 +26,8 @@
 
 use crate::error::Result;
 use crate::net::Peer;
-use crate::protocol::{take_checked, AShare, Party};
+use crate::protocol::{local, take_checked, AShare, Party};
+use crate::ring;
 
 /// Transpose a 64x64 bit matrix in place: bit c of word r moves to bit r of
 /// word c (recursive block swaps, 6 steps of 32 word pairs).
@@ -369,11 +370,7 @@ impl Party {
                     .comm
                     .round(vec![(Peer::Next, m1.clone())], &[Peer::Next])?;
                 let m2 = take_checked(&mut got, m)?;
-                let t2: Vec<u64> = m1
-                    .iter()
-                    .zip(&m2)
-                    .map(|(a, b)| a.wrapping_add(*b))
-                    .collect();
+                let t2 = ring::add(&m1, &m2);
                 (
                     AShare {
                         a: u1,
@@ -393,11 +390,7 @@ impl Party {
                     .round(vec![(Peer::Prev, m2.clone())], &[Peer::Next, Peer::Prev])?;
                 let m1 = take_checked(&mut got, m)?;
                 let u0 = take_checked(&mut got, m)?;
-                let t2: Vec<u64> = m1
-                    .iter()
-                    .zip(&m2)
-                    .map(|(a, b)| a.wrapping_add(*b))
-                    .collect();
+                let t2 = ring::add(&m1, &m2);
                 (
                     AShare {
                         a: vec![0; m],
@@ -408,31 +401,9 @@ impl Party {
             }
         };
         // w = u * (v - 2t), integer product: reshare without truncation.
-        let y = AShare {
-            a: v.a
-                .iter()
-                .zip(&tsh.a)
-                .map(|(p, t)| p.wrapping_sub(t.wrapping_mul(2)))
-                .collect(),
-            b: v.b
-                .iter()
-                .zip(&tsh.b)
-                .map(|(p, t)| p.wrapping_sub(t.wrapping_mul(2)))
-                .collect(),
-        };
+        let y = local::sub(v, &local::add(&tsh, &tsh));
         let w = self.mul_int(&ush, &y)?;
-        Ok(AShare {
-            a: w.a
-                .iter()
-                .zip(&tsh.a)
-                .map(|(p, q)| p.wrapping_add(*q))
-                .collect(),
-            b: w.b
-                .iter()
-                .zip(&tsh.b)
-                .map(|(p, q)| p.wrapping_add(*q))
-                .collect(),
-        })
+        Ok(local::add(&w, &tsh))
     }
 }
 
