@@ -352,8 +352,8 @@ impl Party {
         out_ch: usize,
         groups: usize,
     ) -> Result<AShare> {
-        let z = self.conv_local(x, WeightArg::Shared(w), g, out_ch, groups);
-        let mut z = z;
+        let wsum = ring::add(&w.a, &w.b);
+        let mut z = self.conv_sum(&[(&wsum, &x.a), (&w.a, &x.b)], g, out_ch, groups);
         let zs = self.zero_share(z.len());
         ring::add_into(&mut z, &zs);
         let d = self.scale();
@@ -369,33 +369,16 @@ impl Party {
         out_ch: usize,
         groups: usize,
     ) -> Result<AShare> {
-        let a = self.conv_local(
-            &AShare {
-                a: x.a.clone(),
-                b: Vec::new(),
-            },
-            WeightArg::PublicA(w),
-            g,
-            out_ch,
-            groups,
-        );
-        let b = self.conv_local(
-            &AShare {
-                a: x.b.clone(),
-                b: Vec::new(),
-            },
-            WeightArg::PublicA(w),
-            g,
-            out_ch,
-            groups,
-        );
+        let a = self.conv_sum(&[(w, &x.a)], g, out_ch, groups);
+        let b = self.conv_sum(&[(w, &x.b)], g, out_ch, groups);
         self.truncate(&AShare { a, b })
     }
 
-    fn conv_local(
+    /// sum_t conv(input_t, weight_t) over the ring, per group: im2col of each
+    /// input, one GEMM per term into the same output. Output NCHW.
+    fn conv_sum(
         &self,
-        x: &AShare,
-        w: WeightArg,
+        terms: &[(&[u64], &[u64])],
         g: &Conv2dGeom,
         out_ch: usize,
         groups: usize,
@@ -407,47 +390,19 @@ impl Party {
         let kk = cg * g.kh * g.kw;
         // GEMM output is [O, N*OH*OW]; permuted to NCHW at the end.
         let mut y = vec![0u64; out_ch * l];
-        let wsum = match w {
-            WeightArg::Shared(ws) => Some(ring::add(&ws.a, &ws.b)),
-            WeightArg::PublicA(_) => None,
-        };
         for gi in 0..groups {
             let yc = &mut y[gi * og * l..(gi + 1) * og * l];
-            let cols_a = self.dev.im2col(&x.a, g, gi * cg, cg);
-            match (&w, &wsum) {
-                (WeightArg::Shared(ws), Some(s)) => {
-                    let cols_b = self.dev.im2col(&x.b, g, gi * cg, cg);
-                    self.dev.gemm(
-                        og,
-                        kk,
-                        l,
-                        &s[gi * og * kk..(gi + 1) * og * kk],
-                        &cols_a,
-                        yc,
-                        true,
-                    );
-                    self.dev.gemm(
-                        og,
-                        kk,
-                        l,
-                        &ws.a[gi * og * kk..(gi + 1) * og * kk],
-                        &cols_b,
-                        yc,
-                        true,
-                    );
-                }
-                (WeightArg::PublicA(p), _) => {
-                    self.dev.gemm(
-                        og,
-                        kk,
-                        l,
-                        &p[gi * og * kk..(gi + 1) * og * kk],
-                        &cols_a,
-                        yc,
-                        true,
-                    );
-                }
-                _ => {}
+            for (w, x) in terms {
+                let cols = self.dev.im2col(x, g, gi * cg, cg);
+                self.dev.gemm(
+                    og,
+                    kk,
+                    l,
+                    &w[gi * og * kk..(gi + 1) * og * kk],
+                    &cols,
+                    yc,
+                    true,
+                );
             }
         }
         // [O, N, OH*OW] -> [N, O, OH*OW]
@@ -461,11 +416,6 @@ impl Party {
         let s = x.map(|v| self.dev.window_sum(v, g));
         self.divide(&s, (g.kh * g.kw) as u64)
     }
-}
-
-enum WeightArg<'a> {
-    Shared(&'a AShare),
-    PublicA(&'a [u64]),
 }
 
 /// The last received message, which must hold exactly n words.
