@@ -43,7 +43,8 @@ impl AShare {
     pub fn is_empty(&self) -> bool {
         self.a.is_empty()
     }
-    fn map(&self, f: impl Fn(&[u64]) -> Vec<u64>) -> AShare {
+    /// Apply a local (linear, message-free) map to both components.
+    pub fn map(&self, f: impl Fn(&[u64]) -> Vec<u64>) -> AShare {
         AShare {
             a: f(&self.a),
             b: f(&self.b),

@@ -95,7 +95,16 @@ pub struct Session {
     /// runtime, one in an SPMD party.
     parties: Vec<Mutex<Party>>,
     ranks: Vec<usize>,
+    /// Device for the message-free ops the runtime applies to every hosted
+    /// share (views, im2col/col2im); the parties' own devices do the rest.
+    dev: Box<dyn Device>,
     broken: AtomicBool,
+}
+
+/// The device shares live on. The only place the runtime names one: the
+/// CUDA device (issue 8) is chosen here.
+fn make_device() -> Box<dyn Device> {
+    Box::new(Cpu)
 }
 
 fn lock(m: &Mutex<Party>) -> Result<std::sync::MutexGuard<'_, Party>> {
@@ -165,10 +174,7 @@ impl Session {
                         Some(seed) => prg::seeded_key(seed, i),
                         None => prg::os_key(),
                     };
-                    s.spawn(move || {
-                        let dev: Box<dyn Device> = Box::new(Cpu);
-                        Party::setup(i, Comm::new(i, t), key, dev, fb)
-                    })
+                    s.spawn(move || Party::setup(i, Comm::new(i, t), key, make_device(), fb))
                 })
                 .collect();
             hs.into_iter()
@@ -187,6 +193,7 @@ impl Session {
             frac_bits: cfg.frac_bits,
             parties: parties.into_iter().map(Mutex::new).collect(),
             ranks,
+            dev: make_device(),
             broken: AtomicBool::new(false),
         }
     }
@@ -864,11 +871,9 @@ impl Session {
         let ws = [1, x.shape.get(1).copied().unwrap_or(0), kernel.0, kernel.1];
         let (g, _) = self.conv_geom(&x.shape, &ws, stride, padding, dilation, 1)?;
         let (oh, ow) = g.out_hw();
-        let dev = Cpu;
         Ok(
-            self.local(x, vec![g.c * g.kh * g.kw, g.n * oh * ow], |_, s| AShare {
-                a: dev.im2col(&s.a, &g, 0, g.c),
-                b: dev.im2col(&s.b, &g, 0, g.c),
+            self.local(x, vec![g.c * g.kh * g.kw, g.n * oh * ow], |_, s| {
+                s.map(|v| self.dev.im2col(v, &g, 0, g.c))
             }),
         )
     }
@@ -897,10 +902,8 @@ impl Session {
                 cols.shape
             ));
         }
-        let dev = Cpu;
-        Ok(self.local(cols, input_shape.to_vec(), |_, s| AShare {
-            a: dev.col2im(&s.a, &g),
-            b: dev.col2im(&s.b, &g),
+        Ok(self.local(cols, input_shape.to_vec(), |_, s| {
+            s.map(|v| self.dev.col2im(v, &g))
         }))
     }
 
@@ -930,10 +933,8 @@ impl Session {
                 return shape_err(format!("view reaches element {last} of a tensor of {n}"));
             }
         }
-        let dev = Cpu;
-        Ok(self.local(x, shape.clone(), |_, s| AShare {
-            a: dev.gather(&s.a, &shape, offset, st),
-            b: dev.gather(&s.b, &shape, offset, st),
+        Ok(self.local(x, shape.clone(), |_, s| {
+            s.map(|v| self.dev.gather(v, &shape, offset, st))
         }))
     }
 
