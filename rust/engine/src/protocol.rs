@@ -469,6 +469,24 @@ pub mod local {
             _ => x.clone(),
         }
     }
+
+    /// Party `rank`'s share of public ring values: they form component x_0
+    /// (the placement `add_public` relies on too).
+    pub fn public(rank: usize, e: &[u64]) -> AShare {
+        let z = vec![0u64; e.len()];
+        match rank {
+            0 => AShare {
+                a: e.to_vec(),
+                b: z,
+            },
+            1 => AShare { a: z.clone(), b: z },
+            _ => AShare {
+                a: z,
+                b: e.to_vec(),
+            },
+        }
+    }
+
     /// Multiply by public ring integers (no truncation).
     pub fn mul_public(x: &AShare, p: &[u64]) -> AShare {
         AShare {

@@ -29,22 +29,6 @@ fn agree(mut all: Vec<Vec<u64>>, msg: &str) -> Result<Vec<u64>> {
     Ok(first)
 }
 
-/// Party `rank`'s share of public ring values: they form component x_0.
-fn public_share(rank: usize, e: &[u64]) -> AShare {
-    let z = vec![0u64; e.len()];
-    match rank {
-        0 => AShare {
-            a: e.to_vec(),
-            b: z,
-        },
-        1 => AShare { a: z.clone(), b: z },
-        _ => AShare {
-            a: z,
-            b: e.to_vec(),
-        },
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct Config {
     pub frac_bits: u32,
@@ -690,7 +674,7 @@ impl Session {
             let vs = match v {
                 Some(v) => v.at(p.rank)?,
                 None => {
-                    pubv = public_share(p.rank, &vec![one; n]);
+                    pubv = local::public(p.rank, &vec![one; n]);
                     &pubv
                 }
             };
@@ -731,7 +715,7 @@ impl Session {
             return shape_err(format!("{} values for shape {shape:?}", values.len()));
         }
         let e = ring::encode(values, self.frac_bits)?;
-        let s = self.ranks.iter().map(|&i| public_share(i, &e)).collect();
+        let s = self.ranks.iter().map(|&i| local::public(i, &e)).collect();
         Ok(self.wrap(shape, s))
     }
 
