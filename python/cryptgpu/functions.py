@@ -80,9 +80,7 @@ def reciprocal(x):
     """1 / x by Newton-Raphson, y <- 2y - x y^2, from CrypTen's initial guess.
     For inputs of either sign: 1/x = sign(x) / |x|."""
     a, neg = _abs_and_ltz(x)
-    y = 3 * exp(0.5 - a) + 0.003
-    for _ in range(config.reciprocal_iterations):
-        y = 2 * y - a * y * y
+    y = _reciprocal_pos(a)
     return y - 2 * (neg * y)
 
 

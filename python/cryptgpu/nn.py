@@ -9,6 +9,7 @@ public operands (the model is then not hidden).
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import time
 from collections import OrderedDict
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 
 from . import _session
 from . import autograd as ag
+from . import functions
 from .tensor import SharedTensor, cat, cryptensor
 
 # Layer kinds for the per-layer statistics (the paper's Table V columns).
@@ -66,15 +68,7 @@ def _totals() -> tuple[int, int]:
 
 
 def _track(kind: str, x):
-    return _LayerScope(kind) if isinstance(x, SharedTensor) else _NullScope()
-
-
-class _NullScope:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+    return _LayerScope(kind) if isinstance(x, SharedTensor) else contextlib.nullcontext()
 
 
 class FixedPointOverflowError(RuntimeError):
@@ -200,7 +194,7 @@ class Module:
                 "training is a later issue); call .eval()"
             )
         x = args[0] if args else None
-        grad_ctx = ag.no_grad() if not self.training else _NullScope()
+        grad_ctx = ag.no_grad() if not self.training else contextlib.nullcontext()
         with grad_ctx:
             if self._modules or self.kind == OTHER:
                 return self.forward(*args, **kwargs)
@@ -360,8 +354,6 @@ class BatchNorm(Module):
 
     def _eval_affine(self):
         if self._affine is None:
-            from . import functions
-
             rv, rm = self._buffers["running_var"], self._buffers["running_mean"]
             w, b = self._params["weight"], self._params["bias"]
             if isinstance(rv, SharedTensor):
@@ -383,8 +375,6 @@ class BatchNorm(Module):
         return self._train_forward(x, shape)
 
     def _train_forward(self, x, shape):
-        from . import functions
-
         self._affine = None  # parameters and statistics are about to change
         dims = [0] + list(range(2, x.dim()))
         n = x.numel() // x.shape[1]

@@ -14,6 +14,7 @@ import torch
 
 from . import _native
 from . import autograd as ag
+from . import functions as fx
 from ._session import current
 
 _FLOAT_KINDS = "fiub"  # float, signed/unsigned int, bool
@@ -662,49 +663,31 @@ class SharedTensor:
 
     # ------------------------------------------------------------ functions
     def exp(self) -> SharedTensor:
-        from . import functions
-
-        return functions.exp(self)
+        return fx.exp(self)
 
     def reciprocal(self) -> SharedTensor:
-        from . import functions
-
-        return functions.reciprocal(self)
+        return fx.reciprocal(self)
 
     def sqrt(self) -> SharedTensor:
-        from . import functions
-
-        return functions.sqrt(self)
+        return fx.sqrt(self)
 
     def inv_sqrt(self) -> SharedTensor:
-        from . import functions
-
-        return functions.inv_sqrt(self)
+        return fx.inv_sqrt(self)
 
     def log(self) -> SharedTensor:
-        from . import functions
-
-        return functions.log(self)
+        return fx.log(self)
 
     def sigmoid(self) -> SharedTensor:
-        from . import functions
-
-        return functions.sigmoid(self)
+        return fx.sigmoid(self)
 
     def tanh(self) -> SharedTensor:
-        from . import functions
-
-        return functions.tanh(self)
+        return fx.tanh(self)
 
     def softmax(self, dim: int) -> SharedTensor:
-        from . import functions
-
-        return functions.softmax(self, dim)
+        return fx.softmax(self, dim)
 
     def log_softmax(self, dim: int) -> SharedTensor:
-        from . import functions
-
-        return functions.log_softmax(self, dim)
+        return fx.log_softmax(self, dim)
 
     # ------------------------------------------------------------ reductions
     def _dims(self, dim) -> list[int]:
