@@ -17,9 +17,8 @@ from collections import OrderedDict
 import torch
 import torch.nn.functional as F
 
-from . import _session
+from . import _session, functions
 from . import autograd as ag
-from . import functions
 from .tensor import SharedTensor, cat, cryptensor
 
 # Layer kinds for the per-layer statistics (the paper's Table V columns).
