@@ -17,15 +17,18 @@ class Session:
         self, precision_bits: int = 16, seed: int | None = None, timeout_s: float = 60.0
     ) -> None: ...
     @staticmethod
-    def tcp(
+    def connect(
         rank: int,
         peers: list[str],
+        transport: str = "zmq",
+        bind: str | None = None,
         precision_bits: int = 16,
         seed: int | None = None,
         timeout_s: float = 60.0,
         key: str | None = None,
         pubkeys: list[str] | None = None,
     ) -> Session: ...
+    def close(self) -> None: ...
     @property
     def id(self) -> int: ...
     @property

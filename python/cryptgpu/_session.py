@@ -6,6 +6,7 @@ made it, and an operation on tensors from an earlier session is refused.
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 
@@ -40,13 +41,17 @@ def init(
     key: str | None = None,
     pubkeys: list[str] | None = None,
     insecure: bool = False,
+    transport: str | None = None,
+    bind: str | None = None,
 ) -> None:
     """Start a session: the local three-party runtime (three party threads in
     this process) by default, or one party of a multi-process run when
     ``rank`` and ``peers`` are given or ``CRYPTGPU_RANK`` and
     ``CRYPTGPU_PEERS=host0:port,host1:port,host2:port`` are set (as
     ``python -m cryptgpu.launch`` does). Every process then runs the same
-    script (SPMD). Links are TCP with a Noise_KK handshake: ``key`` is this
+    script (SPMD). Links are ZeroMQ (``transport="zmq"``, the default; or
+    ``"tcp"`` for plain TCP streams; ``CRYPTGPU_TRANSPORT``) with a Noise_KK
+    handshake: ``key`` is this
     party's private key and ``pubkeys`` the three public keys (hex; from
     ``CRYPTGPU_KEY`` and ``CRYPTGPU_PUBKEYS``, where ``@path`` reads a file),
     and a party without the right key is refused at connect. ``insecure=True``
@@ -61,6 +66,13 @@ def init(
             a seeded session is not secure.
         timeout_s: how long a party waits for a message before raising
             :class:`cryptgpu.PeerError`.
+        rank, peers: this party (0, 1, 2) and the three ``host:port``
+            addresses, for a multi-process run.
+        key, pubkeys: this party's private key and the three public keys (hex).
+        insecure: allow plaintext links.
+        transport: ``"zmq"`` (default) or ``"tcp"``.
+        bind: the ``host:port`` to listen on when it differs from
+            ``peers[rank]`` (behind NAT or a proxy; ``CRYPTGPU_BIND``).
 
     Calling ``init`` again starts a fresh session; tensors of the old one can no
     longer be used.
@@ -86,6 +98,7 @@ def init(
         peers = os.environ["CRYPTGPU_PEERS"].split(",")
     if (rank is None) != (peers is None):
         raise ValueError("a multi-process run needs both rank and peers (or both env variables)")
+    _close_current()
     if rank is not None:
         if rank not in (0, 1, 2):
             raise ValueError(f"rank must be 0, 1 or 2, got {rank}")
@@ -100,13 +113,42 @@ def init(
                 "(python -m cryptgpu.keys makes them; the launcher does it for you), "
                 "or pass insecure=True for plaintext links on a trusted network"
             )
-        _ctx.session = _native.Session.tcp(
-            rank, list(peers), precision_bits, seed, float(timeout_s), key, pubkeys
+        transport = transport or os.environ.get("CRYPTGPU_TRANSPORT") or "zmq"
+        bind = bind or os.environ.get("CRYPTGPU_BIND") or None
+        _ctx.session = _native.Session.connect(
+            rank,
+            list(peers),
+            transport,
+            bind,
+            precision_bits,
+            seed,
+            float(timeout_s),
+            key,
+            pubkeys,
         )
+        _spmd_sessions.append(_ctx.session)
     else:
         _ctx.session = _native.Session(precision_bits, seed, float(timeout_s))
     _ctx.device = device
     _ctx.layer_stats = {}
+
+
+# Multi-process sessions opened by init(); closed at exit so that the ZeroMQ
+# transport can flush its last messages (a BYE exchange with the neighbours).
+_spmd_sessions: list = []
+
+
+def _close_current() -> None:
+    s = _ctx.session
+    if s is not None and s in _spmd_sessions:
+        _spmd_sessions.remove(s)
+        s.close()
+
+
+@atexit.register
+def _close_all() -> None:
+    while _spmd_sessions:
+        _spmd_sessions.pop().close()
 
 
 def _from_env(name: str) -> str | None:

@@ -11,6 +11,8 @@ pub use error::{EngineError, Result};
 pub mod binary;
 pub mod device;
 pub mod net;
+pub mod noise;
 pub mod protocol;
 pub mod runtime;
 pub mod tcp;
+pub mod zmq;

@@ -34,6 +34,8 @@ pub enum Msg {
 pub trait Transport: Send {
     fn send(&mut self, to: Peer, msg: Msg) -> Result<()>;
     fn recv(&mut self, from: Peer) -> Result<Vec<u64>>;
+    /// End the session cleanly (transports that buffer sends flush here).
+    fn close(&mut self) {}
 }
 
 /// Three parties in one process: buffers are moved through channels, never
@@ -188,6 +190,11 @@ impl Comm {
     pub fn abort(&mut self, why: &str) {
         let _ = self.transport.send(Peer::Next, Msg::Abort(why.to_string()));
         let _ = self.transport.send(Peer::Prev, Msg::Abort(why.to_string()));
+    }
+
+    /// End the session on this party's links.
+    pub fn close(&mut self) {
+        self.transport.close();
     }
 
     pub fn stats(&self) -> &BTreeMap<String, OpStats> {

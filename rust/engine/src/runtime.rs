@@ -182,6 +182,17 @@ impl Session {
         }
     }
 
+    /// End the session: each hosted party closes its links (the ZeroMQ
+    /// transport says BYE to its neighbours so no last message is lost).
+    /// Operations afterwards fail with a peer error.
+    pub fn close(&self) {
+        for m in &self.parties {
+            if let Ok(mut p) = m.lock() {
+                p.comm.close();
+            }
+        }
+    }
+
     /// The ranks this process hosts.
     pub fn ranks(&self) -> &[usize] {
         &self.ranks

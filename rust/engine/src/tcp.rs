@@ -15,6 +15,8 @@
 
 use crate::error::{EngineError, Result};
 use crate::net::{Msg, Peer, Transport};
+use crate::noise;
+pub use crate::noise::{generate_keypair, LinkKeys};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -22,32 +24,6 @@ use std::time::{Duration, Instant};
 /// Largest frame accepted: 2^31 ring elements (16 GiB).
 pub const MAX_WORDS: u64 = 1 << 31;
 const ABORT: u64 = u64::MAX;
-
-const NOISE: &str = "Noise_KK_25519_ChaChaPoly_BLAKE2s";
-const CHUNK: usize = 65535 - 16;
-
-/// This party's static private key and the three parties' public keys.
-#[derive(Clone)]
-pub struct LinkKeys {
-    pub private: [u8; 32],
-    pub publics: [[u8; 32]; 3],
-}
-
-/// A fresh X25519 key pair (private, public) for `LinkKeys`.
-pub fn generate_keypair() -> Result<([u8; 32], [u8; 32])> {
-    let kp = snow::Builder::new(
-        NOISE
-            .parse()
-            .map_err(|_| EngineError::Internal("noise pattern".into()))?,
-    )
-    .generate_keypair()
-    .map_err(|e| EngineError::Internal(format!("key generation failed: {e}")))?;
-    let mut private = [0u8; 32];
-    let mut public = [0u8; 32];
-    private.copy_from_slice(&kp.private);
-    public.copy_from_slice(&kp.public);
-    Ok((private, public))
-}
 
 /// One link: a stream, and its Noise transport state when encrypted. Reads
 /// go through a buffer of decrypted bytes, so frame decoding is the same.
@@ -68,14 +44,8 @@ impl Read for Link {
             self.stream.read_exact(&mut l)?;
             let mut ct = vec![0u8; u16::from_le_bytes(l) as usize];
             self.stream.read_exact(&mut ct)?;
-            self.buf.resize(ct.len(), 0);
-            let n = noise.read_message(&ct, &mut self.buf).map_err(|_| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    "a frame failed authentication",
-                )
-            })?;
-            self.buf.truncate(n);
+            self.buf.clear();
+            noise::open_chunk(noise, &ct, &mut self.buf)?;
             self.pos = 0;
         }
         let n = out.len().min(self.buf.len() - self.pos);
@@ -90,19 +60,13 @@ impl Link {
         let Some(noise) = self.noise.as_mut() else {
             return self.stream.write_all(bytes);
         };
-        let mut out = Vec::with_capacity(bytes.len() + bytes.len() / CHUNK * 18 + 18);
-        let mut ct = vec![0u8; 65535];
-        for chunk in bytes.chunks(CHUNK) {
-            let n = noise
-                .write_message(chunk, &mut ct)
-                .map_err(|e| std::io::Error::other(format!("encryption failed: {e}")))?;
-            out.extend_from_slice(&(n as u16).to_le_bytes());
-            out.extend_from_slice(&ct[..n]);
-        }
+        let out = noise::seal(noise, bytes)?;
         self.stream.write_all(&out)
     }
 }
 
+/// The Noise handshake over a stream: each handshake message is a u16
+/// length and the message.
 fn handshake(
     stream: &mut TcpStream,
     keys: &LinkKeys,
@@ -110,56 +74,31 @@ fn handshake(
     peer: usize,
     initiator: bool,
 ) -> Result<snow::TransportState> {
-    let fail = |what: &str| {
-        EngineError::Peer(format!(
-            "party {me}: encrypted link to party {peer} refused ({what}): the two parties do not hold \
-             each other's public keys (wrong or missing key)"
-        ))
-    };
-    let params = NOISE
-        .parse()
-        .map_err(|_| EngineError::Internal("noise pattern".into()))?;
-    let b = snow::Builder::new(params)
-        .local_private_key(&keys.private)
-        .remote_public_key(&keys.publics[peer]);
-    let mut hs = if initiator {
-        b.build_initiator()
-    } else {
-        b.build_responder()
-    }
-    .map_err(|e| EngineError::Internal(format!("noise setup: {e}")))?;
-    let mut msg = vec![0u8; 1024];
-    let mut payload = vec![0u8; 1024];
-    let send = |s: &mut TcpStream, m: &[u8]| -> std::io::Result<()> {
-        s.write_all(&(m.len() as u16).to_le_bytes())?;
-        s.write_all(m)
-    };
-    let recv = |s: &mut TcpStream| -> std::io::Result<Vec<u8>> {
-        let mut l = [0u8; 2];
-        s.read_exact(&mut l)?;
-        let mut m = vec![0u8; u16::from_le_bytes(l) as usize];
-        s.read_exact(&mut m)?;
-        Ok(m)
-    };
-    if initiator {
-        let n = hs
-            .write_message(&[], &mut msg)
-            .map_err(|_| fail("first message"))?;
-        send(stream, &msg[..n]).map_err(|e| peer_err(me, peer, "handshake with", e))?;
-        let m = recv(stream).map_err(|_| fail("no answer"))?;
-        hs.read_message(&m, &mut payload)
-            .map_err(|_| fail("bad answer"))?;
-    } else {
-        let m = recv(stream).map_err(|_| fail("no first message"))?;
-        hs.read_message(&m, &mut payload)
-            .map_err(|_| fail("bad first message"))?;
-        let n = hs
-            .write_message(&[], &mut msg)
-            .map_err(|_| fail("answer"))?;
-        send(stream, &msg[..n]).map_err(|e| peer_err(me, peer, "handshake with", e))?;
-    }
-    hs.into_transport_mode()
-        .map_err(|_| fail("incomplete handshake"))
+    let mut w = stream
+        .try_clone()
+        .map_err(|e| peer_err(me, peer, "cannot use the link to", e))?;
+    noise::handshake(
+        keys,
+        me,
+        peer,
+        initiator,
+        |m| {
+            w.write_all(&(m.len() as u16).to_le_bytes())
+                .and_then(|_| w.write_all(m))
+                .map_err(|e| peer_err(me, peer, "handshake with", e))
+        },
+        || {
+            let mut l = [0u8; 2];
+            stream
+                .read_exact(&mut l)
+                .map_err(|_| noise::refused(me, peer, "no answer"))?;
+            let mut m = vec![0u8; u16::from_le_bytes(l) as usize];
+            stream
+                .read_exact(&mut m)
+                .map_err(|_| noise::refused(me, peer, "no answer"))?;
+            Ok(m)
+        },
+    )
 }
 
 pub struct TcpTransport {

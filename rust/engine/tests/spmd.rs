@@ -93,8 +93,31 @@ fn keys() -> Vec<cryptgpu_engine::tcp::LinkKeys> {
         .collect()
 }
 
-fn tcp_run(encrypted: bool) {
-    use cryptgpu_engine::tcp::TcpTransport;
+/// Which transport between processes a test uses.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Tcp,
+    Zmq,
+}
+
+fn connect(
+    kind: Kind,
+    r: usize,
+    addrs: &[std::net::SocketAddr; 3],
+    timeout: std::time::Duration,
+    k: Option<&cryptgpu_engine::noise::LinkKeys>,
+) -> cryptgpu_engine::Result<Box<dyn cryptgpu_engine::net::Transport>> {
+    Ok(match kind {
+        Kind::Tcp => Box::new(cryptgpu_engine::tcp::TcpTransport::connect(
+            r, addrs, timeout, k,
+        )?),
+        Kind::Zmq => Box::new(cryptgpu_engine::zmq::ZmqTransport::connect(
+            r, addrs, None, timeout, k,
+        )?),
+    })
+}
+
+fn run_over(kind: Kind, encrypted: bool) {
     use std::time::Duration;
     let cfg = Config {
         seed: Some(99),
@@ -109,17 +132,18 @@ fn tcp_run(encrypted: bool) {
                 let cfg = cfg.clone();
                 let k = if encrypted { Some(ks[r].clone()) } else { None };
                 sc.spawn(move || {
-                    let t = TcpTransport::connect(r, &addrs, Duration::from_secs(10), k.as_ref())
-                        .unwrap();
-                    let s = Session::single(cfg, r, Box::new(t)).unwrap();
-                    workload(&s)
+                    let t = connect(kind, r, &addrs, Duration::from_secs(10), k.as_ref()).unwrap();
+                    let s = Session::single(cfg, r, t).unwrap();
+                    let out = workload(&s);
+                    s.close();
+                    out
                 })
             })
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for (rank, (got, counts)) in results.iter().enumerate() {
-        assert_eq!(got, &want);
+        assert_eq!(got, &want, "{kind:?} encrypted={encrypted} party {rank}");
         let per = counts.len();
         assert_eq!(counts[..], local_counts[rank * per..(rank + 1) * per]);
     }
@@ -127,40 +151,56 @@ fn tcp_run(encrypted: bool) {
 
 #[test]
 fn tcp_parties_match_the_local_runtime_plain_and_encrypted() {
-    tcp_run(false);
-    tcp_run(true);
+    run_over(Kind::Tcp, false);
+    run_over(Kind::Tcp, true);
 }
 
 #[test]
-fn a_missing_tcp_peer_is_a_clear_error_within_the_timeout() {
-    use cryptgpu_engine::tcp::TcpTransport;
+fn zmq_parties_match_the_local_runtime_plain_and_encrypted() {
+    run_over(Kind::Zmq, false);
+    run_over(Kind::Zmq, true);
+}
+
+#[test]
+fn a_missing_peer_is_a_clear_error_within_the_timeout() {
     use std::time::{Duration, Instant};
-    let addrs = free_addrs();
-    let t0 = Instant::now();
-    let err = TcpTransport::connect(0, &addrs, Duration::from_millis(600), None)
-        .err()
-        .unwrap();
-    assert!(err.to_string().contains("could not reach party"), "{err}");
-    assert!(t0.elapsed() < Duration::from_secs(5));
+    for kind in [Kind::Tcp, Kind::Zmq] {
+        let addrs = free_addrs();
+        let t0 = Instant::now();
+        let err = connect(kind, 0, &addrs, Duration::from_millis(600), None)
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains("could not reach party"),
+            "{kind:?}: {err}"
+        );
+        assert!(t0.elapsed() < Duration::from_secs(5), "{kind:?}");
+    }
 }
 
 #[test]
 fn a_party_with_a_wrong_key_is_refused_naming_the_peer() {
-    use cryptgpu_engine::tcp::TcpTransport;
-    use std::time::Duration;
+    for kind in [Kind::Tcp, Kind::Zmq] {
+        wrong_key(kind);
+    }
+}
+
+fn wrong_key(kind: Kind) {
+    use std::time::{Duration, Instant};
     let addrs = free_addrs();
     let mut ks = keys();
     ks[2].private = cryptgpu_engine::tcp::generate_keypair().unwrap().0; // not the key the others expect
+    let t0 = Instant::now();
     let errs: Vec<String> = std::thread::scope(|sc| {
         let hs: Vec<_> = (0..3)
             .map(|r| {
                 let k = ks[r].clone();
-                sc.spawn(move || {
-                    match TcpTransport::connect(r, &addrs, Duration::from_secs(5), Some(&k)) {
+                sc.spawn(
+                    move || match connect(kind, r, &addrs, Duration::from_secs(5), Some(&k)) {
                         Ok(_) => String::new(),
                         Err(e) => e.to_string(),
-                    }
-                })
+                    },
+                )
             })
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
@@ -170,10 +210,12 @@ fn a_party_with_a_wrong_key_is_refused_naming_the_peer() {
     assert!(
         errs.iter()
             .any(|e| e.contains("party 2") && e.contains("wrong or missing key")),
-        "{errs:?}"
+        "{kind:?}: {errs:?}"
     );
     assert!(
         errs.iter().filter(|e| !e.is_empty()).count() >= 2,
-        "{errs:?}"
+        "{kind:?}: {errs:?}"
     );
+    // Refusal is immediate, not the 5 s timeout of every party.
+    assert!(t0.elapsed() < Duration::from_secs(9), "{kind:?}");
 }

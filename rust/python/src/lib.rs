@@ -140,15 +140,18 @@ impl Session {
         Ok(Session(Arc::new(call(py, || EngSession::new(cfg))?)))
     }
 
-    /// One party of a multi-process session over TCP: listens on
-    /// `peers[rank]` and connects to its two neighbours.
+    /// One party of a multi-process session: listens on `bind` (default
+    /// `peers[rank]`) and connects to its two neighbours over `transport`,
+    /// "zmq" (ZeroMQ, the default) or "tcp" (plain TCP streams).
     #[staticmethod]
-    #[pyo3(signature = (rank, peers, precision_bits=16, seed=None, timeout_s=60.0, key=None, pubkeys=None))]
+    #[pyo3(signature = (rank, peers, transport="zmq", bind=None, precision_bits=16, seed=None, timeout_s=60.0, key=None, pubkeys=None))]
     #[allow(clippy::too_many_arguments)]
-    fn tcp(
+    fn connect(
         py: Python<'_>,
         rank: usize,
         peers: Vec<String>,
+        transport: &str,
+        bind: Option<String>,
         precision_bits: u32,
         seed: Option<u64>,
         timeout_s: f64,
@@ -167,16 +170,28 @@ impl Session {
                 peers.len()
             )));
         }
-        let mut addrs = Vec::new();
-        for p in &peers {
-            let a = p
-                .to_socket_addrs()
+        let resolve = |p: &String| {
+            p.to_socket_addrs()
                 .ok()
                 .and_then(|mut it| it.next())
                 .ok_or_else(|| {
                     PyValueError::new_err(format!("cannot resolve peer address {p:?} (host:port)"))
-                })?;
-            addrs.push(a);
+                })
+        };
+        let mut addrs = Vec::new();
+        for p in &peers {
+            addrs.push(resolve(p)?);
+        }
+        let bind = bind.as_ref().map(resolve).transpose()?;
+        if transport != "zmq" && transport != "tcp" {
+            return Err(PyValueError::new_err(format!(
+                "unknown transport {transport:?}; expected \"zmq\" or \"tcp\""
+            )));
+        }
+        if transport == "tcp" && bind.is_some() {
+            return Err(PyValueError::new_err(
+                "a separate bind address needs the zmq transport",
+            ));
         }
         let addrs = [addrs[0], addrs[1], addrs[2]];
         let timeout = Duration::from_secs_f64(timeout_s);
@@ -193,7 +208,7 @@ impl Session {
                         ps.len()
                     )));
                 }
-                Some(cryptgpu_engine::tcp::LinkKeys {
+                Some(cryptgpu_engine::noise::LinkKeys {
                     private: hex32(&k, "private key")?,
                     publics: [
                         hex32(&ps[0], "public key 0")?,
@@ -210,11 +225,32 @@ impl Session {
             }
         };
         let s = call(py, || {
-            let t =
-                cryptgpu_engine::tcp::TcpTransport::connect(rank, &addrs, timeout, keys.as_ref())?;
-            EngSession::single(cfg, rank, Box::new(t))
+            let t: Box<dyn cryptgpu_engine::net::Transport> = if transport == "tcp" {
+                Box::new(cryptgpu_engine::tcp::TcpTransport::connect(
+                    rank,
+                    &addrs,
+                    timeout,
+                    keys.as_ref(),
+                )?)
+            } else {
+                Box::new(cryptgpu_engine::zmq::ZmqTransport::connect(
+                    rank,
+                    &addrs,
+                    bind,
+                    timeout,
+                    keys.as_ref(),
+                )?)
+            };
+            EngSession::single(cfg, rank, t)
         })?;
         Ok(Session(Arc::new(s)))
+    }
+
+    /// End the session: close this process's links (the ZeroMQ transport
+    /// exchanges BYE with its neighbours so no last message is lost).
+    fn close(&self, py: Python<'_>) {
+        let s = self.0.clone();
+        py.allow_threads(move || s.close());
     }
 
     #[getter]
@@ -533,7 +569,7 @@ fn hex32(s: &str, what: &str) -> PyResult<[u8; 32]> {
 /// A fresh X25519 key pair for encrypted links, as (private, public) hex.
 #[pyfunction]
 fn generate_keypair() -> PyResult<(String, String)> {
-    let (a, b) = cryptgpu_engine::tcp::generate_keypair().map_err(to_py)?;
+    let (a, b) = cryptgpu_engine::noise::generate_keypair().map_err(to_py)?;
     let hex = |k: &[u8; 32]| k.iter().map(|x| format!("{x:02x}")).collect::<String>();
     Ok((hex(&a), hex(&b)))
 }
