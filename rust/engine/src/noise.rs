@@ -205,4 +205,26 @@ mod tests {
         assert!(open(&mut b, &[5]).is_err());
         assert!(open(&mut b, &[9, 0, 1, 2]).is_err());
     }
+
+    #[test]
+    fn opening_garbage_never_panics() {
+        use proptest::prelude::*;
+        let (_, b) = pair();
+        let b = std::cell::RefCell::new(b);
+        let mut runner = proptest::test_runner::TestRunner::new_with_rng(
+            ProptestConfig {
+                cases: 256,
+                ..ProptestConfig::default()
+            },
+            proptest::test_runner::TestRng::deterministic_rng(
+                proptest::test_runner::RngAlgorithm::ChaCha,
+            ),
+        );
+        runner
+            .run(&proptest::collection::vec(any::<u8>(), 0..300), |bytes| {
+                prop_assert!(open(&mut b.borrow_mut(), &bytes).is_err() || bytes.is_empty());
+                Ok(())
+            })
+            .unwrap();
+    }
 }
