@@ -5,7 +5,7 @@ Start with :func:`init`, share data with :func:`cryptensor`, compute with
 :class:`SharedTensor`, and open results with ``get_plain_text()``.
 """
 
-from . import autograd, functions, models, nn, optim, spmd
+from . import autograd, comm, functions, models, mpc, nn, optim, spmd
 from ._native import (
     CryptGPUError,
     EncodingError,
@@ -18,6 +18,23 @@ from ._session import init, is_initialized, rank, reset_stats, stats, uninit
 from .functions import ApproxConfig
 from .tensor import SharedTensor, cat, cryptensor, stack, where
 
+
+def print_communication_stats() -> None:
+    """Print the rounds and bytes (busiest party) counted since the last
+    reset, as CrypTen's ``crypten.print_communication_stats()`` does."""
+    comm.get().print_communication_stats()
+
+
+def reset_communication_stats() -> None:
+    """Zero the communication counters (CrypTen's name for :func:`reset_stats`)."""
+    reset_stats()
+
+
+def get_communication_stats() -> dict:
+    """Rounds, bytes (busiest party) and messages since the last reset."""
+    return comm.get().get_communication_stats()
+
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -29,6 +46,11 @@ __all__ = [
     "ShapeError",
     "SharedTensor",
     "cat",
+    "comm",
+    "get_communication_stats",
+    "mpc",
+    "print_communication_stats",
+    "reset_communication_stats",
     "cryptensor",
     "autograd",
     "functions",

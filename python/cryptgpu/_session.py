@@ -26,6 +26,9 @@ class _Context(threading.local):
         self.grad_enabled: bool = True
         # Bound for cryptgpu.nn.check_overflow (None: no check).
         self.overflow_bound: float | None = None
+        # True in a party thread of spmd.run / mpc.run_multiprocess, where a
+        # plain init() (as CrypTen code calls) keeps the party's session.
+        self.spmd_party: bool = False
 
 
 _ctx = _Context()
@@ -77,6 +80,10 @@ def init(
     Calling ``init`` again starts a fresh session; tensors of the old one can no
     longer be used.
     """
+    if _ctx.spmd_party and _ctx.session is not None and rank is None and peers is None:
+        # Inside a party of spmd.run / mpc.run_multiprocess (CrypTen code
+        # calls init() there): the party already has its session.
+        return
     if not isinstance(device, str):
         raise TypeError(f"device must be a string, got {type(device).__name__}")
     if device not in _DEVICES:
@@ -164,6 +171,7 @@ def attach(session: _native.Session) -> None:
     _ctx.session = session
     _ctx.device = "cpu"
     _ctx.layer_stats = {}
+    _ctx.spmd_party = True
 
 
 def rank() -> int | None:
@@ -180,6 +188,7 @@ def is_initialized() -> bool:
 
 def uninit() -> None:
     """Drop the current session; later calls need a new :func:`init`."""
+    _close_current()
     _ctx.session = None
     _ctx.device = None
 

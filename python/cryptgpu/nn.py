@@ -214,11 +214,34 @@ def _as_operand(p):
     return p if isinstance(p, SharedTensor) else torch.as_tensor(p, dtype=torch.float64)
 
 
+def _fresh(layer: torch.nn.Module) -> tuple:
+    """Weights of a freshly initialised PyTorch layer, as float64."""
+    w = layer.weight.detach().double()
+    b = None if layer.bias is None else layer.bias.detach().double()
+    return w, b
+
+
+def _is_size(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
 class Linear(Module):
+    """y = x W^T + b. ``Linear(weight, bias=None)`` wraps given parameters;
+    ``Linear(in_features, out_features, bias=True)`` (CrypTen's and
+    PyTorch's form) initialises them as ``torch.nn.Linear`` does."""
+
     kind = LINEAR
 
-    def __init__(self, weight, bias=None):
+    def __init__(self, *args, **kwargs):
         super().__init__()
+        if args and _is_size(args[0]):
+            weight, bias = _fresh(torch.nn.Linear(*args, **kwargs))
+        else:
+
+            def given(weight, bias=None):
+                return weight, bias
+
+            weight, bias = given(*args, **kwargs)
         self.register_parameter("weight", weight)
         self.register_parameter("bias", bias)
 
@@ -230,10 +253,28 @@ class Linear(Module):
 
 
 class Conv2d(Module):
+    """2-D convolution. ``Conv2d(weight, bias=None, stride, padding, dilation,
+    groups)`` wraps given parameters; ``Conv2d(in_channels, out_channels,
+    kernel_size, stride=1, padding=0, ...)`` (CrypTen's and PyTorch's form)
+    initialises them as ``torch.nn.Conv2d`` does."""
+
     kind = LINEAR
 
-    def __init__(self, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    def __init__(self, *args, **kwargs):
         super().__init__()
+        if args and _is_size(args[0]):
+            layer = torch.nn.Conv2d(*args, **kwargs)
+            if isinstance(layer.padding, str) or layer.padding_mode != "zeros":
+                raise NotImplementedError("Conv2d with string padding or a padding_mode")
+            weight, bias = _fresh(layer)
+            stride, padding = layer.stride, layer.padding
+            dilation, groups = layer.dilation, layer.groups
+        else:
+
+            def given(weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+                return weight, bias, stride, padding, dilation, groups
+
+            weight, bias, stride, padding, dilation, groups = given(*args, **kwargs)
         self.register_parameter("weight", weight)
         self.register_parameter("bias", bias)
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
@@ -828,6 +869,10 @@ def from_pytorch(model: torch.nn.Module, dummy_input=None, fold_batchnorm: bool 
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"from_pytorch expects a torch.nn.Module, got {type(model).__name__}")
     model = model.eval()
+    if not list(model.children()):
+        # A bare layer (nn.Linear, ...) traces to its functional form;
+        # wrapped, it stays a module call with its parameters.
+        model = torch.nn.Sequential(model)
     try:
         gm = torch.fx.symbolic_trace(model)
     except Exception as e:  # tracing errors come in many types

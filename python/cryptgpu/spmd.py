@@ -39,6 +39,7 @@ def run(
             errors[r] = e
         finally:
             _session.uninit()
+            _session._ctx.spmd_party = False
 
     threads = [
         threading.Thread(target=party, args=(r,), name=f"cryptgpu-party-{r}") for r in range(3)

@@ -1,0 +1,197 @@
+"""CrypTen users' code runs after ``import cryptgpu as crypten``: the core of
+CrypTen's basics, classification and training tutorials, written only with
+CrypTen's names, checked against float64 PyTorch.
+
+Tolerances follow conftest's model (f = 16 fractional bits): an encoded input
+is within 2^-17, a product of encoded inputs within |x| e_y + |y| e_x plus
+one truncation (within 1 ulp = 2^-16); a layer sums k such products.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cryptgpu as crypten
+from conftest import ULP, prod_tol
+
+
+@pytest.fixture
+def ctx():
+    crypten.init()
+    yield
+    crypten.uninit()
+
+
+def test_basics_tutorial(ctx):
+    # Tutorial 1: encrypt, compute, decrypt.
+    x = torch.tensor([1.0, 2.0, 3.0])
+    y = torch.tensor([4.0, -5.0, 0.5])
+    x_enc = crypten.cryptensor(x)
+    y_enc = crypten.cryptensor(y, src=1)
+    assert isinstance(x_enc, crypten.SharedTensor)
+    # encoding: each input within 2^-17
+    assert (x_enc.get_plain_text() - x).abs().max() <= ULP
+    # a sum of encoded values: two encoding errors
+    assert ((x_enc + y_enc).get_plain_text() - (x + y)).abs().max() <= 2 * ULP
+    # one product of values below 5: prod_tol(1, 3, 5)
+    assert ((x_enc * y_enc).get_plain_text() - x * y).abs().max() <= prod_tol(1, 3, 5) + 1e-6
+    # with a public operand, as in the tutorial's "x_enc + y"
+    assert ((x_enc - y).get_plain_text() - (x - y)).abs().max() <= 2 * ULP
+    # comparisons are exact 0/1
+    assert torch.equal((x_enc < y_enc).get_plain_text(), (x < y).float())
+    assert torch.equal((x_enc > 2.5).get_plain_text(), (x > 2.5).float())
+    assert x_enc.size() == x.size() and tuple(x_enc.shape) == (3,)
+
+
+def test_rank_and_stats(ctx, capsys):
+    assert crypten.comm.get().get_rank() == 0
+    assert crypten.comm.get().get_world_size() == 3
+    crypten.reset_communication_stats()
+    x = crypten.cryptensor(torch.ones(100))
+    (x * x).get_plain_text()
+    s = crypten.get_communication_stats()
+    total = crypten.stats()["total"]
+    assert s["rounds"] == total["rounds"] > 0
+    assert s["bytes"] == total["bytes_per_party"] > 0
+    crypten.print_communication_stats()
+    out = capsys.readouterr().out
+    assert f"Rounds: {s['rounds']}" in out and f"Bytes: {s['bytes']}" in out
+
+
+class ExampleNet(torch.nn.Module):
+    """The tutorials' small CNN (a 5x5 conv on 1x28x28, then two linear)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(1, 4, kernel_size=5, padding=0)
+        self.fc1 = torch.nn.Linear(4 * 12 * 12, 32)
+        self.fc2 = torch.nn.Linear(32, 10)
+
+    def forward(self, x):
+        out = F.relu(self.conv1(x))
+        out = F.max_pool2d(out, 2)
+        out = out.view(-1, 4 * 12 * 12)
+        return self.fc2(F.relu(self.fc1(out)))
+
+
+def test_classification_tutorial(ctx):
+    torch.manual_seed(0)
+    plaintext_model = ExampleNet()
+    data = torch.rand(8, 1, 28, 28)
+    dummy_input = torch.empty(1, 1, 28, 28)
+    private_model = crypten.nn.from_pytorch(plaintext_model, dummy_input)
+    private_model.encrypt(src=0)
+    private_model.eval()
+    data_enc = crypten.cryptensor(data, src=1)
+    output_enc = private_model(data_enc)
+    output = output_enc.get_plain_text(dtype=torch.float64)
+    with torch.no_grad():
+        want = plaintext_model.double()(data.double())
+    # three linear layers of <= 576 products each with |w| < 0.2, |x| < 4:
+    # the error after each layer is that layer's prod_tol plus the previous
+    # error times the layer's gain (sum |w| per output, below 6 here).
+    bound = prod_tol(576, 4, 0.2) * 6 * 6 + prod_tol(32, 4, 0.2) * 6 + prod_tol(32, 4, 0.2)
+    assert (output - want).abs().max() <= bound
+    assert torch.equal(output.argmax(1), want.argmax(1))
+    # decrypt() gives the weights back in the clear
+    private_model.decrypt()
+    w = private_model.fc2.weight
+    assert (torch.as_tensor(w) - plaintext_model.fc2.weight).abs().max() <= ULP
+
+
+def test_training_tutorial_matches_plaintext_sgd(ctx):
+    # Tutorial 7: from_pytorch, encrypt, train(), loss, zero_grad, backward,
+    # update_parameters, against the same steps of float64 PyTorch SGD.
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    x = torch.rand(16, 6) * 2 - 1
+    y = torch.rand(16, 2)
+    ref = [p.detach().double().clone().requires_grad_() for p in net.parameters()]
+    model = crypten.nn.from_pytorch(net, torch.empty(1, 6))
+    model.encrypt()
+    model.train()
+    loss = crypten.nn.MSELoss()
+    x_enc, y_enc = crypten.cryptensor(x), crypten.cryptensor(y)
+    lr = 0.1
+    for _ in range(3):
+        output = model(x_enc)
+        loss_value = loss(output, y_enc)
+        model.zero_grad()
+        loss_value.backward()
+        model.update_parameters(lr)
+
+        h = F.relu(F.linear(x.double(), ref[0], ref[1]))
+        ((F.linear(h, ref[2], ref[3]) - y.double()) ** 2).mean().backward()
+        with torch.no_grad():
+            for p in ref:
+                p -= lr * p.grad
+                p.grad = None
+    got = [p.get_plain_text(dtype=torch.float64) for p in model.parameters()]
+    # Each step's gradients carry a few ulp per summed term (16 samples, at
+    # most 8 terms each: test_autograd's bound), times lr, over 3 steps.
+    tol = 3 * lr * 16 * 8 * 4 * ULP + ULP
+    for g, r in zip(got, ref):
+        assert (g - r.detach()).abs().max() <= tol
+
+
+def test_cross_entropy_with_encrypted_one_hot_targets(ctx):
+    torch.manual_seed(2)
+    net = torch.nn.Linear(5, 3)
+    x = torch.randn(12, 5)
+    labels = torch.randint(0, 3, (12,))
+    model = crypten.nn.from_pytorch(net, torch.empty(1, 5)).encrypt()
+    model.train()
+    y_enc = crypten.cryptensor(F.one_hot(labels, 3).float())
+    criterion = crypten.nn.CrossEntropyLoss()
+    losses = []
+    for _ in range(5):
+        loss_value = criterion(model(crypten.cryptensor(x)), y_enc)
+        model.zero_grad()
+        loss_value.backward()
+        model.update_parameters(0.5)
+        losses.append(loss_value.get_plain_text().item())
+    # the first loss is the plaintext one up to the log-softmax approximation
+    with torch.no_grad():
+        first = F.cross_entropy(net(x), labels).item()
+    assert abs(losses[0] - first) < 0.05
+    assert losses[-1] < losses[0]
+
+
+def test_layers_built_directly_as_in_crypten():
+    crypten.init()
+    try:
+        torch.manual_seed(3)
+        model = crypten.nn.Sequential(
+            crypten.nn.Conv2d(2, 3, kernel_size=3, padding=1),
+            crypten.nn.ReLU(),
+            crypten.nn.Flatten(),
+            crypten.nn.Linear(3 * 4 * 4, 5),
+        )
+        conv, lin = model._modules["0"], model._modules["3"]
+        assert tuple(conv.weight.shape) == (3, 2, 3, 3) and tuple(lin.weight.shape) == (5, 48)
+        x = torch.rand(2, 2, 4, 4)
+        want = F.linear(
+            F.relu(F.conv2d(x.double(), conv.weight, conv.bias, padding=1)).flatten(1),
+            lin.weight,
+            lin.bias,
+        )
+        model.encrypt()
+        got = model(crypten.cryptensor(x)).get_plain_text(dtype=torch.float64)
+        # conv: 18 products (|w| < 0.25, |x| < 1); linear: 48 products with
+        # |w| < 0.15 on inputs carrying the conv error
+        bound = prod_tol(18, 1, 0.25) * 48 * 0.15 + prod_tol(48, 2, 0.15)
+        assert (got - want).abs().max() <= bound
+    finally:
+        crypten.uninit()
+
+
+def test_run_multiprocess():
+    @crypten.mpc.run_multiprocess(world_size=3)
+    def job(scale):
+        crypten.init()  # CrypTen code calls this in each party: harmless here
+        x = crypten.cryptensor(torch.tensor([1.0, -2.0]) * scale)
+        return crypten.comm.get().get_rank(), x.relu().get_plain_text().tolist()
+
+    assert job(2.0) == [(0, [2.0, 0.0]), (1, [2.0, 0.0]), (2, [2.0, 0.0])]
+    with pytest.raises(ValueError, match="three parties"):
+        crypten.mpc.run_multiprocess(world_size=2)
