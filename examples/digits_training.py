@@ -69,20 +69,22 @@ def run(epochs=3, batch=32, lr=0.1, momentum=0.9, show=True, batchnorm=False):
 
     # plaintext reference: same init, same batches, same optimiser
     opt = torch.optim.SGD(plain.parameters(), lr=lr, momentum=momentum)
-    plain_losses = []
+    plain_losses, plain_accs = [], []
     for ep in range(epochs):
+        plain.train()
         for idx in batches(len(xtr), batch, ep):
             opt.zero_grad()
             loss = F.cross_entropy(plain(xtr[idx].double()), ytr[idx])
             loss.backward()
             opt.step()
             plain_losses.append(loss.item())
+        plain_accs.append(accuracy(plain.eval(), xte.double(), yte))
 
     cryptgpu.init()
     model = cryptgpu.nn.from_pytorch(init, fold_batchnorm=False).encrypt(src=0).train()
     sgd = cryptgpu.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     crit = cryptgpu.nn.CrossEntropyLoss()
-    priv_losses = []
+    priv_losses, priv_accs = [], []
     t = time.perf_counter()
     for ep in range(epochs):
         bar = tqdm(batches(len(xtr), batch, ep), desc=f"private epoch {ep + 1}", disable=not show)
@@ -96,6 +98,11 @@ def run(epochs=3, batch=32, lr=0.1, momentum=0.9, show=True, batchnorm=False):
             priv_losses.append(loss.get_plain_text().item())
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{priv_losses[-1]:.3f}")
+        # Test accuracy after each epoch, for the curve: the weights are
+        # opened (to_pytorch reveals them without changing the private model).
+        with cryptgpu.autograd.no_grad():
+            snapshot = model.to_pytorch(copy.deepcopy(init)).eval()
+        priv_accs.append(accuracy(snapshot, xte.double(), yte))
     wall = time.perf_counter() - t
     trained = model.decrypt().to_pytorch(copy.deepcopy(init)).eval()
     return {
@@ -103,6 +110,8 @@ def run(epochs=3, batch=32, lr=0.1, momentum=0.9, show=True, batchnorm=False):
         "private_acc": accuracy(trained, xte.double(), yte),
         "plain_losses": plain_losses,
         "private_losses": priv_losses,
+        "plain_accs": plain_accs,
+        "private_accs": priv_accs,
         "wall_s": wall,
         "steps": len(priv_losses),
     }

@@ -23,9 +23,23 @@ def prod_tol(k: int, xmax: float, ymax: float) -> float:
     return k * (xmax * ENC + ymax * ENC + ENC * ENC) + TRUNC
 
 
-@pytest.fixture
-def session():
-    cryptgpu.init(precision_bits=F, seed=1234)
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=pytest.mark.skipif(
+            not cryptgpu.cuda_is_available(),
+            reason="no CUDA GPU here (cryptgpu.cuda_is_available() is False)",
+        ),
+    ),
+]
+
+
+@pytest.fixture(params=DEVICES)
+def session(request):
+    """A seeded local session on each device: every test that uses it runs
+    on the CPU and, where there is a GPU, on CUDA."""
+    cryptgpu.init(device=request.param, precision_bits=F, seed=1234)
     yield
     cryptgpu.uninit()
 

@@ -24,8 +24,21 @@ def test_invalid_init_arguments():
         cryptgpu.init(precision_bits=16.0)
     with pytest.raises(ValueError, match="unknown device"):
         cryptgpu.init(device="tpu")
-    with pytest.raises(RuntimeError, match="cuda"):
+    # no GPU: RuntimeError naming the missing driver; with a GPU the CUDA
+    # device is not built yet (NotImplementedError, also a RuntimeError)
+    with pytest.raises(RuntimeError, match="cuda|CUDA"):
         cryptgpu.init(device="cuda")
+    with pytest.raises(RuntimeError, match="cuda|CUDA"):
+        cryptgpu.init(device="cuda:1")
+
+
+def test_cuda_detection_and_device_map():
+    assert isinstance(cryptgpu.cuda_is_available(), bool)
+    assert cryptgpu.cuda.device_map(0) is None
+    assert cryptgpu.cuda.device_map(1) == [0, 0, 0]
+    assert cryptgpu.cuda.device_map(4) == [0, 1, 2]
+    with pytest.raises(ValueError):
+        cryptgpu.cuda.device_map(-1)
 
 
 @pytest.mark.parametrize("src", [3, -1])

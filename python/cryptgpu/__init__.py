@@ -5,7 +5,7 @@ Start with :func:`init`, share data with :func:`cryptensor`, compute with
 :class:`SharedTensor`, and open results with ``get_plain_text()``.
 """
 
-from . import autograd, comm, functions, models, mpc, nn, optim, spmd
+from . import autograd, comm, cuda, functions, models, mpc, nn, optim, spmd
 from ._native import (
     CryptGPUError,
     EncodingError,
@@ -17,6 +17,11 @@ from ._native import (
 from ._session import init, is_initialized, rank, reset_stats, stats, uninit
 from .functions import ApproxConfig
 from .tensor import SharedTensor, cat, cryptensor, stack, where
+
+
+def cuda_is_available() -> bool:
+    """True when a CUDA driver and GPU are present (see :mod:`cryptgpu.cuda`)."""
+    return cuda.is_available()
 
 
 def print_communication_stats() -> None:
@@ -47,6 +52,8 @@ __all__ = [
     "SharedTensor",
     "cat",
     "comm",
+    "cuda",
+    "cuda_is_available",
     "get_communication_stats",
     "mpc",
     "print_communication_stats",

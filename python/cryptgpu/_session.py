@@ -87,12 +87,20 @@ def init(
     if not isinstance(device, str):
         raise TypeError(f"device must be a string, got {type(device).__name__}")
     if device not in _DEVICES:
-        if device.startswith("cuda"):
-            raise RuntimeError(
-                "device 'cuda' is not available in this build: the CUDA device is not "
-                "implemented yet (use device='cpu')"
+        if device == "cuda" or device.startswith("cuda:"):
+            from . import cuda
+
+            if not cuda.is_available():
+                raise RuntimeError(
+                    f"device={device!r} needs an NVIDIA GPU and its driver (libcuda.so.1), "
+                    "and none was found (cryptgpu.cuda_is_available() is False); use device='cpu'"
+                )
+            raise NotImplementedError(
+                "the CUDA device is not built yet: its kernels exist and are tested on the CPU "
+                "(kernels/*.cu), but shares cannot live in GPU memory in this version "
+                "(issue 8, GPU verification pending); use device='cpu'"
             )
-        raise ValueError(f"unknown device {device!r}; expected one of {_DEVICES}")
+        raise ValueError(f"unknown device {device!r}; expected 'cpu' or 'cuda'")
     if isinstance(precision_bits, bool) or not isinstance(precision_bits, int):
         raise TypeError("precision_bits must be an int")
     if not 1 <= precision_bits <= 30:
@@ -194,6 +202,7 @@ def uninit() -> None:
 
 
 def current() -> _native.Session:
+    """The current session; RuntimeError before :func:`init`."""
     if _ctx.session is None:
         raise RuntimeError("cryptgpu is not initialised: call cryptgpu.init() first")
     return _ctx.session

@@ -16,6 +16,7 @@ from . import _session
 
 
 def is_grad_enabled() -> bool:
+    """False inside :func:`no_grad`, True otherwise."""
     return _session._ctx.grad_enabled
 
 
@@ -31,6 +32,7 @@ def no_grad():
 
 
 def needs_grad(*xs) -> bool:
+    """True when ``x`` is a SharedTensor that is, or depends on, a leaf that requires grad."""
     if not _session._ctx.grad_enabled:
         return False
     return any(getattr(x, "requires_grad", False) for x in xs)
@@ -58,6 +60,7 @@ def unbroadcast(g, shape):
 
 
 def backward(root, grad=None) -> None:
+    """Back-propagate ``grad`` (default 1) from ``root`` to every leaf's ``.grad``."""
     from .tensor import SharedTensor
 
     if not root.requires_grad:

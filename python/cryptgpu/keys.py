@@ -16,6 +16,7 @@ from . import _native
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Write party{0,1,2}.key and pubkeys into the given directory."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print(__doc__, file=sys.stderr)

@@ -22,6 +22,7 @@ import time
 
 
 def free_ports(n: int) -> list[int]:
+    """``n`` TCP ports free on 127.0.0.1 at the time of the call."""
     socks = [socket.socket() for _ in range(n)]
     try:
         for s in socks:
@@ -33,6 +34,7 @@ def free_ports(n: int) -> list[int]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the launcher; returns the exit code (the first failing party's, else 0)."""
     ap = argparse.ArgumentParser(prog="python -m cryptgpu.launch")
     ap.add_argument("--nparties", type=int, default=3)
     ap.add_argument("script")

@@ -51,6 +51,7 @@ class LeNet(nn.Module):
         )
 
     def forward(self, x):
+        """Logits for a batch of 1x28x28 images."""
         return self.classifier(self.features(x))
 
 
@@ -85,6 +86,7 @@ class AlexNet(nn.Module):
         )
 
     def forward(self, x):
+        """Logits for a batch of 3xSxS images."""
         return self.classifier(self.features(x))
 
 
@@ -115,10 +117,14 @@ class VGG16(nn.Module):
         )
 
     def forward(self, x):
+        """Logits for a batch of 3xSxS images."""
         return self.classifier(self.features(x))
 
 
 class Bottleneck(nn.Module):
+    """The ResNet bottleneck block: 1x1, 3x3 (stride), 1x1 convs with
+    BatchNorm, plus the shortcut."""
+
     expansion = 4
 
     def __init__(self, cin: int, width: int, stride: int):
@@ -138,6 +144,7 @@ class Bottleneck(nn.Module):
             )
 
     def forward(self, x):
+        """relu(block(x) + shortcut(x))."""
         y = self.relu(self.bn1(self.conv1(x)))
         y = self.relu(self.bn2(self.conv2(y)))
         y = self.bn3(self.conv3(y))
@@ -167,19 +174,23 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(cin, num_classes)
 
     def forward(self, x):
+        """Logits for a batch of 3x224x224 images."""
         x = self.pool(self.layers(self.stem(x)))
         return self.fc(torch.flatten(x, 1))
 
 
 def resnet50(num_classes: int = 1000) -> ResNet:
+    """ResNet-50 for ImageNet (1000 classes)."""
     return ResNet([3, 4, 6, 3], num_classes)
 
 
 def resnet101(num_classes: int = 1000) -> ResNet:
+    """ResNet-101 for ImageNet (1000 classes)."""
     return ResNet([3, 4, 23, 3], num_classes)
 
 
 def resnet152(num_classes: int = 1000) -> ResNet:
+    """ResNet-152 for ImageNet (1000 classes)."""
     return ResNet([3, 8, 36, 3], num_classes)
 
 

@@ -113,9 +113,11 @@ class Module:
 
     # -- structure
     def register_parameter(self, name: str, value) -> None:
+        """Add a parameter (torch tensor, SharedTensor or None) under ``name``."""
         self._params[name] = value
 
     def add_module(self, name: str, module: Module) -> None:
+        """Add a child module under ``name``."""
         self._modules[name] = module
 
     def __getattr__(self, name):
@@ -127,6 +129,7 @@ class Module:
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     def named_parameters(self, prefix: str = ""):
+        """Yield (dotted name, parameter) for this module and its children, skipping None."""
         for k, v in self._params.items():
             if v is not None:
                 yield prefix + k, v
@@ -134,21 +137,25 @@ class Module:
             yield from m.named_parameters(prefix + name + ".")
 
     def parameters(self):
+        """Yield every parameter of this module and its children."""
         for _, v in self.named_parameters():
             yield v
 
     def modules(self):
+        """Yield this module and every descendant, depth first."""
         yield self
         for m in self._modules.values():
             yield from m.modules()
 
     # -- modes
     def train(self, mode: bool = True) -> Module:
+        """Set training mode (``mode=True``) on this module and its children; returns self."""
         for m in self.modules():
             m.training = mode
         return self
 
     def eval(self) -> Module:
+        """Set evaluation mode; returns self."""
         return self.train(False)
 
     def encrypt(self, src: int = 0) -> Module:
@@ -184,6 +191,7 @@ class Module:
 
     # -- running
     def forward(self, x):
+        """The computation of the layer; subclasses define it."""
         raise NotImplementedError(f"{type(self).__name__}.forward")
 
     def __call__(self, *args, **kwargs):
@@ -246,6 +254,7 @@ class Linear(Module):
         self.register_parameter("bias", bias)
 
     def forward(self, x):
+        """x W^T + b on a SharedTensor (or a plaintext tensor)."""
         w, b = self._params["weight"], self._params["bias"]
         if isinstance(x, SharedTensor):
             return x.linear(_as_operand(w), None if b is None else _as_operand(b))
@@ -280,6 +289,7 @@ class Conv2d(Module):
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
 
     def forward(self, x):
+        """The convolution of a SharedTensor NCHW input (or a plaintext tensor)."""
         w, b = self._params["weight"], self._params["bias"]
         if isinstance(x, SharedTensor):
             return x.conv2d(
@@ -294,13 +304,18 @@ class Conv2d(Module):
 
 
 class ReLU(Module):
+    """max(x, 0), privately (10 rounds)."""
+
     kind = RELU
 
     def forward(self, x):
+        """max(x, 0) element-wise."""
         return x.relu()
 
 
 class MaxPool2d(Module):
+    """2-D max pooling (kernel_size, stride=kernel_size, padding, dilation), as torch."""
+
     kind = POOLING
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1):
@@ -308,12 +323,16 @@ class MaxPool2d(Module):
         self.k, self.s, self.p, self.d = kernel_size, stride, padding, dilation
 
     def forward(self, x):
+        """The maximum over each window, by a comparison tournament."""
         if isinstance(x, SharedTensor):
             return x.max_pool2d(self.k, self.s, self.p, self.d)
         return F.max_pool2d(x, self.k, self.s, self.p, self.d)
 
 
 class AvgPool2d(Module):
+    """2-D average pooling (kernel_size, stride=kernel_size, padding), as
+    torch with count_include_pad."""
+
     kind = POOLING
 
     def __init__(self, kernel_size, stride=None, padding=0):
@@ -321,6 +340,7 @@ class AvgPool2d(Module):
         self.k, self.s, self.p = kernel_size, stride, padding
 
     def forward(self, x):
+        """The mean over each window (a local sum, then one division by a public integer)."""
         if isinstance(x, SharedTensor):
             return x.avg_pool2d(self.k, self.s, self.p)
         return F.avg_pool2d(x, self.k, self.s, self.p)
@@ -337,6 +357,7 @@ class AdaptiveAvgPool2d(Module):
         self.out = output_size
 
     def forward(self, x):
+        """Average pooling to ``output_size`` (sizes that divide the input)."""
         oh, ow = (self.out, self.out) if isinstance(self.out, int) else self.out
         h, w = x.shape[-2], x.shape[-1]
         oh, ow = oh or h, ow or w
@@ -375,6 +396,7 @@ class BatchNorm(Module):
         self._affine = None
 
     def encrypt(self, src: int = 0) -> Module:
+        """Share the affine parameters and running statistics from party ``src``."""
         super().encrypt(src)
         for k, v in self._buffers.items():
             if not isinstance(v, SharedTensor):
@@ -384,6 +406,7 @@ class BatchNorm(Module):
         return self
 
     def decrypt(self) -> Module:
+        """Open the parameters and running statistics into float64 tensors."""
         super().decrypt()
         for k, v in self._buffers.items():
             if isinstance(v, SharedTensor):
@@ -406,6 +429,8 @@ class BatchNorm(Module):
         return self._affine
 
     def forward(self, x):
+        """Batch statistics in training mode (updating the running ones), the
+        running ones in eval mode."""
         shape = [1, -1] + [1] * (x.dim() - 2)
         if not self.training:
             sc, sh = self._eval_affine()
@@ -456,11 +481,14 @@ def _drop_missing(grads, w, b):
 
 
 class Flatten(Module):
+    """Flatten dims ``start_dim..end_dim`` into one, as torch.nn.Flatten."""
+
     def __init__(self, start_dim=1, end_dim=-1):
         super().__init__()
         self.a, self.b = start_dim, end_dim
 
     def forward(self, x):
+        """The flattened view."""
         return x.flatten(self.a, self.b)
 
 
@@ -468,15 +496,21 @@ class Dropout(Module, _EvalOnly):
     """Identity at eval time."""
 
     def forward(self, x):
+        """The identity (evaluation mode only)."""
         return x
 
 
 class Identity(Module):
+    """Returns its input."""
+
     def forward(self, x):
+        """Returns ``x`` unchanged."""
         return x
 
 
 class Softmax(Module):
+    """softmax over ``dim``, privately (CrypTen's approximation)."""
+
     kind = SOFTMAX
 
     def __init__(self, dim):
@@ -484,21 +518,28 @@ class Softmax(Module):
         self.dim = dim
 
     def forward(self, x):
+        """softmax(x) over ``self.dim``."""
         return x.softmax(self.dim)
 
 
 class LogSoftmax(Softmax):
+    """log_softmax over ``dim``, privately."""
+
     def forward(self, x):
+        """log_softmax(x) over ``self.dim``."""
         return x.log_softmax(self.dim)
 
 
 class Sequential(Module):
+    """Children applied in order, as torch.nn.Sequential."""
+
     def __init__(self, *mods: Module):
         super().__init__()
         for i, m in enumerate(mods):
             self.add_module(str(i), m)
 
     def forward(self, x):
+        """Apply each child to the output of the previous one."""
         for m in self._modules.values():
             x = m(x)
         return x
@@ -535,6 +576,7 @@ class CrossEntropyLoss(Module):
     kind = SOFTMAX
 
     def forward(self, logits, target):
+        """The mean cross-entropy of ``logits`` against ``target`` (labels or one-hot)."""
         if not isinstance(logits, SharedTensor):
             return F.cross_entropy(logits, torch.as_tensor(target))
         y = _one_hot(target, logits)
@@ -556,6 +598,7 @@ class MSELoss(Module):
     """Mean squared error, differentiated by the recorded operations."""
 
     def forward(self, x, target):
+        """mean((x - target)^2)."""
         d = x - target
         return (d * d).mean()
 
@@ -755,6 +798,7 @@ class Graph(Module):
         self._names = {name: name.replace(".", "_") for name in modules}
 
     def forward(self, *inputs):
+        """Run the converted torch.fx graph on ``x``."""
         env: dict = {}
         it = iter(inputs)
 
@@ -864,7 +908,9 @@ def from_pytorch(model: torch.nn.Module, dummy_input=None, fold_batchnorm: bool 
 
     ``dummy_input``, when given, is run through the converted model in
     plaintext and compared with the original, to catch conversion errors
-    early. Call ``.encrypt(src=...)`` on the result to share the weights.
+    early (an input with undefined values, such as CrypTen's customary
+    ``torch.empty(...)``, is replaced by uniform values of its shape).
+    Call ``.encrypt(src=...)`` on the result to share the weights.
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"from_pytorch expects a torch.nn.Module, got {type(model).__name__}")
@@ -902,6 +948,11 @@ def from_pytorch(model: torch.nn.Module, dummy_input=None, fold_batchnorm: bool 
     out = Graph(gm.graph, converted, attrs)
     if dummy_input is not None:
         x = torch.as_tensor(dummy_input, dtype=torch.float64)
+        if not torch.isfinite(x).all():
+            # CrypTen code passes torch.empty(...) as the dummy input: only
+            # its shape matters then; check on values that are defined.
+            g = torch.Generator().manual_seed(0)
+            x = torch.rand(x.shape, generator=g, dtype=torch.float64)
         with torch.no_grad():
             want = _run_double(model, x)
             got = out(x)

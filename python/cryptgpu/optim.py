@@ -25,10 +25,12 @@ class SGD:
         self._buf: dict[int, SharedTensor] = {}
 
     def zero_grad(self) -> None:
+        """Forget the gradients of every parameter."""
         for p in self.params:
             p.grad = None
 
     def step(self) -> None:
+        """One update: p <- p - lr (g + weight_decay p), with momentum when set."""
         with ag.no_grad():
             for p in self.params:
                 if p.grad is None:

@@ -147,11 +147,13 @@ class SharedTensor:
         ag.backward(self, grad)
 
     def detach(self) -> SharedTensor:
+        """The same shares, cut from the autograd graph."""
         return self._wrap(self._t)
 
     # ------------------------------------------------------------ shape info
     @property
     def shape(self) -> torch.Size:
+        """The shape, as a torch.Size (shapes are public)."""
         return torch.Size(self._t.shape)
 
     def size(self, dim: int | None = None):
@@ -161,11 +163,13 @@ class SharedTensor:
         return self.shape[_norm_dim(dim, self.dim())]
 
     def dim(self) -> int:
+        """Number of dimensions."""
         return len(self._t.shape)
 
     ndim = property(dim)
 
     def numel(self) -> int:
+        """Number of elements."""
         n = 1
         for s in self._t.shape:
             n *= s
@@ -293,6 +297,7 @@ class SharedTensor:
         return self.add(-yp)
 
     def neg(self) -> SharedTensor:
+        """-x (local)."""
         out = self._wrap(self._s().neg(self._t))
         if ag.needs_grad(self):
             ag.record(out, (self,), lambda g: (-g,))
@@ -359,6 +364,7 @@ class SharedTensor:
         return _matmul(self, ys, yp, yshape, public_left=False)
 
     def rmatmul(self, p) -> SharedTensor:
+        """other @ self, for a plaintext or shared ``other``."""
         yp = _plain_array(p, "matmul")
         return _matmul(self, None, yp, torch.Size(yp.shape), public_left=True)
 
@@ -663,30 +669,39 @@ class SharedTensor:
 
     # ------------------------------------------------------------ functions
     def exp(self) -> SharedTensor:
+        """e^x by CrypTen's (1 + x/2^n)^(2^n) (relative error up to 12% at x = -8)."""
         return fx.exp(self)
 
     def reciprocal(self) -> SharedTensor:
+        """1/x by Newton iterations (CrypTen's method; |x| in the tested range)."""
         return fx.reciprocal(self)
 
     def sqrt(self) -> SharedTensor:
+        """sqrt(x) for x > 0, as x * inv_sqrt(x)."""
         return fx.sqrt(self)
 
     def inv_sqrt(self) -> SharedTensor:
+        """1/sqrt(x) for x > 0 by Newton iterations (5 steps)."""
         return fx.inv_sqrt(self)
 
     def log(self) -> SharedTensor:
+        """ln(x) for x > 0 by Householder iterations (CrypTen's method)."""
         return fx.log(self)
 
     def sigmoid(self) -> SharedTensor:
+        """1 / (1 + e^-x), privately."""
         return fx.sigmoid(self)
 
     def tanh(self) -> SharedTensor:
+        """tanh(x) = 2 sigmoid(2x) - 1, privately."""
         return fx.tanh(self)
 
     def softmax(self, dim: int) -> SharedTensor:
+        """softmax over ``dim`` (max-shifted exp, then a private reciprocal)."""
         return fx.softmax(self, dim)
 
     def log_softmax(self, dim: int) -> SharedTensor:
+        """log_softmax over ``dim``."""
         return fx.log_softmax(self, dim)
 
     # ------------------------------------------------------------ reductions
@@ -720,6 +735,7 @@ class SharedTensor:
 
     # ------------------------------------------------------------ shape ops
     def reshape(self, *shape) -> SharedTensor:
+        """A view with another shape (-1 allowed), as torch.reshape (local)."""
         if len(shape) == 1 and isinstance(shape[0], (tuple, list, torch.Size)):
             shape = tuple(shape[0])
         if not all(isinstance(d, int) for d in shape):
@@ -746,6 +762,7 @@ class SharedTensor:
     view = reshape
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> SharedTensor:
+        """Flatten dims ``start_dim..end_dim`` into one (local)."""
         if self.dim() == 0:
             return self.reshape(1)
         a, b = _norm_dim(start_dim, self.dim()), _norm_dim(end_dim, self.dim())
@@ -758,6 +775,7 @@ class SharedTensor:
         return self.reshape(shp[:a] + [mid] + shp[b + 1 :])
 
     def permute(self, *dims) -> SharedTensor:
+        """Reorder dims, as torch.permute (local)."""
         if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
             dims = tuple(dims[0])
         nd = self.dim()
@@ -775,6 +793,7 @@ class SharedTensor:
         return out
 
     def transpose(self, dim0: int, dim1: int) -> SharedTensor:
+        """Swap two dims (local)."""
         nd = self.dim()
         order = list(range(nd))
         a, b = _norm_dim(dim0, nd), _norm_dim(dim1, nd)
@@ -782,15 +801,18 @@ class SharedTensor:
         return self.permute(order)
 
     def t(self) -> SharedTensor:
+        """Transpose of a tensor with at most 2 dims (local)."""
         if self.dim() > 2:
             raise ValueError("t() expects a tensor with at most 2 dims")
         return self if self.dim() < 2 else self.transpose(0, 1)
 
     @property
     def T(self) -> SharedTensor:
+        """Reverse all dims, as torch's ``.T``."""
         return self.permute(list(range(self.dim() - 1, -1, -1)))
 
     def unsqueeze(self, dim: int) -> SharedTensor:
+        """Insert a dim of size 1 (local)."""
         nd = self.dim() + 1
         if not -nd <= dim < nd:
             raise IndexError(f"unsqueeze: dim {dim} out of range for rank {self.dim()}")
@@ -799,6 +821,7 @@ class SharedTensor:
         return self.reshape(shp[:d] + [1] + shp[d:])
 
     def squeeze(self, dim=None) -> SharedTensor:
+        """Remove dims of size 1 (all, or ``dim``) (local)."""
         shp = list(self.shape)
         if dim is None:
             return self.reshape([s for s in shp if s != 1])
@@ -808,9 +831,11 @@ class SharedTensor:
         return self.reshape(shp[:d] + shp[d + 1 :])
 
     def contiguous(self) -> SharedTensor:
+        """Returns self (shares are always contiguous)."""
         return self
 
     def clone(self) -> SharedTensor:
+        """A copy of the shares."""
         out = self._wrap(self._t)
         if ag.needs_grad(self):
             ag.record(out, (self,), lambda g: (g,))

@@ -9,6 +9,7 @@ pub mod ring;
 
 pub use error::{EngineError, Result};
 pub mod binary;
+pub mod cuda;
 pub mod device;
 pub mod net;
 pub mod noise;

@@ -25,6 +25,15 @@ impl Prg {
         }
     }
 
+    /// A stream positioned at block `counter` (tests of the device PRG,
+    /// which must produce the same words from any position).
+    pub fn at(key: [u8; 16], counter: u128) -> Self {
+        Prg {
+            cipher: Aes128::new(&GenericArray::from(key)),
+            counter,
+        }
+    }
+
     /// Blocks consumed so far; a (key, counter) pair is never used twice.
     pub fn counter(&self) -> u128 {
         self.counter

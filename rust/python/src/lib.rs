@@ -633,6 +633,34 @@ fn ring_gemm<'py>(
     Ok(u64_bytes(py, &c))
 }
 
+/// `n` words of the CPU device's AES-CTR stream for a 16-byte `key` from
+/// block `counter`, for checking the CUDA PRG kernel against it.
+#[pyfunction]
+fn prg_words<'py>(
+    py: Python<'py>,
+    key: &[u8],
+    counter: u128,
+    n: usize,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let key: [u8; 16] = key
+        .try_into()
+        .map_err(|_| PyValueError::new_err("key must be 16 bytes"))?;
+    let v = cryptgpu_engine::prg::Prg::at(key, counter).gen(n);
+    Ok(u64_bytes(py, &v))
+}
+
+/// The CUDA kernel files embedded in the engine: [(file name, source)].
+#[pyfunction]
+fn cuda_kernel_sources() -> Vec<(&'static str, &'static str)> {
+    cryptgpu_engine::cuda::KERNEL_SOURCES.to_vec()
+}
+
+/// GPU of each party for `gpus` GPUs (None for none).
+#[pyfunction]
+fn cuda_device_map(gpus: usize) -> Option<[usize; 3]> {
+    cryptgpu_engine::cuda::device_map(gpus)
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -642,6 +670,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(spmd_local_sessions, m)?)?;
     m.add_function(wrap_pyfunction!(generate_keypair, m)?)?;
     m.add_function(wrap_pyfunction!(ring_gemm, m)?)?;
+    m.add_function(wrap_pyfunction!(prg_words, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda_kernel_sources, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda_device_map, m)?)?;
     m.add("CryptGPUError", py.get_type::<CryptGPUError>())?;
     m.add("ShapeError", py.get_type::<ShapeError>())?;
     m.add("EncodingError", py.get_type::<EncodingError>())?;

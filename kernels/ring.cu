@@ -1,0 +1,48 @@
+// Ring Z_2^64 element-wise ops: unsigned 64-bit arithmetic wraps, which is
+// exactly the ring.
+#include "common.cuh"
+
+extern "C" __global__ void ring_add(const u64* a, const u64* b, u64* out, u64 n) {
+    FOR_EACH(i, n) out[i] = a[i] + b[i];
+}
+
+extern "C" __global__ void ring_sub(const u64* a, const u64* b, u64* out, u64 n) {
+    FOR_EACH(i, n) out[i] = a[i] - b[i];
+}
+
+extern "C" __global__ void ring_neg(const u64* a, u64* out, u64 n) {
+    FOR_EACH(i, n) out[i] = (u64)0 - a[i];
+}
+
+extern "C" __global__ void ring_mul(const u64* a, const u64* b, u64* out, u64 n) {
+    FOR_EACH(i, n) out[i] = a[i] * b[i];
+}
+
+extern "C" __global__ void ring_add_scalar(const u64* a, u64 s, u64* out, u64 n) {
+    FOR_EACH(i, n) out[i] = a[i] + s;
+}
+
+extern "C" __global__ void ring_mul_scalar(const u64* a, u64 s, u64* out, u64 n) {
+    FOR_EACH(i, n) out[i] = a[i] * s;
+}
+
+// Arithmetic right shift (a signed fixed-point value divided by 2^s, floor).
+extern "C" __global__ void ring_shr_arith(const u64* a, u32 s, u64* out, u64 n) {
+    FOR_EACH(i, n) out[i] = (u64)((i64)a[i] >> s);
+}
+
+extern "C" __global__ void ring_shr_logical(const u64* a, u32 s, u64* out, u64 n) {
+    FOR_EACH(i, n) out[i] = a[i] >> s;
+}
+
+extern "C" __global__ void ring_shl(const u64* a, u32 s, u64* out, u64 n) {
+    FOR_EACH(i, n) out[i] = a[i] << s;
+}
+
+// The local step of a replicated product: party i holds (x_i, x_{i+1}) and
+// (y_i, y_{i+1}) and computes its 3-out-of-3 share of x y, masked by a share
+// of zero r_i: z_i = x_i y_i + x_i y_{i+1} + x_{i+1} y_i + r_i.
+extern "C" __global__ void rss_mul_local(const u64* x0, const u64* x1, const u64* y0,
+                                         const u64* y1, const u64* r, u64* out, u64 n) {
+    FOR_EACH(i, n) out[i] = x0[i] * y0[i] + x0[i] * y1[i] + x1[i] * y0[i] + r[i];
+}

@@ -1,0 +1,63 @@
+"""Finding CUDA at run time (issue 8).
+
+The wheel is built without any CUDA toolkit; the driver is looked up when
+asked for. :func:`is_available` (also ``cryptgpu.cuda_is_available()``) is
+True when ``libcuda.so.1`` loads, ``cuInit`` succeeds and at least one GPU
+is present. :func:`device_map` says where each party's shares would live.
+
+State of the CUDA device: the kernels (``kernels/*.cu``: ring and bit ops,
+bit slicing, Kogge-Stone steps, the AES-CTR PRG, reductions, im2col/col2im/
+pooling/views, and both limb decompositions of the ring GEMM) are embedded
+in the engine, compile with NVRTC and are checked bit for bit against the
+CPU device by a host emulation in the tests. The engine device that keeps
+shares in GPU memory and launches them is not built yet, so
+``init(device="cuda")`` raises NotImplementedError on a machine with a GPU
+and RuntimeError on one without.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+
+from . import _native
+
+
+@functools.lru_cache(maxsize=1)
+def device_count() -> int:
+    """Number of CUDA GPUs the driver reports; 0 without a driver or GPU."""
+    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        try:
+            if lib.cuInit(0) != 0:
+                return 0
+            n = ctypes.c_int(0)
+            if lib.cuDeviceGetCount(ctypes.byref(n)) != 0:
+                return 0
+            return n.value
+        except AttributeError:
+            return 0
+    return 0
+
+
+def is_available() -> bool:
+    """True when a CUDA driver and at least one GPU are present."""
+    return device_count() > 0
+
+
+def device_map(gpus: int | None = None) -> list[int] | None:
+    """GPU index of parties 0, 1, 2: party i on ``cuda:i`` with three or more
+    GPUs, all on ``cuda:0`` with one or two, None without a GPU."""
+    n = device_count() if gpus is None else gpus
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"gpus must be a non-negative int, got {n!r}")
+    m = _native.cuda_device_map(n)
+    return None if m is None else list(m)
+
+
+def kernel_sources() -> dict[str, str]:
+    """The kernel files embedded in the engine, by file name."""
+    return dict(_native.cuda_kernel_sources())
