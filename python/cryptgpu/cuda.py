@@ -17,7 +17,6 @@ and RuntimeError on one without.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 
 from . import _native
@@ -25,22 +24,9 @@ from . import _native
 
 @functools.lru_cache(maxsize=1)
 def device_count() -> int:
-    """Number of CUDA GPUs the driver reports; 0 without a driver or GPU."""
-    for name in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
-        try:
-            lib = ctypes.CDLL(name)
-        except OSError:
-            continue
-        try:
-            if lib.cuInit(0) != 0:
-                return 0
-            n = ctypes.c_int(0)
-            if lib.cuDeviceGetCount(ctypes.byref(n)) != 0:
-                return 0
-            return n.value
-        except AttributeError:
-            return 0
-    return 0
+    """Number of CUDA GPUs the driver reports; 0 without a driver or GPU.
+    The engine loads ``libcuda`` at run time (cudarc, dynamic loading)."""
+    return _native.cuda_device_count()
 
 
 def is_available() -> bool:
@@ -56,6 +42,13 @@ def device_map(gpus: int | None = None) -> list[int] | None:
         raise ValueError(f"gpus must be a non-negative int, got {n!r}")
     m = _native.cuda_device_map(n)
     return None if m is None else list(m)
+
+
+def compile_kernels(arch: str = "compute_90") -> dict[str, int]:
+    """Compile every kernel with NVRTC (found at run time) for ``arch``;
+    returns the PTX size per file. RuntimeError without libnvrtc or when a
+    kernel does not compile."""
+    return dict(_native.cuda_compile_kernels(arch))
 
 
 def kernel_sources() -> dict[str, str]:

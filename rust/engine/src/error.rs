@@ -17,6 +17,10 @@ pub enum EngineError {
     /// A peer closed its link, or did not answer within the timeout.
     #[error("peer error: {0}")]
     Peer(String),
+    /// A system library or device the call needs is missing (CUDA, NVRTC),
+    /// or a kernel failed to compile.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// A party thread panicked; a bug in the engine.
     #[error("internal error: {0}")]
     Internal(String),

@@ -57,6 +57,7 @@ fn to_py(e: EngineError) -> PyErr {
         EngineError::Invalid(_) => PyValueError::new_err(msg),
         EngineError::Peer(_) => PeerError::new_err(msg),
         EngineError::Internal(_) => InternalError::new_err(msg),
+        EngineError::Unavailable(_) => PyRuntimeError::new_err(msg),
     }
 }
 
@@ -655,6 +656,31 @@ fn cuda_kernel_sources() -> Vec<(&'static str, &'static str)> {
     cryptgpu_engine::cuda::KERNEL_SOURCES.to_vec()
 }
 
+/// Compile every embedded kernel with NVRTC for `arch`: [(file, PTX bytes)].
+#[pyfunction]
+#[pyo3(signature = (arch="compute_90"))]
+fn cuda_compile_kernels(py: Python<'_>, arch: &str) -> PyResult<Vec<(String, usize)>> {
+    let arch: &'static str = match arch {
+        "compute_70" => "compute_70",
+        "compute_80" => "compute_80",
+        "compute_86" => "compute_86",
+        "compute_89" => "compute_89",
+        "compute_90" => "compute_90",
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "unsupported arch {other:?}; use compute_70, 80, 86, 89 or 90"
+            )))
+        }
+    };
+    call(py, || cryptgpu_engine::cuda::compile_all(arch))
+}
+
+/// Number of CUDA GPUs the driver reports (0 without driver or GPU).
+#[pyfunction]
+fn cuda_device_count(py: Python<'_>) -> usize {
+    py.allow_threads(cryptgpu_engine::cuda::device_count)
+}
+
 /// GPU of each party for `gpus` GPUs (None for none).
 #[pyfunction]
 fn cuda_device_map(gpus: usize) -> Option<[usize; 3]> {
@@ -673,6 +699,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(prg_words, m)?)?;
     m.add_function(wrap_pyfunction!(cuda_kernel_sources, m)?)?;
     m.add_function(wrap_pyfunction!(cuda_device_map, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda_compile_kernels, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda_device_count, m)?)?;
     m.add("CryptGPUError", py.get_type::<CryptGPUError>())?;
     m.add("ShapeError", py.get_type::<ShapeError>())?;
     m.add("EncodingError", py.get_type::<EncodingError>())?;
