@@ -1,9 +1,14 @@
-"""The workloads of compare_crypten.py, shared by both sides so that both
-libraries run exactly the same shapes."""
+"""The workloads of compare_crypten.py, shared by both sides: cryptgpu
+answers to CrypTen's names, so one builder and one timer serve both
+libraries (``lib`` is the ``crypten`` or the ``cryptgpu`` module) and both
+run exactly the same code on the same shapes."""
 
 from __future__ import annotations
 
+import time
+
 import torch
+import torch.nn.functional as F
 
 # name -> (kind, args)
 WORKLOADS = {
@@ -38,3 +43,53 @@ def model_for(name: str):
     if arch == "LeNet":
         return models.LeNet(), (1, 28, 28), batch
     return models.AlexNet(32), (3, 32, 32), batch
+
+
+def build(lib, name: str, convert):
+    """A zero-argument function running workload ``name`` with ``lib``;
+    ``convert(torch_model, input_shape)`` makes the library's model."""
+    torch.manual_seed(0)
+    kind = WORKLOADS[name][0]
+    if kind == "matmul":
+        a, b = shapes(name)
+        x, y = lib.cryptensor(torch.randn(*a)), lib.cryptensor(torch.randn(*b))
+        return lambda: x.matmul(y).get_plain_text()
+    if kind == "conv2d":
+        xs, ws, pad = shapes(name)
+        x = lib.cryptensor(torch.randn(*xs))
+        w = lib.cryptensor(torch.randn(*ws) * 0.05)
+        return lambda: x.conv2d(w, padding=pad).get_plain_text()
+    if kind == "relu":
+        (n,) = shapes(name)
+        x = lib.cryptensor(torch.randn(n))
+        return lambda: x.relu().get_plain_text()
+    model, shape, batch = model_for(name)
+    net = convert(model, shape).encrypt()
+    x = lib.cryptensor(torch.randn(batch, *shape))
+    if kind == "inference":
+        net.eval()
+        return lambda: net(x).get_plain_text()
+    net.train()  # one training step
+    y = lib.cryptensor(F.one_hot(torch.arange(batch) % 10, 10).float())
+    loss = lib.nn.CrossEntropyLoss()
+
+    def step():
+        lv = loss(net(x), y)
+        net.zero_grad()
+        lv.backward()
+        net.update_parameters(0.01)
+        return lv.get_plain_text()
+
+    return step
+
+
+def timed(lib, fn) -> dict:
+    """One run after a warm-up: wall time, rounds and bytes per party from
+    the library's communicator (``lib.comm.get()``)."""
+    fn()
+    lib.comm.get().reset_communication_stats()
+    t = time.perf_counter()
+    fn()
+    wall = time.perf_counter() - t
+    st = lib.comm.get().get_communication_stats()
+    return {"wall_s": wall, "rounds": int(st["rounds"]), "bytes_per_party": int(st["bytes"])}

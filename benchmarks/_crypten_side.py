@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 import types
 
 _stub = types.ModuleType("torch.onnx._internal.registration")
@@ -23,12 +22,10 @@ _stub.registry = None
 sys.modules.setdefault("torch.onnx._internal.registration", _stub)
 
 import crypten  # noqa: E402
-import crypten.communicator as comm  # noqa: E402
-import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from _compare_workloads import WORKLOADS, model_for, shapes  # noqa: E402
+from _compare_workloads import WORKLOADS, build, timed  # noqa: E402
 
 
 def to_crypten(model: nn.Module):
@@ -57,54 +54,8 @@ def to_crypten(model: nn.Module):
     return crypten.nn.Sequential(*layers)
 
 
-def run_one(name: str, quick: bool):
-    torch.manual_seed(0)
-    kind, args = WORKLOADS[name]
-    if kind == "matmul":
-        a, b = shapes(name)
-        x = crypten.cryptensor(torch.randn(*a))
-        y = crypten.cryptensor(torch.randn(*b))
-        fn = lambda: (x.matmul(y)).get_plain_text()  # noqa: E731
-    elif kind == "conv2d":
-        xs, ws, pad = shapes(name)
-        x = crypten.cryptensor(torch.randn(*xs))
-        w = crypten.cryptensor(torch.randn(*ws) * 0.05)
-        fn = lambda: x.conv2d(w, padding=pad).get_plain_text()  # noqa: E731
-    elif kind == "relu":
-        (n,) = shapes(name)
-        x = crypten.cryptensor(torch.randn(n))
-        fn = lambda: x.relu().get_plain_text()  # noqa: E731
-    elif kind == "inference":
-        model, shape, batch = model_for(name)
-        net = to_crypten(model).encrypt()
-        net.eval()
-        x = crypten.cryptensor(torch.randn(batch, *shape))
-        fn = lambda: net(x).get_plain_text()  # noqa: E731
-    elif kind == "train":
-        model, shape, batch = model_for(name)
-        net = to_crypten(model).encrypt()
-        net.train()
-        x = crypten.cryptensor(torch.randn(batch, *shape))
-        y = crypten.cryptensor(torch.nn.functional.one_hot(torch.arange(batch) % 10, 10).float())
-        loss = crypten.nn.CrossEntropyLoss()
-
-        def fn():
-            out = net(x)
-            lv = loss(out, y)
-            net.zero_grad()
-            lv.backward()
-            net.update_parameters(0.01)
-            return lv.get_plain_text()
-
-    else:
-        raise ValueError(kind)
-    fn()  # warm-up
-    comm.get().reset_communication_stats()
-    t = time.perf_counter()
-    fn()
-    wall = time.perf_counter() - t
-    st = comm.get().get_communication_stats()
-    return {"wall_s": wall, "rounds": int(st["rounds"]), "bytes_per_party": int(st["bytes"])}
+def run_one(name: str) -> dict:
+    return timed(crypten, build(crypten, name, lambda model, shape: to_crypten(model)))
 
 
 def main() -> None:
@@ -116,7 +67,7 @@ def main() -> None:
     def job():
         res = {}
         for n in names:
-            res[n] = run_one(n, quick)
+            res[n] = run_one(n)
         return res
 
     results = job()

@@ -38,13 +38,12 @@ import tempfile
 import time
 
 import torch
-import torch.nn.functional as F
 
 import cryptgpu as crypten
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _compare_workloads import WORKLOADS, model_for, shapes  # noqa: E402
+from _compare_workloads import WORKLOADS, build, timed  # noqa: E402
 
 VENV = os.path.join(HERE, ".crypten-venv")
 CRYPTEN_PACKAGES = [
@@ -74,49 +73,10 @@ def ensure_venv() -> str:
 
 
 def ours(name: str) -> dict:
-    torch.manual_seed(0)
-    kind, _ = WORKLOADS[name]
-    if kind == "matmul":
-        a, b = shapes(name)
-        x, y = crypten.cryptensor(torch.randn(*a)), crypten.cryptensor(torch.randn(*b))
-        fn = lambda: x.matmul(y).get_plain_text()  # noqa: E731
-    elif kind == "conv2d":
-        xs, ws, pad = shapes(name)
-        x = crypten.cryptensor(torch.randn(*xs))
-        w = crypten.cryptensor(torch.randn(*ws) * 0.05)
-        fn = lambda: x.conv2d(w, padding=pad).get_plain_text()  # noqa: E731
-    elif kind == "relu":
-        (n,) = shapes(name)
-        x = crypten.cryptensor(torch.randn(n))
-        fn = lambda: x.relu().get_plain_text()  # noqa: E731
-    elif kind == "inference":
-        model, shape, batch = model_for(name)
-        net = crypten.nn.from_pytorch(model, torch.zeros(1, *shape)).encrypt()
-        net.eval()
-        x = crypten.cryptensor(torch.randn(batch, *shape))
-        fn = lambda: net(x).get_plain_text()  # noqa: E731
-    else:  # one training step
-        model, shape, batch = model_for(name)
-        net = crypten.nn.from_pytorch(model, torch.zeros(1, *shape)).encrypt()
-        net.train()
-        x = crypten.cryptensor(torch.randn(batch, *shape))
-        y = crypten.cryptensor(F.one_hot(torch.arange(batch) % 10, 10).float())
-        loss = crypten.nn.CrossEntropyLoss()
+    def convert(model, shape):
+        return crypten.nn.from_pytorch(model, torch.zeros(1, *shape))
 
-        def fn():
-            lv = loss(net(x), y)
-            net.zero_grad()
-            lv.backward()
-            net.update_parameters(0.01)
-            return lv.get_plain_text()
-
-    fn()  # warm-up
-    crypten.reset_communication_stats()
-    t = time.perf_counter()
-    fn()
-    wall = time.perf_counter() - t
-    st = crypten.get_communication_stats()
-    return {"wall_s": wall, "rounds": st["rounds"], "bytes_per_party": st["bytes"]}
+    return timed(crypten, build(crypten, name, convert))
 
 
 def main() -> None:

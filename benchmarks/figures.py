@@ -21,27 +21,17 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import statistics
+import sys
 import time
 
 import torch
 
 import cryptgpu
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_nonlinear import measure  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def measure(fn, reps=3):
-    fn()
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    cryptgpu.reset_stats()
-    fn()
-    st = cryptgpu.stats()["total"]
-    return statistics.median(ts), st["rounds"], st["bytes_per_party"]
 
 
 def conv_point(g, batch, n, cin, cout, k, stride, pad):

@@ -302,3 +302,36 @@ def test_gemm_by_8_bit_limbs_in_int8_with_int32_accumulation(emu):
     c = np.zeros(m * n, dtype=np.uint64)
     launch(emu, "limbs8_combine", ptr(parts), U(m * n), ctypes.c_uint32(0), ptr(c))
     assert np.array_equal(c, ring_gemm_cpu(a, b, m, k, n))
+
+
+@pytest.mark.skipif(
+    not __import__("cryptgpu").cuda_is_available(),
+    reason="no CUDA GPU here (cryptgpu.cuda_is_available() is False)",
+)
+def test_the_cuda_device_matches_the_cpu_bit_for_bit():
+    """Same seed, same inputs: every op routed through the device (matmul,
+    conv2d with a K above one limb chunk's worth of columns, pooling, views)
+    opens to the same bits on CUDA as on the CPU."""
+    import cryptgpu
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(33, 70, generator=g, dtype=torch.float64)
+    b = torch.randn(70, 17, generator=g, dtype=torch.float64)
+    img = torch.randn(2, 3, 9, 8, generator=g, dtype=torch.float64)
+    w = torch.randn(4, 3, 3, 3, generator=g, dtype=torch.float64)
+
+    def run(device):
+        cryptgpu.init(device=device, seed=3)
+        x, y = cryptgpu.cryptensor(a), cryptgpu.cryptensor(b, src=1)
+        im, ww = cryptgpu.cryptensor(img), cryptgpu.cryptensor(w, src=2)
+        out = [
+            (x @ y).get_plain_text(dtype=torch.float64),
+            im.conv2d(ww, stride=(2, 1), padding=1).get_plain_text(dtype=torch.float64),
+            im.avg_pool2d(2).get_plain_text(dtype=torch.float64),
+            im.permute(0, 2, 3, 1)[:, ::2].get_plain_text(dtype=torch.float64),
+        ]
+        cryptgpu.uninit()
+        return out
+
+    for got, want in zip(run("cuda"), run("cpu")):
+        assert torch.equal(got, want)

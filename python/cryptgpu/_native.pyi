@@ -14,7 +14,11 @@ class Tensor:
 
 class Session:
     def __init__(
-        self, precision_bits: int = 16, seed: int | None = None, timeout_s: float = 60.0
+        self,
+        precision_bits: int = 16,
+        seed: int | None = None,
+        timeout_s: float = 60.0,
+        device: str = "cpu",
     ) -> None: ...
     @staticmethod
     def connect(
@@ -27,6 +31,7 @@ class Session:
         timeout_s: float = 60.0,
         key: str | None = None,
         pubkeys: list[str] | None = None,
+        device: str = "cpu",
     ) -> Session: ...
     def close(self) -> None: ...
     @property
@@ -125,7 +130,7 @@ class Session:
 def gemm_kernel() -> str: ...
 def ring_gemm(m: int, k: int, n: int, a: bytes, b: bytes) -> bytes: ...
 def spmd_local_sessions(
-    precision_bits: int = 16, seed: int | None = None, timeout_s: float = 60.0
+    precision_bits: int = 16, seed: int | None = None, timeout_s: float = 60.0, device: str = "cpu"
 ) -> list[Session]: ...
 def generate_keypair() -> tuple[str, str]: ...
 def prg_words(key: bytes, counter: int, n: int) -> bytes: ...

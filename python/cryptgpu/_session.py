@@ -12,7 +12,7 @@ import threading
 
 from . import _native
 
-_DEVICES = ("cpu",)
+_DEVICES = ("cpu", "cuda")
 
 
 class _Context(threading.local):
@@ -61,7 +61,10 @@ def init(
     (or ``CRYPTGPU_INSECURE=1``) allows plaintext links for trusted networks.
 
     Args:
-        device: where shares live; only ``"cpu"`` exists in this version.
+        device: ``"cpu"``, or ``"cuda"`` for the CUDA device (its GEMM,
+            convolution and pooling data movement and views run on the GPU,
+            with a copy in and out per call; shares stay in host memory, and
+            it has not been run on a GPU yet: see :mod:`cryptgpu.cuda`).
         precision_bits: fractional bits f of the fixed-point encoding (1..30).
             Values are stored as round(x * 2**f); |x| must stay below 2**(63-2f).
         seed: derive the parties' PRG keys from this public seed, for
@@ -87,20 +90,20 @@ def init(
     if not isinstance(device, str):
         raise TypeError(f"device must be a string, got {type(device).__name__}")
     if device not in _DEVICES:
-        if device == "cuda" or device.startswith("cuda:"):
-            from . import cuda
-
-            if not cuda.is_available():
-                raise RuntimeError(
-                    f"device={device!r} needs an NVIDIA GPU and its driver (libcuda.so.1), "
-                    "and none was found (cryptgpu.cuda_is_available() is False); use device='cpu'"
-                )
-            raise NotImplementedError(
-                "the CUDA device is not built yet: its kernels exist and are tested on the CPU "
-                "(kernels/*.cu), but shares cannot live in GPU memory in this version "
-                "(issue 8, GPU verification pending); use device='cpu'"
+        if device.startswith("cuda:"):
+            raise ValueError(
+                f"device={device!r}: give 'cuda'; the parties are placed on GPUs by "
+                "cryptgpu.cuda.device_map() (choose GPUs with CUDA_VISIBLE_DEVICES)"
             )
         raise ValueError(f"unknown device {device!r}; expected 'cpu' or 'cuda'")
+    if device == "cuda":
+        from . import cuda
+
+        if not cuda.is_available():
+            raise RuntimeError(
+                "device='cuda' needs an NVIDIA GPU and its driver (libcuda.so.1), and none "
+                "was found (cryptgpu.cuda_is_available() is False); use device='cpu'"
+            )
     if isinstance(precision_bits, bool) or not isinstance(precision_bits, int):
         raise TypeError("precision_bits must be an int")
     if not 1 <= precision_bits <= 30:
@@ -140,10 +143,11 @@ def init(
             float(timeout_s),
             key,
             pubkeys,
+            device,
         )
         _spmd_sessions.append(_ctx.session)
     else:
-        _ctx.session = _native.Session(precision_bits, seed, float(timeout_s))
+        _ctx.session = _native.Session(precision_bits, seed, float(timeout_s), device)
     _ctx.device = device
     _ctx.layer_stats = {}
 

@@ -9,10 +9,13 @@ State of the CUDA device: the kernels (``kernels/*.cu``: ring and bit ops,
 bit slicing, Kogge-Stone steps, the AES-CTR PRG, reductions, im2col/col2im/
 pooling/views, and both limb decompositions of the ring GEMM) are embedded
 in the engine, compile with NVRTC and are checked bit for bit against the
-CPU device by a host emulation in the tests. The engine device that keeps
-shares in GPU memory and launches them is not built yet, so
-``init(device="cuda")`` raises NotImplementedError on a machine with a GPU
-and RuntimeError on one without.
+CPU device by a host emulation in the tests. ``init(device="cuda")`` gives
+each party a CUDA device that runs the engine's device operations (ring GEMM
+by 16-bit limbs in cuBLAS DGEMM, im2col, col2im, pooling sums, views) on its
+GPU, copying operands in and results out on each call; element-wise share
+arithmetic, the PRG and the binary circuits still run on the host, and
+shares stay in host memory. This path has not run on a GPU yet (none was
+available to its authors); the tests run it wherever a GPU is found.
 """
 
 from __future__ import annotations

@@ -118,6 +118,24 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_gpu_is_an_unavailable_error() {
+        // Without a GPU (CI) GPU 0 is missing; with one, GPU `count` is.
+        let missing = device_count();
+        assert!(matches!(
+            Cuda::new(missing),
+            Err(EngineError::Unavailable(m)) if m.contains("no CUDA GPU")
+        ));
+        let cfg = crate::runtime::Config {
+            device: crate::runtime::DeviceKind::Cuda,
+            ..Default::default()
+        };
+        if missing == 0 {
+            let err = crate::runtime::Session::new(cfg).err().unwrap();
+            assert!(err.to_string().contains("needs an NVIDIA GPU"), "{err}");
+        }
+    }
+
+    #[test]
     fn every_kernel_file_is_embedded() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../kernels");
         let mut on_disk: Vec<String> = std::fs::read_dir(dir)
@@ -130,5 +148,427 @@ mod tests {
         let mut embedded: Vec<String> = KERNEL_SOURCES.iter().map(|(n, _)| n.to_string()).collect();
         embedded.sort();
         assert_eq!(on_disk, embedded);
+    }
+}
+
+// ---------------------------------------------------------------- device
+
+use crate::device::{Conv2dGeom, Device};
+use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg,
+};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// `Geom` of kernels/conv.cu.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct KGeom {
+    n: u64,
+    c: u64,
+    h: u64,
+    w: u64,
+    kh: u64,
+    kw: u64,
+    sh: u64,
+    sw: u64,
+    ph: u64,
+    pw: u64,
+    dh: u64,
+    dw: u64,
+}
+// SAFETY: plain old data with the layout of the kernel's struct.
+unsafe impl DeviceRepr for KGeom {}
+
+/// `View` of kernels/conv.cu.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct KView {
+    ndim: u64,
+    offset: u64,
+    shape: [u64; 8],
+    strides: [u64; 8],
+}
+// SAFETY: as above.
+unsafe impl DeviceRepr for KView {}
+
+fn kgeom(g: &Conv2dGeom) -> KGeom {
+    let u = |x: usize| x as u64;
+    KGeom {
+        n: u(g.n),
+        c: u(g.c),
+        h: u(g.h),
+        w: u(g.w),
+        kh: u(g.kh),
+        kw: u(g.kw),
+        sh: u(g.stride.0),
+        sw: u(g.stride.1),
+        ph: u(g.padding.0),
+        pw: u(g.padding.1),
+        dh: u(g.dilation.0),
+        dw: u(g.dilation.1),
+    }
+}
+
+/// Largest K of one limb GEMM pass: entries of the shift-3 product stay
+/// below 4 K 2^32 <= 2^53, exact in float64 (kernels/gemm.cu).
+const LIMB16_MAX_K: usize = 1 << 19;
+
+/// The CUDA device, first step: the `Device` trait's operations (ring GEMM
+/// by 16-bit limbs in cuBLAS DGEMM, im2col, col2im, pooling sums, views)
+/// run on the GPU, with operands copied in and results copied out on each
+/// call, since the trait still passes host slices. Keeping shares resident
+/// in GPU memory needs the trait to own its buffers (not done). A CUDA
+/// error panics here and reaches Python as InternalError (the runtime
+/// catches panics). Not yet run on any GPU.
+pub struct Cuda {
+    ordinal: usize,
+    stream: Arc<CudaStream>,
+    blas: Mutex<CudaBlas>,
+    funcs: HashMap<&'static str, CudaFunction>,
+}
+
+fn cuda_err(what: &str, e: impl std::fmt::Debug) -> EngineError {
+    EngineError::Unavailable(format!("CUDA: {what}: {e:?}"))
+}
+
+const FUNCTIONS: &[(&str, &[&str])] = &[
+    ("conv.cu", &["im2col", "col2im", "window_sum", "gather"]),
+    (
+        "gemm.cu",
+        &[
+            "limbs16_split",
+            "limbs16_combine",
+            "concat_a_f64",
+            "concat_b_f64",
+        ],
+    ),
+];
+
+impl Cuda {
+    /// Open GPU `ordinal`, compile the kernels it needs (NVRTC, for the
+    /// card's compute capability) and load them.
+    pub fn new(ordinal: usize) -> Result<Cuda> {
+        if device_count() <= ordinal {
+            return Err(EngineError::Unavailable(format!(
+                "no CUDA GPU {ordinal} (found {})",
+                device_count()
+            )));
+        }
+        let ctx = CudaContext::new(ordinal).map_err(|e| cuda_err("open the GPU", e))?;
+        let (major, minor) = ctx
+            .compute_capability()
+            .map_err(|e| cuda_err("compute capability", e))?;
+        let arch: &'static str = match (major, minor) {
+            (9, _) | (10.., _) => "compute_90",
+            (8, 9) => "compute_89",
+            (8, 6) => "compute_86",
+            (8, _) => "compute_80",
+            _ => "compute_70",
+        };
+        let stream = ctx.default_stream();
+        let blas = CudaBlas::new(stream.clone()).map_err(|e| cuda_err("cuBLAS", e))?;
+        let mut funcs = HashMap::new();
+        for (file, names) in FUNCTIONS {
+            let opts = cudarc::nvrtc::CompileOptions {
+                arch: Some(arch),
+                name: Some((*file).to_string()),
+                options: vec!["--std=c++17".into()],
+                ..Default::default()
+            };
+            let ptx = cudarc::nvrtc::compile_ptx_with_opts(expanded_source(file)?, opts)
+                .map_err(|e| cuda_err(file, e))?;
+            let module = ctx.load_module(ptx).map_err(|e| cuda_err(file, e))?;
+            for name in names.iter() {
+                let f = module.load_function(name).map_err(|e| cuda_err(name, e))?;
+                funcs.insert(*name, f);
+            }
+        }
+        Ok(Cuda {
+            ordinal,
+            stream,
+            blas: Mutex::new(blas),
+            funcs,
+        })
+    }
+
+    fn f(&self, name: &str) -> &CudaFunction {
+        self.funcs
+            .get(name)
+            .unwrap_or_else(|| panic!("CUDA kernel {name} not loaded"))
+    }
+
+    fn up<T: DeviceRepr + Copy>(&self, x: &[T]) -> CudaSlice<T> {
+        self.stream
+            .memcpy_stod(x)
+            .unwrap_or_else(|e| panic!("CUDA GPU {}: copy to device: {e:?}", self.ordinal))
+    }
+
+    fn zeros<T: DeviceRepr + cudarc::driver::ValidAsZeroBits>(&self, n: usize) -> CudaSlice<T> {
+        self.stream
+            .alloc_zeros(n.max(1))
+            .unwrap_or_else(|e| panic!("CUDA GPU {}: allocate: {e:?}", self.ordinal))
+    }
+
+    fn down(&self, x: &CudaSlice<u64>, n: usize) -> Vec<u64> {
+        let mut v = self
+            .stream
+            .memcpy_dtov(x)
+            .unwrap_or_else(|e| panic!("CUDA GPU {}: copy to host: {e:?}", self.ordinal));
+        v.truncate(n);
+        v
+    }
+
+    fn cfg(n: usize) -> LaunchConfig {
+        LaunchConfig::for_num_elems(n.clamp(1, 1 << 30) as u32)
+    }
+
+    fn check<T>(&self, r: std::result::Result<T, impl std::fmt::Debug>, what: &str) -> T {
+        r.unwrap_or_else(|e| panic!("CUDA GPU {}: {what}: {e:?}", self.ordinal))
+    }
+
+    /// C (+)= A B for one K chunk (K <= LIMB16_MAX_K), all on the device.
+    fn gemm_chunk(&self, m: usize, k: usize, n: usize, a: &[u64], b: &[u64]) -> CudaSlice<f64> {
+        let (da, db) = (self.up(a), self.up(b));
+        let mut la = self.zeros::<f64>(4 * m * k);
+        let mut lb = self.zeros::<f64>(4 * k * n);
+        let (mk, kn) = ((m * k) as u64, (k * n) as u64);
+        // SAFETY (all launches below): argument lists match the kernels in
+        // kernels/gemm.cu, and every buffer has the length the kernel reads
+        // or writes.
+        unsafe {
+            let r = self
+                .stream
+                .launch_builder(self.f("limbs16_split"))
+                .arg(&da)
+                .arg(&mk)
+                .arg(&mut la)
+                .launch(Self::cfg(m * k));
+            self.check(r, "limbs16_split");
+            let r = self
+                .stream
+                .launch_builder(self.f("limbs16_split"))
+                .arg(&db)
+                .arg(&kn)
+                .arg(&mut lb)
+                .launch(Self::cfg(k * n));
+            self.check(r, "limbs16_split");
+        }
+        let mut parts = self.zeros::<f64>(4 * m * n);
+        let blas = self
+            .blas
+            .lock()
+            .unwrap_or_else(|_| panic!("cuBLAS handle poisoned"));
+        for s in 0..4u32 {
+            let kk = (s as usize + 1) * k;
+            let mut ca = self.zeros::<f64>(m * kk);
+            let mut cb = self.zeros::<f64>(kk * n);
+            let (mu, ku, nu) = (m as u64, k as u64, n as u64);
+            unsafe {
+                let r = self
+                    .stream
+                    .launch_builder(self.f("concat_a_f64"))
+                    .arg(&la)
+                    .arg(&mu)
+                    .arg(&ku)
+                    .arg(&s)
+                    .arg(&mut ca)
+                    .launch(Self::cfg(m * kk));
+                self.check(r, "concat_a_f64");
+                let r = self
+                    .stream
+                    .launch_builder(self.f("concat_b_f64"))
+                    .arg(&lb)
+                    .arg(&ku)
+                    .arg(&nu)
+                    .arg(&s)
+                    .arg(&mut cb)
+                    .launch(Self::cfg(kk * n));
+                self.check(r, "concat_b_f64");
+            }
+            // Row-major C = A B is column-major C^T = B^T A^T: cuBLAS
+            // multiplies cb (n x kk, ld n) by ca (kk x m, ld kk).
+            let cfg = GemmConfig {
+                transa: cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_N,
+                transb: cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_N,
+                m: n as i32,
+                n: m as i32,
+                k: kk as i32,
+                alpha: 1.0f64,
+                lda: n as i32,
+                ldb: kk as i32,
+                beta: 0.0f64,
+                ldc: n as i32,
+            };
+            let mut out = parts.slice_mut(s as usize * m * n..(s as usize + 1) * m * n);
+            // SAFETY: dimensions and leading dimensions match the buffers.
+            let r = unsafe { blas.gemm(cfg, &cb, &ca, &mut out) };
+            self.check(r, "cuBLAS DGEMM");
+        }
+        parts
+    }
+}
+
+impl Device for Cuda {
+    fn name(&self) -> &'static str {
+        "cuda"
+    }
+
+    fn gemm(
+        &self,
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[u64],
+        b: &[u64],
+        c: &mut [u64],
+        accumulate: bool,
+    ) {
+        if m == 0 || n == 0 {
+            return;
+        }
+        if !accumulate {
+            c.fill(0);
+        }
+        if k == 0 {
+            return;
+        }
+        // K in chunks that keep the float64 limb products exact; each chunk
+        // accumulates into C on the device.
+        let mut dc = self.up(c);
+        let (mn, one) = ((m * n) as u64, 1u32);
+        let step = LIMB16_MAX_K.min(k);
+        for k0 in (0..k).step_by(step) {
+            let kc = step.min(k - k0);
+            let a_chunk: Vec<u64> = if kc == k {
+                a.to_vec()
+            } else {
+                (0..m)
+                    .flat_map(|i| a[i * k + k0..i * k + k0 + kc].iter().copied())
+                    .collect()
+            };
+            let parts = self.gemm_chunk(m, kc, n, &a_chunk, &b[k0 * n..(k0 + kc) * n]);
+            // SAFETY: as in gemm_chunk.
+            unsafe {
+                let r = self
+                    .stream
+                    .launch_builder(self.f("limbs16_combine"))
+                    .arg(&parts)
+                    .arg(&mn)
+                    .arg(&one)
+                    .arg(&mut dc)
+                    .launch(Self::cfg(m * n));
+                self.check(r, "limbs16_combine");
+            }
+        }
+        c.copy_from_slice(&self.down(&dc, m * n));
+    }
+
+    fn im2col(&self, x: &[u64], g: &Conv2dGeom, c0: usize, cg: usize) -> Vec<u64> {
+        let (oh, ow) = g.out_hw();
+        let len = cg * g.kh * g.kw * g.n * oh * ow;
+        if len == 0 {
+            return Vec::new();
+        }
+        let dx = self.up(x);
+        let mut out = self.zeros::<u64>(len);
+        let (kg, c0, cg) = (kgeom(g), c0 as u64, cg as u64);
+        // SAFETY: matches kernels/conv.cu im2col.
+        unsafe {
+            let r = self
+                .stream
+                .launch_builder(self.f("im2col"))
+                .arg(&dx)
+                .arg(&kg)
+                .arg(&c0)
+                .arg(&cg)
+                .arg(&mut out)
+                .launch(Self::cfg(len));
+            self.check(r, "im2col");
+        }
+        self.down(&out, len)
+    }
+
+    fn col2im(&self, cols: &[u64], g: &Conv2dGeom) -> Vec<u64> {
+        let len = g.n * g.c * g.h * g.w;
+        if len == 0 || cols.is_empty() {
+            return vec![0; len];
+        }
+        let dc = self.up(cols);
+        let mut out = self.zeros::<u64>(len);
+        let kg = kgeom(g);
+        // SAFETY: matches kernels/conv.cu col2im.
+        unsafe {
+            let r = self
+                .stream
+                .launch_builder(self.f("col2im"))
+                .arg(&dc)
+                .arg(&kg)
+                .arg(&mut out)
+                .launch(Self::cfg(len));
+            self.check(r, "col2im");
+        }
+        self.down(&out, len)
+    }
+
+    fn window_sum(&self, x: &[u64], g: &Conv2dGeom) -> Vec<u64> {
+        let (oh, ow) = g.out_hw();
+        let len = g.n * g.c * oh * ow;
+        if len == 0 {
+            return Vec::new();
+        }
+        let dx = self.up(x);
+        let mut out = self.zeros::<u64>(len);
+        let kg = kgeom(g);
+        // SAFETY: matches kernels/conv.cu window_sum.
+        unsafe {
+            let r = self
+                .stream
+                .launch_builder(self.f("window_sum"))
+                .arg(&dx)
+                .arg(&kg)
+                .arg(&mut out)
+                .launch(Self::cfg(len));
+            self.check(r, "window_sum");
+        }
+        self.down(&out, len)
+    }
+
+    fn gather(&self, src: &[u64], shape: &[usize], offset: usize, strides: &[usize]) -> Vec<u64> {
+        let n = crate::ring::numel(shape);
+        if n == 0 {
+            return Vec::new();
+        }
+        if shape.len() > 8 || src.is_empty() {
+            // More dims than the kernel's view holds: the CPU does it.
+            return crate::device::Cpu.gather(src, shape, offset, strides);
+        }
+        let mut v = KView {
+            ndim: shape.len() as u64,
+            offset: offset as u64,
+            shape: [1; 8],
+            strides: [0; 8],
+        };
+        for (d, (&s, &st)) in shape.iter().zip(strides).enumerate() {
+            v.shape[d] = s as u64;
+            v.strides[d] = st as u64;
+        }
+        let ds = self.up(src);
+        let mut out = self.zeros::<u64>(n);
+        let nn = n as u64;
+        // SAFETY: matches kernels/conv.cu gather.
+        unsafe {
+            let r = self
+                .stream
+                .launch_builder(self.f("gather"))
+                .arg(&ds)
+                .arg(&v)
+                .arg(&mut out)
+                .arg(&nn)
+                .launch(Self::cfg(n));
+            self.check(r, "gather");
+        }
+        self.down(&out, n)
     }
 }

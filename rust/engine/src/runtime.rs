@@ -29,12 +29,23 @@ fn agree(mut all: Vec<Vec<u64>>, msg: &str) -> Result<Vec<u64>> {
     Ok(first)
 }
 
+/// Where the parties' shares are computed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeviceKind {
+    #[default]
+    Cpu,
+    /// NVIDIA GPUs, placed by `cuda::device_map` (party i on GPU i with
+    /// three or more, all on GPU 0 otherwise).
+    Cuda,
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub frac_bits: u32,
     /// Seed for reproducible keys (tests); None draws keys from the OS.
     pub seed: Option<u64>,
     pub timeout: Duration,
+    pub device: DeviceKind,
 }
 
 impl Default for Config {
@@ -43,6 +54,7 @@ impl Default for Config {
             frac_bits: 16,
             seed: None,
             timeout: Duration::from_secs(60),
+            device: DeviceKind::Cpu,
         }
     }
 }
@@ -85,10 +97,21 @@ pub struct Session {
     broken: AtomicBool,
 }
 
-/// The device shares live on. The only place the runtime names one: the
-/// CUDA device (issue 8) is chosen here.
-fn make_device() -> Box<dyn Device> {
-    Box::new(Cpu)
+/// The device party `rank` computes on. The only place the runtime names
+/// one.
+fn make_device(kind: DeviceKind, rank: usize) -> Result<Box<dyn Device>> {
+    match kind {
+        DeviceKind::Cpu => Ok(Box::new(Cpu)),
+        DeviceKind::Cuda => {
+            let map = crate::cuda::device_map(crate::cuda::device_count()).ok_or_else(|| {
+                EngineError::Unavailable(
+                    "device cuda needs an NVIDIA GPU and its driver (libcuda); none was found"
+                        .into(),
+                )
+            })?;
+            Ok(Box::new(crate::cuda::Cuda::new(map[rank])?))
+        }
+    }
 }
 
 fn lock(m: &Mutex<Party>) -> Result<std::sync::MutexGuard<'_, Party>> {
@@ -103,7 +126,7 @@ impl Session {
             .map(|t| Box::new(t) as Box<dyn Transport>)
             .collect();
         let parties = Self::setup_parties(&cfg, transports, &[0, 1, 2])?;
-        Ok(Self::from_parties(&cfg, parties, vec![0, 1, 2]))
+        Self::from_parties(&cfg, parties, vec![0, 1, 2])
     }
 
     /// Three single-party sessions connected by in-process channels: the SPMD
@@ -116,15 +139,15 @@ impl Session {
             .collect();
         let parties = Self::setup_parties(&cfg, transports, &[0, 1, 2])?;
         let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
-        Ok(parties
+        parties
             .into_iter()
             .enumerate()
             .map(|(r, p)| {
-                let mut s = Self::from_parties(&cfg, vec![p], vec![r]);
+                let mut s = Self::from_parties(&cfg, vec![p], vec![r])?;
                 s.id = id; // the same session on every party
-                s
+                Ok(s)
             })
-            .collect())
+            .collect()
     }
 
     /// One party of an SPMD session over the given transport (to its next
@@ -134,7 +157,7 @@ impl Session {
             return invalid(format!("rank must be 0, 1 or 2, got {rank}"));
         }
         let parties = Self::setup_parties(&cfg, vec![transport], &[rank])?;
-        Ok(Self::from_parties(&cfg, parties, vec![rank]))
+        Self::from_parties(&cfg, parties, vec![rank])
     }
 
     fn setup_parties(
@@ -149,16 +172,21 @@ impl Session {
             ));
         }
         let fb = cfg.frac_bits;
+        let devs = ranks
+            .iter()
+            .map(|&r| make_device(cfg.device, r))
+            .collect::<Result<Vec<_>>>()?;
         std::thread::scope(|s| {
             let hs: Vec<_> = transports
                 .into_iter()
                 .zip(ranks)
-                .map(|(t, &i)| {
+                .zip(devs)
+                .map(|((t, &i), dev)| {
                     let key = match cfg.seed {
                         Some(seed) => prg::seeded_key(seed, i),
                         None => prg::os_key(),
                     };
-                    s.spawn(move || Party::setup(i, Comm::new(i, t), key, make_device(), fb))
+                    s.spawn(move || Party::setup(i, Comm::new(i, t), key, dev, fb))
                 })
                 .collect();
             hs.into_iter()
@@ -171,15 +199,15 @@ impl Session {
         })
     }
 
-    fn from_parties(cfg: &Config, parties: Vec<Party>, ranks: Vec<usize>) -> Session {
-        Session {
+    fn from_parties(cfg: &Config, parties: Vec<Party>, ranks: Vec<usize>) -> Result<Session> {
+        Ok(Session {
             id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
             frac_bits: cfg.frac_bits,
+            dev: make_device(cfg.device, ranks[0])?,
             parties: parties.into_iter().map(Mutex::new).collect(),
             ranks,
-            dev: make_device(),
             broken: AtomicBool::new(false),
-        }
+        })
     }
 
     /// End the session: each hosted party closes its links (the ZeroMQ

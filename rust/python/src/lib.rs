@@ -61,6 +61,17 @@ fn to_py(e: EngineError) -> PyErr {
     }
 }
 
+/// "cpu" or "cuda" as the engine's device kind.
+fn device_kind(device: &str) -> PyResult<cryptgpu_engine::runtime::DeviceKind> {
+    match device {
+        "cpu" => Ok(cryptgpu_engine::runtime::DeviceKind::Cpu),
+        "cuda" => Ok(cryptgpu_engine::runtime::DeviceKind::Cuda),
+        other => Err(PyValueError::new_err(format!(
+            "unknown device {other:?}; expected \"cpu\" or \"cuda\""
+        ))),
+    }
+}
+
 /// Run engine work without the GIL; a panic becomes InternalError.
 fn call<T: Send>(
     py: Python<'_>,
@@ -121,12 +132,13 @@ struct Session(Arc<EngSession>);
 #[pymethods]
 impl Session {
     #[new]
-    #[pyo3(signature = (precision_bits=16, seed=None, timeout_s=60.0))]
+    #[pyo3(signature = (precision_bits=16, seed=None, timeout_s=60.0, device="cpu"))]
     fn new(
         py: Python<'_>,
         precision_bits: u32,
         seed: Option<u64>,
         timeout_s: f64,
+        device: &str,
     ) -> PyResult<Self> {
         if !(timeout_s.is_finite() && timeout_s > 0.0) {
             return Err(PyValueError::new_err(
@@ -137,6 +149,7 @@ impl Session {
             frac_bits: precision_bits,
             seed,
             timeout: Duration::from_secs_f64(timeout_s),
+            device: device_kind(device)?,
         };
         Ok(Session(Arc::new(call(py, || EngSession::new(cfg))?)))
     }
@@ -145,7 +158,7 @@ impl Session {
     /// `peers[rank]`) and connects to its two neighbours over `transport`,
     /// "zmq" (ZeroMQ, the default) or "tcp" (plain TCP streams).
     #[staticmethod]
-    #[pyo3(signature = (rank, peers, transport="zmq", bind=None, precision_bits=16, seed=None, timeout_s=60.0, key=None, pubkeys=None))]
+    #[pyo3(signature = (rank, peers, transport="zmq", bind=None, precision_bits=16, seed=None, timeout_s=60.0, key=None, pubkeys=None, device="cpu"))]
     #[allow(clippy::too_many_arguments)]
     fn connect(
         py: Python<'_>,
@@ -158,6 +171,7 @@ impl Session {
         timeout_s: f64,
         key: Option<String>,
         pubkeys: Option<Vec<String>>,
+        device: &str,
     ) -> PyResult<Self> {
         use std::net::ToSocketAddrs;
         if !(timeout_s.is_finite() && timeout_s > 0.0) {
@@ -200,6 +214,7 @@ impl Session {
             frac_bits: precision_bits,
             seed,
             timeout,
+            device: device_kind(device)?,
         };
         let keys = match (key, pubkeys) {
             (Some(k), Some(ps)) => {
@@ -578,12 +593,13 @@ fn generate_keypair() -> PyResult<(String, String)> {
 /// Three single-party sessions joined by in-process channels: drive each from
 /// its own thread to run SPMD code (every party runs the same script).
 #[pyfunction]
-#[pyo3(signature = (precision_bits=16, seed=None, timeout_s=60.0))]
+#[pyo3(signature = (precision_bits=16, seed=None, timeout_s=60.0, device="cpu"))]
 fn spmd_local_sessions(
     py: Python<'_>,
     precision_bits: u32,
     seed: Option<u64>,
     timeout_s: f64,
+    device: &str,
 ) -> PyResult<Vec<Session>> {
     if !(timeout_s.is_finite() && timeout_s > 0.0) {
         return Err(PyValueError::new_err(
@@ -594,6 +610,7 @@ fn spmd_local_sessions(
         frac_bits: precision_bits,
         seed,
         timeout: Duration::from_secs_f64(timeout_s),
+        device: device_kind(device)?,
     };
     let ss = call(py, || EngSession::spmd_local(cfg))?;
     Ok(ss.into_iter().map(|s| Session(Arc::new(s))).collect())
