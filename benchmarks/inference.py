@@ -45,6 +45,7 @@ def main() -> None:
     ap.add_argument("--models", default="", help="comma-separated prefixes of zoo names")
     ap.add_argument("--quick", action="store_true", help="batch 1 of the small models only")
     ap.add_argument("--large", action="store_true", help="also run the larger batch")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     opts = ap.parse_args()
     zoo = models.zoo()
     names = list(zoo)
@@ -53,7 +54,7 @@ def main() -> None:
         names = [n for n in names if any(n.startswith(p) for p in pref)]
     if opts.quick:
         names = [n for n in names if not n.startswith("ResNet")]
-    cryptgpu.init()
+    cryptgpu.init(device=opts.device)
     rows = []
     for name in names:
         ctor, shape = zoo[name]
@@ -95,7 +96,7 @@ def main() -> None:
             )
             print(f"{name} batch {b}: {wall:.3f} s", flush=True)
     print(
-        f"\ndate: {time.strftime('%Y-%m-%d')}; {os.cpu_count()} cores; device: cpu; "
+        f"\ndate: {time.strftime('%Y-%m-%d')}; {os.cpu_count()} cores; device: {opts.device}; "
         f"local runtime; torch {torch.__version__}\n"
     )
     print(

@@ -64,6 +64,7 @@ def main() -> None:
     ap.add_argument("--models", default="")
     ap.add_argument("--batch", type=int, default=0, help="cap on the batch size")
     ap.add_argument("--maxpool", action="store_true")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     opts = ap.parse_args()
     all_cases = cases(opts.maxpool)
     names = [
@@ -71,7 +72,7 @@ def main() -> None:
         for n in all_cases
         if not opts.models or any(n.startswith(p) for p in opts.models.split(","))
     ]
-    cryptgpu.init()
+    cryptgpu.init(device=opts.device)
     rows = []
     for name in names:
         ctor, shape, classes, batch = all_cases[name]
@@ -114,7 +115,7 @@ def main() -> None:
         )
         print(f"{name} batch {batch}: {t3 - t0:.2f} s", flush=True)
     print(
-        f"\ndate: {time.strftime('%Y-%m-%d')}; {os.cpu_count()} cores; device: cpu; local runtime; "
+        f"\ndate: {time.strftime('%Y-%m-%d')}; {os.cpu_count()} cores; device: {opts.device}; local runtime; "
         f"{'max' if opts.maxpool else 'avg'} pooling\n"
     )
     print(

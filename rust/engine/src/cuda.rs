@@ -47,6 +47,23 @@ pub fn expanded_source(name: &str) -> Result<String> {
 /// (file name, PTX size in bytes). An error names the file and carries
 /// NVRTC's log; without libnvrtc it says so.
 pub fn compile_all(arch: &'static str) -> Result<Vec<(String, usize)>> {
+    let mut out = Vec::new();
+    for (name, _) in KERNEL_SOURCES.iter().filter(|(n, _)| n.ends_with(".cu")) {
+        out.push((name.to_string(), ptx(name, arch)?.len()));
+    }
+    Ok(out)
+}
+
+/// The PTX of kernel file `name` for `arch`, compiled by NVRTC at first use
+/// and kept for the life of the process (every party's device reuses it).
+pub fn ptx(name: &str, arch: &'static str) -> Result<String> {
+    type Cache = std::sync::Mutex<std::collections::HashMap<(String, &'static str), String>>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key = (name.to_string(), arch);
+    if let Some(p) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
+        return Ok(p);
+    }
     // SAFETY: only probes whether the shared library can be opened.
     if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
         return Err(EngineError::Unavailable(
@@ -55,20 +72,19 @@ pub fn compile_all(arch: &'static str) -> Result<Vec<(String, usize)>> {
                 .into(),
         ));
     }
-    let mut out = Vec::new();
-    for (name, _) in KERNEL_SOURCES.iter().filter(|(n, _)| n.ends_with(".cu")) {
-        let src = expanded_source(name)?;
-        let opts = cudarc::nvrtc::CompileOptions {
-            arch: Some(arch),
-            name: Some((*name).to_string()),
-            options: vec!["--std=c++17".into()],
-            ..Default::default()
-        };
-        let ptx = cudarc::nvrtc::compile_ptx_with_opts(&src, opts)
-            .map_err(|e| EngineError::Unavailable(format!("{name} does not compile: {e:?}")))?;
-        out.push((name.to_string(), ptx.to_src().len()));
+    let opts = cudarc::nvrtc::CompileOptions {
+        arch: Some(arch),
+        name: Some(name.to_string()),
+        options: vec!["--std=c++17".into()],
+        ..Default::default()
+    };
+    let p = cudarc::nvrtc::compile_ptx_with_opts(expanded_source(name)?, opts)
+        .map_err(|e| EngineError::Unavailable(format!("{name} does not compile: {e:?}")))?
+        .to_src();
+    if let Ok(mut c) = cache.lock() {
+        c.insert(key, p.clone());
     }
-    Ok(out)
+    Ok(p)
 }
 
 /// Number of CUDA GPUs; 0 without a driver or a GPU (never an error).
@@ -271,14 +287,7 @@ impl Cuda {
         let blas = CudaBlas::new(stream.clone()).map_err(|e| cuda_err("cuBLAS", e))?;
         let mut funcs = HashMap::new();
         for (file, names) in FUNCTIONS {
-            let opts = cudarc::nvrtc::CompileOptions {
-                arch: Some(arch),
-                name: Some((*file).to_string()),
-                options: vec!["--std=c++17".into()],
-                ..Default::default()
-            };
-            let ptx = cudarc::nvrtc::compile_ptx_with_opts(expanded_source(file)?, opts)
-                .map_err(|e| cuda_err(file, e))?;
+            let ptx = cudarc::nvrtc::Ptx::from_src(ptx(file, arch)?);
             let module = ctx.load_module(ptx).map_err(|e| cuda_err(file, e))?;
             for name in names.iter() {
                 let f = module.load_function(name).map_err(|e| cuda_err(name, e))?;
