@@ -115,7 +115,8 @@ def main() -> None:
         )
         print(f"{name} batch {batch}: {t3 - t0:.2f} s", flush=True)
     print(
-        f"\ndate: {time.strftime('%Y-%m-%d')}; {os.cpu_count()} cores; device: {opts.device}; local runtime; "
+        f"\ndate: {time.strftime('%Y-%m-%d')}; {os.cpu_count()} cores; device: {opts.device}; "
+        "local runtime; "
         f"{'max' if opts.maxpool else 'avg'} pooling\n"
     )
     print(
