@@ -9,12 +9,16 @@
 //! same way and returns 0 where there is none; `device_map` places the
 //! parties on GPUs.
 //!
-//! What is not here yet: the `Device` implementation that keeps shares in
-//! device buffers and launches these kernels and cuBLAS/cuBLASLt. It needs
-//! the device trait to abstract the buffer type first, and a GPU to verify
-//! it on; none was available to this work. The kernels' logic is checked on
-//! the CPU instead (tests/test_cuda_kernels.py: NVRTC compiles every file,
-//! and a host-C++ emulation matches the CPU device bit for bit).
+//! `Cuda` is a first step of the device itself: it implements the `Device`
+//! trait (ring GEMM by 16-bit limbs in cuBLAS DGEMM, im2col, col2im, pooling
+//! sums, views) on one GPU, copying operands in and results out per call,
+//! because the trait still passes host slices. What is not here yet: shares
+//! resident in device buffers (the trait must own its buffer type first),
+//! element-wise share arithmetic, PRG and binary circuits on the GPU (their
+//! kernels exist), and the int8 tensor-core GEMM path (its limb kernels
+//! exist). None of this has run on a GPU; the kernels' logic is checked on
+//! the CPU (tests/test_cuda_kernels.py: NVRTC compiles every file, and a
+//! host-C++ emulation matches the CPU device bit for bit).
 
 /// (file name, source) of every file under `kernels/`.
 pub const KERNEL_SOURCES: &[(&str, &str)] = &[
