@@ -9,9 +9,9 @@
 //! BLAKE2s; the `snow` crate) right after connecting: both ends must hold
 //! the other's static public key, so a party with a wrong or missing key is
 //! refused there, and every frame after it is encrypted and authenticated
-//! in chunks of at most 65 519 bytes. Not yet ZeroMQ (issue 7 asks for it);
-//! it implements the same `Transport` trait, so a ZeroMQ transport can
-//! replace it without touching protocols or runtimes.
+//! in chunks of at most 65 519 bytes. ZeroMQ (zmq.rs) is the default
+//! transport; this one is kept as `CRYPTGPU_TRANSPORT=tcp`. Writes go through
+//! a writer thread per link, so sends never block on the peer.
 
 use crate::error::{EngineError, Result};
 use crate::net::{Msg, Peer, Transport};
@@ -32,6 +32,40 @@ struct Link {
     noise: Option<snow::TransportState>,
     buf: Vec<u8>,
     pos: usize,
+    /// Frames go to a writer thread, so a party's send never waits for its
+    /// neighbour to read: with every party sending a large message to its
+    /// next party before receiving, blocking writes fill the kernel
+    /// buffers of all three links and deadlock (seen at 5.8 MB messages).
+    writer: Option<Writer>,
+}
+
+struct Writer {
+    tx: crossbeam_channel::Sender<Vec<u8>>,
+    handle: std::thread::JoinHandle<()>,
+    error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl Writer {
+    fn spawn(stream: &TcpStream) -> std::io::Result<Writer> {
+        let mut s = stream.try_clone()?;
+        let (tx, rx) = crossbeam_channel::unbounded::<Vec<u8>>();
+        let error = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let err = error.clone();
+        let handle = std::thread::Builder::new()
+            .name("cryptgpu-tcp-writer".into())
+            .spawn(move || {
+                for bytes in rx {
+                    if let Err(e) = s.write_all(&bytes) {
+                        if let Ok(mut slot) = err.lock() {
+                            *slot = Some(e.to_string());
+                        }
+                        return;
+                    }
+                }
+                let _ = s.flush();
+            })?;
+        Ok(Writer { tx, handle, error })
+    }
 }
 
 impl Read for Link {
@@ -56,12 +90,47 @@ impl Read for Link {
 }
 
 impl Link {
-    fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        let Some(noise) = self.noise.as_mut() else {
-            return self.stream.write_all(bytes);
+    fn new(stream: TcpStream, noise: Option<snow::TransportState>) -> std::io::Result<Link> {
+        let writer = Some(Writer::spawn(&stream)?);
+        Ok(Link {
+            stream,
+            noise,
+            buf: Vec::new(),
+            pos: 0,
+            writer,
+        })
+    }
+
+    /// Queue a frame for the writer thread (sealed first on encrypted
+    /// links); an earlier write failure is reported here.
+    fn send(&mut self, bytes: Vec<u8>) -> std::io::Result<()> {
+        let out = match self.noise.as_mut() {
+            Some(noise) => noise::seal(noise, &bytes)?,
+            None => bytes,
         };
-        let out = noise::seal(noise, bytes)?;
-        self.stream.write_all(&out)
+        let w = self
+            .writer
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("the link is closed"))?;
+        if let Some(e) = w.error.lock().ok().and_then(|e| e.clone()) {
+            return Err(std::io::Error::other(e));
+        }
+        w.tx.send(out)
+            .map_err(|_| std::io::Error::other("the link's writer stopped"))
+    }
+
+    /// Write out everything queued, then stop the writer thread.
+    fn flush_and_close(&mut self) {
+        if let Some(w) = self.writer.take() {
+            drop(w.tx);
+            let _ = w.handle.join();
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.flush_and_close();
     }
 }
 
@@ -208,16 +277,11 @@ impl TcpTransport {
             }
             None => (None, None),
         };
-        let link = |stream, noise| Link {
-            stream,
-            noise,
-            buf: Vec::new(),
-            pos: 0,
-        };
+        let io = |e: std::io::Error| EngineError::Peer(format!("party {rank}: {e}"));
         Ok(TcpTransport {
             rank,
-            next: link(next, nn),
-            prev: link(prev, pn),
+            next: Link::new(next, nn).map_err(io)?,
+            prev: Link::new(prev, pn).map_err(io)?,
         })
     }
 
@@ -296,7 +360,7 @@ impl Transport for TcpTransport {
         let mut bytes = Vec::new();
         write_frame(&mut bytes, &msg).map_err(|e| peer_err(rank, who, "cannot encode for", e))?;
         self.stream(to)
-            .send(&bytes)
+            .send(bytes)
             .map_err(|e| peer_err(rank, who, "cannot send to", e))
     }
 
@@ -317,6 +381,12 @@ impl Transport for TcpTransport {
             }
             Err(e) => Err(peer_err(rank, who, "lost the link to", e)),
         }
+    }
+
+    /// Flush the queued frames to both neighbours before the process exits.
+    fn close(&mut self) {
+        self.next.flush_and_close();
+        self.prev.flush_and_close();
     }
 }
 

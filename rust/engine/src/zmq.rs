@@ -50,6 +50,19 @@ pub struct ZmqTransport {
     timeout: Duration,
     closed: bool,
     failed: bool,
+    /// Connection events of the PULL socket (peers identify as
+    /// `cryptgpu-party-<rank>`), to notice a neighbour that went away.
+    monitor: Option<futures_channel::mpsc::Receiver<zeromq::SocketEvent>>,
+    /// When each party's connection to us was last seen closing.
+    gone: [Option<Instant>; 3],
+}
+
+/// How long a neighbour may stay disconnected before waiting for it is
+/// given up (ZeroMQ reconnects by itself after a transient failure).
+const GONE_GRACE: Duration = Duration::from_millis(500);
+
+fn identity(rank: usize) -> Vec<u8> {
+    format!("cryptgpu-party-{rank}").into_bytes()
 }
 
 fn idx(p: Peer) -> usize {
@@ -82,6 +95,7 @@ impl ZmqTransport {
             .map_err(|e| EngineError::Internal(format!("cannot start the ZeroMQ runtime: {e}")))?;
         let here = bind.unwrap_or(addrs[rank]);
         let mut pull = PullSocket::new();
+        let monitor = pull.monitor();
         rt.block_on(pull.bind(&format!("tcp://{here}")))
             .map_err(|e| EngineError::Peer(format!("party {rank} cannot listen on {here}: {e}")))?;
         let (n, p) = ((rank + 1) % 3, (rank + 2) % 3);
@@ -89,6 +103,9 @@ impl ZmqTransport {
         for (k, who) in [(0, n), (1, p)] {
             let mut opts = SocketOptions::default();
             opts.connect_timeout(timeout);
+            let id = zeromq::util::PeerIdentity::try_from(identity(rank))
+                .map_err(|e| EngineError::Internal(format!("peer identity: {e}")))?;
+            opts.peer_identity(id);
             let mut s = PushSocket::with_options(opts);
             rt.block_on(s.connect(&format!("tcp://{}", addrs[who])))
                 .map_err(|e| {
@@ -109,6 +126,8 @@ impl ZmqTransport {
             timeout,
             closed: false,
             failed: false,
+            monitor: Some(monitor),
+            gone: [None; 3],
         };
         if let Some(k) = keys {
             // Messages queue in ZeroMQ, so any order works; this one matches
@@ -198,20 +217,33 @@ impl ZmqTransport {
             if let Some(m) = self.pending[who].pop_front() {
                 return Ok(m);
             }
+            self.watch_connections();
+            if let Some(t) = self.gone[who] {
+                if t.elapsed() > GONE_GRACE {
+                    return Err(EngineError::Peer(format!(
+                        "party {rank}: party {who} closed its link (the process exited or the \
+                         connection broke)"
+                    )));
+                }
+            }
+            // Wait in short slices so that a neighbour that goes away is
+            // noticed long before the timeout.
             let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(EngineError::Peer(format!(
+                    "party {rank} got no answer from party {who} within the timeout"
+                )));
+            }
+            let slice = left.min(Duration::from_millis(100));
             let pull = self
                 .pull
                 .as_mut()
                 .ok_or_else(|| EngineError::Peer(format!("party {rank}: the session is closed")))?;
             let got = self
                 .rt
-                .block_on(async { tokio::time::timeout(left, pull.recv()).await });
+                .block_on(async { tokio::time::timeout(slice, pull.recv()).await });
             let msg = match got {
-                Err(_) => {
-                    return Err(EngineError::Peer(format!(
-                        "party {rank} got no answer from party {who} within the timeout"
-                    )))
-                }
+                Err(_) => continue,
                 Ok(Err(e)) => {
                     return Err(EngineError::Peer(format!(
                         "party {rank} lost a link (waiting for party {who}): {e}"
@@ -235,6 +267,24 @@ impl ZmqTransport {
                 )));
             }
             self.pending[from].push_back((frame[1], frame[2..].to_vec()));
+        }
+    }
+
+    /// Record neighbours whose connection to our PULL socket closed (or came
+    /// back).
+    fn watch_connections(&mut self) {
+        let Some(mon) = self.monitor.as_mut() else {
+            return;
+        };
+        while let Ok(ev) = mon.try_recv() {
+            let (id, up) = match &ev {
+                zeromq::SocketEvent::Disconnected(id) => (id.to_vec(), false),
+                zeromq::SocketEvent::Accepted(_, id) => (id.to_vec(), true),
+                _ => continue,
+            };
+            if let Some(r) = (0..3).find(|&r| identity(r) == id) {
+                self.gone[r] = if up { None } else { Some(Instant::now()) };
+            }
         }
     }
 

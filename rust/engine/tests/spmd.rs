@@ -219,3 +219,41 @@ fn wrong_key(kind: Kind) {
     // Refusal is immediate, not the 5 s timeout of every party.
     assert!(t0.elapsed() < Duration::from_secs(9), "{kind:?}");
 }
+
+/// Every party sends a 32 MB message to a neighbour before receiving
+/// (reveal of 4M elements). Blocking writes filled all three kernel buffers
+/// and deadlocked the TCP transport; sends must not wait for the reader.
+#[test]
+fn large_simultaneous_sends_do_not_deadlock() {
+    use std::time::{Duration, Instant};
+    for kind in [Kind::Tcp, Kind::Zmq] {
+        let cfg = Config {
+            seed: Some(5),
+            timeout: Duration::from_secs(20),
+            ..Config::default()
+        };
+        let addrs = free_addrs();
+        let ks = keys();
+        let n = 4_000_000;
+        let t0 = Instant::now();
+        let outs: Vec<usize> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..3)
+                .map(|r| {
+                    let cfg = cfg.clone();
+                    let k = ks[r].clone();
+                    sc.spawn(move || {
+                        let t = connect(kind, r, &addrs, cfg.timeout, Some(&k)).unwrap();
+                        let s = Session::single(cfg, r, t).unwrap();
+                        let x = s.share_f64(&vec![0.5; n], vec![n], 0).unwrap();
+                        let y = s.reveal_ring(&x).unwrap();
+                        s.close();
+                        y.len()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(outs, vec![n; 3], "{kind:?}");
+        assert!(t0.elapsed() < Duration::from_secs(20), "{kind:?}");
+    }
+}
