@@ -235,6 +235,20 @@ fn kgeom(g: &Conv2dGeom) -> KGeom {
 /// below 4 K 2^32 <= 2^53, exact in float64 (kernels/gemm.cu).
 const LIMB16_MAX_K: usize = 1 << 19;
 
+/// Launch kernel `name` over `n` items with the given arguments; a CUDA
+/// error panics with the kernel's name (the runtime turns it into an error).
+macro_rules! launch {
+    ($dev:expr, $name:literal, $n:expr, $($arg:expr),+ $(,)?) => {{
+        let mut b = $dev.stream.launch_builder($dev.f($name));
+        $( b.arg($arg); )+
+        // SAFETY: every call site passes the arguments of kernels/*.cu's
+        // kernel `$name`, in order, with buffers of the lengths it reads or
+        // writes.
+        let r = unsafe { b.launch(Cuda::cfg($n)) };
+        $dev.check(r, $name);
+    }};
+}
+
 /// The CUDA device, first step: the `Device` trait's operations (ring GEMM
 /// by 16-bit limbs in cuBLAS DGEMM, im2col, col2im, pooling sums, views)
 /// run on the GPU, with operands copied in and results copied out on each
@@ -347,27 +361,8 @@ impl Cuda {
         let mut la = self.zeros::<f64>(4 * m * k);
         let mut lb = self.zeros::<f64>(4 * k * n);
         let (mk, kn) = ((m * k) as u64, (k * n) as u64);
-        // SAFETY (all launches below): argument lists match the kernels in
-        // kernels/gemm.cu, and every buffer has the length the kernel reads
-        // or writes.
-        unsafe {
-            let r = self
-                .stream
-                .launch_builder(self.f("limbs16_split"))
-                .arg(&da)
-                .arg(&mk)
-                .arg(&mut la)
-                .launch(Self::cfg(m * k));
-            self.check(r, "limbs16_split");
-            let r = self
-                .stream
-                .launch_builder(self.f("limbs16_split"))
-                .arg(&db)
-                .arg(&kn)
-                .arg(&mut lb)
-                .launch(Self::cfg(k * n));
-            self.check(r, "limbs16_split");
-        }
+        launch!(self, "limbs16_split", m * k, &da, &mk, &mut la);
+        launch!(self, "limbs16_split", k * n, &db, &kn, &mut lb);
         let mut parts = self.zeros::<f64>(4 * m * n);
         let blas = self
             .blas
@@ -378,28 +373,8 @@ impl Cuda {
             let mut ca = self.zeros::<f64>(m * kk);
             let mut cb = self.zeros::<f64>(kk * n);
             let (mu, ku, nu) = (m as u64, k as u64, n as u64);
-            unsafe {
-                let r = self
-                    .stream
-                    .launch_builder(self.f("concat_a_f64"))
-                    .arg(&la)
-                    .arg(&mu)
-                    .arg(&ku)
-                    .arg(&s)
-                    .arg(&mut ca)
-                    .launch(Self::cfg(m * kk));
-                self.check(r, "concat_a_f64");
-                let r = self
-                    .stream
-                    .launch_builder(self.f("concat_b_f64"))
-                    .arg(&lb)
-                    .arg(&ku)
-                    .arg(&nu)
-                    .arg(&s)
-                    .arg(&mut cb)
-                    .launch(Self::cfg(kk * n));
-                self.check(r, "concat_b_f64");
-            }
+            launch!(self, "concat_a_f64", m * kk, &la, &mu, &ku, &s, &mut ca);
+            launch!(self, "concat_b_f64", kk * n, &lb, &ku, &nu, &s, &mut cb);
             // Row-major C = A B is column-major C^T = B^T A^T: cuBLAS
             // multiplies cb (n x kk, ld n) by ca (kk x m, ld kk).
             let cfg = GemmConfig {
@@ -462,18 +437,7 @@ impl Device for Cuda {
                     .collect()
             };
             let parts = self.gemm_chunk(m, kc, n, &a_chunk, &b[k0 * n..(k0 + kc) * n]);
-            // SAFETY: as in gemm_chunk.
-            unsafe {
-                let r = self
-                    .stream
-                    .launch_builder(self.f("limbs16_combine"))
-                    .arg(&parts)
-                    .arg(&mn)
-                    .arg(&one)
-                    .arg(&mut dc)
-                    .launch(Self::cfg(m * n));
-                self.check(r, "limbs16_combine");
-            }
+            launch!(self, "limbs16_combine", m * n, &parts, &mn, &one, &mut dc);
         }
         c.copy_from_slice(&self.down(&dc, m * n));
     }
@@ -487,19 +451,7 @@ impl Device for Cuda {
         let dx = self.up(x);
         let mut out = self.zeros::<u64>(len);
         let (kg, c0, cg) = (kgeom(g), c0 as u64, cg as u64);
-        // SAFETY: matches kernels/conv.cu im2col.
-        unsafe {
-            let r = self
-                .stream
-                .launch_builder(self.f("im2col"))
-                .arg(&dx)
-                .arg(&kg)
-                .arg(&c0)
-                .arg(&cg)
-                .arg(&mut out)
-                .launch(Self::cfg(len));
-            self.check(r, "im2col");
-        }
+        launch!(self, "im2col", len, &dx, &kg, &c0, &cg, &mut out);
         self.down(&out, len)
     }
 
@@ -511,17 +463,7 @@ impl Device for Cuda {
         let dc = self.up(cols);
         let mut out = self.zeros::<u64>(len);
         let kg = kgeom(g);
-        // SAFETY: matches kernels/conv.cu col2im.
-        unsafe {
-            let r = self
-                .stream
-                .launch_builder(self.f("col2im"))
-                .arg(&dc)
-                .arg(&kg)
-                .arg(&mut out)
-                .launch(Self::cfg(len));
-            self.check(r, "col2im");
-        }
+        launch!(self, "col2im", len, &dc, &kg, &mut out);
         self.down(&out, len)
     }
 
@@ -534,17 +476,7 @@ impl Device for Cuda {
         let dx = self.up(x);
         let mut out = self.zeros::<u64>(len);
         let kg = kgeom(g);
-        // SAFETY: matches kernels/conv.cu window_sum.
-        unsafe {
-            let r = self
-                .stream
-                .launch_builder(self.f("window_sum"))
-                .arg(&dx)
-                .arg(&kg)
-                .arg(&mut out)
-                .launch(Self::cfg(len));
-            self.check(r, "window_sum");
-        }
+        launch!(self, "window_sum", len, &dx, &kg, &mut out);
         self.down(&out, len)
     }
 
@@ -570,18 +502,7 @@ impl Device for Cuda {
         let ds = self.up(src);
         let mut out = self.zeros::<u64>(n);
         let nn = n as u64;
-        // SAFETY: matches kernels/conv.cu gather.
-        unsafe {
-            let r = self
-                .stream
-                .launch_builder(self.f("gather"))
-                .arg(&ds)
-                .arg(&v)
-                .arg(&mut out)
-                .arg(&nn)
-                .launch(Self::cfg(n));
-            self.check(r, "gather");
-        }
+        launch!(self, "gather", n, &ds, &v, &mut out, &nn);
         self.down(&out, n)
     }
 }
