@@ -17,3 +17,4 @@ cp benchmarks/fig1_conv.csv benchmarks/fig2_relu.csv "$out/" 2>/dev/null
 python3 benchmarks/inference.py --device cuda --quick 2>&1 | tee "$out/inference_cuda.txt"
 python3 benchmarks/inference.py --device cpu --quick 2>&1 | tee "$out/inference_cpu.txt"
 python3 benchmarks/training.py --device cuda --models LeNet,AlexNet --batch 32 2>&1 | tee "$out/training_cuda.txt"
+python3 benchmarks/gpu_gemm.py 2>&1 | tee "$out/gpu_gemm.txt"

@@ -335,3 +335,15 @@ def test_the_cuda_device_matches_the_cpu_bit_for_bit():
 
     for got, want in zip(run("cuda"), run("cpu")):
         assert torch.equal(got, want)
+
+
+def test_the_gpu_ring_gemm_needs_a_gpu_or_matches_the_cpu():
+    import cryptgpu
+
+    a, b = ring(6 * 5, 20), ring(5 * 4, 21)
+    if not cryptgpu.cuda_is_available():
+        with pytest.raises(RuntimeError, match="no CUDA GPU"):
+            _native.cuda_ring_gemm(6, 5, 4, a.tobytes(), b.tobytes())
+    else:
+        got = np.frombuffer(_native.cuda_ring_gemm(6, 5, 4, a.tobytes(), b.tobytes()), dtype="<u8")
+        assert np.array_equal(got, ring_gemm_cpu(a, b, 6, 5, 4))

@@ -698,6 +698,41 @@ fn cuda_device_count(py: Python<'_>) -> usize {
     py.allow_threads(cryptgpu_engine::cuda::device_count)
 }
 
+/// Ring GEMM on CUDA GPU `ordinal` by 16-bit limbs in cuBLAS DGEMM (the
+/// CUDA device's path), for benchmarks and checks: A (m x k), B (k x n) as
+/// u64 bytes. RuntimeError without a GPU.
+#[pyfunction]
+#[pyo3(signature = (m, k, n, a, b, ordinal=0))]
+fn cuda_ring_gemm<'py>(
+    py: Python<'py>,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[u8],
+    b: &[u8],
+    ordinal: usize,
+) -> PyResult<Bound<'py, PyBytes>> {
+    use cryptgpu_engine::device::Device;
+    if a.len() != m * k * 8 || b.len() != k * n * 8 {
+        return Err(ShapeError::new_err(
+            "cuda_ring_gemm: buffer sizes do not match m, k, n",
+        ));
+    }
+    let words = |x: &[u8]| -> Vec<u64> {
+        x.chunks_exact(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+            .collect()
+    };
+    let (av, bv) = (words(a), words(b));
+    let c = call(py, || {
+        let dev = cryptgpu_engine::cuda::Cuda::new(ordinal)?;
+        let mut c = vec![0u64; m * n];
+        dev.gemm(m, k, n, &av, &bv, &mut c, false);
+        Ok(c)
+    })?;
+    Ok(u64_bytes(py, &c))
+}
+
 /// GPU of each party for `gpus` GPUs (None for none).
 #[pyfunction]
 fn cuda_device_map(gpus: usize) -> Option<[usize; 3]> {
@@ -718,6 +753,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cuda_device_map, m)?)?;
     m.add_function(wrap_pyfunction!(cuda_compile_kernels, m)?)?;
     m.add_function(wrap_pyfunction!(cuda_device_count, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda_ring_gemm, m)?)?;
     m.add("CryptGPUError", py.get_type::<CryptGPUError>())?;
     m.add("ShapeError", py.get_type::<ShapeError>())?;
     m.add("EncodingError", py.get_type::<EncodingError>())?;
