@@ -91,7 +91,18 @@ pub fn handshake(
 
 /// Seal `bytes` as a sequence of (u16 length, ciphertext) chunks.
 pub fn seal(noise: &mut snow::TransportState, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / CHUNK * 18 + 18);
+    let mut out = Vec::new();
+    seal_into(noise, bytes, &mut out)?;
+    Ok(out)
+}
+
+/// `seal`, appending to `out` (after a header the caller already wrote).
+pub fn seal_into(
+    noise: &mut snow::TransportState,
+    bytes: &[u8],
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    out.reserve(bytes.len() + bytes.len() / CHUNK * 18 + 18);
     let mut ct = vec![0u8; 65535];
     // An empty frame still gets one (authenticated) chunk.
     let mut chunks: Vec<&[u8]> = bytes.chunks(CHUNK).collect();
@@ -105,7 +116,7 @@ pub fn seal(noise: &mut snow::TransportState, bytes: &[u8]) -> std::io::Result<V
         out.extend_from_slice(&(n as u16).to_le_bytes());
         out.extend_from_slice(&ct[..n]);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Open one chunk's ciphertext, appending the plaintext to `out`.

@@ -312,53 +312,64 @@ pub fn read_frame(r: &mut impl Read) -> std::io::Result<Msg> {
             format!("frame of {len} words exceeds the limit of {MAX_WORDS}"),
         ));
     }
-    // Grow with the data actually received: a peer that announces a large
-    // frame and sends little costs no more memory than it sent.
-    let want = len as usize * 8;
-    let mut bytes = Vec::with_capacity(want.min(1 << 20));
-    r.take(want as u64).read_to_end(&mut bytes)?;
-    if bytes.len() != want {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "truncated frame",
-        ));
+    // Decode straight into ring elements, 64 KiB at a time, growing with
+    // the data actually received: a peer that announces a large frame and
+    // sends little costs no more memory than it sent.
+    let words = len as usize;
+    let mut out = Vec::with_capacity(words.min(1 << 17));
+    let mut buf = [0u8; 1 << 16];
+    let mut left = words * 8;
+    while left > 0 {
+        let k = left.min(buf.len());
+        r.read_exact(&mut buf[..k]).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "truncated frame")
+            } else {
+                e
+            }
+        })?;
+        out.extend(
+            buf[..k]
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))),
+        );
+        left -= k;
     }
-    Ok(Msg::Data(
-        bytes
-            .chunks_exact(8)
-            .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-            .collect(),
-    ))
+    Ok(Msg::Data(out))
 }
 
-/// Encode one frame.
-pub fn write_frame(w: &mut impl Write, msg: &Msg) -> std::io::Result<()> {
+/// Append the encoding of one frame to `out`.
+pub fn encode_frame(msg: &Msg, out: &mut Vec<u8>) {
     match msg {
         Msg::Data(v) => {
-            let mut buf = Vec::with_capacity(8 + v.len() * 8);
-            buf.extend_from_slice(&(v.len() as u64).to_le_bytes());
+            out.reserve(8 + v.len() * 8);
+            out.extend_from_slice(&(v.len() as u64).to_le_bytes());
             for x in v {
-                buf.extend_from_slice(&x.to_le_bytes());
+                out.extend_from_slice(&x.to_le_bytes());
             }
-            w.write_all(&buf)
         }
         Msg::Abort(why) => {
             let t = why.as_bytes();
             let t = &t[..t.len().min(4096)];
-            let mut buf = Vec::with_capacity(16 + t.len());
-            buf.extend_from_slice(&ABORT.to_le_bytes());
-            buf.extend_from_slice(&(t.len() as u64).to_le_bytes());
-            buf.extend_from_slice(t);
-            w.write_all(&buf)
+            out.extend_from_slice(&ABORT.to_le_bytes());
+            out.extend_from_slice(&(t.len() as u64).to_le_bytes());
+            out.extend_from_slice(t);
         }
     }
+}
+
+/// Encode one frame to a writer.
+pub fn write_frame(w: &mut impl Write, msg: &Msg) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    encode_frame(msg, &mut buf);
+    w.write_all(&buf)
 }
 
 impl Transport for TcpTransport {
     fn send(&mut self, to: Peer, msg: Msg) -> Result<()> {
         let (rank, who) = (self.rank, to.rank(self.rank));
         let mut bytes = Vec::new();
-        write_frame(&mut bytes, &msg).map_err(|e| peer_err(rank, who, "cannot encode for", e))?;
+        encode_frame(&msg, &mut bytes);
         self.stream(to)
             .send(bytes)
             .map_err(|e| peer_err(rank, who, "cannot send to", e))

@@ -27,7 +27,8 @@
 use crate::error::{EngineError, Result};
 use crate::net::{Msg, Peer, Transport};
 use crate::noise::{self, LinkKeys};
-use crate::tcp::{read_frame, write_frame};
+use crate::tcp::{encode_frame, read_frame};
+use bytes::Bytes;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -45,8 +46,9 @@ pub struct ZmqTransport {
     /// PUSH sockets to the next and the previous party.
     push: [Option<PushSocket>; 2],
     noise: [Option<snow::TransportState>; 2],
-    /// Messages received but not yet asked for, per sender rank: (kind, payload).
-    pending: [VecDeque<(u8, Vec<u8>)>; 3],
+    /// Messages received but not yet asked for, per sender rank: (kind,
+    /// payload), the payload a view into the received frame (no copy).
+    pending: [VecDeque<(u8, Bytes)>; 3],
     timeout: Duration,
     closed: bool,
     failed: bool,
@@ -60,6 +62,16 @@ pub struct ZmqTransport {
 /// How long a neighbour may stay disconnected before waiting for it is
 /// given up (ZeroMQ reconnects by itself after a transient failure).
 const GONE_GRACE: Duration = Duration::from_millis(500);
+
+/// A message's first two bytes, `[rank, kind]`, with room for `payload`
+/// more: the caller appends the payload, so a frame is built in place and
+/// never copied behind its header.
+fn header(rank: usize, kind: u8, payload: usize) -> Vec<u8> {
+    let mut m = Vec::with_capacity(payload + 2);
+    m.push(rank as u8);
+    m.push(kind);
+    m
+}
 
 fn identity(rank: usize) -> Vec<u8> {
     format!("cryptgpu-party-{rank}").into_bytes()
@@ -144,8 +156,8 @@ impl ZmqTransport {
                         // Tell both neighbours at once rather than leave
                         // them to time out, and skip the BYE on drop.
                         t.failed = true;
-                        let _ = t.post(Peer::Next, REFUSED, Vec::new());
-                        let _ = t.post(Peer::Prev, REFUSED, Vec::new());
+                        let _ = t.post(Peer::Next, REFUSED, &[]);
+                        let _ = t.post(Peer::Prev, REFUSED, &[]);
                         return Err(e);
                     }
                 }
@@ -168,11 +180,11 @@ impl ZmqTransport {
             me,
             who,
             initiator,
-            |m| this.borrow_mut().post(peer, HANDSHAKE, m.to_vec()),
+            |m| this.borrow_mut().post(peer, HANDSHAKE, m),
             || {
                 let (kind, body) = this.borrow_mut().take(who, Instant::now() + timeout)?;
                 match kind {
-                    HANDSHAKE => Ok(body),
+                    HANDSHAKE => Ok(body.to_vec()),
                     REFUSED => Err(noise::refused(
                         me,
                         who,
@@ -189,13 +201,16 @@ impl ZmqTransport {
         r
     }
 
-    /// Send one ZeroMQ message `[rank, kind, body]` to `to`.
-    fn post(&mut self, to: Peer, kind: u8, body: Vec<u8>) -> Result<()> {
+    /// Send a small control message `[rank, kind, body]` to `to`.
+    fn post(&mut self, to: Peer, kind: u8, body: &[u8]) -> Result<()> {
+        let mut m = header(self.rank, kind, body.len());
+        m.extend_from_slice(body);
+        self.send_message(to, m)
+    }
+
+    /// Send one ZeroMQ message (header included) to `to`.
+    fn send_message(&mut self, to: Peer, m: Vec<u8>) -> Result<()> {
         let (rank, who) = (self.rank, to.rank(self.rank));
-        let mut m = Vec::with_capacity(body.len() + 2);
-        m.push(rank as u8);
-        m.push(kind);
-        m.extend_from_slice(&body);
         let s = self.push[idx(to)].as_mut().ok_or_else(|| {
             EngineError::Peer(format!("party {rank}: the link to party {who} is closed"))
         })?;
@@ -211,7 +226,7 @@ impl ZmqTransport {
     }
 
     /// The next message from party `who`, waiting until `deadline`.
-    fn take(&mut self, who: usize, deadline: Instant) -> Result<(u8, Vec<u8>)> {
+    fn take(&mut self, who: usize, deadline: Instant) -> Result<(u8, Bytes)> {
         let rank = self.rank;
         loop {
             if let Some(m) = self.pending[who].pop_front() {
@@ -252,7 +267,8 @@ impl ZmqTransport {
                 Ok(Ok(m)) => m,
             };
             // One frame per message; anything else is a malformed message.
-            let frame = match (msg.len(), msg.get(0)) {
+            let mut frames = msg.into_vec();
+            let frame = match (frames.len(), frames.pop()) {
                 (1, Some(f)) if f.len() >= 2 => f,
                 _ => {
                     return Err(EngineError::Peer(format!(
@@ -266,7 +282,7 @@ impl ZmqTransport {
                     "party {rank} received a message claiming to be from party {from}"
                 )));
             }
-            self.pending[from].push_back((frame[1], frame[2..].to_vec()));
+            self.pending[from].push_back((frame[1], frame.slice(2..)));
         }
     }
 
@@ -290,8 +306,8 @@ impl ZmqTransport {
 
     /// Say BYE to both neighbours and wait (at most `grace`) for theirs.
     fn goodbye(&mut self, grace: Duration) {
-        let _ = self.post(Peer::Next, BYE, Vec::new());
-        let _ = self.post(Peer::Prev, BYE, Vec::new());
+        let _ = self.post(Peer::Next, BYE, &[]);
+        let _ = self.post(Peer::Prev, BYE, &[]);
         let deadline = Instant::now() + grace;
         for peer in [Peer::Next, Peer::Prev] {
             let who = peer.rank(self.rank);
@@ -326,16 +342,27 @@ impl Transport for ZmqTransport {
         if matches!(msg, Msg::Abort(_)) {
             self.failed = true;
         }
-        let mut bytes = Vec::new();
-        write_frame(&mut bytes, &msg).map_err(|e| {
-            EngineError::Peer(format!("party {rank} cannot encode for party {who}: {e}"))
-        })?;
-        if let Some(st) = self.noise[idx(to)].as_mut() {
-            bytes = noise::seal(st, &bytes).map_err(|e| {
-                EngineError::Peer(format!("party {rank} cannot seal for party {who}: {e}"))
-            })?;
-        }
-        self.post(to, FRAME, bytes)
+        let m = match self.noise[idx(to)].as_mut() {
+            None => {
+                let mut m = header(rank, FRAME, 0);
+                encode_frame(&msg, &mut m);
+                m
+            }
+            Some(st) => {
+                let mut plain = Vec::new();
+                encode_frame(&msg, &mut plain);
+                let mut m = header(
+                    rank,
+                    FRAME,
+                    plain.len() + plain.len() / noise::CHUNK * 18 + 18,
+                );
+                noise::seal_into(st, &plain, &mut m).map_err(|e| {
+                    EngineError::Peer(format!("party {rank} cannot seal for party {who}: {e}"))
+                })?;
+                m
+            }
+        };
+        self.send_message(to, m)
     }
 
     fn recv(&mut self, from: Peer) -> Result<Vec<u64>> {
@@ -348,9 +375,9 @@ impl Transport for ZmqTransport {
                 )));
             }
             let plain = match self.noise[idx(from)].as_mut() {
-                Some(st) => noise::open(st, &body).map_err(|e| {
+                Some(st) => Bytes::from(noise::open(st, &body).map_err(|e| {
                     EngineError::Peer(format!("party {rank}: bad frame from party {who}: {e}"))
-                })?,
+                })?),
                 None => body,
             };
             let mut r = &plain[..];
@@ -450,7 +477,7 @@ mod tests {
         }
         // A well-formed frame still works after the garbage.
         let mut ok = Vec::new();
-        write_frame(&mut ok, &Msg::Data(vec![5, 6])).unwrap();
+        encode_frame(&Msg::Data(vec![5, 6]), &mut ok);
         inject(vec![frame(&ok)]);
         assert_eq!(t.recv(Peer::Next).unwrap(), vec![5, 6]);
         t.failed = true;
