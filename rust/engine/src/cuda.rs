@@ -416,21 +416,25 @@ impl Device for Cuda {
         if m == 0 || n == 0 {
             return;
         }
-        if !accumulate {
-            c.fill(0);
-        }
         if k == 0 {
+            if !accumulate {
+                c.fill(0);
+            }
             return;
         }
         // K in chunks that keep the float64 limb products exact; each chunk
-        // accumulates into C on the device.
-        let mut dc = self.up(c);
+        // accumulates into C on the device (C is uploaded only to add to it).
+        let mut dc = if accumulate {
+            self.up(c)
+        } else {
+            self.zeros::<u64>(m * n)
+        };
         let (mn, one) = ((m * n) as u64, 1u32);
         let step = LIMB16_MAX_K.min(k);
         for k0 in (0..k).step_by(step) {
             let kc = step.min(k - k0);
-            let a_chunk: Vec<u64> = if kc == k {
-                a.to_vec()
+            let a_chunk: std::borrow::Cow<[u64]> = if kc == k {
+                std::borrow::Cow::Borrowed(a)
             } else {
                 (0..m)
                     .flat_map(|i| a[i * k + k0..i * k + k0 + kc].iter().copied())
