@@ -169,3 +169,13 @@ def test_init_needs_both_rank_and_peers():
         cryptgpu.init(rank=0)
     with pytest.raises(ValueError, match="rank"):
         cryptgpu.init(rank=5, peers=["a:1", "b:2", "c:3"])
+
+
+def test_bad_transport_arguments_are_value_errors():
+    peers = ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]
+    with pytest.raises(ValueError, match="unknown transport"):
+        cryptgpu.init(rank=0, peers=peers, transport="udp", insecure=True)
+    with pytest.raises(ValueError, match="bind address needs the zmq transport"):
+        cryptgpu.init(rank=0, peers=peers, transport="tcp", bind="127.0.0.1:4", insecure=True)
+    with pytest.raises(ValueError, match="resolve"):
+        cryptgpu.init(rank=0, peers=peers, bind="no-such-host.invalid:1", insecure=True)
