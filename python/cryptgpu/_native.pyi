@@ -12,6 +12,9 @@ class Tensor:
     @property
     def session_id(self) -> int: ...
 
+# (kernel, stride, padding, dilation), each (height, width)
+Window = tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]
+
 class Session:
     def __init__(
         self,
@@ -93,36 +96,24 @@ class Session:
     def pool_windows(
         self,
         x: Tensor,
-        kernel: tuple[int, int],
-        stride: tuple[int, int],
-        padding: tuple[int, int],
-        dilation: tuple[int, int],
+        window: Window,
     ) -> Tensor: ...
     def pool_scatter(
         self,
         w: Tensor,
         input_shape: list[int],
-        kernel: tuple[int, int],
-        stride: tuple[int, int],
-        padding: tuple[int, int],
-        dilation: tuple[int, int],
+        window: Window,
     ) -> Tensor: ...
     def im2col(
         self,
         x: Tensor,
-        kernel: tuple[int, int],
-        stride: tuple[int, int],
-        padding: tuple[int, int],
-        dilation: tuple[int, int],
+        window: Window,
     ) -> Tensor: ...
     def col2im(
         self,
         cols: Tensor,
         input_shape: list[int],
-        kernel: tuple[int, int],
-        stride: tuple[int, int],
-        padding: tuple[int, int],
-        dilation: tuple[int, int],
+        window: Window,
     ) -> Tensor: ...
     def stats(self) -> list[dict[str, dict[str, int]]]: ...
     def reset_stats(self) -> None: ...

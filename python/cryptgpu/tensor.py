@@ -442,7 +442,7 @@ class SharedTensor:
                 kk = k[0] * k[1]
                 m = g.div(kk).permute(1, 0, 2, 3).reshape(c, 1, n * oh * ow)
                 m = m.expand(c, kk, n * oh * ow).reshape(c * kk, n * oh * ow)
-                return (x._wrap(x._s().col2im(m._t, xs, k, st, pad, (1, 1))),)
+                return (x._wrap(x._s().col2im(m._t, xs, (k, st, pad, (1, 1)))),)
 
             ag.record(out, (x,), back)
         return out.squeeze(0) if squeeze else out
@@ -651,14 +651,14 @@ class SharedTensor:
         pad = _pair(padding, "padding")
         grad = ag.needs_grad(x)
         with ag.no_grad():
-            win = x._wrap(x._s().pool_windows(x._t, k, st, pad, dil))
+            win = x._wrap(x._s().pool_windows(x._t, (k, st, pad, dil)))
             v, a = win._tournament(return_indices or grad, "max_pool2d")
         if grad:
             xs, mask = list(x.shape), a
 
             def back(g):
                 w = mask * g.unsqueeze(-1)
-                return (x._wrap(x._s().pool_scatter(w._t, xs, k, st, pad, dil)),)
+                return (x._wrap(x._s().pool_scatter(w._t, xs, (k, st, pad, dil))),)
 
             ag.record(v, (x,), back)
             a = a if return_indices else None
@@ -1013,9 +1013,9 @@ def _record_conv(out, x, ws, wp, stride, padding, dilation, groups):
                 cols = ws.reshape(o, -1).t().matmul(gm)
             else:
                 cols = gm.rmatmul(np.ascontiguousarray(wp.reshape(o, -1).T))
-            gx = x._wrap(x._s().col2im(cols._t, xs, kernel, stride, padding, dilation))
+            gx = x._wrap(x._s().col2im(cols._t, xs, (kernel, stride, padding, dilation)))
         if ws is not None and ws.requires_grad:
-            xc = x._wrap(x._s().im2col(x._t, kernel, stride, padding, dilation))
+            xc = x._wrap(x._s().im2col(x._t, (kernel, stride, padding, dilation)))
             gw = gm.matmul(xc.t()).reshape(wshape)
         return (gx, gw) if ws is not None else (gx,)
 

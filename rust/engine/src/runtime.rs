@@ -59,6 +59,16 @@ impl Default for Config {
     }
 }
 
+/// A sliding window over NCHW data (pooling, im2col): PyTorch's kernel,
+/// stride, padding and dilation, each (height, width).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub kernel: (usize, usize),
+    pub stride: (usize, usize),
+    pub padding: (usize, usize),
+    pub dilation: (usize, usize),
+}
+
 /// A secret-shared tensor: the shares of the parties this process hosts,
 /// indexed by rank (all three in the local runtime, one in an SPMD party).
 #[derive(Clone, Debug)]
@@ -653,31 +663,14 @@ impl Session {
         padding: (usize, usize),
     ) -> Result<Tensor> {
         self.check(x)?;
-        if x.shape.len() != 4 {
-            return shape_err(format!("avg_pool2d needs NCHW input, got {:?}", x.shape));
-        }
-        if padding.0 * 2 > kernel.0 || padding.1 * 2 > kernel.1 {
-            return invalid(format!(
-                "avg_pool2d: padding {padding:?} must be at most half the kernel {kernel:?}"
-            ));
-        }
         let xs = &x.shape;
-        let g = Conv2dGeom {
-            n: xs[0],
-            c: xs[1],
-            h: xs[2],
-            w: xs[3],
-            kh: kernel.0,
-            kw: kernel.1,
+        let win = Window {
+            kernel,
             stride,
             padding,
             dilation: (1, 1),
         };
-        if !g.fits() {
-            return shape_err(format!(
-                "avg_pool2d: kernel {kernel:?} does not fit input {xs:?}"
-            ));
-        }
+        let g = self.pool_geom(xs, &win)?;
         let (oh, ow) = g.out_hw();
         let r = self.run("avg_pool2d", |p| p.avg_pool2d(x.at(p.rank)?, &g))?;
         Ok(self.wrap(vec![xs[0], xs[1], oh, ow], r))
@@ -758,14 +751,13 @@ impl Session {
         Ok(self.wrap(shape, s))
     }
 
-    fn pool_geom(
-        &self,
-        shape: &[usize],
-        kernel: (usize, usize),
-        stride: (usize, usize),
-        padding: (usize, usize),
-        dilation: (usize, usize),
-    ) -> Result<Conv2dGeom> {
+    fn pool_geom(&self, shape: &[usize], win: &Window) -> Result<Conv2dGeom> {
+        let Window {
+            kernel,
+            stride,
+            padding,
+            dilation,
+        } = *win;
         if shape.len() != 4 {
             return shape_err(format!("pooling needs NCHW input, got {shape:?}"));
         }
@@ -824,16 +816,9 @@ impl Session {
     /// Pooling windows of an NCHW tensor: [N, C, OH, OW, kh * kw]. A padded
     /// position repeats the first in-bounds element of its window, so a max
     /// over the window ignores padding (PyTorch pads max pooling with -inf).
-    pub fn pool_windows(
-        &self,
-        x: &Tensor,
-        kernel: (usize, usize),
-        stride: (usize, usize),
-        padding: (usize, usize),
-        dilation: (usize, usize),
-    ) -> Result<Tensor> {
+    pub fn pool_windows(&self, x: &Tensor, win: &Window) -> Result<Tensor> {
         self.check(x)?;
-        let g = self.pool_geom(&x.shape, kernel, stride, padding, dilation)?;
+        let g = self.pool_geom(&x.shape, win)?;
         let (oh, ow) = g.out_hw();
         let idx = Self::window_index(&g)?;
         let take = |v: &[u64]| idx.iter().map(|&i| v[i]).collect::<Vec<u64>>();
@@ -847,18 +832,9 @@ impl Session {
 
     /// The adjoint of `pool_windows`: scatter-add window values back to the
     /// input positions they were taken from (max-pool backward).
-    #[allow(clippy::too_many_arguments)]
-    pub fn pool_scatter(
-        &self,
-        w: &Tensor,
-        input_shape: &[usize],
-        kernel: (usize, usize),
-        stride: (usize, usize),
-        padding: (usize, usize),
-        dilation: (usize, usize),
-    ) -> Result<Tensor> {
+    pub fn pool_scatter(&self, w: &Tensor, input_shape: &[usize], win: &Window) -> Result<Tensor> {
         self.check(w)?;
-        let g = self.pool_geom(input_shape, kernel, stride, padding, dilation)?;
+        let g = self.pool_geom(input_shape, win)?;
         let (oh, ow) = g.out_hw();
         if w.shape != [g.n, g.c, oh, ow, g.kh * g.kw] {
             return shape_err(format!(
@@ -882,17 +858,15 @@ impl Session {
     }
 
     /// im2col over all channels (groups = 1): [C*kh*kw, N*OH*OW], local.
-    pub fn im2col(
-        &self,
-        x: &Tensor,
-        kernel: (usize, usize),
-        stride: (usize, usize),
-        padding: (usize, usize),
-        dilation: (usize, usize),
-    ) -> Result<Tensor> {
+    pub fn im2col(&self, x: &Tensor, win: &Window) -> Result<Tensor> {
         self.check(x)?;
-        let ws = [1, x.shape.get(1).copied().unwrap_or(0), kernel.0, kernel.1];
-        let (g, _) = self.conv_geom(&x.shape, &ws, stride, padding, dilation, 1)?;
+        let ws = [
+            1,
+            x.shape.get(1).copied().unwrap_or(0),
+            win.kernel.0,
+            win.kernel.1,
+        ];
+        let (g, _) = self.conv_geom(&x.shape, &ws, win.stride, win.padding, win.dilation, 1)?;
         let (oh, ow) = g.out_hw();
         Ok(
             self.local(x, vec![g.c * g.kh * g.kw, g.n * oh * ow], |_, s| {
@@ -902,22 +876,13 @@ impl Session {
     }
 
     /// col2im, the adjoint of `im2col`, back to `input_shape` (NCHW), local.
-    #[allow(clippy::too_many_arguments)]
-    pub fn col2im(
-        &self,
-        cols: &Tensor,
-        input_shape: &[usize],
-        kernel: (usize, usize),
-        stride: (usize, usize),
-        padding: (usize, usize),
-        dilation: (usize, usize),
-    ) -> Result<Tensor> {
+    pub fn col2im(&self, cols: &Tensor, input_shape: &[usize], win: &Window) -> Result<Tensor> {
         self.check(cols)?;
         if input_shape.len() != 4 {
             return shape_err(format!("col2im needs an NCHW shape, got {input_shape:?}"));
         }
-        let ws = [1, input_shape[1], kernel.0, kernel.1];
-        let (g, _) = self.conv_geom(input_shape, &ws, stride, padding, dilation, 1)?;
+        let ws = [1, input_shape[1], win.kernel.0, win.kernel.1];
+        let (g, _) = self.conv_geom(input_shape, &ws, win.stride, win.padding, win.dilation, 1)?;
         let (oh, ow) = g.out_hw();
         if cols.shape != [g.c * g.kh * g.kw, g.n * oh * ow] {
             return shape_err(format!(

@@ -61,6 +61,23 @@ fn to_py(e: EngineError) -> PyErr {
     }
 }
 
+/// A window as Python passes it: (kernel, stride, padding, dilation).
+type Win = (
+    (usize, usize),
+    (usize, usize),
+    (usize, usize),
+    (usize, usize),
+);
+
+fn win((kernel, stride, padding, dilation): Win) -> cryptgpu_engine::runtime::Window {
+    cryptgpu_engine::runtime::Window {
+        kernel,
+        stride,
+        padding,
+        dilation,
+    }
+}
+
 /// "cpu" or "cuda" as the engine's device kind.
 fn device_kind(device: &str) -> PyResult<cryptgpu_engine::runtime::DeviceKind> {
     match device {
@@ -481,65 +498,38 @@ impl Session {
         let s = &self.0;
         Ok(Tensor(call(py, || s.public_tensor(&v, shape))?))
     }
-    fn pool_windows(
-        &self,
-        py: Python<'_>,
-        x: &Tensor,
-        kernel: (usize, usize),
-        stride: (usize, usize),
-        padding: (usize, usize),
-        dilation: (usize, usize),
-    ) -> PyResult<Tensor> {
+    /// `window` is (kernel, stride, padding, dilation), each (h, w).
+    fn pool_windows(&self, py: Python<'_>, x: &Tensor, window: Win) -> PyResult<Tensor> {
         let s = &self.0;
-        Ok(Tensor(call(py, || {
-            s.pool_windows(&x.0, kernel, stride, padding, dilation)
-        })?))
+        Ok(Tensor(call(py, || s.pool_windows(&x.0, &win(window)))?))
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn pool_scatter(
         &self,
         py: Python<'_>,
         w: &Tensor,
         input_shape: Vec<usize>,
-        kernel: (usize, usize),
-        stride: (usize, usize),
-        padding: (usize, usize),
-        dilation: (usize, usize),
+        window: Win,
     ) -> PyResult<Tensor> {
         let s = &self.0;
         Ok(Tensor(call(py, || {
-            s.pool_scatter(&w.0, &input_shape, kernel, stride, padding, dilation)
+            s.pool_scatter(&w.0, &input_shape, &win(window))
         })?))
     }
-    fn im2col(
-        &self,
-        py: Python<'_>,
-        x: &Tensor,
-        kernel: (usize, usize),
-        stride: (usize, usize),
-        padding: (usize, usize),
-        dilation: (usize, usize),
-    ) -> PyResult<Tensor> {
+    fn im2col(&self, py: Python<'_>, x: &Tensor, window: Win) -> PyResult<Tensor> {
         let s = &self.0;
-        Ok(Tensor(call(py, || {
-            s.im2col(&x.0, kernel, stride, padding, dilation)
-        })?))
+        Ok(Tensor(call(py, || s.im2col(&x.0, &win(window)))?))
     }
-    #[allow(clippy::too_many_arguments)]
     fn col2im(
         &self,
         py: Python<'_>,
         cols: &Tensor,
         input_shape: Vec<usize>,
-        kernel: (usize, usize),
-        stride: (usize, usize),
-        padding: (usize, usize),
-        dilation: (usize, usize),
+        window: Win,
     ) -> PyResult<Tensor> {
         let s = &self.0;
         Ok(Tensor(call(py, || {
-            s.col2im(&cols.0, &input_shape, kernel, stride, padding, dilation)
+            s.col2im(&cols.0, &input_shape, &win(window))
         })?))
     }
 
