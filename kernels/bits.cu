@@ -56,3 +56,12 @@ extern "C" __global__ void planes_shift_up(const u64* planes, u64 nw, u32 d, u64
 extern "C" __global__ void plane_select(const u64* planes, u64 nw, u32 j, u64* out) {
     FOR_EACH(w, nw) out[w] = planes[(u64)j * nw + w];
 }
+
+// out[i] = bit (i / reps) of a packed plane, as the ring element 0 or 1
+// (bit injection expands a packed sign bit to its values).
+extern "C" __global__ void expand_bits(const u64* plane, u64 n, u64 reps, u64* out) {
+    FOR_EACH(i, n * reps) {
+        u64 e = i / reps;
+        out[i] = (plane[e / 64] >> (e % 64)) & 1ull;
+    }
+}

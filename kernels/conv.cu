@@ -86,3 +86,27 @@ extern "C" __global__ void gather(const u64* src, View v, u64* out, u64 n) {
         out[i] = src[at];
     }
 }
+
+// The inverse placement of `gather`: dst[offset + sum_d idx_d strides_d] =
+// src[i] (pad, cat); the view never overlaps itself.
+extern "C" __global__ void scatter(const u64* src, View v, u64* dst, u64 n) {
+    FOR_EACH(i, n) {
+        u64 rem = i, at = v.offset;
+        for (int d = (int)v.ndim - 1; d >= 0; d--) {
+            at += (rem % v.shape[d]) * v.strides[d];
+            rem /= v.shape[d];
+        }
+        dst[at] = src[i];
+    }
+}
+
+// out[j] = src[idx[j]] (pooling windows).
+extern "C" __global__ void index_gather(const u64* src, const u64* idx, u64* out, u64 n) {
+    FOR_EACH(j, n) out[j] = src[idx[j]];
+}
+
+// out[idx[j]] += src[j] (max-pool backward). Wrapping integer adds commute,
+// so the atomic order does not change the result.
+extern "C" __global__ void index_scatter_add(const u64* src, const u64* idx, u64* out, u64 n) {
+    FOR_EACH(j, n) atomicAdd(&out[idx[j]], src[j]);
+}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import operator
+import threading
 import time
 from collections import OrderedDict
 
@@ -861,6 +862,9 @@ def _graph_to_pytorch(self, model: torch.nn.Module) -> torch.nn.Module:
 Graph.to_pytorch = _graph_to_pytorch
 
 
+_TRACE_LOCK = threading.Lock()
+
+
 def _fold_batchnorm(gm: torch.fx.GraphModule, mods: dict) -> None:
     """Fold every BatchNorm whose only input is a Conv2d used nowhere else
     into that conv's weight and bias (one multiplication fewer per BN)."""
@@ -920,7 +924,10 @@ def from_pytorch(model: torch.nn.Module, dummy_input=None, fold_batchnorm: bool 
         # wrapped, it stays a module call with its parameters.
         model = torch.nn.Sequential(model)
     try:
-        gm = torch.fx.symbolic_trace(model)
+        # torch.fx patches torch globals while it traces, so traces from the
+        # party threads of an SPMD run (one process) must not overlap.
+        with _TRACE_LOCK:
+            gm = torch.fx.symbolic_trace(model)
     except Exception as e:  # tracing errors come in many types
         raise NotImplementedError(f"torch.fx could not trace the model: {e}") from e
     mods = dict(gm.named_modules())

@@ -14,3 +14,9 @@ struct EmuDim3 {
     unsigned long long x, y, z;
 };
 extern EmuDim3 threadIdx, blockIdx, blockDim, gridDim;
+// Threads run one at a time here, so an atomic add is a plain add.
+static inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v) {
+    unsigned long long old = *p;
+    *p = old + v;
+    return old;
+}

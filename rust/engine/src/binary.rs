@@ -24,10 +24,10 @@
 //! 1 groups), 181 AND planes in all. Only the planes the top carry needs are
 //! ever computed.
 
+use crate::device::{Buf, Op2};
 use crate::error::Result;
 use crate::net::Peer;
-use crate::protocol::{local, take_checked, AShare, Party};
-use crate::ring;
+use crate::protocol::{local, AShare, Party};
 
 /// Transpose a 64x64 bit matrix in place: bit c of word r moves to bit r of
 /// word c (recursive block swaps, 6 steps of 32 word pairs).
@@ -83,41 +83,57 @@ pub fn from_planes(planes: &[u64], n: usize) -> Vec<u64> {
     out
 }
 
-fn plane_of(s: &AShare, j: usize, nw: usize) -> (&[u64], &[u64]) {
-    (&s.a[j * nw..(j + 1) * nw], &s.b[j * nw..(j + 1) * nw])
-}
-
 /// Element e's bit from a packed plane, as 0 or 1.
 #[inline]
 pub fn bit(plane: &[u64], e: usize) -> u64 {
     (plane[e / 64] >> (e % 64)) & 1
 }
 
-fn xor(a: &[u64], b: &[u64]) -> Vec<u64> {
-    a.iter().zip(b).map(|(x, y)| x ^ y).collect()
-}
-
 impl Party {
     /// A 3-out-of-3 XOR sharing of zero, no messages.
-    pub fn zero_share_bits(&mut self, n: usize) -> Vec<u64> {
-        let a = self.prg_own().gen(n);
-        let b = self.prg_next().gen(n);
-        xor(&a, &b)
+    pub fn zero_share_bits(&mut self, n: usize) -> Buf {
+        let mut a = self.rand_own(n);
+        let b = self.rand_next(n);
+        self.dev.map2_into(Op2::Xor, &mut a, &b);
+        a
     }
 
     /// AND of two replicated binary sharings (any packing): one round, one
     /// word per word.
     pub fn and(&mut self, x: &AShare, y: &AShare) -> Result<AShare> {
         let n = x.len();
-        let mut z = self.zero_share_bits(n);
-        for (j, zj) in z.iter_mut().enumerate() {
-            *zj ^= (x.a[j] & y.a[j]) ^ (x.a[j] & y.b[j]) ^ (x.b[j] & y.a[j]);
-        }
-        let mut got = self
-            .comm
-            .round(vec![(Peer::Prev, z.clone())], &[Peer::Next])?;
-        let b = take_checked(&mut got, n)?;
+        let r = self.zero_share_bits(n);
+        let z = self.dev.and_local(&x.a, &x.b, &y.a, &y.b, r);
+        let b = self.round1(vec![(Peer::Prev, z.clone())], Peer::Next, n)?;
         Ok(AShare { a: z, b })
+    }
+
+    fn xor(&self, u: &AShare, v: &AShare) -> AShare {
+        AShare {
+            a: self.dev.map2(Op2::Xor, &u.a, &v.a),
+            b: self.dev.map2(Op2::Xor, &u.b, &v.b),
+        }
+    }
+
+    /// Planes [j0, j0 + count) of a plane stack, as a new sharing.
+    fn planes(&self, s: &AShare, j0: usize, count: usize, nw: usize) -> AShare {
+        AShare {
+            a: self.dev.concat(&[(&s.a, j0 * nw, count * nw)]),
+            b: self.dev.concat(&[(&s.b, j0 * nw, count * nw)]),
+        }
+    }
+
+    /// The operands of one AND round, gathered plane by plane: pairs of
+    /// (sharing, first plane, plane count) for the left and right inputs.
+    fn stack(&self, parts: &[(&AShare, usize, usize)], nw: usize) -> AShare {
+        let a: Vec<(&Buf, usize, usize)> =
+            parts.iter().map(|(s, j, c)| (&s.a, j * nw, c * nw)).collect();
+        let b: Vec<(&Buf, usize, usize)> =
+            parts.iter().map(|(s, j, c)| (&s.b, j * nw, c * nw)).collect();
+        AShare {
+            a: self.dev.concat(&a),
+            b: self.dev.concat(&b),
+        }
     }
 
     /// The binary input step shared by `msb` and `a2b`: [y]^B for y = x_0 +
@@ -126,44 +142,45 @@ impl Party {
     fn binary_inputs(&mut self, x: &AShare) -> Result<(AShare, AShare)> {
         let n = x.len();
         let planes = 64 * n.div_ceil(64);
-        let zeros = || vec![0u64; planes];
+        let dev = self.dev.clone();
         Ok(match self.rank {
             0 => {
-                let y: Vec<u64> =
-                    x.a.iter()
-                        .zip(&x.b)
-                        .map(|(p, q)| p.wrapping_add(*q))
-                        .collect();
-                let r = self.prg_next().gen(planes);
-                let c0 = xor(&to_planes(&y), &r);
-                self.comm.round(vec![(Peer::Prev, c0.clone())], &[])?;
+                let y = dev.map2(Op2::Add, &x.a, &x.b);
+                let r = self.rand_next(planes);
+                let c0 = dev.map2(Op2::Xor, &dev.to_planes(&y), &r);
+                self.round(vec![(Peer::Prev, c0.clone())], &[])?;
                 (
                     AShare { a: c0, b: r },
                     AShare {
-                        a: zeros(),
-                        b: zeros(),
+                        a: dev.zeros(planes),
+                        b: dev.zeros(planes),
                     },
                 )
             }
             1 => {
-                let r = self.prg_own().gen(planes);
-                self.comm.round(vec![], &[])?;
+                let r = self.rand_own(planes);
+                self.round(vec![], &[])?;
                 (
-                    AShare { a: r, b: zeros() },
                     AShare {
-                        a: zeros(),
-                        b: to_planes(&x.b),
+                        a: r,
+                        b: dev.zeros(planes),
+                    },
+                    AShare {
+                        a: dev.zeros(planes),
+                        b: dev.to_planes(&x.b),
                     },
                 )
             }
             _ => {
-                let mut got = self.comm.round(vec![], &[Peer::Next])?;
-                let c0 = take_checked(&mut got, planes)?;
+                let c0 = self.round1(vec![], Peer::Next, planes)?;
                 (
-                    AShare { a: zeros(), b: c0 },
                     AShare {
-                        a: to_planes(&x.a),
-                        b: zeros(),
+                        a: dev.zeros(planes),
+                        b: c0,
+                    },
+                    AShare {
+                        a: dev.to_planes(&x.a),
+                        b: dev.zeros(planes),
                     },
                 )
             }
@@ -176,75 +193,57 @@ impl Party {
     pub fn a2b(&mut self, x: &AShare) -> Result<AShare> {
         let nw = x.len().div_ceil(64);
         let (ys, xs) = self.binary_inputs(x)?;
-        let p0 = AShare {
-            a: xor(&ys.a, &xs.a),
-            b: xor(&ys.b, &xs.b),
-        };
+        let p0 = self.xor(&ys, &xs);
         let mut g = self.and(&ys, &xs)?;
         let mut p = p0.clone();
+        let dev = self.dev.clone();
         let mut shift = 1;
         while shift < 64 {
             // G_j ^= P_j & G_{j-shift} for j >= shift; P_j &= P_{j-shift} for
             // the j whose P a later level still reads (j >= 2 shift).
-            let mut left = AShare::default();
-            let mut right = AShare::default();
-            for j in shift..64 {
-                let (pa, pb) = plane_of(&p, j, nw);
-                let (ga, gb) = plane_of(&g, j - shift, nw);
-                left.a.extend_from_slice(pa);
-                left.b.extend_from_slice(pb);
-                right.a.extend_from_slice(ga);
-                right.b.extend_from_slice(gb);
-            }
-            let np = 64_usize.saturating_sub(2 * shift);
-            for j in 2 * shift..64 {
-                let (pa, pb) = plane_of(&p, j, nw);
-                let (qa, qb) = plane_of(&p, j - shift, nw);
-                left.a.extend_from_slice(pa);
-                left.b.extend_from_slice(pb);
-                right.a.extend_from_slice(qa);
-                right.b.extend_from_slice(qb);
-            }
-            let prod = self.and(&left, &right)?;
             let ng = 64 - shift;
-            for (k, j) in (shift..64).enumerate() {
-                for w in 0..nw {
-                    g.a[j * nw + w] ^= prod.a[k * nw + w];
-                    g.b[j * nw + w] ^= prod.b[k * nw + w];
-                }
+            let np = 64_usize.saturating_sub(2 * shift);
+            let left = self.stack(&[(&p, shift, ng), (&p, 2 * shift, np)], nw);
+            let right = self.stack(&[(&g, 0, ng), (&p, shift, np)], nw);
+            let prod = self.and(&left, &right)?;
+            for (dst, src) in [(&mut g.a, &prod.a), (&mut g.b, &prod.b)] {
+                dev.update(Some(Op2::Xor), dst, shift * nw, src, 0, ng * nw);
             }
-            for (k, j) in (2 * shift..64).enumerate() {
-                let o = (ng + k) * nw;
-                p.a[j * nw..(j + 1) * nw].copy_from_slice(&prod.a[o..o + nw]);
-                p.b[j * nw..(j + 1) * nw].copy_from_slice(&prod.b[o..o + nw]);
+            for (dst, src) in [(&mut p.a, &prod.a), (&mut p.b, &prod.b)] {
+                dev.update(None, dst, 2 * shift * nw, src, ng * nw, np * nw);
             }
-            debug_assert_eq!(prod.a.len(), (ng + np) * nw);
             shift *= 2;
         }
         // sum_j = p0_j ^ carry_j, carry_j = G_{j-1} (the group generate of
         // bits below j), carry_0 = 0.
         let mut out = p0;
-        for j in 1..64 {
-            for w in 0..nw {
-                out.a[j * nw + w] ^= g.a[(j - 1) * nw + w];
-                out.b[j * nw + w] ^= g.b[(j - 1) * nw + w];
-            }
+        for (dst, src) in [(&mut out.a, &g.a), (&mut out.b, &g.b)] {
+            dev.update(Some(Op2::Xor), dst, nw, src, 0, 63 * nw);
         }
         Ok(out)
     }
 
     /// Open a replicated binary sharing to every party: one round.
     pub fn reveal_bits(&mut self, x: &AShare) -> Result<Vec<u64>> {
-        let mut got = self
-            .comm
-            .round(vec![(Peer::Next, x.a.clone())], &[Peer::Prev])?;
-        let c = take_checked(&mut got, x.len())?;
-        Ok(x.a
-            .iter()
-            .zip(&x.b)
-            .zip(&c)
-            .map(|((p, q), r)| p ^ q ^ r)
-            .collect())
+        let c = self.round1(vec![(Peer::Next, x.a.clone())], Peer::Prev, x.len())?;
+        let mut s = self.dev.map2(Op2::Xor, &x.a, &x.b);
+        self.dev.map2_into(Op2::Xor, &mut s, &c);
+        Ok(s.into_vec())
+    }
+
+    /// Planes j0, j0 + step, ... (count of them) of a plane stack: one
+    /// strided gather per component.
+    fn sel(&self, s: &AShare, j0: usize, step: usize, count: usize, nw: usize) -> AShare {
+        let shape = [count, nw];
+        let st = [step * nw, 1];
+        s.map(|v| self.dev.gather(v, &shape, j0 * nw, &st))
+    }
+
+    fn cat2(&self, u: &AShare, v: &AShare) -> AShare {
+        AShare {
+            a: self.dev.concat(&[(&u.a, 0, u.len()), (&v.a, 0, v.len())]),
+            b: self.dev.concat(&[(&u.b, 0, u.len()), (&v.b, 0, v.len())]),
+        }
     }
 
     /// Sign bit of an arithmetic sharing, as a replicated binary sharing of
@@ -252,86 +251,39 @@ impl Party {
     pub fn msb(&mut self, x: &AShare) -> Result<AShare> {
         let nw = x.len().div_ceil(64);
         let (ys, xs) = self.binary_inputs(x)?;
-        let plane = |s: &AShare, j: usize| AShare {
-            a: s.a[j * nw..(j + 1) * nw].to_vec(),
-            b: s.b[j * nw..(j + 1) * nw].to_vec(),
-        };
-        let pxor = |u: &AShare, v: &AShare| AShare {
-            a: xor(&u.a, &v.a),
-            b: xor(&u.b, &v.b),
-        };
         // p_j = y_j ^ x2_j (local); g_j = y_j & x2_j for j < 63 (one round).
-        let p: Vec<AShare> = (0..64)
-            .map(|j| pxor(&plane(&ys, j), &plane(&xs, j)))
-            .collect();
-        let lo = AShare {
-            a: ys.a[..63 * nw].to_vec(),
-            b: ys.b[..63 * nw].to_vec(),
-        };
-        let lx = AShare {
-            a: xs.a[..63 * nw].to_vec(),
-            b: xs.b[..63 * nw].to_vec(),
-        };
-        let g = self.and(&lo, &lx)?;
-        // Groups, lowest bits first: (G, P); the lowest group's P is never
-        // needed (nothing carries into bit 0).
-        let mut groups: Vec<(AShare, Option<AShare>)> = (0..63)
-            .map(|j| (plane(&g, j), if j == 0 { None } else { Some(p[j].clone()) }))
-            .collect();
-        while groups.len() > 1 {
-            // One AND round merges every adjacent pair (lo, hi):
-            // G = G_hi ^ (P_hi & G_lo), P = P_hi & P_lo.
-            let pairs = groups.len() / 2;
-            let mut left = AShare::default();
-            let mut right = AShare::default();
-            for m in 0..pairs {
-                let (glo, plo) = &groups[2 * m];
-                let (_, phi) = &groups[2 * m + 1];
-                let phi = phi
-                    .as_ref()
-                    .ok_or_else(|| crate::EngineError::Internal("missing P".into()))?;
-                left.a.extend_from_slice(&phi.a);
-                left.b.extend_from_slice(&phi.b);
-                right.a.extend_from_slice(&glo.a);
-                right.b.extend_from_slice(&glo.b);
-                if let Some(plo) = plo {
-                    left.a.extend_from_slice(&phi.a);
-                    left.b.extend_from_slice(&phi.b);
-                    right.a.extend_from_slice(&plo.a);
-                    right.b.extend_from_slice(&plo.b);
-                }
-            }
+        let p = self.xor(&ys, &xs);
+        let mut gs = self.and(&self.planes(&ys, 0, 63, nw), &self.planes(&xs, 0, 63, nw))?;
+        // Groups, lowest bits first, as two plane stacks: G of groups
+        // 0..cnt, and P of groups 1..cnt (group k's P is plane k - 1; the
+        // lowest group's P is never needed: nothing carries into bit 0).
+        let mut ps = self.planes(&p, 1, 62, nw);
+        let mut cnt = 63;
+        while cnt > 1 {
+            // One AND round merges every adjacent pair (lo, hi) = (2m, 2m+1):
+            // G = G_hi ^ (P_hi & G_lo), and P = P_hi & P_lo for m >= 1.
+            let pairs = cnt / 2;
+            let left = self.cat2(
+                &self.sel(&ps, 0, 2, pairs, nw),
+                &self.sel(&ps, 2, 2, pairs - 1, nw),
+            );
+            let right = self.cat2(
+                &self.sel(&gs, 0, 2, pairs, nw),
+                &self.sel(&ps, 1, 2, pairs - 1, nw),
+            );
             let prod = self.and(&left, &right)?;
-            let mut next = Vec::with_capacity(groups.len().div_ceil(2));
-            let mut off = 0;
-            for m in 0..pairs {
-                let take = |s: &AShare, o: usize| AShare {
-                    a: s.a[o * nw..(o + 1) * nw].to_vec(),
-                    b: s.b[o * nw..(o + 1) * nw].to_vec(),
-                };
-                let pg = take(&prod, off);
-                off += 1;
-                let newg = pxor(&groups[2 * m + 1].0, &pg);
-                let newp = if groups[2 * m].1.is_some() {
-                    let pp = take(&prod, off);
-                    off += 1;
-                    Some(pp)
-                } else {
-                    None
-                };
-                next.push((newg, newp));
+            let mut ng = self.xor(&self.sel(&gs, 1, 2, pairs, nw), &self.planes(&prod, 0, pairs, nw));
+            let mut np = self.planes(&prod, pairs, pairs - 1, nw);
+            if cnt % 2 == 1 {
+                // The odd group out moves up unchanged.
+                ng = self.cat2(&ng, &self.planes(&gs, cnt - 1, 1, nw));
+                np = self.cat2(&np, &self.planes(&ps, cnt - 2, 1, nw));
             }
-            if groups.len() % 2 == 1 {
-                next.push(
-                    groups
-                        .pop()
-                        .ok_or_else(|| crate::EngineError::Internal("empty".into()))?,
-                );
-            }
-            groups = next;
+            gs = ng;
+            ps = np;
+            cnt = pairs + cnt % 2;
         }
-        let carry = &groups[0].0;
-        Ok(pxor(&p[63], carry))
+        Ok(self.xor(&self.planes(&p, 63, 1, nw), &gs))
     }
 
     /// c * v for a replicated binary bit c (one packed plane) and arithmetic
@@ -347,53 +299,51 @@ impl Party {
     /// m_2 = c_2 v_0 - t_0. Round 2: one multiplication u * (v - 2t).
     pub fn bit_inject(&mut self, c: &AShare, v: &AShare, n: usize, reps: usize) -> Result<AShare> {
         let m = n * reps;
-        let expand = |plane: &[u64]| -> Vec<u64> { (0..m).map(|i| bit(plane, i / reps)).collect() };
+        let dev = self.dev.clone();
+        let expand = |plane: &Buf| dev.expand_bits(plane, n, reps);
         let (ush, tsh) = match self.rank {
             0 => {
-                let uplane = xor(&c.a, &c.b);
-                let u = expand(&uplane);
-                let u1 = self.prg_next().gen(m);
-                let t1 = self.prg_next().gen(m);
-                let t0 = self.prg_own().gen(m);
-                let u0: Vec<u64> = u.iter().zip(&u1).map(|(a, b)| a.wrapping_sub(*b)).collect();
-                self.comm.round(vec![(Peer::Prev, u0.clone())], &[])?;
+                let u = expand(&dev.map2(Op2::Xor, &c.a, &c.b));
+                let u1 = self.rand_next(m);
+                let t1 = self.rand_next(m);
+                let t0 = self.rand_own(m);
+                let u0 = dev.map2(Op2::Sub, &u, &u1);
+                self.round(vec![(Peer::Prev, u0.clone())], &[])?;
                 (AShare { a: u0, b: u1 }, AShare { a: t0, b: t1 })
             }
             1 => {
                 let c2 = expand(&c.b);
-                let u1 = self.prg_own().gen(m);
-                let t1 = self.prg_own().gen(m);
-                let m1: Vec<u64> = (0..m)
-                    .map(|i| (c2[i] * v.a[i].wrapping_add(v.b[i])).wrapping_sub(t1[i]))
-                    .collect();
-                let mut got = self
-                    .comm
-                    .round(vec![(Peer::Next, m1.clone())], &[Peer::Next])?;
-                let m2 = take_checked(&mut got, m)?;
-                let t2 = ring::add(&m1, &m2);
+                let u1 = self.rand_own(m);
+                let t1 = self.rand_own(m);
+                let vs = dev.map2(Op2::Add, &v.a, &v.b);
+                let mut m1 = dev.map2(Op2::Mul, &c2, &vs);
+                dev.map2_into(Op2::Sub, &mut m1, &t1);
+                let m2 = self.round1(vec![(Peer::Next, m1.clone())], Peer::Next, m)?;
+                let t2 = dev.map2(Op2::Add, &m1, &m2);
                 (
                     AShare {
                         a: u1,
-                        b: vec![0; m],
+                        b: dev.zeros(m),
                     },
                     AShare { a: t1, b: t2 },
                 )
             }
             _ => {
                 let c2 = expand(&c.a);
-                let t0 = self.prg_next().gen(m);
-                let m2: Vec<u64> = (0..m)
-                    .map(|i| (c2[i] * v.b[i]).wrapping_sub(t0[i]))
-                    .collect();
-                let mut got = self
-                    .comm
-                    .round(vec![(Peer::Prev, m2.clone())], &[Peer::Next, Peer::Prev])?;
-                let m1 = take_checked(&mut got, m)?;
-                let u0 = take_checked(&mut got, m)?;
-                let t2 = ring::add(&m1, &m2);
+                let t0 = self.rand_next(m);
+                let mut m2 = dev.map2(Op2::Mul, &c2, &v.b);
+                dev.map2_into(Op2::Sub, &mut m2, &t0);
+                // u0 from party 0 (next), m1 from party 1 (previous).
+                let mut got = self.round(
+                    vec![(Peer::Prev, m2.clone())],
+                    &[(Peer::Next, m), (Peer::Prev, m)],
+                )?;
+                let m1 = got.pop().unwrap_or_default();
+                let u0 = got.pop().unwrap_or_default();
+                let t2 = dev.map2(Op2::Add, &m1, &m2);
                 (
                     AShare {
-                        a: vec![0; m],
+                        a: dev.zeros(m),
                         b: u0,
                     },
                     AShare { a: t2, b: t0 },
@@ -401,9 +351,10 @@ impl Party {
             }
         };
         // w = u * (v - 2t), integer product: reshare without truncation.
-        let y = local::sub(v, &local::add(&tsh, &tsh));
+        let d = &*dev;
+        let y = local::sub(d, v, &local::add(d, &tsh, &tsh));
         let w = self.mul_int(&ush, &y)?;
-        Ok(local::add(&w, &tsh))
+        Ok(local::add(d, &w, &tsh))
     }
 }
 

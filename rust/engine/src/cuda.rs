@@ -9,16 +9,20 @@
 //! same way and returns 0 where there is none; `device_map` places the
 //! parties on GPUs.
 //!
-//! `Cuda` is a first step of the device itself: it implements the `Device`
-//! trait (ring GEMM by 16-bit limbs in cuBLAS DGEMM, im2col, col2im, pooling
-//! sums, views) on one GPU, copying operands in and results out per call,
-//! because the trait still passes host slices. What is not here yet: shares
-//! resident in device buffers (the trait must own its buffer type first),
-//! element-wise share arithmetic, PRG and binary circuits on the GPU (their
-//! kernels exist), and the int8 tensor-core GEMM path (its limb kernels
-//! exist). None of this has run on a GPU; the kernels' logic is checked on
-//! the CPU (tests/test_cuda_kernels.py: NVRTC compiles every file, and a
-//! host-C++ emulation matches the CPU device bit for bit).
+//! `Cuda` is the device itself: every operation of the `Device` trait runs
+//! as kernels on one GPU over `GpuBuf`s, so shares stay in GPU memory from
+//! `share` to `reveal` (the only host copies are a party's own input, the
+//! opened result, and messages over a network transport; the local
+//! transport hands GPU buffers over as they are). The ring GEMM runs two
+//! ways, 16-bit limbs in cuBLAS DGEMM and 8-bit limbs in int8 GemmEx with
+//! int32 accumulation (tensor cores), chosen per shape by timing both the
+//! first time the shape is seen.
+//!
+//! None of this has run on a GPU yet (no GPU was lent to the sessions that
+//! wrote it). What is checked without one: NVRTC compiles every kernel file,
+//! a host-C++ emulation of each kernel matches the CPU device bit for bit
+//! (tests/test_cuda_kernels.py), and every protocol runs through the same
+//! trait on the CPU device, so the protocol code holds no host-only step.
 
 /// (file name, source) of every file under `kernels/`.
 pub const KERNEL_SOURCES: &[(&str, &str)] = &[
@@ -173,13 +177,56 @@ mod tests {
 
 // ---------------------------------------------------------------- device
 
-use crate::device::{Conv2dGeom, Device};
+use crate::device::{Buf, Conv2dGeom, Device, Op1, Op2};
+use crate::prg::Prg;
 use cudarc::cublas::{CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg,
+    CudaContext, CudaFunction, CudaSlice, CudaStream, CudaView, CudaViewMut, DevicePtr,
+    DevicePtrMut, DeviceRepr, LaunchConfig, PushKernelArg,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Ring elements in GPU memory. The allocation holds at least one word (a
+/// zero-length allocation is an error in CUDA); `len` is the logical length.
+pub struct GpuBuf {
+    data: CudaSlice<u64>,
+    len: usize,
+}
+
+impl GpuBuf {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// Copy to the host (waits for the work that writes the buffer).
+    pub fn to_vec(&self) -> Vec<u64> {
+        let mut v = self
+            .data
+            .stream()
+            .memcpy_dtov(&self.data)
+            .unwrap_or_else(|e| panic!("CUDA: copy to host: {e:?}"));
+        v.truncate(self.len);
+        v
+    }
+}
+
+impl Clone for GpuBuf {
+    fn clone(&self) -> Self {
+        let data = self
+            .data
+            .stream()
+            .clone_dtod(&self.data)
+            .unwrap_or_else(|e| panic!("CUDA: copy on device: {e:?}"));
+        GpuBuf {
+            data,
+            len: self.len,
+        }
+    }
+}
 
 /// `Geom` of kernels/conv.cu.
 #[repr(C)]
@@ -231,9 +278,49 @@ fn kgeom(g: &Conv2dGeom) -> KGeom {
     }
 }
 
-/// Largest K of one limb GEMM pass: entries of the shift-3 product stay
-/// below 4 K 2^32 <= 2^53, exact in float64 (kernels/gemm.cu).
+/// A view of at most 8 dims (callers with more dims merge or fall back).
+fn kview(shape: &[usize], offset: usize, strides: &[usize]) -> Option<KView> {
+    if shape.len() > 8 {
+        return None;
+    }
+    let mut v = KView {
+        ndim: shape.len() as u64,
+        offset: offset as u64,
+        shape: [1; 8],
+        strides: [0; 8],
+    };
+    for (d, (&s, &st)) in shape.iter().zip(strides).enumerate() {
+        v.shape[d] = s as u64;
+        v.strides[d] = st as u64;
+    }
+    Some(v)
+}
+
+fn op2_code(op: Op2) -> u32 {
+    match op {
+        Op2::Add => 0,
+        Op2::Sub => 1,
+        Op2::Mul => 2,
+        Op2::Xor => 3,
+        Op2::And => 4,
+    }
+}
+
+/// Largest K of one limb16 pass: entries of the shift-3 product stay below
+/// 4 K 2^32 <= 2^53, exact in float64 (kernels/gemm.cu).
 const LIMB16_MAX_K: usize = 1 << 19;
+/// Largest K of one int8 pass: |sum| <= 8 K 2^14 < 2^31 (kernels/gemm.cu).
+const LIMB8_MAX_K: usize = 1 << 13;
+
+/// The two ring GEMM formulations (issue 8 (a) and (b)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GemmPath {
+    /// 16-bit limbs, 10 limb products in 4 cuBLAS DGEMMs (the paper's).
+    F64Limb16,
+    /// 8-bit balanced digits, 36 limb products in 8 int8 GEMMs with int32
+    /// accumulation (tensor cores).
+    I8Limb8,
+}
 
 /// Launch kernel `name` over `n` items with the given arguments; a CUDA
 /// error panics with the kernel's name (the runtime turns it into an error).
@@ -249,18 +336,22 @@ macro_rules! launch {
     }};
 }
 
-/// The CUDA device, first step: the `Device` trait's operations (ring GEMM
-/// by 16-bit limbs in cuBLAS DGEMM, im2col, col2im, pooling sums, views)
-/// run on the GPU, with operands copied in and results copied out on each
-/// call, since the trait still passes host slices. Keeping shares resident
-/// in GPU memory needs the trait to own its buffers (not done). A CUDA
-/// error panics here and reaches Python as InternalError (the runtime
+/// The CUDA device: one GPU, one stream per party (cudarc orders work on
+/// buffers shared between streams with events, so a buffer handed to another
+/// party is read only after it is written). A CUDA error, an out-of-memory
+/// included, panics here and reaches Python as InternalError (the runtime
 /// catches panics). Not yet run on any GPU.
 pub struct Cuda {
     ordinal: usize,
     stream: Arc<CudaStream>,
     blas: Mutex<CudaBlas>,
     funcs: HashMap<&'static str, CudaFunction>,
+    /// AES round keys on the device, by key.
+    round_keys: Mutex<HashMap<[u8; 16], CudaSlice<u8>>>,
+    /// The faster GEMM path per (m, k, n), measured at first use; a forced
+    /// path from CRYPTGPU_GEMM=f64|int8 overrides it.
+    paths: Mutex<HashMap<(usize, usize, usize), GemmPath>>,
+    forced: Option<GemmPath>,
 }
 
 fn cuda_err(what: &str, e: impl std::fmt::Debug) -> EngineError {
@@ -268,7 +359,17 @@ fn cuda_err(what: &str, e: impl std::fmt::Debug) -> EngineError {
 }
 
 const FUNCTIONS: &[(&str, &[&str])] = &[
-    ("conv.cu", &["im2col", "col2im", "window_sum", "gather"]),
+    (
+        "ring.cu",
+        &["ring_map2", "ring_map2_into", "ring_div_floor", "ring_add_scalar", "ring_mul_scalar", "ring_neg", "rss_mul_local"],
+    ),
+    ("bits.cu", &["rss_and_local", "to_planes", "from_planes", "expand_bits"]),
+    ("prg.cu", &["aes128_key_expand", "aes128_ctr_fill"]),
+    ("reduce.cu", &["sum_axis"]),
+    (
+        "conv.cu",
+        &["im2col", "col2im", "window_sum", "gather", "scatter", "index_gather", "index_scatter_add"],
+    ),
     (
         "gemm.cu",
         &[
@@ -276,13 +377,33 @@ const FUNCTIONS: &[(&str, &[&str])] = &[
             "limbs16_combine",
             "concat_a_f64",
             "concat_b_f64",
+            "limbs8_split",
+            "limbs8_combine",
+            "concat_a_i8",
+            "concat_b_i8",
         ],
     ),
 ];
 
+/// A device operand: borrowed when already on this GPU, uploaded otherwise.
+enum Dv<'a> {
+    B(&'a CudaSlice<u64>),
+    O(CudaSlice<u64>),
+}
+
+impl std::ops::Deref for Dv<'_> {
+    type Target = CudaSlice<u64>;
+    fn deref(&self) -> &CudaSlice<u64> {
+        match self {
+            Dv::B(s) => s,
+            Dv::O(s) => s,
+        }
+    }
+}
+
 impl Cuda {
-    /// Open GPU `ordinal`, compile the kernels it needs (NVRTC, for the
-    /// card's compute capability) and load them.
+    /// Open GPU `ordinal`, compile the kernels (NVRTC, for the card's compute
+    /// capability) and load them.
     pub fn new(ordinal: usize) -> Result<Cuda> {
         if device_count() <= ordinal {
             return Err(EngineError::Unavailable(format!(
@@ -301,7 +422,7 @@ impl Cuda {
             (8, _) => "compute_80",
             _ => "compute_70",
         };
-        let stream = ctx.default_stream();
+        let stream = ctx.new_stream().map_err(|e| cuda_err("create a stream", e))?;
         let blas = CudaBlas::new(stream.clone()).map_err(|e| cuda_err("cuBLAS", e))?;
         let mut funcs = HashMap::new();
         for (file, names) in FUNCTIONS {
@@ -312,11 +433,24 @@ impl Cuda {
                 funcs.insert(*name, f);
             }
         }
+        let forced = match std::env::var("CRYPTGPU_GEMM").as_deref() {
+            Ok("f64") => Some(GemmPath::F64Limb16),
+            Ok("int8") => Some(GemmPath::I8Limb8),
+            Ok("") | Ok("auto") | Err(_) => None,
+            Ok(other) => {
+                return Err(EngineError::Invalid(format!(
+                    "CRYPTGPU_GEMM must be f64, int8 or auto, got {other:?}"
+                )))
+            }
+        };
         Ok(Cuda {
             ordinal,
             stream,
             blas: Mutex::new(blas),
             funcs,
+            round_keys: Mutex::new(HashMap::new()),
+            paths: Mutex::new(HashMap::new()),
+            forced,
         })
     }
 
@@ -326,7 +460,10 @@ impl Cuda {
             .unwrap_or_else(|| panic!("CUDA kernel {name} not loaded"))
     }
 
-    fn up<T: DeviceRepr + Copy>(&self, x: &[T]) -> CudaSlice<T> {
+    fn up<T: DeviceRepr + Copy + cudarc::driver::ValidAsZeroBits>(&self, x: &[T]) -> CudaSlice<T> {
+        if x.is_empty() {
+            return self.zeros::<T>(1);
+        }
         self.stream
             .memcpy_stod(x)
             .unwrap_or_else(|e| panic!("CUDA GPU {}: copy to device: {e:?}", self.ordinal))
@@ -335,16 +472,7 @@ impl Cuda {
     fn zeros<T: DeviceRepr + cudarc::driver::ValidAsZeroBits>(&self, n: usize) -> CudaSlice<T> {
         self.stream
             .alloc_zeros(n.max(1))
-            .unwrap_or_else(|e| panic!("CUDA GPU {}: allocate: {e:?}", self.ordinal))
-    }
-
-    fn down(&self, x: &CudaSlice<u64>, n: usize) -> Vec<u64> {
-        let mut v = self
-            .stream
-            .memcpy_dtov(x)
-            .unwrap_or_else(|e| panic!("CUDA GPU {}: copy to host: {e:?}", self.ordinal));
-        v.truncate(n);
-        v
+            .unwrap_or_else(|e| panic!("CUDA GPU {}: allocate {n} elements: {e:?}", self.ordinal))
     }
 
     fn cfg(n: usize) -> LaunchConfig {
@@ -355,46 +483,225 @@ impl Cuda {
         r.unwrap_or_else(|e| panic!("CUDA GPU {}: {what}: {e:?}", self.ordinal))
     }
 
-    /// C (+)= A B for one K chunk (K <= LIMB16_MAX_K), all on the device.
-    fn gemm_chunk(&self, m: usize, k: usize, n: usize, a: &[u64], b: &[u64]) -> CudaSlice<f64> {
-        let (da, db) = (self.up(a), self.up(b));
+    fn wrap(&self, data: CudaSlice<u64>, len: usize) -> Buf {
+        Buf::Cuda(GpuBuf { data, len })
+    }
+
+    /// The device memory of an operand (uploading a host buffer).
+    fn dv<'a>(&self, b: &'a Buf) -> Dv<'a> {
+        match b {
+            Buf::Cuda(g) => Dv::B(&g.data),
+            Buf::Host(v) => Dv::O(self.up(v)),
+        }
+    }
+
+    /// The device memory of an output operand (a host buffer moves here).
+    fn dm<'a>(&self, b: &'a mut Buf) -> &'a mut CudaSlice<u64> {
+        if let Buf::Host(v) = b {
+            let len = v.len();
+            *b = self.wrap(self.up(v), len);
+        }
+        match b {
+            Buf::Cuda(g) => &mut g.data,
+            Buf::Host(_) => unreachable!("converted above"),
+        }
+    }
+
+    fn alloc(&self, n: usize) -> CudaSlice<u64> {
+        self.zeros::<u64>(n)
+    }
+
+    /// One K chunk of C (+)= A B by 16-bit limbs in float64 (A is m x k
+    /// contiguous, B is k x n contiguous).
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_f64(&self, m: usize, k: usize, n: usize, a: &CudaView<u64>, b: &CudaView<u64>, c: &mut CudaViewMut<u64>, acc: bool) {
         let mut la = self.zeros::<f64>(4 * m * k);
         let mut lb = self.zeros::<f64>(4 * k * n);
         let (mk, kn) = ((m * k) as u64, (k * n) as u64);
-        launch!(self, "limbs16_split", m * k, &da, &mk, &mut la);
-        launch!(self, "limbs16_split", k * n, &db, &kn, &mut lb);
+        launch!(self, "limbs16_split", m * k, a, &mk, &mut la);
+        launch!(self, "limbs16_split", k * n, b, &kn, &mut lb);
         let mut parts = self.zeros::<f64>(4 * m * n);
-        let blas = self
-            .blas
-            .lock()
-            .unwrap_or_else(|_| panic!("cuBLAS handle poisoned"));
-        for s in 0..4u32 {
-            let kk = (s as usize + 1) * k;
-            let mut ca = self.zeros::<f64>(m * kk);
-            let mut cb = self.zeros::<f64>(kk * n);
-            let (mu, ku, nu) = (m as u64, k as u64, n as u64);
-            launch!(self, "concat_a_f64", m * kk, &la, &mu, &ku, &s, &mut ca);
-            launch!(self, "concat_b_f64", kk * n, &lb, &ku, &nu, &s, &mut cb);
-            // Row-major C = A B is column-major C^T = B^T A^T: cuBLAS
-            // multiplies cb (n x kk, ld n) by ca (kk x m, ld kk).
-            let cfg = GemmConfig {
-                transa: cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_N,
-                transb: cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_N,
-                m: n as i32,
-                n: m as i32,
-                k: kk as i32,
-                alpha: 1.0f64,
-                lda: n as i32,
-                ldb: kk as i32,
-                beta: 0.0f64,
-                ldc: n as i32,
-            };
-            let mut out = parts.slice_mut(s as usize * m * n..(s as usize + 1) * m * n);
-            // SAFETY: dimensions and leading dimensions match the buffers.
-            let r = unsafe { blas.gemm(cfg, &cb, &ca, &mut out) };
-            self.check(r, "cuBLAS DGEMM");
+        {
+            let blas = self.blas.lock().unwrap_or_else(|_| panic!("cuBLAS handle poisoned"));
+            for s in 0..4u32 {
+                let kk = (s as usize + 1) * k;
+                let mut ca = self.zeros::<f64>(m * kk);
+                let mut cb = self.zeros::<f64>(kk * n);
+                let (mu, ku, nu) = (m as u64, k as u64, n as u64);
+                launch!(self, "concat_a_f64", m * kk, &la, &mu, &ku, &s, &mut ca);
+                launch!(self, "concat_b_f64", kk * n, &lb, &ku, &nu, &s, &mut cb);
+                // Row-major C = A B is column-major C^T = B^T A^T: cuBLAS
+                // multiplies cb (n x kk, ld n) by ca (kk x m, ld kk).
+                let cfg = GemmConfig {
+                    transa: cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_N,
+                    transb: cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_N,
+                    m: n as i32,
+                    n: m as i32,
+                    k: kk as i32,
+                    alpha: 1.0f64,
+                    lda: n as i32,
+                    ldb: kk as i32,
+                    beta: 0.0f64,
+                    ldc: n as i32,
+                };
+                let mut out = parts.slice_mut(s as usize * m * n..(s as usize + 1) * m * n);
+                // SAFETY: dimensions and leading dimensions match the buffers.
+                let r = unsafe { blas.gemm(cfg, &cb, &ca, &mut out) };
+                self.check(r, "cuBLAS DGEMM");
+            }
         }
-        parts
+        let (mn, accu) = ((m * n) as u64, acc as u32);
+        launch!(self, "limbs16_combine", m * n, &parts, &mn, &accu, c);
+    }
+
+    /// One K chunk of C (+)= A B by 8-bit balanced digits in int8 GEMMs with
+    /// int32 accumulation; an error where cuBLAS refuses the int8 shape.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_i8(&self, m: usize, k: usize, n: usize, a: &CudaView<u64>, b: &CudaView<u64>, c: &mut CudaViewMut<u64>, acc: bool) -> std::result::Result<(), String> {
+        use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType};
+        let mut da = self.zeros::<i8>(8 * m * k);
+        let mut db = self.zeros::<i8>(8 * k * n);
+        let (mk, kn) = ((m * k) as u64, (k * n) as u64);
+        launch!(self, "limbs8_split", m * k, a, &mk, &mut da);
+        launch!(self, "limbs8_split", k * n, b, &kn, &mut db);
+        let mut parts = self.zeros::<i32>(8 * m * n);
+        {
+            let blas = self.blas.lock().unwrap_or_else(|_| panic!("cuBLAS handle poisoned"));
+            for s in 0..8u32 {
+                let kk = (s as usize + 1) * k;
+                let mut ca = self.zeros::<i8>(m * kk);
+                let mut cb = self.zeros::<i8>(kk * n);
+                let (mu, ku, nu) = (m as u64, k as u64, n as u64);
+                launch!(self, "concat_a_i8", m * kk, &da, &mu, &ku, &s, &mut ca);
+                launch!(self, "concat_b_i8", kk * n, &db, &ku, &nu, &s, &mut cb);
+                let (alpha, beta) = (1i32, 0i32);
+                let mut out = parts.slice_mut(s as usize * m * n..(s as usize + 1) * m * n);
+                let (pb, _gb) = cb.device_ptr(&self.stream);
+                let (pa, _ga) = ca.device_ptr(&self.stream);
+                let (pc, _gc) = out.device_ptr_mut(&self.stream);
+                // SAFETY: as the DGEMM above (column-major C^T = B^T A^T),
+                // with int8 operands, int32 output and int32 compute; the
+                // pointers outlive the call (their guards are held).
+                let r = unsafe {
+                    cudarc::cublas::result::gemm_ex(
+                        *blas.handle(),
+                        cublasOperation_t::CUBLAS_OP_N,
+                        cublasOperation_t::CUBLAS_OP_N,
+                        n as i32,
+                        m as i32,
+                        kk as i32,
+                        &alpha as *const i32 as *const _,
+                        pb as *const _,
+                        cudaDataType::CUDA_R_8I,
+                        n as i32,
+                        pa as *const _,
+                        cudaDataType::CUDA_R_8I,
+                        kk as i32,
+                        &beta as *const i32 as *const _,
+                        pc as *mut _,
+                        cudaDataType::CUDA_R_32I,
+                        n as i32,
+                        cublasComputeType_t::CUBLAS_COMPUTE_32I,
+                        cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+                    )
+                };
+                r.map_err(|e| format!("cuBLAS int8 GemmEx {m}x{kk}x{n}: {e:?}"))?;
+            }
+        }
+        let (mn, accu) = ((m * n) as u64, acc as u32);
+        launch!(self, "limbs8_combine", m * n, &parts, &mn, &accu, c);
+        Ok(())
+    }
+
+    /// C (+)= A B with A, B contiguous on the device, K chunked for the path.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_path(&self, path: GemmPath, m: usize, k: usize, n: usize, a: &CudaView<u64>, b: &CudaView<u64>, c: &mut CudaViewMut<u64>, acc: bool) -> std::result::Result<(), String> {
+        let step = match path {
+            GemmPath::F64Limb16 => LIMB16_MAX_K,
+            GemmPath::I8Limb8 => LIMB8_MAX_K,
+        }
+        .min(k);
+        for k0 in (0..k).step_by(step) {
+            let kc = step.min(k - k0);
+            let first = k0 == 0;
+            let acc_here = acc || !first;
+            let b_ref = b.slice(k0 * n..(k0 + kc) * n);
+            if kc == k {
+                match path {
+                    GemmPath::F64Limb16 => self.gemm_f64(m, kc, n, a, &b_ref, c, acc_here),
+                    GemmPath::I8Limb8 => self.gemm_i8(m, kc, n, a, &b_ref, c, acc_here)?,
+                }
+            } else {
+                // rows of A restricted to columns [k0, k0 + kc)
+                let v = kview(&[m, kc], k0, &[k, 1]).unwrap_or_else(|| unreachable!("2 dims"));
+                let mut a_chunk = self.alloc(m * kc);
+                let nn = (m * kc) as u64;
+                launch!(self, "gather", m * kc, a, &v, &mut a_chunk, &nn);
+                let a_ref = a_chunk.slice(0..m * kc);
+                match path {
+                    GemmPath::F64Limb16 => self.gemm_f64(m, kc, n, &a_ref, &b_ref, c, acc_here),
+                    GemmPath::I8Limb8 => self.gemm_i8(m, kc, n, &a_ref, &b_ref, c, acc_here)?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The path for (m, k, n): forced, remembered, or measured now (both
+    /// paths run once into scratch; the faster is kept for the shape).
+    fn choose(&self, m: usize, k: usize, n: usize, a: &CudaView<u64>, b: &CudaView<u64>) -> GemmPath {
+        if let Some(p) = self.forced {
+            return p;
+        }
+        if let Some(p) = self.paths.lock().ok().and_then(|t| t.get(&(m, k, n)).copied()) {
+            return p;
+        }
+        let time = |p: GemmPath| -> Option<f64> {
+            let mut scratch = self.alloc(m * n);
+            let mut sv = scratch.slice_mut(0..m * n);
+            self.check(self.stream.synchronize(), "synchronize");
+            let t = Instant::now();
+            self.gemm_path(p, m, k, n, a, b, &mut sv, false).ok()?;
+            self.check(self.stream.synchronize(), "synchronize");
+            Some(t.elapsed().as_secs_f64())
+        };
+        let f = time(GemmPath::F64Limb16).unwrap_or(f64::INFINITY);
+        let i = time(GemmPath::I8Limb8).unwrap_or(f64::INFINITY);
+        let p = if i < f { GemmPath::I8Limb8 } else { GemmPath::F64Limb16 };
+        if let Ok(mut t) = self.paths.lock() {
+            t.insert((m, k, n), p);
+        }
+        p
+    }
+
+    /// The path chosen so far for each GEMM shape (benchmarks report it).
+    pub fn gemm_paths(&self) -> Vec<((usize, usize, usize), GemmPath)> {
+        self.paths
+            .lock()
+            .map(|t| t.iter().map(|(k, v)| (*k, *v)).collect())
+            .unwrap_or_default()
+    }
+
+    /// C = A B on host vectors by one given path (benchmarks and tests).
+    pub fn gemm_host(&self, path: Option<GemmPath>, m: usize, k: usize, n: usize, a: &[u64], b: &[u64]) -> Result<Vec<u64>> {
+        let (da, db) = (self.up(a), self.up(b));
+        let mut c = self.alloc(m * n);
+        if m * n == 0 {
+            return Ok(Vec::new());
+        }
+        if k > 0 {
+            let (av, bv) = (da.slice(0..m * k), db.slice(0..k * n));
+            let p = path.unwrap_or_else(|| self.choose(m, k, n, &av, &bv));
+            let mut cv = c.slice_mut(0..m * n);
+            self.gemm_path(p, m, k, n, &av, &bv, &mut cv, false)
+                .map_err(EngineError::Unavailable)?;
+        }
+        Ok(self.wrap(c, m * n).into_vec())
+    }
+
+    /// Make sure all queued work is done (benchmarks time with this).
+    pub fn synchronize(&self) {
+        self.check(self.stream.synchronize(), "synchronize");
     }
 }
 
@@ -403,110 +710,306 @@ impl Device for Cuda {
         "cuda"
     }
 
+    fn upload(&self, v: Vec<u64>) -> Buf {
+        let n = v.len();
+        self.wrap(self.up(&v), n)
+    }
+
+    fn adopt(&self, b: Buf) -> Buf {
+        match b {
+            Buf::Host(v) => self.upload(v),
+            // Another party's GPU buffer: the same GPU (one context) needs
+            // nothing; cudarc's events order the use after the write. With
+            // one GPU per party the buffer is copied to this GPU.
+            Buf::Cuda(g) => {
+                if g.data.stream().context().ordinal() == self.ordinal {
+                    Buf::Cuda(g)
+                } else {
+                    self.upload(g.to_vec())
+                }
+            }
+        }
+    }
+
+    fn zeros(&self, n: usize) -> Buf {
+        self.wrap(self.alloc(n), n)
+    }
+
+    fn map2(&self, op: Op2, a: &Buf, b: &Buf) -> Buf {
+        let n = a.len();
+        let (da, db) = (self.dv(a), self.dv(b));
+        let mut out = self.alloc(n);
+        let (nn, code) = (n as u64, op2_code(op));
+        launch!(self, "ring_map2", n, &*da, &*db, &mut out, &nn, &code);
+        self.wrap(out, n)
+    }
+
+    fn map2_into(&self, op: Op2, dst: &mut Buf, src: &Buf) {
+        let n = dst.len();
+        let ds = self.dv(src);
+        let dd = self.dm(dst);
+        let (nn, code) = (n as u64, op2_code(op));
+        launch!(self, "ring_map2_into", n, dd, &*ds, &nn, &code);
+    }
+
+    fn map1(&self, op: Op1, a: &Buf) -> Buf {
+        let n = a.len();
+        let da = self.dv(a);
+        let mut out = self.alloc(n);
+        let nn = n as u64;
+        match op {
+            Op1::Neg => launch!(self, "ring_neg", n, &*da, &mut out, &nn),
+            Op1::AddScalar(s) => launch!(self, "ring_add_scalar", n, &*da, &s, &mut out, &nn),
+            Op1::MulScalar(s) => launch!(self, "ring_mul_scalar", n, &*da, &s, &mut out, &nn),
+            Op1::DivFloor(d) => launch!(self, "ring_div_floor", n, &*da, &d, &mut out, &nn),
+        }
+        self.wrap(out, n)
+    }
+
+    fn prg(&self, prg: &mut Prg, n: usize) -> Buf {
+        let key = prg.key();
+        let c0 = prg.reserve(n);
+        let mut keys = self
+            .round_keys
+            .lock()
+            .unwrap_or_else(|_| panic!("round key cache poisoned"));
+        if !keys.contains_key(&key) {
+            let kd = self.up(&key);
+            let mut rk = self.zeros::<u8>(176);
+            launch!(self, "aes128_key_expand", 1, &kd, &mut rk);
+            keys.insert(key, rk);
+        }
+        let rk = &keys[&key];
+        let mut out = self.alloc(n);
+        let (lo, hi, nn) = (c0 as u64, (c0 >> 64) as u64, n as u64);
+        launch!(self, "aes128_ctr_fill", n.div_ceil(2), rk, &lo, &hi, &mut out, &nn);
+        self.wrap(out, n)
+    }
+
+    fn mul_local(&self, x0: &Buf, x1: &Buf, y0: &Buf, y1: &Buf, r: Buf) -> Buf {
+        let n = r.len();
+        let (a, b, c, d, e) = (self.dv(x0), self.dv(x1), self.dv(y0), self.dv(y1), self.dv(&r));
+        let mut out = self.alloc(n);
+        let nn = n as u64;
+        launch!(self, "rss_mul_local", n, &*a, &*b, &*c, &*d, &*e, &mut out, &nn);
+        self.wrap(out, n)
+    }
+
+    fn and_local(&self, x0: &Buf, x1: &Buf, y0: &Buf, y1: &Buf, r: Buf) -> Buf {
+        let n = r.len();
+        let (a, b, c, d, e) = (self.dv(x0), self.dv(x1), self.dv(y0), self.dv(y1), self.dv(&r));
+        let mut out = self.alloc(n);
+        let nn = n as u64;
+        launch!(self, "rss_and_local", n, &*a, &*b, &*c, &*d, &*e, &mut out, &nn);
+        self.wrap(out, n)
+    }
+
+    fn concat(&self, parts: &[(&Buf, usize, usize)]) -> Buf {
+        let total: usize = parts.iter().map(|p| p.2).sum();
+        let mut out = self.alloc(total);
+        let mut at = 0;
+        for (b, off, len) in parts {
+            if *len > 0 {
+                let src = self.dv(b);
+                let mut dst = out.slice_mut(at..at + len);
+                let r = self.stream.memcpy_dtod(&src.slice(*off..off + len), &mut dst);
+                self.check(r, "copy on device");
+            }
+            at += len;
+        }
+        self.wrap(out, total)
+    }
+
+    fn update(&self, op: Option<Op2>, dst: &mut Buf, doff: usize, src: &Buf, soff: usize, len: usize) {
+        if len == 0 {
+            return;
+        }
+        let s = self.dv(src);
+        let sv = s.slice(soff..soff + len);
+        let d = self.dm(dst);
+        let mut dv = d.slice_mut(doff..doff + len);
+        match op {
+            None => {
+                let r = self.stream.memcpy_dtod(&sv, &mut dv);
+                self.check(r, "copy on device");
+            }
+            Some(op) => {
+                let (nn, code) = (len as u64, op2_code(op));
+                launch!(self, "ring_map2_into", len, &mut dv, &sv, &nn, &code);
+            }
+        }
+    }
+
+    fn to_planes(&self, x: &Buf) -> Buf {
+        let n = x.len();
+        let nw = n.div_ceil(64);
+        let dx = self.dv(x);
+        let mut out = self.alloc(64 * nw);
+        let (nn, nwu) = (n as u64, nw as u64);
+        launch!(self, "to_planes", 64 * nw, &*dx, &nn, &nwu, &mut out);
+        self.wrap(out, 64 * nw)
+    }
+
+    fn from_planes(&self, planes: &Buf, n: usize) -> Buf {
+        let nw = n.div_ceil(64);
+        let dp = self.dv(planes);
+        let mut out = self.alloc(n);
+        let (nn, nwu) = (n as u64, nw as u64);
+        launch!(self, "from_planes", n, &*dp, &nn, &nwu, &mut out);
+        self.wrap(out, n)
+    }
+
+    fn expand_bits(&self, plane: &Buf, n: usize, reps: usize) -> Buf {
+        let dp = self.dv(plane);
+        let mut out = self.alloc(n * reps);
+        let (nn, r) = (n as u64, reps as u64);
+        launch!(self, "expand_bits", n * reps, &*dp, &nn, &r, &mut out);
+        self.wrap(out, n * reps)
+    }
+
     fn gemm(
         &self,
         m: usize,
         k: usize,
         n: usize,
-        a: &[u64],
-        b: &[u64],
-        c: &mut [u64],
+        a: (&Buf, usize),
+        b: (&Buf, usize),
+        c: (&mut Buf, usize),
         accumulate: bool,
     ) {
         if m == 0 || n == 0 {
             return;
         }
+        let (ca, coff) = c;
+        let dc = self.dm(ca);
         if k == 0 {
             if !accumulate {
-                c.fill(0);
+                let mut v = dc.slice_mut(coff..coff + m * n);
+                self.check(self.stream.memset_zeros(&mut v), "memset");
             }
             return;
         }
-        // K in chunks that keep the float64 limb products exact; each chunk
-        // accumulates into C on the device (C is uploaded only to add to it).
-        let mut dc = if accumulate {
-            self.up(c)
-        } else {
-            self.zeros::<u64>(m * n)
-        };
-        let (mn, one) = ((m * n) as u64, 1u32);
-        let step = LIMB16_MAX_K.min(k);
-        for k0 in (0..k).step_by(step) {
-            let kc = step.min(k - k0);
-            let a_chunk: std::borrow::Cow<[u64]> = if kc == k {
-                std::borrow::Cow::Borrowed(a)
-            } else {
-                (0..m)
-                    .flat_map(|i| a[i * k + k0..i * k + k0 + kc].iter().copied())
-                    .collect()
-            };
-            let parts = self.gemm_chunk(m, kc, n, &a_chunk, &b[k0 * n..(k0 + kc) * n]);
-            launch!(self, "limbs16_combine", m * n, &parts, &mn, &one, &mut dc);
+        let (da, db) = (self.dv(a.0), self.dv(b.0));
+        let av = da.slice(a.1..a.1 + m * k);
+        let bv = db.slice(b.1..b.1 + k * n);
+        let path = self.choose(m, k, n, &av, &bv);
+        let mut cv = dc.slice_mut(coff..coff + m * n);
+        if self.gemm_path(path, m, k, n, &av, &bv, &mut cv, accumulate).is_err() {
+            // cuBLAS refused int8 for this shape (the chunks before the
+            // refusal may have run): redo it in float64, which always works.
+            if path == GemmPath::I8Limb8 {
+                if let Ok(mut t) = self.paths.lock() {
+                    t.insert((m, k, n), GemmPath::F64Limb16);
+                }
+            }
+            assert!(
+                !accumulate || path != GemmPath::I8Limb8,
+                "int8 GEMM failed part-way through an accumulating product"
+            );
+            self.gemm_path(GemmPath::F64Limb16, m, k, n, &av, &bv, &mut cv, accumulate)
+                .unwrap_or_else(|e| panic!("{e}"));
         }
-        c.copy_from_slice(&self.down(&dc, m * n));
     }
 
-    fn im2col(&self, x: &[u64], g: &Conv2dGeom, c0: usize, cg: usize) -> Vec<u64> {
+    fn im2col(&self, x: &Buf, g: &Conv2dGeom, c0: usize, cg: usize) -> Buf {
         let (oh, ow) = g.out_hw();
         let len = cg * g.kh * g.kw * g.n * oh * ow;
-        if len == 0 {
-            return Vec::new();
+        let dx = self.dv(x);
+        let mut out = self.alloc(len);
+        if len > 0 {
+            let (kg, c0, cg) = (kgeom(g), c0 as u64, cg as u64);
+            launch!(self, "im2col", len, &*dx, &kg, &c0, &cg, &mut out);
         }
-        let dx = self.up(x);
-        let mut out = self.zeros::<u64>(len);
-        let (kg, c0, cg) = (kgeom(g), c0 as u64, cg as u64);
-        launch!(self, "im2col", len, &dx, &kg, &c0, &cg, &mut out);
-        self.down(&out, len)
+        self.wrap(out, len)
     }
 
-    fn col2im(&self, cols: &[u64], g: &Conv2dGeom) -> Vec<u64> {
+    fn col2im(&self, cols: &Buf, g: &Conv2dGeom) -> Buf {
         let len = g.n * g.c * g.h * g.w;
-        if len == 0 || cols.is_empty() {
-            return vec![0; len];
+        let dc = self.dv(cols);
+        let mut out = self.alloc(len);
+        if len > 0 && !cols.is_empty() {
+            let kg = kgeom(g);
+            launch!(self, "col2im", len, &*dc, &kg, &mut out);
         }
-        let dc = self.up(cols);
-        let mut out = self.zeros::<u64>(len);
-        let kg = kgeom(g);
-        launch!(self, "col2im", len, &dc, &kg, &mut out);
-        self.down(&out, len)
+        self.wrap(out, len)
     }
 
-    fn window_sum(&self, x: &[u64], g: &Conv2dGeom) -> Vec<u64> {
+    fn window_sum(&self, x: &Buf, g: &Conv2dGeom) -> Buf {
         let (oh, ow) = g.out_hw();
         let len = g.n * g.c * oh * ow;
-        if len == 0 {
-            return Vec::new();
+        let dx = self.dv(x);
+        let mut out = self.alloc(len);
+        if len > 0 {
+            let kg = kgeom(g);
+            launch!(self, "window_sum", len, &*dx, &kg, &mut out);
         }
-        let dx = self.up(x);
-        let mut out = self.zeros::<u64>(len);
-        let kg = kgeom(g);
-        launch!(self, "window_sum", len, &dx, &kg, &mut out);
-        self.down(&out, len)
+        self.wrap(out, len)
     }
 
-    fn gather(&self, src: &[u64], shape: &[usize], offset: usize, strides: &[usize]) -> Vec<u64> {
+    fn gather(&self, src: &Buf, shape: &[usize], offset: usize, strides: &[usize]) -> Buf {
         let n = crate::ring::numel(shape);
         if n == 0 {
-            return Vec::new();
+            return self.wrap(self.alloc(0), 0);
         }
-        if shape.len() > 8 || src.is_empty() {
-            // More dims than the kernel's view holds: the CPU does it.
-            return crate::device::Cpu.gather(src, shape, offset, strides);
-        }
-        let mut v = KView {
-            ndim: shape.len() as u64,
-            offset: offset as u64,
-            shape: [1; 8],
-            strides: [0; 8],
+        let Some(v) = kview(shape, offset, strides) else {
+            // More dims than the kernel's view holds: the host does it.
+            let h = crate::device::host::gather(&src.to_vec(), shape, offset, strides);
+            return self.upload(h);
         };
-        for (d, (&s, &st)) in shape.iter().zip(strides).enumerate() {
-            v.shape[d] = s as u64;
-            v.strides[d] = st as u64;
-        }
-        let ds = self.up(src);
-        let mut out = self.zeros::<u64>(n);
+        let ds = self.dv(src);
+        let mut out = self.alloc(n);
         let nn = n as u64;
-        launch!(self, "gather", n, &ds, &v, &mut out, &nn);
-        self.down(&out, n)
+        launch!(self, "gather", n, &*ds, &v, &mut out, &nn);
+        self.wrap(out, n)
+    }
+
+    fn scatter(&self, src: &Buf, dst: &mut Buf, shape: &[usize], offset: usize, strides: &[usize]) {
+        let n = crate::ring::numel(shape);
+        if n == 0 {
+            return;
+        }
+        let Some(v) = kview(shape, offset, strides) else {
+            let mut h = dst.to_vec();
+            crate::device::host::scatter(&src.to_vec(), &mut h, shape, offset, strides);
+            *dst = self.upload(h);
+            return;
+        };
+        let ds = self.dv(src);
+        let dd = self.dm(dst);
+        let nn = n as u64;
+        launch!(self, "scatter", n, &*ds, &v, dd, &nn);
+    }
+
+    fn index_gather(&self, src: &Buf, idx: &[usize]) -> Buf {
+        let n = idx.len();
+        let di = self.up(&idx.iter().map(|&i| i as u64).collect::<Vec<u64>>());
+        let ds = self.dv(src);
+        let mut out = self.alloc(n);
+        let nn = n as u64;
+        launch!(self, "index_gather", n, &*ds, &di, &mut out, &nn);
+        self.wrap(out, n)
+    }
+
+    fn index_scatter_add(&self, src: &Buf, idx: &[usize], n: usize) -> Buf {
+        let m = idx.len();
+        let di = self.up(&idx.iter().map(|&i| i as u64).collect::<Vec<u64>>());
+        let ds = self.dv(src);
+        let mut out = self.alloc(n);
+        let mm = m as u64;
+        if m > 0 {
+            launch!(self, "index_scatter_add", m, &*ds, &di, &mut out, &mm);
+        }
+        self.wrap(out, n)
+    }
+
+    fn sum_axis(&self, x: &Buf, outer: usize, len: usize, inner: usize) -> Buf {
+        let n = outer * inner;
+        let dx = self.dv(x);
+        let mut out = self.alloc(n);
+        if n > 0 {
+            let (o, l, i) = (outer as u64, len as u64, inner as u64);
+            launch!(self, "sum_axis", n, &*dx, &o, &l, &i, &mut out);
+        }
+        self.wrap(out, n)
     }
 }

@@ -1,11 +1,9 @@
 //! Where shares are computed (DESIGN.md layer 2). Protocol code calls only
-//! this trait, never a concrete device. Buffers are host `Vec<u64>` for now;
-//! the CUDA device (a later issue) adds a device buffer type behind the same
-//! calls.
+//! the `Device` trait, never a concrete device, and holds shares only as the
+//! device's own buffers (`Buf`): host vectors for the CPU device, GPU memory
+//! for the CUDA device.
 
 use crate::gemm;
-use crate::ring::numel;
-use rayon::prelude::*;
 
 /// Geometry of a 2-D convolution or pooling window over NCHW data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,38 +40,299 @@ impl Conv2dGeom {
     }
 }
 
+/// An element-wise binary operation on ring elements (`Xor`/`And` act on
+/// the 64 bits of packed binary shares).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op2 {
+    Add,
+    Sub,
+    Mul,
+    Xor,
+    And,
+}
+
+impl Op2 {
+    #[inline(always)]
+    pub fn apply(self, a: u64, b: u64) -> u64 {
+        match self {
+            Op2::Add => a.wrapping_add(b),
+            Op2::Sub => a.wrapping_sub(b),
+            Op2::Mul => a.wrapping_mul(b),
+            Op2::Xor => a ^ b,
+            Op2::And => a & b,
+        }
+    }
+}
+
+/// An element-wise unary operation on ring elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op1 {
+    Neg,
+    AddScalar(u64),
+    MulScalar(u64),
+    /// Signed floor division by a positive public divisor (an arithmetic
+    /// shift when it is a power of two): the local step of truncation.
+    DivFloor(u64),
+}
+
+impl Op1 {
+    fn apply_slice(self, v: &mut [u64]) {
+        match self {
+            Op1::Neg => v.iter_mut().for_each(|x| *x = x.wrapping_neg()),
+            Op1::AddScalar(s) => v.iter_mut().for_each(|x| *x = x.wrapping_add(s)),
+            Op1::MulScalar(s) => v.iter_mut().for_each(|x| *x = x.wrapping_mul(s)),
+            Op1::DivFloor(d) => crate::ring::div_floor(v, d),
+        }
+    }
+}
+
+/// A buffer of ring elements owned by a device: host memory for the CPU
+/// device, GPU memory for the CUDA device. Protocol code never looks inside:
+/// it passes buffers to its party's device, which is what keeps shares
+/// resident on the GPU from `share` to `reveal`.
+pub enum Buf {
+    Host(Vec<u64>),
+    Cuda(crate::cuda::GpuBuf),
+}
+
+impl Buf {
+    pub fn len(&self) -> usize {
+        match self {
+            Buf::Host(v) => v.len(),
+            Buf::Cuda(g) => g.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The host words of a host buffer. Only the CPU device and tests call
+    /// this; a GPU buffer here is a bug of the caller (it panics, and the
+    /// runtime turns the panic into an InternalError).
+    pub fn host(&self) -> &[u64] {
+        match self {
+            Buf::Host(v) => v,
+            Buf::Cuda(_) => panic!("internal: a GPU buffer reached host code"),
+        }
+    }
+    pub fn host_mut(&mut self) -> &mut Vec<u64> {
+        match self {
+            Buf::Host(v) => v,
+            Buf::Cuda(_) => panic!("internal: a GPU buffer reached host code"),
+        }
+    }
+    /// Copy to host memory, from wherever the buffer lives.
+    pub fn to_vec(&self) -> Vec<u64> {
+        match self {
+            Buf::Host(v) => v.clone(),
+            Buf::Cuda(g) => g.to_vec(),
+        }
+    }
+    /// Host words, moving a host buffer and copying a GPU one.
+    pub fn into_vec(self) -> Vec<u64> {
+        match self {
+            Buf::Host(v) => v,
+            Buf::Cuda(g) => g.to_vec(),
+        }
+    }
+}
+
+impl From<Vec<u64>> for Buf {
+    fn from(v: Vec<u64>) -> Self {
+        Buf::Host(v)
+    }
+}
+
+impl Clone for Buf {
+    fn clone(&self) -> Self {
+        match self {
+            Buf::Host(v) => Buf::Host(v.clone()),
+            Buf::Cuda(g) => Buf::Cuda(g.clone()),
+        }
+    }
+}
+
+impl Default for Buf {
+    fn default() -> Self {
+        Buf::Host(Vec::new())
+    }
+}
+
+impl std::fmt::Debug for Buf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Buf::Host(v) => write!(f, "Host({} words)", v.len()),
+            Buf::Cuda(g) => write!(f, "Cuda({} words)", g.len()),
+        }
+    }
+}
+
+/// Where shares are computed (DESIGN.md layer 2). Protocol code calls only
+/// this trait, never a concrete device, and holds only the buffers it
+/// returns. Ranges are (offset, length) in elements.
 pub trait Device: Send + Sync {
     fn name(&self) -> &'static str;
-    /// C (+)= A B over Z_2^64, row-major.
+
+    // ---- buffers
+    /// A buffer of `v`'s words on this device.
+    fn upload(&self, v: Vec<u64>) -> Buf;
+    /// A buffer from anywhere (a message from another party) on this
+    /// device: a no-op for buffers already here.
+    fn adopt(&self, b: Buf) -> Buf;
+    fn zeros(&self, n: usize) -> Buf;
+
+    // ---- element-wise
+    fn map2(&self, op: Op2, a: &Buf, b: &Buf) -> Buf;
+    /// dst = dst op src.
+    fn map2_into(&self, op: Op2, dst: &mut Buf, src: &Buf);
+    fn map1(&self, op: Op1, a: &Buf) -> Buf;
+    /// `n` words of the stream of `prg` (the CPU's stream, bit for bit).
+    fn prg(&self, prg: &mut crate::prg::Prg, n: usize) -> Buf;
+    /// r + x0 (y0 + y1) + x1 y0: the local step of a replicated product.
+    fn mul_local(&self, x0: &Buf, x1: &Buf, y0: &Buf, y1: &Buf, r: Buf) -> Buf;
+    /// r ^ (x0 & y0) ^ (x0 & y1) ^ (x1 & y0): the same for AND.
+    fn and_local(&self, x0: &Buf, x1: &Buf, y0: &Buf, y1: &Buf, r: Buf) -> Buf;
+
+    // ---- ranges
+    /// The ranges concatenated, in order, into a new buffer.
+    fn concat(&self, parts: &[(&Buf, usize, usize)]) -> Buf;
+    /// dst[doff..doff+len] = src[soff..soff+len], or combined with `op`.
+    fn update(&self, op: Option<Op2>, dst: &mut Buf, doff: usize, src: &Buf, soff: usize, len: usize);
+
+    // ---- bits
+    /// Bit-slice n words into 64 planes of ceil(n/64) words (binary.rs).
+    fn to_planes(&self, x: &Buf) -> Buf;
+    fn from_planes(&self, planes: &Buf, n: usize) -> Buf;
+    /// out[i] = bit (i / reps) of a packed plane, as 0 or 1; n * reps words.
+    fn expand_bits(&self, plane: &Buf, n: usize, reps: usize) -> Buf;
+
+    // ---- linear algebra and data movement
+    /// C[coff..] (+)= A[aoff..] B[boff..] over Z_2^64, row-major m x k x n.
     #[allow(clippy::too_many_arguments)]
     fn gemm(
         &self,
         m: usize,
         k: usize,
         n: usize,
-        a: &[u64],
-        b: &[u64],
-        c: &mut [u64],
+        a: (&Buf, usize),
+        b: (&Buf, usize),
+        c: (&mut Buf, usize),
         accumulate: bool,
     );
     /// im2col of channels [c0, c0 + cg) of an NCHW tensor: rows are
     /// (channel, ky, kx), columns are (image, oy, ox); zero padding.
-    fn im2col(&self, x: &[u64], g: &Conv2dGeom, c0: usize, cg: usize) -> Vec<u64>;
+    fn im2col(&self, x: &Buf, g: &Conv2dGeom, c0: usize, cg: usize) -> Buf;
     /// The adjoint of `im2col` over all channels: scatter-add columns
     /// [(c, ky, kx), (n, oy, ox)] back into an NCHW tensor (padding dropped).
-    fn col2im(&self, cols: &[u64], g: &Conv2dGeom) -> Vec<u64>;
+    fn col2im(&self, cols: &Buf, g: &Conv2dGeom) -> Buf;
     /// Sum over each pooling window (zero padding), NCHW -> N C OH OW.
-    fn window_sum(&self, x: &[u64], g: &Conv2dGeom) -> Vec<u64>;
+    fn window_sum(&self, x: &Buf, g: &Conv2dGeom) -> Buf;
     /// out[i] = src[offset + sum_d idx_d * strides[d]] over `shape`: every
     /// view op (permute, expand, slice with step) is one gather.
-    fn gather(&self, src: &[u64], shape: &[usize], offset: usize, strides: &[usize]) -> Vec<u64>;
+    fn gather(&self, src: &Buf, shape: &[usize], offset: usize, strides: &[usize]) -> Buf;
+    /// The inverse placement: dst[offset + sum_d idx_d * strides[d]] =
+    /// src[i] (pad, cat). The view must not overlap itself.
+    fn scatter(&self, src: &Buf, dst: &mut Buf, shape: &[usize], offset: usize, strides: &[usize]);
+    /// out[j] = src[idx[j]].
+    fn index_gather(&self, src: &Buf, idx: &[usize]) -> Buf;
+    /// out (n words, zero) with out[idx[j]] += src[j].
+    fn index_scatter_add(&self, src: &Buf, idx: &[usize], n: usize) -> Buf;
+    /// Sums over the middle axis of an [outer, len, inner] tensor.
+    fn sum_axis(&self, x: &Buf, outer: usize, len: usize, inner: usize) -> Buf;
 }
 
 pub struct Cpu;
 
+fn par_map2(op: Op2, a: &[u64], b: &[u64]) -> Vec<u64> {
+    a.iter().zip(b).map(|(x, y)| op.apply(*x, *y)).collect()
+}
+
 impl Device for Cpu {
     fn name(&self) -> &'static str {
         "cpu"
+    }
+
+    fn upload(&self, v: Vec<u64>) -> Buf {
+        Buf::Host(v)
+    }
+
+    fn adopt(&self, b: Buf) -> Buf {
+        Buf::Host(b.into_vec())
+    }
+
+    fn zeros(&self, n: usize) -> Buf {
+        Buf::Host(vec![0; n])
+    }
+
+    fn map2(&self, op: Op2, a: &Buf, b: &Buf) -> Buf {
+        Buf::Host(par_map2(op, a.host(), b.host()))
+    }
+
+    fn map2_into(&self, op: Op2, dst: &mut Buf, src: &Buf) {
+        dst.host_mut()
+            .iter_mut()
+            .zip(src.host())
+            .for_each(|(d, s)| *d = op.apply(*d, *s));
+    }
+
+    fn map1(&self, op: Op1, a: &Buf) -> Buf {
+        let mut v = a.host().to_vec();
+        op.apply_slice(&mut v);
+        Buf::Host(v)
+    }
+
+    fn prg(&self, prg: &mut crate::prg::Prg, n: usize) -> Buf {
+        Buf::Host(prg.gen(n))
+    }
+
+    fn mul_local(&self, x0: &Buf, x1: &Buf, y0: &Buf, y1: &Buf, r: Buf) -> Buf {
+        let (x0, x1, y0, y1) = (x0.host(), x1.host(), y0.host(), y1.host());
+        let mut z = r.into_vec();
+        for (j, zj) in z.iter_mut().enumerate() {
+            let t = x0[j]
+                .wrapping_mul(y0[j].wrapping_add(y1[j]))
+                .wrapping_add(x1[j].wrapping_mul(y0[j]));
+            *zj = zj.wrapping_add(t);
+        }
+        Buf::Host(z)
+    }
+
+    fn and_local(&self, x0: &Buf, x1: &Buf, y0: &Buf, y1: &Buf, r: Buf) -> Buf {
+        let (x0, x1, y0, y1) = (x0.host(), x1.host(), y0.host(), y1.host());
+        let mut z = r.into_vec();
+        for (j, zj) in z.iter_mut().enumerate() {
+            *zj ^= (x0[j] & y0[j]) ^ (x0[j] & y1[j]) ^ (x1[j] & y0[j]);
+        }
+        Buf::Host(z)
+    }
+
+    fn concat(&self, parts: &[(&Buf, usize, usize)]) -> Buf {
+        let mut out = Vec::with_capacity(parts.iter().map(|p| p.2).sum());
+        for (b, off, len) in parts {
+            out.extend_from_slice(&b.host()[*off..off + len]);
+        }
+        Buf::Host(out)
+    }
+
+    fn update(&self, op: Option<Op2>, dst: &mut Buf, doff: usize, src: &Buf, soff: usize, len: usize) {
+        let d = &mut dst.host_mut()[doff..doff + len];
+        let s = &src.host()[soff..soff + len];
+        match op {
+            None => d.copy_from_slice(s),
+            Some(op) => d.iter_mut().zip(s).for_each(|(x, y)| *x = op.apply(*x, *y)),
+        }
+    }
+
+    fn to_planes(&self, x: &Buf) -> Buf {
+        Buf::Host(crate::binary::to_planes(x.host()))
+    }
+
+    fn from_planes(&self, planes: &Buf, n: usize) -> Buf {
+        Buf::Host(crate::binary::from_planes(planes.host(), n))
+    }
+
+    fn expand_bits(&self, plane: &Buf, n: usize, reps: usize) -> Buf {
+        let p = plane.host();
+        Buf::Host((0..n * reps).map(|i| crate::binary::bit(p, i / reps)).collect())
     }
 
     fn gemm(
@@ -81,15 +340,101 @@ impl Device for Cpu {
         m: usize,
         k: usize,
         n: usize,
-        a: &[u64],
-        b: &[u64],
-        c: &mut [u64],
+        a: (&Buf, usize),
+        b: (&Buf, usize),
+        c: (&mut Buf, usize),
         accumulate: bool,
     ) {
+        let (a, b) = (&a.0.host()[a.1..], &b.0.host()[b.1..]);
+        let c = &mut c.0.host_mut()[c.1..];
         gemm::gemm(m, k, n, a, b, c, accumulate)
     }
 
-    fn im2col(&self, x: &[u64], g: &Conv2dGeom, c0: usize, cg: usize) -> Vec<u64> {
+    fn im2col(&self, x: &Buf, g: &Conv2dGeom, c0: usize, cg: usize) -> Buf {
+        Buf::Host(host::im2col(x.host(), g, c0, cg))
+    }
+
+    fn col2im(&self, cols: &Buf, g: &Conv2dGeom) -> Buf {
+        Buf::Host(host::col2im(cols.host(), g))
+    }
+
+    fn window_sum(&self, x: &Buf, g: &Conv2dGeom) -> Buf {
+        Buf::Host(host::window_sum(x.host(), g))
+    }
+
+    fn gather(&self, src: &Buf, shape: &[usize], offset: usize, strides: &[usize]) -> Buf {
+        Buf::Host(host::gather(src.host(), shape, offset, strides))
+    }
+
+    fn scatter(&self, src: &Buf, dst: &mut Buf, shape: &[usize], offset: usize, strides: &[usize]) {
+        host::scatter(src.host(), dst.host_mut(), shape, offset, strides)
+    }
+
+    fn index_gather(&self, src: &Buf, idx: &[usize]) -> Buf {
+        let s = src.host();
+        Buf::Host(idx.iter().map(|&i| s[i]).collect())
+    }
+
+    fn index_scatter_add(&self, src: &Buf, idx: &[usize], n: usize) -> Buf {
+        let mut out = vec![0u64; n];
+        for (v, &i) in src.host().iter().zip(idx) {
+            out[i] = out[i].wrapping_add(*v);
+        }
+        Buf::Host(out)
+    }
+
+    fn sum_axis(&self, x: &Buf, outer: usize, len: usize, inner: usize) -> Buf {
+        Buf::Host(host::sum_axis(x.host(), outer, len, inner))
+    }
+}
+
+/// The CPU implementations on host slices (the CUDA device's fallbacks and
+/// the tests' references use them too).
+pub mod host {
+    use super::Conv2dGeom;
+    use crate::ring::numel;
+    use rayon::prelude::*;
+
+    /// The inverse placement of `gather` (no accumulation).
+    pub fn scatter(src: &[u64], dst: &mut [u64], shape: &[usize], offset: usize, st: &[usize]) {
+        let nd = shape.len();
+        if numel(shape) == 0 {
+            return;
+        }
+        let mut idx = vec![0usize; nd];
+        let mut pos = offset;
+        for v in src.iter().take(numel(shape)) {
+            dst[pos] = *v;
+            for d in (0..nd).rev() {
+                idx[d] += 1;
+                pos += st[d];
+                if idx[d] < shape[d] {
+                    break;
+                }
+                pos -= st[d] * shape[d];
+                idx[d] = 0;
+            }
+        }
+    }
+
+    /// Sums over the middle axis of [outer, len, inner].
+    pub fn sum_axis(x: &[u64], outer: usize, len: usize, inner: usize) -> Vec<u64> {
+        let mut out = vec![0u64; outer * inner];
+        if inner == 0 {
+            return out;
+        }
+        out.par_chunks_mut(inner).enumerate().for_each(|(o, row)| {
+            for k in 0..len {
+                let src = &x[(o * len + k) * inner..(o * len + k + 1) * inner];
+                for (d, s) in row.iter_mut().zip(src) {
+                    *d = d.wrapping_add(*s);
+                }
+            }
+        });
+        out
+    }
+
+    pub fn im2col(x: &[u64], g: &Conv2dGeom, c0: usize, cg: usize) -> Vec<u64> {
         let (oh, ow) = g.out_hw();
         let ncols = g.n * oh * ow;
         let rows = cg * g.kh * g.kw;
@@ -123,7 +468,7 @@ impl Device for Cpu {
         out
     }
 
-    fn col2im(&self, cols: &[u64], g: &Conv2dGeom) -> Vec<u64> {
+    pub fn col2im(cols: &[u64], g: &Conv2dGeom) -> Vec<u64> {
         let (oh, ow) = g.out_hw();
         let ncols = g.n * oh * ow;
         let mut out = vec![0u64; g.n * g.c * g.h * g.w];
@@ -159,7 +504,7 @@ impl Device for Cpu {
         out
     }
 
-    fn window_sum(&self, x: &[u64], g: &Conv2dGeom) -> Vec<u64> {
+    pub fn window_sum(x: &[u64], g: &Conv2dGeom) -> Vec<u64> {
         let (oh, ow) = g.out_hw();
         let mut out = vec![0u64; g.n * g.c * oh * ow];
         out.par_chunks_mut(oh * ow).enumerate().for_each(|(p, o)| {
@@ -188,7 +533,7 @@ impl Device for Cpu {
         out
     }
 
-    fn gather(&self, src: &[u64], shape: &[usize], offset: usize, st: &[usize]) -> Vec<u64> {
+    pub fn gather(src: &[u64], shape: &[usize], offset: usize, st: &[usize]) -> Vec<u64> {
         let n = numel(shape);
         let nd = shape.len();
         if n == 0 {
@@ -245,14 +590,14 @@ mod tests {
     fn gather_permutes() {
         // 2x3 -> transpose 3x2
         let x: Vec<u64> = (0..6).collect();
-        let t = Cpu.gather(&x, &[3, 2], 0, &[1, 3]);
+        let t = host::gather(&x, &[3, 2], 0, &[1, 3]);
         assert_eq!(t, vec![0, 3, 1, 4, 2, 5]);
-        let e = Cpu.gather(&[7], &[2, 2], 0, &[0, 0]);
+        let e = host::gather(&[7], &[2, 2], 0, &[0, 0]);
         assert_eq!(e, vec![7; 4]);
         // A 3-d strided view with a step and an offset, against the definition.
         let x: Vec<u64> = (0..1000).collect();
         let (shape, st, off) = ([3usize, 4, 5], [200usize, 30, 2], 7usize);
-        let g = Cpu.gather(&x, &shape, off, &st);
+        let g = host::gather(&x, &shape, off, &st);
         let mut want = Vec::new();
         for i in 0..3 {
             for j in 0..4 {
@@ -264,7 +609,7 @@ mod tests {
         assert_eq!(g, want);
         // Many short rows cross task boundaries.
         let big: Vec<u64> = (0..(40000 * 3) as u64).collect();
-        let t = Cpu.gather(&big, &[3, 40000], 0, &[1, 3]);
+        let t = host::gather(&big, &[3, 40000], 0, &[1, 3]);
         assert_eq!(t[40000], 1);
         assert_eq!(t[3 * 40000 - 1], big[3 * 39999 + 2]);
     }
@@ -284,9 +629,9 @@ mod tests {
             dilation: (1, 2),
         };
         let x: Vec<u64> = (0..2 * 3 * 5 * 4).map(|i| (i * 7 + 3) as u64).collect();
-        let cols = Cpu.im2col(&x, &g, 0, 3);
+        let cols = host::im2col(&x, &g, 0, 3);
         let y: Vec<u64> = (0..cols.len()).map(|i| (i * 13 + 1) as u64).collect();
-        let back = Cpu.col2im(&y, &g);
+        let back = host::col2im(&y, &g);
         let dot = |a: &[u64], b: &[u64]| {
             a.iter()
                 .zip(b)
@@ -308,6 +653,6 @@ mod tests {
             padding: (0, 0),
             dilation: (1, 1),
         };
-        assert_eq!(Cpu.im2col(&[1, 2, 3, 4], &g, 0, 1), vec![1, 2, 3, 4]);
+        assert_eq!(host::im2col(&[1, 2, 3, 4], &g, 0, 1), vec![1, 2, 3, 4]);
     }
 }

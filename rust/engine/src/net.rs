@@ -3,6 +3,7 @@
 //! endpoints. `Comm` wraps a transport and counts every message: bytes,
 //! messages and rounds, per operation label.
 
+use crate::device::Buf;
 use crate::error::{EngineError, Result};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use std::collections::BTreeMap;
@@ -34,18 +35,37 @@ pub enum Msg {
 pub trait Transport: Send {
     fn send(&mut self, to: Peer, msg: Msg) -> Result<()>;
     fn recv(&mut self, from: Peer) -> Result<Vec<u64>>;
+    /// Send a device buffer. Transports between processes serialise it
+    /// (a GPU buffer is copied to the host first); the local transport hands
+    /// the buffer itself to the other party's thread.
+    fn send_buf(&mut self, to: Peer, data: Buf) -> Result<()> {
+        self.send(to, Msg::Data(data.into_vec()))
+    }
+    /// Receive a buffer: host memory, or a device buffer handed over by the
+    /// local transport (the receiving device adopts it).
+    fn recv_buf(&mut self, from: Peer) -> Result<Buf> {
+        self.recv(from).map(Buf::Host)
+    }
     /// End the session cleanly (transports that buffer sends flush here).
     fn close(&mut self) {}
 }
 
+/// What the local transport's channels carry: a buffer as it is (host or
+/// GPU memory), or an abort notice.
+enum LocalMsg {
+    Data(Buf),
+    Abort(String),
+}
+
 /// Three parties in one process: buffers are moved through channels, never
-/// serialised or copied.
+/// serialised or copied; on a GPU the device buffer itself is handed over
+/// (no host round trip).
 pub struct LocalTransport {
     rank: usize,
-    to_next: Sender<Msg>,
-    to_prev: Sender<Msg>,
-    from_next: Receiver<Msg>,
-    from_prev: Receiver<Msg>,
+    to_next: Sender<LocalMsg>,
+    to_prev: Sender<LocalMsg>,
+    from_next: Receiver<LocalMsg>,
+    from_prev: Receiver<LocalMsg>,
     timeout: Duration,
 }
 
@@ -53,8 +73,10 @@ pub struct LocalTransport {
 pub fn local_triple(timeout: Duration) -> Vec<LocalTransport> {
     // chan[i][j]: messages from i to j. Protocols send at most a couple of
     // messages per link before receiving, so a small bound never blocks.
-    let mut tx: Vec<Vec<Option<Sender<Msg>>>> = (0..3).map(|_| vec![None, None, None]).collect();
-    let mut rx: Vec<Vec<Option<Receiver<Msg>>>> = (0..3).map(|_| vec![None, None, None]).collect();
+    let mut tx: Vec<Vec<Option<Sender<LocalMsg>>>> =
+        (0..3).map(|_| vec![None, None, None]).collect();
+    let mut rx: Vec<Vec<Option<Receiver<LocalMsg>>>> =
+        (0..3).map(|_| vec![None, None, None]).collect();
     for i in 0..3 {
         for j in 0..3 {
             if i != j {
@@ -80,8 +102,8 @@ pub fn local_triple(timeout: Duration) -> Vec<LocalTransport> {
     out
 }
 
-impl Transport for LocalTransport {
-    fn send(&mut self, to: Peer, msg: Msg) -> Result<()> {
+impl LocalTransport {
+    fn put(&mut self, to: Peer, msg: LocalMsg) -> Result<()> {
         let ch = match to {
             Peer::Next => &self.to_next,
             Peer::Prev => &self.to_prev,
@@ -94,16 +116,34 @@ impl Transport for LocalTransport {
             ))
         })
     }
+}
+
+impl Transport for LocalTransport {
+    fn send(&mut self, to: Peer, msg: Msg) -> Result<()> {
+        let m = match msg {
+            Msg::Data(v) => LocalMsg::Data(Buf::Host(v)),
+            Msg::Abort(why) => LocalMsg::Abort(why),
+        };
+        self.put(to, m)
+    }
+
+    fn send_buf(&mut self, to: Peer, data: Buf) -> Result<()> {
+        self.put(to, LocalMsg::Data(data))
+    }
 
     fn recv(&mut self, from: Peer) -> Result<Vec<u64>> {
+        self.recv_buf(from).map(Buf::into_vec)
+    }
+
+    fn recv_buf(&mut self, from: Peer) -> Result<Buf> {
         let ch = match from {
             Peer::Next => &self.from_next,
             Peer::Prev => &self.from_prev,
         };
         let who = from.rank(self.rank);
         match ch.recv_timeout(self.timeout) {
-            Ok(Msg::Data(v)) => Ok(v),
-            Ok(Msg::Abort(why)) => Err(EngineError::Peer(format!("party {who} aborted: {why}"))),
+            Ok(LocalMsg::Data(v)) => Ok(v),
+            Ok(LocalMsg::Abort(why)) => Err(EngineError::Peer(format!("party {who} aborted: {why}"))),
             Err(RecvTimeoutError::Timeout) => Err(EngineError::Peer(format!(
                 "party {} got no answer from party {who} within {:?}",
                 self.rank, self.timeout
@@ -171,7 +211,7 @@ impl Comm {
     /// the given peers, in order. Every party calls `round` the same number
     /// of times in a protocol, even with nothing to send, so the round count
     /// is the protocol's latency.
-    pub fn round(&mut self, sends: Vec<(Peer, Vec<u64>)>, recvs: &[Peer]) -> Result<Vec<Vec<u64>>> {
+    pub fn round(&mut self, sends: Vec<(Peer, Buf)>, recvs: &[Peer]) -> Result<Vec<Buf>> {
         {
             let s = self.cur();
             s.rounds += 1;
@@ -181,9 +221,9 @@ impl Comm {
             let s = self.cur();
             s.messages += 1;
             s.bytes += bytes;
-            self.transport.send(to, Msg::Data(data))?;
+            self.transport.send_buf(to, data)?;
         }
-        recvs.iter().map(|&p| self.transport.recv(p)).collect()
+        recvs.iter().map(|&p| self.transport.recv_buf(p)).collect()
     }
 
     /// Tell both neighbours this party failed (best effort).

@@ -14,15 +14,13 @@ const BATCH: usize = 256;
 /// the same amounts, so two parties draw identical words without talking.
 pub struct Prg {
     cipher: Aes128,
+    key: [u8; 16],
     counter: u128,
 }
 
 impl Prg {
     pub fn new(key: [u8; 16]) -> Self {
-        Prg {
-            cipher: Aes128::new(&GenericArray::from(key)),
-            counter: 0,
-        }
+        Prg::at(key, 0)
     }
 
     /// A stream positioned at block `counter` (tests of the device PRG,
@@ -30,8 +28,22 @@ impl Prg {
     pub fn at(key: [u8; 16], counter: u128) -> Self {
         Prg {
             cipher: Aes128::new(&GenericArray::from(key)),
+            key,
             counter,
         }
+    }
+
+    /// The key, for a device that draws the same stream itself.
+    pub fn key(&self) -> [u8; 16] {
+        self.key
+    }
+
+    /// Claim the blocks of a draw of `n` words (what `gen(n)` would use)
+    /// and return the first block's counter: the device PRG fills them.
+    pub fn reserve(&mut self, n: usize) -> u128 {
+        let c = self.counter;
+        self.counter += n.div_ceil(2) as u128;
+        c
     }
 
     /// Blocks consumed so far; a (key, counter) pair is never used twice.

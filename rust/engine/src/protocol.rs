@@ -23,17 +23,18 @@
 //! parties hold the one component that depends on the secret, so the owner
 //! sends it to each of them (DESIGN.md's "1 / 1 (owner)" is per link).
 
-use crate::device::{Conv2dGeom, Device};
+use crate::device::{Buf, Conv2dGeom, Device, Op1, Op2};
 use crate::error::Result;
 use crate::net::{Comm, Peer};
 use crate::prg::Prg;
-use crate::ring;
+use std::sync::Arc;
 
-/// One party's replicated share of a tensor: `a` = x_i, `b` = x_{i+1}.
+/// One party's replicated share of a tensor: `a` = x_i, `b` = x_{i+1}, both
+/// buffers of the party's device.
 #[derive(Clone, Debug, Default)]
 pub struct AShare {
-    pub a: Vec<u64>,
-    pub b: Vec<u64>,
+    pub a: Buf,
+    pub b: Buf,
 }
 
 impl AShare {
@@ -44,10 +45,17 @@ impl AShare {
         self.a.is_empty()
     }
     /// Apply a local (linear, message-free) map to both components.
-    pub fn map(&self, f: impl Fn(&[u64]) -> Vec<u64>) -> AShare {
+    pub fn map(&self, f: impl Fn(&Buf) -> Buf) -> AShare {
         AShare {
             a: f(&self.a),
             b: f(&self.b),
+        }
+    }
+    /// Host shares (tests, and host-built components on the CPU device).
+    pub fn host(a: Vec<u64>, b: Vec<u64>) -> AShare {
+        AShare {
+            a: Buf::Host(a),
+            b: Buf::Host(b),
         }
     }
 }
@@ -60,7 +68,7 @@ pub struct Party {
     own: Prg,
     /// PRG under k_{i+1} (shared with the next party).
     next: Prg,
-    pub dev: Box<dyn Device>,
+    pub dev: Arc<dyn Device>,
     pub frac_bits: u32,
 }
 
@@ -71,7 +79,7 @@ impl Party {
         rank: usize,
         mut comm: Comm,
         key: [u8; 16],
-        dev: Box<dyn Device>,
+        dev: Arc<dyn Device>,
         frac_bits: u32,
     ) -> Result<Party> {
         comm.begin_op("setup");
@@ -79,15 +87,16 @@ impl Party {
             u64::from_le_bytes(key[..8].try_into().unwrap_or([0; 8])),
             u64::from_le_bytes(key[8..].try_into().unwrap_or([0; 8])),
         ];
-        let got = comm.round(vec![(Peer::Prev, words)], &[Peer::Next])?;
+        let got = comm.round(vec![(Peer::Prev, Buf::Host(words))], &[Peer::Next])?;
+        let got: Vec<u64> = got.into_iter().next().map(Buf::into_vec).unwrap_or_default();
         let mut k_next = [0u8; 16];
-        if got[0].len() != 2 {
+        if got.len() != 2 {
             return Err(crate::EngineError::Peer(
                 "malformed key from next party".into(),
             ));
         }
-        k_next[..8].copy_from_slice(&got[0][0].to_le_bytes());
-        k_next[8..].copy_from_slice(&got[0][1].to_le_bytes());
+        k_next[..8].copy_from_slice(&got[0].to_le_bytes());
+        k_next[8..].copy_from_slice(&got[1].to_le_bytes());
         Ok(Party {
             rank,
             comm,
@@ -98,22 +107,51 @@ impl Party {
         })
     }
 
-    pub(crate) fn prg_own(&mut self) -> &mut Prg {
-        &mut self.own
+    /// One communication round on device buffers: what is received is
+    /// adopted by this party's device, and each message must hold exactly
+    /// the given number of elements.
+    pub(crate) fn round(
+        &mut self,
+        sends: Vec<(Peer, Buf)>,
+        recvs: &[(Peer, usize)],
+    ) -> Result<Vec<Buf>> {
+        let peers: Vec<Peer> = recvs.iter().map(|r| r.0).collect();
+        let got = self.comm.round(sends, &peers)?;
+        got.into_iter()
+            .zip(recvs)
+            .map(|(b, &(_, n))| {
+                if b.len() != n {
+                    return Err(crate::EngineError::Peer(format!(
+                        "message of {} elements where {n} were expected",
+                        b.len()
+                    )));
+                }
+                Ok(self.dev.adopt(b))
+            })
+            .collect()
     }
 
-    pub(crate) fn prg_next(&mut self) -> &mut Prg {
-        &mut self.next
+    /// A round that receives one message of n elements.
+    pub(crate) fn round1(&mut self, sends: Vec<(Peer, Buf)>, from: Peer, n: usize) -> Result<Buf> {
+        let mut v = self.round(sends, &[(from, n)])?;
+        v.pop()
+            .ok_or_else(|| crate::EngineError::Internal("no message".into()))
+    }
+
+    /// Fresh words from the PRG under k_i / k_{i+1}, on the device.
+    pub(crate) fn rand_own(&mut self, n: usize) -> Buf {
+        self.dev.prg(&mut self.own, n)
+    }
+
+    pub(crate) fn rand_next(&mut self, n: usize) -> Buf {
+        self.dev.prg(&mut self.next, n)
     }
 
     /// The reshare of a 3-out-of-3 sharing into a replicated one, no
     /// truncation: send z_i to the previous party. One round, one element.
-    pub fn reshare(&mut self, z: Vec<u64>) -> Result<AShare> {
+    pub fn reshare(&mut self, z: Buf) -> Result<AShare> {
         let n = z.len();
-        let mut got = self
-            .comm
-            .round(vec![(Peer::Prev, z.clone())], &[Peer::Next])?;
-        let b = take_checked(&mut got, n)?;
+        let b = self.round1(vec![(Peer::Prev, z.clone())], Peer::Next, n)?;
         Ok(AShare { a: z, b })
     }
 
@@ -129,10 +167,10 @@ impl Party {
     }
 
     /// A 3-out-of-3 sharing of zero: F(k_i) - F(k_{i+1}); no messages.
-    pub fn zero_share(&mut self, n: usize) -> Vec<u64> {
-        let mut z = self.own.gen(n);
-        let r = self.next.gen(n);
-        ring::sub_into(&mut z, &r);
+    pub fn zero_share(&mut self, n: usize) -> Buf {
+        let mut z = self.rand_own(n);
+        let r = self.rand_next(n);
+        self.dev.map2_into(Op2::Sub, &mut z, &r);
         z
     }
 
@@ -144,52 +182,48 @@ impl Party {
         if me == src {
             let x =
                 plain.ok_or_else(|| crate::EngineError::Internal("owner without data".into()))?;
-            let a = self.own.gen(n);
-            let b = self.next.gen(n);
-            let mut c = x.to_vec();
-            ring::sub_into(&mut c, &a);
-            ring::sub_into(&mut c, &b);
-            self.comm
-                .round(vec![(Peer::Next, c.clone()), (Peer::Prev, c)], &[])?;
+            let a = self.rand_own(n);
+            let b = self.rand_next(n);
+            let mut c = self.dev.upload(x.to_vec());
+            self.dev.map2_into(Op2::Sub, &mut c, &a);
+            self.dev.map2_into(Op2::Sub, &mut c, &b);
+            self.round(vec![(Peer::Next, c.clone()), (Peer::Prev, c)], &[])?;
             Ok(AShare { a, b })
         } else if me == (src + 1) % 3 {
-            let a = self.own.gen(n);
-            let mut got = self.comm.round(vec![], &[Peer::Prev])?;
-            let b = take_checked(&mut got, n)?;
+            let a = self.rand_own(n);
+            let b = self.round1(vec![], Peer::Prev, n)?;
             Ok(AShare { a, b })
         } else {
-            let b = self.next.gen(n);
-            let mut got = self.comm.round(vec![], &[Peer::Next])?;
-            let a = take_checked(&mut got, n)?;
+            let b = self.rand_next(n);
+            let a = self.round1(vec![], Peer::Next, n)?;
             Ok(AShare { a, b })
         }
     }
 
+    /// x_i + x_{i+1} + c on the device, to the host.
+    fn open_with(&self, x: &AShare, c: &Buf) -> Vec<u64> {
+        let mut s = self.dev.map2(Op2::Add, &x.a, &x.b);
+        self.dev.map2_into(Op2::Add, &mut s, c);
+        s.into_vec()
+    }
+
     /// Open to every party: each sends x_i to the next party, which misses it.
     pub fn reveal(&mut self, x: &AShare) -> Result<Vec<u64>> {
-        let mut got = self
-            .comm
-            .round(vec![(Peer::Next, x.a.clone())], &[Peer::Prev])?;
-        let c = take_checked(&mut got, x.len())?;
-        let mut s = ring::add(&x.a, &x.b);
-        ring::add_into(&mut s, &c);
-        Ok(s)
+        let c = self.round1(vec![(Peer::Next, x.a.clone())], Peer::Prev, x.len())?;
+        Ok(self.open_with(x, &c))
     }
 
     /// Open to party `to` only; the others get None.
     pub fn reveal_to(&mut self, x: &AShare, to: usize) -> Result<Option<Vec<u64>>> {
         let me = self.rank;
         if me == to {
-            let mut got = self.comm.round(vec![], &[Peer::Prev])?;
-            let c = take_checked(&mut got, x.len())?;
-            let mut s = ring::add(&x.a, &x.b);
-            ring::add_into(&mut s, &c);
-            Ok(Some(s))
+            let c = self.round1(vec![], Peer::Prev, x.len())?;
+            Ok(Some(self.open_with(x, &c)))
         } else if (me + 1) % 3 == to {
-            self.comm.round(vec![(Peer::Next, x.a.clone())], &[])?;
+            self.round(vec![(Peer::Next, x.a.clone())], &[])?;
             Ok(None)
         } else {
-            self.comm.round(vec![], &[])?;
+            self.round(vec![], &[])?;
             Ok(None)
         }
     }
@@ -216,32 +250,30 @@ impl Party {
     /// probability below 2^(k+1-64) per element (as in SecureML / ABY3). With
     /// f = 16 and values below 2^15 in magnitude (k = 47 after a product)
     /// that is below 2^-16 per element; keep values small or lower f.
-    pub fn reshare_divide(&mut self, mut z: Vec<u64>, d: u64) -> Result<AShare> {
+    pub fn reshare_divide(&mut self, z: Buf, d: u64) -> Result<AShare> {
         let n = z.len();
+        let dev = self.dev.clone();
         match self.rank {
             0 => {
-                ring::div_floor(&mut z, d);
-                z.iter_mut().for_each(|v| *v = v.wrapping_add(1));
-                self.comm.round(vec![(Peer::Prev, z.clone())], &[])?;
-                let mut got = self.comm.round(vec![], &[Peer::Next])?;
-                let t1 = take_checked(&mut got, n)?;
-                Ok(AShare { a: z, b: t1 })
+                let q = dev.map1(Op1::DivFloor(d), &z);
+                let t0 = dev.map1(Op1::AddScalar(1), &q);
+                self.round(vec![(Peer::Prev, t0.clone())], &[])?;
+                let t1 = self.round1(vec![], Peer::Next, n)?;
+                Ok(AShare { a: t0, b: t1 })
             }
             1 => {
-                let mut got = self.comm.round(vec![], &[Peer::Next])?;
-                let z2 = take_checked(&mut got, n)?;
-                ring::add_into(&mut z, &z2);
-                ring::div_floor(&mut z, d);
-                let r = self.next.gen(n);
-                ring::sub_into(&mut z, &r);
-                self.comm.round(vec![(Peer::Prev, z.clone())], &[])?;
-                Ok(AShare { a: z, b: r })
+                let z2 = self.round1(vec![], Peer::Next, n)?;
+                let mut s = dev.map2(Op2::Add, &z, &z2);
+                s = dev.map1(Op1::DivFloor(d), &s);
+                let r = self.rand_next(n);
+                dev.map2_into(Op2::Sub, &mut s, &r);
+                self.round(vec![(Peer::Prev, s.clone())], &[])?;
+                Ok(AShare { a: s, b: r })
             }
             _ => {
-                let mut got = self.comm.round(vec![(Peer::Prev, z)], &[Peer::Next])?;
-                let t0 = take_checked(&mut got, n)?;
-                let r = self.own.gen(n);
-                self.comm.round(vec![], &[])?;
+                let t0 = self.round1(vec![(Peer::Prev, z)], Peer::Next, n)?;
+                let r = self.rand_own(n);
+                self.round(vec![], &[])?;
                 Ok(AShare { a: r, b: t0 })
             }
         }
@@ -262,15 +294,9 @@ impl Party {
 
     /// Local step of a product: x_i y_i + x_i y_{i+1} + x_{i+1} y_i plus a
     /// zero share, a 3-out-of-3 sharing of x y.
-    fn local_product(&mut self, x: &AShare, y: &AShare) -> Vec<u64> {
-        let mut z = self.zero_share(x.len());
-        for (j, zj) in z.iter_mut().enumerate() {
-            let t = x.a[j]
-                .wrapping_mul(y.a[j].wrapping_add(y.b[j]))
-                .wrapping_add(x.b[j].wrapping_mul(y.a[j]));
-            *zj = zj.wrapping_add(t);
-        }
-        z
+    fn local_product(&mut self, x: &AShare, y: &AShare) -> Buf {
+        let z = self.zero_share(x.len());
+        self.dev.mul_local(&x.a, &x.b, &y.a, &y.b, z)
     }
 
     /// Elementwise product of two fixed-point sharings, truncated.
@@ -292,15 +318,12 @@ impl Party {
         n: usize,
     ) -> Result<AShare> {
         let mut z = self.zero_share(batch * m * n);
-        let ysum = ring::add(&y.a, &y.b);
+        let dev = self.dev.clone();
+        let ysum = dev.map2(Op2::Add, &y.a, &y.b);
         for bi in 0..batch {
-            let xa = &x.a[bi * m * k..(bi + 1) * m * k];
-            let xb = &x.b[bi * m * k..(bi + 1) * m * k];
-            let ya = &y.a[bi * k * n..(bi + 1) * k * n];
-            let ys = &ysum[bi * k * n..(bi + 1) * k * n];
-            let zc = &mut z[bi * m * n..(bi + 1) * m * n];
-            self.dev.gemm(m, k, n, xa, ys, zc, true);
-            self.dev.gemm(m, k, n, xb, ya, zc, true);
+            let (xo, yo, zo) = (bi * m * k, bi * k * n, bi * m * n);
+            dev.gemm(m, k, n, (&x.a, xo), (&ysum, yo), (&mut z, zo), true);
+            dev.gemm(m, k, n, (&x.b, xo), (&y.a, yo), (&mut z, zo), true);
         }
         let d = self.scale();
         self.reshare_divide(z, d)
@@ -319,22 +342,18 @@ impl Party {
         k: usize,
         n: usize,
     ) -> Result<AShare> {
-        let dev = &self.dev;
-        let prod = |s: &[u64]| {
-            let mut out = vec![0u64; batch * m * n];
+        let dev = self.dev.clone();
+        let p = dev.upload(p.to_vec());
+        let prod = |s: &Buf| {
+            let mut out = dev.zeros(batch * m * n);
             for bi in 0..batch {
+                let (xo, yo, zo) = (bi * m * k, bi * k * n, bi * m * n);
                 let (l, r) = if public_left {
-                    (
-                        &p[bi * m * k..(bi + 1) * m * k],
-                        &s[bi * k * n..(bi + 1) * k * n],
-                    )
+                    ((&p, xo), (s, yo))
                 } else {
-                    (
-                        &s[bi * m * k..(bi + 1) * m * k],
-                        &p[bi * k * n..(bi + 1) * k * n],
-                    )
+                    ((s, xo), (&p, yo))
                 };
-                dev.gemm(m, k, n, l, r, &mut out[bi * m * n..(bi + 1) * m * n], false);
+                dev.gemm(m, k, n, l, r, (&mut out, zo), false);
             }
             out
         };
@@ -353,10 +372,10 @@ impl Party {
         out_ch: usize,
         groups: usize,
     ) -> Result<AShare> {
-        let wsum = ring::add(&w.a, &w.b);
+        let wsum = self.dev.map2(Op2::Add, &w.a, &w.b);
         let mut z = self.conv_sum(&[(&wsum, &x.a), (&w.a, &x.b)], g, out_ch, groups);
         let zs = self.zero_share(z.len());
-        ring::add_into(&mut z, &zs);
+        self.dev.map2_into(Op2::Add, &mut z, &zs);
         let d = self.scale();
         self.reshare_divide(z, d)
     }
@@ -370,8 +389,9 @@ impl Party {
         out_ch: usize,
         groups: usize,
     ) -> Result<AShare> {
-        let a = self.conv_sum(&[(w, &x.a)], g, out_ch, groups);
-        let b = self.conv_sum(&[(w, &x.b)], g, out_ch, groups);
+        let w = self.dev.upload(w.to_vec());
+        let a = self.conv_sum(&[(&w, &x.a)], g, out_ch, groups);
+        let b = self.conv_sum(&[(&w, &x.b)], g, out_ch, groups);
         self.truncate(&AShare { a, b })
     }
 
@@ -379,29 +399,28 @@ impl Party {
     /// input, one GEMM per term into the same output. Output NCHW.
     fn conv_sum(
         &self,
-        terms: &[(&[u64], &[u64])],
+        terms: &[(&Buf, &Buf)],
         g: &Conv2dGeom,
         out_ch: usize,
         groups: usize,
-    ) -> Vec<u64> {
+    ) -> Buf {
         let (oh, ow) = g.out_hw();
         let l = g.n * oh * ow;
         let cg = g.c / groups;
         let og = out_ch / groups;
         let kk = cg * g.kh * g.kw;
         // GEMM output is [O, N*OH*OW]; permuted to NCHW at the end.
-        let mut y = vec![0u64; out_ch * l];
+        let mut y = self.dev.zeros(out_ch * l);
         for gi in 0..groups {
-            let yc = &mut y[gi * og * l..(gi + 1) * og * l];
             for (w, x) in terms {
                 let cols = self.dev.im2col(x, g, gi * cg, cg);
                 self.dev.gemm(
                     og,
                     kk,
                     l,
-                    &w[gi * og * kk..(gi + 1) * og * kk],
-                    &cols,
-                    yc,
+                    (w, gi * og * kk),
+                    (&cols, 0),
+                    (&mut y, gi * og * l),
                     true,
                 );
             }
@@ -419,52 +438,37 @@ impl Party {
     }
 }
 
-/// The last received message, which must hold exactly n words.
-pub(crate) fn take_checked(got: &mut Vec<Vec<u64>>, n: usize) -> Result<Vec<u64>> {
-    let v = got.pop().unwrap_or_default();
-    if v.len() != n {
-        return Err(crate::EngineError::Peer(format!(
-            "message of {} elements where {n} were expected",
-            v.len()
-        )));
-    }
-    Ok(v)
-}
-
-/// Local (message-free) operations on one party's share.
+/// Local (message-free) operations on one party's share, on its device.
 pub mod local {
     use super::AShare;
-    use crate::ring;
+    use crate::device::{Buf, Device, Op1, Op2};
 
-    pub fn add(x: &AShare, y: &AShare) -> AShare {
+    pub fn add(dev: &dyn Device, x: &AShare, y: &AShare) -> AShare {
         AShare {
-            a: ring::add(&x.a, &y.a),
-            b: ring::add(&x.b, &y.b),
+            a: dev.map2(Op2::Add, &x.a, &y.a),
+            b: dev.map2(Op2::Add, &x.b, &y.b),
         }
     }
-    pub fn sub(x: &AShare, y: &AShare) -> AShare {
+    pub fn sub(dev: &dyn Device, x: &AShare, y: &AShare) -> AShare {
         AShare {
-            a: ring::sub(&x.a, &y.a),
-            b: ring::sub(&x.b, &y.b),
+            a: dev.map2(Op2::Sub, &x.a, &y.a),
+            b: dev.map2(Op2::Sub, &x.b, &y.b),
         }
     }
-    pub fn neg(x: &AShare) -> AShare {
-        AShare {
-            a: ring::neg(&x.a),
-            b: ring::neg(&x.b),
-        }
+    pub fn neg(dev: &dyn Device, x: &AShare) -> AShare {
+        x.map(|v| dev.map1(Op1::Neg, v))
     }
     /// Add a public ring vector: it becomes part of component x_0, which
     /// party 0 holds first and party 2 holds second.
-    pub fn add_public(rank: usize, x: &AShare, p: &[u64]) -> AShare {
+    pub fn add_public(dev: &dyn Device, rank: usize, x: &AShare, p: &Buf) -> AShare {
         match rank {
             0 => AShare {
-                a: ring::add(&x.a, p),
+                a: dev.map2(Op2::Add, &x.a, p),
                 b: x.b.clone(),
             },
             2 => AShare {
                 a: x.a.clone(),
-                b: ring::add(&x.b, p),
+                b: dev.map2(Op2::Add, &x.b, p),
             },
             _ => x.clone(),
         }
@@ -472,26 +476,29 @@ pub mod local {
 
     /// Party `rank`'s share of public ring values: they form component x_0
     /// (the placement `add_public` relies on too).
-    pub fn public(rank: usize, e: &[u64]) -> AShare {
-        let z = vec![0u64; e.len()];
+    pub fn public(dev: &dyn Device, rank: usize, e: &[u64]) -> AShare {
+        let n = e.len();
         match rank {
             0 => AShare {
-                a: e.to_vec(),
-                b: z,
+                a: dev.upload(e.to_vec()),
+                b: dev.zeros(n),
             },
-            1 => AShare { a: z.clone(), b: z },
+            1 => AShare {
+                a: dev.zeros(n),
+                b: dev.zeros(n),
+            },
             _ => AShare {
-                a: z,
-                b: e.to_vec(),
+                a: dev.zeros(n),
+                b: dev.upload(e.to_vec()),
             },
         }
     }
 
     /// Multiply by public ring integers (no truncation).
-    pub fn mul_public(x: &AShare, p: &[u64]) -> AShare {
+    pub fn mul_public(dev: &dyn Device, x: &AShare, p: &Buf) -> AShare {
         AShare {
-            a: ring::mul(&x.a, p),
-            b: ring::mul(&x.b, p),
+            a: dev.map2(Op2::Mul, &x.a, p),
+            b: dev.map2(Op2::Mul, &x.b, p),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! having been sent; a failure inside a protocol aborts the neighbours at
 //! once and marks the session broken.
 
-use crate::device::{Conv2dGeom, Cpu, Device};
+use crate::device::{Buf, Conv2dGeom, Cpu, Device};
 use crate::error::{invalid, shape_err, EngineError, Result};
 use crate::net::{local_triple, Comm, OpStats, Transport};
 use crate::prg;
@@ -101,17 +101,17 @@ pub struct Session {
     /// runtime, one in an SPMD party.
     parties: Vec<Mutex<Party>>,
     ranks: Vec<usize>,
-    /// Device for the message-free ops the runtime applies to every hosted
-    /// share (views, im2col/col2im); the parties' own devices do the rest.
-    dev: Box<dyn Device>,
+    /// Each hosted party's device, by rank: the message-free ops the runtime
+    /// applies to a share (views, im2col/col2im) run where the share lives.
+    devs: [Option<Arc<dyn Device>>; 3],
     broken: AtomicBool,
 }
 
 /// The device party `rank` computes on. The only place the runtime names
 /// one.
-fn make_device(kind: DeviceKind, rank: usize) -> Result<Box<dyn Device>> {
+fn make_device(kind: DeviceKind, rank: usize) -> Result<Arc<dyn Device>> {
     match kind {
-        DeviceKind::Cpu => Ok(Box::new(Cpu)),
+        DeviceKind::Cpu => Ok(Arc::new(Cpu)),
         DeviceKind::Cuda => {
             let map = crate::cuda::device_map(crate::cuda::device_count()).ok_or_else(|| {
                 EngineError::Unavailable(
@@ -119,7 +119,7 @@ fn make_device(kind: DeviceKind, rank: usize) -> Result<Box<dyn Device>> {
                         .into(),
                 )
             })?;
-            Ok(Box::new(crate::cuda::Cuda::new(map[rank])?))
+            Ok(Arc::new(crate::cuda::Cuda::new(map[rank])?))
         }
     }
 }
@@ -210,10 +210,14 @@ impl Session {
     }
 
     fn from_parties(cfg: &Config, parties: Vec<Party>, ranks: Vec<usize>) -> Result<Session> {
+        let mut devs: [Option<Arc<dyn Device>>; 3] = [None, None, None];
+        for (p, &r) in parties.iter().zip(&ranks) {
+            devs[r] = Some(p.dev.clone());
+        }
         Ok(Session {
             id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
             frac_bits: cfg.frac_bits,
-            dev: make_device(cfg.device, ranks[0])?,
+            devs,
             parties: parties.into_iter().map(Mutex::new).collect(),
             ranks,
             broken: AtomicBool::new(false),
@@ -402,8 +406,21 @@ impl Session {
         Ok(())
     }
 
-    fn local(&self, x: &Tensor, shape: Vec<usize>, f: impl Fn(usize, &AShare) -> AShare) -> Tensor {
-        let shares = [0, 1, 2].map(|r| x.shares[r].as_ref().map(|s| f(r, s)));
+    /// Party `rank`'s device (a rank this process hosts).
+    fn dev(&self, rank: usize) -> &dyn Device {
+        match &self.devs[rank] {
+            Some(d) => &**d,
+            None => &Cpu,
+        }
+    }
+
+    fn local(
+        &self,
+        x: &Tensor,
+        shape: Vec<usize>,
+        f: impl Fn(&dyn Device, usize, &AShare) -> AShare,
+    ) -> Tensor {
+        let shares = [0, 1, 2].map(|r| x.shares[r].as_ref().map(|s| f(self.dev(r), r, s)));
         Tensor {
             session: self.id,
             shape,
@@ -412,9 +429,14 @@ impl Session {
     }
 
     /// A local op of two tensors of one session (so they hold the same ranks).
-    fn local2(&self, x: &Tensor, y: &Tensor, f: impl Fn(&AShare, &AShare) -> AShare) -> Tensor {
+    fn local2(
+        &self,
+        x: &Tensor,
+        y: &Tensor,
+        f: impl Fn(&dyn Device, &AShare, &AShare) -> AShare,
+    ) -> Tensor {
         let shares = [0, 1, 2].map(|r| match (&x.shares[r], &y.shares[r]) {
-            (Some(a), Some(b)) => Some(f(a, b)),
+            (Some(a), Some(b)) => Some(f(self.dev(r), a, b)),
             _ => None,
         });
         Tensor {
@@ -436,7 +458,7 @@ impl Session {
 
     pub fn neg(&self, x: &Tensor) -> Result<Tensor> {
         self.check(x)?;
-        Ok(self.local(x, x.shape.clone(), |_, s| local::neg(s)))
+        Ok(self.local(x, x.shape.clone(), |d, _, s| local::neg(d, s)))
     }
 
     fn public_len(&self, x: &Tensor, p: &[f64]) -> Result<()> {
@@ -455,7 +477,9 @@ impl Session {
         self.check(x)?;
         self.public_len(x, p)?;
         let e = ring::encode(p, self.frac_bits)?;
-        Ok(self.local(x, x.shape.clone(), |i, s| local::add_public(i, s, &e)))
+        Ok(self.local(x, x.shape.clone(), |d, i, s| {
+            local::add_public(d, i, s, &d.upload(e.clone()))
+        }))
     }
 
     /// x * p for public integers p (no truncation, no messages).
@@ -469,7 +493,9 @@ impl Session {
             ));
         }
         let e: Vec<u64> = p.iter().map(|&v| v as u64).collect();
-        Ok(self.local(x, x.shape.clone(), |_, s| local::mul_public(s, &e)))
+        Ok(self.local(x, x.shape.clone(), |d, _, s| {
+            local::mul_public(d, s, &d.upload(e.clone()))
+        }))
     }
 
     /// x * p for a public fixed-point tensor: local product, then truncation.
@@ -478,7 +504,8 @@ impl Session {
         self.public_len(x, p)?;
         let e = ring::encode(p, self.frac_bits)?;
         let r = self.run("mul", |pt| {
-            pt.truncate(&local::mul_public(x.at(pt.rank)?, &e))
+            let d = pt.dev.clone();
+            pt.truncate(&local::mul_public(&*d, x.at(pt.rank)?, &d.upload(e.clone())))
         })?;
         Ok(self.wrap(x.shape.clone(), r))
     }
@@ -706,7 +733,7 @@ impl Session {
             let vs = match v {
                 Some(v) => v.at(p.rank)?,
                 None => {
-                    pubv = local::public(p.rank, &vec![one; n]);
+                    pubv = local::public(&*p.dev, p.rank, &vec![one; n]);
                     &pubv
                 }
             };
@@ -735,7 +762,7 @@ impl Session {
             let xs = x.at(p.rank)?;
             let c = p.msb(xs)?;
             let m = p.bit_inject(&c, xs, xs.len(), 1)?;
-            Ok(local::sub(xs, &m))
+            Ok(local::sub(&*p.dev, xs, &m))
         })?;
         Ok(self.wrap(x.shape.clone(), r))
     }
@@ -747,7 +774,11 @@ impl Session {
             return shape_err(format!("{} values for shape {shape:?}", values.len()));
         }
         let e = ring::encode(values, self.frac_bits)?;
-        let s = self.ranks.iter().map(|&i| local::public(i, &e)).collect();
+        let s = self
+            .ranks
+            .iter()
+            .map(|&i| local::public(self.dev(i), i, &e))
+            .collect();
         Ok(self.wrap(shape, s))
     }
 
@@ -821,11 +852,9 @@ impl Session {
         let g = self.pool_geom(&x.shape, win)?;
         let (oh, ow) = g.out_hw();
         let idx = Self::window_index(&g)?;
-        let take = |v: &[u64]| idx.iter().map(|&i| v[i]).collect::<Vec<u64>>();
         Ok(
-            self.local(x, vec![g.n, g.c, oh, ow, g.kh * g.kw], |_, s| AShare {
-                a: take(&s.a),
-                b: take(&s.b),
+            self.local(x, vec![g.n, g.c, oh, ow, g.kh * g.kw], |d, _, s| {
+                s.map(|v| d.index_gather(v, &idx))
             }),
         )
     }
@@ -844,16 +873,8 @@ impl Session {
         }
         let idx = Self::window_index(&g)?;
         let n = numel(input_shape);
-        let put = |v: &[u64]| {
-            let mut out = vec![0u64; n];
-            for (j, &i) in idx.iter().enumerate() {
-                out[i] = out[i].wrapping_add(v[j]);
-            }
-            out
-        };
-        Ok(self.local(w, input_shape.to_vec(), |_, s| AShare {
-            a: put(&s.a),
-            b: put(&s.b),
+        Ok(self.local(w, input_shape.to_vec(), |d, _, s| {
+            s.map(|v| d.index_scatter_add(v, &idx, n))
         }))
     }
 
@@ -869,8 +890,8 @@ impl Session {
         let (g, _) = self.conv_geom(&x.shape, &ws, win.stride, win.padding, win.dilation, 1)?;
         let (oh, ow) = g.out_hw();
         Ok(
-            self.local(x, vec![g.c * g.kh * g.kw, g.n * oh * ow], |_, s| {
-                s.map(|v| self.dev.im2col(v, &g, 0, g.c))
+            self.local(x, vec![g.c * g.kh * g.kw, g.n * oh * ow], |d, _, s| {
+                s.map(|v| d.im2col(v, &g, 0, g.c))
             }),
         )
     }
@@ -890,8 +911,8 @@ impl Session {
                 cols.shape
             ));
         }
-        Ok(self.local(cols, input_shape.to_vec(), |_, s| {
-            s.map(|v| self.dev.col2im(v, &g))
+        Ok(self.local(cols, input_shape.to_vec(), |d, _, s| {
+            s.map(|v| d.col2im(v, &g))
         }))
     }
 
@@ -921,8 +942,8 @@ impl Session {
                 return shape_err(format!("view reaches element {last} of a tensor of {n}"));
             }
         }
-        Ok(self.local(x, shape.clone(), |_, s| {
-            s.map(|v| self.dev.gather(v, &shape, offset, st))
+        Ok(self.local(x, shape.clone(), |d, _, s| {
+            s.map(|v| d.gather(v, &shape, offset, st))
         }))
     }
 
@@ -964,24 +985,27 @@ impl Session {
         let outer = numel(&first.shape[..dim]);
         let mut shape = first.shape.clone();
         shape[dim] = xs.iter().map(|t| t.shape[dim]).sum();
-        let part = |i: usize, which: fn(&AShare) -> &Vec<u64>| -> Result<Vec<u64>> {
-            let mut out = Vec::with_capacity(numel(&shape));
-            for o in 0..outer {
-                for t in xs {
-                    let inner = numel(&t.shape[dim..]);
-                    out.extend_from_slice(&which(t.at(i)?)[o * inner..(o + 1) * inner]);
-                }
-            }
-            Ok(out)
-        };
+        let total_inner = numel(&shape[dim..]);
         let s = self
             .ranks
             .iter()
             .map(|&i| {
-                Ok(AShare {
-                    a: part(i, |s| &s.a)?,
-                    b: part(i, |s| &s.b)?,
-                })
+                let d = self.dev(i);
+                let mut out = AShare {
+                    a: d.zeros(numel(&shape)),
+                    b: d.zeros(numel(&shape)),
+                };
+                // Each input fills a [outer, inner_t] view of the output.
+                let mut off = 0;
+                for t in xs {
+                    let inner = numel(&t.shape[dim..]);
+                    let src = t.at(i)?;
+                    for (dst, sv) in [(&mut out.a, &src.a), (&mut out.b, &src.b)] {
+                        d.scatter(sv, dst, &[outer, inner], off, &[total_inner, 1]);
+                    }
+                    off += inner;
+                }
+                Ok(out)
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(self.wrap(shape, s))
@@ -1000,22 +1024,15 @@ impl Session {
             .map(|(s, (a, b))| s + a + b)
             .collect();
         let os = ring::strides(&shape);
-        let is = ring::strides(&x.shape);
-        let n = x.numel();
-        let place = |src: &[u64]| {
-            let mut out = vec![0u64; numel(&shape)];
-            for (lin, v) in src.iter().enumerate().take(n) {
-                let mut o = 0;
-                for d in 0..shape.len() {
-                    o += ((lin / is[d]) % x.shape[d] + pads[d].0) * os[d];
-                }
-                out[o] = *v;
-            }
-            out
-        };
-        Ok(self.local(x, shape.clone(), |_, s| AShare {
-            a: place(&s.a),
-            b: place(&s.b),
+        let offset: usize = pads.iter().zip(&os).map(|((a, _), st)| a * st).sum();
+        let total = numel(&shape);
+        let xshape = x.shape.clone();
+        Ok(self.local(x, shape, |d, _, s| {
+            s.map(|v| {
+                let mut out = d.zeros(total);
+                d.scatter(v, &mut out, &xshape, offset, &os);
+                out
+            })
         }))
     }
 
@@ -1035,18 +1052,27 @@ impl Session {
             .enumerate()
             .map(|(d, &s)| if dims.contains(&d) { 1 } else { s })
             .collect();
-        let is = ring::strides(&x.shape);
-        let ks = ring::strides(&kept);
-        let red = |src: &[u64]| {
-            let mut out = vec![0u64; numel(&kept)];
-            for (lin, v) in src.iter().enumerate() {
-                let mut o = 0;
-                for d in 0..r {
-                    if !dims.contains(&d) {
-                        o += ((lin / is[d]) % x.shape[d]) * ks[d];
-                    }
-                }
-                out[o] = out[o].wrapping_add(*v);
+        // Runs of adjacent reduced dims, summed from the last run to the
+        // first, each as the middle axis of an [outer, len, inner] view (no
+        // data movement): a reduced dim becomes 1 and the others keep place.
+        let mut ds: Vec<usize> = dims.to_vec();
+        ds.sort_unstable();
+        ds.dedup();
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        for &d in &ds {
+            match runs.last_mut() {
+                Some((_, end)) if *end == d => *end = d + 1,
+                _ => runs.push((d, d + 1)),
+            }
+        }
+        let red = |dev: &dyn Device, v: &Buf| {
+            let mut cur = x.shape.clone();
+            let mut out = v.clone();
+            for &(d0, d1) in runs.iter().rev() {
+                let (outer, len, inner) =
+                    (numel(&cur[..d0]), numel(&cur[d0..d1]), numel(&cur[d1..]));
+                out = dev.sum_axis(&out, outer, len, inner);
+                cur[d0..d1].iter_mut().for_each(|c| *c = 1);
             }
             out
         };
@@ -1060,10 +1086,7 @@ impl Session {
                 .map(|(_, &s)| s)
                 .collect()
         };
-        Ok(self.local(x, shape, |_, s| AShare {
-            a: red(&s.a),
-            b: red(&s.b),
-        }))
+        Ok(self.local(x, shape, |d, _, s| s.map(|v| red(d, v))))
     }
 
     /// One party's view of a tensor: its two components (for the security
@@ -1074,6 +1097,6 @@ impl Session {
             return invalid(format!("party must be 0, 1 or 2, got {party}"));
         }
         let s = x.at(party)?;
-        Ok((s.a.clone(), s.b.clone()))
+        Ok((s.a.to_vec(), s.b.to_vec()))
     }
 }

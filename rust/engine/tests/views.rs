@@ -54,13 +54,13 @@ fn views(secret: f64, key_seed: u8) -> Vec<View> {
                 };
                 let key = [key_seed.wrapping_add(i as u8); 16];
                 let mut p =
-                    Party::setup(i, Comm::new(i, Box::new(rec)), key, Box::new(Cpu), 16).unwrap();
+                    Party::setup(i, Comm::new(i, Box::new(rec)), key, std::sync::Arc::new(Cpu), 16).unwrap();
                 seen.lock().unwrap().clear();
                 let plain = ring::encode(&vec![secret; N], 16).unwrap();
                 let x = p
                     .share(0, if i == 0 { Some(&plain) } else { None }, N)
                     .unwrap();
-                *mine.lock().unwrap() = (x.a.clone(), x.b.clone());
+                *mine.lock().unwrap() = (x.a.to_vec(), x.b.to_vec());
                 let y = p.mul(&x, &x).unwrap();
                 p.divide(&y, 3).unwrap();
                 // ReLU's messages: the binary input, the AND layers of the
@@ -138,7 +138,7 @@ fn a_failing_party_aborts_its_neighbours_fast() {
                         i,
                         Comm::new(i, Box::new(t)),
                         [i as u8; 16],
-                        Box::new(Cpu),
+                        std::sync::Arc::new(Cpu),
                         16,
                     )
                     .unwrap();
@@ -149,8 +149,8 @@ fn a_failing_party_aborts_its_neighbours_fast() {
                         return true;
                     }
                     let x = cryptgpu_engine::protocol::AShare {
-                        a: vec![0; 4],
-                        b: vec![0; 4],
+                        a: vec![0; 4].into(),
+                        b: vec![0; 4].into(),
                     };
                     let failed = p.reveal(&x).is_err();
                     done.wait();

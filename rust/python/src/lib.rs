@@ -688,11 +688,14 @@ fn cuda_device_count(py: Python<'_>) -> usize {
     py.allow_threads(cryptgpu_engine::cuda::device_count)
 }
 
-/// Ring GEMM on CUDA GPU `ordinal` by 16-bit limbs in cuBLAS DGEMM (the
-/// CUDA device's path), for benchmarks and checks: A (m x k), B (k x n) as
-/// u64 bytes. RuntimeError without a GPU.
+/// Ring GEMM on CUDA GPU `ordinal`, for benchmarks and checks: A (m x k),
+/// B (k x n) as u64 bytes. `path` is "f64" (16-bit limbs in cuBLAS DGEMM),
+/// "int8" (8-bit limbs in int8 GEMMs with int32 accumulation) or "auto"
+/// (the faster, timed at first use of the shape). RuntimeError without a
+/// GPU, ValueError for another path.
 #[pyfunction]
-#[pyo3(signature = (m, k, n, a, b, ordinal=0))]
+#[pyo3(signature = (m, k, n, a, b, ordinal=0, path="auto"))]
+#[allow(clippy::too_many_arguments)]
 fn cuda_ring_gemm<'py>(
     py: Python<'py>,
     m: usize,
@@ -701,13 +704,24 @@ fn cuda_ring_gemm<'py>(
     a: &[u8],
     b: &[u8],
     ordinal: usize,
+    path: &str,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    use cryptgpu_engine::device::Device;
+    use cryptgpu_engine::cuda::GemmPath;
     if a.len() != m * k * 8 || b.len() != k * n * 8 {
         return Err(ShapeError::new_err(
             "cuda_ring_gemm: buffer sizes do not match m, k, n",
         ));
     }
+    let path = match path {
+        "auto" => None,
+        "f64" => Some(GemmPath::F64Limb16),
+        "int8" => Some(GemmPath::I8Limb8),
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "path must be auto, f64 or int8, got {other:?}"
+            )))
+        }
+    };
     let words = |x: &[u8]| -> Vec<u64> {
         x.chunks_exact(8)
             .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
@@ -716,9 +730,7 @@ fn cuda_ring_gemm<'py>(
     let (av, bv) = (words(a), words(b));
     let c = call(py, || {
         let dev = cryptgpu_engine::cuda::Cuda::new(ordinal)?;
-        let mut c = vec![0u64; m * n];
-        dev.gemm(m, k, n, &av, &bv, &mut c, false);
-        Ok(c)
+        dev.gemm_host(path, m, k, n, &av, &bv)
     })?;
     Ok(u64_bytes(py, &c))
 }
