@@ -1,13 +1,18 @@
-"""Ring GEMM over Z_2^64 on the GPU (issue 8, scheme (a): 16-bit limbs in
-cuBLAS float64 GEMM) against torch's float64 GEMM on the same card, in the
-same run. Each call includes the host-device copies of the CUDA device's
-first step (operands in, result out), so this is the device's end-to-end
-cost, not the kernel's peak.
+"""Ring GEMM over Z_2^64 on the GPU, both formulations of issue 8, against
+torch's float64 and int8 GEMMs on the same card in the same run:
+
+(a) "f64": 16-bit limbs, 10 limb products in 4 cuBLAS DGEMMs (CryptGPU);
+(b) "int8": 8-bit balanced digits, 36 limb products in 8 int8 GEMMs with
+    int32 accumulation (tensor cores).
+
+Operands are resident in GPU memory and only the GEMM is timed (the CUDA
+device's per-shape dispatch picks the faster of the two; "auto" shows its
+choice). Every path is first checked bit for bit against the CPU ring GEMM
+on a smaller shape.
 
     python benchmarks/gpu_gemm.py
 
-Checks every result against the CPU ring GEMM bit for bit, then prints a
-markdown table. Exits with a message on a machine without a GPU.
+Prints a markdown table; exits with a message on a machine without a GPU.
 """
 
 from __future__ import annotations
@@ -30,39 +35,55 @@ def best(fn, reps=3):
     for _ in range(reps):
         t = time.perf_counter()
         fn()
+        torch.cuda.synchronize()
         ts.append(time.perf_counter() - t)
     return min(ts)
+
+
+def check_paths() -> None:
+    rng = np.random.default_rng(0)
+    for m, k, n in [(33, 70, 17), (64, 9000, 32)]:  # the second needs two int8 K chunks
+        a = rng.integers(0, 2**64, size=m * k, dtype=np.uint64).tobytes()
+        b = rng.integers(0, 2**64, size=k * n, dtype=np.uint64).tobytes()
+        want = _native.ring_gemm(m, k, n, a, b)
+        for path in ("f64", "int8", "auto"):
+            got = _native.cuda_ring_gemm(m, k, n, a, b, path=path)
+            assert got == want, f"GPU ring GEMM ({path}) differs from the CPU at {m}x{k}x{n}"
 
 
 def main() -> None:
     if not cryptgpu.cuda_is_available():
         sys.exit("no CUDA GPU here (cryptgpu.cuda_is_available() is False)")
-    rng = np.random.default_rng(0)
+    check_paths()
     name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cuda:0"
-    print(f"date: {time.strftime('%Y-%m-%d')}; device: {name}\n")
-    print("| m x k x n | ring GEMM (s) | G madd/s | torch f64 on GPU (s) | G madd/s | ratio |")
-    print("|---|---|---|---|---|---|")
+    print(f"date: {time.strftime('%Y-%m-%d')}; device: {name}; operands on the GPU\n")
+    print(
+        "| m x k x n | ring f64-limb (s) | ring int8-limb (s) | auto picks | ring G madd/s (best) "
+        "| torch f64 G madd/s | torch int8 G madd/s | best ring / torch f64 |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for m, k, n in SHAPES:
-        a = rng.integers(0, 2**64, size=m * k, dtype=np.uint64)
-        b = rng.integers(0, 2**64, size=k * n, dtype=np.uint64)
-        ab, bb = a.tobytes(), b.tobytes()
-        got = _native.cuda_ring_gemm(m, k, n, ab, bb)
-        if m * k * n <= 1024**3:
-            assert got == _native.ring_gemm(m, k, n, ab, bb), "GPU ring GEMM differs from the CPU"
-        t_ring = best(lambda m=m, k=k, n=n, ab=ab, bb=bb: _native.cuda_ring_gemm(m, k, n, ab, bb))
-        t_f64 = float("nan")
-        if torch.cuda.is_available():
-            x = torch.randn(m, k, dtype=torch.float64, device="cuda")
-            y = torch.randn(k, n, dtype=torch.float64, device="cuda")
-
-            def f64(x=x, y=y):
-                (x @ y).sum().item()
-
-            t_f64 = best(f64)
         g = m * k * n / 1e9
+        t_f, _ = _native.cuda_time_ring_gemm(m, k, n, path="f64")
+        try:
+            t_i, _ = _native.cuda_time_ring_gemm(m, k, n, path="int8")
+        except RuntimeError as e:
+            print(f"int8 path refused at {m}x{k}x{n}: {e}", file=sys.stderr)
+            t_i = float("inf")
+        _, auto = _native.cuda_time_ring_gemm(m, k, n, path="auto", reps=1)
+        t_ring = min(t_f, t_i)
+        x = torch.randn(m, k, dtype=torch.float64, device="cuda")
+        y = torch.randn(k, n, dtype=torch.float64, device="cuda")
+        t_f64 = best(lambda x=x, y=y: x @ y)
+        xi = torch.randint(-128, 127, (m, k), dtype=torch.int8, device="cuda")
+        yi = torch.randint(-128, 127, (k, n), dtype=torch.int8, device="cuda")
+        try:
+            t_i8 = best(lambda xi=xi, yi=yi: torch._int_mm(xi, yi))
+        except RuntimeError:
+            t_i8 = float("nan")
         print(
-            f"| {m}x{k}x{n} | {t_ring:.4f} | {g / t_ring:.1f} | {t_f64:.4f} | {g / t_f64:.1f} "
-            f"| {t_f64 / t_ring:.2f}x |"
+            f"| {m}x{k}x{n} | {t_f:.4f} | {t_i:.4f} | {auto} | {g / t_ring:.1f} "
+            f"| {g / t_f64:.1f} | {g / t_i8:.1f} | {t_f64 / t_ring:.2f}x |"
         )
 
 

@@ -63,6 +63,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="")
     ap.add_argument("--batch", type=int, default=0, help="cap on the batch size")
+    ap.add_argument("--batch-size", type=int, default=0, help="this batch size for every model")
     ap.add_argument("--maxpool", action="store_true")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     opts = ap.parse_args()
@@ -78,6 +79,8 @@ def main() -> None:
         ctor, shape, classes, batch = all_cases[name]
         if opts.batch:
             batch = min(batch, opts.batch)
+        if opts.batch_size:
+            batch = opts.batch_size
         torch.manual_seed(0)
         pm = cryptgpu.nn.from_pytorch(ctor(), fold_batchnorm=False).encrypt(src=0).train()
         sgd = cryptgpu.optim.SGD(pm.parameters(), lr=0.01, momentum=0.9)
@@ -88,6 +91,8 @@ def main() -> None:
         )
         for _ in range(2):  # the first iteration warms the allocator; report the second
             cryptgpu.reset_stats()
+            if opts.device == "cuda":
+                cryptgpu.cuda.memory_peak(reset=True)
             t0 = time.perf_counter()
             sgd.zero_grad()
             loss = crit(pm(x), y)
@@ -113,7 +118,10 @@ def main() -> None:
                 ],
             )
         )
-        print(f"{name} batch {batch}: {t3 - t0:.2f} s", flush=True)
+        mem = ""
+        if opts.device == "cuda":
+            mem = f", peak GPU memory {cryptgpu.cuda.memory_peak() / 2**30:.1f} GiB (3 parties)"
+        print(f"{name} batch {batch}: {t3 - t0:.2f} s{mem}", flush=True)
     print(
         f"\ndate: {time.strftime('%Y-%m-%d')}; {os.cpu_count()} cores; device: {opts.device}; "
         "local runtime; "

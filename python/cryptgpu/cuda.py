@@ -5,17 +5,18 @@ asked for. :func:`is_available` (also ``cryptgpu.cuda_is_available()``) is
 True when ``libcuda.so.1`` loads, ``cuInit`` succeeds and at least one GPU
 is present. :func:`device_map` says where each party's shares would live.
 
-State of the CUDA device: the kernels (``kernels/*.cu``: ring and bit ops,
-bit slicing, Kogge-Stone steps, the AES-CTR PRG, reductions, im2col/col2im/
-pooling/views, and both limb decompositions of the ring GEMM) are embedded
-in the engine, compile with NVRTC and are checked bit for bit against the
-CPU device by a host emulation in the tests. ``init(device="cuda")`` gives
-each party a CUDA device that runs the engine's device operations (ring GEMM
-by 16-bit limbs in cuBLAS DGEMM, im2col, col2im, pooling sums, views) on its
-GPU, copying operands in and results out on each call; element-wise share
-arithmetic, the PRG and the binary circuits still run on the host, and
-shares stay in host memory. This path has not run on a GPU yet (none was
-available to its authors); the tests run it wherever a GPU is found.
+State of the CUDA device: ``init(device="cuda")`` gives each party a CUDA
+device on which its shares live in GPU memory from ``cryptensor`` to
+``get_plain_text``: every engine operation (element-wise share arithmetic,
+the AES-CTR PRG, products and truncation, the binary circuits of ReLU and
+max, bit injection, views, im2col/col2im, pooling, reductions) runs as a
+kernel from ``kernels/*.cu`` (compiled by NVRTC at first use). The ring
+GEMM runs two ways, 16-bit limbs in cuBLAS DGEMM and 8-bit limbs in int8
+GEMMs with int32 accumulation, picked per shape by timing both once. In the
+local runtime messages between parties are GPU buffers handed over with no
+host copy. This path has not run on a GPU yet (none was available to its
+authors): the kernels are checked bit for bit against the CPU device by a
+host emulation, and the tests run the CUDA path wherever a GPU is found.
 """
 
 from __future__ import annotations
@@ -57,3 +58,10 @@ def compile_kernels(arch: str = "compute_90") -> dict[str, int]:
 def kernel_sources() -> dict[str, str]:
     """The kernel files embedded in the engine, by file name."""
     return dict(_native.cuda_kernel_sources())
+
+
+def memory_peak(gpu: int = 0, reset: bool = False) -> int:
+    """Peak bytes of GPU memory the engine has had allocated on ``gpu`` (its
+    stream-ordered allocations, which hold every share and intermediate);
+    ``reset=True`` restarts the count. RuntimeError without a GPU."""
+    return _native.cuda_memory_peak(gpu, reset)

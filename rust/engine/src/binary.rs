@@ -24,7 +24,7 @@
 //! 1 groups), 181 AND planes in all. Only the planes the top carry needs are
 //! ever computed.
 
-use crate::device::{Buf, Op2};
+use crate::device::{Buf, Op1, Op2};
 use crate::error::Result;
 use crate::net::Peer;
 use crate::protocol::{local, AShare, Party};
@@ -101,7 +101,11 @@ impl Party {
     /// AND of two replicated binary sharings (any packing): one round, one
     /// word per word.
     pub fn and(&mut self, x: &AShare, y: &AShare) -> Result<AShare> {
-        let n = x.len();
+        self.and_prefix(x, y, x.len())
+    }
+
+    /// AND of the first n words of two sharings (no copy of the prefix).
+    fn and_prefix(&mut self, x: &AShare, y: &AShare, n: usize) -> Result<AShare> {
         let r = self.zero_share_bits(n);
         let z = self.dev.and_local(&x.a, &x.b, &y.a, &y.b, r);
         let b = self.round1(vec![(Peer::Prev, z.clone())], Peer::Next, n)?;
@@ -126,10 +130,14 @@ impl Party {
     /// The operands of one AND round, gathered plane by plane: pairs of
     /// (sharing, first plane, plane count) for the left and right inputs.
     fn stack(&self, parts: &[(&AShare, usize, usize)], nw: usize) -> AShare {
-        let a: Vec<(&Buf, usize, usize)> =
-            parts.iter().map(|(s, j, c)| (&s.a, j * nw, c * nw)).collect();
-        let b: Vec<(&Buf, usize, usize)> =
-            parts.iter().map(|(s, j, c)| (&s.b, j * nw, c * nw)).collect();
+        let a: Vec<(&Buf, usize, usize)> = parts
+            .iter()
+            .map(|(s, j, c)| (&s.a, j * nw, c * nw))
+            .collect();
+        let b: Vec<(&Buf, usize, usize)> = parts
+            .iter()
+            .map(|(s, j, c)| (&s.b, j * nw, c * nw))
+            .collect();
         AShare {
             a: self.dev.concat(&a),
             b: self.dev.concat(&b),
@@ -253,7 +261,7 @@ impl Party {
         let (ys, xs) = self.binary_inputs(x)?;
         // p_j = y_j ^ x2_j (local); g_j = y_j & x2_j for j < 63 (one round).
         let p = self.xor(&ys, &xs);
-        let mut gs = self.and(&self.planes(&ys, 0, 63, nw), &self.planes(&xs, 0, 63, nw))?;
+        let mut gs = self.and_prefix(&ys, &xs, 63 * nw)?;
         // Groups, lowest bits first, as two plane stacks: G of groups
         // 0..cnt, and P of groups 1..cnt (group k's P is plane k - 1; the
         // lowest group's P is never needed: nothing carries into bit 0).
@@ -272,7 +280,10 @@ impl Party {
                 &self.sel(&ps, 1, 2, pairs - 1, nw),
             );
             let prod = self.and(&left, &right)?;
-            let mut ng = self.xor(&self.sel(&gs, 1, 2, pairs, nw), &self.planes(&prod, 0, pairs, nw));
+            let mut ng = self.xor(
+                &self.sel(&gs, 1, 2, pairs, nw),
+                &self.planes(&prod, 0, pairs, nw),
+            );
             let mut np = self.planes(&prod, pairs, pairs - 1, nw);
             if cnt % 2 == 1 {
                 // The odd group out moves up unchanged.
@@ -303,11 +314,11 @@ impl Party {
         let expand = |plane: &Buf| dev.expand_bits(plane, n, reps);
         let (ush, tsh) = match self.rank {
             0 => {
-                let u = expand(&dev.map2(Op2::Xor, &c.a, &c.b));
+                let mut u0 = expand(&dev.map2(Op2::Xor, &c.a, &c.b));
                 let u1 = self.rand_next(m);
                 let t1 = self.rand_next(m);
                 let t0 = self.rand_own(m);
-                let u0 = dev.map2(Op2::Sub, &u, &u1);
+                dev.map2_into(Op2::Sub, &mut u0, &u1);
                 self.round(vec![(Peer::Prev, u0.clone())], &[])?;
                 (AShare { a: u0, b: u1 }, AShare { a: t0, b: t1 })
             }
@@ -315,8 +326,8 @@ impl Party {
                 let c2 = expand(&c.b);
                 let u1 = self.rand_own(m);
                 let t1 = self.rand_own(m);
-                let vs = dev.map2(Op2::Add, &v.a, &v.b);
-                let mut m1 = dev.map2(Op2::Mul, &c2, &vs);
+                let mut m1 = dev.map2(Op2::Add, &v.a, &v.b);
+                dev.map2_into(Op2::Mul, &mut m1, &c2);
                 dev.map2_into(Op2::Sub, &mut m1, &t1);
                 let m2 = self.round1(vec![(Peer::Next, m1.clone())], Peer::Next, m)?;
                 let t2 = dev.map2(Op2::Add, &m1, &m2);
@@ -331,7 +342,8 @@ impl Party {
             _ => {
                 let c2 = expand(&c.a);
                 let t0 = self.rand_next(m);
-                let mut m2 = dev.map2(Op2::Mul, &c2, &v.b);
+                let mut m2 = c2;
+                dev.map2_into(Op2::Mul, &mut m2, &v.b);
                 dev.map2_into(Op2::Sub, &mut m2, &t0);
                 // u0 from party 0 (next), m1 from party 1 (previous).
                 let mut got = self.round(
@@ -352,9 +364,15 @@ impl Party {
         };
         // w = u * (v - 2t), integer product: reshare without truncation.
         let d = &*dev;
-        let y = local::sub(d, v, &local::add(d, &tsh, &tsh));
-        let w = self.mul_int(&ush, &y)?;
-        Ok(local::add(d, &w, &tsh))
+        let mut y = local::add(d, &tsh, &tsh);
+        for (yc, vc) in [(&mut y.a, &v.a), (&mut y.b, &v.b)] {
+            d.map2_into(Op2::Sub, yc, vc);
+            d.map1_into(Op1::Neg, yc);
+        }
+        let mut w = self.mul_int(&ush, &y)?;
+        d.map2_into(Op2::Add, &mut w.a, &tsh.a);
+        d.map2_into(Op2::Add, &mut w.b, &tsh.b);
+        Ok(w)
     }
 }
 

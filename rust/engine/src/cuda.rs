@@ -120,6 +120,53 @@ pub fn device_map(gpus: usize) -> Option<[usize; 3]> {
     }
 }
 
+/// The high-water mark of GPU memory in use by this process's stream-ordered
+/// allocations on GPU `ordinal` (the default memory pool, which the engine
+/// allocates from), in bytes; `reset` restarts it from the current use.
+pub fn memory_peak(ordinal: usize, reset: bool) -> Result<u64> {
+    use cudarc::driver::sys;
+    if device_count() <= ordinal {
+        return Err(EngineError::Unavailable(format!(
+            "no CUDA GPU {ordinal} (found {})",
+            device_count()
+        )));
+    }
+    let ctx = CudaContext::new(ordinal).map_err(|e| cuda_err("open the GPU", e))?;
+    ctx.bind_to_thread().map_err(|e| cuda_err("bind", e))?;
+    let ok = |r: sys::CUresult, what: &str| {
+        if r == sys::CUresult::CUDA_SUCCESS {
+            Ok(())
+        } else {
+            Err(cuda_err(what, r))
+        }
+    };
+    let attr = sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH;
+    let mut dev: sys::CUdevice = 0;
+    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+    let mut high: u64 = 0;
+    // SAFETY: plain driver queries with valid out-pointers; the context is
+    // current on this thread.
+    unsafe {
+        ok(sys::cuDeviceGet(&mut dev, ordinal as i32), "cuDeviceGet")?;
+        ok(
+            sys::cuDeviceGetDefaultMemPool(&mut pool, dev),
+            "default memory pool",
+        )?;
+        ok(
+            sys::cuMemPoolGetAttribute(pool, attr, &mut high as *mut u64 as *mut _),
+            "pool attribute",
+        )?;
+        if reset {
+            let mut zero: u64 = 0;
+            ok(
+                sys::cuMemPoolSetAttribute(pool, attr, &mut zero as *mut u64 as *mut _),
+                "pool attribute",
+            )?;
+        }
+    }
+    Ok(high)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,14 +408,33 @@ fn cuda_err(what: &str, e: impl std::fmt::Debug) -> EngineError {
 const FUNCTIONS: &[(&str, &[&str])] = &[
     (
         "ring.cu",
-        &["ring_map2", "ring_map2_into", "ring_div_floor", "ring_add_scalar", "ring_mul_scalar", "ring_neg", "rss_mul_local"],
+        &[
+            "ring_map2",
+            "ring_map2_into",
+            "ring_div_floor",
+            "ring_add_scalar",
+            "ring_mul_scalar",
+            "ring_neg",
+            "rss_mul_local",
+        ],
     ),
-    ("bits.cu", &["rss_and_local", "to_planes", "from_planes", "expand_bits"]),
+    (
+        "bits.cu",
+        &["rss_and_local", "to_planes", "from_planes", "expand_bits"],
+    ),
     ("prg.cu", &["aes128_key_expand", "aes128_ctr_fill"]),
     ("reduce.cu", &["sum_axis"]),
     (
         "conv.cu",
-        &["im2col", "col2im", "window_sum", "gather", "scatter", "index_gather", "index_scatter_add"],
+        &[
+            "im2col",
+            "col2im",
+            "window_sum",
+            "gather",
+            "scatter",
+            "index_gather",
+            "index_scatter_add",
+        ],
     ),
     (
         "gemm.cu",
@@ -422,7 +488,9 @@ impl Cuda {
             (8, _) => "compute_80",
             _ => "compute_70",
         };
-        let stream = ctx.new_stream().map_err(|e| cuda_err("create a stream", e))?;
+        let stream = ctx
+            .new_stream()
+            .map_err(|e| cuda_err("create a stream", e))?;
         let blas = CudaBlas::new(stream.clone()).map_err(|e| cuda_err("cuBLAS", e))?;
         let mut funcs = HashMap::new();
         for (file, names) in FUNCTIONS {
@@ -514,7 +582,16 @@ impl Cuda {
     /// One K chunk of C (+)= A B by 16-bit limbs in float64 (A is m x k
     /// contiguous, B is k x n contiguous).
     #[allow(clippy::too_many_arguments)]
-    fn gemm_f64(&self, m: usize, k: usize, n: usize, a: &CudaView<u64>, b: &CudaView<u64>, c: &mut CudaViewMut<u64>, acc: bool) {
+    fn gemm_f64(
+        &self,
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &CudaView<u64>,
+        b: &CudaView<u64>,
+        c: &mut CudaViewMut<u64>,
+        acc: bool,
+    ) {
         let mut la = self.zeros::<f64>(4 * m * k);
         let mut lb = self.zeros::<f64>(4 * k * n);
         let (mk, kn) = ((m * k) as u64, (k * n) as u64);
@@ -522,7 +599,10 @@ impl Cuda {
         launch!(self, "limbs16_split", k * n, b, &kn, &mut lb);
         let mut parts = self.zeros::<f64>(4 * m * n);
         {
-            let blas = self.blas.lock().unwrap_or_else(|_| panic!("cuBLAS handle poisoned"));
+            let blas = self
+                .blas
+                .lock()
+                .unwrap_or_else(|_| panic!("cuBLAS handle poisoned"));
             for s in 0..4u32 {
                 let kk = (s as usize + 1) * k;
                 let mut ca = self.zeros::<f64>(m * kk);
@@ -557,8 +637,19 @@ impl Cuda {
     /// One K chunk of C (+)= A B by 8-bit balanced digits in int8 GEMMs with
     /// int32 accumulation; an error where cuBLAS refuses the int8 shape.
     #[allow(clippy::too_many_arguments)]
-    fn gemm_i8(&self, m: usize, k: usize, n: usize, a: &CudaView<u64>, b: &CudaView<u64>, c: &mut CudaViewMut<u64>, acc: bool) -> std::result::Result<(), String> {
-        use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType};
+    fn gemm_i8(
+        &self,
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &CudaView<u64>,
+        b: &CudaView<u64>,
+        c: &mut CudaViewMut<u64>,
+        acc: bool,
+    ) -> std::result::Result<(), String> {
+        use cudarc::cublas::sys::{
+            cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType,
+        };
         let mut da = self.zeros::<i8>(8 * m * k);
         let mut db = self.zeros::<i8>(8 * k * n);
         let (mk, kn) = ((m * k) as u64, (k * n) as u64);
@@ -566,7 +657,10 @@ impl Cuda {
         launch!(self, "limbs8_split", k * n, b, &kn, &mut db);
         let mut parts = self.zeros::<i32>(8 * m * n);
         {
-            let blas = self.blas.lock().unwrap_or_else(|_| panic!("cuBLAS handle poisoned"));
+            let blas = self
+                .blas
+                .lock()
+                .unwrap_or_else(|_| panic!("cuBLAS handle poisoned"));
             for s in 0..8u32 {
                 let kk = (s as usize + 1) * k;
                 let mut ca = self.zeros::<i8>(m * kk);
@@ -615,7 +709,17 @@ impl Cuda {
 
     /// C (+)= A B with A, B contiguous on the device, K chunked for the path.
     #[allow(clippy::too_many_arguments)]
-    fn gemm_path(&self, path: GemmPath, m: usize, k: usize, n: usize, a: &CudaView<u64>, b: &CudaView<u64>, c: &mut CudaViewMut<u64>, acc: bool) -> std::result::Result<(), String> {
+    fn gemm_path(
+        &self,
+        path: GemmPath,
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &CudaView<u64>,
+        b: &CudaView<u64>,
+        c: &mut CudaViewMut<u64>,
+        acc: bool,
+    ) -> std::result::Result<(), String> {
         let step = match path {
             GemmPath::F64Limb16 => LIMB16_MAX_K,
             GemmPath::I8Limb8 => LIMB8_MAX_K,
@@ -649,11 +753,23 @@ impl Cuda {
 
     /// The path for (m, k, n): forced, remembered, or measured now (both
     /// paths run once into scratch; the faster is kept for the shape).
-    fn choose(&self, m: usize, k: usize, n: usize, a: &CudaView<u64>, b: &CudaView<u64>) -> GemmPath {
+    fn choose(
+        &self,
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &CudaView<u64>,
+        b: &CudaView<u64>,
+    ) -> GemmPath {
         if let Some(p) = self.forced {
             return p;
         }
-        if let Some(p) = self.paths.lock().ok().and_then(|t| t.get(&(m, k, n)).copied()) {
+        if let Some(p) = self
+            .paths
+            .lock()
+            .ok()
+            .and_then(|t| t.get(&(m, k, n)).copied())
+        {
             return p;
         }
         let time = |p: GemmPath| -> Option<f64> {
@@ -667,7 +783,11 @@ impl Cuda {
         };
         let f = time(GemmPath::F64Limb16).unwrap_or(f64::INFINITY);
         let i = time(GemmPath::I8Limb8).unwrap_or(f64::INFINITY);
-        let p = if i < f { GemmPath::I8Limb8 } else { GemmPath::F64Limb16 };
+        let p = if i < f {
+            GemmPath::I8Limb8
+        } else {
+            GemmPath::F64Limb16
+        };
         if let Ok(mut t) = self.paths.lock() {
             t.insert((m, k, n), p);
         }
@@ -683,7 +803,15 @@ impl Cuda {
     }
 
     /// C = A B on host vectors by one given path (benchmarks and tests).
-    pub fn gemm_host(&self, path: Option<GemmPath>, m: usize, k: usize, n: usize, a: &[u64], b: &[u64]) -> Result<Vec<u64>> {
+    pub fn gemm_host(
+        &self,
+        path: Option<GemmPath>,
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[u64],
+        b: &[u64],
+    ) -> Result<Vec<u64>> {
         let (da, db) = (self.up(a), self.up(b));
         let mut c = self.alloc(m * n);
         if m * n == 0 {
@@ -697,6 +825,39 @@ impl Cuda {
                 .map_err(EngineError::Unavailable)?;
         }
         Ok(self.wrap(c, m * n).into_vec())
+    }
+
+    /// Seconds per ring GEMM of random operands already in GPU memory
+    /// (copies excluded), over `reps` runs after one warm-up, and the path
+    /// that ran (benchmarks/gpu_gemm.py).
+    pub fn time_gemm(
+        &self,
+        path: Option<GemmPath>,
+        m: usize,
+        k: usize,
+        n: usize,
+        reps: usize,
+    ) -> Result<(f64, GemmPath)> {
+        let mut prg = Prg::new([7; 16]);
+        let (a, b) = (
+            Device::prg(self, &mut prg, m * k),
+            Device::prg(self, &mut prg, k * n),
+        );
+        let (da, db) = (self.dv(&a), self.dv(&b));
+        let (av, bv) = (da.slice(0..m * k), db.slice(0..k * n));
+        let p = path.unwrap_or_else(|| self.choose(m, k, n, &av, &bv));
+        let mut c = self.alloc(m * n);
+        let mut cv = c.slice_mut(0..m * n);
+        self.gemm_path(p, m, k, n, &av, &bv, &mut cv, false)
+            .map_err(EngineError::Unavailable)?;
+        self.synchronize();
+        let t = Instant::now();
+        for _ in 0..reps.max(1) {
+            self.gemm_path(p, m, k, n, &av, &bv, &mut cv, false)
+                .map_err(EngineError::Unavailable)?;
+        }
+        self.synchronize();
+        Ok((t.elapsed().as_secs_f64() / reps.max(1) as f64, p))
     }
 
     /// Make sure all queued work is done (benchmarks time with this).
@@ -773,34 +934,76 @@ impl Device for Cuda {
             .round_keys
             .lock()
             .unwrap_or_else(|_| panic!("round key cache poisoned"));
-        if !keys.contains_key(&key) {
+        let rk = keys.entry(key).or_insert_with(|| {
             let kd = self.up(&key);
             let mut rk = self.zeros::<u8>(176);
             launch!(self, "aes128_key_expand", 1, &kd, &mut rk);
-            keys.insert(key, rk);
-        }
-        let rk = &keys[&key];
+            rk
+        });
         let mut out = self.alloc(n);
         let (lo, hi, nn) = (c0 as u64, (c0 >> 64) as u64, n as u64);
-        launch!(self, "aes128_ctr_fill", n.div_ceil(2), rk, &lo, &hi, &mut out, &nn);
+        launch!(
+            self,
+            "aes128_ctr_fill",
+            n.div_ceil(2),
+            rk,
+            &lo,
+            &hi,
+            &mut out,
+            &nn
+        );
         self.wrap(out, n)
     }
 
     fn mul_local(&self, x0: &Buf, x1: &Buf, y0: &Buf, y1: &Buf, r: Buf) -> Buf {
         let n = r.len();
-        let (a, b, c, d, e) = (self.dv(x0), self.dv(x1), self.dv(y0), self.dv(y1), self.dv(&r));
+        let (a, b, c, d, e) = (
+            self.dv(x0),
+            self.dv(x1),
+            self.dv(y0),
+            self.dv(y1),
+            self.dv(&r),
+        );
         let mut out = self.alloc(n);
         let nn = n as u64;
-        launch!(self, "rss_mul_local", n, &*a, &*b, &*c, &*d, &*e, &mut out, &nn);
+        launch!(
+            self,
+            "rss_mul_local",
+            n,
+            &*a,
+            &*b,
+            &*c,
+            &*d,
+            &*e,
+            &mut out,
+            &nn
+        );
         self.wrap(out, n)
     }
 
     fn and_local(&self, x0: &Buf, x1: &Buf, y0: &Buf, y1: &Buf, r: Buf) -> Buf {
         let n = r.len();
-        let (a, b, c, d, e) = (self.dv(x0), self.dv(x1), self.dv(y0), self.dv(y1), self.dv(&r));
+        let (a, b, c, d, e) = (
+            self.dv(x0),
+            self.dv(x1),
+            self.dv(y0),
+            self.dv(y1),
+            self.dv(&r),
+        );
         let mut out = self.alloc(n);
         let nn = n as u64;
-        launch!(self, "rss_and_local", n, &*a, &*b, &*c, &*d, &*e, &mut out, &nn);
+        launch!(
+            self,
+            "rss_and_local",
+            n,
+            &*a,
+            &*b,
+            &*c,
+            &*d,
+            &*e,
+            &mut out,
+            &nn
+        );
         self.wrap(out, n)
     }
 
@@ -812,7 +1015,9 @@ impl Device for Cuda {
             if *len > 0 {
                 let src = self.dv(b);
                 let mut dst = out.slice_mut(at..at + len);
-                let r = self.stream.memcpy_dtod(&src.slice(*off..off + len), &mut dst);
+                let r = self
+                    .stream
+                    .memcpy_dtod(&src.slice(*off..off + len), &mut dst);
                 self.check(r, "copy on device");
             }
             at += len;
@@ -820,7 +1025,15 @@ impl Device for Cuda {
         self.wrap(out, total)
     }
 
-    fn update(&self, op: Option<Op2>, dst: &mut Buf, doff: usize, src: &Buf, soff: usize, len: usize) {
+    fn update(
+        &self,
+        op: Option<Op2>,
+        dst: &mut Buf,
+        doff: usize,
+        src: &Buf,
+        soff: usize,
+        len: usize,
+    ) {
         if len == 0 {
             return;
         }
@@ -850,7 +1063,7 @@ impl Device for Cuda {
         self.wrap(out, 64 * nw)
     }
 
-    fn from_planes(&self, planes: &Buf, n: usize) -> Buf {
+    fn unslice_planes(&self, planes: &Buf, n: usize) -> Buf {
         let nw = n.div_ceil(64);
         let dp = self.dv(planes);
         let mut out = self.alloc(n);
@@ -894,7 +1107,10 @@ impl Device for Cuda {
         let bv = db.slice(b.1..b.1 + k * n);
         let path = self.choose(m, k, n, &av, &bv);
         let mut cv = dc.slice_mut(coff..coff + m * n);
-        if self.gemm_path(path, m, k, n, &av, &bv, &mut cv, accumulate).is_err() {
+        if self
+            .gemm_path(path, m, k, n, &av, &bv, &mut cv, accumulate)
+            .is_err()
+        {
             // cuBLAS refused int8 for this shape (the chunks before the
             // refusal may have run): redo it in float64, which always works.
             if path == GemmPath::I8Limb8 {

@@ -51,19 +51,6 @@ pub enum Op2 {
     And,
 }
 
-impl Op2 {
-    #[inline(always)]
-    pub fn apply(self, a: u64, b: u64) -> u64 {
-        match self {
-            Op2::Add => a.wrapping_add(b),
-            Op2::Sub => a.wrapping_sub(b),
-            Op2::Mul => a.wrapping_mul(b),
-            Op2::Xor => a ^ b,
-            Op2::And => a & b,
-        }
-    }
-}
-
 /// An element-wise unary operation on ring elements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op1 {
@@ -185,23 +172,36 @@ pub trait Device: Send + Sync {
     /// dst = dst op src.
     fn map2_into(&self, op: Op2, dst: &mut Buf, src: &Buf);
     fn map1(&self, op: Op1, a: &Buf) -> Buf;
+    /// x = op(x), in place where the device can.
+    fn map1_into(&self, op: Op1, x: &mut Buf) {
+        *x = self.map1(op, x);
+    }
     /// `n` words of the stream of `prg` (the CPU's stream, bit for bit).
     fn prg(&self, prg: &mut crate::prg::Prg, n: usize) -> Buf;
     /// r + x0 (y0 + y1) + x1 y0: the local step of a replicated product.
     fn mul_local(&self, x0: &Buf, x1: &Buf, y0: &Buf, y1: &Buf, r: Buf) -> Buf;
-    /// r ^ (x0 & y0) ^ (x0 & y1) ^ (x1 & y0): the same for AND.
+    /// r ^ (x0 & y0) ^ (x0 & y1) ^ (x1 & y0): the same for AND, over the
+    /// first r.len() words of the (possibly longer) operands.
     fn and_local(&self, x0: &Buf, x1: &Buf, y0: &Buf, y1: &Buf, r: Buf) -> Buf;
 
     // ---- ranges
     /// The ranges concatenated, in order, into a new buffer.
     fn concat(&self, parts: &[(&Buf, usize, usize)]) -> Buf;
     /// dst[doff..doff+len] = src[soff..soff+len], or combined with `op`.
-    fn update(&self, op: Option<Op2>, dst: &mut Buf, doff: usize, src: &Buf, soff: usize, len: usize);
+    fn update(
+        &self,
+        op: Option<Op2>,
+        dst: &mut Buf,
+        doff: usize,
+        src: &Buf,
+        soff: usize,
+        len: usize,
+    );
 
     // ---- bits
     /// Bit-slice n words into 64 planes of ceil(n/64) words (binary.rs).
     fn to_planes(&self, x: &Buf) -> Buf;
-    fn from_planes(&self, planes: &Buf, n: usize) -> Buf;
+    fn unslice_planes(&self, planes: &Buf, n: usize) -> Buf;
     /// out[i] = bit (i / reps) of a packed plane, as 0 or 1; n * reps words.
     fn expand_bits(&self, plane: &Buf, n: usize, reps: usize) -> Buf;
 
@@ -242,8 +242,37 @@ pub trait Device: Send + Sync {
 
 pub struct Cpu;
 
-fn par_map2(op: Op2, a: &[u64], b: &[u64]) -> Vec<u64> {
-    a.iter().zip(b).map(|(x, y)| op.apply(*x, *y)).collect()
+/// Run `body` with the op as a compile-time closure, so each loop is
+/// specialised (no match per element).
+macro_rules! with_op2 {
+    ($op:expr, |$f:ident| $body:expr) => {
+        match $op {
+            Op2::Add => {
+                let $f = |x: u64, y: u64| x.wrapping_add(y);
+                $body
+            }
+            Op2::Sub => {
+                let $f = |x: u64, y: u64| x.wrapping_sub(y);
+                $body
+            }
+            Op2::Mul => {
+                let $f = |x: u64, y: u64| x.wrapping_mul(y);
+                $body
+            }
+            Op2::Xor => {
+                let $f = |x: u64, y: u64| x ^ y;
+                $body
+            }
+            Op2::And => {
+                let $f = |x: u64, y: u64| x & y;
+                $body
+            }
+        }
+    };
+}
+
+fn zip_into(d: &mut [u64], s: &[u64], f: impl Fn(u64, u64) -> u64) {
+    d.iter_mut().zip(s).for_each(|(x, y)| *x = f(*x, *y));
 }
 
 impl Device for Cpu {
@@ -264,20 +293,25 @@ impl Device for Cpu {
     }
 
     fn map2(&self, op: Op2, a: &Buf, b: &Buf) -> Buf {
-        Buf::Host(par_map2(op, a.host(), b.host()))
+        let (a, b) = (a.host(), b.host());
+        with_op2!(op, |f| Buf::Host(
+            a.iter().zip(b).map(|(x, y)| f(*x, *y)).collect()
+        ))
     }
 
     fn map2_into(&self, op: Op2, dst: &mut Buf, src: &Buf) {
-        dst.host_mut()
-            .iter_mut()
-            .zip(src.host())
-            .for_each(|(d, s)| *d = op.apply(*d, *s));
+        let (d, s) = (dst.host_mut(), src.host());
+        with_op2!(op, |f| zip_into(d, s, f))
     }
 
     fn map1(&self, op: Op1, a: &Buf) -> Buf {
         let mut v = a.host().to_vec();
         op.apply_slice(&mut v);
         Buf::Host(v)
+    }
+
+    fn map1_into(&self, op: Op1, x: &mut Buf) {
+        op.apply_slice(x.host_mut());
     }
 
     fn prg(&self, prg: &mut crate::prg::Prg, n: usize) -> Buf {
@@ -313,12 +347,20 @@ impl Device for Cpu {
         Buf::Host(out)
     }
 
-    fn update(&self, op: Option<Op2>, dst: &mut Buf, doff: usize, src: &Buf, soff: usize, len: usize) {
+    fn update(
+        &self,
+        op: Option<Op2>,
+        dst: &mut Buf,
+        doff: usize,
+        src: &Buf,
+        soff: usize,
+        len: usize,
+    ) {
         let d = &mut dst.host_mut()[doff..doff + len];
         let s = &src.host()[soff..soff + len];
         match op {
             None => d.copy_from_slice(s),
-            Some(op) => d.iter_mut().zip(s).for_each(|(x, y)| *x = op.apply(*x, *y)),
+            Some(op) => with_op2!(op, |f| zip_into(d, s, f)),
         }
     }
 
@@ -326,13 +368,17 @@ impl Device for Cpu {
         Buf::Host(crate::binary::to_planes(x.host()))
     }
 
-    fn from_planes(&self, planes: &Buf, n: usize) -> Buf {
+    fn unslice_planes(&self, planes: &Buf, n: usize) -> Buf {
         Buf::Host(crate::binary::from_planes(planes.host(), n))
     }
 
     fn expand_bits(&self, plane: &Buf, n: usize, reps: usize) -> Buf {
         let p = plane.host();
-        Buf::Host((0..n * reps).map(|i| crate::binary::bit(p, i / reps)).collect())
+        Buf::Host(
+            (0..n * reps)
+                .map(|i| crate::binary::bit(p, i / reps))
+                .collect(),
+        )
     }
 
     fn gemm(
@@ -654,5 +700,61 @@ mod tests {
             dilation: (1, 1),
         };
         assert_eq!(host::im2col(&[1, 2, 3, 4], &g, 0, 1), vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn scatter_inverts_gather_and_sum_axis_sums_the_middle() {
+        let x: Vec<u64> = (1..=12).collect();
+        let mut big = vec![0u64; 35];
+        host::scatter(&x, &mut big, &[3, 4], 7 + 2, &[7, 1]);
+        assert_eq!(host::gather(&big, &[3, 4], 9, &[7, 1]), x);
+        assert_eq!(big.iter().sum::<u64>(), x.iter().sum::<u64>());
+        // [2, 3, 2]: sums over the 3
+        let y: Vec<u64> = (0..12).collect();
+        assert_eq!(host::sum_axis(&y, 2, 3, 2), vec![6, 9, 24, 27]);
+    }
+
+    #[test]
+    fn range_ops_and_bit_expansion() {
+        let d = Cpu;
+        let a = Buf::Host((0..10).collect());
+        let b = Buf::Host((100..110).collect());
+        let c = d.concat(&[(&a, 8, 2), (&b, 0, 3)]);
+        assert_eq!(c.to_vec(), vec![8, 9, 100, 101, 102]);
+        let mut e = a.clone();
+        d.update(Some(Op2::Xor), &mut e, 1, &b, 2, 2);
+        d.update(None, &mut e, 5, &b, 0, 1);
+        assert_eq!(e.to_vec(), vec![0, 1 ^ 102, 2 ^ 103, 3, 4, 100, 6, 7, 8, 9]);
+        let plane = Buf::Host(vec![0b1011]);
+        assert_eq!(
+            d.expand_bits(&plane, 4, 2).to_vec(),
+            vec![1, 1, 1, 1, 0, 0, 1, 1]
+        );
+        let g = d.index_gather(&b, &[3, 3, 0]);
+        assert_eq!(g.to_vec(), vec![103, 103, 100]);
+        let s = d.index_scatter_add(&g, &[1, 1, 0], 2);
+        assert_eq!(s.to_vec(), vec![100, 206]);
+        assert_eq!(
+            d.map1(Op1::DivFloor(4), &Buf::Host(vec![(-5i64) as u64, 5]))
+                .to_vec(),
+            vec![(-2i64) as u64, 1]
+        );
+    }
+
+    /// Protocol code never reads a buffer on the host: that is what lets the
+    /// CUDA device keep shares in GPU memory (a host read of a GPU buffer is
+    /// an internal error at run time, which no CPU test would catch).
+    #[test]
+    fn protocol_code_never_reads_buffers_on_the_host() {
+        for (name, src) in [
+            ("protocol.rs", include_str!("protocol.rs")),
+            ("binary.rs", include_str!("binary.rs")),
+            ("runtime.rs", include_str!("runtime.rs")),
+        ] {
+            let code = src.split("#[cfg(test)]").next().unwrap_or(src);
+            for bad in [".host()", ".host_mut()"] {
+                assert!(!code.contains(bad), "{name} uses {bad}");
+            }
+        }
     }
 }

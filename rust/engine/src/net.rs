@@ -143,7 +143,9 @@ impl Transport for LocalTransport {
         let who = from.rank(self.rank);
         match ch.recv_timeout(self.timeout) {
             Ok(LocalMsg::Data(v)) => Ok(v),
-            Ok(LocalMsg::Abort(why)) => Err(EngineError::Peer(format!("party {who} aborted: {why}"))),
+            Ok(LocalMsg::Abort(why)) => {
+                Err(EngineError::Peer(format!("party {who} aborted: {why}")))
+            }
             Err(RecvTimeoutError::Timeout) => Err(EngineError::Peer(format!(
                 "party {} got no answer from party {who} within {:?}",
                 self.rank, self.timeout

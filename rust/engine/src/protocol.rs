@@ -88,7 +88,11 @@ impl Party {
             u64::from_le_bytes(key[8..].try_into().unwrap_or([0; 8])),
         ];
         let got = comm.round(vec![(Peer::Prev, Buf::Host(words))], &[Peer::Next])?;
-        let got: Vec<u64> = got.into_iter().next().map(Buf::into_vec).unwrap_or_default();
+        let got: Vec<u64> = got
+            .into_iter()
+            .next()
+            .map(Buf::into_vec)
+            .unwrap_or_default();
         let mut k_next = [0u8; 16];
         if got.len() != 2 {
             return Err(crate::EngineError::Peer(
@@ -255,16 +259,18 @@ impl Party {
         let dev = self.dev.clone();
         match self.rank {
             0 => {
-                let q = dev.map1(Op1::DivFloor(d), &z);
-                let t0 = dev.map1(Op1::AddScalar(1), &q);
+                let mut t0 = z;
+                dev.map1_into(Op1::DivFloor(d), &mut t0);
+                dev.map1_into(Op1::AddScalar(1), &mut t0);
                 self.round(vec![(Peer::Prev, t0.clone())], &[])?;
                 let t1 = self.round1(vec![], Peer::Next, n)?;
                 Ok(AShare { a: t0, b: t1 })
             }
             1 => {
                 let z2 = self.round1(vec![], Peer::Next, n)?;
-                let mut s = dev.map2(Op2::Add, &z, &z2);
-                s = dev.map1(Op1::DivFloor(d), &s);
+                let mut s = z;
+                dev.map2_into(Op2::Add, &mut s, &z2);
+                dev.map1_into(Op1::DivFloor(d), &mut s);
                 let r = self.rand_next(n);
                 dev.map2_into(Op2::Sub, &mut s, &r);
                 self.round(vec![(Peer::Prev, s.clone())], &[])?;

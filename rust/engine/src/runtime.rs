@@ -505,7 +505,11 @@ impl Session {
         let e = ring::encode(p, self.frac_bits)?;
         let r = self.run("mul", |pt| {
             let d = pt.dev.clone();
-            pt.truncate(&local::mul_public(&*d, x.at(pt.rank)?, &d.upload(e.clone())))
+            pt.truncate(&local::mul_public(
+                &*d,
+                x.at(pt.rank)?,
+                &d.upload(e.clone()),
+            ))
         })?;
         Ok(self.wrap(x.shape.clone(), r))
     }

@@ -53,8 +53,14 @@ fn views(secret: f64, key_seed: u8) -> Vec<View> {
                     seen: seen.clone(),
                 };
                 let key = [key_seed.wrapping_add(i as u8); 16];
-                let mut p =
-                    Party::setup(i, Comm::new(i, Box::new(rec)), key, std::sync::Arc::new(Cpu), 16).unwrap();
+                let mut p = Party::setup(
+                    i,
+                    Comm::new(i, Box::new(rec)),
+                    key,
+                    std::sync::Arc::new(Cpu),
+                    16,
+                )
+                .unwrap();
                 seen.lock().unwrap().clear();
                 let plain = ring::encode(&vec![secret; N], 16).unwrap();
                 let x = p

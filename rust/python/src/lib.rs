@@ -706,22 +706,12 @@ fn cuda_ring_gemm<'py>(
     ordinal: usize,
     path: &str,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    use cryptgpu_engine::cuda::GemmPath;
     if a.len() != m * k * 8 || b.len() != k * n * 8 {
         return Err(ShapeError::new_err(
             "cuda_ring_gemm: buffer sizes do not match m, k, n",
         ));
     }
-    let path = match path {
-        "auto" => None,
-        "f64" => Some(GemmPath::F64Limb16),
-        "int8" => Some(GemmPath::I8Limb8),
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "path must be auto, f64 or int8, got {other:?}"
-            )))
-        }
-    };
+    let path = gemm_path_arg(path)?;
     let words = |x: &[u8]| -> Vec<u64> {
         x.chunks_exact(8)
             .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
@@ -733,6 +723,55 @@ fn cuda_ring_gemm<'py>(
         dev.gemm_host(path, m, k, n, &av, &bv)
     })?;
     Ok(u64_bytes(py, &c))
+}
+
+/// Seconds per ring GEMM on GPU `ordinal` with operands resident in GPU
+/// memory (no copies timed), and the path that ran ("f64" or "int8"); for
+/// benchmarks/gpu_gemm.py. RuntimeError without a GPU.
+#[pyfunction]
+#[pyo3(signature = (m, k, n, path="auto", reps=5, ordinal=0))]
+fn cuda_time_ring_gemm(
+    py: Python<'_>,
+    m: usize,
+    k: usize,
+    n: usize,
+    path: &str,
+    reps: usize,
+    ordinal: usize,
+) -> PyResult<(f64, &'static str)> {
+    let path = gemm_path_arg(path)?;
+    let (t, p) = call(py, || {
+        let dev = cryptgpu_engine::cuda::Cuda::new(ordinal)?;
+        dev.time_gemm(path, m, k, n, reps)
+    })?;
+    Ok((t, gemm_path_name(p)))
+}
+
+fn gemm_path_arg(path: &str) -> PyResult<Option<cryptgpu_engine::cuda::GemmPath>> {
+    use cryptgpu_engine::cuda::GemmPath;
+    match path {
+        "auto" => Ok(None),
+        "f64" => Ok(Some(GemmPath::F64Limb16)),
+        "int8" => Ok(Some(GemmPath::I8Limb8)),
+        other => Err(PyValueError::new_err(format!(
+            "path must be auto, f64 or int8, got {other:?}"
+        ))),
+    }
+}
+
+fn gemm_path_name(p: cryptgpu_engine::cuda::GemmPath) -> &'static str {
+    match p {
+        cryptgpu_engine::cuda::GemmPath::F64Limb16 => "f64",
+        cryptgpu_engine::cuda::GemmPath::I8Limb8 => "int8",
+    }
+}
+
+/// Peak bytes of GPU memory the engine has had allocated on GPU `ordinal`
+/// (its stream-ordered allocations), optionally restarting the count.
+#[pyfunction]
+#[pyo3(signature = (ordinal=0, reset=false))]
+fn cuda_memory_peak(py: Python<'_>, ordinal: usize, reset: bool) -> PyResult<u64> {
+    call(py, || cryptgpu_engine::cuda::memory_peak(ordinal, reset))
 }
 
 /// GPU of each party for `gpus` GPUs (None for none).
@@ -756,6 +795,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cuda_compile_kernels, m)?)?;
     m.add_function(wrap_pyfunction!(cuda_device_count, m)?)?;
     m.add_function(wrap_pyfunction!(cuda_ring_gemm, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda_time_ring_gemm, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda_memory_peak, m)?)?;
     m.add("CryptGPUError", py.get_type::<CryptGPUError>())?;
     m.add("ShapeError", py.get_type::<ShapeError>())?;
     m.add("EncodingError", py.get_type::<EncodingError>())?;
