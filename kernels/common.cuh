@@ -12,3 +12,13 @@ typedef unsigned char u8;
 #define GRID_STRIDE() ((u64)gridDim.x * (u64)blockDim.x)
 // A grid-stride loop: correct for any launch size.
 #define FOR_EACH(i, n) for (u64 i = GLOBAL_ID(); i < (u64)(n); i += GRID_STRIDE())
+// A loop that the threads of a block share (filling shared memory before a
+// __syncthreads()). The host emulation runs one thread at a time, so there
+// each thread does the whole loop.
+#ifdef CRYPTGPU_EMU
+#define COOP_FIRST() ((u64)0)
+#define COOP_STEP() ((u64)1)
+#else
+#define COOP_FIRST() ((u64)threadIdx.x)
+#define COOP_STEP() ((u64)blockDim.x)
+#endif

@@ -43,13 +43,15 @@ __device__ static void aes128_expand(const u8* key, u8* rk) {
     }
 }
 
-// Encrypt one block in place; s[r + 4 c] is row r, column c.
-__device__ static void aes128_encrypt(const u8* rk, u8* s) {
+// Encrypt one block in place; s[r + 4 c] is row r, column c. `sbox` is the
+// block's shared-memory copy of AES_SBOX: constant memory serialises a warp
+// whose threads read different addresses, which every S-box lookup does.
+__device__ static void aes128_encrypt(const u8* rk, const u8* sbox, u8* s) {
     for (int i = 0; i < 16; i++) s[i] ^= rk[i];
     for (int round = 1; round <= 10; round++) {
         u8 t[16];
         for (int c = 0; c < 4; c++)  // SubBytes and ShiftRows
-            for (int r = 0; r < 4; r++) t[r + 4 * c] = AES_SBOX[s[r + 4 * ((c + r) % 4)]];
+            for (int r = 0; r < 4; r++) t[r + 4 * c] = sbox[s[r + 4 * ((c + r) % 4)]];
         if (round < 10) {
             for (int c = 0; c < 4; c++) {  // MixColumns
                 u8 a0 = t[4 * c], a1 = t[4 * c + 1], a2 = t[4 * c + 2], a3 = t[4 * c + 3];
@@ -74,6 +76,9 @@ extern "C" __global__ void aes128_key_expand(const u8* key, u8* rk) {
 // out[0 .. n) = the stream from block counter (ctr_hi : ctr_lo).
 extern "C" __global__ void aes128_ctr_fill(const u8* rk, u64 ctr_lo, u64 ctr_hi, u64* out,
                                            u64 n) {
+    __shared__ u8 sbox[256];
+    for (u64 i = COOP_FIRST(); i < 256; i += COOP_STEP()) sbox[i] = AES_SBOX[i];
+    __syncthreads();
     u64 blocks = (n + 1) / 2;
     FOR_EACH(b, blocks) {
         u64 lo = ctr_lo + b;
@@ -83,7 +88,7 @@ extern "C" __global__ void aes128_ctr_fill(const u8* rk, u64 ctr_lo, u64 ctr_hi,
             s[i] = (u8)(lo >> (8 * i));
             s[8 + i] = (u8)(hi >> (8 * i));
         }
-        aes128_encrypt(rk, s);
+        aes128_encrypt(rk, sbox, s);
         u64 w0 = 0, w1 = 0;
         for (int i = 0; i < 8; i++) {
             w0 |= (u64)s[i] << (8 * i);

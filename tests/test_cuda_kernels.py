@@ -357,9 +357,10 @@ def test_gemm_by_8_bit_limbs_in_int8_with_int32_accumulation(emu):
     reason="no CUDA GPU here (cryptgpu.cuda_is_available() is False)",
 )
 def test_the_cuda_device_matches_the_cpu_bit_for_bit():
-    """Same seed, same inputs: every op routed through the device (matmul,
-    conv2d with a K above one limb chunk's worth of columns, pooling, views)
-    opens to the same bits on CUDA as on the CPU."""
+    """Same seed, same inputs: every op routed through the device (products,
+    convolution, pooling, views, the comparison circuits, a training step)
+    opens to the same bits on CUDA as on the CPU: the device PRG draws the
+    CPU's stream and every operation is exact in the ring."""
     import cryptgpu
 
     g = torch.Generator().manual_seed(0)
@@ -372,12 +373,40 @@ def test_the_cuda_device_matches_the_cpu_bit_for_bit():
         cryptgpu.init(device=device, seed=3)
         x, y = cryptgpu.cryptensor(a), cryptgpu.cryptensor(b, src=1)
         im, ww = cryptgpu.cryptensor(img), cryptgpu.cryptensor(w, src=2)
+        f64 = torch.float64
+        c = im.conv2d(ww, stride=(2, 1), padding=1)
         out = [
-            (x @ y).get_plain_text(dtype=torch.float64),
-            im.conv2d(ww, stride=(2, 1), padding=1).get_plain_text(dtype=torch.float64),
-            im.avg_pool2d(2).get_plain_text(dtype=torch.float64),
-            im.permute(0, 2, 3, 1)[:, ::2].get_plain_text(dtype=torch.float64),
+            (x @ y).get_plain_text(dtype=f64),
+            c.get_plain_text(dtype=f64),
+            im.avg_pool2d(2).get_plain_text(dtype=f64),
+            im.permute(0, 2, 3, 1)[:, ::2].get_plain_text(dtype=f64),
+            # the binary circuits, bit injection and the data movement of
+            # pooling, padding, concatenation and reductions
+            c.relu().get_plain_text(dtype=f64),
+            (x < 0.1).get_plain_text(dtype=f64),
+            im.max_pool2d(2).get_plain_text(dtype=f64),
+            im.pad((1, 2, 0, 1)).get_plain_text(dtype=f64),
+            cryptgpu.cat([x, x * 2], dim=1).get_plain_text(dtype=f64),
+            im.sum(dim=(0, 2, 3)).get_plain_text(dtype=f64),
+            im.mean(dim=1).get_plain_text(dtype=f64),
         ]
+        # one training step of a small CNN: col2im, max-pool backward
+        # (index scatter-add), truncation of gradients
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 4, 3, padding=1),
+            torch.nn.ReLU(),
+            torch.nn.MaxPool2d(2),
+            torch.nn.Flatten(),
+            torch.nn.Linear(4 * 4 * 4, 3),
+        )
+        pm = cryptgpu.nn.from_pytorch(net).encrypt(src=0).train()
+        opt = cryptgpu.optim.SGD(pm.parameters(), lr=0.1)
+        target = cryptgpu.cryptensor(torch.eye(3)[[0, 2]].double(), src=1)
+        loss = cryptgpu.nn.MSELoss()(pm(im[:, :, :8, :8]), target)
+        loss.backward()
+        opt.step()
+        out += [p.get_plain_text(dtype=f64) for p in pm.parameters()]
         cryptgpu.uninit()
         return out
 

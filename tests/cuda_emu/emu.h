@@ -10,6 +10,9 @@
 #define __device__
 #define __constant__
 #define __host__
+#define __shared__ static
+#define __syncthreads()
+#define CRYPTGPU_EMU 1
 struct EmuDim3 {
     unsigned long long x, y, z;
 };
