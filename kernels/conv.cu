@@ -76,28 +76,24 @@ struct View {
     u64 strides[8];
 };
 
-extern "C" __global__ void gather(const u64* src, View v, u64* out, u64 n) {
-    FOR_EACH(i, n) {
-        u64 rem = i, at = v.offset;
-        for (int d = (int)v.ndim - 1; d >= 0; d--) {
-            at += (rem % v.shape[d]) * v.strides[d];
-            rem /= v.shape[d];
-        }
-        out[i] = src[at];
+// Where element i of the view lies in the viewed buffer.
+__device__ static inline u64 view_at(const View& v, u64 i) {
+    u64 rem = i, at = v.offset;
+    for (int d = (int)v.ndim - 1; d >= 0; d--) {
+        at += (rem % v.shape[d]) * v.strides[d];
+        rem /= v.shape[d];
     }
+    return at;
+}
+
+extern "C" __global__ void gather(const u64* src, View v, u64* out, u64 n) {
+    FOR_EACH(i, n) out[i] = src[view_at(v, i)];
 }
 
 // The inverse placement of `gather`: dst[offset + sum_d idx_d strides_d] =
 // src[i] (pad, cat); the view never overlaps itself.
 extern "C" __global__ void scatter(const u64* src, View v, u64* dst, u64 n) {
-    FOR_EACH(i, n) {
-        u64 rem = i, at = v.offset;
-        for (int d = (int)v.ndim - 1; d >= 0; d--) {
-            at += (rem % v.shape[d]) * v.strides[d];
-            rem /= v.shape[d];
-        }
-        dst[at] = src[i];
-    }
+    FOR_EACH(i, n) dst[view_at(v, i)] = src[i];
 }
 
 // out[j] = src[idx[j]] (pooling windows).

@@ -372,7 +372,7 @@ pub enum GemmPath {
 /// Launch kernel `name` over `n` items with the given arguments; a CUDA
 /// error panics with the kernel's name (the runtime turns it into an error).
 macro_rules! launch {
-    ($dev:expr, $name:literal, $n:expr, $($arg:expr),+ $(,)?) => {{
+    ($dev:expr, $name:expr, $n:expr, $($arg:expr),+ $(,)?) => {{
         let mut b = $dev.stream.launch_builder($dev.f($name));
         $( b.arg($arg); )+
         // SAFETY: every call site passes the arguments of kernels/*.cu's
@@ -579,8 +579,63 @@ impl Cuda {
         self.zeros::<u64>(n)
     }
 
-    /// One K chunk of C (+)= A B by 16-bit limbs in float64 (A is m x k
-    /// contiguous, B is k x n contiguous).
+    /// One K chunk of C (+)= A B by limbs (kernels/gemm.cu): split A and B
+    /// into `limbs` limbs of type L, and for each shift s multiply the K axis
+    /// concatenated s + 1 times (`mm`, one cuBLAS call into partials of type
+    /// P), then recombine mod 2^64. `names`: the split, concat-A, concat-B
+    /// and combine kernels.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_limbs<L, P>(
+        &self,
+        names: [&'static str; 4],
+        limbs: u32,
+        (m, k, n): (usize, usize, usize),
+        a: &CudaView<u64>,
+        b: &CudaView<u64>,
+        c: &mut CudaViewMut<u64>,
+        acc: bool,
+        mm: impl Fn(
+            &CudaBlas,
+            usize,
+            &CudaSlice<L>,
+            &CudaSlice<L>,
+            &mut CudaViewMut<P>,
+        ) -> std::result::Result<(), String>,
+    ) -> std::result::Result<(), String>
+    where
+        L: DeviceRepr + cudarc::driver::ValidAsZeroBits,
+        P: DeviceRepr + cudarc::driver::ValidAsZeroBits,
+    {
+        let [split, cat_a, cat_b, combine] = names;
+        let l = limbs as usize;
+        let mut la = self.zeros::<L>(l * m * k);
+        let mut lb = self.zeros::<L>(l * k * n);
+        let (mk, kn) = ((m * k) as u64, (k * n) as u64);
+        launch!(self, split, m * k, a, &mk, &mut la);
+        launch!(self, split, k * n, b, &kn, &mut lb);
+        let mut parts = self.zeros::<P>(l * m * n);
+        {
+            let blas = self
+                .blas
+                .lock()
+                .unwrap_or_else(|_| panic!("cuBLAS handle poisoned"));
+            for s in 0..limbs {
+                let kk = (s as usize + 1) * k;
+                let mut ca = self.zeros::<L>(m * kk);
+                let mut cb = self.zeros::<L>(kk * n);
+                let (mu, ku, nu) = (m as u64, k as u64, n as u64);
+                launch!(self, cat_a, m * kk, &la, &mu, &ku, &s, &mut ca);
+                launch!(self, cat_b, kk * n, &lb, &ku, &nu, &s, &mut cb);
+                let mut out = parts.slice_mut(s as usize * m * n..(s as usize + 1) * m * n);
+                mm(&blas, kk, &ca, &cb, &mut out)?;
+            }
+        }
+        let (mn, accu) = ((m * n) as u64, acc as u32);
+        launch!(self, combine, m * n, &parts, &mn, &accu, c);
+        Ok(())
+    }
+
+    /// One K chunk by 16-bit limbs in float64 (cuBLAS DGEMM).
     #[allow(clippy::too_many_arguments)]
     fn gemm_f64(
         &self,
@@ -591,25 +646,22 @@ impl Cuda {
         b: &CudaView<u64>,
         c: &mut CudaViewMut<u64>,
         acc: bool,
-    ) {
-        let mut la = self.zeros::<f64>(4 * m * k);
-        let mut lb = self.zeros::<f64>(4 * k * n);
-        let (mk, kn) = ((m * k) as u64, (k * n) as u64);
-        launch!(self, "limbs16_split", m * k, a, &mk, &mut la);
-        launch!(self, "limbs16_split", k * n, b, &kn, &mut lb);
-        let mut parts = self.zeros::<f64>(4 * m * n);
-        {
-            let blas = self
-                .blas
-                .lock()
-                .unwrap_or_else(|_| panic!("cuBLAS handle poisoned"));
-            for s in 0..4u32 {
-                let kk = (s as usize + 1) * k;
-                let mut ca = self.zeros::<f64>(m * kk);
-                let mut cb = self.zeros::<f64>(kk * n);
-                let (mu, ku, nu) = (m as u64, k as u64, n as u64);
-                launch!(self, "concat_a_f64", m * kk, &la, &mu, &ku, &s, &mut ca);
-                launch!(self, "concat_b_f64", kk * n, &lb, &ku, &nu, &s, &mut cb);
+    ) -> std::result::Result<(), String> {
+        let names = [
+            "limbs16_split",
+            "concat_a_f64",
+            "concat_b_f64",
+            "limbs16_combine",
+        ];
+        self.gemm_limbs::<f64, f64>(
+            names,
+            4,
+            (m, k, n),
+            a,
+            b,
+            c,
+            acc,
+            |blas, kk, ca, cb, out| {
                 // Row-major C = A B is column-major C^T = B^T A^T: cuBLAS
                 // multiplies cb (n x kk, ld n) by ca (kk x m, ld kk).
                 let cfg = GemmConfig {
@@ -624,18 +676,14 @@ impl Cuda {
                     beta: 0.0f64,
                     ldc: n as i32,
                 };
-                let mut out = parts.slice_mut(s as usize * m * n..(s as usize + 1) * m * n);
                 // SAFETY: dimensions and leading dimensions match the buffers.
-                let r = unsafe { blas.gemm(cfg, &cb, &ca, &mut out) };
-                self.check(r, "cuBLAS DGEMM");
-            }
-        }
-        let (mn, accu) = ((m * n) as u64, acc as u32);
-        launch!(self, "limbs16_combine", m * n, &parts, &mn, &accu, c);
+                unsafe { blas.gemm(cfg, cb, ca, out) }.map_err(|e| format!("cuBLAS DGEMM: {e:?}"))
+            },
+        )
     }
 
-    /// One K chunk of C (+)= A B by 8-bit balanced digits in int8 GEMMs with
-    /// int32 accumulation; an error where cuBLAS refuses the int8 shape.
+    /// One K chunk by 8-bit balanced digits in int8 GEMMs with int32
+    /// accumulation; an error where cuBLAS refuses the int8 shape.
     #[allow(clippy::too_many_arguments)]
     fn gemm_i8(
         &self,
@@ -650,32 +698,28 @@ impl Cuda {
         use cudarc::cublas::sys::{
             cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType,
         };
-        let mut da = self.zeros::<i8>(8 * m * k);
-        let mut db = self.zeros::<i8>(8 * k * n);
-        let (mk, kn) = ((m * k) as u64, (k * n) as u64);
-        launch!(self, "limbs8_split", m * k, a, &mk, &mut da);
-        launch!(self, "limbs8_split", k * n, b, &kn, &mut db);
-        let mut parts = self.zeros::<i32>(8 * m * n);
-        {
-            let blas = self
-                .blas
-                .lock()
-                .unwrap_or_else(|_| panic!("cuBLAS handle poisoned"));
-            for s in 0..8u32 {
-                let kk = (s as usize + 1) * k;
-                let mut ca = self.zeros::<i8>(m * kk);
-                let mut cb = self.zeros::<i8>(kk * n);
-                let (mu, ku, nu) = (m as u64, k as u64, n as u64);
-                launch!(self, "concat_a_i8", m * kk, &da, &mu, &ku, &s, &mut ca);
-                launch!(self, "concat_b_i8", kk * n, &db, &ku, &nu, &s, &mut cb);
+        let names = [
+            "limbs8_split",
+            "concat_a_i8",
+            "concat_b_i8",
+            "limbs8_combine",
+        ];
+        self.gemm_limbs::<i8, i32>(
+            names,
+            8,
+            (m, k, n),
+            a,
+            b,
+            c,
+            acc,
+            |blas, kk, ca, cb, out| {
                 let (alpha, beta) = (1i32, 0i32);
-                let mut out = parts.slice_mut(s as usize * m * n..(s as usize + 1) * m * n);
                 let (pb, _gb) = cb.device_ptr(&self.stream);
                 let (pa, _ga) = ca.device_ptr(&self.stream);
                 let (pc, _gc) = out.device_ptr_mut(&self.stream);
-                // SAFETY: as the DGEMM above (column-major C^T = B^T A^T),
-                // with int8 operands, int32 output and int32 compute; the
-                // pointers outlive the call (their guards are held).
+                // SAFETY: as the DGEMM (column-major C^T = B^T A^T), with int8
+                // operands, int32 output and int32 compute; the pointers outlive
+                // the call (their guards are held).
                 let r = unsafe {
                     cudarc::cublas::result::gemm_ex(
                         *blas.handle(),
@@ -699,12 +743,9 @@ impl Cuda {
                         cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
                     )
                 };
-                r.map_err(|e| format!("cuBLAS int8 GemmEx {m}x{kk}x{n}: {e:?}"))?;
-            }
-        }
-        let (mn, accu) = ((m * n) as u64, acc as u32);
-        launch!(self, "limbs8_combine", m * n, &parts, &mn, &accu, c);
-        Ok(())
+                r.map_err(|e| format!("cuBLAS int8 GemmEx {m}x{kk}x{n}: {e:?}"))
+            },
+        )
     }
 
     /// C (+)= A B with A, B contiguous on the device, K chunked for the path.
@@ -732,7 +773,7 @@ impl Cuda {
             let b_ref = b.slice(k0 * n..(k0 + kc) * n);
             if kc == k {
                 match path {
-                    GemmPath::F64Limb16 => self.gemm_f64(m, kc, n, a, &b_ref, c, acc_here),
+                    GemmPath::F64Limb16 => self.gemm_f64(m, kc, n, a, &b_ref, c, acc_here)?,
                     GemmPath::I8Limb8 => self.gemm_i8(m, kc, n, a, &b_ref, c, acc_here)?,
                 }
             } else {
@@ -743,7 +784,7 @@ impl Cuda {
                 launch!(self, "gather", m * kc, a, &v, &mut a_chunk, &nn);
                 let a_ref = a_chunk.slice(0..m * kc);
                 match path {
-                    GemmPath::F64Limb16 => self.gemm_f64(m, kc, n, &a_ref, &b_ref, c, acc_here),
+                    GemmPath::F64Limb16 => self.gemm_f64(m, kc, n, &a_ref, &b_ref, c, acc_here)?,
                     GemmPath::I8Limb8 => self.gemm_i8(m, kc, n, &a_ref, &b_ref, c, acc_here)?,
                 }
             }
@@ -860,6 +901,18 @@ impl Cuda {
         Ok((t.elapsed().as_secs_f64() / reps.max(1) as f64, p))
     }
 
+    /// The local step of a replicated product or AND (kernel `name` of
+    /// ring.cu / bits.cu) over the first r.len() words of x0, x1, y0, y1.
+    fn rss_local(&self, name: &'static str, xy: [&Buf; 4], r: Buf) -> Buf {
+        let n = r.len();
+        let [a, b, c, d] = xy.map(|v| self.dv(v));
+        let e = self.dv(&r);
+        let mut out = self.alloc(n);
+        let nn = n as u64;
+        launch!(self, name, n, &*a, &*b, &*c, &*d, &*e, &mut out, &nn);
+        self.wrap(out, n)
+    }
+
     /// Make sure all queued work is done (benchmarks time with this).
     pub fn synchronize(&self) {
         self.check(self.stream.synchronize(), "synchronize");
@@ -956,55 +1009,11 @@ impl Device for Cuda {
     }
 
     fn mul_local(&self, x0: &Buf, x1: &Buf, y0: &Buf, y1: &Buf, r: Buf) -> Buf {
-        let n = r.len();
-        let (a, b, c, d, e) = (
-            self.dv(x0),
-            self.dv(x1),
-            self.dv(y0),
-            self.dv(y1),
-            self.dv(&r),
-        );
-        let mut out = self.alloc(n);
-        let nn = n as u64;
-        launch!(
-            self,
-            "rss_mul_local",
-            n,
-            &*a,
-            &*b,
-            &*c,
-            &*d,
-            &*e,
-            &mut out,
-            &nn
-        );
-        self.wrap(out, n)
+        self.rss_local("rss_mul_local", [x0, x1, y0, y1], r)
     }
 
     fn and_local(&self, x0: &Buf, x1: &Buf, y0: &Buf, y1: &Buf, r: Buf) -> Buf {
-        let n = r.len();
-        let (a, b, c, d, e) = (
-            self.dv(x0),
-            self.dv(x1),
-            self.dv(y0),
-            self.dv(y1),
-            self.dv(&r),
-        );
-        let mut out = self.alloc(n);
-        let nn = n as u64;
-        launch!(
-            self,
-            "rss_and_local",
-            n,
-            &*a,
-            &*b,
-            &*c,
-            &*d,
-            &*e,
-            &mut out,
-            &nn
-        );
-        self.wrap(out, n)
+        self.rss_local("rss_and_local", [x0, x1, y0, y1], r)
     }
 
     fn concat(&self, parts: &[(&Buf, usize, usize)]) -> Buf {
