@@ -441,12 +441,8 @@ const FUNCTIONS: &[(&str, &[&str])] = &[
         &[
             "limbs16_split",
             "limbs16_combine",
-            "concat_a_f64",
-            "concat_b_f64",
             "limbs8_split",
             "limbs8_combine",
-            "concat_a_i8",
-            "concat_b_i8",
         ],
     ),
 ];
@@ -580,15 +576,16 @@ impl Cuda {
     }
 
     /// One K chunk of C (+)= A B by limbs (kernels/gemm.cu): split A and B
-    /// into `limbs` limbs of type L, and for each shift s multiply the K axis
-    /// concatenated s + 1 times (`mm`, one cuBLAS call into partials of type
-    /// P), then recombine mod 2^64. `names`: the split, concat-A, concat-B
-    /// and combine kernels.
+    /// into `limbs` limbs of type L; partial s (the weight-2^(w s) term) is
+    /// sum_{i <= s} A_i B_{s-i}, one cuBLAS call per pair accumulating into
+    /// partials of type P (`mm(a, b, out, accumulate)`); then recombine mod
+    /// 2^64. Accumulating in place needs no concatenated copies of the limbs.
+    /// `names`: the split and combine kernels.
     #[allow(clippy::too_many_arguments)]
     fn gemm_limbs<L, P>(
         &self,
-        names: [&'static str; 4],
-        limbs: u32,
+        names: [&'static str; 2],
+        limbs: usize,
         (m, k, n): (usize, usize, usize),
         a: &CudaView<u64>,
         b: &CudaView<u64>,
@@ -596,42 +593,40 @@ impl Cuda {
         acc: bool,
         mm: impl Fn(
             &CudaBlas,
-            usize,
-            &CudaSlice<L>,
-            &CudaSlice<L>,
+            &CudaView<L>,
+            &CudaView<L>,
             &mut CudaViewMut<P>,
+            bool,
         ) -> std::result::Result<(), String>,
     ) -> std::result::Result<(), String>
     where
         L: DeviceRepr + cudarc::driver::ValidAsZeroBits,
         P: DeviceRepr + cudarc::driver::ValidAsZeroBits,
     {
-        let [split, cat_a, cat_b, combine] = names;
-        let l = limbs as usize;
-        let mut la = self.zeros::<L>(l * m * k);
-        let mut lb = self.zeros::<L>(l * k * n);
-        let (mk, kn) = ((m * k) as u64, (k * n) as u64);
-        launch!(self, split, m * k, a, &mk, &mut la);
-        launch!(self, split, k * n, b, &kn, &mut lb);
-        let mut parts = self.zeros::<P>(l * m * n);
+        let [split, combine] = names;
+        let (mk, kn, mn) = (m * k, k * n, m * n);
+        let mut la = self.zeros::<L>(limbs * mk);
+        let mut lb = self.zeros::<L>(limbs * kn);
+        let (mku, knu) = (mk as u64, kn as u64);
+        launch!(self, split, mk, a, &mku, &mut la);
+        launch!(self, split, kn, b, &knu, &mut lb);
+        let mut parts = self.zeros::<P>(limbs * mn);
         {
             let blas = self
                 .blas
                 .lock()
                 .unwrap_or_else(|_| panic!("cuBLAS handle poisoned"));
             for s in 0..limbs {
-                let kk = (s as usize + 1) * k;
-                let mut ca = self.zeros::<L>(m * kk);
-                let mut cb = self.zeros::<L>(kk * n);
-                let (mu, ku, nu) = (m as u64, k as u64, n as u64);
-                launch!(self, cat_a, m * kk, &la, &mu, &ku, &s, &mut ca);
-                launch!(self, cat_b, kk * n, &lb, &ku, &nu, &s, &mut cb);
-                let mut out = parts.slice_mut(s as usize * m * n..(s as usize + 1) * m * n);
-                mm(&blas, kk, &ca, &cb, &mut out)?;
+                let mut out = parts.slice_mut(s * mn..(s + 1) * mn);
+                for i in 0..=s {
+                    let ai = la.slice(i * mk..(i + 1) * mk);
+                    let bj = lb.slice((s - i) * kn..(s - i + 1) * kn);
+                    mm(&blas, &ai, &bj, &mut out, i > 0)?;
+                }
             }
         }
-        let (mn, accu) = ((m * n) as u64, acc as u32);
-        launch!(self, combine, m * n, &parts, &mn, &accu, c);
+        let (mnu, accu) = (mn as u64, acc as u32);
+        launch!(self, combine, mn, &parts, &mnu, &accu, c);
         Ok(())
     }
 
@@ -647,12 +642,7 @@ impl Cuda {
         c: &mut CudaViewMut<u64>,
         acc: bool,
     ) -> std::result::Result<(), String> {
-        let names = [
-            "limbs16_split",
-            "concat_a_f64",
-            "concat_b_f64",
-            "limbs16_combine",
-        ];
+        let names = ["limbs16_split", "limbs16_combine"];
         self.gemm_limbs::<f64, f64>(
             names,
             4,
@@ -661,23 +651,23 @@ impl Cuda {
             b,
             c,
             acc,
-            |blas, kk, ca, cb, out| {
+            |blas, ai, bj, out, add| {
                 // Row-major C = A B is column-major C^T = B^T A^T: cuBLAS
-                // multiplies cb (n x kk, ld n) by ca (kk x m, ld kk).
+                // multiplies bj (n x k, ld n) by ai (k x m, ld k).
                 let cfg = GemmConfig {
                     transa: cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_N,
                     transb: cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_N,
                     m: n as i32,
                     n: m as i32,
-                    k: kk as i32,
+                    k: k as i32,
                     alpha: 1.0f64,
                     lda: n as i32,
-                    ldb: kk as i32,
-                    beta: 0.0f64,
+                    ldb: k as i32,
+                    beta: if add { 1.0 } else { 0.0 },
                     ldc: n as i32,
                 };
                 // SAFETY: dimensions and leading dimensions match the buffers.
-                unsafe { blas.gemm(cfg, cb, ca, out) }.map_err(|e| format!("cuBLAS DGEMM: {e:?}"))
+                unsafe { blas.gemm(cfg, bj, ai, out) }.map_err(|e| format!("cuBLAS DGEMM: {e:?}"))
             },
         )
     }
@@ -698,12 +688,7 @@ impl Cuda {
         use cudarc::cublas::sys::{
             cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType,
         };
-        let names = [
-            "limbs8_split",
-            "concat_a_i8",
-            "concat_b_i8",
-            "limbs8_combine",
-        ];
+        let names = ["limbs8_split", "limbs8_combine"];
         self.gemm_limbs::<i8, i32>(
             names,
             8,
@@ -712,10 +697,10 @@ impl Cuda {
             b,
             c,
             acc,
-            |blas, kk, ca, cb, out| {
-                let (alpha, beta) = (1i32, 0i32);
-                let (pb, _gb) = cb.device_ptr(&self.stream);
-                let (pa, _ga) = ca.device_ptr(&self.stream);
+            |blas, ai, bj, out, add| {
+                let (alpha, beta) = (1i32, add as i32);
+                let (pb, _gb) = bj.device_ptr(&self.stream);
+                let (pa, _ga) = ai.device_ptr(&self.stream);
                 let (pc, _gc) = out.device_ptr_mut(&self.stream);
                 // SAFETY: as the DGEMM (column-major C^T = B^T A^T), with int8
                 // operands, int32 output and int32 compute; the pointers outlive
@@ -727,14 +712,14 @@ impl Cuda {
                         cublasOperation_t::CUBLAS_OP_N,
                         n as i32,
                         m as i32,
-                        kk as i32,
+                        k as i32,
                         &alpha as *const i32 as *const _,
                         pb as *const _,
                         cudaDataType::CUDA_R_8I,
                         n as i32,
                         pa as *const _,
                         cudaDataType::CUDA_R_8I,
-                        kk as i32,
+                        k as i32,
                         &beta as *const i32 as *const _,
                         pc as *mut _,
                         cudaDataType::CUDA_R_32I,
@@ -743,7 +728,7 @@ impl Cuda {
                         cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
                     )
                 };
-                r.map_err(|e| format!("cuBLAS int8 GemmEx {m}x{kk}x{n}: {e:?}"))
+                r.map_err(|e| format!("cuBLAS int8 GemmEx {m}x{k}x{n}: {e:?}"))
             },
         )
     }
