@@ -17,6 +17,7 @@ import ctypes
 import glob
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 
@@ -72,6 +73,35 @@ def test_every_kernel_compiles_with_nvrtc():
     compiled = dict(_native.cuda_compile_kernels("compute_90"))
     assert sorted(compiled) == sorted(n for n in sources if n.endswith(".cu"))
     assert all(size > 1000 for size in compiled.values()), compiled
+
+
+PTX_KIND = {"p": ".u64", "u64": ".u64", "u32": ".u32", "geom": ".b8[96]", "view": ".b8[144]"}
+
+
+def ptx_params(ptx: str, kernel: str) -> list[str]:
+    """Parameter types of `.entry kernel(...)` in PTX: .u64, .u32, or .b8[size]
+    for a struct passed by value."""
+    m = re.search(r"\.entry\s+" + kernel + r"\s*\((.*?)\)", ptx, re.S)
+    assert m, f"kernel {kernel} is not in the PTX"
+    out = []
+    for p in m.group(1).split(","):
+        t = re.search(r"\.param\s+(?:\.align\s+\d+\s+)?(\.\w+)\s+\w+(\[\d+\])?", p)
+        out.append(t.group(1) + (t.group(2) or ""))
+    return out
+
+
+def test_every_launch_matches_its_kernels_parameters():
+    """The CUDA device's table of what each launch site passes (which
+    `launch!` checks by count at run time) against the parameters NVRTC
+    compiled each kernel to: same count, and the same type and size for
+    each, pointers being 64-bit and the conv.cu structs their byte size."""
+    if find_nvrtc() is None:
+        pytest.skip("libnvrtc not found (pip install nvidia-cuda-nvrtc provides it)")
+    sigs = _native.cuda_kernel_signatures()
+    assert len(sigs) > 20
+    for file, kernel, sig in sigs:
+        got = ptx_params(_native.cuda_ptx(file), kernel)
+        assert got == [PTX_KIND[k] for k in sig], (file, kernel, got, sig)
 
 
 def test_an_unsupported_arch_is_a_value_error():

@@ -373,6 +373,9 @@ pub enum GemmPath {
 /// error panics with the kernel's name (the runtime turns it into an error).
 macro_rules! launch {
     ($dev:expr, $name:expr, $n:expr, $($arg:expr),+ $(,)?) => {{
+        let given = [$(stringify!($arg)),+].len();
+        let want = kernel_signature($name).map_or(0, |s| s.len());
+        assert_eq!(given, want, "CUDA kernel {}: {given} arguments for {want} parameters", $name);
         let mut b = $dev.stream.launch_builder($dev.f($name));
         $( b.arg($arg); )+
         // SAFETY: every call site passes the arguments of kernels/*.cu's
@@ -405,47 +408,79 @@ fn cuda_err(what: &str, e: impl std::fmt::Debug) -> EngineError {
     EngineError::Unavailable(format!("CUDA: {what}: {e:?}"))
 }
 
-const FUNCTIONS: &[(&str, &[&str])] = &[
+/// A kernel's name and its parameter kinds.
+pub type KernelSig = (&'static str, &'static [&'static str]);
+
+/// Every kernel the device launches, by file, with the parameters each
+/// launch site passes: "p" a device pointer, "u64"/"u32" a scalar, "geom" /
+/// "view" the structs of conv.cu. `launch!` checks the argument count at
+/// every launch, and tests/test_cuda_kernels.py checks this table against
+/// the parameters NVRTC compiles each kernel to, so a launch site and its
+/// kernel cannot silently disagree.
+pub const FUNCTIONS: &[(&str, &[KernelSig])] = &[
     (
         "ring.cu",
         &[
-            "ring_map2",
-            "ring_map2_into",
-            "ring_div_floor",
-            "ring_add_scalar",
-            "ring_mul_scalar",
-            "ring_neg",
-            "rss_mul_local",
+            ("ring_map2", &["p", "p", "p", "u64", "u32"]),
+            ("ring_map2_into", &["p", "p", "u64", "u32"]),
+            ("ring_div_floor", &["p", "u64", "p", "u64"]),
+            ("ring_add_scalar", &["p", "u64", "p", "u64"]),
+            ("ring_mul_scalar", &["p", "u64", "p", "u64"]),
+            ("ring_neg", &["p", "p", "u64"]),
+            ("rss_mul_local", &["p", "p", "p", "p", "p", "p", "u64"]),
         ],
     ),
     (
         "bits.cu",
-        &["rss_and_local", "to_planes", "from_planes", "expand_bits"],
+        &[
+            ("rss_and_local", &["p", "p", "p", "p", "p", "p", "u64"]),
+            ("to_planes", &["p", "u64", "u64", "p"]),
+            ("from_planes", &["p", "u64", "u64", "p"]),
+            ("expand_bits", &["p", "u64", "u64", "p"]),
+        ],
     ),
-    ("prg.cu", &["aes128_key_expand", "aes128_ctr_fill"]),
-    ("reduce.cu", &["sum_axis"]),
+    (
+        "prg.cu",
+        &[
+            ("aes128_key_expand", &["p", "p"]),
+            ("aes128_ctr_fill", &["p", "u64", "u64", "p", "u64"]),
+        ],
+    ),
+    (
+        "reduce.cu",
+        &[("sum_axis", &["p", "u64", "u64", "u64", "p"])],
+    ),
     (
         "conv.cu",
         &[
-            "im2col",
-            "col2im",
-            "window_sum",
-            "gather",
-            "scatter",
-            "index_gather",
-            "index_scatter_add",
+            ("im2col", &["p", "geom", "u64", "u64", "p"]),
+            ("col2im", &["p", "geom", "p"]),
+            ("window_sum", &["p", "geom", "p"]),
+            ("gather", &["p", "view", "p", "u64"]),
+            ("scatter", &["p", "view", "p", "u64"]),
+            ("index_gather", &["p", "p", "p", "u64"]),
+            ("index_scatter_add", &["p", "p", "p", "u64"]),
         ],
     ),
     (
         "gemm.cu",
         &[
-            "limbs16_split",
-            "limbs16_combine",
-            "limbs8_split",
-            "limbs8_combine",
+            ("limbs16_split", &["p", "u64", "p"]),
+            ("limbs16_combine", &["p", "u64", "u32", "p"]),
+            ("limbs8_split", &["p", "u64", "p"]),
+            ("limbs8_combine", &["p", "u64", "u32", "p"]),
         ],
     ),
 ];
+
+/// The parameter list of kernel `name` in `FUNCTIONS`.
+pub fn kernel_signature(name: &str) -> Option<&'static [&'static str]> {
+    FUNCTIONS
+        .iter()
+        .flat_map(|(_, ks)| ks.iter())
+        .find(|(k, _)| *k == name)
+        .map(|(_, sig)| *sig)
+}
 
 /// A device operand: borrowed when already on this GPU, uploaded otherwise.
 enum Dv<'a> {
@@ -489,10 +524,10 @@ impl Cuda {
             .map_err(|e| cuda_err("create a stream", e))?;
         let blas = CudaBlas::new(stream.clone()).map_err(|e| cuda_err("cuBLAS", e))?;
         let mut funcs = HashMap::new();
-        for (file, names) in FUNCTIONS {
+        for (file, kernels) in FUNCTIONS {
             let ptx = cudarc::nvrtc::Ptx::from_src(ptx(file, arch)?);
             let module = ctx.load_module(ptx).map_err(|e| cuda_err(file, e))?;
-            for name in names.iter() {
+            for (name, _) in kernels.iter() {
                 let f = module.load_function(name).map_err(|e| cuda_err(name, e))?;
                 funcs.insert(*name, f);
             }

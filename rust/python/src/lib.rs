@@ -667,19 +667,22 @@ fn cuda_kernel_sources() -> Vec<(&'static str, &'static str)> {
 #[pyfunction]
 #[pyo3(signature = (arch="compute_90"))]
 fn cuda_compile_kernels(py: Python<'_>, arch: &str) -> PyResult<Vec<(String, usize)>> {
-    let arch: &'static str = match arch {
-        "compute_70" => "compute_70",
-        "compute_80" => "compute_80",
-        "compute_86" => "compute_86",
-        "compute_89" => "compute_89",
-        "compute_90" => "compute_90",
-        other => {
-            return Err(PyValueError::new_err(format!(
-                "unsupported arch {other:?}; use compute_70, 80, 86, 89 or 90"
-            )))
-        }
-    };
+    let arch = static_arch(arch)?;
     call(py, || cryptgpu_engine::cuda::compile_all(arch))
+}
+
+/// An NVRTC architecture name the engine accepts.
+fn static_arch(arch: &str) -> PyResult<&'static str> {
+    match arch {
+        "compute_70" => Ok("compute_70"),
+        "compute_80" => Ok("compute_80"),
+        "compute_86" => Ok("compute_86"),
+        "compute_89" => Ok("compute_89"),
+        "compute_90" => Ok("compute_90"),
+        other => Err(PyValueError::new_err(format!(
+            "unsupported arch {other:?}; use compute_70, 80, 86, 89 or 90"
+        ))),
+    }
 }
 
 /// Number of CUDA GPUs the driver reports (0 without driver or GPU).
@@ -774,6 +777,23 @@ fn cuda_memory_peak(py: Python<'_>, ordinal: usize, reset: bool) -> PyResult<u64
     call(py, || cryptgpu_engine::cuda::memory_peak(ordinal, reset))
 }
 
+/// PTX of kernel file `name` compiled by NVRTC for `arch` (tests).
+#[pyfunction]
+#[pyo3(signature = (name, arch="compute_90"))]
+fn cuda_ptx(py: Python<'_>, name: &str, arch: &str) -> PyResult<String> {
+    let arch = static_arch(arch)?;
+    call(py, || cryptgpu_engine::cuda::ptx(name, arch))
+}
+
+/// (file, kernel, parameter kinds) of every kernel the CUDA device launches.
+#[pyfunction]
+fn cuda_kernel_signatures() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
+    cryptgpu_engine::cuda::FUNCTIONS
+        .iter()
+        .flat_map(|(f, ks)| ks.iter().map(move |(k, sig)| (*f, *k, sig.to_vec())))
+        .collect()
+}
+
 /// GPU of each party for `gpus` GPUs (None for none).
 #[pyfunction]
 fn cuda_device_map(gpus: usize) -> Option<[usize; 3]> {
@@ -797,6 +817,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cuda_ring_gemm, m)?)?;
     m.add_function(wrap_pyfunction!(cuda_time_ring_gemm, m)?)?;
     m.add_function(wrap_pyfunction!(cuda_memory_peak, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda_ptx, m)?)?;
+    m.add_function(wrap_pyfunction!(cuda_kernel_signatures, m)?)?;
     m.add("CryptGPUError", py.get_type::<CryptGPUError>())?;
     m.add("ShapeError", py.get_type::<ShapeError>())?;
     m.add("EncodingError", py.get_type::<EncodingError>())?;
