@@ -1,19 +1,8 @@
-// Binary sharings: XOR/AND on packed words, bit slicing (64 planes of nw
-// words: plane j, word w, bit b = bit j of element 64 w + b, as
-// rust/engine/src/binary.rs), and the local steps of the Kogge-Stone adder.
+// Binary sharings: the local step of AND on packed words, bit slicing (64
+// planes of nw words: plane j, word w, bit b = bit j of element 64 w + b, as
+// rust/engine/src/binary.rs) and bit expansion. XOR and the adder levels'
+// plane moves use ring.cu's ring_map2 and the device's range copies.
 #include "common.cuh"
-
-extern "C" __global__ void bit_xor(const u64* a, const u64* b, u64* out, u64 n) {
-    FOR_EACH(i, n) out[i] = a[i] ^ b[i];
-}
-
-extern "C" __global__ void bit_and(const u64* a, const u64* b, u64* out, u64 n) {
-    FOR_EACH(i, n) out[i] = a[i] & b[i];
-}
-
-extern "C" __global__ void bit_not(const u64* a, u64* out, u64 n) {
-    FOR_EACH(i, n) out[i] = ~a[i];
-}
 
 // The local step of a replicated AND (the binary analogue of rss_mul_local).
 extern "C" __global__ void rss_and_local(const u64* x0, const u64* x1, const u64* y0,
@@ -40,21 +29,6 @@ extern "C" __global__ void from_planes(const u64* planes, u64 n, u64 nw, u64* ou
         for (u64 j = 0; j < 64; j++) v |= ((planes[j * nw + w] >> b) & 1ull) << j;
         out[e] = v;
     }
-}
-
-// Planes moved up by d bit positions (value << d per element): plane j of the
-// result is plane j - d of the input, planes below d are zero. The shifted
-// operands of a Kogge-Stone level (G << d, P << d).
-extern "C" __global__ void planes_shift_up(const u64* planes, u64 nw, u32 d, u64* out) {
-    FOR_EACH(t, 64 * nw) {
-        u64 j = t / nw;
-        out[t] = j >= d ? planes[t - (u64)d * nw] : 0ull;
-    }
-}
-
-// Extract one plane (the sign bit is plane 63) into a packed vector.
-extern "C" __global__ void plane_select(const u64* planes, u64 nw, u32 j, u64* out) {
-    FOR_EACH(w, nw) out[w] = planes[(u64)j * nw + w];
 }
 
 // out[i] = bit (i / reps) of a packed plane, as the ring element 0 or 1

@@ -2,20 +2,8 @@
 // exactly the ring.
 #include "common.cuh"
 
-extern "C" __global__ void ring_add(const u64* a, const u64* b, u64* out, u64 n) {
-    FOR_EACH(i, n) out[i] = a[i] + b[i];
-}
-
-extern "C" __global__ void ring_sub(const u64* a, const u64* b, u64* out, u64 n) {
-    FOR_EACH(i, n) out[i] = a[i] - b[i];
-}
-
 extern "C" __global__ void ring_neg(const u64* a, u64* out, u64 n) {
     FOR_EACH(i, n) out[i] = (u64)0 - a[i];
-}
-
-extern "C" __global__ void ring_mul(const u64* a, const u64* b, u64* out, u64 n) {
-    FOR_EACH(i, n) out[i] = a[i] * b[i];
 }
 
 extern "C" __global__ void ring_add_scalar(const u64* a, u64 s, u64* out, u64 n) {
@@ -24,19 +12,6 @@ extern "C" __global__ void ring_add_scalar(const u64* a, u64 s, u64* out, u64 n)
 
 extern "C" __global__ void ring_mul_scalar(const u64* a, u64 s, u64* out, u64 n) {
     FOR_EACH(i, n) out[i] = a[i] * s;
-}
-
-// Arithmetic right shift (a signed fixed-point value divided by 2^s, floor).
-extern "C" __global__ void ring_shr_arith(const u64* a, u32 s, u64* out, u64 n) {
-    FOR_EACH(i, n) out[i] = (u64)((i64)a[i] >> s);
-}
-
-extern "C" __global__ void ring_shr_logical(const u64* a, u32 s, u64* out, u64 n) {
-    FOR_EACH(i, n) out[i] = a[i] >> s;
-}
-
-extern "C" __global__ void ring_shl(const u64* a, u32 s, u64* out, u64 n) {
-    FOR_EACH(i, n) out[i] = a[i] << s;
 }
 
 // The local step of a replicated product: party i holds (x_i, x_{i+1}) and
