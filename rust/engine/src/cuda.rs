@@ -574,8 +574,17 @@ impl Cuda {
             .unwrap_or_else(|e| panic!("CUDA GPU {}: allocate {n} elements: {e:?}", self.ordinal))
     }
 
+    /// 256 threads per block (within the register budget of any kernel
+    /// here, the AES one included; 1024 might not be) and at most 2^20
+    /// blocks: every kernel loops grid-stride over its items.
     fn cfg(n: usize) -> LaunchConfig {
-        LaunchConfig::for_num_elems(n.clamp(1, 1 << 30) as u32)
+        const THREADS: usize = 256;
+        let blocks = n.div_ceil(THREADS).clamp(1, 1 << 20);
+        LaunchConfig {
+            grid_dim: (blocks as u32, 1, 1),
+            block_dim: (THREADS as u32, 1, 1),
+            shared_mem_bytes: 0,
+        }
     }
 
     fn check<T>(&self, r: std::result::Result<T, impl std::fmt::Debug>, what: &str) -> T {
