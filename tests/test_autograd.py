@@ -58,6 +58,28 @@ def test_conv2d_grads(session, rng, stride, pad, dil):
     assert_close(pt(sb.grad), b.grad, terms * 8 * ULP)
 
 
+@pytest.mark.parametrize("c,o,groups", [(4, 6, 2), (3, 3, 3), (4, 8, 4)])
+@pytest.mark.parametrize("public_weight", [False, True])
+def test_grouped_conv2d_grads(session, rng, c, o, groups, public_weight):
+    """Grouped and depthwise convolutions, with a shared or a public weight."""
+    x = leaf(2, c, 6, 5, gen=rng)
+    w = leaf(o, c // groups, 3, 2, gen=rng, scale=0.5)
+    b = leaf(o, gen=rng)
+    out = F.conv2d(x, w, b, (1, 2), 1, 1, groups)
+    gout = torch.rand(out.shape, generator=rng, dtype=torch.float64) - 0.5
+    (out * gout).sum().backward()
+    sx, sb = shared_leaf(x), shared_leaf(b, 1)
+    sw = w.detach() if public_weight else shared_leaf(w, 1)
+    (sx.conv2d(sw, sb, (1, 2), 1, 1, groups) * gout).sum().backward()
+    # input grad: each element sums at most (o / groups) * kh * kw products;
+    # weight and bias grads sum over the n * oh * ow output positions
+    terms = out.shape[0] * out.shape[2] * out.shape[3]
+    assert_close(pt(sx.grad), x.grad, (o // groups) * 6 * 8 * ULP)
+    assert_close(pt(sb.grad), b.grad, terms * 8 * ULP)
+    if not public_weight:
+        assert_close(pt(sw.grad), w.grad, terms * 8 * ULP)
+
+
 def test_relu_maxpool_avgpool_flatten_residual_grads(session, rng):
     x = leaf(2, 2, 6, 6, gen=rng)
     gout = torch.rand(2, 2 * 3 * 3, generator=rng, dtype=torch.float64) - 0.5

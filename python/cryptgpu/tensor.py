@@ -997,26 +997,38 @@ def _getitem_backward(g, idx, shape_in):
 
 
 def _record_conv(out, x, ws, wp, stride, padding, dilation, groups):
-    """Conv backward: input grad by col2im(W^T G), weight grad G cols(x)^T."""
-    if groups != 1:
-        raise NotImplementedError("conv2d backward with groups > 1")
+    """Conv backward, per group: input grad by col2im(W_g^T G_g), weight grad
+    G_g cols(x_g)^T, the groups' results concatenated along channels."""
     wshape = list(ws.shape if ws is not None else wp.shape)
     kernel = (wshape[2], wshape[3])
     xs = list(x.shape)
+    win = (kernel, stride, padding, dilation)
 
     def back(g):
         n, o, oh, ow = g.shape
+        og, cg = o // groups, xs[1] // groups
         gm = g.permute(1, 0, 2, 3).reshape(o, n * oh * ow)
+        gxs, gws = [], []
+        for gi in range(groups):
+            rows = slice(gi * og, (gi + 1) * og)
+            gmi = gm if groups == 1 else gm[rows]
+            if x.requires_grad:
+                if ws is not None:
+                    wi = ws if groups == 1 else ws[rows]
+                    cols = wi.reshape(og, -1).t().matmul(gmi)
+                else:
+                    cols = gmi.rmatmul(np.ascontiguousarray(wp[rows].reshape(og, -1).T))
+                shape = [xs[0], cg, xs[2], xs[3]]
+                gxs.append(x._wrap(x._s().col2im(cols._t, shape, win)))
+            if ws is not None and ws.requires_grad:
+                xi = x if groups == 1 else x[:, gi * cg : (gi + 1) * cg]
+                xc = x._wrap(x._s().im2col(xi._t, win))
+                gws.append(gmi.matmul(xc.t()).reshape([og] + wshape[1:]))
         gx = gw = None
-        if x.requires_grad:
-            if ws is not None:
-                cols = ws.reshape(o, -1).t().matmul(gm)
-            else:
-                cols = gm.rmatmul(np.ascontiguousarray(wp.reshape(o, -1).T))
-            gx = x._wrap(x._s().col2im(cols._t, xs, (kernel, stride, padding, dilation)))
-        if ws is not None and ws.requires_grad:
-            xc = x._wrap(x._s().im2col(x._t, (kernel, stride, padding, dilation)))
-            gw = gm.matmul(xc.t()).reshape(wshape)
+        if gxs:
+            gx = gxs[0] if groups == 1 else cat(gxs, dim=1)
+        if gws:
+            gw = gws[0] if groups == 1 else cat(gws, dim=0)
         return (gx, gw) if ws is not None else (gx,)
 
     ag.record(out, (x, ws) if ws is not None else (x,), back)
