@@ -80,6 +80,28 @@ def test_grouped_conv2d_grads(session, rng, c, o, groups, public_weight):
         assert_close(pt(sw.grad), w.grad, terms * 8 * ULP)
 
 
+@pytest.mark.parametrize(
+    "index",
+    [
+        (slice(None), slice(1, None, 2)),
+        (1, slice(None, None, 3), None),
+        (slice(0, 3, 2), Ellipsis, slice(None, None, 2)),
+        (Ellipsis, 2),
+    ],
+)
+def test_indexing_grads_including_steps(session, rng, index):
+    """Backward of indexing with ints, None and slices of any positive step:
+    the gradient scattered back to the viewed positions (exact: no products)."""
+    x = leaf(4, 7, 5, gen=rng)
+    out = x[index]
+    gout = torch.rand(out.shape, generator=rng, dtype=torch.float64) - 0.5
+    (out * gout).sum().backward()
+    sx = shared_leaf(x)
+    (sx[index] * gout).sum().backward()
+    # one truncated product per element (x * gout), then a placement
+    assert_close(pt(sx.grad), x.grad, 2 * ULP)
+
+
 def test_relu_maxpool_avgpool_flatten_residual_grads(session, rng):
     x = leaf(2, 2, 6, 6, gen=rng)
     gout = torch.rand(2, 2 * 3 * 3, generator=rng, dtype=torch.float64) - 0.5

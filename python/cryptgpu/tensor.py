@@ -881,7 +881,14 @@ class SharedTensor:
         out_st += st_in[d:]
         out = self._wrap(self._s().gather(self._t, out_shape, offset, out_st))
         if ag.needs_grad(self):
-            ag.record(out, (self,), lambda g: (_getitem_backward(g, idx, shape_in),))
+            # The adjoint of the view: the gradient placed at the viewed
+            # positions of a zero tensor (ints, slices of any positive step
+            # and None never make a view overlap itself).
+            ag.record(
+                out,
+                (self,),
+                lambda g: (g._wrap(g._s().scatter(g._t, shape_in, offset, out_st)),),
+            )
         return out
 
     def pad(self, pad: Sequence[int], value: float = 0.0) -> SharedTensor:
@@ -967,33 +974,6 @@ def _matmul(x: SharedTensor, ys, yp, yshape, public_left: bool) -> SharedTensor:
     if not rvec:
         final.append(r2[-1])
     return out.reshape(final)
-
-
-def _getitem_backward(g, idx, shape_in):
-    """Adjoint of indexing with ints, step-1 slices, None: zero padding."""
-    pads, shape_g, d = [], [], 0
-    for i in idx:
-        if i is None:
-            continue
-        n = shape_in[d]
-        if isinstance(i, int):
-            pads.append((i % n, n - i % n - 1))
-            shape_g.append(1)
-        else:
-            start, stop, step = i.indices(n)
-            if step != 1:
-                raise NotImplementedError("backward through a slice with a step")
-            cnt = max(0, stop - start)
-            pads.append((start, n - start - cnt))
-            shape_g.append(cnt)
-        d += 1
-    pads += [(0, 0)] * (len(shape_in) - d)
-    shape_g += list(shape_in[d:])
-    g = g.reshape(shape_g)
-    flat = []
-    for a, b in reversed(pads):
-        flat += [a, b]
-    return g.pad(flat)
 
 
 def _record_conv(out, x, ws, wp, stride, padding, dilation, groups):

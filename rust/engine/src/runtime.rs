@@ -951,6 +951,40 @@ impl Session {
         }))
     }
 
+    /// The adjoint of `gather` for a view that does not overlap itself
+    /// (indexing with ints and positive-step slices): x placed at the view
+    /// of a zero tensor of shape `out_shape` (backward of indexing).
+    pub fn scatter(
+        &self,
+        x: &Tensor,
+        out_shape: Vec<usize>,
+        offset: usize,
+        st: &[usize],
+    ) -> Result<Tensor> {
+        self.check(x)?;
+        let view = x.shape.clone();
+        if st.len() != view.len() {
+            return shape_err("scatter: one stride per dim of the values");
+        }
+        let n = numel(&out_shape);
+        if x.numel() > 0 {
+            let last = offset + view.iter().zip(st).map(|(s, t)| (s - 1) * t).sum::<usize>();
+            if last >= n {
+                return shape_err(format!("view reaches element {last} of a tensor of {n}"));
+            }
+            if view.iter().zip(st).any(|(&s, &t)| s > 1 && t == 0) {
+                return invalid("scatter: a view with stride 0 overlaps itself");
+            }
+        }
+        Ok(self.local(x, out_shape, |d, _, s| {
+            s.map(|v| {
+                let mut out = d.zeros(n);
+                d.scatter(v, &mut out, &view, offset, st);
+                out
+            })
+        }))
+    }
+
     pub fn reshape(&self, x: &Tensor, shape: Vec<usize>) -> Result<Tensor> {
         self.check(x)?;
         if numel(&shape) != x.numel() {

@@ -454,6 +454,19 @@ impl Session {
             s.gather(&x.0, shape, offset, &strides)
         })?))
     }
+    fn scatter(
+        &self,
+        py: Python<'_>,
+        x: &Tensor,
+        shape: Vec<usize>,
+        offset: usize,
+        strides: Vec<usize>,
+    ) -> PyResult<Tensor> {
+        let s = &self.0;
+        Ok(Tensor(call(py, || {
+            s.scatter(&x.0, shape, offset, &strides)
+        })?))
+    }
     fn reshape(&self, py: Python<'_>, x: &Tensor, shape: Vec<usize>) -> PyResult<Tensor> {
         let s = &self.0;
         Ok(Tensor(call(py, || s.reshape(&x.0, shape))?))
