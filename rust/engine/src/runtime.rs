@@ -29,6 +29,25 @@ fn agree(mut all: Vec<Vec<u64>>, msg: &str) -> Result<Vec<u64>> {
     Ok(first)
 }
 
+/// A view (shape, offset, strides) lies inside a tensor of n elements.
+fn view_fits(shape: &[usize], offset: usize, st: &[usize], n: usize) -> Result<()> {
+    if st.len() != shape.len() {
+        return shape_err("a view needs one stride per dim");
+    }
+    if numel(shape) > 0 {
+        let last = offset
+            + shape
+                .iter()
+                .zip(st)
+                .map(|(s, t)| (s - 1) * t)
+                .sum::<usize>();
+        if last >= n {
+            return shape_err(format!("view reaches element {last} of a tensor of {n}"));
+        }
+    }
+    Ok(())
+}
+
 /// Where the parties' shares are computed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DeviceKind {
@@ -931,21 +950,7 @@ impl Session {
         st: &[usize],
     ) -> Result<Tensor> {
         self.check(x)?;
-        if st.len() != shape.len() {
-            return shape_err("gather: one stride per output dim");
-        }
-        let n = x.numel();
-        if numel(&shape) > 0 {
-            let last = offset
-                + shape
-                    .iter()
-                    .zip(st)
-                    .map(|(s, t)| (s - 1) * t)
-                    .sum::<usize>();
-            if last >= n {
-                return shape_err(format!("view reaches element {last} of a tensor of {n}"));
-            }
-        }
+        view_fits(&shape, offset, st, x.numel())?;
         Ok(self.local(x, shape.clone(), |d, _, s| {
             s.map(|v| d.gather(v, &shape, offset, st))
         }))
@@ -963,18 +968,10 @@ impl Session {
     ) -> Result<Tensor> {
         self.check(x)?;
         let view = x.shape.clone();
-        if st.len() != view.len() {
-            return shape_err("scatter: one stride per dim of the values");
-        }
         let n = numel(&out_shape);
-        if x.numel() > 0 {
-            let last = offset + view.iter().zip(st).map(|(s, t)| (s - 1) * t).sum::<usize>();
-            if last >= n {
-                return shape_err(format!("view reaches element {last} of a tensor of {n}"));
-            }
-            if view.iter().zip(st).any(|(&s, &t)| s > 1 && t == 0) {
-                return invalid("scatter: a view with stride 0 overlaps itself");
-            }
+        view_fits(&view, offset, st, n)?;
+        if view.iter().zip(st).any(|(&s, &t)| s > 1 && t == 0) {
+            return invalid("scatter: a view with stride 0 overlaps itself");
         }
         Ok(self.local(x, out_shape, |d, _, s| {
             s.map(|v| {
