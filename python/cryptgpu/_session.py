@@ -61,9 +61,8 @@ def init(
     (or ``CRYPTGPU_INSECURE=1``) allows plaintext links for trusted networks.
 
     Args:
-        device: ``"cpu"``, or ``"cuda"`` for the CUDA device (its GEMM,
-            convolution and pooling data movement and views run on the GPU,
-            with a copy in and out per call; shares stay in host memory, and
+        device: ``"cpu"``, or ``"cuda"`` for the CUDA device (every party's
+            shares live in GPU memory and every operation runs as a kernel;
             it has not been run on a GPU yet: see :mod:`cryptgpu.cuda`).
         precision_bits: fractional bits f of the fixed-point encoding (1..30).
             Values are stored as round(x * 2**f); |x| must stay below 2**(63-2f).
