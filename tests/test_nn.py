@@ -128,7 +128,7 @@ def test_unsupported_ops_name_the_node():
         cryptgpu.nn.from_pytorch(lambda x: x)
 
 
-def test_dropout_identity_at_eval_and_training_refused(session):
+def test_dropout_identity_at_eval_and_a_scaled_mask_in_training(session):
     m = tnn.Sequential(tnn.Linear(3, 3), tnn.Dropout(0.5)).eval()
     x = torch.randn(2, 3)
     cm = cryptgpu.nn.from_pytorch(m).encrypt()
@@ -137,9 +137,52 @@ def test_dropout_identity_at_eval_and_training_refused(session):
         plain(m, x),
         prod_tol(3, 3, 1) + ENC,
     )
-    cm.train()
-    with pytest.raises(NotImplementedError, match="Dropout"):
-        cm(cryptgpu.cryptensor(x))
+    # training: every element is 0 or x / (1 - p); about p of them are 0
+    p, n = 0.3, 4000
+    d = cryptgpu.nn.Dropout(p).train()
+    v = torch.rand(n, dtype=torch.float64) + 0.5  # away from 0
+    xs = cryptgpu.cryptensor(v).requires_grad_()
+    out = d(xs)
+    got = out.get_plain_text(dtype=torch.float64)
+    # kept values are at least 0.5 / (1 - p); a dropped one is 0 up to the
+    # truncation's ulp
+    kept = got > 0.25
+    assert_close(got[~kept], torch.zeros(int((~kept).sum()), dtype=torch.float64), ULP)
+    # one truncated product by the public 1/(1-p): encoding of v (times the
+    # scale), encoding of the scale (times |v| <= 1.5), one truncation ulp
+    assert_close(got[kept], v[kept] / (1 - p), ENC / (1 - p) + 1.5 * ENC + ULP)
+    # Binomial(n, p) zeros: 6 standard deviations is a 1e-9 false alarm
+    zeros = int((~kept).sum())
+    assert abs(zeros - p * n) < 6 * (n * p * (1 - p)) ** 0.5
+    # backward uses the same mask and scale
+    (out * 1.0).sum().backward()
+    g = xs.grad.get_plain_text(dtype=torch.float64)
+    # the incoming gradient (1, from a truncated product by 1.0) is within an
+    # ulp; times the encoded scale, plus one more truncation
+    assert_close(g, kept.double() / (1 - p), ULP / (1 - p) + ENC + ULP)
+    # a second call draws a fresh mask
+    again = d(cryptgpu.cryptensor(v)).get_plain_text(dtype=torch.float64) > 0.25
+    assert not torch.equal(again, kept)
+    with pytest.raises(ValueError, match="probability"):
+        cryptgpu.nn.Dropout(1.5)
+
+
+def test_dropout_masks_agree_between_separate_parties():
+    """SPMD: each party draws the mask itself, from the joint coin; if the
+    parties disagreed the opened result would not be 0 or x / (1 - p)."""
+
+    def job():
+        x = cryptgpu.cryptensor(torch.full((500,), 2.0), src=0)
+        return cryptgpu.nn.Dropout(0.5).train()(x).get_plain_text(dtype=torch.float64)
+
+    outs = cryptgpu.spmd.run(job, seed=5)
+    for o in outs:
+        assert torch.equal(o, outs[0])
+    kept = outs[0] > 2
+    # 2 * 2 (exact in fixed point), truncated: within one ulp of 0 or 4
+    assert_close(outs[0], kept.double() * 4.0, ULP)
+    # Binomial(500, 1/2) zeros: 6 standard deviations
+    assert abs(int((~kept).sum()) - 250) < 6 * 500**0.5 / 2
 
 
 def test_per_layer_statistics(session):

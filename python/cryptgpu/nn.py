@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import operator
+import secrets
 import threading
 import time
 from collections import OrderedDict
@@ -196,11 +197,6 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__}.forward")
 
     def __call__(self, *args, **kwargs):
-        if self.training and isinstance(self, _EvalOnly):
-            raise NotImplementedError(
-                f"{type(self).__name__} in training mode is not supported yet (private "
-                "training is a later issue); call .eval()"
-            )
         x = args[0] if args else None
         grad_ctx = ag.no_grad() if not self.training else contextlib.nullcontext()
         with grad_ctx:
@@ -212,10 +208,6 @@ class Module:
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={tuple(v.shape)}" for k, v in self._params.items() if v is not None)
         return f"{type(self).__name__}({inner})"
-
-
-class _EvalOnly:
-    """Marker: layers whose training-mode behaviour is not implemented yet."""
 
 
 def _as_operand(p):
@@ -493,12 +485,49 @@ class Flatten(Module):
         return x.flatten(self.a, self.b)
 
 
-class Dropout(Module, _EvalOnly):
-    """Identity at eval time."""
+def _common_generator() -> torch.Generator:
+    """A torch generator that the three parties seed alike, made at first use
+    in a session from a joint coin: each party shares a random integer below
+    2^28 and the sum is opened (one sharing round per party, one reveal), so
+    no party chooses the seed. Used for dropout masks."""
+    ctx, s = _session._ctx, _session.current()
+    held = getattr(ctx, "common_rng", None)
+    if held is None or held[0] is not s:
+        total = None
+        for i in range(3):
+            t = cryptensor(torch.tensor([float(secrets.randbelow(2**28))]), src=i)
+            total = t if total is None else total + t
+        g = torch.Generator()
+        g.manual_seed(int(round(total.get_plain_text(dtype=torch.float64).item())))
+        ctx.common_rng = (s, g)
+        held = ctx.common_rng
+    return held[1]
+
+
+class Dropout(Module):
+    """``torch.nn.Dropout``: the identity at eval time; in training, each
+    element is zeroed with probability ``p`` and the others are scaled by
+    1 / (1 - p). The mask comes from randomness common to the three parties
+    (:func:`_common_generator`), so every party knows it. It is drawn
+    independently of all inputs and weights, so it reveals nothing about
+    them (a simulator draws the same mask). Cost: one truncation for the
+    scale, as a product by a public tensor."""
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+            raise ValueError(f"dropout probability must be in [0, 1], got {p!r}")
+        self.p = float(p)
 
     def forward(self, x):
-        """The identity (evaluation mode only)."""
-        return x
+        """``x`` in eval mode; ``x`` times a fresh scaled 0/1 mask in training."""
+        if not self.training or self.p == 0:
+            return x
+        if self.p == 1:
+            return x * torch.zeros(tuple(x.shape), dtype=torch.float64)
+        g = _common_generator()
+        keep = torch.rand(tuple(x.shape), generator=g, dtype=torch.float64) >= self.p
+        return x * (keep.double() / (1 - self.p))
 
 
 class Identity(Module):
@@ -671,7 +700,7 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
     if isinstance(m, t.Flatten):
         return Flatten(m.start_dim, m.end_dim)
     if isinstance(m, t.Dropout):
-        return Dropout()
+        return Dropout(m.p)
     if isinstance(m, t.Identity):
         return Identity()
     if isinstance(m, t.Softmax):
