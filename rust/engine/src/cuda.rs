@@ -1097,7 +1097,7 @@ impl Device for Cuda {
         let dx = self.dv(x);
         let mut out = self.alloc(64 * nw);
         let (nn, nwu) = (n as u64, nw as u64);
-        launch!(self, "to_planes", 64 * nw, &*dx, &nn, &nwu, &mut out);
+        launch!(self, "to_planes", nw, &*dx, &nn, &nwu, &mut out);
         self.wrap(out, 64 * nw)
     }
 
@@ -1106,7 +1106,7 @@ impl Device for Cuda {
         let dp = self.dv(planes);
         let mut out = self.alloc(n);
         let (nn, nwu) = (n as u64, nw as u64);
-        launch!(self, "from_planes", n, &*dp, &nn, &nwu, &mut out);
+        launch!(self, "from_planes", nw, &*dp, &nn, &nwu, &mut out);
         self.wrap(out, n)
     }
 
