@@ -674,53 +674,13 @@ impl Cuda {
         Ok(())
     }
 
-    /// One K chunk by 16-bit limbs in float64 (cuBLAS DGEMM).
+    /// One K chunk of C (+)= A B by the limbs of `path`: 16-bit limbs in
+    /// float64 (cuBLAS DGEMM), or 8-bit balanced digits in int8 GEMMs with
+    /// int32 accumulation (an error where cuBLAS refuses the int8 shape).
     #[allow(clippy::too_many_arguments)]
-    fn gemm_f64(
+    fn gemm_chunk(
         &self,
-        m: usize,
-        k: usize,
-        n: usize,
-        a: &CudaView<u64>,
-        b: &CudaView<u64>,
-        c: &mut CudaViewMut<u64>,
-        acc: bool,
-    ) -> std::result::Result<(), String> {
-        let names = ["limbs16_split", "limbs16_combine"];
-        self.gemm_limbs::<f64, f64>(
-            names,
-            4,
-            (m, k, n),
-            a,
-            b,
-            c,
-            acc,
-            |blas, ai, bj, out, add| {
-                // Row-major C = A B is column-major C^T = B^T A^T: cuBLAS
-                // multiplies bj (n x k, ld n) by ai (k x m, ld k).
-                let cfg = GemmConfig {
-                    transa: cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_N,
-                    transb: cudarc::cublas::sys::cublasOperation_t::CUBLAS_OP_N,
-                    m: n as i32,
-                    n: m as i32,
-                    k: k as i32,
-                    alpha: 1.0f64,
-                    lda: n as i32,
-                    ldb: k as i32,
-                    beta: if add { 1.0 } else { 0.0 },
-                    ldc: n as i32,
-                };
-                // SAFETY: dimensions and leading dimensions match the buffers.
-                unsafe { blas.gemm(cfg, bj, ai, out) }.map_err(|e| format!("cuBLAS DGEMM: {e:?}"))
-            },
-        )
-    }
-
-    /// One K chunk by 8-bit balanced digits in int8 GEMMs with int32
-    /// accumulation; an error where cuBLAS refuses the int8 shape.
-    #[allow(clippy::too_many_arguments)]
-    fn gemm_i8(
-        &self,
+        path: GemmPath,
         m: usize,
         k: usize,
         n: usize,
@@ -732,49 +692,84 @@ impl Cuda {
         use cudarc::cublas::sys::{
             cublasComputeType_t, cublasGemmAlgo_t, cublasOperation_t, cudaDataType,
         };
-        let names = ["limbs8_split", "limbs8_combine"];
-        self.gemm_limbs::<i8, i32>(
-            names,
-            8,
-            (m, k, n),
-            a,
-            b,
-            c,
-            acc,
-            |blas, ai, bj, out, add| {
-                let (alpha, beta) = (1i32, add as i32);
-                let (pb, _gb) = bj.device_ptr(&self.stream);
-                let (pa, _ga) = ai.device_ptr(&self.stream);
-                let (pc, _gc) = out.device_ptr_mut(&self.stream);
-                // SAFETY: as the DGEMM (column-major C^T = B^T A^T), with int8
-                // operands, int32 output and int32 compute; the pointers outlive
-                // the call (their guards are held).
-                let r = unsafe {
-                    cudarc::cublas::result::gemm_ex(
-                        *blas.handle(),
-                        cublasOperation_t::CUBLAS_OP_N,
-                        cublasOperation_t::CUBLAS_OP_N,
-                        n as i32,
-                        m as i32,
-                        k as i32,
-                        &alpha as *const i32 as *const _,
-                        pb as *const _,
-                        cudaDataType::CUDA_R_8I,
-                        n as i32,
-                        pa as *const _,
-                        cudaDataType::CUDA_R_8I,
-                        k as i32,
-                        &beta as *const i32 as *const _,
-                        pc as *mut _,
-                        cudaDataType::CUDA_R_32I,
-                        n as i32,
-                        cublasComputeType_t::CUBLAS_COMPUTE_32I,
-                        cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
-                    )
-                };
-                r.map_err(|e| format!("cuBLAS int8 GemmEx {m}x{k}x{n}: {e:?}"))
-            },
-        )
+        match path {
+            GemmPath::F64Limb16 => {
+                let names = ["limbs16_split", "limbs16_combine"];
+                self.gemm_limbs::<f64, f64>(
+                    names,
+                    4,
+                    (m, k, n),
+                    a,
+                    b,
+                    c,
+                    acc,
+                    |blas, ai, bj, out, add| {
+                        // Row-major C = A B is column-major C^T = B^T A^T: cuBLAS
+                        // multiplies bj (n x k, ld n) by ai (k x m, ld k).
+                        let cfg = GemmConfig {
+                            transa: cublasOperation_t::CUBLAS_OP_N,
+                            transb: cublasOperation_t::CUBLAS_OP_N,
+                            m: n as i32,
+                            n: m as i32,
+                            k: k as i32,
+                            alpha: 1.0f64,
+                            lda: n as i32,
+                            ldb: k as i32,
+                            beta: if add { 1.0 } else { 0.0 },
+                            ldc: n as i32,
+                        };
+                        // SAFETY: dimensions and leading dimensions match the buffers.
+                        unsafe { blas.gemm(cfg, bj, ai, out) }
+                            .map_err(|e| format!("cuBLAS DGEMM: {e:?}"))
+                    },
+                )
+            }
+            GemmPath::I8Limb8 => {
+                let names = ["limbs8_split", "limbs8_combine"];
+                self.gemm_limbs::<i8, i32>(
+                    names,
+                    8,
+                    (m, k, n),
+                    a,
+                    b,
+                    c,
+                    acc,
+                    |blas, ai, bj, out, add| {
+                        let (alpha, beta) = (1i32, add as i32);
+                        let (pb, _gb) = bj.device_ptr(&self.stream);
+                        let (pa, _ga) = ai.device_ptr(&self.stream);
+                        let (pc, _gc) = out.device_ptr_mut(&self.stream);
+                        // SAFETY: as the DGEMM (column-major C^T = B^T A^T), with int8
+                        // operands, int32 output and int32 compute; the pointers outlive
+                        // the call (their guards are held).
+                        let r = unsafe {
+                            cudarc::cublas::result::gemm_ex(
+                                *blas.handle(),
+                                cublasOperation_t::CUBLAS_OP_N,
+                                cublasOperation_t::CUBLAS_OP_N,
+                                n as i32,
+                                m as i32,
+                                k as i32,
+                                &alpha as *const i32 as *const _,
+                                pb as *const _,
+                                cudaDataType::CUDA_R_8I,
+                                n as i32,
+                                pa as *const _,
+                                cudaDataType::CUDA_R_8I,
+                                k as i32,
+                                &beta as *const i32 as *const _,
+                                pc as *mut _,
+                                cudaDataType::CUDA_R_32I,
+                                n as i32,
+                                cublasComputeType_t::CUBLAS_COMPUTE_32I,
+                                cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+                            )
+                        };
+                        r.map_err(|e| format!("cuBLAS int8 GemmEx {m}x{k}x{n}: {e:?}"))
+                    },
+                )
+            }
+        }
     }
 
     /// C (+)= A B with A, B contiguous on the device, K chunked for the path.
@@ -800,23 +795,20 @@ impl Cuda {
             let first = k0 == 0;
             let acc_here = acc || !first;
             let b_ref = b.slice(k0 * n..(k0 + kc) * n);
-            if kc == k {
-                match path {
-                    GemmPath::F64Limb16 => self.gemm_f64(m, kc, n, a, &b_ref, c, acc_here)?,
-                    GemmPath::I8Limb8 => self.gemm_i8(m, kc, n, a, &b_ref, c, acc_here)?,
-                }
-            } else {
-                // rows of A restricted to columns [k0, k0 + kc)
+            // With several chunks, A's rows restricted to columns
+            // [k0, k0 + kc) are gathered into a contiguous block.
+            let a_chunk = (kc < k).then(|| {
                 let v = kview(&[m, kc], k0, &[k, 1]).unwrap_or_else(|| unreachable!("2 dims"));
-                let mut a_chunk = self.alloc(m * kc);
+                let mut out = self.alloc(m * kc);
                 let nn = (m * kc) as u64;
-                launch!(self, "gather", m * kc, a, &v, &mut a_chunk, &nn);
-                let a_ref = a_chunk.slice(0..m * kc);
-                match path {
-                    GemmPath::F64Limb16 => self.gemm_f64(m, kc, n, &a_ref, &b_ref, c, acc_here)?,
-                    GemmPath::I8Limb8 => self.gemm_i8(m, kc, n, &a_ref, &b_ref, c, acc_here)?,
-                }
-            }
+                launch!(self, "gather", m * kc, a, &v, &mut out, &nn);
+                out
+            });
+            let a_ref = match &a_chunk {
+                Some(blk) => blk.slice(0..m * kc),
+                None => a.slice(0..m * k),
+            };
+            self.gemm_chunk(path, m, kc, n, &a_ref, &b_ref, c, acc_here)?;
         }
         Ok(())
     }
@@ -845,10 +837,10 @@ impl Cuda {
         let time = |p: GemmPath| -> Option<f64> {
             let mut scratch = self.alloc(m * n);
             let mut sv = scratch.slice_mut(0..m * n);
-            self.check(self.stream.synchronize(), "synchronize");
+            self.synchronize();
             let t = Instant::now();
             self.gemm_path(p, m, k, n, a, b, &mut sv, false).ok()?;
-            self.check(self.stream.synchronize(), "synchronize");
+            self.synchronize();
             Some(t.elapsed().as_secs_f64())
         };
         let f = time(GemmPath::F64Limb16).unwrap_or(f64::INFINITY);
@@ -862,14 +854,6 @@ impl Cuda {
             t.insert((m, k, n), p);
         }
         p
-    }
-
-    /// The path chosen so far for each GEMM shape (benchmarks report it).
-    pub fn gemm_paths(&self) -> Vec<((usize, usize, usize), GemmPath)> {
-        self.paths
-            .lock()
-            .map(|t| t.iter().map(|(k, v)| (*k, *v)).collect())
-            .unwrap_or_default()
     }
 
     /// C = A B on host vectors by one given path (benchmarks and tests).

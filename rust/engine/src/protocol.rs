@@ -51,13 +51,6 @@ impl AShare {
             b: f(&self.b),
         }
     }
-    /// Host shares (tests, and host-built components on the CPU device).
-    pub fn host(a: Vec<u64>, b: Vec<u64>) -> AShare {
-        AShare {
-            a: Buf::Host(a),
-            b: Buf::Host(b),
-        }
-    }
 }
 
 /// A party's context: rank, transport with counters, PRG keys, device.
