@@ -263,35 +263,41 @@ impl Party {
         let p = self.xor(&ys, &xs);
         let mut gs = self.and_prefix(&ys, &xs, 63 * nw)?;
         // Groups, lowest bits first, as two plane stacks: G of groups
-        // 0..cnt, and P of groups 1..cnt (group k's P is plane k - 1; the
-        // lowest group's P is never needed: nothing carries into bit 0).
-        let mut ps = self.planes(&p, 1, 62, nw);
+        // 0..cnt, and P of groups 1..cnt, group k's P at plane k - 1 + poff
+        // of `ps` (the lowest group's P is never needed: nothing carries into
+        // bit 0). The first level reads P straight from p (poff = 1).
+        let mut ps_next: Option<AShare> = None;
         let mut cnt = 63;
         while cnt > 1 {
+            let (ps, poff) = match &ps_next {
+                Some(s) => (s, 0),
+                None => (&p, 1),
+            };
             // One AND round merges every adjacent pair (lo, hi) = (2m, 2m+1):
             // G = G_hi ^ (P_hi & G_lo), and P = P_hi & P_lo for m >= 1.
             let pairs = cnt / 2;
             let left = self.cat2(
-                &self.sel(&ps, 0, 2, pairs, nw),
-                &self.sel(&ps, 2, 2, pairs - 1, nw),
+                &self.sel(ps, poff, 2, pairs, nw),
+                &self.sel(ps, poff + 2, 2, pairs - 1, nw),
             );
             let right = self.cat2(
                 &self.sel(&gs, 0, 2, pairs, nw),
-                &self.sel(&ps, 1, 2, pairs - 1, nw),
+                &self.sel(ps, poff + 1, 2, pairs - 1, nw),
             );
+            let odd_p = (cnt % 2 == 1).then(|| self.planes(ps, poff + cnt - 2, 1, nw));
             let prod = self.and(&left, &right)?;
             let mut ng = self.xor(
                 &self.sel(&gs, 1, 2, pairs, nw),
                 &self.planes(&prod, 0, pairs, nw),
             );
             let mut np = self.planes(&prod, pairs, pairs - 1, nw);
-            if cnt % 2 == 1 {
+            if let Some(last_p) = odd_p {
                 // The odd group out moves up unchanged.
                 ng = self.cat2(&ng, &self.planes(&gs, cnt - 1, 1, nw));
-                np = self.cat2(&np, &self.planes(&ps, cnt - 2, 1, nw));
+                np = self.cat2(&np, &last_p);
             }
             gs = ng;
-            ps = np;
+            ps_next = Some(np);
             cnt = pairs + cnt % 2;
         }
         Ok(self.xor(&self.planes(&p, 63, 1, nw), &gs))

@@ -1102,14 +1102,14 @@ impl Session {
         }
         let red = |dev: &dyn Device, v: &Buf| {
             let mut cur = x.shape.clone();
-            let mut out = v.clone();
+            let mut out: Option<Buf> = None;
             for &(d0, d1) in runs.iter().rev() {
                 let (outer, len, inner) =
                     (numel(&cur[..d0]), numel(&cur[d0..d1]), numel(&cur[d1..]));
-                out = dev.sum_axis(&out, outer, len, inner);
+                out = Some(dev.sum_axis(out.as_ref().unwrap_or(v), outer, len, inner));
                 cur[d0..d1].iter_mut().for_each(|c| *c = 1);
             }
-            out
+            out.unwrap_or_else(|| v.clone())
         };
         let shape = if keepdim {
             kept.clone()
