@@ -82,3 +82,31 @@ def test_local_ops_send_nothing(session):
     cryptgpu.cat([x, x]).permute(1, 0).pad((1, 1))
     st = cryptgpu.stats()
     assert st["total"]["bytes"] == 0 and st["total"]["rounds"] == 0
+
+
+def test_indexing_backward_sends_nothing(session):
+    """The adjoint of a (stepped) view is a local scatter: no messages."""
+    x = cryptgpu.cryptensor(torch.ones(6, 5)).requires_grad_()
+    y = x[1::2, ::3]
+    cryptgpu.reset_stats()
+    y.sum().backward()
+    st = cryptgpu.stats()
+    assert st["total"]["bytes"] == 0 and st["total"]["rounds"] == 0
+
+
+def test_dropout_costs(session):
+    """Training-mode dropout: the joint coin once per session (a one-element
+    sharing from each party, then one reveal), then per call one product by
+    the public scaled mask (a truncation: 2 rounds, n elements per party)."""
+    n = 20
+    x = cryptgpu.cryptensor(torch.ones(n))
+    d = cryptgpu.nn.Dropout(0.5).train()
+    cryptgpu.reset_stats()
+    d(x)
+    assert party_bytes("share") == [2 * W] * 3 and rounds("share") == 3
+    assert party_bytes("reveal") == [W] * 3 and rounds("reveal") == 1
+    assert party_bytes("mul") == [n * W] * 3 and rounds("mul") == 2
+    cryptgpu.reset_stats()
+    d(x)
+    st = cryptgpu.stats()
+    assert st["total"]["rounds"] == 2 and party_bytes("mul") == [n * W] * 3
