@@ -10,10 +10,6 @@ extern "C" __global__ void ring_add_scalar(const u64* a, u64 s, u64* out, u64 n)
     FOR_EACH(i, n) out[i] = a[i] + s;
 }
 
-extern "C" __global__ void ring_mul_scalar(const u64* a, u64 s, u64* out, u64 n) {
-    FOR_EACH(i, n) out[i] = a[i] * s;
-}
-
 // The local step of a replicated product: party i holds (x_i, x_{i+1}) and
 // (y_i, y_{i+1}) and computes its 3-out-of-3 share of x y, masked by a share
 // of zero r_i: z_i = x_i y_i + x_i y_{i+1} + x_{i+1} y_i + r_i.
@@ -23,8 +19,9 @@ extern "C" __global__ void rss_mul_local(const u64* x0, const u64* x1, const u64
 }
 
 // One kernel for every element-wise binary op of the device trait (the op
-// codes of rust/engine/src/cuda.rs `op2_code`): 0 add, 1 sub, 2 mul, 3 xor,
-// 4 and.
+// codes of rust/engine/src/device/cuda/mod.rs `op2_code`): 0 add, 1 sub,
+// 2 mul, 3 xor; 4 (and) is not used by the device but kept for the emulation
+// test's coverage of the switch.
 __device__ static inline u64 apply_op2(u32 op, u64 a, u64 b) {
     switch (op) {
         case 0: return a + b;

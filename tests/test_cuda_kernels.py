@@ -190,19 +190,15 @@ def test_local_product_steps(emu):
         assert np.array_equal(out, x0 * y0 + x0 * y1 + x1 * y0 + r)
         launch(emu, "rss_and_local", ptr(x0), ptr(x1), ptr(y0), ptr(y1), ptr(r), ptr(out), U(n))
         assert np.array_equal(out, (x0 & y0) ^ (x0 & y1) ^ (x1 & y0) ^ r)
-        for k, want in [
-            ("ring_add_scalar", x0 + np.uint64(9)),
-            ("ring_mul_scalar", x0 * np.uint64(9)),
-        ]:
-            launch(emu, k, ptr(x0), U(9), ptr(out), U(n))
-            assert np.array_equal(out, want), k
+        launch(emu, "ring_add_scalar", ptr(x0), U(9), ptr(out), U(n))
+        assert np.array_equal(out, x0 + np.uint64(9))
         launch(emu, "ring_neg", ptr(x0), ptr(out), U(n))
         assert np.array_equal(out, np.uint64(0) - x0)
 
 
 def test_generic_elementwise_kernels(emu):
     """ring_map2 / ring_map2_into with every op code of the CUDA device
-    (rust/engine/src/cuda.rs op2_code), signed floor division, bit expansion."""
+    (rust/engine/src/device/cuda/mod.rs op2_code), signed floor division, bit expansion."""
     n = 41
     a, b = ring(n, 31), ring(n, 32)
     out = np.zeros(n, dtype=np.uint64)

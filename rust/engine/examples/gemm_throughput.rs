@@ -1,6 +1,6 @@
 //! Ring GEMM throughput per microkernel, in multiply-adds per second.
 //! `cargo run --release --example gemm_throughput -- 1024`
-use cryptgpu_engine::{gemm, prg::Prg};
+use cryptgpu_engine::{device::cpu::gemm, prg::Prg};
 use std::time::Instant;
 
 fn main() {

@@ -21,6 +21,9 @@ pub enum EngineError {
     /// or a kernel failed to compile.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A device could not allocate a buffer (host memory or GPU memory).
+    #[error("out of memory: {0}")]
+    OutOfMemory(String),
     /// A party thread panicked; a bug in the engine.
     #[error("internal error: {0}")]
     Internal(String),

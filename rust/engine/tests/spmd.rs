@@ -80,13 +80,13 @@ fn free_addrs() -> [std::net::SocketAddr; 3] {
     [a[0], a[1], a[2]]
 }
 
-fn keys() -> Vec<cryptgpu_engine::tcp::LinkKeys> {
+fn keys() -> Vec<cryptgpu_engine::net::tcp::LinkKeys> {
     let kp: Vec<_> = (0..3)
-        .map(|_| cryptgpu_engine::tcp::generate_keypair().unwrap())
+        .map(|_| cryptgpu_engine::net::tcp::generate_keypair().unwrap())
         .collect();
     let publics = [kp[0].1, kp[1].1, kp[2].1];
     kp.iter()
-        .map(|(private, _)| cryptgpu_engine::tcp::LinkKeys {
+        .map(|(private, _)| cryptgpu_engine::net::tcp::LinkKeys {
             private: *private,
             publics,
         })
@@ -105,13 +105,13 @@ fn connect(
     r: usize,
     addrs: &[std::net::SocketAddr; 3],
     timeout: std::time::Duration,
-    k: Option<&cryptgpu_engine::noise::LinkKeys>,
+    k: Option<&cryptgpu_engine::net::noise::LinkKeys>,
 ) -> cryptgpu_engine::Result<Box<dyn cryptgpu_engine::net::Transport>> {
     Ok(match kind {
-        Kind::Tcp => Box::new(cryptgpu_engine::tcp::TcpTransport::connect(
+        Kind::Tcp => Box::new(cryptgpu_engine::net::tcp::TcpTransport::connect(
             r, addrs, timeout, k,
         )?),
-        Kind::Zmq => Box::new(cryptgpu_engine::zmq::ZmqTransport::connect(
+        Kind::Zmq => Box::new(cryptgpu_engine::net::zmq::ZmqTransport::connect(
             r, addrs, None, timeout, k,
         )?),
     })
@@ -189,7 +189,7 @@ fn wrong_key(kind: Kind) {
     use std::time::{Duration, Instant};
     let addrs = free_addrs();
     let mut ks = keys();
-    ks[2].private = cryptgpu_engine::tcp::generate_keypair().unwrap().0; // not the key the others expect
+    ks[2].private = cryptgpu_engine::net::tcp::generate_keypair().unwrap().0; // not the key the others expect
     let t0 = Instant::now();
     let errs: Vec<String> = std::thread::scope(|sc| {
         let hs: Vec<_> = (0..3)

@@ -66,7 +66,7 @@ fn views(secret: f64, key_seed: u8) -> Vec<View> {
                 let x = p
                     .share(0, if i == 0 { Some(&plain) } else { None }, N)
                     .unwrap();
-                *mine.lock().unwrap() = (x.a.to_vec(), x.b.to_vec());
+                *mine.lock().unwrap() = (x.a.to_vec().unwrap(), x.b.to_vec().unwrap());
                 let y = p.mul(&x, &x).unwrap();
                 p.divide(&y, 3).unwrap();
                 // ReLU's messages: the binary input, the AND layers of the

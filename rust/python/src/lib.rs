@@ -3,8 +3,9 @@
 //! before 3.11); every call releases the GIL, catches panics, and maps each
 //! engine error to its own exception class.
 
+use cryptgpu_engine::device::cpu::gemm;
 use cryptgpu_engine::runtime::{Config, Session as EngSession, Tensor as EngTensor};
-use cryptgpu_engine::{gemm, EngineError};
+use cryptgpu_engine::EngineError;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -58,6 +59,7 @@ fn to_py(e: EngineError) -> PyErr {
         EngineError::Peer(_) => PeerError::new_err(msg),
         EngineError::Internal(_) => InternalError::new_err(msg),
         EngineError::Unavailable(_) => PyRuntimeError::new_err(msg),
+        EngineError::OutOfMemory(_) => pyo3::exceptions::PyMemoryError::new_err(msg),
     }
 }
 
@@ -241,7 +243,7 @@ impl Session {
                         ps.len()
                     )));
                 }
-                Some(cryptgpu_engine::noise::LinkKeys {
+                Some(cryptgpu_engine::net::noise::LinkKeys {
                     private: hex32(&k, "private key")?,
                     publics: [
                         hex32(&ps[0], "public key 0")?,
@@ -259,14 +261,14 @@ impl Session {
         };
         let s = call(py, || {
             let t: Box<dyn cryptgpu_engine::net::Transport> = if transport == "tcp" {
-                Box::new(cryptgpu_engine::tcp::TcpTransport::connect(
+                Box::new(cryptgpu_engine::net::tcp::TcpTransport::connect(
                     rank,
                     &addrs,
                     timeout,
                     keys.as_ref(),
                 )?)
             } else {
-                Box::new(cryptgpu_engine::zmq::ZmqTransport::connect(
+                Box::new(cryptgpu_engine::net::zmq::ZmqTransport::connect(
                     rank,
                     &addrs,
                     bind,
@@ -588,7 +590,7 @@ fn hex32(s: &str, what: &str) -> PyResult<[u8; 32]> {
 /// A fresh X25519 key pair for encrypted links, as (private, public) hex.
 #[pyfunction]
 fn generate_keypair() -> PyResult<(String, String)> {
-    let (a, b) = cryptgpu_engine::noise::generate_keypair().map_err(to_py)?;
+    let (a, b) = cryptgpu_engine::net::noise::generate_keypair().map_err(to_py)?;
     let hex = |k: &[u8; 32]| k.iter().map(|x| format!("{x:02x}")).collect::<String>();
     Ok((hex(&a), hex(&b)))
 }
@@ -673,7 +675,7 @@ fn prg_words<'py>(
 /// The CUDA kernel files embedded in the engine: [(file name, source)].
 #[pyfunction]
 fn cuda_kernel_sources() -> Vec<(&'static str, &'static str)> {
-    cryptgpu_engine::cuda::KERNEL_SOURCES.to_vec()
+    cryptgpu_engine::device::cuda::KERNEL_SOURCES.to_vec()
 }
 
 /// Compile every embedded kernel with NVRTC for `arch`: [(file, PTX bytes)].
@@ -681,7 +683,7 @@ fn cuda_kernel_sources() -> Vec<(&'static str, &'static str)> {
 #[pyo3(signature = (arch="compute_90"))]
 fn cuda_compile_kernels(py: Python<'_>, arch: &str) -> PyResult<Vec<(String, usize)>> {
     let arch = static_arch(arch)?;
-    call(py, || cryptgpu_engine::cuda::compile_all(arch))
+    call(py, || cryptgpu_engine::device::cuda::compile_all(arch))
 }
 
 /// An NVRTC architecture name the engine accepts.
@@ -701,7 +703,7 @@ fn static_arch(arch: &str) -> PyResult<&'static str> {
 /// Number of CUDA GPUs the driver reports (0 without driver or GPU).
 #[pyfunction]
 fn cuda_device_count(py: Python<'_>) -> usize {
-    py.allow_threads(cryptgpu_engine::cuda::device_count)
+    py.allow_threads(cryptgpu_engine::device::cuda::device_count)
 }
 
 /// Ring GEMM on CUDA GPU `ordinal`, for benchmarks and checks: A (m x k),
@@ -735,7 +737,7 @@ fn cuda_ring_gemm<'py>(
     };
     let (av, bv) = (words(a), words(b));
     let c = call(py, || {
-        let dev = cryptgpu_engine::cuda::Cuda::new(ordinal)?;
+        let dev = cryptgpu_engine::device::cuda::Cuda::new(ordinal)?;
         dev.gemm_host(path, m, k, n, &av, &bv)
     })?;
     Ok(u64_bytes(py, &c))
@@ -757,14 +759,14 @@ fn cuda_time_ring_gemm(
 ) -> PyResult<(f64, &'static str)> {
     let path = gemm_path_arg(path)?;
     let (t, p) = call(py, || {
-        let dev = cryptgpu_engine::cuda::Cuda::new(ordinal)?;
+        let dev = cryptgpu_engine::device::cuda::Cuda::new(ordinal)?;
         dev.time_gemm(path, m, k, n, reps)
     })?;
     Ok((t, gemm_path_name(p)))
 }
 
-fn gemm_path_arg(path: &str) -> PyResult<Option<cryptgpu_engine::cuda::GemmPath>> {
-    use cryptgpu_engine::cuda::GemmPath;
+fn gemm_path_arg(path: &str) -> PyResult<Option<cryptgpu_engine::device::cuda::GemmPath>> {
+    use cryptgpu_engine::device::cuda::GemmPath;
     match path {
         "auto" => Ok(None),
         "f64" => Ok(Some(GemmPath::F64Limb16)),
@@ -775,10 +777,10 @@ fn gemm_path_arg(path: &str) -> PyResult<Option<cryptgpu_engine::cuda::GemmPath>
     }
 }
 
-fn gemm_path_name(p: cryptgpu_engine::cuda::GemmPath) -> &'static str {
+fn gemm_path_name(p: cryptgpu_engine::device::cuda::GemmPath) -> &'static str {
     match p {
-        cryptgpu_engine::cuda::GemmPath::F64Limb16 => "f64",
-        cryptgpu_engine::cuda::GemmPath::I8Limb8 => "int8",
+        cryptgpu_engine::device::cuda::GemmPath::F64Limb16 => "f64",
+        cryptgpu_engine::device::cuda::GemmPath::I8Limb8 => "int8",
     }
 }
 
@@ -787,7 +789,9 @@ fn gemm_path_name(p: cryptgpu_engine::cuda::GemmPath) -> &'static str {
 #[pyfunction]
 #[pyo3(signature = (ordinal=0, reset=false))]
 fn cuda_memory_peak(py: Python<'_>, ordinal: usize, reset: bool) -> PyResult<u64> {
-    call(py, || cryptgpu_engine::cuda::memory_peak(ordinal, reset))
+    call(py, || {
+        cryptgpu_engine::device::cuda::memory_peak(ordinal, reset)
+    })
 }
 
 /// PTX of kernel file `name` compiled by NVRTC for `arch` (tests).
@@ -795,22 +799,22 @@ fn cuda_memory_peak(py: Python<'_>, ordinal: usize, reset: bool) -> PyResult<u64
 #[pyo3(signature = (name, arch="compute_90"))]
 fn cuda_ptx(py: Python<'_>, name: &str, arch: &str) -> PyResult<String> {
     let arch = static_arch(arch)?;
-    call(py, || cryptgpu_engine::cuda::ptx(name, arch))
+    call(py, || cryptgpu_engine::device::cuda::ptx(name, arch))
 }
 
 /// (file, kernel, parameter kinds) of every kernel the CUDA device launches.
 #[pyfunction]
 fn cuda_kernel_signatures() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
-    cryptgpu_engine::cuda::FUNCTIONS
+    cryptgpu_engine::device::cuda::Kernel::ALL
         .iter()
-        .flat_map(|(f, ks)| ks.iter().map(move |(k, sig)| (*f, *k, sig.to_vec())))
+        .map(|k| (k.file(), k.name(), k.params().to_vec()))
         .collect()
 }
 
 /// GPU of each party for `gpus` GPUs (None for none).
 #[pyfunction]
 fn cuda_device_map(gpus: usize) -> Option<[usize; 3]> {
-    cryptgpu_engine::cuda::device_map(gpus)
+    cryptgpu_engine::device::cuda::device_map(gpus)
 }
 
 #[pymodule]

@@ -5,7 +5,7 @@
 //! the `zmq` crate would pull libzmq and libsodium through `zmq-sys`, whose
 //! vendored build needs a system libsodium for CURVE. The price is that the
 //! `zeromq` crate has no CURVE security mechanism, so links are secured the
-//! way the issue allows: a Noise_KK handshake (`crate::noise`) carried in
+//! way the issue allows: a Noise_KK handshake (`crate::net::noise`) carried in
 //! ZeroMQ messages, then every frame sealed with the resulting keys.
 //!
 //! Sockets: each party binds one PULL socket and connects one PUSH socket
@@ -25,9 +25,9 @@
 //! received everything it needed from this party.
 
 use crate::error::{EngineError, Result};
+use crate::net::noise::{self, LinkKeys};
+use crate::net::tcp::{encode_frame, read_frame};
 use crate::net::{Msg, Peer, Transport};
-use crate::noise::{self, LinkKeys};
-use crate::tcp::{encode_frame, read_frame};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -455,7 +455,7 @@ mod tests {
             m.extend_from_slice(body);
             m
         };
-        let oversized = (crate::tcp::MAX_WORDS + 1).to_le_bytes();
+        let oversized = (crate::net::tcp::MAX_WORDS + 1).to_le_bytes();
         let truncated = {
             let mut v = 4u64.to_le_bytes().to_vec();
             v.extend_from_slice(&[1, 2, 3]);

@@ -29,73 +29,13 @@ use crate::error::Result;
 use crate::net::Peer;
 use crate::protocol::{local, AShare, Party};
 
-/// Transpose a 64x64 bit matrix in place: bit c of word r moves to bit r of
-/// word c (recursive block swaps, 6 steps of 32 word pairs).
-pub fn transpose64(a: &mut [u64; 64]) {
-    let mut j = 32usize;
-    let mut m: u64 = 0x0000_0000_FFFF_FFFF;
-    while j != 0 {
-        let mut k = 0usize;
-        while k < 64 {
-            // Swap the high j bits of word k (bits j..) with the low j bits
-            // of word k + j.
-            let t = ((a[k] >> j) ^ a[k + j]) & m;
-            a[k] ^= t << j;
-            a[k + j] ^= t;
-            k = (k + j + 1) & !j;
-        }
-        j >>= 1;
-        m ^= m << j;
-    }
-}
-
-/// Bit-slice n words into 64 planes of nw words: plane j, word w, bit b =
-/// bit j of element 64 w + b.
-pub fn to_planes(x: &[u64]) -> Vec<u64> {
-    let n = x.len();
-    let nw = n.div_ceil(64);
-    let mut out = vec![0u64; 64 * nw];
-    for w in 0..nw {
-        let mut blk = [0u64; 64];
-        let hi = (n - w * 64).min(64);
-        blk[..hi].copy_from_slice(&x[w * 64..w * 64 + hi]);
-        transpose64(&mut blk);
-        for (j, v) in blk.iter().enumerate() {
-            out[j * nw + w] = *v;
-        }
-    }
-    out
-}
-
-/// Inverse of `to_planes`: n words back from 64 planes of nw words.
-pub fn from_planes(planes: &[u64], n: usize) -> Vec<u64> {
-    let nw = n.div_ceil(64);
-    let mut out = vec![0u64; n];
-    for w in 0..nw {
-        let mut blk = [0u64; 64];
-        for (j, b) in blk.iter_mut().enumerate() {
-            *b = planes[j * nw + w];
-        }
-        transpose64(&mut blk);
-        let hi = (n - w * 64).min(64);
-        out[w * 64..w * 64 + hi].copy_from_slice(&blk[..hi]);
-    }
-    out
-}
-
-/// Element e's bit from a packed plane, as 0 or 1.
-#[inline]
-pub fn bit(plane: &[u64], e: usize) -> u64 {
-    (plane[e / 64] >> (e % 64)) & 1
-}
-
 impl Party {
     /// A 3-out-of-3 XOR sharing of zero, no messages.
-    pub fn zero_share_bits(&mut self, n: usize) -> Buf {
-        let mut a = self.rand_own(n);
-        let b = self.rand_next(n);
-        self.dev.map2_into(Op2::Xor, &mut a, &b);
-        a
+    pub fn zero_share_bits(&mut self, n: usize) -> Result<Buf> {
+        let mut a = self.rand_own(n)?;
+        let b = self.rand_next(n)?;
+        self.dev.map2_into(Op2::Xor, &mut a, &b)?;
+        Ok(a)
     }
 
     /// AND of two replicated binary sharings (any packing): one round, one
@@ -106,30 +46,30 @@ impl Party {
 
     /// AND of the first n words of two sharings (no copy of the prefix).
     fn and_prefix(&mut self, x: &AShare, y: &AShare, n: usize) -> Result<AShare> {
-        let r = self.zero_share_bits(n);
-        let z = self.dev.and_local(&x.a, &x.b, &y.a, &y.b, r);
+        let r = self.zero_share_bits(n)?;
+        let z = self.dev.and_local(&x.a, &x.b, &y.a, &y.b, r)?;
         let b = self.round1(vec![(Peer::Prev, z.clone())], Peer::Next, n)?;
         Ok(AShare { a: z, b })
     }
 
-    fn xor(&self, u: &AShare, v: &AShare) -> AShare {
-        AShare {
-            a: self.dev.map2(Op2::Xor, &u.a, &v.a),
-            b: self.dev.map2(Op2::Xor, &u.b, &v.b),
-        }
+    fn xor(&self, u: &AShare, v: &AShare) -> Result<AShare> {
+        Ok(AShare {
+            a: self.dev.map2(Op2::Xor, &u.a, &v.a)?,
+            b: self.dev.map2(Op2::Xor, &u.b, &v.b)?,
+        })
     }
 
     /// Planes [j0, j0 + count) of a plane stack, as a new sharing.
-    fn planes(&self, s: &AShare, j0: usize, count: usize, nw: usize) -> AShare {
-        AShare {
-            a: self.dev.concat(&[(&s.a, j0 * nw, count * nw)]),
-            b: self.dev.concat(&[(&s.b, j0 * nw, count * nw)]),
-        }
+    fn planes(&self, s: &AShare, j0: usize, count: usize, nw: usize) -> Result<AShare> {
+        Ok(AShare {
+            a: self.dev.concat(&[(&s.a, j0 * nw, count * nw)])?,
+            b: self.dev.concat(&[(&s.b, j0 * nw, count * nw)])?,
+        })
     }
 
     /// The operands of one AND round, gathered plane by plane: pairs of
     /// (sharing, first plane, plane count) for the left and right inputs.
-    fn stack(&self, parts: &[(&AShare, usize, usize)], nw: usize) -> AShare {
+    fn stack(&self, parts: &[(&AShare, usize, usize)], nw: usize) -> Result<AShare> {
         let a: Vec<(&Buf, usize, usize)> = parts
             .iter()
             .map(|(s, j, c)| (&s.a, j * nw, c * nw))
@@ -138,10 +78,10 @@ impl Party {
             .iter()
             .map(|(s, j, c)| (&s.b, j * nw, c * nw))
             .collect();
-        AShare {
-            a: self.dev.concat(&a),
-            b: self.dev.concat(&b),
-        }
+        Ok(AShare {
+            a: self.dev.concat(&a)?,
+            b: self.dev.concat(&b)?,
+        })
     }
 
     /// The binary input step shared by `msb` and `a2b`: [y]^B for y = x_0 +
@@ -153,29 +93,29 @@ impl Party {
         let dev = self.dev.clone();
         Ok(match self.rank {
             0 => {
-                let y = dev.map2(Op2::Add, &x.a, &x.b);
-                let r = self.rand_next(planes);
-                let c0 = dev.map2(Op2::Xor, &dev.to_planes(&y), &r);
+                let y = dev.map2(Op2::Add, &x.a, &x.b)?;
+                let r = self.rand_next(planes)?;
+                let c0 = dev.map2(Op2::Xor, &dev.to_planes(&y)?, &r)?;
                 self.round(vec![(Peer::Prev, c0.clone())], &[])?;
                 (
                     AShare { a: c0, b: r },
                     AShare {
-                        a: dev.zeros(planes),
-                        b: dev.zeros(planes),
+                        a: dev.zeros(planes)?,
+                        b: dev.zeros(planes)?,
                     },
                 )
             }
             1 => {
-                let r = self.rand_own(planes);
+                let r = self.rand_own(planes)?;
                 self.round(vec![], &[])?;
                 (
                     AShare {
                         a: r,
-                        b: dev.zeros(planes),
+                        b: dev.zeros(planes)?,
                     },
                     AShare {
-                        a: dev.zeros(planes),
-                        b: dev.to_planes(&x.b),
+                        a: dev.zeros(planes)?,
+                        b: dev.to_planes(&x.b)?,
                     },
                 )
             }
@@ -183,12 +123,12 @@ impl Party {
                 let c0 = self.round1(vec![], Peer::Next, planes)?;
                 (
                     AShare {
-                        a: dev.zeros(planes),
+                        a: dev.zeros(planes)?,
                         b: c0,
                     },
                     AShare {
-                        a: dev.to_planes(&x.a),
-                        b: dev.zeros(planes),
+                        a: dev.to_planes(&x.a)?,
+                        b: dev.zeros(planes)?,
                     },
                 )
             }
@@ -201,7 +141,7 @@ impl Party {
     pub fn a2b(&mut self, x: &AShare) -> Result<AShare> {
         let nw = x.len().div_ceil(64);
         let (ys, xs) = self.binary_inputs(x)?;
-        let p0 = self.xor(&ys, &xs);
+        let p0 = self.xor(&ys, &xs)?;
         let mut g = self.and(&ys, &xs)?;
         let mut p = p0.clone();
         let dev = self.dev.clone();
@@ -211,14 +151,14 @@ impl Party {
             // the j whose P a later level still reads (j >= 2 shift).
             let ng = 64 - shift;
             let np = 64_usize.saturating_sub(2 * shift);
-            let left = self.stack(&[(&p, shift, ng), (&p, 2 * shift, np)], nw);
-            let right = self.stack(&[(&g, 0, ng), (&p, shift, np)], nw);
+            let left = self.stack(&[(&p, shift, ng), (&p, 2 * shift, np)], nw)?;
+            let right = self.stack(&[(&g, 0, ng), (&p, shift, np)], nw)?;
             let prod = self.and(&left, &right)?;
             for (dst, src) in [(&mut g.a, &prod.a), (&mut g.b, &prod.b)] {
-                dev.update(Some(Op2::Xor), dst, shift * nw, src, 0, ng * nw);
+                dev.update(Some(Op2::Xor), dst, shift * nw, src, 0, ng * nw)?;
             }
             for (dst, src) in [(&mut p.a, &prod.a), (&mut p.b, &prod.b)] {
-                dev.update(None, dst, 2 * shift * nw, src, ng * nw, np * nw);
+                dev.update(None, dst, 2 * shift * nw, src, ng * nw, np * nw)?;
             }
             shift *= 2;
         }
@@ -226,32 +166,42 @@ impl Party {
         // bits below j), carry_0 = 0.
         let mut out = p0;
         for (dst, src) in [(&mut out.a, &g.a), (&mut out.b, &g.b)] {
-            dev.update(Some(Op2::Xor), dst, nw, src, 0, 63 * nw);
+            dev.update(Some(Op2::Xor), dst, nw, src, 0, 63 * nw)?;
         }
         Ok(out)
+    }
+
+    /// Full A2B, opened: the n words the binary sharing reconstructs to (for
+    /// tests and inspection; 8 rounds for the conversion, 1 to open).
+    pub fn a2b_open(&mut self, x: &AShare) -> Result<Vec<u64>> {
+        let n = x.len();
+        let bits = self.a2b(x)?;
+        let planes = self.reveal_bits(&bits)?;
+        let dev = self.dev.clone();
+        dev.unslice_planes(&dev.upload(planes)?, n)?.into_vec()
     }
 
     /// Open a replicated binary sharing to every party: one round.
     pub fn reveal_bits(&mut self, x: &AShare) -> Result<Vec<u64>> {
         let c = self.round1(vec![(Peer::Next, x.a.clone())], Peer::Prev, x.len())?;
-        let mut s = self.dev.map2(Op2::Xor, &x.a, &x.b);
-        self.dev.map2_into(Op2::Xor, &mut s, &c);
-        Ok(s.into_vec())
+        let mut s = self.dev.map2(Op2::Xor, &x.a, &x.b)?;
+        self.dev.map2_into(Op2::Xor, &mut s, &c)?;
+        s.into_vec()
     }
 
     /// Planes j0, j0 + step, ... (count of them) of a plane stack: one
     /// strided gather per component.
-    fn sel(&self, s: &AShare, j0: usize, step: usize, count: usize, nw: usize) -> AShare {
+    fn sel(&self, s: &AShare, j0: usize, step: usize, count: usize, nw: usize) -> Result<AShare> {
         let shape = [count, nw];
         let st = [step * nw, 1];
         s.map(|v| self.dev.gather(v, &shape, j0 * nw, &st))
     }
 
-    fn cat2(&self, u: &AShare, v: &AShare) -> AShare {
-        AShare {
-            a: self.dev.concat(&[(&u.a, 0, u.len()), (&v.a, 0, v.len())]),
-            b: self.dev.concat(&[(&u.b, 0, u.len()), (&v.b, 0, v.len())]),
-        }
+    fn cat2(&self, u: &AShare, v: &AShare) -> Result<AShare> {
+        Ok(AShare {
+            a: self.dev.concat(&[(&u.a, 0, u.len()), (&v.a, 0, v.len())])?,
+            b: self.dev.concat(&[(&u.b, 0, u.len()), (&v.b, 0, v.len())])?,
+        })
     }
 
     /// Sign bit of an arithmetic sharing, as a replicated binary sharing of
@@ -260,7 +210,7 @@ impl Party {
         let nw = x.len().div_ceil(64);
         let (ys, xs) = self.binary_inputs(x)?;
         // p_j = y_j ^ x2_j (local); g_j = y_j & x2_j for j < 63 (one round).
-        let p = self.xor(&ys, &xs);
+        let p = self.xor(&ys, &xs)?;
         let mut gs = self.and_prefix(&ys, &xs, 63 * nw)?;
         // Groups, lowest bits first, as two plane stacks: G of groups
         // 0..cnt, and P of groups 1..cnt, group k's P at plane k - 1 + poff
@@ -277,30 +227,32 @@ impl Party {
             // G = G_hi ^ (P_hi & G_lo), and P = P_hi & P_lo for m >= 1.
             let pairs = cnt / 2;
             let left = self.cat2(
-                &self.sel(ps, poff, 2, pairs, nw),
-                &self.sel(ps, poff + 2, 2, pairs - 1, nw),
-            );
+                &self.sel(ps, poff, 2, pairs, nw)?,
+                &self.sel(ps, poff + 2, 2, pairs - 1, nw)?,
+            )?;
             let right = self.cat2(
-                &self.sel(&gs, 0, 2, pairs, nw),
-                &self.sel(ps, poff + 1, 2, pairs - 1, nw),
-            );
-            let odd_p = (cnt % 2 == 1).then(|| self.planes(ps, poff + cnt - 2, 1, nw));
+                &self.sel(&gs, 0, 2, pairs, nw)?,
+                &self.sel(ps, poff + 1, 2, pairs - 1, nw)?,
+            )?;
+            let odd_p = (cnt % 2 == 1)
+                .then(|| self.planes(ps, poff + cnt - 2, 1, nw))
+                .transpose()?;
             let prod = self.and(&left, &right)?;
             let mut ng = self.xor(
-                &self.sel(&gs, 1, 2, pairs, nw),
-                &self.planes(&prod, 0, pairs, nw),
-            );
-            let mut np = self.planes(&prod, pairs, pairs - 1, nw);
+                &self.sel(&gs, 1, 2, pairs, nw)?,
+                &self.planes(&prod, 0, pairs, nw)?,
+            )?;
+            let mut np = self.planes(&prod, pairs, pairs - 1, nw)?;
             if let Some(last_p) = odd_p {
                 // The odd group out moves up unchanged.
-                ng = self.cat2(&ng, &self.planes(&gs, cnt - 1, 1, nw));
-                np = self.cat2(&np, &last_p);
+                ng = self.cat2(&ng, &self.planes(&gs, cnt - 1, 1, nw)?)?;
+                np = self.cat2(&np, &last_p)?;
             }
             gs = ng;
             ps_next = Some(np);
             cnt = pairs + cnt % 2;
         }
-        Ok(self.xor(&self.planes(&p, 63, 1, nw), &gs))
+        self.xor(&self.planes(&p, 63, 1, nw)?, &gs)
     }
 
     /// c * v for a replicated binary bit c (one packed plane) and arithmetic
@@ -320,37 +272,37 @@ impl Party {
         let expand = |plane: &Buf| dev.expand_bits(plane, n, reps);
         let (ush, tsh) = match self.rank {
             0 => {
-                let mut u0 = expand(&dev.map2(Op2::Xor, &c.a, &c.b));
-                let u1 = self.rand_next(m);
-                let t1 = self.rand_next(m);
-                let t0 = self.rand_own(m);
-                dev.map2_into(Op2::Sub, &mut u0, &u1);
+                let mut u0 = expand(&dev.map2(Op2::Xor, &c.a, &c.b)?)?;
+                let u1 = self.rand_next(m)?;
+                let t1 = self.rand_next(m)?;
+                let t0 = self.rand_own(m)?;
+                dev.map2_into(Op2::Sub, &mut u0, &u1)?;
                 self.round(vec![(Peer::Prev, u0.clone())], &[])?;
                 (AShare { a: u0, b: u1 }, AShare { a: t0, b: t1 })
             }
             1 => {
-                let c2 = expand(&c.b);
-                let u1 = self.rand_own(m);
-                let t1 = self.rand_own(m);
-                let mut m1 = dev.map2(Op2::Add, &v.a, &v.b);
-                dev.map2_into(Op2::Mul, &mut m1, &c2);
-                dev.map2_into(Op2::Sub, &mut m1, &t1);
+                let c2 = expand(&c.b)?;
+                let u1 = self.rand_own(m)?;
+                let t1 = self.rand_own(m)?;
+                let mut m1 = dev.map2(Op2::Add, &v.a, &v.b)?;
+                dev.map2_into(Op2::Mul, &mut m1, &c2)?;
+                dev.map2_into(Op2::Sub, &mut m1, &t1)?;
                 let m2 = self.round1(vec![(Peer::Next, m1.clone())], Peer::Next, m)?;
-                let t2 = dev.map2(Op2::Add, &m1, &m2);
+                let t2 = dev.map2(Op2::Add, &m1, &m2)?;
                 (
                     AShare {
                         a: u1,
-                        b: dev.zeros(m),
+                        b: dev.zeros(m)?,
                     },
                     AShare { a: t1, b: t2 },
                 )
             }
             _ => {
-                let c2 = expand(&c.a);
-                let t0 = self.rand_next(m);
+                let c2 = expand(&c.a)?;
+                let t0 = self.rand_next(m)?;
                 let mut m2 = c2;
-                dev.map2_into(Op2::Mul, &mut m2, &v.b);
-                dev.map2_into(Op2::Sub, &mut m2, &t0);
+                dev.map2_into(Op2::Mul, &mut m2, &v.b)?;
+                dev.map2_into(Op2::Sub, &mut m2, &t0)?;
                 // u0 from party 0 (next), m1 from party 1 (previous).
                 let mut got = self.round(
                     vec![(Peer::Prev, m2.clone())],
@@ -358,10 +310,10 @@ impl Party {
                 )?;
                 let m1 = got.pop().unwrap_or_default();
                 let u0 = got.pop().unwrap_or_default();
-                let t2 = dev.map2(Op2::Add, &m1, &m2);
+                let t2 = dev.map2(Op2::Add, &m1, &m2)?;
                 (
                     AShare {
-                        a: dev.zeros(m),
+                        a: dev.zeros(m)?,
                         b: u0,
                     },
                     AShare { a: t2, b: t0 },
@@ -370,45 +322,14 @@ impl Party {
         };
         // w = u * (v - 2t), integer product: reshare without truncation.
         let d = &*dev;
-        let mut y = local::add(d, &tsh, &tsh);
+        let mut y = local::add(d, &tsh, &tsh)?;
         for (yc, vc) in [(&mut y.a, &v.a), (&mut y.b, &v.b)] {
-            d.map2_into(Op2::Sub, yc, vc);
-            d.map1_into(Op1::Neg, yc);
+            d.map2_into(Op2::Sub, yc, vc)?;
+            d.map1_into(Op1::Neg, yc)?;
         }
         let mut w = self.mul_int(&ush, &y)?;
-        d.map2_into(Op2::Add, &mut w.a, &tsh.a);
-        d.map2_into(Op2::Add, &mut w.b, &tsh.b);
+        d.map2_into(Op2::Add, &mut w.a, &tsh.a)?;
+        d.map2_into(Op2::Add, &mut w.b, &tsh.b)?;
         Ok(w)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn from_planes_inverts_to_planes() {
-        let x: Vec<u64> = (0..200u64)
-            .map(|i| i.wrapping_mul(0xD6E8_FEB8_6659_FD93))
-            .collect();
-        assert_eq!(from_planes(&to_planes(&x), x.len()), x);
-    }
-
-    #[test]
-    fn planes_hold_bit_j_of_each_element() {
-        let x: Vec<u64> = (0..130u64)
-            .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
-            .collect();
-        let p = to_planes(&x);
-        let nw = 3;
-        for (e, v) in x.iter().enumerate() {
-            for j in 0..64 {
-                assert_eq!(
-                    bit(&p[j * nw..(j + 1) * nw], e),
-                    (v >> j) & 1,
-                    "e {e} j {j}"
-                );
-            }
-        }
     }
 }

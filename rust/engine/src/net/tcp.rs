@@ -14,9 +14,9 @@
 //! a writer thread per link, so sends never block on the peer.
 
 use crate::error::{EngineError, Result};
+use crate::net::noise;
+pub use crate::net::noise::{generate_keypair, LinkKeys};
 use crate::net::{Msg, Peer, Transport};
-use crate::noise;
-pub use crate::noise::{generate_keypair, LinkKeys};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};

@@ -1,0 +1,193 @@
+//! The CPU device's data movement on host slices: im2col/col2im, window
+//! sums, strided gather/scatter and axis sums (the CUDA device's fallbacks
+//! and the tests' references use them too).
+
+use super::alloc;
+use crate::error::Result;
+use crate::ring::numel;
+use crate::ring::Conv2dGeom;
+use rayon::prelude::*;
+
+/// The inverse placement of `gather` (no accumulation).
+pub fn scatter(src: &[u64], dst: &mut [u64], shape: &[usize], offset: usize, st: &[usize]) {
+    let nd = shape.len();
+    if numel(shape) == 0 {
+        return;
+    }
+    let mut idx = vec![0usize; nd];
+    let mut pos = offset;
+    for v in src.iter().take(numel(shape)) {
+        dst[pos] = *v;
+        for d in (0..nd).rev() {
+            idx[d] += 1;
+            pos += st[d];
+            if idx[d] < shape[d] {
+                break;
+            }
+            pos -= st[d] * shape[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+/// Sums over the middle axis of [outer, len, inner].
+pub fn sum_axis(x: &[u64], outer: usize, len: usize, inner: usize) -> Result<Vec<u64>> {
+    let mut out = alloc(outer * inner)?;
+    if inner == 0 {
+        return Ok(out);
+    }
+    out.par_chunks_mut(inner).enumerate().for_each(|(o, row)| {
+        for k in 0..len {
+            let src = &x[(o * len + k) * inner..(o * len + k + 1) * inner];
+            for (d, s) in row.iter_mut().zip(src) {
+                *d = d.wrapping_add(*s);
+            }
+        }
+    });
+    Ok(out)
+}
+
+pub fn im2col(x: &[u64], g: &Conv2dGeom, c0: usize, cg: usize) -> Result<Vec<u64>> {
+    let (oh, ow) = g.out_hw();
+    let ncols = g.n * oh * ow;
+    let rows = cg * g.kh * g.kw;
+    let mut out = alloc(rows * ncols)?;
+    if out.is_empty() {
+        return Ok(out);
+    }
+    out.par_chunks_mut(ncols).enumerate().for_each(|(r, row)| {
+        let c = c0 + r / (g.kh * g.kw);
+        let ky = (r / g.kw) % g.kh;
+        let kx = r % g.kw;
+        for img in 0..g.n {
+            let plane = &x[(img * g.c + c) * g.h * g.w..(img * g.c + c + 1) * g.h * g.w];
+            for oy in 0..oh {
+                let iy = (oy * g.stride.0 + ky * g.dilation.0) as isize - g.padding.0 as isize;
+                let dst = &mut row[(img * oh + oy) * ow..(img * oh + oy + 1) * ow];
+                if iy < 0 || iy >= g.h as isize {
+                    continue;
+                }
+                let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                for (ox, d) in dst.iter_mut().enumerate() {
+                    let ix = (ox * g.stride.1 + kx * g.dilation.1) as isize - g.padding.1 as isize;
+                    if ix >= 0 && ix < g.w as isize {
+                        *d = src[ix as usize];
+                    }
+                }
+            }
+        }
+    });
+    Ok(out)
+}
+
+pub fn col2im(cols: &[u64], g: &Conv2dGeom) -> Result<Vec<u64>> {
+    let (oh, ow) = g.out_hw();
+    let ncols = g.n * oh * ow;
+    let mut out = alloc(g.n * g.c * g.h * g.w)?;
+    if out.is_empty() || ncols == 0 {
+        return Ok(out);
+    }
+    // One task per (image, channel) plane: its rows are disjoint.
+    out.par_chunks_mut(g.h * g.w)
+        .enumerate()
+        .for_each(|(p, plane)| {
+            let (img, c) = (p / g.c, p % g.c);
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    let row = &cols[((c * g.kh + ky) * g.kw + kx) * ncols..][..ncols];
+                    for oy in 0..oh {
+                        let iy =
+                            (oy * g.stride.0 + ky * g.dilation.0) as isize - g.padding.0 as isize;
+                        if iy < 0 || iy >= g.h as isize {
+                            continue;
+                        }
+                        for ox in 0..ow {
+                            let ix = (ox * g.stride.1 + kx * g.dilation.1) as isize
+                                - g.padding.1 as isize;
+                            if ix >= 0 && ix < g.w as isize {
+                                let d = &mut plane[iy as usize * g.w + ix as usize];
+                                *d = d.wrapping_add(row[(img * oh + oy) * ow + ox]);
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    Ok(out)
+}
+
+pub fn window_sum(x: &[u64], g: &Conv2dGeom) -> Result<Vec<u64>> {
+    let (oh, ow) = g.out_hw();
+    let mut out = alloc(g.n * g.c * oh * ow)?;
+    out.par_chunks_mut(oh * ow).enumerate().for_each(|(p, o)| {
+        let plane = &x[p * g.h * g.w..(p + 1) * g.h * g.w];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut s = 0u64;
+                for ky in 0..g.kh {
+                    let iy = (oy * g.stride.0 + ky * g.dilation.0) as isize - g.padding.0 as isize;
+                    if iy < 0 || iy >= g.h as isize {
+                        continue;
+                    }
+                    for kx in 0..g.kw {
+                        let ix =
+                            (ox * g.stride.1 + kx * g.dilation.1) as isize - g.padding.1 as isize;
+                        if ix >= 0 && ix < g.w as isize {
+                            s = s.wrapping_add(plane[iy as usize * g.w + ix as usize]);
+                        }
+                    }
+                }
+                o[oy * ow + ox] = s;
+            }
+        }
+    });
+    Ok(out)
+}
+
+pub fn gather(src: &[u64], shape: &[usize], offset: usize, st: &[usize]) -> Result<Vec<u64>> {
+    let n = numel(shape);
+    let nd = shape.len();
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if nd == 0 {
+        return Ok(vec![src[offset]]);
+    }
+    let inner = shape[nd - 1];
+    let inner_st = st[nd - 1];
+    let outer = &shape[..nd - 1];
+    let mut out = alloc(n)?;
+    // Tasks of whole rows; inside a task an odometer over the outer dims
+    // moves the base offset by one stride per row (no div/mod per row).
+    let rows_per_task = (1 << 14) / inner.max(1) + 1;
+    out.par_chunks_mut(rows_per_task * inner)
+        .enumerate()
+        .for_each(|(t, o)| {
+            let mut idx = vec![0usize; outer.len()];
+            let mut rem = t * rows_per_task;
+            for d in (0..outer.len()).rev() {
+                idx[d] = rem % outer[d];
+                rem /= outer[d];
+            }
+            let mut base = offset + idx.iter().zip(st).map(|(i, s)| i * s).sum::<usize>();
+            for row in o.chunks_mut(inner) {
+                if inner_st == 1 {
+                    row.copy_from_slice(&src[base..base + inner]);
+                } else {
+                    for (j, v) in row.iter_mut().enumerate() {
+                        *v = src[base + j * inner_st];
+                    }
+                }
+                for d in (0..outer.len()).rev() {
+                    idx[d] += 1;
+                    base += st[d];
+                    if idx[d] < outer[d] {
+                        break;
+                    }
+                    base -= st[d] * outer[d];
+                    idx[d] = 0;
+                }
+            }
+        });
+    Ok(out)
+}

@@ -1,0 +1,412 @@
+//! The CPU device: multi-threaded Rust on host vectors, always built and
+//! always tested (DESIGN.md layer 2). The ring GEMM is in `gemm`, bit
+//! slicing in `bits`, data movement in `host`.
+
+pub mod bits;
+pub mod gemm;
+pub mod host;
+
+use super::{Buf, Conv2dGeom, Device, Op1, Op2};
+use crate::error::{EngineError, Result};
+
+pub struct Cpu;
+
+/// A zeroed host vector of n words, or `OutOfMemory` where the allocator
+/// refuses (never an abort).
+pub fn alloc(n: usize) -> Result<Vec<u64>> {
+    let mut v: Vec<u64> = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        EngineError::OutOfMemory(format!(
+            "cannot allocate {n} ring elements ({} bytes) of host memory",
+            n.saturating_mul(8)
+        ))
+    })?;
+    v.resize(n, 0);
+    Ok(v)
+}
+
+/// The words [off, off + len) of a slice, or an internal error where the
+/// range does not fit (the runtime validates every range first).
+fn range(v: &[u64], off: usize, len: usize) -> Result<&[u64]> {
+    off.checked_add(len)
+        .and_then(|end| v.get(off..end))
+        .ok_or_else(|| EngineError::Internal(format!("range {off}+{len} of {} words", v.len())))
+}
+
+fn range_mut(v: &mut [u64], off: usize, len: usize) -> Result<&mut [u64]> {
+    let n = v.len();
+    off.checked_add(len)
+        .and_then(|end| v.get_mut(off..end))
+        .ok_or_else(|| EngineError::Internal(format!("range {off}+{len} of {n} words")))
+}
+
+fn same_len(a: usize, b: usize) -> Result<()> {
+    if a != b {
+        return Err(EngineError::Internal(format!(
+            "element-wise operands of {a} and {b} words"
+        )));
+    }
+    Ok(())
+}
+
+/// Run `body` with the op as a compile-time closure, so each loop is
+/// specialised (no match per element).
+macro_rules! with_op2 {
+    ($op:expr, |$f:ident| $body:expr) => {
+        match $op {
+            Op2::Add => {
+                let $f = |x: u64, y: u64| x.wrapping_add(y);
+                $body
+            }
+            Op2::Sub => {
+                let $f = |x: u64, y: u64| x.wrapping_sub(y);
+                $body
+            }
+            Op2::Mul => {
+                let $f = |x: u64, y: u64| x.wrapping_mul(y);
+                $body
+            }
+            Op2::Xor => {
+                let $f = |x: u64, y: u64| x ^ y;
+                $body
+            }
+        }
+    };
+}
+
+fn zip_into(d: &mut [u64], s: &[u64], f: impl Fn(u64, u64) -> u64) {
+    d.iter_mut().zip(s).for_each(|(x, y)| *x = f(*x, *y));
+}
+
+fn apply1(op: Op1, v: &mut [u64]) {
+    match op {
+        Op1::Neg => v.iter_mut().for_each(|x| *x = x.wrapping_neg()),
+        Op1::AddScalar(s) => v.iter_mut().for_each(|x| *x = x.wrapping_add(s)),
+        Op1::DivFloor(d) => crate::ring::div_floor(v, d),
+    }
+}
+
+impl Device for Cpu {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn upload(&self, v: Vec<u64>) -> Result<Buf> {
+        Ok(Buf::Host(v))
+    }
+
+    fn adopt(&self, b: Buf) -> Result<Buf> {
+        Ok(Buf::Host(b.into_vec()?))
+    }
+
+    fn zeros(&self, n: usize) -> Result<Buf> {
+        Ok(Buf::Host(alloc(n)?))
+    }
+
+    fn map2(&self, op: Op2, a: &Buf, b: &Buf) -> Result<Buf> {
+        let (a, b) = (a.host()?, b.host()?);
+        same_len(a.len(), b.len())?;
+        Ok(with_op2!(op, |f| Buf::Host(
+            a.iter().zip(b).map(|(x, y)| f(*x, *y)).collect()
+        )))
+    }
+
+    fn map2_into(&self, op: Op2, dst: &mut Buf, src: &Buf) -> Result<()> {
+        let (d, s) = (dst.host_mut()?, src.host()?);
+        same_len(d.len(), s.len())?;
+        with_op2!(op, |f| zip_into(d, s, f));
+        Ok(())
+    }
+
+    fn map1(&self, op: Op1, a: &Buf) -> Result<Buf> {
+        let mut v = a.host()?.to_vec();
+        apply1(op, &mut v);
+        Ok(Buf::Host(v))
+    }
+
+    fn map1_into(&self, op: Op1, x: &mut Buf) -> Result<()> {
+        apply1(op, x.host_mut()?);
+        Ok(())
+    }
+
+    fn prg(&self, prg: &mut crate::prg::Prg, n: usize) -> Result<Buf> {
+        Ok(Buf::Host(prg.gen(n)))
+    }
+
+    fn mul_local(&self, x0: &Buf, x1: &Buf, y0: &Buf, y1: &Buf, r: Buf) -> Result<Buf> {
+        let mut z = r.into_vec()?;
+        let n = z.len();
+        let (x0, x1) = (range(x0.host()?, 0, n)?, range(x1.host()?, 0, n)?);
+        let (y0, y1) = (range(y0.host()?, 0, n)?, range(y1.host()?, 0, n)?);
+        for (j, zj) in z.iter_mut().enumerate() {
+            let t = x0[j]
+                .wrapping_mul(y0[j].wrapping_add(y1[j]))
+                .wrapping_add(x1[j].wrapping_mul(y0[j]));
+            *zj = zj.wrapping_add(t);
+        }
+        Ok(Buf::Host(z))
+    }
+
+    fn and_local(&self, x0: &Buf, x1: &Buf, y0: &Buf, y1: &Buf, r: Buf) -> Result<Buf> {
+        let mut z = r.into_vec()?;
+        let n = z.len();
+        let (x0, x1) = (range(x0.host()?, 0, n)?, range(x1.host()?, 0, n)?);
+        let (y0, y1) = (range(y0.host()?, 0, n)?, range(y1.host()?, 0, n)?);
+        for (j, zj) in z.iter_mut().enumerate() {
+            *zj ^= (x0[j] & y0[j]) ^ (x0[j] & y1[j]) ^ (x1[j] & y0[j]);
+        }
+        Ok(Buf::Host(z))
+    }
+
+    fn concat(&self, parts: &[(&Buf, usize, usize)]) -> Result<Buf> {
+        let mut out = Vec::new();
+        out.try_reserve_exact(parts.iter().map(|p| p.2).sum())
+            .map_err(|_| EngineError::OutOfMemory("concatenation".into()))?;
+        for (b, off, len) in parts {
+            out.extend_from_slice(range(b.host()?, *off, *len)?);
+        }
+        Ok(Buf::Host(out))
+    }
+
+    fn update(
+        &self,
+        op: Option<Op2>,
+        dst: &mut Buf,
+        doff: usize,
+        src: &Buf,
+        soff: usize,
+        len: usize,
+    ) -> Result<()> {
+        let s = range(src.host()?, soff, len)?;
+        let d = range_mut(dst.host_mut()?, doff, len)?;
+        match op {
+            None => d.copy_from_slice(s),
+            Some(op) => with_op2!(op, |f| zip_into(d, s, f)),
+        }
+        Ok(())
+    }
+
+    fn to_planes(&self, x: &Buf) -> Result<Buf> {
+        Ok(Buf::Host(bits::to_planes(x.host()?)))
+    }
+
+    fn unslice_planes(&self, planes: &Buf, n: usize) -> Result<Buf> {
+        let p = planes.host()?;
+        if p.len() < 64 * n.div_ceil(64) {
+            return Err(EngineError::Internal("too few bit planes".into()));
+        }
+        Ok(Buf::Host(bits::from_planes(p, n)))
+    }
+
+    fn expand_bits(&self, plane: &Buf, n: usize, reps: usize) -> Result<Buf> {
+        let p = plane.host()?;
+        if p.len() < n.div_ceil(64) {
+            return Err(EngineError::Internal("bit plane too short".into()));
+        }
+        let mut out = alloc(n * reps)?;
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = bits::bit(p, i / reps);
+        }
+        Ok(Buf::Host(out))
+    }
+
+    fn gemm(
+        &self,
+        m: usize,
+        k: usize,
+        n: usize,
+        a: (&Buf, usize),
+        b: (&Buf, usize),
+        c: (&mut Buf, usize),
+        accumulate: bool,
+    ) -> Result<()> {
+        let a = range(a.0.host()?, a.1, m * k)?;
+        let b = range(b.0.host()?, b.1, k * n)?;
+        let c = range_mut(c.0.host_mut()?, c.1, m * n)?;
+        gemm::gemm(m, k, n, a, b, c, accumulate);
+        Ok(())
+    }
+
+    fn im2col(&self, x: &Buf, g: &Conv2dGeom, c0: usize, cg: usize) -> Result<Buf> {
+        Ok(Buf::Host(host::im2col(x.host()?, g, c0, cg)?))
+    }
+
+    fn col2im(&self, cols: &Buf, g: &Conv2dGeom) -> Result<Buf> {
+        Ok(Buf::Host(host::col2im(cols.host()?, g)?))
+    }
+
+    fn window_sum(&self, x: &Buf, g: &Conv2dGeom) -> Result<Buf> {
+        Ok(Buf::Host(host::window_sum(x.host()?, g)?))
+    }
+
+    fn gather(&self, src: &Buf, shape: &[usize], offset: usize, strides: &[usize]) -> Result<Buf> {
+        Ok(Buf::Host(host::gather(
+            src.host()?,
+            shape,
+            offset,
+            strides,
+        )?))
+    }
+
+    fn scatter(
+        &self,
+        src: &Buf,
+        dst: &mut Buf,
+        shape: &[usize],
+        offset: usize,
+        strides: &[usize],
+    ) -> Result<()> {
+        host::scatter(src.host()?, dst.host_mut()?, shape, offset, strides);
+        Ok(())
+    }
+
+    fn index_gather(&self, src: &Buf, idx: &[usize]) -> Result<Buf> {
+        let s = src.host()?;
+        idx.iter()
+            .map(|&i| {
+                s.get(i)
+                    .copied()
+                    .ok_or_else(|| EngineError::Internal(format!("index {i} of {}", s.len())))
+            })
+            .collect::<Result<Vec<u64>>>()
+            .map(Buf::Host)
+    }
+
+    fn index_scatter_add(&self, src: &Buf, idx: &[usize], n: usize) -> Result<Buf> {
+        let mut out = alloc(n)?;
+        for (v, &i) in src.host()?.iter().zip(idx) {
+            let o = out
+                .get_mut(i)
+                .ok_or_else(|| EngineError::Internal(format!("index {i} of {n}")))?;
+            *o = o.wrapping_add(*v);
+        }
+        Ok(Buf::Host(out))
+    }
+
+    fn sum_axis(&self, x: &Buf, outer: usize, len: usize, inner: usize) -> Result<Buf> {
+        Ok(Buf::Host(host::sum_axis(x.host()?, outer, len, inner)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::Buf;
+
+    #[test]
+    fn gather_permutes() {
+        // 2x3 -> transpose 3x2
+        let x: Vec<u64> = (0..6).collect();
+        let t = host::gather(&x, &[3, 2], 0, &[1, 3]).unwrap();
+        assert_eq!(t, vec![0, 3, 1, 4, 2, 5]);
+        let e = host::gather(&[7], &[2, 2], 0, &[0, 0]).unwrap();
+        assert_eq!(e, vec![7; 4]);
+        // A 3-d strided view with a step and an offset, against the definition.
+        let x: Vec<u64> = (0..1000).collect();
+        let (shape, st, off) = ([3usize, 4, 5], [200usize, 30, 2], 7usize);
+        let g = host::gather(&x, &shape, off, &st).unwrap();
+        let mut want = Vec::new();
+        for i in 0..3 {
+            for j in 0..4 {
+                for k in 0..5 {
+                    want.push(x[off + i * 200 + j * 30 + k * 2]);
+                }
+            }
+        }
+        assert_eq!(g, want);
+        // Many short rows cross task boundaries.
+        let big: Vec<u64> = (0..(40000 * 3) as u64).collect();
+        let t = host::gather(&big, &[3, 40000], 0, &[1, 3]).unwrap();
+        assert_eq!(t[40000], 1);
+        assert_eq!(t[3 * 40000 - 1], big[3 * 39999 + 2]);
+    }
+
+    #[test]
+    fn col2im_is_the_adjoint_of_im2col() {
+        // <im2col(x), y> == <x, col2im(y)> over the ring.
+        let g = Conv2dGeom {
+            n: 2,
+            c: 3,
+            h: 5,
+            w: 4,
+            kh: 3,
+            kw: 2,
+            stride: (2, 1),
+            padding: (1, 1),
+            dilation: (1, 2),
+        };
+        let x: Vec<u64> = (0..2 * 3 * 5 * 4).map(|i| (i * 7 + 3) as u64).collect();
+        let cols = host::im2col(&x, &g, 0, 3).unwrap();
+        let y: Vec<u64> = (0..cols.len()).map(|i| (i * 13 + 1) as u64).collect();
+        let back = host::col2im(&y, &g).unwrap();
+        let dot = |a: &[u64], b: &[u64]| {
+            a.iter()
+                .zip(b)
+                .fold(0u64, |s, (p, q)| s.wrapping_add(p.wrapping_mul(*q)))
+        };
+        assert_eq!(dot(&cols, &y), dot(&x, &back));
+    }
+
+    #[test]
+    fn im2col_identity_kernel() {
+        let g = Conv2dGeom {
+            n: 1,
+            c: 1,
+            h: 2,
+            w: 2,
+            kh: 1,
+            kw: 1,
+            stride: (1, 1),
+            padding: (0, 0),
+            dilation: (1, 1),
+        };
+        assert_eq!(
+            host::im2col(&[1, 2, 3, 4], &g, 0, 1).unwrap(),
+            vec![1, 2, 3, 4]
+        );
+    }
+
+    #[test]
+    fn scatter_inverts_gather_and_sum_axis_sums_the_middle() {
+        let x: Vec<u64> = (1..=12).collect();
+        let mut big = vec![0u64; 35];
+        host::scatter(&x, &mut big, &[3, 4], 7 + 2, &[7, 1]);
+        assert_eq!(host::gather(&big, &[3, 4], 9, &[7, 1]).unwrap(), x);
+        assert_eq!(big.iter().sum::<u64>(), x.iter().sum::<u64>());
+        // [2, 3, 2]: sums over the 3
+        let y: Vec<u64> = (0..12).collect();
+        assert_eq!(host::sum_axis(&y, 2, 3, 2).unwrap(), vec![6, 9, 24, 27]);
+    }
+
+    #[test]
+    fn range_ops_and_bit_expansion() {
+        let d = Cpu;
+        let a = Buf::Host((0..10).collect());
+        let b = Buf::Host((100..110).collect());
+        let c = d.concat(&[(&a, 8, 2), (&b, 0, 3)]).unwrap();
+        assert_eq!(c.to_vec().unwrap(), vec![8, 9, 100, 101, 102]);
+        let mut e = a.clone();
+        d.update(Some(Op2::Xor), &mut e, 1, &b, 2, 2).unwrap();
+        d.update(None, &mut e, 5, &b, 0, 1).unwrap();
+        assert_eq!(
+            e.to_vec().unwrap(),
+            vec![0, 1 ^ 102, 2 ^ 103, 3, 4, 100, 6, 7, 8, 9]
+        );
+        let plane = Buf::Host(vec![0b1011]);
+        assert_eq!(
+            d.expand_bits(&plane, 4, 2).unwrap().to_vec().unwrap(),
+            vec![1, 1, 1, 1, 0, 0, 1, 1]
+        );
+        let g = d.index_gather(&b, &[3, 3, 0]).unwrap();
+        assert_eq!(g.to_vec().unwrap(), vec![103, 103, 100]);
+        let s = d.index_scatter_add(&g, &[1, 1, 0], 2).unwrap();
+        assert_eq!(s.to_vec().unwrap(), vec![100, 206]);
+        assert_eq!(
+            d.map1(Op1::DivFloor(4), &Buf::Host(vec![(-5i64) as u64, 5]))
+                .unwrap()
+                .to_vec()
+                .unwrap(),
+            vec![(-2i64) as u64, 1]
+        );
+    }
+}

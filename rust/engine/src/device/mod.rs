@@ -1,0 +1,234 @@
+//! Where shares are computed (DESIGN.md layer 2). Protocol code calls only
+//! the `Device` trait, never a concrete device, and holds shares only as the
+//! device's own buffers (`Buf`): host vectors for the CPU device, GPU memory
+//! for the CUDA device.
+
+pub mod cpu;
+pub mod cuda;
+
+pub use cpu::Cpu;
+
+use crate::error::{EngineError, Result};
+pub use crate::ring::Conv2dGeom;
+use std::sync::Arc;
+
+/// Where the parties' shares are computed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeviceKind {
+    #[default]
+    Cpu,
+    /// NVIDIA GPUs, placed by `cuda::device_map` (party i on GPU i with
+    /// three or more, all on GPU 0 otherwise).
+    Cuda,
+}
+
+/// Open the device party `rank` computes on (the only place a concrete
+/// device is named above this layer).
+pub fn open(kind: DeviceKind, rank: usize) -> Result<Arc<dyn Device>> {
+    match kind {
+        DeviceKind::Cpu => Ok(Arc::new(cpu::Cpu)),
+        DeviceKind::Cuda => {
+            let map = cuda::device_map(cuda::device_count()).ok_or_else(|| {
+                EngineError::Unavailable(
+                    "device cuda needs an NVIDIA GPU and its driver (libcuda); none was found"
+                        .into(),
+                )
+            })?;
+            Ok(Arc::new(cuda::Cuda::new(map[rank])?))
+        }
+    }
+}
+
+/// An element-wise binary operation on ring elements (`Xor` acts on the 64
+/// bits of packed binary shares).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op2 {
+    Add,
+    Sub,
+    Mul,
+    Xor,
+}
+
+/// An element-wise unary operation on ring elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op1 {
+    Neg,
+    AddScalar(u64),
+    /// Signed floor division by a positive public divisor (an arithmetic
+    /// shift when it is a power of two): the local step of truncation.
+    DivFloor(u64),
+}
+
+/// A buffer of ring elements owned by a device: host memory for the CPU
+/// device, GPU memory for the CUDA device. Protocol code never looks inside:
+/// it passes buffers to its party's device, which is what keeps shares
+/// resident on the GPU from `share` to `reveal`. Cloning is cheap and cannot
+/// fail for a GPU buffer (the memory is shared, and copied on the device
+/// only when a shared buffer is written).
+#[derive(Clone)]
+pub enum Buf {
+    Host(Vec<u64>),
+    Cuda(cuda::GpuBuf),
+}
+
+fn gpu_on_host() -> EngineError {
+    EngineError::Internal("a GPU buffer reached host code".into())
+}
+
+impl Buf {
+    pub fn len(&self) -> usize {
+        match self {
+            Buf::Host(v) => v.len(),
+            Buf::Cuda(g) => g.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The host words of a host buffer (the CPU device's view); a GPU
+    /// buffer here is an internal error of the caller.
+    pub fn host(&self) -> Result<&[u64]> {
+        match self {
+            Buf::Host(v) => Ok(v),
+            Buf::Cuda(_) => Err(gpu_on_host()),
+        }
+    }
+    pub fn host_mut(&mut self) -> Result<&mut Vec<u64>> {
+        match self {
+            Buf::Host(v) => Ok(v),
+            Buf::Cuda(_) => Err(gpu_on_host()),
+        }
+    }
+    /// Copy to host memory, from wherever the buffer lives.
+    pub fn to_vec(&self) -> Result<Vec<u64>> {
+        match self {
+            Buf::Host(v) => Ok(v.clone()),
+            Buf::Cuda(g) => g.to_vec(),
+        }
+    }
+    /// Host words, moving a host buffer and copying a GPU one.
+    pub fn into_vec(self) -> Result<Vec<u64>> {
+        match self {
+            Buf::Host(v) => Ok(v),
+            Buf::Cuda(g) => g.to_vec(),
+        }
+    }
+}
+
+impl From<Vec<u64>> for Buf {
+    fn from(v: Vec<u64>) -> Self {
+        Buf::Host(v)
+    }
+}
+
+impl Default for Buf {
+    fn default() -> Self {
+        Buf::Host(Vec::new())
+    }
+}
+
+impl std::fmt::Debug for Buf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Buf::Host(v) => write!(f, "Host({} words)", v.len()),
+            Buf::Cuda(g) => write!(f, "Cuda({} words)", g.len()),
+        }
+    }
+}
+
+/// Where shares are computed (DESIGN.md layer 2). Protocol code calls only
+/// this trait, never a concrete device, and holds only the buffers it
+/// returns. Ranges are (offset, length) in elements. Every method returns a
+/// `Result`: an out-of-memory is `EngineError::OutOfMemory`, a failure of
+/// the GPU or its libraries `Unavailable`, never a panic.
+pub trait Device: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    // ---- buffers
+    /// A buffer of `v`'s words on this device.
+    fn upload(&self, v: Vec<u64>) -> Result<Buf>;
+    /// A buffer from anywhere (a message from another party) on this
+    /// device: a no-op for buffers already here.
+    fn adopt(&self, b: Buf) -> Result<Buf>;
+    fn zeros(&self, n: usize) -> Result<Buf>;
+
+    // ---- element-wise
+    fn map2(&self, op: Op2, a: &Buf, b: &Buf) -> Result<Buf>;
+    /// dst = dst op src.
+    fn map2_into(&self, op: Op2, dst: &mut Buf, src: &Buf) -> Result<()>;
+    fn map1(&self, op: Op1, a: &Buf) -> Result<Buf>;
+    /// x = op(x), in place where the device can.
+    fn map1_into(&self, op: Op1, x: &mut Buf) -> Result<()> {
+        *x = self.map1(op, x)?;
+        Ok(())
+    }
+    /// `n` words of the stream of `prg` (the CPU's stream, bit for bit).
+    fn prg(&self, prg: &mut crate::prg::Prg, n: usize) -> Result<Buf>;
+    /// r + x0 (y0 + y1) + x1 y0: the local step of a replicated product.
+    fn mul_local(&self, x0: &Buf, x1: &Buf, y0: &Buf, y1: &Buf, r: Buf) -> Result<Buf>;
+    /// r ^ (x0 & y0) ^ (x0 & y1) ^ (x1 & y0): the same for AND, over the
+    /// first r.len() words of the (possibly longer) operands.
+    fn and_local(&self, x0: &Buf, x1: &Buf, y0: &Buf, y1: &Buf, r: Buf) -> Result<Buf>;
+
+    // ---- ranges
+    /// The ranges concatenated, in order, into a new buffer.
+    fn concat(&self, parts: &[(&Buf, usize, usize)]) -> Result<Buf>;
+    /// dst[doff..doff+len] = src[soff..soff+len], or combined with `op`.
+    fn update(
+        &self,
+        op: Option<Op2>,
+        dst: &mut Buf,
+        doff: usize,
+        src: &Buf,
+        soff: usize,
+        len: usize,
+    ) -> Result<()>;
+
+    // ---- bits
+    /// Bit-slice n words into 64 planes of ceil(n/64) words (cpu/bits.rs).
+    fn to_planes(&self, x: &Buf) -> Result<Buf>;
+    fn unslice_planes(&self, planes: &Buf, n: usize) -> Result<Buf>;
+    /// out[i] = bit (i / reps) of a packed plane, as 0 or 1; n * reps words.
+    fn expand_bits(&self, plane: &Buf, n: usize, reps: usize) -> Result<Buf>;
+
+    // ---- linear algebra and data movement
+    /// C[coff..] (+)= A[aoff..] B[boff..] over Z_2^64, row-major m x k x n.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(
+        &self,
+        m: usize,
+        k: usize,
+        n: usize,
+        a: (&Buf, usize),
+        b: (&Buf, usize),
+        c: (&mut Buf, usize),
+        accumulate: bool,
+    ) -> Result<()>;
+    /// im2col of channels [c0, c0 + cg) of an NCHW tensor: rows are
+    /// (channel, ky, kx), columns are (image, oy, ox); zero padding.
+    fn im2col(&self, x: &Buf, g: &Conv2dGeom, c0: usize, cg: usize) -> Result<Buf>;
+    /// The adjoint of `im2col` over all channels: scatter-add columns
+    /// [(c, ky, kx), (n, oy, ox)] back into an NCHW tensor (padding dropped).
+    fn col2im(&self, cols: &Buf, g: &Conv2dGeom) -> Result<Buf>;
+    /// Sum over each pooling window (zero padding), NCHW -> N C OH OW.
+    fn window_sum(&self, x: &Buf, g: &Conv2dGeom) -> Result<Buf>;
+    /// out[i] = src[offset + sum_d idx_d * strides[d]] over `shape`: every
+    /// view op (permute, expand, slice with step) is one gather.
+    fn gather(&self, src: &Buf, shape: &[usize], offset: usize, strides: &[usize]) -> Result<Buf>;
+    /// The inverse placement: dst[offset + sum_d idx_d * strides[d]] =
+    /// src[i] (pad, cat). The view must not overlap itself.
+    fn scatter(
+        &self,
+        src: &Buf,
+        dst: &mut Buf,
+        shape: &[usize],
+        offset: usize,
+        strides: &[usize],
+    ) -> Result<()>;
+    /// out[j] = src[idx[j]].
+    fn index_gather(&self, src: &Buf, idx: &[usize]) -> Result<Buf>;
+    /// out (n words, zero) with out[idx[j]] += src[j].
+    fn index_scatter_add(&self, src: &Buf, idx: &[usize], n: usize) -> Result<Buf>;
+    /// Sums over the middle axis of an [outer, len, inner] tensor.
+    fn sum_axis(&self, x: &Buf, outer: usize, len: usize, inner: usize) -> Result<Buf>;
+}

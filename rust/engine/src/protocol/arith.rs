@@ -1,0 +1,283 @@
+//! Arithmetic protocols on replicated shares (ABY3 sections 3 and 5.1):
+//! sharing and opening, truncation, products, matrix products and
+//! convolution. Costs are in the table of `protocol`.
+
+use super::{AShare, Party};
+use crate::device::{Buf, Op1, Op2};
+use crate::error::Result;
+use crate::net::Peer;
+use crate::ring::Conv2dGeom;
+
+impl Party {
+    /// Elementwise product without truncation (one operand an integer, e.g.
+    /// a bit): one round, one element.
+    pub fn mul_int(&mut self, x: &AShare, y: &AShare) -> Result<AShare> {
+        let z = self.local_product(x, y)?;
+        self.reshare(z)
+    }
+
+    /// Share a ring vector owned by party `src` (`plain` is Some only there).
+    /// The two components the owner shares with one neighbour each come from
+    /// the PRG; the third, x - x_src - x_{src+1}, is sent to both others.
+    pub fn share(&mut self, src: usize, plain: Option<&[u64]>, n: usize) -> Result<AShare> {
+        let me = self.rank;
+        if me == src {
+            let x =
+                plain.ok_or_else(|| crate::EngineError::Internal("owner without data".into()))?;
+            let a = self.rand_own(n)?;
+            let b = self.rand_next(n)?;
+            let mut c = self.dev.upload(x.to_vec())?;
+            self.dev.map2_into(Op2::Sub, &mut c, &a)?;
+            self.dev.map2_into(Op2::Sub, &mut c, &b)?;
+            self.round(vec![(Peer::Next, c.clone()), (Peer::Prev, c)], &[])?;
+            Ok(AShare { a, b })
+        } else if me == (src + 1) % 3 {
+            let a = self.rand_own(n)?;
+            let b = self.round1(vec![], Peer::Prev, n)?;
+            Ok(AShare { a, b })
+        } else {
+            let b = self.rand_next(n)?;
+            let a = self.round1(vec![], Peer::Next, n)?;
+            Ok(AShare { a, b })
+        }
+    }
+
+    /// x_i + x_{i+1} + c on the device, to the host.
+    fn open_with(&self, x: &AShare, c: &Buf) -> Result<Vec<u64>> {
+        let mut s = self.dev.map2(Op2::Add, &x.a, &x.b)?;
+        self.dev.map2_into(Op2::Add, &mut s, c)?;
+        s.into_vec()
+    }
+
+    /// Open to every party: each sends x_i to the next party, which misses it.
+    pub fn reveal(&mut self, x: &AShare) -> Result<Vec<u64>> {
+        let c = self.round1(vec![(Peer::Next, x.a.clone())], Peer::Prev, x.len())?;
+        self.open_with(x, &c)
+    }
+
+    /// Open to party `to` only; the others get None.
+    pub fn reveal_to(&mut self, x: &AShare, to: usize) -> Result<Option<Vec<u64>>> {
+        let me = self.rank;
+        if me == to {
+            let c = self.round1(vec![], Peer::Prev, x.len())?;
+            Ok(Some(self.open_with(x, &c)?))
+        } else if (me + 1) % 3 == to {
+            self.round(vec![(Peer::Next, x.a.clone())], &[])?;
+            Ok(None)
+        } else {
+            self.round(vec![], &[])?;
+            Ok(None)
+        }
+    }
+
+    /// From a 3-out-of-3 sharing z (z_0 + z_1 + z_2 = v) to a replicated
+    /// sharing of floor(v / d): ABY3's share truncation (section 5.1.1,
+    /// "Pi_trunc1") generalised from 2^f to any positive divisor d, fused
+    /// with the reshare that a product needs anyway.
+    ///
+    /// P0 and P1 hold a 2-out-of-2 sharing (z_0, z_1 + z_2) after P2 sends z_2
+    /// to P1; each divides its part locally (signed floor); P1 and P2 mask
+    /// P1's part with r = F(k_2). Result: t_0 = z_0 / d, t_1 = (z_1 + z_2) / d
+    /// - r, t_2 = r.
+    ///
+    /// Round 1: P0 sends t_0 to P2; P2 sends z_2 to P1. Round 2: P1 sends t_1
+    /// to P0. Two rounds, one element per party.
+    ///
+    /// Error: each party's floor loses a remainder; with z_0 uniform the two
+    /// remainders sum to d on average, so floor(z_0/d) + floor((z_1+z_2)/d)
+    /// is v/d - 1 on average. P0 adds one unit to t_0 to cancel that bias:
+    /// the result is within (-1, +1] units of 2^-f of v/d and unbiased, which
+    /// matters when thousands of truncated values are summed (gradients).
+    /// If |v| < 2^k, the 2-out-of-2 sum wraps and the element is garbage with
+    /// probability below 2^(k+1-64) per element (as in SecureML / ABY3). With
+    /// f = 16 and values below 2^15 in magnitude (k = 47 after a product)
+    /// that is below 2^-16 per element; keep values small or lower f.
+    pub fn reshare_divide(&mut self, z: Buf, d: u64) -> Result<AShare> {
+        let n = z.len();
+        let dev = self.dev.clone();
+        match self.rank {
+            0 => {
+                let mut t0 = z;
+                dev.map1_into(Op1::DivFloor(d), &mut t0)?;
+                dev.map1_into(Op1::AddScalar(1), &mut t0)?;
+                self.round(vec![(Peer::Prev, t0.clone())], &[])?;
+                let t1 = self.round1(vec![], Peer::Next, n)?;
+                Ok(AShare { a: t0, b: t1 })
+            }
+            1 => {
+                let z2 = self.round1(vec![], Peer::Next, n)?;
+                let mut s = z;
+                dev.map2_into(Op2::Add, &mut s, &z2)?;
+                dev.map1_into(Op1::DivFloor(d), &mut s)?;
+                let r = self.rand_next(n)?;
+                dev.map2_into(Op2::Sub, &mut s, &r)?;
+                self.round(vec![(Peer::Prev, s.clone())], &[])?;
+                Ok(AShare { a: s, b: r })
+            }
+            _ => {
+                let t0 = self.round1(vec![(Peer::Prev, z)], Peer::Next, n)?;
+                let r = self.rand_own(n)?;
+                self.round(vec![], &[])?;
+                Ok(AShare { a: r, b: t0 })
+            }
+        }
+    }
+
+    /// Divide a replicated sharing by a positive public integer (truncation
+    /// by f bits when d = 2^f). Party i's first component already forms a
+    /// 3-out-of-3 sharing whose messages below reveal nothing new (each
+    /// receiver already holds the component it is sent), so no mask is added.
+    pub fn divide(&mut self, x: &AShare, d: u64) -> Result<AShare> {
+        self.reshare_divide(x.a.clone(), d)
+    }
+
+    pub fn truncate(&mut self, x: &AShare) -> Result<AShare> {
+        let d = self.scale();
+        self.divide(x, d)
+    }
+
+    /// Local step of a product: x_i y_i + x_i y_{i+1} + x_{i+1} y_i plus a
+    /// zero share, a 3-out-of-3 sharing of x y.
+    fn local_product(&mut self, x: &AShare, y: &AShare) -> Result<Buf> {
+        let z = self.zero_share(x.len())?;
+        self.dev.mul_local(&x.a, &x.b, &y.a, &y.b, z)
+    }
+
+    /// Elementwise product of two fixed-point sharings, truncated.
+    pub fn mul(&mut self, x: &AShare, y: &AShare) -> Result<AShare> {
+        let z = self.local_product(x, y)?;
+        let d = self.scale();
+        self.reshare_divide(z, d)
+    }
+
+    /// Batched matrix product [batch, m, k] x [batch, k, n] of sharings,
+    /// truncated: two ring GEMMs per party, x_i (y_i + y_{i+1}) + x_{i+1} y_i.
+    pub fn matmul(
+        &mut self,
+        x: &AShare,
+        y: &AShare,
+        batch: usize,
+        m: usize,
+        k: usize,
+        n: usize,
+    ) -> Result<AShare> {
+        let mut z = self.zero_share(batch * m * n)?;
+        let dev = self.dev.clone();
+        let ysum = dev.map2(Op2::Add, &y.a, &y.b)?;
+        for bi in 0..batch {
+            let (xo, yo, zo) = (bi * m * k, bi * k * n, bi * m * n);
+            dev.gemm(m, k, n, (&x.a, xo), (&ysum, yo), (&mut z, zo), true)?;
+            dev.gemm(m, k, n, (&x.b, xo), (&y.a, yo), (&mut z, zo), true)?;
+        }
+        let d = self.scale();
+        self.reshare_divide(z, d)
+    }
+
+    /// Product of a sharing with a public fixed-point matrix; `public_left`
+    /// puts the public operand on the left. Local products, then truncation.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_public(
+        &mut self,
+        x: &AShare,
+        p: &[u64],
+        public_left: bool,
+        batch: usize,
+        m: usize,
+        k: usize,
+        n: usize,
+    ) -> Result<AShare> {
+        let dev = self.dev.clone();
+        let p = dev.upload(p.to_vec())?;
+        let prod = |s: &Buf| {
+            let mut out = dev.zeros(batch * m * n)?;
+            for bi in 0..batch {
+                let (xo, yo, zo) = (bi * m * k, bi * k * n, bi * m * n);
+                let (l, r) = if public_left {
+                    ((&p, xo), (s, yo))
+                } else {
+                    ((s, xo), (&p, yo))
+                };
+                dev.gemm(m, k, n, l, r, (&mut out, zo), false)?;
+            }
+            Ok(out)
+        };
+        let y = x.map(prod)?;
+        self.truncate(&y)
+    }
+
+    /// 2-D convolution of a sharing with a shared weight [O, C/g, kh, kw],
+    /// truncated. im2col on both input components, then the same two GEMMs as
+    /// `matmul` per group. Output NCHW.
+    pub fn conv2d(
+        &mut self,
+        x: &AShare,
+        w: &AShare,
+        g: &Conv2dGeom,
+        out_ch: usize,
+        groups: usize,
+    ) -> Result<AShare> {
+        let wsum = self.dev.map2(Op2::Add, &w.a, &w.b)?;
+        let mut z = self.conv_sum(&[(&wsum, &x.a), (&w.a, &x.b)], g, out_ch, groups)?;
+        let zs = self.zero_share(z.len())?;
+        self.dev.map2_into(Op2::Add, &mut z, &zs)?;
+        let d = self.scale();
+        self.reshare_divide(z, d)
+    }
+
+    /// Convolution with a public (plaintext, encoded) weight, truncated.
+    pub fn conv2d_public(
+        &mut self,
+        x: &AShare,
+        w: &[u64],
+        g: &Conv2dGeom,
+        out_ch: usize,
+        groups: usize,
+    ) -> Result<AShare> {
+        let w = self.dev.upload(w.to_vec())?;
+        let a = self.conv_sum(&[(&w, &x.a)], g, out_ch, groups)?;
+        let b = self.conv_sum(&[(&w, &x.b)], g, out_ch, groups)?;
+        self.truncate(&AShare { a, b })
+    }
+
+    /// sum_t conv(input_t, weight_t) over the ring, per group: im2col of each
+    /// input, one GEMM per term into the same output. Output NCHW.
+    fn conv_sum(
+        &self,
+        terms: &[(&Buf, &Buf)],
+        g: &Conv2dGeom,
+        out_ch: usize,
+        groups: usize,
+    ) -> Result<Buf> {
+        let (oh, ow) = g.out_hw();
+        let l = g.n * oh * ow;
+        let cg = g.c / groups;
+        let og = out_ch / groups;
+        let kk = cg * g.kh * g.kw;
+        // GEMM output is [O, N*OH*OW]; permuted to NCHW at the end.
+        let mut y = self.dev.zeros(out_ch * l)?;
+        for gi in 0..groups {
+            for (w, x) in terms {
+                let cols = self.dev.im2col(x, g, gi * cg, cg)?;
+                self.dev.gemm(
+                    og,
+                    kk,
+                    l,
+                    (w, gi * og * kk),
+                    (&cols, 0),
+                    (&mut y, gi * og * l),
+                    true,
+                )?;
+            }
+        }
+        // [O, N, OH*OW] -> [N, O, OH*OW]
+        self.dev
+            .gather(&y, &[g.n, out_ch, oh * ow], 0, &[oh * ow, l, 1])
+    }
+
+    /// Average pooling (count_include_pad): window sums, then division by the
+    /// window size with the truncation protocol.
+    pub fn avg_pool2d(&mut self, x: &AShare, g: &Conv2dGeom) -> Result<AShare> {
+        let s = x.map(|v| self.dev.window_sum(v, g))?;
+        self.divide(&s, (g.kh * g.kw) as u64)
+    }
+}

@@ -1,0 +1,389 @@
+//! The local runtime (DESIGN.md layer 5): three parties on three threads of
+//! one process, run in lockstep. Each call checks its arguments (shapes are
+//! public) before any party starts, so a bad call fails without a message
+//! having been sent; a failure inside a protocol aborts the neighbours at
+//! once and marks the session broken.
+
+mod layout;
+mod nonlinear;
+mod ops;
+
+pub use crate::device::DeviceKind;
+pub use crate::ring::Window;
+
+use crate::device::Device;
+use crate::error::{invalid, shape_err, EngineError, Result};
+use crate::net::{local_triple, Comm, OpStats, Transport};
+use crate::prg;
+use crate::protocol::{AShare, Party};
+use crate::ring::numel;
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+/// The one value every hosted party computed (they must agree).
+pub(super) fn agree(mut all: Vec<Vec<u64>>, msg: &str) -> Result<Vec<u64>> {
+    let first = all
+        .pop()
+        .ok_or_else(|| EngineError::Internal("no party ran".into()))?;
+    if all.iter().any(|v| *v != first) {
+        return Err(EngineError::Internal(msg.into()));
+    }
+    Ok(first)
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub frac_bits: u32,
+    /// Seed for reproducible keys (tests); None draws keys from the OS.
+    pub seed: Option<u64>,
+    pub timeout: Duration,
+    pub device: DeviceKind,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            frac_bits: 16,
+            seed: None,
+            timeout: Duration::from_secs(60),
+            device: DeviceKind::Cpu,
+        }
+    }
+}
+
+/// A secret-shared tensor: the shares of the parties this process hosts,
+/// indexed by rank (all three in the local runtime, one in an SPMD party).
+#[derive(Clone, Debug)]
+pub struct Tensor {
+    pub session: u64,
+    pub shape: Vec<usize>,
+    pub shares: Arc<[Option<AShare>; 3]>,
+}
+
+impl Tensor {
+    pub fn numel(&self) -> usize {
+        numel(&self.shape)
+    }
+
+    /// Party `rank`'s share; an error where this process does not host it.
+    pub fn at(&self, rank: usize) -> Result<&AShare> {
+        self.shares
+            .get(rank)
+            .and_then(|s| s.as_ref())
+            .ok_or_else(|| {
+                EngineError::Invalid(format!("party {rank}'s share is not held by this process"))
+            })
+    }
+}
+
+pub struct Session {
+    pub id: u64,
+    pub frac_bits: u32,
+    /// The parties this process hosts, in rank order: all three in the local
+    /// runtime, one in an SPMD party.
+    parties: Vec<Mutex<Party>>,
+    ranks: Vec<usize>,
+    /// Each hosted party's device, by rank: the message-free ops the runtime
+    /// applies to a share (views, im2col/col2im) run where the share lives.
+    devs: [Option<Arc<dyn Device>>; 3],
+    broken: AtomicBool,
+}
+
+fn lock(m: &Mutex<Party>) -> Result<std::sync::MutexGuard<'_, Party>> {
+    m.lock()
+        .map_err(|_| EngineError::Internal("party state poisoned by an earlier panic".into()))
+}
+
+impl Session {
+    pub fn new(cfg: Config) -> Result<Session> {
+        let transports: Vec<Box<dyn Transport>> = local_triple(cfg.timeout)
+            .into_iter()
+            .map(|t| Box::new(t) as Box<dyn Transport>)
+            .collect();
+        let parties = Self::setup_parties(&cfg, transports, &[0, 1, 2])?;
+        Self::from_parties(&cfg, parties, vec![0, 1, 2])
+    }
+
+    /// Three single-party sessions connected by in-process channels: the SPMD
+    /// runtime with each party driven by its own thread (tests of SPMD code,
+    /// and the reference for transports between processes).
+    pub fn spmd_local(cfg: Config) -> Result<Vec<Session>> {
+        let transports: Vec<Box<dyn Transport>> = local_triple(cfg.timeout)
+            .into_iter()
+            .map(|t| Box::new(t) as Box<dyn Transport>)
+            .collect();
+        let parties = Self::setup_parties(&cfg, transports, &[0, 1, 2])?;
+        let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+        parties
+            .into_iter()
+            .enumerate()
+            .map(|(r, p)| {
+                let mut s = Self::from_parties(&cfg, vec![p], vec![r])?;
+                s.id = id; // the same session on every party
+                Ok(s)
+            })
+            .collect()
+    }
+
+    /// One party of an SPMD session over the given transport (to its next
+    /// and previous party); the key exchange runs here.
+    pub fn single(cfg: Config, rank: usize, transport: Box<dyn Transport>) -> Result<Session> {
+        if rank > 2 {
+            return invalid(format!("rank must be 0, 1 or 2, got {rank}"));
+        }
+        let parties = Self::setup_parties(&cfg, vec![transport], &[rank])?;
+        Self::from_parties(&cfg, parties, vec![rank])
+    }
+
+    fn setup_parties(
+        cfg: &Config,
+        transports: Vec<Box<dyn Transport>>,
+        ranks: &[usize],
+    ) -> Result<Vec<Party>> {
+        if cfg.frac_bits == 0 || cfg.frac_bits > 30 {
+            return invalid(format!(
+                "precision_bits must be in 1..=30, got {}",
+                cfg.frac_bits
+            ));
+        }
+        let fb = cfg.frac_bits;
+        let devs = ranks
+            .iter()
+            .map(|&r| crate::device::open(cfg.device, r))
+            .collect::<Result<Vec<_>>>()?;
+        std::thread::scope(|s| {
+            let hs: Vec<_> = transports
+                .into_iter()
+                .zip(ranks)
+                .zip(devs)
+                .map(|((t, &i), dev)| {
+                    let key = match cfg.seed {
+                        Some(seed) => prg::seeded_key(seed, i),
+                        None => prg::os_key(),
+                    };
+                    s.spawn(move || Party::setup(i, Comm::new(i, t), key, dev, fb))
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| {
+                    h.join().map_err(|_| {
+                        EngineError::Internal("party thread panicked in setup".into())
+                    })?
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+    }
+
+    fn from_parties(cfg: &Config, parties: Vec<Party>, ranks: Vec<usize>) -> Result<Session> {
+        let mut devs: [Option<Arc<dyn Device>>; 3] = [None, None, None];
+        for (p, &r) in parties.iter().zip(&ranks) {
+            devs[r] = Some(p.dev.clone());
+        }
+        Ok(Session {
+            id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+            frac_bits: cfg.frac_bits,
+            devs,
+            parties: parties.into_iter().map(Mutex::new).collect(),
+            ranks,
+            broken: AtomicBool::new(false),
+        })
+    }
+
+    /// End the session: each hosted party closes its links (the ZeroMQ
+    /// transport says BYE to its neighbours so no last message is lost).
+    /// Operations afterwards fail with a peer error.
+    pub fn close(&self) {
+        for m in &self.parties {
+            if let Ok(mut p) = m.lock() {
+                p.comm.close();
+            }
+        }
+    }
+
+    /// The ranks this process hosts.
+    pub fn ranks(&self) -> &[usize] {
+        &self.ranks
+    }
+
+    /// Run `f` on every hosted party in lockstep (one thread each when
+    /// there are several), labelled `op` in the counters; results in rank
+    /// order of the hosted parties.
+    pub fn run<T: Send>(
+        &self,
+        op: &str,
+        f: impl Fn(&mut Party) -> Result<T> + Sync,
+    ) -> Result<Vec<T>> {
+        if self.broken.load(Ordering::Acquire) {
+            return Err(EngineError::Peer(
+                "this session failed earlier and its parties are out of step; call init() again"
+                    .into(),
+            ));
+        }
+        let f = &f;
+        let one = |m: &Mutex<Party>| -> Result<T> {
+            let mut p = lock(m)?;
+            p.comm.begin_op(op);
+            let r = f(&mut p);
+            if let Err(e) = &r {
+                p.comm.abort(&e.to_string());
+            }
+            r
+        };
+        let res: Vec<Result<T>> = if self.parties.len() == 1 {
+            vec![
+                catch_unwind(AssertUnwindSafe(|| one(&self.parties[0]))).unwrap_or_else(|_| {
+                    Err(EngineError::Internal(format!("the party panicked in {op}")))
+                }),
+            ]
+        } else {
+            std::thread::scope(|s| {
+                let hs: Vec<_> = self
+                    .parties
+                    .iter()
+                    .map(|m| s.spawn(move || one(m)))
+                    .collect();
+                hs.into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(EngineError::Internal(format!("a party panicked in {op}")))
+                        })
+                    })
+                    .collect()
+            })
+        };
+        let mut out = Vec::with_capacity(res.len());
+        let mut first_err = None;
+        for r in res {
+            match r {
+                Ok(v) => out.push(v),
+                Err(e) => {
+                    // Prefer the root cause over the neighbours' "aborted".
+                    let root = !matches!(e, EngineError::Peer(_));
+                    if first_err.is_none() || root {
+                        first_err = Some(e);
+                    }
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            self.broken.store(true, Ordering::Release);
+            return Err(e);
+        }
+        Ok(out)
+    }
+
+    fn check(&self, t: &Tensor) -> Result<()> {
+        if t.session != self.id {
+            return invalid("tensor belongs to another session (created before the last init())");
+        }
+        Ok(())
+    }
+
+    /// Shares in hosted-rank order into a tensor.
+    fn wrap(&self, shape: Vec<usize>, shares: Vec<AShare>) -> Tensor {
+        let mut slots: [Option<AShare>; 3] = [None, None, None];
+        for (r, s) in self.ranks.iter().zip(shares) {
+            slots[*r] = Some(s);
+        }
+        Tensor {
+            session: self.id,
+            shape,
+            shares: Arc::new(slots),
+        }
+    }
+
+    /// Per-party counters, by operation label.
+    pub fn stats(&self) -> Result<Vec<BTreeMap<String, OpStats>>> {
+        self.parties
+            .iter()
+            .map(|m| Ok(lock(m)?.comm.stats().clone()))
+            .collect()
+    }
+
+    pub fn reset_stats(&self) -> Result<()> {
+        for m in &self.parties {
+            lock(m)?.comm.reset_stats();
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------- local ops
+
+    fn same_shape(&self, x: &Tensor, y: &Tensor, op: &str) -> Result<()> {
+        self.check(x)?;
+        self.check(y)?;
+        if x.shape != y.shape {
+            return shape_err(format!(
+                "{op}: shapes {:?} and {:?} differ (broadcast first)",
+                x.shape, y.shape
+            ));
+        }
+        Ok(())
+    }
+
+    /// Party `rank`'s device (a rank this process hosts).
+    fn dev(&self, rank: usize) -> Result<&dyn Device> {
+        match self.devs.get(rank) {
+            Some(Some(d)) => Ok(&**d),
+            _ => Err(EngineError::Invalid(format!(
+                "party {rank} is not hosted by this process"
+            ))),
+        }
+    }
+
+    /// A local (message-free) op on every hosted share of `x`.
+    fn local(
+        &self,
+        x: &Tensor,
+        shape: Vec<usize>,
+        f: impl Fn(&dyn Device, usize, &AShare) -> Result<AShare>,
+    ) -> Result<Tensor> {
+        let mut shares: [Option<AShare>; 3] = [None, None, None];
+        for (r, slot) in shares.iter_mut().enumerate() {
+            if let Some(s) = &x.shares[r] {
+                *slot = Some(f(self.dev(r)?, r, s)?);
+            }
+        }
+        Ok(Tensor {
+            session: self.id,
+            shape,
+            shares: Arc::new(shares),
+        })
+    }
+
+    /// A local op of two tensors of one session (so they hold the same ranks).
+    fn local2(
+        &self,
+        x: &Tensor,
+        y: &Tensor,
+        f: impl Fn(&dyn Device, &AShare, &AShare) -> Result<AShare>,
+    ) -> Result<Tensor> {
+        let mut shares: [Option<AShare>; 3] = [None, None, None];
+        for (r, slot) in shares.iter_mut().enumerate() {
+            if let (Some(a), Some(b)) = (&x.shares[r], &y.shares[r]) {
+                *slot = Some(f(self.dev(r)?, a, b)?);
+            }
+        }
+        Ok(Tensor {
+            session: self.id,
+            shape: x.shape.clone(),
+            shares: Arc::new(shares),
+        })
+    }
+
+    fn public_len(&self, x: &Tensor, p: &[f64]) -> Result<()> {
+        if p.len() != x.numel() {
+            return shape_err(format!(
+                "public operand has {} values for shape {:?}",
+                p.len(),
+                x.shape
+            ));
+        }
+        Ok(())
+    }
+}

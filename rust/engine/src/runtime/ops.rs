@@ -1,0 +1,263 @@
+//! Validated arithmetic ops of a session: sharing and opening, the linear
+//! ops, products, convolution and average pooling. Each checks its public
+//! arguments before any party starts, then runs one protocol on every
+//! hosted party.
+
+use super::agree;
+use super::{Session, Tensor};
+use crate::error::{invalid, shape_err, EngineError, Result};
+use crate::protocol::local;
+use crate::ring::{self, numel, shape, Window};
+
+impl Session {
+    // ---------------------------------------------------------------- I/O
+
+    /// Encode fixed-point values and share them from party `src`.
+    pub fn share_f64(&self, values: &[f64], shape: Vec<usize>, src: usize) -> Result<Tensor> {
+        let enc = ring::encode(values, self.frac_bits)?;
+        self.share_ring(enc, shape, src)
+    }
+
+    pub fn share_ring(&self, values: Vec<u64>, shape: Vec<usize>, src: usize) -> Result<Tensor> {
+        if src > 2 {
+            return invalid(format!("src must be 0, 1 or 2, got {src}"));
+        }
+        if values.len() != numel(&shape) {
+            return shape_err(format!("{} values for shape {shape:?}", values.len()));
+        }
+        let n = values.len();
+        let vals = &values;
+        let r = self.run("share", |p| {
+            p.share(src, if p.rank == src { Some(vals) } else { None }, n)
+        })?;
+        Ok(self.wrap(shape, r))
+    }
+
+    /// Reveal to all parties; returns the ring values (all three agree).
+    pub fn reveal_ring(&self, t: &Tensor) -> Result<Vec<u64>> {
+        self.check(t)?;
+        let all = self.run("reveal", |p| p.reveal(t.at(p.rank)?))?;
+        agree(all, "parties revealed different values")
+    }
+
+    pub fn reveal_f64(&self, t: &Tensor) -> Result<Vec<f64>> {
+        Ok(ring::decode(&self.reveal_ring(t)?, self.frac_bits))
+    }
+
+    /// Reveal to party `to` only; returns what that party decodes.
+    /// Reveal to party `to` only: Some(values) where this process hosts it.
+    pub fn reveal_to_f64(&self, t: &Tensor, to: usize) -> Result<Option<Vec<f64>>> {
+        self.check(t)?;
+        if to > 2 {
+            return invalid(format!("dst must be 0, 1 or 2, got {to}"));
+        }
+        let r = self.run("reveal", |p| p.reveal_to(t.at(p.rank)?, to))?;
+        match r.into_iter().flatten().next() {
+            Some(x) => Ok(Some(ring::decode(&x, self.frac_bits))),
+            // This process does not host the target party.
+            None if !self.ranks.contains(&to) => Ok(None),
+            None => Err(EngineError::Internal("target party got nothing".into())),
+        }
+    }
+
+    pub fn add(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        self.same_shape(x, y, "add")?;
+        self.local2(x, y, local::add)
+    }
+
+    pub fn sub(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        self.same_shape(x, y, "sub")?;
+        self.local2(x, y, local::sub)
+    }
+
+    pub fn neg(&self, x: &Tensor) -> Result<Tensor> {
+        self.check(x)?;
+        self.local(x, x.shape.clone(), |d, _, s| local::neg(d, s))
+    }
+
+    /// x + p for a public fixed-point tensor p of the same shape.
+    pub fn add_public(&self, x: &Tensor, p: &[f64]) -> Result<Tensor> {
+        self.check(x)?;
+        self.public_len(x, p)?;
+        let e = ring::encode(p, self.frac_bits)?;
+        self.local(x, x.shape.clone(), |d, i, s| {
+            local::add_public(d, i, s, &d.upload(e.clone())?)
+        })
+    }
+
+    /// x * p for public integers p (no truncation, no messages).
+    pub fn mul_public_int(&self, x: &Tensor, p: &[i64]) -> Result<Tensor> {
+        self.check(x)?;
+        if p.len() != x.numel() {
+            return shape_err(format!(
+                "public operand has {} values for shape {:?}",
+                p.len(),
+                x.shape
+            ));
+        }
+        let e: Vec<u64> = p.iter().map(|&v| v as u64).collect();
+        self.local(x, x.shape.clone(), |d, _, s| {
+            local::mul_public(d, s, &d.upload(e.clone())?)
+        })
+    }
+
+    /// x * p for a public fixed-point tensor: local product, then truncation.
+    pub fn mul_public(&self, x: &Tensor, p: &[f64]) -> Result<Tensor> {
+        self.check(x)?;
+        self.public_len(x, p)?;
+        let e = ring::encode(p, self.frac_bits)?;
+        let r = self.run("mul", |pt| {
+            let d = pt.dev.clone();
+            pt.truncate(&local::mul_public(
+                &*d,
+                x.at(pt.rank)?,
+                &d.upload(e.clone())?,
+            )?)
+        })?;
+        Ok(self.wrap(x.shape.clone(), r))
+    }
+
+    /// Division by a positive public integer (sum -> mean, pooling).
+    pub fn div_public_int(&self, x: &Tensor, d: u64) -> Result<Tensor> {
+        self.check(x)?;
+        if d == 0 {
+            return invalid("division by zero");
+        }
+        if d == 1 {
+            return Ok(x.clone());
+        }
+        let r = self.run("truncate", |p| p.divide(x.at(p.rank)?, d))?;
+        Ok(self.wrap(x.shape.clone(), r))
+    }
+
+    pub fn mul(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        self.same_shape(x, y, "mul")?;
+        let r = self.run("mul", |p| p.mul(x.at(p.rank)?, y.at(p.rank)?))?;
+        Ok(self.wrap(x.shape.clone(), r))
+    }
+
+    pub fn matmul(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        self.check(x)?;
+        self.check(y)?;
+        let (b, m, k, n, shape) = shape::mm_dims(&x.shape, &y.shape)?;
+        let r = self.run("matmul", |p| {
+            p.matmul(x.at(p.rank)?, y.at(p.rank)?, b, m, k, n)
+        })?;
+        Ok(self.wrap(shape, r))
+    }
+
+    /// x @ p (or p @ x when `public_left`) for a public fixed-point p.
+    pub fn matmul_public(
+        &self,
+        x: &Tensor,
+        p: &[f64],
+        pshape: &[usize],
+        public_left: bool,
+    ) -> Result<Tensor> {
+        self.check(x)?;
+        if p.len() != numel(pshape) {
+            return shape_err(format!("{} values for shape {pshape:?}", p.len()));
+        }
+        let (b, m, k, n, shape) = if public_left {
+            shape::mm_dims(pshape, &x.shape)?
+        } else {
+            shape::mm_dims(&x.shape, pshape)?
+        };
+        let e = ring::encode(p, self.frac_bits)?;
+        let r = self.run("matmul", |pt| {
+            pt.matmul_public(x.at(pt.rank)?, &e, public_left, b, m, k, n)
+        })?;
+        Ok(self.wrap(shape, r))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        stride: (usize, usize),
+        padding: (usize, usize),
+        dilation: (usize, usize),
+        groups: usize,
+    ) -> Result<Tensor> {
+        self.check(x)?;
+        self.check(w)?;
+        let (g, shape) = shape::conv_geom(&x.shape, &w.shape, stride, padding, dilation, groups)?;
+        let o = w.shape[0];
+        let r = self.run("conv2d", |p| {
+            p.conv2d(x.at(p.rank)?, w.at(p.rank)?, &g, o, groups)
+        })?;
+        Ok(self.wrap(shape, r))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d_public(
+        &self,
+        x: &Tensor,
+        w: &[f64],
+        wshape: &[usize],
+        stride: (usize, usize),
+        padding: (usize, usize),
+        dilation: (usize, usize),
+        groups: usize,
+    ) -> Result<Tensor> {
+        self.check(x)?;
+        if w.len() != numel(wshape) {
+            return shape_err(format!("{} weight values for shape {wshape:?}", w.len()));
+        }
+        let (g, shape) = shape::conv_geom(&x.shape, wshape, stride, padding, dilation, groups)?;
+        let e = ring::encode(w, self.frac_bits)?;
+        let o = wshape[0];
+        let r = self.run("conv2d", |p| {
+            p.conv2d_public(x.at(p.rank)?, &e, &g, o, groups)
+        })?;
+        Ok(self.wrap(shape, r))
+    }
+
+    pub fn avg_pool2d(
+        &self,
+        x: &Tensor,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+    ) -> Result<Tensor> {
+        self.check(x)?;
+        let xs = &x.shape;
+        let win = Window {
+            kernel,
+            stride,
+            padding,
+            dilation: (1, 1),
+        };
+        let g = shape::pool_geom(xs, &win)?;
+        let (oh, ow) = g.out_hw();
+        let r = self.run("avg_pool2d", |p| p.avg_pool2d(x.at(p.rank)?, &g))?;
+        Ok(self.wrap(vec![xs[0], xs[1], oh, ow], r))
+    }
+
+    /// A sharing of public fixed-point values (components (p, 0, 0)); no
+    /// messages.
+    pub fn public_tensor(&self, values: &[f64], shape: Vec<usize>) -> Result<Tensor> {
+        if values.len() != numel(&shape) {
+            return shape_err(format!("{} values for shape {shape:?}", values.len()));
+        }
+        let e = ring::encode(values, self.frac_bits)?;
+        let s = self
+            .ranks
+            .iter()
+            .map(|&i| local::public(self.dev(i)?, i, &e))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(self.wrap(shape, s))
+    }
+
+    /// One party's view of a tensor: its two components (for the security
+    /// sanity tests and the "what each party sees" demo).
+    pub fn party_share(&self, x: &Tensor, party: usize) -> Result<(Vec<u64>, Vec<u64>)> {
+        self.check(x)?;
+        if party > 2 {
+            return invalid(format!("party must be 0, 1 or 2, got {party}"));
+        }
+        let s = x.at(party)?;
+        Ok((s.a.to_vec()?, s.b.to_vec()?))
+    }
+}
