@@ -11,6 +11,11 @@ import cryptgpu
 MODULES = [
     "cryptgpu",
     "cryptgpu.nn",
+    "cryptgpu.nn.stats",
+    "cryptgpu.nn.module",
+    "cryptgpu.nn.layers",
+    "cryptgpu.nn.losses",
+    "cryptgpu.nn.conversion",
     "cryptgpu.tensor",
     "cryptgpu.functions",
     "cryptgpu.autograd",
