@@ -293,6 +293,8 @@ class Flatten(Module):
         return x.flatten(self.a, self.b)
 
 
+# PROTOCOL IN PYTHON (to become an engine call): the joint coin toss that
+# seeds the parties' common generator; kept verbatim.
 def _common_generator() -> torch.Generator:
     """A torch generator that the three parties seed alike, made at first use
     in a session from a joint coin: each party shares a random integer below
