@@ -10,7 +10,7 @@ import atexit
 import os
 import threading
 
-from . import _native
+from . import _native, cuda
 
 _DEVICES = ("cpu", "cuda")
 
@@ -96,8 +96,6 @@ def init(
             )
         raise ValueError(f"unknown device {device!r}; expected 'cpu' or 'cuda'")
     if device == "cuda":
-        from . import cuda
-
         if not cuda.is_available():
             raise RuntimeError(
                 "device='cuda' needs an NVIDIA GPU and its driver (libcuda.so.1), and none "

@@ -15,6 +15,14 @@ import contextlib
 from . import _session
 
 
+class Node:
+    """A value on the tape: SharedTensor derives from it. ``_back`` holds the
+    parents and the gradient function of a recorded operation (None for a
+    leaf); ``grad`` receives a leaf's accumulated gradient."""
+
+    __slots__ = ("requires_grad", "grad", "_back")
+
+
 def is_grad_enabled() -> bool:
     """False inside :func:`no_grad`, True otherwise."""
     return _session._ctx.grad_enabled
@@ -61,8 +69,6 @@ def unbroadcast(g, shape):
 
 def backward(root, grad=None) -> None:
     """Back-propagate ``grad`` (default 1) from ``root`` to every leaf's ``.grad``."""
-    from .tensor import SharedTensor
-
     if not root.requires_grad:
         raise RuntimeError("backward() on a tensor that does not require grad")
     if grad is None:
@@ -82,7 +88,7 @@ def backward(root, grad=None) -> None:
         stack.append((t, True))
         if t._back is not None:
             for p in t._back[0]:
-                if isinstance(p, SharedTensor) and p.requires_grad and id(p) not in seen:
+                if isinstance(p, Node) and p.requires_grad and id(p) not in seen:
                     stack.append((p, False))
     grads = {id(root): grad}
     with no_grad():
@@ -95,7 +101,7 @@ def backward(root, grad=None) -> None:
                 continue
             parents, fn = t._back
             for p, pg in zip(parents, fn(g)):
-                if pg is None or not isinstance(p, SharedTensor) or not p.requires_grad:
+                if pg is None or not isinstance(p, Node) or not p.requires_grad:
                     continue
                 prev = grads.get(id(p))
                 grads[id(p)] = pg if prev is None else prev + pg

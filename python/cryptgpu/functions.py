@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass
 class ApproxConfig:
@@ -45,25 +47,21 @@ config = ApproxConfig()
 
 
 def _is_shared(x) -> bool:
-    from .tensor import SharedTensor
-
-    return isinstance(x, SharedTensor)
+    # Duck typing: this module sits below cryptgpu.tensor (and also runs on
+    # torch tensors), so it recognises a SharedTensor by its comparison hook.
+    return hasattr(x, "_msb_times")
 
 
 def _abs_and_ltz(x):
     """(|x|, [x < 0]) with one batched comparison on shares."""
     if not _is_shared(x):
         return x.abs(), (x < 0).to(x.dtype)
-    from .tensor import cat
-
     ones = x._wrap(x._s().public_tensor(_ones_bytes(x.numel()), list(x.shape)))
-    m = x._msb_times(cat([x.unsqueeze(-1), ones.unsqueeze(-1)], -1), "abs")
+    m = x._msb_times(x._cat([x.unsqueeze(-1), ones.unsqueeze(-1)], -1), "abs")
     return x - 2 * m[..., 0], m[..., 1]
 
 
 def _ones_bytes(n: int) -> bytes:
-    import numpy as np
-
     return np.ones(n, dtype="<f8").tobytes()
 
 

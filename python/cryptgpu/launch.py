@@ -20,6 +20,8 @@ import subprocess
 import sys
 import time
 
+from . import _native
+
 
 def free_ports(n: int) -> list[int]:
     """``n`` TCP ports free on 127.0.0.1 at the time of the call."""
@@ -42,8 +44,6 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.nparties != 3:
         ap.error("cryptgpu runs exactly three parties")
-    from . import _native
-
     peers = ",".join(f"127.0.0.1:{p}" for p in free_ports(3))
     pairs = [_native.generate_keypair() for _ in range(3)]
     pubs = ",".join(pub for _, pub in pairs)

@@ -1,0 +1,80 @@
+"""Plaintext operands of SharedTensor operations: Python values, numpy arrays
+and torch tensors turned into float64 arrays and byte buffers, and the
+argument checks shared by the tensor modules. Imports nothing from cryptgpu.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+_FLOAT_KINDS = "fiub"  # float, signed/unsigned int, bool
+
+
+def _plain_array(x, what: str = "operand") -> np.ndarray:
+    """A plaintext value as a float64 numpy array, or TypeError."""
+    if isinstance(x, torch.Tensor):
+        if x.is_complex():
+            raise TypeError(f"complex tensors cannot be secret-shared ({what})")
+        return x.detach().cpu().to(torch.float64).numpy()
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind not in _FLOAT_KINDS:
+            raise TypeError(f"cannot secret-share a numpy array of dtype {x.dtype} ({what})")
+        return x.astype(np.float64)
+    if isinstance(x, bool) or isinstance(x, numbers.Real):
+        return np.asarray(float(x), dtype=np.float64)
+    if isinstance(x, (list, tuple)):
+        try:
+            arr = np.asarray(x)
+        except ValueError as e:
+            raise ValueError(f"ragged nested list cannot be shared ({what}): {e}") from None
+        if arr.dtype.kind not in _FLOAT_KINDS:
+            raise TypeError(f"list of {arr.dtype} values cannot be secret-shared ({what})")
+        return arr.astype(np.float64)
+    raise TypeError(
+        f"expected a torch tensor, numpy array, number or list ({what}), got {type(x).__name__}"
+    )
+
+
+def _is_integer_plain(x) -> bool:
+    if isinstance(x, bool):
+        return False
+    if isinstance(x, numbers.Integral):
+        return True
+    if isinstance(x, torch.Tensor):
+        return not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool
+    if isinstance(x, np.ndarray):
+        return x.dtype.kind in "iu"
+    return False
+
+
+def _buf(a: np.ndarray) -> bytes:
+    return np.ascontiguousarray(a, dtype="<f8").tobytes()
+
+
+def _norm_dim(d: int, ndim: int) -> int:
+    if not isinstance(d, int):
+        raise TypeError(f"dim must be an int, got {type(d).__name__}")
+    if not -max(ndim, 1) <= d < max(ndim, 1):
+        raise IndexError(f"dim {d} out of range for a tensor of rank {ndim}")
+    return d % max(ndim, 1)
+
+
+def _pair(v, name: str) -> tuple[int, int]:
+    if isinstance(v, int) and not isinstance(v, bool):
+        v = (v, v)
+    if not (isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(i, int) for i in v)):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
+    if any(i < 0 for i in v):
+        raise ValueError(f"{name} must be non-negative, got {v!r}")
+    return int(v[0]), int(v[1])
+
+
+def _strides(shape: Sequence[int]) -> list[int]:
+    st = [1] * len(shape)
+    for i in range(len(shape) - 2, -1, -1):
+        st[i] = st[i + 1] * shape[i + 1]
+    return st

@@ -1,0 +1,221 @@
+"""Gradient rules: for each differentiable SharedTensor operation, the
+function that records it on the tape (:mod:`cryptgpu.autograd`) with the
+map from the output's gradient to its inputs' gradients.
+
+The operations (tensor_*.py) call these; the rules use only the methods of
+the tensors they are given, so this module sits below the tensor modules.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import autograd as ag
+
+
+def cat(tensors, dim: int = 0):
+    """:func:`cryptgpu.cat`, reached through the tensors themselves (this
+    module cannot import it: the tensor modules import this one)."""
+    return tensors[0]._cat(tensors, dim)
+
+
+def record_unbroadcast(out, x, shape):
+    """``out`` is ``x`` broadcast (expand, or + a plaintext): the gradient
+    is summed over the broadcast dims back to ``shape``."""
+    return ag.record(out, (x,), lambda g: (ag.unbroadcast(g, shape),))
+
+
+def record_identity(out, x):
+    """``out`` has ``x``'s value (clone): the gradient passes unchanged."""
+    return ag.record(out, (x,), lambda g: (g,))
+
+
+def record_add(out, x, y):
+    """x + y (shared, broadcast): each input gets the gradient, unbroadcast."""
+    xs, ys = x.shape, y.shape
+    return ag.record(out, (x, y), lambda g: (ag.unbroadcast(g, xs), ag.unbroadcast(g, ys)))
+
+
+def record_sub(out, x, y):
+    """x - y (shared, broadcast): g for x, -g for y, unbroadcast."""
+    xs, ys = x.shape, y.shape
+    return ag.record(out, (x, y), lambda g: (ag.unbroadcast(g, xs), ag.unbroadcast(-g, ys)))
+
+
+def record_neg(out, x):
+    """-x: the gradient negated."""
+    return ag.record(out, (x,), lambda g: (-g,))
+
+
+def record_mul(out, a, b):
+    """a * b (both shared): g b for a and g a for b (one product each, only
+    for the inputs that require grad)."""
+    return ag.record(
+        out,
+        (a, b),
+        lambda g: (
+            ag.unbroadcast(g * b, a.shape) if a.requires_grad else None,
+            ag.unbroadcast(g * a, b.shape) if b.requires_grad else None,
+        ),
+    )
+
+
+def record_mul_public(out, x, factor):
+    """x * a plaintext ``factor`` (already broadcast): g times the factor."""
+    xs = x.shape
+    return ag.record(out, (x,), lambda g: (ag.unbroadcast(g * factor, xs),))
+
+
+def record_div_int(out, x, d: int):
+    """x / a positive public integer: the gradient divided by it."""
+    return ag.record(out, (x,), lambda g: (g.div(d),))
+
+
+def record_matmul(out, xl, yr):
+    """xl @ yr (both shared, batch dims equal): g yr^T and xl^T g."""
+    return ag.record(
+        out,
+        (xl, yr),
+        lambda g: (
+            g.matmul(yr.transpose(-1, -2)) if xl.requires_grad else None,
+            xl.transpose(-1, -2).matmul(g) if yr.requires_grad else None,
+        ),
+    )
+
+
+def record_matmul_public_left(out, xr, pl):
+    """pl @ xr with a plaintext ``pl``: pl^T g."""
+    plt = np.ascontiguousarray(np.swapaxes(pl, -1, -2))
+    return ag.record(out, (xr,), lambda g: (g.rmatmul(plt),))
+
+
+def record_matmul_public_right(out, xl, pr):
+    """xl @ pr with a plaintext ``pr``: g pr^T."""
+    prt = np.ascontiguousarray(np.swapaxes(pr, -1, -2))
+    return ag.record(out, (xl,), lambda g: (g.matmul(prt),))
+
+
+# PROTOCOL IN PYTHON (to become an engine call): the conv2d backward, per group,
+# kept verbatim.
+def _record_conv(out, x, ws, wp, stride, padding, dilation, groups):
+    """Conv backward, per group: input grad by col2im(W_g^T G_g), weight grad
+    G_g cols(x_g)^T, the groups' results concatenated along channels."""
+    wshape = list(ws.shape if ws is not None else wp.shape)
+    kernel = (wshape[2], wshape[3])
+    xs = list(x.shape)
+    win = (kernel, stride, padding, dilation)
+
+    def back(g):
+        n, o, oh, ow = g.shape
+        og, cg = o // groups, xs[1] // groups
+        gm = g.permute(1, 0, 2, 3).reshape(o, n * oh * ow)
+        gxs, gws = [], []
+        for gi in range(groups):
+            rows = slice(gi * og, (gi + 1) * og)
+            gmi = gm if groups == 1 else gm[rows]
+            if x.requires_grad:
+                if ws is not None:
+                    wi = ws if groups == 1 else ws[rows]
+                    cols = wi.reshape(og, -1).t().matmul(gmi)
+                else:
+                    cols = gmi.rmatmul(np.ascontiguousarray(wp[rows].reshape(og, -1).T))
+                shape = [xs[0], cg, xs[2], xs[3]]
+                gxs.append(x._wrap(x._s().col2im(cols._t, shape, win)))
+            if ws is not None and ws.requires_grad:
+                xi = x if groups == 1 else x[:, gi * cg : (gi + 1) * cg]
+                xc = x._wrap(x._s().im2col(xi._t, win))
+                gws.append(gmi.matmul(xc.t()).reshape([og] + wshape[1:]))
+        gx = gw = None
+        if gxs:
+            gx = gxs[0] if groups == 1 else cat(gxs, dim=1)
+        if gws:
+            gw = gws[0] if groups == 1 else cat(gws, dim=0)
+        return (gx, gw) if ws is not None else (gx,)
+
+    ag.record(out, (x, ws) if ws is not None else (x,), back)
+
+
+def record_avg_pool2d(out, x, k, st, pad):
+    """Average pooling: each window's gradient divided by its size and spread
+    back over the window (col2im of the repeated gradient)."""
+    xs = list(x.shape)
+
+    def back(g):
+        n, c, oh, ow = g.shape
+        kk = k[0] * k[1]
+        m = g.div(kk).permute(1, 0, 2, 3).reshape(c, 1, n * oh * ow)
+        m = m.expand(c, kk, n * oh * ow).reshape(c * kk, n * oh * ow)
+        return (x._wrap(x._s().col2im(m._t, xs, (k, st, pad, (1, 1)))),)
+
+    return ag.record(out, (x,), back)
+
+
+def record_max_pool2d(out, x, mask, window):
+    """Max pooling: the gradient goes to each window's maximum, by the kept
+    one-hot ``mask`` of the windows, scattered back onto the input."""
+    xs = list(x.shape)
+
+    def back(g):
+        w = mask * g.unsqueeze(-1)
+        return (x._wrap(x._s().pool_scatter(w._t, xs, window)),)
+
+    return ag.record(out, (x,), back)
+
+
+def record_relu(out, x, mask):
+    """ReLU: the gradient times the derivative mask 1 - msb(x) kept from the
+    forward pass."""
+    return ag.record(out, (x,), lambda g: (g * mask,))
+
+
+def record_sum(out, x, dims):
+    """Sum over ``dims``: the gradient broadcast back over the summed dims."""
+    xs = list(x.shape)
+    kept = [1 if i in dims else n for i, n in enumerate(xs)]
+    return ag.record(out, (x,), lambda g: (g.reshape(kept).expand(xs),))
+
+
+def record_reshape(out, x):
+    """A reshape: the gradient reshaped back to ``x``'s shape."""
+    xs = list(x.shape)
+    return ag.record(out, (x,), lambda g: (g.reshape(xs),))
+
+
+def record_permute(out, x, dims):
+    """A permutation of dims: the gradient permuted by the inverse."""
+    inv = [dims.index(i) for i in range(len(dims))]
+    return ag.record(out, (x,), lambda g: (g.permute(inv),))
+
+
+def record_view(out, x, shape_in, offset, strides):
+    """A strided view (indexing): the adjoint of the view, the gradient placed
+    at the viewed positions of a zero tensor of ``shape_in``."""
+    # Ints, slices of any positive step and None never make a view overlap
+    # itself, so scattering (not accumulating) is the exact adjoint.
+    return ag.record(
+        out,
+        (x,),
+        lambda g: (g._wrap(g._s().scatter(g._t, shape_in, offset, strides)),),
+    )
+
+
+def record_pad(out, x, pos):
+    """Constant padding by ``pos`` (before, after) per dim: the gradient of
+    the inner region."""
+    inner = tuple(slice(a, a + n) for (a, _), n in zip(pos, x.shape))
+    return ag.record(out, (x,), lambda g: (g[inner],))
+
+
+def record_cat(out, ts, d: int):
+    """Concatenation along ``d``: each input gets its slice of the gradient."""
+    sizes = [t.shape[d] for t in ts]
+
+    def back(g):
+        res, off = [], 0
+        for n in sizes:
+            idx = (slice(None),) * d + (slice(off, off + n),)
+            res.append(g[idx])
+            off += n
+        return tuple(res)
+
+    return ag.record(out, ts, back)

@@ -1,0 +1,75 @@
+"""cryptgpu.nn: layers for private inference, and ``from_pytorch`` to convert a
+trained PyTorch model by torch.fx tracing.
+
+A module holds plaintext torch parameters until ``encrypt(src)`` shares them
+from party ``src`` (the model owner); the input is shared by whoever owns the
+data. An unencrypted module also runs on a SharedTensor, with its weights as
+public operands (the model is then not hidden).
+
+The package is split by role, each module importing only those before it:
+stats (per-layer statistics, overflow check), module (Module, Sequential),
+layers, losses, conversion (``from_pytorch``, :class:`Graph`).
+"""
+
+from .. import functions
+from ..tensor import SharedTensor, cat, cryptensor
+from .conversion import Graph, from_pytorch
+from .layers import (
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    BatchNorm,
+    Conv2d,
+    Dropout,
+    Flatten,
+    Identity,
+    Linear,
+    LogSoftmax,
+    MaxPool2d,
+    ReLU,
+    Softmax,
+)
+from .losses import CrossEntropyLoss, MSELoss
+from .module import Module, Sequential
+from .stats import (
+    BATCHNORM,
+    LINEAR,
+    OTHER,
+    POOLING,
+    RELU,
+    SOFTMAX,
+    FixedPointOverflowError,
+    check_overflow,
+)
+
+__all__ = [
+    "BATCHNORM",
+    "LINEAR",
+    "OTHER",
+    "POOLING",
+    "RELU",
+    "SOFTMAX",
+    "AdaptiveAvgPool2d",
+    "AvgPool2d",
+    "BatchNorm",
+    "Conv2d",
+    "CrossEntropyLoss",
+    "Dropout",
+    "FixedPointOverflowError",
+    "Flatten",
+    "Graph",
+    "Identity",
+    "Linear",
+    "LogSoftmax",
+    "MSELoss",
+    "MaxPool2d",
+    "Module",
+    "ReLU",
+    "Sequential",
+    "SharedTensor",
+    "Softmax",
+    "check_overflow",
+    "cat",
+    "cryptensor",
+    "from_pytorch",
+    "functions",
+]

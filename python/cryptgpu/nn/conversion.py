@@ -1,0 +1,395 @@
+"""PyTorch to cryptgpu conversion: ``from_pytorch`` traces a model with
+torch.fx, folds BatchNorm into convolutions, maps every layer and function to
+its cryptgpu counterpart (layers.py) and runs the result as a :class:`Graph`.
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+import threading
+
+import torch
+import torch.nn.functional as F
+
+from ..tensor import SharedTensor, cat
+from .layers import (
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    BatchNorm,
+    Conv2d,
+    Dropout,
+    Flatten,
+    Identity,
+    Linear,
+    LogSoftmax,
+    MaxPool2d,
+    ReLU,
+    Softmax,
+)
+from .module import Module
+from .stats import LINEAR, OTHER, POOLING, RELU, SOFTMAX, _check_range, _track
+
+
+def _bn_affine(bn: torch.nn.modules.batchnorm._BatchNorm):
+    if bn.running_mean is None or bn.running_var is None:
+        raise NotImplementedError("BatchNorm without running statistics cannot be converted")
+    var = bn.running_var.detach().double()
+    scale = torch.rsqrt(var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight.detach().double()
+    shift = -bn.running_mean.detach().double() * scale
+    if bn.bias is not None:
+        shift = shift + bn.bias.detach().double()
+    return scale, shift
+
+
+def _plain(p):
+    return None if p is None else p.detach().to(torch.float64).clone()
+
+
+def _convert_module(m: torch.nn.Module, where: str) -> Module:
+    t = torch.nn
+    if isinstance(m, t.Linear):
+        return Linear(_plain(m.weight), _plain(m.bias))
+    if isinstance(m, t.Conv2d):
+        if m.padding_mode != "zeros":
+            raise NotImplementedError(f"Conv2d padding_mode={m.padding_mode!r} at {where}")
+        pad = m.padding
+        if isinstance(pad, str):
+            if pad == "valid":
+                pad = 0
+            else:
+                raise NotImplementedError(f"Conv2d padding={pad!r} at {where}")
+        return Conv2d(_plain(m.weight), _plain(m.bias), m.stride, pad, m.dilation, m.groups)
+    if isinstance(m, t.ReLU):
+        return ReLU()
+    if isinstance(m, t.MaxPool2d):
+        if m.ceil_mode or m.return_indices:
+            raise NotImplementedError(f"MaxPool2d with ceil_mode/return_indices at {where}")
+        return MaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation)
+    if isinstance(m, t.AvgPool2d):
+        if m.ceil_mode or not m.count_include_pad or m.divisor_override is not None:
+            raise NotImplementedError(
+                f"AvgPool2d with ceil_mode, count_include_pad=False or divisor_override at {where}"
+            )
+        return AvgPool2d(m.kernel_size, m.stride, m.padding)
+    if isinstance(m, t.AdaptiveAvgPool2d):
+        return AdaptiveAvgPool2d(m.output_size)
+    if isinstance(m, (t.BatchNorm1d, t.BatchNorm2d)):
+        if m.running_mean is None:
+            raise NotImplementedError(f"BatchNorm without running statistics at {where}")
+        bn = BatchNorm(
+            _plain(m.weight),
+            _plain(m.bias),
+            _plain(m.running_mean),
+            _plain(m.running_var),
+            m.eps,
+            m.momentum if m.momentum is not None else 0.1,
+        )
+        bn._affine = _bn_affine(m)  # exact, from the owner's plaintext
+        return bn
+    if isinstance(m, t.Flatten):
+        return Flatten(m.start_dim, m.end_dim)
+    if isinstance(m, t.Dropout):
+        return Dropout(m.p)
+    if isinstance(m, t.Identity):
+        return Identity()
+    if isinstance(m, t.Softmax):
+        return Softmax(m.dim)
+    if isinstance(m, t.LogSoftmax):
+        return LogSoftmax(m.dim)
+    raise NotImplementedError(f"unsupported layer {type(m).__name__} at {where}")
+
+
+def _relu(x, inplace=False):
+    return x.relu()
+
+
+def _max_pool2d(
+    x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False
+):
+    if ceil_mode or return_indices:
+        raise NotImplementedError("F.max_pool2d with ceil_mode or return_indices")
+    return x.max_pool2d(kernel_size, stride, padding, dilation)
+
+
+def _avg_pool2d(
+    x,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode=False,
+    count_include_pad=True,
+    divisor_override=None,
+):
+    if ceil_mode or not count_include_pad or divisor_override is not None:
+        raise NotImplementedError("F.avg_pool2d with ceil_mode, count_include_pad=False or divisor")
+    return x.avg_pool2d(kernel_size, stride, padding)
+
+
+def _adaptive_avg_pool2d(x, output_size):
+    return AdaptiveAvgPool2d(output_size).forward(x)
+
+
+def _flatten(x, start_dim=0, end_dim=-1):
+    return x.flatten(start_dim, end_dim)
+
+
+def _cat(xs, dim=0):
+    xs = list(xs)
+    if all(isinstance(t, SharedTensor) for t in xs):
+        return cat(xs, dim)
+    raise NotImplementedError("torch.cat of shared and plaintext tensors")
+
+
+def _softmax(x, dim=None, **kw):
+    return x.softmax(dim)
+
+
+def _log_softmax(x, dim=None, **kw):
+    return x.log_softmax(dim)
+
+
+_FUNCTIONS = {
+    operator.add: (operator.add, OTHER),
+    operator.sub: (operator.sub, OTHER),
+    operator.mul: (operator.mul, OTHER),
+    operator.truediv: (operator.truediv, OTHER),
+    operator.neg: (operator.neg, OTHER),
+    operator.getitem: (operator.getitem, OTHER),
+    operator.matmul: (operator.matmul, LINEAR),
+    torch.add: (operator.add, OTHER),
+    torch.sub: (operator.sub, OTHER),
+    torch.mul: (operator.mul, OTHER),
+    torch.matmul: (operator.matmul, LINEAR),
+    torch.flatten: (_flatten, OTHER),
+    torch.cat: (_cat, OTHER),
+    torch.relu: (_relu, RELU),
+    F.relu: (_relu, RELU),
+    F.max_pool2d: (_max_pool2d, POOLING),
+    F.avg_pool2d: (_avg_pool2d, POOLING),
+    F.adaptive_avg_pool2d: (_adaptive_avg_pool2d, POOLING),
+    F.softmax: (_softmax, SOFTMAX),
+    F.log_softmax: (_log_softmax, SOFTMAX),
+    torch.softmax: (_softmax, SOFTMAX),
+    torch.log_softmax: (_log_softmax, SOFTMAX),
+}
+
+_METHODS = {
+    "view": OTHER,
+    "reshape": OTHER,
+    "flatten": OTHER,
+    "size": OTHER,
+    "dim": OTHER,
+    "contiguous": OTHER,
+    "permute": OTHER,
+    "transpose": OTHER,
+    "unsqueeze": OTHER,
+    "squeeze": OTHER,
+    "mean": POOLING,
+    "sum": OTHER,
+    "relu": RELU,
+    "softmax": SOFTMAX,
+    "log_softmax": SOFTMAX,
+    "add": OTHER,
+    "mul": OTHER,
+}
+
+
+def _first_shared(args):
+    for a in args:
+        if isinstance(a, SharedTensor):
+            return a
+        if isinstance(a, (list, tuple)):
+            found = _first_shared(a)
+            if found is not None:
+                return found
+    return None
+
+
+class Graph(Module):
+    """A converted torch.fx graph: nodes run in order on the converted layers."""
+
+    def __init__(self, graph: torch.fx.Graph, modules: dict[str, Module], attrs: dict):
+        super().__init__()
+        self._graph = graph
+        self._attrs = attrs
+        for name, m in modules.items():
+            self.add_module(name.replace(".", "_"), m)
+        self._names = {name: name.replace(".", "_") for name in modules}
+
+    def forward(self, *inputs):
+        """Run the converted torch.fx graph on ``x``."""
+        env: dict = {}
+        it = iter(inputs)
+
+        def load(a):
+            return torch.fx.node.map_arg(a, lambda n: env[n.name])
+
+        for node in self._graph.nodes:
+            if node.op == "placeholder":
+                try:
+                    env[node.name] = next(it)
+                except StopIteration:
+                    raise TypeError(f"missing input {node.name!r}") from None
+            elif node.op == "get_attr":
+                env[node.name] = self._attrs[node.target]
+            elif node.op == "call_module":
+                m = self._modules[self._names[node.target]]
+                env[node.name] = m(*load(node.args), **load(node.kwargs))
+                if self.training:
+                    _check_range(env[node.name], f"{node.target!r} ({type(m).__name__})")
+            elif node.op == "call_function":
+                fn, kind = _FUNCTIONS[node.target]
+                args, kwargs = load(node.args), load(node.kwargs)
+                shared = _first_shared(args)
+                if shared is None:  # a plaintext run (the conversion check)
+                    env[node.name] = node.target(*args, **kwargs)
+                    continue
+                with _track(kind, shared):
+                    env[node.name] = fn(*args, **kwargs)
+            elif node.op == "call_method":
+                args, kwargs = load(node.args), load(node.kwargs)
+                with _track(_METHODS[node.target], args[0]):
+                    env[node.name] = getattr(args[0], node.target)(*args[1:], **kwargs)
+            elif node.op == "output":
+                return load(node.args[0])
+        raise RuntimeError("graph has no output node")
+
+
+def _graph_to_pytorch(self, model: torch.nn.Module) -> torch.nn.Module:
+    """Copy this (decrypted) module's weights into the PyTorch model it was
+    converted from, by layer name. Encrypted weights are opened first."""
+    torch_mods = dict(model.named_modules())
+    for target, name in self._names.items():
+        m = self._modules[name]
+        tm = torch_mods.get(target)
+        if tm is None or not isinstance(m, (Linear, Conv2d, BatchNorm)):
+            continue
+        values = dict(m._params)
+        if isinstance(m, BatchNorm):
+            values.update(m._buffers)
+        for k, v in values.items():
+            if v is None or getattr(tm, k, None) is None:
+                continue
+            if isinstance(v, SharedTensor):
+                v = v.get_plain_text(dtype=torch.float64)
+            with torch.no_grad():
+                getattr(tm, k).copy_(torch.as_tensor(v).to(getattr(tm, k).dtype))
+    return model
+
+
+Graph.to_pytorch = _graph_to_pytorch
+
+
+_TRACE_LOCK = threading.Lock()
+
+
+def _fold_batchnorm(gm: torch.fx.GraphModule, mods: dict) -> None:
+    """Fold every BatchNorm whose only input is a Conv2d used nowhere else
+    into that conv's weight and bias (one multiplication fewer per BN)."""
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or not isinstance(mods.get(node.target), torch.nn.BatchNorm2d):
+            continue
+        src = node.args[0]
+        if not (
+            isinstance(src, torch.fx.Node)
+            and src.op == "call_module"
+            and isinstance(mods.get(src.target), torch.nn.Conv2d)
+            and len(src.users) == 1
+        ):
+            continue
+        conv, bn = mods[src.target], mods[node.target]
+        scale, shift = _bn_affine(bn)
+        w = conv.weight.detach().double() * scale.reshape(-1, 1, 1, 1)
+        b = conv.bias.detach().double() if conv.bias is not None else torch.zeros_like(scale)
+        fused = torch.nn.Conv2d(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+            conv.groups,
+            True,
+            conv.padding_mode,
+        ).double()
+        with torch.no_grad():
+            fused.weight.copy_(w)
+            fused.bias.copy_(b * scale + shift)
+        mods[src.target] = fused
+        node.replace_all_uses_with(src)
+        gm.graph.erase_node(node)
+
+
+def from_pytorch(model: torch.nn.Module, dummy_input=None, fold_batchnorm: bool = True) -> Graph:
+    """Convert a trained PyTorch model into a cryptgpu module by torch.fx
+    tracing. Handles nn layers (Linear, Conv2d, ReLU, MaxPool2d, AvgPool2d,
+    AdaptiveAvgPool2d, BatchNorm1d/2d, Flatten, Dropout, Identity,
+    Softmax/LogSoftmax), their functional forms, ``x.view``/``torch.flatten``,
+    residual ``+`` and ``torch.cat``. An unsupported op raises
+    NotImplementedError naming it and its graph node.
+
+    ``dummy_input``, when given, is run through the converted model in
+    plaintext and compared with the original, to catch conversion errors
+    early (an input with undefined values, such as CrypTen's customary
+    ``torch.empty(...)``, is replaced by uniform values of its shape).
+    Call ``.encrypt(src=...)`` on the result to share the weights.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"from_pytorch expects a torch.nn.Module, got {type(model).__name__}")
+    model = model.eval()
+    if not list(model.children()):
+        # A bare layer (nn.Linear, ...) traces to its functional form;
+        # wrapped, it stays a module call with its parameters.
+        model = torch.nn.Sequential(model)
+    try:
+        # torch.fx patches torch globals while it traces, so traces from the
+        # party threads of an SPMD run (one process) must not overlap.
+        with _TRACE_LOCK:
+            gm = torch.fx.symbolic_trace(model)
+    except Exception as e:  # tracing errors come in many types
+        raise NotImplementedError(f"torch.fx could not trace the model: {e}") from e
+    mods = dict(gm.named_modules())
+    if fold_batchnorm:
+        _fold_batchnorm(gm, mods)
+    converted: dict[str, Module] = {}
+    attrs: dict = {}
+    for node in gm.graph.nodes:
+        where = f"node {node.name!r}"
+        if node.op == "call_module":
+            if node.target not in converted:
+                converted[node.target] = _convert_module(mods[node.target], where)
+        elif node.op == "call_function":
+            if node.target not in _FUNCTIONS:
+                name = getattr(node.target, "__name__", str(node.target))
+                raise NotImplementedError(f"unsupported function {name} at {where}")
+        elif node.op == "call_method":
+            if node.target not in _METHODS:
+                raise NotImplementedError(f"unsupported method .{node.target}() at {where}")
+        elif node.op == "get_attr":
+            v = gm
+            for part in node.target.split("."):
+                v = getattr(v, part)
+            attrs[node.target] = v.detach().double() if isinstance(v, torch.Tensor) else v
+    out = Graph(gm.graph, converted, attrs)
+    if dummy_input is not None:
+        x = torch.as_tensor(dummy_input, dtype=torch.float64)
+        if not torch.isfinite(x).all():
+            # CrypTen code passes torch.empty(...) as the dummy input: only
+            # its shape matters then; check on values that are defined.
+            g = torch.Generator().manual_seed(0)
+            x = torch.rand(x.shape, generator=g, dtype=torch.float64)
+        with torch.no_grad():
+            want = _run_double(model, x)
+            got = out(x)
+        if not torch.allclose(got, want, atol=1e-6, rtol=1e-6):
+            raise RuntimeError(
+                "conversion check failed: the converted model disagrees with the original"
+            )
+    return out
+
+
+def _run_double(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return copy.deepcopy(model).double()(x)

@@ -1,0 +1,370 @@
+"""The layers of cryptgpu.nn: linear and convolution, activations, pooling,
+BatchNorm, Dropout and shape layers, each a :class:`Module` whose forward pass
+calls SharedTensor operations (or torch ones on a plaintext input).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import OrderedDict
+
+import torch
+import torch.nn.functional as F
+
+from .. import _session, functions
+from .. import autograd as ag
+from ..tensor import SharedTensor, cryptensor
+from .module import Module
+from .stats import BATCHNORM, LINEAR, POOLING, RELU, SOFTMAX
+
+
+def _as_operand(p):
+    """A parameter as an operand: SharedTensor, or a float64 torch tensor."""
+    return p if isinstance(p, SharedTensor) else torch.as_tensor(p, dtype=torch.float64)
+
+
+def _fresh(layer: torch.nn.Module) -> tuple:
+    """Weights of a freshly initialised PyTorch layer, as float64."""
+    w = layer.weight.detach().double()
+    b = None if layer.bias is None else layer.bias.detach().double()
+    return w, b
+
+
+def _is_size(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+class Linear(Module):
+    """y = x W^T + b. ``Linear(weight, bias=None)`` wraps given parameters;
+    ``Linear(in_features, out_features, bias=True)`` (CrypTen's and
+    PyTorch's form) initialises them as ``torch.nn.Linear`` does."""
+
+    kind = LINEAR
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        if args and _is_size(args[0]):
+            weight, bias = _fresh(torch.nn.Linear(*args, **kwargs))
+        else:
+
+            def given(weight, bias=None):
+                return weight, bias
+
+            weight, bias = given(*args, **kwargs)
+        self.register_parameter("weight", weight)
+        self.register_parameter("bias", bias)
+
+    def forward(self, x):
+        """x W^T + b on a SharedTensor (or a plaintext tensor)."""
+        w, b = self._params["weight"], self._params["bias"]
+        if isinstance(x, SharedTensor):
+            return x.linear(_as_operand(w), None if b is None else _as_operand(b))
+        return F.linear(x, w, b)
+
+
+class Conv2d(Module):
+    """2-D convolution. ``Conv2d(weight, bias=None, stride, padding, dilation,
+    groups)`` wraps given parameters; ``Conv2d(in_channels, out_channels,
+    kernel_size, stride=1, padding=0, ...)`` (CrypTen's and PyTorch's form)
+    initialises them as ``torch.nn.Conv2d`` does."""
+
+    kind = LINEAR
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        if args and _is_size(args[0]):
+            layer = torch.nn.Conv2d(*args, **kwargs)
+            if isinstance(layer.padding, str) or layer.padding_mode != "zeros":
+                raise NotImplementedError("Conv2d with string padding or a padding_mode")
+            weight, bias = _fresh(layer)
+            stride, padding = layer.stride, layer.padding
+            dilation, groups = layer.dilation, layer.groups
+        else:
+
+            def given(weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+                return weight, bias, stride, padding, dilation, groups
+
+            weight, bias, stride, padding, dilation, groups = given(*args, **kwargs)
+        self.register_parameter("weight", weight)
+        self.register_parameter("bias", bias)
+        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
+
+    def forward(self, x):
+        """The convolution of a SharedTensor NCHW input (or a plaintext tensor)."""
+        w, b = self._params["weight"], self._params["bias"]
+        if isinstance(x, SharedTensor):
+            return x.conv2d(
+                _as_operand(w),
+                None if b is None else _as_operand(b),
+                self.stride,
+                self.padding,
+                self.dilation,
+                self.groups,
+            )
+        return F.conv2d(x, w, b, self.stride, self.padding, self.dilation, self.groups)
+
+
+class ReLU(Module):
+    """max(x, 0), privately (10 rounds)."""
+
+    kind = RELU
+
+    def forward(self, x):
+        """max(x, 0) element-wise."""
+        return x.relu()
+
+
+class MaxPool2d(Module):
+    """2-D max pooling (kernel_size, stride=kernel_size, padding, dilation), as torch."""
+
+    kind = POOLING
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1):
+        super().__init__()
+        self.k, self.s, self.p, self.d = kernel_size, stride, padding, dilation
+
+    def forward(self, x):
+        """The maximum over each window, by a comparison tournament."""
+        if isinstance(x, SharedTensor):
+            return x.max_pool2d(self.k, self.s, self.p, self.d)
+        return F.max_pool2d(x, self.k, self.s, self.p, self.d)
+
+
+class AvgPool2d(Module):
+    """2-D average pooling (kernel_size, stride=kernel_size, padding), as
+    torch with count_include_pad."""
+
+    kind = POOLING
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        self.k, self.s, self.p = kernel_size, stride, padding
+
+    def forward(self, x):
+        """The mean over each window (a local sum, then one division by a public integer)."""
+        if isinstance(x, SharedTensor):
+            return x.avg_pool2d(self.k, self.s, self.p)
+        return F.avg_pool2d(x, self.k, self.s, self.p)
+
+
+class AdaptiveAvgPool2d(Module):
+    """Adaptive average pooling where the output size divides the input size
+    (the case CNNs use: global pooling, or exact downsampling)."""
+
+    kind = POOLING
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.out = output_size
+
+    def forward(self, x):
+        """Average pooling to ``output_size`` (sizes that divide the input)."""
+        oh, ow = (self.out, self.out) if isinstance(self.out, int) else self.out
+        h, w = x.shape[-2], x.shape[-1]
+        oh, ow = oh or h, ow or w
+        if h % oh or w % ow:
+            raise NotImplementedError(
+                f"AdaptiveAvgPool2d from {h}x{w} to {oh}x{ow}: only output sizes that divide "
+                "the input size are supported"
+            )
+        if isinstance(x, SharedTensor):
+            return x.avg_pool2d((h // oh, w // ow))
+        return F.avg_pool2d(x, (h // oh, w // ow))
+
+
+class BatchNorm(Module):
+    """BatchNorm1d/2d.
+
+    Eval: x * scale + shift per channel, with scale = gamma / sqrt(var + eps)
+    and shift = beta - mean * scale. A converted model gets them from its
+    owner in plaintext (exact); after private training they are recomputed
+    privately with inv_sqrt from the shared running statistics.
+
+    Training: batch statistics over (N, H, W), a private inv_sqrt of the
+    variance (CrypTen's Newton iteration, accurate for var + eps in
+    [0.1, 130]; see functions.py), the standard BatchNorm backward as one
+    recorded operation, and running statistics updated like PyTorch's
+    (momentum, unbiased variance)."""
+
+    kind = BATCHNORM
+
+    def __init__(self, weight, bias, running_mean, running_var, eps=1e-5, momentum=0.1):
+        super().__init__()
+        self.register_parameter("weight", weight)
+        self.register_parameter("bias", bias)
+        self._buffers = OrderedDict(running_mean=running_mean, running_var=running_var)
+        self.eps, self.momentum = eps, momentum
+        self._affine = None
+
+    def encrypt(self, src: int = 0) -> Module:
+        """Share the affine parameters and running statistics from party ``src``."""
+        super().encrypt(src)
+        for k, v in self._buffers.items():
+            if not isinstance(v, SharedTensor):
+                self._buffers[k] = cryptensor(v, src=src)
+        if self._affine is not None and not isinstance(self._affine[0], SharedTensor):
+            self._affine = tuple(cryptensor(t, src=src) for t in self._affine)
+        return self
+
+    def decrypt(self) -> Module:
+        """Open the parameters and running statistics into float64 tensors."""
+        super().decrypt()
+        for k, v in self._buffers.items():
+            if isinstance(v, SharedTensor):
+                self._buffers[k] = v.get_plain_text(dtype=torch.float64)
+        if self._affine is not None and isinstance(self._affine[0], SharedTensor):
+            self._affine = tuple(t.get_plain_text(dtype=torch.float64) for t in self._affine)
+        return self
+
+    def _eval_affine(self):
+        if self._affine is None:
+            rv, rm = self._buffers["running_var"], self._buffers["running_mean"]
+            w, b = self._params["weight"], self._params["bias"]
+            if isinstance(rv, SharedTensor):
+                inv = functions.inv_sqrt(rv + self.eps)
+            else:
+                inv = torch.rsqrt(torch.as_tensor(rv, dtype=torch.float64) + self.eps)
+            scale = inv if w is None else inv * w
+            shift = -(rm * scale) if b is None else b - rm * scale
+            self._affine = (scale, shift)
+        return self._affine
+
+    def forward(self, x):
+        """Batch statistics in training mode (updating the running ones), the
+        running ones in eval mode."""
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        if not self.training:
+            sc, sh = self._eval_affine()
+            return x * sc.reshape(shape) + sh.reshape(shape)
+        if not isinstance(x, SharedTensor):
+            raise NotImplementedError("BatchNorm training on plaintext input")
+        return self._train_forward(x, shape)
+
+    def _train_forward(self, x, shape):
+        self._affine = None  # parameters and statistics are about to change
+        dims = [0] + list(range(2, x.dim()))
+        n = x.numel() // x.shape[1]
+        w, b = self._params["weight"], self._params["bias"]
+        with ag.no_grad():
+            mean = x.mean(dims, keepdim=True)
+            xc = x - mean
+            var = (xc * xc).mean(dims, keepdim=True)
+            inv = functions.inv_sqrt(var + self.eps)
+            xhat = xc * inv
+            y = xhat if w is None else xhat * w.reshape(shape)
+            y = y if b is None else y + b.reshape(shape)
+            m = self.momentum
+            rm, rv = self._buffers["running_mean"], self._buffers["running_var"]
+            unbiased = var.reshape(-1) * (n / max(n - 1, 1))
+            self._buffers["running_mean"] = rm * (1 - m) + mean.reshape(-1) * m
+            self._buffers["running_var"] = rv * (1 - m) + unbiased * m
+        if not ag.needs_grad(x, w, b):
+            return y
+
+        def back(g):
+            # dxhat = g * gamma; dx = inv / n * (n dxhat - sum dxhat - xhat sum(dxhat xhat))
+            dxhat = g if w is None else g * w.reshape(shape)
+            s1 = dxhat.sum(dims, keepdim=True)
+            s2 = (dxhat * xhat).sum(dims, keepdim=True)
+            dx = (dxhat * n - s1 - xhat * s2) * inv
+            dx = dx.div(n)
+            gw = None if w is None else (g * xhat).sum(dims)
+            gb = None if b is None else g.sum(dims)
+            return dx, gw, gb
+
+        parents = (x, w if w is not None else x, b if b is not None else x)
+        return ag.record(y, parents, lambda g: _drop_missing(back(g), w, b))
+
+
+def _drop_missing(grads, w, b):
+    dx, gw, gb = grads
+    return dx, (gw if w is not None else None), (gb if b is not None else None)
+
+
+class Flatten(Module):
+    """Flatten dims ``start_dim..end_dim`` into one, as torch.nn.Flatten."""
+
+    def __init__(self, start_dim=1, end_dim=-1):
+        super().__init__()
+        self.a, self.b = start_dim, end_dim
+
+    def forward(self, x):
+        """The flattened view."""
+        return x.flatten(self.a, self.b)
+
+
+# PROTOCOL IN PYTHON (to become an engine call): the joint coin toss that
+# seeds the parties' common generator; kept verbatim.
+def _common_generator() -> torch.Generator:
+    """A torch generator that the three parties seed alike, made at first use
+    in a session from a joint coin: each party shares a random integer below
+    2^28 and the sum is opened (one sharing round per party, one reveal), so
+    no party chooses the seed. Used for dropout masks."""
+    ctx, s = _session._ctx, _session.current()
+    held = getattr(ctx, "common_rng", None)
+    if held is None or held[0] is not s:
+        total = None
+        for i in range(3):
+            t = cryptensor(torch.tensor([float(secrets.randbelow(2**28))]), src=i)
+            total = t if total is None else total + t
+        g = torch.Generator()
+        g.manual_seed(int(round(total.get_plain_text(dtype=torch.float64).item())))
+        ctx.common_rng = (s, g)
+        held = ctx.common_rng
+    return held[1]
+
+
+class Dropout(Module):
+    """``torch.nn.Dropout``: the identity at eval time; in training, each
+    element is zeroed with probability ``p`` and the others are scaled by
+    1 / (1 - p). The mask comes from randomness common to the three parties
+    (:func:`_common_generator`), so every party knows it. It is drawn
+    independently of all inputs and weights, so it reveals nothing about
+    them (a simulator draws the same mask). Cost: one truncation for the
+    scale, as a product by a public tensor."""
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+            raise ValueError(f"dropout probability must be in [0, 1], got {p!r}")
+        self.p = float(p)
+
+    def forward(self, x):
+        """``x`` in eval mode; ``x`` times a fresh scaled 0/1 mask in training."""
+        if not self.training or self.p == 0:
+            return x
+        if self.p == 1:
+            return x * torch.zeros(tuple(x.shape), dtype=torch.float64)
+        g = _common_generator()
+        keep = torch.rand(tuple(x.shape), generator=g, dtype=torch.float64) >= self.p
+        return x * (keep.double() / (1 - self.p))
+
+
+class Identity(Module):
+    """Returns its input."""
+
+    def forward(self, x):
+        """Returns ``x`` unchanged."""
+        return x
+
+
+class Softmax(Module):
+    """softmax over ``dim``, privately (CrypTen's approximation)."""
+
+    kind = SOFTMAX
+
+    def __init__(self, dim):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x):
+        """softmax(x) over ``self.dim``."""
+        return x.softmax(self.dim)
+
+
+class LogSoftmax(Softmax):
+    """log_softmax over ``dim``, privately."""
+
+    def forward(self, x):
+        """log_softmax(x) over ``self.dim``."""
+        return x.log_softmax(self.dim)

@@ -1,0 +1,138 @@
+"""The Module base class and the Sequential container of cryptgpu.nn.
+
+Every layer (layers.py), loss (losses.py) and converted graph (conversion.py)
+derives from :class:`Module`, which sits right above the statistics (stats.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+
+import torch
+
+from .. import autograd as ag
+from ..optim import SGD
+from ..tensor import SharedTensor, cryptensor
+from .stats import OTHER, _track
+
+
+class Module:
+    """Base class: parameters, submodules, encrypt/decrypt, train/eval."""
+
+    kind = OTHER
+
+    def __init__(self) -> None:
+        self._params: OrderedDict[str, object] = OrderedDict()
+        self._modules: OrderedDict[str, Module] = OrderedDict()
+        self.training = False
+        self.encrypted = False
+
+    # -- structure
+    def register_parameter(self, name: str, value) -> None:
+        """Add a parameter (torch tensor, SharedTensor or None) under ``name``."""
+        self._params[name] = value
+
+    def add_module(self, name: str, module: Module) -> None:
+        """Add a child module under ``name``."""
+        self._modules[name] = module
+
+    def __getattr__(self, name):
+        d = self.__dict__
+        if "_params" in d and name in d["_params"]:
+            return d["_params"][name]
+        if "_modules" in d and name in d["_modules"]:
+            return d["_modules"][name]
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def named_parameters(self, prefix: str = ""):
+        """Yield (dotted name, parameter) for this module and its children, skipping None."""
+        for k, v in self._params.items():
+            if v is not None:
+                yield prefix + k, v
+        for name, m in self._modules.items():
+            yield from m.named_parameters(prefix + name + ".")
+
+    def parameters(self):
+        """Yield every parameter of this module and its children."""
+        for _, v in self.named_parameters():
+            yield v
+
+    def modules(self):
+        """Yield this module and every descendant, depth first."""
+        yield self
+        for m in self._modules.values():
+            yield from m.modules()
+
+    # -- modes
+    def train(self, mode: bool = True) -> Module:
+        """Set training mode (``mode=True``) on this module and its children; returns self."""
+        for m in self.modules():
+            m.training = mode
+        return self
+
+    def eval(self) -> Module:
+        """Set evaluation mode; returns self."""
+        return self.train(False)
+
+    def encrypt(self, src: int = 0) -> Module:
+        """Secret-share every parameter from party ``src`` (the model owner).
+        Shared parameters are autograd leaves (``requires_grad``)."""
+        for m in self.modules():
+            for k, v in m._params.items():
+                if v is not None and not isinstance(v, SharedTensor):
+                    m._params[k] = cryptensor(v, src=src).requires_grad_()
+            m.encrypted = True
+        return self
+
+    def zero_grad(self) -> None:
+        """Forget accumulated gradients."""
+        for p in self.parameters():
+            if isinstance(p, SharedTensor):
+                p.grad = None
+
+    def update_parameters(self, learning_rate: float) -> None:
+        """CrypTen's plain SGD step: p <- p - lr * p.grad."""
+        SGD(self.parameters(), lr=learning_rate).step()
+
+    def decrypt(self) -> Module:
+        """Open every parameter back into a float64 torch tensor."""
+        for m in self.modules():
+            for k, v in m._params.items():
+                if isinstance(v, SharedTensor):
+                    m._params[k] = v.get_plain_text(dtype=torch.float64)
+            m.encrypted = False
+        return self
+
+    # -- running
+    def forward(self, x):
+        """The computation of the layer; subclasses define it."""
+        raise NotImplementedError(f"{type(self).__name__}.forward")
+
+    def __call__(self, *args, **kwargs):
+        x = args[0] if args else None
+        grad_ctx = ag.no_grad() if not self.training else contextlib.nullcontext()
+        with grad_ctx:
+            if self._modules or self.kind == OTHER:
+                return self.forward(*args, **kwargs)
+            with _track(self.kind, x):
+                return self.forward(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={tuple(v.shape)}" for k, v in self._params.items() if v is not None)
+        return f"{type(self).__name__}({inner})"
+
+
+class Sequential(Module):
+    """Children applied in order, as torch.nn.Sequential."""
+
+    def __init__(self, *mods: Module):
+        super().__init__()
+        for i, m in enumerate(mods):
+            self.add_module(str(i), m)
+
+    def forward(self, x):
+        """Apply each child to the output of the previous one."""
+        for m in self._modules.values():
+            x = m(x)
+        return x

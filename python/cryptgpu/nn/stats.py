@@ -1,0 +1,94 @@
+"""Per-layer statistics and the overflow check of cryptgpu.nn.
+
+Lowest module of the nn package: layers open a :class:`_LayerScope` around
+their forward pass to add its time, rounds and bytes to the session's table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import torch
+
+from .. import _session
+from .. import autograd as ag
+from ..tensor import SharedTensor, cat
+
+# Layer kinds for the per-layer statistics (the paper's Table V columns).
+LINEAR, POOLING, RELU, SOFTMAX, BATCHNORM, OTHER = (
+    "linear",
+    "pooling",
+    "relu",
+    "softmax",
+    "batchnorm",
+    "other",
+)
+
+
+class _LayerScope:
+    """Adds one layer's time, rounds and bytes to the session's per-layer table."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+
+    def __enter__(self):
+        self.t = time.perf_counter()
+        self.before = _totals()
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is not None:
+            return False
+        after = _totals()
+        row = _session._ctx.layer_stats.setdefault(
+            self.kind, {"calls": 0, "time_s": 0.0, "rounds": 0, "bytes_per_party": 0}
+        )
+        row["calls"] += 1
+        row["time_s"] += time.perf_counter() - self.t
+        row["rounds"] += after[0] - self.before[0]
+        row["bytes_per_party"] += after[1] - self.before[1]
+        return False
+
+
+def _totals() -> tuple[int, int]:
+    if _session._ctx.session is None:
+        return (0, 0)
+    raw = _session.current().stats()
+    rounds = max(sum(op["rounds"] for op in p.values()) for p in raw)
+    byts = max(sum(op["bytes"] for op in p.values()) for p in raw)
+    return rounds, byts
+
+
+def _track(kind: str, x):
+    return _LayerScope(kind) if isinstance(x, SharedTensor) else contextlib.nullcontext()
+
+
+class FixedPointOverflowError(RuntimeError):
+    """A layer's output left the range set with :func:`check_overflow`."""
+
+
+def check_overflow(bound: float | None = 2.0**14) -> None:
+    """Check every layer output of a converted model in training mode against
+    ``|value| < bound`` and raise :class:`FixedPointOverflowError` naming the
+    first layer that exceeds it, instead of training on garbage. Off by
+    default: each check costs one batched comparison (10 rounds) per layer
+    and reveals to all parties how many values of that layer were out of
+    range. ``check_overflow(None)`` turns it off again."""
+    if bound is not None and not bound > 0:
+        raise ValueError("the overflow bound must be positive")
+    _session._ctx.overflow_bound = bound
+
+
+def _check_range(y, where: str) -> None:
+    bound = getattr(_session._ctx, "overflow_bound", None)
+    if bound is None or not isinstance(y, SharedTensor):
+        return
+    with ag.no_grad():
+        flags = cat([(y - bound).reshape(-1), (-y - bound).reshape(-1)]).neg()._ltz("overflow")
+        count = flags.sum().get_plain_text(dtype=torch.float64).item()
+    if count > 0.5:
+        raise FixedPointOverflowError(
+            f"{int(round(count))} values of layer {where} exceed +-{bound:g}: the fixed-point "
+            "encoding would overflow (lower the learning rate or normalise the inputs)"
+        )

@@ -1,0 +1,182 @@
+"""Arithmetic of SharedTensor: + - * / and matrix products, with shared or
+plaintext operands on either side and broadcasting. Additions are local;
+products cost one multiplication and one truncation in the engine.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import torch
+
+from . import autograd as ag
+from . import gradients as gr
+from ._plain import _buf, _is_integer_plain, _plain_array
+from .tensor_base import TensorBase
+
+
+class ArithmeticOps:
+    """Mixin of :class:`cryptgpu.SharedTensor`: arithmetic and matrix products."""
+
+    __slots__ = ()
+
+    # ------------------------------------------------------------ arithmetic
+    def add(self, y) -> TensorBase:
+        """x + y for a SharedTensor or plaintext y (broadcasting)."""
+        ys, yp = self._other(y, "add")
+        if ys is not None:
+            shape, x = self._bcast(ys.shape)
+            out = self._wrap(self._s().add(x._t, ys.expand(shape)._t))
+            if ag.needs_grad(self, ys):
+                gr.record_add(out, self, ys)
+            return out
+        shape, x = self._bcast(yp.shape)
+        out = self._wrap(self._s().add_public(x._t, _buf(np.broadcast_to(yp, shape))))
+        if ag.needs_grad(self):
+            gr.record_unbroadcast(out, self, self.shape)
+        return out
+
+    def sub(self, y) -> TensorBase:
+        """x - y for a SharedTensor or plaintext y (broadcasting)."""
+        ys, yp = self._other(y, "sub")
+        if ys is not None:
+            shape, x = self._bcast(ys.shape)
+            out = self._wrap(self._s().sub(x._t, ys.expand(shape)._t))
+            if ag.needs_grad(self, ys):
+                gr.record_sub(out, self, ys)
+            return out
+        return self.add(-yp)
+
+    def neg(self) -> TensorBase:
+        """-x (local)."""
+        out = self._wrap(self._s().neg(self._t))
+        if ag.needs_grad(self):
+            gr.record_neg(out, self)
+        return out
+
+    def mul(self, y) -> TensorBase:
+        """Elementwise x * y. Integer plaintext factors cost nothing; fixed-point
+        factors (shared or plain) need one truncation (2 rounds)."""
+        ys, yp = self._other(y, "mul")
+        s = self._s()
+        if ys is not None:
+            shape, x = self._bcast(ys.shape)
+            out = self._wrap(s.mul(x._t, ys.expand(shape)._t))
+            if ag.needs_grad(self, ys):
+                gr.record_mul(out, self, ys)
+            return out
+        shape, x = self._bcast(yp.shape)
+        full = np.broadcast_to(yp, shape)
+        if _is_integer_plain(y):
+            if np.any(np.abs(full) >= 2.0**63):
+                raise ValueError("integer factor does not fit in 64 bits")
+            out = self._wrap(s.mul_public_int(x._t, full.astype(np.int64).ravel().tolist()))
+            factor = full.astype(np.int64)
+        else:
+            out = self._wrap(s.mul_public(x._t, _buf(full)))
+            factor = full
+        if ag.needs_grad(self):
+            gr.record_mul_public(out, self, factor)
+        return out
+
+    def div(self, y) -> TensorBase:
+        """x / y for a plaintext y. A positive integer divisor uses the exact
+        division protocol; others multiply by the fixed-point reciprocal."""
+        if isinstance(y, TensorBase):
+            raise NotImplementedError(
+                "division by a SharedTensor needs a private reciprocal, which is not "
+                "implemented yet"
+            )
+        if isinstance(y, numbers.Integral) and not isinstance(y, bool) and y > 0:
+            out = self._wrap(self._s().div_public_int(self._t, int(y)))
+            if ag.needs_grad(self):
+                gr.record_div_int(out, self, int(y))
+            return out
+        yp = _plain_array(y, "div")
+        if np.any(yp == 0):
+            raise ZeroDivisionError("division of a SharedTensor by zero")
+        return self.mul(1.0 / yp)
+
+    def matmul(self, y) -> TensorBase:
+        """Matrix product with torch.matmul semantics (1-D, 2-D, batched with
+        broadcast batch dims); y may be shared or plaintext."""
+        ys, yp = self._other(y, "matmul")
+        yshape = ys.shape if ys is not None else torch.Size(yp.shape)
+        return _matmul(self, ys, yp, yshape, public_left=False)
+
+    def rmatmul(self, p) -> TensorBase:
+        """other @ self, for a plaintext or shared ``other``."""
+        yp = _plain_array(p, "matmul")
+        return _matmul(self, None, yp, torch.Size(yp.shape), public_left=True)
+
+    __add__ = add
+    __radd__ = add
+    __sub__ = sub
+    __mul__ = mul
+    __rmul__ = mul
+    __matmul__ = matmul
+    __rmatmul__ = rmatmul
+    __neg__ = neg
+    __truediv__ = div
+
+    def __rsub__(self, y):
+        return self.neg().add(y)
+
+    def __rtruediv__(self, y):
+        raise NotImplementedError(
+            "division by a SharedTensor needs a private reciprocal, which is not implemented yet"
+        )
+
+
+def _matmul(x: TensorBase, ys, yp, yshape, public_left: bool) -> TensorBase:
+    """torch.matmul shape rules on top of the engine's equal-batch matmul."""
+    xshape = x.shape
+    lshape, rshape = (yshape, xshape) if public_left else (xshape, yshape)
+    if len(lshape) == 0 or len(rshape) == 0:
+        raise ValueError("matmul: both operands need at least one dimension")
+    lvec, rvec = len(lshape) == 1, len(rshape) == 1
+    l2 = [1] + list(lshape) if lvec else list(lshape)
+    r2 = list(rshape) + [1] if rvec else list(rshape)
+    if l2[-1] != r2[-2]:
+        raise ValueError(f"matmul: shapes {tuple(lshape)} and {tuple(rshape)} do not align")
+    try:
+        batch = list(np.broadcast_shapes(tuple(l2[:-2]), tuple(r2[:-2])))
+    except ValueError as e:
+        raise ValueError(f"matmul: batch dims of {tuple(lshape)} and {tuple(rshape)} differ") from e
+    lf, rf = batch + l2[-2:], batch + r2[-2:]
+    out_shape = batch + [l2[-2], r2[-1]]
+    s = x._s()
+
+    def as_shared(t, shp, full):
+        return t.reshape(shp).expand(full)
+
+    def as_plain(a, shp, full):
+        return np.broadcast_to(a.reshape(shp), full)
+
+    if ys is not None:
+        xl = as_shared(x, l2, lf)
+        yr = as_shared(ys, r2, rf)
+        out = x._wrap(s.matmul(xl._t, yr._t))
+        if ag.needs_grad(xl, yr):
+            gr.record_matmul(out, xl, yr)
+    elif public_left:
+        pl = as_plain(yp, l2, lf)
+        xr = as_shared(x, r2, rf)
+        out = x._wrap(s.matmul_public(xr._t, _buf(pl), list(pl.shape), True))
+        if ag.needs_grad(xr):
+            gr.record_matmul_public_left(out, xr, pl)
+    else:
+        xl = as_shared(x, l2, lf)
+        pr = as_plain(yp, r2, rf)
+        out = x._wrap(s.matmul_public(xl._t, _buf(pr), list(pr.shape), False))
+        if ag.needs_grad(xl):
+            gr.record_matmul_public_right(out, xl, pr)
+    if not batch:
+        out = out.reshape(out_shape)
+    final = list(batch)
+    if not lvec:
+        final.append(l2[-2])
+    if not rvec:
+        final.append(r2[-1])
+    return out.reshape(final)

@@ -1,0 +1,144 @@
+"""The state and the plumbing of a SharedTensor: its engine handle and
+session, wrapping engine results, shape queries, autograd entry points and
+opening. The operation mixins (tensor_*.py) build on it; tensor.py composes them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import _native
+from . import autograd as ag
+from ._plain import _buf, _norm_dim, _plain_array
+from ._session import current
+
+
+class TensorBase(ag.Node):
+    """The core of :class:`cryptgpu.SharedTensor`: the shares' engine handle,
+    the session that made them, and what every operation needs (session
+    check, wrapping engine results, plaintext operands, shape queries)."""
+
+    __slots__ = ("_t", "_session")
+    __array_priority__ = 1000  # numpy defers to our reflected operators
+
+    def __init__(self, handle: _native.Tensor, session: _native.Session):
+        self._t = handle
+        self._session = session
+        self.requires_grad = False
+        self.grad = None
+        self._back = None
+
+    # ------------------------------------------------------------ helpers
+    def _s(self) -> _native.Session:
+        s = current()
+        if s.id != self._session.id:
+            raise RuntimeError(
+                "this SharedTensor belongs to an earlier session (cryptgpu.init() was "
+                "called again); re-share its value in the current session"
+            )
+        return s
+
+    def _wrap(self, h: _native.Tensor) -> TensorBase:
+        return type(self)(h, self._session)
+
+    @classmethod
+    def _share(cls, arr: np.ndarray, src: int) -> TensorBase:
+        s = current()
+        return cls(s.share(_buf(arr), list(arr.shape), src), s)
+
+    def _other(self, y, what: str):
+        """(SharedTensor or None, plain array or None)."""
+        if isinstance(y, TensorBase):
+            y._s()
+            return y, None
+        return None, _plain_array(y, what)
+
+    def _public_like(self, value, shape=None) -> TensorBase:
+        """A sharing of a public constant (no messages)."""
+        shp = list(self._t.shape if shape is None else shape)
+        arr = np.full(shp, float(value))
+        return self._wrap(self._s().public_tensor(_buf(arr), shp))
+
+    # ------------------------------------------------------------ autograd
+    def requires_grad_(self, flag: bool = True) -> TensorBase:
+        """Mark this tensor as a leaf whose gradient ``backward`` accumulates."""
+        self.requires_grad = bool(flag)
+        return self
+
+    def backward(self, grad=None) -> None:
+        """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf with
+        ``requires_grad`` that this tensor was computed from."""
+        ag.backward(self, grad)
+
+    def detach(self) -> TensorBase:
+        """The same shares, cut from the autograd graph."""
+        return self._wrap(self._t)
+
+    # ------------------------------------------------------------ shape info
+    @property
+    def shape(self) -> torch.Size:
+        """The shape, as a torch.Size (shapes are public)."""
+        return torch.Size(self._t.shape)
+
+    def size(self, dim: int | None = None):
+        """The shape, or the size of one dimension (like ``torch.Tensor.size``)."""
+        if dim is None:
+            return self.shape
+        return self.shape[_norm_dim(dim, self.dim())]
+
+    def dim(self) -> int:
+        """Number of dimensions."""
+        return len(self._t.shape)
+
+    ndim = property(dim)
+
+    def numel(self) -> int:
+        """Number of elements."""
+        n = 1
+        for s in self._t.shape:
+            n *= s
+        return n
+
+    def __len__(self) -> int:
+        if self.dim() == 0:
+            raise TypeError("len() of a 0-d SharedTensor")
+        return self._t.shape[0]
+
+    def __repr__(self) -> str:
+        return f"SharedTensor(shape={tuple(self._t.shape)}, encrypted)"
+
+    def __bool__(self):
+        raise TypeError("the truth value of a SharedTensor is secret; reveal it first")
+
+    # ------------------------------------------------------------ opening
+    def get_plain_text(self, dst: int | None = None, dtype: torch.dtype | None = None):
+        """Open the tensor and return it as a torch tensor.
+
+        Args:
+            dst: reveal to this party only (0, 1 or 2) and return what it sees;
+                ``None`` reveals to all three. In the SPMD runtime the other
+                parties get ``None``.
+            dtype: result dtype (default ``torch.get_default_dtype()``); pass
+                ``torch.float64`` to keep every fixed-point bit.
+        """
+        s = self._s()
+        if dst is None:
+            raw = s.reveal(self._t)
+        else:
+            if not isinstance(dst, int) or isinstance(dst, bool):
+                raise TypeError("dst must be a party index (int)")
+            raw = s.reveal_to(self._t, dst)
+            if raw is None:  # SPMD: this party is not ``dst``
+                return None
+        arr = np.frombuffer(raw, dtype="<f8").reshape(self._t.shape).copy()
+        return torch.from_numpy(arr).to(dtype or torch.get_default_dtype())
+
+    def party_shares(self, party: int) -> tuple[np.ndarray, np.ndarray]:
+        """What ``party`` holds: its two share components as uint64 arrays."""
+        a, b = self._s().party_share(self._t, party)
+        shp = self._t.shape
+        return (
+            np.frombuffer(a, dtype="<u8").reshape(shp),
+            np.frombuffer(b, dtype="<u8").reshape(shp),
+        )

@@ -1,0 +1,235 @@
+"""Comparisons of SharedTensor and what is built on them: ReLU, sign, abs,
+clamp, ``where``, and max/min/argmax by a tournament. Each comparison is
+the engine's sign-bit circuit (msb_inject), batched as far as possible.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import autograd as ag
+from . import gradients as gr
+from ._plain import _buf, _norm_dim, _plain_array
+from .tensor_base import TensorBase
+from .tensor_shape import cat, stack
+
+
+class ComparisonOps:
+    """Mixin of :class:`cryptgpu.SharedTensor`: comparisons, ReLU and max/argmax."""
+
+    __slots__ = ()
+
+    # ------------------------------------------------------------ comparisons
+    # PROTOCOL IN PYTHON (to become one engine call): ReLU with its derivative
+    # mask, both from one injection of [x, 1] by msb(x); kept verbatim.
+    def relu(self) -> TensorBase:
+        """max(x, 0): sign bit by A2B, then bit injection. 10 rounds for any size.
+        When recording for autograd, the derivative mask 1 - msb(x) is injected
+        in the same call (same rounds) and kept for backward."""
+        if not ag.needs_grad(self):
+            return self._wrap(self._s().relu(self._t))
+        ones = self._public_like(1.0)
+        m = self._msb_times(cat([self.unsqueeze(-1), ones.unsqueeze(-1)], -1), "relu")
+        out = self.detach() - m[..., 0].detach()
+        mask = 1 - m[..., 1].detach()
+        return gr.record_relu(out, self, mask)
+
+    def _ltz(self, label: str = "ltz") -> TensorBase:
+        """The 0/1 (fixed-point) indicator of x < 0."""
+        return self._wrap(self._s().msb_inject(self._t, None, label))
+
+    def _msb_times(self, v: TensorBase, label: str) -> TensorBase:
+        """msb(self) * v, where v's shape starts with self's shape."""
+        return self._wrap(self._s().msb_inject(self._t, v._t, label))
+
+    def lt(self, y) -> TensorBase:
+        """1.0 where x < y else 0.0 (secret-shared). Correct while |x - y| < 2^(63-f)."""
+        return self.sub(y)._ltz("lt")
+
+    def gt(self, y) -> TensorBase:
+        """1.0 where x > y else 0.0."""
+        return self.sub(y).neg()._ltz("gt")
+
+    def le(self, y) -> TensorBase:
+        """1.0 where x <= y else 0.0."""
+        return 1 - self.gt(y)
+
+    def ge(self, y) -> TensorBase:
+        """1.0 where x >= y else 0.0."""
+        return 1 - self.lt(y)
+
+    def _both_signs(self, y, label):
+        d = self.sub(y)
+        both = stack([d, d.neg()])._ltz(label)
+        return both[0], both[1]
+
+    def eq(self, y) -> TensorBase:
+        """1.0 where x == y else 0.0: one batched comparison of x - y and y - x."""
+        lt, gt = self._both_signs(y, "eq")
+        return 1 - lt - gt
+
+    def ne(self, y) -> TensorBase:
+        """1.0 where x != y else 0.0."""
+        lt, gt = self._both_signs(y, "ne")
+        return lt + gt
+
+    __lt__ = lt
+    __gt__ = gt
+    __le__ = le
+    __ge__ = ge
+    __hash__ = object.__hash__
+
+    def __eq__(self, y):  # noqa: D105 - torch semantics: elementwise
+        return self.eq(y)
+
+    def __ne__(self, y):
+        return self.ne(y)
+
+    def sign(self) -> TensorBase:
+        """1.0 where x >= 0, -1.0 where x < 0 (CrypTen's convention: sign(0) = 1)."""
+        return 1 - 2 * self._ltz("sign")
+
+    def abs(self) -> TensorBase:
+        """|x| = x - 2 msb(x) x: one comparison, exact."""
+        return self - 2 * self._msb_times(self, "abs")
+
+    __abs__ = abs
+
+    def where(self, condition, y) -> TensorBase:
+        """``condition ? self : y`` like ``torch.where(condition, self, y)``."""
+        return where(condition, self, y)
+
+    def clamp(self, min=None, max=None) -> TensorBase:  # noqa: A002 - torch's names
+        """Clamp to [min, max] with public bounds; both bounds in one batched ReLU."""
+        if min is None and max is None:
+            raise ValueError("clamp: at least one of min and max must be given")
+        if min is not None and max is not None:
+            if float(min) > float(max):
+                raise ValueError(f"clamp: min {min} is greater than max {max}")
+            r = stack([self - min, self - max]).relu()
+            return r[0] - r[1] + min
+        if min is not None:
+            return (self - min).relu() + min
+        return max - (max - self).relu()
+
+    # PROTOCOL IN PYTHON (to become engine calls): the max/argmax tournament,
+    # _tournament, _tournament_pow2 and _reduce_max, kept verbatim.
+    def _tournament(self, want_arg: bool, label: str):
+        """Max over the last dim by a tournament of pairwise comparisons
+        (log2(k) levels of one batched comparison each); ties go to the first
+        index, like torch. Returns (values, one-hot argmax or None)."""
+        x = self
+        k = x.shape[-1]
+        if k == 0:
+            raise ValueError("max of an empty dimension")
+        if want_arg and k >= 2 and k & (k - 1) == 0:
+            return x._tournament_pow2(label)
+        oh = None
+        if want_arg:
+            eye = np.broadcast_to(np.eye(k), tuple(x.shape) + (k,))
+            oh = x._wrap(x._s().public_tensor(_buf(eye), list(eye.shape)))
+        while k > 1:
+            h = k // 2
+            a, b = x[..., 0 : 2 * h : 2], x[..., 1 : 2 * h : 2]
+            d = a - b
+            if want_arg:
+                oa, ob = oh[..., 0 : 2 * h : 2, :], oh[..., 1 : 2 * h : 2, :]
+                m = d._msb_times(cat([d.unsqueeze(-1), oa - ob], -1), label)
+                win, ohw = a - m[..., 0], oa - m[..., 1:]
+            else:
+                win, ohw = a - d._msb_times(d, label), None
+            if k % 2:
+                win = cat([win, x[..., k - 1 :]], -1)
+                if want_arg:
+                    ohw = cat([ohw, oh[..., k - 1 :, :]], -2)
+            x, oh, k = win, ohw, k - h
+        return x.squeeze(-1), (oh.squeeze(-2) if want_arg else None)
+
+    def _tournament_pow2(self, label: str):
+        """Tournament with argmax for k = 2^n (max-pool windows 2x2, 4x4):
+        each candidate carries a one-hot over only the slots it covers, so a
+        level injects 1 + 2 * 2^L values per pair instead of 1 + k."""
+        x, oh, size = self, None, 1
+        while x.shape[-1] > 1:
+            a, b = x[..., 0::2], x[..., 1::2]
+            d = a - b
+            if oh is None:
+                ones = d._public_like(1.0).unsqueeze(-1)
+                m = d._msb_times(cat([d.unsqueeze(-1), ones], -1), label)
+                msb = m[..., 1:]
+                oh = cat([1 - msb, msb], -1)
+            else:
+                oa, ob = oh[..., 0::2, :], oh[..., 1::2, :]
+                m = d._msb_times(cat([d.unsqueeze(-1), oa, ob], -1), label)
+                oh = cat([oa - m[..., 1 : 1 + size], m[..., 1 + size :]], -1)
+            x = a - m[..., 0]
+            size *= 2
+        return x.squeeze(-1), oh.squeeze(-2)
+
+    def _reduce_max(self, dim, keepdim, want_arg, label):
+        if dim is None:
+            v, a = self.flatten()._tournament(want_arg, label)
+            return v, (a.reshape(self.shape) if want_arg else None)
+        d = _norm_dim(dim, self.dim())
+        moved = self.transpose(d, -1) if d != self.dim() - 1 else self
+        v, a = moved._tournament(want_arg, label)
+        if keepdim:
+            v = v.unsqueeze(-1).transpose(d, -1) if d != self.dim() - 1 else v.unsqueeze(-1)
+        if want_arg:
+            a = a.transpose(d, -1) if d != self.dim() - 1 else a
+        return v, a
+
+    def max(self, dim=None, keepdim: bool = False, one_hot: bool = True):
+        """Maximum. With ``dim=None`` returns the max of all elements; with a
+        dim returns ``(values, argmax)`` where argmax is a one-hot SharedTensor
+        of the input's shape (CrypTen's convention; ``one_hot=False`` is not
+        supported because indices would have to be revealed)."""
+        if not one_hot:
+            raise NotImplementedError("max(..., one_hot=False): only one-hot argmax is supported")
+        if dim is None:
+            return self._reduce_max(None, False, False, "max")[0]
+        return self._reduce_max(dim, keepdim, True, "max")
+
+    def amax(self, dim=None, keepdim: bool = False) -> TensorBase:
+        """Maximum values only (no argmax), like ``torch.amax``: the tournament
+        without the one-hot bookkeeping, whose size grows with k^2 per row."""
+        return self._reduce_max(dim, keepdim, False, "max")[0]
+
+    def min(self, dim=None, keepdim: bool = False, one_hot: bool = True):
+        """Minimum, as :meth:`max` of ``-x``."""
+        r = self.neg().max(dim, keepdim, one_hot)
+        return r.neg() if dim is None else (r[0].neg(), r[1])
+
+    def argmax(self, dim=None, keepdim: bool = False, one_hot: bool = True) -> TensorBase:
+        """One-hot (fixed-point 0/1) indicator of the first maximum, shaped like
+        the input (over all elements when ``dim`` is None)."""
+        if not one_hot:
+            raise NotImplementedError(
+                "argmax(..., one_hot=False) would reveal the indices; only one-hot argmax "
+                "is supported"
+            )
+        return self._reduce_max(dim, keepdim, True, "argmax")[1]
+
+    def argmin(self, dim=None, keepdim: bool = False, one_hot: bool = True) -> TensorBase:
+        """One-hot indicator of the first minimum."""
+        return self.neg().argmax(dim, keepdim, one_hot)
+
+
+def where(condition, x, y) -> TensorBase:
+    """``torch.where(condition, x, y)``. ``condition`` may be a plaintext bool
+    tensor (free) or a SharedTensor of 0/1 values, e.g. a comparison result
+    (one multiplication)."""
+    if isinstance(condition, TensorBase):
+        if isinstance(x, TensorBase):
+            return condition * (x - y) + y
+        if isinstance(y, TensorBase):
+            return y - condition * (y - x)
+        xp, yp = _plain_array(x, "where x"), _plain_array(y, "where y")
+        return condition * (xp - yp) + yp
+    mask = _plain_array(condition, "where condition")
+    if not isinstance(x, TensorBase) and not isinstance(y, TensorBase):
+        raise TypeError("where: x or y must be a SharedTensor")
+    m = mask.astype(bool).astype(np.int64)
+    if isinstance(x, TensorBase):
+        return (x - y) * m + y
+    return (y - x) * (1 - m) + x

@@ -1,0 +1,92 @@
+"""The CNN operations of SharedTensor: conv2d, linear, average and max
+pooling, as ``torch.nn.functional`` has them. cryptgpu.nn's layers call
+these; their gradients are in :mod:`cryptgpu.gradients`.
+"""
+
+from __future__ import annotations
+
+from . import autograd as ag
+from . import gradients as gr
+from ._plain import _buf, _pair, _plain_array
+from .tensor_base import TensorBase
+
+
+class LayerOps:
+    """Mixin of :class:`cryptgpu.SharedTensor`: convolution, linear and pooling."""
+
+    __slots__ = ()
+
+    # ------------------------------------------------------------ layers
+    def conv2d(self, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> TensorBase:
+        """2-D convolution of an NCHW (or CHW) input, like ``torch.nn.functional.conv2d``.
+        ``weight`` and ``bias`` may be shared or plaintext."""
+        stride, padding, dilation = (
+            _pair(stride, "stride"),
+            _pair(padding, "padding"),
+            _pair(dilation, "dilation"),
+        )
+        if stride[0] == 0 or stride[1] == 0 or dilation[0] == 0 or dilation[1] == 0:
+            raise ValueError("stride and dilation must be positive")
+        if not isinstance(groups, int) or groups < 1:
+            raise ValueError(f"groups must be a positive int, got {groups!r}")
+        x, squeeze = (self.unsqueeze(0), True) if self.dim() == 3 else (self, False)
+        ws, wp = self._other(weight, "conv2d weight")
+        s = self._s()
+        if ws is not None:
+            out = self._wrap(s.conv2d(x._t, ws._t, stride, padding, dilation, groups))
+        else:
+            out = self._wrap(
+                s.conv2d_public(x._t, _buf(wp), list(wp.shape), stride, padding, dilation, groups)
+            )
+        if ag.needs_grad(x, ws):
+            gr._record_conv(out, x, ws, wp, stride, padding, dilation, groups)
+        if bias is not None:
+            if isinstance(bias, TensorBase):
+                out = out + bias.reshape(1, -1, 1, 1)
+            else:
+                out = out + _plain_array(bias, "conv2d bias").reshape(1, -1, 1, 1)
+        return out.squeeze(0) if squeeze else out
+
+    def linear(self, weight, bias=None) -> TensorBase:
+        """x @ weight.T + bias, like ``torch.nn.functional.linear``."""
+        if isinstance(weight, TensorBase):
+            out = self.matmul(weight.t())
+        else:
+            out = self.matmul(_plain_array(weight, "linear weight").T)
+        return out if bias is None else out + bias
+
+    def avg_pool2d(self, kernel_size, stride=None, padding=0) -> TensorBase:
+        """Average pooling (count_include_pad=True), like ``F.avg_pool2d``."""
+        k = _pair(kernel_size, "kernel_size")
+        st = k if stride is None else _pair(stride, "stride")
+        if 0 in k or 0 in st:
+            raise ValueError("kernel_size and stride must be positive")
+        x, squeeze = (self.unsqueeze(0), True) if self.dim() == 3 else (self, False)
+        pad = _pair(padding, "padding")
+        out = self._wrap(self._s().avg_pool2d(x._t, k, st, pad))
+        if ag.needs_grad(x):
+            gr.record_avg_pool2d(out, x, k, st, pad)
+        return out.squeeze(0) if squeeze else out
+
+    def max_pool2d(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False):
+        """Max pooling like ``F.max_pool2d`` (padding acts as -inf). With
+        ``return_indices`` also returns the one-hot argmax of every window,
+        shape [N, C, OH, OW, kh*kw], as kept for the backward pass."""
+        k = _pair(kernel_size, "kernel_size")
+        st = k if stride is None else _pair(stride, "stride")
+        dil = _pair(dilation, "dilation")
+        if 0 in k or 0 in st or 0 in dil:
+            raise ValueError("kernel_size, stride and dilation must be positive")
+        x, squeeze = (self.unsqueeze(0), True) if self.dim() == 3 else (self, False)
+        pad = _pair(padding, "padding")
+        grad = ag.needs_grad(x)
+        with ag.no_grad():
+            win = x._wrap(x._s().pool_windows(x._t, (k, st, pad, dil)))
+            v, a = win._tournament(return_indices or grad, "max_pool2d")
+        if grad:
+            gr.record_max_pool2d(v, x, a, (k, st, pad, dil))
+            a = a if return_indices else None
+        if squeeze:
+            v = v.squeeze(0)
+            a = a.squeeze(0) if a is not None else None
+        return (v, a) if return_indices else v

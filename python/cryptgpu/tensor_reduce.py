@@ -1,0 +1,88 @@
+"""Reductions of SharedTensor (sum, mean) and the approximated functions
+(exp, reciprocal, log, sigmoid, softmax, ...), which delegate to
+:mod:`cryptgpu.functions`.
+"""
+
+from __future__ import annotations
+
+from . import autograd as ag
+from . import functions as fx
+from . import gradients as gr
+from ._plain import _norm_dim
+from .tensor_base import TensorBase
+
+
+class ReductionOps:
+    """Mixin of :class:`cryptgpu.SharedTensor`: sums and means."""
+
+    __slots__ = ()
+
+    # ------------------------------------------------------------ reductions
+    def _dims(self, dim) -> list[int]:
+        if dim is None:
+            return list(range(self.dim()))
+        if isinstance(dim, int):
+            dim = [dim]
+        dims = sorted({_norm_dim(d, self.dim()) for d in dim})
+        return dims
+
+    def sum(self, dim=None, keepdim: bool = False) -> TensorBase:
+        """Sum over ``dim`` (an int, a tuple, or all dims); no communication."""
+        dims = self._dims(dim)
+        out = self._wrap(self._s().sum(self._t, dims, bool(keepdim)))
+        if ag.needs_grad(self):
+            gr.record_sum(out, self, dims)
+        return out
+
+    def mean(self, dim=None, keepdim: bool = False) -> TensorBase:
+        """Mean over ``dim``: a local sum, then one exact division (2 rounds)."""
+        dims = self._dims(dim)
+        n = 1
+        for d in dims:
+            n *= self._t.shape[d]
+        if n == 0:
+            raise ValueError("mean of an empty dimension")
+        return self.sum(dims, keepdim).div(n)
+
+
+class FunctionOps:
+    """Mixin of :class:`cryptgpu.SharedTensor`: CrypTen's function approximations."""
+
+    __slots__ = ()
+
+    # ------------------------------------------------------------ functions
+    def exp(self) -> TensorBase:
+        """e^x by CrypTen's (1 + x/2^n)^(2^n) (relative error up to 12% at x = -8)."""
+        return fx.exp(self)
+
+    def reciprocal(self) -> TensorBase:
+        """1/x by Newton iterations (CrypTen's method; |x| in the tested range)."""
+        return fx.reciprocal(self)
+
+    def sqrt(self) -> TensorBase:
+        """sqrt(x) for x > 0, as x * inv_sqrt(x)."""
+        return fx.sqrt(self)
+
+    def inv_sqrt(self) -> TensorBase:
+        """1/sqrt(x) for x > 0 by Newton iterations (5 steps)."""
+        return fx.inv_sqrt(self)
+
+    def log(self) -> TensorBase:
+        """ln(x) for x > 0 by Householder iterations (CrypTen's method)."""
+        return fx.log(self)
+
+    def sigmoid(self) -> TensorBase:
+        """1 / (1 + e^-x), privately."""
+        return fx.sigmoid(self)
+
+    def tanh(self) -> TensorBase:
+        """tanh(x) = 2 sigmoid(2x) - 1, privately."""
+        return fx.tanh(self)
+
+    def softmax(self, dim: int) -> TensorBase:
+        """softmax over ``dim`` (max-shifted exp, then a private reciprocal)."""
+        return fx.softmax(self, dim)
+
+    def log_softmax(self, dim: int) -> TensorBase:
+        """log_softmax over ``dim``."""
+        return fx.log_softmax(self, dim)

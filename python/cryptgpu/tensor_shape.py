@@ -1,0 +1,271 @@
+"""Shape and view operations of SharedTensor (broadcasting, reshape, permute,
+indexing, padding) and the functions ``cat`` and ``stack``. All are local:
+the engine moves share elements, no party sends anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from . import autograd as ag
+from . import gradients as gr
+from ._plain import _norm_dim, _strides
+from .tensor_base import TensorBase
+
+
+class ShapeOps:
+    """Mixin of :class:`cryptgpu.SharedTensor`: shape and view operations."""
+
+    __slots__ = ()
+
+    # ------------------------------------------------------------ broadcasting
+    def expand(self, *sizes) -> TensorBase:
+        """Broadcast to a larger shape (``-1`` keeps a dim), like ``torch.Tensor.expand``."""
+        if len(sizes) == 1 and isinstance(sizes[0], (tuple, list, torch.Size)):
+            sizes = tuple(sizes[0])
+        shape = list(self._t.shape)
+        if len(sizes) < len(shape):
+            raise ValueError(f"expand: target {sizes} has fewer dims than {tuple(shape)}")
+        lead = len(sizes) - len(shape)
+        st = _strides(shape)
+        out, ost = [], []
+        for i, want in enumerate(sizes):
+            if i < lead:
+                if want < 0:
+                    raise ValueError("expand: -1 is not allowed for new leading dims")
+                out.append(want)
+                ost.append(0)
+                continue
+            have = shape[i - lead]
+            if want == -1 or want == have:
+                out.append(have)
+                ost.append(st[i - lead])
+            elif have == 1:
+                out.append(want)
+                ost.append(0)
+            else:
+                raise ValueError(f"expand: cannot expand dim of size {have} to {want}")
+        if out == shape:
+            return self
+        res = self._wrap(self._s().gather(self._t, out, 0, ost))
+        if ag.needs_grad(self):
+            gr.record_unbroadcast(res, self, tuple(shape))
+        return res
+
+    def _bcast(self, other_shape) -> tuple[torch.Size, TensorBase]:
+        try:
+            shape = np.broadcast_shapes(tuple(self._t.shape), tuple(other_shape))
+        except ValueError as e:
+            raise ValueError(
+                f"shapes {tuple(self.shape)} and {tuple(other_shape)} do not broadcast"
+            ) from e
+        return shape, self.expand(shape)
+
+    # ------------------------------------------------------------ shape ops
+    def reshape(self, *shape) -> TensorBase:
+        """A view with another shape (-1 allowed), as torch.reshape (local)."""
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list, torch.Size)):
+            shape = tuple(shape[0])
+        if not all(isinstance(d, int) for d in shape):
+            raise TypeError(f"reshape: sizes must be ints, got {shape!r}")
+        shape = list(shape)
+        if shape.count(-1) > 1:
+            raise ValueError("reshape: only one dimension can be -1")
+        if -1 in shape:
+            known = 1
+            for d in shape:
+                if d != -1:
+                    known *= d
+            if known == 0 or self.numel() % known:
+                raise ValueError(f"cannot reshape {tuple(self.shape)} into {tuple(shape)}")
+            shape[shape.index(-1)] = self.numel() // known
+        if any(d < 0 for d in shape):
+            raise ValueError(f"reshape: negative size in {tuple(shape)}")
+        out = self._wrap(self._s().reshape(self._t, shape))
+        if ag.needs_grad(self):
+            gr.record_reshape(out, self)
+        return out
+
+    view = reshape
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> TensorBase:
+        """Flatten dims ``start_dim..end_dim`` into one (local)."""
+        if self.dim() == 0:
+            return self.reshape(1)
+        a, b = _norm_dim(start_dim, self.dim()), _norm_dim(end_dim, self.dim())
+        if a > b:
+            raise ValueError("flatten: start_dim must not come after end_dim")
+        shp = list(self.shape)
+        mid = 1
+        for d in shp[a : b + 1]:
+            mid *= d
+        return self.reshape(shp[:a] + [mid] + shp[b + 1 :])
+
+    def permute(self, *dims) -> TensorBase:
+        """Reorder dims, as torch.permute (local)."""
+        if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+            dims = tuple(dims[0])
+        nd = self.dim()
+        dims = [_norm_dim(d, nd) for d in dims]
+        if sorted(dims) != list(range(nd)):
+            raise ValueError(f"permute: {dims} is not a permutation of {nd} dims")
+        if dims == list(range(nd)):
+            return self
+        st = _strides(self._t.shape)
+        shape = [self._t.shape[d] for d in dims]
+        out = self._wrap(self._s().gather(self._t, shape, 0, [st[d] for d in dims]))
+        if ag.needs_grad(self):
+            gr.record_permute(out, self, dims)
+        return out
+
+    def transpose(self, dim0: int, dim1: int) -> TensorBase:
+        """Swap two dims (local)."""
+        nd = self.dim()
+        order = list(range(nd))
+        a, b = _norm_dim(dim0, nd), _norm_dim(dim1, nd)
+        order[a], order[b] = order[b], order[a]
+        return self.permute(order)
+
+    def t(self) -> TensorBase:
+        """Transpose of a tensor with at most 2 dims (local)."""
+        if self.dim() > 2:
+            raise ValueError("t() expects a tensor with at most 2 dims")
+        return self if self.dim() < 2 else self.transpose(0, 1)
+
+    @property
+    def T(self) -> TensorBase:
+        """Reverse all dims, as torch's ``.T``."""
+        return self.permute(list(range(self.dim() - 1, -1, -1)))
+
+    def unsqueeze(self, dim: int) -> TensorBase:
+        """Insert a dim of size 1 (local)."""
+        nd = self.dim() + 1
+        if not -nd <= dim < nd:
+            raise IndexError(f"unsqueeze: dim {dim} out of range for rank {self.dim()}")
+        d = dim % nd
+        shp = list(self.shape)
+        return self.reshape(shp[:d] + [1] + shp[d:])
+
+    def squeeze(self, dim=None) -> TensorBase:
+        """Remove dims of size 1 (all, or ``dim``) (local)."""
+        shp = list(self.shape)
+        if dim is None:
+            return self.reshape([s for s in shp if s != 1])
+        d = _norm_dim(dim, self.dim())
+        if self.dim() == 0 or shp[d] != 1:
+            return self
+        return self.reshape(shp[:d] + shp[d + 1 :])
+
+    def contiguous(self) -> TensorBase:
+        """Returns self (shares are always contiguous)."""
+        return self
+
+    def clone(self) -> TensorBase:
+        """A copy of the shares."""
+        out = self._wrap(self._t)
+        if ag.needs_grad(self):
+            gr.record_identity(out, self)
+        return out
+
+    def __getitem__(self, idx) -> TensorBase:
+        if not isinstance(idx, tuple):
+            idx = (idx,)
+        if any(i is Ellipsis for i in idx):
+            k = idx.index(Ellipsis)
+            fill = self.dim() - (len(idx) - 1 - sum(1 for i in idx if i is None))
+            idx = idx[:k] + (slice(None),) * fill + idx[k + 1 :]
+        shape_in = list(self._t.shape)
+        st_in = _strides(shape_in)
+        offset, out_shape, out_st, d = 0, [], [], 0
+        for i in idx:
+            if i is None:
+                out_shape.append(1)
+                out_st.append(0)
+                continue
+            if d >= len(shape_in):
+                raise IndexError(f"too many indices for a tensor of rank {len(shape_in)}")
+            n = shape_in[d]
+            if isinstance(i, bool) or not isinstance(i, (int, slice)):
+                raise TypeError(
+                    f"SharedTensor indexing supports ints, slices, None and ..., "
+                    f"got {type(i).__name__}"
+                )
+            if isinstance(i, int):
+                if not -n <= i < n:
+                    raise IndexError(f"index {i} out of range for dim {d} of size {n}")
+                offset += (i % n) * st_in[d]
+            else:
+                start, stop, step = i.indices(n)
+                if step <= 0:
+                    raise ValueError("slice step must be positive")
+                cnt = max(0, (stop - start + step - 1) // step)
+                offset += start * st_in[d] if cnt else 0
+                out_shape.append(cnt)
+                out_st.append(st_in[d] * step)
+            d += 1
+        out_shape += shape_in[d:]
+        out_st += st_in[d:]
+        out = self._wrap(self._s().gather(self._t, out_shape, offset, out_st))
+        if ag.needs_grad(self):
+            gr.record_view(out, self, shape_in, offset, out_st)
+        return out
+
+    def pad(self, pad: Sequence[int], value: float = 0.0) -> TensorBase:
+        """Constant padding with ``torch.nn.functional.pad`` semantics (pairs of
+        (before, after) from the last dim backwards; negative values crop)."""
+        if len(pad) % 2 or len(pad) // 2 > self.dim():
+            raise ValueError(f"pad: {len(pad)} values do not fit a tensor of rank {self.dim()}")
+        pairs = [(0, 0)] * self.dim()
+        for j in range(len(pad) // 2):
+            pairs[self.dim() - 1 - j] = (int(pad[2 * j]), int(pad[2 * j + 1]))
+        crop = [slice(max(0, -a), n - max(0, -b)) for (a, b), n in zip(pairs, self.shape)]
+        x = self[tuple(crop)] if any(a < 0 or b < 0 for a, b in pairs) else self
+        pos = [(max(0, a), max(0, b)) for a, b in pairs]
+        out = self._wrap(self._s().pad(x._t, pos))
+        if ag.needs_grad(x):
+            gr.record_pad(out, x, pos)
+        if value != 0:
+            mask = np.full(tuple(out.shape), float(value))
+            inner = tuple(slice(a, a + n) for (a, _), n in zip(pos, x.shape))
+            mask[inner] = 0.0
+            out = out + mask
+        return out
+
+    @staticmethod
+    def _cat(tensors, dim: int = 0):
+        """:func:`cat`, reached through a tensor by the modules below this one
+        (gradients, functions), which must not import it."""
+        return cat(tensors, dim)
+
+
+def cat(tensors: Sequence[TensorBase], dim: int = 0) -> TensorBase:
+    """Concatenate SharedTensors along ``dim`` (no communication)."""
+    ts = list(tensors)
+    if not ts:
+        raise ValueError("cat: need at least one tensor")
+    if not all(isinstance(t, TensorBase) for t in ts):
+        raise TypeError("cat: every element must be a SharedTensor")
+    s = ts[0]._s()
+    for t in ts[1:]:
+        t._s()
+    d = _norm_dim(dim, ts[0].dim())
+    out = ts[0]._wrap(s.cat([t._t for t in ts], d))
+    if ag.needs_grad(*ts):
+        gr.record_cat(out, ts, d)
+    return out
+
+
+def stack(tensors: Sequence[TensorBase], dim: int = 0) -> TensorBase:
+    """Stack SharedTensors of equal shape along a new ``dim``."""
+    ts = list(tensors)
+    if not ts:
+        raise ValueError("stack: need at least one tensor")
+    if not all(isinstance(t, TensorBase) for t in ts):
+        raise TypeError("stack: every element must be a SharedTensor")
+    nd = ts[0].dim() + 1
+    if not -nd <= dim < nd:
+        raise IndexError(f"stack: dim {dim} out of range")
+    return cat([t.unsqueeze(dim % nd) for t in ts], dim % nd)
