@@ -25,7 +25,10 @@
 
 mod arith;
 pub mod binary;
+mod conv;
+pub use conv::ConvWeight;
 pub mod local;
+mod nonlinear;
 
 use crate::device::{Buf, Device, Op2};
 use crate::error::Result;

@@ -211,3 +211,24 @@ pub fn window_index(g: &Conv2dGeom) -> Result<Vec<usize>> {
     }
     Ok(idx)
 }
+
+/// A strided view of public host values, materialised: out[idx] =
+/// v[sum_d idx_d st_d] (a transposed public weight, say). The view must lie
+/// inside `v` (callers build it from the shape of `v`).
+pub fn gather_host(v: &[u64], shape: &[usize], st: &[usize]) -> Vec<u64> {
+    let n = numel(shape);
+    let mut out = Vec::with_capacity(n);
+    let mut idx = vec![0usize; shape.len()];
+    for _ in 0..n {
+        let pos: usize = idx.iter().zip(st).map(|(i, s)| i * s).sum();
+        out.push(v.get(pos).copied().unwrap_or(0));
+        for d in (0..shape.len()).rev() {
+            idx[d] += 1;
+            if idx[d] < shape[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+    out
+}

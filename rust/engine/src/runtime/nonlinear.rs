@@ -3,7 +3,7 @@
 
 use super::agree;
 use super::{Session, Tensor};
-use crate::error::{shape_err, Result};
+use crate::error::{invalid, shape_err, EngineError, Result};
 use crate::protocol::local;
 use crate::ring::{numel, shape, Window};
 
@@ -58,13 +58,78 @@ impl Session {
     /// max(x, 0) = x - msb(x) x. 10 rounds.
     pub fn relu(&self, x: &Tensor) -> Result<Tensor> {
         self.check(x)?;
-        let r = self.run("relu", |p| {
-            let xs = x.at(p.rank)?;
-            let c = p.msb(xs)?;
-            let m = p.bit_inject(&c, xs, xs.len(), 1)?;
-            local::sub(&*p.dev, xs, &m)
-        })?;
+        let r = self.run("relu", |p| Ok(p.relu(x.at(p.rank)?, false)?.0))?;
         Ok(self.wrap(x.shape.clone(), r))
+    }
+
+    /// ReLU and, for the backward pass, its derivative mask 1 - msb(x),
+    /// injected in the same call: 10 rounds (binary.rs table), two ring
+    /// elements per element in the injection instead of one.
+    pub fn relu_with_mask(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        self.check(x)?;
+        let r = self.run("relu", |p| {
+            let (y, m) = p.relu(x.at(p.rank)?, true)?;
+            let m = m.ok_or_else(|| EngineError::Internal("no ReLU mask".into()))?;
+            Ok((y, m))
+        })?;
+        let (ys, ms): (Vec<_>, Vec<_>) = r.into_iter().unzip();
+        Ok((
+            self.wrap(x.shape.clone(), ys),
+            self.wrap(x.shape.clone(), ms),
+        ))
+    }
+
+    /// Maximum over the last dim by a tournament (protocol/nonlinear.rs),
+    /// labelled `op`: the values (the last dim removed) and, with
+    /// `want_arg`, the one-hot argmax (the input's shape).
+    pub fn tournament(
+        &self,
+        x: &Tensor,
+        want_arg: bool,
+        op: &str,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        self.check(x)?;
+        let Some((&k, outer)) = x.shape.split_last() else {
+            return shape_err("max of a 0-d tensor over a dim");
+        };
+        if k == 0 {
+            return invalid("max of an empty dimension");
+        }
+        let rows = numel(outer);
+        let r = self.run(op, |p| p.tournament(x.at(p.rank)?, rows, k, want_arg))?;
+        let (vs, ohs): (Vec<_>, Vec<_>) = r.into_iter().unzip();
+        let values = self.wrap(outer.to_vec(), vs);
+        let arg = if want_arg {
+            let ohs = ohs
+                .into_iter()
+                .map(|o| o.ok_or_else(|| EngineError::Internal("no argmax".into())))
+                .collect::<Result<Vec<_>>>()?;
+            Some(self.wrap(x.shape.clone(), ohs))
+        } else {
+            None
+        };
+        Ok((values, arg))
+    }
+
+    /// A joint random integer below 3 `bound`: each party shares a draw of
+    /// its own OS randomness below `bound` (labelled "share": 3 rounds, one
+    /// element from each party to each other), the sum is opened
+    /// ("reveal"). No party chooses it; all parties learn it.
+    pub fn coin(&self, bound: u64) -> Result<u64> {
+        if bound == 0 || bound > 1 << 62 {
+            return invalid(format!("coin bound must be in 1..=2^62, got {bound}"));
+        }
+        let shares = self.run("share", |p| {
+            let mut b = [0u8; 8];
+            getrandom::getrandom(&mut b)
+                .map_err(|e| EngineError::Unavailable(format!("OS randomness: {e}")))?;
+            p.coin_share(u64::from_le_bytes(b) % bound)
+        })?;
+        let t = self.wrap(vec![1], shares);
+        let v = self.reveal_ring(&t)?;
+        v.first()
+            .copied()
+            .ok_or_else(|| EngineError::Internal("empty coin".into()))
     }
 
     /// Pooling windows of an NCHW tensor: [N, C, OH, OW, kh * kw]. A padded

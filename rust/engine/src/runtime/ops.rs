@@ -6,7 +6,7 @@
 use super::agree;
 use super::{Session, Tensor};
 use crate::error::{invalid, shape_err, EngineError, Result};
-use crate::protocol::local;
+use crate::protocol::{local, ConvWeight};
 use crate::ring::{self, numel, shape, Window};
 
 impl Session {
@@ -212,6 +212,81 @@ impl Session {
             p.conv2d_public(x.at(p.rank)?, &e, &g, o, groups)
         })?;
         Ok(self.wrap(shape, r))
+    }
+
+    /// Gradients of `conv2d(x, w)` from the output gradient `gy`: (dL/dx
+    /// when `need_x`, dL/dw when `need_w` and w is shared). The weight is
+    /// `w` (shared) or `w_public` (plaintext, `wshape`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn conv2d_backward(
+        &self,
+        x: &Tensor,
+        w: Option<&Tensor>,
+        w_public: Option<&[f64]>,
+        wshape: &[usize],
+        gy: &Tensor,
+        conv: (Window, usize),
+        need: (bool, bool),
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (win, groups) = conv;
+        self.check(x)?;
+        self.check(gy)?;
+        let (g, yshape) = shape::conv_geom(
+            &x.shape,
+            wshape,
+            win.stride,
+            win.padding,
+            win.dilation,
+            groups,
+        )?;
+        if gy.shape != yshape {
+            return shape_err(format!(
+                "conv2d backward: gradient {:?} for an output of shape {yshape:?}",
+                gy.shape
+            ));
+        }
+        let enc = match (w, w_public) {
+            (Some(w), None) => {
+                self.check(w)?;
+                if w.shape != wshape {
+                    return shape_err("conv2d backward: weight shape differs");
+                }
+                None
+            }
+            (None, Some(p)) => {
+                if p.len() != numel(wshape) {
+                    return shape_err(format!("{} weight values for {wshape:?}", p.len()));
+                }
+                Some(ring::encode(p, self.frac_bits)?)
+            }
+            _ => return invalid("conv2d backward needs exactly one of a shared or public weight"),
+        };
+        let (need_x, need_w) = (need.0, need.1 && w.is_some());
+        let o = wshape[0];
+        let r = self.run("conv2d_backward", |p| {
+            let wt = match (w, &enc) {
+                (Some(w), _) => ConvWeight::Shared(w.at(p.rank)?),
+                (None, Some(e)) => ConvWeight::Public(e),
+                (None, None) => return invalid("no weight"),
+            };
+            p.conv2d_backward(
+                x.at(p.rank)?,
+                wt,
+                gy.at(p.rank)?,
+                &g,
+                o,
+                groups,
+                need_x,
+                need_w,
+            )
+        })?;
+        let (gxs, gws): (Vec<_>, Vec<_>) = r.into_iter().unzip();
+        let collect = |v: Vec<Option<_>>, shape: &[usize]| -> Option<Tensor> {
+            v.into_iter()
+                .collect::<Option<Vec<_>>>()
+                .map(|s| self.wrap(shape.to_vec(), s))
+        };
+        Ok((collect(gxs, &x.shape), collect(gws, wshape)))
     }
 
     pub fn avg_pool2d(
