@@ -95,41 +95,29 @@ def record_matmul_public_right(out, xl, pr):
     return ag.record(out, (xl,), lambda g: (g.matmul(prt),))
 
 
-# PROTOCOL IN PYTHON (to become an engine call): the conv2d backward, per group,
-# kept verbatim.
 def _record_conv(out, x, ws, wp, stride, padding, dilation, groups):
-    """Conv backward, per group: input grad by col2im(W_g^T G_g), weight grad
-    G_g cols(x_g)^T, the groups' results concatenated along channels."""
+    """Conv backward: one engine call (protocol/conv.rs) computes the input
+    gradient col2im(W^T G) and the weight gradient G cols(x)^T, all groups
+    batched into one truncated product each."""
     wshape = list(ws.shape if ws is not None else wp.shape)
-    kernel = (wshape[2], wshape[3])
-    xs = list(x.shape)
-    win = (kernel, stride, padding, dilation)
+    win = ((wshape[2], wshape[3]), stride, padding, dilation)
+    wbuf = None if ws is not None else np.ascontiguousarray(wp, dtype=np.float64).tobytes()
 
     def back(g):
-        n, o, oh, ow = g.shape
-        og, cg = o // groups, xs[1] // groups
-        gm = g.permute(1, 0, 2, 3).reshape(o, n * oh * ow)
-        gxs, gws = [], []
-        for gi in range(groups):
-            rows = slice(gi * og, (gi + 1) * og)
-            gmi = gm if groups == 1 else gm[rows]
-            if x.requires_grad:
-                if ws is not None:
-                    wi = ws if groups == 1 else ws[rows]
-                    cols = wi.reshape(og, -1).t().matmul(gmi)
-                else:
-                    cols = gmi.rmatmul(np.ascontiguousarray(wp[rows].reshape(og, -1).T))
-                shape = [xs[0], cg, xs[2], xs[3]]
-                gxs.append(x._wrap(x._s().col2im(cols._t, shape, win)))
-            if ws is not None and ws.requires_grad:
-                xi = x if groups == 1 else x[:, gi * cg : (gi + 1) * cg]
-                xc = x._wrap(x._s().im2col(xi._t, win))
-                gws.append(gmi.matmul(xc.t()).reshape([og] + wshape[1:]))
-        gx = gw = None
-        if gxs:
-            gx = gxs[0] if groups == 1 else cat(gxs, dim=1)
-        if gws:
-            gw = gws[0] if groups == 1 else cat(gws, dim=0)
+        need_w = ws is not None and ws.requires_grad
+        gx, gw = x._s().conv2d_backward(
+            x._t,
+            ws._t if ws is not None else None,
+            wbuf,
+            wshape,
+            g._t,
+            win,
+            groups,
+            x.requires_grad,
+            need_w,
+        )
+        gx = x._wrap(gx) if gx is not None else None
+        gw = x._wrap(gw) if gw is not None else None
         return (gx, gw) if ws is not None else (gx,)
 
     ag.record(out, (x, ws) if ws is not None else (x,), back)

@@ -9,9 +9,9 @@ import numpy as np
 
 from . import autograd as ag
 from . import gradients as gr
-from ._plain import _buf, _norm_dim, _plain_array
+from ._plain import _norm_dim, _plain_array
 from .tensor_base import TensorBase
-from .tensor_shape import cat, stack
+from .tensor_shape import stack
 
 
 class ComparisonOps:
@@ -20,19 +20,14 @@ class ComparisonOps:
     __slots__ = ()
 
     # ------------------------------------------------------------ comparisons
-    # PROTOCOL IN PYTHON (to become one engine call): ReLU with its derivative
-    # mask, both from one injection of [x, 1] by msb(x); kept verbatim.
     def relu(self) -> TensorBase:
         """max(x, 0): sign bit by A2B, then bit injection. 10 rounds for any size.
-        When recording for autograd, the derivative mask 1 - msb(x) is injected
-        in the same call (same rounds) and kept for backward."""
+        When recording for autograd, the engine injects the derivative mask
+        1 - msb(x) in the same call (same rounds) and it is kept for backward."""
         if not ag.needs_grad(self):
             return self._wrap(self._s().relu(self._t))
-        ones = self._public_like(1.0)
-        m = self._msb_times(cat([self.unsqueeze(-1), ones.unsqueeze(-1)], -1), "relu")
-        out = self.detach() - m[..., 0].detach()
-        mask = 1 - m[..., 1].detach()
-        return gr.record_relu(out, self, mask)
+        out, mask = self._s().relu_with_mask(self._t)
+        return gr.record_relu(self._wrap(out), self, self._wrap(mask))
 
     def _ltz(self, label: str = "ltz") -> TensorBase:
         """The 0/1 (fixed-point) indicator of x < 0."""
@@ -112,59 +107,13 @@ class ComparisonOps:
             return (self - min).relu() + min
         return max - (max - self).relu()
 
-    # PROTOCOL IN PYTHON (to become engine calls): the max/argmax tournament,
-    # _tournament, _tournament_pow2 and _reduce_max, kept verbatim.
     def _tournament(self, want_arg: bool, label: str):
-        """Max over the last dim by a tournament of pairwise comparisons
-        (log2(k) levels of one batched comparison each); ties go to the first
-        index, like torch. Returns (values, one-hot argmax or None)."""
-        x = self
-        k = x.shape[-1]
-        if k == 0:
-            raise ValueError("max of an empty dimension")
-        if want_arg and k >= 2 and k & (k - 1) == 0:
-            return x._tournament_pow2(label)
-        oh = None
-        if want_arg:
-            eye = np.broadcast_to(np.eye(k), tuple(x.shape) + (k,))
-            oh = x._wrap(x._s().public_tensor(_buf(eye), list(eye.shape)))
-        while k > 1:
-            h = k // 2
-            a, b = x[..., 0 : 2 * h : 2], x[..., 1 : 2 * h : 2]
-            d = a - b
-            if want_arg:
-                oa, ob = oh[..., 0 : 2 * h : 2, :], oh[..., 1 : 2 * h : 2, :]
-                m = d._msb_times(cat([d.unsqueeze(-1), oa - ob], -1), label)
-                win, ohw = a - m[..., 0], oa - m[..., 1:]
-            else:
-                win, ohw = a - d._msb_times(d, label), None
-            if k % 2:
-                win = cat([win, x[..., k - 1 :]], -1)
-                if want_arg:
-                    ohw = cat([ohw, oh[..., k - 1 :, :]], -2)
-            x, oh, k = win, ohw, k - h
-        return x.squeeze(-1), (oh.squeeze(-2) if want_arg else None)
-
-    def _tournament_pow2(self, label: str):
-        """Tournament with argmax for k = 2^n (max-pool windows 2x2, 4x4):
-        each candidate carries a one-hot over only the slots it covers, so a
-        level injects 1 + 2 * 2^L values per pair instead of 1 + k."""
-        x, oh, size = self, None, 1
-        while x.shape[-1] > 1:
-            a, b = x[..., 0::2], x[..., 1::2]
-            d = a - b
-            if oh is None:
-                ones = d._public_like(1.0).unsqueeze(-1)
-                m = d._msb_times(cat([d.unsqueeze(-1), ones], -1), label)
-                msb = m[..., 1:]
-                oh = cat([1 - msb, msb], -1)
-            else:
-                oa, ob = oh[..., 0::2, :], oh[..., 1::2, :]
-                m = d._msb_times(cat([d.unsqueeze(-1), oa, ob], -1), label)
-                oh = cat([oa - m[..., 1 : 1 + size], m[..., 1 + size :]], -1)
-            x = a - m[..., 0]
-            size *= 2
-        return x.squeeze(-1), oh.squeeze(-2)
+        """Max over the last dim: the engine's tournament of pairwise
+        comparisons (protocol/nonlinear.rs; log2(k) levels of one batched
+        comparison each), ties to the first index like torch. Returns
+        (values, one-hot argmax or None)."""
+        v, a = self._s().tournament(self._t, want_arg, label)
+        return self._wrap(v), (self._wrap(a) if a is not None else None)
 
     def _reduce_max(self, dim, keepdim, want_arg, label):
         if dim is None:

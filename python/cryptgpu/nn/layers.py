@@ -5,7 +5,6 @@ calls SharedTensor operations (or torch ones on a plaintext input).
 
 from __future__ import annotations
 
-import secrets
 from collections import OrderedDict
 
 import torch
@@ -293,22 +292,16 @@ class Flatten(Module):
         return x.flatten(self.a, self.b)
 
 
-# PROTOCOL IN PYTHON (to become an engine call): the joint coin toss that
-# seeds the parties' common generator; kept verbatim.
 def _common_generator() -> torch.Generator:
     """A torch generator that the three parties seed alike, made at first use
-    in a session from a joint coin: each party shares a random integer below
-    2^28 and the sum is opened (one sharing round per party, one reveal), so
-    no party chooses the seed. Used for dropout masks."""
+    in a session from the engine's joint coin: each party shares a random
+    integer below 2^28 and the sum is opened (one sharing round per party,
+    one reveal), so no party chooses the seed. Used for dropout masks."""
     ctx, s = _session._ctx, _session.current()
     held = getattr(ctx, "common_rng", None)
     if held is None or held[0] is not s:
-        total = None
-        for i in range(3):
-            t = cryptensor(torch.tensor([float(secrets.randbelow(2**28))]), src=i)
-            total = t if total is None else total + t
         g = torch.Generator()
-        g.manual_seed(int(round(total.get_plain_text(dtype=torch.float64).item())))
+        g.manual_seed(s.coin(2**28))
         ctx.common_rng = (s, g)
         held = ctx.common_rng
     return held[1]
