@@ -3,7 +3,9 @@
 //!
 //! - `error`: one exception class per engine error, and `call`, which runs
 //!   engine work without the GIL and maps its errors and panics;
-//! - `session`: the `Session` class (runtime: lifecycle and operations);
+//! - `session`: the `Session` class (the engine's runtime) and its set-up;
+//! - `ops`: its Python methods, lifecycle and operations (arithmetic,
+//!   layout, nonlinear), in the one `#[pymethods]` block pyo3 allows;
 //! - `tensor`: the `Tensor` handle and the bytes/tuples that cross with it;
 //! - `net`: the TCP/ZeroMQ links of a multi-process party;
 //! - `keys`: X25519 link keys;
@@ -14,6 +16,7 @@ mod cuda;
 mod error;
 mod keys;
 mod net;
+mod ops;
 mod session;
 mod tensor;
 

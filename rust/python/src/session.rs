@@ -1,0 +1,80 @@
+//! The `Session` class (the engine's `runtime`): the class, its
+//! configuration from the Python arguments, the engine-call helper its
+//! methods share, and the SPMD sessions joined in-process. Its Python
+//! methods, lifecycle and operations, are in `ops` (one `#[pymethods]`
+//! block per class); the links of a multi-process party are in `net`.
+
+use crate::error::{call, invalid};
+use crate::tensor::Tensor;
+use cryptgpu_engine::runtime::{Config, DeviceKind, Session as EngSession, Tensor as EngTensor};
+use pyo3::prelude::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// "cpu" or "cuda" as the engine's device kind.
+fn device_kind(device: &str) -> PyResult<DeviceKind> {
+    match device {
+        "cpu" => Ok(DeviceKind::Cpu),
+        "cuda" => Ok(DeviceKind::Cuda),
+        other => Err(invalid(format!(
+            "unknown device {other:?}; expected \"cpu\" or \"cuda\""
+        ))),
+    }
+}
+
+/// A session's configuration from the Python arguments.
+pub fn config(
+    precision_bits: u32,
+    seed: Option<u64>,
+    timeout_s: f64,
+    device: &str,
+) -> PyResult<Config> {
+    if !(timeout_s.is_finite() && timeout_s > 0.0) {
+        return Err(invalid("timeout_s must be a positive number of seconds"));
+    }
+    Ok(Config {
+        frac_bits: precision_bits,
+        seed,
+        timeout: Duration::from_secs_f64(timeout_s),
+        device: device_kind(device)?,
+    })
+}
+
+/// A three-party session: the three party threads in this process, or one
+/// party of a multi-process run.
+#[pyclass(frozen, module = "cryptgpu._native")]
+pub struct Session(pub Arc<EngSession>);
+
+impl Session {
+    /// Run an engine operation that makes a tensor, without the GIL (`call`).
+    pub fn run(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&EngSession) -> cryptgpu_engine::Result<EngTensor> + Send,
+    ) -> PyResult<Tensor> {
+        let s = &self.0;
+        Ok(Tensor(call(py, || f(s))?))
+    }
+}
+
+/// Three single-party sessions joined by in-process channels: drive each from
+/// its own thread to run SPMD code (every party runs the same script).
+#[pyfunction]
+#[pyo3(signature = (precision_bits=16, seed=None, timeout_s=60.0, device="cpu"))]
+fn spmd_local_sessions(
+    py: Python<'_>,
+    precision_bits: u32,
+    seed: Option<u64>,
+    timeout_s: f64,
+    device: &str,
+) -> PyResult<Vec<Session>> {
+    let cfg = config(precision_bits, seed, timeout_s, device)?;
+    let ss = call(py, || EngSession::spmd_local(cfg))?;
+    Ok(ss.into_iter().map(|s| Session(Arc::new(s))).collect())
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Session>()?;
+    m.add_class::<Tensor>()?;
+    m.add_function(wrap_pyfunction!(spmd_local_sessions, m)?)
+}
