@@ -10,8 +10,11 @@ from ._native import (
     CryptGPUError,
     EncodingError,
     InternalError,
+    InvalidArgumentError,
+    OutOfMemoryError,
     PeerError,
     ShapeError,
+    UnavailableError,
     gemm_kernel,
 )
 from ._session import init, is_initialized, rank, reset_stats, stats, uninit
@@ -47,8 +50,11 @@ __all__ = [
     "CryptGPUError",
     "EncodingError",
     "InternalError",
+    "InvalidArgumentError",
+    "OutOfMemoryError",
     "PeerError",
     "ShapeError",
+    "UnavailableError",
     "SharedTensor",
     "cat",
     "comm",

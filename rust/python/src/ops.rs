@@ -361,7 +361,8 @@ impl Session {
         let (v, a) = call(py, || s.tournament(&x.0, want_arg, op))?;
         Ok((Tensor(v), a.map(Tensor)))
     }
-    /// A joint random integer below `bound` that no party chooses.
+    /// A joint random integer below 3 `bound` that no party chooses (each
+    /// party adds its own draw below `bound`).
     fn coin(&self, py: Python<'_>, bound: u64) -> PyResult<u64> {
         let s = &self.0;
         call(py, || s.coin(bound))
