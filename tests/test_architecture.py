@@ -144,3 +144,16 @@ def test_no_source_file_is_too_long():
         if (n := len(p.read_text().splitlines())) > MAX_LINES
     }
     assert long == {}, f"files over {MAX_LINES} lines: {long}"
+
+
+def test_protocols_are_not_composed_in_python():
+    """Python composes engine calls; it does not implement protocols (issue
+    15): no im2col/col2im, no sign-bit injection strung into a tournament or
+    a ReLU mask, no coin toss built from sharings."""
+    bad = []
+    for path in sorted(ROOT.rglob("*.py")):
+        text = path.read_text()
+        for needle in (".im2col(", ".col2im(", "_tournament_pow2", "secrets.randbelow"):
+            if needle in text:
+                bad.append(f"{path.relative_to(ROOT)}: {needle}")
+    assert not bad, bad

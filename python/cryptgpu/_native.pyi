@@ -99,6 +99,14 @@ class Session:
     def msb_inject(self, x: Tensor, v: Tensor | None = None, label: str = "msb") -> Tensor: ...
     def relu(self, x: Tensor) -> Tensor: ...
     def relu_with_mask(self, x: Tensor) -> tuple[Tensor, Tensor]: ...
+    def avg_pool2d_backward(
+        self,
+        gy: Tensor,
+        input_shape: list[int],
+        kernel: tuple[int, int],
+        stride: tuple[int, int],
+        padding: tuple[int, int],
+    ) -> Tensor: ...
     def tournament(
         self, x: Tensor, want_arg: bool, op: str
     ) -> tuple[Tensor, Tensor | None]: ...
@@ -124,17 +132,6 @@ class Session:
     def pool_scatter(
         self,
         w: Tensor,
-        input_shape: list[int],
-        window: Window,
-    ) -> Tensor: ...
-    def im2col(
-        self,
-        x: Tensor,
-        window: Window,
-    ) -> Tensor: ...
-    def col2im(
-        self,
-        cols: Tensor,
         input_shape: list[int],
         window: Window,
     ) -> Tensor: ...

@@ -125,15 +125,11 @@ def _record_conv(out, x, ws, wp, stride, padding, dilation, groups):
 
 def record_avg_pool2d(out, x, k, st, pad):
     """Average pooling: each window's gradient divided by its size and spread
-    back over the window (col2im of the repeated gradient)."""
+    back over the window, one engine call (protocol/arith.rs)."""
     xs = list(x.shape)
 
     def back(g):
-        n, c, oh, ow = g.shape
-        kk = k[0] * k[1]
-        m = g.div(kk).permute(1, 0, 2, 3).reshape(c, 1, n * oh * ow)
-        m = m.expand(c, kk, n * oh * ow).reshape(c * kk, n * oh * ow)
-        return (x._wrap(x._s().col2im(m._t, xs, (k, st, pad, (1, 1)))),)
+        return (x._wrap(x._s().avg_pool2d_backward(g._t, xs, k, st, pad)),)
 
     return ag.record(out, (x,), back)
 

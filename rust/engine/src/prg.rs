@@ -93,14 +93,16 @@ impl Prg {
 }
 
 /// A fresh key from the operating system's generator.
-pub fn os_key() -> [u8; 16] {
+pub fn os_key() -> crate::error::Result<[u8; 16]> {
     let mut k = [0u8; 16];
     // getrandom only fails on platforms without an entropy source, where no
     // secure key can exist at all.
-    if getrandom::getrandom(&mut k).is_err() {
-        panic!("the operating system has no secure random source");
-    }
-    k
+    getrandom::getrandom(&mut k).map_err(|e| {
+        crate::error::EngineError::Unavailable(format!(
+            "the operating system has no secure random source: {e}"
+        ))
+    })?;
+    Ok(k)
 }
 
 /// A key derived from a public seed, for reproducible tests only.

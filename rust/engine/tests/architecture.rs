@@ -76,6 +76,44 @@ fn protocol_and_runtime_never_read_buffers_on_the_host() {
     }
 }
 
+/// Library code of the engine and of the binding crate: no `unwrap`,
+/// `expect`, `panic!`, `unreachable!` (errors are values; tests may unwrap).
+#[test]
+fn library_code_does_not_panic() {
+    let mut files = library_files();
+    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("../python/src");
+    let mut extra = Vec::new();
+    sources(&py, &mut extra);
+    for p in extra {
+        let text = fs::read_to_string(&p).expect("read source");
+        let lib = text.split("#[cfg(test)]").next().unwrap_or("").to_string();
+        files.push((p.to_string_lossy().into_owned(), lib));
+    }
+    let mut bad = Vec::new();
+    for (rel, code) in files {
+        for (i, line) in code.lines().enumerate() {
+            let code_part = line.split("//").next().unwrap_or("");
+            for word in [
+                ".unwrap()",
+                ".expect(",
+                "panic!(",
+                "unreachable!(",
+                "todo!(",
+                "unimplemented!(",
+            ] {
+                if code_part.contains(word) {
+                    bad.push(format!("{rel}:{}: {}", i + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "panicking calls in library code:\n{}",
+        bad.join("\n")
+    );
+}
+
 #[test]
 fn library_files_stay_short() {
     let long: BTreeMap<String, usize> = library_files()

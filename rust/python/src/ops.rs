@@ -274,6 +274,20 @@ impl Session {
     ) -> PyResult<Tensor> {
         self.run(py, |s| s.avg_pool2d(&x.0, kernel, stride, padding))
     }
+    /// The gradient of `avg_pool2d` for an input of `input_shape`.
+    fn avg_pool2d_backward(
+        &self,
+        py: Python<'_>,
+        gy: &Tensor,
+        input_shape: Vec<usize>,
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+    ) -> PyResult<Tensor> {
+        self.run(py, |s| {
+            s.avg_pool2d_backward(&gy.0, &input_shape, kernel, stride, padding)
+        })
+    }
 
     // ---- layout (runtime/layout.rs) ----
 
@@ -310,19 +324,6 @@ impl Session {
     #[pyo3(signature = (x, dims, keepdim=false))]
     fn sum(&self, py: Python<'_>, x: &Tensor, dims: Vec<usize>, keepdim: bool) -> PyResult<Tensor> {
         self.run(py, |s| s.sum(&x.0, &dims, keepdim))
-    }
-    /// `window` is (kernel, stride, padding, dilation), each (h, w).
-    fn im2col(&self, py: Python<'_>, x: &Tensor, window: Win) -> PyResult<Tensor> {
-        self.run(py, |s| s.im2col(&x.0, &win(window)))
-    }
-    fn col2im(
-        &self,
-        py: Python<'_>,
-        cols: &Tensor,
-        input_shape: Vec<usize>,
-        window: Win,
-    ) -> PyResult<Tensor> {
-        self.run(py, |s| s.col2im(&cols.0, &input_shape, &win(window)))
     }
 
     // ---- nonlinear (runtime/nonlinear.rs) ----

@@ -29,35 +29,34 @@ pub struct LocalTransport {
 
 /// Build the three connected endpoints of a local session.
 pub fn local_triple(timeout: Duration) -> Vec<LocalTransport> {
-    // chan[i][j]: messages from i to j. Protocols send at most a couple of
-    // messages per link before receiving, so a small bound never blocks.
-    let mut tx: Vec<Vec<Option<Sender<LocalMsg>>>> =
-        (0..3).map(|_| vec![None, None, None]).collect();
-    let mut rx: Vec<Vec<Option<Receiver<LocalMsg>>>> =
-        (0..3).map(|_| vec![None, None, None]).collect();
-    for i in 0..3 {
-        for j in 0..3 {
-            if i != j {
-                let (s, r) = bounded(16);
-                tx[i][j] = Some(s);
-                rx[i][j] = Some(r);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    for i in 0..3 {
-        let n = (i + 1) % 3;
-        let p = (i + 2) % 3;
-        out.push(LocalTransport {
-            rank: i,
-            to_next: tx[i][n].take().expect("channel built above"),
-            to_prev: tx[i][p].take().expect("channel built above"),
-            from_next: rx[n][i].take().expect("channel built above"),
-            from_prev: rx[p][i].take().expect("channel built above"),
-            timeout,
-        });
-    }
-    out
+    // Link i carries messages from party i to party i + 1 ("next"), link
+    // 3 + i from party i to party i - 1 ("prev"). Protocols send at most a
+    // couple of messages per link before receiving, so a small bound never
+    // blocks.
+    let (to_next, mut from_prev): (Vec<Sender<LocalMsg>>, Vec<Receiver<LocalMsg>>) =
+        (0..3).map(|_| bounded(16)).unzip();
+    let (to_prev, mut from_next): (Vec<Sender<LocalMsg>>, Vec<Receiver<LocalMsg>>) =
+        (0..3).map(|_| bounded(16)).unzip();
+    // Party i receives from its previous party p on p's "next" link, and
+    // from its next party n on n's "prev" link: rotate the receivers.
+    from_prev.rotate_right(1);
+    from_next.rotate_left(1);
+    to_next
+        .into_iter()
+        .zip(to_prev)
+        .zip(from_next.into_iter().zip(from_prev))
+        .enumerate()
+        .map(
+            |(rank, ((to_next, to_prev), (from_next, from_prev)))| LocalTransport {
+                rank,
+                to_next,
+                to_prev,
+                from_next,
+                from_prev,
+                timeout,
+            },
+        )
+        .collect()
 }
 
 impl LocalTransport {

@@ -280,4 +280,25 @@ impl Party {
         let s = x.map(|v| self.dev.window_sum(v, g))?;
         self.divide(&s, (g.kh * g.kw) as u64)
     }
+
+    /// Backward of average pooling: G / (kh kw) by the truncation protocol
+    /// (2 rounds, G's size sent; none for a 1x1 window), then every window's
+    /// value spread back over its inputs: col2im of the value repeated kh kw
+    /// times (local).
+    pub fn avg_pool2d_backward(&mut self, gy: &AShare, g: &Conv2dGeom) -> Result<AShare> {
+        let kk = g.kh * g.kw;
+        let d = if kk == 1 {
+            gy.clone()
+        } else {
+            self.divide(gy, kk as u64)?
+        };
+        let (oh, ow) = g.out_hw();
+        let p = oh * ow;
+        let dev = self.dev.clone();
+        // cols [(c, k), (n, q)] = d[n, c, q] for every window slot k.
+        d.map(|v| {
+            let cols = dev.gather(v, &[g.c, kk, g.n, p], 0, &[p, 0, g.c * p, 1])?;
+            dev.col2im(&cols, g)
+        })
+    }
 }

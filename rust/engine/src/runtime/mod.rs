@@ -156,16 +156,19 @@ impl Session {
             .iter()
             .map(|&r| crate::device::open(cfg.device, r))
             .collect::<Result<Vec<_>>>()?;
+        let keys = ranks
+            .iter()
+            .map(|&i| match cfg.seed {
+                Some(seed) => Ok(prg::seeded_key(seed, i)),
+                None => prg::os_key(),
+            })
+            .collect::<Result<Vec<_>>>()?;
         std::thread::scope(|s| {
             let hs: Vec<_> = transports
                 .into_iter()
                 .zip(ranks)
-                .zip(devs)
-                .map(|((t, &i), dev)| {
-                    let key = match cfg.seed {
-                        Some(seed) => prg::seeded_key(seed, i),
-                        None => prg::os_key(),
-                    };
+                .zip(devs.into_iter().zip(keys))
+                .map(|((t, &i), (dev, key))| {
                     s.spawn(move || Party::setup(i, Comm::new(i, t), key, dev, fb))
                 })
                 .collect();

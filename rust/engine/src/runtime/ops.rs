@@ -289,6 +289,36 @@ impl Session {
         Ok((collect(gxs, &x.shape), collect(gws, wshape)))
     }
 
+    /// Backward of `avg_pool2d` to an input of `input_shape` (NCHW).
+    pub fn avg_pool2d_backward(
+        &self,
+        gy: &Tensor,
+        input_shape: &[usize],
+        kernel: (usize, usize),
+        stride: (usize, usize),
+        padding: (usize, usize),
+    ) -> Result<Tensor> {
+        self.check(gy)?;
+        let win = Window {
+            kernel,
+            stride,
+            padding,
+            dilation: (1, 1),
+        };
+        let g = shape::pool_geom(input_shape, &win)?;
+        let (oh, ow) = g.out_hw();
+        if gy.shape != [g.n, g.c, oh, ow] {
+            return shape_err(format!(
+                "avg_pool2d backward: gradient {:?} for an output of [{}, {}, {oh}, {ow}]",
+                gy.shape, g.n, g.c
+            ));
+        }
+        let r = self.run("avg_pool2d_backward", |p| {
+            p.avg_pool2d_backward(gy.at(p.rank)?, &g)
+        })?;
+        Ok(self.wrap(input_shape.to_vec(), r))
+    }
+
     pub fn avg_pool2d(
         &self,
         x: &Tensor,
