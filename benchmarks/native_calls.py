@@ -45,6 +45,7 @@ def main() -> None:
 
     fwd_bwd("relu (training)", lambda: x.relu())
     fwd_bwd("max_pool2d 2x2 (training)", lambda: x.max_pool2d(2))
+    fwd_bwd("avg_pool2d 2x2 (training)", lambda: x.avg_pool2d(2))
     fwd_bwd("conv2d 3x3, shared weight", lambda: x.conv2d(w, padding=1))
     fwd_bwd("conv2d 3x3, groups=2", lambda: x.conv2d(w[:, :2], padding=1, groups=2))
     rows.append(("max over dim 1 (k=4)", count(lambda: x.max(1)), 0))

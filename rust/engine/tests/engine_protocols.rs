@@ -6,34 +6,20 @@
 //! of 2^-f per truncated value (protocol/arith.rs); a sum of K truncated
 //! products, at most K units.
 
-use cryptgpu_engine::device::{cuda, DeviceKind};
-use cryptgpu_engine::runtime::{Config, Session, Window};
+mod common;
+
+use cryptgpu_engine::runtime::{Session, Window};
 
 const F: u32 = 16;
 const ULP: f64 = 1.0 / (1u64 << F) as f64;
-
-/// The devices this machine has: CPU, and CUDA when a GPU and its driver
-/// are found.
-fn devices() -> Vec<DeviceKind> {
-    let mut d = vec![DeviceKind::Cpu];
-    if cuda::device_count() > 0 {
-        d.push(DeviceKind::Cuda);
-    }
-    d
-}
 
 /// `#[test] fn name()` running `body(session)` once per device present.
 macro_rules! on_every_device {
     ($name:ident, |$s:ident| $body:block) => {
         #[test]
         fn $name() {
-            for device in devices() {
-                let $s = Session::new(Config {
-                    seed: Some(5),
-                    device,
-                    ..Config::default()
-                })
-                .unwrap();
+            for $s in common::sessions(5) {
+                let _: &Session = &$s;
                 $body
             }
         }
