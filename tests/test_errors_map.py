@@ -158,3 +158,19 @@ def test_out_of_memory_error():
     # The session survives the refusal.
     y = s.add(x, x)
     assert struct.unpack("<d", s.reveal(y)) == (2.0,)
+
+
+def test_out_of_memory_inside_a_protocol_keeps_the_session(session):
+    """A product whose output cannot fit (2^40 elements, 8 TB per share) is
+    refused by all three parties before their first round: a MemoryError,
+    and the session stays in step and usable (it is not marked broken)."""
+    a = cryptgpu.cryptensor(torch.ones(2**20, 1))
+    b = cryptgpu.cryptensor(torch.ones(1, 2**20))
+    with pytest.raises(MemoryError, match="cannot allocate"):
+        a @ b
+    with pytest.raises(MemoryError):
+        a.expand(2**20, 2**20)
+    x = cryptgpu.cryptensor(torch.tensor([1.5, -2.0]))
+    # Exact: a product of values on the fixed-point grid, one truncation of
+    # an exact product (no rounding for these values).
+    assert (x * x).get_plain_text().tolist() == [2.25, 4.0]

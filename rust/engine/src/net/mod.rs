@@ -80,6 +80,9 @@ pub struct Comm {
     transport: Box<dyn Transport>,
     op: String,
     stats: BTreeMap<String, OpStats>,
+    /// Rounds since the link was made (never reset): whether a call
+    /// communicated at all.
+    rounds_total: u64,
 }
 
 impl Comm {
@@ -89,11 +92,17 @@ impl Comm {
             transport,
             op: "setup".into(),
             stats: BTreeMap::new(),
+            rounds_total: 0,
         }
     }
 
     pub fn rank(&self) -> usize {
         self.rank
+    }
+
+    /// Rounds run on this link since it was made (statistics resets aside).
+    pub fn rounds_total(&self) -> u64 {
+        self.rounds_total
     }
 
     /// Label the traffic that follows, and count one call of it.
@@ -112,6 +121,7 @@ impl Comm {
     /// of times in a protocol, even with nothing to send, so the round count
     /// is the protocol's latency.
     pub fn round(&mut self, sends: Vec<(Peer, Buf)>, recvs: &[Peer]) -> Result<Vec<Buf>> {
+        self.rounds_total += 1;
         {
             let s = self.cur();
             s.rounds += 1;

@@ -228,19 +228,40 @@ impl Session {
             ));
         }
         let f = &f;
-        let one = |m: &Mutex<Party>| -> Result<T> {
-            let mut p = lock(m)?;
+        // In the local runtime the three parties run the same code on the
+        // same sizes, so an allocation refused before the first round is
+        // refused to all three alike: they stay in step, nobody is told to
+        // abort, and the session stays usable (out-of-memory from a bad
+        // size is a MemoryError, not the end of the session). A party of a
+        // multi-process session cannot know that and always aborts.
+        let local = self.parties.len() == 3;
+        // (result, whether the error left this party in step: an
+        // out-of-memory before its first round, in the local runtime).
+        let one = |m: &Mutex<Party>| -> (Result<T>, bool) {
+            let mut p = match lock(m) {
+                Ok(p) => p,
+                Err(e) => return (Err(e), false),
+            };
             p.comm.begin_op(op);
+            let before = p.comm.rounds_total();
             let r = f(&mut p);
+            let in_step = local
+                && p.comm.rounds_total() == before
+                && matches!(r, Err(EngineError::OutOfMemory(_)));
             if let Err(e) = &r {
-                p.comm.abort(&e.to_string());
+                if !in_step {
+                    p.comm.abort(&e.to_string());
+                }
             }
-            r
+            (r, in_step)
         };
-        let res: Vec<Result<T>> = if self.parties.len() == 1 {
+        let res: Vec<(Result<T>, bool)> = if self.parties.len() == 1 {
             vec![
                 catch_unwind(AssertUnwindSafe(|| one(&self.parties[0]))).unwrap_or_else(|_| {
-                    Err(EngineError::Internal(format!("the party panicked in {op}")))
+                    (
+                        Err(EngineError::Internal(format!("the party panicked in {op}"))),
+                        false,
+                    )
                 }),
             ]
         } else {
@@ -253,15 +274,21 @@ impl Session {
                 hs.into_iter()
                     .map(|h| {
                         h.join().unwrap_or_else(|_| {
-                            Err(EngineError::Internal(format!("a party panicked in {op}")))
+                            (
+                                Err(EngineError::Internal(format!("a party panicked in {op}"))),
+                                false,
+                            )
                         })
                     })
                     .collect()
             })
         };
+        // Every party refused the same allocation before communicating: the
+        // parties are still in step and the session stays usable.
+        let all_in_step = res.iter().all(|(_, in_step)| *in_step);
         let mut out = Vec::with_capacity(res.len());
         let mut first_err = None;
-        for r in res {
+        for (r, _) in res {
             match r {
                 Ok(v) => out.push(v),
                 Err(e) => {
@@ -274,7 +301,9 @@ impl Session {
             }
         }
         if let Some(e) = first_err {
-            self.broken.store(true, Ordering::Release);
+            if !all_in_step {
+                self.broken.store(true, Ordering::Release);
+            }
             return Err(e);
         }
         Ok(out)

@@ -11,16 +11,39 @@ use crate::error::{EngineError, Result};
 
 pub struct Cpu;
 
-/// A zeroed host vector of n words, or `OutOfMemory` where the allocator
-/// refuses (never an abort).
+/// Requests at least this large are checked against the memory the system
+/// has available before they are made: Linux overcommits, so a refused
+/// allocation is rare and an impossible one ends in the OOM killer instead.
+const CHECKED_BYTES: usize = 1 << 30;
+
+/// MemAvailable of /proc/meminfo in bytes (None off Linux).
+fn available_bytes() -> Option<usize> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    kb.checked_mul(1024)
+}
+
+/// A zeroed host vector of n words, or `OutOfMemory` where it cannot fit
+/// (never an abort, never the OOM killer for a size that cannot fit).
 pub fn alloc(n: usize) -> Result<Vec<u64>> {
-    let mut v: Vec<u64> = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| {
+    let oom = |why: &str| {
         EngineError::OutOfMemory(format!(
-            "cannot allocate {n} ring elements ({} bytes) of host memory",
+            "cannot allocate {n} ring elements ({} bytes) of host memory: {why}",
             n.saturating_mul(8)
         ))
-    })?;
+    };
+    let bytes = n.checked_mul(8).ok_or_else(|| oom("the size overflows"))?;
+    if bytes >= CHECKED_BYTES {
+        if let Some(avail) = available_bytes() {
+            if bytes > avail {
+                return Err(oom(&format!("{avail} bytes available")));
+            }
+        }
+    }
+    let mut v: Vec<u64> = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| oom("the allocator refused"))?;
     v.resize(n, 0);
     Ok(v)
 }
@@ -130,7 +153,9 @@ impl Device for Cpu {
     }
 
     fn prg(&self, prg: &mut crate::prg::Prg, n: usize) -> Result<Buf> {
-        Ok(Buf::Host(prg.gen(n)))
+        let mut v = alloc(n)?;
+        prg.fill(&mut v);
+        Ok(Buf::Host(v))
     }
 
     fn mul_local(&self, x0: &Buf, x1: &Buf, y0: &Buf, y1: &Buf, r: Buf) -> Result<Buf> {
