@@ -45,6 +45,17 @@ impl Party {
         local::sub(&*self.dev, &one, s)
     }
 
+    /// One tournament level's comparisons: the first of each pair of the
+    /// `cur` candidates per row (a), the differences d = a - b, and msb(d).
+    fn pair_up(&mut self, x: &AShare, rows: usize, cur: usize) -> Result<(AShare, AShare, AShare)> {
+        let h = cur / 2;
+        let a = self.view(x, (&[rows, h], 0, &[cur, 2]))?;
+        let b = self.view(x, (&[rows, h], 1, &[cur, 2]))?;
+        let d = local::sub(&*self.dev, &a, &b)?;
+        let c = self.msb(&d)?;
+        Ok((a, d, c))
+    }
+
     /// max(x, 0) = x - msb(x) x. With `mask`, the derivative 1 - msb(x) is
     /// injected in the same call ([x, 1] per element: same rounds, one more
     /// ring element per element) and returned for the backward pass.
@@ -94,10 +105,7 @@ impl Party {
         let (mut x, mut cur) = (x.clone(), k);
         while cur > 1 {
             let h = cur / 2;
-            let a = self.view(&x, (&[rows, h], 0, &[cur, 2]))?;
-            let b = self.view(&x, (&[rows, h], 1, &[cur, 2]))?;
-            let d = local::sub(&*self.dev, &a, &b)?;
-            let c = self.msb(&d)?;
+            let (a, d, c) = self.pair_up(&x, rows, cur)?;
             let (mut win, mut ohw) = match &oh {
                 Some(o) => {
                     let sel = |j0: usize| (vec![rows, h, kk], j0 * kk, vec![cur * kk, 2 * kk, 1]);
@@ -164,10 +172,7 @@ impl Party {
         let mut oh: Option<AShare> = None;
         while cur > 1 {
             let h = cur / 2;
-            let a = self.view(&x, (&[rows, h], 0, &[cur, 2]))?;
-            let b = self.view(&x, (&[rows, h], 1, &[cur, 2]))?;
-            let d = local::sub(&*self.dev, &a, &b)?;
-            let c = self.msb(&d)?;
+            let (a, d, c) = self.pair_up(&x, rows, cur)?;
             let n = rows * h;
             let (m, w) = match &oh {
                 None => {

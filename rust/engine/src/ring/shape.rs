@@ -63,6 +63,18 @@ pub struct Window {
     pub dilation: (usize, usize),
 }
 
+impl Window {
+    /// A pooling window (no dilation).
+    pub fn pool(kernel: (usize, usize), stride: (usize, usize), padding: (usize, usize)) -> Self {
+        Window {
+            kernel,
+            stride,
+            padding,
+            dilation: (1, 1),
+        }
+    }
+}
+
 /// A view (shape, offset, strides) lies inside a tensor of n elements.
 pub fn view_fits(shape: &[usize], offset: usize, st: &[usize], n: usize) -> Result<()> {
     if st.len() != shape.len() {

@@ -299,12 +299,7 @@ impl Session {
         padding: (usize, usize),
     ) -> Result<Tensor> {
         self.check(gy)?;
-        let win = Window {
-            kernel,
-            stride,
-            padding,
-            dilation: (1, 1),
-        };
+        let win = Window::pool(kernel, stride, padding);
         let g = shape::pool_geom(input_shape, &win)?;
         let (oh, ow) = g.out_hw();
         if gy.shape != [g.n, g.c, oh, ow] {
@@ -328,12 +323,7 @@ impl Session {
     ) -> Result<Tensor> {
         self.check(x)?;
         let xs = &x.shape;
-        let win = Window {
-            kernel,
-            stride,
-            padding,
-            dilation: (1, 1),
-        };
+        let win = Window::pool(kernel, stride, padding);
         let g = shape::pool_geom(xs, &win)?;
         let (oh, ow) = g.out_hw();
         let r = self.run("avg_pool2d", |p| p.avg_pool2d(x.at(p.rank)?, &g))?;
