@@ -105,8 +105,10 @@ def init(
         raise TypeError("precision_bits must be an int")
     if not 1 <= precision_bits <= 30:
         raise ValueError(f"precision_bits must be in 1..30, got {precision_bits}")
-    if seed is not None and (not isinstance(seed, int) or seed < 0):
-        raise ValueError("seed must be a non-negative int or None")
+    if seed is not None and (
+        not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**64
+    ):
+        raise ValueError(f"seed must be an int in [0, 2^64) or None, got {seed!r}")
     if rank is None and os.environ.get("CRYPTGPU_RANK"):
         rank = int(os.environ["CRYPTGPU_RANK"])
     if peers is None and os.environ.get("CRYPTGPU_PEERS"):

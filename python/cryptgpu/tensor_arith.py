@@ -69,8 +69,17 @@ class ArithmeticOps:
         shape, x = self._bcast(yp.shape)
         full = np.broadcast_to(yp, shape)
         if _is_integer_plain(y):
-            if np.any(np.abs(full) >= 2.0**63):
-                raise ValueError("integer factor does not fit in 64 bits")
+            # k x must stay inside the ring's range +-2^(63-f): with |k| below
+            # 2^(63-2f) (the encoding limit) that holds for every |x| < 2^f;
+            # a larger k would wrap for x = 1 already, silently.
+            f = s.precision_bits
+            lim = 2.0 ** (63 - 2 * f)
+            if full.size and np.max(np.abs(full.astype(np.float64))) >= lim:
+                raise ValueError(
+                    f"integer factor {int(np.max(np.abs(full)))} is too large: |k| must be "
+                    f"below 2^{63 - 2 * f} (= {int(lim)}) at {f} fractional bits, "
+                    "or the product wraps"
+                )
             out = self._wrap(s.mul_public_int(x._t, full.astype(np.int64).ravel().tolist()))
             factor = full.astype(np.int64)
         else:

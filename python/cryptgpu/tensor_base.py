@@ -128,6 +128,8 @@ class TensorBase(ag.Node):
         else:
             if not isinstance(dst, int) or isinstance(dst, bool):
                 raise TypeError("dst must be a party index (int)")
+            if not 0 <= dst <= 2:
+                raise _native.InvalidArgumentError(f"dst must be 0, 1 or 2, got {dst}")
             raw = s.reveal_to(self._t, dst)
             if raw is None:  # SPMD: this party is not ``dst``
                 return None
@@ -136,6 +138,8 @@ class TensorBase(ag.Node):
 
     def party_shares(self, party: int) -> tuple[np.ndarray, np.ndarray]:
         """What ``party`` holds: its two share components as uint64 arrays."""
+        if not isinstance(party, int) or isinstance(party, bool) or not 0 <= party <= 2:
+            raise _native.InvalidArgumentError(f"party must be 0, 1 or 2, got {party!r}")
         a, b = self._s().party_share(self._t, party)
         shp = self._t.shape
         return (

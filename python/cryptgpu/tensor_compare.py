@@ -119,13 +119,18 @@ class ComparisonOps:
         if dim is None:
             v, a = self.flatten()._tournament(want_arg, label)
             return v, (a.reshape(self.shape) if want_arg else None)
-        d = _norm_dim(dim, self.dim())
-        moved = self.transpose(d, -1) if d != self.dim() - 1 else self
+        nd = self.dim()
+        d = _norm_dim(dim, nd)
+        # The reduced dim goes last and the others keep their order, so the
+        # values come out in torch's order (a transpose would swap d with the
+        # last dim and return [.., last, ..] transposed for d < nd - 2).
+        order = [i for i in range(nd) if i != d] + [d]
+        moved = self.permute(order)
         v, a = moved._tournament(want_arg, label)
         if keepdim:
-            v = v.unsqueeze(-1).transpose(d, -1) if d != self.dim() - 1 else v.unsqueeze(-1)
+            v = v.unsqueeze(d)
         if want_arg:
-            a = a.transpose(d, -1) if d != self.dim() - 1 else a
+            a = a.permute([order.index(i) for i in range(nd)])
         return v, a
 
     def max(self, dim=None, keepdim: bool = False, one_hot: bool = True):

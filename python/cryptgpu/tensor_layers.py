@@ -41,10 +41,16 @@ class LayerOps:
         if ag.needs_grad(x, ws):
             gr._record_conv(out, x, ws, wp, stride, padding, dilation, groups)
         if bias is not None:
-            if isinstance(bias, TensorBase):
-                out = out + bias.reshape(1, -1, 1, 1)
-            else:
-                out = out + _plain_array(bias, "conv2d bias").reshape(1, -1, 1, 1)
+            o = (ws if ws is not None else wp).shape[0]
+            b = bias if isinstance(bias, TensorBase) else _plain_array(bias, "conv2d bias")
+            if tuple(b.shape) != (o,):
+                # torch refuses a bias that is not one value per output channel
+                # (broadcasting a length-1 bias would silently add it everywhere).
+                raise RuntimeError(
+                    f"conv2d: expected bias to be 1-dimensional with {o} elements, "
+                    f"but got bias of size {list(b.shape)}"
+                )
+            out = out + b.reshape(1, -1, 1, 1)
         return out.squeeze(0) if squeeze else out
 
     def linear(self, weight, bias=None) -> TensorBase:

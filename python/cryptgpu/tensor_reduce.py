@@ -19,12 +19,16 @@ class ReductionOps:
 
     # ------------------------------------------------------------ reductions
     def _dims(self, dim) -> list[int]:
-        if dim is None:
-            return list(range(self.dim()))
         if isinstance(dim, int):
             dim = [dim]
-        dims = sorted({_norm_dim(d, self.dim()) for d in dim})
-        return dims
+        # torch: None and an empty list of dims both reduce every dim.
+        if dim is None or len(dim) == 0:
+            return list(range(self.dim()))
+        dims = [_norm_dim(d, self.dim()) for d in dim]
+        for d in set(dims):
+            if dims.count(d) > 1:
+                raise RuntimeError(f"dim {d} appears multiple times in the list of dims")
+        return sorted(dims)
 
     def sum(self, dim=None, keepdim: bool = False) -> TensorBase:
         """Sum over ``dim`` (an int, a tuple, or all dims); no communication."""

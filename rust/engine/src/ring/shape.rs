@@ -4,9 +4,15 @@
 
 use crate::error::{invalid, shape_err, EngineError, Result};
 
-/// Number of elements of a shape.
+/// Number of elements of a shape, saturating at `usize::MAX` (a shape
+/// whose product overflows can never be allocated, and an allocation of
+/// `usize::MAX` elements is refused as out of memory, never wrapped to a
+/// small size).
 pub fn numel(shape: &[usize]) -> usize {
-    shape.iter().product()
+    shape
+        .iter()
+        .try_fold(1usize, |n, &s| n.checked_mul(s))
+        .unwrap_or(if shape.contains(&0) { 0 } else { usize::MAX })
 }
 
 /// Row-major strides.
@@ -81,14 +87,17 @@ pub fn view_fits(shape: &[usize], offset: usize, st: &[usize], n: usize) -> Resu
         return shape_err("a view needs one stride per dim");
     }
     if numel(shape) > 0 {
-        let last = offset
-            + shape
-                .iter()
-                .zip(st)
-                .map(|(s, t)| (s - 1) * t)
-                .sum::<usize>();
-        if last >= n {
-            return shape_err(format!("view reaches element {last} of a tensor of {n}"));
+        // Checked: a product or sum that overflows would wrap to a small
+        // offset and pass the bounds check.
+        let last = shape.iter().zip(st).try_fold(offset, |acc, (s, t)| {
+            (s - 1).checked_mul(*t)?.checked_add(acc)
+        });
+        match last {
+            Some(last) if last < n => {}
+            Some(last) => {
+                return shape_err(format!("view reaches element {last} of a tensor of {n}"))
+            }
+            None => return shape_err("view offsets overflow"),
         }
     }
     Ok(())

@@ -1,0 +1,97 @@
+"""Inputs that used to give a silently wrong answer or an unhelpful error
+(issue 16's list): each is now torch's answer or a clear exception of the
+type torch raises, and the session stays usable afterwards."""
+
+import pytest
+import torch
+
+import cryptgpu
+from conftest import ENC, assert_close, rand
+
+
+def grid(t):
+    """Round to the fixed-point grid so that comparisons are exact."""
+    return (t * 2**16).round() / 2**16
+
+
+@pytest.mark.parametrize("dim", [0, 1, 2, -3])
+@pytest.mark.parametrize("keepdim", [False, True])
+def test_max_over_any_dim_of_a_3d_tensor(session, rng, dim, keepdim):
+    """max/min/amax over a leading dim keep torch's order of the other dims
+    (a transpose used to return [.., last, ..] swapped). Tolerance 0: the
+    tournament selects one of the encoded inputs exactly."""
+    a = grid(rand(3, 4, 5, gen=rng, scale=10))
+    x = cryptgpu.cryptensor(a)
+    v, oh = x.max(dim, keepdim=keepdim)
+    want_v, want_i = a.max(dim, keepdim=keepdim)
+    assert_close(v.get_plain_text(dtype=torch.float64), want_v, ENC)
+    want_oh = torch.nn.functional.one_hot(a.argmax(dim), a.shape[dim]).movedim(-1, dim)
+    assert_close(oh.get_plain_text(dtype=torch.float64), want_oh.to(torch.float64), 0.0)
+    assert_close(
+        x.amax(dim, keepdim=keepdim).get_plain_text(dtype=torch.float64),
+        a.amax(dim, keepdim=keepdim),
+        ENC,
+    )
+    assert_close(
+        x.min(dim, keepdim=keepdim)[0].get_plain_text(dtype=torch.float64),
+        a.min(dim, keepdim=keepdim)[0],
+        ENC,
+    )
+
+
+def test_sum_and_mean_over_no_dims_reduce_everything(session, rng):
+    """torch: an empty dim list reduces every dim. Sums of encoded inputs are
+    exact sums of grid values (error: 12 encodings); the mean adds one
+    truncation."""
+    a = rand(3, 4, gen=rng)
+    x = cryptgpu.cryptensor(a)
+    assert_close(x.sum(()).get_plain_text(dtype=torch.float64), a.sum(()), 12 * ENC)
+    assert_close(x.mean([]).get_plain_text(dtype=torch.float64), a.mean(()), ENC + 2**-16)
+    with pytest.raises(RuntimeError, match="multiple times"):
+        x.sum((0, -2))
+
+
+def test_sizes_that_overflow_are_refused_not_wrapped(session):
+    """expand(2^32, 2^32) has 2^64 elements: refused (it used to wrap to an
+    empty tensor whose sum is 0)."""
+    x = cryptgpu.cryptensor(torch.ones(1, 1))
+    with pytest.raises((MemoryError, ValueError)):
+        x.expand(2**32, 2**32).sum()
+    assert x.sum().get_plain_text().item() == 1.0
+
+
+def test_integer_factors_that_would_wrap_are_refused(session):
+    """x * 2^62 wrapped the ring to 0; a factor at or above 2^(63-2f) is now a
+    ValueError naming the bound. Factors below it are exact (no truncation)."""
+    x = cryptgpu.cryptensor(torch.tensor([1.0, -2.5]))
+    with pytest.raises(ValueError, match="too large"):
+        x * 2**62
+    with pytest.raises(ValueError, match="too large"):
+        x * 2**31
+    assert (x * 1000).get_plain_text().tolist() == [1000.0, -2500.0]
+
+
+def test_conv2d_bias_must_have_one_value_per_output_channel(session):
+    x = cryptgpu.cryptensor(torch.ones(1, 2, 4, 4))
+    w = torch.ones(3, 2, 3, 3)
+    for bias in (torch.ones(1), torch.ones(2), torch.ones(3, 1)):
+        with pytest.raises(RuntimeError, match="3 elements"):
+            x.conv2d(w, bias=bias)
+        with pytest.raises(RuntimeError, match="3 elements"):
+            x.conv2d(w, bias=cryptgpu.cryptensor(bias))
+    # 18 products of ones summed, +1: one truncation of an exact sum of
+    # products of grid values, within one unit of 2^-f.
+    got = x.conv2d(w, bias=torch.ones(3)).get_plain_text(dtype=torch.float64)
+    assert_close(got, torch.full((1, 3, 2, 2), 19.0, dtype=torch.float64), 2**-16)
+
+
+def test_party_indices_and_seeds_are_checked_with_clear_messages(session):
+    x = cryptgpu.cryptensor(torch.ones(2))
+    for bad in (-1, 3):
+        with pytest.raises(ValueError, match="0, 1 or 2"):
+            x.get_plain_text(dst=bad)
+        with pytest.raises(ValueError, match="0, 1 or 2"):
+            x.party_shares(bad)
+    assert x.get_plain_text().tolist() == [1.0, 1.0]
+    with pytest.raises(ValueError, match="seed"):
+        cryptgpu.init(seed=2**64)
