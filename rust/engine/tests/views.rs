@@ -55,7 +55,7 @@ fn views(secret: f64, key_seed: u8) -> Vec<View> {
                 let key = [key_seed.wrapping_add(i as u8); 16];
                 let mut p = Party::setup(
                     i,
-                    Comm::new(i, Box::new(rec)),
+                    Comm::new(Box::new(rec)),
                     key,
                     std::sync::Arc::new(Cpu),
                     16,
@@ -142,7 +142,7 @@ fn a_failing_party_aborts_its_neighbours_fast() {
                 s.spawn(move || {
                     let mut p = Party::setup(
                         i,
-                        Comm::new(i, Box::new(t)),
+                        Comm::new(Box::new(t)),
                         [i as u8; 16],
                         std::sync::Arc::new(Cpu),
                         16,

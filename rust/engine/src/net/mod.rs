@@ -64,19 +64,9 @@ pub struct OpStats {
     pub bytes: u64,
 }
 
-impl OpStats {
-    pub fn add(&mut self, o: &OpStats) {
-        self.calls += o.calls;
-        self.rounds += o.rounds;
-        self.messages += o.messages;
-        self.bytes += o.bytes;
-    }
-}
-
 /// A transport plus the counters. Protocols communicate only through
 /// `round`, so every message and every round is counted here.
 pub struct Comm {
-    rank: usize,
     transport: Box<dyn Transport>,
     op: String,
     stats: BTreeMap<String, OpStats>,
@@ -86,18 +76,13 @@ pub struct Comm {
 }
 
 impl Comm {
-    pub fn new(rank: usize, transport: Box<dyn Transport>) -> Self {
+    pub fn new(transport: Box<dyn Transport>) -> Self {
         Comm {
-            rank,
             transport,
             op: "setup".into(),
             stats: BTreeMap::new(),
             rounds_total: 0,
         }
-    }
-
-    pub fn rank(&self) -> usize {
-        self.rank
     }
 
     /// Rounds run on this link since it was made (statistics resets aside).

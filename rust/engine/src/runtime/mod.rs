@@ -169,7 +169,7 @@ impl Session {
                 .zip(ranks)
                 .zip(devs.into_iter().zip(keys))
                 .map(|((t, &i), (dev, key))| {
-                    s.spawn(move || Party::setup(i, Comm::new(i, t), key, dev, fb))
+                    s.spawn(move || Party::setup(i, Comm::new(t), key, dev, fb))
                 })
                 .collect();
             hs.into_iter()
