@@ -3,6 +3,7 @@
 //! endpoints. `Comm` wraps a transport and counts every message: bytes,
 //! messages and rounds, per operation label.
 
+pub mod guard;
 mod local;
 pub mod noise;
 pub mod tcp;

@@ -25,6 +25,7 @@
 //! received everything it needed from this party.
 
 use crate::error::{EngineError, Result};
+use crate::net::guard::FrameGuard;
 use crate::net::noise::{self, LinkKeys};
 use crate::net::tcp::{encode_frame, read_frame};
 use crate::net::{Msg, Peer, Transport};
@@ -41,6 +42,9 @@ const BYE: u8 = 4;
 
 pub struct ZmqTransport {
     rank: usize,
+    /// The public port: frame lengths checked before the zeromq crate
+    /// sees them (net/guard.rs).
+    guard: Option<FrameGuard>,
     rt: tokio::runtime::Runtime,
     pull: Option<PullSocket>,
     /// PUSH sockets to the next and the previous party.
@@ -71,6 +75,25 @@ fn header(rank: usize, kind: u8, payload: usize) -> Vec<u8> {
     m.push(rank as u8);
     m.push(kind);
     m
+}
+
+/// The largest ZeroMQ frame a party accepts: the largest message a
+/// protocol sends (`tcp::MAX_WORDS` ring elements, sealed in Noise chunks of
+/// at most 65535 bytes with a 16-byte tag each) plus its header, or
+/// `CRYPTGPU_MAX_FRAME_BYTES`. Larger announced frames end the connection
+/// before anything is allocated for them.
+fn max_frame_bytes() -> Result<u64> {
+    match std::env::var("CRYPTGPU_MAX_FRAME_BYTES") {
+        Ok(v) => v.trim().parse::<u64>().map_err(|_| {
+            EngineError::Invalid(format!(
+                "CRYPTGPU_MAX_FRAME_BYTES must be a byte count, got {v:?}"
+            ))
+        }),
+        Err(_) => {
+            let payload = crate::net::tcp::MAX_WORDS * 8;
+            Ok(payload + payload.div_ceil(65535 - 16) * 16 + 64)
+        }
+    }
 }
 
 fn identity(rank: usize) -> Vec<u8> {
@@ -108,8 +131,25 @@ impl ZmqTransport {
         let here = bind.unwrap_or(addrs[rank]);
         let mut pull = PullSocket::new();
         let monitor = pull.monitor();
-        rt.block_on(pull.bind(&format!("tcp://{here}")))
-            .map_err(|e| EngineError::Peer(format!("party {rank} cannot listen on {here}: {e}")))?;
+        // The PULL socket listens on loopback only; the public port is the
+        // frame guard, which forwards to it.
+        let inner = rt.block_on(pull.bind("tcp://127.0.0.1:0")).map_err(|e| {
+            EngineError::Peer(format!("party {rank} cannot listen on loopback: {e}"))
+        })?;
+        let inner_port = match inner {
+            zeromq::Endpoint::Tcp(_, port) => port,
+            other => {
+                return Err(EngineError::Internal(format!(
+                    "PULL socket bound to {other}, not TCP"
+                )))
+            }
+        };
+        let guard = FrameGuard::spawn(
+            here,
+            SocketAddr::from(([127, 0, 0, 1], inner_port)),
+            max_frame_bytes()?,
+        )
+        .map_err(|e| EngineError::Peer(format!("party {rank}: {e}")))?;
         let (n, p) = ((rank + 1) % 3, (rank + 2) % 3);
         let mut push: [Option<PushSocket>; 2] = [None, None];
         for (k, who) in [(0, n), (1, p)] {
@@ -130,6 +170,7 @@ impl ZmqTransport {
         }
         let mut t = ZmqTransport {
             rank,
+            guard: Some(guard),
             rt,
             pull: Some(pull),
             push,
@@ -164,6 +205,13 @@ impl ZmqTransport {
             }
         }
         Ok(t)
+    }
+
+    /// Connections the frame guard cut for announcing an oversized frame.
+    pub fn oversized_connections(&self) -> u64 {
+        self.guard.as_ref().map_or(0, |g| {
+            g.stats.oversized.load(std::sync::atomic::Ordering::Relaxed)
+        })
     }
 
     fn handshake(

@@ -1,0 +1,261 @@
+//! A bound in front of the `zeromq` crate (issue 16): that crate's frame
+//! decoder reserves whatever length a ZMTP frame header announces, before
+//! anything is authenticated, so one forged header (2^62 bytes) from anyone
+//! who can reach the port aborts the process. The party's public port is
+//! therefore this guard, which accepts connections, reads the ZMTP stream
+//! far enough to know every frame's length (64-byte greeting, then per
+//! frame a flags byte and a 1- or 8-byte length), drops a connection that
+//! announces a frame above the limit, and forwards everything else
+//! unchanged to the party's PULL socket on a loopback port. Memory per
+//! connection is one fixed buffer; the number of connections is bounded.
+
+use crate::error::{EngineError, Result};
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+/// Connections forwarded at once; the parties need two, the rest are
+/// strangers (or a neighbour reconnecting) and are refused beyond this.
+const MAX_CONNECTIONS: usize = 16;
+const GREETING: usize = 64;
+
+/// Counters of what the guard refused (for tests and logs).
+#[derive(Default)]
+pub struct GuardStats {
+    /// Connections dropped for announcing a frame above the limit.
+    pub oversized: AtomicU64,
+    /// Connections refused because too many were open.
+    pub refused: AtomicU64,
+}
+
+pub struct FrameGuard {
+    public: SocketAddr,
+    stop: Arc<AtomicBool>,
+    pub stats: Arc<GuardStats>,
+}
+
+/// Where the parser is in one connection's ZMTP stream.
+#[derive(Clone, Copy)]
+enum State {
+    Greeting(usize),
+    Flags,
+    Len {
+        long: bool,
+        got: usize,
+        buf: [u8; 8],
+    },
+    Body(u64),
+}
+
+/// Check the stream's frame lengths as bytes arrive. Returns false when a
+/// frame announces more than `max` bytes.
+fn advance(state: &mut State, bytes: &[u8], max: u64) -> bool {
+    let mut i = 0;
+    while i < bytes.len() {
+        match *state {
+            State::Greeting(left) => {
+                let take = left.min(bytes.len() - i);
+                i += take;
+                *state = if left == take {
+                    State::Flags
+                } else {
+                    State::Greeting(left - take)
+                };
+            }
+            State::Flags => {
+                let long = bytes[i] & 0b10 != 0;
+                i += 1;
+                *state = State::Len {
+                    long,
+                    got: 0,
+                    buf: [0; 8],
+                };
+            }
+            State::Len {
+                long,
+                mut got,
+                mut buf,
+            } => {
+                let need = if long { 8 } else { 1 };
+                while got < need && i < bytes.len() {
+                    buf[got] = bytes[i];
+                    got += 1;
+                    i += 1;
+                }
+                if got < need {
+                    *state = State::Len { long, got, buf };
+                    continue;
+                }
+                let len = if long {
+                    u64::from_be_bytes(buf)
+                } else {
+                    u64::from(buf[0])
+                };
+                if len > max {
+                    return false;
+                }
+                *state = if len == 0 {
+                    State::Flags
+                } else {
+                    State::Body(len)
+                };
+            }
+            State::Body(left) => {
+                let take = left.min((bytes.len() - i) as u64);
+                i += take as usize;
+                *state = if left == take {
+                    State::Flags
+                } else {
+                    State::Body(left - take)
+                };
+            }
+        }
+    }
+    true
+}
+
+/// Forward `from` to `to`, checking frame lengths when `max` is given.
+/// Returns false if the stream was cut for an oversized frame.
+fn pump(mut from: TcpStream, mut to: TcpStream, max: Option<u64>) -> bool {
+    let mut state = State::Greeting(GREETING);
+    let mut buf = vec![0u8; 64 * 1024];
+    let ok = loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break true,
+            Ok(n) => n,
+        };
+        if let Some(m) = max {
+            if !advance(&mut state, &buf[..n], m) {
+                break false;
+            }
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break true;
+        }
+    };
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+    ok
+}
+
+impl FrameGuard {
+    /// Listen on `public` and forward each connection to `inner`, cutting
+    /// any connection that announces a frame of more than `max_frame`
+    /// bytes.
+    pub fn spawn(public: SocketAddr, inner: SocketAddr, max_frame: u64) -> Result<FrameGuard> {
+        let listener = TcpListener::bind(public)
+            .map_err(|e| EngineError::Peer(format!("cannot listen on {public}: {e}")))?;
+        let public = listener.local_addr().unwrap_or(public);
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| EngineError::Peer(format!("listener on {public}: {e}")))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(GuardStats::default());
+        let open = Arc::new(AtomicUsize::new(0));
+        let (stop2, stats2) = (stop.clone(), stats.clone());
+        thread::Builder::new()
+            .name("cryptgpu-guard".into())
+            .spawn(move || {
+                while !stop2.load(Ordering::Acquire) {
+                    let client = match listener.accept() {
+                        Ok((c, _)) => c,
+                        Err(_) => {
+                            thread::sleep(Duration::from_millis(5));
+                            continue;
+                        }
+                    };
+                    if open.load(Ordering::Acquire) >= MAX_CONNECTIONS {
+                        stats2.refused.fetch_add(1, Ordering::Relaxed);
+                        let _ = client.shutdown(Shutdown::Both);
+                        continue;
+                    }
+                    let _ = client.set_nonblocking(false);
+                    let _ = client.set_nodelay(true);
+                    let Ok(server) = TcpStream::connect(inner) else {
+                        let _ = client.shutdown(Shutdown::Both);
+                        continue;
+                    };
+                    let _ = server.set_nodelay(true);
+                    let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
+                        continue;
+                    };
+                    open.fetch_add(2, Ordering::AcqRel);
+                    let (o1, o2, st) = (open.clone(), open.clone(), stats2.clone());
+                    let _ = thread::Builder::new()
+                        .name("cryptgpu-guard-in".into())
+                        .spawn(move || {
+                            if !pump(client, server, Some(max_frame)) {
+                                st.oversized.fetch_add(1, Ordering::Relaxed);
+                            }
+                            o1.fetch_sub(1, Ordering::AcqRel);
+                        });
+                    let _ = thread::Builder::new()
+                        .name("cryptgpu-guard-out".into())
+                        .spawn(move || {
+                            pump(s2, c2, None);
+                            o2.fetch_sub(1, Ordering::AcqRel);
+                        });
+                }
+            })
+            .map_err(|e| EngineError::Internal(format!("cannot start the frame guard: {e}")))?;
+        Ok(FrameGuard {
+            public,
+            stop,
+            stats,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.public
+    }
+}
+
+impl Drop for FrameGuard {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(parts: &[(u8, &[u8])]) -> Vec<u8> {
+        let mut v = vec![0xffu8; GREETING];
+        for (flags, body) in parts {
+            if flags & 0b10 != 0 {
+                v.push(*flags);
+                v.extend_from_slice(&(body.len() as u64).to_be_bytes());
+            } else {
+                v.push(*flags);
+                v.push(body.len() as u8);
+            }
+            v.extend_from_slice(body);
+        }
+        v
+    }
+
+    #[test]
+    fn lengths_are_checked_across_any_split_of_the_stream() {
+        let ok = frames(&[(0, b"hello"), (0b10, &[7u8; 300]), (0b100, b"")]);
+        for cut in 0..ok.len() {
+            let mut s = State::Greeting(GREETING);
+            assert!(advance(&mut s, &ok[..cut], 1000) && advance(&mut s, &ok[cut..], 1000));
+            assert!(matches!(s, State::Flags));
+        }
+        let mut s = State::Greeting(GREETING);
+        assert!(
+            !advance(&mut s, &ok, 299),
+            "a 300-byte frame over a 299 limit"
+        );
+        // A forged 2^62-byte header is refused before any body arrives.
+        let mut evil = vec![0xffu8; GREETING];
+        evil.push(0b10);
+        evil.extend_from_slice(&(1u64 << 62).to_be_bytes());
+        let mut s = State::Greeting(GREETING);
+        assert!(!advance(&mut s, &evil, 1 << 30));
+    }
+}

@@ -1,0 +1,155 @@
+//! Strangers on the parties' ports (issue 16, the part done so far): a
+//! ZMTP frame header announcing 2^62 bytes, garbage, and a connection that
+//! says nothing, sent to every party of a ZeroMQ session while it connects
+//! and while it runs. The parties survive (the frame guard cuts the
+//! oversized connection before the zeromq crate reserves anything) and the
+//! session completes with the local runtime's result. All traffic stays on
+//! loopback, bounded in count and time.
+
+use cryptgpu_engine::net::zmq::ZmqTransport;
+use cryptgpu_engine::runtime::{Config, Session};
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+fn free_addrs() -> [SocketAddr; 3] {
+    let a: Vec<SocketAddr> = (0..3)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+        })
+        .collect();
+    [a[0], a[1], a[2]]
+}
+
+fn workload(s: &Session) -> Vec<u64> {
+    let a: Vec<f64> = (0..64).map(|i| (i as f64 - 30.0) / 7.0).collect();
+    let x = s.share_f64(&a, vec![8, 8], 0).unwrap();
+    let y = s.matmul(&x, &x).unwrap();
+    let r = s.relu(&y).unwrap();
+    s.reveal_ring(&r).unwrap()
+}
+
+/// A connection to `addr`, retried until the party listens (at most 2 s).
+fn reach(addr: SocketAddr) -> Option<TcpStream> {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        if let Ok(c) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            let _ = c.set_write_timeout(Some(Duration::from_millis(200)));
+            return Some(c);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    None
+}
+
+/// One stranger's attack on `addr`: the ZMTP greeting, then a frame header
+/// announcing 2^62 bytes (kind 0); garbage (1); or a connection that stays
+/// open and says nothing (2, returned so the caller keeps it open).
+fn attack(addr: SocketAddr, kind: usize) -> Option<TcpStream> {
+    let mut c = reach(addr)?;
+    match kind {
+        0 => {
+            // Signature 0xff, 8 bytes, 0x7f; version 3.0; mechanism NULL
+            // (20 bytes); as-server; filler: the 64-byte ZMTP 3 greeting.
+            let mut m = vec![0xffu8];
+            m.extend_from_slice(&[0u8; 8]);
+            m.push(0x7f);
+            m.extend_from_slice(&[3, 0]);
+            m.extend_from_slice(b"NULL");
+            m.extend_from_slice(&[0u8; 16]);
+            m.push(0);
+            m.extend_from_slice(&[0u8; 31]);
+            m.push(0b10); // a long frame ...
+            m.extend_from_slice(&(1u64 << 62).to_be_bytes()); // ... of 2^62 bytes
+            let _ = c.write_all(&m);
+            std::thread::sleep(Duration::from_millis(20));
+            None
+        }
+        1 => {
+            let _ = c.write_all(&[0x13u8; 200]);
+            None
+        }
+        _ => Some(c),
+    }
+}
+
+#[test]
+fn strangers_do_not_crash_or_stop_a_zeromq_session() {
+    let cfg = Config {
+        seed: Some(3),
+        ..Config::default()
+    };
+    // The same six runs on the local runtime with the same seed: the PRG
+    // streams (and so the truncation's rounding) then agree bit for bit.
+    let local = Session::new(cfg.clone()).unwrap();
+    let want = (0..6).map(|_| workload(&local)).last().unwrap();
+    let addrs = free_addrs();
+    let done = AtomicBool::new(false);
+    let got: Vec<Vec<u64>> = std::thread::scope(|sc| {
+        // The stranger: a bounded loop of attacks on every party, from
+        // before the parties listen until they finish (at most 20 s).
+        sc.spawn(|| {
+            let start = Instant::now();
+            let mut silent = Vec::new();
+            let mut i = 0;
+            while !done.load(Ordering::Acquire) && start.elapsed() < Duration::from_secs(20) {
+                for &addr in &addrs {
+                    if let Some(c) = attack(addr, i % 3) {
+                        if silent.len() < 6 {
+                            silent.push(c);
+                        }
+                    }
+                }
+                i += 1;
+            }
+        });
+        let hs: Vec<_> = (0..3)
+            .map(|r| {
+                let cfg = cfg.clone();
+                sc.spawn(move || {
+                    let t = ZmqTransport::connect(r, &addrs, None, Duration::from_secs(10), None)
+                        .unwrap();
+                    let s = Session::single(cfg, r, Box::new(t)).unwrap();
+                    let mut out = Vec::new();
+                    for _ in 0..6 {
+                        out = workload(&s);
+                    }
+                    s.close();
+                    out
+                })
+            })
+            .collect();
+        let got = hs.into_iter().map(|h| h.join().unwrap()).collect();
+        done.store(true, Ordering::Release);
+        got
+    });
+    for (rank, g) in got.iter().enumerate() {
+        assert_eq!(g, &want, "party {rank}");
+    }
+}
+
+#[test]
+fn a_party_waiting_for_its_peers_survives_oversized_frames() {
+    let addrs = free_addrs();
+    let t = std::thread::scope(|sc| {
+        let h = sc.spawn(|| {
+            // Rank 0 alone: it listens, then waits for neighbours that never
+            // come; the stranger reaches it meanwhile.
+            ZmqTransport::connect(0, &addrs, None, Duration::from_millis(1500), None)
+        });
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(1000) {
+            let _ = attack(addrs[0], 0);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        h.join().unwrap()
+    });
+    // Without neighbours the connect fails cleanly (a peer error naming who
+    // could not be reached), and the process is still here to say so.
+    let err = t.err().expect("no neighbours: a clear error");
+    assert!(err.to_string().contains("could not reach"), "{err}");
+}
