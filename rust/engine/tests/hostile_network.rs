@@ -11,6 +11,7 @@ use cryptgpu_engine::runtime::{Config, Session};
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 fn free_addrs() -> [SocketAddr; 3] {
@@ -152,4 +153,121 @@ fn a_party_waiting_for_its_peers_survives_oversized_frames() {
     // could not be reached), and the process is still here to say so.
     let err = t.err().expect("no neighbours: a clear error");
     assert!(err.to_string().contains("could not reach"), "{err}");
+}
+
+/// Link keys for the three parties (Noise_KK).
+fn keys() -> Vec<cryptgpu_engine::net::noise::LinkKeys> {
+    let kp: Vec<_> = (0..3)
+        .map(|_| cryptgpu_engine::net::noise::generate_keypair().unwrap())
+        .collect();
+    let publics = [kp[0].1, kp[1].1, kp[2].1];
+    kp.iter()
+        .map(|(private, _)| cryptgpu_engine::net::noise::LinkKeys {
+            private: *private,
+            publics,
+        })
+        .collect()
+}
+
+/// A stranger that speaks ZMTP: PUSH sockets (with identities of its own)
+/// connected to every party, then, once the parties run, messages forged to
+/// look like theirs (`[sender, kind, payload]`, claiming to come from the
+/// target's next party), none sealed with the keys, until `done`.
+fn forge(addrs: [SocketAddr; 3], ready: &Barrier, done: &AtomicBool) {
+    use zeromq::{PushSocket, Socket, SocketSend, ZmqMessage};
+    // A worker thread of its own: the sockets' writer tasks must run
+    // between the sends, as in the transport.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut socks = Vec::new();
+    for addr in addrs {
+        let start = Instant::now();
+        loop {
+            let mut s = PushSocket::new();
+            let ok = rt.block_on(async {
+                tokio::time::timeout(
+                    Duration::from_millis(500),
+                    s.connect(&format!("tcp://{addr}")),
+                )
+                .await
+            });
+            if matches!(ok, Ok(Ok(_))) {
+                socks.push(s);
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "party at {addr} never listened"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    ready.wait();
+    let start = Instant::now();
+    while !done.load(Ordering::Acquire) && start.elapsed() < Duration::from_secs(20) {
+        for (p, s) in socks.iter_mut().enumerate() {
+            let claimed = ((p + 1) % 3) as u8;
+            let forged: [Vec<u8>; 5] = [
+                vec![claimed, 3, 1, 2, 3, 4, 5, 6, 7, 8, 9], // a FRAME that is not sealed
+                vec![claimed, 3],                            // a FRAME with nothing in it
+                vec![claimed, 4],                            // a BYE
+                vec![9, 3, 0, 0],                            // an impossible sender
+                vec![claimed],                               // too short
+            ];
+            for m in forged {
+                let _ = rt.block_on(async {
+                    tokio::time::timeout(Duration::from_millis(200), s.send(ZmqMessage::from(m)))
+                        .await
+                });
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn forged_messages_are_dropped_on_encrypted_links() {
+    let cfg = Config {
+        seed: Some(4),
+        ..Config::default()
+    };
+    let local = Session::new(cfg.clone()).unwrap();
+    let want = (0..6).map(|_| workload(&local)).last().unwrap();
+    let addrs = free_addrs();
+    let ks = keys();
+    let done = AtomicBool::new(false);
+    let ready = Barrier::new(4);
+    let got: Vec<Vec<u64>> = std::thread::scope(|sc| {
+        sc.spawn(|| forge(addrs, &ready, &done));
+        let hs: Vec<_> = (0..3)
+            .map(|r| {
+                let (cfg, k, ready) = (cfg.clone(), ks[r].clone(), &ready);
+                sc.spawn(move || {
+                    let t =
+                        ZmqTransport::connect(r, &addrs, None, Duration::from_secs(10), Some(&k))
+                            .unwrap();
+                    let s = Session::single(cfg, r, Box::new(t)).unwrap();
+                    // Run only once the stranger is connected to everyone,
+                    // and give its first forgeries time to arrive.
+                    ready.wait();
+                    std::thread::sleep(Duration::from_millis(100));
+                    let mut out = Vec::new();
+                    for _ in 0..6 {
+                        out = workload(&s);
+                    }
+                    s.close();
+                    out
+                })
+            })
+            .collect();
+        let got = hs.into_iter().map(|h| h.join().unwrap()).collect();
+        done.store(true, Ordering::Release);
+        got
+    });
+    for (rank, g) in got.iter().enumerate() {
+        assert_eq!(g, &want, "party {rank}");
+    }
 }
