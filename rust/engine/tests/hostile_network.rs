@@ -271,3 +271,74 @@ fn forged_messages_are_dropped_on_encrypted_links() {
         assert_eq!(g, &want, "party {rank}");
     }
 }
+
+#[test]
+fn a_stranger_taking_a_partys_identity_is_refused() {
+    use zeromq::{PushSocket, Socket, SocketOptions};
+    let cfg = Config {
+        seed: Some(6),
+        ..Config::default()
+    };
+    let local = Session::new(cfg.clone()).unwrap();
+    let want = (0..20).map(|_| workload(&local)).last().unwrap();
+    let addrs = free_addrs();
+    let done = AtomicBool::new(false);
+    let ready = Barrier::new(4);
+    let got: Vec<Vec<u64>> = std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            ready.wait();
+            let start = Instant::now();
+            // Pose as party 1 towards party 0 (and as 0 towards 1), once the
+            // real parties are connected, and hold the connections open.
+            let mut held = Vec::new();
+            for (target, posing) in [(0usize, 1usize), (1, 0)] {
+                let mut opts = SocketOptions::default();
+                let id = format!("cryptgpu-party-{posing}").into_bytes();
+                opts.peer_identity(zeromq::util::PeerIdentity::try_from(id).unwrap());
+                let mut s = PushSocket::with_options(opts);
+                let _ = rt.block_on(async {
+                    tokio::time::timeout(
+                        Duration::from_millis(500),
+                        s.connect(&format!("tcp://{}", addrs[target])),
+                    )
+                    .await
+                });
+                held.push(s);
+            }
+            while !done.load(Ordering::Acquire) && start.elapsed() < Duration::from_secs(30) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            drop(held);
+        });
+        let hs: Vec<_> = (0..3)
+            .map(|r| {
+                let (cfg, ready) = (cfg.clone(), &ready);
+                sc.spawn(move || {
+                    let t = ZmqTransport::connect(r, &addrs, None, Duration::from_secs(10), None)
+                        .unwrap();
+                    let s = Session::single(cfg, r, Box::new(t)).unwrap();
+                    ready.wait();
+                    std::thread::sleep(Duration::from_millis(300));
+                    let mut out = Vec::new();
+                    for _ in 0..20 {
+                        out = workload(&s);
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    s.close();
+                    out
+                })
+            })
+            .collect();
+        let got = hs.into_iter().map(|h| h.join().unwrap()).collect();
+        done.store(true, Ordering::Release);
+        got
+    });
+    for (rank, g) in got.iter().enumerate() {
+        assert_eq!(g, &want, "party {rank}");
+    }
+}

@@ -10,16 +10,17 @@
 //! connection is one fixed buffer; the number of connections is bounded.
 
 use crate::error::{EngineError, Result};
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
 /// Connections forwarded at once; the parties need two, the rest are
 /// strangers (or a neighbour reconnecting) and are refused beyond this.
-const MAX_CONNECTIONS: usize = 16;
+const MAX_CONNECTIONS: usize = 8;
 const GREETING: usize = 64;
 
 /// Counters of what the guard refused (for tests and logs).
@@ -29,6 +30,10 @@ pub struct GuardStats {
     pub oversized: AtomicU64,
     /// Connections refused because too many were open.
     pub refused: AtomicU64,
+    /// Connections refused for claiming the socket identity of a live one
+    /// (a stranger posing as a party), or for not opening with a ZMTP
+    /// handshake in time.
+    pub impostors: AtomicU64,
 }
 
 pub struct FrameGuard {
@@ -117,10 +122,90 @@ fn advance(state: &mut State, bytes: &[u8], max: u64) -> bool {
     true
 }
 
-/// Forward `from` to `to`, checking frame lengths when `max` is given.
-/// Returns false if the stream was cut for an oversized frame.
-fn pump(mut from: TcpStream, mut to: TcpStream, max: Option<u64>) -> bool {
+/// The greeting and the first command (READY, with the peer's socket
+/// identity) must arrive within this time and size.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+const HEAD_MAX: usize = 4096;
+
+/// Read the greeting and the first frame, which ZMTP 3 makes the READY
+/// command, into `head`; return the socket identity it announces (empty
+/// when none), or None for a stream that is not a ZMTP handshake.
+fn read_head(from: &mut TcpStream, head: &mut Vec<u8>) -> Option<Vec<u8>> {
+    from.set_read_timeout(Some(HEAD_TIMEOUT)).ok()?;
+    let mut buf = [0u8; 512];
+    let end = loop {
+        // Is the first frame complete?
+        if head.len() > GREETING + 1 {
+            let flags = head[GREETING];
+            if flags & 0b100 == 0 {
+                return None; // not a command: not a handshake
+            }
+            let (lenb, len) = if flags & 0b10 != 0 {
+                let b: [u8; 8] = head.get(GREETING + 1..GREETING + 9)?.try_into().ok()?;
+                (8, usize::try_from(u64::from_be_bytes(b)).ok()?)
+            } else {
+                (1, usize::from(head[GREETING + 1]))
+            };
+            let end = GREETING + 1 + lenb + len;
+            if end > HEAD_MAX {
+                return None;
+            }
+            if head.len() >= end {
+                break end;
+            }
+        }
+        if head.len() >= HEAD_MAX {
+            return None;
+        }
+        let n = from.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        head.extend_from_slice(&buf[..n]);
+    };
+    from.set_read_timeout(None).ok()?;
+    let lenb = if head[GREETING] & 0b10 != 0 { 8 } else { 1 };
+    let body = &head[GREETING + 1 + lenb..end];
+    ready_identity(body)
+}
+
+/// The Identity property of a READY command body (empty without one).
+fn ready_identity(body: &[u8]) -> Option<Vec<u8>> {
+    let name_len = usize::from(*body.first()?);
+    if body.get(1..1 + name_len)? != b"READY" {
+        return None;
+    }
+    let mut rest = &body[1 + name_len..];
+    while !rest.is_empty() {
+        let k = usize::from(rest[0]);
+        let key = rest.get(1..1 + k)?;
+        let vl: [u8; 4] = rest.get(1 + k..5 + k)?.try_into().ok()?;
+        let vl = u32::from_be_bytes(vl) as usize;
+        let value = rest.get(5 + k..5 + k + vl)?;
+        if key.eq_ignore_ascii_case(b"Identity") {
+            return Some(value.to_vec());
+        }
+        rest = &rest[5 + k + vl..];
+    }
+    Some(Vec::new())
+}
+
+/// Forward `from` to `to`, checking frame lengths when `max` is given;
+/// `head` holds bytes already read from `from`. Returns false if the stream
+/// was cut for an oversized frame.
+fn pump(mut from: TcpStream, mut to: TcpStream, max: Option<u64>, head: &[u8]) -> bool {
     let mut state = State::Greeting(GREETING);
+    if let Some(m) = max {
+        if !advance(&mut state, head, m) {
+            let _ = from.shutdown(Shutdown::Both);
+            let _ = to.shutdown(Shutdown::Both);
+            return false;
+        }
+    }
+    if !head.is_empty() && to.write_all(head).is_err() {
+        let _ = from.shutdown(Shutdown::Both);
+        return true;
+    }
     let mut buf = vec![0u8; 64 * 1024];
     let ok = loop {
         let n = match from.read(&mut buf) {
@@ -141,6 +226,65 @@ fn pump(mut from: TcpStream, mut to: TcpStream, max: Option<u64>) -> bool {
     ok
 }
 
+/// One connection: its handshake read and checked (a socket identity held
+/// by another live connection is refused: ZeroMQ would let the newcomer
+/// displace the real party), then both directions forwarded.
+fn serve(
+    mut client: TcpStream,
+    inner: SocketAddr,
+    max_frame: u64,
+    st: &GuardStats,
+    ids: &Mutex<HashSet<Vec<u8>>>,
+) {
+    let Ok(server) = TcpStream::connect(inner) else {
+        let _ = client.shutdown(Shutdown::Both);
+        return;
+    };
+    let _ = server.set_nodelay(true);
+    // The zeromq side speaks first too: let its greeting through while the
+    // client's handshake is read.
+    let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
+        return;
+    };
+    let out = thread::Builder::new()
+        .name("cryptgpu-guard-out".into())
+        .spawn(move || pump(s2, c2, None, &[]));
+    let mut head = Vec::new();
+    let id = match read_head(&mut client, &mut head) {
+        Some(id) => id,
+        None => {
+            st.impostors.fetch_add(1, Ordering::Relaxed);
+            let _ = client.shutdown(Shutdown::Both);
+            let _ = server.shutdown(Shutdown::Both);
+            return;
+        }
+    };
+    let claimed = !id.is_empty();
+    if claimed {
+        let fresh = ids
+            .lock()
+            .map(|mut s| s.insert(id.clone()))
+            .unwrap_or(false);
+        if !fresh {
+            st.impostors.fetch_add(1, Ordering::Relaxed);
+            let _ = client.shutdown(Shutdown::Both);
+            let _ = server.shutdown(Shutdown::Both);
+            return;
+        }
+    }
+    if !pump(client, server, Some(max_frame), &head) {
+        st.oversized.fetch_add(1, Ordering::Relaxed);
+    }
+    if claimed {
+        if let Ok(mut s) = ids.lock() {
+            s.remove(&id);
+        }
+    }
+    if let Ok(h) = out {
+        let _ = h.join();
+    }
+}
+
 impl FrameGuard {
     /// Listen on `public` and forward each connection to `inner`, cutting
     /// any connection that announces a frame of more than `max_frame`
@@ -155,6 +299,7 @@ impl FrameGuard {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(GuardStats::default());
         let open = Arc::new(AtomicUsize::new(0));
+        let ids: Arc<Mutex<HashSet<Vec<u8>>>> = Arc::default();
         let (stop2, stats2) = (stop.clone(), stats.clone());
         thread::Builder::new()
             .name("cryptgpu-guard".into())
@@ -174,29 +319,13 @@ impl FrameGuard {
                     }
                     let _ = client.set_nonblocking(false);
                     let _ = client.set_nodelay(true);
-                    let Ok(server) = TcpStream::connect(inner) else {
-                        let _ = client.shutdown(Shutdown::Both);
-                        continue;
-                    };
-                    let _ = server.set_nodelay(true);
-                    let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
-                        continue;
-                    };
-                    open.fetch_add(2, Ordering::AcqRel);
-                    let (o1, o2, st) = (open.clone(), open.clone(), stats2.clone());
+                    open.fetch_add(1, Ordering::AcqRel);
+                    let (open, st, ids) = (open.clone(), stats2.clone(), ids.clone());
                     let _ = thread::Builder::new()
-                        .name("cryptgpu-guard-in".into())
+                        .name("cryptgpu-guard".into())
                         .spawn(move || {
-                            if !pump(client, server, Some(max_frame)) {
-                                st.oversized.fetch_add(1, Ordering::Relaxed);
-                            }
-                            o1.fetch_sub(1, Ordering::AcqRel);
-                        });
-                    let _ = thread::Builder::new()
-                        .name("cryptgpu-guard-out".into())
-                        .spawn(move || {
-                            pump(s2, c2, None);
-                            o2.fetch_sub(1, Ordering::AcqRel);
+                            serve(client, inner, max_frame, &st, &ids);
+                            open.fetch_sub(1, Ordering::AcqRel);
                         });
                 }
             })
@@ -236,6 +365,28 @@ mod tests {
             v.extend_from_slice(body);
         }
         v
+    }
+
+    #[test]
+    fn the_identity_is_read_from_ready() {
+        let mut body = vec![5u8];
+        body.extend_from_slice(b"READY");
+        for (k, v) in [
+            (&b"Socket-Type"[..], &b"PUSH"[..]),
+            (b"Identity", b"cryptgpu-party-1"),
+        ] {
+            body.push(k.len() as u8);
+            body.extend_from_slice(k);
+            body.extend_from_slice(&(v.len() as u32).to_be_bytes());
+            body.extend_from_slice(v);
+        }
+        assert_eq!(ready_identity(&body).unwrap(), b"cryptgpu-party-1");
+        assert_eq!(ready_identity(&body[..6]).unwrap(), b"");
+        assert!(ready_identity(b"\x05HELLO").is_none());
+        assert!(
+            ready_identity(&body[..body.len() - 3]).is_none(),
+            "truncated value"
+        );
     }
 
     #[test]
