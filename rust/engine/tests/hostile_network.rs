@@ -1,10 +1,11 @@
-//! Strangers on the parties' ports (issue 16, the part done so far): a
-//! ZMTP frame header announcing 2^62 bytes, garbage, and a connection that
-//! says nothing, sent to every party of a ZeroMQ session while it connects
-//! and while it runs. The parties survive (the frame guard cuts the
-//! oversized connection before the zeromq crate reserves anything) and the
-//! session completes with the local runtime's result. All traffic stays on
-//! loopback, bounded in count and time.
+//! Strangers on the parties' ports (issue 16): a ZMTP frame header
+//! announcing 2^62 bytes, garbage, and a connection that says nothing, sent
+//! to every party of a ZeroMQ session while it connects and while it runs;
+//! forged messages on encrypted links; a stranger posing with a party's
+//! socket identity; and on the TCP transport, silent, mis-greeting and
+//! failed-handshake connections during connect. The parties survive and
+//! the session completes with the local runtime's result. All traffic stays
+//! on loopback, bounded in count and time.
 
 use cryptgpu_engine::net::zmq::ZmqTransport;
 use cryptgpu_engine::runtime::{Config, Session};
@@ -336,6 +337,94 @@ fn a_stranger_taking_a_partys_identity_is_refused() {
             .collect();
         let got = hs.into_iter().map(|h| h.join().unwrap()).collect();
         done.store(true, Ordering::Release);
+        got
+    });
+    for (rank, g) in got.iter().enumerate() {
+        assert_eq!(g, &want, "party {rank}");
+    }
+}
+
+/// One stranger on a TCP-transport party's port while the session connects:
+/// silent (0), the wrong greeting (1), the right greeting then garbage in
+/// place of the handshake (2), the right greeting then nothing (3).
+fn tcp_stranger(addr: SocketAddr, kind: usize) -> Option<TcpStream> {
+    let mut c = reach(addr)?;
+    match kind {
+        0 => return Some(c),
+        1 => {
+            let _ = c.write_all(&7u64.to_le_bytes());
+        }
+        _ => {
+            // Greet as the listener's previous party (the only accepted greeting).
+            let me = addr_rank(addr);
+            let _ = c.write_all(&(((me + 2) % 3) as u64).to_le_bytes());
+            if kind == 2 {
+                let _ = c.write_all(&[48, 0]);
+                let _ = c.write_all(&[0x5a; 48]);
+            } else {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
+thread_local! {
+    static TCP_ADDRS: std::cell::Cell<Option<[SocketAddr; 3]>> = const { std::cell::Cell::new(None) };
+}
+
+fn addr_rank(addr: SocketAddr) -> usize {
+    TCP_ADDRS.with(|a| a.get().unwrap().iter().position(|x| *x == addr).unwrap())
+}
+
+#[test]
+fn strangers_do_not_stop_a_tcp_session_from_connecting() {
+    use cryptgpu_engine::net::noise::{generate_keypair, LinkKeys};
+    use cryptgpu_engine::net::tcp::TcpTransport;
+    let cfg = Config {
+        seed: Some(8),
+        ..Config::default()
+    };
+    let local = Session::new(cfg.clone()).unwrap();
+    let want = workload(&local);
+    let pairs: Vec<_> = (0..3).map(|_| generate_keypair().unwrap()).collect();
+    let publics = [pairs[0].1, pairs[1].1, pairs[2].1];
+    let addrs = free_addrs();
+    let got: Vec<Vec<u64>> = std::thread::scope(|sc| {
+        // The strangers reach every party first: parties 1 and 2 start only
+        // after the strangers' connections are queued on their ports.
+        let strangers = sc.spawn(|| {
+            TCP_ADDRS.with(|a| a.set(Some(addrs)));
+            let mut held = Vec::new();
+            for kind in 0..4 {
+                for &addr in &addrs {
+                    if let Some(c) = tcp_stranger(addr, kind) {
+                        held.push(c);
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_secs(3));
+            drop(held);
+        });
+        let hs: Vec<_> = (0..3)
+            .map(|r| {
+                let (cfg, pairs) = (cfg.clone(), &pairs);
+                sc.spawn(move || {
+                    let keys = LinkKeys {
+                        private: pairs[r].0,
+                        publics,
+                    };
+                    let t = TcpTransport::connect(r, &addrs, Duration::from_secs(40), Some(&keys))
+                        .unwrap();
+                    let s = Session::single(cfg, r, Box::new(t)).unwrap();
+                    let out = workload(&s);
+                    s.close();
+                    out
+                })
+            })
+            .collect();
+        let got = hs.into_iter().map(|h| h.join().unwrap()).collect();
+        strangers.join().unwrap();
         got
     });
     for (rank, g) in got.iter().enumerate() {

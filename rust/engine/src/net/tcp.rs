@@ -180,9 +180,116 @@ fn peer_err(rank: usize, who: usize, what: &str, e: impl std::fmt::Display) -> E
     EngineError::Peer(format!("party {rank}: {what} party {who}: {e}"))
 }
 
+/// How long an accepted connection has to greet (and, with keys, to open
+/// the handshake) before it is dropped as a stranger's.
+const GREET_TIMEOUT: Duration = Duration::from_secs(5);
+
+type Linked = (TcpStream, Option<snow::TransportState>);
+
+fn set_timeouts(s: &TcpStream, t: Duration) -> std::io::Result<()> {
+    s.set_read_timeout(Some(t))?;
+    s.set_write_timeout(Some(t))?;
+    s.set_nodelay(true)
+}
+
+/// The outgoing link: connect to the next party (retrying until the
+/// deadline), greet with our rank and, with keys, run the initiator side of
+/// the handshake. Its failure is fatal: only the real next party can be
+/// listening on its address.
+fn dial(
+    rank: usize,
+    n: usize,
+    addr: SocketAddr,
+    deadline: Instant,
+    keys: Option<&LinkKeys>,
+) -> Result<Linked> {
+    loop {
+        if Instant::now() > deadline {
+            return Err(EngineError::Peer(format!(
+                "party {rank} could not reach party {n} at {addr} in time"
+            )));
+        }
+        if let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            set_timeouts(&s, left.max(Duration::from_millis(1)))
+                .map_err(|e| peer_err(rank, n, "cannot use the link to", e))?;
+            s.write_all(&(rank as u64).to_le_bytes())
+                .map_err(|e| peer_err(rank, n, "cannot greet", e))?;
+            let t = keys
+                .map(|k| handshake(&mut s, k, rank, n, true))
+                .transpose()?;
+            return Ok((s, t));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Check one accepted connection: the greeting names the previous party
+/// and, with keys, the handshake proves it. Err says why it was refused.
+fn admit(mut s: TcpStream, rank: usize, p: usize, keys: Option<&LinkKeys>) -> Result<Linked> {
+    let io = |e: std::io::Error| peer_err(rank, p, "bad connection claiming to be", e);
+    s.set_nonblocking(false).map_err(io)?;
+    set_timeouts(&s, GREET_TIMEOUT).map_err(io)?;
+    let mut b = [0u8; 8];
+    s.read_exact(&mut b)
+        .map_err(|e| peer_err(rank, p, "no greeting from a connection claiming to be", e))?;
+    if u64::from_le_bytes(b) != p as u64 {
+        return Err(EngineError::Peer(format!(
+            "party {rank} expected party {p} and was greeted as {}",
+            u64::from_le_bytes(b)
+        )));
+    }
+    let t = keys
+        .map(|k| handshake(&mut s, k, rank, p, false))
+        .transpose()?;
+    Ok((s, t))
+}
+
+/// The incoming link: accept until a connection passes `admit`. Strangers
+/// (wrong greeting, silence, a failed handshake) are dropped and counted;
+/// each can hold the listener for at most GREET_TIMEOUT.
+fn accept_prev(
+    rank: usize,
+    p: usize,
+    listener: &TcpListener,
+    deadline: Instant,
+    keys: Option<&LinkKeys>,
+) -> Result<Linked> {
+    let (mut refused, mut last) = (0usize, String::new());
+    loop {
+        if Instant::now() > deadline {
+            let why = if refused == 0 {
+                String::new()
+            } else {
+                format!("; {refused} connection(s) refused, the last because: {last}")
+            };
+            return Err(EngineError::Peer(format!(
+                "party {rank} was not reached by party {p} in time{why}"
+            )));
+        }
+        match listener.accept() {
+            Ok((s, _)) => match admit(s, rank, p, keys) {
+                Ok(l) => return Ok(l),
+                Err(e) => {
+                    refused += 1;
+                    last = e.to_string();
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(peer_err(rank, p, "cannot accept", e)),
+        }
+    }
+}
+
 impl TcpTransport {
     /// Listen on `addrs[rank]`, connect to the next party and accept the
-    /// previous one, all within `timeout`.
+    /// previous one, all within `timeout`. The two links are set up at once
+    /// (the outgoing one in its own thread), so each party's handshakes
+    /// depend only on its neighbours having started: no ordering, no
+    /// deadlock, and a stranger on the port is dropped without ending
+    /// anything.
     pub fn connect(
         rank: usize,
         addrs: &[SocketAddr; 3],
@@ -205,79 +312,19 @@ impl TcpTransport {
             .map_err(|e| EngineError::Peer(e.to_string()))?;
         let (n, p) = ((rank + 1) % 3, (rank + 2) % 3);
         let deadline = Instant::now() + timeout;
-        let mut next: Option<TcpStream> = None;
-        let mut prev: Option<TcpStream> = None;
-        while next.is_none() || prev.is_none() {
-            if Instant::now() > deadline {
-                let who = if next.is_none() { n } else { p };
-                return Err(EngineError::Peer(format!(
-                    "party {rank} could not reach party {who} within {timeout:?}"
-                )));
-            }
-            if next.is_none() {
-                if let Ok(mut s) = TcpStream::connect_timeout(&addrs[n], Duration::from_millis(200))
-                {
-                    s.write_all(&(rank as u64).to_le_bytes())
-                        .map_err(|e| peer_err(rank, n, "cannot greet", e))?;
-                    next = Some(s);
-                }
-            }
-            if prev.is_none() {
-                match listener.accept() {
-                    Ok((mut s, _)) => {
-                        s.set_nonblocking(false)
-                            .map_err(|e| EngineError::Peer(e.to_string()))?;
-                        s.set_read_timeout(Some(timeout))
-                            .map_err(|e| EngineError::Peer(e.to_string()))?;
-                        let mut b = [0u8; 8];
-                        s.read_exact(&mut b)
-                            .map_err(|e| peer_err(rank, p, "no greeting from", e))?;
-                        if u64::from_le_bytes(b) != p as u64 {
-                            return Err(EngineError::Peer(format!(
-                                "party {rank} expected party {p} and was reached by party {}",
-                                u64::from_le_bytes(b)
-                            )));
-                        }
-                        prev = Some(s);
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(peer_err(rank, p, "cannot accept", e)),
-                }
-            }
-            if next.is_none() || prev.is_none() {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        let (mut next, mut prev) = match (next, prev) {
-            (Some(a), Some(b)) => (a, b),
-            _ => return Err(EngineError::Internal("links missing after connect".into())),
-        };
-        for s in [&next, &prev] {
-            s.set_read_timeout(Some(timeout))
-                .map_err(|e| EngineError::Peer(e.to_string()))?;
-            s.set_write_timeout(Some(timeout))
-                .map_err(|e| EngineError::Peer(e.to_string()))?;
-            s.set_nodelay(true)
-                .map_err(|e| EngineError::Peer(e.to_string()))?;
-        }
-        // The connecting side initiates. Party 0 initiates towards party 1
-        // first and then answers party 2; parties 1 and 2 answer their
-        // previous party first and then initiate. The chain 0 -> 1 -> 2 -> 0
-        // then always has someone answering, so it cannot deadlock.
-        let (nn, pn) = match keys {
-            Some(k) if rank == 0 => {
-                let a = handshake(&mut next, k, rank, n, true)?;
-                let b = handshake(&mut prev, k, rank, p, false)?;
-                (Some(a), Some(b))
-            }
-            Some(k) => {
-                let b = handshake(&mut prev, k, rank, p, false)?;
-                let a = handshake(&mut next, k, rank, n, true)?;
-                (Some(a), Some(b))
-            }
-            None => (None, None),
-        };
+        let (out, inc) = std::thread::scope(|sc| {
+            let h = sc.spawn(|| dial(rank, n, addrs[n], deadline, keys));
+            let inc = accept_prev(rank, p, &listener, deadline, keys);
+            let out = h
+                .join()
+                .unwrap_or_else(|_| Err(EngineError::Internal("the dial thread panicked".into())));
+            (out, inc)
+        });
+        let ((next, nn), (prev, pn)) = (out?, inc?);
         let io = |e: std::io::Error| EngineError::Peer(format!("party {rank}: {e}"));
+        for s in [&next, &prev] {
+            set_timeouts(s, timeout).map_err(io)?;
+        }
         Ok(TcpTransport {
             rank,
             next: Link::new(next, nn).map_err(io)?,
