@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ._native import InvalidArgumentError
+
 _FLOAT_KINDS = "fiub"  # float, signed/unsigned int, bool
 
 
@@ -69,7 +71,7 @@ def _pair(v, name: str) -> tuple[int, int]:
     if not (isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(i, int) for i in v)):
         raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
     if any(i < 0 for i in v):
-        raise ValueError(f"{name} must be non-negative, got {v!r}")
+        raise InvalidArgumentError(f"{name} must be non-negative, got {v!r}")
     return int(v[0]), int(v[1])
 
 

@@ -12,6 +12,7 @@ import torch
 
 from . import autograd as ag
 from . import gradients as gr
+from ._native import ShapeError
 from ._plain import _buf, _is_integer_plain, _plain_array
 from .tensor_base import TensorBase
 
@@ -143,16 +144,16 @@ def _matmul(x: TensorBase, ys, yp, yshape, public_left: bool) -> TensorBase:
     xshape = x.shape
     lshape, rshape = (yshape, xshape) if public_left else (xshape, yshape)
     if len(lshape) == 0 or len(rshape) == 0:
-        raise ValueError("matmul: both operands need at least one dimension")
+        raise ShapeError("matmul: both operands need at least one dimension")
     lvec, rvec = len(lshape) == 1, len(rshape) == 1
     l2 = [1] + list(lshape) if lvec else list(lshape)
     r2 = list(rshape) + [1] if rvec else list(rshape)
     if l2[-1] != r2[-2]:
-        raise ValueError(f"matmul: shapes {tuple(lshape)} and {tuple(rshape)} do not align")
+        raise ShapeError(f"matmul: shapes {tuple(lshape)} and {tuple(rshape)} do not align")
     try:
         batch = list(np.broadcast_shapes(tuple(l2[:-2]), tuple(r2[:-2])))
     except ValueError as e:
-        raise ValueError(f"matmul: batch dims of {tuple(lshape)} and {tuple(rshape)} differ") from e
+        raise ShapeError(f"matmul: batch dims of {tuple(lshape)} and {tuple(rshape)} differ") from e
     lf, rf = batch + l2[-2:], batch + r2[-2:]
     out_shape = batch + [l2[-2], r2[-1]]
     s = x._s()

@@ -133,6 +133,9 @@ class TensorBase(ag.Node):
             raw = s.reveal_to(self._t, dst)
             if raw is None:  # SPMD: this party is not ``dst``
                 return None
+        if 0 in tuple(self._t.shape):
+            # numpy refuses shapes like (2^62, 0) that torch accepts
+            return torch.zeros(tuple(self._t.shape), dtype=dtype or torch.get_default_dtype())
         arr = np.frombuffer(raw, dtype="<f8").reshape(self._t.shape).copy()
         return torch.from_numpy(arr).to(dtype or torch.get_default_dtype())
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from . import autograd as ag
 from . import gradients as gr
+from ._native import InvalidArgumentError
 from ._plain import _norm_dim, _plain_array
 from .tensor_base import TensorBase
 from .tensor_shape import stack
@@ -81,8 +82,13 @@ class ComparisonOps:
         return self.ne(y)
 
     def sign(self) -> TensorBase:
-        """1.0 where x >= 0, -1.0 where x < 0 (CrypTen's convention: sign(0) = 1)."""
-        return 1 - 2 * self._ltz("sign")
+        """1.0 where x > 0, 0.0 where x == 0, -1.0 where x < 0, as ``torch.sign``
+        (CrypTen returns 1 at 0): [x < 0] and [-x < 0] in one comparison call
+        (same rounds as one, twice the bytes)."""
+        flat = self.reshape(-1)
+        n = flat.shape[0]
+        both = self._cat([flat, -flat], 0)._ltz("sign")
+        return (both[n:] - both[:n]).reshape(self.shape)
 
     def abs(self) -> TensorBase:
         """|x| = x - 2 msb(x) x: one comparison, exact."""
@@ -97,7 +103,7 @@ class ComparisonOps:
     def clamp(self, min=None, max=None) -> TensorBase:  # noqa: A002 - torch's names
         """Clamp to [min, max] with public bounds; both bounds in one batched ReLU."""
         if min is None and max is None:
-            raise ValueError("clamp: at least one of min and max must be given")
+            raise InvalidArgumentError("clamp: at least one of min and max must be given")
         if min is not None and max is not None:
             if float(min) > float(max):
                 raise ValueError(f"clamp: min {min} is greater than max {max}")
@@ -116,6 +122,19 @@ class ComparisonOps:
         return self._wrap(v), (self._wrap(a) if a is not None else None)
 
     def _reduce_max(self, dim, keepdim, want_arg, label):
+        if dim is None and self.numel() == 0:
+            msg = f"{label}(): the input is empty; specify a dim (torch needs one too)"
+            raise IndexError(msg) if label == "argmax" else InvalidArgumentError(msg)
+        if dim is not None and self.dim() == 0:
+            _norm_dim(dim, 0)  # -1 and 0 are the scalar's only "dim"
+            v, a = self.reshape(1)._reduce_max(0, False, want_arg, label)
+            return v, (a.reshape(()) if want_arg else None)
+        if dim is not None and self.dim() and self.shape[_norm_dim(dim, self.dim())] == 0:
+            # torch's type for this error
+            raise IndexError(
+                f"{label}(): expected reduction dim {dim} to have non-zero size, "
+                f"got shape {tuple(self.shape)}"
+            )
         if dim is None:
             v, a = self.flatten()._tournament(want_arg, label)
             return v, (a.reshape(self.shape) if want_arg else None)

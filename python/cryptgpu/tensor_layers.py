@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from . import autograd as ag
 from . import gradients as gr
+from ._native import InvalidArgumentError, ShapeError
 from ._plain import _buf, _pair, _plain_array
 from .tensor_base import TensorBase
 
@@ -26,10 +27,17 @@ class LayerOps:
             _pair(dilation, "dilation"),
         )
         if stride[0] == 0 or stride[1] == 0 or dilation[0] == 0 or dilation[1] == 0:
-            raise ValueError("stride and dilation must be positive")
+            raise InvalidArgumentError("stride and dilation must be positive")
         if not isinstance(groups, int) or groups < 1:
-            raise ValueError(f"groups must be a positive int, got {groups!r}")
+            raise InvalidArgumentError(f"groups must be a positive int, got {groups!r}")
         x, squeeze = (self.unsqueeze(0), True) if self.dim() == 3 else (self, False)
+        if x.dim() == 4 and 0 in tuple(x.shape)[1:]:
+            # torch refuses empty H or W, and answers zero input channels with
+            # an output of zero channels whatever the weight: refused here.
+            raise ShapeError(
+                "conv2d expects non-zero input channels, height and width (a batch of 0 "
+                f"is allowed), got input shape {tuple(x.shape)}"
+            )
         ws, wp = self._other(weight, "conv2d weight")
         s = self._s()
         if ws is not None:
@@ -66,8 +74,8 @@ class LayerOps:
         k = _pair(kernel_size, "kernel_size")
         st = k if stride is None else _pair(stride, "stride")
         if 0 in k or 0 in st:
-            raise ValueError("kernel_size and stride must be positive")
-        x, squeeze = (self.unsqueeze(0), True) if self.dim() == 3 else (self, False)
+            raise InvalidArgumentError("kernel_size and stride must be positive")
+        x, squeeze = _pool_input(self)
         pad = _pair(padding, "padding")
         out = self._wrap(self._s().avg_pool2d(x._t, k, st, pad))
         if ag.needs_grad(x):
@@ -82,8 +90,8 @@ class LayerOps:
         st = k if stride is None else _pair(stride, "stride")
         dil = _pair(dilation, "dilation")
         if 0 in k or 0 in st or 0 in dil:
-            raise ValueError("kernel_size, stride and dilation must be positive")
-        x, squeeze = (self.unsqueeze(0), True) if self.dim() == 3 else (self, False)
+            raise InvalidArgumentError("kernel_size, stride and dilation must be positive")
+        x, squeeze = _pool_input(self)
         pad = _pair(padding, "padding")
         grad = ag.needs_grad(x)
         with ag.no_grad():
@@ -96,3 +104,14 @@ class LayerOps:
             v = v.squeeze(0)
             a = a.squeeze(0) if a is not None else None
         return (v, a) if return_indices else v
+
+
+def _pool_input(x):
+    """(NCHW input, whether it was CHW) for pooling, refusing what torch
+    refuses: other ranks, and zero channels, height or width."""
+    if x.dim() not in (3, 4) or 0 in tuple(x.shape)[-3:]:
+        raise ShapeError(
+            "pooling expects a 3-D (CHW) or 4-D (NCHW) input with non-zero C, H and W "
+            f"(a batch of 0 is allowed), got shape {tuple(x.shape)}"
+        )
+    return (x.unsqueeze(0), True) if x.dim() == 3 else (x, False)

@@ -28,7 +28,8 @@ class ReductionOps:
         for d in set(dims):
             if dims.count(d) > 1:
                 raise RuntimeError(f"dim {d} appears multiple times in the list of dims")
-        return sorted(dims)
+        # A scalar's dim 0 / -1 is itself: reducing over it reduces nothing.
+        return sorted(dims) if self.dim() else []
 
     def sum(self, dim=None, keepdim: bool = False) -> TensorBase:
         """Sum over ``dim`` (an int, a tuple, or all dims); no communication."""
@@ -44,9 +45,14 @@ class ReductionOps:
         n = 1
         for d in dims:
             n *= self._t.shape[d]
-        if n == 0:
-            raise ValueError("mean of an empty dimension")
-        return self.sum(dims, keepdim).div(n)
+        out = self.sum(dims, keepdim)
+        if n == 0 and out.numel():
+            # torch answers NaN, which fixed point cannot hold
+            raise ValueError(
+                f"mean over an empty dimension of shape {tuple(self.shape)} is NaN, "
+                "which is not representable in fixed point"
+            )
+        return out if n == 0 else out.div(n)
 
 
 class FunctionOps:

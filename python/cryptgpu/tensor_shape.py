@@ -5,6 +5,7 @@ the engine moves share elements, no party sends anything.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 
 from . import autograd as ag
 from . import gradients as gr
+from ._native import OutOfMemoryError, ShapeError
 from ._plain import _norm_dim, _strides
 from .tensor_base import TensorBase
 
@@ -24,18 +26,24 @@ class ShapeOps:
     # ------------------------------------------------------------ broadcasting
     def expand(self, *sizes) -> TensorBase:
         """Broadcast to a larger shape (``-1`` keeps a dim), like ``torch.Tensor.expand``."""
+        if not sizes:
+            raise TypeError("expand() missing its sizes argument")
         if len(sizes) == 1 and isinstance(sizes[0], (tuple, list, torch.Size)):
             sizes = tuple(sizes[0])
         shape = list(self._t.shape)
         if len(sizes) < len(shape):
-            raise ValueError(f"expand: target {sizes} has fewer dims than {tuple(shape)}")
+            raise ShapeError(f"expand: target {sizes} has fewer dims than {tuple(shape)}")
         lead = len(sizes) - len(shape)
         st = _strides(shape)
         out, ost = [], []
         for i, want in enumerate(sizes):
+            if not isinstance(want, int) or isinstance(want, bool):
+                raise TypeError(f"expand: sizes must be ints, got {sizes!r}")
+            if want < -1:
+                raise ShapeError(f"expand: invalid size {want} in {tuple(sizes)}")
             if i < lead:
                 if want < 0:
-                    raise ValueError("expand: -1 is not allowed for new leading dims")
+                    raise ShapeError("expand: -1 is not allowed for new leading dims")
                 out.append(want)
                 ost.append(0)
                 continue
@@ -47,7 +55,7 @@ class ShapeOps:
                 out.append(want)
                 ost.append(0)
             else:
-                raise ValueError(f"expand: cannot expand dim of size {have} to {want}")
+                raise ShapeError(f"expand: cannot expand dim of size {have} to {want}")
         if out == shape:
             return self
         res = self._wrap(self._s().gather(self._t, out, 0, ost))
@@ -59,7 +67,7 @@ class ShapeOps:
         try:
             shape = np.broadcast_shapes(tuple(self._t.shape), tuple(other_shape))
         except ValueError as e:
-            raise ValueError(
+            raise ShapeError(
                 f"shapes {tuple(self.shape)} and {tuple(other_shape)} do not broadcast"
             ) from e
         return shape, self.expand(shape)
@@ -67,23 +75,25 @@ class ShapeOps:
     # ------------------------------------------------------------ shape ops
     def reshape(self, *shape) -> TensorBase:
         """A view with another shape (-1 allowed), as torch.reshape (local)."""
+        if not shape:
+            raise TypeError("reshape() missing its shape argument")
         if len(shape) == 1 and isinstance(shape[0], (tuple, list, torch.Size)):
             shape = tuple(shape[0])
         if not all(isinstance(d, int) for d in shape):
             raise TypeError(f"reshape: sizes must be ints, got {shape!r}")
         shape = list(shape)
         if shape.count(-1) > 1:
-            raise ValueError("reshape: only one dimension can be -1")
+            raise ShapeError("reshape: only one dimension can be -1")
         if -1 in shape:
             known = 1
             for d in shape:
                 if d != -1:
                     known *= d
             if known == 0 or self.numel() % known:
-                raise ValueError(f"cannot reshape {tuple(self.shape)} into {tuple(shape)}")
+                raise ShapeError(f"cannot reshape {tuple(self.shape)} into {tuple(shape)}")
             shape[shape.index(-1)] = self.numel() // known
         if any(d < 0 for d in shape):
-            raise ValueError(f"reshape: negative size in {tuple(shape)}")
+            raise ShapeError(f"reshape: negative size in {tuple(shape)}")
         out = self._wrap(self._s().reshape(self._t, shape))
         if ag.needs_grad(self):
             gr.record_reshape(out, self)
@@ -93,11 +103,11 @@ class ShapeOps:
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> TensorBase:
         """Flatten dims ``start_dim..end_dim`` into one (local)."""
+        a, b = _norm_dim(start_dim, self.dim()), _norm_dim(end_dim, self.dim())
         if self.dim() == 0:
             return self.reshape(1)
-        a, b = _norm_dim(start_dim, self.dim()), _norm_dim(end_dim, self.dim())
         if a > b:
-            raise ValueError("flatten: start_dim must not come after end_dim")
+            raise ShapeError("flatten: start_dim must not come after end_dim")
         shp = list(self.shape)
         mid = 1
         for d in shp[a : b + 1]:
@@ -106,12 +116,16 @@ class ShapeOps:
 
     def permute(self, *dims) -> TensorBase:
         """Reorder dims, as torch.permute (local)."""
+        if not dims:
+            raise TypeError("permute() missing its dims argument")
         if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
             dims = tuple(dims[0])
         nd = self.dim()
+        if len(dims) != nd:
+            raise ShapeError(f"permute: {len(dims)} dims given for a tensor of rank {nd}")
         dims = [_norm_dim(d, nd) for d in dims]
         if sorted(dims) != list(range(nd)):
-            raise ValueError(f"permute: {dims} is not a permutation of {nd} dims")
+            raise ShapeError(f"permute: {dims} is not a permutation of {nd} dims")
         if dims == list(range(nd)):
             return self
         st = _strides(self._t.shape)
@@ -126,13 +140,15 @@ class ShapeOps:
         nd = self.dim()
         order = list(range(nd))
         a, b = _norm_dim(dim0, nd), _norm_dim(dim1, nd)
+        if nd == 0:
+            return self  # torch: dims -1 and 0 name the only "dim" of a scalar
         order[a], order[b] = order[b], order[a]
         return self.permute(order)
 
     def t(self) -> TensorBase:
         """Transpose of a tensor with at most 2 dims (local)."""
         if self.dim() > 2:
-            raise ValueError("t() expects a tensor with at most 2 dims")
+            raise ShapeError("t() expects a tensor with at most 2 dims")
         return self if self.dim() < 2 else self.transpose(0, 1)
 
     @property
@@ -185,6 +201,9 @@ class ShapeOps:
                 out_shape.append(1)
                 out_st.append(0)
                 continue
+            if isinstance(i, slice) and i.step is not None and i.step <= 0:
+                # torch checks a slice's step before the rank, index by index
+                raise ValueError("slice step must be positive")
             if d >= len(shape_in):
                 raise IndexError(f"too many indices for a tensor of rank {len(shape_in)}")
             n = shape_in[d]
@@ -217,17 +236,26 @@ class ShapeOps:
         """Constant padding with ``torch.nn.functional.pad`` semantics (pairs of
         (before, after) from the last dim backwards; negative values crop)."""
         if len(pad) % 2 or len(pad) // 2 > self.dim():
-            raise ValueError(f"pad: {len(pad)} values do not fit a tensor of rank {self.dim()}")
+            raise ShapeError(f"pad: {len(pad)} values do not fit a tensor of rank {self.dim()}")
         pairs = [(0, 0)] * self.dim()
         for j in range(len(pad) // 2):
             pairs[self.dim() - 1 - j] = (int(pad[2 * j]), int(pad[2 * j + 1]))
+        for (a, b), n in zip(pairs, self.shape):
+            if n + min(a, 0) + min(b, 0) < 0:
+                raise ShapeError(
+                    f"pad {tuple(pad)} crops more than the size {n} of a dim of "
+                    f"{tuple(self.shape)}"
+                )
         crop = [slice(max(0, -a), n - max(0, -b)) for (a, b), n in zip(pairs, self.shape)]
         x = self[tuple(crop)] if any(a < 0 or b < 0 for a, b in pairs) else self
         pos = [(max(0, a), max(0, b)) for a, b in pairs]
+        new = [n + a + b for (a, b), n in zip(pos, x.shape)]
+        if math.prod(d for d in new if d) >= 2**60:  # torch: "stride calculation overflowed"
+            raise OutOfMemoryError(f"pad: an output of shape {tuple(new)} cannot be allocated")
         out = self._wrap(self._s().pad(x._t, pos))
         if ag.needs_grad(x):
             gr.record_pad(out, x, pos)
-        if value != 0:
+        if value != 0 and out.numel():
             mask = np.full(tuple(out.shape), float(value))
             inner = tuple(slice(a, a + n) for (a, _), n in zip(pos, x.shape))
             mask[inner] = 0.0

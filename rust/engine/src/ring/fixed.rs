@@ -24,7 +24,7 @@ pub fn encode_one(v: f64, frac_bits: u32) -> Result<u64> {
     let lim = max_abs(frac_bits);
     if v.abs() >= lim {
         return Err(EngineError::Encoding(format!(
-            "value {v} is outside the representable range (-{lim}, {lim}) for {frac_bits} fractional bits"
+            "value {v:e} is outside the representable range (-{lim}, {lim}) for {frac_bits} fractional bits"
         )));
     }
     Ok((v * scale(frac_bits)).round() as i64 as u64)

@@ -39,24 +39,69 @@ pub struct Conv2dGeom {
 }
 
 impl Conv2dGeom {
+    /// Output height and width; call only on a geometry that `fits`.
     pub fn out_hw(&self) -> (usize, usize) {
-        let oh =
-            (self.h + 2 * self.padding.0 - self.dilation.0 * (self.kh - 1) - 1) / self.stride.0 + 1;
-        let ow =
-            (self.w + 2 * self.padding.1 - self.dilation.1 * (self.kw - 1) - 1) / self.stride.1 + 1;
-        (oh, ow)
+        self.checked_out_hw().unwrap_or((0, 0))
+    }
+    /// Output height and width, or None when a kernel, stride or dilation
+    /// is zero, the (dilated) window does not fit the padded input, or a
+    /// size overflows (the padded extent must also fit an isize, as the
+    /// kernels index with signed coordinates).
+    pub fn checked_out_hw(&self) -> Option<(usize, usize)> {
+        fn span(len: usize, pad: usize, dil: usize, k: usize, s: usize) -> Option<usize> {
+            if k == 0 || s == 0 || dil == 0 {
+                return None;
+            }
+            let padded = pad.checked_mul(2)?.checked_add(len)?;
+            let reach = dil.checked_mul(k - 1)?.checked_add(1)?;
+            if padded < reach || isize::try_from(padded).is_err() {
+                return None;
+            }
+            Some((padded - reach) / s + 1)
+        }
+        Some((
+            span(
+                self.h,
+                self.padding.0,
+                self.dilation.0,
+                self.kh,
+                self.stride.0,
+            )?,
+            span(
+                self.w,
+                self.padding.1,
+                self.dilation.1,
+                self.kw,
+                self.stride.1,
+            )?,
+        ))
     }
     /// True when the (dilated) window fits in the padded input.
     pub fn fits(&self) -> bool {
-        self.kh > 0
-            && self.kw > 0
-            && self.stride.0 > 0
-            && self.stride.1 > 0
-            && self.dilation.0 > 0
-            && self.dilation.1 > 0
-            && self.h + 2 * self.padding.0 > self.dilation.0 * (self.kh - 1)
-            && self.w + 2 * self.padding.1 > self.dilation.1 * (self.kw - 1)
+        self.checked_out_hw().is_some()
     }
+    /// Elements of the im2col matrix (c x kh x kw rows, n x oh x ow
+    /// columns), or an out-of-memory error naming the size when the
+    /// product of its non-zero factors overflows a usize (so that no
+    /// partial product in a kernel can wrap either).
+    pub fn checked_cols(&self, what: &str) -> Result<usize> {
+        let (oh, ow) = self.out_hw();
+        let f = [self.c, self.kh, self.kw, self.n, oh, ow];
+        checked_nonzero_product(&f).ok_or_else(|| {
+                EngineError::OutOfMemory(format!(
+                    "{what}: {} x {} x {} x {} x {oh} x {ow} window elements overflow the address space",
+                    self.n, self.c, self.kh, self.kw
+                ))
+            })?;
+        Ok(numel(&f))
+    }
+}
+
+/// Product of the non-zero factors, None when it overflows.
+pub fn checked_nonzero_product(f: &[usize]) -> Option<usize> {
+    f.iter()
+        .filter(|&&b| b != 0)
+        .try_fold(1usize, |a, &b| a.checked_mul(b))
 }
 
 /// A sliding window over NCHW data (pooling, im2col): PyTorch's kernel,
@@ -170,7 +215,18 @@ pub fn conv_geom(
         ));
     }
     let (oh, ow) = g.out_hw();
-    Ok((g, vec![xs[0], ws[0], oh, ow]))
+    Conv2dGeom {
+        c: xs[1] / groups,
+        ..g
+    }
+    .checked_cols("conv2d")?;
+    let out = vec![xs[0], ws[0], oh, ow];
+    if checked_nonzero_product(&out).is_none() {
+        return Err(EngineError::OutOfMemory(format!(
+            "conv2d: an output of shape {out:?} overflows the address space"
+        )));
+    }
+    Ok((g, out))
 }
 
 pub fn pool_geom(shape: &[usize], win: &Window) -> Result<Conv2dGeom> {
@@ -204,6 +260,7 @@ pub fn pool_geom(shape: &[usize], win: &Window) -> Result<Conv2dGeom> {
             "pooling kernel {kernel:?} does not fit input {shape:?}"
         ));
     }
+    g.checked_cols("pooling")?;
     Ok(g)
 }
 
@@ -252,4 +309,66 @@ pub fn gather_host(v: &[u64], shape: &[usize], st: &[usize]) -> Vec<u64> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conv_geometry_that_overflows_is_refused_not_wrapped() {
+        let big = 1usize << 62;
+        // Padding of 2^62: the padded extent overflows (it used to wrap and
+        // panic on a slice range in im2col).
+        assert!(conv_geom(&[1, 3, 4, 4], &[2, 3, 1, 1], (2, 2), (big, big), (1, 1), 1).is_err());
+        // Dilation times kernel overflows.
+        assert!(conv_geom(&[1, 1, 4, 4], &[1, 1, 3, 3], (1, 1), (0, 0), (big, big), 1).is_err());
+        // A window count that fits each factor but not the product.
+        let e = conv_geom(
+            &[1 << 22, 1, 1 << 21, 1 << 21],
+            &[1, 1, 1, 1],
+            (1, 1),
+            (0, 0),
+            (1, 1),
+            1,
+        );
+        assert!(matches!(e, Err(EngineError::OutOfMemory(_))), "{e:?}");
+        let w = Window::pool((2, 2), (1, 1), (1, 1));
+        assert!(matches!(
+            pool_geom(&[1 << 20, 1 << 20, 1 << 12, 1 << 12], &w),
+            Err(EngineError::OutOfMemory(_))
+        ));
+        // An ordinary geometry is unchanged.
+        let (g, out) = conv_geom(&[2, 3, 5, 4], &[4, 3, 3, 2], (2, 1), (1, 1), (1, 2), 1).unwrap();
+        assert_eq!(out, vec![2, 4, 3, 4]);
+        assert_eq!(g.checked_out_hw(), Some((3, 4)));
+    }
+
+    #[test]
+    fn zero_kernel_stride_or_dilation_does_not_fit() {
+        let mut g = Conv2dGeom {
+            n: 1,
+            c: 1,
+            h: 3,
+            w: 3,
+            kh: 1,
+            kw: 1,
+            stride: (1, 1),
+            padding: (0, 0),
+            dilation: (1, 1),
+        };
+        assert!(g.fits());
+        for f in [
+            |g: &mut Conv2dGeom| g.kh = 0,
+            |g: &mut Conv2dGeom| g.stride.1 = 0,
+            |g: &mut Conv2dGeom| g.dilation.0 = 0,
+            |g: &mut Conv2dGeom| g.kw = 4,
+        ] {
+            let mut h = g;
+            f(&mut h);
+            assert!(!h.fits(), "{h:?}");
+        }
+        g.padding = (usize::MAX / 2, 0);
+        assert!(!g.fits(), "padded extent past isize::MAX");
+    }
 }
