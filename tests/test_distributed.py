@@ -162,6 +162,8 @@ def test_the_launcher_stops_everyone_when_a_party_fails(tmp_path):
     r = run_launcher(script, timeout=60)
     assert r.returncode != 0
     assert time.time() - t < 30
+    # The launcher names the party that died first (party 2 exits with 3).
+    assert "party 2 exited with code 3" in r.stderr, r.stderr[-2000:]
 
 
 def test_init_needs_both_rank_and_peers():

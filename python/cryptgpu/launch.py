@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -60,9 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     try:
         while any(p.poll() is None for p in procs):
-            failed = [p for p in procs if p.poll() not in (None, 0)]
+            failed = [r for r, p in enumerate(procs) if p.poll() not in (None, 0)]
             if failed:
-                code = failed[0].returncode
+                code = procs[failed[0]].returncode
+                running = [r for r, p in enumerate(procs) if p.poll() is None]
+                print(
+                    f"cryptgpu.launch: party {failed[0]} {_how(code)}"
+                    + (f"; stopping party {', '.join(map(str, running))}" if running else ""),
+                    file=sys.stderr,
+                    flush=True,
+                )
                 break
             time.sleep(0.05)
         else:
@@ -85,6 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     if code == 0:
         code = next((p.returncode for p in procs if p.returncode), 0)
     return code if code >= 0 else 1
+
+
+def _how(code: int) -> str:
+    """'exited with code 3' or 'was killed by SIGKILL'."""
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 if __name__ == "__main__":

@@ -48,7 +48,11 @@ class CrossEntropyLoss(Module):
         n = logits.shape[0]
         want_grad = ag.needs_grad(logits)
         with ag.no_grad():
-            loss = (logits.log_softmax(1) * y).sum().neg().div(n)
+            # Each sample's loss is >= 0 in exact arithmetic; the log and
+            # exp approximations can make it slightly negative (-0.0009 was
+            # seen), so each is clamped at 0: one comparison of N values.
+            per_sample = (logits.log_softmax(1) * y).sum(1).neg()
+            loss = per_sample.relu().sum().div(n)
             if not want_grad:
                 return loss
             probs = logits.softmax(1)
