@@ -122,6 +122,30 @@ fn advance(state: &mut State, bytes: &[u8], max: u64) -> bool {
     true
 }
 
+/// Feed a ZMTP stream, split into `chunks` as it might arrive, through the
+/// frame-length checker: false when a frame announces more than `max`
+/// bytes. The entry point of the fuzz target and of tests.
+pub fn stream_within_limit<'a>(chunks: impl IntoIterator<Item = &'a [u8]>, max: u64) -> bool {
+    let mut state = State::Greeting(GREETING);
+    chunks.into_iter().all(|c| advance(&mut state, c, max))
+}
+
+/// The socket identity announced by a stream's greeting and first command
+/// (None when it is not a ZMTP handshake), for the fuzz target.
+pub fn identity_of_head(head: &[u8]) -> Option<Vec<u8>> {
+    if head.len() <= GREETING + 1 || head[GREETING] & 0b100 == 0 {
+        return None;
+    }
+    let (lenb, len) = if head[GREETING] & 0b10 != 0 {
+        let b: [u8; 8] = head.get(GREETING + 1..GREETING + 9)?.try_into().ok()?;
+        (8, usize::try_from(u64::from_be_bytes(b)).ok()?)
+    } else {
+        (1, usize::from(head[GREETING + 1]))
+    };
+    let start = GREETING + 1 + lenb;
+    ready_identity(head.get(start..start.checked_add(len)?)?)
+}
+
 /// The greeting and the first command (READY, with the peer's socket
 /// identity) must arrive within this time and size.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(5);

@@ -1,0 +1,27 @@
+//! Frame decoding from the network: the TCP transport's frame reader, the
+//! ZeroMQ guard's frame-length checker (with the stream split at a
+//! fuzzer-chosen point) and its READY identity parser. None may panic; the
+//! reader may not reserve more than the bytes it is given justify.
+#![no_main]
+
+use cryptgpu_engine::net::{guard, tcp};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let mut r = std::io::Cursor::new(data);
+    while (r.position() as usize) < data.len() {
+        if tcp::read_frame(&mut r).is_err() {
+            break;
+        }
+    }
+    let cut = data.first().map_or(0, |&b| usize::from(b)).min(data.len());
+    let (a, b) = data.split_at(cut);
+    let max = 1 << 20;
+    let whole = guard::stream_within_limit([data], max);
+    assert_eq!(
+        whole,
+        guard::stream_within_limit([a, b], max),
+        "split changed the verdict"
+    );
+    let _ = guard::identity_of_head(data);
+});
