@@ -314,49 +314,24 @@ def to_plain(y):
     return y.get_plain_text(dtype=torch.float64)
 
 
-def ours(op, x, args):
-    """Run op on the shared tensor x (already encrypted)."""
+def apply(op, x, args):
+    """Run a unary-family op on x, a SharedTensor or a torch tensor: the
+    SharedTensor API mirrors torch's, so one call serves both sides."""
     if op in ("neg", "abs", "relu", "clone", "t", "sign"):
         return getattr(x, op)()
-    if op in ("sum", "mean"):
+    if op in ("sum", "mean", "max", "min", "amax", "argmax"):
         dim, keep = args
         return getattr(x, op)() if dim is None else getattr(x, op)(dim, keepdim=keep)
-    if op in ("max", "min", "amax", "argmax"):
-        dim, keep = args
-        if dim is None:
-            return getattr(x, op)()
-        return getattr(x, op)(dim, keepdim=keep)
-    if op in ("reshape", "view", "permute", "expand"):
+    if op in ("reshape", "view", "permute", "expand", "transpose", "flatten"):
         return getattr(x, op)(*args)
-    if op in ("transpose", "flatten", "unsqueeze", "squeeze"):
+    if op in ("unsqueeze", "squeeze"):
         return getattr(x, op)(*args)
     if op == "pad":
+        if isinstance(x, torch.Tensor):
+            return torch.nn.functional.pad(x, args[0], value=args[1])
         return x.pad(args[0], value=args[1])
     if op == "getitem":
         return x[args[0]]
-    raise AssertionError(op)
-
-
-def theirs(op, t, args):
-    if op in ("neg", "abs", "relu", "clone", "t", "sign"):
-        return getattr(t, op)()
-    if op in ("sum", "mean"):
-        dim, keep = args
-        return getattr(t, op)() if dim is None else getattr(t, op)(dim, keepdim=keep)
-    if op in ("max", "min", "amax", "argmax"):
-        dim, keep = args
-        if dim is None:
-            return getattr(t, op)()
-        r = getattr(t, op)(dim, keepdim=keep)
-        return r
-    if op in ("reshape", "view", "permute", "expand"):
-        return getattr(t, op)(*args)
-    if op in ("transpose", "flatten", "unsqueeze", "squeeze"):
-        return getattr(t, op)(*args)
-    if op == "pad":
-        return torch.nn.functional.pad(t, args[0], value=args[1])
-    if op == "getitem":
-        return t[args[0]]
     raise AssertionError(op)
 
 
@@ -446,7 +421,7 @@ def run_both(case):
     # unary
     huge = None
     try:
-        want = theirs(op, t, args)
+        want = apply(op, t, args)
         if isinstance(want, tuple):  # torch.return_types (values, indices)
             want = want[0]
         if numel(want.shape) * 8 > BIG:
@@ -457,7 +432,7 @@ def run_both(case):
     except Exception as e:  # noqa: BLE001
         want = e
     try:
-        got = ours(op, cryptgpu.cryptensor(t), args)
+        got = apply(op, cryptgpu.cryptensor(t), args)
         if op == "argmax":
             got = got.get_plain_text(dtype=torch.float64)
             if isinstance(want, torch.Tensor):

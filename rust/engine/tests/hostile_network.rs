@@ -109,25 +109,16 @@ fn strangers_do_not_crash_or_stop_a_zeromq_session() {
                 i += 1;
             }
         });
-        let hs: Vec<_> = (0..3)
-            .map(|r| {
-                let cfg = cfg.clone();
-                sc.spawn(move || {
-                    let t = ZmqTransport::connect(r, &addrs, None, Duration::from_secs(10), None)
-                        .unwrap();
-                    let s = Session::single(cfg, r, Box::new(t)).unwrap();
-                    let mut out = Vec::new();
-                    for _ in 0..6 {
-                        out = workload(&s);
-                    }
-                    s.close();
-                    out
-                })
-            })
-            .collect();
-        let got = hs.into_iter().map(|h| h.join().unwrap()).collect();
-        done.store(true, Ordering::Release);
-        got
+        zmq_parties(
+            &cfg,
+            addrs,
+            None,
+            None,
+            Duration::ZERO,
+            6,
+            Duration::ZERO,
+            &done,
+        )
     });
     for (rank, g) in got.iter().enumerate() {
         assert_eq!(g, &want, "party {rank}");
@@ -168,6 +159,50 @@ fn keys() -> Vec<cryptgpu_engine::net::noise::LinkKeys> {
             publics,
         })
         .collect()
+}
+
+/// The three parties of a ZeroMQ session on `addrs` (encrypted with `keys`
+/// when given), each in its own thread: connect, wait at `ready` (when
+/// given) and `settle`, then run `workload` `rounds` times with `pause`
+/// between, close, and return what it revealed last. Sets `done` at the end.
+#[allow(clippy::too_many_arguments)]
+fn zmq_parties(
+    cfg: &Config,
+    addrs: [SocketAddr; 3],
+    keys: Option<&[cryptgpu_engine::net::noise::LinkKeys]>,
+    ready: Option<&Barrier>,
+    settle: Duration,
+    rounds: usize,
+    pause: Duration,
+    done: &AtomicBool,
+) -> Vec<Vec<u64>> {
+    let got = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..3)
+            .map(|r| {
+                let (cfg, k) = (cfg.clone(), keys.map(|k| k[r].clone()));
+                sc.spawn(move || {
+                    let t =
+                        ZmqTransport::connect(r, &addrs, None, Duration::from_secs(10), k.as_ref())
+                            .unwrap();
+                    let s = Session::single(cfg, r, Box::new(t)).unwrap();
+                    if let Some(b) = ready {
+                        b.wait();
+                    }
+                    std::thread::sleep(settle);
+                    let mut out = Vec::new();
+                    for _ in 0..rounds {
+                        out = workload(&s);
+                        std::thread::sleep(pause);
+                    }
+                    s.close();
+                    out
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    done.store(true, Ordering::Release);
+    got
 }
 
 /// A stranger that speaks ZMTP: PUSH sockets (with identities of its own)
@@ -243,30 +278,19 @@ fn forged_messages_are_dropped_on_encrypted_links() {
     let ready = Barrier::new(4);
     let got: Vec<Vec<u64>> = std::thread::scope(|sc| {
         sc.spawn(|| forge(addrs, &ready, &done));
-        let hs: Vec<_> = (0..3)
-            .map(|r| {
-                let (cfg, k, ready) = (cfg.clone(), ks[r].clone(), &ready);
-                sc.spawn(move || {
-                    let t =
-                        ZmqTransport::connect(r, &addrs, None, Duration::from_secs(10), Some(&k))
-                            .unwrap();
-                    let s = Session::single(cfg, r, Box::new(t)).unwrap();
-                    // Run only once the stranger is connected to everyone,
-                    // and give its first forgeries time to arrive.
-                    ready.wait();
-                    std::thread::sleep(Duration::from_millis(100));
-                    let mut out = Vec::new();
-                    for _ in 0..6 {
-                        out = workload(&s);
-                    }
-                    s.close();
-                    out
-                })
-            })
-            .collect();
-        let got = hs.into_iter().map(|h| h.join().unwrap()).collect();
-        done.store(true, Ordering::Release);
-        got
+        // Run only once the stranger is connected to everyone, and give its
+        // first forgeries time to arrive.
+        let settle = Duration::from_millis(100);
+        zmq_parties(
+            &cfg,
+            addrs,
+            Some(&ks),
+            Some(&ready),
+            settle,
+            6,
+            Duration::ZERO,
+            &done,
+        )
     });
     for (rank, g) in got.iter().enumerate() {
         assert_eq!(g, &want, "party {rank}");
@@ -316,28 +340,8 @@ fn a_stranger_taking_a_partys_identity_is_refused() {
             }
             drop(held);
         });
-        let hs: Vec<_> = (0..3)
-            .map(|r| {
-                let (cfg, ready) = (cfg.clone(), &ready);
-                sc.spawn(move || {
-                    let t = ZmqTransport::connect(r, &addrs, None, Duration::from_secs(10), None)
-                        .unwrap();
-                    let s = Session::single(cfg, r, Box::new(t)).unwrap();
-                    ready.wait();
-                    std::thread::sleep(Duration::from_millis(300));
-                    let mut out = Vec::new();
-                    for _ in 0..20 {
-                        out = workload(&s);
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
-                    s.close();
-                    out
-                })
-            })
-            .collect();
-        let got = hs.into_iter().map(|h| h.join().unwrap()).collect();
-        done.store(true, Ordering::Release);
-        got
+        let (settle, pause) = (Duration::from_millis(300), Duration::from_millis(50));
+        zmq_parties(&cfg, addrs, None, Some(&ready), settle, 20, pause, &done)
     });
     for (rank, g) in got.iter().enumerate() {
         assert_eq!(g, &want, "party {rank}");

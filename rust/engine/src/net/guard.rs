@@ -188,9 +188,7 @@ fn read_head(from: &mut TcpStream, head: &mut Vec<u8>) -> Option<Vec<u8>> {
         head.extend_from_slice(&buf[..n]);
     };
     from.set_read_timeout(None).ok()?;
-    let lenb = if head[GREETING] & 0b10 != 0 { 8 } else { 1 };
-    let body = &head[GREETING + 1 + lenb..end];
-    ready_identity(body)
+    identity_of_head(&head[..end])
 }
 
 /// The Identity property of a READY command body (empty without one).
