@@ -95,6 +95,8 @@ def test_party_indices_and_seeds_are_checked_with_clear_messages(session):
     assert x.get_plain_text().tolist() == [1.0, 1.0]
     with pytest.raises(ValueError, match="seed"):
         cryptgpu.init(seed=2**64)
+    with pytest.raises(TypeError, match="seed"):  # as Python does for a non-int
+        cryptgpu.init(seed="1")
 
 
 def test_cross_entropy_is_never_negative(session):

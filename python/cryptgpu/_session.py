@@ -105,9 +105,9 @@ def init(
         raise TypeError("precision_bits must be an int")
     if not 1 <= precision_bits <= 30:
         raise ValueError(f"precision_bits must be in 1..30, got {precision_bits}")
-    if seed is not None and (
-        not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**64
-    ):
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise TypeError(f"seed must be an int in [0, 2^64) or None, got {type(seed).__name__}")
+    if seed is not None and not 0 <= seed < 2**64:
         raise ValueError(f"seed must be an int in [0, 2^64) or None, got {seed!r}")
     if rank is None and os.environ.get("CRYPTGPU_RANK"):
         rank = int(os.environ["CRYPTGPU_RANK"])
