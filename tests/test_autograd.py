@@ -219,7 +219,12 @@ def test_to_pytorch_roundtrip(session):
     assert_close(m2[0].weight.detach(), m[0].weight.detach(), ULP)
 
 
-def test_batchnorm_training_grads_and_running_stats(session):
+@pytest.mark.parametrize("flow", ["fold_false", "crypten_default"])
+def test_batchnorm_training_grads_and_running_stats(session, flow):
+    """Both ways a user converts a model to train it: fold_batchnorm=False,
+    and CrypTen's flow (from_pytorch(net, dummy).encrypt(); net.train()) on
+    a PyTorch model in train mode, which must keep its BatchNorm (it was
+    folded by default, silently training a different network)."""
     import copy
 
     torch.manual_seed(0)
@@ -230,7 +235,13 @@ def test_batchnorm_training_grads_and_running_stats(session):
     m[1].bias.data.uniform_(-0.5, 0.5)
     x = torch.randn(4, 2, 6, 6, dtype=torch.float64)
     g = torch.randn(4, 3, 4, 4, dtype=torch.float64)
-    cm = cryptgpu.nn.from_pytorch(copy.deepcopy(m), fold_batchnorm=False).encrypt().train()
+    if flow == "fold_false":
+        cm = cryptgpu.nn.from_pytorch(copy.deepcopy(m), fold_batchnorm=False).encrypt().train()
+    else:
+        cm = cryptgpu.nn.from_pytorch(copy.deepcopy(m), torch.empty(1, 2, 6, 6))
+        cm.encrypt()
+        cm.train()
+    assert sum(isinstance(mm, cryptgpu.nn.BatchNorm) for mm in cm.modules()) == 1
     m.train()
     ref = m(x)  # one training-mode forward each: running stats move once
     (ref * g).sum().backward()
@@ -248,6 +259,35 @@ def test_batchnorm_training_grads_and_running_stats(session):
     cm.eval()
     m.eval()
     assert_close(pt(cm(cryptgpu.cryptensor(x))), m(x).detach(), 0.01)
+
+
+def test_a_folded_model_refuses_to_train_and_conversion_keeps_the_mode(session):
+    """A model converted in eval mode has its BatchNorm folded (inference):
+    .train() raises instead of training without batch statistics; the
+    PyTorch model's own mode is left as it was."""
+    m = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2), torch.nn.ReLU()
+    ).double()
+    cm = cryptgpu.nn.from_pytorch(m)
+    assert m.training, "from_pytorch switched the user's model to eval"
+    assert not cm.training  # converted modules start in eval mode
+    cm.eval()  # eval is always allowed
+    m.eval()
+    folded = cryptgpu.nn.from_pytorch(m).encrypt()
+    assert not m.training
+    assert not any(isinstance(mm, cryptgpu.nn.BatchNorm) for mm in folded.modules())
+    with pytest.raises(RuntimeError, match="fold_batchnorm=False"):
+        folded.train()
+    assert not folded.training
+    m.train()
+    asked = cryptgpu.nn.from_pytorch(m, fold_batchnorm=True)
+    with pytest.raises(RuntimeError, match="folded"):
+        asked.train()
+    x = torch.randn(2, 1, 5, 5, dtype=torch.float64)
+    m.eval()
+    # The folded model still infers like PyTorch in eval mode.
+    got = folded(cryptgpu.cryptensor(x)).get_plain_text(dtype=torch.float64)
+    assert_close(got, m(x).detach(), 64 * ULP)
 
 
 def test_overflow_is_reported_with_the_layer_name(session):

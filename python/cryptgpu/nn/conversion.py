@@ -218,6 +218,20 @@ class Graph(Module):
         for name, m in modules.items():
             self.add_module(name.replace(".", "_"), m)
         self._names = {name: name.replace(".", "_") for name in modules}
+        self._folded_batchnorms = 0
+
+    def train(self, mode: bool = True) -> Module:
+        """Training mode, as :meth:`Module.train`; refused for a model whose
+        BatchNorm layers were folded into convolutions at conversion (it
+        would train without batch statistics: a different network)."""
+        if mode and self._folded_batchnorms:
+            raise RuntimeError(
+                f"this model was converted with {self._folded_batchnorms} BatchNorm layer(s) "
+                "folded into the preceding convolutions (the PyTorch model was in eval mode, "
+                "or fold_batchnorm=True), which is right for inference only; to train, convert "
+                "the model in train mode (model.train()) or pass fold_batchnorm=False"
+            )
+        return super().train(mode)
 
     def forward(self, *inputs):
         """Run the converted torch.fx graph on ``x``."""
@@ -286,9 +300,11 @@ Graph.to_pytorch = _graph_to_pytorch
 _TRACE_LOCK = threading.Lock()
 
 
-def _fold_batchnorm(gm: torch.fx.GraphModule, mods: dict) -> None:
+def _fold_batchnorm(gm: torch.fx.GraphModule, mods: dict) -> int:
     """Fold every BatchNorm whose only input is a Conv2d used nowhere else
-    into that conv's weight and bias (one multiplication fewer per BN)."""
+    into that conv's weight and bias (one multiplication fewer per BN), with
+    its running statistics: right for inference only. Returns how many."""
+    folded = 0
     for node in list(gm.graph.nodes):
         if node.op != "call_module" or not isinstance(mods.get(node.target), torch.nn.BatchNorm2d):
             continue
@@ -321,9 +337,13 @@ def _fold_batchnorm(gm: torch.fx.GraphModule, mods: dict) -> None:
         mods[src.target] = fused
         node.replace_all_uses_with(src)
         gm.graph.erase_node(node)
+        folded += 1
+    return folded
 
 
-def from_pytorch(model: torch.nn.Module, dummy_input=None, fold_batchnorm: bool = True) -> Graph:
+def from_pytorch(
+    model: torch.nn.Module, dummy_input=None, fold_batchnorm: bool | None = None
+) -> Graph:
     """Convert a trained PyTorch model into a cryptgpu module by torch.fx
     tracing. Handles nn layers (Linear, Conv2d, ReLU, MaxPool2d, AvgPool2d,
     AdaptiveAvgPool2d, BatchNorm1d/2d, Flatten, Dropout, Identity,
@@ -336,10 +356,27 @@ def from_pytorch(model: torch.nn.Module, dummy_input=None, fold_batchnorm: bool 
     early (an input with undefined values, such as CrypTen's customary
     ``torch.empty(...)``, is replaced by uniform values of its shape).
     Call ``.encrypt(src=...)`` on the result to share the weights.
+
+    ``fold_batchnorm``: ``None`` (the default) folds BatchNorm into the
+    preceding convolution only for a model in eval mode; a model in train
+    mode keeps its BatchNorm layers, so that ``.train()`` trains with batch
+    statistics as PyTorch does. ``True`` folds anyway (inference only:
+    ``.train()`` on the result then raises), ``False`` never folds. The
+    converted module starts in eval mode, whatever the model's mode (the
+    model's own mode is left as it was).
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"from_pytorch expects a torch.nn.Module, got {type(model).__name__}")
-    model = model.eval()
+    was_training = model.training
+    if fold_batchnorm is None:
+        fold_batchnorm = not was_training
+    try:
+        return _convert(model.eval(), dummy_input, bool(fold_batchnorm))
+    finally:
+        model.train(was_training)
+
+
+def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph:
     if not list(model.children()):
         # A bare layer (nn.Linear, ...) traces to its functional form;
         # wrapped, it stays a module call with its parameters.
@@ -352,8 +389,7 @@ def from_pytorch(model: torch.nn.Module, dummy_input=None, fold_batchnorm: bool 
     except Exception as e:  # tracing errors come in many types
         raise NotImplementedError(f"torch.fx could not trace the model: {e}") from e
     mods = dict(gm.named_modules())
-    if fold_batchnorm:
-        _fold_batchnorm(gm, mods)
+    folded = _fold_batchnorm(gm, mods) if fold_batchnorm else 0
     converted: dict[str, Module] = {}
     attrs: dict = {}
     for node in gm.graph.nodes:
@@ -374,6 +410,7 @@ def from_pytorch(model: torch.nn.Module, dummy_input=None, fold_batchnorm: bool 
                 v = getattr(v, part)
             attrs[node.target] = v.detach().double() if isinstance(v, torch.Tensor) else v
     out = Graph(gm.graph, converted, attrs)
+    out._folded_batchnorms = folded
     if dummy_input is not None:
         x = torch.as_tensor(dummy_input, dtype=torch.float64)
         if not torch.isfinite(x).all():
