@@ -179,3 +179,19 @@ def test_property_matmul_random_shapes(m, k, n, seed):
 
 def test_ulp_constant_matches_precision():
     assert ULP == 2.0**-F
+
+
+def test_dot_like_torch(session, rng):
+    """torch.dot / CrypTen's dot on 1-D tensors, shared or public right side:
+    inputs on the 2^-8 grid are encoded exactly, the 40 products are summed
+    exactly in the ring and truncated once (one unit)."""
+    a = (rand(40, gen=rng, scale=4) * 256).round() / 256
+    b = (rand(40, gen=rng, scale=4) * 256).round() / 256
+    x = cryptgpu.cryptensor(a)
+    want = a.dot(b)
+    assert_close(x.dot(cryptgpu.cryptensor(b)).get_plain_text(dtype=torch.float64), want, ULP)
+    assert_close(x.dot(b).get_plain_text(dtype=torch.float64), want, ULP)
+    with pytest.raises(RuntimeError, match="1-D"):
+        x.dot(cryptgpu.cryptensor(torch.ones(40, 1)))
+    with pytest.raises(RuntimeError, match="lengths differ"):
+        x.dot(torch.ones(39))

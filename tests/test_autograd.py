@@ -148,11 +148,21 @@ def test_mse_and_cross_entropy_grads(session, rng):
     assert abs(pt(sl).item() - loss.item()) < 0.05
 
 
-def test_sgd_momentum_weight_decay_matches_torch(session, rng):
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(momentum=0.9, weight_decay=0.01),
+        dict(momentum=0.9, nesterov=True),
+        dict(momentum=0.5, dampening=0.3, weight_decay=0.1),
+    ],
+)
+def test_sgd_momentum_weight_decay_matches_torch(session, rng, kw):
+    """Three steps of torch.optim.SGD; each step adds a few truncations of
+    values below 8, amplified by at most 1 + lr * 6 per step: 64 units."""
     p = leaf(5, gen=rng)
-    opt = torch.optim.SGD([p], lr=0.1, momentum=0.9, weight_decay=0.01)
+    opt = torch.optim.SGD([p], lr=0.1, **kw)
     sp = shared_leaf(p)
-    sopt = cryptgpu.optim.SGD([sp], lr=0.1, momentum=0.9, weight_decay=0.01)
+    sopt = cryptgpu.optim.SGD([sp], lr=0.1, **kw)
     for k in range(3):
         opt.zero_grad()
         (p * p * (k + 1)).sum().backward()
@@ -198,6 +208,8 @@ def test_backward_errors(session):
         y.sum().backward()
     with pytest.raises(ValueError, match="learning rate"):
         cryptgpu.optim.SGD([x], lr=0)
+    with pytest.raises(ValueError, match="Nesterov"):
+        cryptgpu.optim.SGD([x], lr=0.1, nesterov=True)
     with pytest.raises(ValueError, match="encrypt"):
         cryptgpu.optim.SGD([torch.ones(2)], lr=0.1)
     with pytest.raises(ValueError, match="labels"):

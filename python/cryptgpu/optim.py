@@ -7,17 +7,33 @@ from .tensor import SharedTensor
 
 
 class SGD:
-    """Stochastic gradient descent with momentum and weight decay, as
-    ``torch.optim.SGD``: g = grad + wd p; v = mu v + g; p <- p - lr v.
-    Each update multiplies by public constants (one truncation each)."""
+    """Stochastic gradient descent with momentum, dampening, Nesterov and
+    weight decay, as ``torch.optim.SGD``: g = grad + wd p;
+    v = mu v + (1 - dampening) g (v = g at the first step); then
+    g = g + mu v with Nesterov, else g = v; p <- p - lr g. Each update
+    multiplies by public constants (one truncation each)."""
 
-    def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
+    def __init__(
+        self,
+        params,
+        lr: float,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ):
         if lr <= 0:
             raise ValueError(f"learning rate must be positive, got {lr}")
         if not 0 <= momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        if not 0 <= dampening <= 1:
+            raise ValueError(f"dampening must be in [0, 1], got {dampening}")
         if weight_decay < 0:
             raise ValueError(f"weight_decay must be non-negative, got {weight_decay}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            # torch's rule
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        self.dampening, self.nesterov = dampening, bool(nesterov)
         self.params = [p for p in params if isinstance(p, SharedTensor)]
         if not self.params:
             raise ValueError("SGD got no SharedTensor parameters: call model.encrypt() first")
@@ -40,7 +56,13 @@ class SGD:
                     g = g + p * self.wd
                 if self.momentum:
                     prev = self._buf.get(id(p))
-                    g = g if prev is None else prev * self.momentum + g
-                    self._buf[id(p)] = g
+                    if prev is None:
+                        v = g
+                    elif self.dampening:
+                        v = prev * self.momentum + g * (1 - self.dampening)
+                    else:
+                        v = prev * self.momentum + g
+                    self._buf[id(p)] = v
+                    g = g + v * self.momentum if self.nesterov else v
                 new = p - g * self.lr
                 p._t = new._t  # update in place: modules keep the same object

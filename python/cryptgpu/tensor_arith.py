@@ -115,6 +115,17 @@ class ArithmeticOps:
         yshape = ys.shape if ys is not None else torch.Size(yp.shape)
         return _matmul(self, ys, yp, yshape, public_left=False)
 
+    def dot(self, y) -> TensorBase:
+        """Inner product of two 1-D tensors, as ``torch.dot`` (and CrypTen's
+        ``dot``): one truncation, whatever the length."""
+        yshape = tuple(y.shape) if hasattr(y, "shape") else None
+        if self.dim() != 1 or yshape is None or len(yshape) != 1:
+            got = len(yshape) if yshape is not None else "no shape"
+            raise ShapeError(f"dot needs two 1-D tensors, got {self.dim()}-D and {got}-D")
+        if yshape[0] != self.shape[0]:
+            raise ShapeError(f"dot: lengths differ ({self.shape[0]} and {yshape[0]})")
+        return self.matmul(y)
+
     def rmatmul(self, p) -> TensorBase:
         """other @ self, for a plaintext or shared ``other``."""
         yp = _plain_array(p, "matmul")
