@@ -118,13 +118,13 @@ class ArithmeticOps:
     def dot(self, y) -> TensorBase:
         """Inner product of two 1-D tensors, as ``torch.dot`` (and CrypTen's
         ``dot``): one truncation, whatever the length."""
-        yshape = tuple(y.shape) if hasattr(y, "shape") else None
-        if self.dim() != 1 or yshape is None or len(yshape) != 1:
-            got = len(yshape) if yshape is not None else "no shape"
-            raise ShapeError(f"dot needs two 1-D tensors, got {self.dim()}-D and {got}-D")
+        ys, yp = self._other(y, "dot")
+        yshape = tuple(ys.shape if ys is not None else yp.shape)
+        if self.dim() != 1 or len(yshape) != 1:
+            raise ShapeError(f"dot needs two 1-D tensors, got {self.dim()}-D and {len(yshape)}-D")
         if yshape[0] != self.shape[0]:
             raise ShapeError(f"dot: lengths differ ({self.shape[0]} and {yshape[0]})")
-        return self.matmul(y)
+        return _matmul(self, ys, yp, torch.Size(yshape), public_left=False)
 
     def rmatmul(self, p) -> TensorBase:
         """other @ self, for a plaintext or shared ``other``."""
