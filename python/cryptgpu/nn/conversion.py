@@ -211,27 +211,32 @@ def _first_shared(args):
 class Graph(Module):
     """A converted torch.fx graph: nodes run in order on the converted layers."""
 
-    def __init__(self, graph: torch.fx.Graph, modules: dict[str, Module], attrs: dict):
+    def __init__(
+        self,
+        graph: torch.fx.Graph,
+        modules: dict[str, Module],
+        attrs: dict,
+        folded_batchnorms: int = 0,
+    ):
         super().__init__()
         self._graph = graph
         self._attrs = attrs
         for name, m in modules.items():
             self.add_module(name.replace(".", "_"), m)
         self._names = {name: name.replace(".", "_") for name in modules}
-        self._folded_batchnorms = 0
+        self._folded_batchnorms = folded_batchnorms
 
-    def train(self, mode: bool = True) -> Module:
-        """Training mode, as :meth:`Module.train`; refused for a model whose
-        BatchNorm layers were folded into convolutions at conversion (it
-        would train without batch statistics: a different network)."""
-        if mode and self._folded_batchnorms:
-            raise RuntimeError(
-                f"this model was converted with {self._folded_batchnorms} BatchNorm layer(s) "
-                "folded into the preceding convolutions (the PyTorch model was in eval mode, "
-                "or fold_batchnorm=True), which is right for inference only; to train, convert "
-                "the model in train mode (model.train()) or pass fold_batchnorm=False"
-            )
-        return super().train(mode)
+    def _why_not_trainable(self) -> str | None:
+        """A model whose BatchNorm layers were folded into convolutions at
+        conversion would train without batch statistics: a different network."""
+        if not self._folded_batchnorms:
+            return None
+        return (
+            f"this model was converted with {self._folded_batchnorms} BatchNorm layer(s) "
+            "folded into the preceding convolutions (the PyTorch model was in eval mode, "
+            "or fold_batchnorm=True), which is right for inference only; to train, convert "
+            "the model in train mode (model.train()) or pass fold_batchnorm=False"
+        )
 
     def forward(self, *inputs):
         """Run the converted torch.fx graph on ``x``."""
@@ -409,8 +414,7 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
             for part in node.target.split("."):
                 v = getattr(v, part)
             attrs[node.target] = v.detach().double() if isinstance(v, torch.Tensor) else v
-    out = Graph(gm.graph, converted, attrs)
-    out._folded_batchnorms = folded
+    out = Graph(gm.graph, converted, attrs, folded)
     if dummy_input is not None:
         x = torch.as_tensor(dummy_input, dtype=torch.float64)
         if not torch.isfinite(x).all():

@@ -66,10 +66,21 @@ class Module:
 
     # -- modes
     def train(self, mode: bool = True) -> Module:
-        """Set training mode (``mode=True``) on this module and its children; returns self."""
+        """Set training mode (``mode=True``) on this module and its children;
+        returns self. Raises RuntimeError, changing nothing, when a module
+        below cannot train (see :meth:`_why_not_trainable`)."""
+        if mode:
+            for m in self.modules():
+                why = m._why_not_trainable()
+                if why:
+                    raise RuntimeError(why)
         for m in self.modules():
             m.training = mode
         return self
+
+    def _why_not_trainable(self) -> str | None:
+        """Why this module cannot be put in training mode (None: it can)."""
+        return None
 
     def eval(self) -> Module:
         """Set evaluation mode; returns self."""
