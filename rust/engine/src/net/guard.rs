@@ -130,19 +130,35 @@ pub fn stream_within_limit<'a>(chunks: impl IntoIterator<Item = &'a [u8]>, max: 
     chunks.into_iter().all(|c| advance(&mut state, c, max))
 }
 
-/// The socket identity announced by a stream's greeting and first command
-/// (None when it is not a ZMTP handshake), for the fuzz target.
-pub fn identity_of_head(head: &[u8]) -> Option<Vec<u8>> {
-    if head.len() <= GREETING + 1 || head[GREETING] & 0b100 == 0 {
-        return None;
-    }
-    let (lenb, len) = if head[GREETING] & 0b10 != 0 {
-        let b: [u8; 8] = head.get(GREETING + 1..GREETING + 9)?.try_into().ok()?;
-        (8, usize::try_from(u64::from_be_bytes(b)).ok()?)
-    } else {
-        (1, usize::from(head[GREETING + 1]))
+/// Where the first frame's body lies in a stream's `head` (greeting, then
+/// the frame's flags and length): `Ok(Some((start, len)))` once its header
+/// has arrived, `Ok(None)` before, `Err(())` when the first frame is not a
+/// command (so the stream is not a ZMTP handshake).
+fn first_frame(head: &[u8]) -> std::result::Result<Option<(usize, usize)>, ()> {
+    let Some(&flags) = head.get(GREETING) else {
+        return Ok(None);
     };
-    let start = GREETING + 1 + lenb;
+    if flags & 0b100 == 0 {
+        return Err(());
+    }
+    let long = flags & 0b10 != 0;
+    let lenb = if long { 8 } else { 1 };
+    let Some(l) = head.get(GREETING + 1..GREETING + 1 + lenb) else {
+        return Ok(None);
+    };
+    let len = if long {
+        let b: [u8; 8] = l.try_into().map_err(|_| ())?;
+        usize::try_from(u64::from_be_bytes(b)).map_err(|_| ())?
+    } else {
+        usize::from(l[0])
+    };
+    Ok(Some((GREETING + 1 + lenb, len)))
+}
+
+/// The socket identity announced by a stream's greeting and first command
+/// (None when it is not a complete ZMTP handshake), for the fuzz target.
+pub fn identity_of_head(head: &[u8]) -> Option<Vec<u8>> {
+    let (start, len) = first_frame(head).ok()??;
     ready_identity(head.get(start..start.checked_add(len)?)?)
 }
 
@@ -157,25 +173,11 @@ const HEAD_MAX: usize = 4096;
 fn read_head(from: &mut TcpStream, head: &mut Vec<u8>) -> Option<Vec<u8>> {
     from.set_read_timeout(Some(HEAD_TIMEOUT)).ok()?;
     let mut buf = [0u8; 512];
-    let end = loop {
-        // Is the first frame complete?
-        if head.len() > GREETING + 1 {
-            let flags = head[GREETING];
-            if flags & 0b100 == 0 {
-                return None; // not a command: not a handshake
-            }
-            let (lenb, len) = if flags & 0b10 != 0 {
-                let b: [u8; 8] = head.get(GREETING + 1..GREETING + 9)?.try_into().ok()?;
-                (8, usize::try_from(u64::from_be_bytes(b)).ok()?)
-            } else {
-                (1, usize::from(head[GREETING + 1]))
-            };
-            let end = GREETING + 1 + lenb + len;
-            if end > HEAD_MAX {
-                return None;
-            }
+    loop {
+        if let Some((start, len)) = first_frame(head).ok()? {
+            let end = start.checked_add(len).filter(|&e| e <= HEAD_MAX)?;
             if head.len() >= end {
-                break end;
+                break;
             }
         }
         if head.len() >= HEAD_MAX {
@@ -186,9 +188,9 @@ fn read_head(from: &mut TcpStream, head: &mut Vec<u8>) -> Option<Vec<u8>> {
             return None;
         }
         head.extend_from_slice(&buf[..n]);
-    };
+    }
     from.set_read_timeout(None).ok()?;
-    identity_of_head(&head[..end])
+    identity_of_head(head)
 }
 
 /// The Identity property of a READY command body (empty without one).
@@ -272,35 +274,28 @@ fn serve(
         .name("cryptgpu-guard-out".into())
         .spawn(move || pump(s2, c2, None, &[]));
     let mut head = Vec::new();
-    let id = match read_head(&mut client, &mut head) {
-        Some(id) => id,
-        None => {
-            st.impostors.fetch_add(1, Ordering::Relaxed);
-            let _ = client.shutdown(Shutdown::Both);
-            let _ = server.shutdown(Shutdown::Both);
-            return;
-        }
-    };
-    let claimed = !id.is_empty();
-    if claimed {
-        let fresh = ids
+    let id = read_head(&mut client, &mut head);
+    // A held identity is refused: ZeroMQ would let the newcomer displace it.
+    let admitted = match &id {
+        None => false,
+        Some(id) if id.is_empty() => true,
+        Some(id) => ids
             .lock()
             .map(|mut s| s.insert(id.clone()))
-            .unwrap_or(false);
-        if !fresh {
-            st.impostors.fetch_add(1, Ordering::Relaxed);
-            let _ = client.shutdown(Shutdown::Both);
-            let _ = server.shutdown(Shutdown::Both);
-            return;
-        }
+            .unwrap_or(false),
+    };
+    if !admitted {
+        st.impostors.fetch_add(1, Ordering::Relaxed);
+        let _ = client.shutdown(Shutdown::Both);
+        let _ = server.shutdown(Shutdown::Both);
+        return;
     }
+    let claimed = id.filter(|id| !id.is_empty());
     if !pump(client, server, Some(max_frame), &head) {
         st.oversized.fetch_add(1, Ordering::Relaxed);
     }
-    if claimed {
-        if let Ok(mut s) = ids.lock() {
-            s.remove(&id);
-        }
+    if let (Some(id), Ok(mut s)) = (claimed, ids.lock()) {
+        s.remove(&id);
     }
     if let Ok(h) = out {
         let _ = h.join();
