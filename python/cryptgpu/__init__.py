@@ -17,7 +17,8 @@ from ._native import (
     UnavailableError,
     gemm_kernel,
 )
-from ._session import init, is_initialized, rank, reset_stats, stats, uninit
+from ._session import init, is_initialized, rank, reset_stats, stats, truncation, uninit
+from .autograd import is_grad_enabled, no_grad
 from .functions import ApproxConfig
 from .tensor import SharedTensor, cat, cryptensor, stack, where
 
@@ -74,10 +75,13 @@ __all__ = [
     "spmd",
     "gemm_kernel",
     "init",
+    "is_grad_enabled",
+    "no_grad",
     "is_initialized",
     "reset_stats",
     "stack",
     "stats",
+    "truncation",
     "uninit",
     "where",
 ]

@@ -24,6 +24,12 @@ class _Context(threading.local):
         # Per-layer-kind time, rounds and bytes, filled by cryptgpu.nn.
         self.layer_stats: dict = {}
         self.grad_enabled: bool = True
+        # init(truncation=...): "exact", "probabilistic" or "auto"; the mode
+        # the engine is set to now; and how deep we are in a backward pass or
+        # an optimiser step (training work that "auto" truncates exactly).
+        self.truncation: str = "auto"
+        self.exact_now: bool = False
+        self.training_depth: int = 0
         # Bound for cryptgpu.nn.check_overflow (None: no check).
         self.overflow_bound: float | None = None
         # True in a party thread of spmd.run / mpc.run_multiprocess, where a
@@ -46,6 +52,7 @@ def init(
     insecure: bool = False,
     transport: str | None = None,
     bind: str | None = None,
+    truncation: str = "auto",
 ) -> None:
     """Start a session: the local three-party runtime (three party threads in
     this process) by default, or one party of a multi-process run when
@@ -78,6 +85,13 @@ def init(
         transport: ``"zmq"`` (default) or ``"tcp"``.
         bind: the ``host:port`` to listen on when it differs from
             ``peers[rank]`` (behind NAT or a proxy; ``CRYPTGPU_BIND``).
+        truncation: how fixed-point products are truncated. ``"exact"``:
+            never wrong (a product of magnitude below 2**(62-2f) is exact to one
+            unit of 2**-f), three times the bytes of a product. ``"probabilistic"``
+            (ABY3's, CrypTen's): one element in about 2**(63-2f)/|v| of a product of
+            magnitude |v| is garbage. ``"auto"`` (the default): exact wherever
+            autograd records (a forward whose inputs require grad, ``backward``,
+            optimiser steps), probabilistic for inference. README "Truncation".
 
     Calling ``init`` again starts a fresh session; tensors of the old one can no
     longer be used.
@@ -109,6 +123,11 @@ def init(
         raise TypeError(f"seed must be an int in [0, 2^64) or None, got {type(seed).__name__}")
     if seed is not None and not 0 <= seed < 2**64:
         raise ValueError(f"seed must be an int in [0, 2^64) or None, got {seed!r}")
+    if truncation not in TRUNCATION_MODES:
+        raise ValueError(
+            f"truncation must be one of {', '.join(map(repr, TRUNCATION_MODES))}, "
+            f"got {truncation!r}"
+        )
     if rank is None and os.environ.get("CRYPTGPU_RANK"):
         rank = int(os.environ["CRYPTGPU_RANK"])
     if peers is None and os.environ.get("CRYPTGPU_PEERS"):
@@ -149,6 +168,43 @@ def init(
         _ctx.session = _native.Session(precision_bits, seed, float(timeout_s), device)
     _ctx.device = device
     _ctx.layer_stats = {}
+    _ctx.truncation = truncation
+    _ctx.training_depth = 0
+    # A new session starts probabilistic (the engine's default).
+    _ctx.exact_now = False
+
+
+TRUNCATION_MODES = ("auto", "exact", "probabilistic")
+
+
+def sync_truncation(session: _native.Session, recording: bool) -> None:
+    """Set the engine's truncation protocol for the next operation: exact in
+    "exact" mode, and in "auto" mode while autograd records (``recording``)
+    or inside a backward pass or an optimiser step. Every party of an SPMD
+    run makes the same choice, as each runs the same script."""
+    mode = _ctx.truncation
+    want = mode == "exact" or (mode == "auto" and (recording or _ctx.training_depth > 0))
+    if want != _ctx.exact_now:
+        session.set_exact_truncation(want)
+        _ctx.exact_now = want
+
+
+def truncation() -> str:
+    """The session's truncation mode (``init(truncation=...)``)."""
+    return _ctx.truncation
+
+
+class training_work:
+    """Context for work that "auto" truncation treats as training (backward
+    passes, optimiser steps): every truncation inside is exact."""
+
+    def __enter__(self):
+        _ctx.training_depth += 1
+        return self
+
+    def __exit__(self, *exc):
+        _ctx.training_depth -= 1
+        return False
 
 
 # Multi-process sessions opened by init(); closed at exit so that the ZeroMQ
@@ -183,6 +239,9 @@ def attach(session: _native.Session) -> None:
     _ctx.device = "cpu"
     _ctx.layer_stats = {}
     _ctx.spmd_party = True
+    _ctx.truncation = "auto"
+    _ctx.training_depth = 0
+    _ctx.exact_now = session.exact_truncation
 
 
 def rank() -> int | None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 
+import torch
+
 from . import _session
 
 
@@ -24,8 +26,8 @@ class Node:
 
 
 def is_grad_enabled() -> bool:
-    """False inside :func:`no_grad`, True otherwise."""
-    return _session._ctx.grad_enabled
+    """False inside :func:`no_grad` or ``torch.no_grad()``, True otherwise."""
+    return _session._ctx.grad_enabled and torch.is_grad_enabled()
 
 
 @contextlib.contextmanager
@@ -41,7 +43,7 @@ def no_grad():
 
 def needs_grad(*xs) -> bool:
     """True when ``x`` is a SharedTensor that is, or depends on, a leaf that requires grad."""
-    if not _session._ctx.grad_enabled:
+    if not is_grad_enabled():
         return False
     return any(getattr(x, "requires_grad", False) for x in xs)
 
@@ -91,7 +93,7 @@ def backward(root, grad=None) -> None:
                 if isinstance(p, Node) and p.requires_grad and id(p) not in seen:
                     stack.append((p, False))
     grads = {id(root): grad}
-    with no_grad():
+    with no_grad(), _session.training_work():
         for t in reversed(order):
             g = grads.pop(id(t), None)
             if g is None:

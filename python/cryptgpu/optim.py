@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import _session
 from . import autograd as ag
 from .tensor import SharedTensor
 
@@ -47,7 +48,7 @@ class SGD:
 
     def step(self) -> None:
         """One update: p <- p - lr (g + weight_decay p), with momentum when set."""
-        with ag.no_grad():
+        with ag.no_grad(), _session.training_work():
             for p in self.params:
                 if p.grad is None:
                     continue

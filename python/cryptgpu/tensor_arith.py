@@ -60,15 +60,17 @@ class ArithmeticOps:
         """Elementwise x * y. Integer plaintext factors cost nothing; fixed-point
         factors (shared or plain) need one truncation (2 rounds)."""
         ys, yp = self._other(y, "mul")
-        s = self._s()
         if ys is not None:
             shape, x = self._bcast(ys.shape)
-            out = self._wrap(s.mul(x._t, ys.expand(shape)._t))
+            ye = ys.expand(shape)
+            # _s last: it sets the truncation protocol for this product.
+            out = self._wrap(self._s(ys).mul(x._t, ye._t))
             if ag.needs_grad(self, ys):
                 gr.record_mul(out, self, ys)
             return out
         shape, x = self._bcast(yp.shape)
         full = np.broadcast_to(yp, shape)
+        s = self._s()
         if _is_integer_plain(y):
             # k x must stay inside the ring's range +-2^(63-f): with |k| below
             # 2^(63-2f) (the encoding limit) that holds for every |x| < 2^f;
@@ -167,7 +169,6 @@ def _matmul(x: TensorBase, ys, yp, yshape, public_left: bool) -> TensorBase:
         raise ShapeError(f"matmul: batch dims of {tuple(lshape)} and {tuple(rshape)} differ") from e
     lf, rf = batch + l2[-2:], batch + r2[-2:]
     out_shape = batch + [l2[-2], r2[-1]]
-    s = x._s()
 
     def as_shared(t, shp, full):
         return t.reshape(shp).expand(full)
@@ -178,19 +179,19 @@ def _matmul(x: TensorBase, ys, yp, yshape, public_left: bool) -> TensorBase:
     if ys is not None:
         xl = as_shared(x, l2, lf)
         yr = as_shared(ys, r2, rf)
-        out = x._wrap(s.matmul(xl._t, yr._t))
+        out = x._wrap(x._s(ys).matmul(xl._t, yr._t))
         if ag.needs_grad(xl, yr):
             gr.record_matmul(out, xl, yr)
     elif public_left:
         pl = as_plain(yp, l2, lf)
         xr = as_shared(x, r2, rf)
-        out = x._wrap(s.matmul_public(xr._t, _buf(pl), list(pl.shape), True))
+        out = x._wrap(x._s().matmul_public(xr._t, _buf(pl), list(pl.shape), True))
         if ag.needs_grad(xr):
             gr.record_matmul_public_left(out, xr, pl)
     else:
         xl = as_shared(x, l2, lf)
         pr = as_plain(yp, r2, rf)
-        out = x._wrap(s.matmul_public(xl._t, _buf(pr), list(pr.shape), False))
+        out = x._wrap(x._s().matmul_public(xl._t, _buf(pr), list(pr.shape), False))
         if ag.needs_grad(xl):
             gr.record_matmul_public_right(out, xl, pr)
     if not batch:

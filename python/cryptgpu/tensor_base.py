@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import _native
+from . import _native, _session
 from . import autograd as ag
 from ._plain import _buf, _norm_dim, _plain_array
 from ._session import current
@@ -30,13 +30,17 @@ class TensorBase(ag.Node):
         self._back = None
 
     # ------------------------------------------------------------ helpers
-    def _s(self) -> _native.Session:
+    def _s(self, *others) -> _native.Session:
+        """The current session, checked to be this tensor's, with its
+        truncation protocol set for an operation on ``self`` and ``others``
+        (exact where autograd records, in "auto" mode)."""
         s = current()
         if s.id != self._session.id:
             raise RuntimeError(
                 "this SharedTensor belongs to an earlier session (cryptgpu.init() was "
                 "called again); re-share its value in the current session"
             )
+        _session.sync_truncation(s, ag.needs_grad(self, *others))
         return s
 
     def _wrap(self, h: _native.Tensor) -> TensorBase:

@@ -39,7 +39,7 @@ class LayerOps:
                 f"is allowed), got input shape {tuple(x.shape)}"
             )
         ws, wp = self._other(weight, "conv2d weight")
-        s = self._s()
+        s = x._s(self, ws)  # sets the truncation protocol: nothing runs in between
         if ws is not None:
             out = self._wrap(s.conv2d(x._t, ws._t, stride, padding, dilation, groups))
         else:

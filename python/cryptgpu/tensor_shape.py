@@ -243,8 +243,7 @@ class ShapeOps:
         for (a, b), n in zip(pairs, self.shape):
             if n + min(a, 0) + min(b, 0) < 0:
                 raise ShapeError(
-                    f"pad {tuple(pad)} crops more than the size {n} of a dim of "
-                    f"{tuple(self.shape)}"
+                    f"pad {tuple(pad)} crops more than the size {n} of a dim of {tuple(self.shape)}"
                 )
         crop = [slice(max(0, -a), n - max(0, -b)) for (a, b), n in zip(pairs, self.shape)]
         x = self[tuple(crop)] if any(a < 0 or b < 0 for a, b in pairs) else self

@@ -35,7 +35,8 @@ type Pair = (Vec<u64>, Vec<u64>);
 type View = (Vec<Vec<u64>>, Pair);
 
 /// Messages received by each party while sharing `secret` from party 0,
-/// squaring it, dividing it by 3 and taking its ReLU (setup excluded).
+/// squaring it, dividing it by 3 and taking its ReLU, then squaring and
+/// dividing again with the exact truncation (setup excluded).
 fn views(secret: f64, key_seed: u8) -> Vec<View> {
     let own: Vec<Arc<Mutex<Pair>>> = (0..3)
         .map(|_| Arc::new(Mutex::new((Vec::new(), Vec::new()))))
@@ -73,6 +74,9 @@ fn views(secret: f64, key_seed: u8) -> Vec<View> {
                 // MSB circuit and the two rounds of bit injection.
                 let c = p.msb(&x).unwrap();
                 p.bit_inject(&c, &x, N, 1).unwrap();
+                p.exact_trunc = true;
+                let y = p.mul(&x, &x).unwrap();
+                p.divide(&y, 3).unwrap();
             });
         }
     });
@@ -122,8 +126,11 @@ fn received_messages_do_not_depend_on_the_secret() {
     }
     // share: 2 messages received; mul and divide: 3 each (one per party);
     // msb: the binary input (1) and 7 AND rounds (3 each); bit injection:
-    // 3 in its first round, 3 in its multiplication.
-    assert_eq!(checked, 2 + 3 + 3 + 1 + 21 + 3 + 3);
+    // 3 in its first round, 3 in its multiplication; exact mul: 2 in the
+    // first round (a' and z_2 to P0), 4 in the second (the reshare, and w
+    // to P1 and P2, with P0's part in one message to P2); exact divide: 1
+    // (a') then 4.
+    assert_eq!(checked, 2 + 3 + 3 + 1 + 21 + 3 + 3 + 6 + 5);
 }
 
 #[test]

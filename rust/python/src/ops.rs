@@ -111,6 +111,19 @@ impl Session {
         call(py, || s.reset_stats())
     }
 
+    /// Truncate by the exact protocol (True) or ABY3's probabilistic one.
+    fn set_exact_truncation(&self, py: Python<'_>, exact: bool) -> PyResult<()> {
+        let s = &self.0;
+        call(py, || s.set_exact_truncation(exact))
+    }
+
+    /// Whether truncations currently use the exact protocol.
+    #[getter]
+    fn exact_truncation(&self, py: Python<'_>) -> PyResult<bool> {
+        let s = &self.0;
+        call(py, || s.exact_truncation())
+    }
+
     // ---- data in and out (runtime/ops.rs) ----
 
     fn share(

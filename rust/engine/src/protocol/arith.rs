@@ -93,6 +93,9 @@ impl Party {
     /// f = 16 and values below 2^15 in magnitude (k = 47 after a product)
     /// that is below 2^-16 per element; keep values small or lower f.
     pub fn reshare_divide(&mut self, z: Buf, d: u64) -> Result<AShare> {
+        if self.exact_trunc {
+            return self.divide_exact(super::trunc::Input::Sum(z), d);
+        }
         let n = z.len();
         let dev = self.dev.clone();
         match self.rank {
@@ -128,6 +131,9 @@ impl Party {
     /// 3-out-of-3 sharing whose messages below reveal nothing new (each
     /// receiver already holds the component it is sent), so no mask is added.
     pub fn divide(&mut self, x: &AShare, d: u64) -> Result<AShare> {
+        if self.exact_trunc {
+            return self.divide_exact(super::trunc::Input::Rep(x), d);
+        }
         self.reshare_divide(x.a.clone(), d)
     }
 

@@ -18,6 +18,10 @@
 //! | mul/matmul/conv   | 2      | 1 (output size), truncation fused in    |
 //! | mul by integer    | 0      | 0                                       |
 //! | truncate / divide | 2      | 1                                       |
+//! | exact truncation  | 2      | P0: 3; P1: 2; P2: 2 after a product, 1 otherwise |
+//!
+//! The exact truncation (`trunc`, `Party::exact_trunc`) replaces the fused
+//! truncation of mul/matmul/conv as well: those then cost what it costs.
 //!
 //! A share from an owner cannot cost one element in total: both other
 //! parties hold the one component that depends on the secret, so the owner
@@ -29,6 +33,7 @@ mod conv;
 pub use conv::ConvWeight;
 pub mod local;
 mod nonlinear;
+mod trunc;
 
 use crate::device::{Buf, Device, Op2};
 use crate::error::Result;
@@ -70,6 +75,9 @@ pub struct Party {
     next: Prg,
     pub dev: Arc<dyn Device>,
     pub frac_bits: u32,
+    /// Truncations (and public divisions) by the exact protocol of `trunc`
+    /// instead of ABY3's probabilistic one. Every party must agree.
+    pub exact_trunc: bool,
 }
 
 impl Party {
@@ -113,6 +121,7 @@ impl Party {
             next: Prg::new(k_next),
             dev,
             frac_bits,
+            exact_trunc: false,
         })
     }
 

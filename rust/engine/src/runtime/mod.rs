@@ -337,6 +337,24 @@ impl Session {
             .collect()
     }
 
+    /// Choose the truncation protocol of the hosted parties: exact (no wrap
+    /// failures, more bytes) or ABY3's probabilistic one. In a
+    /// multi-process session every party must make the same choice before
+    /// the same operation, as every party runs the same script.
+    pub fn set_exact_truncation(&self, exact: bool) -> Result<()> {
+        for m in &self.parties {
+            lock(m)?.exact_trunc = exact;
+        }
+        Ok(())
+    }
+
+    pub fn exact_truncation(&self) -> Result<bool> {
+        match self.parties.first() {
+            Some(m) => Ok(lock(m)?.exact_trunc),
+            None => Ok(false),
+        }
+    }
+
     pub fn reset_stats(&self) -> Result<()> {
         for m in &self.parties {
             lock(m)?.comm.reset_stats();

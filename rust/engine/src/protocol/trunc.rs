@@ -1,0 +1,205 @@
+//! Exact truncation: division of a sharing by a public d with no wrap
+//! failures, in the same two rounds as the probabilistic protocol of
+//! `arith` (ABY3's share truncation).
+//!
+//! Why the probabilistic protocol fails. P0 and P1 hold a 2-out-of-2
+//! sharing (S0, S1) of v and divide their halves locally. When the signed
+//! sum S0 + S1 over the integers is v +- 2^64 (the halves wrap), the result
+//! is off by 2^64 / d: garbage, with probability about |v| / 2^63.
+//!
+//! The fix counts the wrap. Shift the value by a public bias B = 2^62 (P0
+//! adds it to its half), so that x = v + B lies in [0, 2^63) for |v| < 2^62:
+//! x's top bit is 0. Write a = msb(S1), b = msb(S0). Over the integers,
+//! x = S0s + S1s + (a + b - c) 2^64 with S0s, S1s the halves read as signed
+//! words and c the carry out of the unsigned sum; and because x's top bit is
+//! 0, c = a OR b (a sum of two words with top bits a, b and a zero top bit
+//! carries exactly when one of them is set). So a + b - c = a AND b, and
+//!
+//!   floor(x / d) = floor(S0s / d) + floor(S1s / d) + K a b + e,
+//!   K = 2^64 / d, e in {0, 1} (the carry of the two remainders),
+//!
+//! the same local divisions as before plus one correction K a b: the
+//! product of a bit P1 knows from the start and a bit P0 knows after it has
+//! its half. (This "wrap with a known top bit" is the observation behind
+//! the truncation of SecureNN/Cheetah-style protocols; the way the product
+//! a b is shared below, with no extra round, is ours.)
+//!
+//! Sharing a b in two rounds, with A = -a and Bn = -b (0 or -1 in the ring,
+//! so that A Bn = a b):
+//!
+//! Round 1. P1 sends a' = A + nu to P0 (nu from the key k_2 of P1 and P2,
+//!   unknown to P0). For a product, P2 sends its 3-out-of-3 part z_2 to P0,
+//!   whose half is then S0 = z_0 + z_2 + B; P1's half is z_1. For a
+//!   replicated input, P0 holds x_0 + x_1 and P1 holds x_2: no message.
+//! Locally. a b = A Bn = a' Bn - nu Bn. P0 knows a' Bn. For nu Bn, P0 masks
+//!   Bn with alpha (key k_0, shared with P2) and gamma (key k_1, shared with
+//!   P1): w = Bn + alpha + gamma, so nu Bn = nu w - nu alpha - nu gamma, and
+//!   P2 knows nu alpha, P1 knows nu gamma. Each party i forms its part U_i
+//!   of a 3-out-of-3 sharing:
+//!     U_0 = floor(S0s / d) + 1 - B / d + K a' Bn,
+//!     U_1 = floor(S1s / d) + K nu gamma,
+//!     U_2 = K nu alpha,
+//!   (+1: the remainders' carry e is 1 on average, as in `arith`).
+//! Round 2. The reshare of U (each sends U_i plus a zero share to the
+//!   previous party), and P0 sends w to P1 and P2, who both hold the
+//!   component x_2 and subtract K nu w from it.
+//!
+//! Views: P0 sees a' (masked by nu) and z_2 (masked by the product's zero
+//! share); P1 sees w masked by alpha, P2 sees w masked by gamma; the
+//! reshare is masked by a fresh zero share. Nothing depends on the secret.
+//!
+//! Cost per element: 2 rounds; P0 sends 3 ring elements (its reshare part
+//! and w twice), P1 2 (a' and its part), P2 2 for a product (z_2 and its
+//! part) and 1 for a replicated input. The probabilistic protocol sends 1.
+//!
+//! Result: within (-1, +1] units of x / d - B / d = v / d for d a power of
+//! two (as the probabilistic protocol when it does not fail); for another d,
+//! K and B / d are rounded and the error is within 2 units. It is exact
+//! for every |v| < 2^62, which at f fractional bits covers products up to
+//! 2^(62 - 2f) in magnitude (2^30 at f = 16, against the encoding limit
+//! 2^(63 - 2f)).
+
+use super::{AShare, Party};
+use crate::device::{Buf, Op1, Op2};
+use crate::error::Result;
+use crate::net::Peer;
+
+/// The bias that makes the shifted value's top bit known (zero).
+const BIAS: u64 = 1 << 62;
+
+/// What is being divided.
+pub(super) enum Input<'a> {
+    /// A 3-out-of-3 sharing (this party's part), as after a local product.
+    Sum(Buf),
+    /// A replicated sharing.
+    Rep(&'a AShare),
+}
+
+/// round(num / d) for num = 2^e as u128, in the ring.
+fn ratio(pow2: u32, d: u64) -> u64 {
+    let num = 1u128 << pow2;
+    let d = d as u128;
+    ((num + d / 2) / d) as u64
+}
+
+impl Party {
+    /// -msb(s) for each element: 0, or -1 (all ones) when the top bit is set.
+    fn neg_msb(&self, s: &Buf) -> Result<Buf> {
+        let mut m = self.dev.map1(Op1::DivFloor(1 << 62), s)?;
+        self.dev.map1_into(Op1::DivFloor(2), &mut m)?;
+        Ok(m)
+    }
+
+    /// A buffer of n copies of c on this party's device.
+    fn constant(&self, c: u64, n: usize) -> Result<Buf> {
+        let mut b = self.dev.zeros(n)?;
+        self.dev.map1_into(Op1::AddScalar(c), &mut b)?;
+        Ok(b)
+    }
+
+    /// k * x * y, elementwise.
+    fn scaled_product(&self, k: u64, x: &Buf, y: &Buf) -> Result<Buf> {
+        let mut p = self.dev.map2(Op2::Mul, x, y)?;
+        let kb = self.constant(k, p.len())?;
+        self.dev.map2_into(Op2::Mul, &mut p, &kb)?;
+        Ok(p)
+    }
+
+    /// The exact division of `input` by d (module doc): a replicated
+    /// sharing of v / d, 2 rounds.
+    pub(super) fn divide_exact(&mut self, input: Input<'_>, d: u64) -> Result<AShare> {
+        let n = match &input {
+            Input::Sum(z) => z.len(),
+            Input::Rep(x) => x.len(),
+        };
+        let dev = self.dev.clone();
+        let k = ratio(64, d);
+        let zeta = self.zero_share(n)?;
+        match self.rank {
+            0 => {
+                // Round 1: a' from P1; z_2 from P2 for a product.
+                let (mut s0, a1) = match input {
+                    Input::Sum(z) => {
+                        let mut got = self.round(vec![], &[(Peer::Next, n), (Peer::Prev, n)])?;
+                        let z2 = got.pop().unwrap_or_default();
+                        let a1 = got.pop().unwrap_or_default();
+                        (dev.map2(Op2::Add, &z, &z2)?, a1)
+                    }
+                    Input::Rep(x) => {
+                        let a1 = self.round1(vec![], Peer::Next, n)?;
+                        (dev.map2(Op2::Add, &x.a, &x.b)?, a1)
+                    }
+                };
+                dev.map1_into(Op1::AddScalar(BIAS), &mut s0)?;
+                let bn = self.neg_msb(&s0)?;
+                let alpha = self.rand_own(n)?;
+                let gamma = self.rand_next(n)?;
+                let mut w = dev.map2(Op2::Add, &bn, &alpha)?;
+                dev.map2_into(Op2::Add, &mut w, &gamma)?;
+                let mut u0 = s0;
+                dev.map1_into(Op1::DivFloor(d), &mut u0)?;
+                let offset = 1u64.wrapping_sub(ratio(62, d));
+                dev.map1_into(Op1::AddScalar(offset), &mut u0)?;
+                dev.map2_into(Op2::Add, &mut u0, &self.scaled_product(k, &a1, &bn)?)?;
+                dev.map2_into(Op2::Add, &mut u0, &zeta)?;
+                // Round 2: U_0 and w to P2 (one message), w to P1; U_1 back.
+                let to_prev = dev.concat(&[(&u0, 0, n), (&w, 0, n)])?;
+                let u1 =
+                    self.round1(vec![(Peer::Prev, to_prev), (Peer::Next, w)], Peer::Next, n)?;
+                Ok(AShare { a: u0, b: u1 })
+            }
+            1 => {
+                let s1 = match input {
+                    Input::Sum(z) => z,
+                    Input::Rep(x) => x.b.clone(),
+                };
+                let nu = self.rand_next(n)?;
+                let gamma = self.rand_own(n)?;
+                let mut a1 = self.neg_msb(&s1)?;
+                dev.map2_into(Op2::Add, &mut a1, &nu)?;
+                self.round(vec![(Peer::Prev, a1)], &[])?;
+                let mut u1 = s1;
+                dev.map1_into(Op1::DivFloor(d), &mut u1)?;
+                dev.map2_into(Op2::Add, &mut u1, &self.scaled_product(k, &nu, &gamma)?)?;
+                dev.map2_into(Op2::Add, &mut u1, &zeta)?;
+                let mut got = self.round(
+                    vec![(Peer::Prev, u1.clone())],
+                    &[(Peer::Next, n), (Peer::Prev, n)],
+                )?;
+                let w = got.pop().unwrap_or_default();
+                let mut x2 = got.pop().unwrap_or_default();
+                dev.map2_into(Op2::Sub, &mut x2, &self.scaled_product(k, &nu, &w)?)?;
+                Ok(AShare { a: u1, b: x2 })
+            }
+            _ => {
+                let nu = self.rand_own(n)?;
+                let alpha = self.rand_next(n)?;
+                match input {
+                    Input::Sum(z) => self.round(vec![(Peer::Next, z)], &[])?,
+                    Input::Rep(_) => self.round(vec![], &[])?,
+                };
+                let mut u2 = self.scaled_product(k, &nu, &alpha)?;
+                dev.map2_into(Op2::Add, &mut u2, &zeta)?;
+                let got = self.round1(vec![(Peer::Prev, u2.clone())], Peer::Next, 2 * n)?;
+                let u0 = dev.concat(&[(&got, 0, n)])?;
+                let w = dev.concat(&[(&got, n, n)])?;
+                let mut x2 = u2;
+                dev.map2_into(Op2::Sub, &mut x2, &self.scaled_product(k, &nu, &w)?)?;
+                Ok(AShare { a: x2, b: u0 })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ratio;
+
+    #[test]
+    fn ratios_are_rounded_quotients() {
+        assert_eq!(ratio(64, 1 << 16), 1 << 48);
+        assert_eq!(ratio(62, 1 << 16), 1 << 46);
+        assert_eq!(ratio(64, 1), 0); // 2^64 = 0 in the ring
+        assert_eq!(ratio(64, 3), 6148914691236517205); // round(2^64 / 3)
+    }
+}

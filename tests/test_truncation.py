@@ -1,0 +1,171 @@
+"""Truncation modes (init(truncation=...)): the exact protocol has no wrap
+failures where ABY3's probabilistic one fails, "auto" picks exact for
+training work and probabilistic for inference, and each mode's bytes and
+rounds equal the cost table (rust/engine/src/protocol/mod.rs):
+
+| truncation    | rounds | ring elements sent per party (n outputs)      |
+| probabilistic | 2      | n each                                        |
+| exact         | 2      | P0 3n; P1 2n; P2 2n after a product, n otherwise |
+
+Tolerance: inputs on the fixed-point grid multiply exactly in 2f bits, so
+a product differs from float64 only by its one truncation, within (-1, +1]
+units of 2^-f (conftest TRUNC).
+"""
+
+import pytest
+import torch
+
+import cryptgpu
+from conftest import TRUNC, ULP, F
+
+W = 8  # bytes per ring element
+
+
+def party_bytes(op):
+    raw = cryptgpu.stats(per_party=True)["parties"]
+    return [p.get(op, {}).get("bytes", 0) for p in raw]
+
+
+def grid(t):
+    return torch.round(t * 2**F) / 2**F
+
+
+def adversarial_factors(n, gen):
+    """Factors whose products have magnitudes spread over 2^-4 .. 2^30 (the
+    exact protocol's limit at f = 16 is 2^(62-2f) = 2^30), a quarter of them
+    within 1% of that limit, both signs."""
+    e = torch.rand(n, generator=gen, dtype=torch.float64) * 34 - 4
+    e[::4] = 30 - torch.rand(n // 4, generator=gen, dtype=torch.float64) * 0.014
+    mag = 2.0**e * 0.999
+    x = grid(torch.sqrt(mag) * torch.sign(torch.rand(n, generator=gen) - 0.5).double())
+    y = grid(mag / x.abs().clamp(min=ULP))
+    y = torch.where((x * y).abs() >= 2.0**30, grid(y * 0.99), y)
+    return x, y
+
+
+def failures(got, want, tol):
+    return int(((got - want).abs() > tol).sum())
+
+
+@pytest.mark.parametrize("mode", ["exact", "probabilistic"])
+def test_a_million_products_near_the_range_limit(mode):
+    """Exact: zero failures in 10^6 products up to 2^30 (seeded). The same
+    products under the probabilistic protocol fail tens of thousands of
+    times (a failed element is off by about 2^(64-2f) = 2^32), which shows
+    the comparison can fail."""
+    cryptgpu.init(seed=20261202, truncation=mode)
+    try:
+        gen = torch.Generator().manual_seed(17)
+        n = 1_000_000
+        x, y = adversarial_factors(n, gen)
+        want = x * y
+        assert want.abs().max() < 2.0**30
+        got = (cryptgpu.cryptensor(x, src=0) * cryptgpu.cryptensor(y, src=1)).get_plain_text(
+            dtype=torch.float64
+        )
+        bad = failures(got, want, TRUNC)
+        if mode == "exact":
+            assert bad == 0, f"{bad} of {n} exact truncations failed"
+        else:
+            # a failure has probability about |v| / 2^(64-2f) for a product
+            # of magnitude |v|: a quarter of the elements sit near 2^30, so
+            # about 2.5e5 / 4 failures (7.0e4 seen), plus a few from the rest.
+            assert bad > 50_000, f"probabilistic truncation failed only {bad} times"
+    finally:
+        cryptgpu.uninit()
+
+
+def test_exact_public_division_and_pooling_near_the_limit():
+    cryptgpu.init(seed=3, truncation="exact")
+    try:
+        # |x| up to just below the encoding limit 2^31: division by a
+        # public int and by a public fixed-point factor.
+        x = grid(torch.linspace(-(2.0**31) + 1, 2.0**31 - 1, 4096, dtype=torch.float64))
+        sx = cryptgpu.cryptensor(x)
+        got = (sx / 7).get_plain_text(dtype=torch.float64)
+        # division by a non-power-of-two d: within 2 units (protocol/trunc.rs)
+        assert failures(got, x / 7, 2 * ULP) == 0
+        got = (sx * 0.25).get_plain_text(dtype=torch.float64)
+        assert failures(got, x * 0.25, TRUNC) == 0
+        img = grid(torch.rand(2, 3, 8, 8, dtype=torch.float64) * 2**30)
+        pooled = cryptgpu.cryptensor(img).avg_pool2d(3, 1).get_plain_text(dtype=torch.float64)
+        want = torch.nn.functional.avg_pool2d(img, 3, 1)
+        assert failures(pooled, want, 2 * ULP) == 0
+    finally:
+        cryptgpu.uninit()
+
+
+def test_mode_is_validated():
+    with pytest.raises(ValueError, match="truncation must be one of"):
+        cryptgpu.init(truncation="fast")
+    cryptgpu.init(truncation="probabilistic")
+    assert cryptgpu.truncation() == "probabilistic"
+    cryptgpu.init()
+    assert cryptgpu.truncation() == "auto"
+    cryptgpu.uninit()
+
+
+def test_costs_of_each_mode():
+    n = 50
+    for mode, mul_cost, div_cost in [
+        ("probabilistic", [1, 1, 1], [1, 1, 1]),
+        ("exact", [3, 2, 2], [3, 2, 1]),
+    ]:
+        cryptgpu.init(seed=5, truncation=mode)
+        x = cryptgpu.cryptensor(torch.ones(n))
+        y = cryptgpu.cryptensor(torch.ones(n), src=1)
+        for op, make, cost, outs in [
+            ("mul", lambda x=x, y=y: x * y, mul_cost, n),
+            ("matmul", lambda x=x, y=y: x.reshape(5, 10) @ y.reshape(10, 5), mul_cost, 25),
+            ("truncate", lambda x=x: x / 4, div_cost, n),
+        ]:
+            cryptgpu.reset_stats()
+            make()
+            assert party_bytes(op) == [c * outs * W for c in cost], (mode, op)
+            assert cryptgpu.stats()["ops"][op]["rounds"] == 2
+    cryptgpu.uninit()
+
+
+def test_auto_is_exact_for_training_and_probabilistic_for_inference():
+    cryptgpu.init(seed=6)  # truncation="auto"
+    n = 40
+    w = cryptgpu.cryptensor(torch.full((n,), 0.5), src=1)
+    x = cryptgpu.cryptensor(torch.ones(n))
+
+    def mul_bytes(f):
+        cryptgpu.reset_stats()
+        f()
+        return party_bytes("mul")
+
+    prob, exact = [n * W] * 3, [3 * n * W, 2 * n * W, 2 * n * W]
+    # inference: nothing requires grad
+    assert mul_bytes(lambda: x * w) == prob
+    # a forward that autograd records (either operand requiring grad)
+    w.requires_grad_()
+    out = None
+
+    def fwd():
+        nonlocal out
+        out = (x * w).sum()
+
+    assert mul_bytes(fwd) == exact
+    assert mul_bytes(lambda: w * x) == exact
+    # under no_grad the same product is inference again
+    with cryptgpu.no_grad():
+        assert mul_bytes(lambda: x * w) == prob
+    # the backward pass: the gradient of loss = 0.5 out is 0.5 (one scalar
+    # product by a public factor: a replicated input, so P2 sends 1 element),
+    # then d(x*w)/dw multiplies it by x (n shared products): all exact
+    loss = out * 0.5
+    cryptgpu.reset_stats()
+    loss.backward()
+    assert party_bytes("mul") == [3 * (n + 1) * W, 2 * (n + 1) * W, (2 * n + 1) * W]
+    # the optimiser step multiplies by the learning rate: exact too
+    opt = cryptgpu.optim.SGD([w], lr=0.1)
+    cryptgpu.reset_stats()
+    opt.step()
+    assert party_bytes("mul") == [3 * n * W, 2 * n * W, n * W]  # g * lr, public factor
+    # and inference right after is probabilistic again
+    w.requires_grad_(False)
+    assert mul_bytes(lambda: x * w) == prob
+    cryptgpu.uninit()
