@@ -9,11 +9,12 @@
    is an independent trial of the truncation), under the probabilistic and
    the exact protocol. A failure is an element more than 1 unit of 2^-f
    from x * y in float64 (a failed truncation is off by about 2^32).
-   Expected under the probabilistic protocol: count * |v| / 2^(63-2f).
+   Expected under the probabilistic protocol: count * |v| / 2^(64-2f) (P0's
+   half is uniform, so the halves wrap with probability |raw v| / 2^64).
 2. Expected failures per inference forward under the probabilistic
    protocol, from the magnitudes a plaintext forward of each model measures:
    sum over truncated elements (outputs of conv, linear, avg-pool,
-   BatchNorm) of |v| / 2^(63-2f).
+   BatchNorm) of |v| / 2^(64-2f).
 3. Cost of one private training iteration (forward, loss, backward, SGD
    step; the second of two) in each mode: LeNet b128, AlexNet b128, VGG-16
    b32, CPU, local runtime: wall time, rounds, bytes per party.
@@ -62,7 +63,7 @@ def failures(count: int, chunk: int, max_exp: int) -> None:
         gen = torch.Generator().manual_seed(exp)
         x, y = factors(chunk, exp, gen)
         want = x * y
-        expected = reps * float(want.abs().sum()) / 2.0 ** (63 - 2 * F)
+        expected = reps * float(want.abs().sum()) / 2.0 ** (64 - 2 * F)
         row = []
         for mode in ("probabilistic", "exact"):
             cryptgpu.init(truncation=mode)
@@ -103,7 +104,7 @@ def expected_per_forward() -> None:
                 m.register_forward_hook(hook)
         with torch.no_grad():
             model(torch.randn(1, *shape, dtype=torch.float64))
-        exp = tot["abs"] / 2.0 ** (63 - 2 * F)
+        exp = tot["abs"] / 2.0 ** (64 - 2 * F)
         print(f"| {name} | 1 | {tot['n']:,} | {tot['abs']:.3g} | {exp:.2e} |")
     print(
         "\n(random-initialised models on N(0, 1) inputs; a trained model's magnitudes "

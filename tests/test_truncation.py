@@ -169,3 +169,38 @@ def test_auto_is_exact_for_training_and_probabilistic_for_inference():
     w.requires_grad_(False)
     assert mul_bytes(lambda: x * w) == prob
     cryptgpu.uninit()
+
+
+def test_check_range_names_the_layer_that_leaves_the_range():
+    """init(check_range=True) compares every layer output with 2^(62-2f) =
+    2^30 (the exact truncation's limit) and raises naming the layer."""
+    m = torch.nn.Sequential(
+        torch.nn.Linear(1, 1, bias=False), torch.nn.ReLU(), torch.nn.Linear(1, 1)
+    ).double()
+    with torch.no_grad():
+        m[0].weight.fill_(40000.0)
+    cryptgpu.init(seed=8, check_range=True)
+    try:
+        cm = cryptgpu.nn.from_pytorch(m).encrypt()
+        big = cryptgpu.cryptensor(torch.tensor([[40000.0]]), src=1)  # 1.6e9 > 2^30
+        for mode in (cm.eval, cm.train):
+            mode()
+            with pytest.raises(cryptgpu.nn.FixedPointOverflowError, match="'0' \\(Linear\\)"):
+                cm(big)
+        # in range: no error, and the session keeps working
+        small = cryptgpu.cryptensor(torch.tensor([[0.5]]), src=1)
+        got = cm(small).get_plain_text(dtype=torch.float64)
+        want = m(torch.tensor([[0.5]], dtype=torch.float64)).detach()
+        # the second weight's encoding error (2^-17) times the hidden 2e4,
+        # plus a truncation per layer: well under 4e4 units
+        assert (got - want).abs().max() < 40000 * ULP
+    finally:
+        cryptgpu.uninit()
+    for bad in (-1.0, "yes", 0):
+        with pytest.raises(ValueError, match="check_range"):
+            cryptgpu.init(check_range=bad)
+    cryptgpu.init(check_range=2.0**10)  # a custom bound
+    assert cryptgpu._session._ctx.overflow_bound == 2.0**10
+    cryptgpu.init()
+    assert cryptgpu._session._ctx.overflow_bound is None
+    cryptgpu.uninit()

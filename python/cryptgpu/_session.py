@@ -53,6 +53,7 @@ def init(
     transport: str | None = None,
     bind: str | None = None,
     truncation: str = "auto",
+    check_range: bool | float = False,
 ) -> None:
     """Start a session: the local three-party runtime (three party threads in
     this process) by default, or one party of a multi-process run when
@@ -88,10 +89,18 @@ def init(
         truncation: how fixed-point products are truncated. ``"exact"``:
             never wrong (a product of magnitude below 2**(62-2f) is exact to one
             unit of 2**-f), three times the bytes of a product. ``"probabilistic"``
-            (ABY3's, CrypTen's): one element in about 2**(63-2f)/|v| of a product of
+            (ABY3's, CrypTen's): one element in about 2**(64-2f)/|v| of a product of
             magnitude |v| is garbage. ``"auto"`` (the default): exact wherever
             autograd records (a forward whose inputs require grad, ``backward``,
             optimiser steps), probabilistic for inference. README "Truncation".
+        check_range: check every layer output of a converted model
+            (:func:`cryptgpu.nn.from_pytorch`) against ``|value| < bound`` with a
+            private comparison per element, and raise
+            :class:`cryptgpu.nn.FixedPointOverflowError` naming the first layer
+            out of range. ``True`` uses 2**(62-2f) (2**30 at f = 16), the
+            magnitude above which a product no longer truncates exactly; a
+            number sets the bound. Costs one comparison (10 rounds) per layer
+            and reveals how many values of the layer were out of range.
 
     Calling ``init`` again starts a fresh session; tensors of the old one can no
     longer be used.
@@ -127,6 +136,16 @@ def init(
         raise ValueError(
             f"truncation must be one of {', '.join(map(repr, TRUNCATION_MODES))}, "
             f"got {truncation!r}"
+        )
+    if check_range is True:
+        bound: float | None = 2.0 ** (62 - 2 * precision_bits)
+    elif check_range is False or check_range is None:
+        bound = None
+    elif isinstance(check_range, (int, float)) and check_range > 0:
+        bound = float(check_range)
+    else:
+        raise ValueError(
+            f"check_range must be True, False or a positive bound, got {check_range!r}"
         )
     if rank is None and os.environ.get("CRYPTGPU_RANK"):
         rank = int(os.environ["CRYPTGPU_RANK"])
@@ -169,6 +188,7 @@ def init(
     _ctx.device = device
     _ctx.layer_stats = {}
     _ctx.truncation = truncation
+    _ctx.overflow_bound = bound
     _ctx.training_depth = 0
     # A new session starts probabilistic (the engine's default).
     _ctx.exact_now = False

@@ -257,8 +257,7 @@ class Graph(Module):
             elif node.op == "call_module":
                 m = self._modules[self._names[node.target]]
                 env[node.name] = m(*load(node.args), **load(node.kwargs))
-                if self.training:
-                    _check_range(env[node.name], f"{node.target!r} ({type(m).__name__})")
+                _check_range(env[node.name], f"{node.target!r} ({type(m).__name__})")
             elif node.op == "call_function":
                 fn, kind = _FUNCTIONS[node.target]
                 args, kwargs = load(node.args), load(node.kwargs)

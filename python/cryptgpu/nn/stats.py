@@ -69,12 +69,13 @@ class FixedPointOverflowError(RuntimeError):
 
 
 def check_overflow(bound: float | None = 2.0**14) -> None:
-    """Check every layer output of a converted model in training mode against
-    ``|value| < bound`` and raise :class:`FixedPointOverflowError` naming the
-    first layer that exceeds it, instead of training on garbage. Off by
-    default: each check costs one batched comparison (10 rounds) per layer
-    and reveals to all parties how many values of that layer were out of
-    range. ``check_overflow(None)`` turns it off again."""
+    """Check every layer output of a converted model (training or inference)
+    against ``|value| < bound`` and raise :class:`FixedPointOverflowError`
+    naming the first layer that exceeds it, instead of training on garbage.
+    Off by default (``cryptgpu.init(check_range=True)`` turns it on with the
+    bound 2^(62-2f)): each check costs one batched comparison (10 rounds) per
+    layer and reveals to all parties how many values of that layer were out
+    of range. ``check_overflow(None)`` turns it off again."""
     if bound is not None and not bound > 0:
         raise ValueError("the overflow bound must be positive")
     _session._ctx.overflow_bound = bound
