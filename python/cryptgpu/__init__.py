@@ -19,6 +19,7 @@ from ._native import (
 )
 from ._session import init, is_initialized, rank, reset_stats, stats, truncation, uninit
 from .autograd import is_grad_enabled, no_grad
+from .checkpoint import load, save
 from .functions import ApproxConfig
 from .tensor import SharedTensor, cat, cryptensor, stack, where
 
@@ -75,6 +76,8 @@ __all__ = [
     "spmd",
     "gemm_kernel",
     "init",
+    "load",
+    "save",
     "is_grad_enabled",
     "no_grad",
     "is_initialized",

@@ -41,6 +41,38 @@ class SGD:
         self.lr, self.momentum, self.wd = lr, momentum, weight_decay
         self._buf: dict[int, SharedTensor] = {}
 
+    def state_dict(self) -> dict:
+        """Hyperparameters and momentum buffers (by parameter index), as
+        ``torch.optim.Optimizer.state_dict``; save it with :func:`cryptgpu.save`."""
+        return {
+            "lr": self.lr,
+            "momentum": self.momentum,
+            "dampening": self.dampening,
+            "weight_decay": self.wd,
+            "nesterov": self.nesterov,
+            "momentum_buffers": [self._buf.get(id(p)) for p in self.params],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` saved (for the same parameters, in
+        the same order)."""
+        bufs = state["momentum_buffers"]
+        if len(bufs) != len(self.params):
+            raise ValueError(
+                f"the saved optimiser state has {len(bufs)} momentum buffers for "
+                f"{len(self.params)} parameters"
+            )
+        for p, b in zip(self.params, bufs):
+            if b is not None and tuple(b.shape) != tuple(p.shape):
+                raise ValueError(
+                    f"a saved momentum buffer of shape {tuple(b.shape)} does not fit a "
+                    f"parameter of shape {tuple(p.shape)}"
+                )
+        self.lr, self.momentum = state["lr"], state["momentum"]
+        self.dampening, self.wd = state["dampening"], state["weight_decay"]
+        self.nesterov = state["nesterov"]
+        self._buf = {id(p): b for p, b in zip(self.params, bufs) if b is not None}
+
     def zero_grad(self) -> None:
         """Forget the gradients of every parameter."""
         for p in self.params:

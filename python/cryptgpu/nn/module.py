@@ -64,6 +64,55 @@ class Module:
         for m in self._modules.values():
             yield from m.modules()
 
+    def _named_state(self, prefix: str = ""):
+        """(dotted name, owning module, table, key) for every parameter and
+        buffer (BatchNorm's running statistics), skipping None."""
+        for table in (self._params, self.__dict__.get("_buffers") or {}):
+            for k, v in table.items():
+                if v is not None:
+                    yield prefix + k, self, table, k
+        for name, m in self._modules.items():
+            yield from m._named_state(prefix + name + ".")
+
+    def state_dict(self) -> OrderedDict:
+        """Parameters and buffers by dotted name, as ``torch.nn.Module.state_dict``
+        (SharedTensors once encrypted). Save it with :func:`cryptgpu.save`."""
+        return OrderedDict((name, table[k]) for name, _, table, k in self._named_state())
+
+    def load_state_dict(self, state: dict, strict: bool = True):
+        """Load parameters and buffers from ``state`` (e.g. from :func:`cryptgpu.load`).
+        A shared parameter is updated in place, so optimisers built on it keep
+        working. With ``strict`` (the default), missing or unexpected names and
+        shape mismatches raise RuntimeError as in torch; returns the missing
+        and unexpected names."""
+        own = {name: (m, table, k) for name, m, table, k in self._named_state()}
+        missing = [n for n in own if n not in state]
+        unexpected = [n for n in state if n not in own]
+        if strict and (missing or unexpected):
+            raise RuntimeError(
+                f"Error(s) in loading state_dict for {type(self).__name__}: missing keys "
+                f"{missing}, unexpected keys {unexpected}"
+            )
+        for name, (m, table, k) in own.items():
+            if name not in state:
+                continue
+            new, old = state[name], table[k]
+            if tuple(new.shape) != tuple(old.shape):
+                raise RuntimeError(
+                    f"size mismatch for {name}: copying a param with shape {tuple(new.shape)}, "
+                    f"the shape in the current model is {tuple(old.shape)}"
+                )
+            if isinstance(old, SharedTensor) and isinstance(new, SharedTensor):
+                new._s()  # refuses a tensor of an earlier session
+                old._t, old._session = new._t, new._session
+            elif isinstance(new, SharedTensor) and table is m._params:
+                table[k] = new.requires_grad_()
+            else:
+                table[k] = new
+            if hasattr(m, "_affine"):
+                m._affine = None  # BatchNorm's eval affine, recomputed from the new statistics
+        return missing, unexpected
+
     # -- modes
     def train(self, mode: bool = True) -> Module:
         """Set training mode (``mode=True``) on this module and its children;

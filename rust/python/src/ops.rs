@@ -6,13 +6,29 @@
 //! the GIL around its engine call (`call`, `Session::run`).
 
 use crate::error::call;
+use crate::error::invalid;
 use crate::net::Links;
 use crate::session::{config, Session};
-use crate::tensor::{bytes_of, f64s, u64_bytes, win, Tensor, Win};
+use crate::tensor::{bytes_of, f64s, u64_bytes, win, words, Tensor, Win};
+use cryptgpu_engine::protocol::PrgState;
 use cryptgpu_engine::runtime::{Session as EngSession, Tensor as EngTensor};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use std::sync::Arc;
+
+/// A hosted party's PRG streams for Python: (rank, own key, own counter,
+/// next key, next counter).
+type PrgTuple = (usize, Vec<u8>, u128, Vec<u8>, u128);
+
+/// Little-endian u64 bytes as ring words, refusing a partial word.
+fn u64s(b: &[u8]) -> PyResult<Vec<u64>> {
+    if !b.len().is_multiple_of(8) {
+        return Err(invalid(
+            "a share buffer's length is not a multiple of 8 bytes",
+        ));
+    }
+    Ok(words(b))
+}
 
 #[pymethods]
 impl Session {
@@ -109,6 +125,55 @@ impl Session {
     fn reset_stats(&self, py: Python<'_>) -> PyResult<()> {
         let s = &self.0;
         call(py, || s.reset_stats())
+    }
+
+    /// The PRG streams of the hosted parties: a list of (rank, own key,
+    /// own counter, next key, next counter) (checkpoints).
+    fn prg_states(&self, py: Python<'_>) -> PyResult<Vec<PrgTuple>> {
+        let s = &self.0;
+        let st = call(py, || s.prg_states())?;
+        Ok(st
+            .into_iter()
+            .map(|(r, p)| (r, p.own.0.to_vec(), p.own.1, p.next.0.to_vec(), p.next.1))
+            .collect())
+    }
+
+    /// Restore the PRG streams from a list like `prg_states` returns, and
+    /// check them with the neighbours (one round).
+    fn restore_prg_states(&self, py: Python<'_>, states: Vec<PrgTuple>) -> PyResult<()> {
+        let key = |k: &[u8]| -> PyResult<[u8; 16]> {
+            k.try_into()
+                .map_err(|_| invalid(format!("a PRG key has 16 bytes, got {}", k.len())))
+        };
+        let st = states
+            .iter()
+            .map(|(r, ok, oc, nk, nc)| {
+                Ok((
+                    *r,
+                    PrgState {
+                        own: (key(ok)?, *oc),
+                        next: (key(nk)?, *nc),
+                    },
+                ))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        let s = &self.0;
+        call(py, || s.restore_prg_states(&st))
+    }
+
+    /// A tensor from the hosted parties' raw components (u64 bytes each, in
+    /// hosted-rank order): the inverse of `party_share`.
+    fn tensor_from_shares(
+        &self,
+        py: Python<'_>,
+        shape: Vec<usize>,
+        comps: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> PyResult<Tensor> {
+        let words = comps
+            .iter()
+            .map(|(a, b)| Ok((u64s(a)?, u64s(b)?)))
+            .collect::<PyResult<Vec<_>>>()?;
+        self.run(py, |s| s.tensor_from_shares(shape, words))
     }
 
     /// Truncate by the exact protocol (True) or ABY3's probabilistic one.

@@ -65,6 +65,14 @@ impl AShare {
     }
 }
 
+/// A party's two PRG streams as (key, block counter): under k_i (shared
+/// with the previous party) and under k_{i+1} (shared with the next).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrgState {
+    pub own: ([u8; 16], u128),
+    pub next: ([u8; 16], u128),
+}
+
 /// A party's context: rank, transport with counters, PRG keys, device.
 pub struct Party {
     pub rank: usize,
@@ -175,6 +183,49 @@ impl Party {
 
     pub fn scale(&self) -> u64 {
         1u64 << self.frac_bits
+    }
+
+    /// This party's PRG streams (key and block counter under k_i, then
+    /// under k_{i+1}): what a checkpoint stores to resume bit for bit.
+    pub fn prg_state(&self) -> PrgState {
+        PrgState {
+            own: (self.own.key(), self.own.counter()),
+            next: (self.next.key(), self.next.counter()),
+        }
+    }
+
+    /// Put the PRG streams back where a checkpoint left them.
+    pub fn restore_prg(&mut self, st: &PrgState) {
+        self.own = Prg::at(st.own.0, st.own.1);
+        self.next = Prg::at(st.next.0, st.next.1);
+    }
+
+    /// Whether every party's stream under k_{i+1} is the next party's stream
+    /// under its own key, at the same position (after restoring PRG states
+    /// from checkpoint files). Round 1: each party sends a fingerprint of
+    /// (k_i, counter) to the previous party, which holds both already, so
+    /// the message tells it nothing new; the fingerprint is two words of the
+    /// stream at block 2^127 + counter, a position no draw reaches. Round 2:
+    /// each party tells both neighbours whether its check passed, so all
+    /// three return the same answer. Two rounds, 2 + 2 words per party.
+    pub fn check_streams(&mut self) -> Result<bool> {
+        let print = |key: [u8; 16], ctr: u128| Prg::at(key, (1u128 << 127) | ctr).gen(2);
+        let mine = print(self.own.key(), self.own.counter());
+        let want = print(self.next.key(), self.next.counter());
+        let got = self.round1(vec![(Peer::Prev, Buf::Host(mine))], Peer::Next, 2)?;
+        let ok = u64::from(got.into_vec()? == want);
+        let verdicts = self.round(
+            vec![
+                (Peer::Next, Buf::Host(vec![ok])),
+                (Peer::Prev, Buf::Host(vec![ok])),
+            ],
+            &[(Peer::Next, 1), (Peer::Prev, 1)],
+        )?;
+        let mut all = ok == 1;
+        for v in verdicts {
+            all &= v.into_vec()? == [1];
+        }
+        Ok(all)
     }
 
     /// A 3-out-of-3 sharing of zero: F(k_i) - F(k_{i+1}); no messages.

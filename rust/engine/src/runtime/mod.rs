@@ -15,7 +15,7 @@ use crate::device::Device;
 use crate::error::{invalid, shape_err, EngineError, Result};
 use crate::net::{local_triple, Comm, OpStats, Transport};
 use crate::prg;
-use crate::protocol::{AShare, Party};
+use crate::protocol::{AShare, Party, PrgState};
 use crate::ring::numel;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -346,6 +346,78 @@ impl Session {
             lock(m)?.exact_trunc = exact;
         }
         Ok(())
+    }
+
+    /// The PRG streams of the hosted parties, by rank (checkpoints).
+    pub fn prg_states(&self) -> Result<Vec<(usize, PrgState)>> {
+        self.parties
+            .iter()
+            .zip(&self.ranks)
+            .map(|(m, &r)| Ok((r, lock(m)?.prg_state())))
+            .collect()
+    }
+
+    /// Restore the PRG streams of the hosted parties (one state per hosted
+    /// rank), then check with the neighbours that every pair of parties
+    /// sharing a key is at the same position (two rounds). On a mismatch the
+    /// streams are put back as they were and the session stays usable.
+    pub fn restore_prg_states(&self, states: &[(usize, PrgState)]) -> Result<()> {
+        let mut wanted = Vec::with_capacity(self.ranks.len());
+        for &r in &self.ranks {
+            match states.iter().find(|(s, _)| *s == r) {
+                Some((_, st)) => wanted.push(*st),
+                None => return invalid(format!("no randomness state for party {r}")),
+            }
+        }
+        let before = self.prg_states()?;
+        for (m, st) in self.parties.iter().zip(&wanted) {
+            lock(m)?.restore_prg(st);
+        }
+        let checked = self.run("check_streams", |p| p.check_streams())?;
+        if checked.iter().any(|ok| !ok) {
+            for (m, (_, st)) in self.parties.iter().zip(&before) {
+                lock(m)?.restore_prg(st);
+            }
+            return invalid(
+                "the parties' randomness states do not match: the checkpoint files come \
+                 from different runs or different save points (nothing was restored)",
+            );
+        }
+        Ok(())
+    }
+
+    /// A tensor from the hosted parties' components (one (a, b) pair per
+    /// hosted rank, in rank order), each `numel(shape)` ring words: the
+    /// inverse of `party_share`, for checkpoints.
+    pub fn tensor_from_shares(
+        &self,
+        shape: Vec<usize>,
+        comps: Vec<(Vec<u64>, Vec<u64>)>,
+    ) -> Result<Tensor> {
+        let n = numel(&shape);
+        if comps.len() != self.ranks.len() {
+            return invalid(format!(
+                "{} share pairs for the {} parties this process hosts",
+                comps.len(),
+                self.ranks.len()
+            ));
+        }
+        let mut shares = Vec::with_capacity(comps.len());
+        for (&r, (a, b)) in self.ranks.iter().zip(comps) {
+            if a.len() != n || b.len() != n {
+                return shape_err(format!(
+                    "party {r}'s share has {} and {} words for shape {shape:?} ({n} elements)",
+                    a.len(),
+                    b.len()
+                ));
+            }
+            let dev = self.dev(r)?;
+            shares.push(AShare {
+                a: dev.upload(a)?,
+                b: dev.upload(b)?,
+            });
+        }
+        Ok(self.wrap(shape, shares))
     }
 
     pub fn exact_truncation(&self) -> Result<bool> {

@@ -1,0 +1,198 @@
+"""Checkpoints of private training: :func:`save` and :func:`load`.
+
+Each party writes and reads only its own file: its two share components of
+every SharedTensor, and the position of its two PRG streams, so that a run
+resumed from a checkpoint takes the same next step bit for bit. In the local
+runtime (three parties in one process) ``save`` writes three files; in a
+multi-process run each party writes its own.
+
+File format (version 1): ``torch.save`` of a dict ``{"format":
+"cryptgpu-checkpoint", "version": 1, "rank", "precision_bits", "prg",
+"data"}``, read back with ``torch.load(weights_only=True)`` (no pickled code
+runs on load). ``data`` is the saved object with each SharedTensor replaced
+by ``{"__cryptgpu__": "shared", "shape", "a", "b", "requires_grad"}`` (the
+party's components as int64 tensors).
+
+Resuming restores the PRG streams, so the steps after the checkpoint draw
+the same masks as they did in the first run. That is what makes the resumed
+step identical, and it is safe when the steps after the save are a replay
+of the same computation on the same data (recovery after a crash or a
+stop), which then sends the same messages again. Resuming and then
+computing on *other* data than the first run did after its save would reuse
+masks on different values, which reveals their differences to the parties:
+pass ``restore_rng=False`` there (fresh randomness; the next step then
+matches only to within the fixed-point rounding).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from . import _session
+from .tensor import SharedTensor
+
+FORMAT = "cryptgpu-checkpoint"
+VERSION = 1
+_TAG = "__cryptgpu__"
+
+
+def _path(f, rank: int) -> str:
+    f = os.fspath(f)
+    return f.format(rank=rank) if "{rank}" in f else f"{f}.party{rank}"
+
+
+def _encode(obj, session, rank: int):
+    if isinstance(obj, SharedTensor):
+        if obj._session.id != session.id:
+            raise RuntimeError(
+                "cannot save a SharedTensor of an earlier session (cryptgpu.init() was "
+                "called again)"
+            )
+        a, b = session.party_share(obj._t, rank)
+        shape = list(obj.shape)
+
+        def words(buf):
+            return torch.frombuffer(bytearray(buf), dtype=torch.int64).clone()
+
+        return {
+            _TAG: "shared",
+            "shape": shape,
+            "a": words(a),
+            "b": words(b),
+            "requires_grad": bool(obj.requires_grad),
+        }
+    if isinstance(obj, dict):
+        bad = [k for k in obj if not isinstance(k, (str, int))]
+        if bad:
+            raise TypeError(f"checkpoint dict keys must be str or int, got {bad[0]!r}")
+        return type(obj)((k, _encode(v, session, rank)) for k, v in obj.items())
+    if isinstance(obj, tuple):
+        return {_TAG: "tuple", "items": [_encode(v, session, rank) for v in obj]}
+    if isinstance(obj, list):
+        return [_encode(v, session, rank) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str, torch.Tensor)):
+        return obj
+    from .nn.module import Module
+
+    if isinstance(obj, Module):
+        raise TypeError(
+            "save the module's state: cryptgpu.save(model.state_dict(), f), then "
+            "model.load_state_dict(cryptgpu.load(f)) on a model of the same architecture"
+        )
+    raise TypeError(
+        f"cannot save an object of type {type(obj).__name__}: a checkpoint holds "
+        "SharedTensors, torch tensors, numbers, strings, None, and dicts, lists and "
+        "tuples of them (state_dict() of models and optimisers)"
+    )
+
+
+def save(obj, f) -> list[str]:
+    """Save ``obj`` (a SharedTensor, or dicts/lists/tuples of SharedTensors,
+    torch tensors and plain values, such as ``model.state_dict()`` and
+    ``optimizer.state_dict()``): each party this process hosts writes its
+    own file, ``f.format(rank=r)`` when ``f`` contains ``{rank}``, else
+    ``f + ".party{r}"``. Returns the paths written."""
+    s = _session.current()
+    paths = []
+    for rank, own_key, own_ctr, next_key, next_ctr in s.prg_states():
+        rec = {
+            "format": FORMAT,
+            "version": VERSION,
+            "rank": rank,
+            "precision_bits": s.precision_bits,
+            "prg": {
+                "own_key": torch.tensor(list(own_key), dtype=torch.uint8),
+                "own_counter": own_ctr,
+                "next_key": torch.tensor(list(next_key), dtype=torch.uint8),
+                "next_counter": next_ctr,
+            },
+            "data": _encode(obj, s, rank),
+        }
+        p = _path(f, rank)
+        tmp = p + ".tmp"
+        torch.save(rec, tmp)
+        os.replace(tmp, p)  # a crash while writing leaves the last checkpoint whole
+        paths.append(p)
+    return paths
+
+
+def _read(path: str, rank: int, precision_bits: int) -> dict:
+    try:
+        rec = torch.load(path, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # torch raises several types for a damaged file
+        raise ValueError(f"{path} is not a readable cryptgpu checkpoint: {e}") from e
+    if not isinstance(rec, dict) or rec.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a cryptgpu checkpoint")
+    if not isinstance(rec.get("version"), int) or rec["version"] > VERSION:
+        raise ValueError(
+            f"{path} has checkpoint format version {rec.get('version')!r}; this cryptgpu "
+            f"reads versions up to {VERSION}"
+        )
+    if rec.get("rank") != rank:
+        raise ValueError(f"{path} holds party {rec.get('rank')}'s shares, not party {rank}'s")
+    if rec.get("precision_bits") != precision_bits:
+        raise ValueError(
+            f"{path} was saved with precision_bits={rec.get('precision_bits')}, the "
+            f"session has {precision_bits}"
+        )
+    return rec
+
+
+def _decode(trees: list, session, where: str = "checkpoint"):
+    """Rebuild an object from the hosted parties' trees (walked together)."""
+    t0 = trees[0]
+    if isinstance(t0, dict) and t0.get(_TAG) == "shared":
+        shape = [int(n) for n in t0["shape"]]
+        comps = []
+        for t in trees:
+            if not (isinstance(t, dict) and t.get(_TAG) == "shared" and t["shape"] == shape):
+                raise ValueError(f"the parties' files disagree at {where}")
+            comps.append((t["a"].numpy().tobytes(), t["b"].numpy().tobytes()))
+        x = SharedTensor(session.tensor_from_shares(shape, comps), session)
+        return x.requires_grad_() if t0.get("requires_grad") else x
+    if isinstance(t0, dict) and t0.get(_TAG) == "tuple":
+        items = [t["items"] for t in trees]
+        return tuple(
+            _decode([it[i] for it in items], session, f"{where}[{i}]") for i in range(len(items[0]))
+        )
+    if isinstance(t0, dict):
+        if any(not isinstance(t, dict) or list(t) != list(t0) for t in trees):
+            raise ValueError(f"the parties' files disagree at {where}")
+        return type(t0)((k, _decode([t[k] for t in trees], session, f"{where}[{k!r}]")) for k in t0)
+    if isinstance(t0, list):
+        if any(not isinstance(t, list) or len(t) != len(t0) for t in trees):
+            raise ValueError(f"the parties' files disagree at {where}")
+        return [_decode([t[i] for t in trees], session, f"{where}[{i}]") for i in range(len(t0))]
+    return t0
+
+
+def load(f, restore_rng: bool = True):
+    """Read what :func:`save` wrote: each party this process hosts reads its
+    own file and the SharedTensors are rebuilt in the current session (which
+    must have the same ``precision_bits``). With ``restore_rng`` (the
+    default) the parties' PRG streams go back to where they were at the
+    save, checked between neighbours (one round; files from different runs
+    or save points raise ValueError), so the next step is the one the saved
+    run took, bit for bit; see the module notes for when to pass False."""
+    s = _session.current()
+    recs = [_read(_path(f, r), r, s.precision_bits) for r in s.ranks]
+    obj = _decode([r["data"] for r in recs], s)
+    if restore_rng:
+        states = []
+        for r in recs:
+            g = r["prg"]
+            states.append(
+                (
+                    r["rank"],
+                    bytes(g["own_key"].tolist()),
+                    int(g["own_counter"]),
+                    bytes(g["next_key"].tolist()),
+                    int(g["next_counter"]),
+                )
+            )
+        s.restore_prg_states(states)
+    return obj

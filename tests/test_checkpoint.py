@@ -1,0 +1,177 @@
+"""Checkpoints (cryptgpu.save / cryptgpu.load): each party's file holds only
+its own shares; resuming takes the same next step bit for bit; files that do
+not belong together, or of an unknown format version, are refused and the
+session stays usable."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cryptgpu
+from conftest import ULP
+
+
+class Net(torch.nn.Module):
+    """conv, BatchNorm (running statistics are buffers), ReLU, max-pool, linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(4)
+        self.fc = torch.nn.Linear(4 * 4 * 4, 3)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.max_pool2d(F.relu(self.bn(self.conv(x))), 2), 1))
+
+
+def batch(step):
+    g = torch.Generator().manual_seed(100 + step)
+    x = torch.rand(6, 1, 8, 8, generator=g, dtype=torch.float64)
+    y = F.one_hot(torch.randint(3, (6,), generator=g), 3).double()
+    return x, y
+
+
+def build():
+    torch.manual_seed(0)
+    model = cryptgpu.nn.from_pytorch(Net().double().train(), torch.zeros(1, 1, 8, 8))
+    model.encrypt(src=0).train()
+    opt = cryptgpu.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    return model, opt
+
+
+def step(model, opt, k):
+    x, y = batch(k)
+    opt.zero_grad()
+    loss = cryptgpu.nn.CrossEntropyLoss()(
+        model(cryptgpu.cryptensor(x, src=1)), cryptgpu.cryptensor(y, src=1)
+    )
+    loss.backward()
+    opt.step()
+
+
+def raw_state(model):
+    """Every party's share components of every parameter and buffer, as bytes."""
+    s = cryptgpu._session.current()
+    return {
+        name: [s.party_share(t._t, r) for r in range(3)] for name, t in model.state_dict().items()
+    }
+
+
+def test_resuming_takes_the_same_next_step_bit_for_bit(tmp_path):
+    f = tmp_path / "ckpt"
+    cryptgpu.init(seed=1)
+    model, opt = build()
+    for k in range(2):
+        step(model, opt, k)
+    paths = cryptgpu.save({"model": model.state_dict(), "optim": opt.state_dict(), "epoch": 2}, f)
+    assert sorted(paths) == [f"{f}.party{r}" for r in range(3)]
+    step(model, opt, 2)
+    first = raw_state(model)
+    plain_first = {k: v.get_plain_text(dtype=torch.float64) for k, v in model.state_dict().items()}
+
+    # A fresh session with other keys, a freshly built model: load and redo step 2.
+    cryptgpu.init(seed=999)
+    model, opt = build()
+    ck = cryptgpu.load(f)
+    assert ck["epoch"] == 2
+    model.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optim"])
+    step(model, opt, 2)
+    second = raw_state(model)
+    assert second.keys() == first.keys()
+    for name in first:
+        assert second[name] == first[name], f"{name} differs after resuming"
+
+    # Without restoring the randomness the step differs only by rounding:
+    # every truncation is within (-1, +1] units, a few dozen per weight here.
+    cryptgpu.init(seed=5)
+    model, opt = build()
+    model.load_state_dict(cryptgpu.load(f, restore_rng=False)["model"])
+    opt.load_state_dict(cryptgpu.load(f, restore_rng=False)["optim"])
+    step(model, opt, 2)
+    for k, v in model.state_dict().items():
+        err = (v.get_plain_text(dtype=torch.float64) - plain_first[k]).abs().max().item()
+        assert err < 512 * ULP, (k, err)
+    cryptgpu.uninit()
+
+
+def test_each_file_holds_only_its_partys_components(tmp_path):
+    f = str(tmp_path / "w{rank}.pt")
+    cryptgpu.init(seed=2)
+    x = cryptgpu.cryptensor(torch.arange(6.0).reshape(2, 3))
+    s = cryptgpu._session.current()
+    cryptgpu.save({"x": x, "plain": torch.ones(2), "t": (1, "a")}, f)
+    for r in range(3):
+        rec = torch.load(f.format(rank=r), weights_only=True)
+        assert rec["rank"] == r and rec["version"] == 1
+        a, b = s.party_share(x._t, r)
+        assert rec["data"]["x"]["a"].numpy().tobytes() == a
+        assert rec["data"]["x"]["b"].numpy().tobytes() == b
+        # party r holds components r and r+1 only: one file does not open x
+        opened = (rec["data"]["x"]["a"] + rec["data"]["x"]["b"]).double() / 2**16
+        assert not torch.allclose(opened.reshape(2, 3), torch.arange(6.0).reshape(2, 3).double())
+    back = cryptgpu.load(f, restore_rng=False)
+    assert torch.equal(back["x"].get_plain_text(), x.get_plain_text())
+    assert torch.equal(back["plain"], torch.ones(2)) and back["t"] == (1, "a")
+    cryptgpu.uninit()
+
+
+def test_bad_checkpoints_are_refused_and_the_session_stays_usable(tmp_path):
+    cryptgpu.init(seed=3)
+    x = cryptgpu.cryptensor(torch.tensor([1.5, -2.0]))
+    early = tmp_path / "early"
+    cryptgpu.save(x, early)
+    cryptgpu.cryptensor(torch.ones(4))  # the streams move on
+    late = tmp_path / "late"
+    cryptgpu.save(x, late)
+    # party 1's file from another save point: the stream check fails
+    (tmp_path / "mixed.party0").write_bytes((tmp_path / "late.party0").read_bytes())
+    (tmp_path / "mixed.party1").write_bytes((tmp_path / "early.party1").read_bytes())
+    (tmp_path / "mixed.party2").write_bytes((tmp_path / "late.party2").read_bytes())
+    with pytest.raises(ValueError, match="randomness states do not match"):
+        cryptgpu.load(tmp_path / "mixed")
+    y = x * x  # still works
+    assert (y.get_plain_text(dtype=torch.float64) - torch.tensor([2.25, 4.0])).abs().max() <= ULP
+    # a newer format version, another precision, not a checkpoint at all
+    rec = torch.load(f"{late}.party0", weights_only=True)
+    rec["version"] = 2
+    torch.save(rec, f"{late}.party0")
+    with pytest.raises(ValueError, match="format version 2"):
+        cryptgpu.load(late)
+    (tmp_path / "junk.party0").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable cryptgpu checkpoint"):
+        cryptgpu.load(tmp_path / "junk")
+    with pytest.raises(FileNotFoundError):
+        cryptgpu.load(tmp_path / "missing")
+    cryptgpu.init(precision_bits=12)
+    with pytest.raises(ValueError, match="precision_bits=16"):
+        cryptgpu.load(early)
+    # a module itself is not saved: its state_dict is
+    with pytest.raises(TypeError, match="state_dict"):
+        cryptgpu.save(cryptgpu.nn.Sequential(), tmp_path / "m")
+    cryptgpu.uninit()
+
+
+def test_load_state_dict_checks_names_and_shapes():
+    cryptgpu.init(seed=4)
+    model, opt = build()
+    sd = model.state_dict()
+    assert list(sd) == [
+        "conv.weight",
+        "conv.bias",
+        "bn.weight",
+        "bn.bias",
+        "bn.running_mean",
+        "bn.running_var",
+        "fc.weight",
+        "fc.bias",
+    ]
+    bad = dict(sd)
+    bad.pop("fc.bias")
+    with pytest.raises(RuntimeError, match="missing keys"):
+        model.load_state_dict(bad)
+    bad = dict(sd)
+    bad["fc.bias"] = cryptgpu.cryptensor(torch.zeros(4))
+    with pytest.raises(RuntimeError, match="size mismatch for fc.bias"):
+        model.load_state_dict(bad)
+    cryptgpu.uninit()
