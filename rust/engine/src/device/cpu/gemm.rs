@@ -40,8 +40,53 @@ impl Isa {
     }
 }
 
-/// The best microkernel this CPU supports.
+/// The microkernel in use, chosen once per process: `CRYPTGPU_CPU_KERNEL`
+/// (avx512, avx2 or scalar) when set to one this CPU can run; else, where
+/// the CPU has both AVX-512 and AVX2, whichever runs a 128^3 GEMM faster
+/// (a few milliseconds, at first use): 64-bit multiplies (`vpmullq`) are
+/// slow on some AVX-512 CPUs, where the AVX2 kernel was measured 3x faster
+/// (benchmarks/RESULTS.md); else the best it supports.
 pub fn detect() -> Isa {
+    static CHOICE: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+    *CHOICE.get_or_init(|| {
+        let forced = std::env::var("CRYPTGPU_CPU_KERNEL").ok();
+        let avail = available();
+        if let Some(i) = avail.iter().find(|i| forced.as_deref() == Some(i.name())) {
+            return *i;
+        }
+        match best() {
+            Isa::Avx512 if avail.contains(&Isa::Avx2) => faster(Isa::Avx512, Isa::Avx2),
+            other => other,
+        }
+    })
+}
+
+/// The faster of two kernels on a 128^3 GEMM (best of three runs each).
+fn faster(x: Isa, y: Isa) -> Isa {
+    let n: usize = 128;
+    let a: Vec<u64> = (0..(n * n) as u64)
+        .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .collect();
+    let mut c = vec![0u64; n * n];
+    let time = |isa: Isa, c: &mut [u64]| {
+        (0..3)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                gemm_with(isa, n, n, n, &a, &a, c, false);
+                t.elapsed()
+            })
+            .min()
+            .unwrap_or_default()
+    };
+    if time(x, &mut c) <= time(y, &mut c) {
+        x
+    } else {
+        y
+    }
+}
+
+/// The best microkernel this CPU supports, by instruction set.
+pub fn best() -> Isa {
     #[cfg(target_arch = "x86_64")]
     {
         if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512dq") {
