@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from . import _session
+import numpy as np
+
+from . import _session, functions
 from . import autograd as ag
 from .tensor import SharedTensor
 
@@ -99,3 +101,118 @@ class SGD:
                     g = g + v * self.momentum if self.nesterov else v
                 new = p - g * self.lr
                 p._t = new._t  # update in place: modules keep the same object
+
+
+class Adam:
+    """Adam (Kingma & Ba) with torch.optim.Adam's rules and defaults (bias
+    correction, L2 ``weight_decay`` added to the gradient; ``amsgrad`` and
+    ``maximize`` are not provided), on shares.
+
+    Fixed point cannot hold Adam's second moment directly: a gradient of
+    1e-3 squares to 1e-6, below the 2^-16 resolution. The update
+    m / sqrt(v) is invariant to scaling the gradient, so each step works on
+    g * ``grad_scale`` (a public power of two, default 2^8), keeps the second
+    moment without its (1 - beta2) factor (w = beta2 w + g^2, which has no
+    small factor), and computes m / sqrt(w) with
+    :func:`cryptgpu.functions.ratio_inv_sqrt`, a range-reduced inverse square
+    root accurate over 2^-10 .. 2^30. What that bounds, with the default
+    scale: per-element gradients between about 1e-4 and 4 in magnitude are
+    handled like torch's; smaller ones get a smaller step than torch's (the
+    denominator has a floor of 2^-10 in scaled units, which plays the part of
+    eps), and larger ones overflow the second moment (lower ``grad_scale``
+    for them). Each step costs, per parameter element, one batched
+    comparison of 19 thresholds and about 60 products.
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        grad_scale: int = 2**8,
+    ):
+        if not lr > 0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        b1, b2 = betas
+        if not 0.0 <= b1 < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 0: {b1}")
+        if not 0.0 <= b2 < 1.0:
+            raise ValueError(f"Invalid beta parameter at index 1: {b2}")
+        if weight_decay < 0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if amsgrad:
+            raise NotImplementedError("Adam(amsgrad=True) is not provided")
+        if not (
+            isinstance(grad_scale, int) and grad_scale >= 1 and grad_scale & (grad_scale - 1) == 0
+        ):
+            raise ValueError(f"grad_scale must be a power of two, got {grad_scale!r}")
+        self.params = [p for p in params if isinstance(p, SharedTensor)]
+        if not self.params:
+            raise ValueError("Adam got no SharedTensor parameters: call model.encrypt() first")
+        self.lr, self.betas, self.eps, self.wd = lr, (b1, b2), eps, weight_decay
+        self.grad_scale = grad_scale
+        self.t = 0
+        self._m: dict[int, SharedTensor] = {}
+        self._w: dict[int, SharedTensor] = {}
+
+    def zero_grad(self) -> None:
+        """Forget the gradients of every parameter."""
+        for p in self.params:
+            p.grad = None
+
+    def step(self) -> None:
+        """One Adam update of every parameter that has a gradient."""
+        b1, b2 = self.betas
+        self.t += 1
+        t, s = self.t, self.grad_scale
+        c1 = 1.0 / (1.0 - b1**t)  # bias corrections
+        c2 = (1.0 - b2) / (1.0 - b2**t)  # v_hat = c2 * w / s^2
+        # torch: m_hat / (sqrt(v_hat) + eps); here m_hat / sqrt(v_hat + eps^2),
+        # with the floor 2^-10 on the scaled w: the same wherever v_hat >> eps^2.
+        floor = max((s * self.eps) ** 2 / c2, 2.0**-10)
+        with ag.no_grad(), _session.training_work():
+            for p in self.params:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if self.wd:
+                    g = g + p * self.wd
+                g = g * np.int64(s)  # exact: an integer factor
+                m, w = self._m.get(id(p)), self._w.get(id(p))
+                m = g * (1 - b1) if m is None else m * b1 + g * (1 - b1)
+                w = g * g if w is None else w * b2 + g * g
+                self._m[id(p)], self._w[id(p)] = m, w
+                # m_hat / sqrt(v_hat) = (c1 / sqrt(c2)) m / sqrt(w)
+                r = functions.ratio_inv_sqrt(m, w + floor)
+                new = p - r * (self.lr * c1 / np.sqrt(c2))
+                p._t = new._t
+
+    def state_dict(self) -> dict:
+        """Hyperparameters, the step count and both moments (by parameter index)."""
+        return {
+            "lr": self.lr,
+            "betas": self.betas,
+            "eps": self.eps,
+            "weight_decay": self.wd,
+            "grad_scale": self.grad_scale,
+            "step": self.t,
+            "exp_avg": [self._m.get(id(p)) for p in self.params],
+            "exp_avg_sq_unscaled": [self._w.get(id(p)) for p in self.params],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` saved, for the same parameters in order."""
+        ms, ws = state["exp_avg"], state["exp_avg_sq_unscaled"]
+        if len(ms) != len(self.params) or len(ws) != len(self.params):
+            raise ValueError(
+                f"the saved optimiser state has {len(ms)} moments for {len(self.params)} parameters"
+            )
+        self.lr, self.betas, self.eps = state["lr"], tuple(state["betas"]), state["eps"]
+        self.wd, self.grad_scale, self.t = state["weight_decay"], state["grad_scale"], state["step"]
+        self._m = {id(p): m for p, m in zip(self.params, ms) if m is not None}
+        self._w = {id(p): w for p, w in zip(self.params, ws) if w is not None}

@@ -1,0 +1,118 @@
+"""cryptgpu.optim.Adam against torch.optim.Adam in float64, within the
+gradient range its docstring states (|g| between about 1e-4 and 4 at the
+default grad_scale 2^8), and ratio_inv_sqrt, the range-reduced inverse
+square root it stands on.
+
+Tolerance of an Adam step: the update is lr * m_hat / sqrt(v_hat). Its
+relative error is that of ratio_inv_sqrt (below 1e-4 beyond the encoding)
+plus the floor 2^-10 on the scaled second moment, which for |g| >= 1e-3
+(scaled 0.256, squared 0.066) is at most 1.5% of it, 0.75% of the ratio:
+below 1e-2 of lr per step, summed over the steps.
+"""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cryptgpu
+from cryptgpu import functions as fn
+
+
+def signed_magnitudes(n, lo, hi, gen):
+    mag = 10.0 ** torch.empty(n, dtype=torch.float64).uniform_(lo, hi, generator=gen)
+    return torch.where(torch.rand(n, generator=gen) < 0.5, -mag, mag)
+
+
+def test_ratio_inv_sqrt_over_its_whole_range(session):
+    gen = torch.Generator().manual_seed(0)
+    den = 2.0 ** torch.empty(400, dtype=torch.float64).uniform_(-10, 29.9, generator=gen)
+    den = torch.round(den * 2**16) / 2**16
+    num = signed_magnitudes(400, -1, 1, gen)
+    num = torch.round(num * 2**16) / 2**16
+    want = num / den.sqrt()
+    # the float64 run of the same code: only the approximation's own error
+    assert ((fn.ratio_inv_sqrt(num, den) - want).abs() / want.abs()).max() < 1e-6
+    got = fn.ratio_inv_sqrt(cryptgpu.cryptensor(num), cryptgpu.cryptensor(den))
+    err = (got.get_plain_text(dtype=torch.float64) - want).abs()
+    # relative 1e-4 (Newton's and the rounding of den / 2^j), plus absolute
+    # units of 2^-f: num / 2^(j/2) is rounded once (one unit, times y <= 1),
+    # the product with y truncated once, y itself within a unit or two.
+    bound = 2e-4 * want.abs() + 4 * 2.0**-16
+    assert (err <= bound).all(), (err / bound).max()
+    with pytest.raises(ValueError, match="even exponents"):
+        fn.ratio_inv_sqrt(num, den, lo_exp=-9)
+
+
+@pytest.mark.parametrize("wd", [0.0, 0.01])
+def test_adam_steps_match_torch(session, wd):
+    gen = torch.Generator().manual_seed(1)
+    n, steps, lr = 500, 20, 1e-2
+    p_t = torch.randn(n, dtype=torch.float64, generator=gen).requires_grad_()
+    opt = torch.optim.Adam([p_t], lr=lr, weight_decay=wd)
+    p_s = cryptgpu.cryptensor(p_t.detach()).requires_grad_()
+    popt = cryptgpu.optim.Adam([p_s], lr=lr, weight_decay=wd)
+    # with weight decay, gradients of at least 0.05 keep g + wd p (|wd p| <
+    # 0.04 here) away from zero, inside the documented range
+    lo = -3 if wd == 0 else -1.3
+    for _ in range(steps):
+        g = signed_magnitudes(n, lo, 0.3, gen)
+        p_t.grad = g.clone()
+        opt.step()
+        p_s.grad = cryptgpu.cryptensor(g)
+        popt.step()
+    err = (p_s.get_plain_text(dtype=torch.float64) - p_t.detach()).abs().max().item()
+    assert err < steps * lr * 1e-2, err
+
+
+def test_adam_trains_a_digits_cnn_like_torch(session):
+    """Two epochs of Adam (lr 1e-2, batch 32) on digits from the same initial
+    weights on the same batches: test accuracy within 2 points of torch's
+    (450 test images: 1 point is 4.5 images; the private gradients differ by
+    the fixed-point rounding and the softmax approximation)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    import digits_training as ex
+
+    torch.manual_seed(0)
+    xtr, xte, ytr, yte = ex.load()
+    plain = ex.SmallCNN().double()
+    init = copy.deepcopy(plain)
+    opt = torch.optim.Adam(plain.parameters(), lr=1e-2)
+    model = cryptgpu.nn.from_pytorch(init, fold_batchnorm=False).encrypt(src=0).train()
+    popt = cryptgpu.optim.Adam(model.parameters(), lr=1e-2)
+    crit = cryptgpu.nn.CrossEntropyLoss()
+    for ep in range(2):
+        for idx in ex.batches(len(xtr), 32, ep):
+            opt.zero_grad()
+            F.cross_entropy(plain(xtr[idx].double()), ytr[idx]).backward()
+            opt.step()
+            popt.zero_grad()
+            out = model(cryptgpu.cryptensor(xtr[idx], src=1))
+            crit(out, cryptgpu.cryptensor(F.one_hot(ytr[idx], 10).double(), src=1)).backward()
+            popt.step()
+    trained = model.decrypt().to_pytorch(copy.deepcopy(init)).eval()
+    acc_plain = ex.accuracy(plain.eval(), xte.double(), yte)
+    acc_priv = ex.accuracy(trained, xte.double(), yte)
+    assert acc_plain > 85
+    assert abs(acc_priv - acc_plain) <= 2.0, (acc_priv, acc_plain)
+
+
+def test_adam_arguments_are_checked(session):
+    p = cryptgpu.cryptensor(torch.ones(3)).requires_grad_()
+    for kw, err in [
+        ({"lr": 0}, ValueError),
+        ({"betas": (1.0, 0.999)}, ValueError),
+        ({"betas": (0.9, -0.1)}, ValueError),
+        ({"eps": -1.0}, ValueError),
+        ({"weight_decay": -1.0}, ValueError),
+        ({"grad_scale": 100}, ValueError),
+        ({"amsgrad": True}, NotImplementedError),
+    ]:
+        with pytest.raises(err):
+            cryptgpu.optim.Adam([p], **kw)
+    with pytest.raises(ValueError, match="no SharedTensor"):
+        cryptgpu.optim.Adam([torch.ones(2)])
