@@ -61,7 +61,7 @@ def accuracy(model, x, y):
         return (model(x).argmax(1) == y).double().mean().item() * 100
 
 
-def run(epochs=3, batch=32, lr=0.1, momentum=0.9, show=True, batchnorm=False):
+def run(epochs=3, batch=32, lr=0.1, momentum=0.9, show=True, batchnorm=False, seed=None):
     torch.manual_seed(0)
     xtr, xte, ytr, yte = load()
     plain = SmallCNN(batchnorm).double()
@@ -80,7 +80,7 @@ def run(epochs=3, batch=32, lr=0.1, momentum=0.9, show=True, batchnorm=False):
             plain_losses.append(loss.item())
         plain_accs.append(accuracy(plain.eval(), xte.double(), yte))
 
-    cryptgpu.init()
+    cryptgpu.init(seed=seed)  # seed: reproducible shares (tests), not secure
     model = cryptgpu.nn.from_pytorch(init, fold_batchnorm=False).encrypt(src=0).train()
     sgd = cryptgpu.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     crit = cryptgpu.nn.CrossEntropyLoss()
@@ -103,6 +103,14 @@ def run(epochs=3, batch=32, lr=0.1, momentum=0.9, show=True, batchnorm=False):
         with cryptgpu.autograd.no_grad():
             snapshot = model.to_pytorch(copy.deepcopy(init)).eval()
         priv_accs.append(accuracy(snapshot, xte.double(), yte))
+        if show:
+            k = len(priv_losses) // (ep + 1)
+            print(
+                f"epoch {ep + 1}: mean loss private {sum(priv_losses[-k:]) / k:.4f} "
+                f"plaintext {sum(plain_losses[ep * k : (ep + 1) * k]) / k:.4f}; "
+                f"test accuracy private {priv_accs[-1]:.2f}% plaintext {plain_accs[ep]:.2f}%",
+                flush=True,
+            )
     wall = time.perf_counter() - t
     trained = model.decrypt().to_pytorch(copy.deepcopy(init)).eval()
     return {

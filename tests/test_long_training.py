@@ -1,0 +1,40 @@
+"""Long-run fidelity (issue 17, item 4): the digits CNN with BatchNorm and
+max-pool (examples/digits_training.py), trained privately for 10 epochs of
+SGD (lr 0.1, momentum 0.9, batch 32; 420 steps) from the same initial weights
+on the same batches as PyTorch in float64.
+
+What is compared, and why these bounds:
+- final test accuracy within 1 point (450 test images: 4.5 images), the
+  issue's target;
+- each epoch's mean training loss within 10% + 0.005 of PyTorch's: the private
+  gradients differ by fixed-point rounding (units of 2^-16 per truncation)
+  and by the softmax approximation in the loss gradient, and SGD lets these
+  differences move the trajectory a little; a dropped BatchNorm, a wrapped
+  truncation or a biased gradient moves it by far more (68% against 89% was
+  the folded-BatchNorm failure this replaces);
+- no private loss value below zero (the cross-entropy is clamped per sample).
+The run is seeded so CI sees one fixed trajectory.
+"""
+
+import pathlib
+import sys
+
+import cryptgpu
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "examples"))
+
+
+def test_ten_epochs_with_batchnorm_and_maxpool_track_pytorch():
+    import digits_training as ex
+
+    r = ex.run(epochs=10, batchnorm=True, show=False, seed=17)
+    cryptgpu.uninit()
+    assert r["steps"] == 420
+    assert r["plain_acc"] > 95
+    assert abs(r["private_acc"] - r["plain_acc"]) <= 1.0, (r["private_acc"], r["plain_acc"])
+    k = r["steps"] // 10
+    for ep in range(10):
+        p = sum(r["plain_losses"][ep * k : (ep + 1) * k]) / k
+        q = sum(r["private_losses"][ep * k : (ep + 1) * k]) / k
+        assert abs(q - p) <= 0.1 * p + 0.005, (ep, q, p)
+    assert min(r["private_losses"]) >= 0
