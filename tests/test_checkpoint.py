@@ -31,12 +31,13 @@ def batch(step):
     return x, y
 
 
-def build():
+def build(optimizer="sgd"):
     torch.manual_seed(0)
     model = cryptgpu.nn.from_pytorch(Net().double().train(), torch.zeros(1, 1, 8, 8))
     model.encrypt(src=0).train()
-    opt = cryptgpu.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    return model, opt
+    if optimizer == "adam":
+        return model, cryptgpu.optim.Adam(model.parameters(), lr=1e-2)
+    return model, cryptgpu.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
 
 
 def step(model, opt, k):
@@ -57,10 +58,11 @@ def raw_state(model):
     }
 
 
-def test_resuming_takes_the_same_next_step_bit_for_bit(tmp_path):
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_resuming_takes_the_same_next_step_bit_for_bit(tmp_path, optimizer):
     f = tmp_path / "ckpt"
     cryptgpu.init(seed=1)
-    model, opt = build()
+    model, opt = build(optimizer)
     for k in range(2):
         step(model, opt, k)
     paths = cryptgpu.save({"model": model.state_dict(), "optim": opt.state_dict(), "epoch": 2}, f)
@@ -71,7 +73,7 @@ def test_resuming_takes_the_same_next_step_bit_for_bit(tmp_path):
 
     # A fresh session with other keys, a freshly built model: load and redo step 2.
     cryptgpu.init(seed=999)
-    model, opt = build()
+    model, opt = build(optimizer)
     ck = cryptgpu.load(f)
     assert ck["epoch"] == 2
     model.load_state_dict(ck["model"])
@@ -85,7 +87,7 @@ def test_resuming_takes_the_same_next_step_bit_for_bit(tmp_path):
     # Without restoring the randomness the step differs only by rounding:
     # every truncation is within (-1, +1] units, a few dozen per weight here.
     cryptgpu.init(seed=5)
-    model, opt = build()
+    model, opt = build(optimizer)
     model.load_state_dict(cryptgpu.load(f, restore_rng=False)["model"])
     opt.load_state_dict(cryptgpu.load(f, restore_rng=False)["optim"])
     step(model, opt, 2)
