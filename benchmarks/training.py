@@ -59,6 +59,20 @@ def cases(maxpool: bool):
     }
 
 
+def setup(ctor, shape, classes, batch):
+    """A model converted for training and shared, its SGD, the loss, and one
+    random batch (inputs and one-hot labels) shared by party 1."""
+    torch.manual_seed(0)
+    pm = cryptgpu.nn.from_pytorch(ctor(), fold_batchnorm=False).encrypt(src=0).train()
+    sgd = cryptgpu.optim.SGD(pm.parameters(), lr=0.01, momentum=0.9)
+    crit = cryptgpu.nn.CrossEntropyLoss()
+    x = cryptgpu.cryptensor(torch.randn(batch, *shape), src=1)
+    y = cryptgpu.cryptensor(
+        torch.nn.functional.one_hot(torch.randint(classes, (batch,)), classes).double(), src=1
+    )
+    return pm, sgd, crit, x, y
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="")
@@ -81,14 +95,7 @@ def main() -> None:
             batch = min(batch, opts.batch)
         if opts.batch_size:
             batch = opts.batch_size
-        torch.manual_seed(0)
-        pm = cryptgpu.nn.from_pytorch(ctor(), fold_batchnorm=False).encrypt(src=0).train()
-        sgd = cryptgpu.optim.SGD(pm.parameters(), lr=0.01, momentum=0.9)
-        crit = cryptgpu.nn.CrossEntropyLoss()
-        x = cryptgpu.cryptensor(torch.randn(batch, *shape), src=1)
-        y = cryptgpu.cryptensor(
-            torch.nn.functional.one_hot(torch.randint(classes, (batch,)), classes).double(), src=1
-        )
+        pm, sgd, crit, x, y = setup(ctor, shape, classes, batch)
         for _ in range(2):  # the first iteration warms the allocator; report the second
             cryptgpu.reset_stats()
             if opts.device == "cuda":

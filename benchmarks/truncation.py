@@ -32,7 +32,7 @@ import torch
 import cryptgpu
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from training import cases  # noqa: E402
+from training import cases, setup  # noqa: E402
 
 F = 16
 ULP = 2.0**-F
@@ -121,15 +121,7 @@ def cost() -> None:
         ctor, shape, classes, batch = all_cases[name]
         for mode in ("probabilistic", "exact"):
             cryptgpu.init(truncation=mode)
-            torch.manual_seed(0)
-            pm = cryptgpu.nn.from_pytorch(ctor(), fold_batchnorm=False).encrypt(src=0).train()
-            sgd = cryptgpu.optim.SGD(pm.parameters(), lr=0.01, momentum=0.9)
-            crit = cryptgpu.nn.CrossEntropyLoss()
-            x = cryptgpu.cryptensor(torch.randn(batch, *shape), src=1)
-            y = cryptgpu.cryptensor(
-                torch.nn.functional.one_hot(torch.randint(classes, (batch,)), classes).double(),
-                src=1,
-            )
+            pm, sgd, crit, x, y = setup(ctor, shape, classes, batch)
             for _ in range(2):  # report the second
                 cryptgpu.reset_stats()
                 t0 = time.perf_counter()

@@ -9,7 +9,38 @@ from . import autograd as ag
 from .tensor import SharedTensor
 
 
-class SGD:
+class _Optimizer:
+    """What SGD and Adam share: the shared parameters, zero_grad, and the
+    walk over the gradients (with L2 weight decay) that every step makes,
+    inside no_grad and as training work (so "auto" truncation is exact)."""
+
+    def __init__(self, params, weight_decay: float, name: str):
+        if weight_decay < 0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        self.params = [p for p in params if isinstance(p, SharedTensor)]
+        if not self.params:
+            raise ValueError(f"{name} got no SharedTensor parameters: call model.encrypt() first")
+        self.wd = weight_decay
+
+    def zero_grad(self) -> None:
+        """Forget the gradients of every parameter."""
+        for p in self.params:
+            p.grad = None
+
+    def _gradients(self):
+        """(parameter, gradient + weight_decay * parameter) for each parameter
+        that has a gradient; run the update inside the caller's loop."""
+        with ag.no_grad(), _session.training_work():
+            for p in self.params:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if self.wd:
+                    g = g + p * self.wd
+                yield p, g
+
+
+class SGD(_Optimizer):
     """Stochastic gradient descent with momentum, dampening, Nesterov and
     weight decay, as ``torch.optim.SGD``: g = grad + wd p;
     v = mu v + (1 - dampening) g (v = g at the first step); then
@@ -36,11 +67,9 @@ class SGD:
         if nesterov and (momentum <= 0 or dampening != 0):
             # torch's rule
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        super().__init__(params, weight_decay, "SGD")
         self.dampening, self.nesterov = dampening, bool(nesterov)
-        self.params = [p for p in params if isinstance(p, SharedTensor)]
-        if not self.params:
-            raise ValueError("SGD got no SharedTensor parameters: call model.encrypt() first")
-        self.lr, self.momentum, self.wd = lr, momentum, weight_decay
+        self.lr, self.momentum = lr, momentum
         self._buf: dict[int, SharedTensor] = {}
 
     def state_dict(self) -> dict:
@@ -75,35 +104,24 @@ class SGD:
         self.nesterov = state["nesterov"]
         self._buf = {id(p): b for p, b in zip(self.params, bufs) if b is not None}
 
-    def zero_grad(self) -> None:
-        """Forget the gradients of every parameter."""
-        for p in self.params:
-            p.grad = None
-
     def step(self) -> None:
         """One update: p <- p - lr (g + weight_decay p), with momentum when set."""
-        with ag.no_grad(), _session.training_work():
-            for p in self.params:
-                if p.grad is None:
-                    continue
-                g = p.grad
-                if self.wd:
-                    g = g + p * self.wd
-                if self.momentum:
-                    prev = self._buf.get(id(p))
-                    if prev is None:
-                        v = g
-                    elif self.dampening:
-                        v = prev * self.momentum + g * (1 - self.dampening)
-                    else:
-                        v = prev * self.momentum + g
-                    self._buf[id(p)] = v
-                    g = g + v * self.momentum if self.nesterov else v
-                new = p - g * self.lr
-                p._t = new._t  # update in place: modules keep the same object
+        for p, g in self._gradients():
+            if self.momentum:
+                prev = self._buf.get(id(p))
+                if prev is None:
+                    v = g
+                elif self.dampening:
+                    v = prev * self.momentum + g * (1 - self.dampening)
+                else:
+                    v = prev * self.momentum + g
+                self._buf[id(p)] = v
+                g = g + v * self.momentum if self.nesterov else v
+            new = p - g * self.lr
+            p._t = new._t  # update in place: modules keep the same object
 
 
-class Adam:
+class Adam(_Optimizer):
     """Adam (Kingma & Ba) with torch.optim.Adam's rules and defaults (bias
     correction, L2 ``weight_decay`` added to the gradient; ``amsgrad`` and
     ``maximize`` are not provided), on shares.
@@ -143,27 +161,18 @@ class Adam:
             raise ValueError(f"Invalid beta parameter at index 0: {b1}")
         if not 0.0 <= b2 < 1.0:
             raise ValueError(f"Invalid beta parameter at index 1: {b2}")
-        if weight_decay < 0:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
         if amsgrad:
             raise NotImplementedError("Adam(amsgrad=True) is not provided")
         if not (
             isinstance(grad_scale, int) and grad_scale >= 1 and grad_scale & (grad_scale - 1) == 0
         ):
             raise ValueError(f"grad_scale must be a power of two, got {grad_scale!r}")
-        self.params = [p for p in params if isinstance(p, SharedTensor)]
-        if not self.params:
-            raise ValueError("Adam got no SharedTensor parameters: call model.encrypt() first")
-        self.lr, self.betas, self.eps, self.wd = lr, (b1, b2), eps, weight_decay
+        super().__init__(params, weight_decay, "Adam")
+        self.lr, self.betas, self.eps = lr, (b1, b2), eps
         self.grad_scale = grad_scale
         self.t = 0
         self._m: dict[int, SharedTensor] = {}
         self._w: dict[int, SharedTensor] = {}
-
-    def zero_grad(self) -> None:
-        """Forget the gradients of every parameter."""
-        for p in self.params:
-            p.grad = None
 
     def step(self) -> None:
         """One Adam update of every parameter that has a gradient."""
@@ -175,22 +184,16 @@ class Adam:
         # torch: m_hat / (sqrt(v_hat) + eps); here m_hat / sqrt(v_hat + eps^2),
         # with the floor 2^-10 on the scaled w: the same wherever v_hat >> eps^2.
         floor = max((s * self.eps) ** 2 / c2, 2.0**-10)
-        with ag.no_grad(), _session.training_work():
-            for p in self.params:
-                if p.grad is None:
-                    continue
-                g = p.grad
-                if self.wd:
-                    g = g + p * self.wd
-                g = g * np.int64(s)  # exact: an integer factor
-                m, w = self._m.get(id(p)), self._w.get(id(p))
-                m = g * (1 - b1) if m is None else m * b1 + g * (1 - b1)
-                w = g * g if w is None else w * b2 + g * g
-                self._m[id(p)], self._w[id(p)] = m, w
-                # m_hat / sqrt(v_hat) = (c1 / sqrt(c2)) m / sqrt(w)
-                r = functions.ratio_inv_sqrt(m, w + floor)
-                new = p - r * (self.lr * c1 / np.sqrt(c2))
-                p._t = new._t
+        for p, g in self._gradients():
+            g = g * np.int64(s)  # exact: an integer factor
+            m, w = self._m.get(id(p)), self._w.get(id(p))
+            m = g * (1 - b1) if m is None else m * b1 + g * (1 - b1)
+            w = g * g if w is None else w * b2 + g * g
+            self._m[id(p)], self._w[id(p)] = m, w
+            # m_hat / sqrt(v_hat) = (c1 / sqrt(c2)) m / sqrt(w)
+            r = functions.ratio_inv_sqrt(m, w + floor)
+            new = p - r * (self.lr * c1 / np.sqrt(c2))
+            p._t = new._t
 
     def state_dict(self) -> dict:
         """Hyperparameters, the step count and both moments (by parameter index)."""
