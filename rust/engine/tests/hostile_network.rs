@@ -114,6 +114,7 @@ fn strangers_do_not_crash_or_stop_a_zeromq_session() {
             addrs,
             None,
             None,
+            None,
             Duration::ZERO,
             6,
             Duration::ZERO,
@@ -170,6 +171,7 @@ fn zmq_parties(
     cfg: &Config,
     addrs: [SocketAddr; 3],
     keys: Option<&[cryptgpu_engine::net::noise::LinkKeys]>,
+    late: Option<(usize, Duration)>,
     ready: Option<&Barrier>,
     settle: Duration,
     rounds: usize,
@@ -181,6 +183,10 @@ fn zmq_parties(
             .map(|r| {
                 let (cfg, k) = (cfg.clone(), keys.map(|k| k[r].clone()));
                 sc.spawn(move || {
+                    if let Some((who, wait)) = late.filter(|l| l.0 == r) {
+                        let _ = who;
+                        std::thread::sleep(wait);
+                    }
                     let t =
                         ZmqTransport::connect(r, &addrs, None, Duration::from_secs(10), k.as_ref())
                             .unwrap();
@@ -285,6 +291,7 @@ fn forged_messages_are_dropped_on_encrypted_links() {
             &cfg,
             addrs,
             Some(&ks),
+            None,
             Some(&ready),
             settle,
             6,
@@ -298,7 +305,7 @@ fn forged_messages_are_dropped_on_encrypted_links() {
 }
 
 #[test]
-fn a_stranger_taking_a_partys_identity_is_refused() {
+fn a_stranger_posing_with_a_partys_identity_does_not_displace_it() {
     use zeromq::{PushSocket, Socket, SocketOptions};
     let cfg = Config {
         seed: Some(6),
@@ -341,7 +348,141 @@ fn a_stranger_taking_a_partys_identity_is_refused() {
             drop(held);
         });
         let (settle, pause) = (Duration::from_millis(300), Duration::from_millis(50));
-        zmq_parties(&cfg, addrs, None, Some(&ready), settle, 20, pause, &done)
+        zmq_parties(
+            &cfg,
+            addrs,
+            None,
+            None,
+            Some(&ready),
+            settle,
+            20,
+            pause,
+            &done,
+        )
+    });
+    for (rank, g) in got.iter().enumerate() {
+        assert_eq!(g, &want, "party {rank}");
+    }
+}
+
+/// A stranger who claims party 1's socket identity towards parties 0 and 2
+/// *before* party 1 connects (party 1 starts 1.5 s late): the guard used to
+/// refuse the real party 1 as the second claimant, so the session start
+/// timed out; now every connection gets a unique identity and the session
+/// runs (the stranger's connections stay open throughout, silent).
+#[test]
+fn a_stranger_claiming_a_partys_identity_first_does_not_keep_it_out() {
+    use zeromq::{PushSocket, Socket, SocketOptions};
+    let cfg = Config {
+        seed: Some(9),
+        ..Config::default()
+    };
+    let local = Session::new(cfg.clone()).unwrap();
+    let want = (0..4).map(|_| workload(&local)).last().unwrap();
+    let addrs = free_addrs();
+    let done = AtomicBool::new(false);
+    let squatted = AtomicBool::new(false);
+    let got: Vec<Vec<u64>> = std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            let start = Instant::now();
+            let mut held = Vec::new();
+            for target in [0usize, 2] {
+                // Retry until the target's guard listens.
+                while start.elapsed() < Duration::from_secs(5) {
+                    let mut opts = SocketOptions::default();
+                    let id = b"cryptgpu-party-1".to_vec();
+                    opts.peer_identity(zeromq::util::PeerIdentity::try_from(id).unwrap());
+                    let mut s = PushSocket::with_options(opts);
+                    let ok = rt.block_on(async {
+                        tokio::time::timeout(
+                            Duration::from_millis(200),
+                            s.connect(&format!("tcp://{}", addrs[target])),
+                        )
+                        .await
+                    });
+                    if matches!(ok, Ok(Ok(_))) {
+                        held.push(s);
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            squatted.store(held.len() == 2, Ordering::Release);
+            while !done.load(Ordering::Acquire) && start.elapsed() < Duration::from_secs(40) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            drop(held);
+        });
+        let late = Some((1, Duration::from_millis(1500)));
+        zmq_parties(
+            &cfg,
+            addrs,
+            None,
+            late,
+            None,
+            Duration::ZERO,
+            4,
+            Duration::ZERO,
+            &done,
+        )
+    });
+    assert!(
+        squatted.load(Ordering::Acquire),
+        "the stranger did not get in first"
+    );
+    for (rank, g) in got.iter().enumerate() {
+        assert_eq!(g, &want, "party {rank}");
+    }
+}
+
+/// A stranger who keeps every connection slot of parties 0 and 2 busy with
+/// silent connections (opening a new one every few milliseconds, keeping
+/// the last 12 per party), while party 1 starts 1 s late: the guard cuts the
+/// oldest connection still in its handshake to admit a newcomer, so party 1
+/// gets in and the session runs.
+#[test]
+fn silent_connections_filling_every_slot_do_not_keep_a_party_out() {
+    let cfg = Config {
+        seed: Some(10),
+        ..Config::default()
+    };
+    let local = Session::new(cfg.clone()).unwrap();
+    let want = (0..4).map(|_| workload(&local)).last().unwrap();
+    let addrs = free_addrs();
+    let done = AtomicBool::new(false);
+    let got: Vec<Vec<u64>> = std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let start = Instant::now();
+            let mut held: std::collections::VecDeque<TcpStream> = Default::default();
+            while !done.load(Ordering::Acquire) && start.elapsed() < Duration::from_secs(40) {
+                for target in [0usize, 2] {
+                    if let Some(c) = reach(addrs[target]) {
+                        held.push_back(c);
+                    }
+                }
+                while held.len() > 24 {
+                    held.pop_front();
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        let late = Some((1, Duration::from_millis(1000)));
+        zmq_parties(
+            &cfg,
+            addrs,
+            None,
+            late,
+            None,
+            Duration::ZERO,
+            4,
+            Duration::ZERO,
+            &done,
+        )
     });
     for (rank, g) in got.iter().enumerate() {
         assert_eq!(g, &want, "party {rank}");

@@ -23,5 +23,15 @@ fuzz_target!(|data: &[u8]| {
         guard::stream_within_limit([a, b], max),
         "split changed the verdict"
     );
-    let _ = guard::identity_of_head(data);
+    let claimed = guard::identity_of_head(data);
+    // A rewritten identity (the guard rewrites a non-empty one) reads back
+    // as written, or the head is refused.
+    let rewritten = guard::with_identity(data, b"cryptgpu-party-0#1");
+    if let (Some(id), Some(out)) = (claimed.filter(|i| !i.is_empty()), rewritten) {
+        let _ = id;
+        assert_eq!(
+            guard::identity_of_head(&out).as_deref(),
+            Some(&b"cryptgpu-party-0#1"[..])
+        );
+    }
 });

@@ -10,7 +10,7 @@
 //! connection is one fixed buffer; the number of connections is bounded.
 
 use crate::error::{EngineError, Result};
-use std::collections::HashSet;
+use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -30,9 +30,11 @@ pub struct GuardStats {
     pub oversized: AtomicU64,
     /// Connections refused because too many were open.
     pub refused: AtomicU64,
-    /// Connections refused for claiming the socket identity of a live one
-    /// (a stranger posing as a party), or for not opening with a ZMTP
-    /// handshake in time.
+    /// Connections cut while still in their handshake, to make room for a
+    /// newcomer when all slots were taken.
+    pub evicted: AtomicU64,
+    /// Connections refused for not opening with a ZMTP handshake in time
+    /// (or with an identity longer than 200 bytes).
     pub impostors: AtomicU64,
 }
 
@@ -193,6 +195,53 @@ fn read_head(from: &mut TcpStream, head: &mut Vec<u8>) -> Option<Vec<u8>> {
     identity_of_head(head)
 }
 
+/// The longest socket identity the guard forwards (ZMTP allows 255 bytes;
+/// the guard appends a tag of at most 21).
+const MAX_IDENTITY: usize = 200;
+
+/// `head` with the first frame's READY Identity property replaced by
+/// `id` (the greeting and any bytes after the frame unchanged), the frame
+/// header re-encoded for the new length. None when the head is not a
+/// complete READY.
+pub fn with_identity(head: &[u8], id: &[u8]) -> Option<Vec<u8>> {
+    let (start, len) = first_frame(head).ok()??;
+    let end = start.checked_add(len)?;
+    let body = head.get(start..end)?;
+    let name_len = usize::from(*body.first()?);
+    let mut out_body = body.get(..1 + name_len)?.to_vec();
+    let mut rest = &body[1 + name_len..];
+    let put = |k: &[u8], v: &[u8], out: &mut Vec<u8>| {
+        out.push(k.len() as u8);
+        out.extend_from_slice(k);
+        out.extend_from_slice(&(v.len() as u32).to_be_bytes());
+        out.extend_from_slice(v);
+    };
+    while !rest.is_empty() {
+        let k = usize::from(rest[0]);
+        let key = rest.get(1..1 + k)?;
+        let vl: [u8; 4] = rest.get(1 + k..5 + k)?.try_into().ok()?;
+        let vl = u32::from_be_bytes(vl) as usize;
+        let value = rest.get(5 + k..5 + k + vl)?;
+        if key.eq_ignore_ascii_case(b"Identity") {
+            put(key, id, &mut out_body);
+        } else {
+            put(key, value, &mut out_body);
+        }
+        rest = &rest[5 + k + vl..];
+    }
+    let mut out = head.get(..GREETING)?.to_vec();
+    if out_body.len() > 255 {
+        out.push(0b110);
+        out.extend_from_slice(&(out_body.len() as u64).to_be_bytes());
+    } else {
+        out.push(0b100);
+        out.push(out_body.len() as u8);
+    }
+    out.extend_from_slice(&out_body);
+    out.extend_from_slice(head.get(end..)?);
+    Some(out)
+}
+
 /// The Identity property of a READY command body (empty without one).
 fn ready_identity(body: &[u8]) -> Option<Vec<u8>> {
     let name_len = usize::from(*body.first()?);
@@ -250,15 +299,24 @@ fn pump(mut from: TcpStream, mut to: TcpStream, max: Option<u64>, head: &[u8]) -
     ok
 }
 
-/// One connection: its handshake read and checked (a socket identity held
-/// by another live connection is refused: ZeroMQ would let the newcomer
-/// displace the real party), then both directions forwarded.
+/// Connections still reading their handshake, oldest first (by number).
+type Pending = Mutex<VecDeque<(u64, TcpStream)>>;
+
+/// One connection: its handshake read and checked, its socket identity
+/// made unique (the claim plus `#` and the connection's number), then both
+/// directions forwarded. The identity a stranger claims is not proof of
+/// anything (the Noise layer authenticates every message), but ZeroMQ keys
+/// its peers by it: a newcomer with a live peer's identity would displace
+/// it, and refusing the newcomer instead let a stranger who came first keep
+/// the real party out. With unique identities both stay connected, and what
+/// the stranger sends fails authentication and is dropped.
 fn serve(
     mut client: TcpStream,
     inner: SocketAddr,
     max_frame: u64,
     st: &GuardStats,
-    ids: &Mutex<HashSet<Vec<u8>>>,
+    n: u64,
+    pending: &Pending,
 ) {
     let Ok(server) = TcpStream::connect(inner) else {
         let _ = client.shutdown(Shutdown::Both);
@@ -274,28 +332,31 @@ fn serve(
         .name("cryptgpu-guard-out".into())
         .spawn(move || pump(s2, c2, None, &[]));
     let mut head = Vec::new();
-    let id = read_head(&mut client, &mut head);
-    // A held identity is refused: ZeroMQ would let the newcomer displace it.
-    let admitted = match &id {
-        None => false,
-        Some(id) if id.is_empty() => true,
-        Some(id) => ids
-            .lock()
-            .map(|mut s| s.insert(id.clone()))
-            .unwrap_or(false),
+    if let (Ok(mut q), Ok(c)) = (pending.lock(), client.try_clone()) {
+        q.push_back((n, c));
+    }
+    let claim = read_head(&mut client, &mut head);
+    if let Ok(mut q) = pending.lock() {
+        q.retain(|(m, _)| *m != n);
+    }
+    let head = match claim {
+        // No identity: ZeroMQ draws a unique one itself.
+        Some(id) if id.is_empty() => Some(head),
+        Some(id) if id.len() <= MAX_IDENTITY => {
+            let mut unique = id;
+            unique.extend_from_slice(format!("#{n}").as_bytes());
+            with_identity(&head, &unique)
+        }
+        _ => None,
     };
-    if !admitted {
+    let Some(head) = head else {
         st.impostors.fetch_add(1, Ordering::Relaxed);
         let _ = client.shutdown(Shutdown::Both);
         let _ = server.shutdown(Shutdown::Both);
         return;
-    }
-    let claimed = id.filter(|id| !id.is_empty());
+    };
     if !pump(client, server, Some(max_frame), &head) {
         st.oversized.fetch_add(1, Ordering::Relaxed);
-    }
-    if let (Some(id), Ok(mut s)) = (claimed, ids.lock()) {
-        s.remove(&id);
     }
     if let Ok(h) = out {
         let _ = h.join();
@@ -316,7 +377,8 @@ impl FrameGuard {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(GuardStats::default());
         let open = Arc::new(AtomicUsize::new(0));
-        let ids: Arc<Mutex<HashSet<Vec<u8>>>> = Arc::default();
+        let mut count = 0u64;
+        let pending: Arc<Pending> = Arc::default();
         let (stop2, stats2) = (stop.clone(), stats.clone());
         thread::Builder::new()
             .name("cryptgpu-guard".into())
@@ -329,19 +391,39 @@ impl FrameGuard {
                             continue;
                         }
                     };
-                    if open.load(Ordering::Acquire) >= MAX_CONNECTIONS {
-                        stats2.refused.fetch_add(1, Ordering::Relaxed);
-                        let _ = client.shutdown(Shutdown::Both);
-                        continue;
+                    let live = open.load(Ordering::Acquire);
+                    if live >= MAX_CONNECTIONS {
+                        // Full: make room by cutting the oldest connection
+                        // still in its handshake (a party completes its own
+                        // in milliseconds; a silent stranger never does),
+                        // up to twice the bound while the cut ones wind down.
+                        let oldest = if live < 2 * MAX_CONNECTIONS {
+                            pending.lock().ok().and_then(|mut q| q.pop_front())
+                        } else {
+                            None
+                        };
+                        match oldest {
+                            Some((_, s)) => {
+                                let _ = s.shutdown(Shutdown::Both);
+                                stats2.evicted.fetch_add(1, Ordering::Relaxed);
+                            }
+                            _ => {
+                                stats2.refused.fetch_add(1, Ordering::Relaxed);
+                                let _ = client.shutdown(Shutdown::Both);
+                                continue;
+                            }
+                        }
                     }
                     let _ = client.set_nonblocking(false);
                     let _ = client.set_nodelay(true);
                     open.fetch_add(1, Ordering::AcqRel);
-                    let (open, st, ids) = (open.clone(), stats2.clone(), ids.clone());
+                    count += 1;
+                    let (open, st, n) = (open.clone(), stats2.clone(), count);
+                    let pend = pending.clone();
                     let _ = thread::Builder::new()
                         .name("cryptgpu-guard".into())
                         .spawn(move || {
-                            serve(client, inner, max_frame, &st, &ids);
+                            serve(client, inner, max_frame, &st, n, &pend);
                             open.fetch_sub(1, Ordering::AcqRel);
                         });
                 }
@@ -404,6 +486,35 @@ mod tests {
             ready_identity(&body[..body.len() - 3]).is_none(),
             "truncated value"
         );
+    }
+
+    #[test]
+    fn the_identity_is_rewritten_and_the_rest_kept() {
+        let ready = |id: &[u8]| {
+            let mut body = vec![5u8];
+            body.extend_from_slice(b"READY");
+            for (k, v) in [(&b"Socket-Type"[..], &b"PUSH"[..]), (b"Identity", id)] {
+                body.push(k.len() as u8);
+                body.extend_from_slice(k);
+                body.extend_from_slice(&(v.len() as u32).to_be_bytes());
+                body.extend_from_slice(v);
+            }
+            body
+        };
+        let body = ready(b"cryptgpu-party-1");
+        let mut head = frames(&[(0b100, &body)]);
+        head.extend_from_slice(b"\x00\x03abc"); // a message frame after READY
+        for new in [&b"cryptgpu-party-1#7"[..], &[b'x'; 250][..], b""] {
+            let out = with_identity(&head, new).unwrap();
+            assert_eq!(identity_of_head(&out).unwrap(), new);
+            assert!(out.ends_with(b"\x00\x03abc"));
+            assert_eq!(out[..GREETING], head[..GREETING]);
+            // the frame lengths still check out, short or long header
+            assert!(stream_within_limit([&out[..]], 1 << 20));
+            let (start, len) = first_frame(&out).unwrap().unwrap();
+            assert_eq!(&out[start..start + len], &ready(new)[..]);
+        }
+        assert!(with_identity(&head[..GREETING + 5], b"x").is_none());
     }
 
     #[test]

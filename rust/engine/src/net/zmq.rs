@@ -61,6 +61,8 @@ pub struct ZmqTransport {
     monitor: Option<futures_channel::mpsc::Receiver<zeromq::SocketEvent>>,
     /// When each party's connection to us was last seen closing.
     gone: [Option<Instant>; 3],
+    /// Live connections to our PULL socket claiming each party.
+    links: [usize; 3],
     /// Messages dropped because they could not be authenticated (on
     /// encrypted links): malformed, claiming an impossible sender, or not
     /// opening under the sender's Noise keys.
@@ -185,6 +187,7 @@ impl ZmqTransport {
             failed: false,
             monitor: Some(monitor),
             gone: [None; 3],
+            links: [0; 3],
             dropped: 0,
         };
         if let Some(k) = keys {
@@ -370,8 +373,20 @@ impl ZmqTransport {
                 zeromq::SocketEvent::Accepted(_, id) => (id.to_vec(), true),
                 _ => continue,
             };
-            if let Some(r) = (0..3).find(|&r| identity(r) == id) {
-                self.gone[r] = if up { None } else { Some(Instant::now()) };
+            // The guard tags each connection's identity with `#n`: several
+            // connections may claim one party (a stranger can claim any), and
+            // the party is gone only when none of them is left.
+            let claim = id.split(|&b| b == b'#').next().unwrap_or(&[]);
+            if let Some(r) = (0..3).find(|&r| identity(r) == claim) {
+                if up {
+                    self.links[r] += 1;
+                    self.gone[r] = None;
+                } else {
+                    self.links[r] = self.links[r].saturating_sub(1);
+                    if self.links[r] == 0 {
+                        self.gone[r] = Some(Instant::now());
+                    }
+                }
             }
         }
     }
