@@ -76,3 +76,31 @@ def test_empty_batch(session):
     x = cryptgpu.cryptensor(torch.ones(0, 3, 8, 8))
     assert x.conv2d(torch.ones(4, 3, 3, 3)).shape == (0, 4, 6, 6)
     assert x.avg_pool2d(2).shape == (0, 3, 4, 4)
+
+
+@pytest.mark.parametrize("std", [0.01, 1.0, 30.0])
+def test_batchnorm_training_over_a_wide_range_of_scales(session, std):
+    """BatchNorm's batch statistics at input stds from 0.01 to 30 (its
+    1/sqrt(var + eps) is range-reduced; CrypTen's inv_sqrt, used before,
+    was off by 2.2 at std 0.01 and wrapped at std 30). Tolerance per
+    element: the input's encoding error 2^-17 divided by the std (xhat =
+    (x - mean) / std), a few times over, plus |x - mean| units of 2^-16 for
+    1/std held in fixed point; the gradient twice that."""
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(4, 3, 5, 5, generator=gen, dtype=torch.float64) * std
+    w = torch.randn(4, 3, 5, 5, generator=gen, dtype=torch.float64)
+    m = torch.nn.BatchNorm2d(3).double().train()
+    xt = x.clone().requires_grad_()
+    (m(xt) * w).sum().backward()
+    pm = cryptgpu.nn.from_pytorch(torch.nn.BatchNorm2d(3).double().train(), x[:1])
+    pm.encrypt().train()
+    sx = cryptgpu.cryptensor(x).requires_grad_()
+    out = pm(sx)
+    (out * w).sum().backward()
+    xc = (x - x.mean((0, 2, 3), keepdim=True)).abs().max().item()
+    tol = 8 * 2.0**-17 / std + 3 * xc * 2.0**-16 + 1e-4
+    got = out.get_plain_text(dtype=torch.float64)
+    assert (got - m(x).detach()).abs().max() <= tol
+    gx = sx.grad.get_plain_text(dtype=torch.float64)
+    # the gradient carries 1/std once more (dx = inv_std (...))
+    assert (gx - xt.grad).abs().max() <= 2 * tol * max(1.0, 1 / std) * 4

@@ -177,11 +177,11 @@ class BatchNorm(Module):
     Eval: x * scale + shift per channel, with scale = gamma / sqrt(var + eps)
     and shift = beta - mean * scale. A converted model gets them from its
     owner in plaintext (exact); after private training they are recomputed
-    privately with inv_sqrt from the shared running statistics.
+    privately from the shared running statistics.
 
-    Training: batch statistics over (N, H, W), a private inv_sqrt of the
-    variance (CrypTen's Newton iteration, accurate for var + eps in
-    [0.1, 130]; see functions.py), the standard BatchNorm backward as one
+    Training: batch statistics over (N, H, W), the variance from 16 (x -
+    mean) (8 more bits), a range-reduced 1/sqrt(var + eps) accurate for
+    variances from 2^-16 to 2^22 (``_inv_std``), the standard BatchNorm backward as one
     recorded operation, and running statistics updated like PyTorch's
     (momentum, unbiased variance)."""
 
@@ -220,7 +220,7 @@ class BatchNorm(Module):
             rv, rm = self._buffers["running_var"], self._buffers["running_mean"]
             w, b = self._params["weight"], self._params["bias"]
             if isinstance(rv, SharedTensor):
-                inv = functions.inv_sqrt(rv + self.eps)
+                inv = _inv_std(rv, self.eps, 1)
             else:
                 inv = torch.rsqrt(torch.as_tensor(rv, dtype=torch.float64) + self.eps)
             scale = inv if w is None else inv * w
@@ -247,8 +247,12 @@ class BatchNorm(Module):
         with ag.no_grad():
             mean = x.mean(dims, keepdim=True)
             xc = x - mean
-            var = (xc * xc).mean(dims, keepdim=True)
-            inv = functions.inv_sqrt(var + self.eps)
+            # (16 xc)^2 keeps 8 more bits of a small variance than xc^2 (a
+            # std of 0.01 is a variance of 6.5 units of 2^-16); |xc| < 2048.
+            xs = xc * _VAR_SCALE
+            var_s = (xs * xs).mean(dims, keepdim=True)  # var * 256
+            inv = _inv_std(var_s, self.eps * _VAR_SCALE**2, _VAR_SCALE)
+            var = var_s.div(_VAR_SCALE**2)
             xhat = xc * inv
             y = xhat if w is None else xhat * w.reshape(shape)
             y = y if b is None else y + b.reshape(shape)
@@ -273,6 +277,21 @@ class BatchNorm(Module):
 
         parents = (x, w if w is not None else x, b if b is not None else x)
         return ag.record(y, parents, lambda g: _drop_missing(back(g), w, b))
+
+
+_VAR_SCALE = 16
+
+
+def _inv_std(var_s, eps_s, s: int):
+    """s / sqrt(var_s + eps_s), i.e. 1 / sqrt(var + eps) for var_s = s^2 var,
+    for a shared variance anywhere in 2^-16 .. 2^30 (range-reduced:
+    functions.ratio_inv_sqrt; CrypTen's inv_sqrt, accurate only on
+    [0.1, 130], made BatchNorm wrong by 0.2 at a std of 0.1 and wrapped at a
+    std of 30). The numerator 256 keeps 8 more bits in the rescaled
+    numerator than 1 would; the power-of-two factor s / 256 is exact."""
+    num = var_s * 0 + 256
+    r = functions.ratio_inv_sqrt(num, var_s + eps_s, lo_exp=-16, hi_exp=30)
+    return r * (s / 256)
 
 
 def _drop_missing(grads, w, b):
