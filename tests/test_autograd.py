@@ -317,3 +317,27 @@ def test_overflow_is_reported_with_the_layer_name(session):
         cryptgpu.nn.check_overflow(None)
     with pytest.raises(ValueError):
         cryptgpu.nn.check_overflow(-1.0)
+
+
+def test_autograd_misuse_raises_as_torch_does(session):
+    """A second backward through a freed graph, and an output gradient of the
+    wrong shape, raise RuntimeError as in torch (the second backward used to
+    treat the root as a leaf and return silently); the session stays usable."""
+    x = cryptgpu.cryptensor(torch.ones(3)).requires_grad_()
+    y = (x * x).sum()
+    y.backward()
+    with pytest.raises(RuntimeError, match="second time"):
+        y.backward()
+    z = x * 2
+    with pytest.raises(RuntimeError, match="Mismatch in shape"):
+        z.backward(cryptgpu.cryptensor(torch.ones(4)))
+    with pytest.raises(RuntimeError, match="scalar outputs"):
+        z.backward()
+    # a fresh forward pass backpropagates again, accumulating into x.grad
+    (x * x).sum().backward()
+    assert_close(x.grad.get_plain_text(dtype=torch.float64), torch.full((3,), 4.0), 2 * ULP)
+    # a one-hot target of the wrong shape is a shape error (RuntimeError too)
+    with pytest.raises(RuntimeError, match="one-hot target"):
+        cryptgpu.nn.CrossEntropyLoss()(
+            cryptgpu.cryptensor(torch.ones(2, 3)), cryptgpu.cryptensor(torch.ones(2, 4))
+        )

@@ -69,10 +69,28 @@ def unbroadcast(g, shape):
     return out.reshape(shape)
 
 
+# What a recorded node's ``_back`` becomes once backward() has used and freed
+# it: a second backward through it is an error, as in torch (not a silent
+# no-op that treats the node as a leaf).
+_FREED = ((), None)
+
+_SECOND_TIME = (
+    "Trying to backward through the graph a second time: backward() frees the "
+    "recorded operations; recompute the forward pass"
+)
+
+
 def backward(root, grad=None) -> None:
     """Back-propagate ``grad`` (default 1) from ``root`` to every leaf's ``.grad``."""
     if not root.requires_grad:
         raise RuntimeError("backward() on a tensor that does not require grad")
+    if root._back is _FREED:
+        raise RuntimeError(_SECOND_TIME)
+    if grad is not None and hasattr(grad, "shape") and tuple(grad.shape) != tuple(root.shape):
+        raise RuntimeError(
+            f"Mismatch in shape: grad has a shape of {tuple(grad.shape)} and the output "
+            f"has a shape of {tuple(root.shape)}"
+        )
     if grad is None:
         if root.numel() != 1:
             raise RuntimeError("grad can be implicitly created only for scalar outputs")
@@ -88,6 +106,8 @@ def backward(root, grad=None) -> None:
             continue
         seen.add(id(t))
         stack.append((t, True))
+        if t._back is _FREED:
+            raise RuntimeError(_SECOND_TIME)
         if t._back is not None:
             for p in t._back[0]:
                 if isinstance(p, Node) and p.requires_grad and id(p) not in seen:
@@ -109,4 +129,5 @@ def backward(root, grad=None) -> None:
                 grads[id(p)] = pg if prev is None else prev + pg
     # Free the tape: intermediate tensors keep no references to their parents.
     for t in order:
-        t._back = None
+        if t._back is not None:
+            t._back = _FREED

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import autograd as ag
+from .._native import ShapeError
 from ..tensor import SharedTensor
 from .module import Module
 from .stats import SOFTMAX, _track
@@ -18,7 +19,7 @@ def _one_hot(target, like: SharedTensor):
     labels (plaintext, so known to all parties) are expanded."""
     if isinstance(target, SharedTensor):
         if tuple(target.shape) != tuple(like.shape):
-            raise ValueError(f"one-hot target {tuple(target.shape)} != logits {tuple(like.shape)}")
+            raise ShapeError(f"one-hot target {tuple(target.shape)} != logits {tuple(like.shape)}")
         return target
     t = torch.as_tensor(target)
     if t.dim() == 1 and not t.is_floating_point():
