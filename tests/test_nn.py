@@ -233,3 +233,24 @@ def test_resnet50_matches_plaintext(session):
             mod.running_var.uniform_(0.5, 1.5)
     x = torch.randn(1, 3, 224, 224)
     assert_close(private(m, x), plain(m, x), 2**14 * ULP)
+
+
+def test_a_public_input_to_an_encrypted_model(session):
+    """A plaintext torch input to an encrypted model (public data, private
+    model) is taken as a sharing of the public value, for conv and linear
+    first layers alike (it used to fail inside torch with a TypeError about
+    SharedTensor weights). Tolerance: the first layer sums 27 products of
+    |x| <= 1 and |w| < 0.2 with encoding errors of 2^-17 each, plus a
+    truncation; the second sums 18 such terms of its inputs (|.| < 2): far
+    below 64 units of 2^-16."""
+    torch.manual_seed(0)
+    tm = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 2, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(18, 2)
+    ).double()
+    m = cryptgpu.nn.from_pytorch(tm, torch.zeros(1, 3, 5, 5)).encrypt()
+    x = torch.rand(2, 3, 5, 5, dtype=torch.float64)
+    assert_close(m(x).get_plain_text(dtype=torch.float64), tm(x).detach(), 64 * ULP)
+    lm = torch.nn.Linear(4, 2).double()
+    lin = cryptgpu.nn.from_pytorch(lm, torch.zeros(1, 4)).encrypt()
+    xx = torch.rand(3, 4, dtype=torch.float64)
+    assert_close(lin(xx).get_plain_text(dtype=torch.float64), lm(xx).detach(), 64 * ULP)

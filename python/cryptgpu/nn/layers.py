@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from .. import _session, functions
 from .. import autograd as ag
+from .._plain import _buf
 from ..tensor import SharedTensor, cryptensor
 from .module import Module
 from .stats import BATCHNORM, LINEAR, POOLING, RELU, SOFTMAX
@@ -56,9 +57,20 @@ class Linear(Module):
     def forward(self, x):
         """x W^T + b on a SharedTensor (or a plaintext tensor)."""
         w, b = self._params["weight"], self._params["bias"]
+        x = _public_input(x, w)
         if isinstance(x, SharedTensor):
             return x.linear(_as_operand(w), None if b is None else _as_operand(b))
         return F.linear(x, w, b)
+
+
+def _public_input(x, w):
+    """A plaintext input to a layer whose weight is shared (a public input
+    to a private model) as a sharing of the public value (no messages);
+    anything else unchanged."""
+    if isinstance(w, SharedTensor) and isinstance(x, torch.Tensor):
+        arr = x.detach().to(torch.float64).numpy()
+        return w._wrap(w._s().public_tensor(_buf(arr), list(arr.shape)))
+    return x
 
 
 class Conv2d(Module):
@@ -91,6 +103,7 @@ class Conv2d(Module):
     def forward(self, x):
         """The convolution of a SharedTensor NCHW input (or a plaintext tensor)."""
         w, b = self._params["weight"], self._params["bias"]
+        x = _public_input(x, w)
         if isinstance(x, SharedTensor):
             return x.conv2d(
                 _as_operand(w),
