@@ -558,15 +558,18 @@ def check(case):
     counts[key] = counts.get(key, 0) + 1
 
 
-def main():
+def run_worker(strategy, check_case, session_seed=SESSION_SEED) -> int:
+    """Parse --cases/--seed/--log/--out, run ``check_case`` on ``--cases``
+    hypothesis examples of ``strategy`` (logging each before it runs), and
+    write the result file the test reads. Shared with fuzz_nn_worker.py."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--log", required=True)
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
-    SESSION_SEED[0] = a.seed % 2**63
-    cryptgpu.init(seed=SESSION_SEED[0])
+    session_seed[0] = a.seed % 2**63
+    cryptgpu.init(seed=session_seed[0])
     log = open(a.log, "w", buffering=1)  # noqa: SIM115
     ran = [0]
     seen: set[str] = set()
@@ -579,12 +582,12 @@ def main():
         suppress_health_check=list(HealthCheck),
         print_blob=True,
     )
-    @given(st.one_of(unary_case(), binary_case(), layer_case(), io_case(), misuse_case()))
+    @given(strategy)
     def prop(case):
         log.write(repr(case) + "\n")
         ran[0] += 1
         try:
-            check(case)
+            check_case(case)
         except AssertionError as e:
             # Collected, not raised: one run reports every kind of failure.
             kind = f"{case[0]}: {str(e)[:80]}"
@@ -604,6 +607,11 @@ def main():
             {"status": status, "cases": ran[0], "counts": counts, "failures": failures}, f, indent=1
         )
     return 0 if status == "ok" else 1
+
+
+def main():
+    cases = st.one_of(unary_case(), binary_case(), layer_case(), io_case(), misuse_case())
+    return run_worker(cases, check)
 
 
 if __name__ == "__main__":
