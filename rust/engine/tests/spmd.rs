@@ -24,17 +24,34 @@ fn workload(s: &Session) -> (Vec<u64>, Vec<u64>) {
 
 #[test]
 fn spmd_parties_match_the_local_runtime_bit_for_bit() {
+    spmd_matches_local(false);
+}
+
+/// The same with the exact truncation (rust/engine/src/protocol/trunc.rs):
+/// each SPMD party sets the mode on its own session, as each process does.
+#[test]
+fn spmd_parties_match_the_local_runtime_with_exact_truncation() {
+    spmd_matches_local(true);
+}
+
+fn spmd_matches_local(exact: bool) {
     let cfg = Config {
         seed: Some(99),
         ..Config::default()
     };
     let local = Session::new(cfg.clone()).unwrap();
+    local.set_exact_truncation(exact).unwrap();
     let (want, local_counts) = workload(&local);
     let parties = Session::spmd_local(cfg).unwrap();
     let results: Vec<(Vec<u64>, Vec<u64>)> = std::thread::scope(|sc| {
         let hs: Vec<_> = parties
             .iter()
-            .map(|p| sc.spawn(move || workload(p)))
+            .map(|p| {
+                sc.spawn(move || {
+                    p.set_exact_truncation(exact).unwrap();
+                    workload(p)
+                })
+            })
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
