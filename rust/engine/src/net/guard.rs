@@ -199,6 +199,28 @@ fn read_head(from: &mut TcpStream, head: &mut Vec<u8>) -> Option<Vec<u8>> {
 /// the guard appends a tag of at most 21).
 const MAX_IDENTITY: usize = 200;
 
+/// A command body's name and its properties, in order (ZMTP 3: a name
+/// length byte and the name, then per property a key length byte, the key,
+/// a 4-byte big-endian value length and the value). None if malformed.
+type Properties<'a> = (&'a [u8], Vec<(&'a [u8], &'a [u8])>);
+
+fn command_properties(body: &[u8]) -> Option<Properties<'_>> {
+    let name_len = usize::from(*body.first()?);
+    let name = body.get(1..1 + name_len)?;
+    let mut rest = &body[1 + name_len..];
+    let mut props = Vec::new();
+    while !rest.is_empty() {
+        let k = usize::from(rest[0]);
+        let key = rest.get(1..1 + k)?;
+        let vl: [u8; 4] = rest.get(1 + k..5 + k)?.try_into().ok()?;
+        let vl = u32::from_be_bytes(vl) as usize;
+        let value = rest.get(5 + k..(5 + k).checked_add(vl)?)?;
+        props.push((key, value));
+        rest = &rest[5 + k + vl..];
+    }
+    Some((name, props))
+}
+
 /// `head` with the first frame's READY Identity property replaced by
 /// `id` (the greeting and any bytes after the frame unchanged), the frame
 /// header re-encoded for the new length. None when the head is not a
@@ -206,61 +228,43 @@ const MAX_IDENTITY: usize = 200;
 pub fn with_identity(head: &[u8], id: &[u8]) -> Option<Vec<u8>> {
     let (start, len) = first_frame(head).ok()??;
     let end = start.checked_add(len)?;
-    let body = head.get(start..end)?;
-    let name_len = usize::from(*body.first()?);
-    let mut out_body = body.get(..1 + name_len)?.to_vec();
-    let mut rest = &body[1 + name_len..];
-    let put = |k: &[u8], v: &[u8], out: &mut Vec<u8>| {
-        out.push(k.len() as u8);
-        out.extend_from_slice(k);
-        out.extend_from_slice(&(v.len() as u32).to_be_bytes());
-        out.extend_from_slice(v);
-    };
-    while !rest.is_empty() {
-        let k = usize::from(rest[0]);
-        let key = rest.get(1..1 + k)?;
-        let vl: [u8; 4] = rest.get(1 + k..5 + k)?.try_into().ok()?;
-        let vl = u32::from_be_bytes(vl) as usize;
-        let value = rest.get(5 + k..5 + k + vl)?;
-        if key.eq_ignore_ascii_case(b"Identity") {
-            put(key, id, &mut out_body);
+    let (name, props) = command_properties(head.get(start..end)?)?;
+    let mut body = vec![name.len() as u8];
+    body.extend_from_slice(name);
+    for (key, value) in props {
+        let v = if key.eq_ignore_ascii_case(b"Identity") {
+            id
         } else {
-            put(key, value, &mut out_body);
-        }
-        rest = &rest[5 + k + vl..];
+            value
+        };
+        body.push(key.len() as u8);
+        body.extend_from_slice(key);
+        body.extend_from_slice(&(v.len() as u32).to_be_bytes());
+        body.extend_from_slice(v);
     }
     let mut out = head.get(..GREETING)?.to_vec();
-    if out_body.len() > 255 {
+    if body.len() > 255 {
         out.push(0b110);
-        out.extend_from_slice(&(out_body.len() as u64).to_be_bytes());
+        out.extend_from_slice(&(body.len() as u64).to_be_bytes());
     } else {
         out.push(0b100);
-        out.push(out_body.len() as u8);
+        out.push(body.len() as u8);
     }
-    out.extend_from_slice(&out_body);
+    out.extend_from_slice(&body);
     out.extend_from_slice(head.get(end..)?);
     Some(out)
 }
 
 /// The Identity property of a READY command body (empty without one).
 fn ready_identity(body: &[u8]) -> Option<Vec<u8>> {
-    let name_len = usize::from(*body.first()?);
-    if body.get(1..1 + name_len)? != b"READY" {
+    let (name, props) = command_properties(body)?;
+    if name != b"READY" {
         return None;
     }
-    let mut rest = &body[1 + name_len..];
-    while !rest.is_empty() {
-        let k = usize::from(rest[0]);
-        let key = rest.get(1..1 + k)?;
-        let vl: [u8; 4] = rest.get(1 + k..5 + k)?.try_into().ok()?;
-        let vl = u32::from_be_bytes(vl) as usize;
-        let value = rest.get(5 + k..5 + k + vl)?;
-        if key.eq_ignore_ascii_case(b"Identity") {
-            return Some(value.to_vec());
-        }
-        rest = &rest[5 + k + vl..];
-    }
-    Some(Vec::new())
+    let found = props
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(b"Identity"));
+    Some(found.map(|(_, v)| v.to_vec()).unwrap_or_default())
 }
 
 /// Forward `from` to `to`, checking frame lengths when `max` is given;
