@@ -27,6 +27,41 @@ fn free_addrs() -> [SocketAddr; 3] {
     [a[0], a[1], a[2]]
 }
 
+/// The stranger's own tokio runtime: a worker thread of its own, so its
+/// sockets' writer tasks run between its calls, as in the transport.
+fn stranger_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A PUSH socket announcing party `posing`'s socket identity, connected to
+/// `addr` within `wait`; None if it did not connect.
+fn pose_as(
+    rt: &tokio::runtime::Runtime,
+    posing: usize,
+    addr: SocketAddr,
+    wait: Duration,
+) -> Option<zeromq::PushSocket> {
+    use zeromq::{PushSocket, Socket, SocketOptions};
+    let mut opts = SocketOptions::default();
+    let id = format!("cryptgpu-party-{posing}").into_bytes();
+    opts.peer_identity(zeromq::util::PeerIdentity::try_from(id).unwrap());
+    let mut s = PushSocket::with_options(opts);
+    let ok = rt
+        .block_on(async { tokio::time::timeout(wait, s.connect(&format!("tcp://{addr}"))).await });
+    matches!(ok, Ok(Ok(_))).then_some(s)
+}
+
+/// Every party opened what the local runtime opened.
+fn assert_all_match(got: &[Vec<u64>], want: &[u64]) {
+    for (rank, g) in got.iter().enumerate() {
+        assert_eq!(g, want, "party {rank}");
+    }
+}
+
 fn workload(s: &Session) -> Vec<u64> {
     let a: Vec<f64> = (0..64).map(|i| (i as f64 - 30.0) / 7.0).collect();
     let x = s.share_f64(&a, vec![8, 8], 0).unwrap();
@@ -121,9 +156,7 @@ fn strangers_do_not_crash_or_stop_a_zeromq_session() {
             &done,
         )
     });
-    for (rank, g) in got.iter().enumerate() {
-        assert_eq!(g, &want, "party {rank}");
-    }
+    assert_all_match(&got, &want);
 }
 
 #[test]
@@ -217,13 +250,7 @@ fn zmq_parties(
 /// target's next party), none sealed with the keys, until `done`.
 fn forge(addrs: [SocketAddr; 3], ready: &Barrier, done: &AtomicBool) {
     use zeromq::{PushSocket, Socket, SocketSend, ZmqMessage};
-    // A worker thread of its own: the sockets' writer tasks must run
-    // between the sends, as in the transport.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = stranger_runtime();
     let mut socks = Vec::new();
     for addr in addrs {
         let start = Instant::now();
@@ -299,14 +326,11 @@ fn forged_messages_are_dropped_on_encrypted_links() {
             &done,
         )
     });
-    for (rank, g) in got.iter().enumerate() {
-        assert_eq!(g, &want, "party {rank}");
-    }
+    assert_all_match(&got, &want);
 }
 
 #[test]
 fn a_stranger_posing_with_a_partys_identity_does_not_displace_it() {
-    use zeromq::{PushSocket, Socket, SocketOptions};
     let cfg = Config {
         seed: Some(6),
         ..Config::default()
@@ -318,29 +342,19 @@ fn a_stranger_posing_with_a_partys_identity_does_not_displace_it() {
     let ready = Barrier::new(4);
     let got: Vec<Vec<u64>> = std::thread::scope(|sc| {
         sc.spawn(|| {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = stranger_runtime();
             ready.wait();
             let start = Instant::now();
             // Pose as party 1 towards party 0 (and as 0 towards 1), once the
             // real parties are connected, and hold the connections open.
             let mut held = Vec::new();
             for (target, posing) in [(0usize, 1usize), (1, 0)] {
-                let mut opts = SocketOptions::default();
-                let id = format!("cryptgpu-party-{posing}").into_bytes();
-                opts.peer_identity(zeromq::util::PeerIdentity::try_from(id).unwrap());
-                let mut s = PushSocket::with_options(opts);
-                let _ = rt.block_on(async {
-                    tokio::time::timeout(
-                        Duration::from_millis(500),
-                        s.connect(&format!("tcp://{}", addrs[target])),
-                    )
-                    .await
-                });
-                held.push(s);
+                held.extend(pose_as(
+                    &rt,
+                    posing,
+                    addrs[target],
+                    Duration::from_millis(500),
+                ));
             }
             while !done.load(Ordering::Acquire) && start.elapsed() < Duration::from_secs(30) {
                 std::thread::sleep(Duration::from_millis(20));
@@ -360,9 +374,7 @@ fn a_stranger_posing_with_a_partys_identity_does_not_displace_it() {
             &done,
         )
     });
-    for (rank, g) in got.iter().enumerate() {
-        assert_eq!(g, &want, "party {rank}");
-    }
+    assert_all_match(&got, &want);
 }
 
 /// A stranger who claims party 1's socket identity towards parties 0 and 2
@@ -372,7 +384,6 @@ fn a_stranger_posing_with_a_partys_identity_does_not_displace_it() {
 /// runs (the stranger's connections stay open throughout, silent).
 #[test]
 fn a_stranger_claiming_a_partys_identity_first_does_not_keep_it_out() {
-    use zeromq::{PushSocket, Socket, SocketOptions};
     let cfg = Config {
         seed: Some(9),
         ..Config::default()
@@ -384,28 +395,13 @@ fn a_stranger_claiming_a_partys_identity_first_does_not_keep_it_out() {
     let squatted = AtomicBool::new(false);
     let got: Vec<Vec<u64>> = std::thread::scope(|sc| {
         sc.spawn(|| {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = stranger_runtime();
             let start = Instant::now();
             let mut held = Vec::new();
             for target in [0usize, 2] {
                 // Retry until the target's guard listens.
                 while start.elapsed() < Duration::from_secs(5) {
-                    let mut opts = SocketOptions::default();
-                    let id = b"cryptgpu-party-1".to_vec();
-                    opts.peer_identity(zeromq::util::PeerIdentity::try_from(id).unwrap());
-                    let mut s = PushSocket::with_options(opts);
-                    let ok = rt.block_on(async {
-                        tokio::time::timeout(
-                            Duration::from_millis(200),
-                            s.connect(&format!("tcp://{}", addrs[target])),
-                        )
-                        .await
-                    });
-                    if matches!(ok, Ok(Ok(_))) {
+                    if let Some(s) = pose_as(&rt, 1, addrs[target], Duration::from_millis(200)) {
                         held.push(s);
                         break;
                     }
@@ -435,9 +431,7 @@ fn a_stranger_claiming_a_partys_identity_first_does_not_keep_it_out() {
         squatted.load(Ordering::Acquire),
         "the stranger did not get in first"
     );
-    for (rank, g) in got.iter().enumerate() {
-        assert_eq!(g, &want, "party {rank}");
-    }
+    assert_all_match(&got, &want);
 }
 
 /// A stranger who keeps every connection slot of parties 0 and 2 busy with
@@ -484,9 +478,7 @@ fn silent_connections_filling_every_slot_do_not_keep_a_party_out() {
             &done,
         )
     });
-    for (rank, g) in got.iter().enumerate() {
-        assert_eq!(g, &want, "party {rank}");
-    }
+    assert_all_match(&got, &want);
 }
 
 /// One stranger on a TCP-transport party's port while the session connects:
@@ -572,7 +564,5 @@ fn strangers_do_not_stop_a_tcp_session_from_connecting() {
         strangers.join().unwrap();
         got
     });
-    for (rank, g) in got.iter().enumerate() {
-        assert_eq!(g, &want, "party {rank}");
-    }
+    assert_all_match(&got, &want);
 }
