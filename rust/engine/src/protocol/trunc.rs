@@ -97,11 +97,11 @@ impl Party {
         Ok(b)
     }
 
-    /// k * x * y, elementwise.
-    fn scaled_product(&self, k: u64, x: &Buf, y: &Buf) -> Result<Buf> {
-        let mut p = self.dev.map2(Op2::Mul, x, y)?;
-        let kb = self.constant(k, p.len())?;
-        self.dev.map2_into(Op2::Mul, &mut p, &kb)?;
+    /// k * x, elementwise (no scalar multiply in the device's unary ops:
+    /// a buffer of k's, built once per truncation and party).
+    fn scaled(&self, k: u64, x: &Buf) -> Result<Buf> {
+        let mut p = self.constant(k, x.len())?;
+        self.dev.map2_into(Op2::Mul, &mut p, x)?;
         Ok(p)
     }
 
@@ -140,7 +140,9 @@ impl Party {
                 dev.map1_into(Op1::DivFloor(d), &mut u0)?;
                 let offset = 1u64.wrapping_sub(ratio(62, d));
                 dev.map1_into(Op1::AddScalar(offset), &mut u0)?;
-                dev.map2_into(Op2::Add, &mut u0, &self.scaled_product(k, &a1, &bn)?)?;
+                let mut corr = self.scaled(k, &a1)?;
+                dev.map2_into(Op2::Mul, &mut corr, &bn)?;
+                dev.map2_into(Op2::Add, &mut u0, &corr)?;
                 dev.map2_into(Op2::Add, &mut u0, &zeta)?;
                 // Round 2: U_0 and w to P2 (one message), w to P1; U_1 back.
                 let to_prev = dev.concat(&[(&u0, 0, n), (&w, 0, n)])?;
@@ -160,7 +162,9 @@ impl Party {
                 self.round(vec![(Peer::Prev, a1)], &[])?;
                 let mut u1 = s1;
                 dev.map1_into(Op1::DivFloor(d), &mut u1)?;
-                dev.map2_into(Op2::Add, &mut u1, &self.scaled_product(k, &nu, &gamma)?)?;
+                // K nu, used twice: with gamma now and with w after round 2.
+                let knu = self.scaled(k, &nu)?;
+                dev.map2_into(Op2::Add, &mut u1, &dev.map2(Op2::Mul, &knu, &gamma)?)?;
                 dev.map2_into(Op2::Add, &mut u1, &zeta)?;
                 let mut got = self.round(
                     vec![(Peer::Prev, u1.clone())],
@@ -168,7 +172,7 @@ impl Party {
                 )?;
                 let w = got.pop().unwrap_or_default();
                 let mut x2 = got.pop().unwrap_or_default();
-                dev.map2_into(Op2::Sub, &mut x2, &self.scaled_product(k, &nu, &w)?)?;
+                dev.map2_into(Op2::Sub, &mut x2, &dev.map2(Op2::Mul, &knu, &w)?)?;
                 Ok(AShare { a: u1, b: x2 })
             }
             _ => {
@@ -178,13 +182,14 @@ impl Party {
                     Input::Sum(z) => self.round(vec![(Peer::Next, z)], &[])?,
                     Input::Rep(_) => self.round(vec![], &[])?,
                 };
-                let mut u2 = self.scaled_product(k, &nu, &alpha)?;
+                let knu = self.scaled(k, &nu)?;
+                let mut u2 = dev.map2(Op2::Mul, &knu, &alpha)?;
                 dev.map2_into(Op2::Add, &mut u2, &zeta)?;
                 let got = self.round1(vec![(Peer::Prev, u2.clone())], Peer::Next, 2 * n)?;
                 let u0 = dev.concat(&[(&got, 0, n)])?;
                 let w = dev.concat(&[(&got, n, n)])?;
                 let mut x2 = u2;
-                dev.map2_into(Op2::Sub, &mut x2, &self.scaled_product(k, &nu, &w)?)?;
+                dev.map2_into(Op2::Sub, &mut x2, &dev.map2(Op2::Mul, &knu, &w)?)?;
                 Ok(AShare { a: x2, b: u0 })
             }
         }
