@@ -121,8 +121,9 @@ def ratio_inv_sqrt(num, den, lo_exp: int = -10, hi_exp: int = 30):
     if _is_shared(den):
         stacked = den.unsqueeze(0).expand(k - 1, *den.shape)
         below = (stacked - tj)._ltz("ratio_inv_sqrt")  # [den < 2^j], j = starts[1:]
-        ones = below[:1] * 0 + 1
-        c = _cat_dim0([ones, 1 - below, ones * 0])  # c_j = [den >= 2^j]; c_lo = 1, c_hi = 0
+        edge = [1, *den.shape]
+        # c_j = [den >= 2^j], with c_lo = 1 and c_hi = 0 (public)
+        c = _cat_dim0([below._public_like(1.0, edge), 1 - below, below._public_like(0.0, edge)])
     else:
         import torch
 

@@ -58,11 +58,15 @@ class TensorBase(ag.Node):
             return y, None
         return None, _plain_array(y, what)
 
+    def _public(self, arr: np.ndarray) -> TensorBase:
+        """A sharing of a public array in this tensor's session (no messages)."""
+        arr = np.asarray(arr, dtype=np.float64)
+        return self._wrap(self._s().public_tensor(_buf(arr), list(arr.shape)))
+
     def _public_like(self, value, shape=None) -> TensorBase:
         """A sharing of a public constant (no messages)."""
         shp = list(self._t.shape if shape is None else shape)
-        arr = np.full(shp, float(value))
-        return self._wrap(self._s().public_tensor(_buf(arr), shp))
+        return self._public(np.full(shp, float(value)))
 
     # ------------------------------------------------------------ autograd
     def requires_grad_(self, flag: bool = True) -> TensorBase:

@@ -12,7 +12,6 @@ import torch.nn.functional as F
 
 from .. import _session, functions
 from .. import autograd as ag
-from .._plain import _buf
 from ..tensor import SharedTensor, cryptensor
 from .module import Module
 from .stats import BATCHNORM, LINEAR, POOLING, RELU, SOFTMAX
@@ -68,8 +67,7 @@ def _public_input(x, w):
     to a private model) as a sharing of the public value (no messages);
     anything else unchanged."""
     if isinstance(w, SharedTensor) and isinstance(x, torch.Tensor):
-        arr = x.detach().to(torch.float64).numpy()
-        return w._wrap(w._s().public_tensor(_buf(arr), list(arr.shape)))
+        return w._public(x.detach().to(torch.float64).numpy())
     return x
 
 
@@ -302,7 +300,7 @@ def _inv_std(var_s, eps_s, s: int):
     [0.1, 130], made BatchNorm wrong by 0.2 at a std of 0.1 and wrapped at a
     std of 30). The numerator 256 keeps 8 more bits in the rescaled
     numerator than 1 would; the power-of-two factor s / 256 is exact."""
-    num = var_s * 0 + 256
+    num = var_s._public_like(256.0)
     r = functions.ratio_inv_sqrt(num, var_s + eps_s, lo_exp=-16, hi_exp=30)
     return r * (s / 256)
 
