@@ -41,6 +41,18 @@ def no_grad():
         _session._ctx.grad_enabled = prev
 
 
+@contextlib.contextmanager
+def inside(recorded: bool):
+    """The inside of one recorded operation (a loss, BatchNorm's batch
+    statistics, max-pool's tournament): nothing is recorded, and when the
+    operation itself is recorded (``recorded``) its truncations count as
+    training work, exact in "auto" mode, as if autograd recorded each.
+    Plain ``no_grad`` here made them probabilistic, and one wrapped element
+    of a loss gradient or a BatchNorm output wrecked a training run."""
+    with no_grad(), _session.training_work() if recorded else contextlib.nullcontext():
+        yield
+
+
 def needs_grad(*xs) -> bool:
     """True when ``x`` is a SharedTensor that is, or depends on, a leaf that requires grad."""
     if not is_grad_enabled():

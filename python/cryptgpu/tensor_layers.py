@@ -94,7 +94,7 @@ class LayerOps:
         x, squeeze = _pool_input(self)
         pad = _pair(padding, "padding")
         grad = ag.needs_grad(x)
-        with ag.no_grad():
+        with ag.inside(grad):
             win = x._wrap(x._s().pool_windows(x._t, (k, st, pad, dil)))
             v, a = win._tournament(return_indices or grad, "max_pool2d")
         if grad:

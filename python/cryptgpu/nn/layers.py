@@ -255,7 +255,8 @@ class BatchNorm(Module):
         dims = [0] + list(range(2, x.dim()))
         n = x.numel() // x.shape[1]
         w, b = self._params["weight"], self._params["bias"]
-        with ag.no_grad():
+        recorded = ag.needs_grad(x, w, b)
+        with ag.inside(recorded):
             mean = x.mean(dims, keepdim=True)
             xc = x - mean
             # (16 xc)^2 keeps 8 more bits of a small variance than xc^2 (a
@@ -272,7 +273,7 @@ class BatchNorm(Module):
             unbiased = var.reshape(-1) * (n / max(n - 1, 1))
             self._buffers["running_mean"] = rm * (1 - m) + mean.reshape(-1) * m
             self._buffers["running_var"] = rv * (1 - m) + unbiased * m
-        if not ag.needs_grad(x, w, b):
+        if not recorded:
             return y
 
         def back(g):

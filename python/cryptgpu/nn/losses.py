@@ -48,7 +48,7 @@ class CrossEntropyLoss(Module):
         y = _one_hot(target, logits)
         n = logits.shape[0]
         want_grad = ag.needs_grad(logits)
-        with ag.no_grad():
+        with ag.inside(want_grad):
             # Each sample's loss is >= 0 in exact arithmetic; the log and
             # exp approximations can make it slightly negative (-0.0009 was
             # seen), so each is clamped at 0: one comparison of N values.
