@@ -341,3 +341,29 @@ def test_autograd_misuse_raises_as_torch_does(session):
         cryptgpu.nn.CrossEntropyLoss()(
             cryptgpu.cryptensor(torch.ones(2, 3)), cryptgpu.cryptensor(torch.ones(2, 4))
         )
+
+
+@pytest.mark.parametrize("fn", ["abs", "sigmoid", "tanh"])
+def test_abs_sigmoid_tanh_grads_on_both_sides_of_zero(session, fn):
+    """|x| is computed from an injected sign bit that the tape does not see;
+    it back-propagated as if |x| were x, so these gradients had the wrong
+    sign for x < 0 (sigmoid'(-2) came out as -0.105). Compared with the same
+    approximation run in float64 (cryptgpu.functions on torch tensors), so
+    only the fixed-point error remains: CrypTen's exp squares 8 times, which
+    multiplies a truncation's 2^-16 by up to 2^8 relative, 4e-3 of a value
+    below 1; the gradient (at most 0.25 for sigmoid, 1 for tanh = 2
+    sigmoid(2x) - 1, whose chain rule multiplies by 4) within 1e-3 and 4e-3.
+    The points avoid 0, where torch's |x|' is 0 and ours is 1."""
+    from cryptgpu import functions as fx
+
+    xs = torch.linspace(-6, 6, 48, dtype=torch.float64)
+    x = shared_leaf(xs)
+    getattr(x, fn)().sum().backward()
+    xt = xs.clone().requires_grad_()
+    (xt.abs() if fn == "abs" else getattr(fx, fn)(xt)).sum().backward()
+    tol = {"abs": 0.0, "sigmoid": 1e-3, "tanh": 4e-3}[fn]
+    assert (pt(x.grad) - xt.grad).abs().max() <= tol
+    xr = xs.clone().requires_grad_()
+    getattr(xr, fn)().sum().backward()
+    big = xr.grad.abs() > 2 * tol  # the sign is only defined above the tolerance
+    assert torch.equal(torch.sign(pt(x.grad))[big], torch.sign(xr.grad)[big])

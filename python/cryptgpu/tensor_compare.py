@@ -91,8 +91,27 @@ class ComparisonOps:
         return (both[n:] - both[:n]).reshape(self.shape)
 
     def abs(self) -> TensorBase:
-        """|x| = x - 2 msb(x) x: one comparison, exact."""
+        """|x| = x - 2 msb(x) x: one comparison, exact; differentiable (the
+        derivative 1 - 2 [x < 0])."""
+        if ag.needs_grad(self):
+            return self._abs_and_ltz("abs")[0]
         return self - 2 * self._msb_times(self, "abs")
+
+    def _abs_and_ltz(self, label: str = "abs"):
+        """(|x|, [x < 0]) from one comparison call. When autograd records,
+        |x| is recorded with its derivative 1 - 2 [x < 0] (the indicator has
+        none): computed from the injected bit, which the tape cannot see,
+        it used to back-propagate as if |x| were x, so the gradients of
+        abs, sigmoid and tanh had the wrong sign for x < 0."""
+        recorded = ag.needs_grad(self)
+        with ag.inside(recorded):
+            ones = self._public_like(1.0)
+            both = self._cat([self.unsqueeze(-1), ones.unsqueeze(-1)], -1)
+            m = self._msb_times(both, label)
+            a, neg = self - 2 * m[..., 0], m[..., 1]
+        if recorded:
+            ag.record(a, (self,), lambda g: (g * (1 - 2 * neg),))
+        return a, neg
 
     __abs__ = abs
 
