@@ -37,19 +37,19 @@ fn stranger_runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// A PUSH socket announcing party `posing`'s socket identity, connected to
+/// A DEALER socket announcing party `posing`'s socket identity, connected to
 /// `addr` within `wait`; None if it did not connect.
 fn pose_as(
     rt: &tokio::runtime::Runtime,
     posing: usize,
     addr: SocketAddr,
     wait: Duration,
-) -> Option<zeromq::PushSocket> {
-    use zeromq::{PushSocket, Socket, SocketOptions};
+) -> Option<zeromq::DealerSocket> {
+    use zeromq::{DealerSocket, Socket, SocketOptions};
     let mut opts = SocketOptions::default();
     let id = format!("cryptgpu-party-{posing}").into_bytes();
     opts.peer_identity(zeromq::util::PeerIdentity::try_from(id).unwrap());
-    let mut s = PushSocket::with_options(opts);
+    let mut s = DealerSocket::with_options(opts);
     let ok = rt
         .block_on(async { tokio::time::timeout(wait, s.connect(&format!("tcp://{addr}"))).await });
     matches!(ok, Ok(Ok(_))).then_some(s)
@@ -83,23 +83,45 @@ fn reach(addr: SocketAddr) -> Option<TcpStream> {
     None
 }
 
+/// The 64-byte ZMTP 3 greeting: signature 0xff, 8 bytes, 0x7f; version
+/// 3.0; mechanism NULL (20 bytes); as-server; filler.
+fn greeting() -> Vec<u8> {
+    let mut m = vec![0xffu8];
+    m.extend_from_slice(&[0u8; 8]);
+    m.push(0x7f);
+    m.extend_from_slice(&[3, 0]);
+    m.extend_from_slice(b"NULL");
+    m.extend_from_slice(&[0u8; 16]);
+    m.push(0);
+    m.extend_from_slice(&[0u8; 31]);
+    m
+}
+
+/// A complete ZMTP handshake of a `socket` (type) socket: the greeting,
+/// then the READY command with its socket type (and no identity).
+fn handshake(socket: &str) -> Vec<u8> {
+    let mut body = vec![5u8];
+    body.extend_from_slice(b"READY");
+    body.push(11);
+    body.extend_from_slice(b"Socket-Type");
+    body.extend_from_slice(&(socket.len() as u32).to_be_bytes());
+    body.extend_from_slice(socket.as_bytes());
+    let mut m = greeting();
+    m.extend_from_slice(&[0b100, body.len() as u8]);
+    m.extend_from_slice(&body);
+    m
+}
+
 /// One stranger's attack on `addr`: the ZMTP greeting, then a frame header
-/// announcing 2^62 bytes (kind 0); garbage (1); or a connection that stays
-/// open and says nothing (2, returned so the caller keeps it open).
+/// announcing 2^62 bytes (kind 0); garbage (1); a connection that stays
+/// open and says nothing (2, returned so the caller keeps it open); a
+/// complete ZMTP handshake as a PUSH (3) or a DEALER (4) socket, then a
+/// malformed command (a name longer than the command) and a message frame.
 fn attack(addr: SocketAddr, kind: usize) -> Option<TcpStream> {
     let mut c = reach(addr)?;
     match kind {
         0 => {
-            // Signature 0xff, 8 bytes, 0x7f; version 3.0; mechanism NULL
-            // (20 bytes); as-server; filler: the 64-byte ZMTP 3 greeting.
-            let mut m = vec![0xffu8];
-            m.extend_from_slice(&[0u8; 8]);
-            m.push(0x7f);
-            m.extend_from_slice(&[3, 0]);
-            m.extend_from_slice(b"NULL");
-            m.extend_from_slice(&[0u8; 16]);
-            m.push(0);
-            m.extend_from_slice(&[0u8; 31]);
+            let mut m = greeting();
             m.push(0b10); // a long frame ...
             m.extend_from_slice(&(1u64 << 62).to_be_bytes()); // ... of 2^62 bytes
             let _ = c.write_all(&m);
@@ -108,6 +130,14 @@ fn attack(addr: SocketAddr, kind: usize) -> Option<TcpStream> {
         }
         1 => {
             let _ = c.write_all(&[0x13u8; 200]);
+            None
+        }
+        3 | 4 => {
+            let mut m = handshake(if kind == 3 { "PUSH" } else { "DEALER" });
+            m.extend_from_slice(&[0b100, 3, 200, b'X', b'Y']);
+            m.extend_from_slice(&[0, 4, 1, 3, 0, 0]);
+            let _ = c.write_all(&m);
+            std::thread::sleep(Duration::from_millis(20));
             None
         }
         _ => Some(c),
@@ -135,7 +165,7 @@ fn strangers_do_not_crash_or_stop_a_zeromq_session() {
             let mut i = 0;
             while !done.load(Ordering::Acquire) && start.elapsed() < Duration::from_secs(20) {
                 for &addr in &addrs {
-                    if let Some(c) = attack(addr, i % 3) {
+                    if let Some(c) = attack(addr, i % 5) {
                         if silent.len() < 6 {
                             silent.push(c);
                         }
@@ -244,18 +274,18 @@ fn zmq_parties(
     got
 }
 
-/// A stranger that speaks ZMTP: PUSH sockets (with identities of its own)
+/// A stranger that speaks ZMTP: DEALER sockets (with identities of its own)
 /// connected to every party, then, once the parties run, messages forged to
 /// look like theirs (`[sender, kind, payload]`, claiming to come from the
 /// target's next party), none sealed with the keys, until `done`.
 fn forge(addrs: [SocketAddr; 3], ready: &Barrier, done: &AtomicBool) {
-    use zeromq::{PushSocket, Socket, SocketSend, ZmqMessage};
+    use zeromq::{DealerSocket, Socket, SocketSend, ZmqMessage};
     let rt = stranger_runtime();
     let mut socks = Vec::new();
     for addr in addrs {
         let start = Instant::now();
         loop {
-            let mut s = PushSocket::new();
+            let mut s = DealerSocket::new();
             let ok = rt.block_on(async {
                 tokio::time::timeout(
                     Duration::from_millis(500),
@@ -470,6 +500,57 @@ fn silent_connections_filling_every_slot_do_not_keep_a_party_out() {
             &cfg,
             addrs,
             None,
+            late,
+            None,
+            Duration::ZERO,
+            4,
+            Duration::ZERO,
+            &done,
+        )
+    });
+    assert_all_match(&got, &want);
+}
+
+/// A stranger who completes the ZMTP handshake on every connection slot of
+/// parties 0 and 2 and then stays silent (24 connections per party, held),
+/// while party 1 starts 1 s late, on encrypted links: the stranger's connections prove no key, so
+/// the guard cuts the oldest of them for each newcomer; the parties'
+/// connections prove theirs in their socket identity and are never cut.
+/// With the guard evicting only connections still in their handshake,
+/// party 1 was refused.
+#[test]
+fn silent_connections_past_their_handshake_do_not_keep_a_party_out() {
+    let cfg = Config {
+        seed: Some(11),
+        ..Config::default()
+    };
+    let local = Session::new(cfg.clone()).unwrap();
+    let want = (0..4).map(|_| workload(&local)).last().unwrap();
+    let addrs = free_addrs();
+    let ks = keys();
+    let done = AtomicBool::new(false);
+    let got: Vec<Vec<u64>> = std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let start = Instant::now();
+            let mut held = Vec::new();
+            for _ in 0..24 {
+                for target in [0usize, 2] {
+                    if let Some(mut c) = reach(addrs[target]) {
+                        // The type the parties' ROUTER sockets accept.
+                        let _ = c.write_all(&handshake("DEALER"));
+                        held.push(c);
+                    }
+                }
+            }
+            while !done.load(Ordering::Acquire) && start.elapsed() < Duration::from_secs(40) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let late = Some((1, Duration::from_millis(1000)));
+        zmq_parties(
+            &cfg,
+            addrs,
+            Some(&ks),
             late,
             None,
             Duration::ZERO,

@@ -6,7 +6,7 @@
 //! far enough to know every frame's length (64-byte greeting, then per
 //! frame a flags byte and a 1- or 8-byte length), drops a connection that
 //! announces a frame above the limit, and forwards everything else
-//! unchanged to the party's PULL socket on a loopback port. Memory per
+//! unchanged to the party's ROUTER socket on a loopback port. Memory per
 //! connection is one fixed buffer; the number of connections is bounded.
 
 use crate::error::{EngineError, Result};
@@ -30,8 +30,10 @@ pub struct GuardStats {
     pub oversized: AtomicU64,
     /// Connections refused because too many were open.
     pub refused: AtomicU64,
-    /// Connections cut while still in their handshake, to make room for a
-    /// newcomer when all slots were taken.
+    /// Connections cut to make room for a newcomer when all slots were
+    /// taken: the oldest still in its ZMTP handshake or, on encrypted
+    /// links, the oldest that has not yet delivered an authenticated
+    /// message.
     pub evicted: AtomicU64,
     /// Connections refused for not opening with a ZMTP handshake in time
     /// (or with an identity longer than 200 bytes).
@@ -303,8 +305,35 @@ fn pump(mut from: TcpStream, mut to: TcpStream, max: Option<u64>, head: &[u8]) -
     ok
 }
 
-/// Connections still reading their handshake, oldest first (by number).
-type Pending = Mutex<VecDeque<(u64, TcpStream)>>;
+/// Connections that may be cut to make room, oldest first (by number):
+/// those still in their ZMTP handshake and, on encrypted links, those whose
+/// socket identity did not prove a party's key (cut first).
+/// Each entry: the connection's number, its stream, and whether it is past
+/// its handshake without having proved a key (a stranger for sure, so cut
+/// before any connection still in its handshake, which may be a party's).
+type Evictable = Mutex<VecDeque<(u64, TcpStream, bool)>>;
+
+/// Checks a socket identity announced in a READY command: the party's
+/// plain identity when the claim proves it (on encrypted links, a tag only
+/// a holder of the party's key can make; net/noise.rs `identity_tag`),
+/// None otherwise.
+pub type Verifier = Arc<dyn Fn(&[u8]) -> Option<Vec<u8>> + Send + Sync>;
+
+fn forget(evictable: &Evictable, n: u64) {
+    if let Ok(mut q) = evictable.lock() {
+        q.retain(|(m, _, _)| *m != n);
+    }
+}
+
+/// Connection `n` finished its handshake without proving a key: cut it
+/// before any connection still in its handshake.
+fn unproved(evictable: &Evictable, n: u64) {
+    if let Ok(mut q) = evictable.lock() {
+        if let Some(e) = q.iter_mut().find(|e| e.0 == n) {
+            e.2 = true;
+        }
+    }
+}
 
 /// One connection: its handshake read and checked, its socket identity
 /// made unique (the claim plus `#` and the connection's number), then both
@@ -320,7 +349,8 @@ fn serve(
     max_frame: u64,
     st: &GuardStats,
     n: u64,
-    pending: &Pending,
+    evictable: &Evictable,
+    verify: Option<&Verifier>,
 ) {
     let Ok(server) = TcpStream::connect(inner) else {
         let _ = client.shutdown(Shutdown::Both);
@@ -336,17 +366,41 @@ fn serve(
         .name("cryptgpu-guard-out".into())
         .spawn(move || pump(s2, c2, None, &[]));
     let mut head = Vec::new();
-    if let (Ok(mut q), Ok(c)) = (pending.lock(), client.try_clone()) {
-        q.push_back((n, c));
+    if let (Ok(mut q), Ok(c)) = (evictable.lock(), client.try_clone()) {
+        q.push_back((n, c, false));
     }
     let claim = read_head(&mut client, &mut head);
-    if let Ok(mut q) = pending.lock() {
-        q.retain(|(m, _)| *m != n);
-    }
+    // Without a verifier (unencrypted links) nothing can be proved: a
+    // connection is safe from eviction once its handshake is through. With
+    // one, only a connection whose identity proves a party's key is; the
+    // others (strangers) stay evictable and are marked with a leading `~`,
+    // so that no claim of theirs reads as a party's.
+    let claim = match (claim, verify) {
+        (None, _) => None,
+        (Some(id), _) if id.len() > MAX_IDENTITY => None,
+        (Some(id), None) => {
+            forget(evictable, n);
+            Some(id)
+        }
+        (Some(id), Some(v)) => match v(&id) {
+            Some(party) => {
+                forget(evictable, n);
+                Some(party)
+            }
+            None => {
+                unproved(evictable, n);
+                Some(if id.is_empty() {
+                    id
+                } else {
+                    [b"~".as_slice(), &id].concat()
+                })
+            }
+        },
+    };
     let head = match claim {
         // No identity: ZeroMQ draws a unique one itself.
         Some(id) if id.is_empty() => Some(head),
-        Some(id) if id.len() <= MAX_IDENTITY => {
+        Some(id) if id.len() <= MAX_IDENTITY + 1 => {
             let mut unique = id;
             unique.extend_from_slice(format!("#{n}").as_bytes());
             with_identity(&head, &unique)
@@ -357,11 +411,13 @@ fn serve(
         st.impostors.fetch_add(1, Ordering::Relaxed);
         let _ = client.shutdown(Shutdown::Both);
         let _ = server.shutdown(Shutdown::Both);
+        forget(evictable, n);
         return;
     };
     if !pump(client, server, Some(max_frame), &head) {
         st.oversized.fetch_add(1, Ordering::Relaxed);
     }
+    forget(evictable, n);
     if let Ok(h) = out {
         let _ = h.join();
     }
@@ -370,8 +426,16 @@ fn serve(
 impl FrameGuard {
     /// Listen on `public` and forward each connection to `inner`, cutting
     /// any connection that announces a frame of more than `max_frame`
-    /// bytes.
-    pub fn spawn(public: SocketAddr, inner: SocketAddr, max_frame: u64) -> Result<FrameGuard> {
+    /// bytes. With `verify` (encrypted links) a connection whose socket
+    /// identity does not prove a party's key stays evictable after its
+    /// ZMTP handshake: a stranger that completes the handshake on every
+    /// slot and then stays silent does not keep a party out.
+    pub fn spawn(
+        public: SocketAddr,
+        inner: SocketAddr,
+        max_frame: u64,
+        verify: Option<Verifier>,
+    ) -> Result<FrameGuard> {
         let listener = TcpListener::bind(public)
             .map_err(|e| EngineError::Peer(format!("cannot listen on {public}: {e}")))?;
         let public = listener.local_addr().unwrap_or(public);
@@ -382,8 +446,8 @@ impl FrameGuard {
         let stats = Arc::new(GuardStats::default());
         let open = Arc::new(AtomicUsize::new(0));
         let mut count = 0u64;
-        let pending: Arc<Pending> = Arc::default();
-        let (stop2, stats2) = (stop.clone(), stats.clone());
+        let evictable: Arc<Evictable> = Arc::default();
+        let (stop2, stats2, evict2) = (stop.clone(), stats.clone(), evictable.clone());
         thread::Builder::new()
             .name("cryptgpu-guard".into())
             .spawn(move || {
@@ -398,16 +462,21 @@ impl FrameGuard {
                     let live = open.load(Ordering::Acquire);
                     if live >= MAX_CONNECTIONS {
                         // Full: make room by cutting the oldest connection
-                        // still in its handshake (a party completes its own
-                        // in milliseconds; a silent stranger never does),
-                        // up to twice the bound while the cut ones wind down.
+                        // past its handshake without a proved key, else the
+                        // oldest still in its handshake (a party completes
+                        // and proves its own in milliseconds; a silent
+                        // stranger never does), up to twice the bound while
+                        // the cut ones wind down.
                         let oldest = if live < 2 * MAX_CONNECTIONS {
-                            pending.lock().ok().and_then(|mut q| q.pop_front())
+                            evict2.lock().ok().and_then(|mut q| {
+                                let at = q.iter().position(|e| e.2).unwrap_or(0);
+                                q.remove(at)
+                            })
                         } else {
                             None
                         };
                         match oldest {
-                            Some((_, s)) => {
+                            Some((_, s, _)) => {
                                 let _ = s.shutdown(Shutdown::Both);
                                 stats2.evicted.fetch_add(1, Ordering::Relaxed);
                             }
@@ -423,11 +492,11 @@ impl FrameGuard {
                     open.fetch_add(1, Ordering::AcqRel);
                     count += 1;
                     let (open, st, n) = (open.clone(), stats2.clone(), count);
-                    let pend = pending.clone();
+                    let (ev, v) = (evict2.clone(), verify.clone());
                     let _ = thread::Builder::new()
                         .name("cryptgpu-guard".into())
                         .spawn(move || {
-                            serve(client, inner, max_frame, &st, n, &pend);
+                            serve(client, inner, max_frame, &st, n, &ev, v.as_ref());
                             open.fetch_sub(1, Ordering::AcqRel);
                         });
                 }

@@ -38,6 +38,45 @@ pub fn generate_keypair() -> Result<([u8; 32], [u8; 32])> {
     Ok((private, public))
 }
 
+/// A 16-byte tag that only the holder of party `from`'s private key or of
+/// party `to`'s can make (a BLAKE2s HMAC keyed by their static X25519
+/// secret, over the two ranks and `minute`): party `from` puts it in the
+/// socket identity of its connection to `to`, and `to`'s frame guard
+/// (net/guard.rs) checks it before the connection may hold a slot for
+/// good. `keys` are party `me`'s, who is `from` or `to`. None otherwise, or
+/// if the shared secret is degenerate (a low-order public key).
+pub fn identity_tag(
+    keys: &LinkKeys,
+    me: usize,
+    from: usize,
+    to: usize,
+    minute: u64,
+) -> Option<[u8; 16]> {
+    use snow::params::{DHChoice, HashChoice};
+    use snow::resolvers::{CryptoResolver, DefaultResolver};
+    let other = match me {
+        m if m == from && from != to => to,
+        m if m == to && from != to => from,
+        _ => return None,
+    };
+    let mut dh = DefaultResolver.resolve_dh(&DHChoice::Curve25519)?;
+    dh.set(&keys.private);
+    let mut secret = [0u8; 32];
+    dh.dh(keys.publics.get(other)?, &mut secret).ok()?;
+    if secret == [0u8; 32] {
+        return None;
+    }
+    let mut data = b"cryptgpu frame guard identity v1".to_vec();
+    data.extend_from_slice(&[from as u8, to as u8]);
+    data.extend_from_slice(&minute.to_be_bytes());
+    let mut h = DefaultResolver.resolve_hash(&HashChoice::Blake2s)?;
+    let mut out = [0u8; 32];
+    h.hmac(&secret, &data, &mut out);
+    let mut tag = [0u8; 16];
+    tag.copy_from_slice(&out[..16]);
+    Some(tag)
+}
+
 /// The error for a refused handshake, naming both parties.
 pub fn refused(me: usize, peer: usize, what: &str) -> EngineError {
     EngineError::Peer(format!(

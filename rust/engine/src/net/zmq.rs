@@ -8,32 +8,38 @@
 //! way the issue allows: a Noise_KK handshake (`crate::net::noise`) carried in
 //! ZeroMQ messages, then every frame sealed with the resulting keys.
 //!
-//! Sockets: each party binds one PULL socket and connects one PUSH socket
-//! to each neighbour's PULL. Every ZeroMQ message is a single frame
-//! `[sender rank, kind, payload]`; the receiver keeps a queue per sender,
-//! since both neighbours feed the same PULL socket. ZeroMQ keeps the order
+//! Sockets: each party binds one ROUTER socket (behind the frame guard,
+//! `net/guard.rs`) and connects one DEALER socket to each neighbour's
+//! ROUTER, used as PUSH/PULL (the ROUTER's peer-identity frame is dropped;
+//! unlike PULL, a ROUTER survives a stranger's malformed ZMTP stream).
+//! Every ZeroMQ message is a single frame `[sender rank, kind, payload]`;
+//! the receiver keeps a queue per sender, since both neighbours feed the
+//! same socket. ZeroMQ keeps the order
 //! of messages on one connection, which the Noise nonces require.
 //!
 //! The crate is async (tokio); the transport owns a one-worker runtime so
 //! ZeroMQ's reader and writer tasks run while the party computes, and the
 //! blocking `Transport` calls wait on it with the session's timeout.
 //!
-//! Shutdown: a PUSH socket flushes in a background task, so a process that
+//! Shutdown: a DEALER socket flushes in a background task, so a process that
 //! exits right after its last send could lose that message. `close` (called
 //! by the Python front end at exit, and on drop) therefore sends BYE to both
 //! neighbours and waits for theirs: once a neighbour says BYE it has
 //! received everything it needed from this party.
 
 use crate::error::{EngineError, Result};
-use crate::net::guard::FrameGuard;
+use crate::net::guard::{FrameGuard, Verifier};
 use crate::net::noise::{self, LinkKeys};
 use crate::net::tcp::{encode_frame, read_frame};
 use crate::net::{Msg, Peer, Transport};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use zeromq::{PullSocket, PushSocket, Socket, SocketOptions, SocketRecv, SocketSend, ZmqMessage};
+use zeromq::{
+    DealerSocket, RouterSocket, Socket, SocketOptions, SocketRecv, SocketSend, ZmqMessage,
+};
 
 const HANDSHAKE: u8 = 1;
 const REFUSED: u8 = 2;
@@ -46,28 +52,37 @@ pub struct ZmqTransport {
     /// sees them (net/guard.rs).
     guard: Option<FrameGuard>,
     rt: tokio::runtime::Runtime,
-    pull: Option<PullSocket>,
-    /// PUSH sockets to the next and the previous party.
-    push: [Option<PushSocket>; 2],
+    /// Where the neighbours' messages arrive. A ROUTER socket rather than
+    /// PULL: a PULL socket's receive fails when any one connection's ZMTP
+    /// stream turns malformed (a stranger's bad command after its
+    /// handshake ended a running session); a ROUTER drops that connection
+    /// and goes on.
+    pull: Option<RouterSocket>,
+    /// DEALER sockets (PUSH semantics: one peer each) to the next and the
+    /// previous party.
+    push: [Option<DealerSocket>; 2],
     noise: [Option<snow::TransportState>; 2],
-    /// Messages received but not yet asked for, per sender rank: (kind,
-    /// payload), the payload a view into the received frame (no copy).
-    pending: [VecDeque<(u8, Bytes)>; 3],
+    /// Messages received but not yet asked for, per sender rank.
+    pending: [VecDeque<Received>; 3],
     timeout: Duration,
     closed: bool,
     failed: bool,
-    /// Connection events of the PULL socket (peers identify as
+    /// Connection events of the ROUTER socket (peers identify as
     /// `cryptgpu-party-<rank>`), to notice a neighbour that went away.
     monitor: Option<futures_channel::mpsc::Receiver<zeromq::SocketEvent>>,
     /// When each party's connection to us was last seen closing.
     gone: [Option<Instant>; 3],
-    /// Live connections to our PULL socket claiming each party.
+    /// Live connections to our ROUTER socket claiming each party.
     links: [usize; 3],
     /// Messages dropped because they could not be authenticated (on
     /// encrypted links): malformed, claiming an impossible sender, or not
     /// opening under the sender's Noise keys.
     dropped: u64,
 }
+
+/// A message received but not yet asked for: its kind and its payload (a
+/// view into the received frame, no copy).
+type Received = (u8, Bytes);
 
 /// How long a neighbour may stay disconnected before waiting for it is
 /// given up (ZeroMQ reconnects by itself after a transient failure).
@@ -106,6 +121,58 @@ fn identity(rank: usize) -> Vec<u8> {
     format!("cryptgpu-party-{rank}").into_bytes()
 }
 
+/// How far (in minutes) the clocks of two hosts may disagree for a proved
+/// identity to be accepted; also how long a recorded one can be replayed.
+const TAG_SKEW_MINUTES: u64 = 5;
+
+fn minute_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 60)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The socket identity of party `rank`'s connection to party `to`: on
+/// encrypted links the plain identity, the minute and a tag proving the
+/// key (noise::identity_tag), which `to`'s frame guard checks so that this
+/// connection is never cut to make room for strangers; otherwise the plain
+/// identity (nothing can be proved).
+fn identity_to(rank: usize, to: usize, keys: Option<&LinkKeys>) -> Vec<u8> {
+    let minute = minute_now();
+    match keys.and_then(|k| noise::identity_tag(k, rank, rank, to, minute)) {
+        Some(tag) => format!("cryptgpu-party-{rank}/{minute}/{}", hex(&tag)).into_bytes(),
+        None => identity(rank),
+    }
+}
+
+/// Party `me`'s check of an identity claimed on its port: the claimed
+/// party's plain identity if the tag in it is right for a neighbour, the
+/// minute within the allowed skew of ours.
+fn verify_identity(keys: &LinkKeys, me: usize, id: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(id).ok()?;
+    let mut parts = text.strip_prefix("cryptgpu-party-")?.split('/');
+    let (r, minute, tag) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || r.len() != 1 || tag.len() != 32 {
+        return None;
+    }
+    let from: usize = r.parse().ok()?;
+    let minute: u64 = minute.parse().ok()?;
+    if from > 2 || from == me || minute_now().abs_diff(minute) > TAG_SKEW_MINUTES {
+        return None;
+    }
+    let want = hex(&noise::identity_tag(keys, me, from, me, minute)?);
+    // Compared without an early exit, so timing does not tell how much of a
+    // guessed tag was right.
+    let diff = want
+        .bytes()
+        .zip(tag.bytes())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    (diff == 0).then(|| identity(from))
+}
+
 fn idx(p: Peer) -> usize {
     match p {
         Peer::Next => 0,
@@ -135,9 +202,9 @@ impl ZmqTransport {
             .build()
             .map_err(|e| EngineError::Internal(format!("cannot start the ZeroMQ runtime: {e}")))?;
         let here = bind.unwrap_or(addrs[rank]);
-        let mut pull = PullSocket::new();
+        let mut pull = RouterSocket::new();
         let monitor = pull.monitor();
-        // The PULL socket listens on loopback only; the public port is the
+        // The ROUTER socket listens on loopback only; the public port is the
         // frame guard, which forwards to it.
         let inner = rt.block_on(pull.bind("tcp://127.0.0.1:0")).map_err(|e| {
             EngineError::Peer(format!("party {rank} cannot listen on loopback: {e}"))
@@ -146,7 +213,7 @@ impl ZmqTransport {
             zeromq::Endpoint::Tcp(_, port) => port,
             other => {
                 return Err(EngineError::Internal(format!(
-                    "PULL socket bound to {other}, not TCP"
+                    "ROUTER socket bound to {other}, not TCP"
                 )))
             }
         };
@@ -154,17 +221,21 @@ impl ZmqTransport {
             here,
             SocketAddr::from(([127, 0, 0, 1], inner_port)),
             max_frame_bytes()?,
+            keys.map(|k| {
+                let k = k.clone();
+                Arc::new(move |id: &[u8]| verify_identity(&k, rank, id)) as Verifier
+            }),
         )
         .map_err(|e| EngineError::Peer(format!("party {rank}: {e}")))?;
         let (n, p) = ((rank + 1) % 3, (rank + 2) % 3);
-        let mut push: [Option<PushSocket>; 2] = [None, None];
+        let mut push: [Option<DealerSocket>; 2] = [None, None];
         for (k, who) in [(0, n), (1, p)] {
             let mut opts = SocketOptions::default();
             opts.connect_timeout(timeout);
-            let id = zeromq::util::PeerIdentity::try_from(identity(rank))
+            let id = zeromq::util::PeerIdentity::try_from(identity_to(rank, who, keys))
                 .map_err(|e| EngineError::Internal(format!("peer identity: {e}")))?;
             opts.peer_identity(id);
-            let mut s = PushSocket::with_options(opts);
+            let mut s = DealerSocket::with_options(opts);
             rt.block_on(s.connect(&format!("tcp://{}", addrs[who])))
                 .map_err(|e| {
                     EngineError::Peer(format!(
@@ -293,7 +364,7 @@ impl ZmqTransport {
     }
 
     /// The next message from party `who`, waiting until `deadline`.
-    fn take(&mut self, who: usize, deadline: Instant) -> Result<(u8, Bytes)> {
+    fn take(&mut self, who: usize, deadline: Instant) -> Result<Received> {
         let rank = self.rank;
         loop {
             if let Some(m) = self.pending[who].pop_front() {
@@ -333,10 +404,11 @@ impl ZmqTransport {
                 }
                 Ok(Ok(m)) => m,
             };
-            // One frame per message; anything else is a malformed message.
+            // The ROUTER's peer identity, then one frame per message;
+            // anything else is a malformed message.
             let mut frames = msg.into_vec();
             let frame = match (frames.len(), frames.pop()) {
-                (1, Some(f)) if f.len() >= 2 => f,
+                (2, Some(f)) if f.len() >= 2 => f,
                 _ if self.authenticated() => {
                     self.dropped += 1;
                     continue;
@@ -361,7 +433,7 @@ impl ZmqTransport {
         }
     }
 
-    /// Record neighbours whose connection to our PULL socket closed (or came
+    /// Record neighbours whose connection to our ROUTER socket closed (or came
     /// back).
     fn watch_connections(&mut self) {
         let Some(mon) = self.monitor.as_mut() else {
@@ -374,8 +446,11 @@ impl ZmqTransport {
                 _ => continue,
             };
             // The guard tags each connection's identity with `#n`: several
-            // connections may claim one party (a stranger can claim any), and
-            // the party is gone only when none of them is left.
+            // connections may name one party, and the party is gone only
+            // when none of them is left. On encrypted links only a
+            // connection that proved the party's key names it (the guard
+            // marks other claims with `~`), so a stranger's claim cannot
+            // hide a neighbour's departure; unencrypted, any claim counts.
             let claim = id.split(|&b| b == b'#').next().unwrap_or(&[]);
             if let Some(r) = (0..3).find(|&r| identity(r) == claim) {
                 if up {
@@ -535,6 +610,61 @@ mod tests {
             .unwrap()
     }
 
+    /// A party's proved identity passes its neighbour's check and nothing
+    /// else does: not another party's claim, a stale or future minute, a
+    /// changed tag, a tag made with a stranger's key, or a malformed one.
+    #[test]
+    fn proved_identities_are_checked() {
+        let kp: Vec<_> = (0..4).map(|_| noise::generate_keypair().unwrap()).collect();
+        let publics = [kp[0].1, kp[1].1, kp[2].1];
+        let keys = |r: usize| LinkKeys {
+            private: kp[r].0,
+            publics,
+        };
+        let id = identity_to(1, 0, Some(&keys(1)));
+        assert_eq!(verify_identity(&keys(0), 0, &id), Some(identity(1)));
+        // party 2 cannot check a claim meant for party 0 ...
+        assert_eq!(verify_identity(&keys(2), 2, &id), None);
+        // ... and a party's own identity is not a neighbour's
+        assert_eq!(verify_identity(&keys(1), 1, &id), None);
+        let text = String::from_utf8(id.clone()).unwrap();
+        let (head, tag) = text.rsplit_once('/').unwrap();
+        let mut flipped = tag.as_bytes().to_vec();
+        flipped[0] = if flipped[0] == b'0' { b'1' } else { b'0' };
+        let flipped = format!("{head}/{}", String::from_utf8(flipped).unwrap());
+        assert_eq!(verify_identity(&keys(0), 0, flipped.as_bytes()), None);
+        let now = minute_now();
+        for minute in [now - TAG_SKEW_MINUTES - 1, now + TAG_SKEW_MINUTES + 1] {
+            let t = noise::identity_tag(&keys(1), 1, 1, 0, minute).unwrap();
+            let stale = format!("cryptgpu-party-1/{minute}/{}", hex(&t));
+            assert_eq!(verify_identity(&keys(0), 0, stale.as_bytes()), None);
+        }
+        let within = now - TAG_SKEW_MINUTES;
+        let t = noise::identity_tag(&keys(1), 1, 1, 0, within).unwrap();
+        let ok = format!("cryptgpu-party-1/{within}/{}", hex(&t));
+        assert_eq!(
+            verify_identity(&keys(0), 0, ok.as_bytes()),
+            Some(identity(1))
+        );
+        // a stranger (key 3) that knows every public key
+        let stranger = LinkKeys {
+            private: kp[3].0,
+            publics: [kp[0].1, kp[3].1, kp[2].1],
+        };
+        let forged = identity_to(1, 0, Some(&stranger));
+        assert_eq!(verify_identity(&keys(0), 0, &forged), None);
+        for bad in [
+            &b"cryptgpu-party-1"[..],
+            b"cryptgpu-party-1/x/00",
+            b"cryptgpu-party-9/1/00000000000000000000000000000000",
+            b"cryptgpu-party-1/1/2/3",
+            b"\xff\xfe",
+            b"",
+        ] {
+            assert_eq!(verify_identity(&keys(0), 0, bad), None, "{bad:?}");
+        }
+    }
+
     /// Malformed messages from a peer are errors, never panics: party 0
     /// is real, its neighbours are raw ZeroMQ sockets sending garbage.
     #[test]
@@ -547,12 +677,12 @@ mod tests {
         let addrs = [free(), free(), free()];
         let mut sinks = Vec::new();
         for a in &addrs[1..] {
-            let mut p = PullSocket::new();
+            let mut p = RouterSocket::new();
             rt.block_on(p.bind(&format!("tcp://{a}"))).unwrap();
             sinks.push(p);
         }
         let mut t = ZmqTransport::connect(0, &addrs, None, Duration::from_secs(2), None).unwrap();
-        let mut raw = PushSocket::new();
+        let mut raw = DealerSocket::new();
         rt.block_on(raw.connect(&format!("tcp://{}", addrs[0])))
             .unwrap();
         let mut inject = |frames: Vec<Vec<u8>>| {
