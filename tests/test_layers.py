@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as Fn
 
 import cryptgpu
-from conftest import ENC, TRUNC, assert_close, prod_tol, rand
+from conftest import ENC, TRUNC, ULP, assert_close, prod_tol, rand
 
 
 @pytest.mark.parametrize(
@@ -104,3 +104,66 @@ def test_batchnorm_training_over_a_wide_range_of_scales(session, std):
     gx = sx.grad.get_plain_text(dtype=torch.float64)
     # the gradient carries 1/std once more (dx = inv_std (...))
     assert (gx - xt.grad).abs().max() <= 2 * tol * max(1.0, 1 / std) * 4
+
+
+@pytest.mark.parametrize(
+    "shape,normalized,std",
+    [((4, 6), (6,), 1.0), ((2, 3, 8), (8,), 0.05), ((2, 3, 4), (3, 4), 20.0)],
+)
+def test_layernorm_forward_and_backward(session, shape, normalized, std):
+    """torch.nn.LayerNorm converted and run privately, over the last dim and
+    the last two, at input stds 0.05 to 20, behind a Linear on a 3-D input
+    (a transformer block's shape). Same statistics code as BatchNorm, so the
+    same tolerance: the encoding error 2^-17 over the std a few times, plus
+    |x - mean| units of 2^-16 for 1/std in fixed point (forward); the input
+    gradient carries 1/std once more; the weight gradient is a sum over the
+    leading dims of g * xhat."""
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(*shape, generator=gen, dtype=torch.float64) * std + 0.5
+    w = torch.randn(*shape, generator=gen, dtype=torch.float64)
+    m = torch.nn.LayerNorm(normalized).double()
+    with torch.no_grad():
+        m.weight.copy_(torch.randn(normalized, generator=gen, dtype=torch.float64))
+        m.bias.copy_(torch.randn(normalized, generator=gen, dtype=torch.float64))
+    xt = x.clone().requires_grad_()
+    (m(xt) * w).sum().backward()
+    pm = cryptgpu.nn.from_pytorch(m, x).encrypt()
+    dims = tuple(range(x.dim() - len(normalized), x.dim()))
+    xc = (x - x.mean(dims, keepdim=True)).abs().max().item()
+    tol = 8 * 2.0**-17 / std + 3 * xc * 2.0**-16 + 1e-4
+    for mode in (pm.eval, pm.train):
+        mode()
+        sx = cryptgpu.cryptensor(x).requires_grad_()
+        out = pm(sx)
+        assert (out.get_plain_text(dtype=torch.float64) - m(x).detach()).abs().max() <= tol
+    (out * w).sum().backward()
+    gx = sx.grad.get_plain_text(dtype=torch.float64)
+    assert (gx - xt.grad).abs().max() <= 8 * tol * max(1.0, 1 / std)
+    lead = x.numel() // m.weight.numel()
+    ln = next(iter(pm._modules.values()))
+    gw = ln._params["weight"].grad.get_plain_text(dtype=torch.float64)
+    assert (gw - m.weight.grad).abs().max() <= lead * tol * w.abs().max().item()
+    gb = ln._params["bias"].grad.get_plain_text(dtype=torch.float64)
+    # g = w (public) times the ones gradient: one truncation (1 unit) plus
+    # w's encoding (half a unit) per element, summed over `lead` elements
+    assert (gb - m.bias.grad).abs().max() <= 2 * lead * ULP
+
+
+def test_layernorm_refuses_a_mismatched_shape_and_converts_in_a_block(session):
+    """A wrong trailing shape is a ShapeError (a RuntimeError, as torch
+    raises); Linear on a 3-D input, then LayerNorm, then GELU-free ReLU,
+    converted from a Sequential, matches float64 torch."""
+    torch.manual_seed(0)
+    block = torch.nn.Sequential(
+        torch.nn.Linear(8, 8), torch.nn.LayerNorm(8), torch.nn.ReLU(), torch.nn.Linear(8, 4)
+    ).double()
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    pm = cryptgpu.nn.from_pytorch(block, x).encrypt()
+    got = pm(cryptgpu.cryptensor(x)).get_plain_text(dtype=torch.float64)
+    # LayerNorm's output (|xhat| <= sqrt(8)) carries its tolerance into the
+    # last Linear (8 inputs, weights below 1/sqrt(8) in magnitude)
+    assert (got - block(x).detach()).abs().max() <= 1e-3
+    ln = cryptgpu.nn.from_pytorch(torch.nn.LayerNorm(8).double(), x).encrypt()
+    with pytest.raises(RuntimeError, match="LayerNorm over \\[8\\]"):
+        ln(cryptgpu.cryptensor(torch.randn(2, 5, 6)))
+    assert ln(cryptgpu.cryptensor(x)).shape == x.shape  # still usable

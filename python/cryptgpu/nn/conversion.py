@@ -21,6 +21,7 @@ from .layers import (
     Dropout,
     Flatten,
     Identity,
+    LayerNorm,
     Linear,
     LogSoftmax,
     MaxPool2d,
@@ -89,6 +90,13 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
         )
         bn._affine = _bn_affine(m)  # exact, from the owner's plaintext
         return bn
+    if isinstance(m, t.LayerNorm):
+        return LayerNorm(
+            m.normalized_shape,
+            _plain(getattr(m, "weight", None)),
+            _plain(getattr(m, "bias", None)),
+            m.eps,
+        )
     if isinstance(m, t.Flatten):
         return Flatten(m.start_dim, m.end_dim)
     if isinstance(m, t.Dropout):
@@ -283,7 +291,7 @@ def _graph_to_pytorch(self, model: torch.nn.Module) -> torch.nn.Module:
     for target, name in self._names.items():
         m = self._modules[name]
         tm = torch_mods.get(target)
-        if tm is None or not isinstance(m, (Linear, Conv2d, BatchNorm)):
+        if tm is None or not isinstance(m, (Linear, Conv2d, BatchNorm, LayerNorm)):
             continue
         values = dict(m._params)
         if isinstance(m, BatchNorm):
@@ -350,7 +358,7 @@ def from_pytorch(
 ) -> Graph:
     """Convert a trained PyTorch model into a cryptgpu module by torch.fx
     tracing. Handles nn layers (Linear, Conv2d, ReLU, MaxPool2d, AvgPool2d,
-    AdaptiveAvgPool2d, BatchNorm1d/2d, Flatten, Dropout, Identity,
+    AdaptiveAvgPool2d, BatchNorm1d/2d, LayerNorm, Flatten, Dropout, Identity,
     Softmax/LogSoftmax), their functional forms, ``x.view``/``torch.flatten``,
     residual ``+`` and ``torch.cat``. An unsupported op raises
     NotImplementedError naming it and its graph node.

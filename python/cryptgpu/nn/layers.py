@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from .. import _session, functions
 from .. import autograd as ag
+from .._native import ShapeError
 from ..tensor import SharedTensor, cryptensor
 from .module import Module
 from .stats import BATCHNORM, LINEAR, POOLING, RELU, SOFTMAX
@@ -309,6 +310,74 @@ def _inv_std(var_s, eps_s, s: int):
 def _drop_missing(grads, w, b):
     dx, gw, gb = grads
     return dx, (gw if w is not None else None), (gb if b is not None else None)
+
+
+class LayerNorm(Module):
+    """torch.nn.LayerNorm: each sample normalised over its last
+    ``len(normalized_shape)`` dims, then scaled and shifted elementwise.
+
+    The statistics are private (the mean, the variance from 16 (x - mean)
+    as in BatchNorm, and the range-reduced 1/sqrt(var + eps) of
+    ``_inv_std``, accurate for variances from 2^-24 to 2^22); the same in
+    training and eval, as in torch. The backward pass is one recorded
+    operation (the standard LayerNorm gradient)."""
+
+    kind = BATCHNORM
+
+    def __init__(self, normalized_shape, weight=None, bias=None, eps=1e-5):
+        super().__init__()
+        if isinstance(normalized_shape, int):
+            normalized_shape = (normalized_shape,)
+        self.normalized_shape = tuple(int(d) for d in normalized_shape)
+        self.register_parameter("weight", weight)
+        self.register_parameter("bias", bias)
+        self.eps = float(eps)
+
+    def forward(self, x):
+        """The normalised, scaled and shifted ``x``."""
+        k = len(self.normalized_shape)
+        if tuple(x.shape[x.dim() - k :]) != self.normalized_shape or x.dim() < k:
+            raise ShapeError(
+                f"LayerNorm over {list(self.normalized_shape)} expects an input whose last "
+                f"dims are {list(self.normalized_shape)}, got shape {list(x.shape)}"
+            )
+        w, b = self._params["weight"], self._params["bias"]
+        x = _public_input(x, w if isinstance(w, SharedTensor) else b)
+        if not isinstance(x, SharedTensor):
+            return F.layer_norm(x, self.normalized_shape, w, b, self.eps)
+        dims = list(range(x.dim() - k, x.dim()))
+        lead = list(range(x.dim() - k))
+        n = 1
+        for d in self.normalized_shape:
+            n *= d
+        recorded = ag.needs_grad(x, w, b)
+        with ag.inside(recorded):
+            mean = x.mean(dims, keepdim=True)
+            xc = x - mean
+            xs = xc * _VAR_SCALE
+            var_s = (xs * xs).mean(dims, keepdim=True)  # var * 256
+            inv = _inv_std(var_s, self.eps * _VAR_SCALE**2, _VAR_SCALE)
+            xhat = xc * inv
+            y = xhat if w is None else xhat * w
+            y = y if b is None else y + b
+        if not recorded:
+            return y
+
+        def back(g):
+            dxhat = g if w is None else g * w
+            s1 = dxhat.sum(dims, keepdim=True)
+            s2 = (dxhat * xhat).sum(dims, keepdim=True)
+            dx = ((dxhat * n - s1 - xhat * s2) * inv).div(n)
+            gw = None if w is None else _sum_lead(g * xhat, lead)
+            gb = None if b is None else _sum_lead(g, lead)
+            return dx, gw, gb
+
+        parents = (x, w if w is not None else x, b if b is not None else x)
+        return ag.record(y, parents, lambda g: _drop_missing(back(g), w, b))
+
+
+def _sum_lead(t, lead):
+    return t.sum(lead) if lead else t
 
 
 class Flatten(Module):
