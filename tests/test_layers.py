@@ -167,3 +167,62 @@ def test_layernorm_refuses_a_mismatched_shape_and_converts_in_a_block(session):
     with pytest.raises(RuntimeError, match="LayerNorm over \\[8\\]"):
         ln(cryptgpu.cryptensor(torch.randn(2, 5, 6)))
     assert ln(cryptgpu.cryptensor(x)).shape == x.shape  # still usable
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_value_and_gradient(session, approximate):
+    """GELU against float64 torch (both forms), from -8 to 8 and at +-1000.
+    Tolerance, value: relu beyond |x| = 4 is off by at most 1.3e-4 (exact
+    form; tanh 7e-5), the fitted polynomial by 1.3e-6, its Horner steps in
+    fixed point by 6e-5 (simulated at f = 16): 2e-4. Gradient: the fitted
+    derivative is off by 5e-4 at |x| = 4 and its fixed-point evaluation by
+    1.7e-4: 7e-4."""
+    xs = torch.cat([torch.linspace(-8, 8, 801, dtype=torch.float64), torch.tensor([-1e3, 1e3])])
+    x = cryptgpu.cryptensor(xs).requires_grad_()
+    y = x.gelu(approximate)
+    want = Fn.gelu(xs, approximate=approximate)
+    assert (y.get_plain_text(dtype=torch.float64) - want).abs().max() <= 2e-4
+    y.sum().backward()
+    xt = xs.clone().requires_grad_()
+    Fn.gelu(xt, approximate=approximate).sum().backward()
+    assert (x.grad.get_plain_text(dtype=torch.float64) - xt.grad).abs().max() <= 7e-4
+
+
+def test_gelu_cost_conversion_and_errors(session):
+    """One comparison call (10 rounds, both indicators batched), 14
+    products (x^2, the Horner steps, the selections) and one truncation
+    (x^2 / 16): 40 rounds for any size. nn.GELU and F.gelu convert; a bad
+    `approximate` is refused as torch refuses it (a RuntimeError; ours is
+    also a ValueError)."""
+    x = cryptgpu.cryptensor(torch.randn(3, 7, dtype=torch.float64))
+    cryptgpu.reset_stats()
+    x.gelu()
+    ops = cryptgpu.stats()["ops"]
+    assert (ops["gelu"]["calls"], ops["gelu"]["rounds"]) == (1, 10)
+    assert (ops["mul"]["calls"], ops["mul"]["rounds"]) == (14, 28)
+    assert (ops["truncate"]["calls"], ops["truncate"]["rounds"]) == (1, 2)
+    assert cryptgpu.stats()["total"]["rounds"] == 40
+
+    class Functional(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(6, 8), torch.nn.Linear(8, 3)
+
+        def forward(self, t):
+            return self.b(torch.nn.functional.gelu(self.a(t), approximate="tanh"))
+
+    torch.manual_seed(1)
+    inp = torch.randn(2, 4, 6, dtype=torch.float64)
+    for model in (
+        torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.GELU(), torch.nn.Linear(8, 3)),
+        Functional(),
+    ):
+        model = model.double()
+        pm = cryptgpu.nn.from_pytorch(model, inp).encrypt()
+        got = pm(cryptgpu.cryptensor(inp)).get_plain_text(dtype=torch.float64)
+        # GELU's 2e-4 through the last Linear (8 inputs, |w| < 0.36)
+        assert (got - model(inp).detach()).abs().max() <= 8 * 0.36 * 2e-4 + 1e-4
+    with pytest.raises(RuntimeError, match="approximate"):
+        x.gelu("fast")
+    with pytest.raises(ValueError, match="approximate"):
+        x.gelu("fast")

@@ -89,6 +89,11 @@ class FunctionOps:
         """tanh(x) = 2 sigmoid(2x) - 1, privately."""
         return fx.tanh(self)
 
+    def gelu(self, approximate: str = "none") -> TensorBase:
+        """GELU like ``F.gelu`` (exact-erf or ``approximate="tanh"``): a
+        fitted polynomial on |x| < 4, relu beyond; within 2e-4."""
+        return fx.gelu(self, approximate)
+
     def softmax(self, dim: int) -> TensorBase:
         """softmax over ``dim`` (max-shifted exp, then a private reciprocal)."""
         return fx.softmax(self, dim)

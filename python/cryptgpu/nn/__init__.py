@@ -15,6 +15,7 @@ from .. import functions
 from ..tensor import SharedTensor, cat, cryptensor
 from .conversion import Graph, from_pytorch
 from .layers import (
+    GELU,
     AdaptiveAvgPool2d,
     AvgPool2d,
     BatchNorm,
@@ -57,6 +58,7 @@ __all__ = [
     "Dropout",
     "FixedPointOverflowError",
     "Flatten",
+    "GELU",
     "Graph",
     "Identity",
     "LayerNorm",

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from ..tensor import SharedTensor, cat
 from .layers import (
+    GELU,
     AdaptiveAvgPool2d,
     AvgPool2d,
     BatchNorm,
@@ -65,6 +66,8 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
         return Conv2d(_plain(m.weight), _plain(m.bias), m.stride, pad, m.dilation, m.groups)
     if isinstance(m, t.ReLU):
         return ReLU()
+    if isinstance(m, t.GELU):
+        return GELU(m.approximate)
     if isinstance(m, t.MaxPool2d):
         if m.ceil_mode or m.return_indices:
             raise NotImplementedError(f"MaxPool2d with ceil_mode/return_indices at {where}")
@@ -112,6 +115,12 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
 
 def _relu(x, inplace=False):
     return x.relu()
+
+
+def _gelu(x, approximate="none"):
+    return (
+        x.gelu(approximate) if isinstance(x, SharedTensor) else F.gelu(x, approximate=approximate)
+    )
 
 
 def _max_pool2d(
@@ -175,6 +184,7 @@ _FUNCTIONS = {
     torch.cat: (_cat, OTHER),
     torch.relu: (_relu, RELU),
     F.relu: (_relu, RELU),
+    F.gelu: (_gelu, RELU),
     F.max_pool2d: (_max_pool2d, POOLING),
     F.avg_pool2d: (_avg_pool2d, POOLING),
     F.adaptive_avg_pool2d: (_adaptive_avg_pool2d, POOLING),
@@ -358,7 +368,7 @@ def from_pytorch(
 ) -> Graph:
     """Convert a trained PyTorch model into a cryptgpu module by torch.fx
     tracing. Handles nn layers (Linear, Conv2d, ReLU, MaxPool2d, AvgPool2d,
-    AdaptiveAvgPool2d, BatchNorm1d/2d, LayerNorm, Flatten, Dropout, Identity,
+    AdaptiveAvgPool2d, BatchNorm1d/2d, LayerNorm, GELU, Flatten, Dropout, Identity,
     Softmax/LogSoftmax), their functional forms, ``x.view``/``torch.flatten``,
     residual ``+`` and ``torch.cat``. An unsupported op raises
     NotImplementedError naming it and its graph node.

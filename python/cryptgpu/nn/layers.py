@@ -125,6 +125,24 @@ class ReLU(Module):
         return x.relu()
 
 
+class GELU(Module):
+    """GELU (``approximate="none"`` or ``"tanh"``, as torch.nn.GELU): a
+    fitted polynomial on |x| < 4 and relu beyond (cryptgpu.functions.gelu),
+    within 2e-4; its backward is the fitted derivative, within 7e-4."""
+
+    kind = RELU
+
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        self.approximate = approximate
+
+    def forward(self, x):
+        """GELU element-wise."""
+        if not isinstance(x, SharedTensor):
+            return F.gelu(x, approximate=self.approximate)
+        return x.gelu(self.approximate)
+
+
 class MaxPool2d(Module):
     """2-D max pooling (kernel_size, stride=kernel_size, padding, dilation), as torch."""
 
