@@ -7,7 +7,10 @@
   CryptGPU (an 11x11 stride-4 first conv for AlexNet, fully connected heads
   sized from the input);
 - ``resnet50/101/152`` for ImageNet (3x224x224, 1000 classes): the standard
-  bottleneck ResNet, written here so no torchvision is needed.
+  bottleneck ResNet, written here so no torchvision is needed;
+- transformers beyond the paper: ``TextTransformer`` (BERT-style;
+  ``bert_tiny``, ``bert_base``) and ``VisionTransformer`` (ViT-style;
+  ``vit_tiny``, ``vit_base``).
 
 ``pool="avg"`` swaps max pooling for average pooling, as the paper's
 training experiments do.
@@ -192,6 +195,90 @@ def resnet101(num_classes: int = 1000) -> ResNet:
 def resnet152(num_classes: int = 1000) -> ResNet:
     """ResNet-152 for ImageNet (1000 classes)."""
     return ResNet([3, 8, 36, 3], num_classes)
+
+
+def _encoder(dim: int, depth: int, heads: int, mlp: int, activation: str) -> nn.TransformerEncoder:
+    layer = nn.TransformerEncoderLayer(
+        dim, heads, mlp, dropout=0.0, activation=activation, batch_first=True, norm_first=True
+    )
+    return nn.TransformerEncoder(layer, depth, norm=nn.LayerNorm(dim), enable_nested_tensor=False)
+
+
+class TextTransformer(nn.Module):
+    """A BERT-style sequence classifier: token embedding plus a learned
+    positional embedding, a pre-norm transformer encoder (GELU), the mean
+    over positions, a linear head. Its input is a batch of token ids [N, L]
+    in PyTorch; converted, a SharedTensor of one-hot rows [N, L, vocab]."""
+
+    def __init__(
+        self,
+        vocab: int,
+        max_len: int,
+        dim: int = 64,
+        depth: int = 2,
+        heads: int = 4,
+        mlp: int = 128,
+        num_classes: int = 2,
+    ):
+        super().__init__()
+        self.tokens = nn.Embedding(vocab, dim)
+        self.pos = nn.Parameter(torch.randn(1, max_len, dim) * 0.02)
+        self.encoder = _encoder(dim, depth, heads, mlp, "gelu")
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, ids):
+        """Logits for a batch of token-id sequences of length max_len."""
+        return self.head(self.encoder(self.tokens(ids) + self.pos).mean(1))
+
+
+class VisionTransformer(nn.Module):
+    """A ViT-style image classifier: non-overlapping patches embedded by a
+    strided convolution, a learned positional embedding, a pre-norm
+    transformer encoder (GELU), the mean over patches (no class token), a
+    linear head."""
+
+    def __init__(
+        self,
+        image_size: int,
+        patch: int,
+        channels: int = 3,
+        dim: int = 64,
+        depth: int = 2,
+        heads: int = 4,
+        mlp: int = 128,
+        num_classes: int = 10,
+    ):
+        super().__init__()
+        n = (image_size // patch) ** 2
+        self.patches = nn.Conv2d(channels, dim, patch, patch)
+        self.pos = nn.Parameter(torch.randn(1, n, dim) * 0.02)
+        self.encoder = _encoder(dim, depth, heads, mlp, "gelu")
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x):
+        """Logits for a batch of images."""
+        t = self.patches(x).flatten(2).transpose(1, 2)
+        return self.head(self.encoder(t + self.pos).mean(1))
+
+
+def bert_tiny(vocab: int = 30522, max_len: int = 128, num_classes: int = 2) -> TextTransformer:
+    """BERT-tiny sizes: 2 layers, width 128, 2 heads, MLP 512."""
+    return TextTransformer(vocab, max_len, 128, 2, 2, 512, num_classes)
+
+
+def bert_base(vocab: int = 30522, max_len: int = 128, num_classes: int = 2) -> TextTransformer:
+    """BERT-base sizes: 12 layers, width 768, 12 heads, MLP 3072."""
+    return TextTransformer(vocab, max_len, 768, 12, 12, 3072, num_classes)
+
+
+def vit_tiny(image_size: int = 32, patch: int = 4, channels: int = 3, num_classes: int = 10):
+    """ViT-Tiny sizes: 12 layers, width 192, 3 heads, MLP 768."""
+    return VisionTransformer(image_size, patch, channels, 192, 12, 3, 768, num_classes)
+
+
+def vit_base(image_size: int = 224, patch: int = 16, channels: int = 3, num_classes: int = 1000):
+    """ViT-Base sizes: 12 layers, width 768, 12 heads, MLP 3072."""
+    return VisionTransformer(image_size, patch, channels, 768, 12, 12, 3072, num_classes)
 
 
 def zoo() -> dict:

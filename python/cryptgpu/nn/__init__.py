@@ -21,6 +21,7 @@ from .layers import (
     BatchNorm,
     Conv2d,
     Dropout,
+    Embedding,
     Flatten,
     Identity,
     LayerNorm,
@@ -42,6 +43,12 @@ from .stats import (
     FixedPointOverflowError,
     check_overflow,
 )
+from .transformer import (
+    MultiheadAttention,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+    scaled_dot_product_attention,
+)
 
 __all__ = [
     "BATCHNORM",
@@ -56,6 +63,7 @@ __all__ = [
     "Conv2d",
     "CrossEntropyLoss",
     "Dropout",
+    "Embedding",
     "FixedPointOverflowError",
     "Flatten",
     "GELU",
@@ -67,6 +75,10 @@ __all__ = [
     "MSELoss",
     "MaxPool2d",
     "Module",
+    "MultiheadAttention",
+    "TransformerEncoder",
+    "TransformerEncoderLayer",
+    "scaled_dot_product_attention",
     "ReLU",
     "Sequential",
     "SharedTensor",

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..tensor import SharedTensor, cat
+from . import transformer
 from .layers import (
     GELU,
     AdaptiveAvgPool2d,
@@ -20,6 +21,7 @@ from .layers import (
     BatchNorm,
     Conv2d,
     Dropout,
+    Embedding,
     Flatten,
     Identity,
     LayerNorm,
@@ -93,6 +95,16 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
         )
         bn._affine = _bn_affine(m)  # exact, from the owner's plaintext
         return bn
+    if isinstance(m, t.MultiheadAttention):
+        return transformer.convert_attention(m, _plain, where)
+    if isinstance(m, t.TransformerEncoderLayer):
+        return transformer.convert_encoder_layer(m, _plain, where)
+    if isinstance(m, t.TransformerEncoder):
+        return transformer.convert_encoder(m, _plain, where)
+    if isinstance(m, t.Embedding):
+        if m.max_norm is not None:
+            raise NotImplementedError(f"Embedding with max_norm at {where}")
+        return Embedding(_plain(m.weight))
     if isinstance(m, t.LayerNorm):
         return LayerNorm(
             m.normalized_shape,
@@ -185,6 +197,7 @@ _FUNCTIONS = {
     torch.relu: (_relu, RELU),
     F.relu: (_relu, RELU),
     F.gelu: (_gelu, RELU),
+    F.scaled_dot_product_attention: (transformer.scaled_dot_product_attention, SOFTMAX),
     F.max_pool2d: (_max_pool2d, POOLING),
     F.avg_pool2d: (_avg_pool2d, POOLING),
     F.adaptive_avg_pool2d: (_adaptive_avg_pool2d, POOLING),
@@ -235,10 +248,19 @@ class Graph(Module):
         modules: dict[str, Module],
         attrs: dict,
         folded_batchnorms: int = 0,
+        params: dict | None = None,
     ):
+        params = params or {}
         super().__init__()
         self._graph = graph
         self._attrs = attrs
+        # The model's own parameters read by get_attr (a positional
+        # embedding, a class token): parameters of this module, so that
+        # encrypt() shares them and training updates them, rather than
+        # public constants every party sees.
+        self._attr_params = {k: k.replace(".", "_") for k in params}
+        for k, v in params.items():
+            self.register_parameter(self._attr_params[k], v)
         for name, m in modules.items():
             self.add_module(name.replace(".", "_"), m)
         self._names = {name: name.replace(".", "_") for name in modules}
@@ -271,7 +293,10 @@ class Graph(Module):
                 except StopIteration:
                     raise TypeError(f"missing input {node.name!r}") from None
             elif node.op == "get_attr":
-                env[node.name] = self._attrs[node.target]
+                if node.target in self._attr_params:
+                    env[node.name] = self._params[self._attr_params[node.target]]
+                else:
+                    env[node.name] = self._attrs[node.target]
             elif node.op == "call_module":
                 m = self._modules[self._names[node.target]]
                 env[node.name] = m(*load(node.args), **load(node.kwargs))
@@ -313,6 +338,15 @@ def _graph_to_pytorch(self, model: torch.nn.Module) -> torch.nn.Module:
                 v = v.get_plain_text(dtype=torch.float64)
             with torch.no_grad():
                 getattr(tm, k).copy_(torch.as_tensor(v).to(getattr(tm, k).dtype))
+    for target, name in self._attr_params.items():
+        owner, _, leaf = target.rpartition(".")
+        p = getattr(torch_mods.get(owner), leaf, None)
+        v = self._params[name]
+        if isinstance(v, SharedTensor):
+            v = v.get_plain_text(dtype=torch.float64)
+        if isinstance(p, torch.Tensor):
+            with torch.no_grad():
+                p.copy_(torch.as_tensor(v).to(p.dtype))
     return model
 
 
@@ -368,7 +402,8 @@ def from_pytorch(
 ) -> Graph:
     """Convert a trained PyTorch model into a cryptgpu module by torch.fx
     tracing. Handles nn layers (Linear, Conv2d, ReLU, MaxPool2d, AvgPool2d,
-    AdaptiveAvgPool2d, BatchNorm1d/2d, LayerNorm, GELU, Flatten, Dropout, Identity,
+    AdaptiveAvgPool2d, BatchNorm1d/2d, LayerNorm, GELU, Embedding, MultiheadAttention,
+    TransformerEncoderLayer, TransformerEncoder, Flatten, Dropout, Identity,
     Softmax/LogSoftmax), their functional forms, ``x.view``/``torch.flatten``,
     residual ``+`` and ``torch.cat``. An unsupported op raises
     NotImplementedError naming it and its graph node.
@@ -399,9 +434,12 @@ def from_pytorch(
 
 
 def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph:
-    if not list(model.children()):
-        # A bare layer (nn.Linear, ...) traces to its functional form;
-        # wrapped, it stays a module call with its parameters.
+    if not list(model.children()) or isinstance(
+        model, (torch.nn.TransformerEncoder, torch.nn.TransformerEncoderLayer)
+    ):
+        # A bare layer (nn.Linear, ...) traces to its functional form, and
+        # fx cannot trace into a transformer encoder (control flow on its
+        # masks); wrapped, each stays one module call, converted whole.
         model = torch.nn.Sequential(model)
     try:
         # torch.fx patches torch globals while it traces, so traces from the
@@ -414,6 +452,7 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
     folded = _fold_batchnorm(gm, mods) if fold_batchnorm else 0
     converted: dict[str, Module] = {}
     attrs: dict = {}
+    params: dict = {}
     for node in gm.graph.nodes:
         where = f"node {node.name!r}"
         if node.op == "call_module":
@@ -430,11 +469,20 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
             v = gm
             for part in node.target.split("."):
                 v = getattr(v, part)
-            attrs[node.target] = v.detach().double() if isinstance(v, torch.Tensor) else v
-    out = Graph(gm.graph, converted, attrs, folded)
+            if isinstance(v, torch.nn.Parameter):
+                params[node.target] = _plain(v)
+                continue
+            if isinstance(v, torch.Tensor):
+                # float constants in float64; bool and integer ones (masks,
+                # indices) keep their dtype
+                v = v.detach().double() if v.is_floating_point() else v.detach()
+            attrs[node.target] = v
+    out = Graph(gm.graph, converted, attrs, folded, params)
     if dummy_input is not None:
-        x = torch.as_tensor(dummy_input, dtype=torch.float64)
-        if not torch.isfinite(x).all():
+        x = torch.as_tensor(dummy_input)
+        # token ids (for an Embedding) stay integers; anything else float64
+        x = x if x.dtype in (torch.int32, torch.int64) else x.double()
+        if x.is_floating_point() and not torch.isfinite(x).all():
             # CrypTen code passes torch.empty(...) as the dummy input: only
             # its shape matters then; check on values that are defined.
             g = torch.Generator().manual_seed(0)
@@ -442,11 +490,25 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
         with torch.no_grad():
             want = _run_double(model, x)
             got = out(x)
-        if not torch.allclose(got, want, atol=1e-6, rtol=1e-6):
+        if not _all_close(got, want):
             raise RuntimeError(
                 "conversion check failed: the converted model disagrees with the original"
             )
     return out
+
+
+def _all_close(got, want) -> bool:
+    """Equal up to 1e-6, tensors or (nested) tuples of them (an attention
+    layer returns its output and its weights, or None)."""
+    if isinstance(want, (tuple, list)):
+        return (
+            isinstance(got, (tuple, list))
+            and len(got) == len(want)
+            and all(_all_close(g, w) for g, w in zip(got, want))
+        )
+    if want is None or got is None:
+        return want is None and got is None
+    return torch.allclose(torch.as_tensor(got), want, atol=1e-6, rtol=1e-6)
 
 
 def _run_double(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,285 @@
+"""Attention and transformer encoder layers (issue 19): scaled dot-product
+attention on shared Q, K, V (batched products of two shared tensors, the
+range-reduced softmax of cryptgpu.functions over the last dim, masks as
+public additive terms), torch.nn.MultiheadAttention, TransformerEncoderLayer
+and TransformerEncoder, converted by ``from_pytorch``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..tensor import SharedTensor
+from .layers import GELU, Dropout, LayerNorm, Linear, ReLU
+from .module import Module
+from .stats import OTHER
+
+# What a masked-out score becomes: far below any unmasked one, so that after
+# the max shift its exp is clamped (e^-16 = 1.1e-7 of the row's largest),
+# and small enough to stay inside the fixed-point range.
+MASKED = -1.0e4
+
+
+def _additive(mask, allowed_when_true: bool):
+    """A public float64 additive mask from a bool or float one (None stays
+    None): a bool mask keeps the positions where it is ``allowed_when_true``
+    and puts MASKED elsewhere; a float mask is added as it is, -inf taken as
+    MASKED."""
+    if mask is None:
+        return None
+    if isinstance(mask, SharedTensor):
+        raise NotImplementedError("attention masks must be public (plaintext tensors)")
+    m = torch.as_tensor(mask)
+    if m.dtype == torch.bool:
+        keep = m if allowed_when_true else ~m
+        return torch.where(keep, 0.0, MASKED).double()
+    return torch.clamp(m.double(), min=MASKED)
+
+
+def _causal(q_len: int, k_len: int) -> torch.Tensor:
+    return _additive(torch.ones(q_len, k_len, dtype=torch.bool).tril(), True)
+
+
+def _add_mask(acc, m):
+    if m is None:
+        return acc
+    return m if acc is None else acc + m
+
+
+def _attention(q, k, v, mask, dropout: Dropout | None, scale: float):
+    """(softmax(q k^T * scale + mask) v, the attention weights)."""
+    scores = q.matmul(k.transpose(-2, -1)) * scale
+    if mask is not None:
+        scores = scores + mask
+    w = scores.softmax(-1)
+    if dropout is not None:
+        w = dropout(w)
+    return w.matmul(v), w
+
+
+def scaled_dot_product_attention(
+    query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, **kw
+):
+    """``torch.nn.functional.scaled_dot_product_attention`` on shared (or
+    public) Q, K, V: a bool ``attn_mask`` marks the positions that take
+    part (True), a float one is added; ``is_causal`` masks the future.
+    Dropout is applied only as torch does it, i.e. whenever ``dropout_p`` >
+    0 (with a mask common to the parties)."""
+    if kw.get("enable_gqa"):
+        raise NotImplementedError("scaled_dot_product_attention with enable_gqa")
+    d = query.shape[-1]
+    s = 1.0 / math.sqrt(d) if scale is None else float(scale)
+    mask = _additive(attn_mask, True)
+    if is_causal:
+        mask = _add_mask(mask, _causal(query.shape[-2], key.shape[-2]))
+    drop = Dropout(dropout_p).train() if dropout_p > 0 else None
+    return _attention(query, key, value, mask, drop, s)[0]
+
+
+class MultiheadAttention(Module):
+    """torch.nn.MultiheadAttention (same inputs and outputs): the input
+    projections as three Linear layers (split from ``in_proj_weight``), the
+    heads as a reshape, scaled dot-product attention per head, the output
+    projection. ``batch_first`` either way, unbatched inputs, bool or float
+    ``attn_mask`` and ``key_padding_mask`` (True: masked out, as torch),
+    ``is_causal``, attention dropout in training. Not supported:
+    ``add_bias_kv``, ``add_zero_attn``."""
+
+    kind = OTHER
+
+    def __init__(
+        self,
+        num_heads: int,
+        q_proj: Linear,
+        k_proj: Linear,
+        v_proj: Linear,
+        out_proj: Linear,
+        dropout: float = 0.0,
+        batch_first: bool = False,
+    ):
+        super().__init__()
+        self.num_heads = int(num_heads)
+        self.batch_first = bool(batch_first)
+        for name, m in (("q_proj", q_proj), ("k_proj", k_proj), ("v_proj", v_proj)):
+            self.add_module(name, m)
+        self.add_module("out_proj", out_proj)
+        self.add_module("dropout", Dropout(dropout))
+
+    def forward(
+        self,
+        query,
+        key=None,
+        value=None,
+        key_padding_mask=None,
+        need_weights=True,
+        attn_mask=None,
+        average_attn_weights=True,
+        is_causal=False,
+    ):
+        """(attention output, attention weights or None), as torch."""
+        key = query if key is None else key
+        value = key if value is None else value
+        unbatched = query.dim() == 2
+        if unbatched:
+            query, key, value = (t.unsqueeze(1) for t in (query, key, value))
+            if key_padding_mask is not None:
+                key_padding_mask = torch.as_tensor(key_padding_mask).unsqueeze(0)
+        if not self.batch_first or unbatched:
+            query, key, value = (t.transpose(0, 1) for t in (query, key, value))
+        n, q_len, e = query.shape
+        k_len, h = key.shape[1], self.num_heads
+        d = e // h
+
+        def heads(t, length):
+            return t.reshape(n, length, h, d).permute(0, 2, 1, 3)
+
+        q = heads(self.q_proj(query), q_len)
+        k = heads(self.k_proj(key), k_len)
+        v = heads(self.v_proj(value), k_len)
+        mask = _additive(attn_mask, False)
+        if mask is not None and mask.dim() == 3:  # [N * H, L, S]
+            mask = mask.reshape(n, h, q_len, k_len)
+        if key_padding_mask is not None:
+            kp = _additive(key_padding_mask, False).reshape(n, 1, 1, k_len)
+            mask = _add_mask(mask, kp)
+        if is_causal and attn_mask is None:
+            mask = _add_mask(mask, _causal(q_len, k_len))
+        drop = self.dropout if self.training and self.dropout.p > 0 else None
+        out, w = _attention(q, k, v, mask, drop, 1.0 / math.sqrt(d))
+        out = self.out_proj(out.permute(0, 2, 1, 3).reshape(n, q_len, e))
+        if not self.batch_first or unbatched:
+            out = out.transpose(0, 1)
+        if unbatched:
+            out = out.squeeze(1)
+        if not need_weights:
+            return out, None
+        if average_attn_weights:
+            w = w.mean(1)
+        return out, (w.squeeze(0) if unbatched else w)
+
+
+class TransformerEncoderLayer(Module):
+    """torch.nn.TransformerEncoderLayer: self-attention and a feed-forward
+    block (Linear, ReLU or GELU, Linear), each with a residual and a
+    LayerNorm, before (``norm_first``) or after; dropout in training."""
+
+    kind = OTHER
+
+    def __init__(self, self_attn, linear1, linear2, norm1, norm2, activation, dropout, norm_first):
+        super().__init__()
+        self.add_module("self_attn", self_attn)
+        self.add_module("linear1", linear1)
+        self.add_module("linear2", linear2)
+        self.add_module("norm1", norm1)
+        self.add_module("norm2", norm2)
+        self.add_module("activation", activation)
+        for name in ("dropout", "dropout1", "dropout2"):
+            self.add_module(name, Dropout(dropout))
+        self.norm_first = bool(norm_first)
+
+    def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
+        """One encoder layer on ``src``."""
+        x = src
+
+        def sa(t):
+            out = self.self_attn(
+                t,
+                t,
+                t,
+                attn_mask=src_mask,
+                key_padding_mask=src_key_padding_mask,
+                need_weights=False,
+                is_causal=is_causal,
+            )[0]
+            return self.dropout1(out)
+
+        def ff(t):
+            return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(t)))))
+
+        if self.norm_first:
+            x = x + sa(self.norm1(x))
+            return x + ff(self.norm2(x))
+        x = self.norm1(x + sa(x))
+        return self.norm2(x + ff(x))
+
+
+class TransformerEncoder(Module):
+    """torch.nn.TransformerEncoder: its layers in order, then its final
+    LayerNorm if it has one."""
+
+    kind = OTHER
+
+    def __init__(self, layers, norm=None):
+        super().__init__()
+        for i, m in enumerate(layers):
+            self.add_module(f"layers_{i}", m)
+        self._n = len(layers)
+        if norm is not None:
+            self.add_module("norm", norm)
+
+    def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
+        """Every layer, then the final norm."""
+        x = src
+        for i in range(self._n):
+            x = self._modules[f"layers_{i}"](
+                x,
+                src_mask=mask,
+                src_key_padding_mask=src_key_padding_mask,
+                is_causal=bool(is_causal),
+            )
+        norm = self._modules.get("norm")
+        return x if norm is None else norm(x)
+
+
+def _activation(act, where: str) -> Module:
+    if act is F.relu or isinstance(act, torch.nn.ReLU):
+        return ReLU()
+    if act is F.gelu:
+        return GELU()
+    if isinstance(act, torch.nn.GELU):
+        return GELU(act.approximate)
+    raise NotImplementedError(f"transformer activation {act!r} at {where} (relu or gelu)")
+
+
+def convert_attention(m: torch.nn.MultiheadAttention, plain, where: str) -> MultiheadAttention:
+    """Our MultiheadAttention from torch's, weights in float64 (``plain``
+    detaches and converts one parameter)."""
+    if m.bias_k is not None or m.add_zero_attn:
+        raise NotImplementedError(f"MultiheadAttention with add_bias_kv/add_zero_attn at {where}")
+    e = m.embed_dim
+    if m.in_proj_weight is not None:
+        ws = plain(m.in_proj_weight).split(e)
+    else:
+        ws = [plain(m.q_proj_weight), plain(m.k_proj_weight), plain(m.v_proj_weight)]
+    bs = plain(m.in_proj_bias).split(e) if m.in_proj_bias is not None else [None] * 3
+    projs = [Linear(w.clone(), None if b is None else b.clone()) for w, b in zip(ws, bs)]
+    out = Linear(plain(m.out_proj.weight), plain(m.out_proj.bias))
+    return MultiheadAttention(m.num_heads, *projs, out, m.dropout, m.batch_first)
+
+
+def _layer_norm(t, plain) -> LayerNorm:
+    return LayerNorm(t.normalized_shape, plain(t.weight), plain(t.bias), t.eps)
+
+
+def convert_encoder_layer(m: torch.nn.TransformerEncoderLayer, plain, where: str):
+    """Our TransformerEncoderLayer from torch's."""
+    return TransformerEncoderLayer(
+        convert_attention(m.self_attn, plain, where),
+        Linear(plain(m.linear1.weight), plain(m.linear1.bias)),
+        Linear(plain(m.linear2.weight), plain(m.linear2.bias)),
+        _layer_norm(m.norm1, plain),
+        _layer_norm(m.norm2, plain),
+        _activation(m.activation, where),
+        m.dropout.p,
+        m.norm_first,
+    )
+
+
+def convert_encoder(m: torch.nn.TransformerEncoder, plain, where: str) -> TransformerEncoder:
+    """Our TransformerEncoder from torch's."""
+    layers = [convert_encoder_layer(layer, plain, where) for layer in m.layers]
+    norm = None if m.norm is None else _layer_norm(m.norm, plain)
+    return TransformerEncoder(layers, norm)
