@@ -204,7 +204,22 @@ def _encoder(dim: int, depth: int, heads: int, mlp: int, activation: str) -> nn.
     return nn.TransformerEncoder(layer, depth, norm=nn.LayerNorm(dim), enable_nested_tensor=False)
 
 
-class TextTransformer(nn.Module):
+class _EncoderClassifier(nn.Module):
+    """What the two transformer classifiers share: a learned positional
+    embedding for `positions` tokens, the encoder, the mean over tokens and
+    a linear head."""
+
+    def __init__(self, positions, dim, depth, heads, mlp, num_classes):
+        super().__init__()
+        self.pos = nn.Parameter(torch.randn(1, positions, dim) * 0.02)
+        self.encoder = _encoder(dim, depth, heads, mlp, "gelu")
+        self.head = nn.Linear(dim, num_classes)
+
+    def _classify(self, tokens):
+        return self.head(self.encoder(tokens + self.pos).mean(1))
+
+
+class TextTransformer(_EncoderClassifier):
     """A BERT-style sequence classifier: token embedding plus a learned
     positional embedding, a pre-norm transformer encoder (GELU), the mean
     over positions, a linear head. Its input is a batch of token ids [N, L]
@@ -220,18 +235,15 @@ class TextTransformer(nn.Module):
         mlp: int = 128,
         num_classes: int = 2,
     ):
-        super().__init__()
+        super().__init__(max_len, dim, depth, heads, mlp, num_classes)
         self.tokens = nn.Embedding(vocab, dim)
-        self.pos = nn.Parameter(torch.randn(1, max_len, dim) * 0.02)
-        self.encoder = _encoder(dim, depth, heads, mlp, "gelu")
-        self.head = nn.Linear(dim, num_classes)
 
     def forward(self, ids):
         """Logits for a batch of token-id sequences of length max_len."""
-        return self.head(self.encoder(self.tokens(ids) + self.pos).mean(1))
+        return self._classify(self.tokens(ids))
 
 
-class VisionTransformer(nn.Module):
+class VisionTransformer(_EncoderClassifier):
     """A ViT-style image classifier: non-overlapping patches embedded by a
     strided convolution, a learned positional embedding, a pre-norm
     transformer encoder (GELU), the mean over patches (no class token), a
@@ -248,17 +260,12 @@ class VisionTransformer(nn.Module):
         mlp: int = 128,
         num_classes: int = 10,
     ):
-        super().__init__()
-        n = (image_size // patch) ** 2
+        super().__init__((image_size // patch) ** 2, dim, depth, heads, mlp, num_classes)
         self.patches = nn.Conv2d(channels, dim, patch, patch)
-        self.pos = nn.Parameter(torch.randn(1, n, dim) * 0.02)
-        self.encoder = _encoder(dim, depth, heads, mlp, "gelu")
-        self.head = nn.Linear(dim, num_classes)
 
     def forward(self, x):
         """Logits for a batch of images."""
-        t = self.patches(x).flatten(2).transpose(1, 2)
-        return self.head(self.encoder(t + self.pos).mean(1))
+        return self._classify(self.patches(x).flatten(2).transpose(1, 2))
 
 
 def bert_tiny(vocab: int = 30522, max_len: int = 128, num_classes: int = 2) -> TextTransformer:

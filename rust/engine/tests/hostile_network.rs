@@ -146,47 +146,28 @@ fn attack(addr: SocketAddr, kind: usize) -> Option<TcpStream> {
 
 #[test]
 fn strangers_do_not_crash_or_stop_a_zeromq_session() {
-    let cfg = Config {
-        seed: Some(3),
-        ..Config::default()
+    let run = Run {
+        seed: 3,
+        rounds: 6,
+        ..Run::default()
     };
-    // The same six runs on the local runtime with the same seed: the PRG
-    // streams (and so the truncation's rounding) then agree bit for bit.
-    let local = Session::new(cfg.clone()).unwrap();
-    let want = (0..6).map(|_| workload(&local)).last().unwrap();
-    let addrs = free_addrs();
-    let done = AtomicBool::new(false);
-    let got: Vec<Vec<u64>> = std::thread::scope(|sc| {
-        // The stranger: a bounded loop of attacks on every party, from
-        // before the parties listen until they finish (at most 20 s).
-        sc.spawn(|| {
-            let start = Instant::now();
-            let mut silent = Vec::new();
-            let mut i = 0;
-            while !done.load(Ordering::Acquire) && start.elapsed() < Duration::from_secs(20) {
-                for &addr in &addrs {
-                    if let Some(c) = attack(addr, i % 5) {
-                        if silent.len() < 6 {
-                            silent.push(c);
-                        }
+    // The stranger: a bounded loop of attacks on every party, from before
+    // the parties listen until they finish (at most 20 s).
+    survives(run, |addrs, done| {
+        let start = Instant::now();
+        let mut silent = Vec::new();
+        let mut i = 0;
+        while !done.load(Ordering::Acquire) && start.elapsed() < Duration::from_secs(20) {
+            for &addr in &addrs {
+                if let Some(c) = attack(addr, i % 5) {
+                    if silent.len() < 6 {
+                        silent.push(c);
                     }
                 }
-                i += 1;
             }
-        });
-        zmq_parties(
-            &cfg,
-            addrs,
-            None,
-            None,
-            None,
-            Duration::ZERO,
-            6,
-            Duration::ZERO,
-            &done,
-        )
+            i += 1;
+        }
     });
-    assert_all_match(&got, &want);
 }
 
 #[test]
@@ -225,22 +206,84 @@ fn keys() -> Vec<cryptgpu_engine::net::noise::LinkKeys> {
         .collect()
 }
 
+/// How the parties run in a test with a stranger on the network.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    seed: u64,
+    rounds: usize,
+    encrypted: bool,
+    /// A party that starts late, and by how much.
+    late: Option<(usize, Duration)>,
+    /// A barrier the parties wait at (with the stranger) once connected.
+    ready: Option<&'a Barrier>,
+    /// Sleep after connecting, and between workloads.
+    settle: Duration,
+    pause: Duration,
+}
+
+impl Default for Run<'_> {
+    fn default() -> Self {
+        Run {
+            seed: 0,
+            rounds: 4,
+            encrypted: false,
+            late: None,
+            ready: None,
+            settle: Duration::ZERO,
+            pause: Duration::ZERO,
+        }
+    }
+}
+
+/// Run the parties as `run` says beside `stranger` (given their addresses
+/// and a flag set once they are done) and check that every party revealed
+/// what the local runtime reveals with the same seed: the PRG streams, and
+/// so the truncation's rounding, then agree bit for bit.
+fn survives(run: Run, stranger: impl FnOnce([SocketAddr; 3], &AtomicBool) + Send) {
+    let cfg = Config {
+        seed: Some(run.seed),
+        ..Config::default()
+    };
+    let local = Session::new(cfg.clone()).unwrap();
+    let want = (0..run.rounds).map(|_| workload(&local)).last().unwrap();
+    let addrs = free_addrs();
+    let ks = run.encrypted.then(keys);
+    let done = AtomicBool::new(false);
+    let got = std::thread::scope(|sc| {
+        sc.spawn(|| stranger(addrs, &done));
+        zmq_parties(&cfg, addrs, ks.as_deref(), run, &done)
+    });
+    assert_all_match(&got, &want);
+}
+
+/// Keep the caller's connections open until `done` (at most `limit` after
+/// `start`).
+fn hold(done: &AtomicBool, start: Instant, limit: Duration) {
+    while !done.load(Ordering::Acquire) && start.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// The three parties of a ZeroMQ session on `addrs` (encrypted with `keys`
-/// when given), each in its own thread: connect, wait at `ready` (when
-/// given) and `settle`, then run `workload` `rounds` times with `pause`
-/// between, close, and return what it revealed last. Sets `done` at the end.
-#[allow(clippy::too_many_arguments)]
+/// when given), each in its own thread: connect (late, if `run` says so),
+/// wait at `run.ready` (when given) and `run.settle`, then run `workload`
+/// `run.rounds` times with `run.pause` between, close, and return what it
+/// revealed last. Sets `done` at the end.
 fn zmq_parties(
     cfg: &Config,
     addrs: [SocketAddr; 3],
     keys: Option<&[cryptgpu_engine::net::noise::LinkKeys]>,
-    late: Option<(usize, Duration)>,
-    ready: Option<&Barrier>,
-    settle: Duration,
-    rounds: usize,
-    pause: Duration,
+    run: Run,
     done: &AtomicBool,
 ) -> Vec<Vec<u64>> {
+    let Run {
+        late,
+        ready,
+        settle,
+        rounds,
+        pause,
+        ..
+    } = run;
     let got = std::thread::scope(|sc| {
         let hs: Vec<_> = (0..3)
             .map(|r| {
@@ -329,82 +372,48 @@ fn forge(addrs: [SocketAddr; 3], ready: &Barrier, done: &AtomicBool) {
 
 #[test]
 fn forged_messages_are_dropped_on_encrypted_links() {
-    let cfg = Config {
-        seed: Some(4),
-        ..Config::default()
-    };
-    let local = Session::new(cfg.clone()).unwrap();
-    let want = (0..6).map(|_| workload(&local)).last().unwrap();
-    let addrs = free_addrs();
-    let ks = keys();
-    let done = AtomicBool::new(false);
     let ready = Barrier::new(4);
-    let got: Vec<Vec<u64>> = std::thread::scope(|sc| {
-        sc.spawn(|| forge(addrs, &ready, &done));
-        // Run only once the stranger is connected to everyone, and give its
-        // first forgeries time to arrive.
-        let settle = Duration::from_millis(100);
-        zmq_parties(
-            &cfg,
-            addrs,
-            Some(&ks),
-            None,
-            Some(&ready),
-            settle,
-            6,
-            Duration::ZERO,
-            &done,
-        )
-    });
-    assert_all_match(&got, &want);
+    // Run only once the stranger is connected to everyone, and give its
+    // first forgeries time to arrive.
+    let run = Run {
+        seed: 4,
+        rounds: 6,
+        encrypted: true,
+        ready: Some(&ready),
+        settle: Duration::from_millis(100),
+        ..Run::default()
+    };
+    survives(run, |addrs, done| forge(addrs, &ready, done));
 }
 
 #[test]
 fn a_stranger_posing_with_a_partys_identity_does_not_displace_it() {
-    let cfg = Config {
-        seed: Some(6),
-        ..Config::default()
-    };
-    let local = Session::new(cfg.clone()).unwrap();
-    let want = (0..20).map(|_| workload(&local)).last().unwrap();
-    let addrs = free_addrs();
-    let done = AtomicBool::new(false);
     let ready = Barrier::new(4);
-    let got: Vec<Vec<u64>> = std::thread::scope(|sc| {
-        sc.spawn(|| {
-            let rt = stranger_runtime();
-            ready.wait();
-            let start = Instant::now();
-            // Pose as party 1 towards party 0 (and as 0 towards 1), once the
-            // real parties are connected, and hold the connections open.
-            let mut held = Vec::new();
-            for (target, posing) in [(0usize, 1usize), (1, 0)] {
-                held.extend(pose_as(
-                    &rt,
-                    posing,
-                    addrs[target],
-                    Duration::from_millis(500),
-                ));
-            }
-            while !done.load(Ordering::Acquire) && start.elapsed() < Duration::from_secs(30) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            drop(held);
-        });
-        let (settle, pause) = (Duration::from_millis(300), Duration::from_millis(50));
-        zmq_parties(
-            &cfg,
-            addrs,
-            None,
-            None,
-            Some(&ready),
-            settle,
-            20,
-            pause,
-            &done,
-        )
+    let run = Run {
+        seed: 6,
+        rounds: 20,
+        ready: Some(&ready),
+        settle: Duration::from_millis(300),
+        pause: Duration::from_millis(50),
+        ..Run::default()
+    };
+    survives(run, |addrs, done| {
+        let rt = stranger_runtime();
+        ready.wait();
+        let start = Instant::now();
+        // Pose as party 1 towards party 0 (and as 0 towards 1), once the
+        // real parties are connected, and hold the connections open.
+        let mut held = Vec::new();
+        for (target, posing) in [(0usize, 1usize), (1, 0)] {
+            held.extend(pose_as(
+                &rt,
+                posing,
+                addrs[target],
+                Duration::from_millis(500),
+            ));
+        }
+        hold(done, start, Duration::from_secs(30));
     });
-    assert_all_match(&got, &want);
 }
 
 /// A stranger who claims party 1's socket identity towards parties 0 and 2
@@ -414,54 +423,33 @@ fn a_stranger_posing_with_a_partys_identity_does_not_displace_it() {
 /// runs (the stranger's connections stay open throughout, silent).
 #[test]
 fn a_stranger_claiming_a_partys_identity_first_does_not_keep_it_out() {
-    let cfg = Config {
-        seed: Some(9),
-        ..Config::default()
-    };
-    let local = Session::new(cfg.clone()).unwrap();
-    let want = (0..4).map(|_| workload(&local)).last().unwrap();
-    let addrs = free_addrs();
-    let done = AtomicBool::new(false);
     let squatted = AtomicBool::new(false);
-    let got: Vec<Vec<u64>> = std::thread::scope(|sc| {
-        sc.spawn(|| {
-            let rt = stranger_runtime();
-            let start = Instant::now();
-            let mut held = Vec::new();
-            for target in [0usize, 2] {
-                // Retry until the target's guard listens.
-                while start.elapsed() < Duration::from_secs(5) {
-                    if let Some(s) = pose_as(&rt, 1, addrs[target], Duration::from_millis(200)) {
-                        held.push(s);
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
+    let run = Run {
+        seed: 9,
+        late: Some((1, Duration::from_millis(1500))),
+        ..Run::default()
+    };
+    survives(run, |addrs, done| {
+        let rt = stranger_runtime();
+        let start = Instant::now();
+        let mut held = Vec::new();
+        for target in [0usize, 2] {
+            // Retry until the target's guard listens.
+            while start.elapsed() < Duration::from_secs(5) {
+                if let Some(s) = pose_as(&rt, 1, addrs[target], Duration::from_millis(200)) {
+                    held.push(s);
+                    break;
                 }
-            }
-            squatted.store(held.len() == 2, Ordering::Release);
-            while !done.load(Ordering::Acquire) && start.elapsed() < Duration::from_secs(40) {
                 std::thread::sleep(Duration::from_millis(20));
             }
-            drop(held);
-        });
-        let late = Some((1, Duration::from_millis(1500)));
-        zmq_parties(
-            &cfg,
-            addrs,
-            None,
-            late,
-            None,
-            Duration::ZERO,
-            4,
-            Duration::ZERO,
-            &done,
-        )
+        }
+        squatted.store(held.len() == 2, Ordering::Release);
+        hold(done, start, Duration::from_secs(40));
     });
     assert!(
         squatted.load(Ordering::Acquire),
         "the stranger did not get in first"
     );
-    assert_all_match(&got, &want);
 }
 
 /// A stranger who keeps every connection slot of parties 0 and 2 busy with
@@ -471,44 +459,26 @@ fn a_stranger_claiming_a_partys_identity_first_does_not_keep_it_out() {
 /// gets in and the session runs.
 #[test]
 fn silent_connections_filling_every_slot_do_not_keep_a_party_out() {
-    let cfg = Config {
-        seed: Some(10),
-        ..Config::default()
+    let run = Run {
+        seed: 10,
+        late: Some((1, Duration::from_millis(1000))),
+        ..Run::default()
     };
-    let local = Session::new(cfg.clone()).unwrap();
-    let want = (0..4).map(|_| workload(&local)).last().unwrap();
-    let addrs = free_addrs();
-    let done = AtomicBool::new(false);
-    let got: Vec<Vec<u64>> = std::thread::scope(|sc| {
-        sc.spawn(|| {
-            let start = Instant::now();
-            let mut held: std::collections::VecDeque<TcpStream> = Default::default();
-            while !done.load(Ordering::Acquire) && start.elapsed() < Duration::from_secs(40) {
-                for target in [0usize, 2] {
-                    if let Some(c) = reach(addrs[target]) {
-                        held.push_back(c);
-                    }
+    survives(run, |addrs, done| {
+        let start = Instant::now();
+        let mut held: std::collections::VecDeque<TcpStream> = Default::default();
+        while !done.load(Ordering::Acquire) && start.elapsed() < Duration::from_secs(40) {
+            for target in [0usize, 2] {
+                if let Some(c) = reach(addrs[target]) {
+                    held.push_back(c);
                 }
-                while held.len() > 24 {
-                    held.pop_front();
-                }
-                std::thread::sleep(Duration::from_millis(5));
             }
-        });
-        let late = Some((1, Duration::from_millis(1000)));
-        zmq_parties(
-            &cfg,
-            addrs,
-            None,
-            late,
-            None,
-            Duration::ZERO,
-            4,
-            Duration::ZERO,
-            &done,
-        )
+            while held.len() > 24 {
+                held.pop_front();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     });
-    assert_all_match(&got, &want);
 }
 
 /// A stranger who completes the ZMTP handshake on every connection slot of
@@ -520,46 +490,26 @@ fn silent_connections_filling_every_slot_do_not_keep_a_party_out() {
 /// party 1 was refused.
 #[test]
 fn silent_connections_past_their_handshake_do_not_keep_a_party_out() {
-    let cfg = Config {
-        seed: Some(11),
-        ..Config::default()
+    let run = Run {
+        seed: 11,
+        encrypted: true,
+        late: Some((1, Duration::from_millis(1000))),
+        ..Run::default()
     };
-    let local = Session::new(cfg.clone()).unwrap();
-    let want = (0..4).map(|_| workload(&local)).last().unwrap();
-    let addrs = free_addrs();
-    let ks = keys();
-    let done = AtomicBool::new(false);
-    let got: Vec<Vec<u64>> = std::thread::scope(|sc| {
-        sc.spawn(|| {
-            let start = Instant::now();
-            let mut held = Vec::new();
-            for _ in 0..24 {
-                for target in [0usize, 2] {
-                    if let Some(mut c) = reach(addrs[target]) {
-                        // The type the parties' ROUTER sockets accept.
-                        let _ = c.write_all(&handshake("DEALER"));
-                        held.push(c);
-                    }
+    survives(run, |addrs, done| {
+        let start = Instant::now();
+        let mut held = Vec::new();
+        for _ in 0..24 {
+            for target in [0usize, 2] {
+                if let Some(mut c) = reach(addrs[target]) {
+                    // The type the parties' ROUTER sockets accept.
+                    let _ = c.write_all(&handshake("DEALER"));
+                    held.push(c);
                 }
             }
-            while !done.load(Ordering::Acquire) && start.elapsed() < Duration::from_secs(40) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
-        let late = Some((1, Duration::from_millis(1000)));
-        zmq_parties(
-            &cfg,
-            addrs,
-            Some(&ks),
-            late,
-            None,
-            Duration::ZERO,
-            4,
-            Duration::ZERO,
-            &done,
-        )
+        }
+        hold(done, start, Duration::from_secs(40));
     });
-    assert_all_match(&got, &want);
 }
 
 /// One stranger on a TCP-transport party's port while the session connects:
