@@ -210,16 +210,68 @@ def test_bert_style_classifier_on_a_sequence_task_and_fine_tuning():
         loss = cryptgpu.nn.CrossEntropyLoss()(out, cryptgpu.cryptensor(F.one_hot(y, 2).double()))
         loss.backward()
         want = dict(m.named_parameters())
-        d = 32
         for name, p in pm.named_parameters():
-            key = name.replace("layers_", "layers.")
-            for i, proj in enumerate(("q_proj", "k_proj", "v_proj")):
-                if proj in key:
-                    head, kind = key.split(proj)
-                    t = want[head + "in_proj_" + kind.lstrip(".")].grad[i * d : (i + 1) * d]
-                    break
-            else:
-                t = want[key].grad
+            t = _torch_counterpart(want, name, 32, lambda q: q.grad)
             assert (pt(p.grad) - t).abs().max() <= 1e-3, name
     finally:
         cryptgpu.uninit()
+
+
+def _torch_counterpart(named: dict, ours: str, d: int, pick):
+    """``pick`` applied to the torch parameter our parameter ``ours`` came
+    from: the q/k/v projections are thirds of ``in_proj_weight``/``_bias``."""
+    key = ours.replace("layers_", "layers.")
+    for i, proj in enumerate(("q_proj", "k_proj", "v_proj")):
+        if proj in key:
+            head, kind = key.split(proj)
+            return pick(named[head + "in_proj_" + kind.lstrip(".")])[i * d : (i + 1) * d]
+    return pick(named[key])
+
+
+def test_layer_norm_functional_and_to_pytorch_after_private_training(session):
+    """F.layer_norm in a model's forward converts (its weight and bias are
+    the model's parameters, private once encrypted); after a private SGD
+    step, to_pytorch writes every parameter back into the PyTorch model, the
+    attention projections into in_proj_weight/in_proj_bias, bit for bit
+    what the private parameters open to."""
+    import copy
+
+    class Functional(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.randn(E, dtype=torch.float64))
+            self.b = torch.nn.Parameter(torch.randn(E, dtype=torch.float64))
+
+        def forward(self, t):
+            return F.layer_norm(t, (E,), self.w, self.b)
+
+    torch.manual_seed(4)
+    f = Functional()
+    x = torch.randn(3, E, dtype=torch.float64) * 2
+    got = pt(cryptgpu.nn.from_pytorch(f, x).encrypt()(cryptgpu.cryptensor(x)))
+    # LayerNorm's bound at unit scale (test_layers), times |w| below 3
+    assert (got - f(x).detach()).abs().max() <= 3e-4 * max(1.0, f.w.abs().max().item())
+
+    m = TextTransformer(12, 8, 16, 2, 2, 32, 3).double()
+    ids = torch.randint(0, 12, (4, 8))
+    pm = cryptgpu.nn.from_pytorch(m, ids).encrypt().train()
+    loss = cryptgpu.nn.CrossEntropyLoss()(
+        pm(cryptgpu.cryptensor(F.one_hot(ids, 12).double())),
+        cryptgpu.cryptensor(F.one_hot(torch.tensor([0, 1, 2, 0]), 3).double()),
+    )
+    loss.backward()
+    cryptgpu.optim.SGD(pm.parameters(), lr=0.5).step()
+    opened = {name: pt(p) for name, p in pm.named_parameters()}
+    back = dict(pm.to_pytorch(copy.deepcopy(m)).named_parameters())
+    moved = 0.0
+    for name, v in opened.items():
+        t = _torch_counterpart(back, name, 16, lambda q: q.detach())
+        assert torch.equal(t, v), name
+        moved = max(
+            moved,
+            (v - _torch_counterpart(dict(m.named_parameters()), name, 16, lambda q: q.detach()))
+            .abs()
+            .max()
+            .item(),
+        )
+    assert moved > 1e-3  # the step changed the weights, so the copy is not the original

@@ -32,7 +32,7 @@ from .layers import (
     Softmax,
 )
 from .module import Module
-from .stats import LINEAR, OTHER, POOLING, RELU, SOFTMAX, _check_range, _track
+from .stats import BATCHNORM, LINEAR, OTHER, POOLING, RELU, SOFTMAX, _check_range, _track
 
 
 def _bn_affine(bn: torch.nn.modules.batchnorm._BatchNorm):
@@ -129,6 +129,10 @@ def _relu(x, inplace=False):
     return x.relu()
 
 
+def _layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    return LayerNorm(normalized_shape, weight, bias, eps).forward(x)
+
+
 def _gelu(x, approximate="none"):
     return (
         x.gelu(approximate) if isinstance(x, SharedTensor) else F.gelu(x, approximate=approximate)
@@ -197,6 +201,7 @@ _FUNCTIONS = {
     torch.relu: (_relu, RELU),
     F.relu: (_relu, RELU),
     F.gelu: (_gelu, RELU),
+    F.layer_norm: (_layer_norm, BATCHNORM),
     F.scaled_dot_product_attention: (transformer.scaled_dot_product_attention, SOFTMAX),
     F.max_pool2d: (_max_pool2d, POOLING),
     F.avg_pool2d: (_avg_pool2d, POOLING),
@@ -319,34 +324,65 @@ class Graph(Module):
         raise RuntimeError("graph has no output node")
 
 
+def _opened(v) -> torch.Tensor:
+    if isinstance(v, SharedTensor):
+        v = v.get_plain_text(dtype=torch.float64)
+    return torch.as_tensor(v)
+
+
+def _copy_into(p, v) -> None:
+    if isinstance(p, torch.Tensor) and v is not None:
+        with torch.no_grad():
+            p.copy_(_opened(v).to(p.dtype))
+
+
+def _copy_back(m: Module, tm: torch.nn.Module) -> None:
+    """Copy our layer ``m``'s parameters (and BatchNorm's statistics) into
+    the PyTorch layer ``tm`` it was converted from, recursing through the
+    attention and encoder layers (whose q/k/v projections go back into
+    ``in_proj_weight``/``in_proj_bias``)."""
+    if isinstance(m, transformer.MultiheadAttention):
+        projs = [m._modules[k] for k in ("q_proj", "k_proj", "v_proj")]
+        if tm.in_proj_weight is not None:
+            _copy_into(tm.in_proj_weight, torch.cat([_opened(p.weight) for p in projs]))
+        else:
+            for k, p in zip(("q_proj_weight", "k_proj_weight", "v_proj_weight"), projs):
+                _copy_into(getattr(tm, k), p.weight)
+        if tm.in_proj_bias is not None:
+            _copy_into(tm.in_proj_bias, torch.cat([_opened(p.bias) for p in projs]))
+        _copy_back(m._modules["out_proj"], tm.out_proj)
+        return
+    if isinstance(m, transformer.TransformerEncoder):
+        for i, layer in enumerate(tm.layers):
+            _copy_back(m._modules[f"layers_{i}"], layer)
+        if tm.norm is not None:
+            _copy_back(m._modules["norm"], tm.norm)
+        return
+    if isinstance(m, transformer.TransformerEncoderLayer):
+        for k in ("self_attn", "linear1", "linear2", "norm1", "norm2"):
+            _copy_back(m._modules[k], getattr(tm, k))
+        return
+    if not isinstance(m, (Linear, Conv2d, BatchNorm, LayerNorm, Embedding)):
+        return
+    values = dict(m._params)
+    if isinstance(m, BatchNorm):
+        values.update(m._buffers)
+    for k, v in values.items():
+        _copy_into(getattr(tm, k, None), v)
+
+
 def _graph_to_pytorch(self, model: torch.nn.Module) -> torch.nn.Module:
-    """Copy this (decrypted) module's weights into the PyTorch model it was
-    converted from, by layer name. Encrypted weights are opened first."""
+    """Copy this module's weights (opened if encrypted) into the PyTorch
+    model it was converted from, by layer name, attention and encoder
+    layers and the model's own parameters included."""
     torch_mods = dict(model.named_modules())
     for target, name in self._names.items():
-        m = self._modules[name]
         tm = torch_mods.get(target)
-        if tm is None or not isinstance(m, (Linear, Conv2d, BatchNorm, LayerNorm)):
-            continue
-        values = dict(m._params)
-        if isinstance(m, BatchNorm):
-            values.update(m._buffers)
-        for k, v in values.items():
-            if v is None or getattr(tm, k, None) is None:
-                continue
-            if isinstance(v, SharedTensor):
-                v = v.get_plain_text(dtype=torch.float64)
-            with torch.no_grad():
-                getattr(tm, k).copy_(torch.as_tensor(v).to(getattr(tm, k).dtype))
+        if tm is not None:
+            _copy_back(self._modules[name], tm)
     for target, name in self._attr_params.items():
         owner, _, leaf = target.rpartition(".")
-        p = getattr(torch_mods.get(owner), leaf, None)
-        v = self._params[name]
-        if isinstance(v, SharedTensor):
-            v = v.get_plain_text(dtype=torch.float64)
-        if isinstance(p, torch.Tensor):
-            with torch.no_grad():
-                p.copy_(torch.as_tensor(v).to(p.dtype))
+        _copy_into(getattr(torch_mods.get(owner), leaf, None), self._params[name])
     return model
 
 
