@@ -229,21 +229,11 @@ impl ZmqTransport {
         .map_err(|e| EngineError::Peer(format!("party {rank}: {e}")))?;
         let (n, p) = ((rank + 1) % 3, (rank + 2) % 3);
         let mut push: [Option<DealerSocket>; 2] = [None, None];
+        let deadline = Instant::now() + timeout;
         for (k, who) in [(0, n), (1, p)] {
-            let mut opts = SocketOptions::default();
-            opts.connect_timeout(timeout);
-            let id = zeromq::util::PeerIdentity::try_from(identity_to(rank, who, keys))
-                .map_err(|e| EngineError::Internal(format!("peer identity: {e}")))?;
-            opts.peer_identity(id);
-            let mut s = DealerSocket::with_options(opts);
-            rt.block_on(s.connect(&format!("tcp://{}", addrs[who])))
-                .map_err(|e| {
-                    EngineError::Peer(format!(
-                        "party {rank} could not reach party {who} at {} within {timeout:?}: {e}",
-                        addrs[who]
-                    ))
-                })?;
-            push[k] = Some(s);
+            push[k] = Some(Self::dial(
+                &rt, rank, who, addrs[who], keys, deadline, timeout,
+            )?);
         }
         let mut t = ZmqTransport {
             rank,
@@ -284,6 +274,43 @@ impl ZmqTransport {
             }
         }
         Ok(t)
+    }
+
+    /// A DEALER socket connected to party `who` at `addr`, retried until
+    /// `deadline`: a neighbour's guard may cut or refuse a connection that
+    /// is still in its ZMTP handshake while strangers crowd its slots (it
+    /// cannot tell them apart before the handshake's READY), and ZeroMQ
+    /// does not redial a DEALER by itself. Once connected, the connection
+    /// has proved its key (encrypted links) or passed its handshake, and
+    /// the guard keeps it.
+    fn dial(
+        rt: &tokio::runtime::Runtime,
+        rank: usize,
+        who: usize,
+        addr: SocketAddr,
+        keys: Option<&LinkKeys>,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<DealerSocket> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut opts = SocketOptions::default();
+            opts.connect_timeout(left.max(Duration::from_millis(1)));
+            let id = zeromq::util::PeerIdentity::try_from(identity_to(rank, who, keys))
+                .map_err(|e| EngineError::Internal(format!("peer identity: {e}")))?;
+            opts.peer_identity(id);
+            let mut s = DealerSocket::with_options(opts);
+            let err = match rt.block_on(s.connect(&format!("tcp://{addr}"))) {
+                Ok(_) => return Ok(s),
+                Err(e) => e,
+            };
+            if Instant::now() + Duration::from_millis(50) >= deadline {
+                return Err(EngineError::Peer(format!(
+                    "party {rank} could not reach party {who} at {addr} within {timeout:?}: {err}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Messages dropped as unauthenticated (encrypted links only).

@@ -1,0 +1,85 @@
+"""Private inference of transformer encoders (issue 19) on the local
+three-party runtime, CPU: BERT-tiny at sequence length 128 and a ViT-Tiny on
+32x32 images (4x4 patches, 64 tokens), random weights, batch 1. Wall time
+of one forward after a warm-up (the input shared before timing, the logits
+opened inside it), rounds and MB per party as the engine counts them, the
+time per layer kind (linear; LayerNorm; GELU; the rest: attention's
+products and softmax, residuals, opening the logits), and plaintext float64 PyTorch on
+the same forward beside it.
+
+    python benchmarks/transformer.py [--models bert_tiny,vit_tiny]
+
+Prints a markdown table for benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+import cryptgpu
+from cryptgpu import models
+
+
+def cases():
+    """name -> (model, plaintext input, private input maker)."""
+    torch.manual_seed(0)
+    bert = models.bert_tiny(vocab=30522, max_len=128).double().eval()
+    ids = torch.randint(0, 30522, (1, 128))
+    vit = models.vit_tiny(32, 4, 3, 10).double().eval()
+    img = torch.randn(1, 3, 32, 32, dtype=torch.float64)
+    return {
+        "bert_tiny": (
+            bert,
+            ids,
+            lambda: cryptgpu.cryptensor(F.one_hot(ids, 30522).double(), src=1),
+        ),
+        "vit_tiny": (vit, img, lambda: cryptgpu.cryptensor(img, src=1)),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", default="bert_tiny,vit_tiny")
+    opts = ap.parse_args()
+    want = opts.models.split(",")
+    cryptgpu.init()
+    print(
+        "| model | tokens | private s | plaintext s | rounds | MB per party | linear s "
+        "| LayerNorm s | GELU s | attention and rest s | max abs logit error |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, (model, plain_in, private_in) in cases().items():
+        if name not in want:
+            continue
+        pm = cryptgpu.nn.from_pytorch(model, plain_in).encrypt()
+        x = private_in()
+        pm(x).get_plain_text()  # warm-up
+        cryptgpu.reset_stats()
+        t = time.perf_counter()
+        out = pm(x).get_plain_text(dtype=torch.float64)
+        wall = time.perf_counter() - t
+        st = cryptgpu.stats(per_layer=True)
+        t = time.perf_counter()
+        with torch.no_grad():
+            ref = model(plain_in)
+        plain = time.perf_counter() - t
+        tot = st["total"]
+        layers = st.get("layers", {})
+        secs = [layers.get(k, {}).get("time_s", 0.0) for k in ("linear", "batchnorm", "relu")]
+        secs.append(wall - sum(secs))  # attention products, softmax, residuals, opening
+        tokens = plain_in.shape[1] if plain_in.dim() == 2 else (32 // 4) ** 2
+        print(
+            f"| {name} | {tokens} | {wall:.2f} | {plain:.4f} | {tot['rounds']} | "
+            f"{tot['bytes_per_party'] / 1e6:.1f} | "
+            + " | ".join(f"{v:.2f}" for v in secs)
+            + f" | {(out - ref).abs().max().item():.1e} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
