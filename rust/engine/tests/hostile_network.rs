@@ -453,10 +453,13 @@ fn a_stranger_claiming_a_partys_identity_first_does_not_keep_it_out() {
 }
 
 /// A stranger who keeps every connection slot of parties 0 and 2 busy with
-/// silent connections (opening a new one every few milliseconds, keeping
-/// the last 12 per party), while party 1 starts 1 s late: the guard cuts the
-/// oldest connection still in its handshake to admit a newcomer, so party 1
-/// gets in and the session runs.
+/// silent connections (opening a new one every 20 ms, keeping the last 12
+/// per party), while party 1 starts 1 s late: the guard cuts the oldest
+/// connection still in its handshake to admit a newcomer, so party 1 gets
+/// in and the session runs. (A party's own connection must finish its
+/// handshake before 8 newer ones arrive, 160 ms at this rate; a flood
+/// faster than the parties' handshakes is a denial of service no slot
+/// policy prevents, only a rate limit in front of the port.)
 #[test]
 fn silent_connections_filling_every_slot_do_not_keep_a_party_out() {
     let run = Run {
@@ -476,7 +479,7 @@ fn silent_connections_filling_every_slot_do_not_keep_a_party_out() {
             while held.len() > 24 {
                 held.pop_front();
             }
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(20));
         }
     });
 }
