@@ -275,3 +275,37 @@ def test_layer_norm_functional_and_to_pytorch_after_private_training(session):
             .item(),
         )
     assert moved > 1e-3  # the step changed the weights, so the copy is not the original
+
+
+def test_attention_costs_its_parts_and_nothing_more(session):
+    """Communication of MultiheadAttention against the protocol table: six
+    shared matmuls (q, k, v projections, q k^T, weights times v, the output
+    projection; 2 rounds each), one product by the public scale (2 rounds)
+    and a softmax over rows of the same shape, whose own cost (a max
+    tournament of ceil(log2 6) = 3 comparison levels, exp_nonpos, the
+    reciprocal) is measured alone; no round beyond these."""
+    torch.manual_seed(5)
+    mha = torch.nn.MultiheadAttention(E, H, batch_first=True).double().eval()
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = mha
+
+        def forward(self, t):
+            return self.attn(t, t, t, need_weights=False)[0]
+
+    x = torch.randn(2, 6, E, dtype=torch.float64)
+    pm = cryptgpu.nn.from_pytorch(Block(), x).encrypt()
+    xs = cryptgpu.cryptensor(x)
+    scores = cryptgpu.cryptensor(torch.randn(2, H, 6, 6, dtype=torch.float64))
+    cryptgpu.reset_stats()
+    scores.softmax(-1)
+    softmax = cryptgpu.stats()
+    assert softmax["ops"]["max"]["rounds"] == 3 * 10
+    cryptgpu.reset_stats()
+    pm(xs)
+    attn = cryptgpu.stats()
+    assert (attn["ops"]["matmul"]["calls"], attn["ops"]["matmul"]["rounds"]) == (6, 12)
+    assert attn["ops"]["mul"]["calls"] == softmax["ops"]["mul"]["calls"] + 1
+    assert attn["total"]["rounds"] == 6 * 2 + 2 + softmax["total"]["rounds"]
