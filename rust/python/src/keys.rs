@@ -1,12 +1,8 @@
 //! Link keys (the engine's `net::noise`): X25519 key pairs as hex strings.
 
 use crate::error::{invalid, to_py};
+use cryptgpu_engine::net::noise;
 use pyo3::prelude::*;
-
-/// 32 bytes as 64 lowercase hex digits.
-pub fn hex(k: &[u8; 32]) -> String {
-    k.iter().map(|x| format!("{x:02x}")).collect()
-}
 
 /// 64 hex digits as 32 bytes; `what` names the argument in the error.
 pub fn unhex32(s: &str, what: &str) -> PyResult<[u8; 32]> {
@@ -25,8 +21,8 @@ pub fn unhex32(s: &str, what: &str) -> PyResult<[u8; 32]> {
 /// A fresh X25519 key pair for encrypted links, as (private, public) hex.
 #[pyfunction]
 fn generate_keypair() -> PyResult<(String, String)> {
-    let (a, b) = cryptgpu_engine::net::noise::generate_keypair().map_err(to_py)?;
-    Ok((hex(&a), hex(&b)))
+    let (a, b) = noise::generate_keypair().map_err(to_py)?;
+    Ok((noise::hex(&a), noise::hex(&b)))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -38,6 +38,11 @@ pub fn generate_keypair() -> Result<([u8; 32], [u8; 32])> {
     Ok((private, public))
 }
 
+/// Bytes as lowercase hex digits (keys, identity tags).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A 16-byte tag that only the holder of party `from`'s private key or of
 /// party `to`'s can make (a BLAKE2s HMAC keyed by their static X25519
 /// secret, over the two ranks and `minute`): party `from` puts it in the

@@ -131,10 +131,6 @@ fn minute_now() -> u64 {
         .map_or(0, |d| d.as_secs() / 60)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The socket identity of party `rank`'s connection to party `to`: on
 /// encrypted links the plain identity, the minute and a tag proving the
 /// key (noise::identity_tag), which `to`'s frame guard checks so that this
@@ -143,7 +139,7 @@ fn hex(bytes: &[u8]) -> String {
 fn identity_to(rank: usize, to: usize, keys: Option<&LinkKeys>) -> Vec<u8> {
     let minute = minute_now();
     match keys.and_then(|k| noise::identity_tag(k, rank, rank, to, minute)) {
-        Some(tag) => format!("cryptgpu-party-{rank}/{minute}/{}", hex(&tag)).into_bytes(),
+        Some(tag) => format!("cryptgpu-party-{rank}/{minute}/{}", noise::hex(&tag)).into_bytes(),
         None => identity(rank),
     }
 }
@@ -163,7 +159,7 @@ fn verify_identity(keys: &LinkKeys, me: usize, id: &[u8]) -> Option<Vec<u8>> {
     if from > 2 || from == me || minute_now().abs_diff(minute) > TAG_SKEW_MINUTES {
         return None;
     }
-    let want = hex(&noise::identity_tag(keys, me, from, me, minute)?);
+    let want = noise::hex(&noise::identity_tag(keys, me, from, me, minute)?);
     // Compared without an early exit, so timing does not tell how much of a
     // guessed tag was right.
     let diff = want
@@ -663,12 +659,12 @@ mod tests {
         let now = minute_now();
         for minute in [now - TAG_SKEW_MINUTES - 1, now + TAG_SKEW_MINUTES + 1] {
             let t = noise::identity_tag(&keys(1), 1, 1, 0, minute).unwrap();
-            let stale = format!("cryptgpu-party-1/{minute}/{}", hex(&t));
+            let stale = format!("cryptgpu-party-1/{minute}/{}", noise::hex(&t));
             assert_eq!(verify_identity(&keys(0), 0, stale.as_bytes()), None);
         }
         let within = now - TAG_SKEW_MINUTES;
         let t = noise::identity_tag(&keys(1), 1, 1, 0, within).unwrap();
-        let ok = format!("cryptgpu-party-1/{within}/{}", hex(&t));
+        let ok = format!("cryptgpu-party-1/{within}/{}", noise::hex(&t));
         assert_eq!(
             verify_identity(&keys(0), 0, ok.as_bytes()),
             Some(identity(1))
