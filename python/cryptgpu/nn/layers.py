@@ -276,17 +276,9 @@ class BatchNorm(Module):
         w, b = self._params["weight"], self._params["bias"]
         recorded = ag.needs_grad(x, w, b)
         with ag.inside(recorded):
-            mean = x.mean(dims, keepdim=True)
-            xc = x - mean
-            # (16 xc)^2 keeps 8 more bits of a small variance than xc^2 (a
-            # std of 0.01 is a variance of 6.5 units of 2^-16); |xc| < 2048.
-            xs = xc * _VAR_SCALE
-            var_s = (xs * xs).mean(dims, keepdim=True)  # var * 256
-            inv = _inv_std(var_s, self.eps * _VAR_SCALE**2, _VAR_SCALE)
+            mean, var_s, inv, xhat = _normalise(x, dims, self.eps)
             var = var_s.div(_VAR_SCALE**2)
-            xhat = xc * inv
-            y = xhat if w is None else xhat * w.reshape(shape)
-            y = y if b is None else y + b.reshape(shape)
+            y = _scale_shift(xhat, w, b, shape)
             m = self.momentum
             rm, rv = self._buffers["running_mean"], self._buffers["running_var"]
             unbiased = var.reshape(-1) * (n / max(n - 1, 1))
@@ -294,23 +286,56 @@ class BatchNorm(Module):
             self._buffers["running_var"] = rv * (1 - m) + unbiased * m
         if not recorded:
             return y
-
-        def back(g):
-            # dxhat = g * gamma; dx = inv / n * (n dxhat - sum dxhat - xhat sum(dxhat xhat))
-            dxhat = g if w is None else g * w.reshape(shape)
-            s1 = dxhat.sum(dims, keepdim=True)
-            s2 = (dxhat * xhat).sum(dims, keepdim=True)
-            dx = (dxhat * n - s1 - xhat * s2) * inv
-            dx = dx.div(n)
-            gw = None if w is None else (g * xhat).sum(dims)
-            gb = None if b is None else g.sum(dims)
-            return dx, gw, gb
-
-        parents = (x, w if w is not None else x, b if b is not None else x)
-        return ag.record(y, parents, lambda g: _drop_missing(back(g), w, b))
+        return _record_norm(y, x, w, b, xhat, inv, dims, shape, dims)
 
 
 _VAR_SCALE = 16
+
+
+def _normalise(x, dims, eps: float):
+    """(mean, 256 var, 1/sqrt(var + eps), xhat) over ``dims``, shared by
+    BatchNorm and LayerNorm. (16 (x - mean))^2 keeps 8 more bits of a small
+    variance than (x - mean)^2 (a std of 0.01 is a variance of 6.5 units of
+    2^-16); |x - mean| < 2048."""
+    mean = x.mean(dims, keepdim=True)
+    xc = x - mean
+    xs = xc * _VAR_SCALE
+    var_s = (xs * xs).mean(dims, keepdim=True)  # var * 256
+    inv = _inv_std(var_s, eps * _VAR_SCALE**2, _VAR_SCALE)
+    return mean, var_s, inv, xc * inv
+
+
+def _scale_shift(xhat, w, b, shape=None):
+    """xhat * w + b, the parameters reshaped to ``shape`` when given."""
+    y = xhat if w is None else xhat * (w if shape is None else w.reshape(shape))
+    return y if b is None else y + (b if shape is None else b.reshape(shape))
+
+
+def _record_norm(y, x, w, b, xhat, inv, dims, shape, param_dims):
+    """Record ``y = xhat * w + b`` (normalised over ``dims``) with the
+    closed-form backward: dxhat = g w; dx = inv / n (n dxhat - sum dxhat -
+    xhat sum(dxhat xhat)); the parameters' gradients summed over
+    ``param_dims`` (those they are broadcast along)."""
+    n = 1
+    for d in dims:
+        n *= x.shape[d]
+
+    def back(g):
+        dxhat = g if w is None else g * (w if shape is None else w.reshape(shape))
+        s1 = dxhat.sum(dims, keepdim=True)
+        s2 = (dxhat * xhat).sum(dims, keepdim=True)
+        dx = (dxhat * n - s1 - xhat * s2) * inv
+        dx = dx.div(n)
+        gw = None if w is None else _sum_over(g * xhat, param_dims)
+        gb = None if b is None else _sum_over(g, param_dims)
+        return _drop_missing((dx, gw, gb), w, b)
+
+    parents = (x, w if w is not None else x, b if b is not None else x)
+    return ag.record(y, parents, back)
+
+
+def _sum_over(t, dims):
+    return t.sum(dims) if dims else t
 
 
 def _inv_std(var_s, eps_s, s: int):
@@ -364,42 +389,17 @@ class LayerNorm(Module):
         if not isinstance(x, SharedTensor):
             return F.layer_norm(x, self.normalized_shape, w, b, self.eps)
         dims = list(range(x.dim() - k, x.dim()))
-        lead = list(range(x.dim() - k))
-        n = 1
-        for d in self.normalized_shape:
-            n *= d
         recorded = ag.needs_grad(x, w, b)
         # The statistics use exact truncation even for inference: the
         # squared deviations reach 256 |x - mean|^2 (the 16x scaling), and
         # one wrapped element corrupts its whole row (a private BERT-style
         # model gave logits off by 2e8 in 2 of 400 sequences).
         with ag.inside(recorded), _session.training_work():
-            mean = x.mean(dims, keepdim=True)
-            xc = x - mean
-            xs = xc * _VAR_SCALE
-            var_s = (xs * xs).mean(dims, keepdim=True)  # var * 256
-            inv = _inv_std(var_s, self.eps * _VAR_SCALE**2, _VAR_SCALE)
-            xhat = xc * inv
-            y = xhat if w is None else xhat * w
-            y = y if b is None else y + b
+            _, _, inv, xhat = _normalise(x, dims, self.eps)
+            y = _scale_shift(xhat, w, b)
         if not recorded:
             return y
-
-        def back(g):
-            dxhat = g if w is None else g * w
-            s1 = dxhat.sum(dims, keepdim=True)
-            s2 = (dxhat * xhat).sum(dims, keepdim=True)
-            dx = ((dxhat * n - s1 - xhat * s2) * inv).div(n)
-            gw = None if w is None else _sum_lead(g * xhat, lead)
-            gb = None if b is None else _sum_lead(g, lead)
-            return dx, gw, gb
-
-        parents = (x, w if w is not None else x, b if b is not None else x)
-        return ag.record(y, parents, lambda g: _drop_missing(back(g), w, b))
-
-
-def _sum_lead(t, lead):
-    return t.sum(lead) if lead else t
+        return _record_norm(y, x, w, b, xhat, inv, dims, None, list(range(x.dim() - k)))
 
 
 class Embedding(Module):
