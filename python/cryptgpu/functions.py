@@ -32,6 +32,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import autograd as ag
+from ._native import InvalidArgumentError
+
 
 @dataclass
 class ApproxConfig:
@@ -306,15 +309,12 @@ def gelu(x, approximate: str = "none"):
     the selection's arithmetic, which amplified a unit of rounding by x/8
     for large |x|."""
     if approximate not in _GELU_COEFFS:
-        from ._native import InvalidArgumentError  # a ValueError and a RuntimeError, as torch
-
+        # a ValueError and a RuntimeError (torch raises RuntimeError)
         raise InvalidArgumentError(
             f"approximate argument must be either 'none' or 'tanh', got {approximate!r}"
         )
     if not _is_shared(x):
         return _gelu_forward(x, approximate)[0]
-    from . import autograd as ag
-
     recorded = ag.needs_grad(x)
     with ag.inside(recorded):
         y, uc, neg, out = _gelu_forward(x, approximate)
