@@ -31,9 +31,8 @@ pub struct GuardStats {
     /// Connections refused because too many were open.
     pub refused: AtomicU64,
     /// Connections cut to make room for a newcomer when all slots were
-    /// taken: the oldest still in its ZMTP handshake or, on encrypted
-    /// links, the oldest that has not yet delivered an authenticated
-    /// message.
+    /// taken: on encrypted links the oldest past its ZMTP handshake whose
+    /// identity proved no key, else the oldest still in its handshake.
     pub evicted: AtomicU64,
     /// Connections refused for not opening with a ZMTP handshake in time
     /// (or with an identity longer than 200 bytes).
@@ -307,10 +306,9 @@ fn pump(mut from: TcpStream, mut to: TcpStream, max: Option<u64>, head: &[u8]) -
 
 /// Connections that may be cut to make room, oldest first (by number):
 /// those still in their ZMTP handshake and, on encrypted links, those whose
-/// socket identity did not prove a party's key (cut first).
-/// Each entry: the connection's number, its stream, and whether it is past
-/// its handshake without having proved a key (a stranger for sure, so cut
-/// before any connection still in its handshake, which may be a party's).
+/// socket identity proved no key. Each entry: the number, the stream, and
+/// whether it is past its handshake without a proof (a stranger for sure,
+/// so cut before any still in its handshake, which may be a party's).
 type Evictable = Mutex<VecDeque<(u64, TcpStream, bool)>>;
 
 /// Checks a socket identity announced in a READY command: the party's
