@@ -264,6 +264,9 @@ impl Session {
     fn matmul(&self, py: Python<'_>, x: &Tensor, y: &Tensor) -> PyResult<Tensor> {
         self.run(py, |s| s.matmul(&x.0, &y.0))
     }
+    fn matmul_t(&self, py: Python<'_>, x: &Tensor, y: &Tensor) -> PyResult<Tensor> {
+        self.run(py, |s| s.matmul_t(&x.0, &y.0))
+    }
     fn matmul_public(
         &self,
         py: Python<'_>,

@@ -39,6 +39,30 @@ pub fn open(kind: DeviceKind, rank: usize) -> Result<Arc<dyn Device>> {
     }
 }
 
+/// The shape of a batch of matrix products (`Device::matmul_local`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatDims {
+    pub batch: usize,
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    /// The right operand is stored transposed, [batch, n, k].
+    pub y_trans: bool,
+}
+
+impl MatDims {
+    /// [batch, m, k] x [batch, k, n].
+    pub fn new(batch: usize, m: usize, k: usize, n: usize) -> Self {
+        MatDims {
+            batch,
+            m,
+            k,
+            n,
+            y_trans: false,
+        }
+    }
+}
+
 /// An element-wise binary operation on ring elements (`Xor` acts on the 64
 /// bits of packed binary shares).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -204,6 +228,79 @@ pub trait Device: Send + Sync {
         c: (&mut Buf, usize),
         accumulate: bool,
     ) -> Result<()>;
+    /// z += x0 (y0 + y1) + x1 y0 for each of `batch` matrix products: x
+    /// [batch, m, k]; y [batch, k, n], or [batch, n, k] when `y_trans`; z
+    /// [batch, m, n]. The local step of a replicated matrix product. This
+    /// default forms y0 + y1 (and the transposes) and runs two GEMMs per
+    /// product; the CPU device fuses it all into one packing pass.
+    fn matmul_local(
+        &self,
+        x: (&Buf, &Buf),
+        y: (&Buf, &Buf),
+        dims: MatDims,
+        z: &mut Buf,
+    ) -> Result<()> {
+        let MatDims {
+            batch,
+            m,
+            k,
+            n,
+            y_trans,
+        } = dims;
+        let t = |b: &Buf| self.gather(b, &[batch, k, n], 0, &[k * n, 1, k]);
+        let (y0, ysum) = if y_trans {
+            let y0 = t(y.0)?;
+            let mut s = t(y.1)?;
+            self.map2_into(Op2::Add, &mut s, &y0)?;
+            (y0, s)
+        } else {
+            (y.0.clone(), self.map2(Op2::Add, y.0, y.1)?)
+        };
+        for bi in 0..batch {
+            let (xo, yo, zo) = (bi * m * k, bi * k * n, bi * m * n);
+            self.gemm(m, k, n, (x.0, xo), (&ysum, yo), (&mut *z, zo), true)?;
+            self.gemm(m, k, n, (x.1, xo), (&y0, yo), (&mut *z, zo), true)?;
+        }
+        Ok(())
+    }
+    /// sum_t conv(input_t, weight_t) over the ring, NCHW out, per group:
+    /// im2col of each input, one GEMM per term into the same output.
+    fn conv_terms(
+        &self,
+        terms: &[(&Buf, &Buf)],
+        g: &Conv2dGeom,
+        out_ch: usize,
+        groups: usize,
+    ) -> Result<Buf> {
+        let (oh, ow) = g.out_hw();
+        let l = g.n * oh * ow;
+        let (cg, og) = (g.c / groups, out_ch / groups);
+        let kk = cg * g.kh * g.kw;
+        // GEMM output is [O, N*OH*OW]; permuted to NCHW at the end.
+        let mut y = self.zeros(out_ch * l)?;
+        for gi in 0..groups {
+            for (w, x) in terms {
+                let cols = self.im2col(x, g, gi * cg, cg)?;
+                let (wo, yo) = (gi * og * kk, gi * og * l);
+                self.gemm(og, kk, l, (w, wo), (&cols, 0), (&mut y, yo), true)?;
+            }
+        }
+        // [O, N, OH*OW] -> [N, O, OH*OW]
+        self.gather(&y, &[g.n, out_ch, oh * ow], 0, &[oh * ow, l, 1])
+    }
+    /// conv(x0, w0 + w1) + conv(x1, w0), NCHW: the local step of a
+    /// convolution of two sharings (weight [O, C/g, kh, kw]).
+    fn conv_local(
+        &self,
+        x: (&Buf, &Buf),
+        w: (&Buf, &Buf),
+        g: &Conv2dGeom,
+        out_ch: usize,
+        groups: usize,
+    ) -> Result<Buf> {
+        let wsum = self.map2(Op2::Add, w.0, w.1)?;
+        self.conv_terms(&[(&wsum, x.0), (w.0, x.1)], g, out_ch, groups)
+    }
     /// im2col of channels [c0, c0 + cg) of an NCHW tensor: rows are
     /// (channel, ky, kx), columns are (image, oy, ox); zero padding.
     fn im2col(&self, x: &Buf, g: &Conv2dGeom, c0: usize, cg: usize) -> Result<Buf>;

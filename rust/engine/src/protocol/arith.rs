@@ -3,7 +3,7 @@
 //! convolution. Costs are in the table of `protocol`.
 
 use super::{AShare, Party};
-use crate::device::{Buf, Op1, Op2};
+use crate::device::{Buf, MatDims, Op1, Op2};
 use crate::error::Result;
 use crate::net::Peer;
 use crate::ring::Conv2dGeom;
@@ -156,25 +156,13 @@ impl Party {
         self.reshare_divide(z, d)
     }
 
-    /// Batched matrix product [batch, m, k] x [batch, k, n] of sharings,
-    /// truncated: two ring GEMMs per party, x_i (y_i + y_{i+1}) + x_{i+1} y_i.
-    pub fn matmul(
-        &mut self,
-        x: &AShare,
-        y: &AShare,
-        batch: usize,
-        m: usize,
-        k: usize,
-        n: usize,
-    ) -> Result<AShare> {
-        let mut z = self.zero_share(batch * m * n)?;
-        let dev = self.dev.clone();
-        let ysum = dev.map2(Op2::Add, &y.a, &y.b)?;
-        for bi in 0..batch {
-            let (xo, yo, zo) = (bi * m * k, bi * k * n, bi * m * n);
-            dev.gemm(m, k, n, (&x.a, xo), (&ysum, yo), (&mut z, zo), true)?;
-            dev.gemm(m, k, n, (&x.b, xo), (&y.a, yo), (&mut z, zo), true)?;
-        }
+    /// Batched matrix product [batch, m, k] x [batch, k, n] of sharings
+    /// (y stored [batch, n, k] when `dims.y_trans`), truncated: per party
+    /// x_i (y_i + y_{i+1}) + x_{i+1} y_i, one fused local step.
+    pub fn matmul(&mut self, x: &AShare, y: &AShare, dims: MatDims) -> Result<AShare> {
+        let mut z = self.zero_share(dims.batch * dims.m * dims.n)?;
+        self.dev
+            .matmul_local((&x.a, &x.b), (&y.a, &y.b), dims, &mut z)?;
         let d = self.scale();
         self.reshare_divide(z, d)
     }
@@ -222,8 +210,9 @@ impl Party {
         out_ch: usize,
         groups: usize,
     ) -> Result<AShare> {
-        let wsum = self.dev.map2(Op2::Add, &w.a, &w.b)?;
-        let mut z = self.conv_sum(&[(&wsum, &x.a), (&w.a, &x.b)], g, out_ch, groups)?;
+        let mut z = self
+            .dev
+            .conv_local((&x.a, &x.b), (&w.a, &w.b), g, out_ch, groups)?;
         let zs = self.zero_share(z.len())?;
         self.dev.map2_into(Op2::Add, &mut z, &zs)?;
         let d = self.scale();
@@ -240,44 +229,9 @@ impl Party {
         groups: usize,
     ) -> Result<AShare> {
         let w = self.dev.upload(w.to_vec())?;
-        let a = self.conv_sum(&[(&w, &x.a)], g, out_ch, groups)?;
-        let b = self.conv_sum(&[(&w, &x.b)], g, out_ch, groups)?;
+        let a = self.dev.conv_terms(&[(&w, &x.a)], g, out_ch, groups)?;
+        let b = self.dev.conv_terms(&[(&w, &x.b)], g, out_ch, groups)?;
         self.truncate(&AShare { a, b })
-    }
-
-    /// sum_t conv(input_t, weight_t) over the ring, per group: im2col of each
-    /// input, one GEMM per term into the same output. Output NCHW.
-    fn conv_sum(
-        &self,
-        terms: &[(&Buf, &Buf)],
-        g: &Conv2dGeom,
-        out_ch: usize,
-        groups: usize,
-    ) -> Result<Buf> {
-        let (oh, ow) = g.out_hw();
-        let l = g.n * oh * ow;
-        let cg = g.c / groups;
-        let og = out_ch / groups;
-        let kk = cg * g.kh * g.kw;
-        // GEMM output is [O, N*OH*OW]; permuted to NCHW at the end.
-        let mut y = self.dev.zeros(out_ch * l)?;
-        for gi in 0..groups {
-            for (w, x) in terms {
-                let cols = self.dev.im2col(x, g, gi * cg, cg)?;
-                self.dev.gemm(
-                    og,
-                    kk,
-                    l,
-                    (w, gi * og * kk),
-                    (&cols, 0),
-                    (&mut y, gi * og * l),
-                    true,
-                )?;
-            }
-        }
-        // [O, N, OH*OW] -> [N, O, OH*OW]
-        self.dev
-            .gather(&y, &[g.n, out_ch, oh * ow], 0, &[oh * ow, l, 1])
     }
 
     /// Average pooling (count_include_pad): window sums, then division by the

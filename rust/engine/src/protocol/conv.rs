@@ -9,6 +9,7 @@
 //! and the largest matrix is used where im2col writes it.
 
 use super::{AShare, Party};
+use crate::device::MatDims;
 use crate::error::Result;
 use crate::ring::Conv2dGeom;
 
@@ -46,7 +47,7 @@ impl Party {
             let cols = match &w {
                 ConvWeight::Shared(ws) => {
                     let wt = ws.map(|v| dev.gather(v, &wt_view.0, 0, &wt_view.1))?;
-                    self.matmul(&wt, &gm, groups, kk, og, l)?
+                    self.matmul(&wt, &gm, MatDims::new(groups, kk, og, l))?
                 }
                 ConvWeight::Public(wp) => {
                     let wt = crate::ring::shape::gather_host(wp, &wt_view.0, &wt_view.1);
@@ -79,7 +80,7 @@ impl Party {
                 let gt = gy.map(|v| {
                     dev.gather(v, &[groups, g.n, p, og], 0, &[og * p, out_ch * p, 1, p])
                 })?;
-                let gwt = self.matmul(&cols, &gt, groups, kk, l, og)?;
+                let gwt = self.matmul(&cols, &gt, MatDims::new(groups, kk, l, og))?;
                 // [groups, kk, og] -> [groups, og, kk] = W's layout.
                 Some(gwt.map(|v| dev.gather(v, &[groups, og, kk], 0, &[kk * og, 1, og]))?)
             }

@@ -5,6 +5,7 @@
 
 use super::agree;
 use super::{Session, Tensor};
+use crate::device::MatDims;
 use crate::error::{invalid, shape_err, EngineError, Result};
 use crate::protocol::{local, ConvWeight};
 use crate::ring::{self, numel, shape, Window};
@@ -137,12 +138,32 @@ impl Session {
     }
 
     pub fn matmul(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        self.matmul_with(x, y, false)
+    }
+
+    /// x @ y^T over the last two dims (y [.., n, k]), with no transpose
+    /// written out: a Linear layer's x W^T, attention's Q K^T.
+    pub fn matmul_t(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        self.matmul_with(x, y, true)
+    }
+
+    fn matmul_with(&self, x: &Tensor, y: &Tensor, y_trans: bool) -> Result<Tensor> {
         self.check(x)?;
         self.check(y)?;
-        let (b, m, k, n, shape) = shape::mm_dims(&x.shape, &y.shape)?;
-        let r = self.run("matmul", |p| {
-            p.matmul(x.at(p.rank)?, y.at(p.rank)?, b, m, k, n)
-        })?;
+        let mut ys = y.shape.clone();
+        if y_trans && ys.len() >= 2 {
+            let r = ys.len();
+            ys.swap(r - 2, r - 1);
+        }
+        let (batch, m, k, n, shape) = shape::mm_dims(&x.shape, &ys)?;
+        let dims = MatDims {
+            batch,
+            m,
+            k,
+            n,
+            y_trans,
+        };
+        let r = self.run("matmul", |p| p.matmul(x.at(p.rank)?, y.at(p.rank)?, dims))?;
         Ok(self.wrap(shape, r))
     }
 

@@ -132,43 +132,144 @@ pub fn gemm_with(
     c: &mut [u64],
     accumulate: bool,
 ) {
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    assert!(c.len() >= m * n);
     if !accumulate {
         c[..m * n].iter_mut().for_each(|x| *x = 0);
     }
-    if m == 0 || n == 0 || k == 0 {
+    let term = Term {
+        a: &[a],
+        b: &[b],
+        b_trans: false,
+    };
+    terms_with(isa, m, k, n, &[term], c);
+}
+
+/// One product of a sum of GEMMs: A B, where A (m x k, row-major) is the
+/// sum of the slices in `a` and B the sum of those in `b`, stored k x n, or
+/// n x k when `b_trans` (B's transpose row-major, as a Linear weight is).
+/// Sums are formed while packing, never materialised.
+#[derive(Clone, Copy)]
+pub struct Term<'a> {
+    pub a: &'a [&'a [u64]],
+    pub b: &'a [&'a [u64]],
+    pub b_trans: bool,
+}
+
+/// C += sum_t A_t B_t over Z_2^64 (every term m x k x n). The local step of
+/// a replicated matrix product is two terms, x0 (y0 + y1) + x1 y0, run as
+/// one GEMM with K doubled: one packing pass over each operand, no sum or
+/// transpose written out, one pass over C.
+pub fn gemm_terms(m: usize, k: usize, n: usize, terms: &[Term], c: &mut [u64]) {
+    terms_with(detect(), m, k, n, terms, c)
+}
+
+/// Rows of A up to which the unpacked small-m path runs instead of the
+/// blocked one: below the microkernel's MR most of its tile is padding, and
+/// packing B (one read and write of the whole weight) costs more than the
+/// products at batch 1.
+const SMALL_M: usize = 2;
+/// The same bound when every B is stored transposed (dot products along
+/// contiguous rows): each further row of A re-reads a B row from L1.
+pub const SMALL_M_T: usize = 4;
+
+pub fn terms_with(isa: Isa, m: usize, k: usize, n: usize, terms: &[Term], c: &mut [u64]) {
+    for t in terms {
+        assert!(!t.a.is_empty() && !t.b.is_empty());
+        assert!(t.a.iter().all(|s| s.len() >= m * k) && t.b.iter().all(|s| s.len() >= k * n));
+    }
+    assert!(c.len() >= m * n);
+    if m == 0 || n == 0 || k == 0 || terms.is_empty() {
         return;
     }
+    if m <= SMALL_M || (m <= SMALL_M_T && terms.iter().all(|t| t.b_trans)) {
+        return super::small::run(m, k, n, terms, c);
+    }
     match isa {
-        Isa::Avx512 => blocked::<6, 16, 6>(m, k, n, a, b, c, kernel_avx512),
-        Isa::Avx2 => blocked::<AVX2_MR, 8, { 2 * AVX2_MR }>(m, k, n, a, b, c, kernel_avx2),
-        Isa::Scalar => blocked::<4, 4, 4>(m, k, n, a, b, c, kernel_scalar::<4, 4>),
+        Isa::Avx512 => blocked::<6, 16, 6>(m, k, n, terms, c, kernel_avx512),
+        Isa::Avx2 => blocked::<AVX2_MR, 8, { 2 * AVX2_MR }>(m, k, n, terms, c, kernel_avx2),
+        Isa::Scalar => blocked::<4, 4, 4>(m, k, n, terms, c, kernel_scalar::<4, 4>),
     }
 }
 
 type Kernel<const MR: usize, const NR: usize> = fn(usize, &[u64], &[u64], &mut [[u64; NR]; MR]);
 
-fn pack_b<const NR: usize>(k: usize, n: usize, b: &[u64]) -> Vec<u64> {
-    // Layout: for each KC block, for each NR panel, kc rows of NR words.
-    let npanels = n.div_ceil(NR);
-    let mut out = vec![0u64; k * npanels * NR];
-    // Blocks are stored one after another; block `kb` starts at kb*KC*npanels*NR.
-    out.par_chunks_mut(KC * npanels * NR)
-        .enumerate()
-        .for_each(|(kb, blk)| {
-            let k0 = kb * KC;
+/// One KC-deep slice of one term: the unit the packed B is made of.
+#[derive(Clone, Copy)]
+struct Block {
+    term: usize,
+    k0: usize,
+    kc: usize,
+    /// Offset of its packed panels in the packed B.
+    off: usize,
+}
+
+fn blocks(terms: usize, k: usize, npanels: usize, nr: usize) -> Vec<Block> {
+    let mut v = Vec::new();
+    let mut off = 0;
+    for term in 0..terms {
+        for k0 in (0..k).step_by(KC) {
             let kc = (k - k0).min(KC);
-            for p in 0..npanels {
-                let j0 = p * NR;
-                let w = (n - j0).min(NR);
-                let dst = &mut blk[p * kc * NR..(p + 1) * kc * NR];
-                for kk in 0..kc {
-                    let src = &b[(k0 + kk) * n + j0..(k0 + kk) * n + j0 + w];
-                    dst[kk * NR..kk * NR + w].copy_from_slice(src);
+            v.push(Block { term, k0, kc, off });
+            off += kc * npanels * nr;
+        }
+    }
+    v
+}
+
+/// Sum of the sources at one index.
+#[inline(always)]
+pub(super) fn at(src: &[&[u64]], i: usize) -> u64 {
+    match src {
+        [a] => a[i],
+        [a, b] => a[i].wrapping_add(b[i]),
+        _ => src.iter().fold(0u64, |s, v| s.wrapping_add(v[i])),
+    }
+}
+
+/// Pack one block of B into NR-wide panels: for each panel, kc rows of NR
+/// words (zero past column n). Every word is written, so the buffer needs
+/// no clearing.
+fn pack_b<const NR: usize>(t: &Term, k: usize, n: usize, blk: &Block, dst: &mut [u64]) {
+    let npanels = n.div_ceil(NR);
+    for p in 0..npanels {
+        let j0 = p * NR;
+        let w = (n - j0).min(NR);
+        let d = &mut dst[p * blk.kc * NR..(p + 1) * blk.kc * NR];
+        if t.b_trans {
+            // B stored n x k: panel column jj is row j0 + jj, read along k.
+            for jj in 0..NR {
+                if jj < w {
+                    let base = (j0 + jj) * k + blk.k0;
+                    for kk in 0..blk.kc {
+                        d[kk * NR + jj] = at(t.b, base + kk);
+                    }
+                } else {
+                    for kk in 0..blk.kc {
+                        d[kk * NR + jj] = 0;
+                    }
                 }
             }
-        });
-    out
+        } else {
+            for kk in 0..blk.kc {
+                let base = (blk.k0 + kk) * n + j0;
+                let row = &mut d[kk * NR..kk * NR + NR];
+                match t.b {
+                    [b0] if w == NR => row.copy_from_slice(&b0[base..base + NR]),
+                    [b0, b1] if w == NR => {
+                        let (s0, s1) = (&b0[base..base + NR], &b1[base..base + NR]);
+                        for ((r, x), y) in row.iter_mut().zip(s0).zip(s1) {
+                            *r = x.wrapping_add(*y);
+                        }
+                    }
+                    _ => {
+                        for (jj, r) in row.iter_mut().enumerate() {
+                            *r = if jj < w { at(t.b, base + jj) } else { 0 };
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Pack rows [i0, i0+mc) x cols [k0, k0+kc) of A into MR-row panels: for each
@@ -177,7 +278,7 @@ fn pack_b<const NR: usize>(k: usize, n: usize, b: &[u64]) -> Vec<u64> {
 /// from memory.
 #[allow(clippy::too_many_arguments)]
 fn pack_a<const MR: usize, const AW: usize>(
-    a: &[u64],
+    a: &[&[u64]],
     k: usize,
     i0: usize,
     mc: usize,
@@ -191,7 +292,11 @@ fn pack_a<const MR: usize, const AW: usize>(
         let dst = &mut out[p * kc * AW..(p + 1) * kc * AW];
         for kk in 0..kc {
             for r in 0..MR {
-                let v = if r < h { a[(r0 + r) * k + k0 + kk] } else { 0 };
+                let v = if r < h {
+                    at(a, (r0 + r) * k + k0 + kk)
+                } else {
+                    0
+                };
                 dst[kk * AW + r] = v;
                 if AW == 2 * MR {
                     dst[kk * AW + MR + r] = v.rotate_left(32);
@@ -201,49 +306,87 @@ fn pack_a<const MR: usize, const AW: usize>(
     }
 }
 
+/// Largest packed B (in words) a thread keeps between calls: small layers
+/// then pack into warm memory instead of fresh pages; larger ones allocate.
+const KEEP_WORDS: usize = 1 << 21;
+
+thread_local! {
+    static PACKED_B: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Run `f` on a scratch buffer of `len` words (contents unspecified).
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [u64]) -> R) -> R {
+    if len > KEEP_WORDS {
+        return f(&mut vec![0u64; len]);
+    }
+    PACKED_B.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut v) => {
+            if v.len() < len {
+                v.resize(len, 0);
+            }
+            f(&mut v[..len])
+        }
+        Err(_) => f(&mut vec![0u64; len]),
+    })
+}
+
 fn blocked<const MR: usize, const NR: usize, const AW: usize>(
     m: usize,
     k: usize,
     n: usize,
-    a: &[u64],
-    b: &[u64],
+    terms: &[Term],
     c: &mut [u64],
     kernel: Kernel<MR, NR>,
 ) {
-    let bp = pack_b::<NR>(k, n, b);
     let npanels = n.div_ceil(NR);
-    // Each task owns MC rows of C; tasks never share output rows.
-    c[..m * n]
-        .par_chunks_mut(MC * n)
-        .enumerate()
-        .for_each(|(ib, cblk)| {
-            let i0 = ib * MC;
-            let mc = (m - i0).min(MC);
-            let mut ap = vec![0u64; mc.div_ceil(MR) * AW * KC];
-            for kb in 0..k.div_ceil(KC) {
-                let k0 = kb * KC;
-                let kc = (k - k0).min(KC);
-                pack_a::<MR, AW>(a, k, i0, mc, k0, kc, &mut ap);
-                let bblk = &bp[kb * KC * npanels * NR..];
-                for p in 0..npanels {
-                    let j0 = p * NR;
-                    let w = (n - j0).min(NR);
-                    let bpan = &bblk[p * kc * NR..(p + 1) * kc * NR];
-                    for q in 0..mc.div_ceil(MR) {
-                        let apan = &ap[q * kc * AW..(q + 1) * kc * AW];
-                        let mut acc = [[0u64; NR]; MR];
-                        kernel(kc, apan, bpan, &mut acc);
-                        let h = (mc - q * MR).min(MR);
-                        for (r, row) in acc.iter().enumerate().take(h) {
-                            let dst = &mut cblk[(q * MR + r) * n + j0..(q * MR + r) * n + j0 + w];
-                            for (d, s) in dst.iter_mut().zip(row) {
-                                *d = d.wrapping_add(*s);
+    let blks = blocks(terms.len(), k, npanels, NR);
+    let total = terms.len() * k * npanels * NR;
+    with_scratch(total, |bp| {
+        // Blocks are disjoint ranges of the packed B, packed in parallel.
+        let mut parts = Vec::with_capacity(blks.len());
+        let mut rest = &mut bp[..];
+        for blk in &blks {
+            let (head, tail) = rest.split_at_mut(blk.kc * npanels * NR);
+            parts.push((blk, head));
+            rest = tail;
+        }
+        parts
+            .into_par_iter()
+            .for_each(|(blk, dst)| pack_b::<NR>(&terms[blk.term], k, n, blk, dst));
+        let bp: &[u64] = bp;
+        // Each task owns MC rows of C; tasks never share output rows.
+        c[..m * n]
+            .par_chunks_mut(MC * n)
+            .enumerate()
+            .for_each(|(ib, cblk)| {
+                let i0 = ib * MC;
+                let mc = (m - i0).min(MC);
+                let mut ap = vec![0u64; mc.div_ceil(MR) * AW * KC];
+                for blk in &blks {
+                    pack_a::<MR, AW>(terms[blk.term].a, k, i0, mc, blk.k0, blk.kc, &mut ap);
+                    let kc = blk.kc;
+                    let bblk = &bp[blk.off..];
+                    for p in 0..npanels {
+                        let j0 = p * NR;
+                        let w = (n - j0).min(NR);
+                        let bpan = &bblk[p * kc * NR..(p + 1) * kc * NR];
+                        for q in 0..mc.div_ceil(MR) {
+                            let apan = &ap[q * kc * AW..(q + 1) * kc * AW];
+                            let mut acc = [[0u64; NR]; MR];
+                            kernel(kc, apan, bpan, &mut acc);
+                            let h = (mc - q * MR).min(MR);
+                            for (r, row) in acc.iter().enumerate().take(h) {
+                                let dst =
+                                    &mut cblk[(q * MR + r) * n + j0..(q * MR + r) * n + j0 + w];
+                                for (d, s) in dst.iter_mut().zip(row) {
+                                    *d = d.wrapping_add(*s);
+                                }
                             }
                         }
                     }
                 }
-            }
-        });
+            });
+    })
 }
 
 #[inline(always)]
@@ -404,6 +547,57 @@ mod tests {
                 gemm_with(isa, m, k, n, &a, &b, &mut c, true);
                 let twice: Vec<u64> = want.iter().map(|x| x.wrapping_mul(2)).collect();
                 assert_eq!(c, twice, "{isa:?} accumulate");
+            }
+        }
+    }
+
+    /// x0 (y0 + y1) + x1 y0 with y stored as given or transposed, through
+    /// every kernel and the small-m path, against the definition.
+    #[test]
+    fn product_terms_match_naive_in_both_layouts() {
+        let mut prg = Prg::new([3; 16]);
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (1, 300, 17),
+            (2, 513, 70),
+            (3, 9, 5),
+            (40, 260, 33),
+        ] {
+            let (x0, x1) = (prg.gen(m * k), prg.gen(m * k));
+            let (y0, y1) = (prg.gen(k * n), prg.gen(k * n));
+            let ysum: Vec<u64> = y0
+                .iter()
+                .zip(&y1)
+                .map(|(a, b)| a.wrapping_add(*b))
+                .collect();
+            let mut want = gemm_naive(m, k, n, &x0, &ysum);
+            for (w, v) in want.iter_mut().zip(gemm_naive(m, k, n, &x1, &y0)) {
+                *w = w.wrapping_add(v);
+            }
+            let tr =
+                |y: &[u64]| -> Vec<u64> { (0..n * k).map(|i| y[(i % k) * n + i / k]).collect() };
+            let (t0, t1) = (tr(&y0), tr(&y1));
+            for isa in available() {
+                for b_trans in [false, true] {
+                    let (b0, b1): (&[u64], &[u64]) = if b_trans { (&t0, &t1) } else { (&y0, &y1) };
+                    let (a0, a1): (&[u64], &[u64]) = (&x0, &x1);
+                    let terms = [
+                        Term {
+                            a: &[a0],
+                            b: &[b0, b1],
+                            b_trans,
+                        },
+                        Term {
+                            a: &[a1],
+                            b: &[b0],
+                            b_trans,
+                        },
+                    ];
+                    let mut c = vec![7u64; m * n];
+                    terms_with(isa, m, k, n, &terms, &mut c);
+                    let got: Vec<u64> = c.iter().map(|v| v.wrapping_sub(7)).collect();
+                    assert_eq!(got, want, "{isa:?} {m}x{k}x{n} trans {b_trans}");
+                }
             }
         }
     }

@@ -5,8 +5,9 @@
 pub mod bits;
 pub mod gemm;
 pub mod host;
+mod small;
 
-use super::{Buf, Conv2dGeom, Device, Op1, Op2};
+use super::{Buf, Conv2dGeom, Device, MatDims, Op1, Op2};
 use crate::error::{EngineError, Result};
 
 pub struct Cpu;
@@ -250,6 +251,142 @@ impl Device for Cpu {
         let c = range_mut(c.0.host_mut()?, c.1, m * n)?;
         gemm::gemm(m, k, n, a, b, c, accumulate);
         Ok(())
+    }
+
+    fn matmul_local(
+        &self,
+        x: (&Buf, &Buf),
+        y: (&Buf, &Buf),
+        dims: MatDims,
+        z: &mut Buf,
+    ) -> Result<()> {
+        let MatDims {
+            batch,
+            m,
+            k,
+            n,
+            y_trans,
+        } = dims;
+        let (xs, ys) = (m * k, k * n);
+        let (x0, x1) = (
+            range(x.0.host()?, 0, batch * xs)?,
+            range(x.1.host()?, 0, batch * xs)?,
+        );
+        let (y0, y1) = (
+            range(y.0.host()?, 0, batch * ys)?,
+            range(y.1.host()?, 0, batch * ys)?,
+        );
+        let z = range_mut(z.host_mut()?, 0, batch * m * n)?;
+        for (bi, zb) in z.chunks_mut((m * n).max(1)).enumerate().take(batch) {
+            let xa = [&x0[bi * xs..(bi + 1) * xs]];
+            let xb = [&x1[bi * xs..(bi + 1) * xs]];
+            let (ya, yb) = (&y0[bi * ys..(bi + 1) * ys], &y1[bi * ys..(bi + 1) * ys]);
+            let (both, first) = ([ya, yb], [ya]);
+            let terms = [
+                gemm::Term {
+                    a: &xa,
+                    b: &both,
+                    b_trans: y_trans,
+                },
+                gemm::Term {
+                    a: &xb,
+                    b: &first,
+                    b_trans: y_trans,
+                },
+            ];
+            gemm::gemm_terms(m, k, n, &terms, zb);
+        }
+        Ok(())
+    }
+
+    fn conv_local(
+        &self,
+        x: (&Buf, &Buf),
+        w: (&Buf, &Buf),
+        g: &Conv2dGeom,
+        out_ch: usize,
+        groups: usize,
+    ) -> Result<Buf> {
+        let (oh, ow) = g.out_hw();
+        let (p, l) = (oh * ow, g.n * oh * ow);
+        let (cg, og) = (g.c / groups, out_ch / groups);
+        let kk = cg * g.kh * g.kw;
+        let (w0, w1) = (
+            range(w.0.host()?, 0, out_ch * kk)?,
+            range(w.1.host()?, 0, out_ch * kk)?,
+        );
+        let mut y = alloc(out_ch * l)?;
+        // Few output positions (deep layers at batch 1): the product taken
+        // transposed, patches x W^T, so the weight is read in place as dot
+        // products (gemm's small-m path) rather than packed; out [L, O].
+        let transposed = l <= gemm::SMALL_M_T;
+        let mut yt = if transposed {
+            vec![0u64; l * og]
+        } else {
+            Vec::new()
+        };
+        for gi in 0..groups {
+            let c0 = host::im2col(x.0.host()?, g, gi * cg, cg)?;
+            let c1 = host::im2col(x.1.host()?, g, gi * cg, cg)?;
+            let (wa, wb) = (
+                &w0[gi * og * kk..(gi + 1) * og * kk],
+                &w1[gi * og * kk..(gi + 1) * og * kk],
+            );
+            let (wsum, wfirst) = ([wa, wb], [wa]);
+            if transposed {
+                let t = |c: &[u64]| -> Vec<u64> {
+                    (0..l * kk).map(|i| c[(i % kk) * l + i / kk]).collect()
+                };
+                let (p0, p1) = (t(&c0), t(&c1));
+                let (a0, a1) = ([&p0[..]], [&p1[..]]);
+                let terms = [
+                    gemm::Term {
+                        a: &a0,
+                        b: &wsum,
+                        b_trans: true,
+                    },
+                    gemm::Term {
+                        a: &a1,
+                        b: &wfirst,
+                        b_trans: true,
+                    },
+                ];
+                yt.iter_mut().for_each(|v| *v = 0);
+                gemm::gemm_terms(l, kk, og, &terms, &mut yt);
+                // [(n, q), o] -> NCHW [n, gi og + o, q]
+                for (i, row) in yt.chunks(og).enumerate() {
+                    let (n, q) = (i / p, i % p);
+                    for (o, v) in row.iter().enumerate() {
+                        y[(n * out_ch + gi * og + o) * p + q] = *v;
+                    }
+                }
+            } else {
+                let (b0, b1) = ([&c0[..]], [&c1[..]]);
+                let terms = [
+                    gemm::Term {
+                        a: &wsum,
+                        b: &b0,
+                        b_trans: false,
+                    },
+                    gemm::Term {
+                        a: &wfirst,
+                        b: &b1,
+                        b_trans: false,
+                    },
+                ];
+                gemm::gemm_terms(og, kk, l, &terms, &mut y[gi * og * l..(gi + 1) * og * l]);
+            }
+        }
+        if transposed {
+            return Ok(Buf::Host(y));
+        }
+        // [O, N, OH*OW] -> [N, O, OH*OW]
+        Ok(Buf::Host(host::gather(
+            &y,
+            &[g.n, out_ch, p],
+            0,
+            &[p, l, 1],
+        )?))
     }
 
     fn im2col(&self, x: &Buf, g: &Conv2dGeom, c0: usize, cg: usize) -> Result<Buf> {
