@@ -16,6 +16,11 @@ from conftest import ENC, TRUNC, ULP, assert_close, prod_tol, rand
         (1, 4, 12, 12, 6, (3, 2), (2, 1), (1, 2), (2, 1), 2),
         (2, 4, 7, 7, 4, 3, 1, 1, 1, 4),  # depthwise
         (1, 3, 32, 32, 8, 11, 4, 2, 1, 1),  # the paper's Fig. 1 geometry
+        # At most 4 output positions: the CPU takes the product transposed
+        # (patches x W^T, the weight read as dot products).
+        (1, 8, 2, 2, 6, 3, 1, 1, 1, 1),
+        (2, 6, 3, 3, 4, 3, 1, 0, 1, 2),
+        (1, 5, 4, 4, 7, 3, 2, 0, 1, 1),
     ],
 )
 def test_conv2d(session, rng, n, c, h, w, o, k, stride, pad, dil, groups):
@@ -38,6 +43,26 @@ def test_conv2d(session, rng, n, c, h, w, o, k, stride, pad, dil, groups):
     assert_close(shared.get_plain_text(dtype=torch.float64), want, tol)
     public = x.conv2d(wt, bias, stride=stride, padding=pad, dilation=dil, groups=groups)
     assert_close(public.get_plain_text(dtype=torch.float64), want, tol)
+
+
+@pytest.mark.parametrize("lead", [(), (1,), (2,), (5,), (2, 3)])
+def test_linear_forward_and_backward(session, rng, lead):
+    """x W^T + b with W read in place (rows of 1-2 through the unpacked
+    path, more through the blocked GEMM), and its gradients, against torch."""
+    x, w, b = rand(*lead, 37, gen=rng), rand(11, 37, gen=rng), rand(11, gen=rng)
+    xs, ws, bs = (cryptgpu.cryptensor(t).requires_grad_() for t in (x, w, b))
+    out = xs.linear(ws, bs)
+    tol = prod_tol(37, 1, 1) + ENC
+    assert_close(out.get_plain_text(dtype=torch.float64), Fn.linear(x, w, b), tol)
+    xt, wt, bt = (t.clone().requires_grad_() for t in (x, w, b))
+    Fn.linear(xt, wt, bt).sum().backward()
+    out.sum().backward()
+    rows = max(1, x.numel() // 37)
+    # g = 1 exactly: gradients are sums of `rows` (or 11) encoded inputs,
+    # one truncation each.
+    assert_close(xs.grad.get_plain_text(dtype=torch.float64), xt.grad, prod_tol(11, 1, 1))
+    assert_close(ws.grad.get_plain_text(dtype=torch.float64), wt.grad, prod_tol(rows, 1, 1))
+    assert_close(bs.grad.get_plain_text(dtype=torch.float64), bt.grad, rows * ENC + TRUNC)
 
 
 def test_conv2d_unbatched_input(session, rng):

@@ -77,8 +77,20 @@ def record_matmul(out, xl, yr):
         out,
         (xl, yr),
         lambda g: (
-            g.matmul(yr.transpose(-1, -2)) if xl.requires_grad else None,
+            g._matmul_t(yr) if xl.requires_grad else None,
             xl.transpose(-1, -2).matmul(g) if yr.requires_grad else None,
+        ),
+    )
+
+
+def record_matmul_t(out, x, y):
+    """x @ y^T (both shared, batch dims equal): g y and g^T x."""
+    return ag.record(
+        out,
+        (x, y),
+        lambda g: (
+            g.matmul(y) if x.requires_grad else None,
+            g.transpose(-1, -2).matmul(x) if y.requires_grad else None,
         ),
     )
 

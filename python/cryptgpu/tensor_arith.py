@@ -117,6 +117,15 @@ class ArithmeticOps:
         yshape = ys.shape if ys is not None else torch.Size(yp.shape)
         return _matmul(self, ys, yp, yshape, public_left=False)
 
+    def _matmul_t(self, y: TensorBase) -> TensorBase:
+        """self @ y^T over the last two dims, both shared with equal batch
+        dims: one engine call that reads y in place (no transpose written
+        out), as Linear's x W^T and attention's Q K^T need."""
+        out = self._wrap(self._s(y).matmul_t(self._t, y._t))
+        if ag.needs_grad(self, y):
+            gr.record_matmul_t(out, self, y)
+        return out
+
     def dot(self, y) -> TensorBase:
         """Inner product of two 1-D tensors, as ``torch.dot`` (and CrypTen's
         ``dot``): one truncation, whatever the length."""

@@ -63,7 +63,18 @@ class LayerOps:
 
     def linear(self, weight, bias=None) -> TensorBase:
         """x @ weight.T + bias, like ``torch.nn.functional.linear``."""
-        if isinstance(weight, TensorBase):
+        if isinstance(weight, TensorBase) and weight.dim() == 2 and self.dim() >= 1:
+            # Leading dims flattened into rows: one product reading W in
+            # place, instead of a transposed (and per-batch expanded) copy.
+            if self.shape[-1] != weight.shape[1]:
+                raise ShapeError(
+                    f"linear: input {tuple(self.shape)} does not match weight {tuple(weight.shape)}"
+                )
+            rows = self if self.dim() == 2 else self.reshape(-1, self.shape[-1])
+            out = rows._matmul_t(weight)
+            if self.dim() != 2:
+                out = out.reshape(*self.shape[:-1], weight.shape[0])
+        elif isinstance(weight, TensorBase):
             out = self.matmul(weight.t())
         else:
             out = self.matmul(_plain_array(weight, "linear weight").T)

@@ -51,7 +51,10 @@ def _add_mask(acc, m):
 
 def _attention(q, k, v, mask, dropout: Dropout | None, scale: float):
     """(softmax(q k^T * scale + mask) v, the attention weights)."""
-    scores = q.matmul(k.transpose(-2, -1)) * scale
+    if isinstance(q, SharedTensor) and isinstance(k, SharedTensor) and q.shape[:-2] == k.shape[:-2]:
+        scores = q._matmul_t(k) * scale  # k read in place, no transpose
+    else:
+        scores = q.matmul(k.transpose(-2, -1)) * scale
     if mask is not None:
         scores = scores + mask
     w = scores.softmax(-1)
