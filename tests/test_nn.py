@@ -202,6 +202,29 @@ def test_per_layer_statistics(session):
     assert sum(v["rounds"] for v in layers.values()) == total
 
 
+def test_backward_is_charged_to_the_layer_kinds(session):
+    """Table V needs forward plus backward per layer kind: every round and
+    byte of a training step's backward pass is charged to the kind of the
+    layer whose operation it differentiates, and nothing is lost."""
+    torch.manual_seed(5)
+    net = tnn.Sequential(tnn.Linear(6, 8), tnn.ReLU(), tnn.Linear(8, 3))
+    cm = cryptgpu.nn.from_pytorch(net).encrypt().train()
+    xs = cryptgpu.cryptensor(torch.randn(4, 6), src=1)
+    ys = cryptgpu.cryptensor(F.one_hot(torch.tensor([0, 2, 1, 0]), 3).double(), src=1)
+    loss = cryptgpu.nn.CrossEntropyLoss()(cm(xs), ys)
+    cryptgpu.reset_stats()
+    loss.backward()
+    total = cryptgpu.stats()["total"]
+    layers = cryptgpu.stats(per_layer=True)["layers"]
+    assert set(layers) == {"linear", "relu", "softmax"}
+    assert sum(v["backward_rounds"] for v in layers.values()) == total["rounds"]
+    # Linear backward: g W and g^T x for the second layer, g^T x only for
+    # the first (its input needs no gradient): three truncated products;
+    # ReLU's backward is one (g times its mask), so a third of the rounds.
+    assert layers["linear"]["backward_rounds"] == 3 * layers["relu"]["backward_rounds"]
+    assert all(v["backward_time_s"] > 0 for v in layers.values())
+
+
 # Zoo models with PyTorch's default init at batch 1. Bound: 2^-f * 2^12 for
 # the small nets, 2^-f * 2^14 for ResNet-50 (53 layers); see module docstring.
 @pytest.mark.parametrize(

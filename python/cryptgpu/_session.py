@@ -23,6 +23,9 @@ class _Context(threading.local):
         self.device: str | None = None
         # Per-layer-kind time, rounds and bytes, filled by cryptgpu.nn.
         self.layer_stats: dict = {}
+        # Kinds of the layer scopes open now (innermost last): operations
+        # recorded inside one are charged to it in the backward pass too.
+        self.layer_kinds: list = []
         self.grad_enabled: bool = True
         # init(truncation=...): "exact", "probabilistic" or "auto"; the mode
         # the engine is set to now; and how deep we are in a backward pass or
@@ -323,6 +326,33 @@ def stats(per_party: bool = False, per_layer: bool = False) -> dict:
     if per_layer:
         out["layers"] = {k: dict(v) for k, v in _ctx.layer_stats.items()}
     return out
+
+
+def comm_totals() -> tuple[int, int]:
+    """(rounds, bytes) so far of the busiest party: what a layer's
+    statistics are differences of."""
+    if _ctx.session is None:
+        return (0, 0)
+    raw = current().stats()
+    rounds = max(sum(op["rounds"] for op in p.values()) for p in raw)
+    byts = max(sum(op["bytes"] for op in p.values()) for p in raw)
+    return rounds, byts
+
+
+def add_layer_stats(kind: str, phase: str, seconds: float, before, after) -> None:
+    """Charge time, rounds and bytes to a layer kind's forward ("") or
+    backward ("backward_") columns."""
+    row = _ctx.layer_stats.setdefault(
+        kind, {"calls": 0, "time_s": 0.0, "rounds": 0, "bytes_per_party": 0}
+    )
+    if not phase:
+        row["calls"] += 1
+    for key, v in (
+        ("time_s", seconds),
+        ("rounds", after[0] - before[0]),
+        ("bytes_per_party", after[1] - before[1]),
+    ):
+        row[phase + key] = row.get(phase + key, 0) + v
 
 
 def reset_stats() -> None:

@@ -11,6 +11,7 @@ multiplication by the kept mask per ReLU and max-pool).
 from __future__ import annotations
 
 import contextlib
+import time
 
 import torch
 
@@ -22,7 +23,7 @@ class Node:
     parents and the gradient function of a recorded operation (None for a
     leaf); ``grad`` receives a leaf's accumulated gradient."""
 
-    __slots__ = ("requires_grad", "grad", "_back")
+    __slots__ = ("requires_grad", "grad", "_back", "_kind")
 
 
 def is_grad_enabled() -> bool:
@@ -65,6 +66,8 @@ def record(out, parents, fn):
     gradient (or None) per parent."""
     out.requires_grad = True
     out._back = (tuple(parents), fn)
+    kinds = _session._ctx.layer_kinds
+    out._kind = kinds[-1] if kinds else None
     return out
 
 
@@ -90,6 +93,19 @@ _SECOND_TIME = (
     "Trying to backward through the graph a second time: backward() frees the "
     "recorded operations; recompute the forward pass"
 )
+
+
+def _run_back(t, fn, g):
+    """fn(g), timed and charged to the layer kind ``t`` was recorded in."""
+    kind = getattr(t, "_kind", None)
+    if kind is None:
+        return fn(g)
+    t0, before = time.perf_counter(), _session.comm_totals()
+    out = fn(g)
+    _session.add_layer_stats(
+        kind, "backward_", time.perf_counter() - t0, before, _session.comm_totals()
+    )
+    return out
 
 
 def backward(root, grad=None) -> None:
@@ -134,7 +150,7 @@ def backward(root, grad=None) -> None:
                 t.grad = g if t.grad is None else t.grad + g
                 continue
             parents, fn = t._back
-            for p, pg in zip(parents, fn(g)):
+            for p, pg in zip(parents, _run_back(t, fn, g)):
                 if pg is None or not isinstance(p, Node) or not p.requires_grad:
                     continue
                 prev = grads.get(id(p))

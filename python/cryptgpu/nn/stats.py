@@ -27,37 +27,27 @@ LINEAR, POOLING, RELU, SOFTMAX, BATCHNORM, OTHER = (
 
 
 class _LayerScope:
-    """Adds one layer's time, rounds and bytes to the session's per-layer table."""
+    """Adds one layer's time, rounds and bytes to the session's per-layer
+    table, and marks what autograd records inside it as that layer's, so
+    the backward pass is charged to the same kind (``backward_*`` keys)."""
 
     def __init__(self, kind: str):
         self.kind = kind
 
     def __enter__(self):
         self.t = time.perf_counter()
-        self.before = _totals()
+        self.before = _session.comm_totals()
+        _session._ctx.layer_kinds.append(self.kind)
         return self
 
     def __exit__(self, *exc):
+        _session._ctx.layer_kinds.pop()
         if exc[0] is not None:
             return False
-        after = _totals()
-        row = _session._ctx.layer_stats.setdefault(
-            self.kind, {"calls": 0, "time_s": 0.0, "rounds": 0, "bytes_per_party": 0}
+        _session.add_layer_stats(
+            self.kind, "", time.perf_counter() - self.t, self.before, _session.comm_totals()
         )
-        row["calls"] += 1
-        row["time_s"] += time.perf_counter() - self.t
-        row["rounds"] += after[0] - self.before[0]
-        row["bytes_per_party"] += after[1] - self.before[1]
         return False
-
-
-def _totals() -> tuple[int, int]:
-    if _session._ctx.session is None:
-        return (0, 0)
-    raw = _session.current().stats()
-    rounds = max(sum(op["rounds"] for op in p.values()) for p in raw)
-    byts = max(sum(op["bytes"] for op in p.values()) for p in raw)
-    return rounds, byts
 
 
 def _track(kind: str, x):
