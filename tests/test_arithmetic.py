@@ -75,6 +75,24 @@ def test_public_operands_both_sides(session, rng):
     assert_close((x / 0.3).get_plain_text(dtype=torch.float64), a / 0.3, prod_tol(1, 10, 1 / 0.3))
 
 
+def test_one_public_value_for_every_element(session, rng):
+    """A size-one plaintext operand goes to the engine as one value (added
+    or multiplied in place, no full-size copy): same results and shapes as
+    torch, also when its rank broadcasts the result to more dims."""
+    a = rand(3, 4, gen=rng, scale=10)
+    x = cryptgpu.cryptensor(a)
+    for c in (torch.tensor([[[1.5]]], dtype=torch.float64), np.array([-0.75]), 0.3):
+        want_add, want_mul = a + c, a * c
+        got_add = (x + c).get_plain_text(dtype=torch.float64)
+        got_sub = (x - c).get_plain_text(dtype=torch.float64)
+        got_mul = (x * c).get_plain_text(dtype=torch.float64)
+        assert_close(got_add, torch.as_tensor(want_add), 2 * ENC)
+        assert_close(got_sub, torch.as_tensor(a - c), 2 * ENC)
+        assert_close(got_mul, torch.as_tensor(want_mul), prod_tol(1, 10, 1.5))
+    empty = cryptgpu.cryptensor(torch.zeros(0, 4))
+    assert (empty + 1.0).shape == (0, 4) and (empty * 0.5).shape == (0, 4)
+
+
 def test_mul_broadcast(session, rng):
     a, b = rand(2, 3, 4, gen=rng, scale=8), rand(3, 1, gen=rng, scale=8)
     got = (cryptgpu.cryptensor(a) * cryptgpu.cryptensor(b)).get_plain_text(dtype=torch.float64)

@@ -33,7 +33,7 @@ class ArithmeticOps:
                 gr.record_add(out, self, ys)
             return out
         shape, x = self._bcast(yp.shape)
-        out = self._wrap(self._s().add_public(x._t, _buf(np.broadcast_to(yp, shape))))
+        out = self._wrap(self._s().add_public(x._t, _buf(_values(yp, shape))))
         if ag.needs_grad(self):
             gr.record_unbroadcast(out, self, self.shape)
         return out
@@ -86,7 +86,7 @@ class ArithmeticOps:
             out = self._wrap(s.mul_public_int(x._t, full.astype(np.int64).ravel().tolist()))
             factor = full.astype(np.int64)
         else:
-            out = self._wrap(s.mul_public(x._t, _buf(full)))
+            out = self._wrap(s.mul_public(x._t, _buf(_values(yp, shape))))
             factor = full
         if ag.needs_grad(self):
             gr.record_mul_public(out, self, factor)
@@ -159,6 +159,15 @@ class ArithmeticOps:
         raise NotImplementedError(
             "division by a SharedTensor needs a private reciprocal, which is not implemented yet"
         )
+
+
+def _values(yp, shape):
+    """A plaintext operand for the engine: one value when it is the same for
+    every element (the engine broadcasts it, no full-size copy), else the
+    broadcast array."""
+    if np.size(yp) == 1:
+        return np.asarray(yp, dtype=np.float64).reshape(1)
+    return np.broadcast_to(yp, shape)
 
 
 def _matmul(x: TensorBase, ys, yp, yshape, public_left: bool) -> TensorBase:

@@ -39,6 +39,17 @@ pub fn add_public(dev: &dyn Device, rank: usize, x: &AShare, p: &Buf) -> Result<
     })
 }
 
+/// Add one public ring value to every element (in place on x_0's copies).
+pub fn add_scalar(dev: &dyn Device, rank: usize, x: &AShare, c: u64) -> Result<AShare> {
+    let mut y = x.clone();
+    match rank {
+        0 => dev.map1_into(Op1::AddScalar(c), &mut y.a)?,
+        2 => dev.map1_into(Op1::AddScalar(c), &mut y.b)?,
+        _ => {}
+    }
+    Ok(y)
+}
+
 /// Party `rank`'s share of public ring values: they form component x_0
 /// (the placement `add_public` relies on too).
 pub fn public(dev: &dyn Device, rank: usize, e: &[u64]) -> Result<AShare> {

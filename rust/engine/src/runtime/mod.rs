@@ -498,8 +498,9 @@ impl Session {
         })
     }
 
+    /// A public operand has one value per element, or one for all.
     fn public_len(&self, x: &Tensor, p: &[f64]) -> Result<()> {
-        if p.len() != x.numel() {
+        if p.len() != x.numel() && p.len() != 1 {
             return shape_err(format!(
                 "public operand has {} values for shape {:?}",
                 p.len(),

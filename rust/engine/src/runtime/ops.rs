@@ -81,6 +81,11 @@ impl Session {
         self.check(x)?;
         self.public_len(x, p)?;
         let e = ring::encode(p, self.frac_bits)?;
+        if e.len() != x.numel() {
+            // One value for all: added in place, no public vector.
+            let c = e[0];
+            return self.local(x, x.shape.clone(), |d, i, s| local::add_scalar(d, i, s, c));
+        }
         self.local(x, x.shape.clone(), |d, i, s| {
             local::add_public(d, i, s, &d.upload(e.clone())?)
         })
@@ -106,7 +111,10 @@ impl Session {
     pub fn mul_public(&self, x: &Tensor, p: &[f64]) -> Result<Tensor> {
         self.check(x)?;
         self.public_len(x, p)?;
-        let e = ring::encode(p, self.frac_bits)?;
+        let mut e = ring::encode(p, self.frac_bits)?;
+        if e.len() != x.numel() {
+            e = vec![e[0]; x.numel()]; // one value for all
+        }
         let r = self.run("mul", |pt| {
             let d = pt.dev.clone();
             pt.truncate(&local::mul_public(
