@@ -230,9 +230,10 @@ pub trait Device: Send + Sync {
     ) -> Result<()>;
     /// z += x0 (y0 + y1) + x1 y0 for each of `batch` matrix products: x
     /// [batch, m, k]; y [batch, k, n], or [batch, n, k] when `y_trans`; z
-    /// [batch, m, n]. The local step of a replicated matrix product. This
-    /// default forms y0 + y1 (and the transposes) and runs two GEMMs per
-    /// product; the CPU device fuses it all into one packing pass.
+    /// [batch, m, n]. The local step of a replicated matrix product. The
+    /// default (`composed::matmul_local`) forms y0 + y1 (and the transposes)
+    /// and runs two GEMMs per product; the CPU device fuses it all into one
+    /// packing pass.
     fn matmul_local(
         &self,
         x: (&Buf, &Buf),
@@ -240,28 +241,7 @@ pub trait Device: Send + Sync {
         dims: MatDims,
         z: &mut Buf,
     ) -> Result<()> {
-        let MatDims {
-            batch,
-            m,
-            k,
-            n,
-            y_trans,
-        } = dims;
-        let t = |b: &Buf| self.gather(b, &[batch, k, n], 0, &[k * n, 1, k]);
-        let (y0, ysum) = if y_trans {
-            let y0 = t(y.0)?;
-            let mut s = t(y.1)?;
-            self.map2_into(Op2::Add, &mut s, &y0)?;
-            (y0, s)
-        } else {
-            (y.0.clone(), self.map2(Op2::Add, y.0, y.1)?)
-        };
-        for bi in 0..batch {
-            let (xo, yo, zo) = (bi * m * k, bi * k * n, bi * m * n);
-            self.gemm(m, k, n, (x.0, xo), (&ysum, yo), (&mut *z, zo), true)?;
-            self.gemm(m, k, n, (x.1, xo), (&y0, yo), (&mut *z, zo), true)?;
-        }
-        Ok(())
+        composed::matmul_local(self, x, y, dims, z)
     }
     /// sum_t conv(input_t, weight_t) over the ring, NCHW out, per group:
     /// im2col of each input, one GEMM per term into the same output.
@@ -272,21 +252,7 @@ pub trait Device: Send + Sync {
         out_ch: usize,
         groups: usize,
     ) -> Result<Buf> {
-        let (oh, ow) = g.out_hw();
-        let l = g.n * oh * ow;
-        let (cg, og) = (g.c / groups, out_ch / groups);
-        let kk = cg * g.kh * g.kw;
-        // GEMM output is [O, N*OH*OW]; permuted to NCHW at the end.
-        let mut y = self.zeros(out_ch * l)?;
-        for gi in 0..groups {
-            for (w, x) in terms {
-                let cols = self.im2col(x, g, gi * cg, cg)?;
-                let (wo, yo) = (gi * og * kk, gi * og * l);
-                self.gemm(og, kk, l, (w, wo), (&cols, 0), (&mut y, yo), true)?;
-            }
-        }
-        // [O, N, OH*OW] -> [N, O, OH*OW]
-        self.gather(&y, &[g.n, out_ch, oh * ow], 0, &[oh * ow, l, 1])
+        composed::conv_terms(self, terms, g, out_ch, groups)
     }
     /// conv(x0, w0 + w1) + conv(x1, w0), NCHW: the local step of a
     /// convolution of two sharings (weight [O, C/g, kh, kw]).
@@ -328,4 +294,68 @@ pub trait Device: Send + Sync {
     fn index_scatter_add(&self, src: &Buf, idx: &[usize], n: usize) -> Result<Buf>;
     /// Sums over the middle axis of an [outer, len, inner] tensor.
     fn sum_axis(&self, x: &Buf, outer: usize, len: usize, inner: usize) -> Result<Buf>;
+}
+
+/// The trait's default products, composed from `map2`, `gather`, `im2col`
+/// and `gemm` (the CUDA device runs these); public so that tests can run
+/// them on the CPU device against its fused versions.
+pub mod composed {
+    use super::{Buf, Conv2dGeom, Device, MatDims, Op2};
+    use crate::error::Result;
+
+    pub fn matmul_local<D: Device + ?Sized>(
+        dev: &D,
+        x: (&Buf, &Buf),
+        y: (&Buf, &Buf),
+        dims: MatDims,
+        z: &mut Buf,
+    ) -> Result<()> {
+        let MatDims {
+            batch,
+            m,
+            k,
+            n,
+            y_trans,
+        } = dims;
+        let t = |b: &Buf| dev.gather(b, &[batch, k, n], 0, &[k * n, 1, k]);
+        let t0;
+        let (y0, ysum) = if y_trans {
+            t0 = t(y.0)?;
+            let mut s = t(y.1)?;
+            dev.map2_into(Op2::Add, &mut s, &t0)?;
+            (&t0, s)
+        } else {
+            (y.0, dev.map2(Op2::Add, y.0, y.1)?)
+        };
+        for bi in 0..batch {
+            let (xo, yo, zo) = (bi * m * k, bi * k * n, bi * m * n);
+            dev.gemm(m, k, n, (x.0, xo), (&ysum, yo), (&mut *z, zo), true)?;
+            dev.gemm(m, k, n, (x.1, xo), (y0, yo), (&mut *z, zo), true)?;
+        }
+        Ok(())
+    }
+
+    pub fn conv_terms<D: Device + ?Sized>(
+        dev: &D,
+        terms: &[(&Buf, &Buf)],
+        g: &Conv2dGeom,
+        out_ch: usize,
+        groups: usize,
+    ) -> Result<Buf> {
+        let (oh, ow) = g.out_hw();
+        let l = g.n * oh * ow;
+        let (cg, og) = (g.c / groups, out_ch / groups);
+        let kk = cg * g.kh * g.kw;
+        // GEMM output is [O, N*OH*OW]; permuted to NCHW at the end.
+        let mut y = dev.zeros(out_ch * l)?;
+        for gi in 0..groups {
+            for (w, x) in terms {
+                let cols = dev.im2col(x, g, gi * cg, cg)?;
+                let (wo, yo) = (gi * og * kk, gi * og * l);
+                dev.gemm(og, kk, l, (w, wo), (&cols, 0), (&mut y, yo), true)?;
+            }
+        }
+        // [O, N, OH*OW] -> [N, O, OH*OW]
+        dev.gather(&y, &[g.n, out_ch, oh * ow], 0, &[oh * ow, l, 1])
+    }
 }

@@ -455,6 +455,88 @@ mod tests {
     use super::*;
     use crate::device::Buf;
 
+    fn words(seed: u8, n: usize) -> Buf {
+        Buf::Host(crate::prg::Prg::new([seed; 16]).gen(n))
+    }
+
+    /// The CPU's fused products equal the trait's composed defaults (what
+    /// the CUDA device runs), bit for bit, in both layouts, through the
+    /// small-m and blocked paths and the transposed small-output conv.
+    #[test]
+    fn fused_products_equal_the_composed_defaults() {
+        let dev = Cpu;
+        for &(batch, m, k, n) in &[
+            (1, 1, 37, 19),
+            (3, 2, 5, 9),
+            (2, 7, 300, 13),
+            (1, 40, 20, 50),
+        ] {
+            for y_trans in [false, true] {
+                let dims = MatDims {
+                    batch,
+                    m,
+                    k,
+                    n,
+                    y_trans,
+                };
+                let (x0, x1) = (words(1, batch * m * k), words(2, batch * m * k));
+                let (y0, y1) = (words(3, batch * k * n), words(4, batch * k * n));
+                let mut fused = words(5, batch * m * n);
+                let mut composed = fused.clone();
+                dev.matmul_local((&x0, &x1), (&y0, &y1), dims, &mut fused)
+                    .unwrap();
+                crate::device::composed::matmul_local(
+                    &dev,
+                    (&x0, &x1),
+                    (&y0, &y1),
+                    dims,
+                    &mut composed,
+                )
+                .unwrap();
+                assert_eq!(
+                    fused.to_vec().unwrap(),
+                    composed.to_vec().unwrap(),
+                    "{dims:?}"
+                );
+            }
+        }
+        // (n, c, hw, o, k, pad, groups): 1-4 output positions go transposed.
+        for &(n, c, hw, o, k, pad, groups) in &[
+            (1, 4, 6, 6, 3, 1, 1),
+            (1, 8, 2, 6, 3, 1, 1),
+            (2, 6, 3, 4, 3, 0, 2),
+            (1, 5, 4, 7, 3, 0, 1),
+        ] {
+            let g = Conv2dGeom {
+                n,
+                c,
+                h: hw,
+                w: hw,
+                kh: k,
+                kw: k,
+                stride: (1, 1),
+                padding: (pad, pad),
+                dilation: (1, 1),
+            };
+            let wlen = o * (c / groups) * k * k;
+            let (x0, x1) = (words(6, n * c * hw * hw), words(7, n * c * hw * hw));
+            let (w0, w1) = (words(8, wlen), words(9, wlen));
+            let fused = dev
+                .conv_local((&x0, &x1), (&w0, &w1), &g, o, groups)
+                .unwrap();
+            let wsum = dev.map2(Op2::Add, &w0, &w1).unwrap();
+            let composed = crate::device::composed::conv_terms(
+                &dev,
+                &[(&wsum, &x0), (&w0, &x1)],
+                &g,
+                o,
+                groups,
+            )
+            .unwrap();
+            assert_eq!(fused.to_vec().unwrap(), composed.to_vec().unwrap(), "{g:?}");
+        }
+    }
+
     #[test]
     fn gather_permutes() {
         // 2x3 -> transpose 3x2
