@@ -13,6 +13,9 @@ from . import autograd as ag
 from ._plain import _buf, _norm_dim, _plain_array
 from ._session import current
 
+# torch float dtypes a revealed tensor is cast to in numpy.
+_NUMPY_FLOATS = {torch.float64: np.float64, torch.float32: np.float32, torch.float16: np.float16}
+
 
 class TensorBase(ag.Node):
     """The core of :class:`cryptgpu.SharedTensor`: the shares' engine handle,
@@ -144,8 +147,14 @@ class TensorBase(ag.Node):
         if 0 in tuple(self._t.shape):
             # numpy refuses shapes like (2^62, 0) that torch accepts
             return torch.zeros(tuple(self._t.shape), dtype=dtype or torch.get_default_dtype())
-        arr = np.frombuffer(raw, dtype="<f8").reshape(self._t.shape).copy()
-        return torch.from_numpy(arr).to(dtype or torch.get_default_dtype())
+        want = dtype or torch.get_default_dtype()
+        arr = np.frombuffer(raw, dtype="<f8").reshape(self._t.shape)
+        # The cast in numpy: torch's would wake its OpenMP pool, whose
+        # threads then spin for milliseconds beside the party threads.
+        np_want = _NUMPY_FLOATS.get(want)
+        if np_want is not None:
+            return torch.from_numpy(arr.astype(np_want))
+        return torch.from_numpy(arr.copy()).to(want)
 
     def party_shares(self, party: int) -> tuple[np.ndarray, np.ndarray]:
         """What ``party`` holds: its two share components as uint64 arrays."""
