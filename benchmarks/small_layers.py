@@ -17,23 +17,13 @@ import argparse
 import cProfile
 import os
 import pstats
-import statistics
 import time
 
 import torch
+from bench_foundation import timeit as median_s  # median of reps after a warm-up
 
 import cryptgpu
 from cryptgpu import models
-
-
-def median_s(fn, reps: int) -> float:
-    fn()
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
 
 
 def E(*shape):
