@@ -65,6 +65,25 @@ def test_linear_forward_and_backward(session, rng, lead):
     assert_close(bs.grad.get_plain_text(dtype=torch.float64), bt.grad, rows * ENC + TRUNC)
 
 
+def test_linear_and_public_scalars_refuse_bad_input(session, rng):
+    """A weight whose width does not match, and a non-finite public scalar,
+    give a clear exception; the session stays usable afterwards."""
+    x = cryptgpu.cryptensor(rand(2, 5, gen=rng))
+    w = cryptgpu.cryptensor(rand(3, 4, gen=rng))
+    with pytest.raises(cryptgpu.ShapeError, match="does not match weight"):
+        x.linear(w)
+    with pytest.raises(ValueError):
+        x + float("nan")
+    with pytest.raises(ValueError):
+        x * float("inf")
+    good = cryptgpu.cryptensor(rand(3, 5, gen=rng))
+    got = x.linear(good).get_plain_text(dtype=torch.float64)
+    want = Fn.linear(
+        x.get_plain_text(dtype=torch.float64), good.get_plain_text(dtype=torch.float64)
+    )
+    assert_close(got, want, prod_tol(5, 1, 1) + ENC)
+
+
 def test_conv2d_unbatched_input(session, rng):
     a, wt = rand(3, 6, 6, gen=rng), rand(2, 3, 3, 3, gen=rng)
     got = cryptgpu.cryptensor(a).conv2d(wt).get_plain_text(dtype=torch.float64)
