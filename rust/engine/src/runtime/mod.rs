@@ -7,6 +7,7 @@
 mod layout;
 mod nonlinear;
 mod ops;
+mod workers;
 
 pub use crate::device::DeviceKind;
 pub use crate::ring::Window;
@@ -92,6 +93,9 @@ pub struct Session {
     /// applies to a share (views, im2col/col2im) run where the share lives.
     devs: [Option<Arc<dyn Device>>; 3],
     broken: AtomicBool,
+    /// Threads for parties 1 and 2 of the local runtime (party 0 runs on
+    /// the calling thread); None with one hosted party.
+    workers: Option<workers::Workers>,
 }
 
 fn lock(m: &Mutex<Party>) -> Result<std::sync::MutexGuard<'_, Party>> {
@@ -191,6 +195,9 @@ impl Session {
             id: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
             frac_bits: cfg.frac_bits,
             devs,
+            workers: (parties.len() > 1)
+                .then(|| workers::Workers::new(parties.len() - 1))
+                .flatten(),
             parties: parties.into_iter().map(Mutex::new).collect(),
             ranks,
             broken: AtomicBool::new(false),
@@ -264,6 +271,18 @@ impl Session {
                     )
                 }),
             ]
+        } else if let Some(w) = &self.workers {
+            let job = |m| -> workers::Borrowed<'_, (Result<T>, bool)> { Box::new(move || one(m)) };
+            let others = self.parties[1..].iter().map(job).collect();
+            w.run_all(job(&self.parties[0]), others)
+                .into_iter()
+                .map(|r| {
+                    r.unwrap_or_else(|_| {
+                        let e = EngineError::Internal(format!("a party panicked in {op}"));
+                        (Err(e), false)
+                    })
+                })
+                .collect()
         } else {
             std::thread::scope(|s| {
                 let hs: Vec<_> = self

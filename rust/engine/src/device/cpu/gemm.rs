@@ -354,39 +354,115 @@ fn blocked<const MR: usize, const NR: usize, const AW: usize>(
             .into_par_iter()
             .for_each(|(blk, dst)| pack_b::<NR>(&terms[blk.term], k, n, blk, dst));
         let bp: &[u64] = bp;
-        // Each task owns MC rows of C; tasks never share output rows.
-        c[..m * n]
-            .par_chunks_mut(MC * n)
-            .enumerate()
-            .for_each(|(ib, cblk)| {
-                let i0 = ib * MC;
-                let mc = (m - i0).min(MC);
-                let mut ap = vec![0u64; mc.div_ceil(MR) * AW * KC];
-                for blk in &blks {
-                    pack_a::<MR, AW>(terms[blk.term].a, k, i0, mc, blk.k0, blk.kc, &mut ap);
-                    let kc = blk.kc;
-                    let bblk = &bp[blk.off..];
-                    for p in 0..npanels {
-                        let j0 = p * NR;
-                        let w = (n - j0).min(NR);
-                        let bpan = &bblk[p * kc * NR..(p + 1) * kc * NR];
-                        for q in 0..mc.div_ceil(MR) {
-                            let apan = &ap[q * kc * AW..(q + 1) * kc * AW];
-                            let mut acc = [[0u64; NR]; MR];
-                            kernel(kc, apan, bpan, &mut acc);
-                            let h = (mc - q * MR).min(MR);
-                            for (r, row) in acc.iter().enumerate().take(h) {
-                                let dst =
-                                    &mut cblk[(q * MR + r) * n + j0..(q * MR + r) * n + j0 + w];
-                                for (d, s) in dst.iter_mut().zip(row) {
-                                    *d = d.wrapping_add(*s);
-                                }
-                            }
-                        }
+        let row_blocks = m.div_ceil(MC);
+        let groups = col_groups(row_blocks, npanels);
+        let tile = |i0: usize, mc: usize, p0: usize, p1: usize, dst: &mut [u64], ld: usize| {
+            let t = Tile { i0, mc, p0, p1, ld };
+            tile_product::<MR, NR, AW>(terms, k, n, &blks, bp, &t, dst, kernel)
+        };
+        if groups == 1 {
+            // Each task owns MC rows of C; tasks never share output rows.
+            c[..m * n]
+                .par_chunks_mut(MC * n)
+                .enumerate()
+                .for_each(|(ib, cblk)| {
+                    let i0 = ib * MC;
+                    tile(i0, (m - i0).min(MC), 0, npanels, cblk, n)
+                });
+        } else {
+            // Few row blocks (a batch-1 layer, a 65-token transformer): the
+            // columns are split too, so the three parties' products keep
+            // both cores busy. Each task fills its own buffer, added into C
+            // afterwards.
+            let per = npanels.div_ceil(groups);
+            let tiles: Vec<(usize, usize, usize, Vec<u64>)> = (0..row_blocks * groups)
+                .into_par_iter()
+                .map(|t| {
+                    let (ib, g) = (t / groups, t % groups);
+                    let (i0, p0) = (ib * MC, (g * per).min(npanels));
+                    let (mc, p1) = ((m - i0).min(MC), ((g + 1) * per).min(npanels));
+                    let ld = (p1 - p0) * NR;
+                    let mut buf = vec![0u64; mc * ld];
+                    if p0 < p1 {
+                        tile(i0, mc, p0, p1, &mut buf, ld);
+                    }
+                    (i0, mc, p0, buf)
+                })
+                .collect();
+            for (i0, mc, p0, buf) in tiles {
+                let j0 = p0 * NR;
+                if buf.is_empty() || j0 >= n {
+                    continue;
+                }
+                let ld = buf.len() / mc;
+                let w = ld.min(n - j0);
+                for r in 0..mc {
+                    let dst = &mut c[(i0 + r) * n + j0..(i0 + r) * n + j0 + w];
+                    for (d, s) in dst.iter_mut().zip(&buf[r * ld..r * ld + w]) {
+                        *d = d.wrapping_add(*s);
                     }
                 }
-            });
+            }
+        }
     })
+}
+
+/// How many column groups each block of MC rows is split into: enough for
+/// about six tasks per product (three parties share two cores), each at
+/// least four NR-wide panels.
+fn col_groups(row_blocks: usize, npanels: usize) -> usize {
+    if row_blocks >= 6 {
+        return 1;
+    }
+    6usize.div_ceil(row_blocks).min(npanels / 4).max(1)
+}
+
+/// Rows [i0, i0 + mc) x panels [p0, p1) of C: the destination holds those
+/// rows with row stride `ld`, panel p0 at column 0.
+struct Tile {
+    i0: usize,
+    mc: usize,
+    p0: usize,
+    p1: usize,
+    ld: usize,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tile_product<const MR: usize, const NR: usize, const AW: usize>(
+    terms: &[Term],
+    k: usize,
+    n: usize,
+    blks: &[Block],
+    bp: &[u64],
+    t: &Tile,
+    dst: &mut [u64],
+    kernel: Kernel<MR, NR>,
+) {
+    let npanels = n.div_ceil(NR);
+    let mut ap = vec![0u64; t.mc.div_ceil(MR) * AW * KC];
+    let col0 = t.p0 * NR;
+    for blk in blks {
+        pack_a::<MR, AW>(terms[blk.term].a, k, t.i0, t.mc, blk.k0, blk.kc, &mut ap);
+        let kc = blk.kc;
+        let bblk = &bp[blk.off..blk.off + kc * npanels * NR];
+        for p in t.p0..t.p1 {
+            let j0 = p * NR;
+            let w = (n - j0).min(NR);
+            let bpan = &bblk[p * kc * NR..(p + 1) * kc * NR];
+            for q in 0..t.mc.div_ceil(MR) {
+                let apan = &ap[q * kc * AW..(q + 1) * kc * AW];
+                let mut acc = [[0u64; NR]; MR];
+                kernel(kc, apan, bpan, &mut acc);
+                let h = (t.mc - q * MR).min(MR);
+                for (r, row) in acc.iter().enumerate().take(h) {
+                    let at = (q * MR + r) * t.ld + j0 - col0;
+                    for (d, s) in dst[at..at + w].iter_mut().zip(row) {
+                        *d = d.wrapping_add(*s);
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[inline(always)]
@@ -536,6 +612,9 @@ mod tests {
             (13, 300, 17),
             (97, 513, 33),
             (200, 70, 129),
+            // Few row blocks: the columns are split into groups (one empty).
+            (65, 40, 200),
+            (10, 20, 90),
         ] {
             let a = prg.gen(m * k);
             let b = prg.gen(k * n);
@@ -562,6 +641,7 @@ mod tests {
             (2, 513, 70),
             (3, 9, 5),
             (40, 260, 33),
+            (65, 300, 130),
         ] {
             let (x0, x1) = (prg.gen(m * k), prg.gen(m * k));
             let (y0, y1) = (prg.gen(k * n), prg.gen(k * n));

@@ -9,22 +9,63 @@ use crate::ring::Conv2dGeom;
 use rayon::prelude::*;
 
 /// The inverse placement of `gather` (no accumulation).
+/// The same strided view with fewer dims: size-1 dims dropped and each dim
+/// merged into the one before it where they are contiguous, so rows are as
+/// long as the view allows (a [n, 1] column becomes one strided row).
+fn simplify(shape: &[usize], st: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    let mut sh: Vec<usize> = Vec::with_capacity(shape.len());
+    let mut ss: Vec<usize> = Vec::with_capacity(shape.len());
+    for (&n, &s) in shape.iter().zip(st) {
+        if n == 1 {
+            continue;
+        }
+        match (sh.last_mut(), ss.last_mut()) {
+            (Some(pn), Some(ps)) if *ps == n * s => {
+                *pn *= n;
+                *ps = s;
+            }
+            _ => {
+                sh.push(n);
+                ss.push(s);
+            }
+        }
+    }
+    (sh, ss)
+}
+
 pub fn scatter(src: &[u64], dst: &mut [u64], shape: &[usize], offset: usize, st: &[usize]) {
-    let nd = shape.len();
-    if numel(shape) == 0 {
+    let n = numel(shape);
+    if n == 0 {
         return;
     }
-    let mut idx = vec![0usize; nd];
-    let mut pos = offset;
-    for v in src.iter().take(numel(shape)) {
-        dst[pos] = *v;
-        for d in (0..nd).rev() {
+    let (shape, st) = simplify(shape, st);
+    let nd = shape.len();
+    if nd == 0 {
+        dst[offset] = src[0];
+        return;
+    }
+    // Whole rows of the last dim at a time (one copy when they are
+    // contiguous in dst); an odometer over the outer dims moves the row's
+    // base by one stride per row.
+    let (inner, inner_st) = (shape[nd - 1], st[nd - 1]);
+    let outer = &shape[..nd - 1];
+    let mut idx = vec![0usize; outer.len()];
+    let mut base = offset;
+    for row in src[..n].chunks(inner) {
+        if inner_st == 1 {
+            dst[base..base + inner].copy_from_slice(row);
+        } else {
+            for (j, v) in row.iter().enumerate() {
+                dst[base + j * inner_st] = *v;
+            }
+        }
+        for d in (0..outer.len()).rev() {
             idx[d] += 1;
-            pos += st[d];
-            if idx[d] < shape[d] {
+            base += st[d];
+            if idx[d] < outer[d] {
                 break;
             }
-            pos -= st[d] * shape[d];
+            base -= st[d] * outer[d];
             idx[d] = 0;
         }
     }
@@ -146,10 +187,12 @@ pub fn window_sum(x: &[u64], g: &Conv2dGeom) -> Result<Vec<u64>> {
 
 pub fn gather(src: &[u64], shape: &[usize], offset: usize, st: &[usize]) -> Result<Vec<u64>> {
     let n = numel(shape);
-    let nd = shape.len();
     if n == 0 {
         return Ok(Vec::new());
     }
+    let (shape, st) = simplify(shape, st);
+    let (shape, st) = (&shape[..], &st[..]);
+    let nd = shape.len();
     if nd == 0 {
         return Ok(vec![src[offset]]);
     }

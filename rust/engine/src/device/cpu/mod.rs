@@ -617,6 +617,30 @@ mod tests {
         host::scatter(&x, &mut big, &[3, 4], 7 + 2, &[7, 1]);
         assert_eq!(host::gather(&big, &[3, 4], 9, &[7, 1]).unwrap(), x);
         assert_eq!(big.iter().sum::<u64>(), x.iter().sum::<u64>());
+        // 3-D with a strided last dim: element (i, j, k) lands at
+        // 1 + 40 i + 9 j + 2 k, checked against that formula.
+        let mut big = vec![0u64; 100];
+        host::scatter(&x, &mut big, &[2, 3, 2], 1, &[40, 9, 2]);
+        for (e, v) in x.iter().enumerate() {
+            let (i, j, k) = (e / 6, (e / 2) % 3, e % 2);
+            assert_eq!(big[1 + 40 * i + 9 * j + 2 * k], *v);
+        }
+        assert_eq!(big.iter().filter(|v| **v != 0).count(), 12);
+        // Size-1 dims (any stride) and contiguous dims that merge: [2, 1, 3, 2]
+        // with strides [6, 99, 2, 1] is 12 contiguous words; [12, 1] with
+        // strides [2, 1] is every other word.
+        let mut big = vec![0u64; 30];
+        host::scatter(&x, &mut big, &[2, 1, 3, 2], 3, &[6, 99, 2, 1]);
+        assert_eq!(&big[3..15], &x[..]);
+        assert_eq!(
+            host::gather(&big, &[2, 1, 3, 2], 3, &[6, 99, 2, 1]).unwrap(),
+            x
+        );
+        let mut big = vec![0u64; 30];
+        host::scatter(&x, &mut big, &[12, 1], 1, &[2, 1]);
+        let odd: Vec<u64> = big.iter().skip(1).step_by(2).take(12).copied().collect();
+        assert_eq!(odd, x);
+        assert_eq!(host::gather(&big, &[12, 1], 1, &[2, 1]).unwrap(), x);
         // [2, 3, 2]: sums over the 3
         let y: Vec<u64> = (0..12).collect();
         assert_eq!(host::sum_axis(&y, 2, 3, 2).unwrap(), vec![6, 9, 24, 27]);
