@@ -240,8 +240,25 @@ fn pack_b<const NR: usize>(t: &Term, k: usize, n: usize, blk: &Block, dst: &mut 
             for jj in 0..NR {
                 if jj < w {
                     let base = (j0 + jj) * k + blk.k0;
-                    for kk in 0..blk.kc {
-                        d[kk * NR + jj] = at(t.b, base + kk);
+                    let col = d.iter_mut().skip(jj).step_by(NR);
+                    // The source count decided once per column, not per word.
+                    match t.b {
+                        [b0] => {
+                            for (o, v) in col.zip(&b0[base..base + blk.kc]) {
+                                *o = *v;
+                            }
+                        }
+                        [b0, b1] => {
+                            let (s0, s1) = (&b0[base..base + blk.kc], &b1[base..base + blk.kc]);
+                            for ((o, x), y) in col.zip(s0).zip(s1) {
+                                *o = x.wrapping_add(*y);
+                            }
+                        }
+                        _ => {
+                            for (kk, o) in col.take(blk.kc).enumerate() {
+                                *o = at(t.b, base + kk);
+                            }
+                        }
                     }
                 } else {
                     for kk in 0..blk.kc {
@@ -310,6 +327,9 @@ fn pack_a<const MR: usize, const AW: usize>(
 /// then pack into warm memory instead of fresh pages; larger ones allocate.
 const KEEP_WORDS: usize = 1 << 21;
 
+/// Largest A (in packed words) packed once for all column groups.
+const PREPACK_WORDS: usize = 1 << 21;
+
 thread_local! {
     static PACKED_B: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
@@ -356,9 +376,33 @@ fn blocked<const MR: usize, const NR: usize, const AW: usize>(
         let bp: &[u64] = bp;
         let row_blocks = m.div_ceil(MC);
         let groups = col_groups(row_blocks, npanels);
+        // With column groups, A is packed once per row block (every group
+        // reads it) when that costs at most PREPACK_WORDS words.
+        let ktot: usize = blks.iter().map(|b| b.kc).sum();
+        let a_words = |mc: usize| mc.div_ceil(MR) * AW * ktot;
+        let prepacked: Vec<Vec<u64>> = if groups > 1 && a_words(m) <= PREPACK_WORDS {
+            (0..row_blocks)
+                .into_par_iter()
+                .map(|ib| {
+                    let (i0, mc) = (ib * MC, (m - ib * MC).min(MC));
+                    let mut out = vec![0u64; a_words(mc)];
+                    let mut off = 0;
+                    for blk in &blks {
+                        let len = mc.div_ceil(MR) * AW * blk.kc;
+                        let a = terms[blk.term].a;
+                        pack_a::<MR, AW>(a, k, i0, mc, blk.k0, blk.kc, &mut out[off..off + len]);
+                        off += len;
+                    }
+                    out
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let tile = |i0: usize, mc: usize, p0: usize, p1: usize, dst: &mut [u64], ld: usize| {
             let t = Tile { i0, mc, p0, p1, ld };
-            tile_product::<MR, NR, AW>(terms, k, n, &blks, bp, &t, dst, kernel)
+            let pre = prepacked.get(i0 / MC).map(|v| &v[..]);
+            tile_product::<MR, NR, AW>(terms, k, n, &blks, bp, &t, pre, dst, kernel)
         };
         if groups == 1 {
             // Each task owns MC rows of C; tasks never share output rows.
@@ -407,14 +451,15 @@ fn blocked<const MR: usize, const NR: usize, const AW: usize>(
     })
 }
 
-/// How many column groups each block of MC rows is split into: enough for
-/// about six tasks per product (three parties share two cores), each at
-/// least four NR-wide panels.
+/// How many column groups each block of MC rows is split into: with one or
+/// two row blocks, enough for about four tasks per product (three parties'
+/// products share two cores), each at least four NR-wide panels; with
+/// more, the row blocks alone keep the cores busy.
 fn col_groups(row_blocks: usize, npanels: usize) -> usize {
-    if row_blocks >= 6 {
+    if row_blocks > 2 {
         return 1;
     }
-    6usize.div_ceil(row_blocks).min(npanels / 4).max(1)
+    4usize.div_ceil(row_blocks).min(npanels / 4).max(1)
 }
 
 /// Rows [i0, i0 + mc) x panels [p0, p1) of C: the destination holds those
@@ -435,15 +480,28 @@ fn tile_product<const MR: usize, const NR: usize, const AW: usize>(
     blks: &[Block],
     bp: &[u64],
     t: &Tile,
+    prepacked: Option<&[u64]>,
     dst: &mut [u64],
     kernel: Kernel<MR, NR>,
 ) {
     let npanels = n.div_ceil(NR);
-    let mut ap = vec![0u64; t.mc.div_ceil(MR) * AW * KC];
+    let mut own = Vec::new();
+    if prepacked.is_none() {
+        own = vec![0u64; t.mc.div_ceil(MR) * AW * KC];
+    }
     let col0 = t.p0 * NR;
+    let mut off = 0;
     for blk in blks {
-        pack_a::<MR, AW>(terms[blk.term].a, k, t.i0, t.mc, blk.k0, blk.kc, &mut ap);
         let kc = blk.kc;
+        let len = t.mc.div_ceil(MR) * AW * kc;
+        let ap: &[u64] = match prepacked {
+            Some(pre) => &pre[off..off + len],
+            None => {
+                pack_a::<MR, AW>(terms[blk.term].a, k, t.i0, t.mc, blk.k0, kc, &mut own);
+                &own
+            }
+        };
+        off += len;
         let bblk = &bp[blk.off..blk.off + kc * npanels * NR];
         for p in t.p0..t.p1 {
             let j0 = p * NR;
