@@ -263,9 +263,11 @@ def log_softmax(x, dim: int):
 # Chebyshev nodes in u; fit errors 1.3e-6 and 4e-6); beyond, GELU(x) is
 # taken as relu(x), off by at most 1.3e-4 at |x| = 4 (tanh form: 7e-5) and
 # its derivative by 5e-4. Horner in u keeps every intermediate bounded
-# (u <= 1, coefficients below 150); simulated in fixed point at f = 16 the
-# polynomials add at most 6e-5 (value) and 1.7e-4 (derivative). Literals,
-# so that every party holds the same public constants.
+# where the polynomial is used (u <= 1, coefficients below 150); simulated
+# in fixed point at f = 16 the polynomials add at most 6e-5 (value) and
+# 1.7e-4 (derivative). Beyond |x| = 4 the polynomial is evaluated anyway
+# and discarded by an exact integer selection. Literals, so that every
+# party holds the same public constants.
 _GELU_COEFFS = {
     "none": (
         1.32246837619e-06, 6.38274492753, -17.0076871528, 40.6235719641,
@@ -306,51 +308,63 @@ def gelu(x, approximate: str = "none"):
     torch's float64 GELU (either form) for |x| < 2^15 (x^2 must fit the
     fixed-point range). Under autograd one recorded node whose backward is
     the fitted derivative (within 7e-4 of GELU's), not the derivative of
-    the selection's arithmetic, which amplified a unit of rounding by x/8
-    for large |x|."""
+    the selection's arithmetic."""
     if approximate not in _GELU_COEFFS:
         # a ValueError and a RuntimeError (torch raises RuntimeError)
         raise InvalidArgumentError(
             f"approximate argument must be either 'none' or 'tanh', got {approximate!r}"
         )
     if not _is_shared(x):
-        return _gelu_forward(x, approximate)[0]
+        return _gelu_plain(x, approximate)
     recorded = ag.needs_grad(x)
     with ag.inside(recorded):
-        y, uc, neg, out = _gelu_forward(x, approximate)
+        xx = x * x
+        u = xx / 16
+        neg, negx, out = _gelu_indicators(x, xx, recorded)
+        # u is not clamped: beyond |x| = 4 the polynomial leaves the
+        # fixed-point range (its words wrap), and the integer selection by
+        # `out` replaces it there exactly (no truncation of those words).
+        inner = x * 0.5 + _horner(_GELU_COEFFS[approximate], u)
+        y = inner + _select_int(out, x - negx - inner)
     if recorded:
 
         def back(g):
-            d = x * _horner(_GELU_DERIV_COEFFS[approximate], uc) + 0.5
-            d = d + out * ((1 - neg) - d)
-            return (g * d,)
+            d = x * _horner(_GELU_DERIV_COEFFS[approximate], u) + 0.5
+            return (g * (d + _select_int(out, (1 - neg) - d)),)
 
         ag.record(y, (x,), back)
     return y
 
 
-def _gelu_forward(x, approximate):
-    """(GELU(x), u clamped to [0, 1], [x < 0], [x^2 > 16])."""
+def _gelu_plain(x, approximate):
+    """GELU of a public tensor by the same approximation (u clamped to 1
+    beyond |x| = 4)."""
     xx = x * x
+    out = (xx > 16).to(x.dtype)
     u = xx / 16
-    if _is_shared(x):
-        neg, cut, out = _gelu_indicators(x, xx, u)
-    else:
-        neg = (x < 0).to(x.dtype)
-        out = (xx > 16).to(x.dtype)
-        cut = out * (u - 1)
-    uc = u - cut  # 1 beyond |x| = 4, so the polynomial stays bounded
-    inner = x * 0.5 + _horner(_GELU_COEFFS[approximate], uc)
-    relu = x - neg * x
-    return inner + out * (relu - inner), uc, neg, out
+    inner = x * 0.5 + _horner(_GELU_COEFFS[approximate], u - out * (u - 1))
+    relu = x - (x < 0).to(x.dtype) * x
+    return inner + out * (relu - inner)
 
 
-def _gelu_indicators(x, xx, u):
-    """[x < 0], [x^2 > 16] (u - 1) and [x^2 > 16] from one comparison call:
-    the sign bits of x and of 16 - x^2 injected into (1, 0) and (u - 1, 1)."""
+def _select_int(bit, v):
+    """bit * v for a 0/1 ring integer `bit`: exact and one round whatever
+    v's words are (no truncation)."""
+    return bit._wrap(bit._s(v).mul_int(bit._t, v._t))
+
+
+def _gelu_indicators(x, xx, with_neg):
+    """([x < 0] in fixed point, or None; [x < 0] x; [x^2 > 16] as a 0/1 ring
+    integer) from one comparison call: the sign bits of x and of 16 - x^2
+    injected into x (and 1.0, for the backward) and into the word 1."""
     shape, n = tuple(x.shape), x.numel()
-    one, zero = x._public_like(1.0, [n, 1]), x._public_like(0.0, [n, 1])
     sel = x._cat([x.reshape(-1), (16 - xx).reshape(-1)], 0)
-    v = x._cat([x._cat([one, zero], -1), x._cat([(u - 1).reshape(n, 1), one], -1)], 0)
+    word = 2.0 ** -x._s().precision_bits  # encodes as the ring word 1
+    if not with_neg:
+        v = x._cat([x.reshape(-1), x._public_like(word, [n])], 0)
+        m = sel._msb_times(v, "gelu")
+        return None, m[:n].reshape(shape), m[n:].reshape(shape)
+    top = x._cat([x._public_like(1.0, [n, 1]), x.reshape(n, 1)], -1)
+    v = x._cat([top, x._public_like(word, [n, 2])], 0)
     m = sel._msb_times(v, "gelu")
-    return m[:n, 0].reshape(shape), m[n:, 0].reshape(shape), m[n:, 1].reshape(shape)
+    return m[:n, 0].reshape(shape), m[:n, 1].reshape(shape), m[n:, 0].reshape(shape)

@@ -247,6 +247,9 @@ impl Session {
     fn mul(&self, py: Python<'_>, x: &Tensor, y: &Tensor) -> PyResult<Tensor> {
         self.run(py, |s| s.mul(&x.0, &y.0))
     }
+    fn mul_int(&self, py: Python<'_>, x: &Tensor, y: &Tensor) -> PyResult<Tensor> {
+        self.run(py, |s| s.mul_int(&x.0, &y.0))
+    }
     fn add_public(&self, py: Python<'_>, x: &Tensor, p: &[u8]) -> PyResult<Tensor> {
         let v = f64s(p)?;
         self.run(py, |s| s.add_public(&x.0, &v))

@@ -145,6 +145,15 @@ impl Session {
         Ok(self.wrap(x.shape.clone(), r))
     }
 
+    /// x * y as ring integers: the product reshared with no truncation
+    /// (one round). Exact for any words, so a 0/1 integer x selects y even
+    /// where y is out of the fixed-point range.
+    pub fn mul_int(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        self.same_shape(x, y, "mul_int")?;
+        let r = self.run("mul_int", |p| p.mul_int(x.at(p.rank)?, y.at(p.rank)?))?;
+        Ok(self.wrap(x.shape.clone(), r))
+    }
+
     pub fn matmul(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
         self.matmul_with(x, y, false)
     }
