@@ -2,12 +2,12 @@
 three-party runtime, CPU: BERT-tiny at sequence length 128, a ViT-Tiny on
 32x32 images (4x4 patches, 64 tokens), one BERT-base encoder layer on 128
 hidden states and the whole BERT-base (12 layers, 128 tokens; timed cold),
-random weights, batch 1. Wall time
-of one forward after a warm-up (the input shared before timing, the logits
-opened inside it), rounds and MB per party as the engine counts them, the
-time per layer kind (linear; LayerNorm; GELU; the rest: attention's
-products and softmax, residuals, opening the logits), and plaintext float64 PyTorch on
-the same forward beside it.
+random weights, batch 1. Wall time of a forward after a warm-up (the
+median of --reps; BERT-base once, cold; the input shared before timing,
+the logits opened inside it), rounds and MB per party as the engine counts
+them, the time per layer kind (linear; LayerNorm; GELU; the rest:
+attention's products and softmax, residuals, opening the logits), and
+plaintext float64 PyTorch on the same forward beside it.
 
     python benchmarks/transformer.py [--models bert_tiny,vit_tiny,bert_base_layer,bert_base]
 
@@ -67,6 +67,7 @@ COLD = {"bert_base"}
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default=",".join(CASES))
+    ap.add_argument("--reps", type=int, default=3, help="timed forwards after the warm-up (median)")
     opts = ap.parse_args()
     want = opts.models.split(",")
     cryptgpu.init()
@@ -81,15 +82,21 @@ def main() -> None:
         x = private_in()
         if name not in COLD:
             pm(x).get_plain_text()  # warm-up
-        cryptgpu.reset_stats()
-        t = time.perf_counter()
-        out = pm(x).get_plain_text(dtype=torch.float64)
-        wall = time.perf_counter() - t
-        st = cryptgpu.stats(per_layer=True)
-        t = time.perf_counter()
-        with torch.no_grad():
-            ref = model(plain_in)
-        plain = time.perf_counter() - t
+        runs = []
+        for _ in range(1 if name in COLD else opts.reps):
+            cryptgpu.reset_stats()
+            t = time.perf_counter()
+            out = pm(x).get_plain_text(dtype=torch.float64)
+            runs.append((time.perf_counter() - t, cryptgpu.stats(per_layer=True)))
+        # The run of median wall time, with its own per-layer split.
+        wall, st = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
+        plains = []
+        for _ in range(len(runs)):
+            t = time.perf_counter()
+            with torch.no_grad():
+                ref = model(plain_in)
+            plains.append(time.perf_counter() - t)
+        plain = sorted(plains)[len(plains) // 2]
         tot = st["total"]
         layers = st.get("layers", {})
         secs = [layers.get(k, {}).get("time_s", 0.0) for k in ("linear", "batchnorm", "relu")]

@@ -27,13 +27,17 @@ class ArithmeticOps:
         """x + y for a SharedTensor or plaintext y (broadcasting)."""
         ys, yp = self._other(y, "add")
         if ys is not None:
-            shape, x = self._bcast(ys.shape)
-            out = self._wrap(self._s().add(x._t, ys.expand(shape)._t))
+            x, ye = self._aligned(ys)
+            out = self._wrap(self._s().add(x._t, ye._t))
             if ag.needs_grad(self, ys):
                 gr.record_add(out, self, ys)
             return out
-        shape, x = self._bcast(yp.shape)
-        out = self._wrap(self._s().add_public(x._t, _buf(_values(yp, shape))))
+        if yp.ndim == 0:  # a scalar: the engine broadcasts it, nothing to expand
+            x, vals = self, yp.reshape(1)
+        else:
+            shape, x = self._bcast(yp.shape)
+            vals = _values(yp, shape)
+        out = self._wrap(self._s().add_public(x._t, _buf(vals)))
         if ag.needs_grad(self):
             gr.record_unbroadcast(out, self, self.shape)
         return out
@@ -42,8 +46,8 @@ class ArithmeticOps:
         """x - y for a SharedTensor or plaintext y (broadcasting)."""
         ys, yp = self._other(y, "sub")
         if ys is not None:
-            shape, x = self._bcast(ys.shape)
-            out = self._wrap(self._s().sub(x._t, ys.expand(shape)._t))
+            x, ye = self._aligned(ys)
+            out = self._wrap(self._s().sub(x._t, ye._t))
             if ag.needs_grad(self, ys):
                 gr.record_sub(out, self, ys)
             return out
@@ -61,14 +65,16 @@ class ArithmeticOps:
         factors (shared or plain) need one truncation (2 rounds)."""
         ys, yp = self._other(y, "mul")
         if ys is not None:
-            shape, x = self._bcast(ys.shape)
-            ye = ys.expand(shape)
+            x, ye = self._aligned(ys)
             # _s last: it sets the truncation protocol for this product.
             out = self._wrap(self._s(ys).mul(x._t, ye._t))
             if ag.needs_grad(self, ys):
                 gr.record_mul(out, self, ys)
             return out
-        shape, x = self._bcast(yp.shape)
+        if yp.ndim == 0:
+            x, shape = self, self.shape
+        else:
+            shape, x = self._bcast(yp.shape)
         full = np.broadcast_to(yp, shape)
         s = self._s()
         if _is_integer_plain(y):
@@ -86,7 +92,8 @@ class ArithmeticOps:
             out = self._wrap(s.mul_public_int(x._t, full.astype(np.int64).ravel().tolist()))
             factor = full.astype(np.int64)
         else:
-            out = self._wrap(s.mul_public(x._t, _buf(_values(yp, shape))))
+            vals = yp.reshape(1) if yp.ndim == 0 else _values(yp, shape)
+            out = self._wrap(s.mul_public(x._t, _buf(vals)))
             factor = full
         if ag.needs_grad(self):
             gr.record_mul_public(out, self, factor)

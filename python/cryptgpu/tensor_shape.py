@@ -63,6 +63,14 @@ class ShapeOps:
             gr.record_unbroadcast(res, self, tuple(shape))
         return res
 
+    def _aligned(self, ys: TensorBase) -> tuple[TensorBase, TensorBase]:
+        """self and the shared ys broadcast to their common shape (no engine
+        call when the shapes already agree)."""
+        if ys._t.shape == self._t.shape:
+            return self, ys
+        shape, x = self._bcast(ys.shape)
+        return x, ys.expand(shape)
+
     def _bcast(self, other_shape) -> tuple[torch.Size, TensorBase]:
         try:
             shape = np.broadcast_shapes(tuple(self._t.shape), tuple(other_shape))
