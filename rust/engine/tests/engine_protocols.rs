@@ -204,3 +204,32 @@ on_every_device!(
         assert!(s.coin(0).is_err());
     }
 );
+
+// Two caller threads on one local session: each call runs its three parties
+// to the end before the next starts (party 0 of one call must never pair
+// with party 1 of the other). Every product and ReLU is checked: one
+// truncation, at most 1 unit of 2^-f.
+on_every_device!(calls_from_two_threads_do_not_interleave, |s| {
+    let xs: Vec<Vec<f64>> = (0..2).map(|i| values(40, 11 + i, 2.0)).collect();
+    let ts: Vec<_> = xs
+        .iter()
+        .map(|x| s.share_f64(x, vec![x.len()], 0).unwrap())
+        .collect();
+    std::thread::scope(|sc| {
+        for (x, t) in xs.iter().zip(&ts) {
+            let s = &s;
+            sc.spawn(move || {
+                for _ in 0..60 {
+                    let sq = s.reveal_f64(&s.mul(t, t).unwrap()).unwrap();
+                    for (g, v) in sq.iter().zip(x) {
+                        assert!((g - v * v).abs() <= ULP, "{g} vs {}", v * v);
+                    }
+                    let r = s.reveal_f64(&s.relu(t).unwrap()).unwrap();
+                    for (g, v) in r.iter().zip(x) {
+                        assert!((g - v.max(0.0)).abs() <= ULP);
+                    }
+                }
+            });
+        }
+    });
+});

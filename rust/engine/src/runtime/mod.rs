@@ -96,6 +96,10 @@ pub struct Session {
     /// Threads for parties 1 and 2 of the local runtime (party 0 runs on
     /// the calling thread); None with one hosted party.
     workers: Option<workers::Workers>,
+    /// Held for the whole of a communicating call: two calls from two
+    /// caller threads must not interleave their parties (party 0 of one
+    /// call would exchange messages with party 1 of the other).
+    op_lock: Mutex<()>,
 }
 
 fn lock(m: &Mutex<Party>) -> Result<std::sync::MutexGuard<'_, Party>> {
@@ -201,6 +205,7 @@ impl Session {
             parties: parties.into_iter().map(Mutex::new).collect(),
             ranks,
             broken: AtomicBool::new(false),
+            op_lock: Mutex::new(()),
         })
     }
 
@@ -234,6 +239,9 @@ impl Session {
                     .into(),
             ));
         }
+        // A panic never unwinds past this frame (every party's job catches
+        // its own), so a poisoned lock only means an earlier failed call.
+        let _one_at_a_time = self.op_lock.lock().unwrap_or_else(|e| e.into_inner());
         let f = &f;
         // In the local runtime the three parties run the same code on the
         // same sizes, so an allocation refused before the first round is
