@@ -109,16 +109,37 @@ pub fn im2col(x: &[u64], g: &Conv2dGeom, c0: usize, cg: usize) -> Result<Vec<u64
                     continue;
                 }
                 let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
-                for (ox, d) in dst.iter_mut().enumerate() {
-                    let ix = (ox * g.stride.1 + kx * g.dilation.1) as isize - g.padding.1 as isize;
-                    if ix >= 0 && ix < g.w as isize {
-                        *d = src[ix as usize];
+                // The output columns whose input column is inside the row
+                // form one range [lo, hi) (the rest stay zero: padding).
+                let (lo, hi) = valid_cols(g.w, ow, g.stride.1, kx * g.dilation.1, g.padding.1);
+                if lo >= hi {
+                    continue;
+                }
+                let first = (lo * g.stride.1 + kx * g.dilation.1).saturating_sub(g.padding.1);
+                if g.stride.1 == 1 {
+                    dst[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
+                } else {
+                    let cols = src[first..].iter().step_by(g.stride.1);
+                    for (d, v) in dst[lo..hi].iter_mut().zip(cols) {
+                        *d = *v;
                     }
                 }
             }
         }
     });
     Ok(out)
+}
+
+/// [lo, hi): the output columns ox < ow whose input column
+/// ox * stride + off - pad lies in [0, w).
+fn valid_cols(w: usize, ow: usize, stride: usize, off: usize, pad: usize) -> (usize, usize) {
+    let lo = pad.saturating_sub(off).div_ceil(stride).min(ow);
+    let hi = if w + pad > off {
+        (w + pad - off).div_ceil(stride).min(ow)
+    } else {
+        0
+    };
+    (lo, hi.max(lo))
 }
 
 pub fn col2im(cols: &[u64], g: &Conv2dGeom) -> Result<Vec<u64>> {

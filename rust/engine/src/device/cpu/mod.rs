@@ -592,6 +592,56 @@ mod tests {
     }
 
     #[test]
+    fn im2col_matches_the_definition_on_many_geometries() {
+        // Each entry against its definition: row (c, ky, kx), column
+        // (img, oy, ox) holds x[img, c, oy s + ky d - p, ox s + kx d - p],
+        // or 0 outside the image; strides, paddings past the kernel's
+        // reach and dilations that leave whole rows empty included.
+        for (w, kw, s, p, d) in [
+            (7, 3, 1, 1, 1),
+            (7, 3, 2, 0, 1),
+            (5, 5, 1, 4, 1),
+            (6, 2, 3, 2, 2),
+            (4, 3, 1, 3, 2),
+            (9, 11, 4, 9, 1),
+            (1, 1, 1, 0, 1),
+        ] {
+            let g = Conv2dGeom {
+                n: 2,
+                c: 2,
+                h: 3,
+                w,
+                kh: 2,
+                kw,
+                stride: (1, s),
+                padding: (1, p),
+                dilation: (1, d),
+            };
+            if !g.fits() {
+                continue;
+            }
+            let x: Vec<u64> = (0..(2 * 2 * 3 * w) as u64).map(|i| i + 1).collect();
+            let got = host::im2col(&x, &g, 0, 2).unwrap();
+            let (oh, ow) = g.out_hw();
+            let ncols = 2 * oh * ow;
+            for r in 0..2 * 2 * kw {
+                let (c, ky, kx) = (r / (2 * kw), (r / kw) % 2, r % kw);
+                for col in 0..ncols {
+                    let (img, oy, ox) = (col / (oh * ow), (col / ow) % oh, col % ow);
+                    let iy = (oy + ky) as isize - 1;
+                    let ix = (ox * s + kx * d) as isize - p as isize;
+                    let want = if (0..3).contains(&iy) && (0..w as isize).contains(&ix) {
+                        x[((img * 2 + c) * 3 + iy as usize) * w + ix as usize]
+                    } else {
+                        0
+                    };
+                    assert_eq!(got[r * ncols + col], want, "w{w} k{kw} s{s} p{p} d{d}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn im2col_identity_kernel() {
         let g = Conv2dGeom {
             n: 1,
