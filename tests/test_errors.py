@@ -140,3 +140,41 @@ def test_exception_hierarchy():
     assert issubclass(cryptgpu.EncodingError, ValueError)
     assert issubclass(cryptgpu.PeerError, RuntimeError)
     assert issubclass(cryptgpu.InternalError, cryptgpu.CryptGPUError)
+
+
+def _forked_child(q):
+    x = cryptgpu.cryptensor(torch.tensor([1.5, -2.0, 3.0, 0.25], dtype=torch.float64))
+    q.put((x * x).get_plain_text(dtype=torch.float64).tolist())
+    q.put(x.relu().get_plain_text(dtype=torch.float64).tolist())
+
+
+@pytest.mark.skipif(
+    "fork" not in __import__("multiprocessing").get_all_start_methods(),
+    reason="this platform has no fork start method",
+)
+def test_a_forked_child_can_use_the_session_it_inherited():
+    """The local runtime keeps two party threads per session; a child forked
+    after they started (multiprocessing's default start method on Linux)
+    does not have them, and must fall back to threads of its own rather
+    than wait for ever. Tolerance: one truncation, 2^-16."""
+    import multiprocessing as mp
+
+    cryptgpu.init(seed=1)
+    try:
+        y = cryptgpu.cryptensor(torch.ones(64, 64, dtype=torch.float64))
+        (y @ y).get_plain_text()  # the party threads have run
+        ctx = mp.get_context("fork")
+        q = ctx.Queue()
+        p = ctx.Process(target=_forked_child, args=(q,))
+        p.start()
+        p.join(60)
+        alive = p.is_alive()
+        if alive:
+            p.kill()
+        assert not alive, "the forked child hung"
+        assert p.exitcode == 0
+        sq, relu = torch.tensor(q.get(timeout=5)), torch.tensor(q.get(timeout=5))
+        assert (sq - torch.tensor([2.25, 4.0, 9.0, 0.0625])).abs().max() <= 2.0**-16
+        assert (relu - torch.tensor([1.5, 0.0, 3.0, 0.25])).abs().max() <= 2.0**-16
+    finally:
+        cryptgpu.uninit()

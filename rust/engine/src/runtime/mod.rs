@@ -279,7 +279,7 @@ impl Session {
                     )
                 }),
             ]
-        } else if let Some(w) = &self.workers {
+        } else if let Some(w) = self.workers.as_ref().filter(|w| w.alive_here()) {
             let job = |m| -> workers::Borrowed<'_, (Result<T>, bool)> { Box::new(move || one(m)) };
             let others = self.parties[1..].iter().map(job).collect();
             w.run_all(job(&self.parties[0]), others)

@@ -24,6 +24,10 @@ pub(super) struct Panicked;
 pub(super) struct Workers {
     txs: Vec<Sender<Job>>,
     handles: Vec<JoinHandle<()>>,
+    /// The process that started the threads: a child forked from it has
+    /// the channels but not the threads, so a job sent there would wait
+    /// for ever.
+    pid: u32,
 }
 
 impl Workers {
@@ -47,7 +51,17 @@ impl Workers {
             txs.push(tx);
             handles.push(h);
         }
-        Some(Workers { txs, handles })
+        Some(Workers {
+            txs,
+            handles,
+            pid: std::process::id(),
+        })
+    }
+
+    /// False in a child forked after the threads started (they did not
+    /// come along): the caller must spawn threads of its own.
+    pub(super) fn alive_here(&self) -> bool {
+        std::process::id() == self.pid
     }
 
     /// Run `first` on this thread and `others[i]` on worker i, all at once;
@@ -99,6 +113,9 @@ impl Workers {
 impl Drop for Workers {
     fn drop(&mut self) {
         self.txs.clear();
+        if !self.alive_here() {
+            return; // forked child: no threads to join
+        }
         for h in self.handles.drain(..) {
             let _ = h.join();
         }
