@@ -270,26 +270,20 @@ impl Session {
             }
             (r, in_step)
         };
+        // A party whose code panicked: an internal error, out of step.
+        let panicked = || -> (Result<T>, bool) {
+            let e = EngineError::Internal(format!("a party panicked in {op}"));
+            (Err(e), false)
+        };
         let res: Vec<(Result<T>, bool)> = if self.parties.len() == 1 {
-            vec![
-                catch_unwind(AssertUnwindSafe(|| one(&self.parties[0]))).unwrap_or_else(|_| {
-                    (
-                        Err(EngineError::Internal(format!("the party panicked in {op}"))),
-                        false,
-                    )
-                }),
-            ]
+            vec![catch_unwind(AssertUnwindSafe(|| one(&self.parties[0])))
+                .unwrap_or_else(|_| panicked())]
         } else if let Some(w) = self.workers.as_ref().filter(|w| w.alive_here()) {
             let job = |m| -> workers::Borrowed<'_, (Result<T>, bool)> { Box::new(move || one(m)) };
             let others = self.parties[1..].iter().map(job).collect();
             w.run_all(job(&self.parties[0]), others)
                 .into_iter()
-                .map(|r| {
-                    r.unwrap_or_else(|_| {
-                        let e = EngineError::Internal(format!("a party panicked in {op}"));
-                        (Err(e), false)
-                    })
-                })
+                .map(|r| r.unwrap_or_else(|_| panicked()))
                 .collect()
         } else {
             std::thread::scope(|s| {
@@ -299,14 +293,7 @@ impl Session {
                     .map(|m| s.spawn(move || one(m)))
                     .collect();
                 hs.into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            (
-                                Err(EngineError::Internal(format!("a party panicked in {op}"))),
-                                false,
-                            )
-                        })
-                    })
+                    .map(|h| h.join().unwrap_or_else(|_| panicked()))
                     .collect()
             })
         };

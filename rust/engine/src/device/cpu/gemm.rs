@@ -419,7 +419,7 @@ fn blocked<const MR: usize, const NR: usize, const AW: usize>(
             // both cores busy. Each task fills its own buffer, added into C
             // afterwards.
             let per = npanels.div_ceil(groups);
-            let tiles: Vec<(usize, usize, usize, Vec<u64>)> = (0..row_blocks * groups)
+            let tiles: Vec<(usize, usize, usize, usize, Vec<u64>)> = (0..row_blocks * groups)
                 .into_par_iter()
                 .map(|t| {
                     let (ib, g) = (t / groups, t % groups);
@@ -430,15 +430,11 @@ fn blocked<const MR: usize, const NR: usize, const AW: usize>(
                     if p0 < p1 {
                         tile(i0, mc, p0, p1, &mut buf, ld);
                     }
-                    (i0, mc, p0, buf)
+                    (i0, mc, p0 * NR, ld, buf)
                 })
                 .collect();
-            for (i0, mc, p0, buf) in tiles {
-                let j0 = p0 * NR;
-                if buf.is_empty() || j0 >= n {
-                    continue;
-                }
-                let ld = buf.len() / mc;
+            // An empty group (p0 = p1) has ld = 0 and adds nothing.
+            for (i0, mc, j0, ld, buf) in tiles.into_iter().filter(|t| t.3 > 0) {
                 let w = ld.min(n - j0);
                 for r in 0..mc {
                     let dst = &mut c[(i0 + r) * n + j0..(i0 + r) * n + j0 + w];

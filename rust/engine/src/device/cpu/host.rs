@@ -8,7 +8,6 @@ use crate::ring::numel;
 use crate::ring::Conv2dGeom;
 use rayon::prelude::*;
 
-/// The inverse placement of `gather` (no accumulation).
 /// The same strided view with fewer dims: size-1 dims dropped and each dim
 /// merged into the one before it where they are contiguous, so rows are as
 /// long as the view allows (a [n, 1] column becomes one strided row).
@@ -33,6 +32,22 @@ fn simplify(shape: &[usize], st: &[usize]) -> (Vec<usize>, Vec<usize>) {
     (sh, ss)
 }
 
+/// One step of the row odometer of `gather` and `scatter`: the next index
+/// over the outer dims `outer` (strides `st`), and the row's base offset.
+#[inline]
+fn next_row(idx: &mut [usize], base: &mut usize, outer: &[usize], st: &[usize]) {
+    for d in (0..outer.len()).rev() {
+        idx[d] += 1;
+        *base += st[d];
+        if idx[d] < outer[d] {
+            return;
+        }
+        *base -= st[d] * outer[d];
+        idx[d] = 0;
+    }
+}
+
+/// The inverse placement of `gather` (no accumulation).
 pub fn scatter(src: &[u64], dst: &mut [u64], shape: &[usize], offset: usize, st: &[usize]) {
     let n = numel(shape);
     if n == 0 {
@@ -59,15 +74,7 @@ pub fn scatter(src: &[u64], dst: &mut [u64], shape: &[usize], offset: usize, st:
                 dst[base + j * inner_st] = *v;
             }
         }
-        for d in (0..outer.len()).rev() {
-            idx[d] += 1;
-            base += st[d];
-            if idx[d] < outer[d] {
-                break;
-            }
-            base -= st[d] * outer[d];
-            idx[d] = 0;
-        }
+        next_row(&mut idx, &mut base, outer, &st);
     }
 }
 
@@ -242,15 +249,7 @@ pub fn gather(src: &[u64], shape: &[usize], offset: usize, st: &[usize]) -> Resu
                         *v = src[base + j * inner_st];
                     }
                 }
-                for d in (0..outer.len()).rev() {
-                    idx[d] += 1;
-                    base += st[d];
-                    if idx[d] < outer[d] {
-                        break;
-                    }
-                    base -= st[d] * outer[d];
-                    idx[d] = 0;
-                }
+                next_row(&mut idx, &mut base, outer, st);
             }
         });
     Ok(out)
