@@ -5,6 +5,7 @@
 | reveal          | 1      | n                                   |
 | mul / matmul / conv2d (truncation fused) | 2 | n (output size) |
 | truncate / divide by public int          | 2 | n             |
+| mul_int (ring product, no truncation)    | 1 | n             |
 | add, sub, public add, integer mul, shape ops | 0 | 0          |
 """
 
@@ -110,3 +111,28 @@ def test_dropout_costs(session):
     d(x)
     st = cryptgpu.stats()
     assert st["total"]["rounds"] == 2 and party_bytes("mul") == [n * W] * 3
+
+
+def test_integer_product_of_shares(session):
+    """mul_int (GELU's exact selection): the ring product of two sharings,
+    reshared without truncation: one round, n words per party. A 0/1 ring
+    word (the fixed-point encoding of 2^-f) times a shared value gives the
+    value or 0 exactly (tolerance 0: no truncation). A shape mismatch is a
+    ShapeError and the session stays usable."""
+    import pytest
+
+    n = 9
+    f = cryptgpu.cryptensor(torch.zeros(1))._s().precision_bits
+    bits = torch.tensor([1, 0, 1, 1, 0, 0, 1, 0, 1], dtype=torch.float64)
+    vals = torch.tensor([1.5, -3.25, 700.0, -0.5, 11.0, 2.0, -1e4, 17.0, 1 / 64])
+    b = cryptgpu.cryptensor(bits * 2.0**-f)
+    v = cryptgpu.cryptensor(vals.double())
+    sess = v._s()
+    cryptgpu.reset_stats()
+    got = v._wrap(sess.mul_int(b._t, v._t))
+    assert party_bytes("mul_int") == [n * W] * 3 and rounds("mul_int") == 1
+    assert torch.equal(got.get_plain_text(dtype=torch.float64), bits * vals.double())
+    with pytest.raises(cryptgpu.ShapeError):
+        sess.mul_int(b._t, cryptgpu.cryptensor(torch.zeros(n + 1))._t)
+    again = v._wrap(sess.mul_int(b._t, v._t))
+    assert torch.equal(again.get_plain_text(dtype=torch.float64), bits * vals.double())
