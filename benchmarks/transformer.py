@@ -69,6 +69,8 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(CASES))
     ap.add_argument("--reps", type=int, default=3, help="timed forwards after the warm-up (median)")
     opts = ap.parse_args()
+    if opts.reps < 1:
+        ap.error("--reps must be at least 1")
     want = opts.models.split(",")
     cryptgpu.init()
     print(
