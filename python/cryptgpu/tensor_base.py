@@ -104,6 +104,14 @@ class TensorBase(ag.Node):
 
     ndim = property(dim)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the plaintext is revealed in by default
+        (``torch.get_default_dtype()``): shares hold fixed-point reals, so
+        code that asks a tensor for its dtype (to build a mask of the same
+        type, say) gets a float one."""
+        return torch.get_default_dtype()
+
     def numel(self) -> int:
         """Number of elements."""
         n = 1

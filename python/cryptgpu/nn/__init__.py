@@ -29,7 +29,9 @@ from .layers import (
     LogSoftmax,
     MaxPool2d,
     ReLU,
+    Sigmoid,
     Softmax,
+    Tanh,
 )
 from .losses import CrossEntropyLoss, MSELoss
 from .module import Module, Sequential
@@ -80,9 +82,11 @@ __all__ = [
     "TransformerEncoderLayer",
     "scaled_dot_product_attention",
     "ReLU",
+    "Sigmoid",
     "Sequential",
     "SharedTensor",
     "Softmax",
+    "Tanh",
     "check_overflow",
     "cat",
     "cryptensor",

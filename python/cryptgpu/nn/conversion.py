@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..tensor import SharedTensor, cat
-from . import transformer
+from . import hf, transformer
 from .layers import (
     GELU,
     AdaptiveAvgPool2d,
@@ -29,7 +29,9 @@ from .layers import (
     LogSoftmax,
     MaxPool2d,
     ReLU,
+    Sigmoid,
     Softmax,
+    Tanh,
 )
 from .module import Module
 from .stats import BATCHNORM, LINEAR, OTHER, POOLING, RELU, SOFTMAX, _check_range, _track
@@ -68,6 +70,10 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
         return Conv2d(_plain(m.weight), _plain(m.bias), m.stride, pad, m.dilation, m.groups)
     if isinstance(m, t.ReLU):
         return ReLU()
+    if isinstance(m, t.Tanh):
+        return Tanh()
+    if isinstance(m, t.Sigmoid):
+        return Sigmoid()
     if isinstance(m, t.GELU):
         return GELU(m.approximate)
     if isinstance(m, t.MaxPool2d):
@@ -184,6 +190,14 @@ def _log_softmax(x, dim=None, **kw):
     return x.log_softmax(dim)
 
 
+def _tanh(x, *, out=None):
+    return x.tanh()
+
+
+def _sigmoid(x, *, out=None):
+    return x.sigmoid()
+
+
 _FUNCTIONS = {
     operator.add: (operator.add, OTHER),
     operator.sub: (operator.sub, OTHER),
@@ -210,6 +224,35 @@ _FUNCTIONS = {
     F.log_softmax: (_log_softmax, SOFTMAX),
     torch.softmax: (_softmax, SOFTMAX),
     torch.log_softmax: (_log_softmax, SOFTMAX),
+    torch.tanh: (_tanh, RELU),
+    torch.sigmoid: (_sigmoid, RELU),
+    F.tanh: (_tanh, RELU),
+    F.sigmoid: (_sigmoid, RELU),
+    getattr: (getattr, OTHER),
+    operator.floordiv: (operator.floordiv, OTHER),
+}
+
+# Functions that build or inspect public values (the masks and position ids
+# of a transformers model): run in plaintext; a private argument is refused.
+_PUBLIC_FUNCTIONS = {
+    torch.tensor,
+    torch.finfo,
+    torch.ones,
+    torch.zeros,
+    torch.full,
+    torch.arange,
+    torch.where,
+    torch.cumsum,
+    operator.eq,
+    operator.ne,
+    operator.lt,
+    operator.le,
+    operator.gt,
+    operator.ge,
+    operator.not_,
+    operator.invert,
+    operator.and_,
+    operator.or_,
 }
 
 _METHODS = {
@@ -230,7 +273,65 @@ _METHODS = {
     "log_softmax": SOFTMAX,
     "add": OTHER,
     "mul": OTHER,
+    "expand": OTHER,
+    "tanh": RELU,
+    "sigmoid": RELU,
+    "to": OTHER,
+    "float": OTHER,
+    "double": OTHER,
+    "type_as": OTHER,
+    # public only (masks): a private receiver is refused
+    "masked_fill": OTHER,
+    "ne": OTHER,
+    "eq": OTHER,
+    "cumsum": OTHER,
+    "long": OTHER,
+    "bool": OTHER,
+    "int": OTHER,
 }
+
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _shared_cast(x: SharedTensor, name: str, args: tuple, kwargs: dict):
+    """``x.to(...)``, ``x.float()``, ``x.double()``, ``x.type_as(t)`` on a
+    private tensor: shares hold fixed-point reals whatever the float dtype,
+    so a cast to a float dtype (or to the CPU) is the tensor itself."""
+    if name in ("float", "double", "type_as") or name == "to":
+        for a in list(args) + list(kwargs.values()):
+            if isinstance(a, torch.Tensor):
+                a = a.dtype
+            ok = a is None or isinstance(a, bool) or a in _FLOAT_DTYPES
+            ok = ok or (isinstance(a, (str, torch.device)) and torch.device(a).type == "cpu")
+            if not ok:
+                raise NotImplementedError(
+                    f".{name}({a!r}) on a private tensor: only float dtypes (a no-op on "
+                    "fixed-point shares) are supported"
+                )
+        return x
+    raise NotImplementedError(
+        f".{name}() on a private tensor is not supported (only on public values)"
+    )
+
+
+def _minus_inf_masked(a):
+    """A public float tensor entering a private op: entries at or below
+    float16's lowest value (-inf, or the dtype minimum that transformers
+    uses as minus infinity in attention masks) have no fixed-point encoding
+    and become MASKED, the value of our own attention masks (after a
+    softmax's max shift, a clamped exp: 1e-7 of the row's largest weight)."""
+    if isinstance(a, torch.Tensor) and a.is_floating_point():
+        low = a <= torch.finfo(torch.float16).min
+        if bool(low.any()):
+            return a.masked_fill(low, transformer.MASKED)
+    return a
+
+
+def _call_method(obj, name: str, args: tuple, kwargs: dict):
+    if isinstance(obj, SharedTensor):
+        if name in ("to", "float", "double", "type_as") or not hasattr(obj, name):
+            return _shared_cast(obj, name, args, kwargs)
+    return getattr(obj, name)(*args, **kwargs)
 
 
 def _first_shared(args):
@@ -254,10 +355,13 @@ class Graph(Module):
         attrs: dict,
         folded_batchnorms: int = 0,
         params: dict | None = None,
+        defaults: dict | None = None,
     ):
         params = params or {}
         super().__init__()
         self._graph = graph
+        # inputs a caller may leave out: name -> function of the first input
+        self._defaults = defaults or {}
         self._attrs = attrs
         # The model's own parameters read by get_attr (a positional
         # embedding, a class token): parameters of this module, so that
@@ -283,20 +387,38 @@ class Graph(Module):
             "the model in train mode (model.train()) or pass fold_batchnorm=False"
         )
 
-    def forward(self, *inputs):
-        """Run the converted torch.fx graph on ``x``."""
+    def _bind(self, inputs: tuple, named: dict) -> dict:
+        """The graph's inputs by placeholder name, from positional and
+        keyword arguments (and the defaults of those left out)."""
+        names = [n.target for n in self._graph.nodes if n.op == "placeholder"]
+        if len(inputs) > len(names):
+            raise TypeError(f"forward takes {len(names)} inputs, got {len(inputs)}")
+        bound = dict(zip(names, inputs))
+        for k, v in named.items():
+            if k not in names:
+                raise TypeError(f"forward got an unexpected keyword argument {k!r}")
+            if k in bound:
+                raise TypeError(f"forward got multiple values for argument {k!r}")
+            bound[k] = v
+        for k in names:
+            if bound.get(k) is None and k in self._defaults and bound.get(names[0]) is not None:
+                bound[k] = self._defaults[k](bound[names[0]])
+            if k not in bound:
+                raise TypeError(f"missing input {k!r}")
+        return bound
+
+    def forward(self, *inputs, **named):
+        """Run the converted torch.fx graph on the inputs (by position, or
+        by name as the traced model's forward takes them)."""
         env: dict = {}
-        it = iter(inputs)
+        bound = self._bind(inputs, named)
 
         def load(a):
             return torch.fx.node.map_arg(a, lambda n: env[n.name])
 
         for node in self._graph.nodes:
             if node.op == "placeholder":
-                try:
-                    env[node.name] = next(it)
-                except StopIteration:
-                    raise TypeError(f"missing input {node.name!r}") from None
+                env[node.name] = bound[node.target]
             elif node.op == "get_attr":
                 if node.target in self._attr_params:
                     env[node.name] = self._params[self._attr_params[node.target]]
@@ -307,20 +429,29 @@ class Graph(Module):
                 env[node.name] = m(*load(node.args), **load(node.kwargs))
                 _check_range(env[node.name], f"{node.target!r} ({type(m).__name__})")
             elif node.op == "call_function":
-                fn, kind = _FUNCTIONS[node.target]
                 args, kwargs = load(node.args), load(node.kwargs)
-                shared = _first_shared(args)
-                if shared is None:  # a plaintext run (the conversion check)
+                shared = _first_shared(args + tuple(kwargs.values()))
+                if shared is None:  # public values (or the conversion check)
                     env[node.name] = node.target(*args, **kwargs)
                     continue
+                if node.target in _PUBLIC_FUNCTIONS:
+                    name = getattr(node.target, "__name__", str(node.target))
+                    raise NotImplementedError(
+                        f"{name} on a private tensor at node {node.name!r} is not supported"
+                    )
+                fn, kind = _FUNCTIONS[node.target]
+                args = tuple(_minus_inf_masked(a) for a in args)
                 with _track(kind, shared):
                     env[node.name] = fn(*args, **kwargs)
             elif node.op == "call_method":
                 args, kwargs = load(node.args), load(node.kwargs)
+                if isinstance(args[0], SharedTensor):
+                    args = tuple(_minus_inf_masked(a) for a in args)
                 with _track(_METHODS[node.target], args[0]):
-                    env[node.name] = getattr(args[0], node.target)(*args[1:], **kwargs)
+                    env[node.name] = _call_method(args[0], node.target, args[1:], kwargs)
             elif node.op == "output":
-                return load(node.args[0])
+                out = load(node.args[0])
+                return hf.ModelOutput(out) if isinstance(out, dict) else out
         raise RuntimeError("graph has no output node")
 
 
@@ -477,11 +608,17 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
         # fx cannot trace into a transformer encoder (control flow on its
         # masks); wrapped, each stays one module call, converted whole.
         model = torch.nn.Sequential(model)
+    defaults: dict = {}
     try:
         # torch.fx patches torch globals while it traces, so traces from the
         # party threads of an SPMD run (one process) must not overlap.
         with _TRACE_LOCK:
-            gm = torch.fx.symbolic_trace(model)
+            if hf.is_hf_model(model):
+                gm, defaults = hf.trace(model)
+            else:
+                gm = torch.fx.symbolic_trace(model)
+    except NotImplementedError:
+        raise
     except Exception as e:  # tracing errors come in many types
         raise NotImplementedError(f"torch.fx could not trace the model: {e}") from e
     mods = dict(gm.named_modules())
@@ -495,7 +632,7 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
             if node.target not in converted:
                 converted[node.target] = _convert_module(mods[node.target], where)
         elif node.op == "call_function":
-            if node.target not in _FUNCTIONS:
+            if node.target not in _FUNCTIONS and node.target not in _PUBLIC_FUNCTIONS:
                 name = getattr(node.target, "__name__", str(node.target))
                 raise NotImplementedError(f"unsupported function {name} at {where}")
         elif node.op == "call_method":
@@ -513,7 +650,7 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
                 # indices) keep their dtype
                 v = v.detach().double() if v.is_floating_point() else v.detach()
             attrs[node.target] = v
-    out = Graph(gm.graph, converted, attrs, folded, params)
+    out = Graph(gm.graph, converted, attrs, folded, params, defaults)
     if dummy_input is not None:
         x = torch.as_tensor(dummy_input)
         # token ids (for an Embedding) stay integers; anything else float64
@@ -541,6 +678,12 @@ def _all_close(got, want) -> bool:
             isinstance(got, (tuple, list))
             and len(got) == len(want)
             and all(_all_close(g, w) for g, w in zip(got, want))
+        )
+    if isinstance(want, dict):
+        return (
+            isinstance(got, dict)
+            and list(got) == list(want)
+            and all(_all_close(got[k], want[k]) for k in want)
         )
     if want is None or got is None:
         return want is None and got is None

@@ -143,6 +143,26 @@ class GELU(Module):
         return x.gelu(self.approximate)
 
 
+class Tanh(Module):
+    """tanh element-wise, privately (2 sigmoid(2x) - 1)."""
+
+    kind = RELU
+
+    def forward(self, x):
+        """tanh(x) element-wise."""
+        return x.tanh()
+
+
+class Sigmoid(Module):
+    """1 / (1 + e^-x) element-wise, privately."""
+
+    kind = RELU
+
+    def forward(self, x):
+        """sigmoid(x) element-wise."""
+        return x.sigmoid()
+
+
 class MaxPool2d(Module):
     """2-D max pooling (kernel_size, stride=kernel_size, padding, dilation), as torch."""
 
