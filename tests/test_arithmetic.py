@@ -89,8 +89,12 @@ def test_one_public_value_for_every_element(session, rng):
         assert_close(got_add, torch.as_tensor(want_add), 2 * ENC)
         assert_close(got_sub, torch.as_tensor(a - c), 2 * ENC)
         assert_close(got_mul, torch.as_tensor(want_mul), prod_tol(1, 10, 1.5))
+    for k in (torch.tensor([[[3]]]), np.array([-2]), 5):  # integers: no truncation
+        want = torch.as_tensor(a * k)
+        assert_close((x * k).get_plain_text(dtype=torch.float64), want, 5 * ENC)
     empty = cryptgpu.cryptensor(torch.zeros(0, 4))
     assert (empty + 1.0).shape == (0, 4) and (empty * 0.5).shape == (0, 4)
+    assert (empty * 2).shape == (0, 4)
 
 
 def test_mul_broadcast(session, rng):

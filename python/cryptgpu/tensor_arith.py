@@ -83,14 +83,15 @@ class ArithmeticOps:
             # a larger k would wrap for x = 1 already, silently.
             f = s.precision_bits
             lim = 2.0 ** (63 - 2 * f)
-            if full.size and np.max(np.abs(full.astype(np.float64))) >= lim:
+            ks = np.asarray(yp).reshape(1) if yp.size == 1 else full  # sent once
+            if ks.size and full.size and np.max(np.abs(ks.astype(np.float64))) >= lim:
                 raise ValueError(
-                    f"integer factor {int(np.max(np.abs(full)))} is too large: |k| must be "
+                    f"integer factor {int(np.max(np.abs(ks)))} is too large: |k| must be "
                     f"below 2^{63 - 2 * f} (= {int(lim)}) at {f} fractional bits, "
                     "or the product wraps"
                 )
-            out = self._wrap(s.mul_public_int(x._t, full.astype(np.int64).ravel().tolist()))
-            factor = full.astype(np.int64)
+            out = self._wrap(s.mul_public_int(x._t, ks.astype(np.int64).ravel().tolist()))
+            factor = full.astype(np.int64) if ag.needs_grad(self) else None
         else:
             vals = yp.reshape(1) if yp.ndim == 0 else _values(yp, shape)
             out = self._wrap(s.mul_public(x._t, _buf(vals)))

@@ -513,7 +513,7 @@ impl Session {
     }
 
     /// A public operand has one value per element, or one for all.
-    fn public_len(&self, x: &Tensor, p: &[f64]) -> Result<()> {
+    fn public_len<T>(&self, x: &Tensor, p: &[T]) -> Result<()> {
         if p.len() != x.numel() && p.len() != 1 {
             return shape_err(format!(
                 "public operand has {} values for shape {:?}",

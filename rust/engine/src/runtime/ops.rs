@@ -94,14 +94,11 @@ impl Session {
     /// x * p for public integers p (no truncation, no messages).
     pub fn mul_public_int(&self, x: &Tensor, p: &[i64]) -> Result<Tensor> {
         self.check(x)?;
-        if p.len() != x.numel() {
-            return shape_err(format!(
-                "public operand has {} values for shape {:?}",
-                p.len(),
-                x.shape
-            ));
+        self.public_len(x, p)?;
+        let mut e: Vec<u64> = p.iter().map(|&v| v as u64).collect();
+        if e.len() != x.numel() {
+            e = vec![e[0]; x.numel()]; // one value for all
         }
-        let e: Vec<u64> = p.iter().map(|&v| v as u64).collect();
         self.local(x, x.shape.clone(), |d, _, s| {
             local::mul_public(d, s, &d.upload(e.clone())?)
         })
