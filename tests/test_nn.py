@@ -277,3 +277,32 @@ def test_a_public_input_to_an_encrypted_model(session):
     lin = cryptgpu.nn.from_pytorch(lm, torch.zeros(1, 4)).encrypt()
     xx = torch.rand(3, 4, dtype=torch.float64)
     assert_close(lin(xx).get_plain_text(dtype=torch.float64), lm(xx).detach(), 64 * ULP)
+
+
+def test_to_pytorch_writes_back_a_bare_layer(session):
+    """A model that is one layer (nn.Linear, a transformer encoder layer) is
+    converted wrapped; after a private SGD step, to_pytorch writes its
+    trained weights into the PyTorch layer (it used to write nothing,
+    silently, for such models), bit for bit what the private weights open
+    to."""
+    torch.manual_seed(0)
+    layers = [
+        torch.nn.Linear(3, 2),
+        torch.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True),
+    ]
+    for layer in layers:
+        layer = layer.double()
+        x = torch.randn(2, 4, 3 if isinstance(layer, torch.nn.Linear) else 8)
+        pm = cryptgpu.nn.from_pytorch(layer).encrypt().train()
+        out = pm(cryptgpu.cryptensor(x))
+        cryptgpu.nn.MSELoss()(out, cryptgpu.cryptensor(torch.zeros(out.shape))).backward()
+        cryptgpu.optim.SGD(pm.parameters(), lr=0.5).step()
+        opened = [p.get_plain_text(dtype=torch.float64) for p in pm.parameters()]
+        before = [p.detach().clone() for p in layer.parameters()]
+        back = pm.decrypt().to_pytorch(layer)
+        assert back is layer
+        moved = max((p.detach() - b).abs().max().item() for p, b in zip(layer.parameters(), before))
+        assert moved > 1e-3
+        ours = torch.cat([v.reshape(-1) for v in opened])
+        theirs = torch.cat([p.detach().reshape(-1) for p in layer.parameters()])
+        assert torch.equal(ours.sort().values, theirs.sort().values)

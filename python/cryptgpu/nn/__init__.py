@@ -47,6 +47,9 @@ from .stats import (
 )
 from .transformer import (
     MultiheadAttention,
+    Transformer,
+    TransformerDecoder,
+    TransformerDecoderLayer,
     TransformerEncoder,
     TransformerEncoderLayer,
     scaled_dot_product_attention,
@@ -78,6 +81,9 @@ __all__ = [
     "MaxPool2d",
     "Module",
     "MultiheadAttention",
+    "Transformer",
+    "TransformerDecoder",
+    "TransformerDecoderLayer",
     "TransformerEncoder",
     "TransformerEncoderLayer",
     "scaled_dot_product_attention",

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..tensor import SharedTensor, cat
-from . import hf, transformer
+from . import hf, to_torch, transformer
 from .layers import (
     GELU,
     AdaptiveAvgPool2d,
@@ -107,6 +107,12 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
         return transformer.convert_encoder_layer(m, _plain, where)
     if isinstance(m, t.TransformerEncoder):
         return transformer.convert_encoder(m, _plain, where)
+    if isinstance(m, t.TransformerDecoderLayer):
+        return transformer.convert_decoder_layer(m, _plain, where)
+    if isinstance(m, t.TransformerDecoder):
+        return transformer.convert_decoder(m, _plain, where)
+    if isinstance(m, t.Transformer):
+        return transformer.convert_transformer(m, _plain, where)
     if isinstance(m, t.Embedding):
         if m.max_norm is not None:
             raise NotImplementedError(f"Embedding with max_norm at {where}")
@@ -362,6 +368,7 @@ class Graph(Module):
         self._graph = graph
         # inputs a caller may leave out: name -> function of the first input
         self._defaults = defaults or {}
+        self._root_target = None  # the module target standing for a wrapped bare layer
         self._attrs = attrs
         # The model's own parameters read by get_attr (a positional
         # embedding, a class token): parameters of this module, so that
@@ -400,9 +407,12 @@ class Graph(Module):
             if k in bound:
                 raise TypeError(f"forward got multiple values for argument {k!r}")
             bound[k] = v
+        given = {n.target: n.args for n in self._graph.nodes if n.op == "placeholder"}
         for k in names:
             if bound.get(k) is None and k in self._defaults and bound.get(names[0]) is not None:
                 bound[k] = self._defaults[k](bound[names[0]])
+            if k not in bound and given[k]:  # the forward's own default
+                bound[k] = given[k][0]
             if k not in bound:
                 raise TypeError(f"missing input {k!r}")
         return bound
@@ -455,69 +465,7 @@ class Graph(Module):
         raise RuntimeError("graph has no output node")
 
 
-def _opened(v) -> torch.Tensor:
-    if isinstance(v, SharedTensor):
-        v = v.get_plain_text(dtype=torch.float64)
-    return torch.as_tensor(v)
-
-
-def _copy_into(p, v) -> None:
-    if isinstance(p, torch.Tensor) and v is not None:
-        with torch.no_grad():
-            p.copy_(_opened(v).to(p.dtype))
-
-
-def _copy_back(m: Module, tm: torch.nn.Module) -> None:
-    """Copy our layer ``m``'s parameters (and BatchNorm's statistics) into
-    the PyTorch layer ``tm`` it was converted from, recursing through the
-    attention and encoder layers (whose q/k/v projections go back into
-    ``in_proj_weight``/``in_proj_bias``)."""
-    if isinstance(m, transformer.MultiheadAttention):
-        projs = [m._modules[k] for k in ("q_proj", "k_proj", "v_proj")]
-        if tm.in_proj_weight is not None:
-            _copy_into(tm.in_proj_weight, torch.cat([_opened(p.weight) for p in projs]))
-        else:
-            for k, p in zip(("q_proj_weight", "k_proj_weight", "v_proj_weight"), projs):
-                _copy_into(getattr(tm, k), p.weight)
-        if tm.in_proj_bias is not None:
-            _copy_into(tm.in_proj_bias, torch.cat([_opened(p.bias) for p in projs]))
-        _copy_back(m._modules["out_proj"], tm.out_proj)
-        return
-    if isinstance(m, transformer.TransformerEncoder):
-        for i, layer in enumerate(tm.layers):
-            _copy_back(m._modules[f"layers_{i}"], layer)
-        if tm.norm is not None:
-            _copy_back(m._modules["norm"], tm.norm)
-        return
-    if isinstance(m, transformer.TransformerEncoderLayer):
-        for k in ("self_attn", "linear1", "linear2", "norm1", "norm2"):
-            _copy_back(m._modules[k], getattr(tm, k))
-        return
-    if not isinstance(m, (Linear, Conv2d, BatchNorm, LayerNorm, Embedding)):
-        return
-    values = dict(m._params)
-    if isinstance(m, BatchNorm):
-        values.update(m._buffers)
-    for k, v in values.items():
-        _copy_into(getattr(tm, k, None), v)
-
-
-def _graph_to_pytorch(self, model: torch.nn.Module) -> torch.nn.Module:
-    """Copy this module's weights (opened if encrypted) into the PyTorch
-    model it was converted from, by layer name, attention and encoder
-    layers and the model's own parameters included."""
-    torch_mods = dict(model.named_modules())
-    for target, name in self._names.items():
-        tm = torch_mods.get(target)
-        if tm is not None:
-            _copy_back(self._modules[name], tm)
-    for target, name in self._attr_params.items():
-        owner, _, leaf = target.rpartition(".")
-        _copy_into(getattr(torch_mods.get(owner), leaf, None), self._params[name])
-    return model
-
-
-Graph.to_pytorch = _graph_to_pytorch
+Graph.to_pytorch = to_torch.graph_to_pytorch
 
 
 _TRACE_LOCK = threading.Lock()
@@ -569,13 +517,16 @@ def from_pytorch(
 ) -> Graph:
     """Convert a trained PyTorch model into a cryptgpu module by torch.fx
     tracing. Handles nn layers (Linear, Conv2d, ReLU, MaxPool2d, AvgPool2d,
-    AdaptiveAvgPool2d, BatchNorm1d/2d, LayerNorm, GELU, Embedding, MultiheadAttention,
-    TransformerEncoderLayer, TransformerEncoder, Flatten, Dropout, Identity,
-    Softmax/LogSoftmax), their functional forms, ``x.view``/``torch.flatten``,
-    residual ``+`` and ``torch.cat``. An unsupported op raises
+    AdaptiveAvgPool2d, BatchNorm1d/2d, LayerNorm, GELU, Tanh, Sigmoid, Embedding,
+    MultiheadAttention, TransformerEncoderLayer/Encoder, TransformerDecoderLayer/
+    Decoder, Transformer, Flatten, Dropout, Identity, Softmax/LogSoftmax), their
+    functional forms, ``x.view``/``torch.flatten``, residual ``+`` and
+    ``torch.cat``, and transformers (Hugging Face) 4.x models such as
+    BertForSequenceClassification (cryptgpu.nn.hf). An unsupported op raises
     NotImplementedError naming it and its graph node.
 
-    ``dummy_input``, when given, is run through the converted model in
+    ``dummy_input`` (a tensor, or a tuple of them for a model of several
+    inputs), when given, is run through the converted model in
     plaintext and compared with the original, to catch conversion errors
     early (an input with undefined values, such as CrypTen's customary
     ``torch.empty(...)``, is replaced by uniform values of its shape).
@@ -601,13 +552,16 @@ def from_pytorch(
 
 
 def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph:
-    if not list(model.children()) or isinstance(
-        model, (torch.nn.TransformerEncoder, torch.nn.TransformerEncoderLayer)
-    ):
-        # A bare layer (nn.Linear, ...) traces to its functional form, and
-        # fx cannot trace into a transformer encoder (control flow on its
-        # masks); wrapped, each stays one module call, converted whole.
-        model = torch.nn.Sequential(model)
+    # A bare layer (nn.Linear, ...) traces to its functional form, and fx
+    # cannot trace into a transformer encoder or decoder (control flow on
+    # its masks); wrapped, each stays one module call, converted whole (the
+    # transformer ones by a wrapper with their own inputs and masks).
+    root = None
+    wrapped = transformer.whole(model)
+    if wrapped is not None:
+        model, root = wrapped, "m"
+    elif not list(model.children()):
+        model, root = torch.nn.Sequential(model), "0"
     defaults: dict = {}
     try:
         # torch.fx patches torch globals while it traces, so traces from the
@@ -651,23 +605,32 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
                 v = v.detach().double() if v.is_floating_point() else v.detach()
             attrs[node.target] = v
     out = Graph(gm.graph, converted, attrs, folded, params, defaults)
+    out._root_target = root
     if dummy_input is not None:
-        x = torch.as_tensor(dummy_input)
-        # token ids (for an Embedding) stay integers; anything else float64
-        x = x if x.dtype in (torch.int32, torch.int64) else x.double()
-        if x.is_floating_point() and not torch.isfinite(x).all():
-            # CrypTen code passes torch.empty(...) as the dummy input: only
-            # its shape matters then; check on values that are defined.
-            g = torch.Generator().manual_seed(0)
-            x = torch.rand(x.shape, generator=g, dtype=torch.float64)
+        # one input, or a tuple of them (a decoder's tgt and memory)
+        many = isinstance(dummy_input, tuple) and not isinstance(dummy_input, torch.Size)
+        xs = tuple(_dummy(x) for x in (dummy_input if many else (dummy_input,)))
         with torch.no_grad():
-            want = _run_double(model, x)
-            got = out(x)
+            want = _run_double(model, *xs)
+            got = out(*xs)
         if not _all_close(got, want):
             raise RuntimeError(
                 "conversion check failed: the converted model disagrees with the original"
             )
     return out
+
+
+def _dummy(x) -> torch.Tensor:
+    """A dummy input for the conversion check: token ids (for an Embedding)
+    stay integers, anything else becomes float64; CrypTen code passes
+    torch.empty(...), whose values are undefined: only its shape matters,
+    so it is checked on uniform values of that shape."""
+    x = torch.as_tensor(x)
+    x = x if x.dtype in (torch.int32, torch.int64) else x.double()
+    if x.is_floating_point() and not torch.isfinite(x).all():
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand(x.shape, generator=g, dtype=torch.float64)
+    return x
 
 
 def _all_close(got, want) -> bool:
@@ -690,5 +653,5 @@ def _all_close(got, want) -> bool:
     return torch.allclose(torch.as_tensor(got), want, atol=1e-6, rtol=1e-6)
 
 
-def _run_double(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return copy.deepcopy(model).double()(x)
+def _run_double(model: torch.nn.Module, *xs: torch.Tensor) -> torch.Tensor:
+    return copy.deepcopy(model).double()(*xs)

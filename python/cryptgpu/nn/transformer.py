@@ -237,6 +237,162 @@ class TransformerEncoder(Module):
         return x if norm is None else norm(x)
 
 
+class TransformerDecoderLayer(Module):
+    """torch.nn.TransformerDecoderLayer: self-attention on ``tgt`` (masks,
+    ``tgt_is_causal``), attention to ``memory`` and a feed-forward block,
+    each with a residual and a LayerNorm, before (``norm_first``) or
+    after; dropout in training."""
+
+    kind = OTHER
+
+    def __init__(self, attns, linear1, linear2, norms, activation, dropout, norm_first):
+        super().__init__()
+        self.add_module("self_attn", attns[0])
+        self.add_module("multihead_attn", attns[1])
+        self.add_module("linear1", linear1)
+        self.add_module("linear2", linear2)
+        for i, norm in enumerate(norms, 1):
+            self.add_module(f"norm{i}", norm)
+        self.add_module("activation", activation)
+        for name in ("dropout", "dropout1", "dropout2", "dropout3"):
+            self.add_module(name, Dropout(dropout))
+        self.norm_first = bool(norm_first)
+
+    def forward(
+        self,
+        tgt,
+        memory,
+        tgt_mask=None,
+        memory_mask=None,
+        tgt_key_padding_mask=None,
+        memory_key_padding_mask=None,
+        tgt_is_causal=False,
+        memory_is_causal=False,
+    ):
+        """One decoder layer on ``tgt``, attending to ``memory``."""
+        m = self._modules
+
+        def sa(t):
+            out = m["self_attn"](
+                t,
+                t,
+                t,
+                attn_mask=tgt_mask,
+                key_padding_mask=tgt_key_padding_mask,
+                need_weights=False,
+                is_causal=bool(tgt_is_causal),
+            )[0]
+            return m["dropout1"](out)
+
+        def mha(t):
+            out = m["multihead_attn"](
+                t,
+                memory,
+                memory,
+                attn_mask=memory_mask,
+                key_padding_mask=memory_key_padding_mask,
+                need_weights=False,
+                is_causal=bool(memory_is_causal),
+            )[0]
+            return m["dropout2"](out)
+
+        def ff(t):
+            hidden = m["dropout"](m["activation"](m["linear1"](t)))
+            return m["dropout3"](m["linear2"](hidden))
+
+        x = tgt
+        if self.norm_first:
+            x = x + sa(m["norm1"](x))
+            x = x + mha(m["norm2"](x))
+            return x + ff(m["norm3"](x))
+        x = m["norm1"](x + sa(x))
+        x = m["norm2"](x + mha(x))
+        return m["norm3"](x + ff(x))
+
+
+class TransformerDecoder(Module):
+    """torch.nn.TransformerDecoder: its layers in order (each attending to
+    ``memory``), then its final LayerNorm if it has one."""
+
+    kind = OTHER
+
+    def __init__(self, layers, norm=None):
+        super().__init__()
+        for i, m in enumerate(layers):
+            self.add_module(f"layers_{i}", m)
+        self._n = len(layers)
+        if norm is not None:
+            self.add_module("norm", norm)
+
+    def forward(
+        self,
+        tgt,
+        memory,
+        tgt_mask=None,
+        memory_mask=None,
+        tgt_key_padding_mask=None,
+        memory_key_padding_mask=None,
+        tgt_is_causal=None,
+        memory_is_causal=False,
+    ):
+        """Every layer, then the final norm."""
+        x = tgt
+        for i in range(self._n):
+            x = self._modules[f"layers_{i}"](
+                x,
+                memory,
+                tgt_mask=tgt_mask,
+                memory_mask=memory_mask,
+                tgt_key_padding_mask=tgt_key_padding_mask,
+                memory_key_padding_mask=memory_key_padding_mask,
+                tgt_is_causal=bool(tgt_is_causal),
+                memory_is_causal=memory_is_causal,
+            )
+        norm = self._modules.get("norm")
+        return x if norm is None else norm(x)
+
+
+class Transformer(Module):
+    """torch.nn.Transformer: the encoder on ``src`` gives the memory the
+    decoder attends to while it runs on ``tgt``."""
+
+    kind = OTHER
+
+    def __init__(self, encoder: TransformerEncoder, decoder: TransformerDecoder):
+        super().__init__()
+        self.add_module("encoder", encoder)
+        self.add_module("decoder", decoder)
+
+    def forward(
+        self,
+        src,
+        tgt,
+        src_mask=None,
+        tgt_mask=None,
+        memory_mask=None,
+        src_key_padding_mask=None,
+        tgt_key_padding_mask=None,
+        memory_key_padding_mask=None,
+        src_is_causal=None,
+        tgt_is_causal=None,
+        memory_is_causal=False,
+    ):
+        """decoder(tgt, encoder(src)), masks passed on as torch does."""
+        memory = self._modules["encoder"](
+            src, mask=src_mask, src_key_padding_mask=src_key_padding_mask, is_causal=src_is_causal
+        )
+        return self._modules["decoder"](
+            tgt,
+            memory,
+            tgt_mask=tgt_mask,
+            memory_mask=memory_mask,
+            tgt_key_padding_mask=tgt_key_padding_mask,
+            memory_key_padding_mask=memory_key_padding_mask,
+            tgt_is_causal=tgt_is_causal,
+            memory_is_causal=memory_is_causal,
+        )
+
+
 def _activation(act, where: str) -> Module:
     if act is F.relu or isinstance(act, torch.nn.ReLU):
         return ReLU()
@@ -286,3 +442,111 @@ def convert_encoder(m: torch.nn.TransformerEncoder, plain, where: str) -> Transf
     layers = [convert_encoder_layer(layer, plain, where) for layer in m.layers]
     norm = None if m.norm is None else _layer_norm(m.norm, plain)
     return TransformerEncoder(layers, norm)
+
+
+def convert_decoder_layer(m: torch.nn.TransformerDecoderLayer, plain, where: str):
+    """Our TransformerDecoderLayer from torch's."""
+    return TransformerDecoderLayer(
+        [convert_attention(a, plain, where) for a in (m.self_attn, m.multihead_attn)],
+        Linear(plain(m.linear1.weight), plain(m.linear1.bias)),
+        Linear(plain(m.linear2.weight), plain(m.linear2.bias)),
+        [_layer_norm(n, plain) for n in (m.norm1, m.norm2, m.norm3)],
+        _activation(m.activation, where),
+        m.dropout.p,
+        m.norm_first,
+    )
+
+
+def convert_decoder(m: torch.nn.TransformerDecoder, plain, where: str) -> TransformerDecoder:
+    """Our TransformerDecoder from torch's."""
+    layers = [convert_decoder_layer(layer, plain, where) for layer in m.layers]
+    norm = None if m.norm is None else _layer_norm(m.norm, plain)
+    return TransformerDecoder(layers, norm)
+
+
+def convert_transformer(m: torch.nn.Transformer, plain, where: str) -> Transformer:
+    """Our Transformer from torch's (its encoder and decoder)."""
+    return Transformer(
+        convert_encoder(m.encoder, plain, where), convert_decoder(m.decoder, plain, where)
+    )
+
+
+# Signatures for converting a bare transformer module (fx would trace its
+# internals, or a Sequential wrapper would drop its masks): the module is
+# wrapped as one call with the same inputs.
+def whole(model: torch.nn.Module) -> torch.nn.Module | None:
+    """A wrapper whose forward has the model's own signature and calls it
+    once (so that fx records one call_module), or None for other models."""
+    kinds = {
+        torch.nn.TransformerEncoderLayer: _WholeEncoderLayer,
+        torch.nn.TransformerEncoder: _WholeEncoder,
+        torch.nn.TransformerDecoderLayer: _WholeDecoder,
+        torch.nn.TransformerDecoder: _WholeDecoder,
+        torch.nn.Transformer: _WholeTransformer,
+    }
+    for kind, wrap in kinds.items():
+        if type(model) is kind:
+            return wrap(model)
+    return None
+
+
+class _WholeEncoderLayer(torch.nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
+        return self.m(src, src_mask, src_key_padding_mask, is_causal)
+
+
+class _WholeEncoder(_WholeEncoderLayer):
+    def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
+        return self.m(src, mask, src_key_padding_mask, is_causal)
+
+
+class _WholeDecoder(_WholeEncoderLayer):
+    def forward(
+        self,
+        tgt,
+        memory,
+        tgt_mask=None,
+        memory_mask=None,
+        tgt_key_padding_mask=None,
+        memory_key_padding_mask=None,
+        tgt_is_causal=False,
+        memory_is_causal=False,
+    ):
+        return self.m(
+            tgt,
+            memory,
+            tgt_mask,
+            memory_mask,
+            tgt_key_padding_mask,
+            memory_key_padding_mask,
+            tgt_is_causal,
+            memory_is_causal,
+        )
+
+
+class _WholeTransformer(_WholeEncoderLayer):
+    def forward(
+        self,
+        src,
+        tgt,
+        src_mask=None,
+        tgt_mask=None,
+        memory_mask=None,
+        src_key_padding_mask=None,
+        tgt_key_padding_mask=None,
+        memory_key_padding_mask=None,
+    ):
+        return self.m(
+            src,
+            tgt,
+            src_mask,
+            tgt_mask,
+            memory_mask,
+            src_key_padding_mask,
+            tgt_key_padding_mask,
+            memory_key_padding_mask,
+        )
