@@ -7,6 +7,8 @@
 //! which stays the path for other CPUs (same stream, tested). The PRG was
 //! about a fifth of a comparison's time and more of a large product's.
 
+use std::mem::MaybeUninit;
+
 use aes::cipher::{generic_array::GenericArray, BlockEncrypt, KeyInit};
 use aes::Aes128;
 
@@ -62,9 +64,16 @@ impl Prg {
     }
 
     /// Fill `out` with fresh pseudo-random ring elements (two per AES block).
-    /// Counters are written into `out` itself and encrypted in place, so the
-    /// stream costs one pass over memory.
     pub fn fill(&mut self, out: &mut [u64]) {
+        // SAFETY: a u64 slice viewed as possibly-uninitialised u64s: the same
+        // layout, and fill_uninit only ever writes whole u64 values into it.
+        let view = unsafe { &mut *(out as *mut [u64] as *mut [MaybeUninit<u64>]) };
+        self.fill_uninit(view);
+    }
+
+    /// Fill possibly uninitialised memory (a Vec's spare capacity) with the
+    /// stream, every word written: no zeroing pass before the PRG's.
+    pub fn fill_uninit(&mut self, out: &mut [MaybeUninit<u64>]) {
         let whole = out.len() / 2 * 2;
         let (body, tail) = out.split_at_mut(whole);
         #[cfg(target_arch = "x86_64")]
@@ -76,36 +85,38 @@ impl Prg {
         }
         #[cfg(not(target_arch = "x86_64"))]
         self.fill_blocks(body);
-        if !tail.is_empty() {
+        if let Some(last) = tail.first_mut() {
             let mut blk = GenericArray::from(self.counter.to_le_bytes());
             self.counter += 1;
             self.cipher.encrypt_block(&mut blk);
             let mut bytes = [0u8; 8];
             bytes.copy_from_slice(&blk[..8]);
-            tail[0] = u64::from_le_bytes(bytes);
+            last.write(u64::from_le_bytes(bytes));
         }
     }
 
     /// The counter blocks of `body` (even length) encrypted in place with the
-    /// `aes` crate (any CPU).
-    fn fill_blocks(&mut self, body: &mut [u64]) {
+    /// `aes` crate (any CPU): counters written into `body`, then encrypted.
+    fn fill_blocks(&mut self, body: &mut [MaybeUninit<u64>]) {
         for chunk in body.chunks_mut(2 * BATCH) {
             for (j, pair) in chunk.chunks_exact_mut(2).enumerate() {
                 let c = self.counter + j as u128;
-                pair[0] = (c as u64).to_le();
-                pair[1] = ((c >> 64) as u64).to_le();
+                pair[0].write((c as u64).to_le());
+                pair[1].write(((c >> 64) as u64).to_le());
             }
             let nblocks = chunk.len() / 2;
             self.counter += nblocks as u128;
-            // SAFETY: `chunk` holds 2 * nblocks u64 (16 bytes each pair) and
-            // aes::Block is a 16-byte array with alignment 1, so the view
-            // covers exactly the chunk's memory.
+            // SAFETY: every word of `chunk` was written just above; it holds
+            // 2 * nblocks u64 (16 bytes a pair) and aes::Block is a 16-byte
+            // array with alignment 1, so the view covers exactly its memory.
             let blocks = unsafe {
                 std::slice::from_raw_parts_mut(chunk.as_mut_ptr() as *mut aes::Block, nblocks)
             };
             self.cipher.encrypt_blocks(blocks);
             for w in chunk.iter_mut() {
-                *w = u64::from_le(*w);
+                // SAFETY: initialised above (and encrypted in place).
+                let v = unsafe { w.assume_init() };
+                w.write(u64::from_le(v));
             }
         }
     }
@@ -150,6 +161,7 @@ pub fn seeded_key(seed: u64, party: usize) -> [u8; 16] {
 #[cfg(target_arch = "x86_64")]
 mod ni {
     use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
 
     /// The 11 round keys of one AES-128 key, and whether the CPU has VAES
     /// (two blocks per instruction in 256-bit registers) besides AES-NI.
@@ -171,7 +183,7 @@ mod ni {
 
         /// Encrypt counter blocks counter, counter + 1, ... into `out`
         /// (its length even: two words per block).
-        pub fn ctr(&self, counter: u128, out: &mut [u64]) {
+        pub fn ctr(&self, counter: u128, out: &mut [MaybeUninit<u64>]) {
             let done = if self.1 {
                 unsafe { ctr_wide(&self.0, counter, out) }
             } else {
@@ -222,7 +234,7 @@ mod ni {
     /// Whole batches of 16 blocks with VAES (8 registers of two blocks);
     /// returns how many blocks it wrote (the rest is left to `ctr`).
     #[target_feature(enable = "aes,avx2,vaes")]
-    unsafe fn ctr_wide(k: &[__m128i; 11], counter: u128, out: &mut [u64]) -> usize {
+    unsafe fn ctr_wide(k: &[__m128i; 11], counter: u128, out: &mut [MaybeUninit<u64>]) -> usize {
         const REGS: usize = 8;
         let blocks = out.len() / 2 / (2 * REGS) * (2 * REGS);
         let dst = out.as_mut_ptr() as *mut __m256i;
@@ -271,7 +283,7 @@ mod ni {
     }
 
     #[target_feature(enable = "aes")]
-    unsafe fn ctr(k: &[__m128i; 11], counter: u128, out: &mut [u64]) {
+    unsafe fn ctr(k: &[__m128i; 11], counter: u128, out: &mut [MaybeUninit<u64>]) {
         const LANES: usize = 8;
         let blocks = out.len() / 2;
         let dst = out.as_mut_ptr() as *mut __m128i;

@@ -25,9 +25,10 @@ fn available_bytes() -> Option<usize> {
     kb.checked_mul(1024)
 }
 
-/// A zeroed host vector of n words, or `OutOfMemory` where it cannot fit
-/// (never an abort, never the OOM killer for a size that cannot fit).
-pub fn alloc(n: usize) -> Result<Vec<u64>> {
+/// An empty host vector with room for n words, or `OutOfMemory` where it
+/// cannot fit (never an abort, never the OOM killer for a size that cannot
+/// fit).
+pub fn with_capacity(n: usize) -> Result<Vec<u64>> {
     let oom = |why: &str| {
         EngineError::OutOfMemory(format!(
             "cannot allocate {n} ring elements ({} bytes) of host memory: {why}",
@@ -45,6 +46,12 @@ pub fn alloc(n: usize) -> Result<Vec<u64>> {
     let mut v: Vec<u64> = Vec::new();
     v.try_reserve_exact(n)
         .map_err(|_| oom("the allocator refused"))?;
+    Ok(v)
+}
+
+/// A zeroed host vector of n words, checked as `with_capacity`.
+pub fn alloc(n: usize) -> Result<Vec<u64>> {
+    let mut v = with_capacity(n)?;
     v.resize(n, 0);
     Ok(v)
 }
@@ -154,8 +161,10 @@ impl Device for Cpu {
     }
 
     fn prg(&self, prg: &mut crate::prg::Prg, n: usize) -> Result<Buf> {
-        let mut v = alloc(n)?;
-        prg.fill(&mut v);
+        let mut v = with_capacity(n)?;
+        prg.fill_uninit(&mut v.spare_capacity_mut()[..n]);
+        // SAFETY: fill_uninit wrote all n words.
+        unsafe { v.set_len(n) };
         Ok(Buf::Host(v))
     }
 
