@@ -189,18 +189,20 @@ impl Party {
         s.into_vec()
     }
 
-    /// Planes j0, j0 + step, ... (count of them) of a plane stack: one
-    /// strided gather per component.
-    fn sel(&self, s: &AShare, j0: usize, step: usize, count: usize, nw: usize) -> Result<AShare> {
-        let shape = [count, nw];
-        let st = [step * nw, 1];
-        s.map(|v| self.dev.gather(v, &shape, j0 * nw, &st))
-    }
-
-    fn cat2(&self, u: &AShare, v: &AShare) -> Result<AShare> {
+    /// Planes of plane stacks gathered into one sharing with one copy per
+    /// component: for each (stack, first plane, step, count), planes first,
+    /// first + step, ... (count of them), in order.
+    fn pick(&self, parts: &[(&AShare, usize, usize, usize)], nw: usize) -> Result<AShare> {
+        let ranges = |comp: fn(&AShare) -> &Buf| -> Vec<(&Buf, usize, usize)> {
+            let mut v = Vec::new();
+            for &(s, j0, step, count) in parts {
+                v.extend((0..count).map(|k| (comp(s), (j0 + k * step) * nw, nw)));
+            }
+            v
+        };
         Ok(AShare {
-            a: self.dev.concat(&[(&u.a, 0, u.len()), (&v.a, 0, v.len())])?,
-            b: self.dev.concat(&[(&u.b, 0, u.len()), (&v.b, 0, v.len())])?,
+            a: self.dev.concat(&ranges(|s| &s.a))?,
+            b: self.dev.concat(&ranges(|s| &s.b))?,
         })
     }
 
@@ -226,28 +228,21 @@ impl Party {
             // One AND round merges every adjacent pair (lo, hi) = (2m, 2m+1):
             // G = G_hi ^ (P_hi & G_lo), and P = P_hi & P_lo for m >= 1.
             let pairs = cnt / 2;
-            let left = self.cat2(
-                &self.sel(ps, poff, 2, pairs, nw)?,
-                &self.sel(ps, poff + 2, 2, pairs - 1, nw)?,
-            )?;
-            let right = self.cat2(
-                &self.sel(&gs, 0, 2, pairs, nw)?,
-                &self.sel(ps, poff + 1, 2, pairs - 1, nw)?,
-            )?;
-            let odd_p = (cnt % 2 == 1)
-                .then(|| self.planes(ps, poff + cnt - 2, 1, nw))
-                .transpose()?;
+            let odd = cnt % 2;
+            let left = self.pick(&[(ps, poff, 2, pairs), (ps, poff + 2, 2, pairs - 1)], nw)?;
+            let right = self.pick(&[(&gs, 0, 2, pairs), (ps, poff + 1, 2, pairs - 1)], nw)?;
             let prod = self.and(&left, &right)?;
-            let mut ng = self.xor(
-                &self.sel(&gs, 1, 2, pairs, nw)?,
-                &self.planes(&prod, 0, pairs, nw)?,
-            )?;
-            let mut np = self.planes(&prod, pairs, pairs - 1, nw)?;
-            if let Some(last_p) = odd_p {
-                // The odd group out moves up unchanged.
-                ng = self.cat2(&ng, &self.planes(&gs, cnt - 1, 1, nw)?)?;
-                np = self.cat2(&np, &last_p)?;
+            // The odd group out (cnt odd) moves up unchanged, its G and P
+            // appended to the new stacks.
+            let mut ng = self.pick(&[(&gs, 1, 2, pairs), (&gs, cnt - 1, 1, odd)], nw)?;
+            for (dst, src) in [(&mut ng.a, &prod.a), (&mut ng.b, &prod.b)] {
+                self.dev
+                    .update(Some(Op2::Xor), dst, 0, src, 0, pairs * nw)?;
             }
+            let np = self.pick(
+                &[(&prod, pairs, 1, pairs - 1), (ps, poff + cnt - 2, 1, odd)],
+                nw,
+            )?;
             gs = ng;
             ps_next = Some(np);
             cnt = pairs + cnt % 2;
