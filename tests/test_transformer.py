@@ -203,23 +203,45 @@ def _train(model, batches, epochs, lr=3e-3):
     return model.eval()
 
 
-def test_vit_on_digits_private_predictions_equal_plaintext():
-    """A ViT-style model (2x2 patches of the 8x8 digits, width 32, 2 layers,
-    4 heads) trained in plaintext; its private predictions on the 450 test
-    images equal the plaintext ones on at least 99% (issue 19)."""
+def _digits():
+    """sklearn digits as examples/digits_inference.py loads them (test
+    images in float64)."""
     import pathlib
     import sys
 
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "examples"))
     from digits_inference import load
 
-    torch.manual_seed(0)
     xtr, xte, ytr, yte = load()
-    xtr, xte = xtr.double(), xte.double()
+    return xtr, xte.double(), ytr, yte
+
+
+def _count_task():
+    """4000 training and 400 test sequences of 8 tokens of 12: does token 1
+    occur more often than token 2 (train ids, labels, test ids, labels)."""
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for n in (4000, 400):
+        ids = torch.randint(0, 12, (n, 8), generator=g)
+        out += [ids, ((ids == 1).sum(1) > (ids == 2).sum(1)).long()]
+    return tuple(out)
+
+
+def _batches(x, y, size):
+    perm = torch.randperm(len(x))
+    return [(x[perm[i : i + size]], y[perm[i : i + size]]) for i in range(0, len(x), size)]
+
+
+def test_vit_on_digits_private_predictions_equal_plaintext():
+    """A ViT-style model (2x2 patches of the 8x8 digits, width 32, 2 layers,
+    4 heads) trained in plaintext; its private predictions on the 450 test
+    images equal the plaintext ones on at least 99% (issue 19)."""
+    torch.manual_seed(0)
+    xtr, xte, ytr, yte = _digits()
+    xtr = xtr.double()
 
     def batches():
-        perm = torch.randperm(len(xtr))
-        return [(xtr[perm[i : i + 64]], ytr[perm[i : i + 64]]) for i in range(0, len(xtr), 64)]
+        return _batches(xtr, ytr, 64)
 
     m = _train(VisionTransformer(8, 2, 1, 32, 2, 4, 64, 10).double(), batches, 15)
     with torch.no_grad():
@@ -244,19 +266,11 @@ def test_bert_style_classifier_on_a_sequence_task_and_fine_tuning():
     positional embedding included (a model parameter read by get_attr,
     shared like the layers' weights), within 1e-3 of torch's (the softmax
     and LayerNorm backward add a few 1e-4; measured 6e-4)."""
-    g = torch.Generator().manual_seed(0)
-
-    def data(n):
-        ids = torch.randint(0, 12, (n, 8), generator=g)
-        return ids, ((ids == 1).sum(1) > (ids == 2).sum(1)).long()
-
     torch.manual_seed(0)
-    tr, ytr = data(4000)
-    te, _ = data(400)
+    tr, ytr, te, _ = _count_task()
 
     def batches():
-        perm = torch.randperm(len(tr))
-        return [(tr[perm[i : i + 64]], ytr[perm[i : i + 64]]) for i in range(0, len(tr), 64)]
+        return _batches(tr, ytr, 64)
 
     m = _train(TextTransformer(12, 8, 32, 2, 4, 64, 2).double(), batches, 10)
     with torch.no_grad():
@@ -386,36 +400,24 @@ def test_full_vit_tiny_and_bert_tiny_private_predictions_equal_plaintext():
     least 99%. ViT-Tiny from scratch on 1347 images learns slowly (about
     77% test accuracy after 6 epochs here; more epochs cost CI minutes):
     the check is agreement through 12 private layers, not accuracy."""
-    import pathlib
-    import sys
-
     from cryptgpu.models import bert_tiny, vit_tiny
 
-    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "examples"))
-    from digits_inference import load
-
     torch.manual_seed(0)
-    xtr, xte, ytr, yte = load()
-    xtr, xte = xtr.float(), xte.double()
+    xtr, xte, ytr, yte = _digits()
+    xtr = xtr.float()
 
     def image_batches():
-        perm = torch.randperm(len(xtr))
-        return [(xtr[perm[i : i + 16]], ytr[perm[i : i + 16]]) for i in range(0, len(xtr), 16)]
+        return _batches(xtr, ytr, 16)
 
     vit = _train(vit_tiny(8, 2, 1, 10), image_batches, 6, lr=3e-4).double()
     with torch.no_grad():
         vit_pred = vit(xte).argmax(1)
     assert (vit_pred == yte).double().mean() > 0.6  # it learned something
 
-    g = torch.Generator().manual_seed(0)
-    tr = torch.randint(0, 12, (4000, 8), generator=g)
-    ytr_seq = ((tr == 1).sum(1) > (tr == 2).sum(1)).long()
-    te = torch.randint(0, 12, (400, 8), generator=g)
-    yte_seq = ((te == 1).sum(1) > (te == 2).sum(1)).long()
+    tr, ytr_seq, te, yte_seq = _count_task()
 
     def seq_batches():
-        perm = torch.randperm(len(tr))
-        return [(tr[perm[i : i + 64]], ytr_seq[perm[i : i + 64]]) for i in range(0, len(tr), 64)]
+        return _batches(tr, ytr_seq, 64)
 
     bert = _train(bert_tiny(12, 8, 2), seq_batches, 6).double()
     with torch.no_grad():

@@ -101,18 +101,9 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
         )
         bn._affine = _bn_affine(m)  # exact, from the owner's plaintext
         return bn
-    if isinstance(m, t.MultiheadAttention):
-        return transformer.convert_attention(m, _plain, where)
-    if isinstance(m, t.TransformerEncoderLayer):
-        return transformer.convert_encoder_layer(m, _plain, where)
-    if isinstance(m, t.TransformerEncoder):
-        return transformer.convert_encoder(m, _plain, where)
-    if isinstance(m, t.TransformerDecoderLayer):
-        return transformer.convert_decoder_layer(m, _plain, where)
-    if isinstance(m, t.TransformerDecoder):
-        return transformer.convert_decoder(m, _plain, where)
-    if isinstance(m, t.Transformer):
-        return transformer.convert_transformer(m, _plain, where)
+    for kind, convert in transformer.CONVERTERS.items():
+        if isinstance(m, kind):
+            return convert(m, _plain, where)
     if isinstance(m, t.Embedding):
         if m.max_norm is not None:
             raise NotImplementedError(f"Embedding with max_norm at {where}")

@@ -171,15 +171,18 @@ class TransformerEncoderLayer(Module):
 
     kind = OTHER
 
-    def __init__(self, self_attn, linear1, linear2, norm1, norm2, activation, dropout, norm_first):
+    def __init__(self, attns, linear1, linear2, norms, activation, dropout, norm_first):
         super().__init__()
-        self.add_module("self_attn", self_attn)
+        # attention(s), the feed-forward pair, the norms and dropouts under
+        # torch's names (self_attn, multihead_attn; norm1..; dropout1..)
+        for name, m in zip(("self_attn", "multihead_attn"), attns):
+            self.add_module(name, m)
         self.add_module("linear1", linear1)
         self.add_module("linear2", linear2)
-        self.add_module("norm1", norm1)
-        self.add_module("norm2", norm2)
+        for i, norm in enumerate(norms, 1):
+            self.add_module(f"norm{i}", norm)
         self.add_module("activation", activation)
-        for name in ("dropout", "dropout1", "dropout2"):
+        for name in ["dropout"] + [f"dropout{i}" for i in range(1, len(norms) + 1)]:
             self.add_module(name, Dropout(dropout))
         self.norm_first = bool(norm_first)
 
@@ -223,6 +226,10 @@ class TransformerEncoder(Module):
         if norm is not None:
             self.add_module("norm", norm)
 
+    def _final(self, x):
+        norm = self._modules.get("norm")
+        return x if norm is None else norm(x)
+
     def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
         """Every layer, then the final norm."""
         x = src
@@ -233,30 +240,14 @@ class TransformerEncoder(Module):
                 src_key_padding_mask=src_key_padding_mask,
                 is_causal=bool(is_causal),
             )
-        norm = self._modules.get("norm")
-        return x if norm is None else norm(x)
+        return self._final(x)
 
 
-class TransformerDecoderLayer(Module):
+class TransformerDecoderLayer(TransformerEncoderLayer):
     """torch.nn.TransformerDecoderLayer: self-attention on ``tgt`` (masks,
     ``tgt_is_causal``), attention to ``memory`` and a feed-forward block,
     each with a residual and a LayerNorm, before (``norm_first``) or
     after; dropout in training."""
-
-    kind = OTHER
-
-    def __init__(self, attns, linear1, linear2, norms, activation, dropout, norm_first):
-        super().__init__()
-        self.add_module("self_attn", attns[0])
-        self.add_module("multihead_attn", attns[1])
-        self.add_module("linear1", linear1)
-        self.add_module("linear2", linear2)
-        for i, norm in enumerate(norms, 1):
-            self.add_module(f"norm{i}", norm)
-        self.add_module("activation", activation)
-        for name in ("dropout", "dropout1", "dropout2", "dropout3"):
-            self.add_module(name, Dropout(dropout))
-        self.norm_first = bool(norm_first)
 
     def forward(
         self,
@@ -310,19 +301,9 @@ class TransformerDecoderLayer(Module):
         return m["norm3"](x + ff(x))
 
 
-class TransformerDecoder(Module):
+class TransformerDecoder(TransformerEncoder):
     """torch.nn.TransformerDecoder: its layers in order (each attending to
     ``memory``), then its final LayerNorm if it has one."""
-
-    kind = OTHER
-
-    def __init__(self, layers, norm=None):
-        super().__init__()
-        for i, m in enumerate(layers):
-            self.add_module(f"layers_{i}", m)
-        self._n = len(layers)
-        if norm is not None:
-            self.add_module("norm", norm)
 
     def forward(
         self,
@@ -348,8 +329,7 @@ class TransformerDecoder(Module):
                 tgt_is_causal=bool(tgt_is_causal),
                 memory_is_causal=memory_is_causal,
             )
-        norm = self._modules.get("norm")
-        return x if norm is None else norm(x)
+        return self._final(x)
 
 
 class Transformer(Module):
@@ -423,52 +403,46 @@ def _layer_norm(t, plain) -> LayerNorm:
     return LayerNorm(t.normalized_shape, plain(t.weight), plain(t.bias), t.eps)
 
 
-def convert_encoder_layer(m: torch.nn.TransformerEncoderLayer, plain, where: str):
-    """Our TransformerEncoderLayer from torch's."""
-    return TransformerEncoderLayer(
-        convert_attention(m.self_attn, plain, where),
+def convert_layer(m, plain, where: str):
+    """Our TransformerEncoderLayer or TransformerDecoderLayer from torch's."""
+    decoder = isinstance(m, torch.nn.TransformerDecoderLayer)
+    attns = (m.self_attn, m.multihead_attn) if decoder else (m.self_attn,)
+    norms = (m.norm1, m.norm2, m.norm3) if decoder else (m.norm1, m.norm2)
+    return (TransformerDecoderLayer if decoder else TransformerEncoderLayer)(
+        [convert_attention(a, plain, where) for a in attns],
         Linear(plain(m.linear1.weight), plain(m.linear1.bias)),
         Linear(plain(m.linear2.weight), plain(m.linear2.bias)),
-        _layer_norm(m.norm1, plain),
-        _layer_norm(m.norm2, plain),
+        [_layer_norm(n, plain) for n in norms],
         _activation(m.activation, where),
         m.dropout.p,
         m.norm_first,
     )
 
 
-def convert_encoder(m: torch.nn.TransformerEncoder, plain, where: str) -> TransformerEncoder:
-    """Our TransformerEncoder from torch's."""
-    layers = [convert_encoder_layer(layer, plain, where) for layer in m.layers]
+def convert_stack(m, plain, where: str):
+    """Our TransformerEncoder or TransformerDecoder from torch's."""
+    decoder = isinstance(m, torch.nn.TransformerDecoder)
+    layers = [convert_layer(layer, plain, where) for layer in m.layers]
     norm = None if m.norm is None else _layer_norm(m.norm, plain)
-    return TransformerEncoder(layers, norm)
-
-
-def convert_decoder_layer(m: torch.nn.TransformerDecoderLayer, plain, where: str):
-    """Our TransformerDecoderLayer from torch's."""
-    return TransformerDecoderLayer(
-        [convert_attention(a, plain, where) for a in (m.self_attn, m.multihead_attn)],
-        Linear(plain(m.linear1.weight), plain(m.linear1.bias)),
-        Linear(plain(m.linear2.weight), plain(m.linear2.bias)),
-        [_layer_norm(n, plain) for n in (m.norm1, m.norm2, m.norm3)],
-        _activation(m.activation, where),
-        m.dropout.p,
-        m.norm_first,
-    )
-
-
-def convert_decoder(m: torch.nn.TransformerDecoder, plain, where: str) -> TransformerDecoder:
-    """Our TransformerDecoder from torch's."""
-    layers = [convert_decoder_layer(layer, plain, where) for layer in m.layers]
-    norm = None if m.norm is None else _layer_norm(m.norm, plain)
-    return TransformerDecoder(layers, norm)
+    return (TransformerDecoder if decoder else TransformerEncoder)(layers, norm)
 
 
 def convert_transformer(m: torch.nn.Transformer, plain, where: str) -> Transformer:
     """Our Transformer from torch's (its encoder and decoder)."""
     return Transformer(
-        convert_encoder(m.encoder, plain, where), convert_decoder(m.decoder, plain, where)
+        convert_stack(m.encoder, plain, where), convert_stack(m.decoder, plain, where)
     )
+
+
+# torch transformer modules -> our converters (attention, layers, stacks)
+CONVERTERS = {
+    torch.nn.MultiheadAttention: convert_attention,
+    torch.nn.TransformerEncoderLayer: convert_layer,
+    torch.nn.TransformerDecoderLayer: convert_layer,
+    torch.nn.TransformerEncoder: convert_stack,
+    torch.nn.TransformerDecoder: convert_stack,
+    torch.nn.Transformer: convert_transformer,
+}
 
 
 # Signatures for converting a bare transformer module (fx would trace its

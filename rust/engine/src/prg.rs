@@ -163,6 +163,17 @@ mod ni {
     use std::arch::x86_64::*;
     use std::mem::MaybeUninit;
 
+    /// AES rounds 1-9 on the named blocks, round by round (so that the
+    /// blocks' instructions interleave and the AES units stay busy).
+    macro_rules! rounds {
+        ($enc:ident, $keys:expr, $($b:ident),+) => {
+            for rk in &$keys[1..10] {
+                let rk = *rk;
+                $($b = $enc($b, rk);)+
+            }
+        };
+    }
+
     /// The 11 round keys of one AES-128 key, and whether the CPU has VAES
     /// (two blocks per instruction in 256-bit registers) besides AES-NI.
     pub struct RoundKeys([__m128i; 11], pub(super) bool);
@@ -257,17 +268,7 @@ mod ni {
             };
             let [mut b0, mut b1, mut b2, mut b3, mut b4, mut b5, mut b6, mut b7] =
                 ctrs.map(|v| _mm256_xor_si256(v, wk[0]));
-            for rk in &wk[1..10] {
-                let rk = *rk;
-                b0 = _mm256_aesenc_epi128(b0, rk);
-                b1 = _mm256_aesenc_epi128(b1, rk);
-                b2 = _mm256_aesenc_epi128(b2, rk);
-                b3 = _mm256_aesenc_epi128(b3, rk);
-                b4 = _mm256_aesenc_epi128(b4, rk);
-                b5 = _mm256_aesenc_epi128(b5, rk);
-                b6 = _mm256_aesenc_epi128(b6, rk);
-                b7 = _mm256_aesenc_epi128(b7, rk);
-            }
+            rounds!(_mm256_aesenc_epi128, wk, b0, b1, b2, b3, b4, b5, b6, b7);
             let b = [b0, b1, b2, b3, b4, b5, b6, b7];
             for (r, v) in b.into_iter().enumerate() {
                 _mm256_storeu_si256(dst.add(j / 2 + r), _mm256_aesenclast_epi128(v, wk[10]));
@@ -301,17 +302,7 @@ mod ni {
             };
             let [mut b0, mut b1, mut b2, mut b3, mut b4, mut b5, mut b6, mut b7] =
                 ctrs.map(|v| _mm_xor_si128(v, k0));
-            for rk in &k[1..10] {
-                let rk = *rk;
-                b0 = _mm_aesenc_si128(b0, rk);
-                b1 = _mm_aesenc_si128(b1, rk);
-                b2 = _mm_aesenc_si128(b2, rk);
-                b3 = _mm_aesenc_si128(b3, rk);
-                b4 = _mm_aesenc_si128(b4, rk);
-                b5 = _mm_aesenc_si128(b5, rk);
-                b6 = _mm_aesenc_si128(b6, rk);
-                b7 = _mm_aesenc_si128(b7, rk);
-            }
+            rounds!(_mm_aesenc_si128, k, b0, b1, b2, b3, b4, b5, b6, b7);
             let kl = k[10];
             for (l, v) in [b0, b1, b2, b3, b4, b5, b6, b7].into_iter().enumerate() {
                 _mm_storeu_si128(dst.add(j + l), _mm_aesenclast_si128(v, kl));
