@@ -434,3 +434,57 @@ def test_full_vit_tiny_and_bert_tiny_private_predictions_equal_plaintext():
         assert (priv == bert_pred).double().mean() >= 0.99
     finally:
         cryptgpu.uninit()
+
+
+def test_models_that_build_their_causal_mask_in_forward(session):
+    """Models written the usual way: a GPT-style decoder-only model that
+    builds its causal mask with nn.Transformer.generate_square_subsequent_mask
+    from the input's length (torch.full and torch.triu on public values in
+    the traced graph), and a sequence-to-sequence model with an
+    nn.Transformer inside. Bounds as for the encoder (4e-3) and decoder
+    (6e-3) tests above; the masks matter (checked against the unmasked
+    output)."""
+    torch.manual_seed(5)
+
+    class GPT(torch.nn.Module):
+        def __init__(self, vocab=20):
+            super().__init__()
+            self.emb = torch.nn.Embedding(vocab, E)
+            self.pos = torch.nn.Parameter(torch.randn(1, 8, E) * 0.1)
+            layer = torch.nn.TransformerEncoderLayer(E, H, 32, 0.0, batch_first=True)
+            self.blocks = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+            self.head = torch.nn.Linear(E, vocab)
+
+        def forward(self, ids):
+            t = ids.size(1)
+            mask = torch.nn.Transformer.generate_square_subsequent_mask(t)
+            return self.head(self.blocks(self.emb(ids) + self.pos[:, :t], mask=mask))
+
+    class Seq2Seq(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.t = torch.nn.Transformer(E, H, 1, 1, 32, 0.0, batch_first=True)
+            self.out = torch.nn.Linear(E, 3)
+
+        def forward(self, src, tgt):
+            mask = self.t.generate_square_subsequent_mask(tgt.size(1))
+            return self.out(self.t(src, tgt, tgt_mask=mask))
+
+    gpt = GPT().double().eval()
+    ids = torch.randint(0, 20, (2, 8))
+    with torch.no_grad():
+        want = gpt(ids)
+        unmasked = gpt.head(gpt.blocks(gpt.emb(ids) + gpt.pos))
+        assert (want - unmasked).abs().max() > 0.05
+    pm = cryptgpu.nn.from_pytorch(gpt, ids).encrypt()
+    got = pt(pm(cryptgpu.cryptensor(F.one_hot(ids, 20).double())))
+    assert (got - want).abs().max() <= 4e-3
+
+    s2s = Seq2Seq().double().eval()
+    src = torch.randn(2, 6, E, dtype=torch.float64)
+    tgt = torch.randn(2, 4, E, dtype=torch.float64)
+    with torch.no_grad():
+        want = s2s(src, tgt)
+    pm = cryptgpu.nn.from_pytorch(s2s, (src, tgt)).encrypt()
+    got = pt(pm(cryptgpu.cryptensor(src), cryptgpu.cryptensor(tgt)))
+    assert (got - want).abs().max() <= 6e-3
