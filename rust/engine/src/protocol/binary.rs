@@ -59,31 +59,6 @@ impl Party {
         })
     }
 
-    /// Planes [j0, j0 + count) of a plane stack, as a new sharing.
-    fn planes(&self, s: &AShare, j0: usize, count: usize, nw: usize) -> Result<AShare> {
-        Ok(AShare {
-            a: self.dev.concat(&[(&s.a, j0 * nw, count * nw)])?,
-            b: self.dev.concat(&[(&s.b, j0 * nw, count * nw)])?,
-        })
-    }
-
-    /// The operands of one AND round, gathered plane by plane: pairs of
-    /// (sharing, first plane, plane count) for the left and right inputs.
-    fn stack(&self, parts: &[(&AShare, usize, usize)], nw: usize) -> Result<AShare> {
-        let a: Vec<(&Buf, usize, usize)> = parts
-            .iter()
-            .map(|(s, j, c)| (&s.a, j * nw, c * nw))
-            .collect();
-        let b: Vec<(&Buf, usize, usize)> = parts
-            .iter()
-            .map(|(s, j, c)| (&s.b, j * nw, c * nw))
-            .collect();
-        Ok(AShare {
-            a: self.dev.concat(&a)?,
-            b: self.dev.concat(&b)?,
-        })
-    }
-
     /// The binary input step shared by `msb` and `a2b`: [y]^B for y = x_0 +
     /// x_1 (P0 sends y ^ r to P2, r = F(k_1)) and [x_2]^B with components
     /// (0, 0, x_2), both as 64 planes. One round.
@@ -151,8 +126,8 @@ impl Party {
             // the j whose P a later level still reads (j >= 2 shift).
             let ng = 64 - shift;
             let np = 64_usize.saturating_sub(2 * shift);
-            let left = self.stack(&[(&p, shift, ng), (&p, 2 * shift, np)], nw)?;
-            let right = self.stack(&[(&g, 0, ng), (&p, shift, np)], nw)?;
+            let left = self.pick(&[(&p, shift, 1, ng), (&p, 2 * shift, 1, np)], nw)?;
+            let right = self.pick(&[(&g, 0, 1, ng), (&p, shift, 1, np)], nw)?;
             let prod = self.and(&left, &right)?;
             for (dst, src) in [(&mut g.a, &prod.a), (&mut g.b, &prod.b)] {
                 dev.update(Some(Op2::Xor), dst, shift * nw, src, 0, ng * nw)?;
@@ -191,12 +166,17 @@ impl Party {
 
     /// Planes of plane stacks gathered into one sharing with one copy per
     /// component: for each (stack, first plane, step, count), planes first,
-    /// first + step, ... (count of them), in order.
+    /// first + step, ... (count of them), in order (a step of 1 is one
+    /// contiguous range).
     fn pick(&self, parts: &[(&AShare, usize, usize, usize)], nw: usize) -> Result<AShare> {
         let ranges = |comp: fn(&AShare) -> &Buf| -> Vec<(&Buf, usize, usize)> {
             let mut v = Vec::new();
             for &(s, j0, step, count) in parts {
-                v.extend((0..count).map(|k| (comp(s), (j0 + k * step) * nw, nw)));
+                if step == 1 {
+                    v.push((comp(s), j0 * nw, count * nw));
+                } else {
+                    v.extend((0..count).map(|k| (comp(s), (j0 + k * step) * nw, nw)));
+                }
             }
             v
         };
@@ -247,7 +227,7 @@ impl Party {
             ps_next = Some(np);
             cnt = pairs + cnt % 2;
         }
-        self.xor(&self.planes(&p, 63, 1, nw)?, &gs)
+        self.xor(&self.pick(&[(&p, 63, 1, 1)], nw)?, &gs)
     }
 
     /// c * v for a replicated binary bit c (one packed plane) and arithmetic
