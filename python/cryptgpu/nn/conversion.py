@@ -301,11 +301,14 @@ _METHODS = {
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
+_CASTS = ("to", "float", "double", "type_as")
+
+
 def _shared_cast(x: SharedTensor, name: str, args: tuple, kwargs: dict):
     """``x.to(...)``, ``x.float()``, ``x.double()``, ``x.type_as(t)`` on a
     private tensor: shares hold fixed-point reals whatever the float dtype,
     so a cast to a float dtype (or to the CPU) is the tensor itself."""
-    if name in ("float", "double", "type_as") or name == "to":
+    if name in _CASTS:
         for a in list(args) + list(kwargs.values()):
             if isinstance(a, torch.Tensor):
                 a = a.dtype
@@ -337,7 +340,7 @@ def _minus_inf_masked(a):
 
 def _call_method(obj, name: str, args: tuple, kwargs: dict):
     if isinstance(obj, SharedTensor):
-        if name in ("to", "float", "double", "type_as") or not hasattr(obj, name):
+        if name in _CASTS or not hasattr(obj, name):
             return _shared_cast(obj, name, args, kwargs)
     return getattr(obj, name)(*args, **kwargs)
 
@@ -368,6 +371,8 @@ class Graph(Module):
         params = params or {}
         super().__init__()
         self._graph = graph
+        # the inputs, in order, with the forward's own default where it has one
+        self._inputs = [(n.target, n.args) for n in graph.nodes if n.op == "placeholder"]
         # inputs a caller may leave out: name -> function of the first input
         self._defaults = defaults or {}
         self._root_target = None  # the module target standing for a wrapped bare layer
@@ -399,7 +404,7 @@ class Graph(Module):
     def _bind(self, inputs: tuple, named: dict) -> dict:
         """The graph's inputs by placeholder name, from positional and
         keyword arguments (and the defaults of those left out)."""
-        names = [n.target for n in self._graph.nodes if n.op == "placeholder"]
+        names = [name for name, _ in self._inputs]
         if len(inputs) > len(names):
             raise TypeError(f"forward takes {len(names)} inputs, got {len(inputs)}")
         bound = dict(zip(names, inputs))
@@ -409,12 +414,11 @@ class Graph(Module):
             if k in bound:
                 raise TypeError(f"forward got multiple values for argument {k!r}")
             bound[k] = v
-        given = {n.target: n.args for n in self._graph.nodes if n.op == "placeholder"}
-        for k in names:
+        for k, own in self._inputs:
             if bound.get(k) is None and k in self._defaults and bound.get(names[0]) is not None:
                 bound[k] = self._defaults[k](bound[names[0]])
-            if k not in bound and given[k]:  # the forward's own default
-                bound[k] = given[k][0]
+            if k not in bound and own:  # the forward's own default
+                bound[k] = own[0]
             if k not in bound:
                 raise TypeError(f"missing input {k!r}")
         return bound
