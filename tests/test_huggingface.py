@@ -197,7 +197,9 @@ def test_what_cannot_run_privately_is_refused_clearly(local):
     """RoBERTa derives position ids from the token ids (needs them in the
     clear): with shared one-hot ids that is a NotImplementedError naming
     the op, and with public ids it runs. A GPT-2 decoder does not trace.
-    The session is usable afterwards."""
+    HF's ViT (pixel_values, no input_ids) is refused before tracing, and
+    input_ids without a sequence dim is a ValueError. The session is
+    usable afterwards."""
     torch.manual_seed(0)
     cfg = T.RobertaConfig(
         vocab_size=V,
@@ -220,7 +222,26 @@ def test_what_cannot_run_privately_is_refused_clearly(local):
     gpt = T.GPT2ForSequenceClassification(
         T.GPT2Config(vocab_size=V, n_embd=32, n_layer=1, n_head=4, n_positions=16, pad_token_id=0)
     )
+    tensor_fn = torch.tensor
     with pytest.raises(NotImplementedError, match="trace"):
         cryptgpu.nn.from_pytorch(gpt)
+    # transformers' tracer leaves torch.tensor patched when it fails; put back
+    assert torch.tensor is tensor_fn
+    vit = T.ViTForImageClassification(
+        T.ViTConfig(
+            image_size=8,
+            patch_size=2,
+            num_channels=1,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            intermediate_size=64,
+        )
+    )
+    with pytest.raises(NotImplementedError, match="input_ids"):
+        cryptgpu.nn.from_pytorch(vit)
+    bert_m = cryptgpu.nn.from_pytorch(bert()).encrypt()
+    with pytest.raises(ValueError, match="input_ids"):
+        bert_m(cryptgpu.cryptensor(torch.zeros(V)))  # one token, no batch or sequence dim
     x = cryptgpu.cryptensor(torch.tensor([1.5, -2.0]))
     assert torch.allclose(pt(x * x), torch.tensor([2.25, 4.0], dtype=torch.float64), atol=1e-4)

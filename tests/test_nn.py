@@ -306,3 +306,41 @@ def test_to_pytorch_writes_back_a_bare_layer(session):
         ours = torch.cat([v.reshape(-1) for v in opened])
         theirs = torch.cat([p.detach().reshape(-1) for p in layer.parameters()])
         assert torch.equal(ours.sort().values, theirs.sort().values)
+
+
+def test_bad_calls_of_a_converted_model_are_clear_errors(session):
+    """Inputs by name as the traced forward takes them; an unknown keyword,
+    a second value for one input, too many inputs or a missing one is a
+    TypeError, as in Python; a cast of a private tensor to an integer dtype
+    is a NotImplementedError naming it. The session stays usable."""
+
+    class TwoInputs(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = tnn.Linear(3, 2)
+
+        def forward(self, x, y):
+            return self.fc(x) + y
+
+    class Cast(tnn.Module):
+        def forward(self, x):
+            return x.to(torch.int64)
+
+    torch.manual_seed(0)
+    m = TwoInputs().double()
+    pm = cryptgpu.nn.from_pytorch(m)
+    x, y = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 2, dtype=torch.float64)
+    sx = cryptgpu.cryptensor(x)
+    want = m(x, y).detach()
+    assert_close(pm(y=y, x=sx).get_plain_text(dtype=torch.float64), want, 1e-3)
+    for call in (
+        lambda: pm(sx, y, z=1),
+        lambda: pm(sx, y, x=sx),
+        lambda: pm(sx, y, y),
+        lambda: pm(sx),
+    ):
+        with pytest.raises(TypeError):
+            call()
+    with pytest.raises(NotImplementedError, match="private tensor"):
+        cryptgpu.nn.from_pytorch(Cast())(sx)
+    assert_close(pm(sx, y).get_plain_text(dtype=torch.float64), want, 1e-3)

@@ -20,7 +20,7 @@ import sys
 import torch
 
 # the inputs we trace, in this order, where the model's forward has them
-_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "pixel_values")
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def is_hf_model(model: torch.nn.Module) -> bool:
@@ -65,11 +65,10 @@ def trace(model: torch.nn.Module) -> tuple[torch.fx.GraphModule, dict]:
         ) from None
     params = inspect.signature(model.forward).parameters
     names = [n for n in _INPUTS if n in params]
-    if "input_ids" in names:
-        names = [n for n in names if n != "pixel_values"]
-    if not names:
+    if "input_ids" not in names:
         raise NotImplementedError(
-            f"{type(model).__name__}: its forward takes none of {', '.join(_INPUTS)}"
+            f"{type(model).__name__}: only text models (a forward taking input_ids) "
+            "convert from transformers"
         )
     cfg = getattr(model, "config", None)
     if cfg is not None and getattr(cfg, "use_cache", False):
@@ -79,11 +78,27 @@ def trace(model: torch.nn.Module) -> tuple[torch.fx.GraphModule, dict]:
     log = logging.getLogger("torch.fx._symbolic_trace")
     level = log.level
     log.setLevel(logging.ERROR)
+    # transformers' tracer patches torch functions (torch.tensor, arange,
+    # ...) while it traces and leaves them patched when tracing fails (a
+    # GPT-2 did): the next trace then records the wrappers. Whatever it
+    # changed in torch's namespace is put back.
+    saved = {ns: dict(vars(ns)) for ns in (torch, torch.Tensor)}
     try:
         gm = symbolic_trace(model, input_names=names)
     finally:
         log.setLevel(level)
+        _restore(saved)
     return gm, {n: _DEFAULTS[n] for n in names if n in _DEFAULTS}
+
+
+def _restore(saved: dict) -> None:
+    for ns, before in saved.items():
+        for name, value in before.items():
+            if vars(ns).get(name) is not value:
+                try:
+                    setattr(ns, name, value)
+                except (AttributeError, TypeError):  # read-only slots stay as they are
+                    pass
 
 
 class ModelOutput(dict):
