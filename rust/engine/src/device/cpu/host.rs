@@ -84,16 +84,41 @@ pub fn sum_axis(x: &[u64], outer: usize, len: usize, inner: usize) -> Result<Vec
     if inner == 0 {
         return Ok(out);
     }
-    out.par_chunks_mut(inner).enumerate().for_each(|(o, row)| {
-        for k in 0..len {
-            let src = &x[(o * len + k) * inner..(o * len + k + 1) * inner];
+    let x = &x[..outer * len * inner];
+    let one = |o: usize, row: &mut [u64]| {
+        let block = &x[o * len * inner..(o + 1) * len * inner];
+        if inner == 1 {
+            // The sum of a contiguous run (a softmax or LayerNorm row).
+            row[0] = block.iter().fold(0u64, |a, v| a.wrapping_add(*v));
+            return;
+        }
+        for src in block.chunks_exact(inner) {
             for (d, s) in row.iter_mut().zip(src) {
                 *d = d.wrapping_add(*s);
             }
         }
-    });
+    };
+    // Below about 2^16 words the sum takes microseconds, less than handing
+    // rows to the thread pool (these run on the parties' own threads).
+    if x.len() < PAR_WORDS {
+        out.chunks_mut(inner)
+            .enumerate()
+            .for_each(|(o, r)| one(o, r));
+    } else {
+        let rows = (PAR_WORDS / (len * inner).max(1)).max(1);
+        out.par_chunks_mut(rows * inner)
+            .enumerate()
+            .for_each(|(t, rs)| {
+                for (i, r) in rs.chunks_mut(inner).enumerate() {
+                    one(t * rows + i, r);
+                }
+            });
+    }
     Ok(out)
 }
+
+/// Work below which the data movement here stays on the calling thread.
+const PAR_WORDS: usize = 1 << 16;
 
 pub fn im2col(x: &[u64], g: &Conv2dGeom, c0: usize, cg: usize) -> Result<Vec<u64>> {
     let (oh, ow) = g.out_hw();
@@ -231,26 +256,36 @@ pub fn gather(src: &[u64], shape: &[usize], offset: usize, st: &[usize]) -> Resu
     // Tasks of whole rows; inside a task an odometer over the outer dims
     // moves the base offset by one stride per row (no div/mod per row).
     let rows_per_task = (1 << 14) / inner.max(1) + 1;
-    out.par_chunks_mut(rows_per_task * inner)
-        .enumerate()
-        .for_each(|(t, o)| {
-            let mut idx = vec![0usize; outer.len()];
-            let mut rem = t * rows_per_task;
-            for d in (0..outer.len()).rev() {
-                idx[d] = rem % outer[d];
-                rem /= outer[d];
-            }
-            let mut base = offset + idx.iter().zip(st).map(|(i, s)| i * s).sum::<usize>();
-            for row in o.chunks_mut(inner) {
-                if inner_st == 1 {
-                    row.copy_from_slice(&src[base..base + inner]);
-                } else {
+    let task = |(t, o): (usize, &mut [u64])| {
+        let mut idx = vec![0usize; outer.len()];
+        let mut rem = t * rows_per_task;
+        for d in (0..outer.len()).rev() {
+            idx[d] = rem % outer[d];
+            rem /= outer[d];
+        }
+        let mut base = offset + idx.iter().zip(st).map(|(i, s)| i * s).sum::<usize>();
+        for row in o.chunks_mut(inner) {
+            match inner_st {
+                1 => row.copy_from_slice(&src[base..base + inner]),
+                // A broadcast (expand) of one value along the row.
+                0 => row.fill(src[base]),
+                _ => {
                     for (j, v) in row.iter_mut().enumerate() {
                         *v = src[base + j * inner_st];
                     }
                 }
-                next_row(&mut idx, &mut base, outer, st);
             }
-        });
+            next_row(&mut idx, &mut base, outer, st);
+        }
+    };
+    if n < PAR_WORDS {
+        out.chunks_mut(rows_per_task * inner)
+            .enumerate()
+            .for_each(task);
+    } else {
+        out.par_chunks_mut(rows_per_task * inner)
+            .enumerate()
+            .for_each(task);
+    }
     Ok(out)
 }
