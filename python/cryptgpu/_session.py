@@ -333,10 +333,8 @@ def comm_totals() -> tuple[int, int]:
     statistics are differences of."""
     if _ctx.session is None:
         return (0, 0)
-    raw = current().stats()
-    rounds = max(sum(op["rounds"] for op in p.values()) for p in raw)
-    byts = max(sum(op["bytes"] for op in p.values()) for p in raw)
-    return rounds, byts
+    totals = current().comm_totals()
+    return max(t[0] for t in totals), max(t[1] for t in totals)
 
 
 def add_layer_stats(kind: str, phase: str, seconds: float, before, after) -> None:

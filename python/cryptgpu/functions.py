@@ -300,6 +300,11 @@ _GELU_DERIV_COEFFS = {
 
 
 def _horner(c, u):
+    """c[0] + c[1] u + ... by Horner's rule: one engine call for a shared u
+    that autograd does not record through (the same products and rounds as
+    the composition below, without a call and a copy per step)."""
+    if _is_shared(u) and not ag.needs_grad(u):
+        return u._wrap(u._s().horner(u._t, [float(v) for v in c]))
     acc = c[-1] * u + c[-2]
     for k in range(len(c) - 3, -1, -1):
         acc = acc * u + c[k]

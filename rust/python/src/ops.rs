@@ -122,6 +122,13 @@ impl Session {
             .collect()
     }
 
+    /// Per hosted party, (rounds, bytes sent) since the session started,
+    /// never reset (per-layer statistics take differences of these).
+    fn comm_totals(&self, py: Python<'_>) -> PyResult<Vec<(u64, u64)>> {
+        let s = &self.0;
+        call(py, || s.comm_totals())
+    }
+
     fn reset_stats(&self, py: Python<'_>) -> PyResult<()> {
         let s = &self.0;
         call(py, || s.reset_stats())
@@ -257,6 +264,11 @@ impl Session {
     fn mul_public(&self, py: Python<'_>, x: &Tensor, p: &[u8]) -> PyResult<Tensor> {
         let v = f64s(p)?;
         self.run(py, |s| s.mul_public(&x.0, &v))
+    }
+    /// sum_k c_k x^k by Horner's rule in one engine call (coefficients
+    /// lowest first).
+    fn horner(&self, py: Python<'_>, x: &Tensor, coeffs: Vec<f64>) -> PyResult<Tensor> {
+        self.run(py, |s| s.horner(&x.0, &coeffs))
     }
     fn mul_public_int(&self, py: Python<'_>, x: &Tensor, p: Vec<i64>) -> PyResult<Tensor> {
         self.run(py, |s| s.mul_public_int(&x.0, &p))

@@ -74,6 +74,8 @@ pub struct Comm {
     /// Rounds since the link was made (never reset): whether a call
     /// communicated at all.
     rounds_total: u64,
+    /// Bytes sent since the link was made (never reset).
+    bytes_total: u64,
 }
 
 impl Comm {
@@ -83,12 +85,20 @@ impl Comm {
             op: "setup".into(),
             stats: BTreeMap::new(),
             rounds_total: 0,
+            bytes_total: 0,
         }
     }
 
     /// Rounds run on this link since it was made (statistics resets aside).
     pub fn rounds_total(&self) -> u64 {
         self.rounds_total
+    }
+
+    /// (rounds, bytes sent) since the link was made, statistics resets
+    /// aside: what per-layer statistics take differences of, without
+    /// copying the per-operation table.
+    pub fn totals(&self) -> (u64, u64) {
+        (self.rounds_total, self.bytes_total)
     }
 
     /// Label the traffic that follows, and count one call of it.
@@ -117,6 +127,7 @@ impl Comm {
             let s = self.cur();
             s.messages += 1;
             s.bytes += bytes;
+            self.bytes_total += bytes;
             self.transport.send_buf(to, data)?;
         }
         recvs.iter().map(|&p| self.transport.recv_buf(p)).collect()

@@ -42,12 +42,17 @@ pub fn add_public(dev: &dyn Device, rank: usize, x: &AShare, p: &Buf) -> Result<
 /// Add one public ring value to every element (in place on x_0's copies).
 pub fn add_scalar(dev: &dyn Device, rank: usize, x: &AShare, c: u64) -> Result<AShare> {
     let mut y = x.clone();
-    match rank {
-        0 => dev.map1_into(Op1::AddScalar(c), &mut y.a)?,
-        2 => dev.map1_into(Op1::AddScalar(c), &mut y.b)?,
-        _ => {}
-    }
+    add_scalar_into(dev, rank, &mut y, c)?;
     Ok(y)
+}
+
+/// `add_scalar` on a sharing this party owns (no copy).
+pub fn add_scalar_into(dev: &dyn Device, rank: usize, y: &mut AShare, c: u64) -> Result<()> {
+    match rank {
+        0 => dev.map1_into(Op1::AddScalar(c), &mut y.a),
+        2 => dev.map1_into(Op1::AddScalar(c), &mut y.b),
+        _ => Ok(()),
+    }
 }
 
 /// Party `rank`'s share of public ring values: they form component x_0

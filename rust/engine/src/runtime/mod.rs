@@ -351,6 +351,15 @@ impl Session {
             .collect()
     }
 
+    /// Per hosted party, (rounds, bytes sent) since the session started
+    /// (never reset): the cheap counters per-layer statistics difference.
+    pub fn comm_totals(&self) -> Result<Vec<(u64, u64)>> {
+        self.parties
+            .iter()
+            .map(|m| Ok(lock(m)?.comm.totals()))
+            .collect()
+    }
+
     /// Choose the truncation protocol of the hosted parties: exact (no wrap
     /// failures, more bytes) or ABY3's probabilistic one. In a
     /// multi-process session every party must make the same choice before

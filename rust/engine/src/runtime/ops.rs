@@ -123,6 +123,35 @@ impl Session {
         Ok(self.wrap(x.shape.clone(), r))
     }
 
+    /// c_0 + c_1 u + ... + c_d u^d for public fixed-point coefficients
+    /// (lowest first, d >= 1), by Horner's rule in one call: c_d u as a
+    /// public product, then d - 1 shared products acc * u, each constant
+    /// added in place. The same products, rounds and bytes as composing
+    /// `mul_public`, `mul` and `add_public` (d products: 2d rounds, d n
+    /// elements per party), without a call and a copy of the tensor per
+    /// step (GELU's and exp's polynomials).
+    pub fn horner(&self, u: &Tensor, coeffs: &[f64]) -> Result<Tensor> {
+        self.check(u)?;
+        if coeffs.len() < 2 {
+            return invalid("a Horner polynomial needs at least two coefficients");
+        }
+        let e = ring::encode(coeffs, self.frac_bits)?;
+        let (n, d) = (u.numel(), e.len() - 1);
+        let r = self.run("horner", |p| {
+            let dev = p.dev.clone();
+            let us = u.at(p.rank)?;
+            let top = dev.upload(vec![e[d]; n])?;
+            let mut acc = p.truncate(&local::mul_public(&*dev, us, &top)?)?;
+            local::add_scalar_into(&*dev, p.rank, &mut acc, e[d - 1])?;
+            for &c in e[..d - 1].iter().rev() {
+                acc = p.mul(&acc, us)?;
+                local::add_scalar_into(&*dev, p.rank, &mut acc, c)?;
+            }
+            Ok(acc)
+        })?;
+        Ok(self.wrap(u.shape.clone(), r))
+    }
+
     /// Division by a positive public integer (sum -> mean, pooling).
     pub fn div_public_int(&self, x: &Tensor, d: u64) -> Result<Tensor> {
         self.check(x)?;
