@@ -73,6 +73,31 @@ pub enum Op2 {
     Xor,
 }
 
+/// Words [off, off + len) of both components of a replicated sharing:
+/// (component 0, component 1, off, len).
+pub type Span<'a> = (&'a Buf, &'a Buf, usize, usize);
+
+/// `Device::and_local_spans` by gathering the spans, then `and_local`
+/// (the default, public so that the CPU's in-place version is tested
+/// against it).
+pub fn and_local_gathered<D: Device + ?Sized>(
+    dev: &D,
+    x: &[Span],
+    y: &[Span],
+    r: Buf,
+) -> Result<Buf> {
+    let gather = |s: &[Span], first: bool| {
+        let parts: Vec<(&Buf, usize, usize)> = s
+            .iter()
+            .map(|&(a, b, off, len)| (if first { a } else { b }, off, len))
+            .collect();
+        dev.concat(&parts)
+    };
+    let (x0, x1) = (gather(x, true)?, gather(x, false)?);
+    let (y0, y1) = (gather(y, true)?, gather(y, false)?);
+    dev.and_local(&x0, &x1, &y0, &y1, r)
+}
+
 /// An element-wise unary operation on ring elements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op1 {
@@ -193,6 +218,13 @@ pub trait Device: Send + Sync {
     /// r ^ (x0 & y0) ^ (x0 & y1) ^ (x1 & y0): the same for AND, over the
     /// first r.len() words of the (possibly longer) operands.
     fn and_local(&self, x0: &Buf, x1: &Buf, y0: &Buf, y1: &Buf, r: Buf) -> Result<Buf>;
+    /// `and_local` of operands made of ranges of other sharings: x's i-th
+    /// span pairs with y's i-th (one length), and r holds one word per word
+    /// of them. This default gathers the spans first; the CPU reads them
+    /// in place (the comparison's adder picks planes out of plane stacks).
+    fn and_local_spans(&self, x: &[Span], y: &[Span], r: Buf) -> Result<Buf> {
+        and_local_gathered(self, x, y, r)
+    }
 
     // ---- ranges
     /// The ranges concatenated, in order, into a new buffer.

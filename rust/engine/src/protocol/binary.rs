@@ -24,7 +24,7 @@
 //! 1 groups), 181 AND planes in all. Only the planes the top carry needs are
 //! ever computed.
 
-use crate::device::{Buf, Op1, Op2};
+use crate::device::{Buf, Op1, Op2, Span};
 use crate::error::Result;
 use crate::net::Peer;
 use crate::protocol::{local, AShare, Party};
@@ -59,55 +59,52 @@ impl Party {
         })
     }
 
-    /// The binary input step shared by `msb` and `a2b`: [y]^B for y = x_0 +
-    /// x_1 (P0 sends y ^ r to P2, r = F(k_1)) and [x_2]^B with components
-    /// (0, 0, x_2), both as 64 planes. One round.
-    fn binary_inputs(&mut self, x: &AShare) -> Result<(AShare, AShare)> {
+    /// The binary input step shared by `msb` and `a2b`: y = x_0 + x_1 is
+    /// shared in binary by P0 (it sends y ^ r to P2, r = F(k_1)), and x_2
+    /// is known to P1 and P2; returns p = y ^ x_2 (64 planes, local) and
+    /// the replicated g = y & x_2 over its first `gn` words. Two rounds.
+    ///
+    /// As sharings, [y] = (y ^ r, r, 0) and [x_2] = (0, 0, x_2), so most
+    /// components are zero: P0's share of g is its zero share alone, and
+    /// P1's and P2's local AND term is the one product of their two
+    /// nonzero components (written out, not multiplied by zero planes).
+    fn binary_inputs(&mut self, x: &AShare, gn: usize) -> Result<(AShare, AShare)> {
         let n = x.len();
         let planes = 64 * n.div_ceil(64);
         let dev = self.dev.clone();
-        Ok(match self.rank {
+        let p = match self.rank {
             0 => {
                 let y = dev.map2(Op2::Add, &x.a, &x.b)?;
                 let r = self.rand_next(planes)?;
                 let c0 = dev.map2(Op2::Xor, &dev.to_planes(&y)?, &r)?;
                 self.round(vec![(Peer::Prev, c0.clone())], &[])?;
-                (
-                    AShare { a: c0, b: r },
-                    AShare {
-                        a: dev.zeros(planes)?,
-                        b: dev.zeros(planes)?,
-                    },
-                )
+                AShare { a: c0, b: r }
             }
             1 => {
                 let r = self.rand_own(planes)?;
                 self.round(vec![], &[])?;
-                (
-                    AShare {
-                        a: r,
-                        b: dev.zeros(planes)?,
-                    },
-                    AShare {
-                        a: dev.zeros(planes)?,
-                        b: dev.to_planes(&x.b)?,
-                    },
-                )
+                AShare {
+                    a: r,
+                    b: dev.to_planes(&x.b)?,
+                }
             }
             _ => {
                 let c0 = self.round1(vec![], Peer::Next, planes)?;
-                (
-                    AShare {
-                        a: dev.zeros(planes)?,
-                        b: c0,
-                    },
-                    AShare {
-                        a: dev.to_planes(&x.a)?,
-                        b: dev.zeros(planes)?,
-                    },
-                )
+                AShare {
+                    a: dev.to_planes(&x.a)?,
+                    b: c0,
+                }
             }
-        })
+        };
+        let r = self.zero_share_bits(gn)?;
+        // P1: r_y & x_2; P2: x_2 & (y ^ r_y); as and_local with each
+        // operand's two components equal (a & b three times over is a & b).
+        let z = match self.rank {
+            0 => r,
+            _ => dev.and_local(&p.a, &p.a, &p.b, &p.b, r)?,
+        };
+        let b = self.round1(vec![(Peer::Prev, z.clone())], Peer::Next, gn)?;
+        Ok((p, AShare { a: z, b }))
     }
 
     /// Full arithmetic-to-binary conversion: all 64 bits of x as replicated
@@ -115,9 +112,7 @@ impl Party {
     /// one round for the inputs, one for g = y & x_2, then 6 prefix levels.
     pub fn a2b(&mut self, x: &AShare) -> Result<AShare> {
         let nw = x.len().div_ceil(64);
-        let (ys, xs) = self.binary_inputs(x)?;
-        let p0 = self.xor(&ys, &xs)?;
-        let mut g = self.and(&ys, &xs)?;
+        let (p0, mut g) = self.binary_inputs(x, 64 * nw)?;
         let mut p = p0.clone();
         let dev = self.dev.clone();
         let mut shift = 1;
@@ -126,9 +121,10 @@ impl Party {
             // the j whose P a later level still reads (j >= 2 shift).
             let ng = 64 - shift;
             let np = 64_usize.saturating_sub(2 * shift);
-            let left = self.pick(&[(&p, shift, 1, ng), (&p, 2 * shift, 1, np)], nw)?;
-            let right = self.pick(&[(&g, 0, 1, ng), (&p, shift, 1, np)], nw)?;
-            let prod = self.and(&left, &right)?;
+            let prod = self.and_spans(
+                &spans(&[(&p, shift, 1, ng), (&p, 2 * shift, 1, np)], nw),
+                &spans(&[(&g, 0, 1, ng), (&p, shift, 1, np)], nw),
+            )?;
             for (dst, src) in [(&mut g.a, &prod.a), (&mut g.b, &prod.b)] {
                 dev.update(Some(Op2::Xor), dst, shift * nw, src, 0, ng * nw)?;
             }
@@ -165,35 +161,36 @@ impl Party {
     }
 
     /// Planes of plane stacks gathered into one sharing with one copy per
-    /// component: for each (stack, first plane, step, count), planes first,
-    /// first + step, ... (count of them), in order (a step of 1 is one
-    /// contiguous range).
+    /// component (`spans` says which).
     fn pick(&self, parts: &[(&AShare, usize, usize, usize)], nw: usize) -> Result<AShare> {
-        let ranges = |comp: fn(&AShare) -> &Buf| -> Vec<(&Buf, usize, usize)> {
-            let mut v = Vec::new();
-            for &(s, j0, step, count) in parts {
-                if step == 1 {
-                    v.push((comp(s), j0 * nw, count * nw));
-                } else {
-                    v.extend((0..count).map(|k| (comp(s), (j0 + k * step) * nw, nw)));
-                }
-            }
-            v
+        let sp = spans(parts, nw);
+        let comp = |first: bool| -> Vec<(&Buf, usize, usize)> {
+            sp.iter()
+                .map(|&(a, b, off, len)| (if first { a } else { b }, off, len))
+                .collect()
         };
         Ok(AShare {
-            a: self.dev.concat(&ranges(|s| &s.a))?,
-            b: self.dev.concat(&ranges(|s| &s.b))?,
+            a: self.dev.concat(&comp(true))?,
+            b: self.dev.concat(&comp(false))?,
         })
+    }
+
+    /// AND of two operands given as spans of other sharings (read in place
+    /// where the device can): one round, one word per word.
+    fn and_spans(&mut self, x: &[Span], y: &[Span]) -> Result<AShare> {
+        let n = x.iter().map(|s| s.3).sum();
+        let r = self.zero_share_bits(n)?;
+        let z = self.dev.and_local_spans(x, y, r)?;
+        let b = self.round1(vec![(Peer::Prev, z.clone())], Peer::Next, n)?;
+        Ok(AShare { a: z, b })
     }
 
     /// Sign bit of an arithmetic sharing, as a replicated binary sharing of
     /// one packed plane (nw words). 8 rounds (module table).
     pub fn msb(&mut self, x: &AShare) -> Result<AShare> {
         let nw = x.len().div_ceil(64);
-        let (ys, xs) = self.binary_inputs(x)?;
         // p_j = y_j ^ x2_j (local); g_j = y_j & x2_j for j < 63 (one round).
-        let p = self.xor(&ys, &xs)?;
-        let mut gs = self.and_prefix(&ys, &xs, 63 * nw)?;
+        let (p, mut gs) = self.binary_inputs(x, 63 * nw)?;
         // Groups, lowest bits first, as two plane stacks: G of groups
         // 0..cnt, and P of groups 1..cnt, group k's P at plane k - 1 + poff
         // of `ps` (the lowest group's P is never needed: nothing carries into
@@ -209,9 +206,10 @@ impl Party {
             // G = G_hi ^ (P_hi & G_lo), and P = P_hi & P_lo for m >= 1.
             let pairs = cnt / 2;
             let odd = cnt % 2;
-            let left = self.pick(&[(ps, poff, 2, pairs), (ps, poff + 2, 2, pairs - 1)], nw)?;
-            let right = self.pick(&[(&gs, 0, 2, pairs), (ps, poff + 1, 2, pairs - 1)], nw)?;
-            let prod = self.and(&left, &right)?;
+            let prod = self.and_spans(
+                &spans(&[(ps, poff, 2, pairs), (ps, poff + 2, 2, pairs - 1)], nw),
+                &spans(&[(&gs, 0, 2, pairs), (ps, poff + 1, 2, pairs - 1)], nw),
+            )?;
             // The odd group out (cnt odd) moves up unchanged, its G and P
             // appended to the new stacks.
             let mut ng = self.pick(&[(&gs, 1, 2, pairs), (&gs, cnt - 1, 1, odd)], nw)?;
@@ -307,4 +305,19 @@ impl Party {
         d.map2_into(Op2::Add, &mut w.b, &tsh.b)?;
         Ok(w)
     }
+}
+
+/// Planes of plane stacks as spans: for each (stack, first plane, step,
+/// count), planes first, first + step, ... (count of them), in order (a
+/// step of 1 is one span).
+fn spans<'a>(parts: &[(&'a AShare, usize, usize, usize)], nw: usize) -> Vec<Span<'a>> {
+    let mut v = Vec::new();
+    for &(s, j0, step, count) in parts {
+        if step == 1 {
+            v.push((&s.a, &s.b, j0 * nw, count * nw));
+        } else {
+            v.extend((0..count).map(|k| (&s.a, &s.b, (j0 + k * step) * nw, nw)));
+        }
+    }
+    v
 }

@@ -7,7 +7,7 @@ pub mod gemm;
 pub mod host;
 mod small;
 
-use super::{Buf, Conv2dGeom, Device, MatDims, Op1, Op2};
+use super::{Buf, Conv2dGeom, Device, MatDims, Op1, Op2, Span};
 use crate::error::{EngineError, Result};
 
 pub struct Cpu;
@@ -189,6 +189,34 @@ impl Device for Cpu {
         let (y0, y1) = (range(y0.host()?, 0, n)?, range(y1.host()?, 0, n)?);
         for (j, zj) in z.iter_mut().enumerate() {
             *zj ^= (x0[j] & y0[j]) ^ (x0[j] & y1[j]) ^ (x1[j] & y0[j]);
+        }
+        Ok(Buf::Host(z))
+    }
+
+    fn and_local_spans(&self, x: &[Span], y: &[Span], r: Buf) -> Result<Buf> {
+        let mut z = r.into_vec()?;
+        let mut at = 0;
+        if x.len() != y.len() {
+            return Err(EngineError::Internal(
+                "AND operands of unequal spans".into(),
+            ));
+        }
+        for (&(x0, x1, xo, n), &(y0, y1, yo, yn)) in x.iter().zip(y) {
+            if yn != n {
+                return Err(EngineError::Internal("AND spans of unequal lengths".into()));
+            }
+            let zs = range_mut(&mut z, at, n)?;
+            let (x0, x1) = (range(x0.host()?, xo, n)?, range(x1.host()?, xo, n)?);
+            let (y0, y1) = (range(y0.host()?, yo, n)?, range(y1.host()?, yo, n)?);
+            for (j, zj) in zs.iter_mut().enumerate() {
+                *zj ^= (x0[j] & y0[j]) ^ (x0[j] & y1[j]) ^ (x1[j] & y0[j]);
+            }
+            at += n;
+        }
+        if at != z.len() {
+            return Err(EngineError::Internal(
+                "AND spans do not cover the output".into(),
+            ));
         }
         Ok(Buf::Host(z))
     }
@@ -544,6 +572,21 @@ mod tests {
             .unwrap();
             assert_eq!(fused.to_vec().unwrap(), composed.to_vec().unwrap(), "{g:?}");
         }
+    }
+
+    #[test]
+    fn and_over_spans_reads_in_place_what_the_default_gathers() {
+        let cpu = Cpu;
+        let bufs: Vec<Buf> = (0..6).map(|i| words(i as u8 + 1, 40)).collect();
+        let x: Vec<Span> = vec![(&bufs[0], &bufs[1], 3, 5), (&bufs[2], &bufs[3], 30, 10)];
+        let y: Vec<Span> = vec![(&bufs[4], &bufs[5], 0, 5), (&bufs[0], &bufs[3], 12, 10)];
+        let got = cpu.and_local_spans(&x, &y, words(9, 15)).unwrap();
+        let want = crate::device::and_local_gathered(&cpu, &x, &y, words(9, 15)).unwrap();
+        assert_eq!(got.host().unwrap(), want.host().unwrap());
+        // Spans that do not pair up are refused, not read past.
+        let short: Vec<Span> = vec![(&bufs[4], &bufs[5], 0, 4), (&bufs[0], &bufs[3], 12, 10)];
+        assert!(cpu.and_local_spans(&x, &short, words(9, 15)).is_err());
+        assert!(cpu.and_local_spans(&x, &y, words(9, 14)).is_err());
     }
 
     #[test]
