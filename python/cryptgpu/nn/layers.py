@@ -317,12 +317,19 @@ def _normalise(x, dims, eps: float):
     BatchNorm and LayerNorm. (16 (x - mean))^2 keeps 8 more bits of a small
     variance than (x - mean)^2 (a std of 0.01 is a variance of 6.5 units of
     2^-16); |x - mean| < 2048."""
+    mean, var_s, inv, xc = _statistics(x, dims, eps)
+    return mean, var_s, inv, xc * inv
+
+
+def _statistics(x, dims, eps: float):
+    """(mean, 256 var, 1/sqrt(var + eps), x - mean): `_normalise` without
+    its last product."""
     mean = x.mean(dims, keepdim=True)
     xc = x - mean
     xs = xc * _VAR_SCALE
     var_s = (xs * xs).mean(dims, keepdim=True)  # var * 256
     inv = _inv_std(var_s, eps * _VAR_SCALE**2, _VAR_SCALE)
-    return mean, var_s, inv, xc * inv
+    return mean, var_s, inv, xc
 
 
 def _scale_shift(xhat, w, b, shape=None):
@@ -413,9 +420,14 @@ class LayerNorm(Module):
         # The statistics use exact truncation even for inference: the
         # squared deviations reach 256 |x - mean|^2 (the 16x scaling), and
         # one wrapped element corrupts its whole row (a private BERT-style
-        # model gave logits off by 2e8 in 2 of 400 sequences).
-        with ag.inside(recorded), _session.training_work():
-            _, _, inv, xhat = _normalise(x, dims, self.eps)
+        # model gave logits off by 2e8 in 2 of 400 sequences). The two
+        # products after them (xhat = (x - mean) inv, |xhat| < sqrt(n), and
+        # xhat w) are ordinary products: probabilistic in inference, as
+        # every other product there ("auto" mode), exact when recorded.
+        with ag.inside(recorded):
+            with _session.training_work():
+                _, _, inv, xc = _statistics(x, dims, self.eps)
+            xhat = xc * inv
             y = _scale_shift(xhat, w, b)
         if not recorded:
             return y
