@@ -79,6 +79,27 @@ def test_horner_costs_its_products_and_matches_the_composition(session):
     # each of the d steps adds at most about (1 + |c|)/2^16 of truncation and
     # encoding error, times |u| <= 1 for the later steps: 3e-4 in all
     assert (y.get_plain_text(dtype=torch.float64) - want).abs().max() < 3e-4
+    # c w added inside the last step's truncation: no extra round or byte
+    w = torch.linspace(3, -2, n, dtype=torch.float64)
+    cryptgpu.reset_stats()
+    y = functions._horner(coeffs, x, plus=(cryptgpu.cryptensor(w), -0.75))
+    assert party_bytes("horner") == [d * n * W] * 3 and rounds("horner") == 2 * d
+    got = y.get_plain_text(dtype=torch.float64)
+    assert (got - (want - 0.75 * w)).abs().max() < 3e-4  # the same bound
+
+
+def test_product_with_a_shift_costs_one_product(session):
+    """x y / 2^s truncated once (GELU's x^2 / 16): one product's rounds and
+    bytes, within one truncation (2^-16) plus the inputs' encoding."""
+    v = torch.linspace(-7, 7, 30, dtype=torch.float64)
+    x = cryptgpu.cryptensor(v)
+    s = x._s()  # the engine session (mul_shift is internal: GELU's u)
+    cryptgpu.reset_stats()
+    u = x._wrap(s.mul_shift(x._t, x._t, 4))
+    assert party_bytes("mul") == [30 * W] * 3 and rounds("mul") == 2
+    # x encoded within 2^-17; x^2 / 16 within 2 |x| 2^-17 / 16 of it, plus
+    # one unit of 2^-16 from the truncation
+    assert (u.get_plain_text(dtype=torch.float64) - v * v / 16).abs().max() <= 2.0**-16 + 1e-4
 
 
 def test_truncation_and_division(session):

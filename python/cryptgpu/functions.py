@@ -299,22 +299,26 @@ _GELU_DERIV_COEFFS = {
 }  # fmt: skip
 
 
-def _horner(c, u):
-    """c[0] + c[1] u + ... by Horner's rule: one engine call for a shared u
-    that autograd does not record through (the same products and rounds as
-    the composition below, without a call and a copy per step)."""
-    if _is_shared(u) and not ag.needs_grad(u):
-        return u._wrap(u._s().horner(u._t, [float(v) for v in c]))
+def _horner(c, u, plus=None):
+    """c[0] + c[1] u + ... (+ k w for plus = (w, k)) by Horner's rule: one
+    engine call for a shared u that autograd does not record through (the
+    same products and rounds as the composition below, without a call and a
+    copy per step; k w is folded into the last product's truncation)."""
+    if _is_shared(u) and not ag.needs_grad(u) and (plus is None or _is_shared(plus[0])):
+        coeffs = [float(v) for v in c]
+        if plus is None:
+            return u._wrap(u._s().horner(u._t, coeffs))
+        return u._wrap(u._s(plus[0]).horner(u._t, coeffs, plus[0]._t, float(plus[1])))
     acc = c[-1] * u + c[-2]
     for k in range(len(c) - 3, -1, -1):
         acc = acc * u + c[k]
-    return acc
+    return acc if plus is None else acc + plus[0] * plus[1]
 
 
 def gelu(x, approximate: str = "none"):
     """GELU as ``torch.nn.functional.gelu(x, approximate=...)``: the
     polynomial above on |x| < 4, relu(x) beyond, selected by one batched
-    comparison call ([x < 0] and [x^2 > 16] together); within 2e-4 of
+    comparison call ([x < 0] and [x^2 / 16 > 1] together); within 2e-4 of
     torch's float64 GELU (either form) for |x| < 2^15 (x^2 must fit the
     fixed-point range). Under autograd one recorded node whose backward is
     the fitted derivative (within 7e-4 of GELU's), not the derivative of
@@ -328,13 +332,13 @@ def gelu(x, approximate: str = "none"):
         return _gelu_plain(x, approximate)
     recorded = ag.needs_grad(x)
     with ag.inside(recorded):
-        xx = x * x
-        u = xx / 16
-        neg, negx, out = _gelu_indicators(x, xx, recorded)
+        u = x._wrap(x._s().mul_shift(x._t, x._t, 4))  # x^2 / 16, one truncation
+        neg, negx, out = _gelu_indicators(x, u, recorded)
         # u is not clamped: beyond |x| = 4 the polynomial leaves the
         # fixed-point range (its words wrap), and the integer selection by
         # `out` replaces it there exactly (no truncation of those words).
-        inner = x * 0.5 + _horner(_GELU_COEFFS[approximate], u)
+        # x / 2 joins the last Horner step's truncation.
+        inner = _horner(_GELU_COEFFS[approximate], u, plus=(x, 0.5))
         y = inner + _select_int(out, x - negx - inner)
     if recorded:
 
@@ -363,12 +367,13 @@ def _select_int(bit, v):
     return bit._wrap(bit._s(v).mul_int(bit._t, v._t))
 
 
-def _gelu_indicators(x, xx, with_neg):
+def _gelu_indicators(x, u, with_neg):
     """([x < 0] in fixed point, or None; [x < 0] x; [x^2 > 16] as a 0/1 ring
-    integer) from one comparison call: the sign bits of x and of 16 - x^2
-    injected into x (and 1.0, for the backward) and into the word 1."""
+    integer) from one comparison call: the sign bits of x and of 1 - u
+    (u = x^2 / 16) injected into x (and 1.0, for the backward) and into the
+    word 1."""
     shape, n = tuple(x.shape), x.numel()
-    sel = x._cat([x.reshape(-1), (16 - xx).reshape(-1)], 0)
+    sel = x._cat([x.reshape(-1), (1 - u).reshape(-1)], 0)
     word = 2.0 ** -x._s().precision_bits  # encodes as the ring word 1
     if not with_neg:
         v = x._cat([x.reshape(-1), x._public_like(word, [n])], 0)

@@ -267,8 +267,24 @@ impl Session {
     }
     /// sum_k c_k x^k by Horner's rule in one engine call (coefficients
     /// lowest first).
-    fn horner(&self, py: Python<'_>, x: &Tensor, coeffs: Vec<f64>) -> PyResult<Tensor> {
-        self.run(py, |s| s.horner(&x.0, &coeffs))
+    /// With `plus`, adds plus_coeff * plus (folded into the last product's
+    /// truncation).
+    #[pyo3(signature = (x, coeffs, plus=None, plus_coeff=0.0))]
+    fn horner(
+        &self,
+        py: Python<'_>,
+        x: &Tensor,
+        coeffs: Vec<f64>,
+        plus: Option<&Tensor>,
+        plus_coeff: f64,
+    ) -> PyResult<Tensor> {
+        self.run(py, |s| {
+            s.horner(&x.0, &coeffs, plus.map(|w| (&w.0, plus_coeff)))
+        })
+    }
+    /// x * y / 2^shift with one truncation.
+    fn mul_shift(&self, py: Python<'_>, x: &Tensor, y: &Tensor, shift: u32) -> PyResult<Tensor> {
+        self.run(py, |s| s.mul_shift(&x.0, &y.0, shift))
     }
     fn mul_public_int(&self, py: Python<'_>, x: &Tensor, p: Vec<i64>) -> PyResult<Tensor> {
         self.run(py, |s| s.mul_public_int(&x.0, &p))

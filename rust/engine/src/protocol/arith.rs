@@ -156,6 +156,29 @@ impl Party {
         self.reshare_divide(z, d)
     }
 
+    /// x y / 2^shift + k w (w a sharing, k a public ring integer: with w
+    /// at scale 2^f, k = c 2^(f + shift) adds c w), truncated once: k w
+    /// joins the 3-out-of-3 product (party i adds k times its first
+    /// component) before the reshare, so the whole costs one product's
+    /// rounds and bytes (GELU's x^2 / 16, and its x / 2 inside the last
+    /// Horner step).
+    pub fn mul_fused(
+        &mut self,
+        x: &AShare,
+        y: &AShare,
+        shift: u32,
+        plus: Option<(&AShare, u64)>,
+    ) -> Result<AShare> {
+        let mut z = self.local_product(x, y)?;
+        if let Some((w, k)) = plus {
+            let dev = self.dev.clone();
+            let kw = dev.map2(Op2::Mul, &w.a, &dev.upload(vec![k; w.len()])?)?;
+            dev.map2_into(Op2::Add, &mut z, &kw)?;
+        }
+        let d = self.scale() << shift;
+        self.reshare_divide(z, d)
+    }
+
     /// Batched matrix product [batch, m, k] x [batch, k, n] of sharings
     /// (y stored [batch, n, k] when `dims.y_trans`), truncated: per party
     /// x_i (y_i + y_{i+1}) + x_{i+1} y_i, one fused local step.

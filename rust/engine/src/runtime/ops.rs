@@ -123,28 +123,60 @@ impl Session {
         Ok(self.wrap(x.shape.clone(), r))
     }
 
+    /// x * y / 2^shift with one truncation (GELU's u = x^2 / 16): the cost
+    /// of one product (counted as `mul`).
+    pub fn mul_shift(&self, x: &Tensor, y: &Tensor, shift: u32) -> Result<Tensor> {
+        self.same_shape(x, y, "mul")?;
+        if shift > 16 {
+            return invalid(format!("mul_shift: shift {shift} is above 16"));
+        }
+        let r = self.run("mul", |p| {
+            p.mul_fused(x.at(p.rank)?, y.at(p.rank)?, shift, None)
+        })?;
+        Ok(self.wrap(x.shape.clone(), r))
+    }
+
     /// c_0 + c_1 u + ... + c_d u^d for public fixed-point coefficients
-    /// (lowest first, d >= 1), by Horner's rule in one call: c_d u as a
-    /// public product, then d - 1 shared products acc * u, each constant
-    /// added in place. The same products, rounds and bytes as composing
-    /// `mul_public`, `mul` and `add_public` (d products: 2d rounds, d n
-    /// elements per party), without a call and a copy of the tensor per
-    /// step (GELU's and exp's polynomials).
-    pub fn horner(&self, u: &Tensor, coeffs: &[f64]) -> Result<Tensor> {
+    /// (lowest first, d >= 1), plus c w for a sharing w when `plus` is
+    /// given (d >= 2), by Horner's rule in one call: c_d u as a public
+    /// product, then d - 1 shared products acc * u, each constant added in
+    /// place, c w folded into the last product's truncation. The products,
+    /// rounds and bytes of composing `mul_public`, `mul` and `add_public`
+    /// (d products: 2d rounds, d n elements per party) without a call and a
+    /// copy of the tensor per step, and c w costs nothing (GELU's x / 2).
+    pub fn horner(
+        &self,
+        u: &Tensor,
+        coeffs: &[f64],
+        plus: Option<(&Tensor, f64)>,
+    ) -> Result<Tensor> {
         self.check(u)?;
-        if coeffs.len() < 2 {
-            return invalid("a Horner polynomial needs at least two coefficients");
+        let d = coeffs.len().saturating_sub(1);
+        if d < 1 || (plus.is_some() && d < 2) {
+            return invalid("a Horner polynomial needs degree 1 (2 with an added term)");
         }
         let e = ring::encode(coeffs, self.frac_bits)?;
-        let (n, d) = (u.numel(), e.len() - 1);
+        let plus = match plus {
+            Some((w, c)) => {
+                self.same_shape(u, w, "horner")?;
+                // at scale 2^f: k w is c w at the product's scale 2^2f
+                let k = ring::encode(&[c], self.frac_bits)?[0];
+                Some((w, k))
+            }
+            None => None,
+        };
+        let n = u.numel();
         let r = self.run("horner", |p| {
             let dev = p.dev.clone();
             let us = u.at(p.rank)?;
             let top = dev.upload(vec![e[d]; n])?;
             let mut acc = p.truncate(&local::mul_public(&*dev, us, &top)?)?;
             local::add_scalar_into(&*dev, p.rank, &mut acc, e[d - 1])?;
-            for &c in e[..d - 1].iter().rev() {
-                acc = p.mul(&acc, us)?;
+            for (i, &c) in e[..d - 1].iter().enumerate().rev() {
+                acc = match (i, plus) {
+                    (0, Some((w, k))) => p.mul_fused(&acc, us, 0, Some((w.at(p.rank)?, k)))?,
+                    _ => p.mul(&acc, us)?,
+                };
                 local::add_scalar_into(&*dev, p.rank, &mut acc, c)?;
             }
             Ok(acc)
