@@ -86,16 +86,16 @@ pub fn and_local_gathered<D: Device + ?Sized>(
     y: &[Span],
     r: Buf,
 ) -> Result<Buf> {
-    let gather = |s: &[Span], first: bool| {
-        let parts: Vec<(&Buf, usize, usize)> = s
-            .iter()
-            .map(|&(a, b, off, len)| (if first { a } else { b }, off, len))
-            .collect();
-        dev.concat(&parts)
-    };
-    let (x0, x1) = (gather(x, true)?, gather(x, false)?);
-    let (y0, y1) = (gather(y, true)?, gather(y, false)?);
+    let (x0, x1) = concat_spans(dev, x)?;
+    let (y0, y1) = concat_spans(dev, y)?;
     dev.and_local(&x0, &x1, &y0, &y1, r)
+}
+
+/// Both components of a sharing's spans, each concatenated into one buffer.
+pub fn concat_spans<D: Device + ?Sized>(dev: &D, s: &[Span]) -> Result<(Buf, Buf)> {
+    let first: Vec<(&Buf, usize, usize)> = s.iter().map(|&(a, _, o, l)| (a, o, l)).collect();
+    let second: Vec<(&Buf, usize, usize)> = s.iter().map(|&(_, b, o, l)| (b, o, l)).collect();
+    Ok((dev.concat(&first)?, dev.concat(&second)?))
 }
 
 /// An element-wise unary operation on ring elements.

@@ -151,9 +151,7 @@ impl Party {
 
     /// Elementwise product of two fixed-point sharings, truncated.
     pub fn mul(&mut self, x: &AShare, y: &AShare) -> Result<AShare> {
-        let z = self.local_product(x, y)?;
-        let d = self.scale();
-        self.reshare_divide(z, d)
+        self.mul_fused(x, y, 0, None)
     }
 
     /// x y / 2^shift + k w (w a sharing, k a public ring integer: with w

@@ -24,7 +24,7 @@
 //! 1 groups), 181 AND planes in all. Only the planes the top carry needs are
 //! ever computed.
 
-use crate::device::{Buf, Op1, Op2, Span};
+use crate::device::{concat_spans, Buf, Op1, Op2, Span};
 use crate::error::Result;
 use crate::net::Peer;
 use crate::protocol::{local, AShare, Party};
@@ -36,20 +36,6 @@ impl Party {
         let b = self.rand_next(n)?;
         self.dev.map2_into(Op2::Xor, &mut a, &b)?;
         Ok(a)
-    }
-
-    /// AND of two replicated binary sharings (any packing): one round, one
-    /// word per word.
-    pub fn and(&mut self, x: &AShare, y: &AShare) -> Result<AShare> {
-        self.and_prefix(x, y, x.len())
-    }
-
-    /// AND of the first n words of two sharings (no copy of the prefix).
-    fn and_prefix(&mut self, x: &AShare, y: &AShare, n: usize) -> Result<AShare> {
-        let r = self.zero_share_bits(n)?;
-        let z = self.dev.and_local(&x.a, &x.b, &y.a, &y.b, r)?;
-        let b = self.round1(vec![(Peer::Prev, z.clone())], Peer::Next, n)?;
-        Ok(AShare { a: z, b })
     }
 
     fn xor(&self, u: &AShare, v: &AShare) -> Result<AShare> {
@@ -103,8 +89,7 @@ impl Party {
             0 => r,
             _ => dev.and_local(&p.a, &p.a, &p.b, &p.b, r)?,
         };
-        let b = self.round1(vec![(Peer::Prev, z.clone())], Peer::Next, gn)?;
-        Ok((p, AShare { a: z, b }))
+        Ok((p, self.reshare(z)?))
     }
 
     /// Full arithmetic-to-binary conversion: all 64 bits of x as replicated
@@ -163,26 +148,18 @@ impl Party {
     /// Planes of plane stacks gathered into one sharing with one copy per
     /// component (`spans` says which).
     fn pick(&self, parts: &[(&AShare, usize, usize, usize)], nw: usize) -> Result<AShare> {
-        let sp = spans(parts, nw);
-        let comp = |first: bool| -> Vec<(&Buf, usize, usize)> {
-            sp.iter()
-                .map(|&(a, b, off, len)| (if first { a } else { b }, off, len))
-                .collect()
-        };
-        Ok(AShare {
-            a: self.dev.concat(&comp(true))?,
-            b: self.dev.concat(&comp(false))?,
-        })
+        let (a, b) = concat_spans(&*self.dev, &spans(parts, nw))?;
+        Ok(AShare { a, b })
     }
 
-    /// AND of two operands given as spans of other sharings (read in place
-    /// where the device can): one round, one word per word.
+    /// AND of two replicated binary sharings given as spans of other
+    /// sharings (read in place where the device can): one round, one word
+    /// per word (the XOR shares reshare as the arithmetic ones do).
     fn and_spans(&mut self, x: &[Span], y: &[Span]) -> Result<AShare> {
         let n = x.iter().map(|s| s.3).sum();
         let r = self.zero_share_bits(n)?;
         let z = self.dev.and_local_spans(x, y, r)?;
-        let b = self.round1(vec![(Peer::Prev, z.clone())], Peer::Next, n)?;
-        Ok(AShare { a: z, b })
+        self.reshare(z)
     }
 
     /// Sign bit of an arithmetic sharing, as a replicated binary sharing of

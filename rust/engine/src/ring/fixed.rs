@@ -41,6 +41,7 @@ pub fn encode_one(v: f64, frac_bits: u32) -> Result<u64> {
 pub fn encode(values: &[f64], frac_bits: u32) -> Result<Vec<u64>> {
     let lim = max_abs(frac_bits);
     if let Some(&bad) = values.iter().find(|v| !v.is_finite() || v.abs() >= lim) {
+        // encode_one refuses it, with the message a caller expects.
         return encode_one(bad, frac_bits).map(|_| Vec::new());
     }
     let s = scale(frac_bits);
