@@ -178,3 +178,32 @@ def test_a_forked_child_can_use_the_session_it_inherited():
         assert (relu - torch.tensor([1.5, 0.0, 3.0, 0.25])).abs().max() <= 2.0**-16
     finally:
         cryptgpu.uninit()
+
+
+def test_engine_polynomial_and_shifted_product_refuse_bad_arguments(session):
+    """The engine calls behind GELU and exp (Horner's rule in one call, a
+    product with an extra shift) check their arguments before any party
+    starts: bad ones raise, and the session stays usable."""
+    x = cryptgpu.cryptensor(torch.linspace(-1, 1, 6, dtype=torch.float64))
+    w = cryptgpu.cryptensor(torch.ones(4, dtype=torch.float64))
+    s = x._s()
+    with pytest.raises(ValueError, match="degree"):
+        s.horner(x._t, [1.0])
+    with pytest.raises(ValueError, match="degree"):
+        s.horner(x._t, [1.0, 2.0], x._t, 0.5)  # an added term needs degree 2
+    with pytest.raises(cryptgpu.EncodingError):
+        s.horner(x._t, [1.0, float("nan"), 2.0])
+    with pytest.raises(ValueError, match="differ"):
+        s.horner(x._t, [1.0, 2.0, 3.0], w._t, 0.5)
+    with pytest.raises(ValueError, match="shift"):
+        s.mul_shift(x._t, x._t, 40)
+    with pytest.raises(ValueError, match="differ"):
+        s.mul_shift(x._t, w._t, 1)
+    # still in step: a product and a polynomial after the refusals
+    assert (x * 2).get_plain_text().tolist() == pytest.approx(
+        torch.linspace(-2, 2, 6).tolist(), abs=1e-4
+    )
+    y = x._wrap(s.horner(x._t, [1.0, 2.0, 3.0]))
+    want = 1 + 2 * torch.linspace(-1, 1, 6) + 3 * torch.linspace(-1, 1, 6) ** 2
+    # two truncated steps: a few units of 2^-16
+    assert (y.get_plain_text() - want).abs().max() < 1e-3
