@@ -194,9 +194,12 @@ def _matmul(x: TensorBase, ys, yp, yshape, public_left: bool) -> TensorBase:
     except ValueError as e:
         raise ShapeError(f"matmul: batch dims of {tuple(lshape)} and {tuple(rshape)} differ") from e
     lf, rf = batch + l2[-2:], batch + r2[-2:]
-    out_shape = batch + [l2[-2], r2[-1]]
 
     def as_shared(t, shp, full):
+        # Operands already of the product's shape (2-D, equal batches: the
+        # common case) pass as they are, with no view calls.
+        if list(t._t.shape) == full:
+            return t
         return t.reshape(shp).expand(full)
 
     def as_plain(a, shp, full):
@@ -220,11 +223,9 @@ def _matmul(x: TensorBase, ys, yp, yshape, public_left: bool) -> TensorBase:
         out = x._wrap(x._s().matmul_public(xl._t, _buf(pr), list(pr.shape), False))
         if ag.needs_grad(xl):
             gr.record_matmul_public_right(out, xl, pr)
-    if not batch:
-        out = out.reshape(out_shape)
     final = list(batch)
     if not lvec:
         final.append(l2[-2])
     if not rvec:
         final.append(r2[-1])
-    return out.reshape(final)
+    return out if list(out._t.shape) == final else out.reshape(final)
