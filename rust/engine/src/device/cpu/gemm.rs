@@ -16,6 +16,7 @@
 //! costs about three f64 GEMMs' worth of multiplies; native u64 wins (see
 //! benchmarks/RESULTS.md).
 
+use super::pack::{pack_a, pack_b};
 use rayon::prelude::*;
 
 const KC: usize = 256;
@@ -195,12 +196,12 @@ type Kernel<const MR: usize, const NR: usize> = fn(usize, &[u64], &[u64], &mut [
 
 /// One KC-deep slice of one term: the unit the packed B is made of.
 #[derive(Clone, Copy)]
-struct Block {
-    term: usize,
-    k0: usize,
-    kc: usize,
+pub(super) struct Block {
+    pub(super) term: usize,
+    pub(super) k0: usize,
+    pub(super) kc: usize,
     /// Offset of its packed panels in the packed B.
-    off: usize,
+    pub(super) off: usize,
 }
 
 fn blocks(terms: usize, k: usize, npanels: usize, nr: usize) -> Vec<Block> {
@@ -223,103 +224,6 @@ pub(super) fn at(src: &[&[u64]], i: usize) -> u64 {
         [a] => a[i],
         [a, b] => a[i].wrapping_add(b[i]),
         _ => src.iter().fold(0u64, |s, v| s.wrapping_add(v[i])),
-    }
-}
-
-/// Pack one block of B into NR-wide panels: for each panel, kc rows of NR
-/// words (zero past column n). Every word is written, so the buffer needs
-/// no clearing.
-fn pack_b<const NR: usize>(t: &Term, k: usize, n: usize, blk: &Block, dst: &mut [u64]) {
-    let npanels = n.div_ceil(NR);
-    for p in 0..npanels {
-        let j0 = p * NR;
-        let w = (n - j0).min(NR);
-        let d = &mut dst[p * blk.kc * NR..(p + 1) * blk.kc * NR];
-        if t.b_trans {
-            // B stored n x k: panel column jj is row j0 + jj, read along k.
-            for jj in 0..NR {
-                if jj < w {
-                    let base = (j0 + jj) * k + blk.k0;
-                    let col = d.iter_mut().skip(jj).step_by(NR);
-                    // The source count decided once per column, not per word.
-                    match t.b {
-                        [b0] => {
-                            for (o, v) in col.zip(&b0[base..base + blk.kc]) {
-                                *o = *v;
-                            }
-                        }
-                        [b0, b1] => {
-                            let (s0, s1) = (&b0[base..base + blk.kc], &b1[base..base + blk.kc]);
-                            for ((o, x), y) in col.zip(s0).zip(s1) {
-                                *o = x.wrapping_add(*y);
-                            }
-                        }
-                        _ => {
-                            for (kk, o) in col.take(blk.kc).enumerate() {
-                                *o = at(t.b, base + kk);
-                            }
-                        }
-                    }
-                } else {
-                    for kk in 0..blk.kc {
-                        d[kk * NR + jj] = 0;
-                    }
-                }
-            }
-        } else {
-            for kk in 0..blk.kc {
-                let base = (blk.k0 + kk) * n + j0;
-                let row = &mut d[kk * NR..kk * NR + NR];
-                match t.b {
-                    [b0] if w == NR => row.copy_from_slice(&b0[base..base + NR]),
-                    [b0, b1] if w == NR => {
-                        let (s0, s1) = (&b0[base..base + NR], &b1[base..base + NR]);
-                        for ((r, x), y) in row.iter_mut().zip(s0).zip(s1) {
-                            *r = x.wrapping_add(*y);
-                        }
-                    }
-                    _ => {
-                        for (jj, r) in row.iter_mut().enumerate() {
-                            *r = if jj < w { at(t.b, base + jj) } else { 0 };
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Pack rows [i0, i0+mc) x cols [k0, k0+kc) of A into MR-row panels: for each
-/// k, the MR values of the panel, then (when AW = 2 MR) the same values with
-/// their 32-bit halves swapped, which the AVX2 kernel broadcasts straight
-/// from memory.
-#[allow(clippy::too_many_arguments)]
-fn pack_a<const MR: usize, const AW: usize>(
-    a: &[&[u64]],
-    k: usize,
-    i0: usize,
-    mc: usize,
-    k0: usize,
-    kc: usize,
-    out: &mut [u64],
-) {
-    for p in 0..mc.div_ceil(MR) {
-        let r0 = i0 + p * MR;
-        let h = (mc - p * MR).min(MR);
-        let dst = &mut out[p * kc * AW..(p + 1) * kc * AW];
-        for kk in 0..kc {
-            for r in 0..MR {
-                let v = if r < h {
-                    at(a, (r0 + r) * k + k0 + kk)
-                } else {
-                    0
-                };
-                dst[kk * AW + r] = v;
-                if AW == 2 * MR {
-                    dst[kk * AW + MR + r] = v.rotate_left(32);
-                }
-            }
-        }
     }
 }
 
@@ -370,9 +274,10 @@ fn blocked<const MR: usize, const NR: usize, const AW: usize>(
             parts.push((blk, head));
             rest = tail;
         }
-        parts
-            .into_par_iter()
-            .for_each(|(blk, dst)| pack_b::<NR>(&terms[blk.term], k, n, blk, dst));
+        let par = m * k * n * terms.len() >= PAR_MACS;
+        each(par, parts, |(blk, dst)| {
+            pack_b::<NR>(&terms[blk.term], k, n, blk, dst)
+        });
         let bp: &[u64] = bp;
         let row_blocks = m.div_ceil(MC);
         let groups = col_groups(row_blocks, npanels);
@@ -381,21 +286,18 @@ fn blocked<const MR: usize, const NR: usize, const AW: usize>(
         let ktot: usize = blks.iter().map(|b| b.kc).sum();
         let a_words = |mc: usize| mc.div_ceil(MR) * AW * ktot;
         let prepacked: Vec<Vec<u64>> = if groups > 1 && a_words(m) <= PREPACK_WORDS {
-            (0..row_blocks)
-                .into_par_iter()
-                .map(|ib| {
-                    let (i0, mc) = (ib * MC, (m - ib * MC).min(MC));
-                    let mut out = vec![0u64; a_words(mc)];
-                    let mut off = 0;
-                    for blk in &blks {
-                        let len = mc.div_ceil(MR) * AW * blk.kc;
-                        let a = terms[blk.term].a;
-                        pack_a::<MR, AW>(a, k, i0, mc, blk.k0, blk.kc, &mut out[off..off + len]);
-                        off += len;
-                    }
-                    out
-                })
-                .collect()
+            each(par, (0..row_blocks).collect(), |ib| {
+                let (i0, mc) = (ib * MC, (m - ib * MC).min(MC));
+                let mut out = vec![0u64; a_words(mc)];
+                let mut off = 0;
+                for blk in &blks {
+                    let len = mc.div_ceil(MR) * AW * blk.kc;
+                    let a = terms[blk.term].a;
+                    pack_a::<MR, AW>(a, k, i0, mc, blk.k0, blk.kc, &mut out[off..off + len]);
+                    off += len;
+                }
+                out
+            })
         } else {
             Vec::new()
         };
@@ -406,22 +308,19 @@ fn blocked<const MR: usize, const NR: usize, const AW: usize>(
         };
         if groups == 1 {
             // Each task owns MC rows of C; tasks never share output rows.
-            c[..m * n]
-                .par_chunks_mut(MC * n)
-                .enumerate()
-                .for_each(|(ib, cblk)| {
-                    let i0 = ib * MC;
-                    tile(i0, (m - i0).min(MC), 0, npanels, cblk, n)
-                });
+            let rows: Vec<_> = c[..m * n].chunks_mut(MC * n).enumerate().collect();
+            each(par, rows, |(ib, cblk)| {
+                let i0 = ib * MC;
+                tile(i0, (m - i0).min(MC), 0, npanels, cblk, n)
+            });
         } else {
             // Few row blocks (a batch-1 layer, a 65-token transformer): the
             // columns are split too, so the three parties' products keep
             // both cores busy. Each task fills its own buffer, added into C
             // afterwards.
             let per = npanels.div_ceil(groups);
-            let tiles: Vec<(usize, usize, usize, usize, Vec<u64>)> = (0..row_blocks * groups)
-                .into_par_iter()
-                .map(|t| {
+            let tiles: Vec<(usize, usize, usize, usize, Vec<u64>)> =
+                each(par, (0..row_blocks * groups).collect(), |t| {
                     let (ib, g) = (t / groups, t % groups);
                     let (i0, p0) = (ib * MC, (g * per).min(npanels));
                     let (mc, p1) = ((m - i0).min(MC), ((g + 1) * per).min(npanels));
@@ -431,8 +330,7 @@ fn blocked<const MR: usize, const NR: usize, const AW: usize>(
                         tile(i0, mc, p0, p1, &mut buf, ld);
                     }
                     (i0, mc, p0 * NR, ld, buf)
-                })
-                .collect();
+                });
             // An empty group (p0 = p1) has ld = 0 and adds nothing.
             for (i0, mc, j0, ld, buf) in tiles.into_iter().filter(|t| t.3 > 0) {
                 let w = ld.min(n - j0);
@@ -445,6 +343,23 @@ fn blocked<const MR: usize, const NR: usize, const AW: usize>(
             }
         }
     })
+}
+
+/// Multiply-adds (summed over the terms) below which a product runs on the
+/// calling thread: in the local runtime that is a party thread, and handing
+/// a small product to the pool and waiting for it costs more than the
+/// product (the three parties already keep the cores busy). Measured on
+/// the 2-core machine, interleaved: 2^20 to 2^22 are alike; 2^24 made the
+/// 1.6M-MAC layers slower.
+pub(super) const PAR_MACS: usize = 1 << 20;
+
+/// `f` over `items` in order, on the thread pool when `par`.
+fn each<T: Send, R: Send>(par: bool, items: Vec<T>, f: impl Fn(T) -> R + Sync + Send) -> Vec<R> {
+    if par {
+        items.into_par_iter().map(f).collect()
+    } else {
+        items.into_iter().map(f).collect()
+    }
 }
 
 /// How many column groups each block of MC rows is split into: with one or
@@ -483,7 +398,9 @@ fn tile_product<const MR: usize, const NR: usize, const AW: usize>(
     let npanels = n.div_ceil(NR);
     let mut own = Vec::new();
     if prepacked.is_none() {
-        own = vec![0u64; t.mc.div_ceil(MR) * AW * KC];
+        // pack_a writes every word it later reads: sized for the deepest
+        // block, not KC, since small products have k far below KC.
+        own = vec![0u64; t.mc.div_ceil(MR) * AW * k.min(KC)];
     }
     let col0 = t.p0 * NR;
     let mut off = 0;

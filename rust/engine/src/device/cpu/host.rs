@@ -120,6 +120,25 @@ pub fn sum_axis(x: &[u64], outer: usize, len: usize, inner: usize) -> Result<Vec
 /// Work below which the data movement here stays on the calling thread.
 const PAR_WORDS: usize = 1 << 16;
 
+/// `f(i, chunk)` over the `size`-long chunks of `out`, on the thread pool
+/// when `par`, else on this thread. In the local runtime this thread is a
+/// party's: three parties already share the cores, and handing small work
+/// to the pool and waiting for it costs more than the work.
+pub(super) fn chunks_each<T: Send>(
+    par: bool,
+    out: &mut [T],
+    size: usize,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
+    if par {
+        out.par_chunks_mut(size)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
+    } else {
+        out.chunks_mut(size).enumerate().for_each(|(i, c)| f(i, c));
+    }
+}
+
 pub fn im2col(x: &[u64], g: &Conv2dGeom, c0: usize, cg: usize) -> Result<Vec<u64>> {
     let (oh, ow) = g.out_hw();
     let ncols = g.n * oh * ow;
@@ -128,7 +147,8 @@ pub fn im2col(x: &[u64], g: &Conv2dGeom, c0: usize, cg: usize) -> Result<Vec<u64
     if out.is_empty() {
         return Ok(out);
     }
-    out.par_chunks_mut(ncols).enumerate().for_each(|(r, row)| {
+    let par = out.len() >= PAR_WORDS;
+    chunks_each(par, &mut out, ncols, |r, row| {
         let c = c0 + r / (g.kh * g.kw);
         let ky = (r / g.kw) % g.kh;
         let kx = r % g.kw;
@@ -182,38 +202,37 @@ pub fn col2im(cols: &[u64], g: &Conv2dGeom) -> Result<Vec<u64>> {
         return Ok(out);
     }
     // One task per (image, channel) plane: its rows are disjoint.
-    out.par_chunks_mut(g.h * g.w)
-        .enumerate()
-        .for_each(|(p, plane)| {
-            let (img, c) = (p / g.c, p % g.c);
-            for ky in 0..g.kh {
-                for kx in 0..g.kw {
-                    let row = &cols[((c * g.kh + ky) * g.kw + kx) * ncols..][..ncols];
-                    for oy in 0..oh {
-                        let iy =
-                            (oy * g.stride.0 + ky * g.dilation.0) as isize - g.padding.0 as isize;
-                        if iy < 0 || iy >= g.h as isize {
-                            continue;
-                        }
-                        for ox in 0..ow {
-                            let ix = (ox * g.stride.1 + kx * g.dilation.1) as isize
-                                - g.padding.1 as isize;
-                            if ix >= 0 && ix < g.w as isize {
-                                let d = &mut plane[iy as usize * g.w + ix as usize];
-                                *d = d.wrapping_add(row[(img * oh + oy) * ow + ox]);
-                            }
+    let par = cols.len() >= PAR_WORDS;
+    chunks_each(par, &mut out, g.h * g.w, |p, plane| {
+        let (img, c) = (p / g.c, p % g.c);
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let row = &cols[((c * g.kh + ky) * g.kw + kx) * ncols..][..ncols];
+                for oy in 0..oh {
+                    let iy = (oy * g.stride.0 + ky * g.dilation.0) as isize - g.padding.0 as isize;
+                    if iy < 0 || iy >= g.h as isize {
+                        continue;
+                    }
+                    for ox in 0..ow {
+                        let ix =
+                            (ox * g.stride.1 + kx * g.dilation.1) as isize - g.padding.1 as isize;
+                        if ix >= 0 && ix < g.w as isize {
+                            let d = &mut plane[iy as usize * g.w + ix as usize];
+                            *d = d.wrapping_add(row[(img * oh + oy) * ow + ox]);
                         }
                     }
                 }
             }
-        });
+        }
+    });
     Ok(out)
 }
 
 pub fn window_sum(x: &[u64], g: &Conv2dGeom) -> Result<Vec<u64>> {
     let (oh, ow) = g.out_hw();
     let mut out = alloc(g.n * g.c * oh * ow)?;
-    out.par_chunks_mut(oh * ow).enumerate().for_each(|(p, o)| {
+    let par = x.len() >= PAR_WORDS;
+    chunks_each(par, &mut out, (oh * ow).max(1), |p, o| {
         let plane = &x[p * g.h * g.w..(p + 1) * g.h * g.w];
         for oy in 0..oh {
             for ox in 0..ow {
@@ -278,14 +297,8 @@ pub fn gather(src: &[u64], shape: &[usize], offset: usize, st: &[usize]) -> Resu
             next_row(&mut idx, &mut base, outer, st);
         }
     };
-    if n < PAR_WORDS {
-        out.chunks_mut(rows_per_task * inner)
-            .enumerate()
-            .for_each(task);
-    } else {
-        out.par_chunks_mut(rows_per_task * inner)
-            .enumerate()
-            .for_each(task);
-    }
+    chunks_each(n >= PAR_WORDS, &mut out, rows_per_task * inner, |t, o| {
+        task((t, o))
+    });
     Ok(out)
 }

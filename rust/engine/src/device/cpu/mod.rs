@@ -5,6 +5,7 @@
 pub mod bits;
 pub mod gemm;
 pub mod host;
+mod pack;
 mod small;
 
 use super::{Buf, Conv2dGeom, Device, MatDims, Op1, Op2, Span};

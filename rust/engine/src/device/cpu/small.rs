@@ -4,8 +4,8 @@
 //! otherwise strips of columns are accumulated row by row. Plain loops,
 //! compiled with AVX2 enabled so LLVM vectorises the 64-bit products.
 
-use super::gemm::{at, Term};
-use rayon::prelude::*;
+use super::gemm::{at, Term, PAR_MACS};
+use super::host::chunks_each;
 
 /// Columns per task (B transposed: rows of the stored B) and per strip.
 const ROWS_PER_TASK: usize = 64;
@@ -20,18 +20,17 @@ pub fn run(m: usize, k: usize, n: usize, terms: &[Term], c: &mut [u64]) {
     let c = &mut c[..m * n];
     // Column-major scratch of the result, one task per range of columns.
     let mut ct = vec![0u64; n * m];
-    ct.par_chunks_mut(ROWS_PER_TASK * m)
-        .enumerate()
-        .for_each(|(task, out)| {
-            let j0 = task * ROWS_PER_TASK;
-            let cols = out.len() / m;
-            #[cfg(target_arch = "x86_64")]
-            if std::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU has AVX2 (checked just above).
-                return unsafe { cols_avx2(m, k, n, terms, &a, j0, cols, out) };
-            }
-            cols_body(m, k, n, terms, &a, j0, cols, out)
-        });
+    let par = m * k * n * terms.len() >= PAR_MACS;
+    chunks_each(par, &mut ct, ROWS_PER_TASK * m, |task, out| {
+        let j0 = task * ROWS_PER_TASK;
+        let cols = out.len() / m;
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { cols_avx2(m, k, n, terms, &a, j0, cols, out) };
+        }
+        cols_body(m, k, n, terms, &a, j0, cols, out)
+    });
     for i in 0..m {
         for j in 0..n {
             c[i * n + j] = c[i * n + j].wrapping_add(ct[j * m + i]);
