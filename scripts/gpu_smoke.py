@@ -38,7 +38,12 @@ def main() -> int:
         ("mul_public", lambda e: e(a) * 3, lambda: a * 3, 2**-13),
         ("matmul", lambda e: e(a).matmul(e(b)), lambda: a @ b, 96 * 2**-15 + 2**-14),
         ("matmul512", lambda e: e(big1).matmul(e(big2)), lambda: big1 @ big2, 512 * 2**-15),
-        ("conv2d", lambda e: e(img).conv2d(e(w), padding=1), lambda: F.conv2d(img, w, padding=1), 27 * 2**-15 + 2**-14),
+        (
+            "conv2d",
+            lambda e: e(img).conv2d(e(w), padding=1),
+            lambda: F.conv2d(img, w, padding=1),
+            27 * 2**-15 + 2**-14,
+        ),
         ("relu", lambda e: e(a).relu(), lambda: a.relu(), 2**-15),
         ("gt", lambda e: e(a) > 0.1, lambda: (a > 0.1).double(), 0),
         ("max_pool2d", lambda e: e(img).max_pool2d(2), lambda: F.max_pool2d(img, 2), 2**-15),
@@ -48,8 +53,18 @@ def main() -> int:
         ("exp", lambda e: e(a).exp(), lambda: a.exp(), 2e-2),
         ("reciprocal", lambda e: (e(a).abs() + 1).reciprocal(), lambda: 1 / (a.abs() + 1), 1e-2),
         ("sqrt", lambda e: (e(a).abs() + 1).sqrt(), lambda: (a.abs() + 1).sqrt(), 1e-2),
-        ("argmax", lambda e: e(a).argmax(1, one_hot=True), lambda: F.one_hot(a.argmax(1), 32 if a.shape[1] == 32 else a.shape[1]).double(), 0),
-        ("transpose_view", lambda e: e(a).t().reshape(-1)[:100], lambda: a.t().reshape(-1)[:100], 2**-16),
+        (
+            "argmax",
+            lambda e: e(a).argmax(1, one_hot=True),
+            lambda: F.one_hot(a.argmax(1), 32 if a.shape[1] == 32 else a.shape[1]).double(),
+            0,
+        ),
+        (
+            "transpose_view",
+            lambda e: e(a).t().reshape(-1)[:100],
+            lambda: a.t().reshape(-1)[:100],
+            2**-16,
+        ),
     ]
     bad = 0
     for name, fn, ref, tol in cases:
@@ -61,7 +76,11 @@ def main() -> int:
             err = (got - want).abs().max().item()
             ok = err <= tol
             bad += not ok
-            print(f"{name:16s} {'ok ' if ok else 'BAD'} err {err:.3g} tol {tol:.3g} {dt * 1e3:8.1f} ms", flush=True)
+            print(
+                f"{name:16s} {'ok ' if ok else 'BAD'} err {err:.3g} tol {tol:.3g}",
+                f"{dt * 1e3:8.1f} ms",
+                flush=True,
+            )
         except Exception as ex:  # noqa: BLE001 - report every failure and go on
             bad += 1
             print(f"{name:16s} EXC {type(ex).__name__}: {ex}", flush=True)
@@ -82,11 +101,17 @@ def main() -> int:
         opt = cryptgpu.optim.SGD(pm.parameters(), lr=0.01)
         y = F.one_hot(torch.arange(4) % 10, 10).double()
         t = time.perf_counter()
-        loss = cryptgpu.nn.CrossEntropyLoss()(pm(cryptgpu.cryptensor(x, src=1)), cryptgpu.cryptensor(y, src=1))
+        loss = cryptgpu.nn.CrossEntropyLoss()(
+            pm(cryptgpu.cryptensor(x, src=1)), cryptgpu.cryptensor(y, src=1)
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
-        print(f"lenet_train_step loss {loss.get_plain_text().item():.4f} {(time.perf_counter() - t) * 1e3:.1f} ms", flush=True)
+        print(
+            f"lenet_train_step loss {loss.get_plain_text().item():.4f}",
+            f"{(time.perf_counter() - t) * 1e3:.1f} ms",
+            flush=True,
+        )
     except Exception as ex:  # noqa: BLE001
         bad += 1
         print(f"model EXC {type(ex).__name__}: {ex}", flush=True)
