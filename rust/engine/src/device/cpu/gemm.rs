@@ -185,11 +185,108 @@ pub fn terms_with(isa: Isa, m: usize, k: usize, n: usize, terms: &[Term], c: &mu
     if m <= SMALL_M || (m <= SMALL_M_T && terms.iter().all(|t| t.b_trans)) {
         return super::small::run(m, k, n, terms, c);
     }
+    dispatch(isa, m, k, n, terms, c, None)
+}
+
+fn dispatch(
+    isa: Isa,
+    m: usize,
+    k: usize,
+    n: usize,
+    terms: &[Term],
+    c: &mut [u64],
+    bp: Option<&[u64]>,
+) {
     match isa {
-        Isa::Avx512 => blocked::<6, 16, 6>(m, k, n, terms, c, kernel_avx512),
-        Isa::Avx2 => blocked::<AVX2_MR, 8, { 2 * AVX2_MR }>(m, k, n, terms, c, kernel_avx2),
-        Isa::Scalar => blocked::<4, 4, 4>(m, k, n, terms, c, kernel_scalar::<4, 4>),
+        Isa::Avx512 => blocked::<6, 16, 6>(m, k, n, terms, c, kernel_avx512, bp),
+        Isa::Avx2 => blocked::<AVX2_MR, 8, { 2 * AVX2_MR }>(m, k, n, terms, c, kernel_avx2, bp),
+        Isa::Scalar => blocked::<4, 4, 4>(m, k, n, terms, c, kernel_scalar::<4, 4>, bp),
     }
+}
+
+/// Where B's word (r, j) of term `t` goes in the packed B that
+/// `gemm_prepacked` takes: the layout `pack_b` writes, for the kernel
+/// `detect()` picks (NR-wide panels per KC-deep block, terms one after
+/// another). A producer of B (im2col) writes it there directly and the
+/// product skips a pass over B.
+#[derive(Clone, Copy, Debug)]
+pub struct PackedB {
+    pub k: usize,
+    pub n: usize,
+    pub nr: usize,
+    npanels: usize,
+}
+
+impl PackedB {
+    pub fn new(k: usize, n: usize) -> PackedB {
+        let nr = match detect() {
+            Isa::Avx512 => 16,
+            Isa::Avx2 => 8,
+            Isa::Scalar => 4,
+        };
+        PackedB {
+            k,
+            n,
+            nr,
+            npanels: n.div_ceil(nr),
+        }
+    }
+    /// Words per term (padding columns included, zero).
+    pub fn term_len(&self) -> usize {
+        self.k * self.npanels * self.nr
+    }
+    /// The words of rows [k0, k0 + kc) of one term: whole KC blocks are
+    /// contiguous, so a block's rows can be written by one task.
+    pub fn block_len(&self, kc: usize) -> usize {
+        kc * self.npanels * self.nr
+    }
+    /// Index of (r, j) within its term.
+    #[inline(always)]
+    pub fn index(&self, r: usize, j: usize) -> usize {
+        let (k0, kc) = (r / KC * KC, (self.k - r / KC * KC).min(KC));
+        k0 * self.npanels * self.nr
+            + (j / self.nr) * kc * self.nr
+            + (r - k0) * self.nr
+            + j % self.nr
+    }
+}
+
+/// Depth of the blocks of a packed B.
+pub const KC_DEPTH: usize = KC;
+
+/// Rows of A above which `gemm_prepacked` applies (the blocked path).
+pub fn prepacked_ok(m: usize) -> bool {
+    m > SMALL_M
+}
+
+/// C += sum_t A_t B_t with every B_t already packed (`PackedB`, terms in
+/// order in `packed_b`); m must pass `prepacked_ok`.
+pub fn gemm_prepacked(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[&[&[u64]]],
+    packed_b: &[u64],
+    c: &mut [u64],
+) {
+    let layout = PackedB::new(k, n);
+    assert!(prepacked_ok(m) && c.len() >= m * n);
+    assert!(packed_b.len() >= a.len() * layout.term_len());
+    assert!(a
+        .iter()
+        .all(|t| !t.is_empty() && t.iter().all(|s| s.len() >= m * k)));
+    if n == 0 || k == 0 || a.is_empty() {
+        return;
+    }
+    let terms: Vec<Term> = a
+        .iter()
+        .map(|a| Term {
+            a,
+            b: &[],
+            b_trans: false,
+        })
+        .collect();
+    dispatch(detect(), m, k, n, &terms, c, Some(packed_b))
 }
 
 type Kernel<const MR: usize, const NR: usize> = fn(usize, &[u64], &[u64], &mut [[u64; NR]; MR]);
@@ -239,7 +336,7 @@ thread_local! {
 }
 
 /// Run `f` on a scratch buffer of `len` words (contents unspecified).
-fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [u64]) -> R) -> R {
+pub(super) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [u64]) -> R) -> R {
     if len > KEEP_WORDS {
         return f(&mut vec![0u64; len]);
     }
@@ -261,10 +358,15 @@ fn blocked<const MR: usize, const NR: usize, const AW: usize>(
     terms: &[Term],
     c: &mut [u64],
     kernel: Kernel<MR, NR>,
+    packed_b: Option<&[u64]>,
 ) {
     let npanels = n.div_ceil(NR);
     let blks = blocks(terms.len(), k, npanels, NR);
     let total = terms.len() * k * npanels * NR;
+    let par = m * k * n * terms.len() >= PAR_MACS;
+    if let Some(bp) = packed_b {
+        return product::<MR, NR, AW>(m, k, n, terms, c, kernel, &blks, bp, par);
+    }
     with_scratch(total, |bp| {
         // Blocks are disjoint ranges of the packed B, packed in parallel.
         let mut parts = Vec::with_capacity(blks.len());
@@ -274,11 +376,28 @@ fn blocked<const MR: usize, const NR: usize, const AW: usize>(
             parts.push((blk, head));
             rest = tail;
         }
-        let par = m * k * n * terms.len() >= PAR_MACS;
         each(par, parts, |(blk, dst)| {
             pack_b::<NR>(&terms[blk.term], k, n, blk, dst)
         });
-        let bp: &[u64] = bp;
+        product::<MR, NR, AW>(m, k, n, terms, c, kernel, &blks, bp, par)
+    })
+}
+
+/// The blocked product over a packed B (`bp`, in `blocks` order).
+#[allow(clippy::too_many_arguments)]
+fn product<const MR: usize, const NR: usize, const AW: usize>(
+    m: usize,
+    k: usize,
+    n: usize,
+    terms: &[Term],
+    c: &mut [u64],
+    kernel: Kernel<MR, NR>,
+    blks: &[Block],
+    bp: &[u64],
+    par: bool,
+) {
+    let npanels = n.div_ceil(NR);
+    {
         let row_blocks = m.div_ceil(MC);
         let groups = col_groups(row_blocks, npanels);
         // With column groups, A is packed once per row block (every group
@@ -290,7 +409,7 @@ fn blocked<const MR: usize, const NR: usize, const AW: usize>(
                 let (i0, mc) = (ib * MC, (m - ib * MC).min(MC));
                 let mut out = vec![0u64; a_words(mc)];
                 let mut off = 0;
-                for blk in &blks {
+                for blk in blks {
                     let len = mc.div_ceil(MR) * AW * blk.kc;
                     let a = terms[blk.term].a;
                     pack_a::<MR, AW>(a, k, i0, mc, blk.k0, blk.kc, &mut out[off..off + len]);
@@ -304,7 +423,7 @@ fn blocked<const MR: usize, const NR: usize, const AW: usize>(
         let tile = |i0: usize, mc: usize, p0: usize, p1: usize, dst: &mut [u64], ld: usize| {
             let t = Tile { i0, mc, p0, p1, ld };
             let pre = prepacked.get(i0 / MC).map(|v| &v[..]);
-            tile_product::<MR, NR, AW>(terms, k, n, &blks, bp, &t, pre, dst, kernel)
+            tile_product::<MR, NR, AW>(terms, k, n, blks, bp, &t, pre, dst, kernel)
         };
         if groups == 1 {
             // Each task owns MC rows of C; tasks never share output rows.
@@ -342,7 +461,7 @@ fn blocked<const MR: usize, const NR: usize, const AW: usize>(
                 }
             }
         }
-    })
+    }
 }
 
 /// Multiply-adds (summed over the terms) below which a product runs on the
@@ -598,6 +717,31 @@ mod tests {
                 let twice: Vec<u64> = want.iter().map(|x| x.wrapping_mul(2)).collect();
                 assert_eq!(c, twice, "{isa:?} accumulate");
             }
+        }
+    }
+
+    #[test]
+    fn prepacked_b_gives_the_product_of_the_packed_words() {
+        let mut prg = Prg::new([5; 16]);
+        for &(m, k, n) in &[(3, 5, 7), (13, 300, 17), (65, 513, 100), (97, 40, 129)] {
+            let (a0, a1) = (prg.gen(m * k), prg.gen(m * k));
+            let (b0, b1) = (prg.gen(k * n), prg.gen(k * n));
+            let layout = PackedB::new(k, n);
+            let tl = layout.term_len();
+            let mut bp = vec![0u64; 2 * tl];
+            for r in 0..k {
+                for j in 0..n {
+                    bp[layout.index(r, j)] = b0[r * n + j];
+                    bp[tl + layout.index(r, j)] = b1[r * n + j];
+                }
+            }
+            let mut want = gemm_naive(m, k, n, &a0, &b0);
+            for (w, v) in want.iter_mut().zip(gemm_naive(m, k, n, &a1, &b1)) {
+                *w = w.wrapping_add(v);
+            }
+            let mut c = vec![0u64; m * n];
+            gemm_prepacked(m, k, n, &[&[&a0], &[&a1]], &bp, &mut c);
+            assert_eq!(c, want, "{m}x{k}x{n}");
         }
     }
 

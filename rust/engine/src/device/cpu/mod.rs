@@ -363,7 +363,31 @@ impl Device for Cpu {
         } else {
             Vec::new()
         };
+        // The patch matrices written straight in the GEMM's packed layout
+        // (both share components, one after the other) where the blocked
+        // product runs.
+        let packed = !transposed && gemm::prepacked_ok(og);
+        let layout = gemm::PackedB::new(kk, l);
         for gi in 0..groups {
+            let (wa, wb) = (
+                &w0[gi * og * kk..(gi + 1) * og * kk],
+                &w1[gi * og * kk..(gi + 1) * og * kk],
+            );
+            if packed {
+                let tl = layout.term_len();
+                let (xa, xb) = (x.0.host()?, x.1.host()?);
+                let dst = &mut y[gi * og * l..(gi + 1) * og * l];
+                // The thread's packing scratch (im2col_packed writes every
+                // word, so it needs no clearing).
+                gemm::with_scratch(2 * tl, |bp| {
+                    let (p0, p1) = bp.split_at_mut(tl);
+                    host::im2col_packed(xa, g, gi * cg, cg, &layout, p0);
+                    host::im2col_packed(xb, g, gi * cg, cg, &layout, p1);
+                    let (wsum, wfirst) = ([wa, wb], [wa]);
+                    gemm::gemm_prepacked(og, kk, l, &[&wsum, &wfirst], bp, dst);
+                });
+                continue;
+            }
             let c0 = host::im2col(x.0.host()?, g, gi * cg, cg)?;
             let c1 = host::im2col(x.1.host()?, g, gi * cg, cg)?;
             let (wa, wb) = (
@@ -415,7 +439,8 @@ impl Device for Cpu {
                 gemm::gemm_terms(og, kk, l, &terms, &mut y[gi * og * l..(gi + 1) * og * l]);
             }
         }
-        if transposed {
+        // One image: [O, 1, OH*OW] is already NCHW.
+        if transposed || g.n == 1 {
             return Ok(Buf::Host(y));
         }
         // [O, N, OH*OW] -> [N, O, OH*OW]
@@ -544,6 +569,11 @@ mod tests {
             (1, 8, 2, 6, 3, 1, 1),
             (2, 6, 3, 4, 3, 0, 2),
             (1, 5, 4, 7, 3, 0, 1),
+            // Patch rows past one KC block of the packed layout.
+            (1, 32, 5, 5, 3, 1, 1),
+            (2, 30, 5, 4, 3, 1, 1),
+            // Panels that are one run of an output row (16 wide).
+            (1, 4, 16, 5, 3, 1, 1),
         ] {
             let g = Conv2dGeom {
                 n,
@@ -691,6 +721,48 @@ mod tests {
                     assert_eq!(got[r * ncols + col], want, "w{w} k{kw} s{s} p{p} d{d}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn im2col_packed_is_im2col_in_the_gemm_layout() {
+        // Strides, padding, dilation, two images and more patch rows than
+        // one KC block (30 channels of 3x3).
+        for (c, w, k, s, p, d) in [
+            (2, 7, 3, 1, 1, 1),
+            (30, 6, 3, 2, 1, 1),
+            (3, 9, 5, 1, 4, 2),
+            // 16-wide output rows: panels that are one run of a row.
+            (2, 19, 3, 1, 1, 1),
+        ] {
+            let g = Conv2dGeom {
+                n: 2,
+                c,
+                h: 5,
+                w,
+                kh: k,
+                kw: k,
+                stride: (s, s),
+                padding: (p, p),
+                dilation: (d, d),
+            };
+            if !g.fits() {
+                continue;
+            }
+            let x: Vec<u64> = (0..(2 * c * 5 * w) as u64).map(|i| i * 7 + 1).collect();
+            let (oh, ow) = g.out_hw();
+            let (rows, ncols) = (c * k * k, 2 * oh * ow);
+            let plain = host::im2col(&x, &g, 0, c).unwrap();
+            let layout = gemm::PackedB::new(rows, ncols);
+            let mut packed = vec![0u64; layout.term_len()];
+            host::im2col_packed(&x, &g, 0, c, &layout, &mut packed);
+            let mut want = vec![0u64; layout.term_len()];
+            for r in 0..rows {
+                for j in 0..ncols {
+                    want[layout.index(r, j)] = plain[r * ncols + j];
+                }
+            }
+            assert_eq!(packed, want, "{g:?}");
         }
     }
 

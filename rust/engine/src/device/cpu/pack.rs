@@ -8,12 +8,15 @@ use super::gemm::{at, Block, Term};
 /// words (zero past column n). Every word is written, so the buffer needs
 /// no clearing.
 pub(super) fn pack_b<const NR: usize>(t: &Term, k: usize, n: usize, blk: &Block, dst: &mut [u64]) {
+    if !t.b_trans {
+        return pack_b_rows::<NR>(t, n, blk, dst);
+    }
     let npanels = n.div_ceil(NR);
     for p in 0..npanels {
         let j0 = p * NR;
         let w = (n - j0).min(NR);
         let d = &mut dst[p * blk.kc * NR..(p + 1) * blk.kc * NR];
-        if t.b_trans {
+        {
             // B stored n x k: panel column jj is row j0 + jj, read along k.
             for jj in 0..NR {
                 if jj < w {
@@ -44,10 +47,29 @@ pub(super) fn pack_b<const NR: usize>(t: &Term, k: usize, n: usize, blk: &Block,
                     }
                 }
             }
-        } else {
-            for kk in 0..blk.kc {
-                let base = (blk.k0 + kk) * n + j0;
-                let row = &mut d[kk * NR..kk * NR + NR];
+        }
+    }
+}
+
+/// Panels packed side by side from row-major B: each of B's rows is read
+/// along GROUP panels' width at a time. Packing one panel at a time read
+/// B down a column of 8-word pieces at a stride of n words (often a power
+/// of two, so every piece fell in one L1 set): 18% of a 64-channel 3x3
+/// convolution's time went to that copy.
+const GROUP: usize = 8;
+
+fn pack_b_rows<const NR: usize>(t: &Term, n: usize, blk: &Block, dst: &mut [u64]) {
+    let npanels = n.div_ceil(NR);
+    for pg in (0..npanels).step_by(GROUP) {
+        let pe = (pg + GROUP).min(npanels);
+        for kk in 0..blk.kc {
+            let rowbase = (blk.k0 + kk) * n;
+            for p in pg..pe {
+                let j0 = p * NR;
+                let w = (n - j0).min(NR);
+                let base = rowbase + j0;
+                let at0 = p * blk.kc * NR + kk * NR;
+                let row = &mut dst[at0..at0 + NR];
                 match t.b {
                     [b0] if w == NR => row.copy_from_slice(&b0[base..base + NR]),
                     [b0, b1] if w == NR => {
