@@ -16,35 +16,33 @@ pub(super) fn pack_b<const NR: usize>(t: &Term, k: usize, n: usize, blk: &Block,
         let j0 = p * NR;
         let w = (n - j0).min(NR);
         let d = &mut dst[p * blk.kc * NR..(p + 1) * blk.kc * NR];
-        {
-            // B stored n x k: panel column jj is row j0 + jj, read along k.
-            for jj in 0..NR {
-                if jj < w {
-                    let base = (j0 + jj) * k + blk.k0;
-                    let col = d.iter_mut().skip(jj).step_by(NR);
-                    // The source count decided once per column, not per word.
-                    match t.b {
-                        [b0] => {
-                            for (o, v) in col.zip(&b0[base..base + blk.kc]) {
-                                *o = *v;
-                            }
-                        }
-                        [b0, b1] => {
-                            let (s0, s1) = (&b0[base..base + blk.kc], &b1[base..base + blk.kc]);
-                            for ((o, x), y) in col.zip(s0).zip(s1) {
-                                *o = x.wrapping_add(*y);
-                            }
-                        }
-                        _ => {
-                            for (kk, o) in col.take(blk.kc).enumerate() {
-                                *o = at(t.b, base + kk);
-                            }
+        // B stored n x k: panel column jj is row j0 + jj, read along k.
+        for jj in 0..NR {
+            if jj < w {
+                let base = (j0 + jj) * k + blk.k0;
+                let col = d.iter_mut().skip(jj).step_by(NR);
+                // The source count decided once per column, not per word.
+                match t.b {
+                    [b0] => {
+                        for (o, v) in col.zip(&b0[base..base + blk.kc]) {
+                            *o = *v;
                         }
                     }
-                } else {
-                    for kk in 0..blk.kc {
-                        d[kk * NR + jj] = 0;
+                    [b0, b1] => {
+                        let (s0, s1) = (&b0[base..base + blk.kc], &b1[base..base + blk.kc]);
+                        for ((o, x), y) in col.zip(s0).zip(s1) {
+                            *o = x.wrapping_add(*y);
+                        }
                     }
+                    _ => {
+                        for (kk, o) in col.take(blk.kc).enumerate() {
+                            *o = at(t.b, base + kk);
+                        }
+                    }
+                }
+            } else {
+                for kk in 0..blk.kc {
+                    d[kk * NR + jj] = 0;
                 }
             }
         }
