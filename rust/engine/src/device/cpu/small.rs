@@ -4,7 +4,7 @@
 //! otherwise strips of columns are accumulated row by row. Plain loops,
 //! compiled with AVX2 enabled so LLVM vectorises the 64-bit products.
 
-use super::gemm::{at, Term, PAR_MACS};
+use super::gemm::{at, Term};
 use super::host::chunks_each;
 
 /// Multiply-adds from which this path splits its columns over the pool:
