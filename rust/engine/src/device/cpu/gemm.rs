@@ -397,67 +397,65 @@ fn product<const MR: usize, const NR: usize, const AW: usize>(
     par: bool,
 ) {
     let npanels = n.div_ceil(NR);
-    {
-        let row_blocks = m.div_ceil(MC);
-        let groups = col_groups(row_blocks, npanels);
-        // With column groups, A is packed once per row block (every group
-        // reads it) when that costs at most PREPACK_WORDS words.
-        let ktot: usize = blks.iter().map(|b| b.kc).sum();
-        let a_words = |mc: usize| mc.div_ceil(MR) * AW * ktot;
-        let prepacked: Vec<Vec<u64>> = if groups > 1 && a_words(m) <= PREPACK_WORDS {
-            each(par, (0..row_blocks).collect(), |ib| {
-                let (i0, mc) = (ib * MC, (m - ib * MC).min(MC));
-                let mut out = vec![0u64; a_words(mc)];
-                let mut off = 0;
-                for blk in blks {
-                    let len = mc.div_ceil(MR) * AW * blk.kc;
-                    let a = terms[blk.term].a;
-                    pack_a::<MR, AW>(a, k, i0, mc, blk.k0, blk.kc, &mut out[off..off + len]);
-                    off += len;
+    let row_blocks = m.div_ceil(MC);
+    let groups = col_groups(row_blocks, npanels);
+    // With column groups, A is packed once per row block (every group
+    // reads it) when that costs at most PREPACK_WORDS words.
+    let ktot: usize = blks.iter().map(|b| b.kc).sum();
+    let a_words = |mc: usize| mc.div_ceil(MR) * AW * ktot;
+    let prepacked: Vec<Vec<u64>> = if groups > 1 && a_words(m) <= PREPACK_WORDS {
+        each(par, (0..row_blocks).collect(), |ib| {
+            let (i0, mc) = (ib * MC, (m - ib * MC).min(MC));
+            let mut out = vec![0u64; a_words(mc)];
+            let mut off = 0;
+            for blk in blks {
+                let len = mc.div_ceil(MR) * AW * blk.kc;
+                let a = terms[blk.term].a;
+                pack_a::<MR, AW>(a, k, i0, mc, blk.k0, blk.kc, &mut out[off..off + len]);
+                off += len;
+            }
+            out
+        })
+    } else {
+        Vec::new()
+    };
+    let tile = |i0: usize, mc: usize, p0: usize, p1: usize, dst: &mut [u64], ld: usize| {
+        let t = Tile { i0, mc, p0, p1, ld };
+        let pre = prepacked.get(i0 / MC).map(|v| &v[..]);
+        tile_product::<MR, NR, AW>(terms, k, n, blks, bp, &t, pre, dst, kernel)
+    };
+    if groups == 1 {
+        // Each task owns MC rows of C; tasks never share output rows.
+        let rows: Vec<_> = c[..m * n].chunks_mut(MC * n).enumerate().collect();
+        each(par, rows, |(ib, cblk)| {
+            let i0 = ib * MC;
+            tile(i0, (m - i0).min(MC), 0, npanels, cblk, n)
+        });
+    } else {
+        // Few row blocks (a batch-1 layer, a 65-token transformer): the
+        // columns are split too, so the three parties' products keep
+        // both cores busy. Each task fills its own buffer, added into C
+        // afterwards.
+        let per = npanels.div_ceil(groups);
+        let tiles: Vec<(usize, usize, usize, usize, Vec<u64>)> =
+            each(par, (0..row_blocks * groups).collect(), |t| {
+                let (ib, g) = (t / groups, t % groups);
+                let (i0, p0) = (ib * MC, (g * per).min(npanels));
+                let (mc, p1) = ((m - i0).min(MC), ((g + 1) * per).min(npanels));
+                let ld = (p1 - p0) * NR;
+                let mut buf = vec![0u64; mc * ld];
+                if p0 < p1 {
+                    tile(i0, mc, p0, p1, &mut buf, ld);
                 }
-                out
-            })
-        } else {
-            Vec::new()
-        };
-        let tile = |i0: usize, mc: usize, p0: usize, p1: usize, dst: &mut [u64], ld: usize| {
-            let t = Tile { i0, mc, p0, p1, ld };
-            let pre = prepacked.get(i0 / MC).map(|v| &v[..]);
-            tile_product::<MR, NR, AW>(terms, k, n, blks, bp, &t, pre, dst, kernel)
-        };
-        if groups == 1 {
-            // Each task owns MC rows of C; tasks never share output rows.
-            let rows: Vec<_> = c[..m * n].chunks_mut(MC * n).enumerate().collect();
-            each(par, rows, |(ib, cblk)| {
-                let i0 = ib * MC;
-                tile(i0, (m - i0).min(MC), 0, npanels, cblk, n)
+                (i0, mc, p0 * NR, ld, buf)
             });
-        } else {
-            // Few row blocks (a batch-1 layer, a 65-token transformer): the
-            // columns are split too, so the three parties' products keep
-            // both cores busy. Each task fills its own buffer, added into C
-            // afterwards.
-            let per = npanels.div_ceil(groups);
-            let tiles: Vec<(usize, usize, usize, usize, Vec<u64>)> =
-                each(par, (0..row_blocks * groups).collect(), |t| {
-                    let (ib, g) = (t / groups, t % groups);
-                    let (i0, p0) = (ib * MC, (g * per).min(npanels));
-                    let (mc, p1) = ((m - i0).min(MC), ((g + 1) * per).min(npanels));
-                    let ld = (p1 - p0) * NR;
-                    let mut buf = vec![0u64; mc * ld];
-                    if p0 < p1 {
-                        tile(i0, mc, p0, p1, &mut buf, ld);
-                    }
-                    (i0, mc, p0 * NR, ld, buf)
-                });
-            // An empty group (p0 = p1) has ld = 0 and adds nothing.
-            for (i0, mc, j0, ld, buf) in tiles.into_iter().filter(|t| t.3 > 0) {
-                let w = ld.min(n - j0);
-                for r in 0..mc {
-                    let dst = &mut c[(i0 + r) * n + j0..(i0 + r) * n + j0 + w];
-                    for (d, s) in dst.iter_mut().zip(&buf[r * ld..r * ld + w]) {
-                        *d = d.wrapping_add(*s);
-                    }
+        // An empty group (p0 = p1) has ld = 0 and adds nothing.
+        for (i0, mc, j0, ld, buf) in tiles.into_iter().filter(|t| t.3 > 0) {
+            let w = ld.min(n - j0);
+            for r in 0..mc {
+                let dst = &mut c[(i0 + r) * n + j0..(i0 + r) * n + j0 + w];
+                for (d, s) in dst.iter_mut().zip(&buf[r * ld..r * ld + w]) {
+                    *d = d.wrapping_add(*s);
                 }
             }
         }
