@@ -574,6 +574,8 @@ mod tests {
             (2, 30, 5, 4, 3, 1, 1),
             // Panels that are one run of an output row (16 wide).
             (1, 4, 16, 5, 3, 1, 1),
+            // Groups on the packed path (each group's channels from c0).
+            (2, 8, 9, 6, 3, 1, 2),
         ] {
             let g = Conv2dGeom {
                 n,
