@@ -16,6 +16,7 @@
 //! costs about three f64 GEMMs' worth of multiplies; native u64 wins (see
 //! benchmarks/RESULTS.md).
 
+use super::host::chunks_each;
 use super::pack::{pack_a, pack_b};
 use rayon::prelude::*;
 
@@ -211,8 +212,7 @@ fn dispatch(
 /// product skips a pass over B.
 #[derive(Clone, Copy, Debug)]
 pub struct PackedB {
-    pub k: usize,
-    pub n: usize,
+    k: usize,
     pub nr: usize,
     npanels: usize,
 }
@@ -226,7 +226,6 @@ impl PackedB {
         };
         PackedB {
             k,
-            n,
             nr,
             npanels: n.div_ceil(nr),
         }
@@ -240,8 +239,10 @@ impl PackedB {
     pub fn block_len(&self, kc: usize) -> usize {
         kc * self.npanels * self.nr
     }
-    /// Index of (r, j) within its term.
-    #[inline(always)]
+    /// Index of (r, j) within its term: the layout's definition, which the
+    /// tests hold `pack_b`'s consumers and `im2col_packed` to (the writers
+    /// walk the layout in storage order instead of calling this per word).
+    #[cfg(test)]
     pub fn index(&self, r: usize, j: usize) -> usize {
         let (k0, kc) = (r / KC * KC, (self.k - r / KC * KC).min(KC));
         k0 * self.npanels * self.nr
@@ -362,12 +363,11 @@ fn blocked<const MR: usize, const NR: usize, const AW: usize>(
 ) {
     let npanels = n.div_ceil(NR);
     let blks = blocks(terms.len(), k, npanels, NR);
-    let total = terms.len() * k * npanels * NR;
     let par = m * k * n * terms.len() >= PAR_MACS;
     if let Some(bp) = packed_b {
         return product::<MR, NR, AW>(m, k, n, terms, c, kernel, &blks, bp, par);
     }
-    with_scratch(total, |bp| {
+    with_scratch(terms.len() * k * npanels * NR, |bp| {
         // Blocks are disjoint ranges of the packed B, packed in parallel.
         let mut parts = Vec::with_capacity(blks.len());
         let mut rest = &mut bp[..];
@@ -426,8 +426,7 @@ fn product<const MR: usize, const NR: usize, const AW: usize>(
     };
     if groups == 1 {
         // Each task owns MC rows of C; tasks never share output rows.
-        let rows: Vec<_> = c[..m * n].chunks_mut(MC * n).enumerate().collect();
-        each(par, rows, |(ib, cblk)| {
+        chunks_each(par, &mut c[..m * n], MC * n, |ib, cblk| {
             let i0 = ib * MC;
             tile(i0, (m - i0).min(MC), 0, npanels, cblk, n)
         });
