@@ -373,6 +373,7 @@ impl Device for Cpu {
                 &w0[gi * og * kk..(gi + 1) * og * kk],
                 &w1[gi * og * kk..(gi + 1) * og * kk],
             );
+            let (wsum, wfirst) = ([wa, wb], [wa]);
             if packed {
                 let tl = layout.term_len();
                 let (xa, xb) = (x.0.host()?, x.1.host()?);
@@ -383,18 +384,12 @@ impl Device for Cpu {
                     let (p0, p1) = bp.split_at_mut(tl);
                     host::im2col_packed(xa, g, gi * cg, cg, &layout, p0);
                     host::im2col_packed(xb, g, gi * cg, cg, &layout, p1);
-                    let (wsum, wfirst) = ([wa, wb], [wa]);
                     gemm::gemm_prepacked(og, kk, l, &[&wsum, &wfirst], bp, dst);
                 });
                 continue;
             }
             let c0 = host::im2col(x.0.host()?, g, gi * cg, cg)?;
             let c1 = host::im2col(x.1.host()?, g, gi * cg, cg)?;
-            let (wa, wb) = (
-                &w0[gi * og * kk..(gi + 1) * og * kk],
-                &w1[gi * og * kk..(gi + 1) * og * kk],
-            );
-            let (wsum, wfirst) = ([wa, wb], [wa]);
             if transposed {
                 let t = |c: &[u64]| -> Vec<u64> {
                     (0..l * kk).map(|i| c[(i % kk) * l + i / kk]).collect()
