@@ -671,6 +671,28 @@ fn kernel_avx2(kc: usize, ap: &[u64], bp: &[u64], acc: &mut [[u64; 8]; AVX2_MR])
     kernel_body(kc, ap, bp, acc)
 }
 
+/// x0 (y0 + y1) + x1 y0 by the definition (y stored k x n): the local step
+/// of a replicated product, for tests.
+#[cfg(test)]
+pub(super) fn two_terms_naive(
+    m: usize,
+    k: usize,
+    n: usize,
+    x: (&[u64], &[u64]),
+    y: (&[u64], &[u64]),
+) -> Vec<u64> {
+    let ysum: Vec<u64> =
+        y.0.iter()
+            .zip(y.1)
+            .map(|(a, b)| a.wrapping_add(*b))
+            .collect();
+    let mut want = gemm_naive(m, k, n, x.0, &ysum);
+    for (w, v) in want.iter_mut().zip(gemm_naive(m, k, n, x.1, y.0)) {
+        *w = w.wrapping_add(v);
+    }
+    want
+}
+
 /// Reference GEMM for tests: the definition, one multiply-add at a time.
 pub fn gemm_naive(m: usize, k: usize, n: usize, a: &[u64], b: &[u64]) -> Vec<u64> {
     let mut c = vec![0u64; m * n];
@@ -757,15 +779,7 @@ mod tests {
         ] {
             let (x0, x1) = (prg.gen(m * k), prg.gen(m * k));
             let (y0, y1) = (prg.gen(k * n), prg.gen(k * n));
-            let ysum: Vec<u64> = y0
-                .iter()
-                .zip(&y1)
-                .map(|(a, b)| a.wrapping_add(*b))
-                .collect();
-            let mut want = gemm_naive(m, k, n, &x0, &ysum);
-            for (w, v) in want.iter_mut().zip(gemm_naive(m, k, n, &x1, &y0)) {
-                *w = w.wrapping_add(v);
-            }
+            let want = two_terms_naive(m, k, n, (&x0, &x1), (&y0, &y1));
             let tr =
                 |y: &[u64]| -> Vec<u64> { (0..n * k).map(|i| y[(i % k) * n + i / k]).collect() };
             let (t0, t1) = (tr(&y0), tr(&y1));

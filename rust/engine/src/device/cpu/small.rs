@@ -265,7 +265,7 @@ fn axpy2(acc: &mut [u64], x: u64, b0: &[u64], b1: &[u64]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::cpu::gemm::gemm_naive;
+    use crate::device::cpu::gemm::two_terms_naive;
     use crate::prg::Prg;
 
     /// x0 (w0 + w1) + x1 w0 with the weights stored transposed, on the
@@ -287,15 +287,7 @@ mod tests {
             let (w0, w1) = (prg.gen(n * k), prg.gen(n * k));
             let tr =
                 |w: &[u64]| -> Vec<u64> { (0..k * n).map(|i| w[(i % n) * k + i / n]).collect() };
-            let wsum: Vec<u64> = w0
-                .iter()
-                .zip(&w1)
-                .map(|(a, b)| a.wrapping_add(*b))
-                .collect();
-            let mut want = gemm_naive(m, k, n, &x0, &tr(&wsum));
-            for (d, v) in want.iter_mut().zip(gemm_naive(m, k, n, &x1, &tr(&w0))) {
-                *d = d.wrapping_add(v);
-            }
+            let want = two_terms_naive(m, k, n, (&x0, &x1), (&tr(&w0), &tr(&w1)));
             let terms = [
                 Term {
                     a: &[&x0],
