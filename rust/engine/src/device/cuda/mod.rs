@@ -108,10 +108,12 @@ fn op2_code(op: Op2) -> u32 {
     }
 }
 
-/// The CUDA device: one GPU, one stream per party (cudarc orders work on
-/// buffers shared between streams with events, so a buffer handed to another
-/// party is read only after it is written). Every CUDA error is returned:
-/// an out-of-memory as `OutOfMemory`, anything else as `Unavailable`.
+/// The CUDA device: one GPU, one stream per party. A buffer another party
+/// sends is copied on the receiver's stream (`adopt`), so each allocation is
+/// used from one stream only (cudarc's events order the copy after the
+/// sender's write, and the sender's next work after the copy). Every CUDA
+/// error is returned: an out-of-memory as `OutOfMemory`, anything else as
+/// `Unavailable`.
 pub struct Cuda {
     ordinal: usize,
     stream: Arc<CudaStream>,
@@ -331,12 +333,21 @@ impl Device for Cuda {
     fn adopt(&self, b: Buf) -> Result<Buf> {
         match b {
             Buf::Host(v) => self.upload(v),
-            // Another party's GPU buffer: the same GPU (one context) needs
-            // nothing; cudarc's events order the use after the write. With
-            // one GPU per party the buffer is copied to this GPU.
+            // Another party's GPU buffer on the same GPU: copied here, on
+            // this party's stream, and the sender's stream then waits for
+            // the copy. cudarc keeps one read event per allocation, so a
+            // buffer read from two streams would be freed, or written in
+            // place by its owner, after waiting for the last reader only;
+            // with the copy every allocation is used from its own party's
+            // stream alone, and the one foreign read (this copy) is ordered
+            // before anything the owner does next. With one GPU per party
+            // the buffer is copied to this GPU through the host.
             Buf::Cuda(g) => {
                 if g.data.stream().context().ordinal() == self.ordinal {
-                    Ok(Buf::Cuda(g))
+                    let copy = self.check(self.stream.clone_dtod(&*g.data), "copy a message")?;
+                    let owner = g.data.stream();
+                    self.check(owner.join(&self.stream), "order the sender after the copy")?;
+                    Ok(self.wrap(copy, g.len))
                 } else {
                     self.upload(g.to_vec()?)
                 }
