@@ -188,6 +188,23 @@ impl Cuda {
         c: &mut CudaViewMut<u64>,
         acc: bool,
     ) -> Result<()> {
+        if m * n == 0 {
+            return Ok(());
+        }
+        if k == 0 {
+            // An empty sum: C stays as it is, or becomes zero.
+            return if acc {
+                Ok(())
+            } else {
+                self.check(self.stream.memset_zeros(c), "memset")
+            };
+        }
+        // cuBLAS takes its sizes as i32 (k goes in chunks of at most MAX_K).
+        if i32::try_from(m.max(n)).is_err() {
+            return Err(EngineError::Invalid(format!(
+                "GPU ring GEMM of {m} x {n} outputs: a side exceeds cuBLAS's 2^31 - 1"
+            )));
+        }
         let step = match path {
             GemmPath::F64Limb16 => LIMB16_MAX_K,
             GemmPath::I8Limb8 => LIMB8_MAX_K,

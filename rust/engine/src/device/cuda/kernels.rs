@@ -58,8 +58,7 @@ pub fn ptx(name: &str, arch: &'static str) -> Result<String> {
     if let Some(p) = cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
         return Ok(p);
     }
-    // SAFETY: only probes whether the shared library can be opened.
-    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
+    if !super::probe::loadable(cudarc::nvrtc::sys::is_culib_present) {
         return Err(EngineError::Unavailable(
             "libnvrtc was not found (install the CUDA toolkit or `pip install nvidia-cuda-nvrtc` \
              and make it loadable)"

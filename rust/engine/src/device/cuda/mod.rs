@@ -108,12 +108,10 @@ fn op2_code(op: Op2) -> u32 {
     }
 }
 
-/// The CUDA device: one GPU, one stream per party. A buffer another party
-/// sends is copied on the receiver's stream (`adopt`), so each allocation is
-/// used from one stream only (cudarc's events order the copy after the
-/// sender's write, and the sender's next work after the copy). Every CUDA
-/// error is returned: an out-of-memory as `OutOfMemory`, anything else as
-/// `Unavailable`.
+/// The CUDA device: one GPU, one stream per party; a received buffer is
+/// copied on the receiver's stream (`adopt`), so each allocation is used
+/// from one stream. Every CUDA error is returned: an out-of-memory as
+/// `OutOfMemory`, anything else as `Unavailable`.
 pub struct Cuda {
     ordinal: usize,
     stream: Arc<CudaStream>,
@@ -125,6 +123,11 @@ pub struct Cuda {
     /// path from CRYPTGPU_GEMM=f64|int8 overrides it.
     paths: Mutex<HashMap<(usize, usize, usize), GemmPath>>,
     forced: Option<GemmPath>,
+}
+
+/// Whether `off..off + len` lies within `total` words (no overflow).
+fn in_range(off: usize, len: usize, total: usize) -> bool {
+    off.checked_add(len).is_some_and(|end| end <= total)
 }
 
 /// A CUDA error as an engine error: out-of-memory is its own kind (Python's
@@ -182,6 +185,10 @@ impl Cuda {
         let stream = ctx
             .new_stream()
             .map_err(|e| cuda_err("create a stream", e))?;
+        if !probe::loadable(cudarc::cublas::sys::is_culib_present) {
+            let why = "libcublas is missing or predates CUDA 13 (`pip install nvidia-cublas`)";
+            return Err(EngineError::Unavailable(why.into()));
+        }
         let blas = CudaBlas::new(stream.clone()).map_err(|e| cuda_err("cuBLAS", e))?;
         let mut funcs = HashMap::new();
         for file in kernel_files() {
@@ -333,15 +340,11 @@ impl Device for Cuda {
     fn adopt(&self, b: Buf) -> Result<Buf> {
         match b {
             Buf::Host(v) => self.upload(v),
-            // Another party's GPU buffer on the same GPU: copied here, on
-            // this party's stream, and the sender's stream then waits for
-            // the copy. cudarc keeps one read event per allocation, so a
-            // buffer read from two streams would be freed, or written in
-            // place by its owner, after waiting for the last reader only;
-            // with the copy every allocation is used from its own party's
-            // stream alone, and the one foreign read (this copy) is ordered
-            // before anything the owner does next. With one GPU per party
-            // the buffer is copied to this GPU through the host.
+            // Another party's buffer on this GPU: copied on this stream,
+            // then the sender's stream waits for the copy (cudarc keeps one
+            // read event per allocation: read from two streams, it would be
+            // freed after the last reader only). With one GPU per party it
+            // is copied to this GPU through the host.
             Buf::Cuda(g) => {
                 if g.data.stream().context().ordinal() == self.ordinal {
                     let copy = self.check(self.stream.clone_dtod(&*g.data), "copy a message")?;
@@ -443,7 +446,7 @@ impl Device for Cuda {
         let mut out = self.alloc(total)?;
         let mut at = 0;
         for (b, off, len) in parts {
-            if off + len > b.len() {
+            if !in_range(*off, *len, b.len()) {
                 return Err(EngineError::Internal("concat range out of bounds".into()));
             }
             if *len > 0 {
@@ -471,7 +474,7 @@ impl Device for Cuda {
         if len == 0 {
             return Ok(());
         }
-        if soff + len > src.len() || doff + len > dst.len() {
+        if !in_range(soff, len, src.len()) || !in_range(doff, len, dst.len()) {
             return Err(EngineError::Internal("update range out of bounds".into()));
         }
         let s = self.dv(src)?;
@@ -517,11 +520,14 @@ impl Device for Cuda {
         if plane.len() < n.div_ceil(64) {
             return Err(EngineError::Internal("bit plane too short".into()));
         }
+        let total = n
+            .checked_mul(reps)
+            .ok_or_else(|| EngineError::Internal("expanded bits overflow".into()))?;
         let dp = self.dv(plane)?;
-        let mut out = self.alloc(n * reps)?;
+        let mut out = self.alloc(total)?;
         let (nn, r) = (n as u64, reps as u64);
-        launch!(self, Kernel::ExpandBits, n * reps, &*dp, &nn, &r, &mut out);
-        Ok(self.wrap(out, n * reps))
+        launch!(self, Kernel::ExpandBits, total, &*dp, &nn, &r, &mut out);
+        Ok(self.wrap(out, total))
     }
 
     fn gemm(

@@ -5,10 +5,18 @@ use super::cuda_err;
 use crate::error::{EngineError, Result};
 use cudarc::driver::CudaContext;
 
+/// Whether a CUDA library (`probe`: one of cudarc's `is_culib_present`)
+/// loads with every symbol cudarc binds. cudarc's probe panics instead of
+/// answering false when it finds a library that lacks a symbol of the CUDA
+/// 13 bindings (an older driver or toolkit): that is "not available" too.
+pub(crate) fn loadable(probe: unsafe fn() -> bool) -> bool {
+    // SAFETY: the probes only open the shared library and look up symbols.
+    std::panic::catch_unwind(|| unsafe { probe() }).unwrap_or(false)
+}
+
 /// Number of CUDA GPUs; 0 without a driver or a GPU (never an error).
 pub fn device_count() -> usize {
-    // SAFETY: only probes whether the shared library can be opened.
-    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+    if !loadable(cudarc::driver::sys::is_culib_present) {
         return 0;
     }
     std::panic::catch_unwind(|| {
