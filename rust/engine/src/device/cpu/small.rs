@@ -1,10 +1,12 @@
-//! The ring GEMM's unpacked path for m <= SMALL_M rows (batch-1 linear layers): B is
-//! read once, in place, in the order it is stored. With B transposed (a
-//! Linear weight) every output is a dot product along contiguous rows;
-//! otherwise strips of columns are accumulated row by row. Plain loops,
-//! compiled with AVX2 enabled so LLVM vectorises the 64-bit products.
+//! The ring GEMM's unpacked path for m <= SMALL_M rows, or SMALL_M_T when
+//! every B is transposed (batch-1 to batch-4 linear layers): B is read once,
+//! in place, in the order it is stored. With B transposed (a Linear weight)
+//! every output is a dot product along contiguous rows, on AVX2 with the
+//! blocked kernel's two-multiply product (`dots_avx2`); otherwise strips of
+//! columns are accumulated row by row in plain loops, compiled with AVX2
+//! enabled so LLVM vectorises the 64-bit products.
 
-use super::gemm::{at, Term};
+use super::gemm::{at, Term, SMALL_M_T};
 use super::host::chunks_each;
 
 /// Multiply-adds from which this path splits its columns over the pool:
@@ -36,7 +38,7 @@ fn run_with(avx2: bool, m: usize, k: usize, n: usize, terms: &[Term], c: &mut [u
     // Every B transposed (a Linear weight; a deep convolution's weight):
     // dot products along rows, with A's words also kept with their 32-bit
     // halves swapped for the two-multiply AVX2 product (see `dots_avx2`).
-    let trans = avx2 && m <= 4 && terms.iter().all(|t| t.b_trans && t.b.len() <= 2);
+    let trans = avx2 && m <= SMALL_M_T && terms.iter().all(|t| t.b_trans && t.b.len() <= 2);
     let asw: Vec<Vec<u64>> = if trans {
         a.iter()
             .map(|v| v.iter().map(|x| x.rotate_left(32)).collect())
@@ -53,23 +55,8 @@ fn run_with(avx2: bool, m: usize, k: usize, n: usize, terms: &[Term], c: &mut [u
         let cols = out.len() / m;
         #[cfg(target_arch = "x86_64")]
         if trans {
-            for jj in 0..cols {
-                let j = j0 + jj;
-                let mut s = [0u64; 4];
-                for ((t, av), aw) in terms.iter().zip(&a).zip(&asw) {
-                    // One or two sources (`trans` checked the count).
-                    let mut src = t.b.iter().map(|b| &b[j * k..(j + 1) * k]);
-                    let (Some(b0), b1) = (src.next(), src.next()) else {
-                        continue;
-                    };
-                    // SAFETY: `trans` implies the CPU has AVX2 (`run`).
-                    unsafe { dots_avx2(m, k, av, aw, b0, b1, &mut s) };
-                }
-                for (o, v) in out[jj * m..(jj + 1) * m].iter_mut().zip(s) {
-                    *o = o.wrapping_add(v);
-                }
-            }
-            return;
+            // SAFETY: `trans` implies the CPU has AVX2 (the caller's promise).
+            return unsafe { cols_trans_avx2(m, k, terms, &a, &asw, j0, cols, out) };
         }
         #[cfg(target_arch = "x86_64")]
         if avx2 {
@@ -101,7 +88,39 @@ unsafe fn cols_avx2(
     cols_body(m, k, n, terms, a, j0, cols, out)
 }
 
-/// s[i] += A[i] . (b0 + b1) for the m <= 4 rows of A (`a`, m x k; `asw`
+/// out[(j - j0) * m + i] = sum_t A_t[i] . row j of B_t, every B_t stored
+/// transposed with one or two sources, by `dots_avx2`. The CPU must have
+/// AVX2.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2")]
+unsafe fn cols_trans_avx2(
+    m: usize,
+    k: usize,
+    terms: &[Term],
+    a: &[Vec<u64>],
+    asw: &[Vec<u64>],
+    j0: usize,
+    cols: usize,
+    out: &mut [u64],
+) {
+    for jj in 0..cols {
+        let j = j0 + jj;
+        let mut s = [0u64; SMALL_M_T];
+        for ((t, av), aw) in terms.iter().zip(a).zip(asw) {
+            let mut src = t.b.iter().map(|b| &b[j * k..(j + 1) * k]);
+            let (Some(b0), b1) = (src.next(), src.next()) else {
+                continue;
+            };
+            dots_avx2(m, k, av, aw, b0, b1, &mut s);
+        }
+        for (o, v) in out[jj * m..(jj + 1) * m].iter_mut().zip(s) {
+            *o = o.wrapping_add(v);
+        }
+    }
+}
+
+/// s[i] += A[i] . (b0 + b1) for the m <= SMALL_M_T rows of A (`a`, m x k; `asw`
 /// the same words with their 32-bit halves swapped). The low halves'
 /// products accumulate in 64-bit lanes (vpmuludq); the cross terms are only
 /// needed mod 2^32, so one vpmulld of b against swapped A gives both in
@@ -110,6 +129,7 @@ unsafe fn cols_avx2(
 /// shifts (the blocked kernel's trick, along a row).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
+#[inline(never)] // as measured: inlined, its loop reloads pointers from the stack
 unsafe fn dots_avx2(
     m: usize,
     k: usize,
@@ -117,13 +137,13 @@ unsafe fn dots_avx2(
     asw: &[u64],
     b0: &[u64],
     b1: Option<&[u64]>,
-    s: &mut [u64; 4],
+    s: &mut [u64; SMALL_M_T],
 ) {
     use std::arch::x86_64::*;
-    assert!(m <= 4 && a.len() >= m * k && asw.len() >= m * k && b0.len() >= k);
+    assert!(m <= SMALL_M_T && a.len() >= m * k && asw.len() >= m * k && b0.len() >= k);
     assert!(b1.is_none_or(|b| b.len() >= k));
-    let mut lo = [_mm256_setzero_si256(); 4];
-    let mut x = [_mm256_setzero_si256(); 4];
+    let mut lo = [_mm256_setzero_si256(); SMALL_M_T];
+    let mut x = [_mm256_setzero_si256(); SMALL_M_T];
     let k4 = k / 4 * 4;
     let ld = |p: &[u64], i: usize| _mm256_loadu_si256(p.as_ptr().add(i) as *const __m256i);
     for kk in (0..k4).step_by(4) {
