@@ -328,6 +328,78 @@ pub trait Device: Send + Sync {
     fn sum_axis(&self, x: &Buf, outer: usize, len: usize, inner: usize) -> Result<Buf>;
 }
 
+/// Host-side checks a device makes before it reads or writes through
+/// computed indices: the runtime validates every geometry and view before
+/// any party starts, so a failure here is an engine bug, reported as
+/// `Internal` instead of a GPU kernel reading past a buffer (or a CPU
+/// slice panicking).
+pub mod bounds {
+    use super::Conv2dGeom;
+    use crate::error::{EngineError, Result};
+
+    fn bug<T>(what: &str, detail: String) -> Result<T> {
+        Err(EngineError::Internal(format!("{what}: {detail}")))
+    }
+
+    /// At least `need` words (None: the size overflowed).
+    pub fn words(what: &str, have: usize, need: Option<usize>) -> Result<()> {
+        match need {
+            Some(need) if need <= have => Ok(()),
+            Some(need) => bug(what, format!("needs {need} words, the buffer has {have}")),
+            None => bug(what, "its size overflows".into()),
+        }
+    }
+
+    /// The view (shape, offset, strides) reads or writes inside `len` words.
+    pub fn view(
+        what: &str,
+        shape: &[usize],
+        offset: usize,
+        st: &[usize],
+        len: usize,
+    ) -> Result<()> {
+        crate::ring::shape::view_fits(shape, offset, st, len).or_else(|e| bug(what, e.to_string()))
+    }
+
+    /// An NCHW input of geometry `g` (channels [c0, c0 + cg) used) in `len`
+    /// words; returns the output height and width.
+    pub fn conv_input(
+        what: &str,
+        g: &Conv2dGeom,
+        (c0, cg): (usize, usize),
+        len: usize,
+    ) -> Result<(usize, usize)> {
+        let Some(hw) = g.checked_out_hw() else {
+            return bug(what, format!("{g:?} does not fit"));
+        };
+        if c0.checked_add(cg).is_none_or(|c| c > g.c) {
+            return bug(what, format!("channels {c0}+{cg} of {}", g.c));
+        }
+        let need = [g.n, g.c, g.h, g.w]
+            .iter()
+            .try_fold(1usize, |a, &b| a.checked_mul(b));
+        words(what, len, need)?;
+        Ok(hw)
+    }
+
+    /// Column matrices [c kh kw, n oh ow] of geometry `g` in `len` words.
+    pub fn conv_cols(what: &str, g: &Conv2dGeom, len: usize) -> Result<()> {
+        let Some((oh, ow)) = g.checked_out_hw() else {
+            return bug(what, format!("{g:?} does not fit"));
+        };
+        let need = [g.c, g.kh, g.kw, g.n, oh, ow]
+            .iter()
+            .try_fold(1usize, |a, &b| a.checked_mul(b));
+        words(what, len, need)
+    }
+
+    /// An [outer, mid, inner] tensor in `len` words.
+    pub fn rows(what: &str, (outer, mid, inner): (usize, usize, usize), len: usize) -> Result<()> {
+        let need = outer.checked_mul(mid).and_then(|x| x.checked_mul(inner));
+        words(what, len, need)
+    }
+}
+
 /// The trait's default products, composed from `map2`, `gather`, `im2col`
 /// and `gemm` (the CUDA device runs these); public so that tests can run
 /// them on the CPU device against its fused versions.
@@ -389,5 +461,70 @@ pub mod composed {
         }
         // [O, N, OH*OW] -> [N, O, OH*OW]
         dev.gather(&y, &[g.n, out_ch, oh * ow], 0, &[oh * ow, l, 1])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{bounds, Buf, Conv2dGeom, Cpu, Device};
+    use crate::error::EngineError;
+
+    fn geom(n: usize, c: usize, hw: usize, k: usize) -> Conv2dGeom {
+        Conv2dGeom {
+            n,
+            c,
+            h: hw,
+            w: hw,
+            kh: k,
+            kw: k,
+            stride: (1, 1),
+            padding: (0, 0),
+            dilation: (1, 1),
+        }
+    }
+
+    fn internal<T: std::fmt::Debug>(r: crate::error::Result<T>) -> bool {
+        matches!(r, Err(EngineError::Internal(_)))
+    }
+
+    /// What a device would read or write past a buffer is refused before
+    /// it runs (the same checks guard the GPU kernels' launches).
+    #[test]
+    fn reads_and_writes_past_a_buffer_are_internal_errors() {
+        let cpu = Cpu;
+        let x = Buf::Host((0..32).collect());
+        // A view ending at element 32 of 32; one ending at 31 is fine.
+        assert!(internal(cpu.gather(&x, &[4, 4], 2, &[9, 1])));
+        assert_eq!(cpu.gather(&x, &[4, 4], 7, &[8, 0]).unwrap().len(), 16);
+        // Strides whose reach overflows must not wrap to a small offset.
+        assert!(internal(cpu.gather(&x, &[3], 0, &[usize::MAX / 2])));
+        let mut dst = Buf::Host(vec![0; 8]);
+        assert!(internal(cpu.scatter(&x, &mut dst, &[3, 3], 0, &[3, 1])));
+        let short = Buf::Host(vec![1; 3]);
+        assert!(internal(cpu.scatter(&short, &mut dst, &[4], 0, &[1])));
+        // NCHW 2x2x4x4 = 64 words, but x has 32.
+        let g = geom(2, 2, 4, 3);
+        assert!(internal(cpu.im2col(&x, &g, 0, 2)));
+        assert!(internal(cpu.window_sum(&x, &g)));
+        let g1 = geom(1, 2, 4, 3);
+        assert!(internal(cpu.im2col(&x, &g1, 1, 2)));
+        assert_eq!(cpu.im2col(&x, &g1, 1, 1).unwrap().len(), 9 * 4);
+        // col2im needs [c kh kw, n oh ow] = 18 x 4 = 72 words.
+        assert!(internal(cpu.col2im(&x, &g1)));
+        assert!(internal(cpu.sum_axis(&x, 3, 4, 3)));
+        assert_eq!(cpu.sum_axis(&x, 2, 4, 4).unwrap().len(), 8);
+        // A geometry whose window does not fit its input.
+        assert!(internal(bounds::conv_input(
+            "t",
+            &geom(1, 1, 2, 3),
+            (0, 1),
+            4
+        )));
+        assert!(internal(bounds::rows("t", (usize::MAX, 2, 1), 8)));
+        assert!(internal(bounds::conv_cols(
+            "t",
+            &geom(usize::MAX, 1, 3, 1),
+            8
+        )));
     }
 }

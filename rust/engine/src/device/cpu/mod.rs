@@ -8,7 +8,7 @@ pub mod host;
 mod pack;
 mod small;
 
-use super::{Buf, Conv2dGeom, Device, MatDims, Op1, Op2, Span};
+use super::{bounds, Buf, Conv2dGeom, Device, MatDims, Op1, Op2, Span};
 use crate::error::{EngineError, Result};
 
 pub struct Cpu;
@@ -448,18 +448,22 @@ impl Device for Cpu {
     }
 
     fn im2col(&self, x: &Buf, g: &Conv2dGeom, c0: usize, cg: usize) -> Result<Buf> {
+        bounds::conv_input("im2col", g, (c0, cg), x.len())?;
         Ok(Buf::Host(host::im2col(x.host()?, g, c0, cg)?))
     }
 
     fn col2im(&self, cols: &Buf, g: &Conv2dGeom) -> Result<Buf> {
+        bounds::conv_cols("col2im", g, cols.len())?;
         Ok(Buf::Host(host::col2im(cols.host()?, g)?))
     }
 
     fn window_sum(&self, x: &Buf, g: &Conv2dGeom) -> Result<Buf> {
+        bounds::conv_input("window sum", g, (0, g.c), x.len())?;
         Ok(Buf::Host(host::window_sum(x.host()?, g)?))
     }
 
     fn gather(&self, src: &Buf, shape: &[usize], offset: usize, strides: &[usize]) -> Result<Buf> {
+        bounds::view("gather", shape, offset, strides, src.len())?;
         Ok(Buf::Host(host::gather(
             src.host()?,
             shape,
@@ -476,6 +480,8 @@ impl Device for Cpu {
         offset: usize,
         strides: &[usize],
     ) -> Result<()> {
+        bounds::view("scatter", shape, offset, strides, dst.len())?;
+        bounds::words("scatter", src.len(), Some(crate::ring::numel(shape)))?;
         host::scatter(src.host()?, dst.host_mut()?, shape, offset, strides);
         Ok(())
     }
@@ -504,6 +510,7 @@ impl Device for Cpu {
     }
 
     fn sum_axis(&self, x: &Buf, outer: usize, len: usize, inner: usize) -> Result<Buf> {
+        bounds::rows("sum over an axis", (outer, len, inner), x.len())?;
         Ok(Buf::Host(host::sum_axis(x.host()?, outer, len, inner)?))
     }
 }

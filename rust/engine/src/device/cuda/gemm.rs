@@ -188,6 +188,26 @@ impl Cuda {
         c: &mut CudaViewMut<u64>,
         acc: bool,
     ) -> Result<()> {
+        self.gemm_path_traced(path, m, k, n, a, b, c, acc)
+            .map_err(|(e, _)| e)
+    }
+
+    /// `gemm_path`, whose error also says whether C was written before it
+    /// (a K chunk combined into C): where it was not, another path can
+    /// still compute C (+)= A B from the C the caller gave.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn gemm_path_traced(
+        &self,
+        path: GemmPath,
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &CudaView<u64>,
+        b: &CudaView<u64>,
+        c: &mut CudaViewMut<u64>,
+        acc: bool,
+    ) -> std::result::Result<(), (EngineError, bool)> {
+        let untouched = |e: EngineError| (e, false);
         if m * n == 0 {
             return Ok(());
         }
@@ -197,13 +217,14 @@ impl Cuda {
                 Ok(())
             } else {
                 self.check(self.stream.memset_zeros(c), "memset")
+                    .map_err(untouched)
             };
         }
         // cuBLAS takes its sizes as i32 (k goes in chunks of at most MAX_K).
         if i32::try_from(m.max(n)).is_err() {
-            return Err(EngineError::Invalid(format!(
+            return Err(untouched(EngineError::Invalid(format!(
                 "GPU ring GEMM of {m} x {n} outputs: a side exceeds cuBLAS's 2^31 - 1"
-            )));
+            ))));
         }
         let step = match path {
             GemmPath::F64Limb16 => LIMB16_MAX_K,
@@ -213,16 +234,23 @@ impl Cuda {
         for k0 in (0..k).step_by(step) {
             let kc = step.min(k - k0);
             let first = k0 == 0;
+            // Only a chunk's final combine writes C: a failure in the first
+            // chunk leaves it as it was.
+            let traced = |e: EngineError| (e, !first);
             let acc_here = acc || !first;
             let b_ref = b.slice(k0 * n..(k0 + kc) * n);
             // With several chunks, A's rows restricted to columns
             // [k0, k0 + kc) are gathered into a contiguous block.
             let a_chunk = if kc < k {
                 let v = kview(&[m, kc], k0, &[k, 1])
-                    .ok_or_else(|| EngineError::Internal("a 2-D view".into()))?;
-                let mut out = self.alloc(m * kc)?;
+                    .ok_or_else(|| traced(EngineError::Internal("a 2-D view".into())))?;
+                let mut out = self.alloc(m * kc).map_err(traced)?;
                 let nn = (m * kc) as u64;
-                launch!(self, Kernel::Gather, m * kc, a, &v, &mut out, &nn);
+                let mut gather = || -> Result<()> {
+                    launch!(self, Kernel::Gather, m * kc, a, &v, &mut out, &nn);
+                    Ok(())
+                };
+                gather().map_err(traced)?;
                 Some(out)
             } else {
                 None
@@ -231,7 +259,44 @@ impl Cuda {
                 Some(blk) => blk.slice(0..m * kc),
                 None => a.slice(0..m * k),
             };
-            self.gemm_chunk(path, m, kc, n, &a_ref, &b_ref, c, acc_here)?;
+            self.gemm_chunk(path, m, kc, n, &a_ref, &b_ref, c, acc_here)
+                .map_err(traced)?;
+        }
+        Ok(())
+    }
+
+    /// C (+)= A B by the path chosen for the shape; where cuBLAS refuses
+    /// int8, float64 takes over (and is remembered for the shape).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn gemm_chosen(
+        &self,
+        m: usize,
+        k: usize,
+        n: usize,
+        av: &CudaView<u64>,
+        bv: &CudaView<u64>,
+        cv: &mut CudaViewMut<u64>,
+        accumulate: bool,
+    ) -> Result<()> {
+        let path = self.choose(m, k, n, av, bv)?;
+        let r = self.gemm_path_traced(path, m, k, n, av, bv, cv, accumulate);
+        if let Err((e, written)) = r {
+            // cuBLAS refused int8 for this shape. Before any chunk reached C
+            // (the usual case: the shape itself is refused), or when C is
+            // overwritten anyway, float64 redoes it; part-way through an
+            // accumulating product the sum is lost.
+            if path != GemmPath::I8Limb8 || matches!(e, EngineError::OutOfMemory(_)) {
+                return Err(e);
+            }
+            if let Ok(mut t) = self.paths.lock() {
+                t.insert((m, k, n), GemmPath::F64Limb16);
+            }
+            if accumulate && written {
+                return Err(EngineError::Unavailable(format!(
+                    "int8 GEMM failed part-way through an accumulating product: {e}"
+                )));
+            }
+            self.gemm_path(GemmPath::F64Limb16, m, k, n, av, bv, cv, accumulate)?;
         }
         Ok(())
     }

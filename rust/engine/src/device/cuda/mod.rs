@@ -58,7 +58,7 @@ pub use gemm::GemmPath;
 pub use kernels::{compile_all, expanded_source, kernel_files, ptx, Kernel, KERNEL_SOURCES};
 pub use probe::{device_count, device_map, memory_peak};
 
-use crate::device::{Buf, Conv2dGeom, Device, Op1, Op2};
+use crate::device::{bounds, Buf, Conv2dGeom, Device, Op1, Op2};
 use crate::error::{EngineError, Result};
 use crate::prg::Prg;
 use cudarc::cublas::CudaBlas;
@@ -407,7 +407,6 @@ impl Device for Cuda {
 
     fn prg(&self, prg: &mut Prg, n: usize) -> Result<Buf> {
         let key = prg.key();
-        let c0 = prg.reserve(n);
         let mut keys = self.round_keys.lock().map_err(|_| poisoned("round key"))?;
         if let std::collections::hash_map::Entry::Vacant(slot) = keys.entry(key) {
             let kd = self.up(&key)?;
@@ -419,6 +418,9 @@ impl Device for Cuda {
             .get(&key)
             .ok_or_else(|| EngineError::Internal("round keys missing".into()))?;
         let mut out = self.alloc(n)?;
+        // The counter moves only once the memory is there: a failed
+        // allocation leaves this party's stream in step with its neighbour's.
+        let c0 = prg.reserve(n);
         let (lo, hi, nn) = (c0 as u64, (c0 >> 64) as u64, n as u64);
         launch!(
             self,
@@ -544,9 +546,21 @@ impl Device for Cuda {
             return Ok(());
         }
         let (ca, coff) = c;
-        if a.1 + m * k > a.0.len() || b.1 + k * n > b.0.len() || coff + m * n > ca.len() {
-            return Err(EngineError::Internal("GEMM operand out of bounds".into()));
-        }
+        bounds::words(
+            "GEMM operand A",
+            a.0.len(),
+            m.checked_mul(k).and_then(|x| x.checked_add(a.1)),
+        )?;
+        bounds::words(
+            "GEMM operand B",
+            b.0.len(),
+            k.checked_mul(n).and_then(|x| x.checked_add(b.1)),
+        )?;
+        bounds::words(
+            "GEMM output",
+            ca.len(),
+            m.checked_mul(n).and_then(|x| x.checked_add(coff)),
+        )?;
         let dc = self.dm(ca)?;
         if k == 0 {
             if !accumulate {
@@ -558,30 +572,12 @@ impl Device for Cuda {
         let (da, db) = (self.dv(a.0)?, self.dv(b.0)?);
         let av = da.slice(a.1..a.1 + m * k);
         let bv = db.slice(b.1..b.1 + k * n);
-        let path = self.choose(m, k, n, &av, &bv)?;
         let mut cv = dc.slice_mut(coff..coff + m * n);
-        if let Err(e) = self.gemm_path(path, m, k, n, &av, &bv, &mut cv, accumulate) {
-            // cuBLAS refused int8 for this shape. Before any chunk ran (the
-            // usual case: the shape itself is refused), float64 redoes it;
-            // part-way through an accumulating product the sum is lost.
-            if path != GemmPath::I8Limb8 || matches!(e, EngineError::OutOfMemory(_)) {
-                return Err(e);
-            }
-            if let Ok(mut t) = self.paths.lock() {
-                t.insert((m, k, n), GemmPath::F64Limb16);
-            }
-            if accumulate {
-                return Err(EngineError::Unavailable(format!(
-                    "int8 GEMM failed part-way through an accumulating product: {e}"
-                )));
-            }
-            self.gemm_path(GemmPath::F64Limb16, m, k, n, &av, &bv, &mut cv, accumulate)?;
-        }
-        Ok(())
+        self.gemm_chosen(m, k, n, &av, &bv, &mut cv, accumulate)
     }
 
     fn im2col(&self, x: &Buf, g: &Conv2dGeom, c0: usize, cg: usize) -> Result<Buf> {
-        let (oh, ow) = g.out_hw();
+        let (oh, ow) = bounds::conv_input("im2col", g, (c0, cg), x.len())?;
         let len = cg * g.kh * g.kw * g.n * oh * ow;
         let dx = self.dv(x)?;
         let mut out = self.alloc(len)?;
@@ -593,6 +589,7 @@ impl Device for Cuda {
     }
 
     fn col2im(&self, cols: &Buf, g: &Conv2dGeom) -> Result<Buf> {
+        bounds::conv_cols("col2im", g, cols.len())?;
         let len = g.n * g.c * g.h * g.w;
         let dc = self.dv(cols)?;
         let mut out = self.alloc(len)?;
@@ -604,7 +601,7 @@ impl Device for Cuda {
     }
 
     fn window_sum(&self, x: &Buf, g: &Conv2dGeom) -> Result<Buf> {
-        let (oh, ow) = g.out_hw();
+        let (oh, ow) = bounds::conv_input("window sum", g, (0, g.c), x.len())?;
         let len = g.n * g.c * oh * ow;
         let dx = self.dv(x)?;
         let mut out = self.alloc(len)?;
@@ -620,6 +617,7 @@ impl Device for Cuda {
         if n == 0 {
             return Ok(self.wrap(self.alloc(0)?, 0));
         }
+        bounds::view("gather", shape, offset, strides, src.len())?;
         let Some(v) = kview(shape, offset, strides) else {
             // More dims than the kernel's view holds: the host does it.
             let h = super::cpu::host::gather(&src.to_vec()?, shape, offset, strides)?;
@@ -644,6 +642,8 @@ impl Device for Cuda {
         if n == 0 {
             return Ok(());
         }
+        bounds::view("scatter", shape, offset, strides, dst.len())?;
+        bounds::words("scatter", src.len(), Some(n))?;
         let Some(v) = kview(shape, offset, strides) else {
             let mut h = dst.to_vec()?;
             super::cpu::host::scatter(&src.to_vec()?, &mut h, shape, offset, strides);
@@ -686,6 +686,7 @@ impl Device for Cuda {
     }
 
     fn sum_axis(&self, x: &Buf, outer: usize, len: usize, inner: usize) -> Result<Buf> {
+        bounds::rows("sum over an axis", (outer, len, inner), x.len())?;
         let n = outer * inner;
         let dx = self.dv(x)?;
         let mut out = self.alloc(n)?;
