@@ -140,10 +140,12 @@ def test_indexing_backward_sends_nothing(session):
 def test_dropout_costs(session):
     """Training-mode dropout: the joint coin once per session (a one-element
     sharing from each party, then one reveal), then per call one product by
-    the public scaled mask (a truncation: 2 rounds, n elements per party)."""
+    the public scaled mask: a truncation (2 rounds, n elements per party)
+    for p = 0.3, whose scale 1/0.7 is fractional; for p = 0.5 the mask's
+    values are 0 and 2, integers, so the product is exact and free."""
     n = 20
     x = cryptgpu.cryptensor(torch.ones(n))
-    d = cryptgpu.nn.Dropout(0.5).train()
+    d = cryptgpu.nn.Dropout(0.3).train()
     cryptgpu.reset_stats()
     d(x)
     assert party_bytes("share") == [2 * W] * 3 and rounds("share") == 3
@@ -153,6 +155,11 @@ def test_dropout_costs(session):
     d(x)
     st = cryptgpu.stats()
     assert st["total"]["rounds"] == 2 and party_bytes("mul") == [n * W] * 3
+    cryptgpu.reset_stats()
+    y = cryptgpu.nn.Dropout(0.5).train()(x).get_plain_text()
+    assert cryptgpu.stats()["total"]["rounds"] == 1  # the reveal above only
+    # exact: every element is 0 or 2 (tolerance 0, no truncation)
+    assert set(y.tolist()) <= {0.0, 2.0}
 
 
 def test_integer_product_of_shares(session):

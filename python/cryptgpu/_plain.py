@@ -57,9 +57,37 @@ def _buf(a: np.ndarray) -> bytes:
     return np.ascontiguousarray(a, dtype="<f8").tobytes()
 
 
+def _index(v) -> int | None:
+    """``v`` as a Python int where torch takes it as one (an int, a NumPy
+    integer, a 0-d integer tensor; not a bool), else None."""
+    if isinstance(v, (bool, np.bool_)):
+        return None
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if (
+        isinstance(v, torch.Tensor)
+        and v.dim() == 0
+        and not v.is_floating_point()
+        and not v.is_complex()
+        and v.dtype != torch.bool
+    ):
+        return int(v)
+    return None
+
+
+def _ints(vs, what: str) -> list[int]:
+    """Every element of ``vs`` as a Python int (see :func:`_index`), or TypeError."""
+    out = [_index(v) for v in vs]
+    if any(v is None for v in out):
+        raise TypeError(f"{what} must be ints, got {tuple(vs)!r}")
+    return out
+
+
 def _norm_dim(d: int, ndim: int) -> int:
-    if not isinstance(d, int):
+    i = _index(d)
+    if i is None:
         raise TypeError(f"dim must be an int, got {type(d).__name__}")
+    d = i
     if not -max(ndim, 1) <= d < max(ndim, 1):
         raise IndexError(f"dim {d} out of range for a tensor of rank {ndim}")
     return d % max(ndim, 1)

@@ -158,6 +158,19 @@ def record_max_pool2d(out, x, mask, window):
     return ag.record(out, (x,), back)
 
 
+def record_max(out, x, onehot, squeezed_dim):
+    """max/min/amax over a dim (or all elements): the gradient goes to the
+    element the one-hot ``onehot`` (x's shape) selected; ``squeezed_dim``:
+    the reduced dim when the output dropped it, to broadcast g back."""
+
+    def back(g):
+        if squeezed_dim is not None and x.dim() > 0:
+            g = g.unsqueeze(squeezed_dim % x.dim())
+        return (onehot * g,)
+
+    return ag.record(out, (x,), back)
+
+
 def record_relu(out, x, mask):
     """ReLU: the gradient times the derivative mask 1 - msb(x) kept from the
     forward pass."""
@@ -192,6 +205,17 @@ def record_view(out, x, shape_in, offset, strides):
         out,
         (x,),
         lambda g: (g._wrap(g._s().scatter(g._t, shape_in, offset, strides)),),
+    )
+
+
+def record_take(out, x, positions):
+    """Indexing by public positions (integer arrays, masks): the gradient
+    added back at the positions taken (a position taken twice gets both)."""
+    shape_in = list(x.shape)
+    return ag.record(
+        out,
+        (x,),
+        lambda g: (g._wrap(g._s().put_add(g._t, positions, shape_in)),),
     )
 
 

@@ -11,7 +11,7 @@ and tensor_layers; gradient rules live in gradients, the tape in autograd.
 
 from __future__ import annotations
 
-from ._plain import _plain_array
+from ._plain import _index, _plain_array
 from ._session import current
 from .tensor_arith import ArithmeticOps
 from .tensor_base import TensorBase
@@ -36,7 +36,7 @@ class SharedTensor(
     __slots__ = ()
 
 
-def cryptensor(data, src: int = 0) -> SharedTensor:
+def cryptensor(data, src: int = 0, requires_grad: bool = False) -> SharedTensor:
     """Secret-share ``data`` from party ``src`` (0, 1 or 2).
 
     ``data`` may be a torch tensor, a numpy array, a Python number or a
@@ -44,6 +44,8 @@ def cryptensor(data, src: int = 0) -> SharedTensor:
     ``precision_bits``; NaN, inf and values too large to encode raise
     :class:`cryptgpu.EncodingError` (a ValueError). Costs one round in which the
     owner sends one ring element per value to each of the two other parties.
+    ``requires_grad=True`` makes the result an autograd leaf (as CrypTen's
+    ``cryptensor(..., requires_grad=True)``).
 
     >>> import cryptgpu, torch
     >>> cryptgpu.init()
@@ -53,9 +55,11 @@ def cryptensor(data, src: int = 0) -> SharedTensor:
     """
     if isinstance(data, SharedTensor):
         raise TypeError("data is already a SharedTensor")
-    if isinstance(src, bool) or not isinstance(src, int):
+    if _index(src) is None:
         raise TypeError(f"src must be a party index (int), got {type(src).__name__}")
+    src = _index(src)
     if src not in (0, 1, 2):
         raise ValueError(f"src must be 0, 1 or 2, got {src}")
     current()
-    return SharedTensor._share(_plain_array(data, "cryptensor"), src)
+    out = SharedTensor._share(_plain_array(data, "cryptensor"), src)
+    return out.requires_grad_(requires_grad) if requires_grad else out

@@ -77,7 +77,7 @@ class ArithmeticOps:
             shape, x = self._bcast(yp.shape)
         full = np.broadcast_to(yp, shape)
         s = self._s()
-        if _is_integer_plain(y):
+        if _is_integer_plain(y) or _integer_valued(yp, s.precision_bits):
             # k x must stay inside the ring's range +-2^(63-f): with |k| below
             # 2^(63-2f) (the encoding limit) that holds for every |x| < 2^f;
             # a larger k would wrap for x = 1 already, silently.
@@ -99,6 +99,80 @@ class ArithmeticOps:
         if ag.needs_grad(self):
             gr.record_mul_public(out, self, factor)
         return out
+
+    def square(self) -> TensorBase:
+        """x * x (one multiplication)."""
+        return self.mul(self)
+
+    def pow(self, p) -> TensorBase:
+        """x ** p for a public integer ``p`` >= 0 (square and multiply:
+        about 2 log2(p) multiplications), as CrypTen's ``pow``; ``p = 0.5``
+        is :meth:`sqrt`, a negative integer the :meth:`reciprocal` of x ** -p
+        (their approximations and input ranges apply)."""
+        if isinstance(p, TensorBase):
+            raise NotImplementedError("pow with a SharedTensor exponent is not supported")
+        e = float(_plain_array(p, "pow exponent")) if np.ndim(p) == 0 else None
+        if e is None:
+            raise NotImplementedError("pow: the exponent must be one public number")
+        if e == 0.5:
+            return self.sqrt()
+        if not e.is_integer():
+            raise NotImplementedError(
+                f"pow: exponent {p} is not supported (integers and 0.5 are; use exp/log)"
+            )
+        k = int(e)
+        if k < 0:
+            return self.pow(-k).reciprocal()
+        if k == 0:
+            return self - self + 1.0
+        out, base = None, self
+        while True:
+            if k & 1:
+                out = base if out is None else out.mul(base)
+            k >>= 1
+            if not k:
+                return out
+            base = base.mul(base)
+
+    __pow__ = pow
+
+    # In-place forms (CrypTen's add_, sub_, mul_, div_, neg_): the tensor
+    # takes the result's shares. Autograd records no in-place operations,
+    # so one that would be recorded is refused, as torch refuses it on a
+    # leaf that requires grad.
+    def _assign(self, out, what: str) -> TensorBase:
+        if ag.needs_grad(self) or getattr(out, "requires_grad", False):
+            raise RuntimeError(
+                f"{what}: in-place operations on tensors that require grad are not "
+                f"supported; write x = x.{what.rstrip('_')}(...) instead"
+            )
+        if tuple(out.shape) != tuple(self.shape):
+            raise ShapeError(
+                f"{what}: the result's shape {tuple(out.shape)} does not match the "
+                f"tensor's {tuple(self.shape)} (in-place operations do not broadcast it)"
+            )
+        self._t, self._session = out._t, out._session
+        return self
+
+    def add_(self, y) -> TensorBase:
+        """x += y in place."""
+        return self._assign(self.add(y), "add_")
+
+    def sub_(self, y) -> TensorBase:
+        """x -= y in place."""
+        return self._assign(self.sub(y), "sub_")
+
+    def mul_(self, y) -> TensorBase:
+        """x *= y in place."""
+        return self._assign(self.mul(y), "mul_")
+
+    def div_(self, y) -> TensorBase:
+        """x /= y in place."""
+        return self._assign(self.div(y), "div_")
+
+    def neg_(self) -> TensorBase:
+        """x = -x in place."""
+        return self._assign(self.neg(), "neg_")
 
     def div(self, y) -> TensorBase:
         """x / y for a plaintext y. A positive integer divisor uses the exact
@@ -167,6 +241,15 @@ class ArithmeticOps:
         raise NotImplementedError(
             "division by a SharedTensor needs a private reciprocal, which is not implemented yet"
         )
+
+
+def _integer_valued(yp: np.ndarray, f: int) -> bool:
+    """A plaintext factor whose values are all integers (0.0, 2.0, a 0/1
+    float mask) small enough for the exact integer product: multiplying by
+    them needs no truncation, so x * 0.0 is exactly 0 and x * 2.0 exactly 2x."""
+    if yp.size == 0:
+        return False
+    return bool(np.all(np.abs(yp) < 2.0 ** (63 - 2 * f)) and np.all(yp == np.round(yp)))
 
 
 def _values(yp, shape):

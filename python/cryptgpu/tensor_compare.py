@@ -141,12 +141,25 @@ class ComparisonOps:
         return self._wrap(v), (self._wrap(a) if a is not None else None)
 
     def _reduce_max(self, dim, keepdim, want_arg, label):
+        """(values, one-hot argmax or None) over ``dim`` (all elements when
+        None). Recorded for autograd, the values' gradient goes to the
+        selected (first maximal) element of each reduction, as torch's
+        ``max(dim)`` does; the argmax is kept for the backward pass."""
+        recorded = ag.needs_grad(self)
+        if not recorded:
+            return self._max_values(dim, keepdim, want_arg, label)
+        with ag.inside(recorded):
+            v, a = self._max_values(dim, keepdim, True, label)
+        gr.record_max(v, self, a, None if dim is None or keepdim else dim)
+        return v, (a if want_arg else None)
+
+    def _max_values(self, dim, keepdim, want_arg, label):
         if dim is None and self.numel() == 0:
             msg = f"{label}(): the input is empty; specify a dim (torch needs one too)"
             raise IndexError(msg) if label == "argmax" else InvalidArgumentError(msg)
         if dim is not None and self.dim() == 0:
             _norm_dim(dim, 0)  # -1 and 0 are the scalar's only "dim"
-            v, a = self.reshape(1)._reduce_max(0, False, want_arg, label)
+            v, a = self.reshape(1)._max_values(0, False, want_arg, label)
             return v, (a.reshape(()) if want_arg else None)
         if dim is not None and self.dim() and self.shape[_norm_dim(dim, self.dim())] == 0:
             # torch's type for this error

@@ -8,7 +8,7 @@ from __future__ import annotations
 from . import autograd as ag
 from . import functions as fx
 from . import gradients as gr
-from ._plain import _norm_dim
+from ._plain import _index, _norm_dim
 from .tensor_base import TensorBase
 
 
@@ -19,7 +19,7 @@ class ReductionOps:
 
     # ------------------------------------------------------------ reductions
     def _dims(self, dim) -> list[int]:
-        if isinstance(dim, int):
+        if _index(dim) is not None:
             dim = [dim]
         # torch: None and an empty list of dims both reduce every dim.
         if dim is None or len(dim) == 0:
@@ -96,8 +96,18 @@ class FunctionOps:
 
     def softmax(self, dim: int) -> TensorBase:
         """softmax over ``dim`` (max-shifted exp, then a private reciprocal)."""
-        return fx.softmax(self, dim)
+        d = _norm_dim(dim, self.dim())
+        if self.dim() == 0:
+            return self - self + 1.0  # torch: a scalar's softmax is 1
+        if self.shape[d] == 0:
+            return self + 0.0
+        return fx.softmax(self, d)
 
     def log_softmax(self, dim: int) -> TensorBase:
         """log_softmax over ``dim``."""
-        return fx.log_softmax(self, dim)
+        d = _norm_dim(dim, self.dim())
+        if self.dim() == 0:
+            return self - self
+        if self.shape[d] == 0:
+            return self + 0.0
+        return fx.log_softmax(self, d)

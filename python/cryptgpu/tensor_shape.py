@@ -14,7 +14,7 @@ import torch
 from . import autograd as ag
 from . import gradients as gr
 from ._native import OutOfMemoryError, ShapeError
-from ._plain import _norm_dim, _strides
+from ._plain import _index, _ints, _norm_dim, _plain_array, _strides
 from .tensor_base import TensorBase
 
 
@@ -36,9 +36,8 @@ class ShapeOps:
         lead = len(sizes) - len(shape)
         st = _strides(shape)
         out, ost = [], []
+        sizes = tuple(_ints(sizes, "expand: sizes"))
         for i, want in enumerate(sizes):
-            if not isinstance(want, int) or isinstance(want, bool):
-                raise TypeError(f"expand: sizes must be ints, got {sizes!r}")
             if want < -1:
                 raise ShapeError(f"expand: invalid size {want} in {tuple(sizes)}")
             if i < lead:
@@ -87,9 +86,7 @@ class ShapeOps:
             raise TypeError("reshape() missing its shape argument")
         if len(shape) == 1 and isinstance(shape[0], (tuple, list, torch.Size)):
             shape = tuple(shape[0])
-        if not all(isinstance(d, int) for d in shape):
-            raise TypeError(f"reshape: sizes must be ints, got {shape!r}")
-        shape = list(shape)
+        shape = _ints(shape, "reshape: sizes")
         if shape.count(-1) > 1:
             raise ShapeError("reshape: only one dimension can be -1")
         if -1 in shape:
@@ -197,6 +194,14 @@ class ShapeOps:
     def __getitem__(self, idx) -> TensorBase:
         if not isinstance(idx, tuple):
             idx = (idx,)
+        idx = tuple(i if _index(i) is None else _index(i) for i in idx)
+        if not all(_basic(i) for i in idx):
+            pos = _positions(self, idx)
+            flat = pos.ravel().tolist()
+            out = self._wrap(self._s().take(self._t, flat, list(pos.shape)))
+            if ag.needs_grad(self):
+                gr.record_take(out, self, flat)
+            return out
         if any(i is Ellipsis for i in idx):
             k = idx.index(Ellipsis)
             fill = self.dim() - (len(idx) - 1 - sum(1 for i in idx if i is None))
@@ -239,6 +244,30 @@ class ShapeOps:
         if ag.needs_grad(self):
             gr.record_view(out, self, shape_in, offset, out_st)
         return out
+
+    def __setitem__(self, idx, value) -> None:
+        """``x[idx] = value`` in place, for any index ``__getitem__`` takes
+        (public positions) and a shared or plaintext value broadcast to the
+        indexed shape; where a position is indexed twice the last value
+        wins, as in torch. Local (no communication)."""
+        if not isinstance(idx, tuple):
+            idx = (idx,)
+        idx = tuple(i if _index(i) is None else _index(i) for i in idx)
+        pos = _positions(self, idx)
+        flat = pos.ravel()
+        # The last write to each position wins.
+        _, first_rev = np.unique(flat[::-1], return_index=True)
+        keep = flat.size - 1 - first_rev
+        where = flat[keep].tolist()
+        if isinstance(value, TensorBase):
+            v = value.expand(pos.shape) if tuple(value.shape) != pos.shape else value
+            v = v.reshape(-1)[keep]
+        else:
+            v = np.broadcast_to(_plain_array(value, "setitem value"), pos.shape).ravel()[keep]
+        current = self._wrap(self._s().take(self._t, where, [len(where)]))
+        delta = v - current if isinstance(v, TensorBase) else (current - v).neg()
+        update = self._wrap(self._s().put_add(delta._t, where, list(self._t.shape)))
+        self._assign(self.add(update), "__setitem__")
 
     def pad(self, pad: Sequence[int], value: float = 0.0) -> TensorBase:
         """Constant padding with ``torch.nn.functional.pad`` semantics (pairs of
@@ -304,3 +333,38 @@ def stack(tensors: Sequence[TensorBase], dim: int = 0) -> TensorBase:
     if not -nd <= dim < nd:
         raise IndexError(f"stack: dim {dim} out of range")
     return cat([t.unsqueeze(dim % nd) for t in ts], dim % nd)
+
+
+def _basic(i) -> bool:
+    """An index the strided-view path takes: an int, a slice, None or ``...``."""
+    if i is None or i is Ellipsis or isinstance(i, slice):
+        return True
+    return isinstance(i, int) and not isinstance(i, bool)
+
+
+def _positions(x, idx: tuple) -> np.ndarray:
+    """The flat positions ``x[idx]`` reads, shaped like the result, for
+    public indices of every kind torch takes (integer tensors, lists and
+    arrays, boolean masks, mixed with ints and slices): numpy's advanced
+    indexing, whose rules torch follows, applied to the positions."""
+    conv = []
+    for i in idx:
+        if isinstance(i, TensorBase):
+            raise NotImplementedError(
+                "indexing with a SharedTensor (private positions) is not supported: reveal "
+                "the index, or select with a one-hot product or where()"
+            )
+        if isinstance(i, slice) and i.step is not None and i.step <= 0:
+            raise ValueError("slice step must be positive")
+        if isinstance(i, torch.Tensor):
+            i = i.detach().cpu().numpy()
+        elif isinstance(i, (list, tuple)):
+            i = np.asarray(i) if len(i) else np.zeros(0, dtype=np.int64)
+        conv.append(i)
+    shape = tuple(x._t.shape)
+    try:
+        return np.arange(math.prod(shape), dtype=np.int64).reshape(shape)[tuple(conv)]
+    except IndexError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise IndexError(f"invalid index for a SharedTensor of shape {shape}: {e}") from None

@@ -6,14 +6,14 @@ its cryptgpu counterpart (layers.py) and runs the result as a :class:`Graph`.
 from __future__ import annotations
 
 import copy
-import operator
 import threading
 
 import torch
-import torch.nn.functional as F
 
-from ..tensor import SharedTensor, cat
+from ..tensor import SharedTensor
 from . import hf, to_torch, transformer
+from .functional import FUNCTIONS as _FUNCTIONS
+from .functional import PUBLIC_FUNCTIONS as _PUBLIC_FUNCTIONS
 from .layers import (
     GELU,
     AdaptiveAvgPool2d,
@@ -34,7 +34,7 @@ from .layers import (
     Tanh,
 )
 from .module import Module
-from .stats import BATCHNORM, LINEAR, OTHER, POOLING, RELU, SOFTMAX, _check_range, _track
+from .stats import OTHER, POOLING, RELU, SOFTMAX, _check_range, _track
 
 
 def _bn_affine(bn: torch.nn.modules.batchnorm._BatchNorm):
@@ -128,139 +128,6 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
     raise NotImplementedError(f"unsupported layer {type(m).__name__} at {where}")
 
 
-def _relu(x, inplace=False):
-    return x.relu()
-
-
-def _layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
-    return LayerNorm(normalized_shape, weight, bias, eps).forward(x)
-
-
-def _gelu(x, approximate="none"):
-    return (
-        x.gelu(approximate) if isinstance(x, SharedTensor) else F.gelu(x, approximate=approximate)
-    )
-
-
-def _max_pool2d(
-    x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False
-):
-    if ceil_mode or return_indices:
-        raise NotImplementedError("F.max_pool2d with ceil_mode or return_indices")
-    return x.max_pool2d(kernel_size, stride, padding, dilation)
-
-
-def _avg_pool2d(
-    x,
-    kernel_size,
-    stride=None,
-    padding=0,
-    ceil_mode=False,
-    count_include_pad=True,
-    divisor_override=None,
-):
-    if ceil_mode or not count_include_pad or divisor_override is not None:
-        raise NotImplementedError("F.avg_pool2d with ceil_mode, count_include_pad=False or divisor")
-    return x.avg_pool2d(kernel_size, stride, padding)
-
-
-def _adaptive_avg_pool2d(x, output_size):
-    return AdaptiveAvgPool2d(output_size).forward(x)
-
-
-def _flatten(x, start_dim=0, end_dim=-1):
-    return x.flatten(start_dim, end_dim)
-
-
-def _cat(xs, dim=0):
-    xs = list(xs)
-    if all(isinstance(t, SharedTensor) for t in xs):
-        return cat(xs, dim)
-    raise NotImplementedError("torch.cat of shared and plaintext tensors")
-
-
-def _softmax(x, dim=None, **kw):
-    return x.softmax(dim)
-
-
-def _log_softmax(x, dim=None, **kw):
-    return x.log_softmax(dim)
-
-
-def _tanh(x, *, out=None):
-    return x.tanh()
-
-
-def _sigmoid(x, *, out=None):
-    return x.sigmoid()
-
-
-_FUNCTIONS = {
-    operator.add: (operator.add, OTHER),
-    operator.sub: (operator.sub, OTHER),
-    operator.mul: (operator.mul, OTHER),
-    operator.truediv: (operator.truediv, OTHER),
-    operator.neg: (operator.neg, OTHER),
-    operator.getitem: (operator.getitem, OTHER),
-    operator.matmul: (operator.matmul, LINEAR),
-    torch.add: (operator.add, OTHER),
-    torch.sub: (operator.sub, OTHER),
-    torch.mul: (operator.mul, OTHER),
-    torch.matmul: (operator.matmul, LINEAR),
-    torch.flatten: (_flatten, OTHER),
-    torch.cat: (_cat, OTHER),
-    torch.relu: (_relu, RELU),
-    F.relu: (_relu, RELU),
-    F.gelu: (_gelu, RELU),
-    F.layer_norm: (_layer_norm, BATCHNORM),
-    F.scaled_dot_product_attention: (transformer.scaled_dot_product_attention, SOFTMAX),
-    F.max_pool2d: (_max_pool2d, POOLING),
-    F.avg_pool2d: (_avg_pool2d, POOLING),
-    F.adaptive_avg_pool2d: (_adaptive_avg_pool2d, POOLING),
-    F.softmax: (_softmax, SOFTMAX),
-    F.log_softmax: (_log_softmax, SOFTMAX),
-    torch.softmax: (_softmax, SOFTMAX),
-    torch.log_softmax: (_log_softmax, SOFTMAX),
-    torch.tanh: (_tanh, RELU),
-    torch.sigmoid: (_sigmoid, RELU),
-    F.tanh: (_tanh, RELU),
-    F.sigmoid: (_sigmoid, RELU),
-    getattr: (getattr, OTHER),
-    operator.floordiv: (operator.floordiv, OTHER),
-}
-
-# Functions that build or inspect public values (the masks and position ids
-# of a transformers model): run in plaintext; a private argument is refused.
-_PUBLIC_FUNCTIONS = {
-    torch.tensor,
-    torch.finfo,
-    torch.ones,
-    torch.zeros,
-    torch.full,
-    torch.arange,
-    torch.where,
-    torch.cumsum,
-    torch.triu,
-    torch.tril,
-    torch.eye,
-    torch.ones_like,
-    torch.zeros_like,
-    torch.full_like,
-    torch.logical_not,
-    torch.logical_and,
-    torch.logical_or,
-    operator.eq,
-    operator.ne,
-    operator.lt,
-    operator.le,
-    operator.gt,
-    operator.ge,
-    operator.not_,
-    operator.invert,
-    operator.and_,
-    operator.or_,
-}
-
 _METHODS = {
     "view": OTHER,
     "reshape": OTHER,
@@ -286,6 +153,16 @@ _METHODS = {
     "float": OTHER,
     "double": OTHER,
     "type_as": OTHER,
+    "pow": OTHER,
+    "square": OTHER,
+    "sqrt": OTHER,
+    "exp": OTHER,
+    "abs": RELU,
+    "clamp": RELU,
+    "t": OTHER,
+    "clone": OTHER,
+    "detach": OTHER,
+    "amax": POOLING,
     # public only (masks): a private receiver is refused
     "masked_fill": OTHER,
     "ne": OTHER,
@@ -612,6 +489,7 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
             attrs[node.target] = v
     out = Graph(gm.graph, converted, attrs, folded, params, defaults)
     out._root_target = root
+    out.eval()
     if dummy_input is not None:
         # one input, or a tuple of them (a decoder's tgt and memory)
         many = isinstance(dummy_input, tuple) and not isinstance(dummy_input, torch.Size)

@@ -31,8 +31,16 @@ def _one_hot(target, like: SharedTensor):
     return t.double()
 
 
+def _reduction(r) -> str:
+    allowed = ("mean", "sum", "none")
+    if r not in allowed:
+        raise ValueError(f"reduction must be one of {allowed}, got {r!r}")
+    return r
+
+
 class CrossEntropyLoss(Module):
-    """Mean cross-entropy of logits [N, C] against labels or one-hot targets.
+    """Cross-entropy of logits [N, C] (or [C]) against labels or one-hot
+    targets, reduced as torch's ``reduction`` ("mean", "sum" or "none").
 
     The loss value is computed privately with log_softmax (for monitoring);
     the backward pass uses the exact shortcut d loss / d logits =
@@ -41,10 +49,29 @@ class CrossEntropyLoss(Module):
 
     kind = SOFTMAX
 
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__()
+        self.reduction = _reduction(reduction)
+
     def forward(self, logits, target):
-        """The mean cross-entropy of ``logits`` against ``target`` (labels or one-hot)."""
+        """The cross-entropy of ``logits`` [N, C] (or one sample's [C])
+        against ``target`` (labels or one-hot): averaged over the batch
+        (``reduction="mean"``), summed (``"sum"``) or per sample (``"none"``)."""
         if not isinstance(logits, SharedTensor):
-            return F.cross_entropy(logits, torch.as_tensor(target))
+            return F.cross_entropy(logits, torch.as_tensor(target), reduction=self.reduction)
+        unbatched = logits.dim() == 1
+        if unbatched:
+            # One sample, as torch takes it: a label or a [C] target.
+            if isinstance(target, SharedTensor):
+                target = target.unsqueeze(0)
+            else:
+                t = torch.as_tensor(target)
+                target = t.reshape(1) if t.dim() == 0 else t.unsqueeze(0)
+            logits = logits.unsqueeze(0)
+        if logits.dim() != 2:
+            raise ShapeError(
+                f"CrossEntropyLoss expects logits [N, C] or [C], got {tuple(logits.shape)}"
+            )
         y = _one_hot(target, logits)
         n = logits.shape[0]
         want_grad = ag.needs_grad(logits)
@@ -52,12 +79,25 @@ class CrossEntropyLoss(Module):
             # Each sample's loss is >= 0 in exact arithmetic; the log and
             # exp approximations can make it slightly negative (-0.0009 was
             # seen), so each is clamped at 0: one comparison of N values.
-            per_sample = (logits.log_softmax(1) * y).sum(1).neg()
-            loss = per_sample.relu().sum().div(n)
+            per_sample = (logits.log_softmax(1) * y).sum(1).neg().relu()
+            if self.reduction == "none":
+                loss = per_sample.reshape(()) if unbatched else per_sample
+            elif self.reduction == "sum" or n == 1:
+                loss = per_sample.sum()
+            else:
+                loss = per_sample.sum().div(n)
             if not want_grad:
                 return loss
-            probs = logits.softmax(1)
-        return ag.record(loss, (logits,), lambda g: ((probs - y).div(n) * g,))
+            diff = logits.softmax(1) - y
+            if self.reduction == "mean" and n > 1:
+                diff = diff.div(n)
+
+        def back(g):
+            if self.reduction == "none":
+                g = g.reshape(n, 1)
+            return (diff * g,)
+
+        return ag.record(loss, (logits,), back)
 
     def __call__(self, logits, target):
         with _track(self.kind, logits):
@@ -65,12 +105,20 @@ class CrossEntropyLoss(Module):
 
 
 class MSELoss(Module):
-    """Mean squared error, differentiated by the recorded operations."""
+    """Squared error, differentiated by the recorded operations; its mean
+    (``reduction="mean"``), sum (``"sum"``) or every element (``"none"``)."""
+
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__()
+        self.reduction = _reduction(reduction)
 
     def forward(self, x, target):
-        """mean((x - target)^2)."""
+        """reduction((x - target)^2)."""
         d = x - target
-        return (d * d).mean()
+        sq = d * d
+        if self.reduction == "none":
+            return sq
+        return sq.sum() if self.reduction == "sum" else sq.mean()
 
     def __call__(self, x, target):
         return self.forward(x, target)

@@ -6,12 +6,10 @@ derives from :class:`Module`, which sits right above the statistics (stats.py).
 
 from __future__ import annotations
 
-import contextlib
 from collections import OrderedDict
 
 import torch
 
-from .. import autograd as ag
 from ..optim import SGD
 from ..tensor import SharedTensor, cryptensor
 from .stats import OTHER, _track
@@ -23,19 +21,65 @@ class Module:
     kind = OTHER
 
     def __init__(self) -> None:
-        self._params: OrderedDict[str, object] = OrderedDict()
-        self._modules: OrderedDict[str, Module] = OrderedDict()
-        self.training = False
+        object.__setattr__(self, "_params", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        # A module built directly starts in training mode, as in torch and
+        # CrypTen (from_pytorch's result starts in eval mode).
+        self.training = True
         self.encrypted = False
 
     # -- structure
     def register_parameter(self, name: str, value) -> None:
         """Add a parameter (torch tensor, SharedTensor or None) under ``name``."""
+        if "_params" not in self.__dict__:
+            raise AttributeError("cannot assign parameter before Module.__init__() call")
+        self._modules.pop(name, None)
         self._params[name] = value
 
-    def add_module(self, name: str, module: Module) -> None:
+    def add_module(self, name: str, module: Module | None) -> None:
         """Add a child module under ``name``."""
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"{type(module).__name__} is not a cryptgpu.nn.Module subclass")
+        self._params.pop(name, None)
         self._modules[name] = module
+
+    def __setattr__(self, name: str, value) -> None:
+        # As torch.nn.Module: a module assigned to an attribute is a child
+        # (encrypt, parameters(), train() and state_dict() reach it), a
+        # torch.nn.Parameter is a parameter, and assigning to a registered
+        # parameter replaces it.
+        d = self.__dict__
+        if isinstance(value, Module):
+            if "_modules" not in d:
+                raise AttributeError("cannot assign module before Module.__init__() call")
+            d.pop(name, None)
+            self.add_module(name, value)
+        elif isinstance(value, torch.nn.Parameter):
+            d.pop(name, None)
+            self.register_parameter(name, value)
+        elif "_modules" in d and name in d["_modules"]:
+            if value is not None:
+                raise TypeError(
+                    f"cannot assign {type(value).__name__} as child module {name!r} "
+                    "(cryptgpu.nn.Module or None expected)"
+                )
+            d["_modules"][name] = None
+        elif "_params" in d and name in d["_params"]:
+            if value is not None and not isinstance(value, (torch.Tensor, SharedTensor)):
+                raise TypeError(
+                    f"cannot assign {type(value).__name__} as parameter {name!r} "
+                    "(a tensor, a SharedTensor or None expected)"
+                )
+            d["_params"][name] = value
+        else:
+            object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        for table in (self.__dict__.get("_params"), self.__dict__.get("_modules")):
+            if table is not None and name in table:
+                del table[name]
+                return
+        object.__delattr__(self, name)
 
     def __getattr__(self, name):
         d = self.__dict__
@@ -45,12 +89,24 @@ class Module:
             return d["_modules"][name]
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
+    def children(self):
+        """Yield the direct child modules."""
+        for m in self._modules.values():
+            if m is not None:
+                yield m
+
+    def named_children(self):
+        """Yield (name, child) for the direct child modules."""
+        for name, m in self._modules.items():
+            if m is not None:
+                yield name, m
+
     def named_parameters(self, prefix: str = ""):
         """Yield (dotted name, parameter) for this module and its children, skipping None."""
         for k, v in self._params.items():
             if v is not None:
                 yield prefix + k, v
-        for name, m in self._modules.items():
+        for name, m in self.named_children():
             yield from m.named_parameters(prefix + name + ".")
 
     def parameters(self):
@@ -61,7 +117,7 @@ class Module:
     def modules(self):
         """Yield this module and every descendant, depth first."""
         yield self
-        for m in self._modules.values():
+        for m in self.children():
             yield from m.modules()
 
     def _named_state(self, prefix: str = ""):
@@ -71,7 +127,7 @@ class Module:
             for k, v in table.items():
                 if v is not None:
                     yield prefix + k, self, table, k
-        for name, m in self._modules.items():
+        for name, m in self.named_children():
             yield from m._named_state(prefix + name + ".")
 
     def state_dict(self) -> OrderedDict:
@@ -106,7 +162,7 @@ class Module:
                 new._s()  # refuses a tensor of an earlier session
                 old._t, old._session = new._t, new._session
             elif isinstance(new, SharedTensor) and table is m._params:
-                table[k] = new.requires_grad_()
+                table[k] = new.requires_grad_(m.training)
             else:
                 table[k] = new
             if hasattr(m, "_affine"):
@@ -116,8 +172,13 @@ class Module:
     # -- modes
     def train(self, mode: bool = True) -> Module:
         """Set training mode (``mode=True``) on this module and its children;
-        returns self. Raises RuntimeError, changing nothing, when a module
-        below cannot train (see :meth:`_why_not_trainable`)."""
+        returns self. As in CrypTen, the shared parameters require grad in
+        training mode and not in eval mode (where the forward records no
+        tape for them, and inference stays as fast as under ``no_grad``; an
+        input that requires grad still gets its gradient). Raises
+        RuntimeError, changing nothing, when a module below cannot train
+        (see :meth:`_why_not_trainable`)."""
+        mode = bool(mode)
         if mode:
             for m in self.modules():
                 why = m._why_not_trainable()
@@ -125,6 +186,9 @@ class Module:
                     raise RuntimeError(why)
         for m in self.modules():
             m.training = mode
+            for v in m._params.values():
+                if isinstance(v, SharedTensor):
+                    v.requires_grad = mode
         return self
 
     def _why_not_trainable(self) -> str | None:
@@ -137,11 +201,12 @@ class Module:
 
     def encrypt(self, src: int = 0) -> Module:
         """Secret-share every parameter from party ``src`` (the model owner).
-        Shared parameters are autograd leaves (``requires_grad``)."""
+        Shared parameters are autograd leaves, requiring grad in training
+        mode (see :meth:`train`)."""
         for m in self.modules():
             for k, v in m._params.items():
                 if v is not None and not isinstance(v, SharedTensor):
-                    m._params[k] = cryptensor(v, src=src).requires_grad_()
+                    m._params[k] = cryptensor(v, src=src).requires_grad_(m.training)
             m.encrypted = True
         return self
 
@@ -171,12 +236,10 @@ class Module:
 
     def __call__(self, *args, **kwargs):
         x = args[0] if args else None
-        grad_ctx = ag.no_grad() if not self.training else contextlib.nullcontext()
-        with grad_ctx:
-            if self._modules or self.kind == OTHER:
-                return self.forward(*args, **kwargs)
-            with _track(self.kind, x):
-                return self.forward(*args, **kwargs)
+        if self._modules or self.kind == OTHER:
+            return self.forward(*args, **kwargs)
+        with _track(self.kind, x):
+            return self.forward(*args, **kwargs)
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={tuple(v.shape)}" for k, v in self._params.items() if v is not None)

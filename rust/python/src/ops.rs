@@ -413,6 +413,24 @@ impl Session {
     ) -> PyResult<Tensor> {
         self.run(py, |s| s.gather(&x.0, shape, offset, &strides))
     }
+    fn take(
+        &self,
+        py: Python<'_>,
+        x: &Tensor,
+        idx: Vec<usize>,
+        shape: Vec<usize>,
+    ) -> PyResult<Tensor> {
+        self.run(py, |s| s.take(&x.0, &idx, shape))
+    }
+    fn put_add(
+        &self,
+        py: Python<'_>,
+        x: &Tensor,
+        idx: Vec<usize>,
+        shape: Vec<usize>,
+    ) -> PyResult<Tensor> {
+        self.run(py, |s| s.put_add(&x.0, &idx, shape))
+    }
     fn scatter(
         &self,
         py: Python<'_>,

@@ -89,6 +89,47 @@ impl Session {
         })
     }
 
+    /// out (of `shape`) [j] = x.flat[idx[j]]: indexing by public positions
+    /// (integer arrays, boolean masks), local on every party.
+    pub fn take(&self, x: &Tensor, idx: &[usize], shape: Vec<usize>) -> Result<Tensor> {
+        self.check(x)?;
+        if numel(&shape) != idx.len() {
+            return shape_err(format!(
+                "take: {} positions for an output of shape {shape:?}",
+                idx.len()
+            ));
+        }
+        let n = x.numel();
+        if let Some(bad) = idx.iter().find(|&&i| i >= n) {
+            return invalid(format!(
+                "position {bad} is out of range for a tensor of {n} elements"
+            ));
+        }
+        self.local(x, shape, |d, _, s| s.map(|v| d.index_gather(v, idx)))
+    }
+
+    /// The adjoint of `take`: a zero tensor of `out_shape` with x.flat[j]
+    /// added at position idx[j] (repeated positions sum).
+    pub fn put_add(&self, x: &Tensor, idx: &[usize], out_shape: Vec<usize>) -> Result<Tensor> {
+        self.check(x)?;
+        if x.numel() != idx.len() {
+            return shape_err(format!(
+                "put_add: {} positions for {} values",
+                idx.len(),
+                x.numel()
+            ));
+        }
+        let n = numel(&out_shape);
+        if let Some(bad) = idx.iter().find(|&&i| i >= n) {
+            return invalid(format!(
+                "position {bad} is out of range for a tensor of {n} elements"
+            ));
+        }
+        self.local(x, out_shape, |d, _, s| {
+            s.map(|v| d.index_scatter_add(v, idx, n))
+        })
+    }
+
     pub fn reshape(&self, x: &Tensor, shape: Vec<usize>) -> Result<Tensor> {
         self.check(x)?;
         if numel(&shape) != x.numel() {

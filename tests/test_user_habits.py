@@ -1,0 +1,276 @@
+"""What PyTorch and CrypTen users write without reading our docs: modules
+subclassed with attribute-assigned children, gradients through max/min,
+``x ** 2``, in-place updates, NumPy integers as indices and dims, advanced
+indexing and item assignment, unbatched losses, and torch functions inside a
+converted model. Every value is compared with float64 PyTorch; tolerances
+follow conftest.py's model (ENC per encoded input, TRUNC per truncation).
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cryptgpu
+import cryptgpu as crypten
+from conftest import ENC, TRUNC, ULP, assert_close
+
+C = crypten.cryptensor
+
+
+def pt(x):
+    return x.get_plain_text(dtype=torch.float64)
+
+
+class TwoLayer(crypten.nn.Module):
+    """The CrypTen tutorial's way of writing a model."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = crypten.nn.Linear(4, 3)
+        self.fc2 = crypten.nn.Linear(3, 2)
+        self.scale = 0.5  # a plain attribute stays one
+
+    def forward(self, x):
+        return self.fc2(self.fc1(x).relu()) * self.scale
+
+
+def test_a_subclassed_module_registers_and_encrypts_its_children(session):
+    m = TwoLayer()
+    assert m.training  # built directly: training mode, as in torch and CrypTen
+    names = [n for n, _ in m.named_parameters()]
+    assert names == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]
+    assert list(m.state_dict()) == names
+    m.encrypt(src=0)
+    assert all(isinstance(p, cryptgpu.SharedTensor) for p in m.parameters())
+    assert m.fc1.encrypted and m.fc2.encrypted and m.scale == 0.5
+    m.eval()
+    assert not m.fc1.training and not m.fc1.weight.requires_grad
+    m.train()
+    assert m.fc2.training and m.fc2.weight.requires_grad
+    with pytest.raises(TypeError):
+        m.fc1 = 3  # a registered child takes a module or None, as in torch
+    del m.fc2
+    assert [n for n, _ in m.named_parameters()] == ["fc1.weight", "fc1.bias"]
+
+
+def test_training_a_subclassed_module_follows_torch(session):
+    torch.manual_seed(0)
+    m = TwoLayer()
+    ref = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    with torch.no_grad():
+        for mine, theirs in zip(m.parameters(), ref.parameters()):
+            theirs.copy_(mine)
+    ref = ref.double()
+    m.encrypt(src=0).train()
+    x = torch.randn(8, 4, dtype=torch.float64)
+    y = torch.randn(8, 2, dtype=torch.float64)
+    xs, ys = C(x), C(y)
+    loss_fn = crypten.nn.MSELoss()
+    for _ in range(3):
+        m.zero_grad()
+        loss = loss_fn(m(xs), ys)
+        loss.backward()
+        m.update_parameters(0.1)
+        ref.zero_grad()
+        F.mse_loss(ref(x) * 0.5, y).backward()
+        with torch.no_grad():
+            for p in ref.parameters():
+                p -= 0.1 * p.grad
+    # Three SGD steps of a 4-3-2 network: each weight moves by lr times a
+    # gradient carrying a few truncations per summed term (8 samples), so
+    # a few hundred ulp in all.
+    for mine, theirs in zip(m.parameters(), ref.parameters()):
+        assert_close(pt(mine), theirs.detach(), 400 * ULP)
+
+
+def test_an_input_gradient_in_eval_mode(session):
+    """eval() freezes the parameters (CrypTen's convention: they stop
+    requiring grad), but an input that requires grad still gets one."""
+    torch.manual_seed(1)
+    lin = torch.nn.Linear(3, 2).double()
+    m = crypten.nn.from_pytorch(lin, torch.empty(1, 3)).encrypt()
+    assert not m.training and not any(p.requires_grad for p in m.parameters())
+    x = torch.randn(2, 3, dtype=torch.float64)
+    xs = C(x, requires_grad=True)
+    m(xs).sum().backward()
+    # the gradient is the weight's column sums: 2 encoded weights each
+    assert_close(pt(xs.grad), lin.weight.sum(0).expand(2, 3).detach(), 2 * ENC + TRUNC)
+    assert all(p.grad is None for p in m.parameters())
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        lambda t: t.max(1)[0],
+        lambda t: t.max(),
+        lambda t: t.amax(0, keepdim=True),
+        lambda t: t.min(-1)[0],
+        lambda t: t.min(),
+    ],
+)
+def test_max_and_min_pass_their_gradient_to_the_selected_element(session, op):
+    x = torch.tensor([[1.0, 3.0, 2.0], [0.5, -1.0, 4.0]], dtype=torch.float64)
+    w = 1.5
+    e = C(x, requires_grad=True)
+    (op(e) * w).sum().add(e.sum()).backward()
+    t = x.clone().requires_grad_()
+    (op(t) * w).sum().add(t.sum()).backward()
+    # one product of the encoded 1.5 with the one-hot: one truncation
+    assert_close(pt(e.grad), t.grad, ENC * 2 + TRUNC)
+
+
+def test_pow_square_and_integer_factors(session):
+    x = torch.tensor([[1.5, -2.0, 0.25], [3.0, 0.5, -1.0]], dtype=torch.float64)
+    e = C(x)
+    # x^2: one product (|x| <= 3: 2 * 3 * ENC plus a truncation)
+    assert_close(pt(e**2), x**2, 6 * ENC + TRUNC)
+    assert_close(pt(e.square()), x**2, 6 * ENC + TRUNC)
+    # x^3 = x^2 * x: the x^2 error times 3 plus another product
+    assert_close(pt(e.pow(3)), x**3, 3 * (6 * ENC + TRUNC) + 9 * ENC + TRUNC)
+    assert_close(pt(e**0), torch.ones_like(x), 0)
+    with pytest.raises(NotImplementedError):
+        e ** 1.5
+    # A float factor with integer values (0.0, 2.0, a 0/1 mask) is an exact
+    # integer product: tolerance 0 on the grid value, and no rounds.
+    grid = torch.round(x * 2**16) / 2**16
+    crypten.reset_communication_stats()
+    assert_close(pt(e * 0.0), torch.zeros_like(x), 0)
+    assert_close(pt(e * 2.0), 2 * grid, 0)
+    mask = torch.tensor([1.0, 0.0, 1.0])
+    assert_close(pt(e * mask), grid * mask.double(), 0)
+    assert cryptgpu.stats()["total"]["rounds"] == 3  # the three reveals only
+
+
+def test_in_place_updates(session):
+    x = torch.tensor([1.5, -2.0, 0.25], dtype=torch.float64)
+    e = C(x)
+    same = e.add_(1).mul_(2.0).sub_(C(x)).div_(4).neg_()
+    assert same is e
+    # one exact division by 4: within a truncation of the grid value
+    assert_close(pt(e), -((x + 1) * 2 - x) / 4, 2 * ENC + TRUNC)
+    leaf = C(x, requires_grad=True)
+    assert leaf.requires_grad
+    with pytest.raises(RuntimeError, match="in-place"):
+        leaf.add_(1)
+    with crypten.no_grad():
+        leaf.sub_(0.5)  # an optimiser's update, as in torch
+    assert_close(pt(leaf), x - 0.5, 2 * ENC)
+    with pytest.raises(RuntimeError):
+        e.add_(C(torch.ones(2, 3)))  # an in-place result cannot grow
+    assert_close(pt(e + 0), -((x + 1) * 2 - x) / 4, 2 * ENC + TRUNC)  # still usable
+
+
+def test_numpy_integers_and_zero_d_tensors_as_ints(session):
+    x = torch.arange(12, dtype=torch.float64).reshape(3, 4)
+    e = C(x, src=np.int64(1))
+    assert_close(pt(e[np.int64(1)]), x[1], 0)
+    assert_close(pt(e[torch.tensor(2)]), x[2], 0)
+    assert_close(pt(e.sum(np.int64(1))), x.sum(1), 0)
+    assert tuple(e.view(np.int64(12)).shape) == (12,)
+    assert e.size(np.int32(-1)) == 4
+
+
+def test_softmax_and_losses_at_the_edges(session):
+    assert_close(pt(C(torch.tensor(2.0)).softmax(0)), torch.tensor(1.0, dtype=torch.float64), 0)
+    assert_close(pt(C(torch.tensor(2.0)).log_softmax(-1)), torch.tensor(0.0).double(), 0)
+    assert tuple(C(torch.zeros(3, 0)).softmax(1).shape) == (3, 0)
+    with pytest.raises(IndexError):
+        C(torch.zeros(2, 3)).softmax(2)
+    logits = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    loss = crypten.nn.CrossEntropyLoss()(C(logits), C(torch.tensor([0.0, 0.0, 1.0])))
+    # log_softmax's approximation: within 6e-3 (tests/test_functions.py)
+    assert_close(pt(loss), F.cross_entropy(logits, torch.tensor(2)), 6e-3)
+    z = torch.tensor([[1.0, 2.0, 3.0], [0.0, 1.0, -1.0]], dtype=torch.float64)
+    labels = torch.tensor([2, 0])
+    for red in ("none", "sum", "mean"):
+        s = C(z, requires_grad=True)
+        out = crypten.nn.CrossEntropyLoss(reduction=red)(s, labels)
+        (out.sum() if red == "none" else out).backward()
+        t = z.clone().requires_grad_()
+        want = F.cross_entropy(t, labels, reduction=red)
+        (want.sum() if red == "none" else want).backward()
+        # loss: log_softmax per sample, 6e-3 each; gradient: softmax, 3e-4 each
+        assert_close(pt(out), want.detach(), 2 * 6e-3)
+        assert_close(pt(s.grad), t.grad, 2 * 3e-4)
+    mse = crypten.nn.MSELoss(reduction="none")(C(z), torch.zeros_like(z))
+    assert_close(pt(mse), z * z, 9 * 2 * ENC + TRUNC)  # |z| <= 3
+    with pytest.raises(ValueError):
+        crypten.nn.MSELoss(reduction="avg")
+
+
+INDEXES = [
+    torch.tensor([1, 0, 1]),
+    [0, 1],
+    (slice(None), torch.tensor([2, 0])),
+    (0, [2, 1], slice(1, 3)),
+    (Ellipsis, torch.tensor([3, 3])),
+    np.array([[1], [0]]),
+    (torch.tensor([0, 1]), torch.tensor([2, 0])),
+    [],
+]
+
+
+@pytest.mark.parametrize("index", INDEXES + ["mask"])
+def test_advanced_indexing_and_its_gradient(session, index):
+    x = torch.arange(24, dtype=torch.float64).reshape(2, 3, 4) / 4
+    index = x > 2.5 if isinstance(index, str) else index
+    e = C(x, requires_grad=True)
+    got = e[index]
+    assert_close(pt(got), x[index], 0)  # a selection: the grid values exactly
+    w = torch.linspace(-1, 1, max(got.numel(), 1), dtype=torch.float64)[: got.numel()]
+    (got.reshape(-1) * w).sum().backward()
+    t = x.clone().requires_grad_()
+    (t[index].reshape(-1) * w).sum().backward()
+    # each gradient element sums at most two products by encoded weights
+    assert_close(pt(e.grad), t.grad, 2 * (ENC + TRUNC))
+
+
+def test_item_assignment_and_bad_indices(session):
+    x = torch.arange(24, dtype=torch.float64).reshape(2, 3, 4) / 4
+    e, want = C(x), x.clone()
+    e[0, 1] = 7.0
+    want[0, 1] = 7.0
+    e[x > 5] = C(torch.tensor(-1.0))
+    want[x > 5] = -1.0
+    v = torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.float64)
+    e[:, [0, 0], 1] = C(v)  # position repeated: the last value wins
+    want[:, [0, 0], 1] = v
+    e[1] = torch.ones(3, 4)
+    want[1] = 1
+    assert_close(pt(e), want, 0)
+    for bad, kind in [(1.5, IndexError), (torch.tensor([5]), IndexError), ("a", IndexError)]:
+        with pytest.raises(kind):
+            e[bad]
+    with pytest.raises(NotImplementedError):
+        e[C(torch.tensor([1.0]))]
+    assert_close(pt(e[1, 2]), want[1, 2], 0)  # still usable
+
+
+def test_converted_models_use_torch_functions_on_shapes_and_shares(session):
+    torch.manual_seed(0)
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(6, 6)
+            self.w = torch.nn.Parameter(torch.randn(4, 6) * 0.3)
+            self.b = torch.nn.Parameter(torch.randn(4) * 0.1)
+
+        def forward(self, x):
+            h = self.lin(x) / x.size(-1) ** 0.5 * (1.0 / math.sqrt(x.shape[-1]))
+            h = F.dropout(h, 0.3, training=self.training)
+            y = F.pad(F.linear(h, self.w, self.b), (1, 1))
+            z = torch.sum(torch.stack([y, y.abs()], 0), dim=0)
+            z = z + torch.mean(y, dim=-1, keepdim=True)
+            return z.clamp(-1.0, 1.0) + y**2 + torch.square(y).t().t()
+
+    m = M().eval()
+    x = torch.randn(3, 6)
+    pm = crypten.nn.from_pytorch(m, torch.empty(3, 6)).encrypt()
+    out = pt(pm(C(x)))
+    # a dozen products and two comparisons of values below 2: 1e-3 covers
+    # every truncation and encoding error with room
+    assert_close(out, m.double()(x.double()).detach(), 1e-3)
