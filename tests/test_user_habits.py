@@ -132,7 +132,7 @@ def test_pow_square_and_integer_factors(session):
     assert_close(pt(e.pow(3)), x**3, 3 * (6 * ENC + TRUNC) + 9 * ENC + TRUNC)
     assert_close(pt(e**0), torch.ones_like(x), 0)
     with pytest.raises(NotImplementedError):
-        e ** 1.5
+        e**1.5
     # A float factor with integer values (0.0, 2.0, a 0/1 mask) is an exact
     # integer product: tolerance 0 on the grid value, and no rounds.
     grid = torch.round(x * 2**16) / 2**16
@@ -274,3 +274,84 @@ def test_converted_models_use_torch_functions_on_shapes_and_shares(session):
     # a dozen products and two comparisons of values below 2: 1e-3 covers
     # every truncation and encoding error with room
     assert_close(out, m.double()(x.double()).detach(), 1e-3)
+
+
+_GI = torch.tensor([[[0, 4], [1, 1]], [[2, 3], [4, 0]]])
+# (name, op on either tensor type, tolerance): selections and reorderings
+# return the encoded inputs (ENC); a sum of k encoded values is within
+# k ENC; a product adds a truncation and |a| ENC + |b| ENC (inputs below 3).
+TORCHLIKE = [
+    ("flip", lambda t: t.flip(0, 2), ENC),
+    ("roll", lambda t: t.roll((1, -1), (0, 2)), ENC),
+    ("roll_flat", lambda t: t.roll(3), ENC),
+    ("narrow", lambda t: t.narrow(2, 1, 3), ENC),
+    ("index_select", lambda t: t.index_select(1, torch.tensor([3, 0, 3])), ENC),
+    ("gather", lambda t: t.gather(2, _GI), ENC),
+    ("take", lambda t: t.take(torch.tensor([[0, 59], [7, 7]])), ENC),
+    ("repeat", lambda t: t[0].repeat(2, 1, 3), ENC),
+    ("diagonal", lambda t: t.diagonal(1, 1, 2), ENC),
+    ("trace", lambda t: t[0, :, :4].trace(), 4 * ENC),
+    ("tril", lambda t: t[0].tril(-1), ENC),
+    ("triu", lambda t: t.triu(1), ENC),
+    ("movedim", lambda t: t.movedim(0, -1), ENC),
+    ("mT", lambda t: t.mT, ENC),
+    ("cumsum", lambda t: t.cumsum(2), 5 * ENC),
+    ("prod", lambda t: (t[..., :3] * 0.25 + 1).prod(1), 4 * (4 * ENC + TRUNC)),
+    ("var", lambda t: t.var(1), 2e-4),
+    ("var_all", lambda t: t.var(unbiased=False), 2e-4),
+    ("std", lambda t: t.std(dim=2, keepdim=True), 2e-3),
+    ("mm", lambda t: t[0, :, :4].mm(t[1, :, :4]), 4 * (6 * ENC) + TRUNC),
+    ("bmm", lambda t: t.bmm(t.transpose(1, 2)), 5 * (6 * ENC) + TRUNC),
+    ("outer", lambda t: t[0, 0].outer(t[1, 1]), 6 * ENC + TRUNC),
+    ("maximum", lambda t: t.maximum(t.flip(0)), ENC),
+    ("min_other", lambda t: t.min(torch.zeros(5, dtype=torch.float64)), ENC),
+    ("and", lambda t: (t > 0) & (t < 1), 0),
+    ("or", lambda t: (t > 1) | (t < -1), 0),
+    ("xor", lambda t: (t > 0) ^ (t < 1), 0),
+    ("not", lambda t: ~(t > 0), 0),
+]
+
+
+@pytest.mark.parametrize("name,op,tol", TORCHLIKE, ids=[c[0] for c in TORCHLIKE])
+def test_torch_tensor_methods(session, name, op, tol):
+    x = torch.randn(3, 4, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    x = x.clamp(-2.5, 2.5)
+    want = op(x)
+    want = want.double() if want.dtype == torch.bool else want
+    assert_close(pt(op(C(x))), want, tol)
+
+
+def test_splitting_and_gradients_of_reorderings(session):
+    x = torch.randn(3, 4, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    e = C(x, requires_grad=True)
+    for got, want in [
+        (e.chunk(2, 1), x.chunk(2, 1)),
+        (e.split([1, 3, 1], 2), x.split([1, 3, 1], 2)),
+        (e.split(2, 0), x.split(2, 0)),
+        (e.unbind(1), x.unbind(1)),
+    ]:
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            assert_close(pt(g), w, ENC)
+    (e.flip(1).cumsum(2).gather(2, _GI) * 2).sum().backward()
+    t = x.clone().requires_grad_()
+    (t.flip(1).cumsum(2).gather(2, _GI) * 2).sum().backward()
+    assert_close(pt(e.grad), t.grad, 0)  # integer counts times the exact 2
+    with pytest.raises(IndexError):
+        e.narrow(0, 2, 5)
+    with pytest.raises(RuntimeError):
+        e.chunk(0)
+
+
+def test_converted_models_use_the_reordering_and_statistics_functions(session):
+    class M(torch.nn.Module):
+        def forward(self, x):
+            a, b = torch.chunk(x, 2, dim=1)
+            y = torch.cumsum(a, dim=1) + b.flip(1) + torch.maximum(a, b)
+            return torch.var(y, dim=1, keepdim=True) + y.tril() + torch.tril(y, 1)
+
+    m = M()
+    x = torch.randn(4, 6, generator=torch.Generator().manual_seed(5))
+    pm = crypten.nn.from_pytorch(m, torch.empty(4, 6)).encrypt()
+    # sums of a few encoded values and one variance (within 2e-4, above)
+    assert_close(pt(pm(C(x))), m(x.double()), 3e-4)

@@ -6,7 +6,8 @@ into float64 buffers.
 This module composes the class from its parts, each in a module of its own
 that imports only those below it: tensor_base (state, opening), then the
 operation mixins tensor_shape, tensor_arith, tensor_compare, tensor_reduce
-and tensor_layers; gradient rules live in gradients, the tape in autograd.
+and tensor_layers, and tensor_torchlike composed from them; gradient rules
+live in gradients, the tape in autograd.
 """
 
 from __future__ import annotations
@@ -19,12 +20,20 @@ from .tensor_compare import ComparisonOps, where
 from .tensor_layers import LayerOps
 from .tensor_reduce import FunctionOps, ReductionOps
 from .tensor_shape import ShapeOps, cat, stack
+from .tensor_torchlike import TorchLikeOps
 
 __all__ = ["SharedTensor", "cat", "cryptensor", "stack", "where"]
 
 
 class SharedTensor(
-    ShapeOps, ArithmeticOps, ComparisonOps, ReductionOps, FunctionOps, LayerOps, TensorBase
+    TorchLikeOps,
+    ShapeOps,
+    ArithmeticOps,
+    ComparisonOps,
+    ReductionOps,
+    FunctionOps,
+    LayerOps,
+    TensorBase,
 ):
     """A tensor secret-shared among three parties (replicated shares over Z_2^64).
 

@@ -6,6 +6,7 @@ the engine's sign-bit circuit (msb_inject), batched as far as possible.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from . import autograd as ag
 from . import gradients as gr
@@ -189,6 +190,8 @@ class ComparisonOps:
         dim returns ``(values, argmax)`` where argmax is a one-hot SharedTensor
         of the input's shape (CrypTen's convention; ``one_hot=False`` is not
         supported because indices would have to be revealed)."""
+        if _is_other(dim):
+            return self.maximum(dim)  # torch's max(other): element-wise
         if not one_hot:
             raise NotImplementedError("max(..., one_hot=False): only one-hot argmax is supported")
         if dim is None:
@@ -202,6 +205,8 @@ class ComparisonOps:
 
     def min(self, dim=None, keepdim: bool = False, one_hot: bool = True):
         """Minimum, as :meth:`max` of ``-x``."""
+        if _is_other(dim):
+            return self.minimum(dim)
         r = self.neg().max(dim, keepdim, one_hot)
         return r.neg() if dim is None else (r[0].neg(), r[1])
 
@@ -218,6 +223,13 @@ class ComparisonOps:
     def argmin(self, dim=None, keepdim: bool = False, one_hot: bool = True) -> TensorBase:
         """One-hot indicator of the first minimum."""
         return self.neg().argmax(dim, keepdim, one_hot)
+
+
+def _is_other(dim) -> bool:
+    """max(other)/min(other): a tensor where a dim would go."""
+    return isinstance(dim, (TensorBase, np.ndarray)) or (
+        isinstance(dim, torch.Tensor) and dim.dim() > 0
+    )
 
 
 def where(condition, x, y) -> TensorBase:

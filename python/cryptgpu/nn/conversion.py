@@ -34,7 +34,7 @@ from .layers import (
     Tanh,
 )
 from .module import Module
-from .stats import OTHER, POOLING, RELU, SOFTMAX, _check_range, _track
+from .stats import LINEAR, OTHER, POOLING, RELU, SOFTMAX, _check_range, _track
 
 
 def _bn_affine(bn: torch.nn.modules.batchnorm._BatchNorm):
@@ -163,6 +163,29 @@ _METHODS = {
     "clone": OTHER,
     "detach": OTHER,
     "amax": POOLING,
+    "flip": OTHER,
+    "roll": OTHER,
+    "chunk": OTHER,
+    "split": OTHER,
+    "unbind": OTHER,
+    "narrow": OTHER,
+    "repeat": OTHER,
+    "gather": OTHER,
+    "index_select": OTHER,
+    "var": OTHER,
+    "std": OTHER,
+    "prod": OTHER,
+    "maximum": RELU,
+    "minimum": RELU,
+    "mm": LINEAR,
+    "bmm": LINEAR,
+    "movedim": OTHER,
+    "diagonal": OTHER,
+    "expand_as": OTHER,
+    "view_as": OTHER,
+    "reshape_as": OTHER,
+    "rsqrt": OTHER,
+    "outer": LINEAR,
     # public only (masks): a private receiver is refused
     "masked_fill": OTHER,
     "ne": OTHER,

@@ -1,0 +1,319 @@
+"""The rest of torch's tensor API that users reach for, composed from the
+other mixins (views, indexing by public positions, products, comparisons):
+no engine calls of their own, and every gradient comes from the composed
+operations. Reorderings (flip, roll, gather, repeat, diagonal) index the
+shares by public positions and are local; cumsum is log2(n) shifted
+additions (local), prod a tree of multiplications (log2(n) rounds of
+products), var/std a mean and one product (plus std's square root).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ._native import ShapeError
+from ._plain import _index, _ints, _norm_dim, _plain_array
+from .tensor_base import TensorBase
+from .tensor_shape import cat
+
+
+class TorchLikeOps:
+    """Mixin of :class:`cryptgpu.SharedTensor`: torch's remaining tensor methods."""
+
+    __slots__ = ()
+
+    # ------------------------------------------------------------ positions
+    def _grid(self) -> np.ndarray:
+        """The flat position of every element, in the tensor's shape."""
+        return np.arange(self.numel(), dtype=np.int64).reshape(tuple(self.shape))
+
+    def _at(self, pos: np.ndarray) -> TensorBase:
+        """The elements at flat positions ``pos``, shaped like ``pos``."""
+        return self.reshape(-1)[np.asarray(pos, dtype=np.int64)]
+
+    def _dims_arg(self, dims) -> list[int]:
+        single = _index(dims)
+        dims = [single] if single is not None else list(dims)
+        return [_norm_dim(d, self.dim()) for d in dims]
+
+    # ------------------------------------------------------------ products
+    def mm(self, y) -> TensorBase:
+        """Matrix product of two 2-D tensors, as ``torch.mm``."""
+        if self.dim() != 2 or len(getattr(y, "shape", ())) != 2:
+            raise ShapeError("mm: both operands must be matrices (2-D)")
+        return self.matmul(y)
+
+    def bmm(self, y) -> TensorBase:
+        """Batched product of [b, n, m] and [b, m, p], as ``torch.bmm``."""
+        ys = tuple(getattr(y, "shape", ()))
+        if self.dim() != 3 or len(ys) != 3 or ys[0] != self.shape[0]:
+            raise ShapeError(
+                f"bmm: expected [b, n, m] and [b, m, p], got {tuple(self.shape)} and {ys}"
+            )
+        return self.matmul(y)
+
+    def outer(self, y) -> TensorBase:
+        """Outer product of two 1-D tensors."""
+        if self.dim() != 1 or len(getattr(y, "shape", np.shape(y))) != 1:
+            raise ShapeError("outer: both operands must be 1-D")
+        yv = y if isinstance(y, TensorBase) else torch.as_tensor(y, dtype=torch.float64)
+        return self.unsqueeze(1) * yv.reshape(1, -1)
+
+    ger = outer
+
+    # ------------------------------------------------------------ views and reorderings
+    def expand_as(self, other) -> TensorBase:
+        """``expand`` to ``other``'s shape."""
+        return self.expand(tuple(other.shape))
+
+    def view_as(self, other) -> TensorBase:
+        """``view`` as ``other``'s shape."""
+        return self.reshape(tuple(other.shape))
+
+    reshape_as = view_as
+
+    def swapaxes(self, dim0: int, dim1: int) -> TensorBase:
+        """Alias of :meth:`transpose`."""
+        return self.transpose(dim0, dim1)
+
+    swapdims = swapaxes
+
+    @property
+    def mT(self) -> TensorBase:  # noqa: N802 - torch's name
+        """The last two dims transposed."""
+        return self.transpose(-2, -1)
+
+    def movedim(self, source, destination) -> TensorBase:
+        """Move dims ``source`` to positions ``destination``, as ``torch.movedim``."""
+        src, dst = self._dims_arg(source), self._dims_arg(destination)
+        if len(src) != len(dst):
+            raise ShapeError("movedim: source and destination must have the same length")
+        if len(set(src)) != len(src) or len(set(dst)) != len(dst):
+            raise ShapeError("movedim: repeated dim")
+        order = [i for i in range(self.dim()) if i not in src]
+        for to, frm in sorted(zip(dst, src)):
+            order.insert(to, frm)
+        return self.permute(order)
+
+    moveaxis = movedim
+
+    def narrow(self, dim: int, start: int, length: int) -> TensorBase:
+        """``length`` elements from ``start`` along ``dim``."""
+        d = _norm_dim(dim, self.dim())
+        n = self.shape[d]
+        start, length = _ints((start, length), "narrow: start and length")
+        start = start + n if start < 0 else start
+        if not (0 <= start <= n and 0 <= length <= n - start):
+            raise IndexError(f"narrow: [{start}, {start + length}) is outside dim {d} of size {n}")
+        return self[(slice(None),) * d + (slice(start, start + length),)]
+
+    def flip(self, *dims) -> TensorBase:
+        """Reverse the order along ``dims``."""
+        dims = dims[0] if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
+        return self._at(np.flip(self._grid(), axis=tuple(self._dims_arg(dims))))
+
+    def roll(self, shifts, dims=None) -> TensorBase:
+        """Roll elements along ``dims`` (the flattened tensor when None)."""
+        if dims is None:
+            return self._at(np.roll(self._grid(), _ints([shifts], "roll: shifts")[0]))
+        shifts = [shifts] if _index(shifts) is not None else list(shifts)
+        dims = self._dims_arg(dims)
+        if len(shifts) != len(dims):
+            raise ShapeError("roll: shifts and dims must have the same length")
+        return self._at(np.roll(self._grid(), _ints(shifts, "roll: shifts"), axis=dims))
+
+    def index_select(self, dim: int, index) -> TensorBase:
+        """The entries at public ``index`` (1-D integers) along ``dim``."""
+        idx = np.asarray(_plain_array(index, "index_select index"), dtype=np.int64)
+        if idx.ndim > 1:
+            raise IndexError("index_select: index must be 0-D or 1-D")
+        d = _norm_dim(dim, self.dim())
+        n = self.shape[d] if self.dim() else 1
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise IndexError(f"index_select: index out of range for dim {d} of size {n}")
+        return self._at(np.take(self._grid(), idx.reshape(-1), axis=d if self.dim() else None))
+
+    def gather(self, dim: int, index) -> TensorBase:
+        """``torch.gather`` with a public integer ``index``."""
+        idx = np.asarray(_plain_array(index, "gather index"), dtype=np.int64)
+        d = _norm_dim(dim, self.dim())
+        if idx.ndim != self.dim():
+            raise RuntimeError("gather: index must have as many dims as the input")
+        if any(idx.shape[k] > self.shape[k] for k in range(self.dim()) if k != d):
+            raise RuntimeError(
+                f"gather: index {idx.shape} larger than input {tuple(self.shape)} off dim {d}"
+            )
+        n = self.shape[d]
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise IndexError(f"gather: index out of range for dim {d} of size {n}")
+        cut = tuple(slice(None) if k == d else slice(0, s) for k, s in enumerate(idx.shape))
+        part = self._grid()[cut]
+        return self._at(np.take_along_axis(part, idx, axis=d))
+
+    def take(self, index) -> TensorBase:
+        """The entries at public flat positions ``index`` (shaped like it)."""
+        idx = np.asarray(_plain_array(index, "take index"), dtype=np.int64)
+        return self._at(np.take(self._grid().reshape(-1), idx))
+
+    def repeat(self, *sizes) -> TensorBase:
+        """Tile the tensor ``sizes`` times, as ``torch.Tensor.repeat``."""
+        if len(sizes) == 1 and isinstance(sizes[0], (tuple, list, torch.Size)):
+            sizes = sizes[0]
+        sizes = _ints(sizes, "repeat: sizes")
+        if len(sizes) < self.dim():
+            raise RuntimeError("repeat: fewer sizes than the tensor has dims")
+        return self._at(np.tile(self._grid(), sizes))
+
+    def chunk(self, chunks: int, dim: int = 0) -> tuple:
+        """Split into ``chunks`` pieces along ``dim`` (the last may be smaller)."""
+        k = _ints([chunks], "chunk: chunks")[0]
+        if k <= 0:
+            raise RuntimeError("chunk expects `chunks` to be greater than 0")
+        n = self.shape[_norm_dim(dim, self.dim())]
+        return self.split(max(1, -(-n // k)), dim)
+
+    def split(self, split_size_or_sections, dim: int = 0) -> tuple:
+        """Pieces of ``split_size`` (or of the listed sizes) along ``dim``."""
+        d = _norm_dim(dim, self.dim())
+        n = self.shape[d]
+        if _index(split_size_or_sections) is not None:
+            step = _index(split_size_or_sections)
+            if step <= 0 and n:
+                raise RuntimeError("split: split_size must be positive")
+            sizes = [min(step, n - s) for s in range(0, n, step)] if n else [0]
+        else:
+            sizes = _ints(split_size_or_sections, "split: sections")
+            if sum(sizes) != n:
+                raise RuntimeError(f"split: sections {sizes} do not sum to dim {d}'s size {n}")
+        out, at = [], 0
+        for s in sizes:
+            out.append(self.narrow(d, at, s))
+            at += s
+        return tuple(out)
+
+    def unbind(self, dim: int = 0) -> tuple:
+        """Every slice along ``dim``, with ``dim`` removed."""
+        d = _norm_dim(dim, self.dim())
+        return tuple(self[(slice(None),) * d + (i,)] for i in range(self.shape[d]))
+
+    def diagonal(self, offset: int = 0, dim1: int = 0, dim2: int = 1) -> TensorBase:
+        """The diagonal of dims ``dim1``, ``dim2``, appended as the last dim."""
+        a, b = _norm_dim(dim1, self.dim()), _norm_dim(dim2, self.dim())
+        if a == b:
+            raise RuntimeError("diagonal dimensions cannot be identical")
+        return self._at(np.diagonal(self._grid(), _ints([offset], "offset")[0], a, b))
+
+    def trace(self) -> TensorBase:
+        """Sum of the main diagonal of a matrix."""
+        if self.dim() != 2:
+            raise RuntimeError("trace: expected a matrix")
+        return self.diagonal().sum()
+
+    def tril(self, diagonal: int = 0) -> TensorBase:
+        """Lower triangle (of the last two dims); the rest zero (exact, local)."""
+        return self * _triangle(self, diagonal, torch.tril)
+
+    def triu(self, diagonal: int = 0) -> TensorBase:
+        """Upper triangle (of the last two dims); the rest zero (exact, local)."""
+        return self * _triangle(self, diagonal, torch.triu)
+
+    # ------------------------------------------------------------ reductions
+    def cumsum(self, dim: int) -> TensorBase:
+        """Running sums along ``dim``: log2(n) shifted additions, local."""
+        d = _norm_dim(dim, self.dim())
+        if self.dim() == 0:
+            return self + 0
+        n, y, k = self.shape[d], self, 1
+        while k < n:
+            pad = [0, 0] * (self.dim() - 1 - d) + [k, 0]
+            y = y + y.narrow(d, 0, n - k).pad(pad)
+            k *= 2
+        return y
+
+    def prod(self, dim=None, keepdim: bool = False) -> TensorBase:
+        """Product over ``dim`` (all elements when None): a tree of
+        element-wise products, ceil(log2(n)) multiplications deep."""
+        if dim is None:
+            return self.reshape(-1).prod(0)
+        d = _norm_dim(dim, self.dim())
+        if self.dim() == 0:
+            return self + 0
+        y = self.movedim(d, -1)
+        if y.shape[-1] == 0:
+            out = (y.sum(-1) * 0) + 1.0
+        else:
+            while y.shape[-1] > 1:
+                m = y.shape[-1] // 2
+                paired = y[..., 0 : 2 * m : 2] * y[..., 1 : 2 * m : 2]
+                y = cat([paired, y[..., 2 * m :]], -1) if y.shape[-1] % 2 else paired
+            out = y.squeeze(-1)
+        return out.unsqueeze(d) if keepdim else out
+
+    def var(self, dim=None, unbiased=None, keepdim: bool = False, *, correction=None):
+        """Variance over ``dim`` (all elements when None), with Bessel's
+        correction by default (``unbiased=False`` or ``correction=0`` for
+        the population variance), as ``torch.var``."""
+        if unbiased is not None and not isinstance(unbiased, bool):
+            dim, unbiased = unbiased, None  # var(dim) called positionally as var(dim)
+        if correction is None:
+            correction = 0 if unbiased is False else 1
+        dims = list(range(self.dim())) if dim is None else self._dims_arg(dim)
+        n = 1
+        for d in dims:
+            n *= self.shape[d]
+        dev = self - self.mean(dims, keepdim=True)
+        ss = (dev * dev).sum(dims, keepdim=keepdim)
+        denom = max(n - correction, 0)
+        if denom == 0:
+            raise ValueError(
+                f"var: {n} elements leave no degrees of freedom (correction {correction})"
+            )
+        return ss.div(denom)  # the exact division by a public integer
+
+    def std(self, dim=None, unbiased=None, keepdim: bool = False, *, correction=None):
+        """Square root of :meth:`var` (its approximation's input range applies)."""
+        return self.var(dim, unbiased, keepdim, correction=correction).sqrt()
+
+    def rsqrt(self) -> TensorBase:
+        """1 / sqrt(x): :meth:`inv_sqrt`."""
+        return self.inv_sqrt()
+
+    # ------------------------------------------------------------ element-wise
+    def maximum(self, other) -> TensorBase:
+        """Element-wise max with a shared or plaintext tensor: one ReLU."""
+        return (self - other).relu() + other
+
+    def minimum(self, other) -> TensorBase:
+        """Element-wise min with a shared or plaintext tensor: one ReLU."""
+        return self - (self - other).relu()
+
+    def hardtanh(self, min_val: float = -1.0, max_val: float = 1.0) -> TensorBase:
+        """``clamp(min_val, max_val)``."""
+        return self.clamp(min_val, max_val)
+
+    # Logic on 0/1 values (comparison results): exact products and sums.
+    def __and__(self, other):
+        return self * other
+
+    __rand__ = __and__
+
+    def __or__(self, other):
+        return self + other - self * other
+
+    __ror__ = __or__
+
+    def __xor__(self, other):
+        return self + other - 2 * (self * other)
+
+    __rxor__ = __xor__
+
+    def __invert__(self):
+        return 1 - self
+
+
+def _triangle(x, diagonal: int, fn) -> torch.Tensor:
+    if x.dim() < 2:
+        raise RuntimeError("tril/triu: the tensor must have at least 2 dims")
+    k = _ints([diagonal], "diagonal")[0]
+    return fn(torch.ones(tuple(x.shape[-2:]), dtype=torch.float64), k)
