@@ -83,6 +83,19 @@ def sig_d(a):
         ("sqrt", fx.sqrt, torch.sqrt, lambda a: 0.5 * a**-0.5, 0.1, 130.0, K_NEWTON, 6e-3, 0.0),
         ("log", fx.log, torch.log, lambda a: 1 / a, 0.05, 200.0, K_EXP, 0.02, 0.06),
         ("sigmoid", fx.sigmoid, torch.sigmoid, sig_d, -30.0, 30.0, K_EXP, 0.0, 1e-3),
+        # e^-|x| is range-reduced (exp_nonpos), so no input saturates wrongly
+        ("sigmoid_wide", fx.sigmoid, torch.sigmoid, sig_d, -1e4, 1e4, K_EXP, 0.0, 1e-3),
+        (
+            "tanh_wide",
+            fx.tanh,
+            torch.tanh,
+            lambda a: 1 - torch.tanh(a) ** 2,
+            -1e4,
+            1e4,
+            K_EXP,
+            0.0,
+            2e-3,
+        ),
         (
             "tanh",
             fx.tanh,

@@ -17,8 +17,8 @@ tests/test_functions.py, f = 16):
 | inv_sqrt    | [0.1, 130]         | Newton, CrypTen's initial guess            |
 | sqrt        | [0.1, 130]         | x * inv_sqrt(x)                            |
 | log         | [0.05, 200]        | Householder order 8 on exp, CrypTen's init |
-| sigmoid     | [-30, 30]          | 1 / (1 + exp(-abs(x))), mirrored for x < 0 |
-| tanh        | [-15, 15]          | 2 sigmoid(2x) - 1                          |
+| sigmoid     | any (tested +-1e4) | 1 / (1 + exp_nonpos(-abs(x))), mirrored    |
+| tanh        | any (tested +-1e4) | 2 sigmoid(2x) - 1                          |
 | exp_nonpos  | (-inf, 0]          | clamp at -16, Taylor 9 of e^(z/16), 4 squares |
 | softmax     | rows <= 2500       | exp_nonpos(x - max), reciprocal(sum/sqrt n)   |
 | log_softmax | rows <= 400        | (x - max) - log(sum exp_nonpos / sqrt n) - .. |
@@ -196,9 +196,12 @@ def log(x):
 
 def sigmoid(x):
     """1 / (1 + e^-x), evaluated on |x| so the reciprocal's input stays in
-    [1, 2], then mirrored: sigmoid(x) = 1 - sigmoid(-x) for x < 0."""
+    [1, 2], then mirrored: sigmoid(x) = 1 - sigmoid(-x) for x < 0. e^-|x|
+    is the range-reduced :func:`exp_nonpos`, valid for every |x| (CrypTen's
+    limit form turns negative past |x| = 256 and squares to a huge value:
+    sigmoid(1000) was -2.7e12)."""
     a, neg = _abs_and_ltz(x)
-    s = _reciprocal_pos(1 + exp(-a))
+    s = _reciprocal_pos(1 + exp_nonpos(-a))
     return s + neg * (1 - 2 * s)
 
 
