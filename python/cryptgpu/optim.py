@@ -133,13 +133,15 @@ class Adam(_Optimizer):
     moment without its (1 - beta2) factor (w = beta2 w + g^2, which has no
     small factor), and computes m / sqrt(w) with
     :func:`cryptgpu.functions.ratio_inv_sqrt`, a range-reduced inverse square
-    root accurate over 2^-10 .. 2^30. What that bounds, with the default
+    root accurate over 2^-14 .. 2^30. What that bounds, with the default
     scale: per-element gradients between about 1e-4 and 4 in magnitude are
-    handled like torch's; smaller ones get a smaller step than torch's (the
-    denominator has a floor of 2^-10 in scaled units, which plays the part of
-    eps), and larger ones overflow the second moment (lower ``grad_scale``
-    for them). Each step costs, per parameter element, one batched
-    comparison of 19 thresholds and about 60 products.
+    handled like torch's (within 5% of the step at 1e-4, 0.5% from 3e-4);
+    smaller ones get a smaller step than torch's (the denominator has a
+    floor of 2^-14 in scaled units, 4 units of the encoding, which plays
+    the part of eps: with 2^-10 a gradient of 1.7e-4 got 0.81 of torch's
+    step), and larger ones overflow the second moment (lower
+    ``grad_scale`` for them). Each step costs, per parameter element, one
+    batched comparison of 21 thresholds and about 60 products.
     """
 
     def __init__(
@@ -182,8 +184,8 @@ class Adam(_Optimizer):
         c1 = 1.0 / (1.0 - b1**t)  # bias corrections
         c2 = (1.0 - b2) / (1.0 - b2**t)  # v_hat = c2 * w / s^2
         # torch: m_hat / (sqrt(v_hat) + eps); here m_hat / sqrt(v_hat + eps^2),
-        # with the floor 2^-10 on the scaled w: the same wherever v_hat >> eps^2.
-        floor = max((s * self.eps) ** 2 / c2, 2.0**-10)
+        # with the floor 2^-14 on the scaled w: the same wherever v_hat >> eps^2.
+        floor = max((s * self.eps) ** 2 / c2, 2.0**-14)
         for p, g in self._gradients():
             g = g * np.int64(s)  # exact: an integer factor
             m, w = self._m.get(id(p)), self._w.get(id(p))
@@ -191,7 +193,7 @@ class Adam(_Optimizer):
             w = g * g if w is None else w * b2 + g * g
             self._m[id(p)], self._w[id(p)] = m, w
             # m_hat / sqrt(v_hat) = (c1 / sqrt(c2)) m / sqrt(w)
-            r = functions.ratio_inv_sqrt(m, w + floor)
+            r = functions.ratio_inv_sqrt(m, w + floor, lo_exp=-14)
             new = p - r * (self.lr * c1 / np.sqrt(c2))
             p._t = new._t
 
