@@ -355,3 +355,14 @@ def test_converted_models_use_the_reordering_and_statistics_functions(session):
     pm = crypten.nn.from_pytorch(m, torch.empty(4, 6)).encrypt()
     # sums of a few encoded values and one variance (within 2e-4, above)
     assert_close(pt(pm(C(x))), m(x.double()), 3e-4)
+
+
+def test_cat_and_stack_take_plaintext_elements(session):
+    a = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
+    b = torch.tensor([[3.0, -4.0]], dtype=torch.float64)
+    assert_close(pt(cryptgpu.cat([C(a), b], 0)), torch.cat([a, b], 0), ENC)
+    assert_close(pt(cryptgpu.stack([a, C(b)], 1)), torch.stack([a, b], 1), ENC)
+    with pytest.raises(RuntimeError, match="stack expects each tensor to be equal size"):
+        cryptgpu.stack([C(a), C(torch.ones(2, 2))])
+    with pytest.raises(TypeError):
+        cryptgpu.cat([a, b])  # nothing shared: nothing to put them in

@@ -305,13 +305,22 @@ class ShapeOps:
         return cat(tensors, dim)
 
 
-def cat(tensors: Sequence[TensorBase], dim: int = 0) -> TensorBase:
-    """Concatenate SharedTensors along ``dim`` (no communication)."""
+def _shared_list(tensors, what: str) -> list:
+    """The elements as SharedTensors: plaintext ones (torch tensors, arrays,
+    lists) become public sharings in the session of the first shared one."""
     ts = list(tensors)
     if not ts:
-        raise ValueError("cat: need at least one tensor")
-    if not all(isinstance(t, TensorBase) for t in ts):
-        raise TypeError("cat: every element must be a SharedTensor")
+        raise ValueError(f"{what}: need at least one tensor")
+    first = next((t for t in ts if isinstance(t, TensorBase)), None)
+    if first is None:
+        raise TypeError(f"{what}: at least one element must be a SharedTensor")
+    return [t if isinstance(t, TensorBase) else first._public(_plain_array(t, what)) for t in ts]
+
+
+def cat(tensors: Sequence[TensorBase], dim: int = 0) -> TensorBase:
+    """Concatenate along ``dim`` (no communication); plaintext elements are
+    taken as public values."""
+    ts = _shared_list(tensors, "cat")
     s = ts[0]._s()
     for t in ts[1:]:
         t._s()
@@ -323,12 +332,15 @@ def cat(tensors: Sequence[TensorBase], dim: int = 0) -> TensorBase:
 
 
 def stack(tensors: Sequence[TensorBase], dim: int = 0) -> TensorBase:
-    """Stack SharedTensors of equal shape along a new ``dim``."""
-    ts = list(tensors)
-    if not ts:
-        raise ValueError("stack: need at least one tensor")
-    if not all(isinstance(t, TensorBase) for t in ts):
-        raise TypeError("stack: every element must be a SharedTensor")
+    """Stack tensors of equal shape along a new ``dim`` (plaintext elements
+    are taken as public values)."""
+    ts = _shared_list(tensors, "stack")
+    for t in ts[1:]:
+        if tuple(t.shape) != tuple(ts[0].shape):
+            raise ShapeError(
+                f"stack expects each tensor to be equal size, got {tuple(ts[0].shape)} "
+                f"and {tuple(t.shape)}"
+            )
     nd = ts[0].dim() + 1
     if not -nd <= dim < nd:
         raise IndexError(f"stack: dim {dim} out of range")

@@ -62,10 +62,7 @@ def _flatten(x, start_dim=0, end_dim=-1):
 
 
 def _cat(xs, dim=0):
-    xs = list(xs)
-    if all(isinstance(t, SharedTensor) for t in xs):
-        return cat(xs, dim)
-    raise NotImplementedError("torch.cat of shared and plaintext tensors")
+    return cat(xs, dim)  # plaintext elements become public sharings
 
 
 def _softmax(x, dim=None, **kw):
@@ -109,10 +106,7 @@ def _mean(x, dim=None, keepdim=False, *, dtype=None):
 
 
 def _stack(xs, dim=0):
-    xs = list(xs)
-    if all(isinstance(t, SharedTensor) for t in xs):
-        return stack(xs, dim)
-    raise NotImplementedError("torch.stack of shared and plaintext tensors")
+    return stack(xs, dim)
 
 
 def _clamp(x, min=None, max=None):  # noqa: A002 - torch's names
