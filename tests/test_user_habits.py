@@ -366,3 +366,37 @@ def test_cat_and_stack_take_plaintext_elements(session):
         cryptgpu.stack([C(a), C(torch.ones(2, 2))])
     with pytest.raises(TypeError):
         cryptgpu.cat([a, b])  # nothing shared: nothing to put them in
+
+
+def test_torch_functions_accept_shared_tensors(session):
+    """torch.cat, torch.matmul(plain, shared), F.relu, torch.sum... dispatch
+    to the SharedTensor operations (__torch_function__), and torch.Tensor's
+    operators with a SharedTensor on the right keep working."""
+    t = torch.tensor([[1.0, -2.0], [0.5, 3.0]], dtype=torch.float64)
+    e = C(t)
+    prod = 2 * (3 * ENC) + TRUNC  # a 2-term product of values below 3
+    cases = [
+        (t + e, t + t, 2 * ENC),
+        (t * e, t * t, prod),
+        (t @ e, t @ t, prod),
+        (t < e, (t < t).double(), 0),
+        (2 - e, 2 - t, ENC),
+        (torch.cat([e, t]), torch.cat([t, t]), ENC),
+        (torch.stack([t, e], 1), torch.stack([t, t], 1), ENC),
+        (torch.matmul(t, e), t @ t, prod),
+        (F.relu(e), F.relu(t), ENC),
+        (torch.sum(e, 1), t.sum(1), 2 * ENC),
+        (torch.transpose(e, 0, 1), t.t(), ENC),
+        (torch.where(t > 0, e, 0.0), torch.where(t > 0, t, 0.0), ENC),
+        (F.linear(e, t), F.linear(t, t), prod),
+        (F.linear(t, e), F.linear(t, t), prod),
+        (torch.add(t, e, alpha=2), 3 * t, 3 * ENC),
+        (F.softmax(e, dim=-1), F.softmax(t, -1), 3e-4),  # softmax's tested bound
+        (F.max_pool2d(C(t[None, None]), 2), F.max_pool2d(t[None, None], 2), ENC),
+    ]
+    for got, want, tol in cases:
+        assert_close(pt(got), want, tol)
+    with pytest.raises(NotImplementedError, match="sin"):
+        torch.sin(e)
+    with pytest.raises(NotImplementedError):
+        t / e  # a shared divisor

@@ -12,6 +12,7 @@ live in gradients, the tape in autograd.
 
 from __future__ import annotations
 
+from . import torch_dispatch
 from ._plain import _index, _plain_array
 from ._session import current
 from .tensor_arith import ArithmeticOps
@@ -40,9 +41,15 @@ class SharedTensor(
     Create one with :func:`cryptgpu.cryptensor`. Supports ``+ - * @ /``, unary
     ``-``, mixing with plaintext tensors, numbers and arrays on either side,
     and the shape operations a CNN needs. ``get_plain_text()`` opens it.
+    ``torch.cat``, ``torch.matmul``, ``F.relu`` and the other torch functions
+    with a SharedTensor counterpart accept it (``torch_dispatch``).
     """
 
     __slots__ = ()
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        return torch_dispatch.torch_function(cls, func, types, args, kwargs)
 
 
 def cryptensor(data, src: int = 0, requires_grad: bool = False) -> SharedTensor:

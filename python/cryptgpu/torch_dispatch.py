@@ -1,0 +1,188 @@
+"""``torch.<function>(x)`` and ``torch.nn.functional.<function>(x)`` on a
+SharedTensor, through torch's ``__torch_function__`` protocol: ``torch.cat``,
+``torch.matmul(plain, shared)``, ``F.relu``, ``torch.exp``... run the
+SharedTensor operation of the same meaning. torch.Tensor's own operators
+(``t + x``, ``t @ x``, ``t < x``) are left to Python's reflected operators
+of SharedTensor, as before. A function with no SharedTensor counterpart
+raises NotImplementedError naming it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .tensor_base import TensorBase
+from .tensor_compare import where
+from .tensor_shape import cat, stack
+
+
+def _first_shared(args, cls):
+    for a in args:
+        if isinstance(a, cls):
+            return a
+    return None
+
+
+def _product(name):
+    def call(a, b, *, out=None):
+        if out is not None:
+            raise NotImplementedError(f"torch.{name}(..., out=) on a SharedTensor")
+        if isinstance(a, TensorBase):
+            return getattr(a, name)(b)
+        return b.rmatmul(a) if name != "dot" else b.dot(a)
+
+    return call
+
+
+def _add(a, b, *, alpha=1, out=None):
+    b = b * alpha if alpha != 1 else b
+    return a.add(b) if isinstance(a, TensorBase) else b.add(a)
+
+
+def _sub(a, b, *, alpha=1, out=None):
+    b = b * alpha if alpha != 1 else b
+    return a.sub(b) if isinstance(a, TensorBase) else b.neg().add(a)
+
+
+def _mul(a, b, *, out=None):
+    return a.mul(b) if isinstance(a, TensorBase) else b.mul(a)
+
+
+def _div(a, b, *, rounding_mode=None, out=None):
+    if rounding_mode is not None:
+        raise NotImplementedError("torch.div with a rounding_mode on a SharedTensor")
+    if not isinstance(a, TensorBase):
+        raise NotImplementedError("division by a SharedTensor needs a private reciprocal")
+    return a.div(b)
+
+
+def _where(cond, x, y):
+    return where(cond, x, y)
+
+
+def _cat(tensors, dim=0, *, out=None):
+    return cat(tensors, dim)
+
+
+def _stack(tensors, dim=0, *, out=None):
+    return stack(tensors, dim)
+
+
+def _softmax(x, dim=None, _stacklevel=3, dtype=None):
+    if dim is None:
+        raise TypeError("softmax: give dim (torch's implicit choice is deprecated)")
+    return x.softmax(dim)
+
+
+def _log_softmax(x, dim=None, _stacklevel=3, dtype=None):
+    if dim is None:
+        raise TypeError("log_softmax: give dim (torch's implicit choice is deprecated)")
+    return x.log_softmax(dim)
+
+
+def _linear(x, weight, bias=None):
+    if isinstance(x, TensorBase):
+        return x.linear(weight, bias)
+    y = weight.t().rmatmul(x)  # a plaintext input, shared weights
+    return y if bias is None else y + bias
+
+
+def _conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    return x.conv2d(weight, bias, stride, padding, dilation, groups)
+
+
+def _max_pool2d(
+    x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False
+):
+    if ceil_mode:
+        raise NotImplementedError("max_pool2d with ceil_mode on a SharedTensor")
+    return x.max_pool2d(kernel_size, stride, padding, dilation, return_indices)
+
+
+def _avg_pool2d(
+    x,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode=False,
+    count_include_pad=True,
+    divisor_override=None,
+):
+    if ceil_mode or not count_include_pad or divisor_override is not None:
+        raise NotImplementedError(
+            "avg_pool2d with ceil_mode, count_include_pad=False or divisor_override"
+        )
+    return x.avg_pool2d(kernel_size, stride, padding)
+
+
+def _pad(x, pad, mode="constant", value=None):
+    if mode != "constant":
+        raise NotImplementedError(f"F.pad with mode={mode!r} on a SharedTensor (only 'constant')")
+    return x.pad(pad, 0.0 if value is None else value)
+
+
+def _unary(name):
+    def call(x, *args, inplace=False, **kwargs):
+        if inplace:
+            raise NotImplementedError(f"F.{name}(..., inplace=True) on a SharedTensor")
+        return getattr(x, name)(*args, **kwargs)
+
+    return call
+
+
+_TABLE = {
+    torch.matmul: _product("matmul"),
+    torch.mm: _product("matmul"),
+    torch.bmm: _product("matmul"),
+    torch.dot: _product("dot"),
+    torch.add: _add,
+    torch.sub: _sub,
+    torch.subtract: _sub,
+    torch.mul: _mul,
+    torch.multiply: _mul,
+    torch.div: _div,
+    torch.true_divide: _div,
+    torch.where: _where,
+    torch.cat: _cat,
+    torch.concat: _cat,
+    torch.stack: _stack,
+    torch.softmax: _softmax,
+    torch.log_softmax: _log_softmax,
+    F.softmax: _softmax,
+    F.log_softmax: _log_softmax,
+    F.relu: _unary("relu"),
+    F.gelu: _unary("gelu"),
+    F.sigmoid: _unary("sigmoid"),
+    F.tanh: _unary("tanh"),
+    F.hardtanh: _unary("hardtanh"),
+    F.linear: _linear,
+    F.conv2d: _conv2d,
+    F.max_pool2d: _max_pool2d,
+    F.avg_pool2d: _avg_pool2d,
+    F.pad: _pad,
+}
+
+
+def torch_function(cls, func, types, args=(), kwargs=None):
+    """SharedTensor.__torch_function__ (see the module docstring)."""
+    kwargs = kwargs or {}
+    impl = _TABLE.get(func)
+    if impl is not None:
+        return impl(*args, **kwargs)
+    name = getattr(func, "__name__", None) or str(func)
+    if name.startswith("__") or getattr(torch.Tensor, name, None) is func:
+        # torch.Tensor's operators and methods: Python then tries
+        # SharedTensor's reflected operator (t + x, t @ x, t < x).
+        return NotImplemented
+    x = args[0] if args else None
+    if (
+        isinstance(x, cls)
+        and getattr(torch, name, None) is func
+        and callable(getattr(cls, name, None))
+    ):
+        return getattr(x, name)(*args[1:], **kwargs)
+    raise NotImplementedError(
+        f"{name} on a SharedTensor is not supported (call the SharedTensor method, "
+        "or see README 'What is supported')"
+    )
