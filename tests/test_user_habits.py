@@ -400,3 +400,13 @@ def test_torch_functions_accept_shared_tensors(session):
         torch.sin(e)
     with pytest.raises(NotImplementedError):
         t / e  # a shared divisor
+
+
+def test_a_shared_tensor_says_where_it_lives(session):
+    e = C(torch.ones(2))
+    assert e.device.type == cryptgpu._session._ctx.device
+    assert e.is_cuda == (e.device.type == "cuda")
+    assert e.dtype == torch.get_default_dtype()
+    assert e.to(torch.float32) is e and e.to(e.device) is e and e.double() is e
+    with pytest.raises(NotImplementedError):
+        e.to(torch.int64)

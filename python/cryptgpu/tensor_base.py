@@ -112,6 +112,48 @@ class TensorBase(ag.Node):
         type, say) gets a float one."""
         return torch.get_default_dtype()
 
+    @property
+    def device(self) -> torch.device:
+        """Where the shares are computed: ``cpu``, or ``cuda`` for a session
+        on the CUDA device (each party's shares on its own GPU)."""
+        return torch.device(_session._ctx.device or "cpu")
+
+    @property
+    def is_cuda(self) -> bool:
+        """True in a session on the CUDA device."""
+        return self.device.type == "cuda"
+
+    def to(self, *args, **kwargs) -> TensorBase:
+        """``x.to(torch.float32)``, ``x.to(x.device)``, ``x.to(other)``: the
+        tensor itself, since shares hold fixed-point reals whatever the float
+        dtype and stay on the session's device. Integer or bool dtypes and
+        other devices raise NotImplementedError."""
+        for a in list(args) + [v for k, v in kwargs.items() if k in ("dtype", "device")]:
+            if isinstance(a, (torch.Tensor, TensorBase)):
+                a = a.dtype
+            if a is None or isinstance(a, bool):
+                continue
+            if isinstance(a, torch.dtype):
+                if not a.is_floating_point:
+                    raise NotImplementedError(
+                        f"to({a}): a SharedTensor holds fixed-point reals; only float "
+                        "dtypes (a no-op) are supported"
+                    )
+                continue
+            if isinstance(a, (str, torch.device)) and torch.device(a).type == self.device.type:
+                continue
+            raise NotImplementedError(
+                f"to({a!r}): shares stay on the session's device ({self.device}); "
+                "choose it with cryptgpu.init(device=...)"
+            )
+        return self
+
+    def float(self) -> TensorBase:
+        """The tensor itself (fixed-point reals serve every float dtype)."""
+        return self
+
+    double = half = float
+
     def numel(self) -> int:
         """Number of elements."""
         n = 1

@@ -213,7 +213,10 @@ def _shared_cast(x: SharedTensor, name: str, args: tuple, kwargs: dict):
             if isinstance(a, torch.Tensor):
                 a = a.dtype
             ok = a is None or isinstance(a, bool) or a in _FLOAT_DTYPES
-            ok = ok or (isinstance(a, (str, torch.device)) and torch.device(a).type == "cpu")
+            ok = ok or (
+                isinstance(a, (str, torch.device))
+                and torch.device(a).type in ("cpu", x.device.type)
+            )
             if not ok:
                 raise NotImplementedError(
                     f".{name}({a!r}) on a private tensor: only float dtypes (a no-op on "
