@@ -84,7 +84,8 @@ def _log_softmax(x, dim=None, _stacklevel=3, dtype=None):
 def _linear(x, weight, bias=None):
     if isinstance(x, TensorBase):
         return x.linear(weight, bias)
-    y = weight.t().rmatmul(x)  # a plaintext input, shared weights
+    # a plaintext input: shared weights, or plaintext ones and a shared bias
+    y = weight.t().rmatmul(x) if isinstance(weight, TensorBase) else x @ weight.t()
     return y if bias is None else y + bias
 
 
@@ -122,6 +123,12 @@ def _pad(x, pad, mode="constant", value=None):
     return x.pad(pad, 0.0 if value is None else value)
 
 
+def _relu(x, inplace=False):
+    if inplace:
+        raise NotImplementedError("F.relu(..., inplace=True) on a SharedTensor")
+    return x.relu()
+
+
 def _unary(name):
     def call(x, *args, inplace=False, **kwargs):
         if inplace:
@@ -131,7 +138,7 @@ def _unary(name):
     return call
 
 
-_TABLE = {
+TABLE = {
     torch.matmul: _product("matmul"),
     torch.mm: _product("matmul"),
     torch.bmm: _product("matmul"),
@@ -151,7 +158,8 @@ _TABLE = {
     torch.log_softmax: _log_softmax,
     F.softmax: _softmax,
     F.log_softmax: _log_softmax,
-    F.relu: _unary("relu"),
+    F.relu: _relu,
+    torch.relu: _relu,
     F.gelu: _unary("gelu"),
     F.sigmoid: _unary("sigmoid"),
     F.tanh: _unary("tanh"),
@@ -167,7 +175,7 @@ _TABLE = {
 def torch_function(cls, func, types, args=(), kwargs=None):
     """SharedTensor.__torch_function__ (see the module docstring)."""
     kwargs = kwargs or {}
-    impl = _TABLE.get(func)
+    impl = TABLE.get(func)
     if impl is not None:
         return impl(*args, **kwargs)
     name = getattr(func, "__name__", None) or str(func)

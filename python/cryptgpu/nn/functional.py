@@ -11,46 +11,14 @@ import operator
 import torch
 import torch.nn.functional as F
 
-from ..tensor import SharedTensor, cat, stack
+from ..torch_dispatch import TABLE
 from . import transformer
 from .layers import AdaptiveAvgPool2d, Dropout, LayerNorm
 from .stats import BATCHNORM, LINEAR, OTHER, POOLING, RELU, SOFTMAX
 
 
-def _relu(x, inplace=False):
-    return x.relu()
-
-
 def _layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
     return LayerNorm(normalized_shape, weight, bias, eps).forward(x)
-
-
-def _gelu(x, approximate="none"):
-    return (
-        x.gelu(approximate) if isinstance(x, SharedTensor) else F.gelu(x, approximate=approximate)
-    )
-
-
-def _max_pool2d(
-    x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False
-):
-    if ceil_mode or return_indices:
-        raise NotImplementedError("F.max_pool2d with ceil_mode or return_indices")
-    return x.max_pool2d(kernel_size, stride, padding, dilation)
-
-
-def _avg_pool2d(
-    x,
-    kernel_size,
-    stride=None,
-    padding=0,
-    ceil_mode=False,
-    count_include_pad=True,
-    divisor_override=None,
-):
-    if ceil_mode or not count_include_pad or divisor_override is not None:
-        raise NotImplementedError("F.avg_pool2d with ceil_mode, count_include_pad=False or divisor")
-    return x.avg_pool2d(kernel_size, stride, padding)
 
 
 def _adaptive_avg_pool2d(x, output_size):
@@ -61,40 +29,9 @@ def _flatten(x, start_dim=0, end_dim=-1):
     return x.flatten(start_dim, end_dim)
 
 
-def _cat(xs, dim=0):
-    return cat(xs, dim)  # plaintext elements become public sharings
-
-
-def _softmax(x, dim=None, **kw):
-    return x.softmax(dim)
-
-
-def _log_softmax(x, dim=None, **kw):
-    return x.log_softmax(dim)
-
-
-def _tanh(x, *, out=None):
-    return x.tanh()
-
-
-def _sigmoid(x, *, out=None):
-    return x.sigmoid()
-
-
-def _linear(x, weight, bias=None):
-    y = x @ weight.t()
-    return y if bias is None else y + bias
-
-
 def _dropout(x, p=0.5, training=True, inplace=False):
     d = Dropout(p)
     return d.train(bool(training)).forward(x)
-
-
-def _pad(x, pad, mode="constant", value=None):
-    if mode != "constant":
-        raise NotImplementedError(f"F.pad with mode={mode!r} (only 'constant')")
-    return x.pad(pad, 0.0 if value is None else value)
 
 
 def _sum(x, dim=None, keepdim=False, *, dtype=None):
@@ -103,10 +40,6 @@ def _sum(x, dim=None, keepdim=False, *, dtype=None):
 
 def _mean(x, dim=None, keepdim=False, *, dtype=None):
     return x.mean(dim, keepdim)
-
-
-def _stack(xs, dim=0):
-    return stack(xs, dim)
 
 
 def _clamp(x, min=None, max=None):  # noqa: A002 - torch's names
@@ -122,6 +55,16 @@ def _method(name):
     call.__name__ = name
     return call
 
+
+# The torch functions SharedTensor itself dispatches (torch_dispatch), the
+# same code either way.
+_relu, _gelu, _tanh, _sigmoid = (TABLE[f] for f in (F.relu, F.gelu, F.tanh, F.sigmoid))
+_max_pool2d, _avg_pool2d, _pad, _linear = (
+    TABLE[f] for f in (F.max_pool2d, F.avg_pool2d, F.pad, F.linear)
+)
+_softmax, _log_softmax, _cat, _stack = (
+    TABLE[f] for f in (F.softmax, F.log_softmax, torch.cat, torch.stack)
+)
 
 FUNCTIONS = {
     operator.add: (operator.add, OTHER),

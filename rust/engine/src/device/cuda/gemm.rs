@@ -27,6 +27,11 @@ pub enum GemmPath {
     I8Limb8,
 }
 
+/// A GEMM result without the "was C written" flag of its error.
+fn untraced<T>(r: std::result::Result<T, (EngineError, bool)>) -> Result<T> {
+    r.map_err(|(e, _)| e)
+}
+
 impl Cuda {
     /// One K chunk of C (+)= A B by limbs (kernels/gemm.cu): split A and B
     /// into `limbs` limbs of type L; partial s (the weight-2^(w s) term) is
@@ -175,28 +180,12 @@ impl Cuda {
         }
     }
 
-    /// C (+)= A B with A, B contiguous on the device, K chunked for the path.
+    /// C (+)= A B with A, B contiguous on the device, K chunked for the
+    /// path. The error also says whether C was written before it (a K chunk
+    /// combined into C): where it was not, another path can still compute
+    /// C (+)= A B from the C the caller gave (`untraced` drops that).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn gemm_path(
-        &self,
-        path: GemmPath,
-        m: usize,
-        k: usize,
-        n: usize,
-        a: &CudaView<u64>,
-        b: &CudaView<u64>,
-        c: &mut CudaViewMut<u64>,
-        acc: bool,
-    ) -> Result<()> {
-        self.gemm_path_traced(path, m, k, n, a, b, c, acc)
-            .map_err(|(e, _)| e)
-    }
-
-    /// `gemm_path`, whose error also says whether C was written before it
-    /// (a K chunk combined into C): where it was not, another path can
-    /// still compute C (+)= A B from the C the caller gave.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn gemm_path_traced(
         &self,
         path: GemmPath,
         m: usize,
@@ -279,7 +268,7 @@ impl Cuda {
         accumulate: bool,
     ) -> Result<()> {
         let path = self.choose(m, k, n, av, bv)?;
-        let r = self.gemm_path_traced(path, m, k, n, av, bv, cv, accumulate);
+        let r = self.gemm_path(path, m, k, n, av, bv, cv, accumulate);
         if let Err((e, written)) = r {
             // cuBLAS refused int8 for this shape. Before any chunk reached C
             // (the usual case: the shape itself is refused), or when C is
@@ -296,7 +285,7 @@ impl Cuda {
                     "int8 GEMM failed part-way through an accumulating product: {e}"
                 )));
             }
-            self.gemm_path(GemmPath::F64Limb16, m, k, n, av, bv, cv, accumulate)?;
+            untraced(self.gemm_path(GemmPath::F64Limb16, m, k, n, av, bv, cv, accumulate))?;
         }
         Ok(())
     }
@@ -328,7 +317,7 @@ impl Cuda {
             let mut sv = scratch.slice_mut(0..m * n);
             self.synchronize()?;
             let t = Instant::now();
-            self.gemm_path(p, m, k, n, a, b, &mut sv, false)?;
+            untraced(self.gemm_path(p, m, k, n, a, b, &mut sv, false))?;
             self.synchronize()?;
             Ok(t.elapsed().as_secs_f64())
         };
@@ -372,7 +361,7 @@ impl Cuda {
                 None => self.choose(m, k, n, &av, &bv)?,
             };
             let mut cv = c.slice_mut(0..m * n);
-            self.gemm_path(p, m, k, n, &av, &bv, &mut cv, false)?;
+            untraced(self.gemm_path(p, m, k, n, &av, &bv, &mut cv, false))?;
         }
         self.wrap(c, m * n).into_vec()
     }
@@ -401,11 +390,11 @@ impl Cuda {
         };
         let mut c = self.alloc(m * n)?;
         let mut cv = c.slice_mut(0..m * n);
-        self.gemm_path(p, m, k, n, &av, &bv, &mut cv, false)?;
+        untraced(self.gemm_path(p, m, k, n, &av, &bv, &mut cv, false))?;
         self.synchronize()?;
         let t = Instant::now();
         for _ in 0..reps.max(1) {
-            self.gemm_path(p, m, k, n, &av, &bv, &mut cv, false)?;
+            untraced(self.gemm_path(p, m, k, n, &av, &bv, &mut cv, false))?;
         }
         self.synchronize()?;
         Ok((t.elapsed().as_secs_f64() / reps.max(1) as f64, p))
