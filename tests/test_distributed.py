@@ -181,3 +181,32 @@ def test_bad_transport_arguments_are_value_errors():
         cryptgpu.init(rank=0, peers=peers, transport="tcp", bind="127.0.0.1:4", insecure=True)
     with pytest.raises(ValueError, match="resolve"):
         cryptgpu.init(rank=0, peers=peers, bind="no-such-host.invalid:1", insecure=True)
+
+
+@pytest.mark.parametrize("setting", ["precision_bits=12", "truncation='exact'"])
+def test_parties_with_different_settings_refuse_to_compute(tmp_path, setting):
+    """One party started with another precision_bits or truncation mode: at
+    init every party raises InvalidArgumentError naming the settings (they
+    used to open garbage, 2.7e10 for 0, without an error)."""
+    script = tmp_path / "mismatch.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os
+
+            import cryptgpu
+            extra = dict({setting}) if os.environ["CRYPTGPU_RANK"] == "1" else {{}}
+            try:
+                cryptgpu.init(timeout_s=10, **extra)
+            except cryptgpu.InvalidArgumentError as e:
+                print("refused:", e)
+                raise SystemExit(7)
+            print("joined")
+            """
+        )
+    )
+    procs = start_by_hand(script)
+    outs = [p.communicate(timeout=60)[0] for p in procs]
+    for r, p in enumerate(procs):
+        assert p.returncode == 7, outs[r]
+        assert "different settings" in outs[r] and "precision_bits" in outs[r], outs[r]

@@ -9,6 +9,9 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+import zlib
+
+import numpy as np
 
 from . import _native, cuda
 
@@ -195,6 +198,43 @@ def init(
     _ctx.training_depth = 0
     # A new session starts probabilistic (the engine's default).
     _ctx.exact_now = False
+    # Also in the local runtime, where the settings agree by construction:
+    # the check draws sharing randomness, and a seeded local run must stay
+    # bit for bit the multi-process run with the same seed.
+    _agree_on_settings(_ctx.session, rank or 0, precision_bits, truncation, bound)
+
+
+def _agree_on_settings(s, rank: int, f: int, truncation: str, bound) -> None:
+    """Check that the three processes of a multi-process run use the same
+    precision_bits, truncation mode and check_range: each choice changes
+    what the parties compute or send, and a party configured differently
+    made every party open garbage without an error. Each party shares its
+    three settings and all are opened (one sharing round from each party
+    and one opening: public values only). A party with another
+    precision_bits also decodes the others' values at another scale, so a
+    mismatch shows whichever setting differs."""
+    mine = np.array(
+        [
+            float(f),
+            float(TRUNCATION_MODES.index(truncation)),
+            float(zlib.crc32(repr(bound).encode()) % 4096),
+        ]
+    )
+    buf = mine.astype("<f8").tobytes()
+    seen = []
+    for src in range(3):
+        h = s.share(buf, [3], src)
+        seen.append(np.frombuffer(s.reveal(h), dtype="<f8").round(6))
+    s.reset_stats()  # counters start at init, as before this check
+    for src, theirs in enumerate(seen):
+        if not np.array_equal(theirs, mine):
+            names = "precision_bits, truncation mode index, check_range code"
+            raise _native.InvalidArgumentError(
+                f"party {rank} and party {src} were started with different settings "
+                f"({names}): this party {mine.tolist()}, party {src} {theirs.tolist()} "
+                "as decoded here; every party must call init() with the same precision_bits, "
+                "truncation and check_range"
+            )
 
 
 TRUNCATION_MODES = ("auto", "exact", "probabilistic")
@@ -265,6 +305,8 @@ def attach(session: _native.Session) -> None:
     _ctx.truncation = "auto"
     _ctx.training_depth = 0
     _ctx.exact_now = session.exact_truncation
+    ranks = session.ranks
+    _agree_on_settings(session, ranks[0], session.precision_bits, "auto", None)
 
 
 def rank() -> int | None:

@@ -600,3 +600,75 @@ fn strangers_do_not_stop_a_tcp_session_from_connecting() {
     });
     assert_all_match(&got, &want);
 }
+
+/// A stranger that speaks ZMTP from the start: DEALER sockets (its own
+/// identity, and one posing as party 0 without the key's tag) connected to
+/// every party while they connect, then forged control messages claiming
+/// to come from the target's neighbours, REFUSED, a HANDSHAKE that is not
+/// a Noise message, garbage, until `done`. Before the fix one REFUSED
+/// ended an encrypted session's start ("party 0 refused this party's
+/// key").
+fn forge_during_the_handshake(addrs: [SocketAddr; 3], done: &AtomicBool) {
+    use zeromq::{DealerSocket, Socket, SocketSend, ZmqMessage};
+    let rt = stranger_runtime();
+    let mut socks = Vec::new();
+    for addr in addrs {
+        let mut s = DealerSocket::new();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            let ok = rt.block_on(async {
+                tokio::time::timeout(
+                    Duration::from_millis(300),
+                    s.connect(&format!("tcp://{addr}")),
+                )
+                .await
+            });
+            if matches!(ok, Ok(Ok(_))) {
+                socks.push(s);
+                break;
+            }
+            s = DealerSocket::new();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if let Some(p) = pose_as(&rt, 0, addr, Duration::from_secs(2)) {
+            socks.push(p);
+        }
+    }
+    let start = Instant::now();
+    while !done.load(Ordering::Acquire) && start.elapsed() < Duration::from_secs(20) {
+        for s in socks.iter_mut() {
+            for claimed in 0u8..3 {
+                let forged: [Vec<u8>; 4] = [
+                    vec![claimed, 2],                // REFUSED
+                    vec![claimed, 1, 9, 9, 9, 9, 9], // a HANDSHAKE that is not Noise
+                    vec![claimed, 7, 1],             // an unknown kind
+                    vec![claimed],                   // too short
+                ];
+                for m in forged {
+                    let _ = rt.block_on(async {
+                        tokio::time::timeout(
+                            Duration::from_millis(100),
+                            s.send(ZmqMessage::from(m)),
+                        )
+                        .await
+                    });
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn forged_messages_during_the_handshake_are_dropped_on_encrypted_links() {
+    // Party 2 starts late, so parties 0 and 1 wait in their handshakes
+    // while the stranger's forgeries arrive.
+    let run = Run {
+        seed: 5,
+        rounds: 2,
+        encrypted: true,
+        late: Some((2, Duration::from_millis(800))),
+        ..Run::default()
+    };
+    survives(run, forge_during_the_handshake);
+}

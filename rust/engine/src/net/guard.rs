@@ -23,6 +23,13 @@ use std::time::Duration;
 const MAX_CONNECTIONS: usize = 8;
 const GREETING: usize = 64;
 
+/// The largest frame a connection may announce on encrypted links before
+/// its socket identity proved a party's key: nobody who cannot prove one
+/// has anything to send (the Noise layer drops it), and the `zeromq` crate
+/// reserves what a header announces, so the protocol's limit (16 GiB) let
+/// a stranger make every party allocate it, or abort, with one header.
+pub const UNPROVED_MAX_FRAME: u64 = 64 * 1024;
+
 /// Counters of what the guard refused (for tests and logs).
 #[derive(Default)]
 pub struct GuardStats {
@@ -373,6 +380,7 @@ fn serve(
     // one, only a connection whose identity proves a party's key is; the
     // others (strangers) stay evictable and are marked with a leading `~`,
     // so that no claim of theirs reads as a party's.
+    let mut limit = max_frame;
     let claim = match (claim, verify) {
         (None, _) => None,
         (Some(id), _) if id.len() > MAX_IDENTITY => None,
@@ -387,6 +395,7 @@ fn serve(
             }
             None => {
                 unproved(evictable, n);
+                limit = limit.min(UNPROVED_MAX_FRAME);
                 Some(if id.is_empty() {
                     id
                 } else {
@@ -412,7 +421,7 @@ fn serve(
         forget(evictable, n);
         return;
     };
-    if !pump(client, server, Some(max_frame), &head) {
+    if !pump(client, server, Some(limit), &head) {
         st.oversized.fetch_add(1, Ordering::Relaxed);
     }
     forget(evictable, n);
@@ -424,7 +433,8 @@ fn serve(
 impl FrameGuard {
     /// Listen on `public` and forward each connection to `inner`, cutting
     /// any connection that announces a frame of more than `max_frame`
-    /// bytes. With `verify` (encrypted links) a connection whose socket
+    /// bytes (`UNPROVED_MAX_FRAME` for a connection that proved no key, on
+    /// encrypted links). With `verify` (encrypted links) a connection whose socket
     /// identity does not prove a party's key stays evictable after its
     /// ZMTP handshake: a stranger that completes the handshake on every
     /// slot and then stays silent does not keep a party out.
@@ -586,6 +596,67 @@ mod tests {
             assert_eq!(&out[start..start + len], &ready(new)[..]);
         }
         assert!(with_identity(&head[..GREETING + 5], b"x").is_none());
+    }
+
+    /// On encrypted links, a connection whose identity proves no key is cut
+    /// at a frame header above `UNPROVED_MAX_FRAME`; a proved one may send
+    /// up to the protocol's limit.
+    #[test]
+    fn an_unproved_connection_may_not_announce_a_large_frame() {
+        use std::io::{Read, Write};
+        let inner = TcpListener::bind("127.0.0.1:0").unwrap();
+        let inner_addr = inner.local_addr().unwrap();
+        // The inner end (ZeroMQ's ROUTER in the transport) reads and drops.
+        thread::spawn(move || {
+            for c in inner.incoming().flatten() {
+                thread::spawn(move || {
+                    let mut c = c;
+                    let mut buf = [0u8; 65536];
+                    while matches!(c.read(&mut buf), Ok(n) if n > 0) {}
+                });
+            }
+        });
+        let verify: Verifier =
+            Arc::new(|id: &[u8]| (id == b"proved").then(|| b"cryptgpu-party-1".to_vec()));
+        let g = FrameGuard::spawn(
+            "127.0.0.1:0".parse().unwrap(),
+            inner_addr,
+            1 << 30,
+            Some(verify),
+        )
+        .unwrap();
+        let ready = |id: &[u8]| {
+            let mut body = vec![5u8];
+            body.extend_from_slice(b"READY");
+            for (k, v) in [(&b"Socket-Type"[..], &b"DEALER"[..]), (b"Identity", id)] {
+                body.push(k.len() as u8);
+                body.extend_from_slice(k);
+                body.extend_from_slice(&(v.len() as u32).to_be_bytes());
+                body.extend_from_slice(v);
+            }
+            frames(&[(0b100, &body)]) // greeting, then READY
+        };
+        let big = 1u64 << 20; // above UNPROVED_MAX_FRAME, far below the limit
+        let send = |id: &[u8]| {
+            let mut c = TcpStream::connect(g.addr()).unwrap();
+            let mut m = ready(id);
+            m.push(0b10);
+            m.extend_from_slice(&big.to_be_bytes());
+            c.write_all(&m).unwrap();
+            // the body, as far as the guard lets it through
+            let body = vec![7u8; big as usize];
+            let _ = c.write_all(&body);
+            thread::sleep(Duration::from_millis(200));
+        };
+        send(b"stranger");
+        send(b"");
+        assert_eq!(g.stats.oversized.load(Ordering::Relaxed), 2);
+        send(b"proved");
+        assert_eq!(
+            g.stats.oversized.load(Ordering::Relaxed),
+            2,
+            "a proved party is not cut"
+        );
     }
 
     #[test]

@@ -75,9 +75,18 @@ pub struct ZmqTransport {
     /// Live connections to our ROUTER socket claiming each party.
     links: [usize; 3],
     /// Messages dropped because they could not be authenticated (on
-    /// encrypted links): malformed, claiming an impossible sender, or not
-    /// opening under the sender's Noise keys.
+    /// encrypted links): from a connection whose identity proved no key
+    /// (or another party's), malformed, claiming an impossible sender, or
+    /// not opening under the sender's Noise keys.
     dropped: u64,
+    /// Links are encrypted (keys were given): only messages arriving on a
+    /// connection that proved the claimed sender's key are read, from the
+    /// first handshake message on.
+    encrypted: bool,
+    /// Messages dropped because they claimed party r on a connection that
+    /// did not prove r's key: reported if r is then never heard from (a
+    /// wrong key on either side looks like this; so does a stranger).
+    unproved: [u64; 3],
 }
 
 /// A message received but not yet asked for: its kind and its payload (a
@@ -169,6 +178,17 @@ fn verify_identity(keys: &LinkKeys, me: usize, id: &[u8]) -> Option<Vec<u8>> {
     (diff == 0).then(|| identity(from))
 }
 
+/// The party a ROUTER peer identity proves: the frame guard rewrites the
+/// identity of a connection whose tag checked out to
+/// `cryptgpu-party-<rank>#<n>`; a stranger's starts with `~`, or is one
+/// ZeroMQ drew (starting with a zero byte).
+fn proved_rank(id: &[u8]) -> Option<usize> {
+    match id.strip_prefix(b"cryptgpu-party-")? {
+        [r @ b'0'..=b'2', b'#', ..] => Some(usize::from(r - b'0')),
+        _ => None,
+    }
+}
+
 fn idx(p: Peer) -> usize {
     match p {
         Peer::Next => 0,
@@ -246,6 +266,8 @@ impl ZmqTransport {
             gone: [None; 3],
             links: [0; 3],
             dropped: 0,
+            encrypted: keys.is_some(),
+            unproved: [0; 3],
         };
         if let Some(k) = keys {
             // Messages queue in ZeroMQ, so any order works; this one matches
@@ -406,6 +428,16 @@ impl ZmqTransport {
             // noticed long before the timeout.
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
+                if self.unproved[who] > 0 {
+                    return Err(noise::refused(
+                        rank,
+                        who,
+                        &format!(
+                            "no answer within the timeout; {} message(s) claiming party {who}                              came on a connection that did not prove its key, which a wrong                              key on either side, or a stranger posing as it, would send",
+                            self.unproved[who]
+                        ),
+                    ));
+                }
                 return Err(EngineError::Peer(format!(
                     "party {rank} got no answer from party {who} within the timeout"
                 )));
@@ -428,11 +460,17 @@ impl ZmqTransport {
                 Ok(Ok(m)) => m,
             };
             // The ROUTER's peer identity, then one frame per message;
-            // anything else is a malformed message.
+            // anything else is a malformed message. On encrypted links a
+            // message counts only if its connection proved the key of the
+            // party it claims to come from (the frame guard checked the
+            // identity's tag): a stranger's REFUSED or garbage during the
+            // handshake ended the session before.
             let mut frames = msg.into_vec();
+            let via = frames.first().and_then(|id| proved_rank(id));
+            let stranger = self.encrypted && via.is_none();
             let frame = match (frames.len(), frames.pop()) {
                 (2, Some(f)) if f.len() >= 2 => f,
-                _ if self.authenticated() => {
+                _ if self.authenticated() || stranger => {
                     self.dropped += 1;
                     continue;
                 }
@@ -443,6 +481,13 @@ impl ZmqTransport {
                 }
             };
             let from = frame[0] as usize;
+            if self.encrypted && via != Some(from) {
+                self.dropped += 1;
+                if let Some(n) = self.unproved.get_mut(from) {
+                    *n += 1;
+                }
+                continue;
+            }
             if from > 2 || from == rank {
                 if self.authenticated() {
                     self.dropped += 1;
