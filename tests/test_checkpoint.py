@@ -140,6 +140,30 @@ def test_bad_checkpoints_are_refused_and_the_session_stays_usable(tmp_path):
     torch.save(rec, f"{late}.party0")
     with pytest.raises(ValueError, match="format version 2"):
         cryptgpu.load(late)
+    for v in (0, -5):
+        rec["version"] = v
+        torch.save(rec, f"{late}.party0")
+        with pytest.raises(ValueError, match=f"format version {v}"):
+            cryptgpu.load(late)
+    # a field missing or of the wrong type: ValueError, not KeyError or TypeError
+    rec = torch.load(f"{early}.party1", weights_only=True)
+    for edit in ("no prg", "counter", "shape"):
+        bad = dict(rec, prg=dict(rec["prg"]), data=dict(rec["data"]))
+        if edit == "no prg":
+            del bad["prg"]
+        elif edit == "counter":
+            bad["prg"]["own_counter"] = "x"
+        else:
+            bad["data"]["shape"] = None
+        for r in range(3):
+            src = early if r != 1 else None
+            path = tmp_path / f"edited.party{r}"
+            if src is None:
+                torch.save(bad, path)
+            else:
+                path.write_bytes((tmp_path / f"early.party{r}").read_bytes())
+        with pytest.raises(ValueError):
+            cryptgpu.load(tmp_path / "edited")
     (tmp_path / "junk.party0").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable cryptgpu checkpoint"):
         cryptgpu.load(tmp_path / "junk")

@@ -127,7 +127,8 @@ def _read(path: str, rank: int, precision_bits: int) -> dict:
         raise ValueError(f"{path} is not a readable cryptgpu checkpoint: {e}") from e
     if not isinstance(rec, dict) or rec.get("format") != FORMAT:
         raise ValueError(f"{path} is not a cryptgpu checkpoint")
-    if not isinstance(rec.get("version"), int) or rec["version"] > VERSION:
+    version = rec.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= VERSION:
         raise ValueError(
             f"{path} has checkpoint format version {rec.get('version')!r}; this cryptgpu "
             f"reads versions up to {VERSION}"
@@ -180,19 +181,26 @@ def load(f, restore_rng: bool = True):
     run took, bit for bit; see the module notes for when to pass False."""
     s = _session.current()
     recs = [_read(_path(f, r), r, s.precision_bits) for r in s.ranks]
-    obj = _decode([r["data"] for r in recs], s)
-    if restore_rng:
-        states = []
-        for r in recs:
-            g = r["prg"]
-            states.append(
-                (
-                    r["rank"],
-                    bytes(g["own_key"].tolist()),
-                    int(g["own_counter"]),
-                    bytes(g["next_key"].tolist()),
-                    int(g["next_counter"]),
+    try:
+        obj = _decode([r["data"] for r in recs], s)
+        if restore_rng:
+            states = []
+            for r in recs:
+                g = r["prg"]
+                states.append(
+                    (
+                        r["rank"],
+                        bytes(g["own_key"].tolist()),
+                        int(g["own_counter"]),
+                        bytes(g["next_key"].tolist()),
+                        int(g["next_counter"]),
+                    )
                 )
-            )
-        s.restore_prg_states(states)
+            s.restore_prg_states(states)
+    except (KeyError, AttributeError, TypeError, OverflowError, IndexError) as e:
+        # A field missing or of the wrong type: the file was edited or damaged.
+        raise ValueError(
+            f"malformed cryptgpu checkpoint {f!r}: {type(e).__name__}: {e} (a field is "
+            "missing or has the wrong type)"
+        ) from e
     return obj
