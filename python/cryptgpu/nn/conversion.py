@@ -377,7 +377,13 @@ class Graph(Module):
 Graph.to_pytorch = to_torch.graph_to_pytorch
 
 
-_TRACE_LOCK = threading.Lock()
+# torch.fx patches torch globals while it traces (nn.Module.__getattr__ and
+# __call__ among them), so a conversion must not overlap another thread's
+# trace: the SPMD runtime converts the same torch model in three party
+# threads, and one reading the model's weights during another's trace could
+# see the tracer's patched attributes. The whole conversion holds the lock
+# (it sends nothing, so no party waits on another while holding it).
+_TRACE_LOCK = threading.RLock()
 
 
 def _fold_batchnorm(gm: torch.fx.GraphModule, mods: dict) -> int:
@@ -451,13 +457,14 @@ def from_pytorch(
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"from_pytorch expects a torch.nn.Module, got {type(model).__name__}")
-    was_training = model.training
-    if fold_batchnorm is None:
-        fold_batchnorm = not was_training
-    try:
-        return _convert(model.eval(), dummy_input, bool(fold_batchnorm))
-    finally:
-        model.train(was_training)
+    with _TRACE_LOCK:  # also around reading the mode another thread may be flipping
+        was_training = model.training
+        if fold_batchnorm is None:
+            fold_batchnorm = not was_training
+        try:
+            return _convert(model.eval(), dummy_input, bool(fold_batchnorm))
+        finally:
+            model.train(was_training)
 
 
 def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph:
