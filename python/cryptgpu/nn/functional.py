@@ -46,16 +46,6 @@ def _clamp(x, min=None, max=None):  # noqa: A002 - torch's names
     return x.clamp(min, max)
 
 
-def _method(name):
-    """``torch.<name>(x, *args)`` as the SharedTensor method ``x.<name>(*args)``."""
-
-    def call(x, *args, **kwargs):
-        return getattr(x, name)(*args, **kwargs)
-
-    call.__name__ = name
-    return call
-
-
 # The torch functions SharedTensor itself dispatches (torch_dispatch), the
 # same code either way.
 _relu, _gelu, _tanh, _sigmoid = (TABLE[f] for f in (F.relu, F.gelu, F.tanh, F.sigmoid))
@@ -66,6 +56,8 @@ _softmax, _log_softmax, _cat, _stack = (
     TABLE[f] for f in (F.softmax, F.log_softmax, torch.cat, torch.stack)
 )
 
+# torch.<name>(shared, ...) in a graph runs as torch's own call: SharedTensor's
+# __torch_function__ (torch_dispatch) sends it to the method of that name.
 FUNCTIONS = {
     operator.add: (operator.add, OTHER),
     operator.sub: (operator.sub, OTHER),
@@ -99,41 +91,41 @@ FUNCTIONS = {
     getattr: (getattr, OTHER),
     operator.pow: (operator.pow, OTHER),
     torch.pow: (operator.pow, OTHER),
-    torch.square: (_method("square"), OTHER),
-    torch.sqrt: (_method("sqrt"), OTHER),
-    torch.exp: (_method("exp"), OTHER),
-    torch.abs: (_method("abs"), RELU),
-    torch.t: (_method("t"), OTHER),
-    torch.transpose: (_method("transpose"), OTHER),
-    torch.permute: (_method("permute"), OTHER),
-    torch.reshape: (_method("reshape"), OTHER),
-    torch.unsqueeze: (_method("unsqueeze"), OTHER),
-    torch.squeeze: (_method("squeeze"), OTHER),
+    torch.square: (torch.square, OTHER),
+    torch.sqrt: (torch.sqrt, OTHER),
+    torch.exp: (torch.exp, OTHER),
+    torch.abs: (torch.abs, RELU),
+    torch.t: (torch.t, OTHER),
+    torch.transpose: (torch.transpose, OTHER),
+    torch.permute: (torch.permute, OTHER),
+    torch.reshape: (torch.reshape, OTHER),
+    torch.unsqueeze: (torch.unsqueeze, OTHER),
+    torch.squeeze: (torch.squeeze, OTHER),
     torch.sum: (_sum, OTHER),
     torch.mean: (_mean, POOLING),
     torch.stack: (_stack, OTHER),
     torch.clamp: (_clamp, RELU),
-    torch.cumsum: (_method("cumsum"), OTHER),
-    torch.triu: (_method("triu"), OTHER),
-    torch.tril: (_method("tril"), OTHER),
-    torch.flip: (_method("flip"), OTHER),
-    torch.roll: (_method("roll"), OTHER),
-    torch.chunk: (_method("chunk"), OTHER),
-    torch.split: (_method("split"), OTHER),
-    torch.unbind: (_method("unbind"), OTHER),
-    torch.narrow: (_method("narrow"), OTHER),
-    torch.gather: (_method("gather"), OTHER),
-    torch.index_select: (_method("index_select"), OTHER),
-    torch.var: (_method("var"), OTHER),
-    torch.std: (_method("std"), OTHER),
-    torch.prod: (_method("prod"), OTHER),
-    torch.maximum: (_method("maximum"), RELU),
-    torch.minimum: (_method("minimum"), RELU),
-    torch.mm: (_method("mm"), LINEAR),
-    torch.bmm: (_method("bmm"), LINEAR),
-    torch.movedim: (_method("movedim"), OTHER),
-    torch.diagonal: (_method("diagonal"), OTHER),
-    torch.outer: (_method("outer"), LINEAR),
+    torch.cumsum: (torch.cumsum, OTHER),
+    torch.triu: (torch.triu, OTHER),
+    torch.tril: (torch.tril, OTHER),
+    torch.flip: (torch.flip, OTHER),
+    torch.roll: (torch.roll, OTHER),
+    torch.chunk: (torch.chunk, OTHER),
+    torch.split: (torch.split, OTHER),
+    torch.unbind: (torch.unbind, OTHER),
+    torch.narrow: (torch.narrow, OTHER),
+    torch.gather: (torch.gather, OTHER),
+    torch.index_select: (torch.index_select, OTHER),
+    torch.var: (torch.var, OTHER),
+    torch.std: (torch.std, OTHER),
+    torch.prod: (torch.prod, OTHER),
+    torch.maximum: (torch.maximum, RELU),
+    torch.minimum: (torch.minimum, RELU),
+    torch.mm: (torch.mm, LINEAR),
+    torch.bmm: (torch.bmm, LINEAR),
+    torch.movedim: (torch.movedim, OTHER),
+    torch.diagonal: (torch.diagonal, OTHER),
+    torch.outer: (torch.outer, LINEAR),
     F.linear: (_linear, LINEAR),
     F.dropout: (_dropout, OTHER),
     F.pad: (_pad, OTHER),
