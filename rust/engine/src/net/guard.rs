@@ -547,19 +547,22 @@ mod tests {
         v
     }
 
-    #[test]
-    fn the_identity_is_read_from_ready() {
+    /// A READY command body with a socket type and an identity.
+    fn ready_body(socket: &[u8], id: &[u8]) -> Vec<u8> {
         let mut body = vec![5u8];
         body.extend_from_slice(b"READY");
-        for (k, v) in [
-            (&b"Socket-Type"[..], &b"PUSH"[..]),
-            (b"Identity", b"cryptgpu-party-1"),
-        ] {
+        for (k, v) in [(&b"Socket-Type"[..], socket), (b"Identity", id)] {
             body.push(k.len() as u8);
             body.extend_from_slice(k);
             body.extend_from_slice(&(v.len() as u32).to_be_bytes());
             body.extend_from_slice(v);
         }
+        body
+    }
+
+    #[test]
+    fn the_identity_is_read_from_ready() {
+        let body = ready_body(b"PUSH", b"cryptgpu-party-1");
         assert_eq!(ready_identity(&body).unwrap(), b"cryptgpu-party-1");
         assert_eq!(ready_identity(&body[..6]).unwrap(), b"");
         assert!(ready_identity(b"\x05HELLO").is_none());
@@ -571,17 +574,7 @@ mod tests {
 
     #[test]
     fn the_identity_is_rewritten_and_the_rest_kept() {
-        let ready = |id: &[u8]| {
-            let mut body = vec![5u8];
-            body.extend_from_slice(b"READY");
-            for (k, v) in [(&b"Socket-Type"[..], &b"PUSH"[..]), (b"Identity", id)] {
-                body.push(k.len() as u8);
-                body.extend_from_slice(k);
-                body.extend_from_slice(&(v.len() as u32).to_be_bytes());
-                body.extend_from_slice(v);
-            }
-            body
-        };
+        let ready = |id: &[u8]| ready_body(b"PUSH", id);
         let body = ready(b"cryptgpu-party-1");
         let mut head = frames(&[(0b100, &body)]);
         head.extend_from_slice(b"\x00\x03abc"); // a message frame after READY
@@ -625,17 +618,8 @@ mod tests {
             Some(verify),
         )
         .unwrap();
-        let ready = |id: &[u8]| {
-            let mut body = vec![5u8];
-            body.extend_from_slice(b"READY");
-            for (k, v) in [(&b"Socket-Type"[..], &b"DEALER"[..]), (b"Identity", id)] {
-                body.push(k.len() as u8);
-                body.extend_from_slice(k);
-                body.extend_from_slice(&(v.len() as u32).to_be_bytes());
-                body.extend_from_slice(v);
-            }
-            frames(&[(0b100, &body)]) // greeting, then READY
-        };
+        // greeting, then READY
+        let ready = |id: &[u8]| frames(&[(0b100, &ready_body(b"DEALER", id))]);
         let big = 1u64 << 20; // above UNPROVED_MAX_FRAME, far below the limit
         let send = |id: &[u8]| {
             let mut c = TcpStream::connect(g.addr()).unwrap();
