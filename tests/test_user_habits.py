@@ -411,3 +411,18 @@ def test_a_shared_tensor_says_where_it_lives(session):
     assert e.to(torch.float32) is e and e.to(e.device) is e and e.double() is e
     with pytest.raises(NotImplementedError):
         e.to(torch.int64)
+
+
+def test_indexing_by_positions_is_local(session):
+    """take/put_add (advanced indexing, item assignment, their gradient)
+    move each party's own shares: no rounds, no bytes."""
+    x = torch.arange(12, dtype=torch.float64).reshape(3, 4)
+    e = C(x, requires_grad=True)
+    crypten.reset_communication_stats()
+    y = e[torch.tensor([2, 0, 2])]
+    y.sum().backward()
+    f = e.detach()
+    f[x > 5] = torch.zeros(())
+    _ = e[[0, 1], [1, 3]]
+    assert cryptgpu.stats()["total"]["rounds"] == 0
+    assert cryptgpu.stats()["total"].get("bytes", 0) == 0
