@@ -2,6 +2,8 @@
 thread per party here, one process per party in a distributed run) matches
 the local runtime bit for bit and counter for counter with the same seed."""
 
+import time
+
 import pytest
 import torch
 
@@ -84,3 +86,48 @@ def test_only_the_own_share_is_held():
         return own[0].shape
 
     assert cryptgpu.spmd.run(f, seed=1) == [(2,), (2,), (2,)]
+
+
+def test_parties_running_different_programs_are_told_so():
+    # Same shapes and the same number of rounds, different operations (a
+    # public factor on party 1, a shared one elsewhere): the step tag on
+    # every message stops the mixing of unrelated shares, which otherwise
+    # opened garbage with no error.
+    def f():
+        x = cryptgpu.cryptensor(torch.tensor([1.0, -2.0, 3.0]), src=0)
+        y = x * 2.5 if cryptgpu.rank() == 1 else x * x
+        return y.get_plain_text()
+
+    t0 = time.monotonic()
+    with pytest.raises(cryptgpu.PeerError, match="out of step"):
+        cryptgpu.spmd.run(f, seed=1, timeout_s=30)
+    assert time.monotonic() - t0 < 10, "reported at the timeout, not at once"
+
+
+def test_placeholders_on_the_other_parties_are_never_read():
+    # CrypTen's tutorials pass torch.empty (any bits, NaN included) on the
+    # parties that do not own the data.
+    def f():
+        mine = cryptgpu.rank() == 1
+        d = torch.tensor([1.0, 2.0]) if mine else torch.tensor([float("nan"), 1e30])
+        return cryptgpu.cryptensor(d, src=1).get_plain_text()
+
+    assert [r.tolist() for r in cryptgpu.spmd.run(f, seed=1)] == [[1.0, 2.0]] * 3
+
+
+def test_a_bad_value_or_an_exception_on_one_party_fails_the_others_at_once():
+    def bad_value():
+        d = torch.tensor([float("nan")]) if cryptgpu.rank() == 0 else torch.zeros(1)
+        return cryptgpu.cryptensor(d, src=0).get_plain_text()
+
+    def own_bug():
+        x = cryptgpu.cryptensor(torch.ones(2), src=0)
+        if cryptgpu.rank() == 2:
+            raise KeyError("party 2's own code failed")
+        return (x * x).get_plain_text()
+
+    for fn, err in ((bad_value, cryptgpu.EncodingError), (own_bug, KeyError)):
+        t0 = time.monotonic()
+        with pytest.raises(err):
+            cryptgpu.spmd.run(fn, seed=1, timeout_s=30)
+        assert time.monotonic() - t0 < 10, f"{fn.__name__}: the others waited for the timeout"

@@ -37,6 +37,10 @@ def run(
             results[r] = fn(*args, **kwargs)
         except BaseException as e:  # reported below, in rank order
             errors[r] = e
+            if not isinstance(e, _native.PeerError):
+                # Tell the neighbours now: they would otherwise wait in their
+                # next receive until the timeout.
+                sessions[r].abort(f"{type(e).__name__}: {e}")
         finally:
             _session.uninit()
             _session._ctx.spmd_party = False

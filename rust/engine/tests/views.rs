@@ -20,12 +20,12 @@ impl Transport for Recording {
     fn send(&mut self, to: Peer, msg: Msg) -> Result<()> {
         self.inner.send(to, msg)
     }
-    fn recv(&mut self, from: Peer) -> Result<Vec<u64>> {
-        let v = self.inner.recv(from)?;
+    fn recv(&mut self, from: Peer) -> Result<(u64, Vec<u64>)> {
+        let (tag, v) = self.inner.recv(from)?;
         if let Ok(mut s) = self.seen.lock() {
             s.push(v.clone());
         }
-        Ok(v)
+        Ok((tag, v))
     }
 }
 
@@ -56,7 +56,7 @@ fn views(secret: f64, key_seed: u8) -> Vec<View> {
                 let key = [key_seed.wrapping_add(i as u8); 16];
                 let mut p = Party::setup(
                     i,
-                    Comm::new(Box::new(rec)),
+                    Comm::new(Box::new(rec), i),
                     key,
                     std::sync::Arc::new(Cpu),
                     16,
@@ -149,7 +149,7 @@ fn a_failing_party_aborts_its_neighbours_fast() {
                 s.spawn(move || {
                     let mut p = Party::setup(
                         i,
-                        Comm::new(Box::new(t)),
+                        Comm::new(Box::new(t), i),
                         [i as u8; 16],
                         std::sync::Arc::new(Cpu),
                         16,

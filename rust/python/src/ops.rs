@@ -88,6 +88,15 @@ impl Session {
         py.allow_threads(move || s.close());
     }
 
+    /// Tell this process's neighbours that it failed outside the engine
+    /// (an exception in the party's own code), so that they raise
+    /// `PeerError` at once instead of at the timeout; the session is
+    /// unusable afterwards.
+    fn abort(&self, py: Python<'_>, why: &str) {
+        let (s, why) = (self.0.clone(), why.to_string());
+        py.allow_threads(move || s.abort(&why));
+    }
+
     #[getter]
     fn id(&self) -> u64 {
         self.0.id

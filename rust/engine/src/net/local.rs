@@ -11,7 +11,7 @@ use std::time::Duration;
 /// What the local transport's channels carry: a buffer as it is (host or
 /// GPU memory), or an abort notice.
 enum LocalMsg {
-    Data(Buf),
+    Data(u64, Buf),
     Abort(String),
 }
 
@@ -65,7 +65,13 @@ impl LocalTransport {
             Peer::Next => &self.to_next,
             Peer::Prev => &self.to_prev,
         };
-        ch.send_timeout(msg, self.timeout).map_err(|_| {
+        // An abort notice never waits: a neighbour that stopped reading
+        // with a full link already knows something is wrong.
+        let sent = match msg {
+            LocalMsg::Abort(_) => ch.try_send(msg).map_err(|_| ()),
+            _ => ch.send_timeout(msg, self.timeout).map_err(|_| ()),
+        };
+        sent.map_err(|_| {
             EngineError::Peer(format!(
                 "party {} could not send to party {}: link closed or full",
                 self.rank,
@@ -78,28 +84,29 @@ impl LocalTransport {
 impl Transport for LocalTransport {
     fn send(&mut self, to: Peer, msg: Msg) -> Result<()> {
         let m = match msg {
-            Msg::Data(v) => LocalMsg::Data(Buf::Host(v)),
+            Msg::Data(tag, v) => LocalMsg::Data(tag, Buf::Host(v)),
             Msg::Abort(why) => LocalMsg::Abort(why),
         };
         self.put(to, m)
     }
 
-    fn send_buf(&mut self, to: Peer, data: Buf) -> Result<()> {
-        self.put(to, LocalMsg::Data(data))
+    fn send_buf(&mut self, to: Peer, tag: u64, data: Buf) -> Result<()> {
+        self.put(to, LocalMsg::Data(tag, data))
     }
 
-    fn recv(&mut self, from: Peer) -> Result<Vec<u64>> {
-        self.recv_buf(from)?.into_vec()
+    fn recv(&mut self, from: Peer) -> Result<(u64, Vec<u64>)> {
+        let (tag, b) = self.recv_buf(from)?;
+        Ok((tag, b.into_vec()?))
     }
 
-    fn recv_buf(&mut self, from: Peer) -> Result<Buf> {
+    fn recv_buf(&mut self, from: Peer) -> Result<(u64, Buf)> {
         let ch = match from {
             Peer::Next => &self.from_next,
             Peer::Prev => &self.from_prev,
         };
         let who = from.rank(self.rank);
         match ch.recv_timeout(self.timeout) {
-            Ok(LocalMsg::Data(v)) => Ok(v),
+            Ok(LocalMsg::Data(tag, v)) => Ok((tag, v)),
             Ok(LocalMsg::Abort(why)) => {
                 Err(EngineError::Peer(format!("party {who} aborted: {why}")))
             }

@@ -12,8 +12,9 @@ pub mod zmq;
 pub use local::{local_triple, LocalTransport};
 
 use crate::device::Buf;
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use std::collections::BTreeMap;
+use std::panic::Location;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Peer {
@@ -30,30 +31,41 @@ impl Peer {
     }
 }
 
-/// A message on the wire: ring elements, or a notice that the sender failed
-/// and the protocol is abandoned (so its neighbours fail fast, not at the
-/// timeout).
+/// A message on the wire: ring elements with the sender's step tag (which
+/// operation and round of the session it belongs to, see `Comm::tag`), or
+/// a notice that the sender failed and the protocol is abandoned (so its
+/// neighbours fail fast, not at the timeout).
 pub enum Msg {
-    Data(Vec<u64>),
+    Data(u64, Vec<u64>),
     Abort(String),
 }
 
 pub trait Transport: Send {
     fn send(&mut self, to: Peer, msg: Msg) -> Result<()>;
-    fn recv(&mut self, from: Peer) -> Result<Vec<u64>>;
+    /// The next data message from a peer: (step tag, elements).
+    fn recv(&mut self, from: Peer) -> Result<(u64, Vec<u64>)>;
     /// Send a device buffer. Transports between processes serialise it
     /// (a GPU buffer is copied to the host first); the local transport hands
     /// the buffer itself to the other party's thread.
-    fn send_buf(&mut self, to: Peer, data: Buf) -> Result<()> {
-        self.send(to, Msg::Data(data.into_vec()?))
+    fn send_buf(&mut self, to: Peer, tag: u64, data: Buf) -> Result<()> {
+        self.send(to, Msg::Data(tag, data.into_vec()?))
     }
     /// Receive a buffer: host memory, or a device buffer handed over by the
     /// local transport (the receiving device adopts it).
-    fn recv_buf(&mut self, from: Peer) -> Result<Buf> {
-        self.recv(from).map(Buf::Host)
+    fn recv_buf(&mut self, from: Peer) -> Result<(u64, Buf)> {
+        self.recv(from).map(|(tag, v)| (tag, Buf::Host(v)))
     }
     /// End the session cleanly (transports that buffer sends flush here).
     fn close(&mut self) {}
+}
+
+/// FNV-1a of a string, folded to 32 bits: the step tag's first
+/// part (stable across processes and builds, unlike `DefaultHasher`).
+fn label_hash(op: &str) -> u32 {
+    let h = op.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (h ^ (h >> 32)) as u32
 }
 
 /// Communication counted for one operation label.
@@ -69,7 +81,16 @@ pub struct OpStats {
 /// `round`, so every message and every round is counted here.
 pub struct Comm {
     transport: Box<dyn Transport>,
+    rank: usize,
     op: String,
+    /// The current operation's hash: its label and the line that began it
+    /// (the step tag's first part).
+    op_hash: u32,
+    /// Rounds of the current operation so far (the step tag's middle part).
+    op_round: u64,
+    /// The steps (operation label, protocol line) this party has run, by
+    /// their 32-bit hash: to name the step a peer out of step was in.
+    labels: BTreeMap<u32, String>,
     stats: BTreeMap<String, OpStats>,
     /// Rounds since the link was made (never reset): whether a call
     /// communicated at all.
@@ -79,10 +100,14 @@ pub struct Comm {
 }
 
 impl Comm {
-    pub fn new(transport: Box<dyn Transport>) -> Self {
+    pub fn new(transport: Box<dyn Transport>, rank: usize) -> Self {
         Comm {
             transport,
+            rank,
             op: "setup".into(),
+            op_hash: 0,
+            op_round: 0,
+            labels: BTreeMap::new(),
             stats: BTreeMap::new(),
             rounds_total: 0,
             bytes_total: 0,
@@ -101,15 +126,57 @@ impl Comm {
         (self.rounds_total, self.bytes_total)
     }
 
-    /// Label the traffic that follows, and count one call of it.
+    /// Label the traffic that follows, and count one call of it; the caller's
+    /// source line tells operations of one label apart in the step tag.
+    #[track_caller]
     pub fn begin_op(&mut self, op: &str) {
+        self.begin_op_at(op, Location::caller());
+    }
+
+    /// `begin_op` for the call at `site`: the runtime entry point every
+    /// party of an operation goes through (the same line on every party,
+    /// unlike the protocol's own lines, which may differ by rank).
+    pub fn begin_op_at(&mut self, op: &str, site: &'static Location<'static>) {
         self.op.clear();
         self.op.push_str(op);
+        self.op_round = 0;
+        self.op_hash = label_hash(op)
+            ^ label_hash(site.file())
+            ^ site.line().rotate_left(16)
+            ^ site.column().rotate_left(8);
+        if self.labels.len() < 4096 && !self.labels.contains_key(&self.op_hash) {
+            let at = format!("'{op}' (called at {}:{})", site.file(), site.line());
+            self.labels.insert(self.op_hash, at);
+        }
         self.stats.entry(self.op.clone()).or_default().calls += 1;
+    }
+
+    /// The step tag of the next round: the operation's hash (32 bits), the
+    /// round within the operation (16 bits) and the rounds since the link
+    /// was made (16 bits). Parties running the same program send and expect
+    /// the same tag in every round; anything else means they are out of
+    /// step (different programs or versions, or a rank-dependent branch)
+    /// and is reported as such instead of mixing unrelated shares.
+    fn tag(&self) -> u64 {
+        (u64::from(self.op_hash) << 32)
+            | ((self.op_round & 0xffff) << 16)
+            | (self.rounds_total & 0xffff)
     }
 
     fn cur(&mut self) -> &mut OpStats {
         self.stats.entry(self.op.clone()).or_default()
+    }
+
+    fn describe(&self, tag: u64) -> String {
+        let op = match self.labels.get(&((tag >> 32) as u32)) {
+            Some(l) => l.clone(),
+            None => "an operation this party never ran".to_string(),
+        };
+        format!(
+            "{op} (round {} of that operation, {} of the session mod 2^16)",
+            (tag >> 16) & 0xffff,
+            tag & 0xffff
+        )
     }
 
     /// One communication round: send the given messages, then receive from
@@ -117,7 +184,9 @@ impl Comm {
     /// of times in a protocol, even with nothing to send, so the round count
     /// is the protocol's latency.
     pub fn round(&mut self, sends: Vec<(Peer, Buf)>, recvs: &[Peer]) -> Result<Vec<Buf>> {
+        let tag = self.tag();
         self.rounds_total += 1;
+        self.op_round += 1;
         {
             let s = self.cur();
             s.rounds += 1;
@@ -128,9 +197,25 @@ impl Comm {
             s.messages += 1;
             s.bytes += bytes;
             self.bytes_total += bytes;
-            self.transport.send_buf(to, data)?;
+            self.transport.send_buf(to, tag, data)?;
         }
-        recvs.iter().map(|&p| self.transport.recv_buf(p)).collect()
+        let mut out = Vec::with_capacity(recvs.len());
+        for &p in recvs {
+            let (got, buf) = self.transport.recv_buf(p)?;
+            if got != tag {
+                return Err(EngineError::Peer(format!(
+                    "party {who} is out of step with party {me}: its message belongs to {} \
+                     where party {me} is in {}; do all parties run the same program on the \
+                     same shapes?",
+                    self.describe(got),
+                    self.describe(tag),
+                    who = p.rank(self.rank),
+                    me = self.rank,
+                )));
+            }
+            out.push(buf);
+        }
+        Ok(out)
     }
 
     /// Tell both neighbours this party failed (best effort).
@@ -150,5 +235,54 @@ impl Comm {
 
     pub fn reset_stats(&mut self) {
         self.stats.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    type Step = (&'static str, &'static Location<'static>);
+
+    /// Party 0 sends to party 1 in one round of each one's step (label,
+    /// line that began it); party 1's result for the round.
+    fn one_round(s0: Step, s1: Step) -> Result<Vec<Buf>> {
+        let mut ts = local_triple(Duration::from_secs(5)).into_iter();
+        let (t0, t1) = (ts.next(), ts.next());
+        let (Some(t0), Some(t1)) = (t0, t1) else {
+            return Err(EngineError::Internal("no transports".into()));
+        };
+        let (mut c0, mut c1) = (Comm::new(Box::new(t0), 0), Comm::new(Box::new(t1), 1));
+        c0.begin_op_at(s0.0, s0.1);
+        c1.begin_op_at(s1.0, s1.1);
+        c0.round(vec![(Peer::Next, Buf::Host(vec![7]))], &[])?;
+        c1.round(vec![], &[Peer::Prev])
+    }
+
+    #[test]
+    fn parties_in_step_exchange_messages() {
+        let here = Location::caller();
+        let got = one_round(("mul", here), ("mul", here)).unwrap();
+        assert_eq!(got[0].host().unwrap(), &[7]);
+    }
+
+    #[test]
+    fn a_party_in_another_operation_is_reported_out_of_step() {
+        let here = Location::caller();
+        let there = Location::caller();
+        // Another label, or the same label begun from another line (the
+        // runtime's mul by a public factor against a shared one).
+        for (a, b) in [
+            (("mul", here), ("relu", here)),
+            (("mul", here), ("mul", there)),
+        ] {
+            let Err(e) = one_round(a, b) else {
+                panic!("accepted a message of another step");
+            };
+            let msg = e.to_string();
+            assert!(msg.contains("party 0 is out of step with party 1"), "{msg}");
+            assert!(msg.contains(&format!("'{}'", b.0)), "{msg}");
+        }
     }
 }

@@ -359,6 +359,8 @@ pub fn read_frame(r: &mut impl Read) -> std::io::Result<Msg> {
             format!("frame of {len} words exceeds the limit of {MAX_WORDS}"),
         ));
     }
+    r.read_exact(&mut b)?;
+    let tag = u64::from_le_bytes(b);
     // Decode straight into ring elements, 64 KiB at a time, growing with
     // the data actually received: a peer that announces a large frame and
     // sends little costs no more memory than it sent.
@@ -382,15 +384,16 @@ pub fn read_frame(r: &mut impl Read) -> std::io::Result<Msg> {
         );
         left -= k;
     }
-    Ok(Msg::Data(out))
+    Ok(Msg::Data(tag, out))
 }
 
 /// Append the encoding of one frame to `out`.
 pub fn encode_frame(msg: &Msg, out: &mut Vec<u8>) {
     match msg {
-        Msg::Data(v) => {
-            out.reserve(8 + v.len() * 8);
+        Msg::Data(tag, v) => {
+            out.reserve(16 + v.len() * 8);
             out.extend_from_slice(&(v.len() as u64).to_le_bytes());
+            out.extend_from_slice(&tag.to_le_bytes());
             for x in v {
                 out.extend_from_slice(&x.to_le_bytes());
             }
@@ -422,10 +425,10 @@ impl Transport for TcpTransport {
             .map_err(|e| peer_err(rank, who, "cannot send to", e))
     }
 
-    fn recv(&mut self, from: Peer) -> Result<Vec<u64>> {
+    fn recv(&mut self, from: Peer) -> Result<(u64, Vec<u64>)> {
         let (rank, who) = (self.rank, from.rank(self.rank));
         match read_frame(self.stream(from)) {
-            Ok(Msg::Data(v)) => Ok(v),
+            Ok(Msg::Data(tag, v)) => Ok((tag, v)),
             Ok(Msg::Abort(why)) => Err(EngineError::Peer(format!("party {who} aborted: {why}"))),
             Err(e)
                 if matches!(
@@ -456,10 +459,12 @@ mod tests {
     #[test]
     fn frames_roundtrip() {
         let mut buf = Vec::new();
-        write_frame(&mut buf, &Msg::Data(vec![1, u64::MAX, 3])).unwrap();
+        write_frame(&mut buf, &Msg::Data(9, vec![1, u64::MAX, 3])).unwrap();
         write_frame(&mut buf, &Msg::Abort("boom".into())).unwrap();
         let mut r = &buf[..];
-        assert!(matches!(read_frame(&mut r).unwrap(), Msg::Data(v) if v == vec![1, u64::MAX, 3]));
+        assert!(
+            matches!(read_frame(&mut r).unwrap(), Msg::Data(9, v) if v == vec![1, u64::MAX, 3])
+        );
         assert!(matches!(read_frame(&mut r).unwrap(), Msg::Abort(s) if s == "boom"));
     }
 
@@ -469,7 +474,7 @@ mod tests {
         buf.extend_from_slice(&[0; 16]);
         assert!(read_frame(&mut &buf[..]).is_err());
         let mut short = 3u64.to_le_bytes().to_vec();
-        short.extend_from_slice(&[1; 12]);
+        short.extend_from_slice(&[1; 20]);
         assert!(read_frame(&mut &short[..]).is_err());
     }
 

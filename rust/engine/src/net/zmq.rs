@@ -595,7 +595,7 @@ impl Transport for ZmqTransport {
         self.send_message(to, m)
     }
 
-    fn recv(&mut self, from: Peer) -> Result<Vec<u64>> {
+    fn recv(&mut self, from: Peer) -> Result<(u64, Vec<u64>)> {
         let (rank, who) = (self.rank, from.rank(self.rank));
         let deadline = Instant::now() + self.timeout;
         let r = (|| {
@@ -638,8 +638,8 @@ impl Transport for ZmqTransport {
             };
             let mut r = &plain[..];
             match read_frame(&mut r) {
-                Ok(Msg::Data(v)) if r.is_empty() => Ok(v),
-                Ok(Msg::Data(_)) => Err(EngineError::Peer(format!(
+                Ok(Msg::Data(tag, v)) if r.is_empty() => Ok((tag, v)),
+                Ok(Msg::Data(..)) => Err(EngineError::Peer(format!(
                     "party {rank}: frame from party {who} has trailing bytes"
                 ))),
                 Ok(Msg::Abort(why)) => {
@@ -788,9 +788,9 @@ mod tests {
         }
         // A well-formed frame still works after the garbage.
         let mut ok = Vec::new();
-        encode_frame(&Msg::Data(vec![5, 6]), &mut ok);
+        encode_frame(&Msg::Data(4, vec![5, 6]), &mut ok);
         inject(vec![frame(&ok)]);
-        assert_eq!(t.recv(Peer::Next).unwrap(), vec![5, 6]);
+        assert_eq!(t.recv(Peer::Next).unwrap(), (4, vec![5, 6]));
         t.failed = true;
     }
 }

@@ -177,7 +177,7 @@ impl Session {
                 .zip(ranks)
                 .zip(devs.into_iter().zip(keys))
                 .map(|((t, &i), (dev, key))| {
-                    s.spawn(move || Party::setup(i, Comm::new(t), key, dev, fb))
+                    s.spawn(move || Party::setup(i, Comm::new(t, i), key, dev, fb))
                 })
                 .collect();
             hs.into_iter()
@@ -220,6 +220,17 @@ impl Session {
         }
     }
 
+    /// Abandon the session: every hosted party tells its neighbours it
+    /// failed (`why`), and later operations fail with a peer error.
+    pub fn abort(&self, why: &str) {
+        self.broken.store(true, Ordering::Release);
+        for m in &self.parties {
+            if let Ok(mut p) = m.try_lock() {
+                p.comm.abort(why);
+            }
+        }
+    }
+
     /// The ranks this process hosts.
     pub fn ranks(&self) -> &[usize] {
         &self.ranks
@@ -228,6 +239,7 @@ impl Session {
     /// Run `f` on every hosted party in lockstep (one thread each when
     /// there are several), labelled `op` in the counters; results in rank
     /// order of the hosted parties.
+    #[track_caller]
     pub fn run<T: Send>(
         &self,
         op: &str,
@@ -243,6 +255,7 @@ impl Session {
         // its own), so a poisoned lock only means an earlier failed call.
         let _one_at_a_time = self.op_lock.lock().unwrap_or_else(|e| e.into_inner());
         let f = &f;
+        let site = std::panic::Location::caller();
         // In the local runtime the three parties run the same code on the
         // same sizes, so an allocation refused before the first round is
         // refused to all three alike: they stay in step, nobody is told to
@@ -257,7 +270,7 @@ impl Session {
                 Ok(p) => p,
                 Err(e) => return (Err(e), false),
             };
-            p.comm.begin_op(op);
+            p.comm.begin_op_at(op, site);
             let before = p.comm.rounds_total();
             let r = f(&mut p);
             let in_step = local

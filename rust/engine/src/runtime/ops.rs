@@ -14,9 +14,37 @@ impl Session {
     // ---------------------------------------------------------------- I/O
 
     /// Encode fixed-point values and share them from party `src`.
+    /// Share `values` from party `src`. Only src's values are read: a party
+    /// of a multi-process session that is not src passes a placeholder of
+    /// the right length (CrypTen's tutorials pass `torch.empty`), which is
+    /// never encoded. In the local runtime src's values are checked before
+    /// any party starts (a bad value leaves the session usable); a src
+    /// party of a multi-process session checks them inside the operation,
+    /// so that its neighbours are told at once instead of waiting for the
+    /// timeout.
     pub fn share_f64(&self, values: &[f64], shape: Vec<usize>, src: usize) -> Result<Tensor> {
-        let enc = ring::encode(values, self.frac_bits)?;
-        self.share_ring(enc, shape, src)
+        if src > 2 {
+            return invalid(format!("src must be 0, 1 or 2, got {src}"));
+        }
+        if values.len() != numel(&shape) {
+            return shape_err(format!("{} values for shape {shape:?}", values.len()));
+        }
+        let fb = self.frac_bits;
+        let checked = match self.ranks.len() {
+            3 => Some(ring::encode(values, fb)?),
+            _ => None,
+        };
+        let (n, checked) = (values.len(), &checked);
+        let r = self.run("share", |p| {
+            if p.rank != src {
+                return p.share(src, None, n);
+            }
+            match checked {
+                Some(enc) => p.share(src, Some(enc), n),
+                None => p.share(src, Some(&ring::encode(values, fb)?), n),
+            }
+        })?;
+        Ok(self.wrap(shape, r))
     }
 
     pub fn share_ring(&self, values: Vec<u64>, shape: Vec<usize>, src: usize) -> Result<Tensor> {
