@@ -5,8 +5,6 @@ products cost one multiplication and one truncation in the engine.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import torch
 
@@ -175,21 +173,27 @@ class ArithmeticOps:
         return self._assign(self.neg(), "neg_")
 
     def div(self, y) -> TensorBase:
-        """x / y for a plaintext y. A positive integer divisor uses the exact
-        division protocol; others multiply by the fixed-point reciprocal."""
+        """x / y for a plaintext y. A whole-number divisor (``3``, ``1e6``,
+        a one-element tensor holding one) uses the division protocol by
+        that integer, as CrypTen does; others multiply by the reciprocal,
+        encoded with as many significant bits as the precision has."""
         if isinstance(y, TensorBase):
             raise NotImplementedError(
                 "division by a SharedTensor needs a private reciprocal, which is not "
                 "implemented yet"
             )
-        if isinstance(y, numbers.Integral) and not isinstance(y, bool) and y > 0:
-            out = self._wrap(self._s().div_public_int(self._t, int(y)))
-            if ag.needs_grad(self):
-                gr.record_div_int(out, self, int(y))
-            return out
         yp = _plain_array(y, "div")
         if np.any(yp == 0):
             raise ZeroDivisionError("division of a SharedTensor by zero")
+        if yp.size == 1:
+            d = yp.reshape(()).item()
+            whole = not isinstance(d, bool) and float(d).is_integer() and abs(d) < 2.0**62
+            if whole and yp.ndim <= self.dim():  # a 1-element divisor may add dims
+                x = self if d > 0 else self.neg()
+                out = self._wrap(self._s().div_public_int(x._t, abs(int(d))))
+                if ag.needs_grad(x):
+                    gr.record_div_int(out, x, abs(int(d)))
+                return out
         return self.mul(1.0 / yp)
 
     def matmul(self, y) -> TensorBase:

@@ -83,11 +83,17 @@ impl Party {
     /// Round 1: P0 sends t_0 to P2; P2 sends z_2 to P1. Round 2: P1 sends t_1
     /// to P0. Two rounds, one element per party.
     ///
-    /// Error: each party's floor loses a remainder; with z_0 uniform the two
-    /// remainders sum to d on average, so floor(z_0/d) + floor((z_1+z_2)/d)
-    /// is v/d - 1 on average. P0 adds one unit to t_0 to cancel that bias:
-    /// the result is within (-1, +1] units of 2^-f of v/d and unbiased, which
-    /// matters when thousands of truncated values are summed (gradients).
+    /// Error: P0 divides rounding up (ceiling), P1 rounding down. With
+    /// v = Q d + r and z_0 = q d + r0, the sum of the two quotients is Q + 1
+    /// when 0 < r0 <= r and Q otherwise: with z_0 uniform that is Q + 1 with
+    /// probability r / d, so the result is v / d on average for every d
+    /// (stochastic rounding), within (-1, +1) units of 2^-f, which matters
+    /// when thousands of truncated values are summed (gradients). When the
+    /// shares are not random (all zero after a product by a public 0, a
+    /// public value), r0 = 0 and the result is floor(v / d): exactly 0 for 0.
+    /// (Floor on both sides plus one unit, the usual correction, is
+    /// unbiased only on average over r0 and off by 1/d units in general,
+    /// and turns the zero sharing of 0 into one unit.)
     /// If |v| < 2^k, the 2-out-of-2 sum wraps and the element is garbage with
     /// probability below 2^(k+1-64) per element (as in SecureML / ABY3). With
     /// f = 16 and values below 2^15 in magnitude (k = 47 after a product)
@@ -101,8 +107,7 @@ impl Party {
         match self.rank {
             0 => {
                 let mut t0 = z;
-                dev.map1_into(Op1::DivFloor(d), &mut t0)?;
-                dev.map1_into(Op1::AddScalar(1), &mut t0)?;
+                self.div_ceil_into(&mut t0, d)?;
                 self.round(vec![(Peer::Prev, t0.clone())], &[])?;
                 let t1 = self.round1(vec![], Peer::Next, n)?;
                 Ok(AShare { a: t0, b: t1 })
@@ -124,6 +129,14 @@ impl Party {
                 Ok(AShare { a: r, b: t0 })
             }
         }
+    }
+
+    /// Signed ceiling division by d in place: -floor(-z / d), P0's side of
+    /// a truncation (the module's error analysis).
+    pub(super) fn div_ceil_into(&self, z: &mut Buf, d: u64) -> Result<()> {
+        self.dev.map1_into(Op1::Neg, z)?;
+        self.dev.map1_into(Op1::DivFloor(d), z)?;
+        self.dev.map1_into(Op1::Neg, z)
     }
 
     /// Divide a replicated sharing by a positive public integer (truncation
