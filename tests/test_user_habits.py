@@ -426,3 +426,116 @@ def test_indexing_by_positions_is_local(session):
     _ = e[[0, 1], [1, 3]]
     assert cryptgpu.stats()["total"]["rounds"] == 0
     assert cryptgpu.stats()["total"].get("bytes", 0) == 0
+
+
+def test_optimiser_param_groups_scheduler_and_closure_follow_torch(session):
+    # Two parameter groups with their own lr, momentum, a StepLR schedule,
+    # zero_grad(set_to_none=True) and step(closure), against torch.optim.SGD
+    # in float64. Each step costs at most 4 truncations per weight (the
+    # product, the gradient's factor 2, momentum, lr), each within one ULP,
+    # and |d step / d w| <= 1 + 2 lr + mu < 2, so after 4 steps the error is
+    # below 4 ULP (1 + 2 + 4 + 8) = 60 ULP, plus the encoding of the inputs.
+    w0 = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
+    v0 = torch.tensor([1.5, 0.25, -0.75], dtype=torch.float64)
+    ws, vs = C(w0, requires_grad=True), C(v0, requires_grad=True)
+    wt, vt = w0.clone().requires_grad_(), v0.clone().requires_grad_()
+    opts, scheds = [], []
+    for a, b, mod in ((ws, vs, crypten.optim), (wt, vt, torch.optim)):
+        o = mod.SGD([{"params": [a]}, {"params": [b], "lr": 0.05}], lr=0.1, momentum=0.5)
+        opts.append(o)
+        scheds.append(torch.optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.5))
+    for _ in range(4):
+        losses = []
+        for (a, b), o, s in zip(((ws, vs), (wt, vt)), opts, scheds):
+            o.zero_grad(set_to_none=True)
+
+            def closure(a=a, b=b):
+                loss = (a * a).sum() + (b * b * 2).sum()
+                loss.backward()
+                return loss
+
+            losses.append(o.step(closure))
+            s.step()
+        # item() opens the loss: a Python float, the opened value
+        assert isinstance(losses[0].item(), float)
+        assert losses[0].item() == float(pt(losses[0]))
+    assert [g["lr"] for g in opts[0].param_groups] == [g["lr"] for g in opts[1].param_groups]
+    assert_close(pt(ws), wt.detach(), 60 * ULP + 2 * ENC)
+    assert_close(pt(vs), vt.detach(), 60 * ULP + 2 * ENC)
+    with pytest.raises(ValueError, match="more than one parameter group"):
+        crypten.optim.SGD([{"params": [ws]}, {"params": [ws]}], lr=0.1)
+    with pytest.raises(ValueError, match="Invalid learning rate"):
+        crypten.optim.SGD([ws], lr=-1.0)
+    with pytest.raises(ValueError, match="betas"):
+        crypten.optim.Adam([ws], betas=(0.9,))
+    crypten.optim.SGD([ws], lr=0.0, momentum=1.0)  # torch accepts both
+
+
+@pytest.mark.parametrize("kind", ["amsgrad", "adamw"])
+def test_adam_variants_follow_torch(session, kind):
+    # Gradients of order 1 here: the README's bound for Adam's step is 0.5%
+    # of the step (lr = 1e-2) from 3e-4 up, so 5 steps differ by at most
+    # 5 * 5e-5, plus one ULP per update for the truncations.
+    w0 = torch.tensor([0.5, -1.0, 2.0, -0.3], dtype=torch.float64)
+    ws, wt = C(w0, requires_grad=True), w0.clone().requires_grad_()
+    kw = {"amsgrad": True} if kind == "amsgrad" else {"weight_decay": 0.1}
+    cls = {"amsgrad": "Adam", "adamw": "AdamW"}[kind]
+    o_s = getattr(crypten.optim, cls)([ws], lr=1e-2, **kw)
+    o_t = getattr(torch.optim, cls)([wt], lr=1e-2, **kw)
+    for i in range(5):
+        sign = 1.0 if i % 2 == 0 else -0.5  # the gradient shrinks: amsgrad keeps the max
+        for w, o in ((ws, o_s), (wt, o_t)):
+            o.zero_grad()
+            ((w * w).sum() * sign).backward()
+            o.step()
+    assert_close(pt(ws), wt.detach(), 5 * 5e-5 + 5 * ULP)
+
+
+def test_torch_losses_on_shared_tensors(session):
+    # torch.nn.CrossEntropyLoss / F.cross_entropy / F.mse_loss called on a
+    # SharedTensor run cryptgpu's losses; tolerances as in the test above.
+    z = torch.tensor([[1.0, 2.0, 3.0], [0.0, 1.0, -1.0]], dtype=torch.float64)
+    labels = torch.tensor([2, 0])
+    s = C(z, requires_grad=True)
+    loss = torch.nn.CrossEntropyLoss()(s, labels)
+    loss.backward()
+    t = z.clone().requires_grad_()
+    want = F.cross_entropy(t, labels)
+    want.backward()
+    assert_close(pt(loss), want.detach(), 2 * (1.6e-3 + 256 * ULP))
+    assert_close(pt(s.grad), t.grad, 2 * 3e-4)
+    got = F.cross_entropy(C(z), labels, reduction="sum")
+    assert_close(pt(got), F.cross_entropy(z, labels, reduction="sum"), 2 * (1.6e-3 + 256 * ULP))
+    mse = F.mse_loss(C(z), torch.zeros_like(z))
+    assert_close(pt(mse), (z * z).mean(), 9 * 2 * ENC + TRUNC)  # |z| <= 3
+    assert_close(pt(torch.nn.MSELoss(reduction="sum")(C(z), z)), torch.tensor(0.0).double(), 0)
+    with pytest.raises(IndexError, match="out of bounds"):
+        torch.nn.CrossEntropyLoss()(C(z), torch.tensor([2, 3]))
+    with pytest.raises(NotImplementedError, match="label_smoothing"):
+        F.cross_entropy(C(z), labels, label_smoothing=0.1)
+    assert crypten.is_encrypted_tensor(s) and not crypten.is_encrypted_tensor(z)
+    with pytest.raises(RuntimeError, match="cannot be converted to Scalar"):
+        C(z).item()
+
+
+def test_batchnorm_with_cumulative_momentum_and_its_batch_count(session):
+    # momentum=None (torch's cumulative average) was converted as 0.1, and
+    # to_pytorch left num_batches_tracked at its old value.
+    torch.manual_seed(0)
+    tm = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3, momentum=None))
+    tm = tm.double()
+    ref = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3, momentum=None))
+    ref = ref.double()
+    ref.load_state_dict(tm.state_dict())
+    m = crypten.nn.from_pytorch(tm, torch.zeros(2, 4), fold_batchnorm=False).encrypt().train()
+    ref.train()
+    for _ in range(3):
+        xb = torch.randn(8, 4, dtype=torch.float64)
+        m(C(xb))
+        ref(xb)
+    m.decrypt().to_pytorch(tm)
+    assert int(tm[1].num_batches_tracked) == 3
+    # the running mean: averages of batch means of |x W + b| < 4, each
+    # within the linear layer's error (4 products: 4 * 2 ENC * 2 + TRUNC)
+    # plus one truncation per update
+    assert_close(tm[1].running_mean, ref[1].running_mean, 4 * 4 * ENC + 4 * TRUNC)

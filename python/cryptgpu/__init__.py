@@ -24,6 +24,11 @@ from .functions import ApproxConfig
 from .tensor import SharedTensor, cat, cryptensor, stack, where
 
 
+def is_encrypted_tensor(obj) -> bool:
+    """True for a :class:`SharedTensor` (CrypTen's ``is_encrypted_tensor``)."""
+    return isinstance(obj, SharedTensor)
+
+
 def cuda_is_available() -> bool:
     """True when a CUDA driver and GPU are present (see :mod:`cryptgpu.cuda`)."""
     return cuda.is_available()
@@ -48,6 +53,7 @@ def get_communication_stats() -> dict:
 __version__ = "0.1.0"
 
 __all__ = [
+    "is_encrypted_tensor",
     "ApproxConfig",
     "CryptGPUError",
     "EncodingError",

@@ -3,84 +3,182 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from . import _session, functions
 from . import autograd as ag
 from .tensor import SharedTensor
 
 
-class _Optimizer:
-    """What SGD and Adam share: the shared parameters, zero_grad, and the
-    walk over the gradients (with L2 weight decay) that every step makes,
-    inside no_grad and as training work (so "auto" truncation is exact)."""
+class _Optimizer(torch.optim.Optimizer):
+    """What SGD and Adam share: torch's ``Optimizer`` interface over shared
+    parameters (``param_groups`` with per-group hyperparameters, so
+    ``torch.optim.lr_scheduler`` and ``for g in opt.param_groups: g["lr"] =
+    ...`` work; ``add_param_group``; ``zero_grad``; ``step(closure)``), and
+    the walk over the gradients (with L2 weight decay) that every step
+    makes, inside no_grad and as training work (so "auto" truncation is
+    exact). Per-parameter state lives in this object (by parameter), not in
+    torch's ``state``: shares are not torch tensors."""
 
-    def __init__(self, params, weight_decay: float, name: str):
-        if weight_decay < 0:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        self.params = [p for p in params if isinstance(p, SharedTensor)]
-        if not self.params:
-            raise ValueError(f"{name} got no SharedTensor parameters: call model.encrypt() first")
-        self.wd = weight_decay
+    def __init__(self, params, defaults: dict, name: str):
+        self._name = name
+        if isinstance(params, (SharedTensor, torch.Tensor)):
+            raise TypeError(
+                "params argument given to the optimizer should be an iterable of "
+                f"SharedTensors or dicts, but got {type(params).__name__}"
+            )
+        super().__init__(list(params), defaults)
 
-    def zero_grad(self) -> None:
-        """Forget the gradients of every parameter."""
+    def add_param_group(self, param_group: dict) -> None:
+        """Add a group of shared parameters with its own hyperparameters
+        (the rest from the optimiser's defaults), as torch's."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, but got {type(param_group).__name__}")
+        ps = param_group.get("params")
+        ps = [ps] if isinstance(ps, (SharedTensor, torch.Tensor)) else list(ps or [])
+        ps = [p[1] if isinstance(p, tuple) and len(p) == 2 else p for p in ps]
+        # Plaintext tensors (an unencrypted model's) are not ours to update.
+        shared = [p for p in ps if isinstance(p, SharedTensor)]
+        if not shared:
+            raise ValueError(
+                f"{self._name} got no SharedTensor parameters: call model.encrypt() first"
+            )
+        group = {**self.defaults, **param_group, "params": shared}
+        self._check(group)
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        if any(id(p) in seen for p in shared):
+            raise ValueError("some parameters appear in more than one parameter group")
+        self.param_groups.append(group)
+
+    def _check(self, group: dict) -> None:
+        """Refuse a group's hyperparameters as torch does (ValueError)."""
+        for key in ("lr", "weight_decay"):
+            v = group[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise TypeError(f"{key} must be a number, got {type(v).__name__}")
+            if v < 0:
+                raise ValueError(f"Invalid {'learning rate' if key == 'lr' else key}: {v}")
+
+    @property
+    def params(self) -> list:
+        """Every shared parameter, group by group."""
+        return [p for g in self.param_groups for p in g["params"]]
+
+    @property
+    def lr(self) -> float:
+        """The first group's learning rate (setting it sets every group's)."""
+        return self.param_groups[0]["lr"]
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        for g in self.param_groups:
+            g["lr"] = value
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget the gradients of every parameter (a zero gradient and none
+        are the same to the next backward here)."""
         for p in self.params:
             p.grad = None
 
-    def _gradients(self):
+    def _gradients(self, group: dict):
         """(parameter, gradient + weight_decay * parameter) for each parameter
-        that has a gradient; run the update inside the caller's loop."""
+        of the group that has a gradient (negated with ``maximize``); run the
+        update inside the caller's loop."""
+        wd, sign = group["weight_decay"], -1 if group.get("maximize") else 1
         with ag.no_grad(), _session.training_work():
-            for p in self.params:
+            for p in group["params"]:
                 if p.grad is None:
                     continue
-                g = p.grad
-                if self.wd:
-                    g = g + p * self.wd
+                g = -p.grad if sign < 0 else p.grad
+                if wd and not group.get("decoupled_weight_decay"):
+                    g = g + p * wd
                 yield p, g
+
+    def step(self, closure=None):
+        """One update of every parameter that has a gradient; ``closure``
+        (re-evaluating the loss, as torch's) is called first and its result
+        returned."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            self._update(group)
+        return loss
+
+    def _group_settings(self) -> list:
+        """Each group's hyperparameters (what state_dict saves besides the
+        per-parameter state)."""
+        return [{k: v for k, v in g.items() if k != "params"} for g in self.param_groups]
+
+    def _load_group_settings(self, state: dict, legacy: tuple) -> None:
+        groups = state.get("param_groups")
+        if groups is None:  # a file of an earlier version: one group
+            groups = [{k: state[k] for k in legacy}]
+        if len(groups) != len(self.param_groups):
+            raise ValueError(
+                f"the saved optimiser state has {len(groups)} parameter groups, this "
+                f"optimiser {len(self.param_groups)}"
+            )
+        for g, saved in zip(self.param_groups, groups):
+            g.update({k: (tuple(v) if k == "betas" else v) for k, v in saved.items()})
 
 
 class SGD(_Optimizer):
-    """Stochastic gradient descent with momentum, dampening, Nesterov and
-    weight decay, as ``torch.optim.SGD``: g = grad + wd p;
-    v = mu v + (1 - dampening) g (v = g at the first step); then
-    g = g + mu v with Nesterov, else g = v; p <- p - lr g. Each update
-    multiplies by public constants (one truncation each)."""
+    """Stochastic gradient descent with momentum, dampening, Nesterov, weight
+    decay and ``maximize``, as ``torch.optim.SGD`` (per parameter group):
+    g = grad + wd p; v = mu v + (1 - dampening) g (v = g at the first
+    step); then g = g + mu v with Nesterov, else g = v; p <- p - lr g. Each
+    update multiplies by public constants (one truncation each)."""
+
+    _LEGACY = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
 
     def __init__(
         self,
         params,
-        lr: float,
+        lr: float = 1e-3,
         momentum: float = 0.0,
         dampening: float = 0.0,
         weight_decay: float = 0.0,
         nesterov: bool = False,
+        *,
+        maximize: bool = False,
+        foreach=None,
+        differentiable: bool = False,
+        fused=None,
     ):
-        if lr <= 0:
-            raise ValueError(f"learning rate must be positive, got {lr}")
-        if not 0 <= momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        if not 0 <= dampening <= 1:
-            raise ValueError(f"dampening must be in [0, 1], got {dampening}")
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay must be non-negative, got {weight_decay}")
-        if nesterov and (momentum <= 0 or dampening != 0):
+        if differentiable or fused:
+            raise NotImplementedError("SGD(differentiable=True / fused=True) is not provided")
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            dampening=dampening,
+            weight_decay=weight_decay,
+            nesterov=bool(nesterov),
+            maximize=bool(maximize),
+        )
+        self._buf: dict[int, SharedTensor] = {}
+        super().__init__(params, defaults, "SGD")
+
+    def _check(self, group: dict) -> None:
+        super()._check(group)
+        mu, damp = group["momentum"], group["dampening"]
+        if not mu >= 0:
+            raise ValueError(f"Invalid momentum value: {mu}")
+        if not 0 <= damp <= 1:
+            raise ValueError(f"Invalid dampening value: {damp}")
+        if group["nesterov"] and (mu <= 0 or damp != 0):
             # torch's rule
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-        super().__init__(params, weight_decay, "SGD")
-        self.dampening, self.nesterov = dampening, bool(nesterov)
-        self.lr, self.momentum = lr, momentum
-        self._buf: dict[int, SharedTensor] = {}
 
     def state_dict(self) -> dict:
-        """Hyperparameters and momentum buffers (by parameter index), as
-        ``torch.optim.Optimizer.state_dict``; save it with :func:`cryptgpu.save`."""
+        """Hyperparameters (per group) and momentum buffers (by parameter
+        index), as ``torch.optim.Optimizer.state_dict``; save it with
+        :func:`cryptgpu.save`."""
+        groups = self._group_settings()
         return {
-            "lr": self.lr,
-            "momentum": self.momentum,
-            "dampening": self.dampening,
-            "weight_decay": self.wd,
-            "nesterov": self.nesterov,
+            **{k: groups[0][k] for k in self._LEGACY},
+            "param_groups": groups,
             "momentum_buffers": [self._buf.get(id(p)) for p in self.params],
         }
 
@@ -88,43 +186,42 @@ class SGD(_Optimizer):
         """Restore what :meth:`state_dict` saved (for the same parameters, in
         the same order)."""
         bufs = state["momentum_buffers"]
-        if len(bufs) != len(self.params):
+        params = self.params
+        if len(bufs) != len(params):
             raise ValueError(
                 f"the saved optimiser state has {len(bufs)} momentum buffers for "
-                f"{len(self.params)} parameters"
+                f"{len(params)} parameters"
             )
-        for p, b in zip(self.params, bufs):
+        for p, b in zip(params, bufs):
             if b is not None and tuple(b.shape) != tuple(p.shape):
                 raise ValueError(
                     f"a saved momentum buffer of shape {tuple(b.shape)} does not fit a "
                     f"parameter of shape {tuple(p.shape)}"
                 )
-        self.lr, self.momentum = state["lr"], state["momentum"]
-        self.dampening, self.wd = state["dampening"], state["weight_decay"]
-        self.nesterov = state["nesterov"]
-        self._buf = {id(p): b for p, b in zip(self.params, bufs) if b is not None}
+        self._load_group_settings(state, self._LEGACY)
+        self._buf = {id(p): b for p, b in zip(params, bufs) if b is not None}
 
-    def step(self) -> None:
-        """One update: p <- p - lr (g + weight_decay p), with momentum when set."""
-        for p, g in self._gradients():
-            if self.momentum:
+    def _update(self, group: dict) -> None:
+        mu, damp, lr = group["momentum"], group["dampening"], group["lr"]
+        for p, g in self._gradients(group):
+            if mu:
                 prev = self._buf.get(id(p))
                 if prev is None:
                     v = g
-                elif self.dampening:
-                    v = prev * self.momentum + g * (1 - self.dampening)
+                elif damp:
+                    v = prev * mu + g * (1 - damp)
                 else:
-                    v = prev * self.momentum + g
+                    v = prev * mu + g
                 self._buf[id(p)] = v
-                g = g + v * self.momentum if self.nesterov else v
-            new = p - g * self.lr
+                g = g + v * mu if group["nesterov"] else v
+            new = p - g * lr
             p._t = new._t  # update in place: modules keep the same object
 
 
 class Adam(_Optimizer):
     """Adam (Kingma & Ba) with torch.optim.Adam's rules and defaults (bias
-    correction, L2 ``weight_decay`` added to the gradient; ``amsgrad`` and
-    ``maximize`` are not provided), on shares.
+    correction, L2 ``weight_decay`` added to the gradient, or decoupled as
+    AdamW; ``amsgrad``; ``maximize``; per parameter group), on shares.
 
     Fixed point cannot hold Adam's second moment directly: a gradient of
     1e-3 squares to 1e-6, below the 2^-16 resolution. The update
@@ -140,9 +237,15 @@ class Adam(_Optimizer):
     floor of 2^-14 in scaled units, 4 units of the encoding, which plays
     the part of eps: with 2^-10 a gradient of 1.7e-4 got 0.81 of torch's
     step), and larger ones overflow the second moment (lower
-    ``grad_scale`` for them). Each step costs, per parameter element, one
-    batched comparison of 21 thresholds and about 60 products.
+    ``grad_scale`` for them). ``eps`` enters as m / sqrt(v + eps^2), not
+    torch's m / (sqrt(v) + eps): the same where sqrt(v) >> eps (the default
+    1e-8 always), a longer step than torch's where eps is large against
+    sqrt(v). Each step costs, per parameter element, one batched
+    comparison of 21 thresholds and about 60 products (``amsgrad`` adds one
+    comparison, decoupled weight decay one product).
     """
+
+    _LEGACY = ("lr", "betas", "eps", "weight_decay", "grad_scale")
 
     def __init__(
         self,
@@ -153,71 +256,125 @@ class Adam(_Optimizer):
         weight_decay: float = 0.0,
         amsgrad: bool = False,
         grad_scale: int = 2**8,
+        *,
+        maximize: bool = False,
+        decoupled_weight_decay: bool = False,
+        foreach=None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused=None,
     ):
-        if not lr > 0:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        b1, b2 = betas
-        if not 0.0 <= b1 < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 0: {b1}")
-        if not 0.0 <= b2 < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 1: {b2}")
-        if amsgrad:
-            raise NotImplementedError("Adam(amsgrad=True) is not provided")
+        if differentiable or fused or capturable:
+            raise NotImplementedError(
+                "Adam(differentiable=True / fused=True / capturable=True) is not provided"
+            )
         if not (
             isinstance(grad_scale, int) and grad_scale >= 1 and grad_scale & (grad_scale - 1) == 0
         ):
             raise ValueError(f"grad_scale must be a power of two, got {grad_scale!r}")
-        super().__init__(params, weight_decay, "Adam")
-        self.lr, self.betas, self.eps = lr, (b1, b2), eps
-        self.grad_scale = grad_scale
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=bool(amsgrad),
+            maximize=bool(maximize),
+            decoupled_weight_decay=bool(decoupled_weight_decay),
+            grad_scale=grad_scale,
+        )
         self.t = 0
         self._m: dict[int, SharedTensor] = {}
         self._w: dict[int, SharedTensor] = {}
+        self._wmax: dict[int, SharedTensor] = {}
+        super().__init__(params, defaults, "Adam")
 
-    def step(self) -> None:
+    def _check(self, group: dict) -> None:
+        super()._check(group)
+        eps, betas = group["eps"], group["betas"]
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        for i, b in enumerate(betas):
+            if not 0.0 <= b < 1.0:
+                raise ValueError(f"Invalid beta parameter at index {i}: {b}")
+        group["betas"] = tuple(betas)
+
+    def step(self, closure=None):
         """One Adam update of every parameter that has a gradient."""
-        b1, b2 = self.betas
         self.t += 1
-        t, s = self.t, self.grad_scale
+        return super().step(closure)
+
+    def _update(self, group: dict) -> None:
+        (b1, b2), t, s = group["betas"], self.t, group["grad_scale"]
+        lr, eps = group["lr"], group["eps"]
         c1 = 1.0 / (1.0 - b1**t)  # bias corrections
         c2 = (1.0 - b2) / (1.0 - b2**t)  # v_hat = c2 * w / s^2
         # torch: m_hat / (sqrt(v_hat) + eps); here m_hat / sqrt(v_hat + eps^2),
         # with the floor 2^-14 on the scaled w: the same wherever v_hat >> eps^2.
-        floor = max((s * self.eps) ** 2 / c2, 2.0**-14)
-        for p, g in self._gradients():
+        floor = max((s * eps) ** 2 / c2, 2.0**-14)
+        decay = group["weight_decay"] if group["decoupled_weight_decay"] else 0.0
+        for p, g in self._gradients(group):
             g = g * np.int64(s)  # exact: an integer factor
             m, w = self._m.get(id(p)), self._w.get(id(p))
             m = g * (1 - b1) if m is None else m * b1 + g * (1 - b1)
             w = g * g if w is None else w * b2 + g * g
             self._m[id(p)], self._w[id(p)] = m, w
+            if group["amsgrad"]:
+                prev = self._wmax.get(id(p))
+                w = w if prev is None else prev.maximum(w)
+                self._wmax[id(p)] = w
             # m_hat / sqrt(v_hat) = (c1 / sqrt(c2)) m / sqrt(w)
             r = functions.ratio_inv_sqrt(m, w + floor, lo_exp=-14)
-            new = p - r * (self.lr * c1 / np.sqrt(c2))
+            base = p - p * (lr * decay) if decay else p  # AdamW: p (1 - lr wd)
+            new = base - r * (lr * c1 / np.sqrt(c2))
             p._t = new._t
 
     def state_dict(self) -> dict:
-        """Hyperparameters, the step count and both moments (by parameter index)."""
+        """Hyperparameters (per group), the step count and both moments (by
+        parameter index)."""
+        groups = self._group_settings()
+        params = self.params
         return {
-            "lr": self.lr,
-            "betas": self.betas,
-            "eps": self.eps,
-            "weight_decay": self.wd,
-            "grad_scale": self.grad_scale,
+            **{k: groups[0][k] for k in self._LEGACY},
+            "param_groups": groups,
             "step": self.t,
-            "exp_avg": [self._m.get(id(p)) for p in self.params],
-            "exp_avg_sq_unscaled": [self._w.get(id(p)) for p in self.params],
+            "exp_avg": [self._m.get(id(p)) for p in params],
+            "exp_avg_sq_unscaled": [self._w.get(id(p)) for p in params],
+            "max_exp_avg_sq_unscaled": [self._wmax.get(id(p)) for p in params],
         }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what :meth:`state_dict` saved, for the same parameters in order."""
+        params = self.params
         ms, ws = state["exp_avg"], state["exp_avg_sq_unscaled"]
-        if len(ms) != len(self.params) or len(ws) != len(self.params):
+        mx = state.get("max_exp_avg_sq_unscaled", [None] * len(params))
+        if not len(ms) == len(ws) == len(mx) == len(params):
             raise ValueError(
-                f"the saved optimiser state has {len(ms)} moments for {len(self.params)} parameters"
+                f"the saved optimiser state has {len(ms)} moments for {len(params)} parameters"
             )
-        self.lr, self.betas, self.eps = state["lr"], tuple(state["betas"]), state["eps"]
-        self.wd, self.grad_scale, self.t = state["weight_decay"], state["grad_scale"], state["step"]
-        self._m = {id(p): m for p, m in zip(self.params, ms) if m is not None}
-        self._w = {id(p): w for p, w in zip(self.params, ws) if w is not None}
+        self._load_group_settings(state, self._LEGACY)
+        self.t = state["step"]
+        self._m = {id(p): m for p, m in zip(params, ms) if m is not None}
+        self._w = {id(p): w for p, w in zip(params, ws) if w is not None}
+        self._wmax = {id(p): w for p, w in zip(params, mx) if w is not None}
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter), as
+    ``torch.optim.AdamW``: p <- p (1 - lr wd) before the Adam step, default
+    weight_decay 1e-2."""
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        grad_scale: int = 2**8,
+        **kwargs,
+    ):
+        kwargs["decoupled_weight_decay"] = True
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, grad_scale, **kwargs)

@@ -206,6 +206,15 @@ class TensorBase(ag.Node):
             return torch.from_numpy(arr.astype(np_want))
         return torch.from_numpy(arr.copy()).to(want)
 
+    def item(self) -> float:
+        """Open a one-element tensor to every party and return it as a Python
+        float (``loss.item()``): the same disclosure as
+        ``get_plain_text().item()``, and one reveal round."""
+        n = self.numel()
+        if n != 1:
+            raise RuntimeError(f"a Tensor with {n} elements cannot be converted to Scalar")
+        return float(self.get_plain_text(dtype=torch.float64).reshape(()))
+
     def party_shares(self, party: int) -> tuple[np.ndarray, np.ndarray]:
         """What ``party`` holds: its two share components as uint64 arrays."""
         if not isinstance(party, int) or isinstance(party, bool) or not 0 <= party <= 2:

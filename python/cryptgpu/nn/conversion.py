@@ -97,7 +97,8 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
             _plain(m.running_mean),
             _plain(m.running_var),
             m.eps,
-            m.momentum if m.momentum is not None else 0.1,
+            m.momentum,
+            int(m.num_batches_tracked) if m.num_batches_tracked is not None else 0,
         )
         bn._affine = _bn_affine(m)  # exact, from the owner's plaintext
         return bn

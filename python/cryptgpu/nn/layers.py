@@ -237,12 +237,23 @@ class BatchNorm(Module):
 
     kind = BATCHNORM
 
-    def __init__(self, weight, bias, running_mean, running_var, eps=1e-5, momentum=0.1):
+    def __init__(
+        self,
+        weight,
+        bias,
+        running_mean,
+        running_var,
+        eps=1e-5,
+        momentum=0.1,
+        num_batches_tracked: int = 0,
+    ):
         super().__init__()
         self.register_parameter("weight", weight)
         self.register_parameter("bias", bias)
         self._buffers = OrderedDict(running_mean=running_mean, running_var=running_var)
+        # momentum None: the cumulative average, 1 / batches seen (torch's)
         self.eps, self.momentum = eps, momentum
+        self.num_batches_tracked = int(num_batches_tracked)
         self._affine = None
 
     def encrypt(self, src: int = 0) -> Module:
@@ -299,7 +310,10 @@ class BatchNorm(Module):
             mean, var_s, inv, xhat = _normalise(x, dims, self.eps)
             var = var_s.div(_VAR_SCALE**2)
             y = _scale_shift(xhat, w, b, shape)
+            self.num_batches_tracked += 1
             m = self.momentum
+            if m is None:
+                m = 1.0 / self.num_batches_tracked
             rm, rv = self._buffers["running_mean"], self._buffers["running_var"]
             unbiased = var.reshape(-1) * (n / max(n - 1, 1))
             self._buffers["running_mean"] = rm * (1 - m) + mean.reshape(-1) * m

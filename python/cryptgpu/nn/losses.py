@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import autograd as ag
+from .. import torch_dispatch
 from .._native import ShapeError
 from ..tensor import SharedTensor
 from .module import Module
@@ -25,6 +26,9 @@ def _one_hot(target, like: SharedTensor):
     if t.dim() == 1 and not t.is_floating_point():
         if t.numel() != like.shape[0]:
             raise ValueError(f"{t.numel()} labels for a batch of {like.shape[0]}")
+        bad = t[(t < 0) | (t >= like.shape[1])]
+        if bad.numel():
+            raise IndexError(f"Target {int(bad[0])} is out of bounds.")
         return F.one_hot(t.long(), like.shape[1]).double()
     if tuple(t.shape) != tuple(like.shape):
         raise ValueError(f"target {tuple(t.shape)} != logits {tuple(like.shape)}")
@@ -122,3 +126,42 @@ class MSELoss(Module):
 
     def __call__(self, x, target):
         return self.forward(x, target)
+
+
+# torch's functional losses on a SharedTensor (F.cross_entropy, F.mse_loss,
+# and so torch.nn.CrossEntropyLoss / MSELoss modules called on one): the
+# forms above, or a clear NotImplementedError for what they lack.
+def _legacy(size_average, reduce, reduction: str) -> str:
+    if size_average is not None or reduce is not None:
+        raise NotImplementedError("size_average / reduce (deprecated in torch): use reduction=")
+    return reduction
+
+
+def _cross_entropy(
+    input,
+    target,
+    weight=None,
+    size_average=None,
+    ignore_index=-100,
+    reduce=None,
+    reduction="mean",
+    label_smoothing=0.0,
+):
+    reduction = _legacy(size_average, reduce, reduction)
+    if weight is not None or label_smoothing:
+        raise NotImplementedError("cross_entropy with class weights or label_smoothing")
+    if not isinstance(target, SharedTensor):
+        t = torch.as_tensor(target)
+        if not t.is_floating_point() and bool((t == ignore_index).any()):
+            raise NotImplementedError("cross_entropy with targets equal to ignore_index")
+    return CrossEntropyLoss(reduction)(input, target)
+
+
+def _mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    reduction = _legacy(size_average, reduce, reduction)
+    if weight is not None:
+        raise NotImplementedError("mse_loss with weight")
+    return MSELoss(reduction)(input, target)
+
+
+torch_dispatch.TABLE.update({F.cross_entropy: _cross_entropy, F.mse_loss: _mse_loss})

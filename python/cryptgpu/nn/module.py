@@ -210,8 +210,9 @@ class Module:
             m.encrypted = True
         return self
 
-    def zero_grad(self) -> None:
-        """Forget accumulated gradients."""
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget accumulated gradients (a zero gradient and none are the
+        same to the next backward here)."""
         for p in self.parameters():
             if isinstance(p, SharedTensor):
                 p.grad = None

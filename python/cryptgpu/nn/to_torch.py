@@ -64,6 +64,8 @@ def _copy_back(m: Module, tm: torch.nn.Module) -> None:
     values = dict(m._params)
     if isinstance(m, BatchNorm):
         values.update(m._buffers)
+        if getattr(tm, "num_batches_tracked", None) is not None:
+            tm.num_batches_tracked.fill_(m.num_batches_tracked)
     for k, v in values.items():
         _copy_into(getattr(tm, k, None), v)
 
