@@ -211,6 +211,11 @@ INDEXES = [
     np.array([[1], [0]]),
     (torch.tensor([0, 1]), torch.tensor([2, 0])),
     [],
+    # ints apart from the array index: torch applies them first, numpy's
+    # rule would put the array's dims in front ((2, 3) instead of (3, 2))
+    (0, slice(None), torch.tensor([3, 0])),
+    (slice(None), 1, [0, 3, 1]),
+    (None, 1, slice(None), torch.tensor([[2], [0]])),
 ]
 
 
@@ -539,3 +544,29 @@ def test_batchnorm_with_cumulative_momentum_and_its_batch_count(session):
     # within the linear layer's error (4 products: 4 * 2 ENC * 2 + TRUNC)
     # plus one truncation per update
     assert_close(tm[1].running_mean, ref[1].running_mean, 4 * 4 * ENC + 4 * TRUNC)
+
+
+def test_unencrypted_modules_compute_in_the_inputs_dtype(session):
+    # CrypTen's unencrypted (and decrypted) modules run on float32 inputs;
+    # ours kept float64 parameters and torch refused the mixed product.
+    torch.manual_seed(0)
+    tm = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(), torch.nn.Linear(8, 2))
+    x = torch.randn(1, 1, 4, 4)
+    m = crypten.nn.from_pytorch(tm, torch.empty(1, 1, 4, 4))
+    for model in (m, m.encrypt().decrypt(), crypten.nn.Linear(4, 2)):
+        inp = x[0, 0] if isinstance(model, crypten.nn.Linear) else x
+        out = model(inp)
+        assert out.dtype == torch.float32
+    # the values: torch's own float32 computation, to float32 rounding
+    assert torch.allclose(m(x), tm(x), atol=1e-5)
+
+
+def test_clamp_takes_tensor_bounds(session):
+    t = torch.tensor([[-2.0, 0.5, 3.0], [1.0, -1.0, 4.0]], dtype=torch.float64)
+    lo = torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64)
+    # a clamp of grid values to grid bounds is exact (a selection)
+    assert_close(pt(C(t).clamp(lo, lo + 1)), t.clamp(lo, lo + 1), 0)
+    assert_close(pt(C(t).clamp(min=lo)), t.clamp(min=lo), 0)
+    assert_close(pt(C(t).clamp(max=lo)), t.clamp(max=lo), 0)
+    with pytest.raises(ValueError, match="greater than max"):
+        C(t).clamp(lo + 1, lo)

@@ -121,12 +121,15 @@ class ComparisonOps:
         return where(condition, self, y)
 
     def clamp(self, min=None, max=None) -> TensorBase:  # noqa: A002 - torch's names
-        """Clamp to [min, max] with public bounds; both bounds in one batched ReLU."""
+        """Clamp to [min, max]: numbers, or tensors (plaintext or shared)
+        broadcasting against x, as torch's; both bounds in one batched ReLU."""
         if min is None and max is None:
             raise InvalidArgumentError("clamp: at least one of min and max must be given")
         if min is not None and max is not None:
-            if float(min) > float(max):
-                raise ValueError(f"clamp: min {min} is greater than max {max}")
+            if not isinstance(min, TensorBase) and not isinstance(max, TensorBase):
+                lo = torch.as_tensor(min, dtype=torch.float64)
+                if bool((lo > torch.as_tensor(max, dtype=torch.float64)).any()):
+                    raise ValueError(f"clamp: min {min} is greater than max {max}")
             r = stack([self - min, self - max]).relu()
             return r[0] - r[1] + min
         if min is not None:

@@ -358,7 +358,7 @@ def _positions(x, idx: tuple) -> np.ndarray:
     """The flat positions ``x[idx]`` reads, shaped like the result, for
     public indices of every kind torch takes (integer tensors, lists and
     arrays, boolean masks, mixed with ints and slices): numpy's advanced
-    indexing, whose rules torch follows, applied to the positions."""
+    indexing applied to the positions, after the plain ints as torch does."""
     conv = []
     for i in idx:
         if isinstance(i, TensorBase):
@@ -374,8 +374,18 @@ def _positions(x, idx: tuple) -> np.ndarray:
             i = np.asarray(i) if len(i) else np.zeros(0, dtype=np.int64)
         conv.append(i)
     shape = tuple(x._t.shape)
+    first = None
+    if any(type(i) is int for i in conv) and any(isinstance(i, np.ndarray) for i in conv):
+        # torch applies plain ints first (as selections) and then the array
+        # indices, where numpy treats ints as array indices too: x[0, :, [3, 0]]
+        # is (3, 2) in torch, (2, 3) in numpy.
+        first = tuple(
+            i if type(i) is int or i is None or i is Ellipsis else slice(None) for i in conv
+        )
+        conv = [slice(None) if i is None else i for i in conv if type(i) is not int]
     try:
-        return np.arange(math.prod(shape), dtype=np.int64).reshape(shape)[tuple(conv)]
+        pos = np.arange(math.prod(shape), dtype=np.int64).reshape(shape)
+        return (pos if first is None else pos[first])[tuple(conv)]
     except IndexError:
         raise
     except (TypeError, ValueError) as e:

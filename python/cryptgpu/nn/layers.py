@@ -60,7 +60,7 @@ class Linear(Module):
         x = _public_input(x, w)
         if isinstance(x, SharedTensor):
             return x.linear(_as_operand(w), None if b is None else _as_operand(b))
-        return F.linear(x, w, b)
+        return F.linear(x, *_like(x, w, b))
 
 
 def _public_input(x, w):
@@ -70,6 +70,14 @@ def _public_input(x, w):
     if isinstance(w, SharedTensor) and isinstance(x, torch.Tensor):
         return w._public(x.detach().to(torch.float64).numpy())
     return x
+
+
+def _like(x, *params):
+    """Plaintext parameters (kept in float64) in a plaintext input's float
+    dtype, as an unencrypted torch or CrypTen layer computes on float32."""
+    if isinstance(x, torch.Tensor) and x.is_floating_point():
+        return tuple(p.to(x.dtype) if isinstance(p, torch.Tensor) else p for p in params)
+    return params
 
 
 class Conv2d(Module):
@@ -112,6 +120,7 @@ class Conv2d(Module):
                 self.dilation,
                 self.groups,
             )
+        w, b = _like(x, w, b)
         return F.conv2d(x, w, b, self.stride, self.padding, self.dilation, self.groups)
 
 
