@@ -5,7 +5,7 @@ Start with :func:`init`, share data with :func:`cryptensor`, compute with
 :class:`SharedTensor`, and open results with ``get_plain_text()``.
 """
 
-from . import autograd, comm, cuda, functions, models, mpc, nn, optim, spmd
+from . import autograd, comm, communicator, cuda, functions, models, mpc, nn, optim, spmd
 from ._native import (
     CryptGPUError,
     EncodingError,
@@ -20,7 +20,9 @@ from ._native import (
 from ._session import init, is_initialized, rank, reset_stats, stats, truncation, uninit
 from .autograd import is_grad_enabled, no_grad
 from .checkpoint import load, save
+from .comm import print_ as print  # noqa: A004 - CrypTen's crypten.print
 from .functions import ApproxConfig
+from .party_io import load_from_party, save_from_party
 from .tensor import SharedTensor, cat, cryptensor, stack, where
 
 
@@ -53,6 +55,10 @@ def get_communication_stats() -> dict:
 __version__ = "0.1.0"
 
 __all__ = [
+    "communicator",
+    "load_from_party",
+    "print",
+    "save_from_party",
     "is_encrypted_tensor",
     "ApproxConfig",
     "CryptGPUError",

@@ -30,7 +30,7 @@ import os
 
 import torch
 
-from . import _session
+from . import _session, party_io
 from .tensor import SharedTensor
 
 FORMAT = "cryptgpu-checkpoint"
@@ -88,12 +88,17 @@ def _encode(obj, session, rank: int):
     )
 
 
-def save(obj, f) -> list[str]:
+def save(obj, f, src: int | None = None, **kwargs) -> list[str]:
     """Save ``obj`` (a SharedTensor, or dicts/lists/tuples of SharedTensors,
     torch tensors and plain values, such as ``model.state_dict()`` and
     ``optimizer.state_dict()``): each party this process hosts writes its
     own file, ``f.format(rank=r)`` when ``f`` contains ``{rank}``, else
-    ``f + ".party{r}"``. Returns the paths written."""
+    ``f + ".party{r}"``. Returns the paths written. With ``src`` (CrypTen's
+    older form) party src writes the plaintext ``obj`` to ``f`` itself:
+    :func:`cryptgpu.party_io.save_from_party`."""
+    if src is not None:
+        party_io.save_from_party(obj, f, src, **kwargs)
+        return [str(f)]
     s = _session.current()
     paths = []
     for rank, own_key, own_ctr, next_key, next_ctr in s.prg_states():
@@ -171,14 +176,18 @@ def _decode(trees: list, session, where: str = "checkpoint"):
     return t0
 
 
-def load(f, restore_rng: bool = True):
+def load(f, restore_rng: bool = True, src: int | None = None, **kwargs):
     """Read what :func:`save` wrote: each party this process hosts reads its
     own file and the SharedTensors are rebuilt in the current session (which
     must have the same ``precision_bits``). With ``restore_rng`` (the
     default) the parties' PRG streams go back to where they were at the
     save, checked between neighbours (one round; files from different runs
     or save points raise ValueError), so the next step is the one the saved
-    run took, bit for bit; see the module notes for when to pass False."""
+    run took, bit for bit; see the module notes for when to pass False.
+    With ``src`` (CrypTen's older form) party src reads a plaintext tensor
+    from ``f`` and shares it: :func:`cryptgpu.party_io.load_from_party`."""
+    if src is not None:
+        return party_io.load_from_party(f, src=src, **kwargs)
     s = _session.current()
     recs = [_read(_path(f, r), r, s.precision_bits) for r in s.ranks]
     try:

@@ -8,6 +8,8 @@ the party whose view a single-process CrypTen program also reports.
 
 from __future__ import annotations
 
+import builtins
+
 from . import _session
 
 
@@ -47,3 +49,14 @@ def get() -> Communicator:
     """The communicator of the current session (raises if there is none)."""
     _session.current()
     return _COMM
+
+
+def print_(*args, in_order: bool = False, dst=0, **kwargs) -> None:
+    """CrypTen's ``crypten.print``: print on party ``dst`` only (an int or a
+    list of ranks), or on every party with ``in_order`` (in rank order in a
+    multi-process run, where each process prints its own; the party threads
+    of ``spmd.run`` print as they come). The local runtime prints once."""
+    r = get().get_rank()
+    dsts = [dst] if isinstance(dst, int) else list(dst)
+    if in_order or r in dsts:
+        builtins.print(*args, **kwargs)

@@ -154,12 +154,38 @@ class TensorBase(ag.Node):
 
     double = half = float
 
+    def cpu(self) -> TensorBase:
+        """``to("cpu")``: the tensor itself in a CPU session."""
+        return self.to("cpu")
+
+    def cuda(self, device=None) -> TensorBase:
+        """``to("cuda")``: the tensor itself in a CUDA session."""
+        return self.to("cuda")
+
+    def __deepcopy__(self, memo) -> TensorBase:
+        """A copy of a leaf (``copy.deepcopy(model)`` keeps a snapshot of
+        shared weights): the shares are never written in place, so the copy
+        holds the same shares; ``requires_grad`` and ``grad`` are copied."""
+        if self._back is not None:
+            raise RuntimeError(
+                "Only Tensors created explicitly by the user (graph leaves) support the "
+                "deepcopy protocol at the moment"
+            )
+        out = self._wrap(self._t)
+        out.requires_grad = self.requires_grad
+        if self.grad is not None:
+            out.grad = self.grad.__deepcopy__(memo)
+        memo[id(self)] = out
+        return out
+
     def numel(self) -> int:
         """Number of elements."""
         n = 1
         for s in self._t.shape:
             n *= s
         return n
+
+    nelement = numel
 
     def __len__(self) -> int:
         if self.dim() == 0:

@@ -191,15 +191,14 @@ class ComparisonOps:
     def max(self, dim=None, keepdim: bool = False, one_hot: bool = True):
         """Maximum. With ``dim=None`` returns the max of all elements; with a
         dim returns ``(values, argmax)`` where argmax is a one-hot SharedTensor
-        of the input's shape (CrypTen's convention; ``one_hot=False`` is not
-        supported because indices would have to be revealed)."""
+        of the input's shape (CrypTen's convention), or with
+        ``one_hot=False`` the index itself, still secret-shared."""
         if _is_other(dim):
             return self.maximum(dim)  # torch's max(other): element-wise
-        if not one_hot:
-            raise NotImplementedError("max(..., one_hot=False): only one-hot argmax is supported")
         if dim is None:
             return self._reduce_max(None, False, False, "max")[0]
-        return self._reduce_max(dim, keepdim, True, "max")
+        v, a = self._reduce_max(dim, keepdim, True, "max")
+        return (v, a) if one_hot else (v, _indices(a, dim, keepdim))
 
     def amax(self, dim=None, keepdim: bool = False) -> TensorBase:
         """Maximum values only (no argmax), like ``torch.amax``: the tournament
@@ -215,17 +214,31 @@ class ComparisonOps:
 
     def argmax(self, dim=None, keepdim: bool = False, one_hot: bool = True) -> TensorBase:
         """One-hot (fixed-point 0/1) indicator of the first maximum, shaped like
-        the input (over all elements when ``dim`` is None)."""
-        if not one_hot:
-            raise NotImplementedError(
-                "argmax(..., one_hot=False) would reveal the indices; only one-hot argmax "
-                "is supported"
-            )
-        return self._reduce_max(dim, keepdim, True, "argmax")[1]
+        the input (over all elements when ``dim`` is None); with
+        ``one_hot=False`` the index of the first maximum as a SharedTensor
+        (a sum of the one-hot times public positions: no extra rounds), as
+        CrypTen's."""
+        a = self._reduce_max(dim, keepdim, True, "argmax")[1]
+        return a if one_hot else _indices(a, dim, keepdim)
 
     def argmin(self, dim=None, keepdim: bool = False, one_hot: bool = True) -> TensorBase:
         """One-hot indicator of the first minimum."""
         return self.neg().argmax(dim, keepdim, one_hot)
+
+
+def _indices(onehot, dim, keepdim: bool):
+    """The position of the 1 in each one-hot row along ``dim`` (of the
+    flattened tensor when ``dim`` is None), shared: public integer factors
+    and a sum, all local."""
+    if dim is None:
+        flat = onehot.reshape(-1)
+        idx = (flat * torch.arange(flat.shape[0], dtype=torch.int64)).sum()
+        return idx.reshape([1] * onehot.dim()) if keepdim else idx
+    d = dim % onehot.dim()
+    shape = [1] * onehot.dim()
+    shape[d] = onehot.shape[d]
+    pos = torch.arange(onehot.shape[d], dtype=torch.int64).reshape(shape)
+    return (onehot * pos).sum(d, keepdim=keepdim)
 
 
 def _is_other(dim) -> bool:

@@ -44,6 +44,12 @@ class TorchLikeOps:
             raise ShapeError("mm: both operands must be matrices (2-D)")
         return self.matmul(y)
 
+    def mv(self, v) -> TensorBase:
+        """Matrix [n, m] times vector [m], as ``torch.mv``."""
+        if self.dim() != 2 or len(getattr(v, "shape", np.shape(v))) != 1:
+            raise ShapeError("mv: expected a matrix (2-D) and a vector (1-D)")
+        return self.matmul(v)
+
     def bmm(self, y) -> TensorBase:
         """Batched product of [b, n, m] and [b, m, p], as ``torch.bmm``."""
         ys = tuple(getattr(y, "shape", ()))

@@ -19,6 +19,8 @@ from .layers import (
     AdaptiveAvgPool2d,
     AvgPool2d,
     BatchNorm,
+    BatchNorm1d,
+    BatchNorm2d,
     Conv2d,
     Dropout,
     Embedding,
@@ -33,8 +35,8 @@ from .layers import (
     Softmax,
     Tanh,
 )
-from .losses import CrossEntropyLoss, MSELoss
-from .module import Module, Sequential
+from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss
+from .module import Module, ModuleList, Sequential
 from .stats import (
     BATCHNORM,
     LINEAR,
@@ -65,8 +67,13 @@ __all__ = [
     "AdaptiveAvgPool2d",
     "AvgPool2d",
     "BatchNorm",
+    "BatchNorm1d",
+    "BatchNorm2d",
     "Conv2d",
+    "BCELoss",
+    "BCEWithLogitsLoss",
     "CrossEntropyLoss",
+    "L1Loss",
     "Dropout",
     "Embedding",
     "FixedPointOverflowError",
@@ -89,6 +96,7 @@ __all__ = [
     "scaled_dot_product_attention",
     "ReLU",
     "Sigmoid",
+    "ModuleList",
     "Sequential",
     "SharedTensor",
     "Softmax",

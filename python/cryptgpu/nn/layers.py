@@ -332,6 +332,30 @@ class BatchNorm(Module):
         return _record_norm(y, x, w, b, xhat, inv, dims, shape, dims)
 
 
+class BatchNorm1d(BatchNorm):
+    """``BatchNorm1d(num_features, eps=1e-5, momentum=0.1, affine=True)``
+    built directly (torch's and CrypTen's form): weight 1, bias 0, running
+    mean 0 and variance 1; ``BatchNorm2d`` is the same layer."""
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum=0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+    ):
+        if not track_running_stats:
+            raise NotImplementedError("BatchNorm without running statistics")
+        n = int(num_features)
+        ones, zeros = torch.ones(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)
+        w, b = (ones.clone(), zeros.clone()) if affine else (None, None)
+        super().__init__(w, b, zeros, ones, eps, momentum)
+
+
+BatchNorm2d = BatchNorm1d
+
+
 _VAR_SCALE = 16
 
 

@@ -1,5 +1,6 @@
-"""Losses of cryptgpu.nn for private training: cross-entropy (with the exact
-softmax-minus-target gradient) and mean squared error.
+"""Losses of cryptgpu.nn for private training: cross-entropy and binary
+cross-entropy (with the exact prediction-minus-target gradients), mean
+squared and absolute error; and torch's functional losses on SharedTensors.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import autograd as ag
-from .. import torch_dispatch
+from .. import functions, torch_dispatch
 from .._native import ShapeError
 from ..tensor import SharedTensor
 from .module import Module
@@ -128,6 +129,115 @@ class MSELoss(Module):
         return self.forward(x, target)
 
 
+def _reduce(per, reduction: str):
+    if reduction == "none":
+        return per
+    return per.sum() if reduction == "sum" else per.mean()
+
+
+def _same_shape(x, target, what: str):
+    t = target if isinstance(target, SharedTensor) else torch.as_tensor(target, dtype=torch.float64)
+    if tuple(t.shape) != tuple(x.shape):
+        raise ValueError(
+            f"{what}: using a target size ({tuple(t.shape)}) that is different to the input "
+            f"size ({tuple(x.shape)})"
+        )
+    return t
+
+
+class BCEWithLogitsLoss(Module):
+    """Binary cross-entropy of logits x against targets y in [0, 1], as
+    ``torch.nn.BCEWithLogitsLoss``: relu(x) - x y + log(1 + e^-|x|), the
+    last term by e^-|x| on (0, 1] (``functions.exp_nonpos``) and the log on
+    (1, 2]. The backward is the exact shortcut (sigmoid(x) - y) / N, as for
+    cross-entropy; class weights and ``pos_weight`` are not provided."""
+
+    kind = SOFTMAX
+
+    def __init__(self, weight=None, reduction: str = "mean", pos_weight=None) -> None:
+        super().__init__()
+        if weight is not None or pos_weight is not None:
+            raise NotImplementedError("BCEWithLogitsLoss with weight or pos_weight")
+        self.reduction = _reduction(reduction)
+
+    def forward(self, x, target):
+        """reduction(relu(x) - x y + log(1 + e^-|x|))."""
+        if not isinstance(x, SharedTensor):
+            t = torch.as_tensor(target)
+            return F.binary_cross_entropy_with_logits(x, t, reduction=self.reduction)
+        y = _same_shape(x, target, "BCEWithLogitsLoss")
+        want_grad = ag.needs_grad(x)
+        with ag.inside(want_grad):
+            a = x.abs()
+            soft = (functions.exp_nonpos(a.neg()) + 1.0).log()
+            loss = _reduce((x + a) * 0.5 - x * y + soft, self.reduction)
+            if not want_grad:
+                return loss
+            diff = x.sigmoid() - y
+            if self.reduction == "mean" and x.numel() > 1:
+                diff = diff.div(x.numel())
+        return ag.record(loss, (x,), lambda g: (diff * g,))
+
+    def __call__(self, x, target):
+        with _track(self.kind, x):
+            return self.forward(x, target)
+
+
+class BCELoss(Module):
+    """Binary cross-entropy of probabilities p against targets y, as
+    ``torch.nn.BCELoss``: -(y log p + (1 - y) log(1 - p)), each log clamped
+    at -100 as torch's. The private log is accurate for p and 1 - p from
+    about 1e-4 (``functions.log``'s range); its gradient is
+    (p - y) / (p (1 - p)) / N with a private reciprocal, accurate for
+    p (1 - p) from about 1e-3: prefer BCEWithLogitsLoss on logits."""
+
+    kind = SOFTMAX
+
+    def __init__(self, weight=None, reduction: str = "mean") -> None:
+        super().__init__()
+        if weight is not None:
+            raise NotImplementedError("BCELoss with weight")
+        self.reduction = _reduction(reduction)
+
+    def forward(self, p, target):
+        """reduction(-(y log p + (1 - y) log(1 - p)))."""
+        if not isinstance(p, SharedTensor):
+            return F.binary_cross_entropy(p, torch.as_tensor(target), reduction=self.reduction)
+        y = _same_shape(p, target, "BCELoss")
+        want_grad = ag.needs_grad(p)
+        with ag.inside(want_grad):
+            q = 1.0 - p
+            lp = p.log().clamp(min=-100.0)
+            lq = q.log().clamp(min=-100.0)
+            loss = _reduce((y * lp + (1.0 - y) * lq).neg(), self.reduction)
+            if not want_grad:
+                return loss
+            diff = (p - y) * (p * q).reciprocal()
+            if self.reduction == "mean" and p.numel() > 1:
+                diff = diff.div(p.numel())
+        return ag.record(loss, (p,), lambda g: (diff * g,))
+
+    def __call__(self, p, target):
+        with _track(self.kind, p):
+            return self.forward(p, target)
+
+
+class L1Loss(Module):
+    """Mean (or sum, or every) absolute error, differentiated by the
+    recorded operations (|d| = d sign(d): one comparison)."""
+
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__()
+        self.reduction = _reduction(reduction)
+
+    def forward(self, x, target):
+        """reduction(|x - target|)."""
+        return _reduce((x - target).abs(), self.reduction)
+
+    def __call__(self, x, target):
+        return self.forward(x, target)
+
+
 # torch's functional losses on a SharedTensor (F.cross_entropy, F.mse_loss,
 # and so torch.nn.CrossEntropyLoss / MSELoss modules called on one): the
 # forms above, or a clear NotImplementedError for what they lack.
@@ -164,4 +274,29 @@ def _mse_loss(input, target, size_average=None, reduce=None, reduction="mean", w
     return MSELoss(reduction)(input, target)
 
 
-torch_dispatch.TABLE.update({F.cross_entropy: _cross_entropy, F.mse_loss: _mse_loss})
+def _bce_with_logits(
+    input, target, weight=None, size_average=None, reduce=None, reduction="mean", pos_weight=None
+):
+    reduction = _legacy(size_average, reduce, reduction)
+    return BCEWithLogitsLoss(weight, reduction, pos_weight)(input, target)
+
+
+def _bce(input, target, weight=None, size_average=None, reduce=None, reduction="mean"):
+    return BCELoss(weight, _legacy(size_average, reduce, reduction))(input, target)
+
+
+def _l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    if weight is not None:
+        raise NotImplementedError("l1_loss with weight")
+    return L1Loss(_legacy(size_average, reduce, reduction))(input, target)
+
+
+torch_dispatch.TABLE.update(
+    {
+        F.cross_entropy: _cross_entropy,
+        F.mse_loss: _mse_loss,
+        F.binary_cross_entropy_with_logits: _bce_with_logits,
+        F.binary_cross_entropy: _bce,
+        F.l1_loss: _l1_loss,
+    }
+)

@@ -120,6 +120,25 @@ class Module:
         for m in self.children():
             yield from m.modules()
 
+    def named_modules(self, memo=None, prefix: str = ""):
+        """Yield (dotted name, module) for this module and every descendant,
+        as torch's (each module once)."""
+        memo = set() if memo is None else memo
+        if id(self) in memo:
+            return
+        memo.add(id(self))
+        yield prefix, self
+        for name, m in self._modules.items():
+            if m is not None:
+                yield from m.named_modules(memo, f"{prefix}.{name}" if prefix else name)
+
+    def apply(self, fn) -> Module:
+        """Call ``fn`` on every child (recursively) and then on this module."""
+        for m in self.children():
+            m.apply(fn)
+        fn(self)
+        return self
+
     def _named_state(self, prefix: str = ""):
         """(dotted name, owning module, table, key) for every parameter and
         buffer (BatchNorm's running statistics), skipping None."""
@@ -247,16 +266,73 @@ class Module:
         return f"{type(self).__name__}({inner})"
 
 
-class Sequential(Module):
-    """Children applied in order, as torch.nn.Sequential."""
+class _Indexed(Module):
+    """Children numbered 0, 1, ...: indexing (a slice gives the same kind of
+    container), ``len``, iteration, as torch's Sequential and ModuleList."""
 
-    def __init__(self, *mods: Module):
+    def __init__(self, mods=()):
         super().__init__()
         for i, m in enumerate(mods):
             self.add_module(str(i), m)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, idx):
+        mods = list(self._modules.values())
+        if isinstance(idx, slice):
+            return type(self)._from_list(mods[idx])
+        try:
+            return mods[idx]
+        except TypeError:
+            raise TypeError(f"{type(self).__name__} indices must be integers or slices") from None
+        except IndexError:
+            raise IndexError(f"index {idx} is out of range") from None
+
+    @classmethod
+    def _from_list(cls, mods):
+        return cls(mods)
+
+
+class Sequential(_Indexed):
+    """Children applied in order, as torch.nn.Sequential."""
+
+    def __init__(self, *mods: Module):
+        super().__init__(mods)
+
+    @classmethod
+    def _from_list(cls, mods):
+        return cls(*mods)
+
+    def append(self, module: Module) -> Sequential:
+        """Add ``module`` at the end."""
+        self.add_module(str(len(self)), module)
+        return self
 
     def forward(self, x):
         """Apply each child to the output of the previous one."""
         for m in self._modules.values():
             x = m(x)
         return x
+
+
+class ModuleList(_Indexed):
+    """A list of registered modules (their parameters are the list's), as
+    torch.nn.ModuleList; it has no forward of its own."""
+
+    def __init__(self, modules=None):
+        super().__init__(list(modules or []))
+
+    def append(self, module: Module) -> ModuleList:
+        """Add ``module`` at the end."""
+        self.add_module(str(len(self)), module)
+        return self
+
+    def extend(self, modules) -> ModuleList:
+        """Add each of ``modules`` at the end."""
+        for m in modules:
+            self.append(m)
+        return self
