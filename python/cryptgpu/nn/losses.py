@@ -186,10 +186,11 @@ class BCEWithLogitsLoss(Module):
 class BCELoss(Module):
     """Binary cross-entropy of probabilities p against targets y, as
     ``torch.nn.BCELoss``: -(y log p + (1 - y) log(1 - p)), each log clamped
-    at -100 as torch's. The private log is accurate for p and 1 - p from
-    about 1e-4 (``functions.log``'s range); its gradient is
-    (p - y) / (p (1 - p)) / N with a private reciprocal, accurate for
-    p (1 - p) from about 1e-3: prefer BCEWithLogitsLoss on logits."""
+    at -100 as torch's. The private log's absolute error (measured): 0.005
+    near 0.5, 0.012 at 0.1, 0.04 at 0.01, 0.2 at 1e-4, so the loss value is
+    rough for confident predictions; the gradient (p - y) / (p (1 - p)) / N
+    uses a private reciprocal, within 1e-3 relative for p (1 - p) from
+    about 1e-3. Prefer BCEWithLogitsLoss on logits."""
 
     kind = SOFTMAX
 
