@@ -145,14 +145,30 @@ def _same_shape(x, target, what: str):
     return t
 
 
-class BCEWithLogitsLoss(Module):
+def _with_gradient(loss, x, diff, reduction: str):
+    """``loss`` recorded with the gradient ``diff`` (per element of x, the
+    closed form of d loss / d x), divided by N for a mean."""
+    if reduction == "mean" and x.numel() > 1:
+        diff = diff.div(x.numel())
+    return ag.record(loss, (x,), lambda g: (diff * g,))
+
+
+class _Tracked(Module):
+    """A loss whose cost is counted under its kind in per-layer statistics."""
+
+    kind = SOFTMAX
+
+    def __call__(self, x, target):
+        with _track(self.kind, x):
+            return self.forward(x, target)
+
+
+class BCEWithLogitsLoss(_Tracked):
     """Binary cross-entropy of logits x against targets y in [0, 1], as
     ``torch.nn.BCEWithLogitsLoss``: relu(x) - x y + log(1 + e^-|x|), the
     last term by e^-|x| on (0, 1] (``functions.exp_nonpos``) and the log on
     (1, 2]. The backward is the exact shortcut (sigmoid(x) - y) / N, as for
     cross-entropy; class weights and ``pos_weight`` are not provided."""
-
-    kind = SOFTMAX
 
     def __init__(self, weight=None, reduction: str = "mean", pos_weight=None) -> None:
         super().__init__()
@@ -173,17 +189,10 @@ class BCEWithLogitsLoss(Module):
             loss = _reduce((x + a) * 0.5 - x * y + soft, self.reduction)
             if not want_grad:
                 return loss
-            diff = x.sigmoid() - y
-            if self.reduction == "mean" and x.numel() > 1:
-                diff = diff.div(x.numel())
-        return ag.record(loss, (x,), lambda g: (diff * g,))
-
-    def __call__(self, x, target):
-        with _track(self.kind, x):
-            return self.forward(x, target)
+            return _with_gradient(loss, x, x.sigmoid() - y, self.reduction)
 
 
-class BCELoss(Module):
+class BCELoss(_Tracked):
     """Binary cross-entropy of probabilities p against targets y, as
     ``torch.nn.BCELoss``: -(y log p + (1 - y) log(1 - p)), each log clamped
     at -100 as torch's. The private log's absolute error (measured): 0.005
@@ -191,8 +200,6 @@ class BCELoss(Module):
     rough for confident predictions; the gradient (p - y) / (p (1 - p)) / N
     uses a private reciprocal, within 1e-3 relative for p (1 - p) from
     about 1e-3. Prefer BCEWithLogitsLoss on logits."""
-
-    kind = SOFTMAX
 
     def __init__(self, weight=None, reduction: str = "mean") -> None:
         super().__init__()
@@ -213,14 +220,7 @@ class BCELoss(Module):
             loss = _reduce((y * lp + (1.0 - y) * lq).neg(), self.reduction)
             if not want_grad:
                 return loss
-            diff = (p - y) * (p * q).reciprocal()
-            if self.reduction == "mean" and p.numel() > 1:
-                diff = diff.div(p.numel())
-        return ag.record(loss, (p,), lambda g: (diff * g,))
-
-    def __call__(self, p, target):
-        with _track(self.kind, p):
-            return self.forward(p, target)
+            return _with_gradient(loss, p, (p - y) * (p * q).reciprocal(), self.reduction)
 
 
 class L1Loss(Module):
