@@ -548,8 +548,14 @@ fn addr_rank(addr: SocketAddr) -> usize {
     TCP_ADDRS.with(|a| a.get().unwrap().iter().position(|x| *x == addr).unwrap())
 }
 
-#[test]
-fn strangers_do_not_stop_a_tcp_session_from_connecting() {
+/// A keyed TCP session on fresh addresses beside `strangers` (given the
+/// addresses and a flag set once the parties are done), every party
+/// connecting within `timeout`; checks what the parties reveal against the
+/// local runtime with the same seed.
+fn tcp_session_beside(
+    timeout: Duration,
+    strangers: impl FnOnce([SocketAddr; 3], &AtomicBool) + Send,
+) {
     use cryptgpu_engine::net::noise::{generate_keypair, LinkKeys};
     use cryptgpu_engine::net::tcp::TcpTransport;
     let cfg = Config {
@@ -561,22 +567,10 @@ fn strangers_do_not_stop_a_tcp_session_from_connecting() {
     let pairs: Vec<_> = (0..3).map(|_| generate_keypair().unwrap()).collect();
     let publics = [pairs[0].1, pairs[1].1, pairs[2].1];
     let addrs = free_addrs();
+    let done = AtomicBool::new(false);
     let got: Vec<Vec<u64>> = std::thread::scope(|sc| {
-        // The strangers reach every party first: parties 1 and 2 start only
-        // after the strangers' connections are queued on their ports.
-        let strangers = sc.spawn(|| {
-            TCP_ADDRS.with(|a| a.set(Some(addrs)));
-            let mut held = Vec::new();
-            for kind in 0..4 {
-                for &addr in &addrs {
-                    if let Some(c) = tcp_stranger(addr, kind) {
-                        held.push(c);
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_secs(3));
-            drop(held);
-        });
+        let done = &done;
+        let strangers = sc.spawn(move || strangers(addrs, done));
         let hs: Vec<_> = (0..3)
             .map(|r| {
                 let (cfg, pairs) = (cfg.clone(), &pairs);
@@ -585,8 +579,7 @@ fn strangers_do_not_stop_a_tcp_session_from_connecting() {
                         private: pairs[r].0,
                         publics,
                     };
-                    let t = TcpTransport::connect(r, &addrs, Duration::from_secs(40), Some(&keys))
-                        .unwrap();
+                    let t = TcpTransport::connect(r, &addrs, timeout, Some(&keys)).unwrap();
                     let s = Session::single(cfg, r, Box::new(t)).unwrap();
                     let out = workload(&s);
                     s.close();
@@ -595,10 +588,49 @@ fn strangers_do_not_stop_a_tcp_session_from_connecting() {
             })
             .collect();
         let got = hs.into_iter().map(|h| h.join().unwrap()).collect();
+        done.store(true, Ordering::Release);
         strangers.join().unwrap();
         got
     });
     assert_all_match(&got, &want);
+}
+
+#[test]
+fn strangers_do_not_stop_a_tcp_session_from_connecting() {
+    // The strangers reach every party first: parties 1 and 2 start only
+    // after the strangers' connections are queued on their ports.
+    tcp_session_beside(Duration::from_secs(40), |addrs, _| {
+        TCP_ADDRS.with(|a| a.set(Some(addrs)));
+        let mut held = Vec::new();
+        for kind in 0..4 {
+            for &addr in &addrs {
+                if let Some(c) = tcp_stranger(addr, kind) {
+                    held.push(c);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_secs(3));
+        drop(held);
+    });
+}
+
+#[test]
+fn idle_strangers_cannot_keep_a_tcp_party_waiting() {
+    // Eight silent connections on every port, held until the parties are
+    // done. Checked one at a time (5 s each) they kept a party from its
+    // real neighbour for 40 s, past the 20 s timeout; each is checked in
+    // its own thread now.
+    tcp_session_beside(Duration::from_secs(20), |addrs, done| {
+        let start = Instant::now();
+        let mut held = Vec::new();
+        for _ in 0..8 {
+            for &addr in &addrs {
+                held.extend(reach(addr));
+            }
+        }
+        hold(done, start, Duration::from_secs(60));
+        drop(held);
+    });
 }
 
 /// A stranger that speaks ZMTP from the start: DEALER sockets (its own

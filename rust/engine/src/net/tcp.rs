@@ -245,9 +245,16 @@ fn admit(mut s: TcpStream, rank: usize, p: usize, keys: Option<&LinkKeys>) -> Re
     Ok((s, t))
 }
 
-/// The incoming link: accept until a connection passes `admit`. Strangers
-/// (wrong greeting, silence, a failed handshake) are dropped and counted;
-/// each can hold the listener for at most GREET_TIMEOUT.
+/// At most this many accepted connections are checked at once; more are
+/// dropped at once and counted as refused.
+const MAX_ADMITTING: usize = 64;
+
+/// The incoming link: accept until a connection passes `admit`. Each
+/// accepted connection is checked in its own thread, so strangers (wrong
+/// greeting, silence, a failed handshake) hold only their own thread, for
+/// at most GREET_TIMEOUT, and never the listener: a few idle connections
+/// cannot keep the real party out. Refusals are counted for the timeout
+/// error.
 fn accept_prev(
     rank: usize,
     p: usize,
@@ -255,8 +262,19 @@ fn accept_prev(
     deadline: Instant,
     keys: Option<&LinkKeys>,
 ) -> Result<Linked> {
-    let (mut refused, mut last) = (0usize, String::new());
+    let (tx, rx) = std::sync::mpsc::channel::<Result<Linked>>();
+    let (mut refused, mut last, mut checking) = (0usize, String::new(), 0usize);
     loop {
+        while let Ok(r) = rx.try_recv() {
+            checking -= 1;
+            match r {
+                Ok(l) => return Ok(l),
+                Err(e) => {
+                    refused += 1;
+                    last = e.to_string();
+                }
+            }
+        }
         if Instant::now() > deadline {
             let why = if refused == 0 {
                 String::new()
@@ -268,15 +286,28 @@ fn accept_prev(
             )));
         }
         match listener.accept() {
-            Ok((s, _)) => match admit(s, rank, p, keys) {
-                Ok(l) => return Ok(l),
-                Err(e) => {
-                    refused += 1;
-                    last = e.to_string();
+            Ok((s, _)) if checking >= MAX_ADMITTING => {
+                drop(s);
+                refused += 1;
+                last = format!("more than {MAX_ADMITTING} connections were being checked");
+            }
+            Ok((s, _)) => {
+                let (tx, keys) = (tx.clone(), keys.cloned());
+                let spawned = std::thread::Builder::new()
+                    .name(format!("cryptgpu-admit-{rank}"))
+                    .spawn(move || {
+                        let _ = tx.send(admit(s, rank, p, keys.as_ref()));
+                    });
+                match spawned {
+                    Ok(_) => checking += 1,
+                    Err(e) => {
+                        refused += 1;
+                        last = format!("no thread to check it: {e}");
+                    }
                 }
-            },
+            }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20));
+                std::thread::sleep(Duration::from_millis(5));
             }
             Err(e) => return Err(peer_err(rank, p, "cannot accept", e)),
         }
