@@ -205,7 +205,8 @@ impl Comm {
             if got != tag {
                 return Err(EngineError::Peer(format!(
                     "party {who} is out of step with party {me}: its message belongs to {} \
-                     where party {me} is in {}; do all parties run the same program on the \
+                     where party {me} is in {}; do all parties run the same program (and the same \
+                     cryptgpu version) on the \
                      same shapes?",
                     self.describe(got),
                     self.describe(tag),
