@@ -319,6 +319,10 @@ def test_small_public_factors_keep_sixteen_significant_bits():
         tol = xs.abs() * abs(c) * 2.0 ** -(F - 1) + TRUNC
         got = (x * c).get_plain_text(dtype=torch.float64)
         assert ((got - xs * c).abs() <= tol).all(), (c, got)
+    cryptgpu.reset_stats()
+    assert (x / 1.0).get_plain_text(dtype=torch.float64).tolist() == xs.tolist()
+    assert (x / -1).get_plain_text(dtype=torch.float64).tolist() == (-xs).tolist()
+    assert cryptgpu.stats()["total"]["rounds"] == 2  # the two openings: x / +-1 is free
     for d in (1e5, 1e6, 1000.0, -4.0, torch.tensor(1e6), torch.tensor([3.0])):
         got = (x / d).get_plain_text(dtype=torch.float64)
         want = xs / torch.as_tensor(d, dtype=torch.float64)

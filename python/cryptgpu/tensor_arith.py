@@ -189,6 +189,8 @@ class ArithmeticOps:
             d = yp.reshape(()).item()
             whole = not isinstance(d, bool) and float(d).is_integer() and abs(d) < 2.0**62
             if whole and yp.ndim <= self.dim():  # a 1-element divisor may add dims
+                if abs(d) == 1:
+                    return self.mul(int(d))  # exact and free
                 x = self if d > 0 else self.neg()
                 out = self._wrap(self._s().div_public_int(x._t, abs(int(d))))
                 if ag.needs_grad(x):
