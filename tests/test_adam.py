@@ -117,3 +117,25 @@ def test_adam_arguments_are_checked(session):
             cryptgpu.optim.Adam([p], **kw)
     with pytest.raises(ValueError, match="no SharedTensor"):
         cryptgpu.optim.Adam([torch.ones(2)])
+
+
+@pytest.mark.parametrize("eps", [1e-3, 0.1])
+def test_a_large_eps_divides_as_torchs(session, eps):
+    # torch's m / (sqrt(v) + eps); earlier versions used m / sqrt(v + eps^2),
+    # a step up to sqrt(2) times too long where sqrt(v) ~ eps (weights 8%
+    # apart after 50 steps of an MLP at eps = 1e-3). The README's bound for
+    # one step is 1% of lr; the large-eps form chains three inverse square
+    # roots (1e-4 relative each), so 20 steps stay within 20 * 1% of lr.
+    torch.manual_seed(0)
+    w0 = torch.randn(200, dtype=torch.float64) * 0.5
+    target = torch.randn(200, dtype=torch.float64)
+    ws, wt = cryptgpu.cryptensor(w0, requires_grad=True), w0.clone().requires_grad_()
+    opts = (cryptgpu.optim.Adam([ws], lr=1e-2, eps=eps), torch.optim.Adam([wt], lr=1e-2, eps=eps))
+    for _ in range(20):
+        for w, o in zip((ws, wt), opts):
+            o.zero_grad()
+            d = w - target
+            ((d * d).sum() * 0.01).backward()
+            o.step()
+    got = ws.get_plain_text(dtype=torch.float64)
+    assert (got - wt.detach()).abs().max() < 20 * 0.01 * 1e-2

@@ -237,12 +237,13 @@ class Adam(_Optimizer):
     floor of 2^-14 in scaled units, 4 units of the encoding, which plays
     the part of eps: with 2^-10 a gradient of 1.7e-4 got 0.81 of torch's
     step), and larger ones overflow the second moment (lower
-    ``grad_scale`` for them). ``eps`` enters as m / sqrt(v + eps^2), not
-    torch's m / (sqrt(v) + eps): the same where sqrt(v) >> eps (the default
-    1e-8 always), a longer step than torch's where eps is large against
-    sqrt(v). Each step costs, per parameter element, one batched
-    comparison of 21 thresholds and about 60 products (``amsgrad`` adds one
-    comparison, decoupled weight decay one product).
+    ``grad_scale`` for them). ``eps`` is torch's m / (sqrt(v) + eps) when it
+    matters (eps * grad_scale / sqrt(c2) above 2^-7, the floor's square
+    root: three range-reduced inverse square roots per step instead of
+    one); a smaller eps, the default 1e-8 always, is absorbed in the floor.
+    Each step costs, per parameter element, one batched comparison of 21
+    thresholds and about 60 products (``amsgrad`` adds one comparison,
+    decoupled weight decay one product, a large eps two more of each).
     """
 
     _LEGACY = ("lr", "betas", "eps", "weight_decay", "grad_scale")
@@ -310,9 +311,15 @@ class Adam(_Optimizer):
         lr, eps = group["lr"], group["eps"]
         c1 = 1.0 / (1.0 - b1**t)  # bias corrections
         c2 = (1.0 - b2) / (1.0 - b2**t)  # v_hat = c2 * w / s^2
-        # torch: m_hat / (sqrt(v_hat) + eps); here m_hat / sqrt(v_hat + eps^2),
-        # with the floor 2^-14 on the scaled w: the same wherever v_hat >> eps^2.
-        floor = max((s * eps) ** 2 / c2, 2.0**-14)
+        # torch: m_hat / (sqrt(v_hat) + eps) = (c1 / sqrt(c2)) m / (sqrt(w) + e)
+        # in scaled units, e = s eps / sqrt(c2). While e is below the floor's
+        # square root (2^-7; the default eps always), m / sqrt(w + floor) is
+        # that to within the floor's own effect; a larger eps takes torch's
+        # form: sqrt(w) and two divisions by sqrt(sqrt(w) + e), three
+        # range-reduced inverse square roots instead of one.
+        e = s * eps / np.sqrt(c2)
+        faithful = e > 2.0**-7
+        floor = 2.0**-14 if faithful else max((s * eps) ** 2 / c2, 2.0**-14)
         decay = group["weight_decay"] if group["decoupled_weight_decay"] else 0.0
         for p, g in self._gradients(group):
             g = g * np.int64(s)  # exact: an integer factor
@@ -325,7 +332,12 @@ class Adam(_Optimizer):
                 w = w if prev is None else prev.maximum(w)
                 self._wmax[id(p)] = w
             # m_hat / sqrt(v_hat) = (c1 / sqrt(c2)) m / sqrt(w)
-            r = functions.ratio_inv_sqrt(m, w + floor, lo_exp=-14)
+            if faithful:
+                root = functions.ratio_inv_sqrt(w + floor, w + floor, lo_exp=-14)
+                q = functions.ratio_inv_sqrt(m, root + e, lo_exp=-14)
+                r = functions.ratio_inv_sqrt(q, root + e, lo_exp=-14)
+            else:
+                r = functions.ratio_inv_sqrt(m, w + floor, lo_exp=-14)
             base = p - p * (lr * decay) if decay else p  # AdamW: p (1 - lr wd)
             new = base - r * (lr * c1 / np.sqrt(c2))
             p._t = new._t
