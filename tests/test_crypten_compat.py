@@ -217,6 +217,30 @@ def test_tutorial_data_loading_from_one_party(ctx, tmp_path):
     for got in crypten.mpc.run_multiprocess(world_size=3)(job)():
         assert torch.equal(got, torch.arange(6.0).reshape(2, 3))
 
+    def many_dims():
+        # more dims than the first version's fixed 8-value header held
+        mine = crypten.comm.get().get_rank() == 0
+        return crypten.load_from_party(
+            None, preloaded=torch.ones([1] * 9 + [2]) if mine else None, src=0
+        ).get_plain_text()
+
+    for got in crypten.mpc.run_multiprocess(world_size=3)(many_dims)():
+        assert torch.equal(got, torch.ones([1] * 9 + [2]))
+
+    def not_a_tensor():
+        r = crypten.comm.get().get_rank()
+        if r == 0:
+            torch.save({"a": 1}, f + ".dict")
+        try:
+            crypten.load_from_party(f + ".dict" if r == 0 else None, src=0)
+        except Exception as e:
+            return type(e).__name__, str(e)
+
+    owner, *others = crypten.mpc.run_multiprocess(world_size=3)(not_a_tensor)()
+    assert owner[0] == "TypeError" and "dict" in owner[1]
+    for kind, msg in others:  # the others are told whose load failed
+        assert kind == "ValueError" and "party 0 could not load its tensor" in msg
+
 
 def test_tutorial_helpers_and_containers(ctx, capsys):
     import copy

@@ -210,3 +210,64 @@ def test_parties_with_different_settings_refuse_to_compute(tmp_path, setting):
     for r, p in enumerate(procs):
         assert p.returncode == 7, outs[r]
         assert "different settings" in outs[r] and "precision_bits" in outs[r], outs[r]
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_the_launcher_stops_every_party_when_it_is_terminated(tmp_path, sig):
+    """SIGTERM or SIGHUP (a job scheduler, a closed terminal) to the launcher
+    stopped only the launcher: the three parties kept running."""
+    import signal
+
+    script = tmp_path / "sleepy.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os, time
+            open(os.path.join({str(tmp_path)!r}, "pid." + os.environ["CRYPTGPU_RANK"]), "w").write(
+                str(os.getpid()))
+            time.sleep(120)
+            """
+        )
+    )
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "cryptgpu.launch", "--nparties", "3", str(script)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    pidfiles = [tmp_path / f"pid.{r}" for r in range(3)]
+    start = time.time()
+    while not all(p.exists() and p.read_text() for p in pidfiles) and time.time() - start < 60:
+        time.sleep(0.1)
+    pids = [int(p.read_text()) for p in pidfiles]
+    launcher.send_signal(getattr(signal, sig))
+    assert launcher.wait(30) == 128 + getattr(signal, sig)
+
+    def alive(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    assert not any(alive(p) for p in pids), "a party outlived the launcher"
+
+
+def test_command_line_and_environment_mistakes_are_named(tmp_path, monkeypatch):
+    r = subprocess.run(
+        [sys.executable, "-m", "cryptgpu.keys", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert r.returncode == 0 and "OUTDIR" in r.stdout
+    assert not (tmp_path / "--help").exists(), "--help was taken for a directory"
+    monkeypatch.setenv("CRYPTGPU_RANK", "x")
+    monkeypatch.setenv("CRYPTGPU_PEERS", "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3")
+    with pytest.raises(ValueError, match="CRYPTGPU_RANK"):
+        cryptgpu.init(insecure=True)
+    monkeypatch.delenv("CRYPTGPU_RANK")
+    monkeypatch.delenv("CRYPTGPU_PEERS")
+    peers = ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]
+    with pytest.raises(ValueError, match="bind address"):
+        cryptgpu.init(rank=0, peers=peers, bind="nonsense", insecure=True)

@@ -154,7 +154,12 @@ def init(
             f"check_range must be True, False or a positive bound, got {check_range!r}"
         )
     if rank is None and os.environ.get("CRYPTGPU_RANK"):
-        rank = int(os.environ["CRYPTGPU_RANK"])
+        try:
+            rank = int(os.environ["CRYPTGPU_RANK"])
+        except ValueError:
+            raise ValueError(
+                f"CRYPTGPU_RANK must be 0, 1 or 2, got {os.environ['CRYPTGPU_RANK']!r}"
+            ) from None
     if peers is None and os.environ.get("CRYPTGPU_PEERS"):
         peers = os.environ["CRYPTGPU_PEERS"].split(",")
     if (rank is None) != (peers is None):

@@ -18,7 +18,10 @@ from . import _native
 def main(argv: list[str] | None = None) -> int:
     """Write party{0,1,2}.key and pubkeys into the given directory."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
+    if len(args) == 1 and args[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    if len(args) != 1 or args[0].startswith("-"):
         print(__doc__, file=sys.stderr)
         return 2
     out = args[0]

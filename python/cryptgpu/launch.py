@@ -36,6 +36,14 @@ def free_ports(n: int) -> list[int]:
             s.close()
 
 
+class _Stopped(Exception):
+    """The launcher received SIGTERM or SIGHUP."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the launcher; returns the exit code (the first failing party's, else 0)."""
     ap = argparse.ArgumentParser(prog="python -m cryptgpu.launch")
@@ -59,6 +67,15 @@ def main(argv: list[str] | None = None) -> int:
         )
         procs.append(subprocess.Popen([sys.executable, a.script, *a.args], env=env))
     code = 0
+
+    def stop(signum, _frame):
+        # SIGTERM / SIGHUP (a closed terminal, a job scheduler) end the
+        # launcher as Ctrl-C does: through the cleanup below, so that no
+        # party is left running.
+        raise _Stopped(signum)
+
+    sigs = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    previous = {sig: signal.signal(sig, stop) for sig in sigs}
     try:
         while any(p.poll() is None for p in procs):
             failed = [r for r, p in enumerate(procs) if p.poll() not in (None, 0)]
@@ -77,7 +94,11 @@ def main(argv: list[str] | None = None) -> int:
             code = next((p.returncode for p in procs if p.returncode), 0)
     except KeyboardInterrupt:
         code = 130
+    except _Stopped as e:
+        code = 128 + e.signum
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         # A party that failed leaves the others waiting at most their timeout;
         # stop them now, and never leave a process behind.
         for p in procs:

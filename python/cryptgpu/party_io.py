@@ -9,8 +9,6 @@ import torch
 from . import _session
 from .tensor import cryptensor
 
-_MAX_DIMS = 8
-
 
 def _check_src(src) -> int:
     if isinstance(src, bool) or not isinstance(src, int) or not 0 <= src <= 2:
@@ -27,22 +25,24 @@ def save_from_party(obj, f, src: int = 0, save_closure=torch.save, **kwargs) -> 
         save_closure(obj, f, **kwargs)
 
 
+def _opened_from(src: int, values: list) -> list:
+    t = torch.tensor(values, dtype=torch.float64)
+    return cryptensor(t, src=src).get_plain_text(dtype=torch.float64).tolist()
+
+
 def _broadcast_shape(s, src: int, shape) -> tuple:
-    """src's tensor shape, known to every party: shared from src and opened
-    (one sharing and one opening of 1 + 8 values); a negative first value
-    is src's failure to load, raised by every party alike."""
+    """src's tensor shape, known to every party: its rank (or -1 when src
+    failed to load), then its dims, each shared from src and opened; src's
+    failure is raised by every party alike."""
     if len(s.ranks) == 3:  # the local runtime: src's shape is already here
         return shape
-    head = [-1.0] + [0.0] * _MAX_DIMS
-    if shape is not None and len(shape) <= _MAX_DIMS:
-        head = [float(len(shape))] + [float(d) for d in shape] + [0.0] * (_MAX_DIMS - len(shape))
-    got = cryptensor(torch.tensor(head, dtype=torch.float64), src=src).get_plain_text(
-        dtype=torch.float64
-    )
-    n = int(round(float(got[0])))
+    n = int(round(_opened_from(src, [-1.0 if shape is None else float(len(shape))])[0]))
     if n < 0:
-        raise ValueError(f"party {src} could not load a tensor of at most {_MAX_DIMS} dims")
-    return tuple(int(round(float(d))) for d in got[1 : 1 + n])
+        raise ValueError(f"party {src} could not load its tensor (its own error says why)")
+    if n == 0:
+        return ()
+    dims = _opened_from(src, [float(d) for d in shape] if shape is not None else [0.0] * n)
+    return tuple(int(round(d)) for d in dims)
 
 
 def load_from_party(

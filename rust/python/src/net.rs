@@ -32,11 +32,11 @@ pub struct Links {
     keys: Option<LinkKeys>,
 }
 
-fn resolve(p: &str) -> PyResult<SocketAddr> {
+fn resolve(p: &str, what: &str) -> PyResult<SocketAddr> {
     p.to_socket_addrs()
         .ok()
         .and_then(|mut it| it.next())
-        .ok_or_else(|| invalid(format!("cannot resolve peer address {p:?} (host:port)")))
+        .ok_or_else(|| invalid(format!("cannot resolve {what} {p:?} (host:port)")))
 }
 
 /// Both the private key and the three public keys, or neither (plaintext).
@@ -81,11 +81,11 @@ impl Links {
             )));
         }
         let addrs = [
-            resolve(&peers[0])?,
-            resolve(&peers[1])?,
-            resolve(&peers[2])?,
+            resolve(&peers[0], "peer address")?,
+            resolve(&peers[1], "peer address")?,
+            resolve(&peers[2], "peer address")?,
         ];
-        let bind = bind.map(resolve).transpose()?;
+        let bind = bind.map(|b| resolve(b, "bind address")).transpose()?;
         let kind = match transport {
             "zmq" => Kind::Zmq,
             "tcp" => Kind::Tcp,

@@ -445,7 +445,7 @@ impl FrameGuard {
         verify: Option<Verifier>,
     ) -> Result<FrameGuard> {
         let listener = TcpListener::bind(public)
-            .map_err(|e| EngineError::Peer(format!("cannot listen on {public}: {e}")))?;
+            .map_err(|e| EngineError::Unavailable(format!("cannot listen on {public}: {e}")))?;
         let public = listener.local_addr().unwrap_or(public);
         listener
             .set_nonblocking(true)

@@ -333,7 +333,7 @@ impl TcpTransport {
             )));
         }
         let listener = TcpListener::bind(addrs[rank]).map_err(|e| {
-            EngineError::Peer(format!(
+            EngineError::Unavailable(format!(
                 "party {rank} cannot listen on {}: {e}",
                 addrs[rank]
             ))

@@ -242,7 +242,11 @@ impl ZmqTransport {
                 Arc::new(move |id: &[u8]| verify_identity(&k, rank, id)) as Verifier
             }),
         )
-        .map_err(|e| EngineError::Peer(format!("party {rank}: {e}")))?;
+        .map_err(|e| match e {
+            // a port in use or not ours: this host's problem, not a peer's
+            EngineError::Unavailable(m) => EngineError::Unavailable(format!("party {rank}: {m}")),
+            other => other,
+        })?;
         let (n, p) = ((rank + 1) % 3, (rank + 2) % 3);
         let mut push: [Option<DealerSocket>; 2] = [None, None];
         let deadline = Instant::now() + timeout;
@@ -433,7 +437,9 @@ impl ZmqTransport {
                         rank,
                         who,
                         &format!(
-                            "no answer within the timeout; {} message(s) claiming party {who}                              came on a connection that did not prove its key, which a wrong                              key on either side, or a stranger posing as it, would send",
+                            "no answer within the timeout; {} message(s) claiming party {who} \
+                             came on a connection that did not prove its key, which a wrong \
+                             key on either side, or a stranger posing as it, would send",
                             self.unproved[who]
                         ),
                     ));
