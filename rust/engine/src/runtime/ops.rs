@@ -13,7 +13,6 @@ use crate::ring::{self, numel, shape, Window};
 impl Session {
     // ---------------------------------------------------------------- I/O
 
-    /// Encode fixed-point values and share them from party `src`.
     /// Share `values` from party `src`. Only src's values are read: a party
     /// of a multi-process session that is not src passes a placeholder of
     /// the right length (CrypTen's tutorials pass `torch.empty`), which is
@@ -23,37 +22,21 @@ impl Session {
     /// so that its neighbours are told at once instead of waiting for the
     /// timeout.
     pub fn share_f64(&self, values: &[f64], shape: Vec<usize>, src: usize) -> Result<Tensor> {
-        if src > 2 {
-            return invalid(format!("src must be 0, 1 or 2, got {src}"));
+        if self.ranks.len() == 3 {
+            return self.share_ring(ring::encode(values, self.frac_bits)?, shape, src);
         }
-        if values.len() != numel(&shape) {
-            return shape_err(format!("{} values for shape {shape:?}", values.len()));
-        }
-        let fb = self.frac_bits;
-        let checked = match self.ranks.len() {
-            3 => Some(ring::encode(values, fb)?),
-            _ => None,
-        };
-        let (n, checked) = (values.len(), &checked);
-        let r = self.run("share", |p| {
-            if p.rank != src {
-                return p.share(src, None, n);
-            }
-            match checked {
-                Some(enc) => p.share(src, Some(enc), n),
-                None => p.share(src, Some(&ring::encode(values, fb)?), n),
-            }
+        check_share(values.len(), &shape, src)?;
+        let (n, fb) = (values.len(), self.frac_bits);
+        let r = self.run("share", |p| match p.rank == src {
+            true => p.share(src, Some(&ring::encode(values, fb)?), n),
+            false => p.share(src, None, n),
         })?;
         Ok(self.wrap(shape, r))
     }
 
+    /// Share ring elements from party `src` (only src's are read).
     pub fn share_ring(&self, values: Vec<u64>, shape: Vec<usize>, src: usize) -> Result<Tensor> {
-        if src > 2 {
-            return invalid(format!("src must be 0, 1 or 2, got {src}"));
-        }
-        if values.len() != numel(&shape) {
-            return shape_err(format!("{} values for shape {shape:?}", values.len()));
-        }
+        check_share(values.len(), &shape, src)?;
         let n = values.len();
         let vals = &values;
         let r = self.run("share", |p| {
@@ -497,4 +480,16 @@ pub(crate) fn extra_bits(p: &[f64], frac_bits: u32) -> u32 {
     }
     let cap = 62u32.saturating_sub(2 * frac_bits);
     ((-m.log2()).floor() as u32 - 1).min(cap)
+}
+
+/// The arguments of a sharing: a party index, and as many values as the
+/// shape holds.
+fn check_share(n: usize, shape: &[usize], src: usize) -> Result<()> {
+    if src > 2 {
+        return invalid(format!("src must be 0, 1 or 2, got {src}"));
+    }
+    if n != numel(shape) {
+        return shape_err(format!("{n} values for shape {shape:?}"));
+    }
+    Ok(())
 }
