@@ -88,7 +88,7 @@ pub struct Comm {
     op_hash: u32,
     /// Rounds of the current operation so far (the step tag's middle part).
     op_round: u64,
-    /// The steps (operation label, protocol line) this party has run, by
+    /// The operations (label, runtime line that began it) this party ran, by
     /// their 32-bit hash: to name the step a peer out of step was in.
     labels: BTreeMap<u32, String>,
     stats: BTreeMap<String, OpStats>,
