@@ -20,6 +20,9 @@ class _Optimizer(torch.optim.Optimizer):
     exact). Per-parameter state lives in this object (by parameter), not in
     torch's ``state``: shares are not torch tensors."""
 
+    # hyperparameters saved at the top level of state_dict (one-group form)
+    _LEGACY: tuple = ("lr", "weight_decay")
+
     def __init__(self, params, defaults: dict, name: str):
         self._name = name
         if isinstance(params, (SharedTensor, torch.Tensor)):
@@ -84,12 +87,12 @@ class _Optimizer(torch.optim.Optimizer):
         """(parameter, gradient + weight_decay * parameter) for each parameter
         of the group that has a gradient (negated with ``maximize``); run the
         update inside the caller's loop."""
-        wd, sign = group["weight_decay"], -1 if group.get("maximize") else 1
+        wd, maximize = group["weight_decay"], group.get("maximize")
         with ag.no_grad(), _session.training_work():
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                g = -p.grad if sign < 0 else p.grad
+                g = -p.grad if maximize else p.grad
                 if wd and not group.get("decoupled_weight_decay"):
                     g = g + p * wd
                 yield p, g
@@ -106,15 +109,18 @@ class _Optimizer(torch.optim.Optimizer):
             self._update(group)
         return loss
 
-    def _group_settings(self) -> list:
-        """Each group's hyperparameters (what state_dict saves besides the
-        per-parameter state)."""
-        return [{k: v for k, v in g.items() if k != "params"} for g in self.param_groups]
+    def _settings(self) -> dict:
+        """Each group's hyperparameters (``param_groups``, without the
+        parameters) and, at the top level, the first group's under the
+        names of one-group files of earlier versions (``_LEGACY``): what
+        state_dict saves besides the per-parameter state."""
+        groups = [{k: v for k, v in g.items() if k != "params"} for g in self.param_groups]
+        return {**{k: groups[0][k] for k in self._LEGACY}, "param_groups": groups}
 
-    def _load_group_settings(self, state: dict, legacy: tuple) -> None:
+    def _load_settings(self, state: dict) -> None:
         groups = state.get("param_groups")
         if groups is None:  # a file of an earlier version: one group
-            groups = [{k: state[k] for k in legacy}]
+            groups = [{k: state[k] for k in self._LEGACY}]
         if len(groups) != len(self.param_groups):
             raise ValueError(
                 f"the saved optimiser state has {len(groups)} parameter groups, this "
@@ -175,10 +181,8 @@ class SGD(_Optimizer):
         """Hyperparameters (per group) and momentum buffers (by parameter
         index), as ``torch.optim.Optimizer.state_dict``; save it with
         :func:`cryptgpu.save`."""
-        groups = self._group_settings()
         return {
-            **{k: groups[0][k] for k in self._LEGACY},
-            "param_groups": groups,
+            **self._settings(),
             "momentum_buffers": [self._buf.get(id(p)) for p in self.params],
         }
 
@@ -198,7 +202,7 @@ class SGD(_Optimizer):
                     f"a saved momentum buffer of shape {tuple(b.shape)} does not fit a "
                     f"parameter of shape {tuple(p.shape)}"
                 )
-        self._load_group_settings(state, self._LEGACY)
+        self._load_settings(state)
         self._buf = {id(p): b for p, b in zip(params, bufs) if b is not None}
 
     def _update(self, group: dict) -> None:
@@ -345,11 +349,9 @@ class Adam(_Optimizer):
     def state_dict(self) -> dict:
         """Hyperparameters (per group), the step count and both moments (by
         parameter index)."""
-        groups = self._group_settings()
         params = self.params
         return {
-            **{k: groups[0][k] for k in self._LEGACY},
-            "param_groups": groups,
+            **self._settings(),
             "step": self.t,
             "exp_avg": [self._m.get(id(p)) for p in params],
             "exp_avg_sq_unscaled": [self._w.get(id(p)) for p in params],
@@ -365,7 +367,7 @@ class Adam(_Optimizer):
             raise ValueError(
                 f"the saved optimiser state has {len(ms)} moments for {len(params)} parameters"
             )
-        self._load_group_settings(state, self._LEGACY)
+        self._load_settings(state)
         self.t = state["step"]
         self._m = {id(p): m for p, m in zip(params, ms) if m is not None}
         self._w = {id(p): w for p, w in zip(params, ws) if w is not None}
