@@ -201,7 +201,14 @@ def sigmoid(x):
     limit form turns negative past |x| = 256 and squares to a huge value:
     sigmoid(1000) was -2.7e12)."""
     a, neg = _abs_and_ltz(x)
-    s = _reciprocal_pos(1 + exp_nonpos(-a))
+    return sigmoid_from_parts(1 + exp_nonpos(-a), neg)
+
+
+def sigmoid_from_parts(one_plus_e, neg):
+    """sigmoid(x) from 1 + e^-|x| and [x < 0] (what :func:`sigmoid` computes
+    first; a caller that has them, BCEWithLogitsLoss, saves the comparison
+    and the exponential)."""
+    s = _reciprocal_pos(one_plus_e)
     return s + neg * (1 - 2 * s)
 
 

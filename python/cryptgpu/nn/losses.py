@@ -43,7 +43,41 @@ def _reduction(r) -> str:
     return r
 
 
-class CrossEntropyLoss(Module):
+def _reduce(per, reduction: str):
+    if reduction == "none":
+        return per
+    return per.sum() if reduction == "sum" else per.mean()
+
+
+def _same_shape(x, target, what: str):
+    t = target if isinstance(target, SharedTensor) else torch.as_tensor(target, dtype=torch.float64)
+    if tuple(t.shape) != tuple(x.shape):
+        raise ValueError(
+            f"{what}: using a target size ({tuple(t.shape)}) that is different to the input "
+            f"size ({tuple(x.shape)})"
+        )
+    return t
+
+
+def _with_gradient(loss, x, diff, reduction: str):
+    """``loss`` recorded with the gradient ``diff`` (per element of x, the
+    closed form of d loss / d x), divided by N for a mean."""
+    if reduction == "mean" and x.numel() > 1:
+        diff = diff.div(x.numel())
+    return ag.record(loss, (x,), lambda g: (diff * g,))
+
+
+class _Tracked(Module):
+    """A loss whose cost is counted under its kind in per-layer statistics."""
+
+    kind = SOFTMAX
+
+    def __call__(self, x, target):
+        with _track(self.kind, x):
+            return self.forward(x, target)
+
+
+class CrossEntropyLoss(_Tracked):
     """Cross-entropy of logits [N, C] (or [C]) against labels or one-hot
     targets, reduced as torch's ``reduction`` ("mean", "sum" or "none").
 
@@ -51,8 +85,6 @@ class CrossEntropyLoss(Module):
     the backward pass uses the exact shortcut d loss / d logits =
     (softmax(logits) - onehot) / N, as CryptGPU and CrypTen do, rather than
     differentiating through the approximations."""
-
-    kind = SOFTMAX
 
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
@@ -104,10 +136,6 @@ class CrossEntropyLoss(Module):
 
         return ag.record(loss, (logits,), back)
 
-    def __call__(self, logits, target):
-        with _track(self.kind, logits):
-            return self.forward(logits, target)
-
 
 class MSELoss(Module):
     """Squared error, differentiated by the recorded operations; its mean
@@ -120,47 +148,10 @@ class MSELoss(Module):
     def forward(self, x, target):
         """reduction((x - target)^2)."""
         d = x - target
-        sq = d * d
-        if self.reduction == "none":
-            return sq
-        return sq.sum() if self.reduction == "sum" else sq.mean()
+        return _reduce(d * d, self.reduction)
 
     def __call__(self, x, target):
         return self.forward(x, target)
-
-
-def _reduce(per, reduction: str):
-    if reduction == "none":
-        return per
-    return per.sum() if reduction == "sum" else per.mean()
-
-
-def _same_shape(x, target, what: str):
-    t = target if isinstance(target, SharedTensor) else torch.as_tensor(target, dtype=torch.float64)
-    if tuple(t.shape) != tuple(x.shape):
-        raise ValueError(
-            f"{what}: using a target size ({tuple(t.shape)}) that is different to the input "
-            f"size ({tuple(x.shape)})"
-        )
-    return t
-
-
-def _with_gradient(loss, x, diff, reduction: str):
-    """``loss`` recorded with the gradient ``diff`` (per element of x, the
-    closed form of d loss / d x), divided by N for a mean."""
-    if reduction == "mean" and x.numel() > 1:
-        diff = diff.div(x.numel())
-    return ag.record(loss, (x,), lambda g: (diff * g,))
-
-
-class _Tracked(Module):
-    """A loss whose cost is counted under its kind in per-layer statistics."""
-
-    kind = SOFTMAX
-
-    def __call__(self, x, target):
-        with _track(self.kind, x):
-            return self.forward(x, target)
 
 
 class BCEWithLogitsLoss(_Tracked):
@@ -184,12 +175,13 @@ class BCEWithLogitsLoss(_Tracked):
         y = _same_shape(x, target, "BCEWithLogitsLoss")
         want_grad = ag.needs_grad(x)
         with ag.inside(want_grad):
-            a = x.abs()
-            soft = (functions.exp_nonpos(a.neg()) + 1.0).log()
-            loss = _reduce((x + a) * 0.5 - x * y + soft, self.reduction)
+            a, neg = functions._abs_and_ltz(x)
+            one_plus_e = functions.exp_nonpos(a.neg()) + 1.0
+            loss = _reduce((x + a) * 0.5 - x * y + one_plus_e.log(), self.reduction)
             if not want_grad:
                 return loss
-            return _with_gradient(loss, x, x.sigmoid() - y, self.reduction)
+            sig = functions.sigmoid_from_parts(one_plus_e, neg)
+            return _with_gradient(loss, x, sig - y, self.reduction)
 
 
 class BCELoss(_Tracked):
