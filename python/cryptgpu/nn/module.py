@@ -115,10 +115,9 @@ class Module:
             yield v
 
     def modules(self):
-        """Yield this module and every descendant, depth first."""
-        yield self
-        for m in self.children():
-            yield from m.modules()
+        """Yield this module and every descendant, depth first (each once)."""
+        for _, m in self.named_modules():
+            yield m
 
     def named_modules(self, memo=None, prefix: str = ""):
         """Yield (dotted name, module) for this module and every descendant,
@@ -296,6 +295,11 @@ class _Indexed(Module):
     def _from_list(cls, mods):
         return cls(mods)
 
+    def append(self, module: Module):
+        """Add ``module`` at the end."""
+        self.add_module(str(len(self)), module)
+        return self
+
 
 class Sequential(_Indexed):
     """Children applied in order, as torch.nn.Sequential."""
@@ -306,11 +310,6 @@ class Sequential(_Indexed):
     @classmethod
     def _from_list(cls, mods):
         return cls(*mods)
-
-    def append(self, module: Module) -> Sequential:
-        """Add ``module`` at the end."""
-        self.add_module(str(len(self)), module)
-        return self
 
     def forward(self, x):
         """Apply each child to the output of the previous one."""
@@ -325,11 +324,6 @@ class ModuleList(_Indexed):
 
     def __init__(self, modules=None):
         super().__init__(list(modules or []))
-
-    def append(self, module: Module) -> ModuleList:
-        """Add ``module`` at the end."""
-        self.add_module(str(len(self)), module)
-        return self
 
     def extend(self, modules) -> ModuleList:
         """Add each of ``modules`` at the end."""
