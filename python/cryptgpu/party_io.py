@@ -7,21 +7,15 @@ from __future__ import annotations
 import torch
 
 from . import _session
-from .tensor import cryptensor
-
-
-def _check_src(src) -> int:
-    if isinstance(src, bool) or not isinstance(src, int) or not 0 <= src <= 2:
-        raise ValueError(f"src must be a party index 0, 1 or 2, got {src!r}")
-    return src
+from .tensor import cryptensor, party_index
 
 
 def save_from_party(obj, f, src: int = 0, save_closure=torch.save, **kwargs) -> None:
     """Party ``src`` writes the plaintext ``obj`` to ``f`` with
     ``save_closure`` (``torch.save``); the other parties write nothing. In
     the local runtime (every party in this process) it is written once."""
-    s = _session.current()
-    if _check_src(src) in s.ranks:
+    s, src = _session.current(), party_index(src)
+    if src in s.ranks:
         save_closure(obj, f, **kwargs)
 
 
@@ -70,8 +64,8 @@ def load_from_party(
             "encrypt(src=...)"
         )
     s = _session.current()
-    obj, shape, err = None, None, None
-    if _check_src(src) in s.ranks:
+    obj, shape, err, src = None, None, None, party_index(src)
+    if src in s.ranks:
         try:
             obj = preloaded if preloaded is not None else load_closure(f, **kwargs)
             if not torch.is_tensor(obj):
@@ -83,11 +77,8 @@ def load_from_party(
             err = e
     try:
         shape = _broadcast_shape(s, src, shape)
-    except ValueError:
-        if err is not None:
+    finally:
+        if err is not None:  # src raises its own error, not the others' message
             raise err from None
-        raise
-    if err is not None:
-        raise err
     data = obj if obj is not None else torch.zeros(shape, dtype=torch.float64)
     return cryptensor(data, src=src)

@@ -52,6 +52,17 @@ class SharedTensor(
         return torch_dispatch.torch_function(cls, func, types, args, kwargs)
 
 
+def party_index(src) -> int:
+    """``src`` checked as a party index: 0, 1 or 2 (an int, NumPy int or
+    0-d integer tensor)."""
+    if _index(src) is None:
+        raise TypeError(f"src must be a party index (int), got {type(src).__name__}")
+    src = _index(src)
+    if src not in (0, 1, 2):
+        raise ValueError(f"src must be 0, 1 or 2, got {src}")
+    return src
+
+
 def cryptensor(data, src: int = 0, requires_grad: bool = False) -> SharedTensor:
     """Secret-share ``data`` from party ``src`` (0, 1 or 2).
 
@@ -71,11 +82,7 @@ def cryptensor(data, src: int = 0, requires_grad: bool = False) -> SharedTensor:
     """
     if isinstance(data, SharedTensor):
         raise TypeError("data is already a SharedTensor")
-    if _index(src) is None:
-        raise TypeError(f"src must be a party index (int), got {type(src).__name__}")
-    src = _index(src)
-    if src not in (0, 1, 2):
-        raise ValueError(f"src must be 0, 1 or 2, got {src}")
+    src = party_index(src)
     current()
     out = SharedTensor._share(_plain_array(data, "cryptensor"), src)
     return out.requires_grad_(requires_grad) if requires_grad else out
