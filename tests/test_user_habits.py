@@ -570,3 +570,26 @@ def test_clamp_takes_tensor_bounds(session):
     assert_close(pt(C(t).clamp(max=lo)), t.clamp(max=lo), 0)
     with pytest.raises(ValueError, match="greater than max"):
         C(t).clamp(lo + 1, lo)
+
+
+def test_the_session_stays_usable_after_bad_input_to_the_new_apis(session):
+    z = torch.tensor([[1.0, 2.0, 3.0], [0.0, 1.0, -1.0]], dtype=torch.float64)
+    w = C(z, requires_grad=True)
+    bad = [
+        (IndexError, lambda: torch.nn.CrossEntropyLoss()(C(z), torch.tensor([2, 3]))),
+        (NotImplementedError, lambda: F.cross_entropy(C(z), torch.tensor([0, 1]), weight=z[0])),
+        (ValueError, lambda: crypten.optim.SGD([w], lr=-1.0)),
+        (ValueError, lambda: crypten.optim.SGD([{"params": [w]}, {"params": [w]}])),
+        (ValueError, lambda: crypten.optim.Adam([w], betas=(0.9,))),
+        (ValueError, lambda: C(z).clamp(torch.ones(3), torch.zeros(3))),
+        (IndexError, lambda: C(z).argmax(2, one_hot=False)),
+        (RuntimeError, lambda: C(z).item()),
+        (ValueError, lambda: crypten.nn.BCEWithLogitsLoss()(C(z), z[:1])),
+        (ValueError, lambda: crypten.load_from_party(None, preloaded=torch.ones(2), src=3)),
+        (TypeError, lambda: crypten.load_from_party(None, preloaded={"a": 1}, src=0)),
+    ]
+    for err, call in bad:
+        with pytest.raises(err):
+            call()
+    # a correct product afterwards: one truncation of grid values (|z| <= 3)
+    assert_close(pt(C(z) * C(z)), z * z, TRUNC)
