@@ -124,6 +124,37 @@ def test_method_form_matches_function(session):
         assert (got - want).abs().max() <= K_EXP * 4 * ULP * (1 + want.abs().max())
 
 
+def test_division_by_a_shared_tensor(session, rng):
+    """x / y, y / x, torch.div and 1 / y with y shared: x times y's private
+    reciprocal (CrypTen's method), for |y| in [0.1, 200] of either sign."""
+    a = (torch.rand(64, generator=rng, dtype=torch.float64) * 2 - 1) * 50
+    b = torch.rand(64, generator=rng, dtype=torch.float64) * 199.9 + 0.1
+    b = torch.where(torch.arange(64) % 2 == 0, b, -b)
+    x, y = cryptgpu.cryptensor(a), cryptgpu.cryptensor(b)
+    r64 = fx.reciprocal(b)
+    # The reciprocal's fixed-point error (K_NEWTON (|1/b^2| + 1 + |1/b|)
+    # ulps, as test_function_on_its_range), times |a| <= 50, plus the
+    # product's own rounding of one ulp; the method's error is 1e-6 relative.
+    tol = K_NEWTON * (r64**2 + 1 + r64.abs()) * ULP * 50 + 2 * ULP + 1e-6 * (a / b).abs()
+    for got in (x / y, x.div(y), torch.div(x, y), torch.true_divide(x, y)):
+        d = got.get_plain_text(dtype=torch.float64) - a / b
+        assert (d.abs() <= tol).all(), d.abs().max()
+    tol1 = K_NEWTON * (r64**2 + 1 + r64.abs()) * ULP * 3 + 2 * ULP + 3e-6 / b.abs()
+    three = torch.tensor(3.0, dtype=torch.float64)
+    cases = ((1.0, 1 / y), (3.0, 3.0 / y), (3.0, three / y), (-2.0, torch.div(-2.0, y)))
+    for num, got in cases:
+        d = got.get_plain_text(dtype=torch.float64) - num / b
+        assert (d.abs() <= tol1).all(), (num, d.abs().max())
+    # the gradient flows through the reciprocal: d(x/y)/dy = -x/y^2
+    ys = cryptgpu.cryptensor(b[:4], requires_grad=True)
+    xs = cryptgpu.cryptensor(a[:4].abs() + 1)
+    (xs / ys).sum().backward()
+    g = ys.grad.get_plain_text(dtype=torch.float64)
+    want = -(a[:4].abs() + 1) / b[:4] ** 2
+    # Newton's steps are differentiated as recorded; |want| <= 51 / 0.01.
+    assert (g - want).abs().max() <= 1e-3 * (1 + want.abs().max())
+
+
 @pytest.mark.parametrize("classes", [10, 1000])
 def test_softmax_and_log_softmax(session, rng, classes):
     a = (torch.rand(4, classes, generator=rng, dtype=torch.float64) * 2 - 1) * 4

@@ -173,15 +173,16 @@ class ArithmeticOps:
         return self._assign(self.neg(), "neg_")
 
     def div(self, y) -> TensorBase:
-        """x / y for a plaintext y. A whole-number divisor (``3``, ``1e6``,
-        a one-element tensor holding one) uses the division protocol by
-        that integer, as CrypTen does; others multiply by the reciprocal,
-        encoded with as many significant bits as the precision has."""
+        """x / y. A plaintext whole-number divisor (``3``, ``1e6``, a
+        one-element tensor holding one) uses the division protocol by that
+        integer, as CrypTen does; other plaintext divisors multiply by the
+        reciprocal, encoded with as many significant bits as the precision
+        has. A SharedTensor divisor multiplies by its private
+        :meth:`reciprocal` (CrypTen's method), which holds for |y| in about
+        [0.1, 200] (not checked: y is secret; y = 0 gives a large finite
+        value, not an error)."""
         if isinstance(y, TensorBase):
-            raise NotImplementedError(
-                "division by a SharedTensor needs a private reciprocal, which is not "
-                "implemented yet"
-            )
+            return self.mul(y.reciprocal())
         yp = _plain_array(y, "div")
         if np.any(yp == 0):
             raise ZeroDivisionError("division of a SharedTensor by zero")
@@ -244,9 +245,8 @@ class ArithmeticOps:
         return self.neg().add(y)
 
     def __rtruediv__(self, y):
-        raise NotImplementedError(
-            "division by a SharedTensor needs a private reciprocal, which is not implemented yet"
-        )
+        """y / x for a plaintext y: y times x's private reciprocal."""
+        return self.reciprocal().mul(y)
 
 
 def _integer_valued(yp: np.ndarray, f: int) -> bool:

@@ -52,9 +52,7 @@ def _mul(a, b, *, out=None):
 def _div(a, b, *, rounding_mode=None, out=None):
     if rounding_mode is not None:
         raise NotImplementedError("torch.div with a rounding_mode on a SharedTensor")
-    if not isinstance(a, TensorBase):
-        raise NotImplementedError("division by a SharedTensor needs a private reciprocal")
-    return a.div(b)
+    return a.div(b) if isinstance(a, TensorBase) else b.__rtruediv__(a)
 
 
 def _where(cond, x, y):
