@@ -168,12 +168,14 @@ def test_layers_built_directly_as_in_crypten():
             crypten.nn.Linear(3 * 4 * 4, 5),
         )
         conv, lin = model._modules["0"], model._modules["3"]
+        # fresh parameters in the default dtype, as torch's and CrypTen's
+        assert conv.weight.dtype == lin.bias.dtype == torch.get_default_dtype()
         assert tuple(conv.weight.shape) == (3, 2, 3, 3) and tuple(lin.weight.shape) == (5, 48)
         x = torch.rand(2, 2, 4, 4)
         want = F.linear(
-            F.relu(F.conv2d(x.double(), conv.weight, conv.bias, padding=1)).flatten(1),
-            lin.weight,
-            lin.bias,
+            F.relu(F.conv2d(x.double(), conv.weight.double(), conv.bias.double(), padding=1)).flatten(1),
+            lin.weight.double(),
+            lin.bias.double(),
         )
         model.encrypt()
         got = model(crypten.cryptensor(x)).get_plain_text(dtype=torch.float64)
@@ -195,6 +197,56 @@ def test_run_multiprocess():
     assert job(2.0) == [(0, [2.0, 0.0]), (1, [2.0, 0.0]), (2, [2.0, 0.0])]
     with pytest.raises(ValueError, match="three parties"):
         crypten.mpc.run_multiprocess(world_size=2)
+
+
+def test_tutorial_5_one_layer_object_in_every_party(ctx):
+    """CrypTen's Tutorial 5: a layer built outside the function, its
+    ``_parameters`` assigned, is encrypted by every party inside it (a fork
+    in CrypTen: each party has its own copy); ``.share`` shows a party's
+    share. The caller's layer is left unencrypted, as after a fork."""
+    layer_scale = crypten.nn.Linear(3, 3)
+    layer_scale._parameters["weight"] = torch.eye(3) * 5
+    layer_scale._parameters["bias"] = torch.zeros_like(layer_scale._parameters["bias"])
+    toy_data = torch.tensor([[1.0, -2.0, 0.5], [0.25, 3.0, -1.5]])
+
+    @crypten.mpc.run_multiprocess(world_size=3)
+    def forward_scaling_layer():
+        rank = crypten.communicator.get().get_rank()
+        layer_enc = layer_scale
+        data = toy_data if rank == 1 else torch.empty(toy_data.size())
+        layer_enc.encrypt(src=0)
+        enc = crypten.cryptensor(data, src=1)
+        share = layer_enc._parameters["weight"].share
+        assert share.dtype == torch.int64 and share.shape == (3, 3)
+        return layer_enc.forward(enc).get_plain_text(dtype=torch.float64), share
+
+    results = forward_scaling_layer()
+    for got, _ in results:
+        # 5 x within one truncation (1 ulp) plus 5 x the input's encoding
+        # error (2^-17 each); the weight 5.0 and bias 0.0 encode exactly
+        assert (got - 5 * toy_data.double()).abs().max() <= ULP + 5 * ULP / 2
+    # the parties hold different shares of the weight
+    assert not torch.equal(results[0][1], results[1][1])
+    assert not crypten.is_encrypted_tensor(layer_scale._parameters["weight"])
+    assert torch.equal(layer_scale.weight, torch.eye(3) * 5)
+
+    # a module held by an enclosing function (not a global) is copied too
+    def make():
+        inner = crypten.nn.Linear(3, 1)
+
+        @crypten.mpc.run_multiprocess(world_size=3)
+        def job():
+            inner.encrypt(src=2)
+            return inner(crypten.cryptensor(toy_data)).get_plain_text(dtype=torch.float64)
+
+        return inner, job()
+
+    inner, outs = make()
+    w, b = inner.weight.double(), inner.bias.double()
+    want = toy_data.double() @ w.t() + b
+    for got in outs:
+        # 3 products with |x| <= 3 and |w| < 0.58 (torch's init bound 1/sqrt(3))
+        assert (got - want).abs().max() <= prod_tol(3, 3, 0.58)
 
 
 def test_tutorial_data_loading_from_one_party(ctx, tmp_path):

@@ -11,9 +11,12 @@
 
 from __future__ import annotations
 
+import copy
 import functools
+import types
 
-from . import spmd
+from . import _session, spmd
+from .nn.module import Module
 
 
 def run_multiprocess(world_size: int = 3, maxsize: int | None = None):
@@ -25,6 +28,13 @@ def run_multiprocess(world_size: int = 3, maxsize: int | None = None):
     in-process channels (:func:`cryptgpu.spmd.run`), so the function's
     results and the communication counters are those of a real three-party
     run. For real separate processes use ``python -m cryptgpu.launch``.
+
+    As after CrypTen's fork, each party works on its own copy of the
+    ``cryptgpu.nn`` modules the function names (global names it reads,
+    and variables of enclosing functions): CrypTen's Tutorial 5 encrypts
+    one global layer in every party, which threads sharing one object
+    could not do. The caller's modules are left as they were; other
+    objects (lists, torch tensors and models) are shared by the threads.
     ``world_size`` must be 3 (replicated sharing is a three-party protocol);
     ``maxsize`` is accepted for compatibility and ignored.
     """
@@ -39,8 +49,50 @@ def run_multiprocess(world_size: int = 3, maxsize: int | None = None):
     def decorator(func):
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
-            return spmd.run(func, *args, **kwargs)
+            copies = [_with_own_modules(func) for _ in range(3)]
+            return spmd.run(lambda *a, **k: copies[_session.rank()](*a, **k), *args, **kwargs)
 
         return wrapper
 
     return decorator
+
+
+def _names_read(code: types.CodeType) -> set:
+    """Global names ``code`` and the functions and comprehensions nested in
+    it may read."""
+    names = set(code.co_names)
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            names |= _names_read(c)
+    return names
+
+
+def _with_own_modules(func):
+    """``func`` reading deep copies of the cryptgpu modules it names (as
+    globals or from enclosing functions), or ``func`` itself when it names
+    none. Globals are copied shallowly: other objects stay shared, and a
+    ``global`` assignment inside stays in the copy, as in a forked party."""
+    if not isinstance(func, types.FunctionType):
+        return func
+    g = func.__globals__
+    hits = {n: g[n] for n in _names_read(func.__code__) if isinstance(g.get(n), Module)}
+    cells = func.__closure__ or ()
+
+    def held(c):
+        try:
+            return c.cell_contents
+        except ValueError:  # an empty cell
+            return None
+
+    if not hits and not any(isinstance(held(c), Module) for c in cells):
+        return func
+    memo: dict = {}
+    own = dict(g)
+    own.update({n: copy.deepcopy(m, memo) for n, m in hits.items()})
+    closure = tuple(
+        types.CellType(copy.deepcopy(held(c), memo)) if isinstance(held(c), Module) else c
+        for c in cells
+    )
+    out = types.FunctionType(func.__code__, own, func.__name__, func.__defaults__, closure or None)
+    out.__kwdefaults__ = func.__kwdefaults__
+    return out

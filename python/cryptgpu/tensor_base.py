@@ -241,6 +241,15 @@ class TensorBase(ag.Node):
             raise RuntimeError(f"a Tensor with {n} elements cannot be converted to Scalar")
         return float(self.get_plain_text(dtype=torch.float64).reshape(()))
 
+    @property
+    def share(self) -> torch.Tensor:
+        """CrypTen's ``share``: this party's share as an int64 tensor (the
+        first of the two components it holds; party 0's in the local
+        runtime, which hosts all three). It reveals nothing by itself."""
+        r = _session.rank()
+        a, _ = self.party_shares(0 if r is None else r)
+        return torch.from_numpy(a.view("<i8").copy())
+
     def party_shares(self, party: int) -> tuple[np.ndarray, np.ndarray]:
         """What ``party`` holds: its two share components as uint64 arrays."""
         if not isinstance(party, int) or isinstance(party, bool) or not 0 <= party <= 2:

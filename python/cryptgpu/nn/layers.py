@@ -24,9 +24,11 @@ def _as_operand(p):
 
 
 def _fresh(layer: torch.nn.Module) -> tuple:
-    """Weights of a freshly initialised PyTorch layer, as float64."""
-    w = layer.weight.detach().double()
-    b = None if layer.bias is None else layer.bias.detach().double()
+    """Weights of a freshly initialised PyTorch layer, in its dtype (the
+    default float dtype, as CrypTen's and torch's layers have them; the
+    layer computes in float64 whatever they hold)."""
+    w = layer.weight.detach().clone()
+    b = None if layer.bias is None else layer.bias.detach().clone()
     return w, b
 
 

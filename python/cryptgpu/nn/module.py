@@ -28,6 +28,12 @@ class Module:
         self.training = True
         self.encrypted = False
 
+    @property
+    def _parameters(self):
+        """The parameter table under torch's and CrypTen's name (CrypTen's
+        tutorials read and assign ``layer._parameters["weight"]``)."""
+        return self._params
+
     # -- structure
     def register_parameter(self, name: str, value) -> None:
         """Add a parameter (torch tensor, SharedTensor or None) under ``name``."""
