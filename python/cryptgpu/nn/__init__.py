@@ -12,6 +12,7 @@ layers, losses, conversion (``from_pytorch``, :class:`Graph`).
 """
 
 from .. import functions
+from . import utils
 from ..tensor import SharedTensor, cat, cryptensor
 from .conversion import Graph, from_pytorch
 from .layers import (

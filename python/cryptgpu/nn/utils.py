@@ -1,0 +1,108 @@
+"""``cryptgpu.nn.utils``: gradient clipping for shared parameters.
+
+torch's ``torch.nn.utils.clip_grad_norm_`` and ``clip_grad_value_`` group
+the gradients with a C++ routine that takes torch tensors only, so they
+cannot reach a SharedTensor's gradient; these take the same arguments and
+do the same on shared gradients, privately (the norm stays shared). On
+plaintext parameters they call torch's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .. import _session
+from .. import autograd as ag
+from ..functions import ratio_inv_sqrt
+from ..tensor import SharedTensor, cat
+
+# The sum of squared gradients is found in [2^-16, 2^30) (below 2^-16 it is
+# 0 in fixed point at 16 fractional bits; a square above 2^31 has wrapped).
+_LO_EXP, _HI_EXP = -16, 30
+# extra fractional bits of the clipping factor (a gradient times it stays
+# below 2^31 for gradients below 2^17)
+_COEF_BITS = 14
+
+
+def _params_with_grads(parameters) -> tuple[list, list]:
+    if isinstance(parameters, (torch.Tensor, SharedTensor)):
+        parameters = [parameters]
+    params = list(parameters)
+    return params, [p for p in params if getattr(p, "grad", None) is not None]
+
+
+def _shared_only(grads, what: str) -> bool:
+    """True when every gradient is shared, False when none is."""
+    shared = [isinstance(g, SharedTensor) for g in grads]
+    if any(shared) and not all(shared):
+        raise TypeError(f"{what}: the parameters mix shared and plaintext gradients")
+    return bool(shared) and all(shared)
+
+
+def clip_grad_norm_(
+    parameters, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False,
+    foreach=None,
+):
+    """Scale the gradients so that their total ``norm_type`` norm is at most
+    ``max_norm``, as ``torch.nn.utils.clip_grad_norm_``: each gradient is
+    multiplied by min(1, max_norm / (norm + 1e-6)); returns the total norm
+    (a SharedTensor for shared gradients).
+
+    Shared gradients: ``norm_type`` 2 (the default) or ``inf``. The norm is
+    found by a range-reduced inverse square root of the sum of squares (the
+    one Adam uses: 1e-4 relative for a sum of squares from 2^-16 to 2^30;
+    a gradient norm above 2^15 has overflowed the fixed-point range), the
+    clipping factor as one comparison of the sum with max_norm^2. Nothing
+    in fixed point is NaN or infinite, so ``error_if_nonfinite`` has nothing
+    to check; ``foreach`` is accepted and ignored."""
+    params, with_grads = _params_with_grads(parameters)
+    grads = [p.grad for p in with_grads]
+    max_norm, norm_type = float(max_norm), float(norm_type)
+    if not _shared_only(grads, "clip_grad_norm_"):
+        return torch.nn.utils.clip_grad_norm_(
+            params, max_norm, norm_type, error_if_nonfinite, foreach
+        )
+    if norm_type not in (2.0, math.inf):
+        raise NotImplementedError(
+            f"clip_grad_norm_ of shared gradients: norm_type {norm_type} (2 and inf are supported)"
+        )
+    if not max_norm > 0:  # torch scales everything to 0 for max_norm = 0
+        max_norm = 0.0
+    with ag.no_grad(), _session.training_work():
+        flat = cat([g.reshape(-1) for g in grads])
+        if norm_type == 2.0:
+            sq = flat.dot(flat).reshape(1)  # one truncation for the whole sum
+        else:
+            top = flat.abs().amax().reshape(1)
+            sq = top * top
+        # One range-reduced call for [max_norm * 2^k / norm, sq / norm]: the
+        # clipping factor carries k more fractional bits than 2^-16 (a factor
+        # of 0.005 would otherwise be 0.3% coarse), and the norm keeps 1e-4
+        # relative at any scale (sq * (1 / norm) would not for large norms).
+        scaled = min(max_norm, 2.0**15) * 2.0**_COEF_BITS
+        both = ratio_inv_sqrt(cat([sq * 0 + scaled, sq]), cat([sq, sq]), _LO_EXP, _HI_EXP)
+        coef = both[0:1]
+        norm = both[1:2] if norm_type == 2.0 else top
+        over = sq > max_norm * max_norm  # shared 0/1: the norm exceeds max_norm
+        one = 2.0**_COEF_BITS
+        coef = (over * (coef - one) + one).reshape(())
+        for p in with_grads:
+            p.grad = (p.grad * coef).div(int(one))
+    return norm.reshape(())
+
+
+def clip_grad_value_(parameters, clip_value: float, foreach=None) -> None:
+    """Clamp every gradient to [-clip_value, clip_value] in place, as
+    ``torch.nn.utils.clip_grad_value_`` (two comparisons per element for
+    shared gradients)."""
+    params, with_grads = _params_with_grads(parameters)
+    grads = [p.grad for p in with_grads]
+    clip_value = float(clip_value)
+    if not _shared_only(grads, "clip_grad_value_"):
+        torch.nn.utils.clip_grad_value_(params, clip_value, foreach)
+        return
+    with ag.no_grad(), _session.training_work():
+        for p in with_grads:
+            p.grad = p.grad.clamp(-clip_value, clip_value)
