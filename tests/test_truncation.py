@@ -327,3 +327,34 @@ def test_small_public_factors_keep_sixteen_significant_bits():
         got = (x / d).get_plain_text(dtype=torch.float64)
         want = xs / torch.as_tensor(d, dtype=torch.float64)
         assert ((got - want).abs() <= TRUNC).all(), (d, got)
+
+
+@pytest.mark.parametrize("mode", ["probabilistic", "exact"])
+def test_the_gradient_of_a_large_mean_keeps_its_scale(mode):
+    # d mean(x) / dx = 1/n for every element. At f = 16, 1/98304 is 0.67
+    # units: rounded once and broadcast (as before), every element got the
+    # same 1 unit, a gradient 1.5x torch's (1.125x for n = 12288, and
+    # MSELoss the same). Now each element rounds on its own and without
+    # bias (0 or 1 unit here): the gradients' sum is 1 within 6 sigma of n
+    # independent roundings (sd sqrt(n) / 2 units) plus the 2^-15 relative
+    # error of the kept 1/n; each element is within one unit of 1/n.
+    cryptgpu.init(seed=6, truncation=mode)
+    for n, shape in ((12288, (4, 3, 32, 32)), (98304, (8, 3, 64, 64))):
+        a = torch.randn(shape, dtype=torch.float64)
+        x = cryptgpu.cryptensor(a, requires_grad=True)
+        x.mean().backward()
+        g = x.grad.get_plain_text(dtype=torch.float64)
+        tol = 6 * n**0.5 / 2 * ULP + 2.0**-15
+        assert abs(float(g.sum()) - 1.0) <= tol, (mode, n, float(g.sum()))
+        assert (g - 1 / n).abs().max() <= ULP + 2.0**-15 / n
+    # Global average pooling (one window per map) goes through the same
+    # mean: an upstream gradient per map, spread over 64 elements each,
+    # whose sum per map is that gradient within 6 sigma of 64 roundings.
+    a = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    up = torch.randn(2, 3, 1, 1, dtype=torch.float64)
+    x = cryptgpu.cryptensor(a, requires_grad=True)
+    (x.avg_pool2d(8) * cryptgpu.cryptensor(up)).sum().backward()
+    g = x.grad.get_plain_text(dtype=torch.float64).sum((2, 3), keepdim=True)
+    # the upstream's encoding (ENC) and its product's truncation (TRUNC)
+    # move each map's 64-element sum by at most 2 ULP, then 6 sigma
+    assert (g - up).abs().max() <= 2 * ULP + 6 * 8 / 2 * ULP + 2.0**-15 * up.abs().max()

@@ -184,6 +184,15 @@ def record_sum(out, x, dims):
     return ag.record(out, (x,), lambda g: (g.reshape(kept).expand(xs),))
 
 
+def record_mean(out, x, dims, n: int):
+    """Mean over ``dims`` of ``n`` elements: the gradient broadcast back,
+    then divided by n with each element rounded independently (dividing
+    first would round once for all the elements it is broadcast to)."""
+    xs = list(x.shape)
+    kept = [1 if i in dims else k for i, k in enumerate(xs)]
+    return ag.record(out, (x,), lambda g: (g.reshape(kept).expand(xs)._div_fresh(n),))
+
+
 def record_reshape(out, x):
     """A reshape: the gradient reshaped back to ``x``'s shape."""
     xs = list(x.shape)

@@ -152,3 +152,43 @@ fn exact_truncation_costs_match_the_table() {
         assert_eq!(stats_of(&s, "mul").map(|p| p.bytes), [8 * n as u64; 3]);
     }
 }
+
+#[test]
+fn fresh_division_rounds_equal_elements_independently_at_the_same_cost() {
+    // n copies of one sharing (what `expand` gives): `div_public_int`
+    // rounds them all the same way, `div_public_int_fresh` each on its own,
+    // so their mean is v / d within a few standard deviations (each
+    // rounding is 0 or 1 unit: variance at most 1/4), in both protocols,
+    // with the same rounds and bytes as the plain division.
+    let n = 1 << 14;
+    let d = 1u64 << 20; // a power of two: no rounded 2^64 / d in the exact protocol
+    let v = 3 * D + 12_345; // v / d = 0.1875.. units: rounds to 0 or 1
+    let want = v as f64 / d as f64;
+    let sd = (0.25 / n as f64).sqrt();
+    for s in common::sessions(14) {
+        for exact in [false, true] {
+            s.set_exact_truncation(exact).unwrap();
+            let one = s.share_ring(vec![v], vec![1], 0).unwrap();
+            let x = s.gather(&one, vec![n], 0, &[0]).unwrap();
+            let same = s.reveal_ring(&s.div_public_int(&x, d).unwrap()).unwrap();
+            assert!(same.iter().all(|g| *g == same[0]), "exact={exact}");
+            s.reset_stats().unwrap();
+            let t = s.div_public_int_fresh(&x, d).unwrap();
+            let st = stats_of(&s, "truncate");
+            s.reset_stats().unwrap();
+            s.div_public_int(&x, d).unwrap();
+            let plain = stats_of(&s, "truncate");
+            assert_eq!(
+                st.map(|p| (p.rounds, p.bytes)),
+                plain.map(|p| (p.rounds, p.bytes))
+            );
+            let got = s.reveal_ring(&t).unwrap();
+            assert!(got.iter().all(|g| *g == 0 || *g == 1), "exact={exact}");
+            let mean = got.iter().sum::<u64>() as f64 / n as f64;
+            assert!(
+                (mean - want).abs() < 6.0 * sd,
+                "exact={exact}: mean {mean} against {want}"
+            );
+        }
+    }
+}

@@ -301,6 +301,9 @@ impl Session {
     fn div_public_int(&self, py: Python<'_>, x: &Tensor, d: u64) -> PyResult<Tensor> {
         self.run(py, |s| s.div_public_int(&x.0, d))
     }
+    fn div_public_int_fresh(&self, py: Python<'_>, x: &Tensor, d: u64) -> PyResult<Tensor> {
+        self.run(py, |s| s.div_public_int_fresh(&x.0, d))
+    }
     fn matmul(&self, py: Python<'_>, x: &Tensor, y: &Tensor) -> PyResult<Tensor> {
         self.run(py, |s| s.matmul(&x.0, &y.0))
     }

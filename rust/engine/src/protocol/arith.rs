@@ -150,6 +150,20 @@ impl Party {
         self.reshare_divide(x.a.clone(), d)
     }
 
+    /// As [`Party::divide`], with the sharing's split re-randomised first
+    /// (a zero sharing, or a common draw of P0 and P1 in the exact
+    /// protocol; no extra messages): elements with equal shares (a value
+    /// broadcast by `expand`) then round independently, each unbiased,
+    /// instead of all the same way.
+    pub fn divide_fresh(&mut self, x: &AShare, d: u64) -> Result<AShare> {
+        if self.exact_trunc {
+            return self.divide_exact(super::trunc::Input::RepFresh(x), d);
+        }
+        let mut z = self.zero_share(x.len())?;
+        self.dev.map2_into(Op2::Add, &mut z, &x.a)?;
+        self.reshare_divide(z, d)
+    }
+
     pub fn truncate(&mut self, x: &AShare) -> Result<AShare> {
         let d = self.scale();
         self.divide(x, d)

@@ -83,6 +83,10 @@ pub(super) enum Input<'a> {
     Sum(Buf),
     /// A replicated sharing.
     Rep(&'a AShare),
+    /// A replicated sharing whose split between P0 and P1 is re-randomised
+    /// first (a common PRG draw of theirs, no message), so that elements
+    /// holding equal shares (a broadcast value) round independently.
+    RepFresh(&'a AShare),
 }
 
 /// round(num / d) for num = 2^e as u128, in the ring.
@@ -120,7 +124,7 @@ impl Party {
     pub(super) fn divide_exact(&mut self, input: Input<'_>, d: u64) -> Result<AShare> {
         let n = match &input {
             Input::Sum(z) => z.len(),
-            Input::Rep(x) => x.len(),
+            Input::Rep(x) | Input::RepFresh(x) => x.len(),
         };
         let dev = self.dev.clone();
         let k = ratio(64, d);
@@ -138,6 +142,14 @@ impl Party {
                     Input::Rep(x) => {
                         let a1 = self.round1(vec![], Peer::Next, n)?;
                         (dev.map2(Op2::Add, &x.a, &x.b)?, a1)
+                    }
+                    Input::RepFresh(x) => {
+                        // r under k_1, which P1 draws as rand_own (below)
+                        let r = self.rand_next(n)?;
+                        let a1 = self.round1(vec![], Peer::Next, n)?;
+                        let mut s = dev.map2(Op2::Add, &x.a, &x.b)?;
+                        dev.map2_into(Op2::Add, &mut s, &r)?;
+                        (s, a1)
                     }
                 };
                 dev.map1_into(Op1::AddScalar(bias(d)), &mut s0)?;
@@ -164,6 +176,10 @@ impl Party {
                 let s1 = match input {
                     Input::Sum(z) => z,
                     Input::Rep(x) => x.b.clone(),
+                    Input::RepFresh(x) => {
+                        let r = self.rand_own(n)?; // P0's rand_next above
+                        dev.map2(Op2::Sub, &x.b, &r)?
+                    }
                 };
                 let nu = self.rand_next(n)?;
                 let gamma = self.rand_own(n)?;
@@ -190,7 +206,7 @@ impl Party {
                 let alpha = self.rand_next(n)?;
                 match input {
                     Input::Sum(z) => self.round(vec![(Peer::Next, z)], &[])?,
-                    Input::Rep(_) => self.round(vec![], &[])?,
+                    Input::Rep(_) | Input::RepFresh(_) => self.round(vec![], &[])?,
                 };
                 let knu = self.scaled(k, &nu)?;
                 let mut u2 = dev.map2(Op2::Mul, &knu, &alpha)?;

@@ -210,6 +210,20 @@ impl Session {
         Ok(self.wrap(x.shape.clone(), r))
     }
 
+    /// [`Session::div_public_int`] with independent rounding of equal
+    /// elements (`Party::divide_fresh`): the same rounds and bytes.
+    pub fn div_public_int_fresh(&self, x: &Tensor, d: u64) -> Result<Tensor> {
+        self.check(x)?;
+        if d == 0 {
+            return invalid("division by zero");
+        }
+        if d == 1 {
+            return Ok(x.clone());
+        }
+        let r = self.run("truncate", |p| p.divide_fresh(x.at(p.rank)?, d))?;
+        Ok(self.wrap(x.shape.clone(), r))
+    }
+
     pub fn mul(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
         self.same_shape(x, y, "mul")?;
         let r = self.run("mul", |p| p.mul(x.at(p.rank)?, y.at(p.rank)?))?;
