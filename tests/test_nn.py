@@ -84,6 +84,45 @@ def test_batchnorm_eval_folded_or_affine(session, fold):
     assert n_bn == (1 if fold else 2)  # the 2d BN after the conv folds; the 1d one never
 
 
+def test_a_conv_called_twice_is_not_folded_and_check_failures_say_why(session):
+    """A BatchNorm after a conv that the forward also calls elsewhere must
+    not be folded into it (folding rewrote the conv for both calls: 3.8
+    off, with no dummy input to catch it); a model whose forward is random
+    at eval (F.dropout's default training=True) is named as the cause."""
+
+    class Reused(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c, self.bn = tnn.Conv2d(3, 3, 3, padding=1), tnn.BatchNorm2d(3)
+
+        def forward(self, x):
+            return self.bn(self.c(x)) + self.c(x * 2)
+
+    torch.manual_seed(4)
+    m = Reused().eval()
+    m.bn.running_mean.uniform_(-1, 1)
+    m.bn.running_var.uniform_(0.5, 2)
+    m.bn.weight.data.uniform_(0.5, 1.5)
+    x = torch.randn(2, 3, 6, 6)
+    cm = cryptgpu.nn.from_pytorch(m).encrypt()
+    got = cm(cryptgpu.cryptensor(x)).get_plain_text(dtype=torch.float64)
+    # the conv (27 terms, |x| < 9 after x * 2, |w| < 0.2) twice, the
+    # BatchNorm's affine (scale below 1.5 / sqrt(0.5) = 2.2) on one of them
+    tol = 3.2 * prod_tol(27, 9, 0.2) + 4 * ULP
+    assert_close(got, plain(m, x), tol)
+
+    class Random(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = tnn.Linear(4, 4)
+
+        def forward(self, x):
+            return F.dropout(self.lin(x), 0.5)
+
+    with pytest.raises(RuntimeError, match="training=True"):
+        cryptgpu.nn.from_pytorch(Random(), torch.randn(2, 4))
+
+
 def test_encrypt_decrypt_roundtrip(session):
     torch.manual_seed(2)
     m = tnn.Sequential(tnn.Linear(4, 3), tnn.ReLU(), tnn.Linear(3, 2)).eval()

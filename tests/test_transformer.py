@@ -63,6 +63,24 @@ def test_multihead_attention_with_masks_matches_torch(session, batch_first):
     # row's largest, plus the rounding of the product and the head mean
     assert pt(w)[1, :, 4:].abs().max() <= 2 * 2.0**-16
 
+    # The mask as a second input, given in the dummy as a bool tensor (it
+    # was turned into float64 for the conversion check, which torch then
+    # added to the scores: "conversion check failed"); and as an additive
+    # mask of 0 and -inf (it was replaced by random values).
+    class MaskIn(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = mha
+
+        def forward(self, t, pad):
+            return self.attn(t, t, t, key_padding_mask=pad)[0]
+
+    add = torch.zeros(2, 6, dtype=torch.float64).masked_fill(kpm, float("-inf"))
+    for mask in (kpm, add):
+        cm = cryptgpu.nn.from_pytorch(MaskIn().eval(), (x, mask)).encrypt()
+        want = MaskIn().eval()(x, mask)
+        assert (pt(cm(cryptgpu.cryptensor(x), mask)) - want.detach()).abs().max() <= tol
+
 
 def test_scaled_dot_product_attention_functional_and_causal(session):
     """F.scaled_dot_product_attention (is_causal) on projections of a shared

@@ -6,6 +6,7 @@ its cryptgpu counterpart (layers.py) and runs the result as a :class:`Graph`.
 from __future__ import annotations
 
 import copy
+import math
 import threading
 
 import torch
@@ -389,9 +390,14 @@ _TRACE_LOCK = threading.RLock()
 
 def _fold_batchnorm(gm: torch.fx.GraphModule, mods: dict) -> int:
     """Fold every BatchNorm whose only input is a Conv2d used nowhere else
+    (its output read by the BatchNorm only, and the conv module called once)
     into that conv's weight and bias (one multiplication fewer per BN), with
     its running statistics: right for inference only. Returns how many."""
     folded = 0
+    calls: dict = {}  # how many graph nodes call each module (a reused conv)
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
     for node in list(gm.graph.nodes):
         if node.op != "call_module" or not isinstance(mods.get(node.target), torch.nn.BatchNorm2d):
             continue
@@ -401,6 +407,7 @@ def _fold_batchnorm(gm: torch.fx.GraphModule, mods: dict) -> int:
             and src.op == "call_module"
             and isinstance(mods.get(src.target), torch.nn.Conv2d)
             and len(src.users) == 1
+            and calls[src.target] == 1  # folding changes every call of the conv
         ):
             continue
         conv, bn = mods[src.target], mods[node.target]
@@ -532,19 +539,44 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
             want = _run_double(model, *xs)
             got = out(*xs)
         if not _all_close(got, want):
-            raise RuntimeError(
-                "conversion check failed: the converted model disagrees with the original"
-            )
+            raise RuntimeError(_check_failure(model, xs, want, got, folded))
     return out
+
+
+def _check_failure(model, xs, want, got, folded: int) -> str:
+    """The conversion check's error message, with the likely cause."""
+    msg = "conversion check failed: the converted model disagrees with the original"
+    if isinstance(got, torch.Tensor) and isinstance(want, torch.Tensor) and got.shape == want.shape:
+        msg += f" (largest difference {float((got - want).abs().max()):.3g})"
+    with torch.no_grad():
+        again = _run_double(model, *xs)
+    if not _all_close(again, want):
+        return msg + (
+            ": the PyTorch model itself gives different outputs for the same input in "
+            "eval mode (a random operation in its forward, such as F.dropout(x, p) with "
+            "its default training=True, or torch.rand); a converted model must be "
+            "deterministic (use nn.Dropout, or F.dropout(x, p, self.training))"
+        )
+    if folded:
+        return msg + (
+            f": {folded} BatchNorm layer(s) were folded into the preceding convolutions; "
+            "try fold_batchnorm=False"
+        )
+    return msg
 
 
 def _dummy(x) -> torch.Tensor:
     """A dummy input for the conversion check: token ids (for an Embedding)
-    stay integers, anything else becomes float64; CrypTen code passes
+    and boolean masks keep their dtype, an additive mask of 0 and -inf is
+    kept, anything else becomes float64; CrypTen code passes
     torch.empty(...), whose values are undefined: only its shape matters,
     so it is checked on uniform values of that shape."""
     x = torch.as_tensor(x)
+    if x.dtype == torch.bool:  # a mask (src_key_padding_mask): as given
+        return x
     x = x if x.dtype in (torch.int32, torch.int64) else x.double()
+    if x.is_floating_point() and ((x == 0) | (x == -math.inf)).all():
+        return x  # an additive attention mask of 0 and -inf: as given
     if x.is_floating_point() and not torch.isfinite(x).all():
         g = torch.Generator().manual_seed(0)
         x = torch.rand(x.shape, generator=g, dtype=torch.float64)
