@@ -367,3 +367,85 @@ def test_abs_sigmoid_tanh_grads_on_both_sides_of_zero(session, fn):
     getattr(xr, fn)().sum().backward()
     big = xr.grad.abs() > 2 * tol  # the sign is only defined above the tolerance
     assert torch.equal(torch.sign(pt(x.grad))[big], torch.sign(xr.grad)[big])
+
+
+def test_frozen_parameters_stay_frozen(session):
+    """A torch parameter with requires_grad=False converts frozen: encrypt()
+    and train() leave it so (they set every parameter to require grad, which
+    trained a frozen layer: 0.18 off torch after 3 steps), and so does one
+    frozen after conversion. Training the rest follows torch."""
+    torch.manual_seed(6)
+    m = torch.nn.Sequential(
+        torch.nn.Linear(4, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3)
+    ).double()
+    m[0].weight.requires_grad_(False)
+    m[0].bias.requires_grad = False
+    x = torch.randn(6, 4, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    pm = cryptgpu.nn.from_pytorch(m.train(), x).encrypt().train()
+    assert [p.requires_grad for p in pm.parameters()] == [False, False, True, True]
+    opt = cryptgpu.optim.SGD([p for p in pm.parameters() if p.requires_grad], lr=0.5)
+    ref = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.5)
+    for _ in range(3):
+        pm.train()  # a torch loop calls train() every epoch
+        opt.zero_grad()
+        cryptgpu.nn.CrossEntropyLoss()(pm(cryptgpu.cryptensor(x)), y).backward()
+        opt.step()
+        ref.zero_grad()
+        F.cross_entropy(m(x), y).backward()
+        ref.step()
+    for p, w in zip(pm.parameters(), m.parameters()):
+        # the frozen layer moves not at all (its encoding only); the rest by
+        # 3 steps of lr 0.5 times gradients within a few 1e-5
+        tol = ULP if not w.requires_grad else 3 * 0.5 * 1e-4
+        assert_close(pt(p), w.detach(), tol)
+    last = list(pm.parameters())[2]
+    last.requires_grad_(False)
+    pm.eval()
+    pm.train()
+    assert [p.requires_grad for p in pm.parameters()] == [False, False, False, True]
+    pm.decrypt().encrypt().train()  # through a decrypt and a new encrypt
+    assert [p.requires_grad for p in pm.parameters()] == [False, False, False, True]
+
+
+def test_state_dict_to_and_from_torch_with_batchnorm(session):
+    """An encrypted model loads a torch model's state_dict (shared from
+    party 0 in place, so the optimiser keeps working; num_batches_tracked
+    listed as torch lists it) and, decrypted, gives torch a state_dict it
+    loads: running statistics opened too (they stayed shared). BatchNorm
+    on one value per channel in training raises torch's ValueError."""
+    torch.manual_seed(7)
+
+    def make():
+        return torch.nn.Sequential(
+            torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.ReLU(), torch.nn.Linear(4, 2)
+        ).double()
+
+    x = torch.randn(6, 3, dtype=torch.float64)
+    pm = cryptgpu.nn.from_pytorch(make().train(), x).encrypt().train()
+    opt = cryptgpu.optim.SGD(pm.parameters(), lr=0.1)
+    src = make()
+    src(x)  # running statistics and num_batches_tracked move
+    assert list(pm.state_dict()) == list(src.state_dict())
+    pm.load_state_dict(src.state_dict())
+    assert all(
+        isinstance(v, cryptgpu.SharedTensor) or k.endswith("num_batches_tracked")
+        for k, v in pm.state_dict().items()
+    )
+    for k, v in pm.state_dict().items():
+        want = src.state_dict()[k]
+        got = pt(v) if isinstance(v, cryptgpu.SharedTensor) else v
+        assert_close(got.double(), want.double(), ULP / 2)  # the encoding only
+    y = torch.tensor([0, 1, 0, 1, 0, 1])
+    cryptgpu.nn.CrossEntropyLoss()(pm(cryptgpu.cryptensor(x)), y).backward()
+    opt.step()  # still the model's parameters after the load
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        pm(cryptgpu.cryptensor(torch.randn(1, 3)))
+    pm.eval().decrypt()
+    back = make()
+    back.load_state_dict(pm.state_dict())
+    assert int(back[1].num_batches_tracked) == 2
+    out = pm(x)  # a decrypted model on plaintext input: a torch tensor
+    assert isinstance(out, torch.Tensor)
+    assert_close(out, back.eval()(x).detach(), 1e-9)
+    assert float(cryptgpu.cryptensor(torch.tensor([2.5]))) == 2.5  # float(loss)

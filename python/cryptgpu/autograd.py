@@ -23,7 +23,19 @@ class Node:
     parents and the gradient function of a recorded operation (None for a
     leaf); ``grad`` receives a leaf's accumulated gradient."""
 
-    __slots__ = ("requires_grad", "grad", "_back", "_kind")
+    __slots__ = ("_rg", "_frozen", "grad", "_back", "_kind")
+
+    @property
+    def requires_grad(self) -> bool:
+        """Whether backward computes a gradient for (or through) this value."""
+        return self._rg
+
+    @requires_grad.setter
+    def requires_grad(self, flag) -> None:
+        # Set by the user: also whether Module.train() may turn it back on
+        # (a parameter frozen with requires_grad = False stays frozen).
+        self._rg = bool(flag)
+        self._frozen = not flag
 
 
 def is_grad_enabled() -> bool:

@@ -28,7 +28,8 @@ class TensorBase(ag.Node):
     def __init__(self, handle: _native.Tensor, session: _native.Session):
         self._t = handle
         self._session = session
-        self.requires_grad = False
+        self._rg = False
+        self._frozen = False  # see Node.requires_grad
         self.grad = None
         self._back = None
 
@@ -172,7 +173,7 @@ class TensorBase(ag.Node):
                 "deepcopy protocol at the moment"
             )
         out = self._wrap(self._t)
-        out.requires_grad = self.requires_grad
+        out._rg, out._frozen = self._rg, self._frozen
         if self.grad is not None:
             out.grad = self.grad.__deepcopy__(memo)
         memo[id(self)] = out
@@ -240,6 +241,11 @@ class TensorBase(ag.Node):
         if n != 1:
             raise RuntimeError(f"a Tensor with {n} elements cannot be converted to Scalar")
         return float(self.get_plain_text(dtype=torch.float64).reshape(()))
+
+    # float(loss), as torch allows for one element: the same opening as
+    # item(). (bool() stays refused: a secret truth value in an `if` would
+    # open it without the code saying so.)
+    __float__ = item
 
     @property
     def share(self) -> torch.Tensor:

@@ -52,7 +52,14 @@ def _bn_affine(bn: torch.nn.modules.batchnorm._BatchNorm):
 
 
 def _plain(p):
-    return None if p is None else p.detach().to(torch.float64).clone()
+    """A torch parameter as a float64 copy; one with requires_grad=False
+    (frozen) is marked so that encrypt() and train() keep it frozen."""
+    if p is None:
+        return None
+    out = p.detach().to(torch.float64).clone()
+    if isinstance(p, torch.nn.Parameter) and not p.requires_grad:
+        out._frozen = True
+    return out
 
 
 def _convert_module(m: torch.nn.Module, where: str) -> Module:

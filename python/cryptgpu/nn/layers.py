@@ -267,25 +267,25 @@ class BatchNorm(Module):
         self.num_batches_tracked = int(num_batches_tracked)
         self._affine = None
 
-    def encrypt(self, src: int = 0) -> Module:
-        """Share the affine parameters and running statistics from party ``src``."""
-        super().encrypt(src)
+    def _encrypt_own(self, src: int) -> None:
+        """Share the affine parameters and running statistics from party
+        ``src`` (also when a model holding this layer is encrypted: they
+        are the model owner's, and every party must use the owner's)."""
+        super()._encrypt_own(src)
         for k, v in self._buffers.items():
             if not isinstance(v, SharedTensor):
                 self._buffers[k] = cryptensor(v, src=src)
         if self._affine is not None and not isinstance(self._affine[0], SharedTensor):
             self._affine = tuple(cryptensor(t, src=src) for t in self._affine)
-        return self
 
-    def decrypt(self) -> Module:
+    def _decrypt_own(self) -> None:
         """Open the parameters and running statistics into float64 tensors."""
-        super().decrypt()
+        super()._decrypt_own()
         for k, v in self._buffers.items():
             if isinstance(v, SharedTensor):
                 self._buffers[k] = v.get_plain_text(dtype=torch.float64)
         if self._affine is not None and isinstance(self._affine[0], SharedTensor):
             self._affine = tuple(t.get_plain_text(dtype=torch.float64) for t in self._affine)
-        return self
 
     def _eval_affine(self):
         if self._affine is None:
@@ -309,6 +309,11 @@ class BatchNorm(Module):
             return x * sc.reshape(shape) + sh.reshape(shape)
         if not isinstance(x, SharedTensor):
             raise NotImplementedError("BatchNorm training on plaintext input")
+        if x.numel() // max(x.shape[1], 1) == 1:  # torch's check and message
+            raise ValueError(
+                "Expected more than 1 value per channel when training, got input size "
+                f"{torch.Size(tuple(x.shape))}"
+            )
         return self._train_forward(x, shape)
 
     def _train_forward(self, x, shape):

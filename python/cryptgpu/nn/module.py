@@ -151,6 +151,8 @@ class Module:
             for k, v in table.items():
                 if v is not None:
                     yield prefix + k, self, table, k
+        if "num_batches_tracked" in self.__dict__:  # BatchNorm, as torch lists it
+            yield prefix + "num_batches_tracked", self, _Counter(self), "num_batches_tracked"
         for name, m in self.named_children():
             yield from m._named_state(prefix + name + ".")
 
@@ -160,9 +162,10 @@ class Module:
         return OrderedDict((name, table[k]) for name, _, table, k in self._named_state())
 
     def load_state_dict(self, state: dict, strict: bool = True):
-        """Load parameters and buffers from ``state`` (e.g. from :func:`cryptgpu.load`).
-        A shared parameter is updated in place, so optimisers built on it keep
-        working. With ``strict`` (the default), missing or unexpected names and
+        """Load parameters and buffers from ``state`` (e.g. from :func:`cryptgpu.load`,
+        or a torch model's ``state_dict()``). A shared parameter is updated in
+        place, so optimisers built on it keep working; plaintext values into
+        an encrypted model are shared from party 0 (as ``encrypt()``). With ``strict`` (the default), missing or unexpected names and
         shape mismatches raise RuntimeError as in torch; returns the missing
         and unexpected names."""
         own = {name: (m, table, k) for name, m, table, k in self._named_state()}
@@ -182,11 +185,17 @@ class Module:
                     f"size mismatch for {name}: copying a param with shape {tuple(new.shape)}, "
                     f"the shape in the current model is {tuple(old.shape)}"
                 )
+            if isinstance(old, SharedTensor) and not isinstance(new, SharedTensor):
+                # plaintext values (a torch model's state_dict) into an
+                # encrypted model: shared from party 0, as encrypt() does,
+                # in place (optimisers keep their parameters)
+                new = cryptensor(torch.as_tensor(new).detach(), src=0)
             if isinstance(old, SharedTensor) and isinstance(new, SharedTensor):
                 new._s()  # refuses a tensor of an earlier session
                 old._t, old._session = new._t, new._session
             elif isinstance(new, SharedTensor) and table is m._params:
-                table[k] = new.requires_grad_(m.training)
+                _as_param(new, m.training, getattr(old, "_frozen", False))
+                table[k] = new
             else:
                 table[k] = new
             if hasattr(m, "_affine"):
@@ -212,7 +221,7 @@ class Module:
             m.training = mode
             for v in m._params.values():
                 if isinstance(v, SharedTensor):
-                    v.requires_grad = mode
+                    v._rg = mode and not v._frozen
         return self
 
     def _why_not_trainable(self) -> str | None:
@@ -228,11 +237,17 @@ class Module:
         Shared parameters are autograd leaves, requiring grad in training
         mode (see :meth:`train`)."""
         for m in self.modules():
-            for k, v in m._params.items():
-                if v is not None and not isinstance(v, SharedTensor):
-                    m._params[k] = cryptensor(v, src=src).requires_grad_(m.training)
-            m.encrypted = True
+            m._encrypt_own(src)
         return self
+
+    def _encrypt_own(self, src: int) -> None:
+        """Share this module's own parameters (not its children's); a layer
+        with more state (BatchNorm's running statistics) extends it."""
+        for k, v in self._params.items():
+            if v is not None and not isinstance(v, SharedTensor):
+                frozen = bool(getattr(v, "_frozen", False))
+                self._params[k] = _as_param(cryptensor(v, src=src), self.training, frozen)
+        self.encrypted = True
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget accumulated gradients (a zero gradient and none are the
@@ -246,13 +261,20 @@ class Module:
         SGD(self.parameters(), lr=learning_rate).step()
 
     def decrypt(self) -> Module:
-        """Open every parameter back into a float64 torch tensor."""
+        """Open every parameter (and BatchNorm's running statistics) back
+        into float64 torch tensors."""
         for m in self.modules():
-            for k, v in m._params.items():
-                if isinstance(v, SharedTensor):
-                    m._params[k] = v.get_plain_text(dtype=torch.float64)
-            m.encrypted = False
+            m._decrypt_own()
         return self
+
+    def _decrypt_own(self) -> None:
+        """Open this module's own parameters (not its children's)."""
+        for k, v in self._params.items():
+            if isinstance(v, SharedTensor):
+                self._params[k] = v.get_plain_text(dtype=torch.float64)
+                if v._frozen:
+                    self._params[k]._frozen = True  # for the next encrypt()
+        self.encrypted = False
 
     # -- running
     def forward(self, x):
@@ -336,3 +358,27 @@ class ModuleList(_Indexed):
         for m in modules:
             self.append(m)
         return self
+
+
+class _Counter:
+    """BatchNorm's ``num_batches_tracked`` (a Python int on the layer) as a
+    state entry: a 0-d int64 tensor, as in torch's state_dict."""
+
+    def __init__(self, m: Module) -> None:
+        self.m = m
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return torch.tensor(self.m.num_batches_tracked, dtype=torch.int64)
+
+    def __setitem__(self, key: str, value) -> None:
+        self.m.num_batches_tracked = int(value)
+
+
+def _as_param(t: SharedTensor, training: bool, frozen: bool) -> SharedTensor:
+    """``t`` as a module's parameter: requiring grad in training mode unless
+    frozen (a torch parameter with requires_grad=False, or one the user set
+    so), as torch's ``train()`` leaves a frozen parameter frozen."""
+    t._frozen = frozen
+    t._rg = training and not frozen
+    return t
+
