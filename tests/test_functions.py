@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import cryptgpu
-from conftest import ULP
+from conftest import ENC, ULP
 from cryptgpu import functions as fx
 
 N_EXP = fx.config.exp_iterations
@@ -69,18 +69,21 @@ def sig_d(a):
             1e-6,
             0.0,
         ),
+        # range-reduced (ratio_inv_sqrt): 1e-4 relative over 2^-16 .. 2^30
+        # (CrypTen's Newton from a fixed guess held on [0.1, 130] only)
         (
             "inv_sqrt",
             fx.inv_sqrt,
             torch.rsqrt,
             lambda a: 0.5 * a**-1.5,
-            0.1,
-            130.0,
+            0.01,
+            1e6,
             K_NEWTON,
-            6e-3,
+            1e-4,
             0.0,
         ),
-        ("sqrt", fx.sqrt, torch.sqrt, lambda a: 0.5 * a**-0.5, 0.1, 130.0, K_NEWTON, 6e-3, 0.0),
+        ("sqrt", fx.sqrt, torch.sqrt, lambda a: 0.5 * a**-0.5, 0.01, 1e6, K_NEWTON, 1e-4, 0.0),
+        ("sqrt_small", fx.sqrt, torch.sqrt, lambda a: 0.5 * a**-0.5, 0.01, 1.0, K_NEWTON, 1e-4, 0.0),
         ("log", fx.log, torch.log, lambda a: 1 / a, 0.05, 200.0, K_EXP, 0.02, 0.06),
         ("sigmoid", fx.sigmoid, torch.sigmoid, sig_d, -30.0, 30.0, K_EXP, 0.0, 1e-3),
         # e^-|x| is range-reduced (exp_nonpos), so no input saturates wrongly
@@ -122,6 +125,26 @@ def test_method_form_matches_function(session):
         # Same protocol, different randomness: truncations differ by < 2 ulp
         # each, amplified like the fixed-point bound above.
         assert (got - want).abs().max() <= K_EXP * 4 * ULP * (1 + want.abs().max())
+
+
+def test_std_and_norms_beyond_crypten_sqrt_range(session):
+    """std and a hand-written norm whose variance or square sum is far
+    outside [0.1, 130] (CrypTen's sqrt range: std of [100, 200, 300] was
+    -3e9): 1e-4 relative plus the inputs' encoding."""
+    for vals in ([100.0, 200.0, 300.0], [0.01, 0.02, 0.03], [1e3, -2e3, 5e2, 0.0]):
+        a = torch.tensor(vals, dtype=torch.float64)
+        got = cryptgpu.cryptensor(a).std().get_plain_text(dtype=torch.float64)
+        want = a.std()
+        # the variance: a truncation per square and one for the division
+        # by n - 1 (n + 1 ULP), and the inputs' encodings (ENC each) through
+        # 2 |a - mean| / (n - 1); moved into the std by d std = d var / (2 std)
+        n = len(vals)
+        d_var = (n + 1) * ULP + 4 * float((a - a.mean()).abs().sum()) * ENC / (n - 1)
+        tol = 1e-4 * want + d_var / (2 * want) + 4 * ULP
+        assert (got - want).abs() <= tol, (vals, got)
+    x = cryptgpu.cryptensor(torch.tensor([30.0, 40.0]))
+    assert abs(x.square().sum().sqrt().item() - 50.0) <= 1e-4 * 50 + 4 * ULP
+    assert cryptgpu.cryptensor(torch.zeros(3)).sqrt().get_plain_text().abs().max() <= ULP
 
 
 def test_division_by_a_shared_tensor(session, rng):

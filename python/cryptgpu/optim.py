@@ -307,6 +307,16 @@ class Adam(_Optimizer):
 
     def step(self, closure=None):
         """One Adam update of every parameter that has a gradient."""
+        f = _session.current().precision_bits
+        if not 14 <= f <= 20:
+            # the floor 2^-14 and the scaled second moment (g * 2^8)^2 are
+            # laid out for these: below, the floor is not representable;
+            # above, the fixed-point range (2^(63 - 2f)) is too small for it
+            # (a step was 0.44 off at f = 12, garbage at f = 24)
+            raise ValueError(
+                f"Adam works with precision_bits from 14 to 20 (this session has {f}); "
+                "use SGD or another precision"
+            )
         self.t += 1
         return super().step(closure)
 
