@@ -375,9 +375,7 @@ def test_frozen_parameters_stay_frozen(session):
     trained a frozen layer: 0.18 off torch after 3 steps), and so does one
     frozen after conversion. Training the rest follows torch."""
     torch.manual_seed(6)
-    m = torch.nn.Sequential(
-        torch.nn.Linear(4, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3)
-    ).double()
+    m = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3)).double()
     m[0].weight.requires_grad_(False)
     m[0].bias.requires_grad = False
     x = torch.randn(6, 4, dtype=torch.float64)

@@ -173,7 +173,9 @@ def test_layers_built_directly_as_in_crypten():
         assert tuple(conv.weight.shape) == (3, 2, 3, 3) and tuple(lin.weight.shape) == (5, 48)
         x = torch.rand(2, 2, 4, 4)
         want = F.linear(
-            F.relu(F.conv2d(x.double(), conv.weight.double(), conv.bias.double(), padding=1)).flatten(1),
+            F.relu(
+                F.conv2d(x.double(), conv.weight.double(), conv.bias.double(), padding=1)
+            ).flatten(1),
             lin.weight.double(),
             lin.bias.double(),
         )

@@ -83,7 +83,17 @@ def sig_d(a):
             0.0,
         ),
         ("sqrt", fx.sqrt, torch.sqrt, lambda a: 0.5 * a**-0.5, 0.01, 1e6, K_NEWTON, 1e-4, 0.0),
-        ("sqrt_small", fx.sqrt, torch.sqrt, lambda a: 0.5 * a**-0.5, 0.01, 1.0, K_NEWTON, 1e-4, 0.0),
+        (
+            "sqrt_small",
+            fx.sqrt,
+            torch.sqrt,
+            lambda a: 0.5 * a**-0.5,
+            0.01,
+            1.0,
+            K_NEWTON,
+            1e-4,
+            0.0,
+        ),
         ("log", fx.log, torch.log, lambda a: 1 / a, 0.05, 200.0, K_EXP, 0.02, 0.06),
         ("sigmoid", fx.sigmoid, torch.sigmoid, sig_d, -30.0, 30.0, K_EXP, 0.0, 1e-3),
         # e^-|x| is range-reduced (exp_nonpos), so no input saturates wrongly

@@ -12,6 +12,7 @@ import threading
 import zlib
 
 import numpy as np
+import torch
 
 from . import _native, cuda
 
@@ -404,3 +405,18 @@ def reset_stats() -> None:
     """Zero the communication counters of all three parties and the per-layer table."""
     current().reset_stats()
     _ctx.layer_stats = {}
+
+
+def common_generator():
+    """A torch generator that the three parties seed alike, made at first use
+    in a session from the engine's joint coin: each party shares a random
+    integer below 2^28 and the sum is opened (one sharing round per party,
+    one reveal), so no party chooses the seed. Used for dropout masks."""
+    ctx, s = _ctx, current()
+    held = getattr(ctx, "common_rng", None)
+    if held is None or held[0] is not s:
+        g = torch.Generator()
+        g.manual_seed(s.coin(2**28))
+        ctx.common_rng = (s, g)
+        held = ctx.common_rng
+    return held[1]

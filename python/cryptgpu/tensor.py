@@ -15,6 +15,7 @@ from __future__ import annotations
 from . import torch_dispatch
 from ._plain import _index, _plain_array
 from ._session import current
+from .tensor_activations import ActivationOps
 from .tensor_arith import ArithmeticOps
 from .tensor_base import TensorBase
 from .tensor_compare import ComparisonOps, where
@@ -27,6 +28,7 @@ __all__ = ["SharedTensor", "cat", "cryptensor", "stack", "where"]
 
 
 class SharedTensor(
+    ActivationOps,
     TorchLikeOps,
     ShapeOps,
     ArithmeticOps,

@@ -5,6 +5,8 @@ the engine's sign-bit circuit (msb_inject), batched as far as possible.
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 import torch
 
@@ -14,6 +16,10 @@ from ._native import InvalidArgumentError
 from ._plain import _norm_dim, _plain_array
 from .tensor_base import TensorBase
 from .tensor_shape import stack
+
+# max(dim) / min(dim) results: a tuple with torch's field names (``.values``,
+# ``.indices``; the indices are the one-hot mask unless one_hot=False)
+_MaxMin = collections.namedtuple("max_min", ["values", "indices"])
 
 
 class ComparisonOps:
@@ -198,7 +204,7 @@ class ComparisonOps:
         if dim is None:
             return self._reduce_max(None, False, False, "max")[0]
         v, a = self._reduce_max(dim, keepdim, True, "max")
-        return (v, a) if one_hot else (v, _indices(a, dim, keepdim))
+        return _MaxMin(v, a) if one_hot else _MaxMin(v, _indices(a, dim, keepdim))
 
     def amax(self, dim=None, keepdim: bool = False) -> TensorBase:
         """Maximum values only (no argmax), like ``torch.amax``: the tournament
@@ -210,7 +216,7 @@ class ComparisonOps:
         if _is_other(dim):
             return self.minimum(dim)
         r = self.neg().max(dim, keepdim, one_hot)
-        return r.neg() if dim is None else (r[0].neg(), r[1])
+        return r.neg() if dim is None else _MaxMin(r[0].neg(), r[1])
 
     def argmax(self, dim=None, keepdim: bool = False, one_hot: bool = True) -> TensorBase:
         """One-hot (fixed-point 0/1) indicator of the first maximum, shaped like

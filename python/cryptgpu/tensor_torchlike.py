@@ -294,9 +294,14 @@ class TorchLikeOps:
         """Element-wise min with a shared or plaintext tensor: one ReLU."""
         return self - (self - other).relu()
 
-    def hardtanh(self, min_val: float = -1.0, max_val: float = 1.0) -> TensorBase:
-        """``clamp(min_val, max_val)``."""
-        return self.clamp(min_val, max_val)
+    def hardtanh(
+        self, min_val: float = -1.0, max_val: float = 1.0, *, min_value=None, max_value=None
+    ) -> TensorBase:
+        """``clamp(min_val, max_val)`` (CrypTen names them ``min_value`` and
+        ``max_value``; both are accepted)."""
+        lo = min_val if min_value is None else min_value
+        hi = max_val if max_value is None else max_value
+        return self.clamp(lo, hi)
 
     # Logic on 0/1 values (comparison results): exact products and sums.
     def __and__(self, other):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .functions import ratio_inv_sqrt
 from .tensor_base import TensorBase
 from .tensor_compare import where
 from .tensor_shape import cat, stack
@@ -136,6 +137,34 @@ def _unary(name):
     return call
 
 
+def _dropout(x, p=0.5, training=True, inplace=False):
+    return x.dropout(p, training, inplace)
+
+
+def _public_like(fill):
+    """torch.zeros_like / ones_like / full_like of a SharedTensor: a public
+    torch tensor of its shape (the values are public, only the shape is used)."""
+
+    def call(x, *args, dtype=None, **kwargs):
+        value = args[0] if fill is None else fill
+        return torch.full(tuple(x.shape), float(value), dtype=dtype or torch.get_default_dtype())
+
+    return call
+
+
+def _normalize(x, p=2.0, dim=1, eps=1e-12, out=None):
+    """x / max(||x||_p, eps) over ``dim``: for p = 2 one range-reduced
+    ratio x / sqrt(sum x^2) (1e-4 relative, any scale of x)."""
+    if p != 2:
+        raise NotImplementedError(f"F.normalize with p={p} on a SharedTensor (p=2 only)")
+    sq = (x * x).sum(dim, keepdim=True)
+    return ratio_inv_sqrt(x, sq.expand_as(x), -16, 30)
+
+
+def _vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None, out=None):  # noqa: A002
+    return x.norm(ord, dim, keepdim)
+
+
 TABLE = {
     torch.matmul: _product("matmul"),
     torch.mm: _product("matmul"),
@@ -162,6 +191,22 @@ TABLE = {
     F.sigmoid: _unary("sigmoid"),
     F.tanh: _unary("tanh"),
     F.hardtanh: _unary("hardtanh"),
+    F.relu6: _unary("relu6"),
+    F.leaky_relu: _unary("leaky_relu"),
+    F.elu: _unary("elu"),
+    F.selu: _unary("selu"),
+    F.celu: _unary("celu"),
+    F.silu: _unary("silu"),
+    F.mish: _unary("mish"),
+    F.hardswish: _unary("hardswish"),
+    F.hardsigmoid: _unary("hardsigmoid"),
+    F.softplus: _unary("softplus"),
+    F.dropout: _dropout,
+    F.normalize: _normalize,
+    torch.linalg.vector_norm: _vector_norm,
+    torch.zeros_like: _public_like(0.0),
+    torch.ones_like: _public_like(1.0),
+    torch.full_like: _public_like(None),
     F.linear: _linear,
     F.conv2d: _conv2d,
     F.max_pool2d: _max_pool2d,

@@ -12,8 +12,22 @@ layers, losses, conversion (``from_pytorch``, :class:`Graph`).
 """
 
 from .. import functions
-from . import utils
 from ..tensor import SharedTensor, cat, cryptensor
+from . import utils
+from .activations import (
+    CELU,
+    ELU,
+    SELU,
+    Hardsigmoid,
+    Hardswish,
+    Hardtanh,
+    LeakyReLU,
+    Mish,
+    PReLU,
+    ReLU6,
+    SiLU,
+    Softplus,
+)
 from .conversion import Graph, from_pytorch
 from .layers import (
     GELU,
@@ -102,6 +116,19 @@ __all__ = [
     "SharedTensor",
     "Softmax",
     "Tanh",
+    "CELU",
+    "ELU",
+    "SELU",
+    "Hardsigmoid",
+    "Hardswish",
+    "Hardtanh",
+    "LeakyReLU",
+    "Mish",
+    "PReLU",
+    "ReLU6",
+    "SiLU",
+    "Softplus",
+    "utils",
     "check_overflow",
     "cat",
     "cryptensor",

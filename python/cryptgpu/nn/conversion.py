@@ -12,7 +12,7 @@ import threading
 import torch
 
 from ..tensor import SharedTensor
-from . import hf, to_torch, transformer
+from . import activations, hf, to_torch, transformer
 from .functional import FUNCTIONS as _FUNCTIONS
 from .functional import PUBLIC_FUNCTIONS as _PUBLIC_FUNCTIONS
 from .layers import (
@@ -110,6 +110,9 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
         )
         bn._affine = _bn_affine(m)  # exact, from the owner's plaintext
         return bn
+    act = activations.converters(_plain).get(type(m))
+    if act is not None:
+        return act(m)
     for kind, convert in transformer.CONVERTERS.items():
         if isinstance(m, kind):
             return convert(m, _plain, where)
@@ -195,10 +198,28 @@ _METHODS = {
     "reshape_as": OTHER,
     "rsqrt": OTHER,
     "outer": LINEAR,
+    "masked_fill": RELU,  # a private or public mask
+    "ne": RELU,
+    "eq": RELU,
+    "lt": RELU,
+    "le": RELU,
+    "gt": RELU,
+    "ge": RELU,
+    "max": RELU,
+    "min": RELU,
+    "sign": RELU,
+    "norm": OTHER,
+    "where": RELU,
+    "leaky_relu": RELU,
+    "relu6": RELU,
+    "hardtanh": RELU,
+    "silu": RELU,
+    "clip": RELU,
+    "sub": OTHER,
+    "div": OTHER,
+    "neg": OTHER,
+    "matmul": LINEAR,
     # public only (masks): a private receiver is refused
-    "masked_fill": OTHER,
-    "ne": OTHER,
-    "eq": OTHER,
     "cumsum": OTHER,
     "triu": OTHER,
     "tril": OTHER,

@@ -539,26 +539,11 @@ class Flatten(Module):
         return x.flatten(self.a, self.b)
 
 
-def _common_generator() -> torch.Generator:
-    """A torch generator that the three parties seed alike, made at first use
-    in a session from the engine's joint coin: each party shares a random
-    integer below 2^28 and the sum is opened (one sharing round per party,
-    one reveal), so no party chooses the seed. Used for dropout masks."""
-    ctx, s = _session._ctx, _session.current()
-    held = getattr(ctx, "common_rng", None)
-    if held is None or held[0] is not s:
-        g = torch.Generator()
-        g.manual_seed(s.coin(2**28))
-        ctx.common_rng = (s, g)
-        held = ctx.common_rng
-    return held[1]
-
-
 class Dropout(Module):
     """``torch.nn.Dropout``: the identity at eval time; in training, each
     element is zeroed with probability ``p`` and the others are scaled by
     1 / (1 - p). The mask comes from randomness common to the three parties
-    (:func:`_common_generator`), so every party knows it. It is drawn
+    (:func:`cryptgpu._session.common_generator`), so every party knows it. It is drawn
     independently of all inputs and weights, so it reveals nothing about
     them (a simulator draws the same mask). Cost: one truncation for the
     scale, as a product by a public tensor."""
@@ -575,7 +560,7 @@ class Dropout(Module):
             return x
         if self.p == 1:
             return x * torch.zeros(tuple(x.shape), dtype=torch.float64)
-        g = _common_generator()
+        g = _session.common_generator()
         keep = torch.rand(tuple(x.shape), generator=g, dtype=torch.float64) >= self.p
         return x * (keep.double() / (1 - self.p))
 

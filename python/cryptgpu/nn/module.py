@@ -165,9 +165,10 @@ class Module:
         """Load parameters and buffers from ``state`` (e.g. from :func:`cryptgpu.load`,
         or a torch model's ``state_dict()``). A shared parameter is updated in
         place, so optimisers built on it keep working; plaintext values into
-        an encrypted model are shared from party 0 (as ``encrypt()``). With ``strict`` (the default), missing or unexpected names and
-        shape mismatches raise RuntimeError as in torch; returns the missing
-        and unexpected names."""
+        an encrypted model are shared from party 0 (as ``encrypt()``). With
+        ``strict`` (the default), missing or unexpected names and shape
+        mismatches raise RuntimeError as in torch; returns the missing and
+        unexpected names."""
         own = {name: (m, table, k) for name, m, table, k in self._named_state()}
         missing = [n for n in own if n not in state]
         unexpected = [n for n in state if n not in own]
@@ -381,4 +382,3 @@ def _as_param(t: SharedTensor, training: bool, frozen: bool) -> SharedTensor:
     t._frozen = frozen
     t._rg = training and not frozen
     return t
-

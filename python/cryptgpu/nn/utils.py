@@ -42,7 +42,10 @@ def _shared_only(grads, what: str) -> bool:
 
 
 def clip_grad_norm_(
-    parameters, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False,
+    parameters,
+    max_norm: float,
+    norm_type: float = 2.0,
+    error_if_nonfinite: bool = False,
     foreach=None,
 ):
     """Scale the gradients so that their total ``norm_type`` norm is at most

@@ -56,12 +56,16 @@ impl Party {
         Ok((a, d, c))
     }
 
-    /// max(x, 0) = x - msb(x) x. With `mask`, the derivative 1 - msb(x) is
-    /// injected in the same call ([x, 1] per element: same rounds, one more
-    /// ring element per element) and returned for the backward pass.
+    /// max(x, 0) = x - c x with c = [x <= 0]. With `mask`, the derivative
+    /// [x > 0] = 1 - c is injected in the same call ([x, 1] per element:
+    /// same rounds, one more ring element per element) and returned for the
+    /// backward pass.
     pub fn relu(&mut self, x: &AShare, mask: bool) -> Result<(AShare, Option<AShare>)> {
         let n = x.len();
-        let c = self.msb(x)?;
+        // c = msb(x - 1 unit): the same output as msb(x) (both give 0 at
+        // x = 0) and torch's derivative at 0, which is 0 (msb(x) gave 1).
+        let below = local::add_scalar(&*self.dev, self.rank, x, u64::MAX)?;
+        let c = self.msb(&below)?;
         if !mask {
             let m = self.bit_inject(&c, x, n, 1)?;
             return Ok((local::sub(&*self.dev, x, &m)?, None));

@@ -1,0 +1,154 @@
+"""torch's activation layers beyond ReLU, Sigmoid, Tanh and GELU: LeakyReLU,
+ReLU6, Hardtanh, ELU, SELU, CELU, SiLU, Mish, Hardswish, Hardsigmoid,
+Softplus and PReLU (a learnable slope per channel), each the SharedTensor
+method of the same meaning (tensor_activations.py: costs and accuracy), and
+the table that converts torch's layers into them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..tensor import SharedTensor
+from .module import Module
+from .stats import RELU
+
+
+class _Elementwise(Module):
+    """An activation: the SharedTensor method ``_method`` with the layer's
+    arguments; torch's function of the same meaning on a plaintext tensor."""
+
+    kind = RELU
+    _method = ""
+    _plain = None
+
+    def __init__(self, **kwargs):
+        super().__init__()
+        self._kwargs = kwargs
+
+    def forward(self, x):
+        """The activation of a SharedTensor (or of a plaintext tensor)."""
+        if isinstance(x, SharedTensor):
+            return getattr(x, self._method)(**self._kwargs)
+        return type(self)._plain(x, **self._kwargs)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v}" for k, v in self._kwargs.items())
+        return f"{type(self).__name__}({inner})"
+
+
+class LeakyReLU(_Elementwise):
+    """``torch.nn.LeakyReLU(negative_slope=0.01)``."""
+
+    _method, _plain = "leaky_relu", F.leaky_relu
+
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
+        super().__init__(negative_slope=float(negative_slope))
+
+
+class Hardtanh(_Elementwise):
+    """``torch.nn.Hardtanh(min_val=-1, max_val=1)``."""
+
+    _method, _plain = "hardtanh", F.hardtanh
+
+    def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False):
+        super().__init__(min_val=float(min_val), max_val=float(max_val))
+
+
+class ELU(_Elementwise):
+    """``torch.nn.ELU(alpha=1.0)``."""
+
+    _method, _plain = "elu", F.elu
+
+    def __init__(self, alpha: float = 1.0, inplace: bool = False):
+        super().__init__(alpha=float(alpha))
+
+
+class CELU(_Elementwise):
+    """``torch.nn.CELU(alpha=1.0)``."""
+
+    _method, _plain = "celu", F.celu
+
+    def __init__(self, alpha: float = 1.0, inplace: bool = False):
+        super().__init__(alpha=float(alpha))
+
+
+class Softplus(_Elementwise):
+    """``torch.nn.Softplus(beta=1, threshold=20)``."""
+
+    _method, _plain = "softplus", F.softplus
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0):
+        super().__init__(beta=float(beta), threshold=float(threshold))
+
+
+def _no_args(name: str, method: str, plain):
+    def __init__(self, inplace: bool = False):
+        _Elementwise.__init__(self)
+
+    doc = f"``torch.nn.{name}()``."
+    return type(
+        name,
+        (_Elementwise,),
+        {"_method": method, "_plain": plain, "__doc__": doc, "__init__": __init__},
+    )
+
+
+ReLU6 = _no_args("ReLU6", "relu6", F.relu6)
+SELU = _no_args("SELU", "selu", F.selu)
+SiLU = _no_args("SiLU", "silu", F.silu)
+Mish = _no_args("Mish", "mish", F.mish)
+Hardswish = _no_args("Hardswish", "hardswish", F.hardswish)
+Hardsigmoid = _no_args("Hardsigmoid", "hardsigmoid", F.hardsigmoid)
+
+
+class PReLU(Module):
+    """``torch.nn.PReLU(num_parameters=1, init=0.25)``: x for x >= 0, a x
+    below, with a learnable slope a per channel (dim 1) or one for all;
+    ``PReLU(weight)`` wraps a given slope tensor. One ReLU and one product."""
+
+    kind = RELU
+
+    def __init__(self, num_parameters=1, init: float = 0.25):
+        super().__init__()
+        if isinstance(num_parameters, int) and not isinstance(num_parameters, bool):
+            weight = torch.full((num_parameters,), float(init))
+        else:
+            weight = num_parameters
+        self.register_parameter("weight", weight)
+
+    def forward(self, x):
+        """relu(x) + a (x - relu(x)), a broadcast over dim 1."""
+        w = self._params["weight"]
+        if not isinstance(x, SharedTensor):
+            return F.prelu(x, torch.as_tensor(w, dtype=x.dtype))
+        n = w.shape[0] if w.dim() else 1
+        shape = [n] + [1] * (x.dim() - 2) if x.dim() >= 2 and n > 1 else [n]
+        a = (
+            w.reshape(shape)
+            if isinstance(w, SharedTensor)
+            else torch.as_tensor(w, dtype=torch.float64).reshape(shape)
+        )
+        r = x.relu()
+        return r + (x - r) * a
+
+
+def converters(plain) -> dict:
+    """torch layer class -> function(layer) -> our layer (``plain`` copies a
+    torch parameter, keeping its frozen flag)."""
+    t = torch.nn
+    return {
+        t.LeakyReLU: lambda m: LeakyReLU(m.negative_slope),
+        t.ReLU6: lambda m: ReLU6(),
+        t.Hardtanh: lambda m: Hardtanh(m.min_val, m.max_val),
+        t.ELU: lambda m: ELU(m.alpha),
+        t.CELU: lambda m: CELU(m.alpha),
+        t.SELU: lambda m: SELU(),
+        t.SiLU: lambda m: SiLU(),
+        t.Mish: lambda m: Mish(),
+        t.Hardswish: lambda m: Hardswish(),
+        t.Hardsigmoid: lambda m: Hardsigmoid(),
+        t.Softplus: lambda m: Softplus(m.beta, m.threshold),
+        t.PReLU: lambda m: PReLU(plain(m.weight)),
+    }

@@ -1,0 +1,234 @@
+"""torch's activation functions and the remaining element-wise tensor
+methods users reach for (masked_fill, norm, dropout, CrypTen's polynomial
+and pos_pow, the in-place ``_`` forms), composed from ReLU, clamp,
+comparisons and the range-reduced approximations of :mod:`cryptgpu.functions`:
+no engine calls of their own, and every gradient comes from the composed
+operations.
+
+Costs and accuracy (f = 16): leaky_relu, relu6, hardsigmoid and hardswish
+are one ReLU (or one batched clamp) plus at most one product; elu, selu and
+celu add ``exp_nonpos`` (3e-4 relative); silu is sigmoid times x (1e-3
+absolute on sigmoid); softplus is relu(x) + log1p(e^-|x|), its log1p a
+degree-8 polynomial on [0, 1] (3.4e-8 from log1p, so the fixed point
+dominates: a few 1e-5); mish is x tanh(softplus(x)).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from . import _session
+from . import functions as fx
+from ._native import InvalidArgumentError
+from .tensor_base import TensorBase
+from .tensor_compare import where
+
+
+def _fit_log1p(deg: int = 8) -> tuple:
+    """Monomial coefficients of the least-squares fit of log1p on [0, 1] at
+    Chebyshev nodes (largest error 3.4e-8 at degree 8; coefficients below 1
+    in magnitude, so Horner's rule adds little fixed-point error)."""
+    x = np.cos(np.pi * (np.arange(400) + 0.5) / 400) * 0.5 + 0.5
+    p = np.polynomial.Polynomial.fit(x, np.log1p(x), deg, domain=[0, 1]).convert()
+    return tuple(float(c) for c in p.coef)
+
+
+_LOG1P = _fit_log1p()
+_SELU_ALPHA = 1.6732632423543772
+_SELU_SCALE = 1.0507009873554805
+
+
+def log1p_unit(u):
+    """log(1 + u) for u in [0, 1] (a polynomial; outside, wrong silently)."""
+    return fx._horner(_LOG1P, u)
+
+
+class ActivationOps:
+    """Mixin of :class:`cryptgpu.SharedTensor`: activations and the other
+    element-wise methods of torch and CrypTen."""
+
+    __slots__ = ()
+
+    # ------------------------------------------------------------ activations
+    def leaky_relu(self, negative_slope: float = 0.01) -> TensorBase:
+        """x for x >= 0, negative_slope * x below: relu(x) + s (x - relu(x))."""
+        r = self.relu()
+        return r + (self - r) * float(negative_slope)
+
+    def relu6(self) -> TensorBase:
+        """min(max(x, 0), 6)."""
+        return self.clamp(0.0, 6.0)
+
+    def _elu_parts(self, alpha: float, inner: float = 1.0) -> TensorBase:
+        """relu(x) + alpha (e^(min(x, 0) / inner) - 1): exp only of values <= 0."""
+        r = self.relu()
+        neg = self - r  # min(x, 0)
+        e = fx.exp_nonpos(neg if inner == 1.0 else neg * (1.0 / inner))
+        return r + (e - 1.0) * float(alpha) if alpha != 1.0 else r + e - 1.0
+
+    def elu(self, alpha: float = 1.0) -> TensorBase:
+        """torch's ELU: x for x > 0, alpha (e^x - 1) below."""
+        return self._elu_parts(float(alpha))
+
+    def celu(self, alpha: float = 1.0) -> TensorBase:
+        """torch's CELU: x for x > 0, alpha (e^(x / alpha) - 1) below."""
+        if alpha == 0:
+            raise ValueError("ZeroDivisionError: alpha cannot be 0 for CELU")
+        return self._elu_parts(float(alpha), float(alpha))
+
+    def selu(self) -> TensorBase:
+        """torch's SELU: scale * ELU(x, alpha) with its fixed constants."""
+        return self._elu_parts(_SELU_ALPHA) * _SELU_SCALE
+
+    def silu(self) -> TensorBase:
+        """x sigmoid(x) (SiLU, swish)."""
+        return self * self.sigmoid()
+
+    def hardsigmoid(self) -> TensorBase:
+        """min(max(x / 6 + 1/2, 0), 1)."""
+        return (self.div(6) + 0.5).clamp(0.0, 1.0)
+
+    def hardswish(self) -> TensorBase:
+        """x hardsigmoid(x)."""
+        return self * self.hardsigmoid()
+
+    def softplus(self, beta: float = 1.0, threshold: float = 20.0) -> TensorBase:
+        """log(1 + e^(beta x)) / beta, as relu(y) + log1p(e^-|y|) for y =
+        beta x (no overflow for any x; above ``threshold`` torch returns x,
+        which this formula equals to within e^-threshold)."""
+        if beta <= 0:
+            raise InvalidArgumentError(f"softplus: beta must be positive, got {beta}")
+        y = self if beta == 1 else self * float(beta)
+        r = y.relu()
+        u = fx.exp_nonpos(y - r * 2)  # e^-|y|, |y| = 2 relu(y) - y
+        out = r + log1p_unit(u)
+        return out if beta == 1 else out * (1.0 / beta)
+
+    def mish(self) -> TensorBase:
+        """x tanh(softplus(x))."""
+        return self * self.softplus().tanh()
+
+    def log1p(self) -> TensorBase:
+        """log(1 + x) by CrypTen's log (1 + x in its range, [0.05, 200])."""
+        return (self + 1.0).log()
+
+    # ------------------------------------------------------------ CrypTen's
+    def polynomial(self, coeffs) -> TensorBase:
+        """CrypTen's ``polynomial``: sum_i coeffs[i] x^(i+1) (coefficients
+        from the linear term up; no constant term), the powers by repeated
+        products."""
+        c = [float(v) for v in torch.as_tensor(coeffs, dtype=torch.float64).reshape(-1)]
+        if not c:
+            raise InvalidArgumentError("polynomial needs at least one coefficient")
+        out, power = self * c[0], self
+        for k in c[1:]:
+            power = power * self
+            out = out + power * k
+        return out
+
+    def pos_pow(self, p) -> TensorBase:
+        """x^p for x > 0 (CrypTen's ``pos_pow``): x^floor(p) by products
+        times x^(p - floor(p)), a square root for a half (x^1.5 = x sqrt(x),
+        1e-4 relative), exp(frac log x) otherwise (CrypTen's exp and log,
+        their ranges and error: a few 1e-3); a negative p through the
+        reciprocal."""
+        p = float(p)
+        if p < 0:
+            return self.pos_pow(-p).reciprocal()
+        k, frac = int(math.floor(p)), p - math.floor(p)
+        whole = self.pow(k) if k else None
+        if frac == 0:
+            return whole
+        part = self.sqrt() if frac == 0.5 else (self.log() * frac).exp()
+        return part if whole is None else whole * part
+
+    # ------------------------------------------------------------ torch's
+    def masked_fill(self, mask, value) -> TensorBase:
+        """``value`` where ``mask`` is true (a public bool tensor, or a shared
+        0/1 comparison result), x elsewhere; broadcasting as torch's."""
+        if isinstance(mask, torch.Tensor) and mask.dtype != torch.bool:
+            raise RuntimeError(
+                f"masked_fill_ only supports boolean masks, but got mask with dtype {mask.dtype}"
+            )
+        return where(mask, value, self)
+
+    def norm(self, p="fro", dim=None, keepdim: bool = False, out=None, dtype=None):
+        """The vector norm over ``dim`` (all elements by default): p = 2 or
+        "fro" by the range-reduced square root (1e-4 relative), 1 as the sum
+        of |x|, inf as the largest |x|. (``out`` and ``dtype``, which
+        torch.norm passes, must be None.)"""
+        if out is not None or dtype is not None:
+            raise NotImplementedError("norm(..., out=, dtype=) on a SharedTensor")
+        if p in ("fro", 2, 2.0):
+            return (self * self).sum(dim, keepdim).sqrt()
+        if p in (1, 1.0):
+            return self.abs().sum(dim, keepdim)
+        if p in (math.inf, "inf"):
+            return self.abs().amax(dim, keepdim)
+        raise NotImplementedError(f"norm with p={p!r} (2, 'fro', 1 and inf are supported)")
+
+    def dropout(self, p: float = 0.5, training: bool = True, inplace: bool = False):
+        """``F.dropout``: in training, each element zeroed with probability p
+        and the rest scaled by 1 / (1 - p), from a mask the three parties
+        draw alike (independent of the data); x itself otherwise."""
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+        if not training or p == 0:
+            return self
+        if p == 1:
+            out = self * 0
+        else:
+            g = _session.common_generator()
+            keep = torch.rand(tuple(self.shape), generator=g, dtype=torch.float64) >= p
+            out = self * (keep.double() / (1 - p))
+        return self._assign(out, "dropout_") if inplace else out
+
+    def clip(self, min=None, max=None) -> TensorBase:  # noqa: A002 - torch's names
+        """``clamp``'s other name."""
+        return self.clamp(min, max)
+
+    def __pos__(self) -> TensorBase:
+        return self
+
+    # ------------------------------------------------------------ in place
+    def zero_(self) -> TensorBase:
+        """x = 0 in place (``p.grad.zero_()``): exact, no communication."""
+        return self._assign(self * 0, "zero_")
+
+    def fill_(self, value) -> TensorBase:
+        """x = value everywhere, in place (a public value; no communication)."""
+        return self._assign(self * 0 + float(value), "fill_")
+
+
+def _in_place(name: str):
+    def method(self, *args, **kwargs):
+        return self._assign(getattr(self, name)(*args, **kwargs), name + "_")
+
+    method.__name__ = name + "_"
+    method.__doc__ = f"``{name}`` in place (the tensor takes the result's shares)."
+    return method
+
+
+for _name in (
+    "relu",
+    "abs",
+    "square",
+    "pow",
+    "clamp",
+    "clip",
+    "exp",
+    "sigmoid",
+    "tanh",
+    "sqrt",
+    "masked_fill",
+    "leaky_relu",
+    "hardtanh",
+    "elu",
+    "silu",
+    "reciprocal",
+    "log",
+):
+    setattr(ActivationOps, _name + "_", _in_place(_name))
