@@ -50,7 +50,7 @@ def main() -> None:
     img = cryptgpu.cryptensor(torch.randn(32, 64, 32, 32, generator=g, dtype=torch.float64))
     t, r, b = measure(lambda: img.max_pool2d(2))
     rows.append(("max_pool2d 2x2", "32x64x32x32", t, r, b, b / img.numel()))
-    t, r, b = measure(lambda: img.max_pool2d(3, 2, 1))
+    t, r, b = measure(lambda: img.max_pool2d(3, stride=2, padding=1))
     rows.append(("max_pool2d 3x3 s2 p1", "32x64x32x32", t, r, b, b / img.numel()))
     for classes in (10, 1000):
         lg = cryptgpu.cryptensor(torch.randn(128, classes, generator=g, dtype=torch.float64))

@@ -125,7 +125,7 @@ def test_maxpool_padding_and_stride_grads(session, rng):
     x = leaf(1, 2, 7, 7, gen=rng)
     F.max_pool2d(x, 3, 2, 1).sum().backward()
     sx = shared_leaf(x)
-    sx.max_pool2d(3, 2, 1).sum().backward()
+    sx.max_pool2d(3, stride=2, padding=1).sum().backward()
     assert_close(pt(sx.grad), x.grad, 8 * ULP)
 
 

@@ -102,7 +102,9 @@ def test_argmax_ties_pick_the_first(session):
 def test_max_pool2d(session, rng, k, stride, pad, dil):
     a = grid(rand(2, 3, 9, 8, gen=rng, scale=5))
     want, idx = Fn.max_pool2d(a, k, stride, pad, dil, return_indices=True)
-    got, oh = cryptgpu.cryptensor(a).max_pool2d(k, stride, pad, dil, return_indices=True)
+    got, oh = cryptgpu.cryptensor(a).max_pool2d(
+        k, stride=stride, padding=pad, dilation=dil, return_indices=True
+    )
     assert_close(pt(got), want, 0.0)
     ohp = pt(oh)
     assert ohp.shape[:4] == want.shape and (ohp.sum(-1) == 1).all()

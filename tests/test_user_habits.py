@@ -595,3 +595,45 @@ def test_the_session_stays_usable_after_bad_input_to_the_new_apis(session):
             call()
     # a correct product afterwards: one truncation of grid values (|z| <= 3)
     assert_close(pt(C(z) * C(z)), z * z, TRUNC)
+
+
+def test_torch_forms_with_a_shared_tensor_on_the_right_and_torchs_errors(session):
+    """torch.lt(plain, shared) and the other comparisons, t.dot(shared),
+    t.add(shared), F.conv2d(plain input, shared weight) work (they raised
+    NotImplementedError, TypeError and AttributeError); out-of-range gather
+    and narrow raise what torch raises (RuntimeError, also IndexError);
+    a mismatched item assignment says torch's "shape mismatch"; a torch
+    tensor that requires grad gives a shared leaf that does (CrypTen's)."""
+    t = torch.tensor([2.0, 2.0, 2.0], dtype=torch.float64)
+    a = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    e = C(a)
+    for fn in (torch.lt, torch.le, torch.gt, torch.ge, torch.eq, torch.ne):
+        assert_close(pt(fn(t, e)), fn(t, a).double(), 0)
+        assert_close(pt(fn(e, t)), fn(a, t).double(), 0)
+    # one product of encoded values (ENC each, |x| <= 3) and one truncation
+    assert_close(pt(torch.ones(3, dtype=torch.float64).dot(e)), a.sum(), 3 * ENC + TRUNC)
+    assert_close(pt(t.add(e)), t + a, ENC)
+    assert_close(pt(t.mul(e)), t * a, 2 * ENC + TRUNC)
+    w = torch.randn(2, 3, 3, 3, dtype=torch.float64)
+    x = torch.randn(1, 3, 5, 5, dtype=torch.float64)
+    got = pt(F.conv2d(x, C(w), padding=1))
+    # 27 products of |x| < 5 and |w| < 5, each within the encodings
+    assert_close(got, F.conv2d(x, w, padding=1), 27 * 10 * ENC + TRUNC)
+    for bad in (lambda: e.gather(0, torch.tensor([5])), lambda: e.narrow(0, 2, 3)):
+        with pytest.raises(RuntimeError):
+            bad()
+        with pytest.raises(IndexError):
+            bad()
+    m = C(torch.zeros(2, 3))
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        m[0] = torch.ones(5)
+    assert cryptgpu.cryptensor(torch.ones(2, requires_grad=True)).requires_grad
+    with pytest.raises(NotImplementedError, match="sin on a SharedTensor"):
+        torch.sin(e)
+    # CrypTen's positional order for the method: (kernel, padding, stride)
+    img = C(torch.randn(1, 1, 8, 8))
+    assert img.max_pool2d(4, 1, 2).shape == (1, 1, 4, 4)
+    assert F.max_pool2d(img, 4, 2, 1).shape == (1, 1, 4, 4)  # torch's order
+    with pytest.raises(NotImplementedError, match="ceil_mode"):
+        img.max_pool2d(2, ceil_mode=True)
+    assert_close(pt(e), a, ENC)  # usable afterwards

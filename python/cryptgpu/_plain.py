@@ -16,6 +16,11 @@ from ._native import InvalidArgumentError
 _FLOAT_KINDS = "fiub"  # float, signed/unsigned int, bool
 
 
+class IndexRangeError(IndexError, RuntimeError):
+    """An index out of range where torch raises RuntimeError (gather,
+    narrow, index_select): catchable as either."""
+
+
 def _plain_array(x, what: str = "operand") -> np.ndarray:
     """A plaintext value as a float64 numpy array, or TypeError."""
     if isinstance(x, torch.Tensor):

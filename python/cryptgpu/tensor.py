@@ -87,4 +87,6 @@ def cryptensor(data, src: int = 0, requires_grad: bool = False) -> SharedTensor:
     src = party_index(src)
     current()
     out = SharedTensor._share(_plain_array(data, "cryptensor"), src)
+    # a torch tensor that requires grad gives a leaf that does, as CrypTen's
+    requires_grad = requires_grad or bool(getattr(data, "requires_grad", False))
     return out.requires_grad_(requires_grad) if requires_grad else out

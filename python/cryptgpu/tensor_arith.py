@@ -140,9 +140,16 @@ class ArithmeticOps:
     # leaf that requires grad.
     def _assign(self, out, what: str) -> TensorBase:
         if ag.needs_grad(self) or getattr(out, "requires_grad", False):
+            if what == "__setitem__":
+                hint = (
+                    "build the result out of place instead (torch.where with a mask, "
+                    "x.masked_fill, or cryptgpu.cat of the pieces)"
+                )
+            else:
+                hint = f"write x = x.{what.rstrip('_')}(...) instead"
             raise RuntimeError(
-                f"{what}: in-place operations on tensors that require grad are not "
-                f"supported; write x = x.{what.rstrip('_')}(...) instead"
+                f"{what}: in-place operations on tensors that require grad (or are "
+                f"computed from one) are not supported; {hint}"
             )
         if tuple(out.shape) != tuple(self.shape):
             raise ShapeError(

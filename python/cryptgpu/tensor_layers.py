@@ -101,10 +101,23 @@ class LayerOps:
             gr.record_avg_pool2d(out, x, k, st, pad)
         return out.squeeze(0) if squeeze else out
 
-    def max_pool2d(self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False):
-        """Max pooling like ``F.max_pool2d`` (padding acts as -inf). With
-        ``return_indices`` also returns the one-hot argmax of every window,
-        shape [N, C, OH, OW, kh*kw], as kept for the backward pass."""
+    def max_pool2d(
+        self,
+        kernel_size,
+        padding=0,
+        stride=None,
+        dilation=1,
+        ceil_mode=False,
+        return_indices=False,
+    ):
+        """Max pooling (padding acts as -inf), with CrypTen's argument order
+        (kernel_size, padding, stride, ...: ``x.max_pool2d(3, 1, 2)`` pads by
+        1 with stride 2, as in CrypTen; ``F.max_pool2d(x, ...)`` keeps
+        torch's order). With ``return_indices`` also returns the one-hot
+        argmax of every window, shape [N, C, OH, OW, kh*kw], as kept for the
+        backward pass. ``ceil_mode`` is not supported."""
+        if ceil_mode:
+            raise NotImplementedError("max_pool2d with ceil_mode on a SharedTensor")
         k = _pair(kernel_size, "kernel_size")
         st = k if stride is None else _pair(stride, "stride")
         dil = _pair(dilation, "dilation")

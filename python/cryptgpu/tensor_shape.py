@@ -259,6 +259,16 @@ class ShapeOps:
         _, first_rev = np.unique(flat[::-1], return_index=True)
         keep = flat.size - 1 - first_rev
         where = flat[keep].tolist()
+        vshape = tuple(value.shape) if hasattr(value, "shape") else np.shape(value)
+        try:
+            np.broadcast_shapes(vshape, pos.shape)
+            if len(vshape) > len(pos.shape) or np.broadcast_shapes(vshape, pos.shape) != pos.shape:
+                raise ValueError
+        except ValueError:
+            raise ShapeError(
+                f"shape mismatch: value tensor of shape {list(vshape)} cannot be broadcast to "
+                f"indexing result of shape {list(pos.shape)}"
+            ) from None
         if isinstance(value, TensorBase):
             v = value.expand(pos.shape) if tuple(value.shape) != pos.shape else value
             v = v.reshape(-1)[keep]

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ._native import ShapeError
-from ._plain import _index, _ints, _norm_dim, _plain_array
+from ._plain import IndexRangeError, _index, _ints, _norm_dim, _plain_array
 from .tensor_base import TensorBase
 from .tensor_shape import cat
 
@@ -111,7 +111,9 @@ class TorchLikeOps:
         start, length = _ints((start, length), "narrow: start and length")
         start = start + n if start < 0 else start
         if not (0 <= start <= n and 0 <= length <= n - start):
-            raise IndexError(f"narrow: [{start}, {start + length}) is outside dim {d} of size {n}")
+            raise IndexRangeError(
+                f"narrow: start ({start}) + length ({length}) exceeds dimension size ({n})"
+            )
         return self[(slice(None),) * d + (slice(start, start + length),)]
 
     def flip(self, *dims) -> TensorBase:
@@ -137,7 +139,7 @@ class TorchLikeOps:
         d = _norm_dim(dim, self.dim())
         n = self.shape[d] if self.dim() else 1
         if idx.size and (idx.min() < -n or idx.max() >= n):
-            raise IndexError(f"index_select: index out of range for dim {d} of size {n}")
+            raise IndexRangeError(f"index_select: index out of range for dim {d} of size {n}")
         return self._at(np.take(self._grid(), idx.reshape(-1), axis=d if self.dim() else None))
 
     def gather(self, dim: int, index) -> TensorBase:
@@ -152,7 +154,7 @@ class TorchLikeOps:
             )
         n = self.shape[d]
         if idx.size and (idx.min() < 0 or idx.max() >= n):
-            raise IndexError(f"gather: index out of range for dim {d} of size {n}")
+            raise IndexRangeError(f"gather: index out of range for dim {d} of size {n}")
         cut = tuple(slice(None) if k == d else slice(0, s) for k, s in enumerate(idx.shape))
         part = self._grid()[cut]
         return self._at(np.take_along_axis(part, idx, axis=d))

@@ -89,15 +89,36 @@ def _linear(x, weight, bias=None):
 
 
 def _conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    if not isinstance(x, TensorBase):  # a public input, shared weights or bias
+        shared = weight if isinstance(weight, TensorBase) else bias
+        x = shared._public(torch.as_tensor(x, dtype=torch.float64).detach().numpy())
     return x.conv2d(weight, bias, stride, padding, dilation, groups)
+
+
+def _compare(name: str, flipped: str):
+    """torch.lt(a, b) and the like with a SharedTensor on either side."""
+
+    def call(a, b, *, out=None):
+        if out is not None:
+            raise NotImplementedError(f"torch.{name}(..., out=) on a SharedTensor")
+        if isinstance(a, TensorBase):
+            return getattr(a, name)(b)
+        return getattr(b, flipped)(a)
+
+    return call
 
 
 def _max_pool2d(
     x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False
 ):
-    if ceil_mode:
-        raise NotImplementedError("max_pool2d with ceil_mode on a SharedTensor")
-    return x.max_pool2d(kernel_size, stride, padding, dilation, return_indices)
+    return x.max_pool2d(
+        kernel_size,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        ceil_mode=ceil_mode,
+        return_indices=return_indices,
+    )
 
 
 def _avg_pool2d(
@@ -185,6 +206,20 @@ TABLE = {
     torch.log_softmax: _log_softmax,
     F.softmax: _softmax,
     F.log_softmax: _log_softmax,
+    torch.lt: _compare("lt", "gt"),
+    torch.le: _compare("le", "ge"),
+    torch.gt: _compare("gt", "lt"),
+    torch.ge: _compare("ge", "le"),
+    torch.eq: _compare("eq", "eq"),
+    torch.ne: _compare("ne", "ne"),
+    # torch.Tensor's methods with a SharedTensor argument (t.dot(x), t.add(x))
+    torch.Tensor.dot: _product("dot"),
+    torch.Tensor.matmul: _product("matmul"),
+    torch.Tensor.mm: _product("matmul"),
+    torch.Tensor.add: _add,
+    torch.Tensor.sub: _sub,
+    torch.Tensor.mul: _mul,
+    torch.Tensor.div: _div,
     F.relu: _relu,
     torch.relu: _relu,
     F.gelu: _unary("gelu"),
@@ -234,6 +269,5 @@ def torch_function(cls, func, types, args=(), kwargs=None):
     ):
         return getattr(x, name)(*args[1:], **kwargs)
     raise NotImplementedError(
-        f"{name} on a SharedTensor is not supported (call the SharedTensor method, "
-        "or see README 'What is supported')"
+        f"{name} on a SharedTensor is not supported (README, 'What is supported', lists what is)"
     )

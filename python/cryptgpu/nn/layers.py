@@ -186,7 +186,7 @@ class MaxPool2d(Module):
     def forward(self, x):
         """The maximum over each window, by a comparison tournament."""
         if isinstance(x, SharedTensor):
-            return x.max_pool2d(self.k, self.s, self.p, self.d)
+            return x.max_pool2d(self.k, stride=self.s, padding=self.p, dilation=self.d)
         return F.max_pool2d(x, self.k, self.s, self.p, self.d)
 
 
