@@ -296,6 +296,25 @@ def test_tutorial_data_loading_from_one_party(ctx, tmp_path):
         assert kind == "ValueError" and "party 0 could not load its tensor" in msg
 
 
+def test_print_in_order_across_party_threads(capsys):
+    """crypten.print(..., in_order=True) prints party 0's line, then party
+    1's, then party 2's, every time (it came out interleaved, even inside a
+    line); dst= picks the parties."""
+
+    @crypten.mpc.run_multiprocess(world_size=3)
+    def job():
+        rank = crypten.comm.get().get_rank()
+        for i in range(3):
+            crypten.print(f"r{rank}-i{i}", in_order=True)
+        crypten.print(f"to2 {rank}", dst=2)
+
+    job()
+    lines = capsys.readouterr().out.splitlines()
+    ordered = [line for line in lines if line.startswith("r")]
+    assert ordered == [f"r{r}-i{i}" for i in range(3) for r in range(3)]
+    assert [line for line in lines if line.startswith("to2")] == ["to2 2"]
+
+
 def test_tutorial_helpers_and_containers(ctx, capsys):
     import copy
 

@@ -9,6 +9,7 @@ the party whose view a single-process CrypTen program also reports.
 from __future__ import annotations
 
 import builtins
+import sys
 
 from . import _session
 
@@ -53,10 +54,23 @@ def get() -> Communicator:
 
 def print_(*args, in_order: bool = False, dst=0, **kwargs) -> None:
     """CrypTen's ``crypten.print``: print on party ``dst`` only (an int or a
-    list of ranks), or on every party with ``in_order`` (in rank order in a
-    multi-process run, where each process prints its own; the party threads
-    of ``spmd.run`` print as they come). The local runtime prints once."""
-    r = get().get_rank()
-    dsts = [dst] if isinstance(dst, int) else list(dst)
-    if in_order or r in dsts:
+    list of ranks), or with ``in_order`` on every party, party 0 first:
+    after each party's turn the parties open a public zero (one round, one
+    ring element each; party i hears from party i - 1), so party i prints
+    only after party i - 1 has printed and flushed. Every party must make
+    the call, as any collective operation. The local runtime prints once."""
+    r = _session.rank()
+    if r is None:  # the local runtime: one process, one print
         builtins.print(*args, **kwargs)
+        return
+    if not in_order:
+        if r in ([dst] if isinstance(dst, int) else list(dst)):
+            builtins.print(*args, **kwargs)
+        return
+    s = _session.current()
+    zero = s.public_tensor(bytes(8), [1])
+    for turn in range(3):
+        if turn == r:
+            builtins.print(*args, **kwargs)
+            sys.stdout.flush()
+        s.reveal(zero)
