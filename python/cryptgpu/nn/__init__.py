@@ -50,7 +50,16 @@ from .layers import (
     Softmax,
     Tanh,
 )
-from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss
+from .losses import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
+)
 from .module import Module, ModuleList, Sequential
 from .stats import (
     BATCHNORM,
@@ -89,6 +98,9 @@ __all__ = [
     "BCEWithLogitsLoss",
     "CrossEntropyLoss",
     "L1Loss",
+    "HuberLoss",
+    "NLLLoss",
+    "SmoothL1Loss",
     "Dropout",
     "Embedding",
     "FixedPointOverflowError",

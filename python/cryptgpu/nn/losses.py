@@ -78,24 +78,75 @@ class _Tracked(Module):
 
 
 class CrossEntropyLoss(_Tracked):
-    """Cross-entropy of logits [N, C] (or [C]) against labels or one-hot
-    targets, reduced as torch's ``reduction`` ("mean", "sum" or "none").
+    """Cross-entropy of logits [N, C] (or [C], or [N, C, d1, ...]) against
+    labels or one-hot / probability targets, as ``torch.nn.CrossEntropyLoss``:
+    ``weight`` (public class weights, with labels), ``ignore_index`` (with
+    public labels), ``reduction`` ("mean", "sum" or "none") and
+    ``label_smoothing`` (the targets mixed with the uniform distribution).
 
     The loss value is computed privately with log_softmax (for monitoring);
     the backward pass uses the exact shortcut d loss / d logits =
-    (softmax(logits) - onehot) / N, as CryptGPU and CrypTen do, rather than
-    differentiating through the approximations."""
+    (softmax(logits) - target) / N, as CryptGPU and CrypTen do, rather than
+    differentiating through the approximations (with class weights: each
+    row times its label's weight, divided by the sum of those weights)."""
 
-    def __init__(self, reduction: str = "mean") -> None:
+    def __init__(
+        self,
+        weight=None,
+        size_average=None,
+        ignore_index: int = -100,
+        reduce=None,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+    ) -> None:
         super().__init__()
-        self.reduction = _reduction(reduction)
+        self.reduction = _reduction(_legacy(size_average, reduce, reduction))
+        if isinstance(weight, SharedTensor):
+            raise NotImplementedError("CrossEntropyLoss with shared class weights")
+        self.weight = None if weight is None else torch.as_tensor(weight, dtype=torch.float64)
+        self.ignore_index = int(ignore_index)
+        if not 0.0 <= float(label_smoothing) <= 1.0:
+            raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+        self.label_smoothing = float(label_smoothing)
+
+    def _targets(self, logits, target):
+        """(target rows [N, C], per-row weights or None, count of rows kept)
+        for labels (with ignore_index and class weights), or one-hot /
+        probability targets (shared or public), label smoothing applied."""
+        c = logits.shape[1]
+        rows = None
+        t = None if isinstance(target, SharedTensor) else torch.as_tensor(target)
+        if t is not None and t.dim() == 1 and not t.is_floating_point():
+            keep = t != self.ignore_index
+            if self.weight is not None and self.weight.numel() != c:
+                raise RuntimeError(f"weight tensor should be defined for all {c} classes")
+            y = _one_hot(torch.where(keep, t, torch.zeros_like(t)), logits)
+            w = torch.ones(c, dtype=torch.float64) if self.weight is None else self.weight
+            rows = w[torch.where(keep, t, torch.zeros_like(t)).long()] * keep.double()
+            if bool(keep.all()) and self.weight is None:
+                rows = None  # plain labels: no per-row factors
+        else:
+            if self.weight is not None:
+                raise NotImplementedError("CrossEntropyLoss with class weights and soft targets")
+            y = _one_hot(target, logits)
+        if self.label_smoothing:
+            y = y * (1.0 - self.label_smoothing) + self.label_smoothing / c
+        return y, rows
 
     def forward(self, logits, target):
-        """The cross-entropy of ``logits`` [N, C] (or one sample's [C])
-        against ``target`` (labels or one-hot): averaged over the batch
-        (``reduction="mean"``), summed (``"sum"``) or per sample (``"none"``)."""
+        """The cross-entropy of ``logits`` against ``target``: averaged over
+        the batch (``reduction="mean"``; with class weights or ignored rows,
+        over the weights kept, as torch's), summed (``"sum"``) or per sample
+        (``"none"``)."""
         if not isinstance(logits, SharedTensor):
-            return F.cross_entropy(logits, torch.as_tensor(target), reduction=self.reduction)
+            return F.cross_entropy(
+                logits,
+                torch.as_tensor(target),
+                weight=self.weight,
+                ignore_index=self.ignore_index,
+                reduction=self.reduction,
+                label_smoothing=self.label_smoothing,
+            )
         unbatched = logits.dim() == 1
         if unbatched:
             # One sample, as torch takes it: a label or a [C] target.
@@ -105,29 +156,51 @@ class CrossEntropyLoss(_Tracked):
                 t = torch.as_tensor(target)
                 target = t.reshape(1) if t.dim() == 0 else t.unsqueeze(0)
             logits = logits.unsqueeze(0)
+        if logits.dim() > 2:  # [N, C, d1, ...]: every position is a sample
+            lead = (logits.shape[0],) + tuple(logits.shape[2:])
+            k = logits.dim()
+            logits = logits.permute(0, *range(2, k), 1).reshape(-1, logits.shape[1])
+            if isinstance(target, SharedTensor) or torch.as_tensor(target).dim() == k:
+                target = target.permute(0, *range(2, k), 1).reshape(-1, logits.shape[1])
+            else:
+                target = torch.as_tensor(target).reshape(-1)
+            out = self._forward2d(logits, target)
+            return out.reshape(lead) if self.reduction == "none" else out
         if logits.dim() != 2:
             raise ShapeError(
                 f"CrossEntropyLoss expects logits [N, C] or [C], got {tuple(logits.shape)}"
             )
-        y = _one_hot(target, logits)
+        out = self._forward2d(logits, target)
+        return out.reshape(()) if unbatched and self.reduction == "none" else out
+
+    def _forward2d(self, logits, target):
+        y, rows = self._targets(logits, target)
         n = logits.shape[0]
+        # the mean's divisor: N, or the sum of the kept rows' weights
+        denom = n if rows is None else float(rows.sum())
         want_grad = ag.needs_grad(logits)
         with ag.inside(want_grad):
             # Each sample's loss is >= 0 in exact arithmetic; the log and
             # exp approximations can make it slightly negative (-0.0009 was
             # seen), so each is clamped at 0: one comparison of N values.
             per_sample = (logits.log_softmax(1) * y).sum(1).neg().relu()
+            if rows is not None:
+                per_sample = per_sample * rows
             if self.reduction == "none":
-                loss = per_sample.reshape(()) if unbatched else per_sample
-            elif self.reduction == "sum" or n == 1:
+                loss = per_sample
+            elif self.reduction == "sum" or denom == 1:
                 loss = per_sample.sum()
-            else:
+            elif rows is None:
                 loss = per_sample.sum().div(n)
+            else:
+                loss = per_sample.sum() * (1.0 / denom) if denom else per_sample.sum() * 0
             if not want_grad:
                 return loss
             diff = logits.softmax(1) - y
-            if self.reduction == "mean" and n > 1:
-                diff = diff.div(n)
+            if rows is not None:
+                diff = diff * rows.reshape(n, 1)
+            if self.reduction == "mean" and denom not in (0, 1):
+                diff = diff.div(n) if rows is None else diff * (1.0 / denom)
 
         def back(g):
             if self.reduction == "none":
@@ -135,6 +208,56 @@ class CrossEntropyLoss(_Tracked):
             return (diff * g,)
 
         return ag.record(loss, (logits,), back)
+
+
+class NLLLoss(_Tracked):
+    """Negative log-likelihood of log-probabilities [N, C] (a LogSoftmax's
+    output) against labels, as ``torch.nn.NLLLoss``: -x[i, y_i] times the
+    label's weight, averaged over the weights (``reduction="mean"``), summed
+    or per sample; ``ignore_index`` rows count for nothing. Exact products
+    by a public mask: the gradient comes from them. Shared one-hot targets
+    select privately (one product)."""
+
+    def __init__(
+        self,
+        weight=None,
+        size_average=None,
+        ignore_index: int = -100,
+        reduce=None,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__()
+        self.reduction = _reduction(_legacy(size_average, reduce, reduction))
+        self.weight = None if weight is None else torch.as_tensor(weight, dtype=torch.float64)
+        self.ignore_index = int(ignore_index)
+
+    def forward(self, x, target):
+        """reduction(-weight[y_i] x[i, y_i])."""
+        if not isinstance(x, SharedTensor):
+            return F.nll_loss(
+                x,
+                torch.as_tensor(target),
+                weight=self.weight,
+                ignore_index=self.ignore_index,
+                reduction=self.reduction,
+            )
+        if x.dim() != 2:
+            raise ShapeError(f"NLLLoss expects log-probabilities [N, C], got {tuple(x.shape)}")
+        if isinstance(target, SharedTensor):
+            if self.weight is not None:
+                raise NotImplementedError("NLLLoss with class weights and shared targets")
+            return _reduce((x * _one_hot(target, x)).sum(1).neg(), self.reduction)
+        t = torch.as_tensor(target)
+        keep = t != self.ignore_index
+        safe = torch.where(keep, t, torch.zeros_like(t))
+        y = _one_hot(safe, x)
+        w = torch.ones(x.shape[1], dtype=torch.float64) if self.weight is None else self.weight
+        rows = w[safe.long()] * keep.double()
+        per = (x * (y * rows.reshape(-1, 1))).sum(1).neg()
+        if self.reduction == "mean":
+            total = float(rows.sum())
+            return per.sum() * (1.0 / total) if total else per.sum() * 0
+        return _reduce(per, self.reduction)
 
 
 class MSELoss(Module):
@@ -215,6 +338,43 @@ class BCELoss(_Tracked):
             return _with_gradient(loss, p, (p - y) * (p * q).reciprocal(), self.reduction)
 
 
+class HuberLoss(Module):
+    """torch's Huber loss: 0.5 d^2 where |d| < delta, delta (|d| - delta/2)
+    beyond, as 0.5 c^2 + delta (|d| - |c|) with c = d clamped to
+    [-delta, delta] (one batched clamp and one comparison for |d|);
+    differentiated by the recorded operations."""
+
+    def __init__(self, reduction: str = "mean", delta: float = 1.0) -> None:
+        super().__init__()
+        if delta <= 0:
+            raise RuntimeError("huber_loss does not support non-positive values for delta.")
+        self.reduction, self.delta = _reduction(reduction), float(delta)
+
+    def _elementwise(self, d):
+        c = d.clamp(-self.delta, self.delta)
+        return c * c * 0.5 + (d.abs() - c.abs()) * self.delta
+
+    def forward(self, x, target):
+        """reduction(huber(x - target))."""
+        return _reduce(self._elementwise(x - target), self.reduction)
+
+    def __call__(self, x, target):
+        return self.forward(x, target)
+
+
+class SmoothL1Loss(HuberLoss):
+    """torch's smooth L1 loss: the Huber loss with delta = beta, divided by
+    beta (0.5 d^2 / beta below beta, |d| - beta / 2 beyond)."""
+
+    def __init__(self, size_average=None, reduce=None, reduction: str = "mean", beta=1.0):
+        if beta <= 0:
+            raise RuntimeError("smooth_l1_loss does not support non-positive values for beta.")
+        super().__init__(_legacy(size_average, reduce, reduction), beta)
+
+    def _elementwise(self, d):
+        return super()._elementwise(d) * (1.0 / self.delta)
+
+
 class L1Loss(Module):
     """Mean (or sum, or every) absolute error, differentiated by the
     recorded operations (|d| = d sign(d): one comparison)."""
@@ -250,14 +410,35 @@ def _cross_entropy(
     reduction="mean",
     label_smoothing=0.0,
 ):
-    reduction = _legacy(size_average, reduce, reduction)
-    if weight is not None or label_smoothing:
-        raise NotImplementedError("cross_entropy with class weights or label_smoothing")
-    if not isinstance(target, SharedTensor):
-        t = torch.as_tensor(target)
-        if not t.is_floating_point() and bool((t == ignore_index).any()):
-            raise NotImplementedError("cross_entropy with targets equal to ignore_index")
-    return CrossEntropyLoss(reduction)(input, target)
+    return CrossEntropyLoss(weight, size_average, ignore_index, reduce, reduction, label_smoothing)(
+        input, target
+    )
+
+
+def _nll_loss(
+    input,
+    target,
+    weight=None,
+    size_average=None,
+    ignore_index=-100,
+    reduce=None,
+    reduction="mean",
+):
+    return NLLLoss(weight, size_average, ignore_index, reduce, reduction)(input, target)
+
+
+def _huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
+    if weight is not None:
+        raise NotImplementedError("huber_loss with weight")
+    return HuberLoss(reduction, delta)(input, target)
+
+
+def _smooth_l1_loss(
+    input, target, size_average=None, reduce=None, reduction="mean", beta=1.0, weight=None
+):
+    if weight is not None:
+        raise NotImplementedError("smooth_l1_loss with weight")
+    return SmoothL1Loss(size_average, reduce, reduction, beta)(input, target)
 
 
 def _mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
@@ -291,5 +472,8 @@ torch_dispatch.TABLE.update(
         F.binary_cross_entropy_with_logits: _bce_with_logits,
         F.binary_cross_entropy: _bce,
         F.l1_loss: _l1_loss,
+        F.nll_loss: _nll_loss,
+        F.huber_loss: _huber_loss,
+        F.smooth_l1_loss: _smooth_l1_loss,
     }
 )
