@@ -61,6 +61,44 @@ class LayerOps:
             out = out + b.reshape(1, -1, 1, 1)
         return out.squeeze(0) if squeeze else out
 
+    def conv1d(self, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+        """1-D convolution of an NCL (or CL) input, like ``F.conv1d``: the
+        2-D convolution of [N, C, 1, L] by a [O, C/g, 1, K] kernel (the
+        same products, the same cost)."""
+        if self.dim() not in (2, 3):
+            raise ShapeError(f"conv1d expects a 2-D or 3-D input, got {tuple(self.shape)}")
+        one = _single(stride, "stride"), _single(padding, "padding"), _single(dilation, "dilation")
+        w = (
+            weight.unsqueeze(-2)
+            if isinstance(weight, TensorBase)
+            else _plain_array(weight, "conv1d weight")[..., None, :]
+        )
+        out = self.unsqueeze(-2).conv2d(w, bias, (1, one[0]), (0, one[1]), (1, one[2]), groups)
+        return out.squeeze(-2)
+
+    def max_pool1d(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+        """``F.max_pool1d`` on an NCL (or CL) input, as a 1 x k 2-D pooling."""
+        k = _single(kernel_size, "kernel_size")
+        st = k if stride is None else _single(stride, "stride")
+        return (
+            self.unsqueeze(-2)
+            .max_pool2d(
+                (1, k),
+                stride=(1, st),
+                padding=(0, _single(padding, "padding")),
+                dilation=(1, _single(dilation, "dilation")),
+                ceil_mode=ceil_mode,
+            )
+            .squeeze(-2)
+        )
+
+    def avg_pool1d(self, kernel_size, stride=None, padding=0):
+        """``F.avg_pool1d`` (count_include_pad) on an NCL (or CL) input."""
+        k = _single(kernel_size, "kernel_size")
+        st = k if stride is None else _single(stride, "stride")
+        pad = _single(padding, "padding")
+        return self.unsqueeze(-2).avg_pool2d((1, k), (1, st), (0, pad)).squeeze(-2)
+
     def linear(self, weight, bias=None) -> TensorBase:
         """x @ weight.T + bias, like ``torch.nn.functional.linear``."""
         if isinstance(weight, TensorBase) and weight.dim() == 2 and self.dim() >= 1:
@@ -147,3 +185,14 @@ def _pool_input(x):
             f"(a batch of 0 is allowed), got shape {tuple(x.shape)}"
         )
     return (x.unsqueeze(0), True) if x.dim() == 3 else (x, False)
+
+
+def _single(v, name: str) -> int:
+    """A 1-D layer's size argument: an int or a 1-tuple of one."""
+    if isinstance(v, (tuple, list)):
+        if len(v) != 1:
+            raise InvalidArgumentError(f"{name} must be an int or a 1-tuple, got {v!r}")
+        v = v[0]
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise InvalidArgumentError(f"{name} must be an int, got {v!r}")
+    return v

@@ -50,6 +50,14 @@ from .layers import (
     Softmax,
     Tanh,
 )
+from .layers1d import (
+    AdaptiveAvgPool1d,
+    AvgPool1d,
+    Conv1d,
+    Dropout1d,
+    Dropout2d,
+    MaxPool1d,
+)
 from .losses import (
     BCELoss,
     BCEWithLogitsLoss,
@@ -141,6 +149,12 @@ __all__ = [
     "SiLU",
     "Softplus",
     "utils",
+    "AdaptiveAvgPool1d",
+    "AvgPool1d",
+    "Conv1d",
+    "Dropout1d",
+    "Dropout2d",
+    "MaxPool1d",
     "check_overflow",
     "cat",
     "cryptensor",

@@ -12,7 +12,7 @@ import threading
 import torch
 
 from ..tensor import SharedTensor
-from . import activations, hf, to_torch, transformer
+from . import activations, hf, layers1d, to_torch, transformer
 from .functional import FUNCTIONS as _FUNCTIONS
 from .functional import PUBLIC_FUNCTIONS as _PUBLIC_FUNCTIONS
 from .layers import (
@@ -110,7 +110,7 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
         )
         bn._affine = _bn_affine(m)  # exact, from the owner's plaintext
         return bn
-    act = activations.converters(_plain).get(type(m))
+    act = activations.converters(_plain).get(type(m)) or layers1d.converters(_plain).get(type(m))
     if act is not None:
         return act(m)
     for kind, convert in transformer.CONVERTERS.items():

@@ -144,6 +144,10 @@ FUNCTIONS = {
             F.hardsigmoid,
             F.softplus,
             F.normalize,
+            F.conv1d,
+            F.max_pool1d,
+            F.avg_pool1d,
+            F.adaptive_avg_pool1d,
         )
     },
     # comparisons and selections on private values (also public ones: the

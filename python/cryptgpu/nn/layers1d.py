@@ -1,0 +1,182 @@
+"""1-D convolution and pooling layers (sequences, audio, time series) and
+the channel-wise dropouts, each the 2-D operation on a height-1 input
+(tensor_layers.py): Conv1d, MaxPool1d, AvgPool1d, AdaptiveAvgPool1d,
+Dropout1d, Dropout2d; and the table converting torch's layers into them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .. import _session
+from ..tensor import SharedTensor
+from .module import Module
+from .stats import LINEAR, POOLING
+
+
+def _as_operand(p):
+    return (
+        p if isinstance(p, SharedTensor) or p is None else torch.as_tensor(p, dtype=torch.float64)
+    )
+
+
+class Conv1d(Module):
+    """``Conv1d(in_channels, out_channels, kernel_size, stride=1, padding=0,
+    dilation=1, groups=1, bias=True)`` (torch's form) or ``Conv1d(weight,
+    bias=None, stride, padding, dilation, groups)`` wrapping given
+    parameters; zero padding only."""
+
+    kind = LINEAR
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        if args and isinstance(args[0], int) and not isinstance(args[0], bool):
+            layer = torch.nn.Conv1d(*args, **kwargs)
+            if isinstance(layer.padding, str) or layer.padding_mode != "zeros":
+                raise NotImplementedError("Conv1d with string padding or a padding_mode")
+            weight = layer.weight.detach().clone()
+            bias = None if layer.bias is None else layer.bias.detach().clone()
+            conf = (layer.stride[0], layer.padding[0], layer.dilation[0], layer.groups)
+        else:
+
+            def given(weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+                return weight, bias, (stride, padding, dilation, groups)
+
+            weight, bias, conf = given(*args, **kwargs)
+        self.register_parameter("weight", weight)
+        self.register_parameter("bias", bias)
+        self.stride, self.padding, self.dilation, self.groups = conf
+
+    def forward(self, x):
+        """The convolution of an NCL SharedTensor (or plaintext tensor)."""
+        w, b = self._params["weight"], self._params["bias"]
+        conf = (self.stride, self.padding, self.dilation, self.groups)
+        if isinstance(x, torch.Tensor) and isinstance(w, SharedTensor):
+            x = w._public(x.detach().to(torch.float64).numpy())
+        if isinstance(x, SharedTensor):
+            return x.conv1d(_as_operand(w), _as_operand(b), *conf)
+        b = None if b is None else torch.as_tensor(b, dtype=x.dtype)
+        return F.conv1d(x, torch.as_tensor(w, dtype=x.dtype), b, *conf)
+
+
+class MaxPool1d(Module):
+    """``torch.nn.MaxPool1d(kernel_size, stride=None, padding=0, dilation=1)``."""
+
+    kind = POOLING
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1):
+        super().__init__()
+        self.k, self.s, self.p, self.d = kernel_size, stride, padding, dilation
+
+    def forward(self, x):
+        """Max over each window."""
+        if isinstance(x, SharedTensor):
+            return x.max_pool1d(self.k, self.s, self.p, self.d)
+        return F.max_pool1d(x, self.k, self.s, self.p, self.d)
+
+
+class AvgPool1d(Module):
+    """``torch.nn.AvgPool1d(kernel_size, stride=None, padding=0)``
+    (count_include_pad)."""
+
+    kind = POOLING
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        self.k, self.s, self.p = kernel_size, stride, padding
+
+    def forward(self, x):
+        """Mean over each window."""
+        if isinstance(x, SharedTensor):
+            return x.avg_pool1d(self.k, self.s, self.p)
+        return F.avg_pool1d(x, self.k, self.s, self.p)
+
+
+class AdaptiveAvgPool1d(Module):
+    """``torch.nn.AdaptiveAvgPool1d(output_size)`` for output sizes that
+    divide the length (global pooling: the mean over the length)."""
+
+    kind = POOLING
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.out = output_size[0] if isinstance(output_size, (tuple, list)) else output_size
+
+    def forward(self, x):
+        """Average pooling to ``output_size``."""
+        n = x.shape[-1]
+        o = self.out or n
+        if n % o:
+            raise NotImplementedError(
+                f"AdaptiveAvgPool1d from {n} to {o}: only output sizes that divide the length"
+            )
+        if not isinstance(x, SharedTensor):
+            return F.adaptive_avg_pool1d(x, o)
+        if o == 1:
+            return x.mean(-1, keepdim=True)
+        return x.avg_pool1d(n // o)
+
+
+class _ChannelDropout(Module):
+    """Dropout of whole channels (dim 1) in training: one mask value per
+    (sample, channel) from the parties' common randomness, as ``Dropout``."""
+
+    def __init__(self, p: float = 0.5, inplace: bool = False):
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
+            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+        self.p = float(p)
+
+    def forward(self, x):
+        """``x`` in eval mode; channels zeroed with probability p in training."""
+        if not self.training or self.p == 0:
+            return x
+        if not isinstance(x, SharedTensor):
+            return F.dropout(x, self.p, True) if x.dim() < 2 else _plain_channels(x, self.p)
+        if self.p == 1:
+            return x * 0
+        shape = tuple(x.shape[:2]) + (1,) * (x.dim() - 2)
+        g = _session.common_generator()
+        keep = torch.rand(shape, generator=g, dtype=torch.float64) >= self.p
+        return x * (keep.double() / (1 - self.p)).expand(tuple(x.shape))
+
+
+def _plain_channels(x, p):
+    keep = (torch.rand(x.shape[:2], dtype=x.dtype) >= p).to(x.dtype) / (1 - p)
+    return x * keep.reshape(tuple(x.shape[:2]) + (1,) * (x.dim() - 2))
+
+
+class Dropout1d(_ChannelDropout):
+    """``torch.nn.Dropout1d(p)``: whole channels of an NCL input."""
+
+
+class Dropout2d(_ChannelDropout):
+    """``torch.nn.Dropout2d(p)``: whole channels of an NCHW input."""
+
+
+def converters(plain) -> dict:
+    """torch layer class -> function(layer) -> our layer."""
+    t = torch.nn
+
+    def conv1d(m):
+        if m.padding_mode != "zeros" or isinstance(m.padding, str) and m.padding != "valid":
+            raise NotImplementedError(f"Conv1d padding={m.padding!r} / {m.padding_mode!r}")
+        pad = 0 if isinstance(m.padding, str) else m.padding[0]
+        return Conv1d(plain(m.weight), plain(m.bias), m.stride[0], pad, m.dilation[0], m.groups)
+
+    def pool(cls, m, *extra):
+        if getattr(m, "ceil_mode", False) or getattr(m, "return_indices", False):
+            raise NotImplementedError(f"{type(m).__name__} with ceil_mode / return_indices")
+        if not getattr(m, "count_include_pad", True):
+            raise NotImplementedError(f"{type(m).__name__} with count_include_pad=False")
+        return cls(m.kernel_size, m.stride, m.padding, *extra)
+
+    return {
+        t.Conv1d: conv1d,
+        t.MaxPool1d: lambda m: pool(MaxPool1d, m, m.dilation),
+        t.AvgPool1d: lambda m: pool(AvgPool1d, m),
+        t.AdaptiveAvgPool1d: lambda m: AdaptiveAvgPool1d(m.output_size),
+        t.Dropout1d: lambda m: Dropout1d(m.p),
+        t.Dropout2d: lambda m: Dropout2d(m.p),
+    }
