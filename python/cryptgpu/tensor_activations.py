@@ -186,6 +186,15 @@ class ActivationOps:
             out = self * (keep.double() / (1 - p))
         return self._assign(out, "dropout_") if inplace else out
 
+    def repeat_interleave(self, repeats, dim=None) -> TensorBase:
+        """Each element repeated ``repeats`` (a public int) times along
+        ``dim`` (of the flattened tensor when None): public index copies."""
+        if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 0:
+            raise NotImplementedError("repeat_interleave with repeats other than an int >= 0")
+        x, d = (self.reshape(-1), 0) if dim is None else (self, dim)
+        n = x.shape[d]
+        return x.index_select(d, torch.arange(n).repeat_interleave(repeats))
+
     def clip(self, min=None, max=None) -> TensorBase:  # noqa: A002 - torch's names
         """``clamp``'s other name."""
         return self.clamp(min, max)

@@ -58,6 +58,13 @@ from .layers1d import (
     Dropout2d,
     MaxPool1d,
 )
+from .layers_extra import (
+    AdaptiveMaxPool2d,
+    GroupNorm,
+    InstanceNorm1d,
+    InstanceNorm2d,
+    Upsample,
+)
 from .losses import (
     BCELoss,
     BCEWithLogitsLoss,
@@ -149,6 +156,11 @@ __all__ = [
     "SiLU",
     "Softplus",
     "utils",
+    "AdaptiveMaxPool2d",
+    "GroupNorm",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
+    "Upsample",
     "AdaptiveAvgPool1d",
     "AvgPool1d",
     "Conv1d",

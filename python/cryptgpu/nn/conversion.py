@@ -12,7 +12,7 @@ import threading
 import torch
 
 from ..tensor import SharedTensor
-from . import activations, hf, layers1d, to_torch, transformer
+from . import activations, hf, layers1d, layers_extra, to_torch, transformer
 from .functional import FUNCTIONS as _FUNCTIONS
 from .functional import PUBLIC_FUNCTIONS as _PUBLIC_FUNCTIONS
 from .layers import (
@@ -110,9 +110,10 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
         )
         bn._affine = _bn_affine(m)  # exact, from the owner's plaintext
         return bn
-    act = activations.converters(_plain).get(type(m)) or layers1d.converters(_plain).get(type(m))
-    if act is not None:
-        return act(m)
+    for table in (activations, layers1d, layers_extra):
+        act = table.converters(_plain).get(type(m))
+        if act is not None:
+            return act(m)
     for kind, convert in transformer.CONVERTERS.items():
         if isinstance(m, kind):
             return convert(m, _plain, where)

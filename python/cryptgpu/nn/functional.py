@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from ..torch_dispatch import TABLE
 from . import transformer
 from .layers import AdaptiveAvgPool2d, Dropout, LayerNorm
+from .layers_extra import AdaptiveMaxPool2d, GroupNorm, interpolate
 from .stats import BATCHNORM, LINEAR, OTHER, POOLING, RELU, SOFTMAX
 
 
@@ -44,6 +45,16 @@ def _mean(x, dim=None, keepdim=False, *, dtype=None):
 
 def _clamp(x, min=None, max=None):  # noqa: A002 - torch's names
     return x.clamp(min, max)
+
+
+def _group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
+    return GroupNorm(num_groups, None, eps, False, weight, bias).forward(x)
+
+
+def _adaptive_max_pool2d(x, output_size, return_indices=False):
+    if return_indices:
+        raise NotImplementedError("adaptive_max_pool2d with return_indices on a SharedTensor")
+    return AdaptiveMaxPool2d(output_size).forward(x)
 
 
 # The torch functions SharedTensor itself dispatches (torch_dispatch), the
@@ -128,6 +139,9 @@ FUNCTIONS = {
     torch.outer: (torch.outer, LINEAR),
     F.linear: (_linear, LINEAR),
     F.dropout: (_dropout, OTHER),
+    F.interpolate: (interpolate, OTHER),
+    F.group_norm: (_group_norm, BATCHNORM),
+    F.adaptive_max_pool2d: (_adaptive_max_pool2d, POOLING),
     # activations beyond ReLU (torch_dispatch's table: the SharedTensor methods)
     **{
         f: (TABLE[f], RELU)
@@ -196,3 +210,13 @@ PUBLIC_FUNCTIONS = {
     math.ceil,
     math.pow,
 }
+
+
+# the same three for torch functions called on a SharedTensor outside a graph
+TABLE.update(
+    {
+        F.interpolate: interpolate,
+        F.group_norm: _group_norm,
+        F.adaptive_max_pool2d: _adaptive_max_pool2d,
+    }
+)

@@ -1,0 +1,180 @@
+"""More of torch's layers, composed from the private operations the others
+use: GroupNorm and InstanceNorm (LayerNorm's private statistics over each
+group or channel), AdaptiveMaxPool2d (a max tournament over each window),
+and nearest-neighbour Upsample / F.interpolate (public index copies,
+local); and the table converting torch's layers into them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..tensor import SharedTensor
+from .layers import LayerNorm, _public_input
+from .module import Module
+from .stats import BATCHNORM, OTHER, POOLING
+
+
+class GroupNorm(Module):
+    """``torch.nn.GroupNorm(num_groups, num_channels, eps=1e-5, affine=True)``:
+    each sample's channels split into groups, each group normalised over its
+    channels and positions (LayerNorm's private statistics and recorded
+    backward), then a per-channel scale and shift."""
+
+    kind = BATCHNORM
+
+    def __init__(
+        self, num_groups, num_channels=None, eps=1e-5, affine=True, weight=None, bias=None
+    ):
+        super().__init__()
+        if num_channels is not None and num_channels % num_groups:
+            raise ValueError("num_channels must be divisible by num_groups")
+        self.groups, self.eps = int(num_groups), float(eps)
+        if affine and weight is None and num_channels is not None:
+            weight, bias = torch.ones(num_channels), torch.zeros(num_channels)
+        self.register_parameter("weight", weight)
+        self.register_parameter("bias", bias)
+
+    def forward(self, x):
+        """The normalised, scaled and shifted ``x`` [N, C, *]."""
+        w, b = self._params["weight"], self._params["bias"]
+        x = _public_input(x, w if isinstance(w, SharedTensor) else b)
+        if not isinstance(x, SharedTensor):
+            return F.group_norm(x, self.groups, _plain(w, x), _plain(b, x), self.eps)
+        n, c = x.shape[0], x.shape[1]
+        if c % self.groups:
+            raise RuntimeError(f"Expected number of channels {c} to be divisible by {self.groups}")
+        rest = x.numel() // (n * self.groups)
+        xg = x.reshape(n, self.groups, rest)
+        y = LayerNorm((rest,), None, None, self.eps).forward(xg).reshape(tuple(x.shape))
+        shape = [1, c] + [1] * (x.dim() - 2)
+        if w is not None:
+            y = y * (w.reshape(shape) if isinstance(w, SharedTensor) else _plain(w).reshape(shape))
+        if b is not None:
+            y = y + (b.reshape(shape) if isinstance(b, SharedTensor) else _plain(b).reshape(shape))
+        return y
+
+
+def _plain(p, like=None):
+    if p is None or isinstance(p, SharedTensor):
+        return p
+    return torch.as_tensor(p, dtype=torch.float64 if like is None else like.dtype)
+
+
+class InstanceNorm(GroupNorm):
+    """``torch.nn.InstanceNorm1d/2d(num_features, eps=1e-5, affine=False)``:
+    every channel of every sample normalised over its positions (GroupNorm
+    with one channel per group); running statistics
+    (``track_running_stats=True``) are not provided."""
+
+    def __init__(
+        self,
+        num_features,
+        eps=1e-5,
+        momentum=0.1,
+        affine=False,
+        track_running_stats=False,
+        weight=None,
+        bias=None,
+    ):
+        if track_running_stats:
+            raise NotImplementedError("InstanceNorm with track_running_stats=True")
+        super().__init__(num_features, num_features, eps, affine, weight, bias)
+
+
+InstanceNorm1d = InstanceNorm2d = InstanceNorm
+
+
+class AdaptiveMaxPool2d(Module):
+    """``torch.nn.AdaptiveMaxPool2d(output_size)`` for output sizes that
+    divide the input (global max pooling: one tournament over H x W)."""
+
+    kind = POOLING
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.out = output_size
+
+    def forward(self, x):
+        """The maximum of each window."""
+        oh, ow = (self.out, self.out) if isinstance(self.out, int) else self.out
+        h, w = x.shape[-2], x.shape[-1]
+        oh, ow = oh or h, ow or w
+        if h % oh or w % ow:
+            raise NotImplementedError(
+                f"AdaptiveMaxPool2d from {h}x{w} to {oh}x{ow}: only sizes that divide the input"
+            )
+        if not isinstance(x, SharedTensor):
+            return F.adaptive_max_pool2d(x, (oh, ow))
+        if (oh, ow) == (1, 1):
+            return x.flatten(-2).amax(-1, keepdim=True).unsqueeze(-1)
+        return x.max_pool2d((h // oh, w // ow))
+
+
+def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=None, **kwargs):
+    """``F.interpolate`` / ``nn.Upsample`` in "nearest" mode with whole
+    scale factors (each element copied into an s x s block: public index
+    copies, no communication); other modes are not provided."""
+    if mode != "nearest":
+        raise NotImplementedError(f"interpolate mode={mode!r} on a SharedTensor (only 'nearest')")
+    spatial = tuple(x.shape[2:])
+    if size is not None:
+        size = (size,) * len(spatial) if isinstance(size, int) else tuple(size)
+        if any(o % i for o, i in zip(size, spatial)):
+            raise NotImplementedError("interpolate to a size that is not a whole multiple")
+        scales = [o // i for o, i in zip(size, spatial)]
+    else:
+        sf = (
+            scale_factor
+            if isinstance(scale_factor, (tuple, list))
+            else (scale_factor,) * len(spatial)
+        )
+        if any(float(s) != int(s) or int(s) < 1 for s in sf):
+            raise NotImplementedError("interpolate with a scale factor that is not a whole number")
+        scales = [int(s) for s in sf]
+    out = x
+    for d, s in enumerate(scales):
+        if s > 1:
+            n = out.shape[2 + d]
+            out = out.index_select(2 + d, torch.arange(n).repeat_interleave(s))
+    return out
+
+
+class Upsample(Module):
+    """``torch.nn.Upsample(size=None, scale_factor=None, mode="nearest")``
+    (whole scale factors; :func:`interpolate`)."""
+
+    kind = OTHER
+
+    def __init__(self, size=None, scale_factor=None, mode="nearest", align_corners=None):
+        super().__init__()
+        self.size, self.scale_factor, self.mode = size, scale_factor, mode
+
+    def forward(self, x):
+        """x with each element repeated into a block."""
+        if not isinstance(x, SharedTensor):
+            return F.interpolate(x, self.size, self.scale_factor, self.mode)
+        return interpolate(x, self.size, self.scale_factor, self.mode)
+
+
+def converters(plain) -> dict:
+    """torch layer class -> function(layer) -> our layer."""
+    t = torch.nn
+
+    def instance(m):
+        if m.track_running_stats:
+            raise NotImplementedError("InstanceNorm with track_running_stats=True")
+        w = plain(m.weight) if m.affine else None
+        b = plain(m.bias) if m.affine else None
+        return InstanceNorm(m.num_features, m.eps, m.momentum, False, False, w, b)
+
+    return {
+        t.GroupNorm: lambda m: GroupNorm(
+            m.num_groups, None, m.eps, False, plain(m.weight), plain(m.bias)
+        ),
+        t.InstanceNorm1d: instance,
+        t.InstanceNorm2d: instance,
+        t.AdaptiveMaxPool2d: lambda m: AdaptiveMaxPool2d(m.output_size),
+        t.Upsample: lambda m: Upsample(m.size, m.scale_factor, m.mode),
+    }
