@@ -157,6 +157,7 @@ class ArithmeticOps:
                 f"tensor's {tuple(self.shape)} (in-place operations do not broadcast it)"
             )
         self._t, self._session = out._t, out._session
+        self._write_back()  # a view: the same change in its base
         return self
 
     def add_(self, y) -> TensorBase:

@@ -5,6 +5,8 @@ opening. The operation mixins (tensor_*.py) build on it; tensor.py composes them
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import torch
 
@@ -22,16 +24,85 @@ class TensorBase(ag.Node):
     the session that made them, and what every operation needs (session
     check, wrapping engine results, plaintext operands, shape queries)."""
 
-    __slots__ = ("_t", "_session")
+    __slots__ = ("_h", "_session", "_view", "_version", "__weakref__")
     __array_priority__ = 1000  # numpy defers to our reflected operators
 
     def __init__(self, handle: _native.Tensor, session: _native.Session):
-        self._t = handle
+        self._h = handle
         self._session = session
+        # A view (indexing, reshape, permute) remembers its base, as torch's
+        # views share storage: (weak ref to the base, the base's version when
+        # last read, base -> view, (base, new view) -> write into the base).
+        self._view = None
+        self._version = 0  # bumped by every in-place change
         self._rg = False
         self._frozen = False  # see Node.requires_grad
         self.grad = None
         self._back = None
+
+    # ------------------------------------------------------------ views
+    @property
+    def _t(self) -> _native.Tensor:
+        """The engine handle of the shares; for a view whose base was
+        changed in place since, first re-read from the base (torch's views
+        share storage; here they hold copies, kept in step)."""
+        v = self._view
+        if v is not None:
+            base = v[0]()
+            if base is None:
+                self._view = None  # nothing can change it any more
+            else:
+                _ = base._t  # bring the base itself up to date first
+                if base._version != v[1]:
+                    with ag.no_grad():
+                        fresh = v[2](base)
+                    self._h = fresh._h
+                    self._version += 1
+                    self._view = (v[0], base._version, v[2], v[3])
+        return self._h
+
+    @_t.setter
+    def _t(self, handle: _native.Tensor) -> None:
+        """Replace the shares in place (an in-place operation, an optimiser
+        step, a loaded state): views of this tensor re-read it."""
+        self._h = handle
+        self._version += 1
+
+    def _as_view_of(self, base, read, write) -> TensorBase:
+        """Mark this new tensor as a view of ``base``: ``read(base)`` gives
+        its value, ``write(base, value)`` puts a new value into the base. A
+        view of a view is kept against the first base (``x[1][2]`` writes
+        into x even after the temporary x[1] is gone), through the middle
+        view's own read: a fresh view of the root, written in place, passes
+        the change on by its own write-back."""
+        if self is base:
+            return self
+        bv = base._view
+        root = bv[0]() if bv is not None else None
+        if root is None:
+            self._view = (weakref.ref(base), base._version, read, write)
+        else:
+            base_read = bv[2]
+            self._view = (
+                bv[0],
+                root._version,
+                lambda r: read(base_read(r)),
+                lambda r, v: write(base_read(r), v),
+            )
+        return self
+
+    def _write_back(self) -> None:
+        """After an in-place change of a view, the same change in its base
+        (and so in the base's own base): torch's views share storage."""
+        v = self._view
+        if v is None:
+            return
+        base = v[0]()
+        if base is None:
+            self._view = None
+            return
+        v[3](base, self)
+        self._view = (v[0], base._version, v[2], v[3])
 
     # ------------------------------------------------------------ helpers
     def _s(self, *others) -> _native.Session:

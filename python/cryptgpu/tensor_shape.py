@@ -102,7 +102,12 @@ class ShapeOps:
         out = self._wrap(self._s().reshape(self._t, shape))
         if ag.needs_grad(self):
             gr.record_reshape(out, self)
-        return out
+        back = list(self.shape)
+        return out._as_view_of(
+            self,
+            lambda b, s=list(shape): b.reshape(s),
+            lambda b, v, s=back: b._assign(v.reshape(s), "view"),
+        )
 
     view = reshape
 
@@ -138,7 +143,12 @@ class ShapeOps:
         out = self._wrap(self._s().gather(self._t, shape, 0, [st[d] for d in dims]))
         if ag.needs_grad(self):
             gr.record_permute(out, self, dims)
-        return out
+        inv = [dims.index(i) for i in range(nd)]
+        return out._as_view_of(
+            self,
+            lambda b, o=dims: b.permute(o),
+            lambda b, v, o=inv: b._assign(v.permute(o), "permute"),
+        )
 
     def transpose(self, dim0: int, dim1: int) -> TensorBase:
         """Swap two dims (local)."""
@@ -243,7 +253,7 @@ class ShapeOps:
         out = self._wrap(self._s().gather(self._t, out_shape, offset, out_st))
         if ag.needs_grad(self):
             gr.record_view(out, self, shape_in, offset, out_st)
-        return out
+        return out._as_view_of(self, lambda b, i=idx: b[i], lambda b, v, i=idx: b.__setitem__(i, v))
 
     def __setitem__(self, idx, value) -> None:
         """``x[idx] = value`` in place, for any index ``__getitem__`` takes
