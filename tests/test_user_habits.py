@@ -640,3 +640,47 @@ def test_torch_forms_with_a_shared_tensor_on_the_right_and_torchs_errors(session
     with pytest.raises(NotImplementedError, match="ceil_mode"):
         img.max_pool2d(2, ceil_mode=True)
     assert_close(pt(e), a, ENC)  # usable afterwards
+
+
+def test_functional_forms_multi_input_models_and_plain_modules(session):
+    """F.layer_norm and F.scaled_dot_product_attention on SharedTensors
+    (they worked inside from_pytorch only), a module of several inputs with
+    no children (it was wrapped as a one-input Sequential), amax/amin over
+    tuples of dims, GELU of large inputs in inference (x^2 now truncated
+    exactly: the probabilistic truncation wrapped 21% of |x| = 30000),
+    polynomial at Horner's cost, a directly built BatchNorm training on a
+    plaintext float32 batch, and tolist() refused with a pointer."""
+    a = torch.randn(3, 4, dtype=torch.float64)
+    # LayerNorm's statistics: 1e-4 relative on the inverse std, |xhat| < 2
+    assert_close(pt(F.layer_norm(C(a), (4,))), F.layer_norm(a, (4,)), 2e-4 + 8 * ULP)
+    q = torch.randn(1, 2, 3, 4, dtype=torch.float64)
+
+    class Attn(torch.nn.Module):
+        def forward(self, q, k, v):
+            return F.scaled_dot_product_attention(q, k, v)
+
+    want = F.scaled_dot_product_attention(q, q, q)
+    # softmax's 3e-4 per weight times the row length (3) times |v| < 3
+    tol = 3 * 3e-4 * 3 + 8 * ULP
+    assert_close(pt(F.scaled_dot_product_attention(C(q), C(q), C(q))), want, tol)
+    cm = cryptgpu.nn.from_pytorch(Attn(), (q, q, q))
+    assert_close(pt(cm(C(q), C(q), C(q))), want, tol)
+    b = torch.randn(2, 3, 4, dtype=torch.float64)
+    assert_close(pt(C(b).amax((0, 2), keepdim=True)), b.amax((0, 2), keepdim=True), ENC)
+    assert_close(pt(C(b).amin(1)), b.amin(1), ENC)
+    big = C(torch.full((2000,), 30000.0))
+    assert float((pt(big.gelu()) - 30000.0).abs().max()) <= ENC  # relu's branch, exact
+    p = C(torch.tensor([0.5, -1.0, 2.0]))
+    cryptgpu.reset_stats()
+    r = p.polynomial([1.0, 0.5, -0.25])
+    assert cryptgpu.stats()["total"]["rounds"] == 6  # 2 rounds per degree
+    want_p = torch.tensor([0.59375, -0.25, 2.0], dtype=torch.float64)
+    assert_close(pt(r), want_p, 3 * (4 * ENC + TRUNC))
+    bn, ref = crypten.nn.BatchNorm2d(3), torch.nn.BatchNorm2d(3)
+    x = torch.randn(4, 3, 2, 2)
+    out = bn(x)
+    assert out.dtype == torch.float32 and torch.allclose(out, ref(x), atol=1e-5)
+    assert torch.allclose(bn._buffers["running_mean"].float(), ref.running_mean, atol=1e-6)
+    assert bn.eval()(x).dtype == torch.float32
+    with pytest.raises(TypeError, match="get_plain_text"):
+        C(a).tolist()

@@ -118,16 +118,16 @@ class ActivationOps:
     # ------------------------------------------------------------ CrypTen's
     def polynomial(self, coeffs) -> TensorBase:
         """CrypTen's ``polynomial``: sum_i coeffs[i] x^(i+1) (coefficients
-        from the linear term up; no constant term), the powers by repeated
-        products."""
+        from the linear term up; no constant term): d products in sequence
+        for degree d (2d rounds, d n elements)."""
         c = [float(v) for v in torch.as_tensor(coeffs, dtype=torch.float64).reshape(-1)]
         if not c:
             raise InvalidArgumentError("polynomial needs at least one coefficient")
-        out, power = self * c[0], self
-        for k in c[1:]:
-            power = power * self
-            out = out + power * k
-        return out
+        if len(c) == 1:
+            return self * c[0]
+        # x (c1 + c2 x + ... + cd x^(d-1)): Horner's rule (one engine call
+        # when not recorded: d - 1 products), then the product by x
+        return fx._horner(c, self) * self
 
     def pos_pow(self, p) -> TensorBase:
         """x^p for x > 0 (CrypTen's ``pos_pow``): x^floor(p) by products

@@ -313,6 +313,16 @@ class TensorBase(ag.Node):
             raise RuntimeError(f"a Tensor with {n} elements cannot be converted to Scalar")
         return float(self.get_plain_text(dtype=torch.float64).reshape(()))
 
+    def tolist(self):
+        """Refused: the values are secret (``get_plain_text().tolist()``
+        opens them to every party, explicitly)."""
+        raise TypeError(
+            "a SharedTensor's values are secret: call get_plain_text() (or "
+            "get_plain_text(dst=...)) to open them, then .tolist()"
+        )
+
+    numpy = tolist
+
     # float(loss), as torch allows for one element: the same opening as
     # item(). (bool() stays refused: a secret truth value in an `if` would
     # open it without the code saying so.)

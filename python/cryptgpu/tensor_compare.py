@@ -208,8 +208,23 @@ class ComparisonOps:
 
     def amax(self, dim=None, keepdim: bool = False) -> TensorBase:
         """Maximum values only (no argmax), like ``torch.amax``: the tournament
-        without the one-hot bookkeeping, whose size grows with k^2 per row."""
+        without the one-hot bookkeeping, whose size grows with k^2 per row.
+        ``dim`` may be a tuple of dims (reduced together, as torch's)."""
+        if isinstance(dim, (tuple, list)):
+            dims = sorted({_norm_dim(d, self.dim()) for d in dim})
+            if not dims:
+                return self.amax(None, keepdim)
+            rest = [d for d in range(self.dim()) if d not in dims]
+            flat = self.permute(rest + dims).reshape([self.shape[d] for d in rest] + [-1])
+            out = flat.amax(-1)
+            for d in dims if keepdim else ():
+                out = out.unsqueeze(d)
+            return out
         return self._reduce_max(dim, keepdim, False, "max")[0]
+
+    def amin(self, dim=None, keepdim: bool = False) -> TensorBase:
+        """Minimum values only, as ``torch.amin``: -amax(-x)."""
+        return self.neg().amax(dim, keepdim).neg()
 
     def min(self, dim=None, keepdim: bool = False, one_hot: bool = True):
         """Minimum, as :meth:`max` of ``-x``."""

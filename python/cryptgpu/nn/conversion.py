@@ -513,7 +513,9 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
     wrapped = transformer.whole(model)
     if wrapped is not None:
         model, root = wrapped, "m"
-    elif not list(model.children()):
+    elif not list(model.children()) and type(model).__module__.startswith("torch.nn"):
+        # torch's own layers only: a user's module without children (all
+        # functional, maybe of several inputs) is traced as it is
         model, root = torch.nn.Sequential(model), "0"
     defaults: dict = {}
     try:

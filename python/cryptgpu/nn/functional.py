@@ -212,11 +212,14 @@ PUBLIC_FUNCTIONS = {
 }
 
 
-# the same three for torch functions called on a SharedTensor outside a graph
+# the same for torch functions called on a SharedTensor outside a graph
 TABLE.update(
     {
         F.interpolate: interpolate,
         F.group_norm: _group_norm,
         F.adaptive_max_pool2d: _adaptive_max_pool2d,
+        F.layer_norm: _layer_norm,
+        F.scaled_dot_product_attention: transformer.scaled_dot_product_attention,
+        F.adaptive_avg_pool2d: _adaptive_avg_pool2d,
     }
 )

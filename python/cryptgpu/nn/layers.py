@@ -305,16 +305,37 @@ class BatchNorm(Module):
         running ones in eval mode."""
         shape = [1, -1] + [1] * (x.dim() - 2)
         if not self.training:
-            sc, sh = self._eval_affine()
+            sc, sh = _like(x, *self._eval_affine())  # a plaintext x keeps its dtype
             return x * sc.reshape(shape) + sh.reshape(shape)
         if not isinstance(x, SharedTensor):
-            raise NotImplementedError("BatchNorm training on plaintext input")
+            return self._plain_train_forward(x)
         if x.numel() // max(x.shape[1], 1) == 1:  # torch's check and message
             raise ValueError(
                 "Expected more than 1 value per channel when training, got input size "
                 f"{torch.Size(tuple(x.shape))}"
             )
         return self._train_forward(x, shape)
+
+    def _plain_train_forward(self, x):
+        """Training mode on a plaintext input (an unencrypted model): torch's
+        batch normalisation, updating the plaintext running statistics."""
+        rm, rv = self._buffers["running_mean"], self._buffers["running_var"]
+        if isinstance(rm, SharedTensor) or any(
+            isinstance(p, SharedTensor) for p in self._params.values()
+        ):
+            raise NotImplementedError("BatchNorm training on plaintext input with shared state")
+        self._affine = None
+        self.num_batches_tracked += 1
+        m = self.momentum if self.momentum is not None else 1.0 / self.num_batches_tracked
+        w, b = self._params["weight"], self._params["bias"]
+        stats = [torch.as_tensor(t, dtype=x.dtype).clone() for t in (rm, rv)]
+        y = F.batch_norm(
+            x, stats[0], stats[1], *_like(x, w, b), training=True, momentum=m, eps=self.eps
+        )
+        self._buffers["running_mean"], self._buffers["running_var"] = (
+            t.to(torch.float64) for t in stats
+        )
+        return y
 
     def _train_forward(self, x, shape):
         self._affine = None  # parameters and statistics are about to change
@@ -562,7 +583,7 @@ class Dropout(Module):
             return x * torch.zeros(tuple(x.shape), dtype=torch.float64)
         g = _session.common_generator()
         keep = torch.rand(tuple(x.shape), generator=g, dtype=torch.float64) >= self.p
-        return x * (keep.double() / (1 - self.p))
+        return x * _like(x, keep.double() / (1 - self.p))[0]
 
 
 class Identity(Module):

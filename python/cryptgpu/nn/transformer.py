@@ -513,6 +513,9 @@ class _WholeTransformer(_WholeEncoderLayer):
         src_key_padding_mask=None,
         tgt_key_padding_mask=None,
         memory_key_padding_mask=None,
+        src_is_causal=None,
+        tgt_is_causal=None,
+        memory_is_causal=False,
     ):
         return self.m(
             src,
@@ -523,4 +526,7 @@ class _WholeTransformer(_WholeEncoderLayer):
             src_key_padding_mask,
             tgt_key_padding_mask,
             memory_key_padding_mask,
+            src_is_causal,
+            tgt_is_causal,
+            memory_is_causal,
         )
