@@ -392,3 +392,17 @@ def test_binary_and_absolute_losses_follow_torch(ctx, kind):
     # (no broadcast) for l1; ShapeError is both
     with pytest.raises(ValueError if kind != "l1" else RuntimeError):
         ours(crypten.cryptensor(x), y[:-1])
+
+
+def test_cryptensor_keywords_and_the_mpctensor_name(ctx):
+    """CrypTen's cryptensor(..., device=, precision=) where they name the
+    session's own, and crypten.mpc.MPCTensor for isinstance checks."""
+    x = crypten.cryptensor(torch.tensor([1.5, -2.0]), device="cpu", precision=16)
+    assert isinstance(x, crypten.mpc.MPCTensor)
+    assert x.get_plain_text().tolist() == [1.5, -2.0]
+    with pytest.raises(ValueError, match="precision_bits=16"):
+        crypten.cryptensor(torch.ones(2), precision=20)
+    with pytest.raises(ValueError, match="lives on cpu"):
+        crypten.cryptensor(torch.ones(2), device="cuda")
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        crypten.cryptensor(torch.ones(2), foo=1)

@@ -17,6 +17,10 @@ import types
 
 from . import _session, spmd
 from .nn.module import Module
+from .tensor import SharedTensor
+
+# CrypTen's class name for an encrypted tensor (isinstance checks)
+MPCTensor = SharedTensor
 
 
 def run_multiprocess(world_size: int = 3, maxsize: int | None = None):

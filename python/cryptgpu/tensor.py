@@ -12,7 +12,9 @@ live in gradients, the tape in autograd.
 
 from __future__ import annotations
 
-from . import torch_dispatch
+import torch
+
+from . import _session, torch_dispatch
 from ._plain import _index, _plain_array
 from ._session import current
 from .tensor_activations import ActivationOps
@@ -65,7 +67,9 @@ def party_index(src) -> int:
     return src
 
 
-def cryptensor(data, src: int = 0, requires_grad: bool = False) -> SharedTensor:
+def cryptensor(
+    data, src: int = 0, requires_grad: bool = False, *, device=None, precision=None, **kwargs
+) -> SharedTensor:
     """Secret-share ``data`` from party ``src`` (0, 1 or 2).
 
     ``data`` may be a torch tensor, a numpy array, a Python number or a
@@ -74,7 +78,9 @@ def cryptensor(data, src: int = 0, requires_grad: bool = False) -> SharedTensor:
     :class:`cryptgpu.EncodingError` (a ValueError). Costs one round in which the
     owner sends one ring element per value to each of the two other parties.
     ``requires_grad=True`` makes the result an autograd leaf (as CrypTen's
-    ``cryptensor(..., requires_grad=True)``).
+    ``cryptensor(..., requires_grad=True)``). CrypTen's ``device=`` and
+    ``precision=`` keywords are accepted when they name the session's own
+    device and precision_bits (a tensor cannot have others here).
 
     >>> import cryptgpu, torch
     >>> cryptgpu.init()
@@ -85,8 +91,25 @@ def cryptensor(data, src: int = 0, requires_grad: bool = False) -> SharedTensor:
     if isinstance(data, SharedTensor):
         raise TypeError("data is already a SharedTensor")
     src = party_index(src)
-    current()
+    s = current()
+    if kwargs:
+        raise TypeError(f"cryptensor() got unexpected keyword arguments {sorted(kwargs)}")
+    if precision is not None and precision != s.precision_bits:
+        raise ValueError(
+            f"precision={precision}: this session encodes with precision_bits="
+            f"{s.precision_bits} (set it in cryptgpu.init)"
+        )
+    if device is not None and torch.device(device).type != _session_device_type():
+        raise ValueError(
+            f"device={device!r}: this session's tensors live on {_session_device_type()} "
+            "(choose it in cryptgpu.init(device=...))"
+        )
     out = SharedTensor._share(_plain_array(data, "cryptensor"), src)
     # a torch tensor that requires grad gives a leaf that does, as CrypTen's
     requires_grad = requires_grad or bool(getattr(data, "requires_grad", False))
     return out.requires_grad_(requires_grad) if requires_grad else out
+
+
+def _session_device_type() -> str:
+    """ "cpu" or "cuda": where the current session keeps its shares."""
+    return torch.device(_session._ctx.device or "cpu").type
