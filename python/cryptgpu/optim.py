@@ -287,7 +287,8 @@ class Adam(_Optimizer):
             decoupled_weight_decay=bool(decoupled_weight_decay),
             grad_scale=grad_scale,
         )
-        self.t = 0
+        self.t = 0  # step() calls; each parameter's own count is in _steps
+        self._steps: dict[int, int] = {}
         self._m: dict[int, SharedTensor] = {}
         self._w: dict[int, SharedTensor] = {}
         self._wmax: dict[int, SharedTensor] = {}
@@ -321,21 +322,26 @@ class Adam(_Optimizer):
         return super().step(closure)
 
     def _update(self, group: dict) -> None:
-        (b1, b2), t, s = group["betas"], self.t, group["grad_scale"]
+        (b1, b2), s = group["betas"], group["grad_scale"]
         lr, eps = group["lr"], group["eps"]
-        c1 = 1.0 / (1.0 - b1**t)  # bias corrections
-        c2 = (1.0 - b2) / (1.0 - b2**t)  # v_hat = c2 * w / s^2
-        # torch: m_hat / (sqrt(v_hat) + eps) = (c1 / sqrt(c2)) m / (sqrt(w) + e)
-        # in scaled units, e = s eps / sqrt(c2). While e is below the floor's
-        # square root (2^-7; the default eps always), m / sqrt(w + floor) is
-        # that to within the floor's own effect; a larger eps takes torch's
-        # form: sqrt(w) and two divisions by sqrt(sqrt(w) + e), three
-        # range-reduced inverse square roots instead of one.
-        e = s * eps / np.sqrt(c2)
-        faithful = e > 2.0**-7
-        floor = 2.0**-14 if faithful else max((s * eps) ** 2 / c2, 2.0**-14)
         decay = group["weight_decay"] if group["decoupled_weight_decay"] else 0.0
         for p, g in self._gradients(group):
+            # Each parameter counts its own steps, as torch's state["step"]:
+            # one added to the optimiser later (add_param_group) or without
+            # a gradient for a while was bias-corrected with the optimiser's
+            # count (its first step 0.51x torch's 20 steps in).
+            t = self._steps[id(p)] = self._steps.get(id(p), 0) + 1
+            c1 = 1.0 / (1.0 - b1**t)  # bias corrections
+            c2 = (1.0 - b2) / (1.0 - b2**t)  # v_hat = c2 * w / s^2
+            # torch: m_hat / (sqrt(v_hat) + eps) = (c1 / sqrt(c2)) m / (sqrt(w) + e)
+            # in scaled units, e = s eps / sqrt(c2). While e is below the
+            # floor's square root (2^-7; the default eps always), m / sqrt(w +
+            # floor) is that to within the floor's own effect; a larger eps
+            # takes torch's form: sqrt(w) and two divisions by sqrt(sqrt(w) +
+            # e), three range-reduced inverse square roots instead of one.
+            e = s * eps / np.sqrt(c2)
+            faithful = e > 2.0**-7
+            floor = 2.0**-14 if faithful else max((s * eps) ** 2 / c2, 2.0**-14)
             g = g * np.int64(s)  # exact: an integer factor
             m, w = self._m.get(id(p)), self._w.get(id(p))
             m = g * (1 - b1) if m is None else m * b1 + g * (1 - b1)
@@ -357,12 +363,13 @@ class Adam(_Optimizer):
             p._t = new._t
 
     def state_dict(self) -> dict:
-        """Hyperparameters (per group), the step count and both moments (by
-        parameter index)."""
+        """Hyperparameters (per group), the step counts (the optimiser's and
+        each parameter's) and both moments (by parameter index)."""
         params = self.params
         return {
             **self._settings(),
             "step": self.t,
+            "steps": [self._steps.get(id(p), 0) for p in params],
             "exp_avg": [self._m.get(id(p)) for p in params],
             "exp_avg_sq_unscaled": [self._w.get(id(p)) for p in params],
             "max_exp_avg_sq_unscaled": [self._wmax.get(id(p)) for p in params],
@@ -379,6 +386,10 @@ class Adam(_Optimizer):
             )
         self._load_settings(state)
         self.t = state["step"]
+        # per-parameter counts (older checkpoints: the optimiser's count for
+        # every parameter that has moments)
+        steps = state.get("steps") or [self.t if m is not None else 0 for m in ms]
+        self._steps = {id(p): int(k) for p, k in zip(params, steps) if k}
         self._m = {id(p): m for p, m in zip(params, ms) if m is not None}
         self._w = {id(p): w for p, w in zip(params, ws) if w is not None}
         self._wmax = {id(p): w for p, w in zip(params, mx) if w is not None}
