@@ -16,7 +16,7 @@ tests/test_functions.py, f = 16):
 | reciprocal  | [0.02, 200] and the negatives | Newton, y0 = 3 e^(0.5 - x) + 0.003 |
 | inv_sqrt    | [2^-16, 2^30)      | ratio_inv_sqrt(1, x): range-reduced Newton |
 | sqrt        | [2^-16, 2^30), 0   | ratio_inv_sqrt(x, x)                       |
-| log         | [0.05, 200]        | Householder order 8 on exp, CrypTen's init |
+| log         | [2^-16, 2^30)      | octave selection, degree-8 log1p on [1, 2) |
 | sigmoid     | any (tested +-1e4) | 1 / (1 + exp_nonpos(-abs(x))), mirrored    |
 | tanh        | any (tested +-1e4) | 2 sigmoid(2x) - 1                          |
 | exp_nonpos  | (-inf, 0]          | clamp at -16, Taylor 9 of e^(z/16), 4 squares |
@@ -128,49 +128,9 @@ def ratio_inv_sqrt(num, den, lo_exp: int = -10, hi_exp: int = 30):
                 f"ratio_inv_sqrt: no range left at {den._s().precision_bits} fractional bits"
             )
     starts = list(range(lo_exp, hi_exp, 2))  # bucket j covers [2^j, 2^(j+2))
-    k = len(starts)
-    lead = (k,) + (1,) * den.dim()
-    tj = np.array([2.0**j for j in starts[1:]]).reshape((k - 1,) + (1,) * den.dim())
-    if _is_shared(den):
-        stacked = den.unsqueeze(0).expand(k - 1, *den.shape)
-        below = (stacked - tj)._ltz("ratio_inv_sqrt")  # [den < 2^j], j = starts[1:]
-        edge = [1, *den.shape]
-        # c_j = [den >= 2^j], with c_lo = 1 and c_hi = 0 (public)
-        c = _cat_dim0([below._public_like(1.0, edge), 1 - below, below._public_like(0.0, edge)])
-    else:
-        import torch
-
-        c = (den.unsqueeze(0) >= torch.as_tensor(tj, dtype=den.dtype)).to(den.dtype)
-        c = torch.cat([torch.ones_like(c[:1]), c, torch.zeros_like(c[:1])])
-    ind = c[:k] - c[1:]  # one-hot bucket indicator, [k, *den.shape]
-
-    def scaled(x, exps):
-        """x * 2^e for each bucket's e (stacked on a new dim 0), exactly:
-        integer factors for e >= 0 (no truncation, so x itself, up to
-        2^hi_exp, is never multiplied by a fixed-point 1.0), and exact
-        fixed-point powers of two, in at most two steps, for e < 0."""
-        if not _is_shared(x):
-            import torch
-
-            f = np.array([2.0**e for e in exps]).reshape(lead)
-            return x.unsqueeze(0).expand(k, *x.shape) * torch.as_tensor(f, dtype=x.dtype)
-        ints = [e for e in exps if e >= 0]  # exps decrease: integer factors first
-        fracs = [e for e in exps if e < 0]
-        parts = []
-        if ints:
-            up = np.array([2**e for e in ints], dtype=np.int64).reshape((len(ints),) + lead[1:])
-            parts.append(x.unsqueeze(0).expand(len(ints), *x.shape) * up)
-        if fracs:
-            shp = (len(fracs),) + lead[1:]
-            # a power of two below 2^-f is not representable: two exact steps
-            first = np.array([2.0 ** max(e, -14) for e in fracs]).reshape(shp)
-            rest = np.array([2.0 ** min(e + 14, 0) for e in fracs]).reshape(shp)
-            xf = x.unsqueeze(0).expand(len(fracs), *x.shape) * first
-            parts.append(xf * rest if rest.min() < 1 else xf)
-        return parts[0] if len(parts) == 1 else _cat_dim0(parts)
-
-    half = (ind * scaled(den, [-j - 1 for j in starts])).sum(0)  # d / 2, d in [1, 4)
-    num_n = (ind * scaled(num, [-j // 2 for j in starts])).sum(0)
+    ind = _bucket_indicator(den, starts, "ratio_inv_sqrt")
+    half = (ind * _pow2_copies(den, [-j - 1 for j in starts])).sum(0)  # d / 2, d in [1, 4)
+    num_n = (ind * _pow2_copies(num, [-j // 2 for j in starts])).sum(0)
     # 1/sqrt(d) on [1, 4): the relative-minimax line 1.066277 - 0.152325 d
     # (within 8.6%), then Newton y <- y (1.5 - (d/2) y^2): 1.1e-2, 1.7e-4,
     # 4.5e-8. Three products a step, the halving folded into the range
@@ -180,6 +140,55 @@ def ratio_inv_sqrt(num, den, lo_exp: int = -10, hi_exp: int = 30):
     for _ in range(3):
         y = y * (1.5 - half * (y * y))
     return num_n * y
+
+
+def _bucket_indicator(x, starts, label: str):
+    """The one-hot indicator [k, *x.shape] of the bucket [2^starts[i],
+    2^starts[i+1]) holding each element of x (the first bucket also takes
+    what is below it, the last what is above): one batched comparison of x
+    with the k - 1 inner thresholds."""
+    k = len(starts)
+    tj = np.array([2.0**j for j in starts[1:]]).reshape((k - 1,) + (1,) * x.dim())
+    if _is_shared(x):
+        stacked = x.unsqueeze(0).expand(k - 1, *x.shape)
+        below = (stacked - tj)._ltz(label)  # [x < 2^j], j = starts[1:]
+        edge = [1, *x.shape]
+        # c_j = [x >= 2^j], with c_lo = 1 and c_hi = 0 (public)
+        c = _cat_dim0([below._public_like(1.0, edge), 1 - below, below._public_like(0.0, edge)])
+    else:
+        import torch
+
+        c = (x.unsqueeze(0) >= torch.as_tensor(tj, dtype=x.dtype)).to(x.dtype)
+        c = torch.cat([torch.ones_like(c[:1]), c, torch.zeros_like(c[:1])])
+    return c[:k] - c[1:]
+
+
+def _pow2_copies(x, exps):
+    """x * 2^e for each e of ``exps`` (decreasing), stacked on a new dim 0,
+    exactly: integer factors for e >= 0 (no truncation, so x itself, up to
+    2^30, is never multiplied by a fixed-point 1.0), and exact fixed-point
+    powers of two, in at most two steps, for e < 0."""
+    k = len(exps)
+    lead = (k,) + (1,) * x.dim()
+    if not _is_shared(x):
+        import torch
+
+        f = np.array([2.0**e for e in exps]).reshape(lead)
+        return x.unsqueeze(0).expand(k, *x.shape) * torch.as_tensor(f, dtype=x.dtype)
+    ints = [e for e in exps if e >= 0]  # exps decrease: integer factors first
+    fracs = [e for e in exps if e < 0]
+    parts = []
+    if ints:
+        up = np.array([2**e for e in ints], dtype=np.int64).reshape((len(ints),) + lead[1:])
+        parts.append(x.unsqueeze(0).expand(len(ints), *x.shape) * up)
+    if fracs:
+        shp = (len(fracs),) + lead[1:]
+        # a power of two below 2^-f is not representable: two exact steps
+        first = np.array([2.0 ** max(e, -14) for e in fracs]).reshape(shp)
+        rest = np.array([2.0 ** min(e + 14, 0) for e in fracs]).reshape(shp)
+        xf = x.unsqueeze(0).expand(len(fracs), *x.shape) * first
+        parts.append(xf * rest if rest.min() < 1 else xf)
+    return parts[0] if len(parts) == 1 else _cat_dim0(parts)
 
 
 def _cat_dim0(parts):
@@ -193,9 +202,53 @@ def sqrt(x):
     return ratio_inv_sqrt(x, x, -16, 30)
 
 
-def log(x):
-    """ln(x) for x > 0: Householder iterations y <- y - sum_k h^k / k with
-    h = 1 - x e^(-y), from CrypTen's initial guess."""
+def log(x, lo_exp: int = -16, hi_exp: int = 30):
+    """ln(x) for x in [2^lo_exp, 2^hi_exp), range-reduced: one batched
+    comparison puts x in an octave [2^j, 2^(j+1)), the one-hot octave
+    indicator selects m = x / 2^j in [1, 2) (public powers of two, exact)
+    and j, and ln(x) = log1p(m - 1) + j ln 2 with a degree-8 polynomial for
+    log1p on [0, 1] (3.4e-8). Within a few units of 2^-16 of ln of the
+    encoded x over the whole range, where CrypTen's Householder iteration
+    (:func:`log_crypten`, kept) was 1e-2 off at 10, 0.078 at 1e-3 and wrong
+    beyond 200 (cross-entropy values came out low by up to 51%)."""
+    if _is_shared(x):
+        top = 62 - 2 * x._s().precision_bits  # as ratio_inv_sqrt
+        hi_exp, lo_exp = min(hi_exp, top), max(lo_exp, -top)
+    starts = list(range(lo_exp, hi_exp))
+    ind = _bucket_indicator(x, starts, "log")
+    m = (ind * _pow2_copies(x, [-j for j in starts])).sum(0)  # in [1, 2)
+    j = _octave_index(ind, starts)
+    return _horner(_LOG1P_UNIT, m - 1.0) + j * math.log(2.0)
+
+
+def _octave_index(ind, starts):
+    """sum_i ind[i] * starts[i]: the octave's exponent, by integer factors
+    (exact, no communication)."""
+    shape = (len(starts),) + (1,) * (ind.dim() - 1)
+    js = np.array(starts, dtype=np.int64).reshape(shape)
+    if _is_shared(ind):
+        return (ind * js).sum(0)
+    import torch
+
+    return (ind * torch.as_tensor(js, dtype=ind.dtype)).sum(0)
+
+
+def _fit_log1p_unit(deg: int = 8) -> tuple:
+    """Monomial coefficients of the least-squares fit of log1p on [0, 1] at
+    Chebyshev nodes (largest error 3.4e-8 at degree 8; coefficients below 1
+    in magnitude, so Horner's rule adds little fixed-point error)."""
+    u = np.cos(np.pi * (np.arange(400) + 0.5) / 400) * 0.5 + 0.5
+    p = np.polynomial.Polynomial.fit(u, np.log1p(u), deg, domain=[0, 1]).convert()
+    return tuple(float(c) for c in p.coef)
+
+
+_LOG1P_UNIT = _fit_log1p_unit()
+
+
+def log_crypten(x):
+    """ln(x) for x > 0 by CrypTen's method: Householder iterations y <- y -
+    sum_k h^k / k with h = 1 - x e^(-y), from CrypTen's initial guess
+    (accurate on about [0.05, 200]; :func:`log` is range-reduced)."""
     y = x / 120 - 20 * exp(-2 * x - 1.0) + 3.0
     for _ in range(config.log_iterations):
         h = 1 - x * exp(-y)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
 from . import _session
@@ -26,24 +25,13 @@ from ._native import InvalidArgumentError
 from .tensor_base import TensorBase
 from .tensor_compare import where
 
-
-def _fit_log1p(deg: int = 8) -> tuple:
-    """Monomial coefficients of the least-squares fit of log1p on [0, 1] at
-    Chebyshev nodes (largest error 3.4e-8 at degree 8; coefficients below 1
-    in magnitude, so Horner's rule adds little fixed-point error)."""
-    x = np.cos(np.pi * (np.arange(400) + 0.5) / 400) * 0.5 + 0.5
-    p = np.polynomial.Polynomial.fit(x, np.log1p(x), deg, domain=[0, 1]).convert()
-    return tuple(float(c) for c in p.coef)
-
-
-_LOG1P = _fit_log1p()
 _SELU_ALPHA = 1.6732632423543772
 _SELU_SCALE = 1.0507009873554805
 
 
 def log1p_unit(u):
     """log(1 + u) for u in [0, 1] (a polynomial; outside, wrong silently)."""
-    return fx._horner(_LOG1P, u)
+    return fx._horner(fx._LOG1P_UNIT, u)
 
 
 class ActivationOps:
@@ -112,7 +100,7 @@ class ActivationOps:
         return self * self.softplus().tanh()
 
     def log1p(self) -> TensorBase:
-        """log(1 + x) by CrypTen's log (1 + x in its range, [0.05, 200])."""
+        """log(1 + x) by the range-reduced log (1 + x in [2^-16, 2^30))."""
         return (self + 1.0).log()
 
     # ------------------------------------------------------------ CrypTen's
