@@ -245,6 +245,12 @@ def _fit_log1p_unit(deg: int = 8) -> tuple:
 _LOG1P_UNIT = _fit_log1p_unit()
 
 
+def log1p_unit(u):
+    """log(1 + u) for u in [0, 1]: the degree-8 polynomial alone (8
+    products, 3.4e-8 from log1p; outside [0, 1], wrong silently)."""
+    return _horner(_LOG1P_UNIT, u)
+
+
 def log_crypten(x):
     """ln(x) for x > 0 by CrypTen's method: Householder iterations y <- y -
     sum_k h^k / k with h = 1 - x e^(-y), from CrypTen's initial guess

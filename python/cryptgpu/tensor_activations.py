@@ -29,11 +29,6 @@ _SELU_ALPHA = 1.6732632423543772
 _SELU_SCALE = 1.0507009873554805
 
 
-def log1p_unit(u):
-    """log(1 + u) for u in [0, 1] (a polynomial; outside, wrong silently)."""
-    return fx._horner(fx._LOG1P_UNIT, u)
-
-
 class ActivationOps:
     """Mixin of :class:`cryptgpu.SharedTensor`: activations and the other
     element-wise methods of torch and CrypTen."""
@@ -92,7 +87,7 @@ class ActivationOps:
         y = self if beta == 1 else self * float(beta)
         r = y.relu()
         u = fx.exp_nonpos(y - r * 2)  # e^-|y|, |y| = 2 relu(y) - y
-        out = r + log1p_unit(u)
+        out = r + fx.log1p_unit(u)
         return out if beta == 1 else out * (1.0 / beta)
 
     def mish(self) -> TensorBase:

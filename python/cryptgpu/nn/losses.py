@@ -280,8 +280,8 @@ class MSELoss(Module):
 class BCEWithLogitsLoss(_Tracked):
     """Binary cross-entropy of logits x against targets y in [0, 1], as
     ``torch.nn.BCEWithLogitsLoss``: relu(x) - x y + log(1 + e^-|x|), the
-    last term by e^-|x| on (0, 1] (``functions.exp_nonpos``) and the log on
-    (1, 2]. The backward is the exact shortcut (sigmoid(x) - y) / N, as for
+    last term by e^-|x| on (0, 1] (``functions.exp_nonpos``) and log1p's
+    degree-8 polynomial on it. The backward is the exact shortcut (sigmoid(x) - y) / N, as for
     cross-entropy; class weights and ``pos_weight`` are not provided."""
 
     def __init__(self, weight=None, reduction: str = "mean", pos_weight=None) -> None:
@@ -299,8 +299,9 @@ class BCEWithLogitsLoss(_Tracked):
         want_grad = ag.needs_grad(x)
         with ag.inside(want_grad):
             a, neg = functions._abs_and_ltz(x)
-            one_plus_e = functions.exp_nonpos(a.neg()) + 1.0
-            loss = _reduce((x + a) * 0.5 - x * y + one_plus_e.log(), self.reduction)
+            e = functions.exp_nonpos(a.neg())  # in (0, 1]
+            one_plus_e = e + 1.0
+            loss = _reduce((x + a) * 0.5 - x * y + functions.log1p_unit(e), self.reduction)
             if not want_grad:
                 return loss
             sig = functions.sigmoid_from_parts(one_plus_e, neg)
