@@ -62,12 +62,15 @@ CASES = [
         lambda a: a.masked_fill(a > 3, 9.0),
         ENC + TRUNC,
     ),
-    # 0.01 x^3 of |x| <= 6 carries 3 x^2 ENC 0.01 and the products' TRUNCs
+    # Horner with coefficients encoded at 16 bits (ENC each, times |x|^(i+1)
+    # for the i-th: 6 + 36 + 216 ENC), the input's ENC through the slope (< 7),
+    # and the truncations, each multiplied by the |x| factors after it
+    # (1 + 6 + 36 TRUNC)
     (
         "polynomial",
         lambda x: x.polynomial([1.0, 0.5, -0.01]),
         lambda a: a + 0.5 * a**2 - 0.01 * a**3,
-        ENC * (1 + X6 + 0.03 * X6**2) + 4 * TRUNC * X6,
+        ENC * (X6 + X6**2 + X6**3) + 7 * ENC + TRUNC * (1 + X6 + X6**2),
     ),
 ]
 
