@@ -57,3 +57,19 @@ def assert_close(got: torch.Tensor, want: torch.Tensor, tol: float):
     assert got.shape == want.shape, (got.shape, want.shape)
     err = (got.to(torch.float64) - want.to(torch.float64)).abs().max().item() if want.numel() else 0
     assert err <= tol, f"max error {err} exceeds tolerance {tol}"
+
+
+def sgd_alongside(private_model, torch_model, x, y, lr: float, steps: int) -> None:
+    """``steps`` SGD steps of cross-entropy on (x, y) for the private model
+    (cryptgpu.optim.SGD) and the torch model (torch.optim.SGD) side by side."""
+    import torch.nn.functional as F
+
+    opt = cryptgpu.optim.SGD(private_model.parameters(), lr=lr)
+    ref = torch.optim.SGD(torch_model.parameters(), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        cryptgpu.nn.CrossEntropyLoss()(private_model(cryptgpu.cryptensor(x)), y).backward()
+        opt.step()
+        ref.zero_grad()
+        F.cross_entropy(torch_model(x), y).backward()
+        ref.step()

@@ -19,7 +19,7 @@ import torch.nn as tnn
 import torch.nn.functional as F
 
 import cryptgpu
-from conftest import ENC, TRUNC, ULP, assert_close
+from conftest import ENC, TRUNC, ULP, assert_close, sgd_alongside
 
 A = torch.linspace(-6, 6, 121, dtype=torch.float64)
 X6 = 6.0  # the largest |x| in A
@@ -238,14 +238,7 @@ def test_training_through_silu_and_prelu_follows_torch(session):
     x = torch.randn(6, 4, dtype=torch.float64)
     y = torch.tensor([0, 1, 2, 0, 1, 2])
     cm = cryptgpu.nn.from_pytorch(m.train(), x).encrypt().train()
-    opt, ref = cryptgpu.optim.SGD(cm.parameters(), lr=0.5), torch.optim.SGD(m.parameters(), lr=0.5)
-    for _ in range(3):
-        opt.zero_grad()
-        cryptgpu.nn.CrossEntropyLoss()(cm(cryptgpu.cryptensor(x)), y).backward()
-        opt.step()
-        ref.zero_grad()
-        F.cross_entropy(m(x), y).backward()
-        ref.step()
+    sgd_alongside(cm, m, x, y, 0.5, 3)
     # 3 steps of lr 0.5 times gradient errors of a few 1e-4 (silu's
     # sigmoid, 1e-3 absolute, damped by the layers after it)
     for p, w in zip(cm.parameters(), m.parameters()):

@@ -15,7 +15,7 @@ import torch.nn as tnn
 import torch.nn.functional as F
 
 import cryptgpu
-from conftest import assert_close, prod_tol
+from conftest import assert_close, prod_tol, sgd_alongside
 
 
 def pt(x):
@@ -58,14 +58,7 @@ def test_conv1d_net_inference_and_training_follow_torch(session):
     m.pool = tnn.AvgPool1d(2)
     cm = cryptgpu.nn.from_pytorch(m.train(), x).encrypt().train()
     y = torch.tensor([0, 1, 2])
-    opt, ref = cryptgpu.optim.SGD(cm.parameters(), lr=0.3), torch.optim.SGD(m.parameters(), lr=0.3)
-    for _ in range(3):
-        opt.zero_grad()
-        cryptgpu.nn.CrossEntropyLoss()(cm(cryptgpu.cryptensor(x)), y).backward()
-        opt.step()
-        ref.zero_grad()
-        F.cross_entropy(m(x), y).backward()
-        ref.step()
+    sgd_alongside(cm, m, x, y, 0.3, 3)
     for p, w in zip(cm.parameters(), m.parameters()):
         assert_close(pt(p), w.detach(), 3 * 0.3 * 3e-4)
 

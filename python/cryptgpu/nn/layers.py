@@ -219,17 +219,25 @@ class AdaptiveAvgPool2d(Module):
 
     def forward(self, x):
         """Average pooling to ``output_size`` (sizes that divide the input)."""
-        oh, ow = (self.out, self.out) if isinstance(self.out, int) else self.out
-        h, w = x.shape[-2], x.shape[-1]
-        oh, ow = oh or h, ow or w
-        if h % oh or w % ow:
-            raise NotImplementedError(
-                f"AdaptiveAvgPool2d from {h}x{w} to {oh}x{ow}: only output sizes that divide "
-                "the input size are supported"
-            )
+        k = adaptive_window("AdaptiveAvgPool2d", self.out, x)
         if isinstance(x, SharedTensor):
-            return x.avg_pool2d((h // oh, w // ow))
-        return F.avg_pool2d(x, (h // oh, w // ow))
+            return x.avg_pool2d(k)
+        return F.avg_pool2d(x, k)
+
+
+def adaptive_window(name: str, output_size, x) -> tuple[int, int]:
+    """The window (= stride) of an adaptive 2-D pooling of ``x`` to
+    ``output_size`` (an int, a pair, None entries keeping the input size);
+    NotImplementedError where the output size does not divide the input."""
+    oh, ow = (output_size, output_size) if isinstance(output_size, int) else output_size
+    h, w = x.shape[-2], x.shape[-1]
+    oh, ow = oh or h, ow or w
+    if h % oh or w % ow:
+        raise NotImplementedError(
+            f"{name} from {h}x{w} to {oh}x{ow}: only output sizes that divide "
+            "the input size are supported"
+        )
+    return h // oh, w // ow
 
 
 class BatchNorm(Module):

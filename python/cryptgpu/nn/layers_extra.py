@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..tensor import SharedTensor
-from .layers import LayerNorm, _public_input
+from .layers import LayerNorm, _public_input, adaptive_window
 from .module import Module
 from .stats import BATCHNORM, OTHER, POOLING
 
@@ -98,18 +98,12 @@ class AdaptiveMaxPool2d(Module):
 
     def forward(self, x):
         """The maximum of each window."""
-        oh, ow = (self.out, self.out) if isinstance(self.out, int) else self.out
-        h, w = x.shape[-2], x.shape[-1]
-        oh, ow = oh or h, ow or w
-        if h % oh or w % ow:
-            raise NotImplementedError(
-                f"AdaptiveMaxPool2d from {h}x{w} to {oh}x{ow}: only sizes that divide the input"
-            )
+        k = adaptive_window("AdaptiveMaxPool2d", self.out, x)
         if not isinstance(x, SharedTensor):
-            return F.adaptive_max_pool2d(x, (oh, ow))
-        if (oh, ow) == (1, 1):
+            return F.max_pool2d(x, k)
+        if k == tuple(x.shape[-2:]):  # global: one tournament over H x W
             return x.flatten(-2).amax(-1, keepdim=True).unsqueeze(-1)
-        return x.max_pool2d((h // oh, w // ow))
+        return x.max_pool2d(k)
 
 
 def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=None, **kwargs):

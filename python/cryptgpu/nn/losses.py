@@ -77,7 +77,32 @@ class _Tracked(Module):
             return self.forward(x, target)
 
 
-class CrossEntropyLoss(_Tracked):
+class _ClassLoss(_Tracked):
+    """What the class-label losses share with torch's: ``weight`` (public
+    class weights), ``ignore_index``, ``reduction`` (and the deprecated
+    size_average / reduce, refused unless None)."""
+
+    def __init__(self, weight, size_average, ignore_index, reduce, reduction) -> None:
+        super().__init__()
+        self.reduction = _reduction(_legacy(size_average, reduce, reduction))
+        if isinstance(weight, SharedTensor):
+            raise NotImplementedError(f"{type(self).__name__} with shared class weights")
+        self.weight = None if weight is None else torch.as_tensor(weight, dtype=torch.float64)
+        self.ignore_index = int(ignore_index)
+
+    def _label_rows(self, t, like):
+        """(one-hot [N, C] of the labels, each row's weight: the label's
+        class weight, 0 for ignore_index rows)."""
+        c = like.shape[1]
+        if self.weight is not None and self.weight.numel() != c:
+            raise RuntimeError(f"weight tensor should be defined for all {c} classes")
+        keep = t != self.ignore_index
+        safe = torch.where(keep, t, torch.zeros_like(t))
+        w = torch.ones(c, dtype=torch.float64) if self.weight is None else self.weight
+        return _one_hot(safe, like), w[safe.long()] * keep.double()
+
+
+class CrossEntropyLoss(_ClassLoss):
     """Cross-entropy of logits [N, C] (or [C], or [N, C, d1, ...]) against
     labels or one-hot / probability targets, as ``torch.nn.CrossEntropyLoss``:
     ``weight`` (public class weights, with labels), ``ignore_index`` (with
@@ -99,31 +124,21 @@ class CrossEntropyLoss(_Tracked):
         reduction: str = "mean",
         label_smoothing: float = 0.0,
     ) -> None:
-        super().__init__()
-        self.reduction = _reduction(_legacy(size_average, reduce, reduction))
-        if isinstance(weight, SharedTensor):
-            raise NotImplementedError("CrossEntropyLoss with shared class weights")
-        self.weight = None if weight is None else torch.as_tensor(weight, dtype=torch.float64)
-        self.ignore_index = int(ignore_index)
+        super().__init__(weight, size_average, ignore_index, reduce, reduction)
         if not 0.0 <= float(label_smoothing) <= 1.0:
             raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
         self.label_smoothing = float(label_smoothing)
 
     def _targets(self, logits, target):
-        """(target rows [N, C], per-row weights or None, count of rows kept)
-        for labels (with ignore_index and class weights), or one-hot /
-        probability targets (shared or public), label smoothing applied."""
+        """(target rows [N, C], per-row weights or None) for labels (with
+        ignore_index and class weights), or one-hot / probability targets
+        (shared or public), label smoothing applied."""
         c = logits.shape[1]
         rows = None
         t = None if isinstance(target, SharedTensor) else torch.as_tensor(target)
         if t is not None and t.dim() == 1 and not t.is_floating_point():
-            keep = t != self.ignore_index
-            if self.weight is not None and self.weight.numel() != c:
-                raise RuntimeError(f"weight tensor should be defined for all {c} classes")
-            y = _one_hot(torch.where(keep, t, torch.zeros_like(t)), logits)
-            w = torch.ones(c, dtype=torch.float64) if self.weight is None else self.weight
-            rows = w[torch.where(keep, t, torch.zeros_like(t)).long()] * keep.double()
-            if bool(keep.all()) and self.weight is None:
+            y, rows = self._label_rows(t, logits)
+            if self.weight is None and bool((t != self.ignore_index).all()):
                 rows = None  # plain labels: no per-row factors
         else:
             if self.weight is not None:
@@ -210,7 +225,7 @@ class CrossEntropyLoss(_Tracked):
         return ag.record(loss, (logits,), back)
 
 
-class NLLLoss(_Tracked):
+class NLLLoss(_ClassLoss):
     """Negative log-likelihood of log-probabilities [N, C] (a LogSoftmax's
     output) against labels, as ``torch.nn.NLLLoss``: -x[i, y_i] times the
     label's weight, averaged over the weights (``reduction="mean"``), summed
@@ -226,10 +241,7 @@ class NLLLoss(_Tracked):
         reduce=None,
         reduction: str = "mean",
     ) -> None:
-        super().__init__()
-        self.reduction = _reduction(_legacy(size_average, reduce, reduction))
-        self.weight = None if weight is None else torch.as_tensor(weight, dtype=torch.float64)
-        self.ignore_index = int(ignore_index)
+        super().__init__(weight, size_average, ignore_index, reduce, reduction)
 
     def forward(self, x, target):
         """reduction(-weight[y_i] x[i, y_i])."""
@@ -247,12 +259,7 @@ class NLLLoss(_Tracked):
             if self.weight is not None:
                 raise NotImplementedError("NLLLoss with class weights and shared targets")
             return _reduce((x * _one_hot(target, x)).sum(1).neg(), self.reduction)
-        t = torch.as_tensor(target)
-        keep = t != self.ignore_index
-        safe = torch.where(keep, t, torch.zeros_like(t))
-        y = _one_hot(safe, x)
-        w = torch.ones(x.shape[1], dtype=torch.float64) if self.weight is None else self.weight
-        rows = w[safe.long()] * keep.double()
+        y, rows = self._label_rows(torch.as_tensor(target), x)
         per = (x * (y * rows.reshape(-1, 1))).sum(1).neg()
         if self.reduction == "mean":
             total = float(rows.sum())

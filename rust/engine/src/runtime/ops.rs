@@ -199,20 +199,16 @@ impl Session {
 
     /// Division by a positive public integer (sum -> mean, pooling).
     pub fn div_public_int(&self, x: &Tensor, d: u64) -> Result<Tensor> {
-        self.check(x)?;
-        if d == 0 {
-            return invalid("division by zero");
-        }
-        if d == 1 {
-            return Ok(x.clone());
-        }
-        let r = self.run("truncate", |p| p.divide(x.at(p.rank)?, d))?;
-        Ok(self.wrap(x.shape.clone(), r))
+        self.div_int(x, d, false)
     }
 
     /// [`Session::div_public_int`] with independent rounding of equal
     /// elements (`Party::divide_fresh`): the same rounds and bytes.
     pub fn div_public_int_fresh(&self, x: &Tensor, d: u64) -> Result<Tensor> {
+        self.div_int(x, d, true)
+    }
+
+    fn div_int(&self, x: &Tensor, d: u64, fresh: bool) -> Result<Tensor> {
         self.check(x)?;
         if d == 0 {
             return invalid("division by zero");
@@ -220,7 +216,14 @@ impl Session {
         if d == 1 {
             return Ok(x.clone());
         }
-        let r = self.run("truncate", |p| p.divide_fresh(x.at(p.rank)?, d))?;
+        let r = self.run("truncate", |p| {
+            let xs = x.at(p.rank)?;
+            if fresh {
+                p.divide_fresh(xs, d)
+            } else {
+                p.divide(xs, d)
+            }
+        })?;
         Ok(self.wrap(x.shape.clone(), r))
     }
 
