@@ -54,13 +54,18 @@ impl Party {
     /// components are zero: P0's share of g is its zero share alone, and
     /// P1's and P2's local AND term is the one product of their two
     /// nonzero components (written out, not multiplied by zero planes).
-    fn binary_inputs(&mut self, x: &AShare, gn: usize) -> Result<(AShare, AShare)> {
+    /// `plus` is a public ring constant added to x first: P0 adds it to
+    /// y, which it computes anyway (no copy of x on any party).
+    fn binary_inputs(&mut self, x: &AShare, gn: usize, plus: u64) -> Result<(AShare, AShare)> {
         let n = x.len();
         let planes = 64 * n.div_ceil(64);
         let dev = self.dev.clone();
         let p = match self.rank {
             0 => {
-                let y = dev.map2(Op2::Add, &x.a, &x.b)?;
+                let mut y = dev.map2(Op2::Add, &x.a, &x.b)?;
+                if plus != 0 {
+                    dev.map1_into(Op1::AddScalar(plus), &mut y)?;
+                }
                 let r = self.rand_next(planes)?;
                 let c0 = dev.map2(Op2::Xor, &dev.to_planes(&y)?, &r)?;
                 self.round(vec![(Peer::Prev, c0.clone())], &[])?;
@@ -97,7 +102,7 @@ impl Party {
     /// one round for the inputs, one for g = y & x_2, then 6 prefix levels.
     pub fn a2b(&mut self, x: &AShare) -> Result<AShare> {
         let nw = x.len().div_ceil(64);
-        let (p0, mut g) = self.binary_inputs(x, 64 * nw)?;
+        let (p0, mut g) = self.binary_inputs(x, 64 * nw, 0)?;
         let mut p = p0.clone();
         let dev = self.dev.clone();
         let mut shift = 1;
@@ -165,9 +170,15 @@ impl Party {
     /// Sign bit of an arithmetic sharing, as a replicated binary sharing of
     /// one packed plane (nw words). 8 rounds (module table).
     pub fn msb(&mut self, x: &AShare) -> Result<AShare> {
+        self.msb_plus(x, 0)
+    }
+
+    /// The sign bit of x + `plus` (a public ring constant), at msb's cost:
+    /// ReLU's [x <= 0] is msb(x - 1 unit).
+    pub fn msb_plus(&mut self, x: &AShare, plus: u64) -> Result<AShare> {
         let nw = x.len().div_ceil(64);
         // p_j = y_j ^ x2_j (local); g_j = y_j & x2_j for j < 63 (one round).
-        let (p, mut gs) = self.binary_inputs(x, 63 * nw)?;
+        let (p, mut gs) = self.binary_inputs(x, 63 * nw, plus)?;
         // Groups, lowest bits first, as two plane stacks: G of groups
         // 0..cnt, and P of groups 1..cnt, group k's P at plane k - 1 + poff
         // of `ps` (the lowest group's P is never needed: nothing carries into

@@ -64,8 +64,7 @@ impl Party {
         let n = x.len();
         // c = msb(x - 1 unit): the same output as msb(x) (both give 0 at
         // x = 0) and torch's derivative at 0, which is 0 (msb(x) gave 1).
-        let below = local::add_scalar(&*self.dev, self.rank, x, u64::MAX)?;
-        let c = self.msb(&below)?;
+        let c = self.msb_plus(x, u64::MAX)?;
         if !mask {
             let m = self.bit_inject(&c, x, n, 1)?;
             return Ok((local::sub(&*self.dev, x, &m)?, None));
