@@ -48,20 +48,22 @@ class ReductionOps:
         n = 1
         for d in dims:
             n *= self._t.shape[d]
-        out = self.sum(dims, keepdim)
-        if n == 0 and out.numel():
-            # torch answers NaN, which fixed point cannot hold
-            raise ValueError(
-                f"mean over an empty dimension of shape {tuple(self.shape)} is NaN, "
-                "which is not representable in fixed point"
-            )
         if n == 0:
+            out = self.sum(dims, keepdim)
+            if out.numel():
+                # torch answers NaN, which fixed point cannot hold
+                raise ValueError(
+                    f"mean over an empty dimension of shape {tuple(self.shape)} is NaN, "
+                    "which is not representable in fixed point"
+                )
             return out
-        if not ag.needs_grad(self):
-            return out.div(n)
-        with ag.no_grad():
-            out = out.div(n)
-        gr.record_mean(out, self, dims, n)
+        recorded = ag.needs_grad(self)
+        # one recorded operation (its own backward below), its division
+        # still truncated as training work when recorded
+        with ag.inside(recorded):
+            out = self.sum(dims, keepdim).div(n)
+        if recorded:
+            gr.record_mean(out, self, dims, n)
         return out
 
     def _div_fresh(self, n: int) -> TensorBase:
@@ -74,9 +76,8 @@ class ReductionOps:
         power of two is unbiased, where the one by other integers keeps a
         bias of up to 0.1 units (its rounded 2^64 / n), 12% of a gradient
         of 1 / 98304. Costs a relative error of at most 2^-15 in 1/n."""
-        e = max(15 + (n - 1).bit_length() - 1, 0)  # K = 2^e / n in [2^14, 2^15]
-        k = round(2.0**e / n)
-        x = self if k == 1 else self._wrap(self._s().mul_public_int(self._t, [k]))
+        e = 14 + (n - 1).bit_length()  # K = 2^e / n in [2^14, 2^15]
+        x = self._wrap(self._s().mul_public_int(self._t, [round(2.0**e / n)]))
         return x._wrap(x._s().div_public_int_fresh(x._t, 1 << e))
 
 

@@ -271,10 +271,10 @@ class ShapeOps:
         where = flat[keep].tolist()
         vshape = tuple(value.shape) if hasattr(value, "shape") else np.shape(value)
         try:
-            np.broadcast_shapes(vshape, pos.shape)
-            if len(vshape) > len(pos.shape) or np.broadcast_shapes(vshape, pos.shape) != pos.shape:
-                raise ValueError
+            fits = np.broadcast_shapes(vshape, pos.shape) == pos.shape
         except ValueError:
+            fits = False
+        if not fits:
             raise ShapeError(
                 f"shape mismatch: value tensor of shape {list(vshape)} cannot be broadcast to "
                 f"indexing result of shape {list(pos.shape)}"
