@@ -407,6 +407,22 @@ def reset_stats() -> None:
     _ctx.layer_stats = {}
 
 
+def device() -> torch.device:
+    """Where the current session keeps its shares: ``cpu`` or ``cuda``."""
+    return torch.device(_ctx.device or "cpu")
+
+
+def dropout_scale(shape, p: float) -> torch.Tensor:
+    """A dropout mask of ``shape`` scaled for ``p`` (0 where dropped, 1 / (1 -
+    p) elsewhere; all zero for p = 1) in float64, drawn from the parties'
+    :func:`common_generator`: every party draws the same mask, independent of
+    the data."""
+    if p == 1:
+        return torch.zeros(tuple(shape), dtype=torch.float64)
+    keep = torch.rand(tuple(shape), generator=common_generator(), dtype=torch.float64) >= p
+    return keep.double() / (1 - p)
+
+
 def common_generator():
     """A torch generator that the three parties seed alike, made at first use
     in a session from the engine's joint coin: each party shares a random

@@ -99,17 +99,13 @@ def cryptensor(
             f"precision={precision}: this session encodes with precision_bits="
             f"{s.precision_bits} (set it in cryptgpu.init)"
         )
-    if device is not None and torch.device(device).type != _session_device_type():
+    here = _session.device().type
+    if device is not None and torch.device(device).type != here:
         raise ValueError(
-            f"device={device!r}: this session's tensors live on {_session_device_type()} "
+            f"device={device!r}: this session's tensors live on {here} "
             "(choose it in cryptgpu.init(device=...))"
         )
     out = SharedTensor._share(_plain_array(data, "cryptensor"), src)
     # a torch tensor that requires grad gives a leaf that does, as CrypTen's
     requires_grad = requires_grad or bool(getattr(data, "requires_grad", False))
     return out.requires_grad_(requires_grad) if requires_grad else out
-
-
-def _session_device_type() -> str:
-    """ "cpu" or "cuda": where the current session keeps its shares."""
-    return torch.device(_session._ctx.device or "cpu").type

@@ -115,9 +115,8 @@ class ActivationOps:
     def pos_pow(self, p) -> TensorBase:
         """x^p for x > 0 (CrypTen's ``pos_pow``): x^floor(p) by products
         times x^(p - floor(p)), a square root for a half (x^1.5 = x sqrt(x),
-        1e-4 relative), exp(frac log x) otherwise (CrypTen's exp and log,
-        their ranges and error: a few 1e-3); a negative p through the
-        reciprocal."""
+        1e-4 relative), exp(frac log x) otherwise (CrypTen's exp: a few
+        1e-3); a negative p through the reciprocal."""
         p = float(p)
         if p < 0:
             return self.pos_pow(-p).reciprocal()
@@ -161,12 +160,7 @@ class ActivationOps:
             raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
         if not training or p == 0:
             return self
-        if p == 1:
-            out = self * 0
-        else:
-            g = _session.common_generator()
-            keep = torch.rand(tuple(self.shape), generator=g, dtype=torch.float64) >= p
-            out = self * (keep.double() / (1 - p))
+        out = self * _session.dropout_scale(self.shape, p)
         return self._assign(out, "dropout_") if inplace else out
 
     def repeat_interleave(self, repeats, dim=None) -> TensorBase:

@@ -188,7 +188,7 @@ class TensorBase(ag.Node):
     def device(self) -> torch.device:
         """Where the shares are computed: ``cpu``, or ``cuda`` for a session
         on the CUDA device (each party's shares on its own GPU)."""
-        return torch.device(_session._ctx.device or "cpu")
+        return _session.device()
 
     @property
     def is_cuda(self) -> bool:

@@ -88,10 +88,18 @@ def _linear(x, weight, bias=None):
     return y if bias is None else y + bias
 
 
+def _shared_input(x, weight, bias):
+    """A convolution's input as a SharedTensor: a public torch input (with
+    shared weights or bias) becomes a sharing of the public value (no
+    messages)."""
+    if isinstance(x, TensorBase):
+        return x
+    shared = weight if isinstance(weight, TensorBase) else bias
+    return shared._public(torch.as_tensor(x, dtype=torch.float64).detach().numpy())
+
+
 def _conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    if not isinstance(x, TensorBase):  # a public input, shared weights or bias
-        shared = weight if isinstance(weight, TensorBase) else bias
-        x = shared._public(torch.as_tensor(x, dtype=torch.float64).detach().numpy())
+    x = _shared_input(x, weight, bias)
     return x.conv2d(weight, bias, stride, padding, dilation, groups)
 
 
@@ -159,9 +167,7 @@ def _unary(name):
 
 
 def _conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    if not isinstance(x, TensorBase):  # a public input, shared weights or bias
-        shared = weight if isinstance(weight, TensorBase) else bias
-        x = shared._public(torch.as_tensor(x, dtype=torch.float64).detach().numpy())
+    x = _shared_input(x, weight, bias)
     return x.conv1d(weight, bias, stride, padding, dilation, groups)
 
 
@@ -177,14 +183,6 @@ def _avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_i
     if ceil_mode or not count_include_pad:
         raise NotImplementedError("avg_pool1d with ceil_mode or count_include_pad=False")
     return x.avg_pool1d(kernel_size, stride, padding)
-
-
-def _adaptive_avg_pool1d(x, output_size):
-    o = output_size[0] if isinstance(output_size, (tuple, list)) else output_size
-    n = x.shape[-1]
-    if n % o:
-        raise NotImplementedError(f"adaptive_avg_pool1d from {n} to {o} (sizes that divide only)")
-    return x.mean(-1, keepdim=True) if o == 1 else x.avg_pool1d(n // o)
 
 
 def _dropout(x, p=0.5, training=True, inplace=False):
@@ -269,7 +267,6 @@ TABLE = {
     F.conv1d: _conv1d,
     F.max_pool1d: _max_pool1d,
     F.avg_pool1d: _avg_pool1d,
-    F.adaptive_avg_pool1d: _adaptive_avg_pool1d,
     F.normalize: _normalize,
     torch.linalg.vector_norm: _vector_norm,
     torch.zeros_like: _public_like(0.0),

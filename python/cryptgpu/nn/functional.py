@@ -13,7 +13,8 @@ import torch.nn.functional as F
 
 from ..torch_dispatch import TABLE
 from . import transformer
-from .layers import AdaptiveAvgPool2d, Dropout, LayerNorm
+from .layers import AdaptiveAvgPool2d, LayerNorm
+from .layers1d import AdaptiveAvgPool1d
 from .layers_extra import AdaptiveMaxPool2d, GroupNorm, interpolate
 from .stats import BATCHNORM, LINEAR, OTHER, POOLING, RELU, SOFTMAX
 
@@ -30,11 +31,6 @@ def _flatten(x, start_dim=0, end_dim=-1):
     return x.flatten(start_dim, end_dim)
 
 
-def _dropout(x, p=0.5, training=True, inplace=False):
-    d = Dropout(p)
-    return d.train(bool(training)).forward(x)
-
-
 def _sum(x, dim=None, keepdim=False, *, dtype=None):
     return x.sum(dim, keepdim)
 
@@ -45,6 +41,10 @@ def _mean(x, dim=None, keepdim=False, *, dtype=None):
 
 def _clamp(x, min=None, max=None):  # noqa: A002 - torch's names
     return x.clamp(min, max)
+
+
+def _adaptive_avg_pool1d(x, output_size):
+    return AdaptiveAvgPool1d(output_size).forward(x)
 
 
 def _group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
@@ -63,8 +63,8 @@ _relu, _gelu, _tanh, _sigmoid = (TABLE[f] for f in (F.relu, F.gelu, F.tanh, F.si
 _max_pool2d, _avg_pool2d, _pad, _linear = (
     TABLE[f] for f in (F.max_pool2d, F.avg_pool2d, F.pad, F.linear)
 )
-_softmax, _log_softmax, _cat, _stack = (
-    TABLE[f] for f in (F.softmax, F.log_softmax, torch.cat, torch.stack)
+_softmax, _log_softmax, _cat, _stack, _dropout = (
+    TABLE[f] for f in (F.softmax, F.log_softmax, torch.cat, torch.stack, F.dropout)
 )
 
 # torch.<name>(shared, ...) in a graph runs as torch's own call: SharedTensor's
@@ -161,9 +161,9 @@ FUNCTIONS = {
             F.conv1d,
             F.max_pool1d,
             F.avg_pool1d,
-            F.adaptive_avg_pool1d,
         )
     },
+    F.adaptive_avg_pool1d: (_adaptive_avg_pool1d, POOLING),
     # comparisons and selections on private values (also public ones: the
     # masks a transformers model builds run in plaintext, as before)
     operator.eq: (operator.eq, RELU),
@@ -221,5 +221,6 @@ TABLE.update(
         F.layer_norm: _layer_norm,
         F.scaled_dot_product_attention: transformer.scaled_dot_product_attention,
         F.adaptive_avg_pool2d: _adaptive_avg_pool2d,
+        F.adaptive_avg_pool1d: _adaptive_avg_pool1d,
     }
 )

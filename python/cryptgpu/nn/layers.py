@@ -587,11 +587,7 @@ class Dropout(Module):
         """``x`` in eval mode; ``x`` times a fresh scaled 0/1 mask in training."""
         if not self.training or self.p == 0:
             return x
-        if self.p == 1:
-            return x * torch.zeros(tuple(x.shape), dtype=torch.float64)
-        g = _session.common_generator()
-        keep = torch.rand(tuple(x.shape), generator=g, dtype=torch.float64) >= self.p
-        return x * _like(x, keep.double() / (1 - self.p))[0]
+        return x * _like(x, _session.dropout_scale(x.shape, self.p))[0]
 
 
 class Identity(Module):

@@ -11,14 +11,9 @@ import torch.nn.functional as F
 
 from .. import _session
 from ..tensor import SharedTensor
+from .layers import _as_operand, _fresh, _like, _public_input
 from .module import Module
 from .stats import LINEAR, POOLING
-
-
-def _as_operand(p):
-    return (
-        p if isinstance(p, SharedTensor) or p is None else torch.as_tensor(p, dtype=torch.float64)
-    )
 
 
 class Conv1d(Module):
@@ -35,8 +30,7 @@ class Conv1d(Module):
             layer = torch.nn.Conv1d(*args, **kwargs)
             if isinstance(layer.padding, str) or layer.padding_mode != "zeros":
                 raise NotImplementedError("Conv1d with string padding or a padding_mode")
-            weight = layer.weight.detach().clone()
-            bias = None if layer.bias is None else layer.bias.detach().clone()
+            weight, bias = _fresh(layer)
             conf = (layer.stride[0], layer.padding[0], layer.dilation[0], layer.groups)
         else:
 
@@ -52,12 +46,10 @@ class Conv1d(Module):
         """The convolution of an NCL SharedTensor (or plaintext tensor)."""
         w, b = self._params["weight"], self._params["bias"]
         conf = (self.stride, self.padding, self.dilation, self.groups)
-        if isinstance(x, torch.Tensor) and isinstance(w, SharedTensor):
-            x = w._public(x.detach().to(torch.float64).numpy())
+        x = _public_input(x, w)
         if isinstance(x, SharedTensor):
-            return x.conv1d(_as_operand(w), _as_operand(b), *conf)
-        b = None if b is None else torch.as_tensor(b, dtype=x.dtype)
-        return F.conv1d(x, torch.as_tensor(w, dtype=x.dtype), b, *conf)
+            return x.conv1d(_as_operand(w), None if b is None else _as_operand(b), *conf)
+        return F.conv1d(x, *_like(x, w, b), *conf)
 
 
 class MaxPool1d(Module):
@@ -133,26 +125,21 @@ class _ChannelDropout(Module):
         if not self.training or self.p == 0:
             return x
         if not isinstance(x, SharedTensor):
-            return F.dropout(x, self.p, True) if x.dim() < 2 else _plain_channels(x, self.p)
-        if self.p == 1:
-            return x * 0
-        shape = tuple(x.shape[:2]) + (1,) * (x.dim() - 2)
-        g = _session.common_generator()
-        keep = torch.rand(shape, generator=g, dtype=torch.float64) >= self.p
-        return x * (keep.double() / (1 - self.p)).expand(tuple(x.shape))
-
-
-def _plain_channels(x, p):
-    keep = (torch.rand(x.shape[:2], dtype=x.dtype) >= p).to(x.dtype) / (1 - p)
-    return x * keep.reshape(tuple(x.shape[:2]) + (1,) * (x.dim() - 2))
+            return type(self)._plain(x, self.p, True)
+        scale = _session.dropout_scale(tuple(x.shape[:2]) + (1,) * (x.dim() - 2), self.p)
+        return x * scale.expand(tuple(x.shape))
 
 
 class Dropout1d(_ChannelDropout):
     """``torch.nn.Dropout1d(p)``: whole channels of an NCL input."""
 
+    _plain = F.dropout1d
+
 
 class Dropout2d(_ChannelDropout):
     """``torch.nn.Dropout2d(p)``: whole channels of an NCHW input."""
+
+    _plain = F.dropout2d
 
 
 def converters(plain) -> dict:
