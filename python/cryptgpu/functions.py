@@ -115,18 +115,7 @@ def ratio_inv_sqrt(num, den, lo_exp: int = -10, hi_exp: int = 30):
     Adam, whose second moment spans many octaves."""
     if lo_exp % 2 or hi_exp % 2 or not lo_exp < hi_exp:
         raise ValueError("ratio_inv_sqrt needs even exponents lo_exp < hi_exp")
-    if _is_shared(den):
-        # no encoded value reaches 2^(63 - 2f): above 16 fractional bits the
-        # top thresholds (2^28 at f = 18) could not even be encoded
-        # (and the range reduction's integer factors 2^(-j-1) must stay
-        # below 2^(63 - 2f): at f = 24 the bottom bucket starts at 2^-14)
-        top = 62 - 2 * den._s().precision_bits
-        hi_exp = min(hi_exp, top - top % 2)
-        lo_exp = max(lo_exp, -top + top % 2)
-        if not lo_exp < hi_exp:
-            raise ValueError(
-                f"ratio_inv_sqrt: no range left at {den._s().precision_bits} fractional bits"
-            )
+    lo_exp, hi_exp = _encodable_exps(den, lo_exp, hi_exp, 2, "ratio_inv_sqrt")
     starts = list(range(lo_exp, hi_exp, 2))  # bucket j covers [2^j, 2^(j+2))
     ind = _bucket_indicator(den, starts, "ratio_inv_sqrt")
     half = (ind * _pow2_copies(den, [-j - 1 for j in starts])).sum(0)  # d / 2, d in [1, 4)
@@ -140,6 +129,24 @@ def ratio_inv_sqrt(num, den, lo_exp: int = -10, hi_exp: int = 30):
     for _ in range(3):
         y = y * (1.5 - half * (y * y))
     return num_n * y
+
+
+def _encodable_exps(x, lo_exp: int, hi_exp: int, step: int, label: str) -> tuple[int, int]:
+    """[lo_exp, hi_exp) narrowed (on multiples of ``step``) to what x's
+    session can encode: no value reaches 2^(63 - 2f), so above 16 fractional
+    bits the top thresholds (2^28 at f = 18) could not even be encoded, and
+    the range reduction's integer factors 2^-j must stay below 2^(63 - 2f)
+    (at f = 24 the bottom bucket starts at 2^-14). A plaintext x keeps the
+    range."""
+    if not _is_shared(x):
+        return lo_exp, hi_exp
+    f = x._s().precision_bits
+    top = 62 - 2 * f
+    top -= top % step
+    lo_exp, hi_exp = max(lo_exp, -top), min(hi_exp, top)
+    if not lo_exp < hi_exp:
+        raise ValueError(f"{label}: no range left at {f} fractional bits")
+    return lo_exp, hi_exp
 
 
 def _bucket_indicator(x, starts, label: str):
@@ -211,14 +218,12 @@ def log(x, lo_exp: int = -16, hi_exp: int = 30):
     encoded x over the whole range, where CrypTen's Householder iteration
     (:func:`log_crypten`, kept) was 1e-2 off at 10, 0.078 at 1e-3 and wrong
     beyond 200 (cross-entropy values came out low by up to 51%)."""
-    if _is_shared(x):
-        top = 62 - 2 * x._s().precision_bits  # as ratio_inv_sqrt
-        hi_exp, lo_exp = min(hi_exp, top), max(lo_exp, -top)
+    lo_exp, hi_exp = _encodable_exps(x, lo_exp, hi_exp, 1, "log")
     starts = list(range(lo_exp, hi_exp))
     ind = _bucket_indicator(x, starts, "log")
     m = (ind * _pow2_copies(x, [-j for j in starts])).sum(0)  # in [1, 2)
     j = _octave_index(ind, starts)
-    return _horner(_LOG1P_UNIT, m - 1.0) + j * math.log(2.0)
+    return log1p_unit(m - 1.0) + j * math.log(2.0)
 
 
 def _octave_index(ind, starts):
