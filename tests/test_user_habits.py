@@ -684,3 +684,45 @@ def test_functional_forms_multi_input_models_and_plain_modules(session):
     assert bn.eval()(x).dtype == torch.float32
     with pytest.raises(TypeError, match="get_plain_text"):
         C(a).tolist()
+
+
+def test_the_session_stays_usable_after_bad_input_to_the_2026_12_05_apis(session):
+    """Bad arguments to the activations, losses, 1-D and extra layers, norms,
+    clipping and cryptensor keywords added on 2026-12-05 raise the Python
+    exception torch would (or a clear NotImplementedError), before any
+    party communicates; the session computes correctly afterwards."""
+    x = C(torch.randn(2, 3, 4))
+    y = C(torch.randn(2, 3))
+    w = C(torch.ones(2))
+    w.grad = C(torch.ones(2))
+    cases = [
+        (cryptgpu.InvalidArgumentError, lambda: y.softplus(beta=0.0)),
+        (ValueError, lambda: y.celu(alpha=0.0)),
+        (ValueError, lambda: y.dropout(1.5)),
+        (cryptgpu.InvalidArgumentError, lambda: y.polynomial([])),
+        (NotImplementedError, lambda: y.norm(p=3)),
+        (RuntimeError, lambda: y.masked_fill(torch.ones(2, 3), 0.0)),
+        (NotImplementedError, lambda: y.repeat_interleave(torch.tensor([1, 2]))),
+        (
+            NotImplementedError,
+            lambda: F.interpolate(x.unsqueeze(0), scale_factor=2, mode="bilinear"),
+        ),
+        (NotImplementedError, lambda: F.interpolate(x.unsqueeze(0), scale_factor=1.5)),
+        (RuntimeError, lambda: crypten.nn.GroupNorm(2)(x)),  # 3 channels in 2 groups
+        (NotImplementedError, lambda: F.adaptive_avg_pool1d(x, 3)),
+        (cryptgpu.InvalidArgumentError, lambda: x.conv1d(torch.ones(2, 3, 2), stride=(1, 2))),
+        (cryptgpu.ShapeError, lambda: y.conv1d(torch.ones(2, 3, 2).unsqueeze(0))),
+        (ValueError, lambda: crypten.nn.CrossEntropyLoss(label_smoothing=-0.1)),
+        (RuntimeError, lambda: F.cross_entropy(y, torch.tensor([0, 1]), weight=torch.ones(4))),
+        (RuntimeError, lambda: crypten.nn.SmoothL1Loss(beta=0)),
+        (NotImplementedError, lambda: crypten.nn.utils.clip_grad_norm_([w], 1.0, 3)),
+        (ValueError, lambda: C(torch.ones(2), precision=12)),
+        (TypeError, lambda: C(torch.ones(2), colour="red")),
+        (TypeError, lambda: y.tolist()),
+    ]
+    for i, (kind, call) in enumerate(cases):
+        with pytest.raises(kind):
+            call()
+            pytest.fail(f"case {i} raised nothing")
+    a = torch.tensor([[1.0, -2.0, 0.5]], dtype=torch.float64)
+    assert_close(pt(C(a).leaky_relu(0.1)), F.leaky_relu(a, 0.1), ENC + TRUNC)
