@@ -142,6 +142,29 @@ def test_method_form_matches_function(session):
         assert (got - want).abs().max() <= K_EXP * 4 * ULP * (1 + want.abs().max())
 
 
+def test_range_reduced_sqrt_and_log_cost_the_table(session):
+    """README's cost table: sqrt (and inv_sqrt) 42 rounds, log 34; each is
+    one batched comparison of x with its thresholds (22 for the even
+    octaves of 2^-16..2^30, 45 for all of them), which costs every party
+    exactly that many times one comparison of x (n a multiple of 64: the
+    bit planes are full), then products (log: one Horner call)."""
+    x = cryptgpu.cryptensor(torch.rand(640, dtype=torch.float64) + 0.5)
+    cryptgpu.reset_stats()
+    x._ltz("ltz")
+    one = [p["ltz"]["bytes"] for p in cryptgpu.stats(per_party=True)["parties"]]
+    for fn, label, thresholds, rounds in (
+        (fx.sqrt, "ratio_inv_sqrt", 22, 42),
+        (fx.inv_sqrt, "ratio_inv_sqrt", 22, 42),
+        (fx.log, "log", 45, 34),
+    ):
+        cryptgpu.reset_stats()
+        fn(x)
+        st = cryptgpu.stats(per_party=True)
+        assert cryptgpu.stats()["total"]["rounds"] == rounds, label
+        assert [p[label]["bytes"] for p in st["parties"]] == [thresholds * b for b in one]
+        assert st["ops"][label]["calls"] == 1
+
+
 def test_std_and_norms_beyond_crypten_sqrt_range(session):
     """std and a hand-written norm whose variance or square sum is far
     outside [0.1, 130] (CrypTen's sqrt range: std of [100, 200, 300] was
