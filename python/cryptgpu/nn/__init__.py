@@ -76,6 +76,7 @@ from .losses import (
     SmoothL1Loss,
 )
 from .module import Module, ModuleList, Sequential
+from .recurrent import GRU, LSTM, RNN
 from .stats import (
     BATCHNORM,
     LINEAR,
@@ -167,6 +168,9 @@ __all__ = [
     "Dropout1d",
     "Dropout2d",
     "MaxPool1d",
+    "GRU",
+    "LSTM",
+    "RNN",
     "check_overflow",
     "cat",
     "cryptensor",

@@ -12,7 +12,7 @@ import threading
 import torch
 
 from ..tensor import SharedTensor
-from . import activations, hf, layers1d, layers_extra, to_torch, transformer
+from . import activations, hf, layers1d, layers_extra, recurrent, to_torch, transformer
 from .functional import FUNCTIONS as _FUNCTIONS
 from .functional import PUBLIC_FUNCTIONS as _PUBLIC_FUNCTIONS
 from .layers import (
@@ -110,7 +110,7 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
         )
         bn._affine = _bn_affine(m)  # exact, from the owner's plaintext
         return bn
-    for table in (activations, layers1d, layers_extra):
+    for table in (activations, layers1d, layers_extra, recurrent):
         act = table.converters(_plain).get(type(m))
         if act is not None:
             return act(m)
@@ -508,9 +508,10 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
     # A bare layer (nn.Linear, ...) traces to its functional form, and fx
     # cannot trace into a transformer encoder or decoder (control flow on
     # its masks); wrapped, each stays one module call, converted whole (the
-    # transformer ones by a wrapper with their own inputs and masks).
+    # transformer and recurrent ones by a wrapper with their own inputs,
+    # masks and initial states).
     root = None
-    wrapped = transformer.whole(model)
+    wrapped = transformer.whole(model) or recurrent.whole(model)
     if wrapped is not None:
         model, root = wrapped, "m"
     elif not list(model.children()) and type(model).__module__.startswith("torch.nn"):

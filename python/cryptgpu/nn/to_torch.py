@@ -8,7 +8,7 @@ import torch
 
 from ..tensor import SharedTensor
 from . import transformer
-from .layers import BatchNorm, Conv2d, Embedding, LayerNorm, Linear
+from .layers import BatchNorm
 from .module import Module
 
 
@@ -59,8 +59,8 @@ def _copy_back(m: Module, tm: torch.nn.Module) -> None:
             if k in _LAYER_PARTS:
                 _copy_back(m._modules[k], getattr(tm, k))
         return
-    if not isinstance(m, (Linear, Conv2d, BatchNorm, LayerNorm, Embedding)):
-        return
+    # Every other layer keeps torch's parameter names (Linear, Conv1d/2d,
+    # the norms, PReLU, Embedding, the recurrent layers): copied by name.
     values = dict(m._params)
     if isinstance(m, BatchNorm):
         values.update(m._buffers)

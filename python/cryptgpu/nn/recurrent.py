@@ -1,0 +1,285 @@
+"""Recurrent layers: torch.nn.RNN, LSTM and GRU on private (or public)
+sequences with private (or public) weights, as torch computes them, and
+the table converting torch's layers into them.
+
+Each layer and direction projects the whole sequence through its input
+weights in one product, then runs the cells step by step. A cell's gates
+go through one batched sigmoid (an LSTM's cell candidate as tanh(g) =
+2 sigmoid(2g) - 1 in the same call), and an LSTM's two products f*c and
+i*g are one batched multiplication. Training back-propagates through time
+by the recorded operations. Parameters keep torch's names
+(``weight_ih_l0``, ``bias_hh_l1_reverse``, ``weight_hr_l0``), so state
+dicts and ``to_pytorch`` map one to one.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .. import _session
+from ..tensor import SharedTensor
+from .layers import _as_operand, _public_input
+from .module import Module
+from .stats import OTHER
+
+
+def _lin(x, w, b):
+    """x W^T + b for shared or public x and weights."""
+    if isinstance(x, SharedTensor):
+        return x.linear(_as_operand(w), None if b is None else _as_operand(b))
+    if isinstance(w, SharedTensor):
+        x = _public_input(x, w)
+        return x.linear(w, None if b is None else _as_operand(b))
+    b = None if b is None else b.to(x.dtype)
+    return F.linear(x, w.to(x.dtype), b)
+
+
+def _add(a, b):
+    """a + b, either of them None (zero)."""
+    if a is None:
+        return b
+    return a if b is None else a + b
+
+
+def _bias(b, like):
+    """A public bias in the dtype of a public value it is added to."""
+    if b is None or isinstance(b, SharedTensor) or isinstance(like, SharedTensor):
+        return b
+    return b.to(like.dtype)
+
+
+class _Recurrent(Module):
+    """What RNN, LSTM and GRU share: torch's constructor, parameters and
+    input/output layout ([L, N, F], ``batch_first``, unbatched [L, F]),
+    stacked layers with dropout between them in training, two directions."""
+
+    kind = OTHER
+    _torch = torch.nn.RNNBase
+    gates = 1
+
+    def __init__(self, *args, _from: torch.nn.RNNBase | None = None, _plain=None, **kwargs):
+        super().__init__()
+        m = _from if _from is not None else self._torch(*args, **kwargs)
+        self.input_size, self.hidden_size = m.input_size, m.hidden_size
+        self.num_layers, self.bias = m.num_layers, m.bias
+        self.batch_first, self.dropout = m.batch_first, float(m.dropout)
+        self.bidirectional = m.bidirectional
+        self.proj_size = getattr(m, "proj_size", 0)
+        self.nonlinearity = getattr(m, "nonlinearity", "tanh")
+        for name, p in m.named_parameters():
+            self.register_parameter(name, _plain(p) if _plain else p.detach().clone())
+
+    def extra_repr(self) -> str:
+        """torch's description of the layer."""
+        return f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
+
+    def _weights(self, layer: int, direction: int):
+        sfx = f"_l{layer}" + ("_reverse" if direction else "")
+        p = self._params
+        return (
+            p[f"weight_ih{sfx}"],
+            p[f"weight_hh{sfx}"],
+            p.get(f"bias_ih{sfx}"),
+            p.get(f"bias_hh{sfx}"),
+            p.get(f"weight_hr{sfx}"),
+        )
+
+    def _any_shared(self) -> SharedTensor | None:
+        for v in self._params.values():
+            if isinstance(v, SharedTensor):
+                return v
+        return None
+
+    def _states(self, hx, batched: bool, n: int):
+        """The initial states as a list of (per layer and direction) tuples,
+        each entry None where it starts at zero."""
+        count = self.num_layers * (2 if self.bidirectional else 1)
+        many = self._state_count > 1
+        if hx is None:
+            parts = (None,) * self._state_count
+        elif many != isinstance(hx, tuple) or (many and len(hx) != self._state_count):
+            want = "a tuple (h_0, c_0)" if many else "one tensor h_0"
+            raise TypeError(f"{type(self).__name__} takes {want} as its initial state")
+        else:
+            parts = hx if many else (hx,)
+        out = []
+        for j, s in enumerate(parts):
+            if s is None:
+                out.append([None] * count)
+                continue
+            width = self._state_width(j)
+            want = (count, n, width) if batched else (count, width)
+            if tuple(s.shape) != want:
+                which = f"hidden[{j}]" if many else "hidden"
+                raise RuntimeError(f"Expected {which} size {want}, got {list(s.shape)}")
+            if not batched:
+                s = s.unsqueeze(1)
+            w = self._any_shared()
+            s = _public_input(s, w) if w is not None else s
+            out.append([s[i] for i in range(count)])
+        return [tuple(col) for col in zip(*out)]
+
+    _state_count = 1
+
+    def _state_width(self, j: int) -> int:
+        return self.proj_size or self.hidden_size
+
+    def forward(self, input, hx=None):
+        """(output, h_n) -- (output, (h_n, c_n)) for an LSTM -- for a
+        [L, N, input_size] sequence ([N, L, ...] with ``batch_first``, or an
+        unbatched [L, input_size]) and optional initial states."""
+        if isinstance(input, torch.nn.utils.rnn.PackedSequence):
+            raise NotImplementedError(
+                f"{type(self).__name__} on a PackedSequence (pad the batch and mask instead)"
+            )
+        if input.dim() not in (2, 3):
+            raise ValueError(
+                f"{type(self).__name__}: Expected input to be 2D or 3D, got {input.dim()}D instead"
+            )
+        if input.shape[-1] != self.input_size:
+            raise RuntimeError(
+                f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
+                f"got {input.shape[-1]}"
+            )
+        batched = input.dim() == 3
+        x = input
+        if not batched:
+            x = x.unsqueeze(1)
+        elif self.batch_first:
+            x = x.transpose(0, 1)
+        w = self._any_shared()
+        if w is not None:
+            x = _public_input(x, w)
+        seq, n = x.shape[0], x.shape[1]
+        if seq == 0:
+            raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
+        states = self._states(hx, batched, n)
+        dirs = 2 if self.bidirectional else 1
+        finals = []
+        for layer in range(self.num_layers):
+            outs = []
+            for d in range(dirs):
+                seq_out, final = self._run(x, layer, d, states[layer * dirs + d], seq, n)
+                outs.append(seq_out)
+                finals.append(final)
+            x = outs[0] if dirs == 1 else torch.cat(outs, -1)
+            if self.training and self.dropout > 0 and layer < self.num_layers - 1:
+                mask = _session.dropout_scale(x.shape, self.dropout)
+                x = x * (mask if isinstance(x, SharedTensor) else mask.to(x.dtype))
+        if not batched:
+            out = x.squeeze(1)
+        else:
+            out = x.transpose(0, 1) if self.batch_first else x
+        hs = [torch.stack([f[j] for f in finals]) for j in range(self._state_count)]
+        if not batched:
+            hs = [h.squeeze(1) for h in hs]
+        return out, (tuple(hs) if self._state_count > 1 else hs[0])
+
+    def _run(self, x, layer: int, d: int, state: tuple, seq: int, n: int):
+        """One layer in one direction: the output sequence and final states."""
+        w_ih, w_hh, b_ih, b_hh, w_hr = self._weights(layer, d)
+        width = w_ih.shape[0]
+        xi = _lin(x.reshape(seq * n, x.shape[-1]), w_ih, b_ih).reshape(seq, n, width)
+        steps = range(seq - 1, -1, -1) if d else range(seq)
+        outs: list = [None] * seq
+        for t in steps:
+            h = state[0]
+            hh = _bias(b_hh, xi) if h is None else _lin(h, w_hh, b_hh)
+            state = self._cell(xi[t], hh, state)
+            if w_hr is not None:
+                state = (_lin(state[0], w_hr, None),) + state[1:]
+            outs[t] = state[0]
+        return torch.stack(outs), state
+
+
+class RNN(_Recurrent):
+    """``torch.nn.RNN(input_size, hidden_size, num_layers=1,
+    nonlinearity='tanh', bias=True, batch_first=False, dropout=0.0,
+    bidirectional=False)``: h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh)
+    (or relu)."""
+
+    _torch = torch.nn.RNN
+
+    def _cell(self, xi, hh, state):
+        a = _add(xi, hh)
+        return ((a.relu() if self.nonlinearity == "relu" else a.tanh()),)
+
+
+class LSTM(_Recurrent):
+    """``torch.nn.LSTM(input_size, hidden_size, num_layers=1, bias=True,
+    batch_first=False, dropout=0.0, bidirectional=False, proj_size=0)``:
+    gates i, f, g, o as torch orders them; c' = f c + i g, h' = o tanh(c')
+    (projected by ``weight_hr`` when ``proj_size`` > 0). Returns (output,
+    (h_n, c_n))."""
+
+    _torch = torch.nn.LSTM
+    _state_count = 2
+
+    def _state_width(self, j: int) -> int:
+        return self.hidden_size if j == 1 else (self.proj_size or self.hidden_size)
+
+    def _cell(self, xi, hh, state):
+        h_size = self.hidden_size
+        a = _add(xi, hh)
+        # one sigmoid for the four gates: tanh(g) = 2 sigmoid(2 g) - 1
+        s = torch.cat(
+            [a[..., : 2 * h_size], 2 * a[..., 2 * h_size : 3 * h_size], a[..., 3 * h_size :]], -1
+        )
+        s = s.sigmoid()
+        i, f = s[..., :h_size], s[..., h_size : 2 * h_size]
+        g, o = 2 * s[..., 2 * h_size : 3 * h_size] - 1, s[..., 3 * h_size :]
+        c = state[1]
+        if c is None:
+            c_new = i * g
+        else:  # f c and i g in one multiplication
+            both = torch.cat([f, i], -1) * torch.cat([c, g], -1)
+            c_new = both[..., :h_size] + both[..., h_size:]
+        return o * c_new.tanh(), c_new
+
+
+class GRU(_Recurrent):
+    """``torch.nn.GRU(input_size, hidden_size, num_layers=1, bias=True,
+    batch_first=False, dropout=0.0, bidirectional=False)``: r, z =
+    sigmoid(...), n = tanh(x W_in^T + b_in + r (h W_hn^T + b_hn)),
+    h' = (1 - z) n + z h."""
+
+    _torch = torch.nn.GRU
+
+    def _cell(self, xi, hh, state):
+        h_size, h = self.hidden_size, state[0]
+        rz = _add(xi[..., : 2 * h_size], None if hh is None else hh[..., : 2 * h_size]).sigmoid()
+        r, z = rz[..., :h_size], rz[..., h_size:]
+        hn = None if hh is None else hh[..., 2 * h_size :]
+        nn_ = xi[..., 2 * h_size :]
+        if hn is not None:
+            nn_ = nn_ + r * hn
+        n = nn_.tanh()
+        return ((n - z * n) if h is None else n + z * (h - n),)
+
+
+def converters(plain) -> dict:
+    """torch layer class -> function(layer) -> our layer."""
+    t = torch.nn
+    return {
+        t.RNN: lambda m: RNN(_from=m, _plain=plain),
+        t.LSTM: lambda m: LSTM(_from=m, _plain=plain),
+        t.GRU: lambda m: GRU(_from=m, _plain=plain),
+    }
+
+
+class _Whole(torch.nn.Module):
+    """A bare torch recurrent layer wrapped as one call with its own two
+    inputs (a Sequential wrapper would drop the initial state)."""
+
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, input, hx=None):
+        return self.m(input, hx)
+
+
+def whole(model: torch.nn.Module) -> torch.nn.Module | None:
+    """The wrapper for a bare torch.nn.RNN, LSTM or GRU, else None."""
+    return _Whole(model) if type(model) in (torch.nn.RNN, torch.nn.LSTM, torch.nn.GRU) else None
