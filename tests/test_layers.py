@@ -193,6 +193,48 @@ def test_layernorm_forward_and_backward(session, shape, normalized, std):
     assert (gb - m.bias.grad).abs().max() <= 2 * lead * ULP
 
 
+@pytest.mark.parametrize(
+    "n,std,outlier", [(32, 1.0, 2500.0), (768, 1000.0, None), (16, 2000.0, None)]
+)
+def test_layernorm_with_deviations_beyond_2048(session, n, std, outlier):
+    """Deviations |x - mean| above 2048 within the documented variance
+    range (up to 2^22): the old statistics squared 16 (x - mean)
+    elementwise, which wrapped there (one 2500 among unit values gave
+    outputs of 3.7e9). Tolerance: the encoding error 2^-17 over the std a
+    few times, 1e-4 of |xhat| (the range-reduced 1/sqrt), |x - mean| units
+    of 2^-24 (1/std is held as 256/std in fixed point) and a few
+    truncations."""
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(4, n, generator=gen, dtype=torch.float64) * std
+    if outlier is not None:
+        x[:, 5] = outlier
+    want = torch.nn.functional.layer_norm(x, (n,))
+    got = torch.nn.functional.layer_norm(cryptgpu.cryptensor(x), (n,))
+    xc = (x - x.mean(-1, keepdim=True)).abs().max().item()
+    sd = x.std(-1, unbiased=False).min().item()
+    tol = 8 * ENC / sd + 1e-4 * want.abs().max().item() + 3 * xc * 2.0**-24 + 4 * ULP
+    assert_close(got.get_plain_text(dtype=torch.float64), want, tol)
+
+
+def test_batchnorm_training_with_deviations_beyond_2048(session):
+    """BatchNorm2d in training at an input std of 1000 (|x - mean| reaches
+    about 3000): the same statistics as LayerNorm, the same tolerance;
+    the running variance within 1e-4 relative plus its encoding."""
+    gen = torch.Generator().manual_seed(12)
+    x = torch.randn(4, 3, 5, 5, generator=gen, dtype=torch.float64) * 1000
+    m = torch.nn.BatchNorm2d(3).double().train()
+    pm = cryptgpu.nn.from_pytorch(torch.nn.BatchNorm2d(3).double().train(), x[:1])
+    pm.encrypt().train()
+    got = pm(cryptgpu.cryptensor(x)).get_plain_text(dtype=torch.float64)
+    want = m(x).detach()
+    xc = (x - x.mean((0, 2, 3), keepdim=True)).abs().max().item()
+    sd = x.std((0, 2, 3), unbiased=False).min().item()
+    tol = 8 * ENC / sd + 1e-4 * want.abs().max().item() + 3 * xc * 2.0**-24 + 4 * ULP
+    assert_close(got, want, tol)
+    rv = pm.state_dict()["0.running_var"].get_plain_text(dtype=torch.float64)
+    assert_close(rv, m.running_var, 1e-4 * m.running_var.max().item() + 1.0)
+
+
 def test_layernorm_refuses_a_mismatched_shape_and_converts_in_a_block(session):
     """A wrong trailing shape is a ShapeError (a RuntimeError, as torch
     raises); Linear on a 3-D input, then LayerNorm, then GELU-free ReLU,

@@ -5,6 +5,7 @@ calls SharedTensor operations (or torch ones on a plaintext input).
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 
 import torch
@@ -248,9 +249,9 @@ class BatchNorm(Module):
     owner in plaintext (exact); after private training they are recomputed
     privately from the shared running statistics.
 
-    Training: batch statistics over (N, H, W), the variance from 16 (x -
-    mean) (8 more bits), a range-reduced 1/sqrt(var + eps) accurate for
-    variances from 2^-16 to 2^22 (``_inv_std``), the standard BatchNorm backward as one
+    Training: batch statistics over (N, H, W), the variance from chunked
+    sums of squares (``_statistics``: 2^-24 absolute, up to 2^22), a
+    range-reduced 1/sqrt(var + eps) (``_inv_std``), the standard BatchNorm backward as one
     recorded operation, and running statistics updated like PyTorch's
     (momentum, unbiased variance)."""
 
@@ -352,8 +353,7 @@ class BatchNorm(Module):
         w, b = self._params["weight"], self._params["bias"]
         recorded = ag.needs_grad(x, w, b)
         with ag.inside(recorded):
-            mean, var_s, inv, xhat = _normalise(x, dims, self.eps)
-            var = var_s.div(_VAR_SCALE**2)
+            mean, var, inv, xhat = _normalise(x, dims, self.eps)
             y = _scale_shift(xhat, w, b, shape)
             self.num_batches_tracked += 1
             m = self.momentum
@@ -392,27 +392,65 @@ class BatchNorm1d(BatchNorm):
 BatchNorm2d = BatchNorm1d
 
 
-_VAR_SCALE = 16
-
-
 def _normalise(x, dims, eps: float):
-    """(mean, 256 var, 1/sqrt(var + eps), xhat) over ``dims``, shared by
-    BatchNorm and LayerNorm. (16 (x - mean))^2 keeps 8 more bits of a small
-    variance than (x - mean)^2 (a std of 0.01 is a variance of 6.5 units of
-    2^-16); |x - mean| < 2048."""
-    mean, var_s, inv, xc = _statistics(x, dims, eps)
-    return mean, var_s, inv, xc * inv
+    """(mean, var, 1/sqrt(var + eps), xhat) over ``dims``, shared by
+    BatchNorm and LayerNorm (see :func:`_statistics`)."""
+    mean, var, r, f, xc = _statistics(x, dims, eps, want_var=True)
+    return mean, var, r * f, _times_pow2(xc, r, f)
 
 
-def _statistics(x, dims, eps: float):
-    """(mean, 256 var, 1/sqrt(var + eps), x - mean): `_normalise` without
-    its last product."""
+def _times_pow2(xc, r, f: float):
+    """xc * r * f for a public power of two f <= 1, with one truncation
+    (by 2^(precision + log2(1/f)))."""
+    a, b = xc._aligned(r)
+    return xc._wrap(xc._s(r).mul_shift(a._t, b._t, round(-math.log2(f))))
+
+
+# The sum of squared deviations is taken in chunks of at most _CHUNK
+# elements, each one product with a single truncation (a 1 x c by c x 1
+# matmul), of the deviations times a public power of two s with
+# c s^2 <= _CHUNK: every chunk's sum stays below the 2^30 a product may
+# reach while the variance is below 2^22, and the result keeps at least
+# 2^-16 / _CHUNK = 2^-24 of absolute precision on the variance.
+_CHUNK = 256
+
+
+def _statistics(x, dims, eps: float, want_var: bool = False):
+    """(mean, var or None, r, f, x - mean) over ``dims``, where
+    1/sqrt(var + eps) = r f with f a public power of two and r 2^8 / std
+    or more (:func:`_inv_std_parts`): normalise as (x - mean) r then f,
+    which keeps the relative precision of 1 / std for large variances
+    (:func:`_times_pow2`: one truncation). The
+    variance is computed as c s^2 var (see _CHUNK; for rows of 256 or more
+    elements s = 1, so each |x - mean| may reach 2^15, where squaring
+    16 (x - mean) elementwise, until 2026-12-06, wrapped beyond 2048 and
+    gave outputs of 4e9) and kept scaled into the range-reduced
+    1/sqrt; ``want_var`` also returns the variance itself (BatchNorm's
+    running statistics)."""
     mean = x.mean(dims, keepdim=True)
     xc = x - mean
-    xs = xc * _VAR_SCALE
-    var_s = (xs * xs).mean(dims, keepdim=True)  # var * 256
-    inv = _inv_std(var_s, eps * _VAR_SCALE**2, _VAR_SCALE)
-    return mean, var_s, inv, xc
+    rest = [d for d in range(x.dim()) if d not in dims]
+    xt = xc.permute(*rest, *dims) if rest + list(dims) != list(range(x.dim())) else xc
+    lead = tuple(x.shape[d] for d in rest)
+    n = xc.numel() // max(1, math.prod(lead))
+    c = min(n, _CHUNK)
+    s = 1
+    while c * (2 * s) ** 2 <= _CHUNK:
+        s *= 2
+    flat = xt.reshape(*lead, n)
+    if n % c:
+        flat = flat.pad([0, c - n % c])  # zeros add nothing to the sum
+    m = flat.shape[-1] // c
+    chunks = flat.reshape(*lead, m, c)
+    if s > 1:
+        chunks = chunks * s  # a public integer: exact, no truncation
+    sums = chunks.unsqueeze(-2).matmul(chunks.unsqueeze(-1)).reshape(*lead, m)
+    v = sums.mean(-1) if m > 1 else sums.reshape(lead)  # = scale * var
+    scale = s * s * n / m
+    v = v.reshape(mean.shape)
+    r, f = _inv_std_parts(v, eps * scale, math.sqrt(scale))
+    var = v * (1.0 / scale) if want_var else None
+    return mean, var, r, f, xc
 
 
 def _scale_shift(xhat, w, b, shape=None):
@@ -448,16 +486,24 @@ def _sum_over(t, dims):
     return t.sum(dims) if dims else t
 
 
-def _inv_std(var_s, eps_s, s: int):
+def _inv_std(var_s, eps_s, s: float):
     """s / sqrt(var_s + eps_s), i.e. 1 / sqrt(var + eps) for var_s = s^2 var,
-    for a shared variance anywhere in 2^-16 .. 2^30 (range-reduced:
+    for a shared var_s anywhere in 2^-16 .. 2^30 (range-reduced:
     functions.ratio_inv_sqrt; CrypTen's inv_sqrt, accurate only on
     [0.1, 130], made BatchNorm wrong by 0.2 at a std of 0.1 and wrapped at a
-    std of 30). The numerator 256 keeps 8 more bits in the rescaled
-    numerator than 1 would; the power-of-two factor s / 256 is exact."""
-    num = var_s._public_like(256.0)
+    std of 30). The numerator 256 s keeps 8 more bits than s would; the
+    power of two is taken off after (exact)."""
+    r, f = _inv_std_parts(var_s, eps_s, s)
+    return r * f
+
+
+def _inv_std_parts(var_s, eps_s, s: float):
+    """(r, 1/256) with r / 256 = s / sqrt(var_s + eps_s): r carries 8 bits
+    more than the quotient itself (a std of 1000 leaves 1 / std with
+    2^-16 / 1e-3 = 1.5% relative precision; r has it at 6e-5)."""
+    num = var_s._public_like(256.0 * s)
     r = functions.ratio_inv_sqrt(num, var_s + eps_s, lo_exp=-16, hi_exp=30)
-    return r * (s / 256)
+    return r, 1.0 / 256
 
 
 def _drop_missing(grads, w, b):
@@ -469,8 +515,8 @@ class LayerNorm(Module):
     """torch.nn.LayerNorm: each sample normalised over its last
     ``len(normalized_shape)`` dims, then scaled and shifted elementwise.
 
-    The statistics are private (the mean, the variance from 16 (x - mean)
-    as in BatchNorm, and the range-reduced 1/sqrt(var + eps) of
+    The statistics are private (the mean, the variance from chunked sums of
+    squares as in BatchNorm, and the range-reduced 1/sqrt(var + eps) of
     ``_inv_std``, accurate for variances from 2^-24 to 2^22); the same in
     training and eval, as in torch. The backward pass is one recorded
     operation (the standard LayerNorm gradient)."""
@@ -501,7 +547,7 @@ class LayerNorm(Module):
         dims = list(range(x.dim() - k, x.dim()))
         recorded = ag.needs_grad(x, w, b)
         # The statistics use exact truncation even for inference: the
-        # squared deviations reach 256 |x - mean|^2 (the 16x scaling), and
+        # chunks' sums of squared deviations reach 2^30, and
         # one wrapped element corrupts its whole row (a private BERT-style
         # model gave logits off by 2e8 in 2 of 400 sequences). The two
         # products after them (xhat = (x - mean) inv, |xhat| < sqrt(n), and
@@ -509,11 +555,12 @@ class LayerNorm(Module):
         # every other product there ("auto" mode), exact when recorded.
         with ag.inside(recorded):
             with _session.training_work():
-                _, _, inv, xc = _statistics(x, dims, self.eps)
-            xhat = xc * inv
+                _, _, r, f, xc = _statistics(x, dims, self.eps)
+            xhat = _times_pow2(xc, r, f)
             y = _scale_shift(xhat, w, b)
-        if not recorded:
-            return y
+            if not recorded:
+                return y
+            inv = r * f
         return _record_norm(y, x, w, b, xhat, inv, dims, None, list(range(x.dim() - k)))
 
 
