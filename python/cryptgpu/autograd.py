@@ -120,8 +120,9 @@ def _run_back(t, fn, g):
     return out
 
 
-def backward(root, grad=None) -> None:
-    """Back-propagate ``grad`` (default 1) from ``root`` to every leaf's ``.grad``."""
+def backward(root, grad=None, retain_graph: bool = False) -> None:
+    """Back-propagate ``grad`` (default 1) from ``root`` to every leaf's
+    ``.grad``; the recorded graph is freed unless ``retain_graph``."""
     if not root.requires_grad:
         raise RuntimeError("backward() on a tensor that does not require grad")
     if root._back is _FREED:
@@ -135,6 +136,9 @@ def backward(root, grad=None) -> None:
         if root.numel() != 1:
             raise RuntimeError("grad can be implicitly created only for scalar outputs")
         grad = root._public_like(1.0)
+    elif not isinstance(grad, Node):  # a plaintext gradient: public, known to all
+        g = torch.as_tensor(grad, dtype=torch.float64).detach()
+        grad = root._public(g.expand(tuple(root.shape)).contiguous().numpy())
     # Topological order without recursion (deep networks).
     order, seen, stack = [], set(), [(root, False)]
     while stack:
@@ -153,13 +157,18 @@ def backward(root, grad=None) -> None:
                 if isinstance(p, Node) and p.requires_grad and id(p) not in seen:
                     stack.append((p, False))
     grads = {id(root): grad}
+    given = {id(grad)}  # gradient objects a leaf's .grad must not share
     with no_grad(), _session.training_work():
         for t in reversed(order):
             g = grads.pop(id(t), None)
             if g is None:
                 continue
             if t._back is None:
-                t.grad = g if t.grad is None else t.grad + g
+                if t.grad is not None:
+                    t.grad = t.grad + g
+                else:  # each leaf its own tensor, as torch (a.grad.zero_() after a + b)
+                    t.grad = g.clone() if id(g) in given else g
+                    given.add(id(t.grad))
                 continue
             parents, fn = t._back
             for p, pg in zip(parents, _run_back(t, fn, g)):
@@ -167,6 +176,8 @@ def backward(root, grad=None) -> None:
                     continue
                 prev = grads.get(id(p))
                 grads[id(p)] = pg if prev is None else prev + pg
+    if retain_graph:
+        return
     # Free the tape: intermediate tensors keep no references to their parents.
     for t in order:
         if t._back is not None:

@@ -78,10 +78,14 @@ class _Optimizer(torch.optim.Optimizer):
             g["lr"] = value
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """Forget the gradients of every parameter (a zero gradient and none
-        are the same to the next backward here)."""
+        """Forget the gradients of every parameter (``set_to_none=False``:
+        zero them in place, as torch, so that a parameter the next backward
+        does not reach still takes its momentum and weight decay step)."""
         for p in self.params:
-            p.grad = None
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad.zero_()
 
     def _gradients(self, group: dict):
         """(parameter, gradient + weight_decay * parameter) for each parameter
@@ -210,8 +214,8 @@ class SGD(_Optimizer):
         for p, g in self._gradients(group):
             if mu:
                 prev = self._buf.get(id(p))
-                if prev is None:
-                    v = g
+                if prev is None:  # a copy: g may be p.grad, which the user may zero_()
+                    v = g.clone()
                 elif damp:
                     v = prev * mu + g * (1 - damp)
                 else:

@@ -21,9 +21,9 @@ class ArithmeticOps:
     __slots__ = ()
 
     # ------------------------------------------------------------ arithmetic
-    def add(self, y) -> TensorBase:
-        """x + y for a SharedTensor or plaintext y (broadcasting)."""
-        ys, yp = self._other(y, "add")
+    def add(self, y, *, alpha=1) -> TensorBase:
+        """x + alpha * y for a SharedTensor or plaintext y (broadcasting)."""
+        ys, yp = self._other(_times(y, alpha), "add")
         if ys is not None:
             x, ye = self._aligned(ys)
             out = self._wrap(self._s().add(x._t, ye._t))
@@ -40,9 +40,9 @@ class ArithmeticOps:
             gr.record_unbroadcast(out, self, self.shape)
         return out
 
-    def sub(self, y) -> TensorBase:
-        """x - y for a SharedTensor or plaintext y (broadcasting)."""
-        ys, yp = self._other(y, "sub")
+    def sub(self, y, *, alpha=1) -> TensorBase:
+        """x - alpha * y for a SharedTensor or plaintext y (broadcasting)."""
+        ys, yp = self._other(_times(y, alpha), "sub")
         if ys is not None:
             x, ye = self._aligned(ys)
             out = self._wrap(self._s().sub(x._t, ye._t))
@@ -160,13 +160,21 @@ class ArithmeticOps:
         self._write_back()  # a view: the same change in its base
         return self
 
-    def add_(self, y) -> TensorBase:
-        """x += y in place."""
-        return self._assign(self.add(y), "add_")
+    def add_(self, y, *, alpha=1) -> TensorBase:
+        """x += alpha * y in place."""
+        return self._assign(self.add(y, alpha=alpha), "add_")
 
-    def sub_(self, y) -> TensorBase:
-        """x -= y in place."""
-        return self._assign(self.sub(y), "sub_")
+    def sub_(self, y, *, alpha=1) -> TensorBase:
+        """x -= alpha * y in place."""
+        return self._assign(self.sub(y, alpha=alpha), "sub_")
+
+    def copy_(self, src) -> TensorBase:
+        """x takes src's value in place (a SharedTensor, or a public tensor
+        shared as known to all; broadcast to x's shape, as torch's)."""
+        if not isinstance(src, TensorBase):
+            src = self._public(torch.as_tensor(src, dtype=torch.float64).numpy())
+        out = src.expand(*self.shape) if src.shape != self.shape else src
+        return self._assign(out.clone(), "copy_")
 
     def mul_(self, y) -> TensorBase:
         """x *= y in place."""
@@ -186,9 +194,9 @@ class ArithmeticOps:
         integer, as CrypTen does; other plaintext divisors multiply by the
         reciprocal, encoded with as many significant bits as the precision
         has. A SharedTensor divisor multiplies by its private
-        :meth:`reciprocal` (CrypTen's method), which holds for |y| in about
-        [0.1, 200] (not checked: y is secret; y = 0 gives a large finite
-        value, not an error)."""
+        :meth:`reciprocal` (range-reduced), which holds for |y| in 2^-16 ..
+        2^30 (not checked: y is secret; y = 0 gives a large finite value,
+        not an error)."""
         if isinstance(y, TensorBase):
             return self.mul(y.reciprocal())
         yp = _plain_array(y, "div")
@@ -251,6 +259,29 @@ class ArithmeticOps:
 
     def __rsub__(self, y):
         return self.neg().add(y)
+
+    # x += y, x -= y, x *= y, x /= y: in place, as torch's, when autograd
+    # does not record (``p -= lr * p.grad`` under no_grad updates the model's
+    # parameter); where it records (or the result broadcasts to another
+    # shape) the name is rebound to the new tensor, with the same value.
+    def _augmented(self, out, what: str):
+        if ag.needs_grad(self) or getattr(out, "requires_grad", False):
+            return out
+        if tuple(out.shape) != tuple(self.shape):
+            return out
+        return self._assign(out, what)
+
+    def __iadd__(self, y):
+        return self._augmented(self.add(y), "add_")
+
+    def __isub__(self, y):
+        return self._augmented(self.sub(y), "sub_")
+
+    def __imul__(self, y):
+        return self._augmented(self.mul(y), "mul_")
+
+    def __itruediv__(self, y):
+        return self._augmented(self.div(y), "div_")
 
     def __rtruediv__(self, y):
         """y / x for a plaintext y: y times x's private reciprocal."""
@@ -326,3 +357,15 @@ def _matmul(x: TensorBase, ys, yp, yshape, public_left: bool) -> TensorBase:
     if not rvec:
         final.append(r2[-1])
     return out if list(out._t.shape) == final else out.reshape(final)
+
+
+def _times(y, alpha):
+    """alpha * y (``add``'s and ``sub``'s alpha): a plaintext y scaled in
+    float64 before it is encoded."""
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+        raise TypeError(f"alpha must be a number, got {type(alpha).__name__}")
+    if alpha == 1:
+        return y
+    if isinstance(y, TensorBase):
+        return y * alpha
+    return torch.as_tensor(y, dtype=torch.float64) * alpha

@@ -149,14 +149,35 @@ class TensorBase(ag.Node):
         self.requires_grad = bool(flag)
         return self
 
-    def backward(self, grad=None) -> None:
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None) -> None:
         """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf with
-        ``requires_grad`` that this tensor was computed from."""
-        ag.backward(self, grad)
+        ``requires_grad`` that this tensor was computed from (torch's
+        arguments: ``retain_graph=True`` keeps the recorded graph for
+        another backward; ``create_graph`` and ``inputs`` are not provided)."""
+        if create_graph:
+            raise NotImplementedError("backward(create_graph=True): higher-order gradients")
+        if inputs is not None:
+            raise NotImplementedError("backward(inputs=...)")
+        ag.backward(self, gradient, bool(retain_graph))
 
     def detach(self) -> TensorBase:
-        """The same shares, cut from the autograd graph."""
-        return self._wrap(self._t)
+        """The same shares, cut from the autograd graph; as torch's, it
+        shares the value: an in-place change of either shows in the other."""
+        out = self._wrap(self._t)
+        return out._as_view_of(self, _same, _put)
+
+    @property
+    def data(self) -> TensorBase:
+        """``detach()`` (torch's ``p.data``); assigning to it replaces the
+        value without autograd (a SharedTensor, or a public tensor shared
+        as known to all)."""
+        return self.detach()
+
+    @data.setter
+    def data(self, value) -> None:
+        if not isinstance(value, TensorBase):
+            value = self._public(torch.as_tensor(value, dtype=torch.float64).numpy())
+        self._t, self._session = value._t, value._session
 
     # ------------------------------------------------------------ shape info
     @property
@@ -347,3 +368,13 @@ class TensorBase(ag.Node):
             np.frombuffer(a, dtype="<u8").reshape(shp),
             np.frombuffer(b, dtype="<u8").reshape(shp),
         )
+
+
+def _same(base):
+    """A detached view's read: the base's own value."""
+    return base
+
+
+def _put(base, value) -> None:
+    """A detached view's write: the base takes the value (no autograd)."""
+    base._t = value._t

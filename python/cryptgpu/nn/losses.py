@@ -130,23 +130,26 @@ class CrossEntropyLoss(_ClassLoss):
         self.label_smoothing = float(label_smoothing)
 
     def _targets(self, logits, target):
-        """(target rows [N, C], per-row weights or None) for labels (with
+        """(target rows [N, C], the mean's divisor) for labels (with
         ignore_index and class weights), or one-hot / probability targets
-        (shared or public), label smoothing applied."""
-        c = logits.shape[1]
-        rows = None
+        (shared or public), label smoothing applied. With labels the rows
+        carry the weights, as torch's: (1 - s) w[y] at the label plus
+        s / C times every class's weight, zero for an ignored row; the
+        divisor is the sum of the kept labels' weights."""
+        c, eps = logits.shape[1], self.label_smoothing
         t = None if isinstance(target, SharedTensor) else torch.as_tensor(target)
         if t is not None and t.dim() == 1 and not t.is_floating_point():
             y, rows = self._label_rows(t, logits)
             if self.weight is None and bool((t != self.ignore_index).all()):
-                rows = None  # plain labels: no per-row factors
-        else:
-            if self.weight is not None:
-                raise NotImplementedError("CrossEntropyLoss with class weights and soft targets")
-            y = _one_hot(target, logits)
-        if self.label_smoothing:
-            y = y * (1.0 - self.label_smoothing) + self.label_smoothing / c
-        return y, rows
+                return y * (1.0 - eps) + eps / c, logits.shape[0]  # plain labels
+            w = torch.ones(c, dtype=torch.float64) if self.weight is None else self.weight
+            keep = (t != self.ignore_index).double().reshape(-1, 1)
+            y = y * (rows.reshape(-1, 1) * (1.0 - eps)) + keep * w.reshape(1, c) * (eps / c)
+            return y, float(rows.sum())
+        if self.weight is not None:
+            raise NotImplementedError("CrossEntropyLoss with class weights and soft targets")
+        y = _one_hot(target, logits)
+        return (y * (1.0 - eps) + eps / c if eps else y), logits.shape[0]
 
     def forward(self, logits, target):
         """The cross-entropy of ``logits`` against ``target``: averaged over
@@ -189,33 +192,33 @@ class CrossEntropyLoss(_ClassLoss):
         return out.reshape(()) if unbatched and self.reduction == "none" else out
 
     def _forward2d(self, logits, target):
-        y, rows = self._targets(logits, target)
+        # y: the target rows (weights folded in); denom: the mean's divisor,
+        # N, or the sum of the kept labels' weights
+        y, denom = self._targets(logits, target)
         n = logits.shape[0]
-        # the mean's divisor: N, or the sum of the kept rows' weights
-        denom = n if rows is None else float(rows.sum())
+        weighted = denom != n or (self.weight is not None and not isinstance(y, SharedTensor))
         want_grad = ag.needs_grad(logits)
         with ag.inside(want_grad):
             # Each sample's loss is >= 0 in exact arithmetic; the log and
             # exp approximations can make it slightly negative (-0.0009 was
             # seen), so each is clamped at 0: one comparison of N values.
             per_sample = (logits.log_softmax(1) * y).sum(1).neg().relu()
-            if rows is not None:
-                per_sample = per_sample * rows
             if self.reduction == "none":
                 loss = per_sample
             elif self.reduction == "sum" or denom == 1:
                 loss = per_sample.sum()
-            elif rows is None:
+            elif not weighted:
                 loss = per_sample.sum().div(n)
             else:
                 loss = per_sample.sum() * (1.0 / denom) if denom else per_sample.sum() * 0
             if not want_grad:
                 return loss
-            diff = logits.softmax(1) - y
-            if rows is not None:
-                diff = diff * rows.reshape(n, 1)
+            # d loss_i / d logits_i = (sum_c y_ic) softmax_i - y_i (the sum
+            # is 1 for unweighted rows)
+            sm = logits.softmax(1)
+            diff = (sm * y.sum(1, keepdim=True) if weighted else sm) - y
             if self.reduction == "mean" and denom not in (0, 1):
-                diff = diff.div(n) if rows is None else diff * (1.0 / denom)
+                diff = diff.div(n) if not weighted else diff * (1.0 / denom)
 
         def back(g):
             if self.reduction == "none":

@@ -1,0 +1,168 @@
+"""PyTorch training habits a ported script relies on, against float64
+torch: gradients and momentum buffers that are separate tensors,
+``zero_grad(set_to_none=False)``, the hand-written update ``p -= lr *
+p.grad`` under ``no_grad``, ``detach()``/``.data``/``copy_``/``add_(alpha=)``
+sharing the value as torch's, ``backward``'s keyword arguments, and
+cross-entropy with class weights and label smoothing together.
+
+Tolerances (f = 16): the quadratic loss sum(p * p) has the gradient 2p
+with one truncation (1 unit of 2^-16) and each SGD update multiplies by
+public constants (a truncation each): a few units per step, 8 units over
+these 2-3 steps. Cross-entropy: its log_softmax and softmax are within
+3e-4 of float64 (tests/test_functions.py), scaled by the class weights
+(below 3).
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cryptgpu
+from conftest import ULP, assert_close
+
+
+def pt(x):
+    return x.get_plain_text(dtype=torch.float64)
+
+
+def shared(vals, grad=True):
+    return cryptgpu.cryptensor(torch.tensor(vals, dtype=torch.float64), requires_grad=grad)
+
+
+def test_momentum_buffer_is_not_the_gradient(session):
+    """After the first step the buffer was p.grad itself: p.grad.zero_()
+    (a supported habit) wiped the momentum (0.64 where torch has 0.46)."""
+    p = shared([1.0, 2.0])
+    q = torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    opt = cryptgpu.optim.SGD([p], lr=0.1, momentum=0.9)
+    ref = torch.optim.SGD([q], lr=0.1, momentum=0.9)
+    for _ in range(2):
+        (p * p).sum().backward()
+        opt.step()
+        p.grad.zero_()
+        (q * q).sum().backward()
+        ref.step()
+        q.grad.zero_()
+    assert_close(pt(p), q.detach(), 8 * ULP)
+
+
+def test_each_leaf_gets_its_own_gradient_tensor(session):
+    a, b = shared([1.0]), shared([1.0])
+    (a + b).sum().backward()
+    assert a.grad is not b.grad
+    a.grad.zero_()
+    assert_close(pt(b.grad), torch.ones(1, dtype=torch.float64), 0.0)
+
+
+def test_zero_grad_keeping_zeros_steps_unused_parameters(session):
+    """set_to_none=False zeroes the gradients, as torch: a parameter the
+    next backward does not reach still takes its momentum step (it was
+    skipped: 0.8 where torch has 0.458)."""
+    p, q = shared([1.0, 2.0]), shared([1.0, 2.0])
+    tp, tq = (torch.tensor([1.0, 2.0], dtype=torch.float64, requires_grad=True) for _ in "pq")
+    opt = cryptgpu.optim.SGD([p, q], lr=0.1, momentum=0.9)
+    ref = torch.optim.SGD([tp, tq], lr=0.1, momentum=0.9)
+    (p * p).sum().backward()
+    opt.step()
+    (tp * tp).sum().backward()
+    ref.step()
+    for _ in range(2):
+        opt.zero_grad(set_to_none=False)
+        ref.zero_grad(set_to_none=False)
+        assert p.grad is not None
+        assert_close(pt(p.grad), torch.zeros(2, dtype=torch.float64), 0.0)
+        (q * q).sum().backward()
+        opt.step()
+        (tq * tq).sum().backward()
+        ref.step()
+    assert_close(pt(p), tp.detach(), 8 * ULP)
+    assert_close(pt(q), tq.detach(), 8 * ULP)
+
+
+def test_hand_written_update_under_no_grad_changes_the_model(session):
+    """The tutorial loop ``with torch.no_grad(): for p in model.parameters():
+    p -= lr * p.grad`` updates the model's parameters in place (it rebound
+    the loop variable and trained nothing); outside no_grad, on a value
+    autograd records, ``x += y`` still gives the new value."""
+    torch.manual_seed(0)
+    m = torch.nn.Linear(3, 2).double()
+    x = torch.randn(4, 3, dtype=torch.float64)
+    pm = cryptgpu.nn.from_pytorch(m, x).encrypt().train()
+    pm(cryptgpu.cryptensor(x)).sum().backward()
+    m(x).sum().backward()
+    with torch.no_grad():
+        for p in pm.parameters():
+            p -= 0.5 * p.grad
+        for p in m.parameters():
+            p -= 0.5 * p.grad
+    for p, w in zip(pm.parameters(), m.parameters()):
+        # the gradient of a sum through a Linear: 4 products of |x| < 3 (a
+        # truncation), then the update's product by 0.5
+        assert_close(pt(p), w.detach(), 8 * ULP)
+    y = shared([1.0, 2.0])
+    z = y * 2
+    z += 1  # recorded: rebound, same value
+    assert_close(pt(z), torch.tensor([3.0, 5.0], dtype=torch.float64), 0.0)
+    z.sum().backward()
+    assert_close(pt(y.grad), torch.tensor([2.0, 2.0], dtype=torch.float64), 0.0)
+
+
+def test_detach_data_copy_and_alpha_share_the_value_as_torch(session):
+    p = shared([1.0, 2.0])
+    p.detach().mul_(0.5)  # torch: the same storage
+    assert_close(pt(p), torch.tensor([0.5, 1.0], dtype=torch.float64), ULP)
+    assert p.requires_grad
+    d = p.data
+    assert not d.requires_grad
+    p.data = torch.tensor([3.0, 4.0])
+    assert_close(pt(p), torch.tensor([3.0, 4.0], dtype=torch.float64), 0.0)
+    assert p.requires_grad
+    with torch.no_grad():
+        p.copy_(torch.tensor([5.0, 6.0]))
+        p.add_(torch.tensor([1.0, 1.0]), alpha=-2)
+        p.sub_(shared([1.0, 1.0], grad=False), alpha=2)
+    assert_close(pt(p), torch.tensor([1.0, 2.0], dtype=torch.float64), 0.0)
+    with pytest.raises(RuntimeError, match="in-place"):
+        p.copy_(torch.zeros(2))  # a leaf that requires grad, as torch refuses
+    assert_close(pt(p.add(shared([1.0, 1.0], grad=False), alpha=3)), torch.tensor([4.0, 5.0]), 0.0)
+
+
+def test_backward_keywords_and_plaintext_gradients(session):
+    x = shared([1.0, 2.0])
+    loss = (x * x).sum()
+    loss.backward(retain_graph=True)
+    loss.backward()  # the graph was kept
+    assert_close(pt(x.grad), torch.tensor([4.0, 8.0], dtype=torch.float64), 4 * ULP)
+    x.grad = None
+    (x * x).sum().backward(gradient=cryptgpu.cryptensor(torch.tensor(2.0)))
+    assert_close(pt(x.grad), torch.tensor([4.0, 8.0], dtype=torch.float64), 4 * ULP)
+    # a plaintext gradient (it crashed inside mean's backward)
+    y = cryptgpu.cryptensor(torch.ones(2, 3), requires_grad=True)
+    y.mean(-1).backward(torch.ones(2))
+    assert_close(pt(y.grad), torch.full((2, 3), 1 / 3, dtype=torch.float64), 2 * ULP)
+    with pytest.raises(NotImplementedError, match="create_graph"):
+        (y * y).sum().backward(create_graph=True)
+    with pytest.raises(ValueError):
+        (y * y).sum().backward(torch.tensor(float("nan")))
+    assert_close(pt(y.sum()), torch.tensor(6.0, dtype=torch.float64), 0.0)  # still usable
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_with_class_weights_and_label_smoothing(session, reduction):
+    """torch weights the smoothing term by each class's weight; the whole
+    smoothed row was multiplied by the label's weight (0.73 where torch
+    gives 1.46, gradients of the other sign)."""
+    z = torch.tensor([[2.0, 0.0, -1.0], [0.5, 1.0, 0.0], [0.1, -0.3, 0.7]], dtype=torch.float64)
+    y = torch.tensor([0, 1, -100])
+    w = torch.tensor([0.2, 1.0, 3.0], dtype=torch.float64)
+    zz = cryptgpu.cryptensor(z, requires_grad=True)
+    loss = cryptgpu.nn.CrossEntropyLoss(weight=w, label_smoothing=0.2, reduction=reduction)(zz, y)
+    zt = z.clone().requires_grad_()
+    want = F.cross_entropy(zt, y, weight=w, label_smoothing=0.2, reduction=reduction)
+    # log_softmax within 3e-4, times the row's total weight (below 3)
+    assert_close(pt(loss), want.detach(), 3 * 3e-4)
+    (loss.sum() if reduction == "none" else loss).backward()
+    (want.sum() if reduction == "none" else want).backward()
+    # softmax within 3e-4 times the row's total weight (the mean divides
+    # by 1.2 more)
+    assert_close(pt(zz.grad), zt.grad, 3 * 3e-4 + 4 * ULP)
