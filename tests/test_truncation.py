@@ -329,6 +329,30 @@ def test_small_public_factors_keep_sixteen_significant_bits():
         assert ((got - want).abs() <= TRUNC).all(), (d, got)
 
 
+def test_small_public_factors_truncate_exactly_in_every_mode():
+    """A factor below 1/4 carries e extra fractional bits, which scale the
+    product's ring value by 2^e: with the probabilistic protocol the
+    failure chance followed |x| / 2^33 instead of |x c| / 2^32 (x * 1e-5
+    at x = 1e8: 140 of 20,000 elements off by up to 1.3e5). Such products
+    are truncated by the exact protocol in every mode: no failure among
+    20,000 elements at x = 1e8 (the old rate predicts 140), within the
+    bound of the test above, at the exact protocol's bytes after a local
+    product (3n for P0, 2n for P1, n for P2); a factor of 1/4 or more keeps
+    the session's protocol (n each)."""
+    cryptgpu.init(seed=7, truncation="probabilistic")
+    n = 20_000
+    x = cryptgpu.cryptensor(torch.full((n,), 1e8, dtype=torch.float64))
+    cryptgpu.reset_stats()
+    got = (x * 1e-5).get_plain_text(dtype=torch.float64)
+    assert party_bytes("mul") == [3 * n * W, 2 * n * W, n * W]
+    tol = 1e8 * 1e-5 * 2.0 ** -(F - 1) + TRUNC
+    assert int(((got - 1000.0).abs() > tol).sum()) == 0
+    cryptgpu.reset_stats()
+    x * 0.3
+    assert party_bytes("mul") == [n * W] * 3
+    cryptgpu.uninit()
+
+
 @pytest.mark.parametrize("mode", ["probabilistic", "exact"])
 def test_the_gradient_of_a_large_mean_keeps_its_scale(mode):
     # d mean(x) / dx = 1/n for every element. At f = 16, 1/98304 is 0.67

@@ -119,11 +119,12 @@ impl Session {
     /// Factors below 1/4 in magnitude are encoded with `extra_bits` more
     /// fractional bits, so a learning rate of 1e-5 keeps 15 significant
     /// bits instead of 16 bits after the point (0.66 of a unit at f = 16: a
-    /// step 57% too long).
+    /// step 57% too long), and truncated by the exact protocol always.
     pub fn mul_public(&self, x: &Tensor, p: &[f64]) -> Result<Tensor> {
         self.check(x)?;
         self.public_len(x, p)?;
-        let bits = self.frac_bits + extra_bits(p, self.frac_bits);
+        let extra = extra_bits(p, self.frac_bits);
+        let bits = self.frac_bits + extra;
         let mut e = ring::encode(p, bits)?;
         if e.len() != x.numel() {
             e = vec![e[0]; x.numel()]; // one value for all
@@ -131,7 +132,13 @@ impl Session {
         let r = self.run("mul", |pt| {
             let d = pt.dev.clone();
             let z = local::mul_public(&*d, x.at(pt.rank)?, &d.upload(e.clone())?)?;
-            pt.divide(&z, 1u64 << bits)
+            if extra > 0 {
+                // the extra bits scale the ring value up by 2^extra: only the
+                // exact protocol keeps the failure-free bound
+                pt.divide_exact_always(&z, 1u64 << bits)
+            } else {
+                pt.divide(&z, 1u64 << bits)
+            }
         })?;
         Ok(self.wrap(x.shape.clone(), r))
     }
