@@ -166,3 +166,39 @@ def test_cross_entropy_with_class_weights_and_label_smoothing(session, reduction
     # softmax within 3e-4 times the row's total weight (the mean divides
     # by 1.2 more)
     assert_close(pt(zz.grad), zt.grad, 3 * 3e-4 + 4 * ULP)
+
+
+class Custom(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.rand(3, dtype=torch.float64) + 0.5)
+        self.head = torch.nn.Linear(3, 2).double()
+        self.body = torch.nn.Sequential(torch.nn.Linear(3, 3).double())
+
+    def forward(self, x):
+        return self.head(self.body(x) * self.scale)
+
+
+def test_parameter_names_and_order_are_torchs(session):
+    """Converted models name and order their parameters as torch does:
+    nested containers gave "0_0.weight", and a custom module's parameters
+    came in execution order (scale, body, head) where torch registers
+    (scale, head, body), so zip(torch_model.parameters(), ...) paired
+    different tensors and load_state_dict between the two failed."""
+    torch.manual_seed(3)
+    x = torch.randn(2, 3, dtype=torch.float64)
+    nested = torch.nn.Sequential(
+        torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU()), torch.nn.Linear(4, 2)
+    ).double()
+    for m in (nested, Custom(), torch.nn.Linear(3, 2).double()):
+        pm = cryptgpu.nn.from_pytorch(m, x)
+        assert [n for n, _ in pm.named_parameters()] == [n for n, _ in m.named_parameters()]
+        assert list(pm.state_dict()) == list(m.state_dict())
+        pm.encrypt()
+        pm.load_state_dict(m.state_dict())  # plaintext into the encrypted model
+        for p, w in zip(pm.parameters(), m.parameters()):
+            assert p.shape == w.shape
+            assert_close(pt(p), w.detach(), ULP / 2)  # the encoding
+        opened = {k: pt(v) for k, v in pm.state_dict().items()}
+        m.load_state_dict(opened)  # strict: every name torch's
+        assert_close(pt(pm(cryptgpu.cryptensor(x))), m(x).detach(), 1e-3)

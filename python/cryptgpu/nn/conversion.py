@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import copy
 import math
-import threading
 
 import torch
 
 from ..tensor import SharedTensor
-from . import activations, hf, layers1d, layers_extra, recurrent, to_torch, transformer
+from . import activations, hf, layers1d, layers_extra, recurrent, to_torch, tracing, transformer
 from .functional import FUNCTIONS as _FUNCTIONS
 from .functional import PUBLIC_FUNCTIONS as _PUBLIC_FUNCTIONS
 from .layers import (
@@ -269,6 +268,8 @@ def _minus_inf_masked(a):
         low = a <= torch.finfo(torch.float16).min
         if bool(low.any()):
             return a.masked_fill(low, transformer.MASKED)
+    if isinstance(a, float) and a <= torch.finfo(torch.float16).min:
+        return transformer.MASKED  # masked_fill(mask, float("-inf"))
     return a
 
 
@@ -301,6 +302,7 @@ class Graph(Module):
         folded_batchnorms: int = 0,
         params: dict | None = None,
         defaults: dict | None = None,
+        order: dict | None = None,
     ):
         params = params or {}
         super().__init__()
@@ -312,15 +314,13 @@ class Graph(Module):
         self._root_target = None  # the module target standing for a wrapped bare layer
         self._attrs = attrs
         # The model's own parameters read by get_attr (a positional
-        # embedding, a class token): parameters of this module, so that
-        # encrypt() shares them and training updates them, rather than
-        # public constants every party sees.
-        self._attr_params = {k: k.replace(".", "_") for k in params}
-        for k, v in params.items():
-            self.register_parameter(self._attr_params[k], v)
-        for name, m in modules.items():
-            self.add_module(name.replace(".", "_"), m)
-        self._names = {name: name.replace(".", "_") for name in modules}
+        # embedding, a class token) are parameters here, so that encrypt()
+        # shares them and training updates them, rather than public
+        # constants every party sees.
+        self._by_target = dict(modules)
+        # constants that differ between the eval and train traces (tracing.py)
+        self._mode_marks = tracing.has_marks(graph)
+        self._attr_at = tracing.mount(self, modules, params, order or {})
         self._folded_batchnorms = folded_batchnorms
 
     def _why_not_trainable(self) -> str | None:
@@ -334,6 +334,24 @@ class Graph(Module):
             "or fold_batchnorm=True), which is right for inference only; to train, convert "
             "the model in train mode (model.train()) or pass fold_batchnorm=False"
         )
+
+    def _own_name(self, name: str) -> str:
+        """A bare layer converted wrapped has its parameters under the
+        wrapper's target ("0.weight"): torch names them "weight"."""
+        root = self._root_target
+        if root is not None and name.startswith(root + "."):
+            return name[len(root) + 1 :]
+        return name
+
+    def _named_state(self, prefix: str = ""):
+        for name, m, table, k in super()._named_state():
+            yield prefix + self._own_name(name), m, table, k
+
+    def named_parameters(self, prefix: str = ""):
+        """(name, parameter) under torch's names, in torch's order (the
+        order the torch model registered its modules and parameters)."""
+        for name, p in super().named_parameters():
+            yield prefix + self._own_name(name), p
 
     def _bind(self, inputs: tuple, named: dict) -> dict:
         """The graph's inputs by placeholder name, from positional and
@@ -364,18 +382,20 @@ class Graph(Module):
         bound = self._bind(inputs, named)
 
         def load(a):
-            return torch.fx.node.map_arg(a, lambda n: env[n.name])
+            a = torch.fx.node.map_arg(a, lambda n: env[n.name])
+            return tracing.resolve(a, self.training) if self._mode_marks else a
 
         for node in self._graph.nodes:
             if node.op == "placeholder":
                 env[node.name] = bound[node.target]
             elif node.op == "get_attr":
-                if node.target in self._attr_params:
-                    env[node.name] = self._params[self._attr_params[node.target]]
+                if node.target in self._attr_at:
+                    owner, leaf = self._attr_at[node.target]
+                    env[node.name] = owner._params[leaf]
                 else:
                     env[node.name] = self._attrs[node.target]
             elif node.op == "call_module":
-                m = self._modules[self._names[node.target]]
+                m = self._by_target[node.target]
                 env[node.name] = m(*load(node.args), **load(node.kwargs))
                 _check_range(env[node.name], f"{node.target!r} ({type(m).__name__})")
             elif node.op == "call_function":
@@ -406,15 +426,6 @@ class Graph(Module):
 
 
 Graph.to_pytorch = to_torch.graph_to_pytorch
-
-
-# torch.fx patches torch globals while it traces (nn.Module.__getattr__ and
-# __call__ among them), so a conversion must not overlap another thread's
-# trace: the SPMD runtime converts the same torch model in three party
-# threads, and one reading the model's weights during another's trace could
-# see the tracer's patched attributes. The whole conversion holds the lock
-# (it sends nothing, so no party waits on another while holding it).
-_TRACE_LOCK = threading.RLock()
 
 
 def _fold_batchnorm(gm: torch.fx.GraphModule, mods: dict) -> int:
@@ -494,7 +505,7 @@ def from_pytorch(
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"from_pytorch expects a torch.nn.Module, got {type(model).__name__}")
-    with _TRACE_LOCK:  # also around reading the mode another thread may be flipping
+    with tracing.LOCK:  # also around reading the mode another thread may be flipping
         was_training = model.training
         if fold_batchnorm is None:
             fold_batchnorm = not was_training
@@ -518,19 +529,7 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
         # torch's own layers only: a user's module without children (all
         # functional, maybe of several inputs) is traced as it is
         model, root = torch.nn.Sequential(model), "0"
-    defaults: dict = {}
-    try:
-        # torch.fx patches torch globals while it traces, so traces from the
-        # party threads of an SPMD run (one process) must not overlap.
-        with _TRACE_LOCK:
-            if hf.is_hf_model(model):
-                gm, defaults = hf.trace(model)
-            else:
-                gm = torch.fx.symbolic_trace(model)
-    except NotImplementedError:
-        raise
-    except Exception as e:  # tracing errors come in many types
-        raise NotImplementedError(f"torch.fx could not trace the model: {e}") from e
+    gm, defaults = tracing.trace_modes(model)
     mods = dict(gm.named_modules())
     folded = _fold_batchnorm(gm, mods) if fold_batchnorm else 0
     converted: dict[str, Module] = {}
@@ -560,7 +559,8 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
                 # indices) keep their dtype
                 v = v.detach().double() if v.is_floating_point() else v.detach()
             attrs[node.target] = v
-    out = Graph(gm.graph, converted, attrs, folded, params, defaults)
+    order = {name: i for i, (name, _) in enumerate(model.named_modules())}
+    out = Graph(gm.graph, converted, attrs, folded, params, defaults, order)
     out._root_target = root
     out.eval()
     if dummy_input is not None:
@@ -579,9 +579,13 @@ def _check_failure(model, xs, want, got, folded: int) -> str:
     """The conversion check's error message, with the likely cause."""
     msg = "conversion check failed: the converted model disagrees with the original"
     if isinstance(got, torch.Tensor) and isinstance(want, torch.Tensor) and got.shape == want.shape:
-        msg += f" (largest difference {float((got - want).abs().max()):.3g})"
-    with torch.no_grad():
-        again = _run_double(model, *xs)
+        msg += f" (largest difference {float((got - want).abs().max().detach()):.3g})"
+    if _has_nan(want):
+        return msg + (
+            ": the PyTorch model's own output has NaN for this input (a NaN weight, or "
+            "an attention row with every position masked)"
+        )
+    again = _run_double(model, *xs)
     if not _all_close(again, want):
         return msg + (
             ": the PyTorch model itself gives different outputs for the same input in "
@@ -635,5 +639,18 @@ def _all_close(got, want) -> bool:
     return torch.allclose(torch.as_tensor(got), want, atol=1e-6, rtol=1e-6)
 
 
+def _has_nan(out) -> bool:
+    if isinstance(out, (tuple, list)):
+        return any(_has_nan(o) for o in out)
+    if isinstance(out, dict):
+        return any(_has_nan(o) for o in out.values())
+    return isinstance(out, torch.Tensor) and bool(torch.isnan(out).any())
+
+
 def _run_double(model: torch.nn.Module, *xs: torch.Tensor) -> torch.Tensor:
-    return copy.deepcopy(model).double()(*xs)
+    """The torch model in float64 on ``xs``, with gradients enabled: under
+    no_grad torch's transformer layers take a fast path that computes
+    otherwise (exact GELU for approximate="tanh"; zeros at padded positions
+    with nested tensors), which the conversion check would then flag."""
+    with torch.enable_grad():
+        return copy.deepcopy(model).double()(*xs)

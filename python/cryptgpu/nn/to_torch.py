@@ -75,12 +75,12 @@ def graph_to_pytorch(self, model: torch.nn.Module) -> torch.nn.Module:
     model it was converted from, by layer name, attention and encoder
     layers and the model's own parameters included."""
     torch_mods = dict(model.named_modules())
-    for target, name in self._names.items():
+    for target, m in self._by_target.items():
         # a bare layer was converted wrapped: its target is the model itself
         tm = model if target == self._root_target else torch_mods.get(target)
         if tm is not None:
-            _copy_back(self._modules[name], tm)
-    for target, name in self._attr_params.items():
+            _copy_back(m, tm)
+    for target, (node, name) in self._attr_at.items():
         owner, _, leaf = target.rpartition(".")
-        _copy_into(getattr(torch_mods.get(owner), leaf, None), self._params[name])
+        _copy_into(getattr(torch_mods.get(owner), leaf, None), node._params[name])
     return model

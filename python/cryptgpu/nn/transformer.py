@@ -452,6 +452,7 @@ def whole(model: torch.nn.Module) -> torch.nn.Module | None:
     """A wrapper whose forward has the model's own signature and calls it
     once (so that fx records one call_module), or None for other models."""
     kinds = {
+        torch.nn.MultiheadAttention: _WholeAttention,
         torch.nn.TransformerEncoderLayer: _WholeEncoderLayer,
         torch.nn.TransformerEncoder: _WholeEncoder,
         torch.nn.TransformerDecoderLayer: _WholeDecoder,
@@ -471,6 +472,30 @@ class _WholeEncoderLayer(torch.nn.Module):
 
     def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
         return self.m(src, src_mask, src_key_padding_mask, is_causal)
+
+
+class _WholeAttention(_WholeEncoderLayer):
+    def forward(
+        self,
+        query,
+        key,
+        value,
+        key_padding_mask=None,
+        need_weights=True,
+        attn_mask=None,
+        average_attn_weights=True,
+        is_causal=False,
+    ):
+        return self.m(
+            query,
+            key,
+            value,
+            key_padding_mask,
+            need_weights,
+            attn_mask,
+            average_attn_weights,
+            is_causal,
+        )
 
 
 class _WholeEncoder(_WholeEncoderLayer):

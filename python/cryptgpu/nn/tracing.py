@@ -1,0 +1,198 @@
+"""Tracing a torch model for ``from_pytorch``: torch.fx (or the Hugging
+Face tracer) in eval and in train mode, constants that depend on the mode
+(``F.dropout(x, p, self.training)``) marked so that the converted graph
+follows its own ``.train()``/``.eval()``, and the converted layers placed
+in a module tree that names and orders parameters as torch does.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+
+import torch
+
+from . import hf
+from .module import Module
+
+# torch.fx patches torch globals while it traces (nn.Module.__getattr__ and
+# __call__ among them), so a conversion must not overlap another thread's
+# trace: the SPMD runtime converts the same torch model in three party
+# threads, and one reading the model's weights during another's trace could
+# see the tracer's patched attributes. The whole conversion holds the lock
+# (it sends nothing, so no party waits on another while holding it).
+LOCK = threading.RLock()
+
+
+class ModeDependent:
+    """A constant of the traced graph that differs between eval and train
+    mode (``self.training`` itself, a dropout probability ``p if
+    self.training else 0``): the converted graph picks the one for its
+    own mode when it runs."""
+
+    def __init__(self, eval_value, train_value):
+        self.eval_value, self.train_value = eval_value, train_value
+
+    def __repr__(self) -> str:
+        return f"ModeDependent(eval={self.eval_value!r}, train={self.train_value!r})"
+
+
+def resolve(args, training: bool):
+    """``args`` (nested tuples, lists, dicts) with every ModeDependent
+    replaced by its value for the mode."""
+    return torch.fx.node.map_aggregate(
+        args,
+        lambda a: (
+            (a.train_value if training else a.eval_value) if isinstance(a, ModeDependent) else a
+        ),
+    )
+
+
+def has_marks(graph: torch.fx.Graph) -> bool:
+    """Whether any node of ``graph`` has a :class:`ModeDependent` argument."""
+    found = []
+
+    def see(a):
+        if isinstance(a, ModeDependent):
+            found.append(a)
+        return a
+
+    for n in graph.nodes:
+        torch.fx.node.map_aggregate((n.args, n.kwargs), see)
+    return bool(found)
+
+
+def _trace(model: torch.nn.Module):
+    if hf.is_hf_model(model):
+        return hf.trace(model)
+    return torch.fx.symbolic_trace(model), {}
+
+
+def trace_modes(model: torch.nn.Module):
+    """(GraphModule traced in eval mode, the HF inputs' defaults), with the
+    constants that the train-mode trace has otherwise marked as
+    :class:`ModeDependent`. A forward whose train-mode graph differs in
+    structure (an ``if self.training:`` branch) keeps the eval graph, with
+    a warning that the converted model follows eval mode's operations."""
+    try:
+        with LOCK:
+            gm, defaults = _trace(model.eval())
+            try:
+                gm_train, _ = _trace(model.train())
+            except Exception:  # train mode may not trace (checkpointing): eval only
+                gm_train = None
+            finally:
+                model.eval()
+    except NotImplementedError:
+        raise
+    except Exception as e:  # tracing errors come in many types
+        raise NotImplementedError(f"torch.fx could not trace the model: {e}") from e
+    if gm_train is not None and not _mark(gm.graph, gm_train.graph):
+        warnings.warn(
+            "the model's forward runs other operations in train mode than in eval mode "
+            "(an `if self.training:` branch); the converted model runs eval mode's "
+            "operations in both modes (its nn.Dropout and BatchNorm layers still follow "
+            ".train()/.eval())",
+            stacklevel=4,
+        )
+    return gm, defaults
+
+
+def _mark(g_eval: torch.fx.Graph, g_train: torch.fx.Graph) -> bool:
+    """Mark the constants of ``g_eval``'s nodes that differ in ``g_train``;
+    False (nothing marked) where the graphs differ in structure."""
+    ev, tr = list(g_eval.nodes), list(g_train.nodes)
+    if len(ev) != len(tr) or any(
+        (a.op, a.target, a.name) != (b.op, b.target, b.name) for a, b in zip(ev, tr)
+    ):
+        return False
+    pairs = []
+    for a, b in zip(ev, tr):
+        args = _merge(a.args, b.args)
+        kwargs = _merge(a.kwargs, b.kwargs)
+        if args is None or kwargs is None:
+            return False
+        pairs.append((a, args, kwargs))
+    for node, args, kwargs in pairs:
+        node.args, node.kwargs = args, kwargs
+    return True
+
+
+_MISMATCH = object()
+
+
+def _merge(a, b):
+    """``a`` with the constants that differ in ``b`` marked, or None where
+    the two differ in structure (other nodes, other lengths)."""
+    out = _merge_one(a, b)
+    return None if out is _MISMATCH else out
+
+
+def _merge_one(a, b):
+    if isinstance(a, torch.fx.Node) or isinstance(b, torch.fx.Node):
+        same = isinstance(a, torch.fx.Node) and isinstance(b, torch.fx.Node)
+        return a if same and a.name == b.name else _MISMATCH
+    if isinstance(a, (tuple, list)):
+        if type(a) is not type(b) or len(a) != len(b):
+            return _MISMATCH
+        items = [_merge_one(x, y) for x, y in zip(a, b)]
+        if any(i is _MISMATCH for i in items):
+            return _MISMATCH
+        return type(a)(items)
+    if isinstance(a, dict):
+        if not isinstance(b, dict) or list(a) != list(b):
+            return _MISMATCH
+        items = {k: _merge_one(a[k], b[k]) for k in a}
+        if any(i is _MISMATCH for i in items.values()):
+            return _MISMATCH
+        return items
+    if isinstance(a, (bool, int, float)) and isinstance(b, (bool, int, float)):
+        return a if (type(a), a) == (type(b), b) else ModeDependent(a, b)
+    return a
+
+
+def mount(graph: Module, modules: dict, params: dict, order: dict) -> dict:
+    """Place the converted modules and the get_attr parameters in a module
+    tree mirroring the torch model's (containers for the torch modules that
+    were traced through), in the order torch registered them, so that
+    parameter and state-dict names and order are torch's ("0.0.weight",
+    not "0_0.weight"). A target that cannot nest (inside a converted layer)
+    is mounted at the top under its name with dots as underscores. Returns
+    target -> (owning module, name) for the parameters."""
+    leaves = {id(m) for m in modules.values()}
+    big = len(order) + 1
+
+    def key(target: str, rank: int):
+        return (order.get(target, big), rank)
+
+    entries = [(key(t, 1), t, m) for t, m in modules.items()]
+    owners = [t.rpartition(".")[0] for t in params]
+    entries += [(key(o, 0), t, None) for t, o in zip(params, owners)]
+    entries.sort(key=lambda e: e[0])
+
+    def container(parts):
+        node = graph
+        for part in parts:
+            nxt = node._modules.get(part)
+            if nxt is None:
+                nxt = Module()
+                nxt.training = graph.training
+                node.add_module(part, nxt)
+            if id(nxt) in leaves:
+                return None
+            node = nxt
+        return node
+
+    attr_at = {}
+    for _, target, m in entries:
+        owner_path, _, leaf = target.rpartition(".")
+        node = container(owner_path.split(".") if owner_path else [])
+        taken = node is not None and (leaf in node._modules or leaf in node._params)
+        if node is None or taken:
+            node, leaf = graph, target.replace(".", "_")
+        if m is None:
+            node.register_parameter(leaf, params[target])
+            attr_at[target] = (node, leaf)
+        else:
+            node.add_module(leaf, m)
+    return attr_at
