@@ -51,6 +51,17 @@ class SharedTensor(
 
     __slots__ = ()
 
+    # numpy defers to SharedTensor's reflected operators (arr + x), and its
+    # functions (np.exp(x)) raise TypeError instead of building object
+    # arrays of 0-d shares
+    __array_ufunc__ = None
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError(
+            "a SharedTensor cannot become a numpy array or torch tensor: its value is "
+            "secret; open it with x.get_plain_text() (every party learns it)"
+        )
+
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
         return torch_dispatch.torch_function(cls, func, types, args, kwargs)

@@ -185,6 +185,9 @@ class ShapeOps:
         shp = list(self.shape)
         if dim is None:
             return self.reshape([s for s in shp if s != 1])
+        if isinstance(dim, (tuple, list)):  # torch >= 2.0: several dims
+            ds = {_norm_dim(d, self.dim()) for d in dim} if self.dim() else set()
+            return self.reshape([s for i, s in enumerate(shp) if not (i in ds and s == 1)])
         d = _norm_dim(dim, self.dim())
         if self.dim() == 0 or shp[d] != 1:
             return self
@@ -212,6 +215,8 @@ class ShapeOps:
             if ag.needs_grad(self):
                 gr.record_take(out, self, flat)
             return out
+        if sum(1 for i in idx if i is Ellipsis) > 1:
+            raise IndexError("an index can only have a single ellipsis ('...')")
         if any(i is Ellipsis for i in idx):
             k = idx.index(Ellipsis)
             fill = self.dim() - (len(idx) - 1 - sum(1 for i in idx if i is None))
@@ -389,7 +394,9 @@ def _positions(x, idx: tuple) -> np.ndarray:
         if isinstance(i, slice) and i.step is not None and i.step <= 0:
             raise ValueError("slice step must be positive")
         if isinstance(i, torch.Tensor):
+            # a uint8 tensor is a mask in torch (deprecated there, not positions)
             i = i.detach().cpu().numpy()
+            i = i.astype(bool) if i.dtype == np.uint8 else i
         elif isinstance(i, (list, tuple)):
             i = np.asarray(i) if len(i) else np.zeros(0, dtype=np.int64)
         conv.append(i)

@@ -280,13 +280,47 @@ TABLE = {
 }
 
 
+# torch functions (and torch.Tensor methods) of two tensors whose first is
+# plaintext and second shared: the shared one's method of the mirrored name
+_MIRRORED = {
+    "maximum": "maximum",
+    "minimum": "minimum",
+    "max": "maximum",
+    "min": "minimum",
+    "fmax": "maximum",
+    "fmin": "minimum",
+    "eq": "eq",
+    "ne": "ne",
+    "lt": "gt",
+    "le": "ge",
+    "gt": "lt",
+    "ge": "le",
+    "less": "gt",
+    "greater": "lt",
+}
+
+
 def torch_function(cls, func, types, args=(), kwargs=None):
     """SharedTensor.__torch_function__ (see the module docstring)."""
     kwargs = kwargs or {}
+    name = getattr(func, "__name__", None) or str(func)
+    if kwargs.get("out") is not None:
+        raise NotImplementedError(
+            f"torch.{name}(..., out=) with a SharedTensor: assign the result instead "
+            f"(y = torch.{name}(...))"
+        )
+    kwargs.pop("out", None)
     impl = TABLE.get(func)
     if impl is not None:
         return impl(*args, **kwargs)
-    name = getattr(func, "__name__", None) or str(func)
+    if (
+        len(args) == 2
+        and not kwargs
+        and name in _MIRRORED
+        and not isinstance(args[0], cls)
+        and isinstance(args[1], cls)
+    ):
+        return getattr(args[1], _MIRRORED[name])(args[0])
     if name.startswith("__") or getattr(torch.Tensor, name, None) is func:
         # torch.Tensor's operators and methods: Python then tries
         # SharedTensor's reflected operator (t + x, t @ x, t < x).

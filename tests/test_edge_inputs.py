@@ -1,0 +1,83 @@
+"""Inputs found by a user probe feeding unusual tensors: uint8 masks,
+``out=``, plaintext first operands of symmetric torch functions, numpy
+functions on a SharedTensor, several ellipses, ``squeeze`` of several dims.
+Every result is exact here (selections, comparisons, maxima of encoded
+values, public integers), so it must equal torch's; every refusal is
+torch's exception type, and the session stays usable.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import cryptgpu
+from conftest import assert_close
+
+
+def pt(x):
+    return x.get_plain_text(dtype=torch.float64)
+
+
+A = torch.arange(12.0, dtype=torch.float64).reshape(3, 4)
+
+
+def test_uint8_index_is_a_mask_as_in_torch(session):
+    """torch takes a uint8 index as a mask (deprecated there, with a
+    warning); it was read as the positions [1, 0, 1]."""
+    m = torch.tensor([1, 0, 1], dtype=torch.uint8)
+    x = cryptgpu.cryptensor(A)
+    with warnings.catch_warnings():  # torch warns (once) that this is deprecated
+        warnings.simplefilter("ignore")
+        want = A[m]
+    assert_close(pt(x[m]), want, 0.0)
+    x[m] = -1.0
+    b = A.clone()
+    b[m.bool()] = -1.0  # torch's setitem refuses uint8 now; the mask is meant
+    assert_close(pt(x), b, 0.0)
+
+
+def test_out_is_refused_rather_than_ignored(session):
+    """torch.add(x, 1, out=o) returned a new tensor and left o untouched."""
+    x = cryptgpu.cryptensor(A)
+    for fn in (torch.add, torch.sub, torch.mul, torch.div):
+        with pytest.raises(NotImplementedError, match="out="):
+            fn(x, 1, out=torch.zeros(3, 4))
+    with pytest.raises(NotImplementedError, match="out="):
+        torch.cat([x, x], out=torch.zeros(6, 4))
+    assert_close(pt(x + 1), A + 1, 0.0)
+
+
+def test_plaintext_first_operands(session):
+    """torch.maximum(plain, x) and plain.lt(x) raised; they run as the
+    shared operand's mirrored method."""
+    p = torch.full((3, 4), 5.0, dtype=torch.float64)
+    x = cryptgpu.cryptensor(A)
+    assert_close(pt(torch.maximum(p, x)), torch.maximum(p, A), 0.0)
+    assert_close(pt(torch.minimum(p, x)), torch.minimum(p, A), 0.0)
+    assert_close(pt(torch.max(p, x)), torch.max(p, A), 0.0)
+    for name in ("lt", "le", "gt", "ge", "eq", "ne"):
+        assert_close(pt(getattr(p, name)(x)), getattr(p, name)(A).double(), 0.0)
+        assert_close(pt(getattr(torch, name)(p, x)), getattr(torch, name)(p, A).double(), 0.0)
+
+
+def test_numpy_functions_refuse_and_operators_work(session):
+    """np.exp(x) and np.asarray(x) built object arrays of 0-d shares."""
+    x = cryptgpu.cryptensor(A)
+    with pytest.raises(TypeError):
+        np.exp(x)
+    with pytest.raises(TypeError, match="secret"):
+        np.asarray(x)
+    assert_close(pt(np.ones(4) + x), A + 1, 0.0)
+    assert_close(pt(x * np.full(4, 2.0)), A * 2, 0.0)
+
+
+def test_indexing_and_squeeze_forms(session):
+    x = cryptgpu.cryptensor(A)
+    with pytest.raises(IndexError, match="ellipsis"):
+        x[..., ...]
+    y = x.reshape(1, 3, 1, 4)
+    assert y.squeeze((0, 2)).shape == A.reshape(1, 3, 1, 4).squeeze((0, 2)).shape
+    assert y.squeeze((0, 1)).shape == A.reshape(1, 3, 1, 4).squeeze((0, 1)).shape
+    assert_close(pt(y.squeeze((0, 2))), A, 0.0)
