@@ -95,6 +95,30 @@ def test_argmax_ties_pick_the_first(session):
     assert oh.sum(1).tolist() == [1.0, 1.0]
 
 
+@pytest.mark.parametrize("k", [65, 3000])
+def test_wide_argmax_is_exact_and_k_log_k(session, k):
+    """A row wider than 64 carried k one-hots of k values each (k^2: one
+    row of 20,000 took 19 GB and 117 s, then ran out of memory
+    mid-protocol and left the session out of step). Padded to a power of
+    two with public values below any encodable one, it costs k log k: the
+    one-hot and the maximum are exact (selections of encoded values), ties
+    go to the first index as torch's, and the bytes per party stay below
+    64 bytes per padded element and level (k^2 would be 8 k^2)."""
+    gen = torch.Generator().manual_seed(k)
+    v = torch.randint(-50, 50, (3, k), generator=gen).double()
+    v[1, 7] = v[1, k - 1] = 1000.0  # a tie: the first wins
+    x = cryptgpu.cryptensor(v)
+    cryptgpu.reset_stats()
+    vals, onehot = x.max(-1)
+    k2 = 1 << (k - 1).bit_length()
+    levels = k2.bit_length() - 1
+    assert cryptgpu.stats()["total"]["bytes_per_party"] <= 64 * 3 * k2 * levels
+    assert_close(vals.get_plain_text(dtype=torch.float64), v.max(-1).values, 0.0)
+    want = torch.nn.functional.one_hot(v.argmax(-1), k).double()
+    assert_close(onehot.get_plain_text(dtype=torch.float64), want, 0.0)
+    assert_close(x.sum().get_plain_text(dtype=torch.float64), v.sum(), 0.0)  # usable
+
+
 @pytest.mark.parametrize(
     "k,stride,pad,dil",
     [(2, None, 0, 1), (3, 2, 1, 1), ((2, 3), (1, 2), (1, 1), 1), (2, 1, 0, 2), (3, 3, 0, 1)],

@@ -6,13 +6,23 @@
 //! Costs per party: a ReLU is one msb and one injection of 1 value per
 //! element (2 with the mask), 10 rounds; a tournament over k values is
 //! ceil(log2 k) levels of 10 rounds each, injecting 1 value per pair (1 + k
-//! with a one-hot argmax, 1 + 2^(L+1) at level L when k is a power of two).
+//! with a one-hot argmax, 1 + 2^(L+1) at level L when k is a power of two,
+//! or when k > 64, padded to one).
 
 use super::{local, AShare, Party};
 use crate::error::Result;
 
 /// A strided view of a share: (shape, offset, strides) per component.
 type View<'a> = (&'a [usize], usize, &'a [usize]);
+
+/// Rows longer than this take the argmax tournament padded to a power of
+/// two (k log k one-hot values) instead of identity one-hots (k^2).
+const WIDE_ARGMAX: usize = 64;
+
+/// The padding of a wide argmax tournament, as a ring value: -2^61, below
+/// every value a sharing holds (|x| < 2^47 in the ring at f = 16), with
+/// every difference still below 2^62 (the comparison's range).
+const TOURNAMENT_PAD: u64 = (-(1i64 << 61)) as u64;
 
 impl Party {
     /// Both components of `s` through one strided gather.
@@ -90,6 +100,25 @@ impl Party {
     ) -> Result<(AShare, Option<AShare>)> {
         if want_arg && k >= 2 && k.is_power_of_two() {
             let (v, oh) = self.tournament_pow2(x, rows, k)?;
+            return Ok((v, Some(oh)));
+        }
+        if want_arg && k > WIDE_ARGMAX {
+            // The identity one-hots below cost k^2 values per row (19 GB for
+            // one row of 20,000: the session ran out of memory mid-protocol).
+            // Padded with public values below any encodable one to the next
+            // power of two, the block one-hots cost k log k (and at most
+            // twice the comparisons); the pads never win and are cut off.
+            let k2 = k.next_power_of_two();
+            let pad = self.public_fill(rows * (k2 - k), TOURNAMENT_PAD)?;
+            let xp = self.place(
+                rows * k2,
+                &[
+                    (x, (&[rows, k], 0, &[k2, 1])),
+                    (&pad, (&[rows, k2 - k], k, &[k2, 1])),
+                ],
+            )?;
+            let (v, oh) = self.tournament_pow2(&xp, rows, k2)?;
+            let oh = self.view(&oh, (&[rows, k], 0, &[k2, 1]))?;
             return Ok((v, Some(oh)));
         }
         let kk = k;
