@@ -202,3 +202,35 @@ def test_parameter_names_and_order_are_torchs(session):
         opened = {k: pt(v) for k, v in pm.state_dict().items()}
         m.load_state_dict(opened)  # strict: every name torch's
         assert_close(pt(pm(cryptgpu.cryptensor(x))), m(x).detach(), 1e-3)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_bce_with_logits_weight_and_pos_weight(session, reduction):
+    """BCEWithLogitsLoss(weight=, pos_weight=) raised NotImplementedError.
+    Each element's loss is w (pw y softplus(-x) + (1 - y) softplus(x)):
+    softplus within 3e-4 (exp_nonpos's relative error on e^-|x| <= 1) and
+    a few truncations, times w (pw + 1) <= 2 * 4; the gradient's sigmoid
+    within 1e-3 (tests/test_functions.py) times the same factor."""
+    gen = torch.Generator().manual_seed(9)
+    x = torch.randn(6, 3, generator=gen, dtype=torch.float64) * 3
+    y = (torch.rand(6, 3, generator=gen) > 0.5).double()
+    w = torch.rand(6, 3, generator=gen, dtype=torch.float64) * 2
+    pw = torch.tensor([0.5, 1.0, 3.0], dtype=torch.float64)
+    xs = cryptgpu.cryptensor(x, requires_grad=True)
+    loss = cryptgpu.nn.BCEWithLogitsLoss(weight=w, pos_weight=pw, reduction=reduction)(xs, y)
+    xt = x.clone().requires_grad_()
+    want = F.binary_cross_entropy_with_logits(
+        xt, y, weight=w, pos_weight=pw, reduction=reduction
+    )
+    n = x.numel() if reduction == "mean" else 1
+    elems = x.numel() / n  # a mean divides the summed error by N
+    assert abs(pt(loss).item() - want.item()) <= 8 * (3e-4 + 4 * ULP) * elems
+    loss.backward()
+    want.backward()
+    assert_close(pt(xs.grad), xt.grad, 8 * (1e-3 + 4 * ULP) / n)
+    # the functional form, and a shared target
+    f = F.binary_cross_entropy_with_logits(
+        cryptgpu.cryptensor(x), cryptgpu.cryptensor(y), pos_weight=pw, reduction=reduction
+    )
+    want_f = F.binary_cross_entropy_with_logits(x, y, pos_weight=pw, reduction=reduction)
+    assert abs(pt(f).item() - want_f.item()) <= 4 * (3e-4 + 4 * ULP) * elems

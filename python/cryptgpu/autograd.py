@@ -124,7 +124,11 @@ def backward(root, grad=None, retain_graph: bool = False) -> None:
     """Back-propagate ``grad`` (default 1) from ``root`` to every leaf's
     ``.grad``; the recorded graph is freed unless ``retain_graph``."""
     if not root.requires_grad:
-        raise RuntimeError("backward() on a tensor that does not require grad")
+        raise RuntimeError(
+            "backward() on a tensor that does not require grad (no input requires grad and "
+            "no parameter does: a model in eval mode, as from_pytorch returns it, has "
+            "parameters that do not require grad, as CrypTen's; call model.train() to train)"
+        )
     if root._back is _FREED:
         raise RuntimeError(_SECOND_TIME)
     if grad is not None and hasattr(grad, "shape") and tuple(grad.shape) != tuple(root.shape):

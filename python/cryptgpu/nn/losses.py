@@ -292,30 +292,56 @@ class BCEWithLogitsLoss(_Tracked):
     ``torch.nn.BCEWithLogitsLoss``: relu(x) - x y + log(1 + e^-|x|), the
     last term by e^-|x| on (0, 1] (``functions.exp_nonpos``) and log1p's
     degree-8 polynomial on it. The backward is the exact shortcut (sigmoid(x) - y) / N, as for
-    cross-entropy; class weights and ``pos_weight`` are not provided."""
+    cross-entropy. Public ``weight`` (per element, broadcast) and
+    ``pos_weight`` (per class, the last dim) as torch's: w (pw y
+    softplus(-x) + (1 - y) softplus(x)), gradient w (sigmoid(x) (pw y + 1
+    - y) - pw y)."""
 
-    def __init__(self, weight=None, reduction: str = "mean", pos_weight=None) -> None:
+    def __init__(
+        self, weight=None, size_average=None, reduce=None, reduction: str = "mean", pos_weight=None
+    ) -> None:
         super().__init__()
-        if weight is not None or pos_weight is not None:
-            raise NotImplementedError("BCEWithLogitsLoss with weight or pos_weight")
-        self.reduction = _reduction(reduction)
+        for name, v in (("weight", weight), ("pos_weight", pos_weight)):
+            if isinstance(v, SharedTensor):
+                raise NotImplementedError(f"BCEWithLogitsLoss with a shared {name}")
+        self.reduction = _reduction(_legacy(size_average, reduce, reduction))
+        self.weight = None if weight is None else torch.as_tensor(weight, dtype=torch.float64)
+        self.pos_weight = (
+            None if pos_weight is None else torch.as_tensor(pos_weight, dtype=torch.float64)
+        )
 
     def forward(self, x, target):
-        """reduction(relu(x) - x y + log(1 + e^-|x|))."""
+        """reduction(relu(x) - x y + log(1 + e^-|x|)), weighted as torch's."""
         if not isinstance(x, SharedTensor):
             t = torch.as_tensor(target)
-            return F.binary_cross_entropy_with_logits(x, t, reduction=self.reduction)
+            w, pw = (None if v is None else v.to(x.dtype) for v in (self.weight, self.pos_weight))
+            return F.binary_cross_entropy_with_logits(
+                x, t, weight=w, reduction=self.reduction, pos_weight=pw
+            )
         y = _same_shape(x, target, "BCEWithLogitsLoss")
         want_grad = ag.needs_grad(x)
         with ag.inside(want_grad):
             a, neg = functions._abs_and_ltz(x)
             e = functions.exp_nonpos(a.neg())  # in (0, 1]
             one_plus_e = e + 1.0
-            loss = _reduce((x + a) * 0.5 - x * y + functions.log1p_unit(e), self.reduction)
+            lg = functions.log1p_unit(e)
+            if self.weight is None and self.pos_weight is None:
+                per, coef, pw_y = (x + a) * 0.5 - x * y + lg, None, None
+            else:
+                pw_y = y if self.pos_weight is None else y * self.pos_weight
+                coef = pw_y + (1.0 - y)  # sigmoid's factor in the gradient
+                soft_neg = (a - x) * 0.5 + lg  # softplus(-x)
+                per = soft_neg * coef + x * (1.0 - y)
+                if self.weight is not None:
+                    per = per * self.weight
+            loss = _reduce(per, self.reduction)
             if not want_grad:
                 return loss
             sig = functions.sigmoid_from_parts(one_plus_e, neg)
-            return _with_gradient(loss, x, sig - y, self.reduction)
+            diff = sig - y if coef is None else sig * coef - pw_y
+            if self.weight is not None:
+                diff = diff * self.weight
+            return _with_gradient(loss, x, diff, self.reduction)
 
 
 class BCELoss(_Tracked):
@@ -462,8 +488,7 @@ def _mse_loss(input, target, size_average=None, reduce=None, reduction="mean", w
 def _bce_with_logits(
     input, target, weight=None, size_average=None, reduce=None, reduction="mean", pos_weight=None
 ):
-    reduction = _legacy(size_average, reduce, reduction)
-    return BCEWithLogitsLoss(weight, reduction, pos_weight)(input, target)
+    return BCEWithLogitsLoss(weight, size_average, reduce, reduction, pos_weight)(input, target)
 
 
 def _bce(input, target, weight=None, size_average=None, reduce=None, reduction="mean"):
