@@ -53,3 +53,23 @@ def test_views_of_tensors_that_require_grad(session):
     with torch.no_grad():  # torch allows it here, as an update of the leaf
         w[0].add_(1.0)
     assert pt(w).tolist() == [[1.0, 1.0], [0.0, 0.0]]
+
+
+def test_expanded_tensors_follow_their_base_and_refuse_writes(session):
+    """expand() was a copy: a change of the base did not show in it, and an
+    in-place change of it was accepted and reached nothing, where torch
+    refuses it (several elements share one memory location)."""
+    t = torch.arange(6.0, dtype=torch.float64)
+    b = cryptgpu.cryptensor(t)
+    v = b.unsqueeze(0).expand(2, 6)
+    w = b.expand_as(torch.zeros(3, 6))
+    b[0] = 100.0
+    t[0] = 100.0
+    assert torch.equal(pt(v), t.expand(2, 6)) and torch.equal(pt(w), t.expand(3, 6))
+    for write in (lambda: v.add_(1.0), lambda: v.__setitem__((0, 1), 5.0), lambda: w.zero_()):
+        with pytest.raises(RuntimeError, match="single memory location"):
+            write()
+    assert torch.equal(pt(b), t)  # nothing changed
+    c = v.clone()
+    c.add_(1.0)  # a clone is its own tensor
+    assert torch.equal(pt(c), t.expand(2, 6) + 1) and torch.equal(pt(b), t)

@@ -12,7 +12,7 @@ from . import autograd as ag
 from . import gradients as gr
 from ._native import ShapeError
 from ._plain import _buf, _is_integer_plain, _plain_array
-from .tensor_base import TensorBase
+from .tensor_base import READ_ONLY, TensorBase
 
 
 class ArithmeticOps:
@@ -139,6 +139,8 @@ class ArithmeticOps:
     # so one that would be recorded is refused, as torch refuses it on a
     # leaf that requires grad.
     def _assign(self, out, what: str) -> TensorBase:
+        if self._view is not None and self._view[3] is READ_ONLY:
+            READ_ONLY(None, None)  # torch refuses to write an expanded tensor
         if ag.needs_grad(self) or getattr(out, "requires_grad", False):
             if what == "__setitem__":
                 hint = (

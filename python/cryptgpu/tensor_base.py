@@ -87,7 +87,7 @@ class TensorBase(ag.Node):
                 bv[0],
                 root._version,
                 lambda r: read(base_read(r)),
-                lambda r, v: write(base_read(r), v),
+                write if write is READ_ONLY else (lambda r, v: write(base_read(r), v)),
             )
         return self
 
@@ -378,3 +378,16 @@ def _same(base):
 def _put(base, value) -> None:
     """A detached view's write: the base takes the value (no autograd)."""
     base._t = value._t
+
+
+def READ_ONLY(base, value) -> None:  # noqa: N802 - a marker used as a constant
+    """The write of a view that torch refuses to write (an ``expand``ed
+    tensor: several elements share one value); ``_assign`` checks for it
+    before changing anything."""
+    raise RuntimeError(_OVERLAP)
+
+
+_OVERLAP = (
+    "unsupported operation: more than one element of the written-to tensor refers to a "
+    "single memory location. Please clone() the tensor before performing the operation."
+)

@@ -15,7 +15,7 @@ from . import autograd as ag
 from . import gradients as gr
 from ._native import OutOfMemoryError, ShapeError
 from ._plain import _index, _ints, _norm_dim, _plain_array, _strides
-from .tensor_base import TensorBase
+from .tensor_base import READ_ONLY, TensorBase
 
 
 class ShapeOps:
@@ -60,7 +60,9 @@ class ShapeOps:
         res = self._wrap(self._s().gather(self._t, out, 0, ost))
         if ag.needs_grad(self):
             gr.record_unbroadcast(res, self, tuple(shape))
-        return res
+        # a view, as torch's: it follows changes of its base; writing into
+        # it is refused (several elements share one value)
+        return res._as_view_of(self, lambda b, o=tuple(out): b.expand(*o), READ_ONLY)
 
     def _aligned(self, ys: TensorBase) -> tuple[TensorBase, TensorBase]:
         """self and the shared ys broadcast to their common shape (no engine

@@ -87,7 +87,7 @@ def trace_modes(model: torch.nn.Module):
         raise
     except Exception as e:  # tracing errors come in many types
         raise NotImplementedError(f"torch.fx could not trace the model: {e}") from e
-    if gm_train is not None and not _mark(gm.graph, gm_train.graph):
+    if gm_train is not None and not _mark(gm, gm_train):
         warnings.warn(
             "the model's forward runs other operations in train mode than in eval mode "
             "(an `if self.training:` branch); the converted model runs eval mode's "
@@ -98,18 +98,30 @@ def trace_modes(model: torch.nn.Module):
     return gm, defaults
 
 
-def _mark(g_eval: torch.fx.Graph, g_train: torch.fx.Graph) -> bool:
-    """Mark the constants of ``g_eval``'s nodes that differ in ``g_train``;
-    False (nothing marked) where the graphs differ in structure."""
-    ev, tr = list(g_eval.nodes), list(g_train.nodes)
-    if len(ev) != len(tr) or any(
-        (a.op, a.target, a.name) != (b.op, b.target, b.name) for a, b in zip(ev, tr)
-    ):
+def _mark(gm_eval: torch.fx.GraphModule, gm_train: torch.fx.GraphModule) -> bool:
+    """Mark the constants of ``gm_eval``'s nodes that differ in
+    ``gm_train``'s; False (nothing marked) where the graphs differ in
+    structure."""
+    ev, tr = list(gm_eval.graph.nodes), list(gm_train.graph.nodes)
+
+    def same(a, b) -> bool:
+        if a.op != b.op:
+            return False
+        if a.op == "call_module" and a.target != b.target:
+            # the HF tracer names the modules it makes of functions by a
+            # counter (relu_0 in one trace, relu_1 in the next)
+            ma, mb = gm_eval.get_submodule(a.target), gm_train.get_submodule(b.target)
+            return type(ma) is type(mb) and not list(ma.parameters())
+        return a.target == b.target
+
+    if len(ev) != len(tr) or not all(same(a, b) for a, b in zip(ev, tr)):
         return False
+    # nodes correspond by position (a tracer may number names differently)
+    pos = {id(n): i for nodes in (ev, tr) for i, n in enumerate(nodes)}
     pairs = []
     for a, b in zip(ev, tr):
-        args = _merge(a.args, b.args)
-        kwargs = _merge(a.kwargs, b.kwargs)
+        args = _merge(a.args, b.args, pos)
+        kwargs = _merge(a.kwargs, b.kwargs, pos)
         if args is None or kwargs is None:
             return False
         pairs.append((a, args, kwargs))
@@ -121,28 +133,28 @@ def _mark(g_eval: torch.fx.Graph, g_train: torch.fx.Graph) -> bool:
 _MISMATCH = object()
 
 
-def _merge(a, b):
+def _merge(a, b, pos: dict):
     """``a`` with the constants that differ in ``b`` marked, or None where
     the two differ in structure (other nodes, other lengths)."""
-    out = _merge_one(a, b)
+    out = _merge_one(a, b, pos)
     return None if out is _MISMATCH else out
 
 
-def _merge_one(a, b):
+def _merge_one(a, b, pos: dict):
     if isinstance(a, torch.fx.Node) or isinstance(b, torch.fx.Node):
         same = isinstance(a, torch.fx.Node) and isinstance(b, torch.fx.Node)
-        return a if same and a.name == b.name else _MISMATCH
+        return a if same and pos[id(a)] == pos[id(b)] else _MISMATCH
     if isinstance(a, (tuple, list)):
         if type(a) is not type(b) or len(a) != len(b):
             return _MISMATCH
-        items = [_merge_one(x, y) for x, y in zip(a, b)]
+        items = [_merge_one(x, y, pos) for x, y in zip(a, b)]
         if any(i is _MISMATCH for i in items):
             return _MISMATCH
         return type(a)(items)
     if isinstance(a, dict):
         if not isinstance(b, dict) or list(a) != list(b):
             return _MISMATCH
-        items = {k: _merge_one(a[k], b[k]) for k in a}
+        items = {k: _merge_one(a[k], b[k], pos) for k in a}
         if any(i is _MISMATCH for i in items.values()):
             return _MISMATCH
         return items
