@@ -18,8 +18,9 @@ side runs in the local three-party runtime, written with CrypTen's names
 (``import cryptgpu as crypten``).
 
 Prints a markdown table and writes benchmarks/compare_crypten.csv: wall time
-(one run after a warm-up), rounds and bytes sent by one party (CrypTen:
-party 0; cryptgpu: the busiest party), and the time ratio.
+(the median of up to 7 runs within 3 s, after a warm-up), rounds and bytes
+sent by one party (CrypTen: party 0; cryptgpu: the busiest party), and the
+time ratio.
 
 Caveat in CrypTen's favour: its default triple provider for three parties is
 a trusted first party (TFP) that makes Beaver triples from shared seeds, so
