@@ -1,9 +1,11 @@
 """Cost of the range-reduced functions and the other accuracy fixes of
-2026-12-05: wall time (best of 3), rounds and bytes per party (the busiest
-party's, counted by the engine) of one call each, on the CPU local runtime.
+2026-12-05 and 2026-12-06: wall time (best of 3), rounds and bytes per
+party (the busiest party's, counted by the engine) of one call each, on the
+CPU local runtime.
 
 Run: python3 benchmarks/bench_accuracy_costs.py (a few seconds); the
-numbers are in benchmarks/RESULTS.md ("Accuracy fixes of 2026-12-05").
+numbers are in benchmarks/RESULTS.md ("Accuracy fixes of 2026-12-05" and
+"... of 2026-12-06").
 """
 
 import time
@@ -53,6 +55,26 @@ def main():
     logits = cryptgpu.cryptensor(torch.randn(64, 10, dtype=torch.float64) * 3)
     labels = torch.randint(0, 10, (64,))
     measure("CrossEntropy value 64x10", lambda: cryptgpu.nn.CrossEntropyLoss()(logits, labels))
+    # 2026-12-06: the range-reduced reciprocal, sigmoid's and softmax's
+    # Newton steps, BatchNorm/LayerNorm's chunked variance, wide argmax
+    s = cryptgpu.cryptensor(torch.randn(n, dtype=torch.float64) * 4)
+    measure("sigmoid", lambda: s.sigmoid())
+    measure("tanh", lambda: s.tanh())
+    measure("reciprocal (x in [0.5, 50.5])", lambda: x.reciprocal())
+    measure("softmax 8x128", lambda: rows.softmax(1))
+    wide = cryptgpu.cryptensor(torch.randn(8, 512, dtype=torch.float64))
+    measure("softmax 8x512", lambda: wide.softmax(1))
+    h = cryptgpu.cryptensor(torch.randn(32, 768, dtype=torch.float64))
+    measure("layer_norm 32x768", lambda: torch.nn.functional.layer_norm(h, (768,)))
+    bn = cryptgpu.nn.BatchNorm2d(64).encrypt().train()
+    img = cryptgpu.cryptensor(torch.randn(16, 64, 8, 8, dtype=torch.float64))
+    measure("BatchNorm2d 16x64x8x8 training forward", lambda: bn(img))
+    vocab = cryptgpu.cryptensor(torch.randn(2, 2000, dtype=torch.float64))
+    measure("argmax 2x2000", lambda: vocab.argmax(-1))
+    if hasattr(cryptgpu.nn, "LSTM"):
+        lstm = cryptgpu.nn.LSTM(32, 64).encrypt().eval()
+        seq = cryptgpu.cryptensor(torch.randn(16, 8, 32, dtype=torch.float64))
+        measure("LSTM 32->64, 16 steps, batch 8", lambda: lstm(seq))
 
 
 if __name__ == "__main__":
