@@ -219,9 +219,7 @@ def test_bce_with_logits_weight_and_pos_weight(session, reduction):
     xs = cryptgpu.cryptensor(x, requires_grad=True)
     loss = cryptgpu.nn.BCEWithLogitsLoss(weight=w, pos_weight=pw, reduction=reduction)(xs, y)
     xt = x.clone().requires_grad_()
-    want = F.binary_cross_entropy_with_logits(
-        xt, y, weight=w, pos_weight=pw, reduction=reduction
-    )
+    want = F.binary_cross_entropy_with_logits(xt, y, weight=w, pos_weight=pw, reduction=reduction)
     n = x.numel() if reduction == "mean" else 1
     elems = x.numel() / n  # a mean divides the summed error by N
     assert abs(pt(loss).item() - want.item()) <= 8 * (3e-4 + 4 * ULP) * elems
