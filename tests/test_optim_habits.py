@@ -232,3 +232,15 @@ def test_bce_with_logits_weight_and_pos_weight(session, reduction):
     )
     want_f = F.binary_cross_entropy_with_logits(x, y, pos_weight=pw, reduction=reduction)
     assert abs(pt(f).item() - want_f.item()) <= 4 * (3e-4 + 4 * ULP) * elems
+
+
+def test_a_one_element_tensor_learning_rate(session):
+    """torch takes lr=torch.tensor(0.1) (LR-scheduler code passes them);
+    it raised TypeError. The update: one truncation of 2p by the lr."""
+    p = shared([1.0, 2.0])
+    opt = cryptgpu.optim.SGD([p], lr=torch.tensor(0.25))
+    (p * p).sum().backward()
+    opt.step()
+    assert_close(pt(p), torch.tensor([0.5, 1.0], dtype=torch.float64), 4 * ULP)
+    with pytest.raises(TypeError):
+        cryptgpu.optim.SGD([p], lr=torch.tensor([0.1, 0.2]))

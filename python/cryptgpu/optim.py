@@ -57,6 +57,8 @@ class _Optimizer(torch.optim.Optimizer):
         """Refuse a group's hyperparameters as torch does (ValueError)."""
         for key in ("lr", "weight_decay"):
             v = group[key]
+            if isinstance(v, torch.Tensor) and v.numel() == 1 and not v.requires_grad:
+                v = group[key] = float(v)  # torch takes a one-element tensor lr
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise TypeError(f"{key} must be a number, got {type(v).__name__}")
             if v < 0:
