@@ -305,3 +305,18 @@ def test_softmax_rows_of_attention_size(session, n, std):
     a = torch.randn(8, n, generator=gen, dtype=torch.float64) * std
     sm = cryptgpu.cryptensor(a).softmax(-1).get_plain_text(dtype=torch.float64)
     assert (sm - a.softmax(-1)).abs().max() <= 3e-4
+
+
+def test_softmax_refuses_rows_beyond_the_fixed_point_range():
+    """At 24 fractional bits a row sum can reach only 2^14: a row of 30,000
+    summed to -440 after softmax (the octaves above were silently cut);
+    it raises now, and rows that fit stay within 3e-4."""
+    cryptgpu.init(precision_bits=24, seed=3)
+    try:
+        with pytest.raises(ValueError, match="precision_bits"):
+            cryptgpu.cryptensor(torch.zeros(1, 30000)).softmax(-1)
+        a = torch.randn(2, 1000, dtype=torch.float64)
+        got = cryptgpu.cryptensor(a).softmax(-1).get_plain_text(dtype=torch.float64)
+        assert (got - a.softmax(-1)).abs().max() <= 3e-4
+    finally:
+        cryptgpu.uninit()

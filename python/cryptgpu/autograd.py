@@ -170,8 +170,10 @@ def backward(root, grad=None, retain_graph: bool = False) -> None:
             if t._back is None:
                 if t.grad is not None:
                     t.grad = t.grad + g
-                else:  # each leaf its own tensor, as torch (a.grad.zero_() after a + b)
-                    t.grad = g.clone() if id(g) in given else g
+                else:  # each leaf its own tensor, as torch (a.grad.zero_() after a + b):
+                    # a copy of one another leaf or the caller holds, or of a view
+                    shared = id(g) in given or getattr(g, "_view", None) is not None
+                    t.grad = g.clone() if shared else g
                     given.add(id(t.grad))
                 continue
             parents, fn = t._back

@@ -13,15 +13,15 @@ tests/test_functions.py, f = 16):
 | function    | range              | method                                     |
 |-------------|--------------------|--------------------------------------------|
 | exp         | [-12, 6]           | (1 + x / 2^n)^(2^n), n = exp_iterations    |
-| reciprocal  | [0.02, 200] and the negatives | Newton, y0 = 3 e^(0.5 - x) + 0.003 |
+| reciprocal  | [2^-16, 2^30) and the negatives | octave selection, line + 3 Newton on [1, 2) |
 | inv_sqrt    | [2^-16, 2^30)      | ratio_inv_sqrt(1, x): range-reduced Newton |
 | sqrt        | [2^-16, 2^30), 0   | ratio_inv_sqrt(x, x)                       |
 | log         | [2^-16, 2^30)      | octave selection, degree-8 log1p on [1, 2) |
 | sigmoid     | any (tested +-1e4) | 1 / (1 + exp_nonpos(-abs(x))), mirrored    |
 | tanh        | any (tested +-1e4) | 2 sigmoid(2x) - 1                          |
 | exp_nonpos  | (-inf, 0]          | clamp at -16, Taylor 9 of e^(z/16), 4 squares |
-| softmax     | rows <= 2500       | exp_nonpos(x - max), reciprocal(sum/sqrt n)   |
-| log_softmax | rows <= 400        | (x - max) - log(sum exp_nonpos / sqrt n) - .. |
+| softmax     | rows < 2^(62-2f)   | exp_nonpos(x - max), reciprocal of the sum on [1, n] |
+| log_softmax | rows < 2^(62-2f)   | (x - max) - log(sum exp_nonpos) on [1, n]     |
 | gelu        | |x| < 2^15         | x/2 + poly in x^2 on |x| < 4, relu beyond     |
 """
 
@@ -334,10 +334,21 @@ def exp_nonpos(z):
 _EXP_TAYLOR = tuple(1.0 / math.factorial(k) for k in range(10))
 
 
-def _octaves(n: int) -> int:
+def _octaves(x, n: int) -> int:
     """The top exponent for a softmax row sum in [1, n]: 2^k > n (at least 2
-    octaves, so that the range reduction has a threshold)."""
-    return max(2, int(n).bit_length())
+    octaves, so that the range reduction has a threshold). A row too long
+    for the session's fixed-point range (2^(62 - 2f): 2^30 at f = 16, 2^14
+    at f = 24) raises instead of reducing over a narrower range."""
+    k = max(2, int(n).bit_length())
+    if _is_shared(x):
+        top = 62 - 2 * x._s().precision_bits
+        if k > top:
+            raise ValueError(
+                f"softmax over rows of {n} entries: the row sum needs 2^{k}, beyond what "
+                f"{x._s().precision_bits} fractional bits can hold (2^{top}); use fewer "
+                "precision_bits"
+            )
+    return k
 
 
 def softmax(x, dim: int):
@@ -348,14 +359,14 @@ def softmax(x, dim: int):
     on rows of 16 to 512 entries of logits with std up to 8
     (tests/test_functions.py)."""
     e = exp_nonpos(x - _max_keep(x, dim))
-    return e * _reciprocal_pos(e.sum(dim, keepdim=True), 0, _octaves(x.shape[dim]))
+    return e * _reciprocal_pos(e.sum(dim, keepdim=True), 0, _octaves(x, x.shape[dim]))
 
 
 def log_softmax(x, dim: int):
     """(x - max) - log(sum exp(x - max)), the range-reduced log over the
     sum's octaves [1, n]."""
     z = x - _max_keep(x, dim)
-    return z - log(exp_nonpos(z).sum(dim, keepdim=True), 0, _octaves(x.shape[dim]))
+    return z - log(exp_nonpos(z).sum(dim, keepdim=True), 0, _octaves(x, x.shape[dim]))
 
 
 # GELU(x) = x/2 + E(x) with E even: E(x) = (x/2) erf(x/sqrt(2)), or for

@@ -376,8 +376,10 @@ def _same(base):
 
 
 def _put(base, value) -> None:
-    """A detached view's write: the base takes the value (no autograd)."""
+    """A detached view's write: the base takes the value (no autograd),
+    and passes it on when it is itself a view."""
     base._t = value._t
+    base._write_back()
 
 
 def READ_ONLY(base, value) -> None:  # noqa: N802 - a marker used as a constant

@@ -409,9 +409,11 @@ def _times_pow2(xc, r, f: float):
 # The sum of squared deviations is taken in chunks of at most _CHUNK
 # elements, each one product with a single truncation (a 1 x c by c x 1
 # matmul), of the deviations times a public power of two s with
-# c s^2 <= _CHUNK: every chunk's sum stays below the 2^30 a product may
-# reach while the variance is below 2^22, and the result keeps at least
-# 2^-16 / _CHUNK = 2^-24 of absolute precision on the variance.
+# c s^2 <= _CHUNK: each chunk's s^2 sum(x - mean)^2 must stay below the
+# 2^(62 - 2f) a product may reach (2^30 at f = 16: a variance below 2^22
+# spread evenly; 256 deviations of 2048 in one chunk are the limit), and
+# the result keeps at least 2^-16 / _CHUNK = 2^-24 of absolute precision
+# on the variance.
 _CHUNK = 256
 
 
@@ -556,7 +558,9 @@ class LayerNorm(Module):
         with ag.inside(recorded):
             with _session.training_work():
                 _, _, r, f, xc = _statistics(x, dims, self.eps)
-            xhat = _times_pow2(xc, r, f)
+                # exact too: xc r holds 256 xhat, whose probabilistic
+                # truncation would fail 256x as often as a plain product's
+                xhat = _times_pow2(xc, r, f)
             y = _scale_shift(xhat, w, b)
             if not recorded:
                 return y

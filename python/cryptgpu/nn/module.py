@@ -6,6 +6,7 @@ derives from :class:`Module`, which sits right above the statistics (stats.py).
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 
 import torch
@@ -13,6 +14,10 @@ import torch
 from ..optim import SGD
 from ..tensor import SharedTensor, cryptensor
 from .stats import OTHER, _track
+
+# The tensors encrypt()/decrypt() has already converted in this call, by
+# id: a weight tied between layers becomes one shared (or opened) tensor.
+_TIED = threading.local()
 
 
 class Module:
@@ -107,13 +112,17 @@ class Module:
             if m is not None:
                 yield name, m
 
-    def named_parameters(self, prefix: str = ""):
-        """Yield (dotted name, parameter) for this module and its children, skipping None."""
+    def named_parameters(self, prefix: str = "", _seen: set | None = None):
+        """Yield (dotted name, parameter) for this module and its children,
+        skipping None, each tensor once (a tied weight under its first
+        name, as torch's)."""
+        seen = set() if _seen is None else _seen
         for k, v in self._params.items():
-            if v is not None:
+            if v is not None and id(v) not in seen:
+                seen.add(id(v))
                 yield prefix + k, v
         for name, m in self.named_children():
-            yield from m.named_parameters(prefix + name + ".")
+            yield from m.named_parameters(prefix + name + ".", seen)
 
     def parameters(self):
         """Yield every parameter of this module and its children."""
@@ -237,17 +246,32 @@ class Module:
         """Secret-share every parameter from party ``src`` (the model owner).
         Shared parameters are autograd leaves, requiring grad in training
         mode (see :meth:`train`)."""
-        for m in self.modules():
-            m._encrypt_own(src)
+        # one sharing per tensor: a weight tied between layers (converted
+        # from one torch Parameter) stays one shared parameter
+        outer = getattr(_TIED, "memo", None)
+        if outer is None:
+            _TIED.memo = {}
+        try:
+            for m in self.modules():
+                m._encrypt_own(src)
+        finally:
+            if outer is None:
+                _TIED.memo = None
         return self
 
     def _encrypt_own(self, src: int) -> None:
         """Share this module's own parameters (not its children's); a layer
         with more state (BatchNorm's running statistics) extends it."""
+        memo = getattr(_TIED, "memo", None)
         for k, v in self._params.items():
             if v is not None and not isinstance(v, SharedTensor):
+                if memo is not None and id(v) in memo:
+                    self._params[k] = memo[id(v)][1]
+                    continue
                 frozen = bool(getattr(v, "_frozen", False))
                 self._params[k] = _as_param(cryptensor(v, src=src), self.training, frozen)
+                if memo is not None:
+                    memo[id(v)] = (v, self._params[k])  # v kept: its id stays unique
         self.encrypted = True
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -264,17 +288,30 @@ class Module:
     def decrypt(self) -> Module:
         """Open every parameter (and BatchNorm's running statistics) back
         into float64 torch tensors."""
-        for m in self.modules():
-            m._decrypt_own()
+        outer = getattr(_TIED, "memo", None)
+        if outer is None:
+            _TIED.memo = {}
+        try:
+            for m in self.modules():
+                m._decrypt_own()
+        finally:
+            if outer is None:
+                _TIED.memo = None
         return self
 
     def _decrypt_own(self) -> None:
         """Open this module's own parameters (not its children's)."""
+        memo = getattr(_TIED, "memo", None)
         for k, v in self._params.items():
             if isinstance(v, SharedTensor):
+                if memo is not None and id(v) in memo:
+                    self._params[k] = memo[id(v)][1]  # a tied weight: opened once
+                    continue
                 self._params[k] = v.get_plain_text(dtype=torch.float64)
                 if v._frozen:
                     self._params[k]._frozen = True  # for the next encrypt()
+                if memo is not None:
+                    memo[id(v)] = (v, self._params[k])
         self.encrypted = False
 
     # -- running

@@ -20,8 +20,9 @@ type View<'a> = (&'a [usize], usize, &'a [usize]);
 const WIDE_ARGMAX: usize = 64;
 
 /// The padding of a wide argmax tournament, as a ring value: -2^61, below
-/// every value a sharing holds (|x| < 2^47 in the ring at f = 16), with
-/// every difference still below 2^62 (the comparison's range).
+/// every value an encoded input holds from f = 2 fractional bits on (|x| <
+/// 2^(63 - f) in the ring: 2^47 at f = 16), every difference with one still
+/// inside the comparison's range. At f = 1 the padded path is not taken.
 const TOURNAMENT_PAD: u64 = (-(1i64 << 61)) as u64;
 
 impl Party {
@@ -102,7 +103,7 @@ impl Party {
             let (v, oh) = self.tournament_pow2(x, rows, k)?;
             return Ok((v, Some(oh)));
         }
-        if want_arg && k > WIDE_ARGMAX {
+        if want_arg && k > WIDE_ARGMAX && self.scale() >= 4 {
             // The identity one-hots below cost k^2 values per row (19 GB for
             // one row of 20,000: the session ran out of memory mid-protocol).
             // Padded with public values below any encodable one to the next

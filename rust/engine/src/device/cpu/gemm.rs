@@ -4,7 +4,7 @@
 //! A BLIS-style blocked GEMM: B is packed into KC x NR panels, A into MC x KC
 //! blocks of MR-row panels, and an MR x NR register-blocked microkernel runs
 //! over them. The microkernel is chosen once at run time:
-//! - AVX-512 (F + DQ): native 64-bit lane multiply (`vpmullq`), 6 x 16 tile.
+//! - AVX-512 (F + DQ): native 64-bit lane multiply (`vpmullq`), 8 x 16 tile.
 //! - AVX2: 64-bit products from three 32x32->64 `vpmuludq`, with the cross
 //!   terms kept in a separate accumulator so their shift by 32 is paid once
 //!   per tile instead of once per multiply-add (hand-written intrinsics).
@@ -624,7 +624,7 @@ fn kernel_avx512(kc: usize, ap: &[u64], bp: &[u64], acc: &mut [[u64; 16]; AVX512
     {
         assert!(ap.len() >= kc * AVX512_MR && bp.len() >= kc * 16);
         // SAFETY: only dispatched when `detect` saw avx512f and avx512dq; the
-        // slices hold at least kc steps of 6 and 16 words (checked above).
+        // slices hold at least kc steps of AVX512_MR and 16 words (checked above).
         unsafe { kernel_avx512_inner(kc, ap, bp, acc) }
     }
     #[cfg(not(target_arch = "x86_64"))]
