@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 
 import torch
 
@@ -52,13 +53,23 @@ def _bn_affine(bn: torch.nn.modules.batchnorm._BatchNorm):
 
 def _plain(p):
     """A torch parameter as a float64 copy; one with requires_grad=False
-    (frozen) is marked so that encrypt() and train() keep it frozen."""
+    (frozen) is marked so that encrypt() and train() keep it frozen. During
+    a conversion the same torch Parameter always gives the same copy, so a
+    weight tied between layers stays one tensor (shared once, trained once)."""
     if p is None:
         return None
+    memo = getattr(_CONVERTING, "memo", None)
+    if memo is not None and id(p) in memo:
+        return memo[id(p)][1]
     out = p.detach().to(torch.float64).clone()
     if isinstance(p, torch.nn.Parameter) and not p.requires_grad:
         out._frozen = True
+    if memo is not None:
+        memo[id(p)] = (p, out)  # p kept: its id stays unique during the conversion
     return out
+
+
+_CONVERTING = threading.local()
 
 
 def _convert_module(m: torch.nn.Module, where: str) -> Module:
@@ -277,6 +288,11 @@ def _call_method(obj, name: str, args: tuple, kwargs: dict):
     if isinstance(obj, SharedTensor):
         if name in _CASTS or not hasattr(obj, name):
             return _shared_cast(obj, name, args, kwargs)
+    elif name in ("to", "type_as") and isinstance(obj, torch.Tensor):
+        if _first_shared(list(args) + list(kwargs.values())) is not None:
+            # h0 = torch.zeros(...).to(x) with x private: the dtype and
+            # device of x's values, a public float64 tensor here
+            return obj.to(torch.float64)
     return getattr(obj, name)(*args, **kwargs)
 
 
@@ -509,9 +525,11 @@ def from_pytorch(
         was_training = model.training
         if fold_batchnorm is None:
             fold_batchnorm = not was_training
+        _CONVERTING.memo = {}
         try:
             return _convert(model.eval(), dummy_input, bool(fold_batchnorm))
         finally:
+            _CONVERTING.memo = None
             model.train(was_training)
 
 
@@ -566,7 +584,7 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
     if dummy_input is not None:
         # one input, or a tuple of them (a decoder's tgt and memory)
         many = isinstance(dummy_input, tuple) and not isinstance(dummy_input, torch.Size)
-        xs = tuple(_dummy(x) for x in (dummy_input if many else (dummy_input,)))
+        xs = tuple(_dummy_tree(x) for x in (dummy_input if many else (dummy_input,)))
         with torch.no_grad():
             want = _run_double(model, *xs)
             got = out(*xs)
@@ -599,6 +617,14 @@ def _check_failure(model, xs, want, got, folded: int) -> str:
             "try fold_batchnorm=False"
         )
     return msg
+
+
+def _dummy_tree(x):
+    """:func:`_dummy` on a tensor, or on each tensor of a nested tuple or
+    list (an LSTM's (x, (h0, c0)))."""
+    if isinstance(x, (tuple, list)) and not isinstance(x, torch.Size):
+        return type(x)(_dummy_tree(v) for v in x)
+    return None if x is None else _dummy(x)
 
 
 def _dummy(x) -> torch.Tensor:

@@ -21,7 +21,7 @@ from .. import _session
 from ..tensor import SharedTensor
 from .layers import _as_operand, _public_input
 from .module import Module
-from .stats import OTHER
+from .stats import OTHER, _track
 
 
 def _lin(x, w, b):
@@ -57,6 +57,12 @@ class _Recurrent(Module):
     kind = OTHER
     _torch = torch.nn.RNNBase
     gates = 1
+
+    def __call__(self, *args, **kwargs):
+        # counted in the per-layer statistics as "other" (a module of kind
+        # OTHER is not tracked by default: containers and shape layers)
+        with _track(OTHER, args[0] if args else None):
+            return self.forward(*args, **kwargs)
 
     def __init__(self, *args, _from: torch.nn.RNNBase | None = None, _plain=None, **kwargs):
         super().__init__()
@@ -98,7 +104,7 @@ class _Recurrent(Module):
         many = self._state_count > 1
         if hx is None:
             parts = (None,) * self._state_count
-        elif many != isinstance(hx, tuple) or (many and len(hx) != self._state_count):
+        elif many != isinstance(hx, (tuple, list)) or (many and len(hx) != self._state_count):
             want = "a tuple (h_0, c_0)" if many else "one tensor h_0"
             raise TypeError(f"{type(self).__name__} takes {want} as its initial state")
         else:

@@ -39,13 +39,19 @@ class ModeDependent:
 
 def resolve(args, training: bool):
     """``args`` (nested tuples, lists, dicts) with every ModeDependent
-    replaced by its value for the mode."""
-    return torch.fx.node.map_aggregate(
-        args,
-        lambda a: (
-            (a.train_value if training else a.eval_value) if isinstance(a, ModeDependent) else a
-        ),
-    )
+    replaced by its value for the mode; containers without one are
+    returned as they are (a torch.Size stays a Size)."""
+    if isinstance(args, ModeDependent):
+        return args.train_value if training else args.eval_value
+    if isinstance(args, (tuple, list)) and not isinstance(args, torch.Size):
+        items = [resolve(a, training) for a in args]
+        if all(i is a for i, a in zip(items, args)):
+            return args
+        return tuple(items) if isinstance(args, tuple) else items
+    if isinstance(args, dict):
+        items = {k: resolve(v, training) for k, v in args.items()}
+        return args if all(items[k] is args[k] for k in args) else items
+    return args
 
 
 def has_marks(graph: torch.fx.Graph) -> bool:
@@ -86,7 +92,13 @@ def trace_modes(model: torch.nn.Module):
     except NotImplementedError:
         raise
     except Exception as e:  # tracing errors come in many types
-        raise NotImplementedError(f"torch.fx could not trace the model: {e}") from e
+        hint = ""
+        if any(isinstance(m, torch.nn.RNNBase) for m in model.modules()):
+            hint = (
+                " (a model that packs its sequences, pack_padded_sequence, cannot be "
+                "traced: pad the batch and mask, or take each sequence's last valid step)"
+            )
+        raise NotImplementedError(f"torch.fx could not trace the model: {e}{hint}") from e
     if gm_train is not None and not _mark(gm, gm_train):
         warnings.warn(
             "the model's forward runs other operations in train mode than in eval mode "
@@ -168,43 +180,44 @@ def mount(graph: Module, modules: dict, params: dict, order: dict) -> dict:
     tree mirroring the torch model's (containers for the torch modules that
     were traced through), in the order torch registered them, so that
     parameter and state-dict names and order are torch's ("0.0.weight",
-    not "0_0.weight"). A target that cannot nest (inside a converted layer)
-    is mounted at the top under its name with dots as underscores. Returns
-    target -> (owning module, name) for the parameters."""
+    not "0_0.weight"). A parameter read by get_attr from a converted layer
+    (``F.linear(x, self.fc.weight)`` beside ``self.fc(...)``) is that
+    layer's own (tied); one whose owner cannot hold it is mounted at the top
+    under its name with dots as underscores. Returns target -> (owning
+    module, name) for the parameters."""
     leaves = {id(m) for m in modules.values()}
     big = len(order) + 1
 
-    def key(target: str, rank: int):
-        return (order.get(target, big), rank)
-
-    entries = [(key(t, 1), t, m) for t, m in modules.items()]
-    owners = [t.rpartition(".")[0] for t in params]
-    entries += [(key(o, 0), t, None) for t, o in zip(params, owners)]
-    entries.sort(key=lambda e: e[0])
-
     def container(parts):
+        """The module at ``parts`` (containers made on the way), or None
+        where the path runs into a converted layer."""
         node = graph
-        for part in parts:
+        for i, part in enumerate(parts):
             nxt = node._modules.get(part)
             if nxt is None:
                 nxt = Module()
                 nxt.training = graph.training
                 node.add_module(part, nxt)
-            if id(nxt) in leaves:
+            if id(nxt) in leaves and i < len(parts) - 1:
                 return None
             node = nxt
         return node
 
-    attr_at = {}
-    for _, target, m in entries:
+    for target in sorted(modules, key=lambda t: order.get(t, big)):
         owner_path, _, leaf = target.rpartition(".")
         node = container(owner_path.split(".") if owner_path else [])
-        taken = node is not None and (leaf in node._modules or leaf in node._params)
-        if node is None or taken:
+        if node is None or id(node) in leaves or leaf in node._modules or leaf in node._params:
             node, leaf = graph, target.replace(".", "_")
-        if m is None:
-            node.register_parameter(leaf, params[target])
-            attr_at[target] = (node, leaf)
-        else:
-            node.add_module(leaf, m)
+        node.add_module(leaf, modules[target])
+    attr_at = {}
+    for target in sorted(params, key=lambda t: order.get(t.rpartition(".")[0], big)):
+        owner_path, _, leaf = target.rpartition(".")
+        node = container(owner_path.split(".") if owner_path else [])
+        if node is not None and id(node) in leaves and node._params.get(leaf) is params[target]:
+            attr_at[target] = (node, leaf)  # the converted layer's own parameter: tied
+            continue
+        if node is None or id(node) in leaves or leaf in node._modules or leaf in node._params:
+            node, leaf = graph, target.replace(".", "_")
+        node.register_parameter(leaf, params[target])
+        attr_at[target] = (node, leaf)
     return attr_at

@@ -7,15 +7,17 @@ and TransformerEncoder, converted by ``from_pytorch``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 import torch.nn.functional as F
 
+from .. import _session
 from ..tensor import SharedTensor
 from .layers import GELU, Dropout, LayerNorm, Linear, ReLU
 from .module import Module
-from .stats import OTHER
+from .stats import LINEAR, OTHER, SOFTMAX, _track
 
 # What a masked-out score becomes: far below any unmasked one, so that after
 # the max shift its exp is clamped (e^-16 = 1.1e-7 of the row's largest),
@@ -49,18 +51,36 @@ def _add_mask(acc, m):
     return m if acc is None else acc + m
 
 
+def _scope(kind: str, x):
+    """A per-layer statistics scope for part of an attention, unless one is
+    open already (a converted graph's node): nested scopes would count the
+    same rounds twice."""
+    if getattr(_session._ctx, "layer_kinds", None):
+        return contextlib.nullcontext()
+    return _track(kind, x)
+
+
 def _attention(q, k, v, mask, dropout: Dropout | None, scale: float):
-    """(softmax(q k^T * scale + mask) v, the attention weights)."""
-    if isinstance(q, SharedTensor) and isinstance(k, SharedTensor) and q.shape[:-2] == k.shape[:-2]:
-        scores = q._matmul_t(k) * scale  # k read in place, no transpose
-    else:
-        scores = q.matmul(k.transpose(-2, -1)) * scale
+    """(softmax(q k^T * scale + mask) v, the attention weights); the two
+    products count as linear layers and the softmax as one in the
+    per-layer statistics."""
+    with _scope(LINEAR, q):
+        if (
+            isinstance(q, SharedTensor)
+            and isinstance(k, SharedTensor)
+            and q.shape[:-2] == k.shape[:-2]
+        ):
+            scores = q._matmul_t(k) * scale  # k read in place, no transpose
+        else:
+            scores = q.matmul(k.transpose(-2, -1)) * scale
     if mask is not None:
         scores = scores + mask
-    w = scores.softmax(-1)
+    with _scope(SOFTMAX, scores):
+        w = scores.softmax(-1)
     if dropout is not None:
         w = dropout(w)
-    return w.matmul(v), w
+    with _scope(LINEAR, w):
+        return w.matmul(v), w
 
 
 def scaled_dot_product_attention(
