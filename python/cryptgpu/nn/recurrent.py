@@ -56,7 +56,6 @@ class _Recurrent(Module):
 
     kind = OTHER
     _torch = torch.nn.RNNBase
-    gates = 1
 
     def __call__(self, *args, **kwargs):
         # counted in the per-layer statistics as "other" (a module of kind
@@ -227,19 +226,17 @@ class LSTM(_Recurrent):
 
     def _cell(self, xi, hh, state):
         h_size = self.hidden_size
-        a = _add(xi, hh)
-        # one sigmoid for the four gates: tanh(g) = 2 sigmoid(2 g) - 1
-        s = torch.cat(
-            [a[..., : 2 * h_size], 2 * a[..., 2 * h_size : 3 * h_size], a[..., 3 * h_size :]], -1
-        )
-        s = s.sigmoid()
-        i, f = s[..., :h_size], s[..., h_size : 2 * h_size]
-        g, o = 2 * s[..., 2 * h_size : 3 * h_size] - 1, s[..., 3 * h_size :]
+        # one sigmoid for the four gates: tanh(g) = 2 sigmoid(2 g) - 1, the
+        # g block doubled by a public integer factor (exact, local)
+        twice_g = torch.ones(4 * h_size, dtype=torch.float64)
+        twice_g[2 * h_size : 3 * h_size] = 2.0
+        s = (_add(xi, hh) * twice_g).sigmoid()
+        i, g, o = s[..., :h_size], 2 * s[..., 2 * h_size : 3 * h_size] - 1, s[..., 3 * h_size :]
         c = state[1]
         if c is None:
             c_new = i * g
-        else:  # f c and i g in one multiplication
-            both = torch.cat([f, i], -1) * torch.cat([c, g], -1)
+        else:  # i g and f c in one multiplication: [i, f] * [g, c]
+            both = s[..., : 2 * h_size] * torch.cat([g, c], -1)
             c_new = both[..., :h_size] + both[..., h_size:]
         return o * c_new.tanh(), c_new
 
