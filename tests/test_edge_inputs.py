@@ -81,3 +81,13 @@ def test_indexing_and_squeeze_forms(session):
     assert y.squeeze((0, 2)).shape == A.reshape(1, 3, 1, 4).squeeze((0, 2)).shape
     assert y.squeeze((0, 1)).shape == A.reshape(1, 3, 1, 4).squeeze((0, 1)).shape
     assert_close(pt(y.squeeze((0, 2))), A, 0.0)
+
+
+def test_a_public_tensor_cast_like_a_shared_one(session):
+    """t.to(x) / t.type_as(x) with x shared (the tutorial's h0 =
+    torch.zeros(...).to(x)) is the public tensor in float64, outside a
+    converted model too."""
+    x = cryptgpu.cryptensor(A)
+    for t in (torch.zeros(3, 4).to(x), torch.zeros(3, 4, dtype=torch.float32).type_as(x)):
+        assert t.dtype == torch.float64 and not isinstance(t, cryptgpu.SharedTensor)
+    assert_close(pt(x + torch.ones(3, 4).to(x)), A + 1, 0.0)

@@ -313,6 +313,11 @@ def torch_function(cls, func, types, args=(), kwargs=None):
     impl = TABLE.get(func)
     if impl is not None:
         return impl(*args, **kwargs)
+    if name in ("to", "type_as") and isinstance(args[0], torch.Tensor) and len(args) > 1:
+        if _first_shared(args[1:], cls) is not None:
+            # t.to(x) / t.type_as(x) with x private (h0 = torch.zeros(...).to(x)):
+            # x's dtype and device for a public tensor, float64 here
+            return args[0].to(torch.float64)
     if (
         len(args) == 2
         and not kwargs

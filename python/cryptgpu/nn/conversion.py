@@ -288,11 +288,6 @@ def _call_method(obj, name: str, args: tuple, kwargs: dict):
     if isinstance(obj, SharedTensor):
         if name in _CASTS or not hasattr(obj, name):
             return _shared_cast(obj, name, args, kwargs)
-    elif name in ("to", "type_as") and isinstance(obj, torch.Tensor):
-        if _first_shared(list(args) + list(kwargs.values())) is not None:
-            # h0 = torch.zeros(...).to(x) with x private: the dtype and
-            # device of x's values, a public float64 tensor here
-            return obj.to(torch.float64)
     return getattr(obj, name)(*args, **kwargs)
 
 
