@@ -197,6 +197,10 @@ class AvgPool2d(Module):
 
     kind = POOLING
 
+    # the SharedTensor method and the torch function it stands for
+    # (AvgPool1d: the 1-D pair)
+    _method, _plain = "avg_pool2d", staticmethod(F.avg_pool2d)
+
     def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
         self.k, self.s, self.p = kernel_size, stride, padding
@@ -204,8 +208,8 @@ class AvgPool2d(Module):
     def forward(self, x):
         """The mean over each window (a local sum, then one division by a public integer)."""
         if isinstance(x, SharedTensor):
-            return x.avg_pool2d(self.k, self.s, self.p)
-        return F.avg_pool2d(x, self.k, self.s, self.p)
+            return getattr(x, self._method)(self.k, self.s, self.p)
+        return self._plain(x, self.k, self.s, self.p)
 
 
 class AdaptiveAvgPool2d(Module):

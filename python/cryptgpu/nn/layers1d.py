@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from .. import _session
 from ..tensor import SharedTensor
-from .layers import _as_operand, _fresh, _like, _public_input
+from .layers import AvgPool2d, _as_operand, _fresh, _like, _public_input
 from .module import Module
 from .stats import LINEAR, POOLING
 
@@ -68,21 +68,11 @@ class MaxPool1d(Module):
         return F.max_pool1d(x, self.k, self.s, self.p, self.d)
 
 
-class AvgPool1d(Module):
+class AvgPool1d(AvgPool2d):
     """``torch.nn.AvgPool1d(kernel_size, stride=None, padding=0)``
     (count_include_pad)."""
 
-    kind = POOLING
-
-    def __init__(self, kernel_size, stride=None, padding=0):
-        super().__init__()
-        self.k, self.s, self.p = kernel_size, stride, padding
-
-    def forward(self, x):
-        """Mean over each window."""
-        if isinstance(x, SharedTensor):
-            return x.avg_pool1d(self.k, self.s, self.p)
-        return F.avg_pool1d(x, self.k, self.s, self.p)
+    _method, _plain = "avg_pool1d", staticmethod(F.avg_pool1d)
 
 
 class AdaptiveAvgPool1d(Module):
