@@ -323,3 +323,17 @@ def test_gelu_cost_conversion_and_errors(session):
     with pytest.raises(ValueError, match="approximate"):
         x.gelu("fast")
     assert x.gelu().shape == x.shape  # the session stays usable
+
+
+def test_layernorm_statistics_cost_the_table(session):
+    """README's cost table: LayerNorm over 768 = 3 chunks of 256 costs 50
+    rounds (the mean's division 2, the chunks' sums of squares 2, their
+    mean 2, the range-reduced inverse square root 42, xhat 2), and the sums
+    of squares are one shared product per chunk with exact truncation:
+    3 elements per row for P0, 2 for the others (32 rows)."""
+    h = cryptgpu.cryptensor(torch.randn(32, 768, dtype=torch.float64))
+    cryptgpu.reset_stats()
+    torch.nn.functional.layer_norm(h, (768,))
+    assert cryptgpu.stats()["total"]["rounds"] == 2 + 2 + 2 + 42 + 2
+    per = [p["matmul"]["bytes"] for p in cryptgpu.stats(per_party=True)["parties"]]
+    assert per == [3 * 96 * 8, 2 * 96 * 8, 2 * 96 * 8]
