@@ -80,6 +80,8 @@ DIE = textwrap.dedent(
     cryptgpu.init(seed=1, timeout_s=int(os.environ.get("DIE_TIMEOUT", "5")))
     x = cryptgpu.cryptensor(torch.ones(10), src=0)
     if cryptgpu.rank() == 2:
+        if os.environ.get("DIE_HOW") == "exit":
+            raise SystemExit(3)  # leaves: Python's exit closes the session (BYE)
         os._exit(3)  # dies mid-protocol, without a word
     try:
         (x * x).get_plain_text()
@@ -90,7 +92,7 @@ DIE = textwrap.dedent(
 )
 
 
-def start_by_hand(script, wrong_key_for=None):
+def start_by_hand(script, wrong_key_for=None, stale_pub_for=None):
     """Three processes with rank, peers and link keys set, as on three hosts."""
     from cryptgpu import _native
     from cryptgpu.launch import free_ports
@@ -99,6 +101,9 @@ def start_by_hand(script, wrong_key_for=None):
     pairs = [_native.generate_keypair() for _ in range(3)]
     pubs = ",".join(pub for _, pub in pairs)
     procs = []
+    stale = pubs.split(",")
+    if stale_pub_for is not None:  # the others hold an old public key for it
+        stale[stale_pub_for] = _native.generate_keypair()[1]
     for r in range(3):
         key = _native.generate_keypair()[0] if r == wrong_key_for else pairs[r][0]
         env = {
@@ -106,7 +111,7 @@ def start_by_hand(script, wrong_key_for=None):
             "CRYPTGPU_RANK": str(r),
             "CRYPTGPU_PEERS": peers,
             "CRYPTGPU_KEY": key,
-            "CRYPTGPU_PUBKEYS": pubs,
+            "CRYPTGPU_PUBKEYS": pubs if r == stale_pub_for else ",".join(stale),
         }
         procs.append(
             subprocess.Popen(
@@ -123,9 +128,15 @@ def start_by_hand(script, wrong_key_for=None):
 def test_a_party_with_a_wrong_key_is_refused(tmp_path):
     script = tmp_path / "ok.py"
     script.write_text("import cryptgpu\ncryptgpu.init(timeout_s=5)\nprint('joined')\n")
+    # its own private key does not match its public key: told at once
     procs = start_by_hand(script, wrong_key_for=2)
     outs = [p.communicate(timeout=60)[0] for p in procs]
-    assert all(p.returncode != 0 for p in procs[:2]) or procs[2].returncode != 0
+    assert all(p.returncode != 0 for p in procs)
+    assert "does not belong to public key 2" in outs[2], outs[2]
+    # the others hold a stale public key for it: refused at the timeout
+    procs = start_by_hand(script, stale_pub_for=2)
+    outs = [p.communicate(timeout=60)[0] for p in procs]
+    assert all(p.returncode != 0 for p in procs)
     joined = "\n".join(outs)
     assert "wrong or missing key" in joined and "party 2" in joined, joined
 
@@ -153,6 +164,58 @@ def test_a_dead_party_makes_the_others_raise_peer_error(tmp_path, monkeypatch, t
         assert procs[r].returncode == 4, outs[r]
         assert "PeerError" in outs[r] and "party" in outs[r]
     assert time.time() - t < 30
+
+
+def test_a_party_that_exits_mid_protocol_is_named_at_once(tmp_path, monkeypatch):
+    """A party whose script ends (an exception, sys.exit) says BYE, sealed;
+    a neighbour waiting for its message stops at that BYE with a message
+    that says so (it used to drop it and wait for the link to close)."""
+    script = tmp_path / "die.py"
+    script.write_text(DIE)
+    monkeypatch.setenv("DIE_TIMEOUT", "120")
+    monkeypatch.setenv("DIE_HOW", "exit")
+    procs = start_by_hand(script)
+    outs = [p.communicate(timeout=60)[0] for p in procs]
+    assert procs[2].returncode == 3
+    for r in (0, 1):
+        assert procs[r].returncode == 4, outs[r]
+    assert "party 2 left the session" in outs[0] + outs[1], outs
+
+
+def test_ctrl_c_stops_a_party_waiting_on_a_peer(tmp_path):
+    """A run started by hand: Ctrl-C (SIGINT) to a party blocked on a peer
+    that does not answer raised KeyboardInterrupt only when the session's
+    timeout ran out (the wait held no point where Python's handler ran)."""
+    import signal
+
+    script = tmp_path / "wait.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import time, torch, cryptgpu
+            cryptgpu.init(timeout_s=120)
+            x = cryptgpu.cryptensor(torch.ones(3), src=0)
+            if cryptgpu.rank() == 2:
+                time.sleep(300)  # never answers
+            print("waiting", flush=True)
+            (x * x).get_plain_text()
+            """
+        )
+    )
+    procs = start_by_hand(script)
+    try:
+        first = procs[0].stdout.readline()  # party 0 is about to wait
+        assert "waiting" in first, first
+        time.sleep(1.0)
+        t = time.time()
+        procs[0].send_signal(signal.SIGINT)
+        out = procs[0].communicate(timeout=60)[0]
+        assert time.time() - t < 30, "the party waited for its timeout"
+        assert "KeyboardInterrupt" in out, out
+    finally:
+        for p in procs:
+            p.kill()
+            p.communicate()
 
 
 def test_the_launcher_stops_everyone_when_a_party_fails(tmp_path):

@@ -180,11 +180,40 @@ pub fn shape(msg: impl Into<String>) -> PyErr {
     new_err(Kind::Shape, msg)
 }
 
-/// Run engine work without the GIL; a panic becomes InternalError.
+thread_local! {
+    /// A signal handler's exception (KeyboardInterrupt) raised while this
+    /// thread waited on the network inside the engine, to re-raise when
+    /// the engine call returns.
+    static SIGNALLED: std::cell::RefCell<Option<PyErr>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The engine's interrupt check (`net::set_interrupt_check`): run Python's
+/// signal handlers (they run only on the main thread; elsewhere this is a
+/// no-op). A handler that raises (Ctrl-C's KeyboardInterrupt) ends the
+/// wait; its exception is kept for `call` to raise.
+fn python_signalled() -> bool {
+    Python::with_gil(|py| match py.check_signals() {
+        Ok(()) => false,
+        Err(e) => {
+            SIGNALLED.with(|s| *s.borrow_mut() = Some(e));
+            true
+        }
+    })
+}
+
+/// Install the interrupt check (at module import).
+pub fn install_interrupt_check() {
+    cryptgpu_engine::net::set_interrupt_check(python_signalled);
+}
+
+/// Run engine work without the GIL; a panic becomes InternalError, and an
+/// engine error caused by a signal handler's exception (Ctrl-C while a
+/// party waited on the network) raises that exception.
 pub fn call<T: Send>(
     py: Python<'_>,
     f: impl FnOnce() -> cryptgpu_engine::Result<T> + Send,
 ) -> PyResult<T> {
+    SIGNALLED.with(|s| s.borrow_mut().take());
     py.allow_threads(|| catch_unwind(AssertUnwindSafe(f)))
         .map_err(|_| {
             new_err(
@@ -192,7 +221,11 @@ pub fn call<T: Send>(
                 "the engine panicked; the session may be unusable",
             )
         })?
-        .map_err(to_py)
+        .map_err(|e| {
+            SIGNALLED
+                .with(|s| s.borrow_mut().take())
+                .unwrap_or_else(|| to_py(e))
+        })
 }
 
 /// Add `CryptGPUError` and one class per kind to the module.

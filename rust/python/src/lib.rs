@@ -30,6 +30,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     error::register(m)?;
+    error::install_interrupt_check();
     session::register(m)?;
     keys::register(m)?;
     cpu::register(m)?;

@@ -3,7 +3,7 @@
 //! `Links`, whose `connect` then builds the TCP or ZeroMQ transport without
 //! it.
 
-use crate::error::invalid;
+use crate::error::{invalid, to_py};
 use crate::keys::unhex32;
 use cryptgpu_engine::net::noise::LinkKeys;
 use cryptgpu_engine::net::tcp::TcpTransport;
@@ -98,13 +98,17 @@ impl Links {
         if kind == Kind::Tcp && bind.is_some() {
             return Err(invalid("a separate bind address needs the zmq transport"));
         }
+        let keys = link_keys(key, pubkeys)?;
+        if let Some(k) = &keys {
+            cryptgpu_engine::net::noise::check_own_key(k, rank).map_err(to_py)?;
+        }
         Ok(Links {
             rank,
             addrs,
             bind,
             kind,
             timeout,
-            keys: link_keys(key, pubkeys)?,
+            keys,
         })
     }
 

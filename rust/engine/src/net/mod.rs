@@ -4,6 +4,7 @@
 //! messages and rounds, per operation label.
 
 pub mod guard;
+mod identity;
 mod local;
 pub mod noise;
 pub mod tcp;
@@ -15,6 +16,27 @@ use crate::device::Buf;
 use crate::error::{EngineError, Result};
 use std::collections::BTreeMap;
 use std::panic::Location;
+
+/// A check the embedding program installs (the Python binding: whether
+/// Ctrl-C was pressed) that a party waiting on the network calls every
+/// 100 ms or so: true ends the wait with an error, so a run started by hand
+/// stops at Ctrl-C instead of at the session's timeout.
+static INTERRUPT: std::sync::OnceLock<fn() -> bool> = std::sync::OnceLock::new();
+
+/// Install the interrupt check (once per process; later calls are ignored).
+pub fn set_interrupt_check(check: fn() -> bool) {
+    let _ = INTERRUPT.set(check);
+}
+
+/// Whether the installed check says to stop waiting.
+pub(crate) fn interrupted() -> bool {
+    INTERRUPT.get().is_some_and(|check| check())
+}
+
+/// The error for a wait ended by the interrupt check.
+pub(crate) fn interrupted_error(rank: usize, what: &str) -> EngineError {
+    EngineError::Peer(format!("party {rank}: interrupted while {what}"))
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Peer {

@@ -82,6 +82,34 @@ pub fn identity_tag(
     Some(tag)
 }
 
+/// Whether `keys.private` is the private half of `keys.publics[me]`: a
+/// party given another party's key file (or a stale one) would otherwise
+/// learn it only when its neighbours' timeout runs out.
+pub fn check_own_key(keys: &LinkKeys, me: usize) -> Result<()> {
+    use snow::params::DHChoice;
+    use snow::resolvers::{CryptoResolver, DefaultResolver};
+    let mut dh = DefaultResolver
+        .resolve_dh(&DHChoice::Curve25519)
+        .ok_or_else(|| EngineError::Internal("no X25519 implementation".into()))?;
+    dh.set(&keys.private);
+    let mine = keys
+        .publics
+        .get(me)
+        .ok_or_else(|| EngineError::Invalid(format!("rank {me} has no public key in the list")))?;
+    if dh.pubkey() != &mine[..] {
+        let other = (0..3).find(|&r| dh.pubkey() == &keys.publics[r][..]);
+        let hint = match other {
+            Some(r) => format!("it is party {r}'s key"),
+            None => "it matches none of the three public keys".to_string(),
+        };
+        return Err(EngineError::Invalid(format!(
+            "party {me}'s private key does not belong to public key {me} of the list ({hint}): \
+             give each party its own partyN.key and every party the same pubkeys"
+        )));
+    }
+    Ok(())
+}
+
 /// The error for a refused handshake, naming both parties.
 pub fn refused(me: usize, peer: usize, what: &str) -> EngineError {
     EngineError::Peer(format!(
@@ -90,47 +118,130 @@ pub fn refused(me: usize, peer: usize, what: &str) -> EngineError {
     ))
 }
 
-/// Run the two-message Noise_KK handshake over `send`/`recv`, which carry
-/// one handshake message each. The initiator speaks first.
+/// Bytes of a handshake attempt's nonce.
+const ATTEMPT: usize = 8;
+/// Answered first messages a responder keeps until one is confirmed.
+const CANDIDATES: usize = 32;
+
+/// Run the Noise_KK handshake over `send`/`recv`, which carry one
+/// handshake message each. The initiator speaks first.
+///
+/// KK's first message carries nothing fresh from the responder, so a
+/// recording of it from an earlier session (same keys) reads as genuine.
+/// Three things keep such a replay from spoiling the start of a session:
+/// the initiator sends a random attempt nonce as its first message's
+/// payload (authenticated: a recording cannot carry a new one), the
+/// responder's answer repeats it in front, and the initiator reads only an
+/// answer that repeats its own (the answer to a replay is skipped); the
+/// initiator then confirms its key with a first transport message (an
+/// empty sealed one, which only the holder of its fresh ephemeral secret
+/// can make); and the responder takes the handshake as done only at that
+/// confirmation, answering until then each first message that reads and
+/// names an attempt it has not answered yet (`patient`: a link that
+/// multiplexes strangers' and the real party's messages, ZeroMQ's), keeping
+/// up to `CANDIDATES` of them: a flood of one recording is one candidate.
+/// Without `patient` (one TCP connection per peer) the first message must
+/// read and the next one must confirm.
 pub fn handshake(
     keys: &LinkKeys,
     me: usize,
     peer: usize,
     initiator: bool,
+    patient: bool,
     mut send: impl FnMut(&[u8]) -> Result<()>,
     mut recv: impl FnMut() -> Result<Vec<u8>>,
 ) -> Result<snow::TransportState> {
     let fail = |what: &str| refused(me, peer, what);
-    let b = snow::Builder::new(params()?)
-        .local_private_key(&keys.private)
-        .remote_public_key(&keys.publics[peer]);
-    let mut hs = if initiator {
-        b.build_initiator()
-    } else {
-        b.build_responder()
-    }
-    .map_err(|e| EngineError::Internal(format!("noise setup: {e}")))?;
+    let build = || -> Result<snow::HandshakeState> {
+        let b = snow::Builder::new(params()?)
+            .local_private_key(&keys.private)
+            .remote_public_key(&keys.publics[peer]);
+        if initiator {
+            b.build_initiator()
+        } else {
+            b.build_responder()
+        }
+        .map_err(|e| EngineError::Internal(format!("noise setup: {e}")))
+    };
     let mut msg = vec![0u8; 1024];
     let mut payload = vec![0u8; 1024];
     if initiator {
+        let mut hs = build()?;
+        let nonce = attempt_nonce()?;
         let n = hs
-            .write_message(&[], &mut msg)
+            .write_message(&nonce, &mut msg)
             .map_err(|_| fail("first message"))?;
         send(&msg[..n])?;
-        let m = recv()?;
-        hs.read_message(&m, &mut payload)
-            .map_err(|_| fail("bad answer"))?;
-    } else {
-        let m = recv()?;
-        hs.read_message(&m, &mut payload)
-            .map_err(|_| fail("bad first message"))?;
-        let n = hs
+        loop {
+            let m = recv()?;
+            if m.len() < ATTEMPT || m[..ATTEMPT] != nonce[..] {
+                continue; // an answer to another first message (a replay's)
+            }
+            hs.read_message(&m[ATTEMPT..], &mut payload)
+                .map_err(|_| fail("bad answer"))?;
+            break;
+        }
+        let mut st = hs
+            .into_transport_mode()
+            .map_err(|_| fail("incomplete handshake"))?;
+        let n = st
             .write_message(&[], &mut msg)
-            .map_err(|_| fail("answer"))?;
+            .map_err(|_| fail("confirmation"))?;
         send(&msg[..n])?;
+        return Ok(st);
     }
-    hs.into_transport_mode()
-        .map_err(|_| fail("incomplete handshake"))
+    let mut candidates: Vec<([u8; ATTEMPT], snow::TransportState)> = Vec::new();
+    loop {
+        let m = recv()?;
+        // a confirmation of one of the answered first messages?
+        if let Some(i) = candidates
+            .iter_mut()
+            .position(|(_, st)| st.read_message(&m, &mut payload).is_ok())
+        {
+            return Ok(candidates.swap_remove(i).1);
+        }
+        if !candidates.is_empty() && !patient {
+            return Err(fail("no confirmation"));
+        }
+        // a first message: answered (repeating its attempt nonce) if it
+        // reads and names an attempt not answered yet
+        let mut hs = build()?;
+        let nonce: Option<[u8; ATTEMPT]> = match hs.read_message(&m, &mut payload) {
+            Ok(ATTEMPT) => payload[..ATTEMPT].try_into().ok(),
+            _ => None,
+        };
+        match nonce {
+            Some(nonce) if candidates.iter().any(|(a, _)| *a == nonce) => {} // a repeat
+            Some(nonce) => {
+                let n = hs
+                    .write_message(&[], &mut msg)
+                    .map_err(|_| fail("answer"))?;
+                let mut out = nonce.to_vec();
+                out.extend_from_slice(&msg[..n]);
+                send(&out)?;
+                if candidates.len() == CANDIDATES {
+                    candidates.remove(0);
+                }
+                let st = hs
+                    .into_transport_mode()
+                    .map_err(|_| fail("incomplete handshake"))?;
+                candidates.push((nonce, st));
+            }
+            None if !patient => return Err(fail("bad first message")),
+            None => {} // a stranger's, or garbage: wait for the real one
+        }
+    }
+}
+
+/// A random nonce naming one handshake attempt.
+fn attempt_nonce() -> Result<[u8; ATTEMPT]> {
+    use snow::resolvers::{CryptoResolver, DefaultResolver};
+    let mut rng = DefaultResolver
+        .resolve_rng()
+        .ok_or_else(|| EngineError::Internal("no random number generator".into()))?;
+    let mut out = [0u8; ATTEMPT];
+    rng.fill_bytes(&mut out);
+    Ok(out)
 }
 
 /// Seal `bytes` as a sequence of (u16 length, ciphertext) chunks.
@@ -222,6 +333,7 @@ mod tests {
                 1,
                 0,
                 false,
+                false,
                 |m| {
                     tx2.send(m.to_vec()).unwrap();
                     Ok(())
@@ -235,6 +347,7 @@ mod tests {
             0,
             1,
             true,
+            false,
             |m| {
                 tx.send(m.to_vec()).unwrap();
                 Ok(())
@@ -243,6 +356,114 @@ mod tests {
         )
         .unwrap();
         (sa, h.join().unwrap())
+    }
+
+    /// Keys of parties 0 and 1 (party 2's only as a public key).
+    fn two_parties() -> (LinkKeys, LinkKeys) {
+        let (a, pa) = generate_keypair().unwrap();
+        let (b, pb) = generate_keypair().unwrap();
+        let (_, pc) = generate_keypair().unwrap();
+        let publics = [pa, pb, pc];
+        (
+            LinkKeys {
+                private: a,
+                publics,
+            },
+            LinkKeys {
+                private: b,
+                publics,
+            },
+        )
+    }
+
+    /// A whole handshake of party 0 (initiator) with party 1, returning
+    /// what the initiator sent (its first message and its confirmation).
+    fn recorded(ka: &LinkKeys, kb: &LinkKeys) -> Vec<Vec<u8>> {
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let (tx2, rx2) = std::sync::mpsc::channel::<Vec<u8>>();
+        let (tape_tx, tape) = std::sync::mpsc::channel::<Vec<u8>>();
+        let kb = kb.clone();
+        let h = std::thread::spawn(move || {
+            let send = |m: &[u8]| {
+                tx2.send(m.to_vec()).unwrap();
+                Ok(())
+            };
+            handshake(&kb, 1, 0, false, false, send, || Ok(rx.recv().unwrap())).unwrap()
+        });
+        let send = |m: &[u8]| {
+            tape_tx.send(m.to_vec()).unwrap();
+            tx.send(m.to_vec()).unwrap();
+            Ok(())
+        };
+        handshake(ka, 0, 1, true, false, send, || Ok(rx2.recv().unwrap())).unwrap();
+        h.join().unwrap();
+        drop(tx);
+        tape.try_iter().collect()
+    }
+
+    /// A handshake of party 0 (initiator) with a patient party 1 that
+    /// receives `before` ahead of everything, and `after_first` right after
+    /// the initiator's first message.
+    fn replayed_session(
+        ka: &LinkKeys,
+        kb: &LinkKeys,
+        before: &[Vec<u8>],
+        after_first: &[Vec<u8>],
+    ) -> (snow::TransportState, snow::TransportState) {
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let (tx2, rx2) = std::sync::mpsc::channel::<Vec<u8>>();
+        for m in before {
+            tx.send(m.clone()).unwrap();
+        }
+        let kb = kb.clone();
+        let responder = std::thread::spawn(move || {
+            let send = |m: &[u8]| {
+                tx2.send(m.to_vec()).unwrap();
+                Ok(())
+            };
+            handshake(&kb, 1, 0, false, true, send, || Ok(rx.recv().unwrap()))
+        });
+        let mut sent = 0;
+        let send = |m: &[u8]| {
+            tx.send(m.to_vec()).unwrap();
+            sent += 1;
+            if sent == 1 {
+                for r in after_first {
+                    tx.send(r.clone()).unwrap();
+                }
+            }
+            Ok(())
+        };
+        let a = handshake(ka, 0, 1, true, false, send, || Ok(rx2.recv().unwrap())).unwrap();
+        (a, responder.join().unwrap().unwrap())
+    }
+
+    #[test]
+    fn a_replayed_handshake_does_not_spoil_the_next_one() {
+        let (ka, kb) = two_parties();
+        let old = recorded(&ka, &kb);
+        assert_eq!(old.len(), 2, "a first message and a confirmation");
+        // A new session: the responder meets the recording of the old
+        // first message before the real one, and the old confirmation; the
+        // initiator skips the answer to the replay (its nonce is not ours).
+        let before = [old[0].clone(), old[1].clone()];
+        let (mut a, mut b) = replayed_session(&ka, &kb, &before, &[]);
+        let s = seal(&mut a, b"after a replay").unwrap();
+        assert_eq!(open(&mut b, &s).unwrap(), b"after a replay");
+        // A flood of the recording between the real first message and its
+        // confirmation: one candidate (the same attempt), not an eviction
+        // of the real one.
+        let flood = vec![old[0].clone(); 4 * CANDIDATES];
+        let (mut a, mut b) = replayed_session(&ka, &kb, &[], &flood);
+        let s = seal(&mut a, b"after a flood").unwrap();
+        assert_eq!(open(&mut b, &s).unwrap(), b"after a flood");
+        // On one TCP connection the replay is refused at its confirmation.
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        tx.send(old[0].clone()).unwrap();
+        tx.send(old[1].clone()).unwrap();
+        let sink = |_: &[u8]| Ok(());
+        let e = handshake(&kb, 1, 0, false, false, sink, || Ok(rx.recv().unwrap()));
+        assert!(matches!(e, Err(EngineError::Peer(m)) if m.contains("no confirmation")));
     }
 
     #[test]

@@ -151,6 +151,7 @@ fn handshake(
         me,
         peer,
         initiator,
+        false, // one connection per peer: a replay or a stranger fails at once
         |m| {
             w.write_all(&(m.len() as u16).to_le_bytes())
                 .and_then(|_| w.write_all(m))
@@ -219,6 +220,12 @@ fn dial(
                 .map(|k| handshake(&mut s, k, rank, n, true))
                 .transpose()?;
             return Ok((s, t));
+        }
+        if crate::net::interrupted() {
+            return Err(crate::net::interrupted_error(
+                rank,
+                &format!("dialling party {n}"),
+            ));
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -29,6 +29,7 @@
 
 use crate::error::{EngineError, Result};
 use crate::net::guard::{FrameGuard, Verifier};
+use crate::net::identity::{identity, identity_to, proved_rank, verify_identity};
 use crate::net::noise::{self, LinkKeys};
 use crate::net::tcp::{encode_frame, read_frame};
 use crate::net::{Msg, Peer, Transport};
@@ -41,10 +42,19 @@ use zeromq::{
     DealerSocket, RouterSocket, Socket, SocketOptions, SocketRecv, SocketSend, ZmqMessage,
 };
 
+/// How long one connection attempt to a peer may take before `dial`
+/// starts another (its own 50 ms loop does the retrying).
+const CONNECT_ATTEMPT: Duration = Duration::from_secs(1);
+/// Bytes of a neighbour's reason for giving up its handshakes that are sent
+/// and shown.
+const REFUSAL_TEXT: usize = 400;
+
 const HANDSHAKE: u8 = 1;
 const REFUSED: u8 = 2;
 const FRAME: u8 = 3;
 const BYE: u8 = 4;
+/// What a sealed BYE carries.
+const BYE_TEXT: &[u8] = b"cryptgpu BYE";
 
 pub struct ZmqTransport {
     rank: usize,
@@ -123,69 +133,6 @@ fn max_frame_bytes() -> Result<u64> {
             let payload = crate::net::tcp::MAX_WORDS * 8;
             Ok(payload + payload.div_ceil(65535 - 16) * 16 + 64)
         }
-    }
-}
-
-fn identity(rank: usize) -> Vec<u8> {
-    format!("cryptgpu-party-{rank}").into_bytes()
-}
-
-/// How far (in minutes) the clocks of two hosts may disagree for a proved
-/// identity to be accepted; also how long a recorded one can be replayed.
-const TAG_SKEW_MINUTES: u64 = 5;
-
-fn minute_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() / 60)
-}
-
-/// The socket identity of party `rank`'s connection to party `to`: on
-/// encrypted links the plain identity, the minute and a tag proving the
-/// key (noise::identity_tag), which `to`'s frame guard checks so that this
-/// connection is never cut to make room for strangers; otherwise the plain
-/// identity (nothing can be proved).
-fn identity_to(rank: usize, to: usize, keys: Option<&LinkKeys>) -> Vec<u8> {
-    let minute = minute_now();
-    match keys.and_then(|k| noise::identity_tag(k, rank, rank, to, minute)) {
-        Some(tag) => format!("cryptgpu-party-{rank}/{minute}/{}", noise::hex(&tag)).into_bytes(),
-        None => identity(rank),
-    }
-}
-
-/// Party `me`'s check of an identity claimed on its port: the claimed
-/// party's plain identity if the tag in it is right for a neighbour, the
-/// minute within the allowed skew of ours.
-fn verify_identity(keys: &LinkKeys, me: usize, id: &[u8]) -> Option<Vec<u8>> {
-    let text = std::str::from_utf8(id).ok()?;
-    let mut parts = text.strip_prefix("cryptgpu-party-")?.split('/');
-    let (r, minute, tag) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() || r.len() != 1 || tag.len() != 32 {
-        return None;
-    }
-    let from: usize = r.parse().ok()?;
-    let minute: u64 = minute.parse().ok()?;
-    if from > 2 || from == me || minute_now().abs_diff(minute) > TAG_SKEW_MINUTES {
-        return None;
-    }
-    let want = noise::hex(&noise::identity_tag(keys, me, from, me, minute)?);
-    // Compared without an early exit, so timing does not tell how much of a
-    // guessed tag was right.
-    let diff = want
-        .bytes()
-        .zip(tag.bytes())
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    (diff == 0).then(|| identity(from))
-}
-
-/// The party a ROUTER peer identity proves: the frame guard rewrites the
-/// identity of a connection whose tag checked out to
-/// `cryptgpu-party-<rank>#<n>`; a stranger's starts with `~`, or is one
-/// ZeroMQ drew (starting with a zero byte).
-fn proved_rank(id: &[u8]) -> Option<usize> {
-    match id.strip_prefix(b"cryptgpu-party-")? {
-        [r @ b'0'..=b'2', b'#', ..] => Some(usize::from(r - b'0')),
-        _ => None,
     }
 }
 
@@ -287,9 +234,14 @@ impl ZmqTransport {
                     Err(e) => {
                         // Tell both neighbours at once rather than leave
                         // them to time out, and skip the BYE on drop.
+                        // The reason goes along: a neighbour that failed
+                        // for another cause (its other link closed) is not
+                        // reported as refusing this party's key.
                         t.failed = true;
-                        let _ = t.post(Peer::Next, REFUSED, &[]);
-                        let _ = t.post(Peer::Prev, REFUSED, &[]);
+                        let why = e.to_string();
+                        let why = &why.as_bytes()[..why.len().min(REFUSAL_TEXT)];
+                        let _ = t.post(Peer::Next, REFUSED, why);
+                        let _ = t.post(Peer::Prev, REFUSED, why);
                         return Err(e);
                     }
                 }
@@ -317,7 +269,11 @@ impl ZmqTransport {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let mut opts = SocketOptions::default();
-            opts.connect_timeout(left.max(Duration::from_millis(1)));
+            // Short attempts, retried by this loop: inside one attempt the
+            // zeromq crate backs off by doubling delays (up to 30 s), so a
+            // party that came up 26-51 s late waited up to 25 s more, and
+            // one 51-60 s late was never reached within a 60 s timeout.
+            opts.connect_timeout(left.clamp(Duration::from_millis(1), CONNECT_ATTEMPT));
             let id = zeromq::util::PeerIdentity::try_from(identity_to(rank, who, keys))
                 .map_err(|e| EngineError::Internal(format!("peer identity: {e}")))?;
             opts.peer_identity(id);
@@ -330,6 +286,12 @@ impl ZmqTransport {
                 return Err(EngineError::Peer(format!(
                     "party {rank} could not reach party {who} at {addr} within {timeout:?}: {err}"
                 )));
+            }
+            if crate::net::interrupted() {
+                return Err(crate::net::interrupted_error(
+                    rank,
+                    &format!("dialling party {who}"),
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -360,29 +322,32 @@ impl ZmqTransport {
         initiator: bool,
     ) -> Result<snow::TransportState> {
         let (me, who) = (self.rank, peer.rank(self.rank));
-        let timeout = self.timeout;
+        let deadline = Instant::now() + self.timeout;
         let this = std::cell::RefCell::new(&mut *self);
         let r = noise::handshake(
             keys,
             me,
             who,
             initiator,
+            true, // strangers' (proved replays') messages come on the same socket
             |m| this.borrow_mut().post(peer, HANDSHAKE, m),
-            || {
-                let (kind, body) = this.borrow_mut().take(who, Instant::now() + timeout)?;
-                match kind {
+            || loop {
+                let (kind, body) = this.borrow_mut().take(who, deadline)?;
+                break match kind {
                     HANDSHAKE => Ok(body.to_vec()),
-                    REFUSED => Err(noise::refused(
+                    REFUSED if body.is_empty() => Err(noise::refused(
                         me,
                         who,
                         &format!("party {who} refused this party's key"),
                     )),
-                    _ => Err(noise::refused(
-                        me,
-                        who,
-                        "unexpected message during the handshake",
-                    )),
-                }
+                    REFUSED => Err(EngineError::Peer(format!(
+                        "party {me}: party {who} gave up its handshakes: {}",
+                        String::from_utf8_lossy(&body[..body.len().min(REFUSAL_TEXT)])
+                    ))),
+                    // a recording of another session's messages (its
+                    // connection proved a key with a replayed identity tag)
+                    _ => continue,
+                };
             },
         );
         r
@@ -428,8 +393,8 @@ impl ZmqTransport {
                     )));
                 }
             }
-            // Wait in short slices so that a neighbour that goes away is
-            // noticed long before the timeout.
+            // Wait in short slices so that a neighbour that goes away (or
+            // Ctrl-C) is noticed long before the timeout.
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 if self.unproved[who] > 0 {
@@ -457,6 +422,14 @@ impl ZmqTransport {
                 .rt
                 .block_on(async { tokio::time::timeout(slice, pull.recv()).await });
             let msg = match got {
+                // a whole slice without a message: time to ask whether the
+                // user pressed Ctrl-C (not on every message: it takes the GIL)
+                Err(_) if crate::net::interrupted() => {
+                    return Err(crate::net::interrupted_error(
+                        rank,
+                        &format!("waiting for party {who}"),
+                    ))
+                }
                 Err(_) => continue,
                 Ok(Err(e)) => {
                     return Err(EngineError::Peer(format!(
@@ -540,19 +513,47 @@ impl ZmqTransport {
         }
     }
 
-    /// Say BYE to both neighbours and wait (at most `grace`) for theirs.
+    /// Say BYE to both neighbours and wait (at most `grace`) for theirs. On
+    /// encrypted links the BYE is sealed, so a neighbour still waiting for
+    /// this party's message can trust it and stop at once (a stranger's
+    /// BYE would not open). Protocol messages a neighbour sent that this
+    /// party never read mean the two ran different programs: said on
+    /// stderr (the session is ending; there is no call left to fail).
     fn goodbye(&mut self, grace: Duration) {
-        let _ = self.post(Peer::Next, BYE, &[]);
-        let _ = self.post(Peer::Prev, BYE, &[]);
+        for peer in [Peer::Next, Peer::Prev] {
+            let body = match self.noise[idx(peer)].as_mut() {
+                Some(st) => noise::seal(st, BYE_TEXT).unwrap_or_default(),
+                None => Vec::new(),
+            };
+            let _ = self.post(peer, BYE, &body);
+        }
         let deadline = Instant::now() + grace;
         for peer in [Peer::Next, Peer::Prev] {
             let who = peer.rank(self.rank);
+            let mut unread = 0usize;
             loop {
                 match self.take(who, deadline) {
                     Ok((BYE, _)) | Err(_) => break,
+                    Ok((FRAME, _)) => unread += 1,
                     Ok(_) => continue,
                 }
             }
+            if unread > 0 {
+                eprintln!(
+                    "cryptgpu: party {}: party {who} sent {unread} protocol message(s) this \
+                     party never read: the parties ran different programs",
+                    self.rank
+                );
+            }
+        }
+    }
+
+    /// Whether a BYE's body is genuine: sealed by the neighbour on
+    /// encrypted links (opened with its receive key), anything unencrypted.
+    fn genuine_bye(&mut self, from: Peer, body: &[u8]) -> bool {
+        match self.noise[idx(from)].as_mut() {
+            None => true,
+            Some(st) => !body.is_empty() && noise::open(st, body).is_ok_and(|b| b == BYE_TEXT),
         }
     }
 
@@ -608,6 +609,13 @@ impl Transport for ZmqTransport {
             let plain = loop {
                 let (kind, body) = self.take(who, deadline)?;
                 let auth = self.authenticated();
+                if kind == BYE && self.genuine_bye(from, &body) {
+                    return Err(EngineError::Peer(format!(
+                        "party {rank}: party {who} left the session while this party waited \
+                         for its message (it finished, failed or stopped; or the parties ran \
+                         different programs)"
+                    )));
+                }
                 if kind != FRAME {
                     if auth {
                         // Only sealed frames come from a party mid-protocol.
@@ -676,6 +684,7 @@ impl Drop for ZmqTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::identity::{minute_now, TAG_SKEW_MINUTES};
 
     fn free() -> SocketAddr {
         std::net::TcpListener::bind("127.0.0.1:0")
