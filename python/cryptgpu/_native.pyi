@@ -127,6 +127,16 @@ class Session:
         need_x: bool,
         need_w: bool,
     ) -> tuple[Tensor | None, Tensor | None]: ...
+    def conv_transpose2d(
+        self,
+        x: Tensor,
+        w: Tensor | None,
+        w_public: bytes | None,
+        wshape: list[int],
+        out_shape: list[int],
+        window: tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]],
+        groups: int,
+    ) -> Tensor: ...
     def public_tensor(self, data: bytes, shape: list[int]) -> Tensor: ...
     def pool_windows(
         self,

@@ -135,6 +135,27 @@ def _record_conv(out, x, ws, wp, stride, padding, dilation, groups):
     ag.record(out, (x, ws) if ws is not None else (x,), back)
 
 
+def record_conv_transpose(out, x, ws, weight, wshape, win, groups):
+    """Transposed convolution y = A_W^T x (A_W: the conv2d of weight W):
+    its input gradient is the conv2d of g, and its weight gradient the
+    conv2d weight gradient with g as the input and x as the output's
+    gradient (one conv2d_backward call)."""
+    (_, stride, padding, dilation) = win
+
+    def back(g):
+        gx = gw = None
+        if x.requires_grad:
+            gx = g.conv2d(weight, None, stride, padding, dilation, groups)
+        if ws is not None and ws.requires_grad:
+            _, w_t = x._s().conv2d_backward(
+                g._t, ws._t, None, wshape, x._t, win, groups, False, True
+            )
+            gw = x._wrap(w_t)
+        return (gx, gw) if ws is not None else (gx,)
+
+    ag.record(out, (x, ws) if ws is not None else (x,), back)
+
+
 def record_avg_pool2d(out, x, k, st, pad):
     """Average pooling: each window's gradient divided by its size and spread
     back over the window, one engine call (protocol/arith.rs)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from . import autograd as ag
 from . import gradients as gr
 from ._native import InvalidArgumentError, ShapeError
-from ._plain import _buf, _pair, _plain_array
+from ._plain import _buf, _index, _ints, _pair, _plain_array
 from .tensor_base import TensorBase
 
 
@@ -20,10 +20,12 @@ class LayerOps:
     # ------------------------------------------------------------ layers
     def conv2d(self, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> TensorBase:
         """2-D convolution of an NCHW (or CHW) input, like ``torch.nn.functional.conv2d``.
-        ``weight`` and ``bias`` may be shared or plaintext."""
+        ``weight`` and ``bias`` may be shared or plaintext; ``padding`` may
+        be torch's "valid" or "same" (see :func:`_string_padding`)."""
+        text = padding if isinstance(padding, str) else None
         stride, padding, dilation = (
             _pair(stride, "stride"),
-            _pair(padding, "padding"),
+            (0, 0) if text is not None else _pair(padding, "padding"),
             _pair(dilation, "dilation"),
         )
         if stride[0] == 0 or stride[1] == 0 or dilation[0] == 0 or dilation[1] == 0:
@@ -39,6 +41,9 @@ class LayerOps:
                 f"is allowed), got input shape {tuple(x.shape)}"
             )
         ws, wp = self._other(weight, "conv2d weight")
+        if text is not None:
+            kernel = tuple((ws if ws is not None else wp).shape)[-2:]
+            x, padding = _string_padding(x, text, kernel, stride, dilation)
         s = x._s(self, ws)  # sets the truncation protocol: nothing runs in between
         if ws is not None:
             out = self._wrap(s.conv2d(x._t, ws._t, stride, padding, dilation, groups))
@@ -49,17 +54,84 @@ class LayerOps:
         if ag.needs_grad(x, ws):
             gr._record_conv(out, x, ws, wp, stride, padding, dilation, groups)
         if bias is not None:
-            o = (ws if ws is not None else wp).shape[0]
-            b = bias if isinstance(bias, TensorBase) else _plain_array(bias, "conv2d bias")
-            if tuple(b.shape) != (o,):
-                # torch refuses a bias that is not one value per output channel
-                # (broadcasting a length-1 bias would silently add it everywhere).
-                raise RuntimeError(
-                    f"conv2d: expected bias to be 1-dimensional with {o} elements, "
-                    f"but got bias of size {list(b.shape)}"
-                )
-            out = out + b.reshape(1, -1, 1, 1)
+            out = _add_channel_bias(out, bias, (ws if ws is not None else wp).shape[0], "conv2d")
         return out.squeeze(0) if squeeze else out
+
+    def conv_transpose2d(
+        self, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1
+    ) -> TensorBase:
+        """Transposed 2-D convolution of an NCHW (or CHW) input, as
+        ``torch.nn.functional.conv_transpose2d``: the gradient of a conv2d
+        with respect to its input, so one engine call (col2im of W^T x,
+        truncated once), the conv2d backward's. ``weight`` is
+        [C_in, C_out / groups, kh, kw], shared or plaintext; the output has
+        (H - 1) stride - 2 padding + dilation (k - 1) + output_padding + 1
+        rows (likewise columns)."""
+        stride, padding, dilation, outpad = (
+            _pair(stride, "stride"),
+            _pair(padding, "padding"),
+            _pair(dilation, "dilation"),
+            _pair(output_padding, "output_padding"),
+        )
+        if min(stride + dilation) <= 0 or min(padding + outpad) < 0:
+            raise InvalidArgumentError("stride and dilation must be positive, padding not negative")
+        if not isinstance(groups, int) or groups < 1:
+            raise InvalidArgumentError(f"groups must be a positive int, got {groups!r}")
+        if any(o >= max(s, d) for o, s, d in zip(outpad, stride, dilation)):
+            raise InvalidArgumentError(
+                "output padding must be smaller than either stride or dilation, got "
+                f"output_padding={outpad}, stride={stride}, dilation={dilation}"
+            )
+        if self.dim() not in (3, 4):
+            raise ShapeError(
+                f"conv_transpose2d expects a 3-D or 4-D input, got {tuple(self.shape)}"
+            )
+        x, squeeze = (self.unsqueeze(0), True) if self.dim() == 3 else (self, False)
+        ws, wp = self._other(weight, "conv_transpose2d weight")
+        wshape = list((ws if ws is not None else wp).shape)
+        if len(wshape) != 4 or wshape[0] != x.shape[1] or wshape[0] % groups:
+            raise ShapeError(
+                f"conv_transpose2d: weight of shape {wshape} for an input of "
+                f"{tuple(x.shape)} ({x.shape[1]} channels, groups={groups})"
+            )
+        out_hw = [
+            (n - 1) * s - 2 * p + d * (k - 1) + o + 1
+            for n, s, p, d, k, o in zip(x.shape[2:], stride, padding, dilation, wshape[2:], outpad)
+        ]
+        if min(out_hw) <= 0 or 0 in tuple(x.shape)[1:]:
+            raise ShapeError(f"conv_transpose2d: an output of size {out_hw} from {tuple(x.shape)}")
+        out_shape = [x.shape[0], wshape[1] * groups] + out_hw
+        win = ((wshape[2], wshape[3]), stride, padding, dilation)
+        s = x._s(self, ws)  # sets the truncation protocol: nothing runs in between
+        w_t = ws._t if ws is not None else None
+        wbuf = None if ws is not None else _buf(wp)
+        out = self._wrap(s.conv_transpose2d(x._t, w_t, wbuf, wshape, out_shape, win, groups))
+        if ag.needs_grad(x, ws):
+            gr.record_conv_transpose(out, x, ws, weight, wshape, win, groups)
+        if bias is not None:
+            out = _add_channel_bias(out, bias, wshape[1] * groups, "conv_transpose2d")
+        return out.squeeze(0) if squeeze else out
+
+    def conv_transpose1d(
+        self, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1
+    ) -> TensorBase:
+        """``torch.nn.functional.conv_transpose1d``: the 2-D one on a height-1
+        input (the same products, the same cost)."""
+        if self.dim() not in (2, 3):
+            raise ShapeError(
+                f"conv_transpose1d expects a 2-D or 3-D input, got {tuple(self.shape)}"
+            )
+        w = (
+            weight.unsqueeze(-2)
+            if isinstance(weight, TensorBase)
+            else _plain_array(weight, "conv_transpose1d weight")[..., None, :]
+        )
+        one = [_single(v, n) for v, n in ((stride, "stride"), (padding, "padding"),
+               (output_padding, "output_padding"), (dilation, "dilation"))]  # fmt: skip
+        out = self.unsqueeze(-2).conv_transpose2d(
+            w, bias, (1, one[0]), (0, one[1]), (0, one[2]), groups, (1, one[3])
+        )
+        return out.squeeze(-2)
 
     def conv1d(self, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         """1-D convolution of an NCL (or CL) input, like ``F.conv1d``: the
@@ -67,13 +139,14 @@ class LayerOps:
         same products, the same cost)."""
         if self.dim() not in (2, 3):
             raise ShapeError(f"conv1d expects a 2-D or 3-D input, got {tuple(self.shape)}")
-        one = _single(stride, "stride"), _single(padding, "padding"), _single(dilation, "dilation")
+        st, dil = _single(stride, "stride"), _single(dilation, "dilation")
+        pad = padding if isinstance(padding, str) else (0, _single(padding, "padding"))
         w = (
             weight.unsqueeze(-2)
             if isinstance(weight, TensorBase)
             else _plain_array(weight, "conv1d weight")[..., None, :]
         )
-        out = self.unsqueeze(-2).conv2d(w, bias, (1, one[0]), (0, one[1]), (1, one[2]), groups)
+        out = self.unsqueeze(-2).conv2d(w, bias, (1, st), pad, (1, dil), groups)
         return out.squeeze(-2)
 
     def max_pool1d(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
@@ -139,6 +212,26 @@ class LayerOps:
             gr.record_avg_pool2d(out, x, k, st, pad)
         return out.squeeze(0) if squeeze else out
 
+    def adaptive_avg_pool2d(self, output_size) -> TensorBase:
+        """Average pooling of [N, C, H, W] (or [C, H, W]) to ``output_size``
+        (an int, or a pair whose None entries keep the input size), as
+        ``F.adaptive_avg_pool2d``, for output sizes that divide the input
+        (one :meth:`avg_pool2d` of window = stride = input / output);
+        others raise NotImplementedError."""
+        if self.dim() not in (3, 4):
+            raise ShapeError(f"adaptive_avg_pool2d expects 3-D or 4-D input, got {self.dim()}-D")
+        pair = (output_size, output_size) if _index(output_size) is not None else output_size
+        h, w = self.shape[-2], self.shape[-1]
+        if len(pair) != 2:
+            raise ValueError(f"output_size must be an int or a pair, got {output_size!r}")
+        oh, ow = (n if o is None else _ints([o], "output_size")[0] for n, o in zip((h, w), pair))
+        if oh <= 0 or ow <= 0 or h % oh or w % ow:
+            raise NotImplementedError(
+                f"adaptive_avg_pool2d from {h}x{w} to {oh}x{ow}: only output sizes that "
+                "divide the input size are supported"
+            )
+        return self.avg_pool2d((h // oh, w // ow))
+
     def max_pool2d(
         self,
         kernel_size,
@@ -185,6 +278,40 @@ def _pool_input(x):
             f"(a batch of 0 is allowed), got shape {tuple(x.shape)}"
         )
     return (x.unsqueeze(0), True) if x.dim() == 3 else (x, False)
+
+
+def _add_channel_bias(out, bias, channels: int, what: str):
+    """out + bias per output channel; torch refuses a bias that is not one
+    value per channel (broadcasting a length-1 bias would silently add it
+    everywhere)."""
+    b = bias if isinstance(bias, TensorBase) else _plain_array(bias, f"{what} bias")
+    if tuple(b.shape) != (channels,):
+        raise RuntimeError(
+            f"{what}: expected bias to be 1-dimensional with {channels} elements, "
+            f"but got bias of size {list(b.shape)}"
+        )
+    return out + b.reshape(1, -1, 1, 1)
+
+
+def _string_padding(x, mode: str, kernel, stride, dilation):
+    """torch's string padding of a convolution, as (input, padding): "valid"
+    is none; "same" (stride 1 only, as torch) keeps the size: dilation
+    (k - 1) in all per dim, half on each side and the odd one after (right,
+    bottom), as torch pads; that odd one by an explicit ``pad`` first."""
+    # InvalidArgumentError: a RuntimeError (F.conv2d's type) and a
+    # ValueError (torch.nn.Conv2d's)
+    if mode == "valid":
+        return x, (0, 0)
+    if mode != "same":
+        raise InvalidArgumentError(f"Invalid padding string: {mode!r}")
+    if tuple(stride) != (1, 1):
+        raise InvalidArgumentError("padding='same' is not supported for strided convolutions")
+    if len(kernel) != 2:
+        raise ShapeError(f"conv2d: expected a 4-D weight, got kernel dims {kernel}")
+    total = [d * (k - 1) for d, k in zip(dilation, kernel)]
+    if total[0] % 2 or total[1] % 2:
+        x = x.pad([0, total[1] % 2, 0, total[0] % 2])
+    return x, (total[0] // 2, total[1] // 2)
 
 
 def _single(v, name: str) -> int:

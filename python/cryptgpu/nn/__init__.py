@@ -60,6 +60,8 @@ from .layers1d import (
 )
 from .layers_extra import (
     AdaptiveMaxPool2d,
+    ConvTranspose1d,
+    ConvTranspose2d,
     GroupNorm,
     InstanceNorm1d,
     InstanceNorm2d,
@@ -158,6 +160,8 @@ __all__ = [
     "Softplus",
     "utils",
     "AdaptiveMaxPool2d",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
     "GroupNorm",
     "InstanceNorm1d",
     "InstanceNorm2d",

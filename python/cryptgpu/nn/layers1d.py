@@ -28,10 +28,11 @@ class Conv1d(Module):
         super().__init__()
         if args and isinstance(args[0], int) and not isinstance(args[0], bool):
             layer = torch.nn.Conv1d(*args, **kwargs)
-            if isinstance(layer.padding, str) or layer.padding_mode != "zeros":
-                raise NotImplementedError("Conv1d with string padding or a padding_mode")
+            if layer.padding_mode != "zeros":
+                raise NotImplementedError("Conv1d with a padding_mode")
             weight, bias = _fresh(layer)
-            conf = (layer.stride[0], layer.padding[0], layer.dilation[0], layer.groups)
+            pad = layer.padding if isinstance(layer.padding, str) else layer.padding[0]
+            conf = (layer.stride[0], pad, layer.dilation[0], layer.groups)
         else:
 
             def given(weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -137,9 +138,9 @@ def converters(plain) -> dict:
     t = torch.nn
 
     def conv1d(m):
-        if m.padding_mode != "zeros" or isinstance(m.padding, str) and m.padding != "valid":
-            raise NotImplementedError(f"Conv1d padding={m.padding!r} / {m.padding_mode!r}")
-        pad = 0 if isinstance(m.padding, str) else m.padding[0]
+        if m.padding_mode != "zeros":
+            raise NotImplementedError(f"Conv1d padding_mode={m.padding_mode!r}")
+        pad = m.padding if isinstance(m.padding, str) else m.padding[0]  # "valid", "same"
         return Conv1d(plain(m.weight), plain(m.bias), m.stride[0], pad, m.dilation[0], m.groups)
 
     def pool(cls, m, *extra):

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from ..tensor import SharedTensor
-from .layers import LayerNorm, _public_input, adaptive_window
+from .layers import LayerNorm, _fresh, _like, _public_input, adaptive_window
 from .module import Module
-from .stats import BATCHNORM, OTHER, POOLING
+from .stats import BATCHNORM, LINEAR, OTHER, POOLING
 
 
 class GroupNorm(Module):
@@ -152,6 +152,47 @@ class Upsample(Module):
         return interpolate(x, self.size, self.scale_factor, self.mode)
 
 
+class ConvTranspose2d(Module):
+    """``torch.nn.ConvTranspose2d(in_channels, out_channels, kernel_size,
+    stride=1, padding=0, output_padding=0, groups=1, bias=True,
+    dilation=1)`` (zero padding mode; the forward's ``output_size`` is not
+    taken): :meth:`SharedTensor.conv_transpose2d`, the conv2d backward's
+    one engine call. ``ConvTranspose1d`` is the same on a height-1 input."""
+
+    kind = LINEAR
+    _torch, _dims = torch.nn.ConvTranspose2d, 2
+
+    def __init__(self, *args, weight=None, bias=None, conf=None, **kwargs):
+        super().__init__()
+        if weight is None:  # torch's (and CrypTen's) constructor
+            layer = self._torch(*args, **kwargs)
+            if layer.padding_mode != "zeros":
+                raise NotImplementedError(f"{type(self).__name__} with a padding_mode")
+            weight, bias = _fresh(layer)
+            conf = tuple(
+                getattr(layer, k)
+                for k in ("stride", "padding", "output_padding", "groups", "dilation")
+            )
+        self.register_parameter("weight", weight)
+        self.register_parameter("bias", bias)
+        self.conf = conf
+
+    def forward(self, x, output_size=None):
+        """The transposed convolution of an N C (H) W input."""
+        if output_size is not None:
+            raise NotImplementedError(f"{type(self).__name__} with output_size")
+        w, b = self._params["weight"], self._params["bias"]
+        x = _public_input(x, w)
+        name = f"conv_transpose{self._dims}d"
+        if isinstance(x, SharedTensor):
+            return getattr(x, name)(w, b, *self.conf)
+        return getattr(F, name)(x, *_like(x, w, b), *self.conf)
+
+
+class ConvTranspose1d(ConvTranspose2d):
+    _torch, _dims = torch.nn.ConvTranspose1d, 1
+
+
 def converters(plain) -> dict:
     """torch layer class -> function(layer) -> our layer."""
     t = torch.nn
@@ -163,6 +204,13 @@ def converters(plain) -> dict:
         b = plain(m.bias) if m.affine else None
         return InstanceNorm(m.num_features, m.eps, m.momentum, False, False, w, b)
 
+    def transposed(cls, m):
+        if m.padding_mode != "zeros":
+            raise NotImplementedError(f"{type(m).__name__} padding_mode={m.padding_mode!r}")
+        keys = ("stride", "padding", "output_padding", "groups", "dilation")
+        conf = tuple(getattr(m, k) for k in keys)
+        return cls(weight=plain(m.weight), bias=plain(m.bias), conf=conf)
+
     return {
         t.GroupNorm: lambda m: GroupNorm(
             m.num_groups, None, m.eps, False, plain(m.weight), plain(m.bias)
@@ -171,4 +219,7 @@ def converters(plain) -> dict:
         t.InstanceNorm2d: instance,
         t.AdaptiveMaxPool2d: lambda m: AdaptiveMaxPool2d(m.output_size),
         t.Upsample: lambda m: Upsample(m.size, m.scale_factor, m.mode),
+        t.UpsamplingNearest2d: lambda m: Upsample(m.size, m.scale_factor, "nearest"),
+        t.ConvTranspose2d: lambda m: transposed(ConvTranspose2d, m),
+        t.ConvTranspose1d: lambda m: transposed(ConvTranspose1d, m),
     }

@@ -388,6 +388,31 @@ impl Session {
         })?;
         Ok((gx.map(Tensor), gw.map(Tensor)))
     }
+    /// `conv_transpose2d`: the input gradient of a conv2d (weight `w` or
+    /// `w_public` of `wshape`) over an input of `out_shape`, with `x` as
+    /// its output gradient.
+    #[pyo3(signature = (x, w, w_public, wshape, out_shape, window, groups))]
+    #[allow(clippy::too_many_arguments)]
+    fn conv_transpose2d(
+        &self,
+        py: Python<'_>,
+        x: &Tensor,
+        w: Option<&Tensor>,
+        w_public: Option<&[u8]>,
+        wshape: Vec<usize>,
+        out_shape: Vec<usize>,
+        window: Win,
+        groups: usize,
+    ) -> PyResult<Tensor> {
+        let wp = w_public.map(f64s).transpose()?;
+        let w = w.map(|t| t.0.clone());
+        let s = &self.0;
+        call(py, || {
+            let conv = (win(window), groups);
+            s.conv_transpose2d(&x.0, w.as_ref(), wp.as_deref(), &wshape, &out_shape, conv)
+        })
+        .map(Tensor)
+    }
     fn avg_pool2d(
         &self,
         py: Python<'_>,

@@ -21,11 +21,11 @@ pub enum ConvWeight<'a> {
 
 impl Party {
     /// Gradients of y = conv2d(x, w) given G = dL/dy (NCHW [N, O, OH, OW]):
-    /// (dL/dx if `need_x`, dL/dw if `need_w` and w is shared).
+    /// (dL/dx if `need_x`, dL/dw if `need_w`, w is shared and x given).
     #[allow(clippy::too_many_arguments)]
     pub fn conv2d_backward(
         &mut self,
-        x: &AShare,
+        x: Option<&AShare>,
         w: ConvWeight<'_>,
         gy: &AShare,
         g: &Conv2dGeom,
@@ -58,8 +58,8 @@ impl Party {
         } else {
             None
         };
-        let gw = match (&w, need_w) {
-            (ConvWeight::Shared(_), true) => {
+        let gw = match (&w, need_w, x) {
+            (ConvWeight::Shared(_), true, Some(x)) => {
                 // cols(x) per group, [groups, kk, L].
                 let mut cols = AShare {
                     a: dev.zeros(groups * kk * l)?,

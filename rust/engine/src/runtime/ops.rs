@@ -361,11 +361,46 @@ impl Session {
         conv: (Window, usize),
         need: (bool, bool),
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (win, groups) = conv;
         self.check(x)?;
+        self.conv_backward_at(Some(x), &x.shape, w, w_public, wshape, gy, conv, need)
+    }
+
+    /// `conv_transpose2d(x, w)`: the input gradient of a conv2d of weight
+    /// `w` over an input of `out_shape`, taking `x` as that conv's output
+    /// gradient (one truncated product and a col2im; the conv's input is
+    /// never needed, only its shape).
+    pub fn conv_transpose2d(
+        &self,
+        x: &Tensor,
+        w: Option<&Tensor>,
+        w_public: Option<&[f64]>,
+        wshape: &[usize],
+        out_shape: &[usize],
+        conv: (Window, usize),
+    ) -> Result<Tensor> {
+        let (y, _) =
+            self.conv_backward_at(None, out_shape, w, w_public, wshape, x, conv, (true, false))?;
+        y.ok_or_else(|| EngineError::Internal("conv_transpose2d: no result".into()))
+    }
+
+    /// `conv2d_backward` for a conv input of `xshape`, whose shares `x` are
+    /// needed only for the weight gradient.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_backward_at(
+        &self,
+        x: Option<&Tensor>,
+        xshape: &[usize],
+        w: Option<&Tensor>,
+        w_public: Option<&[f64]>,
+        wshape: &[usize],
+        gy: &Tensor,
+        conv: (Window, usize),
+        need: (bool, bool),
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let (win, groups) = conv;
         self.check(gy)?;
         let (g, yshape) = shape::conv_geom(
-            &x.shape,
+            xshape,
             wshape,
             win.stride,
             win.padding,
@@ -403,7 +438,7 @@ impl Session {
                 (None, None) => return invalid("no weight"),
             };
             p.conv2d_backward(
-                x.at(p.rank)?,
+                x.map(|t| t.at(p.rank)).transpose()?,
                 wt,
                 gy.at(p.rank)?,
                 &g,
@@ -419,7 +454,7 @@ impl Session {
                 .collect::<Option<Vec<_>>>()
                 .map(|s| self.wrap(shape.to_vec(), s))
         };
-        Ok((collect(gxs, &x.shape), collect(gws, wshape)))
+        Ok((collect(gxs, xshape), collect(gws, wshape)))
     }
 
     /// Backward of `avg_pool2d` to an input of `input_shape` (NCHW).
