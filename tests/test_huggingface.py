@@ -98,9 +98,13 @@ def test_bert_logits_match_float64_with_a_padding_mask(local, attn):
     assert (pt(pm(input_ids=onehot(ids)).logits) - want_nomask).abs().max() <= 1e-2
 
 
-def test_distilbert_logits_match_float64(local):
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_distilbert_logits_match_float64(local, attn):
+    """eager: (mask == 0).view(...).expand_as(scores), a public mask shaped
+    like private scores (it raised TypeError until 2026-12-05)."""
     torch.manual_seed(0)
     cfg = T.DistilBertConfig(
+        attn_implementation=attn,
         vocab_size=V,
         dim=32,
         n_layers=2,

@@ -302,3 +302,57 @@ def test_detach_of_a_view_and_user_gradients_are_not_aliased(session):
     opt = cryptgpu.optim.SGD([p], lr=0.1)
     opt.zero_grad(set_to_none=False)
     assert_close(pt(g), torch.full((3,), 10.0, dtype=torch.float64), 0.0)
+
+
+def test_decrypt_then_encrypt_keeps_the_optimisers_parameters(session):
+    """Evaluating in torch mid-training (decrypt, to_pytorch) and encrypting
+    again: the optimiser must still hold the model's parameters, as torch's
+    parameters keep their identity through model.to(device). Until
+    2026-12-05 encrypt() made new objects, and SGD went on updating the
+    orphans: the model stopped changing, with no error."""
+    torch.manual_seed(4)
+    net = torch.nn.Linear(3, 2).double()
+    ref = torch.nn.Linear(3, 2).double()
+    ref.load_state_dict(net.state_dict())
+    m = cryptgpu.nn.from_pytorch(net, torch.empty(1, 3)).encrypt().train()
+    before = list(m.parameters())
+    opt = cryptgpu.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    ref_opt = torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9)
+    x = torch.randn(4, 3, dtype=torch.float64)
+    y = torch.tensor([0, 1, 1, 0])
+
+    def step():
+        opt.zero_grad()
+        cryptgpu.nn.CrossEntropyLoss()(m(cryptgpu.cryptensor(x)), y).backward()
+        opt.step()
+        ref_opt.zero_grad()
+        F.cross_entropy(ref(x), y).backward()
+        ref_opt.step()
+
+    step()
+    m.decrypt().to_pytorch(net)
+    with pytest.raises(RuntimeError, match="encrypt"):  # training a decrypted model
+        cryptgpu.nn.CrossEntropyLoss()(m(cryptgpu.cryptensor(x)), y).backward()
+    m.encrypt().train()
+    assert all(a is b for a, b in zip(m.parameters(), before))
+    step()
+    step()
+    # three SGD steps with momentum of a 3-2 linear model: a few units of
+    # 2^-16 per step from the products and the softmax's 1e-4 relative
+    for got, want in zip(m.parameters(), ref.parameters()):
+        assert_close(pt(got), want.detach(), 1e-3)
+    assert not torch.equal(pt(m.weight), net.weight.detach())  # it went on training
+
+
+def test_pickling_a_shared_tensor_says_how_to_save_it(session):
+    import io
+
+    m = cryptgpu.nn.from_pytorch(torch.nn.Linear(3, 2), torch.empty(1, 3)).encrypt()
+    with pytest.raises(TypeError, match="cryptgpu.save"):
+        torch.save(m.state_dict(), io.BytesIO())
+    with pytest.raises(TypeError):
+        m[0]  # a bare layer converted is not a container, as torch's Linear
+    buf = io.BytesIO()
+    torch.save(m.decrypt().state_dict(), buf)  # plaintext after decrypt
+    assert buf.getvalue()
+    torch.save(m, io.BytesIO())  # the decrypted module itself, too

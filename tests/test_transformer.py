@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 import cryptgpu
+from conftest import assert_close
 from cryptgpu.models import TextTransformer, VisionTransformer
 
 E, H = 16, 4
@@ -123,6 +124,38 @@ def test_transformer_encoder_matches_torch(session, norm_first, activation):
     for model in (enc, enc.layers[0]):
         got = pt(cryptgpu.nn.from_pytorch(model, x).encrypt()(cryptgpu.cryptensor(x)))
         assert (got - model(x).detach()).abs().max() <= 4e-3
+
+
+def test_encoder_layers_are_named_and_indexed_as_torch(session):
+    """A converted TransformerEncoder's layers read enc.layers.0. ... and
+    enc.layers[0], as torch's (until 2026-12-05: enc.layers_0. ..., so a
+    torch state dict loaded nothing into them); only the attention's q/k/v
+    projections keep their own names (README)."""
+    torch.manual_seed(3)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            layer = torch.nn.TransformerEncoderLayer(E, H, 32, batch_first=True)
+            self.enc = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+            self.head = torch.nn.Linear(E, 2)
+
+        def forward(self, x):
+            return self.head(self.enc(x)[:, 0])
+
+    net = Net().double().eval()
+    x = torch.randn(2, 5, E, dtype=torch.float64)
+    pm = cryptgpu.nn.from_pytorch(net, x).encrypt()
+    names = {n for n, _ in pm.named_parameters()}
+    want = {n for n, _ in net.named_parameters() if "in_proj" not in n}
+    assert want <= names, sorted(want - names)
+    assert type(pm.enc.layers[0]).__name__ == "TransformerEncoderLayer"
+    # a torch state dict loads into the layers (strict=False: in_proj_*)
+    other = Net().double().eval()
+    missing, _ = pm.load_state_dict(other.state_dict(), strict=False)
+    assert not [k for k in missing if "linear" in k or "norm" in k], missing
+    got = pm.state_dict()["enc.layers.1.linear2.weight"]
+    assert_close(pt(got), other.enc.layers[1].linear2.weight.detach(), 2**-17)
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
@@ -506,3 +539,24 @@ def test_models_that_build_their_causal_mask_in_forward(session):
     pm = cryptgpu.nn.from_pytorch(s2s, (src, tgt)).encrypt()
     got = pt(pm(cryptgpu.cryptensor(src), cryptgpu.cryptensor(tgt)))
     assert (got - want).abs().max() <= 6e-3
+
+
+def test_a_mask_sized_by_separate_factory_arguments_gets_a_hint(session):
+    """torch.fx cannot trace torch.ones(T, T) with T read from the input;
+    the error says how to write it (sizes as one tuple)."""
+
+    class Causal(torch.nn.Module):
+        def forward(self, x):
+            t = x.size(1)
+            mask = torch.triu(torch.ones(t, t, dtype=torch.bool), diagonal=1)
+            return x.masked_fill(mask, 0.0)
+
+    x = torch.randn(1, 4, 4, dtype=torch.float64)
+    try:
+        private = cryptgpu.nn.from_pytorch(Causal(), x)
+    except NotImplementedError as e:  # torch.fx 2.x
+        assert "torch.ones((T, T))" in str(e), e
+        return
+    # a torch.fx that traces it: the masked copy is exact up to encoding
+    got = pt(private(cryptgpu.cryptensor(x)))
+    assert (got - Causal()(x)).abs().max() <= 2**-17

@@ -34,7 +34,7 @@ from .layers import (
     Softmax,
     Tanh,
 )
-from .module import Module
+from .module import Module, _ByPosition
 from .stats import LINEAR, OTHER, POOLING, RELU, SOFTMAX, _check_range, _track
 
 
@@ -79,12 +79,8 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
     if isinstance(m, t.Conv2d):
         if m.padding_mode != "zeros":
             raise NotImplementedError(f"Conv2d padding_mode={m.padding_mode!r} at {where}")
+        # "valid" and "same" as given: SharedTensor.conv2d pads as torch does
         pad = m.padding
-        if isinstance(pad, str):
-            if pad == "valid":
-                pad = 0
-            else:
-                raise NotImplementedError(f"Conv2d padding={pad!r} at {where}")
         return Conv2d(_plain(m.weight), _plain(m.bias), m.stride, pad, m.dilation, m.groups)
     if isinstance(m, t.ReLU):
         return ReLU()
@@ -354,6 +350,14 @@ class Graph(Module):
             return name[len(root) + 1 :]
         return name
 
+    def __getattr__(self, name):
+        # a bare layer converted (wrapped): its parameters and settings
+        # read as torch's (lin.weight, conv.stride)
+        root = self.__dict__.get("_root_target")
+        if root is not None and root in self.__dict__.get("_modules", {}):
+            return getattr(self._modules[root], name)
+        return super().__getattr__(name)
+
     def _named_state(self, prefix: str = ""):
         for name, m, table, k in super()._named_state():
             yield prefix + self._own_name(name), m, table, k
@@ -437,6 +441,11 @@ class Graph(Module):
 
 
 Graph.to_pytorch = to_torch.graph_to_pytorch
+
+
+class SequentialGraph(_ByPosition, Graph):
+    """A converted ``torch.nn.Sequential``: also indexed, measured and
+    iterated as torch's (``model[1]`` is its second layer, converted)."""
 
 
 def _fold_batchnorm(gm: torch.fx.GraphModule, mods: dict) -> int:
@@ -573,7 +582,10 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
                 v = v.detach().double() if v.is_floating_point() else v.detach()
             attrs[node.target] = v
     order = {name: i for i, (name, _) in enumerate(model.named_modules())}
-    out = Graph(gm.graph, converted, attrs, folded, params, defaults, order)
+    sequential = root is None and isinstance(model, torch.nn.Sequential)  # not a bare layer
+    kind = SequentialGraph if sequential else Graph
+    out = kind(gm.graph, converted, attrs, folded, params, defaults, order)
+    out._seq_names = [n for n, _ in model.named_children()]
     out._root_target = root
     out.eval()
     if dummy_input is not None:
@@ -673,5 +685,5 @@ def _run_double(model: torch.nn.Module, *xs: torch.Tensor) -> torch.Tensor:
     no_grad torch's transformer layers take a fast path that computes
     otherwise (exact GELU for approximate="tanh"; zeros at padded positions
     with nested tensors), which the conversion check would then flag."""
-    with torch.enable_grad():
-        return copy.deepcopy(model).double()(*xs)
+    with torch.enable_grad():  # on copies: an in-place first layer changes its input
+        return copy.deepcopy(model).double()(*copy.deepcopy(xs))

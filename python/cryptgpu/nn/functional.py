@@ -77,8 +77,8 @@ FUNCTIONS = {
     operator.neg: (operator.neg, OTHER),
     operator.getitem: (operator.getitem, OTHER),
     operator.matmul: (operator.matmul, LINEAR),
-    torch.add: (operator.add, OTHER),
-    torch.sub: (operator.sub, OTHER),
+    torch.add: (torch.add, OTHER),  # with its alpha=
+    torch.sub: (torch.sub, OTHER),
     torch.mul: (operator.mul, OTHER),
     torch.matmul: (operator.matmul, LINEAR),
     torch.flatten: (_flatten, OTHER),

@@ -95,8 +95,8 @@ class Conv2d(Module):
         super().__init__()
         if args and _is_size(args[0]):
             layer = torch.nn.Conv2d(*args, **kwargs)
-            if isinstance(layer.padding, str) or layer.padding_mode != "zeros":
-                raise NotImplementedError("Conv2d with string padding or a padding_mode")
+            if layer.padding_mode != "zeros":
+                raise NotImplementedError("Conv2d with a padding_mode")
             weight, bias = _fresh(layer)
             stride, padding = layer.stride, layer.padding
             dilation, groups = layer.dilation, layer.groups
@@ -290,6 +290,7 @@ class BatchNorm(Module):
                 self._buffers[k] = cryptensor(v, src=src)
         if self._affine is not None and not isinstance(self._affine[0], SharedTensor):
             self._affine = tuple(cryptensor(t, src=src) for t in self._affine)
+        self._inv = None  # computed from the plaintext statistics
 
     def _decrypt_own(self) -> None:
         """Open the parameters and running statistics into float64 tensors."""
@@ -299,17 +300,41 @@ class BatchNorm(Module):
                 self._buffers[k] = v.get_plain_text(dtype=torch.float64)
         if self._affine is not None and isinstance(self._affine[0], SharedTensor):
             self._affine = tuple(t.get_plain_text(dtype=torch.float64) for t in self._affine)
+        self._inv = None  # computed from the shared statistics
+
+    def _running_inv(self):
+        """1 / sqrt(running_var + eps), kept while the running variance is
+        the same tensor at the same version (not one private inverse
+        square root per forward of an eval layer whose affine trains)."""
+        rv = self._buffers["running_var"]
+        kept = self.__dict__.get("_inv")
+        if kept is not None and kept[0] is rv and kept[1:3] == (rv._version, self.eps):
+            return kept[3]
+        if isinstance(rv, SharedTensor):
+            inv = _inv_std(rv, self.eps, 1)
+        else:
+            inv = torch.rsqrt(torch.as_tensor(rv, dtype=torch.float64) + self.eps)
+        self._inv = (rv, rv._version, self.eps, inv)
+        return inv
 
     def _eval_affine(self):
-        if self._affine is None:
-            rv, rm = self._buffers["running_var"], self._buffers["running_mean"]
-            w, b = self._params["weight"], self._params["bias"]
-            if isinstance(rv, SharedTensor):
-                inv = _inv_std(rv, self.eps, 1)
-            else:
-                inv = torch.rsqrt(torch.as_tensor(rv, dtype=torch.float64) + self.eps)
+        """(scale, shift) from the running statistics and the affine
+        parameters; kept while the parameters are not trained. A layer put
+        in eval mode inside a training model (torch's way of freezing the
+        statistics during fine-tuning) still trains its weight and bias:
+        then they are recomputed, on the tape, at every call."""
+        w, b = self._params["weight"], self._params["bias"]
+        # requires_grad, not needs_grad: under no_grad (a monitoring forward
+        # between a backward and the optimiser's step) the parameters are
+        # still about to change, so nothing is cached from them
+        trained = any(getattr(p, "requires_grad", False) for p in (w, b))
+        if self._affine is None or trained:
+            rm, inv = self._buffers["running_mean"], self._running_inv()
             scale = inv if w is None else inv * w
             shift = -(rm * scale) if b is None else b - rm * scale
+            if trained:
+                self._affine = None  # the parameters are about to change
+                return scale, shift
             self._affine = (scale, shift)
         return self._affine
 
@@ -429,7 +454,7 @@ def _statistics(x, dims, eps: float, want_var: bool = False):
     (:func:`_times_pow2`: one truncation). The
     variance is computed as c s^2 var (see _CHUNK; for rows of 256 or more
     elements s = 1, so each |x - mean| may reach 2^15, where squaring
-    16 (x - mean) elementwise, until 2026-12-06, wrapped beyond 2048 and
+    16 (x - mean) elementwise, until 2026-12-05, wrapped beyond 2048 and
     gave outputs of 4e9) and kept scaled into the range-reduced
     1/sqrt; ``want_var`` also returns the variance itself (BatchNorm's
     running statistics)."""

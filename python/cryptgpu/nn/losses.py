@@ -32,8 +32,28 @@ def _one_hot(target, like: SharedTensor):
             raise IndexError(f"Target {int(bad[0])} is out of bounds.")
         return F.one_hot(t.long(), like.shape[1]).double()
     if tuple(t.shape) != tuple(like.shape):
+        if t.is_floating_point() and t.dim() == like.dim() - 1:
+            # torch: "expected target dtype to be Long or Byte, but got Double"
+            raise RuntimeError(
+                f"expected integer class indices (dtype long) of shape "
+                f"{tuple(like.shape[:1])} or class probabilities of the logits' shape "
+                f"{tuple(like.shape)}, got a {t.dtype} target of shape {tuple(t.shape)}"
+            )
         raise ValueError(f"target {tuple(t.shape)} != logits {tuple(like.shape)}")
     return t.double()
+
+
+def _no_mean_over_nothing(total, what: str) -> None:
+    """torch's mean over no kept samples (an empty batch, every label
+    ignore_index, or the kept labels' class weights summing to 0) is NaN:
+    refused (the labels are public), as an empty mean is."""
+    if not total:
+        raise ValueError(
+            f"{what}: no sample counts toward the mean (an empty batch, every target "
+            "ignore_index, or class weights summing to 0), so reduction='mean' is 0 / 0 = "
+            "NaN, which is not representable in fixed point; use reduction='sum' or leave "
+            "such a batch out"
+        )
 
 
 def _reduction(r) -> str:
@@ -195,6 +215,8 @@ class CrossEntropyLoss(_ClassLoss):
         # y: the target rows (weights folded in); denom: the mean's divisor,
         # N, or the sum of the kept labels' weights
         y, denom = self._targets(logits, target)
+        if self.reduction == "mean":
+            _no_mean_over_nothing(denom, "cross_entropy")
         n = logits.shape[0]
         weighted = denom != n or (self.weight is not None and not isinstance(y, SharedTensor))
         want_grad = ag.needs_grad(logits)
@@ -266,7 +288,8 @@ class NLLLoss(_ClassLoss):
         per = (x * (y * rows.reshape(-1, 1))).sum(1).neg()
         if self.reduction == "mean":
             total = float(rows.sum())
-            return per.sum() * (1.0 / total) if total else per.sum() * 0
+            _no_mean_over_nothing(total, "nll_loss")
+            return per.sum() * (1.0 / total)
         return _reduce(per, self.reduction)
 
 
@@ -407,11 +430,17 @@ class SmoothL1Loss(HuberLoss):
     beta (0.5 d^2 / beta below beta, |d| - beta / 2 beyond)."""
 
     def __init__(self, size_average=None, reduce=None, reduction: str = "mean", beta=1.0):
-        if beta <= 0:
-            raise RuntimeError("smooth_l1_loss does not support non-positive values for beta.")
+        if beta < 0:
+            raise RuntimeError("smooth_l1_loss does not support negative values for beta.")
+        if beta == 0:  # torch's L1 loss
+            Module.__init__(self)
+            self.reduction, self.delta = _reduction(_legacy(size_average, reduce, reduction)), 0.0
+            return
         super().__init__(_legacy(size_average, reduce, reduction), beta)
 
     def _elementwise(self, d):
+        if self.delta == 0:
+            return d.abs()
         return super()._elementwise(d) * (1.0 / self.delta)
 
 
@@ -516,3 +545,39 @@ torch_dispatch.TABLE.update(
         F.smooth_l1_loss: _smooth_l1_loss,
     }
 )
+
+
+# CrypTen's loss methods of an encrypted tensor (``pred.cross_entropy(target)``):
+# the losses above, attached to SharedTensor here (the tensor layer cannot
+# import nn), as the functional losses are registered with torch_dispatch.
+def _cross_entropy_method(self, target):
+    """CrypTen's ``pred.cross_entropy(target)``: the softmax over dim 1 (dim
+    0 of a 1-D pred) against one-hot or probability targets of pred's shape
+    (integer labels are also taken), summed and divided by ``target.size(0)``,
+    as CrypTen's: for [N, C] logits the batch mean, torch's
+    ``F.cross_entropy``; a 1-D pred is divided by its C, as CrypTen's is.
+    The gradient is the exact (softmax - target) / size(0)."""
+    if self.dim() == 2:
+        return CrossEntropyLoss()(self, target)
+    return CrossEntropyLoss(reduction="sum")(self, target).div(self.shape[0])
+
+
+def _binary_cross_entropy_method(self, target):
+    """CrypTen's ``pred.binary_cross_entropy(target)``: the mean of
+    -(y log p + (1 - y) log(1 - p)) over every element (:class:`BCELoss`)."""
+    return BCELoss()(self, target)
+
+
+def _binary_cross_entropy_with_logits_method(self, target):
+    """CrypTen's ``logits.binary_cross_entropy_with_logits(target)``: the
+    mean binary cross-entropy of sigmoid(logits) (:class:`BCEWithLogitsLoss`)."""
+    return BCEWithLogitsLoss()(self, target)
+
+
+for _name, _method in (
+    ("cross_entropy", _cross_entropy_method),
+    ("binary_cross_entropy", _binary_cross_entropy_method),
+    ("binary_cross_entropy_with_logits", _binary_cross_entropy_with_logits_method),
+):
+    _method.__name__, _method.__qualname__ = _name, f"SharedTensor.{_name}"
+    setattr(SharedTensor, _name, _method)

@@ -6,18 +6,24 @@ derives from :class:`Module`, which sits right above the statistics (stats.py).
 
 from __future__ import annotations
 
+import operator
 import threading
+import weakref
 from collections import OrderedDict
 
 import torch
 
+from .. import _session
+from .. import autograd as ag
 from ..optim import SGD
-from ..tensor import SharedTensor, cryptensor
+from ..tensor import SharedTensor, cat, cryptensor
 from .stats import OTHER, _track
 
 # The tensors encrypt()/decrypt() has already converted in this call, by
 # id: a weight tied between layers becomes one shared (or opened) tensor.
 _TIED = threading.local()
+# how deep this thread is in nested module calls (0: a call from outside)
+_CALLS = threading.local()
 
 
 class Module:
@@ -54,6 +60,52 @@ class Module:
         self._params.pop(name, None)
         self._modules[name] = module
 
+    def register_buffer(self, name: str, tensor, persistent: bool = True) -> None:
+        """Add a buffer: state that is not a parameter (not trained, not in
+        ``parameters()``), as torch's and CrypTen's. A torch tensor is
+        shared by :meth:`encrypt` from the model owner, like BatchNorm's
+        running statistics, and opened by :meth:`decrypt`; it is in
+        ``state_dict()`` unless ``persistent=False``."""
+        d = self.__dict__
+        if "_params" not in d:
+            raise AttributeError("cannot assign buffer before Module.__init__() call")
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f"buffer name must be a non-empty string without '.', got {name!r}")
+        if name not in d.get("_buffers", {}) and (
+            name in self._params or name in self._modules or name in d
+        ):
+            raise KeyError(f"attribute '{name}' already exists")
+        if tensor is not None and not isinstance(tensor, (torch.Tensor, SharedTensor)):
+            raise TypeError(
+                f"cannot assign {type(tensor).__name__} as buffer {name!r} "
+                "(a tensor, a SharedTensor or None expected)"
+            )
+        if "_buffers" not in d:
+            object.__setattr__(self, "_buffers", OrderedDict())
+        self._buffers[name] = tensor
+        transient = d.setdefault("_transient", set())
+        if persistent:
+            transient.discard(name)
+        else:
+            transient.add(name)
+
+    def set_parameter(self, name: str, value) -> None:
+        """Replace this module's own parameter ``name`` (CrypTen's; not a
+        child's): ValueError when there is none. A SharedTensor becomes a
+        trainable parameter in training mode, as :meth:`encrypt` makes them."""
+        if name not in self._params:
+            raise ValueError(f"Parameter {name} does not exist.")
+        setattr(self, name, value)  # checked as an assignment to a parameter
+        if isinstance(value, SharedTensor):
+            _as_param(value, self.training, False)
+
+    def set_buffer(self, name: str, value) -> None:
+        """Replace this module's own buffer ``name`` (CrypTen's): ValueError
+        when there is none."""
+        if name not in (self.__dict__.get("_buffers") or {}):
+            raise ValueError(f"Buffer {name} does not exist.")
+        setattr(self, name, value)
+
     def __setattr__(self, name: str, value) -> None:
         # As torch.nn.Module: a module assigned to an attribute is a child
         # (encrypt, parameters(), train() and state_dict() reach it), a
@@ -82,6 +134,10 @@ class Module:
                     "(a tensor, a SharedTensor or None expected)"
                 )
             d["_params"][name] = value
+        elif "_buffers" in d and name in d["_buffers"]:  # buffers (BatchNorm's statistics)
+            d["_buffers"][name] = value
+            if "_affine" in d:
+                d["_affine"] = None  # BatchNorm's eval affine, recomputed from them
         else:
             object.__setattr__(self, name, value)
 
@@ -92,12 +148,21 @@ class Module:
                 return
         object.__delattr__(self, name)
 
+    def __getstate__(self):
+        # pickling and deepcopy (torch.save of a decrypted model): the weak
+        # references decrypt() keeps for the next encrypt() are not state
+        state = dict(self.__dict__)
+        state.pop("_shared_before", None)
+        return state
+
     def __getattr__(self, name):
         d = self.__dict__
         if "_params" in d and name in d["_params"]:
             return d["_params"][name]
         if "_modules" in d and name in d["_modules"]:
             return d["_modules"][name]
+        if "_buffers" in d and name in d["_buffers"]:
+            return d["_buffers"][name]
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     def children(self):
@@ -129,6 +194,26 @@ class Module:
         for _, v in self.named_parameters():
             yield v
 
+    def named_buffers(self, prefix: str = "", recurse: bool = True):
+        """Yield (dotted name, buffer) for this module's buffers (BatchNorm's
+        running statistics and ``num_batches_tracked``, those of
+        :meth:`register_buffer`) and, with ``recurse``, its children's, as
+        torch's (None skipped)."""
+        pre = prefix + "." if prefix else ""
+        for k, v in (self.__dict__.get("_buffers") or {}).items():
+            if v is not None:
+                yield pre + k, v
+        if "num_batches_tracked" in self.__dict__:
+            yield pre + "num_batches_tracked", _Counter(self)["num_batches_tracked"]
+        if recurse:
+            for name, m in self.named_children():
+                yield from m.named_buffers(pre + name, True)
+
+    def buffers(self, recurse: bool = True):
+        """Yield every buffer (see :meth:`named_buffers`)."""
+        for _, v in self.named_buffers(recurse=recurse):
+            yield v
+
     def modules(self):
         """Yield this module and every descendant, depth first (each once)."""
         for _, m in self.named_modules():
@@ -156,9 +241,10 @@ class Module:
     def _named_state(self, prefix: str = ""):
         """(dotted name, owning module, table, key) for every parameter and
         buffer (BatchNorm's running statistics), skipping None."""
+        transient = self.__dict__.get("_transient", ())
         for table in (self._params, self.__dict__.get("_buffers") or {}):
             for k, v in table.items():
-                if v is not None:
+                if v is not None and not (table is not self._params and k in transient):
                     yield prefix + k, self, table, k
         if "num_batches_tracked" in self.__dict__:  # BatchNorm, as torch lists it
             yield prefix + "num_batches_tracked", self, _Counter(self), "num_batches_tracked"
@@ -202,7 +288,7 @@ class Module:
                 new = cryptensor(torch.as_tensor(new).detach(), src=0)
             if isinstance(old, SharedTensor) and isinstance(new, SharedTensor):
                 new._s()  # refuses a tensor of an earlier session
-                old._t, old._session = new._t, new._session
+                old._t, old._session, old._st = new._t, new._session, new._st
             elif isinstance(new, SharedTensor) and table is m._params:
                 _as_param(new, m.training, getattr(old, "_frozen", False))
                 table[k] = new
@@ -218,7 +304,10 @@ class Module:
         returns self. As in CrypTen, the shared parameters require grad in
         training mode and not in eval mode (where the forward records no
         tape for them, and inference stays as fast as under ``no_grad``; an
-        input that requires grad still gets its gradient). Raises
+        input that requires grad still gets its gradient). A module called
+        from outside in training mode trains every parameter below it that
+        is not frozen, also those of submodules put in eval mode (as in
+        torch, where eval() changes no requires_grad). Raises
         RuntimeError, changing nothing, when a module below cannot train
         (see :meth:`_why_not_trainable`)."""
         mode = bool(mode)
@@ -269,10 +358,60 @@ class Module:
                     self._params[k] = memo[id(v)][1]
                     continue
                 frozen = bool(getattr(v, "_frozen", False))
-                self._params[k] = _as_param(cryptensor(v, src=src), self.training, frozen)
+                shared = cryptensor(v, src=src)
+                ref = self.__dict__.get("_shared_before", {}).pop(k, None)
+                old = ref() if ref is not None else None
+                if isinstance(old, SharedTensor):
+                    # encrypted again after decrypt(): the same parameter
+                    # object takes the new shares, so that an optimiser (or
+                    # any reference the user kept) still holds the model's
+                    # parameter, as torch's parameters keep their identity
+                    # through model.to(device)
+                    old._t, old._session, old._st = shared._t, shared._session, None
+                    old._view, old._back, old.grad = None, None, None
+                    shared = old
+                self._params[k] = _as_param(shared, self.training, frozen)
                 if memo is not None:
                     memo[id(v)] = (v, self._params[k])  # v kept: its id stays unique
+        buffers = self.__dict__.get("_buffers") or {}
+        for k, v in buffers.items():  # the owner's state, as its parameters
+            if isinstance(v, torch.Tensor):
+                buffers[k] = cryptensor(v.detach(), src=src)
         self.encrypted = True
+
+    def to(self, *args, **kwargs) -> Module:
+        """``model.to(device)``, CrypTen's and torch's: the module itself
+        for the session's own device (where its shares and tensors are);
+        another device raises NotImplementedError, changing nothing (the
+        device is chosen by ``cryptgpu.init(device=...)``). A float dtype
+        leaves shared values as they are and casts plaintext ones."""
+        here = _session.device().type
+        for a in list(args) + [kwargs.get("device"), kwargs.get("dtype")]:
+            if isinstance(a, (torch.Tensor, SharedTensor)):
+                a = a.device
+            if isinstance(a, (str, torch.device)) and torch.device(a).type != here:
+                raise NotImplementedError(
+                    f"to({a!r}): this session computes on {here}; choose the device with "
+                    "cryptgpu.init(device=...)"
+                )
+            if isinstance(a, torch.dtype) and not a.is_floating_point:
+                raise NotImplementedError(f"to({a}): only float dtypes are supported")
+        dtype = next((a for a in args if isinstance(a, torch.dtype)), kwargs.get("dtype"))
+        if dtype is not None:
+            for m in self.modules():
+                for table in (m._params, m.__dict__.get("_buffers") or {}):
+                    for k, v in table.items():
+                        if isinstance(v, torch.Tensor) and v.is_floating_point():
+                            table[k] = _cast(v, dtype)
+        return self
+
+    def cpu(self) -> Module:
+        """``to("cpu")``: the module itself in a CPU session."""
+        return self.to("cpu")
+
+    def cuda(self, device=None) -> Module:
+        """``to("cuda")``: the module itself in a CUDA session."""
+        return self.to("cuda")
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget accumulated gradients (a zero gradient and none are the
@@ -281,9 +420,38 @@ class Module:
             if isinstance(p, SharedTensor):
                 p.grad = None
 
-    def update_parameters(self, learning_rate: float) -> None:
-        """CrypTen's plain SGD step: p <- p - lr * p.grad."""
-        SGD(self.parameters(), lr=learning_rate).step()
+    def update_parameters(self, learning_rate: float, grad_threshold: float | None = None) -> None:
+        """CrypTen's plain SGD step: p <- p - lr * p.grad. With
+        ``grad_threshold``, as CrypTen's, the shared gradient elements of
+        magnitude at least the threshold are taken as 0 for this step (one
+        batched comparison of all of them, one product; ``p.grad`` itself is
+        left as it is). CrypTen's default is 100: there it guards against
+        the rare huge errors of probabilistic truncation; training here
+        truncates exactly, so the default None skips the check and its cost."""
+        params = list(self.parameters())
+        if grad_threshold is None:
+            SGD(params, lr=learning_rate).step()
+            return
+        t = float(grad_threshold)
+        if not t > 0:
+            raise ValueError(f"grad_threshold must be positive, got {grad_threshold!r}")
+        held = [p for p in params if isinstance(p, SharedTensor) and p.grad is not None]
+        saved = [p.grad for p in held]
+        if held:
+            with ag.no_grad(), _session.training_work():
+                flat = cat([g.reshape(-1) for g in saved])
+                # [g > -t] and [g < t] in one comparison; both hold where |g| < t
+                above, below = (cat([flat + t, flat.neg() + t]) > 0).split(flat.numel())
+                kept = flat * (above + below - 1.0)
+                at = 0
+                for p, g in zip(held, saved):
+                    p.grad = kept[at : at + g.numel()].reshape(tuple(g.shape))
+                    at += g.numel()
+        try:
+            SGD(params, lr=learning_rate).step()
+        finally:
+            for p, g in zip(held, saved):
+                p.grad = g
 
     def decrypt(self) -> Module:
         """Open every parameter (and BatchNorm's running statistics) back
@@ -308,10 +476,18 @@ class Module:
                     self._params[k] = memo[id(v)][1]  # a tied weight: opened once
                     continue
                 self._params[k] = v.get_plain_text(dtype=torch.float64)
+                # for the next encrypt(), by weak reference: it matters only
+                # while something else (an optimiser) holds the parameter,
+                # and it must not keep the shares alive nor be pickled
+                self.__dict__.setdefault("_shared_before", {})[k] = weakref.ref(v)
                 if v._frozen:
                     self._params[k]._frozen = True  # for the next encrypt()
                 if memo is not None:
                     memo[id(v)] = (v, self._params[k])
+        buffers = self.__dict__.get("_buffers") or {}
+        for k, v in buffers.items():
+            if isinstance(v, SharedTensor):
+                buffers[k] = v.get_plain_text(dtype=torch.float64)
         self.encrypted = False
 
     # -- running
@@ -320,15 +496,69 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__}.forward")
 
     def __call__(self, *args, **kwargs):
+        outer = getattr(_CALLS, "depth", 0)
+        if not outer and self.training:
+            # The module called from outside trains every parameter below
+            # it that is not frozen, whatever its own submodule's mode: as
+            # in torch, `bn.eval()` inside a training model freezes the
+            # running statistics only, not the affine weights.
+            for p in self.parameters():
+                if isinstance(p, SharedTensor):
+                    p._rg = not p._frozen
+        _CALLS.depth = outer + 1
+        try:
+            return self._call_tracked(*args, **kwargs)
+        finally:
+            _CALLS.depth = outer
+
+    def _call_tracked(self, *args, **kwargs):
+        """The forward, counted in the per-layer statistics under ``kind``."""
         x = args[0] if args else None
         if self._modules or self.kind == OTHER:
             return self.forward(*args, **kwargs)
         with _track(self.kind, x):
             return self.forward(*args, **kwargs)
 
+    def extra_repr(self) -> str:
+        """What ``repr`` shows inside the parentheses: the parameters' shapes."""
+        return ", ".join(f"{k}={tuple(v.shape)}" for k, v in self._params.items() if v is not None)
+
     def __repr__(self) -> str:
-        inner = ", ".join(f"{k}={tuple(v.shape)}" for k, v in self._params.items() if v is not None)
-        return f"{type(self).__name__}({inner})"
+        # torch's layout: the extra line, then one "(name): child" line each
+        lines = [self.extra_repr()] if self.extra_repr() else []
+        for k, m in self._modules.items():
+            lines.append(f"({k}): " + repr(m).replace("\n", "\n  "))
+        if not self._modules:
+            return f"{type(self).__name__}({''.join(lines)})"
+        return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
+
+
+class _ByPosition:
+    """Children reached by position under torch's names "0", "1", ...
+    (``_seq_names``): indexing, ``len`` and iteration of a converted
+    Sequential. A layer folded away at conversion (BatchNorm into its
+    convolution) keeps its position and raises IndexError when asked for."""
+
+    _seq_names: list = []
+
+    def __len__(self) -> int:
+        return len(self._seq_names)
+
+    def __iter__(self):
+        return (self._modules[k] for k in self._seq_names if k in self._modules)
+
+    def __getitem__(self, idx):
+        if isinstance(idx, slice):
+            raise NotImplementedError("slicing a converted Sequential: convert model[a:b] instead")
+        try:
+            name = self._seq_names[operator.index(idx)]
+        except TypeError:
+            raise TypeError(f"{type(self).__name__} indices must be integers") from None
+        except IndexError:
+            raise IndexError(f"index {idx} is out of range") from None
+        if name not in self._modules:
+            raise IndexError(f"layer {name} was folded into the one before it at conversion")
+        return self._modules[name]
 
 
 class _Indexed(Module):
@@ -419,3 +649,15 @@ def _as_param(t: SharedTensor, training: bool, frozen: bool) -> SharedTensor:
     t._frozen = frozen
     t._rg = training and not frozen
     return t
+
+
+def _cast(v: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A plaintext parameter or buffer in ``dtype`` (a parameter stays one)."""
+    if v.dtype == dtype:
+        return v
+    out = v.detach().to(dtype)
+    if isinstance(v, torch.nn.Parameter):
+        out = torch.nn.Parameter(out, requires_grad=v.requires_grad)
+    if hasattr(v, "_frozen"):
+        out._frozen = v._frozen
+    return out

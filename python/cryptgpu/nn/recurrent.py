@@ -57,7 +57,7 @@ class _Recurrent(Module):
     kind = OTHER
     _torch = torch.nn.RNNBase
 
-    def __call__(self, *args, **kwargs):
+    def _call_tracked(self, *args, **kwargs):
         # counted in the per-layer statistics as "other" (a module of kind
         # OTHER is not tracked by default: containers and shape layers)
         with _track(OTHER, args[0] if args else None):

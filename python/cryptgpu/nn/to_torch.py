@@ -46,7 +46,7 @@ def _copy_back(m: Module, tm: torch.nn.Module) -> None:
         return
     if isinstance(m, (transformer.TransformerEncoder, transformer.TransformerDecoder)):
         for i, layer in enumerate(tm.layers):
-            _copy_back(m._modules[f"layers_{i}"], layer)
+            _copy_back(m._modules["layers"][i], layer)
         if tm.norm is not None:
             _copy_back(m._modules["norm"], tm.norm)
         return

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from .. import _session
 from ..tensor import SharedTensor
 from .layers import GELU, Dropout, LayerNorm, Linear, ReLU
-from .module import Module
+from .module import Module, ModuleList
 from .stats import LINEAR, OTHER, SOFTMAX, _track
 
 # What a masked-out score becomes: far below any unmasked one, so that after
@@ -240,9 +240,9 @@ class TransformerEncoder(Module):
 
     def __init__(self, layers, norm=None):
         super().__init__()
-        for i, m in enumerate(layers):
-            self.add_module(f"layers_{i}", m)
-        self._n = len(layers)
+        # a ModuleList under torch's name: parameters read "layers.0. ...",
+        # and enc.layers[0] is the first layer, as torch's
+        self.add_module("layers", ModuleList(layers))
         if norm is not None:
             self.add_module("norm", norm)
 
@@ -253,8 +253,8 @@ class TransformerEncoder(Module):
     def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
         """Every layer, then the final norm."""
         x = src
-        for i in range(self._n):
-            x = self._modules[f"layers_{i}"](
+        for layer in self._modules["layers"]:
+            x = layer(
                 x,
                 src_mask=mask,
                 src_key_padding_mask=src_key_padding_mask,
@@ -338,8 +338,8 @@ class TransformerDecoder(TransformerEncoder):
     ):
         """Every layer, then the final norm."""
         x = tgt
-        for i in range(self._n):
-            x = self._modules[f"layers_{i}"](
+        for layer in self._modules["layers"]:
+            x = layer(
                 x,
                 memory,
                 tgt_mask=tgt_mask,

@@ -1,0 +1,172 @@
+"""In-place operations as torchvision-style models write them:
+``nn.ReLU(inplace=True)``, ``F.relu(x, inplace=True)`` (by keyword or in its
+position), ``x.relu_()``, ``torch.relu_``, and the same on a SharedTensor.
+torch.fx records an in-place operation as an ordinary node, so a converted
+graph that reads the changed tensor again must read the changed value
+(until 2026-12-05 it read the value from before the change: a silently
+wrong answer that a zero dummy input did not catch).
+
+Tolerances (f = 16): a Linear of k inputs within prod_tol; every value
+below is one or two such products plus exact ReLUs.
+"""
+
+import pytest
+import torch
+import torch.nn as tnn
+import torch.nn.functional as F
+
+import cryptgpu
+from conftest import ENC, TRUNC, assert_close, prod_tol, sgd_alongside
+
+
+def pt(x):
+    return x.get_plain_text(dtype=torch.float64)
+
+
+class ReadsItsInputAgain(tnn.Module):
+    """relu changes h in place; h is read afterwards: torch gives 2 relu(h)."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.lin = tnn.Linear(6, 4, bias=False)
+        self.act = tnn.ReLU(inplace=True)
+        self.how = how
+
+    def forward(self, x):
+        h = self.lin(x)
+        if self.how == "module":
+            out = self.act(h)
+        elif self.how == "keyword":
+            out = F.relu(h, inplace=True)
+        elif self.how == "method":
+            out = h.relu_()
+        elif self.how == "torch":
+            out = torch.relu_(h)
+        else:  # F.leaky_relu(h, slope, inplace) with inplace in its position
+            out = F.leaky_relu(h, 0.2, True)
+        return out + h
+
+
+@pytest.mark.parametrize("how", ["module", "keyword", "method", "torch", "positional"])
+def test_a_tensor_changed_in_place_is_read_changed(session, how):
+    torch.manual_seed(0)
+    model = ReadsItsInputAgain(how).double().eval()
+    x = torch.randn(3, 6, dtype=torch.float64)
+    want = model(x.clone())
+    # a zero dummy input: relu(0) = 0 hid the old wrong answer from the check
+    private = cryptgpu.nn.from_pytorch(model, torch.zeros(1, 6)).encrypt()
+    got = pt(private(cryptgpu.cryptensor(x)))
+    # 2 relu(h) (or 2 leaky_relu(h)): twice one Linear of 6 inputs |w| < 0.5, |x| < 4
+    assert_close(got, want, 2 * prod_tol(6, 4, 0.5))
+    assert (
+        want - 2 * F.leaky_relu(x @ model.lin.weight.T, 0.2 if how == "positional" else 0)
+    ).abs().max() < 1e-12
+
+
+def test_in_place_activations_train_as_torch(session):
+    """The graph computes them out of place, so a training model with
+    ReLU(inplace=True) everywhere (torchvision's ResNets) trains."""
+    torch.manual_seed(1)
+
+    def net():
+        return tnn.Sequential(
+            tnn.Linear(4, 8), tnn.ReLU(inplace=True), tnn.Linear(8, 3), tnn.LeakyReLU(0.1, True)
+        ).double()
+
+    ref = net()
+    mine = net()
+    mine.load_state_dict(ref.state_dict())
+    private = cryptgpu.nn.from_pytorch(mine, torch.randn(1, 4)).encrypt().train()
+    x = torch.randn(8, 4, dtype=torch.float64)
+    y = torch.randint(0, 3, (8,))
+    sgd_alongside(private, ref, x, y, lr=0.1, steps=2)
+    private.decrypt()
+    # two SGD steps of a 4-8-3 network: each weight moves by 0.1 times a
+    # gradient of a few truncations per summed term (8 samples); 1e-3
+    # covers them with a margin (the softmax's 1e-4 relative included)
+    for (name, got), want in zip(private.named_parameters(), ref.parameters()):
+        assert_close(got, want.detach(), 1e-3), name
+
+
+class ChangesAView(tnn.Module):
+    def forward(self, x):
+        v = x.view(-1)
+        v.relu_()  # changes x too
+        return x * 2
+
+
+def test_changing_a_view_whose_base_is_read_later_is_refused(session):
+    with pytest.raises(NotImplementedError, match="in place"):
+        cryptgpu.nn.from_pytorch(ChangesAView(), torch.zeros(2, 3))
+    # the session is usable afterwards
+    assert_close(pt(cryptgpu.cryptensor(torch.ones(2)) * 3), torch.full((2,), 3.0), 3 * ENC)
+
+
+def test_the_conversion_check_leaves_the_dummy_input_alone(session):
+    """torch's in-place first layer changed the dummy input before the
+    converted model read it, and the check blamed a random operation."""
+    torch.manual_seed(2)
+    model = tnn.Sequential(tnn.LeakyReLU(0.1, inplace=True), tnn.Linear(5, 2)).double()
+    dummy = torch.randn(3, 5, dtype=torch.float64)
+    before = dummy.clone()
+    private = cryptgpu.nn.from_pytorch(model, dummy).encrypt()
+    assert torch.equal(dummy, before)
+    x = torch.randn(3, 5, dtype=torch.float64)
+    want = model(x.clone())
+    # a Linear of 5 inputs after an exact leaky ReLU's one truncation
+    assert_close(pt(private(cryptgpu.cryptensor(x))), want, prod_tol(5, 4, 0.5) + 5 * 0.5 * TRUNC)
+
+
+def test_torch_add_with_alpha_in_a_converted_graph(session):
+    class Residual(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = tnn.Linear(4, 4)
+
+        def forward(self, x):
+            return torch.sub(torch.add(x, self.lin(x), alpha=0.5), x, alpha=2)
+
+    torch.manual_seed(3)
+    model = Residual().double()
+    x = torch.randn(2, 4, dtype=torch.float64)
+    private = cryptgpu.nn.from_pytorch(model, torch.randn(1, 4)).encrypt()
+    # one Linear of 4 inputs, then products by 0.5 and 2 (one truncation)
+    assert_close(
+        pt(private(cryptgpu.cryptensor(x))), model(x), prod_tol(4, 4, 0.5) + 2 * ENC + TRUNC
+    )
+
+
+def test_functional_in_place_on_a_shared_tensor(session):
+    x = torch.tensor([-1.5, 0.25, 2.0], dtype=torch.float64)
+    s = cryptgpu.cryptensor(x)
+    out = F.relu(s, inplace=True)
+    assert out is s
+    assert_close(pt(s), x.relu(), ENC)
+    s = cryptgpu.cryptensor(x)
+    F.leaky_relu(s, 0.5, True)  # inplace in its position
+    # one product by 0.5 of the negative part: an encoding and a truncation
+    assert_close(pt(s), F.leaky_relu(x, 0.5), ENC + TRUNC)
+    # as torch, a tensor that needs a gradient cannot change in place
+    g = cryptgpu.cryptensor(x, requires_grad=True)
+    with pytest.raises(RuntimeError, match="in-place"):
+        F.relu(g, inplace=True)
+    assert_close(pt(g.relu()), x.relu(), ENC)
+
+
+class ViewAfterTheChange(tnn.Module):
+    def __init__(self):
+        super().__init__()
+        self.act = tnn.ReLU(inplace=True)
+
+    def forward(self, x):
+        h = x * 2
+        self.act(h)
+        return torch.flatten(h, 1) + h.view(h.shape[0], -1)  # views made after it
+
+
+def test_views_made_after_an_in_place_change_read_it(session):
+    model = ViewAfterTheChange()
+    x = torch.randn(2, 3, 2, dtype=torch.float64)
+    private = cryptgpu.nn.from_pytorch(model, torch.zeros(1, 3, 2)).encrypt()
+    # 4 relu(x): a product by 2 (exact) and ReLUs
+    assert_close(pt(private(cryptgpu.cryptensor(x))), model(x.clone()), 4 * ENC)
