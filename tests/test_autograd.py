@@ -189,7 +189,12 @@ def test_training_tracks_the_plaintext_loss_curve_and_accuracy(batchnorm):
         )
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
-        r = mod.run(epochs=2, show=False, batchnorm=batchnorm)
+        # seeded shares: with fresh randomness each run the fixed-point noise
+        # differs, and a max-pool window whose two largest values are within
+        # it routes its gradient elsewhere (README, Limitations), so the
+        # trajectories differ from run to run (one failure in about 15 runs
+        # of the loss-curve bound below, by a helper on 2026-12-05)
+        r = mod.run(epochs=2, show=False, batchnorm=batchnorm, seed=11)
     finally:
         sys.path.remove(str(ex_dir))
     assert r["plain_acc"] > 85

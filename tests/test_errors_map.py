@@ -124,6 +124,25 @@ def test_invalid_argument_from_the_binding():
     ]:
         with pytest.raises(_native.InvalidArgumentError, match=msg):
             _native.Session.connect(0, **kwargs)
+    # A party given another party's private key is told at once (it used to
+    # learn it when its neighbours' timeout ran out), before it connects.
+    pairs = [_native.generate_keypair() for _ in range(3)]
+    pubkeys = [pub for _, pub in pairs]
+    with pytest.raises(_native.InvalidArgumentError, match="party 1's key"):
+        _native.Session.connect(0, peers, key=pairs[1][0], pubkeys=pubkeys, timeout_s=60.0)
+    other, _ = _native.generate_keypair()
+    with pytest.raises(_native.InvalidArgumentError, match="none of the three"):
+        _native.Session.connect(2, peers, key=other, pubkeys=pubkeys, timeout_s=60.0)
+
+
+def test_a_key_variable_naming_a_file_without_its_at_sign(tmp_path, monkeypatch):
+    key, _ = _native.generate_keypair()
+    path = tmp_path / "party0.key"
+    path.write_text(key)
+    monkeypatch.setenv("CRYPTGPU_KEY", str(path))
+    monkeypatch.setenv("CRYPTGPU_PUBKEYS", ",".join(["0" * 64] * 3))
+    with pytest.raises(ValueError, match="@"):
+        cryptgpu.init(rank=0, peers=["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"])
 
 
 def test_peer_error():

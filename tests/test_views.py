@@ -73,3 +73,112 @@ def test_expanded_tensors_follow_their_base_and_refuse_writes(session):
     c = v.clone()
     c.add_(1.0)  # a clone is its own tensor
     assert torch.equal(pt(c), t.expand(2, 6) + 1) and torch.equal(pt(b), t)
+
+
+def test_a_view_outlives_its_base_and_keeps_its_changes(session):
+    """A view holds its base, as a torch view holds its storage: with a weak
+    reference, a base changed in place and then dropped left the view with
+    the value from before the change."""
+    import gc
+
+    def first_row_after_relu(x):
+        y = x.clone()
+        r = y[0]
+        y.relu_()
+        return r  # y is gone when this returns
+
+    t = torch.tensor([[-1.0, 2.0], [3.0, -4.0]], dtype=torch.float64)
+    r = first_row_after_relu(cryptgpu.cryptensor(t))
+    gc.collect()
+    assert torch.equal(pt(r), t[0].relu())
+    base = cryptgpu.cryptensor(t)
+    v = base[1]
+    base.add_(1.0)
+    del base
+    gc.collect()
+    assert torch.equal(pt(v), t[1] + 1)
+
+
+def test_copies_where_torch_copies(session):
+    """contiguous() of a transposed tensor, and reshape/flatten that merge
+    a transposed or strided tensor's dims, are copies in torch: writing
+    into them leaves the base alone. unsqueeze/squeeze and view stay views."""
+    t = torch.arange(6.0, dtype=torch.float64).reshape(2, 3)
+    for make in (
+        lambda a: a.t().contiguous(),
+        lambda a: a.t().reshape(-1),
+        lambda a: a.t().flatten(),
+        lambda a: a[:, ::2].reshape(-1),
+        lambda a: a[:, 1:].reshape(-1),
+    ):
+        x = cryptgpu.cryptensor(t)
+        ref = t.clone()
+        make(x).fill_(-1.0)
+        make(ref).fill_(-1.0)
+        assert torch.equal(pt(x), ref)
+        assert torch.equal(pt(x), t)  # (torch's base did not change either)
+    # torch's stride rule: these reshapes of strided or permuted tensors
+    # are views (writes reach the base), as torch's
+    t3 = torch.arange(24.0, dtype=torch.float64).reshape(2, 3, 4)
+    for make in (
+        lambda a: a[:, 1:3].reshape(2, 8),
+        lambda a: a[:, :, 1].reshape(6),
+        lambda a: a.transpose(1, 2).reshape(2, 4, 3),
+        lambda a: a.permute(2, 1, 0).permute(2, 1, 0).reshape(24),
+    ):
+        x, ref = cryptgpu.cryptensor(t3), t3.clone()
+        make(x).fill_(-1.0)
+        make(ref).fill_(-1.0)
+        assert torch.equal(pt(x), ref)
+        assert not torch.equal(ref, t3)  # (torch's base changed: a view)
+    # views of a transposed tensor that only add or drop dims of size 1
+    x, ref = cryptgpu.cryptensor(t), t.clone()
+    x.t().unsqueeze(0).fill_(7.0)
+    ref.t().unsqueeze(0).fill_(7.0)
+    assert torch.equal(pt(x), ref)
+    # a contiguous tensor's contiguous() is itself, and its reshape a view
+    x, ref = cryptgpu.cryptensor(t), t.clone()
+    assert x.contiguous() is x
+    x.reshape(-1)[1] = 5.0
+    ref.reshape(-1)[1] = 5.0
+    assert torch.equal(pt(x), ref)
+
+
+def test_setitem_with_a_value_that_requires_grad_is_refused(session):
+    """torch records ``y[idx] = x`` for x's gradient; the assignment here
+    dropped it silently (x.grad missed y's share). It is refused, as
+    copy_ and add_ are, with the out-of-place way to write it."""
+    y = cryptgpu.cryptensor(torch.zeros(3, 2, dtype=torch.float64))
+    x = cryptgpu.cryptensor(torch.ones(2, dtype=torch.float64), requires_grad=True)
+    with pytest.raises(RuntimeError, match="out of place"):
+        y[0] = x
+    with pytest.raises(RuntimeError, match="out of place"):
+        y[torch.tensor([True, False, True])] = x
+    assert torch.equal(pt(y), torch.zeros(3, 2, dtype=torch.float64))  # unchanged
+    y[1] = x.detach()  # a value without its gradient is written
+    assert torch.equal(pt(y)[1], torch.ones(2, dtype=torch.float64))
+
+
+def test_iterating_rows_and_a_0d_tensor(session):
+    x = cryptgpu.cryptensor(torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.float64))
+    rows = list(x)
+    assert len(rows) == 2 and torch.equal(pt(rows[1]), torch.tensor([3.0, 4.0]).double())
+    s = cryptgpu.cryptensor(torch.tensor(1.0))
+    with pytest.raises(TypeError, match="iteration over a 0-d tensor"):
+        list(s)  # Python's fallback through __getitem__ gave []
+    with pytest.raises(TypeError, match="get_plain_text"):
+        torch.tensor(s)
+    assert pt(s * 2).item() == 2.0
+
+
+def test_assigning_data_takes_the_new_values_layout(session):
+    """y.data = v replaces y's value: y takes v's layout, as torch's (a
+    transposed y kept its strides, so reshape later copied, or read a
+    stride tuple of the wrong length)."""
+    t = torch.arange(6.0, dtype=torch.float64).reshape(2, 3)
+    y = cryptgpu.cryptensor(t).t()
+    y.data = cryptgpu.cryptensor(torch.zeros(5, dtype=torch.float64))
+    ref = torch.zeros(5, dtype=torch.float64)
+    y.reshape(5, 1).add_(1.0)  # a view of a contiguous y: y changes
+    ref.reshape(5, 1).add_(1.0)
+    assert torch.equal(pt(y), ref)

@@ -5,7 +5,22 @@ Start with :func:`init`, share data with :func:`cryptensor`, compute with
 :class:`SharedTensor`, and open results with ``get_plain_text()``.
 """
 
-from . import autograd, comm, communicator, cuda, functions, models, mpc, nn, optim, spmd
+import sys as _sys
+import types as _types
+
+from . import (
+    autograd,
+    checkpoint,
+    comm,
+    communicator,
+    cuda,
+    functions,
+    models,
+    mpc,
+    nn,
+    optim,
+    spmd,
+)
 from ._native import (
     CryptGPUError,
     EncodingError,
@@ -24,6 +39,17 @@ from .comm import print_ as print  # noqa: A004 - CrypTen's crypten.print
 from .functions import ApproxConfig
 from .party_io import load_from_party, save_from_party
 from .tensor import SharedTensor, cat, cryptensor, stack, where
+from .tensor_base import SecretValueError
+
+# CrypTen's ``crypten.common.serial.register_safe_class`` (a no-op here:
+# see checkpoint.register_safe_class), also importable by that path.
+common = _types.ModuleType("cryptgpu.common", "CrypTen's crypten.common: serial only.")
+common.serial = _types.ModuleType(
+    "cryptgpu.common.serial", "CrypTen's crypten.common.serial: register_safe_class only."
+)
+common.serial.register_safe_class = checkpoint.register_safe_class
+_sys.modules.setdefault("cryptgpu.common", common)
+_sys.modules.setdefault("cryptgpu.common.serial", common.serial)
 
 
 def is_encrypted_tensor(obj) -> bool:
@@ -55,6 +81,7 @@ def get_communication_stats() -> dict:
 __version__ = "0.1.0"
 
 __all__ = [
+    "common",
     "communicator",
     "load_from_party",
     "print",
@@ -69,6 +96,7 @@ __all__ = [
     "PeerError",
     "ShapeError",
     "UnavailableError",
+    "SecretValueError",
     "SharedTensor",
     "cat",
     "comm",

@@ -299,6 +299,8 @@ def _from_env(name: str) -> str | None:
     if v and v.startswith("@"):
         with open(v[1:]) as f:
             return f.read().strip()
+    if v and os.path.isfile(v):
+        raise ValueError(f"{name}={v!r} names a file: write it as {name}=@{v} to read the key")
     return v
 
 

@@ -127,7 +127,8 @@ def backward(root, grad=None, retain_graph: bool = False) -> None:
         raise RuntimeError(
             "backward() on a tensor that does not require grad (no input requires grad and "
             "no parameter does: a model in eval mode, as from_pytorch returns it, has "
-            "parameters that do not require grad, as CrypTen's; call model.train() to train)"
+            "parameters that do not require grad, as CrypTen's; call model.train() to train; "
+            "a model after decrypt() holds plaintext parameters: encrypt() it again)"
         )
     if root._back is _FREED:
         raise RuntimeError(_SECOND_TIME)

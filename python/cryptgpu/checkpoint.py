@@ -27,11 +27,12 @@ matches only to within the fixed-point rounding).
 from __future__ import annotations
 
 import os
+import pickle
 
 import torch
 
 from . import _session, party_io
-from .tensor import SharedTensor
+from .tensor import SharedTensor, party_index
 
 FORMAT = "cryptgpu-checkpoint"
 VERSION = 1
@@ -88,18 +89,39 @@ def _encode(obj, session, rank: int):
     )
 
 
+def _holds_shared(obj) -> bool:
+    """Whether ``obj`` is or holds (in dicts, lists, tuples) a SharedTensor;
+    a cryptgpu module counts (:func:`_encode` refuses it with advice)."""
+    from .nn.module import Module
+
+    if isinstance(obj, (SharedTensor, Module)):
+        return True
+    if isinstance(obj, dict):
+        return any(_holds_shared(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return any(_holds_shared(v) for v in obj)
+    return False
+
+
 def save(obj, f, src: int | None = None, **kwargs) -> list[str]:
-    """Save ``obj`` (a SharedTensor, or dicts/lists/tuples of SharedTensors,
-    torch tensors and plain values, such as ``model.state_dict()`` and
-    ``optimizer.state_dict()``): each party this process hosts writes its
-    own file, ``f.format(rank=r)`` when ``f`` contains ``{rank}``, else
-    ``f + ".party{r}"``. Returns the paths written. With ``src`` (CrypTen's
-    older form) party src writes the plaintext ``obj`` to ``f`` itself:
-    :func:`cryptgpu.party_io.save_from_party`."""
-    if src is not None:
-        party_io.save_from_party(obj, f, src, **kwargs)
-        return [str(f)]
+    """Save ``obj``, as CrypTen's ``crypten.save``.
+
+    An object holding SharedTensors (a SharedTensor, or dicts/lists/tuples
+    of SharedTensors, torch tensors and plain values, such as an encrypted
+    ``model.state_dict()`` and ``optimizer.state_dict()``): each party this
+    process hosts writes its own file of its shares, ``f.format(rank=r)``
+    when ``f`` contains ``{rank}``, else ``f + ".party{r}"`` (``src`` does
+    not apply: every party holds shares). A plaintext object (a torch
+    tensor, a dict of them, a torch module): party ``src`` (0 by default)
+    writes ``torch.save(obj, f)`` and the others nothing
+    (:func:`cryptgpu.party_io.save_from_party`), so that
+    ``load_from_party(f, src=...)``, ``torch.load(f)`` and :func:`load`
+    read it. Returns the paths this process wrote."""
     s = _session.current()
+    if not _holds_shared(obj):
+        src = party_index(0 if src is None else src)
+        party_io.save_from_party(obj, f, src, **kwargs)
+        return [os.fspath(f)] if src in s.ranks and isinstance(f, (str, os.PathLike)) else []
     paths = []
     for rank, own_key, own_ctr, next_key, next_ctr in s.prg_states():
         rec = {
@@ -121,6 +143,16 @@ def save(obj, f, src: int | None = None, **kwargs) -> list[str]:
         os.replace(tmp, p)  # a crash while writing leaves the last checkpoint whole
         paths.append(p)
     return paths
+
+
+def register_safe_class(cls) -> None:
+    """CrypTen's ``crypten.common.serial.register_safe_class(cls)``, which
+    lets CrypTen's restricted unpickler build ``cls``: accepted and does
+    nothing here, since :func:`load` and
+    :func:`cryptgpu.party_io.load_from_party` share tensors only and
+    :func:`load` reads with ``torch.load(weights_only=True)`` (a module is
+    loaded with ``torch.load`` and converted with ``cryptgpu.nn.from_pytorch``)."""
+    del cls
 
 
 def _read(path: str, rank: int, precision_bits: int) -> dict:
@@ -185,10 +217,30 @@ def load(f, restore_rng: bool = True, src: int | None = None, **kwargs):
     or save points raise ValueError), so the next step is the one the saved
     run took, bit for bit; see the module notes for when to pass False.
     With ``src`` (CrypTen's older form) party src reads a plaintext tensor
-    from ``f`` and shares it: :func:`cryptgpu.party_io.load_from_party`."""
+    from ``f`` and shares it: :func:`cryptgpu.party_io.load_from_party`.
+    Where no per-party file is there but ``f`` itself is (a plaintext object
+    that :func:`save` wrote), its object is returned, read with
+    ``torch.load(f, weights_only=True)`` (tensors, numbers, strings and
+    containers of them; no pickled code runs), as CrypTen's ``load``."""
     if src is not None:
         return party_io.load_from_party(f, src=src, **kwargs)
     s = _session.current()
+    own = [p for p in (_path(f, r) for r in s.ranks) if os.path.exists(p)]
+    plain = os.fspath(f)
+    # f itself when no per-party file is there, or when it was written after
+    # them (a plaintext save under the name of an earlier shared one)
+    newer = os.path.isfile(plain) and all(
+        os.path.getmtime(plain) >= os.path.getmtime(p) for p in own
+    )
+    if newer:
+        try:
+            return torch.load(os.fspath(f), weights_only=True)
+        except pickle.UnpicklingError as e:
+            raise ValueError(
+                f"{os.fspath(f)} holds objects other than tensors and plain values (a "
+                "module?); cryptgpu.load reads with weights_only=True. If you trust the "
+                "file, read it with torch.load(f, weights_only=False)"
+            ) from e
     recs = [_read(_path(f, r), r, s.precision_bits) for r in s.ranks]
     try:
         obj = _decode([r["data"] for r in recs], s)

@@ -27,6 +27,20 @@ class Communicator:
         _session.current()
         return 3
 
+    def barrier(self) -> None:
+        """Wait until every party has reached this call (CrypTen's
+        ``comm.get().barrier()``): two openings of a public zero (party i
+        hears from party i - 1 each time, so after two rounds from every
+        party); nothing to wait for in the local runtime. Every party must
+        make the call, as any collective operation."""
+        if _session.rank() is None:
+            _session.current()
+            return
+        s = _session.current()
+        zero = s.public_tensor(bytes(8), [1])
+        for _ in range(2):
+            s.reveal(zero)
+
     def get_communication_stats(self) -> dict:
         """``{"rounds", "bytes", "messages"}`` since the last reset; bytes are
         those sent by the busiest party (CrypTen counts its own party)."""

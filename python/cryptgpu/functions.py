@@ -75,7 +75,7 @@ def exp(x):
 
 def reciprocal(x, lo_exp: int = -16, hi_exp: int = 30):
     """1 / x for 2^lo_exp <= |x| < 2^hi_exp, either sign: 1/x = sign(x) / |x|
-    with the range-reduced :func:`_reciprocal_pos` (until 2026-12-06
+    with the range-reduced :func:`_reciprocal_pos` (until 2026-12-05
     CrypTen's Newton iteration from a fixed guess, right on about [0.02,
     200] only: 1/1000 came out -1.4e12)."""
     a, neg = _abs_and_ltz(x)

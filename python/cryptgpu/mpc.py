@@ -17,10 +17,37 @@ import types
 
 from . import _session, spmd
 from .nn.module import Module
-from .tensor import SharedTensor
+from .tensor import SharedTensor, cryptensor
 
-# CrypTen's class name for an encrypted tensor (isinstance checks)
-MPCTensor = SharedTensor
+
+class _EveryShared(type):
+    """The metaclass of :class:`MPCTensor`: every SharedTensor is an instance."""
+
+    def __instancecheck__(cls, obj) -> bool:
+        return isinstance(obj, SharedTensor)
+
+    def __subclasscheck__(cls, sub) -> bool:
+        return isinstance(sub, type) and issubclass(sub, SharedTensor)
+
+
+class MPCTensor(metaclass=_EveryShared):
+    """CrypTen's class of an encrypted tensor. ``MPCTensor(data, src=0)``
+    secret-shares ``data`` from party ``src``, as CrypTen's constructor
+    does (it is :func:`cryptgpu.cryptensor`: the result is a
+    :class:`cryptgpu.SharedTensor`), and ``isinstance(x, MPCTensor)`` holds
+    for every SharedTensor. ``ptype`` must be None or the default:
+    arithmetic sharing is the only kind here (no binary shares);
+    ``requires_grad``, ``precision`` and ``device`` are cryptensor's."""
+
+    def __new__(cls, tensor, ptype=None, device=None, *, src: int = 0, **kwargs):
+        if tensor is None:
+            raise ValueError("Cannot initialize tensor with None.")
+        if ptype is not None and getattr(ptype, "name", str(ptype)) != "arithmetic":
+            raise NotImplementedError(
+                f"MPCTensor(ptype={ptype!r}): only arithmetic sharing is provided (no binary "
+                "shares)"
+            )
+        return cryptensor(tensor, src=src, device=device, **kwargs)
 
 
 def run_multiprocess(world_size: int = 3, maxsize: int | None = None):

@@ -4,19 +4,46 @@ load (the other parties learn its shape, as in CrypTen)."""
 
 from __future__ import annotations
 
+import os
+
 import torch
 
-from . import _session
-from .tensor import cryptensor, party_index
+from . import _session, comm
+from .tensor import SharedTensor, cryptensor, party_index
 
 
 def save_from_party(obj, f, src: int = 0, save_closure=torch.save, **kwargs) -> None:
     """Party ``src`` writes the plaintext ``obj`` to ``f`` with
-    ``save_closure`` (``torch.save``); the other parties write nothing. In
-    the local runtime (every party in this process) it is written once."""
+    ``save_closure`` (``torch.save``); the other parties write nothing, and
+    then wait for it (a barrier, as CrypTen's), so that any party may read
+    ``f`` next. In the local runtime (every party in this process) it is
+    written once. A SharedTensor is refused (save it with
+    :func:`cryptgpu.save`)."""
     s, src = _session.current(), party_index(src)
+    if isinstance(obj, SharedTensor):  # refused by every party alike
+        raise TypeError(
+            "save_from_party saves one party's plaintext; save a SharedTensor with "
+            "cryptgpu.save(x, f) (each party writes its own shares)"
+        )
     if src in s.ranks:
         save_closure(obj, f, **kwargs)
+    comm.get().barrier()
+
+
+def _missing(f, e: FileNotFoundError) -> FileNotFoundError:
+    """A missing ``f``, saying so when the per-party files of
+    :func:`cryptgpu.save` (``f.party0`` ...) are there instead."""
+    try:
+        base = os.fspath(f)
+    except TypeError:
+        return e
+    found = [p for p in (f"{base}.party{r}" for r in range(3)) if os.path.exists(p)]
+    if not found:
+        return e
+    return FileNotFoundError(
+        f"{base} does not exist, but {', '.join(found)} do: those hold each party's shares "
+        "of SharedTensors written by cryptgpu.save; read them with cryptgpu.load(f)"
+    )
 
 
 def _opened_from(src: int, values: list) -> list:
@@ -53,21 +80,27 @@ def load_from_party(
     src: a SharedTensor for every party, which learn only its shape. Only
     tensors are loaded this way (CrypTen also zero-fills modules for the
     other parties; convert a module with ``cryptgpu.nn.from_pytorch`` and
-    ``encrypt(src=...)`` instead)."""
+    ``encrypt(src=...)`` instead). ``model_class`` (CrypTen's way to allow
+    a module class in its unpickler) is accepted and changes nothing for a
+    tensor."""
     if encrypted:
         raise NotImplementedError(
             "load_from_party(encrypted=True): load shares saved by cryptgpu.save with cryptgpu.load"
-        )
-    if model_class is not None:
-        raise NotImplementedError(
-            "load_from_party of a module: convert it with cryptgpu.nn.from_pytorch and "
-            "encrypt(src=...)"
         )
     s = _session.current()
     obj, shape, err, src = None, None, None, party_index(src)
     if src in s.ranks:
         try:
-            obj = preloaded if preloaded is not None else load_closure(f, **kwargs)
+            try:
+                obj = preloaded if preloaded is not None else load_closure(f, **kwargs)
+            except FileNotFoundError as e:
+                raise _missing(f, e) from None
+            if isinstance(obj, torch.nn.Module):
+                raise TypeError(
+                    f"load_from_party loads tensors; the file holds a module "
+                    f"({type(obj).__name__}): load it with torch.load, convert it with "
+                    "cryptgpu.nn.from_pytorch and encrypt(src=...)"
+                )
             if not torch.is_tensor(obj):
                 raise TypeError(
                     f"load_from_party loads tensors; the file holds a {type(obj).__name__}"

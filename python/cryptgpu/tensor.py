@@ -19,7 +19,7 @@ from ._plain import _index, _plain_array
 from ._session import current
 from .tensor_activations import ActivationOps
 from .tensor_arith import ArithmeticOps
-from .tensor_base import TensorBase
+from .tensor_base import SecretValueError, TensorBase
 from .tensor_compare import ComparisonOps, where
 from .tensor_layers import LayerOps
 from .tensor_reduce import FunctionOps, ReductionOps
@@ -57,10 +57,28 @@ class SharedTensor(
     __array_ufunc__ = None
 
     def __array__(self, *args, **kwargs):
-        raise TypeError(
+        raise SecretValueError(
             "a SharedTensor cannot become a numpy array or torch tensor: its value is "
             "secret; open it with x.get_plain_text() (every party learns it)"
         )
+
+    def new(self, *args, **kwargs) -> SharedTensor:
+        """CrypTen's ``x.new(data, ...)``: a new encrypted tensor, as
+        ``cryptensor(data, ...)`` (shared from party 0 unless ``src=``);
+        ``x`` itself only names the kind of tensor wanted."""
+        return cryptensor(*args, **kwargs)
+
+    def reveal(self, dst: int | None = None) -> torch.Tensor | None:
+        """CrypTen's ``reveal``: open the tensor *without* decoding it, as
+        int64 ring elements (the fixed-point values times 2^precision_bits;
+        ``get_plain_text()`` is the decoded value). Exact while the values
+        are below 2^(53 - precision_bits) in magnitude (the opening passes
+        through float64). ``dst`` as in :meth:`get_plain_text`."""
+        plain = self.get_plain_text(dst=dst, dtype=torch.float64)
+        if plain is None:  # SPMD: this party is not dst
+            return None
+        scale = float(2 ** self._s().precision_bits)
+        return torch.round(plain * scale).to(torch.int64)
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):

@@ -80,15 +80,21 @@ class ActivationOps:
 
     def softplus(self, beta: float = 1.0, threshold: float = 20.0) -> TensorBase:
         """log(1 + e^(beta x)) / beta, as relu(y) + log1p(e^-|y|) for y =
-        beta x (no overflow for any x; above ``threshold`` torch returns x,
-        which this formula equals to within e^-threshold)."""
+        beta x (no overflow for any x). Where y > ``threshold`` torch returns
+        x, which this formula equals to within log1p(e^-threshold) / beta:
+        at the default threshold 20 that is 2e-9 / beta, below the
+        fixed-point resolution, so x is selected (one more comparison and
+        one product) only for another threshold."""
         if beta <= 0:
             raise InvalidArgumentError(f"softplus: beta must be positive, got {beta}")
         y = self if beta == 1 else self * float(beta)
         r = y.relu()
         u = fx.exp_nonpos(y - r * 2)  # e^-|y|, |y| = 2 relu(y) - y
         out = r + fx.log1p_unit(u)
-        return out if beta == 1 else out * (1.0 / beta)
+        out = out if beta == 1 else out * (1.0 / beta)
+        if float(threshold) == 20.0:
+            return out
+        return where(y.gt(float(threshold)), self, out)
 
     def mish(self) -> TensorBase:
         """x tanh(softplus(x))."""

@@ -138,21 +138,25 @@ class ArithmeticOps:
     # takes the result's shares. Autograd records no in-place operations,
     # so one that would be recorded is refused, as torch refuses it on a
     # leaf that requires grad.
+    @staticmethod
+    def _refuse_in_place(what: str) -> None:
+        if what == "__setitem__":
+            hint = (
+                "build the result out of place instead (torch.where with a mask, "
+                "x.masked_fill, or cryptgpu.cat of the pieces)"
+            )
+        else:
+            hint = f"write x = x.{what.rstrip('_')}(...) instead"
+        raise RuntimeError(
+            f"{what}: in-place operations on tensors that require grad (or are "
+            f"computed from one, or with a value that requires grad) are not supported; {hint}"
+        )
+
     def _assign(self, out, what: str) -> TensorBase:
         if self._view is not None and self._view[3] is READ_ONLY:
             READ_ONLY(None, None)  # torch refuses to write an expanded tensor
         if ag.needs_grad(self) or getattr(out, "requires_grad", False):
-            if what == "__setitem__":
-                hint = (
-                    "build the result out of place instead (torch.where with a mask, "
-                    "x.masked_fill, or cryptgpu.cat of the pieces)"
-                )
-            else:
-                hint = f"write x = x.{what.rstrip('_')}(...) instead"
-            raise RuntimeError(
-                f"{what}: in-place operations on tensors that require grad (or are "
-                f"computed from one) are not supported; {hint}"
-            )
+            self._refuse_in_place(what)
         if tuple(out.shape) != tuple(self.shape):
             raise ShapeError(
                 f"{what}: the result's shape {tuple(out.shape)} does not match the "

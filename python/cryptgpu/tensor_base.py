@@ -5,18 +5,24 @@ opening. The operation mixins (tensor_*.py) build on it; tensor.py composes them
 
 from __future__ import annotations
 
-import weakref
-
 import numpy as np
 import torch
 
 from . import _native, _session
 from . import autograd as ag
-from ._plain import _buf, _norm_dim, _plain_array
+from ._plain import _buf, _norm_dim, _plain_array, _strides
 from ._session import current
 
 # torch float dtypes a revealed tensor is cast to in numpy.
 _NUMPY_FLOATS = {torch.float64: np.float64, torch.float32: np.float32, torch.float16: np.float16}
+
+
+class SecretValueError(TypeError, RuntimeError):
+    """A SharedTensor's value was asked for implicitly (``if x < y:``,
+    ``bool(x)``, ``x.tolist()``, ``numpy.asarray(x)``): refused, since it is
+    secret; open it with ``get_plain_text()``. Both a TypeError (what Python
+    raises for a value without a truth value) and a RuntimeError (what
+    CrypTen raises there, and what its Tutorial 1 catches)."""
 
 
 class TensorBase(ag.Node):
@@ -24,17 +30,24 @@ class TensorBase(ag.Node):
     the session that made them, and what every operation needs (session
     check, wrapping engine results, plaintext operands, shape queries)."""
 
-    __slots__ = ("_h", "_session", "_view", "_version", "__weakref__")
+    __slots__ = ("_h", "_session", "_view", "_version", "_st", "__weakref__")
     __array_priority__ = 1000  # numpy defers to our reflected operators
 
     def __init__(self, handle: _native.Tensor, session: _native.Session):
         self._h = handle
         self._session = session
         # A view (indexing, reshape, permute) remembers its base, as torch's
-        # views share storage: (weak ref to the base, the base's version when
-        # last read, base -> view, (base, new view) -> write into the base).
+        # views share storage: (the base, the base's version when last read,
+        # base -> view, (base, new view) -> write into the base). The view
+        # holds its base alive, as a torch view holds its storage: with a
+        # weak reference, a base changed in place and then dropped left the
+        # view with the value from before the change.
         self._view = None
         self._version = 0  # bumped by every in-place change
+        # The strides torch's tensor would have (a transposed, expanded or
+        # strided view); None: contiguous. reshape copies where torch's
+        # stride rule cannot view, and contiguous() where torch copies.
+        self._st = None
         self._rg = False
         self._frozen = False  # see Node.requires_grad
         self.grad = None
@@ -48,17 +61,14 @@ class TensorBase(ag.Node):
         share storage; here they hold copies, kept in step)."""
         v = self._view
         if v is not None:
-            base = v[0]()
-            if base is None:
-                self._view = None  # nothing can change it any more
-            else:
-                _ = base._t  # bring the base itself up to date first
-                if base._version != v[1]:
-                    with ag.no_grad():
-                        fresh = v[2](base)
-                    self._h = fresh._h
-                    self._version += 1
-                    self._view = (v[0], base._version, v[2], v[3])
+            base = v[0]
+            _ = base._t  # bring the base itself up to date first
+            if base._version != v[1]:
+                with ag.no_grad():
+                    fresh = v[2](base)
+                self._h = fresh._h
+                self._version += 1
+                self._view = (base, base._version, v[2], v[3])
         return self._h
 
     @_t.setter
@@ -67,6 +77,19 @@ class TensorBase(ag.Node):
         step, a loaded state): views of this tensor re-read it."""
         self._h = handle
         self._version += 1
+
+    def _strides(self) -> list:
+        """The strides torch's tensor would have (dense when contiguous)."""
+        return list(self._st) if self._st is not None else _strides(self._t.shape)
+
+    def _set_strides(self, st) -> None:
+        """Remember torch's strides of this view; None, or strides that
+        are contiguous (size-1 dims aside), make it contiguous."""
+        if st is not None:
+            dense = _strides(self._t.shape)
+            if all(n == 1 or a == b for n, a, b in zip(self._t.shape, st, dense)):
+                st = None
+        self._st = None if st is None else tuple(st)
 
     def _as_view_of(self, base, read, write) -> TensorBase:
         """Mark this new tensor as a view of ``base``: ``read(base)`` gives
@@ -78,9 +101,9 @@ class TensorBase(ag.Node):
         if self is base:
             return self
         bv = base._view
-        root = bv[0]() if bv is not None else None
+        root = bv[0] if bv is not None else None
         if root is None:
-            self._view = (weakref.ref(base), base._version, read, write)
+            self._view = (base, base._version, read, write)
         else:
             base_read = bv[2]
             self._view = (
@@ -97,12 +120,9 @@ class TensorBase(ag.Node):
         v = self._view
         if v is None:
             return
-        base = v[0]()
-        if base is None:
-            self._view = None
-            return
+        base = v[0]
         v[3](base, self)
-        self._view = (v[0], base._version, v[2], v[3])
+        self._view = (base, base._version, v[2], v[3])
 
     # ------------------------------------------------------------ helpers
     def _s(self, *others) -> _native.Session:
@@ -164,6 +184,7 @@ class TensorBase(ag.Node):
         """The same shares, cut from the autograd graph; as torch's, it
         shares the value: an in-place change of either shows in the other."""
         out = self._wrap(self._t)
+        out._st = self._st
         return out._as_view_of(self, _same, _put)
 
     @property
@@ -178,6 +199,9 @@ class TensorBase(ag.Node):
         if not isinstance(value, TensorBase):
             value = self._public(torch.as_tensor(value, dtype=torch.float64).numpy())
         self._t, self._session = value._t, value._session
+        # the new value's layout (its shape may differ); like torch's, the
+        # tensor no longer views a base (its storage is replaced)
+        self._st, self._view = value._st, None
 
     # ------------------------------------------------------------ shape info
     @property
@@ -271,6 +295,19 @@ class TensorBase(ag.Node):
         memo[id(self)] = out
         return out
 
+    def __copy__(self) -> TensorBase:
+        return self.__deepcopy__({})
+
+    def __reduce_ex__(self, protocol):
+        # pickle (torch.save of a state_dict, multiprocessing) would reach
+        # the engine handle and fail with "cannot pickle 'cryptgpu._native.Tensor'"
+        raise TypeError(
+            "a SharedTensor cannot be pickled (torch.save, pickle, multiprocessing): its "
+            "shares belong to the three parties. Save it with cryptgpu.save(obj, path) "
+            "(each party writes its own shares; cryptgpu.load reads them back), or open it "
+            "first (model.decrypt(), x.get_plain_text()) to save plaintext with torch.save"
+        )
+
     def numel(self) -> int:
         """Number of elements."""
         n = 1
@@ -282,14 +319,25 @@ class TensorBase(ag.Node):
 
     def __len__(self) -> int:
         if self.dim() == 0:
-            raise TypeError("len() of a 0-d SharedTensor")
+            raise TypeError(
+                "len() of a 0-d SharedTensor (to build a torch tensor from its "
+                "value, open it: get_plain_text())"
+            )
         return self._t.shape[0]
+
+    def __iter__(self):
+        """The rows along dim 0, as torch; a 0-d tensor raises TypeError
+        (without this, Python's fallback through __getitem__ yielded
+        nothing)."""
+        if self.dim() == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self._t.shape[0]))
 
     def __repr__(self) -> str:
         return f"SharedTensor(shape={tuple(self._t.shape)}, encrypted)"
 
     def __bool__(self):
-        raise TypeError("the truth value of a SharedTensor is secret; reveal it first")
+        raise SecretValueError("the truth value of a SharedTensor is secret; reveal it first")
 
     # ------------------------------------------------------------ opening
     def get_plain_text(self, dst: int | None = None, dtype: torch.dtype | None = None):
@@ -337,7 +385,7 @@ class TensorBase(ag.Node):
     def tolist(self):
         """Refused: the values are secret (``get_plain_text().tolist()``
         opens them to every party, explicitly)."""
-        raise TypeError(
+        raise SecretValueError(
             "a SharedTensor's values are secret: call get_plain_text() (or "
             "get_plain_text(dst=...)) to open them, then .tolist()"
         )

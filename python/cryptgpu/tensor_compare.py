@@ -15,6 +15,7 @@ from . import gradients as gr
 from ._native import InvalidArgumentError
 from ._plain import _norm_dim, _plain_array
 from .tensor_base import TensorBase
+from .tensor_reduce import axis_alias
 from .tensor_shape import stack
 
 # max(dim) / min(dim) results: a tuple with torch's field names (``.values``,
@@ -128,14 +129,22 @@ class ComparisonOps:
 
     def clamp(self, min=None, max=None) -> TensorBase:  # noqa: A002 - torch's names
         """Clamp to [min, max]: numbers, or tensors (plaintext or shared)
-        broadcasting against x, as torch's; both bounds in one batched ReLU."""
+        broadcasting against x, as torch's min(max(x, min), max), so max
+        wherever min > max. Plaintext bounds: both in one batched ReLU
+        (10 rounds), min first lowered to max where it exceeds it. A shared
+        bound cannot be compared with the other without revealing it, so
+        the form max - relu(max - (relu(x - min) + min)), right for every
+        pair of bounds, takes two ReLUs in sequence (20 rounds)."""
         if min is None and max is None:
             raise InvalidArgumentError("clamp: at least one of min and max must be given")
         if min is not None and max is not None:
-            if not isinstance(min, TensorBase) and not isinstance(max, TensorBase):
-                lo = torch.as_tensor(min, dtype=torch.float64)
-                if bool((lo > torch.as_tensor(max, dtype=torch.float64)).any()):
-                    raise ValueError(f"clamp: min {min} is greater than max {max}")
+            if isinstance(min, TensorBase) or isinstance(max, TensorBase):
+                return max - (max - ((self - min).relu() + min)).relu()
+            lo, hi = (torch.as_tensor(v, dtype=torch.float64) for v in (min, max))
+            if bool((lo > hi).any()):
+                if lo.dim() == 0 and hi.dim() == 0:
+                    return self * 0 + float(hi)  # max everywhere: no comparison
+                min = torch.minimum(lo, hi)  # noqa: A001 - max where min > max
             r = stack([self - min, self - max]).relu()
             return r[0] - r[1] + min
         if min is not None:
@@ -194,6 +203,7 @@ class ComparisonOps:
             a = a.permute([order.index(i) for i in range(nd)])
         return v, a
 
+    @axis_alias
     def max(self, dim=None, keepdim: bool = False, one_hot: bool = True):
         """Maximum. With ``dim=None`` returns the max of all elements; with a
         dim returns ``(values, argmax)`` where argmax is a one-hot SharedTensor
@@ -206,6 +216,7 @@ class ComparisonOps:
         v, a = self._reduce_max(dim, keepdim, True, "max")
         return _MaxMin(v, a) if one_hot else _MaxMin(v, _indices(a, dim, keepdim))
 
+    @axis_alias
     def amax(self, dim=None, keepdim: bool = False) -> TensorBase:
         """Maximum values only (no argmax), like ``torch.amax``: the tournament
         without the one-hot bookkeeping, whose size grows with k^2 per row.
@@ -222,10 +233,12 @@ class ComparisonOps:
             return out
         return self._reduce_max(dim, keepdim, False, "max")[0]
 
+    @axis_alias
     def amin(self, dim=None, keepdim: bool = False) -> TensorBase:
         """Minimum values only, as ``torch.amin``: -amax(-x)."""
         return self.neg().amax(dim, keepdim).neg()
 
+    @axis_alias
     def min(self, dim=None, keepdim: bool = False, one_hot: bool = True):
         """Minimum, as :meth:`max` of ``-x``."""
         if _is_other(dim):
@@ -233,6 +246,7 @@ class ComparisonOps:
         r = self.neg().max(dim, keepdim, one_hot)
         return r.neg() if dim is None else _MaxMin(r[0].neg(), r[1])
 
+    @axis_alias
     def argmax(self, dim=None, keepdim: bool = False, one_hot: bool = True) -> TensorBase:
         """One-hot (fixed-point 0/1) indicator of the first maximum, shaped like
         the input (over all elements when ``dim`` is None); with
@@ -242,6 +256,7 @@ class ComparisonOps:
         a = self._reduce_max(dim, keepdim, True, "argmax")[1]
         return a if one_hot else _indices(a, dim, keepdim)
 
+    @axis_alias
     def argmin(self, dim=None, keepdim: bool = False, one_hot: bool = True) -> TensorBase:
         """One-hot indicator of the first minimum."""
         return self.neg().argmax(dim, keepdim, one_hot)

@@ -5,11 +5,46 @@
 
 from __future__ import annotations
 
+import functools
+
+import torch
+
 from . import autograd as ag
 from . import functions as fx
 from . import gradients as gr
 from ._plain import _index, _norm_dim
 from .tensor_base import TensorBase
+
+_UNSET = object()
+
+
+def axis_alias(method):
+    """torch's ``axis=``, its alias of ``dim=`` (numpy's name), for a method
+    whose first argument is ``dim``: x.sum(axis=1), torch.mean(x, axis=0)."""
+
+    @functools.wraps(method)
+    def call(self, *args, axis=_UNSET, **kwargs):
+        if axis is not _UNSET:
+            if args or "dim" in kwargs:
+                raise TypeError(f"{method.__name__}() got multiple values for argument 'dim'")
+            kwargs["dim"] = axis
+        return method(self, *args, **kwargs)
+
+    return call
+
+
+def check_dtype(dtype, what: str) -> None:
+    """A reduction's ``dtype=``: a floating torch dtype is accepted and has
+    no effect (shares are fixed point; ``get_plain_text(dtype=)`` chooses
+    the opened dtype); an integer, bool or complex one is refused."""
+    if dtype is None:
+        return
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(
+            f"{what}(dtype={dtype}): a SharedTensor holds fixed-point values, so only a "
+            "floating dtype (which changes nothing here) is accepted; open the result "
+            "with get_plain_text(dtype=...) and convert that instead"
+        )
 
 
 class ReductionOps:
@@ -31,19 +66,25 @@ class ReductionOps:
         # A scalar's dim 0 / -1 is itself: reducing over it reduces nothing.
         return sorted(dims) if self.dim() else []
 
-    def sum(self, dim=None, keepdim: bool = False) -> TensorBase:
-        """Sum over ``dim`` (an int, a tuple, or all dims); no communication."""
+    @axis_alias
+    def sum(self, dim=None, keepdim: bool = False, *, dtype=None) -> TensorBase:
+        """Sum over ``dim`` (an int, a tuple, or all dims); no communication.
+        ``dtype`` as :func:`check_dtype` says."""
+        check_dtype(dtype, "sum")
         dims = self._dims(dim)
         out = self._wrap(self._s().sum(self._t, dims, bool(keepdim)))
         if ag.needs_grad(self):
             gr.record_sum(out, self, dims)
         return out
 
-    def mean(self, dim=None, keepdim: bool = False) -> TensorBase:
+    @axis_alias
+    def mean(self, dim=None, keepdim: bool = False, *, dtype=None) -> TensorBase:
         """Mean over ``dim``: a local sum, then one exact division (2 rounds).
         Its gradient divides after broadcasting, each element rounded on
         its own: g / n rounded once and broadcast would give every element
-        the same rounding, a gradient up to 1.5x torch's for n = 98304."""
+        the same rounding, a gradient up to 1.5x torch's for n = 98304.
+        ``dtype`` as :func:`check_dtype` says."""
+        check_dtype(dtype, "mean")
         dims = self._dims(dim)
         n = 1
         for d in dims:
@@ -103,8 +144,13 @@ class FunctionOps:
         """1/sqrt(x) for x > 0 by Newton iterations (5 steps)."""
         return fx.inv_sqrt(self)
 
-    def log(self) -> TensorBase:
-        """ln(x) for x > 0 by Householder iterations (CrypTen's method)."""
+    def log(self, input_in_01: bool = False) -> TensorBase:
+        """ln(x) for x > 0, range-reduced (:func:`cryptgpu.functions.log`):
+        within a few units of 2^-16 on [2^-16, 2^30]. CrypTen's
+        ``input_in_01`` (which shifts its Householder iteration's domain for
+        inputs in (0, 1]) is accepted and changes nothing: the range
+        reduction is accurate there already."""
+        del input_in_01
         return fx.log(self)
 
     def sigmoid(self) -> TensorBase:
@@ -120,8 +166,10 @@ class FunctionOps:
         fitted polynomial on |x| < 4, relu beyond; within 2e-4."""
         return fx.gelu(self, approximate)
 
-    def softmax(self, dim: int) -> TensorBase:
+    @axis_alias
+    def softmax(self, dim: int, dtype=None) -> TensorBase:
         """softmax over ``dim`` (max-shifted exp, then a private reciprocal)."""
+        check_dtype(dtype, "softmax")
         d = _norm_dim(dim, self.dim())
         if self.dim() == 0:
             return self - self + 1.0  # torch: a scalar's softmax is 1
@@ -129,8 +177,10 @@ class FunctionOps:
             return self + 0.0
         return fx.softmax(self, d)
 
-    def log_softmax(self, dim: int) -> TensorBase:
+    @axis_alias
+    def log_softmax(self, dim: int, dtype=None) -> TensorBase:
         """log_softmax over ``dim``."""
+        check_dtype(dtype, "log_softmax")
         d = _norm_dim(dim, self.dim())
         if self.dim() == 0:
             return self - self

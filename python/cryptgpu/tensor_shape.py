@@ -34,8 +34,8 @@ class ShapeOps:
         if len(sizes) < len(shape):
             raise ShapeError(f"expand: target {sizes} has fewer dims than {tuple(shape)}")
         lead = len(sizes) - len(shape)
-        st = _strides(shape)
-        out, ost = [], []
+        st, ts = _strides(shape), self._strides()
+        out, ost, tst = [], [], []
         sizes = tuple(_ints(sizes, "expand: sizes"))
         for i, want in enumerate(sizes):
             if want < -1:
@@ -45,14 +45,17 @@ class ShapeOps:
                     raise ShapeError("expand: -1 is not allowed for new leading dims")
                 out.append(want)
                 ost.append(0)
+                tst.append(0)
                 continue
             have = shape[i - lead]
             if want == -1 or want == have:
                 out.append(have)
                 ost.append(st[i - lead])
+                tst.append(ts[i - lead])
             elif have == 1:
                 out.append(want)
                 ost.append(0)
+                tst.append(0)
             else:
                 raise ShapeError(f"expand: cannot expand dim of size {have} to {want}")
         if out == shape:
@@ -62,6 +65,7 @@ class ShapeOps:
             gr.record_unbroadcast(res, self, tuple(shape))
         # a view, as torch's: it follows changes of its base; writing into
         # it is refused (several elements share one value)
+        res._set_strides(tst)
         return res._as_view_of(self, lambda b, o=tuple(out): b.expand(*o), READ_ONLY)
 
     def _aligned(self, ys: TensorBase) -> tuple[TensorBase, TensorBase]:
@@ -83,14 +87,25 @@ class ShapeOps:
 
     # ------------------------------------------------------------ shape ops
     def reshape(self, *shape) -> TensorBase:
-        """A view with another shape (-1 allowed), as torch.reshape (local)."""
+        """Another shape (-1 allowed), as torch.reshape (local): a view, or a
+        copy where torch copies (a transposed or strided tensor whose dims
+        are merged or split)."""
+        return self._reshaped(self._shape_arg(shape, "reshape"), view=False)
+
+    def view(self, *shape) -> TensorBase:
+        """A view with another shape (-1 allowed), as torch's view (local;
+        also of a transposed or strided tensor, where torch may refuse)."""
+        return self._reshaped(self._shape_arg(shape, "view"), view=True)
+
+    def _shape_arg(self, shape, what: str) -> list:
+        """The sizes of reshape/view(*shape), -1 resolved."""
         if not shape:
-            raise TypeError("reshape() missing its shape argument")
+            raise TypeError(f"{what}() missing its shape argument")
         if len(shape) == 1 and isinstance(shape[0], (tuple, list, torch.Size)):
             shape = tuple(shape[0])
-        shape = _ints(shape, "reshape: sizes")
+        shape = _ints(shape, f"{what}: sizes")
         if shape.count(-1) > 1:
-            raise ShapeError("reshape: only one dimension can be -1")
+            raise ShapeError(f"{what}: only one dimension can be -1")
         if -1 in shape:
             known = 1
             for d in shape:
@@ -100,18 +115,24 @@ class ShapeOps:
                 raise ShapeError(f"cannot reshape {tuple(self.shape)} into {tuple(shape)}")
             shape[shape.index(-1)] = self.numel() // known
         if any(d < 0 for d in shape):
-            raise ShapeError(f"reshape: negative size in {tuple(shape)}")
-        out = self._wrap(self._s().reshape(self._t, shape))
+            raise ShapeError(f"{what}: negative size in {tuple(shape)}")
+        return shape
+
+    def _reshaped(self, shape, view: bool) -> TensorBase:
+        out = self._wrap(self._s().reshape(self._t, list(shape)))
         if ag.needs_grad(self):
             gr.record_reshape(out, self)
+        if self._st is not None:
+            st = _view_strides(list(self.shape), self._st, list(shape))
+            if st is None and not view:
+                return out  # torch's reshape copies a tensor it cannot view
+            out._set_strides(st)  # (None: a view torch would refuse, kept)
         back = list(self.shape)
         return out._as_view_of(
             self,
             lambda b, s=list(shape): b.reshape(s),
             lambda b, v, s=back: b._assign(v.reshape(s), "view"),
         )
-
-    view = reshape
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> TensorBase:
         """Flatten dims ``start_dim..end_dim`` into one (local)."""
@@ -146,6 +167,8 @@ class ShapeOps:
         if ag.needs_grad(self):
             gr.record_permute(out, self, dims)
         inv = [dims.index(i) for i in range(nd)]
+        ts = self._strides()
+        out._set_strides([ts[d] for d in dims])
         return out._as_view_of(
             self,
             lambda b, o=dims: b.permute(o),
@@ -195,9 +218,11 @@ class ShapeOps:
             return self
         return self.reshape(shp[:d] + shp[d + 1 :])
 
-    def contiguous(self) -> TensorBase:
-        """Returns self (shares are always contiguous)."""
-        return self
+    def contiguous(self, memory_format=None) -> TensorBase:
+        """self, or a copy where torch's tensor would not be contiguous (a
+        transposed, expanded or strided view): writing into it then leaves
+        the base alone, as in torch."""
+        return self.clone() if self._st is not None else self
 
     def clone(self) -> TensorBase:
         """A copy of the shares."""
@@ -224,12 +249,13 @@ class ShapeOps:
             fill = self.dim() - (len(idx) - 1 - sum(1 for i in idx if i is None))
             idx = idx[:k] + (slice(None),) * fill + idx[k + 1 :]
         shape_in = list(self._t.shape)
-        st_in = _strides(shape_in)
-        offset, out_shape, out_st, d = 0, [], [], 0
+        st_in, ts = _strides(shape_in), self._strides()
+        offset, out_shape, out_st, tst, d = 0, [], [], [], 0
         for i in idx:
             if i is None:
                 out_shape.append(1)
                 out_st.append(0)
+                tst.append(0)
                 continue
             if isinstance(i, slice) and i.step is not None and i.step <= 0:
                 # torch checks a slice's step before the rank, index by index
@@ -254,12 +280,15 @@ class ShapeOps:
                 offset += start * st_in[d] if cnt else 0
                 out_shape.append(cnt)
                 out_st.append(st_in[d] * step)
+                tst.append(ts[d] * step)
             d += 1
         out_shape += shape_in[d:]
         out_st += st_in[d:]
+        tst += ts[d:]
         out = self._wrap(self._s().gather(self._t, out_shape, offset, out_st))
         if ag.needs_grad(self):
             gr.record_view(out, self, shape_in, offset, out_st)
+        out._set_strides(tst)
         return out._as_view_of(self, lambda b, i=idx: b[i], lambda b, v, i=idx: b.__setitem__(i, v))
 
     def __setitem__(self, idx, value) -> None:
@@ -267,6 +296,9 @@ class ShapeOps:
         (public positions) and a shared or plaintext value broadcast to the
         indexed shape; where a position is indexed twice the last value
         wins, as in torch. Local (no communication)."""
+        if isinstance(value, TensorBase) and ag.needs_grad(value):
+            # the update would carry no gradient to value (torch records it)
+            self._refuse_in_place("__setitem__")
         if not isinstance(idx, tuple):
             idx = (idx,)
         idx = tuple(i if _index(i) is None else _index(i) for i in idx)
@@ -419,3 +451,26 @@ def _positions(x, idx: tuple) -> np.ndarray:
         raise
     except (TypeError, ValueError) as e:
         raise IndexError(f"invalid index for a SharedTensor of shape {shape}: {e}") from None
+
+
+def _view_strides(shape, strides, new_shape):
+    """The strides of ``new_shape`` viewing a tensor of ``shape`` and
+    ``strides`` (torch's rule: each run of dims that are contiguous among
+    themselves may be split or merged), or None where no view exists."""
+    if math.prod(shape) == 0 or not shape:
+        return _strides(new_shape)
+    out = [0] * len(new_shape)
+    v = len(new_shape) - 1
+    base, run, seen = strides[-1], 1, 1
+    for d in range(len(shape) - 1, -1, -1):
+        run *= shape[d]
+        if d == 0 or (shape[d - 1] != 1 and strides[d - 1] != run * base):
+            while v >= 0 and (seen < run or new_shape[v] == 1):
+                out[v] = seen * base
+                seen *= new_shape[v]
+                v -= 1
+            if seen != run:
+                return None
+            if d > 0:
+                base, run, seen = strides[d - 1], 1, 1
+    return out if v == -1 else None

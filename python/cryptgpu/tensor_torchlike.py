@@ -15,6 +15,7 @@ import torch
 from ._native import ShapeError
 from ._plain import IndexRangeError, _index, _ints, _norm_dim, _plain_array
 from .tensor_base import TensorBase
+from .tensor_reduce import axis_alias, check_dtype
 from .tensor_shape import cat
 
 
@@ -40,8 +41,7 @@ class TorchLikeOps:
     # ------------------------------------------------------------ products
     def mm(self, y) -> TensorBase:
         """Matrix product of two 2-D tensors, as ``torch.mm``."""
-        if self.dim() != 2 or len(getattr(y, "shape", ())) != 2:
-            raise ShapeError("mm: both operands must be matrices (2-D)")
+        check_product("mm", self.shape, getattr(y, "shape", np.shape(y)))
         return self.matmul(y)
 
     def mv(self, v) -> TensorBase:
@@ -52,17 +52,12 @@ class TorchLikeOps:
 
     def bmm(self, y) -> TensorBase:
         """Batched product of [b, n, m] and [b, m, p], as ``torch.bmm``."""
-        ys = tuple(getattr(y, "shape", ()))
-        if self.dim() != 3 or len(ys) != 3 or ys[0] != self.shape[0]:
-            raise ShapeError(
-                f"bmm: expected [b, n, m] and [b, m, p], got {tuple(self.shape)} and {ys}"
-            )
+        check_product("bmm", self.shape, getattr(y, "shape", np.shape(y)))
         return self.matmul(y)
 
     def outer(self, y) -> TensorBase:
         """Outer product of two 1-D tensors."""
-        if self.dim() != 1 or len(getattr(y, "shape", np.shape(y))) != 1:
-            raise ShapeError("outer: both operands must be 1-D")
+        check_product("outer", self.shape, getattr(y, "shape", np.shape(y)))
         yv = y if isinstance(y, TensorBase) else torch.as_tensor(y, dtype=torch.float64)
         return self.unsqueeze(1) * yv.reshape(1, -1)
 
@@ -117,9 +112,16 @@ class TorchLikeOps:
         return self[(slice(None),) * d + (slice(start, start + length),)]
 
     def flip(self, *dims) -> TensorBase:
-        """Reverse the order along ``dims``."""
+        """Reverse the order along ``dims`` (a copy, as torch's; a 0-d
+        tensor's dims 0 and -1 leave its value)."""
         dims = dims[0] if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
-        return self._at(np.flip(self._grid(), axis=tuple(self._dims_arg(dims))))
+        norm = self._dims_arg(dims)
+        for d in set(norm):
+            if norm.count(d) > 1:
+                raise RuntimeError(f"dim {d} appears multiple times in the list of dims")
+        if self.dim() == 0:
+            return self + 0
+        return self._at(np.flip(self._grid(), axis=tuple(norm)))
 
     def roll(self, shifts, dims=None) -> TensorBase:
         """Roll elements along ``dims`` (the flattened tensor when None)."""
@@ -138,8 +140,12 @@ class TorchLikeOps:
             raise IndexError("index_select: index must be 0-D or 1-D")
         d = _norm_dim(dim, self.dim())
         n = self.shape[d] if self.dim() else 1
-        if idx.size and (idx.min() < -n or idx.max() >= n):
-            raise IndexRangeError(f"index_select: index out of range for dim {d} of size {n}")
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            # torch's words; a negative index is out of range too (not from the end)
+            raise IndexRangeError(
+                f"index out of range in self (index_select: indices {idx.min()}..{idx.max()} "
+                f"for dim {d} of size {n})"
+            )
         return self._at(np.take(self._grid(), idx.reshape(-1), axis=d if self.dim() else None))
 
     def gather(self, dim: int, index) -> TensorBase:
@@ -159,10 +165,17 @@ class TorchLikeOps:
         part = self._grid()[cut]
         return self._at(np.take_along_axis(part, idx, axis=d))
 
-    def take(self, index) -> TensorBase:
-        """The entries at public flat positions ``index`` (shaped like it)."""
+    def take(self, index, dimension: int | None = None) -> TensorBase:
+        """The entries at public positions ``index``, in CrypTen's form:
+        with ``dimension`` None (torch.take) the flat positions, shaped like
+        ``index``; otherwise the positions along that dim (``x[..., index,
+        ...]``: the dim replaced by index's shape). Negative positions count
+        from the end, as torch's."""
         idx = np.asarray(_plain_array(index, "take index"), dtype=np.int64)
-        return self._at(np.take(self._grid().reshape(-1), idx))
+        if dimension is None or self.dim() == 0:
+            return self._at(np.take(self._grid().reshape(-1), idx))
+        d = _norm_dim(dimension, self.dim())
+        return self._at(np.take(self._grid(), idx, axis=d))
 
     def repeat(self, *sizes) -> TensorBase:
         """Tile the tensor ``sizes`` times, as ``torch.Tensor.repeat``."""
@@ -227,8 +240,10 @@ class TorchLikeOps:
         return self * _triangle(self, diagonal, torch.triu)
 
     # ------------------------------------------------------------ reductions
-    def cumsum(self, dim: int) -> TensorBase:
+    @axis_alias
+    def cumsum(self, dim: int, *, dtype=None) -> TensorBase:
         """Running sums along ``dim``: log2(n) shifted additions, local."""
+        check_dtype(dtype, "cumsum")
         d = _norm_dim(dim, self.dim())
         if self.dim() == 0:
             return self + 0
@@ -239,9 +254,11 @@ class TorchLikeOps:
             k *= 2
         return y
 
-    def prod(self, dim=None, keepdim: bool = False) -> TensorBase:
+    @axis_alias
+    def prod(self, dim=None, keepdim: bool = False, *, dtype=None) -> TensorBase:
         """Product over ``dim`` (all elements when None): a tree of
         element-wise products, ceil(log2(n)) multiplications deep."""
+        check_dtype(dtype, "prod")
         if dim is None:
             return self.reshape(-1).prod(0)
         d = _norm_dim(dim, self.dim())
@@ -258,6 +275,7 @@ class TorchLikeOps:
             out = y.squeeze(-1)
         return out.unsqueeze(d) if keepdim else out
 
+    @axis_alias
     def var(self, dim=None, unbiased=None, keepdim: bool = False, *, correction=None):
         """Variance over ``dim`` (all elements when None), with Bessel's
         correction by default (``unbiased=False`` or ``correction=0`` for
@@ -279,6 +297,7 @@ class TorchLikeOps:
             )
         return ss.div(denom)  # the exact division by a public integer
 
+    @axis_alias
     def std(self, dim=None, unbiased=None, keepdim: bool = False, *, correction=None):
         """Square root of :meth:`var` (its approximation's input range applies)."""
         return self.var(dim, unbiased, keepdim, correction=correction).sqrt()
@@ -303,6 +322,8 @@ class TorchLikeOps:
         ``max_value``; both are accepted)."""
         lo = min_val if min_value is None else min_value
         hi = max_val if max_value is None else max_value
+        if float(lo) > float(hi):  # torch's check (clamp itself accepts it)
+            raise ValueError("min_val cannot be greater than max_val")
         return self.clamp(lo, hi)
 
     # Logic on 0/1 values (comparison results): exact products and sums.
@@ -330,3 +351,24 @@ def _triangle(x, diagonal: int, fn) -> torch.Tensor:
         raise RuntimeError("tril/triu: the tensor must have at least 2 dims")
     k = _ints([diagonal], "diagonal")[0]
     return fn(torch.ones(tuple(x.shape[-2:]), dtype=torch.float64), k)
+
+
+def check_product(name: str, sa, sb) -> None:
+    """torch's rank checks of ``mm``, ``bmm`` and ``outer`` (operands of
+    shapes ``sa`` and ``sb``), in torch's words; ShapeError is a RuntimeError."""
+    sa, sb = tuple(sa), tuple(sb)
+    names = {"mm": ("self", "mat2"), "bmm": ("batch1", "batch2"), "outer": ("self", "vec2")}
+    rank = {"mm": 2, "bmm": 3, "outer": 1}[name]
+    for what, s in zip(names[name], (sa, sb)):
+        if len(s) == rank:
+            continue
+        if name == "mm":
+            raise ShapeError(f"mm: {what} must be a matrix, got {len(s)}-D tensor")
+        if name == "bmm":
+            raise ShapeError(f"{what} must be a 3D tensor")
+        raise ShapeError(f"outer: Expected 1-D argument {what}, but got {len(s)}-D")
+    if name == "bmm" and sb[:2] != (sa[0], sa[2]):
+        raise ShapeError(
+            "Expected size for first two dimensions of batch2 tensor to be: "
+            f"[{sa[0]}, {sa[2]}] but got: [{sb[0]}, {sb[1]}]."
+        )

@@ -9,6 +9,9 @@ raises NotImplementedError naming it.
 
 from __future__ import annotations
 
+import inspect
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -16,6 +19,7 @@ from .functions import ratio_inv_sqrt
 from .tensor_base import TensorBase
 from .tensor_compare import where
 from .tensor_shape import cat, stack
+from .tensor_torchlike import check_product
 
 
 def _first_shared(args, cls):
@@ -26,12 +30,21 @@ def _first_shared(args, cls):
 
 
 def _product(name):
+    """torch.<name>(a, b) (mm, bmm, outer, dot, matmul) with a SharedTensor
+    on either side: torch's rank checks, then the product."""
+
     def call(a, b, *, out=None):
         if out is not None:
             raise NotImplementedError(f"torch.{name}(..., out=) on a SharedTensor")
         if isinstance(a, TensorBase):
             return getattr(a, name)(b)
-        return b.rmatmul(a) if name != "dot" else b.dot(a)
+        if name in ("mm", "bmm", "outer"):
+            check_product(name, getattr(a, "shape", np.shape(a)), b.shape)
+        if name == "dot":
+            return b.dot(a)
+        if name == "outer":  # a[i] b[j]: the plaintext column times the shared row
+            return b.reshape(1, -1) * torch.as_tensor(a, dtype=torch.float64).reshape(-1, 1)
+        return b.rmatmul(a)
 
     return call
 
@@ -56,28 +69,50 @@ def _div(a, b, *, rounding_mode=None, out=None):
     return a.div(b) if isinstance(a, TensorBase) else b.__rtruediv__(a)
 
 
-def _where(cond, x, y):
-    return where(cond, x, y)
+def _where(condition, input=None, other=None):  # noqa: A002 - torch's names
+    """torch.where(condition, x, y): a plaintext condition must be a bool
+    tensor, as torch's (a shared 0/1 one, a comparison's result, is the
+    private form)."""
+    if isinstance(condition, torch.Tensor) and condition.dtype != torch.bool:
+        kind = condition.detach().cpu().new_empty(0).type().split(".")[-1]
+        raise RuntimeError(
+            "where expected condition to be a boolean tensor, but got a tensor with "
+            f"dtype {kind.replace('Tensor', '')}"
+        )
+    if input is None or other is None:
+        raise NotImplementedError("torch.where(condition) (the nonzero form) on a SharedTensor")
+    return where(condition, input, other)
 
 
-def _cat(tensors, dim=0, *, out=None):
-    return cat(tensors, dim)
+def _dim_or_axis(dim, axis, what):
+    """torch's ``axis=`` alias of ``dim=`` in cat and stack."""
+    if axis is None:
+        return dim
+    if dim is not None:
+        raise TypeError(f"{what}() got multiple values for argument 'dim'")
+    return axis
 
 
-def _stack(tensors, dim=0, *, out=None):
-    return stack(tensors, dim)
+def _cat(tensors, dim=None, *, axis=None, out=None):
+    d = _dim_or_axis(dim, axis, "cat")
+    return cat(tensors, 0 if d is None else d)
+
+
+def _stack(tensors, dim=None, *, axis=None, out=None):
+    d = _dim_or_axis(dim, axis, "stack")
+    return stack(tensors, 0 if d is None else d)
 
 
 def _softmax(x, dim=None, _stacklevel=3, dtype=None):
     if dim is None:
         raise TypeError("softmax: give dim (torch's implicit choice is deprecated)")
-    return x.softmax(dim)
+    return x.softmax(dim, dtype)
 
 
 def _log_softmax(x, dim=None, _stacklevel=3, dtype=None):
     if dim is None:
         raise TypeError("log_softmax: give dim (torch's implicit choice is deprecated)")
-    return x.log_softmax(dim)
+    return x.log_softmax(dim, dtype)
 
 
 def _linear(x, weight, bias=None):
@@ -151,24 +186,41 @@ def _pad(x, pad, mode="constant", value=None):
     return x.pad(pad, 0.0 if value is None else value)
 
 
-def _relu(x, inplace=False):
-    if inplace:
-        raise NotImplementedError("F.relu(..., inplace=True) on a SharedTensor")
-    return x.relu()
-
-
 def _unary(name):
-    def call(x, *args, inplace=False, **kwargs):
-        if inplace:
-            raise NotImplementedError(f"F.{name}(..., inplace=True) on a SharedTensor")
-        return getattr(x, name)(*args, **kwargs)
+    """F.<name>(x, ...) as x.<name>(...); with torch's ``inplace=True``
+    (by keyword or in its position) x takes the result, as x.<name>_()
+    does (refused, as for every in-place op, where x needs a gradient)."""
+    fn = getattr(F, name, None) or getattr(torch, name)
+    try:
+        params = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):  # a builtin without a signature
+        params = []
+    at = params.index("inplace") - 1 if "inplace" in params else None
+
+    def call(x, *args, **kwargs):
+        inplace = kwargs.pop("inplace", False)
+        if at is not None and len(args) > at:
+            args, inplace = args[:at] + args[at + 1 :], args[at]
+        out = getattr(x, name)(*args, **kwargs)
+        return x._assign(out, name + "_") if inplace else out
 
     return call
+
+
+_relu = _unary("relu")
 
 
 def _conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     x = _shared_input(x, weight, bias)
     return x.conv1d(weight, bias, stride, padding, dilation, groups)
+
+
+def _conv_transpose(name):
+    def call(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+        x = _shared_input(x, weight, bias)
+        return getattr(x, name)(weight, bias, stride, padding, output_padding, groups, dilation)
+
+    return call
 
 
 def _max_pool1d(
@@ -215,8 +267,10 @@ def _vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None, out=None):  #
 
 TABLE = {
     torch.matmul: _product("matmul"),
-    torch.mm: _product("matmul"),
-    torch.bmm: _product("matmul"),
+    torch.mm: _product("mm"),
+    torch.bmm: _product("bmm"),
+    torch.outer: _product("outer"),
+    torch.ger: _product("outer"),
     torch.dot: _product("dot"),
     torch.add: _add,
     torch.sub: _sub,
@@ -242,7 +296,9 @@ TABLE = {
     # torch.Tensor's methods with a SharedTensor argument (t.dot(x), t.add(x))
     torch.Tensor.dot: _product("dot"),
     torch.Tensor.matmul: _product("matmul"),
-    torch.Tensor.mm: _product("matmul"),
+    torch.Tensor.mm: _product("mm"),
+    torch.Tensor.bmm: _product("bmm"),
+    torch.Tensor.outer: _product("outer"),
     torch.Tensor.add: _add,
     torch.Tensor.sub: _sub,
     torch.Tensor.mul: _mul,
@@ -265,6 +321,8 @@ TABLE = {
     F.softplus: _unary("softplus"),
     F.dropout: _dropout,
     F.conv1d: _conv1d,
+    F.conv_transpose1d: _conv_transpose("conv_transpose1d"),
+    F.conv_transpose2d: _conv_transpose("conv_transpose2d"),
     F.max_pool1d: _max_pool1d,
     F.avg_pool1d: _avg_pool1d,
     F.normalize: _normalize,
@@ -300,6 +358,10 @@ _MIRRORED = {
 }
 
 
+# t.<name>(x) with t public and x private: t shaped by x's public shape
+_SHAPED_LIKE = {"expand_as": "expand", "view_as": "view", "reshape_as": "reshape"}
+
+
 def torch_function(cls, func, types, args=(), kwargs=None):
     """SharedTensor.__torch_function__ (see the module docstring)."""
     kwargs = kwargs or {}
@@ -318,6 +380,10 @@ def torch_function(cls, func, types, args=(), kwargs=None):
             # t.to(x) / t.type_as(x) with x private (h0 = torch.zeros(...).to(x)):
             # x's dtype and device for a public tensor, float64 here
             return args[0].to(torch.float64)
+    if name in _SHAPED_LIKE and isinstance(args[0], torch.Tensor) and isinstance(args[1], cls):
+        # a public mask shaped like private scores (HF DistilBERT's eager
+        # attention: (mask == 0).view(...).expand_as(scores)): a public result
+        return getattr(args[0], _SHAPED_LIKE[name])(tuple(args[1].shape))
     if (
         len(args) == 2
         and not kwargs
