@@ -1,11 +1,11 @@
 """Cost of the range-reduced functions and the other accuracy fixes of
-2026-12-05 and 2026-12-06: wall time (best of 3), rounds and bytes per
+2026-12-05 (two sessions): wall time (best of 3), rounds and bytes per
 party (the busiest party's, counted by the engine) of one call each, on the
 CPU local runtime.
 
 Run: python3 benchmarks/bench_accuracy_costs.py (a few seconds); the
 numbers are in benchmarks/RESULTS.md ("Accuracy fixes of 2026-12-05" and
-"... of 2026-12-06").
+"2026-12-05 (eighth session)").
 """
 
 import time
@@ -55,7 +55,7 @@ def main():
     logits = cryptgpu.cryptensor(torch.randn(64, 10, dtype=torch.float64) * 3)
     labels = torch.randint(0, 10, (64,))
     measure("CrossEntropy value 64x10", lambda: cryptgpu.nn.CrossEntropyLoss()(logits, labels))
-    # 2026-12-06: the range-reduced reciprocal, sigmoid's and softmax's
+    # eighth session: the range-reduced reciprocal, sigmoid's and softmax's
     # Newton steps, BatchNorm/LayerNorm's chunked variance, wide argmax
     s = cryptgpu.cryptensor(torch.randn(n, dtype=torch.float64) * 4)
     measure("sigmoid", lambda: s.sigmoid())
