@@ -6,7 +6,8 @@ into float64 buffers.
 This module composes the class from its parts, each in a module of its own
 that imports only those below it: tensor_base (state, opening), then the
 operation mixins tensor_shape, tensor_arith, tensor_compare, tensor_reduce
-and tensor_layers, and tensor_torchlike composed from them; gradient rules
+and tensor_layers, and tensor_torchlike and tensor_scatter composed from
+them; gradient rules
 live in gradients, the tape in autograd.
 """
 
@@ -23,6 +24,7 @@ from .tensor_base import SecretValueError, TensorBase
 from .tensor_compare import ComparisonOps, where
 from .tensor_layers import LayerOps
 from .tensor_reduce import FunctionOps, ReductionOps
+from .tensor_scatter import ScatterOps
 from .tensor_shape import ShapeOps, cat, stack
 from .tensor_torchlike import TorchLikeOps
 
@@ -32,6 +34,7 @@ __all__ = ["SharedTensor", "cat", "cryptensor", "stack", "where"]
 class SharedTensor(
     ActivationOps,
     TorchLikeOps,
+    ScatterOps,
     ShapeOps,
     ArithmeticOps,
     ComparisonOps,

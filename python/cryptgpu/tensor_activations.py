@@ -222,5 +222,6 @@ for _name in (
     "silu",
     "reciprocal",
     "log",
+    "erf",
 ):
     setattr(ActivationOps, _name + "_", _in_place(_name))

@@ -5,6 +5,8 @@ products cost one multiplication and one truncation in the engine.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -133,6 +135,20 @@ class ArithmeticOps:
             base = base.mul(base)
 
     __pow__ = pow
+
+    def __rpow__(self, base) -> TensorBase:
+        """``b ** x`` for a public number b > 0: exp(x ln b) (exp's
+        approximation and its range apply)."""
+        if isinstance(base, TensorBase) or np.ndim(base) != 0:
+            return NotImplemented
+        b = float(_plain_array(base, "power base"))
+        if b <= 0:
+            raise NotImplementedError(
+                f"{base} ** SharedTensor: only a positive base is supported (exp(x ln b))"
+            )
+        if b == 1:
+            return self - self + 1.0
+        return (self * math.log(b)).exp()
 
     # In-place forms (CrypTen's add_, sub_, mul_, div_, neg_): the tensor
     # takes the result's shares. Autograd records no in-place operations,

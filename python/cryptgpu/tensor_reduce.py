@@ -161,6 +161,11 @@ class FunctionOps:
         """tanh(x) = 2 sigmoid(2x) - 1, privately."""
         return fx.tanh(self)
 
+    def erf(self) -> TensorBase:
+        """The error function, as ``torch.erf``: a fitted polynomial on
+        |x| < 2 sqrt(2), +-1 beyond; within 1.1e-4 (functions.erf)."""
+        return fx.erf(self)
+
     def gelu(self, approximate: str = "none") -> TensorBase:
         """GELU like ``F.gelu`` (exact-erf or ``approximate="tanh"``): a
         fitted polynomial on |x| < 4, relu beyond; within 2e-4."""
@@ -176,6 +181,25 @@ class FunctionOps:
         if self.shape[d] == 0:
             return self + 0.0
         return fx.softmax(self, d)
+
+    @axis_alias
+    def logsumexp(self, dim, keepdim: bool = False) -> TensorBase:
+        """log(sum(exp(x))) over ``dim`` (an int or a tuple of them), as
+        ``torch.logsumexp``: the largest element plus the range-reduced log
+        of the max-shifted sum (one max tournament, exp, one log)."""
+        dims = self._dims(dim)
+        if self.dim() == 0:
+            return self + 0.0
+        rest = [d for d in range(self.dim()) if d not in dims]
+        x = self.permute(*rest, *dims) if dims != list(range(len(rest), self.dim())) else self
+        lead = [self.shape[d] for d in rest]
+        x = x.reshape(*lead, -1)
+        if x.shape[-1] == 0:
+            raise NotImplementedError("logsumexp over an empty dim (torch gives -inf)")
+        out = fx.logsumexp(x, x.dim() - 1).reshape(lead)
+        if keepdim:
+            out = out.reshape([1 if d in dims else n for d, n in enumerate(self.shape)])
+        return out
 
     @axis_alias
     def log_softmax(self, dim: int, dtype=None) -> TensorBase:

@@ -335,6 +335,9 @@ TABLE = {
     F.max_pool2d: _max_pool2d,
     F.avg_pool2d: _avg_pool2d,
     F.pad: _pad,
+    torch.special.erf: _unary("erf"),
+    torch.special.expit: _unary("sigmoid"),
+    torch.special.logsumexp: lambda x, dim, keepdim=False: x.logsumexp(dim, keepdim),
 }
 
 
