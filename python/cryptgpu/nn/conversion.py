@@ -22,7 +22,6 @@ from .layers import (
     BatchNorm,
     Conv2d,
     Dropout,
-    Embedding,
     Flatten,
     Identity,
     LayerNorm,
@@ -126,7 +125,11 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
     if isinstance(m, t.Embedding):
         if m.max_norm is not None:
             raise NotImplementedError(f"Embedding with max_norm at {where}")
-        return Embedding(_plain(m.weight))
+        return layers_extra.Embedding(
+            weight=_plain(m.weight),
+            padding_idx=m.padding_idx,
+            scale_grad_by_freq=m.scale_grad_by_freq,
+        )
     if isinstance(m, t.LayerNorm):
         return LayerNorm(
             m.normalized_shape,

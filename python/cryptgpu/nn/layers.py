@@ -597,45 +597,6 @@ class LayerNorm(Module):
         return _record_norm(y, x, w, b, xhat, inv, dims, None, list(range(x.dim() - k)))
 
 
-class Embedding(Module):
-    """torch.nn.Embedding with a private table. The input is either a
-    SharedTensor of one-hot rows [..., num_embeddings] (private token ids,
-    as the data owner shares them: ``cryptensor(F.one_hot(ids, V).double())``),
-    giving one product with the table, or a plaintext tensor of ids (public
-    positions), whose rows are selected by a public one-hot product (no
-    messages beyond one truncation)."""
-
-    kind = LINEAR
-
-    def __init__(self, weight):
-        super().__init__()
-        self.register_parameter("weight", weight)
-
-    def forward(self, x):
-        """The embedding rows of ``x``."""
-        w = self._params["weight"]
-        v = w.shape[0]
-        if isinstance(x, SharedTensor):
-            if x.shape[-1] != v:
-                raise ShapeError(
-                    f"Embedding of {v} rows expects one-hot rows [..., {v}] as a SharedTensor, "
-                    f"got shape {list(x.shape)}"
-                )
-            return x.matmul(w)
-        ids = torch.as_tensor(x)
-        if ids.is_floating_point() or ids.dtype == torch.bool:
-            raise TypeError(
-                "Embedding takes integer ids (plaintext) or a SharedTensor of one-hot rows, "
-                f"got a {ids.dtype} tensor"
-            )
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= v):
-            raise IndexError(f"index out of range in self (ids must be in [0, {v}))")
-        onehot = F.one_hot(ids, v).double()
-        if isinstance(w, SharedTensor):
-            return w.rmatmul(onehot)
-        return onehot @ w
-
-
 class Flatten(Module):
     """Flatten dims ``start_dim..end_dim`` into one, as torch.nn.Flatten."""
 
@@ -683,13 +644,18 @@ class Softmax(Module):
 
     kind = SOFTMAX
 
-    def __init__(self, dim):
+    def __init__(self, dim=None):
         super().__init__()
         self.dim = dim
 
+    def _dim(self, x) -> int:
+        # torch's implicit dim (deprecated there, with a warning): 0 for
+        # 0-, 1- and 3-D inputs, else 1
+        return self.dim if self.dim is not None else (0 if x.dim() in (0, 1, 3) else 1)
+
     def forward(self, x):
         """softmax(x) over ``self.dim``."""
-        return x.softmax(self.dim)
+        return x.softmax(self._dim(x))
 
 
 class LogSoftmax(Softmax):
@@ -697,4 +663,4 @@ class LogSoftmax(Softmax):
 
     def forward(self, x):
         """log_softmax(x) over ``self.dim``."""
-        return x.log_softmax(self.dim)
+        return x.log_softmax(self._dim(x))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .. import autograd as ag
+from .._native import ShapeError
 from ..tensor import SharedTensor
 from .layers import LayerNorm, _fresh, _like, _public_input, adaptive_window
 from .module import Module
@@ -150,6 +152,88 @@ class Upsample(Module):
         if not isinstance(x, SharedTensor):
             return F.interpolate(x, self.size, self.scale_factor, self.mode)
         return interpolate(x, self.size, self.scale_factor, self.mode)
+
+
+class Embedding(Module):
+    """torch.nn.Embedding with a private table: ``Embedding(num_embeddings,
+    embedding_dim, padding_idx=None, ...)`` as torch's, or
+    ``Embedding(weight=..., padding_idx=, scale_grad_by_freq=)`` (from a
+    converted layer). The input is either a SharedTensor of one-hot rows
+    [..., num_embeddings] (private token ids, as the data owner shares them:
+    ``cryptensor(F.one_hot(ids, V).double())``), giving one product with the
+    table, or a plaintext tensor of ids (public positions), whose rows are
+    selected by a public one-hot product (no messages beyond one
+    truncation). As torch's, the ``padding_idx`` row gets no gradient, and
+    ``scale_grad_by_freq`` divides each row's gradient by its id's count in
+    the batch (public ids only: private counts would need a private
+    division)."""
+
+    kind = LINEAR
+
+    def __init__(self, *args, weight=None, padding_idx=None, scale_grad_by_freq=False, **kw):
+        super().__init__()
+        if weight is None and args and not isinstance(args[0], int):
+            weight, args = args[0], args[1:]  # Embedding(weight): the old form
+        if weight is None:
+            layer = torch.nn.Embedding(*args, padding_idx=padding_idx, **kw)
+            if layer.max_norm is not None:
+                raise NotImplementedError("Embedding with max_norm")
+            weight, scale_grad_by_freq = layer.weight.detach().clone(), layer.scale_grad_by_freq
+            padding_idx = layer.padding_idx
+        elif args or kw:
+            raise TypeError(f"Embedding(weight=...) takes no other arguments, got {args} {kw}")
+        if padding_idx is not None and padding_idx < 0:
+            padding_idx += weight.shape[0]
+        self.register_parameter("weight", weight)
+        self.padding_idx, self.scale_grad_by_freq = padding_idx, bool(scale_grad_by_freq)
+
+    def forward(self, x):
+        """The embedding rows of ``x``."""
+        w = self._params["weight"]
+        v = w.shape[0]
+        if isinstance(x, SharedTensor):
+            if x.shape[-1] != v:
+                raise ShapeError(
+                    f"Embedding of {v} rows expects one-hot rows [..., {v}] as a SharedTensor, "
+                    f"got shape {list(x.shape)}"
+                )
+            if self.scale_grad_by_freq and ag.needs_grad(w):
+                raise NotImplementedError(
+                    "Embedding(scale_grad_by_freq=True) with private one-hot ids: the counts "
+                    "would need a private division; give public ids"
+                )
+            if self.padding_idx is not None and ag.needs_grad(w):
+                # the padding row's gradient masked out (exact, local); same value
+                keep = torch.ones(v, 1, dtype=torch.float64)
+                keep[self.padding_idx] = 0
+                w = w * keep + w.detach() * (1 - keep)
+            return x.matmul(w)
+        ids = torch.as_tensor(x)
+        if ids.is_floating_point() or ids.dtype == torch.bool:
+            raise TypeError(
+                "Embedding takes integer ids (plaintext) or a SharedTensor of one-hot rows, "
+                f"got a {ids.dtype} tensor"
+            )
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= v):
+            raise IndexError(f"index out of range in self (ids must be in [0, {v}))")
+        if not isinstance(w, SharedTensor):
+            return F.embedding(ids, w, self.padding_idx, scale_grad_by_freq=self.scale_grad_by_freq)
+        onehot = F.one_hot(ids, v).double()
+        if not ag.needs_grad(w) or (self.padding_idx is None and not self.scale_grad_by_freq):
+            return w.rmatmul(onehot)
+        with ag.no_grad():
+            out = w.rmatmul(onehot)
+        rows = onehot.reshape(-1, v)
+        if self.scale_grad_by_freq:
+            rows = rows / rows.sum(0).clamp(min=1)
+        if self.padding_idx is not None:
+            rows[:, self.padding_idx] = 0
+        d = w.shape[1]
+        ag.record(out, (w,), lambda g: (g.reshape(-1, d).rmatmul(rows.t().contiguous()),))
+        return out
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, {self.weight.shape[1]}, padding_idx={self.padding_idx}"
 
 
 class ConvTranspose2d(Module):

@@ -102,7 +102,7 @@ def trace_modes(model: torch.nn.Module):
                 "or build the mask with torch.full((T, T), ...) or "
                 "nn.Transformer.generate_square_subsequent_mask)"
             )
-        if any(isinstance(m, torch.nn.RNNBase) for m in model.modules()):
+        if not hint and _packs(model):
             hint = (
                 " (a model that packs its sequences, pack_padded_sequence, cannot be "
                 "traced: pad the batch and mask, or take each sequence's last valid step)"
@@ -208,6 +208,25 @@ def in_place(gm: torch.fx.GraphModule) -> None:
         changed.replace_all_uses_with(node, delete_user_cb=later)
 
 
+def _packs(model) -> bool:
+    """Whether a module's forward packs sequences (pack_padded_sequence)."""
+    for m in model.modules():
+        try:
+            src = inspect.getsource(type(m).forward)
+        except (OSError, TypeError):
+            continue
+        if "pack_padded_sequence" in src or "pack_sequence" in src:
+            return True
+    return False
+
+
+def _attr(gm: torch.fx.GraphModule, target: str):
+    v = gm
+    for part in target.split("."):
+        v = getattr(v, part, None)
+    return v
+
+
 def _mark(gm_eval: torch.fx.GraphModule, gm_train: torch.fx.GraphModule) -> bool:
     """Mark the constants of ``gm_eval``'s nodes that differ in
     ``gm_train``'s; False (nothing marked) where the graphs differ in
@@ -222,6 +241,11 @@ def _mark(gm_eval: torch.fx.GraphModule, gm_train: torch.fx.GraphModule) -> bool
             # counter (relu_0 in one trace, relu_1 in the next)
             ma, mb = gm_eval.get_submodule(a.target), gm_train.get_submodule(b.target)
             return type(ma) is type(mb) and not list(ma.parameters())
+        if a.op == "get_attr" and a.target != b.target:
+            # constants the tracer folded (a buffer compared with a number)
+            # are numbered per trace: the same when their values are
+            va, vb = _attr(gm_eval, a.target), _attr(gm_train, b.target)
+            return torch.is_tensor(va) and torch.is_tensor(vb) and torch.equal(va, vb)
         return a.target == b.target
 
     if len(ev) != len(tr) or not all(same(a, b) for a, b in zip(ev, tr)):

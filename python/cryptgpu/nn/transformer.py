@@ -131,6 +131,23 @@ class MultiheadAttention(Module):
         self.add_module("out_proj", out_proj)
         self.add_module("dropout", Dropout(dropout))
 
+    def _from_torch_names(self, prefix: str, state: dict) -> None:
+        """torch's packed ``in_proj_weight``/``in_proj_bias`` (or its
+        separate ``q_proj_weight``...) in a state dict, under our three
+        projections' names, so that a torch model's state_dict loads."""
+        for kind in ("weight", "bias"):
+            packed = state.pop(f"{prefix}in_proj_{kind}", None)
+            if packed is not None and packed.shape[0] % 3 == 0:
+                parts = packed.split(packed.shape[0] // 3)
+                for name, part in zip(("q_proj", "k_proj", "v_proj"), parts):
+                    state[f"{prefix}{name}.{kind}"] = part
+            elif packed is not None:
+                state[f"{prefix}in_proj_{kind}"] = packed  # reported as unexpected
+        for name in ("q_proj", "k_proj", "v_proj"):
+            w = state.pop(f"{prefix}{name}_weight", None)
+            if w is not None:
+                state[f"{prefix}{name}.weight"] = w
+
     def forward(
         self,
         query,
@@ -162,6 +179,7 @@ class MultiheadAttention(Module):
         q = heads(self.q_proj(query), q_len)
         k = heads(self.k_proj(key), k_len)
         v = heads(self.v_proj(value), k_len)
+        _check_masks(attn_mask, key_padding_mask, n, h, q_len, k_len)
         mask = _additive(attn_mask, False)
         if mask is not None and mask.dim() == 3:  # [N * H, L, S]
             mask = mask.reshape(n, h, q_len, k_len)
@@ -182,6 +200,27 @@ class MultiheadAttention(Module):
         if average_attn_weights:
             w = w.mean(1)
         return out, (w.squeeze(0) if unbatched else w)
+
+
+def _check_masks(attn_mask, key_padding_mask, n, h, q_len, k_len):
+    """torch's shape checks of the masks (a mask of the wrong shape would
+    otherwise be reshaped into place and silently misread), with its
+    exception types and words."""
+    if key_padding_mask is not None:
+        shape = tuple(torch.as_tensor(key_padding_mask).shape)
+        if shape != (n, k_len):
+            raise AssertionError(
+                f"expecting key_padding_mask shape of {(n, k_len)}, but got {shape}"
+            )
+    if attn_mask is not None:
+        shape = tuple(torch.as_tensor(attn_mask).shape)
+        want = {2: (q_len, k_len), 3: (n * h, q_len, k_len)}.get(len(shape))
+        if want is None:
+            raise RuntimeError(f"attn_mask's dimension {len(shape)} is not supported")
+        if shape != want:
+            raise RuntimeError(
+                f"The shape of the {len(shape)}D attn_mask is {shape}, but should be {want}."
+            )
 
 
 class TransformerEncoderLayer(Module):

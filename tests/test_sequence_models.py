@@ -1,0 +1,151 @@
+"""Sequence-model habits a user probe found wrong or refused (2026-12-05,
+tenth session): Embedding's ``padding_idx`` and ``scale_grad_by_freq``
+in training, torch's shape checks of attention masks (a transposed
+key_padding_mask was silently misread), a torch state_dict with a packed
+``in_proj_weight`` loaded into a converted model, Softmax without a dim,
+and the conversion's messages (no false train/eval-branch warning for a
+buffer compared with a number; the packing hint only for models that pack).
+
+Tolerances (f = 16): an Embedding gradient row is a sum of k output
+gradients, each one truncated product (of a public 0/1 or 1/count entry):
+within k ULP plus the gradient's own encoding; attention outputs within
+ATT = 5e-4 (a softmax row's 3e-4 through one Linear, test_transformer).
+"""
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cryptgpu
+from conftest import ENC, ULP, assert_close
+
+D = torch.float64
+ATT = 5e-4
+
+
+def pt(x):
+    return x.get_plain_text(dtype=D)
+
+
+def _embedding_grads(emb, ids, private_ids):
+    """(our weight gradient, torch's) for the loss sum(out * w)."""
+    torch.manual_seed(5)
+    m = cryptgpu.nn.from_pytorch(emb, ids).encrypt().train()
+    w = torch.randn(*ids.shape, emb.embedding_dim, dtype=D)
+    x = cryptgpu.cryptensor(F.one_hot(ids, emb.num_embeddings).double()) if private_ids else ids
+    (m(x) * w).sum().backward()
+    emb.zero_grad()
+    (emb(ids) * w).sum().backward()
+    return pt(m.weight.grad), emb.weight.grad
+
+
+@pytest.mark.parametrize("private_ids", [False, True])
+def test_embedding_padding_row_gets_no_gradient(session, private_ids):
+    emb = torch.nn.Embedding(6, 3, padding_idx=0).double()
+    ids = torch.tensor([[0, 2, 0, 5], [2, 2, 0, 1]])  # the padding id three times
+    got, want = _embedding_grads(emb, ids, private_ids)
+    assert want[0].abs().max() == 0
+    assert got[0].abs().max() == 0  # exactly: the row is masked, not computed
+    assert_close(got, want, 3 * (ULP + 2 * ENC))  # id 2 occurs three times
+    m = cryptgpu.nn.Embedding(6, 3, padding_idx=-1)  # torch's constructor
+    assert m.padding_idx == 5 and m.weight[5].abs().max() == 0
+
+
+def test_embedding_scale_grad_by_freq_matches_torch(session):
+    emb = torch.nn.Embedding(5, 4, scale_grad_by_freq=True).double()
+    ids = torch.tensor([1, 2, 2, 2, 3])
+    got, want = _embedding_grads(emb, ids, private_ids=False)
+    # row 2: three gradients, each scaled by the public 1/3 and truncated
+    assert_close(got, want, 3 * (ULP + 2 * ENC))
+    m = cryptgpu.nn.from_pytorch(emb, ids).encrypt().train()
+    x = cryptgpu.cryptensor(F.one_hot(ids, 5).double())
+    with pytest.raises(NotImplementedError, match="public ids"):
+        m(x)
+
+
+def test_attention_masks_of_the_wrong_shape_raise_as_torch(session):
+    torch.manual_seed(0)
+    att = torch.nn.MultiheadAttention(8, 2).double()
+    m = cryptgpu.nn.from_pytorch(att, (torch.randn(5, 2, 8),) * 3).encrypt()
+    x = torch.randn(5, 2, 8, dtype=D)  # [S, N, E]
+    xs = cryptgpu.cryptensor(x)
+    kpm = torch.zeros(2, 5, dtype=torch.bool)
+    kpm[1, 3:] = True
+    for bad in (kpm.T, kpm[:, :4]):  # [S, N] instead of [N, S]; too short
+        with pytest.raises(AssertionError):
+            att(x, x, x, key_padding_mask=bad)
+        with pytest.raises(AssertionError, match="key_padding_mask shape"):
+            m(xs, xs, xs, key_padding_mask=bad)
+    with pytest.raises(RuntimeError):
+        att(x, x, x, attn_mask=torch.zeros(5, 4, dtype=torch.bool))
+    with pytest.raises(RuntimeError, match="2D attn_mask"):
+        m(xs, xs, xs, attn_mask=torch.zeros(5, 4, dtype=torch.bool))
+    got = pt(m(xs, xs, xs, key_padding_mask=kpm)[0])
+    assert_close(got, att(x, x, x, key_padding_mask=kpm)[0].detach(), ATT)
+
+
+def test_torch_state_dict_with_packed_in_projection_loads(session):
+    torch.manual_seed(1)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.att = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+            self.fc = torch.nn.Linear(8, 3)
+
+        def forward(self, x):
+            return self.fc(self.att(x, x, x)[0])
+
+    x = torch.randn(2, 4, 8, dtype=D)
+    m = cryptgpu.nn.from_pytorch(Net().double(), x).encrypt()
+    other = Net().double()  # other weights, torch's names (att.in_proj_weight)
+    assert "att.in_proj_weight" in other.state_dict()
+    assert m.load_state_dict(other.state_dict()) == ([], [])
+    assert_close(pt(m(cryptgpu.cryptensor(x))), other(x).detach(), ATT)
+    with pytest.raises(RuntimeError, match="unexpected keys"):
+        m.load_state_dict({**other.state_dict(), "att.extra": torch.zeros(1)})
+
+
+@pytest.mark.parametrize("shape,layer", [((2, 3, 4), "Softmax"), ((2, 5), "LogSoftmax")])
+def test_softmax_without_dim_uses_torchs_implicit_dim(session, shape, layer):
+    x = torch.randn(*shape, dtype=D)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's deprecation of the implicit dim
+        want = getattr(torch.nn, layer)()(x)
+        got = pt(getattr(cryptgpu.nn, layer)()(cryptgpu.cryptensor(x)))
+    assert_close(got, want, 1e-3)  # log_softmax's range-reduced log of the row sum
+
+
+def test_buffer_compared_with_a_number_gives_no_branch_warning(session):
+    class Masked(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("keep", torch.tensor([1.0, 0.0, 1.0, 1.0]))
+
+        def forward(self, x):
+            return x * (self.keep == 1)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        m = cryptgpu.nn.from_pytorch(Masked(), torch.randn(2, 4))
+    x = torch.randn(2, 4, dtype=D)
+    assert_close(pt(m.encrypt()(cryptgpu.cryptensor(x))), x * torch.tensor([1, 0, 1, 1]), ENC)
+
+
+def test_untraceable_mask_in_a_recurrent_model_gets_the_mask_hint(session):
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru = torch.nn.GRU(4, 4, batch_first=True)
+
+        def forward(self, x):
+            t = x.shape[1]
+            mask = torch.triu(torch.ones(t, t), 1)
+            return self.gru(x)[0] + mask.sum()
+
+    with pytest.raises(NotImplementedError) as e:
+        cryptgpu.nn.from_pytorch(Net(), torch.randn(1, 3, 4))
+    assert "torch.ones((T, T))" in str(e.value)
+    assert "pack_padded_sequence" not in str(e.value)
