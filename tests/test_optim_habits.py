@@ -356,3 +356,87 @@ def test_pickling_a_shared_tensor_says_how_to_save_it(session):
     torch.save(m.decrypt().state_dict(), buf)  # plaintext after decrypt
     assert buf.getvalue()
     torch.save(m, io.BytesIO())  # the decrypted module itself, too
+
+
+def _mlp():
+    torch.manual_seed(4)
+    return torch.nn.Sequential(
+        torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3)
+    ).double()
+
+
+def test_module_zero_grad_keeping_zeros_and_requires_grad(session):
+    """model.zero_grad(set_to_none=False) zeroes in place as torch's (it
+    set None: a parameter the next backward missed skipped its momentum
+    and weight-decay step); model[0].requires_grad_(False) freezes a
+    layer (modules had no requires_grad_)."""
+    tm = _mlp()
+    m = cryptgpu.nn.from_pytorch(tm, torch.zeros(1, 6)).encrypt().train()
+    x, y = torch.randn(4, 6, dtype=torch.float64), torch.tensor([0, 2, 1, 2])
+    opt = cryptgpu.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, weight_decay=0.05)
+    ref = torch.optim.SGD(tm.parameters(), lr=0.1, momentum=0.9, weight_decay=0.05)
+    for step in range(4):
+        if step == 2:  # the first layer leaves the graph: only momentum and decay move it
+            m[0].requires_grad_(False)
+            tm[0].requires_grad_(False)
+        m.zero_grad(set_to_none=False)
+        tm.zero_grad(set_to_none=False)
+        cryptgpu.nn.CrossEntropyLoss()(m(cryptgpu.cryptensor(x)), y).backward()
+        F.cross_entropy(tm(x), y).backward()
+        opt.step()
+        ref.step()
+    assert m[0].weight.grad is not None
+    # products of 4 steps with weights below 1: measured 3e-5; 1e-3 is the
+    # cross-entropy backward's 3e-4 per step, summed
+    assert_close(pt(m[0].weight), tm[0].weight.detach(), 1e-3)
+    assert_close(pt(m[2].weight), tm[2].weight.detach(), 1e-3)
+
+
+def test_torch_optimizer_from_before_encrypt_refuses_to_step(session):
+    """An optimiser built on the plaintext parameters before encrypt()
+    trained nothing, silently (the shares replaced those tensors)."""
+    m = cryptgpu.nn.from_pytorch(_mlp(), torch.zeros(1, 6))
+    opt = torch.optim.SGD(m.parameters(), lr=0.5)
+    m.encrypt().train()
+    x = cryptgpu.cryptensor(torch.randn(2, 6, dtype=torch.float64))
+    cryptgpu.nn.CrossEntropyLoss()(m(x), torch.tensor([0, 1])).backward()
+    with pytest.raises(RuntimeError, match="after encrypt"):
+        opt.step()
+    good = cryptgpu.optim.SGD(m.parameters(), lr=0.5)
+    before = pt(m[0].weight)
+    good.step()  # the right order still works, and torch optimisers elsewhere too
+    assert (pt(m[0].weight) - before).abs().max() > 0
+    t = torch.zeros(2, requires_grad=True)
+    (t.sum() * 2).backward()
+    torch.optim.SGD([t], lr=1.0).step()
+    assert t.tolist() == [-2.0, -2.0]
+
+
+def test_decrypted_model_trains_on_with_torch(session):
+    """After decrypt() in training mode the parameters require grad, as a
+    torch model's (they came back with requires_grad=False: torch's
+    backward failed); eval() turns them off again, train() on."""
+    tm = _mlp()
+    m = cryptgpu.nn.from_pytorch(tm, torch.zeros(1, 6)).encrypt().train().decrypt()
+    assert all(p.requires_grad for p in m.parameters())
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    ref = torch.optim.SGD(tm.parameters(), lr=0.1)
+    x, y = torch.randn(4, 6, dtype=torch.float64), torch.tensor([0, 2, 1, 2])
+    for model, o in ((m, opt), (tm, ref)):
+        o.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        o.step()
+    # the same float64 steps from weights encoded once (ENC = 2^-17 each)
+    assert_close(m[0].weight.detach(), tm[0].weight.detach(), 1e-4)
+    m.eval()
+    assert not any(p.requires_grad for p in m.parameters())
+    m.train()
+    assert all(p.requires_grad for p in m.parameters())
+
+
+def test_formatting_a_loss_opens_it_as_item(session):
+    loss = cryptgpu.cryptensor(torch.tensor(0.123456, dtype=torch.float64))
+    assert f"{loss:.4f}" == "0.1235"
+    assert f"{loss}" == str(loss)
+    with pytest.raises(RuntimeError, match="cannot be converted"):
+        f"{cryptgpu.cryptensor(torch.zeros(2)):.2f}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from . import _session, functions
 from . import autograd as ag
@@ -419,3 +420,22 @@ class AdamW(Adam):
     ):
         kwargs["decoupled_weight_decay"] = True
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, grad_scale, **kwargs)
+
+
+def _refuse_replaced_parameters(opt, args, kwargs) -> None:
+    """A global step pre-hook on every torch optimiser: one built on a
+    model's plaintext parameters before ``encrypt()`` holds tensors the
+    model no longer uses and would train nothing, silently (torch's
+    parameters keep their identity through ``model.to(...)``; shares
+    cannot be those tensors)."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            if getattr(p, "_replaced_by_encrypt", False):
+                raise RuntimeError(
+                    f"{type(opt).__name__} holds a parameter that the model replaced by its "
+                    "shares in encrypt(): build the optimiser after encrypt(), on "
+                    "model.parameters() (cryptgpu.optim.SGD or Adam)"
+                )
+
+
+register_optimizer_step_pre_hook(_refuse_replaced_parameters)

@@ -397,6 +397,13 @@ class TensorBase(ag.Node):
     # open it without the code saying so.)
     __float__ = item
 
+    def __format__(self, spec: str) -> str:
+        """``f"{loss:.4f}"``: a one-element tensor formatted as its opened
+        value (the disclosure of item()); without a spec, as repr."""
+        if not spec:
+            return str(self)
+        return format(self.item(), spec)
+
     @property
     def share(self) -> torch.Tensor:
         """CrypTen's ``share``: this party's share as an int64 tensor (the

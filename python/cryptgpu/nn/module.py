@@ -264,6 +264,10 @@ class Module:
         ``strict`` (the default), missing or unexpected names and shape
         mismatches raise RuntimeError as in torch; returns the missing and
         unexpected names."""
+        state = dict(state)
+        for name, m in self.named_modules():
+            if hasattr(m, "_from_torch_names"):  # torch's names for our layout
+                m._from_torch_names(name + "." if name else "", state)
         own = {name: (m, table, k) for name, m, table, k in self._named_state()}
         missing = [n for n in own if n not in state]
         unexpected = [n for n in state if n not in own]
@@ -321,6 +325,10 @@ class Module:
             for v in m._params.values():
                 if isinstance(v, SharedTensor):
                     v._rg = mode and not v._frozen
+                elif isinstance(v, torch.Tensor) and v.is_leaf and v.is_floating_point():
+                    # a decrypted (plaintext) parameter trains with torch as
+                    # a shared one would here
+                    v.requires_grad_(mode and not getattr(v, "_frozen", False))
         return self
 
     def _why_not_trainable(self) -> str | None:
@@ -371,6 +379,7 @@ class Module:
                     old._view, old._back, old.grad = None, None, None
                     shared = old
                 self._params[k] = _as_param(shared, self.training, frozen)
+                v._replaced_by_encrypt = True  # an optimiser still holding v refuses to step
                 if memo is not None:
                     memo[id(v)] = (v, self._params[k])  # v kept: its id stays unique
         buffers = self.__dict__.get("_buffers") or {}
@@ -414,11 +423,24 @@ class Module:
         return self.to("cuda")
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """Forget accumulated gradients (a zero gradient and none are the
-        same to the next backward here)."""
+        """Forget accumulated gradients, as torch's: ``set_to_none=False``
+        zeroes each gradient in place (an optimiser's momentum and weight
+        decay then still move a parameter the next backward misses)."""
         for p in self.parameters():
-            if isinstance(p, SharedTensor):
-                p.grad = None
+            if isinstance(p, SharedTensor) or isinstance(p, torch.Tensor):
+                if set_to_none or p.grad is None:
+                    p.grad = None
+                else:
+                    p.grad = p.grad * 0 if isinstance(p, SharedTensor) else p.grad.zero_()
+
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Freeze (False) or unfreeze every parameter below, as torch's
+        ``module.requires_grad_``; returns self."""
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+            if isinstance(p, torch.Tensor):
+                p._frozen = not requires_grad  # kept by train() and encrypt()
+        return self
 
     def update_parameters(self, learning_rate: float, grad_threshold: float | None = None) -> None:
         """CrypTen's plain SGD step: p <- p - lr * p.grad. With
@@ -476,6 +498,7 @@ class Module:
                     self._params[k] = memo[id(v)][1]  # a tied weight: opened once
                     continue
                 self._params[k] = v.get_plain_text(dtype=torch.float64)
+                self._params[k].requires_grad_(self.training and not v._frozen)
                 # for the next encrypt(), by weak reference: it matters only
                 # while something else (an optimiser) holds the parameter,
                 # and it must not keep the shares alive nor be pickled
