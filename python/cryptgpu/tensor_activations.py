@@ -100,6 +100,32 @@ class ActivationOps:
         """x tanh(softplus(x))."""
         return self * self.softplus().tanh()
 
+    def logsigmoid(self) -> TensorBase:
+        """log(sigmoid(x)) = -softplus(-x) (no overflow for any x)."""
+        return -((-self).softplus())
+
+    def softsign(self) -> TensorBase:
+        """x / (1 + |x|): one comparison and the range-reduced reciprocal."""
+        return self * (self.abs() + 1.0).reciprocal()
+
+    def tanhshrink(self) -> TensorBase:
+        """x - tanh(x)."""
+        return self - self.tanh()
+
+    def hardshrink(self, lambd: float = 0.5) -> TensorBase:
+        """x where |x| > lambd, 0 elsewhere (torch's Hardshrink)."""
+        return self * (self.abs() > float(lambd))
+
+    def threshold(self, threshold: float, value: float) -> TensorBase:
+        """x where x > threshold, ``value`` elsewhere (torch's Threshold)."""
+        return where(self.gt(float(threshold)), self, float(value))
+
+    def softmin(self, dim=None, dtype=None) -> TensorBase:
+        """softmax(-x) over ``dim``."""
+        if dim is None:  # torch's implicit dim (deprecated there)
+            dim = 0 if self.dim() in (0, 1, 3) else 1
+        return (-self).softmax(dim, dtype)
+
     def log1p(self) -> TensorBase:
         """log(1 + x) by the range-reduced log (1 + x in [2^-16, 2^30))."""
         return (self + 1.0).log()

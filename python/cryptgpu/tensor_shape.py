@@ -147,6 +147,26 @@ class ShapeOps:
             mid *= d
         return self.reshape(shp[:a] + [mid] + shp[b + 1 :])
 
+    def unflatten(self, dim: int, sizes) -> TensorBase:
+        """Split dim ``dim`` into ``sizes`` (one may be -1), as
+        ``torch.Tensor.unflatten`` (a view where reshape is one)."""
+        d = _norm_dim(dim, self.dim())
+        sizes = [int(v) for v in sizes]
+        if not sizes:
+            raise RuntimeError("unflatten: sizes must be non-empty")
+        shp = list(self.shape)
+        known = 1
+        for v in sizes:
+            known *= v if v != -1 else 1
+        if sizes.count(-1) > 1 or (
+            -1 not in sizes and known != shp[d] or -1 in sizes and (not known or shp[d] % known)
+        ):
+            raise RuntimeError(
+                f"unflatten: Provided sizes {sizes} don't multiply up to the size of dim "
+                f"{d} ({shp[d]}) in the input tensor"
+            )
+        return self.reshape(shp[:d] + sizes + shp[d + 1 :])
+
     def permute(self, *dims) -> TensorBase:
         """Reorder dims, as torch.permute (local)."""
         if not dims:

@@ -177,6 +177,39 @@ class TorchLikeOps:
         d = _norm_dim(dimension, self.dim())
         return self._at(np.take(self._grid(), idx, axis=d))
 
+    def clamp_min(self, min) -> TensorBase:  # noqa: A002 - torch's name
+        """max(x, min), as torch's ``clamp_min``."""
+        return self.clamp(min, None)
+
+    def clamp_max(self, max) -> TensorBase:  # noqa: A002 - torch's name
+        """min(x, max), as torch's ``clamp_max``."""
+        return self.clamp(None, max)
+
+    def _new(self, fill, size, dtype=None, **kwargs):
+        if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)):
+            size = tuple(size[0])
+        dtype = torch.float64 if dtype is None else dtype
+        if fill is None:
+            return torch.empty(size, dtype=dtype)
+        return torch.full(size, fill, dtype=dtype)
+
+    def new_zeros(self, *size, **kwargs) -> torch.Tensor:
+        """A public tensor of zeros (torch's ``x.new_zeros(size)``: public
+        values of a given shape are plaintext here)."""
+        return self._new(0.0, size, **kwargs)
+
+    def new_ones(self, *size, **kwargs) -> torch.Tensor:
+        """A public tensor of ones (see :meth:`new_zeros`)."""
+        return self._new(1.0, size, **kwargs)
+
+    def new_full(self, size, fill_value, **kwargs) -> torch.Tensor:
+        """A public tensor filled with ``fill_value`` (see :meth:`new_zeros`)."""
+        return self._new(fill_value, (size,), **kwargs)
+
+    def new_empty(self, *size, **kwargs) -> torch.Tensor:
+        """A public uninitialised tensor (see :meth:`new_zeros`)."""
+        return self._new(None, size, **kwargs)
+
     def repeat(self, *sizes) -> TensorBase:
         """Tile the tensor ``sizes`` times, as ``torch.Tensor.repeat``."""
         if len(sizes) == 1 and isinstance(sizes[0], (tuple, list, torch.Size)):

@@ -336,6 +336,12 @@ TABLE = {
     F.avg_pool2d: _avg_pool2d,
     F.pad: _pad,
     torch.special.erf: _unary("erf"),
+    F.logsigmoid: _unary("logsigmoid"),
+    F.softsign: _unary("softsign"),
+    F.tanhshrink: _unary("tanhshrink"),
+    F.hardshrink: _unary("hardshrink"),
+    F.threshold: _unary("threshold"),
+    F.softmin: lambda x, dim=None, _stacklevel=3, dtype=None: x.softmin(dim, dtype),
     torch.special.expit: _unary("sigmoid"),
     torch.special.logsumexp: lambda x, dim, keepdim=False: x.logsumexp(dim, keepdim),
 }

@@ -1,6 +1,7 @@
 """torch's activation layers beyond ReLU, Sigmoid, Tanh and GELU: LeakyReLU,
 ReLU6, Hardtanh, ELU, SELU, CELU, SiLU, Mish, Hardswish, Hardsigmoid,
-Softplus and PReLU (a learnable slope per channel), each the SharedTensor
+Softplus, LogSigmoid, Softsign, Tanhshrink, Hardshrink, Threshold,
+Softmin and PReLU (a learnable slope per channel), each the SharedTensor
 method of the same meaning (tensor_activations.py: costs and accuracy), and
 the table that converts torch's layers into them.
 """
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 
 from ..tensor import SharedTensor
 from .module import Module
-from .stats import RELU
+from .stats import RELU, SOFTMAX
 
 
 class _Elementwise(Module):
@@ -103,6 +104,40 @@ Hardswish = _no_args("Hardswish", "hardswish", F.hardswish)
 Hardsigmoid = _no_args("Hardsigmoid", "hardsigmoid", F.hardsigmoid)
 
 
+LogSigmoid = _no_args("LogSigmoid", "logsigmoid", F.logsigmoid)
+Softsign = _no_args("Softsign", "softsign", F.softsign)
+Tanhshrink = _no_args("Tanhshrink", "tanhshrink", F.tanhshrink)
+
+
+class Hardshrink(_Elementwise):
+    """``torch.nn.Hardshrink(lambd=0.5)``."""
+
+    _method, _plain = "hardshrink", F.hardshrink
+
+    def __init__(self, lambd: float = 0.5):
+        super().__init__(lambd=float(lambd))
+
+
+class Threshold(_Elementwise):
+    """``torch.nn.Threshold(threshold, value)``: x above the threshold,
+    ``value`` elsewhere."""
+
+    _method, _plain = "threshold", F.threshold
+
+    def __init__(self, threshold: float, value: float, inplace: bool = False):
+        super().__init__(threshold=float(threshold), value=float(value))
+
+
+class Softmin(_Elementwise):
+    """``torch.nn.Softmin(dim=None)``: softmax(-x)."""
+
+    _method, _plain = "softmin", F.softmin
+    kind = SOFTMAX
+
+    def __init__(self, dim=None):
+        super().__init__(dim=dim)
+
+
 class PReLU(Module):
     """``torch.nn.PReLU(num_parameters=1, init=0.25)``: x for x >= 0, a x
     below, with a learnable slope a per channel (dim 1) or one for all;
@@ -151,4 +186,10 @@ def converters(plain) -> dict:
         t.Hardsigmoid: lambda m: Hardsigmoid(),
         t.Softplus: lambda m: Softplus(m.beta, m.threshold),
         t.PReLU: lambda m: PReLU(plain(m.weight)),
+        t.LogSigmoid: lambda m: LogSigmoid(),
+        t.Softsign: lambda m: Softsign(),
+        t.Tanhshrink: lambda m: Tanhshrink(),
+        t.Hardshrink: lambda m: Hardshrink(m.lambd),
+        t.Threshold: lambda m: Threshold(m.threshold, m.value),
+        t.Softmin: lambda m: Softmin(m.dim),
     }

@@ -14,6 +14,7 @@ import torch
 from ..tensor import SharedTensor
 from . import activations, hf, layers1d, layers_extra, recurrent, to_torch, tracing, transformer
 from .functional import FUNCTIONS as _FUNCTIONS
+from .functional import METHODS as _METHODS
 from .functional import PUBLIC_FUNCTIONS as _PUBLIC_FUNCTIONS
 from .layers import (
     GELU,
@@ -34,7 +35,7 @@ from .layers import (
     Tanh,
 )
 from .module import Module, _ByPosition
-from .stats import LINEAR, OTHER, POOLING, RELU, SOFTMAX, _check_range, _track
+from .stats import _check_range, _track
 
 
 def _bn_affine(bn: torch.nn.modules.batchnorm._BatchNorm):
@@ -149,94 +150,6 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
         return LogSoftmax(m.dim)
     raise NotImplementedError(f"unsupported layer {type(m).__name__} at {where}")
 
-
-_METHODS = {
-    "view": OTHER,
-    "reshape": OTHER,
-    "flatten": OTHER,
-    "size": OTHER,
-    "dim": OTHER,
-    "contiguous": OTHER,
-    "permute": OTHER,
-    "transpose": OTHER,
-    "unsqueeze": OTHER,
-    "squeeze": OTHER,
-    "mean": POOLING,
-    "sum": OTHER,
-    "relu": RELU,
-    "softmax": SOFTMAX,
-    "log_softmax": SOFTMAX,
-    "add": OTHER,
-    "mul": OTHER,
-    "expand": OTHER,
-    "tanh": RELU,
-    "sigmoid": RELU,
-    "to": OTHER,
-    "float": OTHER,
-    "double": OTHER,
-    "type_as": OTHER,
-    "pow": OTHER,
-    "square": OTHER,
-    "sqrt": OTHER,
-    "exp": OTHER,
-    "abs": RELU,
-    "clamp": RELU,
-    "t": OTHER,
-    "clone": OTHER,
-    "detach": OTHER,
-    "amax": POOLING,
-    "flip": OTHER,
-    "roll": OTHER,
-    "chunk": OTHER,
-    "split": OTHER,
-    "unbind": OTHER,
-    "narrow": OTHER,
-    "repeat": OTHER,
-    "gather": OTHER,
-    "index_select": OTHER,
-    "var": OTHER,
-    "std": OTHER,
-    "prod": OTHER,
-    "maximum": RELU,
-    "minimum": RELU,
-    "mm": LINEAR,
-    "bmm": LINEAR,
-    "movedim": OTHER,
-    "diagonal": OTHER,
-    "expand_as": OTHER,
-    "view_as": OTHER,
-    "reshape_as": OTHER,
-    "rsqrt": OTHER,
-    "outer": LINEAR,
-    "masked_fill": RELU,  # a private or public mask
-    "ne": RELU,
-    "eq": RELU,
-    "lt": RELU,
-    "le": RELU,
-    "gt": RELU,
-    "ge": RELU,
-    "max": RELU,
-    "min": RELU,
-    "sign": RELU,
-    "norm": OTHER,
-    "where": RELU,
-    "leaky_relu": RELU,
-    "relu6": RELU,
-    "hardtanh": RELU,
-    "silu": RELU,
-    "clip": RELU,
-    "sub": OTHER,
-    "div": OTHER,
-    "neg": OTHER,
-    "matmul": LINEAR,
-    # public only (masks): a private receiver is refused
-    "cumsum": OTHER,
-    "triu": OTHER,
-    "tril": OTHER,
-    "long": OTHER,
-    "bool": OTHER,
-    "int": OTHER,
-}
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 

@@ -15,7 +15,7 @@ from ..torch_dispatch import TABLE
 from . import transformer
 from .layers import AdaptiveAvgPool2d, LayerNorm
 from .layers1d import AdaptiveAvgPool1d
-from .layers_extra import AdaptiveMaxPool2d, GroupNorm, interpolate
+from .layers_extra import AdaptiveMaxPool2d, Embedding, GroupNorm, interpolate
 from .stats import BATCHNORM, LINEAR, OTHER, POOLING, RELU, SOFTMAX
 
 
@@ -49,6 +49,14 @@ def _adaptive_avg_pool1d(x, output_size):
 
 def _group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
     return GroupNorm(num_groups, None, eps, False, weight, bias).forward(x)
+
+
+def _embedding(ids, weight, padding_idx=None, max_norm=None, norm_type=2.0, **kw):
+    if max_norm is not None:
+        raise NotImplementedError("F.embedding with max_norm")
+    scale = kw.get("scale_grad_by_freq", False)
+    emb = Embedding(weight=weight, padding_idx=padding_idx, scale_grad_by_freq=scale)
+    return emb.forward(ids)
 
 
 def _adaptive_max_pool2d(x, output_size, return_indices=False):
@@ -183,6 +191,137 @@ FUNCTIONS = {
     torch.sign: (torch.sign, RELU),
     F.pad: (_pad, OTHER),
     operator.floordiv: (operator.floordiv, OTHER),
+    F.embedding: (_embedding, LINEAR),
+    # torch's own call: SharedTensor's method of the same name
+    **{
+        f: (f, kind)
+        for f, kind in (
+            (torch.log, OTHER),
+            (torch.rsqrt, OTHER),
+            (torch.reciprocal, OTHER),
+            (torch.erf, RELU),
+            (torch.special.erf, RELU),
+            (torch.logsumexp, SOFTMAX),
+            (torch.clamp_min, RELU),
+            (torch.clamp_max, RELU),
+            (torch.unflatten, OTHER),
+            (F.conv2d, LINEAR),
+            (F.conv_transpose1d, LINEAR),
+            (F.conv_transpose2d, LINEAR),
+            (F.logsigmoid, RELU),
+            (F.softsign, RELU),
+            (F.tanhshrink, RELU),
+            (F.hardshrink, RELU),
+            (F.threshold, RELU),
+            (F.softmin, SOFTMAX),
+        )
+    },
+}
+
+# The tensor methods a converted graph calls (x.view(...), x.relu()), by
+# the layer kind their cost is counted under.
+METHODS = {
+    "view": OTHER,
+    "reshape": OTHER,
+    "flatten": OTHER,
+    "size": OTHER,
+    "dim": OTHER,
+    "contiguous": OTHER,
+    "permute": OTHER,
+    "transpose": OTHER,
+    "unsqueeze": OTHER,
+    "squeeze": OTHER,
+    "mean": POOLING,
+    "sum": OTHER,
+    "relu": RELU,
+    "softmax": SOFTMAX,
+    "log_softmax": SOFTMAX,
+    "add": OTHER,
+    "mul": OTHER,
+    "expand": OTHER,
+    "tanh": RELU,
+    "sigmoid": RELU,
+    "to": OTHER,
+    "float": OTHER,
+    "double": OTHER,
+    "type_as": OTHER,
+    "pow": OTHER,
+    "square": OTHER,
+    "sqrt": OTHER,
+    "exp": OTHER,
+    "abs": RELU,
+    "clamp": RELU,
+    "t": OTHER,
+    "clone": OTHER,
+    "detach": OTHER,
+    "amax": POOLING,
+    "flip": OTHER,
+    "roll": OTHER,
+    "chunk": OTHER,
+    "split": OTHER,
+    "unbind": OTHER,
+    "narrow": OTHER,
+    "repeat": OTHER,
+    "gather": OTHER,
+    "index_select": OTHER,
+    "var": OTHER,
+    "std": OTHER,
+    "prod": OTHER,
+    "maximum": RELU,
+    "minimum": RELU,
+    "mm": LINEAR,
+    "bmm": LINEAR,
+    "movedim": OTHER,
+    "diagonal": OTHER,
+    "expand_as": OTHER,
+    "view_as": OTHER,
+    "reshape_as": OTHER,
+    "rsqrt": OTHER,
+    "outer": LINEAR,
+    "masked_fill": RELU,  # a private or public mask
+    "ne": RELU,
+    "eq": RELU,
+    "lt": RELU,
+    "le": RELU,
+    "gt": RELU,
+    "ge": RELU,
+    "max": RELU,
+    "min": RELU,
+    "sign": RELU,
+    "norm": OTHER,
+    "where": RELU,
+    "leaky_relu": RELU,
+    "relu6": RELU,
+    "hardtanh": RELU,
+    "silu": RELU,
+    "clip": RELU,
+    "sub": OTHER,
+    "div": OTHER,
+    "neg": OTHER,
+    "matmul": LINEAR,
+    # public only (masks): a private receiver is refused
+    "log": OTHER,
+    "reciprocal": OTHER,
+    "erf": RELU,
+    "logsumexp": SOFTMAX,
+    "clamp_min": RELU,
+    "clamp_max": RELU,
+    "unflatten": OTHER,
+    "hardshrink": RELU,
+    "index_add": OTHER,
+    "index_fill": OTHER,
+    "scatter": OTHER,
+    "scatter_add": OTHER,
+    "unfold": OTHER,
+    "new_zeros": OTHER,
+    "new_ones": OTHER,
+    "new_full": OTHER,
+    "cumsum": OTHER,
+    "triu": OTHER,
+    "tril": OTHER,
+    "long": OTHER,
+    "bool": OTHER,
+    "int": OTHER,
 }
 
 # Functions that build or inspect public values (the masks and position ids

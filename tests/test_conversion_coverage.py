@@ -1,0 +1,117 @@
+"""torch functions, methods and layers a user probe found refused in
+converted models although SharedTensor has (or now has) them: F.conv2d
+and F.embedding in a forward, torch.log/rsqrt/reciprocal/erf/logsumexp,
+clamp_min/clamp_max, unflatten, x.new_zeros, and the activation layers
+LogSigmoid, Softsign, Tanhshrink, Hardshrink, Threshold and Softmin, with
+their functional forms; against float64 torch, values and gradients.
+
+Tolerances (f = 16): the activations are compositions of the tested
+primitives: softplus (logsigmoid) within 2e-4 (log1p and exp_nonpos,
+test_activations), the reciprocal (softsign) and tanh (tanhshrink) within
+2e-4, comparisons exact (hardshrink, threshold: an input within one unit
+of the threshold may take either side; the inputs here stay 1e-3 away),
+softmin a softmax (3e-4). ACT = 3e-4 covers each. The model below chains
+a conv, a mean, the log/rsqrt/erf/logsumexp of those (each within 4e-4 of
+its output, test_functions and test_scatter) and a softmin: MODEL = 2e-3.
+"""
+
+import warnings
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import cryptgpu
+from conftest import assert_close
+
+D = torch.float64
+ACT, MODEL = 3e-4, 2e-3
+
+
+def pt(x):
+    return x.get_plain_text(dtype=D)
+
+
+def _away_from(x, points, gap=1e-3):
+    """x with entries within gap of any threshold point moved off it."""
+    for p in points:
+        near = (x - p).abs() < gap
+        x = torch.where(near, x + 2 * gap, x)
+    return x
+
+
+@pytest.mark.parametrize(
+    "layer,fn",
+    [
+        (nn.LogSigmoid(), F.logsigmoid),
+        (nn.Softsign(), F.softsign),
+        (nn.Tanhshrink(), F.tanhshrink),
+        (nn.Hardshrink(0.3), lambda x: F.hardshrink(x, 0.3)),
+        (nn.Threshold(0.2, -1.5), lambda x: F.threshold(x, 0.2, -1.5)),
+        (nn.Softmin(dim=1), lambda x: F.softmin(x, dim=1)),
+    ],
+)
+def test_activation_layers_convert_and_train(session, layer, fn):
+    torch.manual_seed(2)
+    x = _away_from(torch.randn(4, 6, dtype=D) * 3, (0.3, -0.3, 0.2))
+    model = nn.Sequential(nn.Linear(6, 6), layer).double()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.eye(6, dtype=D))
+        model[0].bias.zero_()
+    m = cryptgpu.nn.from_pytorch(model, x).encrypt()
+    assert_close(pt(m(cryptgpu.cryptensor(x))), model(x).detach(), ACT)
+    assert_close(pt(fn(cryptgpu.cryptensor(x))), fn(x), ACT)  # the functional form
+    m.train()
+    m(cryptgpu.cryptensor(x)).sum().backward()
+    model(x).sum().backward()
+    # the gradient of the identity Linear's weight: the activation's derivative
+    # times x (|x| < 12), the derivative within ACT: 12 ACT
+    assert_close(pt(m[0].weight.grad), model[0].weight.grad, 12 * ACT)
+
+
+class _Mixed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.emb = nn.Embedding(7, 5, padding_idx=0)
+
+    def forward(self, img, ids):
+        y = F.conv2d(img, self.conv.weight, self.conv.bias, padding=1)
+        y = y.mean((2, 3)).unflatten(1, (2, 2)).flatten(1)
+        e = F.embedding(ids, self.emb.weight, padding_idx=0).mean(1)[:, :4]
+        z = torch.log(y.abs() + 1) + torch.rsqrt(y * y + 1) + torch.erf(y)
+        z = z + torch.logsumexp(y, 1, keepdim=True) + y.clamp_min(0.1) + e.clamp_max(0.5)
+        return F.softmin(z, 1) + torch.reciprocal(z.abs() + 1) + y.new_zeros(y.shape)
+
+
+def test_functions_and_methods_in_a_converted_forward(session):
+    torch.manual_seed(3)
+    model = _Mixed().double()
+    img, ids = torch.randn(2, 3, 5, 5, dtype=D), torch.tensor([[1, 0, 3], [4, 5, 6]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallbacks, no branch warnings
+        m = cryptgpu.nn.from_pytorch(model, (img, ids)).encrypt()
+    assert_close(pt(m(cryptgpu.cryptensor(img), ids)), model(img, ids).detach(), MODEL)
+    m.train()
+    m(cryptgpu.cryptensor(img), ids).sum().backward()
+    model(img, ids).sum().backward()
+    assert_close(pt(m.conv.weight.grad), model.conv.weight.grad, 10 * MODEL)
+    g = pt(m.emb.weight.grad)
+    assert g[0].abs().max() == 0  # F.embedding's padding_idx, as the layer's
+    assert_close(g, model.emb.weight.grad, MODEL)
+
+
+def test_unflatten_and_new_tensors_match_torch(session):
+    x = torch.randn(2, 12, dtype=D)
+    xs = cryptgpu.cryptensor(x)
+    for sizes in ((3, 4), (-1, 2), (2, 3, 2)):
+        assert_close(pt(xs.unflatten(1, sizes)), x.unflatten(1, sizes), 2.0**-17)
+    with pytest.raises(RuntimeError):
+        x.unflatten(1, (5, -1))
+    with pytest.raises(RuntimeError, match="multiply up"):
+        xs.unflatten(1, (5, -1))
+    z = xs.new_zeros(3, 2)
+    assert isinstance(z, torch.Tensor) and z.shape == (3, 2) and z.abs().sum() == 0
+    assert xs.new_full((2,), 1.5).tolist() == [1.5, 1.5]
+    assert xs.new_ones((2, 2)).sum() == 4
