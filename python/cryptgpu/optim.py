@@ -1,6 +1,9 @@
-"""Optimisers for private training."""
+"""Optimisers for private training: SGD, and Adam, AdamW, RMSprop and
+Adagrad on a scaled second moment (see :class:`Adam`)."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -135,6 +138,39 @@ class _Optimizer(torch.optim.Optimizer):
             )
         for g, saved in zip(self.param_groups, groups):
             g.update({k: (tuple(v) if k == "betas" else v) for k, v in saved.items()})
+
+
+def check_precision(name: str) -> None:
+    """The scaled-moment optimisers need precision_bits from 14 to 20: the
+    floor 2^-14 and the scaled second moment (g * 2^8)^2 are laid out for
+    these: below, the floor is not representable; above, the fixed-point
+    range (2^(63 - 2f)) is too small for it (an Adam step was 0.44 off at
+    f = 12, garbage at f = 24)."""
+    f = _session.current().precision_bits
+    if not 14 <= f <= 20:
+        raise ValueError(
+            f"{name} works with precision_bits from 14 to 20 (this session has {f}); "
+            "use SGD or another precision"
+        )
+
+
+def scaled_ratio(m, w, e: float):
+    """m / (sqrt(w) + e) for the scaled moments of Adam, RMSprop and
+    Adagrad: while e is below 2^-7 (the square root of the floor 2^-14 on
+    w), m / sqrt(w + max(e^2, 2^-14)), one range-reduced inverse square
+    root; a larger e as written (sqrt(w), then two divisions by
+    sqrt(sqrt(w) + e)): three."""
+    if e > 2.0**-7:
+        floor = 2.0**-14
+        root = functions.ratio_inv_sqrt(w + floor, w + floor, lo_exp=-14)
+        q = functions.ratio_inv_sqrt(m, root + e, lo_exp=-14)
+        return functions.ratio_inv_sqrt(q, root + e, lo_exp=-14)
+    return functions.ratio_inv_sqrt(m, w + max(e * e, 2.0**-14), lo_exp=-14)
+
+
+def check_grad_scale(grad_scale) -> None:
+    if not (isinstance(grad_scale, int) and grad_scale >= 1 and grad_scale & (grad_scale - 1) == 0):
+        raise ValueError(f"grad_scale must be a power of two, got {grad_scale!r}")
 
 
 class SGD(_Optimizer):
@@ -280,10 +316,7 @@ class Adam(_Optimizer):
             raise NotImplementedError(
                 "Adam(differentiable=True / fused=True / capturable=True) is not provided"
             )
-        if not (
-            isinstance(grad_scale, int) and grad_scale >= 1 and grad_scale & (grad_scale - 1) == 0
-        ):
-            raise ValueError(f"grad_scale must be a power of two, got {grad_scale!r}")
+        check_grad_scale(grad_scale)
         defaults = dict(
             lr=lr,
             betas=betas,
@@ -315,16 +348,7 @@ class Adam(_Optimizer):
 
     def step(self, closure=None):
         """One Adam update of every parameter that has a gradient."""
-        f = _session.current().precision_bits
-        if not 14 <= f <= 20:
-            # the floor 2^-14 and the scaled second moment (g * 2^8)^2 are
-            # laid out for these: below, the floor is not representable;
-            # above, the fixed-point range (2^(63 - 2f)) is too small for it
-            # (a step was 0.44 off at f = 12, garbage at f = 24)
-            raise ValueError(
-                f"Adam works with precision_bits from 14 to 20 (this session has {f}); "
-                "use SGD or another precision"
-            )
+        check_precision("Adam")
         self.t += 1
         return super().step(closure)
 
@@ -347,8 +371,6 @@ class Adam(_Optimizer):
             # takes torch's form: sqrt(w) and two divisions by sqrt(sqrt(w) +
             # e), three range-reduced inverse square roots instead of one.
             e = s * eps / np.sqrt(c2)
-            faithful = e > 2.0**-7
-            floor = 2.0**-14 if faithful else max((s * eps) ** 2 / c2, 2.0**-14)
             g = g * np.int64(s)  # exact: an integer factor
             m, w = self._m.get(id(p)), self._w.get(id(p))
             m = g * (1 - b1) if m is None else m * b1 + g * (1 - b1)
@@ -359,12 +381,7 @@ class Adam(_Optimizer):
                 w = w if prev is None else prev.maximum(w)
                 self._wmax[id(p)] = w
             # m_hat / sqrt(v_hat) = (c1 / sqrt(c2)) m / sqrt(w)
-            if faithful:
-                root = functions.ratio_inv_sqrt(w + floor, w + floor, lo_exp=-14)
-                q = functions.ratio_inv_sqrt(m, root + e, lo_exp=-14)
-                r = functions.ratio_inv_sqrt(q, root + e, lo_exp=-14)
-            else:
-                r = functions.ratio_inv_sqrt(m, w + floor, lo_exp=-14)
+            r = scaled_ratio(m, w, e)
             base = p - p * (lr * decay) if decay else p  # AdamW: p (1 - lr wd)
             new = base - r * (lr * c1 / np.sqrt(c2))
             p._t = new._t
@@ -420,6 +437,196 @@ class AdamW(Adam):
     ):
         kwargs["decoupled_weight_decay"] = True
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, grad_scale, **kwargs)
+
+
+class _Moments(_Optimizer):
+    """State slots by parameter (``_SLOTS``), each parameter's step count,
+    and their state_dict."""
+
+    _SLOTS: tuple = ()
+
+    def __init__(self, params, defaults: dict, name: str, options: dict):
+        unsupported = [k for k in ("differentiable", "fused", "capturable") if options.get(k)]
+        if unsupported:
+            raise NotImplementedError(f"{name}({unsupported[0]}=True) is not provided")
+        check_grad_scale(defaults["grad_scale"])
+        self._state = {slot: {} for slot in self._SLOTS}
+        self._steps: dict[int, int] = {}
+        super().__init__(params, defaults, name)
+
+    def _check(self, group: dict) -> None:
+        super()._check(group)
+        if not group["eps"] >= 0:
+            raise ValueError(f"Invalid epsilon value: {group['eps']}")
+
+    def step(self, closure=None):
+        """One update of every parameter that has a gradient."""
+        check_precision(self._name)
+        return super().step(closure)
+
+    def state_dict(self) -> dict:
+        """Hyperparameters (per group), each parameter's step count and its
+        state slots, by parameter index; save it with :func:`cryptgpu.save`."""
+        params = self.params
+        out = {**self._settings(), "steps": [self._steps.get(id(p), 0) for p in params]}
+        for slot, table in self._state.items():
+            out[slot] = [table.get(id(p)) for p in params]
+        return out
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` saved, for the same parameters in order."""
+        params = self.params
+        for slot in ("steps", *self._SLOTS):
+            if len(state[slot]) != len(params):
+                raise ValueError(
+                    f"the saved optimiser state has {len(state[slot])} {slot} entries for "
+                    f"{len(params)} parameters"
+                )
+        self._load_settings(state)
+        self._steps = {id(p): int(k) for p, k in zip(params, state["steps"]) if k}
+        for slot in self._SLOTS:
+            self._state[slot] = {id(p): v for p, v in zip(params, state[slot]) if v is not None}
+
+
+class RMSprop(_Moments):
+    """RMSprop as ``torch.optim.RMSprop(params, lr=1e-2, alpha=0.99,
+    eps=1e-8, weight_decay=0, momentum=0, centered=False, maximize=False)``:
+    v = alpha v + (1 - alpha) g^2, p <- p - lr g / (sqrt(v) + eps) (with
+    momentum through a buffer of those ratios; ``centered`` divides by the
+    square root of v minus the squared running mean of g). Kept as w = v
+    s^2 / (1 - alpha) (s = ``grad_scale``): w = alpha w + (s g)^2, so
+    g / (sqrt(v) + eps) = (s g) / (sqrt(w) + e) / sqrt(1 - alpha) with
+    e = s eps / sqrt(1 - alpha). The gradient range is Adam's: |g| from
+    about 1e-4 to 4 at the default scale 2^8 (w holds up to 1 / (1 - alpha)
+    squared scaled gradients; lower ``grad_scale`` for larger ones)."""
+
+    _LEGACY = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered")
+    _SLOTS = ("square_avg_scaled", "grad_avg_scaled", "momentum_buffer")
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+        capturable: bool = False,
+        foreach=None,
+        maximize: bool = False,
+        differentiable: bool = False,
+        *,
+        grad_scale: int = 2**8,
+    ):
+        defaults = dict(
+            lr=lr,
+            alpha=alpha,
+            eps=eps,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            centered=bool(centered),
+            maximize=bool(maximize),
+            grad_scale=grad_scale,
+        )
+        options = dict(capturable=capturable, differentiable=differentiable)
+        super().__init__(params, defaults, "RMSprop", options)
+
+    def _check(self, group: dict) -> None:
+        super()._check(group)
+        if not 0.0 <= group["alpha"] < 1.0:
+            raise ValueError(f"Invalid alpha value: {group['alpha']}")
+        if not group["momentum"] >= 0:
+            raise ValueError(f"Invalid momentum value: {group['momentum']}")
+
+    def _update(self, group: dict) -> None:
+        a, s, lr, mu = group["alpha"], group["grad_scale"], group["lr"], group["momentum"]
+        root = math.sqrt(1.0 - a)
+        w_of, ga_of, buf_of = (self._state[k] for k in self._SLOTS)
+        for p, g in self._gradients(group):
+            self._steps[id(p)] = self._steps.get(id(p), 0) + 1
+            g = g * np.int64(s)  # exact: an integer factor
+            w = w_of.get(id(p))
+            w = w_of[id(p)] = g * g if w is None else w * a + g * g
+            if group["centered"]:
+                # v - mean^2 = (1 - a) / s^2 (w - (sqrt(1 - a) m)^2), m the
+                # scaled running sum of g (m = a m + s g)
+                m = ga_of.get(id(p))
+                m = ga_of[id(p)] = g + 0.0 if m is None else m * a + g
+                w = w - (m * root).square()
+            r = scaled_ratio(g, w, s * group["eps"] / root)  # sqrt(1 - a) g / (sqrt(v) + eps)
+            if mu:
+                b = buf_of.get(id(p))
+                step = r * (1.0 / root)
+                b = buf_of[id(p)] = step if b is None else b * mu + step
+                new = p - b * lr
+            else:
+                new = p - r * (lr / root)
+            p._t = new._t
+
+
+class Adagrad(_Moments):
+    """Adagrad as ``torch.optim.Adagrad(params, lr=1e-2, lr_decay=0,
+    weight_decay=0, initial_accumulator_value=0, eps=1e-10,
+    maximize=False)``: sum += g^2, p <- p - lr_t g / (sqrt(sum) + eps)
+    with lr_t = lr / (1 + (t - 1) lr_decay). Kept as w = s^2 sum (s =
+    ``grad_scale``). The sum only grows: it must stay below the fixed-point
+    range, 2^(62 - 2f) (2^30 at f = 16), so (s g)^2 summed over the steps:
+    about 16,000 steps of |g| = 1 at the default scale 2^8, 1.6 million at
+    |g| = 0.1 (lower ``grad_scale`` for long runs with large gradients;
+    gradients below about 1e-4 then get smaller steps than torch's, as in
+    Adam)."""
+
+    _LEGACY = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")
+    _SLOTS = ("sum_scaled",)
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-2,
+        lr_decay: float = 0.0,
+        weight_decay: float = 0.0,
+        initial_accumulator_value: float = 0.0,
+        eps: float = 1e-10,
+        foreach=None,
+        *,
+        maximize: bool = False,
+        differentiable: bool = False,
+        fused=None,
+        grad_scale: int = 2**8,
+    ):
+        defaults = dict(
+            lr=lr,
+            lr_decay=lr_decay,
+            weight_decay=weight_decay,
+            initial_accumulator_value=initial_accumulator_value,
+            eps=eps,
+            maximize=bool(maximize),
+            grad_scale=grad_scale,
+        )
+        options = dict(differentiable=differentiable, fused=fused)
+        super().__init__(params, defaults, "Adagrad", options)
+
+    def _check(self, group: dict) -> None:
+        super()._check(group)
+        if not group["lr_decay"] >= 0:
+            raise ValueError(f"Invalid lr_decay value: {group['lr_decay']}")
+        if not group["initial_accumulator_value"] >= 0:
+            raise ValueError(
+                f"Invalid initial_accumulator_value value: {group['initial_accumulator_value']}"
+            )
+
+    def _update(self, group: dict) -> None:
+        s, sums = group["grad_scale"], self._state["sum_scaled"]
+        for p, g in self._gradients(group):
+            t = self._steps[id(p)] = self._steps.get(id(p), 0) + 1
+            lr_t = group["lr"] / (1 + (t - 1) * group["lr_decay"])
+            g = g * np.int64(s)  # exact: an integer factor
+            w = sums.get(id(p))
+            start = group["initial_accumulator_value"] * s * s
+            w = sums[id(p)] = g * g + start if w is None else w + g * g
+            new = p - scaled_ratio(g, w, s * group["eps"]) * lr_t
+            p._t = new._t
 
 
 def _refuse_replaced_parameters(opt, args, kwargs) -> None:

@@ -1,0 +1,111 @@
+"""cryptgpu.optim.RMSprop and Adagrad against torch.optim in float64, with
+their options, inside the gradient range their docstrings state, and
+their state_dict round trip.
+
+Tolerance of a step (as test_adam's): the update is lr times a ratio
+g / (sqrt(v) + eps) computed by the range-reduced ratio_inv_sqrt (relative
+error below 2e-4 beyond the encoding) with a floor 2^-14 on the scaled
+second moment; for |g| >= 0.05 (scaled 12.8, squared 164) the floor is
+1e-6 of it. Per step the error is below 1e-3 of the step's size (ratio
+bound 2e-4, the encodings of g and p, and lr times a truncation), so
+below 1e-3 lr / sqrt(1 - alpha) per RMSprop step (its steps are up to
+1 / sqrt(1 - alpha) = 10 times lr early on) and 1e-3 lr per Adagrad step:
+summed over the steps. With momentum the buffer adds the previous steps'
+errors once more each step: mu / (1 - mu) times, bounded by the sum again
+(mu = 0.5 here). A large eps takes three chained inverse square roots
+instead of one (Adam's faithful form): three times the ratio's error.
+"""
+
+import pytest
+import torch
+
+import cryptgpu
+
+D = torch.float64
+
+
+def _run(make_torch, make_ours, steps, gen, lo=-1.3, hi=0.3):
+    """Both optimisers on one parameter vector fed the same gradients of
+    magnitude 10^lo .. 10^hi; the largest parameter difference."""
+    n = 200
+    p_t = torch.randn(n, dtype=D, generator=gen).requires_grad_()
+    p_s = cryptgpu.cryptensor(p_t.detach()).requires_grad_()
+    opt, ours = make_torch([p_t]), make_ours([p_s])
+    for _ in range(steps):
+        mag = 10.0 ** torch.empty(n, dtype=D).uniform_(lo, hi, generator=gen)
+        g = torch.where(torch.rand(n, generator=gen) < 0.5, -mag, mag)
+        p_t.grad = g.clone()
+        opt.step()
+        p_s.grad = cryptgpu.cryptensor(g)
+        ours.step()
+    return (p_s.get_plain_text(dtype=D) - p_t.detach()).abs().max().item(), ours
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"momentum": 0.5},
+        {"centered": True},
+        {"weight_decay": 0.01, "maximize": True},
+        {"eps": 1e-2, "alpha": 0.9},  # a large eps: divided as torch's
+    ],
+)
+def test_rmsprop_matches_torch(session, kw):
+    gen = torch.Generator().manual_seed(2)
+    lr, steps = 1e-3, 12
+    err, _ = _run(
+        lambda ps: torch.optim.RMSprop(ps, lr=lr, **kw),
+        lambda ps: cryptgpu.optim.RMSprop(ps, lr=lr, **kw),
+        steps,
+        gen,
+    )
+    per_step = 1e-3 * lr / (1 - kw.get("alpha", 0.99)) ** 0.5
+    momentum = 1 + kw.get("momentum", 0) / (1 - kw.get("momentum", 0))
+    chained = 3 if kw.get("eps", 0) > 1e-3 else 1
+    assert err < steps * per_step * momentum * chained, err
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [{}, {"lr_decay": 0.1}, {"initial_accumulator_value": 0.5, "weight_decay": 0.01}],
+)
+def test_adagrad_matches_torch(session, kw):
+    gen = torch.Generator().manual_seed(3)
+    lr, steps = 1e-2, 12
+    err, _ = _run(
+        lambda ps: torch.optim.Adagrad(ps, lr=lr, **kw),
+        lambda ps: cryptgpu.optim.Adagrad(ps, lr=lr, **kw),
+        steps,
+        gen,
+    )
+    assert err < steps * 1e-3 * lr, err
+
+
+def test_state_dict_resumes_and_arguments_are_checked(session):
+    gen = torch.Generator().manual_seed(4)
+    p = cryptgpu.cryptensor(torch.randn(5, dtype=D, generator=gen)).requires_grad_()
+    opt = cryptgpu.optim.RMSprop([p], lr=1e-2, momentum=0.9, centered=True)
+    p.grad = cryptgpu.cryptensor(torch.randn(5, dtype=D, generator=gen))
+    opt.step()
+    state = opt.state_dict()
+    q = cryptgpu.cryptensor(p.get_plain_text(dtype=D)).requires_grad_()
+    again = cryptgpu.optim.RMSprop([q], lr=5.0)
+    again.load_state_dict(state)
+    assert again.param_groups[0]["lr"] == 1e-2 and again.param_groups[0]["centered"]
+    g = torch.randn(5, dtype=D, generator=gen)
+    p.grad, q.grad = cryptgpu.cryptensor(g), cryptgpu.cryptensor(g)
+    opt.step()
+    again.step()
+    # the same state and gradient: equal up to the re-encoding of p (ENC)
+    # and each run's own truncations (a few units of 2^-16)
+    diff = (p.get_plain_text(dtype=D) - q.get_plain_text(dtype=D)).abs().max().item()
+    assert diff < 1e-4
+    with pytest.raises(ValueError, match="alpha"):
+        cryptgpu.optim.RMSprop([p], alpha=1.0)
+    with pytest.raises(ValueError, match="lr_decay"):
+        cryptgpu.optim.Adagrad([p], lr_decay=-1)
+    with pytest.raises(ValueError, match="power of two"):
+        cryptgpu.optim.Adagrad([p], grad_scale=3)
+    with pytest.raises(ValueError, match="entries"):
+        cryptgpu.optim.Adagrad([p, q]).load_state_dict(cryptgpu.optim.Adagrad([p]).state_dict())
