@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ._native import InvalidArgumentError
+from ._native import InvalidArgumentError, OutOfMemoryError
 
 _FLOAT_KINDS = "fiub"  # float, signed/unsigned int, bool
 
@@ -113,3 +113,32 @@ def _strides(shape: Sequence[int]) -> list[int]:
     for i in range(len(shape) - 2, -1, -1):
         st[i] = st[i + 1] * shape[i + 1]
     return st
+
+
+def _available_bytes() -> int | None:
+    """MemAvailable of /proc/meminfo (None where it cannot be read)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_positions(n: int, what: str) -> None:
+    """Refuse, as the engine refuses an allocation that cannot fit
+    (OutOfMemoryError, a MemoryError), a result of ``n`` elements whose
+    public positions Python would build (about 48 bytes each: the index
+    array and its list for the engine): before the memory is touched, not
+    by the kernel's OOM killer."""
+    need = n * 48
+    if need < 1 << 30:
+        return
+    avail = _available_bytes()
+    if avail is not None and need > avail:
+        raise OutOfMemoryError(
+            f"{what}: a result of {n} elements needs about {need} bytes of positions; "
+            f"{avail} bytes are available"
+        )

@@ -341,6 +341,8 @@ class BatchNorm(Module):
     def forward(self, x):
         """Batch statistics in training mode (updating the running ones), the
         running ones in eval mode."""
+        if isinstance(x, SharedTensor) and x.numel() == 0:
+            return x + 0.0  # torch: an empty batch gives an empty output
         shape = [1, -1] + [1] * (x.dim() - 2)
         if not self.training:
             sc, sh = _like(x, *self._eval_affine())  # a plaintext x keeps its dtype
@@ -571,6 +573,8 @@ class LayerNorm(Module):
                 f"LayerNorm over {list(self.normalized_shape)} expects an input whose last "
                 f"dims are {list(self.normalized_shape)}, got shape {list(x.shape)}"
             )
+        if isinstance(x, SharedTensor) and x.numel() == 0:
+            return x + 0.0  # an empty batch (or empty rows): empty, as torch
         w, b = self._params["weight"], self._params["bias"]
         x = _public_input(x, w if isinstance(w, SharedTensor) else b)
         if not isinstance(x, SharedTensor):

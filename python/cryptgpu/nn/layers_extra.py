@@ -7,11 +7,14 @@ local); and the table converting torch's layers into them.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 from .. import autograd as ag
 from .._native import ShapeError
+from .._plain import check_positions
 from ..tensor import SharedTensor
 from .layers import LayerNorm, _fresh, _like, _public_input, adaptive_window
 from .module import Module
@@ -44,6 +47,8 @@ class GroupNorm(Module):
         x = _public_input(x, w if isinstance(w, SharedTensor) else b)
         if not isinstance(x, SharedTensor):
             return F.group_norm(x, self.groups, _plain(w, x), _plain(b, x), self.eps)
+        if x.numel() == 0:
+            return x + 0.0  # an empty batch: empty, as torch
         n, c = x.shape[0], x.shape[1]
         if c % self.groups:
             raise RuntimeError(f"Expected number of channels {c} to be divisible by {self.groups}")
@@ -129,6 +134,7 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
         if any(float(s) != int(s) or int(s) < 1 for s in sf):
             raise NotImplementedError("interpolate with a scale factor that is not a whole number")
         scales = [int(s) for s in sf]
+    check_positions(x.numel() * math.prod(scales), "interpolate")
     out = x
     for d, s in enumerate(scales):
         if s > 1:

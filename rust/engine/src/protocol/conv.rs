@@ -40,6 +40,14 @@ impl Party {
         let kk = cg * g.kh * g.kw;
         let dev = self.dev.clone();
         let gx = if need_x {
+            // The input gradient's two buffers are allocated after the
+            // product's round; an output that cannot fit (a transposed
+            // convolution with a huge stride) must be refused before it,
+            // where the local runtime keeps the parties in step.
+            let out_len = (g.n.saturating_mul(g.c)).saturating_mul(g.h.saturating_mul(g.w));
+            if out_len.saturating_mul(8) >= 1 << 30 {
+                drop((dev.zeros(out_len)?, dev.zeros(out_len)?));
+            }
             // G as [O, N*OH*OW] = [groups, og, L].
             let gm = gy.map(|v| dev.gather(v, &[out_ch, g.n, p], 0, &[p, out_ch * p, 1]))?;
             // W_g^T: [groups, kk, og] from W [groups, og, kk].
