@@ -96,6 +96,44 @@ def _reciprocal_pos(x, lo_exp: int = -16, hi_exp: int = 30):
     return (ind * _pow2_copies(_reciprocal_unit(m), [-j for j in starts])).sum(0)
 
 
+def divide(num, den, lo_exp: int = -16, hi_exp: int = 30):
+    """num / den for a shared den with 2^lo_exp <= |den| < 2^hi_exp, either
+    sign, num shared or public: range-reduced in den as
+    :func:`_reciprocal_pos`, with the numerator scaled by the same power of
+    two (num / 2^j times 1 / m, m = |den| / 2^j in [1, 2)), so the quotient
+    is within a few units of 2^-16 plus 2^-15 relative (1 / m's own unit)
+    over the whole range.
+    num * (1 / den), as until 2026-12-05, lost it where 1 / den is small:
+    5e8 / 1e9 gave 0 (1 / den is below 2^-16), 7e5 / 1e6 gave 0, and
+    (y / 2) / y at y = 1e4 0.46 to 0.53. The indicator stays at den's
+    shape; num may broadcast against den."""
+    a, neg = _abs_and_ltz(den)
+    lo_exp, hi_exp = _encodable_exps(a, lo_exp, hi_exp, 1, "division")
+    starts = list(range(lo_exp, hi_exp))
+    ind = _bucket_indicator(a, starts, "reciprocal")
+    exps = [-j for j in starts]
+    m = (ind * _pow2_copies(a, exps)).sum(0)  # in [1, 2)
+    copies = _pow2_copies(num, exps) if _is_shared(num) else _public_copies(num, exps, a)
+    nd = copies.dim() - 1  # num's rank
+    rank, k = max(den.dim(), nd), len(starts)
+    ind = ind.reshape(k, *([1] * (rank - den.dim())), *den.shape)
+    copies = copies.reshape(k, *([1] * (rank - nd)), *copies.shape[1:])
+    q = (ind * copies).sum(0) * _reciprocal_unit(m)  # num / 2^j / m
+    return q - 2 * (neg * q)
+
+
+def _public_copies(num, exps, like):
+    """A public numerator times 2^e for each e, clamped to what ``like``'s
+    session can encode: a copy beyond it belongs to a bucket whose quotient
+    overflows anyway (7e5 / 2^-16), and it is selected only there."""
+    import torch
+
+    num = torch.as_tensor(num, dtype=torch.float64)
+    top = 2.0 ** (62 - 2 * like._s().precision_bits)
+    f = torch.tensor([2.0**e for e in exps], dtype=torch.float64)
+    return (num.unsqueeze(0) * f.reshape(-1, *([1] * num.dim()))).clamp(-top, top)
+
+
 def _reciprocal_unit(m):
     """1 / m for m in [1, 2]: the line 24/17 - 8/17 m (relative error at
     most 1/17), then three Newton steps y <- y (2 - m y), each squaring the
@@ -207,11 +245,17 @@ def _pow2_copies(x, exps):
         parts.append(x.unsqueeze(0).expand(len(ints), *x.shape) * up)
     if fracs:
         shp = (len(fracs),) + lead[1:]
-        # a power of two below 2^-f is not representable: two exact steps
-        first = np.array([2.0 ** max(e, -14) for e in fracs]).reshape(shp)
-        rest = np.array([2.0 ** min(e + 14, 0) for e in fracs]).reshape(shp)
-        xf = x.unsqueeze(0).expand(len(fracs), *x.shape) * first
-        parts.append(xf * rest if rest.min() < 1 else xf)
+        # a power of two below 2^-f is not representable: steps of at most
+        # 2^-min(14, f) each (a fixed 2^-14, until 2026-12-05, encoded as 0
+        # at f = 12 and 13, and sqrt(1e6) came out -527 at f = 13)
+        k = min(14, x._s().precision_bits)
+        left = np.array(fracs)
+        xf = x.unsqueeze(0).expand(len(fracs), *x.shape)
+        while left.min() < 0:
+            step = np.maximum(left, -k)
+            xf = xf * (2.0**step).reshape(shp)
+            left = left - step
+        parts.append(xf)
     return parts[0] if len(parts) == 1 else _cat_dim0(parts)
 
 

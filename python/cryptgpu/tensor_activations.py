@@ -105,8 +105,8 @@ class ActivationOps:
         return -((-self).softplus())
 
     def softsign(self) -> TensorBase:
-        """x / (1 + |x|): one comparison and the range-reduced reciprocal."""
-        return self * (self.abs() + 1.0).reciprocal()
+        """x / (1 + |x|): one comparison and the range-reduced division."""
+        return fx.divide(self, self.abs() + 1.0)
 
     def tanhshrink(self) -> TensorBase:
         """x - tanh(x)."""
@@ -151,11 +151,11 @@ class ActivationOps:
         1e-3); a negative p through the reciprocal."""
         p = float(p)
         if p < 0:
-            return self.pos_pow(-p).reciprocal()
+            return self.reciprocal().pos_pow(-p)  # as pow: (1/x)^p keeps precision
         k, frac = int(math.floor(p)), p - math.floor(p)
         whole = self.pow(k) if k else None
         if frac == 0:
-            return whole
+            return whole if whole is not None else self.pow(0)  # x^0 = 1 (it was None)
         part = self.sqrt() if frac == 0.5 else (self.log() * frac).exp()
         return part if whole is None else whole * part
 
@@ -177,7 +177,9 @@ class ActivationOps:
         if out is not None or dtype is not None:
             raise NotImplementedError("norm(..., out=, dtype=) on a SharedTensor")
         if p in ("fro", 2, 2.0):
-            return (self * self).sum(dim, keepdim).sqrt()
+            with _session.training_work():  # exact squares, as var's
+                ss = (self * self).sum(dim, keepdim)
+            return ss.sqrt()
         if p in (1, 1.0):
             return self.abs().sum(dim, keepdim)
         if p in (math.inf, "inf"):

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from . import autograd as ag
+from . import functions as fx
 from . import gradients as gr
 from ._native import ShapeError
 from ._plain import _buf, _is_integer_plain, _plain_array
@@ -122,7 +123,9 @@ class ArithmeticOps:
             )
         k = int(e)
         if k < 0:
-            return self.pow(-k).reciprocal()
+            # (1/x)^k, not 1/(x^k): x^k of a small x has lost its relative
+            # precision before the division (0.1 ** -4 came out 9362)
+            return self.reciprocal().pow(-k)
         if k == 0:
             return self - self + 1.0
         out, base = None, self
@@ -215,12 +218,12 @@ class ArithmeticOps:
         one-element tensor holding one) uses the division protocol by that
         integer, as CrypTen does; other plaintext divisors multiply by the
         reciprocal, encoded with as many significant bits as the precision
-        has. A SharedTensor divisor multiplies by its private
-        :meth:`reciprocal` (range-reduced), which holds for |y| in 2^-16 ..
-        2^30 (not checked: y is secret; y = 0 gives a large finite value,
-        not an error)."""
+        has. A SharedTensor divisor divides privately, range-reduced in y
+        (:func:`cryptgpu.functions.divide`: a few units of 2^-16 of the
+        quotient), for |y| in 2^-16 .. 2^30 (not checked: y is secret; y = 0
+        gives a large finite value, not an error)."""
         if isinstance(y, TensorBase):
-            return self.mul(y.reciprocal())
+            return fx.divide(self, y)
         yp = _plain_array(y, "div")
         if np.any(yp == 0):
             raise ZeroDivisionError("division of a SharedTensor by zero")
@@ -306,8 +309,10 @@ class ArithmeticOps:
         return self._augmented(self.div(y), "div_")
 
     def __rtruediv__(self, y):
-        """y / x for a plaintext y: y times x's private reciprocal."""
-        return self.reciprocal().mul(y)
+        """y / x for a plaintext y: divided privately, range-reduced in x
+        (:func:`cryptgpu.functions.divide`; y times 1 / x lost the quotient
+        where 1 / x is small: 7e5 / x at x = 1e6 gave 0)."""
+        return fx.divide(y, self)
 
 
 def _integer_valued(yp: np.ndarray, f: int) -> bool:

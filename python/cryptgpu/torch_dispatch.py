@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import _session
 from .functions import ratio_inv_sqrt
 from .tensor_base import TensorBase
 from .tensor_compare import where
@@ -254,10 +255,12 @@ def _public_like(fill):
 
 def _normalize(x, p=2.0, dim=1, eps=1e-12, out=None):
     """x / max(||x||_p, eps) over ``dim``: for p = 2 one range-reduced
-    ratio x / sqrt(sum x^2) (1e-4 relative, any scale of x)."""
+    ratio x / sqrt(sum x^2) (1e-4 relative while sum x^2 is at least
+    2^-16 and below 2^30: rows of norm 4e-3 or more)."""
     if p != 2:
         raise NotImplementedError(f"F.normalize with p={p} on a SharedTensor (p=2 only)")
-    sq = (x * x).sum(dim, keepdim=True)
+    with _session.training_work():  # exact squares, as var's
+        sq = (x * x).sum(dim, keepdim=True)
     return ratio_inv_sqrt(x, sq.expand_as(x), -16, 30)
 
 
