@@ -138,3 +138,23 @@ def test_empty_batches_and_outputs_that_cannot_fit(session):
         F.interpolate(c(torch.ones(1, 1, 2, 2)), scale_factor=2**30)
     assert usable()
     assert math.isfinite(opened(c(torch.ones(2)).sum()).item())
+
+
+def test_division_costs_the_reciprocals_rounds_and_bytes(session):
+    """x / y (README cost table: 50 rounds) replaces the reciprocal's
+    scaling back (48 rounds) by the numerator's selection and adds one
+    product (2 rounds): the same bytes as x * y.reciprocal()."""
+    x = cryptgpu.cryptensor(torch.randn(64, dtype=D))
+    y = cryptgpu.cryptensor(torch.rand(64, dtype=D) + 1)
+
+    def cost(fn):
+        cryptgpu.reset_stats()
+        fn()
+        t = cryptgpu.stats()["total"]
+        return t["rounds"], t["bytes_per_party"]
+
+    r_rounds, _ = cost(lambda: y.reciprocal())
+    d_rounds, d_bytes = cost(lambda: x / y)
+    m_rounds, m_bytes = cost(lambda: x * y.reciprocal())
+    assert r_rounds == 48 and d_rounds == 50 == m_rounds
+    assert d_bytes == m_bytes

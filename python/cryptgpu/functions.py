@@ -245,16 +245,18 @@ def _pow2_copies(x, exps):
         parts.append(x.unsqueeze(0).expand(len(ints), *x.shape) * up)
     if fracs:
         shp = (len(fracs),) + lead[1:]
-        # a power of two below 2^-f is not representable: steps of at most
-        # 2^-min(14, f) each (a fixed 2^-14, until 2026-12-05, encoded as 0
-        # at f = 12 and 13, and sqrt(1e6) came out -527 at f = 13)
-        k = min(14, x._s().precision_bits)
+        # a power of two below 2^-f is not representable: a first step of at
+        # most 2^-min(14, f), then steps of at most 2^-f (two steps at f = 16
+        # for exponents down to -30; a fixed first 2^-14, until 2026-12-05,
+        # encoded as 0 at f = 12 and 13: sqrt(1e6) came out -527 at f = 13)
+        f = x._s().precision_bits
         left = np.array(fracs)
         xf = x.unsqueeze(0).expand(len(fracs), *x.shape)
+        k = min(14, f)
         while left.min() < 0:
             step = np.maximum(left, -k)
             xf = xf * (2.0**step).reshape(shp)
-            left = left - step
+            left, k = left - step, f
         parts.append(xf)
     return parts[0] if len(parts) == 1 else _cat_dim0(parts)
 
