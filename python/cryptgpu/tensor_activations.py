@@ -59,7 +59,7 @@ class ActivationOps:
     def celu(self, alpha: float = 1.0) -> TensorBase:
         """torch's CELU: x for x > 0, alpha (e^(x / alpha) - 1) below."""
         if alpha == 0:
-            raise ValueError("ZeroDivisionError: alpha cannot be 0 for CELU")
+            raise InvalidArgumentError("ZeroDivisionError: alpha cannot be 0 for CELU")
         return self._elu_parts(float(alpha), float(alpha))
 
     def selu(self) -> TensorBase:
@@ -191,7 +191,9 @@ class ActivationOps:
         and the rest scaled by 1 / (1 - p), from a mask the three parties
         draw alike (independent of the data); x itself otherwise."""
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
-            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+            raise InvalidArgumentError(
+                f"dropout probability has to be between 0 and 1, but got {p}"
+            )
         if not training or p == 0:
             return self
         out = self * _session.dropout_scale(self.shape, p)

@@ -395,13 +395,18 @@ class TensorBase(ag.Node):
     # float(loss), as torch allows for one element: the same opening as
     # item(). (bool() stays refused: a secret truth value in an `if` would
     # open it without the code saying so.)
-    __float__ = item
+    def __float__(self) -> float:
+        if self.numel() != 1:  # torch's type and words for float(t)
+            raise ValueError("only one element tensors can be converted to Python scalars")
+        return self.item()
 
     def __format__(self, spec: str) -> str:
         """``f"{loss:.4f}"``: a one-element tensor formatted as its opened
         value (the disclosure of item()); without a spec, as repr."""
         if not spec:
             return str(self)
+        if self.numel() != 1:
+            raise TypeError("unsupported format string passed to SharedTensor.__format__")
         return format(self.item(), spec)
 
     @property

@@ -221,6 +221,8 @@ class ComparisonOps:
         """Maximum values only (no argmax), like ``torch.amax``: the tournament
         without the one-hot bookkeeping, whose size grows with k^2 per row.
         ``dim`` may be a tuple of dims (reduced together, as torch's)."""
+        if dim is None and keepdim and self.dim():  # torch: every dim kept, size 1
+            return self.amax(None).reshape([1] * self.dim())
         if isinstance(dim, (tuple, list)):
             dims = sorted({_norm_dim(d, self.dim()) for d in dim})
             if not dims:

@@ -13,7 +13,7 @@ import torch
 
 from . import autograd as ag
 from . import gradients as gr
-from ._native import OutOfMemoryError, ShapeError
+from ._native import InvalidArgumentError, OutOfMemoryError, ShapeError
 from ._plain import _index, _ints, _norm_dim, _plain_array, _strides
 from .tensor_base import READ_ONLY, TensorBase
 
@@ -389,7 +389,7 @@ def _shared_list(tensors, what: str) -> list:
     lists) become public sharings in the session of the first shared one."""
     ts = list(tensors)
     if not ts:
-        raise ValueError(f"{what}: need at least one tensor")
+        raise InvalidArgumentError(f"{what} expects a non-empty TensorList")
     first = next((t for t in ts if isinstance(t, TensorBase)), None)
     if first is None:
         raise TypeError(f"{what}: at least one element must be a SharedTensor")

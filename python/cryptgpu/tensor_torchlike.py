@@ -14,9 +14,10 @@ import torch
 
 from . import _session
 from ._native import ShapeError
-from ._plain import IndexRangeError, _index, _ints, _norm_dim, _plain_array
+from ._plain import IndexRangeError, _index, _ints, _norm_dim
 from .tensor_base import TensorBase
 from .tensor_reduce import axis_alias, check_dtype
+from .tensor_scatter import _index_array
 from .tensor_shape import cat
 
 
@@ -102,6 +103,8 @@ class TorchLikeOps:
 
     def narrow(self, dim: int, start: int, length: int) -> TensorBase:
         """``length`` elements from ``start`` along ``dim``."""
+        if self.dim() == 0:
+            raise RuntimeError("narrow() cannot be applied to a 0-dim tensor.")
         d = _norm_dim(dim, self.dim())
         n = self.shape[d]
         start, length = _ints((start, length), "narrow: start and length")
@@ -136,7 +139,7 @@ class TorchLikeOps:
 
     def index_select(self, dim: int, index) -> TensorBase:
         """The entries at public ``index`` (1-D integers) along ``dim``."""
-        idx = np.asarray(_plain_array(index, "index_select index"), dtype=np.int64)
+        idx = _index_array(index, "index_select")
         if idx.ndim > 1:
             raise IndexError("index_select: index must be 0-D or 1-D")
         d = _norm_dim(dim, self.dim())
@@ -151,7 +154,7 @@ class TorchLikeOps:
 
     def gather(self, dim: int, index) -> TensorBase:
         """``torch.gather`` with a public integer ``index``."""
-        idx = np.asarray(_plain_array(index, "gather index"), dtype=np.int64)
+        idx = _index_array(index, "gather")
         d = _norm_dim(dim, self.dim())
         if idx.ndim != self.dim():
             raise RuntimeError("gather: index must have as many dims as the input")
@@ -172,7 +175,7 @@ class TorchLikeOps:
         ``index``; otherwise the positions along that dim (``x[..., index,
         ...]``: the dim replaced by index's shape). Negative positions count
         from the end, as torch's."""
-        idx = np.asarray(_plain_array(index, "take index"), dtype=np.int64)
+        idx = _index_array(index, "take")
         if dimension is None or self.dim() == 0:
             return self._at(np.take(self._grid().reshape(-1), idx))
         d = _norm_dim(dimension, self.dim())
@@ -218,10 +221,14 @@ class TorchLikeOps:
         sizes = _ints(sizes, "repeat: sizes")
         if len(sizes) < self.dim():
             raise RuntimeError("repeat: fewer sizes than the tensor has dims")
+        if min(sizes, default=0) < 0:
+            raise RuntimeError(f"Trying to create tensor with negative dimension: {sizes}")
         return self._at(np.tile(self._grid(), sizes))
 
     def chunk(self, chunks: int, dim: int = 0) -> tuple:
         """Split into ``chunks`` pieces along ``dim`` (the last may be smaller)."""
+        if self.dim() == 0:
+            raise RuntimeError("chunk expects at least a 1-dimensional tensor")
         k = _ints([chunks], "chunk: chunks")[0]
         if k <= 0:
             raise RuntimeError("chunk expects `chunks` to be greater than 0")
@@ -230,6 +237,8 @@ class TorchLikeOps:
 
     def split(self, split_size_or_sections, dim: int = 0) -> tuple:
         """Pieces of ``split_size`` (or of the listed sizes) along ``dim``."""
+        if self.dim() == 0:
+            raise RuntimeError("split expects at least a 1-dimensional tensor")
         d = _norm_dim(dim, self.dim())
         n = self.shape[d]
         if _index(split_size_or_sections) is not None:
@@ -257,7 +266,13 @@ class TorchLikeOps:
         a, b = _norm_dim(dim1, self.dim()), _norm_dim(dim2, self.dim())
         if a == b:
             raise RuntimeError("diagonal dimensions cannot be identical")
-        return self._at(np.diagonal(self._grid(), _ints([offset], "offset")[0], a, b))
+        pos = np.diagonal(self._grid(), _ints([offset], "offset")[0], a, b)
+        # a view, as torch's: x.diagonal().fill_(0) changes x, and a change
+        # of x shows in the diagonal (it was a copy until 2026-12-05)
+        where = np.unravel_index(pos, tuple(self.shape))
+        return self._at(pos)._as_view_of(
+            self, lambda base, p=pos: base._at(p), lambda base, v: base.__setitem__(where, v)
+        )
 
     def trace(self) -> TensorBase:
         """Sum of the main diagonal of a matrix."""
@@ -318,7 +333,10 @@ class TorchLikeOps:
             dim, unbiased = unbiased, None  # var(dim) called positionally as var(dim)
         if correction is None:
             correction = 0 if unbiased is False else 1
-        dims = list(range(self.dim())) if dim is None else self._dims_arg(dim)
+        if self.dim() == 0:
+            dims = []  # a scalar's dim 0 is itself: one element
+        else:
+            dims = list(range(self.dim())) if dim is None else self._dims_arg(dim)
         n = 1
         for d in dims:
             n *= self.shape[d]

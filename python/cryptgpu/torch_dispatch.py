@@ -376,7 +376,9 @@ _SHAPED_LIKE = {"expand_as": "expand", "view_as": "view", "reshape_as": "reshape
 
 def torch_function(cls, func, types, args=(), kwargs=None):
     """SharedTensor.__torch_function__ (see the module docstring)."""
-    kwargs = kwargs or {}
+    kwargs = dict(kwargs or {})
+    if not args and "input" in kwargs:  # torch.mean(input=x): torch's keyword
+        args = (kwargs.pop("input"),)
     name = getattr(func, "__name__", None) or str(func)
     if kwargs.get("out") is not None:
         raise NotImplementedError(

@@ -236,7 +236,9 @@ def adaptive_window(name: str, output_size, x) -> tuple[int, int]:
     NotImplementedError where the output size does not divide the input."""
     oh, ow = (output_size, output_size) if isinstance(output_size, int) else output_size
     h, w = x.shape[-2], x.shape[-1]
-    oh, ow = oh or h, ow or w
+    oh, ow = h if oh is None else oh, w if ow is None else ow
+    if not oh or not ow:  # 0 is not None: torch gives an empty output
+        raise NotImplementedError(f"{name} to an empty output ({oh}x{ow})")
     if h % oh or w % ow:
         raise NotImplementedError(
             f"{name} from {h}x{w} to {oh}x{ow}: only output sizes that divide "

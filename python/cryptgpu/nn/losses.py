@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from .. import autograd as ag
 from .. import functions, torch_dispatch
-from .._native import ShapeError
+from .._native import InvalidArgumentError, ShapeError
 from ..tensor import SharedTensor
 from .module import Module
 from .stats import SOFTMAX, _track
@@ -146,7 +146,9 @@ class CrossEntropyLoss(_ClassLoss):
     ) -> None:
         super().__init__(weight, size_average, ignore_index, reduce, reduction)
         if not 0.0 <= float(label_smoothing) <= 1.0:
-            raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+            raise InvalidArgumentError(
+                f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}"
+            )
         self.label_smoothing = float(label_smoothing)
 
     def _targets(self, logits, target):

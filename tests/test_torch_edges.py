@@ -1,0 +1,81 @@
+"""Edges of torch's tensor API a user probe's fuzzing found different
+(2026-12-05, tenth session): diagonal() as a view, float index tensors
+refused, amax(keepdim=True) without dims, scalars' var/narrow/chunk/split,
+torch functions called with input=, adaptive pooling to size 0, torch's
+exception types for repeat(-1), stack([]), celu(alpha=0), float() and
+formatting of a multi-element tensor, and pos_pow(0). Each fails on the
+code before the fix; values are exact (public positions, integers).
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cryptgpu
+from conftest import ENC
+
+D = torch.float64
+
+
+def opened(x):
+    return x.get_plain_text(dtype=D)
+
+
+def usable():
+    return abs(opened(cryptgpu.cryptensor(torch.tensor([1.5])) + 1).item() - 2.5) <= ENC
+
+
+def test_diagonal_is_a_view_both_ways(session):
+    a = torch.arange(9.0, dtype=D).reshape(3, 3)
+    s = cryptgpu.cryptensor(a)
+    s.diagonal().fill_(-1)
+    a.diagonal().fill_(-1)
+    s.diagonal(1).add_(5)
+    a.diagonal(1).add_(5)
+    assert torch.equal(opened(s), a)
+    d, dt = s.diagonal(), a.diagonal()
+    s.add_(100)
+    a.add_(100)
+    assert torch.equal(opened(d), dt)  # the base's change shows in the view
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda x: x.index_select(0, torch.tensor([1.9])),
+        lambda x: x.gather(0, torch.tensor([[0.5, 1.0]])),
+        lambda x: x.take(torch.tensor([1.7])),
+        lambda x: x.narrow(0, 0, 1) if x.dim() == 0 else x.reshape(()).narrow(0, 0, 1),
+        lambda x: x.reshape(()).chunk(2),
+        lambda x: x.reshape(()).split(1),
+        lambda x: x.repeat(-1, 1),
+    ],
+)
+def test_refused_as_torch_refuses(session, call):
+    x = torch.zeros(1, 2, dtype=D)
+    with pytest.raises(RuntimeError) as want:
+        call(x)
+    with pytest.raises(type(want.value)):
+        call(cryptgpu.cryptensor(x))
+    assert usable()
+
+
+def test_shapes_keywords_and_types_as_torchs(session):
+    a = torch.arange(6.0, dtype=D).reshape(2, 3)
+    s = cryptgpu.cryptensor(a)
+    assert tuple(s.amax(keepdim=True).shape) == tuple(a.amax(keepdim=True).shape) == (1, 1)
+    assert torch.equal(opened(torch.sum(input=s, dim=0)), torch.sum(input=a, dim=0))
+    assert abs(opened(torch.mean(input=s)) - a.mean()) <= ENC
+    with pytest.raises(RuntimeError) as e:
+        cryptgpu.stack([])  # torch: RuntimeError; ours is also a ValueError
+    assert isinstance(e.value, ValueError)
+    with pytest.raises(RuntimeError):
+        F.celu(s, alpha=0)
+    with pytest.raises(ValueError, match="one element"):
+        float(s)
+    with pytest.raises(TypeError):
+        f"{s:.2f}"
+    with pytest.raises(NotImplementedError, match="empty output"):  # it returned the input
+        F.adaptive_avg_pool2d(cryptgpu.cryptensor(torch.ones(1, 2, 4, 4)), 0)
+    assert opened(cryptgpu.cryptensor(torch.tensor([2.0, 3.0])).pos_pow(0)).tolist() == [1, 1]
+    assert usable()
