@@ -169,6 +169,8 @@ def scaled_ratio(m, w, e: float):
 
 
 def check_grad_scale(grad_scale) -> None:
+    """Refuse a ``grad_scale`` that is not a power of two (ValueError): the
+    scaling must be an exact integer factor."""
     if not (isinstance(grad_scale, int) and grad_scale >= 1 and grad_scale & (grad_scale - 1) == 0):
         raise ValueError(f"grad_scale must be a power of two, got {grad_scale!r}")
 
