@@ -106,6 +106,14 @@ def test_torch_state_dict_with_packed_in_projection_loads(session):
     assert_close(pt(m(cryptgpu.cryptensor(x))), other(x).detach(), ATT)
     with pytest.raises(RuntimeError, match="unexpected keys"):
         m.load_state_dict({**other.state_dict(), "att.extra": torch.zeros(1)})
+    # a state dict of the earlier layout (three projections) loads too
+    old = dict(other.state_dict())
+    for kind in ("weight", "bias"):
+        for name, part in zip(("q", "k", "v"), old.pop(f"att.in_proj_{kind}").chunk(3)):
+            old[f"att.{name}_proj.{kind}"] = part
+    m2 = cryptgpu.nn.from_pytorch(Net().double(), x).encrypt()
+    assert m2.load_state_dict(old) == ([], [])
+    assert_close(pt(m2(cryptgpu.cryptensor(x))), other(x).detach(), ATT)
 
 
 @pytest.mark.parametrize("shape,layer", [((2, 3, 4), "Softmax"), ((2, 5), "LogSoftmax")])
@@ -149,3 +157,38 @@ def test_untraceable_mask_in_a_recurrent_model_gets_the_mask_hint(session):
         cryptgpu.nn.from_pytorch(Net(), torch.randn(1, 3, 4))
     assert "torch.ones((T, T))" in str(e.value)
     assert "pack_padded_sequence" not in str(e.value)
+
+
+def test_attention_parameters_pair_with_torchs_in_order(session):
+    """MultiheadAttention holds torch's parameters (packed in_proj_weight
+    and in_proj_bias, out_proj), so named_parameters() lists torch's names
+    in torch's order and zip(torch, ours) pairs each gradient with its own
+    (ours had three q/k/v projections: 13 parameters against torch's 9 in a
+    probe's model, paired wrongly)."""
+    torch.manual_seed(6)
+    layer = torch.nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+    net = torch.nn.Sequential(layer, torch.nn.Flatten(), torch.nn.Linear(24, 2)).double()
+    x = torch.randn(2, 3, 8, dtype=D)
+    m = cryptgpu.nn.from_pytorch(net, x).encrypt().train()
+    assert [n for n, _ in m.named_parameters()] == [n for n, _ in net.named_parameters()]
+    y = torch.tensor([0, 1])
+    cryptgpu.nn.CrossEntropyLoss()(m(cryptgpu.cryptensor(x)), y).backward()
+    F.cross_entropy(net(x), y).backward()
+    for ours, theirs in zip(m.parameters(), net.parameters()):
+        # gradients through a softmax, a LayerNorm and a ReLU: test_transformer's 1e-3
+        assert_close(pt(ours.grad), theirs.grad, 1e-3)
+
+
+def test_attention_built_directly_as_torchs(session):
+    torch.manual_seed(7)
+    ours = cryptgpu.nn.MultiheadAttention(8, 2, batch_first=True)
+    theirs = torch.nn.MultiheadAttention(8, 2, batch_first=True).double()
+    theirs.load_state_dict({k: v.double() for k, v in ours.state_dict().items()})
+    x = torch.randn(2, 3, 8, dtype=D)
+    want = theirs(x, x, x)[0].detach()
+    assert_close(ours(x, x, x)[0].detach(), want, 1e-5)  # plaintext: float32 parameters
+    ours.encrypt()
+    xs = cryptgpu.cryptensor(x)
+    assert_close(pt(ours(xs, xs, xs)[0]), want, ATT)
+    kv = cryptgpu.cryptensor(torch.randn(2, 5, 8, dtype=D))
+    assert tuple(ours(xs, kv, kv)[0].shape) == (2, 3, 8)  # cross-attention: split weights

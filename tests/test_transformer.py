@@ -409,9 +409,11 @@ def test_layer_norm_functional_and_to_pytorch_after_private_training(session):
 
 
 def test_attention_costs_its_parts_and_nothing_more(session):
-    """Communication of MultiheadAttention against the protocol table: six
-    shared matmuls (q, k, v projections, q k^T, weights times v, the output
-    projection; 2 rounds each), one product by the public scale (2 rounds)
+    """Communication of MultiheadAttention against the protocol table: four
+    shared matmuls (self-attention's one packed q/k/v projection, q k^T,
+    weights times v, the output projection; 2 rounds each; the three
+    projections were three matmuls until 2026-12-05), one product by the
+    public scale (2 rounds)
     and a softmax over rows of the same shape, whose own cost (a max
     tournament of ceil(log2 6) = 3 comparison levels, exp_nonpos, the
     reciprocal) is measured alone; no round beyond these."""
@@ -437,9 +439,9 @@ def test_attention_costs_its_parts_and_nothing_more(session):
     cryptgpu.reset_stats()
     pm(xs)
     attn = cryptgpu.stats()
-    assert (attn["ops"]["matmul"]["calls"], attn["ops"]["matmul"]["rounds"]) == (6, 12)
+    assert (attn["ops"]["matmul"]["calls"], attn["ops"]["matmul"]["rounds"]) == (4, 8)
     assert attn["ops"]["mul"]["calls"] == softmax["ops"]["mul"]["calls"] + 1
-    assert attn["total"]["rounds"] == 6 * 2 + 2 + softmax["total"]["rounds"]
+    assert attn["total"]["rounds"] == 4 * 2 + 2 + softmax["total"]["rounds"]
 
 
 def test_full_vit_tiny_and_bert_tiny_private_predictions_equal_plaintext():

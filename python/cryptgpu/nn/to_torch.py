@@ -31,17 +31,13 @@ _LAYER_PARTS = ("self_attn", "multihead_attn", "linear1", "linear2", "norm1", "n
 def _copy_back(m: Module, tm: torch.nn.Module) -> None:
     """Copy our layer ``m``'s parameters (and BatchNorm's statistics) into
     the PyTorch layer ``tm`` it was converted from, recursing through the
-    attention, encoder and decoder layers (whose q/k/v projections go back into
-    ``in_proj_weight``/``in_proj_bias``)."""
+    attention, encoder and decoder layers (the attention's parameters by
+    torch's names)."""
     if isinstance(m, transformer.MultiheadAttention):
-        projs = [m._modules[k] for k in ("q_proj", "k_proj", "v_proj")]
-        if tm.in_proj_weight is not None:
-            _copy_into(tm.in_proj_weight, torch.cat([_opened(p.weight) for p in projs]))
-        else:
-            for k, p in zip(("q_proj_weight", "k_proj_weight", "v_proj_weight"), projs):
-                _copy_into(getattr(tm, k), p.weight)
-        if tm.in_proj_bias is not None:
-            _copy_into(tm.in_proj_bias, torch.cat([_opened(p.bias) for p in projs]))
+        for k in ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight"):
+            if k in m._params:
+                _copy_into(getattr(tm, k), m._params[k])
+        _copy_into(tm.in_proj_bias, m._params.get("in_proj_bias"))
         _copy_back(m._modules["out_proj"], tm.out_proj)
         return
     if isinstance(m, (transformer.TransformerEncoder, transformer.TransformerDecoder)):

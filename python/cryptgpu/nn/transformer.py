@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import _session
-from ..tensor import SharedTensor
-from .layers import GELU, Dropout, LayerNorm, Linear, ReLU
+from ..tensor import SharedTensor, cat
+from .layers import GELU, Dropout, LayerNorm, Linear, ReLU, _as_operand, _like, _public_input
 from .module import Module, ModuleList
 from .stats import LINEAR, OTHER, SOFTMAX, _track
 
@@ -58,6 +58,15 @@ def _scope(kind: str, x):
     if getattr(_session._ctx, "layer_kinds", None):
         return contextlib.nullcontext()
     return _track(kind, x)
+
+
+def _project(x, w, b):
+    """x W^T + b (an attention projection) on a SharedTensor or a plaintext
+    tensor, as Linear computes it."""
+    x = _public_input(x, w)
+    if isinstance(x, SharedTensor):
+        return x.linear(_as_operand(w), None if b is None else _as_operand(b))
+    return F.linear(x, *_like(x, w, b))
 
 
 def _attention(q, k, v, mask, dropout: Dropout | None, scale: float):
@@ -103,50 +112,70 @@ def scaled_dot_product_attention(
 
 
 class MultiheadAttention(Module):
-    """torch.nn.MultiheadAttention (same inputs and outputs): the input
-    projections as three Linear layers (split from ``in_proj_weight``), the
-    heads as a reshape, scaled dot-product attention per head, the output
-    projection. ``batch_first`` either way, unbatched inputs, bool or float
-    ``attn_mask`` and ``key_padding_mask`` (True: masked out, as torch),
-    ``is_causal``, attention dropout in training. Not supported:
-    ``add_bias_kv``, ``add_zero_attn``."""
+    """torch.nn.MultiheadAttention (same constructor, inputs, outputs and
+    parameters: ``in_proj_weight`` [3E, E] and ``in_proj_bias`` packed, or
+    ``q_proj_weight``/``k_proj_weight``/``v_proj_weight`` for other
+    key/value sizes, and ``out_proj``), so a torch state_dict loads and the
+    parameters pair with torch's in order. Self-attention (the same tensor
+    as query, key and value) projects once with the packed weight (one
+    shared product instead of three); the heads are a reshape, scaled
+    dot-product attention per head, the output projection. ``batch_first``
+    either way, unbatched inputs, bool or float ``attn_mask`` and
+    ``key_padding_mask`` (True: masked out, as torch), ``is_causal``,
+    attention dropout in training. Not supported: ``add_bias_kv``,
+    ``add_zero_attn``."""
 
     kind = OTHER
 
-    def __init__(
-        self,
-        num_heads: int,
-        q_proj: Linear,
-        k_proj: Linear,
-        v_proj: Linear,
-        out_proj: Linear,
-        dropout: float = 0.0,
-        batch_first: bool = False,
-    ):
+    def __init__(self, *args, _torch=None, _plain=None, **kwargs):
         super().__init__()
-        self.num_heads = int(num_heads)
-        self.batch_first = bool(batch_first)
-        for name, m in (("q_proj", q_proj), ("k_proj", k_proj), ("v_proj", v_proj)):
-            self.add_module(name, m)
-        self.add_module("out_proj", out_proj)
-        self.add_module("dropout", Dropout(dropout))
+        t = _torch if _torch is not None else torch.nn.MultiheadAttention(*args, **kwargs)
+        plain = _plain or (lambda p: p.detach().clone())
+        if t.bias_k is not None or t.add_zero_attn:
+            raise NotImplementedError("MultiheadAttention with add_bias_kv/add_zero_attn")
+        self.num_heads, self.embed_dim = int(t.num_heads), int(t.embed_dim)
+        self.batch_first = bool(t.batch_first)
+        for name in ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight"):
+            w = getattr(t, name)
+            if w is not None:
+                self.register_parameter(name, plain(w))
+        b = t.in_proj_bias
+        self.register_parameter("in_proj_bias", None if b is None else plain(b))
+        out = t.out_proj
+        self.add_module(
+            "out_proj", Linear(plain(out.weight), None if out.bias is None else plain(out.bias))
+        )
+        self.add_module("dropout", Dropout(t.dropout))
 
     def _from_torch_names(self, prefix: str, state: dict) -> None:
-        """torch's packed ``in_proj_weight``/``in_proj_bias`` (or its
-        separate ``q_proj_weight``...) in a state dict, under our three
-        projections' names, so that a torch model's state_dict loads."""
+        """A state dict of the earlier layout (three Linear projections,
+        ``q_proj.weight`` ...) under the packed names."""
         for kind in ("weight", "bias"):
-            packed = state.pop(f"{prefix}in_proj_{kind}", None)
-            if packed is not None and packed.shape[0] % 3 == 0:
-                parts = packed.split(packed.shape[0] // 3)
-                for name, part in zip(("q_proj", "k_proj", "v_proj"), parts):
-                    state[f"{prefix}{name}.{kind}"] = part
-            elif packed is not None:
-                state[f"{prefix}in_proj_{kind}"] = packed  # reported as unexpected
-        for name in ("q_proj", "k_proj", "v_proj"):
-            w = state.pop(f"{prefix}{name}_weight", None)
+            keys = [f"{prefix}{n}.{kind}" for n in ("q_proj", "k_proj", "v_proj")]
+            if all(k in state for k in keys):
+                parts = [state.pop(k) for k in keys]
+                if kind == "weight" and "in_proj_weight" not in self._params:
+                    for n, part in zip(("q", "k", "v"), parts):
+                        state[f"{prefix}{n}_proj_weight"] = part
+                    continue
+                join = cat if isinstance(parts[0], SharedTensor) else torch.cat
+                state[f"{prefix}in_proj_{kind}"] = join(parts, 0)
+
+    def _projections(self, query, key, value, same: bool):
+        """(q, k, v) projected: one product with the packed weight for
+        self-attention, else one per input with its third of it."""
+        e, p = self.embed_dim, self._params
+        w, b = p.get("in_proj_weight"), p.get("in_proj_bias")
+        with _scope(LINEAR, query):
+            if w is not None and same:
+                qkv = _project(query, w, b)
+                return qkv[..., :e], qkv[..., e : 2 * e], qkv[..., 2 * e :]
             if w is not None:
-                state[f"{prefix}{name}.weight"] = w
+                ws = (w[:e], w[e : 2 * e], w[2 * e :])
+            else:
+                ws = (p["q_proj_weight"], p["k_proj_weight"], p["v_proj_weight"])
+            bs = (None,) * 3 if b is None else (b[:e], b[e : 2 * e], b[2 * e :])
+            return tuple(_project(t, wi, bi) for t, wi, bi in zip((query, key, value), ws, bs))
 
     def forward(
         self,
@@ -160,6 +189,7 @@ class MultiheadAttention(Module):
         is_causal=False,
     ):
         """(attention output, attention weights or None), as torch."""
+        same = (key is None or key is query) and (value is None or value is query)
         key = query if key is None else key
         value = key if value is None else value
         unbatched = query.dim() == 2
@@ -176,9 +206,8 @@ class MultiheadAttention(Module):
         def heads(t, length):
             return t.reshape(n, length, h, d).permute(0, 2, 1, 3)
 
-        q = heads(self.q_proj(query), q_len)
-        k = heads(self.k_proj(key), k_len)
-        v = heads(self.v_proj(value), k_len)
+        q, k, v = self._projections(query, key, value, same)
+        q, k, v = heads(q, q_len), heads(k, k_len), heads(v, k_len)
         _check_masks(attn_mask, key_padding_mask, n, h, q_len, k_len)
         mask = _additive(attn_mask, False)
         if mask is not None and mask.dim() == 3:  # [N * H, L, S]
@@ -447,15 +476,7 @@ def convert_attention(m: torch.nn.MultiheadAttention, plain, where: str) -> Mult
     detaches and converts one parameter)."""
     if m.bias_k is not None or m.add_zero_attn:
         raise NotImplementedError(f"MultiheadAttention with add_bias_kv/add_zero_attn at {where}")
-    e = m.embed_dim
-    if m.in_proj_weight is not None:
-        ws = plain(m.in_proj_weight).split(e)
-    else:
-        ws = [plain(m.q_proj_weight), plain(m.k_proj_weight), plain(m.v_proj_weight)]
-    bs = plain(m.in_proj_bias).split(e) if m.in_proj_bias is not None else [None] * 3
-    projs = [Linear(w.clone(), None if b is None else b.clone()) for w, b in zip(ws, bs)]
-    out = Linear(plain(m.out_proj.weight), plain(m.out_proj.bias))
-    return MultiheadAttention(m.num_heads, *projs, out, m.dropout, m.batch_first)
+    return MultiheadAttention(_torch=m, _plain=plain)
 
 
 def _layer_norm(t, plain) -> LayerNorm:
