@@ -79,3 +79,66 @@ def test_shapes_keywords_and_types_as_torchs(session):
         F.adaptive_avg_pool2d(cryptgpu.cryptensor(torch.ones(1, 2, 4, 4)), 0)
     assert opened(cryptgpu.cryptensor(torch.tensor([2.0, 3.0])).pos_pow(0)).tolist() == [1, 1]
     assert usable()
+
+
+def test_views_of_the_diagonal_write_back(session):
+    """A view taken of diagonal() (a slice, an unsqueeze, view) writes into
+    the base, as torch's (the first diagonal view read a copy)."""
+    a = torch.arange(9.0, dtype=D).reshape(3, 3)
+    s = cryptgpu.cryptensor(a)
+    s.diagonal()[1:].fill_(-1)
+    a.diagonal()[1:].fill_(-1)
+    s.diagonal().unsqueeze(0).add_(10)
+    a.diagonal().unsqueeze(0).add_(10)
+    assert torch.equal(opened(s), a)
+
+
+def test_scatter_edges_as_torch(session):
+    x = torch.zeros(2, 3, dtype=D)
+    s = cryptgpu.cryptensor(x)
+    idx = torch.tensor([[0], [2]])
+    shared = cryptgpu.cryptensor(torch.tensor(2.5, dtype=D))  # a private fill value
+    assert torch.equal(opened(s.scatter(1, idx, value=shared)), x.scatter(1, idx, value=2.5))
+    with pytest.raises(RuntimeError):
+        x.scatter(1, idx, torch.ones(2, 1, 1))
+    with pytest.raises(RuntimeError, match="dimensions as src"):
+        s.scatter(1, idx, torch.ones(2, 1, 1))
+    with pytest.raises(RuntimeError):
+        torch.zeros(3).index_add(0, torch.tensor([1]), torch.tensor(2.0))
+    with pytest.raises(RuntimeError):
+        cryptgpu.cryptensor(torch.zeros(3)).index_add(0, torch.tensor([1]), torch.tensor(2.0))
+    with pytest.raises(RuntimeError):
+        s.index_select(0, torch.tensor([0], dtype=torch.uint8))  # torch refuses uint8
+    one = cryptgpu.cryptensor(torch.tensor(1.0))
+    assert opened(one.scatter(0, torch.tensor(0), torch.tensor(5.0))).item() == 5.0
+    assert tuple(one.unfold(0, 1, 1).shape) == (1,)
+    empty = cryptgpu.cryptensor(torch.zeros(0, 3))
+    assert tuple(empty.logsumexp(1).shape) == (0,)  # it raised a reshape error
+    assert usable()
+
+
+def test_wrapped_torch_parameters_keep_their_flags(session):
+    """A module wrapping a torch model's own Parameters (Linear(t.weight,
+    t.bias)) leaves them alone: encrypt() no longer marks them (the torch
+    model's optimiser refused to step) and eval() no longer clears their
+    requires_grad."""
+    t = torch.nn.Linear(3, 2)
+    opt = torch.optim.SGD(t.parameters(), lr=0.1)
+    m = cryptgpu.nn.Linear(t.weight, t.bias)
+    m.eval()
+    assert t.weight.requires_grad
+    m.encrypt()
+    t(torch.ones(1, 3)).sum().backward()
+    opt.step()  # raised "replaced by its shares"
+
+
+def test_a_parameter_frozen_by_hand_stays_frozen(session):
+    m = cryptgpu.nn.from_pytorch(torch.nn.Linear(3, 2), torch.zeros(1, 3)).train()
+    m.weight.requires_grad_(False)
+    m.eval()
+    m.train()
+    assert not m.weight.requires_grad and m.bias.requires_grad
+    m.encrypt()
+    assert not m.weight.requires_grad and m.bias.requires_grad
+    with pytest.raises(AssertionError, match="Padding_idx"):
+        cryptgpu.nn.Embedding(weight=torch.zeros(5, 2), padding_idx=7)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 
@@ -193,7 +194,7 @@ class FunctionOps:
         rest = [d for d in range(self.dim()) if d not in dims]
         x = self.permute(*rest, *dims) if dims != list(range(len(rest), self.dim())) else self
         lead = [self.shape[d] for d in rest]
-        x = x.reshape(*lead, -1)
+        x = x.reshape(*lead, math.prod(self.shape[d] for d in dims))  # not -1: lead may hold a 0
         if x.shape[-1] == 0:
             raise NotImplementedError("logsumexp over an empty dim (torch gives -inf)")
         out = fx.logsumexp(x, x.dim() - 1).reshape(lead)

@@ -24,7 +24,7 @@ def _index_array(index, what: str) -> np.ndarray:
     if isinstance(index, TensorBase):
         raise NotImplementedError(f"{what} with a SharedTensor index (indices must be public)")
     if isinstance(index, torch.Tensor):
-        if index.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
+        if index.dtype not in (torch.int64, torch.int32):
             raise RuntimeError(
                 f"{what}(): Expected dtype int32/int64 for index but got: {index.dtype}"
             )
@@ -58,9 +58,12 @@ def _scatter_positions(x, dim, index, src_shape, what: str):
     """The flat positions in x that torch.scatter's ``index`` names, shaped
     like index, after torch's shape checks."""
     idx = _index_array(index, what)
+    idx = idx.reshape(1) if idx.ndim == 0 else idx  # a scalar's index: one position
     d = _norm_dim(dim, max(x.dim(), 1))
     if idx.ndim != max(x.dim(), 1) and idx.size:
         raise RuntimeError("Index tensor must have the same number of dimensions as self tensor")
+    if src_shape is not None and idx.size and max(len(src_shape), 1) != idx.ndim:
+        raise RuntimeError("Index tensor must have the same number of dimensions as src tensor")
     grid = x._grid() if x.dim() else x._grid().reshape(1)
     if not idx.size:
         return idx.reshape(idx.shape), idx
@@ -124,7 +127,7 @@ class ScatterOps:
         ``dim`` that the public ``index`` names (repeated indices add up)."""
         d, idx, pos = _vector_positions(self, dim, index, "index_add_")
         src = self._source(source, pos.shape, "index_add source")
-        if tuple(src.shape) != pos.shape and not (src.dim() == 0 and pos.size == 1):
+        if tuple(src.shape) != pos.shape and not (src.dim() == 0 == self.dim()):
             if src.dim() != max(self.dim(), 1) or src.shape[d] != idx.size:
                 raise RuntimeError(
                     f"index_add_(): Number of indices ({idx.size}) should be equal to "
@@ -185,6 +188,15 @@ class ScatterOps:
         if reduce not in (None, "add"):
             raise NotImplementedError(f"scatter(reduce={reduce!r}): only 'add' is provided")
         scalar = value if src is None else src
+        if src is None and isinstance(scalar, (TensorBase, torch.Tensor)):
+            if scalar.dim() != 0:
+                raise RuntimeError("scatter(value=...) takes a number or a 0-d tensor")
+            pos, _ = _scatter_positions(self, dim, index, None, "scatter")
+            if reduce == "add":
+                counts = np.bincount(pos.ravel(), minlength=self.numel()).astype(np.float64)
+                return self + scalar * torch.from_numpy(counts).reshape(tuple(self.shape))
+            mask = _keep_mask(self, pos)
+            return self * mask + scalar * (1 - mask)
         if not isinstance(scalar, (TensorBase, torch.Tensor, np.ndarray, list, tuple)):
             pos, idx = _scatter_positions(self, dim, index, None, "scatter")
             if reduce == "add":
@@ -225,8 +237,14 @@ class ScatterOps:
             raise TypeError("unfold: size and step must be ints")
         if step <= 0:
             raise RuntimeError(f"step is {step} but must be > 0")
-        grid = self._grid() if self.dim() else self._grid().reshape(1)
-        d = _norm_dim(dimension, max(self.dim(), 1))
+        if self.dim() == 0:  # torch: a scalar unfolds to [1] (size 0 or 1)
+            if size not in (0, 1):
+                raise RuntimeError(
+                    f"maximum size for tensor at dimension 0 is 1 but size is {size}"
+                )
+            return self.reshape(1)[:size]
+        grid = self._grid()
+        d = _norm_dim(dimension, self.dim())
         n = grid.shape[d]
         if size < 0 or size > n:
             raise RuntimeError(

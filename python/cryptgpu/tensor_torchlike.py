@@ -270,8 +270,13 @@ class TorchLikeOps:
         # a view, as torch's: x.diagonal().fill_(0) changes x, and a change
         # of x shows in the diagonal (it was a copy until 2026-12-05)
         where = np.unravel_index(pos, tuple(self.shape))
+        offset = _ints([offset], "offset")[0]
+        # the read gives a live view of the base (a view of this view reads
+        # through it and writes back through its write)
         return self._at(pos)._as_view_of(
-            self, lambda base, p=pos: base._at(p), lambda base, v: base.__setitem__(where, v)
+            self,
+            lambda base: base.diagonal(offset, a, b),
+            lambda base, v: base.__setitem__(where, v),
         )
 
     def trace(self) -> TensorBase:

@@ -299,7 +299,6 @@ METHODS = {
     "div": OTHER,
     "neg": OTHER,
     "matmul": LINEAR,
-    # public only (masks): a private receiver is refused
     "log": OTHER,
     "reciprocal": OTHER,
     "erf": RELU,
@@ -316,6 +315,7 @@ METHODS = {
     "new_zeros": OTHER,
     "new_ones": OTHER,
     "new_full": OTHER,
+    # public only (masks): a private receiver is refused
     "cumsum": OTHER,
     "triu": OTHER,
     "tril": OTHER,

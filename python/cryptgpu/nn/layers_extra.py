@@ -188,8 +188,11 @@ class Embedding(Module):
             padding_idx = layer.padding_idx
         elif args or kw:
             raise TypeError(f"Embedding(weight=...) takes no other arguments, got {args} {kw}")
-        if padding_idx is not None and padding_idx < 0:
-            padding_idx += weight.shape[0]
+        if padding_idx is not None:
+            v = weight.shape[0]
+            if not -v <= padding_idx < v:  # torch's check, its exception type
+                raise AssertionError("Padding_idx must be within num_embeddings")
+            padding_idx = padding_idx + v if padding_idx < 0 else padding_idx
         self.register_parameter("weight", weight)
         self.padding_idx, self.scale_grad_by_freq = padding_idx, bool(scale_grad_by_freq)
 

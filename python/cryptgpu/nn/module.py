@@ -321,14 +321,18 @@ class Module:
                 if why:
                     raise RuntimeError(why)
         for m in self.modules():
-            m.training = mode
+            was, m.training = m.training, mode
             for v in m._params.values():
                 if isinstance(v, SharedTensor):
                     v._rg = mode and not v._frozen
-                elif isinstance(v, torch.Tensor) and v.is_leaf and v.is_floating_point():
+                elif _owned_plain(v):
                     # a decrypted (plaintext) parameter trains with torch as
-                    # a shared one would here
-                    v.requires_grad_(mode and not getattr(v, "_frozen", False))
+                    # a shared one would here; one frozen by the user in
+                    # training mode stays frozen
+                    if was and getattr(v, "_on", False) and not v.requires_grad:
+                        v._frozen = True  # we turned it on; the user turned it off
+                    v._on = mode and not getattr(v, "_frozen", False)
+                    v.requires_grad_(v._on)
         return self
 
     def _why_not_trainable(self) -> str | None:
@@ -366,6 +370,7 @@ class Module:
                     self._params[k] = memo[id(v)][1]
                     continue
                 frozen = bool(getattr(v, "_frozen", False))
+                frozen = frozen or (getattr(v, "_on", False) and not v.requires_grad)
                 shared = cryptensor(v, src=src)
                 ref = self.__dict__.get("_shared_before", {}).pop(k, None)
                 old = ref() if ref is not None else None
@@ -379,7 +384,8 @@ class Module:
                     old._view, old._back, old.grad = None, None, None
                     shared = old
                 self._params[k] = _as_param(shared, self.training, frozen)
-                v._replaced_by_encrypt = True  # an optimiser still holding v refuses to step
+                if _owned_plain(v):  # an optimiser still holding v refuses to step
+                    v._replaced_by_encrypt = True
                 if memo is not None:
                     memo[id(v)] = (v, self._params[k])  # v kept: its id stays unique
         buffers = self.__dict__.get("_buffers") or {}
@@ -431,7 +437,7 @@ class Module:
                 if set_to_none or p.grad is None:
                     p.grad = None
                 else:
-                    p.grad = p.grad * 0 if isinstance(p, SharedTensor) else p.grad.zero_()
+                    p.grad.zero_()
 
     def requires_grad_(self, requires_grad: bool = True) -> Module:
         """Freeze (False) or unfreeze every parameter below, as torch's
@@ -498,7 +504,8 @@ class Module:
                     self._params[k] = memo[id(v)][1]  # a tied weight: opened once
                     continue
                 self._params[k] = v.get_plain_text(dtype=torch.float64)
-                self._params[k].requires_grad_(self.training and not v._frozen)
+                self._params[k]._on = self.training and not v._frozen
+                self._params[k].requires_grad_(self._params[k]._on)
                 # for the next encrypt(), by weak reference: it matters only
                 # while something else (an optimiser) holds the parameter,
                 # and it must not keep the shares alive nor be pickled
@@ -663,6 +670,13 @@ class _Counter:
 
     def __setitem__(self, key: str, value) -> None:
         self.m.num_batches_tracked = int(value)
+
+
+def _owned_plain(v) -> bool:
+    """A plaintext parameter the module made (a converted, fresh or decrypted
+    copy), not a torch Parameter passed in (``Linear(t.weight, t.bias)``)."""
+    plain = isinstance(v, torch.Tensor) and not isinstance(v, torch.nn.Parameter)
+    return plain and v.is_leaf and v.is_floating_point()
 
 
 def _as_param(t: SharedTensor, training: bool, frozen: bool) -> SharedTensor:
