@@ -115,3 +115,20 @@ def test_unflatten_and_new_tensors_match_torch(session):
     assert isinstance(z, torch.Tensor) and z.shape == (3, 2) and z.abs().sum() == 0
     assert xs.new_full((2,), 1.5).tolist() == [1.5, 1.5]
     assert xs.new_ones((2, 2)).sum() == 4
+
+
+def test_scatter_family_and_friends_in_a_converted_forward(session):
+    class Net(nn.Module):
+        def forward(self, x):
+            y = torch.index_add(x, 1, torch.tensor([0, 2]), x[:, :2])
+            y = y.index_copy(1, torch.tensor([1]), x[:, 2:3])
+            y = torch.scatter_add(y, 1, torch.tensor([[0, 0], [1, 1]]), x[:, :2])
+            z = torch.special.expit(y) + torch.special.logsumexp(y, 1, keepdim=True)
+            return (
+                z * torch.trace(x[:, :2]) + y.masked_select(torch.tensor([True, False, True])).sum()
+            )
+
+    x = torch.randn(2, 3, dtype=D)
+    m = cryptgpu.nn.from_pytorch(Net(), x).encrypt()
+    # sigmoid and logsumexp (ACT each) times a trace of |x| < 4, plus sums
+    assert_close(pt(m(cryptgpu.cryptensor(x))), Net()(x), 8 * ACT)

@@ -142,3 +142,25 @@ def test_a_parameter_frozen_by_hand_stays_frozen(session):
     assert not m.weight.requires_grad and m.bias.requires_grad
     with pytest.raises(AssertionError, match="Padding_idx"):
         cryptgpu.nn.Embedding(weight=torch.zeros(5, 2), padding_idx=7)
+
+
+def test_more_torch_forms(session):
+    x = torch.arange(6.0, dtype=D).reshape(2, 3)
+    s = cryptgpu.cryptensor(x)
+    fill = s.index_fill(1, torch.tensor([-1]), 7.0)  # index_fill counts from the end
+    assert torch.equal(opened(fill), x.index_fill(1, torch.tensor([-1]), 7.0))
+    y = s.clone()
+    y.clamp_min_(2.0)
+    assert torch.equal(opened(y), x.clamp_min(2.0))
+    assert torch.equal(
+        opened(torch.pow(2, cryptgpu.cryptensor(torch.tensor([3.0])))), torch.tensor([8.0], dtype=D)
+    )
+    assert torch.equal(
+        opened(torch.tensor(2.0) ** cryptgpu.cryptensor(torch.tensor([4.0]))),
+        torch.tensor([16.0], dtype=D),
+    )
+    with pytest.raises(RuntimeError, match="broadcast.*length 2"):  # not an internal (46, 2)
+        cryptgpu.cryptensor(torch.ones(3)) / cryptgpu.cryptensor(torch.ones(2))
+    with pytest.raises(IndexError):
+        s.index_copy(1, torch.tensor([0, 1]), torch.ones(2, 1))
+    assert usable()

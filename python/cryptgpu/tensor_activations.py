@@ -253,5 +253,7 @@ for _name in (
     "reciprocal",
     "log",
     "erf",
+    "clamp_min",
+    "clamp_max",
 ):
     setattr(ActivationOps, _name + "_", _in_place(_name))

@@ -140,8 +140,9 @@ class ArithmeticOps:
     __pow__ = pow
 
     def __rpow__(self, base) -> TensorBase:
-        """``b ** x`` for a public number b > 0: exp(x ln b) (exp's
-        approximation and its range apply)."""
+        """``b ** x`` for a public number b > 0: 2^(x log2 b), range-reduced
+        (:func:`cryptgpu.functions.exp2`; a few units plus 2^-15 relative,
+        for results up to 2^30 at f = 16; larger ones are clamped there)."""
         if isinstance(base, TensorBase) or np.ndim(base) != 0:
             return NotImplemented
         b = float(_plain_array(base, "power base"))
@@ -151,7 +152,7 @@ class ArithmeticOps:
             )
         if b == 1:
             return self - self + 1.0
-        return (self * math.log(b)).exp()
+        return fx.exp2(self * math.log2(b))
 
     # In-place forms (CrypTen's add_, sub_, mul_, div_, neg_): the tensor
     # takes the result's shares. Autograd records no in-place operations,

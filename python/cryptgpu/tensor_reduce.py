@@ -133,6 +133,11 @@ class FunctionOps:
         """e^x by CrypTen's (1 + x/2^n)^(2^n) (relative error up to 12% at x = -8)."""
         return fx.exp(self)
 
+    def exp2(self) -> TensorBase:
+        """2^x, range-reduced (:func:`cryptgpu.functions.exp2`: a few units
+        plus 2^-15 relative for 2^x up to 2^30 at f = 16); also torch.exp2."""
+        return fx.exp2(self)
+
     def reciprocal(self) -> TensorBase:
         """1/x by Newton iterations (CrypTen's method; |x| in the tested range)."""
         return fx.reciprocal(self)

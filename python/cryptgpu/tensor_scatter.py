@@ -41,15 +41,18 @@ def _in_range(idx: np.ndarray, n: int, d: int) -> None:
         raise IndexRangeError(f"index {bad} is out of bounds for dimension {d} with size {n}")
 
 
-def _vector_positions(x, dim, index, what: str):
+def _vector_positions(x, dim, index, what: str, wrap: bool = False):
     """(dim, index as 1-D, the flat positions of the selected slices of x
-    shaped [..., len(index), ...]) for index_add/index_copy/index_fill."""
+    shaped [..., len(index), ...]) for index_add/index_copy/index_fill
+    (``wrap``: negative indices count from the end, as index_fill's)."""
     d = _norm_dim(dim, max(x.dim(), 1))
     idx = _index_array(index, what)
     if idx.ndim > 1:
         raise IndexError(f"{what}(): Index is supposed to be a vector, but got dim: {idx.ndim}")
     idx = idx.reshape(-1)
     grid = x._grid() if x.dim() else x._grid().reshape(1)
+    if wrap:
+        idx = np.where(idx < 0, idx + grid.shape[d], idx)
     _in_range(idx, grid.shape[d], d)
     return d, idx, np.take(grid, idx, axis=d)
 
@@ -147,7 +150,7 @@ class ScatterOps:
         d, idx, pos = _vector_positions(self, dim, index, "index_copy_")
         src = self._source(source, pos.shape, "index_copy source")
         if tuple(src.shape) != pos.shape and not (src.dim() == 0 and pos.size == 1):
-            raise RuntimeError(
+            raise IndexRangeError(  # torch: IndexError
                 f"index_copy_(): source {list(src.shape)} must have self's shape "
                 f"{list(self.shape)} with dim {d} of size {idx.size}"
             )
@@ -156,7 +159,7 @@ class ScatterOps:
     def index_fill(self, dim: int, index, value) -> TensorBase:
         """``torch.index_fill``: the slices of ``dim`` named by the public
         ``index`` set to ``value`` (a number, or a 0-d tensor, shared or not)."""
-        _, _, pos = _vector_positions(self, dim, index, "index_fill_")
+        _, _, pos = _vector_positions(self, dim, index, "index_fill_", wrap=True)
         if isinstance(value, (TensorBase, torch.Tensor)) and value.dim() != 0:
             raise RuntimeError(
                 "index_fill_ only supports a 0-dimensional value tensor, but got tensor "

@@ -50,6 +50,11 @@ def _product(name):
     return call
 
 
+def _pow(a, b):
+    """torch.pow(a, b) and t ** x: x.pow(p), or b ** x for a public base."""
+    return a.pow(b) if isinstance(a, TensorBase) else b.__rpow__(a)
+
+
 def _add(a, b, *, alpha=1, out=None):
     b = b * alpha if alpha != 1 else b
     return a.add(b) if isinstance(a, TensorBase) else b.add(a)
@@ -339,6 +344,9 @@ TABLE = {
     F.avg_pool2d: _avg_pool2d,
     F.pad: _pad,
     torch.special.erf: _unary("erf"),
+    torch.pow: _pow,
+    torch.Tensor.pow: _pow,
+    torch.Tensor.__pow__: _pow,
     F.logsigmoid: _unary("logsigmoid"),
     F.softsign: _unary("softsign"),
     F.tanhshrink: _unary("tanhshrink"),

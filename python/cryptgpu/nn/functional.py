@@ -214,8 +214,17 @@ FUNCTIONS = {
             (F.hardshrink, RELU),
             (F.threshold, RELU),
             (F.softmin, SOFTMAX),
+            (torch.index_add, OTHER),
+            (torch.index_copy, OTHER),
+            (torch.index_fill, OTHER),
+            (torch.scatter, OTHER),
+            (torch.scatter_add, OTHER),
+            (torch.masked_select, OTHER),
+            (torch.trace, OTHER),
         )
     },
+    torch.special.expit: (TABLE[torch.special.expit], RELU),
+    torch.special.logsumexp: (TABLE[torch.special.logsumexp], SOFTMAX),
 }
 
 # The tensor methods a converted graph calls (x.view(...), x.relu()), by
@@ -308,6 +317,9 @@ METHODS = {
     "unflatten": OTHER,
     "hardshrink": RELU,
     "index_add": OTHER,
+    "index_copy": OTHER,
+    "masked_select": OTHER,
+    "trace": OTHER,
     "index_fill": OTHER,
     "scatter": OTHER,
     "scatter_add": OTHER,
