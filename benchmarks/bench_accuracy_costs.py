@@ -1,11 +1,11 @@
 """Cost of the range-reduced functions and the other accuracy fixes of
-2026-12-05 (two sessions): wall time (best of 3), rounds and bytes per
+2026-12-05 (three sessions): wall time (best of 3), rounds and bytes per
 party (the busiest party's, counted by the engine) of one call each, on the
 CPU local runtime.
 
 Run: python3 benchmarks/bench_accuracy_costs.py (a few seconds); the
-numbers are in benchmarks/RESULTS.md ("Accuracy fixes of 2026-12-05" and
-"2026-12-05 (eighth session)").
+numbers are in benchmarks/RESULTS.md ("Accuracy fixes of 2026-12-05",
+"2026-12-05 (eighth session)" and "2026-12-05 (tenth session)").
 """
 
 import time
@@ -71,6 +71,26 @@ def main():
     measure("BatchNorm2d 16x64x8x8 training forward", lambda: bn(img))
     vocab = cryptgpu.cryptensor(torch.randn(2, 2000, dtype=torch.float64))
     measure("argmax 2x2000", lambda: vocab.argmax(-1))
+    # tenth session: division range-reduced in the divisor (against the
+    # earlier x times 1/y), erf, logsumexp, the scatter family, the
+    # adaptive optimisers' steps, a self-attention's packed projection
+    num = cryptgpu.cryptensor(torch.randn(n, dtype=torch.float64) * 100)
+    measure("x / y (y in [0.5, 50.5], range-reduced in y)", lambda: num / x)
+    measure("x * y.reciprocal() (the earlier division)", lambda: num * x.reciprocal())
+    measure("erf", lambda: s.erf())
+    measure("logsumexp 8x128", lambda: rows.logsumexp(1))
+    idx = torch.randint(0, 100, (n,))
+    base = cryptgpu.cryptensor(torch.zeros(100, dtype=torch.float64))
+    measure("index_add of 10000 into 100", lambda: base.index_add(0, idx, s))
+    for name in ("SGD", "Adam", "RMSprop", "Adagrad"):
+        p = cryptgpu.cryptensor(torch.randn(n, dtype=torch.float64), requires_grad=True)
+        opt = getattr(cryptgpu.optim, name)([p], lr=1e-3)
+
+        def step(p=p, opt=opt):
+            p.grad = s * 0.1
+            opt.step()
+
+        measure(f"{name} step, {n} parameters", step)
     if hasattr(cryptgpu.nn, "LSTM"):
         lstm = cryptgpu.nn.LSTM(32, 64).encrypt().eval()
         seq = cryptgpu.cryptensor(torch.randn(16, 8, 32, dtype=torch.float64))
