@@ -181,7 +181,14 @@ def ratio_inv_sqrt(num, den, lo_exp: int = -10, hi_exp: int = 30):
     starts = list(range(lo_exp, hi_exp, 2))  # bucket j covers [2^j, 2^(j+2))
     ind = _bucket_indicator(den, starts, "ratio_inv_sqrt")
     half = (ind * _pow2_copies(den, [-j - 1 for j in starts])).sum(0)  # d / 2, d in [1, 4)
-    num_n = (ind * _pow2_copies(num, [-j // 2 for j in starts])).sum(0)
+    copies = _pow2_copies(num, [-j // 2 for j in starts])
+    if _is_shared(den) and tuple(copies.shape[1:]) != tuple(den.shape):
+        # num broadcast against a smaller den (a row norm): the indicator
+        # stays at den's shape, ranks aligned after its bucket dim
+        rank = max(den.dim(), copies.dim() - 1)
+        ind = ind.reshape(len(starts), *([1] * (rank - den.dim())), *den.shape)
+        copies = copies.reshape(len(starts), *([1] * (rank + 1 - copies.dim())), *copies.shape[1:])
+    num_n = (ind * copies).sum(0)
     # 1/sqrt(d) on [1, 4): the relative-minimax line 1.066277 - 0.152325 d
     # (within 8.6%), then Newton y <- y (1.5 - (d/2) y^2): 1.1e-2, 1.7e-4,
     # 4.5e-8. Three products a step, the halving folded into the range

@@ -266,7 +266,7 @@ def _normalize(x, p=2.0, dim=1, eps=1e-12, out=None):
         raise NotImplementedError(f"F.normalize with p={p} on a SharedTensor (p=2 only)")
     with _session.training_work():  # exact squares, as var's
         sq = (x * x).sum(dim, keepdim=True)
-    return ratio_inv_sqrt(x, sq.expand_as(x), -16, 30)
+    return ratio_inv_sqrt(x, sq, -16, 30)  # one range reduction per row, x broadcast
 
 
 def _vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None, out=None):  # noqa: A002
