@@ -109,3 +109,42 @@ def test_state_dict_resumes_and_arguments_are_checked(session):
         cryptgpu.optim.Adagrad([p], grad_scale=3)
     with pytest.raises(ValueError, match="entries"):
         cryptgpu.optim.Adagrad([p, q]).load_state_dict(cryptgpu.optim.Adagrad([p]).state_dict())
+
+
+@pytest.mark.parametrize(
+    "name,change",
+    [
+        ("Adam", {"betas": (0.9, 0.99)}),
+        ("Adam", {"grad_scale": 2**4}),
+        ("RMSprop", {"alpha": 0.9}),
+        ("RMSprop", {"grad_scale": 2**4}),
+        ("Adagrad", {"grad_scale": 2**4}),
+    ],
+)
+def test_changing_moment_hyperparameters_mid_run_follows_torch(session, name, change):
+    """The scaled second moment is kept without its (1 - beta2) factor and
+    in grad_scale units; a change of either between steps rescales it
+    (it was re-read under the new factor: Adam's steps 0.53x torch's after
+    beta2 0.999 -> 0.99). Tolerance as the runs above: 1e-3 of each step,
+    summed (steps of at most lr / sqrt(1 - beta2) = 10 lr for RMSprop at
+    alpha 0.99), plus the rescaling's one truncation per moment."""
+    gen = torch.Generator().manual_seed(5)
+    n, lr, steps = 100, 1e-2, 8
+    p_t = torch.randn(n, dtype=D, generator=gen).requires_grad_()
+    p_s = cryptgpu.cryptensor(p_t.detach()).requires_grad_()
+    opt = getattr(torch.optim, name)([p_t], lr=lr)
+    ours = getattr(cryptgpu.optim, name)([p_s], lr=lr)
+    for k in range(steps):
+        if k == 4:
+            for key, v in change.items():
+                ours.param_groups[0][key] = v
+                if key != "grad_scale":
+                    opt.param_groups[0][key] = v
+        g = torch.randn(n, dtype=D, generator=gen)
+        g = g.sign() * (g.abs() + 0.1)  # |g| >= 0.1: inside the documented range
+        p_t.grad = g.clone()
+        opt.step()
+        p_s.grad = cryptgpu.cryptensor(g)
+        ours.step()
+    err = (p_s.get_plain_text(dtype=D) - p_t.detach()).abs().max().item()
+    assert err < steps * 1e-3 * lr * 10 + 8 * 2.0**-16, err

@@ -334,6 +334,7 @@ class Adam(_Optimizer):
         self._m: dict[int, SharedTensor] = {}
         self._w: dict[int, SharedTensor] = {}
         self._wmax: dict[int, SharedTensor] = {}
+        self._units: dict[int, tuple] = {}  # (beta2, grad_scale) of each one's moments
         super().__init__(params, defaults, "Adam")
 
     def _check(self, group: dict) -> None:
@@ -374,6 +375,7 @@ class Adam(_Optimizer):
             # e), three range-reduced inverse square roots instead of one.
             e = s * eps / np.sqrt(c2)
             g = g * np.int64(s)  # exact: an integer factor
+            self._rescale(p, (b2, s))
             m, w = self._m.get(id(p)), self._w.get(id(p))
             m = g * (1 - b1) if m is None else m * b1 + g * (1 - b1)
             w = g * g if w is None else w * b2 + g * g
@@ -388,6 +390,22 @@ class Adam(_Optimizer):
             new = base - r * (lr * c1 / np.sqrt(c2))
             p._t = new._t
 
+    def _rescale(self, p, units: tuple) -> None:
+        """The moments of ``p`` kept without (1 - beta2) and in grad_scale
+        units, brought to the current ones when the user changed beta2 or
+        grad_scale between steps (torch's second moment carries on; ours
+        was re-read under the new factor: a step 0.53x torch's after beta2
+        0.999 -> 0.99)."""
+        prev = self._units.get(id(p))
+        self._units[id(p)] = units
+        if prev is None or prev == units:
+            return
+        fm = units[1] / prev[1]
+        fw = (1 - prev[0]) / (1 - units[0]) * fm * fm
+        for table, f in ((self._m, fm), (self._w, fw), (self._wmax, fw)):
+            if id(p) in table:
+                table[id(p)] = table[id(p)] * f
+
     def state_dict(self) -> dict:
         """Hyperparameters (per group), the step counts (the optimiser's and
         each parameter's) and both moments (by parameter index)."""
@@ -395,6 +413,7 @@ class Adam(_Optimizer):
         return {
             **self._settings(),
             "step": self.t,
+            "units": [self._units.get(id(p)) for p in params],
             "steps": [self._steps.get(id(p), 0) for p in params],
             "exp_avg": [self._m.get(id(p)) for p in params],
             "exp_avg_sq_unscaled": [self._w.get(id(p)) for p in params],
@@ -419,6 +438,8 @@ class Adam(_Optimizer):
         self._m = {id(p): m for p, m in zip(params, ms) if m is not None}
         self._w = {id(p): w for p, w in zip(params, ws) if w is not None}
         self._wmax = {id(p): w for p, w in zip(params, mx) if w is not None}
+        units = state.get("units") or [None] * len(params)
+        self._units = {id(p): tuple(u) for p, u in zip(params, units) if u is not None}
 
 
 class AdamW(Adam):
@@ -454,7 +475,21 @@ class _Moments(_Optimizer):
         check_grad_scale(defaults["grad_scale"])
         self._state = {slot: {} for slot in self._SLOTS}
         self._steps: dict[int, int] = {}
+        self._units: dict[int, tuple] = {}
         super().__init__(params, defaults, name)
+
+    def _rescale(self, p, units: tuple, factors) -> None:
+        """The slots of ``p`` brought from the units of its last step to the
+        current ones (``factors(prev, units)``: slot -> factor) when the
+        user changed alpha or grad_scale between steps (as Adam's)."""
+        prev = self._units.get(id(p))
+        self._units[id(p)] = units
+        if prev is None or prev == units:
+            return
+        for slot, f in factors(prev, units).items():
+            table = self._state[slot]
+            if id(p) in table:
+                table[id(p)] = table[id(p)] * f
 
     def _check(self, group: dict) -> None:
         super()._check(group)
@@ -471,6 +506,7 @@ class _Moments(_Optimizer):
         state slots, by parameter index; save it with :func:`cryptgpu.save`."""
         params = self.params
         out = {**self._settings(), "steps": [self._steps.get(id(p), 0) for p in params]}
+        out["units"] = [self._units.get(id(p)) for p in params]
         for slot, table in self._state.items():
             out[slot] = [table.get(id(p)) for p in params]
         return out
@@ -486,6 +522,8 @@ class _Moments(_Optimizer):
                 )
         self._load_settings(state)
         self._steps = {id(p): int(k) for p, k in zip(params, state["steps"]) if k}
+        units = state.get("units") or [None] * len(params)
+        self._units = {id(p): tuple(u) for p, u in zip(params, units) if u is not None}
         for slot in self._SLOTS:
             self._state[slot] = {id(p): v for p, v in zip(params, state[slot]) if v is not None}
 
@@ -548,6 +586,7 @@ class RMSprop(_Moments):
         for p, g in self._gradients(group):
             self._steps[id(p)] = self._steps.get(id(p), 0) + 1
             g = g * np.int64(s)  # exact: an integer factor
+            self._rescale(p, (a, s), _rmsprop_factors)
             w = w_of.get(id(p))
             w = w_of[id(p)] = g * g if w is None else w * a + g * g
             if group["centered"]:
@@ -565,6 +604,14 @@ class RMSprop(_Moments):
             else:
                 new = p - r * (lr / root)
             p._t = new._t
+
+
+def _rmsprop_factors(prev, now) -> dict:
+    """RMSprop's w = v s^2 / (1 - alpha) and m = mean(g) s / (1 - alpha)
+    from the units (alpha, s) of ``prev`` to those of ``now``."""
+    f = (1 - prev[0]) / (1 - now[0])
+    r = now[1] / prev[1]
+    return {"square_avg_scaled": f * r * r, "grad_avg_scaled": f * r}
 
 
 class Adagrad(_Moments):
@@ -624,6 +671,7 @@ class Adagrad(_Moments):
             t = self._steps[id(p)] = self._steps.get(id(p), 0) + 1
             lr_t = group["lr"] / (1 + (t - 1) * group["lr_decay"])
             g = g * np.int64(s)  # exact: an integer factor
+            self._rescale(p, (s,), lambda prev, now: {"sum_scaled": (now[0] / prev[0]) ** 2})
             w = sums.get(id(p))
             start = group["initial_accumulator_value"] * s * s
             w = sums[id(p)] = g * g + start if w is None else w + g * g
