@@ -164,3 +164,48 @@ def test_more_torch_forms(session):
     with pytest.raises(IndexError):
         s.index_copy(1, torch.tensor([0, 1]), torch.ones(2, 1))
     assert usable()
+
+
+def test_shared_hyperparameters_are_never_opened(session, monkeypatch):
+    """A SharedTensor given where a number goes was opened with float() to
+    every party, silently (pos_pow's exponent, leaky_relu's slope, ...):
+    those that can stay private do, the others raise TypeError, and no
+    call opens anything."""
+    x = cryptgpu.cryptensor(torch.tensor([2.0, 3.0, 100.0], dtype=D))
+    s = cryptgpu.cryptensor(torch.tensor(0.75, dtype=D))
+    opened = []
+    real = cryptgpu.SharedTensor.get_plain_text
+    monkeypatch.setattr(
+        cryptgpu.SharedTensor,
+        "get_plain_text",
+        lambda self, *a, **k: opened.append(self.shape) or real(self, *a, **k),
+    )
+    results = [x.pos_pow(s), x.leaky_relu(s), x.threshold(s, s), x.hardshrink(s), x.hardtanh(-s, s)]
+    y = x.clone()
+    y.fill_(s)
+    results += [y, torch.full_like(x, s)]
+    for call in (lambda: x.elu(alpha=s), lambda: x.softplus(beta=s), lambda: x.celu(alpha=s)):
+        with pytest.raises(TypeError, match="public number"):
+            call()
+    assert opened == []
+    monkeypatch.undo()
+    v = torch.tensor([2.0, 3.0, 100.0], dtype=D)
+    # 2^(p log2 x): the range-reduced log and exp2, 1e-4 relative
+    assert ((opened_pow := opened_values(results[0])) / v**0.75 - 1).abs().max() <= 1e-4, opened_pow
+    assert torch.equal(opened_values(results[-1]), torch.full((3,), 0.75, dtype=D))
+
+
+def opened_values(t):
+    return t.get_plain_text(dtype=D)
+
+
+def test_pos_pow_fractions_are_range_reduced(session):
+    """pos_pow(0.7) went through CrypTen's exp (12% off at 1e5); it is
+    2^(frac log2 x) now: 1e-4 relative (log's few units and exp2's 2^-14)."""
+    v = torch.tensor([0.5, 10.0, 100.0, 1e4, 1e5], dtype=D)
+    x = cryptgpu.cryptensor(v)
+    for p, n in ((0.7, 5), (2.3, 3)):  # 1e4 ** 2.3 would leave the range (2^30)
+        got = opened_values(cryptgpu.cryptensor(v[:n]).pos_pow(p))
+        assert ((got / v[:n] ** p) - 1).abs().max() <= 1e-4
+    per = torch.tensor([1.5, 2.5, 0.5, 0.3, 0.2], dtype=D)
+    assert ((opened_values(x.pos_pow(per)) / v**per) - 1).abs().max() <= 1e-4

@@ -22,7 +22,7 @@ import torch
 from . import _session
 from . import functions as fx
 from ._native import InvalidArgumentError
-from .tensor_base import TensorBase
+from .tensor_base import TensorBase, number_or_shared, public_number
 from .tensor_compare import where
 
 _SELU_ALPHA = 1.6732632423543772
@@ -39,7 +39,7 @@ class ActivationOps:
     def leaky_relu(self, negative_slope: float = 0.01) -> TensorBase:
         """x for x >= 0, negative_slope * x below: relu(x) + s (x - relu(x))."""
         r = self.relu()
-        return r + (self - r) * float(negative_slope)
+        return r + (self - r) * number_or_shared(negative_slope)
 
     def relu6(self) -> TensorBase:
         """min(max(x, 0), 6)."""
@@ -54,13 +54,14 @@ class ActivationOps:
 
     def elu(self, alpha: float = 1.0) -> TensorBase:
         """torch's ELU: x for x > 0, alpha (e^x - 1) below."""
-        return self._elu_parts(float(alpha))
+        return self._elu_parts(public_number(alpha, "elu alpha"))
 
     def celu(self, alpha: float = 1.0) -> TensorBase:
         """torch's CELU: x for x > 0, alpha (e^(x / alpha) - 1) below."""
+        alpha = public_number(alpha, "celu alpha")
         if alpha == 0:
             raise InvalidArgumentError("ZeroDivisionError: alpha cannot be 0 for CELU")
-        return self._elu_parts(float(alpha), float(alpha))
+        return self._elu_parts(alpha, alpha)
 
     def selu(self) -> TensorBase:
         """torch's SELU: scale * ELU(x, alpha) with its fixed constants."""
@@ -85,6 +86,8 @@ class ActivationOps:
         at the default threshold 20 that is 2e-9 / beta, below the
         fixed-point resolution, so x is selected (one more comparison and
         one product) only for another threshold."""
+        beta = public_number(beta, "softplus beta")
+        threshold = public_number(threshold, "softplus threshold")
         if beta <= 0:
             raise InvalidArgumentError(f"softplus: beta must be positive, got {beta}")
         y = self if beta == 1 else self * float(beta)
@@ -114,11 +117,11 @@ class ActivationOps:
 
     def hardshrink(self, lambd: float = 0.5) -> TensorBase:
         """x where |x| > lambd, 0 elsewhere (torch's Hardshrink)."""
-        return self * (self.abs() > float(lambd))
+        return self * (self.abs() > number_or_shared(lambd))
 
     def threshold(self, threshold: float, value: float) -> TensorBase:
         """x where x > threshold, ``value`` elsewhere (torch's Threshold)."""
-        return where(self.gt(float(threshold)), self, float(value))
+        return where(self.gt(number_or_shared(threshold)), self, number_or_shared(value))
 
     def softmin(self, dim=None, dtype=None) -> TensorBase:
         """softmax(-x) over ``dim``."""
@@ -147,16 +150,22 @@ class ActivationOps:
     def pos_pow(self, p) -> TensorBase:
         """x^p for x > 0 (CrypTen's ``pos_pow``): x^floor(p) by products
         times x^(p - floor(p)), a square root for a half (x^1.5 = x sqrt(x),
-        1e-4 relative), exp(frac log x) otherwise (CrypTen's exp: a few
-        1e-3); a negative p through the reciprocal."""
-        p = float(p)
+        1e-4 relative), 2^(frac log2 x) otherwise (range-reduced exp2 of the
+        range-reduced log: about 1e-4 relative); a negative p through the
+        reciprocal; a SharedTensor p privately as 2^(p log2 x)."""
+        if isinstance(p, TensorBase) or (torch.is_tensor(p) and p.numel() > 1):
+            # a private exponent, or one per element: 2^(p log2 x), x > 0
+            return fx.exp2(self.log() * (p * (1 / math.log(2))))
+        p = public_number(p, "pos_pow exponent")
         if p < 0:
             return self.reciprocal().pos_pow(-p)  # as pow: (1/x)^p keeps precision
         k, frac = int(math.floor(p)), p - math.floor(p)
         whole = self.pow(k) if k else None
         if frac == 0:
             return whole if whole is not None else self.pow(0)  # x^0 = 1 (it was None)
-        part = self.sqrt() if frac == 0.5 else (self.log() * frac).exp()
+        # a fraction other than 1/2: 2^(frac log2 x), range-reduced (CrypTen's
+        # exp of frac log x was 2% off at x = 100 and 12% at 1e5 for 0.7)
+        part = self.sqrt() if frac == 0.5 else fx.exp2(self.log() * (frac / math.log(2)))
         return part if whole is None else whole * part
 
     # ------------------------------------------------------------ torch's
@@ -222,7 +231,7 @@ class ActivationOps:
 
     def fill_(self, value) -> TensorBase:
         """x = value everywhere, in place (a public value; no communication)."""
-        return self._assign(self * 0 + float(value), "fill_")
+        return self._assign(self * 0 + number_or_shared(value), "fill_")
 
 
 def _in_place(name: str):

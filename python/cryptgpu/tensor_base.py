@@ -453,3 +453,21 @@ _OVERLAP = (
     "unsupported operation: more than one element of the written-to tensor refers to a "
     "single memory location. Please clone() the tensor before performing the operation."
 )
+
+
+def public_number(v, what: str) -> float:
+    """``float(v)`` for a hyperparameter that must be public; a SharedTensor
+    is refused (float() would open it to every party without the code
+    saying so)."""
+    if isinstance(v, TensorBase):
+        raise TypeError(
+            f"{what} must be a public number, got a SharedTensor (using it here would "
+            "open it to every party; call get_plain_text() first if that is intended)"
+        )
+    return float(v)
+
+
+def number_or_shared(v):
+    """A scalar operand kept private when it is a SharedTensor (a product or
+    comparison with it stays private), else its float."""
+    return v if isinstance(v, TensorBase) else float(v)

@@ -382,7 +382,8 @@ class TorchLikeOps:
         ``max_value``; both are accepted)."""
         lo = min_val if min_value is None else min_value
         hi = max_val if max_value is None else max_value
-        if float(lo) > float(hi):  # torch's check (clamp itself accepts it)
+        public = not isinstance(lo, TensorBase) and not isinstance(hi, TensorBase)
+        if public and float(lo) > float(hi):  # torch's check (clamp itself accepts it)
             raise ValueError("min_val cannot be greater than max_val")
         return self.clamp(lo, hi)
 

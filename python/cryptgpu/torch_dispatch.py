@@ -253,6 +253,8 @@ def _public_like(fill):
 
     def call(x, *args, dtype=None, **kwargs):
         value = args[0] if fill is None else fill
+        if isinstance(value, TensorBase):  # a private fill value stays private
+            return x * 0 + value
         return torch.full(tuple(x.shape), float(value), dtype=dtype or torch.get_default_dtype())
 
     return call
