@@ -212,10 +212,11 @@ class Embedding(Module):
                     "would need a private division; give public ids"
                 )
             if self.padding_idx is not None and ag.needs_grad(w):
-                # the padding row's gradient masked out (exact, local); same value
+                # the same shares (no copy of the table), with the padding
+                # row's gradient masked out (an exact, local product)
                 keep = torch.ones(v, 1, dtype=torch.float64)
                 keep[self.padding_idx] = 0
-                w = w * keep + w.detach() * (1 - keep)
+                w = ag.record(w._wrap(w._t), (w,), lambda g: (g * keep,))
             return x.matmul(w)
         ids = torch.as_tensor(x)
         if ids.is_floating_point() or ids.dtype == torch.bool:
