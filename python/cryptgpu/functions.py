@@ -89,11 +89,31 @@ def _reciprocal_pos(x, lo_exp: int = -16, hi_exp: int = 30):
     indicator selects m = x / 2^j in [1, 2) (exact powers of two), the
     reciprocal of m (:func:`_reciprocal_unit`) is scaled back by 2^-j the
     same way. Within a few units of 2^-16 plus 1e-9 relative."""
-    lo_exp, hi_exp = _encodable_exps(x, lo_exp, hi_exp, 1, "reciprocal")
+    ind, exps, m = _octave(x, lo_exp, hi_exp, "reciprocal")
+    return (ind * _pow2_copies(_reciprocal_unit(m), exps)).sum(0)
+
+
+def _octave(x, lo_exp: int, hi_exp: int, label: str):
+    """(one-hot octave indicator [k, *x.shape], the exponents -j of the
+    octaves' powers of two, m = x / 2^j in [1, 2)) for x in [2^lo_exp,
+    2^hi_exp): one batched comparison and one selection product."""
+    lo_exp, hi_exp = _encodable_exps(x, lo_exp, hi_exp, 1, label)
     starts = list(range(lo_exp, hi_exp))
     ind = _bucket_indicator(x, starts, "reciprocal")
-    m = (ind * _pow2_copies(x, [-j for j in starts])).sum(0)  # in [1, 2)
-    return (ind * _pow2_copies(_reciprocal_unit(m), [-j for j in starts])).sum(0)
+    exps = [-j for j in starts]
+    return ind, exps, (ind * _pow2_copies(x, exps)).sum(0)
+
+
+def _select(ind, copies, den):
+    """sum over buckets of ind * copies, the indicator at ``den``'s shape
+    and the copies at a numerator's that may broadcast against it (ranks
+    aligned after the bucket dim): one product of the broadcast shape."""
+    if _is_shared(den) and tuple(copies.shape[1:]) != tuple(den.shape):
+        nd, k = copies.dim() - 1, ind.shape[0]
+        rank = max(den.dim(), nd)
+        ind = ind.reshape(k, *([1] * (rank - den.dim())), *den.shape)
+        copies = copies.reshape(k, *([1] * (rank - nd)), *copies.shape[1:])
+    return (ind * copies).sum(0)
 
 
 def divide(num, den, lo_exp: int = -16, hi_exp: int = 30):
@@ -115,17 +135,9 @@ def divide(num, den, lo_exp: int = -16, hi_exp: int = 30):
     except RuntimeError as e:  # torch's words, before any work
         raise InvalidArgumentError(str(e)) from None
     a, neg = _abs_and_ltz(den)
-    lo_exp, hi_exp = _encodable_exps(a, lo_exp, hi_exp, 1, "division")
-    starts = list(range(lo_exp, hi_exp))
-    ind = _bucket_indicator(a, starts, "reciprocal")
-    exps = [-j for j in starts]
-    m = (ind * _pow2_copies(a, exps)).sum(0)  # in [1, 2)
+    ind, exps, m = _octave(a, lo_exp, hi_exp, "division")
     copies = _pow2_copies(num, exps) if _is_shared(num) else _public_copies(num, exps, a)
-    nd = copies.dim() - 1  # num's rank
-    rank, k = max(den.dim(), nd), len(starts)
-    ind = ind.reshape(k, *([1] * (rank - den.dim())), *den.shape)
-    copies = copies.reshape(k, *([1] * (rank - nd)), *copies.shape[1:])
-    q = (ind * copies).sum(0) * _reciprocal_unit(m)  # num / 2^j / m
+    q = _select(ind, copies, den) * _reciprocal_unit(m)  # num / 2^j / m
     return q - 2 * (neg * q)
 
 
@@ -181,14 +193,8 @@ def ratio_inv_sqrt(num, den, lo_exp: int = -10, hi_exp: int = 30):
     starts = list(range(lo_exp, hi_exp, 2))  # bucket j covers [2^j, 2^(j+2))
     ind = _bucket_indicator(den, starts, "ratio_inv_sqrt")
     half = (ind * _pow2_copies(den, [-j - 1 for j in starts])).sum(0)  # d / 2, d in [1, 4)
-    copies = _pow2_copies(num, [-j // 2 for j in starts])
-    if _is_shared(den) and tuple(copies.shape[1:]) != tuple(den.shape):
-        # num broadcast against a smaller den (a row norm): the indicator
-        # stays at den's shape, ranks aligned after its bucket dim
-        rank = max(den.dim(), copies.dim() - 1)
-        ind = ind.reshape(len(starts), *([1] * (rank - den.dim())), *den.shape)
-        copies = copies.reshape(len(starts), *([1] * (rank + 1 - copies.dim())), *copies.shape[1:])
-    num_n = (ind * copies).sum(0)
+    # num may broadcast against a smaller den (a row norm)
+    num_n = _select(ind, _pow2_copies(num, [-j // 2 for j in starts]), den)
     # 1/sqrt(d) on [1, 4): the relative-minimax line 1.066277 - 0.152325 d
     # (within 8.6%), then Newton y <- y (1.5 - (d/2) y^2): 1.1e-2, 1.7e-4,
     # 4.5e-8. Three products a step, the halving folded into the range
