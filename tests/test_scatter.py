@@ -27,6 +27,7 @@ import torch
 
 import cryptgpu
 from conftest import ENC, TRUNC, ULP, assert_close, rand
+from conftest import F as PRECISION
 
 D = torch.float64
 LOCAL = 3 * ENC
@@ -216,3 +217,36 @@ def test_power_of_a_public_base(session):
     with pytest.raises(NotImplementedError, match="positive base"):
         (-2) ** cryptgpu.cryptensor(x)
     assert usable()
+
+
+def test_costs_of_erf_exp2_and_logsumexp(session):
+    """Rounds and bytes against the README's cost table: exp2 is a clamp
+    to public bounds (one batched ReLU), one comparison of the unit
+    thresholds, a Horner call of degree 6, the 2^k scaling of the
+    negative octaves (two exact steps) and the selection product, and
+    nothing more (its parts measured alone sum to it: 38 rounds); erf has
+    GELU's pieces (one comparison call for two indicators, x^2 truncated
+    exactly, ten products, one integer selection: 33 rounds); logsumexp
+    is log_softmax's normaliser (the same rounds)."""
+    from cryptgpu import functions as fx
+
+    x = cryptgpu.cryptensor(torch.randn(64, dtype=D) * 4)
+
+    def cost(fn):
+        cryptgpu.reset_stats()
+        out = fn()
+        t = cryptgpu.stats()["total"]
+        return out, t["rounds"], t["bytes_per_party"]
+
+    lo, hi = -(PRECISION + 1), 62 - 2 * PRECISION  # exp2's clamp at the session's f
+    _, rounds, nbytes = cost(lambda: fx.exp2(x))
+    xc, r1, b1 = cost(lambda: x.clamp(float(lo), float(hi)))
+    starts = list(range(lo, hi))
+    ind, r2, b2 = cost(lambda: fx._bucket_indicator(xc, starts, "exp2", unit=True))
+    p, r3, b3 = cost(lambda: fx._horner(fx._EXP2_COEFFS, xc * 1))
+    c, r4, b4 = cost(lambda: fx._pow2_copies(p, starts[::-1]))
+    _, r5, b5 = cost(lambda: (ind * c).sum(0))
+    assert rounds == r1 + r2 + r3 + r4 + r5 == 38
+    assert nbytes == b1 + b2 + b3 + b4 + b5
+    assert cost(lambda: x.erf())[1] == cost(lambda: x.gelu())[1] == 33
+    assert cost(lambda: x.logsumexp(0))[1] == cost(lambda: x.log_softmax(0))[1]
