@@ -305,3 +305,109 @@ def test_packing_inside_a_model_says_what_to_do(session):
     x = torch.rand(3, SEQ, IN)
     with pytest.raises(NotImplementedError, match="pad the batch and mask"):
         cryptgpu.nn.from_pytorch(Packed(), (x, torch.tensor([5, 3, 2])))
+
+
+# One step of a cell, with weights from contracting() (pre-activations
+# below 1.5) and states within 0.5: an LSTM's c' = f c + i g is within
+# D_GATE |c| + D_GATE |g| + 2 D_GATE |i| <= 3.5 D_GATE (g = 2 s - 1 doubles a
+# sigmoid's error) and h' = o tanh(c') within D_GATE (o) + D_GATE (tanh) +
+# 3.5 D_GATE (c' carried at slope <= 1) = 5.5 D_GATE; a GRU's n is within
+# D_GATE plus r's D_GATE times |h W_hn + b_hn| < 1, and h' = n + z (h - n)
+# adds z's D_GATE times |h - n| <= 1.5: 4.5 D_GATE; the products' rounding
+# (below 1e-4) fits in the margin to 6 D_GATE.
+TOL_STEP = 6 * D_GATE
+CELLS = [tnn.RNNCell, tnn.LSTMCell, tnn.GRUCell]
+
+
+def _state(cls, batch):
+    shape = (batch, HID) if batch else (HID,)
+    h = torch.rand(shape, dtype=torch.float64) - 0.5
+    return (h, torch.rand(shape, dtype=torch.float64) - 0.5) if cls is tnn.LSTMCell else h
+
+
+def _share(s):
+    return tuple(cryptgpu.cryptensor(t) for t in s) if isinstance(s, tuple) else cryptgpu.cryptensor(s)
+
+
+@pytest.mark.parametrize("cls", CELLS, ids=lambda c: c.__name__)
+def test_cells_follow_torch_batched_unbatched_with_and_without_state(session, cls):
+    """RNNCell, LSTMCell and GRUCell were refused by from_pytorch."""
+    m = contracting(cls(IN, HID))
+    x = torch.rand(BATCH, IN, dtype=torch.float64) * 2 - 1
+    cm = cryptgpu.nn.from_pytorch(m, x).encrypt()
+    close(cm(cryptgpu.cryptensor(x)), m(x), TOL_STEP)
+    s = _state(cls, BATCH)
+    close(cm(cryptgpu.cryptensor(x), _share(s)), m(x, s), TOL_STEP)
+    close(cm(x, s), m(x, s), TOL_STEP)  # public input and state
+    s1 = _state(cls, 0)
+    close(cm(cryptgpu.cryptensor(x[0]), _share(s1)), m(x[0], s1), TOL_STEP)
+
+
+class CellLoop(tnn.Module):
+    """The tutorial form of a cell: a loop over the time steps."""
+
+    def __init__(self, cell):
+        super().__init__()
+        self.cell = cell(IN, HID)
+        self.fc = tnn.Linear(HID, 3)
+        self.pair = cell is tnn.LSTMCell
+
+    def forward(self, x):
+        state = None
+        for t in range(SEQ):
+            state = self.cell(x[:, t], state)
+        return self.fc(state[0] if self.pair else state)
+
+
+@pytest.mark.parametrize("cls", [tnn.LSTMCell, tnn.GRUCell], ids=lambda c: c.__name__)
+def test_a_loop_over_a_cell_trains_as_torch(session, cls):
+    """The bound of test_training_through_time_follows_torch: each
+    parameter within lr * steps * 3 * D_GATE of torch's after SGD steps."""
+    m = contracting(CellLoop(cls))
+    x = torch.randn(4, SEQ, IN, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 1])
+    cm = cryptgpu.nn.from_pytorch(m, x).encrypt().train()
+    assert [n for n, _ in cm.named_parameters()] == [n for n, _ in m.named_parameters()]
+    lr, steps = 0.5, 3
+    opt = cryptgpu.optim.SGD(cm.parameters(), lr=lr)
+    ref = torch.optim.SGD(m.parameters(), lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        cryptgpu.nn.CrossEntropyLoss()(cm(cryptgpu.cryptensor(x)), y).backward()
+        opt.step()
+        ref.zero_grad()
+        F.cross_entropy(m(x), y).backward()
+        ref.step()
+    for p, w in zip(cm.parameters(), m.parameters()):
+        assert_close(pt(p), w.detach(), lr * steps * 3 * D_GATE)
+
+
+def test_cells_built_directly_bad_input_and_rounds(session):
+    cell = cryptgpu.nn.LSTMCell(IN, HID)
+    assert list(cell.state_dict()) == list(tnn.LSTMCell(IN, HID).state_dict())
+    cell.encrypt()
+    x = cryptgpu.cryptensor(torch.rand(BATCH, IN))
+    h = cryptgpu.cryptensor(torch.rand(BATCH, HID))
+    with pytest.raises(RuntimeError, match="inconsistent input_size"):
+        cell(cryptgpu.cryptensor(torch.rand(BATCH, IN + 1)))
+    with pytest.raises(ValueError, match="1D or 2D"):
+        cell(cryptgpu.cryptensor(torch.rand(1, BATCH, IN)))
+    with pytest.raises(TypeError, match="tuple"):
+        cell(x, h)
+    with pytest.raises(RuntimeError, match="batch size"):
+        cell(x, (torch.zeros(BATCH + 1, HID),) * 2)
+    with pytest.raises(RuntimeError, match="inconsistent hidden_size"):
+        cell(x, (torch.zeros(BATCH, HID + 1),) * 2)
+    with pytest.raises(RuntimeError, match="2D hidden"):
+        cell(x, (torch.zeros(HID),) * 2)
+    # a step with a state costs the layer's step plus the input projection
+    # (2 rounds; the layer projects the whole sequence at once)
+    sigmoid = 10 + 38 + 14 + 2
+    cost = {tnn.RNNCell: 2 + 2 + sigmoid, tnn.LSTMCell: 2 + 2 + 2 * sigmoid + 2 + 2}
+    cost[tnn.GRUCell] = cost[tnn.LSTMCell]
+    for cls, rounds in cost.items():
+        c = cryptgpu.nn.from_pytorch(cls(IN, HID)).encrypt()
+        cryptgpu.reset_stats()
+        c(x, (h, h) if cls is tnn.LSTMCell else h)
+        assert cryptgpu.stats()["total"]["rounds"] == rounds, cls.__name__
+    assert cell(x, (h, h))[1].shape == (BATCH, HID)  # the session still works

@@ -84,7 +84,7 @@ from .losses import (
     SmoothL1Loss,
 )
 from .module import Module, ModuleList, Sequential
-from .recurrent import GRU, LSTM, RNN
+from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from .stats import (
     BATCHNORM,
     LINEAR,
@@ -185,8 +185,11 @@ __all__ = [
     "Dropout2d",
     "MaxPool1d",
     "GRU",
+    "GRUCell",
     "LSTM",
+    "LSTMCell",
     "RNN",
+    "RNNCell",
     "check_overflow",
     "cat",
     "cryptensor",

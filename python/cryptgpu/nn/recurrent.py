@@ -1,4 +1,4 @@
-"""Recurrent layers: torch.nn.RNN, LSTM and GRU on private (or public)
+"""Recurrent layers: torch.nn.RNN, LSTM and GRU (and their cells) on private (or public)
 sequences with private (or public) weights, as torch computes them, and
 the table converting torch's layers into them.
 
@@ -261,13 +261,128 @@ class GRU(_Recurrent):
         return ((n - z * n) if h is None else n + z * (h - n),)
 
 
+class _Cell(Module):
+    """What RNNCell, LSTMCell and GRUCell share: torch's constructor and
+    parameters (``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``), one
+    step of the matching layer's cell on a [N, input_size] batch (or an
+    unbatched [input_size] vector) and its optional state."""
+
+    kind = OTHER
+    _torch = torch.nn.RNNCellBase
+    _state_count = 1
+    proj_size = 0
+
+    def _call_tracked(self, *args, **kwargs):
+        with _track(OTHER, args[0] if args else None):
+            return self.forward(*args, **kwargs)
+
+    def __init__(self, *args, _from: torch.nn.RNNCellBase | None = None, _plain=None, **kwargs):
+        super().__init__()
+        m = _from if _from is not None else self._torch(*args, **kwargs)
+        self.input_size, self.hidden_size, self.bias = m.input_size, m.hidden_size, m.bias
+        self.nonlinearity = getattr(m, "nonlinearity", "tanh")
+        for name, p in m.named_parameters():
+            self.register_parameter(name, _plain(p) if _plain else p.detach().clone())
+
+    def extra_repr(self) -> str:
+        """torch's description of the cell."""
+        return f"{self.input_size}, {self.hidden_size}"
+
+    def _state(self, hx, batched: bool, n: int, like) -> tuple:
+        """The state as a tuple of [N, hidden] values, None where zero."""
+        many = self._state_count > 1
+        if hx is None:
+            return (None,) * self._state_count
+        if many != isinstance(hx, (tuple, list)) or (many and len(hx) != self._state_count):
+            want = "a tuple (h_0, c_0)" if many else "one tensor hx"
+            raise TypeError(f"{type(self).__name__} takes {want} as its state")
+        parts = tuple(hx) if many else (hx,)
+        out = []
+        for j, s in enumerate(parts):
+            if s.dim() != (2 if batched else 1):
+                want = "2D hidden (batch x hidden_size)" if batched else "1D hidden"
+                raise RuntimeError(
+                    f"Expected {want} for {'a 2D' if batched else 'an unbatched 1D'} "
+                    f"input, but got {s.dim()}D hidden{j}"
+                )
+            if s.shape[-1] != self.hidden_size:
+                raise RuntimeError(
+                    f"hidden{j} has inconsistent hidden_size: got {s.shape[-1]}, "
+                    f"expected {self.hidden_size}"
+                )
+            if batched and s.shape[0] != n:
+                raise RuntimeError(
+                    f"Input batch size {n} doesn't match hidden{j} batch size {s.shape[0]}"
+                )
+            s = s if batched else s.unsqueeze(0)
+            out.append(_public_input(s, like) if like is not None else s)
+        return tuple(out)
+
+    def forward(self, input, hx=None):
+        """The next state: h' for RNNCell and GRUCell, (h', c') for
+        LSTMCell, as torch's cells compute it."""
+        name = type(self).__name__
+        if input.dim() not in (1, 2):
+            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead")
+        if input.shape[-1] != self.input_size:
+            raise RuntimeError(
+                f"input has inconsistent input_size: got {input.shape[-1]} "
+                f"expected {self.input_size}"
+            )
+        batched = input.dim() == 2
+        x = input if batched else input.unsqueeze(0)
+        w = next((v for v in self._params.values() if isinstance(v, SharedTensor)), None)
+        if w is not None:
+            x = _public_input(x, w)
+        state = self._state(hx, batched, x.shape[0], w)
+        p = self._params
+        xi = _lin(x, p["weight_ih"], p.get("bias_ih"))
+        h, b_hh = state[0], p.get("bias_hh")
+        hh = _bias(b_hh, xi) if h is None else _lin(h, p["weight_hh"], b_hh)
+        state = self._cell(xi, hh, state)
+        if not batched:
+            state = tuple(s.squeeze(0) for s in state)
+        return state if self._state_count > 1 else state[0]
+
+
+class RNNCell(_Cell):
+    """``torch.nn.RNNCell(input_size, hidden_size, bias=True,
+    nonlinearity='tanh')``: one step of RNN."""
+
+    _torch = torch.nn.RNNCell
+    _cell = RNN._cell
+
+
+class LSTMCell(_Cell):
+    """``torch.nn.LSTMCell(input_size, hidden_size, bias=True)``: one step
+    of LSTM; takes and returns (h, c)."""
+
+    _torch = torch.nn.LSTMCell
+    _state_count = 2
+    _cell = LSTM._cell
+
+
+class GRUCell(_Cell):
+    """``torch.nn.GRUCell(input_size, hidden_size, bias=True)``: one step
+    of GRU."""
+
+    _torch = torch.nn.GRUCell
+    _cell = GRU._cell
+
+
 def converters(plain) -> dict:
     """torch layer class -> function(layer) -> our layer."""
     t = torch.nn
     return {
-        t.RNN: lambda m: RNN(_from=m, _plain=plain),
-        t.LSTM: lambda m: LSTM(_from=m, _plain=plain),
-        t.GRU: lambda m: GRU(_from=m, _plain=plain),
+        kind: (lambda m, ours=ours: ours(_from=m, _plain=plain))
+        for kind, ours in (
+            (t.RNN, RNN),
+            (t.LSTM, LSTM),
+            (t.GRU, GRU),
+            (t.RNNCell, RNNCell),
+            (t.LSTMCell, LSTMCell),
+            (t.GRUCell, GRUCell),
+        )
     }
 
 
@@ -284,5 +399,7 @@ class _Whole(torch.nn.Module):
 
 
 def whole(model: torch.nn.Module) -> torch.nn.Module | None:
-    """The wrapper for a bare torch.nn.RNN, LSTM or GRU, else None."""
-    return _Whole(model) if type(model) in (torch.nn.RNN, torch.nn.LSTM, torch.nn.GRU) else None
+    """The wrapper for a bare torch recurrent layer or cell, else None."""
+    t = torch.nn
+    kinds = (t.RNN, t.LSTM, t.GRU, t.RNNCell, t.LSTMCell, t.GRUCell)
+    return _Whole(model) if type(model) in kinds else None
