@@ -382,6 +382,19 @@ def test_a_loop_over_a_cell_trains_as_torch(session, cls):
         assert_close(pt(p), w.detach(), lr * steps * 3 * D_GATE)
 
 
+class CountedLoop(CellLoop):
+    def forward(self, x):
+        state = None
+        for t in range(x.size(1)):
+            state = self.cell(x[:, t], state)
+        return state
+
+
+def test_a_loop_over_an_input_size_says_what_to_do(session):
+    with pytest.raises(NotImplementedError, match="loop a constant number of times"):
+        cryptgpu.nn.from_pytorch(CountedLoop(tnn.GRUCell), torch.rand(2, SEQ, IN))
+
+
 def test_cells_built_directly_bad_input_and_rounds(session):
     cell = cryptgpu.nn.LSTMCell(IN, HID)
     assert list(cell.state_dict()) == list(tnn.LSTMCell(IN, HID).state_dict())

@@ -102,6 +102,12 @@ def trace_modes(model: torch.nn.Module):
                 "or build the mask with torch.full((T, T), ...) or "
                 "nn.Transformer.generate_square_subsequent_mask)"
             )
+        if not hint and ("interpreted as an integer" in str(e) or "cannot be iterated" in str(e)):
+            hint = (
+                " (torch.fx cannot loop over a count read from an input, "
+                "range(x.size(1)) or x.unbind(1): loop a constant number of times, "
+                "range(SEQ_LEN), and index x[:, t])"
+            )
         if not hint and _packs(model):
             hint = (
                 " (a model that packs its sequences, pack_padded_sequence, cannot be "
