@@ -12,6 +12,8 @@ Two separate checks per function, because two errors add up:
    method's own error on the range (stated per function; CrypTen's methods).
 """
 
+import math
+
 import pytest
 import torch
 
@@ -45,8 +47,14 @@ def sig_d(a):
 @pytest.mark.parametrize(
     "name,fn,true,deriv,lo,hi,k,rel,abs_",
     [
-        # exp: (1 + x/256)^256 = e^(x - x^2/512 + ...): relative error x^2/512
-        ("exp", fx.exp, torch.exp, torch.exp, -8.0, 4.0, K_EXP, 0.13, 0.0),
+        # exp: range-reduced, Taylor 11 of e^(x/16) on [-1, 1.3] (1.8e-7
+        # relative, 3e-6 after 4 squarings) over the whole range [-16,
+        # 30 ln 2]; u = x/16 is one truncation (1 ulp, 16 ulp relative after
+        # the squarings) and the Horner steps a few ulp more: K = 32 gives
+        # 64 ulp of e^x plus 32 ulp (CrypTen's (1 + x/256)^256 was 12% off
+        # at -8 and 52% at 20: exp_crypten)
+        ("exp", fx.exp, torch.exp, torch.exp, -16.0, 30 * math.log(2), 32, 5e-6, 0.0),
+        ("exp_crypten", fx.exp_crypten, torch.exp, torch.exp, -8.0, 4.0, K_EXP, 0.13, 0.0),
         # range-reduced (octave, then a line and 3 Newton steps on [1, 2):
         # 1.4e-10 relative); CrypTen's method held on about [0.02, 200]
         (
@@ -260,10 +268,43 @@ def test_approx_config_is_used(session):
     old = fx.config.exp_iterations
     try:
         fx.config.exp_iterations = 2
-        coarse = cryptgpu.cryptensor(a).exp().get_plain_text(dtype=torch.float64)
+        coarse = fx.exp_crypten(cryptgpu.cryptensor(a)).get_plain_text(dtype=torch.float64)
         assert abs(coarse.item() - (1 + 2 / 4) ** 4) < 1e-3  # (1 + x/4)^4 = 5.0625
     finally:
         fx.config.exp_iterations = old
+
+
+def test_exp_holds_on_its_whole_range_with_torch_gradient_and_its_cost(session):
+    """x.exp(), torch.exp(x) and exp_() on [-16, 30 ln 2] at f = 16: within
+    64 ulp of e^x plus 32 ulp (test_function_on_its_range's bound); until
+    2026-12-05 it was CrypTen's limit, 4.7% low at 5 and 52% at 20. At the
+    top e^x is near 2^30, where the probabilistic truncation wraps one
+    square in 8: the squarings are exact, so no element wraps. The
+    gradient is g e^x with the private e^x: within the value's bound times
+    |g| <= 1 plus the product's ulp. Beyond the top the result is clamped
+    (e^x there is outside the fixed-point range)."""
+    a = torch.linspace(-16, 30 * math.log(2), 4001, dtype=torch.float64)
+    want = torch.exp(a)
+    tol = 32 * (2 * want + 1) * ULP
+    x = cryptgpu.cryptensor(a, requires_grad=True)
+    y = torch.exp(x)
+    assert ((pt := y.get_plain_text(dtype=torch.float64)) - want).abs().le(tol).all()
+    g = torch.rand(a.shape, dtype=torch.float64)
+    y.backward(cryptgpu.cryptensor(g))
+    got = x.grad.get_plain_text(dtype=torch.float64)
+    assert ((got - g * want).abs() <= tol + 2 * ULP * (1 + pt.abs())).all()
+    z = cryptgpu.cryptensor(torch.tensor([5.0, 20.0, 30.0], dtype=torch.float64))
+    z.exp_()
+    top = math.exp(30 * math.log(2))
+    want = torch.tensor([math.exp(5), math.exp(20), top], dtype=torch.float64)
+    assert ((z.get_plain_text(dtype=torch.float64) - want).abs() <= 64 * ULP * want).all()
+    # cost: the clamp's batched ReLU (10 rounds), x/16 (2), 11 Horner
+    # products in one call (22), 4 squarings (8)
+    cryptgpu.reset_stats()
+    cryptgpu.cryptensor(a).exp()
+    ops = cryptgpu.stats()["ops"]
+    assert ops["horner"]["rounds"] == 22 and ops["mul"]["calls"] == 4
+    assert cryptgpu.stats()["total"]["rounds"] == 1 + 42  # sharing the input, exp
 
 
 def test_exp_nonpos_is_range_reduced(session):
@@ -271,8 +312,8 @@ def test_exp_nonpos_is_range_reduced(session):
     at -16 costs e^-16 = 1.1e-7; the Taylor polynomial of degree 9 on
     [-1, 0], 2.8e-7; in fixed point its Horner steps leave a few units of
     2^-16 that the 4 squarings double 4 times (16x, relative): within
-    16 * 4 ulp of e^z plus 2 ulp. CrypTen's exp, kept as `exp`, is off by
-    12% at -8."""
+    16 * 4 ulp of e^z plus 2 ulp. CrypTen's exp, kept as `exp_crypten`, is
+    off by 12% at -8."""
     z = torch.linspace(-30, 0, 601, dtype=torch.float64)
     got = fx.exp_nonpos(cryptgpu.cryptensor(z)).get_plain_text(dtype=torch.float64)
     want = torch.exp(z)
