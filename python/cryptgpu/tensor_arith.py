@@ -225,7 +225,7 @@ class ArithmeticOps:
         gives a large finite value, not an error)."""
         if isinstance(y, TensorBase):
             return fx.divide(self, y)
-        yp = _plain_array(y, "div")
+        _, yp = self._other(y, "div")
         if np.any(yp == 0):
             raise ZeroDivisionError("division of a SharedTensor by zero")
         if yp.size == 1:
@@ -270,7 +270,7 @@ class ArithmeticOps:
 
     def rmatmul(self, p) -> TensorBase:
         """other @ self, for a plaintext or shared ``other``."""
-        yp = _plain_array(p, "matmul")
+        _, yp = self._other(p, "matmul")
         return _matmul(self, None, yp, torch.Size(yp.shape), public_left=True)
 
     __add__ = add

@@ -151,6 +151,16 @@ class TensorBase(ag.Node):
         if isinstance(y, TensorBase):
             y._s()
             return y, None
+        if isinstance(y, torch.Tensor) and y.requires_grad and ag.needs_grad(self):
+            # the product's gradient with respect to y would be private, and
+            # torch's y.grad cannot hold it: it was dropped without a word
+            raise RuntimeError(
+                f"{what}: a plaintext torch tensor that requires grad (shape "
+                f"{list(y.shape)}) meets a SharedTensor that requires grad; its gradient "
+                "would be private, and a torch tensor's .grad cannot hold it. Encrypt it "
+                "(cryptgpu.cryptensor(w, requires_grad=True), or model.encrypt()) to train "
+                "it, or pass w.detach() to keep it fixed"
+            )
         return None, _plain_array(y, what)
 
     def _public(self, arr: np.ndarray) -> TensorBase:
@@ -268,6 +278,13 @@ class TensorBase(ag.Node):
     def float(self) -> TensorBase:
         """The tensor itself (fixed-point reals serve every float dtype)."""
         return self
+
+    def type_as(self, other) -> TensorBase:
+        """``x.type_as(t)``: :meth:`to` ``t``'s dtype (a float one: the
+        tensor itself; a SharedTensor's is the default float dtype)."""
+        if not isinstance(other, (torch.Tensor, TensorBase)):
+            raise TypeError(f"type_as(): argument 'other' must be Tensor, not {type(other).__name__}")
+        return self.to(other.dtype)
 
     double = half = float
 
