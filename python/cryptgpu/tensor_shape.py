@@ -6,6 +6,7 @@ the engine moves share elements, no party sends anything.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -252,9 +253,7 @@ class ShapeOps:
         return out
 
     def __getitem__(self, idx) -> TensorBase:
-        if not isinstance(idx, tuple):
-            idx = (idx,)
-        idx = tuple(i if _index(i) is None else _index(i) for i in idx)
+        idx = _key(idx)
         if not all(_basic(i) for i in idx):
             pos = _positions(self, idx)
             flat = pos.ravel().tolist()
@@ -319,9 +318,7 @@ class ShapeOps:
         if isinstance(value, TensorBase) and ag.needs_grad(value):
             # the update would carry no gradient to value (torch records it)
             self._refuse_in_place("__setitem__")
-        if not isinstance(idx, tuple):
-            idx = (idx,)
-        idx = tuple(i if _index(i) is None else _index(i) for i in idx)
+        idx = _key(idx)
         pos = _positions(self, idx)
         flat = pos.ravel()
         # The last write to each position wins.
@@ -329,6 +326,13 @@ class ShapeOps:
         keep = flat.size - 1 - first_rev
         where = flat[keep].tolist()
         vshape = tuple(value.shape) if hasattr(value, "shape") else np.shape(value)
+        if len(vshape) > pos.ndim and all(n == 1 for n in vshape[: len(vshape) - pos.ndim]):
+            # torch drops a value's leading size-1 dims (out[i] = f(x[i:i+1]))
+            vshape = vshape[len(vshape) - pos.ndim :]
+            if isinstance(value, TensorBase):
+                value = value.reshape(vshape)
+            else:
+                value = np.reshape(_plain_array(value, "setitem value"), vshape)
         try:
             fits = np.broadcast_shapes(vshape, pos.shape) == pos.shape
         except ValueError:
@@ -424,6 +428,34 @@ def stack(tensors: Sequence[TensorBase], dim: int = 0) -> TensorBase:
     if not -nd <= dim < nd:
         raise IndexError(f"stack: dim {dim} out of range")
     return cat([t.unsqueeze(dim % nd) for t in ts], dim % nd)
+
+
+def _key(idx) -> tuple:
+    """An index as a tuple of per-dim indices, read as torch reads it: a
+    list of fewer than 32 items holding a sequence, tensor, slice, None or
+    ... is a tuple of indices (``x[[rows, cols]]`` is ``x[rows, cols]``),
+    with torch's deprecation warning; any other list is one index."""
+    if isinstance(idx, list) and len(idx) < 32 and any(_multi(i) for i in idx):
+        warnings.warn(
+            "Using a non-tuple sequence for multidimensional indexing is deprecated "
+            "(torch reads it as a tuple, as here, until its 2.9 change); use "
+            "x[tuple(seq)] instead of x[seq]",
+            UserWarning,
+            stacklevel=3,
+        )
+        idx = tuple(idx)
+    if not isinstance(idx, tuple):
+        idx = (idx,)
+    return tuple(i if _index(i) is None else _index(i) for i in idx)
+
+
+def _multi(i) -> bool:
+    return (
+        i is None
+        or i is Ellipsis
+        or isinstance(i, (slice, torch.Tensor, np.ndarray))
+        or (isinstance(i, Sequence) and not isinstance(i, str))
+    )
 
 
 def _basic(i) -> bool:
