@@ -163,6 +163,8 @@ def _shared_cast(x: SharedTensor, name: str, args: tuple, kwargs: dict):
     so a cast to a float dtype (or to the CPU) is the tensor itself."""
     if name in _CASTS:
         for a in list(args) + list(kwargs.values()):
+            if isinstance(a, SharedTensor):  # type_as(another private tensor)
+                continue
             if isinstance(a, torch.Tensor):
                 a = a.dtype
             ok = a is None or isinstance(a, bool) or a in _FLOAT_DTYPES
@@ -288,6 +290,9 @@ class Graph(Module):
         """The graph's inputs by placeholder name, from positional and
         keyword arguments (and the defaults of those left out)."""
         names = [name for name, _ in self._inputs]
+        star = next((i for i, n in enumerate(names) if n.startswith("*")), None)
+        if star is not None:  # forward(self, x, *rest): the rest as one tuple
+            inputs = tuple(inputs[:star]) + (tuple(inputs[star:]),)
         if len(inputs) > len(names):
             raise TypeError(f"forward takes {len(names)} inputs, got {len(inputs)}")
         bound = dict(zip(names, inputs))
@@ -519,8 +524,18 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
 def _check_failure(model, xs, want, got, folded: int) -> str:
     """The conversion check's error message, with the likely cause."""
     msg = "conversion check failed: the converted model disagrees with the original"
-    if isinstance(got, torch.Tensor) and isinstance(want, torch.Tensor) and got.shape == want.shape:
+    both = isinstance(got, torch.Tensor) and isinstance(want, torch.Tensor)
+    if both and got.shape == want.shape:
         msg += f" (largest difference {float((got - want).abs().max().detach()):.3g})"
+    elif both:
+        msg += f" (output of shape {list(got.shape)} where the model's is {list(want.shape)})"
+    elif type(got) is not type(want):
+        return msg + (
+            f": the converted model returns a {type(got).__name__} where the model returns "
+            f"a {type(want).__name__} (torch.fx traced a branch on a traced value, such as "
+            "isinstance(h, tuple), the way it goes for a placeholder; write the forward "
+            "without that branch)"
+        )
     if _has_nan(want):
         return msg + (
             ": the PyTorch model's own output has NaN for this input (a NaN weight, or "
@@ -556,7 +571,7 @@ def _dummy(x) -> torch.Tensor:
     kept, anything else becomes float64; CrypTen code passes
     torch.empty(...), whose values are undefined: only its shape matters,
     so it is checked on uniform values of that shape."""
-    x = torch.as_tensor(x)
+    x = torch.as_tensor(x).detach()  # one that requires grad cannot be deep-copied
     if x.dtype == torch.bool:  # a mask (src_key_padding_mask): as given
         return x
     x = x if x.dtype in (torch.int32, torch.int64) else x.double()
@@ -585,7 +600,10 @@ def _all_close(got, want) -> bool:
         )
     if want is None or got is None:
         return want is None and got is None
-    return torch.allclose(torch.as_tensor(got), want, atol=1e-6, rtol=1e-6)
+    if not isinstance(got, torch.Tensor) or not isinstance(want, torch.Tensor):
+        return type(got) is type(want) and got == want  # numbers, strings
+    # shapes first: allclose broadcasts, so a [4] row passed for a [2, 4] output
+    return got.shape == want.shape and torch.allclose(got, want, atol=1e-6, rtol=1e-6)
 
 
 def _has_nan(out) -> bool:

@@ -331,7 +331,16 @@ def mount(graph: Module, modules: dict, params: dict, order: dict) -> dict:
             node = nxt
         return node
 
-    for target in sorted(modules, key=lambda t: order.get(t, big)):
+    # the modules, and the containers of get_attr parameters (a custom
+    # module traced through, holding its own nn.Parameter), in torch's
+    # registration order: siblings then list their parameters as torch does
+    owners = {t.rpartition(".")[0] for t in params} - {""}
+    entries = [(order.get(t, big), 0, t) for t in modules]
+    entries += [(order.get(o, big), 1, o) for o in owners if o not in modules]
+    for _, is_owner, target in sorted(entries):
+        if is_owner:
+            container(target.split("."))
+            continue
         owner_path, _, leaf = target.rpartition(".")
         node = container(owner_path.split(".") if owner_path else [])
         if node is None or id(node) in leaves or leaf in node._modules or leaf in node._params:
