@@ -207,7 +207,11 @@ def init(
     # Also in the local runtime, where the settings agree by construction:
     # the check draws sharing randomness, and a seeded local run must stay
     # bit for bit the multi-process run with the same seed.
-    _agree_on_settings(_ctx.session, rank or 0, precision_bits, truncation, bound)
+    try:
+        _agree_on_settings(_ctx.session, rank or 0, precision_bits, truncation, bound)
+    except BaseException:
+        uninit()  # not a session whose settings were never agreed
+        raise
 
 
 def _agree_on_settings(s, rank: int, f: int, truncation: str, bound) -> None:
@@ -219,17 +223,15 @@ def _agree_on_settings(s, rank: int, f: int, truncation: str, bound) -> None:
     and one opening: public values only). A party with another
     precision_bits also decodes the others' values at another scale, so a
     mismatch shows whichever setting differs."""
-    mine = np.array(
-        [
-            float(f),
-            float(TRUNCATION_MODES.index(truncation)),
-            float(zlib.crc32(repr(bound).encode()) % 4096),
-        ]
-    )
+    # base-4 digits: every value below 4 is encodable up to f = 30 (the
+    # fixed-point range is 2^(63 - 2f): 8 there); f itself (30) and a
+    # 12-bit code were not, and init failed for f = 26..30
+    settings = (f, TRUNCATION_MODES.index(truncation), zlib.crc32(repr(bound).encode()) % 4096)
+    mine = np.array([float((v >> (2 * k)) & 3) for v in settings for k in range(6)])
     buf = mine.astype("<f8").tobytes()
     seen = []
     for src in range(3):
-        h = s.share(buf, [3], src)
+        h = s.share(buf, [mine.size], src)
         seen.append(np.frombuffer(s.reveal(h), dtype="<f8").round(6))
     s.reset_stats()  # counters start at init, as before this check
     for src, theirs in enumerate(seen):
@@ -237,10 +239,16 @@ def _agree_on_settings(s, rank: int, f: int, truncation: str, bound) -> None:
             names = "precision_bits, truncation mode index, check_range code"
             raise _native.InvalidArgumentError(
                 f"party {rank} and party {src} were started with different settings "
-                f"({names}): this party {mine.tolist()}, party {src} {theirs.tolist()} "
+                f"({names}): this party {_undigits(mine)}, party {src} {_undigits(theirs)} "
                 "as decoded here; every party must call init() with the same precision_bits, "
                 "truncation and check_range"
             )
+
+
+def _undigits(d) -> list:
+    """The three settings back from their base-4 digits (as decoded: a
+    party with another precision decodes at another scale)."""
+    return [sum(float(d[6 * j + k]) * 4**k for k in range(6)) for j in range(3)]
 
 
 TRUNCATION_MODES = ("auto", "exact", "probabilistic")
