@@ -201,3 +201,48 @@ def test_init_works_at_every_documented_precision(f):
         assert torch.equal(opened(x * 2), torch.tensor([1.0, -2.0], dtype=D))
     finally:
         cryptgpu.uninit()
+
+
+def test_batchnorm_eval_follows_in_place_changes_of_its_state(session):
+    """An eval BatchNorm kept its scale and shift from the first forward
+    (or the conversion) and ignored copy_, mul_, fill_ and .data = on its
+    weight, bias and running statistics: an EMA copy of a CNN updated in
+    place gave logits 9.5 from torch's. Tolerance: the private
+    1/sqrt(running_var + eps) is within 1e-4 relative (test_functions),
+    times |w| <= 4 and |x - mean| <= 8 here, plus two products' rounding:
+    4e-3."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, dtype=D)
+    new = torch.tensor([2.0, 3.0, 4.0], dtype=D)
+    for enc in (True, False):
+        for what, how in [("weight", "copy_"), ("running_var", "mul_"), ("bias", "data")]:
+            seq = tnn.Sequential(tnn.BatchNorm1d(3)).double().eval()
+            m = cryptgpu.nn.from_pytorch(seq, torch.zeros(1, 3), fold_batchnorm=False)
+            m = (m.encrypt() if enc else m).eval()
+            m(cryptgpu.cryptensor(x))  # the affine is computed and kept
+            t, tt = getattr(m[0], what), getattr(seq[0], what)
+            with cryptgpu.no_grad(), torch.no_grad():
+                if how == "copy_":
+                    t.copy_(cryptgpu.cryptensor(new) if enc else new)
+                    tt.copy_(new)
+                elif how == "mul_":
+                    t.mul_(2.0)
+                    tt.mul_(2.0)
+                else:
+                    t.data = cryptgpu.cryptensor(new) if enc else new.clone()
+                    tt.copy_(new)
+            got = opened(m(cryptgpu.cryptensor(x)))
+            assert (got - seq(x)).abs().max() <= 4e-3, (enc, what, how)
+
+
+def test_from_pytorch_leaves_each_submodule_mode_as_it_was(session):
+    """A model in train mode with its BatchNorm and Dropout in eval mode
+    (fine-tuning with frozen statistics) came back with every submodule in
+    train mode."""
+    m = tnn.Sequential(tnn.Linear(4, 4), tnn.BatchNorm1d(4), tnn.Dropout(0.5), tnn.ReLU())
+    m.train()
+    m[1].eval()
+    m[2].eval()
+    before = [s.training for s in m.modules()]
+    cryptgpu.nn.from_pytorch(m, torch.rand(2, 4))
+    assert [s.training for s in m.modules()] == before == [True, True, False, False, True]

@@ -114,7 +114,7 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
             m.momentum,
             int(m.num_batches_tracked) if m.num_batches_tracked is not None else 0,
         )
-        bn._affine = _bn_affine(m)  # exact, from the owner's plaintext
+        bn._set_affine(*_bn_affine(m))  # exact, from the owner's plaintext
         return bn
     for table in (activations, layers1d, layers_extra, recurrent):
         act = table.converters(_plain).get(type(m))
@@ -442,12 +442,16 @@ def from_pytorch(
     statistics as PyTorch does. ``True`` folds anyway (inference only:
     ``.train()`` on the result then raises), ``False`` never folds. The
     converted module starts in eval mode, whatever the model's mode (the
-    model's own mode is left as it was).
+    model's own mode, and each of its submodules', is left as it was).
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"from_pytorch expects a torch.nn.Module, got {type(model).__name__}")
     with tracing.LOCK:  # also around reading the mode another thread may be flipping
         was_training = model.training
+        # each submodule's own mode (a BatchNorm or Dropout put in eval mode
+        # inside a training model, for fine-tuning) is restored, not just
+        # the top's: model.train(was) turned them all back to training
+        modes = [(m, m.training) for m in model.modules()]
         if fold_batchnorm is None:
             fold_batchnorm = not was_training
         _CONVERTING.memo = {}
@@ -455,7 +459,8 @@ def from_pytorch(
             return _convert(model.eval(), dummy_input, bool(fold_batchnorm))
         finally:
             _CONVERTING.memo = None
-            model.train(was_training)
+            for m, mode in modes:
+                m.training = mode
 
 
 def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph:

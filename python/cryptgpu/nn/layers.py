@@ -292,6 +292,7 @@ class BatchNorm(Module):
                 self._buffers[k] = cryptensor(v, src=src)
         if self._affine is not None and not isinstance(self._affine[0], SharedTensor):
             self._affine = tuple(cryptensor(t, src=src) for t in self._affine)
+            self._affine_key = self._state_key()
         self._inv = None  # computed from the plaintext statistics
 
     def _decrypt_own(self) -> None:
@@ -302,7 +303,23 @@ class BatchNorm(Module):
                 self._buffers[k] = v.get_plain_text(dtype=torch.float64)
         if self._affine is not None and isinstance(self._affine[0], SharedTensor):
             self._affine = tuple(t.get_plain_text(dtype=torch.float64) for t in self._affine)
+            self._affine_key = self._state_key()
         self._inv = None  # computed from the shared statistics
+
+    def _state_key(self) -> tuple:
+        """What the eval affine is computed from: each parameter and running
+        statistic by identity and version (an in-place write, ``copy_``,
+        ``mul_`` or ``.data =``, bumps the version), and eps."""
+        vs = list(self._params.values()) + list(self._buffers.values())
+        # a torch tensor's .data = swaps its storage without a version bump
+        ptr = [v.data_ptr() if isinstance(v, torch.Tensor) else None for v in vs]
+        ids = [(id(v), getattr(v, "_version", None)) for v in vs]
+        return tuple(zip(ids, ptr)) + (self.eps,)
+
+    def _set_affine(self, scale, shift) -> None:
+        """Keep an eval affine computed from the current state (conversion
+        computes it exactly from the owner's plaintext)."""
+        self._affine, self._affine_key = (scale, shift), self._state_key()
 
     def _running_inv(self):
         """1 / sqrt(running_var + eps), kept while the running variance is
@@ -330,14 +347,15 @@ class BatchNorm(Module):
         # between a backward and the optimiser's step) the parameters are
         # still about to change, so nothing is cached from them
         trained = any(getattr(p, "requires_grad", False) for p in (w, b))
-        if self._affine is None or trained:
+        stale = self._affine is not None and self.__dict__.get("_affine_key") != self._state_key()
+        if self._affine is None or trained or stale:
             rm, inv = self._buffers["running_mean"], self._running_inv()
             scale = inv if w is None else inv * w
             shift = -(rm * scale) if b is None else b - rm * scale
             if trained:
                 self._affine = None  # the parameters are about to change
                 return scale, shift
-            self._affine = (scale, shift)
+            self._set_affine(scale, shift)
         return self._affine
 
     def forward(self, x):
