@@ -246,3 +246,24 @@ def test_from_pytorch_leaves_each_submodule_mode_as_it_was(session):
     before = [s.training for s in m.modules()]
     cryptgpu.nn.from_pytorch(m, torch.rand(2, 4))
     assert [s.training for s in m.modules()] == before == [True, True, False, False, True]
+
+
+@pytest.mark.parametrize("form", ["is_causal", "bool", "float-inf", "float-1e9"])
+def test_masked_positions_stay_masked_whatever_their_score(session, form):
+    """A masked score was lowered by 1e4, so a future key scoring 2e4 above
+    the kept one took all the weight (causality broken). Now it is
+    replaced: row 0 attends to key 0 only. Tolerance: softmax within 3e-4
+    (test_functions) on values of 1."""
+    q, k = torch.zeros(1, 1, 2, 4, dtype=D), torch.zeros(1, 1, 2, 4, dtype=D)
+    q[..., 0, 0], k[..., 1, 0] = 200.0, 400.0  # query 0 . key 1 / 2 = 4e4
+    v = torch.eye(4, dtype=D)[:2].reshape(1, 1, 2, 4)
+    keep = torch.ones(2, 2, dtype=torch.bool).tril()
+    kw = {
+        "is_causal": {"is_causal": True},
+        "bool": {"attn_mask": keep},
+        "float-inf": {"attn_mask": torch.zeros(2, 2).masked_fill(~keep, float("-inf"))},
+        "float-1e9": {"attn_mask": torch.zeros(2, 2).masked_fill(~keep, -1e9)},
+    }[form]
+    want = F.scaled_dot_product_attention(q, k, v, **kw)
+    got = F.scaled_dot_product_attention(*(cryptgpu.cryptensor(t) for t in (q, k, v)), **kw)
+    assert (opened(got) - want).abs().max() <= 3e-4

@@ -25,11 +25,45 @@ from .stats import LINEAR, OTHER, SOFTMAX, _track
 MASKED = -1.0e4
 
 
+class _Mask:
+    """A public attention mask: the positions dropped (``keep`` 0: their
+    score is replaced by MASKED, whatever it was) and a finite additive
+    part (``add``). Until 2026-12-05 a dropped position's score was only
+    lowered by 1e4, and a score 1e4 above the kept ones (unnormalised or
+    adversarial queries) still took the weight: the causal mask let a
+    token attend to the future."""
+
+    def __init__(self, add=None, keep=None):
+        self.add, self.keep = add, keep
+
+    def reshape(self, *shape):
+        return _Mask(*(None if t is None else t.reshape(*shape) for t in (self.add, self.keep)))
+
+    def dim(self) -> int:
+        return (self.add if self.add is not None else self.keep).dim()
+
+    def __add__(self, other):
+        if other is None:
+            return self
+        add = other.add if self.add is None else _add_mask(self.add, other.add)
+        keep = other.keep if self.keep is None else (
+            self.keep if other.keep is None else self.keep * other.keep
+        )
+        return _Mask(add, keep)
+
+    def apply(self, scores):
+        """scores with the dropped positions set to MASKED (an integer
+        factor 0/1, exact and local) and the additive part added."""
+        if self.keep is not None:
+            scores = scores * self.keep + (1 - self.keep).double() * MASKED
+        return scores if self.add is None else scores + self.add
+
+
 def _additive(mask, allowed_when_true: bool):
-    """A public float64 additive mask from a bool or float one (None stays
-    None): a bool mask keeps the positions where it is ``allowed_when_true``
-    and puts MASKED elsewhere; a float mask is added as it is, -inf taken as
-    MASKED."""
+    """A public :class:`_Mask` from a bool or float one (None stays None):
+    a bool mask keeps the positions where it is ``allowed_when_true``; a
+    float mask is added, its entries at or below MASKED (-inf, a dtype's
+    minimum, -1e9) dropping their position as torch's -inf does."""
     if mask is None:
         return None
     if isinstance(mask, SharedTensor):
@@ -37,11 +71,15 @@ def _additive(mask, allowed_when_true: bool):
     m = torch.as_tensor(mask)
     if m.dtype == torch.bool:
         keep = m if allowed_when_true else ~m
-        return torch.where(keep, 0.0, MASKED).double()
-    return torch.clamp(m.double(), min=MASKED)
+        return _Mask(keep=keep.long())
+    m = m.double()
+    low = m <= MASKED
+    if not bool(low.any()):
+        return _Mask(add=m)
+    return _Mask(add=m.masked_fill(low, 0.0), keep=(~low).long())
 
 
-def _causal(q_len: int, k_len: int) -> torch.Tensor:
+def _causal(q_len: int, k_len: int) -> _Mask:
     return _additive(torch.ones(q_len, k_len, dtype=torch.bool).tril(), True)
 
 
@@ -83,7 +121,7 @@ def _attention(q, k, v, mask, dropout: Dropout | None, scale: float):
         else:
             scores = q.matmul(k.transpose(-2, -1)) * scale
     if mask is not None:
-        scores = scores + mask
+        scores = mask.apply(scores)
     with _scope(SOFTMAX, scores):
         w = scores.softmax(-1)
     if dropout is not None:
