@@ -7,6 +7,7 @@ precisions. Each fails on the code before its fix. Values compared here are
 exact (data movement, public positions) unless a tolerance is stated.
 """
 
+import math
 import warnings
 
 import pytest
@@ -267,3 +268,47 @@ def test_masked_positions_stay_masked_whatever_their_score(session, form):
     want = F.scaled_dot_product_attention(q, k, v, **kw)
     got = F.scaled_dot_product_attention(*(cryptgpu.cryptensor(t) for t in (q, k, v)), **kw)
     assert (opened(got) - want).abs().max() <= 3e-4
+
+
+class _NanoAttention(tnn.Module):
+    """nanoGPT's attention: a causal mask buffer sliced by the traced
+    length, and rotary-style factors computed from public positions with
+    torch functions the converter does not know (cos, sin)."""
+
+    def __init__(self, c=8, h=2, t=6):
+        super().__init__()
+        self.c_attn, self.c_proj, self.h = tnn.Linear(c, 3 * c), tnn.Linear(c, c), h
+        self.register_buffer("bias", torch.tril(torch.ones(t, t)).view(1, 1, t, t))
+
+    def forward(self, x):
+        b, t, c = x.size()
+        ang = torch.arange(t, dtype=torch.float64)[:, None] * torch.linspace(0.1, 1, c)
+        x = x * ang.cos() + x * torch.sin(ang)
+        q, k, v = self.c_attn(x).split(c, dim=2)
+        q, k, v = (z.view(b, t, self.h, c // self.h).transpose(1, 2) for z in (q, k, v))
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+        att = att.masked_fill(self.bias[:, :, :t, :t] == 0, float("-inf"))
+        y = F.softmax(att, dim=-1) @ v
+        return self.c_proj(y.transpose(1, 2).contiguous().view(b, t, c))
+
+
+def test_buffers_sliced_by_length_and_torch_functions_of_public_values_convert(session):
+    """Both were refused: 'slice indices must be integers' (the buffer was
+    a constant, not a graph value) and 'unsupported method .cos()'.
+    Tolerance: the projections' products (8 terms of |x| < 6, |w| < 0.4),
+    the attention's products and softmax (3e-4 of values below 3), and the
+    output projection: 2e-3, against 4e-5 measured."""
+    torch.manual_seed(0)
+    m = _NanoAttention().double()
+    x = torch.randn(2, 4, 8, dtype=D)
+    pm = cryptgpu.nn.from_pytorch(m, x).encrypt()
+    for inp in (x, torch.randn(1, 5, 8, dtype=D)):  # another length than the dummy's
+        got = opened(pm(cryptgpu.cryptensor(inp)))
+        assert (got - m(inp).detach()).abs().max() <= 2e-3
+
+    class PrivateCos(tnn.Module):
+        def forward(self, x):
+            return x.cos()
+
+    with pytest.raises(NotImplementedError, match=r"unsupported method \.cos\(\)"):
+        cryptgpu.nn.from_pytorch(PrivateCos(), x)  # on the private input: refused

@@ -340,7 +340,7 @@ class Graph(Module):
                 if shared is None:  # public values (or the conversion check)
                     env[node.name] = node.target(*args, **kwargs)
                     continue
-                if node.target in _PUBLIC_FUNCTIONS:
+                if node.target in _PUBLIC_FUNCTIONS or node.target not in _FUNCTIONS:
                     name = getattr(node.target, "__name__", str(node.target))
                     raise NotImplementedError(
                         f"{name} on a private tensor at node {node.name!r} is not supported"
@@ -351,6 +351,14 @@ class Graph(Module):
                     env[node.name] = fn(*args, **kwargs)
             elif node.op == "call_method":
                 args, kwargs = load(node.args), load(node.kwargs)
+                if node.target not in _METHODS:  # on public values only (conversion)
+                    if isinstance(args[0], SharedTensor):
+                        raise NotImplementedError(
+                            f".{node.target}() on a private tensor at node {node.name!r} "
+                            "is not supported"
+                        )
+                    env[node.name] = getattr(args[0], node.target)(*args[1:], **kwargs)
+                    continue
                 if isinstance(args[0], SharedTensor):
                     args = tuple(_minus_inf_masked(a) for a in args)
                 with _track(_METHODS[node.target], args[0]):
@@ -483,17 +491,19 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
     converted: dict[str, Module] = {}
     attrs: dict = {}
     params: dict = {}
+    private = _maybe_private(gm)
     for node in gm.graph.nodes:
         where = f"node {node.name!r}"
         if node.op == "call_module":
             if node.target not in converted:
                 converted[node.target] = _convert_module(mods[node.target], where)
         elif node.op == "call_function":
-            if node.target not in _FUNCTIONS and node.target not in _PUBLIC_FUNCTIONS:
+            known = node.target in _FUNCTIONS or node.target in _PUBLIC_FUNCTIONS
+            if not known and node in private:
                 name = getattr(node.target, "__name__", str(node.target))
                 raise NotImplementedError(f"unsupported function {name} at {where}")
         elif node.op == "call_method":
-            if node.target not in _METHODS:
+            if node.target not in _METHODS and node in private:
                 raise NotImplementedError(f"unsupported method .{node.target}() at {where}")
         elif node.op == "get_attr":
             v = gm
@@ -524,6 +534,34 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
         if not _all_close(got, want):
             raise RuntimeError(_check_failure(model, xs, want, got, folded))
     return out
+
+
+# What an op on a private tensor returns in public: its metadata.
+_METADATA = {"size", "dim", "numel", "shape", "dtype", "device", "ndim", "ndimension"}
+
+
+def _maybe_private(gm: torch.fx.GraphModule) -> set:
+    """The nodes whose value may be private: the inputs, the parameters (an
+    encrypted model shares them), a layer (its weights), and what is
+    computed from those, except their metadata (``x.size(1)``, ``x.shape``).
+    Any torch function or method on the other nodes (``torch.arange(T).cos()``
+    for rotary embeddings from public positions, buffers sliced by a length)
+    runs as torch runs it."""
+    params = {n for n, _ in gm.named_parameters()}
+    private: set = set()
+    for node in gm.graph.nodes:
+        if node.op == "placeholder" or (node.op == "get_attr" and node.target in params):
+            private.add(node)
+        elif node.op in ("call_module", "call_function", "call_method"):
+            name = node.target if isinstance(node.target, str) else ""
+            if node.target is getattr and len(node.args) > 1:
+                name = node.args[1]
+            if name in _METADATA or node.target is len:
+                continue
+            inputs = node.all_input_nodes
+            if node.op == "call_module" or any(i in private for i in inputs):
+                private.add(node)
+    return private
 
 
 def _check_failure(model, xs, want, got, folded: int) -> str:

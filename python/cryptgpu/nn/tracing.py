@@ -70,10 +70,20 @@ def has_marks(graph: torch.fx.Graph) -> bool:
     return bool(found)
 
 
+class _Tracer(torch.fx.Tracer):
+    """torch.fx's tracer with buffers read as graph attributes, so that a
+    buffer sliced by a traced length (nanoGPT's causal mask
+    ``self.bias[:, :, :T, :T]``, rotary caches) traces."""
+
+    proxy_buffer_attributes = True
+
+
 def _trace(model: torch.nn.Module):
     if hf.is_hf_model(model):
         return hf.trace(model)
-    return torch.fx.symbolic_trace(model), {}
+    graph = _Tracer().trace(model)
+    name = model.__class__.__name__ if isinstance(model, torch.nn.Module) else model.__name__
+    return torch.fx.GraphModule(model, graph, name), {}
 
 
 def trace_modes(model: torch.nn.Module):
