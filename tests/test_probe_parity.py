@@ -312,3 +312,47 @@ def test_buffers_sliced_by_length_and_torch_functions_of_public_values_convert(s
 
     with pytest.raises(NotImplementedError, match=r"unsupported method \.cos\(\)"):
         cryptgpu.nn.from_pytorch(PrivateCos(), x)  # on the private input: refused
+
+
+class _RMSModel(tnn.Module):
+    def __init__(self):
+        super().__init__()
+        self.n = tnn.RMSNorm(8)
+        self.fc = tnn.Linear(8, 3)
+        self.w = tnn.Parameter(torch.rand(8) + 0.5)
+
+    def forward(self, x):
+        return self.fc(self.n(x)) + F.rms_norm(x, (8,), self.w, 1e-6)[..., :3]
+
+
+def test_rmsnorm_layer_and_function_forward_and_backward(session):
+    """nn.RMSNorm and F.rms_norm were refused. Tolerances: 1/sqrt(mean x^2 +
+    eps) is within 1e-4 relative (ratio_inv_sqrt), so xhat within 1e-4 *
+    sqrt(8) plus a unit; times the weights (< 1.5) and through the Linear
+    (8 terms, |w| < 0.36): 2e-3 on outputs below 3 (6e-5 measured); the
+    gradients, of size 0.05, within the same relative error plus the
+    backward's products: 5e-4 (5e-5 measured)."""
+    torch.manual_seed(0)
+    m = _RMSModel().double()
+    with torch.no_grad():
+        m.n.weight.uniform_(0.5, 1.5)
+    x = torch.randn(4, 8, dtype=D) * 3
+    pm = cryptgpu.nn.from_pytorch(m, x).encrypt()
+    assert [n for n, _ in pm.named_parameters()] == [n for n, _ in m.named_parameters()]
+    assert (opened(pm(cryptgpu.cryptensor(x))) - m(x)).abs().max() <= 2e-3
+    pm.train()
+    xs = cryptgpu.cryptensor(x, requires_grad=True)
+    y = torch.tensor([0, 2, 1, 0])
+    cryptgpu.nn.CrossEntropyLoss()(pm(xs), y).backward()
+    xt = x.clone().requires_grad_()
+    F.cross_entropy(m(xt), y).backward()
+    assert (opened(xs.grad) - xt.grad).abs().max() <= 5e-4
+    for (n, p), q in zip(pm.named_parameters(), m.parameters()):
+        assert (opened(p.grad) - q.grad).abs().max() <= 5e-4, n
+    # built directly, as torch's constructor
+    r = cryptgpu.nn.RMSNorm([2, 4], eps=1e-5).encrypt()
+    want = tnn.RMSNorm([2, 4], eps=1e-5).double()(x.reshape(4, 2, 4))
+    assert (opened(r(cryptgpu.cryptensor(x.reshape(4, 2, 4)))) - want).abs().max() <= 2e-3
+    with pytest.raises(RuntimeError, match="expects an input whose last dims"):
+        r(cryptgpu.cryptensor(x))
+    assert usable()

@@ -71,6 +71,7 @@ from .layers_extra import (
     GroupNorm,
     InstanceNorm1d,
     InstanceNorm2d,
+    RMSNorm,
     Upsample,
 )
 from .losses import (
@@ -175,6 +176,7 @@ __all__ = [
     "ConvTranspose1d",
     "ConvTranspose2d",
     "GroupNorm",
+    "RMSNorm",
     "InstanceNorm1d",
     "InstanceNorm2d",
     "Upsample",

@@ -15,7 +15,7 @@ from ..torch_dispatch import TABLE
 from . import transformer
 from .layers import AdaptiveAvgPool2d, LayerNorm
 from .layers1d import AdaptiveAvgPool1d
-from .layers_extra import AdaptiveMaxPool2d, Embedding, GroupNorm, interpolate
+from .layers_extra import AdaptiveMaxPool2d, Embedding, GroupNorm, _rms_norm, interpolate
 from .stats import BATCHNORM, LINEAR, OTHER, POOLING, RELU, SOFTMAX
 
 
@@ -95,6 +95,7 @@ FUNCTIONS = {
     F.relu: (_relu, RELU),
     F.gelu: (_gelu, RELU),
     F.layer_norm: (_layer_norm, BATCHNORM),
+    F.rms_norm: (_rms_norm, BATCHNORM),
     F.scaled_dot_product_attention: (transformer.scaled_dot_product_attention, SOFTMAX),
     F.max_pool2d: (_max_pool2d, POOLING),
     F.avg_pool2d: (_avg_pool2d, POOLING),
@@ -370,6 +371,7 @@ TABLE.update(
         F.group_norm: _group_norm,
         F.adaptive_max_pool2d: _adaptive_max_pool2d,
         F.layer_norm: _layer_norm,
+        F.rms_norm: _rms_norm,
         F.scaled_dot_product_attention: transformer.scaled_dot_product_attention,
         F.adaptive_avg_pool2d: _adaptive_avg_pool2d,
         F.adaptive_avg_pool1d: _adaptive_avg_pool1d,

@@ -468,7 +468,7 @@ def _times_pow2(xc, r, f: float):
 _CHUNK = 256
 
 
-def _statistics(x, dims, eps: float, want_var: bool = False):
+def _statistics(x, dims, eps: float, want_var: bool = False, center: bool = True):
     """(mean, var or None, r, f, x - mean) over ``dims``, where
     1/sqrt(var + eps) = r f with f a public power of two and r 2^8 / std
     or more (:func:`_inv_std_parts`): normalise as (x - mean) r then f,
@@ -479,9 +479,9 @@ def _statistics(x, dims, eps: float, want_var: bool = False):
     16 (x - mean) elementwise, until 2026-12-05, wrapped beyond 2048 and
     gave outputs of 4e9) and kept scaled into the range-reduced
     1/sqrt; ``want_var`` also returns the variance itself (BatchNorm's
-    running statistics)."""
-    mean = x.mean(dims, keepdim=True)
-    xc = x - mean
+    running statistics). Without ``center`` (RMSNorm) the mean is 0."""
+    mean = x.mean(dims, keepdim=True) if center else None
+    xc = x - mean if center else x
     rest = [d for d in range(x.dim()) if d not in dims]
     xt = xc.permute(*rest, *dims) if rest + list(dims) != list(range(x.dim())) else xc
     lead = tuple(x.shape[d] for d in rest)
@@ -500,7 +500,7 @@ def _statistics(x, dims, eps: float, want_var: bool = False):
     sums = chunks.unsqueeze(-2).matmul(chunks.unsqueeze(-1)).reshape(*lead, m)
     v = sums.mean(-1) if m > 1 else sums.reshape(lead)  # = scale * var
     scale = s * s * n / m
-    v = v.reshape(mean.shape)
+    v = v.reshape([1 if d in dims else k for d, k in enumerate(x.shape)])
     r, f = _inv_std_parts(v, eps * scale, math.sqrt(scale))
     var = v * (1.0 / scale) if want_var else None
     return mean, var, r, f, xc
@@ -512,20 +512,21 @@ def _scale_shift(xhat, w, b, shape=None):
     return y if b is None else y + (b if shape is None else b.reshape(shape))
 
 
-def _record_norm(y, x, w, b, xhat, inv, dims, shape, param_dims):
+def _record_norm(y, x, w, b, xhat, inv, dims, shape, param_dims, center: bool = True):
     """Record ``y = xhat * w + b`` (normalised over ``dims``) with the
     closed-form backward: dxhat = g w; dx = inv / n (n dxhat - sum dxhat -
     xhat sum(dxhat xhat)); the parameters' gradients summed over
-    ``param_dims`` (those they are broadcast along)."""
+    ``param_dims`` (those they are broadcast along); without ``center``
+    (RMSNorm) the sum dxhat term is not there."""
     n = 1
     for d in dims:
         n *= x.shape[d]
 
     def back(g):
         dxhat = g if w is None else g * (w if shape is None else w.reshape(shape))
-        s1 = dxhat.sum(dims, keepdim=True)
         s2 = (dxhat * xhat).sum(dims, keepdim=True)
-        dx = (dxhat * n - s1 - xhat * s2) * inv
+        dx = dxhat * n - xhat * s2
+        dx = (dx - dxhat.sum(dims, keepdim=True) if center else dx) * inv
         dx = dx.div(n)
         gw = None if w is None else _sum_over(g * xhat, param_dims)
         gb = None if b is None else _sum_over(g, param_dims)

@@ -12,11 +12,22 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .. import _session
 from .. import autograd as ag
 from .._native import ShapeError
 from .._plain import check_positions
 from ..tensor import SharedTensor
-from .layers import LayerNorm, _fresh, _like, _public_input, adaptive_window
+from .layers import (
+    LayerNorm,
+    _fresh,
+    _like,
+    _public_input,
+    _record_norm,
+    _scale_shift,
+    _statistics,
+    _times_pow2,
+    adaptive_window,
+)
 from .module import Module
 from .stats import BATCHNORM, LINEAR, OTHER, POOLING
 
@@ -287,6 +298,64 @@ class ConvTranspose1d(ConvTranspose2d):
     _torch, _dims = torch.nn.ConvTranspose1d, 1
 
 
+class RMSNorm(Module):
+    """``torch.nn.RMSNorm(normalized_shape, eps=None,
+    elementwise_affine=True)``: x / sqrt(mean(x^2) + eps) * weight over the
+    last dims (eps None: the float32 epsilon, as torch for a float32
+    input). LayerNorm's private statistics without the mean (exact
+    truncation, range-reduced 1/sqrt) and its recorded backward without
+    the mean's term."""
+
+    kind = BATCHNORM
+
+    def __init__(self, normalized_shape, eps=None, elementwise_affine=True, weight=None):
+        super().__init__()
+        if isinstance(normalized_shape, int):
+            normalized_shape = (normalized_shape,)
+        self.normalized_shape = tuple(int(d) for d in normalized_shape)
+        self.eps = None if eps is None else float(eps)
+        if elementwise_affine and weight is None:
+            weight = torch.ones(self.normalized_shape)
+        self.register_parameter("weight", weight)
+
+    def extra_repr(self) -> str:
+        """torch's description of the layer."""
+        return f"{self.normalized_shape}, eps={self.eps}"
+
+    def forward(self, x):
+        """The normalised and scaled ``x``."""
+        k = len(self.normalized_shape)
+        if x.dim() < k or tuple(x.shape[x.dim() - k :]) != self.normalized_shape:
+            raise RuntimeError(
+                f"RMSNorm over {list(self.normalized_shape)} expects an input whose last "
+                f"dims are {list(self.normalized_shape)}, got shape {list(x.shape)}"
+            )
+        w = self._params["weight"]
+        x = _public_input(x, w)
+        if not isinstance(x, SharedTensor):
+            return F.rms_norm(x, self.normalized_shape, _plain(w, x), self.eps)
+        if x.numel() == 0:
+            return x + 0.0
+        eps = torch.finfo(torch.float32).eps if self.eps is None else self.eps
+        dims = list(range(x.dim() - k, x.dim()))
+        recorded = ag.needs_grad(x, w)
+        with ag.inside(recorded):
+            with _session.training_work():  # exact, as LayerNorm's statistics
+                _, _, r, f, xc = _statistics(x, dims, eps, center=False)
+                xhat = _times_pow2(xc, r, f)
+            y = _scale_shift(xhat, w, None)
+            if not recorded:
+                return y
+            inv = r * f
+        lead = list(range(x.dim() - k))
+        return _record_norm(y, x, w, None, xhat, inv, dims, None, lead, center=False)
+
+
+def _rms_norm(x, normalized_shape, weight=None, eps=None):
+    """``F.rms_norm`` on a SharedTensor."""
+    return RMSNorm(normalized_shape, eps, False, weight).forward(x)
+
+
 def converters(plain) -> dict:
     """torch layer class -> function(layer) -> our layer."""
     t = torch.nn
@@ -316,4 +385,7 @@ def converters(plain) -> dict:
         t.UpsamplingNearest2d: lambda m: Upsample(m.size, m.scale_factor, "nearest"),
         t.ConvTranspose2d: lambda m: transposed(ConvTranspose2d, m),
         t.ConvTranspose1d: lambda m: transposed(ConvTranspose1d, m),
+        t.RMSNorm: lambda m: RMSNorm(
+            m.normalized_shape, m.eps, False, plain(m.weight) if m.weight is not None else None
+        ),
     }
