@@ -35,6 +35,14 @@ class TorchLikeOps:
         """The elements at flat positions ``pos``, shaped like ``pos``."""
         return self.reshape(-1)[np.asarray(pos, dtype=np.int64)]
 
+    def _moved(self, fn) -> TensorBase:
+        """``fn`` (a torch data-movement op: a padding mode, a pixel or
+        channel shuffle) applied to the shares through public positions:
+        ``fn`` of the tensor of flat positions says which element lands
+        where, and one local copy (recorded for autograd) moves them."""
+        pos = fn(torch.from_numpy(self._grid()).to(torch.float64))
+        return self._at(pos.round().to(torch.int64).numpy())
+
     def _dims_arg(self, dims) -> list[int]:
         single = _index(dims)
         dims = [single] if single is not None else list(dims)

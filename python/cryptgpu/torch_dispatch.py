@@ -187,8 +187,8 @@ def _avg_pool2d(
 
 
 def _pad(x, pad, mode="constant", value=None):
-    if mode != "constant":
-        raise NotImplementedError(f"F.pad with mode={mode!r} on a SharedTensor (only 'constant')")
+    if mode != "constant":  # reflect, replicate, circular: public positions
+        return x._moved(lambda i: F.pad(i, pad, mode=mode))
     return x.pad(pad, 0.0 if value is None else value)
 
 

@@ -10,9 +10,20 @@ import math
 import threading
 
 import torch
+import torch.nn.functional as F
 
 from ..tensor import SharedTensor
-from . import activations, hf, layers1d, layers_extra, recurrent, to_torch, tracing, transformer
+from . import (
+    activations,
+    hf,
+    layers1d,
+    layers_extra,
+    layers_moves,
+    recurrent,
+    to_torch,
+    tracing,
+    transformer,
+)
 from .functional import FUNCTIONS as _FUNCTIONS
 from .functional import METHODS as _METHODS
 from .functional import PUBLIC_FUNCTIONS as _PUBLIC_FUNCTIONS
@@ -77,8 +88,8 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
     if isinstance(m, t.Linear):
         return Linear(_plain(m.weight), _plain(m.bias))
     if isinstance(m, t.Conv2d):
-        if m.padding_mode != "zeros":
-            raise NotImplementedError(f"Conv2d padding_mode={m.padding_mode!r} at {where}")
+        if m.padding_mode != "zeros":  # reflect, replicate, circular
+            return layers_moves.mode_padded(m, _plain)
         # "valid" and "same" as given: SharedTensor.conv2d pads as torch does
         pad = m.padding
         return Conv2d(_plain(m.weight), _plain(m.bias), m.stride, pad, m.dilation, m.groups)
@@ -116,7 +127,7 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
         )
         bn._set_affine(*_bn_affine(m))  # exact, from the owner's plaintext
         return bn
-    for table in (activations, layers1d, layers_extra, recurrent):
+    for table in (activations, layers1d, layers_extra, layers_moves, recurrent):
         act = table.converters(_plain).get(type(m))
         if act is not None:
             return act(m)
@@ -491,7 +502,7 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
     converted: dict[str, Module] = {}
     attrs: dict = {}
     params: dict = {}
-    private = _maybe_private(gm)
+    private = tracing.maybe_private(gm)
     for node in gm.graph.nodes:
         where = f"node {node.name!r}"
         if node.op == "call_module":
@@ -502,6 +513,9 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
             if not known and node in private:
                 name = getattr(node.target, "__name__", str(node.target))
                 raise NotImplementedError(f"unsupported function {name} at {where}")
+            mode = node.kwargs.get("mode", node.args[3] if len(node.args) > 3 else "nearest")
+            if node.target is F.interpolate and node in private and mode != "nearest":
+                raise NotImplementedError(f"F.interpolate mode={mode!r} at {where} (only 'nearest')")
         elif node.op == "call_method":
             if node.target not in _METHODS and node in private:
                 raise NotImplementedError(f"unsupported method .{node.target}() at {where}")
@@ -529,39 +543,11 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
         many = isinstance(dummy_input, tuple) and not isinstance(dummy_input, torch.Size)
         xs = tuple(_dummy_tree(x) for x in (dummy_input if many else (dummy_input,)))
         with torch.no_grad():
-            want = _run_double(model, *xs)
+            want, xs, tol = _reference(model, xs)
             got = out(*xs)
-        if not _all_close(got, want):
+        if not _all_close(got, want, tol):
             raise RuntimeError(_check_failure(model, xs, want, got, folded))
     return out
-
-
-# What an op on a private tensor returns in public: its metadata.
-_METADATA = {"size", "dim", "numel", "shape", "dtype", "device", "ndim", "ndimension"}
-
-
-def _maybe_private(gm: torch.fx.GraphModule) -> set:
-    """The nodes whose value may be private: the inputs, the parameters (an
-    encrypted model shares them), a layer (its weights), and what is
-    computed from those, except their metadata (``x.size(1)``, ``x.shape``).
-    Any torch function or method on the other nodes (``torch.arange(T).cos()``
-    for rotary embeddings from public positions, buffers sliced by a length)
-    runs as torch runs it."""
-    params = {n for n, _ in gm.named_parameters()}
-    private: set = set()
-    for node in gm.graph.nodes:
-        if node.op == "placeholder" or (node.op == "get_attr" and node.target in params):
-            private.add(node)
-        elif node.op in ("call_module", "call_function", "call_method"):
-            name = node.target if isinstance(node.target, str) else ""
-            if node.target is getattr and len(node.args) > 1:
-                name = node.args[1]
-            if name in _METADATA or node.target is len:
-                continue
-            inputs = node.all_input_nodes
-            if node.op == "call_module" or any(i in private for i in inputs):
-                private.add(node)
-    return private
 
 
 def _check_failure(model, xs, want, got, folded: int) -> str:
@@ -584,7 +570,7 @@ def _check_failure(model, xs, want, got, folded: int) -> str:
             ": the PyTorch model's own output has NaN for this input (a NaN weight, or "
             "an attention row with every position masked)"
         )
-    again = _run_double(model, *xs)
+    again = _reference(model, xs)[0]
     if not _all_close(again, want):
         return msg + (
             ": the PyTorch model itself gives different outputs for the same input in "
@@ -626,27 +612,50 @@ def _dummy(x) -> torch.Tensor:
     return x
 
 
-def _all_close(got, want) -> bool:
-    """Equal up to 1e-6, tensors or (nested) tuples of them (an attention
+def _reference(model, xs):
+    """(the torch model's output on ``xs``, the inputs used, the check's
+    tolerance): in float64 (1e-6), or, for a model that casts to float32
+    itself (``x.float()`` in its forward, which a float64 run cannot mix
+    with its float64 weights), in float32 on float32 inputs (1e-4)."""
+    try:
+        return _run_double(model, *xs), xs, 1e-6
+    except RuntimeError as e:
+        if "type" not in str(e):  # "same dtype", "Input type (float) and bias type"
+            raise
+    xs = tuple(_float32_tree(x) for x in xs)
+    with torch.enable_grad():
+        return copy.deepcopy(model).float()(*copy.deepcopy(xs)), xs, 1e-4
+
+
+def _float32_tree(x):
+    if isinstance(x, (tuple, list)) and not isinstance(x, torch.Size):
+        return type(x)(_float32_tree(v) for v in x)
+    return x.float() if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+
+
+def _all_close(got, want, tol: float = 1e-6) -> bool:
+    """Equal up to ``tol``, tensors or (nested) tuples of them (an attention
     layer returns its output and its weights, or None)."""
     if isinstance(want, (tuple, list)):
         return (
             isinstance(got, (tuple, list))
             and len(got) == len(want)
-            and all(_all_close(g, w) for g, w in zip(got, want))
+            and all(_all_close(g, w, tol) for g, w in zip(got, want))
         )
     if isinstance(want, dict):
         return (
             isinstance(got, dict)
             and list(got) == list(want)
-            and all(_all_close(got[k], want[k]) for k in want)
+            and all(_all_close(got[k], want[k], tol) for k in want)
         )
     if want is None or got is None:
         return want is None and got is None
     if not isinstance(got, torch.Tensor) or not isinstance(want, torch.Tensor):
         return type(got) is type(want) and got == want  # numbers, strings
     # shapes first: allclose broadcasts, so a [4] row passed for a [2, 4] output
-    return got.shape == want.shape and torch.allclose(got, want, atol=1e-6, rtol=1e-6)
+    return got.shape == want.shape and torch.allclose(
+        got.to(want.dtype), want, atol=tol, rtol=tol
+    )
 
 
 def _has_nan(out) -> bool:

@@ -162,6 +162,8 @@ class Upsample(Module):
 
     def __init__(self, size=None, scale_factor=None, mode="nearest", align_corners=None):
         super().__init__()
+        if mode != "nearest":  # refused when converted, not at the first private call
+            raise NotImplementedError(f"Upsample mode={mode!r} (only 'nearest')")
         self.size, self.scale_factor, self.mode = size, scale_factor, mode
 
     def forward(self, x):

@@ -368,3 +368,31 @@ def mount(graph: Module, modules: dict, params: dict, order: dict) -> dict:
         node.register_parameter(leaf, params[target])
         attr_at[target] = (node, leaf)
     return attr_at
+
+
+# What an op on a private tensor returns in public: its metadata.
+_METADATA = {"size", "dim", "numel", "shape", "dtype", "device", "ndim", "ndimension"}
+
+
+def maybe_private(gm: torch.fx.GraphModule) -> set:
+    """The nodes whose value may be private: the inputs, the parameters (an
+    encrypted model shares them), a layer (its weights), and what is
+    computed from those, except their metadata (``x.size(1)``, ``x.shape``).
+    Any torch function or method on the other nodes (``torch.arange(T).cos()``
+    for rotary embeddings from public positions, buffers sliced by a length)
+    runs as torch runs it."""
+    params = {n for n, _ in gm.named_parameters()}
+    private: set = set()
+    for node in gm.graph.nodes:
+        if node.op == "placeholder" or (node.op == "get_attr" and node.target in params):
+            private.add(node)
+        elif node.op in ("call_module", "call_function", "call_method"):
+            name = node.target if isinstance(node.target, str) else ""
+            if node.target is getattr and len(node.args) > 1:
+                name = node.args[1]
+            if name in _METADATA or node.target is len:
+                continue
+            inputs = node.all_input_nodes
+            if node.op == "call_module" or any(i in private for i in inputs):
+                private.add(node)
+    return private
