@@ -15,9 +15,10 @@ import torch.nn.functional as F
 
 from .. import _session
 from ..tensor import SharedTensor, cat
+from . import activations
 from .layers import GELU, Dropout, LayerNorm, Linear, ReLU, _as_operand, _like, _public_input
 from .module import Module, ModuleList
-from .stats import LINEAR, OTHER, SOFTMAX, _track
+from .stats import LINEAR, OTHER, RELU, SOFTMAX, _track
 
 # What a masked-out score becomes: far below any unmasked one, so that after
 # the max shift its exp is clamped (e^-16 = 1.1e-7 of the row's largest),
@@ -506,7 +507,27 @@ def _activation(act, where: str) -> Module:
         return GELU()
     if isinstance(act, torch.nn.GELU):
         return GELU(act.approximate)
-    raise NotImplementedError(f"transformer activation {act!r} at {where} (relu or gelu)")
+    convert = activations.converters(lambda p: p.detach().double().clone()).get(type(act))
+    if convert is not None:  # nn.SiLU(), nn.LeakyReLU(0.1), ...
+        return convert(act)
+    if callable(act) and not isinstance(act, torch.nn.Module):
+        return _Call(act)  # F.silu, torch.tanh: on a SharedTensor by its method
+    raise NotImplementedError(f"transformer activation {act!r} at {where}")
+
+
+class _Call(Module):
+    """A transformer layer's activation given as a function (``F.silu``):
+    called on the SharedTensor, which takes torch's functions."""
+
+    kind = RELU
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        """``fn(x)``."""
+        return self.fn(x)
 
 
 def convert_attention(m: torch.nn.MultiheadAttention, plain, where: str) -> MultiheadAttention:
