@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _session
+from .einsum import einsum
 from .functions import ratio_inv_sqrt
 from .tensor_base import TensorBase
 from .tensor_compare import where
@@ -276,6 +277,7 @@ def _vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None, out=None):  #
 
 
 TABLE = {
+    torch.einsum: einsum,
     torch.matmul: _product("matmul"),
     torch.mm: _product("mm"),
     torch.bmm: _product("bmm"),

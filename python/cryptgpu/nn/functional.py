@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ..torch_dispatch import TABLE
+from ..einsum import einsum
 from . import transformer
 from .layers import AdaptiveAvgPool2d, LayerNorm
 from .layers1d import AdaptiveAvgPool1d
@@ -89,6 +90,7 @@ FUNCTIONS = {
     torch.sub: (torch.sub, OTHER),
     torch.mul: (operator.mul, OTHER),
     torch.matmul: (operator.matmul, LINEAR),
+    torch.einsum: (einsum, LINEAR),
     torch.flatten: (_flatten, OTHER),
     torch.cat: (_cat, OTHER),
     torch.relu: (_relu, RELU),

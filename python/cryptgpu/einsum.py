@@ -1,0 +1,122 @@
+"""``torch.einsum`` on SharedTensors (and plaintext operands): each pair of
+operands becomes one batched matmul (the shared product, or a product with
+a public tensor), with the letters summed away in one operand alone summed
+first, and the result permuted into the output's order. Operands are
+contracted left to right. Repeated letters within one operand (a trace or
+a diagonal) are not provided.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+
+import torch
+
+
+def _parse(eq: str, shapes: list) -> tuple[list[str], str]:
+    """(each operand's letters, the output's letters) with ``...`` replaced
+    by capital letters for the broadcast dims, and the implicit output
+    (letters seen once, sorted, after the ellipsis dims) made explicit."""
+    eq = eq.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(shapes):
+        raise ValueError(
+            f"einsum(): {len(terms)} operands in the equation, {len(shapes)} given"
+        )
+    spare = [c for c in string.ascii_uppercase if c not in eq]
+    widest = 0
+    out_terms = []
+    for t, shape in zip(terms, shapes):
+        if not set(t.replace("...", "")) <= set(string.ascii_letters):
+            raise ValueError(f"einsum(): invalid subscript in {t!r}")
+        if "..." in t:
+            k = len(shape) - (len(t) - 3)
+            if k < 0:
+                raise RuntimeError(f"einsum(): the subscripts {t!r} have more dims than the operand")
+            widest = max(widest, k)
+            t = t.replace("...", "".join(spare[len(spare) - k :]))
+        if len(t) != len(shape):
+            raise RuntimeError(
+                f"einsum(): the number of subscripts in the equation ({len(t)}) does not "
+                f"match the number of dimensions ({len(shape)}) for operand {len(out_terms)}"
+                + ("" if "..." in eq else " and no ellipsis was given")
+            )
+        if len(set(t)) != len(t):
+            raise NotImplementedError(f"einsum with a repeated subscript in one operand ({t!r})")
+        out_terms.append(t)
+    dots = "".join(spare[len(spare) - widest :])
+    if arrow:
+        out = rhs.replace("...", dots)
+    else:
+        seen = "".join(out_terms)
+        out = dots + "".join(sorted(c for c in set(seen) if seen.count(c) == 1 and c not in dots))
+    return out_terms, out
+
+
+def _sizes(terms, shapes) -> dict:
+    sizes: dict = {}
+    for t, shape in zip(terms, shapes):
+        for c, n in zip(t, shape):
+            if sizes.get(c, 1) != 1 and n != 1 and sizes[c] != n:
+                raise RuntimeError(
+                    f"einsum(): operands do not broadcast: subscript {c!r} has size {n} "
+                    f"and {sizes[c]}"
+                )
+            sizes[c] = max(sizes.get(c, 1), n)
+    return sizes
+
+
+def _sum_alone(x, t: str, keep: str):
+    """x with the letters of ``t`` not in ``keep`` summed away."""
+    drop = [i for i, c in enumerate(t) if c not in keep]
+    if not drop:
+        return x, t
+    return x.sum(drop), "".join(c for c in t if c in keep)
+
+
+def _pair(a, ta: str, b, tb: str, keep: str, sizes: dict):
+    """a (letters ta) times b (letters tb) with the letters outside
+    ``keep`` that both hold contracted: one batched matmul."""
+    batch = [c for c in ta if c in tb and c in keep]
+    con = [c for c in ta if c in tb and c not in keep]
+    left = [c for c in ta if c not in tb]
+    right = [c for c in tb if c not in ta]
+
+    def arrange(x, t, order, shape):
+        x = x.permute(*[t.index(c) for c in order]) if list(t) != order else x
+        full = [sizes[c] for c in order]
+        if list(x.shape) != full:
+            x = x.expand(*full)  # size-1 dims broadcast as torch's einsum
+        return x.reshape(tuple(shape))
+
+    nb, nl, nc, nr = (math.prod(sizes[c] for c in g) for g in (batch, left, con, right))
+    a3 = arrange(a, ta, batch + left + con, (nb, nl, nc))
+    b3 = arrange(b, tb, batch + con + right, (nb, nc, nr))
+    y = a3.matmul(b3)
+    return y.reshape(tuple(sizes[c] for c in batch + left + right)), "".join(batch + left + right)
+
+
+def einsum(equation: str, *operands):
+    """``torch.einsum(equation, *operands)`` (or the list form) where one
+    or more operands are SharedTensors."""
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    if not isinstance(equation, str):
+        raise TypeError("einsum(): the first argument must be the equation (a str)")
+    shapes = [tuple(x.shape) for x in operands]
+    terms, out = _parse(equation, shapes)
+    for c in out:
+        if c not in "".join(terms):
+            raise RuntimeError(f"einsum(): output subscript {c!r} does not appear in the inputs")
+    sizes = _sizes(terms, shapes)
+    xs, ts = list(operands), list(terms)
+    x, t = _sum_alone(xs[0], ts[0], out + "".join(ts[1:]))
+    for i in range(1, len(xs)):
+        later = out + "".join(ts[i + 1 :])
+        y, ty = _sum_alone(xs[i], ts[i], later + t)
+        x, t = _pair(x, t, y, ty, later, sizes)
+    if t != out:
+        x = x.permute(*[t.index(c) for c in out])
+    return x
