@@ -87,9 +87,9 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
     t = torch.nn
     if isinstance(m, t.Linear):
         return Linear(_plain(m.weight), _plain(m.bias))
+    if isinstance(m, (t.Conv1d, t.Conv2d)) and m.padding_mode != "zeros":
+        return layers_moves.mode_padded(m, _plain)  # reflect, replicate, circular
     if isinstance(m, t.Conv2d):
-        if m.padding_mode != "zeros":  # reflect, replicate, circular
-            return layers_moves.mode_padded(m, _plain)
         # "valid" and "same" as given: SharedTensor.conv2d pads as torch does
         pad = m.padding
         return Conv2d(_plain(m.weight), _plain(m.bias), m.stride, pad, m.dilation, m.groups)

@@ -138,10 +138,8 @@ def converters(plain) -> dict:
     t = torch.nn
 
     def conv1d(m):
-        if m.padding_mode != "zeros":  # reflect, replicate, circular
-            from .layers_moves import mode_padded  # it builds on this module's Conv1d
-
-            return mode_padded(m, plain)
+        if m.padding_mode != "zeros":  # conversion takes these to layers_moves first
+            raise NotImplementedError(f"Conv1d padding_mode={m.padding_mode!r}")
         pad = m.padding if isinstance(m.padding, str) else m.padding[0]  # "valid", "same"
         return Conv1d(plain(m.weight), plain(m.bias), m.stride[0], pad, m.dilation[0], m.groups)
 
