@@ -371,3 +371,52 @@ def test_transformer_layers_take_any_activation_that_converts(session, act):
     x = torch.randn(2, 3, 8, dtype=D)
     pm = cryptgpu.nn.from_pytorch(m, x).encrypt()
     assert (opened(pm(cryptgpu.cryptensor(x))) - m(x)).abs().max() <= 5e-3
+
+
+def test_torch_exception_types_and_scalar_edges(session):
+    """A user probe's list: numpy bools refused, 0-d gather/unbind with an
+    internal IndexError, 0-d index_select giving [1], del x[0] an
+    AttributeError, masked_fill(-inf) and clamp(min=inf) naming the wrong
+    sign, fill_ with ValueError where torch raises RuntimeError/TypeError,
+    party_shares('0') a ValueError, requires_grad taking strings, a grad of
+    the wrong shape accepted (failing later in backward), init taking a
+    string timeout and an unknown transport in the local runtime."""
+    np = pytest.importorskip("numpy")
+    x = cryptgpu.cryptensor(torch.tensor([1.0, 2.0, 3.0], dtype=D))
+    s0 = cryptgpu.cryptensor(torch.tensor(2.0, dtype=D))
+    assert opened(cryptgpu.cryptensor(np.bool_(True))).item() == 1.0
+    assert torch.equal(opened(x + np.bool_(True)), torch.tensor([2.0, 3.0, 4.0], dtype=D))
+    assert opened(s0.gather(0, torch.tensor(0))).shape == ()
+    assert opened(s0.index_select(0, torch.tensor([0]))).shape == ()
+    with pytest.raises(IndexError, match="no dimensions"):
+        s0.unbind()
+    with pytest.raises(TypeError, match="deleting"):
+        del x[0]
+    with pytest.raises(cryptgpu.EncodingError, match="masked_fill with -inf"):
+        x.masked_fill(torch.tensor([True, False, False]), float("-inf"))
+    with pytest.raises(cryptgpu.EncodingError, match="bound of inf"):
+        x.clamp(min=float("inf"))
+    assert torch.equal(opened(x.clamp(max=float("inf"))), opened(x))  # bounds nothing
+    with pytest.raises(RuntimeError, match="0-dimension value"):
+        x.clone().fill_(torch.ones(2))
+    with pytest.raises(TypeError):
+        x.clone().fill_("a")
+    with pytest.raises(TypeError):
+        x.party_shares("0")
+    with pytest.raises(TypeError):
+        cryptgpu.cryptensor(torch.ones(2), requires_grad="yes")
+    with pytest.raises(RuntimeError, match="must be a bool"):
+        x.requires_grad = "x"
+    with pytest.raises(RuntimeError, match="size"):
+        cryptgpu.cryptensor(torch.ones(2), requires_grad=True).grad = torch.ones(3)
+    assert usable()
+
+
+def test_init_checks_its_timeout_and_transport():
+    try:
+        with pytest.raises(TypeError, match="timeout_s"):
+            cryptgpu.init(timeout_s="5")
+        with pytest.raises(ValueError, match="transport"):
+            cryptgpu.init(transport="udp")
+    finally:
+        cryptgpu.uninit()

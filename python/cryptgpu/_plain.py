@@ -31,7 +31,7 @@ def _plain_array(x, what: str = "operand") -> np.ndarray:
         if x.dtype.kind not in _FLOAT_KINDS:
             raise TypeError(f"cannot secret-share a numpy array of dtype {x.dtype} ({what})")
         return x.astype(np.float64)
-    if isinstance(x, bool) or isinstance(x, numbers.Real):
+    if isinstance(x, (bool, np.bool_)) or isinstance(x, numbers.Real):
         return np.asarray(float(x), dtype=np.float64)
     if isinstance(x, (list, tuple)):
         try:

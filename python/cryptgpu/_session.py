@@ -144,6 +144,12 @@ def init(
             f"truncation must be one of {', '.join(map(repr, TRUNCATION_MODES))}, "
             f"got {truncation!r}"
         )
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)):
+        raise TypeError(f"timeout_s must be a number of seconds, got {type(timeout_s).__name__}")
+    if not timeout_s > 0:
+        raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
+    if transport not in (None, "zmq", "tcp"):
+        raise ValueError(f"unknown transport {transport!r} (expected 'zmq' or 'tcp')")
     if check_range is True:
         bound: float | None = 2.0 ** (62 - 2 * precision_bits)
     elif check_range is False or check_range is None:

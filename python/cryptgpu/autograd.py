@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import time
 
+import numpy as np
 import torch
 
 from . import _session
@@ -23,7 +24,7 @@ class Node:
     parents and the gradient function of a recorded operation (None for a
     leaf); ``grad`` receives a leaf's accumulated gradient."""
 
-    __slots__ = ("_rg", "_frozen", "grad", "_back", "_kind")
+    __slots__ = ("_rg", "_frozen", "_grad", "_back", "_kind")
 
     @property
     def requires_grad(self) -> bool:
@@ -34,8 +35,33 @@ class Node:
     def requires_grad(self, flag) -> None:
         # Set by the user: also whether Module.train() may turn it back on
         # (a parameter frozen with requires_grad = False stays frozen).
+        if not isinstance(flag, (bool, np.bool_)):
+            raise RuntimeError("requires_grad must be a bool")
         self._rg = bool(flag)
         self._frozen = not flag
+
+    @property
+    def grad(self):
+        """The accumulated gradient of a leaf (None before a backward)."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value) -> None:
+        # torch's checks: a tensor of this shape, or None (the wrong shape
+        # failed only later, inside a backward, as a ShapeError)
+        if value is not None:
+            if not hasattr(value, "shape") or isinstance(value, np.ndarray):
+                raise TypeError(
+                    "assigned grad expected to be a Tensor or None but got grad of type "
+                    f"{type(value).__name__}"
+                )
+            if tuple(value.shape) != tuple(self.shape):
+                raise RuntimeError(
+                    f"attempting to assign a gradient of size '{list(value.shape)}' to a "
+                    f"tensor of size '{list(self.shape)}'. Please ensure that the gradient "
+                    "and the tensor are the same size"
+                )
+        self._grad = value
 
 
 def is_grad_enabled() -> bool:

@@ -13,6 +13,7 @@ live in gradients, the tape in autograd.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from . import _session, torch_dispatch
@@ -137,6 +138,8 @@ def cryptensor(
             f"device={device!r}: this session's tensors live on {here} "
             "(choose it in cryptgpu.init(device=...))"
         )
+    if not isinstance(requires_grad, (bool, np.bool_)):
+        raise TypeError(f"requires_grad must be a bool, not {type(requires_grad).__name__}")
     out = SharedTensor._share(_plain_array(data, "cryptensor"), src)
     # a torch tensor that requires grad gives a leaf that does, as CrypTen's
     requires_grad = requires_grad or bool(getattr(data, "requires_grad", False))

@@ -21,7 +21,7 @@ import torch
 
 from . import _session
 from . import functions as fx
-from ._native import InvalidArgumentError
+from ._native import EncodingError, InvalidArgumentError
 from .tensor_base import TensorBase, number_or_shared, public_number
 from .tensor_compare import where
 
@@ -176,6 +176,13 @@ class ActivationOps:
             raise RuntimeError(
                 f"masked_fill_ only supports boolean masks, but got mask with dtype {mask.dtype}"
             )
+        if isinstance(value, (int, float)) and not math.isfinite(value):
+            raise EncodingError(
+                f"masked_fill with {value}: a fixed-point share cannot hold it; use a large "
+                "finite value (-1e4 masks an attention score: e^-16 after the max shift), "
+                "or give attention a bool mask (F.scaled_dot_product_attention, "
+                "nn.MultiheadAttention), which masks exactly"
+            )
         return where(mask, value, self)
 
     def norm(self, p="fro", dim=None, keepdim: bool = False, out=None, dtype=None):
@@ -231,6 +238,13 @@ class ActivationOps:
 
     def fill_(self, value) -> TensorBase:
         """x = value everywhere, in place (a public value; no communication)."""
+        if isinstance(value, str):
+            raise TypeError("fill_(): argument 'value' must be a Number or a 0-dim tensor, not str")
+        dims = len(getattr(value, "shape", ()))
+        if dims:
+            raise RuntimeError(
+                f"fill_ only supports 0-dimension value tensor but got tensor with {dims} dimensions."
+            )
         return self._assign(self * 0 + number_or_shared(value), "fill_")
 
 

@@ -50,7 +50,7 @@ class TensorBase(ag.Node):
         self._st = None
         self._rg = False
         self._frozen = False  # see Node.requires_grad
-        self.grad = None
+        self._grad = None
         self._back = None
 
     # ------------------------------------------------------------ views
@@ -176,6 +176,10 @@ class TensorBase(ag.Node):
     # ------------------------------------------------------------ autograd
     def requires_grad_(self, flag: bool = True) -> TensorBase:
         """Mark this tensor as a leaf whose gradient ``backward`` accumulates."""
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(
+                f"requires_grad_(): argument 'requires_grad' must be bool, not {type(flag).__name__}"
+            )
         self.requires_grad = bool(flag)
         return self
 
@@ -437,7 +441,9 @@ class TensorBase(ag.Node):
 
     def party_shares(self, party: int) -> tuple[np.ndarray, np.ndarray]:
         """What ``party`` holds: its two share components as uint64 arrays."""
-        if not isinstance(party, int) or isinstance(party, bool) or not 0 <= party <= 2:
+        if not isinstance(party, int) or isinstance(party, bool):
+            raise TypeError(f"party must be an int (0, 1 or 2), got {type(party).__name__}")
+        if not 0 <= party <= 2:
             raise _native.InvalidArgumentError(f"party must be 0, 1 or 2, got {party!r}")
         a, b = self._s().party_share(self._t, party)
         shp = self._t.shape

@@ -6,13 +6,14 @@ the engine's sign-bit circuit (msb_inject), batched as far as possible.
 from __future__ import annotations
 
 import collections
+import math
 
 import numpy as np
 import torch
 
 from . import autograd as ag
 from . import gradients as gr
-from ._native import InvalidArgumentError
+from ._native import EncodingError, InvalidArgumentError
 from ._plain import _norm_dim, _plain_array
 from .tensor_base import TensorBase
 from .tensor_reduce import axis_alias
@@ -137,6 +138,16 @@ class ComparisonOps:
         pair of bounds, takes two ReLUs in sequence (20 rounds)."""
         if min is None and max is None:
             raise InvalidArgumentError("clamp: at least one of min and max must be given")
+        # an infinite bound on its own side bounds nothing (clamp(max=inf))
+        if isinstance(min, (int, float)) and min == -math.inf:
+            min = None  # noqa: A001
+        if isinstance(max, (int, float)) and max == math.inf:
+            max = None  # noqa: A001
+        for v in (min, max):
+            if isinstance(v, (int, float)) and not math.isfinite(v):
+                raise EncodingError(f"clamp with a bound of {v}: a share cannot hold it")
+        if min is None and max is None:
+            return self + 0.0
         if min is not None and max is not None:
             if isinstance(min, TensorBase) or isinstance(max, TensorBase):
                 return max - (max - ((self - min).relu() + min)).relu()

@@ -310,6 +310,9 @@ class ShapeOps:
         out._set_strides(tst)
         return out._as_view_of(self, lambda b, i=idx: b[i], lambda b, v, i=idx: b.__setitem__(i, v))
 
+    def __delitem__(self, idx) -> None:
+        raise TypeError("SharedTensor does not support deleting items (as torch's Tensor)")
+
     def __setitem__(self, idx, value) -> None:
         """``x[idx] = value`` in place, for any index ``__getitem__`` takes
         (public positions) and a shared or plaintext value broadcast to the

@@ -158,11 +158,19 @@ class TorchLikeOps:
                 f"index out of range in self (index_select: indices {idx.min()}..{idx.max()} "
                 f"for dim {d} of size {n})"
             )
-        return self._at(np.take(self._grid(), idx.reshape(-1), axis=d if self.dim() else None))
+        out = self._at(np.take(self._grid(), idx.reshape(-1), axis=d if self.dim() else None))
+        return out.reshape(()) if self.dim() == 0 else out  # torch: a scalar stays one
 
     def gather(self, dim: int, index) -> TensorBase:
         """``torch.gather`` with a public integer ``index``."""
         idx = _index_array(index, "gather")
+        if self.dim() == 0:  # torch: a scalar gathers with a 0-d index of 0
+            if idx.ndim != 0:
+                raise RuntimeError("gather: index must have as many dims as the input")
+            _norm_dim(dim, 1)
+            if idx.item() not in (0, -1):
+                raise IndexRangeError(f"gather: index {idx.item()} out of range for a scalar")
+            return self + 0.0
         d = _norm_dim(dim, self.dim())
         if idx.ndim != self.dim():
             raise RuntimeError("gather: index must have as many dims as the input")
@@ -266,6 +274,8 @@ class TorchLikeOps:
 
     def unbind(self, dim: int = 0) -> tuple:
         """Every slice along ``dim``, with ``dim`` removed."""
+        if self.dim() == 0:
+            raise IndexError("Dimension specified as 0 but tensor has no dimensions")
         d = _norm_dim(dim, self.dim())
         return tuple(self[(slice(None),) * d + (i,)] for i in range(self.shape[d]))
 
