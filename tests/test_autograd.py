@@ -452,3 +452,36 @@ def test_state_dict_to_and_from_torch_with_batchnorm(session):
     assert isinstance(out, torch.Tensor)
     assert_close(out, back.eval()(x).detach(), 1e-9)
     assert float(cryptgpu.cryptensor(torch.tensor([2.5]))) == 2.5  # float(loss)
+
+
+def test_autograd_grad_backward_inputs_and_several_outputs(session):
+    """torch.autograd.grad, backward(inputs=...) and torch.autograd.backward
+    on several outputs raised NotImplementedError. Gradients of a product
+    and a ReLU here are exact but for the product's truncation (one ulp
+    per summed term, 3 terms) and the inputs' encoding."""
+    x0 = torch.tensor([[1.0, -2.0, 0.5]], dtype=torch.float64)
+    w0 = torch.tensor([[0.3, 0.2, -0.1], [0.5, -0.4, 0.2]], dtype=torch.float64)
+    x, w = shared_leaf(x0), shared_leaf(w0, 1)
+    xt, wt = x0.clone().requires_grad_(), w0.clone().requires_grad_()
+    want = torch.autograd.grad((xt @ wt.t()).relu().sum(), [xt, wt])
+    y = (x @ w.t()).relu().sum()
+    (gx,) = torch.autograd.grad(y, x, retain_graph=True)
+    assert_close(pt(gx), want[0], 4 * ULP)
+    assert x.grad is None and w.grad is None  # grad() leaves .grad alone
+    gx, gw = torch.autograd.grad([y], [x, w])
+    assert_close(pt(gx), want[0], 4 * ULP)
+    assert_close(pt(gw), want[1], 4 * ULP)
+    z = cryptgpu.cryptensor(torch.ones(2), requires_grad=True)
+    with pytest.raises(RuntimeError, match="allow_unused"):
+        torch.autograd.grad((x * 2).sum(), [x, z])
+    assert torch.autograd.grad((x * 2).sum(), [x, z], allow_unused=True)[1] is None
+    with pytest.raises(NotImplementedError, match="create_graph"):
+        torch.autograd.grad((x * 2).sum(), x, create_graph=True)
+    (x @ w.t()).sum().backward(inputs=[w])  # only w receives a gradient
+    assert x.grad is None
+    assert_close(pt(w.grad), x0.expand(2, 3), 4 * ULP)
+    torch.autograd.backward([(x * 2).sum(), (x * 3).sum()])
+    assert_close(pt(x.grad), torch.full((1, 3), 5.0, dtype=torch.float64), 0.0)
+    h = x * 2  # a gradient with respect to a non-leaf
+    (gh,) = torch.autograd.grad((h * h).sum(), h)
+    assert_close(pt(gh), 4 * x0, 8 * ULP)

@@ -146,9 +146,75 @@ def _run_back(t, fn, g):
     return out
 
 
-def backward(root, grad=None, retain_graph: bool = False) -> None:
-    """Back-propagate ``grad`` (default 1) from ``root`` to every leaf's
-    ``.grad``; the recorded graph is freed unless ``retain_graph``."""
+def backward(root, grad=None, retain_graph: bool = False, inputs=None, collect: bool = False):
+    """Back-propagate ``grad`` (default 1) from ``root`` (or a list of roots
+    and of their gradients) to every leaf's ``.grad``; the recorded graph
+    is freed unless ``retain_graph``. With ``inputs`` only those tensors
+    (leaves or not) receive a gradient, in ``.grad``, or, with ``collect``
+    (``torch.autograd.grad``), returned as a list (None where unused)."""
+    roots = list(root) if isinstance(root, (list, tuple)) else [root]
+    seeds = list(grad) if isinstance(root, (list, tuple)) else [grad]
+    if len(seeds) != len(roots):
+        raise RuntimeError(f"got {len(seeds)} gradients for {len(roots)} outputs")
+    seeds = [_seed(r, g) for r, g in zip(roots, seeds)]
+    targets = None if inputs is None else {id(t): t for t in inputs}
+    for t in (targets or {}).values():
+        if not isinstance(t, Node) or not t.requires_grad:
+            raise RuntimeError("One of the differentiated Tensors does not require grad")
+    # Topological order without recursion (deep networks).
+    order, seen, stack = [], set(), [(r, False) for r in roots]
+    while stack:
+        t, done = stack.pop()
+        if done:
+            order.append(t)
+            continue
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        stack.append((t, True))
+        if t._back is _FREED:
+            raise RuntimeError(_SECOND_TIME)
+        if t._back is not None:
+            for p in t._back[0]:
+                if isinstance(p, Node) and p.requires_grad and id(p) not in seen:
+                    stack.append((p, False))
+    grads: dict = {}
+    for r, g in zip(roots, seeds):
+        grads[id(r)] = g if id(r) not in grads else grads[id(r)] + g
+    given = {id(g) for g in seeds}  # gradient objects a leaf's .grad must not share
+    found: dict = {}
+    with no_grad(), _session.training_work():
+        for t in reversed(order):
+            g = grads.pop(id(t), None)
+            if g is None:
+                continue
+            if targets is not None and id(t) in targets:
+                if collect:
+                    found[id(t)] = g.clone() if id(g) in given else g
+                else:
+                    _accumulate(t, g, given)
+            elif t._back is None and targets is None:
+                _accumulate(t, g, given)
+            if t._back is None:
+                continue
+            parents, fn = t._back
+            for p, pg in zip(parents, _run_back(t, fn, g)):
+                if pg is None or not isinstance(p, Node) or not p.requires_grad:
+                    continue
+                prev = grads.get(id(p))
+                grads[id(p)] = pg if prev is None else prev + pg
+    if not retain_graph:
+        # Free the tape: intermediate tensors keep no references to their parents.
+        for t in order:
+            if t._back is not None:
+                t._back = _FREED
+    if collect:
+        return [found.get(id(t)) for t in inputs]
+    return None
+
+
+def _seed(root, grad):
+    """The gradient a backward starts from at ``root``, checked as torch's."""
     if not root.requires_grad:
         raise RuntimeError(
             "backward() on a tensor that does not require grad (no input requires grad and "
@@ -166,52 +232,19 @@ def backward(root, grad=None, retain_graph: bool = False) -> None:
     if grad is None:
         if root.numel() != 1:
             raise RuntimeError("grad can be implicitly created only for scalar outputs")
-        grad = root._public_like(1.0)
-    elif not isinstance(grad, Node):  # a plaintext gradient: public, known to all
+        return root._public_like(1.0)
+    if not isinstance(grad, Node):  # a plaintext gradient: public, known to all
         g = torch.as_tensor(grad, dtype=torch.float64).detach()
-        grad = root._public(g.expand(tuple(root.shape)).contiguous().numpy())
-    # Topological order without recursion (deep networks).
-    order, seen, stack = [], set(), [(root, False)]
-    while stack:
-        t, done = stack.pop()
-        if done:
-            order.append(t)
-            continue
-        if id(t) in seen:
-            continue
-        seen.add(id(t))
-        stack.append((t, True))
-        if t._back is _FREED:
-            raise RuntimeError(_SECOND_TIME)
-        if t._back is not None:
-            for p in t._back[0]:
-                if isinstance(p, Node) and p.requires_grad and id(p) not in seen:
-                    stack.append((p, False))
-    grads = {id(root): grad}
-    given = {id(grad)}  # gradient objects a leaf's .grad must not share
-    with no_grad(), _session.training_work():
-        for t in reversed(order):
-            g = grads.pop(id(t), None)
-            if g is None:
-                continue
-            if t._back is None:
-                if t.grad is not None:
-                    t.grad = t.grad + g
-                else:  # each leaf its own tensor, as torch (a.grad.zero_() after a + b):
-                    # a copy of one another leaf or the caller holds, or of a view
-                    shared = id(g) in given or getattr(g, "_view", None) is not None
-                    t.grad = g.clone() if shared else g
-                    given.add(id(t.grad))
-                continue
-            parents, fn = t._back
-            for p, pg in zip(parents, _run_back(t, fn, g)):
-                if pg is None or not isinstance(p, Node) or not p.requires_grad:
-                    continue
-                prev = grads.get(id(p))
-                grads[id(p)] = pg if prev is None else prev + pg
-    if retain_graph:
-        return
-    # Free the tape: intermediate tensors keep no references to their parents.
-    for t in order:
-        if t._back is not None:
-            t._back = _FREED
+        return root._public(g.expand(tuple(root.shape)).contiguous().numpy())
+    return grad
+
+
+def _accumulate(t, g, given: set) -> None:
+    """Add ``g`` to ``t.grad``."""
+    if t.grad is not None:
+        t.grad = t.grad + g
+    else:  # each leaf its own tensor, as torch (a.grad.zero_() after a + b):
+        # a copy of one another leaf or the caller holds, or of a view
+        shared = id(g) in given or getattr(g, "_view", None) is not None
+        t.grad = g.clone() if shared else g
+        given.add(id(t.grad))

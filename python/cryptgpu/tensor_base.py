@@ -187,12 +187,13 @@ class TensorBase(ag.Node):
         """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf with
         ``requires_grad`` that this tensor was computed from (torch's
         arguments: ``retain_graph=True`` keeps the recorded graph for
-        another backward; ``create_graph`` and ``inputs`` are not provided)."""
+        another backward; ``inputs`` limits the gradients to those tensors;
+        ``create_graph`` is not provided)."""
         if create_graph:
             raise NotImplementedError("backward(create_graph=True): higher-order gradients")
         if inputs is not None:
-            raise NotImplementedError("backward(inputs=...)")
-        ag.backward(self, gradient, bool(retain_graph))
+            inputs = [inputs] if isinstance(inputs, TensorBase) else list(inputs)
+        ag.backward(self, gradient, bool(retain_graph), inputs)
 
     def detach(self) -> TensorBase:
         """The same shares, cut from the autograd graph; as torch's, it

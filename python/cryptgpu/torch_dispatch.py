@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _session
+from . import autograd as ag
 from .einsum import einsum
 from .functions import ratio_inv_sqrt
 from .tensor_base import TensorBase
@@ -276,8 +277,56 @@ def _vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None, out=None):  #
     return x.norm(ord, dim, keepdim)
 
 
+def _seq(v):
+    return [v] if v is None or not isinstance(v, (list, tuple)) else list(v)
+
+
+def _autograd_grad(
+    outputs,
+    inputs,
+    grad_outputs=None,
+    retain_graph=None,
+    create_graph=False,
+    only_inputs=True,
+    allow_unused=None,
+    is_grads_batched=False,
+    materialize_grads=False,
+):
+    """``torch.autograd.grad`` on SharedTensors: the gradients of
+    ``outputs`` with respect to ``inputs``, returned (shared), without
+    touching any ``.grad``; the graph is freed unless ``retain_graph``."""
+    if create_graph:
+        raise NotImplementedError("torch.autograd.grad(create_graph=True): higher-order gradients")
+    if is_grads_batched:
+        raise NotImplementedError("torch.autograd.grad(is_grads_batched=True)")
+    outs, ins = _seq(outputs), _seq(inputs)
+    gos = _seq(grad_outputs) if grad_outputs is not None else [None] * len(outs)
+    got = ag.backward(outs, gos, bool(retain_graph), ins, collect=True)
+    if not (allow_unused or materialize_grads) and any(g is None for g in got):
+        raise RuntimeError(
+            "One of the differentiated Tensors appears to not have been used in the graph. "
+            "Set allow_unused=True if this is the desired behavior."
+        )
+    if materialize_grads:
+        got = [t * 0 if g is None else g for g, t in zip(got, ins)]
+    return tuple(got)
+
+
+def _autograd_backward(
+    tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None, **kw
+):
+    """``torch.autograd.backward`` on SharedTensors (several outputs at once)."""
+    if create_graph:
+        raise NotImplementedError("torch.autograd.backward(create_graph=True)")
+    outs = _seq(tensors)
+    gs = _seq(grad_tensors) if grad_tensors is not None else [None] * len(outs)
+    ag.backward(outs, gs, bool(retain_graph), None if inputs is None else _seq(inputs))
+
+
 TABLE = {
     torch.einsum: einsum,
+    torch.autograd.grad: _autograd_grad,
+    torch.autograd.backward: _autograd_backward,
     torch.matmul: _product("matmul"),
     torch.mm: _product("mm"),
     torch.bmm: _product("bmm"),
