@@ -28,7 +28,7 @@ import torch.nn as tnn
 import torch.nn.functional as F
 
 import cryptgpu
-from conftest import assert_close, prod_tol
+from conftest import assert_close, prod_tol, sgd_alongside
 
 D_GATE = 3.5e-3
 TOL_GATES = 1.5 * (5 * 3 * D_GATE + D_GATE)
@@ -369,15 +369,7 @@ def test_a_loop_over_a_cell_trains_as_torch(session, cls):
     cm = cryptgpu.nn.from_pytorch(m, x).encrypt().train()
     assert [n for n, _ in cm.named_parameters()] == [n for n, _ in m.named_parameters()]
     lr, steps = 0.5, 3
-    opt = cryptgpu.optim.SGD(cm.parameters(), lr=lr)
-    ref = torch.optim.SGD(m.parameters(), lr=lr)
-    for _ in range(steps):
-        opt.zero_grad()
-        cryptgpu.nn.CrossEntropyLoss()(cm(cryptgpu.cryptensor(x)), y).backward()
-        opt.step()
-        ref.zero_grad()
-        F.cross_entropy(m(x), y).backward()
-        ref.step()
+    sgd_alongside(cm, m, x, y, lr, steps)
     for p, w in zip(cm.parameters(), m.parameters()):
         assert_close(pt(p), w.detach(), lr * steps * 3 * D_GATE)
 

@@ -49,19 +49,24 @@ def _bias(b, like):
     return b.to(like.dtype)
 
 
-class _Recurrent(Module):
+class _Tracked(Module):
+    """A recurrent layer or cell, counted in the per-layer statistics as
+    "other" (a module of kind OTHER is not tracked by default: containers
+    and shape layers)."""
+
+    kind = OTHER
+
+    def _call_tracked(self, *args, **kwargs):
+        with _track(OTHER, args[0] if args else None):
+            return self.forward(*args, **kwargs)
+
+
+class _Recurrent(_Tracked):
     """What RNN, LSTM and GRU share: torch's constructor, parameters and
     input/output layout ([L, N, F], ``batch_first``, unbatched [L, F]),
     stacked layers with dropout between them in training, two directions."""
 
-    kind = OTHER
     _torch = torch.nn.RNNBase
-
-    def _call_tracked(self, *args, **kwargs):
-        # counted in the per-layer statistics as "other" (a module of kind
-        # OTHER is not tracked by default: containers and shape layers)
-        with _track(OTHER, args[0] if args else None):
-            return self.forward(*args, **kwargs)
 
     def __init__(self, *args, _from: torch.nn.RNNBase | None = None, _plain=None, **kwargs):
         super().__init__()
@@ -261,20 +266,15 @@ class GRU(_Recurrent):
         return ((n - z * n) if h is None else n + z * (h - n),)
 
 
-class _Cell(Module):
+class _Cell(_Tracked):
     """What RNNCell, LSTMCell and GRUCell share: torch's constructor and
     parameters (``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``), one
     step of the matching layer's cell on a [N, input_size] batch (or an
     unbatched [input_size] vector) and its optional state."""
 
-    kind = OTHER
     _torch = torch.nn.RNNCellBase
     _state_count = 1
     proj_size = 0
-
-    def _call_tracked(self, *args, **kwargs):
-        with _track(OTHER, args[0] if args else None):
-            return self.forward(*args, **kwargs)
 
     def __init__(self, *args, _from: torch.nn.RNNCellBase | None = None, _plain=None, **kwargs):
         super().__init__()
