@@ -704,3 +704,80 @@ fn forged_messages_during_the_handshake_are_dropped_on_encrypted_links() {
     };
     survives(run, forge_during_the_handshake);
 }
+
+/// A stranger past its handshake sends one message of endless empty MORE
+/// frames. The `zeromq` crate gathers a multipart message's frames until
+/// its last with no bound (a party grew by gigabytes, 35 times what the
+/// stranger sent); the guard now charges every frame against the message
+/// limit and cuts the connection long before 64 MB, and the session runs on.
+#[test]
+fn an_endless_multipart_message_is_cut() {
+    let run = Run {
+        seed: 5,
+        rounds: 4,
+        encrypted: true,
+        pause: Duration::from_millis(50),
+        ..Run::default()
+    };
+    let cut = AtomicBool::new(false);
+    survives(run, |addrs, done| {
+        let start = Instant::now();
+        if let Some(mut c) = reach(addrs[0]) {
+            let _ = c.write_all(&handshake("DEALER"));
+            let chunk = [1u8, 0u8].repeat(4096); // flags MORE, length 0
+            let mut sent = 0usize;
+            while sent < (64 << 20) && start.elapsed() < Duration::from_secs(20) {
+                if c.write_all(&chunk).is_err() {
+                    cut.store(true, Ordering::Release);
+                    break;
+                }
+                sent += chunk.len();
+            }
+        }
+        hold(done, start, Duration::from_secs(20));
+    });
+    assert!(
+        cut.load(Ordering::Acquire),
+        "the guard let an endless multipart message through"
+    );
+}
+
+/// A closed session frees its public port at once: the same three
+/// addresses serve a second session while the first is still alive (a
+/// second init() in one process failed with "Address already in use"
+/// while the old session lived on in a tensor).
+#[test]
+fn a_closed_session_frees_its_ports() {
+    let addrs = free_addrs();
+    let cfg = Config {
+        seed: Some(6),
+        ..Config::default()
+    };
+    let got: Vec<Vec<u64>> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..3)
+            .map(|r| {
+                let cfg = cfg.clone();
+                sc.spawn(move || {
+                    let connect = || {
+                        let t =
+                            ZmqTransport::connect(r, &addrs, None, Duration::from_secs(10), None)
+                                .unwrap();
+                        Session::single(cfg.clone(), r, Box::new(t)).unwrap()
+                    };
+                    let first = connect();
+                    let a = workload(&first);
+                    first.close();
+                    let second = connect(); // `first` is still alive
+                    let b = workload(&second);
+                    second.close();
+                    assert_eq!(a.len(), b.len());
+                    drop(first);
+                    b
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let local = Session::new(cfg).unwrap();
+    assert_all_match(&got, &workload(&local)); // a fresh session's first run
+}

@@ -50,6 +50,41 @@ pub struct FrameGuard {
     public: SocketAddr,
     stop: Arc<AtomicBool>,
     pub stats: Arc<GuardStats>,
+    /// The accepting thread, which owns the listener: joined on drop, so
+    /// that the port is free when the session is closed (a second init()
+    /// in the same process got "Address already in use").
+    accept: Option<thread::JoinHandle<()>>,
+}
+
+/// What a frame costs the `zeromq` crate's decoder beyond its bytes (its
+/// buffer and list entry): charged per frame, so that a multipart message
+/// of empty frames is bounded too.
+const FRAME_COST: u64 = 64;
+
+/// Slack over the frame limit for a whole message (its envelope frames
+/// beside the one payload frame a party sends).
+const MESSAGE_SLACK: u64 = 4096;
+
+/// One connection's ZMTP stream as the guard reads it: the parser's place,
+/// whether the frame being read has the MORE flag, and what the message so
+/// far costs. The `zeromq` crate gathers a multipart message's frames until
+/// the last one, with no bound: a stranger sending empty MORE frames
+/// without end grew a party by gigabytes (35x what it sent) until then.
+#[derive(Clone, Copy)]
+struct Zmtp {
+    state: State,
+    more: bool,
+    message: u64,
+}
+
+impl Zmtp {
+    fn new() -> Self {
+        Zmtp {
+            state: State::Greeting(GREETING),
+            more: false,
+            message: 0,
+        }
+    }
 }
 
 /// Where the parser is in one connection's ZMTP stream.
@@ -66,15 +101,16 @@ enum State {
 }
 
 /// Check the stream's frame lengths as bytes arrive. Returns false when a
-/// frame announces more than `max` bytes.
-fn advance(state: &mut State, bytes: &[u8], max: u64) -> bool {
+/// frame announces more than `max` bytes, or a multipart message costs
+/// more than `max` (plus slack) in all, each frame charged FRAME_COST.
+fn advance(z: &mut Zmtp, bytes: &[u8], max: u64) -> bool {
     let mut i = 0;
     while i < bytes.len() {
-        match *state {
+        match z.state {
             State::Greeting(left) => {
                 let take = left.min(bytes.len() - i);
                 i += take;
-                *state = if left == take {
+                z.state = if left == take {
                     State::Flags
                 } else {
                     State::Greeting(left - take)
@@ -82,8 +118,10 @@ fn advance(state: &mut State, bytes: &[u8], max: u64) -> bool {
             }
             State::Flags => {
                 let long = bytes[i] & 0b10 != 0;
+                // MORE (bit 0) on a message frame; a command (bit 2) is one frame
+                z.more = bytes[i] & 0b101 == 0b001;
                 i += 1;
-                *state = State::Len {
+                z.state = State::Len {
                     long,
                     got: 0,
                     buf: [0; 8],
@@ -101,7 +139,7 @@ fn advance(state: &mut State, bytes: &[u8], max: u64) -> bool {
                     i += 1;
                 }
                 if got < need {
-                    *state = State::Len { long, got, buf };
+                    z.state = State::Len { long, got, buf };
                     continue;
                 }
                 let len = if long {
@@ -112,32 +150,45 @@ fn advance(state: &mut State, bytes: &[u8], max: u64) -> bool {
                 if len > max {
                     return false;
                 }
-                *state = if len == 0 {
-                    State::Flags
+                z.message = z.message.saturating_add(len.saturating_add(FRAME_COST));
+                if z.message > max.saturating_add(MESSAGE_SLACK) {
+                    return false;
+                }
+                if len == 0 {
+                    end_frame(z);
                 } else {
-                    State::Body(len)
-                };
+                    z.state = State::Body(len);
+                }
             }
             State::Body(left) => {
                 let take = left.min((bytes.len() - i) as u64);
                 i += take as usize;
-                *state = if left == take {
-                    State::Flags
+                if left == take {
+                    end_frame(z);
                 } else {
-                    State::Body(left - take)
-                };
+                    z.state = State::Body(left - take);
+                }
             }
         }
     }
     true
 }
 
+/// A frame has been read: the next flags byte follows; the message's cost
+/// starts again after its last frame.
+fn end_frame(z: &mut Zmtp) {
+    z.state = State::Flags;
+    if !z.more {
+        z.message = 0;
+    }
+}
+
 /// Feed a ZMTP stream, split into `chunks` as it might arrive, through the
 /// frame-length checker: false when a frame announces more than `max`
 /// bytes. The entry point of the fuzz target and of tests.
 pub fn stream_within_limit<'a>(chunks: impl IntoIterator<Item = &'a [u8]>, max: u64) -> bool {
-    let mut state = State::Greeting(GREETING);
-    chunks.into_iter().all(|c| advance(&mut state, c, max))
+    let mut z = Zmtp::new();
+    chunks.into_iter().all(|c| advance(&mut z, c, max))
 }
 
 /// Where the first frame's body lies in a stream's `head` (greeting, then
@@ -279,7 +330,7 @@ fn ready_identity(body: &[u8]) -> Option<Vec<u8>> {
 /// `head` holds bytes already read from `from`. Returns false if the stream
 /// was cut for an oversized frame.
 fn pump(mut from: TcpStream, mut to: TcpStream, max: Option<u64>, head: &[u8]) -> bool {
-    let mut state = State::Greeting(GREETING);
+    let mut state = Zmtp::new();
     if let Some(m) = max {
         if !advance(&mut state, head, m) {
             let _ = from.shutdown(Shutdown::Both);
@@ -456,7 +507,7 @@ impl FrameGuard {
         let mut count = 0u64;
         let evictable: Arc<Evictable> = Arc::default();
         let (stop2, stats2, evict2) = (stop.clone(), stats.clone(), evictable.clone());
-        thread::Builder::new()
+        let accept = thread::Builder::new()
             .name("cryptgpu-guard".into())
             .spawn(move || {
                 while !stop2.load(Ordering::Acquire) {
@@ -514,6 +565,7 @@ impl FrameGuard {
             public,
             stop,
             stats,
+            accept: Some(accept),
         })
     }
 
@@ -525,6 +577,10 @@ impl FrameGuard {
 impl Drop for FrameGuard {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
+        // the accepting loop polls a non-blocking listener every 5 ms
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
     }
 }
 
@@ -647,11 +703,11 @@ mod tests {
     fn lengths_are_checked_across_any_split_of_the_stream() {
         let ok = frames(&[(0, b"hello"), (0b10, &[7u8; 300]), (0b100, b"")]);
         for cut in 0..ok.len() {
-            let mut s = State::Greeting(GREETING);
+            let mut s = Zmtp::new();
             assert!(advance(&mut s, &ok[..cut], 1000) && advance(&mut s, &ok[cut..], 1000));
-            assert!(matches!(s, State::Flags));
+            assert!(matches!(s.state, State::Flags));
         }
-        let mut s = State::Greeting(GREETING);
+        let mut s = Zmtp::new();
         assert!(
             !advance(&mut s, &ok, 299),
             "a 300-byte frame over a 299 limit"
@@ -660,7 +716,31 @@ mod tests {
         let mut evil = vec![0xffu8; GREETING];
         evil.push(0b10);
         evil.extend_from_slice(&(1u64 << 62).to_be_bytes());
-        let mut s = State::Greeting(GREETING);
+        let mut s = Zmtp::new();
         assert!(!advance(&mut s, &evil, 1 << 30));
+    }
+
+    /// A multipart message of endless empty MORE frames (which the `zeromq`
+    /// crate gathers without bound) is cut once it costs more than the
+    /// limit; as many frames in separate messages are not.
+    #[test]
+    fn a_multipart_message_is_bounded_in_all() {
+        let limit = 64 * 1024;
+        let empty_more: Vec<(u8, &[u8])> = vec![(0b01, b""); 2000];
+        let mut s = Zmtp::new();
+        assert!(!advance(&mut s, &frames(&empty_more), limit));
+        let mut z = Zmtp::new();
+        let separate: Vec<(u8, &[u8])> = vec![(0b00, b"x"); 2000];
+        assert!(advance(&mut z, &frames(&separate), limit));
+        // a message of several frames under the limit passes, in any split
+        let ok = frames(&[(0b01, b"id"), (0b01, b""), (0b10, &[1u8; 60_000])]);
+        for cut in 0..ok.len() {
+            let mut s = Zmtp::new();
+            assert!(advance(&mut s, &ok[..cut], limit) && advance(&mut s, &ok[cut..], limit));
+        }
+        // 3 frames of 40 KB in one message: each under the limit, not in all
+        let big = [0u8; 40_000];
+        let three = frames(&[(0b11, &big[..]), (0b11, &big[..]), (0b10, &big[..])]);
+        assert!(!advance(&mut Zmtp::new(), &three, limit));
     }
 }

@@ -570,6 +570,7 @@ impl ZmqTransport {
         self.push = [None, None];
         std::thread::sleep(Duration::from_millis(20));
         self.pull = None;
+        self.guard = None; // frees the public port (joins the guard's listener)
     }
 }
 
