@@ -420,3 +420,24 @@ def test_init_checks_its_timeout_and_transport():
             cryptgpu.init(transport="udp")
     finally:
         cryptgpu.uninit()
+
+
+def test_operator_settings_read_as_an_operator_writes_them():
+    """A network probe: CRYPTGPU_PEERS with spaces after the commas or a
+    trailing comma failed ('cannot resolve peer address " 127.0.0.1:..."',
+    'need 3 peer addresses, got 4'); CRYPTGPU_INSECURE=true was ignored;
+    init(timeout_s=1e300) (meaning never) panicked in the engine."""
+    from cryptgpu import _session
+
+    assert _session.env_peers(" 10.0.0.1:1, 10.0.0.2:2 ,10.0.0.3:3,") == [
+        "10.0.0.1:1",
+        "10.0.0.2:2",
+        "10.0.0.3:3",
+    ]
+    assert all(_session.env_flag(v) for v in ("1", "true", "Yes", " on "))
+    assert not any(_session.env_flag(v) for v in (None, "", "0", "false", "no"))
+    try:
+        cryptgpu.init(timeout_s=1e300)
+        assert opened(cryptgpu.cryptensor(torch.tensor([1.5])) + 1).item() == 2.5
+    finally:
+        cryptgpu.uninit()

@@ -85,7 +85,8 @@ def init(
             reproducible runs. ``None`` (the default) draws keys from the OS;
             a seeded session is not secure.
         timeout_s: how long a party waits for a message before raising
-            :class:`cryptgpu.PeerError`.
+            :class:`cryptgpu.PeerError` (a larger value than 1e7 s, meaning
+            "never", is taken as 1e7 s).
         rank, peers: this party (0, 1, 2) and the three ``host:port``
             addresses, for a multi-process run.
         key, pubkeys: this party's private key and the three public keys (hex).
@@ -168,7 +169,7 @@ def init(
                 f"CRYPTGPU_RANK must be 0, 1 or 2, got {os.environ['CRYPTGPU_RANK']!r}"
             ) from None
     if peers is None and os.environ.get("CRYPTGPU_PEERS"):
-        peers = os.environ["CRYPTGPU_PEERS"].split(",")
+        peers = env_peers(os.environ["CRYPTGPU_PEERS"])
     if (rank is None) != (peers is None):
         raise ValueError("a multi-process run needs both rank and peers (or both env variables)")
     _close_current()
@@ -178,13 +179,14 @@ def init(
         key = key if key is not None else _from_env("CRYPTGPU_KEY")
         if pubkeys is None and _from_env("CRYPTGPU_PUBKEYS") is not None:
             pubkeys = _from_env("CRYPTGPU_PUBKEYS").replace("\n", ",").split(",")
-            pubkeys = [p for p in pubkeys if p.strip()]
-        insecure = insecure or os.environ.get("CRYPTGPU_INSECURE") == "1"
+            pubkeys = [k for line in pubkeys for k in line.split()]  # commas, lines, spaces
+        insecure = insecure or env_flag(os.environ.get("CRYPTGPU_INSECURE"))
         if (key is None or pubkeys is None) and not insecure:
             raise ValueError(
                 f"party {rank} has no link keys: set CRYPTGPU_KEY and CRYPTGPU_PUBKEYS "
                 "(python -m cryptgpu.keys makes them; the launcher does it for you), "
-                "or pass insecure=True for plaintext links on a trusted network"
+                "or pass insecure=True (CRYPTGPU_INSECURE=1) for plaintext links on a "
+                "trusted network"
             )
         transport = transport or os.environ.get("CRYPTGPU_TRANSPORT") or "zmq"
         bind = bind or os.environ.get("CRYPTGPU_BIND") or None
@@ -306,6 +308,17 @@ def _close_current() -> None:
 def _close_all() -> None:
     while _spmd_sessions:
         _spmd_sessions.pop().close()
+
+
+def env_peers(v: str) -> list[str]:
+    """``CRYPTGPU_PEERS``: addresses separated by commas (spaces around
+    them and a trailing comma are not addresses)."""
+    return [p.strip() for p in v.split(",") if p.strip()]
+
+
+def env_flag(v: str | None) -> bool:
+    """A yes/no variable: 1, true, yes or on (any case) is yes."""
+    return (v or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _from_env(name: str) -> str | None:

@@ -22,6 +22,9 @@ fn device_kind(device: &str) -> PyResult<DeviceKind> {
     }
 }
 
+/// The longest wait a session takes (about 115 days).
+const MAX_TIMEOUT_S: f64 = 1e7;
+
 /// A session's configuration from the Python arguments.
 pub fn config(
     precision_bits: u32,
@@ -32,10 +35,12 @@ pub fn config(
     if !(timeout_s.is_finite() && timeout_s > 0.0) {
         return Err(invalid("timeout_s must be a positive number of seconds"));
     }
+    // A huge timeout means "never": capped where deadlines (now + timeout)
+    // still fit an Instant (1e19 s panicked there, 1e300 s in Duration).
     Ok(Config {
         frac_bits: precision_bits,
         seed,
-        timeout: Duration::from_secs_f64(timeout_s),
+        timeout: Duration::from_secs_f64(timeout_s.min(MAX_TIMEOUT_S)),
         device: device_kind(device)?,
     })
 }
