@@ -432,6 +432,7 @@ fn serve(
     // others (strangers) stay evictable and are marked with a leading `~`,
     // so that no claim of theirs reads as a party's.
     let mut limit = max_frame;
+    let mut proved = false;
     let claim = match (claim, verify) {
         (None, _) => None,
         (Some(id), _) if id.len() > MAX_IDENTITY => None,
@@ -442,6 +443,7 @@ fn serve(
         (Some(id), Some(v)) => match v(&id) {
             Some(party) => {
                 forget(evictable, n);
+                proved = true;
                 Some(party)
             }
             None => {
@@ -474,6 +476,14 @@ fn serve(
     };
     if !pump(client, server, Some(limit), &head) {
         st.oversized.fetch_add(1, Ordering::Relaxed);
+        if proved {
+            // a party's own message: the operator's limit is too small (its
+            // neighbours only see the link close)
+            eprintln!(
+                "cryptgpu: a party's message was above the frame limit of {max_frame} bytes \
+                 (CRYPTGPU_MAX_FRAME_BYTES): its connection was cut"
+            );
+        }
     }
     forget(evictable, n);
     if let Ok(h) = out {
