@@ -326,7 +326,9 @@ def _state(cls, batch):
 
 
 def _share(s):
-    return tuple(cryptgpu.cryptensor(t) for t in s) if isinstance(s, tuple) else cryptgpu.cryptensor(s)
+    return (
+        tuple(cryptgpu.cryptensor(t) for t in s) if isinstance(s, tuple) else cryptgpu.cryptensor(s)
+    )
 
 
 @pytest.mark.parametrize("cls", CELLS, ids=lambda c: c.__name__)

@@ -301,12 +301,18 @@ class Graph(Module):
         """The graph's inputs by placeholder name, from positional and
         keyword arguments (and the defaults of those left out)."""
         names = [name for name, _ in self._inputs]
-        star = next((i for i, n in enumerate(names) if n.startswith("*")), None)
-        if star is not None:  # forward(self, x, *rest): the rest as one tuple
+        star = next((i for i, n in enumerate(names) if _stars(n) == 1), None)
+        kw = next((n for n in names if _stars(n) == 2), None)
+        if star is not None and len(inputs) > star:  # forward(self, x, *rest)
             inputs = tuple(inputs[:star]) + (tuple(inputs[star:]),)
-        if len(inputs) > len(names):
+        if len(inputs) > len(names) - (kw is not None):
             raise TypeError(f"forward takes {len(names)} inputs, got {len(inputs)}")
         bound = dict(zip(names, inputs))
+        if star is not None:
+            bound.setdefault(names[star], ())
+        if kw is not None:  # forward(self, x, **kw): the other keywords
+            bound[kw] = {k: v for k, v in named.items() if k not in names}
+            named = {k: v for k, v in named.items() if k in names}
         for k, v in named.items():
             if k not in names:
                 raise TypeError(f"forward got an unexpected keyword argument {k!r}")
@@ -381,6 +387,11 @@ class Graph(Module):
 
 
 Graph.to_pytorch = to_torch.graph_to_pytorch
+
+
+def _stars(name: str) -> int:
+    """1 for fx's placeholder of ``*args``, 2 for ``**kwargs``, else 0."""
+    return 2 if name.startswith("**") else (1 if name.startswith("*") else 0)
 
 
 class SequentialGraph(_ByPosition, Graph):
@@ -515,7 +526,9 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
                 raise NotImplementedError(f"unsupported function {name} at {where}")
             mode = node.kwargs.get("mode", node.args[3] if len(node.args) > 3 else "nearest")
             if node.target is F.interpolate and node in private and mode != "nearest":
-                raise NotImplementedError(f"F.interpolate mode={mode!r} at {where} (only 'nearest')")
+                raise NotImplementedError(
+                    f"F.interpolate mode={mode!r} at {where} (only 'nearest')"
+                )
         elif node.op == "call_method":
             if node.target not in _METHODS and node in private:
                 raise NotImplementedError(f"unsupported method .{node.target}() at {where}")
@@ -653,9 +666,7 @@ def _all_close(got, want, tol: float = 1e-6) -> bool:
     if not isinstance(got, torch.Tensor) or not isinstance(want, torch.Tensor):
         return type(got) is type(want) and got == want  # numbers, strings
     # shapes first: allclose broadcasts, so a [4] row passed for a [2, 4] output
-    return got.shape == want.shape and torch.allclose(
-        got.to(want.dtype), want, atol=tol, rtol=tol
-    )
+    return got.shape == want.shape and torch.allclose(got.to(want.dtype), want, atol=tol, rtol=tol)
 
 
 def _has_nan(out) -> bool:

@@ -11,8 +11,8 @@ import operator
 import torch
 import torch.nn.functional as F
 
-from ..torch_dispatch import TABLE
 from ..einsum import einsum
+from ..torch_dispatch import TABLE
 from . import transformer
 from .layers import AdaptiveAvgPool2d, LayerNorm
 from .layers1d import AdaptiveAvgPool1d
@@ -240,6 +240,8 @@ METHODS = {
     "flatten": OTHER,
     "size": OTHER,
     "dim": OTHER,
+    "numel": OTHER,
+    "ndimension": OTHER,
     "contiguous": OTHER,
     "permute": OTHER,
     "transpose": OTHER,

@@ -81,9 +81,14 @@ class _Tracer(torch.fx.Tracer):
 def _trace(model: torch.nn.Module):
     if hf.is_hf_model(model):
         return hf.trace(model)
-    graph = _Tracer().trace(model)
-    name = model.__class__.__name__ if isinstance(model, torch.nn.Module) else model.__name__
-    return torch.fx.GraphModule(model, graph, name), {}
+    try:  # buffers as constants: a forward may use one in Python (float(self.scale))
+        return torch.fx.symbolic_trace(model), {}
+    except Exception as first:
+        try:  # buffers as graph values (nanoGPT's self.bias[:, :, :T, :T])
+            graph = _Tracer().trace(model)
+        except Exception:
+            raise first from None
+    return torch.fx.GraphModule(model, graph, model.__class__.__name__), {}
 
 
 def trace_modes(model: torch.nn.Module):

@@ -47,8 +47,10 @@ class _Mask:
         if other is None:
             return self
         add = other.add if self.add is None else _add_mask(self.add, other.add)
-        keep = other.keep if self.keep is None else (
-            self.keep if other.keep is None else self.keep * other.keep
+        keep = (
+            other.keep
+            if self.keep is None
+            else (self.keep if other.keep is None else self.keep * other.keep)
         )
         return _Mask(add, keep)
 
