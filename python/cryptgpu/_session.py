@@ -37,6 +37,10 @@ class _Context(threading.local):
         self.truncation: str = "auto"
         self.exact_now: bool = False
         self.training_depth: int = 0
+        # Above 20 fractional bits "auto" truncates exactly everywhere: the
+        # probabilistic protocol fails with probability |v| 2^(2f + 1 - 64)
+        # per element (1 in 32 for a value of 1 at f = 29: garbage softmax).
+        self.fine: bool = False
         # Bound for cryptgpu.nn.check_overflow (None: no check).
         self.overflow_bound: float | None = None
         # True in a party thread of spmd.run / mpc.run_multiprocess, where a
@@ -210,6 +214,7 @@ def init(
     _ctx.truncation = truncation
     _ctx.overflow_bound = bound
     _ctx.training_depth = 0
+    _ctx.fine = precision_bits > FINE_BITS
     # A new session starts probabilistic (the engine's default).
     _ctx.exact_now = False
     # Also in the local runtime, where the settings agree by construction:
@@ -262,13 +267,19 @@ def _undigits(d) -> list:
 TRUNCATION_MODES = ("auto", "exact", "probabilistic")
 
 
+# "auto" is exact everywhere above this many fractional bits (_Context.fine).
+FINE_BITS = 20
+
+
 def sync_truncation(session: _native.Session, recording: bool) -> None:
     """Set the engine's truncation protocol for the next operation: exact in
-    "exact" mode, and in "auto" mode while autograd records (``recording``)
-    or inside a backward pass or an optimiser step. Every party of an SPMD
-    run makes the same choice, as each runs the same script."""
+    "exact" mode, and in "auto" mode while autograd records (``recording``),
+    inside a backward pass or an optimiser step, or always at more than 20
+    fractional bits. Every party of an SPMD run makes the same choice, as
+    each runs the same script."""
     mode = _ctx.truncation
-    want = mode == "exact" or (mode == "auto" and (recording or _ctx.training_depth > 0))
+    busy = recording or _ctx.training_depth > 0 or _ctx.fine
+    want = mode == "exact" or (mode == "auto" and busy)
     if want != _ctx.exact_now:
         session.set_exact_truncation(want)
         _ctx.exact_now = want
@@ -339,6 +350,7 @@ def attach(session: _native.Session) -> None:
     _ctx.spmd_party = True
     _ctx.truncation = "auto"
     _ctx.training_depth = 0
+    _ctx.fine = session.precision_bits > FINE_BITS
     _ctx.exact_now = session.exact_truncation
     ranks = session.ranks
     _agree_on_settings(session, ranks[0], session.precision_bits, "auto", None)

@@ -75,10 +75,10 @@ def exp(x):
     5% off at x = +-5, 12% at -8 and 52% at 20 (kept as
     :func:`exp_crypten`). Under autograd one recorded node whose backward
     is g e^x."""
-    hi = _exp_top(x)
-    recorded = ag.needs_grad(x)
+    hi, lo = _exp_top(x), -_exp_floor(x)
+    recorded = _is_shared(x) and ag.needs_grad(x)
     with ag.inside(recorded):
-        u = x.clamp(-16.0, hi) / 16
+        u = x.clamp(lo, hi) / 16
         y = _horner(_EXP_TAYLOR11, u)
         # squares up to 2^(62 - 2f): probabilistic truncation would wrap
         # one in 8 at 2^29 (README, "Truncation"), so always exact
@@ -95,6 +95,14 @@ def _exp_top(x) -> float:
     tensor, the default f = 16's bound)."""
     f = x._s().precision_bits if _is_shared(x) else 16
     return (62 - 2 * f) * math.log(2.0)
+
+
+def _exp_floor(x) -> float:
+    """How far below 0 the exponentials clamp: 16 (e^-16 = 1.1e-7), or
+    just inside the fixed-point range where that is smaller (|x| < 8 at
+    f = 30, where -16 itself cannot be encoded)."""
+    f = x._s().precision_bits if _is_shared(x) else 16
+    return min(16.0, 0.99 * 2.0 ** (63 - 2 * f))
 
 
 _EXP_TAYLOR11 = tuple(1.0 / math.factorial(k) for k in range(12))
@@ -432,7 +440,8 @@ def exp_nonpos(z):
     Squaring doubles a relative error, so 4 squarings instead of CrypTen's 8
     keep the fixed-point error to 16 times a truncation's: about 3e-4 of
     the value against CrypTen's 12% at z = -8 (its (1 + z/256)^256)."""
-    zc = (z + 16).relu() - 16
+    lo = _exp_floor(z)
+    zc = (z + lo).relu() - lo
     y = zc / 16
     acc = _horner(_EXP_TAYLOR, y)
     for _ in range(4):
