@@ -24,7 +24,7 @@ class Node:
     parents and the gradient function of a recorded operation (None for a
     leaf); ``grad`` receives a leaf's accumulated gradient."""
 
-    __slots__ = ("_rg", "_frozen", "_grad", "_back", "_kind")
+    __slots__ = ("_rg", "_frozen", "_grad", "_back", "_kind", "_lost")
 
     @property
     def requires_grad(self) -> bool:
@@ -99,9 +99,28 @@ def needs_grad(*xs) -> bool:
     return any(getattr(x, "requires_grad", False) for x in xs)
 
 
+def lose_gradient(x, t, what: str) -> None:
+    """A plaintext torch tensor ``t`` that requires grad meets ``x`` (which
+    does) in ``what``: the operation recorded next from ``x`` carries the
+    news, and a backward through it raises."""
+    _session._ctx.lost = (x, _lost_message(t, what))
+
+
+def _lost_message(t, what: str) -> str:
+    return (
+        f"{what}: a plaintext torch tensor that requires grad (shape {list(t.shape)}) was "
+        "used with a SharedTensor that requires grad; its gradient would be private, and "
+        "a torch tensor's .grad cannot hold it. Encrypt it (cryptgpu.cryptensor(w, "
+        "requires_grad=True), or model.encrypt()) to train it, or detach it to keep it fixed"
+    )
+
+
 def record(out, parents, fn):
     """Mark ``out`` as computed from ``parents``; ``fn(g)`` returns one
     gradient (or None) per parent."""
+    lost = getattr(_session._ctx, "lost", None)
+    if lost is not None and any(p is lost[0] for p in parents):
+        out._lost, _session._ctx.lost = lost[1], None
     out.requires_grad = True
     out._back = (tuple(parents), fn)
     kinds = _session._ctx.layer_kinds
@@ -157,6 +176,8 @@ def backward(root, grad=None, retain_graph: bool = False, inputs=None, collect: 
     if len(seeds) != len(roots):
         raise RuntimeError(f"got {len(seeds)} gradients for {len(roots)} outputs")
     seeds = [_seed(r, g) for r, g in zip(roots, seeds)]
+    if inputs is not None and not inputs:
+        raise RuntimeError("'inputs' argument to 'backward()' cannot be empty.")
     targets = None if inputs is None else {id(t): t for t in inputs}
     for t in (targets or {}).values():
         if not isinstance(t, Node) or not t.requires_grad:
@@ -174,10 +195,15 @@ def backward(root, grad=None, retain_graph: bool = False, inputs=None, collect: 
         stack.append((t, True))
         if t._back is _FREED:
             raise RuntimeError(_SECOND_TIME)
+        if t._lost is not None:
+            raise RuntimeError(t._lost)
         if t._back is not None:
             for p in t._back[0]:
                 if isinstance(p, Node) and p.requires_grad and id(p) not in seen:
                     stack.append((p, False))
+                elif isinstance(p, torch.Tensor) and p.requires_grad:
+                    # a layer's plaintext parameter (a model left in plaintext)
+                    raise RuntimeError(_lost_message(p, "a layer"))
     grads: dict = {}
     for r, g in zip(roots, seeds):
         grads[id(r)] = g if id(r) not in grads else grads[id(r)] + g

@@ -11,8 +11,6 @@ from __future__ import annotations
 import math
 import string
 
-import torch
-
 
 def _parse(eq: str, shapes: list) -> tuple[list[str], str]:
     """(each operand's letters, the output's letters) with ``...`` replaced
@@ -22,19 +20,22 @@ def _parse(eq: str, shapes: list) -> tuple[list[str], str]:
     lhs, arrow, rhs = eq.partition("->")
     terms = lhs.split(",")
     if len(terms) != len(shapes):
-        raise ValueError(
-            f"einsum(): {len(terms)} operands in the equation, {len(shapes)} given"
+        raise RuntimeError(
+            f"einsum(): more operands were provided than specified in the equation "
+            f"({len(terms)} in the equation, {len(shapes)} given)"
         )
     spare = [c for c in string.ascii_uppercase if c not in eq]
     widest = 0
     out_terms = []
     for t, shape in zip(terms, shapes):
         if not set(t.replace("...", "")) <= set(string.ascii_letters):
-            raise ValueError(f"einsum(): invalid subscript in {t!r}")
+            raise RuntimeError(f"einsum(): invalid subscript given in {t!r}")
         if "..." in t:
             k = len(shape) - (len(t) - 3)
             if k < 0:
-                raise RuntimeError(f"einsum(): the subscripts {t!r} have more dims than the operand")
+                raise RuntimeError(
+                    f"einsum(): the subscripts {t!r} have more dims than the operand"
+                )
             widest = max(widest, k)
             t = t.replace("...", "".join(spare[len(spare) - k :]))
         if len(t) != len(shape):
@@ -52,6 +53,8 @@ def _parse(eq: str, shapes: list) -> tuple[list[str], str]:
     else:
         seen = "".join(out_terms)
         out = dots + "".join(sorted(c for c in set(seen) if seen.count(c) == 1 and c not in dots))
+    if len(set(out)) != len(out):
+        raise RuntimeError(f"einsum(): output subscript appears more than once in {out!r}")
     return out_terms, out
 
 

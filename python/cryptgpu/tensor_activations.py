@@ -243,7 +243,8 @@ class ActivationOps:
         dims = len(getattr(value, "shape", ()))
         if dims:
             raise RuntimeError(
-                f"fill_ only supports 0-dimension value tensor but got tensor with {dims} dimensions."
+                "fill_ only supports 0-dimension value tensor but got tensor with "
+                f"{dims} dimensions."
             )
         return self._assign(self * 0 + number_or_shared(value), "fill_")
 

@@ -51,6 +51,7 @@ class TensorBase(ag.Node):
         self._rg = False
         self._frozen = False  # see Node.requires_grad
         self._grad = None
+        self._lost = None
         self._back = None
 
     # ------------------------------------------------------------ views
@@ -152,15 +153,9 @@ class TensorBase(ag.Node):
             y._s()
             return y, None
         if isinstance(y, torch.Tensor) and y.requires_grad and ag.needs_grad(self):
-            # the product's gradient with respect to y would be private, and
-            # torch's y.grad cannot hold it: it was dropped without a word
-            raise RuntimeError(
-                f"{what}: a plaintext torch tensor that requires grad (shape "
-                f"{list(y.shape)}) meets a SharedTensor that requires grad; its gradient "
-                "would be private, and a torch tensor's .grad cannot hold it. Encrypt it "
-                "(cryptgpu.cryptensor(w, requires_grad=True), or model.encrypt()) to train "
-                "it, or pass w.detach() to keep it fixed"
-            )
+            # its gradient would be private, and its .grad cannot hold it:
+            # a backward through the result says so (it was dropped silently)
+            ag.lose_gradient(self, y, what)
         return None, _plain_array(y, what)
 
     def _public(self, arr: np.ndarray) -> TensorBase:
@@ -178,7 +173,8 @@ class TensorBase(ag.Node):
         """Mark this tensor as a leaf whose gradient ``backward`` accumulates."""
         if not isinstance(flag, (bool, np.bool_)):
             raise TypeError(
-                f"requires_grad_(): argument 'requires_grad' must be bool, not {type(flag).__name__}"
+                "requires_grad_(): argument 'requires_grad' must be bool, not "
+                f"{type(flag).__name__}"
             )
         self.requires_grad = bool(flag)
         return self
@@ -235,6 +231,7 @@ class TensorBase(ag.Node):
         return len(self._t.shape)
 
     ndim = property(dim)
+    ndimension = dim
 
     @property
     def dtype(self) -> torch.dtype:
@@ -288,7 +285,9 @@ class TensorBase(ag.Node):
         """``x.type_as(t)``: :meth:`to` ``t``'s dtype (a float one: the
         tensor itself; a SharedTensor's is the default float dtype)."""
         if not isinstance(other, (torch.Tensor, TensorBase)):
-            raise TypeError(f"type_as(): argument 'other' must be Tensor, not {type(other).__name__}")
+            raise TypeError(
+                f"type_as(): argument 'other' must be Tensor, not {type(other).__name__}"
+            )
         return self.to(other.dtype)
 
     double = half = float

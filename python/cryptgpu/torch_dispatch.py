@@ -308,7 +308,8 @@ def _autograd_grad(
             "Set allow_unused=True if this is the desired behavior."
         )
     if materialize_grads:
-        got = [t * 0 if g is None else g for g, t in zip(got, ins)]
+        with ag.no_grad():  # zeros, not a recorded product
+            got = [t * 0 if g is None else g for g, t in zip(got, ins)]
     return tuple(got)
 
 
