@@ -5,7 +5,7 @@ CPU local runtime.
 
 Run: python3 benchmarks/bench_accuracy_costs.py (a few seconds); the
 numbers are in benchmarks/RESULTS.md ("Accuracy fixes of 2026-12-05",
-"2026-12-05 (eighth session)" and "2026-12-05 (tenth session)").
+"2026-12-05 (eighth session)", "(tenth session)" and "(eleventh session)").
 """
 
 import time
@@ -95,6 +95,24 @@ def main():
         lstm = cryptgpu.nn.LSTM(32, 64).encrypt().eval()
         seq = cryptgpu.cryptensor(torch.randn(16, 8, 32, dtype=torch.float64))
         measure("LSTM 32->64, 16 steps, batch 8", lambda: lstm(seq))
+    # eleventh session: exp range-reduced (CrypTen's limit kept as
+    # exp_crypten), einsum, RMSNorm, a reflection pad, an LSTM cell step,
+    # torch.autograd.grad
+    e = cryptgpu.cryptensor(torch.rand(n, dtype=torch.float64) * 36 - 16)
+    measure("exp (range-reduced), x in [-16, 20]", lambda: e.exp())
+    if hasattr(cryptgpu.functions, "exp_crypten"):
+        measure("exp_crypten (the earlier exp)", lambda: cryptgpu.functions.exp_crypten(e))
+    q = cryptgpu.cryptensor(torch.randn(2, 4, 64, 16, dtype=torch.float64))
+    measure("einsum bhqd,bhkd->bhqk 2x4x64x16", lambda: torch.einsum("bhqd,bhkd->bhqk", q, q))
+    measure("q @ k^T, the same product", lambda: q.matmul(q.transpose(-2, -1)))
+    if hasattr(cryptgpu.nn, "RMSNorm"):
+        rms = cryptgpu.nn.RMSNorm(768).encrypt()
+        measure("RMSNorm 32x768", lambda: rms(h))
+    measure("F.pad reflect 16x64x8x8 by 1", lambda: torch.nn.functional.pad(img, (1,) * 4, "reflect"))
+    if hasattr(cryptgpu.nn, "LSTMCell"):
+        cell = cryptgpu.nn.LSTMCell(32, 64).encrypt()
+        h0 = cryptgpu.cryptensor(torch.zeros(8, 64, dtype=torch.float64))
+        measure("LSTMCell 32->64 step, batch 8", lambda: cell(seq[0], (h0, h0)))
 
 
 if __name__ == "__main__":
