@@ -534,3 +534,83 @@ def test_review_of_autograd_and_einsum_errors(session):
         materialize_grads=True,
     )[1]
     assert not z.requires_grad and torch.equal(opened(z), torch.zeros(3, dtype=D))
+
+
+def test_every_operation_with_a_plaintext_tensor_requiring_grad_says_so_at_backward(session):
+    """A second probe found the gradient still dropped silently through
+    cat, stack, linear, the scatter family, outer, conv1d and a soft
+    cross-entropy target; a torch value requiring grad was written by
+    setitem; and torch tensors mixed into a SharedTensor backward failed
+    with an AttributeError. autograd.grad with respect to the SharedTensor
+    alone does not need the plaintext gradient and works."""
+    x = cryptgpu.cryptensor(torch.randn(3, dtype=D), requires_grad=True)
+    w = torch.randn(3, requires_grad=True)
+    idx = torch.tensor([0])
+    cases = {
+        "cat": lambda: torch.cat([x, w]),
+        "stack": lambda: torch.stack([w, x]),
+        "linear": lambda: F.linear(x.view(1, 3), w.view(1, 3)),
+        "index_add": lambda: x.index_add(0, idx, w[:1]),
+        "scatter": lambda: x.scatter(0, idx, w[:1]),
+        "index_fill": lambda: x.index_fill(0, idx, w[0]),
+        "outer": lambda: x.outer(w),
+        "conv1d": lambda: F.conv1d(x.view(1, 1, 3), w.view(1, 1, 3)),
+        "soft target": lambda: cryptgpu.nn.CrossEntropyLoss()(
+            x.view(1, 3), w.softmax(0).view(1, 3)
+        ),
+    }
+    for name, case in cases.items():
+        with pytest.raises(RuntimeError, match="requires grad"):
+            case().sum().backward()
+        x.grad = None
+        assert usable(), name
+    with pytest.raises(RuntimeError, match="in-place"):
+        cryptgpu.cryptensor(torch.zeros(3))[0] = w[0]
+    (g,) = torch.autograd.grad((x * w).sum(), [x])  # w's gradient not asked for
+    assert torch.allclose(opened(g), w.detach().double(), atol=2 * ENC)
+    xt = torch.ones(2, requires_grad=True)
+    with pytest.raises(NotImplementedError, match="separately"):
+        torch.autograd.backward([(x * 2).sum(), (xt * 2).sum()])
+    with pytest.raises(NotImplementedError, match="separately"):
+        (x * 2).sum().backward(inputs=[xt])
+    assert usable()
+
+
+def test_second_probe_of_new_layers_and_functions(session):
+    """einsum with a zero-size dim and torch's sublist form; movement layers
+    built as cryptgpu.nn.<Layer> and torch's ChannelShuffle / AlphaDropout /
+    x.pad(mode=) on a SharedTensor; F.pad with float pads (TypeError, as
+    torch); SDPA rows with every position masked give zeros as torch's (a
+    uniform average before), and attn_mask with is_causal is torch's error."""
+    ct = cryptgpu.cryptensor
+    got = torch.einsum("ij,jk->ik", ct(torch.randn(2, 0)), ct(torch.randn(0, 4)))
+    assert torch.equal(opened(got), torch.zeros(2, 4, dtype=D))
+    assert torch.einsum(
+        "bij,bjk->bik", ct(torch.randn(0, 2, 3)), ct(torch.randn(0, 3, 4))
+    ).shape == (0, 2, 4)
+    a, b = torch.randn(2, 3, dtype=D), torch.randn(3, 4, dtype=D)
+    got = torch.einsum(ct(a), [0, 1], ct(b), [1, 2], [0, 2])
+    assert (opened(got) - a @ b).abs().max() <= prod_tol(
+        3, float(a.abs().max()), float(b.abs().max())
+    )
+    x = torch.randn(1, 4, 3, 3, dtype=D)
+    s = ct(x)
+    assert (
+        opened(cryptgpu.nn.ReflectionPad2d(1)(s)) - tnn.ReflectionPad2d(1)(x)
+    ).abs().max() <= ENC
+    assert (opened(tnn.ChannelShuffle(2)(s)) - tnn.ChannelShuffle(2)(x)).abs().max() <= ENC
+    assert (opened(tnn.AlphaDropout(0.3).eval()(s)) - x).abs().max() <= ENC
+    want = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    assert (opened(s.pad((1, 1, 1, 1), mode="reflect")) - want).abs().max() <= ENC
+    with pytest.raises(TypeError, match="ints"):
+        F.pad(s, (1.5, 1))
+    q = ct(torch.randn(1, 2, 3, 4, dtype=D))
+    keep = torch.zeros(3, 3, dtype=torch.bool)
+    keep[1] = True  # rows 0 and 2 have no position to attend to
+    out = opened(F.scaled_dot_product_attention(q, q, q, attn_mask=keep))
+    ref = F.scaled_dot_product_attention(*[opened(q)] * 3, attn_mask=keep)
+    assert (out - ref).abs().max() <= 3e-4  # the softmax's bound on row 1
+    assert torch.equal(out[:, :, 0], torch.zeros(1, 2, 4, dtype=D))
+    with pytest.raises(RuntimeError, match="is_causal"):
+        F.scaled_dot_product_attention(q, q, q, attn_mask=keep, is_causal=True)
+    assert usable()

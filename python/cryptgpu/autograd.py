@@ -173,6 +173,13 @@ def backward(root, grad=None, retain_graph: bool = False, inputs=None, collect: 
     (``torch.autograd.grad``), returned as a list (None where unused)."""
     roots = list(root) if isinstance(root, (list, tuple)) else [root]
     seeds = list(grad) if isinstance(root, (list, tuple)) else [grad]
+    for t in roots + list(inputs or ()):
+        if not isinstance(t, Node):
+            raise NotImplementedError(
+                f"a backward from or to a {type(t).__name__} together with SharedTensors: "
+                "call torch's backward (or autograd.grad) on the torch tensors and "
+                "cryptgpu's on the SharedTensors separately"
+            )
     if len(seeds) != len(roots):
         raise RuntimeError(f"got {len(seeds)} gradients for {len(roots)} outputs")
     seeds = [_seed(r, g) for r, g in zip(roots, seeds)]
@@ -195,13 +202,13 @@ def backward(root, grad=None, retain_graph: bool = False, inputs=None, collect: 
         stack.append((t, True))
         if t._back is _FREED:
             raise RuntimeError(_SECOND_TIME)
-        if t._lost is not None:
+        if t._lost is not None and targets is None:  # (with inputs: not asked for)
             raise RuntimeError(t._lost)
         if t._back is not None:
             for p in t._back[0]:
                 if isinstance(p, Node) and p.requires_grad and id(p) not in seen:
                     stack.append((p, False))
-                elif isinstance(p, torch.Tensor) and p.requires_grad:
+                elif isinstance(p, torch.Tensor) and p.requires_grad and targets is None:
                     # a layer's plaintext parameter (a model left in plaintext)
                     raise RuntimeError(_lost_message(p, "a layer"))
     grads: dict = {}

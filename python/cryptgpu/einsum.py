@@ -62,12 +62,13 @@ def _sizes(terms, shapes) -> dict:
     sizes: dict = {}
     for t, shape in zip(terms, shapes):
         for c, n in zip(t, shape):
-            if sizes.get(c, 1) != 1 and n != 1 and sizes[c] != n:
+            have = sizes.get(c)
+            if have is None or have == 1:
+                sizes[c] = n  # 1 broadcasts to any size, 0 included
+            elif n != 1 and n != have:
                 raise RuntimeError(
-                    f"einsum(): operands do not broadcast: subscript {c!r} has size {n} "
-                    f"and {sizes[c]}"
+                    f"einsum(): operands do not broadcast: subscript {c!r} has size {n} and {have}"
                 )
-            sizes[c] = max(sizes.get(c, 1), n)
     return sizes
 
 
@@ -101,13 +102,39 @@ def _pair(a, ta: str, b, tb: str, keep: str, sizes: dict):
     return y.reshape(tuple(sizes[c] for c in batch + left + right)), "".join(batch + left + right)
 
 
+def _from_sublists(args: tuple):
+    """(equation, operands) from torch's sublist form of einsum."""
+    letters = string.ascii_letters
+
+    def term(sub) -> str:
+        out = []
+        for i in sub:
+            if i is Ellipsis:
+                out.append("...")
+            elif isinstance(i, int) and 0 <= i < len(letters):
+                out.append(letters[i])
+            else:
+                raise RuntimeError(f"einsum(): a sublist subscript must be in [0, 52), not {i!r}")
+        return "".join(out)
+
+    ops, terms = list(args[0::2]), [term(s) for s in args[1::2]]
+    if len(ops) > len(terms):  # an output sublist was given
+        out = term(ops.pop()) if not hasattr(ops[-1], "shape") else None
+        if out is None:
+            raise RuntimeError("einsum(): a sublist must follow each operand")
+        return ",".join(terms) + "->" + out, tuple(ops)
+    if len(terms) > len(ops):
+        return ",".join(terms[: len(ops)]) + "->" + terms[-1], tuple(ops)
+    return ",".join(terms), tuple(ops)
+
+
 def einsum(equation: str, *operands):
     """``torch.einsum(equation, *operands)`` (or the list form) where one
     or more operands are SharedTensors."""
     if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
         operands = tuple(operands[0])
-    if not isinstance(equation, str):
-        raise TypeError("einsum(): the first argument must be the equation (a str)")
+    if not isinstance(equation, str):  # the sublist form: op, [0, 1], op, [1, 2], [0, 2]
+        equation, operands = _from_sublists((equation,) + tuple(operands))
     shapes = [tuple(x.shape) for x in operands]
     terms, out = _parse(equation, shapes)
     for c in out:

@@ -152,11 +152,17 @@ class TensorBase(ag.Node):
         if isinstance(y, TensorBase):
             y._s()
             return y, None
+        return None, self._plain(y, what)
+
+    def _plain(self, y, what: str) -> np.ndarray:
+        """A plaintext operand of an operation on this tensor, as an array.
+        One that requires grad, meeting this tensor when it does, cannot get
+        its (private) gradient into its .grad: the operation recorded next
+        from this tensor carries the news and a backward through it raises
+        (until 2026-12-05 the gradient was dropped without a word)."""
         if isinstance(y, torch.Tensor) and y.requires_grad and ag.needs_grad(self):
-            # its gradient would be private, and its .grad cannot hold it:
-            # a backward through the result says so (it was dropped silently)
             ag.lose_gradient(self, y, what)
-        return None, _plain_array(y, what)
+        return _plain_array(y, what)
 
     def _public(self, arr: np.ndarray) -> TensorBase:
         """A sharing of a public array in this tensor's session (no messages)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from . import autograd as ag
 from . import gradients as gr
 from ._native import InvalidArgumentError, ShapeError
-from ._plain import _buf, _index, _ints, _pair, _plain_array
+from ._plain import _buf, _index, _ints, _pair
 from .tensor_base import TensorBase
 
 
@@ -124,7 +124,7 @@ class LayerOps:
         w = (
             weight.unsqueeze(-2)
             if isinstance(weight, TensorBase)
-            else _plain_array(weight, "conv_transpose1d weight")[..., None, :]
+            else self._plain(weight, "conv_transpose1d weight")[..., None, :]
         )
         one = [_single(v, n) for v, n in ((stride, "stride"), (padding, "padding"),
                (output_padding, "output_padding"), (dilation, "dilation"))]  # fmt: skip
@@ -144,7 +144,7 @@ class LayerOps:
         w = (
             weight.unsqueeze(-2)
             if isinstance(weight, TensorBase)
-            else _plain_array(weight, "conv1d weight")[..., None, :]
+            else self._plain(weight, "conv1d weight")[..., None, :]
         )
         out = self.unsqueeze(-2).conv2d(w, bias, (1, st), pad, (1, dil), groups)
         return out.squeeze(-2)
@@ -188,7 +188,7 @@ class LayerOps:
         elif isinstance(weight, TensorBase):
             out = self.matmul(weight.t())
         else:
-            out = self.matmul(_plain_array(weight, "linear weight").T)
+            out = self.matmul(self._plain(weight, "linear weight").T)
         return out if bias is None else out + bias
 
     def avg_pool2d(self, kernel_size, stride=None, padding=0) -> TensorBase:
@@ -284,7 +284,7 @@ def _add_channel_bias(out, bias, channels: int, what: str):
     """out + bias per output channel; torch refuses a bias that is not one
     value per channel (broadcasting a length-1 bias would silently add it
     everywhere)."""
-    b = bias if isinstance(bias, TensorBase) else _plain_array(bias, f"{what} bias")
+    b = bias if isinstance(bias, TensorBase) else out._plain(bias, f"{what} bias")
     if tuple(b.shape) != (channels,):
         raise RuntimeError(
             f"{what}: expected bias to be 1-dimensional with {channels} elements, "

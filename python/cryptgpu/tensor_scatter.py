@@ -14,7 +14,7 @@ import torch
 
 from . import autograd as ag
 from ._native import ShapeError
-from ._plain import IndexRangeError, _index, _norm_dim, _plain_array
+from ._plain import IndexRangeError, _index, _norm_dim
 from .tensor_base import TensorBase
 
 
@@ -122,7 +122,7 @@ class ScatterOps:
         """src as a SharedTensor (a plaintext source is taken as public)."""
         if isinstance(src, TensorBase):
             return src
-        arr = _plain_array(src, what)
+        arr = self._plain(src, what)
         return self._public_like(0.0, list(arr.shape)) + torch.from_numpy(arr)
 
     def index_add(self, dim: int, index, source, *, alpha=1) -> TensorBase:
@@ -168,7 +168,8 @@ class ScatterOps:
         mask = _keep_mask(self, pos)
         if isinstance(value, TensorBase):
             return self * mask + value * (1 - mask)
-        return self * mask + (1 - mask) * float(value)
+        v = float(self._plain(value, "index_fill value"))  # noted before self's product
+        return self * mask + (1 - mask) * v
 
     def scatter_add(self, dim: int, index, src) -> TensorBase:
         """``torch.scatter_add``: each element of ``src`` (cut to the public

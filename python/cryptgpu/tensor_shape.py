@@ -75,7 +75,8 @@ class ShapeOps:
         if ys._t.shape == self._t.shape:
             return self, ys
         shape, x = self._bcast(ys.shape)
-        return x, ys.expand(shape)
+        with ag.no_grad():  # the operation records itself from self and ys
+            return x, ys.expand(shape)
 
     def _bcast(self, other_shape) -> tuple[torch.Size, TensorBase]:
         try:
@@ -84,7 +85,8 @@ class ShapeOps:
             raise ShapeError(
                 f"shapes {tuple(self.shape)} and {tuple(other_shape)} do not broadcast"
             ) from e
-        return shape, self.expand(shape)
+        with ag.no_grad():  # the operation records itself from self (unbroadcast)
+            return shape, self.expand(shape)
 
     # ------------------------------------------------------------ shape ops
     def reshape(self, *shape) -> TensorBase:
@@ -318,7 +320,9 @@ class ShapeOps:
         (public positions) and a shared or plaintext value broadcast to the
         indexed shape; where a position is indexed twice the last value
         wins, as in torch. Local (no communication)."""
-        if isinstance(value, TensorBase) and ag.needs_grad(value):
+        if (isinstance(value, TensorBase) and ag.needs_grad(value)) or (
+            isinstance(value, torch.Tensor) and value.requires_grad and ag.is_grad_enabled()
+        ):
             # the update would carry no gradient to value (torch records it)
             self._refuse_in_place("__setitem__")
         idx = _key(idx)
@@ -355,9 +359,17 @@ class ShapeOps:
         update = self._wrap(self._s().put_add(delta._t, where, list(self._t.shape)))
         self._assign(self.add(update), "__setitem__")
 
-    def pad(self, pad: Sequence[int], value: float = 0.0) -> TensorBase:
-        """Constant padding with ``torch.nn.functional.pad`` semantics (pairs of
-        (before, after) from the last dim backwards; negative values crop)."""
+    def pad(self, pad: Sequence[int], value: float = 0.0, mode: str = "constant") -> TensorBase:
+        """Padding with ``torch.nn.functional.pad`` semantics (pairs of
+        (before, after) from the last dim backwards; negative values crop);
+        ``mode`` "reflect", "replicate" or "circular" copies elements at
+        public positions (CrypTen's order ``pad(pad, mode, value)`` works too)."""
+        if isinstance(value, str):  # x.pad(pad, "reflect"): CrypTen's order
+            mode, value = value, (0.0 if mode == "constant" else mode)
+        if any(isinstance(p, bool) or not isinstance(p, (int, np.integer)) for p in pad):
+            raise TypeError(f"pad(): argument 'pad' must be a tuple of ints, got {tuple(pad)}")
+        if mode != "constant":
+            return self._moved(lambda i: torch.nn.functional.pad(i, tuple(pad), mode=mode))
         if len(pad) % 2 or len(pad) // 2 > self.dim():
             raise ShapeError(f"pad: {len(pad)} values do not fit a tensor of rank {self.dim()}")
         pairs = [(0, 0)] * self.dim()
@@ -400,7 +412,8 @@ def _shared_list(tensors, what: str) -> list:
     first = next((t for t in ts if isinstance(t, TensorBase)), None)
     if first is None:
         raise TypeError(f"{what}: at least one element must be a SharedTensor")
-    return [t if isinstance(t, TensorBase) else first._public(_plain_array(t, what)) for t in ts]
+    rg = next((t for t in ts if isinstance(t, TensorBase) and ag.needs_grad(t)), first)
+    return [t if isinstance(t, TensorBase) else first._public(rg._plain(t, what)) for t in ts]
 
 
 def cat(tensors: Sequence[TensorBase], dim: int = 0) -> TensorBase:

@@ -189,9 +189,13 @@ def _avg_pool2d(
 
 
 def _pad(x, pad, mode="constant", value=None):
-    if mode != "constant":  # reflect, replicate, circular: public positions
-        return x._moved(lambda i: F.pad(i, pad, mode=mode))
-    return x.pad(pad, 0.0 if value is None else value)
+    return x.pad(pad, 0.0 if value is None else value, mode=mode)
+
+
+def _alpha_dropout(x, p=0.5, training=False, inplace=False):
+    if training and p > 0:
+        raise NotImplementedError("alpha_dropout in training mode on a SharedTensor")
+    return x
 
 
 def _unary(name):
@@ -397,6 +401,12 @@ TABLE = {
     F.max_pool2d: _max_pool2d,
     F.avg_pool2d: _avg_pool2d,
     F.pad: _pad,
+    F.alpha_dropout: _alpha_dropout,
+    F.feature_alpha_dropout: _alpha_dropout,
+    F.channel_shuffle: lambda x, groups: x._moved(lambda i: F.channel_shuffle(i, groups)),
+    torch.channel_shuffle: lambda x, groups: x._moved(lambda i: torch.channel_shuffle(i, groups)),
+    F.pixel_shuffle: lambda x, r: x._moved(lambda i: F.pixel_shuffle(i, r)),
+    F.pixel_unshuffle: lambda x, r: x._moved(lambda i: F.pixel_unshuffle(i, r)),
     torch.special.erf: _unary("erf"),
     torch.pow: _pow,
     torch.Tensor.pow: _pow,

@@ -74,6 +74,8 @@ from .layers_extra import (
     RMSNorm,
     Upsample,
 )
+from .layers_moves import LAYERS as _MOVE_LAYERS
+from .layers_moves import AlphaDropout, Unflatten
 from .losses import (
     BCELoss,
     BCEWithLogitsLoss,
@@ -198,3 +200,7 @@ __all__ = [
     "from_pytorch",
     "functions",
 ]
+
+# the padding layers, PixelShuffle/Unshuffle, ChannelShuffle (torch's constructors)
+globals().update(_MOVE_LAYERS)
+__all__ += ["AlphaDropout", "Unflatten", *_MOVE_LAYERS]

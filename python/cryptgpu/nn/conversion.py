@@ -19,6 +19,7 @@ from . import (
     layers1d,
     layers_extra,
     layers_moves,
+    masks,
     recurrent,
     to_torch,
     tracing,
@@ -203,9 +204,9 @@ def _minus_inf_masked(a):
     if isinstance(a, torch.Tensor) and a.is_floating_point():
         low = a <= torch.finfo(torch.float16).min
         if bool(low.any()):
-            return a.masked_fill(low, transformer.MASKED)
+            return a.masked_fill(low, masks.MASKED)
     if isinstance(a, float) and a <= torch.finfo(torch.float16).min:
-        return transformer.MASKED  # masked_fill(mask, float("-inf"))
+        return masks.MASKED  # masked_fill(mask, float("-inf"))
     return a
 
 

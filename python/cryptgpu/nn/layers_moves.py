@@ -56,6 +56,20 @@ class Moved(Module):
         return x._moved(self.layer)
 
 
+def _named(name: str) -> type:
+    """``cryptgpu.nn.<name>(...)``: torch's constructor, as :class:`Moved`."""
+
+    def __init__(self, *args, **kwargs):
+        Moved.__init__(self, getattr(torch.nn, name)(*args, **kwargs))
+
+    doc = f"``torch.nn.{name}`` on SharedTensors (public positions, one local copy)."
+    return type(name, (Moved,), {"__init__": __init__, "__doc__": doc})
+
+
+# cryptgpu.nn.ReflectionPad2d(2), cryptgpu.nn.PixelShuffle(2), ...
+LAYERS = {n: _named(n) for n in _MOVES if hasattr(torch.nn, n)}
+
+
 class Unflatten(Module):
     """``torch.nn.Unflatten(dim, unflattened_size)``: a view."""
 

@@ -93,6 +93,8 @@ class _Tracked(Module):
     kind = SOFTMAX
 
     def __call__(self, x, target):
+        if isinstance(x, SharedTensor) and isinstance(target, torch.Tensor):
+            x._plain(target, f"{type(self).__name__} target")  # one requiring grad: noted
         with _track(self.kind, x):
             return self.forward(x, target)
 

@@ -17,79 +17,9 @@ from .. import _session
 from ..tensor import SharedTensor, cat
 from . import activations
 from .layers import GELU, Dropout, LayerNorm, Linear, ReLU, _as_operand, _like, _public_input
+from .masks import _add_mask, _additive, _causal
 from .module import Module, ModuleList
 from .stats import LINEAR, OTHER, RELU, SOFTMAX, _track
-
-# What a masked-out score becomes: far below any unmasked one, so that after
-# the max shift its exp is clamped (e^-16 = 1.1e-7 of the row's largest),
-# and small enough to stay inside the fixed-point range.
-MASKED = -1.0e4
-
-
-class _Mask:
-    """A public attention mask: the positions dropped (``keep`` 0: their
-    score is replaced by MASKED, whatever it was) and a finite additive
-    part (``add``). Until 2026-12-05 a dropped position's score was only
-    lowered by 1e4, and a score 1e4 above the kept ones (unnormalised or
-    adversarial queries) still took the weight: the causal mask let a
-    token attend to the future."""
-
-    def __init__(self, add=None, keep=None):
-        self.add, self.keep = add, keep
-
-    def reshape(self, *shape):
-        return _Mask(*(None if t is None else t.reshape(*shape) for t in (self.add, self.keep)))
-
-    def dim(self) -> int:
-        return (self.add if self.add is not None else self.keep).dim()
-
-    def __add__(self, other):
-        if other is None:
-            return self
-        add = other.add if self.add is None else _add_mask(self.add, other.add)
-        keep = (
-            other.keep
-            if self.keep is None
-            else (self.keep if other.keep is None else self.keep * other.keep)
-        )
-        return _Mask(add, keep)
-
-    def apply(self, scores):
-        """scores with the dropped positions set to MASKED (an integer
-        factor 0/1, exact and local) and the additive part added."""
-        if self.keep is not None:
-            scores = scores * self.keep + (1 - self.keep).double() * MASKED
-        return scores if self.add is None else scores + self.add
-
-
-def _additive(mask, allowed_when_true: bool):
-    """A public :class:`_Mask` from a bool or float one (None stays None):
-    a bool mask keeps the positions where it is ``allowed_when_true``; a
-    float mask is added, its entries at or below MASKED (-inf, a dtype's
-    minimum, -1e9) dropping their position as torch's -inf does."""
-    if mask is None:
-        return None
-    if isinstance(mask, SharedTensor):
-        raise NotImplementedError("attention masks must be public (plaintext tensors)")
-    m = torch.as_tensor(mask)
-    if m.dtype == torch.bool:
-        keep = m if allowed_when_true else ~m
-        return _Mask(keep=keep.long())
-    m = m.double()
-    low = m <= MASKED
-    if not bool(low.any()):
-        return _Mask(add=m)
-    return _Mask(add=m.masked_fill(low, 0.0), keep=(~low).long())
-
-
-def _causal(q_len: int, k_len: int) -> _Mask:
-    return _additive(torch.ones(q_len, k_len, dtype=torch.bool).tril(), True)
-
-
-def _add_mask(acc, m):
-    if m is None:
-        return acc
-    return m if acc is None else acc + m
 
 
 def _scope(kind: str, x):
@@ -127,6 +57,9 @@ def _attention(q, k, v, mask, dropout: Dropout | None, scale: float):
         scores = mask.apply(scores)
     with _scope(SOFTMAX, scores):
         w = scores.softmax(-1)
+    rows = None if mask is None else mask.rows_kept()
+    if rows is not None:
+        w = w * rows  # an integer factor: exact and local
     if dropout is not None:
         w = dropout(w)
     with _scope(LINEAR, w):
@@ -143,6 +76,11 @@ def scaled_dot_product_attention(
     0 (with a mask common to the parties)."""
     if kw.get("enable_gqa"):
         raise NotImplementedError("scaled_dot_product_attention with enable_gqa")
+    if is_causal and attn_mask is not None:
+        raise RuntimeError(
+            "_scaled_dot_product_attention: Explicit attn_mask should not be set when "
+            "is_causal=True"
+        )
     d = query.shape[-1]
     s = 1.0 / math.sqrt(d) if scale is None else float(scale)
     mask = _additive(attn_mask, True)
