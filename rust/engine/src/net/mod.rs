@@ -173,6 +173,19 @@ impl Comm {
         self.stats.entry(self.op.clone()).or_default().calls += 1;
     }
 
+    /// Mix `what` (a sharing's shape) into the current operation's step tag:
+    /// a party whose operation differs in it is then out of step with the
+    /// others at the first message (a placeholder of another shape with as
+    /// many elements was shared in silence, and opened garbage).
+    pub fn salt(&mut self, what: &str) {
+        let base = self.labels.get(&self.op_hash).cloned();
+        self.op_hash ^= label_hash(what).rotate_left(7);
+        if self.labels.len() < 4096 && !self.labels.contains_key(&self.op_hash) {
+            let at = base.unwrap_or_else(|| format!("'{}'", self.op));
+            self.labels.insert(self.op_hash, format!("{at} of {what}"));
+        }
+    }
+
     /// The step tag of the next round: the operation's hash (32 bits), the
     /// round within the operation (16 bits) and the rounds since the link
     /// was made (16 bits). Parties running the same program send and expect

@@ -27,9 +27,13 @@ impl Session {
         }
         check_share(values.len(), &shape, src)?;
         let (n, fb) = (values.len(), self.frac_bits);
-        let r = self.run("share", |p| match p.rank == src {
-            true => p.share(src, Some(&ring::encode(values, fb)?), n),
-            false => p.share(src, None, n),
+        let what = format!("shape {shape:?}");
+        let r = self.run("share", |p| {
+            p.comm.salt(&what);
+            match p.rank == src {
+                true => p.share(src, Some(&ring::encode(values, fb)?), n),
+                false => p.share(src, None, n),
+            }
         })?;
         Ok(self.wrap(shape, r))
     }
@@ -39,7 +43,9 @@ impl Session {
         check_share(values.len(), &shape, src)?;
         let n = values.len();
         let vals = &values;
+        let what = format!("shape {shape:?}");
         let r = self.run("share", |p| {
+            p.comm.salt(&what);
             p.share(src, if p.rank == src { Some(vals) } else { None }, n)
         })?;
         Ok(self.wrap(shape, r))
