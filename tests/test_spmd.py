@@ -123,6 +123,24 @@ def test_a_placeholder_of_another_shape_is_named_at_once(placeholder):
     assert time.monotonic() - t0 < 10, "reported at the timeout, not at once"
 
 
+def test_a_party_left_waiting_by_the_others_is_told_at_once():
+    """CrypTen's classic mistake, `if rank() == 0: print(x.get_plain_text())`:
+    party 0 waited for the others' messages until the timeout (60 s by
+    default); a party whose program ended now says so, as a ZeroMQ link's
+    BYE does."""
+
+    def f():
+        x = cryptgpu.cryptensor(torch.ones(3), src=0)
+        if cryptgpu.rank() == 0:
+            return x.get_plain_text()
+        return None
+
+    t0 = time.monotonic()
+    with pytest.raises(cryptgpu.PeerError, match="program ended"):
+        cryptgpu.spmd.run(f, seed=1, timeout_s=30)
+    assert time.monotonic() - t0 < 10, "reported at the timeout, not at once"
+
+
 def test_placeholders_on_the_other_parties_are_never_read():
     # CrypTen's tutorials pass torch.empty (any bits, NaN included) on the
     # parties that do not own the data.

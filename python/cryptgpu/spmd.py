@@ -35,6 +35,11 @@ def run(
         _session.attach(sessions[r])
         try:
             results[r] = fn(*args, **kwargs)
+            # A party done before the others (a reveal on one rank only, one
+            # more step): a neighbour still waiting for its message is told
+            # at once, as a ZeroMQ link's BYE tells it (it waited for the
+            # timeout, 60 s by default). Queued after its last message.
+            sessions[r].abort("its program ended (it left the session) before sending this")
         except BaseException as e:  # reported below, in rank order
             errors[r] = e
             if not isinstance(e, _native.PeerError):

@@ -77,7 +77,11 @@ impl Tensor {
             .get(rank)
             .and_then(|s| s.as_ref())
             .ok_or_else(|| {
-                EngineError::Invalid(format!("party {rank}'s share is not held by this process"))
+                EngineError::Invalid(format!(
+                    "party {rank}'s share is not held by this process (a tensor or an \
+                     encrypted model made by another party: in spmd.run each party \
+                     builds and encrypts its own model inside the function)"
+                ))
             })
     }
 }
