@@ -213,3 +213,27 @@ def test_load_state_dict_checks_names_and_shapes():
     with pytest.raises(RuntimeError, match="size mismatch for fc.bias"):
         model.load_state_dict(bad)
     cryptgpu.uninit()
+
+
+def test_files_of_different_runs_are_refused_also_without_restoring_randomness(tmp_path):
+    """With restore_rng=False the files were never checked against each
+    other: party 2's file from another run loaded in silence and training
+    went on from shares that sum to garbage (weights 1e14 off). The saved
+    streams are now checked either way, and the session's own streams are
+    kept when restore_rng is False."""
+    import shutil
+
+    a, b = str(tmp_path / "a{rank}.pt"), str(tmp_path / "b{rank}.pt")
+    cryptgpu.init(seed=3)
+    cryptgpu.save({"x": cryptgpu.cryptensor(torch.tensor([1.5, -2.0]))}, a)
+    cryptgpu.init(seed=4)
+    cryptgpu.save({"x": cryptgpu.cryptensor(torch.tensor([1.5, -2.0]))}, b)
+    shutil.copy(b.format(rank=2), a.format(rank=2))
+    for restore in (True, False):
+        with pytest.raises(ValueError, match="do not match"):
+            cryptgpu.load(a, restore_rng=restore)
+    y = cryptgpu.cryptensor(torch.tensor([0.5]))
+    assert (y * 2).get_plain_text().item() == 1.0  # the session goes on
+    back = cryptgpu.load(b, restore_rng=False)  # files of one save: loads
+    assert torch.equal(back["x"].get_plain_text(), torch.tensor([1.5, -2.0]))
+    cryptgpu.uninit()

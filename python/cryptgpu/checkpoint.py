@@ -244,20 +244,27 @@ def load(f, restore_rng: bool = True, src: int | None = None, **kwargs):
     recs = [_read(_path(f, r), r, s.precision_bits) for r in s.ranks]
     try:
         obj = _decode([r["data"] for r in recs], s)
-        if restore_rng:
-            states = []
-            for r in recs:
-                g = r["prg"]
-                states.append(
-                    (
-                        r["rank"],
-                        bytes(g["own_key"].tolist()),
-                        int(g["own_counter"]),
-                        bytes(g["next_key"].tolist()),
-                        int(g["next_counter"]),
-                    )
+        states = []
+        for r in recs:
+            g = r["prg"]
+            states.append(
+                (
+                    r["rank"],
+                    bytes(g["own_key"].tolist()),
+                    int(g["own_counter"]),
+                    bytes(g["next_key"].tolist()),
+                    int(g["next_counter"]),
                 )
-            s.restore_prg_states(states)
+            )
+        # The saved states are checked between neighbours either way: files
+        # of different runs or save points do not belong together (their
+        # shares sum to garbage: weights 1e14 off, without an error, when
+        # restore_rng=False skipped the check). Without restore_rng the
+        # session's own streams are put back after the check.
+        fresh = None if restore_rng else s.prg_states()
+        s.restore_prg_states(states)
+        if fresh is not None:
+            s.restore_prg_states(fresh)
     except (KeyError, AttributeError, TypeError, OverflowError, IndexError) as e:
         # A field missing or of the wrong type: the file was edited or damaged.
         raise ValueError(
