@@ -203,3 +203,16 @@ def test_batchnorm_statistics_are_the_owners_in_every_party():
         # BatchNorm's affine (scale below 1 / sqrt(0.5) and its private
         # inverse square root within 1e-4 relative): a few 1e-5 at most
         assert (got - want).abs().max() <= 2e-4
+
+
+def test_init_with_other_settings_inside_a_party_warns():
+    """init(precision_bits=24) inside spmd.run was ignored in silence (the
+    party keeps its session, as CrypTen code's init() must)."""
+
+    def f():
+        with pytest.warns(UserWarning, match="keeps the party's session"):
+            cryptgpu.init(precision_bits=24)
+        cryptgpu.init()  # the same settings: no warning
+        return cryptgpu._session.current().precision_bits
+
+    assert cryptgpu.spmd.run(f) == [16, 16, 16]

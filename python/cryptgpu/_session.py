@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+import warnings
 import zlib
 
 import numpy as np
@@ -120,6 +121,13 @@ def init(
     if _ctx.spmd_party and _ctx.session is not None and rank is None and peers is None:
         # Inside a party of spmd.run / mpc.run_multiprocess (CrypTen code
         # calls init() there): the party already has its session.
+        if precision_bits != _ctx.session.precision_bits or truncation != "auto":
+            warnings.warn(
+                "init() inside spmd.run keeps the party's session (precision_bits="
+                f"{_ctx.session.precision_bits}, truncation 'auto'); pass precision_bits "
+                "to spmd.run instead",
+                stacklevel=2,
+            )
         return
     if not isinstance(device, str):
         raise TypeError(f"device must be a string, got {type(device).__name__}")
