@@ -614,3 +614,23 @@ def test_second_probe_of_new_layers_and_functions(session):
     with pytest.raises(RuntimeError, match="is_causal"):
         F.scaled_dot_product_attention(q, q, q, attn_mask=keep, is_causal=True)
     assert usable()
+
+
+@pytest.mark.parametrize("f", [22, 24, 26])
+def test_layer_norm_of_small_variances_at_high_precision(f):
+    """At 23-25 fractional bits LayerNorm returned garbage (errors of 0.8
+    to 3.6, outputs all 0) for stds of 1e-3 to 1e-2, and raised
+    EncodingError at 26 (its numerator 256 s was not encodable): the range
+    reduction now reaches 2^-f (integer powers of two in steps) and the
+    numerator's extra bits shrink as f grows. Tolerance: 1/sqrt within
+    1e-4 relative times |xhat| <= sqrt(16), plus each input's encoding
+    (2^-(f+1)) over the std (1e-3), twice: 1e-3."""
+    try:
+        cryptgpu.init(precision_bits=f, seed=1)
+        for std in (1e-3, 1e-2, 1.0):
+            torch.manual_seed(0)
+            x = torch.randn(8, 16, dtype=D) * std
+            got = opened(F.layer_norm(cryptgpu.cryptensor(x), (16,)))
+            assert (got - F.layer_norm(x, (16,))).abs().max() <= 1e-3, std
+    finally:
+        cryptgpu.uninit()

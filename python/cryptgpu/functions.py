@@ -28,26 +28,13 @@ tests/test_functions.py, f = 16):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from . import _session
 from . import autograd as ag
 from ._native import InvalidArgumentError
-
-
-@dataclass
-class ApproxConfig:
-    """Iteration counts of the approximations (CrypTen's defaults; the
-    reciprocal, inv_sqrt, sqrt and log are range-reduced, with none to set)."""
-
-    exp_iterations: int = 8
-    log_iterations: int = 2
-    log_order: int = 8
-
-
-config = ApproxConfig()
+from .crypten_approx import ApproxConfig, config, exp_crypten, log_crypten  # noqa: F401 (public)
 
 
 def _is_shared(x) -> bool:
@@ -106,17 +93,6 @@ def _exp_floor(x) -> float:
 
 
 _EXP_TAYLOR11 = tuple(1.0 / math.factorial(k) for k in range(12))
-
-
-def exp_crypten(x):
-    """e^x by CrypTen's limit (1 + x / 2^n)^(2^n), n = ``config.exp_iterations``
-    squarings (2 rounds each): cheap, but x^2 / 2^(n+1) relative error (12%
-    at x = -8 for n = 8) and wrong past |x| = 2^n."""
-    n = config.exp_iterations
-    y = 1 + x / (2**n)
-    for _ in range(n):
-        y = y * y
-    return y
 
 
 def reciprocal(x, lo_exp: int = -16, hi_exp: int = 30):
@@ -264,7 +240,10 @@ def _encodable_exps(x, lo_exp: int, hi_exp: int, step: int, label: str) -> tuple
     f = x._s().precision_bits
     top = 62 - 2 * f
     top -= top % step
-    lo_exp, hi_exp = max(lo_exp, -top), min(hi_exp, top)
+    # the bottom threshold must be encodable (2^-f); integer factors beyond
+    # 2^(63 - 2f) are applied in steps (_pow2_copies)
+    bottom = f - f % step
+    lo_exp, hi_exp = max(lo_exp, -bottom), min(hi_exp, top)
     if not lo_exp < hi_exp:
         raise ValueError(f"{label}: no range left at {f} fractional bits")
     return lo_exp, hi_exp
@@ -308,8 +287,20 @@ def _pow2_copies(x, exps):
     fracs = [e for e in exps if e < 0]
     parts = []
     if ints:
-        up = np.array([2**e for e in ints], dtype=np.int64).reshape((len(ints),) + lead[1:])
-        parts.append(x.unsqueeze(0).expand(len(ints), *x.shape) * up)
+        # an integer factor must stay below 2^(63 - 2f): larger powers of two
+        # (the bottom buckets of a range reduction at high precision, 2^24
+        # at f = 24) in steps, exact and local
+        shp = (len(ints),) + lead[1:]
+        most = max(1, 62 - 2 * x._s().precision_bits)
+        left = np.array(ints)
+        xi = x.unsqueeze(0).expand(len(ints), *x.shape)
+        while True:
+            step = np.minimum(left, most)
+            xi = xi * (2**step).astype(np.int64).reshape(shp)
+            left = left - step
+            if not left.any():
+                break
+        parts.append(xi)
     if fracs:
         shp = (len(fracs),) + lead[1:]
         # a power of two below 2^-f is not representable: a first step of at
@@ -384,22 +375,6 @@ def log1p_unit(u):
     """log(1 + u) for u in [0, 1]: the degree-8 polynomial alone (8
     products, 3.4e-8 from log1p; outside [0, 1], wrong silently)."""
     return _horner(_LOG1P_UNIT, u)
-
-
-def log_crypten(x):
-    """ln(x) for x > 0 by CrypTen's method: Householder iterations y <- y -
-    sum_k h^k / k with h = 1 - x e^(-y), from CrypTen's initial guess
-    (accurate on about [0.05, 200]; :func:`log` is range-reduced)."""
-    y = x / 120 - 20 * exp_crypten(-2 * x - 1.0) + 3.0
-    for _ in range(config.log_iterations):
-        h = 1 - x * exp_crypten(-y)
-        acc = h
-        hp = h
-        for k in range(2, config.log_order + 1):
-            hp = hp * h
-            acc = acc + hp * (1.0 / k)
-        y = y - acc
-    return y
 
 
 def sigmoid(x):

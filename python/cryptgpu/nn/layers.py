@@ -555,9 +555,11 @@ def _inv_std_parts(var_s, eps_s, s: float):
     """(r, 1/256) with r / 256 = s / sqrt(var_s + eps_s): r carries 8 bits
     more than the quotient itself (a std of 1000 leaves 1 / std with
     2^-16 / 1e-3 = 1.5% relative precision; r has it at 6e-5)."""
-    num = var_s._public_like(256.0 * s)
-    r = functions.ratio_inv_sqrt(num, var_s + eps_s, lo_exp=-16, hi_exp=30)
-    return r, 1.0 / 256
+    f = var_s._s().precision_bits
+    extra = 2.0 ** max(0, min(8, 26 - f))  # r must fit 2^(63 - 2f) too
+    num = var_s._public_like(extra * s)
+    r = functions.ratio_inv_sqrt(num, var_s + eps_s, lo_exp=-32, hi_exp=30)
+    return r, 1.0 / extra
 
 
 def _drop_missing(grads, w, b):
