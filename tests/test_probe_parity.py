@@ -634,3 +634,16 @@ def test_layer_norm_of_small_variances_at_high_precision(f):
             assert (got - F.layer_norm(x, (16,))).abs().max() <= 1e-3, std
     finally:
         cryptgpu.uninit()
+
+
+def test_probabilistic_truncation_at_high_precision_warns():
+    """A user probe chose truncation='probabilistic' at 24 bits: logits off
+    by 5e4 and training at chance, without a word."""
+    try:
+        with pytest.warns(UserWarning, match="wraps with probability"):
+            cryptgpu.init(precision_bits=24, truncation="probabilistic")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            cryptgpu.init(precision_bits=20, truncation="probabilistic")
+    finally:
+        cryptgpu.uninit()

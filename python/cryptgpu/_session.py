@@ -157,6 +157,13 @@ def init(
             f"truncation must be one of {', '.join(map(repr, TRUNCATION_MODES))}, "
             f"got {truncation!r}"
         )
+    if truncation == "probabilistic" and precision_bits > FINE_BITS:
+        warnings.warn(
+            f"truncation='probabilistic' at {precision_bits} fractional bits: each product "
+            f"of magnitude v wraps with probability v * 2^{2 * precision_bits + 1 - 64} "
+            "(garbage elements; 'auto' is exact above 20 bits)",
+            stacklevel=2,
+        )
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)):
         raise TypeError(f"timeout_s must be a number of seconds, got {type(timeout_s).__name__}")
     if not timeout_s > 0:
