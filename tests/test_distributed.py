@@ -229,6 +229,29 @@ def test_the_launcher_stops_everyone_when_a_party_fails(tmp_path):
     assert "party 2 exited with code 3" in r.stderr, r.stderr[-2000:]
 
 
+RAISE = textwrap.dedent(
+    """
+    import torch, cryptgpu
+    cryptgpu.init(seed=1, timeout_s=20)
+    x = cryptgpu.cryptensor(torch.ones(3), src=0)
+    if cryptgpu.rank() == 1:
+        open("/nonexistent/cryptgpu-probe-file")
+    (x * x).get_plain_text()
+    """
+)
+
+
+def test_an_uncaught_exception_is_what_the_other_parties_report(tmp_path):
+    """A party's script ending on an exception closed its links with BYE,
+    so the others said only "party 1 left the session"; it now tells them
+    why, as spmd.run does."""
+    script = tmp_path / "raise.py"
+    script.write_text(RAISE)
+    r = run_launcher(script, timeout=60)
+    assert r.returncode != 0
+    assert r.stderr.count("party 1 aborted: FileNotFoundError") == 2, r.stderr[-3000:]
+
+
 def test_init_needs_both_rank_and_peers():
     with pytest.raises(ValueError, match="both"):
         cryptgpu.init(rank=0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import sys
 import threading
 import warnings
 import zlib
@@ -332,8 +333,15 @@ def _close_current() -> None:
 
 @atexit.register
 def _close_all() -> None:
+    # A script ending on an uncaught exception tells its neighbours why (they
+    # report it, not "party 1 left the session"), as spmd.run does.
+    err = getattr(sys, "last_value", None)
     while _spmd_sessions:
-        _spmd_sessions.pop().close()
+        s = _spmd_sessions.pop()
+        if err is not None:
+            s.abort(f"{type(err).__name__}: {err}")
+        else:
+            s.close()
 
 
 def env_peers(v: str) -> list[str]:
