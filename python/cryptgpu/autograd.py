@@ -119,8 +119,12 @@ def record(out, parents, fn):
     """Mark ``out`` as computed from ``parents``; ``fn(g)`` returns one
     gradient (or None) per parent."""
     lost = getattr(_session._ctx, "lost", None)
-    if lost is not None and any(p is lost[0] for p in parents):
-        out._lost, _session._ctx.lost = lost[1], None
+    if lost is not None:
+        # the operation that took the note records now; a note left by one
+        # that raised before recording does not outlive the next record
+        _session._ctx.lost = None
+        if any(p is lost[0] for p in parents):
+            out._lost = lost[1]
     out.requires_grad = True
     out._back = (tuple(parents), fn)
     kinds = _session._ctx.layer_kinds
