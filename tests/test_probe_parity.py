@@ -647,3 +647,27 @@ def test_probabilistic_truncation_at_high_precision_warns():
             cryptgpu.init(precision_bits=20, truncation="probabilistic")
     finally:
         cryptgpu.uninit()
+
+
+def test_a_lost_gradient_note_does_not_outlive_an_operation_that_raised(session):
+    """A review: an operation that noted a plaintext operand requiring grad
+    and then raised (a shape error) left the note pending, and the next,
+    legitimate backward on the same tensor raised the lost-gradient error;
+    conv2d on an unbatched input noted the wrong tensor and dropped the
+    weight's gradient in silence."""
+    x = cryptgpu.cryptensor(torch.tensor([[1.0, 2.0]], dtype=D), requires_grad=True)
+    bad = [
+        lambda: x + torch.ones(3, requires_grad=True),  # shapes do not broadcast
+        lambda: x / torch.tensor([0.0, 1.0], requires_grad=True),  # division by zero
+        lambda: x @ torch.ones(3, 3, requires_grad=True),  # inner sizes differ
+    ]
+    for op in bad:
+        with pytest.raises((RuntimeError, ZeroDivisionError)):
+            op()
+        (x * 3).sum().backward()  # exact: an integer factor
+        assert torch.equal(opened(x.grad), torch.full((1, 2), 3.0, dtype=D))
+        x.grad = None
+    x3 = cryptgpu.cryptensor(torch.ones(1, 3, 3), requires_grad=True)
+    y = F.conv2d(x3, torch.ones(1, 1, 2, 2, requires_grad=True))
+    with pytest.raises(RuntimeError, match="requires grad"):
+        y.sum().backward()

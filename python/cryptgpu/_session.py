@@ -223,6 +223,7 @@ def init(
             device,
         )
         _spmd_sessions.append(_ctx.session)
+        _watch_uncaught()
     else:
         _ctx.session = _native.Session(precision_bits, seed, float(timeout_s), device)
     _ctx.device = device
@@ -331,17 +332,35 @@ def _close_current() -> None:
         s.close()
 
 
+# Exceptions that ended the script (sys.excepthook saw them): a party's
+# neighbours are told why (sys.last_value, which an interactive session
+# keeps after any error, would have aborted sessions that ended well).
+_uncaught: list = []
+
+
+def _watch_uncaught() -> None:
+    prev = sys.excepthook
+    if getattr(prev, "_cryptgpu", False):
+        return
+
+    def hook(kind, value, tb):
+        _uncaught.append(value)
+        prev(kind, value, tb)
+
+    hook._cryptgpu = True
+    sys.excepthook = hook
+
+
 @atexit.register
 def _close_all() -> None:
     # A script ending on an uncaught exception tells its neighbours why (they
     # report it, not "party 1 left the session"), as spmd.run does.
-    err = getattr(sys, "last_value", None)
+    err = _uncaught[-1] if _uncaught else None
     while _spmd_sessions:
         s = _spmd_sessions.pop()
         if err is not None:
             s.abort(f"{type(err).__name__}: {err}")
-        else:
-            s.close()
+        s.close()
 
 
 def env_peers(v: str) -> list[str]:

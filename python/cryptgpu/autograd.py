@@ -11,6 +11,8 @@ multiplication by the kept mask per ReLU and max-pool).
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import time
 
 import numpy as np
@@ -101,9 +103,19 @@ def needs_grad(*xs) -> bool:
 
 def lose_gradient(x, t, what: str) -> None:
     """A plaintext torch tensor ``t`` that requires grad meets ``x`` (which
-    does) in ``what``: the operation recorded next from ``x`` carries the
-    news, and a backward through it raises."""
-    _session._ctx.lost = (x, _lost_message(t, what))
+    does) in ``what``: the node this operation records from ``x`` carries
+    the news, and a backward through it raises. The note holds the
+    operation's entry frame (the outermost of this package's frames: the
+    user called it from outside): once that has returned or raised, the
+    note is stale (an operation that raised before recording must not pass
+    its note to the next one on ``x``)."""
+    f = entry = sys._getframe(1)
+    while f is not None and os.path.abspath(f.f_code.co_filename).startswith(_PACKAGE):
+        entry, f = f, f.f_back
+    _session._ctx.lost = (x, _lost_message(t, what), entry)
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _lost_message(t, what: str) -> str:
@@ -115,16 +127,24 @@ def _lost_message(t, what: str) -> str:
     )
 
 
+def _on_stack(frame) -> bool:
+    f = sys._getframe(2)
+    while f is not None:
+        if f is frame:
+            return True
+        f = f.f_back
+    return False
+
+
 def record(out, parents, fn):
     """Mark ``out`` as computed from ``parents``; ``fn(g)`` returns one
     gradient (or None) per parent."""
     lost = getattr(_session._ctx, "lost", None)
     if lost is not None:
-        # the operation that took the note records now; a note left by one
-        # that raised before recording does not outlive the next record
-        _session._ctx.lost = None
-        if any(p is lost[0] for p in parents):
-            out._lost = lost[1]
+        if not _on_stack(lost[2]):
+            _session._ctx.lost = None  # its operation is over (it raised)
+        elif any(p is lost[0] for p in parents):
+            out._lost, _session._ctx.lost = lost[1], None
     out.requires_grad = True
     out._back = (tuple(parents), fn)
     kinds = _session._ctx.layer_kinds

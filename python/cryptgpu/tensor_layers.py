@@ -40,7 +40,7 @@ class LayerOps:
                 "conv2d expects non-zero input channels, height and width (a batch of 0 "
                 f"is allowed), got input shape {tuple(x.shape)}"
             )
-        ws, wp = self._other(weight, "conv2d weight")
+        ws, wp = x._other(weight, "conv2d weight")  # x: the batched input it records
         if text is not None:
             kernel = tuple((ws if ws is not None else wp).shape)[-2:]
             x, padding = _string_padding(x, text, kernel, stride, dilation)
@@ -87,7 +87,7 @@ class LayerOps:
                 f"conv_transpose2d expects a 3-D or 4-D input, got {tuple(self.shape)}"
             )
         x, squeeze = (self.unsqueeze(0), True) if self.dim() == 3 else (self, False)
-        ws, wp = self._other(weight, "conv_transpose2d weight")
+        ws, wp = x._other(weight, "conv_transpose2d weight")  # x: the batched input
         wshape = list((ws if ws is not None else wp).shape)
         if len(wshape) != 4 or wshape[0] != x.shape[1] or wshape[0] % groups:
             raise ShapeError(
