@@ -118,14 +118,12 @@ def _from_sublists(args: tuple):
         return "".join(out)
 
     ops, terms = list(args[0::2]), [term(s) for s in args[1::2]]
-    if len(ops) > len(terms):  # an output sublist was given
-        out = term(ops.pop()) if not hasattr(ops[-1], "shape") else None
-        if out is None:
+    arrow = ""
+    if len(ops) > len(terms):  # an odd count: the last item is the output sublist
+        if hasattr(ops[-1], "shape"):
             raise RuntimeError("einsum(): a sublist must follow each operand")
-        return ",".join(terms) + "->" + out, tuple(ops)
-    if len(terms) > len(ops):
-        return ",".join(terms[: len(ops)]) + "->" + terms[-1], tuple(ops)
-    return ",".join(terms), tuple(ops)
+        arrow = "->" + term(ops.pop())
+    return ",".join(terms) + arrow, tuple(ops)
 
 
 def einsum(equation: str, *operands):

@@ -555,7 +555,7 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
     if dummy_input is not None:
         # one input, or a tuple of them (a decoder's tgt and memory)
         many = isinstance(dummy_input, tuple) and not isinstance(dummy_input, torch.Size)
-        xs = tuple(_dummy_tree(x) for x in (dummy_input if many else (dummy_input,)))
+        xs = tuple(_tree(_dummy, x) for x in (dummy_input if many else (dummy_input,)))
         with torch.no_grad():
             want, xs, tol = _reference(model, xs)
             got = out(*xs)
@@ -600,12 +600,16 @@ def _check_failure(model, xs, want, got, folded: int) -> str:
     return msg
 
 
-def _dummy_tree(x):
-    """:func:`_dummy` on a tensor, or on each tensor of a nested tuple or
-    list (an LSTM's (x, (h0, c0)))."""
+def _float32(x):
+    return x.float() if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+
+
+def _tree(fn, x):
+    """``fn`` on a tensor, or on each tensor of a nested tuple or list (an
+    LSTM's (x, (h0, c0))); None stays None."""
     if isinstance(x, (tuple, list)) and not isinstance(x, torch.Size):
-        return type(x)(_dummy_tree(v) for v in x)
-    return None if x is None else _dummy(x)
+        return type(x)(_tree(fn, v) for v in x)
+    return None if x is None else fn(x)
 
 
 def _dummy(x) -> torch.Tensor:
@@ -636,15 +640,9 @@ def _reference(model, xs):
     except RuntimeError as e:
         if "type" not in str(e):  # "same dtype", "Input type (float) and bias type"
             raise
-    xs = tuple(_float32_tree(x) for x in xs)
+    xs = tuple(_tree(_float32, x) for x in xs)
     with torch.enable_grad():
         return copy.deepcopy(model).float()(*copy.deepcopy(xs)), xs, 1e-4
-
-
-def _float32_tree(x):
-    if isinstance(x, (tuple, list)) and not isinstance(x, torch.Size):
-        return type(x)(_float32_tree(v) for v in x)
-    return x.float() if isinstance(x, torch.Tensor) and x.is_floating_point() else x
 
 
 def _all_close(got, want, tol: float = 1e-6) -> bool:

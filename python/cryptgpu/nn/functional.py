@@ -151,8 +151,8 @@ FUNCTIONS = {
     F.linear: (_linear, LINEAR),
     F.dropout: (_dropout, OTHER),
     F.interpolate: (interpolate, OTHER),
-    F.pixel_shuffle: (lambda x, r: x._moved(lambda i: F.pixel_shuffle(i, r)), OTHER),
-    F.pixel_unshuffle: (lambda x, r: x._moved(lambda i: F.pixel_unshuffle(i, r)), OTHER),
+    F.pixel_shuffle: (TABLE[F.pixel_shuffle], OTHER),  # torch_dispatch's movement
+    F.pixel_unshuffle: (TABLE[F.pixel_unshuffle], OTHER),
     F.group_norm: (_group_norm, BATCHNORM),
     F.adaptive_max_pool2d: (_adaptive_max_pool2d, POOLING),
     # activations beyond ReLU (torch_dispatch's table: the SharedTensor methods)
@@ -374,8 +374,6 @@ PUBLIC_FUNCTIONS = {
 TABLE.update(
     {
         F.interpolate: interpolate,
-        F.pixel_shuffle: FUNCTIONS[F.pixel_shuffle][0],
-        F.pixel_unshuffle: FUNCTIONS[F.pixel_unshuffle][0],
         F.group_norm: _group_norm,
         F.adaptive_max_pool2d: _adaptive_max_pool2d,
         F.layer_norm: _layer_norm,

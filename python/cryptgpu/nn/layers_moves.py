@@ -105,9 +105,7 @@ class AlphaDropout(Module):
 
 def _padded(x, pad, mode):
     """x padded as a torch conv with ``padding_mode`` pads it."""
-    if isinstance(x, SharedTensor):
-        return x._moved(lambda i: F.pad(i, pad, mode=mode))
-    return F.pad(x, pad, mode=mode)
+    return x.pad(pad, mode=mode) if isinstance(x, SharedTensor) else F.pad(x, pad, mode=mode)
 
 
 class ModePaddedConv2d(Conv2d):
