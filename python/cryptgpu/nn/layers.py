@@ -602,26 +602,29 @@ class LayerNorm(Module):
         x = _public_input(x, w if isinstance(w, SharedTensor) else b)
         if not isinstance(x, SharedTensor):
             return F.layer_norm(x, self.normalized_shape, w, b, self.eps)
-        dims = list(range(x.dim() - k, x.dim()))
-        recorded = ag.needs_grad(x, w, b)
-        # The statistics use exact truncation even for inference: the
-        # chunks' sums of squared deviations reach 2^30, and
-        # one wrapped element corrupts its whole row (a private BERT-style
-        # model gave logits off by 2e8 in 2 of 400 sequences). The two
-        # products after them (xhat = (x - mean) inv, |xhat| < sqrt(n), and
-        # xhat w) are ordinary products: probabilistic in inference, as
-        # every other product there ("auto" mode), exact when recorded.
-        with ag.inside(recorded):
-            with _session.training_work():
-                _, _, r, f, xc = _statistics(x, dims, self.eps)
-                # exact too: xc r holds 256 xhat, whose probabilistic
-                # truncation would fail 256x as often as a plain product's
-                xhat = _times_pow2(xc, r, f)
-            y = _scale_shift(xhat, w, b)
-            if not recorded:
-                return y
-            inv = r * f
-        return _record_norm(y, x, w, b, xhat, inv, dims, None, list(range(x.dim() - k)))
+        return normalize_last(x, k, self.eps, w, b)
+
+
+def normalize_last(x, k: int, eps: float, w, b, center: bool = True):
+    """LayerNorm (without ``center``: RMSNorm) of a shared x over its last k
+    dims, times w plus b (either None), one recorded node. The statistics
+    truncate exactly even in inference (sums of squared deviations reach
+    2^30; one wrapped element corrupted a whole row: BERT logits off by
+    2e8 in 2 of 400 sequences); xhat and xhat w are ordinary products."""
+    dims = list(range(x.dim() - k, x.dim()))
+    recorded = ag.needs_grad(x, w, b)
+    with ag.inside(recorded):
+        with _session.training_work():
+            _, _, r, f, xc = _statistics(x, dims, eps, center=center)
+            # exact too: xc r holds 256 xhat, whose probabilistic
+            # truncation would fail 256x as often as a plain product's
+            xhat = _times_pow2(xc, r, f)
+        y = _scale_shift(xhat, w, b)
+        if not recorded:
+            return y
+        inv = r * f
+    lead = list(range(x.dim() - k))
+    return _record_norm(y, x, w, b, xhat, inv, dims, None, lead, center=center)
 
 
 class Flatten(Module):

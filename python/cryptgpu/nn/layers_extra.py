@@ -12,7 +12,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .. import _session
 from .. import autograd as ag
 from .._native import ShapeError
 from .._plain import check_positions
@@ -22,11 +21,8 @@ from .layers import (
     _fresh,
     _like,
     _public_input,
-    _record_norm,
-    _scale_shift,
-    _statistics,
-    _times_pow2,
     adaptive_window,
+    normalize_last,
 )
 from .module import Module
 from .stats import BATCHNORM, LINEAR, OTHER, POOLING
@@ -339,18 +335,7 @@ class RMSNorm(Module):
         if x.numel() == 0:
             return x + 0.0
         eps = torch.finfo(torch.float32).eps if self.eps is None else self.eps
-        dims = list(range(x.dim() - k, x.dim()))
-        recorded = ag.needs_grad(x, w)
-        with ag.inside(recorded):
-            with _session.training_work():  # exact, as LayerNorm's statistics
-                _, _, r, f, xc = _statistics(x, dims, eps, center=False)
-                xhat = _times_pow2(xc, r, f)
-            y = _scale_shift(xhat, w, None)
-            if not recorded:
-                return y
-            inv = r * f
-        lead = list(range(x.dim() - k))
-        return _record_norm(y, x, w, None, xhat, inv, dims, None, lead, center=False)
+        return normalize_last(x, k, eps, w, None, center=False)
 
 
 def _rms_norm(x, normalized_shape, weight=None, eps=None):
