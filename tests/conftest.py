@@ -73,3 +73,10 @@ def sgd_alongside(private_model, torch_model, x, y, lr: float, steps: int) -> No
         ref.zero_grad()
         F.cross_entropy(torch_model(x), y).backward()
         ref.step()
+
+
+def usable() -> bool:
+    """The session still computes after an error: 1.5 + 1 within the
+    input's encoding."""
+    x = cryptgpu.cryptensor(torch.tensor([1.5]))
+    return abs((x + 1).get_plain_text(dtype=torch.float64).item() - 2.5) <= ENC

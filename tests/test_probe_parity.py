@@ -16,17 +16,13 @@ import torch.nn as tnn
 import torch.nn.functional as F
 
 import cryptgpu
-from conftest import ENC, prod_tol
+from conftest import ENC, prod_tol, usable
 
 D = torch.float64
 
 
 def opened(x):
     return x.get_plain_text(dtype=D)
-
-
-def usable():
-    return abs(opened(cryptgpu.cryptensor(torch.tensor([1.5])) + 1).item() - 2.5) <= ENC
 
 
 def test_a_backward_that_would_lose_a_plaintext_gradient_says_so(session):
