@@ -104,3 +104,18 @@ def test_einsum_errors_leave_the_session_usable(session, eq, shapes, err):
         torch.einsum(eq, *(cryptgpu.cryptensor(torch.zeros(s)) for s in shapes))
     x = cryptgpu.cryptensor(torch.tensor([1.5]))
     assert math.isclose((x + 1).get_plain_text().item(), 2.5, abs_tol=ENC)
+
+
+def test_a_pair_of_shared_operands_costs_one_product(session):
+    """Design table: a shared product is 2 rounds and n ring elements per
+    party (n: the output size, 8 bytes each) with the probabilistic
+    truncation of inference; the permutes and reshapes around it are
+    local."""
+    q = cryptgpu.cryptensor(r(2, 3, 4, 5))
+    k = cryptgpu.cryptensor(r(2, 3, 6, 5))
+    cryptgpu.reset_stats()
+    with torch.no_grad():
+        out = torch.einsum("bhqd,bhkd->bhqk", q, k)
+    total = cryptgpu.stats()["total"]
+    assert total["rounds"] == 2
+    assert total["bytes_per_party"] == 8 * out.numel()
