@@ -667,3 +667,19 @@ def test_a_lost_gradient_note_does_not_outlive_an_operation_that_raised(session)
     y = F.conv2d(x3, torch.ones(1, 1, 2, 2, requires_grad=True))
     with pytest.raises(RuntimeError, match="requires grad"):
         y.sum().backward()
+
+
+def test_rmsnorm_costs_layernorm_without_the_mean(session):
+    """Cost against LayerNorm's (its row of the design table): the same
+    statistics less the mean, one division by a public integer with exact
+    truncation (2 rounds; P0, the busiest party, sends 3 elements per row)."""
+    for n in (16, 768):
+        h = cryptgpu.cryptensor(torch.randn(4, n, dtype=D))
+        cryptgpu.reset_stats()
+        F.layer_norm(h, (n,))
+        ln = cryptgpu.stats()["total"]
+        cryptgpu.reset_stats()
+        F.rms_norm(h, (n,))
+        rms = cryptgpu.stats()["total"]
+        assert rms["rounds"] == ln["rounds"] - 2
+        assert rms["bytes_per_party"] == ln["bytes_per_party"] - 3 * 8 * 4
