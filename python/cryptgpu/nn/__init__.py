@@ -72,7 +72,6 @@ from .layers_extra import (
     InstanceNorm1d,
     InstanceNorm2d,
     RMSNorm,
-    Upsample,
 )
 from .layers_moves import LAYERS as _MOVE_LAYERS
 from .layers_moves import AlphaDropout, Unflatten
@@ -88,6 +87,7 @@ from .losses import (
 )
 from .module import Module, ModuleList, Sequential
 from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from .resize import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
 from .stats import (
     BATCHNORM,
     LINEAR,
@@ -182,6 +182,8 @@ __all__ = [
     "InstanceNorm1d",
     "InstanceNorm2d",
     "Upsample",
+    "UpsamplingBilinear2d",
+    "UpsamplingNearest2d",
     "AdaptiveAvgPool1d",
     "AvgPool1d",
     "Conv1d",

@@ -10,7 +10,6 @@ import math
 import threading
 
 import torch
-import torch.nn.functional as F
 
 from ..tensor import SharedTensor
 from . import (
@@ -21,6 +20,7 @@ from . import (
     layers_moves,
     masks,
     recurrent,
+    resize,
     to_torch,
     tracing,
     transformer,
@@ -128,7 +128,7 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
         )
         bn._set_affine(*_bn_affine(m))  # exact, from the owner's plaintext
         return bn
-    for table in (activations, layers1d, layers_extra, layers_moves, recurrent):
+    for table in (activations, layers1d, layers_extra, layers_moves, recurrent, resize):
         act = table.converters(_plain).get(type(m))
         if act is not None:
             return act(m)
@@ -525,11 +525,6 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
             if not known and node in private:
                 name = getattr(node.target, "__name__", str(node.target))
                 raise NotImplementedError(f"unsupported function {name} at {where}")
-            mode = node.kwargs.get("mode", node.args[3] if len(node.args) > 3 else "nearest")
-            if node.target is F.interpolate and node in private and mode != "nearest":
-                raise NotImplementedError(
-                    f"F.interpolate mode={mode!r} at {where} (only 'nearest')"
-                )
         elif node.op == "call_method":
             if node.target not in _METHODS and node in private:
                 raise NotImplementedError(f"unsupported method .{node.target}() at {where}")

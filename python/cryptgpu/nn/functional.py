@@ -16,7 +16,8 @@ from ..torch_dispatch import TABLE
 from . import transformer
 from .layers import AdaptiveAvgPool2d, LayerNorm
 from .layers1d import AdaptiveAvgPool1d
-from .layers_extra import AdaptiveMaxPool2d, Embedding, GroupNorm, _rms_norm, interpolate
+from .layers_extra import AdaptiveMaxPool2d, Embedding, GroupNorm, _rms_norm
+from .resize import interpolate
 from .stats import BATCHNORM, LINEAR, OTHER, POOLING, RELU, SOFTMAX
 
 

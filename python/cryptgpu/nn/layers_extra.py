@@ -1,20 +1,17 @@
 """More of torch's layers, composed from the private operations the others
 use: GroupNorm and InstanceNorm (LayerNorm's private statistics over each
 group or channel), AdaptiveMaxPool2d (a max tournament over each window),
-and nearest-neighbour Upsample / F.interpolate (public index copies,
-local); and the table converting torch's layers into them.
+and the table converting torch's layers into them (with resize.py's
+upsampling layers).
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
 
 from .. import autograd as ag
 from .._native import ShapeError
-from .._plain import check_positions
 from ..tensor import SharedTensor
 from .layers import (
     LayerNorm,
@@ -25,7 +22,7 @@ from .layers import (
     normalize_last,
 )
 from .module import Module
-from .stats import BATCHNORM, LINEAR, OTHER, POOLING
+from .stats import BATCHNORM, LINEAR, POOLING
 
 
 class GroupNorm(Module):
@@ -118,55 +115,6 @@ class AdaptiveMaxPool2d(Module):
         if k == tuple(x.shape[-2:]):  # global: one tournament over H x W
             return x.flatten(-2).amax(-1, keepdim=True).unsqueeze(-1)
         return x.max_pool2d(k)
-
-
-def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=None, **kwargs):
-    """``F.interpolate`` / ``nn.Upsample`` in "nearest" mode with whole
-    scale factors (each element copied into an s x s block: public index
-    copies, no communication); other modes are not provided."""
-    if mode != "nearest":
-        raise NotImplementedError(f"interpolate mode={mode!r} on a SharedTensor (only 'nearest')")
-    spatial = tuple(x.shape[2:])
-    if size is not None:
-        size = (size,) * len(spatial) if isinstance(size, int) else tuple(size)
-        if any(o % i for o, i in zip(size, spatial)):
-            raise NotImplementedError("interpolate to a size that is not a whole multiple")
-        scales = [o // i for o, i in zip(size, spatial)]
-    else:
-        sf = (
-            scale_factor
-            if isinstance(scale_factor, (tuple, list))
-            else (scale_factor,) * len(spatial)
-        )
-        if any(float(s) != int(s) or int(s) < 1 for s in sf):
-            raise NotImplementedError("interpolate with a scale factor that is not a whole number")
-        scales = [int(s) for s in sf]
-    check_positions(x.numel() * math.prod(scales), "interpolate")
-    out = x
-    for d, s in enumerate(scales):
-        if s > 1:
-            n = out.shape[2 + d]
-            out = out.index_select(2 + d, torch.arange(n).repeat_interleave(s))
-    return out
-
-
-class Upsample(Module):
-    """``torch.nn.Upsample(size=None, scale_factor=None, mode="nearest")``
-    (whole scale factors; :func:`interpolate`)."""
-
-    kind = OTHER
-
-    def __init__(self, size=None, scale_factor=None, mode="nearest", align_corners=None):
-        super().__init__()
-        if mode != "nearest":  # refused when converted, not at the first private call
-            raise NotImplementedError(f"Upsample mode={mode!r} (only 'nearest')")
-        self.size, self.scale_factor, self.mode = size, scale_factor, mode
-
-    def forward(self, x):
-        """x with each element repeated into a block."""
-        if not isinstance(x, SharedTensor):
-            return F.interpolate(x, self.size, self.scale_factor, self.mode)
-        return interpolate(x, self.size, self.scale_factor, self.mode)
 
 
 class Embedding(Module):
@@ -368,8 +316,6 @@ def converters(plain) -> dict:
         t.InstanceNorm1d: instance,
         t.InstanceNorm2d: instance,
         t.AdaptiveMaxPool2d: lambda m: AdaptiveMaxPool2d(m.output_size),
-        t.Upsample: lambda m: Upsample(m.size, m.scale_factor, m.mode),
-        t.UpsamplingNearest2d: lambda m: Upsample(m.size, m.scale_factor, "nearest"),
         t.ConvTranspose2d: lambda m: transposed(ConvTranspose2d, m),
         t.ConvTranspose1d: lambda m: transposed(ConvTranspose1d, m),
         t.RMSNorm: lambda m: RMSNorm(
