@@ -10,12 +10,13 @@ linear has row sums below 2. Upsampling and max pooling copy or select
 values exactly.
 """
 
+import pytest
 import torch
 import torch.nn as tnn
 import torch.nn.functional as F
 
 import cryptgpu
-from conftest import ENC, assert_close, prod_tol
+from conftest import ENC, assert_close, prod_tol, usable
 
 
 def pt(x):
@@ -72,3 +73,51 @@ def test_direct_forms(session, rng):
     assert_close(pt(e.repeat_interleave(3)), a.repeat_interleave(3), ENC)
     gn = cryptgpu.nn.GroupNorm(3, 3)
     assert_close(pt(gn(e)), F.group_norm(a, 3), 3 * 1e-4 + 8 * 2.0**-16)
+
+
+@pytest.mark.parametrize(
+    "shape,size,kw",
+    [
+        ((2, 6, 4, 4), 5, {}),
+        ((2, 5, 7), 3, {"alpha": 0.01, "beta": 0.5, "k": 2.0}),
+        ((1, 4, 3, 3), 2, {"alpha": 1.0, "beta": 0.75, "k": 1.0}),
+        ((1, 3, 2, 2, 2), 4, {}),
+    ],
+)
+def test_local_response_norm(session, shape, size, kw):
+    """F.local_response_norm and nn.LocalResponseNorm (refused until
+    2026-12-05: AlexNet's original normalisation), forward and backward.
+    Tolerance: d^-beta is 2^(-beta log2 d), the log within about 1e-4
+    absolute (so beta ln2 1e-4 < 1e-4 relative after exp2) and exp2 within
+    2^-14 relative plus a few units; the squares and the window sum stay
+    within a few units of d >= k; the product by |x| <= 4 adds a
+    truncation: 1e-3 relative plus 8 units of 2^-16 bounds the output;
+    the backward composes the derivatives of the same approximations,
+    each as precise, times |x| and the output gradient (< 1): 2e-3."""
+    g = torch.Generator().manual_seed(7)
+    x = torch.rand(shape, generator=g, dtype=torch.float64) * 8 - 4
+    xt = x.clone().requires_grad_()
+    want = F.local_response_norm(xt, size, **kw)
+    sx = cryptgpu.cryptensor(x, requires_grad=True)
+    got = cryptgpu.nn.LocalResponseNorm(size, **kw)(sx)
+    err = (pt(got) - want.detach()).abs()
+    assert (err <= 1e-3 * want.detach().abs() + 8 * 2.0**-16).all(), err.max()
+    w = torch.rand(shape, generator=g, dtype=torch.float64)
+    (got * w).sum().backward()
+    (want * w).sum().backward()
+    assert_close(pt(sx.grad), xt.grad, 2e-3)
+
+
+def test_local_response_norm_converts_and_checks_as_torch(session):
+    """A conv then LocalResponseNorm converts; a 2-D input raises torch's
+    ValueError and the session goes on. Tolerance: the conv's 27 products
+    (prod_tol, inputs below 3, weights below 0.2) carried through a factor
+    d^-beta <= 1, plus LRN's own 1e-3 relative of outputs below 4: 5e-3."""
+    torch.manual_seed(3)
+    m = tnn.Sequential(tnn.Conv2d(3, 6, 3), tnn.LocalResponseNorm(3, alpha=0.1)).double()
+    x = torch.rand(1, 3, 6, 6, dtype=torch.float64) * 6 - 3
+    pm = cryptgpu.nn.from_pytorch(m, x).encrypt()
+    assert_close(pt(pm(cryptgpu.cryptensor(x))), m(x).detach(), 5e-3)
+    with pytest.raises(ValueError, match="3D or higher"):
+        F.local_response_norm(cryptgpu.cryptensor(torch.ones(2, 3)), 2)
+    assert usable()

@@ -71,6 +71,7 @@ from .layers_extra import (
     GroupNorm,
     InstanceNorm1d,
     InstanceNorm2d,
+    LocalResponseNorm,
     RMSNorm,
 )
 from .layers_moves import LAYERS as _MOVE_LAYERS
@@ -179,6 +180,7 @@ __all__ = [
     "ConvTranspose2d",
     "GroupNorm",
     "RMSNorm",
+    "LocalResponseNorm",
     "InstanceNorm1d",
     "InstanceNorm2d",
     "Upsample",

@@ -16,7 +16,13 @@ from ..torch_dispatch import TABLE
 from . import transformer
 from .layers import AdaptiveAvgPool2d, LayerNorm
 from .layers1d import AdaptiveAvgPool1d
-from .layers_extra import AdaptiveMaxPool2d, Embedding, GroupNorm, _rms_norm
+from .layers_extra import (
+    AdaptiveMaxPool2d,
+    Embedding,
+    GroupNorm,
+    _rms_norm,
+    local_response_norm,
+)
 from .resize import interpolate
 from .stats import BATCHNORM, LINEAR, OTHER, POOLING, RELU, SOFTMAX
 
@@ -155,6 +161,7 @@ FUNCTIONS = {
     F.pixel_shuffle: (TABLE[F.pixel_shuffle], OTHER),  # torch_dispatch's movement
     F.pixel_unshuffle: (TABLE[F.pixel_unshuffle], OTHER),
     F.group_norm: (_group_norm, BATCHNORM),
+    F.local_response_norm: (local_response_norm, BATCHNORM),
     F.adaptive_max_pool2d: (_adaptive_max_pool2d, POOLING),
     # activations beyond ReLU (torch_dispatch's table: the SharedTensor methods)
     **{
@@ -376,6 +383,7 @@ TABLE.update(
     {
         F.interpolate: interpolate,
         F.group_norm: _group_norm,
+        F.local_response_norm: local_response_norm,
         F.adaptive_max_pool2d: _adaptive_max_pool2d,
         F.layer_norm: _layer_norm,
         F.rms_norm: _rms_norm,
