@@ -205,3 +205,27 @@ def test_pos_pow_fractions_are_range_reduced(session):
         assert ((got / v[:n] ** p) - 1).abs().max() <= 1e-4
     per = torch.tensor([1.5, 2.5, 0.5, 0.3, 0.2], dtype=D)
     assert ((opened_values(x.pos_pow(per)) / v**per) - 1).abs().max() <= 1e-4
+
+
+def test_negative_fractional_powers_and_pow_with_any_exponent(session):
+    """pos_pow(-0.75) took the reciprocal first, whose fixed point loses
+    1/x's relative precision where x is large (1000^-0.75 was 4e-3 off,
+    1e4^-0.5 3.5e-2 off); it is 2^(p log2 x) at once now. And x ** 0.75,
+    x.pow(-1.5), torch.pow(x, 2.5) raised NotImplementedError: they are
+    pos_pow now (x > 0). Tolerance: x's encoding (ENC, relative ENC / x)
+    moves x^p by |p| ENC / x relative; log2 within about 1e-4 absolute
+    times |p| <= 2.5 and exp2's 2^-14 relative: 5e-4 relative; plus exp2's
+    few units of 2^-16 absolute (4)."""
+    v = torch.tensor([0.01, 0.5, 1.5, 10.0, 100.0, 1000.0, 1e4], dtype=D)
+    x = cryptgpu.cryptensor(v)
+
+    def check(got, want, p, v=v):
+        err = (opened_values(got) - want).abs()
+        tol = want * (5e-4 + abs(p) * 2.0**-17 / v) + 4 * 2.0**-16
+        assert (err <= tol).all(), (err, tol)
+
+    for p in (-0.5, -0.75, -0.3):
+        check(x.pos_pow(p), v**p, p)
+    check(x**0.75, v**0.75, 0.75)
+    check(x.pow(-1.5), v**-1.5, -1.5)
+    check(torch.pow(cryptgpu.cryptensor(v[:5]), 2.5), v[:5] ** 2.5, 2.5, v[:5])

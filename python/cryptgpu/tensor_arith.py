@@ -108,8 +108,10 @@ class ArithmeticOps:
     def pow(self, p) -> TensorBase:
         """x ** p for a public integer ``p`` >= 0 (square and multiply:
         about 2 log2(p) multiplications), as CrypTen's ``pow``; ``p = 0.5``
-        is :meth:`sqrt`, a negative integer the :meth:`reciprocal` of x ** -p
-        (their approximations and input ranges apply)."""
+        is :meth:`sqrt`, a negative integer the :meth:`reciprocal` of x ** -p,
+        any other exponent :meth:`pos_pow` (x > 0; torch gives nan for x < 0
+        there, ours is meaningless) (their approximations and input ranges
+        apply)."""
         if isinstance(p, TensorBase):
             raise NotImplementedError("pow with a SharedTensor exponent is not supported")
         e = float(_plain_array(p, "pow exponent")) if np.ndim(p) == 0 else None
@@ -118,9 +120,8 @@ class ArithmeticOps:
         if e == 0.5:
             return self.sqrt()
         if not e.is_integer():
-            raise NotImplementedError(
-                f"pow: exponent {p} is not supported (integers and 0.5 are; use exp/log)"
-            )
+            # x ** 0.75, x.pow(-1.5): defined for x > 0 (torch's nan below)
+            return self.pos_pow(e)
         k = int(e)
         if k < 0:
             # (1/x)^k, not 1/(x^k): x^k of a small x has lost its relative
