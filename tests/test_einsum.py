@@ -1,7 +1,8 @@
 """torch.einsum on SharedTensors (cryptgpu/einsum.py): attention-style
 batched contractions, implicit outputs, ellipses, broadcasting size-1
 dims, sums of one operand, a chain of three operands, public operands
-mixed in, inside a converted forward with its gradient, and torch's errors.
+mixed in, inside a converted forward with its gradient, repeated
+subscripts (traces, diagonals), and torch's errors.
 
 Tolerance: a contraction of k terms of encoded operands is within
 conftest.prod_tol(k, max|a|, max|b|) (one truncation per output element);
@@ -96,7 +97,7 @@ def test_einsum_in_a_converted_forward_and_its_gradient(session):
         ("ij,jk->il", [(3, 4), (4, 5)], RuntimeError),
         ("ij,jk", [(3, 4), (5, 5)], RuntimeError),
         ("ijk", [(3, 4)], RuntimeError),
-        ("ii->i", [(3, 3)], NotImplementedError),
+        ("ii->i", [(3, 4)], RuntimeError),
     ],
 )
 def test_einsum_errors_leave_the_session_usable(session, eq, shapes, err):
@@ -119,3 +120,36 @@ def test_a_pair_of_shared_operands_costs_one_product(session):
     total = cryptgpu.stats()["total"]
     assert total["rounds"] == 2
     assert total["bytes_per_party"] == 8 * out.numel()
+
+
+@pytest.mark.parametrize(
+    "eq,shapes",
+    [
+        ("ii", [(4, 4)]),
+        ("ii->i", [(4, 4)]),
+        ("bii->b", [(3, 4, 4)]),
+        ("...ii->...i", [(3, 4, 4)]),
+        ("iji->j", [(3, 2, 3)]),
+        ("ii,ij->j", [(4, 4), (4, 5)]),
+        ("iij,jk->ik", [(4, 4, 5), (5, 2)]),
+        ("ij,jj->i", [(5, 4), (4, 4)]),
+    ],
+)
+def test_repeated_subscripts_take_the_diagonal(session, eq, shapes):
+    """A letter repeated in one operand (a trace, a diagonal) raised
+    NotImplementedError until 2026-12-05; the diagonal is taken first
+    (public positions, exact). Tolerance: a trace sums 4 encoded entries
+    below 1 (4 ENC); a product after it is prod_tol over its 5 terms of
+    operands below 4 (a diagonal sum) and 1; the gradient of a sum is exact."""
+    g = torch.Generator().manual_seed(8)
+    ops = [torch.rand(s, generator=g, dtype=torch.float64) * 2 - 1 for s in shapes]
+    want = torch.einsum(eq, *ops)
+    shared = [cryptgpu.cryptensor(o, requires_grad=True) for o in ops]
+    got = torch.einsum(eq, *shared)
+    tol = 4 * ENC if len(ops) == 1 else prod_tol(5, 4.0, 1.0)
+    assert (got.get_plain_text(dtype=torch.float64) - want).abs().max() <= tol
+    if len(ops) == 1:
+        a = ops[0].clone().requires_grad_()
+        torch.einsum(eq, a).sum().backward()
+        got.sum().backward()
+        assert torch.equal(shared[0].grad.get_plain_text(dtype=torch.float64), a.grad)

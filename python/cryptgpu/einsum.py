@@ -2,8 +2,8 @@
 operands becomes one batched matmul (the shared product, or a product with
 a public tensor), with the letters summed away in one operand alone summed
 first, and the result permuted into the output's order. Operands are
-contracted left to right. Repeated letters within one operand (a trace or
-a diagonal) are not provided.
+contracted left to right. A letter repeated within one operand (a trace,
+a diagonal) first takes that operand's diagonal: public positions, local.
 """
 
 from __future__ import annotations
@@ -44,8 +44,6 @@ def _parse(eq: str, shapes: list) -> tuple[list[str], str]:
                 f"match the number of dimensions ({len(shape)}) for operand {len(out_terms)}"
                 + ("" if "..." in eq else " and no ellipsis was given")
             )
-        if len(set(t)) != len(t):
-            raise NotImplementedError(f"einsum with a repeated subscript in one operand ({t!r})")
         out_terms.append(t)
     dots = "".join(spare[len(spare) - widest :])
     if arrow:
@@ -56,6 +54,23 @@ def _parse(eq: str, shapes: list) -> tuple[list[str], str]:
     if len(set(out)) != len(out):
         raise RuntimeError(f"einsum(): output subscript appears more than once in {out!r}")
     return out_terms, out
+
+
+def _diagonals(x, t: str, k: int):
+    """x (letters t) with each letter that t repeats taken once, along the
+    diagonal of its dims (torch's ``diagonal``: the diagonal goes last)."""
+    while len(set(t)) != len(t):
+        c = next(c for c in t if t.count(c) > 1)
+        i = t.index(c)
+        j = t.index(c, i + 1)
+        if x.shape[i] != x.shape[j]:
+            raise RuntimeError(
+                f"einsum(): subscript {c} is repeated for operand {k} but the sizes don't "
+                f"match, {x.shape[j]} != {x.shape[i]}"
+            )
+        x = x.diagonal(0, i, j)
+        t = t[:i] + t[i + 1 : j] + t[j + 1 :] + c
+    return x, t
 
 
 def _sizes(terms, shapes) -> dict:
@@ -138,8 +153,9 @@ def einsum(equation: str, *operands):
     for c in out:
         if c not in "".join(terms):
             raise RuntimeError(f"einsum(): output subscript {c!r} does not appear in the inputs")
-    sizes = _sizes(terms, shapes)
-    xs, ts = list(operands), list(terms)
+    pairs = [_diagonals(x, t, k) for k, (x, t) in enumerate(zip(operands, terms))]
+    xs, ts = [p[0] for p in pairs], [p[1] for p in pairs]
+    sizes = _sizes(ts, [tuple(x.shape) for x in xs])
     x, t = _sum_alone(xs[0], ts[0], out + "".join(ts[1:]))
     for i in range(1, len(xs)):
         later = out + "".join(ts[i + 1 :])
