@@ -21,6 +21,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .._native import OutOfMemoryError
 from .._plain import check_positions
 from ..tensor import SharedTensor
 from .module import Module
@@ -62,7 +63,12 @@ def interpolate(
     }
     # torch's own checks and output shape, on a tensor with no storage
     meta = torch.empty(tuple(x.shape), device="meta")
-    shape = F.interpolate(meta, size, scale_factor, mode, **kw).shape
+    try:
+        shape = F.interpolate(meta, size, scale_factor, mode, **kw).shape
+    except RuntimeError as e:
+        if "overflow" in str(e):  # torch's own words; a MemoryError too, as the engine's
+            raise OutOfMemoryError(f"interpolate: {e}") from None
+        raise
     check_positions(math.prod(shape), "interpolate")
     spatial = x.dim() - 2
     if size is not None:
