@@ -34,6 +34,7 @@ from .activations import (
     Tanhshrink,
     Threshold,
 )
+from .containers import ModuleDict, ModuleList, Sequential
 from .conversion import Graph, from_pytorch
 from .layers import (
     GELU,
@@ -86,7 +87,7 @@ from .losses import (
     NLLLoss,
     SmoothL1Loss,
 )
-from .module import Module, ModuleList, Sequential
+from .module import Module
 from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from .resize import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
 from .stats import (
@@ -152,6 +153,7 @@ __all__ = [
     "ReLU",
     "Sigmoid",
     "ModuleList",
+    "ModuleDict",
     "Sequential",
     "SharedTensor",
     "Softmax",

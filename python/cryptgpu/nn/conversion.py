@@ -5,8 +5,6 @@ its cryptgpu counterpart (layers.py) and runs the result as a :class:`Graph`.
 
 from __future__ import annotations
 
-import copy
-import math
 import threading
 
 import torch
@@ -14,6 +12,7 @@ import torch
 from ..tensor import SharedTensor
 from . import (
     activations,
+    check,
     hf,
     layers1d,
     layers_extra,
@@ -25,6 +24,7 @@ from . import (
     tracing,
     transformer,
 )
+from .containers import _ByPosition
 from .functional import FUNCTIONS as _FUNCTIONS
 from .functional import METHODS as _METHODS
 from .functional import PUBLIC_FUNCTIONS as _PUBLIC_FUNCTIONS
@@ -46,7 +46,7 @@ from .layers import (
     Softmax,
     Tanh,
 )
-from .module import Module, _ByPosition
+from .module import Module
 from .stats import _check_range, _track
 
 
@@ -240,6 +240,7 @@ class Graph(Module):
         params: dict | None = None,
         defaults: dict | None = None,
         order: dict | None = None,
+        layout: dict | None = None,
     ):
         params = params or {}
         super().__init__()
@@ -254,10 +255,12 @@ class Graph(Module):
         # embedding, a class token) are parameters here, so that encrypt()
         # shares them and training updates them, rather than public
         # constants every party sees.
-        self._by_target = dict(modules)
         # constants that differ between the eval and train traces (tracing.py)
         self._mode_marks = tracing.has_marks(graph)
-        self._attr_at = tracing.mount(self, modules, params, order or {})
+        # each layer's place in the tree, looked up at every call, so that
+        # a layer replaced (model.fc = Linear(...)) or deleted is the one
+        # that runs, or raises, as in torch
+        self._attr_at, self._module_at = tracing.mount(self, modules, params, order or {}, layout)
         self._folded_batchnorms = folded_batchnorms
 
     def _why_not_trainable(self) -> str | None:
@@ -271,6 +274,27 @@ class Graph(Module):
             "or fold_batchnorm=True), which is right for inference only; to train, convert "
             "the model in train mode (model.train()) or pass fold_batchnorm=False"
         )
+
+    def _layer(self, target: str):
+        """The module now at the place the conversion mounted ``target``."""
+        m = self
+        for part in self._module_at[target]:
+            sub = m.__dict__["_modules"]
+            if part not in sub:
+                raise AttributeError(
+                    f"{type(m).__name__} has no attribute {part!r} (the converted forward "
+                    f"calls {target!r}: it was deleted)"
+                )
+            m = sub[part]
+        return m
+
+    def _layers(self):
+        """(target, module now in its place) of every converted layer still there."""
+        for target in self._module_at:
+            try:
+                yield target, self._layer(target)
+            except AttributeError:
+                continue
 
     def _own_name(self, name: str) -> str:
         """A bare layer converted wrapped has its parameters under the
@@ -292,11 +316,11 @@ class Graph(Module):
         for name, m, table, k in super()._named_state():
             yield prefix + self._own_name(name), m, table, k
 
-    def named_parameters(self, prefix: str = ""):
+    def _walk_params(self, pre: str, seen, recurse: bool):
         """(name, parameter) under torch's names, in torch's order (the
         order the torch model registered its modules and parameters)."""
-        for name, p in super().named_parameters():
-            yield prefix + self._own_name(name), p
+        for name, p in super()._walk_params("", seen, recurse):
+            yield pre + self._own_name(name), p
 
     def _bind(self, inputs: tuple, named: dict) -> dict:
         """The graph's inputs by placeholder name, from positional and
@@ -349,7 +373,7 @@ class Graph(Module):
                 else:
                     env[node.name] = self._attrs[node.target]
             elif node.op == "call_module":
-                m = self._by_target[node.target]
+                m = self._layer(node.target)
                 env[node.name] = m(*load(node.args), **load(node.kwargs))
                 _check_range(env[node.name], f"{node.target!r} ({type(m).__name__})")
             elif node.op == "call_function":
@@ -397,7 +421,26 @@ def _stars(name: str) -> int:
 
 class SequentialGraph(_ByPosition, Graph):
     """A converted ``torch.nn.Sequential``: also indexed, measured and
-    iterated as torch's (``model[1]`` is its second layer, converted)."""
+    iterated as torch's (``model[1]`` is its second layer, converted);
+    layers added after conversion (``append``, ``add_module``) run after
+    the converted ones, as torch's Sequential runs them."""
+
+    def forward(self, *inputs, **named):
+        """The converted layers, then any added since."""
+        out = super().forward(*inputs, **named)
+        for name in self._seq_names[self.__dict__.get("_traced_count", len(self._seq_names)) :]:
+            m = self._modules.get(name)
+            if m is not None:
+                out = m(out)
+        return out
+
+
+# torch's containers: a converted model keeps one of ours in their place
+_CONTAINERS = {
+    torch.nn.Sequential: "sequential",
+    torch.nn.ModuleList: "list",
+    torch.nn.ModuleDict: "dict",
+}
 
 
 def _fold_batchnorm(gm: torch.fx.GraphModule, mods: dict) -> int:
@@ -543,138 +586,23 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
     order = {name: i for i, (name, _) in enumerate(model.named_modules())}
     sequential = root is None and isinstance(model, torch.nn.Sequential)  # not a bare layer
     kind = SequentialGraph if sequential else Graph
-    out = kind(gm.graph, converted, attrs, folded, params, defaults, order)
+    layout = {
+        name: (_CONTAINERS[type(m)], [n for n, _ in m.named_children()])
+        for name, m in model.named_modules()
+        if name and type(m) in _CONTAINERS
+    }
+    out = kind(gm.graph, converted, attrs, folded, params, defaults, order, layout)
     out._seq_names = [n for n, _ in model.named_children()]
+    out._traced_count = len(out._seq_names)
     out._root_target = root
     out.eval()
     if dummy_input is not None:
         # one input, or a tuple of them (a decoder's tgt and memory)
         many = isinstance(dummy_input, tuple) and not isinstance(dummy_input, torch.Size)
-        xs = tuple(_tree(_dummy, x) for x in (dummy_input if many else (dummy_input,)))
+        xs = tuple(check.tree(check.dummy, x) for x in (dummy_input if many else (dummy_input,)))
         with torch.no_grad():
-            want, xs, tol = _reference(model, xs)
+            want, xs, tol = check.reference(model, xs)
             got = out(*xs)
-        if not _all_close(got, want, tol):
-            raise RuntimeError(_check_failure(model, xs, want, got, folded))
+        if not check.all_close(got, want, tol):
+            raise RuntimeError(check.failure(model, xs, want, got, folded))
     return out
-
-
-def _check_failure(model, xs, want, got, folded: int) -> str:
-    """The conversion check's error message, with the likely cause."""
-    msg = "conversion check failed: the converted model disagrees with the original"
-    both = isinstance(got, torch.Tensor) and isinstance(want, torch.Tensor)
-    if both and got.shape == want.shape:
-        msg += f" (largest difference {float((got - want).abs().max().detach()):.3g})"
-    elif both:
-        msg += f" (output of shape {list(got.shape)} where the model's is {list(want.shape)})"
-    elif type(got) is not type(want):
-        return msg + (
-            f": the converted model returns a {type(got).__name__} where the model returns "
-            f"a {type(want).__name__} (torch.fx traced a branch on a traced value, such as "
-            "isinstance(h, tuple), the way it goes for a placeholder; write the forward "
-            "without that branch)"
-        )
-    if _has_nan(want):
-        return msg + (
-            ": the PyTorch model's own output has NaN for this input (a NaN weight, or "
-            "an attention row with every position masked)"
-        )
-    again = _reference(model, xs)[0]
-    if not _all_close(again, want):
-        return msg + (
-            ": the PyTorch model itself gives different outputs for the same input in "
-            "eval mode (a random operation in its forward, such as F.dropout(x, p) with "
-            "its default training=True, or torch.rand); a converted model must be "
-            "deterministic (use nn.Dropout, or F.dropout(x, p, self.training))"
-        )
-    if folded:
-        return msg + (
-            f": {folded} BatchNorm layer(s) were folded into the preceding convolutions; "
-            "try fold_batchnorm=False"
-        )
-    return msg
-
-
-def _float32(x):
-    return x.float() if isinstance(x, torch.Tensor) and x.is_floating_point() else x
-
-
-def _tree(fn, x):
-    """``fn`` on a tensor, or on each tensor of a nested tuple or list (an
-    LSTM's (x, (h0, c0))); None stays None."""
-    if isinstance(x, (tuple, list)) and not isinstance(x, torch.Size):
-        return type(x)(_tree(fn, v) for v in x)
-    return None if x is None else fn(x)
-
-
-def _dummy(x) -> torch.Tensor:
-    """A dummy input for the conversion check: token ids (for an Embedding)
-    and boolean masks keep their dtype, an additive mask of 0 and -inf is
-    kept, anything else becomes float64; CrypTen code passes
-    torch.empty(...), whose values are undefined: only its shape matters,
-    so it is checked on uniform values of that shape."""
-    x = torch.as_tensor(x).detach()  # one that requires grad cannot be deep-copied
-    if x.dtype == torch.bool:  # a mask (src_key_padding_mask): as given
-        return x
-    x = x if x.dtype in (torch.int32, torch.int64) else x.double()
-    if x.is_floating_point() and ((x == 0) | (x == -math.inf)).all():
-        return x  # an additive attention mask of 0 and -inf: as given
-    if x.is_floating_point() and not torch.isfinite(x).all():
-        g = torch.Generator().manual_seed(0)
-        x = torch.rand(x.shape, generator=g, dtype=torch.float64)
-    return x
-
-
-def _reference(model, xs):
-    """(the torch model's output on ``xs``, the inputs used, the check's
-    tolerance): in float64 (1e-6), or, for a model that casts to float32
-    itself (``x.float()`` in its forward, which a float64 run cannot mix
-    with its float64 weights), in float32 on float32 inputs (1e-4)."""
-    try:
-        return _run_double(model, *xs), xs, 1e-6
-    except RuntimeError as e:
-        if "type" not in str(e):  # "same dtype", "Input type (float) and bias type"
-            raise
-    xs = tuple(_tree(_float32, x) for x in xs)
-    with torch.enable_grad():
-        return copy.deepcopy(model).float()(*copy.deepcopy(xs)), xs, 1e-4
-
-
-def _all_close(got, want, tol: float = 1e-6) -> bool:
-    """Equal up to ``tol``, tensors or (nested) tuples of them (an attention
-    layer returns its output and its weights, or None)."""
-    if isinstance(want, (tuple, list)):
-        return (
-            isinstance(got, (tuple, list))
-            and len(got) == len(want)
-            and all(_all_close(g, w, tol) for g, w in zip(got, want))
-        )
-    if isinstance(want, dict):
-        return (
-            isinstance(got, dict)
-            and list(got) == list(want)
-            and all(_all_close(got[k], want[k], tol) for k in want)
-        )
-    if want is None or got is None:
-        return want is None and got is None
-    if not isinstance(got, torch.Tensor) or not isinstance(want, torch.Tensor):
-        return type(got) is type(want) and got == want  # numbers, strings
-    # shapes first: allclose broadcasts, so a [4] row passed for a [2, 4] output
-    return got.shape == want.shape and torch.allclose(got.to(want.dtype), want, atol=tol, rtol=tol)
-
-
-def _has_nan(out) -> bool:
-    if isinstance(out, (tuple, list)):
-        return any(_has_nan(o) for o in out)
-    if isinstance(out, dict):
-        return any(_has_nan(o) for o in out.values())
-    return isinstance(out, torch.Tensor) and bool(torch.isnan(out).any())
-
-
-def _run_double(model: torch.nn.Module, *xs: torch.Tensor) -> torch.Tensor:
-    """The torch model in float64 on ``xs``, with gradients enabled: under
-    no_grad torch's transformer layers take a fast path that computes
-    otherwise (exact GELU for approximate="tanh"; zeros at padded positions
-    with nested tensors), which the conversion check would then flag."""
-    with torch.enable_grad():  # on copies: an in-place first layer changes its input
-        return copy.deepcopy(model).double()(*copy.deepcopy(xs))

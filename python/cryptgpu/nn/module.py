@@ -1,4 +1,4 @@
-"""The Module base class and the Sequential container of cryptgpu.nn.
+"""The Module base class of cryptgpu.nn (the containers: containers.py).
 
 Every layer (layers.py), loss (losses.py) and converted graph (conversion.py)
 derives from :class:`Module`, which sits right above the statistics (stats.py).
@@ -6,7 +6,6 @@ derives from :class:`Module`, which sits right above the statistics (stats.py).
 
 from __future__ import annotations
 
-import operator
 import threading
 import weakref
 from collections import OrderedDict
@@ -177,21 +176,28 @@ class Module:
             if m is not None:
                 yield name, m
 
-    def named_parameters(self, prefix: str = "", _seen: set | None = None):
-        """Yield (dotted name, parameter) for this module and its children,
-        skipping None, each tensor once (a tied weight under its first
-        name, as torch's)."""
-        seen = set() if _seen is None else _seen
-        for k, v in self._params.items():
-            if v is not None and id(v) not in seen:
-                seen.add(id(v))
-                yield prefix + k, v
-        for name, m in self.named_children():
-            yield from m.named_parameters(prefix + name + ".", seen)
+    def named_parameters(self, prefix: str = "", recurse: bool = True, remove_duplicate=True):
+        """Yield (dotted name, parameter) for this module and, with
+        ``recurse``, its children, skipping None; each tensor once (a tied
+        weight under its first name) unless ``remove_duplicate=False``; names
+        under ``prefix`` + "." where a prefix is given: as torch's."""
+        pre = prefix + "." if prefix else ""
+        yield from self._walk_params(pre, set() if remove_duplicate else None, recurse)
 
-    def parameters(self):
-        """Yield every parameter of this module and its children."""
-        for _, v in self.named_parameters():
+    def _walk_params(self, pre: str, seen: set | None, recurse: bool):
+        for k, v in self._params.items():
+            if v is None or (seen is not None and id(v) in seen):
+                continue
+            if seen is not None:
+                seen.add(id(v))
+            yield pre + k, v
+        if recurse:
+            for name, m in self.named_children():
+                yield from m._walk_params(pre + name + ".", seen, True)
+
+    def parameters(self, recurse: bool = True):
+        """Yield every parameter of this module and (with ``recurse``) its children."""
+        for _, v in self.named_parameters(recurse=recurse):
             yield v
 
     def named_buffers(self, prefix: str = "", recurse: bool = True):
@@ -561,101 +567,6 @@ class Module:
         if not self._modules:
             return f"{type(self).__name__}({''.join(lines)})"
         return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
-
-
-class _ByPosition:
-    """Children reached by position under torch's names "0", "1", ...
-    (``_seq_names``): indexing, ``len`` and iteration of a converted
-    Sequential. A layer folded away at conversion (BatchNorm into its
-    convolution) keeps its position and raises IndexError when asked for."""
-
-    _seq_names: list = []
-
-    def __len__(self) -> int:
-        return len(self._seq_names)
-
-    def __iter__(self):
-        return (self._modules[k] for k in self._seq_names if k in self._modules)
-
-    def __getitem__(self, idx):
-        if isinstance(idx, slice):
-            raise NotImplementedError("slicing a converted Sequential: convert model[a:b] instead")
-        try:
-            name = self._seq_names[operator.index(idx)]
-        except TypeError:
-            raise TypeError(f"{type(self).__name__} indices must be integers") from None
-        except IndexError:
-            raise IndexError(f"index {idx} is out of range") from None
-        if name not in self._modules:
-            raise IndexError(f"layer {name} was folded into the one before it at conversion")
-        return self._modules[name]
-
-
-class _Indexed(Module):
-    """Children numbered 0, 1, ...: indexing (a slice gives the same kind of
-    container), ``len``, iteration, as torch's Sequential and ModuleList."""
-
-    def __init__(self, mods=()):
-        super().__init__()
-        for i, m in enumerate(mods):
-            self.add_module(str(i), m)
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def __getitem__(self, idx):
-        mods = list(self._modules.values())
-        if isinstance(idx, slice):
-            return type(self)._from_list(mods[idx])
-        try:
-            return mods[idx]
-        except TypeError:
-            raise TypeError(f"{type(self).__name__} indices must be integers or slices") from None
-        except IndexError:
-            raise IndexError(f"index {idx} is out of range") from None
-
-    @classmethod
-    def _from_list(cls, mods):
-        return cls(mods)
-
-    def append(self, module: Module):
-        """Add ``module`` at the end."""
-        self.add_module(str(len(self)), module)
-        return self
-
-
-class Sequential(_Indexed):
-    """Children applied in order, as torch.nn.Sequential."""
-
-    def __init__(self, *mods: Module):
-        super().__init__(mods)
-
-    @classmethod
-    def _from_list(cls, mods):
-        return cls(*mods)
-
-    def forward(self, x):
-        """Apply each child to the output of the previous one."""
-        for m in self._modules.values():
-            x = m(x)
-        return x
-
-
-class ModuleList(_Indexed):
-    """A list of registered modules (their parameters are the list's), as
-    torch.nn.ModuleList; it has no forward of its own."""
-
-    def __init__(self, modules=None):
-        super().__init__(list(modules or []))
-
-    def extend(self, modules) -> ModuleList:
-        """Add each of ``modules`` at the end."""
-        for m in modules:
-            self.append(m)
-        return self
 
 
 class _Counter:

@@ -71,7 +71,7 @@ def graph_to_pytorch(self, model: torch.nn.Module) -> torch.nn.Module:
     model it was converted from, by layer name, attention and encoder
     layers and the model's own parameters included."""
     torch_mods = dict(model.named_modules())
-    for target, m in self._by_target.items():
+    for target, m in self._layers():
         # a bare layer was converted wrapped: its target is the model itself
         tm = model if target == self._root_target else torch_mods.get(target)
         if tm is not None:

@@ -14,7 +14,7 @@ import warnings
 
 import torch
 
-from . import hf
+from . import containers, hf
 from .module import Module
 
 # torch.fx patches torch globals while it traces (nn.Module.__getattr__ and
@@ -318,7 +318,7 @@ def _merge_one(a, b, pos: dict):
     return a
 
 
-def mount(graph: Module, modules: dict, params: dict, order: dict) -> dict:
+def mount(graph: Module, modules: dict, params: dict, order: dict, layout=None) -> tuple:
     """Place the converted modules and the get_attr parameters in a module
     tree mirroring the torch model's (containers for the torch modules that
     were traced through), in the order torch registered them, so that
@@ -326,8 +326,11 @@ def mount(graph: Module, modules: dict, params: dict, order: dict) -> dict:
     not "0_0.weight"). A parameter read by get_attr from a converted layer
     (``F.linear(x, self.fc.weight)`` beside ``self.fc(...)``) is that
     layer's own (tied); one whose owner cannot hold it is mounted at the top
-    under its name with dots as underscores. Returns target -> (owning
-    module, name) for the parameters."""
+    under its name with dots as underscores. A torch container traced
+    through (``layout``: path -> (kind, child names)) is one of ours
+    (containers.traced), indexed as torch's. Returns (target -> (owning
+    module, name) for the parameters, target -> path of names from the
+    graph for the modules)."""
     leaves = {id(m) for m in modules.values()}
     big = len(order) + 1
 
@@ -338,7 +341,8 @@ def mount(graph: Module, modules: dict, params: dict, order: dict) -> dict:
         for i, part in enumerate(parts):
             nxt = node._modules.get(part)
             if nxt is None:
-                nxt = Module()
+                kind, names = (layout or {}).get(".".join(parts[: i + 1]), (None, ()))
+                nxt = containers.traced(kind, names)
                 nxt.training = graph.training
                 node.add_module(part, nxt)
             if id(nxt) in leaves and i < len(parts) - 1:
@@ -350,6 +354,7 @@ def mount(graph: Module, modules: dict, params: dict, order: dict) -> dict:
     # module traced through, holding its own nn.Parameter), in torch's
     # registration order: siblings then list their parameters as torch does
     owners = {t.rpartition(".")[0] for t in params} - {""}
+    module_at = {}
     entries = [(order.get(t, big), 0, t) for t in modules]
     entries += [(order.get(o, big), 1, o) for o in owners if o not in modules]
     for _, is_owner, target in sorted(entries):
@@ -358,9 +363,11 @@ def mount(graph: Module, modules: dict, params: dict, order: dict) -> dict:
             continue
         owner_path, _, leaf = target.rpartition(".")
         node = container(owner_path.split(".") if owner_path else [])
+        path = owner_path.split(".") if owner_path else []
         if node is None or id(node) in leaves or leaf in node._modules or leaf in node._params:
-            node, leaf = graph, target.replace(".", "_")
+            node, leaf, path = graph, target.replace(".", "_"), []
         node.add_module(leaf, modules[target])
+        module_at[target] = tuple(path) + (leaf,)
     attr_at = {}
     for target in sorted(params, key=lambda t: order.get(t.rpartition(".")[0], big)):
         owner_path, _, leaf = target.rpartition(".")
@@ -372,7 +379,7 @@ def mount(graph: Module, modules: dict, params: dict, order: dict) -> dict:
             node, leaf = graph, target.replace(".", "_")
         node.register_parameter(leaf, params[target])
         attr_at[target] = (node, leaf)
-    return attr_at
+    return attr_at, module_at
 
 
 # What an op on a private tensor returns in public: its metadata.

@@ -1,0 +1,132 @@
+"""The conversion's check: the converted model against the torch model on
+the dummy input (in float64, or in float32 for a model that casts to it),
+and the error message that names the likely cause when they disagree.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+
+
+def failure(model, xs, want, got, folded: int) -> str:
+    """The conversion check's error message, with the likely cause."""
+    msg = "conversion check failed: the converted model disagrees with the original"
+    both = isinstance(got, torch.Tensor) and isinstance(want, torch.Tensor)
+    if both and got.shape == want.shape:
+        msg += f" (largest difference {float((got - want).abs().max().detach()):.3g})"
+    elif both:
+        msg += f" (output of shape {list(got.shape)} where the model's is {list(want.shape)})"
+    elif type(got) is not type(want):
+        return msg + (
+            f": the converted model returns a {type(got).__name__} where the model returns "
+            f"a {type(want).__name__} (torch.fx traced a branch on a traced value, such as "
+            "isinstance(h, tuple), the way it goes for a placeholder; write the forward "
+            "without that branch)"
+        )
+    if has_nan(want):
+        return msg + (
+            ": the PyTorch model's own output has NaN for this input (a NaN weight, or "
+            "an attention row with every position masked)"
+        )
+    again = reference(model, xs)[0]
+    if not all_close(again, want):
+        return msg + (
+            ": the PyTorch model itself gives different outputs for the same input in "
+            "eval mode (a random operation in its forward, such as F.dropout(x, p) with "
+            "its default training=True, or torch.rand); a converted model must be "
+            "deterministic (use nn.Dropout, or F.dropout(x, p, self.training))"
+        )
+    if folded:
+        return msg + (
+            f": {folded} BatchNorm layer(s) were folded into the preceding convolutions; "
+            "try fold_batchnorm=False"
+        )
+    return msg
+
+
+def float32(x):
+    return x.float() if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+
+
+def tree(fn, x):
+    """``fn`` on a tensor, or on each tensor of a nested tuple or list (an
+    LSTM's (x, (h0, c0))); None stays None."""
+    if isinstance(x, (tuple, list)) and not isinstance(x, torch.Size):
+        return type(x)(tree(fn, v) for v in x)
+    return None if x is None else fn(x)
+
+
+def dummy(x) -> torch.Tensor:
+    """A dummy input for the conversion check: token ids (for an Embedding)
+    and boolean masks keep their dtype, an additive mask of 0 and -inf is
+    kept, anything else becomes float64; CrypTen code passes
+    torch.empty(...), whose values are undefined: only its shape matters,
+    so it is checked on uniform values of that shape."""
+    x = torch.as_tensor(x).detach()  # one that requires grad cannot be deep-copied
+    if x.dtype == torch.bool:  # a mask (src_key_padding_mask): as given
+        return x
+    x = x if x.dtype in (torch.int32, torch.int64) else x.double()
+    if x.is_floating_point() and ((x == 0) | (x == -math.inf)).all():
+        return x  # an additive attention mask of 0 and -inf: as given
+    if x.is_floating_point() and not torch.isfinite(x).all():
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand(x.shape, generator=g, dtype=torch.float64)
+    return x
+
+
+def reference(model, xs):
+    """(the torch model's output on ``xs``, the inputs used, the check's
+    tolerance): in float64 (1e-6), or, for a model that casts to float32
+    itself (``x.float()`` in its forward, which a float64 run cannot mix
+    with its float64 weights), in float32 on float32 inputs (1e-4)."""
+    try:
+        return run_double(model, *xs), xs, 1e-6
+    except RuntimeError as e:
+        if "type" not in str(e):  # "same dtype", "Input type (float) and bias type"
+            raise
+    xs = tuple(tree(float32, x) for x in xs)
+    with torch.enable_grad():
+        return copy.deepcopy(model).float()(*copy.deepcopy(xs)), xs, 1e-4
+
+
+def all_close(got, want, tol: float = 1e-6) -> bool:
+    """Equal up to ``tol``, tensors or (nested) tuples of them (an attention
+    layer returns its output and its weights, or None)."""
+    if isinstance(want, (tuple, list)):
+        return (
+            isinstance(got, (tuple, list))
+            and len(got) == len(want)
+            and all(all_close(g, w, tol) for g, w in zip(got, want))
+        )
+    if isinstance(want, dict):
+        return (
+            isinstance(got, dict)
+            and list(got) == list(want)
+            and all(all_close(got[k], want[k], tol) for k in want)
+        )
+    if want is None or got is None:
+        return want is None and got is None
+    if not isinstance(got, torch.Tensor) or not isinstance(want, torch.Tensor):
+        return type(got) is type(want) and got == want  # numbers, strings
+    # shapes first: allclose broadcasts, so a [4] row passed for a [2, 4] output
+    return got.shape == want.shape and torch.allclose(got.to(want.dtype), want, atol=tol, rtol=tol)
+
+
+def has_nan(out) -> bool:
+    if isinstance(out, (tuple, list)):
+        return any(has_nan(o) for o in out)
+    if isinstance(out, dict):
+        return any(has_nan(o) for o in out.values())
+    return isinstance(out, torch.Tensor) and bool(torch.isnan(out).any())
+
+
+def run_double(model: torch.nn.Module, *xs: torch.Tensor) -> torch.Tensor:
+    """The torch model in float64 on ``xs``, with gradients enabled: under
+    no_grad torch's transformer layers take a fast path that computes
+    otherwise (exact GELU for approximate="tanh"; zeros at padded positions
+    with nested tensors), which the conversion check would then flag."""
+    with torch.enable_grad():  # on copies: an in-place first layer changes its input
+        return copy.deepcopy(model).double()(*copy.deepcopy(xs))

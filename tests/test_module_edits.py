@@ -1,0 +1,157 @@
+"""Editing a converted model as one edits a torch model: a layer replaced
+(``model.fc = Linear(...)``, fine-tuning's new head) or deleted, layers
+appended to a converted Sequential, and torch's containers inside a
+converted model (``model.block[0]``, ``len(model.layers)``,
+``model.heads["a"]``), plus ``cryptgpu.nn.ModuleDict``.
+
+Until 2026-12-05 the converted forward kept calling the layers it was
+converted with: a replaced head was listed by parameters() (and trained
+by an optimiser built from them) while the old one ran; a deleted layer
+still ran; an appended one never did; and containers were plain Modules.
+
+Tolerance: each Linear of k products of inputs below 3 and weights below
+1 is within conftest.prod_tol(k, 3, 1); two in a row carry the first's
+error through the second's row sum (below 4): 1e-3 bounds every case.
+"""
+
+import pytest
+import torch
+import torch.nn as tnn
+
+import cryptgpu
+from conftest import usable
+
+TOL = 1e-3
+
+
+def pt(x):
+    return x.get_plain_text(dtype=torch.float64)
+
+
+class Net(tnn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = tnn.Linear(4, 3)
+        self.fc = tnn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.fc(self.fc1(x))
+
+
+X = torch.rand(2, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 2 - 1
+
+
+def test_a_replaced_layer_is_the_one_that_runs(session):
+    torch.manual_seed(0)
+    tm = Net().double().eval()
+    pm = cryptgpu.nn.from_pytorch(tm, X).encrypt()
+    tm.fc = tnn.Linear(3, 5).double()
+    head = cryptgpu.nn.from_pytorch(tm.fc, torch.zeros(1, 3))
+    pm.fc = head.encrypt()
+    out = pm(cryptgpu.cryptensor(X))
+    assert out.shape == (2, 5)
+    assert (pt(out) - tm(X).detach()).abs().max() <= TOL
+    # training reaches the new head: its gradient is torch's
+    pm.train()
+    sx = cryptgpu.cryptensor(X)
+    pm(sx).sum().backward()
+    tm(X).sum().backward()
+    assert (pt(pm.fc.weight.grad) - tm.fc.weight.grad).abs().max() <= TOL
+
+
+def test_a_deleted_layer_raises_as_torch(session):
+    pm = cryptgpu.nn.from_pytorch(Net().double().eval(), X).encrypt()
+    del pm.fc1
+    with pytest.raises(AttributeError, match="fc1"):
+        pm(cryptgpu.cryptensor(X))
+    assert usable()
+
+
+def test_layers_appended_to_a_converted_sequential_run_last(session):
+    torch.manual_seed(0)
+    ts = tnn.Sequential(tnn.Linear(4, 3), tnn.ReLU()).double().eval()
+    ps = cryptgpu.nn.from_pytorch(ts, X).encrypt()
+    extra = tnn.Linear(3, 1).double()
+    ts.append(extra)
+    ps.append(cryptgpu.nn.from_pytorch(extra, torch.zeros(1, 3)).encrypt())
+    assert len(ps) == len(ts) == 3
+    out = ps(cryptgpu.cryptensor(X))
+    assert out.shape == (2, 1)
+    assert (pt(out) - ts(X).detach()).abs().max() <= TOL
+    ts.add_module("last", tnn.Sigmoid())
+    ps.add_module("last", cryptgpu.nn.Sigmoid())
+    # the sigmoid's approximation adds within 1e-3 (test_activations)
+    assert (pt(ps(cryptgpu.cryptensor(X))) - ts(X).detach()).abs().max() <= 2 * TOL
+
+
+class Nested(tnn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block = tnn.Sequential(tnn.Linear(4, 3), tnn.ReLU())
+        self.layers = tnn.ModuleList([tnn.Linear(3, 3), tnn.Linear(3, 3)])
+        self.heads = tnn.ModuleDict({"a": tnn.Linear(3, 2), "b": tnn.Linear(3, 1)})
+
+    def forward(self, x):
+        h = self.block(x)
+        for layer in self.layers:
+            h = layer(h)
+        return self.heads["a"](h), self.heads["b"](h)
+
+
+def test_torchs_containers_inside_a_converted_model_index_as_torchs(session):
+    torch.manual_seed(0)
+    tm = Nested().double().eval()
+    pm = cryptgpu.nn.from_pytorch(tm, X).encrypt()
+    assert len(pm.block) == 2 and len(pm.layers) == 2 and len(pm.heads) == 2
+    assert isinstance(pm.block[0], cryptgpu.nn.Linear)
+    assert [type(m).__name__ for m in pm.layers] == ["Linear", "Linear"]
+    assert list(pm.heads.keys()) == ["a", "b"] and "a" in pm.heads
+    # the nested Sequential is callable on its own, as torch's
+    h = pm.block(cryptgpu.cryptensor(X))
+    assert (pt(h) - tm.block(X).detach()).abs().max() <= TOL
+    # names stay torch's
+    assert [n for n, _ in pm.named_parameters()] == [n for n, _ in tm.named_parameters()]
+    # a head replaced through the container is the one that runs
+    tm.heads["b"] = tnn.Linear(3, 4).double()
+    pm.heads["b"] = cryptgpu.nn.from_pytorch(tm.heads["b"], torch.zeros(1, 3)).encrypt()
+    got = pm(cryptgpu.cryptensor(X))
+    want = tm(X)
+    assert got[1].shape == (2, 4)
+    for g, w in zip(got, want):
+        assert (pt(g) - w.detach()).abs().max() <= TOL
+    with pytest.raises(IndexError):
+        pm.layers[2]
+    with pytest.raises(KeyError):
+        pm.heads["c"]
+
+
+def test_module_dict_as_torchs(session):
+    d = cryptgpu.nn.ModuleDict({"x": cryptgpu.nn.ReLU()})
+    d["y"] = cryptgpu.nn.Identity()
+    d.update([("z", cryptgpu.nn.ReLU())])
+    assert list(d) == ["x", "y", "z"] and len(d) == 3
+    assert isinstance(d.pop("y"), cryptgpu.nn.Identity)
+    assert list(d.keys()) == ["x", "z"]
+    del d["x"]
+    assert [k for k, _ in d.items()] == ["z"]
+    d.clear()
+    assert len(d) == 0
+
+
+def test_named_parameters_keywords_as_torchs(session):
+    """named_parameters(prefix="m") gave "m0.weight" (torch: "m.0.weight");
+    recurse= and remove_duplicate= (torch.func.functional_call passes it)
+    raised TypeError."""
+    torch.manual_seed(0)
+    tm = tnn.Sequential(tnn.Linear(4, 3), tnn.Linear(3, 2))
+    tm[1].weight = tnn.Parameter(torch.randn(2, 3))
+    pm = cryptgpu.nn.from_pytorch(tm.double(), X)
+    for kw in ({"prefix": "m"}, {"recurse": False}, {"remove_duplicate": False}):
+        assert [n for n, _ in pm.named_parameters(**kw)] == [
+            n for n, _ in tm.named_parameters(**kw)
+        ], kw
+    assert len(list(pm.parameters(recurse=False))) == 0
+    lin = cryptgpu.nn.Linear(3, 2)
+    tied = cryptgpu.nn.Sequential(lin, lin)
+    assert len(list(tied.named_parameters(remove_duplicate=False))) == 4
+    assert len(list(tied.named_parameters())) == 2
