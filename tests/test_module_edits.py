@@ -155,3 +155,32 @@ def test_named_parameters_keywords_as_torchs(session):
     tied = cryptgpu.nn.Sequential(lin, lin)
     assert len(list(tied.named_parameters(remove_duplicate=False))) == 4
     assert len(list(tied.named_parameters())) == 2
+
+
+def test_layers_built_with_torchs_signatures(session):
+    """LayerNorm(4, 1e-6) took 1e-6 as its weight (outputs all 0) and
+    LayerNorm(4) had no parameters; Linear(in_features=, out_features=),
+    Conv2d(in_channels=, ...), ReLU(inplace=), Dropout(p, inplace=) and
+    MaxPool2d(2, ceil_mode=False) raised TypeError. Tolerance: LayerNorm's
+    normalised values are within 1e-4 relative of the inverse std
+    (test_transformer) on |xhat| < 2: 3e-4."""
+    x = torch.tensor([[0.3, -1.2, 2.0, 0.7]], dtype=torch.float64)
+    ln = cryptgpu.nn.LayerNorm(4, 1e-6)
+    want = tnn.LayerNorm(4, 1e-6).double()(x).detach()
+    assert (pt(ln(cryptgpu.cryptensor(x))) - want).abs().max() <= 3e-4
+    assert [n for n, _ in cryptgpu.nn.LayerNorm(4).named_parameters()] == ["weight", "bias"]
+    assert list(cryptgpu.nn.LayerNorm(4, elementwise_affine=False).parameters()) == []
+    assert [n for n, _ in cryptgpu.nn.LayerNorm(4, bias=False).named_parameters()] == ["weight"]
+    lin = cryptgpu.nn.Linear(in_features=3, out_features=2, bias=False)
+    assert tuple(lin.weight.shape) == (2, 3) and lin.bias is None
+    conv = cryptgpu.nn.Conv2d(in_channels=1, out_channels=2, kernel_size=3)
+    assert tuple(conv.weight.shape) == (2, 1, 3, 3)
+    conv1 = cryptgpu.nn.Conv1d(in_channels=2, out_channels=3, kernel_size=2)
+    assert tuple(conv1.weight.shape) == (3, 2, 2)
+    cryptgpu.nn.ReLU(inplace=False)
+    cryptgpu.nn.Dropout(0.5, inplace=False)
+    cryptgpu.nn.MaxPool2d(2, ceil_mode=False)
+    cryptgpu.nn.AvgPool2d(2, count_include_pad=True)
+    with pytest.raises(NotImplementedError, match="ceil_mode"):
+        cryptgpu.nn.MaxPool2d(3, 2, ceil_mode=True)
+    assert usable()

@@ -144,7 +144,7 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
             scale_grad_by_freq=m.scale_grad_by_freq,
         )
     if isinstance(m, t.LayerNorm):
-        return LayerNorm(
+        return LayerNorm._given(
             m.normalized_shape,
             _plain(getattr(m, "weight", None)),
             _plain(getattr(m, "bias", None)),

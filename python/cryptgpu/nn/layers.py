@@ -46,7 +46,7 @@ class Linear(Module):
 
     def __init__(self, *args, **kwargs):
         super().__init__()
-        if args and _is_size(args[0]):
+        if (args and _is_size(args[0])) or "in_features" in kwargs:
             weight, bias = _fresh(torch.nn.Linear(*args, **kwargs))
         else:
 
@@ -93,7 +93,7 @@ class Conv2d(Module):
 
     def __init__(self, *args, **kwargs):
         super().__init__()
-        if args and _is_size(args[0]):
+        if (args and _is_size(args[0])) or "in_channels" in kwargs:
             layer = torch.nn.Conv2d(*args, **kwargs)
             if layer.padding_mode != "zeros":
                 raise NotImplementedError("Conv2d with a padding_mode")
@@ -128,9 +128,14 @@ class Conv2d(Module):
 
 
 class ReLU(Module):
-    """max(x, 0), privately (10 rounds)."""
+    """max(x, 0), privately (10 rounds); ``inplace`` as torch's signature
+    (a new tensor is returned either way)."""
 
     kind = RELU
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = inplace
 
     def forward(self, x):
         """max(x, 0) element-wise."""
@@ -180,8 +185,12 @@ class MaxPool2d(Module):
 
     kind = POOLING
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1):
+    def __init__(
+        self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False
+    ):
         super().__init__()
+        if return_indices or ceil_mode:
+            raise NotImplementedError("MaxPool2d with return_indices or ceil_mode")
         self.k, self.s, self.p, self.d = kernel_size, stride, padding, dilation
 
     def forward(self, x):
@@ -201,8 +210,20 @@ class AvgPool2d(Module):
     # (AvgPool1d: the 1-D pair)
     _method, _plain = "avg_pool2d", staticmethod(F.avg_pool2d)
 
-    def __init__(self, kernel_size, stride=None, padding=0):
+    def __init__(
+        self,
+        kernel_size,
+        stride=None,
+        padding=0,
+        ceil_mode=False,
+        count_include_pad=True,
+        divisor_override=None,
+    ):
         super().__init__()
+        if ceil_mode or not count_include_pad or divisor_override is not None:
+            raise NotImplementedError(
+                f"{type(self).__name__} with ceil_mode, count_include_pad=False or divisor_override"
+            )
         self.k, self.s, self.p = kernel_size, stride, padding
 
     def forward(self, x):
@@ -579,14 +600,34 @@ class LayerNorm(Module):
 
     kind = BATCHNORM
 
-    def __init__(self, normalized_shape, weight=None, bias=None, eps=1e-5):
+    def __init__(
+        self,
+        normalized_shape,
+        eps=1e-5,
+        elementwise_affine=True,
+        bias=True,
+        device=None,
+        dtype=None,
+    ):
+        # torch's signature (until 2026-12-05 the second argument was the
+        # weight: LayerNorm(4, 1e-6) scaled by 1e-6, and LayerNorm(4) had no
+        # parameters to train)
         super().__init__()
         if isinstance(normalized_shape, int):
             normalized_shape = (normalized_shape,)
         self.normalized_shape = tuple(int(d) for d in normalized_shape)
-        self.register_parameter("weight", weight)
-        self.register_parameter("bias", bias)
+        one = torch.ones(self.normalized_shape, dtype=torch.float64)
+        self.register_parameter("weight", one if elementwise_affine else None)
+        self.register_parameter("bias", one * 0 if elementwise_affine and bias else None)
         self.eps = float(eps)
+
+    @classmethod
+    def _given(cls, normalized_shape, weight, bias, eps) -> LayerNorm:
+        """A LayerNorm holding ``weight`` and ``bias`` (either None)."""
+        m = cls(normalized_shape, eps, elementwise_affine=False)
+        m.register_parameter("weight", weight)
+        m.register_parameter("bias", bias)
+        return m
 
     def forward(self, x):
         """The normalised, scaled and shifted ``x``."""
@@ -648,7 +689,7 @@ class Dropout(Module):
     them (a simulator draws the same mask). Cost: one truncation for the
     scale, as a product by a public tensor."""
 
-    def __init__(self, p: float = 0.5):
+    def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__()
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
             raise ValueError(f"dropout probability must be in [0, 1], got {p!r}")

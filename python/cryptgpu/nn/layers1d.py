@@ -26,7 +26,9 @@ class Conv1d(Module):
 
     def __init__(self, *args, **kwargs):
         super().__init__()
-        if args and isinstance(args[0], int) and not isinstance(args[0], bool):
+        if (args and isinstance(args[0], int) and not isinstance(args[0], bool)) or (
+            "in_channels" in kwargs
+        ):
             layer = torch.nn.Conv1d(*args, **kwargs)
             if layer.padding_mode != "zeros":
                 raise NotImplementedError("Conv1d with a padding_mode")
@@ -58,8 +60,12 @@ class MaxPool1d(Module):
 
     kind = POOLING
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1):
+    def __init__(
+        self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False
+    ):
         super().__init__()
+        if return_indices or ceil_mode:
+            raise NotImplementedError("MaxPool1d with return_indices or ceil_mode")
         self.k, self.s, self.p, self.d = kernel_size, stride, padding, dilation
 
     def forward(self, x):

@@ -61,7 +61,7 @@ class GroupNorm(Module):
             raise RuntimeError(f"Expected number of channels {c} to be divisible by {self.groups}")
         rest = x.numel() // (n * self.groups)
         xg = x.reshape(n, self.groups, rest)
-        y = LayerNorm((rest,), None, None, self.eps).forward(xg).reshape(tuple(x.shape))
+        y = LayerNorm._given((rest,), None, None, self.eps).forward(xg).reshape(tuple(x.shape))
         shape = [1, c] + [1] * (x.dim() - 2)
         if w is not None:
             y = y * (w.reshape(shape) if isinstance(w, SharedTensor) else _plain(w).reshape(shape))

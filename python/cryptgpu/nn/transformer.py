@@ -480,7 +480,7 @@ def convert_attention(m: torch.nn.MultiheadAttention, plain, where: str) -> Mult
 
 
 def _layer_norm(t, plain) -> LayerNorm:
-    return LayerNorm(t.normalized_shape, plain(t.weight), plain(t.bias), t.eps)
+    return LayerNorm._given(t.normalized_shape, plain(t.weight), plain(t.bias), t.eps)
 
 
 def convert_layer(m, plain, where: str):
