@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import cryptgpu as crypten
-from conftest import ULP, prod_tol
+from conftest import ULP, prod_tol, usable
 
 
 @pytest.fixture
@@ -249,6 +249,74 @@ def test_tutorial_5_one_layer_object_in_every_party(ctx):
     for got in outs:
         # 3 products with |x| <= 3 and |w| < 0.58 (torch's init bound 1/sqrt(3))
         assert (got - want).abs().max() <= prod_tol(3, 3, 0.58)
+
+
+def test_run_multiprocess_parties_have_the_callers_init_settings():
+    """CrypTen's forked parties inherit the configuration: the party
+    sessions ran with spmd.run's defaults (16 bits, 60 s, no seed),
+    whatever the caller's init() said."""
+    import time
+    import warnings
+
+    from cryptgpu import _session
+
+    crypten.init(precision_bits=20, timeout_s=3, seed=11, truncation="exact", check_range=True)
+    try:
+        v = torch.tensor([3e-6, 1.0 + 2**-18], dtype=torch.float64)
+
+        @crypten.mpc.run_multiprocess(world_size=3)
+        def job():
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                crypten.init()  # CrypTen's plain init() in a party: no warning
+            x = crypten.cryptensor(v)
+            s = _session.settings()
+            return x.get_plain_text(dtype=torch.float64), x.share, s
+
+        first, again = job(), job()
+        for got, _, s in first:
+            # 20 fractional bits: each value within its encoding, 2^-21 (at
+            # 16 bits 3e-6 decodes as 0, 1 + 2^-18 as 1)
+            assert (got - v).abs().max() <= 2.0**-21
+            assert s["precision_bits"] == 20 and s["timeout_s"] == 3.0 and s["seed"] == 11
+            assert s["truncation"] == "exact" and s["device"] == "cpu"
+            assert s["overflow_bound"] == 2.0 ** (62 - 40)  # check_range=True at f = 20
+        # seeded parties: the same shares in two runs
+        assert all(torch.equal(a[1], b[1]) for a, b in zip(first, again))
+
+        @crypten.mpc.run_multiprocess(world_size=3)
+        def out_of_step():
+            x = crypten.cryptensor(torch.tensor([1.0]))
+            if crypten.comm.get().get_rank() == 0:
+                (x * x).get_plain_text()
+            return x.get_plain_text()
+
+        t = time.monotonic()
+        with pytest.raises(crypten.PeerError):
+            out_of_step()
+        assert time.monotonic() - t < 30  # init's 3 s, not spmd.run's 60 s
+        assert usable()
+    finally:
+        crypten.uninit()
+
+
+def test_run_multiprocess_passes_every_argument_to_the_function(ctx):
+    """Arguments named seed / timeout_s / precision_bits were taken by
+    spmd.run as its own settings and never reached the function."""
+
+    @crypten.mpc.run_multiprocess(world_size=3)
+    def train(data, seed=0, timeout_s=1.0):
+        return data.tolist(), seed, timeout_s
+
+    assert train(torch.ones(1), seed=5, timeout_s=2.0) == [([1.0], 5, 2.0)] * 3
+
+    @crypten.mpc.run_multiprocess(world_size=3)
+    def g(precision_bits, *args, **kwargs):
+        return precision_bits, args, kwargs
+
+    assert g(precision_bits=12) == [(12, (), {})] * 3
+    assert g(1, 2, seed=3) == [(1, (2,), {"seed": 3})] * 3
+    assert usable()
 
 
 def test_tutorial_data_loading_from_one_party(ctx, tmp_path):

@@ -48,6 +48,10 @@ class _Context(threading.local):
         # True in a party thread of spmd.run / mpc.run_multiprocess, where a
         # plain init() (as CrypTen code calls) keeps the party's session.
         self.spmd_party: bool = False
+        # init()'s seed and timeout_s, which the engine's session does not
+        # report: mpc.run_multiprocess starts its parties with them.
+        self.seed: int | None = None
+        self.timeout_s: float = 60.0
 
 
 _ctx = _Context()
@@ -122,11 +126,17 @@ def init(
     if _ctx.spmd_party and _ctx.session is not None and rank is None and peers is None:
         # Inside a party of spmd.run / mpc.run_multiprocess (CrypTen code
         # calls init() there): the party already has its session.
-        if precision_bits != _ctx.session.precision_bits or truncation != "auto":
+        # init()'s defaults are CrypTen's plain init(): no warning for them
+        # (a run_multiprocess party keeps the settings of the caller's init).
+        if precision_bits not in (16, _ctx.session.precision_bits) or truncation not in (
+            "auto",
+            _ctx.truncation,
+        ):
             warnings.warn(
                 "init() inside spmd.run keeps the party's session (precision_bits="
-                f"{_ctx.session.precision_bits}, truncation 'auto'); pass precision_bits "
-                "to spmd.run instead",
+                f"{_ctx.session.precision_bits}, truncation {_ctx.truncation!r}); pass "
+                "precision_bits to spmd.run instead (run_multiprocess: to the init() "
+                "before it)",
                 stacklevel=2,
             )
         return
@@ -227,6 +237,7 @@ def init(
     else:
         _ctx.session = _native.Session(precision_bits, seed, float(timeout_s), device)
     _ctx.device = device
+    _ctx.seed, _ctx.timeout_s = seed, float(timeout_s)
     _ctx.layer_stats = {}
     _ctx.truncation = truncation
     _ctx.overflow_bound = bound
@@ -384,18 +395,48 @@ def _from_env(name: str) -> str | None:
     return v
 
 
-def attach(session: _native.Session) -> None:
-    """Make ``session`` the current one of this thread (SPMD runtime)."""
+def attach(
+    session: _native.Session,
+    device: str = "cpu",
+    truncation: str = "auto",
+    overflow_bound: float | None = None,
+    seed: int | None = None,
+    timeout_s: float = 60.0,
+) -> None:
+    """Make ``session`` the current one of this thread (SPMD runtime), with
+    the session settings that the engine does not hold (:func:`settings`)."""
     _ctx.session = session
-    _ctx.device = "cpu"
+    _ctx.device = device
+    _ctx.seed, _ctx.timeout_s = seed, timeout_s
     _ctx.layer_stats = {}
     _ctx.spmd_party = True
-    _ctx.truncation = "auto"
+    _ctx.truncation = truncation
+    _ctx.overflow_bound = overflow_bound
     _ctx.training_depth = 0
     _ctx.fine = session.precision_bits > FINE_BITS
     _ctx.exact_now = session.exact_truncation
     ranks = session.ranks
-    _agree_on_settings(session, ranks[0], session.precision_bits, "auto", None)
+    _agree_on_settings(session, ranks[0], session.precision_bits, truncation, overflow_bound)
+
+
+def settings() -> dict | None:
+    """The current session's settings as keyword arguments of the SPMD
+    runtime's party sessions (``spmd._parties``): precision_bits, seed,
+    timeout_s, device, truncation and the check_range bound now in force
+    (:func:`cryptgpu.nn.check_overflow` changes it); None before
+    :func:`init`. ``mpc.run_multiprocess`` starts its parties with them, as
+    CrypTen's forked processes inherit the configuration."""
+    s = _ctx.session
+    if s is None:
+        return None
+    return {
+        "precision_bits": s.precision_bits,
+        "seed": _ctx.seed,
+        "timeout_s": _ctx.timeout_s,
+        "device": _ctx.device or "cpu",
+        "truncation": _ctx.truncation,
+        "overflow_bound": getattr(_ctx, "overflow_bound", None),
+    }
 
 
 def rank() -> int | None:

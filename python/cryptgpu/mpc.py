@@ -66,6 +66,12 @@ def run_multiprocess(world_size: int = 3, maxsize: int | None = None):
     one global layer in every party, which threads sharing one object
     could not do. The caller's modules are left as they were; other
     objects (lists, torch tensors and models) are shared by the threads.
+    The parties' sessions have the settings of the caller's
+    :func:`cryptgpu.init` (precision_bits, seed, timeout_s, device,
+    truncation, check_range), as CrypTen's forked processes inherit its
+    configuration; before any init, :func:`cryptgpu.spmd.run`'s defaults.
+    The function's arguments all reach the function (one named ``seed`` or
+    ``timeout_s`` too).
     ``world_size`` must be 3 (replicated sharing is a three-party protocol);
     ``maxsize`` is accepted for compatibility and ignored.
     """
@@ -81,7 +87,14 @@ def run_multiprocess(world_size: int = 3, maxsize: int | None = None):
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
             copies = [_with_own_modules(func) for _ in range(3)]
-            return spmd.run(lambda *a, **k: copies[_session.rank()](*a, **k), *args, **kwargs)
+
+            def party():
+                return copies[_session.rank()](*args, **kwargs)
+
+            # The caller's init() settings, as CrypTen's forked processes
+            # inherit them; the function's own arguments never reach
+            # spmd.run's keywords (a parameter named seed stays the function's).
+            return spmd._parties(party, **(_session.settings() or {}))
 
         return wrapper
 

@@ -27,14 +27,33 @@ def run(
     pass inputs of the same shape to ``cryptensor`` (only ``src``'s values are
     used). An exception in any party is re-raised here (the others then fail
     with :class:`cryptgpu.PeerError` rather than hang)."""
-    sessions = _native.spmd_local_sessions(precision_bits, seed, timeout_s)
+    return _parties(
+        lambda: fn(*args, **kwargs), precision_bits=precision_bits, seed=seed, timeout_s=timeout_s
+    )
+
+
+def _parties(
+    call,
+    *,
+    precision_bits: int = 16,
+    seed: int | None = None,
+    timeout_s: float = 60.0,
+    device: str = "cpu",
+    truncation: str = "auto",
+    overflow_bound: float | None = None,
+) -> list:
+    """:func:`run` of ``call()`` (no arguments: the caller's own arguments
+    cannot be taken for settings) with every setting of a session
+    (:func:`cryptgpu._session.settings`)."""
+    sessions = _native.spmd_local_sessions(precision_bits, seed, timeout_s, device)
+    ctx = (device, truncation, overflow_bound, seed, timeout_s)
     results: list = [None, None, None]
     errors: list = [None, None, None]
 
     def party(r: int) -> None:
-        _session.attach(sessions[r])
         try:
-            results[r] = fn(*args, **kwargs)
+            _session.attach(sessions[r], *ctx)
+            results[r] = call()
             # A party done before the others (a reveal on one rank only, one
             # more step): a neighbour still waiting for its message is told
             # at once, as a ZeroMQ link's BYE tells it (it waited for the
