@@ -319,6 +319,42 @@ def test_run_multiprocess_passes_every_argument_to_the_function(ctx):
     assert usable()
 
 
+def test_run_multiprocess_gives_each_party_its_own_module_arguments(ctx):
+    """As after CrypTen's fork, a cryptgpu module passed as an argument
+    (also inside a list, tuple or dict) is each party's own copy: the three
+    threads shared one object ("party 2's share is not held by this
+    process") and the caller's model was left encrypted and unusable."""
+    torch.manual_seed(3)
+    t1, t2 = torch.nn.Linear(4, 2).double(), torch.nn.Linear(2, 3).double()
+    x = torch.randn(3, 4, dtype=torch.float64)
+    m1 = crypten.nn.from_pytorch(t1, torch.empty(1, 4))
+    m2 = crypten.nn.from_pytorch(t2, torch.empty(1, 2))
+
+    @crypten.mpc.run_multiprocess(world_size=3)
+    def infer(model, data, rest, *, named):
+        for m in (model, rest[0], named["second"]):
+            m.encrypt(src=0)
+        enc = crypten.cryptensor(data, src=1)
+        assert rest[0] is named["second"]  # one module reached twice: one copy
+        return rest[0](model(enc)).get_plain_text(dtype=torch.float64)
+
+    h = t1(x).detach()
+    want = t2(h).detach()
+    xmax, hmax = x.abs().max().item(), h.abs().max().item() + 1
+    # the first layer: 4 products (|w| <= 0.5, torch's init bound 1/sqrt(4));
+    # the second: 2 products (|w| <= 0.71, 1/sqrt(2)) of inputs carrying
+    # the first layer's error
+    first = prod_tol(4, xmax, 0.5)
+    for got in infer(m1, x, [m2], named={"second": m2}):
+        assert (got - want).abs().max() <= 2 * 0.71 * first + prod_tol(2, hmax, 0.71)
+    # the caller's modules are as they were, and work in this session
+    assert not m1.encrypted and not m2.encrypted
+    m1.encrypt()
+    got = m1(crypten.cryptensor(x)).get_plain_text(dtype=torch.float64)
+    assert (got - h).abs().max() <= first
+    assert usable()
+
+
 def test_tutorial_data_loading_from_one_party(ctx, tmp_path):
     # Tutorials 3, 4 and 7: the data owner saves and loads plaintext; the
     # loaded tensor is shared from it (older tutorials: save/load with src).

@@ -62,16 +62,17 @@ def run_multiprocess(world_size: int = 3, maxsize: int | None = None):
 
     As after CrypTen's fork, each party works on its own copy of the
     ``cryptgpu.nn`` modules the function names (global names it reads,
-    and variables of enclosing functions): CrypTen's Tutorial 5 encrypts
-    one global layer in every party, which threads sharing one object
-    could not do. The caller's modules are left as they were; other
-    objects (lists, torch tensors and models) are shared by the threads.
-    The parties' sessions have the settings of the caller's
-    :func:`cryptgpu.init` (precision_bits, seed, timeout_s, device,
-    truncation, check_range), as CrypTen's forked processes inherit its
-    configuration; before any init, :func:`cryptgpu.spmd.run`'s defaults.
-    The function's arguments all reach the function (one named ``seed`` or
-    ``timeout_s`` too).
+    and variables of enclosing functions) or is passed (arguments, and
+    the items of a list, tuple or dict argument): CrypTen's Tutorial 5
+    encrypts one global layer in every party, which threads sharing one
+    object could not do. The caller's modules are left as they were; other
+    objects (torch tensors and models, modules reached through another
+    object's attributes) are shared by the threads. The parties' sessions
+    have the settings of the caller's :func:`cryptgpu.init`
+    (precision_bits, seed, timeout_s, device, truncation, check_range), as
+    CrypTen's forked processes inherit its configuration; before any init,
+    :func:`cryptgpu.spmd.run`'s defaults. The function's arguments all
+    reach the function (one named ``seed`` or ``timeout_s`` too).
     ``world_size`` must be 3 (replicated sharing is a three-party protocol);
     ``maxsize`` is accepted for compatibility and ignored.
     """
@@ -86,10 +87,13 @@ def run_multiprocess(world_size: int = 3, maxsize: int | None = None):
     def decorator(func):
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
-            copies = [_with_own_modules(func) for _ in range(3)]
+            # Each party's own copy of the function and of its arguments,
+            # made here, before the party threads start.
+            copies = [_with_own_modules(func, args, kwargs) for _ in range(3)]
 
             def party():
-                return copies[_session.rank()](*args, **kwargs)
+                f, a, k = copies[_session.rank()]
+                return f(*a, **k)
 
             # The caller's init() settings, as CrypTen's forked processes
             # inherit them; the function's own arguments never reach
@@ -111,13 +115,45 @@ def _names_read(code: types.CodeType) -> set:
     return names
 
 
-def _with_own_modules(func):
-    """``func`` reading deep copies of the cryptgpu modules it names (as
-    globals or from enclosing functions), or ``func`` itself when it names
-    none. Globals are copied shallowly: other objects stay shared, and a
-    ``global`` assignment inside stays in the copy, as in a forked party."""
+def _own(obj, memo: dict):
+    """``obj`` with the cryptgpu modules in it deep-copied: ``obj`` itself
+    when a Module, or a list, tuple or dict holding Modules (one level
+    deep, a copy of the container); anything else as it is (shared)."""
+    if isinstance(obj, Module):
+        return copy.deepcopy(obj, memo)
+    if isinstance(obj, dict):
+        if not any(isinstance(v, Module) for v in obj.values()):
+            return obj
+        out = copy.copy(obj)
+        for k, v in obj.items():
+            out[k] = copy.deepcopy(v, memo) if isinstance(v, Module) else v
+        return out
+    if isinstance(obj, (list, tuple)):
+        if not any(isinstance(v, Module) for v in obj):
+            return obj
+        items = [copy.deepcopy(v, memo) if isinstance(v, Module) else v for v in obj]
+        if isinstance(obj, list):
+            out = copy.copy(obj)
+            out[:] = items
+            return out
+        # a named tuple takes its fields one by one
+        return type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
+    return obj
+
+
+def _with_own_modules(func, args: tuple = (), kwargs: dict | None = None):
+    """``(f, args, kwargs)`` for one party: ``f`` is ``func`` reading deep
+    copies of the cryptgpu modules it names (as globals or from enclosing
+    functions), or ``func`` itself when it names none; ``args`` and
+    ``kwargs`` hold deep copies of the modules passed (also in a list,
+    tuple or dict argument). Globals are copied shallowly: other objects
+    stay shared, and a ``global`` assignment inside stays in the copy, as
+    in a forked party. One module reached both ways is one copy."""
+    memo: dict = {}
+    args = tuple(_own(a, memo) for a in args)
+    kwargs = {k: _own(v, memo) for k, v in (kwargs or {}).items()}
     if not isinstance(func, types.FunctionType):
-        return func
+        return func, args, kwargs
     g = func.__globals__
     hits = {n: g[n] for n in _names_read(func.__code__) if isinstance(g.get(n), Module)}
     cells = func.__closure__ or ()
@@ -129,8 +165,7 @@ def _with_own_modules(func):
             return None
 
     if not hits and not any(isinstance(held(c), Module) for c in cells):
-        return func
-    memo: dict = {}
+        return func, args, kwargs
     own = dict(g)
     own.update({n: copy.deepcopy(m, memo) for n, m in hits.items()})
     closure = tuple(
@@ -139,4 +174,4 @@ def _with_own_modules(func):
     )
     out = types.FunctionType(func.__code__, own, func.__name__, func.__defaults__, closure or None)
     out.__kwdefaults__ = func.__kwdefaults__
-    return out
+    return out, args, kwargs
