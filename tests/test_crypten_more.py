@@ -241,6 +241,41 @@ def test_load_from_party_says_what_is_there(ctx, tmp_path):
     assert usable()
 
 
+def test_load_from_party_of_a_module_says_how_to_load_one(ctx, tmp_path):
+    """A torch module saved by crypten.save (Tutorial 4's model file):
+    torch.load's weights_only default raised its raw UnpicklingError (its
+    advice, add_safe_globals, does not help) before the library's own
+    TypeError. CrypTen returns a module here, zero-filled on the other
+    parties; that needs an object broadcast this library lacks, so it says
+    how to convert the module instead."""
+    f = str(tmp_path / "layer.pth")
+    crypten.save(torch.nn.Linear(4, 2), f)
+    for load in (
+        lambda: crypten.load_from_party(f, src=0),
+        lambda: crypten.load_from_party(f, src=0, model_class=torch.nn.Linear),
+        lambda: crypten.load(f, src=0),
+    ):
+        with pytest.raises(
+            TypeError, match=r"(?s)torch\.nn\.modules\.linear\.Linear.*from_pytorch"
+        ):
+            load()
+        assert usable()
+
+    # across party threads: the owner says why, the others whose load failed
+    @crypten.mpc.run_multiprocess(world_size=3)
+    def job():
+        try:
+            crypten.load_from_party(f, src=0)
+        except Exception as e:
+            return type(e).__name__, str(e)
+
+    owner, *others = job()
+    assert owner[0] == "TypeError" and "weights_only=False" in owner[1]
+    for kind, msg in others:
+        assert kind == "ValueError" and "party 0 could not load its tensor" in msg
+    assert usable()
+
+
 # ---------------------------------------------------------------- modules
 class Scaled(crypten.nn.Module):
     def __init__(self):

@@ -5,6 +5,7 @@ load (the other parties learn its shape, as in CrypTen)."""
 from __future__ import annotations
 
 import os
+import pickle
 
 import torch
 
@@ -46,6 +47,30 @@ def _missing(f, e: FileNotFoundError) -> FileNotFoundError:
     )
 
 
+_MODULE_HOWTO = (
+    "load it with torch.load(f, weights_only=False) (only a file you trust: it runs "
+    "pickled code) on party src, build the same model on the other parties, convert it "
+    "with cryptgpu.nn.from_pytorch(model, dummy_input) and encrypt(src=src)"
+)
+
+
+def _not_weights(f, e: pickle.UnpicklingError) -> TypeError:
+    """torch.load's refusal (``weights_only=True``, its default) of an
+    object other than tensors and plain values, as the TypeError that
+    load_from_party raises for every non-tensor, naming the classes when
+    torch can list them."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(f)
+    except Exception:  # a file-like object already read, or an older torch
+        names = []
+    what = f" ({', '.join(names)})" if names else ""
+    return TypeError(
+        f"load_from_party loads tensors; {f!r} holds other objects{what} that "
+        "torch.load(weights_only=True) does not read (a module saved by torch.save or "
+        f"cryptgpu.save?). For a module, {_MODULE_HOWTO}; model_class= does not load one"
+    )
+
+
 def _opened_from(src: int, values: list) -> list:
     t = torch.tensor(values, dtype=torch.float64)
     return cryptensor(t, src=src).get_plain_text(dtype=torch.float64).tolist()
@@ -78,11 +103,13 @@ def load_from_party(
     """Party ``src`` loads a plaintext tensor from ``f`` with
     ``load_closure`` (or takes ``preloaded``), and it is secret-shared from
     src: a SharedTensor for every party, which learn only its shape. Only
-    tensors are loaded this way (CrypTen also zero-fills modules for the
-    other parties; convert a module with ``cryptgpu.nn.from_pytorch`` and
-    ``encrypt(src=...)`` instead). ``model_class`` (CrypTen's way to allow
-    a module class in its unpickler) is accepted and changes nothing for a
-    tensor."""
+    tensors are loaded this way (CrypTen also returns a module, with src's
+    weights and zeros on the other parties, which needs an object broadcast
+    this library does not have; convert a module with
+    ``cryptgpu.nn.from_pytorch`` and ``encrypt(src=...)`` instead): a file
+    holding a module raises TypeError saying so. ``model_class`` (CrypTen's
+    way to allow a module class in its unpickler) is accepted and changes
+    nothing."""
     if encrypted:
         raise NotImplementedError(
             "load_from_party(encrypted=True): load shares saved by cryptgpu.save with cryptgpu.load"
@@ -95,11 +122,13 @@ def load_from_party(
                 obj = preloaded if preloaded is not None else load_closure(f, **kwargs)
             except FileNotFoundError as e:
                 raise _missing(f, e) from None
+            except pickle.UnpicklingError as e:
+                # torch.load's weights_only refuses a module before it is read
+                raise _not_weights(f, e) from e
             if isinstance(obj, torch.nn.Module):
                 raise TypeError(
                     f"load_from_party loads tensors; the file holds a module "
-                    f"({type(obj).__name__}): load it with torch.load, convert it with "
-                    "cryptgpu.nn.from_pytorch and encrypt(src=...)"
+                    f"({type(obj).__name__}): {_MODULE_HOWTO}"
                 )
             if not torch.is_tensor(obj):
                 raise TypeError(
