@@ -184,3 +184,40 @@ def test_layers_built_with_torchs_signatures(session):
     with pytest.raises(NotImplementedError, match="ceil_mode"):
         cryptgpu.nn.MaxPool2d(3, 2, ceil_mode=True)
     assert usable()
+
+
+class _OwnParams(tnn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = tnn.Linear(4, 4)
+        self.scale = tnn.Parameter(torch.tensor(0.5))  # registered first
+        self.gate = tnn.Parameter(torch.ones(4) * 0.1)
+
+    def forward(self, x):
+        return self.fc(x + self.gate) * self.scale  # read in the other order
+
+
+def test_a_custom_modules_own_parameters_keep_torchs_order(session):
+    """They came in the order the forward reads them (gate before scale),
+    so zip(model.parameters(), private.parameters()) paired a scalar with
+    a vector."""
+    tm = _OwnParams().double()
+    pm = cryptgpu.nn.from_pytorch(tm, X)
+    assert [n for n, _ in pm.named_parameters()] == [n for n, _ in tm.named_parameters()]
+    assert list(pm.state_dict()) == list(tm.state_dict())
+
+
+def test_to_pytorch_into_other_shapes_raises_and_writes_nothing(session):
+    """A [1, 8] head copied into a [4, 8] one broadcast into four equal rows
+    with no error; shapes that do not broadcast gave torch's bare message.
+    Now torch's load_state_dict's check: RuntimeError naming the parameter,
+    before anything is written."""
+    torch.manual_seed(0)
+    src = tnn.Sequential(tnn.Linear(8, 8), tnn.ReLU(), tnn.Linear(8, 1)).double()
+    pm = cryptgpu.nn.from_pytorch(src, torch.zeros(1, 8, dtype=torch.float64)).encrypt()
+    dst = tnn.Sequential(tnn.Linear(8, 8), tnn.ReLU(), tnn.Linear(8, 4)).double()
+    before = {k: v.clone() for k, v in dst.state_dict().items()}
+    with pytest.raises(RuntimeError, match=r"size mismatch for 2\.weight"):
+        pm.decrypt().to_pytorch(dst)
+    assert all(torch.equal(before[k], v) for k, v in dst.state_dict().items())
+    assert usable()

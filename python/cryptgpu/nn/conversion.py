@@ -584,6 +584,8 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
                 v = v.detach().double() if v.is_floating_point() else v.detach()
             attrs[node.target] = v
     order = {name: i for i, (name, _) in enumerate(model.named_modules())}
+    # and the parameters, each in its owner's registration order
+    order.update((name, i) for i, (name, _) in enumerate(model.named_parameters()))
     sequential = root is None and isinstance(model, torch.nn.Sequential)  # not a bare layer
     kind = SequentialGraph if sequential else Graph
     layout = {

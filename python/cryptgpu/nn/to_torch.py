@@ -18,17 +18,24 @@ def _opened(v) -> torch.Tensor:
     return torch.as_tensor(v)
 
 
-def _copy_into(p, v) -> None:
+def _copy_into(p, v, name: str, plan: list) -> None:
+    """Plan ``v`` (opened) into torch's tensor ``p``; shapes must match, as
+    in torch's load_state_dict (copy_ would broadcast a [1, 8] head into a
+    [4, 8] one without a word), checked before anything is written."""
     if isinstance(p, torch.Tensor) and v is not None:
-        with torch.no_grad():
-            p.copy_(_opened(v).to(p.dtype))
+        if tuple(v.shape) != tuple(p.shape):
+            raise RuntimeError(
+                f"to_pytorch: size mismatch for {name}: copying a param with shape "
+                f"{list(v.shape)}, the shape in the PyTorch model is {list(p.shape)}"
+            )
+        plan.append((p, v))
 
 
 # the parts of an encoder or decoder layer that hold parameters
 _LAYER_PARTS = ("self_attn", "multihead_attn", "linear1", "linear2", "norm1", "norm2", "norm3")
 
 
-def _copy_back(m: Module, tm: torch.nn.Module) -> None:
+def _copy_back(m: Module, tm: torch.nn.Module, where: str, plan: list) -> None:
     """Copy our layer ``m``'s parameters (and BatchNorm's statistics) into
     the PyTorch layer ``tm`` it was converted from, recursing through the
     attention, encoder and decoder layers (the attention's parameters by
@@ -36,24 +43,24 @@ def _copy_back(m: Module, tm: torch.nn.Module) -> None:
     if isinstance(m, transformer.MultiheadAttention):
         for k in ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight"):
             if k in m._params:
-                _copy_into(getattr(tm, k), m._params[k])
-        _copy_into(tm.in_proj_bias, m._params.get("in_proj_bias"))
-        _copy_back(m._modules["out_proj"], tm.out_proj)
+                _copy_into(getattr(tm, k), m._params[k], where + k, plan)
+        _copy_into(tm.in_proj_bias, m._params.get("in_proj_bias"), where + "in_proj_bias", plan)
+        _copy_back(m._modules["out_proj"], tm.out_proj, where + "out_proj.", plan)
         return
     if isinstance(m, (transformer.TransformerEncoder, transformer.TransformerDecoder)):
         for i, layer in enumerate(tm.layers):
-            _copy_back(m._modules["layers"][i], layer)
+            _copy_back(m._modules["layers"][i], layer, f"{where}layers.{i}.", plan)
         if tm.norm is not None:
-            _copy_back(m._modules["norm"], tm.norm)
+            _copy_back(m._modules["norm"], tm.norm, where + "norm.", plan)
         return
     if isinstance(m, transformer.Transformer):
-        _copy_back(m._modules["encoder"], tm.encoder)
-        _copy_back(m._modules["decoder"], tm.decoder)
+        _copy_back(m._modules["encoder"], tm.encoder, where + "encoder.", plan)
+        _copy_back(m._modules["decoder"], tm.decoder, where + "decoder.", plan)
         return
     if isinstance(m, (transformer.TransformerEncoderLayer, transformer.TransformerDecoderLayer)):
         for k in m._modules:
             if k in _LAYER_PARTS:
-                _copy_back(m._modules[k], getattr(tm, k))
+                _copy_back(m._modules[k], getattr(tm, k), f"{where}{k}.", plan)
         return
     # Every other layer keeps torch's parameter names (Linear, Conv1d/2d,
     # the norms, PReLU, Embedding, the recurrent layers): copied by name.
@@ -61,9 +68,9 @@ def _copy_back(m: Module, tm: torch.nn.Module) -> None:
     if isinstance(m, BatchNorm):
         values.update(m._buffers)
         if getattr(tm, "num_batches_tracked", None) is not None:
-            tm.num_batches_tracked.fill_(m.num_batches_tracked)
+            plan.append((tm.num_batches_tracked, torch.tensor(m.num_batches_tracked)))
     for k, v in values.items():
-        _copy_into(getattr(tm, k, None), v)
+        _copy_into(getattr(tm, k, None), v, where + k, plan)
 
 
 def graph_to_pytorch(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -71,12 +78,16 @@ def graph_to_pytorch(self, model: torch.nn.Module) -> torch.nn.Module:
     model it was converted from, by layer name, attention and encoder
     layers and the model's own parameters included."""
     torch_mods = dict(model.named_modules())
+    plan: list = []
     for target, m in self._layers():
         # a bare layer was converted wrapped: its target is the model itself
         tm = model if target == self._root_target else torch_mods.get(target)
         if tm is not None:
-            _copy_back(m, tm)
+            _copy_back(m, tm, f"{target}." if target != self._root_target else "", plan)
     for target, (node, name) in self._attr_at.items():
         owner, _, leaf = target.rpartition(".")
-        _copy_into(getattr(torch_mods.get(owner), leaf, None), node._params[name])
+        _copy_into(getattr(torch_mods.get(owner), leaf, None), node._params[name], target)
+    with torch.no_grad():
+        for p, v in plan:
+            p.copy_(_opened(v).to(p.dtype))
     return model

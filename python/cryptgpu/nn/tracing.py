@@ -369,7 +369,12 @@ def mount(graph: Module, modules: dict, params: dict, order: dict, layout=None) 
         node.add_module(leaf, modules[target])
         module_at[target] = tuple(path) + (leaf,)
     attr_at = {}
-    for target in sorted(params, key=lambda t: order.get(t.rpartition(".")[0], big)):
+    # by owner, then in the owner's registration order (``order`` also
+    # numbers the parameters: a custom module's own, read by the forward
+    # in another order, keep torch's)
+    for target in sorted(
+        params, key=lambda t: (order.get(t.rpartition(".")[0], big), order.get(t, big))
+    ):
         owner_path, _, leaf = target.rpartition(".")
         node = container(owner_path.split(".") if owner_path else [])
         if node is not None and id(node) in leaves and node._params.get(leaf) is params[target]:
