@@ -189,31 +189,9 @@ class CrossEntropyLoss(_ClassLoss):
                 reduction=self.reduction,
                 label_smoothing=self.label_smoothing,
             )
-        unbatched = logits.dim() == 1
-        if unbatched:
-            # One sample, as torch takes it: a label or a [C] target.
-            if isinstance(target, SharedTensor):
-                target = target.unsqueeze(0)
-            else:
-                t = torch.as_tensor(target)
-                target = t.reshape(1) if t.dim() == 0 else t.unsqueeze(0)
-            logits = logits.unsqueeze(0)
-        if logits.dim() > 2:  # [N, C, d1, ...]: every position is a sample
-            lead = (logits.shape[0],) + tuple(logits.shape[2:])
-            k = logits.dim()
-            logits = logits.permute(0, *range(2, k), 1).reshape(-1, logits.shape[1])
-            if isinstance(target, SharedTensor) or torch.as_tensor(target).dim() == k:
-                target = target.permute(0, *range(2, k), 1).reshape(-1, logits.shape[1])
-            else:
-                target = torch.as_tensor(target).reshape(-1)
-            out = self._forward2d(logits, target)
-            return out.reshape(lead) if self.reduction == "none" else out
-        if logits.dim() != 2:
-            raise ShapeError(
-                f"CrossEntropyLoss expects logits [N, C] or [C], got {tuple(logits.shape)}"
-            )
+        logits, target, shape = _class_rows(logits, target, "CrossEntropyLoss")
         out = self._forward2d(logits, target)
-        return out.reshape(()) if unbatched and self.reduction == "none" else out
+        return out.reshape(shape) if self.reduction == "none" else out
 
     def _forward2d(self, logits, target):
         # y: the target rows (weights folded in); denom: the mean's divisor,
@@ -256,13 +234,39 @@ class CrossEntropyLoss(_ClassLoss):
         return ag.record(loss, (logits,), back)
 
 
+def _class_rows(x, target, what: str):
+    """(x as rows [M, C], the target as M labels or [M, C] rows, the shape
+    of a per-sample result) for x [N, C], [C] (one sample) or [N, C, d1,
+    ...] (every position a sample, its target [N, d1, ...] labels or of
+    x's shape), x and target public or shared."""
+    shared_t = isinstance(target, SharedTensor)
+    t = target if shared_t else torch.as_tensor(target)
+    if x.dim() == 1:  # one sample, as torch takes it: a label or a [C] target
+        t = t.unsqueeze(0) if shared_t or t.dim() else t.reshape(1)
+        return x.unsqueeze(0), t, ()
+    if x.dim() < 2:
+        raise ShapeError(f"{what} expects [N, C], [C] or [N, C, d1, ...], got {tuple(x.shape)}")
+    lead, k, c = (x.shape[0],) + tuple(x.shape[2:]), x.dim(), x.shape[1]
+    if k == 2:
+        return x, t, lead
+    order, full = (0, *range(2, k), 1), tuple(x.shape)
+    x = x.permute(*order).reshape(-1, c)
+    if shared_t or t.dim() == k:
+        if tuple(t.shape) != full:
+            raise ShapeError(f"{what}: target {tuple(t.shape)} != input {full}")
+        return x, t.permute(*order).reshape(-1, c), lead
+    if tuple(t.shape) != lead:
+        raise RuntimeError(f"Expected target size {list(lead)}, got {list(t.shape)}")
+    return x, t.reshape(-1), lead
+
+
 class NLLLoss(_ClassLoss):
-    """Negative log-likelihood of log-probabilities [N, C] (a LogSoftmax's
-    output) against labels, as ``torch.nn.NLLLoss``: -x[i, y_i] times the
-    label's weight, averaged over the weights (``reduction="mean"``), summed
-    or per sample; ``ignore_index`` rows count for nothing. Exact products
-    by a public mask: the gradient comes from them. Shared one-hot targets
-    select privately (one product)."""
+    """Negative log-likelihood of log-probabilities [N, C] (or [C], or [N,
+    C, d1, ...]; a LogSoftmax's output) against labels, as
+    ``torch.nn.NLLLoss``: -x[i, y_i] times the label's weight, averaged over
+    the weights (``reduction="mean"``), summed or per sample; ``ignore_index``
+    rows count for nothing. Exact products by a public mask: the gradient
+    comes from them. Shared one-hot targets select privately (one product)."""
 
     def __init__(
         self,
@@ -275,7 +279,8 @@ class NLLLoss(_ClassLoss):
         super().__init__(weight, size_average, ignore_index, reduce, reduction)
 
     def forward(self, x, target):
-        """reduction(-weight[y_i] x[i, y_i])."""
+        """reduction(-weight[y_i] x[i, y_i]) over x [N, C], [C] or [N, C,
+        d1, ...] (every position a sample, as torch's)."""
         if not isinstance(x, SharedTensor):
             return F.nll_loss(
                 x,
@@ -284,12 +289,15 @@ class NLLLoss(_ClassLoss):
                 ignore_index=self.ignore_index,
                 reduction=self.reduction,
             )
-        if x.dim() != 2:
-            raise ShapeError(f"NLLLoss expects log-probabilities [N, C], got {tuple(x.shape)}")
+        x, target, shape = _class_rows(x, target, "NLLLoss")
+        out = self._forward2d(x, target)
+        return out.reshape(shape) if self.reduction == "none" else out
+
+    def _forward2d(self, x, target):
         if isinstance(target, SharedTensor):
             if self.weight is not None:
                 raise NotImplementedError("NLLLoss with class weights and shared targets")
-            return _reduce((x * _one_hot(target, x)).sum(1).neg(), self.reduction)
+            return _reduce((_one_hot(target, x) * x).sum(1).neg(), self.reduction)
         y, rows = self._label_rows(torch.as_tensor(target), x)
         per = (x * (y * rows.reshape(-1, 1))).sum(1).neg()
         if self.reduction == "mean":
