@@ -48,6 +48,60 @@ def _effective_rows(weight, eps):
     return y * (W if weight else 1.0)
 
 
+@pytest.mark.parametrize("form", ["shared", "public"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("weight,eps", [(False, 0.0), (True, 0.0), (False, 0.1), (True, 0.1)])
+def test_cross_entropy_rows_that_do_not_sum_to_one(session, rng, form, reduction, weight, eps):
+    x = _logits(rng, 5, 4)
+    kw = dict(reduction=reduction, label_smoothing=eps, weight=W if weight else None)
+    target = cryptgpu.cryptensor(ROWS, src=1) if form == "shared" else ROWS
+    xs, xt = cryptgpu.cryptensor(x, requires_grad=True), x.clone().requires_grad_()
+    lp, lt = cryptgpu.nn.CrossEntropyLoss(**kw)(xs, target), F.cross_entropy(xt, ROWS, **kw)
+    (lp if lp.dim() == 0 else lp.sum()).backward()
+    (lt if lt.dim() == 0 else lt.sum()).backward()
+    mass = _effective_rows(weight, eps).abs().sum(1)  # each row's absolute sum
+    per = LOGSM * mass + 2 * TRUNC
+    tol = {"none": per, "sum": per.sum(), "mean": per.mean()}[reduction]
+    got = lp.get_plain_text(dtype=torch.float64)
+    assert got.shape == lt.shape
+    assert bool(((got - lt.detach()).abs() <= tol).all()), (got, lt, tol)
+    # the gradient: (row sum) softmax - row (divided by N for the mean);
+    # the masked row's is 0 as torch's
+    assert_close(
+        xs.grad.get_plain_text(dtype=torch.float64),
+        xt.grad,
+        SM * float(mass.max()) + 4 * ENC + 4 * TRUNC,
+    )
+
+
+def test_cross_entropy_soft_rows_over_extra_dims(session, rng):
+    # [N, C, d] logits, the [N, C, d] target's rows at each position
+    x = _logits(rng, 2, 4, 3)
+    rows = torch.cat([ROWS, ROWS[:1]]).reshape(2, 3, 4).permute(0, 2, 1).contiguous()
+    for target in (rows, cryptgpu.cryptensor(rows, src=1)):
+        xs, xt = cryptgpu.cryptensor(x, requires_grad=True), x.clone().requires_grad_()
+        lp, lt = F.cross_entropy(xs, target, weight=W), F.cross_entropy(xt, rows, weight=W)
+        lp.backward()
+        lt.backward()
+        # a mean over 6 rows of absolute weighted sum <= 4
+        assert_close(lp.get_plain_text(dtype=torch.float64), lt.detach(), 4 * LOGSM)
+        assert_close(xs.grad.get_plain_text(dtype=torch.float64), xt.grad, 4 * SM + 8 * TRUNC)
+
+
+def test_cross_entropy_rows_summing_to_one_keep_the_label_cost(session, rng):
+    # a public one-hot target costs what its labels do: no product by its
+    # row sums (each is 1), however the rows were written
+    x = _logits(rng, 5, 4)
+    labels = torch.tensor([0, 3, 1, 2, 2])
+    cost = []
+    for target in (labels, F.one_hot(labels, 4).double()):
+        cryptgpu.reset_stats()
+        xs = cryptgpu.cryptensor(x, requires_grad=True)
+        cryptgpu.nn.CrossEntropyLoss()(xs, target).backward()
+        cost.append((cryptgpu.stats()["total"]["rounds"], cryptgpu.stats()["total"]["bytes"]))
+    assert cost[0] == cost[1]
+
+
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_nll_loss_over_extra_dims(session, rng, reduction):
     # log-probabilities [N, C, d1, d2], labels [N, d1, d2] with one ignored

@@ -127,15 +127,18 @@ class _ClassLoss(_Tracked):
 class CrossEntropyLoss(_ClassLoss):
     """Cross-entropy of logits [N, C] (or [C], or [N, C, d1, ...]) against
     labels or one-hot / probability targets, as ``torch.nn.CrossEntropyLoss``:
-    ``weight`` (public class weights, with labels), ``ignore_index`` (with
-    public labels), ``reduction`` ("mean", "sum" or "none") and
-    ``label_smoothing`` (the targets mixed with the uniform distribution).
+    ``weight`` (public class weights), ``ignore_index`` (with public
+    labels), ``reduction`` ("mean", "sum" or "none") and ``label_smoothing``
+    (the targets mixed with the uniform distribution).
 
     The loss value is computed privately with log_softmax (for monitoring);
     the backward pass uses the exact shortcut d loss / d logits =
-    (softmax(logits) - target) / N, as CryptGPU and CrypTen do, rather than
-    differentiating through the approximations (with class weights: each
-    row times its label's weight, divided by the sum of those weights)."""
+    ((sum_c y_c) softmax(logits) - y) / N, as CryptGPU and CrypTen do (their
+    rows sum to 1), rather than differentiating through the approximations;
+    y is the target row times the class weights, and a labelled mean divides
+    by the kept labels' weights instead of N. A row sum is plaintext for a
+    public target (no product where each is 1) and the target's own local
+    sum for a shared one (one private product of N x C values)."""
 
     def __init__(
         self,
@@ -154,26 +157,40 @@ class CrossEntropyLoss(_ClassLoss):
         self.label_smoothing = float(label_smoothing)
 
     def _targets(self, logits, target):
-        """(target rows [N, C], the mean's divisor) for labels (with
-        ignore_index and class weights), or one-hot / probability targets
-        (shared or public), label smoothing applied. With labels the rows
-        carry the weights, as torch's: (1 - s) w[y] at the label plus
-        s / C times every class's weight, zero for an ignored row; the
-        divisor is the sum of the kept labels' weights."""
-        c, eps = logits.shape[1], self.label_smoothing
+        """(target rows y [N, C], the mean's divisor, each row's sum or None
+        where every row provably sums to 1) for labels (with ignore_index
+        and class weights), or one-hot / probability targets (shared or
+        public), label smoothing applied. With labels the rows carry the
+        weights, as torch's: (1 - s) w[y] at the label plus s / C times
+        every class's weight, zero for an ignored row; the divisor is the
+        sum of the kept labels' weights. With probability targets, as
+        torch's: y w (the smoothed rows times the class weights), the
+        divisor N. The row sums give the gradient (sum_c y_c) softmax - y:
+        public ones are plaintext, a shared target's its own local sum."""
+        c, eps, n = logits.shape[1], self.label_smoothing, logits.shape[0]
         t = None if isinstance(target, SharedTensor) else torch.as_tensor(target)
         if t is not None and t.dim() == 1 and not t.is_floating_point():
             y, rows = self._label_rows(t, logits)
             if self.weight is None and bool((t != self.ignore_index).all()):
-                return y * (1.0 - eps) + eps / c, logits.shape[0]  # plain labels
+                return y * (1.0 - eps) + eps / c, n, None  # plain labels
             w = torch.ones(c, dtype=torch.float64) if self.weight is None else self.weight
             keep = (t != self.ignore_index).double().reshape(-1, 1)
             y = y * (rows.reshape(-1, 1) * (1.0 - eps)) + keep * w.reshape(1, c) * (eps / c)
-            return y, float(rows.sum())
-        if self.weight is not None:
-            raise NotImplementedError("CrossEntropyLoss with class weights and soft targets")
+            return y, float(rows.sum()), y.sum(1, keepdim=True)
         y = _one_hot(target, logits)
-        return (y * (1.0 - eps) + eps / c if eps else y), logits.shape[0]
+        y = y * (1.0 - eps) + eps / c if eps else y
+        if self.weight is not None:
+            if self.weight.numel() != c:
+                raise RuntimeError(f"weight tensor should be defined for all {c} classes")
+            y = y * self.weight.reshape(1, c)
+        if isinstance(y, SharedTensor):
+            return y, n, y.sum(1, keepdim=True)
+        sums = y.sum(1, keepdim=True)
+        # rows within a quarter unit of the encoding of 1: the product by
+        # their sum would not change the gradient's encoding
+        if bool(((sums - 1.0).abs() <= 2.0 ** -(logits._s().precision_bits + 2)).all()):
+            return y, n, None
+        return y, n, sums
 
     def forward(self, logits, target):
         """The cross-entropy of ``logits`` against ``target``: averaged over
@@ -193,38 +210,41 @@ class CrossEntropyLoss(_ClassLoss):
         out = self._forward2d(logits, target)
         return out.reshape(shape) if self.reduction == "none" else out
 
+    def _reduced(self, per_sample, denom):
+        if self.reduction == "none":
+            return per_sample
+        if self.reduction == "sum" or denom == 1:
+            return per_sample.sum()
+        # div: the exact division by a whole-number count of kept rows
+        # (times 1/denom was 1e-3 off at a loss of 43)
+        return per_sample.sum().div(denom)
+
     def _forward2d(self, logits, target):
         # y: the target rows (weights folded in); denom: the mean's divisor,
-        # N, or the sum of the kept labels' weights
-        y, denom = self._targets(logits, target)
+        # N, or the sum of the kept labels' weights; sums: y's row sums
+        # (None where each is 1)
+        y, denom, sums = self._targets(logits, target)
         if self.reduction == "mean":
             _no_mean_over_nothing(denom, "cross_entropy")
-        n = logits.shape[0]
-        weighted = denom != n or (self.weight is not None and not isinstance(y, SharedTensor))
         want_grad = ag.needs_grad(logits)
         with ag.inside(want_grad):
-            # Each sample's loss is >= 0 in exact arithmetic; the log and
-            # exp approximations can make it slightly negative (-0.0009 was
-            # seen), so each is clamped at 0: one comparison of N values.
-            per_sample = (logits.log_softmax(1) * y).sum(1).neg().relu()
-            if self.reduction == "none":
-                loss = per_sample
-            elif self.reduction == "sum" or denom == 1:
-                loss = per_sample.sum()
-            elif not weighted:
-                loss = per_sample.sum().div(n)
-            else:
-                # div: the exact division by a whole-number count of kept rows
-                # (times 1/denom was 1e-3 off at a loss of 43)
-                loss = per_sample.sum().div(denom) if denom else per_sample.sum() * 0
+            per_sample = (logits.log_softmax(1) * y).sum(1).neg()
+            if isinstance(y, SharedTensor) or bool((y >= 0).all()):
+                # Each sample's loss is >= 0 in exact arithmetic (targets
+                # >= 0); the log and exp approximations can make it slightly
+                # negative (-0.0009 was seen), so each is clamped at 0: one
+                # comparison of N values.
+                per_sample = per_sample.relu()
+            loss = self._reduced(per_sample, denom)
             if not want_grad:
                 return loss
-            # d loss_i / d logits_i = (sum_c y_ic) softmax_i - y_i (the sum
-            # is 1 for unweighted rows)
+            # d loss_i / d logits_i = (sum_c y_ic) softmax_i - y_i: a product
+            # by the row sums unless each is 1 (a shared target's: private)
             sm = logits.softmax(1)
-            diff = (sm * y.sum(1, keepdim=True) if weighted else sm) - y
+            diff = (sm if sums is None else sm * sums) - y
             if self.reduction == "mean" and denom not in (0, 1):
-                diff = diff.div(n) if not weighted else diff.div(denom)
+                diff = diff.div(denom)
+        n = logits.shape[0]
 
         def back(g):
             if self.reduction == "none":
