@@ -1,7 +1,7 @@
 """Loss targets beyond one label per sample, against float64 torch (values
 and gradients): cross-entropy rows that do not sum to 1 (a zero row
 masking a padded sample, a doubled row) and class weights with
-probability targets;
+probability targets; plaintext predictions against a shared target;
 NLLLoss over [N, C, d1, ...].
 
 Tolerances (f = 16), as test_losses': log_softmax within LOGSM = 1e-2 of
@@ -9,7 +9,10 @@ torch's per entry on rows of 4 logits in [-3, 3], softmax within SM =
 3e-4; a sample's cross-entropy is the sum of its target row's entries
 times log_softmax's, so within LOGSM times the row's absolute sum; its
 gradient (row sum) softmax - row within SM times the row's sum, plus the
-row sum's encoding (C entries, ENC each) and a few truncations.
+row sum's encoding (C entries, ENC each) and a few truncations. With a
+public operand exact in float64 (torch's log_softmax of plaintext
+logits), each product by a shared entry carries that entry's ENC times
+the public factor plus one truncation.
 """
 
 import re
@@ -100,6 +103,71 @@ def test_cross_entropy_rows_summing_to_one_keep_the_label_cost(session, rng):
         cryptgpu.nn.CrossEntropyLoss()(xs, target).backward()
         cost.append((cryptgpu.stats()["total"]["rounds"], cryptgpu.stats()["total"]["bytes"]))
     assert cost[0] == cost[1]
+
+
+def _public_loss_tol(factor_max, k):
+    """k products per result, each a shared entry (ENC) times a public
+    factor up to factor_max, truncated once, and one more truncation."""
+    return k * (factor_max * ENC + TRUNC) + TRUNC
+
+
+def test_plaintext_predictions_with_a_shared_target(session, rng):
+    x = _logits(rng, 5, 4)
+    lsm_max = float(x.log_softmax(1).abs().max())
+    bits = (torch.rand(5, 4, generator=rng) > 0.5).double()
+    p = torch.sigmoid(x)
+    onehot = F.one_hot(torch.tensor([0, 3, 1, 2, 2]), 4).double()
+    cases = [
+        # (private, torch, its bound)
+        (
+            lambda: cryptgpu.nn.CrossEntropyLoss()(x, cryptgpu.cryptensor(ROWS, src=1)),
+            lambda: F.cross_entropy(x, ROWS),
+            _public_loss_tol(lsm_max, 4),
+        ),
+        (  # weights, smoothing and the functional form: a few products more
+            lambda: F.cross_entropy(
+                x, cryptgpu.cryptensor(ROWS, src=1), weight=W, label_smoothing=0.1, reduction="sum"
+            ),
+            lambda: F.cross_entropy(x, ROWS, weight=W, label_smoothing=0.1, reduction="sum"),
+            5 * 3 * _public_loss_tol(2 * lsm_max, 4),
+        ),
+        (
+            lambda: cryptgpu.nn.CrossEntropyLoss(reduction="none")(
+                x.reshape(5, 4, 1), cryptgpu.cryptensor(ROWS.reshape(5, 4, 1), src=1)
+            ),
+            lambda: F.cross_entropy(x.reshape(5, 4, 1), ROWS.reshape(5, 4, 1), reduction="none"),
+            _public_loss_tol(lsm_max, 4),
+        ),
+        (
+            lambda: cryptgpu.nn.NLLLoss()(x.log_softmax(1), cryptgpu.cryptensor(onehot, src=1)),
+            lambda: F.nll_loss(x.log_softmax(1), onehot.argmax(1)),
+            _public_loss_tol(lsm_max, 4),
+        ),
+        (  # y a + b with |a| <= (pos_weight + 1) softplus(3) ~ 9, times 2
+            lambda: cryptgpu.nn.BCEWithLogitsLoss(weight=W, pos_weight=W)(
+                x, cryptgpu.cryptensor(bits, src=1)
+            ),
+            lambda: F.binary_cross_entropy_with_logits(x, bits, weight=W, pos_weight=W),
+            _public_loss_tol(20.0, 1) + TRUNC,
+        ),
+        (
+            lambda: F.binary_cross_entropy_with_logits(x, cryptgpu.cryptensor(p, src=1)),
+            lambda: F.binary_cross_entropy_with_logits(x, p),
+            _public_loss_tol(7.0, 1) + TRUNC,
+        ),
+        (  # |log(1 - p) - log p| = |x| <= 3
+            lambda: cryptgpu.nn.BCELoss(reduction="sum")(p, cryptgpu.cryptensor(bits, src=1)),
+            lambda: F.binary_cross_entropy(p, bits, reduction="sum"),
+            20 * _public_loss_tol(3.0, 1),
+        ),
+    ]
+    for private, plain, tol in cases:
+        got = private()
+        assert isinstance(got, cryptgpu.SharedTensor) and not got.requires_grad
+        assert_close(got.get_plain_text(dtype=torch.float64), plain(), tol)
+    with pytest.raises(RuntimeError, match="between 0 and 1"):
+        F.binary_cross_entropy(x, cryptgpu.cryptensor(bits, src=1))
+    assert usable()
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])

@@ -129,7 +129,8 @@ class CrossEntropyLoss(_ClassLoss):
     labels or one-hot / probability targets, as ``torch.nn.CrossEntropyLoss``:
     ``weight`` (public class weights), ``ignore_index`` (with public
     labels), ``reduction`` ("mean", "sum" or "none") and ``label_smoothing``
-    (the targets mixed with the uniform distribution).
+    (the targets mixed with the uniform distribution). Plaintext logits
+    against a shared target give a SharedTensor (no gradient).
 
     The loss value is computed privately with log_softmax (for monitoring);
     the backward pass uses the exact shortcut d loss / d logits =
@@ -196,8 +197,9 @@ class CrossEntropyLoss(_ClassLoss):
         """The cross-entropy of ``logits`` against ``target``: averaged over
         the batch (``reduction="mean"``; with class weights or ignored rows,
         over the weights kept, as torch's), summed (``"sum"``) or per sample
-        (``"none"``)."""
-        if not isinstance(logits, SharedTensor):
+        (``"none"``). Plaintext logits against a shared target give a
+        SharedTensor (torch's log_softmax, then products by the target)."""
+        if not isinstance(logits, SharedTensor) and not isinstance(target, SharedTensor):
             return F.cross_entropy(
                 logits,
                 torch.as_tensor(target),
@@ -226,6 +228,9 @@ class CrossEntropyLoss(_ClassLoss):
         y, denom, sums = self._targets(logits, target)
         if self.reduction == "mean":
             _no_mean_over_nothing(denom, "cross_entropy")
+        if not isinstance(logits, SharedTensor):  # public logits, shared target
+            lsm = torch.log_softmax(logits.detach().to(torch.float64), 1)
+            return self._reduced((y * lsm).sum(1).neg(), denom)
         want_grad = ag.needs_grad(logits)
         with ag.inside(want_grad):
             per_sample = (logits.log_softmax(1) * y).sum(1).neg()
@@ -286,7 +291,8 @@ class NLLLoss(_ClassLoss):
     ``torch.nn.NLLLoss``: -x[i, y_i] times the label's weight, averaged over
     the weights (``reduction="mean"``), summed or per sample; ``ignore_index``
     rows count for nothing. Exact products by a public mask: the gradient
-    comes from them. Shared one-hot targets select privately (one product)."""
+    comes from them. Shared one-hot targets select privately (one product),
+    from shared or plaintext log-probabilities."""
 
     def __init__(
         self,
@@ -301,7 +307,7 @@ class NLLLoss(_ClassLoss):
     def forward(self, x, target):
         """reduction(-weight[y_i] x[i, y_i]) over x [N, C], [C] or [N, C,
         d1, ...] (every position a sample, as torch's)."""
-        if not isinstance(x, SharedTensor):
+        if not isinstance(x, SharedTensor) and not isinstance(target, SharedTensor):
             return F.nll_loss(
                 x,
                 torch.as_tensor(target),
@@ -314,7 +320,7 @@ class NLLLoss(_ClassLoss):
         return out.reshape(shape) if self.reduction == "none" else out
 
     def _forward2d(self, x, target):
-        if isinstance(target, SharedTensor):
+        if isinstance(target, SharedTensor):  # x shared or public
             if self.weight is not None:
                 raise NotImplementedError("NLLLoss with class weights and shared targets")
             return _reduce((_one_hot(target, x) * x).sum(1).neg(), self.reduction)
@@ -369,6 +375,16 @@ class BCEWithLogitsLoss(_Tracked):
 
     def forward(self, x, target):
         """reduction(relu(x) - x y + log(1 + e^-|x|)), weighted as torch's."""
+        if not isinstance(x, SharedTensor) and isinstance(target, SharedTensor):
+            # public logits: torch's softplus terms, linear in the shared y
+            # (a y + b), one product by a public factor
+            xd = x.detach().to(torch.float64)
+            y, sp = _same_shape(xd, target, "BCEWithLogitsLoss"), F.softplus(xd)
+            pw = 1.0 if self.pos_weight is None else self.pos_weight
+            a, b = pw * F.softplus(-xd) - sp, sp
+            if self.weight is not None:
+                a, b = a * self.weight, b * self.weight
+            return _reduce(y * a + b, self.reduction)
         if not isinstance(x, SharedTensor):
             t = torch.as_tensor(target)
             w, pw = (None if v is None else v.to(x.dtype) for v in (self.weight, self.pos_weight))
@@ -418,6 +434,15 @@ class BCELoss(_Tracked):
 
     def forward(self, p, target):
         """reduction(-(y log p + (1 - y) log(1 - p)))."""
+        if not isinstance(p, SharedTensor) and isinstance(target, SharedTensor):
+            # public probabilities: torch's clamped logs, linear in the
+            # shared y, one product by a public factor
+            pd = p.detach().to(torch.float64)
+            if bool(((pd < 0) | (pd > 1)).any()):
+                raise RuntimeError("all elements of input should be between 0 and 1")
+            y = _same_shape(pd, target, "BCELoss")
+            lp, lq = pd.log().clamp(min=-100.0), (1.0 - pd).log().clamp(min=-100.0)
+            return _reduce(y * (lq - lp) - lq, self.reduction)
         if not isinstance(p, SharedTensor):
             return F.binary_cross_entropy(p, torch.as_tensor(target), reduction=self.reduction)
         y = _same_shape(p, target, "BCELoss")
