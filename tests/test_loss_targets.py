@@ -2,7 +2,7 @@
 and gradients): cross-entropy rows that do not sum to 1 (a zero row
 masking a padded sample, a doubled row) and class weights with
 probability targets; plaintext predictions against a shared target;
-NLLLoss over [N, C, d1, ...].
+NLLLoss over [N, C, d1, ...]; the regression losses' broadcast warning.
 
 Tolerances (f = 16), as test_losses': log_softmax within LOGSM = 1e-2 of
 torch's per entry on rows of 4 logits in [-3, 3], softmax within SM =
@@ -16,6 +16,7 @@ the public factor plus one truncation.
 """
 
 import re
+import warnings
 
 import pytest
 import torch
@@ -203,3 +204,36 @@ def test_class_losses_refuse_a_misplaced_target_shape(session, rng):
     with pytest.raises(RuntimeError, match=re.escape("Expected target size [2, 3], got [3, 2]")):
         cryptgpu.nn.CrossEntropyLoss()(xs, torch.zeros(3, 2, dtype=torch.long))
     assert usable()
+
+
+def _torch_warning(fn, *args):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = fn(*args)
+    return value, [(w.category, str(w.message)) for w in caught]
+
+
+@pytest.mark.parametrize(
+    "private,plain",
+    [
+        (cryptgpu.nn.MSELoss(), F.mse_loss),
+        (cryptgpu.nn.L1Loss(), F.l1_loss),
+        (cryptgpu.nn.HuberLoss(delta=0.5), lambda a, b: F.huber_loss(a, b, delta=0.5)),
+        (cryptgpu.nn.SmoothL1Loss(beta=0.5), lambda a, b: F.smooth_l1_loss(a, b, beta=0.5)),
+        (tnn.MSELoss(reduction="sum"), lambda a, b: F.mse_loss(a, b, reduction="sum")),
+    ],
+)
+def test_regression_losses_warn_on_a_broadcast_target_as_torch(session, rng, private, plain):
+    pred = torch.rand(4, 1, generator=rng, dtype=torch.float64) * 2 - 1
+    target = torch.rand(4, generator=rng, dtype=torch.float64) * 2 - 1
+    want, torch_warnings = _torch_warning(plain, pred, target)
+    assert len(torch_warnings) == 1
+    for t in (target, cryptgpu.cryptensor(target, src=1)):
+        got, ours = _torch_warning(private, cryptgpu.cryptensor(pred), t)
+        assert ours == torch_warnings
+        # the [4, 4] broadcast, as torch's: |d| <= 2 over 16 elements, each
+        # within 2 |d| 2 ENC plus two truncations (the sum of 16: 16 times)
+        assert_close(got.get_plain_text(dtype=torch.float64), want, 16 * (8 * ENC + 2 * TRUNC))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        private(cryptgpu.cryptensor(pred), pred)  # same shapes: no warning

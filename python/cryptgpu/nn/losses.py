@@ -5,6 +5,10 @@ squared and absolute error; and torch's functional losses on SharedTensors.
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+
 import torch
 import torch.nn.functional as F
 
@@ -77,6 +81,32 @@ def _same_shape(x, target, what: str):
             f"size ({tuple(x.shape)})"
         )
     return t
+
+
+def _warn_broadcast(x, target) -> None:
+    """torch's warning where the target's shape differs from the input's
+    (the result is still their broadcast, as torch's)."""
+    shape = getattr(target, "shape", None)
+    if shape is not None and tuple(shape) != tuple(x.shape):
+        # pointed at the caller outside cryptgpu and torch (F.mse_loss, a
+        # torch.nn.MSELoss called on a SharedTensor)
+        level, f = 1, sys._getframe(0)
+        while f is not None and os.path.abspath(f.f_code.co_filename).startswith(_LIBS):
+            level, f = level + 1, f.f_back
+        warnings.warn(
+            f"Using a target size ({torch.Size(tuple(shape))}) that is different to the input "
+            f"size ({torch.Size(tuple(x.shape))}). This will likely lead to incorrect results "
+            "due to broadcasting. Please ensure they have the same size.",
+            UserWarning,
+            stacklevel=level,
+        )
+
+
+# torch's package and cryptgpu's (nn's parent): the frames a warning skips
+_LIBS = tuple(
+    os.path.dirname(os.path.abspath(f)) + os.sep
+    for f in (torch.__file__, os.path.dirname(__file__))
+)
 
 
 def _with_gradient(loss, x, diff, reduction: str):
@@ -343,6 +373,7 @@ class MSELoss(Module):
 
     def forward(self, x, target):
         """reduction((x - target)^2)."""
+        _warn_broadcast(x, target)
         d = x - target
         return _reduce(d * d, self.reduction)
 
@@ -478,6 +509,7 @@ class HuberLoss(Module):
 
     def forward(self, x, target):
         """reduction(huber(x - target))."""
+        _warn_broadcast(x, target)
         return _reduce(self._elementwise(x - target), self.reduction)
 
     def __call__(self, x, target):
@@ -513,6 +545,7 @@ class L1Loss(Module):
 
     def forward(self, x, target):
         """reduction(|x - target|)."""
+        _warn_broadcast(x, target)
         return _reduce((x - target).abs(), self.reduction)
 
     def __call__(self, x, target):
