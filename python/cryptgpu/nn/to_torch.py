@@ -86,7 +86,7 @@ def graph_to_pytorch(self, model: torch.nn.Module) -> torch.nn.Module:
             _copy_back(m, tm, f"{target}." if target != self._root_target else "", plan)
     for target, (node, name) in self._attr_at.items():
         owner, _, leaf = target.rpartition(".")
-        _copy_into(getattr(torch_mods.get(owner), leaf, None), node._params[name], target)
+        _copy_into(getattr(torch_mods.get(owner), leaf, None), node._params[name], target, plan)
     with torch.no_grad():
         for p, v in plan:
             p.copy_(_opened(v).to(p.dtype))
