@@ -47,7 +47,6 @@ from .layers import (
     Dropout,
     Flatten,
     Identity,
-    LayerNorm,
     Linear,
     LogSoftmax,
     MaxPool2d,
@@ -72,6 +71,7 @@ from .layers_extra import (
     GroupNorm,
     InstanceNorm1d,
     InstanceNorm2d,
+    LayerNorm,
     LocalResponseNorm,
     RMSNorm,
 )

@@ -37,7 +37,6 @@ from .layers import (
     Dropout,
     Flatten,
     Identity,
-    LayerNorm,
     Linear,
     LogSoftmax,
     MaxPool2d,
@@ -144,7 +143,7 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
             scale_grad_by_freq=m.scale_grad_by_freq,
         )
     if isinstance(m, t.LayerNorm):
-        return LayerNorm._given(
+        return layers_extra.LayerNorm._given(
             m.normalized_shape,
             _plain(getattr(m, "weight", None)),
             _plain(getattr(m, "bias", None)),

@@ -14,12 +14,13 @@ import torch.nn.functional as F
 from ..einsum import einsum
 from ..torch_dispatch import TABLE
 from . import transformer
-from .layers import AdaptiveAvgPool2d, LayerNorm
+from .layers import AdaptiveAvgPool2d
 from .layers1d import AdaptiveAvgPool1d
 from .layers_extra import (
     AdaptiveMaxPool2d,
     Embedding,
     GroupNorm,
+    LayerNorm,
     _rms_norm,
     local_response_norm,
 )

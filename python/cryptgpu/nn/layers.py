@@ -13,7 +13,6 @@ import torch.nn.functional as F
 
 from .. import _session, functions
 from .. import autograd as ag
-from .._native import ShapeError
 from ..tensor import SharedTensor, cryptensor
 from .module import Module
 from .stats import BATCHNORM, LINEAR, POOLING, RELU, SOFTMAX
@@ -586,86 +585,6 @@ def _inv_std_parts(var_s, eps_s, s: float):
 def _drop_missing(grads, w, b):
     dx, gw, gb = grads
     return dx, (gw if w is not None else None), (gb if b is not None else None)
-
-
-class LayerNorm(Module):
-    """torch.nn.LayerNorm: each sample normalised over its last
-    ``len(normalized_shape)`` dims, then scaled and shifted elementwise.
-
-    The statistics are private (the mean, the variance from chunked sums of
-    squares as in BatchNorm, and the range-reduced 1/sqrt(var + eps) of
-    ``_inv_std``, accurate for variances from 2^-24 to 2^22); the same in
-    training and eval, as in torch. The backward pass is one recorded
-    operation (the standard LayerNorm gradient)."""
-
-    kind = BATCHNORM
-
-    def __init__(
-        self,
-        normalized_shape,
-        eps=1e-5,
-        elementwise_affine=True,
-        bias=True,
-        device=None,
-        dtype=None,
-    ):
-        # torch's signature (until 2026-12-05 the second argument was the
-        # weight: LayerNorm(4, 1e-6) scaled by 1e-6, and LayerNorm(4) had no
-        # parameters to train)
-        super().__init__()
-        if isinstance(normalized_shape, int):
-            normalized_shape = (normalized_shape,)
-        self.normalized_shape = tuple(int(d) for d in normalized_shape)
-        one = torch.ones(self.normalized_shape, dtype=torch.float64)
-        self.register_parameter("weight", one if elementwise_affine else None)
-        self.register_parameter("bias", one * 0 if elementwise_affine and bias else None)
-        self.eps = float(eps)
-
-    @classmethod
-    def _given(cls, normalized_shape, weight, bias, eps) -> LayerNorm:
-        """A LayerNorm holding ``weight`` and ``bias`` (either None)."""
-        m = cls(normalized_shape, eps, elementwise_affine=False)
-        m.register_parameter("weight", weight)
-        m.register_parameter("bias", bias)
-        return m
-
-    def forward(self, x):
-        """The normalised, scaled and shifted ``x``."""
-        k = len(self.normalized_shape)
-        if tuple(x.shape[x.dim() - k :]) != self.normalized_shape or x.dim() < k:
-            raise ShapeError(
-                f"LayerNorm over {list(self.normalized_shape)} expects an input whose last "
-                f"dims are {list(self.normalized_shape)}, got shape {list(x.shape)}"
-            )
-        if isinstance(x, SharedTensor) and x.numel() == 0:
-            return x + 0.0  # an empty batch (or empty rows): empty, as torch
-        w, b = self._params["weight"], self._params["bias"]
-        x = _public_input(x, w if isinstance(w, SharedTensor) else b)
-        if not isinstance(x, SharedTensor):
-            return F.layer_norm(x, self.normalized_shape, w, b, self.eps)
-        return normalize_last(x, k, self.eps, w, b)
-
-
-def normalize_last(x, k: int, eps: float, w, b, center: bool = True):
-    """LayerNorm (without ``center``: RMSNorm) of a shared x over its last k
-    dims, times w plus b (either None), one recorded node. The statistics
-    truncate exactly even in inference (sums of squared deviations reach
-    2^30; one wrapped element corrupted a whole row: BERT logits off by
-    2e8 in 2 of 400 sequences); xhat and xhat w are ordinary products."""
-    dims = list(range(x.dim() - k, x.dim()))
-    recorded = ag.needs_grad(x, w, b)
-    with ag.inside(recorded):
-        with _session.training_work():
-            _, _, r, f, xc = _statistics(x, dims, eps, center=center)
-            # exact too: xc r holds 256 xhat, whose probabilistic
-            # truncation would fail 256x as often as a plain product's
-            xhat = _times_pow2(xc, r, f)
-        y = _scale_shift(xhat, w, b)
-        if not recorded:
-            return y
-        inv = r * f
-    lead = list(range(x.dim() - k))
-    return _record_norm(y, x, w, b, xhat, inv, dims, None, lead, center=center)
 
 
 class Flatten(Module):

@@ -17,7 +17,8 @@ from .. import _session
 from ..tensor import SharedTensor, cat
 from . import activations
 from .containers import ModuleList
-from .layers import GELU, Dropout, LayerNorm, Linear, ReLU, _as_operand, _like, _public_input
+from .layers import GELU, Dropout, Linear, ReLU, _as_operand, _like, _public_input
+from .layers_extra import LayerNorm
 from .masks import _add_mask, _additive, _causal
 from .module import Module
 from .stats import LINEAR, OTHER, RELU, SOFTMAX, _track
