@@ -151,6 +151,14 @@ def divide(num, den, lo_exp: int = -16, hi_exp: int = 30):
     shape; num may broadcast against den."""
     import torch
 
+    if not _is_shared(num) and _is_shared(den):
+        # a public numerator is checked as any public operand (x * inf): a
+        # complex one or one that requires grad (beside a den that does) as
+        # den's _plain checks them, and NaN, infinite or |num| >= 2^(63-2f)
+        # refused (EncodingError) by encoding it (clamped later, inf / x gave
+        # 2^30, -2^40 / x garbage of either sign)
+        num = den._plain(num, "div")
+        den._public(num)
     nshape = tuple(num.shape) if hasattr(num, "shape") else np.shape(num)
     try:
         torch.broadcast_shapes(nshape, tuple(den.shape))

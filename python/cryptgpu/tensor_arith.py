@@ -146,7 +146,7 @@ class ArithmeticOps:
         for results up to 2^30 at f = 16; larger ones are clamped there)."""
         if isinstance(base, TensorBase) or np.ndim(base) != 0:
             return NotImplemented
-        b = float(_plain_array(base, "power base"))
+        b = float(self._plain(base, "power base"))  # (a base that requires grad: noted)
         if b <= 0:
             raise NotImplementedError(
                 f"{base} ** SharedTensor: only a positive base is supported (exp(x ln b))"

@@ -1,0 +1,103 @@
+"""Public operands on the left of a SharedTensor and secrets read as
+plaintext (a user probe, 2026-12-06): a public numerator of a division was
+clamped instead of range-checked (inf / x gave 2^30, -2^40 / x garbage of
+either sign); a complex numerator, base, outer factor, alpha operand,
+clamp bound, copy_/data value, convolution input or backward gradient lost
+its imaginary part with only torch's warning; s / x and s ** x dropped the
+gradient of a plaintext s that requires grad; torch.tensor(x) spoke of
+len() of a 0-d tensor; int(x) refused what float(x) opens. Each test fails
+on the code before the fix, and the session stays usable after each error.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+import cryptgpu
+from conftest import ENC, ULP, usable
+
+D = torch.float64
+
+
+def opened(x):
+    return x.get_plain_text(dtype=D)
+
+
+def _div_tol(q, y):
+    # as tests/test_division_and_ranges.py: the encodings of numerator and
+    # divisor seen through the quotient, and 1 / m's own unit of 2^-16
+    # relative to 1 / m >= 1/2 (2^-15 of q), plus a few truncations
+    return 4 * ULP + (1 + q.abs()) / y.abs() * ENC + q.abs() * 2.0**-15
+
+
+BAD_NUMERATORS = [
+    float("inf"),
+    float("-inf"),
+    float("nan"),
+    -(2.0**40),
+    2**64,
+    2.0**31,  # the first value the encoding refuses at f = 16
+    torch.tensor([float("inf"), 1.0]),
+    torch.tensor([1.0, -(2.0**40)], dtype=D),
+    np.array([1.0, 2.0**33]),
+]
+
+
+@pytest.mark.parametrize("num", BAD_NUMERATORS, ids=repr)
+def test_a_public_numerator_is_range_checked_as_any_public_operand(session, num):
+    x = cryptgpu.cryptensor(torch.tensor([1.0, 2.0], dtype=D))
+    forms = [lambda: num / x]
+    if isinstance(num, torch.Tensor):
+        forms += [lambda: torch.div(num, x), lambda: torch.true_divide(num, x)]
+    for form in forms:
+        # as x * inf and x + 2**40: the encoding's error, a ValueError
+        with pytest.raises(cryptgpu.EncodingError, match="encod"):
+            form()
+    assert issubclass(cryptgpu.EncodingError, ValueError)
+    assert usable()
+
+
+def test_a_public_numerator_in_range_still_divides(session):
+    """The largest encodable magnitudes and a broadcast numerator keep
+    their quotients (tolerance: the division's, _div_tol; quotients below
+    2^30, the range of a product at f = 16)."""
+    ys = torch.tensor([2.0**10, 4.0, -8.0], dtype=D)
+    y = cryptgpu.cryptensor(ys)
+    for num in (torch.tensor([-(2.0**30), 3.0, 1.0], dtype=D), 2.0**31 - 2.0**10, 7.0):
+        want = torch.as_tensor(num, dtype=D) / ys
+        got = opened(num / y)
+        assert ((got - want).abs() <= _div_tol(want, ys)).all(), (num, got, want)
+    assert usable()
+
+
+REFLECTED = {
+    "s / x": lambda s, x: s / x,
+    "torch.div(s, x)": lambda s, x: torch.div(s, x),
+    "s ** x": lambda s, x: s**x,
+    "torch.pow(s, x)": lambda s, x: torch.pow(s, x),
+    "s * x": lambda s, x: s * x,  # (refused before: the reference)
+}
+
+
+@pytest.mark.parametrize("op", list(REFLECTED), ids=str)
+def test_a_plaintext_numerator_or_base_that_requires_grad_is_not_dropped(session, op):
+    """s / x and s ** x gave x its gradient and left s.grad None without
+    a word; like s * x they now raise the lost-gradient error in backward.
+    A detached s trains x: d(s/x)/dx = -s/x^2, d(s^x)/dx = s^x ln s, and
+    d(s x)/dx = s, with x in [1, 2], s = 2: within 1e-3 relative (the
+    reciprocal's and exp2's 2^-15 relative, times the few products of
+    their backward) plus 16 units of 2^-16 (truncations)."""
+    f = REFLECTED[op]
+    xv = torch.tensor([1.0, 1.5, 2.0], dtype=D)
+    s = torch.tensor(2.0, dtype=D, requires_grad=True)
+    x = cryptgpu.cryptensor(xv, requires_grad=True)
+    with pytest.raises(RuntimeError, match="plaintext torch tensor that requires grad"):
+        f(s, x).sum().backward()
+    assert s.grad is None
+    x.grad = None
+    f(s.detach(), x).sum().backward()
+    xt = xv.clone().requires_grad_()
+    f(s.detach(), xt).sum().backward()
+    got = opened(x.grad)
+    assert ((got - xt.grad).abs() <= 1e-3 * xt.grad.abs() + 16 * ULP).all(), (got, xt.grad)
+    assert usable()
