@@ -9,9 +9,12 @@ len() of a 0-d tensor; int(x) refused what float(x) opens. Each test fails
 on the code before the fix, and the session stays usable after each error.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import cryptgpu
 from conftest import ENC, ULP, usable
@@ -67,6 +70,53 @@ def test_a_public_numerator_in_range_still_divides(session):
         want = torch.as_tensor(num, dtype=D) / ys
         got = opened(num / y)
         assert ((got - want).abs() <= _div_tol(want, ys)).all(), (num, got, want)
+    assert usable()
+
+
+def _bad_data(x, c):
+    y = x.clone()
+    y.data = c
+
+
+def _complex_grad(x, c):
+    y = cryptgpu.cryptensor(torch.tensor([1.0, 2.0], dtype=D), requires_grad=True)
+    (y * 1).backward(c)
+
+
+COMPLEX_FORMS = {
+    "c / x": lambda x, c: c / x,
+    "torch.div": lambda x, c: torch.div(c, x),
+    "torch.true_divide": lambda x, c: torch.true_divide(c, x),
+    "python complex / x": lambda x, c: (1 + 1j) / x,
+    "numpy complex / x": lambda x, c: np.array([1 + 1j, 2.0]) / x,
+    "c0 ** x": lambda x, c: c[0] ** x,
+    "torch.pow": lambda x, c: torch.pow(c[0], x),
+    "python complex ** x": lambda x, c: (2 + 1j) ** x,
+    "x.outer(c)": lambda x, c: x.outer(c),
+    "torch.outer(c, x)": lambda x, c: torch.outer(c, x),
+    "add alpha": lambda x, c: x.add(c, alpha=2),
+    "sub alpha": lambda x, c: x.sub(c, alpha=2),
+    "copy_": lambda x, c: x.clone().copy_(c),
+    "data": _bad_data,
+    "polynomial": lambda x, c: x.polynomial([1j, 1.0]),
+    "clamp": lambda x, c: x.clamp(c[0], c[1]),
+    "conv2d input": lambda x, c: F.conv2d(
+        torch.ones(1, 1, 3, 3, dtype=torch.complex64), cryptgpu.cryptensor(torch.ones(1, 1, 2, 2))
+    ),
+    "backward gradient": _complex_grad,
+}
+
+
+@pytest.mark.parametrize("form", list(COMPLEX_FORMS), ids=str)
+def test_a_complex_operand_is_refused_not_cast(session, form):
+    """As c * x: TypeError naming complex tensors, not torch's "Casting
+    complex values to real" warning and the real part's result."""
+    x = cryptgpu.cryptensor(torch.tensor([1.0, 2.0], dtype=D))
+    c = torch.tensor([1 + 1j, 2 + 2j])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the old cast only warned
+        with pytest.raises(TypeError, match="complex tensors cannot be secret-shared"):
+            COMPLEX_FORMS[form](x, c)
     assert usable()
 
 

@@ -21,11 +21,39 @@ class IndexRangeError(IndexError, RuntimeError):
     narrow, index_select): catchable as either."""
 
 
+def _is_complex(x) -> bool:
+    """A complex value: a torch tensor, a NumPy array or scalar, a Python
+    complex, or a list or tuple holding one."""
+    if isinstance(x, torch.Tensor):
+        return x.is_complex()
+    if isinstance(x, (complex, np.complexfloating)):
+        return True
+    if isinstance(x, np.ndarray):
+        return x.dtype.kind == "c"
+    if isinstance(x, (list, tuple)):
+        return any(_is_complex(v) for v in x)
+    return False
+
+
+def _refuse_complex(x, what: str) -> None:
+    """TypeError for a complex plaintext operand: cast to float64 it would
+    lose its imaginary part with a mere warning."""
+    if _is_complex(x):
+        raise TypeError(f"complex tensors cannot be secret-shared ({what})")
+
+
+def _float64(x, what: str) -> torch.Tensor:
+    """``torch.as_tensor(x, dtype=torch.float64)`` for a plaintext operand,
+    a complex one refused (TypeError) instead of cast to its real part."""
+    _refuse_complex(x, what)
+    return torch.as_tensor(x, dtype=torch.float64)
+
+
 def _plain_array(x, what: str = "operand") -> np.ndarray:
     """A plaintext value as a float64 numpy array, or TypeError."""
+    if not isinstance(x, (list, tuple)):  # (a list: by its array's dtype below)
+        _refuse_complex(x, what)
     if isinstance(x, torch.Tensor):
-        if x.is_complex():
-            raise TypeError(f"complex tensors cannot be secret-shared ({what})")
         return x.detach().cpu().to(torch.float64).numpy()
     if isinstance(x, np.ndarray):
         if x.dtype.kind not in _FLOAT_KINDS:
@@ -38,6 +66,7 @@ def _plain_array(x, what: str = "operand") -> np.ndarray:
             arr = np.asarray(x)
         except ValueError as e:
             raise ValueError(f"ragged nested list cannot be shared ({what}): {e}") from None
+        _refuse_complex(arr, what)
         if arr.dtype.kind not in _FLOAT_KINDS:
             raise TypeError(f"list of {arr.dtype} values cannot be secret-shared ({what})")
         return arr.astype(np.float64)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from . import _session
+from ._plain import _float64
 
 
 class Node:
@@ -291,7 +292,7 @@ def _seed(root, grad):
             raise RuntimeError("grad can be implicitly created only for scalar outputs")
         return root._public_like(1.0)
     if not isinstance(grad, Node):  # a plaintext gradient: public, known to all
-        g = torch.as_tensor(grad, dtype=torch.float64).detach()
+        g = _float64(grad, "backward gradient").detach()
         return root._public(g.expand(tuple(root.shape)).contiguous().numpy())
     return grad
 

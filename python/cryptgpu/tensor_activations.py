@@ -22,6 +22,7 @@ import torch
 from . import _session
 from . import functions as fx
 from ._native import EncodingError, InvalidArgumentError
+from ._plain import _float64
 from .tensor_base import TensorBase, number_or_shared, public_number
 from .tensor_compare import where
 
@@ -138,7 +139,7 @@ class ActivationOps:
         """CrypTen's ``polynomial``: sum_i coeffs[i] x^(i+1) (coefficients
         from the linear term up; no constant term): d products in sequence
         for degree d (2d rounds, d n elements)."""
-        c = [float(v) for v in torch.as_tensor(coeffs, dtype=torch.float64).reshape(-1)]
+        c = [float(v) for v in _float64(coeffs, "polynomial coefficients").reshape(-1)]
         if not c:
             raise InvalidArgumentError("polynomial needs at least one coefficient")
         if len(c) == 1:

@@ -14,7 +14,7 @@ from . import autograd as ag
 from . import functions as fx
 from . import gradients as gr
 from ._native import ShapeError
-from ._plain import _buf, _is_integer_plain, _plain_array
+from ._plain import _buf, _float64, _is_integer_plain, _plain_array
 from .tensor_base import READ_ONLY, TensorBase
 
 
@@ -199,7 +199,7 @@ class ArithmeticOps:
         """x takes src's value in place (a SharedTensor, or a public tensor
         shared as known to all; broadcast to x's shape, as torch's)."""
         if not isinstance(src, TensorBase):
-            src = self._public(torch.as_tensor(src, dtype=torch.float64).numpy())
+            src = self._public(_float64(src, "copy_").numpy())
         out = src.expand(*self.shape) if src.shape != self.shape else src
         return self._assign(out.clone(), "copy_")
 
@@ -397,4 +397,4 @@ def _times(y, alpha):
         return y
     if isinstance(y, TensorBase):
         return y * alpha
-    return torch.as_tensor(y, dtype=torch.float64) * alpha
+    return _float64(y, "alpha") * alpha

@@ -10,7 +10,7 @@ import torch
 
 from . import _native, _session
 from . import autograd as ag
-from ._plain import _buf, _norm_dim, _plain_array, _strides
+from ._plain import _buf, _float64, _norm_dim, _plain_array, _strides
 from ._session import current
 
 # torch float dtypes a revealed tensor is cast to in numpy.
@@ -214,7 +214,7 @@ class TensorBase(ag.Node):
     @data.setter
     def data(self, value) -> None:
         if not isinstance(value, TensorBase):
-            value = self._public(torch.as_tensor(value, dtype=torch.float64).numpy())
+            value = self._public(_float64(value, "data").numpy())
         self._t, self._session = value._t, value._session
         # the new value's layout (its shape may differ); like torch's, the
         # tensor no longer views a base (its storage is replaced)

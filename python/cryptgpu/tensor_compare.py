@@ -14,7 +14,7 @@ import torch
 from . import autograd as ag
 from . import gradients as gr
 from ._native import EncodingError, InvalidArgumentError
-from ._plain import _norm_dim, _plain_array
+from ._plain import _float64, _norm_dim, _plain_array
 from .tensor_base import TensorBase
 from .tensor_reduce import axis_alias
 from .tensor_shape import stack
@@ -151,7 +151,7 @@ class ComparisonOps:
         if min is not None and max is not None:
             if isinstance(min, TensorBase) or isinstance(max, TensorBase):
                 return max - (max - ((self - min).relu() + min)).relu()
-            lo, hi = (torch.as_tensor(v, dtype=torch.float64) for v in (min, max))
+            lo, hi = (_float64(v, "clamp") for v in (min, max))
             if bool((lo > hi).any()):
                 if lo.dim() == 0 and hi.dim() == 0:
                     return self * 0 + float(hi)  # max everywhere: no comparison

@@ -14,7 +14,7 @@ import torch
 
 from . import _session
 from ._native import ShapeError
-from ._plain import IndexRangeError, _index, _ints, _norm_dim
+from ._plain import IndexRangeError, _float64, _index, _ints, _norm_dim
 from .tensor_base import TensorBase
 from .tensor_reduce import axis_alias, check_dtype
 from .tensor_scatter import _index_array
@@ -68,7 +68,7 @@ class TorchLikeOps:
     def outer(self, y) -> TensorBase:
         """Outer product of two 1-D tensors."""
         check_product("outer", self.shape, getattr(y, "shape", np.shape(y)))
-        yv = y if isinstance(y, TensorBase) else torch.as_tensor(y, dtype=torch.float64)
+        yv = y if isinstance(y, TensorBase) else _float64(y, "outer")
         return self.unsqueeze(1) * yv.reshape(1, -1)
 
     ger = outer

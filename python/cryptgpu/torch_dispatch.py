@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from . import _session
 from . import autograd as ag
+from ._plain import _float64
 from .einsum import einsum
 from .functions import ratio_inv_sqrt
 from .tensor_base import TensorBase
@@ -46,7 +47,7 @@ def _product(name):
         if name == "dot":
             return b.dot(a)
         if name == "outer":  # a[i] b[j]: the plaintext column times the shared row
-            return b.reshape(1, -1) * torch.as_tensor(a, dtype=torch.float64).reshape(-1, 1)
+            return b.reshape(1, -1) * _float64(a, "outer").reshape(-1, 1)
         return b.rmatmul(a)
 
     return call
@@ -138,7 +139,7 @@ def _shared_input(x, weight, bias):
     if isinstance(x, TensorBase):
         return x
     shared = weight if isinstance(weight, TensorBase) else bias
-    return shared._public(torch.as_tensor(x, dtype=torch.float64).detach().numpy())
+    return shared._public(_float64(x, "convolution input").detach().numpy())
 
 
 def _conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
