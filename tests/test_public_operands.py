@@ -151,3 +151,24 @@ def test_a_plaintext_numerator_or_base_that_requires_grad_is_not_dropped(session
     got = opened(x.grad)
     assert ((got - xt.grad).abs() <= 1e-3 * xt.grad.abs() + 16 * ULP).all(), (got, xt.grad)
     assert usable()
+
+
+@pytest.mark.parametrize("op", list(REFLECTED), ids=str)
+def test_backward_names_a_plaintext_tensor_whose_gradient_was_never_recorded(session, op):
+    """With x not requiring grad nothing is recorded (inference with
+    plaintext weights is fine), and backward() said only "no input
+    requires grad" although s does: it names s's use now."""
+    s = torch.tensor(2.0, dtype=D, requires_grad=True)
+    x = cryptgpu.cryptensor(torch.tensor([1.0, 2.0], dtype=D))
+    y = REFLECTED[op](s, x)  # no error: the forward pass is legitimate
+    with pytest.raises(RuntimeError, match="does not require grad") as e:
+        y.sum().backward()
+    assert "plaintext torch tensor that requires grad (shape [])" in str(e.value)
+    assert "detach it" in str(e.value)
+    # a new session forgets it: the generic words again
+    cryptgpu.init(seed=1)
+    z = cryptgpu.cryptensor(torch.ones(2))
+    with pytest.raises(RuntimeError, match="no input requires grad") as e:
+        z.sum().backward()
+    assert "plaintext torch tensor" not in str(e.value)
+    assert usable()

@@ -116,6 +116,22 @@ def lose_gradient(x, t, what: str) -> None:
     _session._ctx.lost = (x, _lost_message(t, what), entry)
 
 
+def note_unrecorded(t, what: str) -> None:
+    """A plaintext torch tensor ``t`` that requires grad met SharedTensors
+    that do not in ``what``: nothing is recorded (inference with plaintext
+    weights is fine), but a backward() from a tensor that does not require
+    grad names this, the most recent such use, as the likely cause (until
+    2026-12-06 it said only that no input requires grad)."""
+    _session._ctx.unrecorded = (
+        _session.current().id,
+        f"{what}: a plaintext torch tensor that requires grad (shape {list(t.shape)}) was "
+        "used with SharedTensors that do not, so nothing was recorded: its gradient cannot be "
+        "computed (it would be private, and a torch tensor's .grad cannot hold it). "
+        "Encrypt it (cryptgpu.cryptensor(w, requires_grad=True), or model.encrypt()) to "
+        "train it, or detach it to keep it fixed",
+    )
+
+
 _PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -274,12 +290,19 @@ def backward(root, grad=None, retain_graph: bool = False, inputs=None, collect: 
 def _seed(root, grad):
     """The gradient a backward starts from at ``root``, checked as torch's."""
     if not root.requires_grad:
-        raise RuntimeError(
-            "backward() on a tensor that does not require grad (no input requires grad and "
-            "no parameter does: a model in eval mode, as from_pytorch returns it, has "
-            "parameters that do not require grad, as CrypTen's; call model.train() to train; "
-            "a model after decrypt() holds plaintext parameters: encrypt() it again)"
+        why = (
+            "no input requires grad and no parameter does: a model in eval mode, as "
+            "from_pytorch returns it, has parameters that do not require grad, as CrypTen's; "
+            "call model.train() to train; a model after decrypt() holds plaintext "
+            "parameters: encrypt() it again"
         )
+        note = getattr(_session._ctx, "unrecorded", None)
+        if note is not None and note[0] == _session.current().id:
+            raise RuntimeError(
+                "backward() on a tensor that does not require grad; the likely cause: "
+                f"{note[1]} (or else: {why})"
+            )
+        raise RuntimeError(f"backward() on a tensor that does not require grad ({why})")
     if root._back is _FREED:
         raise RuntimeError(_SECOND_TIME)
     if grad is not None and hasattr(grad, "shape") and tuple(grad.shape) != tuple(root.shape):

@@ -159,9 +159,14 @@ class TensorBase(ag.Node):
         One that requires grad, meeting this tensor when it does, cannot get
         its (private) gradient into its .grad: the operation recorded next
         from this tensor carries the news and a backward through it raises
-        (until 2026-12-05 the gradient was dropped without a word)."""
-        if isinstance(y, torch.Tensor) and y.requires_grad and ag.needs_grad(self):
-            ag.lose_gradient(self, y, what)
+        (until 2026-12-05 the gradient was dropped without a word). Meeting
+        a tensor that does not require grad, nothing is recorded (inference
+        with plaintext weights): a backward from a result then names it."""
+        if isinstance(y, torch.Tensor) and y.requires_grad:
+            if ag.needs_grad(self):
+                ag.lose_gradient(self, y, what)
+            elif ag.is_grad_enabled():
+                ag.note_unrecorded(y, what)
         return _plain_array(y, what)
 
     def _public(self, arr: np.ndarray) -> TensorBase:
