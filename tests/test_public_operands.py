@@ -9,6 +9,7 @@ len() of a 0-d tensor; int(x) refused what float(x) opens. Each test fails
 on the code before the fix, and the session stays usable after each error.
 """
 
+import operator
 import warnings
 
 import numpy as np
@@ -171,4 +172,43 @@ def test_backward_names_a_plaintext_tensor_whose_gradient_was_never_recorded(ses
     with pytest.raises(RuntimeError, match="no input requires grad") as e:
         z.sum().backward()
     assert "plaintext torch tensor" not in str(e.value)
+    assert usable()
+
+
+def test_torch_tensor_of_a_shared_tensor_says_it_is_secret(session):
+    x = cryptgpu.cryptensor(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+    x0 = x[0, 0]
+    for f in (
+        lambda: torch.tensor(x),
+        lambda: torch.as_tensor(x),
+        lambda: torch.tensor(x[0]),
+        lambda: torch.tensor([x0, x0]),
+        lambda: torch.as_tensor(x0, dtype=D),
+    ):
+        with pytest.raises(cryptgpu.SecretValueError, match="get_plain_text"):
+            f()
+    with pytest.raises(TypeError):  # torch's type for len() of a 0-d tensor
+        len(x0)
+    assert len(x) == 2
+    assert usable()
+
+
+@pytest.mark.parametrize("v", [2.5, -2.7, 0.4, -0.4, 7.0, 123456.75])
+def test_int_opens_as_float_does_and_truncates(session, v):
+    """float(x) opens a one-element tensor (README); int(x) did not. The
+    values are at least 1/4 from an integer (or exact), far more than the
+    encoding error 2^-17, so the truncation is torch's."""
+    for t in (torch.tensor([v], dtype=D), torch.tensor(v, dtype=D)):
+        x = cryptgpu.cryptensor(t)
+        got = int(x)
+        assert type(got) is int and got == int(t)
+    x = cryptgpu.cryptensor(torch.tensor([v], dtype=D))
+    with pytest.raises(TypeError):  # a secret is no index
+        operator.index(x)
+    with pytest.raises(TypeError):
+        range(x)
+    with pytest.raises(ValueError, match="one element"):  # torch's words
+        int(cryptgpu.cryptensor(torch.ones(2)))
+    with pytest.raises(TypeError, match="ints"):  # unflatten did int(size)
+        cryptgpu.cryptensor(torch.ones(2, 4)).unflatten(1, (cryptgpu.cryptensor(2.0), 2))
     assert usable()

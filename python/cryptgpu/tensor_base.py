@@ -351,9 +351,14 @@ class TensorBase(ag.Node):
 
     def __len__(self) -> int:
         if self.dim() == 0:
-            raise TypeError(
-                "len() of a 0-d SharedTensor (to build a torch tensor from its "
-                "value, open it: get_plain_text())"
+            # torch.tensor(x) and torch.as_tensor(x) read x as nested
+            # sequences, down to this len() of a 0-d element: the error
+            # says what they asked for, whatever x's rank (a TypeError, as
+            # torch's len() of a 0-d tensor)
+            raise SecretValueError(
+                "len() of a 0-d SharedTensor; a SharedTensor cannot become a torch tensor "
+                "or numpy array (torch.tensor(x), torch.as_tensor(x)): its value is secret; "
+                "open it with x.get_plain_text() (every party learns it)"
             )
         return self._t.shape[0]
 
@@ -431,6 +436,12 @@ class TensorBase(ag.Node):
         if self.numel() != 1:  # torch's type and words for float(t)
             raise ValueError("only one element tensors can be converted to Python scalars")
         return self.item()
+
+    def __int__(self) -> int:
+        """``int(x)`` of a one-element tensor opens it as ``float(x)`` does
+        and truncates toward 0, as torch's int(t). A secret is no index:
+        ``operator.index(x)`` (``range(x)``, ``l[x]``) stays a TypeError."""
+        return int(self.__float__())
 
     def __format__(self, spec: str) -> str:
         """``f"{loss:.4f}"``: a one-element tensor formatted as its opened

@@ -154,7 +154,7 @@ class ShapeOps:
         """Split dim ``dim`` into ``sizes`` (one may be -1), as
         ``torch.Tensor.unflatten`` (a view where reshape is one)."""
         d = _norm_dim(dim, self.dim())
-        sizes = [int(v) for v in sizes]
+        sizes = _ints(sizes, "unflatten(): sizes")  # (not int(): a SharedTensor would open)
         if not sizes:
             raise RuntimeError("unflatten: sizes must be non-empty")
         shp = list(self.shape)
