@@ -221,3 +221,68 @@ def test_to_pytorch_into_other_shapes_raises_and_writes_nothing(session):
         pm.decrypt().to_pytorch(dst)
     assert all(torch.equal(before[k], v) for k, v in dst.state_dict().items())
     assert usable()
+
+
+def test_load_state_dict_copies_into_a_plaintext_model_and_returns_torchs_tuple(session):
+    """Into a converted model not yet encrypted, load_state_dict held the
+    caller's tensors (a later change of the torch model reached it, and
+    encrypt() shared that); it returned a bare tuple, and a list value
+    raised AttributeError. Now as torch's: values copied in place,
+    _IncompatibleKeys, RuntimeError for a value that is no tensor."""
+    tm = Net().double()
+    pm = cryptgpu.nn.from_pytorch(tm, X)
+    weight = pm.fc1.weight
+    result = pm.load_state_dict(tm.state_dict())
+    assert result.missing_keys == [] and result.unexpected_keys == []
+    assert pm.fc1.weight is weight  # the same tensor, new values
+    with torch.no_grad():
+        tm.fc1.weight.fill_(7.0)
+    assert not torch.equal(pm.fc1.weight, tm.fc1.weight)
+    with pytest.raises(RuntimeError, match="expected torch.Tensor"):
+        pm.load_state_dict({**tm.state_dict(), "fc.bias": [1.0, 2.0]})
+    partial = pm.load_state_dict({"fc.bias": torch.zeros(2)}, strict=False)
+    assert "fc1.weight" in partial.missing_keys
+    assert usable()
+
+
+def test_encrypt_of_a_model_from_an_earlier_session_raises(session):
+    """After uninit() and init(), encrypt() returned as if it had shared the
+    model, which then failed at its first use with an engine error."""
+    pm = cryptgpu.nn.from_pytorch(Net().double().eval(), X).encrypt()
+    cryptgpu.uninit()
+    cryptgpu.init(precision_bits=16, seed=5)
+    for call in (pm.encrypt, pm.decrypt):
+        with pytest.raises(RuntimeError, match="earlier session"):
+            call()
+    assert usable()
+
+
+def test_forward_hooks_and_module_accessors_as_torchs(session):
+    """register_forward_hook / register_forward_pre_hook, get_submodule,
+    get_parameter, float()/double()/half() raised AttributeError; train("yes")
+    was taken as True (torch: ValueError); backward hooks now say why they
+    are not provided. Tolerance: TOL (module docstring)."""
+    torch.manual_seed(0)
+    tm = Net().double().eval()
+    pm = cryptgpu.nn.from_pytorch(tm, X).encrypt()
+    seen = []
+    h1 = pm.fc1.register_forward_hook(lambda m, a, out: seen.append(tuple(out.shape)))
+    h2 = pm.fc.register_forward_pre_hook(lambda m, a: (a[0] * 2.0,))
+    out = pm(cryptgpu.cryptensor(X))
+    assert seen == [(2, 3)]
+    want = tm.fc(tm.fc1(X) * 2.0).detach()
+    assert (pt(out) - want).abs().max() <= TOL
+    h1.remove()
+    h2.remove()
+    out = pm(cryptgpu.cryptensor(X))
+    assert seen == [(2, 3)] and (pt(out) - tm(X).detach()).abs().max() <= TOL
+    assert pm.get_submodule("fc1") is pm.fc1
+    assert pm.get_parameter("fc.bias") is pm.fc.bias
+    with pytest.raises(AttributeError):
+        pm.get_submodule("nope")
+    assert pm.float() is pm and pm.double() is pm and pm.half() is pm
+    with pytest.raises(ValueError, match="boolean"):
+        pm.train("yes")
+    with pytest.raises(NotImplementedError, match="backward hooks"):
+        pm.register_full_backward_hook(lambda *a: None)
+    assert usable()

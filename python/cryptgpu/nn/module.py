@@ -11,11 +11,13 @@ import weakref
 from collections import OrderedDict
 
 import torch
+from torch.nn.modules.module import _IncompatibleKeys
 
 from .. import _session
 from .. import autograd as ag
 from ..optim import SGD
 from ..tensor import SharedTensor, cat, cryptensor
+from .habits import ModuleHabits
 from .stats import OTHER, _track
 
 # The tensors encrypt()/decrypt() has already converted in this call, by
@@ -25,8 +27,9 @@ _TIED = threading.local()
 _CALLS = threading.local()
 
 
-class Module:
-    """Base class: parameters, submodules, encrypt/decrypt, train/eval."""
+class Module(ModuleHabits):
+    """Base class: parameters, submodules, encrypt/decrypt, train/eval (and
+    torch's hooks and accessors: habits.py)."""
 
     kind = OTHER
 
@@ -269,8 +272,16 @@ class Module:
         an encrypted model are shared from party 0 (as ``encrypt()``). With
         ``strict`` (the default), missing or unexpected names and shape
         mismatches raise RuntimeError as in torch; returns the missing and
-        unexpected names."""
+        unexpected names as torch's named tuple (``.missing_keys``,
+        ``.unexpected_keys``)."""
         state = dict(state)
+        for name, v in state.items():
+            if not isinstance(v, (torch.Tensor, SharedTensor)):
+                raise RuntimeError(
+                    f"Error(s) in loading state_dict for {type(self).__name__}: While copying "
+                    f"the parameter named {name!r}, expected torch.Tensor or Tensor-like object "
+                    f"from checkpoint but received {type(v)}"
+                )
         for name, m in self.named_modules():
             if hasattr(m, "_from_torch_names"):  # torch's names for our layout
                 m._from_torch_names(name + "." if name else "", state)
@@ -302,11 +313,18 @@ class Module:
             elif isinstance(new, SharedTensor) and table is m._params:
                 _as_param(new, m.training, getattr(old, "_frozen", False))
                 table[k] = new
+            elif isinstance(old, torch.Tensor) and isinstance(new, torch.Tensor):
+                # plaintext into plaintext: the values copied in place, as
+                # torch's (the model's tensors keep their identity and
+                # float64; until 2026-12-05 it held the caller's tensors,
+                # so a later change of the torch model reached it)
+                with torch.no_grad():
+                    old.copy_(new.detach().to(old.dtype))
             else:
                 table[k] = new
             if hasattr(m, "_affine"):
                 m._affine = None  # BatchNorm's eval affine, recomputed from the new statistics
-        return missing, unexpected
+        return _IncompatibleKeys(missing, unexpected)
 
     # -- modes
     def train(self, mode: bool = True) -> Module:
@@ -320,7 +338,8 @@ class Module:
         torch, where eval() changes no requires_grad). Raises
         RuntimeError, changing nothing, when a module below cannot train
         (see :meth:`_why_not_trainable`)."""
-        mode = bool(mode)
+        if not isinstance(mode, bool):
+            raise ValueError("training mode is expected to be boolean")
         if mode:
             for m in self.modules():
                 why = m._why_not_trainable()
@@ -355,6 +374,7 @@ class Module:
         mode (see :meth:`train`)."""
         # one sharing per tensor: a weight tied between layers (converted
         # from one torch Parameter) stays one shared parameter
+        self._check_session()
         outer = getattr(_TIED, "memo", None)
         if outer is None:
             _TIED.memo = {}
@@ -365,6 +385,21 @@ class Module:
             if outer is None:
                 _TIED.memo = None
         return self
+
+    def _check_session(self) -> None:
+        """Refuse a model whose shares belong to an earlier session (encrypt()
+        left them as they were, so the model failed at its next use)."""
+        sid = _session.current().id
+        for m in self.modules():
+            tables = (m._params, m.__dict__.get("_buffers") or {})
+            for v in (v for t in tables for v in t.values()):
+                if isinstance(v, SharedTensor) and v._session.id != sid:
+                    raise RuntimeError(
+                        "this model was encrypted in an earlier session (cryptgpu.init() was "
+                        "called again), whose shares ended with it: load its weights again "
+                        "(model.load_state_dict(torch_model.state_dict()), or convert the "
+                        "PyTorch model again) and encrypt"
+                    )
 
     def _encrypt_own(self, src: int) -> None:
         """Share this module's own parameters (not its children's); a layer
@@ -490,6 +525,7 @@ class Module:
     def decrypt(self) -> Module:
         """Open every parameter (and BatchNorm's running statistics) back
         into float64 torch tensors."""
+        self._check_session()
         outer = getattr(_TIED, "memo", None)
         if outer is None:
             _TIED.memo = {}
@@ -543,7 +579,7 @@ class Module:
                     p._rg = not p._frozen
         _CALLS.depth = outer + 1
         try:
-            return self._call_tracked(*args, **kwargs)
+            return self._hooked(self._call_tracked, args, kwargs)
         finally:
             _CALLS.depth = outer
 

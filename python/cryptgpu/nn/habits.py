@@ -1,0 +1,110 @@
+"""torch.nn.Module's habits that a cryptgpu Module keeps too (a mixin of
+:class:`cryptgpu.nn.Module`): forward hooks and pre-hooks, ``get_submodule``
+and ``get_parameter``, and the dtype casts ``float()``/``double()``/
+``half()`` (shares are fixed point: they stay as they are; plaintext
+parameters are cast, as ``to(dtype)`` does). Backward hooks are refused
+with a clear error: a module's gradient flows through recorded private
+operations, not through a call a hook could wrap.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch.utils.hooks import RemovableHandle
+
+
+def _table(module, name: str) -> OrderedDict:
+    d = module.__dict__
+    if name not in d:
+        object.__setattr__(module, name, OrderedDict())
+    return d[name]
+
+
+class ModuleHabits:
+    """The methods above; :meth:`_hooked` runs a call through the hooks."""
+
+    def register_forward_pre_hook(self, hook, *, prepend=False, with_kwargs=False):
+        """``hook(module, args)`` (or ``(module, args, kwargs)`` with
+        ``with_kwargs``) before each forward; it may return new args (or
+        (args, kwargs)), as torch's. Returns a handle with ``remove()``."""
+        return self._add_hook("_pre_hooks", hook, prepend, with_kwargs)
+
+    def register_forward_hook(self, hook, *, prepend=False, with_kwargs=False, always_call=False):
+        """``hook(module, args, output)`` (or ``(module, args, kwargs,
+        output)``) after each forward; it may return a new output, as
+        torch's. Returns a handle with ``remove()``."""
+        return self._add_hook("_post_hooks", hook, prepend, with_kwargs)
+
+    def _add_hook(self, name, hook, prepend, with_kwargs) -> RemovableHandle:
+        table = _table(self, name)
+        handle = RemovableHandle(table)
+        table[handle.id] = (hook, bool(with_kwargs))
+        if prepend:
+            table.move_to_end(handle.id, last=False)
+        return handle
+
+    def _refuse_backward_hook(self, *args, **kwargs):
+        raise NotImplementedError(
+            "backward hooks on a cryptgpu module: its gradients flow through recorded "
+            "private operations; read the parameters' .grad after backward() instead "
+            "(or register_hook on a SharedTensor where provided)"
+        )
+
+    register_full_backward_hook = _refuse_backward_hook
+    register_full_backward_pre_hook = _refuse_backward_hook
+    register_backward_hook = _refuse_backward_hook
+
+    def _hooked(self, call, args: tuple, kwargs: dict):
+        """``call(*args, **kwargs)`` with the forward hooks around it."""
+        d = self.__dict__
+        for hook, with_kwargs in list(d.get("_pre_hooks", {}).values()):
+            if with_kwargs:
+                out = hook(self, args, kwargs)
+                if out is not None:
+                    args, kwargs = out
+            else:
+                out = hook(self, args)
+                if out is not None:
+                    args = out if isinstance(out, tuple) else (out,)
+        result = call(*args, **kwargs)
+        for hook, with_kwargs in list(d.get("_post_hooks", {}).values()):
+            out = hook(self, args, kwargs, result) if with_kwargs else hook(self, args, result)
+            if out is not None:
+                result = out
+        return result
+
+    def get_submodule(self, target: str):
+        """The module at dotted path ``target`` ("" for this one), as torch's."""
+        m = self
+        for part in target.split(".") if target else []:
+            sub = m.__dict__.get("_modules", {})
+            if part not in sub or sub[part] is None:
+                raise AttributeError(f"{type(m).__name__} has no attribute `{part}`")
+            m = sub[part]
+        return m
+
+    def get_parameter(self, target: str):
+        """The parameter at dotted path ``target``, as torch's."""
+        owner, _, name = target.rpartition(".")
+        m = self.get_submodule(owner)
+        if name not in m._params:
+            raise AttributeError(f"{type(m).__name__} has no attribute `{name}`")
+        return m._params[name]
+
+    def float(self):
+        """``model.float()``: shares as they are, plaintext parameters in float32."""
+        return self.to(torch.float32)
+
+    def double(self):
+        """``model.double()``: shares as they are, plaintext parameters in float64."""
+        return self.to(torch.float64)
+
+    def half(self):
+        """``model.half()``: shares as they are, plaintext parameters in float16."""
+        return self.to(torch.float16)
+
+    def bfloat16(self):
+        """``model.bfloat16()``: shares as they are, plaintext ones in bfloat16."""
+        return self.to(torch.bfloat16)
