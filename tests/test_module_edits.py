@@ -286,3 +286,15 @@ def test_forward_hooks_and_module_accessors_as_torchs(session):
     with pytest.raises(NotImplementedError, match="backward hooks"):
         pm.register_full_backward_hook(lambda *a: None)
     assert usable()
+
+
+def test_a_torch_model_loading_a_private_state_dict_says_to_decrypt(session):
+    """torch_model.load_state_dict(private.state_dict()) failed with
+    "Multiple dispatch failed for torch.Tensor.copy_" once per parameter;
+    copy_ from a SharedTensor now says it is secret and what to do."""
+    pm = cryptgpu.nn.from_pytorch(Net().double().eval(), X).encrypt()
+    with pytest.raises(RuntimeError, match="decrypt"):
+        Net().double().load_state_dict(pm.state_dict())
+    with pytest.raises(cryptgpu.SecretValueError):
+        torch.zeros(2).copy_(cryptgpu.cryptensor(torch.ones(2)))
+    assert usable()

@@ -20,7 +20,7 @@ from . import autograd as ag
 from ._plain import _float64
 from .einsum import einsum
 from .functions import ratio_inv_sqrt
-from .tensor_base import TensorBase
+from .tensor_base import SecretValueError, TensorBase
 from .tensor_compare import where
 from .tensor_shape import cat, stack
 from .tensor_torchlike import check_product
@@ -479,6 +479,13 @@ def torch_function(cls, func, types, args=(), kwargs=None):
         and isinstance(args[1], cls)
     ):
         return getattr(args[1], _MIRRORED[name])(args[0])
+    if name in ("copy_", "set_") and isinstance(args[0], torch.Tensor):
+        # t.copy_(x): a torch model's load_state_dict(private.state_dict())
+        raise SecretValueError(
+            f"Tensor.{name} from a SharedTensor: its value is secret; open it with "
+            "get_plain_text() (a private model: model.decrypt() before state_dict(), or "
+            "model.decrypt().to_pytorch(torch_model))"
+        )
     if name.startswith("__") or getattr(torch.Tensor, name, None) is func:
         # torch.Tensor's operators and methods: Python then tries
         # SharedTensor's reflected operator (t + x, t @ x, t < x).
