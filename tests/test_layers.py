@@ -150,6 +150,33 @@ def test_batchnorm_training_over_a_wide_range_of_scales(session, std):
     assert (gx - xt.grad).abs().max() <= 2 * tol * max(1.0, 1 / std) * 4
 
 
+@pytest.mark.parametrize("train", [True, False])
+def test_batchnorm_without_running_statistics(session, train):
+    """BatchNorm with track_running_stats=False (batch statistics in eval
+    mode too, nothing to update) was refused by from_pytorch and by
+    BatchNorm1d(...); now as torch's, converted or built directly, forward
+    and backward. Tolerance: that of the test above at std 1 (xc < 4)."""
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(4, 3, 5, 5, generator=gen, dtype=torch.float64)
+    w = torch.randn(4, 3, 5, 5, generator=gen, dtype=torch.float64)
+    m = torch.nn.BatchNorm2d(3, track_running_stats=False).double().train(train)
+    xt = x.clone().requires_grad_()
+    (m(xt) * w).sum().backward()
+    tol = 8 * 2.0**-17 + 3 * 4 * 2.0**-16 + 1e-4
+    for pm in (
+        cryptgpu.nn.from_pytorch(m, x[:2], fold_batchnorm=False),
+        cryptgpu.nn.BatchNorm2d(3, track_running_stats=False),
+    ):
+        pm.encrypt().train(train)
+        assert list(pm.state_dict()) == list(m.state_dict())
+        sx = cryptgpu.cryptensor(x).requires_grad_()
+        out = pm(sx)
+        (out * w).sum().backward()
+        assert (out.get_plain_text(dtype=torch.float64) - m(x).detach()).abs().max() <= tol
+        gx = sx.grad.get_plain_text(dtype=torch.float64)
+        assert (gx - xt.grad).abs().max() <= 8 * tol
+
+
 @pytest.mark.parametrize(
     "shape,normalized,std",
     [((4, 6), (6,), 1.0), ((2, 3, 8), (8,), 0.05), ((2, 3, 4), (3, 4), 20.0)],

@@ -114,8 +114,6 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
     if isinstance(m, t.AdaptiveAvgPool2d):
         return AdaptiveAvgPool2d(m.output_size)
     if isinstance(m, (t.BatchNorm1d, t.BatchNorm2d)):
-        if m.running_mean is None:
-            raise NotImplementedError(f"BatchNorm without running statistics at {where}")
         bn = BatchNorm(
             _plain(m.weight),
             _plain(m.bias),
@@ -125,7 +123,8 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
             m.momentum,
             int(m.num_batches_tracked) if m.num_batches_tracked is not None else 0,
         )
-        bn._set_affine(*_bn_affine(m))  # exact, from the owner's plaintext
+        if m.running_mean is not None:  # else batch statistics in eval mode too
+            bn._set_affine(*_bn_affine(m))  # exact, from the owner's plaintext
         return bn
     for table in (activations, layers1d, layers_extra, layers_moves, recurrent, resize):
         act = table.converters(_plain).get(type(m))
@@ -465,6 +464,8 @@ def _fold_batchnorm(gm: torch.fx.GraphModule, mods: dict) -> int:
         ):
             continue
         conv, bn = mods[src.target], mods[node.target]
+        if bn.running_mean is None:  # batch statistics at eval too: nothing to fold
+            continue
         scale, shift = _bn_affine(bn)
         w = conv.weight.detach().double() * scale.reshape(-1, 1, 1, 1)
         b = conv.bias.detach().double() if conv.bias is not None else torch.zeros_like(scale)

@@ -299,7 +299,8 @@ class BatchNorm(Module):
         self._buffers = OrderedDict(running_mean=running_mean, running_var=running_var)
         # momentum None: the cumulative average, 1 / batches seen (torch's)
         self.eps, self.momentum = eps, momentum
-        self.num_batches_tracked = int(num_batches_tracked)
+        if running_mean is not None:  # torch lists it only with running statistics
+            self.num_batches_tracked = int(num_batches_tracked)
         self._affine = None
 
     def _encrypt_own(self, src: int) -> None:
@@ -308,7 +309,7 @@ class BatchNorm(Module):
         are the model owner's, and every party must use the owner's)."""
         super()._encrypt_own(src)
         for k, v in self._buffers.items():
-            if not isinstance(v, SharedTensor):
+            if v is not None and not isinstance(v, SharedTensor):
                 self._buffers[k] = cryptensor(v, src=src)
         if self._affine is not None and not isinstance(self._affine[0], SharedTensor):
             self._affine = tuple(cryptensor(t, src=src) for t in self._affine)
@@ -384,7 +385,7 @@ class BatchNorm(Module):
         if isinstance(x, SharedTensor) and x.numel() == 0:
             return x + 0.0  # torch: an empty batch gives an empty output
         shape = [1, -1] + [1] * (x.dim() - 2)
-        if not self.training:
+        if not self.training and self._buffers["running_mean"] is not None:
             sc, sh = _like(x, *self._eval_affine())  # a plaintext x keeps its dtype
             return x * sc.reshape(shape) + sh.reshape(shape)
         if not isinstance(x, SharedTensor):
@@ -405,9 +406,11 @@ class BatchNorm(Module):
         ):
             raise NotImplementedError("BatchNorm training on plaintext input with shared state")
         self._affine = None
+        w, b = self._params["weight"], self._params["bias"]
+        if rm is None:  # no running statistics (track_running_stats=False)
+            return F.batch_norm(x, None, None, *_like(x, w, b), training=True, eps=self.eps)
         self.num_batches_tracked += 1
         m = self.momentum if self.momentum is not None else 1.0 / self.num_batches_tracked
-        w, b = self._params["weight"], self._params["bias"]
         stats = [torch.as_tensor(t, dtype=x.dtype).clone() for t in (rm, rv)]
         y = F.batch_norm(
             x, stats[0], stats[1], *_like(x, w, b), training=True, momentum=m, eps=self.eps
@@ -426,14 +429,15 @@ class BatchNorm(Module):
         with ag.inside(recorded):
             mean, var, inv, xhat = _normalise(x, dims, self.eps)
             y = _scale_shift(xhat, w, b, shape)
-            self.num_batches_tracked += 1
-            m = self.momentum
-            if m is None:
-                m = 1.0 / self.num_batches_tracked
             rm, rv = self._buffers["running_mean"], self._buffers["running_var"]
-            unbiased = var.reshape(-1) * (n / max(n - 1, 1))
-            self._buffers["running_mean"] = rm * (1 - m) + mean.reshape(-1) * m
-            self._buffers["running_var"] = rv * (1 - m) + unbiased * m
+            if rm is not None and self.training:
+                self.num_batches_tracked += 1
+                m = self.momentum
+                if m is None:
+                    m = 1.0 / self.num_batches_tracked
+                unbiased = var.reshape(-1) * (n / max(n - 1, 1))
+                self._buffers["running_mean"] = rm * (1 - m) + mean.reshape(-1) * m
+                self._buffers["running_var"] = rv * (1 - m) + unbiased * m
         if not recorded:
             return y
         return _record_norm(y, x, w, b, xhat, inv, dims, shape, dims)
@@ -452,12 +456,11 @@ class BatchNorm1d(BatchNorm):
         affine: bool = True,
         track_running_stats: bool = True,
     ):
-        if not track_running_stats:
-            raise NotImplementedError("BatchNorm without running statistics")
         n = int(num_features)
         ones, zeros = torch.ones(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)
         w, b = (ones.clone(), zeros.clone()) if affine else (None, None)
-        super().__init__(w, b, zeros, ones, eps, momentum)
+        stats = (zeros, ones) if track_running_stats else (None, None)
+        super().__init__(w, b, *stats, eps, momentum)
 
 
 BatchNorm2d = BatchNorm1d
