@@ -380,3 +380,35 @@ def test_a_plaintext_save_over_an_earlier_shared_one_is_what_loads(tmp_path):
         assert torch.equal(got.get_plain_text(dtype=torch.float64), torch.tensor([3.0]).double())
     finally:
         crypten.uninit()
+
+
+def test_encoder_crypten_base_class_encrypt_mode_and_batchnorm(ctx):
+    """x.encoder (scale, precision_bits, encode, decode), crypten.CrypTensor,
+    model.encrypt(mode=True, src=) / encrypt(mode=False), x.batchnorm(...)
+    and F.batch_norm on a SharedTensor were missing (AttributeError,
+    TypeError, NotImplementedError). Tolerance: eval batchnorm is one
+    product by a public per-channel scale (|x| < 2, |scale| < 2:
+    prod_tol(1, 2, 2)) plus the shift's encoding; in training the batch
+    statistics' 1e-4 relative of 1/std on |xhat| < 3 (test_layers)."""
+    x = crypten.cryptensor(torch.tensor([[1.0, -2.0], [0.5, 1.5]], dtype=torch.float64))
+    assert x.encoder.scale == 2**16 and x.encoder.precision_bits == 16
+    assert x.encoder.encode(torch.tensor([1.5])).tolist() == [98304]
+    assert x.encoder.decode(torch.tensor([98304])).tolist() == [1.5]
+    assert isinstance(x, crypten.CrypTensor)
+    m = crypten.nn.from_pytorch(torch.nn.Linear(2, 2).double(), torch.empty(1, 2))
+    assert m.encrypt(mode=True, src=1).encrypted
+    assert isinstance(m.weight, crypten.SharedTensor)
+    m.encrypt(mode=False)
+    assert isinstance(m.weight, torch.Tensor)
+    t = x.get_plain_text(dtype=torch.float64)
+    w, b = torch.tensor([1.5, -0.5], dtype=D), torch.tensor([0.1, 0.2], dtype=D)
+    rm, rv = torch.tensor([0.2, -0.1], dtype=D), torch.tensor([1.3, 0.7], dtype=D)
+    want = F.batch_norm(t, rm, rv, w, b, training=False)
+    got = x.batchnorm(w, b, running_mean=rm, running_var=rv, training=False)
+    assert (got.get_plain_text(dtype=torch.float64) - want).abs().max() <= prod_tol(1, 2, 2) + ENC
+    got = F.batch_norm(x, None, None, w, b, training=True)
+    want = F.batch_norm(t, None, None, w, b, training=True)
+    assert (got.get_plain_text(dtype=torch.float64) - want).abs().max() <= 3e-4 * 1.5 + TRUNC
+    with pytest.raises(NotImplementedError, match="running statistics"):
+        F.batch_norm(x, rm, rv, training=True)
+    assert usable()

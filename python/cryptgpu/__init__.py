@@ -52,6 +52,11 @@ _sys.modules.setdefault("cryptgpu.common", common)
 _sys.modules.setdefault("cryptgpu.common.serial", common.serial)
 
 
+# CrypTen's base class of encrypted tensors: isinstance(x, CrypTensor) holds
+# for every SharedTensor (it is mpc.MPCTensor, whose constructor shares)
+CrypTensor = mpc.MPCTensor
+
+
 def is_encrypted_tensor(obj) -> bool:
     """True for a :class:`SharedTensor` (CrypTen's ``is_encrypted_tensor``)."""
     return isinstance(obj, SharedTensor)
@@ -98,6 +103,7 @@ __all__ = [
     "UnavailableError",
     "SecretValueError",
     "SharedTensor",
+    "CrypTensor",
     "cat",
     "comm",
     "cuda",

@@ -17,6 +17,23 @@ from ._session import current
 _NUMPY_FLOATS = {torch.float64: np.float64, torch.float32: np.float32, torch.float16: np.float16}
 
 
+class FixedPointEncoder:
+    """CrypTen's fixed-point encoder of a session: x as round(x 2^f) in
+    int64 (``encode``), back as a float (``decode``)."""
+
+    def __init__(self, precision_bits: int):
+        self.precision_bits = int(precision_bits)
+        self.scale = 1 << self.precision_bits
+
+    def encode(self, x) -> torch.Tensor:
+        """round(x * scale) as int64."""
+        return torch.round(torch.as_tensor(x, dtype=torch.float64) * self.scale).long()
+
+    def decode(self, t) -> torch.Tensor:
+        """An encoded int64 tensor as float64."""
+        return torch.as_tensor(t).to(torch.float64) / self.scale
+
+
 class SecretValueError(TypeError, RuntimeError):
     """A SharedTensor's value was asked for implicitly (``if x < y:``,
     ``bool(x)``, ``x.tolist()``, ``numpy.asarray(x)``): refused, since it is
@@ -451,6 +468,12 @@ class TensorBase(ag.Node):
         if self.numel() != 1:
             raise TypeError("unsupported format string passed to SharedTensor.__format__")
         return format(self.item(), spec)
+
+    @property
+    def encoder(self) -> FixedPointEncoder:
+        """CrypTen's ``encoder``: the session's fixed-point encoding
+        (``scale``, ``precision_bits``, ``encode``, ``decode``)."""
+        return FixedPointEncoder(self._s().precision_bits)
 
     @property
     def share(self) -> torch.Tensor:

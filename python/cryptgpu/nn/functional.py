@@ -12,9 +12,10 @@ import torch
 import torch.nn.functional as F
 
 from ..einsum import einsum
+from ..tensor import SharedTensor
 from ..torch_dispatch import TABLE
 from . import transformer
-from .layers import AdaptiveAvgPool2d
+from .layers import AdaptiveAvgPool2d, BatchNorm
 from .layers1d import AdaptiveAvgPool1d
 from .layers_extra import (
     AdaptiveMaxPool2d,
@@ -54,6 +55,52 @@ def _clamp(x, min=None, max=None):  # noqa: A002 - torch's names
 
 def _adaptive_avg_pool1d(x, output_size):
     return AdaptiveAvgPool1d(output_size).forward(x)
+
+
+def _batch_norm(
+    x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5
+):
+    """``F.batch_norm`` on a SharedTensor: BatchNorm's layer on the given
+    tensors. In training, shared running statistics are updated in place
+    (torch updates its own in place too); plaintext ones cannot take a
+    private update."""
+    stats = (running_mean, running_var)
+    if training and any(isinstance(t, torch.Tensor) for t in stats):
+        raise NotImplementedError(
+            "F.batch_norm in training with plaintext running statistics: their update would "
+            "be private; pass running_mean=None, running_var=None, or shared ones"
+        )
+    if not training and running_mean is None:
+        raise ValueError("F.batch_norm in eval mode needs running_mean and running_var")
+    bn = BatchNorm(weight, bias, running_mean, running_var, eps, momentum)
+    bn.training = bool(training)
+    y = bn.forward(x)  # not __call__: the caller's tensors keep their grad flags
+    for t, k in zip(stats, ("running_mean", "running_var")):
+        if isinstance(t, SharedTensor) and training:
+            new = bn._buffers[k]
+            t._t, t._session, t._st = new._t, new._session, new._st
+    return y
+
+
+def _batchnorm_method(
+    x,
+    weight=None,
+    bias=None,
+    running_mean=None,
+    running_var=None,
+    training=False,
+    eps=1e-5,
+    momentum=0.1,
+    inv_var=None,
+):
+    """CrypTen's ``x.batchnorm(weight, bias, running_mean, running_var,
+    training, eps, momentum)`` (``inv_var`` is not taken)."""
+    if inv_var is not None:
+        raise NotImplementedError("batchnorm(inv_var=): pass running_var instead")
+    return _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps)
+
+
+SharedTensor.batchnorm = _batchnorm_method
 
 
 def _group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
@@ -162,6 +209,7 @@ FUNCTIONS = {
     F.pixel_shuffle: (TABLE[F.pixel_shuffle], OTHER),  # torch_dispatch's movement
     F.pixel_unshuffle: (TABLE[F.pixel_unshuffle], OTHER),
     F.group_norm: (_group_norm, BATCHNORM),
+    F.batch_norm: (_batch_norm, BATCHNORM),
     F.local_response_norm: (local_response_norm, BATCHNORM),
     F.adaptive_max_pool2d: (_adaptive_max_pool2d, POOLING),
     # activations beyond ReLU (torch_dispatch's table: the SharedTensor methods)
@@ -384,6 +432,7 @@ TABLE.update(
     {
         F.interpolate: interpolate,
         F.group_norm: _group_norm,
+        F.batch_norm: _batch_norm,
         F.local_response_norm: local_response_norm,
         F.adaptive_max_pool2d: _adaptive_max_pool2d,
         F.layer_norm: _layer_norm,

@@ -368,10 +368,17 @@ class Module(ModuleHabits):
         """Set evaluation mode; returns self."""
         return self.train(False)
 
-    def encrypt(self, src: int = 0) -> Module:
+    def encrypt(self, mode=True, src: int = 0) -> Module:
         """Secret-share every parameter from party ``src`` (the model owner).
         Shared parameters are autograd leaves, requiring grad in training
-        mode (see :meth:`train`)."""
+        mode (see :meth:`train`). CrypTen's signature: ``encrypt(mode=True,
+        src=0)``, ``mode=False`` decrypting; a whole number as the first
+        argument is ``src`` (this library's ``encrypt(1)``)."""
+        if isinstance(mode, bool):
+            if not mode:
+                return self.decrypt()
+        else:
+            src = mode  # encrypt(1): the owner by position
         # one sharing per tensor: a weight tied between layers (converted
         # from one torch Parameter) stays one shared parameter
         self._check_session()
