@@ -150,6 +150,37 @@ def test_batchnorm_training_over_a_wide_range_of_scales(session, std):
     assert (gx - xt.grad).abs().max() <= 2 * tol * max(1.0, 1 / std) * 4
 
 
+@pytest.mark.parametrize(
+    "h,w,k,s,p",
+    [(7, 7, 3, 2, 0), (6, 9, 2, 2, 0), (7, 5, 3, 2, 1), (5, 5, 2, 3, 0), (4, 4, 3, 2, 1)],
+)
+def test_max_pool2d_ceil_mode(session, h, w, k, s, p):
+    """ceil_mode=True (GoogLeNet's and SqueezeNet's pools) raised
+    NotImplementedError; the last row and column are repeated as far as
+    torch's extra windows reach. Tolerance: a maximum is one input, within
+    its encoding (ENC); a gradient element sums the output gradients of at
+    most ceil(k/s)^2 <= 4 windows, each within ENC."""
+    gen = torch.Generator().manual_seed(h * w + k)
+    x = torch.randn(2, 3, h, w, generator=gen, dtype=torch.float64)
+    want = Fn.max_pool2d(x, k, s, p, ceil_mode=True)
+    g = torch.randn(want.shape, generator=gen, dtype=torch.float64)
+    xt = x.clone().requires_grad_()
+    (Fn.max_pool2d(xt, k, s, p, ceil_mode=True) * g).sum().backward()
+    sx = cryptgpu.cryptensor(x, requires_grad=True)
+    got = Fn.max_pool2d(sx, k, s, p, ceil_mode=True)
+    assert_close(got.get_plain_text(dtype=torch.float64), want, ENC)
+    (got * g).sum().backward()
+    assert_close(sx.grad.get_plain_text(dtype=torch.float64), xt.grad, 4 * ENC)
+    m = torch.nn.Sequential(torch.nn.MaxPool2d(k, s, p, ceil_mode=True))
+    pm = cryptgpu.nn.from_pytorch(m, x[:1])
+    assert_close(pm(cryptgpu.cryptensor(x)).get_plain_text(dtype=torch.float64), want, ENC)
+    x1 = x[:, :, 0]
+    got1 = Fn.max_pool1d(cryptgpu.cryptensor(x1), k, s, p, ceil_mode=True)
+    assert_close(
+        got1.get_plain_text(dtype=torch.float64), Fn.max_pool1d(x1, k, s, p, ceil_mode=True), ENC
+    )
+
+
 @pytest.mark.parametrize("train", [True, False])
 def test_batchnorm_without_running_statistics(session, train):
     """BatchNorm with track_running_stats=False (batch statistics in eval

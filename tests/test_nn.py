@@ -161,8 +161,10 @@ def test_unsupported_ops_name_the_node():
 
     with pytest.raises(NotImplementedError, match=r"\.sin\(\)"):
         cryptgpu.nn.from_pytorch(Meth())
-    with pytest.raises(NotImplementedError, match="ceil_mode"):
-        cryptgpu.nn.from_pytorch(tnn.Sequential(tnn.MaxPool2d(2, ceil_mode=True)))
+    with pytest.raises(NotImplementedError, match="ceil_mode"):  # with dilation only
+        cryptgpu.nn.from_pytorch(
+            tnn.Sequential(tnn.MaxPool2d(2, dilation=2, ceil_mode=True)), torch.zeros(1, 1, 7, 7)
+        )
     with pytest.raises(TypeError):
         cryptgpu.nn.from_pytorch(lambda x: x)
 

@@ -246,9 +246,11 @@ class LayerOps:
         1 with stride 2, as in CrypTen; ``F.max_pool2d(x, ...)`` keeps
         torch's order). With ``return_indices`` also returns the one-hot
         argmax of every window, shape [N, C, OH, OW, kh*kw], as kept for the
-        backward pass. ``ceil_mode`` is not supported."""
-        if ceil_mode:
-            raise NotImplementedError("max_pool2d with ceil_mode on a SharedTensor")
+        backward pass. ``ceil_mode`` (torch's: a last window that starts
+        inside the input or its left padding counts even where it runs past
+        the end) repeats the last row and column as far as such windows
+        reach: a window past the end always holds that row or column, so
+        its maximum is torch's (dilation 1 only)."""
         k = _pair(kernel_size, "kernel_size")
         st = k if stride is None else _pair(stride, "stride")
         dil = _pair(dilation, "dilation")
@@ -256,6 +258,14 @@ class LayerOps:
             raise InvalidArgumentError("kernel_size, stride and dilation must be positive")
         x, squeeze = _pool_input(self)
         pad = _pair(padding, "padding")
+        if ceil_mode:
+            if dil != (1, 1):
+                raise NotImplementedError(
+                    "max_pool2d with ceil_mode and dilation on a SharedTensor"
+                )
+            e = [_ceil_extra(n, *a) for n, a in zip(tuple(x.shape)[-2:], zip(k, st, pad))]
+            if any(e):
+                x = x.pad((0, e[1], 0, e[0]), mode="replicate")
         grad = ag.needs_grad(x)
         with ag.inside(grad):
             win = x._wrap(x._s().pool_windows(x._t, (k, st, pad, dil)))
@@ -267,6 +277,15 @@ class LayerOps:
             v = v.squeeze(0)
             a = a.squeeze(0) if a is not None else None
         return (v, a) if return_indices else v
+
+
+def _ceil_extra(n: int, k: int, s: int, p: int) -> int:
+    """How far torch's ceil_mode windows run past the padded input (dilation
+    1): the rows beyond ``n + 2p`` its last window covers."""
+    out = (n + 2 * p - k + s - 1) // s + 1
+    if (out - 1) * s >= n + p:  # a window must start inside the input or its left pad
+        out -= 1
+    return max(0, (out - 1) * s + k - (n + 2 * p))
 
 
 def _pool_input(x):

@@ -102,9 +102,11 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
     if isinstance(m, t.GELU):
         return GELU(m.approximate)
     if isinstance(m, t.MaxPool2d):
-        if m.ceil_mode or m.return_indices:
-            raise NotImplementedError(f"MaxPool2d with ceil_mode/return_indices at {where}")
-        return MaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation)
+        if m.return_indices:
+            raise NotImplementedError(f"MaxPool2d with return_indices at {where}")
+        if m.ceil_mode and m.dilation not in (1, (1, 1)):
+            raise NotImplementedError(f"MaxPool2d with ceil_mode and dilation at {where}")
+        return MaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation, ceil_mode=m.ceil_mode)
     if isinstance(m, t.AvgPool2d):
         if m.ceil_mode or not m.count_include_pad or m.divisor_override is not None:
             raise NotImplementedError(

@@ -180,7 +180,8 @@ class Sigmoid(Module):
 
 
 class MaxPool2d(Module):
-    """2-D max pooling (kernel_size, stride=kernel_size, padding, dilation), as torch."""
+    """2-D max pooling (kernel_size, stride=kernel_size, padding, dilation,
+    ceil_mode), as torch."""
 
     kind = POOLING
 
@@ -188,15 +189,17 @@ class MaxPool2d(Module):
         self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False
     ):
         super().__init__()
-        if return_indices or ceil_mode:
-            raise NotImplementedError("MaxPool2d with return_indices or ceil_mode")
+        if return_indices:
+            raise NotImplementedError("MaxPool2d with return_indices")
         self.k, self.s, self.p, self.d = kernel_size, stride, padding, dilation
+        self.ceil_mode = bool(ceil_mode)
 
     def forward(self, x):
         """The maximum over each window, by a comparison tournament."""
+        c = self.__dict__.get("ceil_mode", False)
         if isinstance(x, SharedTensor):
-            return x.max_pool2d(self.k, stride=self.s, padding=self.p, dilation=self.d)
-        return F.max_pool2d(x, self.k, self.s, self.p, self.d)
+            return x.max_pool2d(self.k, stride=self.s, padding=self.p, dilation=self.d, ceil_mode=c)
+        return F.max_pool2d(x, self.k, self.s, self.p, self.d, ceil_mode=c)
 
 
 class AvgPool2d(Module):

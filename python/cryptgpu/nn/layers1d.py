@@ -56,7 +56,8 @@ class Conv1d(Module):
 
 
 class MaxPool1d(Module):
-    """``torch.nn.MaxPool1d(kernel_size, stride=None, padding=0, dilation=1)``."""
+    """``torch.nn.MaxPool1d(kernel_size, stride=None, padding=0, dilation=1,
+    ceil_mode=False)``."""
 
     kind = POOLING
 
@@ -64,15 +65,17 @@ class MaxPool1d(Module):
         self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False
     ):
         super().__init__()
-        if return_indices or ceil_mode:
-            raise NotImplementedError("MaxPool1d with return_indices or ceil_mode")
+        if return_indices:
+            raise NotImplementedError("MaxPool1d with return_indices")
         self.k, self.s, self.p, self.d = kernel_size, stride, padding, dilation
+        self.ceil_mode = bool(ceil_mode)
 
     def forward(self, x):
         """Max over each window."""
+        c = self.__dict__.get("ceil_mode", False)
         if isinstance(x, SharedTensor):
-            return x.max_pool1d(self.k, self.s, self.p, self.d)
-        return F.max_pool1d(x, self.k, self.s, self.p, self.d)
+            return x.max_pool1d(self.k, self.s, self.p, self.d, ceil_mode=c)
+        return F.max_pool1d(x, self.k, self.s, self.p, self.d, ceil_mode=c)
 
 
 class AvgPool1d(AvgPool2d):
@@ -150,10 +153,14 @@ def converters(plain) -> dict:
         return Conv1d(plain(m.weight), plain(m.bias), m.stride[0], pad, m.dilation[0], m.groups)
 
     def pool(cls, m, *extra):
-        if getattr(m, "ceil_mode", False) or getattr(m, "return_indices", False):
-            raise NotImplementedError(f"{type(m).__name__} with ceil_mode / return_indices")
-        if not getattr(m, "count_include_pad", True):
-            raise NotImplementedError(f"{type(m).__name__} with count_include_pad=False")
+        if getattr(m, "return_indices", False):
+            raise NotImplementedError(f"{type(m).__name__} with return_indices")
+        if cls is MaxPool1d:
+            return cls(m.kernel_size, m.stride, m.padding, *extra, ceil_mode=m.ceil_mode)
+        if m.ceil_mode or not m.count_include_pad:
+            raise NotImplementedError(
+                f"{type(m).__name__} with ceil_mode or count_include_pad=False"
+            )
         return cls(m.kernel_size, m.stride, m.padding, *extra)
 
     return {
