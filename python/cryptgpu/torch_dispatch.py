@@ -173,6 +173,15 @@ def _max_pool2d(
     )
 
 
+def check_avg_pool(what: str, ceil_mode, count_include_pad, divisor_override) -> None:
+    """Refuse the average-pooling options not provided (the function's and
+    the layer's)."""
+    if ceil_mode or not count_include_pad or divisor_override is not None:
+        raise NotImplementedError(
+            f"{what} with ceil_mode, count_include_pad=False or divisor_override"
+        )
+
+
 def _avg_pool2d(
     x,
     kernel_size,
@@ -182,10 +191,7 @@ def _avg_pool2d(
     count_include_pad=True,
     divisor_override=None,
 ):
-    if ceil_mode or not count_include_pad or divisor_override is not None:
-        raise NotImplementedError(
-            "avg_pool2d with ceil_mode, count_include_pad=False or divisor_override"
-        )
+    check_avg_pool("avg_pool2d", ceil_mode, count_include_pad, divisor_override)
     return x.avg_pool2d(kernel_size, stride, padding)
 
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from .. import _session, functions
 from .. import autograd as ag
 from ..tensor import SharedTensor, cryptensor
+from ..torch_dispatch import check_avg_pool
 from .module import Module
 from .stats import BATCHNORM, LINEAR, POOLING, RELU, SOFTMAX
 
@@ -222,10 +223,7 @@ class AvgPool2d(Module):
         divisor_override=None,
     ):
         super().__init__()
-        if ceil_mode or not count_include_pad or divisor_override is not None:
-            raise NotImplementedError(
-                f"{type(self).__name__} with ceil_mode, count_include_pad=False or divisor_override"
-            )
+        check_avg_pool(type(self).__name__, ceil_mode, count_include_pad, divisor_override)
         self.k, self.s, self.p = kernel_size, stride, padding
 
     def forward(self, x):
