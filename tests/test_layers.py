@@ -181,6 +181,48 @@ def test_max_pool2d_ceil_mode(session, h, w, k, s, p):
     )
 
 
+@pytest.mark.parametrize(
+    "h,w,k,s,p,ceil,cip,div",
+    [
+        (7, 7, 3, 2, 1, False, False, None),
+        (7, 7, 3, 2, 1, True, False, None),
+        (5, 6, 3, 2, 0, True, True, None),
+        (8, 8, 2, 2, 0, False, True, 3),
+        (6, 6, 3, 1, 1, False, False, None),
+    ],
+)
+def test_avg_pool2d_ceil_mode_count_include_pad_and_divisor(session, h, w, k, s, p, ceil, cip, div):
+    """ceil_mode, count_include_pad=False and divisor_override raised
+    NotImplementedError (Inception's pools use count_include_pad=False);
+    now each window's sum times a public factor k^2 / torch's divisor.
+    Tolerance: the pooling's mean of k^2 inputs below 4 carries their
+    encodings and one truncation (ENC + TRUNC); the factor (at most k^2 = 9)
+    multiplies that, its own encoding adds ENC |mean| < 4 ENC, and the
+    product one truncation: 9 (ENC + TRUNC) + 4 ENC + TRUNC. The gradient
+    runs the same steps backwards on output gradients below 4: the same
+    bound times 4."""
+    gen = torch.Generator().manual_seed(h + 10 * k + s)
+    x = torch.randn(2, 3, h, w, generator=gen, dtype=torch.float64).clamp(-4, 4)
+    want = Fn.avg_pool2d(x, k, s, p, ceil, cip, div)
+    g = torch.randn(want.shape, generator=gen, dtype=torch.float64).clamp(-4, 4)
+    xt = x.clone().requires_grad_()
+    (Fn.avg_pool2d(xt, k, s, p, ceil, cip, div) * g).sum().backward()
+    sx = cryptgpu.cryptensor(x, requires_grad=True)
+    got = Fn.avg_pool2d(sx, k, s, p, ceil, cip, div)
+    tol = 9 * (ENC + TRUNC) + 4 * ENC + TRUNC
+    assert_close(got.get_plain_text(dtype=torch.float64), want, tol)
+    (got * g).sum().backward()
+    assert_close(sx.grad.get_plain_text(dtype=torch.float64), xt.grad, 4 * tol)
+    layer = torch.nn.AvgPool2d(k, s, p, ceil, cip, div)
+    pm = cryptgpu.nn.from_pytorch(torch.nn.Sequential(layer), x[:1])
+    assert_close(pm(cryptgpu.cryptensor(x)).get_plain_text(dtype=torch.float64), want, tol)
+    if div is None:  # the 1-D form, on one row
+        x1 = x[:, :, 0]
+        got1 = Fn.avg_pool1d(cryptgpu.cryptensor(x1), k, s, p, ceil, cip)
+        want1 = Fn.avg_pool1d(x1, k, s, p, ceil, cip)
+        assert_close(got1.get_plain_text(dtype=torch.float64), want1, tol)
+
+
 @pytest.mark.parametrize("train", [True, False])
 def test_batchnorm_without_running_statistics(session, train):
     """BatchNorm with track_running_stats=False (batch statistics in eval

@@ -5,6 +5,8 @@ these; their gradients are in :mod:`cryptgpu.gradients`.
 
 from __future__ import annotations
 
+import torch
+
 from . import autograd as ag
 from . import gradients as gr
 from ._native import InvalidArgumentError, ShapeError
@@ -165,12 +167,15 @@ class LayerOps:
             .squeeze(-2)
         )
 
-    def avg_pool1d(self, kernel_size, stride=None, padding=0):
-        """``F.avg_pool1d`` (count_include_pad) on an NCL (or CL) input."""
+    def avg_pool1d(
+        self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True
+    ):
+        """``F.avg_pool1d`` on an NCL (or CL) input, as a 1 x k 2-D pooling."""
         k = _single(kernel_size, "kernel_size")
         st = k if stride is None else _single(stride, "stride")
         pad = _single(padding, "padding")
-        return self.unsqueeze(-2).avg_pool2d((1, k), (1, st), (0, pad)).squeeze(-2)
+        x = self.unsqueeze(-2)
+        return x.avg_pool2d((1, k), (1, st), (0, pad), ceil_mode, count_include_pad).squeeze(-2)
 
     def linear(self, weight, bias=None) -> TensorBase:
         """x @ weight.T + bias, like ``torch.nn.functional.linear``."""
@@ -191,14 +196,30 @@ class LayerOps:
             out = self.matmul(self._plain(weight, "linear weight").T)
         return out if bias is None else out + bias
 
-    def avg_pool2d(self, kernel_size, stride=None, padding=0) -> TensorBase:
-        """Average pooling (count_include_pad=True), like ``F.avg_pool2d``."""
+    def avg_pool2d(
+        self,
+        kernel_size,
+        stride=None,
+        padding=0,
+        ceil_mode=False,
+        count_include_pad=True,
+        divisor_override=None,
+    ) -> TensorBase:
+        """Average pooling, like ``F.avg_pool2d``. With ``ceil_mode``,
+        ``count_include_pad=False`` or a ``divisor_override``: each window's
+        sum (zero padding, extended at the end as far as ceil_mode's windows
+        reach) times a public factor per window, k / torch's divisor, read
+        from torch on a tensor of ones (one truncation more)."""
         k = _pair(kernel_size, "kernel_size")
         st = k if stride is None else _pair(stride, "stride")
         if 0 in k or 0 in st:
             raise InvalidArgumentError("kernel_size and stride must be positive")
         x, squeeze = _pool_input(self)
         pad = _pair(padding, "padding")
+        if ceil_mode or not count_include_pad or divisor_override is not None:
+            opts = (ceil_mode, count_include_pad, divisor_override)
+            out = _avg_pool_weighted(x, k, st, pad, *opts)
+            return out.squeeze(0) if squeeze else out
         if ag.needs_grad(x) and pad == (0, 0) and k == tuple(x.shape[-2:]):
             # Global pooling (one window): the mean, whose gradient rounds
             # every input element on its own; the pooling backward divides
@@ -277,6 +298,22 @@ class LayerOps:
             v = v.squeeze(0)
             a = a.squeeze(0) if a is not None else None
         return (v, a) if return_indices else v
+
+
+def _avg_pool_weighted(x, k, st, pad, ceil_mode, count_include_pad, divisor_override):
+    """torch's average pooling with its other options (avg_pool2d's docstring)."""
+    h, w = tuple(x.shape)[-2:]
+    ones = torch.ones(1, 1, h, w, dtype=torch.float64)
+    opts = (ceil_mode, count_include_pad, divisor_override)
+    want = torch.nn.functional.avg_pool2d(ones, k, st, pad, *opts)  # count / divisor
+    count = torch.nn.functional.avg_pool2d(ones, k, st, pad, ceil_mode, True, 1)
+    factor = torch.where(count > 0, want * (k[0] * k[1]) / count.clamp(min=1), 0.0)
+    if ceil_mode:
+        e = [_ceil_extra(n, *a) for n, a in zip((h, w), zip(k, st, pad))]
+        if any(e):
+            x = x.pad((0, e[1], 0, e[0]))  # zeros: they add nothing to a sum
+    out = x.avg_pool2d(k, st, pad)
+    return out if bool((factor == 1).all()) else out * factor
 
 
 def _ceil_extra(n: int, k: int, s: int, p: int) -> int:

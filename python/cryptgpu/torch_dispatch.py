@@ -173,15 +173,6 @@ def _max_pool2d(
     )
 
 
-def check_avg_pool(what: str, ceil_mode, count_include_pad, divisor_override) -> None:
-    """Refuse the average-pooling options not provided (the function's and
-    the layer's)."""
-    if ceil_mode or not count_include_pad or divisor_override is not None:
-        raise NotImplementedError(
-            f"{what} with ceil_mode, count_include_pad=False or divisor_override"
-        )
-
-
 def _avg_pool2d(
     x,
     kernel_size,
@@ -191,8 +182,8 @@ def _avg_pool2d(
     count_include_pad=True,
     divisor_override=None,
 ):
-    check_avg_pool("avg_pool2d", ceil_mode, count_include_pad, divisor_override)
-    return x.avg_pool2d(kernel_size, stride, padding)
+    opts = (ceil_mode, count_include_pad, divisor_override)
+    return x.avg_pool2d(kernel_size, stride, padding, *opts)
 
 
 def _pad(x, pad, mode="constant", value=None):
@@ -251,9 +242,7 @@ def _max_pool1d(
 
 
 def _avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
-    if ceil_mode or not count_include_pad:
-        raise NotImplementedError("avg_pool1d with ceil_mode or count_include_pad=False")
-    return x.avg_pool1d(kernel_size, stride, padding)
+    return x.avg_pool1d(kernel_size, stride, padding, ceil_mode, count_include_pad)
 
 
 def _dropout(x, p=0.5, training=True, inplace=False):

@@ -108,11 +108,8 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
             raise NotImplementedError(f"MaxPool2d with ceil_mode and dilation at {where}")
         return MaxPool2d(m.kernel_size, m.stride, m.padding, m.dilation, ceil_mode=m.ceil_mode)
     if isinstance(m, t.AvgPool2d):
-        if m.ceil_mode or not m.count_include_pad or m.divisor_override is not None:
-            raise NotImplementedError(
-                f"AvgPool2d with ceil_mode, count_include_pad=False or divisor_override at {where}"
-            )
-        return AvgPool2d(m.kernel_size, m.stride, m.padding)
+        opts = (m.ceil_mode, m.count_include_pad, m.divisor_override)
+        return AvgPool2d(m.kernel_size, m.stride, m.padding, *opts)
     if isinstance(m, t.AdaptiveAvgPool2d):
         return AdaptiveAvgPool2d(m.output_size)
     if isinstance(m, (t.BatchNorm1d, t.BatchNorm2d)):

@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from .. import _session, functions
 from .. import autograd as ag
 from ..tensor import SharedTensor, cryptensor
-from ..torch_dispatch import check_avg_pool
 from .module import Module
 from .stats import BATCHNORM, LINEAR, POOLING, RELU, SOFTMAX
 
@@ -204,8 +203,8 @@ class MaxPool2d(Module):
 
 
 class AvgPool2d(Module):
-    """2-D average pooling (kernel_size, stride=kernel_size, padding), as
-    torch with count_include_pad."""
+    """2-D average pooling (kernel_size, stride=kernel_size, padding,
+    ceil_mode, count_include_pad, divisor_override), as torch."""
 
     kind = POOLING
 
@@ -223,14 +222,18 @@ class AvgPool2d(Module):
         divisor_override=None,
     ):
         super().__init__()
-        check_avg_pool(type(self).__name__, ceil_mode, count_include_pad, divisor_override)
         self.k, self.s, self.p = kernel_size, stride, padding
+        self.opts = (ceil_mode, count_include_pad, divisor_override)
 
     def forward(self, x):
-        """The mean over each window (a local sum, then one division by a public integer)."""
+        """The mean over each window (a local sum, then one division by a
+        public integer; other options: ``SharedTensor.avg_pool2d``)."""
+        opts = self.__dict__.get("opts", (False, True, None))
+        if self._method == "avg_pool1d":  # no divisor_override in 1-D, as torch
+            opts = opts[:2]
         if isinstance(x, SharedTensor):
-            return getattr(x, self._method)(self.k, self.s, self.p)
-        return self._plain(x, self.k, self.s, self.p)
+            return getattr(x, self._method)(self.k, self.s, self.p, *opts)
+        return self._plain(x, self.k, self.s, self.p, *opts)
 
 
 class AdaptiveAvgPool2d(Module):

@@ -79,8 +79,8 @@ class MaxPool1d(Module):
 
 
 class AvgPool1d(AvgPool2d):
-    """``torch.nn.AvgPool1d(kernel_size, stride=None, padding=0)``
-    (count_include_pad)."""
+    """``torch.nn.AvgPool1d(kernel_size, stride=None, padding=0,
+    ceil_mode=False, count_include_pad=True)``."""
 
     _method, _plain = "avg_pool1d", staticmethod(F.avg_pool1d)
 
@@ -157,11 +157,7 @@ def converters(plain) -> dict:
             raise NotImplementedError(f"{type(m).__name__} with return_indices")
         if cls is MaxPool1d:
             return cls(m.kernel_size, m.stride, m.padding, *extra, ceil_mode=m.ceil_mode)
-        if m.ceil_mode or not m.count_include_pad:
-            raise NotImplementedError(
-                f"{type(m).__name__} with ceil_mode or count_include_pad=False"
-            )
-        return cls(m.kernel_size, m.stride, m.padding, *extra)
+        return cls(m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad)
 
     return {
         t.Conv1d: conv1d,
