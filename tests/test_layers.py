@@ -223,6 +223,40 @@ def test_avg_pool2d_ceil_mode_count_include_pad_and_divisor(session, h, w, k, s,
         assert_close(got1.get_plain_text(dtype=torch.float64), want1, tol)
 
 
+@pytest.mark.parametrize("h,w,out", [(7, 7, (3, 3)), (10, 6, (4, 5)), (5, 9, (2, None))])
+def test_adaptive_pools_to_sizes_that_do_not_divide(session, h, w, out):
+    """Adaptive average and max pooling to sizes that do not divide the
+    input raised NotImplementedError; torch's uneven windows now, axis by
+    axis. Tolerance: an average axis is one product with public weights
+    (rows of at most 3 equal weights, |x| < 4): ENC carried, 3 weight
+    encodings of 4 ENC, one truncation: two axes under 2 (13 ENC + TRUNC);
+    a maximum is one input (ENC); a gradient element gathers at most 4
+    windows' output gradients (below 4), each within ENC, 4 ENC for the
+    maximum and the average's bound times 4."""
+    gen = torch.Generator().manual_seed(h * w)
+    x = torch.randn(2, 3, h, w, generator=gen, dtype=torch.float64).clamp(-4, 4)
+    avg_tol = 2 * (13 * ENC + TRUNC)
+    for fn, tol, gtol in (
+        (Fn.adaptive_avg_pool2d, avg_tol, 4 * avg_tol),
+        (Fn.adaptive_max_pool2d, ENC, 4 * ENC),
+    ):
+        want = fn(x, out)
+        g = torch.randn(want.shape, generator=gen, dtype=torch.float64).clamp(-4, 4)
+        xt = x.clone().requires_grad_()
+        (fn(xt, out) * g).sum().backward()
+        sx = cryptgpu.cryptensor(x, requires_grad=True)
+        got = fn(sx, out)
+        assert_close(got.get_plain_text(dtype=torch.float64), want, tol)
+        (got * g).sum().backward()
+        assert_close(sx.grad.get_plain_text(dtype=torch.float64), xt.grad, gtol)
+    m = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(out), torch.nn.AdaptiveMaxPool2d(2))
+    pm = cryptgpu.nn.from_pytorch(m, x[:1])
+    assert_close(pm(cryptgpu.cryptensor(x)).get_plain_text(dtype=torch.float64), m(x), avg_tol)
+    x1 = x[:, :, 0]
+    got1 = Fn.adaptive_avg_pool1d(cryptgpu.cryptensor(x1), 3)
+    assert_close(got1.get_plain_text(dtype=torch.float64), Fn.adaptive_avg_pool1d(x1, 3), avg_tol)
+
+
 @pytest.mark.parametrize("train", [True, False])
 def test_batchnorm_without_running_statistics(session, train):
     """BatchNorm with track_running_stats=False (batch statistics in eval

@@ -236,22 +236,31 @@ class LayerOps:
     def adaptive_avg_pool2d(self, output_size) -> TensorBase:
         """Average pooling of [N, C, H, W] (or [C, H, W]) to ``output_size``
         (an int, or a pair whose None entries keep the input size), as
-        ``F.adaptive_avg_pool2d``, for output sizes that divide the input
-        (one :meth:`avg_pool2d` of window = stride = input / output);
-        others raise NotImplementedError."""
-        if self.dim() not in (3, 4):
-            raise ShapeError(f"adaptive_avg_pool2d expects 3-D or 4-D input, got {self.dim()}-D")
-        pair = (output_size, output_size) if _index(output_size) is not None else output_size
+        ``F.adaptive_avg_pool2d``: where the output size divides the input,
+        one :meth:`avg_pool2d` of window = stride = input / output; else
+        torch's windows (start floor(i n / o), end ceil((i + 1) n / o)),
+        axis by axis, as a product with their public averaging weights (one
+        truncation per axis)."""
+        oh, ow = _adaptive_size(self, output_size, "adaptive_avg_pool2d")
         h, w = self.shape[-2], self.shape[-1]
-        if len(pair) != 2:
-            raise ValueError(f"output_size must be an int or a pair, got {output_size!r}")
-        oh, ow = (n if o is None else _ints([o], "output_size")[0] for n, o in zip((h, w), pair))
-        if oh <= 0 or ow <= 0 or h % oh or w % ow:
-            raise NotImplementedError(
-                f"adaptive_avg_pool2d from {h}x{w} to {oh}x{ow}: only output sizes that "
-                "divide the input size are supported"
-            )
-        return self.avg_pool2d((h // oh, w // ow))
+        if h % oh == 0 and w % ow == 0:
+            return self.avg_pool2d((h // oh, w // ow))
+        return _adaptive_axis_mean(_adaptive_axis_mean(self, -2, oh), -1, ow)
+
+    def adaptive_max_pool2d(self, output_size) -> TensorBase:
+        """``F.adaptive_max_pool2d``: where the output size divides the input,
+        one :meth:`max_pool2d` (one tournament over H x W when global); else
+        torch's windows, axis by axis (the maximum over a rectangle is the
+        maximum over its rows of the maximum over its columns): each window
+        gathered at public positions, a short one repeating its last element
+        (the maximum is unchanged), one tournament per axis."""
+        oh, ow = _adaptive_size(self, output_size, "adaptive_max_pool2d")
+        h, w = self.shape[-2], self.shape[-1]
+        if (oh, ow) == (1, 1):  # global: one tournament over H x W
+            return self.flatten(-2).amax(-1, keepdim=True).unsqueeze(-1)
+        if h % oh == 0 and w % ow == 0:
+            return self.max_pool2d((h // oh, w // ow))
+        return _adaptive_axis_max(_adaptive_axis_max(self, -2, oh), -1, ow)
 
     def max_pool2d(
         self,
@@ -314,6 +323,48 @@ def _avg_pool_weighted(x, k, st, pad, ceil_mode, count_include_pad, divisor_over
             x = x.pad((0, e[1], 0, e[0]))  # zeros: they add nothing to a sum
     out = x.avg_pool2d(k, st, pad)
     return out if bool((factor == 1).all()) else out * factor
+
+
+def _adaptive_size(x, output_size, what: str) -> tuple[int, int]:
+    """(oh, ow) of an adaptive 2-D pooling, None entries keeping the input's."""
+    if x.dim() not in (3, 4):
+        raise ShapeError(f"{what} expects 3-D or 4-D input, got {x.dim()}-D")
+    pair = (output_size, output_size) if _index(output_size) is not None else output_size
+    if len(pair) != 2:
+        raise ValueError(f"output_size must be an int or a pair, got {output_size!r}")
+    h, w = x.shape[-2], x.shape[-1]
+    oh, ow = (n if o is None else _ints([o], "output_size")[0] for n, o in zip((h, w), pair))
+    if oh <= 0 or ow <= 0:  # torch gives an empty output
+        raise NotImplementedError(f"{what} to an empty output ({oh}x{ow})")
+    return oh, ow
+
+
+def adaptive_bounds(n: int, o: int) -> list:
+    """torch's adaptive windows of n positions into o: [start, end) each."""
+    return [(i * n // o, -(-(i + 1) * n // o)) for i in range(o)]
+
+
+def _adaptive_axis_mean(x, dim: int, o: int):
+    """x averaged over torch's adaptive windows along ``dim``."""
+    n = x.shape[dim]
+    if n == o:
+        return x
+    w = torch.zeros(n, o, dtype=torch.float64)
+    for i, (a, b) in enumerate(adaptive_bounds(n, o)):
+        w[a:b, i] = 1.0 / (b - a)
+    return (x.movedim(dim, -1) @ w).movedim(-1, dim)
+
+
+def _adaptive_axis_max(x, dim: int, o: int):
+    """x's maximum over torch's adaptive windows along ``dim``."""
+    n = x.shape[dim]
+    if n == o:
+        return x
+    bounds = adaptive_bounds(n, o)
+    k = max(b - a for a, b in bounds)
+    idx = torch.tensor([[a + min(j, b - a - 1) for j in range(k)] for a, b in bounds])
+    y = x.movedim(dim, -1).index_select(-1, idx.reshape(-1))
+    return y.reshape(tuple(y.shape[:-1]) + (o, k)).amax(-1).movedim(-1, dim)
 
 
 def _ceil_extra(n: int, k: int, s: int, p: int) -> int:

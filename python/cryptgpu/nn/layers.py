@@ -237,8 +237,9 @@ class AvgPool2d(Module):
 
 
 class AdaptiveAvgPool2d(Module):
-    """Adaptive average pooling where the output size divides the input size
-    (the case CNNs use: global pooling, or exact downsampling)."""
+    """``torch.nn.AdaptiveAvgPool2d(output_size)``: one average pooling where
+    the output size divides the input (global pooling, exact downsampling),
+    torch's uneven windows otherwise."""
 
     kind = POOLING
 
@@ -247,28 +248,10 @@ class AdaptiveAvgPool2d(Module):
         self.out = output_size
 
     def forward(self, x):
-        """Average pooling to ``output_size`` (sizes that divide the input)."""
-        k = adaptive_window("AdaptiveAvgPool2d", self.out, x)
+        """Average pooling to ``output_size`` (SharedTensor.adaptive_avg_pool2d)."""
         if isinstance(x, SharedTensor):
-            return x.avg_pool2d(k)
-        return F.avg_pool2d(x, k)
-
-
-def adaptive_window(name: str, output_size, x) -> tuple[int, int]:
-    """The window (= stride) of an adaptive 2-D pooling of ``x`` to
-    ``output_size`` (an int, a pair, None entries keeping the input size);
-    NotImplementedError where the output size does not divide the input."""
-    oh, ow = (output_size, output_size) if isinstance(output_size, int) else output_size
-    h, w = x.shape[-2], x.shape[-1]
-    oh, ow = h if oh is None else oh, w if ow is None else ow
-    if not oh or not ow:  # 0 is not None: torch gives an empty output
-        raise NotImplementedError(f"{name} to an empty output ({oh}x{ow})")
-    if h % oh or w % ow:
-        raise NotImplementedError(
-            f"{name} from {h}x{w} to {oh}x{ow}: only output sizes that divide "
-            "the input size are supported"
-        )
-    return h // oh, w // ow
+            return x.adaptive_avg_pool2d(self.out)
+        return F.adaptive_avg_pool2d(x, self.out)
 
 
 class BatchNorm(Module):

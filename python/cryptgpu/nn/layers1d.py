@@ -86,8 +86,8 @@ class AvgPool1d(AvgPool2d):
 
 
 class AdaptiveAvgPool1d(Module):
-    """``torch.nn.AdaptiveAvgPool1d(output_size)`` for output sizes that
-    divide the length (global pooling: the mean over the length)."""
+    """``torch.nn.AdaptiveAvgPool1d(output_size)`` (global pooling: the mean
+    over the length; uneven windows as torch's)."""
 
     kind = POOLING
 
@@ -96,18 +96,16 @@ class AdaptiveAvgPool1d(Module):
         self.out = output_size[0] if isinstance(output_size, (tuple, list)) else output_size
 
     def forward(self, x):
-        """Average pooling to ``output_size``."""
+        """Average pooling to ``output_size`` (uneven windows as torch's)."""
         n = x.shape[-1]
         o = self.out or n
-        if n % o:
-            raise NotImplementedError(
-                f"AdaptiveAvgPool1d from {n} to {o}: only output sizes that divide the length"
-            )
         if not isinstance(x, SharedTensor):
             return F.adaptive_avg_pool1d(x, o)
         if o == 1:
             return x.mean(-1, keepdim=True)
-        return x.avg_pool1d(n // o)
+        if n % o == 0:
+            return x.avg_pool1d(n // o)
+        return x.unsqueeze(-2).adaptive_avg_pool2d((1, o)).squeeze(-2)
 
 
 class _ChannelDropout(Module):

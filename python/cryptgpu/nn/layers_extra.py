@@ -26,7 +26,6 @@ from .layers import (
     _scale_shift,
     _statistics,
     _times_pow2,
-    adaptive_window,
 )
 from .module import Module
 from .stats import BATCHNORM, LINEAR, POOLING
@@ -185,8 +184,8 @@ InstanceNorm1d = InstanceNorm2d = InstanceNorm
 
 
 class AdaptiveMaxPool2d(Module):
-    """``torch.nn.AdaptiveMaxPool2d(output_size)`` for output sizes that
-    divide the input (global max pooling: one tournament over H x W)."""
+    """``torch.nn.AdaptiveMaxPool2d(output_size)`` (global max pooling: one
+    tournament over H x W; uneven windows axis by axis)."""
 
     kind = POOLING
 
@@ -195,13 +194,10 @@ class AdaptiveMaxPool2d(Module):
         self.out = output_size
 
     def forward(self, x):
-        """The maximum of each window."""
-        k = adaptive_window("AdaptiveMaxPool2d", self.out, x)
+        """The maximum of each window (SharedTensor.adaptive_max_pool2d)."""
         if not isinstance(x, SharedTensor):
-            return F.max_pool2d(x, k)
-        if k == tuple(x.shape[-2:]):  # global: one tournament over H x W
-            return x.flatten(-2).amax(-1, keepdim=True).unsqueeze(-1)
-        return x.max_pool2d(k)
+            return F.adaptive_max_pool2d(x, self.out)
+        return x.adaptive_max_pool2d(self.out)
 
 
 def local_response_norm(x, size: int, alpha=1e-4, beta=0.75, k=1.0):
