@@ -121,3 +121,14 @@ def test_local_response_norm_converts_and_checks_as_torch(session):
     with pytest.raises(ValueError, match="3D or higher"):
         F.local_response_norm(cryptgpu.cryptensor(torch.ones(2, 3)), 2)
     assert usable()
+
+
+def test_local_response_norm_keeps_relative_precision_where_d_is_large(session):
+    """x times d^-beta held d^-beta to a few units of 2^-16: at alpha = 1
+    and |x| ~ 100 (d^-beta ~ 1e-3) it was 3% off; x / d^beta is the
+    private division, within 1e-3 relative plus a few units (tolerance as
+    test_local_response_norm's)."""
+    x = torch.tensor([[[[200.0]], [[-80.0]], [[30.0]], [[-150.0]]]], dtype=torch.float64)
+    want = F.local_response_norm(x, 1, 1.0, 0.75, 1.0)
+    got = pt(F.local_response_norm(cryptgpu.cryptensor(x), 1, 1.0, 0.75, 1.0))
+    assert ((got - want).abs() <= 1e-3 * want.abs() + 8 * 2.0**-16).all(), (got, want)
