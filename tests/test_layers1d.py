@@ -9,7 +9,6 @@ training compares parameters after 3 steps of lr 0.3 with gradients whose
 fixed-point error is a few 1e-5.
 """
 
-import pytest
 import torch
 import torch.nn as tnn
 import torch.nn.functional as F

@@ -298,3 +298,39 @@ def test_a_torch_model_loading_a_private_state_dict_says_to_decrypt(session):
     with pytest.raises(cryptgpu.SecretValueError):
         torch.zeros(2).copy_(cryptgpu.cryptensor(torch.ones(2)))
     assert usable()
+
+
+def test_item_assignment_and_hooks_on_traced_blocks(session):
+    """model.classifier[6] = head (torch's fine-tuning idiom) raised
+    TypeError on converted containers; a forward hook on a block the
+    conversion traced through (its layers run inline) was accepted and
+    never called, silently: it now raises NotImplementedError saying so.
+    Tolerance: TOL (module docstring)."""
+    torch.manual_seed(0)
+    tm = Nested().double().eval()
+    pm = cryptgpu.nn.from_pytorch(tm, X).encrypt()
+    tm.block[0] = tnn.Linear(4, 3).double()
+    pm.block[0] = cryptgpu.nn.from_pytorch(tm.block[0], torch.zeros(1, 4)).encrypt()
+    tm.layers[-1] = tnn.Linear(3, 3).double()
+    pm.layers[-1] = cryptgpu.nn.from_pytorch(tm.layers[-1], torch.zeros(1, 3)).encrypt()
+    for g, w in zip(pm(cryptgpu.cryptensor(X)), tm(X)):
+        assert (pt(g) - w.detach()).abs().max() <= TOL
+    ts = tnn.Sequential(tnn.Linear(4, 3), tnn.ReLU()).double()
+    ps = cryptgpu.nn.from_pytorch(ts, X).encrypt()
+    ts[1] = tnn.Sigmoid()
+    ps[1] = cryptgpu.nn.Sigmoid()
+    # the sigmoid's approximation adds within 1e-3 (test_activations)
+    assert (pt(ps(cryptgpu.cryptensor(X))) - ts(X).detach()).abs().max() <= 2 * TOL
+    with pytest.raises(IndexError):
+        ps[5] = cryptgpu.nn.ReLU()
+    own = cryptgpu.nn.Sequential(cryptgpu.nn.ReLU(), cryptgpu.nn.ReLU())
+    own[-1] = cryptgpu.nn.Identity()
+    assert isinstance(own[1], cryptgpu.nn.Identity)
+    for block in (pm.block, pm.layers, pm.heads):
+        with pytest.raises(NotImplementedError, match="traced through"):
+            block.register_forward_hook(lambda *a: None)
+    seen = []
+    pm.block[0].register_forward_hook(lambda m, a, out: seen.append(1))
+    pm(cryptgpu.cryptensor(X))
+    assert seen == [1]
+    assert usable()

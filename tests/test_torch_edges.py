@@ -229,3 +229,21 @@ def test_negative_fractional_powers_and_pow_with_any_exponent(session):
     check(x**0.75, v**0.75, 0.75)
     check(x.pow(-1.5), v**-1.5, -1.5)
     check(torch.pow(cryptgpu.cryptensor(v[:5]), 2.5), v[:5] ** 2.5, 2.5, v[:5])
+
+
+def test_pow_with_a_shared_exponent_and_max_pool_indices(session):
+    """x ** p with p a SharedTensor (a learnable exponent, an encrypted
+    nn.Parameter) raised NotImplementedError after converting; it is
+    pos_pow's 2^(p log2 x) now (x > 0). F.max_pool2d(return_indices=True)
+    said only "max_pool2d_with_indices ... not supported"; it now says why
+    and what gives the mask. Tolerance: pos_pow's, 1e-4 relative on
+    results below 8 plus x's encoding moved by |p| / x (< 1.5 ENC / 0.5)."""
+    v = torch.tensor([0.5, 1.5, 3.0], dtype=D)
+    p = torch.tensor([1.3, 0.7, 1.9], dtype=D)
+    got = opened_values(cryptgpu.cryptensor(v) ** cryptgpu.cryptensor(p))
+    want = v**p
+    assert ((got - want).abs() <= 1e-4 * want + 3 * 2.0**-16 * 3).all(), (got, want)
+    img = cryptgpu.cryptensor(torch.randn(1, 1, 4, 4))
+    with pytest.raises(NotImplementedError, match="one-hot"):
+        torch.nn.functional.max_pool2d(img, 2, return_indices=True)
+    assert opened_values(cryptgpu.cryptensor(v) + 1).tolist() == [1.5, 2.5, 4.0]

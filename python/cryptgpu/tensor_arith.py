@@ -113,7 +113,8 @@ class ArithmeticOps:
         there, ours is meaningless) (their approximations and input ranges
         apply)."""
         if isinstance(p, TensorBase):
-            raise NotImplementedError("pow with a SharedTensor exponent is not supported")
+            # a private exponent (a learnable one: x ** self.p): 2^(p log2 x), x > 0
+            return self.pos_pow(p)
         e = float(_plain_array(p, "pow exponent")) if np.ndim(p) == 0 else None
         if e is None:
             raise NotImplementedError("pow: the exponent must be one public number")

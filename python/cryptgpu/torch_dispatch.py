@@ -160,6 +160,15 @@ def _compare(name: str, flipped: str):
     return call
 
 
+def _max_pool2d_with_indices(x, *args, **kwargs):
+    raise NotImplementedError(
+        "F.max_pool2d(..., return_indices=True) on a SharedTensor: torch's flat indices of "
+        "the maxima would be secret positions (and MaxUnpool2d would need them public); "
+        "x.max_pool2d(kernel, padding, stride, return_indices=True) gives the one-hot mask "
+        "of each window's maximum instead"
+    )
+
+
 def _max_pool2d(
     x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False
 ):
@@ -395,6 +404,7 @@ TABLE = {
     F.linear: _linear,
     F.conv2d: _conv2d,
     F.max_pool2d: _max_pool2d,
+    F.max_pool2d_with_indices: _max_pool2d_with_indices,
     F.avg_pool2d: _avg_pool2d,
     F.pad: _pad,
     F.alpha_dropout: _alpha_dropout,

@@ -38,6 +38,16 @@ class _ByPosition:
             raise IndexError(f"layer {name} was folded into the one before it at conversion")
         return self._modules[name]
 
+    def __setitem__(self, idx, module: Module) -> None:
+        """``model[i] = layer``: the layer at position i replaced, as torch's."""
+        try:
+            name = self._seq_names[operator.index(idx)]
+        except TypeError:
+            raise TypeError(f"{type(self).__name__} indices must be integers") from None
+        except IndexError:
+            raise IndexError(f"index {idx} is out of range") from None
+        self.add_module(name, module)
+
     def append(self, module: Module):
         """Add ``module`` at the end (under the next free number)."""
         name = str(len(self._seq_names))
@@ -83,6 +93,16 @@ class _Indexed(Module):
     @classmethod
     def _from_list(cls, mods):
         return cls(mods)
+
+    def __setitem__(self, idx: int, module: Module) -> None:
+        """``seq[i] = layer``, as torch's (a negative i counts from the end)."""
+        names = list(self._modules)
+        try:
+            self.add_module(names[operator.index(idx)], module)
+        except TypeError:
+            raise TypeError(f"{type(self).__name__} indices must be integers") from None
+        except IndexError:
+            raise IndexError(f"index {idx} is out of range") from None
 
     def append(self, module: Module):
         """Add ``module`` at the end."""
@@ -180,6 +200,8 @@ class _TracedList(_ByPosition, Module):
     through) inside a converted model: its converted children under
     torch's names, by position."""
 
+    _traced = True  # its layers run inline in the converted graph
+
     def __init__(self, names):
         super().__init__()
         self._seq_names = list(names)
@@ -204,4 +226,6 @@ def traced(kind: str | None, names) -> Module:
         return _TracedSequential(names)
     if kind == "list":
         return _TracedList(names)
-    return ModuleDict() if kind == "dict" else Module()
+    m = ModuleDict() if kind == "dict" else Module()
+    m.__dict__["_traced"] = True  # its layers run inline in the converted graph
+    return m

@@ -38,6 +38,15 @@ class ModuleHabits:
         return self._add_hook("_post_hooks", hook, prepend, with_kwargs)
 
     def _add_hook(self, name, hook, prepend, with_kwargs) -> RemovableHandle:
+        if getattr(self, "_traced", False):
+            # a block the conversion traced through is never called: its
+            # layers run inline, so its hook would silently never fire
+            raise NotImplementedError(
+                f"a forward hook on a {type(self).__name__} that from_pytorch traced "
+                "through: its layers run inline in the converted graph, so it is never "
+                "called; hook the model itself or one of its layers (a module the graph "
+                "calls: one converted as a layer)"
+            )
         table = _table(self, name)
         handle = RemovableHandle(table)
         table[handle.id] = (hook, bool(with_kwargs))
