@@ -334,3 +334,54 @@ def test_item_assignment_and_hooks_on_traced_blocks(session):
     pm(cryptgpu.cryptensor(X))
     assert seen == [1]
     assert usable()
+
+
+class _Tied(tnn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = tnn.Linear(4, 4)
+
+    def forward(self, x):
+        return torch.nn.functional.linear(self.fc(x), self.fc.weight)  # read twice
+
+
+class _WithBlock(tnn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block = tnn.Sequential(tnn.Linear(4, 3), tnn.ReLU())
+        self.out = tnn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.out(self.block(x))
+
+
+def test_replacing_tied_layers_traced_blocks_and_to_pytorch_of_added_layers(session):
+    """A weight read directly (F.linear(.., self.fc.weight)) kept coming
+    from the old fc after pm.fc was replaced (1.7 off); a block traced
+    through, replaced, ran its old forward inline with the new block's
+    layers (silently wrong); to_pytorch skipped layers appended after
+    conversion. Tolerance: two products of 4 terms, inputs below 3: TOL."""
+    torch.manual_seed(0)
+    tm = _Tied().double()
+    pm = cryptgpu.nn.from_pytorch(tm, X).encrypt()
+    tm.fc = tnn.Linear(4, 4).double()
+    pm.fc = cryptgpu.nn.from_pytorch(tm.fc).encrypt()
+    assert (pt(pm(cryptgpu.cryptensor(X))) - tm(X).detach()).abs().max() <= TOL
+    wb = _WithBlock().double()
+    pw = cryptgpu.nn.from_pytorch(wb, X).encrypt()
+    pw.block = cryptgpu.nn.from_pytorch(tnn.Sequential(tnn.Linear(4, 3)).double()).encrypt()
+    with pytest.raises(NotImplementedError, match="traced through"):
+        pw(cryptgpu.cryptensor(X))
+    ts = tnn.Sequential(tnn.Linear(4, 5), tnn.ReLU()).double()
+    ps = cryptgpu.nn.from_pytorch(ts, X)
+    head = tnn.Linear(5, 2).double()
+    ps.append(cryptgpu.nn.from_pytorch(head))
+    ts.append(head)
+    ps.encrypt().train()
+    opt = cryptgpu.optim.SGD(ps.parameters(), lr=0.5)
+    ps(cryptgpu.cryptensor(X)).sum().backward()
+    opt.step()
+    target = tnn.Sequential(tnn.Linear(4, 5), tnn.ReLU(), tnn.Linear(5, 2)).double()
+    ps.decrypt().to_pytorch(target)
+    assert (ps(X) - target(X)).abs().max() <= 1e-12  # the same weights, opened
+    assert usable()

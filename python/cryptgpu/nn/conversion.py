@@ -257,7 +257,13 @@ class Graph(Module):
         # each layer's place in the tree, looked up at every call, so that
         # a layer replaced (model.fc = Linear(...)) or deleted is the one
         # that runs, or raises, as in torch
-        self._attr_at, self._module_at = tracing.mount(self, modules, params, order or {}, layout)
+        attr_at, self._module_at = tracing.mount(self, modules, params, order or {}, layout)
+        # the tree as mounted: a block traced through (its layers inline in
+        # the graph) replaced later is refused, not half run; the model's
+        # own parameters are read from their owner's place at each call
+        self._mounted = {tuple(n.split(".")): m for n, m in self.named_modules() if n}
+        where = {id(m): p for p, m in self._mounted.items()}
+        self._attr_at = {t: (where.get(id(o), ()), leaf) for t, (o, leaf) in attr_at.items()}
         self._folded_batchnorms = folded_batchnorms
 
     def _why_not_trainable(self) -> str | None:
@@ -274,15 +280,27 @@ class Graph(Module):
 
     def _layer(self, target: str):
         """The module now at the place the conversion mounted ``target``."""
+        return self._walk(self._module_at[target], target)
+
+    def _walk(self, path: tuple, target: str):
+        """The module at ``path`` now; the blocks on the way must be those
+        mounted (their own forward ran inline at conversion)."""
         m = self
-        for part in self._module_at[target]:
+        for i, part in enumerate(path):
             sub = m.__dict__["_modules"]
             if part not in sub:
                 raise AttributeError(
                     f"{type(m).__name__} has no attribute {part!r} (the converted forward "
-                    f"calls {target!r}: it was deleted)"
+                    f"reads {target!r}: it was deleted)"
                 )
             m = sub[part]
+            if i < len(path) - 1 and m is not self._mounted.get(path[: i + 1], m):
+                block = ".".join(path[: i + 1])
+                raise NotImplementedError(
+                    f"{block!r} was replaced, but it is a block the conversion traced "
+                    "through: its old forward runs inline in the converted graph; replace "
+                    "it in the PyTorch model and convert that again, or replace its layers"
+                )
         return m
 
     def _layers(self):
@@ -365,8 +383,8 @@ class Graph(Module):
                 env[node.name] = bound[node.target]
             elif node.op == "get_attr":
                 if node.target in self._attr_at:
-                    owner, leaf = self._attr_at[node.target]
-                    env[node.name] = owner._params[leaf]
+                    path, leaf = self._attr_at[node.target]
+                    env[node.name] = to_torch._param_of(self._walk(path, node.target), leaf)
                 else:
                     env[node.name] = self._attrs[node.target]
             elif node.op == "call_module":

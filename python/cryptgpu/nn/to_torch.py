@@ -73,21 +73,74 @@ def _copy_back(m: Module, tm: torch.nn.Module, where: str, plan: list) -> None:
         _copy_into(getattr(tm, k, None), v, where + k, plan)
 
 
+def _inside(name: str, done: set, root) -> bool:
+    """Whether ``name`` lies inside a module already copied (an attention
+    layer's out_proj, an LSTM's cells)."""
+    parts = name.split(".")
+    m = root
+    for part in parts[:-1]:
+        m = m._modules.get(part)
+        if m is None:
+            return False
+        if id(m) in done:
+            return True
+    return False
+
+
 def graph_to_pytorch(self, model: torch.nn.Module) -> torch.nn.Module:
     """Copy this module's weights (opened if encrypted) into the PyTorch
     model it was converted from, by layer name, attention and encoder
-    layers and the model's own parameters included."""
-    torch_mods = dict(model.named_modules())
+    layers, the model's own parameters and layers added or replaced since
+    included; every shape is checked before anything is written."""
     plan: list = []
-    for target, m in self._layers():
-        # a bare layer was converted wrapped: its target is the model itself
-        tm = model if target == self._root_target else torch_mods.get(target)
-        if tm is not None:
-            _copy_back(m, tm, f"{target}." if target != self._root_target else "", plan)
-    for target, (node, name) in self._attr_at.items():
-        owner, _, leaf = target.rpartition(".")
-        _copy_into(getattr(torch_mods.get(owner), leaf, None), node._params[name], target, plan)
+    _plan_graph(self, model, "", plan)
     with torch.no_grad():
         for p, v in plan:
             p.copy_(_opened(v).to(p.dtype))
     return model
+
+
+def _plan_module(m: Module, tm: torch.nn.Module, where: str, plan: list) -> None:
+    """Plan a layer, or a converted model put in a layer's place (a new
+    head converted with from_pytorch), into torch's ``tm``."""
+    if hasattr(m, "_module_at"):  # a converted Graph
+        _plan_graph(m, tm, where, plan)
+    else:
+        _copy_back(m, tm, where, plan)
+
+
+def _plan_graph(self, model: torch.nn.Module, where: str, plan: list) -> None:
+    torch_mods = dict(model.named_modules())
+    done: set = set()
+    for target, m in self._layers():
+        # a bare layer was converted wrapped: its target is the model itself
+        bare = target == self._root_target
+        tm = model if bare else torch_mods.get(target)
+        if tm is not None:
+            _plan_module(m, tm, where + ("" if bare else f"{target}."), plan)
+        done.update(id(sub) for sub in m.modules())
+    for target, (path, name) in self._attr_at.items():
+        owner, _, leaf = target.rpartition(".")
+        node = self._walk(path, target)
+        value = _param_of(node, name)
+        _copy_into(getattr(torch_mods.get(owner), leaf, None), value, where + target, plan)
+    # layers added after conversion (append, add_module, a new attribute):
+    # copied by name, as torch's load_state_dict would
+    for name, m in self.named_modules():
+        if not name or id(m) in done or _inside(name, done, self):
+            continue
+        if hasattr(m, "_module_at") or m._params:
+            tm = torch_mods.get(name)
+            if tm is None:
+                raise RuntimeError(
+                    f"to_pytorch: {where + name!r} ({type(m).__name__}), added after "
+                    "conversion, has no module of that name in the PyTorch model"
+                )
+            _plan_module(m, tm, f"{where}{name}.", plan)
+            done.update(id(sub) for sub in m.modules())
+
+
+def _param_of(owner, name: str):
+    """``owner``'s parameter ``name``: its own, or, for a converted bare
+    layer standing in its place, the wrapped layer's (``fc.weight``)."""
+    return owner._params[name] if name in owner._params else getattr(owner, name)
