@@ -385,3 +385,26 @@ def test_replacing_tied_layers_traced_blocks_and_to_pytorch_of_added_layers(sess
     ps.decrypt().to_pytorch(target)
     assert (ps(X) - target(X)).abs().max() <= 1e-12  # the same weights, opened
     assert usable()
+
+
+def test_module_names_and_state_dict_habits_as_torchs(session):
+    """add_module / ModuleDict took an int, "x.y" or "" as a name, and the
+    module then failed in parameters(); a BatchNorm state without
+    num_batches_tracked (older checkpoints) was refused as missing a key;
+    load_state_dict(assign=) raised TypeError."""
+    d = cryptgpu.nn.ModuleDict()
+    with pytest.raises(TypeError, match="string"):
+        d[1] = cryptgpu.nn.ReLU()
+    with pytest.raises(KeyError):
+        d["x.y"] = cryptgpu.nn.ReLU()
+    with pytest.raises(KeyError):
+        cryptgpu.nn.Sequential().add_module("", cryptgpu.nn.ReLU())
+    assert list(d.parameters()) == []
+    tm = tnn.Sequential(tnn.Linear(4, 3), tnn.BatchNorm1d(3)).double()
+    pm = cryptgpu.nn.from_pytorch(tm, fold_batchnorm=False)
+    old = {k: v for k, v in tm.state_dict().items() if "num_batches" not in k}
+    assert pm.load_state_dict(old).missing_keys == []
+    w = torch.ones(3, 4, dtype=torch.float64)
+    pm.load_state_dict({**old, "0.weight": w}, assign=True)
+    assert pm[0].weight is w
+    assert usable()

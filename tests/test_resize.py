@@ -13,6 +13,8 @@ plus one truncation (TRUNC); an axis where each output copies one input
 adds nothing. The input's own encoding starts it at ENC.
 """
 
+import math
+
 import pytest
 import torch
 import torch.nn as tnn
@@ -171,6 +173,8 @@ def test_costs_copies_are_free_and_each_weighted_axis_is_one_truncation(session)
         ({"scale_factor": 2, "mode": "nearest", "align_corners": True}, ValueError),
         ({"scale_factor": 2, "mode": "nearest", "antialias": True}, ValueError),
         ({"size": (0, 3)}, RuntimeError),
+        ({"size": (0, 3), "mode": "bilinear"}, RuntimeError),  # it was ZeroDivisionError
+        ({"scale_factor": math.nan}, RuntimeError),  # it was OutOfMemoryError
         ({"scale_factor": 2, "mode": "spline"}, NotImplementedError),
     ],
 )

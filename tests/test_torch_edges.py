@@ -7,6 +7,8 @@ formatting of a multi-element tensor, and pos_pow(0). Each fails on the
 code before the fix; values are exact (public positions, integers).
 """
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -247,3 +249,21 @@ def test_pow_with_a_shared_exponent_and_max_pool_indices(session):
     with pytest.raises(NotImplementedError, match="one-hot"):
         torch.nn.functional.max_pool2d(img, 2, return_indices=True)
     assert opened_values(cryptgpu.cryptensor(v) + 1).tolist() == [1.5, 2.5, 4.0]
+
+
+def test_pow_exponents_infinite_or_requiring_grad(session):
+    """x ** inf raised OverflowError and x ** nan a bare int-conversion
+    ValueError; now the library's EncodingError (a ValueError) for any
+    exponent that is not finite. A 0-d torch exponent requiring grad lost
+    its gradient silently; backward() now raises, as for s * x."""
+    x = cryptgpu.cryptensor(torch.tensor([1.5, 2.0]), requires_grad=True)
+    for bad in (math.inf, -math.inf, math.nan):
+        with pytest.raises(cryptgpu.EncodingError):
+            x**bad
+        with pytest.raises(cryptgpu.EncodingError):
+            x.pos_pow(bad)
+    e = torch.tensor(1.3, dtype=D, requires_grad=True)
+    y = (x**e).sum()
+    with pytest.raises(RuntimeError, match="requires grad"):
+        y.backward()
+    assert opened_values(cryptgpu.cryptensor(torch.tensor([1.5])) + 1).tolist() == [2.5]

@@ -155,10 +155,14 @@ class ActivationOps:
         range-reduced log: about 1e-4 relative); a negative whole p through
         the reciprocal, any other negative p as 2^(p log2 x); a SharedTensor
         p privately as 2^(p log2 x)."""
-        if isinstance(p, TensorBase) or (torch.is_tensor(p) and p.numel() > 1):
-            # a private exponent, or one per element: 2^(p log2 x), x > 0
+        if isinstance(p, TensorBase) or (torch.is_tensor(p) and (p.numel() > 1 or p.requires_grad)):
+            # a private exponent, one per element, or a torch one whose
+            # gradient is asked for (the product records it, or reports it
+            # lost): 2^(p log2 x), x > 0
             return fx.exp2(self.log() * (p * (1 / math.log(2))))
         p = public_number(p, "pos_pow exponent")
+        if not math.isfinite(p):
+            raise EncodingError(f"pos_pow exponent {p}: a finite exponent is needed")
         if p < 0 and p != math.floor(p):
             # 2^(p log2 x) at once: the reciprocal first lost 1/x's relative
             # precision where x is large (1000^-0.75 was 4e-3 off, 1e4^-0.5

@@ -13,7 +13,7 @@ import torch
 from . import autograd as ag
 from . import functions as fx
 from . import gradients as gr
-from ._native import ShapeError
+from ._native import EncodingError, ShapeError
 from ._plain import _buf, _float64, _is_integer_plain, _plain_array
 from .tensor_base import READ_ONLY, TensorBase
 
@@ -112,12 +112,16 @@ class ArithmeticOps:
         any other exponent :meth:`pos_pow` (x > 0; torch gives nan for x < 0
         there, ours is meaningless) (their approximations and input ranges
         apply)."""
-        if isinstance(p, TensorBase):
-            # a private exponent (a learnable one: x ** self.p): 2^(p log2 x), x > 0
+        if isinstance(p, TensorBase) or (torch.is_tensor(p) and p.requires_grad):
+            # a private exponent (a learnable one: x ** self.p), or a torch
+            # one whose gradient is asked for (recorded, or reported lost):
+            # 2^(p log2 x), x > 0
             return self.pos_pow(p)
         e = float(_plain_array(p, "pow exponent")) if np.ndim(p) == 0 else None
         if e is None:
             raise NotImplementedError("pow: the exponent must be one public number")
+        if not math.isfinite(e):
+            raise EncodingError(f"pow exponent {e}: a finite exponent is needed")
         if e == 0.5:
             return self.sqrt()
         if not e.is_integer():

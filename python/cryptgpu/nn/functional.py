@@ -71,7 +71,7 @@ def _batch_norm(
             "be private; pass running_mean=None, running_var=None, or shared ones"
         )
     if not training and running_mean is None:
-        raise ValueError("F.batch_norm in eval mode needs running_mean and running_var")
+        raise RuntimeError("running_mean must be defined in evaluation mode")  # torch's
     bn = BatchNorm(weight, bias, running_mean, running_var, eps, momentum)
     bn.training = bool(training)
     y = bn.forward(x)  # not __call__: the caller's tensors keep their grad flags

@@ -56,9 +56,15 @@ class Module(ModuleHabits):
         self._params[name] = value
 
     def add_module(self, name: str, module: Module | None) -> None:
-        """Add a child module under ``name``."""
+        """Add a child module under ``name`` (checked as torch checks it)."""
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"{type(module).__name__} is not a cryptgpu.nn.Module subclass")
+        if not isinstance(name, str):
+            raise TypeError(f"module name should be a string. Got {type(name).__name__}")
+        if "." in name:
+            raise KeyError(f'module name can\'t contain ".", got: {name}')
+        if name == "":
+            raise KeyError('module name can\'t be empty string ""')
         self._params.pop(name, None)
         self._modules[name] = module
 
@@ -265,7 +271,7 @@ class Module(ModuleHabits):
         (SharedTensors once encrypted). Save it with :func:`cryptgpu.save`."""
         return OrderedDict((name, table[k]) for name, _, table, k in self._named_state())
 
-    def load_state_dict(self, state: dict, strict: bool = True):
+    def load_state_dict(self, state: dict, strict: bool = True, assign: bool = False):
         """Load parameters and buffers from ``state`` (e.g. from :func:`cryptgpu.load`,
         or a torch model's ``state_dict()``). A shared parameter is updated in
         place, so optimisers built on it keep working; plaintext values into
@@ -273,7 +279,8 @@ class Module(ModuleHabits):
         ``strict`` (the default), missing or unexpected names and shape
         mismatches raise RuntimeError as in torch; returns the missing and
         unexpected names as torch's named tuple (``.missing_keys``,
-        ``.unexpected_keys``)."""
+        ``.unexpected_keys``). ``assign=True`` takes a plaintext model's
+        values as its tensors rather than copying them in, as torch's."""
         state = dict(state)
         for name, v in state.items():
             if not isinstance(v, (torch.Tensor, SharedTensor)):
@@ -286,7 +293,9 @@ class Module(ModuleHabits):
             if hasattr(m, "_from_torch_names"):  # torch's names for our layout
                 m._from_torch_names(name + "." if name else "", state)
         own = {name: (m, table, k) for name, m, table, k in self._named_state()}
-        missing = [n for n in own if n not in state]
+        # torch's BatchNorm loads a state without num_batches_tracked (older
+        # checkpoints) and keeps its own count
+        missing = [n for n in own if n not in state and not n.endswith("num_batches_tracked")]
         unexpected = [n for n in state if n not in own]
         if strict and (missing or unexpected):
             raise RuntimeError(
@@ -313,7 +322,12 @@ class Module(ModuleHabits):
             elif isinstance(new, SharedTensor) and table is m._params:
                 _as_param(new, m.training, getattr(old, "_frozen", False))
                 table[k] = new
-            elif isinstance(old, torch.Tensor) and isinstance(new, torch.Tensor):
+            elif (
+                isinstance(old, torch.Tensor)
+                and isinstance(new, torch.Tensor)
+                and isinstance(table, dict)  # not BatchNorm's counter, an int
+                and not assign
+            ):
                 # plaintext into plaintext: the values copied in place, as
                 # torch's (the model's tensors keep their identity and
                 # float64; until 2026-12-05 it held the caller's tensors,

@@ -65,8 +65,13 @@ def interpolate(
     meta = torch.empty(tuple(x.shape), device="meta")
     try:
         shape = F.interpolate(meta, size, scale_factor, mode, **kw).shape
+    except ZeroDivisionError:  # torch's meta kernels divide by a zero output size
+        raise RuntimeError(
+            f"Input and output sizes should be greater than 0, but got input size "
+            f"{list(x.shape)[2:]} and output size {size}"
+        ) from None
     except RuntimeError as e:
-        if "overflow" in str(e):  # torch's own words; a MemoryError too, as the engine's
+        if "Storage size calculation overflowed" in str(e):  # a MemoryError too, as the engine's
             raise OutOfMemoryError(f"interpolate: {e}") from None
         raise
     check_positions(math.prod(shape), "interpolate")
