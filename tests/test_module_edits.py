@@ -408,3 +408,21 @@ def test_module_names_and_state_dict_habits_as_torchs(session):
     pm.load_state_dict({**old, "0.weight": w}, assign=True)
     assert pm[0].weight is w
     assert usable()
+
+
+def test_del_of_a_container_item_as_torchs(session):
+    """del seq[i] raised TypeError; torch's Sequential and ModuleList drop
+    the item and renumber the rest; on a converted Sequential the graph
+    then raises AttributeError where it called the deleted layer."""
+    own = cryptgpu.nn.Sequential(cryptgpu.nn.ReLU(), cryptgpu.nn.Identity(), cryptgpu.nn.ReLU())
+    del own[1]
+    assert len(own) == 2 and list(own._modules) == ["0", "1"]
+    lst = cryptgpu.nn.ModuleList([cryptgpu.nn.ReLU(), cryptgpu.nn.Identity()])
+    del lst[0]
+    assert isinstance(lst[0], cryptgpu.nn.Identity)
+    ps = cryptgpu.nn.from_pytorch(tnn.Sequential(tnn.Linear(4, 3), tnn.ReLU()).double(), X)
+    del ps[1]
+    assert len(ps) == 1
+    with pytest.raises(AttributeError):
+        ps(cryptgpu.cryptensor(X))
+    assert usable()

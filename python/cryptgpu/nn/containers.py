@@ -48,6 +48,18 @@ class _ByPosition:
             raise IndexError(f"index {idx} is out of range") from None
         self.add_module(name, module)
 
+    def __delitem__(self, idx) -> None:
+        """``del model[i]``: that layer removed (a converted model whose
+        graph calls it then raises AttributeError, as after ``del``)."""
+        try:
+            name = self._seq_names[operator.index(idx)]
+        except TypeError:
+            raise TypeError(f"{type(self).__name__} indices must be integers") from None
+        except IndexError:
+            raise IndexError(f"index {idx} is out of range") from None
+        self._modules.pop(name, None)
+        self._seq_names = [n for n in self._seq_names if n != name]
+
     def append(self, module: Module):
         """Add ``module`` at the end (under the next free number)."""
         name = str(len(self._seq_names))
@@ -93,6 +105,15 @@ class _Indexed(Module):
     @classmethod
     def _from_list(cls, mods):
         return cls(mods)
+
+    def __delitem__(self, idx) -> None:
+        """``del seq[i]`` (or a slice), the rest renumbered 0, 1, ... as torch's."""
+        names = list(self._modules)
+        picked = names[idx] if isinstance(idx, slice) else [names[operator.index(idx)]]
+        kept = [m for n, m in self._modules.items() if n not in picked]
+        self._modules.clear()
+        for i, m in enumerate(kept):
+            self._modules[str(i)] = m
 
     def __setitem__(self, idx: int, module: Module) -> None:
         """``seq[i] = layer``, as torch's (a negative i counts from the end)."""
