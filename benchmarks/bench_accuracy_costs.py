@@ -5,7 +5,8 @@ CPU local runtime.
 
 Run: python3 benchmarks/bench_accuracy_costs.py (a few seconds); the
 numbers are in benchmarks/RESULTS.md ("Accuracy fixes of 2026-12-05",
-"2026-12-05 (eighth session)", "(tenth session)" and "(eleventh session)").
+"2026-12-05 (eighth session)", "(tenth session)", "(eleventh session)"
+and "(twelfth session)").
 """
 
 import time
@@ -114,6 +115,33 @@ def main():
         cell = cryptgpu.nn.LSTMCell(32, 64).encrypt()
         h0 = cryptgpu.cryptensor(torch.zeros(8, 64, dtype=torch.float64))
         measure("LSTMCell 32->64 step, batch 8", lambda: cell(seq[0], (h0, h0)))
+    # twelfth session: the new layers, and cross-entropy with a shared target
+    interp = torch.nn.functional.interpolate
+    measure(
+        "interpolate bilinear x2, 16x64x8x8", lambda: interp(img, scale_factor=2, mode="bilinear")
+    )
+    measure("interpolate nearest x1.5, 16x64x8x8 (local)", lambda: interp(img, scale_factor=1.5))
+    if hasattr(cryptgpu.nn, "LocalResponseNorm"):
+        lrn = cryptgpu.nn.LocalResponseNorm(5)
+        measure("LocalResponseNorm(5) 16x64x8x8", lambda: lrn(img))
+    pool = torch.nn.functional.max_pool2d
+    measure("max_pool2d 3/2 16x64x8x8", lambda: pool(img, 3, 2))
+    measure("max_pool2d 3/2 ceil_mode 16x64x8x8", lambda: pool(img, 3, 2, ceil_mode=True))
+    aap = torch.nn.functional.adaptive_avg_pool2d
+    measure("adaptive_avg_pool2d 16x64x8x8 to 3x3", lambda: aap(img, 3))
+    amp = torch.nn.functional.adaptive_max_pool2d
+    measure("adaptive_max_pool2d 16x64x8x8 to 3x3", lambda: amp(img, 3))
+    measure(
+        "avg_pool2d 3/2/1 count_include_pad=False", lambda: img.avg_pool2d(3, 2, 1, False, False)
+    )
+    onehot = torch.nn.functional.one_hot(torch.arange(64) % 10, 10).double()
+    shared_y = cryptgpu.cryptensor(onehot)
+
+    def ce_shared_target():
+        z = cryptgpu.cryptensor(torch.randn(64, 10, dtype=torch.float64), requires_grad=True)
+        cryptgpu.nn.CrossEntropyLoss()(z, shared_y).backward()
+
+    measure("CrossEntropy 64x10 shared one-hot fwd+bwd", ce_shared_target)
 
 
 if __name__ == "__main__":
