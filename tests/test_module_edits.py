@@ -426,3 +426,43 @@ def test_del_of_a_container_item_as_torchs(session):
     with pytest.raises(AttributeError):
         ps(cryptgpu.cryptensor(X))
     assert usable()
+
+
+def test_folded_layers_plaintext_decrypt_and_extra_state_keys(session):
+    """A review of the day's changes found: del / item assignment at a
+    BatchNorm folded into its conv was accepted and did nothing (the fold
+    stayed, and deleting shifted which appended layers ran); decrypt() of
+    a plaintext model needed a session; a non-tensor extra key failed a
+    load_state_dict(strict=False) that torch takes. Tolerance: TOL."""
+    torch.manual_seed(0)
+    tm = tnn.Sequential(tnn.Conv2d(1, 2, 3), tnn.BatchNorm2d(2), tnn.ReLU(), tnn.Flatten())
+    tm = tm.double().eval()
+    img = torch.rand(1, 1, 4, 4, dtype=torch.float64)
+    pm = cryptgpu.nn.from_pytorch(tm, img)
+    head = tnn.Linear(8, 2).double()
+    pm.append(cryptgpu.nn.from_pytorch(head))
+    for change in (lambda: pm.__delitem__(1), lambda: pm.__setitem__(1, cryptgpu.nn.ReLU())):
+        with pytest.raises(NotImplementedError, match="folded"):
+            change()
+    with pytest.raises(NotImplementedError, match="folded"):
+        pm.add_module("1", cryptgpu.nn.ReLU())
+    del pm[2]  # the ReLU: the appended head still runs last
+    with pytest.raises(AttributeError):
+        pm(cryptgpu.cryptensor(img))
+    result = pm.load_state_dict({**pm.state_dict(), "note": "v2"}, strict=False)
+    assert result.unexpected_keys == ["note"]
+    cryptgpu.uninit()
+    cryptgpu.nn.from_pytorch(Net().double(), X).decrypt()  # plaintext: no session needed
+    cryptgpu.init(precision_bits=16, seed=3)
+    assert usable()
+
+
+def test_plaintext_predictions_requiring_grad_with_a_shared_target_are_named(session):
+    """Their gradient cannot be had (the loss is private); backward() said
+    only that no input requires grad, and now names them."""
+    logits = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    y = cryptgpu.cryptensor(torch.eye(4, dtype=torch.float64)[:3])
+    loss = cryptgpu.nn.CrossEntropyLoss()(logits, y)
+    with pytest.raises(RuntimeError, match="cross_entropy"):
+        loss.backward()
+    assert usable()

@@ -267,3 +267,18 @@ def test_pow_exponents_infinite_or_requiring_grad(session):
     with pytest.raises(RuntimeError, match="requires grad"):
         y.backward()
     assert opened_values(cryptgpu.cryptensor(torch.tensor([1.5])) + 1).tolist() == [2.5]
+
+
+def test_a_whole_exponent_requiring_grad_keeps_square_and_multiply(session):
+    """A review found x ** p with p an integer-valued torch tensor requiring
+    grad routed to pos_pow (x > 0 only): (-3) ** 2 came out 0. Whole
+    exponents are square and multiply again (exact up to one truncation
+    per product: 9 ENC + TRUNC on |x| <= 3), the gradient still reported
+    lost."""
+    v = torch.tensor([-3.0, -0.5, 2.0], dtype=D)
+    p = torch.tensor(2.0, dtype=D, requires_grad=True)
+    x = cryptgpu.cryptensor(v, requires_grad=True)
+    y = x**p
+    assert (opened_values(y) - v**2).abs().max() <= 6 * 2.0**-17 + 2.0**-16
+    with pytest.raises(RuntimeError, match="requires grad"):
+        y.sum().backward()

@@ -112,11 +112,17 @@ class ArithmeticOps:
         any other exponent :meth:`pos_pow` (x > 0; torch gives nan for x < 0
         there, ours is meaningless) (their approximations and input ranges
         apply)."""
-        if isinstance(p, TensorBase) or (torch.is_tensor(p) and p.requires_grad):
-            # a private exponent (a learnable one: x ** self.p), or a torch
-            # one whose gradient is asked for (recorded, or reported lost):
-            # 2^(p log2 x), x > 0
+        if isinstance(p, TensorBase):
+            # a private exponent (a learnable one: x ** self.p): 2^(p log2 x), x > 0
             return self.pos_pow(p)
+        if torch.is_tensor(p) and p.requires_grad and p.numel() == 1:
+            # a torch exponent whose gradient is asked for: noted, so the
+            # products below carry the news of its lost gradient (or a
+            # fractional one goes to pos_pow's recorded product)
+            v = float(p.detach())
+            if math.isfinite(v) and not v.is_integer():
+                return self.pos_pow(p)
+            self._plain(p, "pow exponent")
         e = float(_plain_array(p, "pow exponent")) if np.ndim(p) == 0 else None
         if e is None:
             raise NotImplementedError("pow: the exponent must be one public number")

@@ -25,38 +25,41 @@ class _ByPosition:
     def __iter__(self):
         return (self._modules[k] for k in self._seq_names if k in self._modules)
 
-    def __getitem__(self, idx):
-        if isinstance(idx, slice):
-            raise NotImplementedError("slicing a converted Sequential: convert model[a:b] instead")
+    def _name_at(self, idx, change: bool = False) -> str:
+        """The child name at position ``idx``; a layer folded away at
+        conversion (BatchNorm into its conv) raises: reading it, since it is
+        gone, and changing it, since its effect stays in the conv."""
         try:
             name = self._seq_names[operator.index(idx)]
         except TypeError:
             raise TypeError(f"{type(self).__name__} indices must be integers") from None
         except IndexError:
             raise IndexError(f"index {idx} is out of range") from None
-        if name not in self._modules:
+        if name in self.__dict__.get("_folded_names", ()):
+            if change:
+                raise NotImplementedError(
+                    f"layer {name} was folded into the one before it at conversion: its "
+                    "effect stays there; convert with fold_batchnorm=False to change it"
+                )
             raise IndexError(f"layer {name} was folded into the one before it at conversion")
+        return name
+
+    def __getitem__(self, idx):
+        if isinstance(idx, slice):
+            raise NotImplementedError("slicing a converted Sequential: convert model[a:b] instead")
+        name = self._name_at(idx)
+        if name not in self._modules:
+            raise IndexError(f"layer {name} was deleted")
         return self._modules[name]
 
     def __setitem__(self, idx, module: Module) -> None:
         """``model[i] = layer``: the layer at position i replaced, as torch's."""
-        try:
-            name = self._seq_names[operator.index(idx)]
-        except TypeError:
-            raise TypeError(f"{type(self).__name__} indices must be integers") from None
-        except IndexError:
-            raise IndexError(f"index {idx} is out of range") from None
-        self.add_module(name, module)
+        self.add_module(self._name_at(idx, change=True), module)
 
     def __delitem__(self, idx) -> None:
         """``del model[i]``: that layer removed (a converted model whose
         graph calls it then raises AttributeError, as after ``del``)."""
-        try:
-            name = self._seq_names[operator.index(idx)]
-        except TypeError:
-            raise TypeError(f"{type(self).__name__} indices must be integers") from None
-        except IndexError:
-            raise IndexError(f"index {idx} is out of range") from None
+        name = self._name_at(idx, change=True)
         self._modules.pop(name, None)
         self._seq_names = [n for n in self._seq_names if n != name]
 

@@ -278,6 +278,16 @@ class Graph(Module):
             "the model in train mode (model.train()) or pass fold_batchnorm=False"
         )
 
+    def add_module(self, name: str, module) -> None:
+        """As Module's; a BatchNorm folded into its conv at conversion cannot
+        be replaced (its effect stays in the conv)."""
+        if name in self.__dict__.get("_folded_names", ()):
+            raise NotImplementedError(
+                f"{name!r} was folded into the convolution before it at conversion: its "
+                "effect stays there; convert with fold_batchnorm=False to change it"
+            )
+        super().add_module(name, module)
+
     def _layer(self, target: str):
         """The module now at the place the conversion mounted ``target``."""
         return self._walk(self._module_at[target], target)
@@ -443,9 +453,10 @@ class SequentialGraph(_ByPosition, Graph):
     def forward(self, *inputs, **named):
         """The converted layers, then any added since."""
         out = super().forward(*inputs, **named)
-        for name in self._seq_names[self.__dict__.get("_traced_count", len(self._seq_names)) :]:
+        traced = self.__dict__.get("_traced_names", set(self._seq_names))
+        for name in self._seq_names:
             m = self._modules.get(name)
-            if m is not None:
+            if name not in traced and m is not None:
                 out = m(out)
         return out
 
@@ -612,7 +623,14 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
     }
     out = kind(gm.graph, converted, attrs, folded, params, defaults, order, layout)
     out._seq_names = [n for n, _ in model.named_children()]
-    out._traced_count = len(out._seq_names)
+    out._traced_names = set(out._seq_names)
+    # BatchNorm layers folded into their convs: changing them would not
+    # reach the conv (refused), on the top level by name or position
+    out._folded_names = {
+        n
+        for n, m in model.named_children()
+        if isinstance(m, torch.nn.BatchNorm2d) and n not in converted
+    }
     out._root_target = root
     out.eval()
     if dummy_input is not None:

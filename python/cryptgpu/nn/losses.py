@@ -259,6 +259,7 @@ class CrossEntropyLoss(_ClassLoss):
         if self.reduction == "mean":
             _no_mean_over_nothing(denom, "cross_entropy")
         if not isinstance(logits, SharedTensor):  # public logits, shared target
+            _note_public_prediction(logits, "cross_entropy")
             lsm = torch.log_softmax(logits.detach().to(torch.float64), 1)
             return self._reduced((y * lsm).sum(1).neg(), denom)
         want_grad = ag.needs_grad(logits)
@@ -287,6 +288,15 @@ class CrossEntropyLoss(_ClassLoss):
             return (diff * g,)
 
         return ag.record(loss, (logits,), back)
+
+
+def _note_public_prediction(x, what: str) -> None:
+    """Plaintext predictions that require grad meet a shared target: the
+    loss is private, so their gradient cannot be had; a backward() then
+    names them (autograd.note_unrecorded) rather than only "no input
+    requires grad"."""
+    if isinstance(x, torch.Tensor) and x.requires_grad and ag.is_grad_enabled():
+        ag.note_unrecorded(x, what)
 
 
 def _class_rows(x, target, what: str):
@@ -409,6 +419,7 @@ class BCEWithLogitsLoss(_Tracked):
         if not isinstance(x, SharedTensor) and isinstance(target, SharedTensor):
             # public logits: torch's softplus terms, linear in the shared y
             # (a y + b), one product by a public factor
+            _note_public_prediction(x, "binary_cross_entropy_with_logits")
             xd = x.detach().to(torch.float64)
             y, sp = _same_shape(xd, target, "BCEWithLogitsLoss"), F.softplus(xd)
             pw = 1.0 if self.pos_weight is None else self.pos_weight
@@ -468,6 +479,7 @@ class BCELoss(_Tracked):
         if not isinstance(p, SharedTensor) and isinstance(target, SharedTensor):
             # public probabilities: torch's clamped logs, linear in the
             # shared y, one product by a public factor
+            _note_public_prediction(p, "binary_cross_entropy")
             pd = p.detach().to(torch.float64)
             if bool(((pd < 0) | (pd > 1)).any()):
                 raise RuntimeError("all elements of input should be between 0 and 1")

@@ -282,8 +282,9 @@ class Module(ModuleHabits):
         ``.unexpected_keys``). ``assign=True`` takes a plaintext model's
         values as its tensors rather than copying them in, as torch's."""
         state = dict(state)
+        own_names = {name for name, *_ in self._named_state()}
         for name, v in state.items():
-            if not isinstance(v, (torch.Tensor, SharedTensor)):
+            if name in own_names and not isinstance(v, (torch.Tensor, SharedTensor)):
                 raise RuntimeError(
                     f"Error(s) in loading state_dict for {type(self).__name__}: While copying "
                     f"the parameter named {name!r}, expected torch.Tensor or Tensor-like object "
@@ -410,11 +411,12 @@ class Module(ModuleHabits):
     def _check_session(self) -> None:
         """Refuse a model whose shares belong to an earlier session (encrypt()
         left them as they were, so the model failed at its next use)."""
-        sid = _session.current().id
         for m in self.modules():
             tables = (m._params, m.__dict__.get("_buffers") or {})
             for v in (v for t in tables for v in t.values()):
-                if isinstance(v, SharedTensor) and v._session.id != sid:
+                # the session looked up only for a share (a plaintext model
+                # decrypts with no session, as before)
+                if isinstance(v, SharedTensor) and v._session.id != _session.current().id:
                     raise RuntimeError(
                         "this model was encrypted in an earlier session (cryptgpu.init() was "
                         "called again), whose shares ended with it: load its weights again "
