@@ -182,17 +182,10 @@ def _max_pool2d(
     )
 
 
-def _avg_pool2d(
-    x,
-    kernel_size,
-    stride=None,
-    padding=0,
-    ceil_mode=False,
-    count_include_pad=True,
-    divisor_override=None,
-):
-    opts = (ceil_mode, count_include_pad, divisor_override)
-    return x.avg_pool2d(kernel_size, stride, padding, *opts)
+def _avg_pool2d(x, *args, **kwargs):
+    # the method takes torch's signature (ceil_mode, count_include_pad,
+    # divisor_override included)
+    return x.avg_pool2d(*args, **kwargs)
 
 
 def _pad(x, pad, mode="constant", value=None):
