@@ -293,9 +293,7 @@ class LayerOps:
                 raise NotImplementedError(
                     "max_pool2d with ceil_mode and dilation on a SharedTensor"
                 )
-            e = [_ceil_extra(n, *a) for n, a in zip(tuple(x.shape)[-2:], zip(k, st, pad))]
-            if any(e):
-                x = x.pad((0, e[1], 0, e[0]), mode="replicate")
+            x = _ceil_pad(x, k, st, pad, "replicate")
         grad = ag.needs_grad(x)
         with ag.inside(grad):
             win = x._wrap(x._s().pool_windows(x._t, (k, st, pad, dil)))
@@ -318,9 +316,7 @@ def _avg_pool_weighted(x, k, st, pad, ceil_mode, count_include_pad, divisor_over
     count = torch.nn.functional.avg_pool2d(ones, k, st, pad, ceil_mode, True, 1)
     factor = torch.where(count > 0, want * (k[0] * k[1]) / count.clamp(min=1), 0.0)
     if ceil_mode:
-        e = [_ceil_extra(n, *a) for n, a in zip((h, w), zip(k, st, pad))]
-        if any(e):
-            x = x.pad((0, e[1], 0, e[0]))  # zeros: they add nothing to a sum
+        x = _ceil_pad(x, k, st, pad, "constant")  # zeros: they add nothing to a sum
     out = x.avg_pool2d(k, st, pad)
     return out if bool((factor == 1).all()) else out * factor
 
@@ -365,6 +361,14 @@ def _adaptive_axis_max(x, dim: int, o: int):
     idx = torch.tensor([[a + min(j, b - a - 1) for j in range(k)] for a, b in bounds])
     y = x.movedim(dim, -1).index_select(-1, idx.reshape(-1))
     return y.reshape(tuple(y.shape[:-1]) + (o, k)).amax(-1).movedim(-1, dim)
+
+
+def _ceil_pad(x, k, st, pad, mode: str):
+    """x extended after its last row and column (``mode``: "replicate" for a
+    maximum, "constant" zeros for a sum) as far as torch's ceil_mode
+    windows reach past the padded input."""
+    e = [_ceil_extra(n, *a) for n, a in zip(tuple(x.shape)[-2:], zip(k, st, pad))]
+    return x.pad((0, e[1], 0, e[0]), mode=mode) if any(e) else x
 
 
 def _ceil_extra(n: int, k: int, s: int, p: int) -> int:

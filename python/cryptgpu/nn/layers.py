@@ -184,6 +184,7 @@ class MaxPool2d(Module):
     ceil_mode), as torch."""
 
     kind = POOLING
+    ceil_mode = False  # (a layer pickled before it had one)
 
     def __init__(
         self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False
@@ -196,7 +197,7 @@ class MaxPool2d(Module):
 
     def forward(self, x):
         """The maximum over each window, by a comparison tournament."""
-        c = self.__dict__.get("ceil_mode", False)
+        c = self.ceil_mode
         if isinstance(x, SharedTensor):
             return x.max_pool2d(self.k, stride=self.s, padding=self.p, dilation=self.d, ceil_mode=c)
         return F.max_pool2d(x, self.k, self.s, self.p, self.d, ceil_mode=c)
@@ -211,6 +212,7 @@ class AvgPool2d(Module):
     # the SharedTensor method and the torch function it stands for
     # (AvgPool1d: the 1-D pair)
     _method, _plain = "avg_pool2d", staticmethod(F.avg_pool2d)
+    opts = (False, True, None)  # ceil_mode, count_include_pad, divisor_override
 
     def __init__(
         self,
@@ -228,7 +230,7 @@ class AvgPool2d(Module):
     def forward(self, x):
         """The mean over each window (a local sum, then one division by a
         public integer; other options: ``SharedTensor.avg_pool2d``)."""
-        opts = self.__dict__.get("opts", (False, True, None))
+        opts = self.opts
         if self._method == "avg_pool1d":  # no divisor_override in 1-D, as torch
             opts = opts[:2]
         if isinstance(x, SharedTensor):

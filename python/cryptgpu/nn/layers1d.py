@@ -60,6 +60,7 @@ class MaxPool1d(Module):
     ceil_mode=False)``."""
 
     kind = POOLING
+    ceil_mode = False  # (a layer pickled before it had one)
 
     def __init__(
         self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False
@@ -72,7 +73,7 @@ class MaxPool1d(Module):
 
     def forward(self, x):
         """Max over each window."""
-        c = self.__dict__.get("ceil_mode", False)
+        c = self.ceil_mode
         if isinstance(x, SharedTensor):
             return x.max_pool1d(self.k, self.s, self.p, self.d, ceil_mode=c)
         return F.max_pool1d(x, self.k, self.s, self.p, self.d, ceil_mode=c)
