@@ -411,6 +411,13 @@ def test_encoder_crypten_base_class_encrypt_mode_and_batchnorm(ctx):
     got = F.batch_norm(x, None, None, w, b, training=True)
     want = F.batch_norm(t, None, None, w, b, training=True)
     assert (got.get_plain_text(dtype=torch.float64) - want).abs().max() <= 3e-4 * 1.5 + TRUNC
+    # shared running statistics are updated in place, as torch's: each a
+    # momentum mix of encoded values with the batch statistics (1e-4)
+    srm, srv = crypten.cryptensor(rm), crypten.cryptensor(rv)
+    F.batch_norm(x, srm, srv, training=True)
+    trm, trv = rm.clone(), rv.clone()
+    F.batch_norm(t, trm, trv, training=True)
+    assert (opened(srm) - trm).abs().max() <= 1e-4 and (opened(srv) - trv).abs().max() <= 1e-4
     with pytest.raises(NotImplementedError, match="running statistics"):
         F.batch_norm(x, rm, rv, training=True)
     with pytest.raises(RuntimeError, match="evaluation mode"):  # torch's words

@@ -77,8 +77,7 @@ def _batch_norm(
     y = bn.forward(x)  # not __call__: the caller's tensors keep their grad flags
     for t, k in zip(stats, ("running_mean", "running_var")):
         if isinstance(t, SharedTensor) and training:
-            new = bn._buffers[k]
-            t._t, t._session, t._st = new._t, new._session, new._st
+            t._assign(bn._buffers[k], "F.batch_norm running statistics")  # in place
     return y
 
 
