@@ -1,5 +1,5 @@
 """Public operands on the left of a SharedTensor and secrets read as
-plaintext (a user probe, 2026-12-06): a public numerator of a division was
+plaintext (a user probe, 2026-12-05): a public numerator of a division was
 clamped instead of range-checked (inf / x gave 2^30, -2^40 / x garbage of
 either sign); a complex numerator, base, outer factor, alpha operand,
 clamp bound, copy_/data value, convolution input or backward gradient lost

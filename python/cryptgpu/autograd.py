@@ -121,7 +121,7 @@ def note_unrecorded(t, what: str) -> None:
     that do not in ``what``: nothing is recorded (inference with plaintext
     weights is fine), but a backward() from a tensor that does not require
     grad names this, the most recent such use, as the likely cause (until
-    2026-12-06 it said only that no input requires grad)."""
+    2026-12-05 it said only that no input requires grad)."""
     _session._ctx.unrecorded = (
         _session.current().id,
         f"{what}: a plaintext torch tensor that requires grad (shape {list(t.shape)}) was "
