@@ -18,6 +18,7 @@ class _ByPosition:
     convolution) keeps its position and raises IndexError when asked for."""
 
     _seq_names: list = []
+    _folded_names: frozenset = frozenset()  # set by the conversion
 
     def __len__(self) -> int:
         return len(self._seq_names)
@@ -35,7 +36,7 @@ class _ByPosition:
             raise TypeError(f"{type(self).__name__} indices must be integers") from None
         except IndexError:
             raise IndexError(f"index {idx} is out of range") from None
-        if name in self.__dict__.get("_folded_names", ()):
+        if name in self._folded_names:
             if change:
                 raise NotImplementedError(
                     f"layer {name} was folded into the one before it at conversion: its "

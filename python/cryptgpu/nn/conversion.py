@@ -228,6 +228,9 @@ def _first_shared(args):
 class Graph(Module):
     """A converted torch.fx graph: nodes run in order on the converted layers."""
 
+    # the BatchNorm layers folded into their convs (set by the conversion)
+    _folded_names: frozenset = frozenset()
+
     def __init__(
         self,
         graph: torch.fx.Graph,
@@ -281,7 +284,7 @@ class Graph(Module):
     def add_module(self, name: str, module) -> None:
         """As Module's; a BatchNorm folded into its conv at conversion cannot
         be replaced (its effect stays in the conv)."""
-        if name in self.__dict__.get("_folded_names", ()):
+        if name in self._folded_names:
             raise NotImplementedError(
                 f"{name!r} was folded into the convolution before it at conversion: its "
                 "effect stays there; convert with fold_batchnorm=False to change it"
