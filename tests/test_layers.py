@@ -471,3 +471,29 @@ def test_layernorm_statistics_cost_the_table(session):
     assert cryptgpu.stats()["total"]["rounds"] == 2 + 2 + 2 + 42 + 2
     per = [p["matmul"]["bytes"] for p in cryptgpu.stats(per_party=True)["parties"]]
     assert per == [3 * 96 * 8, 2 * 96 * 8, 2 * 96 * 8]
+
+
+def test_costs_of_the_new_pool_options_against_the_design_table(session):
+    """Design table: a product with a public operand is one truncation, 2
+    rounds and one word per output element per party; pooling's division
+    by the window size is one such truncation. So: average pooling with a
+    per-window factor (count_include_pad=False) is two (the division, the
+    factor); adaptive average pooling to uneven sizes is one per resampled
+    axis, on that axis's output; max pooling with ceil_mode costs exactly
+    the tournament of plain max pooling over the input padded at the end."""
+    x = cryptgpu.cryptensor(torch.rand(1, 2, 7, 7, dtype=torch.float64))
+
+    def cost(fn):
+        cryptgpu.reset_stats()
+        fn()
+        t = cryptgpu.stats()["total"]
+        return t["rounds"], t["bytes_per_party"]
+
+    out = 2 * 4 * 4  # 2 channels of 4 x 4 windows
+    assert cost(lambda: Fn.avg_pool2d(x, 3, 2, 1, count_include_pad=False)) == (4, 2 * 8 * out)
+    # 7 -> 3 along H (2 x 3 x 7 values), then 7 -> 3 along W (2 x 3 x 3)
+    assert cost(lambda: Fn.adaptive_avg_pool2d(x, 3)) == (4, 8 * (2 * 3 * 7 + 2 * 3 * 3))
+    padded = cryptgpu.cryptensor(torch.rand(1, 2, 8, 8, dtype=torch.float64))  # 7 + 1 for 3/2
+    assert cost(lambda: Fn.max_pool2d(x, 3, 2, ceil_mode=True)) == cost(
+        lambda: Fn.max_pool2d(padded, 3, 2)
+    )
