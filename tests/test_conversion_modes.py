@@ -16,7 +16,7 @@ import torch.nn as tnn
 import torch.nn.functional as F
 
 import cryptgpu
-from conftest import assert_close, prod_tol
+from conftest import assert_close, prod_tol, usable
 
 
 def pt(x):
@@ -152,3 +152,91 @@ def test_conversion_check_names_nan_outputs(session):
         m.weight[0, 0] = float("nan")
     with pytest.raises(RuntimeError, match="NaN"):
         cryptgpu.nn.from_pytorch(m, torch.randn(2, 3))
+
+
+class OwnMaskWhenNone(tnn.Module):
+    """PyTorch's nn.Transformer tutorial idiom: the forward builds a causal
+    mask itself when none is given (sizes read with x.size, which fx traces)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = tnn.Linear(8, 8)
+
+    def forward(self, x, mask=None):
+        if mask is None:
+            mask = torch.triu(torch.full((x.size(1), x.size(1)), -1e4), diagonal=1)
+        att = self.lin(x) @ x.transpose(-2, -1) + mask
+        return F.softmax(att, -1) @ x
+
+
+class PassesMaskOn(tnn.Module):
+    """A forward that hands an optional mask on as it is (no branch)."""
+
+    def __init__(self):
+        super().__init__()
+        self.attn = tnn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x, mask=None):
+        return self.attn(x, x, x, attn_mask=mask, need_weights=False)[0]
+
+
+class UntraceableNoneBranch(OwnMaskWhenNone):
+    def forward(self, x, mask=None):
+        if mask is None:  # len() of a traced tensor: fx refuses it
+            mask = torch.triu(torch.full((len(x[0]), len(x[0])), -1e4), diagonal=1)
+        return self.lin(x) + mask.sum()
+
+
+# scores: 8 products of |x| < 4, |w| < 0.4 (prod_tol) and 8 of |x| < 4; the
+# softmax 3e-4; times 4 values below 4
+_ATT_TOL = (prod_tol(8, 4, 0.4) * 8 * 4 + 3e-4) * 4 * 4
+
+
+def test_an_input_left_none_takes_the_forwards_none_branch(session):
+    """A forward argument defaulting to None was traced as a value, so the
+    `if mask is None:` branch was dropped: converted with the mask, called
+    without it, the private model ran unmasked (0.29 off, no error); the
+    tutorial's from_pytorch(model, src) failed the conversion check. Left
+    out of the dummy input, it is traced as None; given there, leaving it
+    out at a call raises."""
+    torch.manual_seed(3)
+    m = OwnMaskWhenNone().double()
+    x = torch.randn(2, 4, 8, dtype=torch.float64)
+    causal = torch.triu(torch.full((4, 4), -1e4, dtype=torch.float64), diagonal=1)
+    pm = cryptgpu.nn.from_pytorch(m, x).encrypt()
+    assert_close(pt(pm(cryptgpu.cryptensor(x))), m(x).detach(), _ATT_TOL)
+    with pytest.raises(TypeError, match="left out of the dummy input"):
+        pm(cryptgpu.cryptensor(x), causal)
+    for dummy in ((x, None), (x,)):  # an explicit None leaves it out too
+        pm = cryptgpu.nn.from_pytorch(m, dummy).encrypt()
+        assert_close(pt(pm(cryptgpu.cryptensor(x), mask=None)), m(x).detach(), _ATT_TOL)
+    full = torch.zeros(4, 4, dtype=torch.float64)  # no mask at all: differs from causal
+    assert (m(x, full) - m(x)).abs().max() > 10 * _ATT_TOL
+    for dummy in ((x, full), None):
+        pm = cryptgpu.nn.from_pytorch(m, dummy).encrypt()
+        assert_close(pt(pm(cryptgpu.cryptensor(x), full)), m(x, full).detach(), _ATT_TOL)
+        with pytest.raises(TypeError, match="forward needs 'mask'"):
+            pm(cryptgpu.cryptensor(x))
+    assert usable()
+
+
+def test_an_optional_input_passed_on_stays_optional(session):
+    """Without a branch on None, the argument stays an input either way."""
+    torch.manual_seed(4)
+    m = PassesMaskOn().double().eval()
+    x = torch.randn(2, 4, 8, dtype=torch.float64)
+    causal = tnn.Transformer.generate_square_subsequent_mask(4, dtype=torch.float64)
+    pm = cryptgpu.nn.from_pytorch(m, x).encrypt()
+    for mask in (None, causal):
+        assert_close(pt(pm(cryptgpu.cryptensor(x), mask)), m(x, mask).detach(), _ATT_TOL)
+
+
+def test_an_untraceable_none_branch_is_named(session):
+    m = UntraceableNoneBranch().double()
+    x = torch.randn(2, 4, 8, dtype=torch.float64)
+    with pytest.raises(NotImplementedError, match="mask=None .* could not be traced"):
+        cryptgpu.nn.from_pytorch(m, x)
+    pm = cryptgpu.nn.from_pytorch(m, (x, torch.zeros(4, 4, dtype=torch.float64)))
+    with pytest.raises(TypeError, match="fx cannot trace that branch"):
+        pm(x)
+    assert usable()

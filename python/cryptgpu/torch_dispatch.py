@@ -53,6 +53,42 @@ def _product(name):
     return call
 
 
+def _added_product(name, product):
+    """torch.<name>(input, a, b, *, beta=1, alpha=1) (addmm, baddbmm,
+    addbmm, addmv): beta * input + alpha * the product (addbmm's summed
+    over the batch), with a SharedTensor anywhere; beta=0 ignores input's
+    values, as torch does (its shape must still broadcast)."""
+
+    def call(input, a, b, *, beta=1, alpha=1, out=None):
+        if out is not None:
+            raise NotImplementedError(f"torch.{name}(..., out=) on a SharedTensor")
+        shapes = [tuple(getattr(t, "shape", np.shape(t))) for t in (a, b)]
+        if name == "addmv" and (len(shapes[0]), len(shapes[1])) != (2, 1):
+            raise RuntimeError(
+                f"addmv: expected a matrix and a vector, got {len(shapes[0])}-D and "
+                f"{len(shapes[1])}-D"
+            )
+        p = _product(product)(a, b)
+        p = p.sum(0) if name == "addbmm" else p
+        shape = tuple(p.shape)
+        try:
+            wide = torch.broadcast_shapes(tuple(getattr(input, "shape", np.shape(input))), shape)
+        except RuntimeError:
+            wide = None
+        if wide != shape:
+            raise RuntimeError(
+                f"{name}: input of shape {list(input.shape)} does not "
+                f"broadcast to the product's {list(shape)}"
+            )
+        alpha, beta = (
+            _float64(v, f"{name}'s {w}").item() for v, w in ((alpha, "alpha"), (beta, "beta"))
+        )
+        p = p if alpha == 1 else p * alpha
+        return p if beta == 0 else p + (input if beta == 1 else input * beta)
+
+    return call
+
+
 def _pow(a, b):
     """torch.pow(a, b) and t ** x: x.pow(p), or b ** x for a public base."""
     return a.pow(b) if isinstance(a, TensorBase) else b.__rpow__(a)
@@ -333,6 +369,10 @@ TABLE = {
     torch.matmul: _product("matmul"),
     torch.mm: _product("mm"),
     torch.bmm: _product("bmm"),
+    torch.addmm: _added_product("addmm", "mm"),
+    torch.baddbmm: _added_product("baddbmm", "bmm"),
+    torch.addbmm: _added_product("addbmm", "bmm"),
+    torch.addmv: _added_product("addmv", "matmul"),
     torch.outer: _product("outer"),
     torch.ger: _product("outer"),
     torch.dot: _product("dot"),

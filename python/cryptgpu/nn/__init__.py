@@ -36,6 +36,7 @@ from .activations import (
 )
 from .containers import ModuleDict, ModuleList, Sequential
 from .conversion import Graph, from_pytorch
+from .embedding_bag import EmbeddingBag
 from .layers import (
     GELU,
     AdaptiveAvgPool2d,
@@ -57,6 +58,7 @@ from .layers import (
 )
 from .layers1d import (
     AdaptiveAvgPool1d,
+    AdaptiveMaxPool1d,
     AvgPool1d,
     Conv1d,
     Dropout1d,
@@ -132,6 +134,7 @@ __all__ = [
     "SmoothL1Loss",
     "Dropout",
     "Embedding",
+    "EmbeddingBag",
     "FixedPointOverflowError",
     "Flatten",
     "GELU",
@@ -189,6 +192,7 @@ __all__ = [
     "UpsamplingBilinear2d",
     "UpsamplingNearest2d",
     "AdaptiveAvgPool1d",
+    "AdaptiveMaxPool1d",
     "AvgPool1d",
     "Conv1d",
     "Dropout1d",

@@ -13,6 +13,7 @@ from ..tensor import SharedTensor
 from . import (
     activations,
     check,
+    embedding_bag,
     hf,
     layers1d,
     layers_extra,
@@ -47,6 +48,7 @@ from .layers import (
 )
 from .module import Module
 from .stats import _check_range, _track
+from .token_ids import id_inputs, reading
 
 
 def _bn_affine(bn: torch.nn.modules.batchnorm._BatchNorm):
@@ -125,7 +127,15 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
         if m.running_mean is not None:  # else batch statistics in eval mode too
             bn._set_affine(*_bn_affine(m))  # exact, from the owner's plaintext
         return bn
-    for table in (activations, layers1d, layers_extra, layers_moves, recurrent, resize):
+    for table in (
+        activations,
+        embedding_bag,
+        layers1d,
+        layers_extra,
+        layers_moves,
+        recurrent,
+        resize,
+    ):
         act = table.converters(_plain).get(type(m))
         if act is not None:
             return act(m)
@@ -230,6 +240,11 @@ class Graph(Module):
 
     # the BatchNorm layers folded into their convs (set by the conversion)
     _folded_names: frozenset = frozenset()
+    # forward parameters traced as None (refused when given), and those
+    # whose None the forward answers otherwise (refused when left None)
+    _fixed_none: frozenset = frozenset()
+    _needed: dict = {}  # name -> None, or why fx cannot trace its None branch
+    _id_inputs: frozenset = frozenset()  # inputs read as ids by an embedding
 
     def __init__(
         self,
@@ -379,6 +394,7 @@ class Graph(Module):
                 bound[k] = own[0]
             if k not in bound:
                 raise TypeError(f"missing input {k!r}")
+        tracing.check_optional(bound, self._fixed_none, self._needed)
         return bound
 
     def forward(self, *inputs, **named):
@@ -406,6 +422,7 @@ class Graph(Module):
                 _check_range(env[node.name], f"{node.target!r} ({type(m).__name__})")
             elif node.op == "call_function":
                 args, kwargs = load(node.args), load(node.kwargs)
+                args = reading(node, args, self._id_inputs) if self._id_inputs else args
                 shared = _first_shared(args + tuple(kwargs.values()))
                 if shared is None:  # public values (or the conversion check)
                     env[node.name] = node.target(*args, **kwargs)
@@ -421,6 +438,7 @@ class Graph(Module):
                     env[node.name] = fn(*args, **kwargs)
             elif node.op == "call_method":
                 args, kwargs = load(node.args), load(node.kwargs)
+                args = reading(node, args, self._id_inputs) if self._id_inputs else args
                 if node.target not in _METHODS:  # on public values only (conversion)
                     if isinstance(args[0], SharedTensor):
                         raise NotImplementedError(
@@ -583,6 +601,8 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
         # functional, maybe of several inputs) is traced as it is
         model, root = torch.nn.Sequential(model), "0"
     gm, defaults = tracing.trace_modes(model)
+    # inputs whose None the forward answers with its own (a causal mask)
+    gm, defaults, nones, needed = tracing.optional(model, gm, defaults, dummy_input, root)
     mods = dict(gm.named_modules())
     folded = _fold_batchnorm(gm, mods) if fold_batchnorm else 0
     converted: dict[str, Module] = {}
@@ -635,6 +655,8 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
         if isinstance(m, torch.nn.BatchNorm2d) and n not in converted
     }
     out._root_target = root
+    out._id_inputs = id_inputs(gm.graph, converted)  # one-hot rows of shared ids
+    out._fixed_none, out._needed = nones, needed
     out.eval()
     if dummy_input is not None:
         # one input, or a tuple of them (a decoder's tgt and memory)

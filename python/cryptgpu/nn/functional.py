@@ -16,7 +16,7 @@ from ..tensor import SharedTensor
 from ..torch_dispatch import TABLE
 from . import transformer
 from .layers import AdaptiveAvgPool2d, BatchNorm
-from .layers1d import AdaptiveAvgPool1d
+from .layers1d import AdaptiveAvgPool1d, AdaptiveMaxPool1d
 from .layers_extra import (
     AdaptiveMaxPool2d,
     Embedding,
@@ -114,6 +114,10 @@ def _embedding(ids, weight, padding_idx=None, max_norm=None, norm_type=2.0, **kw
     return emb.forward(ids)
 
 
+def _adaptive_max_pool1d(x, output_size, return_indices=False):
+    return AdaptiveMaxPool1d(output_size, return_indices).forward(x)
+
+
 def _adaptive_max_pool2d(x, output_size, return_indices=False):
     if return_indices:
         raise NotImplementedError("adaptive_max_pool2d with return_indices on a SharedTensor")
@@ -199,6 +203,10 @@ FUNCTIONS = {
     torch.minimum: (torch.minimum, RELU),
     torch.mm: (torch.mm, LINEAR),
     torch.bmm: (torch.bmm, LINEAR),
+    torch.addmm: (torch.addmm, LINEAR),
+    torch.baddbmm: (torch.baddbmm, LINEAR),
+    torch.addbmm: (torch.addbmm, LINEAR),
+    torch.addmv: (torch.addmv, LINEAR),
     torch.movedim: (torch.movedim, OTHER),
     torch.diagonal: (torch.diagonal, OTHER),
     torch.outer: (torch.outer, LINEAR),
@@ -233,6 +241,7 @@ FUNCTIONS = {
         )
     },
     F.adaptive_avg_pool1d: (_adaptive_avg_pool1d, POOLING),
+    F.adaptive_max_pool1d: (_adaptive_max_pool1d, POOLING),
     # comparisons and selections on private values (also public ones: the
     # masks a transformers model builds run in plaintext, as before)
     operator.eq: (operator.eq, RELU),
@@ -439,5 +448,6 @@ TABLE.update(
         F.scaled_dot_product_attention: transformer.scaled_dot_product_attention,
         F.adaptive_avg_pool2d: _adaptive_avg_pool2d,
         F.adaptive_avg_pool1d: _adaptive_avg_pool1d,
+        F.adaptive_max_pool1d: _adaptive_max_pool1d,
     }
 )

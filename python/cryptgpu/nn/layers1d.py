@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _session
+from .._native import ShapeError
 from ..tensor import SharedTensor
 from .layers import AvgPool2d, _as_operand, _fresh, _like, _public_input
 from .module import Module
@@ -109,6 +110,28 @@ class AdaptiveAvgPool1d(Module):
         return x.unsqueeze(-2).adaptive_avg_pool2d((1, o)).squeeze(-2)
 
 
+class AdaptiveMaxPool1d(Module):
+    """``torch.nn.AdaptiveMaxPool1d(output_size)`` (TextCNN's max over time
+    at 1; uneven windows as torch's), as a 1 x L 2-D adaptive pooling."""
+
+    kind = POOLING
+
+    def __init__(self, output_size, return_indices=False):
+        super().__init__()
+        if return_indices:
+            raise NotImplementedError("AdaptiveMaxPool1d with return_indices")
+        self.out = output_size[0] if isinstance(output_size, (tuple, list)) else output_size
+
+    def forward(self, x):
+        """Max pooling to ``output_size``."""
+        o = self.out or x.shape[-1]
+        if not isinstance(x, SharedTensor):
+            return F.adaptive_max_pool1d(x, o)
+        if x.dim() not in (2, 3):
+            raise ShapeError(f"adaptive_max_pool1d expects 2-D or 3-D input, got {x.dim()}-D")
+        return x.unsqueeze(-2).adaptive_max_pool2d((1, o)).squeeze(-2)
+
+
 class _ChannelDropout(Module):
     """Dropout of whole channels (dim 1) in training: one mask value per
     (sample, channel) from the parties' common randomness, as ``Dropout``."""
@@ -163,6 +186,7 @@ def converters(plain) -> dict:
         t.MaxPool1d: lambda m: pool(MaxPool1d, m, m.dilation),
         t.AvgPool1d: lambda m: pool(AvgPool1d, m),
         t.AdaptiveAvgPool1d: lambda m: AdaptiveAvgPool1d(m.output_size),
+        t.AdaptiveMaxPool1d: lambda m: AdaptiveMaxPool1d(m.output_size, m.return_indices),
         t.Dropout1d: lambda m: Dropout1d(m.p),
         t.Dropout2d: lambda m: Dropout2d(m.p),
     }

@@ -78,30 +78,155 @@ class _Tracer(torch.fx.Tracer):
     proxy_buffer_attributes = True
 
 
-def _trace(model: torch.nn.Module):
+def _trace(model: torch.nn.Module, nones=()):
+    """(GraphModule, HF defaults); ``nones``: forward parameters traced as
+    None (the branch the forward takes when they are left out)."""
     if hf.is_hf_model(model):
         return hf.trace(model)
+    concrete = dict.fromkeys(nones) or None
     try:  # buffers as constants: a forward may use one in Python (float(self.scale))
-        return torch.fx.symbolic_trace(model), {}
+        gm = torch.fx.symbolic_trace(model, concrete_args=concrete)
     except Exception as first:
         try:  # buffers as graph values (nanoGPT's self.bias[:, :, :T, :T])
-            graph = _Tracer().trace(model)
+            graph = _Tracer().trace(model, concrete_args=concrete)
         except Exception:
             raise first from None
-    return torch.fx.GraphModule(model, graph, model.__class__.__name__), {}
+        gm = torch.fx.GraphModule(model, graph, model.__class__.__name__)
+    if nones:
+        _unspecialize(gm, model)
+    return gm, {}
 
 
-def trace_modes(model: torch.nn.Module):
+def _unspecialize(gm: torch.fx.GraphModule, model: torch.nn.Module) -> None:
+    """fx's trace with parameters fixed to None checks them with an assert
+    node and renames their placeholders (``mask_1``): the assert goes (the
+    converted model refuses a value for them itself, Graph._bind) and each
+    placeholder takes its parameter's name back, for binding by keyword."""
+    for node in list(gm.graph.nodes):
+        if node.op == "call_function" and node.target is torch.fx._symbolic_trace._assert_is_none:
+            gm.graph.erase_node(node)
+    names = [n for n in _signature(model) if not n.startswith("*")]
+    holders = [n for n in gm.graph.nodes if n.op == "placeholder" and not n.target.startswith("*")]
+    for node, name in zip(holders, names):
+        node.target = name
+    gm.recompile()
+
+
+def _signature(model: torch.nn.Module) -> list:
+    """The forward's parameter names (``*args``, ``**kw`` as fx names them)."""
+    try:
+        params = inspect.signature(model.forward).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    stars = {inspect.Parameter.VAR_POSITIONAL: "*", inspect.Parameter.VAR_KEYWORD: "**"}
+    return [stars.get(p.kind, "") + p.name for p in params]
+
+
+def _ops(gm: torch.fx.GraphModule) -> list:
+    return [
+        (n.op, n.target)
+        for n in gm.graph.nodes
+        if n.op in ("call_module", "call_function", "call_method")
+    ]
+
+
+def optional_inputs(model: torch.nn.Module, gm: torch.fx.GraphModule) -> dict:
+    """The forward's parameters defaulting to None whose being None changes
+    what it computes (``if src_mask is None: src_mask = causal(...)``, the
+    nn.Transformer tutorial's idiom): fx traces an argument as a value, so
+    the graph traced with it given cannot follow the None branch. Found by
+    tracing once more with each set to None and comparing operations: name
+    -> None, or the error of a None branch that does not trace."""
+    if hf.is_hf_model(model):
+        return {}
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return {}
+    used = {n.target for n in gm.graph.nodes if n.op == "placeholder" and n.users}
+    base, out = _ops(gm), {}
+    for name, p in params.items():
+        if p.default is not None or name not in used or p.kind not in _NAMED:
+            continue
+        try:
+            with LOCK:
+                alt, _ = _trace(model, (name,))
+        except Exception as e:  # its None branch does what fx cannot trace
+            out[name] = f"{type(e).__name__}: {e}"
+            continue
+        if _ops(alt) != base:
+            out[name] = None
+    return out
+
+
+_NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+
+
+def optional(model, gm, defaults, dummy_input, root):
+    """(graph, defaults, parameters traced as None, parameters needed)
+    for the inputs of :func:`optional_inputs`: those the dummy input leaves
+    out are traced as None (refused when given at a call); the others must
+    be given (their None branch is not in the graph). ``root``: the model is
+    our wrapper of a bare layer, whose forward has no such branch."""
+    found = optional_inputs(model, gm) if root is None else {}
+    given = _given_names(model, dummy_input)
+    nones = [n for n in found if n not in given] if dummy_input is not None else []
+    for n in nones:
+        if found[n] is not None:
+            raise NotImplementedError(
+                f"the model's forward with {n}=None (left out of the dummy input) could "
+                f"not be traced ({found[n]}); give {n} in the dummy input and at "
+                "every call, or build it from sizes torch.fx traces (x.size(0), not len(x))"
+            )
+    if nones:
+        gm, defaults = trace_modes(model, nones)
+    return gm, defaults, frozenset(nones), {n: e for n, e in found.items() if n not in nones}
+
+
+def _given_names(model, dummy_input) -> set:
+    """The forward's parameters that the dummy input gives (by position;
+    a None there leaves its parameter out)."""
+    if dummy_input is None:
+        return set()
+    many = isinstance(dummy_input, tuple) and not isinstance(dummy_input, torch.Size)
+    names = [n for n in _signature(model) if not n.startswith("*")]
+    return {n for n, x in zip(names, dummy_input if many else (dummy_input,)) if x is not None}
+
+
+def check_optional(bound: dict, fixed_none, needed: dict) -> None:
+    """A converted graph's inputs against :func:`optional`'s plan."""
+    for k in fixed_none & {k for k, v in bound.items() if v is not None}:
+        raise TypeError(
+            f"this model was converted with {k!r} left out of the dummy input, "
+            f"so it runs what its forward does when {k} is None; convert it with "
+            f"a dummy input that gives {k} to pass one"
+        )
+    for k in [k for k in needed if bound.get(k, 0) is None]:
+        why = needed[k]
+        raise TypeError(
+            f"forward needs {k!r}: the model's forward computes something else "
+            f"when {k} is None, which a model converted with {k} given cannot "
+            + (
+                "follow; pass it, or convert with a dummy input that leaves it out"
+                if why is None
+                else f"follow (and fx cannot trace that branch: {why}); pass it"
+            )
+        )
+
+
+def trace_modes(model: torch.nn.Module, nones=()):
     """(GraphModule traced in eval mode, the HF inputs' defaults), with the
     constants that the train-mode trace has otherwise marked as
     :class:`ModeDependent`. A forward whose train-mode graph differs in
     structure (an ``if self.training:`` branch) keeps the eval graph, with
-    a warning that the converted model follows eval mode's operations."""
+    a warning that the converted model follows eval mode's operations.
+    ``nones``: forward parameters traced as None (left out of the dummy
+    input, where the forward builds its own when they are None)."""
     try:
         with LOCK:
-            gm, defaults = _trace(model.eval())
+            gm, defaults = _trace(model.eval(), nones)
             try:
-                gm_train, _ = _trace(model.train())
+                gm_train, _ = _trace(model.train(), nones)
             except Exception:  # train mode may not trace (checkpointing): eval only
                 gm_train = None
             finally:

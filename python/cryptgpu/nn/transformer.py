@@ -76,8 +76,23 @@ def scaled_dot_product_attention(
     part (True), a float one is added; ``is_causal`` masks the future.
     Dropout is applied only as torch does it, i.e. whenever ``dropout_p`` >
     0 (with a mask common to the parties)."""
-    if kw.get("enable_gqa"):
-        raise NotImplementedError("scaled_dot_product_attention with enable_gqa")
+    if kw.get("enable_gqa") and query.dim() >= 3:  # torch's grouped-query attention
+        hq, hk, hv = (t.shape[-3] for t in (query, key, value))
+        if hq % hk or hq % hv:
+            raise RuntimeError(
+                f"scaled_dot_product_attention with enable_gqa: the query's {hq} heads "
+                f"must be a multiple of the key's {hk} and the value's {hv}"
+            )
+        key = key.repeat_interleave(hq // hk, -3) if hq != hk else key
+        value = value.repeat_interleave(hq // hv, -3) if hq != hv else value
+    m = attn_mask
+    if m is not None and not isinstance(m, SharedTensor) and not torch.is_tensor(m):
+        m = torch.as_tensor(m)
+    if torch.is_tensor(m) and m.dtype != torch.bool and not m.is_floating_point():
+        raise RuntimeError(
+            "Expected attn_mask dtype to be bool or float or to match query dtype, but got "
+            f"attn_mask.dtype: {m.dtype}"
+        )
     if is_causal and attn_mask is not None:
         raise RuntimeError(
             "_scaled_dot_product_attention: Explicit attn_mask should not be set when "
@@ -190,14 +205,18 @@ class MultiheadAttention(Module):
         q, k, v = self._projections(query, key, value, same)
         q, k, v = heads(q, q_len), heads(k, k_len), heads(v, k_len)
         _check_masks(attn_mask, key_padding_mask, n, h, q_len, k_len)
+        if is_causal and attn_mask is None:  # torch's words (its training path)
+            raise RuntimeError(
+                "Need attn_mask if specifying the is_causal hint. You may use the "
+                "Transformer module method `generate_square_subsequent_mask` to create "
+                "this mask."
+            )
         mask = _additive(attn_mask, False)
         if mask is not None and mask.dim() == 3:  # [N * H, L, S]
             mask = mask.reshape(n, h, q_len, k_len)
         if key_padding_mask is not None:
             kp = _additive(key_padding_mask, False).reshape(n, 1, 1, k_len)
             mask = _add_mask(mask, kp)
-        if is_causal and attn_mask is None:
-            mask = _add_mask(mask, _causal(q_len, k_len))
         drop = self.dropout if self.training and self.dropout.p > 0 else None
         out, w = _attention(q, k, v, mask, drop, 1.0 / math.sqrt(d))
         out = self.out_proj(out.permute(0, 2, 1, 3).reshape(n, q_len, e))
@@ -215,7 +234,16 @@ class MultiheadAttention(Module):
 def _check_masks(attn_mask, key_padding_mask, n, h, q_len, k_len):
     """torch's shape checks of the masks (a mask of the wrong shape would
     otherwise be reshaped into place and silently misread), with its
-    exception types and words."""
+    exception types and words; integer masks are refused as torch refuses
+    them (they were added, +1 at every 1 of a tril(ones) causal mask)."""
+    for name, m in (("key_padding_mask", key_padding_mask), ("attn_mask", attn_mask)):
+        if isinstance(m, SharedTensor):
+            raise NotImplementedError(
+                f"attention masks must be public (plaintext tensors): {name} is a SharedTensor"
+            )
+        if m is not None and not (torch.is_tensor(m) and m.dtype == torch.bool):
+            if not torch.as_tensor(m).is_floating_point():
+                raise AssertionError(f"only bool and floating types of {name} are supported")
     if key_padding_mask is not None:
         shape = tuple(torch.as_tensor(key_padding_mask).shape)
         if shape != (n, k_len):

@@ -1,0 +1,217 @@
+"""Text-model habits a user probe found wrong or missing (2026-12-05,
+thirteenth session): forward code reading the sizes of private token ids
+(one-hot rows [B, T, V], where it was written for ids [B, T]); integer
+attention masks, which torch refuses and were added as numbers; a private
+mask's message; nn.EmbeddingBag (the text classification tutorial),
+AdaptiveMaxPool1d (TextCNN), torch.addmm / baddbmm / addbmm / addmv and
+scaled_dot_product_attention's enable_gqa.
+
+Tolerances (f = 16): a public-id embedding row is exact up to its table
+entry's encoding (ENC) and one truncation (ULP) of the selecting product;
+a bag's sum or mean of k rows is within k of those; products of k encoded
+values within prod_tol(k, ...); attention outputs within ATT = 5e-4 (a
+softmax row's 3e-4 through one product, test_transformer).
+"""
+
+import pytest
+import torch
+import torch.nn as tnn
+import torch.nn.functional as F
+
+import cryptgpu
+from conftest import ENC, ULP, assert_close, prod_tol, usable
+
+D = torch.float64
+ATT = 5e-4
+V, E = 10, 6
+
+
+def pt(x):
+    return x.get_plain_text(dtype=D)
+
+
+def onehot(ids):
+    return cryptgpu.cryptensor(F.one_hot(ids, V).double())
+
+
+class MeanOverTokens(tnn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb, self.pos = tnn.Embedding(V, E), tnn.Embedding(8, E)
+
+    def forward(self, idx):
+        h = self.emb(idx) + self.pos(torch.arange(idx.shape[-1]))
+        return h.sum((0, 1)) / idx.numel() + idx.size(1)
+
+
+def test_sizes_of_private_ids_are_the_ids_sizes(session):
+    """idx.numel() counted B*T*V one-hot entries (the mean was V times too
+    small) and idx.shape[-1] read V; both now answer for the ids."""
+    torch.manual_seed(0)
+    m = MeanOverTokens().double()
+    ids = torch.randint(0, V, (2, 5))
+    pm = cryptgpu.nn.from_pytorch(m, ids).encrypt()
+    # 10 rows of two tables (each within ENC + ULP), divided by 10: one more ULP
+    tol = 2 * (ENC + ULP) + ULP
+    assert_close(pt(pm(onehot(ids))), m(ids).detach(), tol)
+
+
+class MaskFromIds(tnn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = tnn.Embedding(V, E)
+
+    def forward(self, idx):
+        return self.emb(idx) * (idx != 0).unsqueeze(-1)
+
+
+def test_other_reads_of_private_ids_raise(session):
+    m = MaskFromIds().double()
+    ids = torch.randint(0, V, (2, 5))
+    pm = cryptgpu.nn.from_pytorch(m, ids).encrypt()
+    assert_close(pt(pm(ids)), m(ids).detach(), ENC + ULP)  # public ids: as before
+    with pytest.raises(NotImplementedError, match="private token ids"):
+        pm(onehot(ids))
+    assert usable()
+
+
+def _qkv(seed=1):
+    torch.manual_seed(seed)
+    return torch.randn(2, 2, 4, 8, dtype=D)
+
+
+def test_integer_attention_masks_are_refused_as_torch_refuses_them(session):
+    """A tril(ones(long)) causal mask was added (+1 where kept): attention
+    ran uncausal, 0.3 off. torch refuses integer masks."""
+    q = _qkv()
+    causal = torch.ones(4, 4, dtype=torch.long).tril()
+    with pytest.raises(RuntimeError):
+        F.scaled_dot_product_attention(q, q, q, attn_mask=causal)
+    with pytest.raises(RuntimeError, match="attn_mask dtype"):
+        F.scaled_dot_product_attention(*(cryptgpu.cryptensor(q),) * 3, attn_mask=causal)
+    mha = tnn.MultiheadAttention(8, 2, batch_first=True).double().eval()
+    x = torch.randn(2, 4, 8, dtype=D)
+    pm = cryptgpu.nn.from_pytorch(mha, (x, x, x)).encrypt()
+    X = cryptgpu.cryptensor(x)
+    for kw, name in ((dict(attn_mask=causal), "attn_mask"),
+                     (dict(key_padding_mask=torch.ones(2, 4, dtype=torch.long)), "key_padding_mask")):  # fmt: skip
+        with pytest.raises(AssertionError, match=f"floating types of {name}"):
+            mha(x, x, x, **kw)
+        with pytest.raises(AssertionError, match=f"floating types of {name}"):
+            pm(X, X, X, **kw)
+    secret = cryptgpu.cryptensor(torch.zeros(4, 4))
+    with pytest.raises(NotImplementedError, match="attn_mask is a SharedTensor"):
+        pm(X, X, X, attn_mask=secret)
+    with pytest.raises(RuntimeError, match="Need attn_mask"):  # torch's training path
+        pm(X, X, X, is_causal=True)
+    assert usable()
+
+
+def test_grouped_query_attention(session):
+    torch.manual_seed(2)
+    q = torch.randn(2, 4, 3, 8, dtype=D)
+    k, v = torch.randn(2, 2, 3, 8, dtype=D), torch.randn(2, 2, 3, 8, dtype=D)
+    want = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+    got = F.scaled_dot_product_attention(
+        *(cryptgpu.cryptensor(t) for t in (q, k, v)), is_causal=True, enable_gqa=True
+    )
+    assert_close(pt(got), want, ATT * 4)  # values |v| < 4
+    with pytest.raises(RuntimeError, match="multiple"):
+        F.scaled_dot_product_attention(
+            *(cryptgpu.cryptensor(t) for t in (q, k[:, :1].expand(2, 3, 3, 8), v)),
+            enable_gqa=True,
+        )
+
+
+class BagClassifier(tnn.Module):
+    """PyTorch's text classification tutorial's model."""
+
+    def __init__(self, mode="mean", padding_idx=None):
+        super().__init__()
+        self.embedding = tnn.EmbeddingBag(V, E, mode=mode, padding_idx=padding_idx)
+        self.fc = tnn.Linear(E, 3)
+
+    def forward(self, text, offsets):
+        return self.fc(self.embedding(text, offsets))
+
+
+@pytest.mark.parametrize("mode", ["mean", "sum"])
+@pytest.mark.parametrize("padding_idx", [None, 0])
+def test_embedding_bag_with_offsets(session, mode, padding_idx):
+    torch.manual_seed(3)
+    m = BagClassifier(mode, padding_idx).double()
+    text = torch.tensor([0, 1, 2, 0, 0, 4, 5, 6, 7])
+    offsets = torch.tensor([0, 2, 3, 5, 5])  # an empty bag: zeros, as torch
+    pm = cryptgpu.nn.from_pytorch(m, (text, offsets)).encrypt()
+    # a bag of up to 4 rows (each within ENC + ULP), the mixing product's
+    # truncation (ULP), then Linear's 6 products (|h| < 4, |w| < 0.5)
+    tol = 4 * (ENC + ULP) + ULP + prod_tol(6, 4, 0.5)
+    assert_close(pt(pm(text, offsets)), m(text, offsets).detach(), tol)
+    if padding_idx is not None and mode == "mean":
+        with pytest.raises(NotImplementedError, match="private ids"):
+            pm(onehot(text), offsets)
+    else:
+        assert_close(pt(pm(onehot(text), offsets)), m(text, offsets).detach(), tol)
+    pm.train()
+    out = pm(text, offsets)
+    (out * out).sum().backward()
+    m.zero_grad()
+    want = m(text, offsets)
+    (want * want).sum().backward()
+    # gradient rows: sums over up to 4 bags of 3 products of the outputs'
+    # gradient (|2 out| < 4) with fc's weights (< 0.6)
+    gtol = 4 * prod_tol(3, 4, 0.6) + 4 * ULP
+    assert_close(pt(pm.embedding.weight.grad), m.embedding.weight.grad, gtol)
+    assert usable()
+
+
+def test_embedding_bag_2d_max_and_weights(session):
+    torch.manual_seed(4)
+    text = torch.randint(1, V, (3, 4))
+    for kw in (dict(mode="max"), dict(mode="mean")):
+        bag = tnn.EmbeddingBag(V, E, **kw).double()
+        pm = cryptgpu.nn.from_pytorch(bag, text).encrypt()
+        assert_close(pt(pm(onehot(text))), bag(text).detach(), 4 * (ENC + ULP) + ULP)
+    bag = tnn.EmbeddingBag(V, E, mode="sum", include_last_offset=True).double()
+    flat, offs = text.reshape(-1), torch.tensor([0, 5, 12])
+    psw = torch.rand(12, dtype=D)
+    ours = cryptgpu.nn.EmbeddingBag(weight=bag.weight.detach().clone(), mode="sum",
+                                    include_last_offset=True).encrypt()  # fmt: skip
+    want = bag(flat, offs, per_sample_weights=psw).detach()
+    # 7 rows each times a weight below 1: 7 (ENC + ULP) and the product's ULP
+    assert_close(pt(ours(flat, offs, per_sample_weights=psw)), want, 7 * (ENC + ULP) + ULP)
+    with pytest.raises(RuntimeError, match="offsets\\[0\\] has to be 0"):
+        ours(flat, torch.tensor([1, 5, 12]))
+    with pytest.raises(NotImplementedError, match="only supported for mode='sum'"):
+        cryptgpu.nn.EmbeddingBag(V, E)(flat, offs, per_sample_weights=psw)
+    assert usable()
+
+
+def test_adaptive_max_pool1d(session):
+    torch.manual_seed(5)
+    x = torch.randn(2, 3, 7, dtype=D)
+    for o in (1, 3, 7):
+        got = F.adaptive_max_pool1d(cryptgpu.cryptensor(x), o)
+        assert_close(pt(got), F.adaptive_max_pool1d(x, o), ENC)  # maxima of encoded values
+        pm = cryptgpu.nn.from_pytorch(tnn.AdaptiveMaxPool1d(o), x).encrypt()
+        assert_close(pt(pm(cryptgpu.cryptensor(x))), F.adaptive_max_pool1d(x, o), ENC)
+
+
+@pytest.mark.parametrize("fn", ["addmm", "baddbmm", "addbmm", "addmv"])
+def test_added_products(session, fn):
+    torch.manual_seed(6)
+    shapes = {
+        "addmm": ((3, 4), (3, 5), (5, 4)),
+        "baddbmm": ((2, 3, 4), (2, 3, 5), (2, 5, 4)),
+        "addbmm": ((3, 4), (2, 3, 5), (2, 5, 4)),
+        "addmv": ((3,), (3, 5), (5,)),
+    }[fn]
+    c, a, b = (torch.randn(s, dtype=D) for s in shapes)
+    f = getattr(torch, fn)
+    want = f(c, a, b, beta=0.5, alpha=2.0)
+    for args in ((c, cryptgpu.cryptensor(a), b), (cryptgpu.cryptensor(c), a, cryptgpu.cryptensor(b))):  # fmt: skip
+        # up to 10 products (|x| < 4) times alpha 2, plus half of c's encoding
+        assert_close(pt(f(*args, beta=0.5, alpha=2.0)), want, 2 * prod_tol(10, 4, 4) + ENC)
+    assert_close(
+        pt(f(c, cryptgpu.cryptensor(a), b, beta=0)), f(c, a, b, beta=0), prod_tol(10, 4, 4)
+    )
