@@ -18,6 +18,7 @@ from . import (
     layers1d,
     layers_extra,
     layers_moves,
+    loss_layers,
     masks,
     recurrent,
     resize,
@@ -133,6 +134,7 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
         layers1d,
         layers_extra,
         layers_moves,
+        loss_layers,
         recurrent,
         resize,
     ):

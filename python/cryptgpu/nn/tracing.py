@@ -248,6 +248,11 @@ def trace_modes(model: torch.nn.Module, nones=()):
                 "range(x.size(1)) or x.unbind(1): loop a constant number of times, "
                 "range(SEQ_LEN), and index x[:, t])"
             )
+        if not hint and "finfo() requires a floating point" in str(e):
+            hint = (
+                " (torch.finfo(x.dtype) of a traced tensor: write the dtype, "
+                "torch.finfo(torch.float32).min, or float('-inf'))"
+            )
         if not hint and _packs(model):
             hint = (
                 " (a model that packs its sequences, pack_padded_sequence, cannot be "
