@@ -150,6 +150,30 @@ def test_batchnorm_training_over_a_wide_range_of_scales(session, std):
     assert (gx - xt.grad).abs().max() <= 2 * tol * max(1.0, 1 / std) * 4
 
 
+def test_a_bias_before_training_batchnorm_gets_an_exactly_zero_gradient(session):
+    """A per-channel shift before a training BatchNorm changes nothing, so
+    torch's gradient for the bias of the conv before it is ~1e-17 and Adam
+    leaves it put; ours was fixed-point noise of ~1e-4, which Adam, RMSprop
+    and Adagrad scale to full learning-rate steps: the bias walked 0.2 in
+    40 steps and BatchNorm's running mean with it (a user probe, 2026-12-05).
+    BatchNorm's input gradient now sums to exactly 0 per channel."""
+    torch.manual_seed(8)
+    tm = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3, padding=1), torch.nn.BatchNorm2d(3))
+    tm = tm.double().train()
+    pm = cryptgpu.nn.from_pytorch(tm, torch.zeros(1, 1, 6, 6)).encrypt().train()
+    b0 = pm[0].bias.get_plain_text(dtype=torch.float64).clone()
+    opt = cryptgpu.optim.Adam(pm.parameters(), lr=1e-2)
+    for step in range(5):
+        x = torch.randn(4, 1, 6, 6, dtype=torch.float64)
+        w = torch.randn(4, 3, 6, 6, dtype=torch.float64)
+        opt.zero_grad()
+        (pm(cryptgpu.cryptensor(x)) * w).sum().backward()
+        assert (pm[0].bias.grad.get_plain_text(dtype=torch.float64) == 0).all()
+        opt.step()
+    # exactly where it was: Adam's step of a zero gradient is 0
+    assert torch.equal(pm[0].bias.get_plain_text(dtype=torch.float64), b0)
+
+
 @pytest.mark.parametrize(
     "h,w,k,s,p",
     [(7, 7, 3, 2, 0), (6, 9, 2, 2, 0), (7, 5, 3, 2, 1), (5, 5, 2, 3, 0), (4, 4, 3, 2, 1)],
