@@ -243,15 +243,27 @@ class ShapeOps:
 
     def contiguous(self, memory_format=None) -> TensorBase:
         """self, or a copy where torch's tensor would not be contiguous (a
-        transposed, expanded or strided view): writing into it then leaves
-        the base alone, as in torch."""
-        return self.clone() if self._st is not None else self
+        transposed, expanded, strided or diagonal view, or a clone of a
+        transposed one): writing into it then leaves the base alone, as in
+        torch."""
+        if self._st is None:
+            return self
+        out = self.clone()
+        out._st = None
+        return out
 
-    def clone(self) -> TensorBase:
-        """A copy of the shares."""
+    def clone(self, *, memory_format=None) -> TensorBase:
+        """A copy of the shares, with the strides torch's clone
+        (``preserve_format``) gives: ``x.t().clone()`` is not contiguous, so
+        its ``contiguous()`` is a copy, as in torch."""
         out = self._wrap(self._t)
         if ag.needs_grad(self):
             gr.record_identity(out, self)
+        if self._st is not None and memory_format in (None, torch.preserve_format):
+            # torch's rule (dense strides in the order of the input's), read
+            # off a storage-less tensor of the same layout
+            meta = torch.empty_strided(tuple(self._t.shape), self._st, device="meta")
+            out._set_strides(meta.clone().stride())
         return out
 
     def __getitem__(self, idx) -> TensorBase:

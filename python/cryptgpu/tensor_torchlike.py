@@ -290,8 +290,14 @@ class TorchLikeOps:
         where = np.unravel_index(pos, tuple(self.shape))
         offset = _ints([offset], "offset")[0]
         # the read gives a live view of the base (a view of this view reads
-        # through it and writes back through its write)
-        return self._at(pos)._as_view_of(
+        # through it and writes back through its write); torch's strides of
+        # the view (the two dims' strides summed, appended), so that
+        # contiguous(), reshape and flatten copy where torch's do (until
+        # 2026-12-05 the diagonal passed for contiguous and they stayed views)
+        ts = self._strides()
+        out = self._at(pos)
+        out._set_strides([s for i, s in enumerate(ts) if i not in (a, b)] + [ts[a] + ts[b]])
+        return out._as_view_of(
             self,
             lambda base: base.diagonal(offset, a, b),
             lambda base, v: base.__setitem__(where, v),

@@ -1,0 +1,82 @@
+"""More of torch's tensor API, against torch float64: what a user probe of
+2026-12-05 (the thirteenth session) found. A diagonal passed for a
+contiguous tensor, so ``diagonal().contiguous()``, ``.flatten()`` and
+``.reshape(-1)`` stayed linked to the base where torch copies (and a clone
+of a transposed tensor lost torch's strides); ``argmax``/``max`` of a 0-d
+tensor over dim 0 divided by zero; torch's keyword names (``dims=``,
+``shape=``, ``size=``, ``other=`` ...) were refused; a public tensor
+exponent was refused; several methods were missing (select, tile, ravel,
+diag, hstack, take_along_dim, lerp, diff, ...); some messages were wrong;
+gradients at ties and kinks differed from torch's.
+
+Tolerances: inputs are encoded to 16 fractional bits (ULP = 2^-16, an
+encoding error ENC = ULP / 2 per input); data movement (views, copies,
+selections) is exact on the encoded values, so such results are compared
+with torch within ENC; products within ``conftest.prod_tol``; each
+assertion states its own.
+"""
+
+import pytest
+import torch
+
+import cryptgpu
+from conftest import ENC, assert_close
+
+
+def pt(x):
+    return x.get_plain_text(dtype=torch.float64)
+
+
+def sh(t):
+    return cryptgpu.cryptensor(t.clone())
+
+
+# ------------------------------------------------------------ 1. copies of non-contiguous views
+
+# (name, view, what follows it): torch copies in each of these
+COPIES = [
+    ("diagonal().contiguous()", lambda x: x.diagonal().contiguous(), (3, 3)),
+    ("diagonal(1).contiguous()", lambda x: x.diagonal(1).contiguous(), (3, 3)),
+    (
+        "diagonal().unsqueeze(0).contiguous()",
+        lambda x: x.diagonal().unsqueeze(0).contiguous(),
+        (3, 3),
+    ),
+    ("3-D diagonal().flatten()", lambda x: x.diagonal().flatten(), (2, 2, 3)),
+    ("3-D diagonal().flatten(0, 1)", lambda x: x.diagonal().flatten(0, 1), (2, 2, 3)),
+    ("3-D diagonal().reshape(-1)", lambda x: x.diagonal().reshape(-1), (2, 2, 3)),
+]
+
+
+@pytest.mark.parametrize("name,f,shape", COPIES, ids=[c[0] for c in COPIES])
+def test_contiguous_and_reshape_copy_non_contiguous_views(session, name, f, shape):
+    """Until 2026-12-05 these stayed linked to the base: a change of the
+    base showed in the copy, and a write into the copy reached the base.
+    Values are exact (no products): compared within ENC."""
+    t = torch.arange(float(torch.Size(shape).numel())).view(shape)
+    tb, sb = t.clone(), sh(t)
+    tv, sv = f(tb), f(sb)
+    tb.mul_(-1)
+    sb.mul_(-1)
+    assert_close(pt(sv), tv, ENC)
+    tv.fill_(7.0)
+    sv.fill_(7.0)
+    assert_close(pt(sb), tb, ENC)
+
+
+def test_a_clone_of_a_transposed_tensor_keeps_torchs_strides(session):
+    """torch's clone preserves a transposed layout, so y.contiguous() is a
+    new tensor: writing it leaves y alone (it returned y itself). Exact."""
+    x = torch.arange(12.0).view(2, 3, 2)
+    for f in (lambda v: v.transpose(0, 2).clone(), lambda v: v.diagonal(0, 0, 2).clone()):
+        y_t, y_s = f(x), f(sh(x))
+        z_t, z_s = y_t.contiguous(), y_s.contiguous()
+        z_t.fill_(-1.0)
+        z_s.fill_(-1.0)
+        assert_close(pt(y_s), y_t, ENC)
+        assert_close(pt(z_s), z_t, ENC)
+    # a diagonal's own views still write into the base, as torch's
+    A, S = torch.zeros(3, 3), sh(torch.zeros(3, 3))
+    A.diagonal().unsqueeze(0).fill_(2.0)
+    S.diagonal().unsqueeze(0).fill_(2.0)
+    assert_close(pt(S), A, ENC)
