@@ -20,7 +20,7 @@ import pytest
 import torch
 
 import cryptgpu
-from conftest import ENC, assert_close
+from conftest import ENC, assert_close, usable
 
 
 def pt(x):
@@ -80,3 +80,26 @@ def test_a_clone_of_a_transposed_tensor_keeps_torchs_strides(session):
     A.diagonal().unsqueeze(0).fill_(2.0)
     S.diagonal().unsqueeze(0).fill_(2.0)
     assert_close(pt(S), A, ENC)
+
+
+# ------------------------------------------------------------ 2. a scalar's only dim
+
+
+def test_argmax_max_and_movedim_of_a_0d_tensor(session):
+    """dim 0 of a 0-d tensor divided by zero in the index (one_hot=False)
+    and movedim(0, 0) raised ShapeError; torch gives index 0 and the value.
+    The index is exact; the value is the encoded input (within ENC)."""
+    t = torch.tensor(1.5)
+    x = sh(t)
+    assert_close(pt(x.argmax(0, one_hot=False)), t.argmax(0).double(), 0.0)
+    assert_close(pt(x.argmin(-1, one_hot=False)), t.argmin(-1).double(), 0.0)
+    v, i = x.max(0, one_hot=False)
+    assert_close(pt(v), t.max(0)[0], ENC)
+    assert_close(pt(i), t.max(0)[1].double(), 0.0)
+    assert_close(pt(x.min(0, keepdim=True)[0]), t.min(0, keepdim=True)[0], ENC)
+    assert_close(pt(x.argmax(0)), torch.tensor(1.0), 0.0)  # one-hot: the only element
+    assert_close(pt(x.movedim(0, 0)), t.movedim(0, 0), ENC)
+    assert_close(pt(torch.movedim(x, -1, 0)), t.movedim(-1, 0), ENC)
+    with pytest.raises(IndexError):
+        x.movedim(1, 0)
+    assert usable()

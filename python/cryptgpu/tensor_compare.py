@@ -283,6 +283,8 @@ def _indices(onehot, dim, keepdim: bool):
         flat = onehot.reshape(-1)
         idx = (flat * torch.arange(flat.shape[0], dtype=torch.int64)).sum()
         return idx.reshape([1] * onehot.dim()) if keepdim else idx
+    if onehot.dim() == 0:  # a scalar's only "dim" (0 or -1): index 0, as torch's
+        return onehot * 0
     d = dim % onehot.dim()
     shape = [1] * onehot.dim()
     shape[d] = onehot.shape[d]

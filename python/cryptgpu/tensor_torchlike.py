@@ -102,6 +102,8 @@ class TorchLikeOps:
             raise ShapeError("movedim: source and destination must have the same length")
         if len(set(src)) != len(src) or len(set(dst)) != len(dst):
             raise ShapeError("movedim: repeated dim")
+        if self.dim() == 0:  # torch: 0 and -1 name a scalar's only "dim"
+            return self
         order = [i for i in range(self.dim()) if i not in src]
         for to, frm in sorted(zip(dst, src)):
             order.insert(to, frm)
