@@ -20,7 +20,7 @@ import pytest
 import torch
 
 import cryptgpu
-from conftest import ENC, assert_close, usable
+from conftest import ENC, ULP, assert_close, prod_tol, usable
 
 
 def pt(x):
@@ -102,4 +102,64 @@ def test_argmax_max_and_movedim_of_a_0d_tensor(session):
     assert_close(pt(torch.movedim(x, -1, 0)), t.movedim(-1, 0), ENC)
     with pytest.raises(IndexError):
         x.movedim(1, 0)
+    assert usable()
+
+
+# ------------------------------------------------------------ 3. torch's keyword names
+
+KEYWORDS = [
+    ("torch.flip(x, dims=)", lambda x, m: m.flip(x, dims=(0,))),
+    ("x.flip(dims=)", lambda x, m: x.flip(dims=[2])),
+    ("x.permute(dims=)", lambda x, m: x.permute(dims=(2, 1, 0))),
+    ("torch.permute(x, dims=)", lambda x, m: m.permute(x, dims=(2, 1, 0))),
+    ("torch.reshape(x, shape=)", lambda x, m: m.reshape(x, shape=(-1,))),
+    ("x.reshape(shape=)", lambda x, m: x.reshape(shape=(4, 6))),
+    ("x.view(size=)", lambda x, m: x.view(size=(6, 4))),
+    ("x.expand(size=)", lambda x, m: x.expand(size=(2, 2, 3, 4))),
+    ("x.repeat(repeats=)", lambda x, m: x.repeat(repeats=(1, 1, 2))),
+    ("x.split(split_size=)", lambda x, m: x.split(split_size=3, dim=-1)[1]),
+    (
+        "torch.split(x, split_size_or_sections=)",
+        lambda x, m: m.split(x, split_size_or_sections=3, dim=-1)[1],
+    ),
+    ("torch.add(x, other=)", lambda x, m: m.add(x, other=1.0)),
+    ("torch.sub(x, other=)", lambda x, m: m.sub(x, other=1.0)),
+    ("torch.mul(x, other=)", lambda x, m: m.mul(x, other=2.0)),
+    ("torch.div(x, other=)", lambda x, m: m.div(x, other=2.0)),
+    ("x.var(False)", lambda x, m: x.var(False)),
+    ("x.std(False)", lambda x, m: x.std(False)),
+]
+
+
+@pytest.mark.parametrize("name,f", KEYWORDS, ids=[k[0] for k in KEYWORDS])
+def test_torchs_keyword_names(session, name, f):
+    """Each raised TypeError (an unexpected keyword; var(False) read False
+    as a dim). Data movement and integer factors are exact on the encoded
+    inputs (ENC, times 2 for x * 2); a halving is one truncation (ENC / 2
+    + ULP); the population variance of 24 values in (-1, 1) and its square
+    root are compared within 1e-3 (squares of encoded values, one
+    truncation each, then the mean and, for std, the range-reduced sqrt,
+    whose measured error is ~1e-4 relative)."""
+    t = torch.linspace(-1, 1, 24, dtype=torch.float64).view(2, 3, 4)
+    want = f(t, torch)
+    got = pt(f(sh(t), torch))
+    tol = 1e-3 if name.endswith("(False)") else 2 * ENC + ULP
+    assert_close(got, want, tol)
+
+
+def test_torchs_keyword_names_of_products(session):
+    """torch.matmul(x, other=w), torch.mm(x, mat2=w), torch.dot(a,
+    tensor=b) raised TypeError. Sums of 4 products of values in (-1, 1)
+    with public integers: prod_tol(4, 1, 1)."""
+    t = torch.linspace(-1, 1, 12, dtype=torch.float64).view(3, 4)
+    w = torch.arange(8.0, dtype=torch.float64).view(4, 2) - 3
+    x = sh(t)
+    tol = prod_tol(4, 1, 4)
+    assert_close(pt(torch.matmul(x, other=w)), torch.matmul(t, other=w), tol)
+    assert_close(pt(torch.mm(x, mat2=w)), torch.mm(t, mat2=w), tol)
+    assert_close(pt(torch.dot(x[0], tensor=w[:, 0])), torch.dot(t[0], tensor=w[:, 0]), tol)
+    with pytest.raises(TypeError):
+        x.permute(dims=(1, 0), order=1)
+    with pytest.raises(TypeError):
+        x.view((3, 4), size=(3, 4))
     assert usable()

@@ -117,6 +117,22 @@ def _ints(vs, what: str) -> list[int]:
     return out
 
 
+def _varargs(args: tuple, kw: dict, name: str, what: str) -> tuple:
+    """The sizes or dims of a torch method taking them as ``*args`` or as
+    one keyword (torch's name: ``x.permute(dims=...)``,
+    ``x.view(size=...)``)."""
+    if kw:
+        bad = next((k for k in kw if k != name), None)
+        if bad is not None or args:
+            raise TypeError(
+                f"{what}() got an unexpected keyword argument '{bad or name}'"
+                if bad is not None
+                else f"{what}() got multiple values for argument '{name}'"
+            )
+        return (kw[name],)
+    return args
+
+
 def _norm_dim(d: int, ndim: int) -> int:
     i = _index(d)
     if i is None:

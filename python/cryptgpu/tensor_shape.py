@@ -15,7 +15,7 @@ import torch
 from . import autograd as ag
 from . import gradients as gr
 from ._native import InvalidArgumentError, OutOfMemoryError, ShapeError
-from ._plain import _index, _ints, _norm_dim, _plain_array, _strides
+from ._plain import _index, _ints, _norm_dim, _plain_array, _strides, _varargs
 from .tensor_base import READ_ONLY, TensorBase
 
 
@@ -25,8 +25,9 @@ class ShapeOps:
     __slots__ = ()
 
     # ------------------------------------------------------------ broadcasting
-    def expand(self, *sizes) -> TensorBase:
+    def expand(self, *sizes, **kw) -> TensorBase:
         """Broadcast to a larger shape (``-1`` keeps a dim), like ``torch.Tensor.expand``."""
+        sizes = _varargs(sizes, kw, "size", "expand")
         if not sizes:
             raise TypeError("expand() missing its sizes argument")
         if len(sizes) == 1 and isinstance(sizes[0], (tuple, list, torch.Size)):
@@ -89,15 +90,17 @@ class ShapeOps:
             return shape, self.expand(shape)
 
     # ------------------------------------------------------------ shape ops
-    def reshape(self, *shape) -> TensorBase:
+    def reshape(self, *shape, **kw) -> TensorBase:
         """Another shape (-1 allowed), as torch.reshape (local): a view, or a
         copy where torch copies (a transposed or strided tensor whose dims
         are merged or split)."""
+        shape = _varargs(shape, kw, "shape", "reshape")
         return self._reshaped(self._shape_arg(shape, "reshape"), view=False)
 
-    def view(self, *shape) -> TensorBase:
+    def view(self, *shape, **kw) -> TensorBase:
         """A view with another shape (-1 allowed), as torch's view (local;
         also of a transposed or strided tensor, where torch may refuse)."""
+        shape = _varargs(shape, kw, "size", "view")
         return self._reshaped(self._shape_arg(shape, "view"), view=True)
 
     def _shape_arg(self, shape, what: str) -> list:
@@ -170,8 +173,9 @@ class ShapeOps:
             )
         return self.reshape(shp[:d] + sizes + shp[d + 1 :])
 
-    def permute(self, *dims) -> TensorBase:
+    def permute(self, *dims, **kw) -> TensorBase:
         """Reorder dims, as torch.permute (local)."""
+        dims = _varargs(dims, kw, "dims", "permute")
         if not dims:
             raise TypeError("permute() missing its dims argument")
         if len(dims) == 1 and isinstance(dims[0], (tuple, list)):

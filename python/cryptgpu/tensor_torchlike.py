@@ -14,7 +14,7 @@ import torch
 
 from . import _session
 from ._native import ShapeError
-from ._plain import IndexRangeError, _float64, _index, _ints, _norm_dim
+from ._plain import IndexRangeError, _float64, _index, _ints, _norm_dim, _varargs
 from .tensor_base import TensorBase
 from .tensor_reduce import axis_alias, check_dtype
 from .tensor_scatter import _index_array
@@ -125,9 +125,10 @@ class TorchLikeOps:
             )
         return self[(slice(None),) * d + (slice(start, start + length),)]
 
-    def flip(self, *dims) -> TensorBase:
+    def flip(self, *dims, **kw) -> TensorBase:
         """Reverse the order along ``dims`` (a copy, as torch's; a 0-d
         tensor's dims 0 and -1 leave its value)."""
+        dims = _varargs(dims, kw, "dims", "flip")
         dims = dims[0] if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
         norm = self._dims_arg(dims)
         for d in set(norm):
@@ -232,8 +233,9 @@ class TorchLikeOps:
         """A public uninitialised tensor (see :meth:`new_zeros`)."""
         return self._new(None, size, **kwargs)
 
-    def repeat(self, *sizes) -> TensorBase:
+    def repeat(self, *sizes, **kw) -> TensorBase:
         """Tile the tensor ``sizes`` times, as ``torch.Tensor.repeat``."""
+        sizes = _varargs(sizes, kw, "repeats", "repeat")
         if len(sizes) == 1 and isinstance(sizes[0], (tuple, list, torch.Size)):
             sizes = sizes[0]
         sizes = _ints(sizes, "repeat: sizes")
@@ -253,8 +255,14 @@ class TorchLikeOps:
         n = self.shape[_norm_dim(dim, self.dim())]
         return self.split(max(1, -(-n // k)), dim)
 
-    def split(self, split_size_or_sections, dim: int = 0) -> tuple:
-        """Pieces of ``split_size`` (or of the listed sizes) along ``dim``."""
+    def split(self, split_size_or_sections=None, dim: int = 0, *, split_size=None) -> tuple:
+        """Pieces of ``split_size`` (or of the listed sizes) along ``dim``
+        (``split_size=`` is the method's keyword in torch,
+        ``split_size_or_sections=`` torch.split's)."""
+        if (split_size is None) == (split_size_or_sections is None):
+            raise TypeError("split() takes one split_size (or split_size_or_sections)")
+        if split_size_or_sections is None:
+            split_size_or_sections = split_size
         if self.dim() == 0:
             raise RuntimeError("split expects at least a 1-dimensional tensor")
         d = _norm_dim(dim, self.dim())
@@ -362,6 +370,8 @@ class TorchLikeOps:
         the population variance), as ``torch.var``."""
         if unbiased is not None and not isinstance(unbiased, bool):
             dim, unbiased = unbiased, None  # var(dim) called positionally as var(dim)
+        if isinstance(dim, bool) and unbiased is None:
+            dim, unbiased = None, dim  # torch's var(unbiased): x.var(False)
         if correction is None:
             correction = 0 if unbiased is False else 1
         if self.dim() == 0:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from . import _session
 from . import autograd as ag
-from ._plain import _float64
+from ._plain import _float64, _varargs
 from .einsum import einsum
 from .functions import ratio_inv_sqrt
 from .tensor_base import SecretValueError, TensorBase
@@ -37,9 +37,10 @@ def _product(name):
     """torch.<name>(a, b) (mm, bmm, outer, dot, matmul) with a SharedTensor
     on either side: torch's rank checks, then the product."""
 
-    def call(a, b, *, out=None):
+    def call(a, b=None, *, out=None, **kw):
         if out is not None:
             raise NotImplementedError(f"torch.{name}(..., out=) on a SharedTensor")
+        b = _second(b, kw, _SECOND[name], name)
         if isinstance(a, TensorBase):
             return getattr(a, name)(b)
         if name in ("mm", "bmm", "outer"):
@@ -94,21 +95,38 @@ def _pow(a, b):
     return a.pow(b) if isinstance(a, TensorBase) else b.__rpow__(a)
 
 
-def _add(a, b, *, alpha=1, out=None):
+# the keyword name torch gives the second operand of each product
+_SECOND = {"mm": "mat2", "bmm": "mat2", "outer": "vec2", "dot": "tensor", "matmul": "other"}
+
+
+def _second(b, kw, name, what):
+    """The second operand, given positionally or by torch's keyword ``name``."""
+    if kw:
+        (b,) = _varargs(() if b is None else (b,), kw, name, what)
+    if b is None:
+        raise TypeError(f"{what}() missing 1 required positional argument: '{name}'")
+    return b
+
+
+def _add(a, b=None, *, alpha=1, out=None, **kw):
+    b = _second(b, kw, "other", "add")
     b = b * alpha if alpha != 1 else b
     return a.add(b) if isinstance(a, TensorBase) else b.add(a)
 
 
-def _sub(a, b, *, alpha=1, out=None):
+def _sub(a, b=None, *, alpha=1, out=None, **kw):
+    b = _second(b, kw, "other", "sub")
     b = b * alpha if alpha != 1 else b
     return a.sub(b) if isinstance(a, TensorBase) else b.neg().add(a)
 
 
-def _mul(a, b, *, out=None):
+def _mul(a, b=None, *, out=None, **kw):
+    b = _second(b, kw, "other", "mul")
     return a.mul(b) if isinstance(a, TensorBase) else b.mul(a)
 
 
-def _div(a, b, *, rounding_mode=None, out=None):
+def _div(a, b=None, *, rounding_mode=None, out=None, **kw):
+    b = _second(b, kw, "other", "div")
     if rounding_mode is not None:
         raise NotImplementedError("torch.div with a rounding_mode on a SharedTensor")
     return a.div(b) if isinstance(a, TensorBase) else b.__rtruediv__(a)
@@ -186,9 +204,10 @@ def _conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 def _compare(name: str, flipped: str):
     """torch.lt(a, b) and the like with a SharedTensor on either side."""
 
-    def call(a, b, *, out=None):
+    def call(a, b=None, *, out=None, **kw):
         if out is not None:
             raise NotImplementedError(f"torch.{name}(..., out=) on a SharedTensor")
+        b = _second(b, kw, _SECOND[name], name)
         if isinstance(a, TensorBase):
             return getattr(a, name)(b)
         return getattr(b, flipped)(a)
