@@ -21,6 +21,7 @@ import torch
 
 import cryptgpu
 from conftest import ENC, ULP, assert_close, prod_tol, usable
+from cryptgpu._native import ShapeError
 
 
 def pt(x):
@@ -162,4 +163,61 @@ def test_torchs_keyword_names_of_products(session):
         x.permute(dims=(1, 0), order=1)
     with pytest.raises(TypeError):
         x.view((3, 4), size=(3, 4))
+    assert usable()
+
+
+# ------------------------------------------------------------ 4. public tensor exponents
+
+
+def test_pow_with_a_public_tensor_exponent(session):
+    """x ** t, x.pow(t), torch.pow(x, t) raised "the exponent must be one
+    public number". Integer exponents (products: a negative x keeps torch's
+    sign): x^3 of |x| <= 2 carries 3 x^2 ENC = 12 ENC from the encoding and
+    two truncations scaled by up to x^2 (8 ULP): within 2e-4; 1 / x for
+    |x| >= 0.5 is the reciprocal (a few units plus 2^-15 relative of 2, and
+    ENC / x^2 = 4 ENC): within 2e-4 too."""
+    t = torch.tensor([[-2.0, -1.25, 0.5, 1.5], [0.75, -0.5, 2.0, -1.0]], dtype=torch.float64)
+    e = torch.tensor([1.0, 2.0, 3.0, -1.0], dtype=torch.float64)
+    x = sh(t)
+    for got in (x**e, x.pow(e), torch.pow(x, e)):
+        assert_close(pt(got), t**e, 2e-4)
+    # broadcasting to a larger shape, and one exponent in a 1-element tensor
+    e2 = torch.tensor([[[2.0]], [[3.0]]], dtype=torch.float64)
+    assert_close(pt(x**e2), t**e2, 2e-4)
+    assert_close(pt(x ** torch.tensor([2.0])), t ** torch.tensor([2.0]), 2e-4)
+    # fractional exponents, x > 0 (pos_pow: about 1e-4 relative, of up to
+    # 2^2.5 = 5.7): within 1e-3
+    xp, tp = sh(t.abs() + 0.25), t.abs() + 0.25
+    ef = torch.tensor([0.5, 1.5, -0.5, 2.5], dtype=torch.float64)
+    assert_close(pt(xp**ef), tp**ef, 1e-3)
+    with pytest.raises(ShapeError):
+        x ** torch.ones(3)
+    assert usable()
+
+
+def test_pow_tensor_exponent_gradient(session):
+    """The gradient of x ** e (e public, integers) is e x^(e - 1): products
+    and the reciprocal's, as in the forward pass; within 1e-3 for |x| <= 2
+    (3 x^2 of up to 12, a few truncations, the reciprocal's 2^-15
+    relative of 1 / x^2 <= 4)."""
+    t = torch.tensor([-2.0, -1.25, 0.5, 1.5], dtype=torch.float64, requires_grad=True)
+    e = torch.tensor([1.0, 2.0, 3.0, -1.0], dtype=torch.float64)
+    x = cryptgpu.cryptensor(t.detach(), requires_grad=True)
+    (x**e).sum().backward()
+    (t**e).sum().backward()
+    assert_close(pt(x.grad), t.grad, 1e-3)
+
+
+def test_public_tensor_base_to_a_shared_power(session):
+    """torch_tensor ** x and torch.pow(torch_tensor, x) raised unclear
+    TypeErrors; they are 2^(x log2 b) element-wise (a few units plus 2^-15
+    relative, results up to 3^1.5 = 5.2, and x's encoding times b^x ln b
+    <= 5.7 ENC): within 1e-3."""
+    t = torch.tensor([[-1.0, 0.5, 1.5, 2.0], [0.25, -0.75, 1.0, 0.0]], dtype=torch.float64)
+    b = torch.tensor([1.5, 2.0, 3.0, 0.5], dtype=torch.float64)
+    x = sh(t)
+    assert_close(pt(b**x), b**t, 1e-3)
+    assert_close(pt(torch.pow(b, x)), torch.pow(b, t), 1e-3)
+    with pytest.raises(NotImplementedError):
+        torch.tensor([-2.0, 1.0, 1.0, 1.0]) ** x
     assert usable()

@@ -115,6 +115,8 @@ class ArithmeticOps:
         if isinstance(p, TensorBase):
             # a private exponent (a learnable one: x ** self.p): 2^(p log2 x), x > 0
             return self.pos_pow(p)
+        if np.ndim(p) != 0:
+            return self._pow_tensor(p)
         if torch.is_tensor(p) and p.requires_grad and p.numel() == 1:
             # a torch exponent whose gradient is asked for: noted, so the
             # products below carry the news of its lost gradient (or a
@@ -151,12 +153,46 @@ class ArithmeticOps:
 
     __pow__ = pow
 
+    def _pow_tensor(self, p) -> TensorBase:
+        """x ** p for a public tensor of exponents (until 2026-12-05
+        refused), element-wise with torch's broadcasting: each distinct
+        exponent by the rule for a number (integers by products, so a
+        negative x keeps torch's sign), its elements picked by a public 0/1
+        mask (an exact integer factor, local); more than 8 distinct
+        exponents, or a torch exponent that requires grad, take
+        2^(p log2 x) at once, as a shared exponent does (x > 0)."""
+        if (torch.is_tensor(p) and p.requires_grad) or np.unique(np.asarray(p)).size > 8:
+            return self.pos_pow(p if torch.is_tensor(p) else _float64(p, "pow exponent"))
+        arr = _plain_array(p, "pow exponent")
+        if not np.isfinite(arr).all():
+            raise EncodingError("pow: every exponent must be finite")
+        try:
+            shape = np.broadcast_shapes(tuple(self.shape), arr.shape)
+        except ValueError:
+            raise ShapeError(
+                f"pow: shapes {tuple(self.shape)} and {arr.shape} do not broadcast"
+            ) from None
+        out = (self - self) + np.zeros(shape)  # the broadcast shape, for empty exponents
+        vals = np.unique(arr)
+        for e in vals:
+            piece = self.pow(float(e))
+            out = out + (piece if vals.size == 1 else piece * (arr == e).astype(np.float64))
+        return out
+
     def __rpow__(self, base) -> TensorBase:
-        """``b ** x`` for a public number b > 0: 2^(x log2 b), range-reduced
-        (:func:`cryptgpu.functions.exp2`; a few units plus 2^-15 relative,
-        for results up to 2^30 at f = 16; larger ones are clamped there)."""
-        if isinstance(base, TensorBase) or np.ndim(base) != 0:
+        """``b ** x`` for a public number or tensor b > 0 (broadcasting):
+        2^(x log2 b), range-reduced (:func:`cryptgpu.functions.exp2`; a few
+        units plus 2^-15 relative, for results up to 2^30 at f = 16; larger
+        ones are clamped there)."""
+        if isinstance(base, TensorBase):
             return NotImplemented
+        if np.ndim(base) != 0:
+            b = self._plain(base, "power base")
+            if not (b > 0).all():
+                raise NotImplementedError(
+                    "tensor ** SharedTensor: only positive bases are supported (2^(x log2 b))"
+                )
+            return fx.exp2(self * np.log2(b))
         b = float(self._plain(base, "power base"))  # (a base that requires grad: noted)
         if b <= 0:
             raise NotImplementedError(
