@@ -121,6 +121,17 @@ class TensorBase(ag.Node):
         bv = base._view
         root = bv[0] if bv is not None else None
         if root is None:
+            # a base reshaped in place since (squeeze_, unsqueeze_) is read
+            # and written through a view of the shape this view knew
+            shape = tuple(base._h.shape)
+
+            def known(b, shape=shape):
+                return b if tuple(b._h.shape) == shape else b.view(shape)
+
+            rd, wr = read, write
+            read = lambda b: rd(known(b))  # noqa: E731
+            if write is not READ_ONLY:
+                write = lambda b, v: wr(known(b), v)  # noqa: E731
             self._view = (base, base._version, read, write)
         else:
             base_read = bv[2]

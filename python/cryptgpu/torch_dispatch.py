@@ -22,6 +22,7 @@ from .einsum import einsum
 from .functions import ratio_inv_sqrt
 from .tensor_base import SecretValueError, TensorBase
 from .tensor_compare import where
+from .tensor_more import TABLE as _MORE
 from .tensor_shape import cat, stack
 from .tensor_torchlike import check_product
 
@@ -477,6 +478,7 @@ TABLE = {
     F.softmin: lambda x, dim=None, _stacklevel=3, dtype=None: x.softmin(dim, dtype),
     torch.special.expit: _unary("sigmoid"),
     torch.special.logsumexp: lambda x, dim, keepdim=False: x.logsumexp(dim, keepdim),
+    **_MORE,
 }
 
 

@@ -1,0 +1,313 @@
+"""More of torch's tensor API, composed from the other mixins (views,
+public positions, products, the range-reduced square root): select, tile,
+ravel, diag, take_along_dim, broadcast_to, lerp, diff, cumprod, the
+in-place squeeze_/unsqueeze_, is_leaf and is_floating_point; and the torch
+functions with no method of their name (hstack, vstack, dstack, var_mean,
+std_mean, linalg.norm, cosine_similarity, mv with a public matrix), which
+``torch_dispatch`` maps through :data:`TABLE`. No engine calls of their own;
+every gradient comes from the composed operations.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import autograd as ag
+from . import functions as fx
+from ._native import ShapeError
+from ._plain import _float64, _ints, _norm_dim, _varargs
+from .tensor_base import TensorBase
+from .tensor_scatter import _index_array
+from .tensor_shape import _view_strides, cat
+
+
+class MoreOps:
+    """Mixin of :class:`cryptgpu.SharedTensor`: more of torch's tensor methods."""
+
+    __slots__ = ()
+
+    # ------------------------------------------------------------ views and copies
+    def select(self, dim: int, index: int) -> TensorBase:
+        """``x.select(dim, i)``: the view ``x[..., i, ...]`` with ``dim`` removed."""
+        if self.dim() == 0:
+            raise IndexError("select() cannot be applied to a 0-dim tensor.")
+        d = _norm_dim(dim, self.dim())
+        i = _ints([index], "select: index")[0]
+        n = self.shape[d]
+        if not -n <= i < n:
+            raise IndexError(f"select(): index {i} out of range for tensor of size {n} at dim {d}")
+        return self[(slice(None),) * d + (i,)]
+
+    def tile(self, *dims, **kw) -> TensorBase:
+        """``torch.tile``: :meth:`repeat`, with ones prepended to ``dims``
+        when it has fewer entries than the tensor has dims."""
+        dims = _varargs(dims, kw, "dims", "tile")
+        if len(dims) == 1 and isinstance(dims[0], (tuple, list, torch.Size)):
+            dims = tuple(dims[0])
+        reps = _ints(dims, "tile: dims")
+        reps = [1] * (self.dim() - len(reps)) + reps
+        return self.repeat(reps) if reps else self + 0
+
+    def ravel(self) -> TensorBase:
+        """``reshape(-1)``: a view where torch's is one, else a copy."""
+        return self.reshape(-1)
+
+    def broadcast_to(self, *size, **kw) -> TensorBase:
+        """``torch.broadcast_to``: :meth:`expand` (a read-only view)."""
+        return self.expand(*_varargs(size, kw, "size", "broadcast_to"))
+
+    def diag(self, diagonal: int = 0) -> TensorBase:
+        """``torch.diag``: a 1-D tensor as the ``diagonal``-th diagonal of a
+        square matrix (zeros elsewhere, local), or a matrix's diagonal as a
+        new 1-D tensor."""
+        k = _ints([diagonal], "diag: diagonal")[0]
+        if self.dim() == 2:
+            return self.diagonal(k).clone()
+        if self.dim() != 1:
+            raise RuntimeError(f"diag(): Supports 1D or 2D tensors. Got {self.dim()}D")
+        n = self.shape[0]
+        m = n + abs(k)
+        pos = np.full((m, m), n, dtype=np.int64)  # position n: a public zero
+        rows = np.arange(n) + max(-k, 0)
+        pos[rows, rows + k] = np.arange(n)
+        return cat([self, self._public_like(0.0, [1])], 0)._at(pos)
+
+    def take_along_dim(self, indices, dim=None) -> TensorBase:
+        """``torch.take_along_dim`` with public indices: the flattened
+        tensor's positions (``dim`` None), or :meth:`gather` along ``dim``
+        after broadcasting the other dims, as torch does."""
+        idx = _index_array(indices, "take_along_dim")
+        if dim is None:
+            return self.reshape(-1).gather(0, torch.from_numpy(idx.reshape(-1)))
+        if idx.ndim != self.dim():
+            raise RuntimeError(
+                "torch.take_along_dim(): input and indices should have the same number of "
+                f"dimensions, but got {self.dim()} dimensions for input, and {idx.ndim} "
+                "dimensions for indices"
+            )
+        d = _norm_dim(dim, self.dim())
+        want = list(self.shape)
+        want[d] = idx.shape[d]
+        try:
+            shape = list(np.broadcast_shapes(tuple(want), idx.shape))
+        except ValueError:
+            raise ShapeError(
+                f"take_along_dim: shapes {tuple(self.shape)} and {idx.shape} do not broadcast"
+            ) from None
+        idx = np.broadcast_to(idx, shape)
+        shape[d] = self.shape[d]
+        return self.expand(shape).gather(d, torch.from_numpy(np.array(idx)))
+
+    def squeeze_(self, dim=None) -> TensorBase:
+        """:meth:`squeeze` in place (the tensor takes the new shape)."""
+        return self._reshape_in_place(self.squeeze(dim), "squeeze_")
+
+    def unsqueeze_(self, dim: int) -> TensorBase:
+        """:meth:`unsqueeze` in place (the tensor takes the new shape)."""
+        return self._reshape_in_place(self.unsqueeze(dim), "unsqueeze_")
+
+    def _reshape_in_place(self, new, what: str) -> TensorBase:
+        if ag.needs_grad(self):
+            self._refuse_in_place(what)
+        old, shape = list(self.shape), list(new.shape)
+        if old == shape:
+            return self
+        st = None if self._st is None else _view_strides(old, self._st, shape)
+        # views of this tensor read it through a reshape to the shape they
+        # knew (TensorBase._as_view_of); a view itself now reads and writes
+        # its base through one
+        self._h, self._st = new._t, (None if st is None else tuple(st))
+        v = self._view
+        if v is not None:
+            rd, wr = v[2], v[3]
+            self._view = (
+                v[0],
+                v[1],
+                lambda b: rd(b).reshape(shape),
+                lambda b, val: wr(b, val.reshape(old)),
+            )
+        return self
+
+    # ------------------------------------------------------------ element-wise
+    def lerp(self, end, weight) -> TensorBase:
+        """``torch.lerp``: self + weight (end - self); ``weight`` a public
+        number or tensor, or shared."""
+        w = weight if isinstance(weight, TensorBase) else _float64(weight, "lerp weight")
+        if isinstance(end, TensorBase):
+            return self + (end - self) * w
+        return self + (self.neg() + _float64(end, "lerp end")) * w
+
+    def diff(self, n: int = 1, dim: int = -1, prepend=None, append=None) -> TensorBase:
+        """``torch.diff``: the n-th forward difference along ``dim`` (after
+        joining ``prepend`` and ``append``), local."""
+        if self.dim() == 0:
+            raise RuntimeError("diff expects input to be at least one-dimensional")
+        n = _ints([n], "diff: n")[0]
+        if n < 0:
+            raise RuntimeError(f"order must be non-negative but got {n}")
+        d = _norm_dim(dim, self.dim())
+        parts = [p for p in (prepend, self, append) if p is not None]
+        y = cat(parts, d) if len(parts) > 1 else self
+        for _ in range(n):
+            m = y.shape[d]
+            if m == 0:
+                break
+            y = y.narrow(d, 1, m - 1) - y.narrow(d, 0, m - 1)
+        return y if n else y + 0
+
+    def true_divide(self, y) -> TensorBase:
+        """``x / y`` (torch's true_divide)."""
+        return self.div(y)
+
+    def cumprod(self, dim: int, *, dtype=None) -> TensorBase:
+        """Running products along ``dim``: ceil(log2(n)) rounds of products
+        of shifted copies (padded with ones), as cumsum's additions."""
+        if dtype is not None and not getattr(dtype, "is_floating_point", False):
+            raise NotImplementedError(f"cumprod(dtype={dtype}): shares hold fixed-point reals")
+        d = _norm_dim(dim, self.dim())
+        if self.dim() == 0:
+            return self + 0
+        n, y, k = self.shape[d], self, 1
+        while k < n:
+            pad = [0, 0] * (self.dim() - 1 - d) + [k, 0]
+            y = y * y.narrow(d, 0, n - k).pad(pad, value=1.0)
+            k *= 2
+        return y
+
+    # ------------------------------------------------------------ queries
+    def is_floating_point(self) -> bool:
+        """True: shares hold fixed-point reals, revealed as floats."""
+        return True
+
+    @property
+    def is_leaf(self) -> bool:
+        """As torch's: False only for a result recorded by autograd (computed
+        from a tensor that requires grad)."""
+        return self._back is None
+
+
+# ------------------------------------------------------------ torch functions
+
+
+def _atleast(t, nd: int):
+    """torch.atleast_{1,2,3}d of a shared or plaintext tensor."""
+    shape = list(t.shape) if hasattr(t, "shape") else list(np.shape(t))
+    if len(shape) >= nd:
+        return t
+    if nd == 3 and len(shape) == 2:
+        new = shape + [1]
+    elif nd == 3 and len(shape) == 1:
+        new = [1] + shape + [1]
+    else:
+        new = [1] * (nd - len(shape)) + shape
+    return t.reshape(new) if isinstance(t, TensorBase) else _float64(t, "stack").reshape(new)
+
+
+def hstack(tensors, *, out=None) -> TensorBase:
+    """``torch.hstack``: cat along dim 0 for 1-D tensors, else dim 1."""
+    ts = [_atleast(t, 1) for t in tensors]
+    return cat(ts, 0 if ts and len(ts[0].shape) == 1 else 1)
+
+
+def vstack(tensors, *, out=None) -> TensorBase:
+    """``torch.vstack``: cat along dim 0 of the tensors made at least 2-D."""
+    return cat([_atleast(t, 2) for t in tensors], 0)
+
+
+def dstack(tensors, *, out=None) -> TensorBase:
+    """``torch.dstack``: cat along dim 2 of the tensors made at least 3-D."""
+    return cat([_atleast(t, 3) for t in tensors], 2)
+
+
+def _var_mean(std: bool):
+    def call(x, dim=None, unbiased=None, keepdim=False, *, correction=None):
+        if isinstance(dim, bool) and unbiased is None:
+            dim, unbiased = None, dim
+        v = (x.std if std else x.var)(dim, unbiased, keepdim, correction=correction)
+        if x.dim() == 0:
+            return v, x + 0
+        dims = list(range(x.dim())) if dim is None else x._dims_arg(dim)
+        return v, x.mean(dims, keepdim=keepdim)
+
+    return call
+
+
+def linalg_norm(x, ord=None, dim=None, keepdim=False, *, out=None, dtype=None):  # noqa: A002
+    """``torch.linalg.norm``: the 2-norm of all elements by default (ord
+    None), a vector norm over one dim (ord 2, 1, inf), and the matrix norms
+    'fro', 1, -1, inf and -inf of 2-D inputs or over two dims."""
+    if out is not None or dtype is not None:
+        raise NotImplementedError("linalg.norm(..., out=, dtype=) on a SharedTensor")
+    if dim is not None and not isinstance(dim, (tuple, list)):
+        dim = [dim]
+    if dim is None and ord is not None:
+        dim = list(range(x.dim()))
+        if len(dim) not in (1, 2):
+            raise RuntimeError(
+                f"linalg.norm: If dim is not specified but ord is, the input must be 1D or "
+                f"2D. Got {x.dim()}D."
+            )
+    if ord is None or (dim is not None and len(dim) == 1):
+        return x.norm(2 if ord is None else ord, dim, keepdim)
+    a, b = (_norm_dim(d, x.dim()) for d in dim)
+    if ord == "fro":
+        return x.norm("fro", [a, b], keepdim)
+    if ord in (1, -1, math.inf, -math.inf):
+        # 1: the largest column sum of |x| (over rows a); inf: of row sums
+        s = x.abs().sum(a if ord in (1, -1) else b, keepdim=True)
+        r = s.amax([a, b], keepdim=True) if ord > 0 else s.amin([a, b], keepdim=True)
+        return r if keepdim else r.squeeze([a, b])
+    raise NotImplementedError(
+        f"linalg.norm(ord={ord!r}) of a matrix needs singular values, which are not provided"
+    )
+
+
+def cosine_similarity(x1, x2, dim: int = 1, eps: float = 1e-8) -> TensorBase:
+    """``F.cosine_similarity``: the dot product over ``dim`` times
+    1 / sqrt(|x1|^2 |x2|^2), the range-reduced ratio_inv_sqrt (for squared
+    norm products from 2^-10 to 2^30; ``eps`` guards nothing here: a zero
+    vector gives no meaningful value where torch gives 0)."""
+    if not isinstance(x1, TensorBase):
+        x1, x2 = x2, x1
+    y = x2 if isinstance(x2, TensorBase) else _float64(x2, "cosine_similarity")
+    dot = (x1 * y).sum(dim)
+    n1 = (x1 * x1).sum(dim)
+    n2 = (y * y).sum(dim)
+    return fx.ratio_inv_sqrt(dot, n1 * n2)
+
+
+def lerp(start, end, weight) -> TensorBase:
+    """``torch.lerp`` with a SharedTensor anywhere."""
+    if isinstance(start, TensorBase):
+        return start.lerp(end, weight)
+    s = _float64(start, "lerp start")
+    w = weight if isinstance(weight, TensorBase) else _float64(weight, "lerp weight")
+    return (end - s) * w + s
+
+
+def mv(mat, vec, *, out=None) -> TensorBase:
+    """``torch.mv`` with a SharedTensor matrix or vector."""
+    if isinstance(mat, TensorBase):
+        return mat.mv(vec)
+    if len(np.shape(mat)) != 2 or vec.dim() != 1:
+        raise ShapeError("mv: expected a matrix (2-D) and a vector (1-D)")
+    return vec.rmatmul(mat)
+
+
+TABLE = {
+    torch.hstack: hstack,
+    torch.vstack: vstack,
+    torch.row_stack: vstack,
+    torch.dstack: dstack,
+    torch.var_mean: _var_mean(False),
+    torch.std_mean: _var_mean(True),
+    torch.linalg.norm: linalg_norm,
+    F.cosine_similarity: cosine_similarity,
+    torch.cosine_similarity: cosine_similarity,
+    torch.lerp: lerp,
+    torch.mv: mv,
+}
