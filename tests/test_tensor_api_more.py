@@ -340,3 +340,22 @@ def test_in_place_squeeze_and_queries(session):
     with pytest.raises(RuntimeError):
         w.unsqueeze_(0)
     assert usable()
+
+
+# ------------------------------------------------------------ 6. messages
+
+
+def test_messages_name_what_the_user_called_and_passed(session):
+    """x.numpy() suggested .tolist(); len() of a 0-d tensor did not use
+    torch's words; x == inf and torch.maximum(x, inf) reported -inf (the
+    negated operand). Types unchanged: TypeError, EncodingError."""
+    x = sh(torch.ones(2, dtype=torch.float64))
+    with pytest.raises(TypeError, match=r"\.numpy\(\)"):
+        x.numpy()
+    with pytest.raises(TypeError, match=r"len\(\) of a 0-d tensor"):
+        len(x.sum())
+    for f in (lambda: x == math.inf, lambda: torch.maximum(x, torch.tensor(math.inf))):
+        with pytest.raises(cryptgpu.EncodingError, match=r"value inf") as e:
+            f()
+        assert "-inf" not in str(e.value)
+    assert usable()

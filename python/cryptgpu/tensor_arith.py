@@ -52,6 +52,11 @@ class ArithmeticOps:
             if ag.needs_grad(self, ys):
                 gr.record_sub(out, self, ys)
             return out
+        bad = yp[~np.isfinite(yp)]
+        if bad.size:  # named as given (-yp's encoding error said -inf for inf)
+            raise EncodingError(
+                f"cannot encode non-finite value {bad.flat[0]}: a fixed-point share cannot hold it"
+            )
         return self.add(-yp)
 
     def neg(self) -> TensorBase:

@@ -384,9 +384,9 @@ class TensorBase(ag.Node):
             # says what they asked for, whatever x's rank (a TypeError, as
             # torch's len() of a 0-d tensor)
             raise SecretValueError(
-                "len() of a 0-d SharedTensor; a SharedTensor cannot become a torch tensor "
+                "len() of a 0-d tensor (a SharedTensor; it cannot become a torch tensor "
                 "or numpy array (torch.tensor(x), torch.as_tensor(x)): its value is secret; "
-                "open it with x.get_plain_text() (every party learns it)"
+                "open it with x.get_plain_text() (every party learns it))"
             )
         return self._t.shape[0]
 
@@ -455,7 +455,13 @@ class TensorBase(ag.Node):
             "get_plain_text(dst=...)) to open them, then .tolist()"
         )
 
-    numpy = tolist
+    def numpy(self, *, force: bool = False):
+        """Refused: the values are secret (``get_plain_text().numpy()``
+        opens them to every party, explicitly)."""
+        raise SecretValueError(
+            "a SharedTensor's values are secret: call get_plain_text() (or "
+            "get_plain_text(dst=...)) to open them, then .numpy()"
+        )
 
     # float(loss), as torch allows for one element: the same opening as
     # item(). (bool() stays refused: a secret truth value in an `if` would
