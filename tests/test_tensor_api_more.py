@@ -359,3 +359,21 @@ def test_messages_name_what_the_user_called_and_passed(session):
             f()
         assert "-inf" not in str(e.value)
     assert usable()
+
+
+# ------------------------------------------------------------ 7. gradients at kinks
+
+
+def test_clamp_gradient_is_zero_at_both_bounds(session):
+    """torch's clamp(min, max) passes no gradient at either bound; ours
+    passed 1 at the upper one (relu'(0) = 0 on x - max). Same single
+    batched ReLU now, on x - min and max - x. Gradients of 0/1 are exact;
+    values are the encoded inputs' (ENC)."""
+    t = torch.tensor([-1.5, -1.0, 0.0, 1.0, 2.0], dtype=torch.float64, requires_grad=True)
+    x = cryptgpu.cryptensor(t.detach(), requires_grad=True)
+    y = x.clamp(-1.0, 1.0)
+    ty = t.clamp(-1.0, 1.0)
+    assert_close(pt(y), ty.detach(), ENC)
+    y.sum().backward()
+    ty.sum().backward()
+    assert_close(pt(x.grad), t.grad, 0.0)

@@ -156,8 +156,12 @@ class ComparisonOps:
                 if lo.dim() == 0 and hi.dim() == 0:
                     return self * 0 + float(hi)  # max everywhere: no comparison
                 min = torch.minimum(lo, hi)  # noqa: A001 - max where min > max
-            r = stack([self - min, self - max]).relu()
-            return r[0] - r[1] + min
+            # relu(x - max) as (x - max) + relu(max - x), equal in the ring:
+            # the same one batched ReLU, and the gradient [x > min] - 1 +
+            # [x < max] is 0 at both bounds, as torch's (relu'(0) = 0 gave
+            # 1 at the upper bound until 2026-12-05)
+            r = stack([self - min, self.neg() + max]).relu()
+            return r[0] - r[1] - self + (max + min)
         if min is not None:
             return (self - min).relu() + min
         return max - (max - self).relu()
