@@ -156,14 +156,15 @@ def test_a_bias_before_training_batchnorm_gets_an_exactly_zero_gradient(session)
     leaves it put; ours was fixed-point noise of ~1e-4, which Adam, RMSprop
     and Adagrad scale to full learning-rate steps: the bias walked 0.2 in
     40 steps and BatchNorm's running mean with it (a user probe, 2026-12-05).
-    BatchNorm's input gradient now sums to exactly 0 per channel."""
+    A converted layer running straight into a BatchNorm that uses batch
+    statistics now gives its bias an exactly zero gradient."""
     torch.manual_seed(8)
     tm = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3, padding=1), torch.nn.BatchNorm2d(3))
     tm = tm.double().train()
     pm = cryptgpu.nn.from_pytorch(tm, torch.zeros(1, 1, 6, 6)).encrypt().train()
     b0 = pm[0].bias.get_plain_text(dtype=torch.float64).clone()
     opt = cryptgpu.optim.Adam(pm.parameters(), lr=1e-2)
-    for step in range(5):
+    for _ in range(5):
         x = torch.randn(4, 1, 6, 6, dtype=torch.float64)
         w = torch.randn(4, 3, 6, 6, dtype=torch.float64)
         opt.zero_grad()

@@ -22,6 +22,7 @@ from . import (
     masks,
     recurrent,
     resize,
+    shifts,
     to_torch,
     tracing,
     transformer,
@@ -247,6 +248,7 @@ class Graph(Module):
     _fixed_none: frozenset = frozenset()
     _needed: dict = {}  # name -> None, or why fx cannot trace its None branch
     _id_inputs: frozenset = frozenset()  # inputs read as ids by an embedding
+    _shifts: dict = {}  # layer -> the BatchNorm it runs into (shifts.py)
 
     def __init__(
         self,
@@ -420,7 +422,9 @@ class Graph(Module):
                     env[node.name] = self._attrs[node.target]
             elif node.op == "call_module":
                 m = self._layer(node.target)
-                env[node.name] = m(*load(node.args), **load(node.kwargs))
+                bn = self._shifts.get(node.target)
+                with shifts.cancelled(m, None if bn is None else self._layer(bn)):
+                    env[node.name] = m(*load(node.args), **load(node.kwargs))
                 _check_range(env[node.name], f"{node.target!r} ({type(m).__name__})")
             elif node.op == "call_function":
                 args, kwargs = load(node.args), load(node.kwargs)
@@ -658,6 +662,7 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
     }
     out._root_target = root
     out._id_inputs = id_inputs(gm.graph, converted)  # one-hot rows of shared ids
+    out._shifts = shifts.pairs(gm.graph, converted)  # biases a BatchNorm cancels
     out._fixed_none, out._needed = nones, needed
     out.eval()
     if dummy_input is not None:

@@ -58,11 +58,30 @@ class Linear(Module):
 
     def forward(self, x):
         """x W^T + b on a SharedTensor (or a plaintext tensor)."""
-        w, b = self._params["weight"], self._params["bias"]
+        w = self._params["weight"]
+        b = shift_bias(self, x.dim() == 2)  # [N, F]: the bias is per channel
         x = _public_input(x, w)
         if isinstance(x, SharedTensor):
             return x.linear(_as_operand(w), None if b is None else _as_operand(b))
         return F.linear(x, *_like(x, w, b))
+
+
+def shift_bias(layer, per_channel: bool = True):
+    """A layer's bias, with an exactly zero gradient while a converted
+    graph runs the layer straight into a BatchNorm that normalises with
+    batch statistics (Graph sets ``_shift_cancelled`` around the call):
+    such a BatchNorm removes any per-channel shift, so torch's gradient of
+    that bias is ~1e-17, where ours was fixed-point noise of ~1e-4 that
+    Adam, RMSprop and Adagrad scale to full learning-rate steps (a user
+    probe, 2026-12-05: the bias walked 0.03-0.37 in 40 steps, and the
+    BatchNorm's running mean with it). Only the gradient changes: the
+    values are the bias's own shares."""
+    b = layer._params["bias"]
+    if not (per_channel and layer.__dict__.get("_shift_cancelled")):
+        return b
+    if not isinstance(b, SharedTensor) or not ag.needs_grad(b):
+        return b
+    return ag.record(b._wrap(b._t), (b,), lambda g: (g * 0,))
 
 
 def _public_input(x, w):
@@ -111,7 +130,7 @@ class Conv2d(Module):
 
     def forward(self, x):
         """The convolution of a SharedTensor NCHW input (or a plaintext tensor)."""
-        w, b = self._params["weight"], self._params["bias"]
+        w, b = self._params["weight"], shift_bias(self)
         x = _public_input(x, w)
         if isinstance(x, SharedTensor):
             return x.conv2d(
@@ -429,7 +448,7 @@ class BatchNorm(Module):
                 self._buffers["running_var"] = rv * (1 - m) + unbiased * m
         if not recorded:
             return y
-        return _record_norm(y, x, w, b, xhat, inv, dims, shape, dims, zero_sum=True)
+        return _record_norm(y, x, w, b, xhat, inv, dims, shape, dims)
 
 
 class BatchNorm1d(BatchNorm):
@@ -524,20 +543,12 @@ def _scale_shift(xhat, w, b, shape=None):
     return y if b is None else y + (b if shape is None else b.reshape(shape))
 
 
-def _record_norm(
-    y, x, w, b, xhat, inv, dims, shape, param_dims, center: bool = True, zero_sum: bool = False
-):
+def _record_norm(y, x, w, b, xhat, inv, dims, shape, param_dims, center: bool = True):
     """Record ``y = xhat * w + b`` (normalised over ``dims``) with the
     closed-form backward: dxhat = g w; dx = inv / n (n dxhat - sum dxhat -
     xhat sum(dxhat xhat)); the parameters' gradients summed over
     ``param_dims`` (those they are broadcast along); without ``center``
-    (RMSNorm) the sum dxhat term is not there. ``zero_sum`` (BatchNorm)
-    makes dx sum to exactly 0 over ``dims``, as it does in exact
-    arithmetic (a shift of x per channel changes nothing): the bias of a
-    conv or linear layer before a training BatchNorm then gets an exactly
-    zero gradient, where fixed-point noise of ~1e-4 made Adam, RMSprop and
-    Adagrad (which scale a gradient to the learning rate whatever its
-    size) walk it by up to 0.4 in 40 steps, and the running mean with it."""
+    (RMSNorm) the sum dxhat term is not there."""
     n = 1
     for d in dims:
         n *= x.shape[d]
@@ -548,26 +559,12 @@ def _record_norm(
         dx = dxhat * n - xhat * s2
         dx = (dx - dxhat.sum(dims, keepdim=True) if center else dx) * inv
         dx = dx.div(n)
-        if zero_sum:
-            dx = _zero_sum(dx, dims, n)
         gw = None if w is None else _sum_over(g * xhat, param_dims)
         gb = None if b is None else _sum_over(g, param_dims)
         return _drop_missing((dx, gw, gb), w, b)
 
     parents = (x, w if w is not None else x, b if b is not None else x)
     return ag.record(y, parents, back)
-
-
-def _zero_sum(dx, dims, n: int):
-    """dx less its mean over ``dims`` (one truncation, on one value per
-    channel), with the mean's truncation remainder (exact: r - n q, an
-    integer product) taken from the first position, so that the sum over
-    ``dims`` is exactly 0 in the ring."""
-    r = dx.sum(dims, keepdim=True)
-    q = r.div(n)
-    first = torch.zeros([dx.shape[d] if d in dims else 1 for d in range(dx.dim())])
-    first.view(-1)[0] = 1.0
-    return dx - q - (r - q * n) * first
 
 
 def _sum_over(t, dims):

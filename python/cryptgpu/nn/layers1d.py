@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from .. import _session
 from .._native import ShapeError
 from ..tensor import SharedTensor
-from .layers import AvgPool2d, _as_operand, _fresh, _like, _public_input
+from .layers import AvgPool2d, _as_operand, _fresh, _like, _public_input, shift_bias
 from .module import Module
 from .stats import LINEAR, POOLING
 
@@ -48,7 +48,7 @@ class Conv1d(Module):
 
     def forward(self, x):
         """The convolution of an NCL SharedTensor (or plaintext tensor)."""
-        w, b = self._params["weight"], self._params["bias"]
+        w, b = self._params["weight"], shift_bias(self)
         conf = (self.stride, self.padding, self.dilation, self.groups)
         x = _public_input(x, w)
         if isinstance(x, SharedTensor):
