@@ -208,7 +208,7 @@ def _compare(name: str, flipped: str):
     def call(a, b=None, *, out=None, **kw):
         if out is not None:
             raise NotImplementedError(f"torch.{name}(..., out=) on a SharedTensor")
-        b = _second(b, kw, _SECOND[name], name)
+        b = _second(b, kw, _SECOND.get(name, "other"), name)
         if isinstance(a, TensorBase):
             return getattr(a, name)(b)
         return getattr(b, flipped)(a)
