@@ -11,6 +11,7 @@ every gradient comes from the composed operations.
 from __future__ import annotations
 
 import math
+import operator
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from ._plain import _float64, _ints, _norm_dim, _varargs
 from .tensor_base import TensorBase
 from .tensor_scatter import _index_array
 from .tensor_shape import _view_strides, cat
+from .tensor_torchlike import scan
 
 
 class MoreOps:
@@ -171,12 +173,7 @@ class MoreOps:
         d = _norm_dim(dim, self.dim())
         if self.dim() == 0:
             return self + 0
-        n, y, k = self.shape[d], self, 1
-        while k < n:
-            pad = [0, 0] * (self.dim() - 1 - d) + [k, 0]
-            y = y * y.narrow(d, 0, n - k).pad(pad, value=1.0)
-            k *= 2
-        return y
+        return scan(self, d, operator.mul, 1.0)
 
     # ------------------------------------------------------------ queries
     def is_floating_point(self) -> bool:

@@ -9,6 +9,8 @@ products), var/std a mean and one product (plus std's square root).
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 import torch
 
@@ -335,12 +337,7 @@ class TorchLikeOps:
         d = _norm_dim(dim, self.dim())
         if self.dim() == 0:
             return self + 0
-        n, y, k = self.shape[d], self, 1
-        while k < n:
-            pad = [0, 0] * (self.dim() - 1 - d) + [k, 0]
-            y = y + y.narrow(d, 0, n - k).pad(pad)
-            k *= 2
-        return y
+        return scan(self, d, operator.add, 0.0)
 
     @axis_alias
     def prod(self, dim=None, keepdim: bool = False, *, dtype=None) -> TensorBase:
@@ -469,3 +466,15 @@ def check_product(name: str, sa, sb) -> None:
             "Expected size for first two dimensions of batch2 tensor to be: "
             f"[{sa[0]}, {sa[2]}] but got: [{sb[0]}, {sb[1]}]."
         )
+
+
+def scan(x, d: int, combine, fill: float):
+    """Running ``combine`` along dim ``d`` (cumsum's +, cumprod's *):
+    ceil(log2(n)) steps, each combining y with y shifted by k positions
+    (padded with ``fill``, combine's identity)."""
+    n, y, k = x.shape[d], x, 1
+    while k < n:
+        pad = [0, 0] * (x.dim() - 1 - d) + [k, 0]
+        y = combine(y, y.narrow(d, 0, n - k).pad(pad, value=fill))
+        k *= 2
+    return y
