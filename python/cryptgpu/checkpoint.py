@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import pickle
 
+import numpy as np
 import torch
 
 from . import _session, party_io
@@ -55,6 +56,8 @@ def _encode(obj, session, rank: int):
         shape = list(obj.shape)
 
         def words(buf):
+            if not buf:  # an empty tensor (frombuffer refuses an empty buffer)
+                return torch.zeros(0, dtype=torch.int64)
             return torch.frombuffer(bytearray(buf), dtype=torch.int64).clone()
 
         return {
@@ -73,6 +76,11 @@ def _encode(obj, session, rank: int):
         return {_TAG: "tuple", "items": [_encode(v, session, rank) for v in obj]}
     if isinstance(obj, list):
         return [_encode(v, session, rank) for v in obj]
+    if isinstance(obj, np.generic):  # np.float64 is a float, but would not load back
+        raise TypeError(
+            f"cannot save a numpy {type(obj).__name__} (torch.load(weights_only=True) "
+            "cannot read it back): convert it with float() or int()"
+        )
     if obj is None or isinstance(obj, (bool, int, float, str, torch.Tensor)):
         return obj
     from .nn.module import Module
@@ -122,6 +130,7 @@ def save(obj, f, src: int | None = None, **kwargs) -> list[str]:
         src = party_index(0 if src is None else src)
         party_io.save_from_party(obj, f, src, **kwargs)
         return [os.fspath(f)] if src in s.ranks and isinstance(f, (str, os.PathLike)) else []
+    _per_party_path(f)
     paths = []
     for rank, own_key, own_ctr, next_key, next_ctr in s.prg_states():
         rec = {
@@ -145,6 +154,22 @@ def save(obj, f, src: int | None = None, **kwargs) -> list[str]:
     return paths
 
 
+def _per_party_path(f) -> None:
+    """Refuse what cannot name one file per party: a file object, a
+    directory (the parties' files became hidden files in it)."""
+    if not isinstance(f, (str, bytes, os.PathLike)):
+        raise TypeError(
+            "shared values are saved as one file per party: give a path (str or "
+            f"os.PathLike), not a {type(f).__name__}"
+        )
+    name = os.fsdecode(f)
+    if os.path.isdir(name) or name.endswith(os.sep):
+        raise IsADirectoryError(
+            f"{name!r} is a directory: give a file name (each party reads and writes "
+            "<name>.party<rank>, or a name with {rank})"
+        )
+
+
 def register_safe_class(cls) -> None:
     """CrypTen's ``crypten.common.serial.register_safe_class(cls)``, which
     lets CrypTen's restricted unpickler build ``cls``: accepted and does
@@ -156,12 +181,17 @@ def register_safe_class(cls) -> None:
 
 
 def _read(path: str, rank: int, precision_bits: int) -> dict:
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise EOFError(f"{path} is empty: not a cryptgpu checkpoint")
     try:
         rec = torch.load(path, weights_only=True)
-    except FileNotFoundError:
+    except (FileNotFoundError, IsADirectoryError):
         raise
     except Exception as e:  # torch raises several types for a damaged file
-        raise ValueError(f"{path} is not a readable cryptgpu checkpoint: {e}") from e
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "Weights only load failed" in why:  # not torch's advice to unpickle it
+            why = "it holds objects other than tensors and plain values"
+        raise ValueError(f"{path} is not a readable cryptgpu checkpoint ({why})") from e
     if not isinstance(rec, dict) or rec.get("format") != FORMAT:
         raise ValueError(f"{path} is not a cryptgpu checkpoint")
     version = rec.get("version")
@@ -189,9 +219,13 @@ def _decode(trees: list, session, where: str = "checkpoint"):
         for t in trees:
             if not (isinstance(t, dict) and t.get(_TAG) == "shared" and t["shape"] == shape):
                 raise ValueError(f"the parties' files disagree at {where}")
+            if any(t[k].dtype != torch.int64 for k in ("a", "b")):
+                raise ValueError(f"malformed cryptgpu checkpoint: shares at {where} are not int64")
             comps.append((t["a"].numpy().tobytes(), t["b"].numpy().tobytes()))
         x = SharedTensor(session.tensor_from_shares(shape, comps), session)
         return x.requires_grad_() if t0.get("requires_grad") else x
+    if isinstance(t0, dict) and t0.get(_TAG) not in (None, "shared", "tuple"):
+        raise ValueError(f"malformed cryptgpu checkpoint: unknown entry {t0[_TAG]!r} at {where}")
     if isinstance(t0, dict) and t0.get(_TAG) == "tuple":
         items = [t["items"] for t in trees]
         return tuple(
@@ -225,6 +259,10 @@ def load(f, restore_rng: bool = True, src: int | None = None, **kwargs):
     if src is not None:
         return party_io.load_from_party(f, src=src, **kwargs)
     s = _session.current()
+    if not isinstance(f, (str, bytes, os.PathLike)):  # a file object: a plaintext save
+        return torch.load(f, weights_only=True)
+    if os.path.isdir(os.fsdecode(f)):
+        _per_party_path(f)
     own = [p for p in (_path(f, r) for r in s.ranks) if os.path.exists(p)]
     plain = os.fspath(f)
     # f itself when no per-party file is there, or when it was written after
@@ -265,6 +303,11 @@ def load(f, restore_rng: bool = True, src: int | None = None, **kwargs):
         s.restore_prg_states(states)
         if fresh is not None:
             s.restore_prg_states(fresh)
+        # and the two copies of every share component: a damaged file, or
+        # one of another object, gave garbage after the next product
+        shared = list(_shared_in(obj))
+        if shared:
+            s.check_replicas([x._t for x in shared])
     except (KeyError, AttributeError, TypeError, OverflowError, IndexError) as e:
         # A field missing or of the wrong type: the file was edited or damaged.
         raise ValueError(
@@ -272,3 +315,15 @@ def load(f, restore_rng: bool = True, src: int | None = None, **kwargs):
             "missing or has the wrong type)"
         ) from e
     return obj
+
+
+def _shared_in(obj):
+    """The SharedTensors in a loaded object (dicts, lists, tuples)."""
+    if isinstance(obj, SharedTensor):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _shared_in(v)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            yield from _shared_in(v)

@@ -192,6 +192,14 @@ impl Session {
         self.run(py, |s| s.tensor_from_shares(shape, words))
     }
 
+    /// Check that the parties' copies of each replicated component of `xs`
+    /// agree (checkpoints; two rounds): InvalidArgumentError where not.
+    fn check_replicas(&self, py: Python<'_>, xs: Vec<PyRef<'_, Tensor>>) -> PyResult<()> {
+        let ts: Vec<EngTensor> = xs.iter().map(|t| t.0.clone()).collect();
+        let s = &self.0;
+        call(py, || s.check_replicas(&ts.iter().collect::<Vec<_>>()))
+    }
+
     /// Truncate by the exact protocol (True) or ABY3's probabilistic one.
     fn set_exact_truncation(&self, py: Python<'_>, exact: bool) -> PyResult<()> {
         let s = &self.0;

@@ -212,7 +212,41 @@ impl Party {
         let print = |key: [u8; 16], ctr: u128| Prg::at(key, (1u128 << 127) | ctr).gen(2);
         let mine = print(self.own.key(), self.own.counter());
         let want = print(self.next.key(), self.next.counter());
-        let got = self.round1(vec![(Peer::Prev, Buf::Host(mine))], Peer::Next, 2)?;
+        self.agree_with_next(mine, want)
+    }
+
+    /// Whether every party holds the same copy of each replicated
+    /// component of `shares` as its neighbour (party i's `b` is party
+    /// i+1's `a`): checkpoints read back from files, where a damaged or
+    /// swapped file would otherwise give garbage after the next product.
+    /// Compares two fingerprints per party (two rounds, 16 bytes and a
+    /// verdict each way): sums of the words times public odd coefficients,
+    /// so one changed word always changes both. A check against accidents,
+    /// not against a party that lies (the threat model's parties follow
+    /// the protocol).
+    pub fn check_replicas(&mut self, shares: &[&AShare]) -> Result<bool> {
+        let mut mine = [0u64; 2];
+        let mut want = [0u64; 2];
+        let mut coeffs = Prg::at(*b"cryptgpu-replica", 0);
+        for s in shares {
+            let (a, b) = (s.a.to_vec()?, s.b.to_vec()?);
+            let c = coeffs.gen(2 * a.len());
+            for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                for (lane, k) in c[2 * i..2 * i + 2].iter().enumerate() {
+                    mine[lane] = mine[lane].wrapping_add((k | 1).wrapping_mul(*x));
+                    want[lane] = want[lane].wrapping_add((k | 1).wrapping_mul(*y));
+                }
+            }
+        }
+        self.agree_with_next(mine.to_vec(), want.to_vec())
+    }
+
+    /// Send `mine` to the previous party, compare what the next one sends
+    /// with `want`, and share the verdicts both ways: true where all three
+    /// parties' comparisons held.
+    fn agree_with_next(&mut self, mine: Vec<u64>, want: Vec<u64>) -> Result<bool> {
+        let n = mine.len();
+        let got = self.round1(vec![(Peer::Prev, Buf::Host(mine))], Peer::Next, n)?;
         let ok = u64::from(got.into_vec()? == want);
         let verdicts = self.round(
             vec![

@@ -426,6 +426,27 @@ impl Session {
         Ok(())
     }
 
+    /// Check with the neighbours that each replicated component of `ts` is
+    /// the same at both parties holding it (two rounds): a checkpoint file
+    /// damaged or swapped for another object's is refused here, not found
+    /// as garbage after the next product.
+    pub fn check_replicas(&self, ts: &[&Tensor]) -> Result<()> {
+        for t in ts {
+            self.check(t)?;
+        }
+        let checked = self.run("check_replicas", |p| {
+            let shares = ts.iter().map(|t| t.at(p.rank)).collect::<Result<Vec<_>>>()?;
+            p.check_replicas(&shares)
+        })?;
+        if checked.iter().any(|ok| !ok) {
+            return invalid(
+                "the parties' copies of a shared value differ: a checkpoint file was \
+                 damaged, or files of different objects or runs were mixed",
+            );
+        }
+        Ok(())
+    }
+
     /// A tensor from the hosted parties' components (one (a, b) pair per
     /// hosted rank, in rank order), each `numel(shape)` ring words: the
     /// inverse of `party_share`, for checkpoints.
