@@ -262,7 +262,12 @@ def test_a_damaged_or_swapped_share_is_refused(tmp_path):
     v = cryptgpu.cryptensor(torch.tensor([3.0, 4.0, 5.0]))
     cryptgpu.save({"w": w}, tmp_path / "w")
     cryptgpu.save({"w": v}, tmp_path / "v")  # nothing drawn in between
+    cryptgpu.reset_stats()
     back = cryptgpu.load(tmp_path / "w")["w"]
+    # the README's cost table: 2 rounds, 2 fingerprint words to the previous
+    # party and a 1-word verdict to each neighbour (32 bytes per party)
+    ops = cryptgpu.stats()["ops"]["check_replicas"]
+    assert (ops["rounds"], ops["bytes_per_party"]) == (2, 32)
     assert torch.equal(
         back.get_plain_text(dtype=torch.float64),
         torch.tensor([1.5, -2.0, 0.25], dtype=torch.float64),
