@@ -522,3 +522,25 @@ def test_costs_of_the_new_pool_options_against_the_design_table(session):
     assert cost(lambda: Fn.max_pool2d(x, 3, 2, ceil_mode=True)) == cost(
         lambda: Fn.max_pool2d(padded, 3, 2)
     )
+
+
+class _SharedConv(torch.nn.Module):
+    """A conv called twice (weights shared): once into a BatchNorm, once not."""
+
+    def __init__(self):
+        super().__init__()
+        self.c, self.bn = torch.nn.Conv2d(2, 2, 3, padding=1), torch.nn.BatchNorm2d(2)
+
+    def forward(self, x):
+        return self.bn(self.c(x)) + self.c(2 * x)
+
+
+def test_only_the_call_into_batchnorm_loses_its_bias_gradient(session):
+    torch.manual_seed(12)
+    tm = _SharedConv().double().train()
+    x = torch.randn(4, 2, 5, 5, dtype=torch.float64)
+    pm = cryptgpu.nn.from_pytorch(tm, x, fold_batchnorm=False).encrypt().train()
+    pm(cryptgpu.cryptensor(x)).sum().backward()
+    tm(x).sum().backward()
+    # the second call's bias gradient: a sum of 100 ones (exact), per channel
+    assert_close(pm.c.bias.grad.get_plain_text(dtype=torch.float64), tm.c.bias.grad, ULP)

@@ -377,3 +377,32 @@ def test_clamp_gradient_is_zero_at_both_bounds(session):
     y.sum().backward()
     ty.sum().backward()
     assert_close(pt(x.grad), t.grad, 0.0)
+
+
+@pytest.mark.parametrize("scale", [0.1, 1.0, 100.0, 300.0])
+def test_cosine_similarity_at_any_scale(session, scale):
+    """One ratio of the dot product over sqrt(|x1|^2 |x2|^2) wrapped for
+    norms near 300 (-3e8 for -0.32) and lost the small ones; each vector is
+    normalised on its own now. Tolerance: two unit vectors within 1e-4
+    relative each (F.normalize's), their dot product of 8 terms, and the
+    inputs' encoding (ENC per entry) relative to the smaller norm. (At
+    entries of 0.01 the squares themselves are a few units of 2^-16, and
+    the result is 3e-3 off: README, the ranges of small values.)"""
+    g = torch.Generator().manual_seed(13)
+    a, b = (torch.randn(2, 8, generator=g, dtype=torch.float64) * scale for _ in range(2))
+    got = F.cosine_similarity(cryptgpu.cryptensor(a), cryptgpu.cryptensor(b), dim=1)
+    least = min(a.norm(dim=1).min(), b.norm(dim=1).min()).item()
+    tol = 3e-4 + 8 * ULP + 2 * ENC * math.sqrt(8) / least
+    assert_close(pt(got), F.cosine_similarity(a, b, dim=1), tol)
+
+
+def test_take_along_dim_wraps_negative_indices_and_addmm_of_public_matrices(session):
+    x = torch.randn(3, 2, dtype=torch.float64)
+    idx = torch.tensor([[-1], [0], [-2]])
+    got = torch.take_along_dim(cryptgpu.cryptensor(x), idx, 1)
+    assert_close(pt(got), torch.take_along_dim(x, idx, 1), ENC)
+    c, a, b = torch.randn(2, 4), torch.randn(2, 3), torch.randn(3, 4)
+    want = torch.addmm(c, a, b, beta=0.5, alpha=2.0).double()
+    # public product (exact in float64), 2a b encoded: ENC; half of c: ENC + ULP
+    got = torch.addmm(cryptgpu.cryptensor(c), a, b, beta=0.5, alpha=2.0)
+    assert_close(pt(got), want, 2 * ENC + ULP)

@@ -258,3 +258,73 @@ def test_a_loss_inside_forward_trains(session, criterion):
     assert_close(pt(pm.head.weight.grad), m.head.weight.grad, 6 * (3e-4 + prod_tol(1, 1, 1)))
     pm2 = cryptgpu.nn.from_pytorch(m, ids)  # targets left out: the None branch
     assert pm2(ids)[1] is None
+
+
+def test_embedding_bag_state_dict_pairs_with_torchs(session):
+    """The bag's table was named embedding.rows.weight: to_pytorch left
+    torch's embedding.weight at its random start, silently, and a torch
+    state dict did not load."""
+    torch.manual_seed(9)
+    m = BagClassifier().double()
+    text, offsets = torch.tensor([1, 2, 3, 4]), torch.tensor([0, 2])
+    pm = cryptgpu.nn.from_pytorch(m, (text, offsets))
+    assert [n for n, _ in pm.named_parameters()] == [n for n, _ in m.named_parameters()]
+    fresh = BagClassifier().double()
+    back = pm.to_pytorch(fresh)
+    assert torch.equal(back.embedding.weight, m.embedding.weight.detach())
+    assert not pm.load_state_dict(fresh.state_dict()).missing_keys
+
+
+class IdsHabits(tnn.Module):
+    """nanoGPT's positions on idx.device, HF's default mask ones_like(ids),
+    old BERT's position ids expanded as the ids."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb, self.pos = tnn.Embedding(V, E), tnn.Embedding(8, E)
+
+    def forward(self, idx, attention_mask=None):
+        if attention_mask is None:
+            attention_mask = torch.ones_like(idx)
+        t = idx.size(1)
+        pos = torch.arange(0, t, dtype=torch.long, device=idx.device)
+        pos = pos.unsqueeze(0).expand_as(idx)
+        return (self.emb(idx) + self.pos(pos)) * attention_mask.unsqueeze(-1)
+
+
+def test_size_only_reads_of_private_ids(session):
+    torch.manual_seed(10)
+    m = IdsHabits().double()
+    ids = torch.randint(0, V, (2, 5))
+    pm = cryptgpu.nn.from_pytorch(m, ids).encrypt()
+    # two table rows, each within ENC + ULP, times an exact 1
+    assert_close(pt(pm(onehot(ids))), m(ids).detach(), 2 * (ENC + ULP))
+
+
+class DefaultFromBuffer(tnn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = tnn.Linear(4, 4)
+        self.register_buffer("default_scale", torch.full((4,), 3.0))
+
+    def forward(self, x, scale=None, temperature=None):
+        if scale is None:
+            scale = self.default_scale
+        if temperature is None:
+            temperature = 2.0
+        return self.lin(x) * scale / temperature
+
+
+def test_a_none_branch_reading_a_buffer_or_a_constant_is_followed(session):
+    """The None branches were compared by their operations only: one that
+    reads a buffer or sets a number looked the same, so converting without
+    them failed with torch's bare TypeError (Tensor * None)."""
+    torch.manual_seed(11)
+    m = DefaultFromBuffer().double()
+    x = torch.randn(2, 4, dtype=D)
+    pm = cryptgpu.nn.from_pytorch(m, x).encrypt()
+    # 4 products (|x| < 4, |w| < 0.5), times 3 / 2 (exact factors of encoded values)
+    assert_close(pt(pm(cryptgpu.cryptensor(x))), m(x).detach(), 1.5 * prod_tol(4, 4, 0.5) + ULP)
+    pm = cryptgpu.nn.from_pytorch(m, (x, torch.ones(4, dtype=D), 4.0)).encrypt()
+    with pytest.raises(TypeError, match="forward needs"):
+        pm(cryptgpu.cryptensor(x))

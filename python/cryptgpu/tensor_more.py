@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import _session
 from . import autograd as ag
 from . import functions as fx
 from ._native import ShapeError
@@ -100,8 +101,10 @@ class MoreOps:
             raise ShapeError(
                 f"take_along_dim: shapes {tuple(self.shape)} and {idx.shape} do not broadcast"
             ) from None
-        idx = np.broadcast_to(idx, shape)
-        shape[d] = self.shape[d]
+        n = self.shape[d]
+        # along a dim torch wraps negative indices (-n..-1), as gather does not
+        idx = np.broadcast_to(np.where((idx < 0) & (idx >= -n), idx + n, idx), shape)
+        shape[d] = n
         return self.expand(shape).gather(d, torch.from_numpy(np.array(idx)))
 
     def squeeze_(self, dim=None) -> TensorBase:
@@ -264,17 +267,26 @@ def linalg_norm(x, ord=None, dim=None, keepdim=False, *, out=None, dtype=None): 
 
 
 def cosine_similarity(x1, x2, dim: int = 1, eps: float = 1e-8) -> TensorBase:
-    """``F.cosine_similarity``: the dot product over ``dim`` times
-    1 / sqrt(|x1|^2 |x2|^2), the range-reduced ratio_inv_sqrt (for squared
-    norm products from 2^-10 to 2^30; ``eps`` guards nothing here: a zero
-    vector gives no meaningful value where torch gives 0)."""
+    """``F.cosine_similarity``: the dot product over ``dim`` of the two
+    unit vectors, each x / sqrt(sum x^2) by the range-reduced
+    ratio_inv_sqrt (1e-4 relative for norms from 4e-3 to 2^15, as
+    ``F.normalize``; until 2026-12-05 one ratio of the dot product over
+    sqrt(|x1|^2 |x2|^2), whose product wrapped for norms near 300: -3e8
+    for torch's -0.32). ``eps`` guards nothing: a zero vector gives no
+    meaningful value where torch gives 0."""
     if not isinstance(x1, TensorBase):
         x1, x2 = x2, x1
     y = x2 if isinstance(x2, TensorBase) else _float64(x2, "cosine_similarity")
-    dot = (x1 * y).sum(dim)
-    n1 = (x1 * x1).sum(dim)
-    n2 = (y * y).sum(dim)
-    return fx.ratio_inv_sqrt(dot, n1 * n2)
+    return (_unit(x1, dim) * _unit(y, dim)).sum(dim)
+
+
+def _unit(v, dim: int):
+    """v / ||v|| over ``dim`` (kept)."""
+    if not isinstance(v, TensorBase):
+        return F.normalize(v, dim=dim)
+    with _session.training_work():  # exact squares, as F.normalize's
+        sq = (v * v).sum(dim, keepdim=True)
+    return fx.ratio_inv_sqrt(v, sq, -16, 30)
 
 
 def lerp(start, end, weight) -> TensorBase:

@@ -70,7 +70,10 @@ def _added_product(name, product):
                 f"addmv: expected a matrix and a vector, got {len(shapes[0])}-D and "
                 f"{len(shapes[1])}-D"
             )
-        p = _product(product)(a, b)
+        if isinstance(a, TensorBase) or isinstance(b, TensorBase):
+            p = _product(product)(a, b)
+        else:  # public matrices, a shared input: the product in plaintext
+            p = getattr(torch, product)(_float64(a, name), _float64(b, name))
         p = p.sum(0) if name == "addbmm" else p
         shape = tuple(p.shape)
         try:

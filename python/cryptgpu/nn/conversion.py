@@ -248,7 +248,7 @@ class Graph(Module):
     _fixed_none: frozenset = frozenset()
     _needed: dict = {}  # name -> None, or why fx cannot trace its None branch
     _id_inputs: frozenset = frozenset()  # inputs read as ids by an embedding
-    _shifts: dict = {}  # layer -> the BatchNorm it runs into (shifts.py)
+    _shifts: dict = {}  # call node -> the BatchNorm it runs into (shifts.py)
 
     def __init__(
         self,
@@ -422,7 +422,7 @@ class Graph(Module):
                     env[node.name] = self._attrs[node.target]
             elif node.op == "call_module":
                 m = self._layer(node.target)
-                bn = self._shifts.get(node.target)
+                bn = self._shifts.get(node.name)
                 with shifts.cancelled(m, None if bn is None else self._layer(bn)):
                     env[node.name] = m(*load(node.args), **load(node.kwargs))
                 _check_range(env[node.name], f"{node.target!r} ({type(m).__name__})")

@@ -43,16 +43,15 @@ class EmbeddingBag(Module):
             raise TypeError(f"EmbeddingBag(weight=...) takes no other arguments, got {args} {kw}")
         if mode not in ("sum", "mean", "max"):
             raise ValueError(f"mode has to be one of sum, mean or max, got {mode!r}")
-        self.add_module("rows", Embedding(weight=weight, padding_idx=padding_idx))
-        self.mode, self.include_last_offset = mode, bool(last)
+        if padding_idx is not None:  # torch's check (Embedding's, as torch's)
+            padding_idx = Embedding(weight=weight, padding_idx=padding_idx).padding_idx
+        self.register_parameter("weight", weight)  # torch's name: state dicts pair
+        self.padding_idx, self.mode, self.include_last_offset = padding_idx, mode, bool(last)
 
-    @property
-    def weight(self):
-        return self.rows.weight
-
-    @property
-    def padding_idx(self):
-        return self.rows.padding_idx
+    def rows(self, ids):
+        """Each id's row of the table (Embedding's, on this parameter)."""
+        table = Embedding(weight=self._params["weight"], padding_idx=self.padding_idx)
+        return table.forward(ids)
 
     def forward(self, input, offsets=None, per_sample_weights=None):  # noqa: A002 - torch's
         """Each bag's sum, mean or maximum of its ids' rows."""

@@ -17,7 +17,9 @@ from .layers1d import Conv1d
 
 
 def pairs(graph: torch.fx.Graph, converted: dict) -> dict:
-    """layer target -> the BatchNorm target its output goes (only) into."""
+    """call node -> the BatchNorm target that call's output goes (only)
+    into: by call, since a layer called twice (weights shared) adds its
+    bias elsewhere too."""
     out = {}
     for node in graph.nodes:
         if node.op != "call_module" or not isinstance(converted.get(node.target), BatchNorm):
@@ -26,7 +28,7 @@ def pairs(graph: torch.fx.Graph, converted: dict) -> dict:
         if not isinstance(src, torch.fx.Node) or src.op != "call_module" or len(src.users) != 1:
             continue
         if isinstance(converted.get(src.target), (Linear, Conv1d, Conv2d)):
-            out[src.target] = node.target
+            out[src.name] = node.target
     return out
 
 

@@ -34,23 +34,38 @@ def id_inputs(graph: torch.fx.Graph, modules: dict) -> frozenset:
     return frozenset(out)
 
 
+# functions and methods that read only a tensor's size and dtype: given
+# private ids, they get public ids of the same size (the HF default
+# attention mask torch.ones_like(input_ids), position ids expanded as the ids)
+_SIZE_ONLY = {
+    "ones_like", "zeros_like", "full_like", "empty_like", "new_zeros", "new_ones",
+    "new_full", "new_empty", "expand_as", "view_as", "reshape_as", "type_as",
+}  # fmt: skip
+
+
 def reading(node: torch.fx.Node, args: tuple, ids: frozenset) -> tuple:
     """``args`` of a function or method node, the one-hot rows of private
-    ids standing as ids of their shape where it asks for sizes."""
-    first = node.args[0] if node.args else None
-    if not isinstance(first, torch.fx.Node) or first.name not in ids:
+    ids standing as public ids of their size (zeros, on the CPU) where the
+    node reads only sizes; any other read of them raises."""
+    hits = [
+        i
+        for i, a in enumerate(node.args[: len(args)])
+        if isinstance(a, torch.fx.Node) and a.name in ids and isinstance(args[i], SharedTensor)
+    ]
+    if not hits or (node.target is F.embedding and hits == [0]):
         return args
-    if not isinstance(args[0], SharedTensor) or node.target is F.embedding:
-        return args
-    name = node.target if isinstance(node.target, str) else ""
+    name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
     if node.target is getattr and len(node.args) > 1:
         name = node.args[1]
-    if name in _METADATA:
-        ids_like = torch.empty(tuple(args[0].shape)[:-1], dtype=torch.long, device="meta")
-        return (ids_like,) + tuple(args[1:])
-    what = name or getattr(node.target, "__name__", str(node.target))
+    if (name in _METADATA and hits == [0]) or name in _SIZE_ONLY:
+        args = list(args)
+        for i in hits:
+            args[i] = torch.zeros(tuple(args[i].shape)[:-1], dtype=torch.long)
+        return tuple(args)
+    shape = list(args[hits[0]].shape)
     raise NotImplementedError(
-        f"{what} on private token ids at node {node.name!r}: ids shared as one-hot "
-        f"rows {list(args[0].shape)} feed only the embedding (and their sizes, which "
-        "are the ids'); build masks from public ids and pass them as another input"
+        f"{name or node.target} on private token ids at node {node.name!r}: ids shared as "
+        f"one-hot rows {shape} feed only the embedding (and what reads only their "
+        "size, which is the ids'); build masks from public ids and pass them as "
+        "another input"
     )

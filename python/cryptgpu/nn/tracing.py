@@ -122,11 +122,27 @@ def _signature(model: torch.nn.Module) -> list:
     return [stars.get(p.kind, "") + p.name for p in params]
 
 
-def _ops(gm: torch.fx.GraphModule) -> list:
+def _ops(gm: torch.fx.GraphModule, as_none: str | None = None) -> list:
+    """What a graph computes, for comparing two traces: each node but the
+    inputs, with its arguments (other nodes by position, inputs by name,
+    constants as they are), so that a None branch that only reads a
+    buffer or takes a constant (``temperature = 2.0``) differs too; the
+    input ``as_none`` counts as the None it is compared with (a mask handed
+    on as it is does not branch)."""
+    nodes = [n for n in gm.graph.nodes if n.op not in ("placeholder", "output")]
+    pos = {n: i for i, n in enumerate(nodes)}
+
+    def arg(a):
+        if isinstance(a, torch.fx.Node) and a.op == "placeholder":
+            return repr(None) if a.target == as_none else ("input", a.target)
+        if isinstance(a, torch.fx.Node):
+            return ("node", pos.get(a))
+        return repr(a)
+
     return [
-        (n.op, n.target)
-        for n in gm.graph.nodes
-        if n.op in ("call_module", "call_function", "call_method")
+        (n.op, n.target, torch.fx.node.map_aggregate((n.args, n.kwargs), arg))
+        for n in nodes
+        if not (n.op == "call_function" and n.target is torch.fx._symbolic_trace._assert_is_none)
     ]
 
 
@@ -144,7 +160,7 @@ def optional_inputs(model: torch.nn.Module, gm: torch.fx.GraphModule) -> dict:
     except (TypeError, ValueError):
         return {}
     used = {n.target for n in gm.graph.nodes if n.op == "placeholder" and n.users}
-    base, out = _ops(gm), {}
+    out = {}
     for name, p in params.items():
         if p.default is not None or name not in used or p.kind not in _NAMED:
             continue
@@ -154,7 +170,7 @@ def optional_inputs(model: torch.nn.Module, gm: torch.fx.GraphModule) -> dict:
         except Exception as e:  # its None branch does what fx cannot trace
             out[name] = f"{type(e).__name__}: {e}"
             continue
-        if _ops(alt) != base:
+        if _ops(alt) != _ops(gm, name):
             out[name] = None
     return out
 
@@ -198,8 +214,9 @@ def check_optional(bound: dict, fixed_none, needed: dict) -> None:
     for k in fixed_none & {k for k, v in bound.items() if v is not None}:
         raise TypeError(
             f"this model was converted with {k!r} left out of the dummy input, "
-            f"so it runs what its forward does when {k} is None; convert it with "
-            f"a dummy input that gives {k} to pass one"
+            f"so it runs what its forward does when {k} is None; to pass one, convert "
+            f"it with a dummy input that gives {k} (a keyword-only {k}: with no dummy "
+            "input; it is then needed at every call)"
         )
     for k in [k for k in needed if bound.get(k, 0) is None]:
         why = needed[k]
