@@ -218,6 +218,7 @@ def init(
                 "or pass insecure=True (CRYPTGPU_INSECURE=1) for plaintext links on a "
                 "trusted network"
             )
+        check_peers(peers)
         transport = transport or os.environ.get("CRYPTGPU_TRANSPORT") or "zmq"
         bind = bind or os.environ.get("CRYPTGPU_BIND") or None
         _ctx.session = _native.Session.connect(
@@ -380,6 +381,19 @@ def env_peers(v: str) -> list[str]:
     return [p.strip() for p in v.split(",") if p.strip()]
 
 
+def check_peers(peers) -> None:
+    """Refuse what could only fail at the timeout: port 0 (a port the
+    system picks, which no peer can dial) and one address given twice."""
+    peers = list(peers)
+    for p in peers:
+        port = str(p).rpartition(":")[2]
+        if port.isdigit() and int(port) == 0:
+            raise ValueError(f"peer address {p!r} has port 0: give each party a port to listen on")
+    twice = sorted({p for p in peers if peers.count(p) > 1})
+    if twice:
+        raise ValueError(f"peer address {twice[0]!r} is given for two parties")
+
+
 def env_flag(v: str | None) -> bool:
     """A yes/no variable: 1, true, yes or on (any case) is yes."""
     return (v or "").strip().lower() in ("1", "true", "yes", "on")
@@ -387,9 +401,14 @@ def env_flag(v: str | None) -> bool:
 
 def _from_env(name: str) -> str | None:
     v = os.environ.get(name)
+    if v is not None and not v.strip():
+        return None  # set but empty: as unset ("no link keys" says what to set)
     if v and v.startswith("@"):
-        with open(v[1:]) as f:
-            return f.read().strip()
+        try:
+            with open(v[1:]) as f:
+                return f.read().strip()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{name}={v}: no file {v[1:]!r}") from None
     if v and os.path.isfile(v):
         raise ValueError(f"{name}={v!r} names a file: write it as {name}=@{v} to read the key")
     return v

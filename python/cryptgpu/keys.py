@@ -1,6 +1,6 @@
 """Make link keys for a multi-host run:
 
-    python -m cryptgpu.keys OUTDIR
+    python -m cryptgpu.keys [--force] OUTDIR
 
 writes party{0,1,2}.key (private, give each to its party only) and
 pubkeys (the three public keys, one per line, for every party). Then on
@@ -21,10 +21,22 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) == 1 and args[0] in ("-h", "--help"):
         print(__doc__)
         return 0
+    force = "--force" in args
+    args = [a for a in args if a != "--force"]
     if len(args) != 1 or args[0].startswith("-"):
         print(__doc__, file=sys.stderr)
         return 2
     out = args[0]
+    names = [f"party{i}.key" for i in range(3)] + ["pubkeys"]
+    there = [n for n in names if os.path.exists(os.path.join(out, n))]
+    if there and not force:
+        # new keys over old ones break every party still holding the old
+        print(
+            f"{out} already holds {', '.join(there)}: not overwritten (pass --force "
+            "to make new keys; every party then needs its new files)",
+            file=sys.stderr,
+        )
+        return 1
     os.makedirs(out, exist_ok=True)
     pairs = [_native.generate_keypair() for _ in range(3)]
     for i, (priv, _) in enumerate(pairs):

@@ -14,6 +14,7 @@ e.g. ``CRYPTGPU_PEERS=10.0.0.1:29500,10.0.0.2:29500,10.0.0.3:29500``.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import signal
 import socket
@@ -65,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
             CRYPTGPU_KEY=pairs[r][0],
             CRYPTGPU_PUBKEYS=pubs,
         )
-        procs.append(subprocess.Popen([sys.executable, a.script, *a.args], env=env))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, a.script, *a.args], env=env, preexec_fn=_die_with_launcher
+            )
+        )
     code = 0
 
     def stop(signum, _frame):
@@ -80,11 +85,21 @@ def main(argv: list[str] | None = None) -> int:
         while any(p.poll() is None for p in procs):
             failed = [r for r, p in enumerate(procs) if p.poll() not in (None, 0)]
             if failed:
+                # the others usually follow within moments (a PeerError
+                # naming the party that failed first): name every failure
+                # seen, not just whichever exit was polled first
+                grace = time.time() + 1.0
+                while time.time() < grace and any(p.poll() is None for p in procs):
+                    time.sleep(0.05)
+                failed = [r for r, p in enumerate(procs) if p.poll() not in (None, 0)]
                 code = procs[failed[0]].returncode
                 running = [r for r, p in enumerate(procs) if p.poll() is None]
+                how = "; ".join(f"party {r} {_how(procs[r].returncode)}" for r in failed)
                 print(
-                    f"cryptgpu.launch: party {failed[0]} {_how(code)}"
-                    + (f"; stopping party {', '.join(map(str, running))}" if running else ""),
+                    f"cryptgpu.launch: {how}"
+                    + (f"; stopping party {', '.join(map(str, running))}" if running else "")
+                    + " (each party's error is above; a PeerError names the party that "
+                    "failed first)",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -114,6 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     if code == 0:
         code = next((p.returncode for p in procs if p.returncode), 0)
     return code if code >= 0 else 1
+
+
+def _die_with_launcher() -> None:
+    """In each party (Linux): SIGTERM when the launcher dies, even by
+    SIGKILL, so that no party is left running without it."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
 
 
 def _how(code: int) -> str:

@@ -1,0 +1,98 @@
+"""Set-up mistakes of a multi-process run that a user probe found
+(2026-12-05, thirteenth session): keys made twice over the old ones, an
+empty or missing key variable, peers that could only fail at the timeout,
+and a launcher killed outright leaving its parties running."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import cryptgpu
+from cryptgpu import keys
+
+
+def test_keys_are_not_overwritten_without_force(tmp_path, capsys):
+    """Running python -m cryptgpu.keys again silently replaced the keys
+    every party already held."""
+    assert keys.main([str(tmp_path)]) == 0
+    first = (tmp_path / "pubkeys").read_text()
+    assert keys.main([str(tmp_path)]) == 1
+    assert "not overwritten" in capsys.readouterr().err
+    assert (tmp_path / "pubkeys").read_text() == first
+    assert keys.main(["--force", str(tmp_path)]) == 0
+    assert (tmp_path / "pubkeys").read_text() != first
+
+
+@pytest.mark.parametrize(
+    "env, error, words",
+    [
+        ({"CRYPTGPU_KEY": "", "CRYPTGPU_PUBKEYS": ""}, ValueError, "no link keys"),
+        ({"CRYPTGPU_KEY": "@/nonexistent/p0.key"}, FileNotFoundError, "CRYPTGPU_KEY="),
+    ],
+)
+def test_key_variables_name_what_is_wrong(monkeypatch, env, error, words):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(error, match=words):
+        cryptgpu.init(rank=0, peers=["127.0.0.1:29801", "127.0.0.1:29802", "127.0.0.1:29803"])
+    cryptgpu.init()  # the local runtime still starts
+
+
+@pytest.mark.parametrize(
+    "peers, words",
+    [
+        (["127.0.0.1:0", "127.0.0.1:29812", "127.0.0.1:29813"], "port 0"),
+        (["127.0.0.1:29811", "127.0.0.1:29811", "127.0.0.1:29813"], "two parties"),
+    ],
+)
+def test_peers_that_could_only_time_out_are_refused(peers, words):
+    t = time.time()
+    with pytest.raises(ValueError, match=words):
+        cryptgpu.init(rank=0, peers=peers, insecure=True, timeout_s=30)
+    assert time.time() - t < 5  # at once, not at the 30 s timeout
+    cryptgpu.init()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_parties_end_when_the_launcher_is_killed(tmp_path):
+    """SIGKILL to the launcher (no cleanup runs) left the three parties
+    running until they finished or timed out."""
+    script = tmp_path / "wait.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os, time
+            open(os.path.join({str(tmp_path)!r}, "pid." + os.environ["CRYPTGPU_RANK"]), "w").write(str(os.getpid()))
+            time.sleep(60)
+            """
+        )
+    )
+    launcher = subprocess.Popen([sys.executable, "-m", "cryptgpu.launch", str(script)])
+    deadline = time.time() + 30
+    while time.time() < deadline and len(list(tmp_path.glob("pid.*"))) < 3:
+        time.sleep(0.1)
+    pids = [int(p.read_text()) for p in tmp_path.glob("pid.*")]
+    assert len(pids) == 3
+    launcher.send_signal(signal.SIGKILL)
+    launcher.wait()
+
+    def alive(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        with open(f"/proc/{pid}/stat") as f:  # a zombie has ended
+            return f.read().split()[2] != "Z"
+
+    deadline = time.time() + 10
+    while time.time() < deadline and any(alive(p) for p in pids):
+        time.sleep(0.1)
+    left = [p for p in pids if alive(p)]
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    assert not left
