@@ -67,16 +67,18 @@ def test_parties_end_when_the_launcher_is_killed(tmp_path):
         textwrap.dedent(
             f"""
             import os, time
-            open(os.path.join({str(tmp_path)!r}, "pid." + os.environ["CRYPTGPU_RANK"]), "w").write(str(os.getpid()))
+            name = os.path.join({str(tmp_path)!r}, "pid." + os.environ["CRYPTGPU_RANK"])
+            open(name + ".tmp", "w").write(str(os.getpid()))
+            os.replace(name + ".tmp", name)  # whole when it appears
             time.sleep(60)
             """
         )
     )
     launcher = subprocess.Popen([sys.executable, "-m", "cryptgpu.launch", str(script)])
     deadline = time.time() + 30
-    while time.time() < deadline and len(list(tmp_path.glob("pid.*"))) < 3:
+    while time.time() < deadline and len(list(tmp_path.glob("pid.[0-2]"))) < 3:
         time.sleep(0.1)
-    pids = [int(p.read_text()) for p in tmp_path.glob("pid.*")]
+    pids = [int(p.read_text()) for p in tmp_path.glob("pid.[0-2]")]
     assert len(pids) == 3
     launcher.send_signal(signal.SIGKILL)
     launcher.wait()

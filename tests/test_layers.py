@@ -544,3 +544,17 @@ def test_only_the_call_into_batchnorm_loses_its_bias_gradient(session):
     tm(x).sum().backward()
     # the second call's bias gradient: a sum of 100 ones (exact), per channel
     assert_close(pm.c.bias.grad.get_plain_text(dtype=torch.float64), tm.c.bias.grad, ULP)
+
+
+def test_an_unbatched_conv_keeps_its_bias_gradient(session):
+    """Unbatched, a Conv1d's channels are BatchNorm1d's batch: the bias is
+    not cancelled (a review found it zeroed: torch [-2.87, 1.18, 1.69])."""
+    torch.manual_seed(15)
+    tm = torch.nn.Sequential(torch.nn.Conv1d(2, 3, 1), torch.nn.BatchNorm1d(4)).double().train()
+    x = torch.randn(2, 4, dtype=torch.float64)
+    w = torch.randn(3, 4, dtype=torch.float64)
+    pm = cryptgpu.nn.from_pytorch(tm, x).encrypt().train()
+    (pm(cryptgpu.cryptensor(x)) * w).sum().backward()
+    (tm(x) * w).sum().backward()
+    # through BatchNorm over 3 values (1/std up to ~10 here): 1e-3
+    assert_close(pm[0].bias.grad.get_plain_text(dtype=torch.float64), tm[0].bias.grad, 1e-3)

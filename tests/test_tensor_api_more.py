@@ -406,3 +406,23 @@ def test_take_along_dim_wraps_negative_indices_and_addmm_of_public_matrices(sess
     # public product (exact in float64), 2a b encoded: ENC; half of c: ENC + ULP
     got = torch.addmm(cryptgpu.cryptensor(c), a, b, beta=0.5, alpha=2.0)
     assert_close(pt(got), want, 2 * ENC + ULP)
+
+
+def test_review_fixes_of_the_new_api(session):
+    """A review of the day's diff: more than 8 distinct exponents went to
+    2^(p log2 x), garbage for negative x (torch: (-1.5)^3 = -3.375); a
+    cosine over a broadcast dim normalised before broadcasting (twice
+    torch's); diff(n=0) joined prepend (torch: the input)."""
+    x = torch.tensor([-2.0, -1.5, 1.5, 2.0] * 3, dtype=torch.float64)
+    p = (torch.arange(12.0) % 9).double()
+    # whole exponents up to 8 of |x| <= 2: products of encoded values, a
+    # relative 2^-16 per factor, up to 2^8 in size
+    assert_close(pt(cryptgpu.cryptensor(x) ** p), x**p, 256 * 8 * 2.0**-15)
+    with pytest.raises(NotImplementedError, match="distinct whole exponents"):
+        cryptgpu.cryptensor(torch.ones(20)) ** torch.arange(20.0)
+    a, b = torch.randn(1, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+    got = F.cosine_similarity(cryptgpu.cryptensor(a), cryptgpu.cryptensor(b), dim=0)
+    assert_close(pt(got), F.cosine_similarity(a, b, dim=0), 3e-4 + 4 * ULP + 8 * ENC)
+    y = torch.randn(3, 4, dtype=torch.float64)
+    d = cryptgpu.cryptensor(y).diff(n=0, prepend=cryptgpu.cryptensor(y[:, :1]))
+    assert tuple(d.shape) == (3, 4)

@@ -328,3 +328,44 @@ def test_a_none_branch_reading_a_buffer_or_a_constant_is_followed(session):
     pm = cryptgpu.nn.from_pytorch(m, (x, torch.ones(4, dtype=D), 4.0)).encrypt()
     with pytest.raises(TypeError, match="forward needs"):
         pm(cryptgpu.cryptensor(x))
+
+
+class DropoutAndMask(tnn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = tnn.Linear(8, 8)
+
+    def forward(self, x, mask=None):
+        y = F.dropout(self.lin(x), 0.1, self.training)
+        return F.scaled_dot_product_attention(y, y, y, attn_mask=mask)
+
+
+def test_mode_dependent_constants_do_not_mark_an_input_needed(session):
+    """A review found the train-mode marks of the graph (dropout's p)
+    compared unequal to the eval-mode retrace, so every optional input was
+    'needed': a call without the mask (fine before) raised TypeError."""
+    torch.manual_seed(14)
+    m = DropoutAndMask().double().eval()
+    x = torch.randn(2, 3, 8, dtype=D)
+    pm = cryptgpu.nn.from_pytorch(m, (x, torch.zeros(3, 3, dtype=D))).encrypt()
+    assert_close(pt(pm(cryptgpu.cryptensor(x))), m(x).detach(), ATT * 4)
+
+
+class IdsTypeAs(tnn.Module):
+    def __init__(self):
+        super().__init__()
+        self.e = tnn.Embedding(V, E)
+
+    def forward(self, ids):
+        h = self.e(ids)
+        return h * ids.type_as(h).unsqueeze(-1)
+
+
+def test_ids_read_for_their_values_raise(session):
+    """ids.type_as(h) reads the ids' values: it was given zeros for private
+    ids (all-zero output); only x.type_as(ids) reads just their dtype."""
+    m = IdsTypeAs().double()
+    ids = torch.randint(0, V, (1, 3))
+    pm = cryptgpu.nn.from_pytorch(m, ids).encrypt()
+    with pytest.raises(NotImplementedError, match="private token ids"):
+        pm(onehot(ids))

@@ -102,13 +102,7 @@ def _holds_shared(obj) -> bool:
     a cryptgpu module counts (:func:`_encode` refuses it with advice)."""
     from .nn.module import Module
 
-    if isinstance(obj, (SharedTensor, Module)):
-        return True
-    if isinstance(obj, dict):
-        return any(_holds_shared(v) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return any(_holds_shared(v) for v in obj)
-    return False
+    return any(isinstance(x, (SharedTensor, Module)) for x in _walk(obj))
 
 
 def save(obj, f, src: int | None = None, **kwargs) -> list[str]:
@@ -180,6 +174,18 @@ def register_safe_class(cls) -> None:
     del cls
 
 
+def _plain_load(f, what: str):
+    """A plaintext object, read with weights_only=True."""
+    try:
+        return torch.load(f, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(
+            f"{what} holds objects other than tensors and plain values (a module?); "
+            "cryptgpu.load reads with weights_only=True. If you trust the file, read it "
+            "with torch.load(f, weights_only=False)"
+        ) from e
+
+
 def _read(path: str, rank: int, precision_bits: int) -> dict:
     if os.path.isfile(path) and os.path.getsize(path) == 0:
         raise EOFError(f"{path} is empty: not a cryptgpu checkpoint")
@@ -248,7 +254,9 @@ def load(f, restore_rng: bool = True, src: int | None = None, **kwargs):
     must have the same ``precision_bits``). With ``restore_rng`` (the
     default) the parties' PRG streams go back to where they were at the
     save, checked between neighbours (one round; files from different runs
-    or save points raise ValueError), so the next step is the one the saved
+    or save points raise ValueError, as does a damaged file or a share
+    whose two copies differ; an empty file is EOFError, as for torch.load),
+    so the next step is the one the saved
     run took, bit for bit; see the module notes for when to pass False.
     With ``src`` (CrypTen's older form) party src reads a plaintext tensor
     from ``f`` and shares it: :func:`cryptgpu.party_io.load_from_party`.
@@ -260,7 +268,7 @@ def load(f, restore_rng: bool = True, src: int | None = None, **kwargs):
         return party_io.load_from_party(f, src=src, **kwargs)
     s = _session.current()
     if not isinstance(f, (str, bytes, os.PathLike)):  # a file object: a plaintext save
-        return torch.load(f, weights_only=True)
+        return _plain_load(f, "the file object")
     if os.path.isdir(os.fsdecode(f)):
         _per_party_path(f)
     own = [p for p in (_path(f, r) for r in s.ranks) if os.path.exists(p)]
@@ -271,14 +279,7 @@ def load(f, restore_rng: bool = True, src: int | None = None, **kwargs):
         os.path.getmtime(plain) >= os.path.getmtime(p) for p in own
     )
     if newer:
-        try:
-            return torch.load(os.fspath(f), weights_only=True)
-        except pickle.UnpicklingError as e:
-            raise ValueError(
-                f"{os.fspath(f)} holds objects other than tensors and plain values (a "
-                "module?); cryptgpu.load reads with weights_only=True. If you trust the "
-                "file, read it with torch.load(f, weights_only=False)"
-            ) from e
+        return _plain_load(os.fspath(f), os.fspath(f))
     recs = [_read(_path(f, r), r, s.precision_bits) for r in s.ranks]
     try:
         obj = _decode([r["data"] for r in recs], s)
@@ -299,15 +300,16 @@ def load(f, restore_rng: bool = True, src: int | None = None, **kwargs):
         # shares sum to garbage: weights 1e14 off, without an error, when
         # restore_rng=False skipped the check). Without restore_rng the
         # session's own streams are put back after the check.
+        # the two copies of every share component first (a refused file
+        # leaves the session's randomness as it was): a damaged file, or
+        # one of another object, gave garbage after the next product
+        shared = [x._t for x in _walk(obj) if isinstance(x, SharedTensor)]
+        if shared:
+            s.check_replicas(shared)
         fresh = None if restore_rng else s.prg_states()
         s.restore_prg_states(states)
         if fresh is not None:
             s.restore_prg_states(fresh)
-        # and the two copies of every share component: a damaged file, or
-        # one of another object, gave garbage after the next product
-        shared = list(_shared_in(obj))
-        if shared:
-            s.check_replicas([x._t for x in shared])
     except (KeyError, AttributeError, TypeError, OverflowError, IndexError) as e:
         # A field missing or of the wrong type: the file was edited or damaged.
         raise ValueError(
@@ -317,13 +319,10 @@ def load(f, restore_rng: bool = True, src: int | None = None, **kwargs):
     return obj
 
 
-def _shared_in(obj):
-    """The SharedTensors in a loaded object (dicts, lists, tuples)."""
-    if isinstance(obj, SharedTensor):
-        yield obj
-    elif isinstance(obj, dict):
-        for v in obj.values():
-            yield from _shared_in(v)
-    elif isinstance(obj, (list, tuple)):
-        for v in obj:
-            yield from _shared_in(v)
+def _walk(obj):
+    """Everything in a (loaded or saved) object, through dicts, lists and
+    tuples."""
+    yield obj
+    items = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple)) else ()
+    for v in items:
+        yield from _walk(v)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
 import os
 import signal
 import socket
@@ -68,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         procs.append(
             subprocess.Popen(
-                [sys.executable, a.script, *a.args], env=env, preexec_fn=_die_with_launcher
+                [sys.executable, a.script, *a.args],
+                env=env,
+                preexec_fn=functools.partial(_die_with_launcher, os.getpid()),
             )
         )
     code = 0
@@ -131,14 +134,18 @@ def main(argv: list[str] | None = None) -> int:
     return code if code >= 0 else 1
 
 
-def _die_with_launcher() -> None:
+def _die_with_launcher(launcher: int) -> None:
     """In each party (Linux): SIGTERM when the launcher dies, even by
-    SIGKILL, so that no party is left running without it."""
+    SIGKILL, so that no party is left running without it; a launcher that
+    died before the request was made (between fork and prctl) is seen by
+    the party's parent having changed."""
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
         except (OSError, AttributeError):
-            pass
+            return
+        if os.getppid() != launcher:
+            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _how(code: int) -> str:

@@ -161,13 +161,13 @@ class ArithmeticOps:
     def _pow_tensor(self, p) -> TensorBase:
         """x ** p for a public tensor of exponents (until 2026-12-05
         refused), element-wise with torch's broadcasting: each distinct
-        exponent by the rule for a number (integers by products, so a
-        negative x keeps torch's sign), its elements picked by a public 0/1
-        mask (an exact integer factor, local); more than 8 distinct
-        exponents, or a torch exponent that requires grad, take
-        2^(p log2 x) at once, as a shared exponent does (x > 0)."""
-        if (torch.is_tensor(p) and p.requires_grad) or np.unique(np.asarray(p)).size > 8:
-            return self.pos_pow(p if torch.is_tensor(p) else _float64(p, "pow exponent"))
+        whole exponent by the rule for a number (products, so a negative x
+        keeps torch's sign), its elements picked by a public 0/1 mask (an
+        exact integer factor, local); the fractional ones at once as
+        2^(p log2 x) (x > 0; torch's nan below), recorded for a torch
+        exponent that requires grad (whose whole entries are noted as
+        losing theirs). More than 16 distinct whole exponents raise
+        (each costs its own powers): ``x.pos_pow(p)`` takes any, for x > 0."""
         arr = _plain_array(p, "pow exponent")
         if not np.isfinite(arr).all():
             raise EncodingError("pow: every exponent must be finite")
@@ -177,11 +177,24 @@ class ArithmeticOps:
             raise ShapeError(
                 f"pow: shapes {tuple(self.shape)} and {arr.shape} do not broadcast"
             ) from None
+        whole = arr == np.round(arr)
+        ints = np.unique(arr[whole])
+        if ints.size > 16:
+            raise NotImplementedError(
+                f"pow with {ints.size} distinct whole exponents (16 at most, each costs its "
+                "own products); x.pos_pow(p) takes any exponent for x > 0"
+            )
+        grad = torch.is_tensor(p) and p.requires_grad
+        if grad and whole.any():
+            self._plain(p, "pow exponent")  # noted: the whole ones' gradient is lost
         out = (self - self) + np.zeros(shape)  # the broadcast shape, for empty exponents
-        vals = np.unique(arr)
-        for e in vals:
+        for e in ints:
             piece = self.pow(float(e))
-            out = out + (piece if vals.size == 1 else piece * (arr == e).astype(np.float64))
+            out = out + (piece if arr.size and (arr == e).all() else piece * (arr == e))
+        if not whole.all():
+            frac = torch.as_tensor(~whole)
+            q = torch.where(frac, p, 1.0) if torch.is_tensor(p) else np.where(whole, 1.0, arr)
+            out = out + self.pos_pow(q) * frac.numpy().astype(np.float64)
         return out
 
     def __rpow__(self, base) -> TensorBase:

@@ -154,6 +154,8 @@ class MoreOps:
         n = _ints([n], "diff: n")[0]
         if n < 0:
             raise RuntimeError(f"order must be non-negative but got {n}")
+        if n == 0:  # torch: the input, whatever prepend and append
+            return self + 0
         d = _norm_dim(dim, self.dim())
         parts = [p for p in (prepend, self, append) if p is not None]
         y = cat(parts, d) if len(parts) > 1 else self
@@ -277,6 +279,9 @@ def cosine_similarity(x1, x2, dim: int = 1, eps: float = 1e-8) -> TensorBase:
     if not isinstance(x1, TensorBase):
         x1, x2 = x2, x1
     y = x2 if isinstance(x2, TensorBase) else _float64(x2, "cosine_similarity")
+    shape = torch.broadcast_shapes(tuple(x1.shape), tuple(y.shape))  # first, as torch
+    x1 = x1 if tuple(x1.shape) == tuple(shape) else x1.expand(shape)
+    y = y if tuple(y.shape) == tuple(shape) else y.expand(shape)
     return (_unit(x1, dim) * _unit(y, dim)).sum(dim)
 
 

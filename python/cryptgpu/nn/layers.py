@@ -130,7 +130,7 @@ class Conv2d(Module):
 
     def forward(self, x):
         """The convolution of a SharedTensor NCHW input (or a plaintext tensor)."""
-        w, b = self._params["weight"], shift_bias(self)
+        w, b = self._params["weight"], shift_bias(self, x.dim() == 4)  # unbatched: not per channel
         x = _public_input(x, w)
         if isinstance(x, SharedTensor):
             return x.conv2d(

@@ -48,7 +48,7 @@ class Conv1d(Module):
 
     def forward(self, x):
         """The convolution of an NCL SharedTensor (or plaintext tensor)."""
-        w, b = self._params["weight"], shift_bias(self)
+        w, b = self._params["weight"], shift_bias(self, x.dim() == 3)  # unbatched: not per channel
         conf = (self.stride, self.padding, self.dilation, self.groups)
         x = _public_input(x, w)
         if isinstance(x, SharedTensor):

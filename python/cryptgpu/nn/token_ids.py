@@ -34,13 +34,16 @@ def id_inputs(graph: torch.fx.Graph, modules: dict) -> frozenset:
     return frozenset(out)
 
 
-# functions and methods that read only a tensor's size and dtype: given
-# private ids, they get public ids of the same size (the HF default
-# attention mask torch.ones_like(input_ids), position ids expanded as the ids)
-_SIZE_ONLY = {
+# functions and methods that read only the size (and dtype) of the ids:
+# given private ids they get public ids of that size. Of the ids as their
+# first argument (HF's default mask torch.ones_like(input_ids)):
+_LIKE = {
     "ones_like", "zeros_like", "full_like", "empty_like", "new_zeros", "new_ones",
-    "new_full", "new_empty", "expand_as", "view_as", "reshape_as", "type_as",
+    "new_full", "new_empty",
 }  # fmt: skip
+# of the ids as the other argument (positions expanded as the ids); with the
+# ids first these read their values (ids.type_as(h))
+_AS = {"expand_as", "view_as", "reshape_as", "type_as"}
 
 
 def reading(node: torch.fx.Node, args: tuple, ids: frozenset) -> tuple:
@@ -57,7 +60,8 @@ def reading(node: torch.fx.Node, args: tuple, ids: frozenset) -> tuple:
     name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
     if node.target is getattr and len(node.args) > 1:
         name = node.args[1]
-    if (name in _METADATA and hits == [0]) or name in _SIZE_ONLY:
+    first = hits == [0]
+    if (first and (name in _METADATA or name in _LIKE)) or (0 not in hits and name in _AS):
         args = list(args)
         for i in hits:
             args[i] = torch.zeros(tuple(args[i].shape)[:-1], dtype=torch.long)

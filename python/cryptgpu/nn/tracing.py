@@ -133,6 +133,8 @@ def _ops(gm: torch.fx.GraphModule, as_none: str | None = None) -> list:
     pos = {n: i for i, n in enumerate(nodes)}
 
     def arg(a):
+        if isinstance(a, ModeDependent):  # marked in gm; the retrace is eval mode's
+            return repr(a.eval_value)
         if isinstance(a, torch.fx.Node) and a.op == "placeholder":
             return repr(None) if a.target == as_none else ("input", a.target)
         if isinstance(a, torch.fx.Node):

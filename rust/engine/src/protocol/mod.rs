@@ -228,13 +228,18 @@ impl Party {
         let mut mine = [0u64; 2];
         let mut want = [0u64; 2];
         let mut coeffs = Prg::at(*b"cryptgpu-replica", 0);
+        // coefficients drawn a chunk at a time: 16 bytes per element of
+        // the tensor in hand, not of the whole checkpoint
+        const CHUNK: usize = 1 << 16;
         for s in shares {
             let (a, b) = (s.a.to_vec()?, s.b.to_vec()?);
-            let c = coeffs.gen(2 * a.len());
-            for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-                for (lane, k) in c[2 * i..2 * i + 2].iter().enumerate() {
-                    mine[lane] = mine[lane].wrapping_add((k | 1).wrapping_mul(*x));
-                    want[lane] = want[lane].wrapping_add((k | 1).wrapping_mul(*y));
+            for (xs, ys) in a.chunks(CHUNK).zip(b.chunks(CHUNK)) {
+                let c = coeffs.gen(2 * xs.len());
+                for (i, (x, y)) in xs.iter().zip(ys).enumerate() {
+                    for (lane, k) in c[2 * i..2 * i + 2].iter().enumerate() {
+                        mine[lane] = mine[lane].wrapping_add((k | 1).wrapping_mul(*x));
+                        want[lane] = want[lane].wrapping_add((k | 1).wrapping_mul(*y));
+                    }
                 }
             }
         }

@@ -435,7 +435,10 @@ impl Session {
             self.check(t)?;
         }
         let checked = self.run("check_replicas", |p| {
-            let shares = ts.iter().map(|t| t.at(p.rank)).collect::<Result<Vec<_>>>()?;
+            let shares = ts
+                .iter()
+                .map(|t| t.at(p.rank))
+                .collect::<Result<Vec<_>>>()?;
             p.check_replicas(&shares)
         })?;
         if checked.iter().any(|ok| !ok) {
