@@ -269,6 +269,66 @@ def test_bad_transport_arguments_are_value_errors():
         cryptgpu.init(rank=0, peers=peers, bind="no-such-host.invalid:1", insecure=True)
 
 
+OWN_SOCKETS = textwrap.dedent(
+    """
+    import json, os, stat
+    import cryptgpu
+    cryptgpu.init(timeout_s=20)
+    mine = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            mine.add(link[8:-1])
+    tcp = set()
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        for line in open(table).readlines()[1:]:
+            f = line.split()
+            if f[3] == "0A" and f[9] in mine:  # listening, this process's
+                tcp.add(int(f[1].rsplit(":", 1)[1], 16))
+    unix = set()
+    for line in open("/proc/self/net/unix").readlines()[1:]:
+        f = line.split()
+        if len(f) > 7 and f[6] in mine and "cryptgpu-" in f[7]:
+            d = os.path.dirname(f[7])
+            unix.add((d, stat.S_IMODE(os.stat(d).st_mode)))
+    public = int(os.environ["CRYPTGPU_PEERS"].split(",")[cryptgpu.rank()].rsplit(":", 1)[1])
+    print("SOCKETS", json.dumps({"tcp": sorted(tcp), "public": public, "unix": sorted(unix)}))
+    """
+)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/net/tcp"), reason="needs Linux /proc")
+def test_only_the_guarded_port_listens_on_tcp(tmp_path):
+    """A party's ZeroMQ ROUTER socket (behind the frame guard) listened on a
+    loopback TCP port: any local process could connect to it directly,
+    skip the guard, and abort the party with one forged 2^62-byte frame
+    header. Each party now listens on TCP only at its public (guarded)
+    port; the ROUTER socket is a Unix socket in a private directory (mode
+    0700), removed when the party exits."""
+    import json
+
+    script = tmp_path / "sockets.py"
+    script.write_text(OWN_SOCKETS)
+    procs = start_by_hand(script)
+    try:
+        outs = [p.communicate(timeout=60)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    dirs = []
+    for r, p in enumerate(procs):
+        assert p.returncode == 0, outs[r]
+        line = next(x for x in outs[r].splitlines() if x.startswith("SOCKETS "))
+        got = json.loads(line[len("SOCKETS ") :])
+        assert got["tcp"] == [got["public"]], f"party {r} listens on TCP ports {got}"
+        assert len(got["unix"]) == 1 and got["unix"][0][1] == 0o700, got
+        dirs.append(got["unix"][0][0])
+    assert not any(os.path.exists(d) for d in dirs), f"left behind: {dirs}"
+
+
 @pytest.mark.parametrize("setting", ["precision_bits=12", "truncation='exact'"])
 def test_parties_with_different_settings_refuse_to_compute(tmp_path, setting):
     """One party started with another precision_bits or truncation mode: at

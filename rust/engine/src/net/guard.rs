@@ -6,13 +6,21 @@
 //! far enough to know every frame's length (64-byte greeting, then per
 //! frame a flags byte and a 1- or 8-byte length), drops a connection that
 //! announces a frame above the limit, and forwards everything else
-//! unchanged to the party's ROUTER socket on a loopback port. Memory per
-//! connection is one fixed buffer; the number of connections is bounded.
+//! unchanged to the party's ROUTER socket. Memory per connection is one
+//! fixed buffer; the number of connections is bounded.
+//!
+//! The ROUTER socket itself must be out of everyone else's reach, or the
+//! guard is bypassed: on Unix it listens on a Unix socket in a private
+//! directory (`InnerAddr::Unix`, made by zmq.rs); a loopback TCP port
+//! (`InnerAddr::Tcp`) could be reached by any local process, which could
+//! then abort the party with one forged frame header.
 
 use crate::error::{EngineError, Result};
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+#[cfg(unix)]
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -29,6 +37,48 @@ const GREETING: usize = 64;
 /// reserves what a header announces, so the protocol's limit (16 GiB) let
 /// a stranger make every party allocate it, or abort, with one header.
 pub const UNPROVED_MAX_FRAME: u64 = 64 * 1024;
+
+/// Where the guard forwards its connections: the party's ROUTER socket.
+#[derive(Clone, Debug)]
+pub enum InnerAddr {
+    /// A TCP port (loopback): reachable by every local process, so only for
+    /// tests and non-Unix targets.
+    Tcp(SocketAddr),
+    /// A Unix socket, in a directory only this user can enter.
+    #[cfg(unix)]
+    Unix(std::path::PathBuf),
+}
+
+impl From<SocketAddr> for InnerAddr {
+    fn from(a: SocketAddr) -> Self {
+        InnerAddr::Tcp(a)
+    }
+}
+
+/// A byte stream the guard can forward to and from (TCP or Unix socket).
+trait Stream: Read + Write + Send + Sized + 'static {
+    fn try_clone(&self) -> std::io::Result<Self>;
+    fn shutdown(&self, how: Shutdown) -> std::io::Result<()>;
+}
+
+impl Stream for TcpStream {
+    fn try_clone(&self) -> std::io::Result<Self> {
+        TcpStream::try_clone(self)
+    }
+    fn shutdown(&self, how: Shutdown) -> std::io::Result<()> {
+        TcpStream::shutdown(self, how)
+    }
+}
+
+#[cfg(unix)]
+impl Stream for UnixStream {
+    fn try_clone(&self) -> std::io::Result<Self> {
+        UnixStream::try_clone(self)
+    }
+    fn shutdown(&self, how: Shutdown) -> std::io::Result<()> {
+        UnixStream::shutdown(self, how)
+    }
+}
 
 /// Counters of what the guard refused (for tests and logs).
 #[derive(Default)]
@@ -329,7 +379,7 @@ fn ready_identity(body: &[u8]) -> Option<Vec<u8>> {
 /// Forward `from` to `to`, checking frame lengths when `max` is given;
 /// `head` holds bytes already read from `from`. Returns false if the stream
 /// was cut for an oversized frame.
-fn pump(mut from: TcpStream, mut to: TcpStream, max: Option<u64>, head: &[u8]) -> bool {
+fn pump<A: Stream, B: Stream>(mut from: A, mut to: B, max: Option<u64>, head: &[u8]) -> bool {
     let mut state = Zmtp::new();
     if let Some(m) = max {
         if !advance(&mut state, head, m) {
@@ -400,19 +450,44 @@ fn unproved(evictable: &Evictable, n: u64) {
 /// the real party out. With unique identities both stay connected, and what
 /// the stranger sends fails authentication and is dropped.
 fn serve(
-    mut client: TcpStream,
-    inner: SocketAddr,
+    client: TcpStream,
+    inner: &InnerAddr,
     max_frame: u64,
     st: &GuardStats,
     n: u64,
     evictable: &Evictable,
     verify: Option<&Verifier>,
 ) {
-    let Ok(server) = TcpStream::connect(inner) else {
-        let _ = client.shutdown(Shutdown::Both);
-        return;
-    };
-    let _ = server.set_nodelay(true);
+    match inner {
+        InnerAddr::Tcp(a) => match TcpStream::connect(a) {
+            Ok(server) => {
+                let _ = server.set_nodelay(true);
+                forward(client, server, max_frame, st, n, evictable, verify)
+            }
+            Err(_) => {
+                let _ = client.shutdown(Shutdown::Both);
+            }
+        },
+        #[cfg(unix)]
+        InnerAddr::Unix(path) => match UnixStream::connect(path) {
+            Ok(server) => forward(client, server, max_frame, st, n, evictable, verify),
+            Err(_) => {
+                let _ = client.shutdown(Shutdown::Both);
+            }
+        },
+    }
+}
+
+/// `serve` once the inner connection is made.
+fn forward<S: Stream>(
+    mut client: TcpStream,
+    server: S,
+    max_frame: u64,
+    st: &GuardStats,
+    n: u64,
+    evictable: &Evictable,
+    verify: Option<&Verifier>,
+) {
     // The zeromq side speaks first too: let its greeting through while the
     // client's handshake is read.
     let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
@@ -501,7 +576,7 @@ impl FrameGuard {
     /// slot and then stays silent does not keep a party out.
     pub fn spawn(
         public: SocketAddr,
-        inner: SocketAddr,
+        inner: InnerAddr,
         max_frame: u64,
         verify: Option<Verifier>,
     ) -> Result<FrameGuard> {
@@ -561,11 +636,11 @@ impl FrameGuard {
                     open.fetch_add(1, Ordering::AcqRel);
                     count += 1;
                     let (open, st, n) = (open.clone(), stats2.clone(), count);
-                    let (ev, v) = (evict2.clone(), verify.clone());
+                    let (ev, v, inner) = (evict2.clone(), verify.clone(), inner.clone());
                     let _ = thread::Builder::new()
                         .name("cryptgpu-guard".into())
                         .spawn(move || {
-                            serve(client, inner, max_frame, &st, n, &ev, v.as_ref());
+                            serve(client, &inner, max_frame, &st, n, &ev, v.as_ref());
                             open.fetch_sub(1, Ordering::AcqRel);
                         });
                 }
@@ -679,7 +754,7 @@ mod tests {
             Arc::new(|id: &[u8]| (id == b"proved").then(|| b"cryptgpu-party-1".to_vec()));
         let g = FrameGuard::spawn(
             "127.0.0.1:0".parse().unwrap(),
-            inner_addr,
+            inner_addr.into(),
             1 << 30,
             Some(verify),
         )

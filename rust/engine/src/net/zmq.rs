@@ -28,7 +28,7 @@
 //! received everything it needed from this party.
 
 use crate::error::{EngineError, Result};
-use crate::net::guard::{FrameGuard, Verifier};
+use crate::net::guard::{FrameGuard, InnerAddr, Verifier};
 use crate::net::identity::{identity, identity_to, proved_rank, verify_identity};
 use crate::net::noise::{self, LinkKeys};
 use crate::net::tcp::{encode_frame, read_frame};
@@ -61,6 +61,9 @@ pub struct ZmqTransport {
     /// The public port: frame lengths checked before the zeromq crate
     /// sees them (net/guard.rs).
     guard: Option<FrameGuard>,
+    /// The private directory of the ROUTER socket's Unix socket (removed
+    /// when the transport closes).
+    private: Option<PrivateDir>,
     rt: tokio::runtime::Runtime,
     /// Where the neighbours' messages arrive. A ROUTER socket rather than
     /// PULL: a PULL socket's receive fails when any one connection's ZMTP
@@ -136,6 +139,81 @@ fn max_frame_bytes() -> Result<u64> {
     }
 }
 
+/// A directory only this user can enter (mode 0700, an unpredictable name
+/// under the temp directory), holding the ROUTER socket's Unix socket:
+/// removed with everything in it on drop.
+pub(crate) struct PrivateDir(std::path::PathBuf);
+
+impl PrivateDir {
+    /// The socket's path inside the directory.
+    #[cfg(unix)]
+    pub(crate) fn socket(&self) -> std::path::PathBuf {
+        self.0.join("r")
+    }
+
+    #[cfg(unix)]
+    fn create() -> std::io::Result<PrivateDir> {
+        use std::os::unix::fs::DirBuilderExt;
+        let mut base = std::env::temp_dir();
+        // a Unix socket's path is at most 107 bytes
+        if base.as_os_str().len() > 64 {
+            base = "/tmp".into();
+        }
+        let mut last = None;
+        for _ in 0..8 {
+            let mut r = [0u8; 12];
+            getrandom::getrandom(&mut r).map_err(std::io::Error::other)?;
+            let dir = base.join(format!("cryptgpu-{}", crate::net::noise::hex(&r)));
+            // create, never reuse: a directory someone else made would not be
+            // private
+            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => return Ok(PrivateDir(dir)),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("no private directory")))
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Bind the ROUTER socket where only the frame guard can reach it: a Unix
+/// socket in a private directory (Unix), else a loopback TCP port (which
+/// any local process can reach).
+#[cfg(unix)]
+fn bind_inner(
+    rt: &tokio::runtime::Runtime,
+    pull: &mut RouterSocket,
+) -> std::io::Result<(InnerAddr, Option<PrivateDir>)> {
+    let dir = PrivateDir::create()?;
+    let path = dir.socket();
+    let listener = std::os::unix::net::UnixListener::bind(&path)?;
+    rt.block_on(pull.bind_listener(listener))
+        .map_err(std::io::Error::other)?;
+    Ok((InnerAddr::Unix(path), Some(dir)))
+}
+
+#[cfg(not(unix))]
+fn bind_inner(
+    rt: &tokio::runtime::Runtime,
+    pull: &mut RouterSocket,
+) -> std::io::Result<(InnerAddr, Option<PrivateDir>)> {
+    match rt.block_on(pull.bind("tcp://127.0.0.1:0")) {
+        Ok(zeromq::Endpoint::Tcp(_, port)) => Ok((
+            InnerAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], port))),
+            None,
+        )),
+        Ok(other) => Err(std::io::Error::other(format!(
+            "ROUTER socket bound to {other}, not TCP"
+        ))),
+        Err(e) => Err(std::io::Error::other(e)),
+    }
+}
+
 fn idx(p: Peer) -> usize {
     match p {
         Peer::Next => 0,
@@ -167,22 +245,15 @@ impl ZmqTransport {
         let here = bind.unwrap_or(addrs[rank]);
         let mut pull = RouterSocket::new();
         let monitor = pull.monitor();
-        // The ROUTER socket listens on loopback only; the public port is the
-        // frame guard, which forwards to it.
-        let inner = rt.block_on(pull.bind("tcp://127.0.0.1:0")).map_err(|e| {
-            EngineError::Peer(format!("party {rank} cannot listen on loopback: {e}"))
-        })?;
-        let inner_port = match inner {
-            zeromq::Endpoint::Tcp(_, port) => port,
-            other => {
-                return Err(EngineError::Internal(format!(
-                    "ROUTER socket bound to {other}, not TCP"
-                )))
-            }
-        };
+        // The public port is the frame guard, which forwards to the ROUTER
+        // socket; nothing else may reach that socket (it would bypass the
+        // guard's checks): on Unix it listens on a Unix socket in a private
+        // directory, elsewhere on loopback.
+        let (inner, private) = bind_inner(&rt, &mut pull)
+            .map_err(|e| EngineError::Peer(format!("party {rank} cannot bind its socket: {e}")))?;
         let guard = FrameGuard::spawn(
             here,
-            SocketAddr::from(([127, 0, 0, 1], inner_port)),
+            inner,
             max_frame_bytes()?,
             keys.map(|k| {
                 let k = k.clone();
@@ -205,6 +276,7 @@ impl ZmqTransport {
         let mut t = ZmqTransport {
             rank,
             guard: Some(guard),
+            private,
             rt,
             pull: Some(pull),
             push,
@@ -571,6 +643,7 @@ impl ZmqTransport {
         std::thread::sleep(Duration::from_millis(20));
         self.pull = None;
         self.guard = None; // frees the public port (joins the guard's listener)
+        self.private = None; // removes the ROUTER socket's directory
     }
 }
 
@@ -747,6 +820,45 @@ mod tests {
         ] {
             assert_eq!(verify_identity(&keys(0), 0, bad), None, "{bad:?}");
         }
+    }
+
+    /// The ROUTER socket behind the guard is no TCP port (any local process
+    /// could reach one and abort the party with a forged frame header,
+    /// bypassing the guard): it is a Unix socket in a directory of mode
+    /// 0700, removed when the transport closes; the session still works
+    /// through the guard.
+    #[cfg(unix)]
+    #[test]
+    fn the_router_socket_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let addrs = [free(), free(), free()];
+        let mut sinks = Vec::new();
+        for a in &addrs[1..] {
+            let mut p = RouterSocket::new();
+            rt.block_on(p.bind(&format!("tcp://{a}"))).unwrap();
+            sinks.push(p);
+        }
+        let mut t = ZmqTransport::connect(0, &addrs, None, Duration::from_secs(2), None).unwrap();
+        let dir = t.private.as_ref().map(|d| d.0.clone()).unwrap();
+        let meta = std::fs::metadata(&dir).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+        assert!(dir.join("r").exists(), "no socket in {dir:?}");
+        // a message through the guard still arrives
+        let mut raw = DealerSocket::new();
+        rt.block_on(raw.connect(&format!("tcp://{}", addrs[0])))
+            .unwrap();
+        let mut m = vec![1u8, FRAME];
+        encode_frame(&Msg::Data(4, vec![5, 6]), &mut m);
+        rt.block_on(raw.send(ZmqMessage::from(m))).unwrap();
+        assert_eq!(t.recv(Peer::Next).unwrap(), (4, vec![5, 6]));
+        t.failed = true;
+        drop(t);
+        assert!(!dir.exists(), "{dir:?} left behind");
     }
 
     /// Malformed messages from a peer are errors, never panics: party 0
