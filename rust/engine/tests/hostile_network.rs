@@ -556,6 +556,16 @@ fn tcp_session_beside(
     timeout: Duration,
     strangers: impl FnOnce([SocketAddr; 3], &AtomicBool) + Send,
 ) {
+    tcp_session_beside_late(timeout, None, strangers)
+}
+
+/// `tcp_session_beside`, with party `late.0` starting `late.1` after the
+/// others.
+fn tcp_session_beside_late(
+    timeout: Duration,
+    late: Option<(usize, Duration)>,
+    strangers: impl FnOnce([SocketAddr; 3], &AtomicBool) + Send,
+) {
     use cryptgpu_engine::net::noise::{generate_keypair, LinkKeys};
     use cryptgpu_engine::net::tcp::TcpTransport;
     let cfg = Config {
@@ -575,6 +585,9 @@ fn tcp_session_beside(
             .map(|r| {
                 let (cfg, pairs) = (cfg.clone(), &pairs);
                 sc.spawn(move || {
+                    if let Some((_, wait)) = late.filter(|l| l.0 == r) {
+                        std::thread::sleep(wait);
+                    }
                     let keys = LinkKeys {
                         private: pairs[r].0,
                         publics,
@@ -630,6 +643,97 @@ fn idle_strangers_cannot_keep_a_tcp_party_waiting() {
         }
         hold(done, start, Duration::from_secs(60));
         drop(held);
+    });
+}
+
+/// More silent connections than a TCP party checks at once (64), held on
+/// party 0's port and renewed every 2 s (a user's probe), while party 2
+/// starts late: party 0 dropped every newcomer above 64, party 2's
+/// connection included, and party 2 failed at once blaming the keys. Party
+/// 0 now cuts the oldest unchecked connection for a newcomer, and a
+/// dialling party whose connection is closed before any answer dials
+/// again.
+#[test]
+fn a_crowd_of_silent_connections_does_not_keep_a_tcp_party_out() {
+    tcp_session_beside_late(
+        Duration::from_secs(20),
+        Some((2, Duration::from_millis(1500))),
+        |addrs, done| {
+            let start = Instant::now();
+            while !done.load(Ordering::Acquire) && start.elapsed() < Duration::from_secs(60) {
+                let held: Vec<_> = (0..70)
+                    .filter_map(|_| TcpStream::connect(addrs[0]).ok())
+                    .collect();
+                let t = Instant::now();
+                while !done.load(Ordering::Acquire) && t.elapsed() < Duration::from_secs(2) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                drop(held);
+            }
+        },
+    );
+}
+
+/// A neighbour's port that accepts and closes the first connections (a
+/// proxy not ready, a party restarting) is dialled again until the
+/// timeout; it used to end the dialling party's start at once with "the
+/// two parties do not hold each other's public keys".
+#[test]
+fn a_tcp_party_dials_again_when_its_first_connections_are_closed() {
+    use cryptgpu_engine::net::noise::{generate_keypair, LinkKeys};
+    use cryptgpu_engine::net::tcp::TcpTransport;
+    let pairs: Vec<_> = (0..3).map(|_| generate_keypair().unwrap()).collect();
+    let publics = [pairs[0].1, pairs[1].1, pairs[2].1];
+    let addrs = free_addrs();
+    let gone = AtomicBool::new(false);
+    std::thread::scope(|sc| {
+        let gone = &gone;
+        // party 1's address: a listener that closes what it accepts for
+        // 1.5 s, then makes way for party 1
+        let closer = sc.spawn(move || {
+            let l = std::net::TcpListener::bind(addrs[1]).unwrap();
+            l.set_nonblocking(true).unwrap();
+            let (start, mut closed) = (Instant::now(), 0);
+            while start.elapsed() < Duration::from_millis(1500) {
+                match l.accept() {
+                    Ok((c, _)) => {
+                        drop(c);
+                        closed += 1;
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+            drop(l);
+            gone.store(true, Ordering::Release);
+            closed
+        });
+        let hs: Vec<_> = (0..3)
+            .map(|r| {
+                let pairs = &pairs;
+                sc.spawn(move || {
+                    if r == 1 {
+                        while !gone.load(Ordering::Acquire) {
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                    }
+                    let keys = LinkKeys {
+                        private: pairs[r].0,
+                        publics,
+                    };
+                    TcpTransport::connect(r, &addrs, Duration::from_secs(15), Some(&keys))
+                        .map(|_| ())
+                })
+            })
+            .collect();
+        for (r, h) in hs.into_iter().enumerate() {
+            if let Err(e) = h.join().unwrap() {
+                panic!("party {r}: {e}");
+            }
+        }
+        assert!(
+            closer.join().unwrap() > 0,
+            "nothing dialled the closing port"
+        );
     });
 }
 

@@ -134,41 +134,197 @@ impl Drop for Link {
     }
 }
 
-/// The Noise handshake over a stream: each handshake message is a u16
-/// length and the message.
-fn handshake(
-    stream: &mut TcpStream,
-    keys: &LinkKeys,
+/// The accepting side's verdict, sent in place of a handshake answer: a
+/// zero length (no handshake message is empty), then one byte. `ADMITTED`
+/// is the whole answer on unencrypted links; on encrypted ones a refusal
+/// tells the dialing party why, so that it blames keys only when they
+/// failed, and retries when its connection was merely dropped.
+const ADMITTED: u8 = 0;
+const REFUSED_KEY: u8 = 1;
+const REFUSED_RANK: u8 = 2;
+const REFUSED_MODE: u8 = 3;
+
+/// A greeting's flag for a dialing party without encryption (the greeting
+/// is the party's rank, with this bit set on unencrypted links), so that
+/// parties that disagree on `CRYPTGPU_INSECURE` are told so.
+const PLAIN: u64 = 1 << 32;
+
+/// The first bytes of a ZMTP greeting: a peer that answers with them runs
+/// the ZeroMQ transport.
+fn is_zmtp(b: &[u8]) -> bool {
+    b.first() == Some(&0xff)
+}
+
+/// Why a dialing attempt failed: the connection was lost before the
+/// neighbour answered (dial again), or a verdict to report.
+enum Attempt {
+    Lost(String),
+    Fatal(EngineError),
+}
+
+fn lost(e: impl std::fmt::Display) -> Attempt {
+    Attempt::Lost(e.to_string())
+}
+
+/// Read a u16-framed answer from the accepting side: a handshake message,
+/// or (length 0) its verdict byte.
+fn read_answer(s: &mut TcpStream, me: usize, peer: usize) -> std::result::Result<Answer, Attempt> {
+    let mut l = [0u8; 2];
+    s.read_exact(&mut l).map_err(|e| match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            Attempt::Fatal(EngineError::Peer(format!(
+                "party {me} got no answer from party {peer} within the timeout (its port \
+                 accepted the connection)"
+            )))
+        }
+        _ => lost(e),
+    })?;
+    if is_zmtp(&l) {
+        return Err(Attempt::Fatal(EngineError::Peer(format!(
+            "party {me}: party {peer} answered with ZeroMQ: it runs the default transport while \
+             this party runs CRYPTGPU_TRANSPORT=tcp (all parties must use the same transport)"
+        ))));
+    }
+    let n = u16::from_le_bytes(l) as usize;
+    if n == 0 {
+        let mut v = [0u8; 1];
+        s.read_exact(&mut v).map_err(lost)?;
+        return Ok(Answer::Verdict(v[0]));
+    }
+    let mut m = vec![0u8; n];
+    s.read_exact(&mut m).map_err(lost)?;
+    Ok(Answer::Message(m))
+}
+
+enum Answer {
+    Message(Vec<u8>),
+    Verdict(u8),
+}
+
+/// The error for a refusal the accepting party `peer` sent.
+fn verdict_error(me: usize, peer: usize, v: u8, encrypted: bool) -> EngineError {
+    match v {
+        REFUSED_KEY => noise::refused(me, peer, &format!("party {peer} refused this party's key")),
+        REFUSED_RANK => EngineError::Peer(format!(
+            "party {me}: the party listening at party {peer}'s address expects another party: \
+             do all parties use the same CRYPTGPU_PEERS list and distinct ranks?"
+        )),
+        REFUSED_MODE if encrypted => EngineError::Peer(format!(
+            "party {me}: party {peer} runs without encryption (CRYPTGPU_INSECURE=1) while this \
+             party encrypts its links: all parties must agree"
+        )),
+        REFUSED_MODE => EngineError::Peer(format!(
+            "party {me}: party {peer} encrypts its links while this party runs without \
+             encryption (CRYPTGPU_INSECURE=1): all parties must agree"
+        )),
+        other => EngineError::Peer(format!(
+            "party {me}: party {peer} sent an unknown answer ({other}): do all parties run the \
+             same cryptgpu version?"
+        )),
+    }
+}
+
+/// The dialing side's half of one attempt: greet, then the initiator side
+/// of the handshake (with keys) or wait for the admission (without).
+fn greet_and_handshake(
+    s: &mut TcpStream,
+    keys: Option<&LinkKeys>,
     me: usize,
     peer: usize,
-    initiator: bool,
-) -> Result<snow::TransportState> {
-    let mut w = stream
-        .try_clone()
-        .map_err(|e| peer_err(me, peer, "cannot use the link to", e))?;
-    noise::handshake(
+) -> std::result::Result<Option<snow::TransportState>, Attempt> {
+    let greeting = me as u64 | if keys.is_none() { PLAIN } else { 0 };
+    s.write_all(&greeting.to_le_bytes()).map_err(lost)?;
+    let Some(keys) = keys else {
+        return match read_answer(s, me, peer)? {
+            Answer::Verdict(ADMITTED) => Ok(None),
+            Answer::Verdict(v) => Err(Attempt::Fatal(verdict_error(me, peer, v, false))),
+            Answer::Message(_) => Err(Attempt::Fatal(verdict_error(me, peer, REFUSED_MODE, false))),
+        };
+    };
+    let mut w = s.try_clone().map_err(lost)?;
+    // The connection's fate outside the handshake's own errors: lost
+    // (retry) or a verdict.
+    let outcome: std::cell::RefCell<Option<Attempt>> = Default::default();
+    let r = noise::handshake(
         keys,
         me,
         peer,
-        initiator,
+        true,
         false, // one connection per peer: a replay or a stranger fails at once
         |m| {
             w.write_all(&(m.len() as u16).to_le_bytes())
                 .and_then(|_| w.write_all(m))
-                .map_err(|e| peer_err(me, peer, "handshake with", e))
+                .map_err(|e| {
+                    *outcome.borrow_mut() = Some(lost(&e));
+                    peer_err(me, peer, "handshake with", e)
+                })
+        },
+        || match read_answer(s, me, peer) {
+            Ok(Answer::Message(m)) => Ok(m),
+            Ok(Answer::Verdict(v)) => {
+                let e = verdict_error(me, peer, v, true);
+                *outcome.borrow_mut() = Some(Attempt::Fatal(verdict_error(me, peer, v, true)));
+                Err(e)
+            }
+            Err(a) => {
+                let e = match &a {
+                    Attempt::Lost(m) => EngineError::Peer(m.clone()),
+                    Attempt::Fatal(e) => EngineError::Peer(e.to_string()),
+                };
+                *outcome.borrow_mut() = Some(a);
+                Err(e)
+            }
+        },
+    );
+    match (r, outcome.into_inner()) {
+        (Ok(st), _) => Ok(Some(st)),
+        (Err(_), Some(a)) => Err(a),
+        // an answer came and did not authenticate: the keys
+        (Err(e), None) => Err(Attempt::Fatal(e)),
+    }
+}
+
+/// The accepting side's handshake (responder). On failure, says whether
+/// the stream itself failed (true) rather than the peer's key.
+fn respond(
+    stream: &mut TcpStream,
+    keys: &LinkKeys,
+    me: usize,
+    peer: usize,
+) -> std::result::Result<snow::TransportState, (EngineError, bool)> {
+    let mut w = stream
+        .try_clone()
+        .map_err(|e| (peer_err(me, peer, "cannot use the link to", e), true))?;
+    let io_failed = std::cell::Cell::new(false);
+    noise::handshake(
+        keys,
+        me,
+        peer,
+        false,
+        false,
+        |m| {
+            w.write_all(&(m.len() as u16).to_le_bytes())
+                .and_then(|_| w.write_all(m))
+                .map_err(|e| {
+                    io_failed.set(true);
+                    peer_err(me, peer, "handshake with", e)
+                })
         },
         || {
             let mut l = [0u8; 2];
-            stream
-                .read_exact(&mut l)
-                .map_err(|_| noise::refused(me, peer, "no answer"))?;
-            let mut m = vec![0u8; u16::from_le_bytes(l) as usize];
-            stream
-                .read_exact(&mut m)
-                .map_err(|_| noise::refused(me, peer, "no answer"))?;
+            let mut m = Vec::new();
+            let r = stream.read_exact(&mut l).and_then(|_| {
+                m = vec![0u8; u16::from_le_bytes(l) as usize];
+                stream.read_exact(&mut m)
+            });
+            r.map_err(|e| {
+                io_failed.set(true);
+                peer_err(me, peer, "no handshake from a connection claiming to be", e)
+            })?;
             Ok(m)
         },
     )
+    .map_err(|e| (e, io_failed.get()))
 }
 
 pub struct TcpTransport {
@@ -193,10 +349,14 @@ fn set_timeouts(s: &TcpStream, t: Duration) -> std::io::Result<()> {
     s.set_nodelay(true)
 }
 
-/// The outgoing link: connect to the next party (retrying until the
-/// deadline), greet with our rank and, with keys, run the initiator side of
-/// the handshake. Its failure is fatal: only the real next party can be
-/// listening on its address.
+/// The outgoing link: connect to the next party, greet with our rank and,
+/// with keys, run the initiator side of the handshake. A connection that
+/// is refused, reset or closed before the neighbour answers is dialled
+/// again, with backoff, until the deadline: the neighbour may not listen
+/// yet (started late, restarted, a proxy not ready), or its accepting
+/// side may have cut this connection to make room while strangers crowded
+/// its port. Only an answer ends it early: a refusal (its reason said), or
+/// a handshake answer that does not authenticate (the keys).
 fn dial(
     rank: usize,
     n: usize,
@@ -204,22 +364,35 @@ fn dial(
     deadline: Instant,
     keys: Option<&LinkKeys>,
 ) -> Result<Linked> {
+    let mut backoff = Duration::from_millis(20);
+    let (mut dropped, mut last) = (0usize, String::new());
     loop {
         if Instant::now() > deadline {
+            let why = if dropped == 0 {
+                String::new()
+            } else {
+                format!(
+                    "; {dropped} connection(s) were closed before party {n} answered (the last: \
+                     {last}): is party {n} running with the same settings (transport, \
+                     encryption)?"
+                )
+            };
             return Err(EngineError::Peer(format!(
-                "party {rank} could not reach party {n} at {addr} in time"
+                "party {rank} could not reach party {n} at {addr} in time{why}"
             )));
         }
         if let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
             let left = deadline.saturating_duration_since(Instant::now());
             set_timeouts(&s, left.max(Duration::from_millis(1)))
                 .map_err(|e| peer_err(rank, n, "cannot use the link to", e))?;
-            s.write_all(&(rank as u64).to_le_bytes())
-                .map_err(|e| peer_err(rank, n, "cannot greet", e))?;
-            let t = keys
-                .map(|k| handshake(&mut s, k, rank, n, true))
-                .transpose()?;
-            return Ok((s, t));
+            match greet_and_handshake(&mut s, keys, rank, n) {
+                Ok(t) => return Ok((s, t)),
+                Err(Attempt::Fatal(e)) => return Err(e),
+                Err(Attempt::Lost(e)) => {
+                    dropped += 1;
+                    last = e;
+                }
+            }
         }
         if crate::net::interrupted() {
             return Err(crate::net::interrupted_error(
@@ -227,12 +400,15 @@ fn dial(
                 &format!("dialling party {n}"),
             ));
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(backoff.min(deadline.saturating_duration_since(Instant::now())));
+        backoff = (backoff * 2).min(Duration::from_millis(500));
     }
 }
 
 /// Check one accepted connection: the greeting names the previous party
-/// and, with keys, the handshake proves it. Err says why it was refused.
+/// and, with keys, the handshake proves it. Err says why it was refused;
+/// the dialing party is told (a verdict) when the greeting or the key is
+/// wrong, so it stops at once with the reason.
 fn admit(mut s: TcpStream, rank: usize, p: usize, keys: Option<&LinkKeys>) -> Result<Linked> {
     let io = |e: std::io::Error| peer_err(rank, p, "bad connection claiming to be", e);
     s.set_nonblocking(false).map_err(io)?;
@@ -240,40 +416,79 @@ fn admit(mut s: TcpStream, rank: usize, p: usize, keys: Option<&LinkKeys>) -> Re
     let mut b = [0u8; 8];
     s.read_exact(&mut b)
         .map_err(|e| peer_err(rank, p, "no greeting from a connection claiming to be", e))?;
-    if u64::from_le_bytes(b) != p as u64 {
+    let verdict = |s: &mut TcpStream, v: u8| {
+        let _ = s.write_all(&[0, 0, v]);
+    };
+    if is_zmtp(&b) {
         return Err(EngineError::Peer(format!(
-            "party {rank} expected party {p} and was greeted as {}",
-            u64::from_le_bytes(b)
+            "party {rank} was greeted in ZeroMQ: a party runs the default transport while this \
+             one runs CRYPTGPU_TRANSPORT=tcp (all parties must use the same transport)"
         )));
     }
-    let t = keys
-        .map(|k| handshake(&mut s, k, rank, p, false))
-        .transpose()?;
-    Ok((s, t))
+    let greeting = u64::from_le_bytes(b);
+    let plain = greeting & PLAIN != 0;
+    if greeting & !PLAIN != p as u64 {
+        verdict(&mut s, REFUSED_RANK);
+        return Err(EngineError::Peer(format!(
+            "party {rank} expected party {p} and was greeted as {}",
+            greeting & !PLAIN
+        )));
+    }
+    if plain != keys.is_none() {
+        verdict(&mut s, REFUSED_MODE);
+        return Err(EngineError::Peer(format!(
+            "party {rank}: party {p} runs {} encryption while this party runs {}: all parties \
+             must agree on CRYPTGPU_INSECURE",
+            if plain { "without" } else { "with" },
+            if plain { "with it" } else { "without it" },
+        )));
+    }
+    let Some(k) = keys else {
+        s.write_all(&[0, 0, ADMITTED]).map_err(io)?;
+        return Ok((s, None));
+    };
+    match respond(&mut s, k, rank, p) {
+        Ok(t) => Ok((s, Some(t))),
+        Err((e, stream_failed)) => {
+            if !stream_failed {
+                verdict(&mut s, REFUSED_KEY);
+            }
+            Err(e)
+        }
+    }
 }
 
-/// At most this many accepted connections are checked at once; more are
-/// dropped at once and counted as refused.
+/// Connections checked at once before the oldest is cut for a newcomer.
 const MAX_ADMITTING: usize = 64;
 
 /// The incoming link: accept until a connection passes `admit`. Each
 /// accepted connection is checked in its own thread, so strangers (wrong
 /// greeting, silence, a failed handshake) hold only their own thread, for
-/// at most GREET_TIMEOUT, and never the listener: a few idle connections
-/// cannot keep the real party out. Refusals are counted for the timeout
-/// error.
+/// at most GREET_TIMEOUT, and never the listener. When `MAX_ADMITTING`
+/// connections are being checked, a newcomer makes room by cutting the
+/// oldest of them (a party greets and completes its handshake in
+/// milliseconds; a silent stranger never does, and a party whose
+/// connection was cut dials again), up to twice the bound while the cut
+/// ones wind down: idle connections cannot keep the real peer out.
+/// Refusals are counted for the timeout error.
 fn accept_prev(
     rank: usize,
     p: usize,
     listener: &TcpListener,
     deadline: Instant,
     keys: Option<&LinkKeys>,
+    failed: &std::sync::atomic::AtomicBool,
 ) -> Result<Linked> {
-    let (tx, rx) = std::sync::mpsc::channel::<Result<Linked>>();
+    let (tx, rx) = std::sync::mpsc::channel::<(u64, Result<Linked>)>();
     let (mut refused, mut last, mut checking) = (0usize, String::new(), 0usize);
+    let mut evicted = 0usize;
+    // the connections being checked, oldest first: (number, a handle to cut it)
+    let mut queue: std::collections::VecDeque<(u64, TcpStream)> = Default::default();
+    let mut count = 0u64;
     loop {
-        while let Ok(r) = rx.try_recv() {
+        while let Ok((id, r)) = rx.try_recv() {
             checking -= 1;
+            queue.retain(|(m, _)| *m != id);
             match r {
                 Ok(l) => return Ok(l),
                 Err(e) => {
@@ -282,31 +497,64 @@ fn accept_prev(
                 }
             }
         }
+        if failed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(EngineError::Peer(format!(
+                "party {rank} stopped waiting for party {p}: its link to party {} failed",
+                (rank + 1) % 3
+            )));
+        }
         if Instant::now() > deadline {
-            let why = if refused == 0 {
-                String::new()
-            } else {
-                format!("; {refused} connection(s) refused, the last because: {last}")
-            };
+            let mut why = String::new();
+            if refused > 0 {
+                why = format!("; {refused} connection(s) refused, the last because: {last}");
+            }
+            if evicted > 0 {
+                why.push_str(&format!(
+                    "; {evicted} connection(s) still silent were cut to make room for newer ones"
+                ));
+            }
             return Err(EngineError::Peer(format!(
                 "party {rank} was not reached by party {p} in time{why}"
             )));
         }
         match listener.accept() {
-            Ok((s, _)) if checking >= MAX_ADMITTING => {
-                drop(s);
-                refused += 1;
-                last = format!("more than {MAX_ADMITTING} connections were being checked");
-            }
             Ok((s, _)) => {
+                if queue.len() >= MAX_ADMITTING {
+                    match queue.pop_front() {
+                        Some((_, old)) if checking < 2 * MAX_ADMITTING => {
+                            let _ = old.shutdown(std::net::Shutdown::Both);
+                            evicted += 1;
+                        }
+                        other => {
+                            if let Some(o) = other {
+                                queue.push_front(o);
+                            }
+                            drop(s);
+                            refused += 1;
+                            last = format!(
+                                "more than {} connections were being checked",
+                                2 * MAX_ADMITTING
+                            );
+                            continue;
+                        }
+                    }
+                }
+                count += 1;
+                let id = count;
+                let handle = s.try_clone();
                 let (tx, keys) = (tx.clone(), keys.cloned());
                 let spawned = std::thread::Builder::new()
                     .name(format!("cryptgpu-admit-{rank}"))
                     .spawn(move || {
-                        let _ = tx.send(admit(s, rank, p, keys.as_ref()));
+                        let _ = tx.send((id, admit(s, rank, p, keys.as_ref())));
                     });
                 match spawned {
-                    Ok(_) => checking += 1,
+                    Ok(_) => {
+                        checking += 1;
+                        if let Ok(h) = handle {
+                            queue.push_back((id, h));
+                        }
+                    }
                     Err(e) => {
                         refused += 1;
                         last = format!("no thread to check it: {e}");
@@ -350,9 +598,18 @@ impl TcpTransport {
             .map_err(|e| EngineError::Peer(e.to_string()))?;
         let (n, p) = ((rank + 1) % 3, (rank + 2) % 3);
         let deadline = Instant::now() + timeout;
+        // a failed dial (a refusal, a neighbour on another transport) ends
+        // the wait for the previous party at once: the session cannot start
+        let failed = std::sync::atomic::AtomicBool::new(false);
         let (out, inc) = std::thread::scope(|sc| {
-            let h = sc.spawn(|| dial(rank, n, addrs[n], deadline, keys));
-            let inc = accept_prev(rank, p, &listener, deadline, keys);
+            let h = sc.spawn(|| {
+                let r = dial(rank, n, addrs[n], deadline, keys);
+                if r.is_err() {
+                    failed.store(true, std::sync::atomic::Ordering::Release);
+                }
+                r
+            });
+            let inc = accept_prev(rank, p, &listener, deadline, keys, &failed);
             let out = h
                 .join()
                 .unwrap_or_else(|_| Err(EngineError::Internal("the dial thread panicked".into())));
