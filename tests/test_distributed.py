@@ -92,7 +92,7 @@ DIE = textwrap.dedent(
 )
 
 
-def start_by_hand(script, wrong_key_for=None, stale_pub_for=None):
+def start_by_hand(script, wrong_key_for=None, stale_pub_for=None, env_for=None):
     """Three processes with rank, peers and link keys set, as on three hosts."""
     from cryptgpu import _native
     from cryptgpu.launch import free_ports
@@ -112,7 +112,10 @@ def start_by_hand(script, wrong_key_for=None, stale_pub_for=None):
             "CRYPTGPU_PEERS": peers,
             "CRYPTGPU_KEY": key,
             "CRYPTGPU_PUBKEYS": pubs if r == stale_pub_for else ",".join(stale),
+            **(env_for or {}).get(r, {}),
         }
+        if env.get("CRYPTGPU_INSECURE") == "1":
+            del env["CRYPTGPU_KEY"], env["CRYPTGPU_PUBKEYS"]
         procs.append(
             subprocess.Popen(
                 [sys.executable, str(script)],
@@ -327,6 +330,34 @@ def test_only_the_guarded_port_listens_on_tcp(tmp_path):
         assert len(got["unix"]) == 1 and got["unix"][0][1] == 0o700, got
         dirs.append(got["unix"][0][0])
     assert not any(os.path.exists(d) for d in dirs), f"left behind: {dirs}"
+
+
+@pytest.mark.parametrize(
+    "transport, odd, said",
+    [
+        ("zmq", {"CRYPTGPU_TRANSPORT": "tcp"}, "answered with ZeroMQ"),
+        ("zmq", {"CRYPTGPU_INSECURE": "1"}, "CRYPTGPU_INSECURE=1"),
+        ("tcp", {"CRYPTGPU_INSECURE": "1"}, "CRYPTGPU_INSECURE=1"),
+    ],
+)
+def test_parties_on_different_transports_or_encryption_are_told(
+    tmp_path, monkeypatch, transport, odd, said
+):
+    """Party 0 on another transport, or without encryption among encrypted
+    parties: the parties said "Codec Error: Connection reset by peer",
+    "wrong or missing key", "got no answer" or "sent a message of kind 2";
+    now the setting that differs is named."""
+    script = tmp_path / "ok.py"
+    script.write_text("import cryptgpu\ncryptgpu.init(timeout_s=3)\nprint('joined')\n")
+    monkeypatch.setenv("CRYPTGPU_TRANSPORT", transport)
+    procs = start_by_hand(script, env_for={0: odd})
+    try:
+        outs = [p.communicate(timeout=60)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert all(p.returncode != 0 for p in procs), outs
+    assert said in "\n".join(outs), outs
 
 
 @pytest.mark.parametrize("setting", ["precision_bits=12", "truncation='exact'"])

@@ -91,6 +91,9 @@ pub struct GuardStats {
     /// taken: on encrypted links the oldest past its ZMTP handshake whose
     /// identity proved no key, else the oldest still in its handshake.
     pub evicted: AtomicU64,
+    /// Connections that proved a party's key cut for a frame above the
+    /// limit: the operator's limit is too small.
+    pub proved_oversized: AtomicU64,
     /// Connections refused for not opening with a ZMTP handshake in time
     /// (or with an identity longer than 200 bytes).
     pub impostors: AtomicU64,
@@ -513,6 +516,8 @@ fn forward<S: Stream>(
         (Some(id), _) if id.len() > MAX_IDENTITY => None,
         (Some(id), None) => {
             forget(evictable, n);
+            // nothing is proved unencrypted; a party's claim is taken as one
+            proved = id.starts_with(b"cryptgpu-party-");
             Some(id)
         }
         (Some(id), Some(v)) => match v(&id) {
@@ -552,6 +557,7 @@ fn forward<S: Stream>(
     if !pump(client, server, Some(limit), &head) {
         st.oversized.fetch_add(1, Ordering::Relaxed);
         if proved {
+            st.proved_oversized.fetch_add(1, Ordering::Relaxed);
             // a party's own message: the operator's limit is too small (its
             // neighbours only see the link close)
             eprintln!(

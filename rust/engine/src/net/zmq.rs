@@ -100,6 +100,9 @@ pub struct ZmqTransport {
     /// did not prove r's key: reported if r is then never heard from (a
     /// wrong key on either side looks like this; so does a stranger).
     unproved: [u64; 3],
+    /// Connections and messages that claimed party r with its plain
+    /// identity (no key's tag): a party running without keys.
+    plain: [u64; 3],
 }
 
 /// A message received but not yet asked for: its kind and its payload (a
@@ -214,6 +217,15 @@ fn bind_inner(
     }
 }
 
+/// The error for a neighbour that encrypts its links (it sent a Noise
+/// handshake or gave its handshakes up) talking to a party without keys.
+fn mode_mismatch(rank: usize, who: usize) -> EngineError {
+    EngineError::Peer(format!(
+        "party {rank}: party {who} encrypts its links (it sent a Noise handshake) while this \
+         party runs without encryption (CRYPTGPU_INSECURE=1): all parties must agree"
+    ))
+}
+
 fn idx(p: Peer) -> usize {
     match p {
         Peer::Next => 0,
@@ -291,6 +303,7 @@ impl ZmqTransport {
             dropped: 0,
             encrypted: keys.is_some(),
             unproved: [0; 3],
+            plain: [0; 3],
         };
         if let Some(k) = keys {
             // Messages queue in ZeroMQ, so any order works; this one matches
@@ -356,7 +369,9 @@ impl ZmqTransport {
             };
             if Instant::now() + Duration::from_millis(50) >= deadline {
                 return Err(EngineError::Peer(format!(
-                    "party {rank} could not reach party {who} at {addr} within {timeout:?}: {err}"
+                    "party {rank} could not reach party {who} at {addr} within {timeout:?}: {err} \
+                     (is party {who} running, with the same transport? a party with \
+                     CRYPTGPU_TRANSPORT=tcp does not speak ZeroMQ)"
                 )));
             }
             if crate::net::interrupted() {
@@ -459,9 +474,23 @@ impl ZmqTransport {
             self.watch_connections();
             if let Some(t) = self.gone[who] {
                 if t.elapsed() > GONE_GRACE {
+                    let cut = self.guard.as_ref().map_or(0, |g| {
+                        g.stats
+                            .proved_oversized
+                            .load(std::sync::atomic::Ordering::Relaxed)
+                    });
+                    let why = if cut > 0 {
+                        format!(
+                            "this party's frame guard cut a neighbour's connection for a \
+                             message above the frame limit of {} bytes \
+                             (CRYPTGPU_MAX_FRAME_BYTES is too small for this program)",
+                            max_frame_bytes().unwrap_or(0)
+                        )
+                    } else {
+                        "the process exited or the connection broke".to_string()
+                    };
                     return Err(EngineError::Peer(format!(
-                        "party {rank}: party {who} closed its link (the process exited or the \
-                         connection broke)"
+                        "party {rank}: party {who} closed its link ({why})"
                     )));
                 }
             }
@@ -469,6 +498,19 @@ impl ZmqTransport {
             // Ctrl-C) is noticed long before the timeout.
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
+                if let Some(r) = (0..3)
+                    .find(|&r| !self.encrypted && self.pending[r].iter().any(|m| m.0 == HANDSHAKE))
+                {
+                    return Err(mode_mismatch(rank, r));
+                }
+                if self.plain[who] > 0 {
+                    return Err(EngineError::Peer(format!(
+                        "party {rank} got no answer from party {who} within the timeout; party \
+                         {who} connected without a key (its socket identity carried no key's tag): it \
+                         seems to run without encryption (CRYPTGPU_INSECURE=1) while this party \
+                         encrypts its links: all parties must agree"
+                    )));
+                }
                 if self.unproved[who] > 0 {
                     return Err(noise::refused(
                         rank,
@@ -537,6 +579,18 @@ impl ZmqTransport {
                 if let Some(n) = self.unproved.get_mut(from) {
                     *n += 1;
                 }
+                // the guard's `~` + the claimed identity + `#n`: a plain
+                // identity, with no key's tag, is what a party without
+                // keys sends
+                let plain = from < 3
+                    && frames.first().is_some_and(|id| {
+                        id.strip_prefix(b"~")
+                            .and_then(|c| c.split(|&b| b == b'#').next())
+                            .is_some_and(|c| c == identity(from))
+                    });
+                if plain {
+                    self.plain[from] += 1;
+                }
                 continue;
             }
             if from > 2 || from == rank {
@@ -571,6 +625,13 @@ impl ZmqTransport {
             // marks other claims with `~`), so a stranger's claim cannot
             // hide a neighbour's departure; unencrypted, any claim counts.
             let claim = id.split(|&b| b == b'#').next().unwrap_or(&[]);
+            // on encrypted links, a party's plain identity (no key's tag) is
+            // what a party without keys connects with
+            if let Some(r) = (0..3).find(|&r| {
+                up && self.encrypted && claim.strip_prefix(b"~") == Some(&identity(r)[..])
+            }) {
+                self.plain[r] += 1;
+            }
             if let Some(r) = (0..3).find(|&r| identity(r) == claim) {
                 if up {
                     self.links[r] += 1;
@@ -695,6 +756,9 @@ impl Transport for ZmqTransport {
                         // Only sealed frames come from a party mid-protocol.
                         self.dropped += 1;
                         continue;
+                    }
+                    if !self.encrypted && (kind == HANDSHAKE || kind == REFUSED) {
+                        return Err(mode_mismatch(rank, who));
                     }
                     return Err(EngineError::Peer(format!(
                         "party {rank}: party {who} sent a message of kind {kind} during a protocol"
