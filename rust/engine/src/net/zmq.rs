@@ -895,19 +895,7 @@ mod tests {
     #[test]
     fn the_router_socket_is_private() {
         use std::os::unix::fs::PermissionsExt;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let addrs = [free(), free(), free()];
-        let mut sinks = Vec::new();
-        for a in &addrs[1..] {
-            let mut p = RouterSocket::new();
-            rt.block_on(p.bind(&format!("tcp://{a}"))).unwrap();
-            sinks.push(p);
-        }
-        let mut t = ZmqTransport::connect(0, &addrs, None, Duration::from_secs(2), None).unwrap();
+        let (rt, addrs, _sinks, mut t) = party_zero();
         let dir = t.private.as_ref().map(|d| d.0.clone()).unwrap();
         let meta = std::fs::metadata(&dir).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o700);
@@ -925,10 +913,14 @@ mod tests {
         assert!(!dir.exists(), "{dir:?} left behind");
     }
 
-    /// Malformed messages from a peer are errors, never panics: party 0
-    /// is real, its neighbours are raw ZeroMQ sockets sending garbage.
-    #[test]
-    fn malformed_messages_are_errors() {
+    /// A runtime, three addresses, raw ROUTER sockets standing for
+    /// parties 1 and 2 (kept alive by the caller), and party 0's transport.
+    fn party_zero() -> (
+        tokio::runtime::Runtime,
+        [SocketAddr; 3],
+        Vec<RouterSocket>,
+        ZmqTransport,
+    ) {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -941,7 +933,15 @@ mod tests {
             rt.block_on(p.bind(&format!("tcp://{a}"))).unwrap();
             sinks.push(p);
         }
-        let mut t = ZmqTransport::connect(0, &addrs, None, Duration::from_secs(2), None).unwrap();
+        let t = ZmqTransport::connect(0, &addrs, None, Duration::from_secs(2), None).unwrap();
+        (rt, addrs, sinks, t)
+    }
+
+    /// Malformed messages from a peer are errors, never panics: party 0
+    /// is real, its neighbours are raw ZeroMQ sockets sending garbage.
+    #[test]
+    fn malformed_messages_are_errors() {
+        let (rt, addrs, _sinks, mut t) = party_zero();
         let mut raw = DealerSocket::new();
         rt.block_on(raw.connect(&format!("tcp://{}", addrs[0])))
             .unwrap();
