@@ -11,7 +11,7 @@
 //!
 //! The ROUTER socket itself must be out of everyone else's reach, or the
 //! guard is bypassed: on Unix it listens on a Unix socket in a private
-//! directory (`InnerAddr::Unix`, made by zmq.rs); a loopback TCP port
+//! directory (`InnerAddr::Unix`, made by zmq/inner.rs); a loopback TCP port
 //! (`InnerAddr::Tcp`) could be reached by any local process, which could
 //! then abort the party with one forged frame header.
 

@@ -3,6 +3,7 @@
 //! endpoints. `Comm` wraps a transport and counts every message: bytes,
 //! messages and rounds, per operation label.
 
+mod frame;
 pub mod guard;
 mod identity;
 mod local;

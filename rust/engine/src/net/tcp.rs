@@ -9,7 +9,7 @@
 //! BLAKE2s; the `snow` crate) right after connecting: both ends must hold
 //! the other's static public key, so a party with a wrong or missing key is
 //! refused there, and every frame after it is encrypted and authenticated
-//! in chunks of at most 65 519 bytes. ZeroMQ (zmq.rs) is the default
+//! in chunks of at most 65 519 bytes. ZeroMQ (zmq/) is the default
 //! transport; this one is kept as `CRYPTGPU_TRANSPORT=tcp`. Writes go through
 //! a writer thread per link, so sends never block on the peer.
 
@@ -21,9 +21,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-/// Largest frame accepted: 2^31 ring elements (16 GiB).
-pub const MAX_WORDS: u64 = 1 << 31;
-const ABORT: u64 = u64::MAX;
+pub use crate::net::frame::{encode_frame, read_frame, write_frame, MAX_WORDS};
 
 /// One link: a stream, and its Noise transport state when encrypted. Reads
 /// go through a buffer of decrypted bytes, so frame decoding is the same.
@@ -633,81 +631,6 @@ impl TcpTransport {
             Peer::Prev => &mut self.prev,
         }
     }
-}
-
-/// Decode one frame from a reader: Ok(Data) or Ok(Abort) or an error for a
-/// truncated or oversized frame.
-pub fn read_frame(r: &mut impl Read) -> std::io::Result<Msg> {
-    let mut b = [0u8; 8];
-    r.read_exact(&mut b)?;
-    let len = u64::from_le_bytes(b);
-    if len == ABORT {
-        r.read_exact(&mut b)?;
-        let n = u64::from_le_bytes(b).min(4096) as usize;
-        let mut txt = vec![0u8; n];
-        r.read_exact(&mut txt)?;
-        return Ok(Msg::Abort(String::from_utf8_lossy(&txt).into_owned()));
-    }
-    if len > MAX_WORDS {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("frame of {len} words exceeds the limit of {MAX_WORDS}"),
-        ));
-    }
-    r.read_exact(&mut b)?;
-    let tag = u64::from_le_bytes(b);
-    // Decode straight into ring elements, 64 KiB at a time, growing with
-    // the data actually received: a peer that announces a large frame and
-    // sends little costs no more memory than it sent.
-    let words = len as usize;
-    let mut out = Vec::with_capacity(words.min(1 << 17));
-    let mut buf = [0u8; 1 << 16];
-    let mut left = words * 8;
-    while left > 0 {
-        let k = left.min(buf.len());
-        r.read_exact(&mut buf[..k]).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "truncated frame")
-            } else {
-                e
-            }
-        })?;
-        out.extend(
-            buf[..k]
-                .chunks_exact(8)
-                .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))),
-        );
-        left -= k;
-    }
-    Ok(Msg::Data(tag, out))
-}
-
-/// Append the encoding of one frame to `out`.
-pub fn encode_frame(msg: &Msg, out: &mut Vec<u8>) {
-    match msg {
-        Msg::Data(tag, v) => {
-            out.reserve(16 + v.len() * 8);
-            out.extend_from_slice(&(v.len() as u64).to_le_bytes());
-            out.extend_from_slice(&tag.to_le_bytes());
-            for x in v {
-                out.extend_from_slice(&x.to_le_bytes());
-            }
-        }
-        Msg::Abort(why) => {
-            let t = why.as_bytes();
-            let t = &t[..t.len().min(4096)];
-            out.extend_from_slice(&ABORT.to_le_bytes());
-            out.extend_from_slice(&(t.len() as u64).to_le_bytes());
-            out.extend_from_slice(t);
-        }
-    }
-}
-
-/// Encode one frame to a writer.
-pub fn write_frame(w: &mut impl Write, msg: &Msg) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    encode_frame(msg, &mut buf);
-    w.write_all(&buf)
 }
 
 impl Transport for TcpTransport {

@@ -28,7 +28,7 @@
 //! received everything it needed from this party.
 
 use crate::error::{EngineError, Result};
-use crate::net::guard::{FrameGuard, InnerAddr, Verifier};
+use crate::net::guard::{FrameGuard, Verifier};
 use crate::net::identity::{identity, identity_to, proved_rank, verify_identity};
 use crate::net::noise::{self, LinkKeys};
 use crate::net::tcp::{encode_frame, read_frame};
@@ -41,6 +41,10 @@ use std::time::{Duration, Instant};
 use zeromq::{
     DealerSocket, RouterSocket, Socket, SocketOptions, SocketRecv, SocketSend, ZmqMessage,
 };
+
+mod inner;
+mod teardown;
+use inner::{bind_inner, max_frame_bytes, mode_mismatch, PrivateDir};
 
 /// How long one connection attempt to a peer may take before `dial`
 /// starts another (its own 50 ms loop does the retrying).
@@ -121,109 +125,6 @@ fn header(rank: usize, kind: u8, payload: usize) -> Vec<u8> {
     m.push(rank as u8);
     m.push(kind);
     m
-}
-
-/// The largest ZeroMQ frame a party accepts: the largest message a
-/// protocol sends (`tcp::MAX_WORDS` ring elements, sealed in Noise chunks of
-/// at most 65535 bytes with a 16-byte tag each) plus its header, or
-/// `CRYPTGPU_MAX_FRAME_BYTES`. Larger announced frames end the connection
-/// before anything is allocated for them.
-fn max_frame_bytes() -> Result<u64> {
-    match std::env::var("CRYPTGPU_MAX_FRAME_BYTES") {
-        Ok(v) => v.trim().parse::<u64>().map_err(|_| {
-            EngineError::Invalid(format!(
-                "CRYPTGPU_MAX_FRAME_BYTES must be a byte count, got {v:?}"
-            ))
-        }),
-        Err(_) => {
-            let payload = crate::net::tcp::MAX_WORDS * 8;
-            Ok(payload + payload.div_ceil(65535 - 16) * 16 + 64)
-        }
-    }
-}
-
-/// A directory only this user can enter (mode 0700, an unpredictable name
-/// under the temp directory), holding the ROUTER socket's Unix socket:
-/// removed with everything in it on drop.
-pub(crate) struct PrivateDir(std::path::PathBuf);
-
-impl PrivateDir {
-    /// The socket's path inside the directory.
-    #[cfg(unix)]
-    pub(crate) fn socket(&self) -> std::path::PathBuf {
-        self.0.join("r")
-    }
-
-    #[cfg(unix)]
-    fn create() -> std::io::Result<PrivateDir> {
-        use std::os::unix::fs::DirBuilderExt;
-        let mut base = std::env::temp_dir();
-        // a Unix socket's path is at most 107 bytes
-        if base.as_os_str().len() > 64 {
-            base = "/tmp".into();
-        }
-        let mut last = None;
-        for _ in 0..8 {
-            let mut r = [0u8; 12];
-            getrandom::getrandom(&mut r).map_err(std::io::Error::other)?;
-            let dir = base.join(format!("cryptgpu-{}", crate::net::noise::hex(&r)));
-            // create, never reuse: a directory someone else made would not be
-            // private
-            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-                Ok(()) => return Ok(PrivateDir(dir)),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| std::io::Error::other("no private directory")))
-    }
-}
-
-impl Drop for PrivateDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Bind the ROUTER socket where only the frame guard can reach it: a Unix
-/// socket in a private directory (Unix), else a loopback TCP port (which
-/// any local process can reach).
-#[cfg(unix)]
-fn bind_inner(
-    rt: &tokio::runtime::Runtime,
-    pull: &mut RouterSocket,
-) -> std::io::Result<(InnerAddr, Option<PrivateDir>)> {
-    let dir = PrivateDir::create()?;
-    let path = dir.socket();
-    let listener = std::os::unix::net::UnixListener::bind(&path)?;
-    rt.block_on(pull.bind_listener(listener))
-        .map_err(std::io::Error::other)?;
-    Ok((InnerAddr::Unix(path), Some(dir)))
-}
-
-#[cfg(not(unix))]
-fn bind_inner(
-    rt: &tokio::runtime::Runtime,
-    pull: &mut RouterSocket,
-) -> std::io::Result<(InnerAddr, Option<PrivateDir>)> {
-    match rt.block_on(pull.bind("tcp://127.0.0.1:0")) {
-        Ok(zeromq::Endpoint::Tcp(_, port)) => Ok((
-            InnerAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], port))),
-            None,
-        )),
-        Ok(other) => Err(std::io::Error::other(format!(
-            "ROUTER socket bound to {other}, not TCP"
-        ))),
-        Err(e) => Err(std::io::Error::other(e)),
-    }
-}
-
-/// The error for a neighbour that encrypts its links (it sent a Noise
-/// handshake or gave its handshakes up) talking to a party without keys.
-fn mode_mismatch(rank: usize, who: usize) -> EngineError {
-    EngineError::Peer(format!(
-        "party {rank}: party {who} encrypts its links (it sent a Noise handshake) while this \
-         party runs without encryption (CRYPTGPU_INSECURE=1): all parties must agree"
-    ))
 }
 
 fn idx(p: Peer) -> usize {
@@ -603,90 +504,6 @@ impl ZmqTransport {
                 )));
             }
             self.pending[from].push_back((frame[1], frame.slice(2..)));
-        }
-    }
-
-    /// Record neighbours whose connection to our ROUTER socket closed (or came
-    /// back).
-    fn watch_connections(&mut self) {
-        let Some(mon) = self.monitor.as_mut() else {
-            return;
-        };
-        while let Ok(ev) = mon.try_recv() {
-            let (id, up) = match &ev {
-                zeromq::SocketEvent::Disconnected(id) => (id.to_vec(), false),
-                zeromq::SocketEvent::Accepted(_, id) => (id.to_vec(), true),
-                _ => continue,
-            };
-            // The guard tags each connection's identity with `#n`: several
-            // connections may name one party, and the party is gone only
-            // when none of them is left. On encrypted links only a
-            // connection that proved the party's key names it (the guard
-            // marks other claims with `~`), so a stranger's claim cannot
-            // hide a neighbour's departure; unencrypted, any claim counts.
-            let claim = id.split(|&b| b == b'#').next().unwrap_or(&[]);
-            // on encrypted links, a party's plain identity (no key's tag) is
-            // what a party without keys connects with
-            if let Some(r) = (0..3).find(|&r| {
-                up && self.encrypted && claim.strip_prefix(b"~") == Some(&identity(r)[..])
-            }) {
-                self.plain[r] += 1;
-            }
-            if let Some(r) = (0..3).find(|&r| identity(r) == claim) {
-                if up {
-                    self.links[r] += 1;
-                    self.gone[r] = None;
-                } else {
-                    self.links[r] = self.links[r].saturating_sub(1);
-                    if self.links[r] == 0 {
-                        self.gone[r] = Some(Instant::now());
-                    }
-                }
-            }
-        }
-    }
-
-    /// Say BYE to both neighbours and wait (at most `grace`) for theirs. On
-    /// encrypted links the BYE is sealed, so a neighbour still waiting for
-    /// this party's message can trust it and stop at once (a stranger's
-    /// BYE would not open). Protocol messages a neighbour sent that this
-    /// party never read mean the two ran different programs: said on
-    /// stderr (the session is ending; there is no call left to fail).
-    fn goodbye(&mut self, grace: Duration) {
-        for peer in [Peer::Next, Peer::Prev] {
-            let body = match self.noise[idx(peer)].as_mut() {
-                Some(st) => noise::seal(st, BYE_TEXT).unwrap_or_default(),
-                None => Vec::new(),
-            };
-            let _ = self.post(peer, BYE, &body);
-        }
-        let deadline = Instant::now() + grace;
-        for peer in [Peer::Next, Peer::Prev] {
-            let who = peer.rank(self.rank);
-            let mut unread = 0usize;
-            loop {
-                match self.take(who, deadline) {
-                    Ok((BYE, _)) | Err(_) => break,
-                    Ok((FRAME, _)) => unread += 1,
-                    Ok(_) => continue,
-                }
-            }
-            if unread > 0 {
-                eprintln!(
-                    "cryptgpu: party {}: party {who} sent {unread} protocol message(s) this \
-                     party never read: the parties ran different programs",
-                    self.rank
-                );
-            }
-        }
-    }
-
-    /// Whether a BYE's body is genuine: sealed by the neighbour on
-    /// encrypted links (opened with its receive key), anything unencrypted.
-    fn genuine_bye(&mut self, from: Peer, body: &[u8]) -> bool {
-        match self.noise[idx(from)].as_mut() {
-            None => true,
-            Some(st) => !body.is_empty() && noise::open(st, body).is_ok_and(|b| b == BYE_TEXT),
         }
     }
 

@@ -1,0 +1,113 @@
+//! Where the ROUTER socket listens (a Unix socket in a private directory,
+//! reachable only through the frame guard) and the frame limit it is
+//! guarded with.
+
+use super::RouterSocket;
+use crate::error::{EngineError, Result};
+use crate::net::guard::InnerAddr;
+#[cfg(not(unix))]
+use std::net::SocketAddr;
+use zeromq::Socket;
+
+/// The largest ZeroMQ frame a party accepts: the largest message a
+/// protocol sends (`tcp::MAX_WORDS` ring elements, sealed in Noise chunks of
+/// at most 65535 bytes with a 16-byte tag each) plus its header, or
+/// `CRYPTGPU_MAX_FRAME_BYTES`. Larger announced frames end the connection
+/// before anything is allocated for them.
+pub(super) fn max_frame_bytes() -> Result<u64> {
+    match std::env::var("CRYPTGPU_MAX_FRAME_BYTES") {
+        Ok(v) => v.trim().parse::<u64>().map_err(|_| {
+            EngineError::Invalid(format!(
+                "CRYPTGPU_MAX_FRAME_BYTES must be a byte count, got {v:?}"
+            ))
+        }),
+        Err(_) => {
+            let payload = crate::net::tcp::MAX_WORDS * 8;
+            Ok(payload + payload.div_ceil(65535 - 16) * 16 + 64)
+        }
+    }
+}
+
+/// A directory only this user can enter (mode 0700, an unpredictable name
+/// under the temp directory), holding the ROUTER socket's Unix socket:
+/// removed with everything in it on drop.
+pub(crate) struct PrivateDir(pub(super) std::path::PathBuf);
+
+impl PrivateDir {
+    /// The socket's path inside the directory.
+    #[cfg(unix)]
+    pub(crate) fn socket(&self) -> std::path::PathBuf {
+        self.0.join("r")
+    }
+
+    #[cfg(unix)]
+    pub(super) fn create() -> std::io::Result<PrivateDir> {
+        use std::os::unix::fs::DirBuilderExt;
+        let mut base = std::env::temp_dir();
+        // a Unix socket's path is at most 107 bytes
+        if base.as_os_str().len() > 64 {
+            base = "/tmp".into();
+        }
+        let mut last = None;
+        for _ in 0..8 {
+            let mut r = [0u8; 12];
+            getrandom::getrandom(&mut r).map_err(std::io::Error::other)?;
+            let dir = base.join(format!("cryptgpu-{}", crate::net::noise::hex(&r)));
+            // create, never reuse: a directory someone else made would not be
+            // private
+            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => return Ok(PrivateDir(dir)),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("no private directory")))
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Bind the ROUTER socket where only the frame guard can reach it: a Unix
+/// socket in a private directory (Unix), else a loopback TCP port (which
+/// any local process can reach).
+#[cfg(unix)]
+pub(super) fn bind_inner(
+    rt: &tokio::runtime::Runtime,
+    pull: &mut RouterSocket,
+) -> std::io::Result<(InnerAddr, Option<PrivateDir>)> {
+    let dir = PrivateDir::create()?;
+    let path = dir.socket();
+    let listener = std::os::unix::net::UnixListener::bind(&path)?;
+    rt.block_on(pull.bind_listener(listener))
+        .map_err(std::io::Error::other)?;
+    Ok((InnerAddr::Unix(path), Some(dir)))
+}
+
+#[cfg(not(unix))]
+pub(super) fn bind_inner(
+    rt: &tokio::runtime::Runtime,
+    pull: &mut RouterSocket,
+) -> std::io::Result<(InnerAddr, Option<PrivateDir>)> {
+    match rt.block_on(pull.bind("tcp://127.0.0.1:0")) {
+        Ok(zeromq::Endpoint::Tcp(_, port)) => Ok((
+            InnerAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], port))),
+            None,
+        )),
+        Ok(other) => Err(std::io::Error::other(format!(
+            "ROUTER socket bound to {other}, not TCP"
+        ))),
+        Err(e) => Err(std::io::Error::other(e)),
+    }
+}
+
+/// The error for a neighbour that encrypts its links (it sent a Noise
+/// handshake or gave its handshakes up) talking to a party without keys.
+pub(super) fn mode_mismatch(rank: usize, who: usize) -> EngineError {
+    EngineError::Peer(format!(
+        "party {rank}: party {who} encrypts its links (it sent a Noise handshake) while this \
+         party runs without encryption (CRYPTGPU_INSECURE=1): all parties must agree"
+    ))
+}
