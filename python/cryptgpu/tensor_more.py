@@ -166,6 +166,16 @@ class MoreOps:
             y = y.narrow(d, 1, m - 1) - y.narrow(d, 0, m - 1)
         return y if n else y + 0
 
+    def glu(self, dim: int = -1) -> TensorBase:
+        """``F.glu``: the first half of ``dim`` times the sigmoid of the second."""
+        d = _norm_dim(dim, self.dim())
+        if self.shape[d] % 2:
+            raise RuntimeError(
+                f"Halving dimension must be even, but dimension {d} is size {self.shape[d]}"
+            )
+        a, b = self.chunk(2, d)
+        return a * b.sigmoid()
+
     def true_divide(self, y) -> TensorBase:
         """``x / y`` (torch's true_divide)."""
         return self.div(y)
@@ -321,6 +331,7 @@ TABLE = {
     torch.std_mean: _var_mean(True),
     torch.linalg.norm: linalg_norm,
     F.cosine_similarity: cosine_similarity,
+    F.glu: lambda x, dim=-1: x.glu(dim),
     torch.cosine_similarity: cosine_similarity,
     torch.lerp: lerp,
     torch.mv: mv,

@@ -17,7 +17,9 @@ from . import utils
 from .activations import (
     CELU,
     ELU,
+    GLU,
     SELU,
+    CosineSimilarity,
     Hardshrink,
     Hardsigmoid,
     Hardswish,
@@ -134,6 +136,8 @@ __all__ = [
     "SmoothL1Loss",
     "Dropout",
     "Embedding",
+    "GLU",
+    "CosineSimilarity",
     "EmbeddingBag",
     "FixedPointOverflowError",
     "Flatten",

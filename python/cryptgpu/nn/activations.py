@@ -138,6 +138,29 @@ class Softmin(_Elementwise):
         super().__init__(dim=dim)
 
 
+class GLU(_Elementwise):
+    """``torch.nn.GLU(dim=-1)``: a * sigmoid(b) of the two halves of ``dim``."""
+
+    _method, _plain = "glu", F.glu
+
+    def __init__(self, dim: int = -1):
+        super().__init__(dim=dim)
+
+
+class CosineSimilarity(Module):
+    """``torch.nn.CosineSimilarity(dim=1, eps=1e-8)`` of two inputs."""
+
+    kind = SOFTMAX
+
+    def __init__(self, dim: int = 1, eps: float = 1e-8):
+        super().__init__()
+        self.dim, self.eps = dim, eps
+
+    def forward(self, x1, x2):
+        """The cosine of the angle between x1 and x2 along ``dim``."""
+        return F.cosine_similarity(x1, x2, self.dim, self.eps)
+
+
 class PReLU(Module):
     """``torch.nn.PReLU(num_parameters=1, init=0.25)``: x for x >= 0, a x
     below, with a learnable slope a per channel (dim 1) or one for all;
@@ -175,6 +198,8 @@ def converters(plain) -> dict:
     t = torch.nn
     return {
         t.LeakyReLU: lambda m: LeakyReLU(m.negative_slope),
+        t.GLU: lambda m: GLU(m.dim),
+        t.CosineSimilarity: lambda m: CosineSimilarity(m.dim, m.eps),
         t.ReLU6: lambda m: ReLU6(),
         t.Hardtanh: lambda m: Hardtanh(m.min_val, m.max_val),
         t.ELU: lambda m: ELU(m.alpha),

@@ -31,13 +31,25 @@ def failure(model, xs, want, got, folded: int) -> str:
             ": the PyTorch model's own output has NaN for this input (a NaN weight, or "
             "an attention row with every position masked)"
         )
+    hooked = [
+        name or type(model).__name__
+        for name, m in model.named_modules()
+        if m._forward_hooks or m._forward_pre_hooks
+    ]
+    if hooked:
+        return msg + (
+            f": torch forward hooks on {', '.join(hooked)} are not converted (the converted "
+            "model runs the layers without them); put what they do in the forward, or "
+            "register hooks on the converted model"
+        )
     again = reference(model, xs)[0]
     if not all_close(again, want):
         return msg + (
             ": the PyTorch model itself gives different outputs for the same input in "
             "eval mode (a random operation in its forward, such as F.dropout(x, p) with "
-            "its default training=True, or torch.rand); a converted model must be "
-            "deterministic (use nn.Dropout, or F.dropout(x, p, self.training))"
+            "its default training=True, or torch.rand, or a buffer the forward changes, "
+            "such as a call counter); a converted model must be deterministic (use "
+            "nn.Dropout, or F.dropout(x, p, self.training))"
         )
     if folded:
         return msg + (
@@ -89,7 +101,7 @@ def reference(model, xs):
             raise
     xs = tuple(tree(float32, x) for x in xs)
     with torch.enable_grad():
-        return copy.deepcopy(model).float()(*copy.deepcopy(xs)), xs, 1e-4
+        return copy_model(model).float()(*copy.deepcopy(xs)), xs, 1e-4
 
 
 def all_close(got, want, tol: float = 1e-6) -> bool:
@@ -129,4 +141,19 @@ def run_double(model: torch.nn.Module, *xs: torch.Tensor) -> torch.Tensor:
     otherwise (exact GELU for approximate="tanh"; zeros at padded positions
     with nested tensors), which the conversion check would then flag."""
     with torch.enable_grad():  # on copies: an in-place first layer changes its input
-        return copy.deepcopy(model).double()(*copy.deepcopy(xs))
+        return copy_model(model).double()(*copy.deepcopy(xs))
+
+
+def copy_model(model: torch.nn.Module) -> torch.nn.Module:
+    """A deep copy of ``model``, also of one holding computed tensors as
+    plain attributes (pruning's ``weight``, the old weight_norm's, set by
+    their forward pre-hooks): deepcopy refuses a tensor that is not a
+    graph leaf, so those are copied detached (their hooks compute them
+    again at the next forward)."""
+    memo = {
+        id(v): v.detach().clone()
+        for m in model.modules()
+        for v in vars(m).values()
+        if isinstance(v, torch.Tensor) and not v.is_leaf
+    }
+    return copy.deepcopy(model, memo)

@@ -170,7 +170,9 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
         return Softmax(m.dim)
     if isinstance(m, t.LogSoftmax):
         return LogSoftmax(m.dim)
-    raise NotImplementedError(f"unsupported layer {type(m).__name__} at {where}")
+    raise NotImplementedError(
+        f"unsupported layer {type(m).__module__}.{type(m).__qualname__} at {where}"
+    )
 
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -433,6 +435,9 @@ class Graph(Module):
                 if shared is None:  # public values (or the conversion check)
                     env[node.name] = node.target(*args, **kwargs)
                     continue
+                if tracing.is_namedtuple(node.target):  # an output record (GoogLeNet's)
+                    env[node.name] = node.target(*tracing.mutable(tuple(args)), **kwargs)
+                    continue
                 if node.target in _PUBLIC_FUNCTIONS or node.target not in _FUNCTIONS:
                     name = getattr(node.target, "__name__", str(node.target))
                     raise NotImplementedError(
@@ -458,7 +463,7 @@ class Graph(Module):
                 with _track(_METHODS[node.target], args[0]):
                     env[node.name] = _call_method(args[0], node.target, args[1:], kwargs)
             elif node.op == "output":
-                out = load(node.args[0])
+                out = tracing.mutable(load(node.args[0]))
                 return hf.ModelOutput(out) if isinstance(out, dict) else out
         raise RuntimeError("graph has no output node")
 
@@ -575,6 +580,7 @@ def from_pytorch(
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"from_pytorch expects a torch.nn.Module, got {type(model).__name__}")
+    model = tracing.unwrapped(model)
     with tracing.LOCK:  # also around reading the mode another thread may be flipping
         was_training = model.training
         # each submodule's own mode (a BatchNorm or Dropout put in eval mode
@@ -622,6 +628,7 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
                 converted[node.target] = _convert_module(mods[node.target], where)
         elif node.op == "call_function":
             known = node.target in _FUNCTIONS or node.target in _PUBLIC_FUNCTIONS
+            known = known or tracing.is_namedtuple(node.target)
             if not known and node in private:
                 name = getattr(node.target, "__name__", str(node.target))
                 raise NotImplementedError(f"unsupported function {name} at {where}")
@@ -639,6 +646,7 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
                 # float constants in float64; bool and integer ones (masks,
                 # indices) keep their dtype
                 v = v.detach().double() if v.is_floating_point() else v.detach()
+                v = v.clone()  # the torch model's own buffer changing later is not ours
             attrs[node.target] = v
     order = {name: i for i, (name, _) in enumerate(model.named_modules())}
     # and the parameters, each in its owner's registration order

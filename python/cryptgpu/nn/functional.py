@@ -204,6 +204,8 @@ FUNCTIONS = {
     torch.mm: (torch.mm, LINEAR),
     torch.bmm: (torch.bmm, LINEAR),
     torch.addmm: (torch.addmm, LINEAR),
+    F.glu: (F.glu, RELU),
+    F.cosine_similarity: (F.cosine_similarity, OTHER),
     # losses computed in a forward (nanoGPT's): torch_dispatch's
     F.cross_entropy: (F.cross_entropy, OTHER),
     F.nll_loss: (F.nll_loss, OTHER),

@@ -70,7 +70,26 @@ def _copy_back(m: Module, tm: torch.nn.Module, where: str, plan: list) -> None:
         if getattr(tm, "num_batches_tracked", None) is not None:
             plan.append((tm.num_batches_tracked, torch.tensor(m.num_batches_tracked)))
     for k, v in values.items():
+        _refuse_computed(tm, k, where)
         _copy_into(getattr(tm, k, None), v, where + k, plan)
+
+
+def _refuse_computed(tm: torch.nn.Module, k: str, where: str) -> None:
+    """A weight torch computes from others (a parametrization: weight_norm,
+    spectral_norm, orthogonal; pruning's weight_orig * weight_mask; the old
+    weight_norm's g and v) cannot be written back: the copy landed in a
+    temporary, silently (until 2026-12-05)."""
+    if k in tm._parameters or k in tm._buffers:
+        return
+    parametrized = k in getattr(tm, "parametrizations", {})
+    if parametrized or hasattr(tm, k + "_orig") or hasattr(tm, k + "_g"):
+        raise NotImplementedError(
+            f"to_pytorch: {where}{k} is computed by torch from other tensors (a "
+            "parametrization, pruning or weight_norm), so the converted model's trained "
+            "weight cannot be written back into it: remove it before converting "
+            "(torch.nn.utils.parametrize.remove_parametrizations, prune.remove, "
+            "remove_weight_norm) to train privately and copy back"
+        )
 
 
 def _inside(name: str, done: set, root) -> bool:

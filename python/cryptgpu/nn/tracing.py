@@ -70,6 +70,38 @@ def has_marks(graph: torch.fx.Graph) -> bool:
     return bool(found)
 
 
+def unwrapped(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside torch's wrappers (torch.compile's, DataParallel's);
+    a TorchScript module, which torch.fx cannot trace, is refused."""
+    if isinstance(model, torch.jit.ScriptModule):
+        raise NotImplementedError(
+            "a TorchScript module (torch.jit.script / torch.jit.trace) cannot be traced by "
+            "torch.fx: convert the nn.Module it was made from"
+        )
+    inner = getattr(model, "_orig_mod", None)  # torch.compile
+    if isinstance(inner, torch.nn.Module):
+        return unwrapped(inner)
+    parallel = (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)
+    return unwrapped(model.module) if isinstance(model, parallel) else model
+
+
+def is_namedtuple(f) -> bool:
+    """Whether ``f`` is a namedtuple class (a forward's output record)."""
+    return isinstance(f, type) and issubclass(f, tuple) and hasattr(f, "_fields")
+
+
+def mutable(out):
+    """A graph's output with torch.fx's immutable lists and dicts (how it
+    stores node arguments) made plain again, as the torch model returns."""
+    if isinstance(out, torch.fx.immutable_collections.immutable_list):
+        return [mutable(v) for v in out]
+    if isinstance(out, torch.fx.immutable_collections.immutable_dict):
+        return {k: mutable(v) for k, v in out.items()}
+    if type(out) is tuple:  # not a namedtuple, not a torch.Size
+        return tuple(mutable(v) for v in out)
+    return out
+
+
 class _Tracer(torch.fx.Tracer):
     """torch.fx's tracer with buffers read as graph attributes, so that a
     buffer sliced by a traced length (nanoGPT's causal mask
@@ -383,7 +415,7 @@ def _packs(model) -> bool:
     for m in model.modules():
         try:
             src = inspect.getsource(type(m).forward)
-        except (OSError, TypeError):
+        except Exception:  # builtins, TorchScript's cached forwards
             continue
         if "pack_padded_sequence" in src or "pack_sequence" in src:
             return True
