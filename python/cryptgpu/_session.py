@@ -218,7 +218,6 @@ def init(
                 "or pass insecure=True (CRYPTGPU_INSECURE=1) for plaintext links on a "
                 "trusted network"
             )
-        check_peers(peers)
         transport = transport or os.environ.get("CRYPTGPU_TRANSPORT") or "zmq"
         bind = bind or os.environ.get("CRYPTGPU_BIND") or None
         _ctx.session = _native.Session.connect(
@@ -379,19 +378,6 @@ def env_peers(v: str) -> list[str]:
     """``CRYPTGPU_PEERS``: addresses separated by commas (spaces around
     them and a trailing comma are not addresses)."""
     return [p.strip() for p in v.split(",") if p.strip()]
-
-
-def check_peers(peers) -> None:
-    """Refuse what could only fail at the timeout: port 0 (a port the
-    system picks, which no peer can dial) and one address given twice."""
-    peers = list(peers)
-    for p in peers:
-        port = str(p).rpartition(":")[2]
-        if port.isdigit() and int(port) == 0:
-            raise ValueError(f"peer address {p!r} has port 0: give each party a port to listen on")
-    twice = sorted({p for p in peers if peers.count(p) > 1})
-    if twice:
-        raise ValueError(f"peer address {twice[0]!r} is given for two parties")
 
 
 def env_flag(v: str | None) -> bool:

@@ -85,6 +85,25 @@ impl Links {
             resolve(&peers[1], "peer address")?,
             resolve(&peers[2], "peer address")?,
         ];
+        // what could only fail at the timeout: a port the system picks (no
+        // peer can dial it), one address for two parties
+        for (p, a) in peers.iter().zip(&addrs) {
+            if a.port() == 0 {
+                return Err(invalid(format!(
+                    "peer address {p:?} has port 0: give each party a port to listen on"
+                )));
+            }
+        }
+        for i in 0..3 {
+            for j in i + 1..3 {
+                if addrs[i] == addrs[j] {
+                    return Err(invalid(format!(
+                        "peer address {:?} is given for two parties ({i} and {j})",
+                        peers[j]
+                    )));
+                }
+            }
+        }
         let bind = bind.map(|b| resolve(b, "bind address")).transpose()?;
         let kind = match transport {
             "zmq" => Kind::Zmq,
