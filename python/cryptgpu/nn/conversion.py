@@ -425,8 +425,11 @@ class Graph(Module):
             elif node.op == "call_module":
                 m = self._layer(node.target)
                 bn = self._shifts.get(node.name)
-                with shifts.cancelled(m, None if bn is None else self._layer(bn)):
+                if bn is None:  # the usual case: no BatchNorm cancels this call's bias
                     env[node.name] = m(*load(node.args), **load(node.kwargs))
+                else:
+                    with shifts.cancelled(m, self._layer(bn)):
+                        env[node.name] = m(*load(node.args), **load(node.kwargs))
                 _check_range(env[node.name], f"{node.target!r} ({type(m).__name__})")
             elif node.op == "call_function":
                 args, kwargs = load(node.args), load(node.kwargs)
