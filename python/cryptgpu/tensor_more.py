@@ -292,11 +292,13 @@ def cosine_similarity(x1, x2, dim: int = 1, eps: float = 1e-8) -> TensorBase:
     shape = torch.broadcast_shapes(tuple(x1.shape), tuple(y.shape))  # first, as torch
     x1 = x1 if tuple(x1.shape) == tuple(shape) else x1.expand(shape)
     y = y if tuple(y.shape) == tuple(shape) else y.expand(shape)
-    return (_unit(x1, dim) * _unit(y, dim)).sum(dim)
+    return (unit(x1, dim) * unit(y, dim)).sum(dim)
 
 
-def _unit(v, dim: int):
-    """v / ||v|| over ``dim`` (kept)."""
+def unit(v, dim: int):
+    """v / ||v|| over ``dim`` (kept): for a SharedTensor one range-reduced
+    ratio v / sqrt(sum v^2) (1e-4 relative while sum v^2 is at least 2^-16
+    and below 2^30: rows of norm 4e-3 or more); ``F.normalize``'s p = 2."""
     if not isinstance(v, TensorBase):
         return F.normalize(v, dim=dim)
     with _session.training_work():  # exact squares, as F.normalize's

@@ -15,14 +15,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import _session
 from . import autograd as ag
 from ._plain import _float64, _varargs
 from .einsum import einsum
-from .functions import ratio_inv_sqrt
 from .tensor_base import SecretValueError, TensorBase
 from .tensor_compare import where
 from .tensor_more import TABLE as _MORE
+from .tensor_more import unit
 from .tensor_shape import cat, stack
 from .tensor_torchlike import check_product
 
@@ -329,9 +328,7 @@ def _normalize(x, p=2.0, dim=1, eps=1e-12, out=None):
     2^-16 and below 2^30: rows of norm 4e-3 or more)."""
     if p != 2:
         raise NotImplementedError(f"F.normalize with p={p} on a SharedTensor (p=2 only)")
-    with _session.training_work():  # exact squares, as var's
-        sq = (x * x).sum(dim, keepdim=True)
-    return ratio_inv_sqrt(x, sq, -16, 30)  # one range reduction per row, x broadcast
+    return unit(x, dim)  # one range reduction per row, x broadcast
 
 
 def _vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None, out=None):  # noqa: A002
