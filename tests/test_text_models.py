@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 import cryptgpu
 from conftest import ENC, ULP, assert_close, prod_tol, usable
+from cryptgpu._native import ShapeError
 
 D = torch.float64
 ATT = 5e-4
@@ -369,3 +370,22 @@ def test_ids_read_for_their_values_raise(session):
     pm = cryptgpu.nn.from_pytorch(m, ids).encrypt()
     with pytest.raises(NotImplementedError, match="private token ids"):
         pm(onehot(ids))
+
+
+def test_bad_inputs_of_the_new_ops_raise_and_the_session_goes_on(session):
+    """torch's exception types for the new ops' bad inputs."""
+    s = cryptgpu.cryptensor(torch.ones(2, 3))
+    with pytest.raises(RuntimeError, match="does not broadcast"):
+        torch.addmm(cryptgpu.cryptensor(torch.ones(5, 5)), s, torch.ones(3, 4))
+    with pytest.raises(RuntimeError, match="matrix and a vector"):
+        torch.addmv(cryptgpu.cryptensor(torch.ones(2)), s, torch.ones(3, 1))
+    with pytest.raises(RuntimeError, match="Halving dimension must be even"):
+        F.glu(s, -1)
+    bag = cryptgpu.nn.EmbeddingBag(V, E)
+    with pytest.raises(ShapeError):
+        bag(torch.zeros(2, 2, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="offsets has to be a 1D Tensor"):
+        bag(torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="offsets has to be None"):
+        bag(torch.zeros(2, 2, dtype=torch.long), torch.tensor([0]))
+    assert usable()
