@@ -562,3 +562,87 @@ def test_a_mask_sized_by_separate_factory_arguments_gets_a_hint(session):
     # a torch.fx that traces it: the masked copy is exact up to encoding
     got = pt(private(cryptgpu.cryptensor(x)))
     assert (got - Causal()(x)).abs().max() <= 2**-17
+
+
+class _PackedAttention(torch.nn.Module):
+    """nanoGPT's attention: one Linear for q, k and v, split three ways."""
+
+    def __init__(self):
+        super().__init__()
+        self.c_attn, self.c_proj = torch.nn.Linear(E, 3 * E), torch.nn.Linear(E, E)
+
+    def forward(self, x):
+        b, t, c = x.size()
+        q, k, v = self.c_attn(x).split(E, dim=2)
+        q, k, v = (z.view(b, t, H, c // H).transpose(1, 2) for z in (q, k, v))
+        att = F.softmax((q @ k.transpose(-2, -1)) * (1.0 / k.size(-1) ** 0.5), dim=-1)
+        return self.c_proj((att @ v).transpose(1, 2).contiguous().view(b, t, c))
+
+
+class _SeparateAttention(torch.nn.Module):
+    """BERT's self-attention: query, key and value Linears; or the same
+    through F.scaled_dot_product_attention."""
+
+    def __init__(self, sdpa: bool):
+        super().__init__()
+        self.query, self.key, self.value = (torch.nn.Linear(E, E) for _ in range(3))
+        self.sdpa = sdpa
+
+    def forward(self, x):
+        q, k, v = self.query(x), self.key(x), self.value(x)
+        if self.sdpa:
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        scores = torch.matmul(q, k.transpose(-1, -2)) / E**0.5
+        return torch.matmul(scores.softmax(dim=-1), v)
+
+
+def _key_bias_check(tm, pm, key_bias, x, steps=6):
+    """One backward: the key bias's gradient is exactly 0 (torch's ~1e-17)
+    and every other bias entry is torch's within fixed-point error (a
+    bias gradient sums B*T = 10 output-gradient rows, each within 2e-3 of
+    torch through the softmax and two products: 2e-2); then Adam leaves
+    the key bias exactly where it was (a zero gradient steps by 0)."""
+    w = torch.randn(tm(x).shape, dtype=torch.float64)
+    (tm(x) * w).sum().backward()
+    pm.encrypt().train()
+    (pm(cryptgpu.cryptensor(x)) * w).sum().backward()
+    for (name, p), (_, sp) in zip(tm.named_parameters(), pm.named_parameters()):
+        if name.endswith("bias"):
+            got, want = pt(sp.grad), p.grad
+            k = key_bias.get(name, torch.zeros_like(want, dtype=torch.bool))
+            assert (got[k] == 0).all(), name
+            assert_close(got[~k], want[~k], 2e-2)
+    keys = {n: p for n, p in pm.named_parameters() if n in key_bias}
+    before = {n: pt(p).clone() for n, p in keys.items()}
+    opt = cryptgpu.optim.Adam(pm.parameters(), lr=1e-2)
+    for _ in range(steps):
+        opt.zero_grad()
+        (pm(cryptgpu.cryptensor(torch.randn_like(x))) * w).sum().backward()
+        opt.step()
+    for n, p in keys.items():
+        k = key_bias[n]
+        assert torch.equal(pt(p)[k], before[n][k]), n
+
+
+def test_an_attention_key_bias_gets_an_exactly_zero_gradient(session):
+    """The key projection's bias adds q_i . b_k to every score of row i,
+    which the softmax over the row removes: torch's gradient is ~1e-17,
+    ours was fixed-point noise (~1e-4) that Adam scales to learning-rate
+    steps, so the key bias walked 0.11 from torch's in 20 steps (measured,
+    2026-12-05). nn.MultiheadAttention (packed in_proj_bias: its middle
+    third), nanoGPT's packed projection split three ways, BERT's separate
+    key Linear and the same under scaled_dot_product_attention now give
+    those entries an exactly zero gradient, and only those."""
+    torch.manual_seed(3)
+    x = torch.randn(2, 5, E, dtype=torch.float64)
+    third = torch.zeros(3 * E, dtype=torch.bool)
+    third[E : 2 * E] = True
+    layer = torch.nn.TransformerEncoderLayer(E, H, 32, dropout=0.0, batch_first=True).double()
+    pm = cryptgpu.nn.from_pytorch(layer, x)
+    _key_bias_check(layer, pm, {"self_attn.in_proj_bias": third}, x)
+    packed = _PackedAttention().double()
+    _key_bias_check(packed, cryptgpu.nn.from_pytorch(packed, x), {"c_attn.bias": third}, x)
+    for sdpa in (False, True):
+        sep = _SeparateAttention(sdpa).double()
+        every = torch.ones(E, dtype=torch.bool)
+        _key_bias_check(sep, cryptgpu.nn.from_pytorch(sep, x), {"key.bias": every}, x)

@@ -428,7 +428,7 @@ class Graph(Module):
                 if bn is None:  # the usual case: no BatchNorm cancels this call's bias
                     env[node.name] = m(*load(node.args), **load(node.kwargs))
                 else:
-                    with shifts.cancelled(m, self._layer(bn)):
+                    with shifts.cancelled(m, bn if torch.is_tensor(bn) else self._layer(bn)):
                         env[node.name] = m(*load(node.args), **load(node.kwargs))
                 _check_range(env[node.name], f"{node.target!r} ({type(m).__name__})")
             elif node.op == "call_function":
@@ -685,4 +685,5 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
             got = out(*xs)
         if not check.all_close(got, want, tol):
             raise RuntimeError(check.failure(model, xs, want, got, folded))
+        out._shifts.update(shifts.keys(gm.graph, converted, model, xs))  # attention key biases
     return out

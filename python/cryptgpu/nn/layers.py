@@ -74,14 +74,17 @@ def shift_bias(layer, per_channel: bool = True):
     that bias is ~1e-17, where ours was fixed-point noise of ~1e-4 that
     Adam, RMSprop and Adagrad scale to full learning-rate steps (a user
     probe, 2026-12-05: the bias walked 0.03-0.37 in 40 steps, and the
-    BatchNorm's running mean with it). Only the gradient changes: the
-    values are the bias's own shares."""
+    BatchNorm's running mean with it). The same for the bias entries that
+    feed an attention's keys (shifts.keys: a 0/1 mask). Only the gradient
+    changes: the values are the bias's own shares."""
     b = layer._params["bias"]
-    if not (per_channel and layer.__dict__.get("_shift_cancelled")):
+    keep = layer.__dict__.get("_shift_cancelled")  # True, or a 0/1 mask per output
+    if keep is None or (keep is True and not per_channel):
         return b
     if not isinstance(b, SharedTensor) or not ag.needs_grad(b):
         return b
-    return ag.record(b._wrap(b._t), (b,), lambda g: (g * 0,))
+    factor = 0 if keep is True else keep  # 0/1: exact, no truncation
+    return ag.record(b._wrap(b._t), (b,), lambda g: (g * factor,))
 
 
 def _public_input(x, w):

@@ -9,9 +9,12 @@ optimisers scale to full steps."""
 from __future__ import annotations
 
 import contextlib
+import operator
 
 import torch
+import torch.nn.functional as F
 
+from . import check
 from .layers import BatchNorm, Conv2d, Linear
 from .layers1d import Conv1d
 
@@ -37,12 +40,172 @@ def cancelled(layer, bn):
     """Around a call of ``layer``: its bias's gradient is exactly 0 while
     ``bn`` (the layer it runs into, looked up at the call: it may have been
     replaced) is a BatchNorm using batch statistics."""
-    batch = isinstance(bn, BatchNorm) and (bn.training or bn._buffers.get("running_mean") is None)
-    if not batch or not isinstance(layer, (Linear, Conv1d, Conv2d)):
+    if torch.is_tensor(bn):  # a mask from keys(): always
+        keep = bn
+    elif isinstance(bn, BatchNorm) and (bn.training or bn._buffers.get("running_mean") is None):
+        keep = True
+    else:
+        keep = None
+    if keep is None or not isinstance(layer, (Linear, Conv1d, Conv2d)):
         yield
         return
-    layer.__dict__["_shift_cancelled"] = True
+    layer.__dict__["_shift_cancelled"] = keep
     try:
         yield
     finally:
         layer.__dict__.pop("_shift_cancelled", None)
+
+
+# shape-only steps between a projection and the attention product
+_SHAPE_METHODS = {
+    "view",
+    "reshape",
+    "transpose",
+    "permute",
+    "contiguous",
+    "flatten",
+    "unflatten",
+    "split",
+    "chunk",
+    "unsqueeze",
+    "squeeze",
+    "unbind",
+    "view_as",
+    "reshape_as",
+}
+_SHAPE_FUNCTIONS = {
+    torch.transpose,
+    torch.reshape,
+    torch.permute,
+    torch.split,
+    torch.chunk,
+    torch.flatten,
+    torch.unflatten,
+    torch.unsqueeze,
+    torch.squeeze,
+    torch.unbind,
+    operator.getitem,
+    getattr,
+}
+_PRODUCTS = {operator.matmul, torch.matmul, torch.bmm}
+
+
+def _shape_step(node) -> bool:
+    if node.op == "call_method":
+        return node.target in _SHAPE_METHODS
+    return node.op == "call_function" and node.target in _SHAPE_FUNCTIONS
+
+
+def _size_read(node) -> bool:
+    """k.size(-1), k.shape, k.dim(): reads no values."""
+    if node.op == "call_method":
+        return node.target in ("size", "dim")
+    return (
+        node.op == "call_function"
+        and node.target is getattr
+        and node.args[1:2]
+        in (
+            ("shape",),
+            ("dtype",),
+            ("device",),
+        )
+    )
+
+
+def _ends_in_attention(node, first: bool = True) -> tuple[bool, bool]:
+    """(every use of ``node``, through shape-only steps, is an operand of a
+    product or of scaled_dot_product_attention; one of them is a product's
+    right operand or the attention's key)."""
+    keyed = False
+    for user in node.users:
+        if _size_read(user):
+            continue
+        if _shape_step(user) and user.args and user.args[0] is node:
+            ok, k = _ends_in_attention(user, False)
+            if not ok:
+                return False, False
+            keyed |= k
+        elif user.op == "call_function" and user.target in _PRODUCTS:
+            keyed |= len(user.args) > 1 and user.args[1] is node
+        elif user.op == "call_method" and user.target in ("matmul", "bmm"):
+            keyed |= len(user.args) > 1 and user.args[1] is node
+        elif user.op == "call_function" and user.target is F.scaled_dot_product_attention:
+            keyed |= (len(user.args) > 1 and user.args[1] is node) or user.kwargs.get("key") is node
+        else:
+            return False, False
+    return bool(node.users), keyed
+
+
+def keys(graph: torch.fx.Graph, converted: dict, model: torch.nn.Module, xs) -> dict:
+    """call node -> a 0/1 mask over a Linear's outputs, 0 where its bias
+    feeds an attention's keys: the key bias adds the same q_i . b_k to
+    every score of row i, which the softmax over the row removes, so its
+    gradient is 0 (torch's ~1e-17). Found in two steps: the graph names the
+    candidates (a Linear whose outputs, through reshapes and splits, all
+    end in attention products: a key, query and value projection, or a
+    packed one split three ways), and torch's own gradients on random
+    inputs of the dummy's shape, twice, say which of their bias entries are
+    structurally 0 (the key third of a packed projection, not the query's
+    and value's). Nothing is marked when that check cannot run."""
+    found = [
+        node
+        for node in graph.nodes
+        if node.op == "call_module"
+        and isinstance(converted.get(node.target), Linear)
+        and converted[node.target]._params.get("bias") is not None
+        and _ends_in_attention(node) == (True, True)
+    ]
+    if not found:
+        return {}
+    try:
+        zero = None
+        for _ in range(2):
+            tiny = _tiny_bias_grads(model, xs, [n.target for n in found])
+            zero = tiny if zero is None else [a & b for a, b in zip(zero, tiny)]
+    except Exception:  # noqa: BLE001 - an optional refinement: never fail a conversion
+        return {}
+    return {n.name: (~z).to(torch.float64) for n, z in zip(found, zero) if bool(z.any())}
+
+
+def _tiny_bias_grads(model, xs, targets) -> list:
+    """Per target Linear, which bias entries get a gradient below 1e-10 of
+    its weight's largest, for a random output cotangent on random inputs
+    (floats normal; ids uniform below the first Embedding's size; masks as
+    given)."""
+    m = check.copy_model(model).double().eval()
+    vocab = next((e.num_embeddings for e in m.modules() if isinstance(e, torch.nn.Embedding)), 0)
+
+    def rand(x):
+        if x.is_floating_point():
+            return torch.randn(x.shape, dtype=torch.float64)
+        if x.dtype != torch.bool and vocab:
+            return torch.randint(0, vocab, x.shape, dtype=x.dtype)
+        if x.dtype != torch.bool:
+            raise ValueError("integer inputs without an Embedding")
+        return x
+
+    layers = [m.get_submodule(t) for t in targets]
+    with torch.enable_grad():
+        out = m(*(check.tree(rand, x) for x in xs))
+        flat = [t for t in _tensors(out) if t.is_floating_point() and t.requires_grad]
+        total = sum((t * torch.randn_like(t)).sum() for t in flat)
+        grads = torch.autograd.grad(
+            total, [p for lin in layers for p in (lin.weight, lin.bias)], allow_unused=True
+        )
+    res = []
+    for gw, gb in zip(grads[0::2], grads[1::2]):
+        scale = 0.0 if gw is None else float(gw.abs().max())
+        if gb is None or scale == 0.0:
+            raise ValueError("no gradient to compare with")
+        res.append(gb.abs() <= 1e-10 * scale)
+    return res
+
+
+def _tensors(out):
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, dict):
+        out = list(out.values())
+    if isinstance(out, (tuple, list)):
+        return [t for o in out for t in _tensors(o)]
+    return []

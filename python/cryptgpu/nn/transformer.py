@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _session
+from .. import autograd as ag
 from ..tensor import SharedTensor, cat
 from . import activations
 from .containers import ModuleList
@@ -161,7 +162,7 @@ class MultiheadAttention(Module):
         """(q, k, v) projected: one product with the packed weight for
         self-attention, else one per input with its third of it."""
         e, p = self.embed_dim, self._params
-        w, b = p.get("in_proj_weight"), p.get("in_proj_bias")
+        w, b = p.get("in_proj_weight"), _key_bias_cancelled(p.get("in_proj_bias"), e)
         with _scope(LINEAR, query):
             if w is not None and same:
                 qkv = _project(query, w, b)
@@ -229,6 +230,21 @@ class MultiheadAttention(Module):
         if average_attn_weights:
             w = w.mean(1)
         return out, (w.squeeze(0) if unbatched else w)
+
+
+def _key_bias_cancelled(b, e: int):
+    """The packed in-projection bias with an exactly zero gradient for its
+    key third: the key bias adds q_i . b_k to every score of row i, which
+    the softmax over that row removes, so torch's gradient is ~1e-17 and
+    ours would be fixed-point noise that Adam, RMSprop and Adagrad scale to
+    learning-rate steps (the bias would random-walk away from torch's,
+    though the outputs do not depend on it). Values unchanged: the bias's
+    own shares; the query and value thirds keep their gradients."""
+    if not isinstance(b, SharedTensor) or not ag.needs_grad(b):
+        return b
+    keep = torch.ones(b.shape, dtype=torch.float64)
+    keep[e : 2 * e] = 0.0
+    return ag.record(b._wrap(b._t), (b,), lambda g: (g * keep,))  # a 0/1 factor: exact
 
 
 def _check_masks(attn_mask, key_padding_mask, n, h, q_len, k_len):
