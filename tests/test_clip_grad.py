@@ -114,3 +114,36 @@ def test_clipped_training_step_follows_torch(session):
     # error (a few 1e-5 after a cross-entropy backward) times lr and steps.
     for (_, w), pw in zip(m.named_parameters(), pm.parameters()):
         assert_close(pw.get_plain_text(dtype=torch.float64), w.detach(), 3 * 0.5 * 2e-4 + 8 * ULP)
+
+
+def test_torch_clip_functions_take_a_private_model(session, rng):
+    """The PyTorch habit, torch.nn.utils.clip_grad_norm_(model.parameters(),
+    max_norm) on a private model, failed deep in torch's C++ grouping
+    routine ("incompatible function arguments"): cryptgpu wraps torch's two
+    clipping functions so that shared parameters go to its own, and torch
+    tensors to torch's, unchanged. Tolerances as in
+    test_clip_grad_norm_matches_torch (a norm of about 3: 1e-4 relative
+    plus the encodings' few units)."""
+    tm = torch.nn.Linear(4, 3).double()
+    pm = cryptgpu.nn.from_pytorch(tm, torch.zeros(1, 4)).encrypt().train()
+    x = torch.randn(5, 4, generator=rng, dtype=torch.float64)
+    (tm(x) ** 2).sum().backward()
+    (pm(cryptgpu.cryptensor(x)) ** 2).sum().backward()
+    want = torch.nn.utils.clip_grad_norm_(tm.parameters(), max_norm=0.5)
+    got = torch.nn.utils.clip_grad_norm_(pm.parameters(), max_norm=0.5)
+    assert isinstance(got, cryptgpu.SharedTensor)
+    assert_close(got.get_plain_text(dtype=torch.float64), want, 1e-4 * float(want) + 1e-3)
+    for p, q in zip(tm.parameters(), pm.parameters()):
+        assert_close(q.grad.get_plain_text(dtype=torch.float64), p.grad, 1e-4 + 4 * ENC)
+    torch.nn.utils.clip_grad.clip_grad_value_(pm.parameters(), clip_value=0.05)
+    torch.nn.utils.clip_grad_value_(tm.parameters(), clip_value=0.05)
+    for p, q in zip(tm.parameters(), pm.parameters()):
+        assert_close(q.grad.get_plain_text(dtype=torch.float64), p.grad, 1e-4 + 4 * ENC)
+    # torch tensors: torch's own, its result and its errors
+    t = torch.zeros(3, requires_grad=True)
+    t.grad = torch.tensor([3.0, 4.0, 0.0])
+    assert float(torch.nn.utils.clip_grad_norm_(t, 1.0)) == pytest.approx(5.0)
+    assert torch.allclose(t.grad, torch.tensor([0.6, 0.8, 0.0]))
+    t.grad = torch.tensor([float("nan"), 1.0, 0.0])
+    with pytest.raises(RuntimeError, match="non-finite"):
+        torch.nn.utils.clip_grad_norm_([t], 1.0, error_if_nonfinite=True)

@@ -4,11 +4,15 @@ torch's ``torch.nn.utils.clip_grad_norm_`` and ``clip_grad_value_`` group
 the gradients with a C++ routine that takes torch tensors only, so they
 cannot reach a SharedTensor's gradient; these take the same arguments and
 do the same on shared gradients, privately (the norm stays shared). On
-plaintext parameters they call torch's.
+plaintext parameters they call torch's. ``torch.nn.utils.clip_grad_norm_``
+and ``clip_grad_value_`` themselves (the PyTorch habit) are wrapped when
+cryptgpu is imported, so that given shared parameters they call these;
+given torch tensors they are torch's, unchanged.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -64,9 +68,7 @@ def clip_grad_norm_(
     grads = [p.grad for p in with_grads]
     max_norm, norm_type = float(max_norm), float(norm_type)
     if not _shared_only(grads, "clip_grad_norm_"):
-        return torch.nn.utils.clip_grad_norm_(
-            params, max_norm, norm_type, error_if_nonfinite, foreach
-        )
+        return _TORCH["clip_grad_norm_"](params, max_norm, norm_type, error_if_nonfinite, foreach)
     if norm_type not in (2.0, math.inf):
         raise NotImplementedError(
             f"clip_grad_norm_ of shared gradients: norm_type {norm_type} (2 and inf are supported)"
@@ -104,8 +106,45 @@ def clip_grad_value_(parameters, clip_value: float, foreach=None) -> None:
     grads = [p.grad for p in with_grads]
     clip_value = float(clip_value)
     if not _shared_only(grads, "clip_grad_value_"):
-        torch.nn.utils.clip_grad_value_(params, clip_value, foreach)
+        _TORCH["clip_grad_value_"](params, clip_value, foreach)
         return
     with ag.no_grad(), _session.training_work():
         for p in with_grads:
             p.grad = p.grad.clamp(-clip_value, clip_value)
+
+
+# torch's own functions, kept before wrapping them
+_TORCH = {
+    name: getattr(torch.nn.utils.clip_grad, name, None) or getattr(torch.nn.utils, name)
+    for name in ("clip_grad_norm_", "clip_grad_value_")
+}
+_TORCH = {n: getattr(f, "_cryptgpu_wraps", f) for n, f in _TORCH.items()}  # a reload
+
+
+def _wrap_torch() -> None:
+    """``torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)`` on a
+    private model failed deep in a C++ grouping routine with an
+    "incompatible function arguments" TypeError (a user probe): torch's two
+    clipping functions are replaced, in torch.nn.utils and
+    torch.nn.utils.clip_grad, by ones that send shared parameters here and
+    anything else to torch's. A name imported from torch before cryptgpu
+    (``from torch.nn.utils import clip_grad_norm_``) keeps torch's."""
+    ours = {"clip_grad_norm_": clip_grad_norm_, "clip_grad_value_": clip_grad_value_}
+    for name, theirs in _TORCH.items():
+
+        def wrapper(parameters, *args, _theirs=theirs, _ours=ours[name], **kwargs):
+            if isinstance(parameters, (torch.Tensor, SharedTensor)):
+                parameters = [parameters]
+            params = list(parameters)  # a generator is read once
+            if any(isinstance(p, SharedTensor) for p in params):
+                return _ours(params, *args, **kwargs)
+            return _theirs(params, *args, **kwargs)
+
+        functools.update_wrapper(wrapper, theirs)
+        wrapper._cryptgpu_wraps = theirs
+        for module in (torch.nn.utils, torch.nn.utils.clip_grad):
+            if hasattr(module, name):
+                setattr(module, name, wrapper)
+
+
+_wrap_torch()
