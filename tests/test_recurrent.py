@@ -418,3 +418,38 @@ def test_cells_built_directly_bad_input_and_rounds(session):
         c(x, (h, h) if cls is tnn.LSTMCell else h)
         assert cryptgpu.stats()["total"]["rounds"] == rounds, cls.__name__
     assert cell(x, (h, h))[1].shape == (BATCH, HID)  # the session still works
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN", "GRUCell"])
+def test_one_step_without_a_state_gives_weight_hh_a_zero_gradient(session, kind):
+    """With one time step (or one cell call) and no initial state, torch's
+    product with its zero h0 gives weight_hh a zero gradient; ours was
+    None, so SGD's and AdamW's weight decay skipped weight_hh (7e-2 off
+    torch's in 3 steps, a user probe, 2026-12-05). Now it is exactly zero,
+    and three steps of SGD with weight decay keep weight_hh at torch's
+    within the encoding of the weights (2^-17) times the steps' factors
+    (no product touches it)."""
+    torch.manual_seed(5)
+    cell = kind.endswith("Cell")
+    tm = getattr(tnn, kind)(3, 4).double()
+    x = torch.randn(2, 3, dtype=torch.float64) if cell else torch.randn(1, 2, 3, dtype=torch.float64)
+    pm = cryptgpu.nn.from_pytorch(tm, x).encrypt().train()
+    topt = torch.optim.SGD(tm.parameters(), lr=0.5, weight_decay=0.1)
+    popt = cryptgpu.optim.SGD(pm.parameters(), lr=0.5, weight_decay=0.1)
+
+    def first(out):
+        return out if cell else out[0]
+
+    for _ in range(3):
+        topt.zero_grad()
+        popt.zero_grad()
+        first(tm(x)).pow(2).sum().backward()
+        first(pm(cryptgpu.cryptensor(x))).pow(2).sum().backward()
+        name = "weight_hh" if cell else "weight_hh_l0"
+        g = dict(pm.named_parameters())[name].grad
+        assert g is not None and (g.get_plain_text(dtype=torch.float64) == 0).all()
+        topt.step()
+        popt.step()
+    want = dict(tm.named_parameters())[name].detach()
+    got = dict(pm.named_parameters())[name].get_plain_text(dtype=torch.float64)
+    assert (got - want).abs().max() <= 3 * 2.0**-16
