@@ -389,3 +389,15 @@ def test_bad_inputs_of_the_new_ops_raise_and_the_session_goes_on(session):
     with pytest.raises(ValueError, match="offsets has to be None"):
         bag(torch.zeros(2, 2, dtype=torch.long), torch.tensor([0]))
     assert usable()
+
+
+def test_embedding_max_norm_is_refused_with_a_reason(session):
+    """Embedding(max_norm=...) renormalises looked-up rows in place by their
+    norms, which would be private: refused, and the message says why and
+    what to do (it said only "Embedding with max_norm"); the session goes on."""
+    m = torch.nn.Sequential(torch.nn.Embedding(10, 4, max_norm=1.0))
+    with pytest.raises(NotImplementedError, match="renormalise the table"):
+        cryptgpu.nn.from_pytorch(m, torch.zeros(1, 3, dtype=torch.long))
+    with pytest.raises(NotImplementedError, match="max_norm=None"):
+        cryptgpu.nn.Embedding(10, 4, max_norm=1.0)
+    assert usable()

@@ -147,7 +147,7 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
             return convert(m, _plain, where)
     if isinstance(m, t.Embedding):
         if m.max_norm is not None:
-            raise NotImplementedError(f"Embedding with max_norm at {where}")
+            raise NotImplementedError(f"Embedding with max_norm at {where} {layers_extra.MAX_NORM}")
         return layers_extra.Embedding(
             weight=_plain(m.weight),
             padding_idx=m.padding_idx,

@@ -12,7 +12,7 @@ import torch
 
 from .._native import ShapeError
 from ..tensor import SharedTensor
-from .layers_extra import Embedding
+from .layers_extra import MAX_NORM, Embedding
 from .module import Module
 from .stats import LINEAR
 
@@ -35,7 +35,7 @@ class EmbeddingBag(Module):
         if weight is None:
             layer = torch.nn.EmbeddingBag(*args, mode=mode, padding_idx=padding_idx, **kw)
             if layer.max_norm is not None:
-                raise NotImplementedError("EmbeddingBag with max_norm")
+                raise NotImplementedError(f"EmbeddingBag with max_norm {MAX_NORM}")
             if layer.scale_grad_by_freq:
                 raise NotImplementedError("EmbeddingBag with scale_grad_by_freq")
             weight, padding_idx = layer.weight.detach().clone(), layer.padding_idx

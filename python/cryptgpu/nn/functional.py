@@ -18,6 +18,7 @@ from . import transformer
 from .layers import AdaptiveAvgPool2d, BatchNorm
 from .layers1d import AdaptiveAvgPool1d, AdaptiveMaxPool1d
 from .layers_extra import (
+    MAX_NORM,
     AdaptiveMaxPool2d,
     Embedding,
     GroupNorm,
@@ -108,7 +109,7 @@ def _group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
 
 def _embedding(ids, weight, padding_idx=None, max_norm=None, norm_type=2.0, **kw):
     if max_norm is not None:
-        raise NotImplementedError("F.embedding with max_norm")
+        raise NotImplementedError(f"F.embedding with max_norm {MAX_NORM}")
     scale = kw.get("scale_grad_by_freq", False)
     emb = Embedding(weight=weight, padding_idx=padding_idx, scale_grad_by_freq=scale)
     return emb.forward(ids)

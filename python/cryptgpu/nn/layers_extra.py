@@ -239,6 +239,13 @@ class LocalResponseNorm(Module):
         return fn(x, self.size, self.alpha, self.beta, self.k)
 
 
+# why max_norm is refused, and what to do instead
+MAX_NORM = (
+    "is not supported: it renormalises each looked-up row in place by its norm, "
+    "which would be private; renormalise the table before converting or set max_norm=None"
+)
+
+
 class Embedding(Module):
     """torch.nn.Embedding with a private table: ``Embedding(num_embeddings,
     embedding_dim, padding_idx=None, ...)`` as torch's, or
@@ -262,7 +269,7 @@ class Embedding(Module):
         if weight is None:
             layer = torch.nn.Embedding(*args, padding_idx=padding_idx, **kw)
             if layer.max_norm is not None:
-                raise NotImplementedError("Embedding with max_norm")
+                raise NotImplementedError(f"Embedding with max_norm {MAX_NORM}")
             weight, scale_grad_by_freq = layer.weight.detach().clone(), layer.scale_grad_by_freq
             padding_idx = layer.padding_idx
         elif args or kw:
