@@ -510,3 +510,39 @@ def test_cryptensor_keywords_and_the_mpctensor_name(ctx):
         crypten.cryptensor(torch.ones(2), device="cuda")
     with pytest.raises(TypeError, match="unexpected keyword"):
         crypten.cryptensor(torch.ones(2), foo=1)
+
+
+def test_a_torch_layer_with_weights_in_a_crypten_module_is_refused(session):
+    """A port mixing namespaces, ``self.lin = torch.nn.Linear(3, 2)`` inside
+    a crypten.nn.Module, kept the layer as a plain attribute: encrypt()
+    missed its weights and, in run_multiprocess, each party ran its own
+    plaintext copy (outputs 1e9 off, a user probe). It is refused at the
+    assignment, as add_module and the containers refuse it; a torch module
+    without weights (an activation, a loss) stays usable as an attribute.
+    Tolerance: one product of |x| < 4 by |w| < 1 over 3 terms (prod_tol)."""
+
+    class Mixed(crypten.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 2)
+
+    with pytest.raises(TypeError, match="from_pytorch"):
+        Mixed()
+    assert usable()
+
+    class Fine(crypten.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = crypten.nn.Linear(3, 2)
+            self.act, self.loss = torch.nn.ReLU(), torch.nn.MSELoss()
+
+        def forward(self, x):
+            return self.act(self.fc(x))
+
+    m = Fine()
+    w, b = m.fc.weight.clone().double(), m.fc.bias.clone().double()
+    m.encrypt()
+    assert [n for n, _ in m.named_parameters()] == ["fc.weight", "fc.bias"]
+    x = torch.randn(4, 3, dtype=torch.float64).clamp(-3.9, 3.9)
+    got = m(crypten.cryptensor(x)).get_plain_text(dtype=torch.float64)
+    assert (got - F.relu(x @ w.T + b)).abs().max() <= prod_tol(3, 4, 1)

@@ -27,6 +27,11 @@ _TIED = threading.local()
 _CALLS = threading.local()
 
 
+def _has_state(m: torch.nn.Module) -> bool:
+    """A torch module holding parameters or buffers (anywhere inside)."""
+    return any(True for _ in m.parameters()) or any(True for _ in m.buffers())
+
+
 class Module(ModuleHabits):
     """Base class: parameters, submodules, encrypt/decrypt, train/eval (and
     torch's hooks and accessors: habits.py)."""
@@ -128,6 +133,16 @@ class Module(ModuleHabits):
         elif isinstance(value, torch.nn.Parameter):
             d.pop(name, None)
             self.register_parameter(name, value)
+        elif isinstance(value, torch.nn.Module) and not name.startswith("_") and _has_state(value):
+            # as add_module and the containers refuse it: kept as a plain
+            # attribute, encrypt() missed its weights and each party ran its
+            # own plaintext copy (results 1e9 off, a user probe); one without
+            # weights (torch.nn.ReLU(), a loss) stays an attribute and works
+            raise TypeError(
+                f"cannot assign torch.nn.{type(value).__name__} as child module {name!r} of a "
+                "cryptgpu.nn.Module: use cryptgpu.nn's layer of that name, or write the model "
+                "in torch and convert it with cryptgpu.nn.from_pytorch(model, dummy_input)"
+            )
         elif "_modules" in d and name in d["_modules"]:
             if value is not None:
                 raise TypeError(
@@ -419,7 +434,9 @@ class Module(ModuleHabits):
                 if isinstance(v, SharedTensor) and v._session.id != _session.current().id:
                     raise RuntimeError(
                         "this model was encrypted in an earlier session (cryptgpu.init() was "
-                        "called again), whose shares ended with it: load its weights again "
+                        "called again, or it was encrypted inside a run_multiprocess function, "
+                        "whose parties' sessions end with it), whose shares ended with it: "
+                        "load its weights again "
                         "(model.load_state_dict(torch_model.state_dict()), or convert the "
                         "PyTorch model again) and encrypt"
                     )
