@@ -162,7 +162,8 @@ class TensorBase(ag.Node):
         if s.id != self._session.id:
             raise RuntimeError(
                 "this SharedTensor belongs to an earlier session (cryptgpu.init() was "
-                "called again); re-share its value in the current session"
+                "called again, or it was made inside a run_multiprocess function, whose "
+                "parties' sessions end with it); re-share its value in the current session"
             )
         _session.sync_truncation(s, ag.needs_grad(self, *others))
         return s

@@ -342,7 +342,10 @@ impl Session {
 
     fn check(&self, t: &Tensor) -> Result<()> {
         if t.session != self.id {
-            return invalid("tensor belongs to another session (created before the last init())");
+            return invalid(
+                "tensor belongs to another session (created before the last init(), or inside a \
+                 run_multiprocess function, whose sessions end with it)",
+            );
         }
         Ok(())
     }
