@@ -33,7 +33,7 @@ from ._native import (
     gemm_kernel,
 )
 from ._session import init, is_initialized, rank, reset_stats, stats, truncation, uninit
-from .autograd import is_grad_enabled, no_grad
+from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .checkpoint import load, save
 from .comm import print_ as print  # noqa: A004 - CrypTen's crypten.print
 from .functions import ApproxConfig
@@ -126,6 +126,8 @@ __all__ = [
     "save",
     "is_grad_enabled",
     "no_grad",
+    "enable_grad",
+    "set_grad_enabled",
     "is_initialized",
     "reset_stats",
     "stack",

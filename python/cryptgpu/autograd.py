@@ -11,6 +11,7 @@ multiplication by the kept mask per ReLU and max-pool).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import time
@@ -81,6 +82,44 @@ def no_grad():
         yield
     finally:
         _session._ctx.grad_enabled = prev
+
+
+class set_grad_enabled(contextlib.ContextDecorator):
+    """CrypTen's and torch's ``set_grad_enabled(mode)``: recording on or off
+    at once (a call), until the ``with`` block ends (a context manager) or
+    around a function (a decorator), for shared and torch tensors alike."""
+
+    def __init__(self, mode: bool) -> None:
+        self._prev = (_session._ctx.grad_enabled, torch.is_grad_enabled())
+        _session._ctx.grad_enabled = bool(mode)
+        torch.set_grad_enabled(bool(mode))
+        self._mode = bool(mode)
+
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc) -> bool:
+        _session._ctx.grad_enabled, was = self._prev
+        torch.set_grad_enabled(was)
+        return False
+
+    def __call__(self, fn):
+        # as a decorator: set on each call, not once at decoration
+        self.__exit__(None, None, None)
+        mode = self._mode
+
+        @functools.wraps(fn)
+        def wrapped(*args, **kwargs):
+            with set_grad_enabled(mode):
+                return fn(*args, **kwargs)
+
+        return wrapped
+
+
+def enable_grad():
+    """Record operations again inside a ``no_grad`` block (CrypTen's and
+    torch's ``enable_grad``; a context manager or a decorator)."""
+    return set_grad_enabled(True)
 
 
 @contextlib.contextmanager
