@@ -12,6 +12,8 @@ sum, so its error is SM times that factor plus two truncations. Each
 weighted mean divides by the sum of the kept weights, as torch's.
 """
 
+import contextlib
+
 import pytest
 import torch
 import torch.nn as tnn
@@ -126,3 +128,79 @@ def test_loss_argument_errors_as_torch(session):
         cryptgpu.nn.HuberLoss(delta=0.0)
     with pytest.raises(IndexError, match="out of bounds"):
         F.cross_entropy(x, torch.tensor([0, 7]))
+
+
+@pytest.mark.parametrize("reduction", ["batchmean", "sum", "mean", "none"])
+@pytest.mark.parametrize("log_target", [False, True])
+@pytest.mark.parametrize("shared_target", [False, True])
+def test_kl_div_loss_as_torch(session, reduction, log_target, shared_target):
+    """KLDivLoss / F.kl_div (distillation's loss; missing until 2026-12-05)
+    with each reduction, probability or log targets, public or shared:
+    value and input gradient, and a shared target's gradient. Bounds per
+    element, with |x| < 6 (log-probabilities of 5 classes), targets in
+    [0, 1] or their logs in [-9.3, 0]: the input's encoding (ENC) times
+    the target plus one product's truncation (TRUNC); a shared target adds
+    its log's 3e-5 (functions.log) plus the log of its encoding (ENC / t)
+    or exp's 3e-4 relative (exp of a log target); summed over the 15
+    elements for "sum" and "batchmean" (3 rows)."""
+    torch.manual_seed(1)
+    x = torch.log_softmax(torch.randn(3, 5, dtype=torch.float64), 1)
+    t = torch.softmax(2 * torch.randn(3, 5, dtype=torch.float64), 1).clamp_min(0.05)
+    t = t / t.sum(1, keepdim=True)
+    tt = t.log() if log_target else t
+    xr, tr = x.clone().requires_grad_(), tt.clone().requires_grad_(shared_target)
+    with (
+        pytest.warns(UserWarning, match="batchmean")
+        if reduction == "mean"
+        else contextlib.nullcontext()
+    ):
+        want = F.kl_div(xr, tr, reduction=reduction, log_target=log_target)
+    xs = cryptgpu.cryptensor(x, requires_grad=True)
+    ts = cryptgpu.cryptensor(tt, requires_grad=True) if shared_target else tt
+    with (
+        pytest.warns(UserWarning, match="batchmean")
+        if reduction == "mean"
+        else contextlib.nullcontext()
+    ):
+        got = tnn.KLDivLoss(reduction=reduction, log_target=log_target)(xs, ts)
+    per = 6 * ENC + TRUNC + ((3e-5 + ENC / 0.05 + 3e-4 * 9.3) if shared_target else 0.0)
+    tol = per * (15 if reduction in ("sum", "batchmean") else 1)
+    assert_close(got.get_plain_text(dtype=torch.float64), want.detach(), tol)
+    want.sum().backward()
+    got.sum().backward()
+    # gradients: -t (or -exp(t)) scaled by the reduction's factor, within
+    # the target's encoding (or exp's 3e-4) and one truncation
+    assert_close(xs.grad.get_plain_text(dtype=torch.float64), xr.grad, 3e-4 + 2 * TRUNC)
+    if shared_target:
+        # log t + 1 - x (or exp(t) (t - x + 1)): the log's and the
+        # encoding's error as above, through factors below 10
+        assert_close(ts.grad.get_plain_text(dtype=torch.float64), tr.grad, 10 * per)
+
+
+def test_kl_div_inside_a_converted_distillation_model(session):
+    """A student holding ``self.kl = nn.KLDivLoss(reduction="batchmean")``
+    and returning the loss against a teacher's probabilities converts and
+    trains: loss and weight gradient against torch. Bound: log_softmax's
+    LOGSM per entry times the target (summing to 1 per row), over 3 rows
+    and divided by 3; the gradient (softmax - t) / 3 within SM, through
+    x (|x| < 4) summed over 3 rows."""
+
+    class Student(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.kl = tnn.Linear(5, 5), tnn.KLDivLoss(reduction="batchmean")
+
+        def forward(self, x, teacher):
+            return self.kl(F.log_softmax(self.fc(x), -1), teacher)
+
+    torch.manual_seed(2)
+    m = Student().double()
+    x = torch.randn(3, 5, dtype=torch.float64).clamp(-3.9, 3.9)
+    t = torch.softmax(torch.randn(3, 5, dtype=torch.float64), 1)
+    pm = cryptgpu.nn.from_pytorch(m, (x, t)).encrypt().train()
+    got = pm(cryptgpu.cryptensor(x), cryptgpu.cryptensor(t))
+    want = m(x, t)
+    assert_close(got.get_plain_text(dtype=torch.float64), want.detach(), LOGSM)
+    got.backward()
+    want.backward()
+    assert_close(pm.fc.weight.grad.get_plain_text(dtype=torch.float64), m.fc.weight.grad, 4 * SM)

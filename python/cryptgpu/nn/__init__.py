@@ -39,6 +39,7 @@ from .activations import (
 from .containers import ModuleDict, ModuleList, Sequential
 from .conversion import Graph, from_pytorch
 from .embedding_bag import EmbeddingBag
+from .kl_div import KLDivLoss
 from .layers import (
     GELU,
     AdaptiveAvgPool2d,
@@ -148,6 +149,7 @@ __all__ = [
     "Linear",
     "LogSoftmax",
     "MSELoss",
+    "KLDivLoss",
     "MaxPool2d",
     "Module",
     "MultiheadAttention",

@@ -212,6 +212,7 @@ FUNCTIONS = {
     F.nll_loss: (F.nll_loss, OTHER),
     F.mse_loss: (F.mse_loss, OTHER),
     F.l1_loss: (F.l1_loss, OTHER),
+    F.kl_div: (F.kl_div, OTHER),
     F.binary_cross_entropy: (F.binary_cross_entropy, OTHER),
     F.binary_cross_entropy_with_logits: (F.binary_cross_entropy_with_logits, OTHER),
     F.huber_loss: (F.huber_loss, OTHER),

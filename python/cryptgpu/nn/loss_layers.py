@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from . import losses
+from . import kl_div, losses
 
 
 def converters(plain) -> dict:
@@ -36,4 +36,5 @@ def converters(plain) -> dict:
         ),
         t.HuberLoss: lambda m: losses.HuberLoss(m.reduction, m.delta),
         t.SmoothL1Loss: lambda m: losses.SmoothL1Loss(None, None, m.reduction, m.beta),
+        t.KLDivLoss: lambda m: kl_div.KLDivLoss(None, None, m.reduction, m.log_target),
     }
