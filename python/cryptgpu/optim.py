@@ -7,10 +7,10 @@ import math
 
 import numpy as np
 import torch
-from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from . import _session, functions
 from . import autograd as ag
+from .optim_checks import saved_state
 from .tensor import SharedTensor
 
 
@@ -234,7 +234,7 @@ class SGD(_Optimizer):
     def load_state_dict(self, state: dict) -> None:
         """Restore what :meth:`state_dict` saved (for the same parameters, in
         the same order)."""
-        bufs = state["momentum_buffers"]
+        (bufs,) = saved_state(self, state, "momentum_buffers")
         params = self.params
         if len(bufs) != len(params):
             raise ValueError(
@@ -423,7 +423,7 @@ class Adam(_Optimizer):
     def load_state_dict(self, state: dict) -> None:
         """Restore what :meth:`state_dict` saved, for the same parameters in order."""
         params = self.params
-        ms, ws = state["exp_avg"], state["exp_avg_sq_unscaled"]
+        ms, ws = saved_state(self, state, "exp_avg", "exp_avg_sq_unscaled")
         mx = state.get("max_exp_avg_sq_unscaled", [None] * len(params))
         if not len(ms) == len(ws) == len(mx) == len(params):
             raise ValueError(
@@ -514,6 +514,7 @@ class _Moments(_Optimizer):
     def load_state_dict(self, state: dict) -> None:
         """Restore what :meth:`state_dict` saved, for the same parameters in order."""
         params = self.params
+        saved_state(self, state, "steps", *self._SLOTS)
         for slot in ("steps", *self._SLOTS):
             if len(state[slot]) != len(params):
                 raise ValueError(
@@ -677,22 +678,3 @@ class Adagrad(_Moments):
             w = sums[id(p)] = g * g + start if w is None else w + g * g
             new = p - scaled_ratio(g, w, s * group["eps"]) * lr_t
             p._t = new._t
-
-
-def _refuse_replaced_parameters(opt, args, kwargs) -> None:
-    """A global step pre-hook on every torch optimiser: one built on a
-    model's plaintext parameters before ``encrypt()`` holds tensors the
-    model no longer uses and would train nothing, silently (torch's
-    parameters keep their identity through ``model.to(...)``; shares
-    cannot be those tensors)."""
-    for group in opt.param_groups:
-        for p in group["params"]:
-            if getattr(p, "_replaced_by_encrypt", False):
-                raise RuntimeError(
-                    f"{type(opt).__name__} holds a parameter that the model replaced by its "
-                    "shares in encrypt(): build the optimiser after encrypt(), on "
-                    "model.parameters() (cryptgpu.optim.SGD or Adam)"
-                )
-
-
-register_optimizer_step_pre_hook(_refuse_replaced_parameters)

@@ -1,0 +1,48 @@
+"""Checks around cryptgpu's optimisers: a saved state of the wrong layout,
+and torch optimisers holding parameters that ``encrypt()`` replaced."""
+
+from __future__ import annotations
+
+from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+
+def saved_state(opt, state, *keys) -> list:
+    """``state[k]`` for each key of a state dict that ``opt.load_state_dict``
+    is given: a torch optimiser's state dict (its ``state`` and
+    ``param_groups`` with ``params``) or one of another optimiser raised a
+    bare KeyError (a user probe); now a ValueError saying what it is."""
+    if not isinstance(state, dict):
+        raise TypeError(f"load_state_dict expects a dict, got {type(state).__name__}")
+    missing = [k for k in keys if k not in state]
+    if not missing:
+        return [state[k] for k in keys]
+    name = type(opt).__name__
+    if "state" in state and any("params" in g for g in state.get("param_groups", ())):
+        raise ValueError(
+            f"cryptgpu.optim.{name}.load_state_dict was given a torch.optim state dict: it "
+            f"loads what a cryptgpu {name}'s state_dict() saved (its moments are shared); "
+            "start from torch's hyperparameters instead (lr, momentum, ...)"
+        )
+    raise ValueError(
+        f"cryptgpu.optim.{name}.load_state_dict: the saved state lacks {missing} (was it "
+        "saved by another optimiser?)"
+    )
+
+
+def _refuse_replaced_parameters(opt, args, kwargs) -> None:
+    """A global step pre-hook on every torch optimiser: one built on a
+    model's plaintext parameters before ``encrypt()`` holds tensors the
+    model no longer uses and would train nothing, silently (torch's
+    parameters keep their identity through ``model.to(...)``; shares
+    cannot be those tensors)."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            if getattr(p, "_replaced_by_encrypt", False):
+                raise RuntimeError(
+                    f"{type(opt).__name__} holds a parameter that the model replaced by its "
+                    "shares in encrypt(): build the optimiser after encrypt(), on "
+                    "model.parameters() (cryptgpu.optim.SGD or Adam)"
+                )
+
+
+register_optimizer_step_pre_hook(_refuse_replaced_parameters)
