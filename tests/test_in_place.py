@@ -16,7 +16,7 @@ import torch.nn as tnn
 import torch.nn.functional as F
 
 import cryptgpu
-from conftest import ENC, TRUNC, assert_close, prod_tol, sgd_alongside
+from conftest import ENC, TRUNC, assert_close, prod_tol, sgd_alongside, usable
 
 
 def pt(x):
@@ -170,3 +170,58 @@ def test_views_made_after_an_in_place_change_read_it(session):
     private = cryptgpu.nn.from_pytorch(model, torch.zeros(1, 3, 2)).encrypt()
     # 4 relu(x): a product by 2 (exact) and ReLUs
     assert_close(pt(private(cryptgpu.cryptensor(x))), model(x.clone()), 4 * ENC)
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        lambda r, y: r.__iadd__(y),
+        lambda r, y: r.__isub__(y),
+        lambda r, y: r.__imul__(y),
+        lambda r, y: r.__itruediv__(y),
+        lambda r, y: r.add_(y),
+        lambda r, y: r.sub_(y, alpha=2),
+        lambda r, y: r.mul_(y),
+        lambda r, y: r.div_(y),
+    ],
+)
+@pytest.mark.parametrize("shared_y", [False, True])
+def test_in_place_arithmetic_that_would_grow_the_tensor_is_refused(session, op, shared_y):
+    """torch refuses ``row += y`` where y broadcasts row to a larger shape
+    (until 2026-12-05 ``x += y`` rebound row to a new (3, 4) tensor and left
+    its base as it was; ``add_`` raised only after the work)."""
+    base = cryptgpu.cryptensor(torch.ones(2, 4, dtype=torch.float64))
+    y = 2 * torch.ones(3, 4, dtype=torch.float64)
+    yy = cryptgpu.cryptensor(y) if shared_y else y
+    row = base[0]
+    with pytest.raises(RuntimeError) as err:
+        op(torch.ones(2, 4, dtype=torch.float64)[0], y)
+    want = str(err.value)  # torch's wording
+    assert "doesn't match the broadcast shape" in want
+    with pytest.raises(RuntimeError) as got:
+        op(row, yy)
+    assert str(got.value) == want
+    assert row.shape == (4,)
+    assert_close(pt(base), torch.ones(2, 4, dtype=torch.float64), 0.0)  # unchanged
+    assert usable()
+    # the same operand on a tensor of the broadcast shape stays in place
+    # (exact: 1 + 2, 1 * 2, 1 - 4 and 1 / 2 are on the 2^-16 grid; the
+    # division by a public 2 is exact, by a shared 2 within a few units
+    # of 2^-16)
+    x = cryptgpu.cryptensor(torch.ones(3, 4, dtype=torch.float64))
+    t = torch.ones(3, 4, dtype=torch.float64)
+    assert op(x, yy) is x
+    assert_close(pt(x), op(t, y), 4 * ENC)
+
+
+def test_in_place_power_of_a_view_reaches_its_base(session):
+    """``r **= 2`` on a view changes its base, as torch's (it rebound r)."""
+    b = cryptgpu.cryptensor(torch.full((2, 3), 1.5, dtype=torch.float64))
+    r = b[0]
+    r **= 2
+    want = torch.full((2, 3), 1.5, dtype=torch.float64)
+    want[0] **= 2
+    # one product of 1.5 by itself: one truncation
+    assert_close(pt(b), want, TRUNC)
+    with pytest.raises(RuntimeError, match="doesn't match the broadcast shape"):
+        r **= torch.ones(2, 3)

@@ -244,20 +244,32 @@ class ArithmeticOps:
         if ag.needs_grad(self) or getattr(out, "requires_grad", False):
             self._refuse_in_place(what)
         if tuple(out.shape) != tuple(self.shape):
-            raise ShapeError(
-                f"{what}: the result's shape {tuple(out.shape)} does not match the "
-                f"tensor's {tuple(self.shape)} (in-place operations do not broadcast it)"
-            )
+            _grown(self.shape, out.shape)
         self._t, self._session = out._t, out._session
         self._write_back()  # a view: the same change in its base
         return self
 
+    def _fits_in_place(self, y) -> None:
+        """torch's RuntimeError, before any work, where an in-place
+        ``x op= y`` would broadcast x to a larger shape (until 2026-12-05
+        ``x += y`` rebound x to the larger result and left its base as it
+        was). Shapes that do not broadcast at all are left to the op."""
+        try:
+            yshape = tuple(y.shape) if isinstance(y, TensorBase) else np.shape(y)
+            full = torch.broadcast_shapes(tuple(self.shape), yshape)
+        except (RuntimeError, ValueError, TypeError):
+            return
+        if tuple(full) != tuple(self.shape):
+            _grown(self.shape, full)
+
     def add_(self, y, *, alpha=1) -> TensorBase:
         """x += alpha * y in place."""
+        self._fits_in_place(y)
         return self._assign(self.add(y, alpha=alpha), "add_")
 
     def sub_(self, y, *, alpha=1) -> TensorBase:
         """x -= alpha * y in place."""
+        self._fits_in_place(y)
         return self._assign(self.sub(y, alpha=alpha), "sub_")
 
     def copy_(self, src) -> TensorBase:
@@ -270,10 +282,12 @@ class ArithmeticOps:
 
     def mul_(self, y) -> TensorBase:
         """x *= y in place."""
+        self._fits_in_place(y)
         return self._assign(self.mul(y), "mul_")
 
     def div_(self, y) -> TensorBase:
         """x /= y in place."""
+        self._fits_in_place(y)
         return self._assign(self.div(y), "div_")
 
     def neg_(self) -> TensorBase:
@@ -354,32 +368,43 @@ class ArithmeticOps:
 
     # x += y, x -= y, x *= y, x /= y: in place, as torch's, when autograd
     # does not record (``p -= lr * p.grad`` under no_grad updates the model's
-    # parameter); where it records (or the result broadcasts to another
-    # shape) the name is rebound to the new tensor, with the same value.
-    def _augmented(self, out, what: str):
+    # parameter); where it records the name is rebound to the new tensor,
+    # with the same value. A y that would broadcast x to a larger shape is
+    # torch's RuntimeError either way, before any work.
+    def _augmented(self, y, op: str):
+        self._fits_in_place(y)
+        out = getattr(self, op)(y)
         if ag.needs_grad(self) or getattr(out, "requires_grad", False):
             return out
-        if tuple(out.shape) != tuple(self.shape):
-            return out
-        return self._assign(out, what)
+        return self._assign(out, op + "_")
 
     def __iadd__(self, y):
-        return self._augmented(self.add(y), "add_")
+        return self._augmented(y, "add")
 
     def __isub__(self, y):
-        return self._augmented(self.sub(y), "sub_")
+        return self._augmented(y, "sub")
 
     def __imul__(self, y):
-        return self._augmented(self.mul(y), "mul_")
+        return self._augmented(y, "mul")
 
     def __itruediv__(self, y):
-        return self._augmented(self.div(y), "div_")
+        return self._augmented(y, "div")
+
+    def __ipow__(self, y):  # without it, x **= y rebound a view's name
+        return self._augmented(y, "pow")
 
     def __rtruediv__(self, y):
         """y / x for a plaintext y: divided privately, range-reduced in x
         (:func:`cryptgpu.functions.divide`; y times 1 / x lost the quotient
         where 1 / x is small: 7e5 / x at x = 1e6 gave 0)."""
         return fx.divide(y, self)
+
+
+def _grown(shape, full) -> None:
+    """torch's error for an in-place result larger than its tensor."""
+    raise RuntimeError(
+        f"output with shape {list(shape)} doesn't match the broadcast shape {list(full)}"
+    )
 
 
 def _integer_valued(yp: np.ndarray, f: int) -> bool:
