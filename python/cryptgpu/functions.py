@@ -340,26 +340,35 @@ def sqrt(x):
 
 def log(x, lo_exp: int = -16, hi_exp: int = 30):
     """ln(x) for x in [2^lo_exp, 2^hi_exp), range-reduced: one batched
-    comparison puts x in an octave [2^j, 2^(j+1)), the one-hot octave
-    indicator selects m = x / 2^j in [1, 2) (public powers of two, exact)
-    and j, and ln(x) = log1p(m - 1) + j ln 2 with a degree-8 polynomial for
-    log1p on [0, 1] (3.4e-8). Within a few units of 2^-16 of ln of the
-    encoded x over the whole range, where CrypTen's Householder iteration
-    (:func:`log_crypten`, kept) was 1e-2 off at 10, 0.078 at 1e-3 and wrong
-    beyond 200 (cross-entropy values came out low by up to 51%)."""
+    comparison puts x in an octave [2^j, 2^(j+1)), the one-hot indicator
+    selects m = x / 2^j in [1, 2) (exact powers of two) and ln(x) = P(m -
+    1.5) + j ln 2, P a degree-8 fit of ln(1.5 + v), |v| <= 1/2 (1.5e-8;
+    centred, so Horner's k-th rounding is damped by |v|^k). j ln 2 + P(0),
+    one rounded integer per octave (selected exactly, locally), joins the
+    last Horner truncation: no product of its own, and not j times a
+    rounded ln 2 (-4.1e-5 at 2^29 until 2026-12-05). Within 3e-5 of ln of
+    the encoded x at f = 16 (measured), where CrypTen's Householder
+    iteration (:func:`log_crypten`, kept) was 1e-2 off at 10 and 0.078 at
+    1e-3 (cross-entropy values came out low by up to 51%)."""
     lo_exp, hi_exp = _encodable_exps(x, lo_exp, hi_exp, 1, "log")
     starts = list(range(lo_exp, hi_exp))
     ind = _bucket_indicator(x, starts, "log")
     m = (ind * _pow2_copies(x, [-j for j in starts])).sum(0)  # in [1, 2)
-    j = _octave_index(ind, starts)
-    return log1p_unit(m - 1.0) + j * math.log(2.0)
+    if not _is_shared(x):
+        c0 = [j * math.log(2.0) + _LOG_MID_F[0] for j in starts]
+        return _horner((0.0, *_LOG_MID_F[1:]), m - 1.5) + _octave_index(ind, c0)
+    c0 = [j * math.log(2.0) + _LOG_MID[0] for j in starts]
+    f = x._s().precision_bits  # g: j ln 2 + P(0) on the 2^-g grid, g <= f, fitting the ring
+    g = min(f, 61 - 2 * f - math.ceil(math.log2(max(abs(c) for c in c0) + 1)))
+    ints = _octave_index(ind, [round(c * 2.0**g) for c in c0])
+    return _horner((0.0, *_LOG_MID[1:]), m - 1.5, plus=(ints, 2.0**-g))
 
 
 def _octave_index(ind, starts):
-    """sum_i ind[i] * starts[i]: the octave's exponent, by integer factors
-    (exact, no communication)."""
+    """sum_i ind[i] * starts[i] (the octave's exponent, or a value per
+    octave): by integer factors, exact, no communication."""
     shape = (len(starts),) + (1,) * (ind.dim() - 1)
-    js = np.array(starts, dtype=np.int64).reshape(shape)
+    js = np.array(starts).reshape(shape)
     if _is_shared(ind):
         return (ind * js).sum(0)
     import torch
@@ -377,6 +386,23 @@ def _fit_log1p_unit(deg: int = 8) -> tuple:
 
 
 _LOG1P_UNIT = _fit_log1p_unit()
+
+
+def _fit_log_mid(f=None, deg: int = 8) -> tuple:
+    """Coefficients of ln(1.5 + v) on |v| <= 1/2 for :func:`log`, each of
+    c_deg .. c_1 rounded to the engine's 2^-f grid (f None: not rounded)
+    and the lower ones fitted again after it; c_0 (not encoded: it joins
+    the per-octave constant) centres what that rounding leaves."""
+    v = np.cos(np.pi * (np.arange(2000) + 0.5) / 2000) / 2
+    y, c = np.log(1.5 + v), {}
+    for k in range(deg, 0, -1):
+        c[k] = np.linalg.lstsq(np.vander(v, k + 1, increasing=True), y, rcond=None)[0][k]
+        c[k] = float(c[k] if f is None else round(c[k] * 2.0**f) / 2.0**f)
+        y = y - c[k] * v**k
+    return (float(y.max() + y.min()) / 2, *(c[k] for k in range(1, deg + 1)))
+
+
+_LOG_MID, _LOG_MID_F = _fit_log_mid(16), _fit_log_mid()
 
 
 def log1p_unit(u):
