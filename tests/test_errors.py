@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import cryptgpu
+from conftest import usable
 
 
 def test_use_before_init():
@@ -205,3 +206,41 @@ def test_engine_polynomial_and_shifted_product_refuse_bad_arguments(session):
     want = 1 + 2 * torch.linspace(-1, 1, 6) + 3 * torch.linspace(-1, 1, 6) ** 2
     # two truncated steps: a few units of 2^-16
     assert (y.get_plain_text() - want).abs().max() < 1e-3
+
+
+def test_clear_errors_for_torch_habits_with_a_shared_operand(session):
+    """Until 2026-12-05: private / private with shapes that do not
+    broadcast raised numpy's "Attempting to broadcast a dimension" (``*``
+    a ShapeError); ``private == None`` a TypeError where torch answers
+    False; ``t.add_(private)`` and ``t[0] = private[0]`` torch's "Multiple
+    dispatch failed"; ``np.sum(private)`` "unexpected keyword argument
+    'out'"."""
+    x = cryptgpu.cryptensor(torch.ones(3, 4))
+    y = cryptgpu.cryptensor(torch.ones(4, 5))
+    with pytest.raises(cryptgpu.ShapeError, match=r"shapes \(3, 4\) and \(4, 5\) do not broadcast"):
+        x * y
+    cryptgpu.reset_stats()
+    with pytest.raises(cryptgpu.ShapeError, match=r"shapes \(3, 4\) and \(4, 5\) do not broadcast"):
+        x / y
+    with pytest.raises(cryptgpu.ShapeError, match="do not broadcast"):
+        torch.ones(4, 5) / x
+    assert cryptgpu.stats()["total"]["rounds"] == 0  # refused before any work
+    assert usable()
+    t = torch.tensor([1.0])
+    assert (x == None) is (t == None) is False  # noqa: E711 - the habit tested
+    assert (x != None) is (t != None) is True  # noqa: E711
+    for change in (
+        lambda t: t.add_(x),
+        lambda t: t.mul_(x),
+        lambda t: t.masked_fill_(torch.ones(3, 4, dtype=torch.bool), x[0, 0]),
+        lambda t: t.__setitem__(0, x[0]),
+    ):
+        t = torch.zeros(3, 4)
+        with pytest.raises(cryptgpu.SecretValueError, match="cannot hold a secret"):
+            change(t)
+        assert torch.equal(t, torch.zeros(3, 4))
+    for fn in (np.sum, np.mean, np.max):
+        with pytest.raises(TypeError, match=f"numpy.{fn.__name__} does not take a SharedTensor"):
+            fn(x)
+    assert np.shape(x) == (3, 4) and np.ndim(x) == 2
+    assert usable()

@@ -68,6 +68,17 @@ class SharedTensor(
             "secret; open it with x.get_plain_text() (every party learns it)"
         )
 
+    def __array_function__(self, func, types, args, kwargs):
+        """numpy's functions: shape queries answer; the others (np.sum(x),
+        whose ``out=`` the methods do not take) raise a clear TypeError."""
+        if func in (np.shape, np.ndim):
+            return func._implementation(*args, **kwargs)
+        raise TypeError(
+            f"numpy.{func.__name__} does not take a SharedTensor: use the torch "
+            f"function or the method (x.sum(dim), torch.mean(x, dim)), or open the "
+            "value with get_plain_text() first"
+        )
+
     def new(self, *args, **kwargs) -> SharedTensor:
         """CrypTen's ``x.new(data, ...)``: a new encrypted tensor, as
         ``cryptensor(data, ...)`` (shared from party 0 unless ``src=``);

@@ -304,6 +304,7 @@ class ArithmeticOps:
         quotient), for |y| in 2^-16 .. 2^30 (not checked: y is secret; y = 0
         gives a large finite value, not an error)."""
         if isinstance(y, TensorBase):
+            self._bcast_shape(y.shape)  # the ShapeError of *, before any work
             return fx.divide(self, y)
         _, yp = self._other(y, "div")
         if np.any(yp == 0):
@@ -397,6 +398,7 @@ class ArithmeticOps:
         """y / x for a plaintext y: divided privately, range-reduced in x
         (:func:`cryptgpu.functions.divide`; y times 1 / x lost the quotient
         where 1 / x is small: 7e5 / x at x = 1e6 gave 0)."""
+        self._bcast_shape(np.shape(y))
         return fx.divide(y, self)
 
 

@@ -85,10 +85,12 @@ class ComparisonOps:
     __hash__ = object.__hash__
 
     def __eq__(self, y):  # noqa: D105 - torch semantics: elementwise
-        return self.eq(y)
+        # x == None is False and x != None True, as torch's (Python's
+        # identity comparison, once NotImplemented)
+        return NotImplemented if y is None else self.eq(y)
 
     def __ne__(self, y):
-        return self.ne(y)
+        return NotImplemented if y is None else self.ne(y)
 
     def sign(self) -> TensorBase:
         """1.0 where x > 0, 0.0 where x == 0, -1.0 where x < 0, as ``torch.sign``

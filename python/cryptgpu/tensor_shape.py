@@ -80,14 +80,18 @@ class ShapeOps:
             return x, ys.expand(shape)
 
     def _bcast(self, other_shape) -> tuple[torch.Size, TensorBase]:
+        shape = self._bcast_shape(other_shape)
+        with ag.no_grad():  # the operation records itself from self (unbroadcast)
+            return shape, self.expand(shape)
+
+    def _bcast_shape(self, other_shape) -> tuple:
+        """The broadcast shape, or ShapeError where the shapes do not broadcast."""
         try:
-            shape = np.broadcast_shapes(tuple(self._t.shape), tuple(other_shape))
+            return np.broadcast_shapes(tuple(self._t.shape), tuple(other_shape))
         except ValueError as e:
             raise ShapeError(
                 f"shapes {tuple(self.shape)} and {tuple(other_shape)} do not broadcast"
             ) from e
-        with ag.no_grad():  # the operation records itself from self (unbroadcast)
-            return shape, self.expand(shape)
 
     # ------------------------------------------------------------ shape ops
     def reshape(self, *shape, **kw) -> TensorBase:

@@ -545,6 +545,18 @@ def torch_function(cls, func, types, args=(), kwargs=None):
             "get_plain_text() (a private model: model.decrypt() before state_dict(), or "
             "model.decrypt().to_pytorch(torch_model))"
         )
+    if (
+        args
+        and isinstance(args[0], torch.Tensor)
+        and (name == "__setitem__" or (name.endswith("_") and not name.startswith("_")))
+        and _first_shared((*args[1:], *kwargs.values()), cls) is not None
+    ):
+        # t.add_(x), t[0] = x[0]: were torch's "Multiple dispatch failed"
+        raise SecretValueError(
+            f"Tensor.{name} with a SharedTensor operand: a torch tensor cannot hold a "
+            "secret value; share it first (s = cryptgpu.cryptensor(t), then change s), "
+            "or open the SharedTensor with get_plain_text()"
+        )
     if name.startswith("__") or getattr(torch.Tensor, name, None) is func:
         # torch.Tensor's operators and methods: Python then tries
         # SharedTensor's reflected operator (t + x, t @ x, t < x).
