@@ -431,3 +431,40 @@ def test_review_fixes_of_the_new_api(session):
     y = torch.randn(3, 4, generator=g, dtype=torch.float64)
     d = cryptgpu.cryptensor(y).diff(n=0, prepend=cryptgpu.cryptensor(y[:, :1]))
     assert tuple(d.shape) == (3, 4)
+
+
+def test_retain_grad_fills_a_non_leafs_grad_as_torch(session):
+    """h.retain_grad() on a non-leaf: its .grad after backward, as torch's
+    (until 2026-12-05 an AttributeError)."""
+    a = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    w = cryptgpu.cryptensor(a, requires_grad=True)
+    h = w * 3
+    h.retain_grad()
+    assert h.retains_grad and not w.retains_grad
+    (h * h).sum().backward()
+    tw = a.clone().requires_grad_()
+    th = tw * 3
+    th.retain_grad()
+    (th * th).sum().backward()
+    # h = 3w exactly (an integer factor); d(h^2)/dh = 2h: one truncation
+    # of the product (ULP), then dh/dw = 3 times that: 3 ULP
+    assert_close(h.grad.get_plain_text(dtype=torch.float64), th.grad, ULP)
+    assert_close(w.grad.get_plain_text(dtype=torch.float64), tw.grad, 3 * ULP)
+    with pytest.raises(RuntimeError, match="requires_grad=False"):
+        cryptgpu.cryptensor(a).retain_grad()
+    assert usable()
+
+
+def test_isnan_isinf_isfinite_answer_for_finite_values(session):
+    """Shares hold finite fixed-point numbers, so the method and torch forms
+    answer what torch answers for finite values: public bool tensors of the
+    shape (until 2026-12-05 the methods were AttributeErrors and
+    torch.isnan(x) a NotImplementedError)."""
+    t = torch.tensor([[1.5, -2.0], [0.0, 3.0]])
+    x = cryptgpu.cryptensor(t)
+    for name in ("isnan", "isinf", "isfinite", "isposinf", "isneginf"):
+        want = getattr(torch, name)(t)
+        for got in (getattr(x, name)(), getattr(torch, name)(x)):
+            assert isinstance(got, torch.Tensor) and got.dtype == torch.bool
+            assert torch.equal(got, want), name
+    assert not torch.isnan(x).any() and torch.isfinite(x).all()

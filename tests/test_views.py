@@ -182,3 +182,40 @@ def test_assigning_data_takes_the_new_values_layout(session):
     y.reshape(5, 1).add_(1.0)  # a view of a contiguous y: y changes
     ref.reshape(5, 1).add_(1.0)
     assert torch.equal(pt(y), ref)
+
+
+STRIDED_VIEWS = {
+    "base": lambda a: a,
+    "t": lambda a: a[0].t(),
+    "transpose": lambda a: a.transpose(0, 2),
+    "permute": lambda a: a.permute(2, 0, 1),
+    "slice": lambda a: a[:, 1:],
+    "step": lambda a: a[:, :, ::2],
+    "size-1 slice": lambda a: a[:, 1:2],
+    "expand": lambda a: a[:, :1].expand(2, 5, 4),
+    "unsqueeze": lambda a: a.unsqueeze(1),
+    "diagonal": lambda a: a[0, :, :3].diagonal(),
+    "diagonal offset": lambda a: a[0].diagonal(1),
+    "select": lambda a: a[:, 1],
+    "contiguous of t": lambda a: a[0].t().contiguous(),
+    "clone of t": lambda a: a[0].t().clone(),
+    "view": lambda a: a.view(6, 4),
+    "narrow": lambda a: a.narrow(2, 1, 2),
+    "reshape of transpose": lambda a: a.transpose(1, 2).reshape(2, 12),
+}
+
+
+@pytest.mark.parametrize("view", STRIDED_VIEWS)
+def test_is_contiguous_and_stride_answer_as_torch(session, view):
+    """x.is_contiguous() and x.stride() / x.stride(dim) as torch's tensor of
+    the same view (until 2026-12-05 an AttributeError; the strides were
+    tracked, for contiguous(), but not asked)."""
+    t = torch.arange(24.0).reshape(2, 3, 4)
+    a, b = STRIDED_VIEWS[view](t), STRIDED_VIEWS[view](cryptgpu.cryptensor(t))
+    assert b.is_contiguous() == a.is_contiguous()
+    assert b.stride() == a.stride()
+    assert [b.stride(d) for d in range(-a.dim(), a.dim())] == [
+        a.stride(d) for d in range(-a.dim(), a.dim())
+    ]
+    # the values are torch's too: exact, integers are encoded exactly
+    assert torch.equal(b.get_plain_text(), a)

@@ -28,7 +28,19 @@ class Node:
     parents and the gradient function of a recorded operation (None for a
     leaf); ``grad`` receives a leaf's accumulated gradient."""
 
-    __slots__ = ("_rg", "_frozen", "_grad", "_back", "_kind", "_lost")
+    __slots__ = ("_rg", "_frozen", "_grad", "_back", "_kind", "_lost", "_retain")
+
+    def retain_grad(self) -> None:
+        """As torch's: a result computed from a tensor that requires grad
+        (not a leaf) also receives its gradient in ``.grad`` at backward."""
+        if not self.requires_grad:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+        self._retain = self._back is not None
+
+    @property
+    def retains_grad(self) -> bool:
+        """Whether :meth:`retain_grad` was called on this non-leaf."""
+        return getattr(self, "_retain", False)
 
     @property
     def requires_grad(self) -> bool:
@@ -306,7 +318,7 @@ def backward(root, grad=None, retain_graph: bool = False, inputs=None, collect: 
                     found[id(t)] = g.clone() if id(g) in given else g
                 else:
                     _accumulate(t, g, given)
-            elif t._back is None and targets is None:
+            elif targets is None and (t._back is None or getattr(t, "_retain", False)):
                 _accumulate(t, g, given)
             if t._back is None:
                 continue

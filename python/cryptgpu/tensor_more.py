@@ -201,6 +201,32 @@ class MoreOps:
         from a tensor that requires grad)."""
         return self._back is None
 
+    def is_contiguous(self, memory_format=torch.contiguous_format) -> bool:
+        """As torch's tensor of the same view would answer (a transposed,
+        expanded, strided or diagonal view is not; its contiguous() is)."""
+        if memory_format is not torch.contiguous_format:
+            return torch.empty_strided(self.shape, self.stride(), device="meta").is_contiguous(
+                memory_format=memory_format
+            )
+        return self._st is None
+
+    def stride(self, dim=None):
+        """torch's strides of the same view (in elements), or dim's."""
+        st = tuple(self._strides())
+        return st if dim is None else st[_norm_dim(dim, self.dim())]
+
+    # shares are finite fixed-point numbers: public answers, as torch's
+    # for finite values
+    def isfinite(self) -> torch.Tensor:
+        """All True (public): a share holds a finite fixed-point number."""
+        return torch.ones(self.shape, dtype=torch.bool)
+
+    def isnan(self) -> torch.Tensor:
+        """All False (public): a share holds a finite fixed-point number."""
+        return torch.zeros(self.shape, dtype=torch.bool)
+
+    isinf = isposinf = isneginf = isnan
+
 
 # ------------------------------------------------------------ torch functions
 
