@@ -330,7 +330,7 @@ class TensorBase(ag.Node):
             )
         return self.to(other.dtype)
 
-    double = half = float
+    double = half = bfloat16 = float
 
     def cpu(self) -> TensorBase:
         """``to("cpu")``: the tensor itself in a CPU session."""

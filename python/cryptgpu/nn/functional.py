@@ -338,6 +338,11 @@ METHODS = {
     "to": OTHER,
     "float": OTHER,
     "double": OTHER,
+    "half": OTHER,  # as to(torch.float16): shares stay fixed point
+    "bfloat16": OTHER,
+    "isnan": OTHER,  # public answers (shares are finite)
+    "isinf": OTHER,
+    "isfinite": OTHER,
     "type_as": OTHER,
     "pow": OTHER,
     "square": OTHER,

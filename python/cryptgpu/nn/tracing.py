@@ -570,6 +570,7 @@ def mount(graph: Module, modules: dict, params: dict, order: dict, layout=None) 
 
 # What an op on a private tensor returns in public: its metadata.
 _METADATA = {"size", "dim", "numel", "shape", "dtype", "device", "ndim", "ndimension"}
+_METADATA |= {"isnan", "isinf", "isfinite"}  # public: shares are finite
 
 
 def maybe_private(gm: torch.fx.GraphModule) -> set:
