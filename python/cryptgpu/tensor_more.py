@@ -146,6 +146,28 @@ class MoreOps:
             return self + (end - self) * w
         return self + (self.neg() + _float64(end, "lerp end")) * w
 
+    def lerp_(self, end, weight) -> TensorBase:
+        """``x.lerp_(end, weight)`` in place: the EMA habit
+        ``ema.lerp_(p, 1 - decay)``, which adds (p - ema) (1 - decay) with
+        one truncation, so it keeps torch's average where
+        ``ema.mul_(decay).add_(p, alpha=1 - decay)`` drifts (a decay near 1
+        is rounded to 16 fractional bits, and the error adds up over
+        1 / (1 - decay) steps)."""
+        self._fits_in_place(end)
+        if isinstance(weight, TensorBase) or torch.is_tensor(weight):
+            self._fits_in_place(weight)
+        return self._assign(self.lerp(end, weight), "lerp_")
+
+    def addcmul(self, tensor1, tensor2, *, value=1) -> TensorBase:
+        """``torch.addcmul``: x + value * tensor1 * tensor2."""
+        return self + tensor1 * tensor2 * value if value != 1 else self + tensor1 * tensor2
+
+    def addcmul_(self, tensor1, tensor2, *, value=1) -> TensorBase:
+        """``addcmul`` in place."""
+        shapes = (tuple(getattr(t, "shape", np.shape(t))) for t in (tensor1, tensor2))
+        self._fits_in_place(torch.empty(torch.broadcast_shapes(*shapes), device="meta"))
+        return self._assign(self.addcmul(tensor1, tensor2, value=value), "addcmul_")
+
     def diff(self, n: int = 1, dim: int = -1, prepend=None, append=None) -> TensorBase:
         """``torch.diff``: the n-th forward difference along ``dim`` (after
         joining ``prepend`` and ``append``), local."""
