@@ -13,6 +13,8 @@ these 2-3 steps. Cross-entropy: its log_softmax and softmax are within
 (below 3).
 """
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -471,4 +473,29 @@ def test_loading_a_torch_optimizer_state_dict_says_what_it_is(session):
     # the encoding, 2^-17, and one truncation, 2^-16)
     step = pm.weight.get_plain_text(dtype=torch.float64) - w0
     assert (step + 0.5).abs().max() <= 2.0**-15
+    assert usable()
+
+
+def test_averaged_model_refuses_a_private_model_and_the_lerp_ema_works(session):
+    """torch.optim.swa_utils.AveragedModel(private_model) averaged nothing,
+    silently (the private model is not a torch.nn.Module, so its
+    parameters() were empty): refused now, naming the lerp_ form, which
+    keeps an EMA copy: one step e + (p - e) 0.1 from e = p - 1 gives
+    p - 0.9, within one truncation and the encodings (3 units of 2^-16)."""
+    from torch.optim.swa_utils import AveragedModel
+
+    tm = torch.nn.Linear(3, 2).double()
+    pm = cryptgpu.nn.from_pytorch(tm, torch.zeros(1, 3)).encrypt()
+    with pytest.raises(TypeError, match="lerp_"):
+        AveragedModel(pm)
+    assert isinstance(AveragedModel(torch.nn.Linear(3, 2)), AveragedModel)  # torch's own
+    ema = copy.deepcopy(pm)
+    with torch.no_grad():
+        for e in ema.parameters():
+            e.sub_(1.0)
+        for e, p in zip(ema.parameters(), pm.parameters()):
+            e.lerp_(p, 0.1)
+    for e, p in zip(ema.parameters(), tm.parameters()):
+        got = e.get_plain_text(dtype=torch.float64)
+        assert (got - (p.detach() - 0.9)).abs().max() <= 3 * 2.0**-16
     assert usable()

@@ -7,7 +7,8 @@ do the same on shared gradients, privately (the norm stays shared). On
 plaintext parameters they call torch's. ``torch.nn.utils.clip_grad_norm_``
 and ``clip_grad_value_`` themselves (the PyTorch habit) are wrapped when
 cryptgpu is imported, so that given shared parameters they call these;
-given torch tensors they are torch's, unchanged.
+given torch tensors they are torch's, unchanged. ``AveragedModel`` of
+torch.optim.swa_utils refuses a private model (it would average nothing).
 """
 
 from __future__ import annotations
@@ -147,4 +148,33 @@ def _wrap_torch() -> None:
                 setattr(module, name, wrapper)
 
 
+def _refuse_averaging() -> None:
+    """``torch.optim.swa_utils.AveragedModel(private_model)`` kept the
+    model as a plain attribute (it is not a torch.nn.Module), so its
+    parameters() were empty and update_parameters averaged nothing,
+    silently (a user probe): refused at construction instead."""
+    from torch.optim import swa_utils
+
+    from .module import Module
+
+    init = swa_utils.AveragedModel.__init__
+    if getattr(init, "_cryptgpu_wraps", None) is not None:
+        return
+
+    @functools.wraps(init)
+    def checked(self, model, *args, **kwargs):
+        if isinstance(model, Module):
+            raise TypeError(
+                "torch.optim.swa_utils.AveragedModel cannot hold a cryptgpu model (not a "
+                "torch.nn.Module: it would average nothing); keep an average yourself, e.g. "
+                "ema = copy.deepcopy(model) and, after each step, under no_grad, "
+                "e.lerp_(p, 1 - decay) for e, p in zip(ema.parameters(), model.parameters())"
+            )
+        init(self, model, *args, **kwargs)
+
+    checked._cryptgpu_wraps = init
+    swa_utils.AveragedModel.__init__ = checked
+
+
 _wrap_torch()
+_refuse_averaging()
