@@ -132,3 +132,37 @@ def test_local_response_norm_keeps_relative_precision_where_d_is_large(session):
     want = F.local_response_norm(x, 1, 1.0, 0.75, 1.0)
     got = pt(F.local_response_norm(cryptgpu.cryptensor(x), 1, 1.0, 0.75, 1.0))
     assert ((got - want).abs() <= 1e-3 * want.abs() + 8 * 2.0**-16).all(), (got, want)
+
+
+@pytest.mark.parametrize("dims", [1, 2])
+def test_instance_norm_unbatched_input_and_torchs_ranks(session, dims):
+    """InstanceNorm1d/2d were one class, a GroupNorm reading every input
+    as [N, C, *]: an unbatched [C, H, W] (or [C, L]) input was normalised
+    over the wrong axes (0.83 off torch; InstanceNorm1d's rows all 0),
+    and a 5-D input ran. Now torch's: the unbatched input as a batch of
+    one, and ValueError for other ranks (the session goes on)."""
+    torch.manual_seed(4)
+    tcls = tnn.InstanceNorm1d if dims == 1 else tnn.InstanceNorm2d
+    spatial = (5,) if dims == 1 else (3, 5)
+    x = torch.randn(3, *spatial, dtype=torch.float64) * 2 + 1
+    for affine in (False, True):
+        m = tnn.Sequential(tcls(3, affine=affine)).double().eval()
+        if affine:
+            with torch.no_grad():
+                m[0].weight.uniform_(0.5, 1.5)
+                m[0].bias.uniform_(-0.5, 0.5)
+        pm = cryptgpu.nn.from_pytorch(m, x[None]).encrypt()
+        assert isinstance(pm[0], cryptgpu.nn.layers_extra.InstanceNorm)
+        # one normalised value (|xhat| < 3): 1e-4 relative of the inverse
+        # std plus a few units of 2^-16, times an affine scale below 1.5
+        tol = 1.5 * (3 * 1e-4 + 8 * 2.0**-16)
+        for inp in (x, x[None]):  # unbatched and batched
+            assert_close(pt(pm(cryptgpu.cryptensor(inp))), m(inp).detach(), tol)
+    direct = (cryptgpu.nn.InstanceNorm1d if dims == 1 else cryptgpu.nn.InstanceNorm2d)(3)
+    assert_close(pt(direct(cryptgpu.cryptensor(x))), F.instance_norm(x[None])[0], tol)
+    for bad in (x[0], x[None, None]):  # one rank too few, one too many
+        with pytest.raises(ValueError, match=rf"expected {dims + 1}D or {dims + 2}D input"):
+            m(bad)
+        with pytest.raises(ValueError, match=rf"expected {dims + 1}D or {dims + 2}D input"):
+            pm(cryptgpu.cryptensor(bad))
+    assert usable()

@@ -9,6 +9,7 @@ upsampling layers).
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -137,13 +138,17 @@ class GroupNorm(Module):
         x = _public_input(x, w if isinstance(w, SharedTensor) else b)
         if not isinstance(x, SharedTensor):
             return F.group_norm(x, self.groups, _plain(w, x), _plain(b, x), self.eps)
+        return self._normed(x, self.groups, w, b)
+
+    def _normed(self, x, groups: int, w, b):
+        """GroupNorm of a shared ``x`` [N, C, *] in ``groups`` groups."""
         if x.numel() == 0:
             return x + 0.0  # an empty batch: empty, as torch
         n, c = x.shape[0], x.shape[1]
-        if c % self.groups:
-            raise RuntimeError(f"Expected number of channels {c} to be divisible by {self.groups}")
-        rest = x.numel() // (n * self.groups)
-        xg = x.reshape(n, self.groups, rest)
+        if c % groups:
+            raise RuntimeError(f"Expected number of channels {c} to be divisible by {groups}")
+        rest = x.numel() // (n * groups)
+        xg = x.reshape(n, groups, rest)
         y = LayerNorm._given((rest,), None, None, self.eps).forward(xg).reshape(tuple(x.shape))
         shape = [1, c] + [1] * (x.dim() - 2)
         if w is not None:
@@ -160,10 +165,15 @@ def _plain(p, like=None):
 
 
 class InstanceNorm(GroupNorm):
-    """``torch.nn.InstanceNorm1d/2d(num_features, eps=1e-5, affine=False)``:
-    every channel of every sample normalised over its positions (GroupNorm
-    with one channel per group); running statistics
-    (``track_running_stats=True``) are not provided."""
+    """Instance normalisation: every channel of every sample normalised over
+    its positions (GroupNorm with one channel per group), the base of
+    :class:`InstanceNorm1d` and :class:`InstanceNorm2d`, which take torch's
+    ranks; this base takes any [N, C, *] input. Without ``affine`` the
+    channels are the input's (torch does not use ``num_features`` then);
+    running statistics (``track_running_stats=True``) are not provided."""
+
+    num_features = None  # (a layer pickled before it had one)
+    _batched = 0  # the rank of a batched input (InstanceNorm1d: 3); 0: any
 
     def __init__(
         self,
@@ -178,9 +188,42 @@ class InstanceNorm(GroupNorm):
         if track_running_stats:
             raise NotImplementedError("InstanceNorm with track_running_stats=True")
         super().__init__(num_features, num_features, eps, affine, weight, bias)
+        self.num_features = int(num_features)
+
+    def forward(self, x):
+        """The normalised (scaled and shifted if affine) ``x``; an unbatched
+        input (one rank less than a batched one) as a batch of one, as
+        torch's."""
+        d, rank = x.dim(), self._batched
+        if rank and d not in (rank - 1, rank):
+            raise ValueError(f"expected {rank - 1}D or {rank}D input (got {d}D input)")
+        if rank and d == rank - 1:
+            return self.forward(x.unsqueeze(0)).squeeze(0)
+        w, b = self._params["weight"], self._params["bias"]
+        c = x.shape[1] if d > 1 else 0
+        if self.num_features is not None and c != self.num_features:
+            msg = f"expected input's size at dim=1 to match num_features ({self.num_features})"
+            if w is not None or b is not None:  # torch's check, when affine
+                raise ValueError(f"{msg}, but got: {c}.")
+            warnings.warn(f"{msg}; normalising each of its {c} channels", stacklevel=2)
+        x = _public_input(x, w if isinstance(w, SharedTensor) else b)
+        if not isinstance(x, SharedTensor):
+            return F.group_norm(x, c, _plain(w, x), _plain(b, x), self.eps)
+        return self._normed(x, c, w, b)
 
 
-InstanceNorm1d = InstanceNorm2d = InstanceNorm
+class InstanceNorm1d(InstanceNorm):
+    """``torch.nn.InstanceNorm1d(num_features, eps=1e-5, affine=False)``:
+    a [N, C, L] input, or an unbatched [C, L] one."""
+
+    _batched = 3
+
+
+class InstanceNorm2d(InstanceNorm):
+    """``torch.nn.InstanceNorm2d(num_features, eps=1e-5, affine=False)``:
+    a [N, C, H, W] input, or an unbatched [C, H, W] one."""
+
+    _batched = 4
 
 
 class AdaptiveMaxPool2d(Module):
@@ -429,7 +472,8 @@ def converters(plain) -> dict:
             raise NotImplementedError("InstanceNorm with track_running_stats=True")
         w = plain(m.weight) if m.affine else None
         b = plain(m.bias) if m.affine else None
-        return InstanceNorm(m.num_features, m.eps, m.momentum, False, False, w, b)
+        cls = InstanceNorm1d if isinstance(m, t.InstanceNorm1d) else InstanceNorm2d
+        return cls(m.num_features, m.eps, m.momentum, False, False, w, b)
 
     def transposed(cls, m):
         if m.padding_mode != "zeros":
