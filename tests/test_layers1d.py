@@ -9,6 +9,9 @@ training compares parameters after 3 steps of lr 0.3 with gradients whose
 fixed-point error is a few 1e-5.
 """
 
+import contextlib
+
+import pytest
 import torch
 import torch.nn as tnn
 import torch.nn.functional as F
@@ -92,3 +95,38 @@ def test_channel_dropout_zeroes_whole_channels(session):
     # 2000 channels: 6 sigma of a binomial(2000, 0.4) fraction is 0.066
     assert abs(float((per_channel[..., 0] == 0).double().mean()) - 0.4) < 0.066
     assert d.eval()(x) is x
+
+
+def _whole_channels(out, channels, scale):
+    """Every channel (a row of ``out`` [channels, positions]) all zero or
+    all ``scale`` (the input is all ones: within one truncation of the
+    product by the encoded 1 / (1 - p), 1e-4)."""
+    rows = out.reshape(channels, -1)
+    kept = (rows - scale).abs().lt(1e-4).all(-1)
+    assert bool(((rows == 0).all(-1) | kept).all()), rows
+    return float((~kept).double().mean())
+
+
+@pytest.mark.parametrize(
+    "layer,shape,channels",
+    [
+        (tnn.Dropout1d, (400, 6), 400),  # unbatched [C, L]
+        (tnn.Dropout1d, (20, 20, 6), 400),
+        (tnn.Dropout2d, (20, 20, 6), 400),  # 3-D: [N, C, L], as torch
+        (tnn.Dropout3d, (400, 2, 2, 2), 400),  # unbatched [C, D, H, W]
+        (tnn.Dropout3d, (20, 20, 2, 1, 3), 400),
+    ],
+)
+def test_channel_dropouts_unbatched_and_converted(session, layer, shape, channels):
+    """Dropout1d on an unbatched [C, L] input zeroed single elements (its
+    mask was built from x.shape[:2], a batch of rows); Dropout3d did not
+    convert. Now torch's channels, converted and direct."""
+    x = torch.ones(shape, dtype=torch.float64)
+    m = tnn.Sequential(tnn.Identity(), layer(0.5))
+    pm = cryptgpu.nn.from_pytorch(m, x).encrypt().train()
+    with pytest.warns(UserWarning) if layer is tnn.Dropout2d else contextlib.nullcontext():
+        out = pt(pm(cryptgpu.cryptensor(x)))
+    dropped = _whole_channels(out, channels, 2.0)
+    # 400 channels: 6 sigma of a binomial(400, 0.5) fraction is 0.15
+    assert abs(dropped - 0.5) < 0.15
+    assert torch.equal(pt(pm.eval()(cryptgpu.cryptensor(x))), x)

@@ -66,6 +66,7 @@ from .layers1d import (
     Conv1d,
     Dropout1d,
     Dropout2d,
+    Dropout3d,
     MaxPool1d,
 )
 from .layers_extra import (
@@ -203,6 +204,7 @@ __all__ = [
     "Conv1d",
     "Dropout1d",
     "Dropout2d",
+    "Dropout3d",
     "MaxPool1d",
     "GRU",
     "GRUCell",

@@ -1,7 +1,8 @@
 """1-D convolution and pooling layers (sequences, audio, time series) and
 the channel-wise dropouts, each the 2-D operation on a height-1 input
 (tensor_layers.py): Conv1d, MaxPool1d, AvgPool1d, AdaptiveAvgPool1d,
-Dropout1d, Dropout2d; and the table converting torch's layers into them.
+Dropout1d, Dropout2d, Dropout3d (channel_dropout); and the table
+converting torch's layers into them.
 """
 
 from __future__ import annotations
@@ -132,9 +133,34 @@ class AdaptiveMaxPool1d(Module):
         return x.unsqueeze(-2).adaptive_max_pool2d((1, o)).squeeze(-2)
 
 
+def channel_dropout(x, p=0.5, training=True, inplace=False, dims: int = 2):
+    """``F.dropout1d``/``dropout2d``/``dropout3d`` (``dims``) on a
+    SharedTensor, as torch's: in training, whole channels zeroed with
+    probability p (one mask value per sample and channel, from the parties'
+    common randomness, as ``dropout``) and the rest scaled by 1 / (1 - p);
+    x itself otherwise. dropout1d and dropout3d take an unbatched input
+    ([C, L]; [C, D, H, W]) as a batch of one (dropout1d on an unbatched
+    input zeroed single elements until 2026-12-05); dropout2d reads every
+    input as [N, C, *] (a 3-D one as [N, C, L], with torch's warning).
+    torch's own checks and warnings, run on a tensor with no storage."""
+    fn = (F.dropout1d, F.dropout2d, F.dropout3d)[dims - 1]
+    fn(torch.empty(tuple(x.shape), device="meta"), p, training)
+    if not training or p == 0:
+        return x
+    if not isinstance(x, SharedTensor):
+        return fn(x, p, training, inplace)
+    batched = {1: 3, 3: 5}.get(dims)
+    y = x.unsqueeze(0) if batched and x.dim() != batched else x
+    scale = _session.dropout_scale(tuple(y.shape[:2]) + (1,) * (y.dim() - 2), p)
+    out = y * scale.expand(tuple(y.shape))
+    out = out.squeeze(0) if y is not x else out
+    return x._assign(out, f"dropout{dims}d_") if inplace else out
+
+
 class _ChannelDropout(Module):
-    """Dropout of whole channels (dim 1) in training: one mask value per
-    (sample, channel) from the parties' common randomness, as ``Dropout``."""
+    """Dropout of whole channels in training (:func:`channel_dropout`)."""
+
+    _dims = 2
 
     def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__()
@@ -146,22 +172,28 @@ class _ChannelDropout(Module):
         """``x`` in eval mode; channels zeroed with probability p in training."""
         if not self.training or self.p == 0:
             return x
-        if not isinstance(x, SharedTensor):
-            return type(self)._plain(x, self.p, True)
-        scale = _session.dropout_scale(tuple(x.shape[:2]) + (1,) * (x.dim() - 2), self.p)
-        return x * scale.expand(tuple(x.shape))
+        return channel_dropout(x, self.p, True, False, self._dims)
 
 
 class Dropout1d(_ChannelDropout):
-    """``torch.nn.Dropout1d(p)``: whole channels of an NCL input."""
+    """``torch.nn.Dropout1d(p)``: whole channels of an [N, C, L] or
+    unbatched [C, L] input."""
 
-    _plain = F.dropout1d
+    _dims = 1
 
 
 class Dropout2d(_ChannelDropout):
-    """``torch.nn.Dropout2d(p)``: whole channels of an NCHW input."""
+    """``torch.nn.Dropout2d(p)``: whole channels of an [N, C, H, W] input
+    (a 3-D input is [N, C, L], as torch's)."""
 
-    _plain = F.dropout2d
+    _dims = 2
+
+
+class Dropout3d(_ChannelDropout):
+    """``torch.nn.Dropout3d(p)``: whole channels of an [N, C, D, H, W] or
+    unbatched [C, D, H, W] input."""
+
+    _dims = 3
 
 
 def converters(plain) -> dict:
@@ -189,4 +221,5 @@ def converters(plain) -> dict:
         t.AdaptiveMaxPool1d: lambda m: AdaptiveMaxPool1d(m.output_size, m.return_indices),
         t.Dropout1d: lambda m: Dropout1d(m.p),
         t.Dropout2d: lambda m: Dropout2d(m.p),
+        t.Dropout3d: lambda m: Dropout3d(m.p),
     }
