@@ -17,7 +17,7 @@ import torch.nn as tnn
 import torch.nn.functional as F
 
 import cryptgpu
-from conftest import assert_close, prod_tol, sgd_alongside
+from conftest import assert_close, prod_tol, sgd_alongside, usable
 
 
 def pt(x):
@@ -130,3 +130,40 @@ def test_channel_dropouts_unbatched_and_converted(session, layer, shape, channel
     # 400 channels: 6 sigma of a binomial(400, 0.5) fraction is 0.15
     assert abs(dropped - 0.5) < 0.15
     assert torch.equal(pt(pm.eval()(cryptgpu.cryptensor(x))), x)
+
+
+class _Functional(tnn.Module):
+    def __init__(self, fn, training=None):
+        super().__init__()
+        self.fn, self.training_arg = fn, training
+
+    def forward(self, x):
+        t = self.training if self.training_arg is None else self.training_arg
+        return self.fn(x + 0, 0.5, t)
+
+
+@pytest.mark.parametrize("fn,shape", [(F.dropout1d, (300, 4)), (F.dropout2d, (2, 150, 2, 2))])
+def test_functional_channel_dropouts_honour_training(session, fn, shape):
+    """F.dropout1d/2d/3d raised "unsupported function" in a converted
+    forward. Now as torch's: channels dropped when training is True (the
+    habit F.dropout2d(x, p, self.training) follows the converted model's
+    mode), x itself when it is False; a rank dropout1d refuses raises
+    torch's RuntimeError and the session goes on."""
+    x = torch.ones(shape, dtype=torch.float64)
+    for training in (None, False):  # (a constant True fails the conversion check)
+        pm = cryptgpu.nn.from_pytorch(_Functional(fn, training), x).encrypt()
+        ev = pt(pm.eval()(cryptgpu.cryptensor(x)))
+        tr = pt(pm.train()(cryptgpu.cryptensor(x)))
+        for out, drops in ((ev, False), (tr, training is None)):
+            if not drops:  # the identity (x + 0: exact)
+                assert torch.equal(out, x)
+            else:  # 300 channels: 6 sigma of a binomial(300, 0.5) is 0.17
+                assert abs(_whole_channels(out, 300, 2.0) - 0.5) < 0.17
+    e = cryptgpu.cryptensor(torch.ones(2, 3, 4, 5, dtype=torch.float64))
+    with pytest.raises(RuntimeError, match="dropout1d: Expected 2D or 3D input"):
+        F.dropout1d(e, 0.5)
+    xs = cryptgpu.cryptensor(x)
+    assert fn(xs, 0.5, False) is xs  # outside a graph too
+    out = pt(F.dropout3d(e, 0.5))  # 4-D: unbatched [C, D, H, W], as torch
+    assert abs(_whole_channels(out, 2, 2.0) - 0.5) <= 0.5
+    assert usable()

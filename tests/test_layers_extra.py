@@ -166,3 +166,36 @@ def test_instance_norm_unbatched_input_and_torchs_ranks(session, dims):
         with pytest.raises(ValueError, match=rf"expected {dims + 1}D or {dims + 2}D input"):
             pm(cryptgpu.cryptensor(bad))
     assert usable()
+
+
+class _FunctionalNorm(tnn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = tnn.Conv2d(4, 4, 1)
+        self.w = tnn.Parameter(torch.linspace(0.5, 1.5, 4))
+
+    def forward(self, x):
+        h = F.instance_norm(self.conv(x), weight=self.w, bias=-self.w)
+        return F.channel_shuffle(h, 2) + F.instance_norm(x)
+
+
+def test_functional_instance_norm_and_channel_shuffle_convert(session):
+    """F.instance_norm and F.channel_shuffle raised "unsupported function"
+    in a converted forward (their layers converted). Tolerance: the conv's
+    4 products (|x| < 4, |w| < 0.5) divided by an instance std above 0.2,
+    plus one normalised value (1e-4 relative of |xhat| < 3 and a few
+    units), times the weight (< 1.5), and the second normalisation's."""
+    torch.manual_seed(2)
+    m = _FunctionalNorm().double()
+    x = torch.randn(2, 4, 3, 3, dtype=torch.float64)
+    norm = 3 * 1e-4 + 8 * 2.0**-16
+    tol = 1.5 * (prod_tol(4, 4, 0.5) / 0.2 + norm) + norm
+    pm = cryptgpu.nn.from_pytorch(m, x).encrypt()
+    assert_close(pt(pm(cryptgpu.cryptensor(x))), m(x).detach(), tol)
+    e = cryptgpu.cryptensor(x)
+    assert_close(pt(F.instance_norm(e)), F.instance_norm(x), norm)  # outside a graph
+    with pytest.raises(NotImplementedError, match="running statistics"):
+        F.instance_norm(e, torch.zeros(4), torch.ones(4))
+    with pytest.raises(ValueError, match="more than 1 spatial element"):  # torch's
+        F.instance_norm(cryptgpu.cryptensor(torch.ones(2, 4, 1)))
+    assert usable()

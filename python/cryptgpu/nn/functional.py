@@ -16,12 +16,13 @@ from ..tensor import SharedTensor
 from ..torch_dispatch import TABLE
 from . import transformer
 from .layers import AdaptiveAvgPool2d, BatchNorm
-from .layers1d import AdaptiveAvgPool1d, AdaptiveMaxPool1d
+from .layers1d import AdaptiveAvgPool1d, AdaptiveMaxPool1d, channel_dropout
 from .layers_extra import (
     MAX_NORM,
     AdaptiveMaxPool2d,
     Embedding,
     GroupNorm,
+    InstanceNorm,
     LayerNorm,
     _rms_norm,
     local_response_norm,
@@ -105,6 +106,43 @@ SharedTensor.batchnorm = _batchnorm_method
 
 def _group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
     return GroupNorm(num_groups, None, eps, False, weight, bias).forward(x)
+
+
+def _instance_norm(
+    x,
+    running_mean=None,
+    running_var=None,
+    weight=None,
+    bias=None,
+    use_input_stats=True,
+    momentum=0.1,
+    eps=1e-5,
+):
+    """``F.instance_norm`` on a SharedTensor: each channel of each sample
+    normalised over its positions (InstanceNorm's layer on the given
+    weight and bias), after torch's checks on a tensor with no storage.
+    Running statistics are refused: their update (or their use) is
+    BatchNorm's, which InstanceNorm's track_running_stats is not here."""
+    if running_mean is not None or running_var is not None or not use_input_stats:
+        raise NotImplementedError(
+            "F.instance_norm with running statistics on a SharedTensor: pass "
+            "running_mean=None, running_var=None, use_input_stats=True"
+        )
+    w = None if weight is None else torch.empty(tuple(weight.shape), device="meta")
+    F.instance_norm(torch.empty(tuple(x.shape), device="meta"), weight=w, eps=eps)
+    c = x.shape[1]
+    return InstanceNorm(c, eps, weight=weight, bias=bias).forward(x)
+
+
+def _dropouts(dims: int):
+    def dropout(x, p=0.5, training=True, inplace=False):
+        return channel_dropout(x, p, training, inplace, dims)
+
+    dropout.__name__ = f"_dropout{dims}d"
+    return dropout
+
+
+_dropout1d, _dropout2d, _dropout3d = (_dropouts(d) for d in (1, 2, 3))
 
 
 def _embedding(ids, weight, padding_idx=None, max_norm=None, norm_type=2.0, **kw):
@@ -225,6 +263,12 @@ FUNCTIONS = {
     torch.outer: (torch.outer, LINEAR),
     F.linear: (_linear, LINEAR),
     F.dropout: (_dropout, OTHER),
+    F.dropout1d: (_dropout1d, OTHER),
+    F.dropout2d: (_dropout2d, OTHER),
+    F.dropout3d: (_dropout3d, OTHER),
+    F.channel_shuffle: (TABLE[F.channel_shuffle], OTHER),  # torch_dispatch's movement
+    torch.channel_shuffle: (TABLE[torch.channel_shuffle], OTHER),
+    F.instance_norm: (_instance_norm, BATCHNORM),
     F.interpolate: (interpolate, OTHER),
     F.pixel_shuffle: (TABLE[F.pixel_shuffle], OTHER),  # torch_dispatch's movement
     F.pixel_unshuffle: (TABLE[F.pixel_unshuffle], OTHER),
@@ -458,6 +502,10 @@ TABLE.update(
     {
         F.interpolate: interpolate,
         F.group_norm: _group_norm,
+        F.instance_norm: _instance_norm,
+        F.dropout1d: _dropout1d,
+        F.dropout2d: _dropout2d,
+        F.dropout3d: _dropout3d,
         F.batch_norm: _batch_norm,
         F.local_response_norm: local_response_norm,
         F.adaptive_max_pool2d: _adaptive_max_pool2d,
