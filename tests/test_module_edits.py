@@ -223,6 +223,31 @@ def test_to_pytorch_into_other_shapes_raises_and_writes_nothing(session):
     assert usable()
 
 
+class _Renamed(tnn.Module):
+    """Net's layers under other names (a refactored model)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = tnn.Sequential(tnn.Linear(4, 3))
+        self.head = tnn.Linear(3, 2)
+
+
+def test_to_pytorch_into_other_names_raises_and_writes_nothing(session):
+    """Into a model whose layers are named otherwise, to_pytorch copied
+    nothing and said nothing (the user evaluated the untrained model). Now
+    torch's load_state_dict's RuntimeError, naming the unexpected and the
+    missing keys, before anything is written; the session goes on."""
+    torch.manual_seed(0)
+    pm = cryptgpu.nn.from_pytorch(Net().double(), X).encrypt()
+    dst = _Renamed().double()
+    before = {k: v.clone() for k, v in dst.state_dict().items()}
+    with pytest.raises(RuntimeError, match=r'Unexpected key\(s\).*"fc1\.weight"') as err:
+        pm.decrypt().to_pytorch(dst)
+    assert '"body.0.weight"' in str(err.value) and "Missing key(s)" in str(err.value)
+    assert all(torch.equal(before[k], v) for k, v in dst.state_dict().items())
+    assert usable()
+
+
 def test_load_state_dict_copies_into_a_plaintext_model_and_returns_torchs_tuple(session):
     """Into a converted model not yet encrypted, load_state_dict held the
     caller's tensors (a later change of the torch model reached it, and

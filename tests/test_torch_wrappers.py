@@ -18,7 +18,7 @@ import torch.nn as tnn
 from torch.nn.utils import parametrizations, prune
 
 import cryptgpu
-from conftest import assert_close, prod_tol, usable
+from conftest import ENC, assert_close, prod_tol, usable
 
 TOL = prod_tol(4, 4, 0.5) * 2 + prod_tol(4, 4, 0.5)
 
@@ -56,6 +56,27 @@ def test_wrappers_are_unwrapped_or_refused(session):
         assert_close(pt(pm(cryptgpu.cryptensor(x))), m(x).detach(), TOL)
     with pytest.raises(NotImplementedError, match="TorchScript"):
         cryptgpu.nn.from_pytorch(torch.jit.trace(m, x), x)
+
+
+def test_to_pytorch_writes_into_the_wrapped_model(session):
+    """from_pytorch unwraps torch.compile and DataParallel; to_pytorch into
+    the same wrapper matched none of its names (each has a prefix:
+    module., _orig_mod.) and changed nothing, silently. Now the wrapped
+    model gets the trained weights: each within one encoding unit of the
+    private model's (ENC: the opened share is the value itself, rounded
+    to the grid once)."""
+    x = torch.randn(3, 4, dtype=torch.float64)
+    for wrap in (tnn.DataParallel, torch.compile):
+        m = mlp()
+        wrapped = wrap(m)
+        pm = cryptgpu.nn.from_pytorch(wrapped, x).encrypt()
+        for p in pm.parameters():
+            p.add_(0.25)  # a training step's change, the same everywhere
+        want = {k: v.detach() + 0.25 for k, v in m.state_dict().items()}
+        assert pm.decrypt().to_pytorch(wrapped) is wrapped
+        for k, v in m.state_dict().items():
+            assert_close(v, want[k], ENC)
+    assert usable()
 
 
 Out = collections.namedtuple("Out", "logits feat")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from ..tensor import SharedTensor
-from . import transformer
+from . import tracing, transformer
 from .layers import BatchNorm
 from .module import Module
 
@@ -18,10 +18,23 @@ def _opened(v) -> torch.Tensor:
     return torch.as_tensor(v)
 
 
-def _copy_into(p, v, name: str, plan: list) -> None:
+class _Plan(list):
+    """(torch tensor, our value) pairs to copy, and the names of our values
+    the PyTorch model has no tensor for."""
+
+    def __init__(self):
+        super().__init__()
+        self.unexpected: list = []
+
+
+def _copy_into(p, v, name: str, plan: _Plan) -> None:
     """Plan ``v`` (opened) into torch's tensor ``p``; shapes must match, as
     in torch's load_state_dict (copy_ would broadcast a [1, 8] head into a
-    [4, 8] one without a word), checked before anything is written."""
+    [4, 8] one without a word), checked before anything is written. A value
+    with no tensor to go into is noted (it was skipped, silently, until
+    2026-12-05)."""
+    if v is not None and not isinstance(p, torch.Tensor):
+        plan.unexpected.append(name)
     if isinstance(p, torch.Tensor) and v is not None:
         if tuple(v.shape) != tuple(p.shape):
             raise RuntimeError(
@@ -35,7 +48,7 @@ def _copy_into(p, v, name: str, plan: list) -> None:
 _LAYER_PARTS = ("self_attn", "multihead_attn", "linear1", "linear2", "norm1", "norm2", "norm3")
 
 
-def _copy_back(m: Module, tm: torch.nn.Module, where: str, plan: list) -> None:
+def _copy_back(m: Module, tm: torch.nn.Module, where: str, plan: _Plan) -> None:
     """Copy our layer ``m``'s parameters (and BatchNorm's statistics) into
     the PyTorch layer ``tm`` it was converted from, recursing through the
     attention, encoder and decoder layers (the attention's parameters by
@@ -111,15 +124,21 @@ def graph_to_pytorch(self, model: torch.nn.Module) -> torch.nn.Module:
     model it was converted from, by layer name, attention and encoder
     layers, the model's own parameters and layers added or replaced since
     included; every shape is checked before anything is written."""
-    plan: list = []
-    _plan_graph(self, model, "", plan)
+    plan = _Plan()
+    # the model inside torch.compile's or DataParallel's wrapper, as
+    # from_pytorch converts it (the wrapper's names have a prefix: nothing
+    # was copied, silently)
+    inner = model if isinstance(model, torch.jit.ScriptModule) else tracing.unwrapped(model)
+    _plan_graph(self, inner, "", plan)
+    if plan.unexpected:
+        raise RuntimeError(_keys_error(inner, plan))
     with torch.no_grad():
         for p, v in plan:
             p.copy_(_opened(v).to(p.dtype))
     return model
 
 
-def _plan_module(m: Module, tm: torch.nn.Module, where: str, plan: list) -> None:
+def _plan_module(m: Module, tm: torch.nn.Module, where: str, plan: _Plan) -> None:
     """Plan a layer, or a converted model put in a layer's place (a new
     head converted with from_pytorch), into torch's ``tm``."""
     if hasattr(m, "_module_at"):  # a converted Graph
@@ -128,7 +147,7 @@ def _plan_module(m: Module, tm: torch.nn.Module, where: str, plan: list) -> None
         _copy_back(m, tm, where, plan)
 
 
-def _plan_graph(self, model: torch.nn.Module, where: str, plan: list) -> None:
+def _plan_graph(self, model: torch.nn.Module, where: str, plan: _Plan) -> None:
     torch_mods = dict(model.named_modules())
     done: set = set()
     for target, m in self._layers():
@@ -137,6 +156,8 @@ def _plan_graph(self, model: torch.nn.Module, where: str, plan: list) -> None:
         tm = model if bare else torch_mods.get(target)
         if tm is not None:
             _plan_module(m, tm, where + ("" if bare else f"{target}."), plan)
+        else:
+            plan.unexpected.extend(n for n, *_ in m._named_state(f"{where}{target}."))
         done.update(id(sub) for sub in m.modules())
     for target, (path, name) in self._attr_at.items():
         owner, _, leaf = target.rpartition(".")
@@ -157,6 +178,20 @@ def _plan_graph(self, model: torch.nn.Module, where: str, plan: list) -> None:
                 )
             _plan_module(m, tm, f"{where}{name}.", plan)
             done.update(id(sub) for sub in m.modules())
+
+
+def _keys_error(model: torch.nn.Module, plan: _Plan) -> str:
+    """torch's load_state_dict's message: our names the PyTorch model lacks
+    (unexpected), and its tensors that would get nothing (missing)."""
+    planned = {id(p) for p, _ in plan}
+    missing = [k for k, t in model.state_dict(keep_vars=True).items() if id(t) not in planned]
+    lines = [f"Error(s) in to_pytorch into {type(model).__name__}:"]
+    lines.append("Unexpected key(s) in the converted model (no such tensor in the PyTorch model): ")
+    lines[-1] += ", ".join(f'"{k}"' for k in plan.unexpected) + "."
+    if missing:
+        lines.append("Missing key(s) in the converted model (PyTorch tensors it would not write): ")
+        lines[-1] += ", ".join(f'"{k}"' for k in missing) + "."
+    return "\n\t".join(lines)
 
 
 def _param_of(owner, name: str):
