@@ -199,3 +199,98 @@ def test_functional_instance_norm_and_channel_shuffle_convert(session):
     with pytest.raises(ValueError, match="more than 1 spatial element"):  # torch's
         F.instance_norm(cryptgpu.cryptensor(torch.ones(2, 4, 1)))
     assert usable()
+
+
+def _norm_pairs():
+    t = tnn
+    return {
+        "conv2d-instance2d": (
+            lambda: t.Sequential(t.Conv2d(2, 3, 3), t.InstanceNorm2d(3, affine=True)),
+            (4, 2, 5, 5),
+            True,
+        ),
+        "conv1d-instance1d": (
+            lambda: t.Sequential(t.Conv1d(2, 3, 3), t.InstanceNorm1d(3)),
+            (4, 2, 9),
+            True,
+        ),
+        "conv2d-groupnorm-per-channel": (
+            lambda: t.Sequential(t.Conv2d(2, 4, 3), t.GroupNorm(4, 4)),
+            (4, 2, 5, 5),
+            True,
+        ),
+        "conv1d-groupnorm-per-channel": (
+            lambda: t.Sequential(t.Conv1d(2, 4, 3), t.GroupNorm(4, 4)),
+            (4, 2, 9),
+            True,
+        ),
+        # a per-channel shift moves a group's two channels apart: kept
+        "conv2d-groupnorm-2-per-group": (
+            lambda: t.Sequential(t.Conv2d(2, 4, 3), t.GroupNorm(2, 4)),
+            (4, 2, 5, 5),
+            False,
+        ),
+        # [N, F] into InstanceNorm1d is an unbatched [C, L]: the bias is along L
+        "linear-instance1d": (
+            lambda: t.Sequential(t.Linear(3, 5), t.InstanceNorm1d(4)),
+            (4, 3),
+            False,
+        ),
+        # a 3-D input to InstanceNorm2d is unbatched [C, H, W]: channels are H
+        "conv1d-instance2d": (
+            lambda: t.Sequential(t.Conv1d(2, 3, 3), t.InstanceNorm2d(4)),
+            (4, 2, 9),
+            False,
+        ),
+        # unbatched: the conv does not mark its bias per channel (as before
+        # a BatchNorm: shift_bias's rule), so its noise stays, within tol
+        "unbatched-conv2d-instance2d": (
+            lambda: t.Sequential(t.Conv2d(2, 3, 3), t.InstanceNorm2d(3)),
+            (2, 5, 5),
+            False,
+        ),
+        "conv2d-layernorm": (
+            lambda: t.Sequential(t.Conv2d(2, 3, 3), t.LayerNorm([3, 3, 3])),
+            (4, 2, 5, 5),
+            False,
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", list(_norm_pairs()))
+def test_a_bias_an_instance_norm_cancels_gets_an_exactly_zero_gradient(session, case):
+    """A conv's bias straight before an InstanceNorm (instance statistics)
+    or a GroupNorm of one channel per group is a per-channel shift the norm
+    removes: torch's gradient is ~1e-15, ours was fixed-point noise, which
+    Adam scales to full steps (0.025 off torch after 3 steps at lr 0.01).
+    Now exactly 0, as before a training BatchNorm; the pairings that do
+    not cancel the bias (groups of several channels, a Linear's [N, F] or
+    a 3-D input read as unbatched by the norm, LayerNorm) keep theirs."""
+    make, shape, cancelled = _norm_pairs()[case]
+    torch.manual_seed(6)
+    tm = make().double().train()
+    x = torch.randn(shape, dtype=torch.float64)
+    pm = cryptgpu.nn.from_pytorch(tm, x).encrypt().train()
+    w = torch.randn(tm(x).shape, dtype=torch.float64)
+    if not cancelled:
+        (pm(cryptgpu.cryptensor(x)) * w).sum().backward()
+        (tm(x) * w).sum().backward()
+        got, want = pt(pm[0].bias.grad), tm[0].bias.grad
+        # a sum over <= 98 positions of the norm's input gradient: 1e-4
+        # relative (the inverse std's, carried once) plus 64 units of 2^-16
+        # (each position's few truncations, |w| < 4)
+        assert_close(got, want, 1e-4 * float(want.abs().max()) + 64 * 2.0**-16)
+        return
+    topt = torch.optim.Adam(tm.parameters(), lr=0.01)
+    popt = cryptgpu.optim.Adam(pm.parameters(), lr=0.01)
+    for _ in range(3):
+        topt.zero_grad()
+        popt.zero_grad()
+        (pm(cryptgpu.cryptensor(x)) * w).sum().backward()
+        (tm(x) * w).sum().backward()
+        assert bool((pt(pm[0].bias.grad) == 0).all())
+        topt.step()
+        popt.step()
+    # torch's gradient ~1e-15 moves its bias by Adam's g / (|g| + eps) ~ 1e-7
+    # of lr; ours stays put: within the bias's encoding (ENC) of torch's
+    assert_close(pt(pm[0].bias), tm[0].bias.detach(), ENC + 1e-8)

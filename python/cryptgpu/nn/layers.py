@@ -69,7 +69,8 @@ class Linear(Module):
 def shift_bias(layer, per_channel: bool = True):
     """A layer's bias, with an exactly zero gradient while a converted
     graph runs the layer straight into a BatchNorm that normalises with
-    batch statistics (Graph sets ``_shift_cancelled`` around the call):
+    batch statistics, or an InstanceNorm or one-channel-per-group GroupNorm
+    (shifts.cancels; Graph sets ``_shift_cancelled`` around the call):
     such a BatchNorm removes any per-channel shift, so torch's gradient of
     that bias is ~1e-17, where ours was fixed-point noise of ~1e-4 that
     Adam, RMSprop and Adagrad scale to full learning-rate steps (a user

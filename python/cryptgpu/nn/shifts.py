@@ -1,10 +1,15 @@
-"""A bias that a BatchNorm cancels, in a converted graph: a Linear, Conv1d
+"""A bias a normalisation cancels, in a converted graph: a Linear, Conv1d
 or Conv2d whose output goes only into a BatchNorm that normalises with
 batch statistics (training, or no running statistics) adds a per-channel
 shift the BatchNorm removes, so the bias's gradient is 0 in exact
 arithmetic (torch's ~1e-17); the layer then gives it exactly 0
 (layers.shift_bias), rather than fixed-point noise that adaptive
-optimisers scale to full steps."""
+optimisers scale to full steps. The same for a Conv1d into an
+InstanceNorm1d, a Conv2d into an InstanceNorm2d (always instance
+statistics here) and a convolution into a GroupNorm with one channel per
+group; not a GroupNorm whose groups hold several channels (a per-channel
+shift moves a group's channels apart), nor a Linear into an InstanceNorm
+(its [N, F] output is an unbatched [C, L] input, the bias along L)."""
 
 from __future__ import annotations
 
@@ -17,15 +22,18 @@ import torch.nn.functional as F
 from . import check
 from .layers import BatchNorm, Conv2d, Linear
 from .layers1d import Conv1d
+from .layers_extra import GroupNorm, InstanceNorm, InstanceNorm1d, InstanceNorm2d
 
 
 def pairs(graph: torch.fx.Graph, converted: dict) -> dict:
-    """call node -> the BatchNorm target that call's output goes (only)
-    into: by call, since a layer called twice (weights shared) adds its
-    bias elsewhere too."""
+    """call node -> the BatchNorm (or GroupNorm, InstanceNorm) target that
+    call's output goes (only) into: by call, since a layer called twice
+    (weights shared) adds its bias elsewhere too. Whether the norm cancels
+    the bias is decided at each call (:func:`cancels`)."""
     out = {}
     for node in graph.nodes:
-        if node.op != "call_module" or not isinstance(converted.get(node.target), BatchNorm):
+        norm = converted.get(node.target)
+        if node.op != "call_module" or not isinstance(norm, (BatchNorm, GroupNorm)):
             continue
         src = node.args[0] if node.args else None
         if not isinstance(src, torch.fx.Node) or src.op != "call_module" or len(src.users) != 1:
@@ -35,17 +43,34 @@ def pairs(graph: torch.fx.Graph, converted: dict) -> dict:
     return out
 
 
+def cancels(layer, norm) -> bool:
+    """Whether ``norm`` removes every per-channel shift of ``layer``'s
+    (batched) output: a BatchNorm using batch statistics; an
+    InstanceNorm1d after a Conv1d, an InstanceNorm2d after a Conv2d (the
+    other pairings read the output as unbatched, the channels as
+    positions); a GroupNorm with one channel per group after a
+    convolution."""
+    if isinstance(norm, BatchNorm):
+        return norm.training or norm._buffers.get("running_mean") is None
+    if not isinstance(norm, GroupNorm) or not isinstance(layer, (Conv1d, Conv2d)):
+        return False
+    if isinstance(norm, InstanceNorm1d):
+        return isinstance(layer, Conv1d)
+    if isinstance(norm, InstanceNorm2d):
+        return isinstance(layer, Conv2d)
+    # the base InstanceNorm: one group per channel of its input
+    return isinstance(norm, InstanceNorm) or norm.groups == layer._params["weight"].shape[0]
+
+
 @contextlib.contextmanager
 def cancelled(layer, bn):
     """Around a call of ``layer``: its bias's gradient is exactly 0 while
     ``bn`` (the layer it runs into, looked up at the call: it may have been
-    replaced) is a BatchNorm using batch statistics."""
+    replaced) cancels it (:func:`cancels`)."""
     if torch.is_tensor(bn):  # a mask from keys(): always
         keep = bn
-    elif isinstance(bn, BatchNorm) and (bn.training or bn._buffers.get("running_mean") is None):
-        keep = True
     else:
-        keep = None
+        keep = True if cancels(layer, bn) else None
     if keep is None or not isinstance(layer, (Linear, Conv1d, Conv2d)):
         yield
         return
