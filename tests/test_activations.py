@@ -39,7 +39,8 @@ CASES = [
     ("clip", lambda x: torch.clip(x, -1, 2), lambda a: a.clip(-1, 2), ENC),
     # x / 6 is one division (TRUNC), then an exact clamp
     ("hardsigmoid", F.hardsigmoid, F.hardsigmoid, ENC + TRUNC),
-    # x times hardsigmoid (within ENC + TRUNC, |x| <= 6) plus the product
+    # x (clamp(x, -3, 3) + 3) / 6: the clamp exact on the encoded x, the
+    # product of |x| <= 6 and a factor <= 6 (12 ENC + TRUNC), / 6, TRUNC
     ("hardswish", F.hardswish, F.hardswish, X6 * (ENC + TRUNC) + ENC + TRUNC),
     # relu(x) + alpha (e^min(x,0) - 1): alpha times exp's error, the
     # encoding moved through a slope <= max(1, alpha), one product
@@ -162,6 +163,29 @@ def test_relu_derivative_at_zero_is_torchs(session):
         f(t).sum().backward()
         assert_close(pt(x.grad), t.grad, TRUNC)
         assert_close(pt(f(cryptgpu.cryptensor(a))), f(a), TRUNC)
+
+
+def test_hardswish_gradient_at_the_bounds_is_torchs(session):
+    """Hardswish'(-3) is 0 and Hardswish'(3) is 1 in torch; here it was x
+    times hardsigmoid(x) whose x / 6 truncated before the clamp's
+    comparison, so the tie at -3 went either way: eight copies of -3 got
+    [1.5e-5, 0, 0, 0, -0.49998, 0, 0, 0]. Now the clamp compares x itself
+    (exact at the bounds, relu'(0) = 0), at the same cost. Tolerance: the
+    gradient (clamp(x, -3, 3) + 3) / 6 + x clamp'(x) / 6 is one
+    truncated product and one division: 2 TRUNC, plus 3 ENC for |x| <= 3
+    times the encoded factor, within 4 TRUNC."""
+    a = torch.tensor([-3.0] * 8 + [3.0] * 8 + [-2.999, 2.999, -5.0, 0.0], dtype=torch.float64)
+    for f in (F.hardswish, lambda t: t.hardswish(), tnn.Hardswish()):
+        x = cryptgpu.cryptensor(a, requires_grad=True)
+        f(x).sum().backward()
+        t = a.clone().requires_grad_()
+        F.hardswish(t).sum().backward()
+        assert_close(pt(x.grad), t.grad, 4 * TRUNC)
+        assert_close(pt(f(cryptgpu.cryptensor(a))), F.hardswish(a), 2 * ENC + 2 * TRUNC)
+    pm = cryptgpu.nn.from_pytorch(tnn.Sequential(tnn.Hardswish()), a).encrypt().train()
+    x = cryptgpu.cryptensor(a, requires_grad=True)
+    pm(x).sum().backward()
+    assert_close(pt(x.grad), t.grad, 4 * TRUNC)
 
 
 def test_converted_models_with_activations_comparisons_and_max(session):

@@ -77,8 +77,14 @@ class ActivationOps:
         return (self.div(6) + 0.5).clamp(0.0, 1.0)
 
     def hardswish(self) -> TensorBase:
-        """x hardsigmoid(x)."""
-        return self * self.hardsigmoid()
+        """x hardsigmoid(x), as (x (clamp(x, -3, 3) + 3)) / 6: the clamp
+        compares x itself with -3 and 3, so at exactly +-3 the comparison is
+        exact and the gradient is torch's (0 at -3, 1 at 3). As x times
+        hardsigmoid the division's truncation came first and decided the
+        tie, at random: eight copies of -3 got gradients of 0 and -0.5. The
+        same comparison, product and division; below -3 the product is of
+        an exact 0."""
+        return (self * (self.clamp(-3.0, 3.0) + 3.0)).div(6)
 
     def softplus(self, beta: float = 1.0, threshold: float = 20.0) -> TensorBase:
         """log(1 + e^(beta x)) / beta, as relu(y) + log1p(e^-|y|) for y =
