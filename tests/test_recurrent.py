@@ -432,7 +432,11 @@ def test_one_step_without_a_state_gives_weight_hh_a_zero_gradient(session, kind)
     torch.manual_seed(5)
     cell = kind.endswith("Cell")
     tm = getattr(tnn, kind)(3, 4).double()
-    x = torch.randn(2, 3, dtype=torch.float64) if cell else torch.randn(1, 2, 3, dtype=torch.float64)
+    x = (
+        torch.randn(2, 3, dtype=torch.float64)
+        if cell
+        else torch.randn(1, 2, 3, dtype=torch.float64)
+    )
     pm = cryptgpu.nn.from_pytorch(tm, x).encrypt().train()
     topt = torch.optim.SGD(tm.parameters(), lr=0.5, weight_decay=0.1)
     popt = cryptgpu.optim.SGD(pm.parameters(), lr=0.5, weight_decay=0.1)
