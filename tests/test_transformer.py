@@ -646,3 +646,50 @@ def test_an_attention_key_bias_gets_an_exactly_zero_gradient(session):
         sep = _SeparateAttention(sdpa).double()
         every = torch.ones(E, dtype=torch.bool)
         _key_bias_check(sep, cryptgpu.nn.from_pytorch(sep, x), {"key.bias": every}, x)
+
+
+class _ScoresDropout(_SeparateAttention):
+    """Dropout on the scores before the softmax: the key bias's gradient is
+    0 in eval mode only."""
+
+    def __init__(self):
+        super().__init__(False)
+        self.drop = torch.nn.Dropout(0.3)
+
+    def forward(self, x):
+        q, k, v = self.query(x), self.key(x), self.value(x)
+        scores = self.drop(torch.matmul(q, k.transpose(-1, -2)))
+        return torch.matmul(scores.softmax(dim=-1), v)
+
+
+def test_key_bias_rule_marks_only_structural_zeros_and_leaves_the_rng(session):
+    """The key-bias rule must not mark what torch trains (a user probe's
+    second pass): with a one-token dummy the query's gradients vanish too,
+    so a packed projection converted that way marked its query third as
+    well and the query bias never trained; dropout on the scores makes the
+    key bias trainable in training mode though not in eval. Neither is
+    marked now (a weight row with no gradient, or a gradient in training,
+    keeps the entry), and conversion leaves torch's random stream as it
+    was. Bound for the query third at T = 5: as _key_bias_check's, 2e-2."""
+    torch.manual_seed(4)
+    packed = _PackedAttention().double()
+    pm = cryptgpu.nn.from_pytorch(packed, torch.randn(1, 1, E, dtype=torch.float64))
+    assert pm._shifts == {}  # nothing marked: the check could not tell
+    x = torch.randn(2, 5, E, dtype=torch.float64)
+    w = torch.randn(2, 5, E, dtype=torch.float64)
+    (packed(x) * w).sum().backward()
+    pm.encrypt().train()
+    (pm(cryptgpu.cryptensor(x)) * w).sum().backward()
+    got = pt(pm.c_attn.bias.grad)
+    assert got[:E].abs().max() > 1e-2  # the query third trains
+    assert_close(got[:E], packed.c_attn.bias.grad[:E], 2e-2)
+
+    drop = _ScoresDropout().double()
+    assert cryptgpu.nn.from_pytorch(drop, x)._shifts == {}
+
+    sep = _SeparateAttention(False).double()
+    torch.manual_seed(0)
+    want = torch.rand(3)
+    torch.manual_seed(0)
+    assert cryptgpu.nn.from_pytorch(sep, x)._shifts  # the key bias is marked
+    assert torch.equal(torch.rand(3), want)

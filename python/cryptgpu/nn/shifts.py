@@ -169,9 +169,13 @@ def keys(graph: torch.fx.Graph, converted: dict, model: torch.nn.Module, xs) -> 
     candidates (a Linear whose outputs, through reshapes and splits, all
     end in attention products: a key, query and value projection, or a
     packed one split three ways), and torch's own gradients on random
-    inputs of the dummy's shape, twice, say which of their bias entries are
-    structurally 0 (the key third of a packed projection, not the query's
-    and value's). Nothing is marked when that check cannot run."""
+    inputs of the dummy's shape, in eval and in training mode, twice each,
+    say which of their bias entries are structurally 0 (the key third of a
+    packed projection, not the query's and value's): an entry whose
+    gradient is ~0 while its weight row's is not (with one key position
+    the query's gradients vanish too, weight rows included: nothing is
+    marked then). The check runs on torch's forked RNG (the caller's
+    random stream is untouched). Nothing is marked when it cannot run."""
     found = [
         node
         for node in graph.nodes
@@ -184,20 +188,21 @@ def keys(graph: torch.fx.Graph, converted: dict, model: torch.nn.Module, xs) -> 
         return {}
     try:
         zero = None
-        for _ in range(2):
-            tiny = _tiny_bias_grads(model, xs, [n.target for n in found])
-            zero = tiny if zero is None else [a & b for a, b in zip(zero, tiny)]
+        with torch.random.fork_rng(devices=[]):
+            for training in (False, False, True, True):
+                tiny = _tiny_bias_grads(model, xs, [n.target for n in found], training)
+                zero = tiny if zero is None else [a & b for a, b in zip(zero, tiny)]
     except Exception:  # noqa: BLE001 - an optional refinement: never fail a conversion
         return {}
     return {n.name: (~z).to(torch.float64) for n, z in zip(found, zero) if bool(z.any())}
 
 
-def _tiny_bias_grads(model, xs, targets) -> list:
+def _tiny_bias_grads(model, xs, targets, training: bool) -> list:
     """Per target Linear, which bias entries get a gradient below 1e-10 of
-    its weight's largest, for a random output cotangent on random inputs
-    (floats normal; ids uniform below the first Embedding's size; masks as
-    given)."""
-    m = check.copy_model(model).double().eval()
+    its weight's largest while their weight row's largest is above 1e-6 of
+    it, for a random output cotangent on random inputs (floats normal; ids
+    uniform below the first Embedding's size; masks as given)."""
+    m = check.copy_model(model).double().train(training)
     vocab = next((e.num_embeddings for e in m.modules() if isinstance(e, torch.nn.Embedding)), 0)
 
     def rand(x):
@@ -222,7 +227,8 @@ def _tiny_bias_grads(model, xs, targets) -> list:
         scale = 0.0 if gw is None else float(gw.abs().max())
         if gb is None or scale == 0.0:
             raise ValueError("no gradient to compare with")
-        res.append(gb.abs() <= 1e-10 * scale)
+        alive = gw.reshape(gw.shape[0], -1).abs().amax(1) > 1e-6 * scale
+        res.append((gb.abs() <= 1e-10 * scale) & alive)
     return res
 
 
