@@ -579,3 +579,25 @@ def test_enable_grad_and_set_grad_enabled_as_crypten(session):
     (y + w).backward()
     got = x.grad.get_plain_text(dtype=torch.float64)
     assert (got - torch.tensor([4.0, 8.0], dtype=torch.float64)).abs().max() <= 4 * ULP
+
+
+def test_a_weighted_torch_loss_and_a_private_reference_stay_attributes(session):
+    """The refusal of torch layers with weights (above) must not catch a
+    torch loss holding class weights (a buffer, not a parameter), nor a
+    torch model kept under a leading underscore. Bound: cross-entropy of
+    4 logits in [-2, 2] within 1e-3 (log_softmax's error, test_losses)."""
+
+    class Clf(crypten.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = crypten.nn.Linear(3, 2)
+            self.loss = torch.nn.CrossEntropyLoss(weight=torch.tensor([1.0, 2.0]))
+            self._reference = torch.nn.Linear(3, 2)
+
+    m = Clf().encrypt()
+    logits = torch.tensor([[0.5, -1.0], [2.0, 0.3]], dtype=torch.float64)
+    y = torch.tensor([1, 0])
+    got = m.loss(crypten.cryptensor(logits), y).get_plain_text(dtype=torch.float64)
+    want = F.cross_entropy(logits, y, weight=torch.tensor([1.0, 2.0], dtype=torch.float64))
+    assert (got - want).abs() <= 1e-3
+    assert [n for n, _ in m.named_parameters()] == ["fc.weight", "fc.bias"]

@@ -28,8 +28,9 @@ _CALLS = threading.local()
 
 
 def _has_state(m: torch.nn.Module) -> bool:
-    """A torch module holding parameters or buffers (anywhere inside)."""
-    return any(True for _ in m.parameters()) or any(True for _ in m.buffers())
+    """A torch module holding parameters (anywhere inside): a weighted loss
+    (its class weights are a buffer) stays usable as an attribute."""
+    return any(True for _ in m.parameters())
 
 
 class Module(ModuleHabits):
@@ -137,11 +138,13 @@ class Module(ModuleHabits):
             # as add_module and the containers refuse it: kept as a plain
             # attribute, encrypt() missed its weights and each party ran its
             # own plaintext copy (results 1e9 off, a user probe); one without
-            # weights (torch.nn.ReLU(), a loss) stays an attribute and works
+            # parameters (torch.nn.ReLU(), a weighted loss) stays an attribute
             raise TypeError(
                 f"cannot assign torch.nn.{type(value).__name__} as child module {name!r} of a "
-                "cryptgpu.nn.Module: use cryptgpu.nn's layer of that name, or write the model "
-                "in torch and convert it with cryptgpu.nn.from_pytorch(model, dummy_input)"
+                "cryptgpu.nn.Module (its weights would stay plaintext, outside encrypt()): use "
+                "cryptgpu.nn's layer of that name, or write the model in torch and convert it "
+                "with cryptgpu.nn.from_pytorch(model, dummy_input); to keep a torch model as a "
+                "plain reference, name the attribute with a leading underscore"
             )
         elif "_modules" in d and name in d["_modules"]:
             if value is not None:
