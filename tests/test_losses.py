@@ -204,3 +204,29 @@ def test_kl_div_inside_a_converted_distillation_model(session):
     got.backward()
     want.backward()
     assert_close(pm.fc.weight.grad.get_plain_text(dtype=torch.float64), m.fc.weight.grad, 4 * SM)
+
+
+def test_kl_div_broadcasts_quietly_and_takes_elementwise_mean(session):
+    """torch's kl_div broadcasts a [3] target over [2, 3] log-probabilities
+    without a warning (ours warned, a user probe) and takes the old
+    reduction name 'elementwise_mean' as 'mean' with a deprecation warning
+    (ours raised). Bound as test_kl_div_loss_as_torch's per element (public
+    target: 6 ENC + TRUNC), the mean of 6."""
+    import warnings
+
+    x = torch.log_softmax(torch.randn(2, 3, dtype=torch.float64), 1)
+    t = torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64)
+    xs = cryptgpu.cryptensor(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = F.kl_div(xs, t, reduction="sum")
+    assert_close(
+        got.get_plain_text(dtype=torch.float64),
+        F.kl_div(x, t, reduction="sum"),
+        6 * (6 * ENC + TRUNC),
+    )
+    with pytest.warns(UserWarning, match="elementwise_mean"):
+        got = tnn.KLDivLoss(reduction="elementwise_mean")(xs, t)
+    assert_close(
+        got.get_plain_text(dtype=torch.float64), F.kl_div(x, t, reduction="mean"), 6 * ENC + TRUNC
+    )

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from .. import torch_dispatch
 from ..tensor import SharedTensor
-from .losses import _legacy, _warn_broadcast
+from .losses import _legacy
 from .module import Module
 
 _REDUCTIONS = ("mean", "batchmean", "sum", "none")
@@ -34,6 +34,12 @@ class KLDivLoss(Module):
     def __init__(self, size_average=None, reduce=None, reduction="mean", log_target=False):
         super().__init__()
         reduction = _legacy(size_average, reduce, reduction)
+        if reduction == "elementwise_mean":  # torch's old name, with its warning
+            warnings.warn(
+                "reduction: 'elementwise_mean' is deprecated, please use 'mean' instead.",
+                stacklevel=2,
+            )
+            reduction = "mean"
         if reduction not in _REDUCTIONS:
             raise ValueError(f"{reduction} is not a valid value for reduction")
         self.reduction, self.log_target = reduction, bool(log_target)
@@ -46,7 +52,6 @@ class KLDivLoss(Module):
                 reduction=self.reduction,
                 log_target=self.log_target,
             )
-        _warn_broadcast(input, target)
         per = _pointwise(input, target, self.log_target)
         if self.reduction == "mean":
             warnings.warn(
