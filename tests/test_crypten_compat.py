@@ -601,3 +601,21 @@ def test_a_weighted_torch_loss_and_a_private_reference_stay_attributes(session):
     want = F.cross_entropy(logits, y, weight=torch.tensor([1.0, 2.0], dtype=torch.float64))
     assert (got - want).abs() <= 1e-3
     assert [n for n, _ in m.named_parameters()] == ["fc.weight", "fc.bias"]
+
+
+def test_grad_mode_decorators_without_parentheses(session):
+    """@crypten.no_grad and @crypten.enable_grad without parentheses, as
+    torch allows (the bare enable_grad raised TypeError, a user probe)."""
+    x = crypten.cryptensor(torch.tensor([1.0, 2.0]), requires_grad=True)
+
+    @crypten.no_grad
+    def off():
+        return (x * x).requires_grad
+
+    @crypten.enable_grad
+    def on():
+        return (x * x).requires_grad
+
+    assert not off() and crypten.is_grad_enabled()
+    with crypten.no_grad():
+        assert on() and not crypten.is_grad_enabled()

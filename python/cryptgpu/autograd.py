@@ -85,9 +85,17 @@ def is_grad_enabled() -> bool:
     return _session._ctx.grad_enabled and torch.is_grad_enabled()
 
 
+def no_grad(fn=None):
+    """Do not record operations (inference, optimiser updates, backward): a
+    context manager, or a decorator with or without parentheses (as
+    torch's and CrypTen's)."""
+    if callable(fn):
+        return _no_grad()(fn)
+    return _no_grad()
+
+
 @contextlib.contextmanager
-def no_grad():
-    """Do not record operations (inference, optimiser updates, backward)."""
+def _no_grad():
     prev = _session._ctx.grad_enabled
     _session._ctx.grad_enabled = False
     try:
@@ -128,9 +136,12 @@ class set_grad_enabled(contextlib.ContextDecorator):
         return wrapped
 
 
-def enable_grad():
+def enable_grad(fn=None):
     """Record operations again inside a ``no_grad`` block (CrypTen's and
-    torch's ``enable_grad``; a context manager or a decorator)."""
+    torch's ``enable_grad``; a context manager or a decorator, with or
+    without parentheses)."""
+    if callable(fn):
+        return set_grad_enabled(True)(fn)
     return set_grad_enabled(True)
 
 
