@@ -490,9 +490,32 @@ def test_lerp_and_addcmul_in_place_for_an_ema(session):
     assert (ema.get_plain_text(dtype=torch.float64) - want).abs().max() <= 2.0**-16 / 1e-3
     a = cryptgpu.cryptensor(torch.ones(2, 3))
     a.addcmul_(cryptgpu.cryptensor(torch.full((3,), 2.0)), torch.full((2, 1), 3.0), value=0.5)
-    assert torch.equal(a.get_plain_text(dtype=torch.float64), torch.full((2, 3), 4.0, dtype=torch.float64))
+    assert torch.equal(
+        a.get_plain_text(dtype=torch.float64), torch.full((2, 3), 4.0, dtype=torch.float64)
+    )
     with pytest.raises(RuntimeError, match="broadcast shape"):
         cryptgpu.cryptensor(torch.ones(3)).addcmul_(torch.ones(2, 3), torch.ones(3))
     with pytest.raises(RuntimeError, match="broadcast shape"):
         cryptgpu.cryptensor(torch.ones(3)).lerp_(torch.ones(2, 3), 0.5)
+    assert usable()
+
+
+def test_addcdiv_as_torch(session):
+    """addcdiv/addcdiv_ (missing; Adam written by hand uses them): x + v t1
+    / t2 with a public or a shared divisor. Bound: a private divisor in
+    [2, 4] by the reciprocal's protocol (within 1e-4 relative on its
+    range, test_division_and_ranges) times |t1| <= 3 and v = 2, plus two
+    truncations."""
+    t1, t2 = (
+        torch.tensor([1.0, 3.0], dtype=torch.float64),
+        torch.tensor([2.0, 4.0], dtype=torch.float64),
+    )
+    want = torch.ones(2, dtype=torch.float64).addcdiv(t1, t2, value=2)
+    a = cryptgpu.cryptensor(torch.ones(2))
+    a.addcdiv_(cryptgpu.cryptensor(t1), t2, value=2)
+    assert_close(a.get_plain_text(dtype=torch.float64), want, 2 * ULP)
+    b = cryptgpu.cryptensor(torch.ones(2)).addcdiv(t1, cryptgpu.cryptensor(t2), value=2)
+    assert_close(b.get_plain_text(dtype=torch.float64), want, 2 * 3 * 1e-4 + 2 * ULP)
+    with pytest.raises(RuntimeError, match="broadcast shape"):
+        cryptgpu.cryptensor(torch.ones(2)).addcdiv_(torch.ones(3, 2), t2)
     assert usable()

@@ -168,6 +168,18 @@ class MoreOps:
         self._fits_in_place(torch.empty(torch.broadcast_shapes(*shapes), device="meta"))
         return self._assign(self.addcmul(tensor1, tensor2, value=value), "addcmul_")
 
+    def addcdiv(self, tensor1, tensor2, *, value=1) -> TensorBase:
+        """``torch.addcdiv``: x + value * tensor1 / tensor2 (a private
+        divisor by the reciprocal's range-reduced protocol, as ``/``)."""
+        q = tensor1 / tensor2
+        return self + q * value if value != 1 else self + q
+
+    def addcdiv_(self, tensor1, tensor2, *, value=1) -> TensorBase:
+        """``addcdiv`` in place."""
+        shapes = (tuple(getattr(t, "shape", np.shape(t))) for t in (tensor1, tensor2))
+        self._fits_in_place(torch.empty(torch.broadcast_shapes(*shapes), device="meta"))
+        return self._assign(self.addcdiv(tensor1, tensor2, value=value), "addcdiv_")
+
     def diff(self, n: int = 1, dim: int = -1, prepend=None, append=None) -> TensorBase:
         """``torch.diff``: the n-th forward difference along ``dim`` (after
         joining ``prepend`` and ``append``), local."""
