@@ -92,8 +92,11 @@ DIE = textwrap.dedent(
 )
 
 
-def start_by_hand(script, wrong_key_for=None, stale_pub_for=None, env_for=None):
-    """Three processes with rank, peers and link keys set, as on three hosts."""
+def start_by_hand(
+    script, wrong_key_for=None, stale_pub_for=None, env_for=None, respell_peers_for=None
+):
+    """Three processes with rank, peers and link keys set, as on three hosts
+    (``respell_peers_for``: that party's list says localhost, not 127.0.0.1)."""
     from cryptgpu import _native
     from cryptgpu.launch import free_ports
 
@@ -109,7 +112,9 @@ def start_by_hand(script, wrong_key_for=None, stale_pub_for=None, env_for=None):
         env = {
             **os.environ,
             "CRYPTGPU_RANK": str(r),
-            "CRYPTGPU_PEERS": peers,
+            "CRYPTGPU_PEERS": peers.replace("127.0.0.1", "localhost")
+            if r == respell_peers_for
+            else peers,
             "CRYPTGPU_KEY": key,
             "CRYPTGPU_PUBKEYS": pubs if r == stale_pub_for else ",".join(stale),
             **(env_for or {}).get(r, {}),
@@ -358,6 +363,33 @@ def test_parties_on_different_transports_or_encryption_are_told(
             p.kill()
     assert all(p.returncode != 0 for p in procs), outs
     assert said in "\n".join(outs), outs
+
+
+@pytest.mark.parametrize("transport", ["zmq", "tcp"])
+@pytest.mark.parametrize("odd", [{"CRYPTGPU_JOB": "another"}, "peers"])
+def test_a_party_of_another_job_with_the_same_keys_is_refused(
+    tmp_path, monkeypatch, transport, odd
+):
+    """Two jobs run at once with the same keys: a network that rerouted
+    their links mixed them into two sessions that finished with wrong
+    results and exit code 0 (a user probe): nothing in the handshake named
+    the job. Each handshake now carries, sealed, a digest of the peer list
+    and CRYPTGPU_JOB; a party of another job (here: another job name, or
+    its peer list spelled otherwise, which is what a rerouted party of a
+    second job presents) is refused, and no party joins."""
+    script = tmp_path / "ok.py"
+    script.write_text("import cryptgpu\ncryptgpu.init(timeout_s=5)\nprint('joined')\n")
+    monkeypatch.setenv("CRYPTGPU_TRANSPORT", transport)
+    env_for = {1: odd} if isinstance(odd, dict) else None
+    procs = start_by_hand(script, env_for=env_for, respell_peers_for=1 if odd == "peers" else None)
+    try:
+        outs = [p.communicate(timeout=60)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert all(p.returncode != 0 for p in procs), outs
+    assert not any("joined" in o for o in outs), outs
+    assert "belongs to another job" in "\n".join(outs), outs
 
 
 @pytest.mark.parametrize("setting", ["precision_bits=12", "truncation='exact'"])

@@ -133,6 +133,14 @@ def test_invalid_argument_from_the_binding():
     other, _ = _native.generate_keypair()
     with pytest.raises(_native.InvalidArgumentError, match="none of the three"):
         _native.Session.connect(2, peers, key=other, pubkeys=pubkeys, timeout_s=60.0)
+    # a list naming one key twice, or an all-zero key, used to fail only at
+    # the timeout (blaming encryption settings): refused before connecting
+    twice = [pubkeys[0], pubkeys[1], pubkeys[1]]
+    with pytest.raises(_native.InvalidArgumentError, match="same key"):
+        _native.Session.connect(0, peers, key=pairs[0][0], pubkeys=twice, timeout_s=60.0)
+    zero = [pubkeys[0], "0" * 64, pubkeys[2]]
+    with pytest.raises(_native.InvalidArgumentError, match="not a usable X25519 key"):
+        _native.Session.connect(0, peers, key=pairs[0][0], pubkeys=zero, timeout_s=60.0)
 
 
 def test_a_key_variable_naming_a_file_without_its_at_sign(tmp_path, monkeypatch):

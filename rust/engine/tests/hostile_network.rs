@@ -202,6 +202,7 @@ fn keys() -> Vec<cryptgpu_engine::net::noise::LinkKeys> {
         .map(|(private, _)| cryptgpu_engine::net::noise::LinkKeys {
             private: *private,
             publics,
+            job: [0; 32],
         })
         .collect()
 }
@@ -591,6 +592,7 @@ fn tcp_session_beside_late(
                     let keys = LinkKeys {
                         private: pairs[r].0,
                         publics,
+                        job: [0; 32],
                     };
                     let t = TcpTransport::connect(r, &addrs, timeout, Some(&keys)).unwrap();
                     let s = Session::single(cfg, r, Box::new(t)).unwrap();
@@ -719,6 +721,7 @@ fn a_tcp_party_dials_again_when_its_first_connections_are_closed() {
                     let keys = LinkKeys {
                         private: pairs[r].0,
                         publics,
+                        job: [0; 32],
                     };
                     TcpTransport::connect(r, &addrs, Duration::from_secs(15), Some(&keys))
                         .map(|_| ())

@@ -106,6 +106,7 @@ fn keys() -> Vec<cryptgpu_engine::net::tcp::LinkKeys> {
         .map(|(private, _)| cryptgpu_engine::net::tcp::LinkKeys {
             private: *private,
             publics,
+            job: [0; 32],
         })
         .collect()
 }

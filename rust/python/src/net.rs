@@ -5,7 +5,7 @@
 
 use crate::error::{invalid, to_py};
 use crate::keys::unhex32;
-use cryptgpu_engine::net::noise::LinkKeys;
+use cryptgpu_engine::net::noise::{job_digest, LinkKeys};
 use cryptgpu_engine::net::tcp::TcpTransport;
 use cryptgpu_engine::net::zmq::ZmqTransport;
 use cryptgpu_engine::net::Transport;
@@ -40,7 +40,12 @@ fn resolve(p: &str, what: &str) -> PyResult<SocketAddr> {
 }
 
 /// Both the private key and the three public keys, or neither (plaintext).
-fn link_keys(key: Option<&str>, pubkeys: Option<&[String]>) -> PyResult<Option<LinkKeys>> {
+fn link_keys(
+    key: Option<&str>,
+    pubkeys: Option<&[String]>,
+    peers: &[String],
+    job: &str,
+) -> PyResult<Option<LinkKeys>> {
     match (key, pubkeys) {
         (Some(k), Some(ps)) => {
             if ps.len() != 3 {
@@ -53,6 +58,7 @@ fn link_keys(key: Option<&str>, pubkeys: Option<&[String]>) -> PyResult<Option<L
                     unhex32(&ps[1], "public key 1")?,
                     unhex32(&ps[2], "public key 2")?,
                 ],
+                job: job_digest(peers, job).map_err(to_py)?,
             }))
         }
         (None, None) => Ok(None),
@@ -64,7 +70,9 @@ impl Links {
     /// Check the arguments and resolve the addresses: `peers` are the three
     /// parties' host:port, `transport` "zmq" or "tcp", `bind` (zmq only)
     /// where this party listens instead of `peers[rank]`, `key`/`pubkeys`
-    /// hex X25519 keys for encrypted links.
+    /// hex X25519 keys for encrypted links, `job` a name the three parties
+    /// share (with `peers`, it names the job in every handshake).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         rank: usize,
         peers: &[String],
@@ -73,6 +81,7 @@ impl Links {
         timeout: Duration,
         key: Option<&str>,
         pubkeys: Option<&[String]>,
+        job: &str,
     ) -> PyResult<Self> {
         if peers.len() != 3 {
             return Err(invalid(format!(
@@ -117,7 +126,7 @@ impl Links {
         if kind == Kind::Tcp && bind.is_some() {
             return Err(invalid("a separate bind address needs the zmq transport"));
         }
-        let keys = link_keys(key, pubkeys)?;
+        let keys = link_keys(key, pubkeys, peers, job)?;
         if let Some(k) = &keys {
             cryptgpu_engine::net::noise::check_own_key(k, rank).map_err(to_py)?;
         }

@@ -51,7 +51,7 @@ impl Session {
     /// `peers[rank]`) and connects to its two neighbours over `transport`,
     /// "zmq" (ZeroMQ, the default) or "tcp" (plain TCP streams).
     #[staticmethod]
-    #[pyo3(signature = (rank, peers, transport="zmq", bind=None, precision_bits=16, seed=None, timeout_s=60.0, key=None, pubkeys=None, device="cpu"))]
+    #[pyo3(signature = (rank, peers, transport="zmq", bind=None, precision_bits=16, seed=None, timeout_s=60.0, key=None, pubkeys=None, device="cpu", job=""))]
     #[allow(clippy::too_many_arguments)]
     fn connect(
         py: Python<'_>,
@@ -65,6 +65,7 @@ impl Session {
         key: Option<String>,
         pubkeys: Option<Vec<String>>,
         device: &str,
+        job: &str,
     ) -> PyResult<Self> {
         let cfg = config(precision_bits, seed, timeout_s, device)?;
         let (key, pubkeys) = (key.as_deref(), pubkeys.as_deref());
@@ -76,6 +77,7 @@ impl Session {
             cfg.timeout,
             key,
             pubkeys,
+            job,
         )?;
         let s = call(py, || EngSession::single(cfg, rank, links.connect()?))?;
         Ok(Session(Arc::new(s)))

@@ -17,6 +17,7 @@ fn keys() -> &'static LinkKeys {
         LinkKeys {
             private: a.0,
             publics: [a.1, b.1, c.1],
+            job: [0; 32],
         }
     })
 }

@@ -13,11 +13,51 @@ const NOISE: &str = "Noise_KK_25519_ChaChaPoly_BLAKE2s";
 /// Largest plaintext per Noise message (65 535 minus the 16-byte tag).
 pub const CHUNK: usize = 65535 - 16;
 
-/// This party's static private key and the three parties' public keys.
+/// This party's static private key, the three parties' public keys and
+/// the job's digest (`job_digest`), which each handshake exchanges sealed:
+/// two jobs run with the same keys cannot be spliced into one session.
 #[derive(Clone)]
 pub struct LinkKeys {
     pub private: [u8; 32],
     pub publics: [[u8; 32]; 3],
+    pub job: [u8; 32],
+}
+
+/// The digest naming one job: BLAKE2s over the three peer addresses as
+/// given (the same `CRYPTGPU_PEERS` on every party) and an optional job
+/// name (`CRYPTGPU_JOB`). Until 2026-12-05 nothing in the handshake named
+/// the job, so a network that rerouted the links of two jobs run at once
+/// with the same keys mixed them into two sessions that finished with
+/// wrong results and exit code 0 (a user probe).
+pub fn job_digest(peers: &[String], name: &str) -> Result<[u8; 32]> {
+    use snow::params::HashChoice;
+    use snow::resolvers::{CryptoResolver, DefaultResolver};
+    let mut h = DefaultResolver
+        .resolve_hash(&HashChoice::Blake2s)
+        .ok_or_else(|| EngineError::Internal("no BLAKE2s implementation".into()))?;
+    h.reset();
+    h.input(b"cryptgpu job v1\0");
+    for p in peers {
+        h.input(p.trim().as_bytes());
+        h.input(b"\n");
+    }
+    h.input(b"\0");
+    h.input(name.as_bytes());
+    let mut out = [0u8; 32];
+    h.result(&mut out);
+    Ok(out)
+}
+
+/// What marks a handshake that failed on the job (not on the keys).
+pub const OTHER_JOB: &str = "belongs to another job";
+
+/// The error for a peer whose handshake names another job.
+pub fn other_job(me: usize, peer: usize) -> EngineError {
+    EngineError::Peer(format!(
+        "party {me}: party {peer} holds this job's keys but {OTHER_JOB} (its CRYPTGPU_PEERS \
+         list or CRYPTGPU_JOB differs from this party's): give every party of one job the same \
+         peer list, and each job its own keys (two jobs sharing keys could otherwise be mixed)"
+    ))
 }
 
 fn params() -> Result<snow::params::NoiseParams> {
@@ -107,6 +147,28 @@ pub fn check_own_key(keys: &LinkKeys, me: usize) -> Result<()> {
              give each party its own partyN.key and every party the same pubkeys"
         )));
     }
+    // a list naming one key twice, or a key no exchange can use (all zero, a
+    // low-order point): refused here, where the handshake would fail only
+    // at the timeout, blaming encryption settings (a user probe)
+    for i in 0..3 {
+        for j in i + 1..3 {
+            if keys.publics[i] == keys.publics[j] {
+                return Err(EngineError::Invalid(format!(
+                    "public keys {i} and {j} of the list are the same key: each party needs its \
+                     own key pair (python -m cryptgpu.keys makes three)"
+                )));
+            }
+        }
+    }
+    for (r, public) in keys.publics.iter().enumerate() {
+        let mut secret = [0u8; 32];
+        if r != me && (dh.dh(public, &mut secret).is_err() || secret == [0u8; 32]) {
+            return Err(EngineError::Invalid(format!(
+                "public key {r} of the list is not a usable X25519 key (all zero or a low-order \
+                 point): copy the pubkeys that python -m cryptgpu.keys wrote"
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -120,6 +182,8 @@ pub fn refused(me: usize, peer: usize, what: &str) -> EngineError {
 
 /// Bytes of a handshake attempt's nonce.
 const ATTEMPT: usize = 8;
+/// Bytes of the first message's payload: the nonce and the job's digest.
+const FIRST: usize = ATTEMPT + 32;
 /// Answered first messages a responder keeps until one is confirmed.
 const CANDIDATES: usize = 32;
 
@@ -168,8 +232,10 @@ pub fn handshake(
     if initiator {
         let mut hs = build()?;
         let nonce = attempt_nonce()?;
+        let mut first = nonce.to_vec();
+        first.extend_from_slice(&keys.job);
         let n = hs
-            .write_message(&nonce, &mut msg)
+            .write_message(&first, &mut msg)
             .map_err(|_| fail("first message"))?;
         send(&msg[..n])?;
         loop {
@@ -177,8 +243,12 @@ pub fn handshake(
             if m.len() < ATTEMPT || m[..ATTEMPT] != nonce[..] {
                 continue; // an answer to another first message (a replay's)
             }
-            hs.read_message(&m[ATTEMPT..], &mut payload)
+            let n = hs
+                .read_message(&m[ATTEMPT..], &mut payload)
                 .map_err(|_| fail("bad answer"))?;
+            if payload[..n] != keys.job[..] {
+                return Err(other_job(me, peer));
+            }
             break;
         }
         let mut st = hs
@@ -207,14 +277,19 @@ pub fn handshake(
         // reads and names an attempt not answered yet
         let mut hs = build()?;
         let nonce: Option<[u8; ATTEMPT]> = match hs.read_message(&m, &mut payload) {
-            Ok(ATTEMPT) => payload[..ATTEMPT].try_into().ok(),
+            Ok(FIRST) if payload[ATTEMPT..FIRST] != keys.job[..] => {
+                // read under this job's keys, so sent by a key holder: a
+                // party of another job run with the same keys
+                return Err(other_job(me, peer));
+            }
+            Ok(FIRST) => payload[..ATTEMPT].try_into().ok(),
             _ => None,
         };
         match nonce {
             Some(nonce) if candidates.iter().any(|(a, _)| *a == nonce) => {} // a repeat
             Some(nonce) => {
                 let n = hs
-                    .write_message(&[], &mut msg)
+                    .write_message(&keys.job, &mut msg)
                     .map_err(|_| fail("answer"))?;
                 let mut out = nonce.to_vec();
                 out.extend_from_slice(&msg[..n]);
@@ -320,10 +395,12 @@ mod tests {
         let ka = LinkKeys {
             private: a,
             publics: [pa, pb, pc],
+            job: [0; 32],
         };
         let kb = LinkKeys {
             private: b,
             publics: [pa, pb, pc],
+            job: [0; 32],
         };
         let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
         let (tx2, rx2) = std::sync::mpsc::channel::<Vec<u8>>();
@@ -368,10 +445,12 @@ mod tests {
             LinkKeys {
                 private: a,
                 publics,
+                job: [0; 32],
             },
             LinkKeys {
                 private: b,
                 publics,
+                job: [0; 32],
             },
         )
     }
@@ -464,6 +543,60 @@ mod tests {
         let sink = |_: &[u8]| Ok(());
         let e = handshake(&kb, 1, 0, false, false, sink, || Ok(rx.recv().unwrap()));
         assert!(matches!(e, Err(EngineError::Peer(m)) if m.contains("no confirmation")));
+    }
+
+    #[test]
+    fn a_party_of_another_job_is_refused_on_both_sides() {
+        // the same keys, another job: a rerouted party of a second job
+        let (ka, mut kb) = two_parties();
+        kb.job = job_digest(&["b:1".into(), "b:2".into(), "b:3".into()], "").unwrap();
+        assert_ne!(ka.job, kb.job);
+        for patient in [false, true] {
+            let (kb, (tx, rx)) = (kb.clone(), std::sync::mpsc::channel::<Vec<u8>>());
+            let (tx2, rx2) = std::sync::mpsc::channel::<Vec<u8>>();
+            let h = std::thread::spawn(move || {
+                let r = handshake(
+                    &kb,
+                    1,
+                    0,
+                    false,
+                    patient,
+                    |m| {
+                        let _ = tx2.send(m.to_vec());
+                        Ok(())
+                    },
+                    || rx.recv().map_err(|_| EngineError::Peer("closed".into())),
+                );
+                r.err().map(|e| e.to_string())
+            });
+            let r = handshake(
+                &ka,
+                0,
+                1,
+                true,
+                patient,
+                |m| {
+                    let _ = tx.send(m.to_vec());
+                    Ok(())
+                },
+                || rx2.recv().map_err(|_| EngineError::Peer("closed".into())),
+            );
+            let responder = h.join().unwrap().expect("the responder must refuse");
+            assert!(responder.contains(OTHER_JOB), "{responder}");
+            assert!(r.is_err(), "the initiator must not get a link");
+        }
+        // and the digest depends on each address and on the job name
+        let peers: Vec<String> = vec!["a:1".into(), "a:2".into(), "a:3".into()];
+        let d = job_digest(&peers, "").unwrap();
+        assert_ne!(d, job_digest(&peers, "x").unwrap());
+        assert_ne!(
+            d,
+            job_digest(&[peers[1].clone(), peers[0].clone(), peers[2].clone()], "").unwrap()
+        );
+        assert_eq!(
+            d,
+            job_digest(&[" a:1".into(), "a:2 ".into(), "a:3".into()], "").unwrap()
+        );
     }
 
     #[test]

@@ -141,6 +141,7 @@ const ADMITTED: u8 = 0;
 const REFUSED_KEY: u8 = 1;
 const REFUSED_RANK: u8 = 2;
 const REFUSED_MODE: u8 = 3;
+const REFUSED_JOB: u8 = 4;
 
 /// A greeting's flag for a dialing party without encryption (the greeting
 /// is the party's rank, with this bit set on unencrypted links), so that
@@ -215,6 +216,7 @@ fn verdict_error(me: usize, peer: usize, v: u8, encrypted: bool) -> EngineError 
             "party {me}: party {peer} encrypts its links while this party runs without \
              encryption (CRYPTGPU_INSECURE=1): all parties must agree"
         )),
+        REFUSED_JOB => noise::other_job(me, peer),
         other => EngineError::Peer(format!(
             "party {me}: party {peer} sent an unknown answer ({other}): do all parties run the \
              same cryptgpu version?"
@@ -449,7 +451,8 @@ fn admit(mut s: TcpStream, rank: usize, p: usize, keys: Option<&LinkKeys>) -> Re
         Ok(t) => Ok((s, Some(t))),
         Err((e, stream_failed)) => {
             if !stream_failed {
-                verdict(&mut s, REFUSED_KEY);
+                let job = e.to_string().contains(noise::OTHER_JOB);
+                verdict(&mut s, if job { REFUSED_JOB } else { REFUSED_KEY });
             }
             Err(e)
         }

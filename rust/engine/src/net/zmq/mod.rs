@@ -658,6 +658,7 @@ mod tests {
         let keys = |r: usize| LinkKeys {
             private: kp[r].0,
             publics,
+            job: [0; 32],
         };
         let id = identity_to(1, 0, Some(&keys(1)));
         assert_eq!(verify_identity(&keys(0), 0, &id), Some(identity(1)));
@@ -688,6 +689,7 @@ mod tests {
         let stranger = LinkKeys {
             private: kp[3].0,
             publics: [kp[0].1, kp[3].1, kp[2].1],
+            job: [0; 32],
         };
         let forged = identity_to(1, 0, Some(&stranger));
         assert_eq!(verify_identity(&keys(0), 0, &forged), None);
