@@ -231,7 +231,7 @@ def init(
             key,
             pubkeys,
             device,
-            os.environ.get("CRYPTGPU_JOB", ""),  # with peers, names the job in handshakes
+            os.environ.get("CRYPTGPU_JOB", ""),  # names the job in handshakes
         )
         _spmd_sessions.append(_ctx.session)
         _watch_uncaught()

@@ -43,7 +43,6 @@ fn resolve(p: &str, what: &str) -> PyResult<SocketAddr> {
 fn link_keys(
     key: Option<&str>,
     pubkeys: Option<&[String]>,
-    peers: &[String],
     job: &str,
 ) -> PyResult<Option<LinkKeys>> {
     match (key, pubkeys) {
@@ -58,7 +57,7 @@ fn link_keys(
                     unhex32(&ps[1], "public key 1")?,
                     unhex32(&ps[2], "public key 2")?,
                 ],
-                job: job_digest(peers, job).map_err(to_py)?,
+                job: job_digest(job).map_err(to_py)?,
             }))
         }
         (None, None) => Ok(None),
@@ -71,7 +70,7 @@ impl Links {
     /// parties' host:port, `transport` "zmq" or "tcp", `bind` (zmq only)
     /// where this party listens instead of `peers[rank]`, `key`/`pubkeys`
     /// hex X25519 keys for encrypted links, `job` a name the three parties
-    /// share (with `peers`, it names the job in every handshake).
+    /// share (it names the job in every handshake).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         rank: usize,
@@ -126,7 +125,7 @@ impl Links {
         if kind == Kind::Tcp && bind.is_some() {
             return Err(invalid("a separate bind address needs the zmq transport"));
         }
-        let keys = link_keys(key, pubkeys, peers, job)?;
+        let keys = link_keys(key, pubkeys, job)?;
         if let Some(k) = &keys {
             cryptgpu_engine::net::noise::check_own_key(k, rank).map_err(to_py)?;
         }

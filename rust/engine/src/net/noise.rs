@@ -15,7 +15,8 @@ pub const CHUNK: usize = 65535 - 16;
 
 /// This party's static private key, the three parties' public keys and
 /// the job's digest (`job_digest`), which each handshake exchanges sealed:
-/// two jobs run with the same keys cannot be spliced into one session.
+/// two jobs run with the same keys and different names cannot be spliced
+/// into one session.
 #[derive(Clone)]
 pub struct LinkKeys {
     pub private: [u8; 32],
@@ -23,13 +24,15 @@ pub struct LinkKeys {
     pub job: [u8; 32],
 }
 
-/// The digest naming one job: BLAKE2s over the three peer addresses as
-/// given (the same `CRYPTGPU_PEERS` on every party) and an optional job
-/// name (`CRYPTGPU_JOB`). Until 2026-12-05 nothing in the handshake named
-/// the job, so a network that rerouted the links of two jobs run at once
-/// with the same keys mixed them into two sessions that finished with
-/// wrong results and exit code 0 (a user probe).
-pub fn job_digest(peers: &[String], name: &str) -> Result<[u8; 32]> {
+/// The digest naming one job: BLAKE2s over its name (`CRYPTGPU_JOB`,
+/// empty by default), which the three parties share. Until 2026-12-05
+/// nothing in the handshake named the job, so a network that rerouted the
+/// links of two jobs run at once with the same keys mixed them into two
+/// sessions that finished with wrong results and exit code 0 (a user
+/// probe); jobs that share keys now stay apart when their names differ.
+/// Not the peer list: behind proxies or NAT each party may reach the
+/// others at addresses of its own.
+pub fn job_digest(name: &str) -> Result<[u8; 32]> {
     use snow::params::HashChoice;
     use snow::resolvers::{CryptoResolver, DefaultResolver};
     let mut h = DefaultResolver
@@ -37,11 +40,6 @@ pub fn job_digest(peers: &[String], name: &str) -> Result<[u8; 32]> {
         .ok_or_else(|| EngineError::Internal("no BLAKE2s implementation".into()))?;
     h.reset();
     h.input(b"cryptgpu job v1\0");
-    for p in peers {
-        h.input(p.trim().as_bytes());
-        h.input(b"\n");
-    }
-    h.input(b"\0");
     h.input(name.as_bytes());
     let mut out = [0u8; 32];
     h.result(&mut out);
@@ -54,9 +52,10 @@ pub const OTHER_JOB: &str = "belongs to another job";
 /// The error for a peer whose handshake names another job.
 pub fn other_job(me: usize, peer: usize) -> EngineError {
     EngineError::Peer(format!(
-        "party {me}: party {peer} holds this job's keys but {OTHER_JOB} (its CRYPTGPU_PEERS \
-         list or CRYPTGPU_JOB differs from this party's): give every party of one job the same \
-         peer list, and each job its own keys (two jobs sharing keys could otherwise be mixed)"
+        "party {me}: party {peer} holds this job's keys but {OTHER_JOB} (its CRYPTGPU_JOB \
+         differs from this party's): give the three parties of one job the same CRYPTGPU_JOB, \
+         and each job its own keys or its own name (two jobs sharing keys and name could be \
+         mixed by the network)"
     ))
 }
 
@@ -549,7 +548,7 @@ mod tests {
     fn a_party_of_another_job_is_refused_on_both_sides() {
         // the same keys, another job: a rerouted party of a second job
         let (ka, mut kb) = two_parties();
-        kb.job = job_digest(&["b:1".into(), "b:2".into(), "b:3".into()], "").unwrap();
+        kb.job = job_digest("job b").unwrap();
         assert_ne!(ka.job, kb.job);
         for patient in [false, true] {
             let (kb, (tx, rx)) = (kb.clone(), std::sync::mpsc::channel::<Vec<u8>>());
@@ -585,18 +584,9 @@ mod tests {
             assert!(responder.contains(OTHER_JOB), "{responder}");
             assert!(r.is_err(), "the initiator must not get a link");
         }
-        // and the digest depends on each address and on the job name
-        let peers: Vec<String> = vec!["a:1".into(), "a:2".into(), "a:3".into()];
-        let d = job_digest(&peers, "").unwrap();
-        assert_ne!(d, job_digest(&peers, "x").unwrap());
-        assert_ne!(
-            d,
-            job_digest(&[peers[1].clone(), peers[0].clone(), peers[2].clone()], "").unwrap()
-        );
-        assert_eq!(
-            d,
-            job_digest(&[" a:1".into(), "a:2 ".into(), "a:3".into()], "").unwrap()
-        );
+        // the digest depends on the name only
+        assert_eq!(job_digest("").unwrap(), job_digest("").unwrap());
+        assert_ne!(job_digest("").unwrap(), job_digest("x").unwrap());
     }
 
     #[test]
