@@ -105,6 +105,38 @@ def test_parties_running_different_programs_are_told_so():
     assert time.monotonic() - t0 < 10, "reported at the timeout, not at once"
 
 
+@pytest.mark.parametrize("skipped", ["barrier", "print", "reveal"])
+def test_a_collective_skipped_on_one_party_is_caught_before_a_reveal(skipped):
+    """One party skips a barrier, an ordered print or a reveal of a vector
+    (logging on one rank), then every party reveals a scalar: the skipped
+    operation's messages met the scalar reveal's and opened garbage (1e14
+    for a loss of 16.8), silently (a user probe). A reveal's step tag now
+    carries its shape, and barrier and ordered print open a public zero
+    of a shape no user value has, so the parties are out of step at once
+    and no value reaches the program."""
+    seen = []
+
+    def f():
+        x = cryptgpu.cryptensor(torch.tensor([0.5, 1.0, 2.0]), src=0)
+        total = (x * x).sum()
+        if cryptgpu.rank() != 2:
+            if skipped == "barrier":
+                cryptgpu.comm.get().barrier()
+            elif skipped == "print":
+                cryptgpu.print("log", in_order=True)
+            else:
+                x.get_plain_text()
+        v = total.item()
+        seen.append(v)
+        return v
+
+    t0 = time.monotonic()
+    with pytest.raises(cryptgpu.PeerError, match="out of step|left the session|aborted"):
+        cryptgpu.spmd.run(f, seed=1, timeout_s=30)
+    assert time.monotonic() - t0 < 10, "reported at the timeout, not at once"
+    assert seen == [], seen
+
+
 @pytest.mark.parametrize("placeholder", [(3, 4), (12,), (4, 4)])
 def test_a_placeholder_of_another_shape_is_named_at_once(placeholder):
     """A placeholder with as many elements but another shape was shared in

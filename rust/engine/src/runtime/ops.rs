@@ -52,9 +52,17 @@ impl Session {
     }
 
     /// Reveal to all parties; returns the ring values (all three agree).
+    /// The shape is mixed into the step tag (as `share` does): a party that
+    /// skipped a reveal (or a barrier) on its own and then revealed a value
+    /// of another shape combined unrelated shares into garbage, silently (a
+    /// user probe); it is now out of step at the first message.
     pub fn reveal_ring(&self, t: &Tensor) -> Result<Vec<u64>> {
         self.check(t)?;
-        let all = self.run("reveal", |p| p.reveal(t.at(p.rank)?))?;
+        let what = format!("shape {:?}", t.shape);
+        let all = self.run("reveal", |p| {
+            p.comm.salt(&what);
+            p.reveal(t.at(p.rank)?)
+        })?;
         agree(all, "parties revealed different values")
     }
 
@@ -69,7 +77,11 @@ impl Session {
         if to > 2 {
             return invalid(format!("dst must be 0, 1 or 2, got {to}"));
         }
-        let r = self.run("reveal", |p| p.reveal_to(t.at(p.rank)?, to))?;
+        let what = format!("shape {:?} to party {to}", t.shape);
+        let r = self.run("reveal", |p| {
+            p.comm.salt(&what);
+            p.reveal_to(t.at(p.rank)?, to)
+        })?;
         match r.into_iter().flatten().next() {
             Some(x) => Ok(Some(ring::decode(&x, self.frac_bits))),
             // This process does not host the target party.
