@@ -248,3 +248,23 @@ def test_init_with_other_settings_inside_a_party_warns():
         return cryptgpu._session.current().precision_bits
 
     assert cryptgpu.spmd.run(f) == [16, 16, 16]
+
+
+def test_dst_takes_a_numpy_int_or_a_0d_tensor_as_src_does():
+    """get_plain_text(dst=np.int64(1)) and dst=torch.tensor(1) raised
+    TypeError though src takes them (a user probe): both reveal to party 1
+    only. Exact: 2.0 and 3.0 are encoded exactly."""
+    import numpy as np
+
+    def f():
+        x = cryptgpu.cryptensor(torch.tensor([2.0, 3.0]), src=np.int64(0))
+        return x.get_plain_text(dst=np.int64(1)), x.get_plain_text(dst=torch.tensor(1))
+
+    out = cryptgpu.spmd.run(f, seed=1, timeout_s=30)
+    for rank, (a, b) in enumerate(out):
+        if rank == 1:
+            assert torch.equal(a, torch.tensor([2.0, 3.0])) and torch.equal(b, a)
+        else:
+            assert a is None and b is None
+    with pytest.raises(TypeError, match="party index"):
+        cryptgpu.spmd.run(lambda: cryptgpu.cryptensor(torch.ones(1)).get_plain_text(dst=1.0))

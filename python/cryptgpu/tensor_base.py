@@ -10,7 +10,7 @@ import torch
 
 from . import _native, _session
 from . import autograd as ag
-from ._plain import _buf, _float64, _norm_dim, _plain_array, _strides
+from ._plain import _buf, _float64, _index, _norm_dim, _plain_array, _strides
 from ._session import current
 
 # torch float dtypes a revealed tensor is cast to in numpy.
@@ -420,8 +420,9 @@ class TensorBase(ag.Node):
         if dst is None:
             raw = s.reveal(self._t)
         else:
-            if not isinstance(dst, int) or isinstance(dst, bool):
-                raise TypeError("dst must be a party index (int)")
+            if _index(dst) is None:  # an int, NumPy int or 0-d integer tensor, as src
+                raise TypeError(f"dst must be a party index (int), got {type(dst).__name__}")
+            dst = _index(dst)
             if not 0 <= dst <= 2:
                 raise _native.InvalidArgumentError(f"dst must be 0, 1 or 2, got {dst}")
             raw = s.reveal_to(self._t, dst)
