@@ -167,3 +167,62 @@ def test_functional_channel_dropouts_honour_training(session, fn, shape):
     out = pt(F.dropout3d(e, 0.5))  # 4-D: unbatched [C, D, H, W], as torch
     assert abs(_whole_channels(out, 2, 2.0) - 0.5) <= 0.5
     assert usable()
+
+
+@pytest.mark.parametrize(
+    "f",
+    [F.adaptive_avg_pool1d, F.adaptive_max_pool1d, F.adaptive_avg_pool2d, F.adaptive_max_pool2d],
+)
+@pytest.mark.parametrize("size", [0, (0,), 3, [3], (0, 2), (None, 0), (3, 5)])
+def test_adaptive_pool_output_sizes_as_torch(session, rng, f, size):
+    # 0 is an empty output (it was read as "keep the input length": the
+    # input itself came back); 1-tuples only for the 1-d pools (a pair was
+    # taken as its first entry), pairs only for the 2-d ones
+    if "1d" in f.__name__ and size == (None, 0):
+        pytest.skip("torch's 1-d pools disagree on which error comes first")
+    x = torch.rand(2, 3, 8, 8, generator=rng, dtype=torch.float64) * 4 - 2
+    x = x[..., 0, :] if "1d" in f.__name__ else x
+    try:
+        want = f(x, size)
+    except (RuntimeError, TypeError) as e:
+        with pytest.raises(RuntimeError if isinstance(e, RuntimeError) else TypeError):
+            f(cryptgpu.cryptensor(x), size)
+        assert usable()
+        return
+    # a mean over at most 3 of |x| < 2 against public weights: 2 weight
+    # encodings of 2 * 2^-17 and one truncation of 2^-16; a maximum is exact
+    # on the input's encoding (2^-17)
+    assert_close(pt(f(cryptgpu.cryptensor(x), size)), want, 4 * 2.0**-17 + 2.0**-16)
+
+
+@pytest.mark.parametrize(
+    "f",
+    [F.adaptive_avg_pool1d, F.adaptive_max_pool1d, F.adaptive_avg_pool2d, F.adaptive_max_pool2d],
+)
+@pytest.mark.parametrize(
+    "size, exc",
+    [(-1, RuntimeError), ((2, 2, 2), RuntimeError), (None, TypeError), (2.0, TypeError)],
+)
+def test_adaptive_pool_bad_sizes_raise_torchs_exceptions(session, f, size, exc):
+    x = torch.ones(2, 3, 8, 8, dtype=torch.float64)
+    x = x[..., 0, :] if "1d" in f.__name__ else x
+    with pytest.raises(exc):
+        f(x, size)
+    with pytest.raises(exc):
+        f(cryptgpu.cryptensor(x), size)
+    assert usable()
+
+
+@pytest.mark.parametrize(
+    "f",
+    [F.adaptive_avg_pool1d, F.adaptive_max_pool1d, F.adaptive_avg_pool2d, F.adaptive_max_pool2d],
+)
+@pytest.mark.parametrize("size", [2**40, 2**63])
+def test_adaptive_pool_huge_output_refused_at_once(session, f, size):
+    # torch refuses at once; the windows of a huge size were built in
+    # Python first (a hang growing to many GB): now a MemoryError before
+    # anything is built
+    x = cryptgpu.cryptensor(torch.ones(1, 1, 4, 4) if "2d" in f.__name__ else torch.ones(1, 1, 8))
+    with pytest.raises(MemoryError):
+        f(x, size)
+    assert usable()

@@ -5,12 +5,14 @@ these; their gradients are in :mod:`cryptgpu.gradients`.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from . import autograd as ag
 from . import gradients as gr
 from ._native import InvalidArgumentError, ShapeError
-from ._plain import _buf, _index, _ints, _pair
+from ._plain import _buf, _index, _ints, _pair, check_positions
 from .tensor_base import TensorBase
 
 
@@ -243,6 +245,8 @@ class LayerOps:
         truncation per axis)."""
         oh, ow = _adaptive_size(self, output_size, "adaptive_avg_pool2d")
         h, w = self.shape[-2], self.shape[-1]
+        if oh == 0 or ow == 0:
+            return _empty_pool(self, oh, ow)
         if h % oh == 0 and w % ow == 0:
             return self.avg_pool2d((h // oh, w // ow))
         return _adaptive_axis_mean(_adaptive_axis_mean(self, -2, oh), -1, ow)
@@ -256,6 +260,8 @@ class LayerOps:
         (the maximum is unchanged), one tournament per axis."""
         oh, ow = _adaptive_size(self, output_size, "adaptive_max_pool2d")
         h, w = self.shape[-2], self.shape[-1]
+        if oh == 0 or ow == 0:
+            return _empty_pool(self, oh, ow)
         if (oh, ow) == (1, 1):  # global: one tournament over H x W
             return self.flatten(-2).amax(-1, keepdim=True).unsqueeze(-1)
         if h % oh == 0 and w % ow == 0:
@@ -322,17 +328,55 @@ def _avg_pool_weighted(x, k, st, pad, ceil_mode, count_include_pad, divisor_over
 
 
 def _adaptive_size(x, output_size, what: str) -> tuple[int, int]:
-    """(oh, ow) of an adaptive 2-D pooling, None entries keeping the input's."""
+    """(oh, ow) of an adaptive 2-D pooling, None entries keeping the input's,
+    refused as torch refuses it (RuntimeError: not two sizes, a negative
+    one, an empty input plane), and OutOfMemoryError for one whose result
+    or windows could not be held, before anything is built (torch raises
+    at once; the windows of a size of 2**40 would fill memory)."""
     if x.dim() not in (3, 4):
         raise ShapeError(f"{what} expects 3-D or 4-D input, got {x.dim()}-D")
     pair = (output_size, output_size) if _index(output_size) is not None else output_size
     if len(pair) != 2:
-        raise ValueError(f"output_size must be an int or a pair, got {output_size!r}")
+        raise ShapeError(f"{what}: output_size must be 2, got {output_size!r}")
     h, w = x.shape[-2], x.shape[-1]
     oh, ow = (n if o is None else _ints([o], "output_size")[0] for n, o in zip((h, w), pair))
-    if oh <= 0 or ow <= 0:  # torch gives an empty output
-        raise NotImplementedError(f"{what} to an empty output ({oh}x{ow})")
+    if oh < 0 or ow < 0:
+        raise ShapeError(
+            f"{what}: elements of output_size must be greater than or equal to 0 "
+            f"but received {(oh, ow)}"
+        )
+    if h == 0 or w == 0:
+        raise ShapeError(
+            f"{what}(): Expected input to have non-zero size for non-batch dimensions, "
+            f"but input has sizes {list(x.shape)}"
+        )
+    check_positions(math.prod(tuple(x.shape)[:-2]) * oh * ow + h * oh + w * ow, what)
     return oh, ow
+
+
+def _empty_pool(x, oh: int, ow: int):
+    """The empty result of an adaptive pooling to oh x ow (one of them 0)."""
+    return x.flatten(-2)[..., :0].reshape(tuple(x.shape)[:-2] + (oh, ow))
+
+
+def adaptive_length(output_size, what: str) -> int:
+    """The output length of a 1-D adaptive pooling: an int (a NumPy integer,
+    a 0-d integer tensor) or a 1-tuple of one, as torch takes it (a 0 is
+    an empty output, not "keep the input's")."""
+    v = output_size
+    if isinstance(v, (tuple, list)):
+        if len(v) != 1:
+            raise ShapeError(
+                f"{what}() argument 'output_size' should contain one int (got {len(v)})"
+            )
+        v = v[0]
+    o = _index(v)
+    if o is None:
+        raise TypeError(
+            f"{what}(): argument 'output_size' (position 2) must be tuple of ints, "
+            f"not {type(v).__name__}"
+        )
+    return o
 
 
 def adaptive_bounds(n: int, o: int) -> list:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from .. import _session
 from .._native import ShapeError
 from ..tensor import SharedTensor
+from ..tensor_layers import adaptive_length
 from .layers import AvgPool2d, _as_operand, _fresh, _like, _public_input, shift_bias
 from .module import Module
 from .stats import LINEAR, POOLING
@@ -96,17 +97,16 @@ class AdaptiveAvgPool1d(Module):
 
     def __init__(self, output_size):
         super().__init__()
-        self.out = output_size[0] if isinstance(output_size, (tuple, list)) else output_size
+        self.out = output_size
 
     def forward(self, x):
         """Average pooling to ``output_size`` (uneven windows as torch's)."""
-        n = x.shape[-1]
-        o = self.out or n
         if not isinstance(x, SharedTensor):
-            return F.adaptive_avg_pool1d(x, o)
-        if o == 1:
+            return F.adaptive_avg_pool1d(x, self.out)
+        n, o = x.shape[-1], adaptive_length(self.out, "adaptive_avg_pool1d")
+        if o == 1 and n:
             return x.mean(-1, keepdim=True)
-        if n % o == 0:
+        if 0 < o <= n and n % o == 0:
             return x.avg_pool1d(n // o)
         return x.unsqueeze(-2).adaptive_avg_pool2d((1, o)).squeeze(-2)
 
@@ -121,15 +121,15 @@ class AdaptiveMaxPool1d(Module):
         super().__init__()
         if return_indices:
             raise NotImplementedError("AdaptiveMaxPool1d with return_indices")
-        self.out = output_size[0] if isinstance(output_size, (tuple, list)) else output_size
+        self.out = output_size
 
     def forward(self, x):
         """Max pooling to ``output_size``."""
-        o = self.out or x.shape[-1]
         if not isinstance(x, SharedTensor):
-            return F.adaptive_max_pool1d(x, o)
+            return F.adaptive_max_pool1d(x, self.out)
         if x.dim() not in (2, 3):
             raise ShapeError(f"adaptive_max_pool1d expects 2-D or 3-D input, got {x.dim()}-D")
+        o = adaptive_length(self.out, "adaptive_max_pool1d")
         return x.unsqueeze(-2).adaptive_max_pool2d((1, o)).squeeze(-2)
 
 
