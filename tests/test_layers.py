@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as Fn
 
 import cryptgpu
-from conftest import ENC, TRUNC, ULP, assert_close, prod_tol, rand
+from conftest import ENC, TRUNC, ULP, assert_close, prod_tol, rand, usable
 
 
 @pytest.mark.parametrize(
@@ -82,6 +82,32 @@ def test_linear_and_public_scalars_refuse_bad_input(session, rng):
         x.get_plain_text(dtype=torch.float64), good.get_plain_text(dtype=torch.float64)
     )
     assert_close(got, want, prod_tol(5, 1, 1) + ENC)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize(
+    "wshape, bias", [((2, 4, 1), False), ((2, 4, 1), True), ((), False), ((4,), True)]
+)
+def test_linear_refuses_weights_torch_refuses(session, rng, shared, wshape, bias):
+    """A 3-D weight was multiplied as a batch of matrices (a (1, 3, 2)
+    result); torch's RuntimeError now, as for a 0-D weight, and a 1-D one
+    with a bias on a 2-D input."""
+    x = rand(3, 4, gen=rng)
+    w = rand(*wshape, gen=rng) if wshape else torch.tensor(0.5, dtype=torch.float64)
+    b = torch.ones(2 if len(wshape) > 1 else 1, dtype=torch.float64) if bias else None
+    with pytest.raises(RuntimeError):
+        Fn.linear(x, w, b)
+    with pytest.raises(RuntimeError):
+        Fn.linear(cryptgpu.cryptensor(x), cryptgpu.cryptensor(w) if shared else w, b)
+    assert usable()
+
+
+@pytest.mark.parametrize("lead", [(), (3,), (2, 3)])
+def test_linear_one_dim_weight_as_torch(session, rng, lead):
+    x, w = rand(*lead, 4, gen=rng), rand(4, gen=rng)
+    # a dot product of 4 encoded values below 1 (conftest.prod_tol)
+    got = Fn.linear(cryptgpu.cryptensor(x), w).get_plain_text(dtype=torch.float64)
+    assert_close(got, Fn.linear(x, w), prod_tol(4, 1, 1))
 
 
 def test_conv2d_unbatched_input(session, rng):

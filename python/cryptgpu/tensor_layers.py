@@ -180,7 +180,22 @@ class LayerOps:
         return x.avg_pool2d((1, k), (1, st), (0, pad), ceil_mode, count_include_pad).squeeze(-2)
 
     def linear(self, weight, bias=None) -> TensorBase:
-        """x @ weight.T + bias, like ``torch.nn.functional.linear``."""
+        """x @ weight.T + bias, like ``torch.nn.functional.linear``: a 2-D
+        weight, or a 1-D one (a dot product; not with a bias on a 2-D
+        input, as torch); other weights raise torch's RuntimeError (a 3-D
+        one was multiplied as a batch of matrices)."""
+        if not isinstance(weight, TensorBase):
+            weight = self._plain(weight, "linear weight")
+        wdim = weight.dim() if isinstance(weight, TensorBase) else weight.ndim
+        if wdim == 0 or self.dim() == 0:
+            raise ShapeError(
+                "both arguments to linear need to be at least 1D, "
+                f"but they are {self.dim()}D and {wdim}D"
+            )
+        if wdim > 2:
+            raise ShapeError(f"t() expects a tensor with <= 2 dimensions, but self is {wdim}D")
+        if wdim == 1 and bias is not None and self.dim() == 2:
+            raise ShapeError("addmm: mat2 must be a matrix, got 1-D tensor")
         if isinstance(weight, TensorBase) and weight.dim() == 2 and self.dim() >= 1:
             # Leading dims flattened into rows: one product reading W in
             # place, instead of a transposed (and per-batch expanded) copy.
@@ -195,7 +210,7 @@ class LayerOps:
         elif isinstance(weight, TensorBase):
             out = self.matmul(weight.t())
         else:
-            out = self.matmul(self._plain(weight, "linear weight").T)
+            out = self.matmul(weight.T)
         return out if bias is None else out + bias
 
     def avg_pool2d(
