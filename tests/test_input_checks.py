@@ -2,11 +2,13 @@
 (issue 16's list): each is now torch's answer or a clear exception of the
 type torch raises, and the session stays usable afterwards."""
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import cryptgpu
-from conftest import ENC, assert_close, rand
+from conftest import ENC, assert_close, prod_tol, rand, usable
 
 
 def grid(t):
@@ -114,3 +116,81 @@ def test_cross_entropy_is_never_negative(session):
     v = got.get_plain_text(dtype=torch.float64).item()
     assert v >= 0.0, v
     assert abs(v - want) < 0.01, (v, want)
+
+
+_N2, _N1 = np.int64(2), np.int64(1)
+_T2 = torch.tensor(2)
+
+
+@pytest.mark.parametrize(
+    "name, f",
+    [
+        ("conv2d stride", lambda x, w: F.conv2d(x, w, stride=_N2)),
+        ("conv2d padding pair", lambda x, w: F.conv2d(x, w, padding=(_N1, _N1))),
+        ("conv2d dilation", lambda x, w: F.conv2d(x, w, dilation=_T2)),
+        ("conv2d groups", lambda x, w: F.conv2d(x, w[:, :1], groups=np.int64(3))),
+        ("conv1d stride", lambda x, w: F.conv1d(x[..., 0, :], w[..., 0, :], stride=_N2)),
+        ("conv_transpose2d stride", lambda x, w: F.conv_transpose2d(x, w.mT[:3], stride=_N2)),
+        ("max_pool2d", lambda x, w: F.max_pool2d(x, _N2, stride=_N1)),
+        ("max_pool2d 0-d", lambda x, w: F.max_pool2d(x, _T2)),
+        ("avg_pool2d", lambda x, w: F.avg_pool2d(x, _N2, padding=_N1)),
+        ("max_pool1d", lambda x, w: F.max_pool1d(x[..., 0, :], _N2)),
+        ("avg_pool1d", lambda x, w: F.avg_pool1d(x[..., 0, :], _N2, stride=_N1)),
+        ("interpolate size", lambda x, w: F.interpolate(x, size=np.int64(3))),
+    ],
+)
+def test_numpy_and_0d_integers_taken_as_torch_takes_them(session, rng, name, f):
+    """NumPy integers and 0-d integer tensors are ints to torch; they were
+    refused ("stride must be an int or a pair of ints, got np.int64(2)")."""
+    x, w = rand(2, 3, 6, 6, gen=rng), rand(3, 3, 3, 3, gen=rng)
+    want = f(x, w)
+    # conv: at most 27 products of values below 1 (conftest.prod_tol);
+    # pooling and nearest resizing: a mean of encoded inputs plus one
+    # truncation
+    assert_close(
+        f(cryptgpu.cryptensor(x), w).get_plain_text(dtype=torch.float64), want, prod_tol(27, 1, 1)
+    )
+
+
+@pytest.mark.parametrize("size", [np.int64(4), torch.tensor(4)])
+def test_layers_take_numpy_sizes_as_sizes(session, rng, size):
+    """``Linear(np.int64(4), 2)`` took the number as its weight (and 2 as
+    its bias), failing later with an obscure error; any integer is a size."""
+    torch.manual_seed(0)
+    lin = cryptgpu.nn.Linear(size, 2)
+    conv = cryptgpu.nn.Conv2d(size, 2, 3)
+    conv1 = cryptgpu.nn.Conv1d(size, 2, 3)
+    assert tuple(lin.weight.shape) == (2, 4) and tuple(conv.weight.shape) == (2, 4, 3, 3)
+    assert tuple(conv1.weight.shape) == (2, 4, 3)
+    x = rand(3, 4, gen=rng)
+    w, b = lin.weight.to(torch.float64), lin.bias.to(torch.float64)
+    got = lin(cryptgpu.cryptensor(x)).get_plain_text(dtype=torch.float64)
+    assert_close(got, F.linear(x, w, b), prod_tol(4, 1, 1) + ENC)  # 4 products, the bias's encoding
+
+
+@pytest.mark.parametrize("layer", ["Linear", "Conv2d", "Conv1d"])
+@pytest.mark.parametrize("size", ["4", 4.0, None])
+def test_layers_refuse_non_integer_sizes_as_torch(session, layer, size):
+    """``Linear("4", 2)`` built a layer whose weight was the string "4"."""
+    args = (size, 2) if layer == "Linear" else (size, 2, 3)
+    with pytest.raises(TypeError):
+        getattr(torch.nn, layer)(*args)
+    with pytest.raises(TypeError):
+        getattr(cryptgpu.nn, layer)(*args)
+    assert usable()
+
+
+def test_converted_model_with_numpy_sizes(session, rng):
+    """A torch model whose layer sizes came from NumPy (padding
+    (np.int64(1), np.int64(1))) was refused by from_pytorch."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 2, np.int64(3), padding=np.int64(1), stride=np.int64(1)),
+        torch.nn.MaxPool2d(np.int64(2)),
+        torch.nn.Flatten(),
+    ).double()
+    x = rand(2, 3, 4, 4, gen=rng)
+    private = cryptgpu.nn.from_pytorch(model, torch.empty(2, 3, 4, 4)).encrypt()
+    got = private(cryptgpu.cryptensor(x)).get_plain_text(dtype=torch.float64)
+    # 27 products of values below 1, plus the bias's encoding
+    assert_close(got, model(x).detach(), prod_tol(27, 1, 1) + ENC)

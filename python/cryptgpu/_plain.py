@@ -144,9 +144,13 @@ def _norm_dim(d: int, ndim: int) -> int:
 
 
 def _pair(v, name: str) -> tuple[int, int]:
-    if isinstance(v, int) and not isinstance(v, bool):
+    """An int or a pair of ints (each as :func:`_index` takes it: NumPy
+    integers and 0-d integer tensors too, as torch's), or TypeError."""
+    if _index(v) is not None:
         v = (v, v)
-    if not (isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(i, int) for i in v)):
+    if isinstance(v, (tuple, list)) and len(v) == 2 and None not in map(_index, v):
+        v = tuple(_index(i) for i in v)
+    else:
         raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
     if any(i < 0 for i in v):
         raise InvalidArgumentError(f"{name} must be non-negative, got {v!r}")

@@ -34,8 +34,9 @@ class LayerOps:
         )
         if stride[0] == 0 or stride[1] == 0 or dilation[0] == 0 or dilation[1] == 0:
             raise InvalidArgumentError("stride and dilation must be positive")
-        if not isinstance(groups, int) or groups < 1:
+        if _index(groups) is None or _index(groups) < 1:
             raise InvalidArgumentError(f"groups must be a positive int, got {groups!r}")
+        groups = _index(groups)
         x, squeeze = (self.unsqueeze(0), True) if self.dim() == 3 else (self, False)
         if x.dim() == 4 and 0 in tuple(x.shape)[1:]:
             # torch refuses empty H or W, and answers zero input channels with
@@ -79,8 +80,9 @@ class LayerOps:
         )
         if min(stride + dilation) <= 0 or min(padding + outpad) < 0:
             raise InvalidArgumentError("stride and dilation must be positive, padding not negative")
-        if not isinstance(groups, int) or groups < 1:
+        if _index(groups) is None or _index(groups) < 1:
             raise InvalidArgumentError(f"groups must be a positive int, got {groups!r}")
+        groups = _index(groups)
         if any(o >= max(s, d) for o, s, d in zip(outpad, stride, dilation)):
             raise InvalidArgumentError(
                 "output padding must be smaller than either stride or dilation, got "
@@ -490,6 +492,7 @@ def _single(v, name: str) -> int:
         if len(v) != 1:
             raise InvalidArgumentError(f"{name} must be an int or a 1-tuple, got {v!r}")
         v = v[0]
-    if isinstance(v, bool) or not isinstance(v, int):
+    i = _index(v)  # NumPy integers and 0-d integer tensors too, as torch
+    if i is None:
         raise InvalidArgumentError(f"{name} must be an int, got {v!r}")
-    return v
+    return i

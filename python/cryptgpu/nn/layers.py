@@ -8,11 +8,13 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .. import _session, functions
 from .. import autograd as ag
+from .._plain import _index
 from ..tensor import SharedTensor, cryptensor
 from .module import Module
 from .stats import BATCHNORM, LINEAR, POOLING, RELU, SOFTMAX
@@ -33,7 +35,13 @@ def _fresh(layer: torch.nn.Module) -> tuple:
 
 
 def _is_size(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    """Whether a layer's first argument is torch's size (``Linear(4, 2)``:
+    any integer, a NumPy one, a 0-d integer tensor) rather than a given
+    weight (a tensor, an array, a nested list): anything else (a str, a
+    float) goes to torch's constructor too, which raises its TypeError."""
+    if _index(v) is not None:
+        return True
+    return not isinstance(v, (torch.Tensor, SharedTensor, np.ndarray, list, tuple))
 
 
 class Linear(Module):

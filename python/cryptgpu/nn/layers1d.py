@@ -14,7 +14,7 @@ from .. import _session
 from .._native import ShapeError
 from ..tensor import SharedTensor
 from ..tensor_layers import adaptive_length
-from .layers import AvgPool2d, _as_operand, _fresh, _like, _public_input, shift_bias
+from .layers import AvgPool2d, _as_operand, _fresh, _is_size, _like, _public_input, shift_bias
 from .module import Module
 from .stats import LINEAR, POOLING
 
@@ -29,9 +29,7 @@ class Conv1d(Module):
 
     def __init__(self, *args, **kwargs):
         super().__init__()
-        if (args and isinstance(args[0], int) and not isinstance(args[0], bool)) or (
-            "in_channels" in kwargs
-        ):
+        if (args and _is_size(args[0])) or "in_channels" in kwargs:
             layer = torch.nn.Conv1d(*args, **kwargs)
             if layer.padding_mode != "zeros":
                 raise NotImplementedError("Conv1d with a padding_mode")

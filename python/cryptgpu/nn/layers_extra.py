@@ -21,6 +21,7 @@ from .._native import ShapeError
 from ..tensor import SharedTensor
 from .layers import (
     _fresh,
+    _is_size,
     _like,
     _public_input,
     _record_norm,
@@ -307,7 +308,7 @@ class Embedding(Module):
 
     def __init__(self, *args, weight=None, padding_idx=None, scale_grad_by_freq=False, **kw):
         super().__init__()
-        if weight is None and args and not isinstance(args[0], int):
+        if weight is None and args and not _is_size(args[0]):
             weight, args = args[0], args[1:]  # Embedding(weight): the old form
         if weight is None:
             layer = torch.nn.Embedding(*args, padding_idx=padding_idx, **kw)

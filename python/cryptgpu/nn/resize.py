@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .._native import OutOfMemoryError
-from .._plain import check_positions
+from .._plain import _index, check_positions
 from ..tensor import SharedTensor
 from .module import Module
 from .stats import OTHER
@@ -77,7 +77,8 @@ def interpolate(
     check_positions(math.prod(shape), "interpolate")
     spatial = x.dim() - 2
     if size is not None:
-        size = (size,) * spatial if isinstance(size, int) else tuple(size)
+        one = _index(size)  # NumPy integers and 0-d integer tensors too, as torch
+        size = (one,) * spatial if one is not None else tuple(_index(s) for s in size)
         scale = None
     else:
         scale = (
