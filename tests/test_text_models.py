@@ -401,3 +401,28 @@ def test_embedding_max_norm_is_refused_with_a_reason(session):
     with pytest.raises(NotImplementedError, match="max_norm=None"):
         cryptgpu.nn.Embedding(10, 4, max_norm=1.0)
     assert usable()
+
+
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize(
+    "dtype", [torch.int64, torch.int32, torch.int16, torch.uint8, torch.float32, torch.bool]
+)
+def test_embedding_ids_dtypes_as_torch(session, shared, dtype):
+    """int32 ids (torch takes them) raised "one_hot is only applicable to
+    index tensor of type LongTensor"; the dtypes torch refuses raise its
+    RuntimeError."""
+    torch.manual_seed(0)
+    emb = tnn.Embedding(10, 4).double()
+    ids = torch.tensor([[1, 0], [3, 1]]).to(dtype)
+    m = cryptgpu.nn.from_pytorch(emb, ids.long())
+    m = m.encrypt() if shared else m
+    try:
+        want = emb(ids).detach()
+    except RuntimeError:
+        with pytest.raises(RuntimeError):
+            m(ids)
+        assert usable()
+        return
+    got = m(ids)
+    got = got.get_plain_text(dtype=torch.float64) if shared else got.detach()
+    assert_close(got, want, 2 * 2.0**-16)  # one row selected: its encoding and one truncation

@@ -290,6 +290,11 @@ MAX_NORM = (
 )
 
 
+class IdsTypeError(TypeError, RuntimeError):
+    """Ids of a dtype torch's embedding refuses (RuntimeError there; a
+    TypeError here before): catchable as either."""
+
+
 class Embedding(Module):
     """torch.nn.Embedding with a private table: ``Embedding(num_embeddings,
     embedding_dim, padding_idx=None, ...)`` as torch's, or
@@ -349,11 +354,12 @@ class Embedding(Module):
                 w = ag.record(w._wrap(w._t), (w,), lambda g: (g * keep,))
             return x.matmul(w)
         ids = torch.as_tensor(x)
-        if ids.is_floating_point() or ids.dtype == torch.bool:
-            raise TypeError(
-                "Embedding takes integer ids (plaintext) or a SharedTensor of one-hot rows, "
-                f"got a {ids.dtype} tensor"
+        if ids.dtype not in (torch.int64, torch.int32):  # torch's: Long or Int only
+            raise IdsTypeError(
+                "Embedding takes integer ids (plaintext, int64 or int32, as torch) or a "
+                f"SharedTensor of one-hot rows, got a {ids.dtype} tensor"
             )
+        ids = ids.long()  # one_hot takes int64 only
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= v):
             raise IndexError(f"index out of range in self (ids must be in [0, {v}))")
         if not isinstance(w, SharedTensor):
