@@ -584,3 +584,25 @@ def test_an_unbatched_conv_keeps_its_bias_gradient(session):
     (tm(x) * w).sum().backward()
     # through BatchNorm over 3 values (1/std up to ~10 here): 1e-3
     assert_close(pm[0].bias.grad.get_plain_text(dtype=torch.float64), tm[0].bias.grad, 1e-3)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize("dims", [1, 2])
+def test_conv_built_with_padding_mode_as_torch(session, rng, mode, dims):
+    """``cryptgpu.nn.Conv2d(..., padding_mode="reflect")`` raised
+    NotImplementedError while the converted torch layer worked; it pads the
+    same way now (public positions), plain and encrypted."""
+    torch.manual_seed(0)
+    name = f"Conv{dims}d"
+    kw = {"padding": 1, "padding_mode": mode}
+    ours = getattr(cryptgpu.nn, name)(3, 2, 3, **kw)
+    ref = getattr(torch.nn, name)(3, 2, 3, **kw).double()
+    ref.load_state_dict({k: v.to(torch.float64) for k, v in ours.state_dict().items()})
+    x = rand(2, 3, *(6,) * dims, gen=rng)
+    want = ref(x).detach()
+    assert_close(
+        ours(x).detach().to(torch.float64), want, 1e-6
+    )  # float32 weights: float32 rounding
+    got = ours.encrypt()(cryptgpu.cryptensor(x)).get_plain_text(dtype=torch.float64)
+    # 9 (or 27) products of values below 1, plus the bias's encoding
+    assert_close(got, want, prod_tol(3 * 3**dims, 1, 1) + ENC)

@@ -113,23 +113,42 @@ def _like(x, *params):
     return params
 
 
+def _mode_pad(layer) -> list:
+    """The padding a torch conv with a non-zero ``padding_mode`` applies."""
+    return list(layer._reversed_padding_repeated_twice)
+
+
+def _padded(x, layer):
+    """x padded as a torch conv with ``padding_mode`` pads it (a layer with
+    ``padding_mode`` "reflect", "replicate" or "circular": its ``pad``);
+    x itself for zero padding (the convolution's own)."""
+    if layer.padding_mode == "zeros":
+        return x
+    pad, mode = layer.pad, layer.padding_mode
+    return x.pad(pad, mode=mode) if isinstance(x, SharedTensor) else F.pad(x, pad, mode=mode)
+
+
 class Conv2d(Module):
     """2-D convolution. ``Conv2d(weight, bias=None, stride, padding, dilation,
     groups)`` wraps given parameters; ``Conv2d(in_channels, out_channels,
-    kernel_size, stride=1, padding=0, ...)`` (CrypTen's and PyTorch's form)
-    initialises them as ``torch.nn.Conv2d`` does."""
+    kernel_size, stride=1, padding=0, ..., padding_mode="zeros")``
+    (CrypTen's and PyTorch's form) initialises them as ``torch.nn.Conv2d``
+    does; a non-zero ``padding_mode`` pads first (public positions), as
+    torch."""
 
     kind = LINEAR
+    padding_mode = "zeros"
 
     def __init__(self, *args, **kwargs):
         super().__init__()
         if (args and _is_size(args[0])) or "in_channels" in kwargs:
             layer = torch.nn.Conv2d(*args, **kwargs)
-            if layer.padding_mode != "zeros":
-                raise NotImplementedError("Conv2d with a padding_mode")
             weight, bias = _fresh(layer)
             stride, padding = layer.stride, layer.padding
             dilation, groups = layer.dilation, layer.groups
+            if layer.padding_mode != "zeros":  # padded first, as torch (_padded)
+                self.pad, self.padding_mode = _mode_pad(layer), layer.padding_mode
+                padding = 0
         else:
 
             def given(weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -143,7 +162,7 @@ class Conv2d(Module):
     def forward(self, x):
         """The convolution of a SharedTensor NCHW input (or a plaintext tensor)."""
         w, b = self._params["weight"], shift_bias(self, x.dim() == 4)  # unbatched: not per channel
-        x = _public_input(x, w)
+        x = _public_input(_padded(x, self), w)
         if isinstance(x, SharedTensor):
             return x.conv2d(
                 _as_operand(w),

@@ -14,7 +14,17 @@ from .. import _session
 from .._native import ShapeError
 from ..tensor import SharedTensor
 from ..tensor_layers import adaptive_length
-from .layers import AvgPool2d, _as_operand, _fresh, _is_size, _like, _public_input, shift_bias
+from .layers import (
+    AvgPool2d,
+    _as_operand,
+    _fresh,
+    _is_size,
+    _like,
+    _mode_pad,
+    _padded,
+    _public_input,
+    shift_bias,
+)
 from .module import Module
 from .stats import LINEAR, POOLING
 
@@ -23,18 +33,19 @@ class Conv1d(Module):
     """``Conv1d(in_channels, out_channels, kernel_size, stride=1, padding=0,
     dilation=1, groups=1, bias=True)`` (torch's form) or ``Conv1d(weight,
     bias=None, stride, padding, dilation, groups)`` wrapping given
-    parameters; zero padding only."""
+    parameters; a non-zero ``padding_mode`` pads first, as Conv2d."""
 
     kind = LINEAR
+    padding_mode = "zeros"
 
     def __init__(self, *args, **kwargs):
         super().__init__()
         if (args and _is_size(args[0])) or "in_channels" in kwargs:
             layer = torch.nn.Conv1d(*args, **kwargs)
-            if layer.padding_mode != "zeros":
-                raise NotImplementedError("Conv1d with a padding_mode")
             weight, bias = _fresh(layer)
             pad = layer.padding if isinstance(layer.padding, str) else layer.padding[0]
+            if layer.padding_mode != "zeros":  # padded first, as torch (_padded)
+                self.pad, self.padding_mode, pad = _mode_pad(layer), layer.padding_mode, 0
             conf = (layer.stride[0], pad, layer.dilation[0], layer.groups)
         else:
 
@@ -50,7 +61,7 @@ class Conv1d(Module):
         """The convolution of an NCL SharedTensor (or plaintext tensor)."""
         w, b = self._params["weight"], shift_bias(self, x.dim() == 3)  # unbatched: not per channel
         conf = (self.stride, self.padding, self.dilation, self.groups)
-        x = _public_input(x, w)
+        x = _public_input(_padded(x, self), w)
         if isinstance(x, SharedTensor):
             return x.conv1d(_as_operand(w), None if b is None else _as_operand(b), *conf)
         return F.conv1d(x, *_like(x, w, b), *conf)

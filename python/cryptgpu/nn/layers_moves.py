@@ -13,10 +13,9 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn.functional as F
 
 from ..tensor import SharedTensor
-from .layers import Conv2d, Softmax
+from .layers import Conv2d, Softmax, _mode_pad
 from .layers1d import Conv1d
 from .module import Module
 from .stats import OTHER
@@ -103,23 +102,14 @@ class AlphaDropout(Module):
         return x
 
 
-def _padded(x, pad, mode):
-    """x padded as a torch conv with ``padding_mode`` pads it."""
-    return x.pad(pad, mode=mode) if isinstance(x, SharedTensor) else F.pad(x, pad, mode=mode)
-
-
 class ModePaddedConv2d(Conv2d):
     """A Conv2d with ``padding_mode`` "reflect", "replicate" or "circular":
-    the padding as torch applies it (public positions), then the
-    convolution without padding; torch's parameter names."""
+    the padding as torch applies it (public positions; Conv2d's forward),
+    then the convolution without padding; torch's parameter names."""
 
     def __init__(self, layer: torch.nn.Conv2d, weight, bias):
         super().__init__(weight, bias, layer.stride, 0, layer.dilation, layer.groups)
-        self.pad, self.padding_mode = layer._reversed_padding_repeated_twice, layer.padding_mode
-
-    def forward(self, x):
-        """The padded input's convolution."""
-        return super().forward(_padded(x, self.pad, self.padding_mode))
+        self.pad, self.padding_mode = _mode_pad(layer), layer.padding_mode
 
 
 class ModePaddedConv1d(Conv1d):
@@ -128,11 +118,7 @@ class ModePaddedConv1d(Conv1d):
     def __init__(self, layer: torch.nn.Conv1d, weight, bias):
         conf = (layer.stride[0], 0, layer.dilation[0], layer.groups)
         super().__init__(weight, bias, *conf)
-        self.pad, self.padding_mode = layer._reversed_padding_repeated_twice, layer.padding_mode
-
-    def forward(self, x):
-        """The padded input's convolution."""
-        return super().forward(_padded(x, self.pad, self.padding_mode))
+        self.pad, self.padding_mode = _mode_pad(layer), layer.padding_mode
 
 
 def converters(plain) -> dict:
