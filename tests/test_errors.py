@@ -244,3 +244,33 @@ def test_clear_errors_for_torch_habits_with_a_shared_operand(session):
             fn(x)
     assert np.shape(x) == (3, 4) and np.ndim(x) == 2
     assert usable()
+
+
+@pytest.mark.parametrize("bad", ["a", None, [1.0, 2.0]])
+@pytest.mark.parametrize("layer", ["Linear", "Conv2d", "Conv1d", "converted"])
+def test_layers_called_with_a_non_tensor_raise_torchs_type_error(session, layer, bad):
+    """A str/None/list input gave AttributeError ("'str' object has no
+    attribute 'dim'"); torch raises TypeError."""
+    torch.manual_seed(0)
+    if layer == "converted":
+        ref = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU())
+        ours = cryptgpu.nn.from_pytorch(ref, torch.empty(1, 2)).encrypt()
+    else:
+        args = (2, 2) if layer == "Linear" else (2, 2, 1)
+        ref, ours = getattr(torch.nn, layer)(*args), getattr(cryptgpu.nn, layer)(*args)
+    with pytest.raises(TypeError):
+        ref(bad)
+    with pytest.raises(TypeError):
+        ours(bad)
+    assert usable()
+
+
+def test_pad_with_a_non_number_value_raises_type_error(session):
+    """F.pad(x, (1, 1), value="a") raised NotImplementedError "Unrecognised
+    padding mode a"; torch raises TypeError."""
+    x = torch.ones(2, 3)
+    with pytest.raises(TypeError):
+        torch.nn.functional.pad(x, (1, 1), value="a")
+    with pytest.raises(TypeError):
+        torch.nn.functional.pad(cryptgpu.cryptensor(x), (1, 1), value="a")
+    assert usable()

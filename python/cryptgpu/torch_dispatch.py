@@ -247,6 +247,10 @@ def _avg_pool2d(x, *args, **kwargs):
 
 
 def _pad(x, pad, mode="constant", value=None):
+    if value is not None and (isinstance(value, (str, bytes)) or not hasattr(value, "__float__")):
+        raise TypeError(
+            f"pad(): argument 'value' (position 4) must be float, not {type(value).__name__}"
+        )
     return x.pad(pad, 0.0 if value is None else value, mode=mode)
 
 

@@ -66,6 +66,7 @@ class Linear(Module):
 
     def forward(self, x):
         """x W^T + b on a SharedTensor (or a plaintext tensor)."""
+        _tensor_input(x, "linear")
         w = self._params["weight"]
         b = shift_bias(self, x.dim() == 2)  # [N, F]: the bias is per channel
         x = _public_input(x, w)
@@ -94,6 +95,16 @@ def shift_bias(layer, per_channel: bool = True):
         return b
     factor = 0 if keep is True else keep  # 0/1: exact, no truncation
     return ag.record(b._wrap(b._t), (b,), lambda g: (g * factor,))
+
+
+def _tensor_input(x, what: str):
+    """torch's TypeError for a layer input that is not a tensor (a str,
+    None, a list: it was an AttributeError, "'str' object has no attribute
+    'dim'")."""
+    if not isinstance(x, (SharedTensor, torch.Tensor)):
+        raise TypeError(
+            f"{what}(): argument 'input' (position 1) must be Tensor, not {type(x).__name__}"
+        )
 
 
 def _public_input(x, w):
@@ -161,6 +172,7 @@ class Conv2d(Module):
 
     def forward(self, x):
         """The convolution of a SharedTensor NCHW input (or a plaintext tensor)."""
+        _tensor_input(x, "conv2d")
         w, b = self._params["weight"], shift_bias(self, x.dim() == 4)  # unbatched: not per channel
         x = _public_input(_padded(x, self), w)
         if isinstance(x, SharedTensor):

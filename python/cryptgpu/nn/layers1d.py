@@ -23,6 +23,7 @@ from .layers import (
     _mode_pad,
     _padded,
     _public_input,
+    _tensor_input,
     shift_bias,
 )
 from .module import Module
@@ -59,6 +60,7 @@ class Conv1d(Module):
 
     def forward(self, x):
         """The convolution of an NCL SharedTensor (or plaintext tensor)."""
+        _tensor_input(x, "conv1d")
         w, b = self._params["weight"], shift_bias(self, x.dim() == 3)  # unbatched: not per channel
         conf = (self.stride, self.padding, self.dilation, self.groups)
         x = _public_input(_padded(x, self), w)
