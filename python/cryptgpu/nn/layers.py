@@ -35,10 +35,8 @@ def _fresh(layer: torch.nn.Module) -> tuple:
 
 
 def _is_size(v) -> bool:
-    """Whether a layer's first argument is torch's size (``Linear(4, 2)``:
-    any integer, a NumPy one, a 0-d integer tensor) rather than a given
-    weight (a tensor, an array, a nested list): anything else (a str, a
-    float) goes to torch's constructor too, which raises its TypeError."""
+    """A first argument that is torch's size (any integer), not a weight
+    (tensor, array, list): a str or float goes to torch's TypeError too."""
     if _index(v) is not None:
         return True
     return not isinstance(v, (torch.Tensor, SharedTensor, np.ndarray, list, tuple))
@@ -98,9 +96,7 @@ def shift_bias(layer, per_channel: bool = True):
 
 
 def _tensor_input(x, what: str):
-    """torch's TypeError for a layer input that is not a tensor (a str,
-    None, a list: it was an AttributeError, "'str' object has no attribute
-    'dim'")."""
+    """torch's TypeError for a layer input that is not a tensor (a str, None)."""
     if not isinstance(x, (SharedTensor, torch.Tensor)):
         raise TypeError(
             f"{what}(): argument 'input' (position 1) must be Tensor, not {type(x).__name__}"
@@ -124,15 +120,8 @@ def _like(x, *params):
     return params
 
 
-def _mode_pad(layer) -> list:
-    """The padding a torch conv with a non-zero ``padding_mode`` applies."""
-    return list(layer._reversed_padding_repeated_twice)
-
-
 def _padded(x, layer):
-    """x padded as a torch conv with ``padding_mode`` pads it (a layer with
-    ``padding_mode`` "reflect", "replicate" or "circular": its ``pad``);
-    x itself for zero padding (the convolution's own)."""
+    """x padded as a conv with a non-zero padding_mode pads it (its ``pad``)."""
     if layer.padding_mode == "zeros":
         return x
     pad, mode = layer.pad, layer.padding_mode
@@ -142,10 +131,8 @@ def _padded(x, layer):
 class Conv2d(Module):
     """2-D convolution. ``Conv2d(weight, bias=None, stride, padding, dilation,
     groups)`` wraps given parameters; ``Conv2d(in_channels, out_channels,
-    kernel_size, stride=1, padding=0, ..., padding_mode="zeros")``
-    (CrypTen's and PyTorch's form) initialises them as ``torch.nn.Conv2d``
-    does; a non-zero ``padding_mode`` pads first (public positions), as
-    torch."""
+    kernel_size, stride=1, padding=0, ..., padding_mode)`` (CrypTen's and
+    PyTorch's form) initialises them as ``torch.nn.Conv2d`` does."""
 
     kind = LINEAR
     padding_mode = "zeros"
@@ -158,7 +145,10 @@ class Conv2d(Module):
             stride, padding = layer.stride, layer.padding
             dilation, groups = layer.dilation, layer.groups
             if layer.padding_mode != "zeros":  # padded first, as torch (_padded)
-                self.pad, self.padding_mode = _mode_pad(layer), layer.padding_mode
+                self.pad, self.padding_mode = (
+                    layer._reversed_padding_repeated_twice,
+                    layer.padding_mode,
+                )
                 padding = 0
         else:
 

@@ -20,7 +20,6 @@ from .layers import (
     _fresh,
     _is_size,
     _like,
-    _mode_pad,
     _padded,
     _public_input,
     _tensor_input,
@@ -46,7 +45,11 @@ class Conv1d(Module):
             weight, bias = _fresh(layer)
             pad = layer.padding if isinstance(layer.padding, str) else layer.padding[0]
             if layer.padding_mode != "zeros":  # padded first, as torch (_padded)
-                self.pad, self.padding_mode, pad = _mode_pad(layer), layer.padding_mode, 0
+                self.pad, self.padding_mode, pad = (
+                    list(layer._reversed_padding_repeated_twice),
+                    layer.padding_mode,
+                    0,
+                )
             conf = (layer.stride[0], pad, layer.dilation[0], layer.groups)
         else:
 

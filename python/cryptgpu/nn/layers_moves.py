@@ -15,7 +15,7 @@ import copy
 import torch
 
 from ..tensor import SharedTensor
-from .layers import Conv2d, Softmax, _mode_pad
+from .layers import Conv2d, Softmax
 from .layers1d import Conv1d
 from .module import Module
 from .stats import OTHER
@@ -109,7 +109,10 @@ class ModePaddedConv2d(Conv2d):
 
     def __init__(self, layer: torch.nn.Conv2d, weight, bias):
         super().__init__(weight, bias, layer.stride, 0, layer.dilation, layer.groups)
-        self.pad, self.padding_mode = _mode_pad(layer), layer.padding_mode
+        self.pad, self.padding_mode = (
+            list(layer._reversed_padding_repeated_twice),
+            layer.padding_mode,
+        )
 
 
 class ModePaddedConv1d(Conv1d):
@@ -118,7 +121,10 @@ class ModePaddedConv1d(Conv1d):
     def __init__(self, layer: torch.nn.Conv1d, weight, bias):
         conf = (layer.stride[0], 0, layer.dilation[0], layer.groups)
         super().__init__(weight, bias, *conf)
-        self.pad, self.padding_mode = _mode_pad(layer), layer.padding_mode
+        self.pad, self.padding_mode = (
+            list(layer._reversed_padding_repeated_twice),
+            layer.padding_mode,
+        )
 
 
 def converters(plain) -> dict:
