@@ -20,7 +20,7 @@ import torch.nn as tnn
 import torch.nn.functional as F
 
 import cryptgpu
-from conftest import ENC, TRUNC, assert_close
+from conftest import ENC, TRUNC, assert_close, usable
 
 LOGSM, SM = 1e-2, 3e-4
 W = torch.tensor([1.0, 2.0, 0.5, 1.5], dtype=torch.float64)
@@ -230,3 +230,16 @@ def test_kl_div_broadcasts_quietly_and_takes_elementwise_mean(session):
     assert_close(
         got.get_plain_text(dtype=torch.float64), F.kl_div(x, t, reduction="mean"), 6 * ENC + TRUNC
     )
+
+
+def test_a_missing_target_is_torchs_type_error(session):
+    """F.cross_entropy(x, None) raised RuntimeError (from as_tensor); torch
+    raises TypeError ("argument 'target' ... must be Tensor"), as do the
+    other class losses now; the session goes on."""
+    x = cryptgpu.cryptensor(torch.randn(2, 3))
+    for fn in (F.cross_entropy, F.nll_loss, F.binary_cross_entropy_with_logits):
+        with pytest.raises(TypeError, match="target"):
+            fn(x, None)
+    with pytest.raises(TypeError, match="target"):
+        tnn.CrossEntropyLoss()(x, "labels")
+    assert usable()

@@ -123,6 +123,11 @@ class _Tracked(Module):
     kind = SOFTMAX
 
     def __call__(self, x, target):
+        if target is None or isinstance(target, str):  # torch's TypeError, not as_tensor's
+            raise TypeError(
+                f"{type(self).__name__}: argument 'target' (position 2) must be Tensor, not "
+                f"{type(target).__name__}"
+            )
         if isinstance(x, SharedTensor) and isinstance(target, torch.Tensor):
             x._plain(target, f"{type(self).__name__} target")  # one requiring grad: noted
         with _track(self.kind, x):
