@@ -274,3 +274,22 @@ def test_pad_with_a_non_number_value_raises_type_error(session):
     with pytest.raises(TypeError):
         torch.nn.functional.pad(cryptgpu.cryptensor(x), (1, 1), value="a")
     assert usable()
+
+
+def test_a_string_where_a_number_goes_is_torchs_type_error(session):
+    """F.leaky_relu/elu/threshold with "a" raised ValueError (from float())
+    and F.dropout(x, "a") InvalidArgumentError; torch raises TypeError, as
+    these do now; the session goes on."""
+    import torch.nn.functional as F
+
+    x = cryptgpu.cryptensor(torch.randn(2, 3))
+    for call in (
+        lambda: F.leaky_relu(x, "a"),
+        lambda: F.elu(x, "a"),
+        lambda: F.threshold(x, "a", 0.0),
+        lambda: F.dropout(x, "a"),
+        lambda: F.leaky_relu(x, "0.1"),  # float() read it as a number
+    ):
+        with pytest.raises(TypeError, match="must be Number"):
+            call()
+    assert usable()

@@ -39,8 +39,9 @@ class ActivationOps:
     # ------------------------------------------------------------ activations
     def leaky_relu(self, negative_slope: float = 0.01) -> TensorBase:
         """x for x >= 0, negative_slope * x below: relu(x) + s (x - relu(x))."""
+        s = number_or_shared(negative_slope, "leaky_relu(): argument 'negative_slope'")
         r = self.relu()
-        return r + (self - r) * number_or_shared(negative_slope)
+        return r + (self - r) * s
 
     def relu6(self) -> TensorBase:
         """min(max(x, 0), 6)."""
@@ -55,7 +56,7 @@ class ActivationOps:
 
     def elu(self, alpha: float = 1.0) -> TensorBase:
         """torch's ELU: x for x > 0, alpha (e^x - 1) below."""
-        return self._elu_parts(public_number(alpha, "elu alpha"))
+        return self._elu_parts(public_number(alpha, "elu(): argument 'alpha'"))
 
     def celu(self, alpha: float = 1.0) -> TensorBase:
         """torch's CELU: x for x > 0, alpha (e^(x / alpha) - 1) below."""
@@ -128,7 +129,8 @@ class ActivationOps:
 
     def threshold(self, threshold: float, value: float) -> TensorBase:
         """x where x > threshold, ``value`` elsewhere (torch's Threshold)."""
-        return where(self.gt(number_or_shared(threshold)), self, number_or_shared(value))
+        t = number_or_shared(threshold, "threshold(): argument 'threshold'")
+        return where(self.gt(t), self, number_or_shared(value, "threshold(): argument 'value'"))
 
     def softmin(self, dim=None, dtype=None) -> TensorBase:
         """softmax(-x) over ``dim``."""
@@ -223,6 +225,8 @@ class ActivationOps:
         """``F.dropout``: in training, each element zeroed with probability p
         and the rest scaled by 1 / (1 - p), from a mask the three parties
         draw alike (independent of the data); x itself otherwise."""
+        if p is None or isinstance(p, (str, bytes)):  # torch's TypeError
+            raise TypeError(f"dropout(): argument 'p' must be Number, not {type(p).__name__}")
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
             raise InvalidArgumentError(
                 f"dropout probability has to be between 0 and 1, but got {p}"

@@ -551,10 +551,21 @@ def public_number(v, what: str) -> float:
             f"{what} must be a public number, got a SharedTensor (using it here would "
             "open it to every party; call get_plain_text() first if that is intended)"
         )
+    _a_number(v, what)
     return float(v)
 
 
-def number_or_shared(v):
+def number_or_shared(v, what: str = "argument"):
     """A scalar operand kept private when it is a SharedTensor (a product or
     comparison with it stays private), else its float."""
-    return v if isinstance(v, TensorBase) else float(v)
+    if isinstance(v, TensorBase):
+        return v
+    _a_number(v, what)
+    return float(v)
+
+
+def _a_number(v, what: str) -> None:
+    """torch's TypeError for a string or None where a number goes (float()
+    read "1.5" as a number and raised ValueError for "a")."""
+    if v is None or isinstance(v, (str, bytes)):
+        raise TypeError(f"{what} must be Number, not {type(v).__name__}")
