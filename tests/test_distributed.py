@@ -133,6 +133,15 @@ def start_by_hand(
     return procs
 
 
+def _outputs(procs):
+    """(procs, their outputs), each run to its end (killed if the wait fails)."""
+    try:
+        return procs, [p.communicate(timeout=60)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+
+
 def test_a_party_with_a_wrong_key_is_refused(tmp_path):
     script = tmp_path / "ok.py"
     script.write_text("import cryptgpu\ncryptgpu.init(timeout_s=5)\nprint('joined')\n")
@@ -355,12 +364,7 @@ def test_parties_on_different_transports_or_encryption_are_told(
     script = tmp_path / "ok.py"
     script.write_text("import cryptgpu\ncryptgpu.init(timeout_s=3)\nprint('joined')\n")
     monkeypatch.setenv("CRYPTGPU_TRANSPORT", transport)
-    procs = start_by_hand(script, env_for={0: odd})
-    try:
-        outs = [p.communicate(timeout=60)[0] for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
+    procs, outs = _outputs(start_by_hand(script, env_for={0: odd}))
     assert all(p.returncode != 0 for p in procs), outs
     assert said in "\n".join(outs), outs
 
@@ -378,17 +382,11 @@ def test_a_party_of_another_job_with_the_same_keys_is_refused(tmp_path, monkeypa
     script = tmp_path / "ok.py"
     script.write_text("import cryptgpu\ncryptgpu.init(timeout_s=5)\nprint('joined')\n")
     monkeypatch.setenv("CRYPTGPU_TRANSPORT", transport)
-    procs = start_by_hand(script, env_for={1: {"CRYPTGPU_JOB": "another"}})
-    try:
-        outs = [p.communicate(timeout=60)[0] for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
+    procs, outs = _outputs(start_by_hand(script, env_for={1: {"CRYPTGPU_JOB": "another"}}))
     assert all(p.returncode != 0 for p in procs), outs
     assert not any("joined" in o for o in outs), outs
     assert "belongs to another job" in "\n".join(outs), outs
-    procs = start_by_hand(script, respell_peers_for=1)
-    outs = [p.communicate(timeout=60)[0] for p in procs]
+    procs, outs = _outputs(start_by_hand(script, respell_peers_for=1))
     assert all(p.returncode == 0 and "joined" in o for p, o in zip(procs, outs)), outs
 
 
