@@ -35,6 +35,7 @@ from . import _session
 from . import autograd as ag
 from ._native import InvalidArgumentError
 from .crypten_approx import ApproxConfig, config, exp_crypten, log_crypten  # noqa: F401 (public)
+from .log_fits import _LOG_MID_F, _fit_log1p_unit, _log_mid
 
 
 def _is_shared(x) -> bool:
@@ -357,11 +358,17 @@ def log(x, lo_exp: int = -16, hi_exp: int = 30):
     if not _is_shared(x):
         c0 = [j * math.log(2.0) + _LOG_MID_F[0] for j in starts]
         return _horner((0.0, *_LOG_MID_F[1:]), m - 1.5) + _octave_index(ind, c0)
-    c0 = [j * math.log(2.0) + _LOG_MID[0] for j in starts]
-    f = x._s().precision_bits  # g: j ln 2 + P(0) on the 2^-g grid, g <= f, fitting the ring
-    g = min(f, 61 - 2 * f - math.ceil(math.log2(max(abs(c) for c in c0) + 1)))
-    ints = _octave_index(ind, [round(c * 2.0**g) for c in c0])
-    return _horner((0.0, *_LOG_MID[1:]), m - 1.5, plus=(ints, 2.0**-g))
+    f = x._s().precision_bits
+    mid = _log_mid(f)  # coefficients on the session's 2^-f grid
+    c0 = [j * math.log(2.0) + mid[0] for j in starts]
+    # j ln 2 + P(0) on the 2^-f grid, selected by integer factors, which must
+    # stay below 2^(61 - 2f) (the engine's bound for an exact product)
+    if 61 - 2 * f - math.ceil(math.log2(max(abs(c) for c in c0) + 1)) < f:
+        # above 18 bits that grid does not fit: j times an encoded ln 2 (one
+        # product more; 4e-7 off at 2^29 at f = 22, as before 2026-12-05)
+        return log1p_unit(m - 1.0) + _octave_index(ind, starts) * math.log(2.0)
+    ints = _octave_index(ind, [round(c * 2.0**f) for c in c0])
+    return _horner((0.0, *mid[1:]), m - 1.5, plus=(ints, 2.0**-f))
 
 
 def _octave_index(ind, starts):
@@ -376,33 +383,7 @@ def _octave_index(ind, starts):
     return (ind * torch.as_tensor(js, dtype=ind.dtype)).sum(0)
 
 
-def _fit_log1p_unit(deg: int = 8) -> tuple:
-    """Monomial coefficients of the least-squares fit of log1p on [0, 1] at
-    Chebyshev nodes (largest error 3.4e-8 at degree 8; coefficients below 1
-    in magnitude, so Horner's rule adds little fixed-point error)."""
-    u = np.cos(np.pi * (np.arange(400) + 0.5) / 400) * 0.5 + 0.5
-    p = np.polynomial.Polynomial.fit(u, np.log1p(u), deg, domain=[0, 1]).convert()
-    return tuple(float(c) for c in p.coef)
-
-
 _LOG1P_UNIT = _fit_log1p_unit()
-
-
-def _fit_log_mid(f=None, deg: int = 8) -> tuple:
-    """Coefficients of ln(1.5 + v) on |v| <= 1/2 for :func:`log`, each of
-    c_deg .. c_1 rounded to the engine's 2^-f grid (f None: not rounded)
-    and the lower ones fitted again after it; c_0 (not encoded: it joins
-    the per-octave constant) centres what that rounding leaves."""
-    v = np.cos(np.pi * (np.arange(2000) + 0.5) / 2000) / 2
-    y, c = np.log(1.5 + v), {}
-    for k in range(deg, 0, -1):
-        c[k] = np.linalg.lstsq(np.vander(v, k + 1, increasing=True), y, rcond=None)[0][k]
-        c[k] = float(c[k] if f is None else round(c[k] * 2.0**f) / 2.0**f)
-        y = y - c[k] * v**k
-    return (float(y.max() + y.min()) / 2, *(c[k] for k in range(1, deg + 1)))
-
-
-_LOG_MID, _LOG_MID_F = _fit_log_mid(16), _fit_log_mid()
 
 
 def log1p_unit(u):
