@@ -619,3 +619,28 @@ def test_grad_mode_decorators_without_parentheses(session):
     assert not off() and crypten.is_grad_enabled()
     with crypten.no_grad():
         assert on() and not crypten.is_grad_enabled()
+
+
+def test_run_multiprocess_parties_inherit_the_gradient_mode(session):
+    """set_grad_enabled(False) (or no_grad) before run_multiprocess did not
+    reach the party threads, which recorded graphs anyway (a review); they
+    now run in the caller's mode, and the caller's mode is restored after.
+    A mode that is not a bool is torch's TypeError ("yes" turned recording
+    on)."""
+
+    @crypten.mpc.run_multiprocess(world_size=3)
+    def job():
+        x = crypten.cryptensor(torch.ones(2), requires_grad=True)
+        return crypten.is_grad_enabled(), (x * 2).requires_grad
+
+    crypten.set_grad_enabled(False)
+    try:
+        assert job() == [(False, False)] * 3
+    finally:
+        crypten.set_grad_enabled(True)
+    with crypten.no_grad():
+        assert job() == [(False, False)] * 3
+    assert job() == [(True, True)] * 3
+    with pytest.raises(TypeError, match="bool"):
+        crypten.set_grad_enabled("yes")
+    assert crypten.is_grad_enabled()

@@ -110,6 +110,10 @@ class set_grad_enabled(contextlib.ContextDecorator):
     around a function (a decorator), for shared and torch tensors alike."""
 
     def __init__(self, mode: bool) -> None:
+        if not isinstance(mode, bool):  # torch's TypeError ("yes" enabled recording)
+            raise TypeError(
+                f"set_grad_enabled(): argument 'mode' must be bool, not {type(mode).__name__}"
+            )
         self._prev = (_session._ctx.grad_enabled, torch.is_grad_enabled())
         _session._ctx.grad_enabled = bool(mode)
         torch.set_grad_enabled(bool(mode))

@@ -16,6 +16,7 @@ import functools
 import types
 
 from . import _session, spmd
+from . import autograd as ag
 from .nn.module import Module
 from .tensor import SharedTensor, cryptensor
 
@@ -90,10 +91,15 @@ def run_multiprocess(world_size: int = 3, maxsize: int | None = None):
             # Each party's own copy of the function and of its arguments,
             # made here, before the party threads start.
             copies = [_with_own_modules(func, args, kwargs) for _ in range(3)]
+            # the caller's gradient mode too (thread-local: the party
+            # threads started with recording on, whatever the caller's
+            # set_grad_enabled(False) or no_grad said; a review)
+            grad = ag.is_grad_enabled()
 
             def party():
                 f, a, k = copies[_session.rank()]
-                return f(*a, **k)
+                with ag.set_grad_enabled(grad):
+                    return f(*a, **k)
 
             # The caller's init() settings, as CrypTen's forked processes
             # inherit them; the function's own arguments never reach
