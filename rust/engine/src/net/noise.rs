@@ -49,6 +49,15 @@ pub fn job_digest(name: &str) -> Result<[u8; 32]> {
 /// What marks a handshake that failed on the job (not on the keys).
 pub const OTHER_JOB: &str = "belongs to another job";
 
+/// The error for a peer whose handshake carries no job digest (a version
+/// from before 2026-12-05).
+pub fn other_version(me: usize, peer: usize) -> EngineError {
+    EngineError::Peer(format!(
+        "party {me}: party {peer}'s handshake names no job: it runs another cryptgpu version \
+         (all parties need the same version)"
+    ))
+}
+
 /// The error for a peer whose handshake names another job.
 pub fn other_job(me: usize, peer: usize) -> EngineError {
     EngineError::Peer(format!(
@@ -245,6 +254,9 @@ pub fn handshake(
             let n = hs
                 .read_message(&m[ATTEMPT..], &mut payload)
                 .map_err(|_| fail("bad answer"))?;
+            if n != keys.job.len() {
+                return Err(other_version(me, peer));
+            }
             if payload[..n] != keys.job[..] {
                 return Err(other_job(me, peer));
             }
@@ -282,6 +294,8 @@ pub fn handshake(
                 return Err(other_job(me, peer));
             }
             Ok(FIRST) => payload[..ATTEMPT].try_into().ok(),
+            // read under this job's keys: a key holder of an older version
+            Ok(ATTEMPT) => return Err(other_version(me, peer)),
             _ => None,
         };
         match nonce {
@@ -587,6 +601,38 @@ mod tests {
         // the digest depends on the name only
         assert_eq!(job_digest("").unwrap(), job_digest("").unwrap());
         assert_ne!(job_digest("").unwrap(), job_digest("x").unwrap());
+    }
+
+    #[test]
+    fn a_first_message_without_a_job_is_named_another_version() {
+        // what a party of a version before the job digest sends: the nonce alone
+        let (ka, kb) = two_parties();
+        let mut hs = snow::Builder::new(params().unwrap())
+            .local_private_key(&ka.private)
+            .remote_public_key(&ka.publics[1])
+            .build_initiator()
+            .unwrap();
+        let mut msg = vec![0u8; 1024];
+        let n = hs.write_message(&[7u8; ATTEMPT], &mut msg).unwrap();
+        let first = msg[..n].to_vec();
+        let mut sent = false;
+        let r = handshake(
+            &kb,
+            1,
+            0,
+            false,
+            true,
+            |_| Ok(()),
+            || {
+                if sent {
+                    return Err(EngineError::Peer("closed".into()));
+                }
+                sent = true;
+                Ok(first.clone())
+            },
+        );
+        let e = r.expect_err("refused").to_string();
+        assert!(e.contains("another cryptgpu version"), "{e}");
     }
 
     #[test]
