@@ -74,24 +74,24 @@ class Linear(Module):
 
 
 def shift_bias(layer, per_channel: bool = True):
-    """A layer's bias, with an exactly zero gradient while a converted
-    graph runs the layer straight into a BatchNorm that normalises with
-    batch statistics, or an InstanceNorm or one-channel-per-group GroupNorm
-    (shifts.cancels; Graph sets ``_shift_cancelled`` around the call):
-    such a BatchNorm removes any per-channel shift, so torch's gradient of
-    that bias is ~1e-17, where ours was fixed-point noise of ~1e-4 that
-    Adam, RMSprop and Adagrad scale to full learning-rate steps (a user
-    probe, 2026-12-05: the bias walked 0.03-0.37 in 40 steps, and the
-    BatchNorm's running mean with it). The same for the bias entries that
-    feed an attention's keys (shifts.keys: a 0/1 mask). Only the gradient
-    changes: the values are the bias's own shares."""
+    """A layer's bias, with an exactly zero gradient where a following norm
+    cancels it (shifts.cancels: Graph sets ``_shift_cancelled`` around the
+    call), or 0 for the entries feeding an attention's keys (shifts.keys: a
+    0/1 mask): torch's gradient is ~1e-17 there, ours was fixed-point noise
+    that Adam, RMSprop and Adagrad scaled to full steps (0.03-0.37 in 40
+    steps, a user probe)."""
     b = layer._params["bias"]
     keep = layer.__dict__.get("_shift_cancelled")  # True, or a 0/1 mask per output
     if keep is None or (keep is True and not per_channel):
         return b
+    return gradient_masked(b, 0 if keep is True else keep)
+
+
+def gradient_masked(b, factor):
+    """``b`` (its own shares) with its gradient times ``factor``, 0 or a 0/1
+    mask (an exact integer product); ``b`` itself where nothing records."""
     if not isinstance(b, SharedTensor) or not ag.needs_grad(b):
         return b
-    factor = 0 if keep is True else keep  # 0/1: exact, no truncation
     return ag.record(b._wrap(b._t), (b,), lambda g: (g * factor,))
 
 

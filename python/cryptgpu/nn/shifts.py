@@ -121,23 +121,18 @@ def _shape_step(node) -> bool:
     return node.op == "call_function" and node.target in _SHAPE_FUNCTIONS
 
 
+_SIZE_ATTRS = ("shape", "dtype", "device")
+
+
 def _size_read(node) -> bool:
     """k.size(-1), k.shape, k.dim(): reads no values."""
     if node.op == "call_method":
         return node.target in ("size", "dim")
-    return (
-        node.op == "call_function"
-        and node.target is getattr
-        and node.args[1:2]
-        in (
-            ("shape",),
-            ("dtype",),
-            ("device",),
-        )
-    )
+    attr = node.args[1] if len(node.args) > 1 else None
+    return node.op == "call_function" and node.target is getattr and attr in _SIZE_ATTRS
 
 
-def _ends_in_attention(node, first: bool = True) -> tuple[bool, bool]:
+def _ends_in_attention(node) -> tuple[bool, bool]:
     """(every use of ``node``, through shape-only steps, is an operand of a
     product or of scaled_dot_product_attention; one of them is a product's
     right operand or the attention's key)."""
@@ -146,7 +141,7 @@ def _ends_in_attention(node, first: bool = True) -> tuple[bool, bool]:
         if _size_read(user):
             continue
         if _shape_step(user) and user.args and user.args[0] is node:
-            ok, k = _ends_in_attention(user, False)
+            ok, k = _ends_in_attention(user)
             if not ok:
                 return False, False
             keyed |= k
@@ -187,22 +182,22 @@ def keys(graph: torch.fx.Graph, converted: dict, model: torch.nn.Module, xs) -> 
     if not found:
         return {}
     try:
-        zero = None
+        zero, m = None, check.copy_model(model).double()
         with torch.random.fork_rng(devices=[]):
             for training in (False, False, True, True):
-                tiny = _tiny_bias_grads(model, xs, [n.target for n in found], training)
+                tiny = _tiny_bias_grads(m.train(training), xs, [n.target for n in found])
                 zero = tiny if zero is None else [a & b for a, b in zip(zero, tiny)]
     except Exception:  # noqa: BLE001 - an optional refinement: never fail a conversion
         return {}
     return {n.name: (~z).to(torch.float64) for n, z in zip(found, zero) if bool(z.any())}
 
 
-def _tiny_bias_grads(model, xs, targets, training: bool) -> list:
-    """Per target Linear, which bias entries get a gradient below 1e-10 of
-    its weight's largest while their weight row's largest is above 1e-6 of
-    it, for a random output cotangent on random inputs (floats normal; ids
-    uniform below the first Embedding's size; masks as given)."""
-    m = check.copy_model(model).double().train(training)
+def _tiny_bias_grads(m, xs, targets) -> list:
+    """Per target Linear of ``m`` (a float64 copy of the torch model), which
+    bias entries get a gradient below 1e-10 of its weight's largest while
+    their weight row's largest is above 1e-6 of it, for a random output
+    cotangent on random inputs (floats normal; ids uniform below the first
+    Embedding's size; masks as given)."""
     vocab = next((e.num_embeddings for e in m.modules() if isinstance(e, torch.nn.Embedding)), 0)
 
     def rand(x):

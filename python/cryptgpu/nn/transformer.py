@@ -14,11 +14,19 @@ import torch
 import torch.nn.functional as F
 
 from .. import _session
-from .. import autograd as ag
 from ..tensor import SharedTensor, cat
 from . import activations
 from .containers import ModuleList
-from .layers import GELU, Dropout, Linear, ReLU, _as_operand, _like, _public_input
+from .layers import (
+    GELU,
+    Dropout,
+    Linear,
+    ReLU,
+    _as_operand,
+    _like,
+    _public_input,
+    gradient_masked,
+)
 from .layers_extra import LayerNorm
 from .masks import _add_mask, _additive, _causal
 from .module import Module
@@ -240,11 +248,11 @@ def _key_bias_cancelled(b, e: int):
     learning-rate steps (the bias would random-walk away from torch's,
     though the outputs do not depend on it). Values unchanged: the bias's
     own shares; the query and value thirds keep their gradients."""
-    if not isinstance(b, SharedTensor) or not ag.needs_grad(b):
+    if b is None:
         return b
     keep = torch.ones(b.shape, dtype=torch.float64)
     keep[e : 2 * e] = 0.0
-    return ag.record(b._wrap(b._t), (b,), lambda g: (g * keep,))  # a 0/1 factor: exact
+    return gradient_masked(b, keep)
 
 
 def _check_masks(attn_mask, key_padding_mask, n, h, q_len, k_len):
