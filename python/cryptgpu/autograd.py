@@ -115,9 +115,8 @@ class set_grad_enabled(contextlib.ContextDecorator):
                 f"set_grad_enabled(): argument 'mode' must be bool, not {type(mode).__name__}"
             )
         self._prev = (_session._ctx.grad_enabled, torch.is_grad_enabled())
-        _session._ctx.grad_enabled = bool(mode)
-        torch.set_grad_enabled(bool(mode))
-        self._mode = bool(mode)
+        _session._ctx.grad_enabled = self._mode = mode
+        torch.set_grad_enabled(mode)
 
     def __enter__(self):
         return None

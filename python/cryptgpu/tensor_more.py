@@ -160,25 +160,32 @@ class MoreOps:
 
     def addcmul(self, tensor1, tensor2, *, value=1) -> TensorBase:
         """``torch.addcmul``: x + value * tensor1 * tensor2."""
-        return self + tensor1 * tensor2 * value if value != 1 else self + tensor1 * tensor2
+        return self._add_times(tensor1 * tensor2, value)
 
     def addcmul_(self, tensor1, tensor2, *, value=1) -> TensorBase:
         """``addcmul`` in place."""
-        shapes = (tuple(getattr(t, "shape", np.shape(t))) for t in (tensor1, tensor2))
-        self._fits_in_place(torch.empty(torch.broadcast_shapes(*shapes), device="meta"))
+        self._fits_broadcast(tensor1, tensor2)
         return self._assign(self.addcmul(tensor1, tensor2, value=value), "addcmul_")
 
     def addcdiv(self, tensor1, tensor2, *, value=1) -> TensorBase:
         """``torch.addcdiv``: x + value * tensor1 / tensor2 (a private
         divisor by the reciprocal's range-reduced protocol, as ``/``)."""
-        q = tensor1 / tensor2
-        return self + q * value if value != 1 else self + q
+        return self._add_times(tensor1 / tensor2, value)
 
     def addcdiv_(self, tensor1, tensor2, *, value=1) -> TensorBase:
         """``addcdiv`` in place."""
-        shapes = (tuple(getattr(t, "shape", np.shape(t))) for t in (tensor1, tensor2))
-        self._fits_in_place(torch.empty(torch.broadcast_shapes(*shapes), device="meta"))
+        self._fits_broadcast(tensor1, tensor2)
         return self._assign(self.addcdiv(tensor1, tensor2, value=value), "addcdiv_")
+
+    def _add_times(self, p, value) -> TensorBase:
+        """x + value * p (no product for value 1)."""
+        return self + (p if value == 1 else p * value)
+
+    def _fits_broadcast(self, *operands) -> None:
+        """torch's RuntimeError, before any work, when the operands'
+        broadcast shape would grow x (an in-place result keeps x's shape)."""
+        shapes = (tuple(getattr(t, "shape", np.shape(t))) for t in operands)
+        self._fits_in_place(torch.empty(torch.broadcast_shapes(*shapes), device="meta"))
 
     def diff(self, n: int = 1, dim: int = -1, prepend=None, append=None) -> TensorBase:
         """``torch.diff``: the n-th forward difference along ``dim`` (after

@@ -114,12 +114,11 @@ def clip_grad_value_(parameters, clip_value: float, foreach=None) -> None:
             p.grad = p.grad.clamp(-clip_value, clip_value)
 
 
-# torch's own functions, kept before wrapping them
+# torch's own functions, kept before wrapping them (unwrapped again on a reload)
 _TORCH = {
-    name: getattr(torch.nn.utils.clip_grad, name, None) or getattr(torch.nn.utils, name)
+    name: getattr(getattr(torch.nn.utils, name), "_cryptgpu_wraps", getattr(torch.nn.utils, name))
     for name in ("clip_grad_norm_", "clip_grad_value_")
 }
-_TORCH = {n: getattr(f, "_cryptgpu_wraps", f) for n, f in _TORCH.items()}  # a reload
 
 
 def _wrap_torch() -> None:
