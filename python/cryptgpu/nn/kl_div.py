@@ -75,13 +75,10 @@ def _pointwise(x, t, log_target: bool):
     """target (log target - x), or exp(target) (target - x)."""
     if not isinstance(t, SharedTensor):
         t = torch.as_tensor(t, dtype=torch.float64)
-        if log_target:
-            return (
-                t.exp() * (t - x) if isinstance(x, SharedTensor) else -(x * t.exp()) + t.exp() * t
-            )
-        return -(x * t) + torch.xlogy(t, t)
-    if log_target:
+    if log_target:  # public or shared t (x is shared when t is public)
         return t.exp() * (t - x)
+    if not isinstance(t, SharedTensor):
+        return -(x * t) + torch.xlogy(t, t)
     # log t carries no recorded gradient (1/t is garbage where t is 0);
     # t - t.detach() is exactly 0 and gives t the missing +1 of
     # d/dt [t log t] = log t + 1
