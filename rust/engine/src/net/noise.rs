@@ -47,7 +47,13 @@ pub fn job_digest(name: &str) -> Result<[u8; 32]> {
 }
 
 /// What marks a handshake that failed on the job (not on the keys).
-pub const OTHER_JOB: &str = "belongs to another job";
+const OTHER_JOB: &str = "belongs to another job";
+
+/// Whether a handshake failed because the peer named another job (made
+/// by `other_job`): the TCP responder tells the dialer so.
+pub fn is_other_job(e: &EngineError) -> bool {
+    matches!(e, EngineError::Peer(m) if m.contains(OTHER_JOB))
+}
 
 /// The error for a peer whose handshake carries no job digest (a version
 /// from before 2026-12-05).

@@ -451,8 +451,12 @@ fn admit(mut s: TcpStream, rank: usize, p: usize, keys: Option<&LinkKeys>) -> Re
         Ok(t) => Ok((s, Some(t))),
         Err((e, stream_failed)) => {
             if !stream_failed {
-                let job = e.to_string().contains(noise::OTHER_JOB);
-                verdict(&mut s, if job { REFUSED_JOB } else { REFUSED_KEY });
+                let v = if noise::is_other_job(&e) {
+                    REFUSED_JOB
+                } else {
+                    REFUSED_KEY
+                };
+                verdict(&mut s, v);
             }
             Err(e)
         }
