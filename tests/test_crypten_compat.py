@@ -643,4 +643,4 @@ def test_run_multiprocess_parties_inherit_the_gradient_mode(session):
     assert job() == [(True, True)] * 3
     with pytest.raises(TypeError, match="bool"):
         crypten.set_grad_enabled("yes")
-    assert crypten.is_grad_enabled()
+    assert crypten.is_grad_enabled() and usable()

@@ -230,6 +230,13 @@ def test_kl_div_broadcasts_quietly_and_takes_elementwise_mean(session):
     assert_close(
         got.get_plain_text(dtype=torch.float64), F.kl_div(x, t, reduction="mean"), 6 * ENC + TRUNC
     )
+    # bad input: torch's types, and the session goes on
+    with pytest.raises(ValueError, match="not a valid value for reduction"):
+        tnn.KLDivLoss(reduction="bogus")
+    for target in (torch.ones(4, dtype=torch.float64), cryptgpu.cryptensor(torch.ones(4))):
+        with pytest.raises(RuntimeError, match="broadcast"):
+            F.kl_div(xs, target)
+    assert usable()
 
 
 def test_a_missing_target_is_torchs_type_error(session):
