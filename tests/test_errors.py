@@ -246,21 +246,32 @@ def test_clear_errors_for_torch_habits_with_a_shared_operand(session):
     assert usable()
 
 
+_NO_ARGS = ("ReLU", "Sigmoid", "Tanh", "Softmax", "Dropout", "Flatten", "MaxPool2d", "GLU")
+
+
 @pytest.mark.parametrize("bad", ["a", None, [1.0, 2.0]])
-@pytest.mark.parametrize("layer", ["Linear", "Conv2d", "Conv1d", "converted"])
+@pytest.mark.parametrize(
+    "layer", ["Linear", "Conv2d", "Conv1d", "converted", "converted_relu_first", *_NO_ARGS]
+)
 def test_layers_called_with_a_non_tensor_raise_torchs_type_error(session, layer, bad):
     """A str/None/list input gave AttributeError ("'str' object has no
-    attribute 'dim'"); torch raises TypeError."""
+    attribute 'dim'"; "'list' object has no attribute 'relu'" for layers
+    without weights, and for a converted model starting with one); torch
+    raises TypeError."""
     torch.manual_seed(0)
-    if layer == "converted":
-        ref = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU())
+    if layer.startswith("converted"):
+        layers = [torch.nn.Linear(2, 2), torch.nn.ReLU()]
+        ref = torch.nn.Sequential(*(layers[::-1] if layer.endswith("first") else layers))
         ours = cryptgpu.nn.from_pytorch(ref, torch.empty(1, 2)).encrypt()
+    elif layer in _NO_ARGS:
+        args = (2,) if layer == "MaxPool2d" else ()
+        ref, ours = getattr(torch.nn, layer)(*args), getattr(cryptgpu.nn, layer)(*args)
     else:
         args = (2, 2) if layer == "Linear" else (2, 2, 1)
         ref, ours = getattr(torch.nn, layer)(*args), getattr(cryptgpu.nn, layer)(*args)
-    with pytest.raises(TypeError):
+    with pytest.raises((TypeError, AttributeError)) as torchs:
         ref(bad)
-    with pytest.raises(TypeError):
+    with pytest.raises(torchs.type):  # torch's type (AttributeError from Softmax, Flatten, GLU)
         ours(bad)
     assert usable()
 

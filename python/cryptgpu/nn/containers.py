@@ -84,6 +84,8 @@ class _Indexed(Module):
     """Children numbered 0, 1, ...: indexing (a slice gives the same kind of
     container), ``len``, iteration, as torch's Sequential and ModuleList."""
 
+    _tensor_first = False
+
     def __init__(self, mods=()):
         super().__init__()
         for i, m in enumerate(mods):
@@ -169,6 +171,8 @@ class ModuleList(_Indexed):
 class ModuleDict(Module):
     """Modules by name, registered (their parameters are the dict's), as
     torch.nn.ModuleDict; it has no forward of its own."""
+
+    _tensor_first = False
 
     def __init__(self, modules=None):
         super().__init__()

@@ -243,6 +243,8 @@ def _first_shared(args):
 class Graph(Module):
     """A converted torch.fx graph: nodes run in order on the converted layers."""
 
+    _tensor_first = False
+
     # the BatchNorm layers folded into their convs (set by the conversion)
     _folded_names: frozenset = frozenset()
     # forward parameters traced as None (refused when given), and those

@@ -22,8 +22,28 @@ def _table(module, name: str) -> OrderedDict:
     return d[name]
 
 
+class InputTypeError(TypeError, AttributeError):
+    """A layer given a list, str or None: torch raises TypeError from most
+    layers and AttributeError from those calling a tensor method first
+    (Softmax, Flatten, GLU); this is both."""
+
+
 class ModuleHabits:
     """The methods above; :meth:`_hooked` runs a call through the hooks."""
+
+    # A layer of this library whose first input must be a tensor; Identity,
+    # containers and converted graphs take anything, as torch's do.
+    _tensor_first = True
+
+    def _check_tensor_first(self, x) -> None:
+        """torch's TypeError for a list, str or None given to one of this
+        library's layers (a user's own Module subclass may take anything)."""
+        own = type(self).__module__.startswith("cryptgpu.")
+        if own and self._tensor_first and not self.__dict__.get("_modules"):
+            raise InputTypeError(
+                f"{type(self).__name__}: argument 'input' (position 1) must be Tensor, "
+                f"not {type(x).__name__}"
+            )
 
     def register_forward_pre_hook(self, hook, *, prepend=False, with_kwargs=False):
         """``hook(module, args)`` (or ``(module, args, kwargs)`` with

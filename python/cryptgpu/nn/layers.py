@@ -179,8 +179,7 @@ class Conv2d(Module):
 
 
 class ReLU(Module):
-    """max(x, 0), privately (10 rounds); ``inplace`` as torch's signature
-    (a new tensor is returned either way)."""
+    """max(x, 0), privately (10 rounds); ``inplace`` returns a new tensor too."""
 
     kind = RELU
 
@@ -666,7 +665,9 @@ class Dropout(Module):
 
 
 class Identity(Module):
-    """Returns its input."""
+    """Returns its input (of any type, as torch's)."""
+
+    _tensor_first = False
 
     def forward(self, x):
         """Returns ``x`` unchanged."""
@@ -683,8 +684,7 @@ class Softmax(Module):
         self.dim = dim
 
     def _dim(self, x) -> int:
-        # torch's implicit dim (deprecated there, with a warning): 0 for
-        # 0-, 1- and 3-D inputs, else 1
+        # torch's implicit dim (deprecated there): 0 for 0-, 1- and 3-D inputs, else 1
         return self.dim if self.dim is not None else (0 if x.dim() in (0, 1, 3) else 1)
 
     def forward(self, x):

@@ -629,6 +629,8 @@ class Module(ModuleHabits):
     def _call_tracked(self, *args, **kwargs):
         """The forward, counted in the per-layer statistics under ``kind``."""
         x = args[0] if args else None
+        if args and not isinstance(x, (SharedTensor, torch.Tensor, tuple)):
+            self._check_tensor_first(x)
         if self._modules or self.kind == OTHER:
             return self.forward(*args, **kwargs)
         with _track(self.kind, x):
