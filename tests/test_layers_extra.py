@@ -224,6 +224,27 @@ def _norm_pairs():
             (4, 2, 9),
             True,
         ),
+        # transposed convolutions (a generator's upsampling blocks)
+        "convtranspose2d-batchnorm": (
+            lambda: t.Sequential(t.ConvTranspose2d(2, 3, 2, stride=2), t.BatchNorm2d(3)),
+            (4, 2, 3, 3),
+            True,
+        ),
+        "convtranspose1d-instance1d": (
+            lambda: t.Sequential(t.ConvTranspose1d(2, 3, 3), t.InstanceNorm1d(3)),
+            (4, 2, 5),
+            True,
+        ),
+        "convtranspose2d-groups-groupnorm-per-channel": (
+            lambda: t.Sequential(t.ConvTranspose2d(2, 4, 3, groups=2), t.GroupNorm(4, 4)),
+            (4, 2, 3, 3),
+            True,
+        ),
+        "convtranspose2d-groupnorm-2-per-group": (
+            lambda: t.Sequential(t.ConvTranspose2d(2, 4, 3), t.GroupNorm(2, 4)),
+            (4, 2, 3, 3),
+            False,
+        ),
         # a per-channel shift moves a group's two channels apart: kept
         "conv2d-groupnorm-2-per-group": (
             lambda: t.Sequential(t.Conv2d(2, 4, 3), t.GroupNorm(2, 4)),
@@ -260,7 +281,8 @@ def _norm_pairs():
 @pytest.mark.parametrize("case", list(_norm_pairs()))
 def test_a_bias_an_instance_norm_cancels_gets_an_exactly_zero_gradient(session, case):
     """A conv's bias straight before an InstanceNorm (instance statistics)
-    or a GroupNorm of one channel per group is a per-channel shift the norm
+    or a GroupNorm of one channel per group (a transposed conv's also before
+    a training BatchNorm, fixed 2026-12-05) is a per-channel shift the norm
     removes: torch's gradient is ~1e-15, ours was fixed-point noise, which
     Adam scales to full steps (0.025 off torch after 3 steps at lr 0.01).
     Now exactly 0, as before a training BatchNorm; the pairings that do

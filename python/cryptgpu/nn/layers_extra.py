@@ -28,6 +28,7 @@ from .layers import (
     _scale_shift,
     _statistics,
     _times_pow2,
+    shift_bias,
 )
 from .module import Module
 from .stats import BATCHNORM, LINEAR, POOLING
@@ -411,7 +412,7 @@ class ConvTranspose2d(Module):
         """The transposed convolution of an N C (H) W input."""
         if output_size is not None:
             raise NotImplementedError(f"{type(self).__name__} with output_size")
-        w, b = self._params["weight"], self._params["bias"]
+        w, b = self._params["weight"], shift_bias(self, x.dim() == self._dims + 2)
         x = _public_input(x, w)
         name = f"conv_transpose{self._dims}d"
         if isinstance(x, SharedTensor):

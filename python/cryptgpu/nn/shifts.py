@@ -1,11 +1,12 @@
-"""A bias a normalisation cancels, in a converted graph: a Linear, Conv1d
-or Conv2d whose output goes only into a BatchNorm that normalises with
+"""A bias a normalisation cancels, in a converted graph: a Linear or a
+convolution (transposed too) whose output goes only into a BatchNorm that normalises with
 batch statistics (training, or no running statistics) adds a per-channel
 shift the BatchNorm removes, so the bias's gradient is 0 in exact
 arithmetic (torch's ~1e-17); the layer then gives it exactly 0
 (layers.shift_bias), rather than fixed-point noise that adaptive
 optimisers scale to full steps. The same for a Conv1d into an
-InstanceNorm1d, a Conv2d into an InstanceNorm2d (always instance
+InstanceNorm1d, a Conv2d into an InstanceNorm2d (the same for the
+transposed ones; always instance
 statistics here) and a convolution into a GroupNorm with one channel per
 group; not a GroupNorm whose groups hold several channels (a per-channel
 shift moves a group's channels apart), nor a Linear into an InstanceNorm
@@ -22,7 +23,15 @@ import torch.nn.functional as F
 from . import check
 from .layers import BatchNorm, Conv2d, Linear
 from .layers1d import Conv1d
-from .layers_extra import GroupNorm, InstanceNorm, InstanceNorm1d, InstanceNorm2d
+from .layers_extra import (
+    ConvTranspose2d,
+    GroupNorm,
+    InstanceNorm,
+    InstanceNorm1d,
+    InstanceNorm2d,
+)
+
+_CONVS = (Conv1d, Conv2d, ConvTranspose2d)  # ConvTranspose1d is a ConvTranspose2d
 
 
 def pairs(graph: torch.fx.Graph, converted: dict) -> dict:
@@ -38,7 +47,7 @@ def pairs(graph: torch.fx.Graph, converted: dict) -> dict:
         src = node.args[0] if node.args else None
         if not isinstance(src, torch.fx.Node) or src.op != "call_module" or len(src.users) != 1:
             continue
-        if isinstance(converted.get(src.target), (Linear, Conv1d, Conv2d)):
+        if isinstance(converted.get(src.target), (Linear, *_CONVS)):
             out[src.name] = node.target
     return out
 
@@ -52,14 +61,22 @@ def cancels(layer, norm) -> bool:
     convolution."""
     if isinstance(norm, BatchNorm):
         return norm.training or norm._buffers.get("running_mean") is None
-    if not isinstance(norm, GroupNorm) or not isinstance(layer, (Conv1d, Conv2d)):
+    if not isinstance(norm, GroupNorm) or not isinstance(layer, _CONVS):
         return False
-    if isinstance(norm, InstanceNorm1d):
-        return isinstance(layer, Conv1d)
-    if isinstance(norm, InstanceNorm2d):
-        return isinstance(layer, Conv2d)
+    dims = layer._dims if isinstance(layer, ConvTranspose2d) else 1 + isinstance(layer, Conv2d)
+    if isinstance(norm, (InstanceNorm1d, InstanceNorm2d)):
+        return dims == (1 if isinstance(norm, InstanceNorm1d) else 2)
     # the base InstanceNorm: one group per channel of its input
-    return isinstance(norm, InstanceNorm) or norm.groups == layer._params["weight"].shape[0]
+    return isinstance(norm, InstanceNorm) or norm.groups == _out_channels(layer)
+
+
+def _out_channels(layer) -> int:
+    """A convolution's output channels (a transposed one's weight is
+    [in, out / groups, ...])."""
+    w = layer._params["weight"]
+    if isinstance(layer, ConvTranspose2d):
+        return w.shape[1] * layer.conf[3]
+    return w.shape[0]
 
 
 @contextlib.contextmanager
@@ -71,7 +88,7 @@ def cancelled(layer, bn):
         keep = bn
     else:
         keep = True if cancels(layer, bn) else None
-    if keep is None or not isinstance(layer, (Linear, Conv1d, Conv2d)):
+    if keep is None or not isinstance(layer, (Linear, *_CONVS)):
         yield
         return
     layer.__dict__["_shift_cancelled"] = keep
