@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 import cryptgpu
-from conftest import ENC, ULP, assert_close
+from conftest import ENC, ULP, assert_close, usable
 
 D = torch.float64
 ATT = 5e-4
@@ -157,6 +157,32 @@ def test_untraceable_mask_in_a_recurrent_model_gets_the_mask_hint(session):
         cryptgpu.nn.from_pytorch(Net(), torch.randn(1, 3, 4))
     assert "torch.ones((T, T))" in str(e.value)
     assert "pack_padded_sequence" not in str(e.value)
+
+
+def test_finfo_of_a_traced_dtype_is_named_behind_a_buffer_slice(session):
+    """A rotary-cache slice self.cos[:T] fails the first tracer (buffers
+    as constants) and traces with the second; torch.finfo(att.dtype) then
+    fails the second. Until 2026-12-05 only the first error was shown (the
+    slice, which converts) and the finfo hint never came."""
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 4)
+            self.register_buffer("cos", torch.ones(8, 4))
+
+        def forward(self, x):
+            t = x.size(1)
+            h = self.lin(x) * self.cos[:t]
+            att = h @ h.transpose(1, 2)
+            causal = torch.tril(torch.ones((t, t), dtype=torch.bool))
+            return att.masked_fill(~causal, torch.finfo(att.dtype).min).softmax(-1)
+
+    with pytest.raises(NotImplementedError) as e:
+        cryptgpu.nn.from_pytorch(Net(), torch.randn(2, 4, 4))
+    assert "torch.finfo(torch.float32).min" in str(e.value)  # the hint
+    assert "with buffers as graph values: torch.finfo()" in str(e.value)
+    assert usable()
 
 
 def test_attention_parameters_pair_with_torchs_in_order(session):

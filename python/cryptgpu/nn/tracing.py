@@ -7,6 +7,7 @@ in a module tree that names and orders parameters as torch does.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import operator
 import threading
@@ -121,7 +122,9 @@ def _trace(model: torch.nn.Module, nones=()):
     except Exception as first:
         try:  # buffers as graph values (nanoGPT's self.bias[:, :, :T, :T])
             graph = _Tracer().trace(model, concrete_args=concrete)
-        except Exception:
+        except Exception as second:  # both errors: the second may be the cause
+            with contextlib.suppress(AttributeError):
+                first._also = second
             raise first from None
         gm = torch.fx.GraphModule(model, graph, model.__class__.__name__)
     if nones:
@@ -285,21 +288,23 @@ def trace_modes(model: torch.nn.Module, nones=()):
     except NotImplementedError:
         raise
     except Exception as e:  # tracing errors come in many types
+        also = getattr(e, "_also", None)
+        text = str(e) if also is None else f"{e}; with buffers as graph values: {also}"
         hint = ""
-        if "takes 1 positional argument" in str(e):
+        if "takes 1 positional argument" in text:
             hint = (
                 " (torch.fx traces factory functions given sizes read from an input, "
                 "torch.ones(T, T), only with the sizes as one tuple: torch.ones((T, T)); "
                 "or build the mask with torch.full((T, T), ...) or "
                 "nn.Transformer.generate_square_subsequent_mask)"
             )
-        if not hint and ("interpreted as an integer" in str(e) or "cannot be iterated" in str(e)):
+        if not hint and ("interpreted as an integer" in text or "cannot be iterated" in text):
             hint = (
                 " (torch.fx cannot loop over a count read from an input, "
                 "range(x.size(1)) or x.unbind(1): loop a constant number of times, "
                 "range(SEQ_LEN), and index x[:, t])"
             )
-        if not hint and "finfo() requires a floating point" in str(e):
+        if not hint and "finfo() requires a floating point" in text:
             hint = (
                 " (torch.finfo(x.dtype) of a traced tensor: write the dtype, "
                 "torch.finfo(torch.float32).min, or float('-inf'))"
@@ -309,7 +314,7 @@ def trace_modes(model: torch.nn.Module, nones=()):
                 " (a model that packs its sequences, pack_padded_sequence, cannot be "
                 "traced: pad the batch and mask, or take each sequence's last valid step)"
             )
-        raise NotImplementedError(f"torch.fx could not trace the model: {e}{hint}") from e
+        raise NotImplementedError(f"torch.fx could not trace the model: {text}{hint}") from e
     if gm_train is not None and not _mark(gm, gm_train):
         warnings.warn(
             "the model's forward runs other operations in train mode than in eval mode "
