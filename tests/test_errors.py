@@ -304,3 +304,21 @@ def test_a_string_where_a_number_goes_is_torchs_type_error(session):
         with pytest.raises(TypeError, match="must be Number"):
             call()
     assert usable()
+
+
+def test_integer_casts_and_repeated_reduction_dims_raise_torchs_errors(session):
+    """(x > 0).long(), x.int(), (x > 0).bool() were AttributeErrors; they
+    say what to(torch.int64) says (shares hold fixed-point reals). amax/amin
+    over (0, 0) returned a result; torch raises RuntimeError, as our sum."""
+    x = cryptgpu.cryptensor(torch.randn(3, 4))
+    for cast in (lambda: (x > 0).long(), lambda: x.int(), lambda: (x > 0).bool()):
+        with pytest.raises(NotImplementedError, match="fixed-point reals"):
+            cast()
+    t = torch.randn(3, 4)
+    for dims in ((0, 0), (1, -1)):
+        for name in ("amax", "amin"):
+            with pytest.raises(RuntimeError, match="appears multiple times"):
+                getattr(t, name)(dims)
+            with pytest.raises(RuntimeError, match="appears multiple times"):
+                getattr(x, name)(dims)
+    assert usable()

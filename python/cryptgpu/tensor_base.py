@@ -516,6 +516,21 @@ class TensorBase(ag.Node):
             np.frombuffer(b, dtype="<u8").reshape(shp),
         )
 
+    # torch's integer and bool casts: as to(that dtype), NotImplementedError
+    # naming fixed point ((x > 0).long() was an AttributeError)
+    def long(self) -> TensorBase:
+        """``to(torch.int64)``: refused (shares hold fixed-point reals; a
+        comparison's 0/1 bits serve as floats)."""
+        return self.to(torch.int64)
+
+    def int(self) -> TensorBase:
+        """``to(torch.int32)``: refused, as :meth:`long`."""
+        return self.to(torch.int32)
+
+    def bool(self) -> TensorBase:
+        """``to(torch.bool)``: refused, as :meth:`long`."""
+        return self.to(torch.bool)
+
 
 def _same(base):
     """A detached view's read: the base's own value."""

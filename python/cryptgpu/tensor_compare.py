@@ -241,7 +241,11 @@ class ComparisonOps:
         if dim is None and keepdim and self.dim():  # torch: every dim kept, size 1
             return self.amax(None).reshape([1] * self.dim())
         if isinstance(dim, (tuple, list)):
-            dims = sorted({_norm_dim(d, self.dim()) for d in dim})
+            dims = [_norm_dim(d, self.dim()) for d in dim]
+            for d in dims:  # torch's error (the same dim twice was taken)
+                if dims.count(d) > 1:
+                    raise RuntimeError(f"dim {d} appears multiple times in the list of dims")
+            dims = sorted(dims)
             if not dims:
                 return self.amax(None, keepdim)
             rest = [d for d in range(self.dim()) if d not in dims]
