@@ -206,6 +206,49 @@ def test_class_losses_refuse_a_misplaced_target_shape(session, rng):
     assert usable()
 
 
+def test_cross_entropy_with_a_wrong_target_shape_raises_runtime_error(session, rng):
+    """torch raises ValueError for labels of the wrong length and
+    RuntimeError for probabilities of another shape; ours raised a bare
+    ValueError for both (a ShapeError now, which is both)."""
+    logits = _logits(rng, 3, 4)
+    xs = cryptgpu.cryptensor(logits)
+    for target in (torch.zeros(2, dtype=torch.long), torch.zeros(3, 5, dtype=torch.float64)):
+        with pytest.raises((RuntimeError, ValueError)) as torchs:
+            F.cross_entropy(logits, target)
+        with pytest.raises(torchs.type):
+            F.cross_entropy(xs, target)
+    assert usable()
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("form", ["module", "functional", "converted"])
+def test_bce_loss_takes_torchs_weight(session, rng, reduction, form):
+    """BCELoss(weight=w) and F.binary_cross_entropy(..., weight=w) raised
+    NotImplementedError; the weight (broadcast to the input) multiplies
+    each element's loss and its gradient, as torch's."""
+    p = torch.rand(4, 3, generator=rng, dtype=torch.float64) * 0.8 + 0.1
+    y = (torch.rand(4, 3, generator=rng) > 0.5).double()
+    w = torch.rand(3, generator=rng, dtype=torch.float64) * 2
+    pt = p.clone().requires_grad_()
+    want = F.binary_cross_entropy(pt, y, weight=w, reduction=reduction)
+    want.sum().backward()
+    ps = cryptgpu.cryptensor(p, requires_grad=True)
+    if form == "module":
+        got = cryptgpu.nn.BCELoss(weight=w, reduction=reduction)(ps, y)
+    elif form == "functional":
+        got = F.binary_cross_entropy(ps, y, weight=w, reduction=reduction)
+    else:
+        got = tnn.BCELoss(weight=w, reduction=reduction)(ps, y)  # torch's module on ours
+    got.sum().backward()
+    # p in [0.1, 0.9]: the logs within 3e-5 each (range-reduced log of an
+    # encoded p, |log p| < 2.3 carrying p's ENC / p < 1e-4), times w < 2,
+    # summed over 12 elements for "sum": 12 * 2 * 1.3e-4
+    assert_close(got.get_plain_text(dtype=torch.float64), want.detach(), 12 * 2 * 1.3e-4)
+    # the gradient w (p - y) / (p (1 - p)): the reciprocal of p (1 - p) >=
+    # 0.09 within 2e-4 relative of values <= 11, times w < 2: 5e-3
+    assert_close(ps.grad.get_plain_text(dtype=torch.float64), pt.grad, 5e-3)
+
+
 def _torch_warning(fn, *args):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -30,7 +30,7 @@ def converters(plain) -> dict:
         t.NLLLoss: lambda m: losses.NLLLoss(weight(m), None, m.ignore_index, None, m.reduction),
         t.MSELoss: lambda m: losses.MSELoss(m.reduction),
         t.L1Loss: lambda m: losses.L1Loss(m.reduction),
-        t.BCELoss: lambda m: losses.BCELoss(weight(m), m.reduction),
+        t.BCELoss: lambda m: losses.BCELoss(weight(m), reduction=m.reduction),
         t.BCEWithLogitsLoss: lambda m: losses.BCEWithLogitsLoss(
             weight(m), None, None, m.reduction, pos_weight(m)
         ),

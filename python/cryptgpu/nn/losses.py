@@ -30,7 +30,7 @@ def _one_hot(target, like: SharedTensor):
     t = torch.as_tensor(target)
     if t.dim() == 1 and not t.is_floating_point():
         if t.numel() != like.shape[0]:
-            raise ValueError(f"{t.numel()} labels for a batch of {like.shape[0]}")
+            raise ShapeError(f"{t.numel()} labels for a batch of {like.shape[0]}")
         bad = t[(t < 0) | (t >= like.shape[1])]
         if bad.numel():
             raise IndexError(f"Target {int(bad[0])} is out of bounds.")
@@ -43,7 +43,7 @@ def _one_hot(target, like: SharedTensor):
                 f"{tuple(like.shape[:1])} or class probabilities of the logits' shape "
                 f"{tuple(like.shape)}, got a {t.dtype} target of shape {tuple(t.shape)}"
             )
-        raise ValueError(f"target {tuple(t.shape)} != logits {tuple(like.shape)}")
+        raise ShapeError(f"target {tuple(t.shape)} != logits {tuple(like.shape)}")
     return t.double()
 
 
@@ -68,9 +68,7 @@ def _reduction(r) -> str:
 
 
 def _reduce(per, reduction: str):
-    if reduction == "none":
-        return per
-    return per.sum() if reduction == "sum" else per.mean()
+    return per if reduction == "none" else (per.sum() if reduction == "sum" else per.mean())
 
 
 def _same_shape(x, target, what: str):
@@ -471,13 +469,18 @@ class BCELoss(_Tracked):
     ln of the encoded p; an encoded 1e-4 is itself 5% off, 7 units of
     2^-16); the gradient (p - y) / (p (1 - p)) / N
     uses a private reciprocal over p (1 - p)'s range (2^-16 .. 1/4). Prefer
-    BCEWithLogitsLoss on logits."""
+    BCEWithLogitsLoss on logits. A public ``weight`` (broadcast to p's
+    shape) multiplies each element's loss and gradient, as torch's."""
 
-    def __init__(self, weight=None, reduction: str = "mean") -> None:
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean") -> None:
         super().__init__()
-        if weight is not None:
-            raise NotImplementedError("BCELoss with weight")
-        self.reduction = _reduction(reduction)
+        if isinstance(weight, SharedTensor):
+            raise NotImplementedError("BCELoss with a shared weight")
+        self.reduction = _reduction(_legacy(size_average, reduce, reduction))
+        self.weight = None if weight is None else torch.as_tensor(weight, dtype=torch.float64)
+
+    def _weighted(self, per, shape):  # torch's error where it does not broadcast
+        return per if self.weight is None else per * self.weight.expand(tuple(shape))
 
     def forward(self, p, target):
         """reduction(-(y log p + (1 - y) log(1 - p)))."""
@@ -490,22 +493,26 @@ class BCELoss(_Tracked):
                 raise RuntimeError("all elements of input should be between 0 and 1")
             y = _same_shape(pd, target, "BCELoss")
             lp, lq = pd.log().clamp(min=-100.0), (1.0 - pd).log().clamp(min=-100.0)
-            return _reduce(y * (lq - lp) - lq, self.reduction)
+            return _reduce(self._weighted(y * (lq - lp) - lq, pd.shape), self.reduction)
         if not isinstance(p, SharedTensor):
-            return F.binary_cross_entropy(p, torch.as_tensor(target), reduction=self.reduction)
+            w = None if self.weight is None else self.weight.to(p.dtype)
+            t = torch.as_tensor(target)
+            return F.binary_cross_entropy(p, t, weight=w, reduction=self.reduction)
         y = _same_shape(p, target, "BCELoss")
         want_grad = ag.needs_grad(p)
         with ag.inside(want_grad):
             q = 1.0 - p
             lp = p.log().clamp(min=-100.0)
             lq = q.log().clamp(min=-100.0)
-            loss = _reduce((y * lp + (1.0 - y) * lq).neg(), self.reduction)
+            per = self._weighted((y * lp + (1.0 - y) * lq).neg(), p.shape)
+            loss = _reduce(per, self.reduction)
             if not want_grad:
                 return loss
             # p (1 - p) is in (0, 1/4]: the reciprocal's octaves 2^-16..2^-2
             # only (15 thresholds instead of 45)
             inv = functions.reciprocal(p * q, -16, -1)
-            return _with_gradient(loss, p, (p - y) * inv, self.reduction)
+            diff = self._weighted((p - y) * inv, p.shape)
+            return _with_gradient(loss, p, diff, self.reduction)
 
 
 class HuberLoss(Module):
@@ -633,7 +640,7 @@ def _bce_with_logits(
 
 
 def _bce(input, target, weight=None, size_average=None, reduce=None, reduction="mean"):
-    return BCELoss(weight, _legacy(size_average, reduce, reduction))(input, target)
+    return BCELoss(weight, size_average, reduce, reduction)(input, target)
 
 
 def _l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
