@@ -142,10 +142,8 @@ class _Optimizer(torch.optim.Optimizer):
 
 def check_precision(name: str) -> None:
     """The scaled-moment optimisers need precision_bits from 14 to 20: the
-    floor 2^-14 and the scaled second moment (g * 2^8)^2 are laid out for
-    these: below, the floor is not representable; above, the fixed-point
-    range (2^(63 - 2f)) is too small for it (an Adam step was 0.44 off at
-    f = 12, garbage at f = 24)."""
+    floor and scaled second moment are laid out for these (an Adam step was
+    0.44 off at f = 12, garbage at f = 24)."""
     f = _session.current().precision_bits
     if not 14 <= f <= 20:
         raise ValueError(
@@ -156,23 +154,43 @@ def check_precision(name: str) -> None:
 
 def scaled_ratio(m, w, e: float):
     """m / (sqrt(w) + e) for the scaled moments of Adam, RMSprop and
-    Adagrad: while e is below 2^-7 (the square root of the floor 2^-14 on
-    w), m / sqrt(w + max(e^2, 2^-14)), one range-reduced inverse square
-    root; a larger e as written (sqrt(w), then two divisions by
-    sqrt(sqrt(w) + e)): three."""
-    if e > 2.0**-7:
-        floor = 2.0**-14
-        root = functions.ratio_inv_sqrt(w + floor, w + floor, lo_exp=-14)
-        q = functions.ratio_inv_sqrt(m, root + e, lo_exp=-14)
-        return functions.ratio_inv_sqrt(q, root + e, lo_exp=-14)
-    return functions.ratio_inv_sqrt(m, w + max(e * e, 2.0**-14), lo_exp=-14)
+    Adagrad: while e is below the square root of the floor on w (2^-14 at
+    f = 16: :func:`_floor_exp`), m / sqrt(w + max(e^2, floor)), one
+    range-reduced inverse square root; a larger e as written (sqrt(w), then
+    two divisions by sqrt(sqrt(w) + e)): three."""
+    fe = _floor_exp()
+    floor = 2.0**fe
+    if e > 2.0 ** (fe // 2):
+        root = functions.ratio_inv_sqrt(w + floor, w + floor, lo_exp=fe)
+        q = functions.ratio_inv_sqrt(m, root + e, lo_exp=fe)
+        return functions.ratio_inv_sqrt(q, root + e, lo_exp=fe)
+    return functions.ratio_inv_sqrt(m, w + max(e * e, floor), lo_exp=fe)
 
 
-def check_grad_scale(grad_scale) -> None:
-    """Refuse a ``grad_scale`` that is not a power of two (ValueError): the
-    scaling must be an exact integer factor."""
+def _floor_exp() -> int:
+    """The floor on the scaled second moment: 2^-14 (4 units) up to f = 16,
+    then 4 units or less, an even power (ratio_inv_sqrt's buckets): 2^-16
+    at f = 17, 18 and 2^-18 at f = 19, 20, where the default grad_scale is
+    smaller (:func:`check_grad_scale`) and 2^-14 would have cut the steps
+    of gradients below 1e-3 (0.02 short of torch's after 100 steps of
+    1e-3 at f = 20)."""
+    return -2 * ((max(14, _session.current().precision_bits - 2) + 1) // 2)
+
+
+def check_grad_scale(grad_scale) -> int:
+    """``grad_scale``, or for None the default: 2^8 up to f = 16 bits,
+    2^(24 - f) above, so that the scaled second moment (g s)^2 / (1 - beta2)
+    stays within the fixed-point range 2^(63 - 2f) for gradients up to about
+    4 at every precision (2^8 at f = 20 overflowed from |g| = 0.35: an Adam
+    weight at -1.5e6 after 100 steps of g = 1, a user probe). A value that
+    is not a power of two is refused (ValueError): the scaling must be an
+    exact integer factor."""
+    if grad_scale is None:
+        session = _session._ctx.session
+        return 2 ** min(8, 24 - (16 if session is None else session.precision_bits))
     if not (isinstance(grad_scale, int) and grad_scale >= 1 and grad_scale & (grad_scale - 1) == 0):
         raise ValueError(f"grad_scale must be a power of two, got {grad_scale!r}")
+    return grad_scale
 
 
 class SGD(_Optimizer):
@@ -275,7 +293,8 @@ class Adam(_Optimizer):
     Fixed point cannot hold Adam's second moment directly: a gradient of
     1e-3 squares to 1e-6, below the 2^-16 resolution. The update
     m / sqrt(v) is invariant to scaling the gradient, so each step works on
-    g * ``grad_scale`` (a public power of two, default 2^8), keeps the second
+    g * ``grad_scale`` (a public power of two, default 2^8; 2^(24 - f)
+    above f = 16 bits: :func:`check_grad_scale`), keeps the second
     moment without its (1 - beta2) factor (w = beta2 w + g^2, which has no
     small factor), and computes m / sqrt(w) with
     :func:`cryptgpu.functions.ratio_inv_sqrt`, a range-reduced inverse square
@@ -305,7 +324,7 @@ class Adam(_Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         amsgrad: bool = False,
-        grad_scale: int = 2**8,
+        grad_scale: int | None = None,
         *,
         maximize: bool = False,
         decoupled_weight_decay: bool = False,
@@ -318,7 +337,7 @@ class Adam(_Optimizer):
             raise NotImplementedError(
                 "Adam(differentiable=True / fused=True / capturable=True) is not provided"
             )
-        check_grad_scale(grad_scale)
+        grad_scale = check_grad_scale(grad_scale)
         defaults = dict(
             lr=lr,
             betas=betas,
@@ -455,7 +474,7 @@ class AdamW(Adam):
         eps: float = 1e-8,
         weight_decay: float = 1e-2,
         amsgrad: bool = False,
-        grad_scale: int = 2**8,
+        grad_scale: int | None = None,
         **kwargs,
     ):
         kwargs["decoupled_weight_decay"] = True
@@ -472,7 +491,7 @@ class _Moments(_Optimizer):
         unsupported = [k for k in ("differentiable", "fused", "capturable") if options.get(k)]
         if unsupported:
             raise NotImplementedError(f"{name}({unsupported[0]}=True) is not provided")
-        check_grad_scale(defaults["grad_scale"])
+        defaults["grad_scale"] = check_grad_scale(defaults["grad_scale"])
         self._state = {slot: {} for slot in self._SLOTS}
         self._steps: dict[int, int] = {}
         self._units: dict[int, tuple] = {}
@@ -558,7 +577,7 @@ class RMSprop(_Moments):
         maximize: bool = False,
         differentiable: bool = False,
         *,
-        grad_scale: int = 2**8,
+        grad_scale: int | None = None,
     ):
         defaults = dict(
             lr=lr,
@@ -643,7 +662,7 @@ class Adagrad(_Moments):
         maximize: bool = False,
         differentiable: bool = False,
         fused=None,
-        grad_scale: int = 2**8,
+        grad_scale: int | None = None,
     ):
         defaults = dict(
             lr=lr,
