@@ -10,12 +10,14 @@ below are written as (number of summed terms) * (a few ulp) so they hold
 even without cancellation.
 """
 
+import operator
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 import cryptgpu
-from conftest import ULP, assert_close
+from conftest import ULP, assert_close, usable
 
 
 def shared_leaf(t, src=0):
@@ -485,3 +487,83 @@ def test_autograd_grad_backward_inputs_and_several_outputs(session):
     h = x * 2  # a gradient with respect to a non-leaf
     (gh,) = torch.autograd.grad((h * h).sum(), h)
     assert_close(pt(gh), 4 * x0, 8 * ULP)
+
+
+GRID = torch.tensor([1.5, -0.5, 2.0], dtype=torch.float64)  # on the 2^-16 grid: no encoding error
+
+
+def test_requires_grad_of_a_computed_tensor_cannot_be_turned_off(session):
+    """``y.requires_grad_(False)`` on a recorded result detached it without
+    a word (backward then missed half of d(2x * x)/dx); torch raises."""
+    yt = GRID.clone().requires_grad_() * 2
+    with pytest.raises(RuntimeError) as want:
+        yt.requires_grad_(False)
+    x = shared_leaf(GRID)
+    y = x * 2
+    for turn_off in (lambda: y.requires_grad_(False), lambda: setattr(y, "requires_grad", False)):
+        with pytest.raises(RuntimeError) as got:
+            turn_off()
+        assert str(got.value) == str(want.value)
+    assert y.requires_grad_(True) is y and y.requires_grad  # as torch: allowed, no change
+    (y * x).sum().backward()
+    # d(2x * x)/dx = 4x: g y and (g x) 2, a truncation each, the second doubled
+    assert_close(pt(x.grad), 4 * GRID, 3 * ULP)
+    assert usable()
+
+
+def test_grad_fn_detach_in_place_and_register_hook_as_torch(session):
+    """grad_fn, detach_() and register_hook() raised AttributeError."""
+    xt = GRID.clone().requires_grad_()
+    x = shared_leaf(GRID)
+    assert x.grad_fn is None and cryptgpu.cryptensor(GRID).grad_fn is None
+    for op in (operator.mul, operator.add, operator.sub):
+        y, yt = op(x, x), op(xt, xt)
+        assert y.grad_fn is y.grad_fn and y.grad_fn.name() == yt.grad_fn.name()
+        assert repr(y.grad_fn).startswith(f"<{yt.grad_fn.name()} object at ")
+    y = x * x
+    y.sum().backward()
+    assert y.grad_fn.name() == "MulBackward0"  # still named after backward, as torch's
+    # detach_: cut in place; the value stays (x * x: one truncation)
+    y = x * x
+    assert y.detach_() is y
+    assert not y.requires_grad and y.is_leaf and y.grad_fn is None
+    assert_close(pt(y), GRID * GRID, ULP)
+    x.grad = None
+    (y * x).sum().backward()  # x reached through the second factor only
+    assert_close(pt(x.grad), GRID * GRID, 2 * ULP)  # y's truncation, then one more
+    with pytest.raises(RuntimeError, match="Can't detach views in-place"):
+        (x * 2)[0:2].detach_()
+    # register_hook on a leaf (before .grad) and on a result (before it
+    # passes the gradient on; a retained .grad sees the hooked value)
+    seen = []
+    for t in (x, xt):
+        t.grad = None
+        h = t.register_hook(lambda g: seen.append(g) or g * 3)
+        (t * t).sum().backward()
+        h.remove()
+        (t * t).sum().backward()
+    # 2x is two products g x, a truncation each; 3 times it (the hook: an
+    # integer factor, exact), then 2x again: 8 truncations
+    assert_close(pt(seen[0]), seen[1], 2 * ULP)
+    assert_close(pt(x.grad), xt.grad, 8 * ULP)
+    ys = []
+    for t in (x, xt):
+        t.grad = None
+        ys.append(t * 2)
+        ys[-1].retain_grad()
+        ys[-1].register_hook(lambda g: g * 0.5)
+        ys[-1].sum().backward()
+    # the hook's product by 0.5: one truncation, doubled through y = 2x
+    assert_close(pt(ys[0].grad), ys[1].grad, ULP)
+    assert_close(pt(x.grad), xt.grad, 2 * ULP)
+    x.grad = None
+    x.register_hook(lambda g: torch.ones(3))  # a plaintext one: public
+    (x * x).sum().backward()
+    assert_close(pt(x.grad), torch.ones(3, dtype=torch.float64), 0.0)
+    with pytest.raises(RuntimeError, match="cannot register a hook on a tensor that doesn't"):
+        cryptgpu.cryptensor(GRID).register_hook(lambda g: g)
+    z = shared_leaf(GRID)
+    z.register_hook(lambda g: cryptgpu.cryptensor(torch.ones(4)))
+    with pytest.raises(RuntimeError, match="has changed the size of value"):
+        (z * 2).sum().backward()
+    assert usable()

@@ -10,6 +10,7 @@ multiplication by the kept mask per ReLU and max-pool).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import os
@@ -18,6 +19,7 @@ import time
 
 import numpy as np
 import torch
+from torch.utils.hooks import RemovableHandle
 
 from . import _session
 from ._plain import _float64
@@ -28,7 +30,7 @@ class Node:
     parents and the gradient function of a recorded operation (None for a
     leaf); ``grad`` receives a leaf's accumulated gradient."""
 
-    __slots__ = ("_rg", "_frozen", "_grad", "_back", "_kind", "_lost", "_retain")
+    __slots__ = ("_rg", "_frozen", "_grad", "_back", "_kind", "_lost", "_retain", "_hooks", "_gfn")
 
     def retain_grad(self) -> None:
         """As torch's: a result computed from a tensor that requires grad
@@ -53,8 +55,43 @@ class Node:
         # (a parameter frozen with requires_grad = False stays frozen).
         if not isinstance(flag, (bool, np.bool_)):
             raise RuntimeError("requires_grad must be a bool")
+        if self._back is not None:
+            # a recorded result: torch's error (turning it off detached it
+            # silently, and backward() then missed its inputs' gradients)
+            if flag:
+                return
+            raise RuntimeError(_NOT_A_LEAF)
         self._rg = bool(flag)
         self._frozen = not flag
+
+    @property
+    def grad_fn(self):
+        """As torch's: None for a leaf (and a tensor that does not require
+        grad); for a recorded result, the node that computes its inputs'
+        gradients (``name()``; torch's ``next_functions`` is not provided)."""
+        back = self._back
+        if back is None:
+            return None
+        gf = getattr(self, "_gfn", None)
+        if gf is None:
+            gf = self._gfn = GradFn(_fn_name(back[1]))
+        return gf
+
+    def register_hook(self, hook):
+        """As torch's: ``hook(grad)`` is called with this tensor's gradient
+        when backward() computes it (before a leaf accumulates it into
+        ``.grad``, before a result passes it on); a tensor it returns
+        replaces the gradient. Returns a handle whose ``remove()`` removes it."""
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if not callable(hook):
+            raise TypeError(f"register_hook expects a callable, got {type(hook).__name__}")
+        hooks = getattr(self, "_hooks", None)
+        if hooks is None:
+            hooks = self._hooks = collections.OrderedDict()
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        return handle
 
     @property
     def grad(self):
@@ -78,6 +115,43 @@ class Node:
                     "and the tensor are the same size"
                 )
         self._grad = value
+
+
+_NOT_A_LEAF = (
+    "you can only change requires_grad flags of leaf variables. If you want to use a "
+    "computed variable in a subgraph that doesn't require differentiation use "
+    "var_no_grad = var.detach()."
+)
+
+
+class GradFn:
+    """What ``grad_fn`` returns for a recorded result: its name, torch-like
+    (``MulBackward0``), from the gradient rule that recorded it."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def name(self) -> str:
+        """The node's name, as torch's ``grad_fn.name()``."""
+        return self._name
+
+    def __repr__(self) -> str:
+        return f"<{self._name} object at {hex(id(self))}>"
+
+
+def _fn_name(fn) -> str:
+    """``MulBackward0`` for the gradient function that ``record_mul``
+    (``exp``, ``Linear.forward``) defined."""
+    parts = (getattr(fn, "__qualname__", "") or "").split(".<locals>")[0].split(".")
+    name = parts[-1]
+    if name in ("forward", "__call__", "back", "<lambda>", "") and len(parts) > 1:
+        name = parts[-2]
+    if name.startswith("record_"):
+        name = name[len("record_") :]
+    words = [w for w in name.strip("_<>").split("_") if w and w != "public"]
+    return "".join(w[:1].upper() + w[1:] for w in words) + "Backward0"
 
 
 def is_grad_enabled() -> bool:
@@ -327,6 +401,9 @@ def backward(root, grad=None, retain_graph: bool = False, inputs=None, collect: 
             g = grads.pop(id(t), None)
             if g is None:
                 continue
+            if getattr(t, "_hooks", None):
+                g = _run_hooks(t, g)
+                given.add(id(g))  # a hook may keep it: a leaf's .grad is a copy
             if targets is not None and id(t) in targets:
                 if collect:
                     found[id(t)] = g.clone() if id(g) in given else g
@@ -343,9 +420,11 @@ def backward(root, grad=None, retain_graph: bool = False, inputs=None, collect: 
                 prev = grads.get(id(p))
                 grads[id(p)] = pg if prev is None else prev + pg
     if not retain_graph:
-        # Free the tape: intermediate tensors keep no references to their parents.
+        # Free the tape: intermediate tensors keep no references to their
+        # parents (grad_fn keeps its name).
         for t in order:
-            if t._back is not None:
+            if t._back is not None and t._back is not _FREED:
+                t.grad_fn  # noqa: B018 - named now, while its function is known
                 t._back = _FREED
     if collect:
         return [found.get(id(t)) for t in inputs]
@@ -383,6 +462,28 @@ def _seed(root, grad):
         g = _float64(grad, "backward gradient").detach()
         return root._public(g.expand(tuple(root.shape)).contiguous().numpy())
     return grad
+
+
+def _run_hooks(t, g):
+    """``t``'s hooks (register_hook) on its gradient ``g``, in order; a
+    tensor one returns replaces it (a plaintext one is taken as public)."""
+    for hook in list(t._hooks.values()):
+        out = hook(g)
+        if out is None:
+            continue
+        if not isinstance(out, (Node, torch.Tensor)):
+            raise TypeError(
+                f"hook '{getattr(hook, '__name__', hook)}' returned a {type(out).__name__}: "
+                "a hook returns a tensor or None"
+            )
+        if tuple(out.shape) != tuple(g.shape):
+            raise RuntimeError(
+                f"hook '{getattr(hook, '__name__', hook)}' has changed the size of value"
+            )
+        if not isinstance(out, Node):
+            out = g._public(_float64(out, "hook result").detach().contiguous().numpy())
+        g = out
+    return g
 
 
 def _accumulate(t, g, given: set) -> None:

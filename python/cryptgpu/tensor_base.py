@@ -238,6 +238,21 @@ class TensorBase(ag.Node):
         out._st = self._st
         return out._as_view_of(self, _same, _put)
 
+    def detach_(self) -> TensorBase:
+        """As torch's: cut this tensor from the autograd graph in place (a
+        leaf that does not require grad, and no ``grad_fn``). Refused on a
+        view autograd recorded, as torch refuses views; on any other view
+        there is nothing to cut."""
+        if self._view is not None and self._back is not None:
+            raise RuntimeError(
+                "Can't detach views in-place. Use detach() instead (a view of a tensor that "
+                "autograd records)"
+            )
+        self._rg, self._back, self._lost, self._kind = False, None, None, None
+        self._retain = False
+        self._gfn = None
+        return self
+
     @property
     def data(self) -> TensorBase:
         """``detach()`` (torch's ``p.data``); assigning to it replaces the
