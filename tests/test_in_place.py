@@ -10,6 +10,8 @@ Tolerances (f = 16): a Linear of k inputs within prod_tol; every value
 below is one or two such products plus exact ReLUs.
 """
 
+import operator
+
 import pytest
 import torch
 import torch.nn as tnn
@@ -225,3 +227,98 @@ def test_in_place_power_of_a_view_reaches_its_base(session):
     assert_close(pt(b), want, TRUNC)
     with pytest.raises(RuntimeError, match="doesn't match the broadcast shape"):
         r **= torch.ones(2, 3)
+
+
+AUGMENTED = {
+    "+=": operator.iadd,
+    "-=": operator.isub,
+    "*=": operator.imul,
+    "/=": operator.itruediv,
+    "**=": operator.ipow,
+}
+
+
+@pytest.mark.parametrize("op", list(AUGMENTED))
+def test_augmented_assignment_on_a_leaf_that_requires_grad_is_refused_as_torch(session, op):
+    """``p -= lr * p.grad`` outside no_grad: torch raises; ours rebound the
+    name and left the parameter as it was, so a hand-written training loop
+    trained nothing without a word. Under no_grad it updates p in place."""
+    f = AUGMENTED[op]
+    t = torch.tensor([1.5, -0.5, 2.0], dtype=torch.float64)
+    with pytest.raises(RuntimeError) as want:
+        f(t.clone().requires_grad_(), 2.0)
+    p = cryptgpu.cryptensor(t, requires_grad=True)
+    with pytest.raises(RuntimeError) as got:
+        f(p, 2.0)
+    assert str(got.value).startswith(str(want.value))  # torch's words, and a hint
+    assert "torch.no_grad()" in str(got.value) and "cryptgpu.no_grad()" in str(got.value)
+    assert p.requires_grad and p.is_leaf
+    assert_close(pt(p), t, 0.0)  # unchanged (the values are on the 2^-16 grid)
+    with torch.no_grad():
+        assert f(p, 2.0) is p
+    # on the grid: + - * by 2 exact; / 2 and ** 2 one truncation each
+    assert_close(pt(p), f(t.clone(), 2.0), TRUNC)
+    assert p.requires_grad and p.is_leaf
+    assert usable()
+
+
+@pytest.mark.parametrize("op", list(AUGMENTED))
+def test_augmented_assignment_on_a_view_autograd_records_is_refused(session, op):
+    """``v = y[:, 0:2]; v *= 10`` with y recorded rebound v and left y (and
+    its gradient) as they were; torch changes y. It raises now, as the
+    explicit ``v.mul_(10)`` does; so does a view of a tensor that does not
+    require grad taking a value that does."""
+    f = AUGMENTED[op]
+    t = torch.tensor([[1.5, -0.5, 2.0], [0.5, 1.0, -1.0]], dtype=torch.float64)
+    x = cryptgpu.cryptensor(t, requires_grad=True)
+    y = x * 2
+    v = y[:, 0:2]
+    with pytest.raises(RuntimeError, match="on a view autograd records") as e:
+        f(v, 10.0)
+    assert f"{op}: in-place operations" in str(e.value)
+    with pytest.raises(RuntimeError, match="in-place operations on tensors that require grad"):
+        v.mul_(10.0)
+    base = cryptgpu.cryptensor(torch.zeros(2, 3))
+    row = base[0]
+    with pytest.raises(RuntimeError, match="on a view autograd records"):
+        f(row, x[0] * 2)
+    assert_close(pt(base), torch.zeros(2, 3, dtype=torch.float64), 0.0)
+    assert_close(pt(y), 2 * t, 0.0)  # y unchanged: exact (an integer factor)
+    y.sum().backward()
+    assert_close(pt(x.grad), torch.full((2, 3), 2.0, dtype=torch.float64), 0.0)
+    assert usable()
+
+
+@pytest.mark.parametrize("op", ["+=", "-=", "*="])
+def test_augmented_assignment_with_a_recorded_value_is_in_place(session, op):
+    """``acc += x * 2`` with acc not requiring grad: torch changes acc in
+    place (a list or dict holding it sees the sum) and acc becomes a
+    recorded result; ours rebound the name. An operation that read acc
+    before still passes no gradient through it (torch's graph is fixed when
+    recorded), and a leaf that requires grad only afterwards gets none."""
+    f = AUGMENTED[op]
+    t = torch.tensor([1.5, -0.5, 2.0], dtype=torch.float64)
+    xt = t.clone().requires_grad_()
+    acct = torch.ones(3, dtype=torch.float64)
+    zt = acct + xt
+    f(acct, xt * 2)
+    ((acct * xt).sum() + zt.sum()).backward()
+    x = cryptgpu.cryptensor(t, requires_grad=True)
+    acc = cryptgpu.cryptensor(torch.ones(3))
+    held = {"acc": acc}
+    z = acc + x
+    assert f(acc, x * 2) is acc
+    assert held["acc"] is acc and acc.requires_grad and not acc.is_leaf
+    assert acc.grad_fn is not None
+    # on the grid: 1 + 2x and 1 - 2x exact, 1 * 2x too (a product of a
+    # public-valued sharing and 2x: one truncation)
+    assert_close(pt(acc), acct.detach(), TRUNC)
+    ((acc * x).sum() + z.sum()).backward()
+    # the gradients through acc * x and the op: a truncation per product (3)
+    assert_close(pt(x.grad), xt.grad, 3 * TRUNC)
+    late = cryptgpu.cryptensor(torch.ones(3))
+    w = late * x
+    late.requires_grad_()
+    w.sum().backward()
+    assert late.grad is None  # as torch's: late was no input of w's graph
+    assert usable()

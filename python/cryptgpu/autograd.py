@@ -294,15 +294,18 @@ def _on_stack(frame) -> bool:
 
 def record(out, parents, fn):
     """Mark ``out`` as computed from ``parents``; ``fn(g)`` returns one
-    gradient (or None) per parent."""
+    gradient (or None) per parent. A shared parent that does not require
+    grad now is kept as None: the graph's edges are fixed here, as torch's,
+    so one that requires grad later (``requires_grad_()``, ``acc += x * 2``
+    in place) does not receive, and pass on, this result's gradient."""
     lost = getattr(_session._ctx, "lost", None)
     if lost is not None:
         if not _on_stack(lost[2]):
             _session._ctx.lost = None  # its operation is over (it raised)
         elif any(p is lost[0] for p in parents):
             out._lost, _session._ctx.lost = lost[1], None
-    out.requires_grad = True
-    out._back = (tuple(parents), fn)
+    out._rg, out._frozen = True, False
+    out._back = (tuple(None if isinstance(p, Node) and not p._rg else p for p in parents), fn)
     kinds = _session._ctx.layer_kinds
     out._kind = kinds[-1] if kinds else None
     return out

@@ -225,8 +225,14 @@ class ArithmeticOps:
     # so one that would be recorded is refused, as torch refuses it on a
     # leaf that requires grad.
     @staticmethod
-    def _refuse_in_place(what: str) -> None:
-        if what == "__setitem__":
+    def _refuse_in_place(what: str, view: bool = False) -> None:
+        if view:
+            hint = (
+                "on a view autograd records, the change would have to reach its base; build "
+                "the base's new value out of place instead (torch.where with a mask, or "
+                "cryptgpu.cat of the pieces)"
+            )
+        elif what == "__setitem__":
             hint = (
                 "build the result out of place instead (torch.where with a mask, "
                 "x.masked_fill, or cryptgpu.cat of the pieces)"
@@ -367,17 +373,41 @@ class ArithmeticOps:
     def __rsub__(self, y):
         return self.neg().add(y)
 
-    # x += y, x -= y, x *= y, x /= y: in place, as torch's, when autograd
-    # does not record (``p -= lr * p.grad`` under no_grad updates the model's
-    # parameter); where it records the name is rebound to the new tensor,
-    # with the same value. A y that would broadcast x to a larger shape is
-    # torch's RuntimeError either way, before any work.
+    # x += y, x -= y, x *= y, x /= y, x **= y: in place, as torch's. Where
+    # autograd records, torch's rules: a leaf that requires grad is refused
+    # (``p -= lr * p.grad`` outside no_grad rebound p and trained nothing),
+    # and so is a view (the change would have to reach its base through the
+    # graph; it rebound the view's name and left the base as it was). A
+    # tensor that does not require grad takes the recorded result in place
+    # (``acc += x * 2``: other references see it, as torch's). A result that
+    # requires grad itself (``y = x * 2; y += 1``) is rebound to the new
+    # tensor, with the same value: torch changes it in place too, but
+    # recorded operations that already read y would then route their
+    # gradients through the new node. A y that would broadcast x to a
+    # larger shape is torch's RuntimeError either way, before any work.
     def _augmented(self, y, op: str):
         self._fits_in_place(y)
-        out = getattr(self, op)(y)
-        if ag.needs_grad(self) or getattr(out, "requires_grad", False):
-            return out
-        return self._assign(out, op + "_")
+        mine = ag.needs_grad(self)
+        if mine and self._back is None:
+            raise RuntimeError(_LEAF_IN_PLACE)
+        theirs = isinstance(y, TensorBase) and ag.needs_grad(y)
+        if (mine or theirs) and self._view is not None:
+            self._refuse_in_place(_SYMBOLS[op], view=True)
+        if mine:
+            return getattr(self, op)(y)
+        if not theirs:
+            return self._assign(getattr(self, op)(y), op + "_")
+        # recorded from a snapshot of this tensor (its gradient rule reads
+        # the old value), then moved in
+        old = self._wrap(self._t)
+        old._st = self._st
+        out = getattr(old, op)(y)
+        if not getattr(out, "requires_grad", False):
+            return self._assign(out, op + "_")
+        self._t, self._session, self._st = out._t, out._session, out._st
+        self._rg, self._frozen, self._back = out._rg, out._frozen, out._back
+        self._kind, self._lost, self._gfn = out._kind, out._lost, None
+        return self
 
     def __iadd__(self, y):
         return self._augmented(y, "add")
@@ -400,6 +430,15 @@ class ArithmeticOps:
         where 1 / x is small: 7e5 / x at x = 1e6 gave 0)."""
         self._bcast_shape(np.shape(y))
         return fx.divide(y, self)
+
+
+_SYMBOLS = {"add": "+=", "sub": "-=", "mul": "*=", "div": "/=", "pow": "**="}
+
+_LEAF_IN_PLACE = (
+    "a leaf Variable that requires grad is being used in an in-place operation. (x -= ..., "
+    "x += ..., x *= ... on a tensor that requires grad, such as a parameter updated by "
+    "hand: wrap the update in `with torch.no_grad():` or `with cryptgpu.no_grad():`)"
+)
 
 
 def _grown(shape, full) -> None:
