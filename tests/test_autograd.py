@@ -567,3 +567,24 @@ def test_grad_fn_detach_in_place_and_register_hook_as_torch(session):
     with pytest.raises(RuntimeError, match="has changed the size of value"):
         (z * 2).sum().backward()
     assert usable()
+
+
+def test_a_second_backward_accumulates_into_the_same_grad_tensor(session):
+    """torch adds a second backward's gradient into the same .grad tensor
+    (code holding ``g = p.grad`` sees the sum); ours made a new one."""
+    xt = GRID.clone().requires_grad_()
+    x = shared_leaf(GRID)
+    for t in (x, xt):
+        (t * t).sum().backward()
+    g, gt = x.grad, xt.grad
+    first = x.grad[0:2]  # a view of it follows too
+    for t in (x, xt):
+        (t * t).sum().backward()
+    assert x.grad is g and xt.grad is gt
+    # 2x twice, each two products g x with a truncation each
+    assert_close(pt(g), gt, 4 * ULP)
+    assert_close(pt(first), gt[0:2], 4 * ULP)
+    x.grad.zero_()  # zero_grad(set_to_none=False)
+    (x * 3).sum().backward()
+    assert x.grad is g
+    assert_close(pt(g), torch.full((3,), 3.0, dtype=torch.float64), 0.0)  # exact

@@ -490,9 +490,22 @@ def _run_hooks(t, g):
 
 
 def _accumulate(t, g, given: set) -> None:
-    """Add ``g`` to ``t.grad``."""
-    if t.grad is not None:
-        t.grad = t.grad + g
+    """Add ``g`` to ``t.grad``: in place for a leaf whose gradient is a
+    SharedTensor of its own (as torch's: ``g = p.grad`` held across two
+    backward passes sees their sum), else as a new tensor."""
+    old = t.grad
+    if old is not None:
+        if (
+            t._back is None
+            and isinstance(old, Node)
+            and getattr(old, "_view", True) is None
+            and not old._rg
+            and tuple(old.shape) == tuple(g.shape)
+        ):
+            new = old + g
+            old._t, old._session = new._t, new._session  # views of it re-read it
+        else:  # a plaintext or view .grad, or a retained non-leaf's (torch: out of place)
+            t.grad = old + g
     else:  # each leaf its own tensor, as torch (a.grad.zero_() after a + b):
         # a copy of one another leaf or the caller holds, or of a view
         shared = id(g) in given or getattr(g, "_view", None) is not None
