@@ -12,6 +12,7 @@ even without cancellation.
 
 import operator
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -588,3 +589,21 @@ def test_a_second_backward_accumulates_into_the_same_grad_tensor(session):
     (x * 3).sum().backward()
     assert x.grad is g
     assert_close(pt(g), torch.full((3,), 3.0, dtype=torch.float64), 0.0)  # exact
+
+
+@pytest.mark.parametrize("bad", [2.0, [1.0, 1.0, 1.0], np.ones(3)], ids=repr)
+def test_backward_gradient_must_be_a_tensor_or_none(session, bad):
+    """A number, a list or an array as backward's gradient was taken as a
+    public one; torch raises TypeError."""
+    x = shared_leaf(GRID)
+    y = (x * 2).sum() if isinstance(bad, float) else x * 2
+    yt = (GRID.clone().requires_grad_() * 2).sum() if isinstance(bad, float) else None
+    if yt is not None:
+        with pytest.raises(TypeError):  # (torch's words vary with the form)
+            yt.backward(bad)
+    with pytest.raises(TypeError, match="gradients can be either Tensors or None"):
+        y.backward(bad)
+    assert x.grad is None
+    y.backward(torch.tensor(1.0) if yt is not None else torch.ones(3))  # a tensor still works
+    assert_close(pt(x.grad), torch.full((3,), 2.0, dtype=torch.float64), 0.0)
+    assert usable()

@@ -436,6 +436,9 @@ def backward(root, grad=None, retain_graph: bool = False, inputs=None, collect: 
 
 def _seed(root, grad):
     """The gradient a backward starts from at ``root``, checked as torch's."""
+    if grad is not None and not isinstance(grad, (Node, torch.Tensor)):
+        # torch's TypeError (a list or a number was taken as a public gradient)
+        raise TypeError(f"gradients can be either Tensors or None, but got {type(grad).__name__}")
     if not root.requires_grad:
         why = (
             "no input requires grad and no parameter does: a model in eval mode, as "
