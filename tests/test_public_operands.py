@@ -212,3 +212,30 @@ def test_int_opens_as_float_does_and_truncates(session, v):
     with pytest.raises(TypeError, match="ints"):  # unflatten did int(size)
         cryptgpu.cryptensor(torch.ones(2, 4)).unflatten(1, (cryptgpu.cryptensor(2.0), 2))
     assert usable()
+
+
+@pytest.mark.parametrize("under", ["torch", "cryptgpu"])
+def test_backward_of_a_loss_computed_under_no_grad_does_not_blame_an_earlier_use(session, under):
+    """backward() on a loss computed under no_grad named an earlier,
+    unrelated plaintext tensor that requires grad as "the likely cause";
+    once a tensor that requires grad is used under no_grad, no_grad comes
+    first and the earlier use is one more possibility."""
+    a = cryptgpu.cryptensor(torch.ones(3))
+    _ = a + torch.ones(3, requires_grad=True)  # inference with a public weight: fine
+    x = cryptgpu.cryptensor(torch.ones(2), requires_grad=True)
+    with torch.no_grad() if under == "torch" else cryptgpu.no_grad():
+        y = (x * 2).sum()
+    with pytest.raises(RuntimeError, match="does not require grad") as e:
+        y.backward()
+    msg = str(e.value)
+    assert "the likely cause" not in msg
+    assert "torch.no_grad() or cryptgpu.no_grad()" in msg
+    assert msg.index("no_grad") < msg.index("plaintext torch tensor that requires grad")
+    # without an earlier use, no_grad is named too
+    cryptgpu.init(seed=1)
+    x = cryptgpu.cryptensor(torch.ones(2), requires_grad=True)
+    with torch.no_grad():
+        y = (x * 2).sum()
+    with pytest.raises(RuntimeError, match="computed under torch.no_grad()"):
+        y.backward()
+    assert usable()

@@ -237,6 +237,11 @@ def inside(recorded: bool):
 def needs_grad(*xs) -> bool:
     """True when ``x`` is a SharedTensor that is, or depends on, a leaf that requires grad."""
     if not is_grad_enabled():
+        note = getattr(_session._ctx, "unrecorded", None)
+        if note is not None and not note[2] and any(getattr(x, "requires_grad", False) for x in xs):
+            # a tensor that requires grad used under no_grad since the note:
+            # a backward() from a result of this is no longer the note's doing
+            _session._ctx.unrecorded = (note[0], note[1], True)
         return False
     return any(getattr(x, "requires_grad", False) for x in xs)
 
@@ -260,7 +265,10 @@ def note_unrecorded(t, what: str) -> None:
     that do not in ``what``: nothing is recorded (inference with plaintext
     weights is fine), but a backward() from a tensor that does not require
     grad names this, the most recent such use, as the likely cause (until
-    2026-12-05 it said only that no input requires grad)."""
+    2026-12-05 it said only that no input requires grad). Once a tensor
+    that requires grad is used under no_grad (``needs_grad``), the note is
+    named only as one possible cause beside no_grad (it was blamed for a
+    loss computed under no_grad)."""
     _session._ctx.unrecorded = (
         _session.current().id,
         f"{what}: a plaintext torch tensor that requires grad (shape {list(t.shape)}) was "
@@ -268,6 +276,7 @@ def note_unrecorded(t, what: str) -> None:
         "computed (it would be private, and a torch tensor's .grad cannot hold it). "
         "Encrypt it (cryptgpu.cryptensor(w, requires_grad=True), or model.encrypt()) to "
         "train it, or detach it to keep it fixed",
+        False,  # no tensor that requires grad used under no_grad since
     )
 
 
@@ -440,19 +449,7 @@ def _seed(root, grad):
         # torch's TypeError (a list or a number was taken as a public gradient)
         raise TypeError(f"gradients can be either Tensors or None, but got {type(grad).__name__}")
     if not root.requires_grad:
-        why = (
-            "no input requires grad and no parameter does: a model in eval mode, as "
-            "from_pytorch returns it, has parameters that do not require grad, as CrypTen's; "
-            "call model.train() to train; a model after decrypt() holds plaintext "
-            "parameters: encrypt() it again"
-        )
-        note = getattr(_session._ctx, "unrecorded", None)
-        if note is not None and note[0] == _session.current().id:
-            raise RuntimeError(
-                "backward() on a tensor that does not require grad; the likely cause: "
-                f"{note[1]} (or else: {why})"
-            )
-        raise RuntimeError(f"backward() on a tensor that does not require grad ({why})")
+        raise RuntimeError(_no_grad_message())
     if root._back is _FREED:
         raise RuntimeError(_SECOND_TIME)
     if grad is not None and hasattr(grad, "shape") and tuple(grad.shape) != tuple(root.shape):
@@ -468,6 +465,31 @@ def _seed(root, grad):
         g = _float64(grad, "backward gradient").detach()
         return root._public(g.expand(tuple(root.shape)).contiguous().numpy())
     return grad
+
+
+def _no_grad_message() -> str:
+    """Why a backward() starts from a tensor that does not require grad:
+    the most recent plaintext tensor that requires grad and met SharedTensors
+    that do not (``note_unrecorded``) is the likely cause, unless a tensor
+    that requires grad was used under no_grad since (then both are named)."""
+    why = (
+        "no input requires grad and no parameter does: a model in eval mode, as "
+        "from_pytorch returns it, has parameters that do not require grad, as CrypTen's; "
+        "call model.train() to train; a model after decrypt() holds plaintext "
+        "parameters: encrypt() it again"
+    )
+    under = (
+        "it was computed under torch.no_grad() or cryptgpu.no_grad(), where nothing is "
+        "recorded: compute the loss outside it"
+    )
+    head = "backward() on a tensor that does not require grad"
+    note = getattr(_session._ctx, "unrecorded", None)
+    if note is None or note[0] != _session.current().id:
+        return f"{head} (perhaps {under}; or {why})"
+    if note[2]:
+        earlier = f"or the cause is an earlier use: {note[1]}"
+        return f"{head}; perhaps {under}; {earlier} (or else: {why})"
+    return f"{head}; the likely cause: {note[1]} (or else: {under}; or {why})"
 
 
 def _run_hooks(t, g):
