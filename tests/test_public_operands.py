@@ -239,3 +239,42 @@ def test_backward_of_a_loss_computed_under_no_grad_does_not_blame_an_earlier_use
     with pytest.raises(RuntimeError, match="computed under torch.no_grad()"):
         y.backward()
     assert usable()
+
+
+def test_a_public_tensor_as_self_with_a_shared_argument(session):
+    """``torch.zeros(3, 4).scatter(1, idx, s)``, ``P.lerp(s, 0.5)``,
+    ``P.addcmul(s, s)``: torch's "Multiple dispatch failed" TypeError; the
+    public self is now a sharing of its public value. Values |v| < 1:
+    encodings of S and P (ENC each), the products' truncation, and ENC
+    more where a sum of two encoded values is formed."""
+    g = torch.Generator().manual_seed(0)
+    S = torch.rand(3, 4, generator=g, dtype=D) * 2 - 1
+    P = torch.rand(3, 4, generator=g, dtype=D) * 2 - 1
+    s = cryptgpu.cryptensor(S)
+    idx, rows = torch.tensor([[0], [1], [3]]), torch.tensor([0, 0, 1])
+    cases = [
+        lambda p, v: torch.zeros(3, 4, dtype=D).scatter(1, idx, v[:, :1]),
+        lambda p, v: torch.zeros(3, 4, dtype=D).index_add(0, rows, v),
+        lambda p, v: p.lerp(v, 0.5),
+        lambda p, v: p.addcmul(v, v),
+        lambda p, v: p.where(p > 0, v),
+        lambda p, v: torch.lerp(p, v, 0.25),
+        lambda p, v: torch.addcmul(p, v, v, value=2),
+        lambda p, v: p.clamp(min=v),
+    ]
+    for f in cases:
+        got = f(P, s)
+        assert isinstance(got, cryptgpu.SharedTensor)
+        assert (opened(got) - f(P, S)).abs().max() <= 3 * ENC + 2 * ULP
+    with pytest.raises(NotImplementedError, match="atan2"):
+        P.atan2(s)
+    # a public self that requires grad: its lost gradient is reported, as
+    # for any plaintext operand; a shared argument's gradient flows
+    w = cryptgpu.cryptensor(S, requires_grad=True)
+    with pytest.raises(RuntimeError, match="plaintext torch tensor that requires grad"):
+        P.clone().requires_grad_().lerp(w, 0.5).sum().backward()
+    w.grad = None
+    P.addcmul(w, w).sum().backward()
+    # d/dw of w * w: 2w, two products with a truncation each
+    assert (opened(w.grad) - 2 * S).abs().max() <= 2 * ENC + 2 * ULP
+    assert usable()

@@ -510,6 +510,24 @@ _MIRRORED = {
 _SHAPED_LIKE = {"expand_as": "expand", "view_as": "view", "reshape_as": "reshape"}
 
 
+def _public_self(cls, name, x, rest, kwargs):
+    """``t.scatter(1, idx, s)``, ``t.lerp(s, 0.5)``, ``torch.addcmul(t, s, s)``:
+    a public torch tensor ``t`` in the place of self, a SharedTensor among
+    the other arguments. ``t`` is taken as a sharing of its public value (no
+    messages; one that requires grad is noted as any plaintext operand) and
+    the SharedTensor method of that name runs (torch's dispatch said only
+    "Multiple dispatch failed ... returned NotImplemented")."""
+    shared = _first_shared((*rest, *kwargs.values()), cls)
+    if shared is None or not callable(getattr(cls, name, None)):
+        raise NotImplementedError(
+            f"{name} with a public torch tensor as self and a SharedTensor argument is not "
+            "supported (README, 'What is supported', lists what is); share the torch "
+            "tensor first (cryptgpu.cryptensor(t))"
+        )
+    public = shared._public(shared._plain(x, name))
+    return getattr(public, name)(*rest, **kwargs)
+
+
 def torch_function(cls, func, types, args=(), kwargs=None):
     """SharedTensor.__torch_function__ (see the module docstring)."""
     kwargs = dict(kwargs or {})
@@ -561,11 +579,20 @@ def torch_function(cls, func, types, args=(), kwargs=None):
             "secret value; share it first (s = cryptgpu.cryptensor(t), then change s), "
             "or open the SharedTensor with get_plain_text()"
         )
-    if name.startswith("__") or getattr(torch.Tensor, name, None) is func:
-        # torch.Tensor's operators and methods: Python then tries
-        # SharedTensor's reflected operator (t + x, t @ x, t < x).
+    if name.startswith("__"):
+        # torch.Tensor's operators: Python then tries SharedTensor's
+        # reflected operator (t + x, t @ x, t < x).
         return NotImplemented
     x = args[0] if args else None
+    method = getattr(torch.Tensor, name, None) is func
+    if (
+        isinstance(x, torch.Tensor)
+        and not isinstance(x, cls)
+        and (method or getattr(torch, name, None) is func)
+    ):
+        return _public_self(cls, name, x, args[1:], kwargs)
+    if method:  # a SharedTensor as self of torch.Tensor's method: torch's TypeError
+        return NotImplemented
     if (
         isinstance(x, cls)
         and getattr(torch, name, None) is func
