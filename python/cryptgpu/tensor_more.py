@@ -1,11 +1,13 @@
 """More of torch's tensor API, composed from the other mixins (views,
 public positions, products, the range-reduced square root): select, tile,
-ravel, diag, take_along_dim, broadcast_to, lerp, diff, cumprod, the
-in-place squeeze_/unsqueeze_, is_leaf and is_floating_point; and the torch
+ravel, diag, take_along_dim, broadcast_to, tensor_split and
+hsplit/vsplit/dsplit, lerp, diff, cumprod, the in-place
+squeeze_/unsqueeze_, is_leaf and is_floating_point; and the torch
 functions with no method of their name (hstack, vstack, dstack, var_mean,
 std_mean, linalg.norm, cosine_similarity, mv with a public matrix), which
-``torch_dispatch`` maps through :data:`TABLE`. No engine calls of their own;
-every gradient comes from the composed operations.
+``torch_dispatch`` maps through :data:`TABLE`.
+No engine calls of their own; every gradient comes from the composed
+operations.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from . import _session
 from . import autograd as ag
 from . import functions as fx
 from ._native import ShapeError
-from ._plain import _float64, _ints, _norm_dim, _varargs
+from ._plain import _float64, _index, _ints, _norm_dim, _varargs
 from .tensor_base import TensorBase
 from .tensor_scatter import _index_array
 from .tensor_shape import _view_strides, cat
@@ -106,6 +108,81 @@ class MoreOps:
         idx = np.broadcast_to(np.where((idx < 0) & (idx >= -n), idx + n, idx), shape)
         shape[d] = n
         return self.expand(shape).gather(d, torch.from_numpy(np.array(idx)))
+
+    def tensor_split(
+        self,
+        indices_or_sections=None,
+        dim: int = 0,
+        *,
+        sections=None,
+        indices=None,
+        tensor_indices_or_sections=None,
+    ) -> tuple:
+        """``torch.tensor_split``: views along ``dim``. An int n gives n
+        pieces, the first size % n of them one longer; a list of indices
+        gives the slices between them, each bound wrapped and clamped as a
+        slice's (an index past the end, or below the one before it, gives
+        empty pieces, as torch's); a long tensor is either (torch's keyword
+        names ``sections``, ``indices``, ``tensor_indices_or_sections``)."""
+        given = [
+            v
+            for v in (indices_or_sections, sections, indices, tensor_indices_or_sections)
+            if v is not None
+        ]
+        if len(given) != 1:
+            raise TypeError("tensor_split() takes one indices_or_sections (sections or indices)")
+        spec = given[0]
+        if self.dim() == 0:
+            raise RuntimeError(
+                "tensor_split expected at least a 1-dimensional tensor, but got a tensor "
+                "with 0 dims"
+            )
+        d = _norm_dim(dim, self.dim())
+        n = self.shape[d]
+        if isinstance(spec, torch.Tensor):
+            if spec.dtype != torch.int64:
+                kind = spec.new_empty(0, device="cpu").type().split(".")[-1]
+                raise RuntimeError(
+                    "tensor_split expected tensor_indices_or_sections to have dtype of long, "
+                    f"but got {kind.replace('Tensor', '')}"
+                )
+            if spec.dim() > 1:
+                raise RuntimeError(
+                    "tensor_split expected tensor_indices_or_sections to be a zero-dimensional "
+                    f"or one-dimensional tensor, but got a tensor with {spec.dim()} dims"
+                )
+            spec = int(spec) if spec.dim() == 0 else spec.tolist()
+        k = _index(spec)
+        if k is not None:
+            if k <= 0:
+                raise RuntimeError(f"number of sections must be larger than 0, got {k}")
+            q, r = divmod(n, k)
+            cuts = [i * q + min(i, r) for i in range(1, k)]
+        elif isinstance(spec, (list, tuple)):
+            cuts = _ints(spec, "tensor_split(): indices")
+        else:
+            raise TypeError(
+                "tensor_split(): indices_or_sections must be an int, a tuple of ints or a "
+                f"long tensor, not {type(spec).__name__}"
+            )
+        lead = (slice(None),) * d
+        return tuple(self[lead + (slice(s, e),)] for s, e in zip([0, *cuts], [*cuts, n]))
+
+    def hsplit(self, indices_or_sections=None, *, sections=None, indices=None) -> tuple:
+        """``torch.hsplit``: :meth:`tensor_split` along dim 1 (dim 0 of a
+        1-D tensor); an int must divide that dim's size (torch's
+        RuntimeError otherwise)."""
+        return _nsplit(self, "hsplit", 1, indices_or_sections, sections, indices)
+
+    def vsplit(self, indices_or_sections=None, *, sections=None, indices=None) -> tuple:
+        """``torch.vsplit``: :meth:`tensor_split` along dim 0 of a tensor of
+        at least 2 dims; an int must divide that dim's size."""
+        return _nsplit(self, "vsplit", 2, indices_or_sections, sections, indices)
+
+    def dsplit(self, indices_or_sections=None, *, sections=None, indices=None) -> tuple:
+        """``torch.dsplit``: :meth:`tensor_split` along dim 2 of a tensor of
+        at least 3 dims; an int must divide that dim's size."""
+        return _nsplit(self, "dsplit", 3, indices_or_sections, sections, indices)
 
     def squeeze_(self, dim=None) -> TensorBase:
         """:meth:`squeeze` in place (the tensor takes the new shape)."""
@@ -267,6 +344,35 @@ class MoreOps:
         return torch.zeros(self.shape, dtype=torch.bool)
 
     isinf = isposinf = isneginf = isnan
+
+
+def _nsplit(x, name: str, need: int, spec, sections, indices) -> tuple:
+    """hsplit (need 1), vsplit (2), dsplit (3): torch's checks, then
+    tensor_split along dim 1 (0 for a 1-D hsplit), 0 or 2."""
+    given = [v for v in (spec, sections, indices) if v is not None]
+    if len(given) != 1:
+        raise TypeError(f"{name}() takes one indices_or_sections (sections or indices)")
+    spec = given[0]
+    if x.dim() < need:
+        raise RuntimeError(
+            f"torch.{name} requires a tensor with at least {need} dimension, but got a tensor "
+            f"with {x.dim()} dimensions!"
+        )
+    dim = {"hsplit": 1 if x.dim() > 1 else 0, "vsplit": 0, "dsplit": 2}[name]
+    k = _index(spec)
+    if k is not None:
+        n = x.shape[dim]
+        if k == 0 or n % k:
+            raise RuntimeError(
+                f"torch.{name} attempted to split along dimension {dim}, but the size of the "
+                f"dimension {n} is not divisible by the split_size {k}!"
+            )
+    elif not isinstance(spec, (list, tuple)):
+        raise TypeError(
+            f"{name}(): indices_or_sections must be an int or a tuple of ints, not "
+            f"{type(spec).__name__}"
+        )
+    return x.tensor_split(spec, dim)
 
 
 # ------------------------------------------------------------ torch functions
