@@ -26,6 +26,7 @@ MODULES = [
     "cryptgpu.tensor_compare",
     "cryptgpu.tensor_reduce",
     "cryptgpu.tensor_layers",
+    "cryptgpu.tensor_math",
     "cryptgpu.gradients",
     "cryptgpu.functions",
     "cryptgpu.autograd",

@@ -6,8 +6,8 @@ into float64 buffers.
 This module composes the class from its parts, each in a module of its own
 that imports only those below it: tensor_base (state, opening), then the
 operation mixins tensor_shape, tensor_arith, tensor_compare, tensor_reduce
-and tensor_layers, and tensor_torchlike, tensor_scatter and tensor_more composed from
-them; gradient rules
+and tensor_layers, and tensor_torchlike, tensor_scatter, tensor_math and
+tensor_more composed from them; gradient rules
 live in gradients, the tape in autograd.
 """
 
@@ -24,6 +24,7 @@ from .tensor_arith import ArithmeticOps
 from .tensor_base import SecretValueError, TensorBase
 from .tensor_compare import ComparisonOps, where
 from .tensor_layers import LayerOps
+from .tensor_math import MathOps
 from .tensor_more import MoreOps
 from .tensor_reduce import FunctionOps, ReductionOps
 from .tensor_scatter import ScatterOps
@@ -35,6 +36,7 @@ __all__ = ["SharedTensor", "cat", "cryptensor", "stack", "where"]
 
 class SharedTensor(
     MoreOps,
+    MathOps,
     ActivationOps,
     TorchLikeOps,
     ScatterOps,

@@ -4,8 +4,8 @@ ravel, diag, take_along_dim, broadcast_to, tensor_split and
 hsplit/vsplit/dsplit, lerp, diff, cumprod, the in-place
 squeeze_/unsqueeze_, is_leaf and is_floating_point; and the torch
 functions with no method of their name (hstack, vstack, dstack, var_mean,
-std_mean, linalg.norm, cosine_similarity, mv with a public matrix), which
-``torch_dispatch`` maps through :data:`TABLE`.
+std_mean, linalg.norm, cosine_similarity, mv with a public matrix, and
+``tensor_math``'s), which ``torch_dispatch`` maps through :data:`TABLE`.
 No engine calls of their own; every gradient comes from the composed
 operations.
 """
@@ -25,6 +25,7 @@ from . import functions as fx
 from ._native import ShapeError
 from ._plain import _float64, _index, _ints, _norm_dim, _varargs
 from .tensor_base import TensorBase
+from .tensor_math import TABLE as _MATH
 from .tensor_scatter import _index_array
 from .tensor_shape import _view_strides, cat
 from .tensor_torchlike import scan
@@ -510,4 +511,5 @@ TABLE = {
     torch.cosine_similarity: cosine_similarity,
     torch.lerp: lerp,
     torch.mv: mv,
+    **_MATH,
 }
