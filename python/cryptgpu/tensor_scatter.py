@@ -1,5 +1,6 @@
 """Writes at public positions, as torch's scatter family: ``index_add``,
-``scatter_add``, ``scatter``, ``index_copy``, ``index_fill``, and the
+``scatter_add``, ``scatter``, ``scatter_reduce`` (sum, mean),
+``index_copy``, ``index_fill``, and the
 reads ``masked_select`` and ``unfold``. The positions are public, so every
 one is local (no communication): additions are the engine's ``put_add``
 of the shares, overwrites keep the untouched elements through a public 0/1
@@ -218,6 +219,46 @@ class ScatterOps:
         cut = tuple(slice(0, s) for s in idx.shape)
         return _overwrite(self, src[cut] if src.dim() else src.reshape(1), pos)
 
+    def scatter_reduce(
+        self, dim: int, index, src, reduce: str, *, include_self: bool = True
+    ) -> TensorBase:
+        """``torch.scatter_reduce`` for ``reduce`` "sum" and "mean": the
+        elements of ``src`` (cut to the public ``index``'s shape) reduced
+        into the positions ``index`` names along ``dim``, with x's own value
+        (``include_self``) or without (named positions start from 0). "mean"
+        divides each position by its public count (x's value counts once
+        when included; an untouched position keeps x). "amax", "amin" and
+        "prod" would need a comparison or a product per position and are
+        not provided."""
+        if reduce in ("amax", "amin", "prod"):
+            raise NotImplementedError(
+                f"scatter_reduce(reduce={reduce!r}) on a SharedTensor: only 'sum' and "
+                "'mean' are provided"
+            )
+        if reduce not in ("sum", "mean"):
+            raise RuntimeError(
+                f"reduce argument must be either sum, prod, mean, amax or amin, got {reduce}"
+            )
+        if not isinstance(src, (TensorBase, torch.Tensor)):
+            raise TypeError(
+                f"scatter_reduce(): argument 'src' (position 3) must be Tensor, not "
+                f"{type(src).__name__}"
+            )
+        src = self._source(src, None, "scatter_reduce src")
+        pos, idx = _scatter_positions(self, dim, index, tuple(src.shape), "scatter_reduce")
+        if not idx.size:
+            return self + 0.0
+        base = self if include_self else self * _keep_mask(self, pos)
+        cut = tuple(slice(0, s) for s in idx.shape)
+        out = _put_add(base, src[cut] if src.dim() else src.reshape(1), pos)
+        if reduce == "sum":
+            return out
+        counts = np.bincount(pos.ravel(), minlength=self.numel()).astype(np.float64)
+        counts = counts + 1.0 if include_self else np.maximum(counts, 1.0)
+        if (counts == 1.0).all():
+            return out
+        return out / torch.from_numpy(counts.reshape(tuple(self.shape)))
+
     def masked_select(self, mask) -> TensorBase:
         """``torch.masked_select`` with a public bool mask (broadcast with
         x): the selected elements, 1-D. A shared mask cannot be used: the
@@ -271,7 +312,7 @@ def _overwrite(x, src, pos: np.ndarray):
     return _put_add(kept, chosen, flat_pos)
 
 
-for _name in ("index_add", "index_copy", "index_fill", "scatter_add", "scatter"):
+for _name in ("index_add", "index_copy", "index_fill", "scatter_add", "scatter", "scatter_reduce"):
 
     def _method(self, *args, _n=_name, **kwargs):
         return self._assign(getattr(self, _n)(*args, **kwargs), _n + "_")
