@@ -143,10 +143,16 @@ class ActivationOps:
         return (self + 1.0).log()
 
     # ------------------------------------------------------------ CrypTen's
-    def polynomial(self, coeffs) -> TensorBase:
+    def polynomial(self, coeffs, func="mul") -> TensorBase:
         """CrypTen's ``polynomial``: sum_i coeffs[i] x^(i+1) (coefficients
         from the linear term up; no constant term): d products in sequence
-        for degree d (2d rounds, d n elements)."""
+        for degree d (2d rounds, d n elements). CrypTen's ``func`` (how
+        powers are formed) must be "mul", its default; any other value
+        is NotImplementedError."""
+        if not (isinstance(func, str) and func == "mul"):
+            raise NotImplementedError(
+                f"polynomial(func={func!r}) on a SharedTensor: only func='mul' is provided"
+            )
         c = [float(v) for v in _float64(coeffs, "polynomial coefficients").reshape(-1)]
         if not c:
             raise InvalidArgumentError("polynomial needs at least one coefficient")

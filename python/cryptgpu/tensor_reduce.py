@@ -139,9 +139,13 @@ class FunctionOps:
         plus 2^-15 relative for 2^x up to 2^30 at f = 16); also torch.exp2."""
         return fx.exp2(self)
 
-    def reciprocal(self) -> TensorBase:
+    def reciprocal(self, input_in_01: bool = False) -> TensorBase:
         """1/x, range-reduced (:func:`cryptgpu.functions.reciprocal`: 1e-9
-        relative plus the rounding for |x| in [2^-16, 2^30))."""
+        relative plus the rounding for |x| in [2^-16, 2^30)). CrypTen's
+        ``input_in_01`` (which rescales its Newton iteration for inputs in
+        (0, 1]) is accepted and changes nothing: the reciprocal is
+        range-reduced either way."""
+        del input_in_01
         return fx.reciprocal(self)
 
     def sqrt(self) -> TensorBase:
