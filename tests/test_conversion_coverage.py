@@ -218,3 +218,45 @@ def test_more_moves_and_products_in_a_converted_forward(session):
     # function within 2e-4 (log1p, exp2, division: test_functions), times
     # at most 4.5: 40 * 4.5 * 1e-4 < 10 MODEL (measured 1.7e-3)
     assert_close(pt(m(cryptgpu.cryptensor(x))), model(x).detach(), 10 * MODEL)
+
+
+class _MoreMath(nn.Module):
+    """The math, splits and distances SharedTensor gained on 2026-12-05, in
+    a converted forward, by method and by torch function."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 6)
+
+    def forward(self, x):
+        h = self.lin(x)  # [2, 6]
+        p = h.abs() + 0.5  # in [0.5, 4.5)
+        a, b, c = h.tensor_split(3, dim=1)
+        d, e = torch.tensor_split(h, [3], dim=1)
+        f, g = h.hsplit(2)
+        k, m = torch.vsplit(h, 2)
+        s = a.sum() + b.sum() * c.sum() + d.sum() + e.sum() + f.sum() * g.sum() + k.sum() + m.sum()
+        w = p.log2() + torch.log10(p) + (h / 4).expm1() + torch.expm1(h / 4)
+        w = w + torch.logaddexp(h, h / 2) + h.logaddexp(p) + p.xlogy(p) + torch.xlogy(h, p)
+        w = w + torch.rsub(h, 1.0) + h.inner(p).sum() + torch.inner(h, p).sum()
+        w = w + torch.kron(h[:, :2], p[:, :3]).sum() + h.kron(p[:1, :1]).sum()
+        w = w + torch.tensordot(h, p, dims=([1], [1])).sum() + torch.cdist(h, p).sum()
+        w = w + F.pairwise_distance(h, p).sum()
+        idx = torch.tensor([[0, 1, 0, 1, 0, 1]] * 2)
+        r = h.scatter_reduce(1, idx, p, reduce="sum") + torch.scatter_reduce(h, 1, idx, p, "mean")
+        return w + r + s
+
+
+def test_more_math_in_a_converted_forward(session):
+    torch.manual_seed(5)
+    model = _MoreMath().double()
+    x = torch.randn(2, 4, dtype=D)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = cryptgpu.nn.from_pytorch(model, x).encrypt()
+    want = model(x).detach()
+    # about 30 terms, each a move (exact), a log/exp/logsumexp within 4e-4
+    # (test_more_math, test_functions), or a product or distance of values
+    # below 6 (norms 1e-4 relative, sums of 6-36 products, one truncation
+    # each): 30 * 4e-4 + 36 * 36 * 4e-5 < 4e-2 (measured 1.4e-3)
+    assert_close(pt(m(cryptgpu.cryptensor(x))), want, 4e-2)
