@@ -322,3 +322,24 @@ def test_integer_casts_and_repeated_reduction_dims_raise_torchs_errors(session):
             with pytest.raises(RuntimeError, match="appears multiple times"):
                 getattr(x, name)(dims)
     assert usable()
+
+
+def test_matmul_by_a_number_is_torchs_type_error_and_dot_takes_cryptens_weights(session):
+    """x @ 2.0 raised ShapeError (torch: TypeError); CrypTen's
+    x.dot(y, weights=w) was an unexpected keyword."""
+    t = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    x = cryptgpu.cryptensor(t)
+    for f in (lambda a: a @ 2.0, lambda a: 2.0 @ a, lambda a: torch.matmul(a, 2.0)):
+        with pytest.raises(TypeError):
+            f(t)
+        with pytest.raises(TypeError):
+            f(x)
+    u, w = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64), torch.tensor([1.5, 0.0, 2.0])
+    got = x.dot(cryptgpu.cryptensor(u), weights=w).get_plain_text(dtype=torch.float64)
+    # x w (a public product, one truncation, |x w| < 7) then the dot of 3
+    # terms with u (|u| <= 2, encoded within 2^-17): 3 (7 + 2) 2^-17 plus a
+    # truncation each: below 1e-3
+    assert abs(float(got) - float((t * u * w).sum())) < 1e-3
+    with pytest.raises(RuntimeError):
+        x.dot(x, weights=torch.ones(2))
+    assert usable()

@@ -331,6 +331,7 @@ class ArithmeticOps:
     def matmul(self, y) -> TensorBase:
         """Matrix product with torch.matmul semantics (1-D, 2-D, batched with
         broadcast batch dims); y may be shared or plaintext."""
+        _not_a_number(y)
         ys, yp = self._other(y, "matmul")
         yshape = ys.shape if ys is not None else torch.Size(yp.shape)
         return _matmul(self, ys, yp, yshape, public_left=False)
@@ -344,9 +345,16 @@ class ArithmeticOps:
             gr.record_matmul_t(out, self, y)
         return out
 
-    def dot(self, y) -> TensorBase:
+    def dot(self, y, weights=None) -> TensorBase:
         """Inner product of two 1-D tensors, as ``torch.dot`` (and CrypTen's
-        ``dot``): one truncation, whatever the length."""
+        ``dot``, with its ``weights``: the sum of x y w): one truncation,
+        whatever the length (one more for the weights)."""
+        if weights is not None:
+            if tuple(np.shape(weights)) != tuple(self.shape):
+                raise ShapeError(
+                    f"dot: weights of shape {tuple(np.shape(weights))}, not {tuple(self.shape)}"
+                )
+            return (self * weights).dot(y)
         ys, yp = self._other(y, "dot")
         yshape = tuple(ys.shape if ys is not None else yp.shape)
         if self.dim() != 1 or len(yshape) != 1:
@@ -357,6 +365,7 @@ class ArithmeticOps:
 
     def rmatmul(self, p) -> TensorBase:
         """other @ self, for a plaintext or shared ``other``."""
+        _not_a_number(p)
         _, yp = self._other(p, "matmul")
         return _matmul(self, None, yp, torch.Size(yp.shape), public_left=True)
 
@@ -439,6 +448,13 @@ _LEAF_IN_PLACE = (
     "x += ..., x *= ... on a tensor that requires grad, such as a parameter updated by "
     "hand: wrap the update in `with torch.no_grad():` or `with cryptgpu.no_grad():`)"
 )
+
+
+def _not_a_number(y) -> None:
+    """torch's TypeError for ``x @ 2.0`` (a number is no matrix; it was a
+    ShapeError)."""
+    if isinstance(y, (int, float, complex, np.number, np.bool_)):
+        raise TypeError(f"matmul(): argument 'other' must be Tensor, not {type(y).__name__}")
 
 
 def _grown(shape, full) -> None:
