@@ -121,6 +121,23 @@ def test_the_layer_built_directly_and_bad_arguments(session):
     assert_close(pt(cryptgpu.cryptensor(torch.ones(2)) * 2), torch.full((2,), 2.0), 2 * ENC)
 
 
+@pytest.mark.parametrize("name", ["ConvTranspose2d", "ConvTranspose1d"])
+def test_bias_false_built_directly_has_no_bias(session, name):
+    """ConvTranspose2d(..., bias=False) built directly took bias=False for
+    its own "no tensor given" keyword: torch's layer was made with a bias,
+    which was kept, applied and trained (0.23 off a bias-free torch layer
+    of the same weight; every DCGAN generator is written so)."""
+    torch.manual_seed(3)
+    ref = getattr(torch.nn, name)(3, 2, 2, stride=2, bias=False).double()
+    ours = getattr(cryptgpu.nn, name)(3, 2, 2, stride=2, bias=False)
+    assert [n for n, _ in ours.named_parameters()] == [n for n, _ in ref.named_parameters()]
+    ours.load_state_dict(ref.state_dict())  # strict: no bias on either side
+    x = torch.randn((1, 3, 4, 4) if name.endswith("2d") else (1, 3, 4), dtype=torch.float64)
+    # K = C_in k (3 * 4 or 3 * 2) products of |x| < 4 and |w| < 1
+    assert_close(pt(ours.encrypt()(cryptgpu.cryptensor(x))), ref(x).detach(), prod_tol(12, 4, 1))
+    assert getattr(cryptgpu.nn, name)(3, 2, 2, bias=True).bias is not None
+
+
 def test_cost_is_the_conv2d_backward_products(session):
     """One round pair (the truncation's reshare), and per party the ring
     elements of the truncated W^T x columns before they are folded:

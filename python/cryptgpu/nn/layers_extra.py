@@ -395,7 +395,9 @@ class ConvTranspose2d(Module):
 
     def __init__(self, *args, weight=None, bias=None, conf=None, **kwargs):
         super().__init__()
-        if weight is None:  # torch's (and CrypTen's) constructor
+        if weight is None:  # torch's (and CrypTen's) constructor: bias is its flag
+            if bias is not None:  # bias=False was taken for "no tensor" (a bias came)
+                kwargs["bias"] = bias
             layer = self._torch(*args, **kwargs)
             if layer.padding_mode != "zeros":
                 raise NotImplementedError(f"{type(self).__name__} with a padding_mode")
