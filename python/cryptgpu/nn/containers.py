@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import operator
 
+from . import shifts
 from .module import Module
 
 
@@ -148,9 +149,16 @@ class Sequential(_Indexed):
         return cls(*mods)
 
     def forward(self, x):
-        """Apply each child to the output of the previous one."""
-        for m in self._modules.values():
-            x = m(x)
+        """Apply each child to the output of the previous one; a layer whose
+        bias the next one (a norm) cancels gives it an exactly zero gradient,
+        as in a converted model (shifts)."""
+        mods = list(self._modules.values())
+        for m, nxt in zip(mods, mods[1:] + [None]):
+            if nxt is not None and shifts.pairs_with(m, nxt):
+                with shifts.cancelled(m, nxt):
+                    x = m(x)
+            else:
+                x = m(x)
         return x
 
 
