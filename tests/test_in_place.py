@@ -322,3 +322,25 @@ def test_augmented_assignment_with_a_recorded_value_is_in_place(session, op):
     w.sum().backward()
     assert late.grad is None  # as torch's: late was no input of w's graph
     assert usable()
+
+
+def test_a_view_taken_before_a_recorded_in_place_change_is_refused(session):
+    """row = a[1]; a += w (w requires grad): a takes the recorded result in
+    place, and row showed the new values but did not require grad: the
+    gradient through it was dropped (w.grad [1, 1, 1] for torch's 2 w + 1,
+    a user probe). A view cannot follow its base into the graph here: it
+    raises at its next use under grad, and a view taken afterwards works."""
+    a = cryptgpu.cryptensor(torch.zeros(2, 3))
+    w = cryptgpu.cryptensor(torch.tensor([1.0, -1.0, 2.0]), requires_grad=True)
+    row, col = a[1], a.t()
+    a += w
+    for stale in (row, col):
+        with pytest.raises(RuntimeError, match="take the view again"):
+            (stale * stale).sum()
+    with cryptgpu.no_grad():  # values only: as torch's view shows them
+        assert_close(pt(row), torch.tensor([1.0, -1.0, 2.0], dtype=torch.float64), ENC)
+    row = a[1]
+    ((row * row).sum() + w.sum()).backward()
+    # torch: d/dw (w^2).sum() + 1 = 2 w + 1; one truncation in row * row
+    assert_close(pt(w.grad), torch.tensor([3.0, -1.0, 5.0], dtype=torch.float64), 4 * TRUNC)
+    assert usable()

@@ -349,6 +349,7 @@ class ArithmeticOps:
         """Inner product of two 1-D tensors, as ``torch.dot`` (and CrypTen's
         ``dot``, with its ``weights``: the sum of x y w): one truncation,
         whatever the length (one more for the weights)."""
+        _not_a_number(y, "dot")
         if weights is not None:
             if tuple(np.shape(weights)) != tuple(self.shape):
                 raise ShapeError(
@@ -414,6 +415,7 @@ class ArithmeticOps:
         if not getattr(out, "requires_grad", False):
             return self._assign(out, op + "_")
         self._t, self._session, self._st = out._t, out._session, out._st
+        self._rec_at = self._version  # views taken before cannot follow (tensor_base)
         self._rg, self._frozen, self._back = out._rg, out._frozen, out._back
         self._kind, self._lost, self._gfn = out._kind, out._lost, None
         return self
@@ -450,11 +452,11 @@ _LEAF_IN_PLACE = (
 )
 
 
-def _not_a_number(y) -> None:
-    """torch's TypeError for ``x @ 2.0`` (a number is no matrix; it was a
-    ShapeError)."""
+def _not_a_number(y, what: str = "matmul") -> None:
+    """torch's TypeError for ``x @ 2.0``, ``x.mm(2.0)`` (a number is no
+    matrix; it was a ShapeError)."""
     if isinstance(y, (int, float, complex, np.number, np.bool_)):
-        raise TypeError(f"matmul(): argument 'other' must be Tensor, not {type(y).__name__}")
+        raise TypeError(f"{what}(): argument must be Tensor, not {type(y).__name__}")
 
 
 def _grown(shape, full) -> None:

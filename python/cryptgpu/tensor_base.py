@@ -47,7 +47,7 @@ class TensorBase(ag.Node):
     the session that made them, and what every operation needs (session
     check, wrapping engine results, plaintext operands, shape queries)."""
 
-    __slots__ = ("_h", "_session", "_view", "_version", "_st", "__weakref__")
+    __slots__ = ("_h", "_session", "_view", "_version", "_st", "_rec_at", "__weakref__")
     __array_priority__ = 1000  # numpy defers to our reflected operators
 
     def __init__(self, handle: _native.Tensor, session: _native.Session):
@@ -82,6 +82,8 @@ class TensorBase(ag.Node):
             base = v[0]
             _ = base._t  # bring the base itself up to date first
             if base._version != v[1]:
+                if getattr(base, "_rec_at", -1) > v[1] and ag.is_grad_enabled():
+                    raise RuntimeError(_STALE_VIEW)
                 with ag.no_grad():
                     fresh = v[2](base)
                 self._h = fresh._h
@@ -545,6 +547,13 @@ class TensorBase(ag.Node):
     def bool(self) -> TensorBase:
         """``to(torch.bool)``: refused, as :meth:`long`."""
         return self.to(torch.bool)
+
+
+_STALE_VIEW = (
+    "a view taken before its base took a recorded result in place (a += w with w "
+    "requiring grad) cannot carry the gradient through the base: take the view again "
+    "after the change (or read it under no_grad)"
+)
 
 
 def _same(base):
