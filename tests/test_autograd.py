@@ -607,3 +607,28 @@ def test_backward_gradient_must_be_a_tensor_or_none(session, bad):
     y.backward(torch.tensor(1.0) if yt is not None else torch.ones(3))  # a tensor still works
     assert_close(pt(x.grad), torch.full((3,), 2.0, dtype=torch.float64), 0.0)
     assert usable()
+
+
+def test_hooks_on_a_converted_models_parameters_survive_decrypt_and_encrypt(session):
+    """register_hook on a converted model's parameters, then decrypt() and
+    encrypt() with nothing else holding them: the weight came back a new
+    object without its hook (clipping or freezing by hook silently stopped:
+    a grad of 1.42 instead of 0, a user probe). Torch's parameters keep
+    their hooks; ours carry them to the new shares."""
+    torch.manual_seed(0)
+    pm = cryptgpu.nn.from_pytorch(torch.nn.Sequential(torch.nn.Linear(3, 2)), torch.zeros(1, 3))
+    pm.encrypt().train()
+    fired = []
+    for name, p in pm.named_parameters():
+        p.register_hook(lambda g, name=name: fired.append(name) or g * 0)
+    pm.decrypt()
+    pm.encrypt()
+    pm.train()
+    pm(cryptgpu.cryptensor(torch.ones(1, 3))).sum().backward()
+    assert sorted(fired) == ["0.bias", "0.weight"]
+    for p in pm.parameters():
+        assert float(p.grad.get_plain_text().abs().max()) == 0.0
+    import copy
+    import pickle
+
+    pickle.dumps(copy.deepcopy(pm.decrypt()).state_dict())  # the kept hooks are no state

@@ -179,6 +179,7 @@ class Module(ModuleHabits):
         # references decrypt() keeps for the next encrypt() are not state
         state = dict(self.__dict__)
         state.pop("_shared_before", None)
+        state.pop("_hooks_before", None)
         return state
 
     def __getattr__(self, name):
@@ -467,6 +468,8 @@ class Module(ModuleHabits):
                     old._t, old._session, old._st = shared._t, shared._session, None
                     old._view, old._back, old.grad = None, None, None
                     shared = old
+                elif k in self.__dict__.get("_hooks_before", {}):  # kept by decrypt()
+                    shared._hooks = self.__dict__["_hooks_before"].pop(k)
                 self._params[k] = _as_param(shared, self.training, frozen)
                 if _owned_plain(v):  # an optimiser still holding v refuses to step
                     v._replaced_by_encrypt = True
@@ -597,6 +600,8 @@ class Module(ModuleHabits):
                 self.__dict__.setdefault("_shared_before", {})[k] = weakref.ref(v)
                 if v._frozen:
                     self._params[k]._frozen = True  # for the next encrypt()
+                if getattr(v, "_hooks", None):  # register_hook's: a parameter no one
+                    self.__dict__.setdefault("_hooks_before", {})[k] = v._hooks  # holds too
                 if memo is not None:
                     memo[id(v)] = (v, self._params[k])
         buffers = self.__dict__.get("_buffers") or {}
