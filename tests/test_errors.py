@@ -343,3 +343,36 @@ def test_matmul_by_a_number_is_torchs_type_error_and_dot_takes_cryptens_weights(
     with pytest.raises(RuntimeError):
         x.dot(x, weights=torch.ones(2))
     assert usable()
+
+
+@pytest.mark.parametrize("name", ["mm", "mv", "bmm", "dot"])
+def test_products_by_a_number_raise_torchs_type_error(session, name):
+    """x.mm(2.0) and friends raised ShapeError (a ValueError); torch raises
+    TypeError, as for x @ 2.0."""
+    t = torch.ones(*{"mm": (2, 2), "mv": (2, 2), "bmm": (1, 2, 2), "dot": (2,)}[name])
+    with pytest.raises(TypeError):
+        getattr(t, name)(2.0)
+    with pytest.raises(TypeError):
+        getattr(cryptgpu.cryptensor(t), name)(2.0)
+    assert usable()
+
+
+def test_repeat_interleave_takes_torchs_tensor_repeats(session):
+    """x.repeat_interleave(torch.tensor([1, 0, 2]), dim=0) raised
+    NotImplementedError (a GQA or ragged-batch habit); a negative count was
+    NotImplementedError where torch raises RuntimeError. Index copies:
+    exact up to the encoding."""
+    t = torch.randn(3, 2, dtype=torch.float64)
+    x = cryptgpu.cryptensor(t)
+    for r, d in ((torch.tensor([1, 0, 2]), 0), (torch.tensor(2), 1), (torch.tensor([2, 1]), 1)):
+        got = x.repeat_interleave(r, dim=d).get_plain_text(dtype=torch.float64)
+        assert torch.equal(
+            got,
+            cryptgpu.cryptensor(t.repeat_interleave(r, dim=d)).get_plain_text(dtype=torch.float64),
+        )
+    for bad in (-1, torch.tensor([1, 2])):
+        with pytest.raises(RuntimeError):
+            t.repeat_interleave(bad, dim=0)
+        with pytest.raises(RuntimeError):
+            x.repeat_interleave(bad, dim=0)
+    assert usable()

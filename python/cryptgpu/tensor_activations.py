@@ -242,14 +242,19 @@ class ActivationOps:
         out = self * _session.dropout_scale(self.shape, p)
         return self._assign(out, "dropout_") if inplace else out
 
-    def repeat_interleave(self, repeats, dim=None) -> TensorBase:
-        """Each element repeated ``repeats`` (a public int) times along
-        ``dim`` (of the flattened tensor when None): public index copies."""
-        if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 0:
-            raise NotImplementedError("repeat_interleave with repeats other than an int >= 0")
+    def repeat_interleave(self, repeats, dim=None, *, output_size=None) -> TensorBase:
+        """Each element repeated ``repeats`` times along ``dim`` (of the
+        flattened tensor when None): public index copies. ``repeats`` is a
+        public int or integer tensor (one count per element, or one),
+        checked by torch's own repeat_interleave of the positions."""
+        if isinstance(repeats, TensorBase):
+            raise NotImplementedError("repeat_interleave with private repeats")
+        if isinstance(repeats, (bool, float)):
+            kind = type(repeats).__name__
+            raise TypeError(f"repeat_interleave(): repeats must be an int or a tensor, not {kind}")
         x, d = (self.reshape(-1), 0) if dim is None else (self, dim)
-        n = x.shape[d]
-        return x.index_select(d, torch.arange(n).repeat_interleave(repeats))
+        idx = torch.arange(x.shape[d]).repeat_interleave(repeats, output_size=output_size)
+        return x.index_select(d, idx)
 
     def clip(self, min=None, max=None) -> TensorBase:  # noqa: A002 - torch's names
         """``clamp``'s other name."""

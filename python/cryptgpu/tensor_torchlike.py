@@ -17,6 +17,7 @@ import torch
 from . import _session
 from ._native import ShapeError
 from ._plain import IndexRangeError, _float64, _index, _ints, _norm_dim, _varargs
+from .tensor_arith import _not_a_number
 from .tensor_base import TensorBase
 from .tensor_reduce import axis_alias, check_dtype
 from .tensor_scatter import _index_array
@@ -53,17 +54,20 @@ class TorchLikeOps:
     # ------------------------------------------------------------ products
     def mm(self, y) -> TensorBase:
         """Matrix product of two 2-D tensors, as ``torch.mm``."""
+        _not_a_number(y, "mm")
         check_product("mm", self.shape, getattr(y, "shape", np.shape(y)))
         return self.matmul(y)
 
     def mv(self, v) -> TensorBase:
         """Matrix [n, m] times vector [m], as ``torch.mv``."""
+        _not_a_number(v, "mv")
         if self.dim() != 2 or len(getattr(v, "shape", np.shape(v))) != 1:
             raise ShapeError("mv: expected a matrix (2-D) and a vector (1-D)")
         return self.matmul(v)
 
     def bmm(self, y) -> TensorBase:
         """Batched product of [b, n, m] and [b, m, p], as ``torch.bmm``."""
+        _not_a_number(y, "bmm")
         check_product("bmm", self.shape, getattr(y, "shape", np.shape(y)))
         return self.matmul(y)
 
