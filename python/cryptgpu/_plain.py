@@ -42,19 +42,29 @@ def _refuse_complex(x, what: str) -> None:
         raise TypeError(f"complex tensors cannot be secret-shared ({what})")
 
 
+def _dense(x):
+    """A sparse torch tensor (COO, CSR, ...; a GCN's public adjacency) as
+    its dense value; anything else as it is."""
+    if isinstance(x, torch.Tensor) and x.layout != torch.strided:
+        return x.to_dense()
+    return x
+
+
 def _float64(x, what: str) -> torch.Tensor:
-    """``torch.as_tensor(x, dtype=torch.float64)`` for a plaintext operand,
-    a complex one refused (TypeError) instead of cast to its real part."""
+    """``torch.as_tensor(x, dtype=torch.float64)`` for a plaintext operand
+    (a sparse one as its dense value), a complex one refused (TypeError)
+    instead of cast to its real part."""
     _refuse_complex(x, what)
-    return torch.as_tensor(x, dtype=torch.float64)
+    return torch.as_tensor(_dense(x), dtype=torch.float64)
 
 
 def _plain_array(x, what: str = "operand") -> np.ndarray:
-    """A plaintext value as a float64 numpy array, or TypeError."""
+    """A plaintext value as a float64 numpy array (a sparse torch tensor
+    as its dense value), or TypeError."""
     if not isinstance(x, (list, tuple)):  # (a list: by its array's dtype below)
         _refuse_complex(x, what)
     if isinstance(x, torch.Tensor):
-        return x.detach().cpu().to(torch.float64).numpy()
+        return _dense(x.detach().cpu()).to(torch.float64).numpy()
     if isinstance(x, np.ndarray):
         if x.dtype.kind not in _FLOAT_KINDS:
             raise TypeError(f"cannot secret-share a numpy array of dtype {x.dtype} ({what})")

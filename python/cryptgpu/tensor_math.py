@@ -1,9 +1,9 @@
 """torch's math functions composed from the range-reduced log and exp, the
 products and the norms: log2, log10, expm1, logaddexp, xlogy, inner and
 kron as methods, and the torch functions with no method of their name
-(tensordot, cdist, pairwise_distance, rsub), which ``tensor_more`` passes
-on to ``torch_dispatch`` in its TABLE. No engine calls of their own; every
-gradient comes from the composed operations.
+(tensordot, cdist, pairwise_distance, rsub, sparse.mm), which
+``tensor_more`` passes on to ``torch_dispatch`` in its TABLE. No engine
+calls of their own; every gradient comes from the composed operations.
 """
 
 from __future__ import annotations
@@ -280,7 +280,22 @@ def rsub(input, other, *, alpha=1) -> TensorBase:  # noqa: A002 - torch's names
     return other - _float64(x, "rsub input")
 
 
+def sparse_mm(mat1, mat2, reduce=None) -> TensorBase:
+    """``torch.sparse.mm``: a public sparse matrix (a GCN's normalised
+    adjacency, COO or CSR) and a SharedTensor, as ``torch.mm`` of the
+    sparse one's dense value (the sum reduction only). ``torch.spmm`` is
+    torch.mm itself (one builtin: a key of its own here would replace
+    torch.mm's entry)."""
+    if reduce not in (None, "sum"):
+        raise NotImplementedError(f"torch.sparse.mm with reduce={reduce!r} on a SharedTensor")
+    for t in (mat1, mat2):
+        if len(_shape(t)) != 2:  # torch's check, its exception
+            raise RuntimeError(f"torch.sparse.mm: expected 2-D matrices, got {len(_shape(t))}-D")
+    return _mm(_operand(mat1, "sparse.mm"), _operand(mat2, "sparse.mm"))
+
+
 TABLE = {
+    torch.sparse.mm: sparse_mm,
     torch.tensordot: tensordot,
     torch.cdist: cdist,
     torch.pairwise_distance: pairwise_distance,  # also F.pairwise_distance
