@@ -13,9 +13,10 @@ import warnings
 
 import pytest
 import torch
+import torch.nn as tnn
 
 import cryptgpu
-from conftest import assert_close, prod_tol, rand, usable
+from conftest import ENC, TRUNC, assert_close, prod_tol, rand, usable
 
 D = torch.float64
 
@@ -71,4 +72,48 @@ def test_a_public_sparse_matrix_times_a_shared_one_is_its_dense_product(session,
         torch.sparse.mm(csr, s, reduce="amax")
     with pytest.raises(RuntimeError):  # torch's: the inner sizes differ
         torch.sparse.mm(a, s[:3])
+    assert usable()
+
+
+class _DictModel(tnn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = tnn.Embedding(5, 2)
+        self.fc = tnn.Linear(4, 1)
+
+    def forward(self, feats):
+        h = torch.cat([self.emb(feats["ids"]), feats["num"]], -1)
+        return self.fc(h) + feats["offset"]
+
+
+def test_from_pytorch_takes_a_dict_input_as_the_forward_receives_it(session, rng):
+    """from_pytorch(model, {"num": ...}) for a forward reading feats["num"]
+    raised "Could not infer dtype of dict" in the conversion check; a dict
+    is now one input, as torch's model(dummy) passes it: converted, checked,
+    run on a dict of shared and public values, trained."""
+    torch.manual_seed(0)
+    m = _DictModel().double()
+    ids = torch.tensor([0, 3, 4, 1])
+    num, off = rand(4, 2, gen=rng), rand(4, 1, gen=rng)
+    pm = cryptgpu.nn.from_pytorch(m, {"ids": ids, "num": num, "offset": off}).encrypt()
+    pm.train()
+    out = pm({"ids": ids, "num": cryptgpu.cryptensor(num), "offset": cryptgpu.cryptensor(off)})
+    want = m({"ids": ids, "num": num, "offset": off})
+    # the embedding rows within ENC (an exact one-hot selection), num
+    # within ENC; fc: a sum of 4 products of inputs and weights of
+    # magnitude below 1 (the table's rows are randn: |e| < 3), truncated
+    # once; the bias and offset within ENC each
+    tol = prod_tol(4, 3.0, 1.0) + 2 * ENC
+    assert_close(opened(out), want.detach(), tol)
+    out.sum().backward()
+    want.sum().backward()
+    for (name, p), q in zip(m.named_parameters(), pm.parameters()):
+        # fc.weight: 4 rows' inputs summed (each within ENC; the gradient
+        # of a sum is exactly 1); fc.bias exactly 4; the table's gradient
+        # is fc.weight (within ENC) per selected row, one truncation
+        assert_close(opened(q.grad), p.grad, 4 * ENC + TRUNC), name
+    # a forward that takes a tensor, given a dict: torch's own TypeError
+    lin = tnn.Linear(2, 1)
+    with pytest.raises(TypeError, match="dict"):
+        cryptgpu.nn.from_pytorch(lin, {"num": num})
     assert usable()

@@ -65,9 +65,12 @@ def float32(x):
 
 def tree(fn, x):
     """``fn`` on a tensor, or on each tensor of a nested tuple or list (an
-    LSTM's (x, (h0, c0))); None stays None."""
+    LSTM's (x, (h0, c0))) or dict (a forward taking a batch of named
+    features, ``feats["num"]``); None stays None."""
     if isinstance(x, (tuple, list)) and not isinstance(x, torch.Size):
         return type(x)(tree(fn, v) for v in x)
+    if isinstance(x, dict):
+        return {k: tree(fn, v) for k, v in x.items()}
     return None if x is None else fn(x)
 
 

@@ -569,10 +569,11 @@ def from_pytorch(
     NotImplementedError naming it and its graph node.
 
     ``dummy_input`` (a tensor, or a tuple of them for a model of several
-    inputs), when given, is run through the converted model in
-    plaintext and compared with the original, to catch conversion errors
-    early (an input with undefined values, such as CrypTen's customary
-    ``torch.empty(...)``, is replaced by uniform values of its shape).
+    inputs; a dict is one input, as ``model(dummy_input)`` passes it, for
+    a forward reading ``feats["num"]``), when given, is run through the
+    converted model in plaintext and compared with the original, to catch
+    conversion errors early (an input with undefined values, such as
+    CrypTen's ``torch.empty(...)``, becomes uniform values of its shape).
     Call ``.encrypt(src=...)`` on the result to share the weights.
 
     ``fold_batchnorm``: ``None`` (the default) folds BatchNorm into the
