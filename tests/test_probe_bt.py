@@ -117,3 +117,142 @@ def test_from_pytorch_takes_a_dict_input_as_the_forward_receives_it(session, rng
     with pytest.raises(TypeError, match="dict"):
         cryptgpu.nn.from_pytorch(lin, {"num": num})
     assert usable()
+
+
+def test_no_share_it_first_hint_where_sharing_would_not_help(session):
+    """torch.searchsorted(public, shared) and public.index_put(..., shared)
+    said "share the torch tensor first"; shared, they failed too. Now the
+    hint is given only where SharedTensor has the method (which then runs)."""
+    x = cryptgpu.cryptensor(torch.tensor([0.3, 1.7, 2.2]))
+    edges = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    idx = torch.tensor([0, 0, 2])
+    ones = cryptgpu.cryptensor(torch.ones(3, 2))
+    for call in (
+        lambda: torch.searchsorted(edges, x),
+        lambda: torch.zeros(3, 2).index_put((idx,), ones, accumulate=True),
+    ):
+        with pytest.raises(NotImplementedError, match="not supported on SharedTensors") as e:
+            call()
+        assert "share the torch tensor first" not in str(e.value)
+        assert usable()
+    # a method SharedTensor has still runs on a public self: exact sums of ones
+    got = torch.zeros(3, 2).index_add(0, idx, ones)
+    assert torch.equal(opened(got), torch.tensor([[2.0, 2.0], [0.0, 0.0], [1.0, 1.0]], dtype=D))
+
+
+def _cov_tol(x, fw=None, aw=None, correction=1) -> float:
+    """The bound of torch.cov's error on SharedTensor x, from the data: the
+    weighted mean within ENC (x's encoding) + 6 TRUNC / sum(w) (the
+    products by fractional weights) + TRUNC (the product by 1 / sum(w), or
+    the division by n); each deviation within ENC more; the products of
+    the deviations (one of them times a fractional weight, TRUNC) summed
+    over the observations and truncated once; then the division by the
+    public degrees of freedom, one truncation."""
+    n = x.shape[-1]
+    w = torch.ones(n, dtype=D)
+    w = w if fw is None else w * fw
+    w = w if aw is None else w * aw
+    ws = w.sum().item()
+    norm = ws - correction * (1.0 if aw is None else (w * aw).sum().item() / ws)
+    e_dev = 2 * ENC + 6 * TRUNC / ws + TRUNC
+    d = (x - (x * w).sum(-1, keepdim=True) / ws).abs().reshape(-1, n)
+    bound = (w * (d.unsqueeze(1) + d.unsqueeze(0))).sum(-1) * e_dev + d.sum(-1) * TRUNC
+    return (bound.max().item() + TRUNC) / norm + TRUNC
+
+
+def test_cov_and_corrcoef_as_torch_values_and_gradients(session, rng):
+    """torch.cov and torch.corrcoef on a SharedTensor raised
+    NotImplementedError; now as torch's (correction, public fweights and
+    aweights), with gradients."""
+    x = rand(3, 6, gen=rng)
+    fw = torch.tensor([1, 2, 1, 3, 1, 1])
+    aw = torch.tensor([0.5, 1.0, 0.25, 0.75, 1.0, 0.5], dtype=D)
+    cases = [
+        {},
+        {"correction": 0},
+        {"fweights": fw},
+        {"aweights": aw},
+        {"fweights": fw, "aweights": aw, "correction": 2},
+    ]
+    for kw in cases:
+        tol = _cov_tol(x, kw.get("fweights"), kw.get("aweights"), kw.get("correction", 1))
+        assert_close(opened(torch.cov(cryptgpu.cryptensor(x), **kw)), torch.cov(x, **kw), tol)
+    x0 = cryptgpu.cryptensor(x[0])
+    assert_close(opened(x0.cov()), torch.cov(x[0]), _cov_tol(x[0]))  # 0-d, as torch's
+    g = rand(3, 3, gen=rng)
+    xt = x.clone().requires_grad_()
+    torch.cov(xt).backward(g)
+    s = cryptgpu.cryptensor(x, requires_grad=True)
+    torch.cov(s).backward(g)
+    # the backward: g (within ENC) divided by 5 (TRUNC), (g + g^T) times
+    # the deviations (|d| <= 2, within e_dev) summed over 3 variables, one
+    # truncation; then the mean's backward, a division by 6 (TRUNC)
+    e_dev = 2 * ENC + 2 * TRUNC
+    e_g = ENC / 5 + TRUNC
+    assert_close(opened(s.grad), xt.grad, 2 * 3 * (0.2 * e_dev + 2 * e_g) + 2 * TRUNC)
+    # corrcoef: the covariance times two inverse square roots (1e-4
+    # relative each, README) of the variances: |r| <= 1 carries 2e-4, the
+    # covariance's error over the standard deviations, and two truncations
+    var = torch.cov(x).diagonal()
+    tol_r = 2e-4 + _cov_tol(x) / var.min().item() + 2 * TRUNC
+    xt = x.clone().requires_grad_()
+    want = torch.corrcoef(xt)
+    want.backward(g)
+    s = cryptgpu.cryptensor(x, requires_grad=True)
+    got = torch.corrcoef(s)
+    assert_close(opened(got), want.detach(), tol_r)
+    got.backward(g)
+    # the backward meets the inverse square roots three times more (the
+    # derivative of v^-1/2 is -v^-3/2 / 2): 3e-4 relative to the largest
+    # gradient entry, plus the value's error over the smallest std
+    tol_g = 6e-4 * xt.grad.abs().max().item() + tol_r / var.min().sqrt().item()
+    assert_close(opened(s.grad), xt.grad, tol_g)
+    s = cryptgpu.cryptensor(x)
+    with pytest.raises(ValueError, match="degrees of freedom"):
+        torch.cov(s, correction=6)
+    with pytest.raises(RuntimeError, match="two or fewer"):  # torch's check
+        torch.cov(s.reshape(1, 3, 6))
+    with pytest.raises(NotImplementedError, match="private"):
+        torch.cov(s, aweights=cryptgpu.cryptensor(aw))
+    assert usable()
+
+
+def test_count_nonzero_and_logical_operations_on_comparison_results(session, rng):
+    """torch.count_nonzero and torch.logical_and/or/xor/not on SharedTensors
+    raised NotImplementedError; now private 0/1 results (torch's are bool
+    and int64), for 0/1 inputs such as comparison results."""
+    x = rand(4, 5, gen=rng)
+    s = cryptgpu.cryptensor(x)
+    # comparisons are exact 0/1 values and their sums exact
+    assert opened(torch.count_nonzero(s > 0)).item() == torch.count_nonzero(x > 0).item()
+    assert torch.equal(opened((s > 0).count_nonzero(1)), (x > 0).count_nonzero(1).to(D))
+    a, b, at, bt = s > 0, s < 0.5, x > 0, x < 0.5
+    for name in ("and", "or", "xor"):
+        fn = getattr(torch, f"logical_{name}")
+        want = fn(at, bt).to(D)
+        # shared with shared: one product of exact 0/1 values, truncated
+        # once (xor's is doubled)
+        assert_close(opened(fn(a, b)), want, 2 * TRUNC)
+        assert_close(opened(getattr(a, f"logical_{name}")(b)), want, 2 * TRUNC)
+        # with a public operand, on either side: exact (an integer factor)
+        assert torch.equal(opened(fn(at, b)), want)
+        assert torch.equal(opened(getattr(at, f"logical_{name}")(b)), want)
+        assert torch.equal(opened(getattr(a, f"logical_{name}")(bt)), want)
+    assert torch.equal(opened(torch.logical_not(a)), (~at).to(D))
+    assert torch.equal(opened(a.logical_not()), (~at).to(D))
+
+
+@pytest.mark.parametrize(
+    "name,args",
+    [("median", ()), ("nanmedian", ()), ("quantile", (0.5,)), ("inverse", ()), ("det", ())]
+    + [("sort", ()), ("argsort", ()), ("topk", (1,)), ("kthvalue", (1,)), ("mode", ())],
+)
+def test_methods_torch_has_and_we_do_not_raise_not_implemented(session, name, args):
+    """x.median(), x.inverse(), x.sort() ... raised AttributeError where
+    torch.median(x) raised NotImplementedError: now both forms do."""
+    s = cryptgpu.cryptensor(torch.eye(3))
+    with pytest.raises(NotImplementedError, match=name):
+        getattr(s, name)(*args)
+    with pytest.raises(NotImplementedError, match=name):
+        getattr(torch, name)(s, *args)
+    assert usable()

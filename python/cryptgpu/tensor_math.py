@@ -1,18 +1,23 @@
 """torch's math functions composed from the range-reduced log and exp, the
 products and the norms: log2, log10, expm1, logaddexp, xlogy, inner and
-kron as methods, and the torch functions with no method of their name
+kron as methods, cov, corrcoef, count_nonzero and the logical operations
+on 0/1 values, and the torch functions with no method of their name
 (tensordot, cdist, pairwise_distance, rsub, sparse.mm), which
 ``tensor_more`` passes on to ``torch_dispatch`` in its TABLE. No engine
 calls of their own; every gradient comes from the composed operations.
+Methods torch has and we do not (sort, median, inverse, ...) raise
+NotImplementedError, as their torch-function forms do, not AttributeError.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
 
+from . import _session
 from ._plain import _float64, _index, _norm_dim
 from .tensor_base import TensorBase
 from .tensor_shape import stack
@@ -95,6 +100,139 @@ class MathOps:
         """``torch.kron``: the Kronecker product (every pair of elements
         multiplied once, broadcast along interleaved dims, then merged)."""
         return kron(self, other)
+
+    def cov(self, *, correction=1, fweights=None, aweights=None) -> TensorBase:
+        """``torch.cov``: the covariance of the rows (variables) over the
+        columns (observations), as torch's (a 1-D x is one variable; its
+        checks and result shape): the deviations from the (weighted) mean
+        times their transpose in one matrix product (exact truncation, as
+        :meth:`var`'s squares), divided by the public degrees of freedom.
+        ``fweights`` and ``aweights`` public (private ones:
+        NotImplementedError); none left (N <= correction) is ValueError,
+        where torch warns and gives inf or nan."""
+        for w in (fweights, aweights):
+            if isinstance(w, TensorBase):
+                raise NotImplementedError("torch.cov with private fweights or aweights")
+        with warnings.catch_warnings():  # torch's checks and result shape, on zeros
+            warnings.simplefilter("ignore")
+            shape = torch.cov(
+                torch.zeros(tuple(self.shape), dtype=torch.float64),
+                correction=correction,
+                fweights=fweights,
+                aweights=aweights,
+            ).shape
+        x = self.reshape(1, -1) if self.dim() < 2 else self
+        n = x.shape[1]
+        w = None if fweights is None else _float64(fweights, "cov fweights")
+        if aweights is not None:
+            aw = _float64(aweights, "cov aweights")
+            w = aw if w is None else w * aw
+        w_sum = float(n if w is None else w.sum())
+        if correction == 0:
+            norm = w_sum
+        elif aweights is None:
+            norm = w_sum - correction
+        else:
+            norm = w_sum - correction * float((w * aw).sum()) / w_sum
+        if w_sum <= 0 or norm <= 0:
+            raise ValueError(
+                f"cov: {n} observations (weights summing to {w_sum}) leave no degrees of "
+                f"freedom (correction {correction})"
+            )
+        mean = x.mean(1, keepdim=True) if w is None else (x * w).sum(1, keepdim=True) / w_sum
+        dev = x - mean
+        with _session.training_work():  # exact, as var's squares
+            c = (dev if w is None else dev * w).matmul(dev.t())
+        return c.div(norm).reshape(shape)
+
+    def corrcoef(self) -> TensorBase:
+        """``torch.corrcoef``: :meth:`cov` scaled by the range-reduced
+        1 / sqrt of the variances on both sides (1e-4 relative: variances
+        from 2^-16 to 2^30). Not clipped to [-1, 1] as torch's is (two
+        comparisons per entry): the diagonal is 1 within about 2e-4."""
+        c = self.cov()
+        inv = c.rsqrt() if c.dim() == 0 else c.diagonal().rsqrt()
+        if c.dim() == 0:
+            return c * (inv * inv)
+        return c * (inv.reshape(-1, 1) * inv.reshape(1, -1))
+
+    def count_nonzero(self, dim=None) -> TensorBase:
+        """``torch.count_nonzero``: the sum of x != 0 over ``dim`` (all
+        when None), a private count (a SharedTensor; torch's is int64).
+        A value below 2^-17 in magnitude encodes as 0 and is not counted."""
+        ne = self.ne(0)
+        return ne.sum() if dim is None else ne.sum(dim)
+
+    def logical_and(self, other) -> TensorBase:
+        """x AND other for 0/1 values (comparison results), as their
+        product: 0/1 values, where torch gives bool. A shared ``other``
+        costs one product (within a unit of 2^-16 of 0 or 1); a public one
+        is taken as torch does (nonzero is True), multiplied exactly."""
+        return self * _bit(other)
+
+    def logical_or(self, other) -> TensorBase:
+        """x OR other for 0/1 values: x + other - x other (see
+        :meth:`logical_and`)."""
+        b = _bit(other)
+        return self + b - self * b
+
+    def logical_xor(self, other) -> TensorBase:
+        """x XOR other for 0/1 values: x + other - 2 x other (see
+        :meth:`logical_and`)."""
+        b = _bit(other)
+        return self + b - self * b * 2
+
+    def logical_not(self) -> TensorBase:
+        """NOT x for 0/1 values: 1 - x, exact and local."""
+        return self.neg() + 1
+
+
+def _bit(v):
+    """A logical operand: a SharedTensor as it is (assumed 0/1), a public
+    one as torch reads it (nonzero is True) in 0/1 float64 values."""
+    return v if isinstance(v, TensorBase) else (_float64(v, "logical operand") != 0).double()
+
+
+def _logical(name):
+    """torch.logical_<name>(a, b) with a SharedTensor on either side (the
+    operations are symmetric)."""
+
+    def call(a, b):
+        return getattr(a, name)(b) if isinstance(a, TensorBase) else getattr(b, name)(a)
+
+    return call
+
+
+def _unsupported(name):
+    """A method torch has and SharedTensor does not: NotImplementedError,
+    as the torch function of that name on a SharedTensor raises."""
+
+    def method(self, *args, **kwargs):
+        raise NotImplementedError(
+            f"{name} on a SharedTensor is not supported (README, 'What is supported', lists "
+            "what is)"
+        )
+
+    method.__name__, method.__qualname__ = name, f"SharedTensor.{name}"
+    method.__doc__ = f"torch's ``{name}``: not supported (NotImplementedError)."
+    method.unsupported = True  # torch_dispatch gives no "share it first" hint for it
+    return method
+
+
+UNSUPPORTED = (
+    "median",
+    "nanmedian",
+    "quantile",
+    "inverse",
+    "det",
+    "sort",
+    "argsort",
+    "topk",
+    "kthvalue",
+    "mode",
+)
+for _name in UNSUPPORTED:
+    setattr(MathOps, _name, _unsupported(_name))
 
 
 # ------------------------------------------------------------ either operand shared
@@ -296,6 +434,11 @@ def sparse_mm(mat1, mat2, reduce=None) -> TensorBase:
 
 TABLE = {
     torch.sparse.mm: sparse_mm,
+    **{getattr(torch, f"logical_{n}"): _logical(f"logical_{n}") for n in ("and", "or", "xor")},
+    **{
+        getattr(torch.Tensor, f"logical_{n}"): _logical(f"logical_{n}")
+        for n in ("and", "or", "xor")
+    },
     torch.tensordot: tensordot,
     torch.cdist: cdist,
     torch.pairwise_distance: pairwise_distance,  # also F.pairwise_distance

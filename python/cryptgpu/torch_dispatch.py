@@ -518,7 +518,13 @@ def _public_self(cls, name, x, rest, kwargs):
     the SharedTensor method of that name runs (torch's dispatch said only
     "Multiple dispatch failed ... returned NotImplemented")."""
     shared = _first_shared((*rest, *kwargs.values()), cls)
-    if shared is None or not callable(getattr(cls, name, None)):
+    method = getattr(cls, name, None)
+    if not callable(method) or getattr(method, "unsupported", False):
+        # no SharedTensor method to run once t is shared: no such hint
+        raise NotImplementedError(
+            f"{name} is not supported on SharedTensors (README, 'What is supported', lists what is)"
+        )
+    if shared is None:
         raise NotImplementedError(
             f"{name} with a public torch tensor as self and a SharedTensor argument is not "
             "supported (README, 'What is supported', lists what is); share the torch "
