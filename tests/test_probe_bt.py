@@ -14,6 +14,7 @@ import warnings
 import pytest
 import torch
 import torch.nn as tnn
+import torch.nn.functional as F
 
 import cryptgpu
 from conftest import ENC, TRUNC, assert_close, prod_tol, rand, usable
@@ -138,6 +139,51 @@ def test_no_share_it_first_hint_where_sharing_would_not_help(session):
     # a method SharedTensor has still runs on a public self: exact sums of ones
     got = torch.zeros(3, 2).index_add(0, idx, ones)
     assert torch.equal(opened(got), torch.tensor([[2.0, 2.0], [0.0, 0.0], [1.0, 1.0]], dtype=D))
+
+
+@pytest.mark.parametrize(
+    "kw", [{}, {"padding_idx": 2}, {"scale_grad_by_freq": True}, {"padding_idx": -1}]
+)
+def test_F_embedding_of_a_private_table_outside_a_model(session, rng, kw):
+    """F.embedding(ids, U) with a private U raised NotImplementedError
+    outside a converted model (inside one it worked): now the Embedding
+    layer's forward, torch's padding_idx and scale_grad_by_freq gradients."""
+    u = rand(4, 3, gen=rng)
+    ids = torch.tensor([[0, 2], [2, 3]])
+    g = rand(2, 2, 3, gen=rng)
+    ut = u.clone().requires_grad_()
+    want = F.embedding(ids, ut, **kw)
+    want.backward(g)
+    s = cryptgpu.cryptensor(u, requires_grad=True)
+    out = F.embedding(ids, s, **kw)
+    # an exact one-hot selection of rows each within ENC
+    assert_close(opened(out), want.detach(), ENC)
+    out.backward(g)
+    # each row's gradient: a sum of at most 4 rows of g (within ENC each),
+    # scaled by public factors at most 1, one truncation
+    assert_close(opened(s.grad), ut.grad, prod_tol(4, 1.0, 1.0))
+    with pytest.raises(NotImplementedError, match="max_norm"):
+        F.embedding(ids, s, max_norm=1.0)
+    assert usable()
+
+
+def test_batchnorm_training_on_a_plaintext_input_says_to_share_it(session, rng):
+    """An encrypted model with BatchNorm, in training mode, on a plaintext
+    input raised "BatchNorm training on plaintext input with shared state":
+    the message now says to share the input, and the shared input trains
+    as torch's."""
+    m = tnn.Sequential(tnn.BatchNorm1d(2)).double().train()
+    pm = cryptgpu.nn.from_pytorch(m, torch.zeros(4, 2), fold_batchnorm=False).encrypt().train()
+    x = torch.randn(8, 2, generator=rng, dtype=D)
+    with pytest.raises(NotImplementedError, match=r"cryptgpu\.cryptensor\(x\)"):
+        pm(x)
+    assert usable()
+    got = opened(pm(cryptgpu.cryptensor(x)))
+    # test_layers' BatchNorm tolerance at std about 1, |x - mean| < 4:
+    # encoding over the std, the centred values' truncations, and the
+    # inverse square root's 1e-4 relative
+    tol = 8 * ENC + 3 * 4 * TRUNC + 1e-4
+    assert_close(got, m(x).detach(), tol)
 
 
 def _cov_tol(x, fw=None, aw=None, correction=1) -> float:

@@ -145,11 +145,20 @@ def _dropouts(dims: int):
 _dropout1d, _dropout2d, _dropout3d = (_dropouts(d) for d in (1, 2, 3))
 
 
-def _embedding(ids, weight, padding_idx=None, max_norm=None, norm_type=2.0, **kw):
+def _embedding(
+    ids,
+    weight,
+    padding_idx=None,
+    max_norm=None,
+    norm_type=2.0,
+    scale_grad_by_freq=False,
+    sparse=False,
+):
+    """F.embedding (in a graph, and on a private table or one-hot ids
+    outside one): the :class:`Embedding` layer's forward on ``weight``."""
     if max_norm is not None:
         raise NotImplementedError(f"F.embedding with max_norm {MAX_NORM}")
-    scale = kw.get("scale_grad_by_freq", False)
-    emb = Embedding(weight=weight, padding_idx=padding_idx, scale_grad_by_freq=scale)
+    emb = Embedding(weight=weight, padding_idx=padding_idx, scale_grad_by_freq=scale_grad_by_freq)
     return emb.forward(ids)
 
 
@@ -600,5 +609,6 @@ TABLE.update(
         F.adaptive_avg_pool2d: _adaptive_avg_pool2d,
         F.adaptive_avg_pool1d: _adaptive_avg_pool1d,
         F.adaptive_max_pool1d: _adaptive_max_pool1d,
+        F.embedding: _embedding,
     }
 )

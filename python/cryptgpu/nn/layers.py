@@ -441,10 +441,9 @@ class BatchNorm(Module):
         """Training mode on a plaintext input (an unencrypted model): torch's
         batch normalisation, updating the plaintext running statistics."""
         rm, rv = self._buffers["running_mean"], self._buffers["running_var"]
-        if isinstance(rm, SharedTensor) or any(
-            isinstance(p, SharedTensor) for p in self._params.values()
-        ):
-            raise NotImplementedError("BatchNorm training on plaintext input with shared state")
+        if any(isinstance(t, SharedTensor) for t in (rm, *self._params.values())):
+            msg = "BatchNorm training on a plaintext input with shared (encrypted) state: share"
+            raise NotImplementedError(msg + " the input first, x = cryptgpu.cryptensor(x)")
         self._affine = None
         w, b = self._params["weight"], self._params["bias"]
         if rm is None:  # no running statistics (track_running_stats=False)
