@@ -302,3 +302,87 @@ def test_methods_torch_has_and_we_do_not_raise_not_implemented(session, name, ar
     with pytest.raises(NotImplementedError, match=name):
         getattr(torch, name)(s, *args)
     assert usable()
+
+
+N_NODES = 5
+
+
+class _Degrees(tnn.Module):
+    """A GCN-style layer reading its graph's public edge list through
+    torch.bincount, unique, argsort, sort, topk and nonzero."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = tnn.Linear(3, 2)
+
+    def forward(self, x, edge_index):
+        deg = torch.bincount(edge_index[1], minlength=x.size(0)).clamp(min=1)
+        h = self.lin(x) / deg.unsqueeze(-1).to(x.dtype)
+        src = edge_index[0]
+        order = torch.argsort(edge_index[1])
+        _, by_dst = torch.sort(edge_index[1])
+        top = torch.topk(deg, 1).indices
+        busy = torch.nonzero(deg > 1).flatten()
+        return torch.cat([h, h[src[order]], h[src[by_dst]], h[top], h[busy], h[torch.unique(src)]])
+
+
+def test_public_index_functions_run_in_a_converted_forward(session, rng):
+    """torch.bincount of a public edge list inside a converted forward was
+    refused ("unsupported function bincount"); it, unique, argsort, sort,
+    topk and nonzero now run on public values in plaintext (a graph that
+    changes between calls included), and are refused on private ones."""
+    torch.manual_seed(0)
+    m = _Degrees().double()
+    ei = torch.tensor([[0, 1, 1, 2, 3, 4], [1, 0, 2, 1, 4, 1]])
+    pm = cryptgpu.nn.from_pytorch(m, (torch.zeros(N_NODES, 3), ei)).encrypt().train()
+    x = rand(N_NODES, 3, gen=rng)
+    out = pm(cryptgpu.cryptensor(x), ei)
+    want = m(x, ei)
+    # h: a sum of 3 products (|x| <= 1, |w| < 1), the bias within ENC, then
+    # a product by the public 1 / degree (at most 1), one truncation; every
+    # output row is a copy of a row of h
+    e_h = prod_tol(3, 1.0, 1.0) + ENC + TRUNC
+    assert_close(opened(out), want.detach(), e_h)
+    g = rand(*want.shape, gen=rng)
+    out.backward(g)
+    want.backward(g)
+    # each node's gradient gathers at most 7 output rows (within ENC each),
+    # times 1 / degree (one truncation); the weight's sums 5 nodes' products
+    # with x (within ENC), the bias 5 nodes'
+    e_gh = 7 * ENC + TRUNC
+    tol = 5 * (7 * ENC + e_gh) + TRUNC
+    for (name, p), q in zip(m.named_parameters(), pm.parameters()):
+        assert_close(opened(q.grad), p.grad, tol), name
+    ei2 = torch.tensor([[0, 4, 3], [4, 0, 0]])  # another graph, same model
+    assert_close(opened(pm(cryptgpu.cryptensor(x), ei2)), m(x, ei2).detach(), e_h)
+
+    class Private(tnn.Module):
+        def forward(self, x):
+            return torch.sort(x).values
+
+    sorter = cryptgpu.nn.from_pytorch(Private(), torch.zeros(3))
+    with pytest.raises(NotImplementedError, match="private"):
+        sorter(cryptgpu.cryptensor(torch.tensor([2.0, 1.0, 3.0])))
+    assert usable()
+
+
+class _VAE(tnn.Module):
+    def __init__(self, draw):
+        super().__init__()
+        self.mu, self.logvar, self.draw = tnn.Linear(2, 2), tnn.Linear(2, 2), draw
+
+    def forward(self, x):
+        mu, logvar = self.mu(x), self.logvar(x)
+        std = torch.exp(0.5 * logvar)
+        return mu + std * self.draw(std)
+
+
+@pytest.mark.parametrize("draw", [torch.randn_like, torch.rand_like])
+def test_random_noise_in_a_converted_forward_says_to_pass_it_in(session, draw):
+    """torch.randn_like inside a converted forward (the pytorch/examples
+    VAE) was refused as "unsupported function randn_like"; the message now
+    says to draw the noise outside the model and pass it as an input (a
+    fresh draw per call, which noise fixed in the model would not be)."""
+    with pytest.raises(NotImplementedError, match="pass it as an input"):
+        cryptgpu.nn.from_pytorch(_VAE(draw), torch.zeros(1, 2))
+    assert usable()

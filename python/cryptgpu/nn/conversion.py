@@ -31,6 +31,7 @@ from .containers import _ByPosition
 from .functional import FUNCTIONS as _FUNCTIONS
 from .functional import METHODS as _METHODS
 from .functional import PUBLIC_FUNCTIONS as _PUBLIC_FUNCTIONS
+from .functional import unsupported
 from .layers import (
     GELU,
     AdaptiveAvgPool2d,
@@ -636,11 +637,10 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
             known = node.target in _FUNCTIONS or node.target in _PUBLIC_FUNCTIONS
             known = known or tracing.is_namedtuple(node.target)
             if not known and node in private:
-                name = getattr(node.target, "__name__", str(node.target))
-                raise NotImplementedError(f"unsupported function {name} at {where}")
+                raise NotImplementedError(unsupported(node, where))
         elif node.op == "call_method":
             if node.target not in _METHODS and node in private:
-                raise NotImplementedError(f"unsupported method .{node.target}() at {where}")
+                raise NotImplementedError(unsupported(node, where))
         elif node.op == "get_attr":
             v = gm
             for part in node.target.split("."):

@@ -555,7 +555,8 @@ METHODS = {
     "new_zeros": OTHER,
     "new_ones": OTHER,
     "new_full": OTHER,
-    # public only (masks): a private receiver is refused
+    # public only (masks, indices): a private receiver is refused
+    **dict.fromkeys(("bincount", "unique", "argsort", "sort", "topk", "nonzero"), OTHER),
     "cumsum": OTHER,
     "triu": OTHER,
     "tril": OTHER,
@@ -588,7 +589,35 @@ PUBLIC_FUNCTIONS = {
     math.floor,
     math.ceil,
     math.pow,
+    # of public indices (a graph's degrees, torch.bincount(edge_index[1])),
+    # in plaintext: sorting or counting private values would open them
+    torch.bincount,
+    torch.unique,
+    torch.argsort,
+    torch.sort,
+    torch.topk,
+    torch.nonzero,
 }
+
+# random draws, which the parties cannot make inside a converted forward
+RANDOM = {torch.randn_like, torch.rand_like, torch.randint_like, torch.bernoulli, torch.normal}
+RANDOM.update(("normal_", "uniform_", "bernoulli", "bernoulli_", "exponential_", "random_"))
+
+
+def unsupported(node, where: str) -> str:
+    """The conversion's refusal of a function or method of private values
+    (for a random draw: how to pass the noise in instead)."""
+    name = getattr(node.target, "__name__", str(node.target))
+    what = f"method .{name}()" if node.op == "call_method" else f"function {name}"
+    msg = f"unsupported {what} at {where}"
+    if node.target not in RANDOM:
+        return msg
+    return msg + (
+        ": a converted model cannot draw random noise in its forward (the parties need the "
+        "same fresh draw); draw it outside the model at every call and pass it as an input "
+        "(forward(self, x, eps), model(x, torch.randn(batch, latent))): noise fixed inside "
+        "the model would repeat at every call"
+    )
 
 
 # the same for torch functions called on a SharedTensor outside a graph
