@@ -118,6 +118,43 @@ def test_tensor_from_another_session(session):
     assert (y + y).get_plain_text().tolist() == [2.0, 4.0]
 
 
+def test_sessions_are_per_thread_and_the_errors_say_so(session):
+    """A tensor or model of the main thread's session used in a worker
+    thread said "not initialised: call cryptgpu.init() first" (init had
+    been called, in another thread), and after init() in the worker
+    "belongs to an earlier session" (it belonged to the main thread's
+    live session)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = cryptgpu.nn.from_pytorch(torch.nn.Linear(4, 2), torch.zeros(1, 4)).encrypt()
+    x = cryptgpu.cryptensor(torch.ones(3, 4))
+
+    def without_init():
+        with pytest.raises(RuntimeError, match="sessions are per thread") as e:
+            x.get_plain_text()
+        assert "MainThread" in str(e.value) and "first" not in str(e.value)
+        with pytest.raises(RuntimeError, match="sessions are per thread"):
+            model(x)
+
+    def after_init():
+        cryptgpu.init()
+        try:
+            with pytest.raises(RuntimeError, match="session of thread 'MainThread'") as e:
+                x + 1
+            assert "earlier" not in str(e.value)
+            with pytest.raises(RuntimeError, match="session of thread 'MainThread'"):
+                model(cryptgpu.cryptensor(torch.ones(3, 4)))
+            assert usable()  # the worker's own session
+        finally:
+            cryptgpu.uninit()
+
+    with ThreadPoolExecutor(1) as ex:
+        ex.submit(without_init).result(timeout=120)
+        ex.submit(after_init).result(timeout=120)
+    assert model(x).shape == (3, 2)
+    assert usable()
+
+
 def test_secret_truth_value_and_division(session):
     x = cryptgpu.cryptensor([1.0])
     with pytest.raises(TypeError, match="secret"):

@@ -98,3 +98,82 @@ def test_parties_end_when_the_launcher_is_killed(tmp_path):
     for p in left:
         os.kill(p, signal.SIGKILL)
     assert not left
+
+
+FORK = textwrap.dedent(
+    """
+    import os, sys, time, torch, cryptgpu
+
+    def say(line):  # one write: three parties share the pipe
+        sys.stdout.write(line + "\\n")
+        sys.stdout.flush()
+
+    def fork_and_wait(child):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                code = child()
+            except BaseException as e:
+                say(f"child: {type(e).__name__} {e}")
+                code = 8
+            sys.exit(code)  # a normal exit: atexit runs
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status)
+            time.sleep(0.05)
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        return "hung"
+
+    def refused():
+        for use in (lambda: x + 1, cryptgpu.rank, lambda: cryptgpu.cryptensor(torch.ones(2))):
+            try:
+                use()
+                return 5
+            except RuntimeError as e:
+                if "does not survive os.fork()" not in str(e):
+                    say(f"child: {e}")
+                    return 6
+        return 0
+
+    cryptgpu.init(timeout_s=20)
+    x = cryptgpu.cryptensor(torch.tensor([1.0, -2.0]), src=0)
+    rank = cryptgpu.rank()
+    if rank == 0:
+        say(f"open session: {fork_and_wait(refused)}")
+    say(f"{rank} parent: {x.relu().get_plain_text().tolist()}")
+    cryptgpu.uninit()  # closed, and still held by x
+    if rank == 0:
+        say(f"closed session: {fork_and_wait(lambda: 0)}")
+    # the local runtime (three parties in this process): a child computes on
+    del os.environ["CRYPTGPU_RANK"], os.environ["CRYPTGPU_PEERS"]
+    cryptgpu.init(seed=1)
+    y = cryptgpu.cryptensor(torch.tensor([1.0, -2.0]))
+    local = lambda: 0 if (y * y).get_plain_text().tolist() == [1.0, 4.0] else 7
+    say(f"{rank} local: {fork_and_wait(local)}")
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+def test_a_child_forked_by_a_party_is_refused_the_session_and_exits(tmp_path):
+    """A party that forked after init(): the child, at its normal exit,
+    closed the session it inherited, waited forever on the engine's
+    transport threads (which stay with the parent), and was left behind.
+    The child now drops the session unclosed, and any use of it there
+    raises; a child of the local runtime still computes and exits."""
+    script = tmp_path / "fork.py"
+    script.write_text(FORK)
+    r = subprocess.run(
+        [sys.executable, "-m", "cryptgpu.launch", "--nparties", "3", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    assert "open session: 0" in r.stdout and "closed session: 0" in r.stdout, r.stdout
+    for rank in range(3):
+        assert f"{rank} parent: [1.0, 0.0]" in r.stdout, r.stdout
+        assert f"{rank} local: 0" in r.stdout, r.stdout

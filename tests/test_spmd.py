@@ -268,3 +268,24 @@ def test_dst_takes_a_numpy_int_or_a_0d_tensor_as_src_does():
             assert a is None and b is None
     with pytest.raises(TypeError, match="party index"):
         cryptgpu.spmd.run(lambda: cryptgpu.cryptensor(torch.ones(1)).get_plain_text(dst=1.0))
+
+
+def test_run_multiprocess_from_a_worker_thread_takes_the_latest_init_settings():
+    """Sessions are per thread: run_multiprocess called from a thread
+    without a session ran its parties with spmd.run's defaults (16 bits,
+    60 s), not the settings of the init() the program called."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cryptgpu.init(precision_bits=12, timeout_s=7)
+
+    @cryptgpu.mpc.run_multiprocess(world_size=3)
+    def settings():
+        s = cryptgpu._session.settings()
+        return s["precision_bits"], s["timeout_s"]
+
+    try:
+        assert settings() == [(12, 7.0)] * 3
+        with ThreadPoolExecutor(1) as ex:
+            assert ex.submit(settings).result(timeout=120) == [(12, 7.0)] * 3
+    finally:
+        cryptgpu.uninit()

@@ -16,7 +16,7 @@ import zlib
 import numpy as np
 import torch
 
-from . import _native, cuda
+from . import _lifecycle, _native, cuda
 
 _DEVICES = ("cpu", "cuda")
 
@@ -233,7 +233,7 @@ def init(
             device,
             os.environ.get("CRYPTGPU_JOB", ""),  # names the job in handshakes
         )
-        _spmd_sessions.append(_ctx.session)
+        _lifecycle.opened(_ctx.session)
         _watch_uncaught()
     else:
         _ctx.session = _native.Session(precision_bits, seed, float(timeout_s), device)
@@ -246,6 +246,7 @@ def init(
     _ctx.fine = precision_bits > FINE_BITS
     # A new session starts probabilistic (the engine's default).
     _ctx.exact_now = False
+    _lifecycle.hold(_ctx.session.id, settings())
     # Also in the local runtime, where the settings agree by construction:
     # the check draws sharing randomness, and a seeded local run must stay
     # bit for bit the multi-process run with the same seed.
@@ -334,13 +335,13 @@ class training_work:
 
 # Multi-process sessions opened by init(); closed at exit so that the ZeroMQ
 # transport can flush its last messages (a BYE exchange with the neighbours).
-_spmd_sessions: list = []
+# A child forked after init() has none (_lifecycle: it must not close them).
+_spmd_sessions: list = _lifecycle.open_sessions
 
 
 def _close_current() -> None:
     s = _ctx.session
-    if s is not None and s in _spmd_sessions:
-        _spmd_sessions.remove(s)
+    if s is not None and _lifecycle.take_open(s):
         s.close()
 
 
@@ -421,6 +422,7 @@ def attach(
     _ctx.training_depth = 0
     _ctx.fine = session.precision_bits > FINE_BITS
     _ctx.exact_now = session.exact_truncation
+    _lifecycle.hold(session.id)
     ranks = session.ranks
     _agree_on_settings(session, ranks[0], session.precision_bits, truncation, overflow_bound)
 
@@ -462,13 +464,36 @@ def uninit() -> None:
     _close_current()
     _ctx.session = None
     _ctx.device = None
+    _lifecycle.release()
 
 
 def current() -> _native.Session:
     """The current session; RuntimeError before :func:`init`."""
-    if _ctx.session is None:
-        raise RuntimeError("cryptgpu is not initialised: call cryptgpu.init() first")
-    return _ctx.session
+    s = _ctx.session
+    if s is None:
+        raise RuntimeError(_lifecycle.not_initialised())
+    if _lifecycle.forked and s.id in _lifecycle.forked:
+        raise RuntimeError(_lifecycle.FORKED)
+    return s
+
+
+def not_current(session, what: str = "this SharedTensor") -> str:
+    """The error for ``what``, of ``session``, used in this thread's
+    (other) session: an earlier session's, another thread's, or one
+    inherited through os.fork()."""
+    return _lifecycle.foreign(session.id, what) or (
+        f"{what} belongs to an earlier session (cryptgpu.init() was called again, or it "
+        "was made inside a run_multiprocess function, whose parties' sessions end with "
+        "it); re-share its value in the current session"
+    )
+
+
+def settings_for_parties() -> dict | None:
+    """The settings ``mpc.run_multiprocess`` starts its parties with:
+    this thread's session's (:func:`settings`), or in a thread without
+    one, those of the latest ``init()`` whose session another thread
+    holds; None if there is none."""
+    return settings() or _lifecycle.latest_settings()
 
 
 def stats(per_party: bool = False, per_layer: bool = False) -> dict:

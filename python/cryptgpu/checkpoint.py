@@ -49,8 +49,7 @@ def _encode(obj, session, rank: int):
     if isinstance(obj, SharedTensor):
         if obj._session.id != session.id:
             raise RuntimeError(
-                "cannot save a SharedTensor of an earlier session (cryptgpu.init() was "
-                "called again)"
+                "cannot save: " + _session.not_current(obj._session, "a SharedTensor in it")
             )
         a, b = session.party_share(obj._t, rank)
         shape = list(obj.shape)

@@ -71,8 +71,11 @@ def run_multiprocess(world_size: int = 3, maxsize: int | None = None):
     object's attributes) are shared by the threads. The parties' sessions
     have the settings of the caller's :func:`cryptgpu.init`
     (precision_bits, seed, timeout_s, device, truncation, check_range), as
-    CrypTen's forked processes inherit its configuration; before any init,
-    :func:`cryptgpu.spmd.run`'s defaults. The function's arguments all
+    CrypTen's forked processes inherit its configuration. Sessions are per
+    thread: called from a thread without one, the parties take the
+    settings of the latest ``init()`` whose session another thread of this
+    process holds (the main thread's, for a worker thread); with no session
+    anywhere, :func:`cryptgpu.spmd.run`'s defaults. The function's arguments all
     reach the function (one named ``seed`` or ``timeout_s`` too).
     ``world_size`` must be 3 (replicated sharing is a three-party protocol);
     ``maxsize`` is accepted for compatibility and ignored.
@@ -104,7 +107,7 @@ def run_multiprocess(world_size: int = 3, maxsize: int | None = None):
             # The caller's init() settings, as CrypTen's forked processes
             # inherit them; the function's own arguments never reach
             # spmd.run's keywords (a parameter named seed stays the function's).
-            return spmd._parties(party, **(_session.settings() or {}))
+            return spmd._parties(party, **(_session.settings_for_parties() or {}))
 
         return wrapper
 

@@ -162,11 +162,10 @@ class TensorBase(ag.Node):
         (exact where autograd records, in "auto" mode)."""
         s = current()
         if s.id != self._session.id:
-            raise RuntimeError(
-                "this SharedTensor belongs to an earlier session (cryptgpu.init() was "
-                "called again, or it was made inside a run_multiprocess function, whose "
-                "parties' sessions end with it); re-share its value in the current session"
-            )
+            raise RuntimeError(_session.not_current(self._session))
+        for o in others:  # the engine's "another session" was a ValueError
+            if isinstance(o, TensorBase) and o._session.id != s.id:
+                raise RuntimeError(_session.not_current(o._session))
         _session.sync_truncation(s, ag.needs_grad(self, *others))
         return s
 

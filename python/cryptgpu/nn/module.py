@@ -13,7 +13,7 @@ from collections import OrderedDict
 import torch
 from torch.nn.modules.module import _IncompatibleKeys
 
-from .. import _session
+from .. import _lifecycle, _session
 from .. import autograd as ag
 from ..optim import SGD
 from ..tensor import SharedTensor, cat, cryptensor
@@ -436,6 +436,9 @@ class Module(ModuleHabits):
                 # the session looked up only for a share (a plaintext model
                 # decrypts with no session, as before)
                 if isinstance(v, SharedTensor) and v._session.id != _session.current().id:
+                    other = _lifecycle.foreign(v._session.id, "this model")
+                    if other is not None:
+                        raise RuntimeError(other)
                     raise RuntimeError(
                         "this model was encrypted in an earlier session (cryptgpu.init() was "
                         "called again, or it was encrypted inside a run_multiprocess function, "

@@ -1,0 +1,150 @@
+"""Where this process's sessions live beyond the calling thread's state
+(``_session._Context``: a session is per thread, as each party thread of
+``spmd.run`` needs its own):
+
+- the distributed sessions ``init()`` opened: closed at exit (BYE), and
+  never closed or dropped by a child forked after them, where their links
+  and the engine's transport threads do not exist (closing or dropping one
+  there waited forever on those threads, and would have removed the
+  parent's socket directory); any use of one in the child raises;
+- the threads that hold a session: an error in a thread without one, or
+  with a tensor of another thread's session, names that thread, and
+  ``run_multiprocess`` called from a thread without a session takes the
+  settings of the latest ``init()`` of another thread.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import os
+import sys
+import threading
+import weakref
+
+# Distributed sessions not closed yet (closed at exit, saying BYE).
+open_sessions: list = []
+# Every distributed session object that may still be referenced, held
+# here until nothing else holds it (prune): a forked child must not drop
+# one either, closed or not.
+_made: list = []
+# Ids of the distributed sessions this process inherited through os.fork().
+forked: set = set()
+_child = False
+
+FORKED = (
+    "a party's session does not survive os.fork(): this process was forked from a party "
+    "after init(), and the session's links and engine threads stayed with the parent (a "
+    "child drawing from the same random streams would also reuse its masks); do the "
+    "party's private work in the parent process (a forked child may only work on plaintext)"
+)
+
+
+def opened(s) -> None:
+    """A distributed session ``init()`` just opened."""
+    prune()
+    _made.append(s)
+    open_sessions.append(s)
+
+
+def take_open(s) -> bool:
+    """Take ``s`` off the open sessions; True if it was there (to close)."""
+    for i, o in enumerate(open_sessions):
+        if o is s:
+            del open_sessions[i]
+            return True
+    return False
+
+
+def prune() -> None:
+    """Let go of the distributed sessions that nothing else holds (their
+    engine state ends now, in the process that made them)."""
+    keep = []
+    while _made:
+        s = _made.pop()
+        if sys.getrefcount(s) > 2:  # more than this name and getrefcount's argument
+            keep.append(s)
+    _made.extend(keep)
+
+
+def _after_fork_in_child() -> None:
+    global _lock, _child
+    _lock = threading.Lock()  # another thread may have held it at the fork
+    _child = True
+    inherited = {id(s): s for s in (*open_sessions, *_made)}
+    for s in inherited.values():
+        # never dropped in this process: its engine state's end waits on
+        # threads that did not come along
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(s))
+        forked.add(s.id)
+    open_sessions.clear()
+    _made.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# ---- the threads that hold a session
+
+_lock = threading.Lock()
+# thread -> (order of its init, its session's id, init's settings or None)
+_held: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_order = itertools.count()
+
+
+def hold(session_id: int, settings: dict | None = None) -> None:
+    """The calling thread now holds session ``session_id`` (``settings``:
+    those of an ``init()``; None for a party thread of ``spmd.run``)."""
+    with _lock:
+        _held[threading.current_thread()] = (next(_order), session_id, settings)
+
+
+def release() -> None:
+    with _lock:
+        _held.pop(threading.current_thread(), None)
+
+
+def elsewhere() -> list:
+    """(thread, order, session id, settings) of the other live threads that
+    hold a session, the latest first."""
+    me = threading.current_thread()
+    with _lock:
+        rows = [(t, *v) for t, v in _held.items() if t is not me and t.is_alive()]
+    return sorted(rows, key=lambda r: -r[1])
+
+
+def not_initialised() -> str:
+    """The error for a thread without a session."""
+    others = elsewhere()
+    if not others:
+        return "cryptgpu is not initialised: call cryptgpu.init() first"
+    return (
+        f"cryptgpu is not initialised in this thread ({threading.current_thread().name!r}): "
+        f"sessions are per thread, and thread {others[0][0].name!r} holds one (its init()); "
+        "do the private work in the thread that called init(), or call cryptgpu.init() in "
+        "this thread for a session of its own (the other thread's tensors and encrypted "
+        "models are not usable in it)"
+    )
+
+
+def foreign(session_id: int, what: str = "this SharedTensor") -> str | None:
+    """Why ``what``, of session ``session_id``, is not usable in this
+    thread's session when that session is not merely an earlier one:
+    another thread's, or inherited through os.fork(); else None."""
+    if session_id in forked:
+        return FORKED
+    for t, _, sid, _ in elsewhere():
+        if sid == session_id:
+            return (
+                f"{what} belongs to the session of thread {t.name!r}, not this thread's: "
+                "sessions are per thread (init() in this thread started another); do the "
+                "private work in the thread that made it, or share its value again here"
+            )
+    return None
+
+
+def latest_settings() -> dict | None:
+    """The settings of the latest ``init()`` whose session another live
+    thread holds; None if there is none."""
+    return next((st for *_, st in elsewhere() if st is not None), None)
