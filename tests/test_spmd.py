@@ -270,6 +270,44 @@ def test_dst_takes_a_numpy_int_or_a_0d_tensor_as_src_does():
         cryptgpu.spmd.run(lambda: cryptgpu.cryptensor(torch.ones(1)).get_plain_text(dst=1.0))
 
 
+def test_ctrl_c_in_the_caller_stops_the_party_threads():
+    """Ctrl-C (KeyboardInterrupt) in the caller of run_multiprocess reached
+    the caller, but the three party threads computed on to the end, and
+    the script could not exit until they had."""
+    import signal
+    import threading
+
+    from conftest import usable
+
+    cryptgpu.init()
+    a = torch.randn(64, 64, dtype=torch.float64)
+
+    @cryptgpu.mpc.run_multiprocess(world_size=3)
+    def long_job(n):
+        x = cryptgpu.cryptensor(a)
+        for _ in range(n):
+            x = (x @ x.t()) * 0.001
+        return x[0, 0].get_plain_text()
+
+    def ctrl_c(*_):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, ctrl_c)
+    signal.setitimer(signal.ITIMER_REAL, 1.0)
+    t = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            long_job(100_000)  # about a minute of work
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert time.monotonic() - t < 10
+    left = [th.name for th in threading.enumerate() if th.name.startswith("cryptgpu-party")]
+    assert not left, left
+    assert usable()  # the caller's own session
+    cryptgpu.uninit()
+
+
 def test_run_multiprocess_from_a_worker_thread_takes_the_latest_init_settings():
     """Sessions are per thread: run_multiprocess called from a thread
     without a session ran its parties with spmd.run's defaults (16 bits,

@@ -14,6 +14,7 @@ with the same results and counters as the local runtime.
 from __future__ import annotations
 
 import threading
+import time
 
 from . import _native, _session
 
@@ -74,11 +75,32 @@ def _parties(
     ]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    try:
+        for t in threads:
+            t.join()
+    except BaseException as e:
+        # Ctrl-C (KeyboardInterrupt) or another exception in the caller's
+        # wait: the parties computed on to the end (the script could not
+        # exit). Stop them as a failing party stops its neighbours.
+        _stop(sessions, threads, f"the caller of spmd.run stopped it ({type(e).__name__})")
+        raise
     # The root cause, not the neighbours' PeerError, if there is one.
     root = [e for e in errors if e is not None and not isinstance(e, _native.PeerError)]
     first = root[0] if root else next((e for e in errors if e is not None), None)
     if first is not None:
         raise first
     return results
+
+
+def _stop(sessions, threads, why: str, wait_s: float = 5.0) -> None:
+    """Abort every party's session, again until its thread ends or
+    ``wait_s`` passes: an abort marks the session failed (the party's next
+    operation raises) and tells the neighbours of a party between two
+    operations (one in the middle of one holds its links; it stops at its
+    next, and a neighbour waiting on it hears of the abort then)."""
+    deadline = time.monotonic() + wait_s
+    while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+        for s in sessions:
+            s.abort(why)
+        for t in threads:
+            t.join(0.02)
