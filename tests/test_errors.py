@@ -118,6 +118,28 @@ def test_tensor_from_another_session(session):
     assert (y + y).get_plain_text().tolist() == [2.0, 4.0]
 
 
+def test_copy_and_data_refuse_a_tensor_of_an_earlier_session_at_once(session):
+    """b.copy_(a) and b.data = a with a of an earlier session succeeded and
+    left b unusable ("belongs to an earlier session" at every later use);
+    add_ refused it and left b as it was. All three refuse it now."""
+    a = cryptgpu.cryptensor([1.5, -2.0])
+    cryptgpu.init(seed=3)
+    for change in (
+        lambda b: b.copy_(a),
+        lambda b: setattr(b, "data", a),
+        lambda b: b.add_(a),
+    ):
+        b = cryptgpu.cryptensor([1.0, 1.0])
+        with pytest.raises(RuntimeError, match="earlier session"):
+            change(b)
+        assert b.get_plain_text().tolist() == [1.0, 1.0]
+    old = a
+    b = cryptgpu.cryptensor([1.0, 1.0])
+    with pytest.raises(RuntimeError, match="earlier session"):
+        old.copy_(b)  # into a tensor of an earlier session, as old.add_(b)
+    assert usable()
+
+
 def test_sessions_are_per_thread_and_the_errors_say_so(session):
     """A tensor or model of the main thread's session used in a worker
     thread said "not initialised: call cryptgpu.init() first" (init had

@@ -280,8 +280,13 @@ class ArithmeticOps:
 
     def copy_(self, src) -> TensorBase:
         """x takes src's value in place (a SharedTensor, or a public tensor
-        shared as known to all; broadcast to x's shape, as torch's)."""
-        if not isinstance(src, TensorBase):
+        shared as known to all; broadcast to x's shape, as torch's). A
+        tensor of another session is refused before anything changes, as
+        ``add_`` refuses it (x took its shares and every later use failed)."""
+        self._s()
+        if isinstance(src, TensorBase):
+            src._s()
+        else:
             src = self._public(_float64(src, "copy_").numpy())
         out = src.expand(*self.shape) if src.shape != self.shape else src
         return self._assign(out.clone(), "copy_")

@@ -258,12 +258,15 @@ class TensorBase(ag.Node):
     def data(self) -> TensorBase:
         """``detach()`` (torch's ``p.data``); assigning to it replaces the
         value without autograd (a SharedTensor, or a public tensor shared
-        as known to all)."""
+        as known to all; a SharedTensor of another session is refused, as
+        ``add_`` refuses it, before anything changes)."""
         return self.detach()
 
     @data.setter
     def data(self, value) -> None:
-        if not isinstance(value, TensorBase):
+        if isinstance(value, TensorBase):
+            value._s()
+        else:
             value = self._public(_float64(value, "data").numpy())
         self._t, self._session = value._t, value._session
         # the new value's layout (its shape may differ); like torch's, the
