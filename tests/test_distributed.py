@@ -246,6 +246,31 @@ def test_the_launcher_stops_everyone_when_a_party_fails(tmp_path):
     assert "party 2 exited with code 3" in r.stderr, r.stderr[-2000:]
 
 
+EXIT3 = textwrap.dedent(
+    """
+    import sys, torch, cryptgpu
+    cryptgpu.init(timeout_s=20)
+    x = cryptgpu.cryptensor(torch.tensor([1.0, -2.0]), src=0)
+    if cryptgpu.rank() == 2:
+        sys.exit(3)  # its neighbours fail with PeerError (code 1), often ending before it
+    x.relu().get_plain_text()
+    """
+)
+
+
+def test_the_launcher_returns_the_code_of_the_party_that_failed_first(tmp_path):
+    """Party 2's sys.exit(3): the launcher said "party 0 exited with code
+    1; stopping party 1, 2" and exited 1 (party 0 failed only because
+    party 2 left, and ended first: party 2's exit waits for its
+    neighbours' goodbyes), though it promises the failing party's code."""
+    script = tmp_path / "exit3.py"
+    script.write_text(EXIT3)
+    r = run_launcher(script, timeout=90)
+    said = [line for line in r.stderr.splitlines() if line.startswith("cryptgpu.launch:")]
+    assert r.returncode == 3, r.stderr[-3000:]
+    assert said and said[0].startswith("cryptgpu.launch: party 2 exited with code 3"), said
+
+
 RAISE = textwrap.dedent(
     """
     import torch, cryptgpu

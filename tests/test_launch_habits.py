@@ -4,6 +4,7 @@ empty or missing key variable, peers that could only fail at the timeout,
 and a launcher killed outright leaving its parties running."""
 
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -177,3 +178,45 @@ def test_a_child_forked_by_a_party_is_refused_the_session_and_exits(tmp_path):
     for rank in range(3):
         assert f"{rank} parent: [1.0, 0.0]" in r.stdout, r.stdout
         assert f"{rank} local: 0" in r.stdout, r.stdout
+
+
+TERMINATED = textwrap.dedent(
+    """
+    import sys, time, torch, cryptgpu
+    cryptgpu.init(timeout_s=60)
+    x = cryptgpu.cryptensor(torch.tensor([1.0, -2.0]), src=0)
+    if cryptgpu.rank() == 2:
+        sys.exit(3)
+    if cryptgpu.rank() == 1:
+        time.sleep(60)  # busy elsewhere: the launcher stops it
+    (x * x).get_plain_text()  # party 0 waits on party 1
+    """
+)
+
+
+def test_parties_the_launcher_stops_remove_their_socket_directories(tmp_path):
+    """A party the launcher terminated (SIGTERM) left its private socket
+    directory ($TMPDIR/cryptgpu-*) behind: it died without closing its
+    session. It now ends through SystemExit, and its session closes."""
+    import shutil
+    import tempfile
+
+    script = tmp_path / "term.py"
+    script.write_text(TERMINATED)
+    # a short path: the engine puts its sockets under /tmp when TMPDIR is
+    # too long for a Unix socket's address
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="cgterm-"))
+    try:
+        assert len(str(tmp)) <= 64
+        r = subprocess.run(
+            [sys.executable, "-m", "cryptgpu.launch", "--nparties", "3", str(script)],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env={**os.environ, "TMPDIR": str(tmp)},
+        )
+        assert r.returncode == 3, r.stderr[-3000:]
+        assert "stopping party 0, 1" in r.stderr, r.stderr[-3000:]
+        assert not list(tmp.iterdir()), list(tmp.iterdir())
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

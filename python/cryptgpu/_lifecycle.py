@@ -10,7 +10,11 @@
 - the threads that hold a session: an error in a thread without one, or
   with a tensor of another thread's session, names that thread, and
   ``run_multiprocess`` called from a thread without a session takes the
-  settings of the latest ``init()`` of another thread.
+  settings of the latest ``init()`` of another thread;
+- a launched party's side of ``python -m cryptgpu.launch``
+  (``CRYPTGPU_LAUNCH_DIR``): when its exit began (the launcher names the
+  party whose exit began first), and SIGTERM as SystemExit, so that its
+  sessions close and remove their socket directories.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from __future__ import annotations
 import ctypes
 import itertools
 import os
+import signal
 import sys
 import threading
+import time
 import weakref
 
 # Distributed sessions not closed yet (closed at exit, saying BYE).
@@ -148,3 +154,58 @@ def latest_settings() -> dict | None:
     """The settings of the latest ``init()`` whose session another live
     thread holds; None if there is none."""
     return next((st for *_, st in elsewhere() if st is not None), None)
+
+
+# ---- a party started by python -m cryptgpu.launch
+
+_exiting = False
+_stopped: list = []
+
+
+def exit_began() -> None:
+    """At exit, before any session closes (which tells the neighbours):
+    when this party's exit began, for the launcher, which names and
+    returns the code of the party whose exit began first (a neighbour that
+    failed because this one left begins its exit later)."""
+    global _exiting
+    _exiting = True
+    where = os.environ.get("CRYPTGPU_LAUNCH_DIR")
+    if not where or _child:
+        return
+    path = os.path.join(where, f"exit.{os.getpid()}")
+    try:
+        with open(path + ".tmp", "w") as f:
+            f.write(repr(time.monotonic()))
+        os.replace(path + ".tmp", path)
+    except OSError:
+        pass  # the launcher then goes by when it saw the exit
+
+
+def stop_on_sigterm() -> None:
+    """In a launched party (main thread, SIGTERM not handled already):
+    SIGTERM, the launcher stopping the party, raises SystemExit, so that
+    its sessions close at exit and remove their socket directories (a
+    terminated party left ``$TMPDIR/cryptgpu-*`` behind)."""
+    if not os.environ.get("CRYPTGPU_LAUNCH_DIR"):
+        return
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _terminated)
+    except (ValueError, OSError, AttributeError):
+        pass
+
+
+def _terminated(signum, _frame) -> None:
+    if _exiting:
+        return  # already closing its sessions
+    _stopped.append(signum)
+    raise SystemExit(128 + signum)
+
+
+def stop_reason() -> str | None:
+    """Why the party is ending, when a signal stopped it."""
+    if not _stopped:
+        return None
+    return f"it was stopped by {signal.Signals(_stopped[-1]).name}"

@@ -235,6 +235,7 @@ def init(
         )
         _lifecycle.opened(_ctx.session)
         _watch_uncaught()
+        _lifecycle.stop_on_sigterm()
     else:
         _ctx.session = _native.Session(precision_bits, seed, float(timeout_s), device)
     _ctx.device = device
@@ -368,11 +369,13 @@ def _watch_uncaught() -> None:
 def _close_all() -> None:
     # A script ending on an uncaught exception tells its neighbours why (they
     # report it, not "party 1 left the session"), as spmd.run does.
+    _lifecycle.exit_began()
     err = _uncaught[-1] if _uncaught else None
+    why = f"{type(err).__name__}: {err}" if err is not None else _lifecycle.stop_reason()
     while _spmd_sessions:
         s = _spmd_sessions.pop()
-        if err is not None:
-            s.abort(f"{type(err).__name__}: {err}")
+        if why is not None:
+            s.abort(why)
         s.close()
 
 

@@ -6,9 +6,14 @@ Each process runs the same script with ``CRYPTGPU_RANK`` (0, 1, 2),
 ``CRYPTGPU_PEERS`` (three loopback addresses) and fresh link keys
 (``CRYPTGPU_KEY``, ``CRYPTGPU_PUBKEYS``) set, so ``cryptgpu.init()`` joins the
 encrypted multi-process session. If a party exits with an error, the others
-are terminated and the launcher exits with that party's code; no process is
-left behind. For several hosts, set the two variables on each host instead,
-e.g. ``CRYPTGPU_PEERS=10.0.0.1:29500,10.0.0.2:29500,10.0.0.3:29500``.
+get a few seconds to end on their own (a neighbour of a failed party raises
+PeerError), then are terminated (SIGTERM: a party that called init() ends
+through SystemExit, closing its session, which removes its socket
+directory); the launcher names every party that failed, the one whose exit
+began first first, and exits with that one's code (a neighbour that failed
+because it left begins its exit later). No process is left behind. For
+several hosts, set the two variables on each host instead, e.g.
+``CRYPTGPU_PEERS=10.0.0.1:29500,10.0.0.2:29500,10.0.0.3:29500``.
 """
 
 from __future__ import annotations
@@ -17,10 +22,12 @@ import argparse
 import ctypes
 import functools
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 from . import _native
@@ -58,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     peers = ",".join(f"127.0.0.1:{p}" for p in free_ports(3))
     pairs = [_native.generate_keypair() for _ in range(3)]
     pubs = ",".join(pub for _, pub in pairs)
+    # where each party notes when its exit began (cryptgpu._lifecycle)
+    report = tempfile.mkdtemp(prefix="cryptgpu-launch-")
     procs = []
     for r in range(3):
         env = dict(
@@ -66,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             CRYPTGPU_PEERS=peers,
             CRYPTGPU_KEY=pairs[r][0],
             CRYPTGPU_PUBKEYS=pubs,
+            CRYPTGPU_LAUNCH_DIR=report,
         )
         procs.append(
             subprocess.Popen(
@@ -85,31 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     sigs = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
     previous = {sig: signal.signal(sig, stop) for sig in sigs}
     try:
-        while any(p.poll() is None for p in procs):
-            failed = [r for r, p in enumerate(procs) if p.poll() not in (None, 0)]
-            if failed:
-                # the others usually follow within moments (a PeerError
-                # naming the party that failed first): name every failure
-                # seen, not just whichever exit was polled first
-                grace = time.time() + 1.0
-                while time.time() < grace and any(p.poll() is None for p in procs):
-                    time.sleep(0.05)
-                failed = [r for r, p in enumerate(procs) if p.poll() not in (None, 0)]
-                code = procs[failed[0]].returncode
-                running = [r for r, p in enumerate(procs) if p.poll() is None]
-                how = "; ".join(f"party {r} {_how(procs[r].returncode)}" for r in failed)
-                print(
-                    f"cryptgpu.launch: {how}"
-                    + (f"; stopping party {', '.join(map(str, running))}" if running else "")
-                    + " (each party's error is above; a PeerError names the party that "
-                    "failed first)",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                break
-            time.sleep(0.05)
-        else:
-            code = next((p.returncode for p in procs if p.returncode), 0)
+        code = _watch(procs, report)
     except KeyboardInterrupt:
         code = 130
     except _Stopped as e:
@@ -129,9 +115,68 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+        shutil.rmtree(report, ignore_errors=True)
     if code == 0:
         code = next((p.returncode for p in procs if p.returncode), 0)
     return code if code >= 0 else 1
+
+
+# How long the other parties may take to end on their own once one failed
+# (a neighbour waiting on it raises PeerError at once; its close and
+# Python's exit take a second or two), before they are terminated.
+GRACE_S = 5.0
+
+
+def _watch(procs, report: str) -> int:
+    """Wait for the parties; on a failure, give the others ``GRACE_S`` to
+    end, then name every failure, the one whose exit began first first
+    (as noted by the party, else when it was seen gone), and return its
+    code. 0 when all end well."""
+    seen: dict = {}  # rank -> when its end was seen
+    while True:
+        now = time.monotonic()
+        for r, p in enumerate(procs):
+            if r not in seen and p.poll() is not None:
+                seen[r] = now
+        if len(seen) == len(procs) and all(p.returncode == 0 for p in procs):
+            return 0
+        if any(procs[r].returncode != 0 for r in seen):
+            break
+        time.sleep(0.05)
+    grace = time.monotonic() + GRACE_S
+    while time.monotonic() < grace and len(seen) < len(procs):
+        time.sleep(0.05)
+        for r, p in enumerate(procs):
+            if r not in seen and p.poll() is not None:
+                seen[r] = time.monotonic()
+    failed = sorted(
+        (r for r in seen if procs[r].returncode != 0),
+        key=lambda r: (_exit_began(report, procs[r].pid, seen[r]), r),
+    )
+    running = [r for r in range(len(procs)) if r not in seen]
+    how = "; ".join(
+        f"party {r} {_how(procs[r].returncode)}" + (" first" if i == 0 and len(failed) > 1 else "")
+        for i, r in enumerate(failed)
+    )
+    print(
+        f"cryptgpu.launch: {how}"
+        + (f"; stopping party {', '.join(map(str, running))}" if running else "")
+        + " (each party's error is above; a PeerError names the party that failed first)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return procs[failed[0]].returncode
+
+
+def _exit_began(report: str, pid: int, seen: float) -> float:
+    """When a party's exit began, as it noted (before it closed its
+    session, which tells its neighbours), or when it was seen gone (killed,
+    or it never called init)."""
+    try:
+        with open(os.path.join(report, f"exit.{pid}")) as f:
+            return min(float(f.read()), seen)
+    except (OSError, ValueError):
+        return seen
 
 
 def _die_with_launcher(launcher: int) -> None:
