@@ -12,9 +12,10 @@
   ``run_multiprocess`` called from a thread without a session takes the
   settings of the latest ``init()`` of another thread;
 - a launched party's side of ``python -m cryptgpu.launch``
-  (``CRYPTGPU_LAUNCH_DIR``): when its exit began (the launcher names the
-  party whose exit began first), and SIGTERM as SystemExit, so that its
-  sessions close and remove their socket directories.
+  (``CRYPTGPU_LAUNCH_FD``, a pipe to the launcher): when its exit began
+  (the launcher names the party whose exit began first), and SIGTERM as
+  SystemExit, so that its sessions close and remove their socket
+  directories.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import ctypes
 import itertools
 import os
 import signal
+import stat
 import sys
 import threading
 import time
@@ -158,6 +160,20 @@ def latest_settings() -> dict | None:
 
 # ---- a party started by python -m cryptgpu.launch
 
+
+def _pipe_to_launcher():
+    """(fd, (device, inode)) of the launcher's pipe, checked now, at
+    import: the fd is written at exit only if it is still that pipe (a
+    script may close it and reuse the number); None when not launched."""
+    try:
+        fd = int(os.environ.get("CRYPTGPU_LAUNCH_FD", ""))
+        st = os.fstat(fd)
+    except (ValueError, OSError):
+        return None
+    return (fd, (st.st_dev, st.st_ino)) if stat.S_ISFIFO(st.st_mode) else None
+
+
+_launcher = _pipe_to_launcher()
 _exiting = False
 _stopped: list = []
 
@@ -169,14 +185,13 @@ def exit_began() -> None:
     failed because this one left begins its exit later)."""
     global _exiting
     _exiting = True
-    where = os.environ.get("CRYPTGPU_LAUNCH_DIR")
-    if not where or _child:
+    if _launcher is None or _child:
         return
-    path = os.path.join(where, f"exit.{os.getpid()}")
+    fd, which = _launcher
     try:
-        with open(path + ".tmp", "w") as f:
-            f.write(repr(time.monotonic()))
-        os.replace(path + ".tmp", path)
+        st = os.fstat(fd)
+        if stat.S_ISFIFO(st.st_mode) and (st.st_dev, st.st_ino) == which:
+            os.write(fd, f"{os.getpid()} {time.monotonic()!r}\n".encode())
     except OSError:
         pass  # the launcher then goes by when it saw the exit
 
@@ -186,9 +201,7 @@ def stop_on_sigterm() -> None:
     SIGTERM, the launcher stopping the party, raises SystemExit, so that
     its sessions close at exit and remove their socket directories (a
     terminated party left ``$TMPDIR/cryptgpu-*`` behind)."""
-    if not os.environ.get("CRYPTGPU_LAUNCH_DIR"):
-        return
-    if threading.current_thread() is not threading.main_thread():
+    if _launcher is None or threading.current_thread() is not threading.main_thread():
         return
     try:
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:

@@ -22,12 +22,10 @@ import argparse
 import ctypes
 import functools
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 from . import _native
@@ -65,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     peers = ",".join(f"127.0.0.1:{p}" for p in free_ports(3))
     pairs = [_native.generate_keypair() for _ in range(3)]
     pubs = ",".join(pub for _, pub in pairs)
-    # where each party notes when its exit began (cryptgpu._lifecycle)
-    report = tempfile.mkdtemp(prefix="cryptgpu-launch-")
+    # where each party notes when its exit began (cryptgpu._lifecycle): a
+    # pipe, so that nothing is left on disk, even by a launcher killed outright
+    notes, note_w = os.pipe()
+    os.set_blocking(notes, False)
     procs = []
     for r in range(3):
         env = dict(
@@ -75,15 +75,17 @@ def main(argv: list[str] | None = None) -> int:
             CRYPTGPU_PEERS=peers,
             CRYPTGPU_KEY=pairs[r][0],
             CRYPTGPU_PUBKEYS=pubs,
-            CRYPTGPU_LAUNCH_DIR=report,
+            CRYPTGPU_LAUNCH_FD=str(note_w),
         )
         procs.append(
             subprocess.Popen(
                 [sys.executable, a.script, *a.args],
                 env=env,
+                pass_fds=(note_w,),
                 preexec_fn=functools.partial(_die_with_launcher, os.getpid()),
             )
         )
+    os.close(note_w)
     code = 0
 
     def stop(signum, _frame):
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     sigs = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
     previous = {sig: signal.signal(sig, stop) for sig in sigs}
     try:
-        code = _watch(procs, report)
+        code = _watch(procs, notes)
     except KeyboardInterrupt:
         code = 130
     except _Stopped as e:
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-        shutil.rmtree(report, ignore_errors=True)
+        os.close(notes)
     if code == 0:
         code = next((p.returncode for p in procs if p.returncode), 0)
     return code if code >= 0 else 1
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
 GRACE_S = 5.0
 
 
-def _watch(procs, report: str) -> int:
+def _watch(procs, notes: int) -> int:
     """Wait for the parties; on a failure, give the others ``GRACE_S`` to
     end, then name every failure, the one whose exit began first first
     (as noted by the party, else when it was seen gone), and return its
@@ -149,9 +151,10 @@ def _watch(procs, report: str) -> int:
         for r, p in enumerate(procs):
             if r not in seen and p.poll() is not None:
                 seen[r] = time.monotonic()
+    began = _exits_began(notes)
     failed = sorted(
         (r for r in seen if procs[r].returncode != 0),
-        key=lambda r: (_exit_began(report, procs[r].pid, seen[r]), r),
+        key=lambda r: (min(began.get(procs[r].pid, seen[r]), seen[r]), r),
     )
     running = [r for r in range(len(procs)) if r not in seen]
     how = "; ".join(
@@ -168,15 +171,28 @@ def _watch(procs, report: str) -> int:
     return procs[failed[0]].returncode
 
 
-def _exit_began(report: str, pid: int, seen: float) -> float:
-    """When a party's exit began, as it noted (before it closed its
-    session, which tells its neighbours), or when it was seen gone (killed,
-    or it never called init)."""
-    try:
-        with open(os.path.join(report, f"exit.{pid}")) as f:
-            return min(float(f.read()), seen)
-    except (OSError, ValueError):
-        return seen
+def _exits_began(notes: int) -> dict:
+    """pid -> when that party's exit began, as it noted on the pipe
+    (before it closed its session, which tells its neighbours); a party
+    without a note (killed outright, or it never imported cryptgpu) goes
+    by when it was seen gone."""
+    data = b""
+    while True:
+        try:
+            chunk = os.read(notes, 4096)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    out = {}
+    for line in data.decode(errors="replace").splitlines():
+        try:
+            pid, when = line.split()
+            out[int(pid)] = float(when)
+        except ValueError:
+            continue
+    return out
 
 
 def _die_with_launcher(launcher: int) -> None:
