@@ -18,6 +18,7 @@ the public factor plus one truncation.
 import re
 import warnings
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as tnn
@@ -280,3 +281,20 @@ def test_regression_losses_warn_on_a_broadcast_target_as_torch(session, rng, pri
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         private(cryptgpu.cryptensor(pred), pred)  # same shapes: no warning
+
+
+@pytest.mark.parametrize("name", ["MSELoss", "L1Loss", "HuberLoss", "SmoothL1Loss"])
+def test_regression_losses_refuse_a_non_tensor_input_as_torch(session, name):
+    """MSELoss()(ndarray, ndarray) returned a NumPy float (torch: TypeError);
+    lists raised TypeError where torch raises AttributeError."""
+    for args in ((np.ones(3), np.ones(3)), ([1.0, 2.0], [1.0, 2.0])):
+        with pytest.raises((TypeError, AttributeError)) as torchs:
+            getattr(tnn, name)()(*args)
+        with pytest.raises(torchs.type):
+            getattr(cryptgpu.nn, name)()(*args)
+    x = cryptgpu.cryptensor(torch.ones(3))
+    for pred, target in ((x, torch.zeros(3)), (torch.zeros(3), x)):  # still taken
+        got = getattr(cryptgpu.nn, name)()(pred, target).get_plain_text(dtype=torch.float64)
+        want = getattr(tnn, name)()(torch.ones(3), torch.zeros(3)).double()
+        assert abs(float(got) - float(want)) < 4 * ENC  # |d| = 1 on the grid
+    assert usable()

@@ -16,6 +16,7 @@ from .. import autograd as ag
 from .. import functions, torch_dispatch
 from .._native import InvalidArgumentError, ShapeError
 from ..tensor import SharedTensor
+from .habits import InputTypeError
 from .module import Module
 from .stats import SOFTMAX, _track
 
@@ -82,13 +83,13 @@ def _same_shape(x, target, what: str):
 
 
 def _warn_broadcast(x, target) -> None:
-    """torch's warning where the target's shape differs from the input's
-    (the result is still their broadcast, as torch's)."""
+    """torch's error for an input that is no tensor (a NumPy array gave a
+    NumPy float; InputTypeError); its warning where the shapes differ."""
+    if not isinstance(x, (SharedTensor, torch.Tensor)):
+        raise InputTypeError(f"argument 'input' must be Tensor, not {type(x).__name__}")
     shape = getattr(target, "shape", None)
     if shape is not None and tuple(shape) != tuple(x.shape):
-        # pointed at the caller outside cryptgpu and torch (F.mse_loss, a
-        # torch.nn.MSELoss called on a SharedTensor)
-        level, f = 1, sys._getframe(0)
+        level, f = 1, sys._getframe(0)  # the caller outside cryptgpu and torch
         while f is not None and os.path.abspath(f.f_code.co_filename).startswith(_LIBS):
             level, f = level + 1, f.f_back
         warnings.warn(
