@@ -334,12 +334,6 @@ class training_work:
         return False
 
 
-# Multi-process sessions opened by init(); closed at exit so that the ZeroMQ
-# transport can flush its last messages (a BYE exchange with the neighbours).
-# A child forked after init() has none (_lifecycle: it must not close them).
-_spmd_sessions: list = _lifecycle.open_sessions
-
-
 def _close_current() -> None:
     s = _ctx.session
     if s is not None and _lifecycle.take_open(s):
@@ -372,8 +366,11 @@ def _close_all() -> None:
     _lifecycle.exit_began()
     err = _uncaught[-1] if _uncaught else None
     why = f"{type(err).__name__}: {err}" if err is not None else _lifecycle.stop_reason()
-    while _spmd_sessions:
-        s = _spmd_sessions.pop()
+    # the multi-process sessions init() opened (_lifecycle.open_sessions:
+    # none in a child forked after init()), closed so that the ZeroMQ
+    # transport flushes its last messages (a BYE exchange)
+    while _lifecycle.open_sessions:
+        s = _lifecycle.open_sessions.pop()
         if why is not None:
             s.abort(why)
         s.close()
