@@ -6,6 +6,7 @@ model had one (indexed by torch's child names, so ``model.block[0]`` and
 
 from __future__ import annotations
 
+import contextlib
 import operator
 
 from . import shifts
@@ -154,10 +155,7 @@ class Sequential(_Indexed):
         as in a converted model (shifts)."""
         mods = list(self._modules.values())
         for m, nxt in zip(mods, mods[1:] + [None]):
-            if nxt is not None and shifts.pairs_with(m, nxt):
-                with shifts.cancelled(m, nxt):
-                    x = m(x)
-            else:
+            with shifts.cancelled(m, nxt) if nxt is not None else contextlib.nullcontext():
                 x = m(x)
         return x
 

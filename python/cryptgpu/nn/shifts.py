@@ -52,13 +52,6 @@ def pairs(graph: torch.fx.Graph, converted: dict) -> dict:
     return out
 
 
-def pairs_with(layer, norm) -> bool:
-    """Whether ``layer`` is a Linear or convolution and ``norm`` a norm that
-    may cancel its bias (decided at the call by :func:`cancels`): a built
-    Sequential's neighbours, as :func:`pairs` finds them in a graph."""
-    return isinstance(layer, (Linear, *_CONVS)) and isinstance(norm, (BatchNorm, GroupNorm))
-
-
 def cancels(layer, norm) -> bool:
     """Whether ``norm`` removes every per-channel shift of ``layer``'s
     (batched) output: a BatchNorm using batch statistics; an
