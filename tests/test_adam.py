@@ -57,14 +57,20 @@ def test_adam_steps_match_torch(session, wd):
     # with weight decay, gradients of at least 0.05 keep g + wd p (|wd p| <
     # 0.04 here) away from zero, inside the documented range
     lo = -3.5 if wd == 0 else -1.3
-    for _ in range(steps):
-        g = signed_magnitudes(n, lo, 0.3, gen)
+    grads = [signed_magnitudes(n, lo, 0.3, gen) for _ in range(steps)]
+    err = _steps_apart(p_t, opt, p_s, popt, grads)
+    assert err < steps * lr * 1e-2, err
+
+
+def _steps_apart(p_t, opt, p_s, popt, grads) -> float:
+    """torch's and our optimiser stepped on the same gradients, one per
+    step: the largest difference of the parameters after."""
+    for g in grads:
         p_t.grad = g.clone()
         opt.step()
         p_s.grad = cryptgpu.cryptensor(g)
         popt.step()
-    err = (p_s.get_plain_text(dtype=torch.float64) - p_t.detach()).abs().max().item()
-    assert err < steps * lr * 1e-2, err
+    return (p_s.get_plain_text(dtype=torch.float64) - p_t.detach()).abs().max().item()
 
 
 @pytest.mark.parametrize("f", [17, 18, 20])
@@ -85,12 +91,7 @@ def test_scaled_moment_optimisers_at_higher_precision(name, f):
         popt = getattr(cryptgpu.optim, name)([p_s], lr=lr)
         assert popt.param_groups[0]["grad_scale"] == 2 ** (24 - f)
         g = signed_magnitudes(n, -2, 0.5, gen)  # the same gradient each step
-        for _ in range(steps):
-            p_t.grad = g.clone()
-            opt.step()
-            p_s.grad = cryptgpu.cryptensor(g)
-            popt.step()
-        err = (p_s.get_plain_text(dtype=torch.float64) - p_t.detach()).abs().max().item()
+        err = _steps_apart(p_t, opt, p_s, popt, [g] * steps)
         # as test_adam_steps_match_torch: 1e-2 of lr per step (the floor at
         # most 2^-16 here on a scaled second moment of at least (1e-2 *
         # 2^4)^2 = 0.026: 0.1% of it; ratio_inv_sqrt's 1e-4)
