@@ -663,15 +663,23 @@ impl FrameGuard {
     pub fn addr(&self) -> SocketAddr {
         self.public
     }
-}
 
-impl Drop for FrameGuard {
-    fn drop(&mut self) {
+    /// Close the public port; the connections already accepted go on. A
+    /// closing session does this first, so that a neighbour starting its
+    /// next session is refused (and dials again) rather than let into
+    /// this one, which is about to close.
+    pub fn stop_accepting(&mut self) {
         self.stop.store(true, Ordering::Release);
         // the accepting loop polls a non-blocking listener every 5 ms
         if let Some(h) = self.accept.take() {
             let _ = h.join();
         }
+    }
+}
+
+impl Drop for FrameGuard {
+    fn drop(&mut self) {
+        self.stop_accepting();
     }
 }
 

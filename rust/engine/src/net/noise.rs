@@ -226,8 +226,29 @@ pub fn handshake(
     peer: usize,
     initiator: bool,
     patient: bool,
-    mut send: impl FnMut(&[u8]) -> Result<()>,
+    send: impl FnMut(&[u8]) -> Result<()>,
     mut recv: impl FnMut() -> Result<Vec<u8>>,
+) -> Result<snow::TransportState> {
+    handshake_retrying(keys, me, peer, initiator, patient, send, || {
+        recv().map(Some)
+    })
+}
+
+/// [`handshake`] over a link that may lose messages (a ZeroMQ DEALER whose
+/// connection reached a neighbour's previous session, which then closed):
+/// `recv` gives `None` when nothing came for a while, and the initiator
+/// then starts a new attempt (a fresh first message and nonce), keeping
+/// the last `CANDIDATES` attempts open, so an answer to any of them
+/// completes the handshake. The responder already answers each new
+/// attempt; to it `None` means nothing.
+pub fn handshake_retrying(
+    keys: &LinkKeys,
+    me: usize,
+    peer: usize,
+    initiator: bool,
+    patient: bool,
+    mut send: impl FnMut(&[u8]) -> Result<()>,
+    mut recv: impl FnMut() -> Result<Option<Vec<u8>>>,
 ) -> Result<snow::TransportState> {
     let fail = |what: &str| refused(me, peer, what);
     let build = || -> Result<snow::HandshakeState> {
@@ -244,19 +265,36 @@ pub fn handshake(
     let mut msg = vec![0u8; 1024];
     let mut payload = vec![0u8; 1024];
     if initiator {
-        let mut hs = build()?;
-        let nonce = attempt_nonce()?;
-        let mut first = nonce.to_vec();
-        first.extend_from_slice(&keys.job);
-        let n = hs
-            .write_message(&first, &mut msg)
-            .map_err(|_| fail("first message"))?;
-        send(&msg[..n])?;
-        loop {
-            let m = recv()?;
-            if m.len() < ATTEMPT || m[..ATTEMPT] != nonce[..] {
-                continue; // an answer to another first message (a replay's)
+        let mut attempts: Vec<([u8; ATTEMPT], snow::HandshakeState)> = Vec::new();
+        let mut attempt = |attempts: &mut Vec<_>, msg: &mut [u8]| -> Result<()> {
+            let mut hs = build()?;
+            let nonce = attempt_nonce()?;
+            let mut first = nonce.to_vec();
+            first.extend_from_slice(&keys.job);
+            let n = hs
+                .write_message(&first, msg)
+                .map_err(|_| fail("first message"))?;
+            send(&msg[..n])?;
+            if attempts.len() == CANDIDATES {
+                attempts.remove(0);
             }
+            attempts.push((nonce, hs));
+            Ok(())
+        };
+        attempt(&mut attempts, &mut msg)?;
+        let hs = loop {
+            let Some(m) = recv()? else {
+                attempt(&mut attempts, &mut msg)?;
+                continue;
+            };
+            // an answer to another first message (a replay's) is skipped
+            let Some(i) = (m.len() >= ATTEMPT)
+                .then(|| attempts.iter().position(|(a, _)| m[..ATTEMPT] == a[..]))
+                .flatten()
+            else {
+                continue;
+            };
+            let mut hs = attempts.swap_remove(i).1;
             let n = hs
                 .read_message(&m[ATTEMPT..], &mut payload)
                 .map_err(|_| fail("bad answer"))?;
@@ -266,8 +304,9 @@ pub fn handshake(
             if payload[..n] != keys.job[..] {
                 return Err(other_job(me, peer));
             }
-            break;
-        }
+            break hs;
+        };
+        drop(attempt);
         let mut st = hs
             .into_transport_mode()
             .map_err(|_| fail("incomplete handshake"))?;
@@ -279,7 +318,9 @@ pub fn handshake(
     }
     let mut candidates: Vec<([u8; ATTEMPT], snow::TransportState)> = Vec::new();
     loop {
-        let m = recv()?;
+        let Some(m) = recv()? else {
+            continue;
+        };
         // a confirmation of one of the answered first messages?
         if let Some(i) = candidates
             .iter_mut()

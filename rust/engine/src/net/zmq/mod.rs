@@ -49,6 +49,12 @@ use inner::{bind_inner, max_frame_bytes, mode_mismatch, PrivateDir};
 /// How long one connection attempt to a peer may take before `dial`
 /// starts another (its own 50 ms loop does the retrying).
 const CONNECT_ATTEMPT: Duration = Duration::from_secs(1);
+/// How long a handshake waits for a neighbour's message before it dials
+/// the neighbour again and, as initiator, starts a new attempt (doubling up
+/// to `RETRY_MAX`): its connection may have reached the neighbour's
+/// previous session, which closes without answering.
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(1);
 /// Bytes of a neighbour's reason for giving up its handshakes that are sent
 /// and shown.
 const REFUSAL_TEXT: usize = 400;
@@ -62,6 +68,9 @@ const BYE_TEXT: &[u8] = b"cryptgpu BYE";
 
 pub struct ZmqTransport {
     rank: usize,
+    /// Where the parties listen (a neighbour is dialled again when its
+    /// connection may have reached its previous session).
+    addrs: [SocketAddr; 3],
     /// The public port: frame lengths checked before the zeromq crate
     /// sees them (net/guard.rs).
     guard: Option<FrameGuard>,
@@ -188,6 +197,7 @@ impl ZmqTransport {
         }
         let mut t = ZmqTransport {
             rank,
+            addrs: *addrs,
             guard: Some(guard),
             private,
             rt,
@@ -303,6 +313,14 @@ impl ZmqTransport {
         })
     }
 
+    /// The Noise handshake with `peer`. A neighbour that starts a session
+    /// again (`init` after `init`) may still be in its previous one, or
+    /// closing it, when this party dials: the connection then reaches the
+    /// old session and dies with it, and ZeroMQ does not dial a DEALER
+    /// again. So the handshake dials again when it hears nothing for a
+    /// while (initiator: and starts a new attempt), when a send fails, and
+    /// before answering an attempt after the first (responder: the
+    /// initiator did not get the earlier answer).
     fn handshake(
         &mut self,
         keys: &LinkKeys,
@@ -312,17 +330,39 @@ impl ZmqTransport {
         let (me, who) = (self.rank, peer.rank(self.rank));
         let deadline = Instant::now() + self.timeout;
         let this = std::cell::RefCell::new(&mut *self);
-        let r = noise::handshake(
+        let mut answers = 0usize;
+        let mut quiet = RETRY_FIRST;
+        let r = noise::handshake_retrying(
             keys,
             me,
             who,
             initiator,
             true, // strangers' (proved replays') messages come on the same socket
-            |m| this.borrow_mut().post(peer, HANDSHAKE, m),
+            |m| {
+                let mut t = this.borrow_mut();
+                if !initiator {
+                    if answers > 0 {
+                        t.redial(keys, peer, deadline)?;
+                    }
+                    answers += 1;
+                }
+                if t.post(peer, HANDSHAKE, m).is_ok() {
+                    return Ok(());
+                }
+                t.redial(keys, peer, deadline)?;
+                t.post(peer, HANDSHAKE, m)
+            },
             || loop {
-                let (kind, body) = this.borrow_mut().take(who, deadline)?;
+                let until = deadline.min(Instant::now() + quiet);
+                let Some((kind, body)) = this.borrow_mut().take_until(who, until, deadline)? else {
+                    quiet = (quiet * 2).min(RETRY_MAX);
+                    if initiator {
+                        this.borrow_mut().redial(keys, peer, deadline)?;
+                    }
+                    break Ok(None);
+                };
                 break match kind {
-                    HANDSHAKE => Ok(body.to_vec()),
+                    HANDSHAKE => Ok(Some(body.to_vec())),
                     REFUSED if body.is_empty() => Err(noise::refused(
                         me,
                         who,
@@ -339,6 +379,23 @@ impl ZmqTransport {
             },
         );
         r
+    }
+
+    /// A new connection to `peer` in place of the current one (dropped once
+    /// the new one is up, so the neighbour never sees this party gone).
+    fn redial(&mut self, keys: &LinkKeys, peer: Peer, deadline: Instant) -> Result<()> {
+        let who = peer.rank(self.rank);
+        let s = Self::dial(
+            &self.rt,
+            self.rank,
+            who,
+            self.addrs[who],
+            Some(keys),
+            deadline,
+            self.timeout,
+        )?;
+        self.push[idx(peer)] = Some(s);
+        Ok(())
     }
 
     /// Send a small control message `[rank, kind, body]` to `to`.
@@ -367,10 +424,26 @@ impl ZmqTransport {
 
     /// The next message from party `who`, waiting until `deadline`.
     fn take(&mut self, who: usize, deadline: Instant) -> Result<Received> {
+        self.take_until(who, deadline, deadline)?.ok_or_else(|| {
+            EngineError::Internal(format!("party {}: no message and no timeout", self.rank))
+        })
+    }
+
+    /// The next message from party `who`, or `None` once `until` passes
+    /// (when it is before `deadline`, where waiting fails).
+    fn take_until(
+        &mut self,
+        who: usize,
+        until: Instant,
+        deadline: Instant,
+    ) -> Result<Option<Received>> {
         let rank = self.rank;
         loop {
             if let Some(m) = self.pending[who].pop_front() {
-                return Ok(m);
+                return Ok(Some(m));
+            }
+            if until < deadline && Instant::now() >= until {
+                return Ok(None);
             }
             self.watch_connections();
             if let Some(t) = self.gone[who] {
@@ -428,7 +501,10 @@ impl ZmqTransport {
                     "party {rank} got no answer from party {who} within the timeout"
                 )));
             }
-            let slice = left.min(Duration::from_millis(100));
+            let slice = left
+                .min(until.saturating_duration_since(Instant::now()))
+                .min(Duration::from_millis(100))
+                .max(Duration::from_millis(1));
             let pull = self
                 .pull
                 .as_mut()
@@ -514,13 +590,16 @@ impl ZmqTransport {
             return;
         }
         self.closed = true;
+        if let Some(g) = self.guard.as_mut() {
+            g.stop_accepting();
+        }
         if !self.failed {
             self.goodbye(self.timeout.min(Duration::from_secs(5)));
         }
         self.push = [None, None];
         std::thread::sleep(Duration::from_millis(20));
         self.pull = None;
-        self.guard = None; // frees the public port (joins the guard's listener)
+        self.guard = None; // its public port closed before the goodbye
         self.private = None; // removes the ROUTER socket's directory
     }
 }
