@@ -327,3 +327,58 @@ def test_run_multiprocess_from_a_worker_thread_takes_the_latest_init_settings():
             assert ex.submit(settings).result(timeout=120) == [(12, 7.0)] * 3
     finally:
         cryptgpu.uninit()
+
+
+def test_each_party_draws_from_its_own_copy_of_torchs_generator():
+    """CrypTen forks its parties, so each seeds and draws from its own copy
+    of torch's generator (Tutorial 3: torch.manual_seed, then public
+    features and weights drawn in every party). The party threads shared
+    one generator: seeding and drawing interleaved, each party got other
+    "public" values, and a product with them opened as garbage (errors of
+    4e9, no exception). Each party thread now has its own generator,
+    started from the caller's state as a forked process's is."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 50)
+
+    @cryptgpu.mpc.run_multiprocess(world_size=3)
+    def job():
+        x_enc = cryptgpu.cryptensor(x, src=0)
+        errs, inits = [], []
+        for i in range(6):
+            torch.manual_seed(100 + i)
+            torch.randn(300_000)  # a draw long enough to interleave the threads
+            w = torch.randn(50, 3)  # public: the same seed in every party
+            g = torch.Generator().manual_seed(100 + i)
+            torch.randn(300_000, generator=g)
+            w_ref = torch.randn(50, 3, generator=g)
+            out = x_enc.matmul(w).get_plain_text().double()
+            errs.append((out - x.double() @ w_ref.double()).abs().max().item())
+            inits.append(torch.nn.Linear(5, 2).weight.detach().clone())
+        return max(errs), inits, torch.initial_seed()
+
+    torch.manual_seed(7)
+    expected_next = torch.randn(3)
+    torch.manual_seed(7)
+    results = job()
+    # 50 products of |x|, |w| < 5 each encoded within 2^-17, plus one
+    # truncation of 2^-16 per output: 50 * 10 * 2^-17 + 2^-16 < 4e-3
+    for err, inits, seed in results:
+        assert err < 4e-3
+        assert seed == 105
+        for a, b in zip(inits, results[0][1]):
+            assert torch.equal(a, b)  # nn.Linear's initialisation too
+    # the caller's generator is where it was (a forked party's draws do not
+    # move the parent's), and torch.manual_seed is torch's again
+    assert torch.equal(torch.randn(3), expected_next)
+    assert torch.manual_seed is torch.random.manual_seed
+    assert torch.manual_seed.__module__ == "torch.random"
+
+    @cryptgpu.mpc.run_multiprocess(world_size=3)
+    def unseeded():
+        return torch.randn(3)
+
+    torch.manual_seed(11)
+    drawn = unseeded()
+    # no seed in the parties: each starts from the caller's state, as after a fork
+    assert torch.equal(drawn[0], torch.randn(3))
+    assert all(torch.equal(d, drawn[0]) for d in drawn)

@@ -16,7 +16,9 @@ from __future__ import annotations
 import threading
 import time
 
-from . import _native, _session
+import torch
+
+from . import _native, _party_rng, _session
 
 
 def run(
@@ -50,11 +52,15 @@ def _parties(
     ctx = (device, truncation, overflow_bound, seed, timeout_s)
     results: list = [None, None, None]
     errors: list = [None, None, None]
+    # every party's torch generator starts where the caller's is, as a
+    # forked process's would (_party_rng)
+    state = torch.get_rng_state()
 
     def party(r: int) -> None:
         try:
             _session.attach(sessions[r], *ctx)
-            results[r] = call()
+            with _party_rng.party(state):
+                results[r] = call()
             # A party done before the others (a reveal on one rank only, one
             # more step): a neighbour still waiting for its message is told
             # at once, as a ZeroMQ link's BYE tells it (it waited for the
@@ -73,17 +79,18 @@ def _parties(
     threads = [
         threading.Thread(target=party, args=(r,), name=f"cryptgpu-party-{r}") for r in range(3)
     ]
-    for t in threads:
-        t.start()
-    try:
+    with _party_rng.wrapped():
         for t in threads:
-            t.join()
-    except BaseException as e:
-        # Ctrl-C (KeyboardInterrupt) or another exception in the caller's
-        # wait: the parties computed on to the end (the script could not
-        # exit). Stop them as a failing party stops its neighbours.
-        _stop(sessions, threads, f"the caller of spmd.run stopped it ({type(e).__name__})")
-        raise
+            t.start()
+        try:
+            for t in threads:
+                t.join()
+        except BaseException as e:
+            # Ctrl-C (KeyboardInterrupt) or another exception in the caller's
+            # wait: the parties computed on to the end (the script could not
+            # exit). Stop them as a failing party stops its neighbours.
+            _stop(sessions, threads, f"the caller of spmd.run stopped it ({type(e).__name__})")
+            raise
     # The root cause, not the neighbours' PeerError, if there is one.
     root = [e for e in errors if e is not None and not isinstance(e, _native.PeerError)]
     first = root[0] if root else next((e for e in errors if e is not None), None)
