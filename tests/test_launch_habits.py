@@ -253,3 +253,65 @@ def test_a_party_late_to_a_second_session_is_waited_for(tmp_path):
     # exact: relu of small integers needs no rounding beyond 2^-16
     assert r.stdout.count("session 0 [1.0, 0.0]") == 3, r.stdout
     assert r.stdout.count("session 1 [2.0, 0.0]") == 3, r.stdout
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        # CrypTen's examples/multiprocess_launcher.py, party 1 of 3
+        {"WORLD_SIZE": "3", "RANK": "1", "RENDEZVOUS": "file:///tmp/crypten-rendezvous-x"},
+        # torchrun --nproc_per_node 3 (CrypTen's init() reads RANK and WORLD_SIZE too)
+        {"WORLD_SIZE": "3", "RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"},
+    ],
+)
+def test_cryptens_launcher_variables_are_refused_not_ignored(monkeypatch, env):
+    """CrypTen's launcher starts one process per party with RANK,
+    WORLD_SIZE and RENDEZVOUS set, each calling crypten.init(). cryptgpu
+    read none of them: each process ran all three parties alone, party 1's
+    input was that process's placeholder, and alice + bob came out [1, 2]
+    instead of [11, 22], exit code 0 (a user probe). init() now refuses,
+    saying what to do; the values below are sums of two encoded whole
+    numbers, exact in fixed point (each within 2^-17: tolerance 2^-16)."""
+    import torch
+
+    import cryptgpu as crypten
+
+    alice, bob = torch.tensor([1.0, 2.0]), torch.tensor([10.0, 20.0])
+    want = (alice + bob).double()
+    tol = 2 * 2.0**-17  # two encoded inputs
+    crypten.init()
+    x = crypten.cryptensor(alice, src=0)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert crypten.mpc.ttp_required() is False  # the launcher asks before it starts
+    with pytest.raises(
+        ValueError, match=r"(?s)RANK=1.*cryptgpu\.launch --nparties 3.*CRYPTGPU_LOCAL"
+    ):
+        crypten.init()
+    # the refusal left the earlier session as it was
+    assert (x.get_plain_text(dtype=torch.float64) - alice.double()).abs().max() <= tol / 2
+
+    # the parties as threads of one process (init() inside, as CrypTen code does)
+    @crypten.mpc.run_multiprocess(world_size=3)
+    def job():
+        crypten.init()
+        rank = crypten.comm.get().get_rank()
+        a = crypten.cryptensor(alice if rank == 0 else torch.zeros(2), src=0)
+        b = crypten.cryptensor(bob if rank == 1 else torch.zeros(2), src=1)
+        return (a + b).get_plain_text(dtype=torch.float64)
+
+    for got in job():
+        assert (got - want).abs().max() <= tol
+    # CRYPTGPU_LOCAL=1: the local runtime, as asked
+    monkeypatch.setenv("CRYPTGPU_LOCAL", "1")
+    crypten.init()
+    got = (crypten.cryptensor(alice, src=0) + crypten.cryptensor(bob, src=1)).get_plain_text()
+    assert (got.double() - want).abs().max() <= tol
+    # one process of one (torchrun's default) is no multi-process job
+    monkeypatch.delenv("CRYPTGPU_LOCAL")
+    monkeypatch.delenv("RENDEZVOUS", raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("RANK", "0")
+    crypten.init()
+    assert crypten.comm.get().get_rank() == 0
+    crypten.uninit()

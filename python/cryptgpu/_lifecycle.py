@@ -15,7 +15,9 @@
   (``CRYPTGPU_LAUNCH_FD``, a pipe to the launcher): when its exit began
   (the launcher names the party whose exit began first), and SIGTERM as
   SystemExit, so that its sessions close and remove their socket
-  directories.
+  directories;
+- another launcher's variables (CrypTen's ``RENDEZVOUS``, torchrun's
+  ``RANK`` and ``WORLD_SIZE``), which a plain ``init()`` refuses.
 """
 
 from __future__ import annotations
@@ -222,3 +224,45 @@ def stop_reason() -> str | None:
     if not _stopped:
         return None
     return f"it was stopped by {signal.Signals(_stopped[-1]).name}"
+
+
+# ---- a process started by another launcher
+
+
+def foreign_launcher() -> str | None:
+    """Why a plain ``init()`` (no rank, no ``CRYPTGPU_RANK``) must not start
+    the local runtime here: the process was started as one party of several
+    by CrypTen's launcher (``RENDEZVOUS``; its examples' multiprocess
+    launcher) or torchrun (``RANK`` with ``WORLD_SIZE`` above 1). cryptgpu
+    reads neither, so each such process would run all three parties alone,
+    on its own placeholders for the others' inputs: wrong answers with exit
+    code 0. ``CRYPTGPU_LOCAL=1`` runs the local runtime anyway. None when
+    none of these is set."""
+    env = os.environ
+    if env.get("CRYPTGPU_LOCAL", "").strip().lower() in ("1", "true", "yes", "on"):
+        return None
+    try:
+        world = int(env.get("WORLD_SIZE", ""))
+    except ValueError:
+        world = 0
+    if not env.get("RENDEZVOUS") and not (world > 1 and env.get("RANK", "") != ""):
+        return None
+    found = ", ".join(
+        f"{k}={env[k]}"
+        for k in ("RENDEZVOUS", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+        if k in env
+    )
+    return (
+        f"this process was started as one party of a multi-process job ({found}), "
+        "but cryptgpu does not read CrypTen's or torch.distributed's launch "
+        "variables: init() would run all three parties inside this one process, "
+        "on this process's inputs (another party's data would be this process's "
+        "placeholder: wrong results, silently). Instead, call the party function "
+        "without a launcher in a script started as `python -m cryptgpu.launch "
+        "--nparties 3 script.py` (one process per party; it sets CRYPTGPU_RANK, "
+        "CRYPTGPU_PEERS and the link keys), or set CRYPTGPU_RANK, CRYPTGPU_PEERS, "
+        "CRYPTGPU_KEY and CRYPTGPU_PUBKEYS in each process (README: 'Three "
+        "processes (or three hosts)'), or run the parties as threads of one "
+        "process with crypten.mpc.run_multiprocess(world_size=3). To run the "
+        "local three-party runtime in this process anyway, set CRYPTGPU_LOCAL=1"
+    )

@@ -202,6 +202,10 @@ def init(
         peers = env_peers(os.environ["CRYPTGPU_PEERS"])
     if (rank is None) != (peers is None):
         raise ValueError("a multi-process run needs both rank and peers (or both env variables)")
+    if rank is None and not _ctx.spmd_party:
+        why = _lifecycle.foreign_launcher()
+        if why is not None:
+            raise ValueError(why)
     _close_current()
     if rank is not None:
         if rank not in (0, 1, 2):

@@ -51,6 +51,30 @@ class MPCTensor(metaclass=_EveryShared):
         return cryptensor(tensor, src=src, device=device, **kwargs)
 
 
+def ttp_required() -> bool:
+    """CrypTen's ``crypten.mpc.ttp_required()``: False. Replicated sharing
+    among three parties needs no trusted third party (CrypTen's launcher
+    starts a TTP process only when this is True)."""
+    return False
+
+
+class _NoProviders(types.ModuleType):
+    """CrypTen's ``crypten.mpc.provider``: its triple providers (TFP, TTP)
+    have no counterpart here; any name raises AttributeError saying why."""
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise AttributeError(
+            f"crypten.mpc.provider.{name}: cryptgpu has no randomness providers and no "
+            "trusted third party (replicated sharing among three parties needs none; "
+            "crypten.mpc.ttp_required() is False)"
+        )
+
+
+provider = _NoProviders("cryptgpu.mpc.provider", _NoProviders.__doc__)
+
+
 def run_multiprocess(world_size: int = 3, maxsize: int | None = None):
     """Decorator: run the function once per party, SPMD, and return the
     parties' results as a list in rank order (as CrypTen does).
