@@ -365,6 +365,38 @@ def test_update_parameters_with_cryptens_grad_threshold(ctx):
     assert usable()
 
 
+def test_update_parameters_of_an_unencrypted_model_steps_its_torch_parameters(ctx):
+    """CrypTen's update_parameters on a model that is not encrypted,
+    trained on torch tensors, updates its plaintext parameters (p -= lr *
+    p.grad under no_grad); it raised "SGD got no SharedTensor parameters:
+    call model.encrypt() first". Nothing is fixed point here: the same
+    float64 operations as torch's, within float64 rounding (1e-12)."""
+    torch.manual_seed(0)
+    model = crypten.nn.Sequential(
+        crypten.nn.Linear(4, 3), crypten.nn.ReLU(), crypten.nn.Linear(3, 2)
+    ).double()
+    ref = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    ref = ref.double()
+    with torch.no_grad():
+        for p, q in zip(model.parameters(), ref.parameters()):
+            q.copy_(p)
+    x, y = torch.randn(4, 4, dtype=D), torch.randn(4, 2, dtype=D)
+    model.train()
+    for _ in range(3):
+        loss = crypten.nn.MSELoss()(model(x), y)
+        model.zero_grad()
+        loss.backward()
+        model.update_parameters(0.1)
+        ref.zero_grad()
+        F.mse_loss(ref(x), y).backward()
+        with torch.no_grad():
+            for q in ref.parameters():
+                q -= 0.1 * q.grad
+    for p, q in zip(model.parameters(), ref.parameters()):
+        assert isinstance(p, torch.Tensor) and (p - q).abs().max() <= 1e-12
+    assert usable()
+
+
 def test_a_plaintext_save_over_an_earlier_shared_one_is_what_loads(tmp_path):
     """save(shared, f) writes f.party0..2; a later save(plain, f) writes f:
     load(f) must give the later object (it gave the old shares)."""

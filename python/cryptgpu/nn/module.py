@@ -14,11 +14,10 @@ import torch
 from torch.nn.modules.module import _IncompatibleKeys
 
 from .. import _lifecycle, _session
-from .. import autograd as ag
-from ..optim import SGD
-from ..tensor import SharedTensor, cat, cryptensor
+from ..tensor import SharedTensor, cryptensor
 from .habits import ModuleHabits
 from .stats import OTHER, _track
+from .update import sgd_step
 
 # The tensors encrypt()/decrypt() has already converted in this call, by
 # id: a weight tied between layers becomes one shared (or opened) tensor.
@@ -539,37 +538,11 @@ class Module(ModuleHabits):
         return self
 
     def update_parameters(self, learning_rate: float, grad_threshold: float | None = None) -> None:
-        """CrypTen's plain SGD step: p <- p - lr * p.grad. With
-        ``grad_threshold``, as CrypTen's, the shared gradient elements of
-        magnitude at least the threshold are taken as 0 for this step (one
-        batched comparison of all of them, one product; ``p.grad`` itself is
-        left as it is). CrypTen's default is 100: there it guards against
-        the rare huge errors of probabilistic truncation; training here
-        truncates exactly, so the default None skips the check and its cost."""
-        params = list(self.parameters())
-        if grad_threshold is None:
-            SGD(params, lr=learning_rate).step()
-            return
-        t = float(grad_threshold)
-        if not t > 0:
-            raise ValueError(f"grad_threshold must be positive, got {grad_threshold!r}")
-        held = [p for p in params if isinstance(p, SharedTensor) and p.grad is not None]
-        saved = [p.grad for p in held]
-        if held:
-            with ag.no_grad(), _session.training_work():
-                flat = cat([g.reshape(-1) for g in saved])
-                # [g > -t] and [g < t] in one comparison; both hold where |g| < t
-                above, below = (cat([flat + t, flat.neg() + t]) > 0).split(flat.numel())
-                kept = flat * (above + below - 1.0)
-                at = 0
-                for p, g in zip(held, saved):
-                    p.grad = kept[at : at + g.numel()].reshape(tuple(g.shape))
-                    at += g.numel()
-        try:
-            SGD(params, lr=learning_rate).step()
-        finally:
-            for p, g in zip(held, saved):
-                p.grad = g
+        """CrypTen's plain SGD step: p <- p - lr * p.grad, for the
+        parameters with a gradient; on an unencrypted model, on its torch
+        parameters, as CrypTen's. ``grad_threshold``: see
+        :func:`cryptgpu.nn.update.sgd_step`."""
+        sgd_step(list(self.parameters()), learning_rate, grad_threshold)
 
     def decrypt(self) -> Module:
         """Open every parameter (and BatchNorm's running statistics) back
