@@ -18,6 +18,7 @@ within LOSS = 1e-3 (its log's few units of 2^-16 plus the softmax's error
 relative to entries >= 0.01 here; measured below 6e-5).
 """
 
+import logging
 import os
 import time
 
@@ -454,4 +455,38 @@ def test_encoder_crypten_base_class_encrypt_mode_and_batchnorm(ctx):
         F.batch_norm(x, rm, rv, training=True)
     with pytest.raises(RuntimeError, match="evaluation mode"):  # torch's words
         F.batch_norm(x, None, None, training=False)
+    assert usable()
+
+
+def test_cryptens_tensor_attribute_log_and_the_names_it_lacks(ctx, caplog):
+    """x._tensor (CrypTen's arithmetic shared tensor, read as
+    x._tensor.share) and crypten.log raised AttributeError; so did
+    crypten.manual_seed / init_thread / trace, which have no counterpart
+    here: their AttributeError now says what to use instead."""
+    t = torch.tensor([1.5, -2.0], dtype=D)
+    x = crypten.cryptensor(t)
+    assert torch.equal(x._tensor.share, x.share) and x._tensor.share.dtype == torch.int64
+    assert x._tensor.encoder.scale == 2**16
+    assert (opened(x._tensor) - t).abs().max() <= ENC  # one encoded input
+    with caplog.at_level(logging.INFO):
+        crypten.log("epoch %d", 1)  # older CrypTen's crypten.log(msg)
+        crypten.log(logging.WARNING, "loss %.2f", 0.25)  # logging.log's form
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.INFO, "epoch 1"),
+        (logging.WARNING, "loss 0.25"),
+    ]
+    for name, words in [
+        ("manual_seed", r"init\(seed="),
+        ("init_thread", "run_multiprocess"),
+        ("trace", "Beaver triples"),
+        ("fill_cache", "Beaver triples"),
+        ("randn", "cryptensor"),
+    ]:
+        with pytest.raises(AttributeError, match=words):
+            getattr(crypten, name)
+        assert not hasattr(crypten, name)
+    with pytest.raises(AttributeError, match="no attribute 'nonexistent'$"):
+        _ = crypten.nonexistent
+    with pytest.raises(AttributeError, match="trusted third party"):
+        _ = crypten.mpc.provider.TTPServer
     assert usable()

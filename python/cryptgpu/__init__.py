@@ -35,6 +35,7 @@ from ._native import (
 from ._session import init, is_initialized, rank, reset_stats, stats, truncation, uninit
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .checkpoint import load, save
+from .comm import log_ as log  # CrypTen's crypten.log
 from .comm import print_ as print  # noqa: A004 - CrypTen's crypten.print
 from .functions import ApproxConfig
 from .party_io import load_from_party, save_from_party
@@ -83,12 +84,55 @@ def get_communication_stats() -> dict:
     return comm.get().get_communication_stats()
 
 
+# CrypTen's top-level names with no counterpart here, and what to use
+# instead: ``crypten.<name>`` raises AttributeError saying so.
+_INSTEAD = {
+    "init_thread": (
+        "CrypTen's init_thread(rank, world_size) makes this thread one party of a "
+        "threaded run; here run the parties as threads with "
+        "@crypten.mpc.run_multiprocess(world_size=3) or cryptgpu.spmd.run(fn) (an "
+        "init() inside keeps the party's session)"
+    ),
+    "manual_seed": (
+        "CrypTen's manual_seed(next_seed, local_seed, global_seed) seeds its parties' "
+        "generators; here crypten.init(seed=...) derives every party's PRG keys from "
+        "one public seed (reproducible, not secure), and torch.manual_seed seeds your data"
+    ),
+    "trace": (
+        "CrypTen's trace/fill_cache record and precompute a provider's Beaver triples; "
+        "replicated sharing uses none (crypten.mpc.ttp_required() is False): leave "
+        "the calls out"
+    ),
+    "rand": (
+        "no private random tensors: crypten.cryptensor(torch.rand(size), src=i) "
+        "shares values that party i knows"
+    ),
+    "cfg": (
+        "no configuration files: the settings are crypten.init()'s arguments "
+        "(precision_bits, truncation, seed, timeout_s, device, check_range)"
+    ),
+}
+_INSTEAD.update(
+    trace_once=_INSTEAD["trace"],
+    fill_cache=_INSTEAD["trace"],
+    randn=_INSTEAD["rand"],
+    bernoulli=_INSTEAD["rand"],
+)
+
+
+def __getattr__(name: str):
+    if name in _INSTEAD:
+        raise AttributeError(f"module 'cryptgpu' has no attribute {name!r}: {_INSTEAD[name]}")
+    raise AttributeError(f"module 'cryptgpu' has no attribute {name!r}")
+
+
 __version__ = "0.1.0"
 
 __all__ = [
     "common",
     "communicator",
     "load_from_party",
+    "log",
     "print",
     "save_from_party",
     "is_encrypted_tensor",

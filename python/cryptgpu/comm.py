@@ -9,6 +9,7 @@ the party whose view a single-process CrypTen program also reports.
 from __future__ import annotations
 
 import builtins
+import logging
 import sys
 
 from . import _session
@@ -80,18 +81,33 @@ def print_(*args, in_order: bool = False, dst=0, **kwargs) -> None:
     ring element each; party i hears from party i - 1), so party i prints
     only after party i - 1 has printed and flushed. Every party must make
     the call, as any collective operation. The local runtime prints once."""
+    _on_parties(builtins.print, args, kwargs, in_order, dst)
+
+
+def log_(*args, in_order: bool = False, dst=0, **kwargs) -> None:
+    """CrypTen's ``crypten.log``: ``logging.log(level, msg, ...)`` on party
+    ``dst`` only, or on every party in turn with ``in_order``, as
+    :func:`print_` prints. A first argument that is no int level is the
+    message, logged at INFO (older CrypTen's ``crypten.log(msg)``)."""
+    if args and isinstance(args[0], int) and not isinstance(args[0], bool):
+        _on_parties(logging.log, args, kwargs, in_order, dst)
+    else:
+        _on_parties(logging.info, args, kwargs, in_order, dst)
+
+
+def _on_parties(out, args, kwargs, in_order: bool, dst) -> None:
     r = _session.rank()
-    if r is None:  # the local runtime: one process, one print
-        builtins.print(*args, **kwargs)
+    if r is None:  # the local runtime: one process, one output
+        out(*args, **kwargs)
         return
     if not in_order:
         if r in ([dst] if isinstance(dst, int) else list(dst)):
-            builtins.print(*args, **kwargs)
+            out(*args, **kwargs)
         return
     s = _session.current()
     zero = s.public_tensor(bytes(8), _MARK)
     for turn in range(3):
         if turn == r:
-            builtins.print(*args, **kwargs)
+            out(*args, **kwargs)
             sys.stdout.flush()
         s.reveal(zero)

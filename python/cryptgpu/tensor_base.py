@@ -522,6 +522,13 @@ class TensorBase(ag.Node):
         a, _ = self.party_shares(0 if r is None else r)
         return torch.from_numpy(a.view("<i8").copy())
 
+    @property
+    def _tensor(self) -> TensorBase:
+        """CrypTen's ``x._tensor`` (its MPCTensor's arithmetic shared
+        tensor, read for ``x._tensor.share``): the tensor itself, which
+        has ``share`` and ``encoder``."""
+        return self
+
     def party_shares(self, party: int) -> tuple[np.ndarray, np.ndarray]:
         """What ``party`` holds: its two share components as uint64 arrays."""
         if not isinstance(party, int) or isinstance(party, bool):
