@@ -490,3 +490,21 @@ def test_cryptens_tensor_attribute_log_and_the_names_it_lacks(ctx, caplog):
     with pytest.raises(AttributeError, match="trusted third party"):
         _ = crypten.mpc.provider.TTPServer
     assert usable()
+
+
+def test_load_from_party_takes_exactly_one_of_f_and_preloaded(ctx, tmp_path):
+    """load_from_party(f, preloaded=x) took preloaded and ignored f,
+    silently; CrypTen requires exactly one of them. crypten.load(f, src=)
+    stays older CrypTen's load_from_party (newer CrypTen raises
+    SyntaxError there). Values: encoded inputs, each within ENC."""
+    f = str(tmp_path / "t.pth")
+    on_disk, pre = torch.tensor([1.0, 2.0], dtype=D), torch.tensor([[0.5, -0.25]], dtype=D)
+    torch.save(on_disk, f)
+    with pytest.raises(ValueError, match="exactly one of f and preloaded"):
+        crypten.load_from_party(f, preloaded=pre, src=0)
+    with pytest.raises(ValueError, match="exactly one of f and preloaded"):
+        crypten.load_from_party(src=0)
+    assert (opened(crypten.load_from_party(preloaded=pre, src=1)) - pre).abs().max() <= ENC
+    assert (opened(crypten.load_from_party(f, src=2)) - on_disk).abs().max() <= ENC
+    assert (opened(crypten.load(f, src=0)) - on_disk).abs().max() <= ENC
+    assert usable()

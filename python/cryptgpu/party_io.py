@@ -109,7 +109,8 @@ def load_from_party(
     ``cryptgpu.nn.from_pytorch`` and ``encrypt(src=...)`` instead): a file
     holding a module raises TypeError saying so. ``model_class`` (CrypTen's
     way to allow a module class in its unpickler) is accepted and changes
-    nothing."""
+    nothing. Party src must give exactly one of ``f`` and ``preloaded``
+    (ValueError otherwise, as CrypTen's); the others' are not read."""
     if encrypted:
         raise NotImplementedError(
             "load_from_party(encrypted=True): load shares saved by cryptgpu.save with cryptgpu.load"
@@ -118,6 +119,11 @@ def load_from_party(
     obj, shape, err, src = None, None, None, party_index(src)
     if src in s.ranks:
         try:
+            if (f is None) == (preloaded is None):  # as CrypTen, on src
+                raise ValueError(
+                    "load_from_party: give exactly one of f and preloaded (got "
+                    f"{'both' if f is not None else 'neither'})"
+                )
             try:
                 obj = preloaded if preloaded is not None else load_closure(f, **kwargs)
             except FileNotFoundError as e:
