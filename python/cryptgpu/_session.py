@@ -84,6 +84,11 @@ def init(
     ``CRYPTGPU_KEY`` and ``CRYPTGPU_PUBKEYS``, where ``@path`` reads a file),
     and a party without the right key is refused at connect. ``insecure=True``
     (or ``CRYPTGPU_INSECURE=1``) allows plaintext links for trusted networks.
+    cryptgpu does not read CrypTen's or torch.distributed's variables: a
+    plain ``init()`` in a process that CrypTen's launcher (``RENDEZVOUS``)
+    or torchrun (``RANK`` with ``WORLD_SIZE`` above 1) started raises
+    ValueError, since each such process would run all three parties alone;
+    ``CRYPTGPU_LOCAL=1`` runs the local runtime there anyway.
 
     Args:
         device: ``"cpu"``, or ``"cuda"`` for the CUDA device (every party's
