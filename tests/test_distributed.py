@@ -505,3 +505,35 @@ def test_command_line_and_environment_mistakes_are_named(tmp_path, monkeypatch):
     peers = ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]
     with pytest.raises(ValueError, match="bind address"):
         cryptgpu.init(rank=0, peers=peers, bind="nonsense", insecure=True)
+
+
+SESSIONS = textwrap.dedent(
+    """
+    import time, torch, cryptgpu
+    for i in range(2):
+        cryptgpu.init(timeout_s=20)  # the second call closes the first session
+        x = cryptgpu.cryptensor(torch.tensor([1.0, -2.0]) + i, src=0)
+        print(f"session {i} {x.relu().get_plain_text().tolist()}", flush=True)
+        if cryptgpu.rank() == 2 and i == 0:
+            time.sleep(7)  # local work, longer than the 5 s a closing party waits
+    """
+)
+
+
+@pytest.mark.parametrize("insecure", [False, True])
+def test_a_party_late_to_a_second_session_is_waited_for(tmp_path, insecure):
+    """init() after init() (or uninit) with one party 7 s late (on ZeroMQ):
+    the others dialled its port while its first session was still open,
+    their connections died with that session (ZeroMQ does not dial a
+    DEALER again), and the second init failed at the timeout ("got no
+    answer from party 2"; also under CPU load, with no party late). A
+    closing session now closes its port first, and the handshake (Noise,
+    or the insecure links' exchange of nonces) dials again."""
+    script = tmp_path / "sessions.py"
+    script.write_text(SESSIONS)
+    env = {r: {"CRYPTGPU_INSECURE": "1"} for r in range(3)} if insecure else None
+    procs, outs = _outputs(start_by_hand(script, env_for=env))
+    assert all(p.returncode == 0 for p in procs), outs
+    for out in outs:
+        # exact: relu of small integers needs no rounding at 2^-16
+        assert "session 0 [1.0, 0.0]" in out and "session 1 [2.0, 0.0]" in out, outs

@@ -42,6 +42,7 @@ use zeromq::{
     DealerSocket, RouterSocket, Socket, SocketOptions, SocketRecv, SocketSend, ZmqMessage,
 };
 
+mod handshake;
 mod inner;
 mod teardown;
 use inner::{bind_inner, max_frame_bytes, mode_mismatch, PrivateDir};
@@ -49,12 +50,6 @@ use inner::{bind_inner, max_frame_bytes, mode_mismatch, PrivateDir};
 /// How long one connection attempt to a peer may take before `dial`
 /// starts another (its own 50 ms loop does the retrying).
 const CONNECT_ATTEMPT: Duration = Duration::from_secs(1);
-/// How long a handshake waits for a neighbour's message before it dials
-/// the neighbour again and, as initiator, starts a new attempt (doubling up
-/// to `RETRY_MAX`): its connection may have reached the neighbour's
-/// previous session, which closes without answering.
-const RETRY_FIRST: Duration = Duration::from_millis(500);
-const RETRY_MAX: Duration = Duration::from_secs(1);
 /// Bytes of a neighbour's reason for giving up its handshakes that are sent
 /// and shown.
 const REFUSAL_TEXT: usize = 400;
@@ -63,6 +58,11 @@ const HANDSHAKE: u8 = 1;
 const REFUSED: u8 = 2;
 const FRAME: u8 = 3;
 const BYE: u8 = 4;
+/// Insecure links' handshake (`handshake.rs`): an attempt's nonce, the
+/// nonce answered, the answered nonce confirmed.
+const HELLO: u8 = 5;
+const HELLO_BACK: u8 = 6;
+const HELLO_DONE: u8 = 7;
 /// What a sealed BYE carries.
 const BYE_TEXT: &[u8] = b"cryptgpu BYE";
 
@@ -216,14 +216,22 @@ impl ZmqTransport {
             unproved: [0; 3],
             plain: [0; 3],
         };
+        // Messages queue in ZeroMQ, so any order works; this one matches
+        // the TCP transport's.
+        let order = if rank == 0 {
+            [(Peer::Next, true), (Peer::Prev, false)]
+        } else {
+            [(Peer::Prev, false), (Peer::Next, true)]
+        };
+        if keys.is_none() {
+            for (peer, initiator) in order {
+                if let Err(e) = t.hello(peer, initiator) {
+                    t.failed = true;
+                    return Err(e);
+                }
+            }
+        }
         if let Some(k) = keys {
-            // Messages queue in ZeroMQ, so any order works; this one matches
-            // the TCP transport's.
-            let order = if rank == 0 {
-                [(Peer::Next, true), (Peer::Prev, false)]
-            } else {
-                [(Peer::Prev, false), (Peer::Next, true)]
-            };
             for (peer, initiator) in order {
                 match t.handshake(k, peer, initiator) {
                     Ok(st) => t.noise[idx(peer)] = Some(st),
@@ -311,91 +319,6 @@ impl ZmqTransport {
         self.guard.as_ref().map_or(0, |g| {
             g.stats.oversized.load(std::sync::atomic::Ordering::Relaxed)
         })
-    }
-
-    /// The Noise handshake with `peer`. A neighbour that starts a session
-    /// again (`init` after `init`) may still be in its previous one, or
-    /// closing it, when this party dials: the connection then reaches the
-    /// old session and dies with it, and ZeroMQ does not dial a DEALER
-    /// again. So the handshake dials again when it hears nothing for a
-    /// while (initiator: and starts a new attempt), when a send fails, and
-    /// before answering an attempt after the first (responder: the
-    /// initiator did not get the earlier answer).
-    fn handshake(
-        &mut self,
-        keys: &LinkKeys,
-        peer: Peer,
-        initiator: bool,
-    ) -> Result<snow::TransportState> {
-        let (me, who) = (self.rank, peer.rank(self.rank));
-        let deadline = Instant::now() + self.timeout;
-        let this = std::cell::RefCell::new(&mut *self);
-        let mut answers = 0usize;
-        let mut quiet = RETRY_FIRST;
-        let r = noise::handshake_retrying(
-            keys,
-            me,
-            who,
-            initiator,
-            true, // strangers' (proved replays') messages come on the same socket
-            |m| {
-                let mut t = this.borrow_mut();
-                if !initiator {
-                    if answers > 0 {
-                        t.redial(keys, peer, deadline)?;
-                    }
-                    answers += 1;
-                }
-                if t.post(peer, HANDSHAKE, m).is_ok() {
-                    return Ok(());
-                }
-                t.redial(keys, peer, deadline)?;
-                t.post(peer, HANDSHAKE, m)
-            },
-            || loop {
-                let until = deadline.min(Instant::now() + quiet);
-                let Some((kind, body)) = this.borrow_mut().take_until(who, until, deadline)? else {
-                    quiet = (quiet * 2).min(RETRY_MAX);
-                    if initiator {
-                        this.borrow_mut().redial(keys, peer, deadline)?;
-                    }
-                    break Ok(None);
-                };
-                break match kind {
-                    HANDSHAKE => Ok(Some(body.to_vec())),
-                    REFUSED if body.is_empty() => Err(noise::refused(
-                        me,
-                        who,
-                        &format!("party {who} refused this party's key"),
-                    )),
-                    REFUSED => Err(EngineError::Peer(format!(
-                        "party {me}: party {who} gave up its handshakes: {}",
-                        String::from_utf8_lossy(&body[..body.len().min(REFUSAL_TEXT)])
-                    ))),
-                    // a recording of another session's messages (its
-                    // connection proved a key with a replayed identity tag)
-                    _ => continue,
-                };
-            },
-        );
-        r
-    }
-
-    /// A new connection to `peer` in place of the current one (dropped once
-    /// the new one is up, so the neighbour never sees this party gone).
-    fn redial(&mut self, keys: &LinkKeys, peer: Peer, deadline: Instant) -> Result<()> {
-        let who = peer.rank(self.rank);
-        let s = Self::dial(
-            &self.rt,
-            self.rank,
-            who,
-            self.addrs[who],
-            Some(keys),
-            deadline,
-            self.timeout,
-        )?;
-        self.push[idx(peer)] = Some(s);
-        Ok(())
     }
 
     /// Send a small control message `[rank, kind, body]` to `to`.
@@ -646,6 +569,9 @@ impl Transport for ZmqTransport {
                          for its message (it finished, failed or stopped; or the parties ran \
                          different programs)"
                     )));
+                }
+                if !self.encrypted && matches!(kind, HELLO | HELLO_BACK | HELLO_DONE) {
+                    continue; // a late answer or a repeat of the opening exchange
                 }
                 if kind != FRAME {
                     if auth {

@@ -1,0 +1,185 @@
+//! The start of a ZeroMQ session: the Noise handshake on each link (keys
+//! given), or a plain exchange of nonces (insecure links), both of which
+//! dial the neighbour again when its connection may have reached its
+//! previous session.
+//!
+//! A neighbour that starts a session again (`init` after `init`, or after
+//! `uninit`) may still be in its previous one, or closing it, when this
+//! party dials: the connection then reaches the old session and dies with
+//! it, and ZeroMQ does not dial a DEALER again. So a handshake dials again
+//! when it hears nothing for a while (the initiator then starts a new
+//! attempt), when a send fails, and before answering an attempt after the
+//! first (the responder: the initiator did not get the earlier answer).
+
+use super::{
+    idx, mode_mismatch, ZmqTransport, HANDSHAKE, HELLO, HELLO_BACK, HELLO_DONE, REFUSAL_TEXT,
+    REFUSED,
+};
+use crate::error::{EngineError, Result};
+use crate::net::noise::{self, LinkKeys};
+use crate::net::Peer;
+use std::time::{Duration, Instant};
+
+/// How long a handshake waits for a neighbour's message before it dials
+/// the neighbour again and, as initiator, starts a new attempt (doubling up
+/// to `RETRY_MAX`).
+const RETRY_FIRST: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+/// Attempts an insecure link's initiator keeps open, and answered ones its
+/// responder remembers.
+const ATTEMPTS: usize = 32;
+
+impl ZmqTransport {
+    /// The Noise handshake with `peer`.
+    pub(super) fn handshake(
+        &mut self,
+        keys: &LinkKeys,
+        peer: Peer,
+        initiator: bool,
+    ) -> Result<snow::TransportState> {
+        let (me, who) = (self.rank, peer.rank(self.rank));
+        let deadline = Instant::now() + self.timeout;
+        let this = std::cell::RefCell::new(&mut *self);
+        let mut answers = 0usize;
+        let mut quiet = RETRY_FIRST;
+        let r = noise::handshake_retrying(
+            keys,
+            me,
+            who,
+            initiator,
+            true, // strangers' (proved replays') messages come on the same socket
+            |m| {
+                let mut t = this.borrow_mut();
+                if !initiator {
+                    if answers > 0 {
+                        t.redial(Some(keys), peer, deadline)?;
+                    }
+                    answers += 1;
+                }
+                t.post_or_redial(Some(keys), peer, HANDSHAKE, m, deadline)
+            },
+            || loop {
+                let until = deadline.min(Instant::now() + quiet);
+                let Some((kind, body)) = this.borrow_mut().take_until(who, until, deadline)? else {
+                    quiet = (quiet * 2).min(RETRY_MAX);
+                    if initiator {
+                        this.borrow_mut().redial(Some(keys), peer, deadline)?;
+                    }
+                    break Ok(None);
+                };
+                break match kind {
+                    HANDSHAKE => Ok(Some(body.to_vec())),
+                    REFUSED if body.is_empty() => Err(noise::refused(
+                        me,
+                        who,
+                        &format!("party {who} refused this party's key"),
+                    )),
+                    REFUSED => Err(EngineError::Peer(format!(
+                        "party {me}: party {who} gave up its handshakes: {}",
+                        String::from_utf8_lossy(&body[..body.len().min(REFUSAL_TEXT)])
+                    ))),
+                    // a recording of another session's messages (its
+                    // connection proved a key with a replayed identity tag)
+                    _ => continue,
+                };
+            },
+        );
+        r
+    }
+
+    /// Insecure links: the initiator sends a random nonce (HELLO) until
+    /// one comes back (HELLO_BACK), then confirms it (HELLO_DONE); the
+    /// responder answers each new nonce and is done at a confirmation of
+    /// one it answered. Nothing is authenticated (a trusted network):
+    /// this only makes sure each link reaches the neighbour's current
+    /// session before the first protocol message.
+    pub(super) fn hello(&mut self, peer: Peer, initiator: bool) -> Result<()> {
+        let (me, who) = (self.rank, peer.rank(self.rank));
+        let deadline = Instant::now() + self.timeout;
+        let mut quiet = RETRY_FIRST;
+        // the initiator's open attempts; the responder's answered ones
+        let mut nonces: Vec<[u8; 8]> = Vec::new();
+        if initiator {
+            self.attempt(peer, &mut nonces, deadline)?;
+        }
+        loop {
+            let until = deadline.min(Instant::now() + quiet);
+            let Some((kind, body)) = self.take_until(who, until, deadline)? else {
+                quiet = (quiet * 2).min(RETRY_MAX);
+                if initiator {
+                    self.redial(None, peer, deadline)?;
+                    self.attempt(peer, &mut nonces, deadline)?;
+                }
+                continue;
+            };
+            let nonce: Option<[u8; 8]> = body[..].try_into().ok();
+            let known = nonce.is_some_and(|n| nonces.contains(&n));
+            match (kind, nonce) {
+                (HANDSHAKE | REFUSED, _) => return Err(mode_mismatch(me, who)),
+                (HELLO_BACK, Some(n)) if initiator && known => {
+                    return self.post_or_redial(None, peer, HELLO_DONE, &n, deadline);
+                }
+                (HELLO, Some(n)) if !initiator && !known => {
+                    if !nonces.is_empty() {
+                        self.redial(None, peer, deadline)?;
+                    }
+                    self.post_or_redial(None, peer, HELLO_BACK, &n, deadline)?;
+                    if nonces.len() == ATTEMPTS {
+                        nonces.remove(0);
+                    }
+                    nonces.push(n);
+                }
+                (HELLO_DONE, Some(_)) if !initiator && known => return Ok(()),
+                // a repeated attempt, the answer to a dropped one
+                _ => continue,
+            }
+        }
+    }
+
+    /// A new insecure attempt: a fresh nonce sent as HELLO.
+    fn attempt(&mut self, peer: Peer, open: &mut Vec<[u8; 8]>, deadline: Instant) -> Result<()> {
+        let mut n = [0u8; 8];
+        getrandom::getrandom(&mut n)
+            .map_err(|e| EngineError::Internal(format!("no random number generator: {e}")))?;
+        self.post_or_redial(None, peer, HELLO, &n, deadline)?;
+        if open.len() == ATTEMPTS {
+            open.remove(0);
+        }
+        open.push(n);
+        Ok(())
+    }
+
+    /// Post a control message; if the send fails, dial again and post once
+    /// more.
+    fn post_or_redial(
+        &mut self,
+        keys: Option<&LinkKeys>,
+        peer: Peer,
+        kind: u8,
+        body: &[u8],
+        deadline: Instant,
+    ) -> Result<()> {
+        if self.post(peer, kind, body).is_ok() {
+            return Ok(());
+        }
+        self.redial(keys, peer, deadline)?;
+        self.post(peer, kind, body)
+    }
+
+    /// A new connection to `peer` in place of the current one (dropped once
+    /// the new one is up, so the neighbour never sees this party gone).
+    fn redial(&mut self, keys: Option<&LinkKeys>, peer: Peer, deadline: Instant) -> Result<()> {
+        let who = peer.rank(self.rank);
+        let s = Self::dial(
+            &self.rt,
+            self.rank,
+            who,
+            self.addrs[who],
+            keys,
+            deadline,
+            self.timeout,
+        )?;
+        self.push[idx(peer)] = Some(s);
+        Ok(())
+    }
+}
