@@ -42,6 +42,9 @@ impl ZmqTransport {
         let this = std::cell::RefCell::new(&mut *self);
         let mut answers = 0usize;
         let mut quiet = RETRY_FIRST;
+        // counted from the last attempt, not from the last message (a
+        // replayer's messages do not put the next attempt off)
+        let mut next_try = Instant::now() + quiet;
         let r = noise::handshake_retrying(
             keys,
             me,
@@ -50,18 +53,18 @@ impl ZmqTransport {
             true, // strangers' (proved replays') messages come on the same socket
             |m| {
                 let mut t = this.borrow_mut();
-                if !initiator {
-                    if answers > 0 {
-                        t.redial(Some(keys), peer, deadline)?;
-                    }
-                    answers += 1;
+                if initiator {
+                    return t.post_or_redial(Some(keys), peer, HANDSHAKE, m, deadline);
                 }
-                t.post_or_redial(Some(keys), peer, HANDSHAKE, m, deadline)
+                t.answer(Some(keys), peer, HANDSHAKE, m, answers > 0);
+                answers += 1;
+                Ok(())
             },
             || loop {
-                let until = deadline.min(Instant::now() + quiet);
+                let until = deadline.min(next_try);
                 let Some((kind, body)) = this.borrow_mut().take_until(who, until, deadline)? else {
                     quiet = (quiet * 2).min(RETRY_MAX);
+                    next_try = Instant::now() + quiet;
                     if initiator {
                         this.borrow_mut().redial(Some(keys), peer, deadline)?;
                     }
@@ -97,15 +100,16 @@ impl ZmqTransport {
         let (me, who) = (self.rank, peer.rank(self.rank));
         let deadline = Instant::now() + self.timeout;
         let mut quiet = RETRY_FIRST;
+        let mut next_try = Instant::now() + quiet;
         // the initiator's open attempts; the responder's answered ones
         let mut nonces: Vec<[u8; 8]> = Vec::new();
         if initiator {
             self.attempt(peer, &mut nonces, deadline)?;
         }
         loop {
-            let until = deadline.min(Instant::now() + quiet);
-            let Some((kind, body)) = self.take_until(who, until, deadline)? else {
+            let Some((kind, body)) = self.take_until(who, deadline.min(next_try), deadline)? else {
                 quiet = (quiet * 2).min(RETRY_MAX);
+                next_try = Instant::now() + quiet;
                 if initiator {
                     self.redial(None, peer, deadline)?;
                     self.attempt(peer, &mut nonces, deadline)?;
@@ -120,10 +124,7 @@ impl ZmqTransport {
                     return self.post_or_redial(None, peer, HELLO_DONE, &n, deadline);
                 }
                 (HELLO, Some(n)) if !initiator && !known => {
-                    if !nonces.is_empty() {
-                        self.redial(None, peer, deadline)?;
-                    }
-                    self.post_or_redial(None, peer, HELLO_BACK, &n, deadline)?;
+                    self.answer(None, peer, HELLO_BACK, &n, !nonces.is_empty());
                     if nonces.len() == ATTEMPTS {
                         nonces.remove(0);
                     }
@@ -164,6 +165,30 @@ impl ZmqTransport {
         }
         self.redial(keys, peer, deadline)?;
         self.post(peer, kind, body)
+    }
+
+    /// A responder's answer. Before a repeated attempt's (`again`: the
+    /// initiator did not get the earlier answer) and after a failed send,
+    /// one short try to dial again, at most once per `RETRY_FIRST`; a lost
+    /// answer is no error (the initiator asks again). A longer wait here
+    /// could outlast an initiator that is done (its confirmation may be
+    /// queued behind stale attempts) and has closed its port.
+    fn answer(&mut self, keys: Option<&LinkKeys>, peer: Peer, kind: u8, body: &[u8], again: bool) {
+        let redial = |t: &mut Self| {
+            if t.redialled.is_some_and(|at| at.elapsed() < RETRY_FIRST) {
+                return;
+            }
+            t.redialled = Some(Instant::now());
+            let brief = Instant::now() + super::CONNECT_ATTEMPT;
+            let _ = t.redial(keys, peer, brief);
+        };
+        if again {
+            redial(self);
+        }
+        if self.post(peer, kind, body).is_err() {
+            redial(self);
+            let _ = self.post(peer, kind, body);
+        }
     }
 
     /// A new connection to `peer` in place of the current one (dropped once

@@ -71,6 +71,8 @@ pub struct ZmqTransport {
     /// Where the parties listen (a neighbour is dialled again when its
     /// connection may have reached its previous session).
     addrs: [SocketAddr; 3],
+    /// When a handshake's responder last dialled again (`handshake.rs`).
+    redialled: Option<Instant>,
     /// The public port: frame lengths checked before the zeromq crate
     /// sees them (net/guard.rs).
     guard: Option<FrameGuard>,
@@ -198,6 +200,7 @@ impl ZmqTransport {
         let mut t = ZmqTransport {
             rank,
             addrs: *addrs,
+            redialled: None,
             guard: Some(guard),
             private,
             rt,
@@ -737,12 +740,14 @@ mod tests {
         assert!(!dir.exists(), "{dir:?} left behind");
     }
 
-    /// A runtime, three addresses, raw ROUTER sockets standing for
-    /// parties 1 and 2 (kept alive by the caller), and party 0's transport.
+    /// A runtime, three addresses, the transports of parties 1 and 2 (kept
+    /// alive by the caller; they exchange nothing after connecting) and
+    /// party 0's, on insecure links: messages injected through a raw
+    /// DEALER then reach party 0 as its neighbours' would.
     fn party_zero() -> (
         tokio::runtime::Runtime,
         [SocketAddr; 3],
-        Vec<RouterSocket>,
+        Vec<ZmqTransport>,
         ZmqTransport,
     ) {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -751,18 +756,24 @@ mod tests {
             .build()
             .unwrap();
         let addrs = [free(), free(), free()];
-        let mut sinks = Vec::new();
-        for a in &addrs[1..] {
-            let mut p = RouterSocket::new();
-            rt.block_on(p.bind(&format!("tcp://{a}"))).unwrap();
-            sinks.push(p);
+        let wait = Duration::from_secs(10);
+        let others: Vec<_> = (1..3)
+            .map(|r| {
+                std::thread::spawn(move || {
+                    ZmqTransport::connect(r, &addrs, None, wait, None).unwrap()
+                })
+            })
+            .collect();
+        let t = ZmqTransport::connect(0, &addrs, None, wait, None).unwrap();
+        let mut others: Vec<_> = others.into_iter().map(|h| h.join().unwrap()).collect();
+        for o in &mut others {
+            o.failed = true; // no goodbye when the test drops them
         }
-        let t = ZmqTransport::connect(0, &addrs, None, Duration::from_secs(2), None).unwrap();
-        (rt, addrs, sinks, t)
+        (rt, addrs, others, t)
     }
 
-    /// Malformed messages from a peer are errors, never panics: party 0
-    /// is real, its neighbours are raw ZeroMQ sockets sending garbage.
+    /// Malformed messages from a peer are errors, never panics: garbage
+    /// injected through a raw ZeroMQ socket as party 1's.
     #[test]
     fn malformed_messages_are_errors() {
         let (rt, addrs, _sinks, mut t) = party_zero();
