@@ -183,6 +183,25 @@ def test_a_dead_party_makes_the_others_raise_peer_error(tmp_path, monkeypatch, t
     assert time.time() - t < 30
 
 
+@pytest.mark.parametrize("transport", ["zmq", "tcp"])
+def test_a_party_killed_mid_protocol_is_said_to_have_closed_its_link(
+    tmp_path, monkeypatch, transport
+):
+    """os._exit on party 2 mid-protocol: on TCP its neighbours said
+    "lost the link to party 2: failed to fill whole buffer" (Rust's text
+    for an early end of stream); both transports now say that party 2
+    closed its link."""
+    script = tmp_path / "die.py"
+    script.write_text(DIE)
+    monkeypatch.setenv("DIE_TIMEOUT", "120")
+    monkeypatch.setenv("CRYPTGPU_TRANSPORT", transport)
+    procs = start_by_hand(script)
+    outs = [p.communicate(timeout=60)[0] for p in procs]
+    assert procs[2].returncode == 3
+    assert "party 2 closed its link" in outs[0] + outs[1], outs
+    assert "fill whole buffer" not in outs[0] + outs[1], outs
+
+
 def test_a_party_that_exits_mid_protocol_is_named_at_once(tmp_path, monkeypatch):
     """A party whose script ends (an exception, sys.exit) says BYE, sealed;
     a neighbour waiting for its message stops at that BYE with a message

@@ -665,6 +665,22 @@ impl Transport for TcpTransport {
                     "party {rank} got no answer from party {who} within the timeout"
                 )))
             }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::UnexpectedEof
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::BrokenPipe
+                ) =>
+            {
+                // as the ZeroMQ transport says it (the raw text was
+                // "failed to fill whole buffer")
+                Err(EngineError::Peer(format!(
+                    "party {rank}: party {who} closed its link (the process exited or the \
+                     connection broke)"
+                )))
+            }
             Err(e) => Err(peer_err(rank, who, "lost the link to", e)),
         }
     }
