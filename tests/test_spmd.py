@@ -354,24 +354,44 @@ def test_each_party_draws_from_its_own_copy_of_torchs_generator():
             out = x_enc.matmul(w).get_plain_text().double()
             errs.append((out - x.double() @ w_ref.double()).abs().max().item())
             inits.append(torch.nn.Linear(5, 2).weight.detach().clone())
-        return max(errs), inits, torch.initial_seed()
+        # torch.distributions, F.rrelu and random_split's default generator
+        others = (
+            torch.distributions.Gamma(torch.tensor(2.0), torch.tensor(1.0)).sample((4,)),
+            torch.nn.functional.rrelu(-torch.ones(4), training=True),
+            torch.utils.data.random_split(range(8), [4, 4])[0].indices,
+        )
+        return max(errs), inits, torch.initial_seed(), others, torch.is_grad_enabled()
 
     torch.manual_seed(7)
     expected_next = torch.randn(3)
     torch.manual_seed(7)
-    results = job()
+    with torch.no_grad():  # the parties inherit the caller's grad mode, as forks do
+        results = job()
     # 50 products of |x|, |w| < 5 each encoded within 2^-17, plus one
     # truncation of 2^-16 per output: 50 * 10 * 2^-17 + 2^-16 < 4e-3
-    for err, inits, seed in results:
+    for err, inits, seed, others, grad in results:
         assert err < 4e-3
-        assert seed == 105
+        assert seed == 105 and not grad
         for a, b in zip(inits, results[0][1]):
             assert torch.equal(a, b)  # nn.Linear's initialisation too
+        assert torch.equal(others[0], results[0][3][0])
+        assert torch.equal(others[1], results[0][3][1])
+        assert others[2] == results[0][3][2]
     # the caller's generator is where it was (a forked party's draws do not
     # move the parent's), and torch.manual_seed is torch's again
     assert torch.equal(torch.randn(3), expected_next)
     assert torch.manual_seed is torch.random.manual_seed
     assert torch.manual_seed.__module__ == "torch.random"
+    assert "uniform_" not in torch.Tensor.__dict__ and not hasattr(torch.randn, "__wrapped__")
+
+    @cryptgpu.mpc.run_multiprocess(world_size=3)
+    def dropped():
+        torch.manual_seed(3)
+        return torch.nn.Dropout(0.5)(torch.ones(16))
+
+    torch.manual_seed(3)
+    mask = torch.nn.Dropout(0.5)(torch.ones(16))  # torch's own, in this thread
+    assert all(torch.equal(d, mask) for d in dropped())
 
     @cryptgpu.mpc.run_multiprocess(world_size=3)
     def unseeded():

@@ -10,20 +10,25 @@ process: seeding and drawing interleaved across the threads gave each party
 other values, and a public operand that differs between parties opens as
 garbage (a user probe saw accuracies of -6e11). Each party thread therefore
 gets a generator of its own, started from the caller's state (as a forked
-process starts), and
+process starts), and while parties run
 
-- a :class:`torch.overrides.TorchFunctionMode`, which is per thread, hands
-  it to torch's sampling functions and ``nn.init`` called without a
-  ``generator`` (``torch.randn``, ``Tensor.uniform_``, a new
-  ``nn.Linear``'s initialisation, ...);
+- torch's sampling functions and methods (``torch.randn``,
+  ``Tensor.uniform_``, ...; so also ``nn.init`` and a new ``nn.Linear``,
+  ``torch.distributions``, ``F.rrelu``, ``F.gumbel_softmax``,
+  ``random_split``'s default) and ``F.dropout`` (``nn.Dropout``) are
+  wrapped: called in a party thread on the CPU without a generator (or
+  with torch's default one) they draw from the party's;
 - ``torch.manual_seed``, ``torch.seed``, ``torch.initial_seed``,
   ``torch.get_rng_state`` and ``torch.set_rng_state`` act on it inside a
-  party thread (they are wrapped while parties run; elsewhere they are
-  torch's).
+  party thread.
 
-Not covered: a draw inside torch's C++ code that takes no generator
-(``F.dropout`` on plain torch tensors), CUDA generators, and NumPy's and
-Python's ``random`` modules (shared by the threads: seed a
+Elsewhere the wrappers call torch's own functions unchanged, and only
+sampling calls pass through them (a ``TorchFunctionMode`` would see every
+torch call). Not covered: a draw inside torch's C++ code that takes no
+generator (``F.dropout2d``, ``F.alpha_dropout``), CUDA generators, a
+function bound before the run (``from torch import randn``; torch's own
+``random_split`` is handled), and NumPy's
+and Python's ``random`` modules (shared by the threads: seed a
 ``numpy.random.default_rng`` per party instead).
 """
 
@@ -33,61 +38,108 @@ import contextlib
 import threading
 
 import torch
-from torch.overrides import TorchFunctionMode
+import torch.utils.data.dataset as _dataset
 
 _local = threading.local()
 _lock = threading.Lock()
 _users = 0
 _saved: dict = {}
 
-_SAMPLERS = {
-    torch.rand,
-    torch.randn,
-    torch.randint,
-    torch.randperm,
-    torch.rand_like,
-    torch.randn_like,
-    torch.randint_like,
-    torch.normal,
-    torch.bernoulli,
-    torch.multinomial,
-    torch.poisson,
-    torch.Tensor.uniform_,
-    torch.Tensor.normal_,
-    torch.Tensor.random_,
-    torch.Tensor.exponential_,
-    torch.Tensor.geometric_,
-    torch.Tensor.cauchy_,
-    torch.Tensor.log_normal_,
-    torch.Tensor.bernoulli_,
-    torch.Tensor.bernoulli,
-    torch.Tensor.multinomial,
-    torch.nn.init.uniform_,
-    torch.nn.init.normal_,
-    torch.nn.init.trunc_normal_,
-    torch.nn.init.kaiming_uniform_,
-    torch.nn.init.kaiming_normal_,
-    torch.nn.init.xavier_uniform_,
-    torch.nn.init.xavier_normal_,
-    torch.nn.init.orthogonal_,
-    torch.nn.init.sparse_,
-}
-
-
-class _PartyDraws(TorchFunctionMode):
-    def __init__(self, generator: torch.Generator):
-        super().__init__()
-        self.generator = generator
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if func in _SAMPLERS and kwargs.get("generator") is None:
-            kwargs = {**kwargs, "generator": self.generator}
-        return func(*args, **kwargs)
+# torch functions and Tensor methods that draw from the default CPU
+# generator when given none (generator= is a keyword of each)
+_FUNCTIONS = (
+    "rand",
+    "randn",
+    "randint",
+    "randperm",
+    "rand_like",
+    "randn_like",
+    "randint_like",
+    "normal",
+    "bernoulli",
+    "multinomial",
+    "poisson",
+    "binomial",
+    "_standard_gamma",
+    "_sample_dirichlet",
+    "rrelu",
+    "rrelu_",
+)
+_METHODS = (
+    "uniform_",
+    "normal_",
+    "random_",
+    "exponential_",
+    "geometric_",
+    "cauchy_",
+    "log_normal_",
+    "bernoulli_",
+    "bernoulli",
+    "multinomial",
+)
 
 
 def _own():
     return getattr(_local, "generator", None)
+
+
+def _on_cpu(args, kwargs) -> bool:
+    """Whether a sampling call draws on the CPU (a CUDA draw refuses a CPU
+    generator); a call on another tensor type (a SharedTensor) is left
+    alone."""
+    for a in (*args, *kwargs.values()):
+        if isinstance(a, torch.Tensor):
+            return a.device.type == "cpu"
+        if hasattr(type(a), "__torch_function__"):
+            return False
+    device = kwargs.get("device")
+    if device is None:
+        default = getattr(torch, "get_default_device", None)
+        return default is None or default().type == "cpu"
+    return torch.device(device).type == "cpu"
+
+
+def _sampler(original):
+    def draw(*args, **kwargs):
+        g = _own()
+        if (
+            g is not None
+            and kwargs.get("generator") in (None, torch.default_generator)
+            and _on_cpu(args, kwargs)
+        ):
+            kwargs["generator"] = g
+        return original(*args, **kwargs)
+
+    draw.__wrapped__ = original
+    draw.__name__ = getattr(original, "__name__", "draw")
+    draw.__doc__ = getattr(original, "__doc__", None)
+    return draw
+
+
+def _dropout(original):
+    """F.dropout (nn.Dropout) on a CPU torch tensor in a party thread: the
+    mask from the party's generator, drawn as torch's CPU dropout draws it
+    (a Bernoulli(1 - p) mask scaled by 1 / (1 - p)), so a seeded party gets
+    torch's mask."""
+
+    def dropout(input, p=0.5, training=True, inplace=False):
+        g = _own()
+        if (
+            g is None
+            or not training
+            or type(input) not in (torch.Tensor, torch.nn.Parameter)
+            or input.device.type != "cpu"
+            or not 0 < p < 1
+            or input.numel() == 0
+        ):
+            return original(input, p, training, inplace)
+        noise = torch.empty_like(input).bernoulli_(1 - p, generator=g)
+        noise.div_(1 - p)
+        return input.mul_(noise) if inplace else input * noise
+
+    dropout.__wrapped__ = original
+    dropout.__doc__ = original.__doc__
+    return dropout
 
 
 def _manual_seed(seed):
@@ -115,7 +167,7 @@ def _set_rng_state(state):
     return _saved["set_rng_state"](state) if g is None else g.set_state(state)
 
 
-_WRAPPERS = {
+_SEEDING = {
     "manual_seed": _manual_seed,
     "seed": _seed,
     "initial_seed": _initial_seed,
@@ -124,17 +176,49 @@ _WRAPPERS = {
 }
 
 
+def _wrap() -> None:
+    for name, fn in _SEEDING.items():
+        _saved[name] = getattr(torch.random, name)
+        for where in (torch, torch.random):
+            setattr(where, name, fn)
+    for name in _FUNCTIONS:
+        _saved["torch." + name] = getattr(torch, name)
+        setattr(torch, name, _sampler(getattr(torch, name)))
+    for name in _METHODS:
+        # inherited from torch._C.TensorBase: shadowed on torch.Tensor,
+        # and uncovered again by deleting the shadow
+        _saved["Tensor." + name] = torch.Tensor.__dict__.get(name)
+        setattr(torch.Tensor, name, _sampler(getattr(torch.Tensor, name)))
+    # random_split binds randperm at import
+    _saved["dataset.randperm"] = _dataset.randperm
+    _dataset.randperm = _sampler(_dataset.randperm)
+    _saved["F.dropout"] = torch.nn.functional.dropout
+    torch.nn.functional.dropout = _dropout(torch.nn.functional.dropout)
+
+
+def _unwrap() -> None:
+    for name in _SEEDING:
+        for where in (torch, torch.random):
+            setattr(where, name, _saved[name])
+    for name in _FUNCTIONS:
+        setattr(torch, name, _saved["torch." + name])
+    for name in _METHODS:
+        if _saved["Tensor." + name] is None:
+            delattr(torch.Tensor, name)
+        else:
+            setattr(torch.Tensor, name, _saved["Tensor." + name])
+    _dataset.randperm = _saved["dataset.randperm"]
+    torch.nn.functional.dropout = _saved["F.dropout"]
+
+
 @contextlib.contextmanager
 def wrapped():
-    """While parties run: torch's seeding functions act on a party
-    thread's own generator (the same functions elsewhere)."""
+    """While parties run: torch's sampling and seeding functions act on a
+    party thread's own generator (torch's own elsewhere)."""
     global _users
     with _lock:
         if _users == 0:
-            for name, fn in _WRAPPERS.items():
-                _saved[name] = getattr(torch.random, name)
-                for where in (torch, torch.random):
-                    setattr(where, name, fn)
+            _wrap()
         _users += 1
     try:
         yield
@@ -142,9 +226,7 @@ def wrapped():
         with _lock:
             _users -= 1
             if _users == 0:
-                for name in _WRAPPERS:
-                    for where in (torch, torch.random):
-                        setattr(where, name, _saved[name])
+                _unwrap()
 
 
 @contextlib.contextmanager
@@ -154,7 +236,6 @@ def party(state: torch.Tensor):
     g.set_state(state)
     _local.generator = g
     try:
-        with _PartyDraws(g):
-            yield
+        yield
     finally:
         _local.generator = None
