@@ -370,3 +370,56 @@ def test_smooth_l1_with_beta_zero_is_l1(session):
         with pytest.raises(RuntimeError, match="does not support negative values for beta"):
             call()
     still_works()
+
+
+# ---------------------------------------------------------------- casts copy where torch's do
+def _casts():
+    f64 = torch.zeros(1, dtype=torch.float64)
+    return [
+        ("double()", lambda t: t.double()),
+        ("to(float64)", lambda t: t.to(torch.float64)),
+        ("half()", lambda t: t.half()),
+        ("to('cpu', float64)", lambda t: t.to("cpu", torch.float64)),
+        ("to('cpu', copy=True)", lambda t: t.to("cpu", copy=True)),
+        ("type_as(float64)", lambda t: t.type_as(f64)),
+        ("float()", lambda t: t.float()),
+        ("to('cpu')", lambda t: t.to("cpu")),
+        ("cpu()", lambda t: t.cpu()),
+    ]
+
+
+@pytest.mark.parametrize("name,cast", _casts(), ids=[n for n, _ in _casts()])
+def test_a_cast_is_a_copy_exactly_where_torchs_is(session, name, cast):
+    """x.double(), x.to(torch.float64), x.to('cpu', copy=True) ... returned
+    x itself, so y = x.double(); y.add_(10) changed x (torch copies when the
+    dtype changes or copy=True, and returns self otherwise). Grid values and
+    an integer addend: exact (tolerance 0)."""
+    a = grid(2, 3)
+    t = a.to(torch.get_default_dtype())  # torch's tensor of x.dtype
+    ty = cast(t)
+    x = C(a)
+    y = cast(x)
+    assert (y is x) == (ty is t)
+    y.add_(10)
+    ty.add_(10)
+    assert_close(pt(x), t.double(), 0.0)  # x as torch's t: changed only where aliased
+    assert_close(pt(y), a + 10, 0.0)
+
+
+def test_a_cast_passes_the_gradient_and_a_snapshot_stays(session):
+    """The gradient flows through a cast, as torch's ToCopyBackward; and
+    w0 = w.detach().double() is a snapshot: an optimiser step leaves it
+    (it moved with the parameter). Grid values; d((w w).sum()) = 2 w is
+    exact, and lr = 0.25 one truncation (TRUNC)."""
+    a = grid(2, 3)
+    x = C(a, requires_grad=True)
+    (x.double() * 3).sum().backward()
+    assert_close(pt(x.grad), torch.full_like(a, 3.0), 0.0)
+    w = C(a, requires_grad=True)
+    w0, w1 = w.detach().double(), w.detach().to("cpu", copy=True)
+    opt = cryptgpu.optim.SGD([w], lr=0.25)
+    (w * w).sum().backward()
+    opt.step()
+    assert_close(pt(w), a / 2, TRUNC)  # w - 0.25 * 2w
+    assert_close(pt(w0), a, 0.0)
+    assert_close(pt(w1), a, 0.0)

@@ -485,7 +485,9 @@ def test_a_shared_tensor_says_where_it_lives(session):
     assert e.device.type == cryptgpu._session._ctx.device
     assert e.is_cuda == (e.device.type == "cuda")
     assert e.dtype == torch.get_default_dtype()
-    assert e.to(torch.float32) is e and e.to(e.device) is e and e.double() is e
+    assert e.to(e.dtype) is e and e.to(e.device) is e and e.float() is e.to(torch.float32)
+    # another float dtype is a copy, as torch's (it was e itself until the fix)
+    assert e.double() is not e and e.to(torch.float16) is not e
     with pytest.raises(NotImplementedError):
         e.to(torch.int64)
 

@@ -312,52 +312,81 @@ class TensorBase(ag.Node):
         return self.device.type == "cuda"
 
     def to(self, *args, **kwargs) -> TensorBase:
-        """``x.to(torch.float32)``, ``x.to(x.device)``, ``x.to(other)``: the
-        tensor itself, since shares hold fixed-point reals whatever the float
-        dtype and stay on the session's device. Integer or bool dtypes and
-        other devices raise NotImplementedError."""
-        for a in list(args) + [v for k, v in kwargs.items() if k in ("dtype", "device")]:
+        """``x.to(torch.float64)``, ``x.to(x.device)``, ``x.to(other)``,
+        ``x.to(device, dtype, copy=True)``: shares hold fixed-point reals
+        whatever the float dtype and stay on the session's device, so, as
+        torch's, the tensor itself where nothing changes (the same dtype as
+        ``x.dtype``, the session's device, ``copy=False``) and otherwise a
+        copy (local, recorded for autograd as torch's cast: the gradient
+        flows back to x), whose ``dtype`` is still the default one. Integer
+        or bool dtypes and other devices raise NotImplementedError."""
+        kwargs = dict(kwargs)
+        copy = kwargs.pop("copy", False)
+        flags = [a for a in args if isinstance(a, bool)]  # non_blocking, copy
+        if len(flags) > 1:
+            copy = flags[1]
+        dtype = kwargs.get("dtype")
+        for a in [a for a in args if not isinstance(a, bool)] + [
+            kwargs.get("dtype"),
+            kwargs.get("device"),
+        ]:
             if isinstance(a, (torch.Tensor, TensorBase)):
                 a = a.dtype
-            if a is None or isinstance(a, bool):
+            if a is None:
                 continue
             if isinstance(a, torch.dtype):
                 if not a.is_floating_point:
                     raise NotImplementedError(
                         f"to({a}): a SharedTensor holds fixed-point reals; only float "
-                        "dtypes (a no-op) are supported"
+                        "dtypes are supported"
                     )
+                dtype = a
                 continue
-            if isinstance(a, (str, torch.device)) and torch.device(a).type == self.device.type:
+            if isinstance(a, (str, torch.device, int)) and torch.device(a).type == self.device.type:
                 continue
             raise NotImplementedError(
                 f"to({a!r}): shares stay on the session's device ({self.device}); "
                 "choose it with cryptgpu.init(device=...)"
             )
+        if copy or (dtype is not None and dtype != self.dtype):
+            return self.clone()
         return self
 
-    def float(self) -> TensorBase:
-        """The tensor itself (fixed-point reals serve every float dtype)."""
-        return self
+    def float(self, memory_format=torch.preserve_format) -> TensorBase:
+        """``to(torch.float32)``: the tensor itself where that is ``x.dtype``
+        (the default dtype), else a copy (see :meth:`to`)."""
+        return self.to(torch.float32)
+
+    def double(self, memory_format=torch.preserve_format) -> TensorBase:
+        """``to(torch.float64)`` (see :meth:`to`): ``w0 = p.detach().double()``
+        is a snapshot, not ``p``."""
+        return self.to(torch.float64)
+
+    def half(self, memory_format=torch.preserve_format) -> TensorBase:
+        """``to(torch.float16)``: a copy (shares stay fixed point)."""
+        return self.to(torch.float16)
+
+    def bfloat16(self, memory_format=torch.preserve_format) -> TensorBase:
+        """``to(torch.bfloat16)``: a copy (shares stay fixed point)."""
+        return self.to(torch.bfloat16)
 
     def type_as(self, other) -> TensorBase:
-        """``x.type_as(t)``: :meth:`to` ``t``'s dtype (a float one: the
-        tensor itself; a SharedTensor's is the default float dtype)."""
+        """``x.type_as(t)``: :meth:`to` ``t``'s dtype (a float one; a copy
+        where it differs from ``x.dtype``; a SharedTensor's is the default
+        float dtype, so the tensor itself)."""
         if not isinstance(other, (torch.Tensor, TensorBase)):
             raise TypeError(
                 f"type_as(): argument 'other' must be Tensor, not {type(other).__name__}"
             )
         return self.to(other.dtype)
 
-    double = half = bfloat16 = float
-
-    def cpu(self) -> TensorBase:
+    def cpu(self, memory_format=torch.preserve_format) -> TensorBase:
         """``to("cpu")``: the tensor itself in a CPU session."""
         return self.to("cpu")
 
-    def cuda(self, device=None) -> TensorBase:
+    def cuda(self, device=None, non_blocking=False) -> TensorBase:
         """``to("cuda")``: the tensor itself in a CUDA session."""
-        return self.to("cuda")
+        return self.to("cuda" if device is None else device)
 
     def __deepcopy__(self, memo) -> TensorBase:
         """A copy of a leaf (``copy.deepcopy(model)`` keeps a snapshot of

@@ -179,19 +179,23 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-_CASTS = ("to", "float", "double", "type_as")
+_CASTS = ("to", "float", "double", "type_as", "cpu")
 
 
 def _shared_cast(x: SharedTensor, name: str, args: tuple, kwargs: dict):
-    """``x.to(...)``, ``x.float()``, ``x.double()``, ``x.type_as(t)`` on a
-    private tensor: shares hold fixed-point reals whatever the float dtype,
-    so a cast to a float dtype (or to the CPU) is the tensor itself."""
+    """``x.to(...)``, ``x.float()``, ``x.double()``, ``x.type_as(t)``,
+    ``x.cpu()`` on a private tensor: shares hold fixed-point reals whatever
+    the float dtype, so a cast to a float dtype (or to the CPU) is the tensor
+    itself where torch's would be (x's own dtype, ``copy=False``) and a
+    local copy where torch's copies (SharedTensor.to)."""
     if name in _CASTS:
+        dtype = {"float": torch.float32, "double": torch.float64}.get(name)
         for a in list(args) + list(kwargs.values()):
             if isinstance(a, SharedTensor):  # type_as(another private tensor)
                 continue
             if isinstance(a, torch.Tensor):
                 a = a.dtype
+            dtype = a if a in _FLOAT_DTYPES else dtype
             ok = a is None or isinstance(a, bool) or a in _FLOAT_DTYPES
             ok = ok or (
                 isinstance(a, (str, torch.device))
@@ -202,7 +206,7 @@ def _shared_cast(x: SharedTensor, name: str, args: tuple, kwargs: dict):
                     f".{name}({a!r}) on a private tensor: only float dtypes (a no-op on "
                     "fixed-point shares) are supported"
                 )
-        return x
+        return x.to(dtype, copy=bool(kwargs.get("copy", False)))
     raise NotImplementedError(
         f".{name}() on a private tensor is not supported (only on public values)"
     )

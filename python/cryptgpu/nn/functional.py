@@ -474,6 +474,7 @@ METHODS = {
     "tanh": RELU,
     "sigmoid": RELU,
     "to": OTHER,
+    "cpu": OTHER,  # the session's device is where shares stay (x.to(device))
     "float": OTHER,
     "double": OTHER,
     "half": OTHER,  # as to(torch.float16): shares stay fixed point
