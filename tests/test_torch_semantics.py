@@ -423,3 +423,15 @@ def test_a_cast_passes_the_gradient_and_a_snapshot_stays(session):
     assert_close(pt(w), a / 2, TRUNC)  # w - 0.25 * 2w
     assert_close(pt(w0), a, 0.0)
     assert_close(pt(w1), a, 0.0)
+
+
+def test_explicit_requires_grad_false_wins_over_the_tensors(session):
+    """cryptensor(t, requires_grad=False) with t requiring grad required
+    grad (CrypTen's: an explicit value wins; left out, t's is inherited).
+    Grid values: exact."""
+    a = grid(2, 2)
+    t = a.clone().requires_grad_(True) * 1.0  # a non-leaf that requires grad
+    assert not C(t, requires_grad=False).requires_grad
+    assert C(t).requires_grad  # inherited, as CrypTen's
+    assert C(a, requires_grad=True).requires_grad and not C(a).requires_grad
+    assert_close(pt(C(t, requires_grad=False)), a, 0.0)

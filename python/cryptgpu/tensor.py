@@ -116,7 +116,7 @@ def party_index(src) -> int:
 
 
 def cryptensor(
-    data, src: int = 0, requires_grad: bool = False, *, device=None, precision=None, **kwargs
+    data, src: int = 0, requires_grad: bool | None = None, *, device=None, precision=None, **kwargs
 ) -> SharedTensor:
     """Secret-share ``data`` from party ``src`` (0, 1 or 2).
 
@@ -126,9 +126,12 @@ def cryptensor(
     :class:`cryptgpu.EncodingError` (a ValueError). Costs one round in which the
     owner sends one ring element per value to each of the two other parties.
     ``requires_grad=True`` makes the result an autograd leaf (as CrypTen's
-    ``cryptensor(..., requires_grad=True)``). CrypTen's ``device=`` and
-    ``precision=`` keywords are accepted when they name the session's own
-    device and precision_bits (a tensor cannot have others here).
+    ``cryptensor(..., requires_grad=True)``); left out (None), it is
+    ``data.requires_grad`` (False for data that is no tensor), and an
+    explicit ``False`` wins over a tensor that requires grad, as CrypTen's.
+    CrypTen's ``device=`` and ``precision=`` keywords are accepted when they
+    name the session's own device and precision_bits (a tensor cannot have
+    others here).
 
     >>> import cryptgpu, torch
     >>> cryptgpu.init()
@@ -153,9 +156,11 @@ def cryptensor(
             f"device={device!r}: this session's tensors live on {here} "
             "(choose it in cryptgpu.init(device=...))"
         )
+    if requires_grad is None:
+        # a torch tensor that requires grad gives a leaf that does, as
+        # CrypTen's; an explicit requires_grad=False wins, as CrypTen's
+        requires_grad = bool(getattr(data, "requires_grad", False))
     if not isinstance(requires_grad, (bool, np.bool_)):
         raise TypeError(f"requires_grad must be a bool, not {type(requires_grad).__name__}")
     out = SharedTensor._share(_plain_array(data, "cryptensor"), src)
-    # a torch tensor that requires grad gives a leaf that does, as CrypTen's
-    requires_grad = requires_grad or bool(getattr(data, "requires_grad", False))
     return out.requires_grad_(requires_grad) if requires_grad else out
