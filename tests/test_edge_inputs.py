@@ -85,9 +85,10 @@ def test_indexing_and_squeeze_forms(session):
 
 def test_a_public_tensor_cast_like_a_shared_one(session):
     """t.to(x) / t.type_as(x) with x shared (the tutorial's h0 =
-    torch.zeros(...).to(x)) is the public tensor in float64, outside a
-    converted model too."""
+    torch.zeros(...).to(x)) is the public tensor in x.dtype (the default
+    dtype; float64 until the fix, which plaintext float32 code refused),
+    outside a converted model too."""
     x = cryptgpu.cryptensor(A)
-    for t in (torch.zeros(3, 4).to(x), torch.zeros(3, 4, dtype=torch.float32).type_as(x)):
-        assert t.dtype == torch.float64 and not isinstance(t, cryptgpu.SharedTensor)
+    for t in (torch.zeros(3, 4).to(x), torch.zeros(3, 4, dtype=torch.float64).type_as(x)):
+        assert t.dtype == x.dtype and not isinstance(t, cryptgpu.SharedTensor)
     assert_close(pt(x + torch.ones(3, 4).to(x)), A + 1, 0.0)

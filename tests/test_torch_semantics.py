@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 import cryptgpu
-from conftest import ENC, TRUNC, assert_close, prod_tol
+from conftest import ENC, TRUNC, assert_close, prod_tol, usable
 
 C = cryptgpu.cryptensor
 EXP = 3e-4  # exp_nonpos's relative error (test_activations.py)
@@ -435,3 +435,92 @@ def test_explicit_requires_grad_false_wins_over_the_tensors(session):
     assert C(t).requires_grad  # inherited, as CrypTen's
     assert C(a, requires_grad=True).requires_grad and not C(a).requires_grad
     assert_close(pt(C(t, requires_grad=False)), a, 0.0)
+
+
+def test_public_tensors_made_from_a_shared_one_follow_its_dtype(session):
+    """x.new_zeros/new_ones/new_full/new_empty, t.to(x), t.type_as(x) gave
+    float64 while x.dtype says the default dtype, so plaintext code mixing
+    them with float32 tensors failed ("double != float"); dtype= and
+    requires_grad= were ignored, device='cuda' accepted without a GPU.
+    x.new_tensor(data) was missing. Integer-valued results: exact."""
+    a = grid(2, 2)
+    x, t = C(a), a.to(torch.get_default_dtype())
+    made = {
+        "new_zeros": (x.new_zeros(2, 2), t.new_zeros(2, 2)),
+        "new_ones": (x.new_ones((2,)), t.new_ones((2,))),
+        "new_full": (x.new_full((2,), 3.0), t.new_full((2,), 3.0)),
+        "new_empty": (x.new_empty(2).zero_(), t.new_empty(2).zero_()),
+        "new_tensor": (x.new_tensor([1, -2]), t.new_tensor([1, -2])),
+        "to": (torch.ones(2, dtype=torch.float64).to(x), torch.ones(2).double().to(t)),
+        "type_as": (torch.ones(2, dtype=torch.float64).type_as(x), torch.ones(2).type_as(t)),
+    }
+    for name, (got, want) in made.items():
+        assert isinstance(got, torch.Tensor) and got.dtype == want.dtype == x.dtype, name
+        assert_close(got, want, 0.0)
+    torch.mm(x.new_zeros(2, 2), torch.ones(2, 2))  # plaintext code of x.dtype
+    assert x.new_zeros(2, dtype=torch.float64).dtype == torch.float64
+    assert x.new_ones(2, requires_grad=True).requires_grad
+    assert_close(pt(x + x.new_tensor(a.tolist())), 2 * a, 0.0)
+    try:
+        torch.zeros(1).new_zeros(2, device="cuda")
+        want = None
+    except Exception as e:  # torch's error without a GPU
+        want = type(e)
+    if want is None:
+        assert x.new_zeros(2, device="cuda").device.type == "cuda"
+    else:
+        with pytest.raises(want):
+            x.new_zeros(2, device="cuda")
+    with pytest.raises(TypeError, match="secret"):
+        x.new_tensor(x)
+    assert usable()
+
+
+def test_torchs_tensor_attributes(session):
+    """x.type(), x.get_device(), x.is_pinned(), x.layout, x.is_meta were
+    AttributeErrors; they answer as torch's for a tensor of x.dtype on x's
+    device. pin_memory() raises torch's error without an accelerator;
+    element_size() is refused with a reason (no dtype size describes shares)."""
+    x, t = C(grid(2)), torch.zeros(2, dtype=torch.get_default_dtype())
+    if x.device.type == "cpu":
+        assert x.type() == t.type()
+        assert x.get_device() == t.get_device() == -1
+    else:
+        assert x.type() == t.cuda().type() and x.get_device() >= 0
+    assert x.is_pinned() is False and x.layout == t.layout and x.is_meta is False
+    assert x.type(t.type()) is x  # its own type: no copy, as torch's
+    try:
+        t.pin_memory()
+        want = NotImplementedError  # an accelerator: shares cannot be pinned
+    except Exception as e:
+        want = type(e)
+    with pytest.raises(want):
+        x.pin_memory()
+    with pytest.raises(NotImplementedError, match="ring elements"):
+        x.element_size()
+    with pytest.raises(TypeError, match="whatever its shape"):
+        torch.tensor(C(grid(2, 2)))  # said "len() of a 0-d tensor"
+    assert usable()
+
+
+def test_converted_forward_takes_cpu_and_new_tensor(session):
+    """x.cpu() in a forward was refused (x.to(device) worked) and
+    x.new_tensor(data) missing. Tolerance: 3 products of encoded inputs
+    (prod_tol) plus the encodings of the bias and the public constant."""
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.fc(x.cpu()) + x.new_tensor([1.0, -2.0])
+
+    torch.manual_seed(0)
+    m = M().eval()
+    x = grid(4, 3)
+    want = m.double()(x).detach()
+    pm = cryptgpu.nn.from_pytorch(m.float(), torch.zeros(1, 3)).encrypt()
+    wmax = m.fc.weight.abs().max().item()
+    tol = prod_tol(3, x.abs().max().item(), wmax) + 2 * ENC
+    assert_close(pt(pm(C(x))), want, tol)

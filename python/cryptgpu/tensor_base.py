@@ -433,9 +433,11 @@ class TensorBase(ag.Node):
             # says what they asked for, whatever x's rank (a TypeError, as
             # torch's len() of a 0-d tensor)
             raise SecretValueError(
-                "len() of a 0-d tensor (a SharedTensor; it cannot become a torch tensor "
-                "or numpy array (torch.tensor(x), torch.as_tensor(x)): its value is secret; "
-                "open it with x.get_plain_text() (every party learns it))"
+                "a SharedTensor cannot become a torch tensor or numpy array "
+                "(torch.tensor(x), torch.as_tensor(x)), whatever its shape: its value is "
+                "secret; open it with x.get_plain_text() (every party learns it). "
+                "(torch.tensor reads x element by element and stops at this len() of a "
+                "0-d tensor.)"
             )
         return self._t.shape[0]
 

@@ -18,7 +18,7 @@ from . import _session
 from ._native import ShapeError
 from ._plain import IndexRangeError, _float64, _index, _ints, _norm_dim, _varargs
 from .tensor_arith import _not_a_number
-from .tensor_base import TensorBase
+from .tensor_base import SecretValueError, TensorBase
 from .tensor_reduce import axis_alias, check_dtype
 from .tensor_scatter import _index_array
 from .tensor_shape import cat
@@ -214,30 +214,86 @@ class TorchLikeOps:
         """min(x, max), as torch's ``clamp_max``."""
         return self.clamp(None, max)
 
-    def _new(self, fill, size, dtype=None, **kwargs):
-        if len(size) == 1 and isinstance(size[0], (tuple, list, torch.Size)):
-            size = tuple(size[0])
-        dtype = torch.float64 if dtype is None else dtype
-        if fill is None:
-            return torch.empty(size, dtype=dtype)
-        return torch.full(size, fill, dtype=dtype)
+    def _template(self) -> torch.Tensor:
+        """An empty public tensor of ``x.dtype`` that torch's ``new_*``
+        methods run on: public values are plaintext on the host, in the
+        dtype the tensor reports (``dtype=``, ``device=``, ``requires_grad=``
+        as torch's; ``device="cuda"`` without a GPU is torch's error)."""
+        return torch.empty(0, dtype=self.dtype)
 
     def new_zeros(self, *size, **kwargs) -> torch.Tensor:
         """A public tensor of zeros (torch's ``x.new_zeros(size)``: public
-        values of a given shape are plaintext here)."""
-        return self._new(0.0, size, **kwargs)
+        values of a given shape are plaintext here), of ``x.dtype``."""
+        return self._template().new_zeros(*size, **kwargs)
 
     def new_ones(self, *size, **kwargs) -> torch.Tensor:
         """A public tensor of ones (see :meth:`new_zeros`)."""
-        return self._new(1.0, size, **kwargs)
+        return self._template().new_ones(*size, **kwargs)
 
     def new_full(self, size, fill_value, **kwargs) -> torch.Tensor:
         """A public tensor filled with ``fill_value`` (see :meth:`new_zeros`)."""
-        return self._new(fill_value, (size,), **kwargs)
+        return self._template().new_full(size, fill_value, **kwargs)
 
     def new_empty(self, *size, **kwargs) -> torch.Tensor:
         """A public uninitialised tensor (see :meth:`new_zeros`)."""
-        return self._new(None, size, **kwargs)
+        return self._template().new_empty(*size, **kwargs)
+
+    def new_tensor(self, data, **kwargs) -> torch.Tensor:
+        """``data`` as a public tensor of ``x.dtype`` (torch's
+        ``x.new_tensor(data)``, see :meth:`new_zeros`); to make it private,
+        ``cryptgpu.cryptensor(data)``."""
+        if isinstance(data, TensorBase):
+            raise SecretValueError(
+                "new_tensor(x) of a SharedTensor: its value is secret; copy it with "
+                "x.clone(), or open it with get_plain_text()"
+            )
+        return self._template().new_tensor(data, **kwargs)
+
+    # ------------------------------------------------------------ torch's attributes
+    def type(self, dtype=None, non_blocking=False, **kwargs):
+        """``x.type()``: torch's type name for ``x.dtype`` and device
+        ("torch.FloatTensor"); ``x.type(dtype)``: :meth:`to` that dtype (a
+        type name such as "torch.DoubleTensor" too): a copy where it
+        differs from ``x.dtype``."""
+        if dtype is None:
+            name = torch.empty(0, dtype=self.dtype).type()
+            return name.replace("torch.", "torch.cuda.", 1) if self.is_cuda else name
+        if isinstance(dtype, str):
+            device = "cuda" if ".cuda." in dtype else "cpu"
+            dtype = torch.empty(0).type(dtype.replace(".cuda.", ".", 1)).dtype
+            return self.to(device, dtype)
+        return self.to(dtype)
+
+    def get_device(self) -> int:
+        """-1 in a CPU session, as torch's for a CPU tensor; in a CUDA session
+        the index of the GPU this party's shares are on (0 unless told)."""
+        d = self.device
+        return -1 if d.type == "cpu" else (d.index or 0)
+
+    layout = torch.strided  # shares are dense
+    is_meta = is_sparse = is_quantized = is_mkldnn = False
+
+    def element_size(self) -> int:
+        """Refused: no size honestly describes an element here (``x.dtype``'s
+        4 bytes would understate the memory the shares take)."""
+        raise NotImplementedError(
+            "element_size(): a SharedTensor's element is not stored in x.dtype: each of "
+            "the three parties holds two 8-byte ring elements per element (x.share is "
+            "this party's share, an int64 tensor)"
+        )
+
+    def is_pinned(self, device=None) -> bool:
+        """False: the shares live in the engine's memory, never pinned."""
+        return False
+
+    def pin_memory(self, device=None):
+        """Refused: the shares live in the engine's memory. Without an
+        accelerator, torch's own error (as torch's ``pin_memory()``)."""
+        torch.empty(0).pin_memory()  # torch's RuntimeError where no accelerator is
+        raise NotImplementedError(
+            "pin_memory(): a SharedTensor's shares live in the engine's memory (on the "
+            "session's device), which cannot be pinned"
+        )
 
     def repeat(self, *sizes, **kw) -> TensorBase:
         """Tile the tensor ``sizes`` times, as ``torch.Tensor.repeat``."""

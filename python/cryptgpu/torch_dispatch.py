@@ -550,10 +550,12 @@ def torch_function(cls, func, types, args=(), kwargs=None):
     if impl is not None:
         return impl(*args, **kwargs)
     if name in ("to", "type_as") and isinstance(args[0], torch.Tensor) and len(args) > 1:
-        if _first_shared(args[1:], cls) is not None:
+        if isinstance(args[1], cls):
             # t.to(x) / t.type_as(x) with x private (h0 = torch.zeros(...).to(x)):
-            # x's dtype and device for a public tensor, float64 here
-            return args[0].to(torch.float64)
+            # a public tensor of x's dtype (the default one; public values stay on
+            # the host), as torch's: t itself where that is t's dtype
+            copy = kwargs.get("copy", args[3] if len(args) > 3 else False)
+            return args[0].to(args[1].dtype, copy=name == "to" and bool(copy))
     if name in _SHAPED_LIKE and isinstance(args[0], torch.Tensor) and isinstance(args[1], cls):
         # a public mask shaped like private scores (HF DistilBERT's eager
         # attention: (mask == 0).view(...).expand_as(scores)): a public result

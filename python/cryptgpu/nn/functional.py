@@ -556,6 +556,8 @@ METHODS = {
     "new_zeros": OTHER,
     "new_ones": OTHER,
     "new_full": OTHER,
+    "new_empty": OTHER,
+    "new_tensor": OTHER,
     # public only (masks, indices): a private receiver is refused
     **dict.fromkeys(("bincount", "unique", "argsort", "sort", "topk", "nonzero"), OTHER),
     "cumsum": OTHER,
