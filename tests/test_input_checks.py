@@ -194,3 +194,17 @@ def test_converted_model_with_numpy_sizes(session, rng):
     got = private(cryptgpu.cryptensor(x)).get_plain_text(dtype=torch.float64)
     # 27 products of values below 1, plus the bias's encoding
     assert_close(got, model(x).detach(), prod_tol(27, 1, 1) + ENC)
+
+
+@pytest.mark.parametrize("bad", ["cpu", "meta", torch.device("cpu"), 0, torch.zeros(1)])
+def test_get_plain_text_checks_its_dtype(session, bad):
+    """get_plain_text(dtype=) took a device ('meta': the values gone), 0 or a
+    tensor silently; torch's TypeError now, before any reveal. torch's
+    Python types (float) are still taken. Grid values: exact."""
+    a = grid(torch.tensor([1.5, -2.0]))
+    x = cryptgpu.cryptensor(a)
+    with pytest.raises(TypeError, match="must be torch.dtype"):
+        x.get_plain_text(dtype=bad)
+    got = x.get_plain_text(dtype=float)
+    assert got.dtype == torch.float64 and torch.equal(got, a.double())
+    assert usable()

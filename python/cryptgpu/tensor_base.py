@@ -17,6 +17,11 @@ from ._session import current
 _NUMPY_FLOATS = {torch.float64: np.float64, torch.float32: np.float32, torch.float16: np.float16}
 
 
+def _py_dtype(dtype) -> bool:
+    """One of the Python types torch takes as a dtype (torch.zeros(2, dtype=float))."""
+    return any(dtype is t for t in (float, int, bool, complex))
+
+
 class FixedPointEncoder:
     """CrypTen's fixed-point encoder of a session: x as round(x 2^f) in
     int64 (``encode``), back as a float (``decode``)."""
@@ -466,6 +471,12 @@ class TensorBase(ag.Node):
             dtype: result dtype (default ``torch.get_default_dtype()``); pass
                 ``torch.float64`` to keep every fixed-point bit.
         """
+        if not (dtype is None or isinstance(dtype, torch.dtype) or _py_dtype(dtype)):
+            # before any reveal; torch's TypeError (torch.zeros(2, dtype="cpu"))
+            raise TypeError(
+                f"get_plain_text(): argument 'dtype' must be torch.dtype, not "
+                f"{type(dtype).__name__}"
+            )
         s = self._s()
         if dst is None:
             raw = s.reveal(self._t)
@@ -478,10 +489,10 @@ class TensorBase(ag.Node):
             raw = s.reveal_to(self._t, dst)
             if raw is None:  # SPMD: this party is not ``dst``
                 return None
+        want = torch.get_default_dtype() if dtype is None else dtype
         if 0 in tuple(self._t.shape):
             # numpy refuses shapes like (2^62, 0) that torch accepts
-            return torch.zeros(tuple(self._t.shape), dtype=dtype or torch.get_default_dtype())
-        want = dtype or torch.get_default_dtype()
+            return torch.zeros(tuple(self._t.shape), dtype=want)
         arr = np.frombuffer(raw, dtype="<f8").reshape(self._t.shape)
         # The cast in numpy: torch's would wake its OpenMP pool, whose
         # threads then spin for milliseconds beside the party threads.
