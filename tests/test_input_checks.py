@@ -208,3 +208,24 @@ def test_get_plain_text_checks_its_dtype(session, bad):
     got = x.get_plain_text(dtype=float)
     assert got.dtype == torch.float64 and torch.equal(got, a.double())
     assert usable()
+
+
+def test_init_takes_the_device_forms_torch_does():
+    """init(device=torch.device('cpu')) was TypeError and 'cpu:0' ValueError,
+    where cryptensor(device=) and to() take them; 'cuda:N' keeps its
+    message about how the parties are placed on GPUs."""
+    try:
+        for d in (torch.device("cpu"), "cpu:0", torch.device("cpu", 0)):
+            cryptgpu.init(device=d)
+            x = cryptgpu.cryptensor(torch.tensor([1.5]))
+            assert x.device == torch.device("cpu") and usable()
+            cryptgpu.uninit()
+        for d in ("cuda:1", torch.device("cuda", 1)):
+            with pytest.raises(ValueError, match="give 'cuda'"):
+                cryptgpu.init(device=d)
+        with pytest.raises(TypeError, match="torch.device"):
+            cryptgpu.init(device=0)
+        cryptgpu.init()
+        assert usable()
+    finally:
+        cryptgpu.uninit()

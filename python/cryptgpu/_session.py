@@ -145,8 +145,7 @@ def init(
                 stacklevel=2,
             )
         return
-    if not isinstance(device, str):
-        raise TypeError(f"device must be a string, got {type(device).__name__}")
+    device = _device_name(device)
     if device not in _DEVICES:
         if device.startswith("cuda:"):
             raise ValueError(
@@ -569,6 +568,19 @@ def reset_stats() -> None:
     """Zero the communication counters of all three parties and the per-layer table."""
     current().reset_stats()
     _ctx.layer_stats = {}
+
+
+def _device_name(device) -> str:
+    """init's ``device``, as torch names it: a string or a torch.device;
+    "cpu:N" is the CPU, as torch's (one device); "cuda:N" is kept for the
+    message that says how GPUs are chosen."""
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string or torch.device, got {type(device).__name__}")
+    if device.startswith("cpu:") and device[4:].isdigit():
+        return "cpu"
+    return device
 
 
 def device() -> torch.device:
