@@ -229,3 +229,16 @@ def test_init_takes_the_device_forms_torch_does():
         assert usable()
     finally:
         cryptgpu.uninit()
+
+
+def test_cuda_memory_peak_checks_the_gpu_index(session):
+    """cryptgpu.cuda.memory_peak(-1) was OverflowError from the binding:
+    ValueError, as device_map(-1)."""
+    for bad in (-1, 2**64):
+        with pytest.raises(ValueError, match="non-negative"):
+            cryptgpu.cuda.memory_peak(bad)
+        with pytest.raises(ValueError):
+            cryptgpu.cuda.device_map(bad)
+    with pytest.raises(TypeError):
+        cryptgpu.cuda.memory_peak(0.5)
+    assert usable()

@@ -42,7 +42,7 @@ def device_map(gpus: int | None = None) -> list[int] | None:
     """GPU index of parties 0, 1, 2: party i on ``cuda:i`` with three or more
     GPUs, all on ``cuda:0`` with one or two, None without a GPU."""
     n = device_count() if gpus is None else gpus
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < 2**63:
         raise ValueError(f"gpus must be a non-negative int, got {n!r}")
     m = _native.cuda_device_map(n)
     return None if m is None else list(m)
@@ -63,5 +63,10 @@ def kernel_sources() -> dict[str, str]:
 def memory_peak(gpu: int = 0, reset: bool = False) -> int:
     """Peak bytes of GPU memory the engine has had allocated on ``gpu`` (its
     stream-ordered allocations, which hold every share and intermediate);
-    ``reset=True`` restarts the count. RuntimeError without a GPU."""
-    return _native.cuda_memory_peak(gpu, reset)
+    ``reset=True`` restarts the count. RuntimeError without a GPU; a
+    negative ``gpu`` is ValueError, as ``device_map``'s."""
+    if isinstance(gpu, bool) or not isinstance(gpu, int):
+        raise TypeError(f"gpu must be an int (a GPU index), got {type(gpu).__name__}")
+    if not 0 <= gpu < 2**63:
+        raise ValueError(f"gpu must be a non-negative GPU index, got {gpu}")
+    return _native.cuda_memory_peak(gpu, bool(reset))
