@@ -524,3 +524,24 @@ def test_converted_forward_takes_cpu_and_new_tensor(session):
     wmax = m.fc.weight.abs().max().item()
     tol = prod_tol(3, x.abs().max().item(), wmax) + 2 * ENC
     assert_close(pt(pm(C(x))), want, tol)
+
+
+def test_to_pytorch_into_a_meta_model_is_refused(session):
+    """to_pytorch into a model on the meta device wrote nothing, silently
+    (a copy into a meta tensor is a no-op; torch's load_state_dict warns,
+    and offers assign=True, which to_pytorch has not): now RuntimeError
+    before anything is written; after to_empty() every value arrives.
+    Tolerance: the weights' encoding (ENC) and float32 rounding (2^-24
+    relative, |w| < 1)."""
+    torch.manual_seed(0)
+    src = torch.nn.Linear(4, 2)
+    with torch.device("meta"):
+        target = torch.nn.Linear(4, 2)
+    plain = cryptgpu.nn.from_pytorch(src, torch.zeros(1, 4)).encrypt().decrypt()
+    with pytest.raises(RuntimeError, match="meta device"):
+        plain.to_pytorch(target)
+    target.to_empty(device="cpu")
+    plain.to_pytorch(target)
+    for p, q in zip(target.parameters(), src.parameters()):
+        assert_close(p.detach(), q.detach(), ENC + 2.0**-24)
+    assert usable()

@@ -132,10 +132,27 @@ def graph_to_pytorch(self, model: torch.nn.Module) -> torch.nn.Module:
     _plan_graph(self, inner, "", plan)
     if plan.unexpected:
         raise RuntimeError(_keys_error(inner, plan))
+    _refuse_meta(inner, plan)
     with torch.no_grad():
         for p, v in plan:
             p.copy_(_opened(v).to(p.dtype))
     return model
+
+
+def _refuse_meta(model: torch.nn.Module, plan: _Plan) -> None:
+    """A tensor on the meta device has no storage: copying into it is a
+    no-op (torch's load_state_dict warns and suggests ``assign=True``, which
+    to_pytorch has not), so the weights would be lost, silently (until the
+    fix). Refused before anything is written, naming the tensors."""
+    meta = {id(p) for p, _ in plan if p.is_meta}
+    if meta:
+        names = [k for k, t in model.state_dict(keep_vars=True).items() if id(t) in meta]
+        raise RuntimeError(
+            f"to_pytorch: {', '.join(names) or 'some tensors'} of the PyTorch model "
+            "are on the meta device, where a copy writes nothing (torch's load_state_dict "
+            "calls it a no-op); give them storage first, e.g. "
+            "torch_model.to_empty(device='cpu'), then to_pytorch writes every value"
+        )
 
 
 def _plan_module(m: Module, tm: torch.nn.Module, where: str, plan: _Plan) -> None:
