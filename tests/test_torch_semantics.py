@@ -382,6 +382,7 @@ def _casts():
         ("to('cpu', float64)", lambda t: t.to("cpu", torch.float64)),
         ("to('cpu', copy=True)", lambda t: t.to("cpu", copy=True)),
         ("type_as(float64)", lambda t: t.type_as(f64)),
+        ("type(float64)", lambda t: t.type(torch.float64)),
         ("float()", lambda t: t.float()),
         ("to('cpu')", lambda t: t.to("cpu")),
         ("cpu()", lambda t: t.cpu()),
@@ -544,4 +545,19 @@ def test_to_pytorch_into_a_meta_model_is_refused(session):
     plain.to_pytorch(target)
     for p, q in zip(target.parameters(), src.parameters()):
         assert_close(p.detach(), q.detach(), ENC + 2.0**-24)
+    assert usable()
+
+
+def test_module_type_and_share_memory(session):
+    """pm.type(dst_type) and pm.share_memory() were AttributeErrors: type
+    is to(dtype) (shares as they are); share_memory moves plaintext
+    tensors to shared memory and refuses shares."""
+    pm = cryptgpu.nn.from_pytorch(torch.nn.Linear(2, 2), torch.zeros(1, 2))
+    assert pm.type(torch.float64) is pm and pm.weight.dtype == torch.float64
+    assert pm.type("torch.FloatTensor") is pm and pm.weight.dtype == torch.float32
+    assert pm.share_memory() is pm and pm.weight.is_shared()
+    pm.encrypt()
+    assert pm.type(torch.float64) is pm
+    with pytest.raises(NotImplementedError, match="share_memory"):
+        pm.share_memory()
     assert usable()

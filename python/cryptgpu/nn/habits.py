@@ -137,3 +137,35 @@ class ModuleHabits:
     def bfloat16(self):
         """``model.bfloat16()``: shares as they are, plaintext ones in bfloat16."""
         return self.to(torch.bfloat16)
+
+    def type(self, dst_type):
+        """``model.type(torch.float64)`` (or a type name such as
+        "torch.DoubleTensor"), torch's: as ``to(dtype)``: shares as they
+        are, plaintext parameters cast."""
+        if isinstance(dst_type, str):
+            device = "cuda" if ".cuda." in dst_type else "cpu"
+            dtype = torch.empty(0).type(dst_type.replace(".cuda.", ".", 1)).dtype
+            return self.to(device, dtype)
+        return self.to(dst_type)
+
+    def share_memory(self):
+        """torch's ``share_memory()``, for a model handed to other processes:
+        plaintext parameters and buffers moved to shared memory; an
+        encrypted model is refused (its shares belong to the three parties
+        and cannot be pickled to another process)."""
+        values = [
+            v
+            for m in self.modules()
+            for table in (m._params, m.__dict__.get("_buffers") or {})
+            for v in table.values()
+            if v is not None
+        ]
+        if not all(isinstance(v, torch.Tensor) for v in values):
+            raise NotImplementedError(
+                "share_memory() of an encrypted model: its shares cannot be passed to "
+                "another process; run the parties with cryptgpu.spmd.run or "
+                "run_multiprocess instead"
+            )
+        for v in values:
+            v.share_memory_()
+        return self
