@@ -7,6 +7,9 @@ Every tolerance below follows from the fixed-point precision f:
 - a product x*y of encoded inputs carries |x| e_y + |y| e_x + e_x e_y.
 """
 
+import shutil
+import tempfile
+
 import pytest
 import torch
 
@@ -42,6 +45,18 @@ def session(request):
     cryptgpu.init(device=request.param, precision_bits=F, seed=1234)
     yield
     cryptgpu.uninit()
+
+
+@pytest.fixture(autouse=True)
+def _socket_directories_of_the_test(monkeypatch):
+    """A party a test kills outright (os._exit, SIGKILL) leaves its socket
+    directory behind (README): every test's parties put theirs under a
+    directory of the test's own, removed after it, so the suite leaves
+    nothing in /tmp. Short: a Unix socket's path is at most 107 bytes."""
+    d = tempfile.mkdtemp(prefix="cg-")
+    monkeypatch.setenv("TMPDIR", d)
+    yield
+    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture
