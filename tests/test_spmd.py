@@ -385,17 +385,24 @@ def test_each_party_draws_from_its_own_copy_of_torchs_generator():
     assert "uniform_" not in torch.Tensor.__dict__ and not hasattr(torch.randn, "__wrapped__")
 
     @cryptgpu.mpc.run_multiprocess(world_size=3)
-    def dropped():
-        torch.manual_seed(3)
-        return torch.nn.Dropout(0.5)(torch.ones(16))
-
-    torch.manual_seed(3)
-    mask = torch.nn.Dropout(0.5)(torch.ones(16))  # torch's own, in this thread
-    assert all(torch.equal(d, mask) for d in dropped())
-
-    @cryptgpu.mpc.run_multiprocess(world_size=3)
     def unseeded():
         return torch.randn(3)
+
+    @cryptgpu.mpc.run_multiprocess(world_size=3)
+    def private_dropout():
+        # F.dropout on a SharedTensor dispatches as in the local runtime (a
+        # wrapped F.dropout broke that: "unsupported function dropout"),
+        # and torch.inference_mode reaches the parties, as a fork's would
+        x = cryptgpu.cryptensor(torch.ones(8))
+        kept = torch.nn.functional.dropout(x, 0.5, training=False).get_plain_text()
+        dropped = torch.nn.Dropout(0.5)(x).get_plain_text()
+        return kept, dropped, torch.is_inference_mode_enabled()
+
+    with torch.inference_mode():
+        outs = private_dropout()
+    for kept, dropped, inference in outs:
+        assert torch.equal(kept, torch.ones(8)) and inference
+        assert set(dropped.tolist()) <= {0.0, 2.0}  # the kept ones scaled by 1/(1-p), exactly
 
     torch.manual_seed(11)
     drawn = unseeded()

@@ -15,9 +15,9 @@ process starts), and while parties run
 - torch's sampling functions and methods (``torch.randn``,
   ``Tensor.uniform_``, ...; so also ``nn.init`` and a new ``nn.Linear``,
   ``torch.distributions``, ``F.rrelu``, ``F.gumbel_softmax``,
-  ``random_split``'s default) and ``F.dropout`` (``nn.Dropout``) are
-  wrapped: called in a party thread on the CPU without a generator (or
-  with torch's default one) they draw from the party's;
+  ``random_split``'s default) are wrapped: called in a party thread on the
+  CPU without a generator (or with torch's default one) they draw from the
+  party's;
 - ``torch.manual_seed``, ``torch.seed``, ``torch.initial_seed``,
   ``torch.get_rng_state`` and ``torch.set_rng_state`` act on it inside a
   party thread.
@@ -25,9 +25,12 @@ process starts), and while parties run
 Elsewhere the wrappers call torch's own functions unchanged, and only
 sampling calls pass through them (a ``TorchFunctionMode`` would see every
 torch call). Not covered: a draw inside torch's C++ code that takes no
-generator (``F.dropout2d``, ``F.alpha_dropout``), CUDA generators, a
+generator (``F.dropout`` and ``nn.Dropout`` on plain torch tensors:
+wrapping ``F.dropout`` broke its dispatch to SharedTensors, which passes
+the function itself, and TorchScript), CUDA generators, a
 function bound before the run (``from torch import randn``; torch's own
-``random_split`` is handled), and NumPy's
+``random_split`` is handled), TorchScript compiling a wrapped sampler
+inside a party, and NumPy's
 and Python's ``random`` modules (shared by the threads: seed a
 ``numpy.random.default_rng`` per party instead).
 """
@@ -116,32 +119,6 @@ def _sampler(original):
     return draw
 
 
-def _dropout(original):
-    """F.dropout (nn.Dropout) on a CPU torch tensor in a party thread: the
-    mask from the party's generator, drawn as torch's CPU dropout draws it
-    (a Bernoulli(1 - p) mask scaled by 1 / (1 - p)), so a seeded party gets
-    torch's mask."""
-
-    def dropout(input, p=0.5, training=True, inplace=False):
-        g = _own()
-        if (
-            g is None
-            or not training
-            or type(input) not in (torch.Tensor, torch.nn.Parameter)
-            or input.device.type != "cpu"
-            or not 0 < p < 1
-            or input.numel() == 0
-        ):
-            return original(input, p, training, inplace)
-        noise = torch.empty_like(input).bernoulli_(1 - p, generator=g)
-        noise.div_(1 - p)
-        return input.mul_(noise) if inplace else input * noise
-
-    dropout.__wrapped__ = original
-    dropout.__doc__ = original.__doc__
-    return dropout
-
-
 def _manual_seed(seed):
     g = _own()
     return _saved["manual_seed"](seed) if g is None else g.manual_seed(int(seed))
@@ -192,8 +169,6 @@ def _wrap() -> None:
     # random_split binds randperm at import
     _saved["dataset.randperm"] = _dataset.randperm
     _dataset.randperm = _sampler(_dataset.randperm)
-    _saved["F.dropout"] = torch.nn.functional.dropout
-    torch.nn.functional.dropout = _dropout(torch.nn.functional.dropout)
 
 
 def _unwrap() -> None:
@@ -208,7 +183,6 @@ def _unwrap() -> None:
         else:
             setattr(torch.Tensor, name, _saved["Tensor." + name])
     _dataset.randperm = _saved["dataset.randperm"]
-    torch.nn.functional.dropout = _saved["F.dropout"]
 
 
 @contextlib.contextmanager

@@ -55,12 +55,14 @@ def _parties(
     # every party's torch generator starts where the caller's is, as a
     # forked process's would (_party_rng)
     state = torch.get_rng_state()
-    grad = torch.is_grad_enabled()  # per thread in torch; a fork inherits it
+    # per thread in torch; a forked party inherits them
+    grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
 
     def party(r: int) -> None:
         try:
             _session.attach(sessions[r], *ctx)
-            with _party_rng.party(state), torch.set_grad_enabled(grad):
+            modes = torch.inference_mode(inference), torch.set_grad_enabled(grad)
+            with _party_rng.party(state), modes[0], modes[1]:
                 results[r] = call()
             # A party done before the others (a reveal on one rank only, one
             # more step): a neighbour still waiting for its message is told
