@@ -398,6 +398,40 @@ def test_update_parameters_of_an_unencrypted_model_steps_its_torch_parameters(ct
     assert usable()
 
 
+def test_a_fresh_plaintext_layer_trains_without_train_and_eval_refuses_a_step(ctx):
+    """A crypten.nn.Linear built directly says training=True, as CrypTen's
+    and torch's, but its torch parameters did not require grad until
+    train() was called: after a torch backbone, backward left its .grad
+    None and update_parameters stepped nothing, silently. In eval mode
+    update_parameters stepped nothing either (CrypTen asserts). Float64
+    throughout: torch's own arithmetic, within float64 rounding (1e-12)."""
+    torch.manual_seed(1)
+    backbone = torch.nn.Linear(4, 3).double()
+    head = crypten.nn.Linear(3, 2).double()
+    ref = torch.nn.Linear(3, 2).double()
+    with torch.no_grad():
+        ref.weight.copy_(head.weight)
+        ref.bias.copy_(head.bias)
+    x, y = torch.randn(5, 4, dtype=D), torch.randn(5, 2, dtype=D)
+    assert head.training and all(p.requires_grad for p in head.parameters())
+    for _ in range(3):
+        loss = crypten.nn.MSELoss()(head(backbone(x)), y)
+        head.zero_grad()
+        loss.backward()
+        head.update_parameters(0.1)
+        ref.zero_grad()
+        F.mse_loss(ref(backbone(x)), y).backward()
+        with torch.no_grad():
+            for q in ref.parameters():
+                q -= 0.1 * q.grad
+    for p, q in zip(head.parameters(), ref.parameters()):
+        assert (p - q).abs().max() <= 1e-12
+    head.eval()
+    with pytest.raises(RuntimeError, match="not in training mode"):
+        head.update_parameters(0.1)
+    assert usable()
+
+
 def test_a_plaintext_save_over_an_earlier_shared_one_is_what_loads(tmp_path):
     """save(shared, f) writes f.party0..2; a later save(plain, f) writes f:
     load(f) must give the later object (it gave the old shares)."""

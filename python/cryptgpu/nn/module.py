@@ -58,6 +58,11 @@ class Module(ModuleHabits):
         if "_params" not in self.__dict__:
             raise AttributeError("cannot assign parameter before Module.__init__() call")
         self._modules.pop(name, None)
+        if _owned_plain(value):
+            # as CrypTen's register_parameter: a fresh layer in training mode
+            # trains (its torch parameters require grad) before any train()
+            value._on = self.training and not getattr(value, "_frozen", False)
+            value.requires_grad_(value._on)
         self._params[name] = value
 
     def add_module(self, name: str, module: Module | None) -> None:
@@ -541,7 +546,10 @@ class Module(ModuleHabits):
         """CrypTen's plain SGD step: p <- p - lr * p.grad, for the
         parameters with a gradient; on an unencrypted model, on its torch
         parameters, as CrypTen's. ``grad_threshold``: see
-        :func:`cryptgpu.nn.update.sgd_step`."""
+        :func:`cryptgpu.nn.update.sgd_step`. In eval mode: RuntimeError, as
+        CrypTen's assertion (it stepped nothing, silently)."""
+        if not self.training:
+            raise RuntimeError("module not in training mode: call model.train() first")
         sgd_step(list(self.parameters()), learning_rate, grad_threshold)
 
     def decrypt(self) -> Module:
@@ -668,6 +676,9 @@ def _cast(v: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     out = v.detach().to(dtype)
     if isinstance(v, torch.nn.Parameter):
         out = torch.nn.Parameter(out, requires_grad=v.requires_grad)
-    if hasattr(v, "_frozen"):
-        out._frozen = v._frozen
+    elif v.requires_grad and dtype.is_floating_point:
+        out.requires_grad_(True)  # a fresh or decrypted one that trains
+    for flag in ("_frozen", "_on"):
+        if hasattr(v, flag):
+            setattr(out, flag, getattr(v, flag))
     return out
