@@ -490,6 +490,11 @@ def test_torchs_tensor_attributes(session):
         assert x.type() == t.cuda().type() and x.get_device() >= 0
     assert x.is_pinned() is False and x.layout == t.layout and x.is_meta is False
     assert x.type(t.type()) is x  # its own type: no copy, as torch's
+    if x.device.type == "cpu":
+        # tensor type classes: refused as another device until 2026-12-05
+        assert x.type(torch.FloatTensor) is x
+        y = x.type(torch.DoubleTensor)
+        assert y is not x and torch.equal(y.get_plain_text(), x.get_plain_text())
     try:
         t.pin_memory()
         want = NotImplementedError  # an accelerator: shares cannot be pinned

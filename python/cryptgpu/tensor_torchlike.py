@@ -262,6 +262,9 @@ class TorchLikeOps:
             device = "cuda" if ".cuda." in dtype else "cpu"
             dtype = torch.empty(0).type(dtype.replace(".cuda.", ".", 1)).dtype
             return self.to(device, dtype)
+        if isinstance(dtype, type) and isinstance(getattr(dtype, "dtype", None), torch.dtype):
+            # a tensor type: torch.DoubleTensor, torch.cuda.FloatTensor
+            return self.to("cuda" if dtype.is_cuda else "cpu", dtype.dtype)
         return self.to(dtype)
 
     def get_device(self) -> int:
