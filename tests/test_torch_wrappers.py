@@ -48,6 +48,22 @@ def test_pruned_and_parametrized_weights(session):
     assert usable()
 
 
+def test_a_weight_normed_conv1d_converts(session):
+    """weight_norm on a Conv1d (Wav2Vec2's positional convolution) gives a
+    ParametrizedConv1d, a class made at run time: the layer tables look up
+    exact classes, and it was an "unsupported layer" (a parametrized
+    Linear or Conv2d went through isinstance). Tolerance: 3 channels x 3
+    taps of |x| < 4 and |w| < 1 (prod_tol, conftest)."""
+    torch.manual_seed(0)
+    m = tnn.Sequential(tnn.Conv1d(3, 4, 3, padding=1, groups=1), tnn.ReLU()).double()
+    parametrizations.weight_norm(m[0], dim=2)
+    x = torch.randn(2, 3, 6, dtype=torch.float64).clamp(-3.9, 3.9)
+    assert m[0].weight.abs().max() < 1
+    pm = cryptgpu.nn.from_pytorch(m, x).encrypt()
+    assert_close(pt(pm(cryptgpu.cryptensor(x))), m(x).detach(), prod_tol(9, 4, 1))
+    assert usable()
+
+
 def test_wrappers_are_unwrapped_or_refused(session):
     x = torch.randn(3, 4, dtype=torch.float64)
     m = mlp()

@@ -130,6 +130,9 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
         if m.running_mean is not None:  # else batch statistics in eval mode too
             bn._set_affine(*_bn_affine(m))  # exact, from the owner's plaintext
         return bn
+    kind = type(m)
+    if torch.nn.utils.parametrize.is_parametrized(m):  # ParametrizedConv1d (weight_norm):
+        kind = kind.__bases__[0]  # the class it was made from (it reads the computed weight)
     for table in (
         activations,
         embedding_bag,
@@ -140,7 +143,7 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
         recurrent,
         resize,
     ):
-        act = table.converters(_plain).get(type(m))
+        act = table.converters(_plain).get(kind)
         if act is not None:
             return act(m)
     for kind, convert in transformer.CONVERTERS.items():
