@@ -290,6 +290,37 @@ def test_the_launcher_returns_the_code_of_the_party_that_failed_first(tmp_path):
     assert said and said[0].startswith("cryptgpu.launch: party 2 exited with code 3"), said
 
 
+KILLED = textwrap.dedent(
+    """
+    import os, sys, torch, cryptgpu
+    cryptgpu.init(seed=1, timeout_s=30)
+    x = cryptgpu.cryptensor(torch.randn(32, 32), src=0)
+    try:
+        for i in range(200):
+            x = (x @ x.t()).relu() * 0.001 + x
+            if cryptgpu.rank() == 2 and i == 10:
+                os._exit(9)  # killed outright: no exit note, no goodbye
+    except cryptgpu.PeerError:
+        sys.exit(4)
+    """
+)
+
+
+@pytest.mark.parametrize("transport", ["zmq", "tcp"])
+def test_the_launcher_names_a_party_killed_outright_first(tmp_path, transport):
+    """Party 2 ends by os._exit mid-protocol. On TCP its neighbours notice
+    within milliseconds and note their own exits before the launcher's
+    50 ms poll sees party 2 gone, and the launcher named party 1 first and
+    returned its 4 (3 of 3 runs of a user probe). A party without a note
+    now counts from when it was last seen running."""
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED)
+    r = run_launcher(script, timeout=90, transport=transport)
+    said = [line for line in r.stderr.splitlines() if line.startswith("cryptgpu.launch:")]
+    assert r.returncode == 9, r.stderr[-3000:]
+    assert said and said[0].startswith("cryptgpu.launch: party 2 exited with code 9"), said
+
+
 RAISE = textwrap.dedent(
     """
     import torch, cryptgpu

@@ -132,14 +132,19 @@ GRACE_S = 5.0
 def _watch(procs, notes: int) -> int:
     """Wait for the parties; on a failure, give the others ``GRACE_S`` to
     end, then name every failure, the one whose exit began first first
-    (as noted by the party, else when it was seen gone), and return its
-    code. 0 when all end well."""
+    (as noted by the party; a party without a note, killed outright, by
+    when it was last seen running: it may have died right after, and the
+    neighbours' notes are then its consequences), and return its code. 0
+    when all end well."""
     seen: dict = {}  # rank -> when its end was seen
+    alive: dict = {}  # rank -> when it was last seen running
     while True:
         now = time.monotonic()
         for r, p in enumerate(procs):
             if r not in seen and p.poll() is not None:
                 seen[r] = now
+            elif r not in seen:
+                alive[r] = now
         if len(seen) == len(procs) and all(p.returncode == 0 for p in procs):
             return 0
         if any(procs[r].returncode != 0 for r in seen):
@@ -149,13 +154,17 @@ def _watch(procs, notes: int) -> int:
     while time.monotonic() < grace and len(seen) < len(procs):
         time.sleep(0.05)
         for r, p in enumerate(procs):
+            now = time.monotonic()
             if r not in seen and p.poll() is not None:
-                seen[r] = time.monotonic()
+                seen[r] = now
+            elif r not in seen:
+                alive[r] = now
     began = _exits_began(notes)
-    failed = sorted(
-        (r for r in seen if procs[r].returncode != 0),
-        key=lambda r: (min(began.get(procs[r].pid, seen[r]), seen[r]), r),
-    )
+
+    def ended(r):
+        return min(began.get(procs[r].pid, alive.get(r, seen[r])), seen[r])
+
+    failed = sorted((r for r in seen if procs[r].returncode != 0), key=lambda r: (ended(r), r))
     running = [r for r in range(len(procs)) if r not in seen]
     how = "; ".join(
         f"party {r} {_how(procs[r].returncode)}" + (" first" if i == 0 and len(failed) > 1 else "")
