@@ -340,6 +340,9 @@ def test_each_party_draws_from_its_own_copy_of_torchs_generator():
     torch.manual_seed(0)
     x = torch.randn(4, 50)
 
+    def g0():
+        return torch.Generator().manual_seed(0)
+
     @cryptgpu.mpc.run_multiprocess(world_size=3)
     def job():
         x_enc = cryptgpu.cryptensor(x, src=0)
@@ -360,6 +363,9 @@ def test_each_party_draws_from_its_own_copy_of_torchs_generator():
             torch.nn.functional.rrelu(-torch.ones(4), training=True),
             torch.utils.data.random_split(range(8), [4, 4])[0].indices,
         )
+        # a generator given by position is the caller's, not replaced
+        g = torch.Generator().manual_seed(0)
+        assert torch.equal(torch.poisson(torch.ones(3), g), torch.poisson(torch.ones(3), g0()))
         return max(errs), inits, torch.initial_seed(), others, torch.is_grad_enabled()
 
     torch.manual_seed(7)

@@ -102,12 +102,23 @@ def _on_cpu(args, kwargs) -> bool:
     return torch.device(device).type == "cpu"
 
 
+def _takes_generator(fn) -> bool:
+    """Whether ``fn`` (a ``*_like`` sampler) takes ``generator=``: torch
+    added it to ``rand_like`` and its kin only recently."""
+    try:
+        fn(torch.empty(0), generator=torch.Generator())
+    except TypeError:
+        return False
+    return True
+
+
 def _sampler(original):
     def draw(*args, **kwargs):
         g = _own()
         if (
             g is not None
             and kwargs.get("generator") in (None, torch.default_generator)
+            and not any(isinstance(a, torch.Generator) for a in args)  # given by position
             and _on_cpu(args, kwargs)
         ):
             kwargs["generator"] = g
@@ -160,6 +171,8 @@ def _wrap() -> None:
             setattr(where, name, fn)
     for name in _FUNCTIONS:
         _saved["torch." + name] = getattr(torch, name)
+        if name.endswith("_like") and not _takes_generator(getattr(torch, name)):
+            continue  # an older torch: left as it is (shared generator)
         setattr(torch, name, _sampler(getattr(torch, name)))
     for name in _METHODS:
         # inherited from torch._C.TensorBase: shadowed on torch.Tensor,
