@@ -426,6 +426,9 @@ def test_a_fresh_plaintext_layer_trains_without_train_and_eval_refuses_a_step(ct
                 q -= 0.1 * q.grad
     for p, q in zip(head.parameters(), ref.parameters()):
         assert (p - q).abs().max() <= 1e-12
+    # state_dict() detaches, as torch's (keep_vars=True gives the parameters)
+    assert not head.state_dict()["weight"].requires_grad
+    assert head.state_dict(keep_vars=True)["weight"] is head.weight
     head.eval()
     with pytest.raises(RuntimeError, match="not in training mode"):
         head.update_parameters(0.1)

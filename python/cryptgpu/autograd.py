@@ -288,7 +288,8 @@ def _lost_message(t, what: str) -> str:
         f"{what}: a plaintext torch tensor that requires grad (shape {list(t.shape)}) was "
         "used with a SharedTensor that requires grad; its gradient would be private, and "
         "a torch tensor's .grad cannot hold it. Encrypt it (cryptgpu.cryptensor(w, "
-        "requires_grad=True), or model.encrypt()) to train it, or detach it to keep it fixed"
+        "requires_grad=True), or model.encrypt()) to train it, or detach it to keep it fixed "
+        "(a plaintext model's weights: model.requires_grad_(False) or model.eval())"
     )
 
 

@@ -146,6 +146,11 @@ class ModuleHabits:
             device = "cuda" if ".cuda." in dst_type else "cpu"
             dtype = torch.empty(0).type(dst_type.replace(".cuda.", ".", 1)).dtype
             return self.to(device, dtype)
+        if isinstance(dst_type, type) and isinstance(getattr(dst_type, "dtype", None), torch.dtype):
+            # a tensor type: torch.DoubleTensor (it was ignored, silently)
+            return self.to("cuda" if dst_type.is_cuda else "cpu", dst_type.dtype)
+        if not isinstance(dst_type, torch.dtype):
+            raise TypeError(f"type(): expected a dtype or a tensor type, got {dst_type!r}")
         return self.to(dst_type)
 
     def share_memory(self):

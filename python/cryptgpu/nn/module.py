@@ -289,10 +289,16 @@ class Module(ModuleHabits):
         for name, m in self.named_children():
             yield from m._named_state(prefix + name + ".")
 
-    def state_dict(self) -> OrderedDict:
+    def state_dict(self, *, keep_vars: bool = False) -> OrderedDict:
         """Parameters and buffers by dotted name, as ``torch.nn.Module.state_dict``
-        (SharedTensors once encrypted). Save it with :func:`cryptgpu.save`."""
-        return OrderedDict((name, table[k]) for name, _, table, k in self._named_state())
+        (SharedTensors once encrypted; plaintext ones detached, as torch's,
+        unless ``keep_vars``). Save it with :func:`cryptgpu.save`."""
+        out = OrderedDict((name, table[k]) for name, _, table, k in self._named_state())
+        if not keep_vars:
+            for name, v in out.items():
+                if isinstance(v, torch.Tensor):
+                    out[name] = v.detach()
+        return out
 
     def load_state_dict(self, state: dict, strict: bool = True, assign: bool = False):
         """Load parameters and buffers from ``state`` (e.g. from :func:`cryptgpu.load`,
