@@ -222,7 +222,6 @@ def test_parties_the_launcher_stops_remove_their_socket_directories(tmp_path):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-
 @pytest.mark.parametrize(
     "env",
     [
