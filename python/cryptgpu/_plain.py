@@ -201,3 +201,15 @@ def check_positions(n: int, what: str) -> None:
             f"{what}: a result of {n} elements needs about {need} bytes of positions; "
             f"{avail} bytes are available"
         )
+
+
+def tensor_type(dst):
+    """``x.type(dst)`` / ``model.type(dst)``'s target as ``to``'s arguments:
+    (device, dtype) for a type name ("torch.cuda.DoubleTensor") or a tensor
+    type class (``torch.DoubleTensor``), else ``(dst,)``."""
+    if isinstance(dst, str):
+        device = "cuda" if ".cuda." in dst else "cpu"
+        return device, torch.empty(0).type(dst.replace(".cuda.", ".", 1)).dtype
+    if isinstance(dst, type) and isinstance(getattr(dst, "dtype", None), torch.dtype):
+        return ("cuda" if dst.is_cuda else "cpu"), dst.dtype
+    return (dst,)

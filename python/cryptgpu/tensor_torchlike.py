@@ -16,7 +16,15 @@ import torch
 
 from . import _session
 from ._native import ShapeError
-from ._plain import IndexRangeError, _float64, _index, _ints, _norm_dim, _varargs
+from ._plain import (
+    IndexRangeError,
+    _float64,
+    _index,
+    _ints,
+    _norm_dim,
+    _varargs,
+    tensor_type,
+)
 from .tensor_arith import _not_a_number
 from .tensor_base import SecretValueError, TensorBase
 from .tensor_reduce import axis_alias, check_dtype
@@ -258,14 +266,7 @@ class TorchLikeOps:
         if dtype is None:
             name = torch.empty(0, dtype=self.dtype).type()
             return name.replace("torch.", "torch.cuda.", 1) if self.is_cuda else name
-        if isinstance(dtype, str):
-            device = "cuda" if ".cuda." in dtype else "cpu"
-            dtype = torch.empty(0).type(dtype.replace(".cuda.", ".", 1)).dtype
-            return self.to(device, dtype)
-        if isinstance(dtype, type) and isinstance(getattr(dtype, "dtype", None), torch.dtype):
-            # a tensor type: torch.DoubleTensor, torch.cuda.FloatTensor
-            return self.to("cuda" if dtype.is_cuda else "cpu", dtype.dtype)
-        return self.to(dtype)
+        return self.to(*tensor_type(dtype))
 
     def get_device(self) -> int:
         """-1 in a CPU session, as torch's for a CPU tensor; in a CUDA session

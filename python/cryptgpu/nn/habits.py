@@ -14,6 +14,8 @@ from collections import OrderedDict
 import torch
 from torch.utils.hooks import RemovableHandle
 
+from .._plain import tensor_type
+
 
 def _table(module, name: str) -> OrderedDict:
     d = module.__dict__
@@ -142,16 +144,10 @@ class ModuleHabits:
         """``model.type(torch.float64)`` (or a type name such as
         "torch.DoubleTensor"), torch's: as ``to(dtype)``: shares as they
         are, plaintext parameters cast."""
-        if isinstance(dst_type, str):
-            device = "cuda" if ".cuda." in dst_type else "cpu"
-            dtype = torch.empty(0).type(dst_type.replace(".cuda.", ".", 1)).dtype
-            return self.to(device, dtype)
-        if isinstance(dst_type, type) and isinstance(getattr(dst_type, "dtype", None), torch.dtype):
-            # a tensor type: torch.DoubleTensor (it was ignored, silently)
-            return self.to("cuda" if dst_type.is_cuda else "cpu", dst_type.dtype)
-        if not isinstance(dst_type, torch.dtype):
+        target = tensor_type(dst_type)  # a tensor type class was ignored, silently
+        if not isinstance(target[-1], torch.dtype):
             raise TypeError(f"type(): expected a dtype or a tensor type, got {dst_type!r}")
-        return self.to(dst_type)
+        return self.to(*target)
 
     def share_memory(self):
         """torch's ``share_memory()``, for a model handed to other processes:
