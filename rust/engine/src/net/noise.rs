@@ -306,7 +306,6 @@ pub fn handshake_retrying(
             }
             break hs;
         };
-        drop(attempt);
         let mut st = hs
             .into_transport_mode()
             .map_err(|_| fail("incomplete handshake"))?;
