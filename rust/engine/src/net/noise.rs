@@ -275,10 +275,7 @@ pub fn handshake_retrying(
                 .write_message(&first, msg)
                 .map_err(|_| fail("first message"))?;
             send(&msg[..n])?;
-            if attempts.len() == CANDIDATES {
-                attempts.remove(0);
-            }
-            attempts.push((nonce, hs));
+            keep_last(attempts, (nonce, hs), CANDIDATES);
             Ok(())
         };
         attempt(&mut attempts, &mut msg)?;
@@ -353,18 +350,24 @@ pub fn handshake_retrying(
                 let mut out = nonce.to_vec();
                 out.extend_from_slice(&msg[..n]);
                 send(&out)?;
-                if candidates.len() == CANDIDATES {
-                    candidates.remove(0);
-                }
                 let st = hs
                     .into_transport_mode()
                     .map_err(|_| fail("incomplete handshake"))?;
-                candidates.push((nonce, st));
+                keep_last(&mut candidates, (nonce, st), CANDIDATES);
             }
             None if !patient => return Err(fail("bad first message")),
             None => {} // a stranger's, or garbage: wait for the real one
         }
     }
+}
+
+/// Push `item`, dropping the oldest entry once `v` holds `cap`: the open
+/// attempts or answered candidates a handshake keeps.
+pub(crate) fn keep_last<T>(v: &mut Vec<T>, item: T, cap: usize) {
+    if v.len() == cap {
+        v.remove(0);
+    }
+    v.push(item);
 }
 
 /// A random nonce naming one handshake attempt.

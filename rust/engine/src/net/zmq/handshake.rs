@@ -16,7 +16,7 @@ use super::{
     REFUSED,
 };
 use crate::error::{EngineError, Result};
-use crate::net::noise::{self, LinkKeys};
+use crate::net::noise::{self, keep_last, LinkKeys};
 use crate::net::Peer;
 use std::time::{Duration, Instant};
 
@@ -125,10 +125,7 @@ impl ZmqTransport {
                 }
                 (HELLO, Some(n)) if !initiator && !known => {
                     self.answer(None, peer, HELLO_BACK, &n, !nonces.is_empty());
-                    if nonces.len() == ATTEMPTS {
-                        nonces.remove(0);
-                    }
-                    nonces.push(n);
+                    keep_last(&mut nonces, n, ATTEMPTS);
                 }
                 (HELLO_DONE, Some(_)) if !initiator && known => return Ok(()),
                 // a repeated attempt, the answer to a dropped one
@@ -143,10 +140,7 @@ impl ZmqTransport {
         getrandom::getrandom(&mut n)
             .map_err(|e| EngineError::Internal(format!("no random number generator: {e}")))?;
         self.post_or_redial(None, peer, HELLO, &n, deadline)?;
-        if open.len() == ATTEMPTS {
-            open.remove(0);
-        }
-        open.push(n);
+        keep_last(open, n, ATTEMPTS);
         Ok(())
     }
 

@@ -226,32 +226,28 @@ impl ZmqTransport {
         } else {
             [(Peer::Prev, false), (Peer::Next, true)]
         };
-        if keys.is_none() {
-            for (peer, initiator) in order {
-                if let Err(e) = t.hello(peer, initiator) {
-                    t.failed = true;
-                    return Err(e);
+        for (peer, initiator) in order {
+            let r = match keys {
+                // insecure links: an exchange of nonces (handshake.rs)
+                None => t.hello(peer, initiator),
+                Some(k) => t
+                    .handshake(k, peer, initiator)
+                    .map(|st| t.noise[idx(peer)] = Some(st)),
+            };
+            if let Err(e) = r {
+                // Skip the BYE on drop. With keys, tell both neighbours at
+                // once rather than leave them to time out; the reason goes
+                // along: a neighbour that failed for another cause (its
+                // other link closed) is not reported as refusing this
+                // party's key.
+                t.failed = true;
+                if keys.is_some() {
+                    let why = e.to_string();
+                    let why = &why.as_bytes()[..why.len().min(REFUSAL_TEXT)];
+                    let _ = t.post(Peer::Next, REFUSED, why);
+                    let _ = t.post(Peer::Prev, REFUSED, why);
                 }
-            }
-        }
-        if let Some(k) = keys {
-            for (peer, initiator) in order {
-                match t.handshake(k, peer, initiator) {
-                    Ok(st) => t.noise[idx(peer)] = Some(st),
-                    Err(e) => {
-                        // Tell both neighbours at once rather than leave
-                        // them to time out, and skip the BYE on drop.
-                        // The reason goes along: a neighbour that failed
-                        // for another cause (its other link closed) is not
-                        // reported as refusing this party's key.
-                        t.failed = true;
-                        let why = e.to_string();
-                        let why = &why.as_bytes()[..why.len().min(REFUSAL_TEXT)];
-                        let _ = t.post(Peer::Next, REFUSED, why);
-                        let _ = t.post(Peer::Prev, REFUSED, why);
-                        return Err(e);
-                    }
-                }
+                return Err(e);
             }
         }
         Ok(t)
