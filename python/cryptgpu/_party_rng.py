@@ -10,7 +10,8 @@ process: seeding and drawing interleaved across the threads gave each party
 other values, and a public operand that differs between parties opens as
 garbage (a user probe saw accuracies of -6e11). Each party thread therefore
 gets a generator of its own, started from the caller's state (as a forked
-process starts), and while parties run
+process starts; it also starts in the caller's grad and inference mode,
+which torch keeps per thread), and while parties run
 
 - torch's sampling functions and methods (``torch.randn``,
   ``Tensor.uniform_``, ...; so also ``nn.init`` and a new ``nn.Linear``,
@@ -216,13 +217,24 @@ def wrapped():
                 _unwrap()
 
 
+def caller() -> tuple:
+    """What a party forked from the calling thread would inherit: torch's
+    generator state, grad mode and inference mode (both per thread in
+    torch)."""
+    return torch.get_rng_state(), torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+
+
 @contextlib.contextmanager
-def party(state: torch.Tensor):
-    """In a party thread: its own generator, started from ``state``."""
+def party(forked: tuple):
+    """In a party thread: its own generator, started from the caller's
+    state, in the caller's grad and inference mode (``forked``:
+    :func:`caller`)."""
+    state, grad, inference = forked
     g = torch.Generator()
     g.set_state(state)
     _local.generator = g
     try:
-        yield
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+            yield
     finally:
         _local.generator = None

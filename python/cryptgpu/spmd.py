@@ -16,8 +16,6 @@ from __future__ import annotations
 import threading
 import time
 
-import torch
-
 from . import _native, _party_rng, _session
 
 
@@ -52,17 +50,12 @@ def _parties(
     ctx = (device, truncation, overflow_bound, seed, timeout_s)
     results: list = [None, None, None]
     errors: list = [None, None, None]
-    # every party's torch generator starts where the caller's is, as a
-    # forked process's would (_party_rng)
-    state = torch.get_rng_state()
-    # per thread in torch; a forked party inherits them
-    grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+    forked = _party_rng.caller()  # what a forked party would inherit
 
     def party(r: int) -> None:
         try:
             _session.attach(sessions[r], *ctx)
-            modes = torch.inference_mode(inference), torch.set_grad_enabled(grad)
-            with _party_rng.party(state), modes[0], modes[1]:
+            with _party_rng.party(forked):
                 results[r] = call()
             # A party done before the others (a reveal on one rank only, one
             # more step): a neighbour still waiting for its message is told
