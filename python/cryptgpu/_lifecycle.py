@@ -236,11 +236,8 @@ def foreign_launcher() -> str | None:
     launcher) or torchrun (``RANK`` with ``WORLD_SIZE`` above 1). cryptgpu
     reads neither, so each such process would run all three parties alone,
     on its own placeholders for the others' inputs: wrong answers with exit
-    code 0. ``CRYPTGPU_LOCAL=1`` runs the local runtime anyway. None when
-    none of these is set."""
+    code 0. None when none of these is set."""
     env = os.environ
-    if env.get("CRYPTGPU_LOCAL", "").strip().lower() in ("1", "true", "yes", "on"):
-        return None
     try:
         world = int(env.get("WORLD_SIZE", ""))
     except ValueError:

@@ -206,7 +206,7 @@ def init(
         peers = env_peers(os.environ["CRYPTGPU_PEERS"])
     if (rank is None) != (peers is None):
         raise ValueError("a multi-process run needs both rank and peers (or both env variables)")
-    if rank is None and not _ctx.spmd_party:
+    if rank is None and not _ctx.spmd_party and not env_flag(os.environ.get("CRYPTGPU_LOCAL")):
         why = _lifecycle.foreign_launcher()
         if why is not None:
             raise ValueError(why)
