@@ -138,13 +138,17 @@ def _watch(procs, notes: int) -> int:
     when all end well."""
     seen: dict = {}  # rank -> when its end was seen
     alive: dict = {}  # rank -> when it was last seen running
-    while True:
-        now = time.monotonic()
+
+    def look() -> None:
         for r, p in enumerate(procs):
+            now = time.monotonic()
             if r not in seen and p.poll() is not None:
                 seen[r] = now
             elif r not in seen:
                 alive[r] = now
+
+    while True:
+        look()
         if len(seen) == len(procs) and all(p.returncode == 0 for p in procs):
             return 0
         if any(procs[r].returncode != 0 for r in seen):
@@ -153,12 +157,7 @@ def _watch(procs, notes: int) -> int:
     grace = time.monotonic() + GRACE_S
     while time.monotonic() < grace and len(seen) < len(procs):
         time.sleep(0.05)
-        for r, p in enumerate(procs):
-            now = time.monotonic()
-            if r not in seen and p.poll() is not None:
-                seen[r] = now
-            elif r not in seen:
-                alive[r] = now
+        look()
     began = _exits_began(notes)
 
     def ended(r):
