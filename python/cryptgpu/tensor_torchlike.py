@@ -264,7 +264,7 @@ class TorchLikeOps:
         type name such as "torch.DoubleTensor" too): a copy where it
         differs from ``x.dtype``."""
         if dtype is None:
-            name = torch.empty(0, dtype=self.dtype).type()
+            name = self._template().type()
             return name.replace("torch.", "torch.cuda.", 1) if self.is_cuda else name
         return self.to(*tensor_type(dtype))
 

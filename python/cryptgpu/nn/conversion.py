@@ -206,8 +206,8 @@ def _shared_cast(x: SharedTensor, name: str, args: tuple, kwargs: dict):
             )
             if not ok:
                 raise NotImplementedError(
-                    f".{name}({a!r}) on a private tensor: only float dtypes (a no-op on "
-                    "fixed-point shares) are supported"
+                    f".{name}({a!r}) on a private tensor: only float dtypes (fixed-point "
+                    "shares serve every one) are supported"
                 )
         return x.to(dtype, copy=bool(kwargs.get("copy", False)))
     raise NotImplementedError(
