@@ -76,6 +76,40 @@ def test_other_reads_of_private_ids_raise(session):
     assert usable()
 
 
+class FlatIds(tnn.Module):
+    """Ids flattened, or reshaped, before the embedding (GPT-2 views its
+    input_ids as [-1, T] first)."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.emb, self.fc, self.how = tnn.Embedding(V, E), tnn.Linear(E, 2), how
+
+    def forward(self, idx):
+        b, t = idx.shape
+        if self.how == "view":
+            return self.fc(self.emb(idx.view(-1)).view(b, t, E))
+        return self.fc(self.emb(torch.reshape(idx, (b, 2, -1))))
+
+
+@pytest.mark.parametrize("how", ["view", "reshape"])
+def test_ids_viewed_before_the_embedding(session, how):
+    """Private ids viewed or reshaped, then embedded: their one-hot rows
+    are viewed so, each row kept whole (until 2026-12-06 a ShapeError: the
+    rows [B, T, V] were flattened to B*T*V entries)."""
+    torch.manual_seed(0)
+    m = FlatIds(how).double()
+    ids = torch.randint(0, V, (3, 6))
+    pm = cryptgpu.nn.from_pytorch(m, ids).encrypt()
+    want = m(ids).detach()
+    got = pt(pm(onehot(ids)))
+    assert got.shape == want.shape
+    # the Linear's E products of entries |x| < 4 (randn table) with |w| < 1,
+    # plus each input's own error (ENC + ULP) times |w| < 1, summed over E
+    assert float(m.emb.weight.abs().max()) < 4
+    assert_close(got, want, prod_tol(E, 4.0, 1.0) + E * (ENC + ULP))
+    assert usable()
+
+
 def _qkv(seed=1):
     torch.manual_seed(seed)
     return torch.randn(2, 2, 4, 8, dtype=D)

@@ -16,21 +16,42 @@ from .embedding_bag import EmbeddingBag
 from .layers_extra import Embedding
 from .tracing import _METADATA
 
+_RESHAPES = {"view", "reshape"}
+
+
+def _reshapes(node: torch.fx.Node) -> list:
+    """The view/reshape nodes of ``node`` as their first argument."""
+    return [
+        u
+        for u in node.users
+        if u.args
+        and u.args[0] is node
+        and (u.target in _RESHAPES if u.op == "call_method" else u.target is torch.reshape)
+    ]
+
 
 def id_inputs(graph: torch.fx.Graph, modules: dict) -> frozenset:
-    """The placeholders that an embedding reads as its ids."""
+    """The placeholders that an embedding reads as its ids (directly or
+    through views of them: GPT-2's ``input_ids.view(-1, T)``), and those
+    views."""
     out = set()
     for node in graph.nodes:
         if node.op != "placeholder":
             continue
-        for user in node.users:
-            if not user.args or user.args[0] is not node:
-                continue
-            layer = user.op == "call_module" and isinstance(
-                modules.get(user.target), (Embedding, EmbeddingBag)
-            )
-            if layer or (user.op == "call_function" and user.target is F.embedding):
-                out.add(node.name)
+        chain, todo = [], [node]
+        while todo:
+            n = todo.pop()
+            chain.append(n)
+            todo += _reshapes(n)
+        for n in chain:
+            for user in n.users:
+                if not user.args or user.args[0] is not n:
+                    continue
+                layer = user.op == "call_module" and isinstance(
+                    modules.get(user.target), (Embedding, EmbeddingBag)
+                )
+                if layer or (user.op == "call_function" and user.target is F.embedding):
+                    out.update(c.name for c in chain)
     return frozenset(out)
 
 
@@ -61,6 +82,13 @@ def reading(node: torch.fx.Node, args: tuple, ids: frozenset) -> tuple:
     if node.target is getattr and len(node.args) > 1:
         name = node.args[1]
     first = hits == [0]
+    if first and node.name in ids and (name in _RESHAPES or node.target is torch.reshape):
+        # ids viewed: their one-hot rows viewed so, the rows kept whole
+        shape = args[1] if len(args) == 2 and isinstance(args[1], (tuple, list)) else args[1:]
+        rows = args[0].shape[-1]
+        if node.target is torch.reshape:
+            return (args[0], (*shape, rows))
+        return (args[0], *shape, rows)
     if (first and (name in _METADATA or name in _LIKE)) or (0 not in hits and name in _AS):
         args = list(args)
         for i in hits:
