@@ -215,21 +215,6 @@ def _shared_cast(x: SharedTensor, name: str, args: tuple, kwargs: dict):
     )
 
 
-def _minus_inf_masked(a):
-    """A public float tensor entering a private op: entries at or below
-    float16's lowest value (-inf, or the dtype minimum that transformers
-    uses as minus infinity in attention masks) have no fixed-point encoding
-    and become MASKED, the value of our own attention masks (after a
-    softmax's max shift, a clamped exp: 1e-7 of the row's largest weight)."""
-    if isinstance(a, torch.Tensor) and a.is_floating_point():
-        low = a <= torch.finfo(torch.float16).min
-        if bool(low.any()):
-            return a.masked_fill(low, masks.MASKED)
-    if isinstance(a, float) and a <= torch.finfo(torch.float16).min:
-        return masks.MASKED  # masked_fill(mask, float("-inf"))
-    return a
-
-
 def _call_method(obj, name: str, args: tuple, kwargs: dict):
     if isinstance(obj, SharedTensor):
         if name in _CASTS or not hasattr(obj, name):
@@ -457,7 +442,7 @@ class Graph(Module):
                         f"{name} on a private tensor at node {node.name!r} is not supported"
                     )
                 fn, kind = _FUNCTIONS[node.target]
-                args = tuple(_minus_inf_masked(a) for a in args)
+                args = tuple(masks.minus_inf_masked(a) for a in args)
                 with _track(kind, shared):
                     env[node.name] = fn(*args, **kwargs)
             elif node.op == "call_method":
@@ -472,7 +457,7 @@ class Graph(Module):
                     env[node.name] = getattr(args[0], node.target)(*args[1:], **kwargs)
                     continue
                 if isinstance(args[0], SharedTensor):
-                    args = tuple(_minus_inf_masked(a) for a in args)
+                    args = tuple(masks.minus_inf_masked(a) for a in args)
                 with _track(_METHODS[node.target], args[0]):
                     env[node.name] = _call_method(args[0], node.target, args[1:], kwargs)
             elif node.op == "output":

@@ -88,3 +88,18 @@ def _add_mask(acc, m):
     if m is None:
         return acc
     return m if acc is None else acc + m
+
+
+def minus_inf_masked(a):
+    """A public float tensor entering a private op: entries at or below
+    float16's lowest value (-inf, or the dtype minimum that transformers
+    uses as minus infinity in attention masks) have no fixed-point encoding
+    and become MASKED, the value of our own attention masks (after a
+    softmax's max shift, a clamped exp: 1e-7 of the row's largest weight)."""
+    if isinstance(a, torch.Tensor) and a.is_floating_point():
+        low = a <= torch.finfo(torch.float16).min
+        if bool(low.any()):
+            return a.masked_fill(low, MASKED)
+    if isinstance(a, float) and a <= torch.finfo(torch.float16).min:
+        return MASKED  # masked_fill(mask, float("-inf"))
+    return a
