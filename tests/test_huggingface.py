@@ -198,7 +198,7 @@ def test_bert_fine_tunes_its_head_and_last_layer_privately(local):
 def test_what_cannot_run_privately_is_refused_clearly(local):
     """RoBERTa derives position ids from the token ids (needs them in the
     clear): with shared one-hot ids that is a NotImplementedError naming
-    the op, and with public ids it runs. A GPT-2 decoder does not trace.
+    the op, and with public ids it runs. T5 (encoder-decoder) does not trace.
     HF's ViT (pixel_values, no input_ids) is refused before tracing, and
     input_ids without a sequence dim is a ValueError. The session is
     usable afterwards."""
@@ -221,12 +221,12 @@ def test_what_cannot_run_privately_is_refused_clearly(local):
         want = m(ids, attention_mask=mask).logits
     assert (pt(pm(ids, attention_mask=mask).logits) - want).abs().max() <= 1e-3
 
-    gpt = T.GPT2ForSequenceClassification(
-        T.GPT2Config(vocab_size=V, n_embd=32, n_layer=1, n_head=4, n_positions=16, pad_token_id=0)
+    t5 = T.T5ForConditionalGeneration(
+        T.T5Config(vocab_size=V, d_model=32, d_ff=64, num_layers=1, num_heads=4, d_kv=8)
     )
     tensor_fn = torch.tensor
     with pytest.raises(NotImplementedError, match="trace"):
-        cryptgpu.nn.from_pytorch(gpt)
+        cryptgpu.nn.from_pytorch(t5)  # an encoder-decoder: no decoder_input_ids
     # transformers' tracer leaves torch.tensor patched when it fails; put back
     assert torch.tensor is tensor_fn
     vit = T.ViTForImageClassification(

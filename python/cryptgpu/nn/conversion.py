@@ -170,6 +170,8 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
         return Dropout(m.p)
     if isinstance(m, t.Identity):
         return Identity()
+    if (norm := hf.rms_norm_of(m)) is not None:  # transformers' own (Llama's)
+        return layers_extra.RMSNorm(norm[0].numel(), norm[1], weight=_plain(norm[0]))
     if isinstance(m, t.Softmax):
         return Softmax(m.dim)
     if isinstance(m, t.LogSoftmax):
@@ -430,8 +432,10 @@ class Graph(Module):
                 args, kwargs = load(node.args), load(node.kwargs)
                 args = reading(node, args, self._id_inputs) if self._id_inputs else args
                 shared = _first_shared(args + tuple(kwargs.values()))
-                if shared is None:  # public values (or the conversion check)
-                    env[node.name] = node.target(*args, **kwargs)
+                # public values (or the conversion check), or a decoder's mask
+                # (of the shapes of private values, hf.public_of_shapes)
+                if shared is None or getattr(node.target, "public_of_shapes", False):
+                    env[node.name] = hf.public_of_shapes(node.target, args, kwargs)
                     continue
                 if tracing.is_namedtuple(node.target):  # an output record (GoogLeNet's)
                     env[node.name] = node.target(*tracing.mutable(tuple(args)), **kwargs)

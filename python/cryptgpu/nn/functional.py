@@ -483,6 +483,7 @@ METHODS = {
     "isinf": OTHER,
     "isfinite": OTHER,
     "type_as": OTHER,
+    "type": OTHER,  # x.type(dtype): a cast (GPT-2's eager attention)
     "pow": OTHER,
     "square": OTHER,
     "sqrt": OTHER,
@@ -559,7 +560,7 @@ METHODS = {
     "new_empty": OTHER,
     "new_tensor": OTHER,
     # public only (masks, indices): a private receiver is refused
-    **dict.fromkeys(("bincount", "unique", "argsort", "sort", "topk", "nonzero"), OTHER),
+    **dict.fromkeys(("bincount", "unique", "argsort", "sort", "topk", "nonzero", "argmax"), OTHER),
     "cumsum": OTHER,
     "triu": OTHER,
     "tril": OTHER,

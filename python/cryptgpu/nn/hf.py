@@ -13,11 +13,17 @@ and returns a :class:`ModelOutput` (``out.logits`` or ``out["logits"]``).
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import inspect
 import logging
+import random
 import sys
 
 import torch
+import torch.nn.functional as F
+
+from ..tensor import SharedTensor
 
 # the inputs we trace, in this order, where the model's forward has them
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -65,12 +71,16 @@ def trace(model: torch.nn.Module) -> tuple[torch.fx.GraphModule, dict]:
         ) from None
     params = inspect.signature(model.forward).parameters
     names = [n for n in _INPUTS if n in params]
+    cfg = getattr(model, "config", None)
+    if "token_type_ids" in names and not hasattr(cfg, "type_vocab_size"):
+        # GPT-2 adds wte(token_type_ids) when they are given: zeros are not
+        # its default (None, no term), so they are not an input here
+        names.remove("token_type_ids")
     if "input_ids" not in names:
         raise NotImplementedError(
             f"{type(model).__name__}: only text models (a forward taking input_ids) "
             "convert from transformers"
         )
-    cfg = getattr(model, "config", None)
     if cfg is not None and getattr(cfg, "use_cache", False):
         cfg.use_cache = False  # no key/value cache in a traced graph
     # transformers' tracer calls torch.fx.is_fx_tracing, which logs a
@@ -83,12 +93,190 @@ def trace(model: torch.nn.Module) -> tuple[torch.fx.GraphModule, dict]:
     # GPT-2 did): the next trace then records the wrappers. Whatever it
     # changed in torch's namespace is put back.
     saved = {ns: dict(vars(ns)) for ns in (torch, torch.Tensor)}
+    state = random.getstate()  # its dummy inputs' sizes are drawn from Python's
+    masks = _mask_makers(model)
+    saved.update({mod: dict(vars(mod)) for mod in masks})
     try:
-        gm = symbolic_trace(model, input_names=names)
+        for mod, found in masks.items():
+            for name, fn in found.items():
+                setattr(mod, name, _recorded(fn))
+        # decided before tracing: the check calls the module, which torch.fx
+        # would record
+        norms = frozenset(id(m) for m in model.modules() if rms_norm_of(m) is not None)
+        with _named_forward(model, names):
+            gm = symbolic_trace(model, input_names=names, tracer_cls=_tracer_class(norms))
     finally:
         log.setLevel(level)
         _restore(saved)
+        random.setstate(state)
     return gm, {n: _DEFAULTS[n] for n in names if n in _DEFAULTS}
+
+
+@contextlib.contextmanager
+def _named_forward(model: torch.nn.Module, names: list):
+    """While tracing, ``model`` as a subclass whose forward names its inputs
+    where the class's own takes ``*args, **kwargs`` (Llama's, wrapped by
+    transformers' decorators): torch.fx cannot make placeholders of those
+    (its "co_varnames is too small")."""
+    base = type(model)
+    code = getattr(base.forward, "__code__", None)
+    if code is None or not code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS):
+        yield
+        return
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None):
+        given = zip(_INPUTS, (input_ids, attention_mask, token_type_ids))
+        return base.forward(self, **{n: v for n, v in given if n in names})
+
+    named = {"forward": forward, "__module__": base.__module__}
+    model.__class__ = type(base.__name__, (base,), named)
+    try:
+        yield
+    finally:
+        model.__class__ = base
+
+
+def _tracer_class(leaves: frozenset):
+    """transformers' tracer, whose proxies of a known shape also unpack
+    (``(*k.shape[:-1], -1, d)`` in GPT-2's attention): each element is read
+    by index, as torch.fx records ``shape[i]``; and which keeps the modules
+    of ``leaves`` (ids: RMSNorms) as calls, not traced through."""
+    from transformers.utils.fx import HFProxy, HFTracer
+
+    class Proxy(HFProxy):
+        def __iter__(self):
+            meta = getattr(self, "_metadata", None)
+            if meta is None or not hasattr(meta, "__len__"):
+                return super().__iter__()
+            return iter([self[i] for i in range(len(meta))])
+
+    class Tracer(HFTracer):
+        def proxy(self, node):
+            return Proxy(node, self)
+
+        def is_leaf_module(self, m, name):
+            return id(m) in leaves or super().is_leaf_module(m, name)
+
+        def create_proxy(self, kind, target, args, kwargs, *rest, **named):
+            out = super().create_proxy(kind, target, args, kwargs, *rest, **named)
+            if kind == "call_module" and id(self.root.get_submodule(target)) in leaves:
+                # an RMSNorm's output is shaped as its input (transformers'
+                # tracer would run it on meta tensors with CPU weights)
+                meta = getattr(args[0], "_metadata", None)
+                if isinstance(meta, torch.Tensor):
+                    out.install_metadata(meta)
+            return out
+
+        def _generate_dummy_input(self, model, input_name, shape, input_names):
+            # its random sequence length (10 to 20) within the model's
+            # positions: GPT-2's causal buffer has only n_positions rows
+            most = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+            if isinstance(most, int) and len(shape) > 1 and shape[-1] > most > 1:
+                shape = [*shape[:-1], most]
+            return super()._generate_dummy_input(model, input_name, shape, input_names)
+
+    return Tracer
+
+
+# transformers' mask makers (masking_utils): a decoder's causal mask, made
+# from the public attention mask, positions and the shape of the embeddings
+_MASK_MAKERS = (
+    "create_causal_mask",
+    "create_sliding_window_causal_mask",
+    "create_chunked_causal_mask",
+)
+
+
+def _mask_makers(model: torch.nn.Module) -> dict:
+    """{modeling module: {name: mask maker}} for the modules of ``model``'s
+    classes that call one of transformers' mask makers by its name."""
+    mu = sys.modules.get("transformers.masking_utils")
+    makers = {id(f): f for f in (getattr(mu, n, None) for n in _MASK_MAKERS) if f}
+    out: dict = {}
+    for m in model.modules():
+        mod = sys.modules.get(type(m).__module__)
+        found = {n: f for n, f in vars(mod).items() if id(f) in makers} if mod else {}
+        if found:
+            out[mod] = found
+    return out
+
+
+def _recorded(maker):
+    """``maker`` as the traced forward calls it: one graph node of its traced
+    arguments (the others, the config among them, kept in the node's
+    function), which computes the mask in plaintext (:func:`public_of_shapes`).
+    The mask is always the eager form (a float mask, 0 or the dtype's
+    minimum, never None): sdpa's form depends on the values (None where no
+    position is padded), which one graph cannot follow."""
+    from torch.fx.proxy import Proxy
+
+    names = list(inspect.signature(maker).parameters)
+
+    def call(*args, **kwargs):
+        bound = {**dict(zip(names, args)), **kwargs}
+        traced = {n: v for n, v in bound.items() if isinstance(v, Proxy)}
+        if not traced:
+            return maker(**bound)
+        fixed = {n: v for n, v in bound.items() if n not in traced}
+        if fixed.get("config") is not None:
+            fixed["config"] = copy.copy(fixed["config"])
+            fixed["config"]._attn_implementation = "eager"
+        order = tuple(traced)
+
+        def mask(*values):
+            return maker(**fixed, **dict(zip(order, values)))
+
+        mask.__name__ = maker.__name__
+        mask.public_of_shapes = True
+        tracer = next(iter(traced.values())).tracer
+        out = tracer.create_proxy("call_function", mask, tuple(traced.values()), {})
+        # its shape for the tracer (attention code reads mask.ndim): the mask
+        # of stand-ins of the traced arguments' shapes
+        metas = [getattr(v, "_metadata", None) for v in traced.values()]
+        if all(isinstance(t, torch.Tensor) for t in metas):
+            out.install_metadata(mask(*[_stand_in(t) for t in metas]).to("meta"))
+        return out
+
+    return call
+
+
+def _stand_in(meta: torch.Tensor) -> torch.Tensor:
+    """A plaintext tensor of ``meta``'s shape and dtype: ones for integer
+    ones (an attention mask keeping every position), zeros otherwise."""
+    if meta.is_floating_point():
+        return torch.zeros(meta.shape, dtype=meta.dtype)
+    return torch.ones(meta.shape, dtype=meta.dtype)
+
+
+def public_of_shapes(fn, args: tuple, kwargs: dict):
+    """``fn`` on public values: a private argument (the embeddings, whose
+    shape a traced mask maker reads) stands as zeros of its shape."""
+
+    def plain(v):
+        return torch.zeros(tuple(v.shape)) if isinstance(v, SharedTensor) else v
+
+    return fn(*[plain(a) for a in args], **{k: plain(v) for k, v in kwargs.items()})
+
+
+def rms_norm_of(m: torch.nn.Module) -> tuple | None:
+    """(weight, eps) where ``m`` is a transformers RMSNorm that computes
+    torch's ``F.rms_norm`` (Llama's, Mistral's, Qwen2's: checked on a
+    sample, so Gemma's ``1 + weight`` is not taken), else None. Converted
+    as our RMSNorm, whose statistics keep more bits than its traced
+    operations would (x^2 of a hidden state of 0.05 keeps 2^-16 / 2.5e-3:
+    a logit 2% off in a 2-layer Llama)."""
+    w, eps = getattr(m, "weight", None), getattr(m, "variance_epsilon", None)
+    if not type(m).__name__.endswith("RMSNorm") or not isinstance(eps, float):
+        return None
+    if not isinstance(w, torch.nn.Parameter) or w.dim() != 1 or len(list(m.children())):
+        return None
+    with torch.no_grad():
+        x = torch.linspace(-2, 3, 4 * w.numel(), dtype=w.dtype).reshape(4, -1)
+        try:
+            same = torch.allclose(m(x), F.rms_norm(x, (w.numel(),), w, eps), 1e-4, 1e-5)
+        except Exception:  # noqa: BLE001 (any failure: not an RMSNorm we know)
+            return None
+    return (w, eps) if same else None
 
 
 def _restore(saved: dict) -> None:

@@ -596,6 +596,8 @@ def maybe_private(gm: torch.fx.GraphModule) -> set:
                 name = node.args[1]
             if name in _METADATA or node.target is len:
                 continue
+            if getattr(node.target, "public_of_shapes", False):  # hf's masks
+                continue
             inputs = node.all_input_nodes
             if node.op == "call_module" or any(i in private for i in inputs):
                 private.add(node)
