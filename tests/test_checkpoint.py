@@ -3,6 +3,7 @@ its own shares; resuming takes the same next step bit for bit; files that do
 not belong together, or of an unknown format version, are refused and the
 session stays usable."""
 
+import collections
 import io
 
 import numpy as np
@@ -319,3 +320,59 @@ def test_what_could_not_be_saved_or_read_back(tmp_path):
     with pytest.raises(EOFError, match="empty"):
         cryptgpu.load(tmp_path / "z")
     assert usable()
+
+
+def test_a_schedulers_state_and_dict_subclasses_come_back_as_torch_keeps_them(tmp_path):
+    """A MultiStepLR's state_dict() keeps its milestones in a Counter: it
+    came back as a Counter of (milestone, count) pairs, so the resumed
+    schedule never decayed, and a defaultdict failed to load (TypeError).
+    Each comes back as torch.save and torch.load keep it (an OrderedDict
+    with its _metadata too); a defaultdict with its default_factory."""
+    cryptgpu.init(seed=6)
+    w = cryptgpu.cryptensor(torch.tensor([0.5, -1.0]), requires_grad=True)
+    opt = cryptgpu.optim.SGD([w], lr=1.0)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[2, 5], gamma=0.1)
+    for _ in range(3):
+        opt.step()
+        sched.step()
+    bn = torch.nn.BatchNorm1d(2).state_dict()  # an OrderedDict with _metadata
+    seen = collections.defaultdict(list, {"a": [1, 2]})
+    ck = {"w": w, "opt": opt.state_dict(), "sched": sched.state_dict(), "bn": bn, "seen": seen}
+    cryptgpu.save(ck, tmp_path / "ck")
+    back = cryptgpu.load(tmp_path / "ck")
+
+    buf = io.BytesIO()
+    torch.save(sched.state_dict(), buf)
+    buf.seek(0)
+    assert back["sched"] == torch.load(buf, weights_only=True)
+    assert back["sched"]["milestones"] == collections.Counter({2: 1, 5: 1})
+    assert type(back["bn"]) is collections.OrderedDict and back["bn"]._metadata == bn._metadata
+    assert type(back["seen"]) is collections.defaultdict
+    assert back["seen"].default_factory is list and back["seen"] == seen
+    # w has no gradient, so the steps left it as encoded (0.5 and -1.0 are exact)
+    assert torch.equal(
+        back["w"].get_plain_text(dtype=torch.float64),
+        torch.tensor([0.5, -1.0], dtype=torch.float64),
+    )
+
+    # the resumed schedule decays at milestone 5, as the uninterrupted one
+    opt2 = cryptgpu.optim.SGD([back["w"]], lr=1.0)
+    sched2 = torch.optim.lr_scheduler.MultiStepLR(opt2, milestones=[2, 5], gamma=0.1)
+    opt2.load_state_dict(back["opt"])
+    sched2.load_state_dict(back["sched"])
+
+    def lrs(o, s):
+        out = []
+        for _ in range(4):
+            o.step()
+            s.step()
+            out.append(o.param_groups[0]["lr"])
+        return out
+
+    assert lrs(opt2, sched2) == lrs(opt, sched)
+
+    # a default_factory that a checkpoint cannot name is refused at save
+    with pytest.raises(TypeError, match="default_factory"):
+        cryptgpu.save({"w": w, "d": collections.defaultdict(lambda: 0)}, tmp_path / "bad")
+    assert usable()
+    cryptgpu.uninit()

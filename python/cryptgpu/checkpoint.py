@@ -26,6 +26,7 @@ matches only to within the fixed-point rounding).
 
 from __future__ import annotations
 
+import collections
 import os
 import pickle
 
@@ -70,7 +71,7 @@ def _encode(obj, session, rank: int):
         bad = [k for k in obj if not isinstance(k, (str, int))]
         if bad:
             raise TypeError(f"checkpoint dict keys must be str or int, got {bad[0]!r}")
-        return type(obj)((k, _encode(v, session, rank)) for k, v in obj.items())
+        return _dict_like(obj, {k: _encode(v, session, rank) for k, v in obj.items()})
     if isinstance(obj, tuple):
         return {_TAG: "tuple", "items": [_encode(v, session, rank) for v in obj]}
     if isinstance(obj, list):
@@ -94,6 +95,49 @@ def _encode(obj, session, rank: int):
         "SharedTensors, torch tensors, numbers, strings, None, and dicts, lists and "
         "tuples of them (state_dict() of models and optimisers)"
     )
+
+
+# a defaultdict's default_factory, by name (a checkpoint holds no code)
+_FACTORIES = {
+    f.__name__ if f else "None": f
+    for f in (None, list, dict, set, tuple, int, float, str, bool, collections.Counter)
+}
+
+
+def _dict_like(obj: dict, items: dict):
+    """``items`` (``obj``'s, encoded) in a dict of ``obj``'s kind, as
+    torch.save and torch.load(weights_only=True) keep it: a Counter, an
+    OrderedDict (with its attributes: a torch state_dict's ``_metadata``);
+    a defaultdict as a tagged entry naming its default_factory (torch.load
+    refuses one). Rebuilding with ``type(obj)(pairs)`` counted the pairs of
+    a Counter (a MultiStepLR's milestones) and broke a defaultdict."""
+    if isinstance(obj, collections.defaultdict):
+        factory = obj.default_factory
+        name = getattr(factory, "__name__", None) if factory is not None else "None"
+        if _FACTORIES.get(name, ...) is not factory:
+            raise TypeError(
+                f"cannot save a defaultdict whose default_factory is {factory!r}: a checkpoint "
+                f"names it, and only {sorted(_FACTORIES)} can be named; save dict(d) instead"
+            )
+        return {_TAG: "defaultdict", "factory": name, "items": items}
+    if type(obj) not in (dict, collections.OrderedDict, collections.Counter):
+        raise TypeError(
+            f"cannot save a {type(obj).__name__} (a dict subclass that "
+            "torch.load(weights_only=True) cannot read back): save dict(d) instead"
+        )
+    return _rebuilt(obj, items)
+
+
+def _rebuilt(like: dict, items: dict) -> dict:
+    """``items`` in a dict of the type of ``like`` (dict, OrderedDict or
+    Counter: update() on an empty Counter copies the counts)."""
+    if type(like) is dict:
+        return items
+    out = type(like)()
+    out.update(items)
+    if type(like) is collections.OrderedDict:
+        out.__dict__.update(like.__dict__)
+    return out
 
 
 def _holds_shared(obj) -> bool:
@@ -229,6 +273,13 @@ def _decode(trees: list, session, where: str = "checkpoint"):
             comps.append((t["a"].numpy().tobytes(), t["b"].numpy().tobytes()))
         x = SharedTensor(session.tensor_from_shares(shape, comps), session)
         return x.requires_grad_() if t0.get("requires_grad") else x
+    if isinstance(t0, dict) and t0.get(_TAG) == "defaultdict":
+        if t0.get("factory") not in _FACTORIES or any(
+            t.get("factory") != t0["factory"] for t in trees
+        ):
+            raise ValueError(f"malformed cryptgpu checkpoint: a defaultdict at {where}")
+        items = _decode([t["items"] for t in trees], session, where)
+        return collections.defaultdict(_FACTORIES[t0["factory"]], items)
     if isinstance(t0, dict) and t0.get(_TAG) not in (None, "shared", "tuple"):
         raise ValueError(f"malformed cryptgpu checkpoint: unknown entry {t0[_TAG]!r} at {where}")
     if isinstance(t0, dict) and t0.get(_TAG) == "tuple":
@@ -239,7 +290,8 @@ def _decode(trees: list, session, where: str = "checkpoint"):
     if isinstance(t0, dict):
         if any(not isinstance(t, dict) or list(t) != list(t0) for t in trees):
             raise ValueError(f"the parties' files disagree at {where}")
-        return type(t0)((k, _decode([t[k] for t in trees], session, f"{where}[{k!r}]")) for k in t0)
+        items = {k: _decode([t[k] for t in trees], session, f"{where}[{k!r}]") for k in t0}
+        return _rebuilt(t0, items)
     if isinstance(t0, list):
         if any(not isinstance(t, list) or len(t) != len(t0) for t in trees):
             raise ValueError(f"the parties' files disagree at {where}")
