@@ -376,3 +376,21 @@ def test_a_schedulers_state_and_dict_subclasses_come_back_as_torch_keeps_them(tm
         cryptgpu.save({"w": w, "d": collections.defaultdict(lambda: 0)}, tmp_path / "bad")
     assert usable()
     cryptgpu.uninit()
+
+
+def test_saving_an_optimiser_or_its_scheduler_says_to_save_state_dicts(tmp_path):
+    """cryptgpu.save(opt) failed in pickling with advice to "save it with
+    cryptgpu.save(obj, path)", the very call made. The optimiser, or a
+    scheduler over it, alone or in a dict, is refused with advice to save
+    the state dicts; nothing is written."""
+    cryptgpu.init(seed=7)
+    model, opt = build()
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1)
+    for obj in (opt, sched, {"model": model.state_dict(), "sched": sched}):
+        with pytest.raises(TypeError, match=r"opt\.state_dict\(\)") as e:
+            cryptgpu.save(obj, tmp_path / "o")
+        assert "model.state_dict()" in str(e.value)
+        assert "cryptgpu.save(obj, path)" not in str(e.value)
+    assert not list(tmp_path.iterdir())
+    assert usable()
+    cryptgpu.uninit()

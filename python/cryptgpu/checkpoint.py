@@ -90,6 +90,15 @@ def _encode(obj, session, rank: int):
             "save the module's state: cryptgpu.save(model.state_dict(), f), then "
             "model.load_state_dict(cryptgpu.load(f)) on a model of the same architecture"
         )
+    what = _stateful(obj)
+    if what:
+        raise TypeError(
+            f"save the {what}'s state, not the {what}: cryptgpu.save({{'model': "
+            "model.state_dict(), 'optim': opt.state_dict(), 'sched': sched.state_dict()}, f); "
+            "then ck = cryptgpu.load(f) and model.load_state_dict(ck['model']), "
+            "opt.load_state_dict(ck['optim']), sched.load_state_dict(ck['sched']) on a new "
+            "model, optimiser and scheduler built alike"
+        )
     raise TypeError(
         f"cannot save an object of type {type(obj).__name__}: a checkpoint holds "
         "SharedTensors, torch tensors, numbers, strings, None, and dicts, lists and "
@@ -140,12 +149,25 @@ def _rebuilt(like: dict, items: dict) -> dict:
     return out
 
 
+def _stateful(obj) -> str | None:
+    """ "optimiser" for a cryptgpu optimiser, "scheduler" for a torch LR
+    scheduler over one: their shares are saved through state_dict() (saving
+    the object itself failed in pickling, with advice to call the very
+    ``cryptgpu.save(obj, path)`` that was called)."""
+    from .optim import _Optimizer
+
+    if isinstance(obj, _Optimizer):
+        return "optimiser"
+    return "scheduler" if isinstance(getattr(obj, "optimizer", None), _Optimizer) else None
+
+
 def _holds_shared(obj) -> bool:
     """Whether ``obj`` is or holds (in dicts, lists, tuples) a SharedTensor;
-    a cryptgpu module counts (:func:`_encode` refuses it with advice)."""
+    a cryptgpu module, optimiser or a scheduler of one counts
+    (:func:`_encode` refuses it with advice)."""
     from .nn.module import Module
 
-    return any(isinstance(x, (SharedTensor, Module)) for x in _walk(obj))
+    return any(isinstance(x, (SharedTensor, Module)) or _stateful(x) for x in _walk(obj))
 
 
 def save(obj, f, src: int | None = None, **kwargs) -> list[str]:
