@@ -499,3 +499,64 @@ def test_averaged_model_refuses_a_private_model_and_the_lerp_ema_works(session):
         got = e.get_plain_text(dtype=torch.float64)
         assert (got - (p.detach() - 0.9)).abs().max() <= 3 * 2.0**-16
     assert usable()
+
+
+# One first step of each optimiser against torch's. The private step is
+# within 1e-3 of the step's size for gradients of magnitude 0.25 to 2
+# (tests/test_adam.py, tests/test_rmsprop_adagrad.py: the ratio's relative
+# error and the floor on the second moment, with the encodings of g and
+# p), and a first step is at most 10 lr (RMSprop's, lr / sqrt(1 - alpha);
+# Adam's, AdamW's and Adagrad's are lr; SGD's, lr |g| <= 2 lr, is within
+# the encodings and one truncation, 3e-5): tolerance 1e-3 * 10 lr.
+OPTIMISERS = [
+    ("SGD", {"lr": 0.1, "momentum": 0.9}),
+    ("Adam", {"lr": 1e-2}),
+    ("AdamW", {"lr": 1e-2}),
+    ("RMSprop", {"lr": 1e-2}),
+    ("Adagrad", {"lr": 1e-2}),
+]
+
+
+def _grads(gen, *shape):
+    """Gradients of magnitude 0.25 .. 2, either sign."""
+    g = torch.empty(*shape, dtype=torch.float64).uniform_(0.25, 2, generator=gen)
+    return torch.where(torch.rand(*shape, generator=gen) < 0.5, -g, g)
+
+
+def _first_step_matches_torch(ours, name, kw, torch_groups, grads):
+    """One step of the private optimiser ``ours`` and of torch.optim.<name>
+    on the same groups (plaintext copies), from the same gradients: the
+    parameters agree within the tolerance above."""
+    ref = getattr(torch.optim, name)(torch_groups, **kw)
+    ps, ts = ours.params, [t for g in torch_groups for t in g["params"]]
+    for p, t, g in zip(ps, ts, grads):
+        p.grad, t.grad = cryptgpu.cryptensor(g), g.clone()
+    ours.step()
+    ref.step()
+    for p, t in zip(ps, ts):
+        assert_close(pt(p), t.detach(), 1e-3 * 10 * kw["lr"])
+
+
+@pytest.mark.parametrize("name,kw", OPTIMISERS)
+def test_saved_optimiser_state_of_another_shape_is_refused_at_load(session, name, kw):
+    """Adam's, AdamW's, RMSprop's and Adagrad's moments saved for a
+    parameter of shape (4, 3) loaded into an optimiser over one of shape
+    (2, 3) in silence, and the next step broadcast them and made the
+    parameter (4, 3) (torch raises at that step). Refused at load now, as
+    SGD's momentum buffers were: a ValueError naming both shapes; the
+    optimiser is left as built (its first step is torch's)."""
+    gen = torch.Generator().manual_seed(7)
+    big = shared(torch.randn(4, 3, dtype=torch.float64, generator=gen).tolist())
+    trained = getattr(cryptgpu.optim, name)([big], **kw)
+    big.grad = cryptgpu.cryptensor(_grads(gen, 4, 3))
+    trained.step()
+    saved = trained.state_dict()
+
+    w0 = torch.randn(2, 3, dtype=torch.float64, generator=gen)
+    w = shared(w0.tolist())
+    opt = getattr(cryptgpu.optim, name)([w], **kw)
+    with pytest.raises(ValueError, match=r"\(4, 3\) does not fit a parameter of shape \(2, 3\)"):
+        opt.load_state_dict(saved)
+    assert usable()
+    t = w0.clone().requires_grad_()
+    _first_step_matches_torch(opt, name, kw, [{"params": [t]}], [_grads(gen, 2, 3)])

@@ -10,7 +10,7 @@ import torch
 
 from . import _session, functions
 from . import autograd as ag
-from .optim_checks import saved_state
+from .optim_checks import check_shapes, saved_state
 from .tensor import SharedTensor
 
 
@@ -259,12 +259,7 @@ class SGD(_Optimizer):
                 f"the saved optimiser state has {len(bufs)} momentum buffers for "
                 f"{len(params)} parameters"
             )
-        for p, b in zip(params, bufs):
-            if b is not None and tuple(b.shape) != tuple(p.shape):
-                raise ValueError(
-                    f"a saved momentum buffer of shape {tuple(b.shape)} does not fit a "
-                    f"parameter of shape {tuple(p.shape)}"
-                )
+        check_shapes(params, "momentum buffer", bufs)
         self._load_settings(state)
         self._buf = {id(p): b for p, b in zip(params, bufs) if b is not None}
 
@@ -448,6 +443,8 @@ class Adam(_Optimizer):
             raise ValueError(
                 f"the saved optimiser state has {len(ms)} moments for {len(params)} parameters"
             )
+        for what, saved in (("exp_avg", ms), ("exp_avg_sq", ws), ("max_exp_avg_sq", mx)):
+            check_shapes(params, what, saved)
         self._load_settings(state)
         self.t = state["step"]
         # per-parameter counts (older checkpoints: the optimiser's count for
@@ -540,6 +537,8 @@ class _Moments(_Optimizer):
                     f"the saved optimiser state has {len(state[slot])} {slot} entries for "
                     f"{len(params)} parameters"
                 )
+        for slot in self._SLOTS:
+            check_shapes(params, slot, state[slot])
         self._load_settings(state)
         self._steps = {id(p): int(k) for p, k in zip(params, state["steps"]) if k}
         units = state.get("units") or [None] * len(params)

@@ -29,6 +29,20 @@ def saved_state(opt, state, *keys) -> list:
     )
 
 
+def check_shapes(params, what: str, saved) -> None:
+    """Refuse saved per-parameter state (``saved``: by parameter index, None
+    where a parameter has none) of another shape than its parameter's, as
+    SGD's momentum buffers were: Adam's, RMSprop's and Adagrad's moments
+    of another model loaded in silence, and the next step broadcast them
+    and changed the parameters' shapes (torch raises at that step)."""
+    for p, v in zip(params, saved):
+        if v is not None and tuple(v.shape) != tuple(p.shape):
+            raise ValueError(
+                f"a saved {what} of shape {tuple(v.shape)} does not fit a parameter of "
+                f"shape {tuple(p.shape)}"
+            )
+
+
 def _refuse_replaced_parameters(opt, args, kwargs) -> None:
     """A global step pre-hook on every torch optimiser: one built on a
     model's plaintext parameters before ``encrypt()`` holds tensors the
