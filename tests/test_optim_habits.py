@@ -560,3 +560,35 @@ def test_saved_optimiser_state_of_another_shape_is_refused_at_load(session, name
     assert usable()
     t = w0.clone().requires_grad_()
     _first_step_matches_torch(opt, name, kw, [{"params": [t]}], [_grads(gen, 2, 3)])
+
+
+@pytest.mark.parametrize("name,kw", OPTIMISERS)
+def test_saved_parameter_groups_of_other_sizes_are_refused_at_load(session, name, kw):
+    """A state saved with groups [a, b] (lr 0.1) and [c, d] (lr 0.01)
+    loaded into an optimiser grouped [a] and [b, c, d] in silence, so b
+    took the other group's learning rate; torch raises ValueError ("...
+    doesn't match the size of optimizer's group"), and so does cryptgpu
+    now, leaving the optimiser as built. Groups of the saved sizes load,
+    with the saved learning rates."""
+    gen = torch.Generator().manual_seed(8)
+    w0 = [torch.randn(3, dtype=torch.float64, generator=gen) for _ in range(4)]
+    a, b, c, d = (shared(w.tolist()) for w in w0)
+    opt = getattr(cryptgpu.optim, name)(
+        [{"params": [a, b], "lr": 0.1}, {"params": [c, d], "lr": 0.01}], **kw
+    )
+    saved = opt.state_dict()
+
+    regrouped = getattr(cryptgpu.optim, name)([{"params": [a]}, {"params": [b, c, d]}], **kw)
+    with pytest.raises(ValueError, match="doesn't match the size of optimizer's group"):
+        regrouped.load_state_dict(saved)
+    assert usable()
+    assert [g["lr"] for g in regrouped.param_groups] == [kw["lr"], kw["lr"]]
+    ts = [w.clone().requires_grad_() for w in w0]
+    grads = [_grads(gen, 3) for _ in range(4)]
+    _first_step_matches_torch(regrouped, name, kw, [{"params": ts[:1]}, {"params": ts[1:]}], grads)
+
+    same = getattr(cryptgpu.optim, name)([{"params": [a, b]}, {"params": [c, d]}], **kw)
+    same.load_state_dict(saved)
+    assert [g["lr"] for g in same.param_groups] == [0.1, 0.01]
+    assert [len(g["params"]) for g in same.param_groups] == [2, 2]
+    assert all(p is q for p, q in zip(same.params, (a, b, c, d)))  # not the saved indices

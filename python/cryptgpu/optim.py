@@ -10,7 +10,7 @@ import torch
 
 from . import _session, functions
 from . import autograd as ag
-from .optim_checks import check_shapes, saved_state
+from .optim_checks import check_group_sizes, check_shapes, saved_state
 from .tensor import SharedTensor
 
 
@@ -120,24 +120,25 @@ class _Optimizer(torch.optim.Optimizer):
         return loss
 
     def _settings(self) -> dict:
-        """Each group's hyperparameters (``param_groups``, without the
-        parameters) and, at the top level, the first group's under the
-        names of one-group files of earlier versions (``_LEGACY``): what
+        """Each group's hyperparameters (``param_groups``, its parameters
+        by index, as torch's) and, at the top level, the first group's under
+        the names of one-group files of earlier versions (``_LEGACY``): what
         state_dict saves besides the per-parameter state."""
-        groups = [{k: v for k, v in g.items() if k != "params"} for g in self.param_groups]
+        groups, n = [], 0
+        for g in self.param_groups:
+            groups.append({k: v for k, v in g.items() if k != "params"})
+            groups[-1]["params"], n = list(range(n, n + len(g["params"]))), n + len(g["params"])
         return {**{k: groups[0][k] for k in self._LEGACY}, "param_groups": groups}
 
     def _load_settings(self, state: dict) -> None:
         groups = state.get("param_groups")
         if groups is None:  # a file of an earlier version: one group
             groups = [{k: state[k] for k in self._LEGACY}]
-        if len(groups) != len(self.param_groups):
-            raise ValueError(
-                f"the saved optimiser state has {len(groups)} parameter groups, this "
-                f"optimiser {len(self.param_groups)}"
-            )
+        check_group_sizes(self.param_groups, groups)
         for g, saved in zip(self.param_groups, groups):
-            g.update({k: (tuple(v) if k == "betas" else v) for k, v in saved.items()})
+            g.update(
+                {k: (tuple(v) if k == "betas" else v) for k, v in saved.items() if k != "params"}
+            )
 
 
 def check_precision(name: str) -> None:

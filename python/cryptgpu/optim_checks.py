@@ -43,6 +43,24 @@ def check_shapes(params, what: str, saved) -> None:
             )
 
 
+def check_group_sizes(param_groups, saved_groups) -> None:
+    """Refuse saved parameter groups other in number or size than the optimiser's
+    (torch's ValueError): the hyperparameters went to other parameters than
+    they were saved for. Files of earlier versions do not say the sizes."""
+    if len(saved_groups) != len(param_groups):
+        raise ValueError(
+            f"the saved optimiser state has {len(saved_groups)} parameter groups, this "
+            f"optimiser {len(param_groups)}"
+        )
+    for g, saved in zip(param_groups, saved_groups):
+        if "params" in saved and len(saved["params"]) != len(g["params"]):
+            raise ValueError(
+                "loaded state dict contains a parameter group that doesn't match the size "
+                f"of optimizer's group ({len(saved['params'])} parameters saved, "
+                f"{len(g['params'])} in this optimiser's group)"
+            )
+
+
 def _refuse_replaced_parameters(opt, args, kwargs) -> None:
     """A global step pre-hook on every torch optimiser: one built on a
     model's plaintext parameters before ``encrypt()`` holds tensors the
