@@ -415,3 +415,79 @@ def test_each_party_draws_from_its_own_copy_of_torchs_generator():
     # no seed in the parties: each starts from the caller's state, as after a fork
     assert torch.equal(drawn[0], torch.randn(3))
     assert all(torch.equal(d, drawn[0]) for d in drawn)
+
+
+def test_a_generator_made_before_the_run_gives_every_party_the_same_draws():
+    """torch's reproducibility recipe, DataLoader(ds, shuffle=True,
+    generator=g) with g seeded before the run: the party threads shared the
+    one generator object and each drew another batch order, so party 0's
+    features and party 1's labels came from different rows (silently; each
+    forked party of CrypTen has its own copy of g). Each party now draws
+    from its own copy, started from g's state at the run's start: every
+    party's order is torch's, and g is left as forked parties leave it."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    rows = torch.arange(24, dtype=torch.float64)
+    ds = TensorDataset(rows.unsqueeze(1) * torch.ones(1, 3, dtype=torch.float64), rows)
+    g = torch.Generator()
+    g.manual_seed(0)
+    loader = DataLoader(ds, batch_size=6, shuffle=True, generator=g)
+    noise = torch.Generator().manual_seed(1)
+    before = g.get_state(), noise.get_state()
+
+    @cryptgpu.mpc.run_multiprocess(world_size=3)
+    def job():
+        labels, gaps = [], []
+        for x, y in loader:
+            xs = cryptgpu.cryptensor(x, src=0)  # party 0 holds the features
+            ys = cryptgpu.cryptensor(y.unsqueeze(1), src=1)  # party 1 the labels
+            gaps.append((xs - ys).get_plain_text(dtype=torch.float64))  # 0 on one row
+            labels.append(y)
+        return torch.cat(labels), torch.cat(gaps), torch.randn(4, generator=noise)
+
+    plain = DataLoader(ds, batch_size=6, shuffle=True, generator=torch.Generator().manual_seed(0))
+    want = torch.cat([y for _, y in plain])
+    want_noise = torch.randn(4, generator=torch.Generator().manual_seed(1))
+    for labels, gaps, drawn in job():
+        assert torch.equal(labels, want)
+        # integers below 2^15 are encoded exactly and subtract exactly
+        assert torch.equal(gaps, torch.zeros(24, 3, dtype=torch.float64))
+        assert torch.equal(drawn, want_noise)
+    assert torch.equal(g.get_state(), before[0]) and torch.equal(noise.get_state(), before[1])
+    assert torch.Generator is torch._C.Generator  # torch's own again
+
+
+def test_seeding_a_generator_made_before_the_run_inside_the_parties_is_refused():
+    """A party's copy cannot follow g.manual_seed on the shared object
+    (torch's Generator methods cannot be wrapped): a generator made before
+    the run and seeded inside the party function after the parties drew
+    from it (once per epoch) gave each party another order, silently. That
+    raises RuntimeError now, and the next runs work: seeding it once before
+    the first draw (as each forked party would) gives torch's draws, and a
+    generator made inside the party function is the party's own, seeded
+    at will."""
+    g = torch.Generator()
+
+    def epochs(gen):
+        out = []
+        for epoch in range(2):
+            gen.manual_seed(epoch)
+            out.append(torch.randperm(10, generator=gen))
+            cryptgpu.cryptensor(torch.ones(1)).get_plain_text()  # the parties in step
+        return torch.cat(out)
+
+    with pytest.raises(RuntimeError, match="seeded or had its state set inside the party"):
+        cryptgpu.spmd.run(epochs, g)
+
+    def once():
+        g.manual_seed(5)
+        return torch.randperm(10, generator=g)
+
+    want = torch.randperm(10, generator=torch.Generator().manual_seed(5))
+    assert all(torch.equal(got, want) for got in cryptgpu.spmd.run(once))
+    want = torch.cat(
+        [torch.randperm(10, generator=torch.Generator().manual_seed(e)) for e in (0, 1)]
+    )
+    assert all(
+        torch.equal(got, want) for got in cryptgpu.spmd.run(lambda: epochs(torch.Generator()))
+    )

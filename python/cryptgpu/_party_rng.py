@@ -23,6 +23,23 @@ which torch keeps per thread), and while parties run
   ``torch.get_rng_state`` and ``torch.set_rng_state`` act on it inside a
   party thread.
 
+A ``torch.Generator`` made before the run (``DataLoader(ds, shuffle=True,
+generator=g)`` with a seeded ``g``, torch's reproducibility recipe) is one
+object that the three threads shared, where each forked process has its
+own copy: each party drew other values from it (party 0's features and
+party 1's labels from different rows, silently). Given to a sampling call
+in a party thread, it is replaced by that party's copy, started from the
+state in which the parties first drew from it (its state at the run's
+start, unless the party function seeded it first), so every party draws
+what a forked process would. Meanwhile the object itself is parked at
+another state, so that seeding it or setting its state inside the party
+function after the parties drew from it (which a copy cannot follow) is
+seen at the next draw and raises RuntimeError rather than draw a stale
+stream; at the run's end it is put back to that first state (a forked
+party leaves the caller's generator as it was). A generator made inside
+the party function (``torch.Generator()`` in a party thread: torch's name
+is wrapped while parties run) is that party's alone and used as given.
+
 Elsewhere the wrappers call torch's own functions unchanged, and only
 sampling calls pass through them (a ``TorchFunctionMode`` would see every
 torch call). Not covered: a draw inside torch's C++ code that takes no
@@ -40,6 +57,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 
 import torch
 import torch.utils.data.dataset as _dataset
@@ -48,6 +66,7 @@ _local = threading.local()
 _lock = threading.Lock()
 _users = 0
 _saved: dict = {}
+_Real = torch.Generator  # torch's class (torch.Generator is wrapped while parties run)
 
 # torch functions and Tensor methods that draw from the default CPU
 # generator when given none (generator= is a keyword of each)
@@ -107,7 +126,7 @@ def _takes_generator(fn) -> bool:
     """Whether ``fn`` (a ``*_like`` sampler) takes ``generator=``: torch
     added it to ``rand_like`` and its kin only recently."""
     try:
-        fn(torch.empty(0), generator=torch.Generator())
+        fn(torch.empty(0), generator=_Real())
     except TypeError:
         return False
     return True
@@ -115,14 +134,18 @@ def _takes_generator(fn) -> bool:
 
 def _sampler(original):
     def draw(*args, **kwargs):
-        g = _own()
-        if (
-            g is not None
-            and kwargs.get("generator") in (None, torch.default_generator)
-            and not any(isinstance(a, torch.Generator) for a in args)  # given by position
-            and _on_cpu(args, kwargs)
-        ):
-            kwargs["generator"] = g
+        own = _own()
+        if own is not None and _on_cpu(args, kwargs):
+            at = next((i for i, a in enumerate(args) if isinstance(a, _Real)), None)
+            given = kwargs.get("generator") if at is None else args[at]
+            if given is None or given is torch.default_generator:
+                given = own
+            else:  # the party's copy of one made before the run
+                given = _local.run.copy(given)
+            if at is None:
+                kwargs["generator"] = given
+            else:
+                args = (*args[:at], given, *args[at + 1 :])
         return original(*args, **kwargs)
 
     draw.__wrapped__ = original
@@ -165,7 +188,100 @@ _SEEDING = {
 }
 
 
+class _GeneratorType(type):
+    """``torch.Generator`` while parties run: makes torch's generators (of
+    torch's class: isinstance holds both ways) and notes those made in a
+    party thread as that party's own (:meth:`_Run.copy` leaves them)."""
+
+    def __call__(cls, *args, **kwargs):
+        g = _Real(*args, **kwargs)
+        if _own() is not None:
+            _local.run.made.add(g)
+        return g
+
+    def __instancecheck__(cls, obj) -> bool:
+        return isinstance(obj, _Real)
+
+    def __subclasscheck__(cls, sub) -> bool:
+        return issubclass(sub, _Real)
+
+    def __getattr__(cls, name):
+        return getattr(_Real, name)
+
+
+class _Generator(metaclass=_GeneratorType):
+    __doc__ = _Real.__doc__
+    __module__ = "torch"
+    __qualname__ = "Generator"
+
+
+_Generator.__name__ = "Generator"
+
+
+class _Copied:
+    """A generator made before the run that parties drew from: the state
+    they started from, and each party thread's copy."""
+
+    def __init__(self, g, start):
+        self.g, self.start, self.copies = g, start, {}
+
+
+class _Run:
+    """What the parties of one run inherit from the caller (torch's
+    generator state, grad and inference mode: :func:`caller`), and the
+    generators made before it that they drew from (:meth:`copy`)."""
+
+    def __init__(self):
+        self.state = torch.get_rng_state()
+        self.grad, self.inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+        self.made: weakref.WeakSet = weakref.WeakSet()  # made in its party threads
+        self.copied: dict[int, _Copied] = {}
+        self.lock = threading.Lock()
+        parked = _Real()
+        parked.seed()  # a state that no seeding in the party function gives
+        self.parked = parked.get_state()
+
+    def copy(self, g):
+        """The calling party's copy of ``g`` (``g`` itself when the party
+        made it, or on another device)."""
+        if g in self.made or g.device.type != "cpu":
+            return g
+        me = threading.get_ident()
+        with self.lock:
+            c, now = self.copied.get(id(g)), g.get_state()
+            if c is None:
+                c = self.copied[id(g)] = _Copied(g, now)
+            elif not torch.equal(now, self.parked):
+                # seeded after it was parked: fine only as the seeding the
+                # other parties started from, before this party's first draw
+                if me in c.copies or not torch.equal(now, c.start):
+                    raise RuntimeError(
+                        "a torch.Generator made before the parties started (outside the "
+                        "party function, or through a name bound before the run such as "
+                        "`from torch import Generator`) was seeded or had its state set "
+                        "inside the party function after the parties drew from it. The "
+                        "three party threads share that one object, where forked "
+                        "processes would each have a copy, so they would draw different "
+                        "values. Seed it before the run, or make it inside the party "
+                        "function (each party then has its own)"
+                    )
+            g.set_state(self.parked)
+            if me not in c.copies:
+                c.copies[me] = _Real().set_state(c.start)
+            return c.copies[me]
+
+    def close(self) -> None:
+        """Put the generators the parties copied back to the state they
+        started from."""
+        with self.lock:
+            for c in self.copied.values():
+                c.g.set_state(c.start)
+            self.copied.clear()
+
+
 def _wrap() -> None:
+    _saved["Generator"] = torch.Generator
+    torch.Generator = _Generator
     for name, fn in _SEEDING.items():
         _saved[name] = getattr(torch.random, name)
         for where in (torch, torch.random):
@@ -186,6 +302,7 @@ def _wrap() -> None:
 
 
 def _unwrap() -> None:
+    torch.Generator = _saved["Generator"]
     for name in _SEEDING:
         for where in (torch, torch.random):
             setattr(where, name, _saved[name])
@@ -200,9 +317,11 @@ def _unwrap() -> None:
 
 
 @contextlib.contextmanager
-def wrapped():
-    """While parties run: torch's sampling and seeding functions act on a
-    party thread's own generator (torch's own elsewhere)."""
+def wrapped(run: _Run):
+    """While the parties of ``run`` run: torch's sampling and seeding
+    functions act on a party thread's own generator (torch's own
+    elsewhere); at the end the caller's generators that they copied are
+    put back."""
     global _users
     with _lock:
         if _users == 0:
@@ -211,30 +330,31 @@ def wrapped():
     try:
         yield
     finally:
+        run.close()
         with _lock:
             _users -= 1
             if _users == 0:
                 _unwrap()
 
 
-def caller() -> tuple:
+def caller() -> _Run:
     """What a party forked from the calling thread would inherit: torch's
     generator state, grad mode and inference mode (both per thread in
-    torch)."""
-    return torch.get_rng_state(), torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+    torch), and its copies of the generators made before the run."""
+    return _Run()
 
 
 @contextlib.contextmanager
-def party(forked: tuple):
+def party(forked: _Run):
     """In a party thread: its own generator, started from the caller's
     state, in the caller's grad and inference mode (``forked``:
     :func:`caller`)."""
-    state, grad, inference = forked
-    g = torch.Generator()
-    g.set_state(state)
-    _local.generator = g
+    g = _Real()
+    g.set_state(forked.state)
+    forked.made.add(g)  # torch.manual_seed(...) returns it: the party's own
+    _local.generator, _local.run = g, forked
     try:
-        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+        with torch.inference_mode(forked.inference), torch.set_grad_enabled(forked.grad):
             yield
     finally:
-        _local.generator = None
+        _local.generator = _local.run = None

@@ -75,7 +75,7 @@ def _parties(
     threads = [
         threading.Thread(target=party, args=(r,), name=f"cryptgpu-party-{r}") for r in range(3)
     ]
-    with _party_rng.wrapped():
+    with _party_rng.wrapped(forked):
         for t in threads:
             t.start()
         try:
