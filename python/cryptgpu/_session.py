@@ -612,3 +612,20 @@ def common_generator():
         ctx.common_rng = (s, g)
         held = ctx.common_rng
     return held[1]
+
+
+def common_generator_state() -> torch.Tensor | None:
+    """The state of the session's :func:`common_generator` (None before
+    its first use), which a checkpoint keeps with the PRG streams."""
+    held = getattr(_ctx, "common_rng", None)
+    return held[1].get_state() if held is not None and held[0] is current() else None
+
+
+def restore_common_generator(state: torch.Tensor | None) -> None:
+    """Put the session's common generator back to ``state`` (None: none
+    yet, so the next dropout draws a joint coin, as the saved run did)."""
+    g = None
+    if state is not None:
+        g = torch.Generator()
+        g.set_state(state)
+    _ctx.common_rng = None if g is None else (current(), g)

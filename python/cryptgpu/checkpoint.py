@@ -8,20 +8,28 @@ multi-process run each party writes its own.
 
 File format (version 1): ``torch.save`` of a dict ``{"format":
 "cryptgpu-checkpoint", "version": 1, "rank", "precision_bits", "prg",
-"data"}``, read back with ``torch.load(weights_only=True)`` (no pickled code
-runs on load). ``data`` is the saved object with each SharedTensor replaced
-by ``{"__cryptgpu__": "shared", "shape", "a", "b", "requires_grad"}`` (the
+"data"}`` and, once a Dropout layer drew a mask in the session,
+``"dropout_rng"`` (the state of the torch generator that the parties draw
+dropout masks from, :func:`cryptgpu._session.common_generator`), read
+back with ``torch.load(weights_only=True)`` (no pickled code runs on
+load). ``data`` is the saved object with each SharedTensor replaced by
+``{"__cryptgpu__": "shared", "shape", "a", "b", "requires_grad"}`` (the
 party's components as int64 tensors).
 
-Resuming restores the PRG streams, so the steps after the checkpoint draw
-the same masks as they did in the first run. That is what makes the resumed
-step identical, and it is safe when the steps after the save are a replay
-of the same computation on the same data (recovery after a crash or a
-stop), which then sends the same messages again. Resuming and then
-computing on *other* data than the first run did after its save would reuse
-masks on different values, which reveals their differences to the parties:
-pass ``restore_rng=False`` there (fresh randomness; the next step then
-matches only to within the fixed-point rounding).
+Resuming restores the PRG streams and the dropout generator, so the steps
+after the checkpoint draw the same masks as they did in the first run.
+That is what makes the resumed step identical, and it is safe when the
+steps after the save are a replay of the same computation on the same
+data (recovery after a crash or a stop), which then sends the same
+messages again. Resuming and then computing on *other* data than the
+first run did after its save would reuse masks on different values,
+which reveals their differences to the parties: pass ``restore_rng=False``
+there (fresh randomness; the next step then matches only to within the
+fixed-point rounding). So also for a checkpoint saved before the
+session's first dropout mask of a model that has Dropout: the first run
+drew the dropout generator's seed after the save from a joint coin of
+fresh OS randomness, which a resumed run cannot draw again, so its masks
+differ from the first run's.
 """
 
 from __future__ import annotations
@@ -205,6 +213,9 @@ def save(obj, f, src: int | None = None, **kwargs) -> list[str]:
             },
             "data": _encode(obj, s, rank),
         }
+        dropout = _session.common_generator_state()
+        if dropout is not None:  # the dropout masks' generator, if drawn yet
+            rec["dropout_rng"] = dropout
         p = _path(f, rank)
         tmp = p + ".tmp"
         torch.save(rec, tmp)
@@ -379,10 +390,13 @@ def load(f, restore_rng: bool = True, src: int | None = None, **kwargs):
         shared = [x._t for x in _walk(obj) if isinstance(x, SharedTensor)]
         if shared:
             s.check_replicas(shared)
+        dropout = _dropout_state(recs)
         fresh = None if restore_rng else s.prg_states()
         s.restore_prg_states(states)
         if fresh is not None:
             s.restore_prg_states(fresh)
+        else:
+            _session.restore_common_generator(dropout)
     except (KeyError, AttributeError, TypeError, OverflowError, IndexError) as e:
         # A field missing or of the wrong type: the file was edited or damaged.
         raise ValueError(
@@ -390,6 +404,26 @@ def load(f, restore_rng: bool = True, src: int | None = None, **kwargs):
             "missing or has the wrong type)"
         ) from e
     return obj
+
+
+def _dropout_state(recs: list):
+    """The state of the dropout masks' generator in the hosted parties'
+    records (None where none was drawn before the save). Restored with
+    the streams: a resumed session drew a new joint coin for its dropout
+    masks (a share and a reveal from the restored streams), so every later
+    mask was drawn at other stream positions and the dropout masks
+    differed, and the resumed run used the saved run's PRG output on other
+    values (a party holding both runs' messages could subtract them)."""
+    got = [r.get("dropout_rng") for r in recs]
+    for g in got:
+        if g is not None and not (isinstance(g, torch.Tensor) and g.dtype == torch.uint8):
+            raise ValueError("malformed cryptgpu checkpoint: dropout_rng is not a uint8 tensor")
+    if any(
+        (g is None) != (got[0] is None) or (g is not None and not torch.equal(g, got[0]))
+        for g in got
+    ):
+        raise ValueError("the parties' files disagree on the dropout generator")
+    return got[0]
 
 
 def _walk(obj):
