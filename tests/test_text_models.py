@@ -250,6 +250,20 @@ def test_added_products(session, fn):
     assert_close(
         pt(f(c, cryptgpu.cryptensor(a), b, beta=0)), f(c, a, b, beta=0), prod_tol(10, 4, 4)
     )
+    # as methods, of a public or a shared tensor, with torch's keyword names
+    # (Bloom: alibi.baddbmm(batch1=q, batch2=k, beta=, alpha=)); until
+    # 2026-12-06 SharedTensor had no such methods and a public receiver's
+    # with shared factors failed in torch's dispatch
+    first, second = {
+        "addmm": ("mat1", "mat2"),
+        "baddbmm": ("batch1", "batch2"),
+        "addbmm": ("batch1", "batch2"),
+        "addmv": ("mat", "vec"),
+    }[fn]
+    for recv in (c, cryptgpu.cryptensor(c)):
+        named = {first: cryptgpu.cryptensor(a), second: b, "beta": 0.5, "alpha": 2.0}
+        got = getattr(recv, fn)(**named)
+        assert_close(pt(got), want, 2 * prod_tol(10, 4, 4) + ENC)
 
 
 class TinyGPT(tnn.Module):

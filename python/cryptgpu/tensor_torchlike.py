@@ -87,6 +87,22 @@ class TorchLikeOps:
 
     ger = outer
 
+    def addmm(self, mat1, mat2, *, beta=1, alpha=1) -> TensorBase:
+        """beta * x + alpha * (mat1 @ mat2), as ``x.addmm(mat1, mat2)``."""
+        return torch.addmm(self, mat1, mat2, beta=beta, alpha=alpha)
+
+    def baddbmm(self, batch1, batch2, *, beta=1, alpha=1) -> TensorBase:
+        """beta * x + alpha * bmm(batch1, batch2) (Bloom's ALiBi scores)."""
+        return torch.baddbmm(self, batch1, batch2, beta=beta, alpha=alpha)
+
+    def addbmm(self, batch1, batch2, *, beta=1, alpha=1) -> TensorBase:
+        """beta * x + alpha * bmm(batch1, batch2) summed over the batch."""
+        return torch.addbmm(self, batch1, batch2, beta=beta, alpha=alpha)
+
+    def addmv(self, mat, vec, *, beta=1, alpha=1) -> TensorBase:
+        """beta * x + alpha * (mat @ vec), as ``x.addmv(mat, vec)``."""
+        return torch.addmv(self, mat, vec, beta=beta, alpha=alpha)
+
     # ------------------------------------------------------------ views and reorderings
     def expand_as(self, other) -> TensorBase:
         """``expand`` to ``other``'s shape."""

@@ -54,15 +54,30 @@ def _product(name):
     return call
 
 
+# torch's keyword names of the two factors
+_PRODUCT_NAMES = {
+    "addmm": ("mat1", "mat2"),
+    "baddbmm": ("batch1", "batch2"),
+    "addbmm": ("batch1", "batch2"),
+    "addmv": ("mat", "vec"),
+}
+
+
 def _added_product(name, product):
     """torch.<name>(input, a, b, *, beta=1, alpha=1) (addmm, baddbmm,
     addbmm, addmv): beta * input + alpha * the product (addbmm's summed
     over the batch), with a SharedTensor anywhere; beta=0 ignores input's
     values, as torch does (its shape must still broadcast)."""
 
-    def call(input, a, b, *, beta=1, alpha=1, out=None):
+    names = _PRODUCT_NAMES[name]
+
+    def call(input, *ab, beta=1, alpha=1, out=None, **named):
         if out is not None:
             raise NotImplementedError(f"torch.{name}(..., out=) on a SharedTensor")
+        ab = ab + tuple(named.pop(n) for n in names[len(ab) :] if n in named)
+        if named or len(ab) != 2:
+            raise TypeError(f"{name}() takes input, {names[0]} and {names[1]}")
+        a, b = ab
         shapes = [tuple(getattr(t, "shape", np.shape(t))) for t in (a, b)]
         if name == "addmv" and (len(shapes[0]), len(shapes[1])) != (2, 1):
             raise RuntimeError(
@@ -397,6 +412,11 @@ TABLE = {
     torch.baddbmm: _added_product("baddbmm", "bmm"),
     torch.addbmm: _added_product("addbmm", "bmm"),
     torch.addmv: _added_product("addmv", "matmul"),
+    # the same as methods of a public tensor (alibi.baddbmm(q, k) in Bloom)
+    torch.Tensor.addmm: _added_product("addmm", "mm"),
+    torch.Tensor.baddbmm: _added_product("baddbmm", "bmm"),
+    torch.Tensor.addbmm: _added_product("addbmm", "bmm"),
+    torch.Tensor.addmv: _added_product("addmv", "matmul"),
     torch.outer: _product("outer"),
     torch.ger: _product("outer"),
     torch.dot: _product("dot"),
