@@ -538,6 +538,7 @@ METHODS = {
     "div": OTHER,
     "neg": OTHER,
     "matmul": LINEAR,
+    **dict.fromkeys(("addmm", "baddbmm", "addbmm", "addmv"), LINEAR),
     "log": OTHER,
     "reciprocal": OTHER,
     "erf": RELU,

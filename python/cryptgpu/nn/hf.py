@@ -19,6 +19,7 @@ import inspect
 import logging
 import random
 import sys
+import types
 
 import torch
 import torch.nn.functional as F
@@ -96,10 +97,15 @@ def trace(model: torch.nn.Module) -> tuple[torch.fx.GraphModule, dict]:
     state = random.getstate()  # its dummy inputs' sizes are drawn from Python's
     masks = _mask_makers(model)
     saved.update({mod: dict(vars(mod)) for mod in masks})
+    # models that make their mask in a method of their own (OPT, GPT-J,
+    # Bloom, GPT-Neo: an in-place write the graph cannot hold)
+    own = [m for m in model.modules() if callable(getattr(type(m), "_update_causal_mask", None))]
     try:
         for mod, found in masks.items():
             for name, fn in found.items():
                 setattr(mod, name, _recorded(fn))
+        for m in own:
+            m._update_causal_mask = _recorded(m._update_causal_mask)
         # decided before tracing: the check calls the module, which torch.fx
         # would record
         norms = frozenset(id(m) for m in model.modules() if rms_norm_of(m) is not None)
@@ -109,6 +115,8 @@ def trace(model: torch.nn.Module) -> tuple[torch.fx.GraphModule, dict]:
         log.setLevel(level)
         _restore(saved)
         random.setstate(state)
+        for m in own:
+            vars(m).pop("_update_causal_mask", None)
     return gm, {n: _DEFAULTS[n] for n in names if n in _DEFAULTS}
 
 
@@ -219,12 +227,17 @@ def _recorded(maker):
             return maker(**bound)
         fixed = {n: v for n, v in bound.items() if n not in traced}
         if fixed.get("config") is not None:
-            fixed["config"] = copy.copy(fixed["config"])
-            fixed["config"]._attn_implementation = "eager"
+            fixed["config"] = _eager(fixed["config"])
+        make, owner = maker, getattr(maker, "__self__", None)
+        if isinstance(owner, torch.nn.Module):  # a model's _update_causal_mask:
+            # on a shallow copy reading an eager config
+            owner = copy.copy(owner)
+            owner.config = _eager(owner.config)
+            make = types.MethodType(maker.__func__, owner)
         order = tuple(traced)
 
         def mask(*values):
-            return maker(**fixed, **dict(zip(order, values)))
+            return make(**fixed, **dict(zip(order, values)))
 
         mask.__name__ = maker.__name__
         mask.public_of_shapes = True
@@ -238,6 +251,13 @@ def _recorded(maker):
         return out
 
     return call
+
+
+def _eager(config):
+    """A copy of ``config`` asking for the eager attention's mask."""
+    config = copy.copy(config)
+    config._attn_implementation = "eager"
+    return config
 
 
 def _stand_in(meta: torch.Tensor) -> torch.Tensor:
