@@ -36,6 +36,7 @@ from .activations import (
     Tanhshrink,
     Threshold,
 )
+from .attention import MultiheadAttention, scaled_dot_product_attention
 from .containers import ModuleDict, ModuleList, Sequential
 from .conversion import Graph, from_pytorch
 from .embedding_bag import EmbeddingBag
@@ -107,13 +108,11 @@ from .stats import (
     check_overflow,
 )
 from .transformer import (
-    MultiheadAttention,
     Transformer,
     TransformerDecoder,
     TransformerDecoderLayer,
     TransformerEncoder,
     TransformerEncoderLayer,
-    scaled_dot_product_attention,
 )
 
 __all__ = [

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..einsum import einsum
 from ..tensor import SharedTensor
 from ..torch_dispatch import TABLE
-from . import transformer
+from . import attention
 from .layers import AdaptiveAvgPool2d, BatchNorm
 from .layers1d import AdaptiveAvgPool1d, AdaptiveMaxPool1d, channel_dropout
 from .layers_extra import (
@@ -204,7 +204,7 @@ FUNCTIONS = {
     F.gelu: (_gelu, RELU),
     F.layer_norm: (_layer_norm, BATCHNORM),
     F.rms_norm: (_rms_norm, BATCHNORM),
-    F.scaled_dot_product_attention: (transformer.scaled_dot_product_attention, SOFTMAX),
+    F.scaled_dot_product_attention: (attention.scaled_dot_product_attention, SOFTMAX),
     F.max_pool2d: (_max_pool2d, POOLING),
     F.avg_pool2d: (_avg_pool2d, POOLING),
     F.adaptive_avg_pool2d: (_adaptive_avg_pool2d, POOLING),
@@ -639,7 +639,7 @@ TABLE.update(
         F.adaptive_max_pool2d: _adaptive_max_pool2d,
         F.layer_norm: _layer_norm,
         F.rms_norm: _rms_norm,
-        F.scaled_dot_product_attention: transformer.scaled_dot_product_attention,
+        F.scaled_dot_product_attention: attention.scaled_dot_product_attention,
         F.adaptive_avg_pool2d: _adaptive_avg_pool2d,
         F.adaptive_avg_pool1d: _adaptive_avg_pool1d,
         F.adaptive_max_pool1d: _adaptive_max_pool1d,

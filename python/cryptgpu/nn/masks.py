@@ -1,6 +1,6 @@
 """Public attention masks (torch's bool and float forms, ``is_causal``,
 key padding) as the attention applies them: a dropped position's score
-is replaced, an additive part added (nn/transformer.py).
+is replaced, an additive part added (nn/attention.py).
 """
 
 from __future__ import annotations

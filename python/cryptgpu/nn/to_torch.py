@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from ..tensor import SharedTensor
-from . import tracing, transformer
+from . import attention, tracing, transformer
 from .layers import BatchNorm
 from .module import Module
 
@@ -53,7 +53,7 @@ def _copy_back(m: Module, tm: torch.nn.Module, where: str, plan: _Plan) -> None:
     the PyTorch layer ``tm`` it was converted from, recursing through the
     attention, encoder and decoder layers (the attention's parameters by
     torch's names)."""
-    if isinstance(m, transformer.MultiheadAttention):
+    if isinstance(m, attention.MultiheadAttention):
         for k in ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight"):
             if k in m._params:
                 _copy_into(getattr(tm, k), m._params[k], where + k, plan)
