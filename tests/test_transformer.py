@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 import cryptgpu
-from conftest import assert_close
+from conftest import assert_close, usable
 from cryptgpu.models import TextTransformer, VisionTransformer
 
 E, H = 16, 4
@@ -693,3 +693,95 @@ def test_key_bias_rule_marks_only_structural_zeros_and_leaves_the_rng(session):
     torch.manual_seed(0)
     assert cryptgpu.nn.from_pytorch(sep, x)._shifts  # the key bias is marked
     assert torch.equal(torch.rand(3), want)
+
+
+def _raised(fn, *args) -> BaseException:
+    """The exception ``fn(*args)`` raises (torch's, to compare with ours)."""
+    with pytest.raises(Exception) as e:
+        fn(*args)
+    return e.value
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_attention_refuses_a_value_shaped_unlike_its_key_as_torch(session, batch_first):
+    """A value with as many elements as the key but another shape ([3, 4, E]
+    for a key [2, 6, E], or the key's layout transposed) was reshaped into
+    place, its rows mixed across batch elements: an output 0.33 off
+    torch's, silently (a user probe). torch asserts that key and value
+    shapes agree; so do we, converted or built directly, and the right
+    value still gives torch's output. Bound as in
+    test_multihead_attention_with_masks_matches_torch: the softmax's 3e-4
+    per weight (f = 16) times the key length 6 times the largest projected
+    |value|, through out_proj's row sum, plus 8 units of 2^-16 per product."""
+    torch.manual_seed(6)
+    mha = torch.nn.MultiheadAttention(E, H, batch_first=batch_first).double().eval()
+
+    def seq(n, s):  # n sequences of s tokens, in the module's layout
+        t = torch.randn(n, s, E, dtype=torch.float64)
+        return t if batch_first else t.transpose(0, 1).contiguous()
+
+    q, k, v = seq(2, 5), seq(2, 6), seq(2, 6)
+    pm = cryptgpu.nn.from_pytorch(mha, (q, k, v)).encrypt()
+    direct = cryptgpu.nn.MultiheadAttention(E, H, batch_first=batch_first)
+    s = cryptgpu.cryptensor
+    for bad in (seq(3, 4), v.transpose(0, 1)):
+        with pytest.raises(AssertionError):
+            mha(q, k, bad)
+        for m in (pm, direct):
+            with pytest.raises(AssertionError, match="does not match value shape"):
+                m(s(q), s(k), s(bad))
+            assert usable()
+    want = mha(q, k, v)[0].detach()
+    vmax = F.linear(v, mha.in_proj_weight[2 * E :], mha.in_proj_bias[2 * E :]).abs().max().item()
+    tol = _row_sum(mha.out_proj.weight) * (6 * 3e-4 * vmax + 8 * 2.0**-16) + 8 * 2.0**-16
+    assert_close(pt(pm(s(q), s(k), s(v))[0]), want, tol)
+
+
+def test_attention_inputs_of_the_wrong_rank_or_size_raise_as_torch(session):
+    """Inputs of the wrong rank or size met internal errors (a 4-D query:
+    ValueError "too many values to unpack"; a key 7 long with a value 8
+    long, or an unbatched query with batched key and value: ShapeError
+    "cannot reshape"), in an attention or in a converted encoder. torch's
+    checks now raise torch's exception type, through a converted
+    attention (packed or with kdim/vdim), encoder, encoder layer and
+    decoder layer; the session computes on after each. (torch's encoder
+    given a 1-D src fails before its layers, with an IndexError from its
+    shape: ours raises its layer's AssertionError, as torch's layer does.)"""
+    torch.manual_seed(7)
+    s = cryptgpu.cryptensor
+
+    def r(*shape):
+        return torch.randn(*shape, dtype=torch.float64)
+
+    x = r(3, 6, E)
+    mha = torch.nn.MultiheadAttention(E, H, batch_first=True).double().eval()
+    sep = torch.nn.MultiheadAttention(E, H, batch_first=True, kdim=6, vdim=5).double().eval()
+    pm = cryptgpu.nn.from_pytorch(mha, (x, x, x)).encrypt()
+    ps = cryptgpu.nn.from_pytorch(sep, (x, x[..., :6], x[..., :5])).encrypt()
+    layer = torch.nn.TransformerEncoderLayer(E, H, 32, dropout=0.0, batch_first=True)
+    enc = torch.nn.TransformerEncoder(layer, 1, enable_nested_tensor=False).double().eval()
+    dec = torch.nn.TransformerDecoderLayer(E, H, 32, dropout=0.0, batch_first=True).double().eval()
+    pe = cryptgpu.nn.from_pytorch(enc, x).encrypt()
+    pl = cryptgpu.nn.from_pytorch(enc.layers[0], x).encrypt()
+    pd = cryptgpu.nn.from_pytorch(dec, (x, x)).encrypt()
+    cases = [
+        (mha, pm, (r(1, 3, 6, E),) * 3, "received 4-D query"),
+        (mha, pm, (r(E),) * 3, "received 1-D query"),
+        (mha, pm, (x, r(3, 7, E), r(3, 8, E)), "does not match value shape"),
+        (mha, pm, (r(6, E), x, x), "For unbatched"),
+        (mha, pm, (x, r(6, E), r(6, E)), "For batched"),
+        (mha, pm, (r(3, 6, 7),) * 3, "embedding dimension of 16, but got 7"),
+        (mha, pm, (x, r(2, 6, E), r(2, 6, E)), "batch size 2 but query has 3"),
+        (mha, pm, (x, r(3, 6, 5), r(3, 6, 5)), "mat1 and mat2"),
+        (sep, ps, (x, r(3, 6, 6), r(3, 7, 5)), "sequence and batch dims"),
+        (sep, ps, (x, r(3, 6, 4), r(3, 6, 5)), "key weights shape"),
+        (enc, pe, (r(1, 3, 6, E),), "received 4-D query"),
+        (enc.layers[0], pl, (r(E),), "received 1-D query"),
+        (dec, pd, (r(1, 3, 6, E), x), "received 4-D query"),
+        (dec, pd, (x, r(1, 3, 6, E)), "For batched"),
+    ]
+    for tm, ours, args, words in cases:
+        want = _raised(tm, *args)
+        with pytest.raises(type(want), match=words):
+            ours(*(s(a) for a in args))
+        assert usable()

@@ -1,7 +1,8 @@
 """Attention (issue 19): scaled dot-product attention on shared Q, K, V
 (batched products of two shared tensors, the range-reduced softmax of
 cryptgpu.functions over the last dim, masks as public additive terms) and
-torch.nn.MultiheadAttention. The encoder and decoder layers built on it: transformer.py.
+torch.nn.MultiheadAttention, with torch's checks of its inputs' shapes.
+The encoder and decoder layers built on it: transformer.py.
 """
 
 from __future__ import annotations
@@ -191,6 +192,7 @@ class MultiheadAttention(Module):
         same = (key is None or key is query) and (value is None or value is query)
         key = query if key is None else key
         value = key if value is None else value
+        _check_inputs(self, query, key, value, key_padding_mask, attn_mask, is_causal)
         unbatched = query.dim() == 2
         if unbatched:
             query, key, value = (t.unsqueeze(1) for t in (query, key, value))
@@ -207,13 +209,6 @@ class MultiheadAttention(Module):
 
         q, k, v = self._projections(query, key, value, same)
         q, k, v = heads(q, q_len), heads(k, k_len), heads(v, k_len)
-        _check_masks(attn_mask, key_padding_mask, n, h, q_len, k_len)
-        if is_causal and attn_mask is None:  # torch's words (its training path)
-            raise RuntimeError(
-                "Need attn_mask if specifying the is_causal hint. You may use the "
-                "Transformer module method `generate_square_subsequent_mask` to create "
-                "this mask."
-            )
         mask = _additive(attn_mask, False)
         if mask is not None and mask.dim() == 3:  # [N * H, L, S]
             mask = mask.reshape(n, h, q_len, k_len)
@@ -249,11 +244,76 @@ def _key_bias_cancelled(b, e: int):
     return gradient_masked(b, keep)
 
 
-def _check_masks(attn_mask, key_padding_mask, n, h, q_len, k_len):
-    """torch's shape checks of the masks (a mask of the wrong shape would
-    otherwise be reshaped into place and silently misread), with its
-    exception types and words; integer masks are refused as torch refuses
-    them (they were added, +1 at every 1 of a tril(ones) causal mask)."""
+def _check_inputs(m, query, key, value, key_padding_mask, attn_mask, is_causal):
+    """torch's checks of MultiheadAttention's inputs, in its order, with its
+    exception types and words (torch.nn.functional's _mha_shape_check and
+    multi_head_attention_forward): shapes are read in torch's [L, N, E]
+    layout, so the messages name the shapes torch names. Without them an
+    input of the wrong shape was reshaped into place: a value [3, 4, E]
+    for a key [2, 6, E] mixed rows across batch elements, silently."""
+    _check_mask_types(attn_mask, key_padding_mask)
+    batched = _check_ranks(query, key, value, key_padding_mask, attn_mask, m.num_heads)
+    if is_causal and attn_mask is None:  # torch's words (its training path)
+        raise RuntimeError(
+            "Need attn_mask if specifying the is_causal hint. You may use the "
+            "Transformer module method `generate_square_subsequent_mask` to create "
+            "this mask."
+        )
+    q, k, v = (_torch_layout(t.shape, batched, m.batch_first) for t in (query, key, value))
+    (q_len, n, e), (k_len, nk, ek), h = q, k, m.num_heads
+    if e != m.embed_dim:
+        raise AssertionError(f"was expecting embedding dimension of {m.embed_dim}, but got {e}")
+    p = m._params
+    if "q_proj_weight" in p:  # kdim/vdim: other feature sizes for key and value
+        if k[:2] != v[:2]:
+            raise AssertionError(
+                f"key's sequence and batch dims {k[:2]} do not match value's {v[:2]}"
+            )
+        for name, t in (("key", k), ("value", v)):
+            w = torch.Size(p[f"{name[0]}_proj_weight"].shape)
+            if w != (e, t[2]):
+                raise AssertionError(f"expecting {name} weights shape of {(e, t[2])}, but got {w}")
+    else:
+        if k != v:
+            raise AssertionError(f"key shape {k} does not match value shape {v}")
+        if ek != e:  # torch: its in-projection's matmul refuses it
+            raise RuntimeError(
+                f"mat1 and mat2 shapes cannot be multiplied: key and value have {ek} "
+                f"features, the packed in-projection takes embed_dim={e} (kdim and vdim "
+                "set other sizes)"
+            )
+    if attn_mask is not None:
+        shape = torch.Size(torch.as_tensor(attn_mask).shape)
+        want = (q_len, k_len) if len(shape) == 2 else (n * h, q_len, k_len)
+        if shape != want:
+            raise RuntimeError(
+                f"The shape of the {len(shape)}D attn_mask is {shape}, but should be {want}."
+            )
+    if nk != n:  # torch: the view of the projected key into heads fails
+        raise RuntimeError(
+            f"key and value have batch size {nk} but query has {n}: shape "
+            f"'[{k_len}, {n * h}, {e // h}]' is invalid for input of size {k_len * nk * e}"
+        )
+    if key_padding_mask is not None:
+        shape = tuple(torch.as_tensor(key_padding_mask).shape)
+        shape = shape if batched else (1, *shape)
+        if shape != (n, k_len):
+            raise AssertionError(
+                f"expecting key_padding_mask shape of {(n, k_len)}, but got {shape}"
+            )
+
+
+def _torch_layout(shape, batched: bool, batch_first: bool) -> torch.Size:
+    """An input's shape as torch's attention sees it: [L, N, E]."""
+    if not batched:
+        return torch.Size((shape[0], 1, shape[1]))
+    return torch.Size((shape[1], shape[0], shape[2])) if batch_first else torch.Size(shape)
+
+
+def _check_mask_types(attn_mask, key_padding_mask):
+    """Masks are public, bool or float: integer masks are refused as torch
+    refuses them (they were added, +1 at every 1 of a tril(ones) causal
+    mask)."""
     for name, m in (("key_padding_mask", key_padding_mask), ("attn_mask", attn_mask)):
         if isinstance(m, SharedTensor):
             raise NotImplementedError(
@@ -262,18 +322,38 @@ def _check_masks(attn_mask, key_padding_mask, n, h, q_len, k_len):
         if m is not None and not (torch.is_tensor(m) and m.dtype == torch.bool):
             if not torch.as_tensor(m).is_floating_point():
                 raise AssertionError(f"only bool and floating types of {name} are supported")
-    if key_padding_mask is not None:
-        shape = tuple(torch.as_tensor(key_padding_mask).shape)
-        if shape != (n, k_len):
-            raise AssertionError(
-                f"expecting key_padding_mask shape of {(n, k_len)}, but got {shape}"
-            )
-    if attn_mask is not None:
-        shape = tuple(torch.as_tensor(attn_mask).shape)
-        want = {2: (q_len, k_len), 3: (n * h, q_len, k_len)}.get(len(shape))
-        if want is None:
-            raise RuntimeError(f"attn_mask's dimension {len(shape)} is not supported")
-        if shape != want:
-            raise RuntimeError(
-                f"The shape of the {len(shape)}D attn_mask is {shape}, but should be {want}."
-            )
+
+
+def _check_ranks(query, key, value, key_padding_mask, attn_mask, num_heads) -> bool:
+    """torch's _mha_shape_check: whether the inputs are batched (3-D) or
+    not (2-D), with key, value and the masks of the matching ranks."""
+    kd, vd = key.dim(), value.dim()
+    kpm = None if key_padding_mask is None else torch.as_tensor(key_padding_mask)
+    am = None if attn_mask is None else torch.as_tensor(attn_mask)
+    if query.dim() not in (2, 3):
+        raise AssertionError(
+            "query should be unbatched 2D or batched 3D tensor but received "
+            f"{query.dim()}-D query tensor"
+        )
+    batched = query.dim() == 3
+    kind, want = ("batched (3-D)", 3) if batched else ("unbatched (2-D)", 2)
+    if kd != want or vd != want:
+        raise AssertionError(
+            f"For {kind} `query`, expected `key` and `value` to be {want}-D"
+            f" but found {kd}-D and {vd}-D tensors respectively"
+        )
+    if kpm is not None and kpm.dim() != want - 1:
+        raise AssertionError(
+            f"For {kind} `query`, expected `key_padding_mask` to be `None` or {want - 1}-D"
+            f" but found {kpm.dim()}-D tensor instead"
+        )
+    if am is not None and am.dim() not in (2, 3):
+        raise AssertionError(
+            f"For {kind} `query`, expected `attn_mask` to be `None`, 2-D or 3-D"
+            f" but found {am.dim()}-D tensor instead"
+        )
+    if am is not None and am.dim() == 3 and not batched:
+        expected = (num_heads, query.shape[0], key.shape[0])
+        if am.shape != expected:
+            raise AssertionError(f"Expected `attn_mask` shape to be {expected} but got {am.shape}")
+    return batched
