@@ -6,6 +6,8 @@ torch's arguments or converted by ``from_pytorch``.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 
@@ -18,15 +20,40 @@ from .module import Module
 from .stats import OTHER, RELU
 
 
+def _fresh(p):
+    """A parameter of a torch layer built here, kept as cryptgpu's own
+    layers keep theirs (``Linear(4, 2)``, ``MultiheadAttention(8, 2)``)."""
+    return None if p is None else p.detach().clone()
+
+
+def _given(cls, *parts):
+    """A ``cls`` holding the given parts: the converter's way in (the
+    constructors take torch's arguments)."""
+    m = cls.__new__(cls)
+    Module.__init__(m)
+    m._take(*parts)
+    return m
+
+
 class TransformerEncoderLayer(Module):
     """torch.nn.TransformerEncoderLayer: self-attention and a feed-forward
     block (Linear, ReLU or GELU, Linear), each with a residual and a
-    LayerNorm, before (``norm_first``) or after; dropout in training."""
+    LayerNorm, before (``norm_first``) or after; dropout in training.
+    Built with torch's arguments (``d_model, nhead, dim_feedforward=2048,
+    dropout=0.1, activation=relu, layer_norm_eps=1e-5, batch_first=False,
+    norm_first=False, bias=True, device=None, dtype=None``): torch's layer
+    is built with them and its weights taken, so the same
+    ``torch.manual_seed`` gives torch's weights."""
 
     kind = OTHER
+    _torch = torch.nn.TransformerEncoderLayer
 
-    def __init__(self, attns, linear1, linear2, norms, activation, dropout, norm_first):
+    def __init__(self, *args, **kwargs):
         super().__init__()
+        t = self._torch(*args, **kwargs)
+        self._take(*_layer_parts(t, _fresh, type(self).__name__))
+
+    def _take(self, attns, linear1, linear2, norms, activation, dropout, norm_first):
         # attention(s), the feed-forward pair, the norms and dropouts under
         # torch's names (self_attn, multihead_attn; norm1..; dropout1..)
         for name, m in zip(("self_attn", "multihead_attn"), attns):
@@ -68,12 +95,21 @@ class TransformerEncoderLayer(Module):
 
 class TransformerEncoder(Module):
     """torch.nn.TransformerEncoder: its layers in order, then its final
-    LayerNorm if it has one."""
+    LayerNorm if it has one. ``TransformerEncoder(encoder_layer,
+    num_layers, norm=None)`` as torch's: ``num_layers`` copies of the layer
+    (cryptgpu's, or torch's converted), the final ``norm`` (cryptgpu's
+    LayerNorm, or torch's converted); ``enable_nested_tensor`` and
+    ``mask_check`` are accepted and change nothing (no nested tensors)."""
 
     kind = OTHER
 
-    def __init__(self, layers, norm=None):
+    def __init__(
+        self, encoder_layer, num_layers, norm=None, enable_nested_tensor=True, mask_check=True
+    ):
         super().__init__()
+        self._take(_clones(encoder_layer, num_layers, "encoder_layer"), _own_norm(norm))
+
+    def _take(self, layers, norm):
         # a ModuleList under torch's name: parameters read "layers.0. ...",
         # and enc.layers[0] is the first layer, as torch's
         self.add_module("layers", ModuleList(layers))
@@ -101,7 +137,10 @@ class TransformerDecoderLayer(TransformerEncoderLayer):
     """torch.nn.TransformerDecoderLayer: self-attention on ``tgt`` (masks,
     ``tgt_is_causal``), attention to ``memory`` and a feed-forward block,
     each with a residual and a LayerNorm, before (``norm_first``) or
-    after; dropout in training."""
+    after; dropout in training. Built with torch's arguments, as the
+    encoder layer."""
+
+    _torch = torch.nn.TransformerDecoderLayer
 
     def forward(
         self,
@@ -157,7 +196,13 @@ class TransformerDecoderLayer(TransformerEncoderLayer):
 
 class TransformerDecoder(TransformerEncoder):
     """torch.nn.TransformerDecoder: its layers in order (each attending to
-    ``memory``), then its final LayerNorm if it has one."""
+    ``memory``), then its final LayerNorm if it has one.
+    ``TransformerDecoder(decoder_layer, num_layers, norm=None)`` as
+    torch's (copies of the layer, as the encoder)."""
+
+    def __init__(self, decoder_layer, num_layers, norm=None):
+        Module.__init__(self)
+        self._take(_clones(decoder_layer, num_layers, "decoder_layer"), _own_norm(norm))
 
     def forward(
         self,
@@ -188,12 +233,24 @@ class TransformerDecoder(TransformerEncoder):
 
 class Transformer(Module):
     """torch.nn.Transformer: the encoder on ``src`` gives the memory the
-    decoder attends to while it runs on ``tgt``."""
+    decoder attends to while it runs on ``tgt``. Built with torch's
+    arguments (``d_model=512, nhead=8, num_encoder_layers=6,
+    num_decoder_layers=6, dim_feedforward=2048, dropout=0.1, ...,
+    custom_encoder=None, custom_decoder=None, ..., batch_first=False``):
+    torch's Transformer is built with them (its xavier_uniform_
+    initialisation included) and converted. A ``custom_encoder`` or
+    ``custom_decoder`` may be torch's (re-initialised by torch, as always,
+    then converted) or cryptgpu's: that one is used as given, its weights
+    kept (torch's initialisation reaches only torch parameters)."""
 
     kind = OTHER
 
-    def __init__(self, encoder: TransformerEncoder, decoder: TransformerDecoder):
+    def __init__(self, *args, **kwargs):
         super().__init__()
+        t = torch.nn.Transformer(*args, **kwargs)
+        self._take(_stack(t.encoder, "custom_encoder"), _stack(t.decoder, "custom_decoder"))
+
+    def _take(self, encoder, decoder):
         self.add_module("encoder", encoder)
         self.add_module("decoder", decoder)
 
@@ -272,9 +329,16 @@ def _layer_norm(t, plain) -> LayerNorm:
 def convert_layer(m, plain, where: str):
     """Our TransformerEncoderLayer or TransformerDecoderLayer from torch's."""
     decoder = isinstance(m, torch.nn.TransformerDecoderLayer)
+    cls = TransformerDecoderLayer if decoder else TransformerEncoderLayer
+    return _given(cls, *_layer_parts(m, plain, where))
+
+
+def _layer_parts(m, plain, where: str) -> tuple:
+    """The parts of torch's encoder or decoder layer ``m``, converted."""
+    decoder = isinstance(m, torch.nn.TransformerDecoderLayer)
     attns = (m.self_attn, m.multihead_attn) if decoder else (m.self_attn,)
     norms = (m.norm1, m.norm2, m.norm3) if decoder else (m.norm1, m.norm2)
-    return (TransformerDecoderLayer if decoder else TransformerEncoderLayer)(
+    return (
         [convert_attention(a, plain, where) for a in attns],
         Linear(plain(m.linear1.weight), plain(m.linear1.bias)),
         Linear(plain(m.linear2.weight), plain(m.linear2.bias)),
@@ -290,14 +354,55 @@ def convert_stack(m, plain, where: str):
     decoder = isinstance(m, torch.nn.TransformerDecoder)
     layers = [convert_layer(layer, plain, where) for layer in m.layers]
     norm = None if m.norm is None else _layer_norm(m.norm, plain)
-    return (TransformerDecoder if decoder else TransformerEncoder)(layers, norm)
+    return _given(TransformerDecoder if decoder else TransformerEncoder, layers, norm)
 
 
 def convert_transformer(m: torch.nn.Transformer, plain, where: str) -> Transformer:
     """Our Transformer from torch's (its encoder and decoder)."""
-    return Transformer(
-        convert_stack(m.encoder, plain, where), convert_stack(m.decoder, plain, where)
+    return _given(
+        Transformer, convert_stack(m.encoder, plain, where), convert_stack(m.decoder, plain, where)
     )
+
+
+def _clones(layer, n, name: str) -> list:
+    """torch's _get_clones for a stack built with torch's arguments: ``n``
+    deep copies of ``layer``, cryptgpu's, or torch's converted first."""
+    kinds = (torch.nn.TransformerEncoderLayer, torch.nn.TransformerDecoderLayer)
+    if isinstance(layer, kinds):
+        layer = convert_layer(layer, _fresh, name)
+    elif isinstance(layer, torch.nn.Module):
+        raise TypeError(
+            f"{name}: a torch.nn.{type(layer).__name__} cannot be a cryptgpu stack's layer; "
+            "give cryptgpu.nn's TransformerEncoderLayer/TransformerDecoderLayer (or your own "
+            "cryptgpu.nn.Module), or convert the whole torch model with from_pytorch"
+        )
+    return [copy.deepcopy(layer) for _ in range(n)]
+
+
+def _own_norm(norm):
+    """A stack's final norm: cryptgpu's as given, torch's LayerNorm converted."""
+    if isinstance(norm, torch.nn.LayerNorm):
+        return _layer_norm(norm, _fresh)
+    if isinstance(norm, torch.nn.Module):
+        raise TypeError(
+            f"norm: a torch.nn.{type(norm).__name__} cannot be a cryptgpu stack's final norm; "
+            "give cryptgpu.nn.LayerNorm (or your own cryptgpu.nn.Module)"
+        )
+    return norm
+
+
+def _stack(m, name: str):
+    """nn.Transformer's encoder or decoder: a custom one of cryptgpu's as
+    given, torch's (built or custom) converted."""
+    if isinstance(m, (torch.nn.TransformerEncoder, torch.nn.TransformerDecoder)):
+        return convert_stack(m, _fresh, name)
+    if isinstance(m, torch.nn.Module):
+        raise TypeError(
+            f"{name}: a torch.nn.{type(m).__name__} cannot be converted here; give "
+            "cryptgpu.nn's TransformerEncoder/TransformerDecoder (or your own "
+            "cryptgpu.nn.Module), or convert the whole torch model with from_pytorch"
+        )
+    return m
 
 
 # torch transformer modules -> our converters (attention, layers, stacks)
