@@ -2,6 +2,7 @@
 thread per party here, one process per party in a distributed run) matches
 the local runtime bit for bit and counter for counter with the same seed."""
 
+import threading
 import time
 
 import pytest
@@ -457,37 +458,124 @@ def test_a_generator_made_before_the_run_gives_every_party_the_same_draws():
     assert torch.Generator is torch._C.Generator  # torch's own again
 
 
-def test_seeding_a_generator_made_before_the_run_inside_the_parties_is_refused():
-    """A party's copy cannot follow g.manual_seed on the shared object
-    (torch's Generator methods cannot be wrapped): a generator made before
-    the run and seeded inside the party function after the parties drew
-    from it (once per epoch) gave each party another order, silently. That
-    raises RuntimeError now, and the next runs work: seeding it once before
-    the first draw (as each forked party would) gives torch's draws, and a
-    generator made inside the party function is the party's own, seeded
-    at will."""
+def test_seeding_a_generator_made_before_the_run_inside_the_parties_is_the_partys_own():
+    """Each forked party seeds its own copy of a generator made before the
+    run. The party threads share the object, and a seeding inside the party
+    function was told from the other parties' only by timing: the same code
+    raised RuntimeError or not depending on whether party 1 seeded before or
+    after party 0's first draw, and seeding once per epoch always raised.
+    Its methods now act on the party's copy: every party draws torch's
+    values whatever the interleaving (forced below with Events, not sleeps).
+    Permutations are integers: compared exactly."""
     g = torch.Generator()
+    drawn_once, seeded, drawn_twice = threading.Event(), threading.Event(), threading.Event()
 
-    def epochs(gen):
+    def late_seed():
+        r = cryptgpu.rank()
+        if r != 0:  # party 0 seeds and draws first
+            assert drawn_once.wait(10)
+        if r == 2:
+            assert drawn_twice.wait(10)
+        g.manual_seed(5)
+        if r == 1:  # party 1 seeds between party 0's two draws, then waits
+            seeded.set()
+            assert drawn_twice.wait(10)
+        a = torch.randperm(6, generator=g)
+        if r == 0:
+            drawn_once.set()
+            assert seeded.wait(10)
+        b = torch.randperm(6, generator=g)
+        if r == 0:
+            drawn_twice.set()
+        return torch.cat([a, b])
+
+    torch_g = torch.Generator().manual_seed(5)
+    want = torch.cat([torch.randperm(6, generator=torch_g), torch.randperm(6, generator=torch_g)])
+    assert all(torch.equal(got, want) for got in cryptgpu.spmd.run(late_seed))
+
+    def epochs(gen, seeds):
         out = []
-        for epoch in range(2):
-            gen.manual_seed(epoch)
+        for seed in seeds:  # a DataLoader generator seeded per epoch
+            gen.manual_seed(seed)
             out.append(torch.randperm(10, generator=gen))
             cryptgpu.cryptensor(torch.ones(1)).get_plain_text()  # the parties in step
         return torch.cat(out)
 
-    with pytest.raises(RuntimeError, match="seeded or had its state set inside the party"):
-        cryptgpu.spmd.run(epochs, g)
+    for seeds in ((0, 1), (5, 5)):  # the same seed again starts over, as in torch
+        want = torch.cat(
+            [torch.randperm(10, generator=torch.Generator().manual_seed(e)) for e in seeds]
+        )
+        assert all(torch.equal(got, want) for got in cryptgpu.spmd.run(epochs, g, seeds))
 
-    def once():
+
+def test_a_generator_made_before_the_run_is_left_as_it_was_when_the_parties_seed_it():
+    """A forked party leaves the caller's generator as it was, also when it
+    seeds its copy; the run left it in the parties' seeded state. (A
+    barrier keeps the parties' seedings before their draws.)"""
+    g = torch.Generator().manual_seed(3)
+    torch.randn(2, generator=g)
+    before = g.get_state()
+    all_seeded = threading.Barrier(3)
+
+    def job():
         g.manual_seed(5)
-        return torch.randperm(10, generator=g)
+        all_seeded.wait(10)
+        return torch.randn(2, generator=g, dtype=torch.float64)
 
-    want = torch.randperm(10, generator=torch.Generator().manual_seed(5))
-    assert all(torch.equal(got, want) for got in cryptgpu.spmd.run(once))
-    want = torch.cat(
-        [torch.randperm(10, generator=torch.Generator().manual_seed(e)) for e in (0, 1)]
-    )
-    assert all(
-        torch.equal(got, want) for got in cryptgpu.spmd.run(lambda: epochs(torch.Generator()))
-    )
+    want = torch.randn(2, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    assert all(torch.equal(got, want) for got in cryptgpu.spmd.run(job))  # exact: one draw
+    assert torch.equal(g.get_state(), before)
+    plain = torch.Generator().manual_seed(3)
+    torch.randn(2, generator=plain)
+    assert torch.equal(torch.randn(2, generator=g), torch.randn(2, generator=plain))
+    assert type(torch.Generator.manual_seed).__name__ == "method_descriptor"  # torch's own again
+
+
+def test_a_generators_state_read_inside_the_parties_is_the_partys():
+    """Saving a DataLoader generator's state inside the party function (to
+    replay an epoch) read the shared object, which the run had parked at an
+    unrelated state: get_state() gave garbage and initial_seed() a random
+    number instead of 3, silently, and set_state of that state did not
+    replay the epoch. They read and set the party's copy now, as in a forked
+    process; copy.deepcopy too. Party 0 holds the features, party 1 the
+    labels: their difference opens as 0 on every row (integers below 2^15
+    are encoded and subtracted exactly) only when both draw torch's order."""
+    import copy
+
+    from torch.utils.data import DataLoader, TensorDataset
+
+    rows = torch.arange(12, dtype=torch.float64)
+    ds = TensorDataset(rows.unsqueeze(1), rows)
+    g = torch.Generator().manual_seed(3)
+    loader = DataLoader(ds, batch_size=4, shuffle=True, generator=g)
+
+    def orders(loader, g):
+        first = torch.cat([y for _, y in loader])
+        state, seed, twin = g.get_state(), g.initial_seed(), copy.deepcopy(g)
+        second = torch.cat([y for _, y in loader])
+        g.set_state(state)
+        return (
+            first,
+            seed,
+            second,
+            torch.cat([y for _, y in loader]),
+            torch.randperm(5, generator=twin),
+        )
+
+    def job():
+        *got, replay, twin = orders(loader, g)
+        gaps = []
+        for x, y in DataLoader(ds, batch_size=4, shuffle=True, generator=g):
+            xs = cryptgpu.cryptensor(x, src=0)
+            ys = cryptgpu.cryptensor(y.unsqueeze(1), src=1)
+            gaps.append((xs - ys).get_plain_text(dtype=torch.float64))
+        return got, replay, twin, torch.cat(gaps)
+
+    plain_g = torch.Generator().manual_seed(3)
+    want = orders(DataLoader(ds, batch_size=4, shuffle=True, generator=plain_g), plain_g)
+    for (first, seed, second), replay, twin, gaps in cryptgpu.spmd.run(job):
+        assert seed == 3
+        assert torch.equal(first, want[0]) and torch.equal(second, want[2])
+        assert torch.equal(replay, want[3]) and torch.equal(replay, second)
+        assert torch.equal(twin, want[4])
+        assert torch.equal(gaps, torch.zeros(12, 1, dtype=torch.float64))

@@ -25,20 +25,25 @@ which torch keeps per thread), and while parties run
 
 A ``torch.Generator`` made before the run (``DataLoader(ds, shuffle=True,
 generator=g)`` with a seeded ``g``, torch's reproducibility recipe) is one
-object that the three threads shared, where each forked process has its
+object that the three threads share, where each forked process has its
 own copy: each party drew other values from it (party 0's features and
-party 1's labels from different rows, silently). Given to a sampling call
-in a party thread, it is replaced by that party's copy, started from the
-state in which the parties first drew from it (its state at the run's
-start, unless the party function seeded it first), so every party draws
-what a forked process would. Meanwhile the object itself is parked at
-another state, so that seeding it or setting its state inside the party
-function after the parties drew from it (which a copy cannot follow) is
-seen at the next draw and raises RuntimeError rather than draw a stale
-stream; at the run's end it is put back to that first state (a forked
-party leaves the caller's generator as it was). A generator made inside
-the party function (``torch.Generator()`` in a party thread: torch's name
-is wrapped while parties run) is that party's alone and used as given.
+party 1's labels from different rows, silently). Inside a party thread it
+therefore stands for that party's copy, started from its state when a
+party first used it (its state at the run's start): a sampling call given
+it draws from the copy, and its methods (``manual_seed``, ``seed``,
+``set_state``, ``get_state``, ``initial_seed``, ``clone_state``, and
+``__reduce__``, which ``copy.deepcopy`` and pickle use) act on the copy,
+so seeding it inside the party function, before or between draws, and
+reading its state there behave as in a forked process whatever the
+threads' timing. Its own state does not move, and at the run's end it is
+as it was (a forked party leaves the caller's generator as it was).
+torch's Generator is a C type whose attributes cannot be set, so these
+methods are replaced in its type's dict while parties run (reached through
+``gc.get_referents``; ``PyType_Modified`` resets CPython's method cache)
+and put back after; elsewhere they call torch's own. A generator made
+inside the party function (``torch.Generator()`` in a party thread:
+torch's name is wrapped while parties run) is that party's alone and used
+as given.
 
 Elsewhere the wrappers call torch's own functions unchanged, and only
 sampling calls pass through them (a ``TorchFunctionMode`` would see every
@@ -56,6 +61,8 @@ and Python's ``random`` modules (shared by the threads: seed a
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import threading
 import weakref
 
@@ -219,8 +226,8 @@ _Generator.__name__ = "Generator"
 
 
 class _Copied:
-    """A generator made before the run that parties drew from: the state
-    they started from, and each party thread's copy."""
+    """A generator made before the run that parties used: the state they
+    started from, and each party thread's copy."""
 
     def __init__(self, g, start):
         self.g, self.start, self.copies = g, start, {}
@@ -229,7 +236,7 @@ class _Copied:
 class _Run:
     """What the parties of one run inherit from the caller (torch's
     generator state, grad and inference mode: :func:`caller`), and the
-    generators made before it that they drew from (:meth:`copy`)."""
+    generators made before it that they used (:meth:`copy`)."""
 
     def __init__(self):
         self.state = torch.get_rng_state()
@@ -237,51 +244,88 @@ class _Run:
         self.made: weakref.WeakSet = weakref.WeakSet()  # made in its party threads
         self.copied: dict[int, _Copied] = {}
         self.lock = threading.Lock()
-        parked = _Real()
-        parked.seed()  # a state that no seeding in the party function gives
-        self.parked = parked.get_state()
 
     def copy(self, g):
         """The calling party's copy of ``g`` (``g`` itself when the party
-        made it, or on another device)."""
+        made it, or on another device), started from ``g``'s state when a
+        party first used it: ``g`` itself never moves in a party (its
+        methods act on the copy, :func:`_generator_method`); for torch's
+        default generator, the party's own."""
+        if g is torch.default_generator:
+            return _own()
         if g in self.made or g.device.type != "cpu":
             return g
         me = threading.get_ident()
         with self.lock:
-            c, now = self.copied.get(id(g)), g.get_state()
+            c = self.copied.get(id(g))
             if c is None:
-                c = self.copied[id(g)] = _Copied(g, now)
-            elif not torch.equal(now, self.parked):
-                # seeded after it was parked: fine only as the seeding the
-                # other parties started from, before this party's first draw
-                if me in c.copies or not torch.equal(now, c.start):
-                    raise RuntimeError(
-                        "a torch.Generator made before the parties started (outside the "
-                        "party function, or through a name bound before the run such as "
-                        "`from torch import Generator`) was seeded or had its state set "
-                        "inside the party function after the parties drew from it. The "
-                        "three party threads share that one object, where forked "
-                        "processes would each have a copy, so they would draw different "
-                        "values. Seed it before the run, or make it inside the party "
-                        "function (each party then has its own)"
-                    )
-            g.set_state(self.parked)
-            if me not in c.copies:
-                c.copies[me] = _Real().set_state(c.start)
-            return c.copies[me]
+                c = self.copied[id(g)] = _Copied(g, _GENERATOR["get_state"](g))
+            mine = c.copies.get(me)
+            if mine is None:
+                mine = c.copies[me] = _Real()
+                _GENERATOR["set_state"](mine, c.start)
+                self.made.add(mine)
+            return mine
 
     def close(self) -> None:
-        """Put the generators the parties copied back to the state they
-        started from."""
+        """Forget the parties' copies; the generators they copied are as
+        they were (put back to the state the copies started from, should
+        a draw that is not wrapped have moved one)."""
         with self.lock:
             for c in self.copied.values():
-                c.g.set_state(c.start)
+                _GENERATOR["set_state"](c.g, c.start)
             self.copied.clear()
+
+
+# torch.Generator's methods that read or change its state: in a party
+# thread they act on the party's copy of a generator made before the run
+_GENERATOR_METHODS = (
+    "manual_seed",
+    "seed",
+    "initial_seed",
+    "get_state",
+    "set_state",
+    "clone_state",
+    "__reduce__",
+)
+_GENERATOR = {name: _Real.__dict__[name] for name in _GENERATOR_METHODS}
+
+
+def _generator_method(name: str):
+    original = _GENERATOR[name]
+
+    def method(self, *args, **kwargs):
+        run = getattr(_local, "run", None)
+        mine = self if run is None or _own() is None else run.copy(self)
+        out = original(mine, *args, **kwargs)
+        if mine is self:
+            return out
+        if out is mine:  # manual_seed and set_state return the generator
+            return self
+        if isinstance(out, _Real):  # clone_state: a new one, the party's own
+            run.made.add(out)
+        return out
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = original.__doc__
+    method.__wrapped__ = original
+    return method
+
+
+def _set_generator_methods(methods: dict) -> None:
+    """Put ``methods`` into torch.Generator's type dict (a C type:
+    ``setattr`` on it raises TypeError) and reset CPython's method cache."""
+    (d,) = [x for x in gc.get_referents(_Real.__dict__) if isinstance(x, dict)]
+    d.update(methods)
+    ctypes.pythonapi.PyType_Modified(ctypes.py_object(_Real))
+    if any(getattr(_Real, n) is not m for n, m in methods.items()):
+        raise RuntimeError("could not replace torch.Generator's methods for the party threads")
 
 
 def _wrap() -> None:
     _saved["Generator"] = torch.Generator
     torch.Generator = _Generator
+    _set_generator_methods({n: _generator_method(n) for n in _GENERATOR_METHODS})
     for name, fn in _SEEDING.items():
         _saved[name] = getattr(torch.random, name)
         for where in (torch, torch.random):
@@ -303,6 +347,7 @@ def _wrap() -> None:
 
 def _unwrap() -> None:
     torch.Generator = _saved["Generator"]
+    _set_generator_methods(_GENERATOR)
     for name in _SEEDING:
         for where in (torch, torch.random):
             setattr(where, name, _saved[name])
