@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import cryptgpu
-from conftest import ULP, usable
+from conftest import ENC, ULP, assert_close, prod_tol, usable
 
 
 class Net(torch.nn.Module):
@@ -441,4 +441,67 @@ def test_resuming_a_model_with_dropout_takes_the_same_next_step_bit_for_bit(tmp_
     opt.load_state_dict(ck["optim"])
     step_with_dropout(model, opt, 3)
     assert raw_state(model) == first
+    cryptgpu.uninit()
+
+
+def test_a_checkpoint_saved_before_the_first_dropout_mask_is_not_replayed_past_it(tmp_path):
+    """A checkpoint saved before the session's first dropout mask holds no
+    dropout generator: the saved run drew its seed after the save, from a
+    joint coin of fresh randomness. Resumed with restore_rng=True, the
+    session drew a new coin from the restored PRG streams and went on with
+    other masks, so it masked other values with the saved run's PRG output
+    (their differences revealed to the parties), silently. Its first
+    dropout mask now raises RuntimeError pointing to restore_rng=False,
+    before any round (no coin drawn), and the session stays usable; a new
+    session that loads with restore_rng=False trains on."""
+
+    def build_early():
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Linear(8, 4)).double()
+        model = cryptgpu.nn.from_pytorch(net, torch.zeros(1, 8)).encrypt(src=0).train()
+        return net, model, cryptgpu.optim.SGD(model.parameters(), lr=0.1)
+
+    def resume(restore_rng):
+        net, model, opt = build_early()
+        ck = cryptgpu.load(f, restore_rng=restore_rng)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optim"])
+        return net, model, opt
+
+    x = torch.randn(6, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    y = F.one_hot(torch.arange(6) % 4, 4).double()
+
+    def train_step(model, opt):
+        opt.zero_grad()
+        out = model(cryptgpu.cryptensor(x, src=1))
+        cryptgpu.nn.CrossEntropyLoss()(out, cryptgpu.cryptensor(y, src=1)).backward()
+        opt.step()
+
+    f = tmp_path / "early"
+    cryptgpu.init(seed=1)
+    _, model, opt = build_early()
+    cryptgpu.save({"model": model.state_dict(), "optim": opt.state_dict()}, f)
+    train_step(model, opt)  # the saved run's first mask: its seed drawn after the save
+
+    cryptgpu.init(seed=999)
+    _, model, opt = resume(restore_rng=True)
+    xs = cryptgpu.cryptensor(x, src=1)
+    cryptgpu.reset_stats()
+    for _ in range(2):  # and again: the session's streams are still the saved run's
+        with pytest.raises(RuntimeError, match=r"cryptgpu\.load\(f, restore_rng=False\)"):
+            model(xs)
+    assert cryptgpu.stats()["total"]["rounds"] == 0  # refused before the coin's rounds
+    assert usable()
+
+    cryptgpu.init()
+    net, model, opt = resume(restore_rng=False)
+    # the loaded weights are torch's, each encoded within ENC: a linear
+    # layer of 8 inputs is within prod_tol(8, |x|, |w|) + ENC (its bias)
+    tol = prod_tol(8, x.abs().max().item(), net[1].weight.abs().max().item()) + ENC
+    with torch.no_grad():
+        want = net.eval()(x)
+    out = model.eval()(cryptgpu.cryptensor(x, src=1)).get_plain_text(dtype=torch.float64)
+    assert_close(out, want, tol)
+    train_step(model.train(), opt)  # its dropout masks come from a new coin
+    assert usable()
     cryptgpu.uninit()

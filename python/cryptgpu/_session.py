@@ -603,9 +603,22 @@ def common_generator():
     """A torch generator that the three parties seed alike, made at first use
     in a session from the engine's joint coin: each party shares a random
     integer below 2^28 and the sum is opened (one sharing round per party,
-    one reveal), so no party chooses the seed. Used for dropout masks."""
+    one reveal), so no party chooses the seed. Used for dropout masks.
+    Refused (RuntimeError, before any round) in a session that restored
+    the PRG streams of a checkpoint saved before its run's first dropout
+    mask (:func:`restore_common_generator`)."""
     ctx, s = _ctx, current()
     held = getattr(ctx, "common_rng", None)
+    if held is not None and held[0] is s and held[1] is None:
+        raise RuntimeError(
+            "this session restored the PRG streams of a checkpoint saved before the saved "
+            "run's first dropout mask (cryptgpu.load(f) with restore_rng=True), so it cannot "
+            "draw the dropout masks that run drew (their seed came from fresh randomness "
+            "after the save), and other masks would reuse the saved run's PRG output on "
+            "other values, which reveals their differences to the parties. Start a new "
+            "session (cryptgpu.init() without a seed), build and encrypt the model and "
+            "optimiser, then resume with cryptgpu.load(f, restore_rng=False)"
+        )
     if held is None or held[0] is not s:
         g = torch.Generator()
         g.manual_seed(s.coin(2**28))
@@ -618,14 +631,21 @@ def common_generator_state() -> torch.Tensor | None:
     """The state of the session's :func:`common_generator` (None before
     its first use), which a checkpoint keeps with the PRG streams."""
     held = getattr(_ctx, "common_rng", None)
-    return held[1].get_state() if held is not None and held[0] is current() else None
+    if held is None or held[0] is not current() or held[1] is None:
+        return None
+    return held[1].get_state()
 
 
 def restore_common_generator(state: torch.Tensor | None) -> None:
-    """Put the session's common generator back to ``state`` (None: none
-    yet, so the next dropout draws a joint coin, as the saved run did)."""
+    """Put the session's common generator back to ``state``, with the PRG
+    streams of a checkpoint. None (saved before the saved run's first
+    dropout mask): the next dropout mask raises, since that run drew its
+    seed after the save from fresh randomness, which the restored streams
+    cannot replay; a new coin would be shared and opened with the saved
+    run's PRG output, and the masks then differ from its masks while every
+    later step reuses its output on other values (a leak, not a replay)."""
     g = None
     if state is not None:
         g = torch.Generator()
         g.set_state(state)
-    _ctx.common_rng = None if g is None else (current(), g)
+    _ctx.common_rng = (current(), g)

@@ -25,11 +25,16 @@ messages again. Resuming and then computing on *other* data than the
 first run did after its save would reuse masks on different values,
 which reveals their differences to the parties: pass ``restore_rng=False``
 there (fresh randomness; the next step then matches only to within the
-fixed-point rounding). So also for a checkpoint saved before the
-session's first dropout mask of a model that has Dropout: the first run
-drew the dropout generator's seed after the save from a joint coin of
-fresh OS randomness, which a resumed run cannot draw again, so its masks
-differ from the first run's.
+fixed-point rounding). A checkpoint saved before the session's first
+dropout mask cannot be replayed past that mask: the first run drew the
+dropout generator's seed after the save from a joint coin of fresh OS
+randomness, which a resumed run cannot draw again, and a new coin would
+give other masks while the restored streams mask other values with the
+saved run's PRG output. A session that loaded such a checkpoint with
+``restore_rng=True`` therefore raises RuntimeError at its first dropout
+mask, before drawing the coin (:func:`cryptgpu._session.common_generator`;
+until 2026-12-06 it drew one and went on): resume it in a new session with
+``restore_rng=False``.
 """
 
 from __future__ import annotations
