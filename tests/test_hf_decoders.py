@@ -17,6 +17,7 @@ the stream by its rms (about 0.05), which makes 3 units 3 * 1.5e-5 / 0.05
 """
 
 import random
+import warnings
 
 import pytest
 import torch
@@ -45,11 +46,13 @@ def onehot(ids):
 
 
 def decoder(kind, attn="sdpa", head="lm"):
+    if kind in ("opt", "gptj", "gptneo", "bloom"):
+        attn = None
     """A 2-layer decoder of width 32; 10 positions for GPT-2, fewer than
     the 10 to 20 tokens transformers' tracer may draw for its dummy input."""
     torch.manual_seed(0)
     small = dict(vocab_size=V, pad_token_id=0, num_labels=3)
-    if kind in ("gpt2", "llama", "mistral", "qwen2"):  # the others have no sdpa form
+    if attn is not None:  # None: the model's own (OPT, GPT-J, GPT-Neo, Bloom have no other)
         small["attn_implementation"] = attn
     llama_like = dict(
         hidden_size=32,
@@ -128,29 +131,40 @@ def local():
     cryptgpu.uninit()
 
 
+def reference(kind, attn, ids, mask=None):
+    """torch's logits in float64, or in float32 where transformers' float64
+    form gives NaN (its eager mask adds the dtype minimum twice on a
+    left-padded row: -inf), and for GPT-Neo, which computes its scores in
+    float32 itself: in a float64 model its float32 minimum plus the float64
+    mask's stays finite, so a left-padded row weighs the future too, which
+    no float32 or bfloat16 GPT-Neo does (float32 is within 1e-6 of float64
+    elsewhere, far inside LOGITS_TOL)."""
+    with torch.no_grad():
+        want = decoder(kind, attn).double()(ids, attention_mask=mask).logits
+        if torch.isnan(want).any() or kind == "gptneo":
+            want = decoder(kind, attn)(ids, attention_mask=mask).logits.double()
+    return want
+
+
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 @pytest.mark.parametrize("kind", ["gpt2", "llama", "mistral", "qwen2"])
 def test_decoder_logits_match_float64(local, kind, attn):
     """Private one-hot ids, with no mask and with a left-padded one: the
-    logits of every kept position within LOGITS_TOL of float64 torch (a
-    padded query row has no kept key: transformers' own output there is
-    arbitrary, so it is not compared). The reference is the sdpa form in
-    both cases: transformers' eager form in float64 turns a left-padded
-    sequence into NaN (its dtype-minimum mask overflows)."""
+    logits of every position within LOGITS_TOL of torch's in the same
+    attention form, the padded ones too (a padded token's row has nothing
+    to attend to: sdpa's bool mask gives it zeros, eager's dtype minimum
+    equal weights; until 2026-12-06 our eager form kept its scores)."""
     m = decoder(kind, attn)
     ids, mask = left_padded(torch.Generator().manual_seed(1))
     pm = cryptgpu.nn.from_pytorch(m, ids).encrypt()
-    md = decoder(kind, "sdpa").double()
-    with torch.no_grad():
-        want = md(ids).logits
-        want_masked = md(ids, attention_mask=mask).logits
+    want = reference(kind, attn, ids)
+    want_masked = reference(kind, attn, ids, mask)
     got = pt(pm(onehot(ids)).logits)
     assert (got - want).abs().max() <= LOGITS_TOL
     got = pt(pm(onehot(ids), attention_mask=mask).logits)
-    kept = mask.bool()
-    assert (got - want_masked)[kept].abs().max() <= LOGITS_TOL
+    assert (got - want_masked).abs().max() <= LOGITS_TOL
     # the mask changes the kept rows' logits far more than the tolerance
-    assert (want_masked - want)[kept].abs().max() > 20 * LOGITS_TOL
+    assert (want_masked - want)[mask.bool()].abs().max() > 20 * LOGITS_TOL
 
 
 @pytest.mark.parametrize("kind", ["opt", "gptj", "gptneo", "bloom"])
@@ -158,22 +172,20 @@ def test_decoders_that_make_their_own_mask(local, kind):
     """OPT, GPT-J, GPT-Neo (a local layer with a window of 3) and Bloom
     (ALiBi: public biases added by alibi.baddbmm) make their causal mask in
     a method of their own with an in-place write, which the graph keeps as
-    one public step. Logits of the kept positions of left-padded sequences
-    within LOGITS_TOL of torch: float64, except Bloom, whose float64 form
-    turns a left-padded sequence into NaN, so its reference is float32
-    (itself within 1e-6 of float64 elsewhere, far inside the tolerance)."""
+    one public step. Logits of every position of left-padded sequences
+    within LOGITS_TOL of torch's (a padded token's row, masked everywhere
+    by the dtype minimum, has equal weights in torch: until 2026-12-06 ours
+    gave it zeros, and a left-padded OPT's loss, which reads the last pad
+    position's logits, was wrong)."""
     m = decoder(kind)
     ids, mask = left_padded(torch.Generator().manual_seed(1))
     pm = cryptgpu.nn.from_pytorch(m, ids).encrypt()
-    md = m if kind == "bloom" else decoder(kind).double()
-    with torch.no_grad():
-        want = md(ids).logits.double()
-        want_masked = md(ids, attention_mask=mask).logits.double()
+    want = reference(kind, None, ids)
+    want_masked = reference(kind, None, ids, mask)
     assert (pt(pm(onehot(ids)).logits) - want).abs().max() <= LOGITS_TOL
     got = pt(pm(onehot(ids), attention_mask=mask).logits)
-    kept = mask.bool()
-    assert (got - want_masked)[kept].abs().max() <= LOGITS_TOL
-    assert (want_masked - want)[kept].abs().max() > LOGITS_TOL  # the mask matters
+    assert (got - want_masked).abs().max() <= LOGITS_TOL
+    assert (want_masked - want)[mask.bool()].abs().max() > LOGITS_TOL  # the mask matters
 
 
 def test_sequence_classification_pools_the_last_token_from_public_ids(local):
@@ -251,3 +263,91 @@ def test_converting_leaves_python_random_and_torch_alone(local):
     cryptgpu.nn.from_pytorch(m)
     assert random.getstate() == before
     assert torch.tensor is tensor_fn and torch.arange is arange_fn
+
+
+def test_a_private_attention_mask_is_refused(local):
+    """The masks made from attention_mask are computed in plaintext: a
+    shared mask is a NotImplementedError saying so (until 2026-12-06 it was
+    read as zeros, every position masked, and the logits came out wrong)."""
+    ids, mask = left_padded(torch.Generator().manual_seed(4))
+    for kind in ("llama", "opt"):
+        pm = cryptgpu.nn.from_pytorch(decoder(kind), ids).encrypt()
+        with pytest.raises(NotImplementedError, match="attention_mask must be public"):
+            pm(onehot(ids), attention_mask=cryptgpu.cryptensor(mask.double()))
+    x = cryptgpu.cryptensor(torch.tensor([1.5, -2.0]))
+    assert torch.allclose(pt(x * x), torch.tensor([2.25, 4.0], dtype=torch.float64), atol=1e-4)
+
+
+def test_attention_dropout_follows_train_and_eval(local):
+    """GPT-2's sdpa form passes dropout_p = attn_pdrop only in training: the
+    converted model keeps that (until 2026-12-06 the mask step, a function
+    of its own in each trace, made the train and eval graphs look different:
+    converting warned, and training dropped no attention weights). With
+    only attention dropout (p = 0.5), eval mode gives torch's logits (within
+    LOGITS_TOL) and train mode other ones (more than 10x that apart)."""
+    torch.manual_seed(0)
+    cfg = T.GPT2Config(
+        n_layer=1, n_embd=32, n_head=2, n_positions=10, vocab_size=V,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.5, attn_implementation="sdpa",
+    )  # fmt: skip
+    m = T.GPT2LMHeadModel(cfg).eval()
+    ids, _ = left_padded(torch.Generator().manual_seed(5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "train mode differs" warning
+        pm = cryptgpu.nn.from_pytorch(m, ids).encrypt()
+    with torch.no_grad():
+        want = m.double()(ids).logits
+    assert (pt(pm(onehot(ids)).logits) - want).abs().max() <= LOGITS_TOL
+    pm.train()
+    with torch.no_grad():
+        dropped = pt(pm(onehot(ids)).logits)
+    assert (dropped - want).abs().max() > 10 * LOGITS_TOL
+
+
+def test_subclasses_configs_and_batches_transformers_users_write(local):
+    """A user's subclass of a transformers class converts (transformers'
+    tracer takes classes by name: it was refused with a 6,000-character
+    list); an architecture the tracer does not know is refused in a short
+    message; converting leaves config.use_cache as it was; a sequence
+    classifier without a pad token (it pools the last position, one
+    sequence at a time in torch) converts and pools each sequence's last
+    position; a bfloat16 Llama's RMSNorm converts as our layer (its
+    logits within LOGITS_TOL of its float64 form; traced as operations
+    they were 4.2e-3 off)."""
+
+    class MyGPT(T.GPT2LMHeadModel):
+        pass
+
+    ids, _ = left_padded(torch.Generator().manual_seed(6))
+    torch.manual_seed(0)
+    m = MyGPT(decoder("gpt2").config).eval()
+    assert m.config.use_cache
+    pm = cryptgpu.nn.from_pytorch(m, ids).encrypt()
+    assert m.config.use_cache
+    with torch.no_grad():
+        want = m.double()(ids).logits
+    assert (pt(pm(onehot(ids)).logits) - want).abs().max() <= LOGITS_TOL
+
+    neox = T.GPTNeoXForCausalLM(
+        T.GPTNeoXConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                        num_attention_heads=4, vocab_size=V)
+    )  # fmt: skip
+    with pytest.raises(NotImplementedError, match="does not trace") as e:
+        cryptgpu.nn.from_pytorch(neox)
+    assert len(str(e.value)) < 400
+
+    torch.manual_seed(0)
+    cfg = T.GPT2Config(n_layer=1, n_embd=32, n_head=2, n_positions=10, vocab_size=V, num_labels=3)
+    cls = T.GPT2ForSequenceClassification(cfg).eval()
+    assert cls.config.pad_token_id is None
+    pc = cryptgpu.nn.from_pytorch(cls).encrypt()
+    with torch.no_grad():
+        each = torch.cat([cls.double()(ids[i : i + 1]).logits for i in range(3)])
+    assert (pt(pc(onehot(ids)).logits) - each).abs().max() <= LOGITS_TOL
+
+    llama = decoder("llama").to(torch.bfloat16)
+    pl = cryptgpu.nn.from_pytorch(llama, ids).encrypt()
+    assert any(type(x).__name__ == "RMSNorm" for x in pl.modules())
+    with torch.no_grad():
+        want = llama.double()(ids).logits
+    assert (pt(pl(onehot(ids)).logits) - want).abs().max() <= LOGITS_TOL

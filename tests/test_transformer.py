@@ -898,3 +898,53 @@ def test_a_transformer_keeps_a_cryptgpu_custom_encoder(session):
     assert tr.encoder is enc and len(tr.decoder.layers) == 1
     stack = cryptgpu.nn.TransformerDecoder(torch.nn.TransformerDecoderLayer(E, H, 32), 3)
     assert isinstance(stack.layers[2], cryptgpu.nn.TransformerDecoderLayer)
+
+
+@pytest.mark.parametrize("fill", ["bool", "-inf", "min", "-1e9"])
+def test_a_row_masked_everywhere_weighs_as_torchs(session, fill):
+    """scaled_dot_product_attention with a query row whose every key is
+    masked: a bool mask or -inf gives it zeros, as torch's; a finite fill
+    (transformers' dtype minimum, -1e9 in a float32 mask) is added to each
+    score and absorbs them, so torch gives that row equal weights, the mean
+    of V (until 2026-12-06 ours gave zeros: a left-padded OPT's loss was
+    wrong). The reference is torch's explicit softmax(q k^T / sqrt(d) +
+    mask) v, in float32 for the finite fills (as models compute: in float64
+    a fill of -1e9 does not absorb the scores), and torch's fused
+    scaled_dot_product_attention agrees with it. Outputs within 3.6e-3 (a
+    softmax row within 3e-4 of its weights, values |v| < 3, 4 keys;
+    measured 2e-4); gradients of q, k and v within 2e-3 of the explicit
+    form's (torch's fused CPU kernel gives an absorbed row other gradients
+    than its own forward implies)."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 4, 8, dtype=torch.float64) for _ in range(3))
+    value = {"-inf": float("-inf"), "min": torch.finfo(torch.float32).min, "-1e9": -1e9}
+    if fill == "bool":
+        m = torch.ones(4, 4, dtype=torch.bool)
+        m[0] = False
+    else:
+        m = torch.zeros(4, 4, dtype=torch.float64)
+        m[0] = value[fill]
+        m[2, 1] = value[fill]  # a partly masked row too
+    dt = torch.float32 if fill in ("min", "-1e9") else torch.float64
+    qs, ks, vs = (t.to(dt).requires_grad_() for t in (q, k, v))
+    scores = qs @ ks.transpose(-1, -2) / 8**0.5
+    if fill in ("bool", "-inf"):
+        keep = m if fill == "bool" else m != float("-inf")
+        w = torch.softmax(scores.masked_fill(~keep, -1e30), -1)
+        w = torch.where(keep.any(-1, keepdim=True), w, 0.0)  # torch's zeros
+    else:
+        w = torch.softmax(scores + m.to(dt), -1)
+    want = w @ vs
+    g = torch.randn_like(want)
+    want.backward(g)
+    fused = F.scaled_dot_product_attention(
+        *(t.detach() for t in (qs, ks, vs)), attn_mask=m.to(dt) if fill != "bool" else m
+    )
+    assert_close(fused.double(), want.detach().double(), 1e-5)
+    Q, K, Vv = (cryptgpu.cryptensor(t, requires_grad=True) for t in (q, k, v))
+    out = F.scaled_dot_product_attention(Q, K, Vv, attn_mask=m)
+    assert (pt(out) - want.detach().double()).abs().max() <= 3.6e-3
+    out.backward(cryptgpu.cryptensor(g.double()))
+    for ours, theirs in ((Q, qs), (K, ks), (Vv, vs)):
+        assert (pt(ours.grad) - theirs.grad.double()).abs().max() <= 2e-3
+    assert usable()

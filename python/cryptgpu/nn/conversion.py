@@ -393,6 +393,8 @@ class Graph(Module):
         for k, own in self._inputs:
             if bound.get(k) is None and k in self._defaults and bound.get(names[0]) is not None:
                 bound[k] = self._defaults[k](bound[names[0]])
+            if k in self._defaults and isinstance(bound.get(k), SharedTensor):
+                raise NotImplementedError(hf.public_only(k))
             if k not in bound and own:  # the forward's own default
                 bound[k] = own[0]
             if k not in bound:
@@ -432,9 +434,10 @@ class Graph(Module):
                 args, kwargs = load(node.args), load(node.kwargs)
                 args = reading(node, args, self._id_inputs) if self._id_inputs else args
                 shared = _first_shared(args + tuple(kwargs.values()))
-                # public values (or the conversion check), or a decoder's mask
-                # (of the shapes of private values, hf.public_of_shapes)
-                if shared is None or getattr(node.target, "public_of_shapes", False):
+                if shared is None:  # public values (or the conversion check)
+                    env[node.name] = node.target(*args, **kwargs)
+                    continue
+                if getattr(node.target, "public_of_shapes", False):  # a decoder's mask
                     env[node.name] = hf.public_of_shapes(node.target, args, kwargs)
                     continue
                 if tracing.is_namedtuple(node.target):  # an output record (GoogLeNet's)
@@ -446,7 +449,7 @@ class Graph(Module):
                         f"{name} on a private tensor at node {node.name!r} is not supported"
                     )
                 fn, kind = _FUNCTIONS[node.target]
-                args = tuple(masks.minus_inf_masked(a) for a in args)
+                args = masks.masked_operands(args, node, env)
                 with _track(kind, shared):
                     env[node.name] = fn(*args, **kwargs)
             elif node.op == "call_method":
@@ -461,7 +464,7 @@ class Graph(Module):
                     env[node.name] = getattr(args[0], node.target)(*args[1:], **kwargs)
                     continue
                 if isinstance(args[0], SharedTensor):
-                    args = tuple(masks.minus_inf_masked(a) for a in args)
+                    args = masks.masked_operands(args, node, env)
                 with _track(_METHODS[node.target], args[0]):
                     env[node.name] = _call_method(args[0], node.target, args[1:], kwargs)
             elif node.op == "output":
@@ -594,7 +597,8 @@ def from_pytorch(
             fold_batchnorm = not was_training
         _CONVERTING.memo = {}
         try:
-            return _convert(model.eval(), dummy_input, bool(fold_batchnorm))
+            with hf.no_cache(model):  # traced and checked without a key/value cache
+                return _convert(model.eval(), dummy_input, bool(fold_batchnorm))
         finally:
             _CONVERTING.memo = None
             for m, mode in modes:

@@ -82,8 +82,6 @@ def trace(model: torch.nn.Module) -> tuple[torch.fx.GraphModule, dict]:
             f"{type(model).__name__}: only text models (a forward taking input_ids) "
             "convert from transformers"
         )
-    if cfg is not None and getattr(cfg, "use_cache", False):
-        cfg.use_cache = False  # no key/value cache in a traced graph
     # transformers' tracer calls torch.fx.is_fx_tracing, which logs a
     # deprecation warning each time: not the user's concern
     log = logging.getLogger("torch.fx._symbolic_trace")
@@ -110,7 +108,15 @@ def trace(model: torch.nn.Module) -> tuple[torch.fx.GraphModule, dict]:
         # would record
         norms = frozenset(id(m) for m in model.modules() if rms_norm_of(m) is not None)
         with _named_forward(model, names):
-            gm = symbolic_trace(model, input_names=names, tracer_cls=_tracer_class(norms))
+            try:
+                gm = symbolic_trace(model, input_names=names, tracer_cls=_tracer_class(norms))
+            except NotImplementedError as e:
+                if "is not supported yet" not in str(e):
+                    raise
+                raise NotImplementedError(  # its message lists ~500 models
+                    f"{type(model).__name__}: transformers' fx tracer does not trace this "
+                    "architecture (transformers.utils.fx lists those it does)"
+                ) from None
     finally:
         log.setLevel(level)
         _restore(saved)
@@ -121,14 +127,35 @@ def trace(model: torch.nn.Module) -> tuple[torch.fx.GraphModule, dict]:
 
 
 @contextlib.contextmanager
+def no_cache(model: torch.nn.Module):
+    """A transformers model's ``config.use_cache`` off while it is converted
+    (a traced graph keeps no key/value cache, and the conversion's check
+    compares outputs without one), then as it was (until 2026-12-06 it
+    stayed off: the user's model ran without its cache afterwards)."""
+    cfg = getattr(model, "config", None) if is_hf_model(model) else None
+    cache = getattr(cfg, "use_cache", False)
+    if cache:
+        cfg.use_cache = False
+    try:
+        yield
+    finally:
+        if cache:
+            cfg.use_cache = cache
+
+
+@contextlib.contextmanager
 def _named_forward(model: torch.nn.Module, names: list):
-    """While tracing, ``model`` as a subclass whose forward names its inputs
-    where the class's own takes ``*args, **kwargs`` (Llama's, wrapped by
-    transformers' decorators): torch.fx cannot make placeholders of those
-    (its "co_varnames is too small")."""
+    """While tracing, ``model`` as a subclass named as its nearest
+    transformers class (transformers' tracer takes only the classes it
+    lists, by name: a user's ``class MyGPT(GPT2LMHeadModel)`` was refused),
+    whose forward names its inputs where the class's own takes ``*args,
+    **kwargs`` (Llama's, wrapped by transformers' decorators): torch.fx
+    cannot make placeholders of those (its "co_varnames is too small")."""
     base = type(model)
+    known = next((c for c in base.__mro__ if c.__module__.startswith("transformers.")), base)
     code = getattr(base.forward, "__code__", None)
-    if code is None or not code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS):
+    wrapped = code is not None and code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS)
+    if not wrapped and known is base:
         yield
         return
 
@@ -136,8 +163,8 @@ def _named_forward(model: torch.nn.Module, names: list):
         given = zip(_INPUTS, (input_ids, attention_mask, token_type_ids))
         return base.forward(self, **{n: v for n, v in given if n in names})
 
-    named = {"forward": forward, "__module__": base.__module__}
-    model.__class__ = type(base.__name__, (base,), named)
+    body = {"__module__": known.__module__, **({"forward": forward} if wrapped else {})}
+    model.__class__ = type(known.__name__, (base,), body)
     try:
         yield
     finally:
@@ -145,7 +172,7 @@ def _named_forward(model: torch.nn.Module, names: list):
 
 
 def _tracer_class(leaves: frozenset):
-    """transformers' tracer, whose proxies of a known shape also unpack
+    """transformers' tracer, whose proxies of sizes also unpack
     (``(*k.shape[:-1], -1, d)`` in GPT-2's attention): each element is read
     by index, as torch.fx records ``shape[i]``; and which keeps the modules
     of ``leaves`` (ids: RMSNorms) as calls, not traced through."""
@@ -154,8 +181,8 @@ def _tracer_class(leaves: frozenset):
     class Proxy(HFProxy):
         def __iter__(self):
             meta = getattr(self, "_metadata", None)
-            if meta is None or not hasattr(meta, "__len__"):
-                return super().__iter__()
+            if not isinstance(meta, (torch.Size, tuple, list)):  # a tensor's rows:
+                return super().__iter__()  # their count would be fixed
             return iter([self[i] for i in range(len(meta))])
 
     class Tracer(HFTracer):
@@ -178,9 +205,15 @@ def _tracer_class(leaves: frozenset):
         def _generate_dummy_input(self, model, input_name, shape, input_names):
             # its random sequence length (10 to 20) within the model's
             # positions: GPT-2's causal buffer has only n_positions rows
-            most = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+            cfg = getattr(model, "config", None)
+            most = getattr(cfg, "max_position_embeddings", None)
             if isinstance(most, int) and len(shape) > 1 and shape[-1] > most > 1:
                 shape = [*shape[:-1], most]
+            if type(model).__name__.endswith("ForSequenceClassification"):
+                # without a pad token it pools the last position, and takes
+                # only one sequence at a time: a batch of one to trace it
+                if getattr(cfg, "pad_token_id", 0) is None:
+                    shape = [1, *shape[1:]]
             return super()._generate_dummy_input(model, input_name, shape, input_names)
 
     return Tracer
@@ -193,6 +226,10 @@ _MASK_MAKERS = (
     "create_sliding_window_causal_mask",
     "create_chunked_causal_mask",
 )
+
+
+# the mask makers' arguments of which only the shape is read
+_SHAPES_ONLY = frozenset({"input_embeds", "inputs_embeds", "input_tensor"})
 
 
 def _mask_makers(model: torch.nn.Module) -> dict:
@@ -226,6 +263,9 @@ def _recorded(maker):
         if not traced:
             return maker(**bound)
         fixed = {n: v for n, v in bound.items() if n not in traced}
+        # sdpa's own mask is bool: a row with nothing kept gets zeros there,
+        # where eager's float mask gives it equal weights (masks.py)
+        as_bool = getattr(fixed.get("config"), "_attn_implementation", None) == "sdpa"
         if fixed.get("config") is not None:
             fixed["config"] = _eager(fixed["config"])
         make, owner = maker, getattr(maker, "__self__", None)
@@ -237,17 +277,23 @@ def _recorded(maker):
         order = tuple(traced)
 
         def mask(*values):
-            return make(**fixed, **dict(zip(order, values)))
+            out = make(**fixed, **dict(zip(order, values)))
+            if as_bool and torch.is_tensor(out) and out.is_floating_point():
+                out = out > torch.finfo(out.dtype).min / 2  # True: attend
+            return out
 
         mask.__name__ = maker.__name__
         mask.public_of_shapes = True
+        mask.shapes_only = frozenset(i for i, n in enumerate(order) if n in _SHAPES_ONLY)
+        mask.arg_names = dict(enumerate(order))
         tracer = next(iter(traced.values())).tracer
         out = tracer.create_proxy("call_function", mask, tuple(traced.values()), {})
         # its shape for the tracer (attention code reads mask.ndim): the mask
         # of stand-ins of the traced arguments' shapes
         metas = [getattr(v, "_metadata", None) for v in traced.values()]
         if all(isinstance(t, torch.Tensor) for t in metas):
-            out.install_metadata(mask(*[_stand_in(t) for t in metas]).to("meta"))
+            stand_ins = [_stand_in(t, n) for t, n in zip(metas, order)]
+            out.install_metadata(mask(*stand_ins).to("meta"))
         return out
 
     return call
@@ -260,22 +306,39 @@ def _eager(config):
     return config
 
 
-def _stand_in(meta: torch.Tensor) -> torch.Tensor:
-    """A plaintext tensor of ``meta``'s shape and dtype: ones for integer
-    ones (an attention mask keeping every position), zeros otherwise."""
+def _stand_in(meta: torch.Tensor, name: str) -> torch.Tensor:
+    """A plaintext tensor of ``meta``'s shape and dtype: zeros for a float
+    one, ones for a mask (keeping every position), positions counted along
+    the last dim otherwise (cache_position, position_ids)."""
     if meta.is_floating_point():
         return torch.zeros(meta.shape, dtype=meta.dtype)
-    return torch.ones(meta.shape, dtype=meta.dtype)
+    if "mask" in name or meta.dim() == 0:
+        return torch.ones(meta.shape, dtype=meta.dtype)
+    return torch.arange(meta.shape[-1], dtype=meta.dtype).expand(meta.shape).clone()
+
+
+def public_only(name: str) -> str:
+    """The refusal of a private ``attention_mask`` or ``token_type_ids``."""
+    return (
+        f"{name} must be public (a torch tensor): the masks and positions made from it "
+        "are computed in plaintext (until 2026-12-06 a shared mask was read as zeros)"
+    )
 
 
 def public_of_shapes(fn, args: tuple, kwargs: dict):
-    """``fn`` on public values: a private argument (the embeddings, whose
-    shape a traced mask maker reads) stands as zeros of its shape."""
+    """A recorded mask maker ``fn`` on public values: a private argument of
+    which it reads only the shape (the embeddings) stands as zeros of that
+    shape; any other private argument is refused."""
+    shapes_only = getattr(fn, "shapes_only", ())
 
-    def plain(v):
-        return torch.zeros(tuple(v.shape)) if isinstance(v, SharedTensor) else v
+    def plain(i, v):
+        if not isinstance(v, SharedTensor):
+            return v
+        if i not in shapes_only:
+            raise NotImplementedError(public_only(getattr(fn, "arg_names", {}).get(i, "a mask")))
+        return torch.zeros(tuple(v.shape))
 
-    return fn(*[plain(a) for a in args], **{k: plain(v) for k, v in kwargs.items()})
+    return fn(*[plain(i, a) for i, a in enumerate(args)], **kwargs)
 
 
 def rms_norm_of(m: torch.nn.Module) -> tuple | None:
@@ -291,9 +354,11 @@ def rms_norm_of(m: torch.nn.Module) -> tuple | None:
     if not isinstance(w, torch.nn.Parameter) or w.dim() != 1 or len(list(m.children())):
         return None
     with torch.no_grad():
-        x = torch.linspace(-2, 3, 4 * w.numel(), dtype=w.dtype).reshape(4, -1)
+        x = torch.linspace(-2, 3, 4 * w.numel()).reshape(4, -1)
+        want = F.rms_norm(x, (w.numel(),), w.float(), eps)
+        tol = 8 * max(torch.finfo(w.dtype).eps, 1e-5)  # bf16 and fp16 models compute so
         try:
-            same = torch.allclose(m(x), F.rms_norm(x, (w.numel(),), w, eps), 1e-4, 1e-5)
+            same = torch.allclose(m(x.to(w.dtype)).float(), want, tol, tol)
         except Exception:  # noqa: BLE001 (any failure: not an RMSNorm we know)
             return None
     return (w, eps) if same else None

@@ -5,6 +5,8 @@ is replaced, an additive part added (nn/attention.py).
 
 from __future__ import annotations
 
+import operator
+
 import torch
 
 from ..tensor import SharedTensor
@@ -17,17 +19,20 @@ MASKED = -1.0e4
 
 class _Mask:
     """A public attention mask: the positions dropped (``keep`` 0: their
-    score is replaced by MASKED, whatever it was) and a finite additive
-    part (``add``). Until 2026-12-05 a dropped position's score was only
+    score is replaced by MASKED, whatever it was), which of those were
+    dropped by a bool mask or -inf (``hard`` 1) rather than by a finite
+    fill such as a dtype's minimum or -1e9, and a finite additive part
+    (``add``). Until 2026-12-05 a dropped position's score was only
     lowered by 1e4, and a score 1e4 above the kept ones (unnormalised or
     adversarial queries) still took the weight: the causal mask let a
     token attend to the future."""
 
-    def __init__(self, add=None, keep=None):
-        self.add, self.keep = add, keep
+    def __init__(self, add=None, keep=None, hard=None):
+        self.add, self.keep, self.hard = add, keep, hard
 
     def reshape(self, *shape):
-        return _Mask(*(None if t is None else t.reshape(*shape) for t in (self.add, self.keep)))
+        parts = (self.add, self.keep, self.hard)
+        return _Mask(*(None if t is None else t.reshape(*shape) for t in parts))
 
     def dim(self) -> int:
         return (self.add if self.add is not None else self.keep).dim()
@@ -36,28 +41,44 @@ class _Mask:
         if other is None:
             return self
         add = other.add if self.add is None else _add_mask(self.add, other.add)
-        keep = (
-            other.keep
-            if self.keep is None
-            else (self.keep if other.keep is None else self.keep * other.keep)
-        )
-        return _Mask(add, keep)
+        keep = _both(self.keep, other.keep, lambda a, b: a * b)
+        hard = _both(self.hard, other.hard, lambda a, b: a | b)
+        return _Mask(add, keep, hard)
 
     def apply(self, scores):
         """scores with the dropped positions set to MASKED (an integer
-        factor 0/1, exact and local) and the additive part added."""
+        factor 0/1, exact and local; -2e4 where a bool or -inf dropped it,
+        so that a row dropped partly by finite fills weighs only those) and
+        the additive part added. The gradient passes to the dropped
+        positions as torch's does through ``s + fill`` (zero after the
+        softmax, except in a row dropped everywhere by finite fills, whose
+        weights are equal)."""
         if self.keep is not None:
-            scores = scores * self.keep + (1 - self.keep).double() * MASKED
+            drop = 1 - self.keep
+            scores = scores - scores.detach() * drop + drop.double() * MASKED
+            if self.hard is not None:
+                scores = scores + self.hard.double() * MASKED
         return scores if self.add is None else scores + self.add
 
     def rows_kept(self):
-        """0 for the rows with every position dropped (None if there is
-        none): their weights are zeroed, as torch's attention gives those
-        rows zeros (until 2026-12-05: a uniform average)."""
+        """0 for the rows with every position dropped by bool or -inf
+        entries (None if there is none): torch's attention gives those rows
+        zeros. A row dropped by finite fills (transformers' dtype minimum: a
+        left-padded token's row) keeps its softmax of equal scores, the
+        same weight at each position, as torch's (until 2026-12-06 zeros:
+        a left-padded OPT's loss and gradients were wrong; until
+        2026-12-05 a uniform average for every kind)."""
         if self.keep is None:
             return None
-        any_kept = self.keep.amax(-1, keepdim=True)
+        soft = 1 - self.keep
+        if self.hard is not None:
+            soft = soft * (~self.hard.bool()).long()
+        any_kept = (self.keep + soft).amax(-1, keepdim=True)
         return None if bool(any_kept.all()) else any_kept
+
+
+def _both(a, b, op):
+    return b if a is None else (a if b is None else op(a, b))
 
 
 def _additive(mask, allowed_when_true: bool):
@@ -72,12 +93,12 @@ def _additive(mask, allowed_when_true: bool):
     m = torch.as_tensor(mask)
     if m.dtype == torch.bool:
         keep = m if allowed_when_true else ~m
-        return _Mask(keep=keep.long())
+        return _Mask(keep=keep.long(), hard=~keep)
     m = m.double()
     low = m <= MASKED
     if not bool(low.any()):
         return _Mask(add=m)
-    return _Mask(add=m.masked_fill(low, 0.0), keep=(~low).long())
+    return _Mask(add=m.masked_fill(low, 0.0), keep=(~low).long(), hard=torch.isneginf(m))
 
 
 def _causal(q_len: int, k_len: int) -> _Mask:
@@ -88,6 +109,51 @@ def _add_mask(acc, m):
     if m is None:
         return acc
     return m if acc is None else acc + m
+
+
+def masked_operands(args: tuple, node, env: dict) -> tuple:
+    """``args`` of a private op (graph ``node``; ``env``: the values so
+    far), each through :func:`minus_inf_masked`; for an addition of a
+    private tensor and a public one with such entries, the private one's
+    value is also zeroed there (an integer factor: exact and local; its
+    gradient passes), as in torch's floats ``s + finfo.min`` is the minimum
+    whatever s was: a row masked everywhere (a left-padded token's, in
+    transformers' eager attention) then has equal scores and torch's
+    uniform weights (until 2026-12-06 its scores stayed, 1e4 lower, and a
+    masked score 1e4 above the kept ones took the weight). Where the
+    private operand was itself filled with such a value (GPT-2's
+    ``torch.where(causal, w, finfo.min)``), the sum is lower still, as
+    torch's ``min + min`` is -inf: such a position drops out of the row."""
+    out = [minus_inf_masked(a) for a in args]
+    adding = node.target in (operator.add, torch.add, "add")
+    private = [i for i in (0, 1) if len(args) > 1 and isinstance(args[i], SharedTensor)]
+    other = args[1 - private[0]] if adding and len(private) == 1 else None
+    if isinstance(other, torch.Tensor) and other.is_floating_point():
+        low = other <= torch.finfo(torch.float16).min
+        if bool(low.any()):  # value x * keep, gradient 1 (as s + fill's)
+            x = args[private[0]]
+            out[private[0]] = x - x.detach() * low.long()
+            hard = _filled(node.args[private[0]], env)
+            if hard is not None:
+                out[private[0]] = out[private[0]] + (low & hard).double() * MASKED
+    return tuple(out)
+
+
+def _filled(node, env: dict):
+    """The positions that ``node``, a ``torch.where(cond, x, fill)`` or
+    ``x.masked_fill(cond, fill)`` of a public bool cond, set to a fill at or
+    below float16's lowest, or None."""
+    if not isinstance(node, torch.fx.Node) or len(node.args) != 3:
+        return None
+    if node.target is not torch.where and node.target != "masked_fill":
+        return None
+    cond = node.args[0] if node.target is torch.where else node.args[1]
+    cond, fill = (env[a.name] if isinstance(a, torch.fx.Node) else a for a in (cond, node.args[2]))
+    if not (torch.is_tensor(cond) and cond.dtype == torch.bool):
+        return None
+    if isinstance(fill, SharedTensor) or not bool((torch.as_tensor(fill) <= -65504.0).all()):
+        return None
+    return ~cond if node.target is torch.where else cond
 
 
 def minus_inf_masked(a):

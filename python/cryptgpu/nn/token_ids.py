@@ -82,7 +82,8 @@ def reading(node: torch.fx.Node, args: tuple, ids: frozenset) -> tuple:
     if node.target is getattr and len(node.args) > 1:
         name = node.args[1]
     first = hits == [0]
-    if first and node.name in ids and (name in _RESHAPES or node.target is torch.reshape):
+    reshape = name in _RESHAPES or node.target is torch.reshape
+    if first and node.name in ids and reshape and not node.kwargs:
         # ids viewed: their one-hot rows viewed so, the rows kept whole
         shape = args[1] if len(args) == 2 and isinstance(args[1], (tuple, list)) else args[1:]
         rows = args[0].shape[-1]
