@@ -82,6 +82,27 @@ def trace(model: torch.nn.Module) -> tuple[torch.fx.GraphModule, dict]:
             f"{type(model).__name__}: only text models (a forward taking input_ids) "
             "convert from transformers"
         )
+    # decided before tracing: the check calls the module, which torch.fx
+    # would record
+    norms = frozenset(id(m) for m in model.modules() if rms_norm_of(m) is not None)
+    with _tracing(model), _named_forward(model, names):
+        try:
+            gm = symbolic_trace(model, input_names=names, tracer_cls=_tracer_class(norms))
+        except NotImplementedError as e:
+            if "is not supported yet" not in str(e):
+                raise
+            raise NotImplementedError(  # its message lists ~500 models
+                f"{type(model).__name__}: transformers' fx tracer does not trace this "
+                "architecture (transformers.utils.fx lists those it does)"
+            ) from None
+    return gm, {n: _DEFAULTS[n] for n in names if n in _DEFAULTS}
+
+
+@contextlib.contextmanager
+def _tracing(model: torch.nn.Module):
+    """While transformers' tracer runs: the mask makers of ``model``'s
+    modules recorded as one step each (:func:`_recorded`), and afterwards,
+    even when tracing failed, everything it and we changed put back."""
     # transformers' tracer calls torch.fx.is_fx_tracing, which logs a
     # deprecation warning each time: not the user's concern
     log = logging.getLogger("torch.fx._symbolic_trace")
@@ -104,26 +125,13 @@ def trace(model: torch.nn.Module) -> tuple[torch.fx.GraphModule, dict]:
                 setattr(mod, name, _recorded(fn))
         for m in own:
             m._update_causal_mask = _recorded(m._update_causal_mask)
-        # decided before tracing: the check calls the module, which torch.fx
-        # would record
-        norms = frozenset(id(m) for m in model.modules() if rms_norm_of(m) is not None)
-        with _named_forward(model, names):
-            try:
-                gm = symbolic_trace(model, input_names=names, tracer_cls=_tracer_class(norms))
-            except NotImplementedError as e:
-                if "is not supported yet" not in str(e):
-                    raise
-                raise NotImplementedError(  # its message lists ~500 models
-                    f"{type(model).__name__}: transformers' fx tracer does not trace this "
-                    "architecture (transformers.utils.fx lists those it does)"
-                ) from None
+        yield
     finally:
         log.setLevel(level)
         _restore(saved)
         random.setstate(state)
         for m in own:
             vars(m).pop("_update_causal_mask", None)
-    return gm, {n: _DEFAULTS[n] for n in names if n in _DEFAULTS}
 
 
 @contextlib.contextmanager
