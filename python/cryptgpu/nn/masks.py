@@ -16,6 +16,10 @@ from ..tensor import SharedTensor
 # and small enough to stay inside the fixed-point range.
 MASKED = -1.0e4
 
+# A public entry at or below this has no fixed-point encoding: a -inf-like
+# mask entry (-inf, a float dtype's minimum)
+LOWEST = torch.finfo(torch.float16).min
+
 
 class _Mask:
     """A public attention mask: the positions dropped (``keep`` 0: their
@@ -49,16 +53,30 @@ class _Mask:
         """scores with the dropped positions set to MASKED (an integer
         factor 0/1, exact and local; -2e4 where a bool or -inf dropped it,
         so that a row dropped partly by finite fills weighs only those) and
-        the additive part added. The gradient passes to the dropped
-        positions as torch's does through ``s + fill`` (zero after the
-        softmax, except in a row dropped everywhere by finite fills, whose
-        weights are equal)."""
+        the additive part added, the public terms in one addition. Where a
+        row is dropped everywhere by finite fills (its weights are equal)
+        and autograd records, the gradient passes to the dropped positions
+        as torch's does through ``s + fill``; elsewhere torch's is zero
+        after the softmax there (up to 1e-7 of a weight), as ours."""
+        fill = self.add
         if self.keep is not None:
             drop = 1 - self.keep
-            scores = scores - scores.detach() * drop + drop.double() * MASKED
-            if self.hard is not None:
-                scores = scores + self.hard.double() * MASKED
-        return scores if self.add is None else scores + self.add
+            if scores.requires_grad and self._absorbs():
+                scores = scores - scores.detach() * drop
+            else:
+                scores = scores * self.keep
+            dropped = drop if self.hard is None else drop + self.hard.long()
+            fill = _add_mask(fill, dropped.double() * MASKED)
+        return scores if fill is None else scores + fill
+
+    def _soft(self):
+        """1 where a finite fill (not bool or -inf) dropped the position."""
+        soft = 1 - self.keep
+        return soft if self.hard is None else soft * (~self.hard.bool()).long()
+
+    def _absorbs(self) -> bool:
+        """Whether a row is dropped everywhere, by finite fills somewhere."""
+        return bool(((self.keep.amax(-1) == 0) & (self._soft().amax(-1) > 0)).any())
 
     def rows_kept(self):
         """0 for the rows with every position dropped by bool or -inf
@@ -70,10 +88,7 @@ class _Mask:
         2026-12-05 a uniform average for every kind)."""
         if self.keep is None:
             return None
-        soft = 1 - self.keep
-        if self.hard is not None:
-            soft = soft * (~self.hard.bool()).long()
-        any_kept = (self.keep + soft).amax(-1, keepdim=True)
+        any_kept = (self.keep + self._soft()).amax(-1, keepdim=True)
         return None if bool(any_kept.all()) else any_kept
 
 
@@ -129,7 +144,7 @@ def masked_operands(args: tuple, node, env: dict) -> tuple:
     private = [i for i in (0, 1) if len(args) > 1 and isinstance(args[i], SharedTensor)]
     other = args[1 - private[0]] if adding and len(private) == 1 else None
     if isinstance(other, torch.Tensor) and other.is_floating_point():
-        low = other <= torch.finfo(torch.float16).min
+        low = other <= LOWEST
         if bool(low.any()):  # value x * keep, gradient 1 (as s + fill's)
             x = args[private[0]]
             out[private[0]] = x - x.detach() * low.long()
@@ -151,7 +166,7 @@ def _filled(node, env: dict):
     cond, fill = (env[a.name] if isinstance(a, torch.fx.Node) else a for a in (cond, node.args[2]))
     if not (torch.is_tensor(cond) and cond.dtype == torch.bool):
         return None
-    if isinstance(fill, SharedTensor) or not bool((torch.as_tensor(fill) <= -65504.0).all()):
+    if isinstance(fill, SharedTensor) or not bool((torch.as_tensor(fill) <= LOWEST).all()):
         return None
     return ~cond if node.target is torch.where else cond
 
@@ -163,9 +178,9 @@ def minus_inf_masked(a):
     and become MASKED, the value of our own attention masks (after a
     softmax's max shift, a clamped exp: 1e-7 of the row's largest weight)."""
     if isinstance(a, torch.Tensor) and a.is_floating_point():
-        low = a <= torch.finfo(torch.float16).min
+        low = a <= LOWEST
         if bool(low.any()):
             return a.masked_fill(low, MASKED)
-    if isinstance(a, float) and a <= torch.finfo(torch.float16).min:
+    if isinstance(a, float) and a <= LOWEST:
         return MASKED  # masked_fill(mask, float("-inf"))
     return a
