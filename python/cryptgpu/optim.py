@@ -127,7 +127,8 @@ class _Optimizer(torch.optim.Optimizer):
         groups, n = [], 0
         for g in self.param_groups:
             groups.append({k: v for k, v in g.items() if k != "params"})
-            groups[-1]["params"], n = list(range(n, n + len(g["params"]))), n + len(g["params"])
+            groups[-1]["params"] = list(range(n, n + len(g["params"])))
+            n += len(g["params"])
         return {**{k: groups[0][k] for k in self._LEGACY}, "param_groups": groups}
 
     def _load_settings(self, state: dict) -> None:

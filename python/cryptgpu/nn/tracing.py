@@ -455,8 +455,10 @@ def _mark(gm_eval: torch.fx.GraphModule, gm_train: torch.fx.GraphModule) -> bool
             return torch.is_tensor(va) and torch.is_tensor(vb) and torch.equal(va, vb)
         if getattr(a.target, "public_of_shapes", False):
             # a decoder's mask maker: a function of its own per trace (hf._recorded)
-            key = (getattr(a.target, "__name__", ""), getattr(a.target, "arg_names", None))
-            return key == (getattr(b.target, "__name__", ""), getattr(b.target, "arg_names", None))
+            def key(f):
+                return getattr(f, "__name__", ""), getattr(f, "arg_names", None)
+
+            return key(a.target) == key(b.target)
         return a.target == b.target
 
     if len(ev) != len(tr) or not all(same(a, b) for a, b in zip(ev, tr)):
