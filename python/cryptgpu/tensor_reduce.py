@@ -112,15 +112,11 @@ class ReductionOps:
         """self / n (a positive integer) with every element rounded
         independently, also where the elements hold equal shares (after
         ``expand``), and without bias: the same rounds and bytes as
-        ``div(n)``. A multiple of 1/n is kept as the integer K =
-        round(2^e / n) of 15 significant bits (exact for a power of two),
-        multiplied in exactly, and divided by 2^e: the exact division by a
-        power of two is unbiased, where the one by other integers keeps a
-        bias of up to 0.1 units (its rounded 2^64 / n), 12% of a gradient
-        of 1 / 98304. Costs a relative error of at most 2^-15 in 1/n."""
-        e = 14 + (n - 1).bit_length()  # K = 2^e / n in [2^14, 2^15]
-        x = self._wrap(self._s().mul_public_int(self._t, [round(2.0**e / n)]))
-        return x._wrap(x._s().div_public_int_fresh(x._t, 1 << e))
+        ``div(n)``. (Until 2026-12-06 the exact division by an integer that
+        is not a power of two kept a bias of up to 0.1 units, 12% of a
+        gradient of 1 / 98304, and this multiplied by round(2^e / n) and
+        divided by 2^e instead, at a relative error of up to 2^-15.)"""
+        return self._wrap(self._s().div_public_int_fresh(self._t, n))
 
 
 class FunctionOps:
