@@ -503,42 +503,36 @@ def _basic(i) -> bool:
 
 def _positions(x, idx: tuple) -> np.ndarray:
     """The flat positions ``x[idx]`` reads, shaped like the result, for
-    public indices of every kind torch takes (integer tensors, lists and
-    arrays, boolean masks, mixed with ints and slices): numpy's advanced
-    indexing applied to the positions, after the plain ints as torch does."""
+    public indices of every kind torch takes (integer and bool tensors,
+    lists and arrays, Python bools, mixed with ints, slices, None and
+    ``...``): torch's own indexing applied to a tensor of the positions, so
+    that the shape, the order of the dims and the errors are torch's."""
     conv = []
     for i in idx:
-        if isinstance(i, TensorBase):
+        if isinstance(i, TensorBase) or (isinstance(i, (list, tuple)) and _holds_shared(i)):
             raise NotImplementedError(
                 "indexing with a SharedTensor (private positions) is not supported: reveal "
                 "the index, or select with a one-hot product or where()"
             )
-        if isinstance(i, slice) and i.step is not None and i.step <= 0:
-            raise ValueError("slice step must be positive")
-        if isinstance(i, torch.Tensor):
-            # a uint8 tensor is a mask in torch (deprecated there, not positions)
-            i = i.detach().cpu().numpy()
-            i = i.astype(bool) if i.dtype == np.uint8 else i
-        elif isinstance(i, (list, tuple)):
-            i = np.asarray(i) if len(i) else np.zeros(0, dtype=np.int64)
+        if isinstance(i, torch.Tensor) and i.device.type != "cpu":
+            i = i.cpu()
+        elif isinstance(i, np.ndarray) and (not i.flags.writeable or min(i.strides, default=0) < 0):
+            # (a flipped array, which torch refuses, or a read-only one, a
+            # diagonal's, which torch warns about)
+            i = i.copy()
         conv.append(i)
     shape = tuple(x._t.shape)
-    first = None
-    if any(type(i) is int for i in conv) and any(isinstance(i, np.ndarray) for i in conv):
-        # torch applies plain ints first (as selections) and then the array
-        # indices, where numpy treats ints as array indices too: x[0, :, [3, 0]]
-        # is (3, 2) in torch, (2, 3) in numpy.
-        first = tuple(
-            i if type(i) is int or i is None or i is Ellipsis else slice(None) for i in conv
-        )
-        conv = [slice(None) if i is None else i for i in conv if type(i) is not int]
-    try:
-        pos = np.arange(math.prod(shape), dtype=np.int64).reshape(shape)
-        return (pos if first is None else pos[first])[tuple(conv)]
-    except IndexError:
-        raise
-    except (TypeError, ValueError) as e:
-        raise IndexError(f"invalid index for a SharedTensor of shape {shape}: {e}") from None
+    pos = torch.arange(math.prod(shape), dtype=torch.int64).reshape(shape)
+    return pos[tuple(conv)].numpy()
+
+
+def _holds_shared(seq) -> bool:
+    """Whether a list or tuple index holds a SharedTensor at any depth
+    (torch would read its value to build the index)."""
+    return any(
+        isinstance(v, TensorBase) or (isinstance(v, (list, tuple)) and _holds_shared(v))
+        for v in seq
+    )
 
 
 def _view_strides(shape, strides, new_shape):
