@@ -284,7 +284,7 @@ class ShapeOps:
                 gr.record_take(out, self, flat)
             return out
         if sum(1 for i in idx if i is Ellipsis) > 1:
-            raise IndexError("an index can only have a single ellipsis ('...')")
+            return self._view_by_torch(idx)
         if any(i is Ellipsis for i in idx):
             k = idx.index(Ellipsis)
             fill = self.dim() - (len(idx) - 1 - sum(1 for i in idx if i is None))
@@ -330,6 +330,23 @@ class ShapeOps:
         if ag.needs_grad(self):
             gr.record_view(out, self, shape_in, offset, out_st)
         out._set_strides(tst)
+        return out._as_view_of(self, lambda b, i=idx: b[i], lambda b, v, i=idx: b.__setitem__(i, v))
+
+    def _view_by_torch(self, idx: tuple) -> TensorBase:
+        """``self[idx]`` for an index of ints, slices, None and several
+        ``...``, which torch reads in its own undocumented way (numpy
+        refuses it): the view's shape, strides and offset are those torch
+        gives uninitialised CPU tensors of self's shape (not "meta" ones:
+        torch reads such an index differently on them)."""
+        shape_in = list(self._t.shape)
+        st_in = _strides(shape_in)
+        m = torch.empty_strided(shape_in, st_in, dtype=torch.bool)[idx]
+        out_shape, offset, out_st = list(m.shape), m.storage_offset(), list(m.stride())
+        tst = torch.empty_strided(shape_in, self._strides(), dtype=torch.bool)[idx].stride()
+        out = self._wrap(self._s().gather(self._t, out_shape, offset, out_st))
+        if ag.needs_grad(self):
+            gr.record_view(out, self, shape_in, offset, out_st)
+        out._set_strides(list(tst))
         return out._as_view_of(self, lambda b, i=idx: b[i], lambda b, v, i=idx: b.__setitem__(i, v))
 
     def __delitem__(self, idx) -> None:
