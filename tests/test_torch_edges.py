@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import cryptgpu
-from conftest import ENC, usable
+from conftest import ENC, assert_close, usable
 
 D = torch.float64
 
@@ -284,3 +284,11 @@ def test_a_whole_exponent_requiring_grad_keeps_square_and_multiply(session):
     assert (opened_values(y) - v**2).abs().max() <= 6 * 2.0**-17 + 2.0**-16
     with pytest.raises(RuntimeError, match="requires grad"):
         y.sum().backward()
+
+
+def test_chunk_of_a_zero_size_dim_gives_chunks_pieces(session):
+    """It gave one piece (split by max(1, ...)); torch gives ``chunks``."""
+    t = torch.zeros(3, 0, dtype=D)
+    for k, dim in [(3, 1), (1, 1), (2, -1)]:
+        got = [tuple(p.shape) for p in cryptgpu.cryptensor(t).chunk(k, dim=dim)]
+        assert got == [tuple(p.shape) for p in t.chunk(k, dim=dim)]

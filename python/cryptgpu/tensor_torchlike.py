@@ -335,7 +335,9 @@ class TorchLikeOps:
         if k <= 0:
             raise RuntimeError("chunk expects `chunks` to be greater than 0")
         n = self.shape[_norm_dim(dim, self.dim())]
-        return self.split(max(1, -(-n // k)), dim)
+        if n == 0:  # torch: `chunks` empty pieces
+            return self.split([0] * k, dim)
+        return self.split(-(-n // k), dim)
 
     def split(self, split_size_or_sections=None, dim: int = 0, *, split_size=None) -> tuple:
         """Pieces of ``split_size`` (or of the listed sizes) along ``dim``
