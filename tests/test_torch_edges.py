@@ -292,3 +292,25 @@ def test_chunk_of_a_zero_size_dim_gives_chunks_pieces(session):
     for k, dim in [(3, 1), (1, 1), (2, -1)]:
         got = [tuple(p.shape) for p in cryptgpu.cryptensor(t).chunk(k, dim=dim)]
         assert got == [tuple(p.shape) for p in t.chunk(k, dim=dim)]
+
+
+VIEWS_OF_EMPTY = {
+    "x[:, :, 1]": lambda x: x[:, :, 1],
+    "x[..., ::2]": lambda x: x[..., ::2],
+    "narrow": lambda x: x.narrow(2, 1, 2),
+    "select": lambda x: x.select(2, 1),
+    "prod": lambda x: x.prod(2),
+    "cumprod": lambda x: x.cumprod(2),
+}
+
+
+@pytest.mark.parametrize("name", list(VIEWS_OF_EMPTY))
+def test_backward_through_a_view_of_a_zero_size_tensor(session, name):
+    """The view's strides (zeros, of a 0-size tensor) reached the engine's
+    scatter, which refused them as an overlap (InvalidArgumentError);
+    torch's gradient is empty."""
+    t = torch.zeros(2, 0, 3, dtype=D, requires_grad=True)
+    VIEWS_OF_EMPTY[name](t).sum().backward()
+    x = cryptgpu.cryptensor(torch.zeros(2, 0, 3), requires_grad=True)
+    VIEWS_OF_EMPTY[name](x).sum().backward()
+    assert_close(opened(x.grad), t.grad, 0.0)  # no element
