@@ -294,6 +294,24 @@ def test_chunk_of_a_zero_size_dim_gives_chunks_pieces(session):
         assert got == [tuple(p.shape) for p in t.chunk(k, dim=dim)]
 
 
+def test_minus_one_sizes_of_zero_size_tensors_as_torchs(session):
+    """A -1 that torch resolves from one dim (unflatten) or that linear's
+    flattening of the leading dims introduced raised ShapeError on a tensor
+    of 0 elements. Results of 0 elements, or sums of none (0): exact."""
+    u = torch.zeros(2, 0, 6, dtype=D)
+    assert (
+        opened(cryptgpu.cryptensor(u).unflatten(2, (-1, 3))).shape == u.unflatten(2, (-1, 3)).shape
+    )
+    for xs in [(0,), (2, 0), (4, 2, 0)]:
+        a, w = torch.zeros(xs, dtype=D), torch.zeros(3, 0, dtype=D)
+        x = cryptgpu.cryptensor(a, requires_grad=True)
+        s = cryptgpu.cryptensor(w, requires_grad=True)
+        out = F.linear(x, s)
+        assert_close(opened(out), F.linear(a, w), 0.0)
+        out.sum().backward()
+        assert opened(x.grad).shape == a.shape and opened(s.grad).shape == w.shape
+
+
 VIEWS_OF_EMPTY = {
     "x[:, :, 1]": lambda x: x[:, :, 1],
     "x[..., ::2]": lambda x: x[..., ::2],

@@ -205,7 +205,8 @@ class LayerOps:
                 raise ShapeError(
                     f"linear: input {tuple(self.shape)} does not match weight {tuple(weight.shape)}"
                 )
-            rows = self if self.dim() == 2 else self.reshape(-1, self.shape[-1])
+            lead = math.prod(self.shape[:-1])  # (not -1: ambiguous for 0 elements)
+            rows = self if self.dim() == 2 else self.reshape(lead, self.shape[-1])
             out = rows._matmul_t(weight)
             if self.dim() != 2:
                 out = out.reshape(*self.shape[:-1], weight.shape[0])

@@ -175,6 +175,8 @@ class ShapeOps:
                 f"unflatten: Provided sizes {sizes} don't multiply up to the size of dim "
                 f"{d} ({shp[d]}) in the input tensor"
             )
+        if -1 in sizes:  # from the dim's size (the whole tensor's may be 0)
+            sizes[sizes.index(-1)] = shp[d] // known
         return self.reshape(shp[:d] + sizes + shp[d + 1 :])
 
     def permute(self, *dims, **kw) -> TensorBase:
