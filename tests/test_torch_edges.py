@@ -58,6 +58,48 @@ def test_refused_as_torch_refuses(session, call):
     assert usable()
 
 
+def _conv(x, w, **kw):
+    return F.conv2d(x.reshape(1, 1, 2, 3), torch.ones(w, dtype=D), **kw)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda x: x[0].mT,  # RuntimeError (it was IndexError)
+        lambda x: _conv(x, (1, 1, 1, 1), stride=(1, 1, 1)),  # RuntimeError (TypeError)
+        lambda x: _conv(x, (1, 1, 1, 1), padding=(1, 1, 1)),
+        lambda x: F.max_pool2d(x.reshape(1, 1, 2, 3), (1, 1, 1)),
+        lambda x: _conv(x, (0, 1, 1, 1)),  # no output channel: RuntimeError (accepted)
+    ],
+)
+def test_bad_arguments_raise_torchs_exception_types(session, call):
+    a = torch.arange(6.0, dtype=D).reshape(2, 3)
+    with pytest.raises(Exception) as want:
+        call(a)
+    with pytest.raises(type(want.value)):
+        call(cryptgpu.cryptensor(a))
+    assert usable()
+
+
+def test_arguments_torch_takes_are_taken(session):
+    """A 0-d tensor's mT is itself (torch warns: deprecated), a diagonal
+    offset past the dims an empty diagonal (it was OverflowError beyond a C
+    long), a 1-sequence a pair for a 2-d layer (it was TypeError)."""
+    a = torch.arange(6.0, dtype=D).reshape(2, 3)
+    s = cryptgpu.cryptensor(a)
+    with pytest.warns(UserWarning, match="deprecated"):
+        assert_close(opened(s[1, 2].mT), a[1, 2], 0.0)  # grid values: exact
+    for k in (2**40, -(2**40), 2**63 - 1):
+        assert_close(opened(s.diagonal(k)), a.diagonal(k), 0.0)
+    w = torch.ones(1, 1, 1, 1, dtype=D)
+    for kw in ({"stride": (2,)}, {"padding": [1]}, {"dilation": (1,)}):
+        # one product by 1 per output: the input's grid values, exact
+        assert_close(
+            opened(_conv(s, (1, 1, 1, 1), **kw)), F.conv2d(a.reshape(1, 1, 2, 3), w, **kw), 0.0
+        )
+    assert_close(opened(F.max_pool2d(s.reshape(1, 1, 2, 3), (1,))), a.reshape(1, 1, 2, 3), 0.0)
+
+
 def test_shapes_keywords_and_types_as_torchs(session):
     a = torch.arange(6.0, dtype=D).reshape(2, 3)
     s = cryptgpu.cryptensor(a)

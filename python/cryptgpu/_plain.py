@@ -155,13 +155,18 @@ def _norm_dim(d: int, ndim: int) -> int:
 
 def _pair(v, name: str) -> tuple[int, int]:
     """An int or a pair of ints (each as :func:`_index` takes it: NumPy
-    integers and 0-d integer tensors too, as torch's), or TypeError."""
+    integers and 0-d integer tensors too, as torch's; a sequence of one
+    int is a pair, as torch's), or TypeError; a sequence of ints of
+    another length is torch's RuntimeError (InvalidArgumentError)."""
     if _index(v) is not None:
         v = (v, v)
-    if isinstance(v, (tuple, list)) and len(v) == 2 and None not in map(_index, v):
-        v = tuple(_index(i) for i in v)
-    else:
+    if not isinstance(v, (tuple, list)) or None in map(_index, v):
         raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
+    if len(v) == 1:
+        v = (v[0], v[0])
+    if len(v) != 2:
+        raise InvalidArgumentError(f"{name} must be an int or a pair of ints, got {v!r}")
+    v = tuple(_index(i) for i in v)
     if any(i < 0 for i in v):
         raise InvalidArgumentError(f"{name} must be non-negative, got {v!r}")
     return int(v[0]), int(v[1])

@@ -46,8 +46,14 @@ class LayerOps:
                 f"is allowed), got input shape {tuple(x.shape)}"
             )
         ws, wp = x._other(weight, "conv2d weight")  # x: the batched input it records
+        wshape = tuple((ws if ws is not None else wp).shape)
+        if wshape and wshape[0] == 0:  # torch's RuntimeError (a ShapeError is one)
+            raise ShapeError(
+                f"Given groups={groups}, expected weight to be at least 1 at dimension 0, but "
+                f"got weight of size {list(wshape)} instead"
+            )
         if text is not None:
-            kernel = tuple((ws if ws is not None else wp).shape)[-2:]
+            kernel = wshape[-2:]
             x, padding = _string_padding(x, text, kernel, stride, dilation)
         s = x._s(self, ws)  # sets the truncation protocol: nothing runs in between
         if ws is not None:
@@ -59,7 +65,7 @@ class LayerOps:
         if ag.needs_grad(x, ws):
             gr._record_conv(out, x, ws, wp, stride, padding, dilation, groups)
         if bias is not None:
-            out = _add_channel_bias(out, bias, (ws if ws is not None else wp).shape[0], "conv2d")
+            out = _add_channel_bias(out, bias, wshape[0], "conv2d")
         return out.squeeze(0) if squeeze else out
 
     def conv_transpose2d(

@@ -10,6 +10,7 @@ products), var/std a mean and one product (plus std's square root).
 from __future__ import annotations
 
 import operator
+import warnings
 
 import numpy as np
 import torch
@@ -122,7 +123,20 @@ class TorchLikeOps:
 
     @property
     def mT(self) -> TensorBase:  # noqa: N802 - torch's name
-        """The last two dims transposed."""
+        """The last two dims transposed (torch's RuntimeError for one dim;
+        a 0-d tensor itself, with torch's deprecation warning)."""
+        if self.dim() == 0:
+            warnings.warn(
+                "Tensor.mT is deprecated on 0-D tensors. This function is the identity in "
+                "these cases.",
+                UserWarning,
+                stacklevel=2,
+            )
+            return self
+        if self.dim() == 1:
+            raise RuntimeError(
+                "tensor.mT is only supported on matrices or batches of matrices. Got 1-D tensor."
+            )
         return self.transpose(-2, -1)
 
     def movedim(self, source, destination) -> TensorBase:
@@ -378,7 +392,11 @@ class TorchLikeOps:
         a, b = _norm_dim(dim1, self.dim()), _norm_dim(dim2, self.dim())
         if a == b:
             raise RuntimeError("diagonal dimensions cannot be identical")
-        pos = np.diagonal(self._grid(), _ints([offset], "offset")[0], a, b)
+        k = _ints([offset], "offset")[0]
+        # an offset past the dims is an empty diagonal (numpy's C long
+        # cannot hold every Python int torch takes)
+        k = max(-self.shape[a], min(k, self.shape[b]))
+        pos = np.diagonal(self._grid(), k, a, b)
         # a view, as torch's: x.diagonal().fill_(0) changes x, and a change
         # of x shows in the diagonal (it was a copy until 2026-12-05)
         where = np.unravel_index(pos, tuple(self.shape))
