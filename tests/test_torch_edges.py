@@ -100,6 +100,35 @@ def test_arguments_torch_takes_are_taken(session):
     assert_close(opened(F.max_pool2d(s.reshape(1, 1, 2, 3), (1,))), a.reshape(1, 1, 2, 3), 0.0)
 
 
+MASK = torch.tensor([True, False, True])
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda x: x - MASK,  # NotImplementedError: torch's hint is ~mask
+        lambda x: MASK - x,
+        lambda x: x - True,
+        lambda x: torch.sub(x, MASK),
+        lambda x: x.sum(keepdim=True),  # TypeError: keepdim without dim
+        lambda x: x.mean(keepdim=True),
+        lambda x: x.tile(),  # TypeError: no dims
+        lambda x: torch.cat(x),  # TypeError: a tensor, not a sequence of them
+        lambda x: torch.stack(x, 0),
+        lambda x: x.std(0, unbiased=True, correction=1),  # TypeError: both
+        lambda x: x.var(unbiased=False, correction=0),
+    ],
+)
+def test_inputs_torch_refuses_are_refused(session, call):
+    """Each was accepted (torch.cat(x) joined x's rows)."""
+    a = torch.arange(6.0, dtype=D).reshape(2, 3)
+    with pytest.raises(Exception) as want:
+        call(a)
+    with pytest.raises(type(want.value)):
+        call(cryptgpu.cryptensor(a))
+    assert usable()
+
+
 def test_shapes_keywords_and_types_as_torchs(session):
     a = torch.arange(6.0, dtype=D).reshape(2, 3)
     s = cryptgpu.cryptensor(a)

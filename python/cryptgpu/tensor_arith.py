@@ -45,6 +45,7 @@ class ArithmeticOps:
 
     def sub(self, y, *, alpha=1) -> TensorBase:
         """x - alpha * y for a SharedTensor or plaintext y (broadcasting)."""
+        _refuse_bool_sub(y)
         ys, yp = self._other(_times(y, alpha), "sub")
         if ys is not None:
             x, ye = self._aligned(ys)
@@ -386,6 +387,7 @@ class ArithmeticOps:
     __truediv__ = div
 
     def __rsub__(self, y):
+        _refuse_bool_sub(y)
         return self.neg().add(y)
 
     # x += y, x -= y, x *= y, x /= y, x **= y: in place, as torch's. Where
@@ -552,3 +554,17 @@ def _times(y, alpha):
     if isinstance(y, TensorBase):
         return y * alpha
     return _float64(y, "alpha") * alpha
+
+
+def _refuse_bool_sub(y) -> None:
+    """torch's NotImplementedError for ``x - mask`` and ``mask - x`` (a
+    bool tensor, array or Python bool: torch's hint is ``~mask``)."""
+    if (
+        isinstance(y, (bool, np.bool_))
+        or (isinstance(y, torch.Tensor) and y.dtype == torch.bool)
+        or (isinstance(y, np.ndarray) and y.dtype == np.bool_)
+    ):
+        raise NotImplementedError(
+            "Subtraction, the `-` operator, with a bool tensor is not supported. If you are "
+            "trying to invert a mask, use the `~` or `logical_not()` operator instead."
+        )

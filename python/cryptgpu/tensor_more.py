@@ -52,6 +52,8 @@ class MoreOps:
         """``torch.tile``: :meth:`repeat`, with ones prepended to ``dims``
         when it has fewer entries than the tensor has dims."""
         dims = _varargs(dims, kw, "dims", "tile")
+        if not dims:
+            raise TypeError('tile() missing 1 required positional arguments: "dims"')
         if len(dims) == 1 and isinstance(dims[0], (tuple, list, torch.Size)):
             dims = tuple(dims[0])
         reps = _ints(dims, "tile: dims")

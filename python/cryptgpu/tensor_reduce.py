@@ -48,6 +48,20 @@ def check_dtype(dtype, what: str) -> None:
         )
 
 
+def _dim_keepdim(dim, keepdim, what: str) -> tuple:
+    """A reduction's (dim, keepdim), defaults None and False; keepdim
+    without dim is torch's TypeError (``x.sum(keepdim=True)``; an explicit
+    ``dim=None`` is taken)."""
+    if dim is _UNSET:
+        if keepdim is not _UNSET:
+            raise TypeError(
+                f"{what}() received an invalid combination of arguments - got (keepdim=bool, ): "
+                "keepdim needs a dim (dim=None for all dims)"
+            )
+        return None, False
+    return dim, (False if keepdim is _UNSET else keepdim)
+
+
 class ReductionOps:
     """Mixin of :class:`cryptgpu.SharedTensor`: sums and means."""
 
@@ -68,9 +82,10 @@ class ReductionOps:
         return sorted(dims) if self.dim() else []
 
     @axis_alias
-    def sum(self, dim=None, keepdim: bool = False, *, dtype=None) -> TensorBase:
+    def sum(self, dim=_UNSET, keepdim=_UNSET, *, dtype=None) -> TensorBase:
         """Sum over ``dim`` (an int, a tuple, or all dims); no communication.
         ``dtype`` as :func:`check_dtype` says."""
+        dim, keepdim = _dim_keepdim(dim, keepdim, "sum")
         check_dtype(dtype, "sum")
         dims = self._dims(dim)
         out = self._wrap(self._s().sum(self._t, dims, bool(keepdim)))
@@ -79,12 +94,13 @@ class ReductionOps:
         return out
 
     @axis_alias
-    def mean(self, dim=None, keepdim: bool = False, *, dtype=None) -> TensorBase:
+    def mean(self, dim=_UNSET, keepdim=_UNSET, *, dtype=None) -> TensorBase:
         """Mean over ``dim``: a local sum, then one exact division (2 rounds).
         Its gradient divides after broadcasting, each element rounded on
         its own: g / n rounded once and broadcast would give every element
         the same rounding, a gradient up to 1.5x torch's for n = 98304.
         ``dtype`` as :func:`check_dtype` says."""
+        dim, keepdim = _dim_keepdim(dim, keepdim, "mean")
         check_dtype(dtype, "mean")
         dims = self._dims(dim)
         n = 1

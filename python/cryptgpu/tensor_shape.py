@@ -445,6 +445,10 @@ class ShapeOps:
 def _shared_list(tensors, what: str) -> list:
     """The elements as SharedTensors: plaintext ones (torch tensors, arrays,
     lists) become public sharings in the session of the first shared one."""
+    if isinstance(tensors, TensorBase):  # (its rows would be the elements)
+        raise TypeError(
+            f"{what}(): argument 'tensors' (position 1) must be tuple of Tensors, not SharedTensor"
+        )
     ts = list(tensors)
     if not ts:
         raise InvalidArgumentError(f"{what} expects a non-empty TensorList")

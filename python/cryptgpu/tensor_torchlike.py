@@ -469,6 +469,8 @@ class TorchLikeOps:
             dim, unbiased = unbiased, None  # var(dim) called positionally as var(dim)
         if isinstance(dim, bool) and unbiased is None:
             dim, unbiased = None, dim  # torch's var(unbiased): x.var(False)
+        if unbiased is not None and correction is not None:
+            raise TypeError("var/std: unbiased and correction cannot both be given (as torch)")
         if correction is None:
             correction = 0 if unbiased is False else 1
         if self.dim() == 0:

@@ -135,7 +135,7 @@ def _add(a, b=None, *, alpha=1, out=None, **kw):
 def _sub(a, b=None, *, alpha=1, out=None, **kw):
     b = _second(b, kw, "other", "sub")
     b = b * alpha if alpha != 1 else b
-    return a.sub(b) if isinstance(a, TensorBase) else b.neg().add(a)
+    return a.sub(b) if isinstance(a, TensorBase) else b.__rsub__(a)
 
 
 def _mul(a, b=None, *, out=None, **kw):
