@@ -19,6 +19,7 @@ from . import (
     mpc,
     nn,
     optim,
+    optim_torch,  # noqa: F401 - torch.optim.SGD etc. on shared parameters
     spmd,
 )
 from ._native import (
