@@ -266,3 +266,20 @@ def test_shared_and_plaintext_parameters_in_one_optimiser_are_refused(session, n
     with pytest.raises(TypeError, match=r"together with a torch.DoubleTensor: one optimiser"):
         getattr(torch.optim, name)(mix(_private(_net()), t), lr=0.1)
     assert usable()
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam"])
+def test_cryptgpus_own_optimisers_refuse_a_plaintext_tensor_that_requires_grad(session, name):
+    """cryptgpu.optim kept only the shared parameters of a group: a torch
+    tensor that requires grad beside them never trained (until 2026-12-06).
+    A frozen one is left out as before (torch would not move it either)."""
+    net = _private(_net())
+    t = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(TypeError, match=r"together with a torch Tensor that requires grad"):
+        getattr(cryptgpu.optim, name)([*net.parameters(), t], lr=0.1)
+    with pytest.raises(TypeError, match=r"together with a torch Tensor that requires grad"):
+        getattr(cryptgpu.optim, name)([{"params": [*net.parameters(), t], "lr": 0.2}], lr=0.1)
+    frozen = torch.zeros(3, dtype=torch.float64)
+    opt = getattr(cryptgpu.optim, name)([*net.parameters(), frozen], lr=0.1)
+    assert len(opt.param_groups[0]["params"]) == len(list(net.parameters()))
+    assert usable()

@@ -10,7 +10,7 @@ import torch
 
 from . import _session, functions
 from . import autograd as ag
-from .optim_checks import check_group_sizes, check_shapes, saved_state
+from .optim_checks import check_group_sizes, check_shapes, no_plain_trainables, saved_state
 from .tensor import SharedTensor
 
 
@@ -44,8 +44,8 @@ class _Optimizer(torch.optim.Optimizer):
         ps = param_group.get("params")
         ps = [ps] if isinstance(ps, (SharedTensor, torch.Tensor)) else list(ps or [])
         ps = [p[1] if isinstance(p, tuple) and len(p) == 2 else p for p in ps]
-        # Plaintext tensors (an unencrypted model's) are not ours to update.
         shared = [p for p in ps if isinstance(p, SharedTensor)]
+        no_plain_trainables(self._name, ps, shared)
         if not shared:
             raise ValueError(
                 f"{self._name} got no SharedTensor parameters: call model.encrypt() first"

@@ -6,6 +6,21 @@ from __future__ import annotations
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 
+def no_plain_trainables(name: str, params: list, shared: list) -> None:
+    """Plaintext tensors in a group of shared parameters are not updated
+    (a frozen one, which torch would not move either, is left out); one that
+    requires grad would silently never train (until 2026-12-06): a TypeError."""
+    ours = {id(p) for p in shared}
+    plain = [p for p in params if id(p) not in ours and getattr(p, "requires_grad", False)]
+    if shared and plain:
+        raise TypeError(
+            f"{name} was given shared parameters (SharedTensor) together with a torch "
+            f"{type(plain[0]).__name__} that requires grad, which it would not train: one "
+            "optimiser takes one kind (encrypt the whole model, or give the torch "
+            "parameters to a torch optimiser)"
+        )
+
+
 def saved_state(opt, state, *keys) -> list:
     """``state[k]`` for each key of a state dict that ``opt.load_state_dict``
     is given: a torch optimiser's state dict (its ``state`` and
