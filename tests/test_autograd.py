@@ -151,6 +151,31 @@ def test_mse_and_cross_entropy_grads(session, rng):
     assert abs(pt(sl).item() - loss.item()) < 0.05
 
 
+@pytest.mark.parametrize("how", ["module", "functional", "target_grad"])
+def test_mse_gradient_keeps_its_precision_over_many_elements(session, rng, how):
+    """MSELoss over n = 1000 elements of scale 50: its gradient 2 (x - t) / n
+    is one product divided exactly by 2^(f-1) n, within 2 units of 2^-f
+    (x and t are encoded within half a unit each: 2 * 2 / n units more).
+    Until 2026-12-06 g / n was rounded first (65.5 units, +-1): up to 2 *
+    50 * 2^-16 = 1.5e-3 off (a relative error of n 2^-17 in every element)."""
+    x = leaf(10, 100, gen=rng, scale=50)
+    t = torch.randn(10, 100, generator=rng, dtype=torch.float64) * 50
+    F.mse_loss(x, t).backward()
+    sx = shared_leaf(x)
+    st = cryptgpu.cryptensor(t, requires_grad=True) if how == "target_grad" else t
+    if how == "module":
+        loss = cryptgpu.nn.MSELoss()(sx, st)
+    else:
+        loss = F.mse_loss(sx, st)
+    loss.backward()
+    assert_close(pt(sx.grad), x.grad, 2 * ULP + 4 * ULP / 1000)
+    if how == "target_grad":
+        assert_close(pt(st.grad), -x.grad, 2 * ULP + 4 * ULP / 1000)
+    # the loss itself: n squares summed and divided once (each square of
+    # |d| < 200 within 1 unit + 400 * 1 unit of encoding): a relative 1e-4
+    assert abs(pt(loss).item() - F.mse_loss(x, t).item()) <= 1e-4 * F.mse_loss(x, t).item()
+
+
 @pytest.mark.parametrize(
     "kw",
     [

@@ -273,3 +273,26 @@ def record_cat(out, ts, d: int):
         return tuple(res)
 
     return ag.record(out, ts, back)
+
+
+def mean_square(d):
+    """mean(d * d) (MSELoss's mean) recorded as one operation. Its gradient
+    2 d g / n is one product of d and g as ring integers (scale 2^2f, no
+    truncation) divided exactly by 2^(f-1) n: within 2 units of 2^-f.
+    d * d's and mean's own backwards rounded g / n first, to log2(2^f / n)
+    significant bits, a relative error of about n 2^-17 in every element of
+    the gradient (0.76% at n = 1000, a user probe), with two products more."""
+    recorded = ag.needs_grad(d)
+    with ag.inside(recorded):
+        out = (d * d).mean()
+    if recorded and d.numel():
+        shape, n = list(d.shape), d.numel()
+
+        def back(g):
+            ge = g.reshape([1] * len(shape)).expand(shape)
+            s = ge._s(d)
+            p = ge._wrap(s.mul_int(ge._t, d._t))
+            return (p._wrap(p._s().div_public_int(p._t, n << (s.precision_bits - 1))),)
+
+        ag.record(out, (d,), back)
+    return out

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from .. import autograd as ag
 from .. import functions, torch_dispatch
+from .. import gradients as gr
 from .._native import InvalidArgumentError, ShapeError
 from ..tensor import SharedTensor
 from .habits import InputTypeError
@@ -378,8 +379,7 @@ class NLLLoss(_ClassLoss):
 
 
 class MSELoss(Module):
-    """Squared error, differentiated by the recorded operations; its mean
-    (``reduction="mean"``), sum (``"sum"``) or every element (``"none"``)."""
+    """Squared error: mean (one recorded step: gradients.mean_square), sum or each."""
 
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
@@ -389,7 +389,7 @@ class MSELoss(Module):
         """reduction((x - target)^2)."""
         _warn_broadcast(x, target)
         d = x - target
-        return _reduce(d * d, self.reduction)
+        return gr.mean_square(d) if self.reduction == "mean" else _reduce(d * d, self.reduction)
 
     def __call__(self, x, target):
         return self.forward(x, target)
