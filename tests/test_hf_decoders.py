@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 import cryptgpu
+from conftest import usable
 
 T = pytest.importorskip(
     "transformers", reason="transformers is a test dependency (pip install '.[test]')"
@@ -351,3 +352,73 @@ def test_subclasses_configs_and_batches_transformers_users_write(local):
     with torch.no_grad():
         want = llama.double()(ids).logits
     assert (pt(pl(onehot(ids)).logits) - want).abs().max() <= LOGITS_TOL
+
+
+def test_4d_attention_masks_give_torchs_logits_or_are_refused(local):
+    """transformers takes a prepared 4-D attention_mask as it is. Llama and
+    Mistral hand theirs to transformers' mask functions, which the graph
+    keeps as one public step run on the mask given: a [B, 1, 1, S] padding
+    mask of -1e9 (no causal part: torch's tokens then see later ones too),
+    a [B, 1, S, S] causal and padding one of float32's minimum, and (sdpa)
+    a bool one give logits within LOGITS_TOL of torch's float64 ones (until
+    2026-12-06 sdpa read a -1e9 fill as keeping every position: 1.4 off).
+    GPT-2 views a mask of rank < 4 as [B, -1] before its mask step: its
+    graph follows that branch only, and a 4-D mask is refused with a
+    MaskShapeError (a ValueError and a NotImplementedError) naming the
+    [batch, seq] form (until 2026-12-06 it ran: logits 3 off, silently);
+    so is one for OPT, whose positions are a cumsum of the mask (torch
+    fails on it)."""
+    ids, mask = left_padded(torch.Generator().manual_seed(7))
+    keep = torch.ones(S, S, dtype=torch.bool).tril() & mask[:, None, None, :].bool()
+    low = torch.finfo(torch.float32).min
+    forms = {
+        "padding": (1.0 - mask[:, None, None, :].double()) * -1e9,
+        "causal": torch.zeros(3, 1, S, S, dtype=torch.float64).masked_fill(~keep, low),
+        "bool": keep,
+    }
+    for kind, attn in (("llama", "sdpa"), ("llama", "eager"), ("mistral", "sdpa")):
+        pm = cryptgpu.nn.from_pytorch(decoder(kind, attn), ids).encrypt()
+        md = decoder(kind, attn).double()
+        for name, am in forms.items():
+            if name == "bool" and attn == "eager":  # eager adds a bool mask as 0/1
+                continue
+            with torch.no_grad():
+                want = md(ids, attention_mask=am).logits
+            got = pt(pm(onehot(ids), attention_mask=am).logits)
+            assert (got - want).abs().max() <= LOGITS_TOL, (kind, attn, name)
+        with torch.no_grad():  # the 4-D padding mask differs from the 2-D one
+            by_4d = md(ids, attention_mask=forms["padding"]).logits
+        assert (by_4d - reference(kind, attn, ids, mask)).abs().max() > 20 * LOGITS_TOL
+    MaskShapeError = cryptgpu.nn.hf.MaskShapeError
+    for kind in ("gpt2", "opt"):
+        pm = cryptgpu.nn.from_pytorch(decoder(kind), ids).encrypt()
+        for am in forms.values():
+            with pytest.raises(MaskShapeError, match=r"takes a \[batch, seq\] attention_mask"):
+                pm(onehot(ids), attention_mask=am)
+    assert issubclass(MaskShapeError, ValueError) and issubclass(
+        MaskShapeError, NotImplementedError
+    )
+    assert usable()
+
+
+def test_masks_of_one_row_that_torch_takes(local):
+    """Llama's sdpa form takes a mask without padding of shape [1, S] or
+    [S] (transformers then skips the mask): the logits are torch's (within
+    LOGITS_TOL; until 2026-12-06 an IndexError); with padding torch's
+    IndexError, ours too."""
+    # no pad token: its embedding row is zeros, which RMSNorm divides by
+    # sqrt(eps) = 1e-3, a truncation's 2^-16 then 1.5e-2 on a logit
+    ids = torch.randint(1, V, (3, S), generator=torch.Generator().manual_seed(8))
+    m = decoder("llama")
+    pm = cryptgpu.nn.from_pytorch(m, ids).encrypt()
+    with torch.no_grad():
+        want = m.double()(ids).logits
+    for am in (torch.ones(1, S, dtype=torch.long), torch.ones(S, dtype=torch.long)):
+        assert (pt(pm(onehot(ids), attention_mask=am).logits) - want).abs().max() <= LOGITS_TOL
+    padded = torch.ones(S, dtype=torch.long)
+    padded[:2] = 0
+    with pytest.raises(IndexError), torch.no_grad():
+        m(ids, attention_mask=padded)
+    with pytest.raises(IndexError):
+        pm(onehot(ids), attention_mask=padded)
+    assert usable()

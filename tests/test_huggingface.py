@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 import cryptgpu
+from conftest import usable
 
 T = pytest.importorskip(
     "transformers", reason="transformers is a test dependency (pip install '.[test]')"
@@ -247,3 +248,19 @@ def test_what_cannot_run_privately_is_refused_clearly(local):
         bert_m(cryptgpu.cryptensor(torch.zeros(V)))  # one token, no batch or sequence dim
     x = cryptgpu.cryptensor(torch.tensor([1.5, -2.0]))
     assert torch.allclose(pt(x * x), torch.tensor([2.25, 4.0], dtype=torch.float64), atol=1e-4)
+
+
+def test_mask_ranks_bert_refuses_are_refused_as_transformers_does(local):
+    """A 1-D or 4-D attention_mask: transformers' BERT raises ValueError
+    ("Wrong shape ... attention_mask"), and so does the converted model,
+    whose graph follows the [batch, seq] branch only, naming that form
+    (until 2026-12-06 an IndexError and a RuntimeError of expand)."""
+    m = bert(num_labels=3)
+    ids, mask, _ = padded(3, torch.Generator().manual_seed(7))
+    pm = cryptgpu.nn.from_pytorch(m, ids).encrypt()
+    for bad in (mask[0], (1.0 - mask[:, None, None, :].double()) * -1e9):
+        with pytest.raises(ValueError, match="attention_mask"), torch.no_grad():
+            m(ids, attention_mask=bad)
+        with pytest.raises(ValueError, match=r"takes a \[batch, seq\] attention_mask"):
+            pm(onehot(ids), attention_mask=bad)
+    assert usable()

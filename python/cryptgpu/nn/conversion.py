@@ -400,6 +400,7 @@ class Graph(Module):
             if k not in bound:
                 raise TypeError(f"missing input {k!r}")
         tracing.check_optional(bound, self._fixed_none, self._needed)
+        hf.check_ranks(self._graph, bound)  # HF inputs of the ranks traced
         return bound
 
     def forward(self, *inputs, **named):

@@ -85,9 +85,11 @@ def trace(model: torch.nn.Module) -> tuple[torch.fx.GraphModule, dict]:
     # decided before tracing: the check calls the module, which torch.fx
     # would record
     norms = frozenset(id(m) for m in model.modules() if rms_norm_of(m) is not None)
+    ranks: dict = {}  # the rank of each dummy input it traced with
     with _tracing(model), _named_forward(model, names):
         try:
-            gm = symbolic_trace(model, input_names=names, tracer_cls=_tracer_class(norms))
+            tracer = _tracer_class(norms, ranks)
+            gm = symbolic_trace(model, input_names=names, tracer_cls=tracer)
         except NotImplementedError as e:
             if "is not supported yet" not in str(e):
                 raise
@@ -95,7 +97,63 @@ def trace(model: torch.nn.Module) -> tuple[torch.fx.GraphModule, dict]:
                 f"{type(model).__name__}: transformers' fx tracer does not trace this "
                 "architecture (transformers.utils.fx lists those it does)"
             ) from None
+    _mark_ranks(gm, ranks, type(model).__name__)
     return gm, {n: _DEFAULTS[n] for n in names if n in _DEFAULTS}
+
+
+class MaskShapeError(ValueError, NotImplementedError):
+    """An attention_mask of a rank the converted graph does not follow: a
+    ValueError, as transformers raises for a shape it refuses itself
+    (BERT's 1-D or 4-D mask), and a NotImplementedError, as for what
+    transformers takes and a converted model does not (GPT-2's 4-D mask)."""
+
+
+_RANK = "cryptgpu_traced_rank"  # node.meta key: (rank, model class name)
+
+
+def _mark_ranks(gm: torch.fx.GraphModule, ranks: dict, name: str) -> None:
+    """Marks the attention_mask placeholder of ``gm`` with the rank it was
+    traced with (``name``: the model's class), for :func:`check_ranks`;
+    not one that only recorded mask makers (:func:`_recorded`) read: those
+    run transformers' own code on the mask given at each call, in
+    plaintext, whatever its rank (Llama's 4-D masks, taken as they are).
+    Elsewhere the forward's branches on the mask's rank (GPT-2's
+    ``attention_mask.ndim < 4``, BERT's ``dim() == 2``) were taken for the
+    traced rank only."""
+    for node in gm.graph.nodes:
+        if node.op != "placeholder" or node.target != "attention_mask":
+            continue
+        if all(getattr(u.target, "public_of_shapes", False) for u in node.users):
+            continue
+        if node.target in ranks:
+            node.meta[_RANK] = (ranks[node.target], name)
+
+
+def check_ranks(graph: torch.fx.Graph, bound: dict) -> None:
+    """Refuses a mask of a rank other than the one its placeholder was
+    traced with (:func:`_mark_ranks`), with a :class:`MaskShapeError`
+    naming the shape the converted model takes (until 2026-12-06 a 4-D
+    mask ran GPT-2's graph, traced for [batch, seq] masks: logits 3 off,
+    silently)."""
+    for node in graph.nodes:
+        if node.op != "placeholder":
+            return
+        traced = node.meta.get(_RANK)
+        v = bound.get(node.target)
+        if traced is None or not isinstance(v, (torch.Tensor, SharedTensor)):
+            continue
+        rank, name = traced
+        if len(v.shape) == rank:
+            continue
+        form = "[batch, seq]" if rank == 2 else f"rank-{rank}"
+        raise MaskShapeError(
+            f"{node.target} of shape {list(v.shape)}: this converted {name} takes a "
+            f"{form} {node.target} (1 to attend, 0 for padding), the rank it was traced "
+            f"with; its forward branches on the mask's rank, and the traced graph follows "
+            f"the rank-{rank} branch only. Pass the {form} padding mask (a 4-D mask is "
+            "taken as transformers takes it by the models that hand it to transformers' "
+            "mask functions as it is: Llama, Mistral, Qwen2, GPT-J, GPT-Neo)"
+        )
 
 
 @contextlib.contextmanager
@@ -179,11 +237,12 @@ def _named_forward(model: torch.nn.Module, names: list):
         model.__class__ = base
 
 
-def _tracer_class(leaves: frozenset):
+def _tracer_class(leaves: frozenset, ranks: dict):
     """transformers' tracer, whose proxies of sizes also unpack
     (``(*k.shape[:-1], -1, d)`` in GPT-2's attention): each element is read
-    by index, as torch.fx records ``shape[i]``; and which keeps the modules
-    of ``leaves`` (ids: RMSNorms) as calls, not traced through."""
+    by index, as torch.fx records ``shape[i]``; which keeps the modules
+    of ``leaves`` (ids: RMSNorms) as calls, not traced through; and which
+    puts the rank of each dummy input it makes in ``ranks``."""
     from transformers.utils.fx import HFProxy, HFTracer
 
     class Proxy(HFProxy):
@@ -222,7 +281,9 @@ def _tracer_class(leaves: frozenset):
                 # only one sequence at a time: a batch of one to trace it
                 if getattr(cfg, "pad_token_id", 0) is None:
                     shape = [1, *shape[1:]]
-            return super()._generate_dummy_input(model, input_name, shape, input_names)
+            out = super()._generate_dummy_input(model, input_name, shape, input_names)
+            ranks.update((k, v.dim()) for k, v in out.items() if torch.is_tensor(v))
+            return out
 
     return Tracer
 
@@ -274,6 +335,7 @@ def _recorded(maker):
         # sdpa's own mask is bool: a row with nothing kept gets zeros there,
         # where eager's float mask gives it equal weights (masks.py)
         as_bool = getattr(fixed.get("config"), "_attn_implementation", None) == "sdpa"
+        own = dict(fixed)  # the model's own (sdpa) form, tried first at each call
         if fixed.get("config") is not None:
             fixed["config"] = _eager(fixed["config"])
         make, owner = maker, getattr(maker, "__self__", None)
@@ -285,7 +347,18 @@ def _recorded(maker):
         order = tuple(traced)
 
         def mask(*values):
-            out = make(**fixed, **dict(zip(order, values)))
+            given = dict(zip(order, values))
+            if as_bool:
+                # transformers' sdpa mask: bool, or a 4-D mask as given (until
+                # 2026-12-06 a float one of -1e9 fills was read as keeping
+                # every position), or None where nothing is padded (it takes
+                # then a [1, S] or [S] mask, as torch's run does): the graph
+                # reads a mask, the causal one of no padding (no packing)
+                out = make(**own, **given)
+                if out is not None:
+                    return out
+                given.update((n, None) for n in ("attention_mask", "position_ids") if n in given)
+            out = make(**fixed, **given)
             if as_bool and torch.is_tensor(out) and out.is_floating_point():
                 out = out > torch.finfo(out.dtype).min / 2  # True: attend
             return out
