@@ -264,3 +264,14 @@ def test_mask_ranks_bert_refuses_are_refused_as_transformers_does(local):
         with pytest.raises(ValueError, match=r"takes a \[batch, seq\] attention_mask"):
             pm(onehot(ids), attention_mask=bad)
     assert usable()
+
+
+def test_integer_ids_shared_as_they_are_are_refused_clearly(local):
+    """Integer ids shared as they are (not one-hot rows) into a converted
+    BERT: a ShapeError naming one-hot rows (until 2026-12-06 an IndexError
+    of a size read from them, as the ids of one-hot rows)."""
+    ids, mask, _ = padded(3, torch.Generator().manual_seed(7))
+    pm = cryptgpu.nn.from_pytorch(bert(num_labels=3), ids).encrypt()
+    with pytest.raises(cryptgpu.ShapeError, match="one-hot rows"):
+        pm(cryptgpu.cryptensor(ids, src=1), attention_mask=mask)
+    assert usable()

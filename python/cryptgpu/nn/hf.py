@@ -24,6 +24,7 @@ import types
 import torch
 import torch.nn.functional as F
 
+from .._native import ShapeError
 from ..tensor import SharedTensor
 
 # the inputs we trace, in this order, where the model's forward has them
@@ -112,18 +113,20 @@ _RANK = "cryptgpu_traced_rank"  # node.meta key: (rank, model class name)
 
 
 def _mark_ranks(gm: torch.fx.GraphModule, ranks: dict, name: str) -> None:
-    """Marks the attention_mask placeholder of ``gm`` with the rank it was
-    traced with (``name``: the model's class), for :func:`check_ranks`;
-    not one that only recorded mask makers (:func:`_recorded`) read: those
-    run transformers' own code on the mask given at each call, in
-    plaintext, whatever its rank (Llama's 4-D masks, taken as they are).
-    Elsewhere the forward's branches on the mask's rank (GPT-2's
-    ``attention_mask.ndim < 4``, BERT's ``dim() == 2``) were taken for the
-    traced rank only."""
+    """Marks the input_ids and attention_mask placeholders of ``gm`` with
+    the rank each was traced with (``name``: the model's class), for
+    :func:`check_ranks`; not a mask that only recorded mask makers
+    (:func:`_recorded`) read: those run transformers' own code on the mask
+    given at each call, in plaintext, whatever its rank (Llama's 4-D
+    masks, taken as they are). Elsewhere the forward's branches on the
+    mask's rank (GPT-2's ``attention_mask.ndim < 4``, BERT's ``dim() ==
+    2``) were taken for the traced rank only."""
     for node in gm.graph.nodes:
-        if node.op != "placeholder" or node.target != "attention_mask":
+        if node.op != "placeholder" or node.target not in ("input_ids", "attention_mask"):
             continue
-        if all(getattr(u.target, "public_of_shapes", False) for u in node.users):
+        if node.target == "attention_mask" and all(
+            getattr(u.target, "public_of_shapes", False) for u in node.users
+        ):
             continue
         if node.target in ranks:
             node.meta[_RANK] = (ranks[node.target], name)
@@ -134,7 +137,8 @@ def check_ranks(graph: torch.fx.Graph, bound: dict) -> None:
     traced with (:func:`_mark_ranks`), with a :class:`MaskShapeError`
     naming the shape the converted model takes (until 2026-12-06 a 4-D
     mask ran GPT-2's graph, traced for [batch, seq] masks: logits 3 off,
-    silently)."""
+    silently), and private input_ids that are not one-hot rows of ids of
+    the traced rank, with a ShapeError."""
     for node in graph.nodes:
         if node.op != "placeholder":
             return
@@ -143,6 +147,17 @@ def check_ranks(graph: torch.fx.Graph, bound: dict) -> None:
         if traced is None or not isinstance(v, (torch.Tensor, SharedTensor)):
             continue
         rank, name = traced
+        if node.target == "input_ids":
+            if isinstance(v, SharedTensor) and len(v.shape) != rank + 1:
+                # its sizes would be read as those of one-hot rows' ids
+                # (until 2026-12-06 BERT's an IndexError of a size)
+                raise ShapeError(
+                    f"input_ids shared as a SharedTensor of shape {list(v.shape)}: this "
+                    f"converted {name} takes private ids as one-hot rows of rank {rank + 1} "
+                    "([batch, seq, vocab]: cryptensor(F.one_hot(ids, vocab))), or public "
+                    "ids; shared integer ids cannot index an embedding"
+                )
+            continue
         if len(v.shape) == rank:
             continue
         form = "[batch, seq]" if rank == 2 else f"rank-{rank}"
