@@ -275,3 +275,38 @@ def test_integer_ids_shared_as_they_are_are_refused_clearly(local):
     with pytest.raises(cryptgpu.ShapeError, match="one-hot rows"):
         pm(cryptgpu.cryptensor(ids, src=1), attention_mask=mask)
     assert usable()
+
+
+def test_bert_and_roberta_as_causal_decoders(local):
+    """BertLMHeadModel and RobertaForCausalLM (is_decoder=True) make their
+    causal mask with transformers' older mask functions, whose
+    torch.full(..., finfo(dtype).min) in the default dtype overflows for a
+    float64 dtype: converting them raised torch's "value cannot be
+    converted to type float without overflow" until 2026-12-06 (in their
+    default sdpa form). Now that step is one public step, made for float32
+    (as a float32 model makes it), and both forms convert (with the check). Logits of left-padded sequences
+    within the module's 1e-2 of torch's float32 model (torch's float64 run
+    overflows in that same step; float32's own error, about 1e-6, is far
+    inside): BERT with private one-hot ids, RoBERTa with public ids (it
+    derives positions from them)."""
+    ids, mask, _ = padded(3, torch.Generator().manual_seed(8))
+    ids, mask = ids.flip(1), mask.flip(1)  # left padding: the mask matters
+    cfg = dict(
+        vocab_size=V, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=64, max_position_embeddings=S + 4, is_decoder=True,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, initializer_range=0.2,
+        pad_token_id=0,
+    )  # fmt: skip
+    for attn, cls, config, private in (
+        ("sdpa", T.BertLMHeadModel, T.BertConfig, True),
+        ("sdpa", T.RobertaForCausalLM, T.RobertaConfig, False),
+        ("eager", T.BertLMHeadModel, T.BertConfig, True),
+    ):
+        torch.manual_seed(0)
+        m = cls(config(**cfg, attn_implementation=attn)).eval()
+        pm = cryptgpu.nn.from_pytorch(m, ids).encrypt()
+        with torch.no_grad():
+            want = m(ids, attention_mask=mask).logits.double()
+            assert (want - m(ids).logits.double()).abs().max() > 0.05  # the mask matters
+        x = onehot(ids) if private else ids
+        assert (pt(pm(x, attention_mask=mask).logits) - want).abs().max() <= 1e-2

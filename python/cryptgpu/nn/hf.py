@@ -316,11 +316,26 @@ _MASK_MAKERS = (
 _SHAPES_ONLY = frozenset({"input_embeds", "inputs_embeds", "input_tensor"})
 
 
+# the older makers (modeling_attn_mask_utils: BERT and RoBERTa as decoders,
+# XGLM, ...) -> the eager form each is recorded as. Both make their float
+# mask with torch.full(..., finfo(dtype).min) in the default dtype, which
+# a float64 dtype's minimum overflows (until 2026-12-06 BertLMHeadModel did
+# not convert): they get float32 embeddings to read the dtype from, as a
+# float32 model's
+_OLD_MAKERS = {
+    "_prepare_4d_causal_attention_mask": "_prepare_4d_causal_attention_mask",
+    "_prepare_4d_causal_attention_mask_for_sdpa": "_prepare_4d_causal_attention_mask",
+}
+
+
 def _mask_makers(model: torch.nn.Module) -> dict:
     """{modeling module: {name: mask maker}} for the modules of ``model``'s
     classes that call one of transformers' mask makers by its name."""
     mu = sys.modules.get("transformers.masking_utils")
-    makers = {id(f): f for f in (getattr(mu, n, None) for n in _MASK_MAKERS) if f}
+    old = sys.modules.get("transformers.modeling_attn_mask_utils")
+    found = [getattr(mu, n, None) for n in _MASK_MAKERS]
+    found += [getattr(old, n, None) for n in _OLD_MAKERS]
+    makers = {id(f): f for f in found if f}
     out: dict = {}
     for m in model.modules():
         mod = sys.modules.get(type(m).__module__)
@@ -354,6 +369,9 @@ def _recorded(maker):
         if fixed.get("config") is not None:
             fixed["config"] = _eager(fixed["config"])
         make, owner = maker, getattr(maker, "__self__", None)
+        single = getattr(maker, "__module__", "") == "transformers.modeling_attn_mask_utils"
+        if single:  # the eager form: what the traced sdpa form computed
+            make = getattr(sys.modules[maker.__module__], _OLD_MAKERS[maker.__name__])
         if isinstance(owner, torch.nn.Module):  # a model's _update_causal_mask:
             # on a shallow copy reading an eager config
             owner = copy.copy(owner)
@@ -363,6 +381,9 @@ def _recorded(maker):
 
         def mask(*values):
             given = dict(zip(order, values))
+            for n, v in given.items():
+                if single and n in _SHAPES_ONLY and torch.is_tensor(v) and v.is_floating_point():
+                    given[n] = torch.zeros(v.shape, dtype=torch.float32)
             if as_bool:
                 # transformers' sdpa mask: bool, or a 4-D mask as given (until
                 # 2026-12-06 a float one of -1e9 fills was read as keeping
@@ -387,7 +408,7 @@ def _recorded(maker):
         # its shape for the tracer (attention code reads mask.ndim): the mask
         # of stand-ins of the traced arguments' shapes
         metas = [getattr(v, "_metadata", None) for v in traced.values()]
-        if all(isinstance(t, torch.Tensor) for t in metas):
+        if all(isinstance(t, (torch.Tensor, torch.Size)) for t in metas):
             stand_ins = [_stand_in(t, n) for t, n in zip(metas, order)]
             out.install_metadata(mask(*stand_ins).to("meta"))
         return out
@@ -402,10 +423,13 @@ def _eager(config):
     return config
 
 
-def _stand_in(meta: torch.Tensor, name: str) -> torch.Tensor:
+def _stand_in(meta, name: str):
     """A plaintext tensor of ``meta``'s shape and dtype: zeros for a float
     one, ones for a mask (keeping every position), positions counted along
-    the last dim otherwise (cache_position, position_ids)."""
+    the last dim otherwise (cache_position, position_ids); a size as it is
+    (the older makers' input_shape)."""
+    if isinstance(meta, torch.Size):
+        return meta
     if meta.is_floating_point():
         return torch.zeros(meta.shape, dtype=meta.dtype)
     if "mask" in name or meta.dim() == 0:
