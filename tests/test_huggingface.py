@@ -277,6 +277,31 @@ def test_integer_ids_shared_as_they_are_are_refused_clearly(local):
     assert usable()
 
 
+def test_unset_output_fields_read_as_none(local):
+    """Fields that transformers' output class declares and the model did not
+    set (loss without labels, hidden_states and attentions not asked for)
+    read as None, as transformers' ModelOutput reads them, and are not held:
+    a KeyError by name, left out of the keys and to_tuple() (until
+    2026-12-06 an AttributeError); a name that is no field of the class
+    stays an AttributeError."""
+    m = bert(num_labels=3)
+    ids, mask, _ = padded(3, torch.Generator().manual_seed(7))
+    pm = cryptgpu.nn.from_pytorch(m, ids).encrypt()
+    with torch.no_grad():
+        theirs = m(ids, attention_mask=mask)
+    out = pm(onehot(ids), attention_mask=mask)
+    for name in ("loss", "hidden_states", "attentions"):
+        assert getattr(theirs, name) is None and getattr(out, name) is None
+        assert out.get(name) is None and name not in out
+        with pytest.raises(KeyError):
+            theirs[name]
+        with pytest.raises(KeyError):
+            out[name]
+    assert list(out) == list(theirs) and len(out.to_tuple()) == len(theirs.to_tuple())
+    with pytest.raises(AttributeError):
+        _ = out.pooler_output  # not a field of SequenceClassifierOutput
+
+
 def test_bert_and_roberta_as_causal_decoders(local):
     """BertLMHeadModel and RobertaForCausalLM (is_decoder=True) make their
     causal mask with transformers' older mask functions, whose

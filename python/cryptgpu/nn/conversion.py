@@ -470,7 +470,7 @@ class Graph(Module):
                     env[node.name] = _call_method(args[0], node.target, args[1:], kwargs)
             elif node.op == "output":
                 out = tracing.mutable(load(node.args[0]))
-                return hf.ModelOutput(out) if isinstance(out, dict) else out
+                return hf.model_output(out, node) if isinstance(out, dict) else out
         raise RuntimeError("graph has no output node")
 
 

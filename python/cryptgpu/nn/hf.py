@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import inspect
 import logging
 import random
@@ -87,9 +88,10 @@ def trace(model: torch.nn.Module) -> tuple[torch.fx.GraphModule, dict]:
     # would record
     norms = frozenset(id(m) for m in model.modules() if rms_norm_of(m) is not None)
     ranks: dict = {}  # the rank of each dummy input it traced with
+    outputs: list = []  # the classes of the transformers outputs it recorded
     with _tracing(model), _named_forward(model, names):
         try:
-            tracer = _tracer_class(norms, ranks)
+            tracer = _tracer_class(norms, ranks, outputs)
             gm = symbolic_trace(model, input_names=names, tracer_cls=tracer)
         except NotImplementedError as e:
             if "is not supported yet" not in str(e):
@@ -99,6 +101,7 @@ def trace(model: torch.nn.Module) -> tuple[torch.fx.GraphModule, dict]:
                 "architecture (transformers.utils.fx lists those it does)"
             ) from None
     _mark_ranks(gm, ranks, type(model).__name__)
+    _mark_fields(gm, outputs)
     return gm, {n: _DEFAULTS[n] for n in names if n in _DEFAULTS}
 
 
@@ -252,12 +255,15 @@ def _named_forward(model: torch.nn.Module, names: list):
         model.__class__ = base
 
 
-def _tracer_class(leaves: frozenset, ranks: dict):
+def _tracer_class(leaves: frozenset, ranks: dict, outputs: list):
     """transformers' tracer, whose proxies of sizes also unpack
     (``(*k.shape[:-1], -1, d)`` in GPT-2's attention): each element is read
     by index, as torch.fx records ``shape[i]``; which keeps the modules
-    of ``leaves`` (ids: RMSNorms) as calls, not traced through; and which
-    puts the rank of each dummy input it makes in ``ranks``."""
+    of ``leaves`` (ids: RMSNorms) as calls, not traced through; which
+    puts the rank of each dummy input it makes in ``ranks``, and the class
+    of each transformers ModelOutput it records (a plain dict in the
+    graph) in ``outputs``."""
+    from transformers.utils import ModelOutput as Recorded
     from transformers.utils.fx import HFProxy, HFTracer
 
     class Proxy(HFProxy):
@@ -270,6 +276,11 @@ def _tracer_class(leaves: frozenset, ranks: dict):
     class Tracer(HFTracer):
         def proxy(self, node):
             return Proxy(node, self)
+
+        def create_arg(self, a):
+            if isinstance(a, Recorded):
+                outputs.append(type(a))
+            return super().create_arg(a)
 
         def is_leaf_module(self, m, name):
             return id(m) in leaves or super().is_leaf_module(m, name)
@@ -494,15 +505,47 @@ def _restore(saved: dict) -> None:
                     pass
 
 
+_FIELDS = "cryptgpu_output_fields"  # node.meta key: the output class's fields
+
+
+def _mark_fields(gm: torch.fx.GraphModule, outputs: list) -> None:
+    """Marks ``gm``'s output node, where it returns the last transformers
+    output the tracer recorded (``outputs``: their classes), with that
+    class's declared fields (:class:`ModelOutput`)."""
+    node = next((n for n in gm.graph.nodes if n.op == "output"), None)
+    value = node.args[0] if node is not None and node.args else None
+    if not outputs or not isinstance(value, dict) or not dataclasses.is_dataclass(outputs[-1]):
+        return
+    fields = tuple(f.name for f in dataclasses.fields(outputs[-1]))
+    if set(value) <= set(fields):
+        node.meta[_FIELDS] = fields
+
+
+def model_output(values: dict, node: torch.fx.Node) -> ModelOutput:
+    """A converted graph's output dict, from its output ``node``."""
+    return ModelOutput(values, node.meta.get(_FIELDS, ()))
+
+
 class ModelOutput(dict):
     """A converted transformers model's output: a dict of its fields that
     also reads them as attributes (``out.logits``) and by position
-    (``out[0]``), as transformers' own ModelOutput does."""
+    (``out[0]``), as transformers' own ModelOutput does; and, as that one,
+    holds only the fields the model set, and reads a field of its output
+    class that the model left unset (``out.loss`` without labels,
+    ``out.hidden_states`` not asked for) as None (until 2026-12-06 an
+    AttributeError): ``out["loss"]`` is then a KeyError, ``out.get("loss")``
+    None, and ``to_tuple()`` and ``out[0]`` skip it."""
+
+    def __init__(self, values=(), fields=()):
+        super().__init__(values)
+        self.__dict__["_fields"] = tuple(fields)  # the output class's declared fields
 
     def __getattr__(self, name):
         try:
             return self[name]
         except KeyError:
+            if name in self.__dict__.get("_fields", ()):
+                return None
             raise AttributeError(name) from None
 
     def __getitem__(self, key):
