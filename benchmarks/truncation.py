@@ -2,6 +2,7 @@
 
     python benchmarks/truncation.py [--count 100000000] [--chunk 10000000]
                                     [--max-exp 20] [--skip-failures] [--skip-cost]
+                                    [--skip-division]
 
 1. Failures: for each magnitude 2^0 .. 2^max-exp, `count` private products
    x * y of that magnitude (chunks of `chunk` elements shared once and
@@ -15,7 +16,9 @@
    protocol, from the magnitudes a plaintext forward of each model measures:
    sum over truncated elements (outputs of conv, linear, avg-pool,
    BatchNorm) of |v| / 2^(64-2f).
-3. Cost of one private training iteration (forward, loss, backward, SGD
+3. The exact division by public integers: its bias (mean error over 2^20
+   divisions) and time per divisor, and an MSE loss's backward.
+4. Cost of one private training iteration (forward, loss, backward, SGD
    step; the second of two) in each mode: LeNet b128, AlexNet b128, VGG-16
    b32, CPU, local runtime: wall time, rounds, bytes per party.
 """
@@ -138,6 +141,46 @@ def cost() -> None:
     cryptgpu.uninit()
 
 
+def division(n: int = 1 << 20, reps: int = 5) -> None:
+    """Bias and time of the exact division by public integers (training's
+    x / d, an average pool's backward, a mean's gradient), and of an MSE
+    loss's backward."""
+    print(f"\n## Exact division of {n:,} elements by a public integer\n")
+    print("| d | mean error (units of 2^-f) | standard error | best of 5 (ms) | rounds |")
+    print("|---|---|---|---|---|")
+    cryptgpu.init(seed=0, truncation="exact")
+    gen = torch.Generator().manual_seed(0)
+    v = torch.randint(-400, 400, (n,), generator=gen).double() * ULP
+    x = cryptgpu.cryptensor(v)
+    for d in (3, 8, 9, 25, 1000):
+        err = ((x / d).get_plain_text(dtype=torch.float64) - v / d) / ULP
+        best = float("inf")
+        for _ in range(reps):
+            cryptgpu.reset_stats()
+            t0 = time.perf_counter()
+            x / d
+            best = min(best, time.perf_counter() - t0)
+        rounds = cryptgpu.stats()["total"]["rounds"]
+        se = float(err.std()) / n**0.5
+        print(f"| {d} | {float(err.mean()):+.4f} | {se:.4f} | {best * 1e3:.1f} | {rounds} |")
+    xs = cryptgpu.cryptensor(torch.randn(64, 1000, generator=gen, dtype=torch.float64))
+    t = torch.randn(64, 1000, generator=gen, dtype=torch.float64)
+    xs.requires_grad_()
+    best = float("inf")
+    for _ in range(reps):
+        loss = torch.nn.functional.mse_loss(xs, t)
+        cryptgpu.reset_stats()
+        t0 = time.perf_counter()
+        loss.backward()
+        best = min(best, time.perf_counter() - t0)
+    st = cryptgpu.stats()["total"]
+    print(
+        f"\nMSELoss backward on [64, 1000]: {best * 1e3:.1f} ms, {st['rounds']} rounds, "
+        f"{st['bytes_per_party'] / 1e6:.1f} MB per party"
+    )
+    cryptgpu.uninit()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--count", type=int, default=100_000_000)
@@ -145,11 +188,14 @@ def main() -> None:
     ap.add_argument("--max-exp", type=int, default=20)
     ap.add_argument("--skip-failures", action="store_true")
     ap.add_argument("--skip-cost", action="store_true")
+    ap.add_argument("--skip-division", action="store_true")
     opts = ap.parse_args()
     print(f"date: {time.strftime('%Y-%m-%d')}; {os.cpu_count()} cores; device: cpu; f = {F}")
     if not opts.skip_failures:
         failures(opts.count, min(opts.chunk, opts.count), opts.max_exp)
     expected_per_forward()
+    if not opts.skip_division:
+        division()
     if not opts.skip_cost:
         cost()
 
