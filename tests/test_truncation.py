@@ -303,8 +303,8 @@ def test_truncation_is_unbiased_for_every_divisor(mode):
     for got, want in cases:
         mean = float((got.get_plain_text(dtype=torch.float64) / ULP).mean())
         assert abs(mean - want) < 0.021, (mode, want, mean)
-    # Divisors that are not powers of two, in the exact protocol: each
-    # result is within 2 units of k/d (rounded 2^64/d), so the mean of
+    # Divisors that are not powers of two, in both protocols: each result
+    # is within 2 units of k/d (the exact one's rounded 2^64/d), so the mean of
     # n = 200000 is within 6 * 2 / sqrt(n) = 0.027 units of k/d. Until
     # 2026-12-06 the rounded 2^64/d left -0.083 units for d = 3, +0.053 for
     # 9 and +0.096 for 1000 (an average pool's backward summed it).

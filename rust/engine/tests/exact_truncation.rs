@@ -195,7 +195,8 @@ fn fresh_division_rounds_equal_elements_independently_at_the_same_cost() {
 
 #[test]
 fn exact_division_is_unbiased_for_divisors_that_are_not_powers_of_two() {
-    // v / d for v = 7 units and v = -5 units, n elements: each result is
+    // v / d for v = 7 and v = -5 (in fixed point: 7 * 2^16 and -5 * 2^16
+    // units of 2^-16), n elements: each result is
     // within 2 units of v / d (module doc of protocol/trunc.rs), so the
     // mean of n is within 6 * 2 / sqrt(n) = 0.033 units of v / d (6 sigma
     // of a variable bounded by 2). Until 2026-12-06 the rounded K = 2^64 / d

@@ -9,7 +9,7 @@
 //!
 //! The fix counts the wrap. Shift the value by a public bias B = 2^62 (a
 //! multiple of d below it when d does not divide 2^62) (P0
-//! adds it to its half), so that x = v + B lies in [0, 2^63) for |v| < 2^62:
+//! adds it to its half), so that x = v + B lies in [0, 2^63) for |v| < B:
 //! x's top bit is 0. Write a = msb(S1), b = msb(S0). Over the integers,
 //! x = S0s + S1s + (a + b - c) 2^64 with S0s, S1s the halves read as signed
 //! words and c the carry out of the unsigned sum; and because x's top bit is
@@ -63,9 +63,9 @@
 //! until 2026-12-06, which an average pool's backward summed over its
 //! windows and a conv's weight gradient over every position). P0 therefore
 //! adds, where its half's top bit b is set, a random skew whose mean
-//! cancels it (`Skew`; coins from k_0, one more draw of n words for P0 and
-//! P2, no message; a sharing of zero still divides to zero): v / d on
-//! average, within 2 units. It is exact for every |v| < 2^62 - 3d, which
+//! P2, no message; a trivial sharing of zero, all halves zero, still
+//! divides to zero; divisors from 2^32 keep the rounded K, without skew): v
+//! / d on average, within 2 units. It is exact for every |v| < 2^62 - 3d, which
 //! at f fractional bits covers products up to 2^(62 - 2f) in magnitude
 //! (2^30 at f = 16, against the encoding limit 2^(63 - 2f)).
 
@@ -75,22 +75,26 @@ use crate::error::Result;
 use crate::net::Peer;
 
 /// The bias that makes the shifted value's top bit known (zero): 2^62, or
-/// for a divisor d that does not divide it the second largest multiple of d
-/// below it (room for the [`Skew`] added with it), so that subtracting
-/// bias / d afterwards is exact (a rounded 2^62 / d would leave up to half
-/// a unit of bias in every result).
+/// for a divisor d that does not divide it the largest multiple of d below
+/// it, one multiple lower where P0 adds a [`Skew`] (room for its positive
+/// side; the exact range shrinks by as much on the negative side), so that
+/// subtracting bias / d afterwards is exact (a rounded 2^62 / d would leave
+/// up to half a unit of bias in every result).
 fn bias(d: u64) -> u64 {
     let m = (1u64 << 62) / d * d;
-    if ratio_is_exact(d) {
-        m
-    } else {
+    if skewed(d) {
         m - d
+    } else {
+        m
     }
 }
 
-/// Whether K = 2^64 / d is a whole number (d a power of two).
-fn ratio_is_exact(d: u64) -> bool {
-    d.is_power_of_two()
+/// Whether P0 skews its half for d: K = 2^64 / d is not whole (d not a
+/// power of two), and d is below 2^32 (a divisor that large gives results
+/// of at most 2^30 units, and 2^62 / d leaves no room for the skew; such
+/// divisors keep the rounded K's bias, as before 2026-12-06).
+fn skewed(d: u64) -> bool {
+    !d.is_power_of_two() && d < 1 << 32
 }
 
 /// What P0 adds to its half besides the bias when K = 2^64 / d is rounded:
@@ -110,7 +114,7 @@ struct Skew {
 }
 
 fn skew(d: u64) -> Option<Skew> {
-    if ratio_is_exact(d) {
+    if !skewed(d) {
         return None;
     }
     let eps = i128::from(ratio(64, d)) * i128::from(d) - (1i128 << 64);
@@ -288,10 +292,17 @@ mod tests {
     #[test]
     fn the_bias_is_a_multiple_of_the_divisor_below_2_62() {
         assert_eq!(bias(1 << 16), 1 << 62);
-        for d in [3u64, 7, 1000, (1 << 40) + 1] {
+        for d in [3u64, 7, 1000, (1 << 31) + 1] {
             assert_eq!(bias(d) % d, 0);
             // one multiple of d lower: room for the skew (at most d / 4 + 1)
             assert!(bias(d) < (1 << 62) - d && bias(d) >= (1 << 62) - 2 * d);
+        }
+        // no skew from 2^32 (the largest multiple of d, as before; for d
+        // in (2^61, 2^62) one multiple lower would be 0)
+        for d in [(1u64 << 40) + 1, (1 << 61) + 1, 3 << 60] {
+            assert!(skew(d).is_none());
+            assert_eq!(bias(d) % d, 0);
+            assert!(bias(d) <= 1 << 62 && bias(d) > (1 << 62) - d);
         }
     }
 
@@ -304,6 +315,12 @@ mod tests {
         let sk = skew(3).unwrap();
         assert_eq!(sk.base, 0);
         assert_eq!(sk.frac, 2 * (bias(3) + 1));
+        // d = 9: 2^64 mod 9 = 7, K rounded up (eps = 2): mu = -4 (B + 1) /
+        // 2^64, just above -1: base -1 (all ones) and a fraction near 1
+        let sk = skew(9).unwrap();
+        assert_eq!(sk.base, u64::MAX);
+        let mu = (-4 * (i128::from(bias(9)) + 1)).rem_euclid(1i128 << 64);
+        assert_eq!(i128::from(sk.frac), mu);
         for d in [3u64, 6, 7, 9, 10, 25, 96, 1000, 1_000_003] {
             let sk = skew(d).unwrap();
             let eps = i128::from(ratio(64, d)) * i128::from(d) - (1i128 << 64);
