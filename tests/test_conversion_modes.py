@@ -240,3 +240,17 @@ def test_an_untraceable_none_branch_is_named(session):
     with pytest.raises(TypeError, match="fx cannot trace that branch"):
         pm(x)
     assert usable()
+
+
+def test_the_check_keeps_float64s_tolerance_for_mixed_dtype_inputs(session):
+    """The check's float64 reference watches the forward for steps computed
+    in a narrower float (then float32's tolerance, 1e-4); copying inputs of
+    float64 and float32 is no such step (until 2026-12-06 the watch covered
+    the copy, and such inputs loosened the check to 1e-4)."""
+
+    class Two(tnn.Module):
+        def forward(self, a, b):
+            return a * 2 + b
+
+    xs = (torch.ones(2, 3, dtype=torch.float64), torch.ones(2, 3, dtype=torch.float32))
+    assert cryptgpu.nn.check.reference(Two(), xs)[2] == 1e-6

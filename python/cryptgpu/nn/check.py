@@ -179,9 +179,8 @@ def reference(model, xs):
     (``x.float()`` in its forward, which a float64 run cannot mix with its
     float64 weights), in float32 on float32 inputs (1e-4)."""
     try:
-        with _Narrowing() as seen:
-            out = run_double(model, *xs)
-        return out, xs, SINGLE_TOL if seen.narrowed else DOUBLE_TOL
+        out, narrowed = run_double(model, *xs)
+        return out, xs, SINGLE_TOL if narrowed else DOUBLE_TOL
     except RuntimeError as e:
         if "type" not in str(e):  # "same dtype", "Input type (float) and bias type"
             raise
@@ -221,13 +220,17 @@ def has_nan(out) -> bool:
     return isinstance(out, torch.Tensor) and bool(torch.isnan(out).any())
 
 
-def run_double(model: torch.nn.Module, *xs: torch.Tensor) -> torch.Tensor:
-    """The torch model in float64 on ``xs``, with gradients enabled: under
-    no_grad torch's transformer layers take a fast path that computes
-    otherwise (exact GELU for approximate="tanh"; zeros at padded positions
-    with nested tensors), which the conversion check would then flag."""
-    with torch.enable_grad():  # on copies: an in-place first layer changes its input
-        return copy_model(model).double()(*copy.deepcopy(xs))
+def run_double(model: torch.nn.Module, *xs: torch.Tensor) -> tuple:
+    """(the torch model's output in float64 on ``xs``, whether a step of its
+    forward computed in a narrower float: :class:`_Narrowing`, watching the
+    forward only, not the copies), with gradients enabled: under no_grad
+    torch's transformer layers take a fast path that computes otherwise
+    (exact GELU for approximate="tanh"; zeros at padded positions with
+    nested tensors), which the conversion check would then flag."""
+    m, xs = copy_model(model).double(), copy.deepcopy(xs)  # an in-place first layer
+    with torch.enable_grad(), _Narrowing() as seen:  # changes its input
+        out = m(*xs)
+    return out, seen.narrowed
 
 
 def copy_model(model: torch.nn.Module) -> torch.nn.Module:
