@@ -224,6 +224,12 @@ def test_a_users_subclass_of_a_torch_optimiser(session):
     _train_torch(net, opt, steps=1)
     with pytest.raises(TypeError, match=r"Counted subclasses torch.optim.SGD.*cryptgpu.optim.SGD"):
         Counted(_private(net).parameters(), lr=0.1)
+
+    class MyAdamW(torch.optim.AdamW):  # torch's AdamW subclasses Adam: the nearest is named
+        pass
+
+    with pytest.raises(TypeError, match=r"subclasses torch.optim.AdamW.*cryptgpu.optim.AdamW "):
+        MyAdamW(_private(net).parameters(), lr=0.1)
     assert usable()
 
 
@@ -283,3 +289,16 @@ def test_cryptgpus_own_optimisers_refuse_a_plaintext_tensor_that_requires_grad(s
     opt = getattr(cryptgpu.optim, name)([*net.parameters(), frozen], lr=0.1)
     assert len(opt.param_groups[0]["params"]) == len(list(net.parameters()))
     assert usable()
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam"])
+def test_a_frozen_torch_tensor_beside_shared_parameters_is_left_out_by_both(session, name):
+    """torch's names and cryptgpu.optim take the same rule: a torch tensor
+    that does not require grad is left out (torch would not move it), one
+    that does is refused (test above)."""
+    net = _private(_net())
+    frozen = torch.zeros(3, dtype=torch.float64)
+    for make in (getattr(torch.optim, name), getattr(cryptgpu.optim, name)):
+        opt = make([*net.parameters(), frozen], lr=0.1)
+        assert type(opt) is getattr(cryptgpu.optim, name)
+        assert len(opt.param_groups[0]["params"]) == len(list(net.parameters()))

@@ -92,8 +92,8 @@ def _read(params) -> tuple:
                 p = p[1]
             if isinstance(p, SharedTensor):
                 shared = True
-            elif other is None:
-                other = p
+            elif other is None and not (isinstance(p, torch.Tensor) and not p.requires_grad):
+                other = p  # (a frozen torch tensor is left out, as cryptgpu.optim does)
     return params, shared, other
 
 
@@ -110,7 +110,8 @@ def _refusal(cls, other) -> TypeError:
             f"{torch.typename(other)}: one optimiser takes one kind (encrypt the whole model, "
             f"or build one optimiser for each kind). {_SUPPORTED}."
         )
-    base = next((t for t in _OURS if issubclass(cls, t) and cls is not t), None)
+    # the nearest: AdamW subclasses Adam in torch
+    base = next((t for t in cls.__mro__[1:] if t in _OURS), None)
     if base is not None:
         return TypeError(
             f"{name} subclasses {_name(base)}, whose steps work on torch tensors, and cannot "
