@@ -9,6 +9,7 @@ code before the fix; values are exact (public positions, integers).
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -127,6 +128,15 @@ MASK = torch.tensor([True, False, True])
 def test_inputs_torch_refuses_are_refused(session, call):
     """Each was accepted (torch.cat(x) joined x's rows)."""
     _raises_as_torch(call)
+
+
+def test_numpy_bools_are_numbers_in_a_subtraction_as_torchs(session):
+    """torch refuses a bool tensor or a Python bool in `-`, but takes NumPy
+    bools and bool arrays as numbers (0 and 1: exact on the grid)."""
+    a = torch.arange(6.0, dtype=D).reshape(2, 3)
+    s = cryptgpu.cryptensor(a)
+    for y in (np.array([True, False, True]), np.bool_(True)):
+        assert_close(opened(s - y), a - torch.as_tensor(y, dtype=D), 0.0)
 
 
 def test_shapes_keywords_and_types_as_torchs(session):

@@ -558,12 +558,9 @@ def _times(y, alpha):
 
 def _refuse_bool_sub(y) -> None:
     """torch's NotImplementedError for ``x - mask`` and ``mask - x`` (a
-    bool tensor, array or Python bool: torch's hint is ``~mask``)."""
-    if (
-        isinstance(y, (bool, np.bool_))
-        or (isinstance(y, torch.Tensor) and y.dtype == torch.bool)
-        or (isinstance(y, np.ndarray) and y.dtype == np.bool_)
-    ):
+    bool tensor or a Python bool: torch's hint is ``~mask``; NumPy bools
+    and bool arrays torch takes as numbers)."""
+    if isinstance(y, bool) or (isinstance(y, torch.Tensor) and y.dtype == torch.bool):
         raise NotImplementedError(
             "Subtraction, the `-` operator, with a bool tensor is not supported. If you are "
             "trying to invert a mask, use the `~` or `logical_not()` operator instead."
