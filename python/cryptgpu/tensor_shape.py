@@ -328,10 +328,15 @@ class ShapeOps:
         out_shape += shape_in[d:]
         out_st += st_in[d:]
         tst += ts[d:]
+        return self._strided_view(idx, shape_in, offset, out_shape, out_st, tst)
+
+    def _strided_view(self, idx, shape_in, offset, out_shape, out_st, tst) -> TensorBase:
+        """``self[idx]`` as the view of ``out_shape`` at ``offset`` with the
+        strides ``out_st`` in self's contiguous layout (``tst`` in its own)."""
         out = self._wrap(self._s().gather(self._t, out_shape, offset, out_st))
         if ag.needs_grad(self):
             gr.record_view(out, self, shape_in, offset, out_st)
-        out._set_strides(tst)
+        out._set_strides(list(tst))
         return out._as_view_of(self, lambda b, i=idx: b[i], lambda b, v, i=idx: b.__setitem__(i, v))
 
     def _view_by_torch(self, idx: tuple) -> TensorBase:
@@ -345,11 +350,7 @@ class ShapeOps:
         m = torch.empty_strided(shape_in, st_in, dtype=torch.bool)[idx]
         out_shape, offset, out_st = list(m.shape), m.storage_offset(), list(m.stride())
         tst = torch.empty_strided(shape_in, self._strides(), dtype=torch.bool)[idx].stride()
-        out = self._wrap(self._s().gather(self._t, out_shape, offset, out_st))
-        if ag.needs_grad(self):
-            gr.record_view(out, self, shape_in, offset, out_st)
-        out._set_strides(list(tst))
-        return out._as_view_of(self, lambda b, i=idx: b[i], lambda b, v, i=idx: b.__setitem__(i, v))
+        return self._strided_view(idx, shape_in, offset, out_shape, out_st, tst)
 
     def __delitem__(self, idx) -> None:
         raise TypeError("SharedTensor does not support deleting items (as torch's Tensor)")

@@ -360,9 +360,11 @@ def _recorded(maker):
     """``maker`` as the traced forward calls it: one graph node of its traced
     arguments (the others, the config among them, kept in the node's
     function), which computes the mask in plaintext (:func:`public_of_shapes`).
-    The mask is always the eager form (a float mask, 0 or the dtype's
-    minimum, never None): sdpa's form depends on the values (None where no
-    position is padded), which one graph cannot follow."""
+    For an eager model the mask is the eager form (a float mask, 0 or the
+    dtype's minimum). For an sdpa model it is transformers' sdpa mask of the
+    given mask (bool, or a 4-D mask as given), and where that is None (no
+    position padded: the form depends on the values, which one graph cannot
+    follow) the eager causal mask made bool."""
     from torch.fx.proxy import Proxy
 
     names = list(inspect.signature(maker).parameters)
