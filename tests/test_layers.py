@@ -582,8 +582,12 @@ def test_an_unbatched_conv_keeps_its_bias_gradient(session):
     pm = cryptgpu.nn.from_pytorch(tm, x).encrypt().train()
     (pm(cryptgpu.cryptensor(x)) * w).sum().backward()
     (tm(x) * w).sum().backward()
-    # through BatchNorm over 3 values (1/std up to ~10 here): 1e-3
-    assert_close(pm[0].bias.grad.get_plain_text(dtype=torch.float64), tm[0].bias.grad, 1e-3)
+    # through BatchNorm over 3 values: 1/std up to ~10 here, known to 1e-4
+    # relative (ratio_inv_sqrt, README), times 3 terms of |w| < 3 and |xhat|
+    # < sqrt(2), summed over 4 positions: 4 * 3 * 10 * 3 * 1.5 * 1e-4 = 5e-3
+    # (measured up to 2.9e-3 over 30 session seeds; the old 1e-3 held for
+    # this seed by chance, 11 of 30 seeds). A zeroed bias is 2.87 off.
+    assert_close(pm[0].bias.grad.get_plain_text(dtype=torch.float64), tm[0].bias.grad, 5e-3)
 
 
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
