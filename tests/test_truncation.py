@@ -118,11 +118,30 @@ def test_costs_of_each_mode():
             ("mul", lambda x=x, y=y: x * y, mul_cost, n),
             ("matmul", lambda x=x, y=y: x.reshape(5, 10) @ y.reshape(10, 5), mul_cost, 25),
             ("truncate", lambda x=x: x / 4, div_cost, n),
+            # not a power of two: the exact protocol's skew costs no message
+            ("truncate", lambda x=x: x / 3, div_cost, n),
         ]:
             cryptgpu.reset_stats()
             make()
             assert party_bytes(op) == [c * outs * W for c in cost], (mode, op)
             assert cryptgpu.stats()["ops"][op]["rounds"] == 2
+    cryptgpu.uninit()
+
+
+def test_mse_backward_costs_one_integer_product_and_one_exact_division():
+    """MSELoss's mean backward (gradients.mean_square): d * g as ring
+    integers (mul_int: 1 round, one element per party) and the exact
+    division by 2^(f-1) n (2 rounds; P0 3, P1 2, P2 1 elements): 3 rounds,
+    where mean's and d * d's backwards took 6."""
+    cryptgpu.init(seed=7)
+    n = 40
+    x = cryptgpu.cryptensor(torch.randn(4, 10), requires_grad=True)
+    loss = torch.nn.functional.mse_loss(x, torch.zeros(4, 10))
+    cryptgpu.reset_stats()
+    loss.backward()
+    assert party_bytes("mul_int") == [n * W] * 3
+    assert party_bytes("truncate") == [c * n * W for c in (3, 2, 1)]
+    assert cryptgpu.stats()["total"]["rounds"] == 3
     cryptgpu.uninit()
 
 

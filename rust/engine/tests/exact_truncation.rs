@@ -145,6 +145,12 @@ fn exact_truncation_costs_match_the_table() {
         let st = stats_of(&s, "truncate");
         assert_eq!(st.map(|p| p.rounds), [2, 2, 2]);
         assert_eq!(st.map(|p| p.bytes), [3, 2, 1].map(|k| 8 * k * n as u64));
+        // a divisor that is not a power of two: P0's skew sends nothing
+        s.reset_stats().unwrap();
+        s.div_public_int(&x, 9).unwrap();
+        let st = stats_of(&s, "truncate");
+        assert_eq!(st.map(|p| p.rounds), [2, 2, 2]);
+        assert_eq!(st.map(|p| p.bytes), [3, 2, 1].map(|k| 8 * k * n as u64));
         // Switching back restores the probabilistic cost (1 element each).
         s.set_exact_truncation(false).unwrap();
         s.reset_stats().unwrap();
