@@ -231,10 +231,6 @@ def record_view(out, x, shape_in, offset, strides):
     at the viewed positions of a zero tensor of ``shape_in``."""
     # Ints, slices of any positive step and None never make a view overlap
     # itself, so scattering (not accumulating) is the exact adjoint.
-    if 0 in out.shape:
-        # no element to place; a 0-size tensor's strides hold zeros, which
-        # the engine's scatter refuses as an overlap
-        strides = [1] * len(strides)
     return ag.record(
         out,
         (x,),
