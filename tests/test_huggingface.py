@@ -200,9 +200,8 @@ def test_what_cannot_run_privately_is_refused_clearly(local):
     """RoBERTa derives position ids from the token ids (needs them in the
     clear): with shared one-hot ids that is a NotImplementedError naming
     the op, and with public ids it runs. T5 (encoder-decoder) does not trace.
-    HF's ViT (pixel_values, no input_ids) is refused before tracing, and
-    input_ids without a sequence dim is a ValueError. The session is
-    usable afterwards."""
+    input_ids without a sequence dim is a ValueError (image models:
+    test_hf_vision.py). The session is usable afterwards."""
     torch.manual_seed(0)
     cfg = T.RobertaConfig(
         vocab_size=V,
@@ -230,19 +229,6 @@ def test_what_cannot_run_privately_is_refused_clearly(local):
         cryptgpu.nn.from_pytorch(t5)  # an encoder-decoder: no decoder_input_ids
     # transformers' tracer leaves torch.tensor patched when it fails; put back
     assert torch.tensor is tensor_fn
-    vit = T.ViTForImageClassification(
-        T.ViTConfig(
-            image_size=8,
-            patch_size=2,
-            num_channels=1,
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=4,
-            intermediate_size=64,
-        )
-    )
-    with pytest.raises(NotImplementedError, match="input_ids"):
-        cryptgpu.nn.from_pytorch(vit)
     bert_m = cryptgpu.nn.from_pytorch(bert()).encrypt()
     with pytest.raises(ValueError, match="input_ids"):
         bert_m(cryptgpu.cryptensor(torch.zeros(V)))  # one token, no batch or sequence dim

@@ -29,7 +29,11 @@ from .._native import ShapeError
 from ..tensor import SharedTensor
 
 # the inputs we trace, in this order, where the model's forward has them
-_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# (pixel_values: the image models transformers' tracer takes, ViT, Swin,
+# Dinov2, ConvNext, ResNet, SegFormer, CLIP's vision tower, and CLIPModel
+# with both; until 2026-12-06 only text models converted)
+_INPUTS = ("input_ids", "pixel_values", "attention_mask", "token_type_ids")
+_FIRST = ("input_ids", "pixel_values")  # a model takes one of these
 
 
 def is_hf_model(model: torch.nn.Module) -> bool:
@@ -79,10 +83,10 @@ def trace(model: torch.nn.Module) -> tuple[torch.fx.GraphModule, dict]:
         # GPT-2 adds wte(token_type_ids) when they are given: zeros are not
         # its default (None, no term), so they are not an input here
         names.remove("token_type_ids")
-    if "input_ids" not in names:
+    if not set(_FIRST) & set(names):
         raise NotImplementedError(
-            f"{type(model).__name__}: only text models (a forward taking input_ids) "
-            "convert from transformers"
+            f"{type(model).__name__}: only text and image models (a forward taking "
+            "input_ids or pixel_values) convert from transformers"
         )
     # decided before tracing: the check calls the module, which torch.fx
     # would record
@@ -116,8 +120,8 @@ _RANK = "cryptgpu_traced_rank"  # node.meta key: (rank, model class name)
 
 
 def _mark_ranks(gm: torch.fx.GraphModule, ranks: dict, name: str) -> None:
-    """Marks the input_ids and attention_mask placeholders of ``gm`` with
-    the rank each was traced with (``name``: the model's class), for
+    """Marks the input_ids, pixel_values and attention_mask placeholders of
+    ``gm`` with the rank each was traced with (``name``: the model's class), for
     :func:`check_ranks`; not a mask that only recorded mask makers
     (:func:`_recorded`) read: those run transformers' own code on the mask
     given at each call, in plaintext, whatever its rank (Llama's 4-D
@@ -125,7 +129,7 @@ def _mark_ranks(gm: torch.fx.GraphModule, ranks: dict, name: str) -> None:
     mask's rank (GPT-2's ``attention_mask.ndim < 4``, BERT's ``dim() ==
     2``) were taken for the traced rank only."""
     for node in gm.graph.nodes:
-        if node.op != "placeholder" or node.target not in ("input_ids", "attention_mask"):
+        if node.op != "placeholder" or node.target not in (*_FIRST, "attention_mask"):
             continue
         if node.target == "attention_mask" and all(
             getattr(u.target, "public_of_shapes", False) for u in node.users
@@ -150,6 +154,14 @@ def check_ranks(graph: torch.fx.Graph, bound: dict) -> None:
         if traced is None or not isinstance(v, (torch.Tensor, SharedTensor)):
             continue
         rank, name = traced
+        if node.target == "pixel_values":
+            if len(v.shape) != rank:  # an image without its batch dim
+                raise ShapeError(  # (an IndexError of a size until 2026-12-06)
+                    f"pixel_values of shape {list(v.shape)}: this converted {name} takes "
+                    f"rank-{rank} images ([batch, channels, height, width]), as "
+                    "transformers does"
+                )
+            continue
         if node.target == "input_ids":
             if isinstance(v, SharedTensor) and len(v.shape) != rank + 1:
                 # its sizes would be read as those of one-hot rows' ids
@@ -243,8 +255,8 @@ def _named_forward(model: torch.nn.Module, names: list):
         yield
         return
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None):
-        given = zip(_INPUTS, (input_ids, attention_mask, token_type_ids))
+    def forward(self, input_ids=None, pixel_values=None, attention_mask=None, token_type_ids=None):
+        given = zip(_INPUTS, (input_ids, pixel_values, attention_mask, token_type_ids))
         return base.forward(self, **{n: v for n, v in given if n in names})
 
     body = {"__module__": known.__module__, **({"forward": forward} if wrapped else {})}
@@ -298,9 +310,12 @@ def _tracer_class(leaves: frozenset, ranks: dict, outputs: list):
         def _generate_dummy_input(self, model, input_name, shape, input_names):
             # its random sequence length (10 to 20) within the model's
             # positions: GPT-2's causal buffer has only n_positions rows
+            # (CLIPModel's in its text_config; not an image's width)
             cfg = getattr(model, "config", None)
             most = getattr(cfg, "max_position_embeddings", None)
-            if isinstance(most, int) and len(shape) > 1 and shape[-1] > most > 1:
+            most = most or getattr(getattr(cfg, "text_config", None), "max_position_embeddings", 0)
+            text = input_name != "pixel_values"
+            if text and isinstance(most, int) and len(shape) > 1 and shape[-1] > most > 1:
                 shape = [*shape[:-1], most]
             if type(model).__name__.endswith("ForSequenceClassification"):
                 # without a pad token it pools the last position, and takes
