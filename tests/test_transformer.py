@@ -900,6 +900,55 @@ def test_a_transformer_keeps_a_cryptgpu_custom_encoder(session):
     assert isinstance(stack.layers[2], cryptgpu.nn.TransformerDecoderLayer)
 
 
+@pytest.mark.parametrize(
+    "row, dtype",
+    [
+        ([-1e4] * 4, torch.float32),  # the README's own fill
+        ([-1e4] * 4, torch.float64),
+        ([-1e9] * 4, torch.float64),  # float64 keeps scores under -1e9
+        ([-1e4, -2e4, -1e4, -2e4], torch.float64),  # a causal and a padding mask added
+        ([-1e9, -2e9, -1e9, -2e9], torch.float32),  # absorbed: equal weights at -1e9
+    ],
+)
+def test_a_finite_fill_keeps_the_scores_where_torchs_does(session, row, dtype):
+    """softmax(s + c) = softmax(s): a query row whose every key is masked
+    by a finite fill weighs its keys by their scores where the mask's dtype
+    keeps them under the fill (until 2026-12-06 such a row always gave equal
+    weights, the mean of V: a key padding mask of -1e4, the README's fill,
+    was 0.17 off), and by the fill alone where it absorbs them; keys 1e4
+    below the row's largest fill drop out, as torch's. The same through
+    MultiheadAttention's key_padding_mask. Reference: torch's explicit
+    softmax(q k^T / sqrt(d) + mask) v in the mask's dtype; outputs within
+    3.6e-3 (as the test below: a softmax row within 3e-4, |v| < 3, 4
+    keys; measured 2e-4), and the row differs from the mean of V by more
+    than 0.1 where the scores are kept (the old answer fails)."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 4, 8, dtype=torch.float64) for _ in range(3))
+    m = torch.zeros(4, 4, dtype=dtype)
+    m[0] = torch.tensor(row, dtype=dtype)
+    m[2, 1] = -1e4  # a partly masked row too
+    qs, ks, vs = (t.to(dtype) for t in (q, k, v))
+    want = (torch.softmax(qs @ ks.transpose(-1, -2) / 8**0.5 + m, -1) @ vs).double()
+    if row[0] == -1e4 or dtype == torch.float64:
+        assert (want[..., 0, :] - v.mean(-2)).abs().max() > 0.1  # the scores matter
+    Q, K, Vv = (cryptgpu.cryptensor(t) for t in (q, k, v))
+    got = pt(F.scaled_dot_product_attention(Q, K, Vv, attn_mask=m))
+    assert (got - want).abs().max() <= 3.6e-3
+    # MultiheadAttention: the fill on the padded keys, a batch whose every key is padded
+    mha = torch.nn.MultiheadAttention(8, 2, batch_first=True).double().eval()
+    x = torch.randn(2, 4, 8, dtype=torch.float64)
+    pad = torch.zeros(2, 4, dtype=dtype)
+    pad[1] = torch.tensor(row, dtype=dtype)
+    with torch.no_grad():
+        mt = torch.nn.MultiheadAttention(8, 2, batch_first=True).to(dtype).eval()
+        mt.load_state_dict(mha.state_dict())
+        want, _ = mt(x.to(dtype), x.to(dtype), x.to(dtype), key_padding_mask=pad)
+    ours = cryptgpu.nn.from_pytorch(mha).encrypt()
+    X = cryptgpu.cryptensor(x)
+    got, _ = ours(X, X, X, key_padding_mask=pad)
+    assert (pt(got) - want.double()).abs().max() <= 3.6e-3
+
+
 @pytest.mark.parametrize("fill", ["bool", "-inf", "min", "-1e9"])
 def test_a_row_masked_everywhere_weighs_as_torchs(session, fill):
     """scaled_dot_product_attention with a query row whose every key is
@@ -908,8 +957,10 @@ def test_a_row_masked_everywhere_weighs_as_torchs(session, fill):
     score and absorbs them, so torch gives that row equal weights, the mean
     of V (until 2026-12-06 ours gave zeros: a left-padded OPT's loss was
     wrong). The reference is torch's explicit softmax(q k^T / sqrt(d) +
-    mask) v, in float32 for the finite fills (as models compute: in float64
-    a fill of -1e9 does not absorb the scores), and torch's fused
+    mask) v, in float32 for the finite fills, and ours is given the float32
+    mask (in float64 a fill of -1e9 does not absorb the scores, and ours
+    follows the mask's dtype: test_a_finite_fill_keeps_the_scores_where_torchs_does),
+    and torch's fused
     scaled_dot_product_attention agrees with it. Outputs within 3.6e-3 (a
     softmax row within 3e-4 of its weights, values |v| < 3, 4 keys;
     measured 2e-4); gradients of q, k and v within 2e-3 of the explicit
@@ -942,7 +993,7 @@ def test_a_row_masked_everywhere_weighs_as_torchs(session, fill):
     )
     assert_close(fused.double(), want.detach().double(), 1e-5)
     Q, K, Vv = (cryptgpu.cryptensor(t, requires_grad=True) for t in (q, k, v))
-    out = F.scaled_dot_product_attention(Q, K, Vv, attn_mask=m)
+    out = F.scaled_dot_product_attention(Q, K, Vv, attn_mask=m if fill == "bool" else m.to(dt))
     assert (pt(out) - want.detach().double()).abs().max() <= 3.6e-3
     out.backward(cryptgpu.cryptensor(g.double()))
     for ours, theirs in ((Q, qs), (K, ks), (Vv, vs)):

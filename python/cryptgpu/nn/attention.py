@@ -60,6 +60,7 @@ def _attention(q, k, v, mask, dropout: Dropout | None, scale: float):
         else:
             scores = q.matmul(k.transpose(-2, -1)) * scale
     if mask is not None:
+        mask = mask.resolved()
         scores = mask.apply(scores)
     with _scope(SOFTMAX, scores):
         w = scores.softmax(-1)

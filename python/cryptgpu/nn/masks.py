@@ -5,6 +5,7 @@ is replaced, an additive part added (nn/attention.py).
 
 from __future__ import annotations
 
+import math
 import operator
 
 import torch
@@ -31,12 +32,15 @@ class _Mask:
     adversarial queries) still took the weight: the causal mask let a
     token attend to the future."""
 
-    def __init__(self, add=None, keep=None, hard=None):
+    def __init__(self, add=None, keep=None, hard=None, raw=None, eps=None):
         self.add, self.keep, self.hard = add, keep, hard
+        # the float mask's values as torch adds them (0 at -inf entries) and
+        # the spacing of its dtype (torch.finfo().eps), for :meth:`resolved`
+        self.raw, self.eps = raw, eps
 
     def reshape(self, *shape):
-        parts = (self.add, self.keep, self.hard)
-        return _Mask(*(None if t is None else t.reshape(*shape) for t in parts))
+        parts = (self.add, self.keep, self.hard, self.raw)
+        return _Mask(*(None if t is None else t.reshape(*shape) for t in parts), eps=self.eps)
 
     def dim(self) -> int:
         return (self.add if self.add is not None else self.keep).dim()
@@ -47,7 +51,39 @@ class _Mask:
         add = other.add if self.add is None else _add_mask(self.add, other.add)
         keep = _both(self.keep, other.keep, lambda a, b: a * b)
         hard = _both(self.hard, other.hard, lambda a, b: a | b)
-        return _Mask(add, keep, hard)
+        raw = _both(self.raw, other.raw, lambda a, b: a + b)  # torch adds the masks
+        eps = _both(self.eps, other.eps, min)  # float32 + float64 is float64
+        return _Mask(add, keep, hard, raw, eps)
+
+    def resolved(self):
+        """This mask with its rows dropped everywhere by finite fills
+        weighed as torch weighs them. softmax(s + c) = softmax(s): where
+        the dtype keeps a score's differences under the row's largest fill c
+        (its spacing there below 1: -1e4 in float32, -1e9 in float64), the
+        row is shifted by c, and the positions within 1e4 of it keep their
+        scores; where the fill absorbs the scores (a dtype's minimum, -1e9
+        in float32), the positions at c weigh equally and those 1e4 or more
+        below it drop out (until 2026-12-06 every such row weighed equally,
+        its scores lost: a key padding mask of -1e4 gave the mean of V)."""
+        if self.keep is None or self.raw is None:
+            return self
+        keep, hard, raw = torch.broadcast_tensors(
+            self.keep, torch.zeros(()) if self.hard is None else self.hard, self.raw
+        )
+        hard = hard.bool()
+        soft = (keep == 0) & ~hard
+        full = ((keep.amax(-1) == 0) & soft.any(-1)).unsqueeze(-1)
+        if not bool(full.any()):
+            return self
+        val = raw.masked_fill(hard, -math.inf)
+        top = val.amax(-1, keepdim=True)
+        scores_kept = full & (self.eps * top.abs() < 1)
+        near = val - top > MASKED
+        keep = torch.where(scores_kept, near.long(), keep)
+        add = (self.add if self.add is not None else torch.zeros(())).expand_as(raw)
+        add = torch.where(scores_kept & near, val - top, add)
+        hard = hard | (full & ~scores_kept & ~near)
+        return _Mask(add, keep, hard, raw, self.eps)
 
     def apply(self, scores):
         """scores with the dropped positions set to MASKED (an integer
@@ -109,11 +145,13 @@ def _additive(mask, allowed_when_true: bool):
     if m.dtype == torch.bool:
         keep = m if allowed_when_true else ~m
         return _Mask(keep=keep.long(), hard=~keep)
+    eps = torch.finfo(m.dtype).eps
     m = m.double()
     low = m <= MASKED
     if not bool(low.any()):
         return _Mask(add=m)
-    return _Mask(add=m.masked_fill(low, 0.0), keep=(~low).long(), hard=torch.isneginf(m))
+    inf = torch.isneginf(m)
+    return _Mask(m.masked_fill(low, 0.0), (~low).long(), inf, m.masked_fill(inf, 0.0), eps)
 
 
 def _causal(q_len: int, k_len: int) -> _Mask:
