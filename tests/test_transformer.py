@@ -359,6 +359,48 @@ def _torch_counterpart(named: dict, ours: str, d: int, pick):
     return pick(named[key])
 
 
+def test_functional_norms_leave_the_callers_weights_alone(session):
+    """F.layer_norm, F.rms_norm, F.group_norm, F.batch_norm,
+    F.instance_norm and F.embedding called on a SharedTensor with the
+    caller's plaintext weights: the results match torch's (LayerNorm's
+    bound at unit scale, 3e-4, times |w| below 3), the caller's tensors
+    are left as they were (until 2026-12-06 these made them require grad,
+    so the caller's own torch code later accumulated gradients into them),
+    and a shared input that requires grad trains through the norms (it
+    raised, blaming the weight we had made require grad): its gradient
+    within 1e-3 of torch's (the normalised rows' backward at unit scale,
+    |w| below 3)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, E, dtype=torch.float64)
+    w, b, w4, b4 = (torch.randn(n, dtype=torch.float64) for n in (E, E, 4, 4))
+    mean, var = torch.randn(4, dtype=torch.float64), torch.rand(4, dtype=torch.float64) + 0.5
+    table = torch.randn(5, E, dtype=torch.float64)
+    callers = (w, b, w4, b4, mean, var, table)
+    calls = {
+        "layer_norm": lambda t: F.layer_norm(t, (E,), w, b),
+        "rms_norm": lambda t: F.rms_norm(t, (E,), w),
+        "group_norm": lambda t: F.group_norm(t, 2, w4, b4),
+        "batch_norm": lambda t: F.batch_norm(t, mean, var, w4, b4),
+        "instance_norm": lambda t: F.instance_norm(t, weight=w4, bias=b4),
+    }
+    for name, call in calls.items():
+        X = cryptgpu.cryptensor(x, requires_grad=True)
+        out = call(X)
+        assert not any(t.requires_grad for t in callers), name
+        xt = x.clone().requires_grad_()
+        want = call(xt)
+        assert (pt(out) - want.detach()).abs().max() <= 3e-4 * 3, name
+        g = torch.randn_like(want)
+        out.backward(cryptgpu.cryptensor(g))
+        want.backward(g)
+        assert (pt(X.grad) - xt.grad).abs().max() <= 1e-3, name
+        assert all(t.grad is None and not t.requires_grad for t in callers), name
+    ids = torch.tensor([[1, 4], [0, 2]])
+    rows = F.embedding(cryptgpu.cryptensor(F.one_hot(ids, 5).double()), table)
+    # 0/1 rows times the table: exact but for the table's encoding (2^-17)
+    assert (pt(rows) - table[ids]).abs().max() <= 2.0**-17 and not table.requires_grad
+
+
 def test_layer_norm_functional_and_to_pytorch_after_private_training(session):
     """F.layer_norm in a model's forward converts (its weight and bias are
     the model's parameters, private once encrypted); after a private SGD

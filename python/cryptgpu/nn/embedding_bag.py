@@ -12,6 +12,7 @@ import torch
 
 from .._native import ShapeError
 from ..tensor import SharedTensor
+from .habits import borrowing
 from .layers_extra import MAX_NORM, Embedding
 from .module import Module
 from .stats import LINEAR
@@ -44,14 +45,16 @@ class EmbeddingBag(Module):
         if mode not in ("sum", "mean", "max"):
             raise ValueError(f"mode has to be one of sum, mean or max, got {mode!r}")
         if padding_idx is not None:  # torch's check (Embedding's, as torch's)
-            padding_idx = Embedding(weight=weight, padding_idx=padding_idx).padding_idx
+            with borrowing():
+                padding_idx = Embedding(weight=weight, padding_idx=padding_idx).padding_idx
         self.register_parameter("weight", weight)  # torch's name: state dicts pair
         self.padding_idx, self.mode, self.include_last_offset = padding_idx, mode, bool(last)
 
     def rows(self, ids):
         """Each id's row of the table (Embedding's, on this parameter)."""
-        table = Embedding(weight=self._params["weight"], padding_idx=self.padding_idx)
-        return table.forward(ids)
+        with borrowing():  # this layer's parameter, its flags its own
+            table = Embedding(weight=self._params["weight"], padding_idx=self.padding_idx)
+            return table.forward(ids)
 
     def forward(self, input, offsets=None, per_sample_weights=None):  # noqa: A002 - torch's
         """Each bag's sum, mean or maximum of its ids' rows."""

@@ -15,6 +15,7 @@ from ..einsum import einsum
 from ..tensor import SharedTensor
 from ..torch_dispatch import TABLE
 from . import attention
+from .habits import borrowing
 from .layers import AdaptiveAvgPool2d, BatchNorm
 from .layers1d import AdaptiveAvgPool1d, AdaptiveMaxPool1d, channel_dropout
 from .layers_extra import (
@@ -23,8 +24,8 @@ from .layers_extra import (
     Embedding,
     GroupNorm,
     InstanceNorm,
-    LayerNorm,
     _rms_norm,
+    layer_norm,
     local_response_norm,
 )
 from .resize import interpolate
@@ -32,7 +33,7 @@ from .stats import BATCHNORM, LINEAR, OTHER, POOLING, RELU, SOFTMAX
 
 
 def _layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
-    return LayerNorm._given(normalized_shape, weight, bias, eps).forward(x)
+    return layer_norm(x, normalized_shape, weight, bias, eps)
 
 
 def _adaptive_avg_pool2d(x, output_size):
@@ -74,7 +75,8 @@ def _batch_norm(
         )
     if not training and running_mean is None:
         raise RuntimeError("running_mean must be defined in evaluation mode")  # torch's
-    bn = BatchNorm(weight, bias, running_mean, running_var, eps, momentum)
+    with borrowing():
+        bn = BatchNorm(weight, bias, running_mean, running_var, eps, momentum)
     bn.training = bool(training)
     y = bn.forward(x)  # not __call__: the caller's tensors keep their grad flags
     for t, k in zip(stats, ("running_mean", "running_var")):
@@ -105,7 +107,8 @@ SharedTensor.batchnorm = _batchnorm_method
 
 
 def _group_norm(x, num_groups, weight=None, bias=None, eps=1e-5):
-    return GroupNorm(num_groups, None, eps, False, weight, bias).forward(x)
+    with borrowing():
+        return GroupNorm(num_groups, None, eps, False, weight, bias).forward(x)
 
 
 def _instance_norm(
@@ -131,7 +134,8 @@ def _instance_norm(
     w = None if weight is None else torch.empty(tuple(weight.shape), device="meta")
     F.instance_norm(torch.empty(tuple(x.shape), device="meta"), weight=w, eps=eps)
     c = x.shape[1]
-    return InstanceNorm(c, eps, weight=weight, bias=bias).forward(x)
+    with borrowing():
+        return InstanceNorm(c, eps, weight=weight, bias=bias).forward(x)
 
 
 def _dropouts(dims: int):
@@ -158,8 +162,11 @@ def _embedding(
     outside one): the :class:`Embedding` layer's forward on ``weight``."""
     if max_norm is not None:
         raise NotImplementedError(f"F.embedding with max_norm {MAX_NORM}")
-    emb = Embedding(weight=weight, padding_idx=padding_idx, scale_grad_by_freq=scale_grad_by_freq)
-    return emb.forward(ids)
+    with borrowing():
+        emb = Embedding(
+            weight=weight, padding_idx=padding_idx, scale_grad_by_freq=scale_grad_by_freq
+        )
+        return emb.forward(ids)
 
 
 def _adaptive_max_pool1d(x, output_size, return_indices=False):

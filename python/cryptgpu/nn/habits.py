@@ -4,11 +4,14 @@ and ``get_parameter``, and the dtype casts ``float()``/``double()``/
 ``half()`` (shares are fixed point: they stay as they are; plaintext
 parameters are cast, as ``to(dtype)`` does). Backward hooks are refused
 with a clear error: a module's gradient flows through recorded private
-operations, not through a call a hook could wrap.
+operations, not through a call a hook could wrap. :func:`borrowing`: layers
+built around a caller's tensors for one functional call.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from collections import OrderedDict
 
 import torch
@@ -170,3 +173,21 @@ class ModuleHabits:
         for v in values:
             v.share_memory_()
         return self
+
+
+_BORROWED = contextvars.ContextVar("cryptgpu_borrowed", default=False)
+
+
+@contextlib.contextmanager
+def borrowing():
+    """Layers built inside hold the caller's plaintext tensors as they are,
+    their requires_grad untouched: a functional call (``F.group_norm(x, 2,
+    w, b)``) builds a layer around the caller's tensors for one forward
+    (until 2026-12-06 F.layer_norm, F.rms_norm, F.batch_norm,
+    F.group_norm, F.instance_norm and F.embedding made them require grad,
+    and the caller's own torch code then accumulated gradients into them)."""
+    token = _BORROWED.set(True)
+    try:
+        yield
+    finally:
+        _BORROWED.reset(token)

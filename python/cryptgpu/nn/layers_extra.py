@@ -77,19 +77,34 @@ class LayerNorm(Module):
 
     def forward(self, x):
         """The normalised, scaled and shifted ``x``."""
-        k = len(self.normalized_shape)
-        if tuple(x.shape[x.dim() - k :]) != self.normalized_shape or x.dim() < k:
-            raise ShapeError(
-                f"LayerNorm over {list(self.normalized_shape)} expects an input whose last "
-                f"dims are {list(self.normalized_shape)}, got shape {list(x.shape)}"
-            )
-        if isinstance(x, SharedTensor) and x.numel() == 0:
-            return x + 0.0  # an empty batch (or empty rows): empty, as torch
         w, b = self._params["weight"], self._params["bias"]
-        x = _public_input(x, w if isinstance(w, SharedTensor) else b)
-        if not isinstance(x, SharedTensor):
-            return F.layer_norm(x, self.normalized_shape, w, b, self.eps)
-        return normalize_last(x, k, self.eps, w, b)
+        return layer_norm(x, self.normalized_shape, w, b, self.eps)
+
+
+def _dims(normalized_shape) -> tuple:
+    if isinstance(normalized_shape, int):
+        return (int(normalized_shape),)
+    return tuple(int(d) for d in normalized_shape)
+
+
+def layer_norm(x, normalized_shape, w, b, eps: float):
+    """``F.layer_norm``: LayerNorm of ``x`` times ``w`` plus ``b`` (either
+    None), torch tensors or SharedTensors taken as they are (until
+    2026-12-06 ``F.layer_norm`` registered the caller's weight in a layer of
+    its own, which made the caller's torch tensor require grad)."""
+    shape = _dims(normalized_shape)
+    k = len(shape)
+    if tuple(x.shape[x.dim() - k :]) != shape or x.dim() < k:
+        raise ShapeError(
+            f"LayerNorm over {list(shape)} expects an input whose last "
+            f"dims are {list(shape)}, got shape {list(x.shape)}"
+        )
+    if isinstance(x, SharedTensor) and x.numel() == 0:
+        return x + 0.0  # an empty batch (or empty rows): empty, as torch
+    x = _public_input(x, w if isinstance(w, SharedTensor) else b)
+    if not isinstance(x, SharedTensor):
+        return F.layer_norm(x, shape, w, b, eps)
+    return normalize_last(x, k, float(eps), w, b)
 
 
 def normalize_last(x, k: int, eps: float, w, b, center: bool = True):
@@ -151,7 +166,7 @@ class GroupNorm(Module):
             raise RuntimeError(f"Expected number of channels {c} to be divisible by {groups}")
         rest = x.numel() // (n * groups)
         xg = x.reshape(n, groups, rest)
-        y = LayerNorm._given((rest,), None, None, self.eps).forward(xg).reshape(tuple(x.shape))
+        y = layer_norm(xg, rest, None, None, self.eps).reshape(tuple(x.shape))
         shape = [1, c] + [1] * (x.dim() - 2)
         if w is not None:
             y = y * (w.reshape(shape) if isinstance(w, SharedTensor) else _plain(w).reshape(shape))
@@ -452,25 +467,26 @@ class RMSNorm(Module):
 
     def forward(self, x):
         """The normalised and scaled ``x``."""
-        k = len(self.normalized_shape)
-        if x.dim() < k or tuple(x.shape[x.dim() - k :]) != self.normalized_shape:
-            raise RuntimeError(
-                f"RMSNorm over {list(self.normalized_shape)} expects an input whose last "
-                f"dims are {list(self.normalized_shape)}, got shape {list(x.shape)}"
-            )
-        w = self._params["weight"]
-        x = _public_input(x, w)
-        if not isinstance(x, SharedTensor):
-            return F.rms_norm(x, self.normalized_shape, _plain(w, x), self.eps)
-        if x.numel() == 0:
-            return x + 0.0
-        eps = torch.finfo(torch.float32).eps if self.eps is None else self.eps
-        return normalize_last(x, k, eps, w, None, center=False)
+        return _rms_norm(x, self.normalized_shape, self._params["weight"], self.eps)
 
 
 def _rms_norm(x, normalized_shape, weight=None, eps=None):
-    """``F.rms_norm`` on a SharedTensor."""
-    return RMSNorm(normalized_shape, eps, False, weight).forward(x)
+    """``F.rms_norm``: x / sqrt(mean(x^2) + eps) * weight over the last
+    dims, the caller's tensors taken as they are (as :func:`layer_norm`)."""
+    shape = _dims(normalized_shape)
+    k = len(shape)
+    if x.dim() < k or tuple(x.shape[x.dim() - k :]) != shape:
+        raise RuntimeError(
+            f"RMSNorm over {list(shape)} expects an input whose last "
+            f"dims are {list(shape)}, got shape {list(x.shape)}"
+        )
+    x = _public_input(x, weight)
+    if not isinstance(x, SharedTensor):
+        return F.rms_norm(x, shape, _plain(weight, x), eps)
+    if x.numel() == 0:
+        return x + 0.0
+    eps = torch.finfo(torch.float32).eps if eps is None else float(eps)
+    return normalize_last(x, k, eps, weight, None, center=False)
 
 
 def converters(plain) -> dict:

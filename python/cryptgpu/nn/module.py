@@ -15,7 +15,7 @@ from torch.nn.modules.module import _IncompatibleKeys
 
 from .. import _lifecycle, _session
 from ..tensor import SharedTensor, cryptensor
-from .habits import ModuleHabits
+from .habits import _BORROWED, ModuleHabits
 from .stats import OTHER, _track
 from .update import sgd_step
 
@@ -58,7 +58,7 @@ class Module(ModuleHabits):
         if "_params" not in self.__dict__:
             raise AttributeError("cannot assign parameter before Module.__init__() call")
         self._modules.pop(name, None)
-        if _owned_plain(value):
+        if _owned_plain(value) and not _BORROWED.get():
             # as CrypTen's register_parameter: a fresh layer in training mode
             # trains (its torch parameters require grad) before any train()
             value._on = self.training and not getattr(value, "_frozen", False)
