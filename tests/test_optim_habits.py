@@ -592,3 +592,43 @@ def test_saved_parameter_groups_of_other_sizes_are_refused_at_load(session, name
     assert [g["lr"] for g in same.param_groups] == [0.1, 0.01]
     assert [len(g["params"]) for g in same.param_groups] == [2, 2]
     assert all(p is q for p, q in zip(same.params, (a, b, c, d)))  # not the saved indices
+
+
+@pytest.mark.parametrize("name,kw", OPTIMISERS)
+def test_state_dict_hooks_run_as_torchs(session, name, kw):
+    """torch's register_state_dict_pre_hook / _post_hook and
+    register_load_state_dict_pre_hook / _post_hook run around our
+    state_dict and load_state_dict, in torch's order, as torch's own
+    optimiser runs them (until 2026-12-06 they were accepted and never
+    called): a post hook's entry is in the saved dict, a load pre hook's
+    change of the learning rate is what loads; a subclass whose
+    state_dict calls its base's runs them once."""
+    calls = []
+
+    def post(opt, sd):
+        calls.append("save_post")
+        sd["note"] = "kept"
+
+    def load_pre(opt, sd):
+        calls.append("load_pre")
+        sd = dict(sd, param_groups=[dict(g, lr=0.5) for g in sd["param_groups"]])
+        return sd
+
+    class Mine(getattr(cryptgpu.optim, name)):
+        def state_dict(self):
+            return {**super().state_dict(), "mine": True}
+
+    for cls in (getattr(cryptgpu.optim, name), Mine, getattr(torch.optim, name)):
+        calls.clear()
+        plain = cls is getattr(torch.optim, name)
+        p = torch.zeros(3, requires_grad=True) if plain else shared([0.0, 1.0, 2.0])
+        opt = cls([p], **kw)
+        opt.register_state_dict_pre_hook(lambda o: calls.append("save_pre"))
+        opt.register_state_dict_post_hook(post)
+        opt.register_load_state_dict_pre_hook(load_pre)
+        opt.register_load_state_dict_post_hook(lambda o: calls.append("load_post"))
+        sd = opt.state_dict()
+        assert sd["note"] == "kept" and ("mine" in sd) == (cls is Mine), cls
+        opt.load_state_dict(sd)
+        assert calls == ["save_pre", "save_post", "load_pre", "load_post"], cls
+        assert opt.param_groups[0]["lr"] == 0.5 and sd["param_groups"][0]["lr"] == kw["lr"]

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import torch
 
-from . import _session, functions
+from . import _session, functions, optim_checks
 from . import autograd as ag
 from .optim_checks import check_group_sizes, check_shapes, no_plain_trainables, saved_state
 from .tensor import SharedTensor
@@ -35,6 +35,10 @@ class _Optimizer(torch.optim.Optimizer):
                 f"SharedTensors or dicts, but got {type(params).__name__}"
             )
         super().__init__(list(params), defaults)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        optim_checks.state_hooks(cls)  # torch's state-dict hooks around ours
 
     def add_param_group(self, param_group: dict) -> None:
         """Add a group of shared parameters with its own hyperparameters
@@ -109,8 +113,7 @@ class _Optimizer(torch.optim.Optimizer):
 
     def step(self, closure=None):
         """One update of every parameter that has a gradient; ``closure``
-        (re-evaluating the loss, as torch's) is called first and its result
-        returned."""
+        (torch's) is called first and its result returned."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -244,8 +247,7 @@ class SGD(_Optimizer):
 
     def state_dict(self) -> dict:
         """Hyperparameters (per group) and momentum buffers (by parameter
-        index), as ``torch.optim.Optimizer.state_dict``; save it with
-        :func:`cryptgpu.save`."""
+        index); save it with :func:`cryptgpu.save`."""
         return {
             **self._settings(),
             "momentum_buffers": [self._buf.get(id(p)) for p in self.params],
@@ -423,8 +425,7 @@ class Adam(_Optimizer):
                 table[id(p)] = table[id(p)] * f
 
     def state_dict(self) -> dict:
-        """Hyperparameters (per group), the step counts (the optimiser's and
-        each parameter's) and both moments (by parameter index)."""
+        """Hyperparameters (per group), step counts and moments (by parameter)."""
         params = self.params
         return {
             **self._settings(),
@@ -520,8 +521,7 @@ class _Moments(_Optimizer):
         return super().step(closure)
 
     def state_dict(self) -> dict:
-        """Hyperparameters (per group), each parameter's step count and its
-        state slots, by parameter index; save it with :func:`cryptgpu.save`."""
+        """Hyperparameters (per group), step counts and state slots (by parameter)."""
         params = self.params
         out = {**self._settings(), "steps": [self._steps.get(id(p), 0) for p in params]}
         out["units"] = [self._units.get(id(p)) for p in params]

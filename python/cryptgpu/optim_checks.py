@@ -1,7 +1,10 @@
 """Checks around cryptgpu's optimisers: a saved state of the wrong layout,
-and torch optimisers holding parameters that ``encrypt()`` replaced."""
+and torch optimisers holding parameters that ``encrypt()`` replaced; and
+torch's state-dict hooks around their own ``state_dict``."""
 
 from __future__ import annotations
+
+import functools
 
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
@@ -93,3 +96,70 @@ def _refuse_replaced_parameters(opt, args, kwargs) -> None:
 
 
 register_optimizer_step_pre_hook(_refuse_replaced_parameters)
+
+
+def state_hooks(cls) -> None:
+    """``cls.state_dict`` and ``cls.load_state_dict``, where ``cls`` defines
+    them, running the hooks of torch's ``register_state_dict_pre_hook``,
+    ``register_state_dict_post_hook``, ``register_load_state_dict_pre_hook``
+    and ``register_load_state_dict_post_hook`` as torch's own methods do
+    (ours replace torch's, in whose bodies they ran: until 2026-12-06 they
+    were accepted and never called). A post hook's or a load pre hook's
+    result, when not None, replaces the state dict; once per call, also
+    where a subclass's method calls its base's."""
+    own = vars(cls)
+    if "state_dict" in own and not hasattr(own["state_dict"], "hooked"):
+        cls.state_dict = _hooked_save(own["state_dict"])
+    if "load_state_dict" in own and not hasattr(own["load_state_dict"], "hooked"):
+        cls.load_state_dict = _hooked_load(own["load_state_dict"])
+
+
+def _outermost(method):
+    """``method``, called with the hooks (``around``) only where no hooked
+    method of the same name is running on the object already."""
+
+    def wrap(around):
+        @functools.wraps(method)
+        def hooked(self, *args, **kwargs):
+            flag = "_in_" + method.__name__
+            if getattr(self, flag, False):
+                return method(self, *args, **kwargs)
+            setattr(self, flag, True)
+            try:
+                return around(self, *args, **kwargs)
+            finally:
+                setattr(self, flag, False)
+
+        hooked.hooked = True
+        return hooked
+
+    return wrap
+
+
+def _hooked_save(method):
+    @_outermost(method)
+    def state_dict(self):
+        for hook in self._optimizer_state_dict_pre_hooks.values():
+            hook(self)
+        out = method(self)
+        for hook in self._optimizer_state_dict_post_hooks.values():
+            changed = hook(self, out)
+            out = out if changed is None else changed
+        return out
+
+    return state_dict
+
+
+def _hooked_load(method):
+    @_outermost(method)
+    def load_state_dict(self, state):
+        if isinstance(state, dict):  # torch's: hooks see a copy
+            state = dict(state)
+            for hook in self._optimizer_load_state_dict_pre_hooks.values():
+                changed = hook(self, state)
+                state = state if changed is None else changed
+        method(self, state)
+        for hook in self._optimizer_load_state_dict_post_hooks.values():
+            hook(self)
+
+    return load_state_dict
