@@ -157,6 +157,23 @@ def test_named_parameters_keywords_as_torchs(session):
     assert len(list(tied.named_parameters())) == 2
 
 
+def test_state_dict_keywords_as_torchs(session):
+    """state_dict(prefix=, destination=) as torch's (they raised TypeError
+    until 2026-12-06): the same keys in the same order, the destination
+    filled and returned, values the model's own."""
+    torch.manual_seed(0)
+    tm = tnn.Sequential(tnn.Linear(4, 3), tnn.BatchNorm1d(3), tnn.Linear(3, 2)).double()
+    pm = cryptgpu.nn.from_pytorch(tm, X)
+    for kw in ({"prefix": "m."}, {"destination": {"x": 1}}, {"prefix": "a", "keep_vars": True}):
+        ours, theirs = pm.state_dict(**dict(kw)), tm.state_dict(**dict(kw))
+        assert list(ours) == list(theirs), kw
+        for k, v in theirs.items():
+            if isinstance(v, torch.Tensor):
+                assert torch.equal(ours[k].double(), v.double()), k
+    dest = {}
+    assert pm.state_dict(destination=dest, prefix="p.") is dest and "p.0.weight" in dest
+
+
 def test_layers_built_with_torchs_signatures(session):
     """LayerNorm(4, 1e-6) took 1e-6 as its weight (outputs all 0) and
     LayerNorm(4) had no parameters; Linear(in_features=, out_features=),

@@ -289,15 +289,15 @@ class Module(ModuleHabits):
         for name, m in self.named_children():
             yield from m._named_state(prefix + name + ".")
 
-    def state_dict(self, *, keep_vars: bool = False) -> OrderedDict:
-        """Parameters and buffers by dotted name, as ``torch.nn.Module.state_dict``
+    def state_dict(self, *, destination=None, prefix: str = "", keep_vars: bool = False):
+        """Parameters and buffers by dotted name after ``prefix`` (into
+        ``destination`` when given), as ``torch.nn.Module.state_dict``
         (SharedTensors once encrypted; plaintext ones detached, as torch's,
         unless ``keep_vars``). Save it with :func:`cryptgpu.save`."""
-        out = OrderedDict((name, table[k]) for name, _, table, k in self._named_state())
-        if not keep_vars:
-            for name, v in out.items():
-                if isinstance(v, torch.Tensor):
-                    out[name] = v.detach()
+        out = OrderedDict() if destination is None else destination
+        for name, _, table, k in self._named_state():
+            v = table[k]
+            out[prefix + name] = v.detach() if isinstance(v, torch.Tensor) and not keep_vars else v
         return out
 
     def load_state_dict(self, state: dict, strict: bool = True, assign: bool = False):
