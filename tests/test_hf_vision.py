@@ -14,6 +14,8 @@ two layers, then a LayerNorm and the classifier: 1e-2 on the outputs
 have no softmax and are far inside it (measured 7.5e-5).
 """
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -196,7 +198,7 @@ def test_vit_fine_tunes_privately():
     embeddings, two pre-LN layers, the classifier) trained privately and in
     float64 torch from the same weights: at 20 fractional bits, as the
     decoders' test (LayerNorm's gradient is amplified by 1 / std; at 16
-    bits the patch projection's gradient is about 1e-2 relative), every
+    bits the patch projection's gradient is up to 15% off by norm), every
     gradient within 2e-3 of torch's (gradients up to 0.8; measured 5.7e-4),
     then three SGD steps and the weights written back within 2e-3."""
     cryptgpu.init(seed=4, precision_bits=20)
@@ -249,4 +251,99 @@ def test_images_of_another_rank_or_shape_and_other_models_are_refused(local):
     )  # fmt: skip
     with pytest.raises(NotImplementedError, match="input_ids or pixel_values"):
         cryptgpu.nn.from_pytorch(w2v)
+    assert usable()
+
+
+def _swin_fitting_its_window(**kw):
+    """A Swin whose last stage is no larger than its window: its forward
+    sets ``self.window_size`` and ``self.shift_size`` while it runs."""
+    cfg = T.SwinConfig(
+        patch_size=2, embed_dim=16, depths=[2, 2], num_heads=[2, 2], window_size=4,
+        num_labels=3, drop_path_rate=0.0, image_size=16, num_channels=1, **kw,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return T.SwinForImageClassification(cfg).double().eval()
+
+
+def test_converting_leaves_the_torch_model_as_it_was(local):
+    """Tracing a Swin left fx proxies in its layers' attributes (its forward
+    assigns ``self.window_size``): afterwards the user's own torch model
+    failed at other image sizes, a second conversion failed with a bare
+    KeyError, and the conversion warned that its train and eval forwards
+    differ. Now its attributes are as before, it runs at 24x24 as before,
+    and converts again without a warning."""
+    import warnings
+
+    m = _swin_fitting_its_window()
+    before = {n: dict(vars(sub)) for n, sub in m.named_modules()}
+    x = torch.randn(2, 1, 24, 24, dtype=torch.float64)
+    with torch.no_grad():
+        want = m(x).logits
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no train/eval warning: nothing differs
+        pm = cryptgpu.nn.from_pytorch(m).encrypt()
+        cryptgpu.nn.from_pytorch(m)
+    for n, sub in m.named_modules():
+        assert vars(sub).keys() == before[n].keys(), n
+        assert all(vars(sub)[k] is v for k, v in before[n].items()), n
+    with torch.no_grad():
+        assert torch.equal(m(x).logits, want)
+    x16 = images(2).repeat(1, 1, 2, 2)
+    with torch.no_grad():
+        ref = m(x16).logits
+    assert (pt(pm(cryptgpu.cryptensor(x16)).logits) - ref).abs().max() <= TOL
+
+
+def test_sizes_unpacked_without_metadata_trace(local):
+    """``batch, n, c = hidden_states.size()`` on a size whose metadata the
+    tracer lacks (Swin with absolute position embeddings) failed to trace
+    ("Proxy object cannot be iterated": torch's check looks at its caller's
+    code, which our override of it had become). transformers 4.57's own
+    forward of that model fails (its position embeddings have one row too
+    many), and the conversion now meets the same error, where torch's
+    forward runs, it converts and matches."""
+    m = _swin_fitting_its_window(use_absolute_embeddings=True)
+    x = torch.randn(2, 1, 16, 16, dtype=torch.float64)
+    try:
+        with torch.no_grad():
+            want = m(x).logits
+    except RuntimeError as e:  # transformers' own bug: the same error, not a tracing one
+        with pytest.raises(type(e), match=re.escape(str(e))):
+            cryptgpu.nn.from_pytorch(m, x)
+        return
+    pm = cryptgpu.nn.from_pytorch(m, x).encrypt()
+    assert (pt(pm(cryptgpu.cryptensor(x)).logits) - want).abs().max() <= TOL
+
+
+def test_unread_parameters_keep_torchs_names_and_state_dict(local):
+    """A parameter the traced forward never reads (Dinov2's and ViT's
+    ``mask_token``, used only with ``bool_masked_pos``) was dropped:
+    parameters() no longer paired with torch's, and loading the torch
+    model's own state dict failed (unexpected keys). It is kept now."""
+    torch.manual_seed(0)
+    m = _dinov2().double().eval()
+    pm = cryptgpu.nn.from_pytorch(m)
+    assert [n for n, _ in pm.named_parameters()] == [n for n, _ in m.named_parameters()]
+    assert "dinov2.embeddings.mask_token" in pm.state_dict()
+    pm.load_state_dict(m.state_dict())
+    pm.encrypt()
+    x = images(2)
+    with torch.no_grad():
+        want = m(x).logits
+    assert (pt(pm(cryptgpu.cryptensor(x)).logits) - want).abs().max() <= TOL
+
+
+def test_outputs_slice_and_inputs_are_checked_as_transformers_does(local):
+    """``out[0:1]`` slices the fields in order (a TypeError before), as
+    transformers' ModelOutput; ``pm(None)`` is transformers' ValueError
+    (an AttributeError before); a ViT given images of another size than it
+    was traced at says so (a ShapeError, a ValueError as transformers',
+    naming both sizes; before, the shapes deep inside it)."""
+    pm = cryptgpu.nn.from_pytorch(vit()).encrypt()
+    out = pm(cryptgpu.cryptensor(images(2)))
+    assert len(out[0:1]) == 1 and torch.equal(pt(out[0:1][0]), pt(out.logits))
+    with pytest.raises(ValueError, match="You have to specify pixel_values"):
+        pm(None)
+    with pytest.raises(ValueError, match="12x12.*traced at 8x8"):
+        pm(cryptgpu.cryptensor(torch.randn(2, 1, 12, 12)))
     assert usable()

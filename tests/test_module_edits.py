@@ -174,6 +174,37 @@ def test_state_dict_keywords_as_torchs(session):
     assert pm.state_dict(destination=dest, prefix="p.") is dest and "p.0.weight" in dest
 
 
+def test_parameters_the_forward_never_reads_are_kept(session):
+    """A parameter or a layer the model holds and its forward does not use
+    (a head built for later, a mask token) was dropped by the conversion:
+    parameters() no longer paired with torch's, and loading the torch
+    model's own state dict failed with unexpected keys. They are kept,
+    under torch's names and in its order, and take no gradient."""
+
+    class Spare(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = tnn.Linear(4, 3)
+            self.token = tnn.Parameter(torch.zeros(3))
+            self.later = tnn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.fc(x)
+
+    torch.manual_seed(0)
+    tm = Spare().double()
+    pm = cryptgpu.nn.from_pytorch(tm, X)
+    assert [n for n, _ in pm.named_parameters()] == [n for n, _ in tm.named_parameters()]
+    pm.load_state_dict(tm.state_dict())
+    pm.encrypt().train()
+    out = pm(cryptgpu.cryptensor(X))
+    assert (pt(out) - tm(X).detach()).abs().max() <= TOL
+    out.sum().backward()
+    grads = {n: p.grad for n, p in pm.named_parameters()}
+    assert grads["token"] is None and grads["later.weight"] is None
+    assert grads["fc.weight"] is not None
+
+
 def test_layers_built_with_torchs_signatures(session):
     """LayerNorm(4, 1e-6) took 1e-6 as its weight (outputs all 0) and
     LayerNorm(4) had no parameters; Linear(in_features=, out_features=),

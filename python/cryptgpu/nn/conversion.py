@@ -406,8 +406,12 @@ class Graph(Module):
     def forward(self, *inputs, **named):
         """Run the converted torch.fx graph on the inputs (by position, or
         by name as the traced model's forward takes them)."""
-        env: dict = {}
         bound = self._bind(inputs, named)
+        with hf.size_note(self._graph, bound):
+            return self._run(bound)
+
+    def _run(self, bound: dict):
+        env: dict = {}
 
         def load(a):
             a = torch.fx.node.map_arg(a, lambda n: env[n.name])
@@ -655,6 +659,7 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
                 v = v.detach().double() if v.is_floating_point() else v.detach()
                 v = v.clone()  # the torch model's own buffer changing later is not ours
             attrs[node.target] = v
+    params.update((n, _plain(p)) for n, p in tracing.unread(model, gm, converted, folded))
     order = {name: i for i, (name, _) in enumerate(model.named_modules())}
     # and the parameters, each in its owner's registration order
     order.update((name, i) for i, (name, _) in enumerate(model.named_parameters()))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import dis
 import inspect
 import logging
 import random
@@ -91,7 +92,7 @@ def trace(model: torch.nn.Module) -> tuple[torch.fx.GraphModule, dict]:
     # decided before tracing: the check calls the module, which torch.fx
     # would record
     norms = frozenset(id(m) for m in model.modules() if rms_norm_of(m) is not None)
-    ranks: dict = {}  # the rank of each dummy input it traced with
+    ranks: dict = {}  # the shape of each dummy input it traced with
     outputs: list = []  # the classes of the transformers outputs it recorded
     with _tracing(model), _named_forward(model, names):
         try:
@@ -116,7 +117,7 @@ class MaskShapeError(ValueError, NotImplementedError):
     transformers takes and a converted model does not (GPT-2's 4-D mask)."""
 
 
-_RANK = "cryptgpu_traced_rank"  # node.meta key: (rank, model class name)
+_RANK = "cryptgpu_traced_rank"  # node.meta key: (rank, model class name, shape)
 
 
 def _mark_ranks(gm: torch.fx.GraphModule, ranks: dict, name: str) -> None:
@@ -136,7 +137,7 @@ def _mark_ranks(gm: torch.fx.GraphModule, ranks: dict, name: str) -> None:
         ):
             continue
         if node.target in ranks:
-            node.meta[_RANK] = (ranks[node.target], name)
+            node.meta[_RANK] = (len(ranks[node.target]), name, ranks[node.target])
 
 
 def check_ranks(graph: torch.fx.Graph, bound: dict) -> None:
@@ -151,9 +152,11 @@ def check_ranks(graph: torch.fx.Graph, bound: dict) -> None:
             return
         traced = node.meta.get(_RANK)
         v = bound.get(node.target)
+        if traced is not None and v is None and node.target in _FIRST:
+            raise ValueError(f"You have to specify {node.target}")  # transformers' words
         if traced is None or not isinstance(v, (torch.Tensor, SharedTensor)):
             continue
-        rank, name = traced
+        rank, name, _ = traced
         if node.target == "pixel_values":
             if len(v.shape) != rank:  # an image without its batch dim
                 raise ShapeError(  # (an IndexError of a size until 2026-12-06)
@@ -187,6 +190,29 @@ def check_ranks(graph: torch.fx.Graph, bound: dict) -> None:
 
 
 @contextlib.contextmanager
+def size_note(graph: torch.fx.Graph, bound: dict):
+    """A ShapeError raised while the graph runs on images of another height
+    and width than it was traced with says so: a model that branches on the
+    image size (ViT's position embeddings, Swin's window padding) follows
+    the traced size only, and its error named shapes deep inside it."""
+    try:
+        yield
+    except ShapeError as e:
+        for node in graph.nodes:
+            traced, v = node.meta.get(_RANK), bound.get(node.target)
+            if node.target != "pixel_values" or traced is None or not hasattr(v, "shape"):
+                continue
+            size, want = tuple(v.shape[-2:]), traced[2][-2:]
+            if len(traced[2]) == len(v.shape) and size != want:
+                raise ShapeError(
+                    f"pixel_values of {size[0]}x{size[1]}: this converted {traced[1]} was "
+                    f"traced at {want[0]}x{want[1]} (its config's image_size), and its "
+                    f"graph follows that size where the model branches on it ({e})"
+                ) from e
+        raise
+
+
+@contextlib.contextmanager
 def _tracing(model: torch.nn.Module):
     """While transformers' tracer runs: the mask makers of ``model``'s
     modules recorded as one step each (:func:`_recorded`), and afterwards,
@@ -207,6 +233,7 @@ def _tracing(model: torch.nn.Module):
     # models that make their mask in a method of their own (OPT, GPT-J,
     # Bloom, GPT-Neo: an in-place write the graph cannot hold)
     own = [m for m in model.modules() if callable(getattr(type(m), "_update_causal_mask", None))]
+    attributes = {m: dict(vars(m)) for m in model.modules()}
     try:
         for mod, found in masks.items():
             for name, fn in found.items():
@@ -218,8 +245,22 @@ def _tracing(model: torch.nn.Module):
         log.setLevel(level)
         _restore(saved)
         random.setstate(state)
-        for m in own:
-            vars(m).pop("_update_causal_mask", None)
+        _restore_attributes(attributes)
+
+
+def _restore_attributes(before: dict) -> None:
+    """Each module's attributes as they were before tracing: a forward that
+    sets one (Swin's ``self.window_size = torch_int(...)``) left a traced
+    value there, and the user's torch model then failed at other image
+    sizes, and a second conversion failed (until 2026-12-06); our own
+    ``_update_causal_mask`` recorders go too."""
+    for m, attrs in before.items():
+        now = vars(m)
+        for name in [k for k in now if k not in attrs]:
+            del now[name]
+        for name, value in attrs.items():
+            if name not in now or now[name] is not value:
+                now[name] = value
 
 
 @contextlib.contextmanager
@@ -272,7 +313,7 @@ def _tracer_class(leaves: frozenset, ranks: dict, outputs: list):
     (``(*k.shape[:-1], -1, d)`` in GPT-2's attention): each element is read
     by index, as torch.fx records ``shape[i]``; which keeps the modules
     of ``leaves`` (ids: RMSNorms) as calls, not traced through; which
-    puts the rank of each dummy input it makes in ``ranks``, and the class
+    puts the shape of each dummy input it makes in ``ranks``, and the class
     of each transformers ModelOutput it records (a plain dict in the
     graph) in ``outputs``."""
     from transformers.utils import ModelOutput as Recorded
@@ -281,9 +322,14 @@ def _tracer_class(leaves: frozenset, ranks: dict, outputs: list):
     class Proxy(HFProxy):
         def __iter__(self):
             meta = getattr(self, "_metadata", None)
-            if not isinstance(meta, (torch.Size, tuple, list)):  # a tensor's rows:
-                return super().__iter__()  # their count would be fixed
-            return iter([self[i] for i in range(len(meta))])
+            if isinstance(meta, (torch.Size, tuple, list)):
+                return iter([self[i] for i in range(len(meta))])
+            # a tensor's rows (their count would be fixed), or a size whose
+            # metadata is unknown, unpacked as ``b, n, c = h.size()`` in the
+            # model's code, which torch's own check looks for one frame up
+            # from itself: here (Swin with absolute embeddings did not trace)
+            n = _unpacked(inspect.currentframe().f_back)
+            return iter([self[i] for i in range(n)]) if n else super().__iter__()
 
     class Tracer(HFTracer):
         def proxy(self, node):
@@ -323,10 +369,21 @@ def _tracer_class(leaves: frozenset, ranks: dict, outputs: list):
                 if getattr(cfg, "pad_token_id", 0) is None:
                     shape = [1, *shape[1:]]
             out = super()._generate_dummy_input(model, input_name, shape, input_names)
-            ranks.update((k, v.dim()) for k, v in out.items() if torch.is_tensor(v))
+            ranks.update((k, tuple(v.shape)) for k, v in out.items() if torch.is_tensor(v))
             return out
 
     return Tracer
+
+
+def _unpacked(frame) -> int | None:
+    """The number of names that the instruction ``frame`` runs unpacks into,
+    where it is an UNPACK_SEQUENCE (``a, b, c = value``), else None."""
+    if frame is None:
+        return None
+    for ins in dis.get_instructions(frame.f_code):
+        if ins.offset >= frame.f_lasti:
+            return ins.argval if ins.opname == "UNPACK_SEQUENCE" else None
+    return None
 
 
 # transformers' mask makers (masking_utils): a decoder's causal mask, made
@@ -566,8 +623,8 @@ class ModelOutput(dict):
             raise AttributeError(name) from None
 
     def __getitem__(self, key):
-        if isinstance(key, int):
-            return list(self.values())[key]
+        if isinstance(key, (int, slice)):  # out[0], out[:2]: by position, as transformers'
+            return self.to_tuple()[key]
         return super().__getitem__(key)
 
     def to_tuple(self) -> tuple:

@@ -579,6 +579,27 @@ def mount(graph: Module, modules: dict, params: dict, order: dict, layout=None) 
     return attr_at, module_at
 
 
+def unread(model, gm, converted: dict, folded: int) -> list:
+    """(name, parameter) for the model's parameters that the traced ``gm``
+    never reads (``converted``: its called modules' targets) (a mask
+    token used only with ``bool_masked_pos``, a layer built and not called),
+    by torch's names: kept as parameters, so that names, order and state
+    dicts are torch's (until 2026-12-06 they were dropped, and loading the
+    torch model's own state dict failed); none where BatchNorms were folded
+    into convolutions (their parameters are in the convolutions)."""
+    if folded:
+        return []
+    mods = dict(gm.named_modules())
+    read = {id(p) for t in converted for p in mods[t].parameters()}
+    for node in gm.graph.nodes:
+        if node.op == "get_attr":
+            v = gm
+            for part in node.target.split("."):
+                v = getattr(v, part, None)
+            read.add(id(v))
+    return [(n, p) for n, p in model.named_parameters() if id(p) not in read]
+
+
 # What an op on a private tensor returns in public: its metadata.
 _METADATA = {"size", "dim", "numel", "shape", "dtype", "device", "ndim", "ndimension"}
 _METADATA |= {"isnan", "isinf", "isfinite"}  # public: shares are finite
