@@ -537,6 +537,34 @@ def test_requires_grad_of_a_computed_tensor_cannot_be_turned_off(session):
     assert usable()
 
 
+def test_detach_in_place_keeps_what_was_recorded_through_it(session):
+    """torch: detach_() makes y a leaf, and results computed from y before
+    keep their history (x * 2 * 3: x.grad 6). Ours cut them too, silently:
+    x.grad stayed None (a user probe). Now the earlier results reach x
+    through y's recorded operation; y gets no .grad; what is computed from
+    y after the detach_ records nothing; a second backward through it is
+    torch's error. Products by integers: exact."""
+    x = shared_leaf(GRID)
+    y = x * 2
+    z = y * 3
+    assert y.detach_() is y and not y.requires_grad and y.grad_fn is None
+    assert not (y * 5).requires_grad
+    assert z.requires_grad and z.grad_fn is not None
+    z.sum().backward()
+    assert torch.equal(pt(x.grad), torch.full_like(GRID, 6.0)) and y.grad is None
+    with pytest.raises(RuntimeError, match="a second time"):
+        (z * 1).sum().backward()
+    x.grad = None
+    y = x * 2
+    w = y.exp()  # an approximation's gradient, through a tensor detached after
+    y.detach_()
+    xt = GRID.clone().requires_grad_()
+    (xt * 2).exp().sum().backward()
+    w.sum().backward()
+    # exp's gradient exp(2x) 2 at |2x| < 4: exp's relative bound (1e-3, test_functions)
+    assert (pt(x.grad) - xt.grad).abs().max() <= 1e-3 * xt.grad.abs().max()
+
+
 def test_grad_fn_detach_in_place_and_register_hook_as_torch(session):
     """grad_fn, detach_() and register_hook() raised AttributeError."""
     xt = GRID.clone().requires_grad_()

@@ -344,3 +344,56 @@ def test_a_view_taken_before_a_recorded_in_place_change_is_refused(session):
     # torch: d/dw (w^2).sum() + 1 = 2 w + 1; one truncation in row * row
     assert_close(pt(w.grad), torch.tensor([3.0, -1.0, 5.0], dtype=torch.float64), 4 * TRUNC)
     assert usable()
+
+
+def test_in_place_ops_on_a_recorded_result_as_torchs(session):
+    """torch changes a result that requires grad in place (``h = x @ W.t();
+    F.relu(h, inplace=True)``, ``h.sigmoid_()``, ``h.mul_(2)``, ``h.add_(b)``)
+    and differentiates through it; ours refused every one (a user probe).
+    Now the operation is recorded from a snapshot of h, which takes h's
+    place in the graph, and the gradients are torch's: within 96 units of
+    2^-16 (1.5e-3; a truncation per product, on gradients 2 h W of rows of
+    three, |h| below 4: a few units each, times |x| up to 3 and the two
+    products), and the sigmoid's gradient within 1e-3 relative. Where a recorded operation has
+    already read h, changing it would change what that operation's
+    gradient goes through: refused, naming that (torch raises at backward
+    where the old value was needed)."""
+    x0 = torch.tensor([[1.0, -2.0, 3.0], [0.5, -0.25, 1.5]], dtype=torch.float64)
+    w = torch.tensor([[0.5, -1.0, 0.25], [1.0, 0.5, -0.5]], dtype=torch.float64)
+    b0 = torch.tensor([0.25, -0.5], dtype=torch.float64)
+    steps = {
+        "F.relu": lambda h, b: F.relu(h, inplace=True),
+        "relu_": lambda h, b: h.relu_(),
+        "sigmoid_": lambda h, b: h.sigmoid_(),
+        "mul_ add_": lambda h, b: h.mul_(2).add_(b),
+        "sub_ neg_": lambda h, b: h.sub_(b, alpha=2).neg_(),
+    }
+    for name, step in steps.items():
+        grads = []
+        for lib in ("torch", "ours"):
+            if lib == "torch":
+                x, b = x0.clone().requires_grad_(), b0.clone().requires_grad_()
+            else:
+                x, b = (cryptgpu.cryptensor(t, requires_grad=True) for t in (x0, b0))
+            h = x @ w.t()
+            assert step(h, b) is h and h.requires_grad and h.grad_fn is not None
+            (h * h).sum().backward()
+            grads.append(
+                [t.grad if lib == "torch" or t.grad is None else pt(t.grad) for t in (x, b)]
+            )
+        for want, got in zip(*grads):
+            if got is None or want is None:
+                assert got is None and want is None, name
+                continue
+            tol = 1e-3 * want.abs().max() if name == "sigmoid_" else 8 * 2.0**-16 * 12
+            assert (got - want).abs().max() <= tol, name
+    x = cryptgpu.cryptensor(x0, requires_grad=True)
+    h = x @ w.t()
+    kept = h * 2  # reads h
+    with pytest.raises(RuntimeError, match="already read it"):
+        h.relu_()
+    with pytest.raises(RuntimeError, match="leaf Variable|in-place operations"):
+        x.relu_()
+    kept.sum().backward()
+    assert_close(pt(x.grad), (2 * torch.ones(2, 2, dtype=torch.float64) @ w), 0.0)
+    assert usable()

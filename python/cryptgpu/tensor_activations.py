@@ -239,8 +239,8 @@ class ActivationOps:
             )
         if not training or p == 0:
             return self
-        out = self * _session.dropout_scale(self.shape, p)
-        return self._assign(out, "dropout_") if inplace else out
+        scale = _session.dropout_scale(self.shape, p)
+        return self._in_place("dropout_", lambda t: t * scale) if inplace else self * scale
 
     def repeat_interleave(self, repeats, dim=None, *, output_size=None) -> TensorBase:
         """Each element repeated ``repeats`` times along ``dim`` (of the
@@ -283,7 +283,7 @@ class ActivationOps:
 
 def _in_place(name: str):
     def method(self, *args, **kwargs):
-        return self._assign(getattr(self, name)(*args, **kwargs), name + "_")
+        return self._in_place(name + "_", lambda x: getattr(x, name)(*args, **kwargs))
 
     method.__name__ = name + "_"
     method.__doc__ = f"``{name}`` in place (the tensor takes the result's shares)."

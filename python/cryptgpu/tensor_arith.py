@@ -222,11 +222,17 @@ class ArithmeticOps:
         return fx.exp2(self * math.log2(b))
 
     # In-place forms (CrypTen's add_, sub_, mul_, div_, neg_): the tensor
-    # takes the result's shares. Autograd records no in-place operations,
-    # so one that would be recorded is refused, as torch refuses it on a
-    # leaf that requires grad.
+    # takes the result's shares. On a leaf that requires grad they are
+    # refused, as torch refuses them; on a recorded result, see _in_place.
     @staticmethod
-    def _refuse_in_place(what: str, view: bool = False) -> None:
+    def _refuse_in_place(what: str, view: bool = False, read: bool = False) -> None:
+        if read:
+            raise RuntimeError(
+                f"{what}: this tensor requires grad and a recorded operation has already "
+                "read it; changed in place, that operation's gradient would go through the "
+                f"change (torch raises at backward where it needed the old value); write "
+                f"x = x.{what.rstrip('_')}(...) instead"
+            )
         if view:
             hint = (
                 "on a view autograd records, the change would have to reach its base; build "
@@ -244,6 +250,29 @@ class ArithmeticOps:
             f"{what}: in-place operations on tensors that require grad (or are "
             f"computed from one, or with a value that requires grad) are not supported; {hint}"
         )
+
+    def _in_place(self, what: str, compute) -> TensorBase:
+        """``compute(self)`` taken in place (``add_``, ``relu_``, ...). On a
+        recorded result (torch's ``h = fc(x); h.relu_()``), recorded from a
+        snapshot of it (its gradient rule reads the old value), which takes
+        its place in the graph, then moved in; while no recorded operation
+        has read it yet (theirs would route their gradients through the new
+        node; torch tracks versions), and not on a view: else refused, as
+        everywhere until 2026-12-06."""
+        if not (ag.needs_grad(self) and self._back is not None):
+            return self._assign(compute(self), what)
+        if self._view is not None or getattr(self, "_uses", 0):
+            self._refuse_in_place(what, view=self._view is not None, read=self._view is None)
+        old = self._wrap(self._t)
+        old._st, old._rg, old._frozen, old._back = self._st, self._rg, self._frozen, self._back
+        old._kind, old._lost = self._kind, self._lost
+        out = compute(old)
+        if tuple(out.shape) != tuple(self.shape):
+            _grown(self.shape, out.shape)
+        self._t, self._session, self._st = out._t, out._session, out._st
+        self._rg, self._frozen, self._back = out._rg, out._frozen, out._back
+        self._kind, self._lost, self._gfn = out._kind, out._lost, None
+        return self
 
     def _assign(self, out, what: str) -> TensorBase:
         if self._view is not None and self._view[3] is READ_ONLY:
@@ -272,12 +301,12 @@ class ArithmeticOps:
     def add_(self, y, *, alpha=1) -> TensorBase:
         """x += alpha * y in place."""
         self._fits_in_place(y)
-        return self._assign(self.add(y, alpha=alpha), "add_")
+        return self._in_place("add_", lambda x: x.add(y, alpha=alpha))
 
     def sub_(self, y, *, alpha=1) -> TensorBase:
         """x -= alpha * y in place."""
         self._fits_in_place(y)
-        return self._assign(self.sub(y, alpha=alpha), "sub_")
+        return self._in_place("sub_", lambda x: x.sub(y, alpha=alpha))
 
     def copy_(self, src) -> TensorBase:
         """x takes src's value in place (a SharedTensor, or a public tensor
@@ -295,16 +324,16 @@ class ArithmeticOps:
     def mul_(self, y) -> TensorBase:
         """x *= y in place."""
         self._fits_in_place(y)
-        return self._assign(self.mul(y), "mul_")
+        return self._in_place("mul_", lambda x: x.mul(y))
 
     def div_(self, y) -> TensorBase:
         """x /= y in place."""
         self._fits_in_place(y)
-        return self._assign(self.div(y), "div_")
+        return self._in_place("div_", lambda x: x.div(y))
 
     def neg_(self) -> TensorBase:
         """x = -x in place."""
-        return self._assign(self.neg(), "neg_")
+        return self._in_place("neg_", lambda x: x.neg())
 
     def div(self, y) -> TensorBase:
         """x / y. A plaintext whole-number divisor (``3``, ``1e6``, a

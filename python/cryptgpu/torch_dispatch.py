@@ -278,7 +278,8 @@ def _alpha_dropout(x, p=0.5, training=False, inplace=False):
 def _unary(name):
     """F.<name>(x, ...) as x.<name>(...); with torch's ``inplace=True``
     (by keyword or in its position) x takes the result, as x.<name>_()
-    does (refused, as for every in-place op, where x needs a gradient)."""
+    does (on a recorded result as ``_in_place`` takes it; refused on a
+    leaf that requires grad)."""
     fn = getattr(F, name, None) or getattr(torch, name)
     try:
         params = list(inspect.signature(fn).parameters)
@@ -290,8 +291,9 @@ def _unary(name):
         inplace = kwargs.pop("inplace", False)
         if at is not None and len(args) > at:
             args, inplace = args[:at] + args[at + 1 :], args[at]
-        out = getattr(x, name)(*args, **kwargs)
-        return x._assign(out, name + "_") if inplace else out
+        if inplace:
+            return x._in_place(name + "_", lambda t: getattr(t, name)(*args, **kwargs))
+        return getattr(x, name)(*args, **kwargs)
 
     return call
 
