@@ -563,6 +563,19 @@ def test_detach_in_place_keeps_what_was_recorded_through_it(session):
     w.sum().backward()
     # exp's gradient exp(2x) 2 at |2x| < 4: exp's relative bound (1e-3, test_functions)
     assert (pt(x.grad) - xt.grad).abs().max() <= 1e-3 * xt.grad.abs().max()
+    # a tensor detached and then made a leaf again takes the gradients of
+    # what is computed from it after, as torch's (its old history is not
+    # theirs), also once a backward freed that history
+    for free_first in (False, True):
+        x.grad = None
+        y = x * 2
+        if free_first:
+            y.sum().backward()
+            x.grad = None
+        y.detach_()
+        y.requires_grad_()
+        (y * 5).sum().backward()
+        assert torch.equal(pt(y.grad), torch.full_like(GRID, 5.0)) and x.grad is None
 
 
 def test_grad_fn_detach_in_place_and_register_hook_as_torch(session):

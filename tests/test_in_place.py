@@ -387,6 +387,21 @@ def test_in_place_ops_on_a_recorded_result_as_torchs(session):
                 continue
             tol = 1e-3 * want.abs().max() if name == "sigmoid_" else 8 * 2.0**-16 * 12
             assert (got - want).abs().max() <= tol, name
+    # a result whose own gradient rule reads its value (exp's: g exp(x)):
+    # that rule keeps the value from before the change, as torch's saved
+    # output (3 exp(x) here; exp within 1e-3 relative, test_functions)
+    x = cryptgpu.cryptensor(x0[0], requires_grad=True)
+    e = x.exp()
+    e.mul_(3).sum().backward()
+    want = 3 * x0[0].exp()
+    assert (pt(x.grad) - want).abs().max() <= 1e-3 * want.abs().max()
+    # hooks registered before the change see the old value's gradient, as torch's
+    seen = []
+    x = cryptgpu.cryptensor(x0[0], requires_grad=True)
+    h = x * 2
+    h.register_hook(lambda g: seen.append(pt(g)))
+    h.mul_(3).sum().backward()
+    assert torch.equal(seen[0], torch.full((3,), 3.0, dtype=torch.float64))
     x = cryptgpu.cryptensor(x0, requires_grad=True)
     h = x @ w.t()
     kept = h * 2  # reads h

@@ -322,9 +322,22 @@ def record(out, parents, fn):
     for p in out._back[0]:
         if p is not None and isinstance(p, Node):
             p._uses = getattr(p, "_uses", 0) + 1  # read by a recorded operation
+    if _holds(fn, out):  # its own rule reads it: an in-place change would reach that
+        out._uses = getattr(out, "_uses", 0) + 1
     kinds = _session._ctx.layer_kinds
     out._kind = kinds[-1] if kinds else None
     return out
+
+
+def _holds(fn, out) -> bool:
+    """Whether the gradient rule ``fn`` holds the result ``out`` itself."""
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            if cell.cell_contents is out:
+                return True
+        except ValueError:  # an empty cell
+            continue
+    return False
 
 
 def unbroadcast(g, shape):
@@ -456,9 +469,12 @@ def backward(root, grad=None, retain_graph: bool = False, inputs=None, collect: 
 
 def _edges(t):
     """``t``'s recorded operation: its own, or where ``t`` was detached in
-    place after results were computed from it (``detach_()``), the one
-    those results still reach through it."""
-    return t._back if t._back is not None else getattr(t, "_history", None)
+    place after results were computed from it (``detach_()``) and has not
+    become a leaf that requires grad since, the one those results still
+    reach through it."""
+    if t._back is not None or t._rg:
+        return t._back
+    return getattr(t, "_history", None)
 
 
 def _flows(p) -> bool:

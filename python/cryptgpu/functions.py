@@ -74,7 +74,8 @@ def exp(x):
             for _ in range(4):
                 y = y * y
     if recorded:
-        ag.record(y, (x,), lambda g: (g * y,))
+        kept = y._wrap(y._t)  # the value, not y: y may be changed in place (mul_)
+        ag.record(y, (x,), lambda g: (g * kept,))
     return y
 
 

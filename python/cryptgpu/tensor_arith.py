@@ -230,7 +230,8 @@ class ArithmeticOps:
             raise RuntimeError(
                 f"{what}: this tensor requires grad and a recorded operation has already "
                 "read it; changed in place, that operation's gradient would go through the "
-                f"change (torch raises at backward where it needed the old value); write "
+                "change (torch allows it where that gradient does not need the old value, "
+                f"and raises at backward where it does; ours refuses both); write "
                 f"x = x.{what.rstrip('_')}(...) instead"
             )
         if view:
@@ -266,6 +267,8 @@ class ArithmeticOps:
         old = self._wrap(self._t)
         old._st, old._rg, old._frozen, old._back = self._st, self._rg, self._frozen, self._back
         old._kind, old._lost = self._kind, self._lost
+        # hooks registered before see the old value's gradient, as torch's
+        old._hooks, self._hooks = getattr(self, "_hooks", None), None
         out = compute(old)
         if tuple(out.shape) != tuple(self.shape):
             _grown(self.shape, out.shape)

@@ -254,7 +254,7 @@ class TensorBase(ag.Node):
                 "Can't detach views in-place. Use detach() instead (a view of a tensor that "
                 "autograd records)"
             )
-        if self._back is not None and self._rg:
+        if self._back is not None and self._back is not ag._FREED and self._rg:
             # what results recorded before still reach through it, as
             # torch's (until 2026-12-06 their inputs got no gradient)
             self._history = self._back
