@@ -989,6 +989,14 @@ def test_a_finite_fill_keeps_the_scores_where_torchs_does(session, row, dtype):
     X = cryptgpu.cryptensor(x)
     got, _ = ours(X, X, X, key_padding_mask=pad)
     assert (pt(got) - want.double()).abs().max() <= 3.6e-3
+    # with an attn_mask holding the fill and a float key padding mask holding
+    # a bias (no fill): torch adds them; the bias stays in the row's scores
+    # (it raised, or the bias was lost, before the review's fix)
+    bias = torch.tensor([[0.0, 2.0, -1.0, 0.5], [0.5, 0.0, 0.0, -2.0]], dtype=dtype)
+    with torch.no_grad():
+        want, _ = mt(x.to(dtype), x.to(dtype), x.to(dtype), attn_mask=m, key_padding_mask=bias)
+    got, _ = ours(X, X, X, attn_mask=m, key_padding_mask=bias)
+    assert (pt(got) - want.double()).abs().max() <= 3.6e-3
 
 
 @pytest.mark.parametrize("fill", ["bool", "-inf", "min", "-1e9"])

@@ -62,8 +62,8 @@ class _Mask:
         (its spacing there below 1: -1e4 in float32, -1e9 in float64), the
         row is shifted by c, and the positions within 1e4 of it keep their
         scores; where the fill absorbs the scores (a dtype's minimum, -1e9
-        in float32), the positions at c weigh equally and those 1e4 or more
-        below it drop out (until 2026-12-06 every such row weighed equally,
+        in float32), the positions at c weigh equally (the additive parts
+        of other masks absorbed too) and those 1e4 or more below it drop out (until 2026-12-06 every such row weighed equally,
         its scores lost: a key padding mask of -1e4 gave the mean of V)."""
         if self.keep is None or self.raw is None:
             return self
@@ -82,6 +82,7 @@ class _Mask:
         keep = torch.where(scores_kept, near.long(), keep)
         add = (self.add if self.add is not None else torch.zeros(())).expand_as(raw)
         add = torch.where(scores_kept & near, val - top, add)
+        add = torch.where(full & ~scores_kept, 0.0, add)  # absorbed with the scores
         hard = hard | (full & ~scores_kept & ~near)
         return _Mask(add, keep, hard, raw, self.eps)
 
@@ -148,8 +149,8 @@ def _additive(mask, allowed_when_true: bool):
     eps = torch.finfo(m.dtype).eps
     m = m.double()
     low = m <= MASKED
-    if not bool(low.any()):
-        return _Mask(add=m)
+    if not bool(low.any()):  # (its values still join another mask's raw ones)
+        return _Mask(add=m, raw=m, eps=eps)
     inf = torch.isneginf(m)
     return _Mask(m.masked_fill(low, 0.0), (~low).long(), inf, m.masked_fill(inf, 0.0), eps)
 
