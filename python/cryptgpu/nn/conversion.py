@@ -406,12 +406,8 @@ class Graph(Module):
     def forward(self, *inputs, **named):
         """Run the converted torch.fx graph on the inputs (by position, or
         by name as the traced model's forward takes them)."""
-        bound = self._bind(inputs, named)
-        with hf.size_note(self._graph, bound):
-            return self._run(bound)
-
-    def _run(self, bound: dict):
         env: dict = {}
+        bound = self._bind(inputs, named)
 
         def load(a):
             a = torch.fx.node.map_arg(a, lambda n: env[n.name])

@@ -105,7 +105,8 @@ def trace(model: torch.nn.Module) -> tuple[torch.fx.GraphModule, dict]:
                 f"{type(model).__name__}: transformers' fx tracer does not trace this "
                 "architecture (transformers.utils.fx lists those it does)"
             ) from None
-    _mark_ranks(gm, ranks, type(model).__name__)
+    free = getattr(getattr(model, "config", None), "model_type", None) in _ANY_SIZE
+    _mark_ranks(gm, ranks, type(model).__name__, free)
     _mark_fields(gm, outputs)
     return gm, {n: _DEFAULTS[n] for n in names if n in _DEFAULTS}
 
@@ -117,10 +118,18 @@ class MaskShapeError(ValueError, NotImplementedError):
     transformers takes and a converted model does not (GPT-2's 4-D mask)."""
 
 
-_RANK = "cryptgpu_traced_rank"  # node.meta key: (rank, model class name, shape)
+# node.meta key: (rank, model class name, shape, whether any image size goes)
+_RANK = "cryptgpu_traced_rank"
+
+# the image models whose forward does not branch on the image's size
+# (convolutions, pooling, SegFormer's overlapping patches): others follow
+# the traced size only (ViT's position embeddings, Dinov2's interpolation of
+# them, Swin's window padding), and a graph traced at one size gave wrong
+# outputs at another of the same patch count (Dinov2 at 4x16: 0.72 off)
+_ANY_SIZE = frozenset({"resnet", "convnext", "convnextv2", "segformer", "regnet"})
 
 
-def _mark_ranks(gm: torch.fx.GraphModule, ranks: dict, name: str) -> None:
+def _mark_ranks(gm: torch.fx.GraphModule, ranks: dict, name: str, free: bool) -> None:
     """Marks the input_ids, pixel_values and attention_mask placeholders of
     ``gm`` with the rank each was traced with (``name``: the model's class), for
     :func:`check_ranks`; not a mask that only recorded mask makers
@@ -137,7 +146,7 @@ def _mark_ranks(gm: torch.fx.GraphModule, ranks: dict, name: str) -> None:
         ):
             continue
         if node.target in ranks:
-            node.meta[_RANK] = (len(ranks[node.target]), name, ranks[node.target])
+            node.meta[_RANK] = (len(ranks[node.target]), name, ranks[node.target], free)
 
 
 def check_ranks(graph: torch.fx.Graph, bound: dict) -> None:
@@ -156,13 +165,21 @@ def check_ranks(graph: torch.fx.Graph, bound: dict) -> None:
             raise ValueError(f"You have to specify {node.target}")  # transformers' words
         if traced is None or not isinstance(v, (torch.Tensor, SharedTensor)):
             continue
-        rank, name, _ = traced
+        rank, name, shape, free = traced
         if node.target == "pixel_values":
             if len(v.shape) != rank:  # an image without its batch dim
                 raise ShapeError(  # (an IndexError of a size until 2026-12-06)
                     f"pixel_values of shape {list(v.shape)}: this converted {name} takes "
                     f"rank-{rank} images ([batch, channels, height, width]), as "
                     "transformers does"
+                )
+            size, want = tuple(v.shape[-2:]), tuple(shape[-2:])
+            if size != want and not free:
+                raise ShapeError(
+                    f"pixel_values of {size[0]}x{size[1]}: this converted {name} was traced "
+                    f"at {want[0]}x{want[1]} (its config's image_size) and takes that size "
+                    "only (its forward branches on the size: position embeddings checked or "
+                    "interpolated, windows padded; the convolutional models take any size)"
                 )
             continue
         if node.target == "input_ids":
@@ -187,29 +204,6 @@ def check_ranks(graph: torch.fx.Graph, bound: dict) -> None:
             "taken as transformers takes it by the models that hand it to transformers' "
             "mask functions as it is: Llama, Mistral, Qwen2, GPT-J, GPT-Neo)"
         )
-
-
-@contextlib.contextmanager
-def size_note(graph: torch.fx.Graph, bound: dict):
-    """A ShapeError raised while the graph runs on images of another height
-    and width than it was traced with says so: a model that branches on the
-    image size (ViT's position embeddings, Swin's window padding) follows
-    the traced size only, and its error named shapes deep inside it."""
-    try:
-        yield
-    except ShapeError as e:
-        for node in graph.nodes:
-            traced, v = node.meta.get(_RANK), bound.get(node.target)
-            if node.target != "pixel_values" or traced is None or not hasattr(v, "shape"):
-                continue
-            size, want = tuple(v.shape[-2:]), traced[2][-2:]
-            if len(traced[2]) == len(v.shape) and size != want:
-                raise ShapeError(
-                    f"pixel_values of {size[0]}x{size[1]}: this converted {traced[1]} was "
-                    f"traced at {want[0]}x{want[1]} (its config's image_size), and its "
-                    f"graph follows that size where the model branches on it ({e})"
-                ) from e
-        raise
 
 
 @contextlib.contextmanager
