@@ -615,8 +615,8 @@ def test_state_dict_hooks_run_as_torchs(session, name, kw):
         return sd
 
     class Mine(getattr(cryptgpu.optim, name)):
-        def state_dict(self):
-            return {**super().state_dict(), "mine": True}
+        def state_dict(self, mine=True):  # a subclass's own argument passes
+            return {**super().state_dict(), "mine": mine}
 
     for cls in (getattr(cryptgpu.optim, name), Mine, getattr(torch.optim, name)):
         calls.clear()
@@ -632,3 +632,5 @@ def test_state_dict_hooks_run_as_torchs(session, name, kw):
         opt.load_state_dict(sd)
         assert calls == ["save_pre", "save_post", "load_pre", "load_post"], cls
         assert opt.param_groups[0]["lr"] == 0.5 and sd["param_groups"][0]["lr"] == kw["lr"]
+        if cls is Mine:
+            assert opt.state_dict(mine=False)["mine"] is False

@@ -5,6 +5,7 @@ torch's state-dict hooks around their own ``state_dict``."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
@@ -138,10 +139,10 @@ def _outermost(method):
 
 def _hooked_save(method):
     @_outermost(method)
-    def state_dict(self):
+    def state_dict(self, *args, **kwargs):  # (a subclass's own arguments pass)
         for hook in self._optimizer_state_dict_pre_hooks.values():
             hook(self)
-        out = method(self)
+        out = method(self, *args, **kwargs)
         for hook in self._optimizer_state_dict_post_hooks.values():
             changed = hook(self, out)
             out = out if changed is None else changed
@@ -152,13 +153,13 @@ def _hooked_save(method):
 
 def _hooked_load(method):
     @_outermost(method)
-    def load_state_dict(self, state):
-        if isinstance(state, dict):  # torch's: hooks see a copy
+    def load_state_dict(self, state, *args, **kwargs):
+        if isinstance(state, Mapping):  # torch's: hooks see a copy
             state = dict(state)
             for hook in self._optimizer_load_state_dict_pre_hooks.values():
                 changed = hook(self, state)
                 state = state if changed is None else changed
-        method(self, state)
+        method(self, state, *args, **kwargs)
         for hook in self._optimizer_load_state_dict_post_hooks.values():
             hook(self)
 
