@@ -367,6 +367,10 @@ def test_in_place_ops_on_a_recorded_result_as_torchs(session):
         "sigmoid_": lambda h, b: h.sigmoid_(),
         "mul_ add_": lambda h, b: h.mul_(2).add_(b),
         "sub_ neg_": lambda h, b: h.sub_(b, alpha=2).neg_(),
+        "+= *=": lambda h, b: _iadd_imul(h, b),
+        "zero_ add_": lambda h, b: h.zero_().add_(b),
+        "fill_": lambda h, b: h.fill_(0.5),
+        "copy_": lambda h, b: h.copy_(b),
     }
     for name, step in steps.items():
         grads = []
@@ -402,6 +406,33 @@ def test_in_place_ops_on_a_recorded_result_as_torchs(session):
     h.register_hook(lambda g: seen.append(pt(g)))
     h.mul_(3).sum().backward()
     assert torch.equal(seen[0], torch.full((3,), 3.0, dtype=torch.float64))
+    # h += 1 after retain_grad: h's .grad is the new value's, as torch's (it
+    # was rebound, and the retained .grad stayed None)
+    x = cryptgpu.cryptensor(x0[0], requires_grad=True)
+    h = x * 2
+    h.retain_grad()
+    h += 1
+    (h * h).sum().backward()
+    assert torch.equal(pt(h.grad), 2 * (2 * x0[0] + 1))
+    # a linear layer's 3-D result is no view (it was refused as one)
+    x = cryptgpu.cryptensor(x0.reshape(1, 2, 3), requires_grad=True)
+    wt = w.clone().requires_grad_()
+    W = cryptgpu.cryptensor(w, requires_grad=True)
+    out = F.linear(x, W).relu_()
+    xt = x0.reshape(1, 2, 3).clone().requires_grad_()
+    want = F.linear(xt, wt).relu_()
+    out.sum().backward()
+    want.sum().backward()
+    assert (pt(W.grad) - wt.grad).abs().max() <= 8 * 2.0**-16 * 12
+    # h read by a view, then h += t: rebound, and the view taken before
+    # raises at its next use rather than keep the old value (silently, until
+    # 2026-12-06)
+    x = cryptgpu.cryptensor(x0[0], requires_grad=True)
+    h = x * 2
+    v = h.view(-1)
+    h += x
+    with pytest.raises(RuntimeError, match="take the view again"):
+        (v * v).sum()
     x = cryptgpu.cryptensor(x0, requires_grad=True)
     h = x @ w.t()
     kept = h * 2  # reads h
@@ -412,3 +443,9 @@ def test_in_place_ops_on_a_recorded_result_as_torchs(session):
     kept.sum().backward()
     assert_close(pt(x.grad), (2 * torch.ones(2, 2, dtype=torch.float64) @ w), 0.0)
     assert usable()
+
+
+def _iadd_imul(h, b):
+    h += b
+    h *= 3
+    return h

@@ -30,10 +30,9 @@ class Node:
     parents and the gradient function of a recorded operation (None for a
     leaf); ``grad`` receives a leaf's accumulated gradient."""
 
-    # (_history: a detach_()ed result's operation, for what was recorded
-    # from it before; _uses: how many recorded operations read it)
+    # (_uses: how many recorded operations read it)
     __slots__ = ("_rg", "_frozen", "_grad", "_back", "_kind", "_lost", "_retain", "_hooks")
-    __slots__ += ("_gfn", "_history", "_uses")
+    __slots__ += ("_gfn", "_uses")
 
     def retain_grad(self) -> None:
         """As torch's: a result computed from a tensor that requires grad
@@ -412,14 +411,13 @@ def backward(root, grad=None, retain_graph: bool = False, inputs=None, collect: 
             continue
         seen.add(id(t))
         stack.append((t, True))
-        back = _edges(t)
-        if back is _FREED:
+        if t._back is _FREED:
             raise RuntimeError(_SECOND_TIME)
         if t._lost is not None and targets is None:  # (with inputs: not asked for)
             raise RuntimeError(t._lost)
-        if back is not None:
-            for p in back[0]:
-                if isinstance(p, Node) and _flows(p) and id(p) not in seen:
+        if t._back is not None:
+            for p in t._back[0]:
+                if isinstance(p, Node) and p.requires_grad and id(p) not in seen:
                     stack.append((p, False))
                 elif isinstance(p, torch.Tensor) and p.requires_grad and targets is None:
                     # a layer's plaintext parameter (a model left in plaintext)
@@ -437,19 +435,18 @@ def backward(root, grad=None, retain_graph: bool = False, inputs=None, collect: 
             if getattr(t, "_hooks", None):
                 g = _run_hooks(t, g)
                 given.add(id(g))  # a hook may keep it: a leaf's .grad is a copy
-            back = _edges(t)
             if targets is not None and id(t) in targets:
                 if collect:
                     found[id(t)] = g.clone() if id(g) in given else g
                 else:
                     _accumulate(t, g, given)
-            elif targets is None and (back is None or getattr(t, "_retain", False)):
+            elif targets is None and (t._back is None or getattr(t, "_retain", False)):
                 _accumulate(t, g, given)
-            if back is None:
+            if t._back is None:
                 continue
-            parents, fn = back
+            parents, fn = t._back
             for p, pg in zip(parents, _run_back(t, fn, g)):
-                if pg is None or not isinstance(p, Node) or not _flows(p):
+                if pg is None or not isinstance(p, Node) or not p.requires_grad:
                     continue
                 prev = grads.get(id(p))
                 grads[id(p)] = pg if prev is None else prev + pg
@@ -460,26 +457,9 @@ def backward(root, grad=None, retain_graph: bool = False, inputs=None, collect: 
             if t._back is not None and t._back is not _FREED:
                 t.grad_fn  # noqa: B018 - named now, while its function is known
                 t._back = _FREED
-            if getattr(t, "_history", None) is not None:
-                t._history = _FREED
     if collect:
         return [found.get(id(t)) for t in inputs]
     return None
-
-
-def _edges(t):
-    """``t``'s recorded operation: its own, or where ``t`` was detached in
-    place after results were computed from it (``detach_()``) and has not
-    become a leaf that requires grad since, the one those results still
-    reach through it."""
-    if t._back is not None or t._rg:
-        return t._back
-    return getattr(t, "_history", None)
-
-
-def _flows(p) -> bool:
-    """Whether a gradient passes to (and through) the recorded input ``p``."""
-    return p.requires_grad or getattr(p, "_history", None) is not None
 
 
 def _seed(root, grad):

@@ -266,7 +266,7 @@ class ActivationOps:
     # ------------------------------------------------------------ in place
     def zero_(self) -> TensorBase:
         """x = 0 in place (``p.grad.zero_()``): exact, no communication."""
-        return self._assign(self * 0, "zero_")
+        return self._in_place("zero_", lambda t: t * 0)
 
     def fill_(self, value) -> TensorBase:
         """x = value everywhere, in place (a public value; no communication)."""
@@ -278,7 +278,7 @@ class ActivationOps:
                 "fill_ only supports 0-dimension value tensor but got tensor with "
                 f"{dims} dimensions."
             )
-        return self._assign(self * 0 + number_or_shared(value), "fill_")
+        return self._in_place("fill_", lambda t: t * 0 + number_or_shared(value))
 
 
 def _in_place(name: str):

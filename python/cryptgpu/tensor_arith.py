@@ -245,8 +245,10 @@ class ArithmeticOps:
                 "build the result out of place instead (torch.where with a mask, "
                 "x.masked_fill, or cryptgpu.cat of the pieces)"
             )
-        else:
+        elif hasattr(TensorBase, what.rstrip("_")):
             hint = f"write x = x.{what.rstrip('_')}(...) instead"
+        else:  # zero_, fill_, copy_: no out-of-place method of that name
+            hint = "build the new value out of place instead"
         raise RuntimeError(
             f"{what}: in-place operations on tensors that require grad (or are "
             f"computed from one, or with a value that requires grad) are not supported; {hint}"
@@ -275,6 +277,15 @@ class ArithmeticOps:
         self._t, self._session, self._st = out._t, out._session, out._st
         self._rg, self._frozen, self._back = out._rg, out._frozen, out._back
         self._kind, self._lost, self._gfn = out._kind, out._lost, None
+        return self
+
+    def _own_result(self) -> TensorBase:
+        """This tensor, a view of a temporary only the op that made it
+        holds (``linear``'s rows reshaped back), as a tensor of its own:
+        nothing else sees that temporary, so an in-place change needs no
+        write-back, and is taken as on any result (torch's result is no
+        view: ``F.linear(x3d, W).relu_()`` was refused as one)."""
+        self._view = None
         return self
 
     def _assign(self, out, what: str) -> TensorBase:
@@ -322,6 +333,8 @@ class ArithmeticOps:
         else:
             src = self._public(_float64(src, "copy_").numpy())
         out = src.expand(*self.shape) if src.shape != self.shape else src
+        if ag.needs_grad(self) and self._back is not None:  # a recorded result:
+            return self._in_place("copy_", lambda t: t * 0 + out)  # no gradient to it
         return self._assign(out.clone(), "copy_")
 
     def mul_(self, y) -> TensorBase:
@@ -429,10 +442,11 @@ class ArithmeticOps:
     # graph; it rebound the view's name and left the base as it was). A
     # tensor that does not require grad takes the recorded result in place
     # (``acc += x * 2``: other references see it, as torch's). A result that
-    # requires grad itself (``y = x * 2; y += 1``) is rebound to the new
-    # tensor, with the same value: torch changes it in place too, but
-    # recorded operations that already read y would then route their
-    # gradients through the new node. A y that would broadcast x to a
+    # requires grad itself (``y = x * 2; y += 1``) changes in place as
+    # ``add_`` does (:meth:`_in_place`) while no recorded operation has read
+    # it; else it is rebound to the new tensor, with the same value: torch
+    # changes it in place too, but recorded operations that already read y
+    # would then route their gradients through the new node. A y that would broadcast x to a
     # larger shape is torch's RuntimeError either way, before any work.
     def _augmented(self, y, op: str):
         self._fits_in_place(y)
@@ -442,7 +456,13 @@ class ArithmeticOps:
         theirs = isinstance(y, TensorBase) and ag.needs_grad(y)
         if (mine or theirs) and self._view is not None:
             self._refuse_in_place(_SYMBOLS[op], view=True)
-        if mine:
+        if mine and not getattr(self, "_uses", 0):  # in place, as add_ (_in_place)
+            return self._in_place(op + "_", lambda t: getattr(t, op)(y))
+        if mine:  # read by recorded operations: rebound (see above), and
+            # views taken before raise at their next use rather than miss
+            # the change (until 2026-12-06 they kept the old value, silently)
+            self._version += 1
+            self._rec_at = self._version
             return getattr(self, op)(y)
         if not theirs:
             return self._assign(getattr(self, op)(y), op + "_")

@@ -247,17 +247,24 @@ class TensorBase(ag.Node):
     def detach_(self) -> TensorBase:
         """As torch's: cut this tensor from the autograd graph in place (a
         leaf that does not require grad, and no ``grad_fn``). Refused on a
-        view autograd recorded, as torch refuses views; on any other view
-        there is nothing to cut."""
+        view autograd recorded, as torch refuses views, and on a result
+        that recorded operations have read (torch keeps their paths; ours
+        would cut them); on any other view there is nothing to cut."""
         if self._view is not None and self._back is not None:
             raise RuntimeError(
                 "Can't detach views in-place. Use detach() instead (a view of a tensor that "
                 "autograd records)"
             )
-        if self._back is not None and self._back is not ag._FREED and self._rg:
-            # what results recorded before still reach through it, as
-            # torch's (until 2026-12-06 their inputs got no gradient)
-            self._history = self._back
+        recorded = self._back is not None and self._back is not ag._FREED
+        if recorded and self._rg and getattr(self, "_uses", 0):
+            # the recorded operations that read it reach its inputs through
+            # it (the graph's nodes are the tensors): cut, they would lose
+            # their gradients, silently, as until 2026-12-06 (torch keeps them)
+            raise RuntimeError(
+                "detach_() of a result that recorded operations have already read: their "
+                "gradients would no longer reach its inputs; use y = y.detach() (a new "
+                "tensor) instead"
+            )
         self._rg, self._back, self._lost, self._kind = False, None, None, None
         self._retain = False
         self._gfn = None

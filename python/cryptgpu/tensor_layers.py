@@ -215,7 +215,7 @@ class LayerOps:
             rows = self if self.dim() == 2 else self.reshape(lead, self.shape[-1])
             out = rows._matmul_t(weight)
             if self.dim() != 2:
-                out = out.reshape(*self.shape[:-1], weight.shape[0])
+                out = out.reshape(*self.shape[:-1], weight.shape[0])._own_result()
         elif isinstance(weight, TensorBase):
             out = self.matmul(weight.t())
         else:

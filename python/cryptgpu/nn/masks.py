@@ -63,8 +63,9 @@ class _Mask:
         row is shifted by c, and the positions within 1e4 of it keep their
         scores; where the fill absorbs the scores (a dtype's minimum, -1e9
         in float32), the positions at c weigh equally (the additive parts
-        of other masks absorbed too) and those 1e4 or more below it drop out (until 2026-12-06 every such row weighed equally,
-        its scores lost: a key padding mask of -1e4 gave the mean of V)."""
+        of other masks absorbed too) and those 1e4 or more below it drop
+        out (until 2026-12-06 every such row weighed equally, its scores
+        lost: a key padding mask of -1e4 gave the mean of V)."""
         if self.keep is None or self.raw is None:
             return self
         keep, hard, raw = torch.broadcast_tensors(
