@@ -93,10 +93,17 @@ DIE = textwrap.dedent(
 
 
 def start_by_hand(
-    script, wrong_key_for=None, stale_pub_for=None, env_for=None, respell_peers_for=None
+    script,
+    wrong_key_for=None,
+    stale_pub_for=None,
+    env_for=None,
+    respell_peers_for=None,
+    swap_peers_for=None,
 ):
     """Three processes with rank, peers and link keys set, as on three hosts
-    (``respell_peers_for``: that party's list says localhost, not 127.0.0.1)."""
+    (``respell_peers_for``: that party's list says localhost, not 127.0.0.1;
+    ``swap_peers_for``: that party's list names parties 0 and 1 the other
+    way round)."""
     from cryptgpu import _native
     from cryptgpu.launch import free_ports
 
@@ -114,6 +121,8 @@ def start_by_hand(
             "CRYPTGPU_RANK": str(r),
             "CRYPTGPU_PEERS": peers.replace("127.0.0.1", "localhost")
             if r == respell_peers_for
+            else ",".join(peers.split(",")[i] for i in (1, 0, 2))
+            if r == swap_peers_for
             else peers,
             "CRYPTGPU_KEY": key,
             "CRYPTGPU_PUBKEYS": pubs if r == stale_pub_for else ",".join(stale),
@@ -200,6 +209,51 @@ def test_a_party_killed_mid_protocol_is_said_to_have_closed_its_link(
     assert procs[2].returncode == 3
     assert "party 2 closed its link" in outs[0] + outs[1], outs
     assert "fill whole buffer" not in outs[0] + outs[1], outs
+
+
+OUT_OF_STEP_WITH_TWO = textwrap.dedent(
+    """
+    import os, sys, torch, cryptgpu
+    cryptgpu.init(timeout_s=10)
+    a = torch.arange(35.0).reshape(5, 7)
+    shape = (7, 5) if cryptgpu.rank() == 2 else (5, 7)  # party 2's placeholder differs
+    y = cryptgpu.cryptensor(a if cryptgpu.rank() == 0 else torch.zeros(shape), src=0)
+    print("value", y.get_plain_text().sum().item(), flush=True)
+    if os.environ.get("END") == "uninit":
+        try:
+            cryptgpu.uninit()
+        except cryptgpu.PeerError as e:
+            print("uninit raised PeerError:", e, flush=True)
+            sys.exit(5)
+    """
+)
+
+
+@pytest.mark.parametrize("transport", ["zmq", "tcp"])
+@pytest.mark.parametrize("end", ["exit", "uninit"])
+def test_a_party_that_finished_learns_that_the_others_failed(tmp_path, monkeypatch, transport, end):
+    """Party 2 shares a placeholder of another shape: parties 0 and 2 raise
+    PeerError (out of step), but party 1, whose part was done before the
+    failure reached it, printed its value and exited 0 (a user probe: on
+    separate hosts its operator took the job for a success). The
+    neighbours' abort notices, read when its session closes, now make
+    ``uninit()`` raise PeerError, and the end of the script a non-zero
+    exit with the reason on stderr."""
+    script = tmp_path / "shape2.py"
+    script.write_text(OUT_OF_STEP_WITH_TWO)
+    monkeypatch.setenv("CRYPTGPU_TRANSPORT", transport)
+    monkeypatch.setenv("END", end)
+    t = time.time()
+    procs, outs = _outputs(start_by_hand(script))
+    assert time.time() - t < 40, outs
+    assert all(p.returncode != 0 for p in procs), outs
+    assert "out of step" in outs[0] + outs[2], outs
+    finished = [r for r in range(3) if any(ln.startswith("value ") for ln in outs[r].split("\n"))]
+    for r in finished:
+        assert "but party" in outs[r] and "failed the session" in outs[r], outs[r]
+        assert "out of step" in outs[r], outs[r]
+        if end == "uninit":
+            assert procs[r].returncode == 5 and "uninit raised PeerError" in outs[r], outs[r]
 
 
 def test_a_party_that_exits_mid_protocol_is_named_at_once(tmp_path, monkeypatch):

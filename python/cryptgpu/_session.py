@@ -377,11 +377,20 @@ def _close_all() -> None:
     # the multi-process sessions init() opened (_lifecycle.open_sessions:
     # none in a child forked after init()), closed so that the ZeroMQ
     # transport flushes its last messages (a BYE exchange)
+    failed = None
     while _lifecycle.open_sessions:
         s = _lifecycle.open_sessions.pop()
         if why is not None:
             s.abort(why)
-        s.close()
+        try:
+            s.close()
+        except _native.PeerError as e:
+            failed = e  # a neighbour failed the job after this party's last operation
+    if failed is not None:
+        # an atexit handler cannot change the exit status: the engine makes
+        # it 1 where it would be 0, once the interpreter has finalised
+        print(f"cryptgpu: {failed}", file=sys.stderr, flush=True)
+        _native.exit_status_at_end(1)
 
 
 def env_peers(v: str) -> list[str]:
@@ -468,11 +477,16 @@ def is_initialized() -> bool:
 
 
 def uninit() -> None:
-    """Drop the current session; later calls need a new :func:`init`."""
-    _close_current()
-    _ctx.session = None
-    _ctx.device = None
-    _lifecycle.release()
+    """Drop the current session; later calls need a new :func:`init`.
+    Raises :class:`cryptgpu.PeerError` when a neighbour failed the session
+    after this party's last operation (the job did not succeed); the
+    session is dropped all the same."""
+    try:
+        _close_current()
+    finally:
+        _ctx.session = None
+        _ctx.device = None
+        _lifecycle.release()
 
 
 def current() -> _native.Session:

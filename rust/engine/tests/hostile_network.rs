@@ -307,7 +307,7 @@ fn zmq_parties(
                         out = workload(&s);
                         std::thread::sleep(pause);
                     }
-                    s.close();
+                    s.close().expect("the session ends cleanly");
                     out
                 })
             })
@@ -597,7 +597,7 @@ fn tcp_session_beside_late(
                     let t = TcpTransport::connect(r, &addrs, timeout, Some(&keys)).unwrap();
                     let s = Session::single(cfg, r, Box::new(t)).unwrap();
                     let out = workload(&s);
-                    s.close();
+                    s.close().expect("the session ends cleanly");
                     out
                 })
             })
@@ -873,10 +873,10 @@ fn a_closed_session_frees_its_ports() {
                     };
                     let first = connect();
                     let a = workload(&first);
-                    first.close();
+                    first.close().expect("the session ends cleanly");
                     let second = connect(); // `first` is still alive
                     let b = workload(&second);
-                    second.close();
+                    second.close().expect("the session ends cleanly");
                     assert_eq!(a.len(), b.len());
                     drop(first);
                     b

@@ -153,7 +153,7 @@ fn run_over(kind: Kind, encrypted: bool) {
                     let t = connect(kind, r, &addrs, Duration::from_secs(10), k.as_ref()).unwrap();
                     let s = Session::single(cfg, r, t).unwrap();
                     let out = workload(&s);
-                    s.close();
+                    s.close().expect("the session ends cleanly");
                     out
                 })
             })
@@ -264,7 +264,7 @@ fn large_simultaneous_sends_do_not_deadlock() {
                         let s = Session::single(cfg, r, t).unwrap();
                         let x = s.share_f64(&vec![0.5; n], vec![n], 0).unwrap();
                         let y = s.reveal_ring(&x).unwrap();
-                        s.close();
+                        s.close().expect("the session ends cleanly");
                         y.len()
                     })
                 })

@@ -85,9 +85,11 @@ impl Session {
 
     /// End the session: close this process's links (the ZeroMQ transport
     /// exchanges BYE with its neighbours so no last message is lost).
-    fn close(&self, py: Python<'_>) {
+    /// Raises `PeerError` when a neighbour failed the session after this
+    /// party's last operation: this party finished, the job did not.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
         let s = self.0.clone();
-        py.allow_threads(move || s.close());
+        call(py, move || s.close())
     }
 
     /// Tell this process's neighbours that it failed outside the engine

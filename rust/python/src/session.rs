@@ -78,8 +78,51 @@ fn spmd_local_sessions(
     Ok(ss.into_iter().map(|s| Session(Arc::new(s))).collect())
 }
 
+/// The exit status `exit_status_at_end` set (0: none).
+static EXIT_STATUS: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+extern "C" {
+    fn on_exit(f: extern "C" fn(i32, *mut std::ffi::c_void), arg: *mut std::ffi::c_void) -> i32;
+    fn _exit(code: i32) -> !;
+}
+
+/// Run by the C library's `exit` with the process's status: a status of
+/// 0 becomes the one set; a script's own non-zero status (`sys.exit(3)`)
+/// is kept.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+extern "C" fn exit_with_status(status: i32, _: *mut std::ffi::c_void) {
+    let code = EXIT_STATUS.load(std::sync::atomic::Ordering::Acquire);
+    if status == 0 && code != 0 {
+        // SAFETY: ends the process at once; the interpreter has finalised
+        // (sys.stdout and sys.stderr are flushed) before `exit` runs this.
+        unsafe { _exit(code) }
+    }
+}
+
+/// Make the process's exit status `code` where it would be 0: a party that
+/// learns at exit that the job failed on another party (its session's
+/// close raised PeerError in an atexit handler, which cannot change the
+/// exit status itself) ends with a non-zero status instead of 0. Takes
+/// effect when the C library's `exit` runs, after the interpreter has
+/// finalised (every atexit handler run, sys.stdout flushed). Linux
+/// with glibc (its `on_exit`); elsewhere a no-op.
+#[pyfunction]
+fn exit_status_at_end(code: i32) {
+    EXIT_STATUS.store(code, std::sync::atomic::Ordering::Release);
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static HOOKED: std::sync::Once = std::sync::Once::new();
+        // SAFETY: registers a plain function that touches no Python state.
+        HOOKED.call_once(|| unsafe {
+            on_exit(exit_with_status, std::ptr::null_mut());
+        });
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Session>()?;
     m.add_class::<Tensor>()?;
+    m.add_function(wrap_pyfunction!(exit_status_at_end, m)?)?;
     m.add_function(wrap_pyfunction!(spmd_local_sessions, m)?)
 }

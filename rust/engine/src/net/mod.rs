@@ -79,7 +79,51 @@ pub trait Transport: Send {
         self.recv(from).map(|(tag, v)| (tag, Buf::Host(v)))
     }
     /// End the session cleanly (transports that buffer sends flush here).
-    fn close(&mut self) {}
+    /// Err when a neighbour's notice, read at the end, says the session
+    /// failed after this party's last operation (see [`farewell`]).
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// What one neighbour sent that a party had not read when its session
+/// ended: the neighbour's abort notice (its reason), and how many of its
+/// protocol messages were never read. Only messages that authenticate
+/// under the link's keys count (on ZeroMQ links a stranger can replay a
+/// recorded connection's messages into the party's queue).
+pub(crate) struct Farewell {
+    pub who: usize,
+    pub abort: Option<String>,
+    pub unread: usize,
+}
+
+/// The end of a session, as both transports judge it. A neighbour that
+/// aborted after this party's last operation failed the job though this
+/// party finished (a party out of step with only two of the three, say):
+/// an error, so that the party's operator does not take its exit for the
+/// job's success (the neighbour's own reason comes along; of two, the one
+/// that does not itself report a neighbour's abort). Messages never read
+/// without an abort mean the parties ran different programs: said on
+/// stderr.
+pub(crate) fn farewell(rank: usize, heard: &[Farewell]) -> Result<()> {
+    for f in heard.iter().filter(|f| f.abort.is_none() && f.unread > 0) {
+        eprintln!(
+            "cryptgpu: party {rank}: party {} sent {} protocol message(s) this party never \
+             read: the parties ran different programs",
+            f.who, f.unread
+        );
+    }
+    let root = heard
+        .iter()
+        .filter_map(|f| f.abort.as_deref().map(|why| (f.who, why)))
+        .min_by_key(|(_, why)| why.contains(" aborted: "));
+    match root {
+        None => Ok(()),
+        Some((who, why)) => Err(EngineError::Peer(format!(
+            "party {rank} finished, but party {who} failed the session after party {rank}'s \
+             last operation, so the job did not succeed: party {who} aborted: {why}"
+        ))),
+    }
 }
 
 /// FNV-1a of a string, folded to 32 bits: the step tag's first
@@ -261,9 +305,10 @@ impl Comm {
         let _ = self.transport.send(Peer::Prev, Msg::Abort(why.to_string()));
     }
 
-    /// End the session on this party's links.
-    pub fn close(&mut self) {
-        self.transport.close();
+    /// End the session on this party's links: Err when a neighbour
+    /// failed the session after this party's last operation.
+    pub fn close(&mut self) -> Result<()> {
+        self.transport.close()
     }
 
     pub fn stats(&self) -> &BTreeMap<String, OpStats> {

@@ -215,12 +215,22 @@ impl Session {
 
     /// End the session: each hosted party closes its links (the ZeroMQ
     /// transport says BYE to its neighbours so no last message is lost).
-    /// Operations afterwards fail with a peer error.
-    pub fn close(&self) {
+    /// Operations afterwards fail with a peer error. Err when a neighbour
+    /// failed the session after this one's last operation (it aborted):
+    /// this party finished, but the job did not succeed. A session that
+    /// failed itself already raised its error and closes quietly.
+    pub fn close(&self) -> Result<()> {
+        let mut first = None;
         for m in &self.parties {
             if let Ok(mut p) = m.lock() {
-                p.comm.close();
+                if let Err(e) = p.comm.close() {
+                    first.get_or_insert(e);
+                }
             }
+        }
+        match first {
+            Some(e) if !self.broken.swap(true, Ordering::AcqRel) => Err(e),
+            _ => Ok(()),
         }
     }
 

@@ -16,7 +16,7 @@
 use crate::error::{EngineError, Result};
 use crate::net::noise;
 pub use crate::net::noise::{generate_keypair, LinkKeys};
-use crate::net::{Msg, Peer, Transport};
+use crate::net::{farewell, Farewell, Msg, Peer, Transport};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -127,6 +127,29 @@ impl Link {
             let _ = w.handle.join();
         }
     }
+
+    /// End this party's side of the stream (after `flush_and_close`), then
+    /// read the neighbour's frames until its end of stream, at most until
+    /// `deadline`: its abort notice, and its messages never read.
+    fn farewell(&mut self, who: usize, deadline: Instant) -> Farewell {
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        let (mut abort, mut unread) = (None, 0);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.stream.set_read_timeout(Some(left)).is_err() {
+                break;
+            }
+            match read_frame(self) {
+                Ok(Msg::Data(..)) => unread += 1,
+                Ok(Msg::Abort(why)) => {
+                    abort = Some(why);
+                    break;
+                }
+                Err(_) => break, // its end of stream, or the deadline
+            }
+        }
+        Farewell { who, abort, unread }
+    }
 }
 
 impl Drop for Link {
@@ -139,6 +162,11 @@ pub struct TcpTransport {
     rank: usize,
     next: Link,
     prev: Link,
+    /// This party failed (an error, or an abort it sent), or its session
+    /// is closed: `close` reads no farewell.
+    failed: bool,
+    /// How long `close` waits for the neighbours' ends of stream.
+    grace: Duration,
 }
 
 pub(super) fn peer_err(
@@ -384,6 +412,8 @@ impl TcpTransport {
             rank,
             next: Link::new(next, nn).map_err(io)?,
             prev: Link::new(prev, pn).map_err(io)?,
+            failed: false,
+            grace: timeout.min(Duration::from_secs(5)),
         })
     }
 
@@ -398,6 +428,7 @@ impl TcpTransport {
 impl Transport for TcpTransport {
     fn send(&mut self, to: Peer, msg: Msg) -> Result<()> {
         let (rank, who) = (self.rank, to.rank(self.rank));
+        self.failed |= matches!(msg, Msg::Abort(_));
         let mut bytes = Vec::new();
         encode_frame(&msg, &mut bytes);
         self.stream(to)
@@ -406,6 +437,40 @@ impl Transport for TcpTransport {
     }
 
     fn recv(&mut self, from: Peer) -> Result<(u64, Vec<u64>)> {
+        let r = self.recv_frame(from);
+        self.failed |= r.is_err();
+        r
+    }
+
+    /// Flush the queued frames to both neighbours; then, unless this party
+    /// failed, end both streams and read what the neighbours sent until
+    /// their ends (at most `grace`), judged by `net::farewell`: a
+    /// neighbour's abort that this party never read is the error.
+    fn close(&mut self) -> Result<()> {
+        self.next.flush_and_close();
+        self.prev.flush_and_close();
+        if std::mem::replace(&mut self.failed, true) {
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.grace;
+        let (n, p) = ((self.rank + 1) % 3, (self.rank + 2) % 3);
+        let (next, prev) = (&mut self.next, &mut self.prev);
+        let heard = std::thread::scope(|sc| {
+            let h = sc.spawn(|| next.farewell(n, deadline));
+            let b = prev.farewell(p, deadline);
+            let a = h.join().unwrap_or(Farewell {
+                who: n,
+                abort: None,
+                unread: 0,
+            });
+            [a, b]
+        });
+        farewell(self.rank, &heard)
+    }
+}
+
+impl TcpTransport {
+    fn recv_frame(&mut self, from: Peer) -> Result<(u64, Vec<u64>)> {
         let (rank, who) = (self.rank, from.rank(self.rank));
         match read_frame(self.stream(from)) {
             Ok(Msg::Data(tag, v)) => Ok((tag, v)),
@@ -439,12 +504,6 @@ impl Transport for TcpTransport {
             Err(e) => Err(peer_err(rank, who, "lost the link to", e)),
         }
     }
-
-    /// Flush the queued frames to both neighbours before the process exits.
-    fn close(&mut self) {
-        self.next.flush_and_close();
-        self.prev.flush_and_close();
-    }
 }
 
 #[cfg(test)]
@@ -472,6 +531,63 @@ mod tests {
         let mut short = 3u64.to_le_bytes().to_vec();
         short.extend_from_slice(&[1; 20]);
         assert!(read_frame(&mut &short[..]).is_err());
+    }
+
+    /// Three parties on encrypted TCP links; `act` runs on each party's
+    /// transport (by rank) before all three close at once; their closes.
+    fn close_after(act: impl Fn(usize, &mut TcpTransport) + Sync) -> Vec<Result<()>> {
+        let addrs: [SocketAddr; 3] = std::array::from_fn(|_| {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        });
+        let kp: Vec<_> = (0..3).map(|_| generate_keypair().unwrap()).collect();
+        let publics = [kp[0].1, kp[1].1, kp[2].1];
+        std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..3)
+                .map(|r| {
+                    let (kp, act) = (&kp, &act);
+                    sc.spawn(move || {
+                        let keys = LinkKeys {
+                            private: kp[r].0,
+                            publics,
+                            job: [0; 32],
+                        };
+                        let wait = Duration::from_secs(10);
+                        let mut t = TcpTransport::connect(r, &addrs, wait, Some(&keys)).unwrap();
+                        act(r, &mut t);
+                        t.close()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
+
+    /// A party that finished while a neighbour aborted after its last
+    /// operation learns it at close (it exited 0 while the other two
+    /// raised PeerError, a user probe); the party that aborted, and one
+    /// that ends with nothing unread, close quietly.
+    #[test]
+    fn a_neighbours_abort_read_at_close_is_the_error() {
+        let t0 = Instant::now();
+        let ends = close_after(|r, t| {
+            if r == 1 {
+                t.send(Peer::Prev, Msg::Abort("out of step: boom".into()))
+                    .unwrap();
+            }
+        });
+        let e = ends[0].as_ref().unwrap_err().to_string();
+        assert!(
+            e.contains("party 0 finished, but party 1 failed") && e.contains("boom"),
+            "{e}"
+        );
+        assert!(ends[1].is_ok() && ends[2].is_ok(), "{ends:?}");
+        assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+        // nothing unread: every close is clean (and quick, each neighbour
+        // ending its stream at its own close)
+        let t0 = Instant::now();
+        assert!(close_after(|_, _| {}).iter().all(|e| e.is_ok()));
+        assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
     }
 
     proptest! {

@@ -107,6 +107,9 @@ pub struct ZmqTransport {
     /// (or another party's), malformed, claiming an impossible sender, or
     /// not opening under the sender's Noise keys.
     dropped: u64,
+    /// Protocol messages of the neighbours never read, found at the end
+    /// (`goodbye`; authenticated ones only).
+    unread: usize,
     /// Links are encrypted (keys were given): only messages arriving on a
     /// connection that proved the claimed sender's key are read, from the
     /// first handshake message on.
@@ -215,6 +218,7 @@ impl ZmqTransport {
             gone: [None; 3],
             links: [0; 3],
             dropped: 0,
+            unread: 0,
             encrypted: keys.is_some(),
             unproved: [0; 3],
             plain: [0; 3],
@@ -507,22 +511,27 @@ impl ZmqTransport {
 
     /// Finish the session: BYE exchange, then close the sockets, giving the
     /// writer tasks a moment to flush the last BYE. Idempotent.
-    pub fn shutdown(&mut self) {
+    /// Err when a neighbour failed the session after this party's last
+    /// operation (`goodbye`).
+    pub fn shutdown(&mut self) -> Result<()> {
         if self.closed {
-            return;
+            return Ok(());
         }
         self.closed = true;
         if let Some(g) = self.guard.as_mut() {
             g.stop_accepting();
         }
-        if !self.failed {
-            self.goodbye(self.timeout.min(Duration::from_secs(5)));
-        }
+        let end = if self.failed {
+            Ok(())
+        } else {
+            self.goodbye(self.timeout.min(Duration::from_secs(5)))
+        };
         self.push = [None, None];
         std::thread::sleep(Duration::from_millis(20));
         self.pull = None;
         self.guard = None; // its public port closed before the goodbye
         self.private = None; // removes the ROUTER socket's directory
+        end
     }
 }
 
@@ -629,14 +638,17 @@ impl Transport for ZmqTransport {
         r
     }
 
-    fn close(&mut self) {
-        self.shutdown();
+    fn close(&mut self) -> Result<()> {
+        self.shutdown()
     }
 }
 
 impl Drop for ZmqTransport {
     fn drop(&mut self) {
-        self.shutdown();
+        // dropped without `close`: no call is left to fail
+        if let Err(e) = self.shutdown() {
+            eprintln!("cryptgpu: {e}");
+        }
     }
 }
 
@@ -770,6 +782,95 @@ mod tests {
 
     /// Malformed messages from a peer are errors, never panics: garbage
     /// injected through a raw ZeroMQ socket as party 1's.
+    /// Three parties on encrypted links, each given to `act` (by rank)
+    /// before all three shut down at once; what each shutdown returned,
+    /// with the messages it dropped and found unread at the end.
+    fn shut_down_after(
+        act: impl Fn(usize, &mut ZmqTransport, &[LinkKeys]) + Sync,
+    ) -> Vec<(Result<()>, u64, usize)> {
+        let addrs = [free(), free(), free()];
+        let kp: Vec<_> = (0..3).map(|_| noise::generate_keypair().unwrap()).collect();
+        let publics = [kp[0].1, kp[1].1, kp[2].1];
+        let keys: Vec<_> = (0..3)
+            .map(|r| LinkKeys {
+                private: kp[r].0,
+                publics,
+                job: [0; 32],
+            })
+            .collect();
+        std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..3)
+                .map(|r| {
+                    let (keys, act) = (&keys, &act);
+                    sc.spawn(move || {
+                        let wait = Duration::from_secs(10);
+                        let mut t =
+                            ZmqTransport::connect(r, &addrs, None, wait, Some(&keys[r])).unwrap();
+                        act(r, &mut t, keys);
+                        let before = t.dropped;
+                        let end = t.shutdown();
+                        (end, t.dropped - before, t.unread)
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
+
+    /// Frames on a connection whose identity proves party 1's key (a
+    /// stranger replaying a recorded connection, its tag still valid) but
+    /// that do not open under the link's keys are dropped at the end, not
+    /// counted as messages never read: party 0 reported that the parties
+    /// "ran different programs" (a user probe). A genuine frame never
+    /// read still counts; a neighbour's abort is the error.
+    #[test]
+    fn only_authentic_messages_count_at_the_end() {
+        let replayed = |r: usize, t: &mut ZmqTransport, keys: &[LinkKeys]| {
+            if r == 0 {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let mut opts = SocketOptions::default();
+                let id = identity_to(1, 0, Some(&keys[1]));
+                opts.peer_identity(zeromq::util::PeerIdentity::try_from(id).unwrap());
+                let mut raw = DealerSocket::with_options(opts);
+                rt.block_on(raw.connect(&format!("tcp://{}", t.addrs[0])))
+                    .unwrap();
+                for i in 0..5u8 {
+                    let mut m = vec![1u8, FRAME, 40, 0];
+                    m.extend_from_slice(&[i; 40]);
+                    rt.block_on(raw.send(ZmqMessage::from(m))).unwrap();
+                }
+                std::thread::sleep(Duration::from_millis(300)); // `raw` still open
+            } else {
+                // party 0 takes the frames from its queue before their BYEs
+                std::thread::sleep(Duration::from_millis(800));
+            }
+        };
+        let ends = shut_down_after(replayed);
+        let (end, dropped, unread) = &ends[0];
+        assert!(end.is_ok(), "{end:?}");
+        assert_eq!((*dropped, *unread), (5, 0));
+        // a genuine frame party 0 never read counts; an abort is the error
+        let ends = shut_down_after(|r, t, _| {
+            if r == 1 {
+                t.send(Peer::Prev, Msg::Data(7, vec![1, 2])).unwrap();
+            }
+            if r == 2 {
+                t.send(Peer::Next, Msg::Abort("boom".into())).unwrap();
+            }
+        });
+        assert_eq!(ends[0].2, 1, "one genuine frame never read");
+        let e = ends[0].0.as_ref().unwrap_err().to_string();
+        assert!(
+            e.contains("party 0 finished, but party 2 failed") && e.contains("boom"),
+            "{e}"
+        );
+        assert!(ends[1].0.is_ok() && ends[2].0.is_ok());
+    }
+
     #[test]
     fn malformed_messages_are_errors() {
         let (rt, addrs, _sinks, mut t) = party_zero();

@@ -2,8 +2,10 @@
 //! exchanged (sealed on encrypted links).
 
 use super::{idx, ZmqTransport, BYE, BYE_TEXT, FRAME};
+use crate::error::Result;
 use crate::net::identity::identity;
-use crate::net::{noise, Peer};
+use crate::net::tcp::read_frame;
+use crate::net::{farewell, noise, Farewell, Msg, Peer};
 use std::time::{Duration, Instant};
 
 impl ZmqTransport {
@@ -50,10 +52,14 @@ impl ZmqTransport {
     /// Say BYE to both neighbours and wait (at most `grace`) for theirs. On
     /// encrypted links the BYE is sealed, so a neighbour still waiting for
     /// this party's message can trust it and stop at once (a stranger's
-    /// BYE would not open). Protocol messages a neighbour sent that this
-    /// party never read mean the two ran different programs: said on
-    /// stderr (the session is ending; there is no call left to fail).
-    pub(super) fn goodbye(&mut self, grace: Duration) {
+    /// BYE would not open). What a neighbour sent that this party never
+    /// read is judged by `net::farewell`: its abort notice is the error
+    /// (the session failed after this party's last operation), protocol
+    /// messages mean the two ran different programs. Only messages that
+    /// open under the link's keys count: a stranger replaying a recorded
+    /// connection (whose identity tag still proves the key) made a party
+    /// report that the parties ran different programs.
+    pub(super) fn goodbye(&mut self, grace: Duration) -> Result<()> {
         for peer in [Peer::Next, Peer::Prev] {
             let body = match self.noise[idx(peer)].as_mut() {
                 Some(st) => noise::seal(st, BYE_TEXT).unwrap_or_default(),
@@ -62,24 +68,43 @@ impl ZmqTransport {
             let _ = self.post(peer, BYE, &body);
         }
         let deadline = Instant::now() + grace;
+        let mut heard = Vec::with_capacity(2);
         for peer in [Peer::Next, Peer::Prev] {
             let who = peer.rank(self.rank);
-            let mut unread = 0usize;
+            let (mut unread, mut abort) = (0usize, None);
             loop {
                 match self.take(who, deadline) {
-                    Ok((BYE, _)) | Err(_) => break,
-                    Ok((FRAME, _)) => unread += 1,
+                    Err(_) => break,
+                    Ok((BYE, body)) if self.genuine_bye(peer, &body) => break,
+                    Ok((FRAME, body)) => match self.frame_at_end(peer, &body) {
+                        Some(Msg::Data(..)) => unread += 1,
+                        // nothing follows a neighbour's abort (not even a BYE)
+                        Some(Msg::Abort(why)) => {
+                            abort = Some(why);
+                            break;
+                        }
+                        None => self.dropped += 1,
+                    },
                     Ok(_) => continue,
                 }
             }
-            if unread > 0 {
-                eprintln!(
-                    "cryptgpu: party {}: party {who} sent {unread} protocol message(s) this \
-                     party never read: the parties ran different programs",
-                    self.rank
-                );
-            }
+            self.unread += unread;
+            heard.push(Farewell { who, abort, unread });
         }
+        farewell(self.rank, &heard)
+    }
+
+    /// A frame read at the end of the session, opened under the link's
+    /// keys and decoded; None when it does not authenticate (a stranger's,
+    /// a replay of an earlier connection) or is malformed.
+    fn frame_at_end(&mut self, from: Peer, body: &[u8]) -> Option<Msg> {
+        let plain = match self.noise[idx(from)].as_mut() {
+            Some(_) if body.is_empty() => return None,
+            Some(st) => noise::open(st, body).ok()?,
+            None => body.to_vec(),
+        };
+        let mut r = &plain[..];
+        read_frame(&mut r).ok().filter(|_| r.is_empty())
     }
 
     /// Whether a BYE's body is genuine: sealed by the neighbour on
