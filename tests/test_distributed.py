@@ -501,6 +501,47 @@ def test_parties_on_different_transports_or_encryption_are_told(
 
 
 @pytest.mark.parametrize("transport", ["zmq", "tcp"])
+def test_peer_lists_in_another_order_are_named(tmp_path, monkeypatch, transport):
+    """Party 2's CRYPTGPU_PEERS names parties 0 and 1 the other way round:
+    the parties reported a key problem (ZeroMQ) or timeouts and reset
+    connections (TCP; its refusal "expects another party" was never read:
+    the refusing side closed the connection with the dialling party's
+    handshake unread, which resets it, or had closed its port once its own
+    links were up). Now the key refusal names the peer lists' order as a
+    cause, and on TCP the party that dialled the wrong address is told at
+    once: a party answers its port until its session ends."""
+    script = tmp_path / "ok.py"
+    script.write_text(
+        "import torch, cryptgpu\ncryptgpu.init(timeout_s=4)\n"
+        "cryptgpu.cryptensor(torch.ones(2), src=0).get_plain_text()\n"
+    )
+    monkeypatch.setenv("CRYPTGPU_TRANSPORT", transport)
+    procs, outs = _outputs(start_by_hand(script, swap_peers_for=2))
+    assert all(p.returncode != 0 for p in procs), outs
+    if transport == "tcp":
+        assert "CRYPTGPU_PEERS list, in the same order" in outs[2], outs[2]
+    else:
+        assert "CRYPTGPU_PEERS lists differ in order" in "\n".join(outs), outs
+
+
+def test_a_party_without_encryption_is_named_by_every_party_on_tcp(tmp_path, monkeypatch):
+    """Party 2 runs with CRYPTGPU_INSECURE=1 and no keys on TCP: in a user
+    probe party 1 said "sent an unknown answer (0)", "could not reach
+    party 2 ... (Connection reset by peer)" or nothing at the timeout:
+    party 2's refusal was reset before it was read, or party 2 had given
+    up (party 0 refused it) and closed its port. A refusal is now read
+    before the connection closes, and a party that gives up answers its
+    port for up to 3 s more with its reason."""
+    script = tmp_path / "ok.py"
+    script.write_text("import cryptgpu\ncryptgpu.init(timeout_s=4)\nprint('joined')\n")
+    monkeypatch.setenv("CRYPTGPU_TRANSPORT", "tcp")
+    procs, outs = _outputs(start_by_hand(script, env_for={2: {"CRYPTGPU_INSECURE": "1"}}))
+    assert all(p.returncode != 0 for p in procs), outs
+    for r in range(3):
+        assert "CRYPTGPU_INSECURE" in outs[r], (r, outs[r])
+
+
+@pytest.mark.parametrize("transport", ["zmq", "tcp"])
 def test_a_party_of_another_job_with_the_same_keys_is_refused(tmp_path, monkeypatch, transport):
     """Two jobs run at once with the same keys: a network that rerouted
     their links mixed them into two sessions that finished with wrong

@@ -190,7 +190,9 @@ pub fn check_own_key(keys: &LinkKeys, me: usize) -> Result<()> {
 pub fn refused(me: usize, peer: usize, what: &str) -> EngineError {
     EngineError::Peer(format!(
         "party {me}: encrypted link to party {peer} refused ({what}): the two parties do not hold \
-         each other's public keys (wrong or missing key), or a message was altered on the way"
+         each other's public keys (wrong or missing key), or the parties' CRYPTGPU_PEERS lists \
+         differ in order (a party then reaches another than it expects), or a message was \
+         altered on the way"
     ))
 }
 

@@ -8,7 +8,8 @@ use super::{peer_err, set_timeouts, LinkKeys, Linked, GREET_TIMEOUT};
 use crate::error::{EngineError, Result};
 use crate::net::noise;
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpStream};
+use std::time::{Duration, Instant};
 
 /// The accepting side's verdict, sent in place of a handshake answer: a
 /// zero length (no handshake message is empty), then one byte. `ADMITTED`
@@ -20,6 +21,9 @@ const REFUSED_KEY: u8 = 1;
 const REFUSED_RANK: u8 = 2;
 const REFUSED_MODE: u8 = 3;
 const REFUSED_JOB: u8 = 4;
+/// The accepting party gave up its set-up (a refusal by its other
+/// neighbour, say): a u16 length and its reason follow.
+const GAVE_UP: u8 = 5;
 
 /// A greeting's flag for a dialing party without encryption (the greeting
 /// is the party's rank, with this bit set on unencrypted links), so that
@@ -66,6 +70,15 @@ fn read_answer(s: &mut TcpStream, me: usize, peer: usize) -> std::result::Result
     if n == 0 {
         let mut v = [0u8; 1];
         s.read_exact(&mut v).map_err(lost)?;
+        if v[0] == GAVE_UP {
+            s.read_exact(&mut l).map_err(lost)?;
+            let mut why = vec![0u8; u16::from_le_bytes(l) as usize];
+            s.read_exact(&mut why).map_err(lost)?;
+            return Err(Attempt::Fatal(EngineError::Peer(format!(
+                "party {me}: party {peer} gave up its links: {}",
+                String::from_utf8_lossy(&why)
+            ))));
+        }
         return Ok(Answer::Verdict(v[0]));
     }
     let mut m = vec![0u8; n];
@@ -84,7 +97,8 @@ fn verdict_error(me: usize, peer: usize, v: u8, encrypted: bool) -> EngineError 
         REFUSED_KEY => noise::refused(me, peer, &format!("party {peer} refused this party's key")),
         REFUSED_RANK => EngineError::Peer(format!(
             "party {me}: the party listening at party {peer}'s address expects another party: \
-             do all parties use the same CRYPTGPU_PEERS list and distinct ranks?"
+             do all parties use the same CRYPTGPU_PEERS list, in the same order, and distinct \
+             ranks?"
         )),
         REFUSED_MODE if encrypted => EngineError::Peer(format!(
             "party {me}: party {peer} runs without encryption (CRYPTGPU_INSECURE=1) while this \
@@ -156,6 +170,13 @@ pub(super) fn greet_and_handshake(
     );
     match (r, outcome.into_inner()) {
         (Ok(st), _) => Ok(Some(st)),
+        // a refusal may have arrived before the connection broke
+        (Err(_), Some(Attempt::Lost(why))) => match read_answer(s, me, peer) {
+            Ok(Answer::Verdict(v)) if v != ADMITTED => {
+                Err(Attempt::Fatal(verdict_error(me, peer, v, true)))
+            }
+            _ => Err(Attempt::Lost(why)),
+        },
         (Err(_), Some(a)) => Err(a),
         // an answer came and did not authenticate: the keys
         (Err(e), None) => Err(Attempt::Fatal(e)),
@@ -205,6 +226,28 @@ fn respond(
     .map_err(|e| (e, io_failed.get()))
 }
 
+/// Send refusal `v`, then let the dialing party read it: end this side and
+/// read (and drop) what it sent until it closes, for at most a second. A
+/// socket closed with bytes unread (the handshake message the dialing
+/// party sends right after its greeting) is reset, and the dialing party,
+/// whose next write or read then failed, took the refusal for a dropped
+/// connection and dialled again until the timeout: refusals for another
+/// peer list's order or another CRYPTGPU_INSECURE were never seen.
+fn refuse(s: &mut TcpStream, v: u8) {
+    refuse_with(s, &[0, 0, v]);
+}
+
+fn refuse_with(s: &mut TcpStream, verdict: &[u8]) {
+    if s.write_all(verdict).is_err() {
+        return;
+    }
+    let _ = s.shutdown(Shutdown::Write);
+    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    let end = Instant::now() + Duration::from_secs(1);
+    let mut buf = [0u8; 4096];
+    while Instant::now() < end && matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+}
+
 /// Check one accepted connection: the greeting names the previous party
 /// and, with keys, the handshake proves it. Err says why it was refused;
 /// the dialing party is told (a verdict) when the greeting or the key is
@@ -221,9 +264,6 @@ pub(super) fn admit(
     let mut b = [0u8; 8];
     s.read_exact(&mut b)
         .map_err(|e| peer_err(rank, p, "no greeting from a connection claiming to be", e))?;
-    let verdict = |s: &mut TcpStream, v: u8| {
-        let _ = s.write_all(&[0, 0, v]);
-    };
     if is_zmtp(&b) {
         return Err(EngineError::Peer(format!(
             "party {rank} was greeted in ZeroMQ: a party runs the default transport while this \
@@ -233,14 +273,15 @@ pub(super) fn admit(
     let greeting = u64::from_le_bytes(b);
     let plain = greeting & PLAIN != 0;
     if greeting & !PLAIN != p as u64 {
-        verdict(&mut s, REFUSED_RANK);
+        refuse(&mut s, REFUSED_RANK);
         return Err(EngineError::Peer(format!(
-            "party {rank} expected party {p} and was greeted as {}",
+            "party {rank} expected party {p} and was greeted as {}: do all parties list the \
+             parties in the same order in CRYPTGPU_PEERS?",
             greeting & !PLAIN
         )));
     }
     if plain != keys.is_none() {
-        verdict(&mut s, REFUSED_MODE);
+        refuse(&mut s, REFUSED_MODE);
         return Err(EngineError::Peer(format!(
             "party {rank}: party {p} runs {} encryption while this party runs {}: all parties \
              must agree on CRYPTGPU_INSECURE",
@@ -261,9 +302,47 @@ pub(super) fn admit(
                 } else {
                     REFUSED_KEY
                 };
-                verdict(&mut s, v);
+                refuse(&mut s, v);
             }
             Err(e)
         }
+    }
+}
+
+/// Answer a connection that reaches a party no longer accepting: its link
+/// to the previous party `p` is up (`why` None), or it gave up its set-up
+/// for `why`. A dialling party whose greeting names another rank (a peer
+/// list in another order) or the other encryption setting is refused with
+/// that reason, and the previous party is told why this one gave up;
+/// anything else is dropped. True when it was the previous party, told.
+pub(super) fn answer_latecomer(
+    mut s: TcpStream,
+    p: usize,
+    encrypted: bool,
+    why: Option<&str>,
+) -> bool {
+    let mut b = [0u8; 8];
+    let greeted = s.set_nonblocking(false).is_ok()
+        && set_timeouts(&s, Duration::from_secs(1)).is_ok()
+        && s.read_exact(&mut b).is_ok()
+        && !is_zmtp(&b);
+    let greeting = u64::from_le_bytes(b);
+    if !greeted {
+        false
+    } else if greeting & !PLAIN != p as u64 {
+        refuse(&mut s, REFUSED_RANK);
+        false
+    } else if (greeting & PLAIN != 0) == encrypted {
+        refuse(&mut s, REFUSED_MODE);
+        true
+    } else if let Some(why) = why {
+        let why = &why.as_bytes()[..why.len().min(400)];
+        let mut v = vec![0, 0, GAVE_UP];
+        v.extend_from_slice(&(why.len() as u16).to_le_bytes());
+        v.extend_from_slice(why);
+        refuse_with(&mut s, &v);
+        true
+    } else {
+        false
     }
 }

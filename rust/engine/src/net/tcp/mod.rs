@@ -22,7 +22,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 mod handshake;
-use handshake::{admit, greet_and_handshake, Attempt};
+use handshake::{admit, answer_latecomer, greet_and_handshake, Attempt};
 
 pub use crate::net::frame::{encode_frame, read_frame, write_frame, MAX_WORDS};
 
@@ -167,6 +167,48 @@ pub struct TcpTransport {
     failed: bool,
     /// How long `close` waits for the neighbours' ends of stream.
     grace: Duration,
+    /// The listener, kept while the session runs to refuse a party that
+    /// dials this one by mistake (`Latecomers`).
+    latecomers: Option<Latecomers>,
+}
+
+/// The port of a party whose links are up, answered until its session
+/// ends: a party whose peer list names this party's address for another
+/// (lists in another order) is refused with that reason at once; it saw
+/// a closed port and dialled to its timeout, reporting nothing.
+struct Latecomers {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Latecomers {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Answer the connections to `listener` (`answer_latecomer`) until `done`,
+/// or, with `why` (this party gave up), until the previous party is told.
+fn answer_latecomers(
+    listener: &TcpListener,
+    p: usize,
+    encrypted: bool,
+    why: Option<&str>,
+    done: impl Fn() -> bool,
+) {
+    while !done() {
+        match listener.accept() {
+            Ok((s, _)) => {
+                if answer_latecomer(s, p, encrypted, why) && why.is_some() {
+                    return;
+                }
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
 }
 
 pub(super) fn peer_err(
@@ -222,7 +264,10 @@ fn dial(
                 "party {rank} could not reach party {n} at {addr} in time{why}"
             )));
         }
-        if let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+        let conn = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok();
+        // a connection to itself (a free local port in the ephemeral range)
+        // echoes the greeting, which read as an unknown answer
+        if let Some(mut s) = conn.filter(|s| s.local_addr().ok() != s.peer_addr().ok()) {
             let left = deadline.saturating_duration_since(Instant::now());
             set_timeouts(&s, left.max(Duration::from_millis(1)))
                 .map_err(|e| peer_err(rank, n, "cannot use the link to", e))?;
@@ -300,6 +345,12 @@ fn accept_prev(
                 why.push_str(&format!(
                     "; {evicted} connection(s) still silent were cut to make room for newer ones"
                 ));
+            }
+            if why.is_empty() {
+                why = format!(
+                    " (is party {p} running, with the same transport and CRYPTGPU_PEERS list, in \
+                     the same order?)"
+                );
             }
             return Err(EngineError::Peer(format!(
                 "party {rank} was not reached by party {p} in time{why}"
@@ -403,17 +454,39 @@ impl TcpTransport {
                 .unwrap_or_else(|_| Err(EngineError::Internal("the dial thread panicked".into())));
             (out, inc)
         });
+        // Given up without a link from the previous party: tell it why (the
+        // dial's failure first) if it dials within 3 s; it found a closed
+        // port before and dialled to its timeout.
+        if let (Err(e), Err(_)) | (Ok(_), Err(e)) = (&out, &inc) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let until = Instant::now() + left.min(Duration::from_secs(3));
+            let why = e.to_string();
+            answer_latecomers(&listener, p, keys.is_some(), Some(&why), || {
+                Instant::now() >= until || crate::net::interrupted()
+            });
+        }
         let ((next, nn), (prev, pn)) = (out?, inc?);
         let io = |e: std::io::Error| EngineError::Peer(format!("party {rank}: {e}"));
         for s in [&next, &prev] {
             set_timeouts(s, timeout).map_err(io)?;
         }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (stop2, encrypted) = (stop.clone(), keys.is_some());
+        let handle = std::thread::Builder::new()
+            .name(format!("cryptgpu-latecomers-{rank}"))
+            .spawn(move || {
+                answer_latecomers(&listener, p, encrypted, None, || {
+                    stop2.load(std::sync::atomic::Ordering::Acquire)
+                })
+            })
+            .ok();
         Ok(TcpTransport {
             rank,
             next: Link::new(next, nn).map_err(io)?,
             prev: Link::new(prev, pn).map_err(io)?,
             failed: false,
             grace: timeout.min(Duration::from_secs(5)),
+            latecomers: Some(Latecomers { stop, handle }),
         })
     }
 
@@ -447,6 +520,7 @@ impl Transport for TcpTransport {
     /// their ends (at most `grace`), judged by `net::farewell`: a
     /// neighbour's abort that this party never read is the error.
     fn close(&mut self) -> Result<()> {
+        self.latecomers = None; // the port closes
         self.next.flush_and_close();
         self.prev.flush_and_close();
         if std::mem::replace(&mut self.failed, true) {
