@@ -63,6 +63,8 @@ const BYE: u8 = 4;
 const HELLO: u8 = 5;
 const HELLO_BACK: u8 = 6;
 const HELLO_DONE: u8 = 7;
+/// How long an abort notice may wait to be sent.
+const ABORT_SEND: Duration = Duration::from_millis(500);
 /// What a sealed BYE carries.
 const BYE_TEXT: &[u8] = b"cryptgpu BYE";
 
@@ -561,7 +563,17 @@ impl Transport for ZmqTransport {
                 m
             }
         };
-        self.send_message(to, m)
+        if !matches!(msg, Msg::Abort(_)) {
+            return self.send_message(to, m);
+        }
+        // Best effort, and briefly: a neighbour that stopped reading (a
+        // stopped process) held a party's abort to its other neighbour for
+        // the whole timeout, which then named the wrong party.
+        let brief = self.timeout.min(ABORT_SEND);
+        let timeout = std::mem::replace(&mut self.timeout, brief);
+        let r = self.send_message(to, m);
+        self.timeout = timeout;
+        r
     }
 
     fn recv(&mut self, from: Peer) -> Result<(u64, Vec<u64>)> {
@@ -569,7 +581,10 @@ impl Transport for ZmqTransport {
         let deadline = Instant::now() + self.timeout;
         let r = (|| {
             let plain = loop {
-                let (kind, body) = self.take(who, deadline)?;
+                let (kind, body) = match self.take(who, deadline) {
+                    Err(e) if Instant::now() >= deadline => return Err(self.late_reason(from, e)),
+                    got => got?,
+                };
                 let auth = self.authenticated();
                 if kind == BYE && self.genuine_bye(from, &body) {
                     return Err(EngineError::Peer(format!(
@@ -869,6 +884,27 @@ mod tests {
             "{e}"
         );
         assert!(ends[1].0.is_ok() && ends[2].0.is_ok());
+    }
+
+    /// Party 0 waits for party 1, which waits for a silent party: both
+    /// time out at about the same moment, and party 0 named party 1, which
+    /// was alive (a user probe, SIGSTOP on party 2). Party 1's abort notice
+    /// coming within a second of party 0's timeout is now the error.
+    #[test]
+    fn a_timeout_names_the_reason_a_neighbour_sends_just_after() {
+        shut_down_after(|r, t, _| match r {
+            0 => {
+                t.timeout = Duration::from_millis(800);
+                let e = t.recv(Peer::Next).unwrap_err().to_string();
+                assert!(e.contains("party 1 aborted: party 1 got no answer"), "{e}");
+            }
+            1 => {
+                std::thread::sleep(Duration::from_millis(1000));
+                let why = Msg::Abort("party 1 got no answer from party 2".into());
+                t.send(Peer::Prev, why).unwrap();
+            }
+            _ => {}
+        });
     }
 
     #[test]

@@ -2,11 +2,15 @@
 //! exchanged (sealed on encrypted links).
 
 use super::{idx, ZmqTransport, BYE, BYE_TEXT, FRAME};
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use crate::net::identity::identity;
 use crate::net::tcp::read_frame;
 use crate::net::{farewell, noise, Farewell, Msg, Peer};
 use std::time::{Duration, Instant};
+
+/// Past `until` in `late_reason`'s wait: never reached (the wait ends at
+/// `until`).
+const GRACE_END: Duration = Duration::from_secs(1);
 
 impl ZmqTransport {
     /// Record neighbours whose connection to our ROUTER socket closed (or came
@@ -92,6 +96,25 @@ impl ZmqTransport {
             heard.push(Farewell { who, abort, unread });
         }
         farewell(self.rank, &heard)
+    }
+
+    /// The error for a wait on `from` that ran out (`timeout`), or the
+    /// reason `from` gives if its abort notice comes within a second: a
+    /// neighbour that timed out waiting for a silent third party at about
+    /// the same moment sends it, and the silent party, not the neighbour,
+    /// is then named (both reported their own wait, so one named a party
+    /// that was alive).
+    pub(super) fn late_reason(&mut self, from: Peer, timeout: EngineError) -> EngineError {
+        let who = from.rank(self.rank);
+        let until = Instant::now() + self.timeout.min(Duration::from_secs(1));
+        while let Ok(Some((kind, body))) = self.take_until(who, until, until + GRACE_END) {
+            if kind == FRAME {
+                if let Some(Msg::Abort(why)) = self.frame_at_end(from, &body) {
+                    return EngineError::Peer(format!("party {who} aborted: {why}"));
+                }
+            }
+        }
+        timeout
     }
 
     /// A frame read at the end of the session, opened under the link's
