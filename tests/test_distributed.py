@@ -682,3 +682,86 @@ def test_a_party_late_to_a_second_session_is_waited_for(tmp_path, insecure):
     for out in outs:
         # exact: relu of small integers needs no rounding at 2^-16
         assert "session 0 [1.0, 0.0]" in out and "session 1 [2.0, 0.0]" in out, outs
+
+
+def test_a_give_up_answer_on_tcp_is_shown_as_not_authenticated(tmp_path):
+    """A TCP party's give-up verdict carries its reason before any handshake,
+    so whoever answers at a neighbour's address could send any text, which
+    was shown as that neighbour's, escape codes included (a review: a
+    listener on party 1's port made party 0 print "party 1 gave up its
+    links: ... set CRYPTGPU_INSECURE=1"). It is shown as not authenticated,
+    printable characters only."""
+    import socket
+    import struct
+    import threading
+
+    from cryptgpu import _native
+    from cryptgpu.launch import free_ports
+
+    ports = free_ports(3)
+    pairs = [_native.generate_keypair() for _ in range(3)]
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", ports[1]))
+    srv.listen()
+
+    def stranger():
+        c, _ = srv.accept()
+        c.recv(8)
+        text = b"party 2 refused this key. \x1b[31mset CRYPTGPU_INSECURE=1\x1b[0m"
+        c.sendall(b"\0\0\x05" + struct.pack("<H", len(text)) + text)
+        time.sleep(1)
+        c.close()
+
+    threading.Thread(target=stranger, daemon=True).start()
+    env = {
+        **os.environ,
+        "CRYPTGPU_TRANSPORT": "tcp",
+        "CRYPTGPU_RANK": "0",
+        "CRYPTGPU_PEERS": ",".join(f"127.0.0.1:{p}" for p in ports),
+        "CRYPTGPU_KEY": pairs[0][0],
+        "CRYPTGPU_PUBKEYS": ",".join(p for _, p in pairs),
+    }
+    code = "import cryptgpu; cryptgpu.init(timeout_s=10)"
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    srv.close()
+    assert r.returncode != 0
+    assert "answered that it gave up its links (not authenticated:" in r.stderr, r.stderr
+    assert "\x1b" not in r.stderr and "party 1 gave up" not in r.stderr, r.stderr
+
+
+STOPPED = textwrap.dedent(
+    """
+    import os, signal, torch, cryptgpu
+    cryptgpu.init(timeout_s=3)
+    x = cryptgpu.cryptensor(torch.randn(64), src=0)
+    (x * x).get_plain_text()
+    if cryptgpu.rank() == 2:
+        os.kill(os.getpid(), signal.SIGSTOP)
+    try:
+        for i in range(50):
+            x = (x * x).relu()
+    except cryptgpu.PeerError as e:
+        print("ERR", e, flush=True)
+        os._exit(2)
+    """
+)
+
+
+def test_a_stopped_party_is_named_by_both_neighbours(tmp_path):
+    """Party 2 stops (SIGSTOP) mid-run on ZeroMQ links: party 1 times out on
+    it, and party 0, waiting on party 1 at about the same moment, said "no
+    answer from party 1" (alive) in 2 of 3 runs after a first fix (a
+    review): party 1 tells party 0 its reason before its own last wait,
+    so both name party 2."""
+    script = tmp_path / "stopped.py"
+    script.write_text(STOPPED)
+    procs = start_by_hand(script)
+    try:
+        outs = [procs[r].communicate(timeout=60)[0] for r in (0, 1)]
+    finally:
+        for p in procs:
+            p.kill()
+    for r in (0, 1):
+        err = [ln for ln in outs[r].splitlines() if ln.startswith("ERR")]
+        assert err and "no answer from party 2" in err[0], outs[r]

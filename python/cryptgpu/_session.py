@@ -7,6 +7,7 @@ made it, and an operation on tensors from an earlier session is refused.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import sys
 import threading
@@ -242,6 +243,9 @@ def init(
             os.environ.get("CRYPTGPU_JOB", ""),  # names the job in handshakes
         )
         _lifecycle.opened(_ctx.session)
+        # the C exit hook that makes a failed job's exit status 1 (registered now,
+        # early, so that the C exit handlers registered later still run)
+        _native.exit_status_at_end(0)
         _watch_uncaught()
         _lifecycle.stop_on_sigterm()
     else:
@@ -389,8 +393,9 @@ def _close_all() -> None:
     if failed is not None:
         # an atexit handler cannot change the exit status: the engine makes
         # it 1 where it would be 0, once the interpreter has finalised
-        print(f"cryptgpu: {failed}", file=sys.stderr, flush=True)
-        _native.exit_status_at_end(1)
+        _native.exit_status_at_end(1)  # (first: printing may fail)
+        with contextlib.suppress(Exception):  # (stderr may be closed)
+            print(f"cryptgpu: {failed}", file=sys.stderr, flush=True)
 
 
 def env_peers(v: str) -> list[str]:

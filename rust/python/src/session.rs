@@ -107,9 +107,15 @@ extern "C" fn exit_with_status(status: i32, _: *mut std::ffi::c_void) {
 /// effect when the C library's `exit` runs, after the interpreter has
 /// finalised (every atexit handler run, sys.stdout flushed). Linux
 /// with glibc (its `on_exit`); elsewhere a no-op.
+/// `code` 0 only registers the hook (at `init()`, early, so that the C
+/// exit handlers registered later run before it ends the process; those
+/// registered before, such as the libraries' loaded before `init()`, are
+/// skipped when it does).
 #[pyfunction]
 fn exit_status_at_end(code: i32) {
-    EXIT_STATUS.store(code, std::sync::atomic::Ordering::Release);
+    if code != 0 {
+        EXIT_STATUS.store(code, std::sync::atomic::Ordering::Release);
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         static HOOKED: std::sync::Once = std::sync::Once::new();

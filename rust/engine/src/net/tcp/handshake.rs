@@ -74,9 +74,16 @@ fn read_answer(s: &mut TcpStream, me: usize, peer: usize) -> std::result::Result
             s.read_exact(&mut l).map_err(lost)?;
             let mut why = vec![0u8; u16::from_le_bytes(l) as usize];
             s.read_exact(&mut why).map_err(lost)?;
+            // before any handshake: whoever answers at that address may
+            // have sent it, so it is shown as such, printable ASCII only
+            let why: String = String::from_utf8_lossy(&why)
+                .chars()
+                .filter(|c| c.is_ascii_graphic() || *c == ' ')
+                .take(400)
+                .collect();
             return Err(Attempt::Fatal(EngineError::Peer(format!(
-                "party {me}: party {peer} gave up its links: {}",
-                String::from_utf8_lossy(&why)
+                "party {me}: the party at party {peer}'s address answered that it gave up its \
+                 links (not authenticated: {why})"
             ))));
         }
         return Ok(Answer::Verdict(v[0]));

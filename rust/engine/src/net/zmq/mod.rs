@@ -582,7 +582,20 @@ impl Transport for ZmqTransport {
         let r = (|| {
             let plain = loop {
                 let (kind, body) = match self.take(who, deadline) {
-                    Err(e) if Instant::now() >= deadline => return Err(self.late_reason(from, e)),
+                    Err(e) if Instant::now() >= deadline => {
+                        // told to the other neighbour first, which may have
+                        // timed out on this party at the same moment: it
+                        // then names the silent party (a review: the session's
+                        // abort came after this wait and its send to the
+                        // silent party, too late for it)
+                        let other = if matches!(from, Peer::Next) {
+                            Peer::Prev
+                        } else {
+                            Peer::Next
+                        };
+                        let _ = self.send(other, Msg::Abort(e.to_string()));
+                        return Err(self.late_reason(from, e));
+                    }
                     got => got?,
                 };
                 let auth = self.authenticated();
