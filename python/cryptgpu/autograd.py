@@ -319,7 +319,7 @@ def record(out, parents, fn):
     out._rg, out._frozen = True, False
     out._back = (tuple(None if isinstance(p, Node) and not p._rg else p for p in parents), fn)
     for p in out._back[0]:
-        if p is not None and isinstance(p, Node):
+        if isinstance(p, Node):
             p._uses = getattr(p, "_uses", 0) + 1  # read by a recorded operation
     if _holds(fn, out):  # its own rule reads it: an in-place change would reach that
         out._uses = getattr(out, "_uses", 0) + 1

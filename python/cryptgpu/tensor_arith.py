@@ -274,6 +274,11 @@ class ArithmeticOps:
         out = compute(old)
         if tuple(out.shape) != tuple(self.shape):
             _grown(self.shape, out.shape)
+        return self._take_recorded(out)
+
+    def _take_recorded(self, out) -> TensorBase:
+        """This tensor takes the recorded result ``out``: its shares and its
+        place in the autograd graph (the in-place forms that record)."""
         self._t, self._session, self._st = out._t, out._session, out._st
         self._rg, self._frozen, self._back = out._rg, out._frozen, out._back
         self._kind, self._lost, self._gfn = out._kind, out._lost, None
@@ -473,10 +478,8 @@ class ArithmeticOps:
         out = getattr(old, op)(y)
         if not getattr(out, "requires_grad", False):
             return self._assign(out, op + "_")
-        self._t, self._session, self._st = out._t, out._session, out._st
+        self._take_recorded(out)
         self._rec_at = self._version  # views taken before cannot follow (tensor_base)
-        self._rg, self._frozen, self._back = out._rg, out._frozen, out._back
-        self._kind, self._lost, self._gfn = out._kind, out._lost, None
         return self
 
     def __iadd__(self, y):
