@@ -591,12 +591,7 @@ def unread(model, gm, converted: dict, folded: int) -> list:
         return []
     mods = dict(gm.named_modules())
     read = {id(p) for t in converted for p in mods[t].parameters()}
-    for node in gm.graph.nodes:
-        if node.op == "get_attr":
-            v = gm
-            for part in node.target.split("."):
-                v = getattr(v, part, None)
-            read.add(id(v))
+    read |= {id(_attr(gm, n.target)) for n in gm.graph.nodes if n.op == "get_attr"}
     return [(n, p) for n, p in model.named_parameters() if id(p) not in read]
 
 
