@@ -68,6 +68,8 @@ class _Mask:
         lost: a key padding mask of -1e4 gave the mean of V)."""
         if self.keep is None or self.raw is None:
             return self
+        if bool((self.keep.amax(-1) > 0).all()):  # every row keeps a position
+            return self  # (the usual case: nothing broadcast at each call)
         keep, hard, raw = torch.broadcast_tensors(
             self.keep, torch.zeros(()) if self.hard is None else self.hard, self.raw
         )
