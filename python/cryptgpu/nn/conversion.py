@@ -15,6 +15,7 @@ from . import (
     check,
     embedding_bag,
     hf,
+    hf_labels,
     layers1d,
     layers_extra,
     layers_moves,
@@ -391,8 +392,9 @@ class Graph(Module):
                 raise TypeError(f"forward got multiple values for argument {k!r}")
             bound[k] = v
         for k, own in self._inputs:
-            if bound.get(k) is None and k in self._defaults and bound.get(names[0]) is not None:
-                bound[k] = self._defaults[k](bound[names[0]])
+            if bound.get(k) is None and k in self._defaults:  # (no first input: hf's error)
+                first = bound.get(names[0])
+                bound[k] = None if first is None else self._defaults[k](first)
             if k in self._defaults and isinstance(bound.get(k), SharedTensor):
                 raise NotImplementedError(hf.public_only(k))
             if k not in bound and own:  # the forward's own default
@@ -413,7 +415,10 @@ class Graph(Module):
             a = torch.fx.node.map_arg(a, lambda n: env[n.name])
             return tracing.resolve(a, self.training) if self._mode_marks else a
 
+        skip = hf_labels.unlabelled(self._graph, bound)  # the loss, where no labels are given
         for node in self._graph.nodes:
+            if node.name in skip:
+                continue
             if node.op == "placeholder":
                 env[node.name] = bound[node.target]
             elif node.op == "get_attr":
@@ -469,7 +474,7 @@ class Graph(Module):
                 with _track(_METHODS[node.target], args[0]):
                     env[node.name] = _call_method(args[0], node.target, args[1:], kwargs)
             elif node.op == "output":
-                out = tracing.mutable(load(node.args[0]))
+                out = tracing.mutable(load(hf_labels.kept(node.args[0], skip)))
                 return hf.model_output(out, node) if isinstance(out, dict) else out
         raise RuntimeError("graph has no output node")
 

@@ -28,12 +28,13 @@ import torch.nn.functional as F
 
 from .._native import ShapeError
 from ..tensor import SharedTensor
+from . import hf_labels
 
 # the inputs we trace, in this order, where the model's forward has them
 # (pixel_values: the image models transformers' tracer takes, ViT, Swin,
 # Dinov2, ConvNext, ResNet, SegFormer, CLIP's vision tower, and CLIPModel
 # with both; until 2026-12-06 only text models converted)
-_INPUTS = ("input_ids", "pixel_values", "attention_mask", "token_type_ids")
+_INPUTS = ("input_ids", "pixel_values", "attention_mask", "token_type_ids", "labels")
 _FIRST = ("input_ids", "pixel_values")  # a model takes one of these
 
 
@@ -62,7 +63,11 @@ def _zero_types(first) -> torch.Tensor:
     return torch.zeros(_leading(first), dtype=torch.long)
 
 
-_DEFAULTS = {"attention_mask": _ones_mask, "token_type_ids": _zero_types}
+def _no_labels(first) -> None:
+    return None
+
+
+_DEFAULTS = {"attention_mask": _ones_mask, "token_type_ids": _zero_types, "labels": _no_labels}
 
 
 def trace(model: torch.nn.Module) -> tuple[torch.fx.GraphModule, dict]:
@@ -94,20 +99,34 @@ def trace(model: torch.nn.Module) -> tuple[torch.fx.GraphModule, dict]:
     norms = frozenset(id(m) for m in model.modules() if rms_norm_of(m) is not None)
     ranks: dict = {}  # the shape of each dummy input it traced with
     outputs: list = []  # the classes of the transformers outputs it recorded
-    with _tracing(model), _named_forward(model, names):
+    problem = None
+    for with_labels in (True, False) if "labels" in names else (False,):
+        if not with_labels and "labels" in names:
+            names.remove("labels")
         try:
-            tracer = _tracer_class(norms, ranks, outputs)
-            gm = symbolic_trace(model, input_names=names, tracer_cls=tracer)
+            with _tracing(model), _named_forward(model, names), hf_labels.problem(model) as problem:
+                gm = symbolic_trace(
+                    model, input_names=names, tracer_cls=_tracer_class(norms, ranks, outputs)
+                )
+            break
         except NotImplementedError as e:
             if "is not supported yet" not in str(e):
                 raise
-            raise NotImplementedError(  # its message lists ~500 models
-                f"{type(model).__name__}: transformers' fx tracer does not trace this "
-                "architecture (transformers.utils.fx lists those it does)"
-            ) from None
+            if not with_labels:
+                raise NotImplementedError(  # its message lists ~500 models
+                    f"{type(model).__name__}: transformers' fx tracer does not trace this "
+                    "architecture (transformers.utils.fx lists those it does)"
+                ) from None
+        except Exception:  # the loss did not trace: the model without labels=
+            if not with_labels:
+                raise
+        ranks.clear()
+        outputs.clear()
+    hf_labels.inline_losses(gm)
     free = getattr(getattr(model, "config", None), "model_type", None) in _ANY_SIZE
     _mark_ranks(gm, ranks, type(model).__name__, free)
     _mark_fields(gm, outputs)
+    hf_labels.mark(gm, problem)
     return gm, {n: _DEFAULTS[n] for n in names if n in _DEFAULTS}
 
 
@@ -161,6 +180,8 @@ def check_ranks(graph: torch.fx.Graph, bound: dict) -> None:
             return
         traced = node.meta.get(_RANK)
         v = bound.get(node.target)
+        if hf_labels.LABELS in node.meta:
+            hf_labels.check(node, v)
         if traced is not None and v is None and node.target in _FIRST:
             raise ValueError(f"You have to specify {node.target}")  # transformers' words
         if traced is None or not isinstance(v, (torch.Tensor, SharedTensor)):
@@ -228,6 +249,9 @@ def _tracing(model: torch.nn.Module):
     # Bloom, GPT-Neo: an in-place write the graph cannot hold)
     own = [m for m in model.modules() if callable(getattr(type(m), "_update_causal_mask", None))]
     attributes = {m: dict(vars(m)) for m in model.modules()}
+    # and its submodules (transformers' tracer adds the loss modules its
+    # forward makes at each call to the model)
+    children = {m: dict(m._modules) for m in model.modules()}
     try:
         for mod, found in masks.items():
             for name, fn in found.items():
@@ -240,6 +264,10 @@ def _tracing(model: torch.nn.Module):
         _restore(saved)
         random.setstate(state)
         _restore_attributes(attributes)
+        for m, before in children.items():
+            if m._modules != before:
+                m._modules.clear()
+                m._modules.update(before)
 
 
 def _restore_attributes(before: dict) -> None:
@@ -290,8 +318,15 @@ def _named_forward(model: torch.nn.Module, names: list):
         yield
         return
 
-    def forward(self, input_ids=None, pixel_values=None, attention_mask=None, token_type_ids=None):
-        given = zip(_INPUTS, (input_ids, pixel_values, attention_mask, token_type_ids))
+    def forward(
+        self,
+        input_ids=None,
+        pixel_values=None,
+        attention_mask=None,
+        token_type_ids=None,
+        labels=None,
+    ):
+        given = zip(_INPUTS, (input_ids, pixel_values, attention_mask, token_type_ids, labels))
         return base.forward(self, **{n: v for n, v in given if n in names})
 
     body = {"__module__": known.__module__, **({"forward": forward} if wrapped else {})}
@@ -517,7 +552,15 @@ def _stand_in(meta, name: str):
 
 
 def public_only(name: str) -> str:
-    """The refusal of a private ``attention_mask`` or ``token_type_ids``."""
+    """The refusal of a private ``attention_mask``, ``token_type_ids`` or
+    ``labels``."""
+    if name == "labels":
+        return (
+            "labels must be public (a torch tensor of class ids, as transformers takes "
+            "them; every party sees them): to keep labels private, share one-hot targets "
+            "and compute the loss from the logits, nn.CrossEntropyLoss()(out.logits, "
+            "cryptensor(one_hot))"
+        )
     return (
         f"{name} must be public (a torch tensor): the masks and positions made from it "
         "are computed in plaintext (until 2026-12-06 a shared mask was read as zeros)"

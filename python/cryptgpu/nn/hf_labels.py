@@ -1,0 +1,126 @@
+"""Labels in a converted transformers model (since 2026-12-06; until then
+``labels=`` was a TypeError): the model is traced with its labels, as
+transformers' tracer makes them for its heads, so that the graph computes
+transformers' own loss (``out.loss``) from public labels; a call without
+labels skips the nodes that read them (``out.loss`` is then None, as in
+transformers)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+
+# the loss modules a forward makes at each call (``loss_fct =
+# CrossEntropyLoss()``, BERT's heads) -> their functional form and settings
+_LOSSES = {
+    torch.nn.CrossEntropyLoss: (
+        F.cross_entropy,
+        ("weight", "ignore_index", "reduction", "label_smoothing"),
+    ),
+    torch.nn.MSELoss: (F.mse_loss, ("reduction",)),
+    torch.nn.L1Loss: (F.l1_loss, ("reduction",)),
+    torch.nn.BCEWithLogitsLoss: (
+        F.binary_cross_entropy_with_logits,
+        ("weight", "reduction", "pos_weight"),
+    ),
+}
+
+
+def inline_losses(gm: torch.fx.GraphModule) -> None:
+    """The loss modules that transformers' tracer made submodules of the
+    model (those its forward makes at each call: BERT's ``loss_fct``) as
+    calls of their functional form: not layers of the converted model."""
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or "." in node.target:
+            continue
+        m = getattr(gm, node.target)
+        fn, settings = _LOSSES.get(type(m), (None, ()))
+        if fn is None or not node.target.startswith(type(m).__name__.lower() + "_"):
+            continue
+        with gm.graph.inserting_before(node):
+            kwargs = {**node.kwargs, **{k: getattr(m, k) for k in settings}}
+            call = gm.graph.call_function(fn, node.args, kwargs)
+        node.replace_all_uses_with(call)
+        call.meta = dict(node.meta)
+        gm.graph.erase_node(node)
+        gm.delete_submodule(node.target)
+    gm.recompile()
+
+
+# node.meta key of the labels placeholder: (the problem type traced, the
+# config's own before converting, its num_labels, the names of the nodes
+# that read labels, the loss: skipped when a call gives none)
+LABELS = "cryptgpu_labels"
+
+
+@contextlib.contextmanager
+def problem(model: torch.nn.Module):
+    """While tracing with labels: a classifier's ``config.problem_type``,
+    where the user left it None, set as transformers would set it at a first
+    call with integer class ids ("regression" for one label), since its
+    tracer needs one and the forward would set it; afterwards as it was
+    (the traced forward set it for good in the user's config)."""
+    cfg = getattr(model, "config", None)
+    heads = ("ForSequenceClassification", "ForImageClassification")
+    if not any(c.__name__.endswith(heads) for c in type(model).__mro__):
+        yield (None, None, None)  # a loss that does not depend on it
+        return
+    own, n = cfg.problem_type, cfg.num_labels
+    if own is None:
+        cfg.problem_type = "regression" if n == 1 else "single_label_classification"
+    try:
+        yield (cfg.problem_type, own, n)
+    finally:
+        cfg.problem_type = own
+
+
+def mark(gm: torch.fx.GraphModule, problem) -> None:
+    """Marks ``gm``'s labels placeholder, if it has one, for :func:`unlabelled`
+    and :func:`check`."""
+    for node in gm.graph.nodes:
+        if node.op == "placeholder" and node.target == "labels":
+            reads = {node.name}
+            for n in gm.graph.nodes:
+                if n.op != "output" and any(a.name in reads for a in n.all_input_nodes):
+                    reads.add(n.name)
+            node.meta[LABELS] = (*problem, frozenset(reads))
+            return
+
+
+def unlabelled(graph: torch.fx.Graph, bound: dict) -> frozenset:
+    """The names of the nodes that compute the loss from ``labels``, where a
+    call gives none (they are skipped, and ``out.loss`` is None, as in
+    transformers); else nothing."""
+    for node in graph.nodes:
+        if node.op != "placeholder":
+            break
+        if node.target == "labels" and LABELS in node.meta and bound.get("labels") is None:
+            return node.meta[LABELS][3]
+    return frozenset()
+
+
+def check(node: torch.fx.Node, v) -> None:
+    """Refuses labels the traced loss would take for another problem than
+    transformers would: float labels for a classifier whose
+    ``problem_type`` was left unset (transformers then computes a
+    multi-label loss; the graph was traced for class ids)."""
+    traced, own, n = node.meta[LABELS][:3]
+    if v is None or traced is None or own is not None or n == 1:
+        return
+    if torch.is_tensor(v) and v.is_floating_point():
+        raise NotImplementedError(
+            f"labels of dtype {v.dtype}: transformers takes float labels as multi-label "
+            "targets (BCEWithLogitsLoss) when config.problem_type is unset, and this model "
+            "was converted for class ids (single_label_classification); set "
+            "model.config.problem_type = 'multi_label_classification' before converting"
+        )
+
+
+def kept(value, skipped: frozenset):
+    """The graph's output ``value`` without the fields that ``skipped`` nodes
+    compute (the loss, without labels)."""
+    if not skipped or not isinstance(value, dict):
+        return value
+    return {k: v for k, v in value.items() if getattr(v, "name", None) not in skipped}
