@@ -188,6 +188,36 @@ def test_mpctensor_constructs_and_names_every_encrypted_tensor(ctx):
     assert usable()
 
 
+def test_tutorial_forms_ptype_broadcast_size_and_grad_input(ctx):
+    """CrypTen's ``ptype=crypten.mpc.arithmetic`` and ``x.ptype`` (Tutorial
+    2), ``cryptensor(x, src=1, broadcast_size=True)`` with the other parties
+    passing an empty tensor (its MPCTensor docstring), and ``backward(
+    grad_input=g)``: until 2026-12-06 each a TypeError or AttributeError,
+    and the empty tensors an out-of-step PeerError."""
+    x = crypten.cryptensor([1.0, 2.0, 3.0], ptype=crypten.mpc.arithmetic)
+    assert x.ptype == crypten.mpc.arithmetic and (x + 1).ptype is crypten.mpc.arithmetic
+    assert opened(x).tolist() == [1.0, 2.0, 3.0]  # exact encodings
+    with pytest.raises(NotImplementedError, match="arithmetic"):
+        crypten.cryptensor([1.0], ptype=crypten.mpc.binary)
+    assert usable()
+
+    @crypten.mpc.run_multiprocess(world_size=3)
+    def bob_shares():
+        rank = crypten.comm.get().get_rank()
+        data = torch.tensor([[1.0, -2.0, 3.5]]) if rank == 1 else torch.empty(0)
+        y = crypten.cryptensor(data, src=1, broadcast_size=True)
+        return tuple(y.shape), opened(y).tolist()
+
+    assert bob_shares() == [((1, 3), [[1.0, -2.0, 3.5]])] * 3  # exact encodings
+    w = crypten.cryptensor([1.0, 2.0], requires_grad=True)
+    (w * w).backward(grad_input=crypten.cryptensor([1.0, 0.5]))
+    # d(w^2)/dw * g = g w + g w: two products of |w| <= 2 and |g| <= 1
+    assert torch.allclose(opened(w.grad), torch.tensor([2.0, 2.0], dtype=D), atol=prod_tol(2, 2, 1))
+    with pytest.raises(TypeError, match="both"):
+        (w * w).backward(torch.ones(2), grad_input=torch.ones(2))
+    assert usable()
+
+
 # ---------------------------------------------------------------- files
 def test_save_of_plaintext_is_one_plain_file_of_party_src(ctx, tmp_path):
     f = str(tmp_path / "features.pth")

@@ -18,7 +18,7 @@ import types
 from . import _session, spmd
 from . import autograd as ag
 from .nn.module import Module
-from .tensor import SharedTensor, cryptensor
+from .tensor import SharedTensor, check_ptype, cryptensor, ptype
 
 
 class _EveryShared(type):
@@ -29,6 +29,10 @@ class _EveryShared(type):
 
     def __subclasscheck__(cls, sub) -> bool:
         return isinstance(sub, type) and issubclass(sub, SharedTensor)
+
+
+arithmetic = ptype.arithmetic
+binary = ptype.binary
 
 
 class MPCTensor(metaclass=_EveryShared):
@@ -43,11 +47,7 @@ class MPCTensor(metaclass=_EveryShared):
     def __new__(cls, tensor, ptype=None, device=None, *, src: int = 0, **kwargs):
         if tensor is None:
             raise ValueError("Cannot initialize tensor with None.")
-        if ptype is not None and getattr(ptype, "name", str(ptype)) != "arithmetic":
-            raise NotImplementedError(
-                f"MPCTensor(ptype={ptype!r}): only arithmetic sharing is provided (no binary "
-                "shares)"
-            )
+        check_ptype(ptype, "MPCTensor")
         return cryptensor(tensor, src=src, device=device, **kwargs)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import pickle
 
+import numpy as np
 import torch
 
 from . import _session, comm
@@ -89,6 +90,15 @@ def _broadcast_shape(s, src: int, shape) -> tuple:
         return ()
     dims = _opened_from(src, [float(d) for d in shape] if shape is not None else [0.0] * n)
     return tuple(int(round(d)) for d in dims)
+
+
+def sized(s, src: int, data):
+    """``data`` where this party is src, else zeros of src's shape (sent by
+    src): ``cryptensor(x, src=, broadcast_size=True)``, CrypTen's, where the
+    other parties pass any tensor."""
+    mine = src in s.ranks
+    shape = _broadcast_shape(s, src, tuple(np.shape(data)) if mine else None)
+    return data if mine else torch.zeros(shape, dtype=torch.float64)
 
 
 def load_from_party(

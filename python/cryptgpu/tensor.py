@@ -13,6 +13,8 @@ live in gradients, the tape in autograd.
 
 from __future__ import annotations
 
+import enum
+
 import numpy as np
 import torch
 
@@ -32,6 +34,24 @@ from .tensor_shape import ShapeOps, cat, stack
 from .tensor_torchlike import TorchLikeOps
 
 __all__ = ["SharedTensor", "cat", "cryptensor", "stack", "where"]
+
+
+class ptype(enum.Enum):
+    """CrypTen's sharing types (``crypten.mpc.arithmetic``): arithmetic
+    sharing is every SharedTensor's (``x.ptype``); binary shares are not
+    provided (``ptype=binary`` is a NotImplementedError)."""
+
+    arithmetic = 0
+    binary = 1
+
+
+def check_ptype(ptype_, where: str) -> None:
+    """Refuses a sharing type other than arithmetic (CrypTen's enum member,
+    its name, or None for the default)."""
+    if ptype_ is not None and getattr(ptype_, "name", str(ptype_)) != "arithmetic":
+        raise NotImplementedError(
+            f"{where}(ptype={ptype_!r}): only arithmetic sharing is provided (no binary shares)"
+        )
 
 
 class SharedTensor(
@@ -80,6 +100,11 @@ class SharedTensor(
             f"function or the method (x.sum(dim), torch.mean(x, dim)), or open the "
             "value with get_plain_text() first"
         )
+
+    @property
+    def ptype(self):
+        """CrypTen's sharing type: ``crypten.mpc.arithmetic``, always."""
+        return ptype.arithmetic
 
     def new(self, *args, **kwargs) -> SharedTensor:
         """CrypTen's ``x.new(data, ...)``: a new encrypted tensor, as
@@ -143,6 +168,9 @@ def cryptensor(
         raise TypeError("data is already a SharedTensor")
     src = party_index(src)
     s = current()
+    broadcast = kwargs.pop("broadcast_size", False)
+    if "ptype" in kwargs:  # CrypTen's crypten.mpc.arithmetic (the only kind here)
+        check_ptype(kwargs.pop("ptype"), "cryptensor")
     if kwargs:
         raise TypeError(f"cryptensor() got unexpected keyword arguments {sorted(kwargs)}")
     if precision is not None and precision != s.precision_bits:
@@ -162,5 +190,9 @@ def cryptensor(
         requires_grad = bool(getattr(data, "requires_grad", False))
     if not isinstance(requires_grad, (bool, np.bool_)):
         raise TypeError(f"requires_grad must be a bool, not {type(requires_grad).__name__}")
+    if broadcast:  # CrypTen's: the other parties pass any tensor, src's shape is sent
+        from .party_io import sized  # (it imports this module)
+
+        data = sized(s, src, data)
     out = SharedTensor._share(_plain_array(data, "cryptensor"), src)
     return out.requires_grad_(requires_grad) if requires_grad else out

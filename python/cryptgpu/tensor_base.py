@@ -225,12 +225,19 @@ class TensorBase(ag.Node):
         self.requires_grad = bool(flag)
         return self
 
-    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None) -> None:
+    def backward(
+        self, gradient=None, retain_graph=None, create_graph=False, inputs=None, *, grad_input=None
+    ) -> None:
         """Accumulate d(self)/d(leaf) into ``leaf.grad`` for every leaf with
         ``requires_grad`` that this tensor was computed from (torch's
         arguments: ``retain_graph=True`` keeps the recorded graph for
         another backward; ``inputs`` limits the gradients to those tensors;
-        ``create_graph`` is not provided)."""
+        ``create_graph`` is not provided; ``grad_input`` is CrypTen's name
+        of ``gradient``)."""
+        if grad_input is not None:
+            if gradient is not None:
+                raise TypeError("backward() got both gradient and grad_input (the same argument)")
+            gradient = grad_input
         if create_graph:
             raise NotImplementedError("backward(create_graph=True): higher-order gradients")
         if inputs is not None:
