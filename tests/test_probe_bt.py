@@ -9,6 +9,7 @@ its fix. Tolerances follow conftest's model (ENC, TRUNC, prod_tol) and are
 derived next to each assertion.
 """
 
+import operator
 import warnings
 
 import pytest
@@ -286,6 +287,27 @@ def test_count_nonzero_and_logical_operations_on_comparison_results(session, rng
         assert torch.equal(opened(getattr(a, f"logical_{name}")(bt)), want)
     assert torch.equal(opened(torch.logical_not(a)), (~at).to(D))
     assert torch.equal(opened(a.logical_not()), (~at).to(D))
+
+
+def test_bitwise_operators_take_public_operands_of_0_1_values_only(session, rng):
+    """``& | ^`` with a public operand: 0/1 values (bool, 0 and 1) as torch's
+    bool operators, on either side, exact; other values (``c & 3``, which
+    gave 3 c until 2026-12-06) a TypeError, as torch's on a float tensor."""
+    x = rand(3, 4, gen=rng)
+    c, ct = cryptgpu.cryptensor(x) > 0, x > 0
+    mask = torch.rand(3, 4, generator=rng) > 0.5
+    for op in (operator.and_, operator.or_, operator.xor):
+        want = op(ct, mask).to(D)
+        assert torch.equal(opened(op(c, mask)), want)  # integer factors: exact
+        assert torch.equal(opened(op(mask, c)), want)
+        assert torch.equal(opened(op(c, 1)), op(ct, True).to(D))
+        for bad in (3, torch.full((3, 4), 0.5)):
+            with pytest.raises(TypeError, match="0/1 values"):
+                op(c, bad)
+            with pytest.raises(TypeError, match="0/1 values"):
+                op(bad, c)
+    assert torch.equal(opened(~c), (~ct).to(D))
+    assert usable()
 
 
 @pytest.mark.parametrize(

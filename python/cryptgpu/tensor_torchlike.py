@@ -523,23 +523,43 @@ class TorchLikeOps:
         return self.clamp(lo, hi)
 
     # Logic on 0/1 values (comparison results): exact products and sums.
+    # A shared operand is taken to be 0/1 (its values are secret); a public
+    # one of other values is refused (until 2026-12-06 ``c & 3`` gave 3 c).
     def __and__(self, other):
-        return self * other
+        return self * _zero_one(other)
 
     __rand__ = __and__
 
     def __or__(self, other):
+        other = _zero_one(other)
         return self + other - self * other
 
     __ror__ = __or__
 
     def __xor__(self, other):
+        other = _zero_one(other)
         return self + other - 2 * (self * other)
 
     __rxor__ = __xor__
 
     def __invert__(self):
         return 1 - self
+
+
+def _zero_one(v):
+    """An operand of ``& | ^``: a SharedTensor as it is (taken as 0/1, a
+    comparison's result), a public one only of 0/1 values (bool, or numbers
+    0 and 1), else the TypeError torch gives for a float operand."""
+    if isinstance(v, TensorBase):
+        return v
+    t = v if torch.is_tensor(v) else torch.as_tensor(v)
+    if t.dtype != torch.bool and not bool(((t == 0) | (t == 1)).all()):
+        raise TypeError(
+            "& | ^ on a SharedTensor take 0/1 values (comparison results, as torch's bool "
+            f"tensors): a public operand of other values ({v!r}) would not be bitwise; "
+            "integer bitwise operations on secret values are not provided"
+        )
+    return t.double() if torch.is_tensor(v) else v
 
 
 def _triangle(x, diagonal: int, fn) -> torch.Tensor:
