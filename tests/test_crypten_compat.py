@@ -251,6 +251,47 @@ def test_tutorial_5_one_layer_object_in_every_party(ctx):
         assert (got - want).abs().max() <= prod_tol(3, 3, 0.58)
 
 
+MODELS = {}  # a module table at module level, as a user's script keeps one
+
+
+def test_modules_in_a_global_dict_are_copied_and_shared_ones_are_named(ctx):
+    """A module in a global dict (``models["net"]``) is each party's own
+    copy, as a global module is (until 2026-12-06 the threads shared it:
+    an out-of-step PeerError); one reached through an object's attribute is
+    still shared, and the error now says why and what to do."""
+    torch.manual_seed(0)
+    MODELS["net"] = crypten.nn.Linear(3, 2)
+    x = torch.tensor([[1.0, -2.0, 0.5], [0.25, 3.0, -1.5]])
+
+    @crypten.mpc.run_multiprocess(world_size=3)
+    def via_dict():
+        MODELS["net"].encrypt(src=0)
+        return MODELS["net"](crypten.cryptensor(x)).get_plain_text(dtype=torch.float64)
+
+    w, b = MODELS["net"].weight.double(), MODELS["net"].bias.double()
+    for got in via_dict():
+        # 3 products with |x| <= 3 and |w| < 0.58 (torch's init bound 1/sqrt(3))
+        assert (got - (x.double() @ w.t() + b)).abs().max() <= prod_tol(3, 3, 0.58)
+    assert not crypten.is_encrypted_tensor(MODELS["net"].weight)  # the caller's as it was
+
+    class Trainer:
+        pass
+
+    tr = Trainer()
+    tr.model = crypten.nn.Linear(3, 2)
+
+    @crypten.mpc.run_multiprocess(world_size=3)
+    def via_attribute():
+        tr.model.encrypt(src=0)
+        return tr.model(crypten.cryptensor(x)).get_plain_text()
+
+    # which party's operation meets the shared one first varies: out of
+    # step (PeerError), or another party's share (InvalidArgumentError)
+    with pytest.raises(crypten.CryptGPUError, match="another object's attribute"):
+        via_attribute()
+    assert usable()
+
+
 def test_run_multiprocess_parties_have_the_callers_init_settings():
     """CrypTen's forked parties inherit the configuration: the party
     sessions ran with spmd.run's defaults (16 bits, 60 s, no seed),

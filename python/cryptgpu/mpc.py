@@ -17,6 +17,7 @@ import types
 
 from . import _session, spmd
 from . import autograd as ag
+from ._native import CryptGPUError
 from .nn.module import Module
 from .tensor import SharedTensor, check_ptype, cryptensor, ptype
 
@@ -87,8 +88,9 @@ def run_multiprocess(world_size: int = 3, maxsize: int | None = None):
 
     As after CrypTen's fork, each party works on its own copy of the
     ``cryptgpu.nn`` modules the function names (global names it reads,
-    and variables of enclosing functions) or is passed (arguments, and
-    the items of a list, tuple or dict argument): CrypTen's Tutorial 5
+    and variables of enclosing functions, also as items of a list, tuple or
+    dict held there) or is passed (arguments, and the items of a list,
+    tuple or dict argument): CrypTen's Tutorial 5
     encrypts one global layer in every party, which threads sharing one
     object could not do. The caller's modules are left as they were; other
     objects (torch tensors and models, modules reached through another
@@ -131,11 +133,38 @@ def run_multiprocess(world_size: int = 3, maxsize: int | None = None):
             # The caller's init() settings, as CrypTen's forked processes
             # inherit them; the function's own arguments never reach
             # spmd.run's keywords (a parameter named seed stays the function's).
-            return spmd._parties(party, **(_session.settings_for_parties() or {}))
+            try:
+                return spmd._parties(party, **(_session.settings_for_parties() or {}))
+            except CryptGPUError as e:
+                if not any(m in str(e) for m in ("out of step", "not held by this process")):
+                    raise
+                raise type(e)(f"{e}\n{_SHARED_HINT}") from e
 
         return wrapper
 
     return decorator
+
+
+# what an out-of-step error (or a share of another party) inside
+# run_multiprocess most often means
+_SHARED_HINT = (
+    "Inside run_multiprocess the parties are threads of one process: a "
+    "cryptgpu.nn module reached through another object's attribute (self.model, "
+    "trainer.model) is one object shared by the three parties, and encrypt() or "
+    "training it from each party runs its operations three times over; name the module "
+    "in the function (a global or enclosing variable, or an item of a list, tuple or "
+    "dict held there), or pass it as an argument, so that each party gets its own copy"
+)
+
+
+def _holds_module(v) -> bool:
+    """A cryptgpu module, or a list, tuple or dict holding one (what
+    :func:`_own` copies)."""
+    if isinstance(v, dict):
+        v = list(v.values())
+    if isinstance(v, (list, tuple)):
+        return any(isinstance(x, Module) for x in v)
+    return isinstance(v, Module)
 
 
 def _names_read(code: types.CodeType) -> set:
@@ -188,7 +217,7 @@ def _with_own_modules(func, args: tuple = (), kwargs: dict | None = None):
     if not isinstance(func, types.FunctionType):
         return func, args, kwargs
     g = func.__globals__
-    hits = {n: g[n] for n in _names_read(func.__code__) if isinstance(g.get(n), Module)}
+    hits = {n: g[n] for n in _names_read(func.__code__) if _holds_module(g.get(n))}
     cells = func.__closure__ or ()
 
     def held(c):
@@ -197,13 +226,12 @@ def _with_own_modules(func, args: tuple = (), kwargs: dict | None = None):
         except ValueError:  # an empty cell
             return None
 
-    if not hits and not any(isinstance(held(c), Module) for c in cells):
+    if not hits and not any(_holds_module(held(c)) for c in cells):
         return func, args, kwargs
     own = dict(g)
-    own.update({n: copy.deepcopy(m, memo) for n, m in hits.items()})
+    own.update({n: _own(m, memo) for n, m in hits.items()})
     closure = tuple(
-        types.CellType(copy.deepcopy(held(c), memo)) if isinstance(held(c), Module) else c
-        for c in cells
+        types.CellType(_own(held(c), memo)) if _holds_module(held(c)) else c for c in cells
     )
     out = types.FunctionType(func.__code__, own, func.__name__, func.__defaults__, closure or None)
     out.__kwdefaults__ = func.__kwdefaults__
