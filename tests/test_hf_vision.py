@@ -362,4 +362,8 @@ def test_outputs_slice_and_inputs_are_checked_as_transformers_does(local):
     # gave logits 0.72 off: refused before any work
     with pytest.raises(ValueError, match="4x16.*traced at 8x8"):
         pm(cryptgpu.cryptensor(torch.randn(2, 1, 4, 16)))
+    # a numpy image: a TypeError naming it (until 2026-12-06 "'int' object
+    # is not callable"; transformers' own is an AttributeError of .to)
+    with pytest.raises(TypeError, match="numpy.ndarray"):
+        pm(images(2).numpy())
     assert usable()

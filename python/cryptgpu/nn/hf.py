@@ -184,6 +184,16 @@ def check_ranks(graph: torch.fx.Graph, bound: dict) -> None:
             hf_labels.check(node, v)
         if traced is not None and v is None and node.target in _FIRST:
             raise ValueError(f"You have to specify {node.target}")  # transformers' words
+        if (
+            node.target in _FIRST
+            and v is not None
+            and not isinstance(v, (torch.Tensor, SharedTensor))
+        ):
+            raise TypeError(  # (until 2026-12-06 "'int' object is not callable")
+                f"{node.target} must be a torch tensor or a SharedTensor, got "
+                f"{type(v).__module__}.{type(v).__name__}: torch.as_tensor(...) first, as "
+                "transformers takes torch tensors"
+            )
         if traced is None or not isinstance(v, (torch.Tensor, SharedTensor)):
             continue
         rank, name, shape, free = traced
