@@ -209,3 +209,18 @@ def test_no_input_ids_is_transformers_value_error(local):
     with pytest.raises(ValueError, match="input_ids"):
         pm(None)
     assert usable()
+
+
+def test_attention_key_biases_get_exactly_zero_gradient_without_a_dummy_input(local):
+    """A key projection's bias adds the same amount to every score of a
+    softmax row, so its gradient is 0 (torch's ~1e-17); the converted model
+    makes it exactly 0, so that Adam does not move it on fixed-point noise.
+    Until 2026-12-06 that needed a dummy input, which a transformers model
+    is converted without: AdamW moved BERT's key bias by about lr a step."""
+    m = _bert("BertForSequenceClassification", num_labels=3).train()
+    pm = cryptgpu.nn.from_pytorch(m).encrypt().train()
+    _, private = _inputs("text")
+    pm(**private, labels=torch.tensor([0, 2])).loss.backward()
+    attention = pm.bert.encoder.layer[0].attention.self
+    assert torch.equal(pt(attention.key.bias.grad), torch.zeros(16, dtype=torch.float64))
+    assert pt(attention.value.bias.grad).abs().max() > 0  # the others are not masked

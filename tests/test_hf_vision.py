@@ -367,3 +367,17 @@ def test_outputs_slice_and_inputs_are_checked_as_transformers_does(local):
     with pytest.raises(TypeError, match="numpy.ndarray"):
         pm(images(2).numpy())
     assert usable()
+
+
+def test_converting_leaves_the_batchnorm_statistics_of_the_torch_model(local):
+    """transformers' tracer runs the modules on its dummy inputs, in train
+    mode too: until 2026-12-06 each conversion of a ResNet added one to
+    every BatchNorm's num_batches_tracked and pulled its running statistics
+    toward the dummy's (with momentum=None the private model's running mean
+    after a training batch was then half of torch's)."""
+    m = _resnet()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    cryptgpu.nn.from_pytorch(m)
+    cryptgpu.nn.from_pytorch(m.train())
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, before[k]), k  # exactly as it was

@@ -183,8 +183,6 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
 
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-
 _CASTS = ("to", "float", "double", "type_as", "cpu")
 
 
@@ -695,5 +693,8 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
             got = out(*xs)
         if not check.all_close(got, want, tol):
             raise RuntimeError(check.failure(model, xs, want, got, folded))
-        out._shifts.update(shifts.keys(gm.graph, converted, model, xs))  # attention key biases
+    else:  # a transformers model: the dummy transformers' tracer made
+        xs = hf.dummy_input(gm.graph) if hf.is_hf_model(model) else None
+    if xs is not None:  # attention key biases
+        out._shifts.update(shifts.keys(gm.graph, converted, model, xs))
     return out

@@ -237,6 +237,18 @@ def check_ranks(graph: torch.fx.Graph, bound: dict) -> None:
         )
 
 
+def dummy_input(graph: torch.fx.Graph) -> tuple | None:
+    """The first input, zeros of the shape transformers' tracer traced with,
+    for shifts.keys (the attention key biases, whose gradient is exactly 0:
+    until 2026-12-06 found only with a dummy input given, which a
+    transformers model is converted without)."""
+    for node in graph.nodes:
+        if node.op == "placeholder" and node.target in _FIRST and _RANK in node.meta:
+            shape = node.meta[_RANK][2]
+            return (torch.zeros(shape, dtype=torch.long if node.target == "input_ids" else None),)
+    return None
+
+
 @contextlib.contextmanager
 def _tracing(model: torch.nn.Module):
     """While transformers' tracer runs: the mask makers of ``model``'s
@@ -262,6 +274,12 @@ def _tracing(model: torch.nn.Module):
     # and its submodules (transformers' tracer adds the loss modules its
     # forward makes at each call to the model)
     children = {m: dict(m._modules) for m in model.modules()}
+    # and its buffers' values: the tracer runs the modules on its dummy
+    # inputs for their shapes, a BatchNorm in train mode too, which moved
+    # the user's running statistics (until 2026-12-06 each conversion added
+    # one to num_batches_tracked and pulled the running mean and variance
+    # toward the dummy's)
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
     try:
         for mod, found in masks.items():
             for name, fn in found.items():
@@ -278,6 +296,9 @@ def _tracing(model: torch.nn.Module):
             if m._modules != before:
                 m._modules.clear()
                 m._modules.update(before)
+        with torch.no_grad():
+            for b, value in buffers:
+                b.copy_(value)
 
 
 def _restore_attributes(before: dict) -> None:
