@@ -191,3 +191,18 @@ def borrowing():
         yield
     finally:
         _BORROWED.reset(token)
+
+
+def cast_plain(v: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A plaintext parameter or buffer in ``dtype`` (a parameter stays one)."""
+    if v.dtype == dtype:
+        return v
+    out = v.detach().to(dtype)
+    if isinstance(v, torch.nn.Parameter):
+        out = torch.nn.Parameter(out, requires_grad=v.requires_grad)
+    elif v.requires_grad and dtype.is_floating_point:
+        out.requires_grad_(True)  # a fresh or decrypted one that trains
+    for flag in ("_frozen", "_on"):
+        if hasattr(v, flag):
+            setattr(out, flag, getattr(v, flag))
+    return out

@@ -15,7 +15,7 @@ from torch.nn.modules.module import _IncompatibleKeys
 
 from .. import _lifecycle, _session
 from ..tensor import SharedTensor, cryptensor
-from .habits import _BORROWED, ModuleHabits
+from .habits import _BORROWED, ModuleHabits, cast_plain
 from .stats import OTHER, _track
 from .update import sgd_step
 
@@ -517,7 +517,7 @@ class Module(ModuleHabits):
                 for table in (m._params, m.__dict__.get("_buffers") or {}):
                     for k, v in table.items():
                         if isinstance(v, torch.Tensor) and v.is_floating_point():
-                            table[k] = _cast(v, dtype)
+                            table[k] = cast_plain(v, dtype)
         return self
 
     def cpu(self) -> Module:
@@ -673,18 +673,3 @@ def _as_param(t: SharedTensor, training: bool, frozen: bool) -> SharedTensor:
     t._frozen = frozen
     t._rg = training and not frozen
     return t
-
-
-def _cast(v: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """A plaintext parameter or buffer in ``dtype`` (a parameter stays one)."""
-    if v.dtype == dtype:
-        return v
-    out = v.detach().to(dtype)
-    if isinstance(v, torch.nn.Parameter):
-        out = torch.nn.Parameter(out, requires_grad=v.requires_grad)
-    elif v.requires_grad and dtype.is_floating_point:
-        out.requires_grad_(True)  # a fresh or decrypted one that trains
-    for flag in ("_frozen", "_on"):
-        if hasattr(v, flag):
-            setattr(out, flag, getattr(v, flag))
-    return out
