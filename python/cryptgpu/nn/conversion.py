@@ -14,6 +14,7 @@ from . import (
     activations,
     check,
     embedding_bag,
+    folding,
     hf,
     hf_labels,
     layers1d,
@@ -53,19 +54,6 @@ from .layers import (
 from .module import Module
 from .stats import _check_range, _track
 from .token_ids import id_inputs, reading
-
-
-def _bn_affine(bn: torch.nn.modules.batchnorm._BatchNorm):
-    if bn.running_mean is None or bn.running_var is None:
-        raise NotImplementedError("BatchNorm without running statistics cannot be converted")
-    var = bn.running_var.detach().double()
-    scale = torch.rsqrt(var + bn.eps)
-    if bn.weight is not None:
-        scale = scale * bn.weight.detach().double()
-    shift = -bn.running_mean.detach().double() * scale
-    if bn.bias is not None:
-        shift = shift + bn.bias.detach().double()
-    return scale, shift
 
 
 def _plain(p):
@@ -129,7 +117,7 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
             int(m.num_batches_tracked) if m.num_batches_tracked is not None else 0,
         )
         if m.running_mean is not None:  # else batch statistics in eval mode too
-            bn._set_affine(*_bn_affine(m))  # exact, from the owner's plaintext
+            bn._set_affine(*folding.bn_affine(m))  # exact, from the owner's plaintext
         return bn
     kind = type(m)
     if torch.nn.utils.parametrize.is_parametrized(m):  # ParametrizedConv1d (weight_norm):
@@ -239,8 +227,10 @@ class Graph(Module):
 
     _tensor_first = False
 
-    # the BatchNorm layers folded into their convs (set by the conversion)
+    # the BatchNorm layers folded into their convs (set by the conversion):
+    # top-level names, and {every one's dotted path: its conv's}
     _folded_names: frozenset = frozenset()
+    _folded: dict = {}
     # forward parameters traced as None (refused when given), and those
     # whose None the forward answers otherwise (refused when left None)
     _fixed_none: frozenset = frozenset()
@@ -307,6 +297,13 @@ class Graph(Module):
                 "effect stays there; convert with fold_batchnorm=False to change it"
             )
         super().add_module(name, module)
+
+    def _from_torch_names(self, prefix: str, state: dict) -> None:
+        """Called by ``load_state_dict`` (of this model, or of one holding
+        it) before loading: a state with entries of a BatchNorm folded at
+        conversion (a torch model's) is refused (RuntimeError), strict or
+        not: its conv's weights are the unfolded ones (folding.py)."""
+        folding.refuse_keys(self._folded, prefix, state)
 
     def _layer(self, target: str):
         """The module now at the place the conversion mounted ``target``."""
@@ -510,55 +507,6 @@ _CONTAINERS = {
 }
 
 
-def _fold_batchnorm(gm: torch.fx.GraphModule, mods: dict) -> int:
-    """Fold every BatchNorm whose only input is a Conv2d used nowhere else
-    (its output read by the BatchNorm only, and the conv module called once)
-    into that conv's weight and bias (one multiplication fewer per BN), with
-    its running statistics: right for inference only. Returns how many."""
-    folded = 0
-    calls: dict = {}  # how many graph nodes call each module (a reused conv)
-    for node in gm.graph.nodes:
-        if node.op == "call_module":
-            calls[node.target] = calls.get(node.target, 0) + 1
-    for node in list(gm.graph.nodes):
-        if node.op != "call_module" or not isinstance(mods.get(node.target), torch.nn.BatchNorm2d):
-            continue
-        src = node.args[0]
-        if not (
-            isinstance(src, torch.fx.Node)
-            and src.op == "call_module"
-            and isinstance(mods.get(src.target), torch.nn.Conv2d)
-            and len(src.users) == 1
-            and calls[src.target] == 1  # folding changes every call of the conv
-        ):
-            continue
-        conv, bn = mods[src.target], mods[node.target]
-        if bn.running_mean is None:  # batch statistics at eval too: nothing to fold
-            continue
-        scale, shift = _bn_affine(bn)
-        w = conv.weight.detach().double() * scale.reshape(-1, 1, 1, 1)
-        b = conv.bias.detach().double() if conv.bias is not None else torch.zeros_like(scale)
-        fused = torch.nn.Conv2d(
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel_size,
-            conv.stride,
-            conv.padding,
-            conv.dilation,
-            conv.groups,
-            True,
-            conv.padding_mode,
-        ).double()
-        with torch.no_grad():
-            fused.weight.copy_(w)
-            fused.bias.copy_(b * scale + shift)
-        mods[src.target] = fused
-        node.replace_all_uses_with(src)
-        gm.graph.erase_node(node)
-        folded += 1
-    return folded
-
-
 def from_pytorch(
     model: torch.nn.Module, dummy_input=None, fold_batchnorm: bool | None = None
 ) -> Graph:
@@ -627,7 +575,8 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
     # inputs whose None the forward answers with its own (a causal mask)
     gm, defaults, nones, needed = tracing.optional(model, gm, defaults, dummy_input, root)
     mods = dict(gm.named_modules())
-    folded = _fold_batchnorm(gm, mods) if fold_batchnorm else 0
+    pairs = folding.fold_batchnorm(gm, mods) if fold_batchnorm else {}
+    folded = len(pairs)
     converted: dict[str, Module] = {}
     attrs: dict = {}
     params: dict = {}
@@ -679,6 +628,7 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
         for n, m in model.named_children()
         if isinstance(m, torch.nn.BatchNorm2d) and n not in converted
     }
+    out._folded = pairs  # {BatchNorm's path: its conv's}: refused by to_pytorch, loading
     out._root_target = root
     out._id_inputs = id_inputs(gm.graph, converted)  # one-hot rows of shared ids
     out._shifts = shifts.pairs(gm.graph, converted)  # biases a BatchNorm cancels

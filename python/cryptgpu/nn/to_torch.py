@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from ..tensor import SharedTensor
-from . import attention, tracing, transformer
+from . import attention, folding, tracing, transformer
 from .layers import BatchNorm
 from .module import Module
 
@@ -166,6 +166,7 @@ def _plan_module(m: Module, tm: torch.nn.Module, where: str, plan: _Plan) -> Non
 
 def _plan_graph(self, model: torch.nn.Module, where: str, plan: _Plan) -> None:
     torch_mods = dict(model.named_modules())
+    folding.refuse_into_torch(self._folded, torch_mods, where)  # a BatchNorm folded away
     done: set = set()
     for target, m in self._layers():
         # a bare layer was converted wrapped: its target is the model itself
