@@ -147,3 +147,52 @@ def test_a_state_dict_with_a_folded_batchnorm_does_not_load_into_the_folded_mode
     for k in got:
         assert torch.equal(got[k], before[k])
         assert_close(got[k], want[k], ENC + 1e-12)  # one encoding each (and the folds' float64)
+
+
+def mlp(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Linear(4, 6), torch.nn.BatchNorm1d(6), torch.nn.ReLU(), torch.nn.Linear(6, 2)
+    ).double()
+
+
+def test_load_state_dict_copies_the_shared_tensors_it_is_given(tmp_path):
+    """Loading shared values into a converted model that was not encrypted
+    kept the caller's SharedTensors as its parameters (and BatchNorm's
+    statistics): training then changed the loaded dict itself (0.23), and a
+    second model loaded from it started elsewhere. The model takes copies,
+    as torch's load_state_dict copies: after an SGD step the dict opens to
+    exactly what it held, and a second model loaded from it opens to the
+    saved model's values (torch's weights within one encoding each, ENC =
+    2^-17, 16 fractional bits)."""
+    cryptgpu.init(seed=5)
+    tm = mlp(0)
+    src = cryptgpu.nn.from_pytorch(tm, torch.zeros(2, 4), fold_batchnorm=False).encrypt()
+    cryptgpu.save(src.state_dict(), tmp_path / "ck")
+    ck = cryptgpu.load(tmp_path / "ck", restore_rng=False)
+    shared = {k: v for k, v in ck.items() if isinstance(v, cryptgpu.SharedTensor)}
+    saved = {k: v.get_plain_text(dtype=torch.float64) for k, v in shared.items()}
+    x = torch.rand(5, 4, dtype=torch.float64)
+    y = F.one_hot(torch.tensor([0, 1, 1, 0, 1]), 2).double()
+    for encrypted in (False, True):
+        m = cryptgpu.nn.from_pytorch(mlp(7), torch.zeros(2, 4), fold_batchnorm=False)
+        if encrypted:
+            m.encrypt()
+        m.train().load_state_dict(ck)
+        if not encrypted:
+            m.encrypt()  # the loaded shares are its parameters: encrypt() keeps them
+        held = {id(v) for v in ck.values()}
+        assert not any(id(v) in held for _, v in m.named_buffers())
+        assert not any(id(p) in held for p in m.parameters())
+        opt = cryptgpu.optim.SGD(m.parameters(), lr=0.5)
+        loss = cryptgpu.nn.CrossEntropyLoss()(m(cryptgpu.cryptensor(x)), cryptgpu.cryptensor(y))
+        loss.backward()
+        opt.step()
+        for k, v in saved.items():
+            assert torch.equal(ck[k].get_plain_text(dtype=torch.float64), v), k
+        second = cryptgpu.nn.from_pytorch(mlp(9), torch.zeros(2, 4), fold_batchnorm=False)
+        second.encrypt().load_state_dict(ck)
+        for k, v in second.state_dict().items():
+            if k in saved:
+                assert_close(v.get_plain_text(dtype=torch.float64), tm.state_dict()[k], ENC)
+    assert usable()

@@ -309,7 +309,9 @@ class Module(ModuleHabits):
         mismatches raise RuntimeError as in torch; returns the missing and
         unexpected names as torch's named tuple (``.missing_keys``,
         ``.unexpected_keys``). ``assign=True`` takes a plaintext model's
-        values as its tensors rather than copying them in, as torch's."""
+        values as its tensors rather than copying them in, as torch's (a
+        SharedTensor is copied unless ``assign``: the model does not hold
+        the caller's tensors)."""
         state = dict(state)
         own_names = {name for name, *_ in self._named_state()}
         for name, v in state.items():
@@ -350,8 +352,10 @@ class Module(ModuleHabits):
                 new._s()  # refuses a tensor of an earlier session
                 old._t, old._session, old._st = new._t, new._session, new._st
             elif isinstance(new, SharedTensor) and table is m._params:
-                _as_param(new, m.training, getattr(old, "_frozen", False))
-                table[k] = new
+                # a copy, as torch's (until 2026-12-06 the model held the
+                # caller's tensor: training changed the loaded dict itself)
+                new = new if assign else _copy_of(new)
+                table[k] = _as_param(new, m.training, getattr(old, "_frozen", False))
             elif (
                 isinstance(old, torch.Tensor)
                 and isinstance(new, torch.Tensor)
@@ -364,8 +368,9 @@ class Module(ModuleHabits):
                 # so a later change of the torch model reached it)
                 with torch.no_grad():
                     old.copy_(new.detach().to(old.dtype))
-            else:
-                table[k] = new
+            else:  # a SharedTensor buffer copied, as a parameter
+                shared = isinstance(new, SharedTensor) and not assign
+                table[k] = _copy_of(new) if shared else new
             if hasattr(m, "_affine"):
                 m._affine = None  # BatchNorm's eval affine, recomputed from the new statistics
         return _IncompatibleKeys(missing, unexpected)
@@ -664,6 +669,13 @@ def _owned_plain(v) -> bool:
     copy), not a torch Parameter passed in (``Linear(t.weight, t.bias)``)."""
     plain = isinstance(v, torch.Tensor) and not isinstance(v, torch.nn.Parameter)
     return plain and v.is_leaf and v.is_floating_point()
+
+
+def _copy_of(v: SharedTensor) -> SharedTensor:
+    """A loaded SharedTensor as the model's own: a copy, out of autograd
+    (one of an earlier session refused)."""
+    v._s()
+    return v.detach().clone()
 
 
 def _as_param(t: SharedTensor, training: bool, frozen: bool) -> SharedTensor:
