@@ -196,3 +196,22 @@ def test_load_state_dict_copies_the_shared_tensors_it_is_given(tmp_path):
             if k in saved:
                 assert_close(v.get_plain_text(dtype=torch.float64), tm.state_dict()[k], ENC)
     assert usable()
+
+
+@pytest.mark.parametrize("given", ["ck.pt", None, [("weight", torch.zeros(2, 3))], 3])
+def test_load_state_dict_of_a_non_mapping_is_torchs_type_error(given):
+    """A path, None or a list given to load_state_dict raised ValueError
+    ("dictionary update sequence ...") or a TypeError of dict(); a list of
+    (name, tensor) pairs was taken. torch's TypeError now, word for word;
+    the model unchanged (its weights torch's within one encoding each,
+    ENC = 2^-17)."""
+    cryptgpu.init(seed=9)
+    tm = torch.nn.Linear(3, 2).double()
+    pm = cryptgpu.nn.from_pytorch(tm, torch.zeros(1, 3)).encrypt()
+    with pytest.raises(TypeError) as want:
+        tm.load_state_dict(given)
+    with pytest.raises(TypeError) as got:
+        pm.load_state_dict(given)
+    assert str(got.value) == str(want.value)
+    assert_close(pm.weight.get_plain_text(dtype=torch.float64), tm.weight.detach(), ENC)
+    assert usable()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import OrderedDict
+from collections.abc import Mapping
 
 import torch
 from torch.nn.modules.module import _IncompatibleKeys
@@ -311,7 +312,9 @@ class Module(ModuleHabits):
         ``.unexpected_keys``). ``assign=True`` takes a plaintext model's
         values as its tensors rather than copying them in, as torch's (a
         SharedTensor is copied unless ``assign``: the model does not hold
-        the caller's tensors)."""
+        the caller's tensors). A non-mapping is torch's TypeError."""
+        if not isinstance(state, Mapping):  # dict(state) took a list of pairs
+            raise TypeError(f"Expected state_dict to be dict-like, got {type(state)}.")
         state = dict(state)
         own_names = {name for name, *_ in self._named_state()}
         for name, v in state.items():
