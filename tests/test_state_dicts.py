@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import cryptgpu
-from conftest import ENC, assert_close, usable
+from conftest import ENC, ULP, assert_close, usable
 
 
 class Folded(torch.nn.Module):
@@ -195,6 +195,51 @@ def test_load_state_dict_copies_the_shared_tensors_it_is_given(tmp_path):
         for k, v in second.state_dict().items():
             if k in saved:
                 assert_close(v.get_plain_text(dtype=torch.float64), tm.state_dict()[k], ENC)
+    assert usable()
+
+
+def test_state_dict_entries_are_detached_and_share_the_parameters_values(tmp_path):
+    """state_dict() of a private model returned the parameters themselves
+    (requiring grad): an EMA of state dicts recorded every update (6.5 GB
+    over 150), and zero_() of an entry outside no_grad raised. As torch's,
+    its entries are detached now and share their parameter's value (an
+    optimiser step shows in an entry taken before it; zero_() of an entry
+    zeroes the parameter), keep_vars=True gives the parameters, and
+    cryptgpu.load gives back requires_grad as saved: False for a state
+    dict's entries, True for a parameter (torch.load's alike). Numbers:
+    torch's SGD step within the encodings of weight and gradient and one
+    truncation (3 units of 2^-16 for |g|, |w| <= 1 at lr 0.1)."""
+    cryptgpu.init(seed=6)
+    torch.manual_seed(0)
+    tm = torch.nn.Linear(3, 2).double()
+    pm = cryptgpu.nn.from_pytorch(tm, torch.zeros(1, 3)).encrypt().train()
+    sd, tsd = pm.state_dict(), tm.state_dict()
+    assert [v.requires_grad for v in sd.values()] == [v.requires_grad for v in tsd.values()]
+    assert not any(v.requires_grad for v in sd.values())
+    kept = pm.state_dict(keep_vars=True)
+    assert all(a is b for a, b in zip(kept.values(), pm.parameters()))
+    assert all(v.requires_grad for v in kept.values())
+
+    g = torch.tensor([[0.5, -0.25, 1.0], [-1.0, 0.75, 0.5]], dtype=torch.float64)
+    pm.weight.grad, tm.weight.grad = cryptgpu.cryptensor(g), g.clone()
+    cryptgpu.optim.SGD(pm.parameters(), lr=0.1).step()
+    torch.optim.SGD(tm.parameters(), lr=0.1).step()
+    assert_close(sd["weight"].get_plain_text(dtype=torch.float64), tsd["weight"], 3 * ULP)
+
+    ema = {k: v.clone() for k, v in sd.items()}
+    for _ in range(3):
+        for k, v in pm.state_dict().items():
+            ema[k] = ema[k] * 0.5 + v * 0.5
+    assert not any(v.requires_grad for v in ema.values())
+
+    sd["bias"].zero_()
+    tsd["bias"].zero_()
+    assert torch.equal(pm.bias.get_plain_text(dtype=torch.float64), tm.bias.detach())
+
+    cryptgpu.save({"sd": pm.state_dict(), "w": pm.weight}, tmp_path / "ck")
+    back = cryptgpu.load(tmp_path / "ck", restore_rng=False)
+    assert not any(v.requires_grad for v in back["sd"].values())
+    assert back["w"].requires_grad
     assert usable()
 
 

@@ -293,12 +293,16 @@ class Module(ModuleHabits):
     def state_dict(self, *, destination=None, prefix: str = "", keep_vars: bool = False):
         """Parameters and buffers by dotted name after ``prefix`` (into
         ``destination`` when given), as ``torch.nn.Module.state_dict``
-        (SharedTensors once encrypted; plaintext ones detached, as torch's,
-        unless ``keep_vars``). Save it with :func:`cryptgpu.save`."""
+        (SharedTensors once encrypted): detached, as torch's, sharing the
+        value (an optimiser step or an in-place change of either shows in
+        the other), unless ``keep_vars`` (the parameters themselves; until
+        2026-12-06 always: arithmetic on them was recorded). Save it with
+        :func:`cryptgpu.save`."""
         out = OrderedDict() if destination is None else destination
         for name, _, table, k in self._named_state():
             v = table[k]
-            out[prefix + name] = v.detach() if isinstance(v, torch.Tensor) and not keep_vars else v
+            tensor = isinstance(v, (torch.Tensor, SharedTensor))
+            out[prefix + name] = v.detach() if tensor and not keep_vars else v
         return out
 
     def load_state_dict(self, state: dict, strict: bool = True, assign: bool = False):
