@@ -14,7 +14,7 @@ from .optim_checks import check_group_sizes, check_shapes, no_plain_trainables, 
 from .tensor import SharedTensor
 
 
-class _Optimizer(torch.optim.Optimizer):
+class _Optimizer(optim_checks.Copyable, torch.optim.Optimizer):
     """What SGD and Adam share: torch's ``Optimizer`` interface over shared
     parameters (``param_groups`` with per-group hyperparameters, so
     ``torch.optim.lr_scheduler`` and ``for g in opt.param_groups: g["lr"] =

@@ -1,10 +1,12 @@
 """Checks around cryptgpu's optimisers: a saved state of the wrong layout,
-and torch optimisers holding parameters that ``encrypt()`` replaced; and
-torch's state-dict hooks around their own ``state_dict``."""
+and torch optimisers holding parameters that ``encrypt()`` replaced;
+torch's state-dict hooks around their own ``state_dict``; and their copies
+(:class:`Copyable`: ``copy.deepcopy``)."""
 
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 from collections.abc import Mapping
 
 from torch.optim.optimizer import register_optimizer_step_pre_hook
@@ -164,3 +166,68 @@ def _hooked_load(method):
             hook(self)
 
     return load_state_dict
+
+
+class _ByParam(list):
+    """A table keyed by ``id(p)`` in a copied optimiser's state: its
+    (parameter, value) pairs, so that the copy keys it by the copied
+    parameters."""
+
+
+class _Slots(list):
+    """A dict of such tables (``_state``'s slots): its (name, table) pairs."""
+
+
+_HOOKS = tuple(
+    f"_optimizer_{kind}_hooks"
+    for kind in (
+        "step_pre",
+        "step_post",
+        "state_dict_pre",
+        "state_dict_post",
+        "load_state_dict_pre",
+        "load_state_dict_post",
+    )
+)
+
+
+class Copyable:
+    """``copy.deepcopy`` (and pickling's state) of a cryptgpu optimiser:
+    every attribute, its per-parameter tables (momentum buffers, moments,
+    step counts, kept by ``id(p)``) re-keyed by the copied parameters.
+    Torch's ``Optimizer.__getstate__`` keeps only ``defaults``, ``state``
+    and ``param_groups``: the copy had none of ours, and its step() and
+    state_dict() raised AttributeError (until 2026-12-06). As torch's,
+    the copy has no hooks of its own (torch's ``__setstate__`` starts
+    them empty); copied together with its model (``deepcopy((model,
+    opt))``) its parameters and state are the copied model's."""
+
+    def __getstate__(self) -> dict:
+        ids = {id(p): p for g in self.param_groups for p in g["params"]}
+        return {k: _keyed_out(v, ids) for k, v in self.__dict__.items() if k not in _HOOKS}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update({k: _keyed_in(v) for k, v in state.items()})
+        for name in _HOOKS:
+            self.__dict__.setdefault(name, OrderedDict())
+
+
+def _keyed_out(v, ids: dict):
+    """A table keyed by parameter ids as :class:`_ByParam` (one level of
+    nesting: ``_state``'s slots), anything else as it is."""
+    if not isinstance(v, dict) or not v:
+        return v
+    if all(type(k) is int and k in ids for k in v):
+        return _ByParam((ids[k], x) for k, x in v.items())
+    if all(isinstance(x, dict) for x in v.values()):
+        inner = {k: _keyed_out(x, ids) for k, x in v.items()}
+        if any(isinstance(x, _ByParam) for x in inner.values()):
+            return _Slots(inner.items())
+    return v
+
+
+def _keyed_in(v):
+    """:func:`_keyed_out` undone, by the ids of the (copied) parameters."""
+    if isinstance(v, _Slots):
+        return {k: _keyed_in(x) for k, x in v}
+    return {id(p): x for p, x in v} if isinstance(v, _ByParam) else v
