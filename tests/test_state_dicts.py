@@ -304,6 +304,38 @@ def test_a_deep_copied_optimiser_steps_as_torchs(name, kw):
     assert usable()
 
 
+def test_load_and_save_refuse_unknown_keywords_as_torch(tmp_path):
+    """cryptgpu.load(f, restore_rgn=False) ignored the misspelt keyword
+    and restored the streams; save(..., bogus=1) ignored it too. Both are
+    torch's TypeError now ("got an unexpected keyword argument"), for
+    shares and for plaintext alike; torch.load's own keywords are taken
+    (the loaded values: those saved, within one encoding, ENC = 2^-17)."""
+    cryptgpu.init(seed=8)
+    w = torch.tensor([0.25, -1.5, 3.0], dtype=torch.float64)
+    x = cryptgpu.cryptensor(w)
+    cryptgpu.save({"x": x}, tmp_path / "s")
+    cryptgpu.save({"t": w}, tmp_path / "p")
+    for f in ("s", "p"):
+        with pytest.raises(
+            TypeError, match="load\\(\\) got an unexpected keyword argument 'restore_rgn'"
+        ):
+            cryptgpu.load(tmp_path / f, restore_rgn=False)
+    with pytest.raises(TypeError, match="save\\(\\) got an unexpected keyword argument 'bogus'"):
+        cryptgpu.save({"x": x}, tmp_path / "s2", bogus=1)
+    with pytest.raises(TypeError, match="save\\(\\) got an unexpected keyword argument 'bogus'"):
+        cryptgpu.save({"t": w}, tmp_path / "p2", bogus=1)
+    torch.save(w, tmp_path / "t.pt")
+    with pytest.raises(TypeError, match="load\\(\\) got an unexpected keyword argument 'bogus'"):
+        cryptgpu.load(tmp_path / "t.pt", src=0, bogus=1)  # CrypTen's load_from_party form
+    with pytest.raises(NotImplementedError, match="save_closure applies to a plaintext"):
+        cryptgpu.save({"x": x}, tmp_path / "s3", save_closure=lambda obj, f: None)
+    assert not list(tmp_path.glob("s[23]*")) and not list(tmp_path.glob("p2*"))
+    got = cryptgpu.load(tmp_path / "s", map_location="cpu", weights_only=True)["x"]
+    assert_close(got.get_plain_text(dtype=torch.float64), w, ENC)
+    assert torch.equal(cryptgpu.load(tmp_path / "p", map_location="cpu")["t"], w)
+    assert usable()
+
+
 @pytest.mark.parametrize("given", ["ck.pt", None, [("weight", torch.zeros(2, 3))], 3])
 def test_load_state_dict_of_a_non_mapping_is_torchs_type_error(given):
     """A path, None or a list given to load_state_dict raised ValueError

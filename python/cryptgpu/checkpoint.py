@@ -59,6 +59,29 @@ def _path(f, rank: int) -> str:
     return f.format(rank=rank) if "{rank}" in f else f"{f}.party{rank}"
 
 
+# The keywords load and save take besides their own: torch.load's and
+# torch.save's, and those of CrypTen's load_from_party / save_from_party
+# (with src, or for a plaintext object); any other is torch's TypeError
+# (until 2026-12-06 ignored: load(f, restore_rgn=False) restored the streams).
+_TORCH_LOAD = frozenset({"map_location", "pickle_module", "weights_only", "mmap"})
+_PICKLE_LOAD = frozenset({"encoding", "errors", "fix_imports"})  # torch.load's, unpickling
+_FROM_PARTY = frozenset({"preloaded", "encrypted", "model_class", "load_closure"})
+_TORCH_SAVE = frozenset(
+    {
+        "pickle_module",
+        "pickle_protocol",
+        "_use_new_zipfile_serialization",
+        "_disable_byteorder_record",
+    }
+)
+
+
+def _known(fn: str, kwargs: dict, known: frozenset) -> None:
+    for k in kwargs:
+        if k not in known:
+            raise TypeError(f"{fn}() got an unexpected keyword argument {k!r}")
+
+
 def _encode(obj, session, rank: int):
     if isinstance(obj, SharedTensor):
         if obj._session.id != session.id:
@@ -196,12 +219,25 @@ def save(obj, f, src: int | None = None, **kwargs) -> list[str]:
     writes ``torch.save(obj, f)`` and the others nothing
     (:func:`cryptgpu.party_io.save_from_party`), so that
     ``load_from_party(f, src=...)``, ``torch.load(f)`` and :func:`load`
-    read it. Returns the paths this process wrote."""
+    read it. Returns the paths this process wrote. Keywords: torch.save's
+    (passed to it) and ``save_closure`` (CrypTen's: used for a plaintext
+    object; shares are written by ``torch.save``); any other is a
+    TypeError."""
+    custom = kwargs.get("save_closure", torch.save) is not torch.save
+    if not custom:  # (a closure of the caller's takes its own keywords)
+        _known("save", kwargs, _TORCH_SAVE | {"save_closure"})
     s = _session.current()
     if not _holds_shared(obj):
         src = party_index(0 if src is None else src)
         party_io.save_from_party(obj, f, src, **kwargs)
         return [os.fspath(f)] if src in s.ranks and isinstance(f, (str, os.PathLike)) else []
+    if custom:
+        raise NotImplementedError(
+            "save(save_closure=...): an object holding SharedTensors is written as each "
+            "party's cryptgpu checkpoint (by torch.save); save_closure applies to a "
+            "plaintext object"
+        )
+    kwargs.pop("save_closure", None)
     _per_party_path(f)
     paths = []
     for rank, own_key, own_ctr, next_key, next_ctr in s.prg_states():
@@ -223,7 +259,7 @@ def save(obj, f, src: int | None = None, **kwargs) -> list[str]:
             rec["dropout_rng"] = dropout
         p = _path(f, rank)
         tmp = p + ".tmp"
-        torch.save(rec, tmp)
+        torch.save(rec, tmp, **kwargs)
         os.replace(tmp, p)  # a crash while writing leaves the last checkpoint whole
         paths.append(p)
     return paths
@@ -255,10 +291,11 @@ def register_safe_class(cls) -> None:
     del cls
 
 
-def _plain_load(f, what: str):
-    """A plaintext object, read with weights_only=True."""
+def _plain_load(f, what: str, **kwargs):
+    """A plaintext object, read with weights_only=True (``kwargs``: torch.load's
+    map_location and mmap)."""
     try:
-        return torch.load(f, weights_only=True)
+        return torch.load(f, weights_only=True, **kwargs)
     except pickle.UnpicklingError as e:
         raise ValueError(
             f"{what} holds objects other than tensors and plain values (a module?); "
@@ -352,12 +389,20 @@ def load(f, restore_rng: bool = True, src: int | None = None, **kwargs):
     Where no per-party file is there but ``f`` itself is (a plaintext object
     that :func:`save` wrote), its object is returned, read with
     ``torch.load(f, weights_only=True)`` (tensors, numbers, strings and
-    containers of them; no pickled code runs), as CrypTen's ``load``."""
+    containers of them; no pickled code runs), as CrypTen's ``load``.
+    Keywords: torch.load's (``map_location`` and ``mmap`` apply to such a
+    plaintext object; shares go to the session's device; files are
+    always read with ``weights_only=True``) and, with ``src``,
+    :func:`cryptgpu.party_io.load_from_party`'s; any other is a TypeError."""
     if src is not None:
+        if kwargs.get("load_closure", torch.load) is torch.load:  # else the closure's keywords
+            _known("load", kwargs, _TORCH_LOAD | _PICKLE_LOAD | _FROM_PARTY)
         return party_io.load_from_party(f, src=src, **kwargs)
+    _known("load", kwargs, _TORCH_LOAD)
+    plain_kw = {k: kwargs[k] for k in ("map_location", "mmap") if k in kwargs}
     s = _session.current()
     if not isinstance(f, (str, bytes, os.PathLike)):  # a file object: a plaintext save
-        return _plain_load(f, "the file object")
+        return _plain_load(f, "the file object", **plain_kw)
     if os.path.isdir(os.fsdecode(f)):
         _per_party_path(f)
     own = [p for p in (_path(f, r) for r in s.ranks) if os.path.exists(p)]
@@ -368,7 +413,7 @@ def load(f, restore_rng: bool = True, src: int | None = None, **kwargs):
         os.path.getmtime(plain) >= os.path.getmtime(p) for p in own
     )
     if newer:
-        return _plain_load(os.fspath(f), os.fspath(f))
+        return _plain_load(os.fspath(f), os.fspath(f), **plain_kw)
     recs = [_read(_path(f, r), r, s.precision_bits) for r in s.ranks]
     try:
         obj = _decode([r["data"] for r in recs], s)
