@@ -353,3 +353,23 @@ def test_load_state_dict_of_a_non_mapping_is_torchs_type_error(given):
     assert str(got.value) == str(want.value)
     assert_close(pm.weight.get_plain_text(dtype=torch.float64), tm.weight.detach(), ENC)
     assert usable()
+
+
+def test_a_save_path_keeps_braces_other_than_rank(tmp_path):
+    """cryptgpu.save(x, "ck_{rank}_{step}") raised a bare KeyError 'step'
+    (the path went through str.format); torch.save writes such a name as
+    it is. Only {rank} is replaced now; the name without {rank} gets the
+    .party suffixes; load reads both back (the values: torch's within one
+    encoding, ENC = 2^-17)."""
+    cryptgpu.init(seed=10)
+    w = torch.tensor([0.5, -2.25], dtype=torch.float64)
+    x = cryptgpu.cryptensor(w)
+    for name, files in (
+        ("ck_{rank}_{step}", [f"ck_{r}_{{step}}" for r in range(3)]),
+        ("ck_{step}_{{x}}", [f"ck_{{step}}_{{{{x}}}}.party{r}" for r in range(3)]),
+    ):
+        paths = cryptgpu.save({"x": x}, str(tmp_path / name))
+        assert paths == [str(tmp_path / f) for f in files]
+        back = cryptgpu.load(str(tmp_path / name))["x"]
+        assert_close(back.get_plain_text(dtype=torch.float64), w, ENC)
+    assert usable()

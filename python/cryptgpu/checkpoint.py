@@ -55,8 +55,12 @@ _TAG = "__cryptgpu__"
 
 
 def _path(f, rank: int) -> str:
+    """Party ``rank``'s file: ``{rank}`` in ``f`` replaced by the rank, every
+    other brace kept as written, as torch.save keeps a name (until
+    2026-12-06 ``f.format``: ``ck_{rank}_{step}`` raised KeyError 'step'),
+    else ``f`` + ``.party<rank>``."""
     f = os.fspath(f)
-    return f.format(rank=rank) if "{rank}" in f else f"{f}.party{rank}"
+    return f.replace("{rank}", str(rank)) if "{rank}" in f else f"{f}.party{rank}"
 
 
 # The keywords load and save take besides their own: torch.load's and
@@ -212,9 +216,10 @@ def save(obj, f, src: int | None = None, **kwargs) -> list[str]:
     An object holding SharedTensors (a SharedTensor, or dicts/lists/tuples
     of SharedTensors, torch tensors and plain values, such as an encrypted
     ``model.state_dict()`` and ``optimizer.state_dict()``): each party this
-    process hosts writes its own file of its shares, ``f.format(rank=r)``
-    when ``f`` contains ``{rank}``, else ``f + ".party{r}"`` (``src`` does
-    not apply: every party holds shares). A plaintext object (a torch
+    process hosts writes its own file of its shares, ``f`` with ``{rank}``
+    replaced by r when it contains ``{rank}`` (other braces kept as
+    written), else ``f + ".party{r}"`` (``src`` does not apply: every
+    party holds shares). A plaintext object (a torch
     tensor, a dict of them, a torch module): party ``src`` (0 by default)
     writes ``torch.save(obj, f)`` and the others nothing
     (:func:`cryptgpu.party_io.save_from_party`), so that
