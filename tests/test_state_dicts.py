@@ -373,3 +373,33 @@ def test_a_save_path_keeps_braces_other_than_rank(tmp_path):
         back = cryptgpu.load(str(tmp_path / name))["x"]
         assert_close(back.get_plain_text(dtype=torch.float64), w, ENC)
     assert usable()
+
+
+def test_torchs_plain_values_come_back_as_torch_keeps_them(tmp_path):
+    """torch.dtype, torch.device, complex, bytes, sets, and dict keys that
+    are tuples, floats or None were refused beside a SharedTensor, and a
+    torch.Size came back a tuple, where torch.save and
+    torch.load(weights_only=True) keep each as it is. Saved with a
+    SharedTensor now, each comes back equal to torch's and of its type
+    (the SharedTensor: its value within one encoding, ENC = 2^-17)."""
+    cryptgpu.init(seed=11)
+    w = torch.tensor([1.25, -0.5], dtype=torch.float64)
+    values = {
+        "dtype": torch.float32,
+        "device": torch.device("cpu"),
+        "size": torch.Size([2, 3]),
+        "complex": 1 + 2j,
+        "bytes": b"abc",
+        "set": {1, (2, "a")},
+        "keys": {(1, 2): 3, 0.5: 1, None: "n", True: 2},
+    }
+    torch.save(values, tmp_path / "t.pt")
+    want = torch.load(tmp_path / "t.pt", weights_only=True)
+    cryptgpu.save({"x": cryptgpu.cryptensor(w), **values}, tmp_path / "c")
+    got = cryptgpu.load(tmp_path / "c", restore_rng=False)
+    for k, v in want.items():
+        assert type(got[k]) is type(v) and got[k] == v, k
+    assert_close(got["x"].get_plain_text(dtype=torch.float64), w, ENC)
+    with pytest.raises(TypeError, match="dict keys must be plain values"):
+        cryptgpu.save({"x": cryptgpu.cryptensor(w), "k": {(1, object()): 1}}, tmp_path / "d")
+    assert usable()

@@ -108,10 +108,15 @@ def _encode(obj, session, rank: int):
             "requires_grad": bool(obj.requires_grad),
         }
     if isinstance(obj, dict):
-        bad = [k for k in obj if not isinstance(k, (str, int))]
+        bad = [k for k in obj if not _plain(k)]
         if bad:
-            raise TypeError(f"checkpoint dict keys must be str or int, got {bad[0]!r}")
+            raise TypeError(
+                f"checkpoint dict keys must be plain values (str, numbers, None, bytes, "
+                f"torch.dtype, torch.device, tuples of them), got {bad[0]!r}"
+            )
         return _dict_like(obj, {k: _encode(v, session, rank) for k, v in obj.items()})
+    if isinstance(obj, torch.Size) or (isinstance(obj, (set, frozenset)) and _plain(obj)):
+        return obj  # as torch.save keeps them (a Size came back a tuple until 2026-12-06)
     if isinstance(obj, tuple):
         return {_TAG: "tuple", "items": [_encode(v, session, rank) for v in obj]}
     if isinstance(obj, list):
@@ -121,7 +126,7 @@ def _encode(obj, session, rank: int):
             f"cannot save a numpy {type(obj).__name__} (torch.load(weights_only=True) "
             "cannot read it back): convert it with float() or int()"
         )
-    if obj is None or isinstance(obj, (bool, int, float, str, torch.Tensor)):
+    if _plain(obj) or isinstance(obj, torch.Tensor):
         return obj
     from .nn.module import Module
 
@@ -141,9 +146,26 @@ def _encode(obj, session, rank: int):
         )
     raise TypeError(
         f"cannot save an object of type {type(obj).__name__}: a checkpoint holds "
-        "SharedTensors, torch tensors, numbers, strings, None, and dicts, lists and "
-        "tuples of them (state_dict() of models and optimisers)"
+        "SharedTensors, torch tensors, numbers, strings, bytes, None, torch dtypes and "
+        "devices, sets of plain values, and dicts, lists and tuples of them (state_dict() "
+        "of models and optimisers)"
     )
+
+
+# what torch.save and torch.load(weights_only=True) keep as it is
+_PLAIN = (bool, int, float, complex, str, bytes, torch.dtype, torch.device)
+
+
+def _plain(v) -> bool:
+    """A plain value, or a tuple, set or frozenset of them (a dict key, a
+    set element): saved as it is (until 2026-12-06 dtypes, devices,
+    complex numbers, bytes, sets, and dict keys other than str and int were
+    refused)."""
+    if isinstance(v, np.generic):  # np.float64 is a float, but would not load back
+        return False
+    if isinstance(v, (tuple, set, frozenset)):
+        return all(_plain(x) for x in v)
+    return v is None or isinstance(v, _PLAIN)
 
 
 # a defaultdict's default_factory, by name (a checkpoint holds no code)
