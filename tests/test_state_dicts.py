@@ -149,6 +149,22 @@ def test_a_state_dict_with_a_folded_batchnorm_does_not_load_into_the_folded_mode
         assert_close(got[k], want[k], ENC + 1e-12)  # one encoding each (and the folds' float64)
 
 
+def test_a_folded_batchnorm_inside_a_container_is_refused_by_position():
+    """model.features[1], a BatchNorm folded into features[0] at
+    conversion, read as "layer 1 was deleted", and model.features[1] =
+    layer was taken and never ran (the converted forward has no call of
+    it). As for a folded layer of the top level: IndexError to read it,
+    NotImplementedError to replace it, the container unchanged."""
+    cryptgpu.init(seed=12)
+    pm = cryptgpu.nn.from_pytorch(folded_model(0), DUMMY)
+    with pytest.raises(IndexError, match="folded into the one before it"):
+        pm.features[1]
+    with pytest.raises(NotImplementedError, match="fold_batchnorm=False"):
+        pm.features[1] = cryptgpu.nn.Identity()
+    assert [type(m).__name__ for m in pm.features] == ["Conv2d", "ReLU"]
+    assert usable()
+
+
 def mlp(seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
     return torch.nn.Sequential(

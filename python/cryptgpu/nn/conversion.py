@@ -629,6 +629,11 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
         if isinstance(m, torch.nn.BatchNorm2d) and n not in converted
     }
     out._folded = pairs  # {BatchNorm's path: its conv's}: refused by to_pytorch, loading
+    for path in pairs:  # and by position in a container below (model.features[1])
+        owner, _, leaf = path.rpartition(".")
+        holder = out._mounted.get(tuple(owner.split("."))) if owner else None
+        if isinstance(holder, _ByPosition):
+            holder._folded_names = frozenset(holder._folded_names) | {leaf}
     out._root_target = root
     out._id_inputs = id_inputs(gm.graph, converted)  # one-hot rows of shared ids
     out._shifts = shifts.pairs(gm.graph, converted)  # biases a BatchNorm cancels
