@@ -293,6 +293,11 @@ def test_load_from_party_of_a_module_says_how_to_load_one(ctx, tmp_path):
         ):
             load()
         assert usable()
+    # older CrypTen's Tutorial 4 (until 2026-12-06 torch.load's own
+    # "unexpected keyword argument 'dummy_model'")
+    with pytest.raises(TypeError, match=r"(?s)dummy_model.*from_pytorch"):
+        crypten.load(f, dummy_model=torch.nn.Linear(4, 2), src=0)
+    assert usable()
 
     # across party threads: the owner says why, the others whose load failed
     @crypten.mpc.run_multiprocess(world_size=3)

@@ -82,6 +82,12 @@ _TORCH_SAVE = frozenset(
 
 def _known(fn: str, kwargs: dict, known: frozenset) -> None:
     for k in kwargs:
+        if k == "dummy_model":  # older CrypTen's load of a module (its Tutorial 4)
+            raise TypeError(
+                f"{fn}(dummy_model=): older CrypTen's way to load a module on party src "
+                "(the others get the dummy), which needs an object broadcast this library "
+                f"does not have: {party_io._MODULE_HOWTO}"
+            )
         if k not in known:
             raise TypeError(f"{fn}() got an unexpected keyword argument {k!r}")
 
