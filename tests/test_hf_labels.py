@@ -224,3 +224,27 @@ def test_attention_key_biases_get_exactly_zero_gradient_without_a_dummy_input(lo
     attention = pm.bert.encoder.layer[0].attention.self
     assert torch.equal(pt(attention.key.bias.grad), torch.zeros(16, dtype=torch.float64))
     assert pt(attention.value.bias.grad).abs().max() > 0  # the others are not masked
+
+
+def test_labels_by_keyword_only_and_the_config_as_transformers(local):
+    """The converted model's positional inputs are not transformers' (BERT's
+    fourth is position_ids, DistilBERT's third head_mask, ViT's second
+    head_mask): labels given by position are refused rather than taken
+    from a tensor meant for another input. ``pm.config`` is the model's
+    config (num_labels, id2label), a copy."""
+    m = _bert("BertForSequenceClassification", num_labels=3)
+    pm = cryptgpu.nn.from_pytorch(m)
+    _, private = _inputs("text")
+    x, mask = private["input_ids"], private["attention_mask"]
+    with pytest.raises(TypeError, match="keyword"):
+        pm(x, mask, None, torch.tensor([0, 2]))
+    assert usable()
+    assert pm(x, mask, None, labels=torch.tensor([0, 2])).loss is not None
+    assert pm.config.num_labels == 3 and pm.config.id2label == m.config.id2label
+    pm.config.num_labels = 5
+    assert m.config.num_labels == 3  # a copy: the torch model's is its own
+    vit = cryptgpu.nn.from_pytorch(_vit())
+    images, _ = _inputs("image")
+    with pytest.raises(TypeError, match="keyword"):
+        vit(cryptgpu.cryptensor(images["pixel_values"]), torch.tensor([1, 2]))
+    assert usable()

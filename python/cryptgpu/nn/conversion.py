@@ -5,6 +5,7 @@ its cryptgpu counterpart (layers.py) and runs the result as a :class:`Graph`.
 
 from __future__ import annotations
 
+import copy
 import threading
 
 import torch
@@ -375,6 +376,7 @@ class Graph(Module):
         if len(inputs) > len(names) - (kw is not None):
             raise TypeError(f"forward takes {len(names)} inputs, got {len(inputs)}")
         bound = dict(zip(names, inputs))
+        hf_labels.by_keyword(bound, len(inputs), names)  # (transformers' position differs)
         if star is not None:
             bound.setdefault(names[star], ())
         if kw is not None:  # forward(self, x, **kw): the other keywords
@@ -637,6 +639,8 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
     out._root_target = root
     out._id_inputs = id_inputs(gm.graph, converted)  # one-hot rows of shared ids
     out._shifts = shifts.pairs(gm.graph, converted)  # biases a BatchNorm cancels
+    if hf.is_hf_model(model):  # transformers' model.config (num_labels, id2label), a copy
+        out.config = copy.deepcopy(model.config)
     out._fixed_none, out._needed = nones, needed
     out.eval()
     if dummy_input is not None:

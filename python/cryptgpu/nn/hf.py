@@ -588,9 +588,9 @@ def public_only(name: str) -> str:
     if name == "labels":
         return (
             "labels must be public (a torch tensor of class ids, as transformers takes "
-            "them; every party sees them): to keep labels private, share one-hot targets "
-            "and compute the loss from the logits, nn.CrossEntropyLoss()(out.logits, "
-            "cryptensor(one_hot))"
+            "them; every party sees them): to keep labels private, share one-hot targets, "
+            "nn.CrossEntropyLoss()(out.logits, cryptensor(one_hot)) (a causal LM's "
+            "shifted: logits[:, :-1] against the targets of positions 1 on)"
         )
     return (
         f"{name} must be public (a torch tensor): the masks and positions made from it "

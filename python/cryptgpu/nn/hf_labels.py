@@ -124,3 +124,17 @@ def kept(value, skipped: frozenset):
     if not skipped or not isinstance(value, dict):
         return value
     return {k: v for k, v in value.items() if getattr(v, "name", None) not in skipped}
+
+
+def by_keyword(bound: dict, given: int, names: list) -> None:
+    """Refuses ``labels`` given by position: the converted model's inputs
+    are (input_ids or pixel_values, attention_mask, token_type_ids, labels)
+    where the model has them, and transformers' positions differ (BERT's
+    fourth is position_ids, DistilBERT's third head_mask): a tensor meant for
+    one was silently taken as the labels."""
+    if "labels" in names and names.index("labels") < given and bound.get("labels") is not None:
+        raise TypeError(
+            "labels are taken by keyword only (labels=...): the converted model's "
+            "positional inputs are not transformers' (whose forward puts position_ids, "
+            "head_mask or inputs_embeds before labels)"
+        )
