@@ -100,6 +100,29 @@ def test_scaled_moment_optimisers_at_higher_precision(name, f):
         cryptgpu.uninit()
 
 
+@pytest.mark.parametrize("beta2", [0.999, 0.9999])
+def test_long_runs_of_constant_gradients_step_as_torch(session, beta2):
+    """2,000 steps of the same gradients, where torch's Adam steps exactly
+    lr each time. Until 2026-12-06, at beta2 = 0.9999 the default
+    grad_scale 2^8 overflowed the second moment from |g| = 1.3 (a weight
+    at -1.5e8 after 3,200 steps of g = 2.5; these gradients 7.9e8 off
+    after 3,000 steps), and the bias correction used torch's beta2 where
+    the moment's products encode it in 16 bits (0.999 as 65470 / 2^16):
+    steps ran long, 2.8e-3 and 3.5e-3 off after these 2,000 steps, 2.3%
+    per step at 20,000 at 0.9999. Bound: ratio_inv_sqrt's 1e-4 of each
+    step plus the encoding of m (g (1 - beta1), 2^-17 of at least 1e-3 *
+    2^6 scaled: 1e-4), 3e-4 of lr per step summed (measured 4.0e-4 and
+    3.1e-4)."""
+    steps, lr = 2000, 1e-3
+    g = torch.tensor([1e-2, 0.5, 3.0], dtype=torch.float64)
+    p_t = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.Adam([p_t], lr=lr, betas=(0.9, beta2))
+    p_s = cryptgpu.cryptensor(torch.zeros(3)).requires_grad_()
+    popt = cryptgpu.optim.Adam([p_s], lr=lr, betas=(0.9, beta2))
+    err = _steps_apart(p_t, opt, p_s, popt, [g] * steps)
+    assert err < steps * lr * 3e-4, err
+
+
 def test_default_grad_scale_is_unchanged_up_to_16_bits(session):
     p = cryptgpu.cryptensor(torch.zeros(2)).requires_grad_()
     for name in ("Adam", "AdamW", "RMSprop", "Adagrad"):

@@ -1,15 +1,18 @@
 """Checks around cryptgpu's optimisers: a saved state of the wrong layout,
 and torch optimisers holding parameters that ``encrypt()`` replaced;
 torch's state-dict hooks around their own ``state_dict``; and their copies
-(:class:`Copyable`: ``copy.deepcopy``)."""
+(:class:`Copyable`: ``copy.deepcopy``); the default ``grad_scale``."""
 
 from __future__ import annotations
 
 import functools
+import math
 from collections import OrderedDict
 from collections.abc import Mapping
 
 from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+from . import _session
 
 
 def no_plain_trainables(name: str, params: list, shared: list) -> None:
@@ -231,3 +234,29 @@ def _keyed_in(v):
     if isinstance(v, _Slots):
         return {k: _keyed_in(x) for k, x in v}
     return {id(p): x for p, x in v} if isinstance(v, _ByParam) else v
+
+
+def check_grad_scale(grad_scale, betas=None) -> int:
+    """``grad_scale``, or for None the default: 2^8 up to f = 16 bits,
+    2^(24 - f) above, so that the scaled second moment (g s)^2 / (1 - beta2)
+    stays within the fixed-point range 2^(63 - 2f) for gradients up to about
+    4 at every precision (2^8 at f = 20 overflowed from |g| = 0.35: an Adam
+    weight at -1.5e6 after 100 steps of g = 1, a user probe); for an Adam
+    ``beta2`` above 0.999 (``betas``), smaller by sqrt(1e-3 / (1 - beta2)),
+    rounded up to a power of two, for the same top (2^8 at beta2 = 0.9999
+    overflowed from |g| = 1.3: a weight at -1.5e8 after 3,200 steps of
+    g = 2.5, until 2026-12-06). A value that is not a power of two is
+    refused (ValueError): the scaling must be an exact integer factor."""
+    if grad_scale is None:
+        session = _session._ctx.session
+        k = min(8, 24 - (16 if session is None else session.precision_bits))
+        try:
+            b2 = float(betas[1]) if betas is not None else 0.999
+        except (TypeError, ValueError, IndexError):  # refused by the optimiser's own check
+            b2 = 0.999
+        if 0.999 < b2 < 1.0:
+            k -= math.ceil(math.log2(math.sqrt(1e-3 / (1.0 - b2))) - 1e-9)
+        return 2 ** max(k, 0)
+    if not (isinstance(grad_scale, int) and grad_scale >= 1 and grad_scale & (grad_scale - 1) == 0):
+        raise ValueError(f"grad_scale must be a power of two, got {grad_scale!r}")
+    return grad_scale
