@@ -7,11 +7,10 @@ from __future__ import annotations
 import os
 import pickle
 
-import numpy as np
 import torch
 
 from . import _session, comm
-from .tensor import SharedTensor, cryptensor, party_index
+from .tensor import SharedTensor, broadcast_shape, cryptensor, party_index
 
 
 def save_from_party(obj, f, src: int = 0, save_closure=torch.save, **kwargs) -> None:
@@ -72,35 +71,6 @@ def _not_weights(f, e: pickle.UnpicklingError) -> TypeError:
     )
 
 
-def _opened_from(src: int, values: list) -> list:
-    t = torch.tensor(values, dtype=torch.float64)
-    return cryptensor(t, src=src).get_plain_text(dtype=torch.float64).tolist()
-
-
-def _broadcast_shape(s, src: int, shape) -> tuple:
-    """src's tensor shape, known to every party: its rank (or -1 when src
-    failed to load), then its dims, each shared from src and opened; src's
-    failure is raised by every party alike."""
-    if len(s.ranks) == 3:  # the local runtime: src's shape is already here
-        return shape
-    n = int(round(_opened_from(src, [-1.0 if shape is None else float(len(shape))])[0]))
-    if n < 0:
-        raise ValueError(f"party {src} could not load its tensor (its own error says why)")
-    if n == 0:
-        return ()
-    dims = _opened_from(src, [float(d) for d in shape] if shape is not None else [0.0] * n)
-    return tuple(int(round(d)) for d in dims)
-
-
-def sized(s, src: int, data):
-    """``data`` where this party is src, else zeros of src's shape (sent by
-    src): ``cryptensor(x, src=, broadcast_size=True)``, CrypTen's, where the
-    other parties pass any tensor."""
-    mine = src in s.ranks
-    shape = _broadcast_shape(s, src, tuple(np.shape(data)) if mine else None)
-    return data if mine else torch.zeros(shape, dtype=torch.float64)
-
-
 def load_from_party(
     f=None,
     preloaded=None,
@@ -154,7 +124,7 @@ def load_from_party(
         except Exception as e:  # told to the other parties below, then raised here
             err = e
     try:
-        shape = _broadcast_shape(s, src, shape)
+        shape = broadcast_shape(s, src, shape)
     finally:
         if err is not None:  # src raises its own error, not the others' message
             raise err from None

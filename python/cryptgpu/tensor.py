@@ -191,8 +191,35 @@ def cryptensor(
     if not isinstance(requires_grad, (bool, np.bool_)):
         raise TypeError(f"requires_grad must be a bool, not {type(requires_grad).__name__}")
     if broadcast:  # CrypTen's: the other parties pass any tensor, src's shape is sent
-        from .party_io import sized  # (it imports this module)
-
-        data = sized(s, src, data)
+        data = _sized(s, src, data)
     out = SharedTensor._share(_plain_array(data, "cryptensor"), src)
     return out.requires_grad_(requires_grad) if requires_grad else out
+
+
+def _opened_from(src: int, values: list) -> list:
+    t = torch.tensor(values, dtype=torch.float64)
+    return cryptensor(t, src=src).get_plain_text(dtype=torch.float64).tolist()
+
+
+def broadcast_shape(s, src: int, shape) -> tuple:
+    """src's tensor shape, known to every party: its rank (or -1 when src
+    failed to load), then its dims, each shared from src and opened; src's
+    failure is raised by every party alike."""
+    if len(s.ranks) == 3:  # the local runtime: src's shape is already here
+        return shape
+    n = int(round(_opened_from(src, [-1.0 if shape is None else float(len(shape))])[0]))
+    if n < 0:
+        raise ValueError(f"party {src} could not load its tensor (its own error says why)")
+    if n == 0:
+        return ()
+    dims = _opened_from(src, [float(d) for d in shape] if shape is not None else [0.0] * n)
+    return tuple(int(round(d)) for d in dims)
+
+
+def _sized(s, src: int, data):
+    """``data`` where this party is src, else zeros of src's shape (sent by
+    src): ``cryptensor(x, src=, broadcast_size=True)``, CrypTen's, where the
+    other parties pass any tensor."""
+    mine = src in s.ranks
+    shape = broadcast_shape(s, src, tuple(np.shape(data)) if mine else None)
+    return data if mine else torch.zeros(shape, dtype=torch.float64)
