@@ -123,6 +123,25 @@ def test_long_runs_of_constant_gradients_step_as_torch(session, beta2):
     assert err < steps * lr * 3e-4, err
 
 
+def test_rmsprop_with_a_long_memory_keeps_its_second_moment_in_range(session):
+    """RMSprop's alpha plays Adam's beta2: at alpha = 0.9999 the default
+    grad_scale 2^8 overflowed its second moment too (a weight at -3.4e8
+    after 4,000 steps of g = 2.5, torch -12.9: a review). The default scale
+    follows alpha now: 2^6. 300 steps of g = 3, where the old scale's
+    moment (768^2 per step, 2^30 at ~1,800) had not overflowed yet, check
+    the steps stay torch's: within 1e-2 of each step (as above), so of
+    the distance travelled (RMSprop's steps, without bias correction, start
+    at 100 lr here and shrink as 1 / sqrt(t))."""
+    p = cryptgpu.cryptensor(torch.zeros(2)).requires_grad_()
+    popt = cryptgpu.optim.RMSprop([p], lr=1e-3, alpha=0.9999)
+    assert popt.param_groups[0]["grad_scale"] == 2**6
+    p_t = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.RMSprop([p_t], lr=1e-3, alpha=0.9999)
+    g = torch.tensor([0.5, 3.0], dtype=torch.float64)
+    err = _steps_apart(p_t, opt, p, popt, [g] * 300)
+    assert err < 1e-2 * p_t.detach().abs().max().item(), err
+
+
 def test_default_grad_scale_is_unchanged_up_to_16_bits(session):
     p = cryptgpu.cryptensor(torch.zeros(2)).requires_grad_()
     for name in ("Adam", "AdamW", "RMSprop", "Adagrad"):

@@ -199,6 +199,9 @@ def test_tutorial_forms_ptype_broadcast_size_and_grad_input(ctx):
     assert opened(x).tolist() == [1.0, 2.0, 3.0]  # exact encodings
     with pytest.raises(NotImplementedError, match="arithmetic"):
         crypten.cryptensor([1.0], ptype=crypten.mpc.binary)
+    assert x.to(crypten.mpc.arithmetic) is x  # CrypTen's conversion: already so
+    with pytest.raises(NotImplementedError, match="binary"):
+        x.to(crypten.mpc.binary)
     assert usable()
 
     @crypten.mpc.run_multiprocess(world_size=3)

@@ -248,3 +248,58 @@ def test_labels_by_keyword_only_and_the_config_as_transformers(local):
     with pytest.raises(TypeError, match="keyword"):
         vit(cryptgpu.cryptensor(images["pixel_values"]), torch.tensor([1, 2]))
     assert usable()
+
+
+def test_return_dict_false_and_a_forward_of_ones_own_taking_labels(local):
+    """``return_dict=False`` models return ``(loss, logits)`` with labels and
+    ``(logits,)`` without, as transformers; a torch model of one's own whose
+    forward takes ``labels`` converts and takes them by position, as
+    written (both broke when labels were first traced: a review)."""
+    m = _bert("BertForSequenceClassification", num_labels=3)
+    m.config.return_dict = False
+    pm = cryptgpu.nn.from_pytorch(m)
+    plain, private = _inputs("text")
+    y = torch.tensor([0, 2])
+    with torch.no_grad():
+        want_loss, want_logits = m(**plain, labels=y)
+    loss, logits = pm(**private, labels=y)
+    assert abs(pt(loss).item() - want_loss.item()) <= LOSS_TOL
+    (bare,) = pm(**private)
+    assert torch.allclose(pt(bare), want_logits, atol=LOSS_TOL, rtol=0)
+
+    class Own(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 3)
+
+        def forward(self, x, labels):
+            return F.cross_entropy(self.fc(x), labels)
+
+    torch.manual_seed(0)
+    own = Own().double()
+    x, y = torch.randn(5, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 1, 0])
+    po = cryptgpu.nn.from_pytorch(own, (x, y))
+    assert abs(pt(po(cryptgpu.cryptensor(x), y)).item() - own(x, y).item()) <= LOSS_TOL
+
+
+def test_an_encoder_decoder_fed_by_its_labels_needs_them(local):
+    """T5 makes its decoder's inputs from the labels: with them the loss is
+    transformers' (trained privately as any other); without them the graph
+    has no decoder inputs, a ValueError as transformers' (until the review
+    it returned an output without logits, silently)."""
+    torch.manual_seed(0)
+    cfg = T.T5Config(
+        vocab_size=V, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
+        dropout_rate=0.0, decoder_start_token_id=0, pad_token_id=0,
+    )  # fmt: skip
+    m = T.T5ForConditionalGeneration(cfg).double().eval()
+    pm = cryptgpu.nn.from_pytorch(m)
+    plain, private = _inputs("text")
+    y = _ids()[:, :4].contiguous()  # (transformers views it)
+    with torch.no_grad():
+        want = m(**plain, labels=y)
+    out = pm(**private, labels=y)
+    assert abs(pt(out.loss).item() - want.loss.item()) <= LOSS_TOL
+    with pytest.raises(ValueError, match="labels"):
+        pm(**private)
+    assert usable()

@@ -292,7 +292,8 @@ def test_count_nonzero_and_logical_operations_on_comparison_results(session, rng
 def test_bitwise_operators_take_public_operands_of_0_1_values_only(session, rng):
     """``& | ^`` with a public operand: 0/1 values (bool, 0 and 1) as torch's
     bool operators, on either side, exact; other values (``c & 3``, which
-    gave 3 c until 2026-12-06) a TypeError, as torch's on a float tensor."""
+    gave 3 c until 2026-12-06) a TypeError (torch's refuse a float tensor too,
+    with NotImplementedError)."""
     x = rand(3, 4, gen=rng)
     c, ct = cryptgpu.cryptensor(x) > 0, x > 0
     mask = torch.rand(3, 4, generator=rng) > 0.5

@@ -419,3 +419,61 @@ def test_torchs_plain_values_come_back_as_torch_keeps_them(tmp_path):
     with pytest.raises(TypeError, match="dict keys must be plain values"):
         cryptgpu.save({"x": cryptgpu.cryptensor(w), "k": {(1, object()): 1}}, tmp_path / "d")
     assert usable()
+
+
+def test_a_frozenset_is_refused_before_anything_is_written(tmp_path):
+    """torch.load(weights_only=True) does not read a frozenset back: saving
+    one replaced a good checkpoint with one that did not load (a review).
+    Now a TypeError, and the file is left as it was."""
+    cryptgpu.init(seed=11)
+    w = cryptgpu.cryptensor(torch.tensor([1.25, -0.5]))
+    cryptgpu.save({"x": w}, tmp_path / "c")
+    for bad in ({"f": frozenset({1, 2})}, {"s": {1}, frozenset({3}): 1}):
+        with pytest.raises(TypeError):
+            cryptgpu.save({"x": w, **bad}, tmp_path / "c")
+    back = cryptgpu.load(tmp_path / "c", restore_rng=False)
+    assert torch.equal(back["x"].get_plain_text(), w.get_plain_text())  # the same shares
+    assert usable()
+
+
+def test_loading_shared_values_keeps_tied_parameters_tied():
+    """A weight tied to another (a head sharing its embedding's) is one
+    parameter loaded from two names: each name got its own copy (a review),
+    so training moved the two apart; torch's copy into the one parameter
+    keeps the tie."""
+    cryptgpu.init(seed=3)
+
+    class Tied(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Linear(4, 4)
+            self.b = torch.nn.Linear(4, 4)
+            self.b.weight = self.a.weight
+
+        def forward(self, x):
+            return self.b(self.a(x))
+
+    torch.manual_seed(0)
+    src = cryptgpu.nn.from_pytorch(Tied(), torch.zeros(1, 4)).encrypt()
+    m = cryptgpu.nn.from_pytorch(Tied(), torch.zeros(1, 4))  # not encrypted
+    m.load_state_dict(src.state_dict(keep_vars=True))
+    assert m.a.weight is m.b.weight
+    assert usable()
+
+
+def test_a_deep_copied_optimiser_with_a_scheduler_steps_itself():
+    """torch's LR scheduler wraps its optimiser's ``step`` in the instance,
+    calling the original through a weak reference: a deep copy that kept
+    the wrapper stepped the original optimiser, silently (a review). As
+    torch's copy, ours leaves it out: the copy steps its own parameters."""
+    cryptgpu.init(seed=3)
+    p = cryptgpu.cryptensor(torch.tensor([1.0, 2.0])).requires_grad_()
+    opt = cryptgpu.optim.SGD([p], lr=0.5)
+    torch.optim.lr_scheduler.StepLR(opt, step_size=1)
+    (p2,), opt2 = copy.deepcopy(([p], opt))
+    p2.grad = cryptgpu.cryptensor(torch.tensor([1.0, 1.0]))
+    opt2.step()
+    # 0.5 * 1 off each, exactly (public lr times an encoded 1)
+    assert torch.equal(p2.get_plain_text(), torch.tensor([0.5, 1.5]))
+    assert torch.equal(p.get_plain_text(), torch.tensor([1.0, 2.0]))
+    assert usable()

@@ -121,8 +121,10 @@ def _encode(obj, session, rank: int):
                 f"torch.dtype, torch.device, tuples of them), got {bad[0]!r}"
             )
         return _dict_like(obj, {k: _encode(v, session, rank) for k, v in obj.items()})
-    if isinstance(obj, torch.Size) or (isinstance(obj, (set, frozenset)) and _plain(obj)):
-        return obj  # as torch.save keeps them (a Size came back a tuple until 2026-12-06)
+    if isinstance(obj, torch.Size) or (isinstance(obj, set) and _plain(obj)):
+        # as torch.save keeps them (a Size came back a tuple until 2026-12-06);
+        # not a frozenset, which torch.load(weights_only=True) refuses
+        return obj
     if isinstance(obj, tuple):
         return {_TAG: "tuple", "items": [_encode(v, session, rank) for v in obj]}
     if isinstance(obj, list):
@@ -163,13 +165,15 @@ _PLAIN = (bool, int, float, complex, str, bytes, torch.dtype, torch.device)
 
 
 def _plain(v) -> bool:
-    """A plain value, or a tuple, set or frozenset of them (a dict key, a
-    set element): saved as it is (until 2026-12-06 dtypes, devices,
-    complex numbers, bytes, sets, and dict keys other than str and int were
-    refused)."""
+    """A plain value, or a tuple or set of them (a dict key, a set
+    element): saved as it is (until 2026-12-06 dtypes, devices, complex
+    numbers, bytes, sets, and dict keys other than str and int were
+    refused); not a frozenset, which torch.load(weights_only=True) does
+    not read back (the save would replace a good file with one that does
+    not load)."""
     if isinstance(v, np.generic):  # np.float64 is a float, but would not load back
         return False
-    if isinstance(v, (tuple, set, frozenset)):
+    if isinstance(v, (tuple, set)):
         return all(_plain(x) for x in v)
     return v is None or isinstance(v, _PLAIN)
 

@@ -486,7 +486,10 @@ class _Moments(_Optimizer):
         unsupported = [k for k in ("differentiable", "fused", "capturable") if options.get(k)]
         if unsupported:
             raise NotImplementedError(f"{name}({unsupported[0]}=True) is not provided")
-        defaults["grad_scale"] = check_grad_scale(defaults["grad_scale"])
+        # RMSprop's alpha plays Adam's beta2 in the scaled second moment
+        defaults["grad_scale"] = check_grad_scale(
+            defaults["grad_scale"], (0, defaults.get("alpha"))
+        )
         self._state = {slot: {} for slot in self._SLOTS}
         self._steps: dict[int, int] = {}
         self._units: dict[int, tuple] = {}

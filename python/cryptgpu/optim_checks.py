@@ -181,6 +181,9 @@ class _Slots(list):
     """A dict of such tables (``_state``'s slots): its (name, table) pairs."""
 
 
+# what torch's own copy leaves out too: the hooks, and an LR scheduler's
+# wrapper of this optimiser's step (it calls the original through a weak
+# reference: a copy holding it stepped the original, silently)
 _HOOKS = tuple(
     f"_optimizer_{kind}_hooks"
     for kind in (
@@ -192,6 +195,7 @@ _HOOKS = tuple(
         "load_state_dict_post",
     )
 )
+_NOT_COPIED = (*_HOOKS, "step", "_opt_called")
 
 
 class Copyable:
@@ -207,7 +211,7 @@ class Copyable:
 
     def __getstate__(self) -> dict:
         ids = {id(p): p for g in self.param_groups for p in g["params"]}
-        return {k: _keyed_out(v, ids) for k, v in self.__dict__.items() if k not in _HOOKS}
+        return {k: _keyed_out(v, ids) for k, v in self.__dict__.items() if k not in _NOT_COPIED}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update({k: _keyed_in(v) for k, v in state.items()})
@@ -242,7 +246,8 @@ def check_grad_scale(grad_scale, betas=None) -> int:
     stays within the fixed-point range 2^(63 - 2f) for gradients up to about
     4 at every precision (2^8 at f = 20 overflowed from |g| = 0.35: an Adam
     weight at -1.5e6 after 100 steps of g = 1, a user probe); for an Adam
-    ``beta2`` above 0.999 (``betas``), smaller by sqrt(1e-3 / (1 - beta2)),
+    ``beta2`` (RMSprop's alpha) above 0.999 (``betas``, read when the
+    optimiser is built), smaller by sqrt(1e-3 / (1 - beta2)),
     rounded up to a power of two, for the same top (2^8 at beta2 = 0.9999
     overflowed from |g| = 1.3: a weight at -1.5e8 after 3,200 steps of
     g = 2.5, until 2026-12-06). A value that is not a power of two is
@@ -252,7 +257,7 @@ def check_grad_scale(grad_scale, betas=None) -> int:
         k = min(8, 24 - (16 if session is None else session.precision_bits))
         try:
             b2 = float(betas[1]) if betas is not None else 0.999
-        except (TypeError, ValueError, IndexError):  # refused by the optimiser's own check
+        except (TypeError, ValueError, IndexError):  # None, or refused by the optimiser
             b2 = 0.999
         if 0.999 < b2 < 1.0:
             k -= math.ceil(math.log2(math.sqrt(1e-3 / (1.0 - b2))) - 1e-9)

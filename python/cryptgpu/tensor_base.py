@@ -343,6 +343,11 @@ class TensorBase(ag.Node):
         copy (local, recorded for autograd as torch's cast: the gradient
         flows back to x), whose ``dtype`` is still the default one. Integer
         or bool dtypes and other devices raise NotImplementedError."""
+        kinds = [a for a in args if type(a).__name__ == "ptype"]  # CrypTen's x.to(mpc.arithmetic)
+        if kinds:
+            if kinds[0].name != "arithmetic":
+                raise NotImplementedError("binary shares are not provided (only arithmetic)")
+            return self
         kwargs = dict(kwargs)
         copy = kwargs.pop("copy", False)
         flags = [a for a in args if isinstance(a, bool)]  # non_blocking, copy

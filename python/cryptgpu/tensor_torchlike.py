@@ -549,7 +549,8 @@ class TorchLikeOps:
 def _zero_one(v):
     """An operand of ``& | ^``: a SharedTensor as it is (taken as 0/1, a
     comparison's result), a public one only of 0/1 values (bool, or numbers
-    0 and 1), else the TypeError torch gives for a float operand."""
+    0 and 1), else a TypeError (torch's bitwise operators refuse a float
+    tensor too, with NotImplementedError)."""
     if isinstance(v, TensorBase):
         return v
     t = v if torch.is_tensor(v) else torch.as_tensor(v)

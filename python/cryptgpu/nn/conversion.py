@@ -376,7 +376,9 @@ class Graph(Module):
         if len(inputs) > len(names) - (kw is not None):
             raise TypeError(f"forward takes {len(names)} inputs, got {len(inputs)}")
         bound = dict(zip(names, inputs))
-        hf_labels.by_keyword(bound, len(inputs), names)  # (transformers' position differs)
+        hf_labels.by_keyword(
+            self._graph, bound, len(inputs), names
+        )  # (transformers' position differs)
         if star is not None:
             bound.setdefault(names[star], ())
         if kw is not None:  # forward(self, x, **kw): the other keywords

@@ -78,25 +78,42 @@ def problem(model: torch.nn.Module):
 
 def mark(gm: torch.fx.GraphModule, problem) -> None:
     """Marks ``gm``'s labels placeholder, if it has one, for :func:`unlabelled`
-    and :func:`check`."""
+    and :func:`check`: the problem type, the nodes that read labels, and
+    whether outputs other than the loss do (T5 makes its decoder's inputs
+    from the labels)."""
     for node in gm.graph.nodes:
         if node.op == "placeholder" and node.target == "labels":
-            reads = {node.name}
+            reads, needed = {node.name}, False
             for n in gm.graph.nodes:
                 if n.op != "output" and any(a.name in reads for a in n.all_input_nodes):
                     reads.add(n.name)
-            node.meta[LABELS] = (*problem, frozenset(reads))
+                if n.op == "output" and n.args:
+                    out = n.args[0]  # the loss: "loss", or first in a tuple
+                    rest = (
+                        [v for k, v in out.items() if k != "loss"] if isinstance(out, dict) else []
+                    )
+                    rest = list(out[1:]) if isinstance(out, (tuple, list)) else rest
+                    needed = any(getattr(v, "name", None) in reads for v in rest)
+            node.meta[LABELS] = (*problem, frozenset(reads), needed)
             return
 
 
 def unlabelled(graph: torch.fx.Graph, bound: dict) -> frozenset:
     """The names of the nodes that compute the loss from ``labels``, where a
     call gives none (they are skipped, and ``out.loss`` is None, as in
-    transformers); else nothing."""
+    transformers); else nothing. A model whose other outputs are made from
+    the labels (T5's decoder inputs) needs them: ValueError, as
+    transformers' without decoder_input_ids."""
     for node in graph.nodes:
         if node.op != "placeholder":
             break
         if node.target == "labels" and LABELS in node.meta and bound.get("labels") is None:
+            if node.meta[LABELS][4]:
+                raise ValueError(
+                    "this converted model computes its outputs from labels (an "
+                    "encoder-decoder's decoder inputs, shifted labels) and takes no "
+                    "decoder_input_ids: pass labels=..."
+                )
             return node.meta[LABELS][3]
     return frozenset()
 
@@ -121,18 +138,23 @@ def check(node: torch.fx.Node, v) -> None:
 def kept(value, skipped: frozenset):
     """The graph's output ``value`` without the fields that ``skipped`` nodes
     compute (the loss, without labels)."""
+    if skipped and isinstance(value, (tuple, list)):  # return_dict=False: (loss, ...)
+        return type(value)(v for v in value if getattr(v, "name", None) not in skipped)
     if not skipped or not isinstance(value, dict):
         return value
     return {k: v for k, v in value.items() if getattr(v, "name", None) not in skipped}
 
 
-def by_keyword(bound: dict, given: int, names: list) -> None:
+def by_keyword(graph: torch.fx.Graph, bound: dict, given: int, names: list) -> None:
     """Refuses ``labels`` given by position: the converted model's inputs
     are (input_ids or pixel_values, attention_mask, token_type_ids, labels)
     where the model has them, and transformers' positions differ (BERT's
     fourth is position_ids, DistilBERT's third head_mask): a tensor meant for
     one was silently taken as the labels."""
-    if "labels" in names and names.index("labels") < given and bound.get("labels") is not None:
+    if "labels" not in names or names.index("labels") >= given or bound["labels"] is None:
+        return
+    marked = any(n.target == "labels" and LABELS in n.meta for n in graph.nodes)
+    if marked:  # a transformers model's (a forward of one's own takes it as written)
         raise TypeError(
             "labels are taken by keyword only (labels=...): the converted model's "
             "positional inputs are not transformers' (whose forward puts position_ids, "

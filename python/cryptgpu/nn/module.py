@@ -341,6 +341,7 @@ class Module(ModuleHabits):
                 f"Error(s) in loading state_dict for {type(self).__name__}: missing keys "
                 f"{missing}, unexpected keys {unexpected}"
             )
+        tied: dict = {}  # id of a parameter replaced -> its replacement
         for name, (m, table, k) in own.items():
             if name not in state:
                 continue
@@ -360,9 +361,12 @@ class Module(ModuleHabits):
                 old._t, old._session, old._st = new._t, new._session, new._st
             elif isinstance(new, SharedTensor) and table is m._params:
                 # a copy, as torch's (until 2026-12-06 the model held the
-                # caller's tensor: training changed the loaded dict itself)
-                new = new if assign else _copy_of(new)
-                table[k] = _as_param(new, m.training, getattr(old, "_frozen", False))
+                # caller's tensor: training changed the loaded dict itself),
+                # one per parameter object: tied parameters stay tied
+                if id(old) not in tied:
+                    new = new if assign else _copy_of(new)
+                    tied[id(old)] = _as_param(new, m.training, getattr(old, "_frozen", False))
+                table[k] = tied[id(old)]
             elif (
                 isinstance(old, torch.Tensor)
                 and isinstance(new, torch.Tensor)
