@@ -21,6 +21,7 @@ from . import (
     optim,
     optim_torch,  # noqa: F401 - torch.optim.SGD etc. on shared parameters
     spmd,
+    torch_functions,  # noqa: F401 - torch.autograd.Function.apply on shares
 )
 from ._native import (
     CryptGPUError,

@@ -21,7 +21,8 @@ def _parse(eq: str, shapes: list) -> tuple[list[str], str]:
     terms = lhs.split(",")
     if len(terms) != len(shapes):
         raise RuntimeError(
-            f"einsum(): more operands were provided than specified in the equation "
+            f"einsum(): {'more' if len(shapes) > len(terms) else 'fewer'} operands were "
+            "provided than specified in the equation "
             f"({len(terms)} in the equation, {len(shapes)} given)"
         )
     spare = [c for c in string.ascii_uppercase if c not in eq]

@@ -130,3 +130,27 @@ def load_from_party(
             raise err from None
     data = obj if obj is not None else torch.zeros(shape, dtype=torch.float64)
     return cryptensor(data, src=src)
+
+
+def public_from(src: int, values: dict) -> dict:
+    """``values`` (name -> public tensor, a converted model's buffers) as
+    party ``src`` holds them, in a session of one party per process (each
+    party built the model; only src loaded its weights): each tensor's
+    64-bit words sent as two shared 32-bit halves and opened, exactly (until
+    2026-12-06 each party computed with its own buffers: a party holding a
+    dummy model gave outputs 3.8e9 off, silently). They stay public. In the
+    local runtime every party's are src's already."""
+    s = _session.current()
+    if len(s.ranks) == 3:
+        return values
+    out = dict(values)
+    for name, v in values.items():
+        if not torch.is_tensor(v) or v.is_complex() or v.numel() == 0:
+            continue
+        words = (v.double().view(torch.int64) if v.is_floating_point() else v.long()).reshape(-1)
+        halves = torch.stack([words >> 32, words & 0xFFFFFFFF]).double()  # exact: below 2^32
+        hi, lo = cryptensor(halves, src=src).get_plain_text(dtype=torch.float64).long()
+        words = (hi << 32) | lo
+        got = words.view(torch.float64) if v.is_floating_point() else words
+        out[name] = got.reshape(v.shape).to(v.dtype)
+    return out

@@ -10,6 +10,7 @@ import threading
 
 import torch
 
+from .. import party_io
 from ..tensor import SharedTensor
 from . import (
     activations,
@@ -277,6 +278,12 @@ class Graph(Module):
         self._attr_at = {t: (where.get(id(o), ()), leaf) for t, (o, leaf) in attr_at.items()}
         self._folded_batchnorms = folded_batchnorms
 
+    def _encrypt_own(self, src: int) -> None:
+        """As Module's, and the buffers read as graph constants become
+        src's (:func:`party_io.public_from`; they stay public)."""
+        super()._encrypt_own(src)
+        self._attrs = party_io.public_from(src, self._attrs)
+
     def _why_not_trainable(self) -> str | None:
         """A model whose BatchNorm layers were folded into convolutions at
         conversion would train without batch statistics: a different network."""
@@ -415,66 +422,71 @@ class Graph(Module):
             return tracing.resolve(a, self.training) if self._mode_marks else a
 
         skip = hf_labels.unlabelled(self._graph, bound)  # the loss, where no labels are given
-        for node in self._graph.nodes:
-            if node.name in skip:
-                continue
-            if node.op == "placeholder":
-                env[node.name] = bound[node.target]
-            elif node.op == "get_attr":
-                if node.target in self._attr_at:
-                    path, leaf = self._attr_at[node.target]
-                    env[node.name] = to_torch._param_of(self._walk(path, node.target), leaf)
-                else:
-                    env[node.name] = self._attrs[node.target]
-            elif node.op == "call_module":
-                m = self._layer(node.target)
-                bn = self._shifts.get(node.name)
-                if bn is None:  # the usual case: no BatchNorm cancels this call's bias
-                    env[node.name] = m(*load(node.args), **load(node.kwargs))
-                else:
-                    with shifts.cancelled(m, bn if torch.is_tensor(bn) else self._layer(bn)):
+        grad = torch.is_grad_enabled()  # nodes traced under no_grad run so
+        try:
+            for node in self._graph.nodes:
+                if node.name in skip:
+                    continue
+                torch.set_grad_enabled(grad and tracing.NO_GRAD not in node.meta)
+                if node.op == "placeholder":
+                    env[node.name] = bound[node.target]
+                elif node.op == "get_attr":
+                    if node.target in self._attr_at:
+                        path, leaf = self._attr_at[node.target]
+                        env[node.name] = to_torch._param_of(self._walk(path, node.target), leaf)
+                    else:
+                        env[node.name] = self._attrs[node.target]
+                elif node.op == "call_module":
+                    m = self._layer(node.target)
+                    bn = self._shifts.get(node.name)
+                    if bn is None:  # the usual case: no BatchNorm cancels this call's bias
                         env[node.name] = m(*load(node.args), **load(node.kwargs))
-                _check_range(env[node.name], f"{node.target!r} ({type(m).__name__})")
-            elif node.op == "call_function":
-                args, kwargs = load(node.args), load(node.kwargs)
-                args = reading(node, args, self._id_inputs) if self._id_inputs else args
-                shared = _first_shared(args + tuple(kwargs.values()))
-                if shared is None:  # public values (or the conversion check)
-                    env[node.name] = node.target(*args, **kwargs)
-                    continue
-                if getattr(node.target, "public_of_shapes", False):  # a decoder's mask
-                    env[node.name] = hf.public_of_shapes(node.target, args, kwargs)
-                    continue
-                if tracing.is_namedtuple(node.target):  # an output record (GoogLeNet's)
-                    env[node.name] = node.target(*tracing.mutable(tuple(args)), **kwargs)
-                    continue
-                if node.target in _PUBLIC_FUNCTIONS or node.target not in _FUNCTIONS:
-                    name = getattr(node.target, "__name__", str(node.target))
-                    raise NotImplementedError(
-                        f"{name} on a private tensor at node {node.name!r} is not supported"
-                    )
-                fn, kind = _FUNCTIONS[node.target]
-                args = masks.masked_operands(args, node, env)
-                with _track(kind, shared):
-                    env[node.name] = fn(*args, **kwargs)
-            elif node.op == "call_method":
-                args, kwargs = load(node.args), load(node.kwargs)
-                args = reading(node, args, self._id_inputs) if self._id_inputs else args
-                if node.target not in _METHODS:  # on public values only (conversion)
-                    if isinstance(args[0], SharedTensor):
+                    else:
+                        with shifts.cancelled(m, bn if torch.is_tensor(bn) else self._layer(bn)):
+                            env[node.name] = m(*load(node.args), **load(node.kwargs))
+                    _check_range(env[node.name], f"{node.target!r} ({type(m).__name__})")
+                elif node.op == "call_function":
+                    args, kwargs = load(node.args), load(node.kwargs)
+                    args = reading(node, args, self._id_inputs) if self._id_inputs else args
+                    shared = _first_shared(args + tuple(kwargs.values()))
+                    if shared is None:  # public values (or the conversion check)
+                        env[node.name] = node.target(*args, **kwargs)
+                        continue
+                    if getattr(node.target, "public_of_shapes", False):  # a decoder's mask
+                        env[node.name] = hf.public_of_shapes(node.target, args, kwargs)
+                        continue
+                    if tracing.is_namedtuple(node.target):  # an output record (GoogLeNet's)
+                        env[node.name] = node.target(*tracing.mutable(tuple(args)), **kwargs)
+                        continue
+                    if node.target in _PUBLIC_FUNCTIONS or node.target not in _FUNCTIONS:
+                        name = getattr(node.target, "__name__", str(node.target))
                         raise NotImplementedError(
-                            f".{node.target}() on a private tensor at node {node.name!r} "
-                            "is not supported"
+                            f"{name} on a private tensor at node {node.name!r} is not supported"
                         )
-                    env[node.name] = getattr(args[0], node.target)(*args[1:], **kwargs)
-                    continue
-                if isinstance(args[0], SharedTensor):
+                    fn, kind = _FUNCTIONS[node.target]
                     args = masks.masked_operands(args, node, env)
-                with _track(_METHODS[node.target], args[0]):
-                    env[node.name] = _call_method(args[0], node.target, args[1:], kwargs)
-            elif node.op == "output":
-                out = tracing.mutable(load(hf_labels.kept(node.args[0], skip)))
-                return hf.model_output(out, node) if isinstance(out, dict) else out
+                    with _track(kind, shared):
+                        env[node.name] = fn(*args, **kwargs)
+                elif node.op == "call_method":
+                    args, kwargs = load(node.args), load(node.kwargs)
+                    args = reading(node, args, self._id_inputs) if self._id_inputs else args
+                    if node.target not in _METHODS:  # on public values only (conversion)
+                        if isinstance(args[0], SharedTensor):
+                            raise NotImplementedError(
+                                f".{node.target}() on a private tensor at node {node.name!r} "
+                                "is not supported"
+                            )
+                        env[node.name] = getattr(args[0], node.target)(*args[1:], **kwargs)
+                        continue
+                    if isinstance(args[0], SharedTensor):
+                        args = masks.masked_operands(args, node, env)
+                    with _track(_METHODS[node.target], args[0]):
+                        env[node.name] = _call_method(args[0], node.target, args[1:], kwargs)
+                elif node.op == "output":
+                    out = tracing.mutable(load(hf_labels.kept(node.args[0], skip)))
+                    return hf.model_output(out, node) if isinstance(out, dict) else out
+        finally:
+            torch.set_grad_enabled(grad)
         raise RuntimeError("graph has no output node")
 
 

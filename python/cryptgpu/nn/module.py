@@ -139,6 +139,8 @@ class Module(ModuleHabits):
         elif isinstance(value, torch.nn.Parameter):
             d.pop(name, None)
             self.register_parameter(name, value)
+        elif isinstance(value, getattr(torch.nn, "Buffer", ())):  # torch 2.5's nn.Buffer
+            self.register_buffer(name, value.data, persistent=getattr(value, "persistent", True))
         elif isinstance(value, torch.nn.Module) and not name.startswith("_") and _has_state(value):
             # as add_module and the containers refuse it: kept as a plain
             # attribute, encrypt() missed its weights and each party ran its

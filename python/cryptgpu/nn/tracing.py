@@ -103,7 +103,30 @@ def mutable(out):
     return out
 
 
-class _Tracer(torch.fx.Tracer):
+# node.meta key: the node was traced with gradients off (a ``with
+# torch.no_grad():`` block or a ``@torch.no_grad()`` forward): it runs so
+NO_GRAD = "cryptgpu_no_grad"
+
+
+class _GradTracer(torch.fx.Tracer):
+    """torch.fx's tracer that marks the nodes made while the forward had
+    gradients off (:data:`NO_GRAD`): torch.fx records no node for a grad
+    mode, so until 2026-12-06 a ``with torch.no_grad():`` backbone trained
+    with the head (0.15 off torch's after 3 SGD steps). Traces with
+    gradients on, whatever the caller's mode."""
+
+    def trace(self, root, concrete_args=None):
+        with torch.enable_grad():
+            return super().trace(root, concrete_args)
+
+    def create_node(self, *args, **kwargs):
+        node = super().create_node(*args, **kwargs)
+        if not torch.is_grad_enabled():
+            node.meta[NO_GRAD] = True
+        return node
+
+
+class _Tracer(_GradTracer):
     """torch.fx's tracer with buffers read as graph attributes, so that a
     buffer sliced by a traced length (nanoGPT's causal mask
     ``self.bias[:, :, :T, :T]``, rotary caches) traces."""
@@ -118,7 +141,8 @@ def _trace(model: torch.nn.Module, nones=()):
         return hf.trace(model)
     concrete = dict.fromkeys(nones) or None
     try:  # buffers as constants: a forward may use one in Python (float(self.scale))
-        gm = torch.fx.symbolic_trace(model, concrete_args=concrete)
+        graph = _GradTracer().trace(model, concrete_args=concrete)
+        gm = torch.fx.GraphModule(model, graph, model.__class__.__name__)
     except Exception as first:
         try:  # buffers as graph values (nanoGPT's self.bias[:, :, :T, :T])
             graph = _Tracer().trace(model, concrete_args=concrete)
