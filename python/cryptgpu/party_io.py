@@ -10,7 +10,7 @@ import pickle
 import torch
 
 from . import _session, comm
-from .tensor import SharedTensor, broadcast_shape, cryptensor, party_index
+from .tensor import SharedTensor, broadcast_shape, cryptensor, opened_words, party_index
 
 
 def save_from_party(obj, f, src: int = 0, save_closure=torch.save, **kwargs) -> None:
@@ -136,21 +136,25 @@ def public_from(src: int, values: dict) -> dict:
     """``values`` (name -> public tensor, a converted model's buffers) as
     party ``src`` holds them, in a session of one party per process (each
     party built the model; only src loaded its weights): each tensor's
-    64-bit words sent as two shared 32-bit halves and opened, exactly (until
-    2026-12-06 each party computed with its own buffers: a party holding a
-    dummy model gave outputs 3.8e9 off, silently). They stay public. In the
-    local runtime every party's are src's already."""
+    shape, then its 64-bit words, sent from src exactly (:func:`cryptgpu.
+    tensor.opened_words`; until 2026-12-06 each party computed with its own
+    buffers: a party holding a dummy model gave outputs 3.8e9 off,
+    silently). They stay public. In the local runtime every party's are
+    src's already."""
     s = _session.current()
     if len(s.ranks) == 3:
         return values
+    mine = src in s.ranks
     out = dict(values)
     for name, v in values.items():
-        if not torch.is_tensor(v) or v.is_complex() or v.numel() == 0:
+        if not torch.is_tensor(v) or v.is_complex():
             continue
-        words = (v.double().view(torch.int64) if v.is_floating_point() else v.long()).reshape(-1)
-        halves = torch.stack([words >> 32, words & 0xFFFFFFFF]).double()  # exact: below 2^32
-        hi, lo = cryptensor(halves, src=src).get_plain_text(dtype=torch.float64).long()
-        words = (hi << 32) | lo
-        got = words.view(torch.float64) if v.is_floating_point() else words
-        out[name] = got.reshape(v.shape).to(v.dtype)
+        shape = broadcast_shape(s, src, tuple(v.shape) if mine else None)
+        if not mine:  # src's shape, whatever this party's model held
+            v = torch.zeros(shape, dtype=v.dtype)
+        if v.numel():
+            words = v.double().view(torch.int64) if v.is_floating_point() else v.long()
+            got = opened_words(src, words).reshape(shape)
+            v = (got.view(torch.float64) if v.is_floating_point() else got).to(v.dtype)
+        out[name] = v
     return out

@@ -196,24 +196,42 @@ def cryptensor(
     return out.requires_grad_(requires_grad) if requires_grad else out
 
 
-def _opened_from(src: int, values: list) -> list:
-    t = torch.tensor(values, dtype=torch.float64)
-    return cryptensor(t, src=src).get_plain_text(dtype=torch.float64).tolist()
+def opened_words(src: int, words: torch.Tensor) -> torch.Tensor:
+    """src's int64 ``words`` (any shape; the other parties pass a tensor
+    of that shape), known to every party exactly: cut into chunks below the
+    encoding's limit 2^(63 - 2f) (16 bits up to f = 23, fewer above; the
+    top chunk signed), each shared from src and opened. Until 2026-12-06
+    values were shared whole: a shape dim or a buffer word beyond 2^(63 -
+    2f) was an EncodingError (a dim of 200 at f = 28)."""
+    f = _session.current().precision_bits
+    b = max(1, min(16, 62 - 2 * f))
+    n = -(-64 // b)
+    words = words.to(torch.int64).reshape(-1)
+    mask = (1 << b) - 1
+    parts = [(words >> (b * i)) & mask for i in range(n - 1)] + [words >> (b * (n - 1))]
+    opened = cryptensor(torch.stack(parts).double(), src=src).get_plain_text(dtype=torch.float64)
+    opened = torch.round(opened).to(torch.int64)
+    out = opened[n - 1] << (b * (n - 1))
+    for i in range(n - 1):
+        out = out | (opened[i] << (b * i))
+    return out
 
 
 def broadcast_shape(s, src: int, shape) -> tuple:
     """src's tensor shape, known to every party: its rank (or -1 when src
-    failed to load), then its dims, each shared from src and opened; src's
-    failure is raised by every party alike."""
+    failed to load), then its dims, each shared from src and opened
+    exactly (:func:`opened_words`); src's failure is raised by every party
+    alike."""
     if len(s.ranks) == 3:  # the local runtime: src's shape is already here
         return shape
-    n = int(round(_opened_from(src, [-1.0 if shape is None else float(len(shape))])[0]))
+    rank = torch.tensor([-1 if shape is None else len(shape)])
+    n = int(opened_words(src, rank)[0])
     if n < 0:
         raise ValueError(f"party {src} could not load its tensor (its own error says why)")
     if n == 0:
         return ()
-    dims = _opened_from(src, [float(d) for d in shape] if shape is not None else [0.0] * n)
-    return tuple(int(round(d)) for d in dims)
+    dims = torch.tensor(list(shape) if shape is not None else [0] * n, dtype=torch.int64)
+    return tuple(int(d) for d in opened_words(src, dims))
 
 
 def _sized(s, src: int, data):

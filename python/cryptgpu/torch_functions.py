@@ -28,6 +28,8 @@ def _shared(values) -> bool:
             return True
         if isinstance(v, (list, tuple)) and _shared(v):
             return True
+        if isinstance(v, dict) and _shared(v.values()):
+            return True
     return False
 
 
@@ -44,4 +46,7 @@ def _apply(cls, *args, **kwargs):
     )
 
 
+# named as torch's: torch.compile recognises an aliased ``f = MyFn.apply``
+# by that name (it graph-broke on ``_apply``: a review)
+_apply.__name__, _apply.__qualname__ = "apply", "Function.apply"
 torch.autograd.Function.apply = classmethod(_apply)
