@@ -160,3 +160,30 @@ def test_einsum_with_too_few_operands_says_fewer(session):
     with pytest.raises(RuntimeError, match="fewer operands"):
         torch.einsum("bij,bjk->bik", cryptgpu.cryptensor(torch.ones(1, 2, 2)))
     assert usable()
+
+
+def test_a_party_whose_buffers_differ_in_kind_is_told_so():
+    """A party whose converted model holds a buffer of another kind than
+    src's (an integer where src's is float) read src's words as its own
+    kind: garbage, silently (a review). Refused now, with a ValueError on
+    that party (its neighbours hear of it: run_multiprocess raises it)."""
+
+    class Scaled(tnn.Module):
+        def __init__(self, kind):
+            super().__init__()
+            self.register_buffer("scale", torch.tensor([2, 3], dtype=kind))
+            self.fc = tnn.Linear(2, 2)
+
+        def forward(self, x):
+            return self.fc(x * self.scale)
+
+    x = torch.randn(3, 2, dtype=D)
+
+    @cryptgpu.mpc.run_multiprocess(world_size=3)
+    def job():
+        rank = cryptgpu.comm.get().get_rank()
+        model = Scaled(torch.float64 if rank != 2 else torch.int64).double()
+        cryptgpu.nn.from_pytorch(model, x).encrypt(src=0)
+
+    with pytest.raises(ValueError, match="buffer 'scale'"):
+        job()

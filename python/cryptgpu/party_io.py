@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import zlib
 
 import torch
 
@@ -149,6 +150,14 @@ def public_from(src: int, values: dict) -> dict:
     for name, v in values.items():
         if not torch.is_tensor(v) or v.is_complex():
             continue
+        # which buffer, float or not, as src holds it: read otherwise, its
+        # words were garbage (a party whose model differed: a review)
+        own = torch.tensor([zlib.crc32(name.encode()), int(v.is_floating_point())])
+        if not torch.equal(opened_words(src, own), own):
+            raise ValueError(
+                f"the converted model's buffer {name!r} ({v.dtype}) is not party {src}'s "
+                "(another name or kind there): build the same model on every party"
+            )
         shape = broadcast_shape(s, src, tuple(v.shape) if mine else None)
         if not mine:  # src's shape, whatever this party's model held
             v = torch.zeros(shape, dtype=v.dtype)
