@@ -183,16 +183,14 @@ def _own(obj, memo: dict):
     deep, a copy of the container); anything else as it is (shared)."""
     if isinstance(obj, Module):
         return copy.deepcopy(obj, memo)
+    if not _holds_module(obj):
+        return obj
     if isinstance(obj, dict):
-        if not any(isinstance(v, Module) for v in obj.values()):
-            return obj
         out = copy.copy(obj)
         for k, v in obj.items():
             out[k] = copy.deepcopy(v, memo) if isinstance(v, Module) else v
         return out
     if isinstance(obj, (list, tuple)):
-        if not any(isinstance(v, Module) for v in obj):
-            return obj
         items = [copy.deepcopy(v, memo) if isinstance(v, Module) else v for v in obj]
         if isinstance(obj, list):
             out = copy.copy(obj)
