@@ -360,13 +360,12 @@ class Adam(_Optimizer):
     def step(self, closure=None):
         """One Adam update of every parameter that has a gradient."""
         check_precision("Adam")
-        self._f = _session.current().precision_bits
         self.t += 1
         return super().step(closure)
 
     def _update(self, group: dict) -> None:
         (b1, b2), s = group["betas"], group["grad_scale"]
-        lr, eps = group["lr"], group["eps"]
+        lr, eps, f = group["lr"], group["eps"], _session.current().precision_bits
         decay = group["weight_decay"] if group["decoupled_weight_decay"] else 0.0
         for p, g in self._gradients(group):
             # Each parameter counts its own steps, as torch's state["step"]:
@@ -377,7 +376,7 @@ class Adam(_Optimizer):
             # bias corrections, of the betas as the products below encode
             # them (0.999 as 65470 / 2^16: with torch's 0.999 here, steps ran
             # 0.35% long from 6,000 steps on, 2.3% at beta2 = 0.9999)
-            q1, q2 = (round(b * 2**self._f) / 2**self._f for b in (b1, b2))
+            q1, q2 = (round(b * 2**f) / 2**f for b in (b1, b2))
             c1 = 1.0 / (1.0 - q1**t)
             c2 = (1.0 - q2) / (1.0 - q2**t)  # v_hat = c2 * w / s^2
             # torch: m_hat / (sqrt(v_hat) + eps) = (c1 / sqrt(c2)) m / (sqrt(w) + e)
