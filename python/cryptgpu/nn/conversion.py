@@ -422,12 +422,14 @@ class Graph(Module):
             return tracing.resolve(a, self.training) if self._mode_marks else a
 
         skip = hf_labels.unlabelled(self._graph, bound)  # the loss, where no labels are given
-        grad = torch.is_grad_enabled()  # nodes traced under no_grad run so
+        grad, off = torch.is_grad_enabled(), False  # nodes traced under no_grad run so
         try:
             for node in self._graph.nodes:
                 if node.name in skip:
                     continue
-                torch.set_grad_enabled(grad and tracing.NO_GRAD not in node.meta)
+                if (tracing.NO_GRAD in node.meta) != off:  # a no_grad block starts or ends
+                    off = not off
+                    torch.set_grad_enabled(grad and not off)
                 if node.op == "placeholder":
                     env[node.name] = bound[node.target]
                 elif node.op == "get_attr":
