@@ -81,21 +81,23 @@ def mark(gm: torch.fx.GraphModule, problem) -> None:
     and :func:`check`: the problem type, the nodes that read labels, and
     whether outputs other than the loss do (T5 makes its decoder's inputs
     from the labels)."""
-    for node in gm.graph.nodes:
-        if node.op == "placeholder" and node.target == "labels":
-            reads, needed = {node.name}, False
-            for n in gm.graph.nodes:
-                if n.op != "output" and any(a.name in reads for a in n.all_input_nodes):
-                    reads.add(n.name)
-                if n.op == "output" and n.args:
-                    out = n.args[0]  # the loss: "loss", or first in a tuple
-                    rest = (
-                        [v for k, v in out.items() if k != "loss"] if isinstance(out, dict) else []
-                    )
-                    rest = list(out[1:]) if isinstance(out, (tuple, list)) else rest
-                    needed = any(getattr(v, "name", None) in reads for v in rest)
-            node.meta[LABELS] = (*problem, frozenset(reads), needed)
-            return
+    labels = next(
+        (n for n in gm.graph.nodes if n.op == "placeholder" and n.target == "labels"), None
+    )
+    if labels is None:
+        return
+    reads, rest = {labels.name}, []
+    for n in gm.graph.nodes:
+        if n.op != "output" and any(a.name in reads for a in n.all_input_nodes):
+            reads.add(n.name)
+        elif n.op == "output" and n.args:
+            out = n.args[0]  # the loss: "loss", or first in a tuple
+            if isinstance(out, dict):
+                rest = [v for k, v in out.items() if k != "loss"]
+            elif isinstance(out, (tuple, list)):
+                rest = list(out[1:])
+    needed = any(getattr(v, "name", None) in reads for v in rest)
+    labels.meta[LABELS] = (*problem, frozenset(reads), needed)
 
 
 def unlabelled(graph: torch.fx.Graph, bound: dict) -> frozenset:
