@@ -4,6 +4,7 @@ load (the other parties learn its shape, as in CrypTen)."""
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import zlib
@@ -136,34 +137,42 @@ def load_from_party(
 def public_from(src: int, values: dict) -> dict:
     """``values`` (name -> public tensor, a converted model's buffers) as
     party ``src`` holds them, in a session of one party per process (each
-    party built the model; only src loaded its weights): each tensor's
-    shape, then its 64-bit words, sent from src exactly (:func:`cryptgpu.
-    tensor.opened_words`; until 2026-12-06 each party computed with its own
+    party built the model; only src loaded its weights): every buffer's
+    name, kind (float or not) and rank, then their dims, then their 64-bit
+    words, each in one exchange from src, exactly (:func:`cryptgpu.tensor.
+    opened_words`; until 2026-12-06 each party computed with its own
     buffers: a party holding a dummy model gave outputs 3.8e9 off,
-    silently). They stay public. In the local runtime every party's are
-    src's already."""
+    silently). A buffer whose name or kind is not src's is a ValueError
+    (its words would be read as another kind). They stay public. In the
+    local runtime every party's are src's already."""
     s = _session.current()
-    if len(s.ranks) == 3:
+    names = [k for k, v in values.items() if torch.is_tensor(v) and not v.is_complex()]
+    if len(s.ranks) == 3 or not names:
         return values
-    mine = src in s.ranks
-    out = dict(values)
-    for name, v in values.items():
-        if not torch.is_tensor(v) or v.is_complex():
-            continue
-        # which buffer, float or not, as src holds it: read otherwise, its
-        # words were garbage (a party whose model differed: a review)
-        own = torch.tensor([zlib.crc32(name.encode()), int(v.is_floating_point())])
-        if not torch.equal(opened_words(src, own), own):
+    mine, own = src in s.ranks, [values[k] for k in names]
+    head = torch.tensor(
+        [[zlib.crc32(k.encode()), int(v.is_floating_point()), v.dim()] for k, v in zip(names, own)]
+    )
+    theirs = opened_words(src, head).reshape(-1, 3)
+    for k, v, mine_, src_ in zip(names, own, head, theirs):
+        if not torch.equal(mine_[:2], src_[:2]):
             raise ValueError(
-                f"the converted model's buffer {name!r} ({v.dtype}) is not party {src}'s "
+                f"the converted model's buffer {k!r} ({v.dtype}) is not party {src}'s "
                 "(another name or kind there): build the same model on every party"
             )
-        shape = broadcast_shape(s, src, tuple(v.shape) if mine else None)
-        if not mine:  # src's shape, whatever this party's model held
-            v = torch.zeros(shape, dtype=v.dtype)
-        if v.numel():
-            words = v.double().view(torch.int64) if v.is_floating_point() else v.long()
-            got = opened_words(src, words).reshape(shape)
-            v = (got.view(torch.float64) if v.is_floating_point() else got).to(v.dtype)
-        out[name] = v
+    ranks = theirs[:, 2].tolist()
+    dims = [d for v in own for d in v.shape] if mine else [0] * sum(ranks)
+    dims = opened_words(src, torch.tensor(dims, dtype=torch.int64)).tolist() if dims else []
+    shapes = [tuple(dims[sum(ranks[:i]) : sum(ranks[: i + 1])]) for i in range(len(ranks))]
+    sizes = [math.prod(shape) for shape in shapes]
+    if mine:
+        words = [v.double().view(torch.int64) if v.is_floating_point() else v.long() for v in own]
+        words = torch.cat([w.reshape(-1) for w in words])
+    else:  # src's shapes, whatever this party's model held
+        words = torch.zeros(sum(sizes), dtype=torch.int64)
+    got = opened_words(src, words) if sum(sizes) else words
+    out = dict(values)
+    for k, v, shape, part in zip(names, own, shapes, got.split(sizes)):
+        part = part.reshape(shape)
+        out[k] = (part.view(torch.float64) if v.is_floating_point() else part).to(v.dtype)
     return out
