@@ -187,3 +187,30 @@ def test_a_party_whose_buffers_differ_in_kind_is_told_so():
 
     with pytest.raises(ValueError, match="buffer 'scale'"):
         job()
+
+
+def test_sending_the_buffers_costs_the_design_tables_share_and_reveal():
+    """public_from's cost, against the design table (test_communication.py):
+    three exchanges (names, kinds and ranks; dims; words), each a share from
+    src (1 round, n ring elements to each of the two others) and a reveal
+    (1 round, n elements from each party), n counting 16-bit chunks, 4 per
+    64-bit word at 16 fractional bits: 6 rounds, and src sends 3 n words."""
+    buffers = {f"m{i}": torch.randn(8, dtype=D) for i in range(5)}
+    buffers["order"] = torch.arange(6).reshape(2, 3)
+    words = 3 * len(buffers) + sum(v.dim() for v in buffers.values())
+    words += sum(v.numel() for v in buffers.values())
+
+    @cryptgpu.mpc.run_multiprocess(world_size=3)
+    def job():
+        from cryptgpu.party_io import public_from
+
+        comm = cryptgpu.comm.get()
+        comm.reset_communication_stats()
+        got = public_from(0, buffers)
+        return comm.get_rank(), comm.get_communication_stats(), got
+
+    for rank, stats, got in job():
+        assert all(torch.equal(got[k], v) for k, v in buffers.items())
+        assert stats["rounds"] == 6
+        if rank == 0:
+            assert stats["bytes"] == 8 * 3 * 4 * words  # 8-byte ring elements
