@@ -112,14 +112,26 @@ class LayerOps:
         ]
         if min(out_hw) <= 0 or 0 in tuple(x.shape)[1:]:
             raise ShapeError(f"conv_transpose2d: an output of size {out_hw} from {tuple(x.shape)}")
-        out_shape = [x.shape[0], wshape[1] * groups] + out_hw
-        win = ((wshape[2], wshape[3]), stride, padding, dilation)
-        s = x._s(self, ws)  # sets the truncation protocol: nothing runs in between
-        w_t = ws._t if ws is not None else None
-        wbuf = None if ws is not None else _buf(wp)
-        out = self._wrap(s.conv_transpose2d(x._t, w_t, wbuf, wshape, out_shape, win, groups))
-        if ag.needs_grad(x, ws):
-            gr.record_conv_transpose(out, x, ws, weight, wshape, win, groups)
+        if any(o >= s for o, s in zip(outpad, stride)):
+            conf = (stride, padding, outpad, groups, dilation)
+            out = _wide_output_padding(x, weight, wshape[2:], conf, out_hw)
+        else:
+            out_shape = [x.shape[0], wshape[1] * groups] + out_hw
+            win = ((wshape[2], wshape[3]), stride, padding, dilation)
+            s = x._s(self, ws)  # sets the truncation protocol: nothing runs in between
+            w_t = ws._t if ws is not None else None
+            wbuf = None if ws is not None else _buf(wp)
+            try:
+                t = s.conv_transpose2d(x._t, w_t, wbuf, wshape, out_shape, win, groups)
+            except ShapeError as e:  # the engine names its conv2d backward
+                raise ShapeError(
+                    f"conv_transpose2d of {tuple(x.shape)} by a weight of {wshape} (stride="
+                    f"{stride}, padding={padding}, output_padding={outpad}, dilation="
+                    f"{dilation}, groups={groups}): {e}"
+                ) from e
+            out = self._wrap(t)
+            if ag.needs_grad(x, ws):
+                gr.record_conv_transpose(out, x, ws, weight, wshape, win, groups)
         if bias is not None:
             out = _add_channel_bias(out, bias, wshape[1] * groups, "conv_transpose2d")
         return out.squeeze(0) if squeeze else out
@@ -457,6 +469,35 @@ def _pool_input(x):
             f"(a batch of 0 is allowed), got shape {tuple(x.shape)}"
         )
     return (x.unsqueeze(0), True) if x.dim() == 3 else (x, False)
+
+
+def _wide_output_padding(x, weight, kernel, conf, out_hw):
+    """conv_transpose2d where an output_padding o reaches the stride s (torch
+    allows o < max(s, dilation)): the engine's transpose is a conv2d
+    backward, whose geometry can make at most s - 1 extra rows. Rows of
+    index r of the unpadded full transpose (size F = (H - 1) s + d (k - 1)
+    + 1) fill output row r - p; rows r >= F get nothing (only the bias).
+    So the transpose is taken with padding p' = max(0, p - (o - s + 1))
+    and output_padding s - 1 (rows [p', F - p' + s - 1) of the full one,
+    which hold all rows [p, min(F, F - p + o)) wanted), then cropped to
+    start at p and cropped or zero-padded at the end to F - 2 p + o rows:
+    a local pad (negative: a crop) whose gradient is the adjoint slice.
+    The same products and truncation as any conv_transpose2d of this
+    input: the rounds and bytes depend only on the input and weight."""
+    stride, padding, outpad, groups, dilation = conf
+    pad2, op2, crop = [], [], []
+    for n, s, p, d, k, o, want in zip(
+        x.shape[2:], stride, padding, dilation, kernel, outpad, out_hw
+    ):
+        if o < s:
+            pad2.append(p), op2.append(o), crop.append((0, 0))
+            continue
+        p2 = max(0, p - (o - s + 1))
+        rows = (n - 1) * s - 2 * p2 + d * (k - 1) + s  # output_padding s - 1
+        pad2.append(p2), op2.append(s - 1), crop.append((p - p2, want - (rows - (p - p2))))
+    out = x.conv_transpose2d(weight, None, stride, tuple(pad2), tuple(op2), groups, dilation)
+    (top, bottom), (left, right) = crop
+    return out.pad((-left, right, -top, bottom))
 
 
 def _add_channel_bias(out, bias, channels: int, what: str):
