@@ -205,6 +205,25 @@ def test_the_conversion_check_names_a_structure_mismatch(session):
     assert usable()
 
 
+class _BranchyHead(tnn.Module):
+    def __init__(self):
+        super().__init__()
+        self.rnn, self.head = tnn.LSTM(4, 5, batch_first=True), tnn.Linear(5, 3)
+
+    def forward(self, x):
+        out, hn = self.rnn(x)
+        h = hn[0] if isinstance(hn, tuple) else hn  # traced: hn, the whole output
+        return self.head(h[-1])
+
+
+def test_the_conversion_check_names_an_isinstance_branch_behind_a_shape_mismatch(session):
+    """The isinstance branch's wrong trace ending in an output of another
+    shape ([1, 2, 3] for [2, 3]): the message named the shapes only."""
+    with pytest.raises(RuntimeError, match=r"_BranchyHead.forward calls isinstance"):
+        cryptgpu.nn.from_pytorch(_BranchyHead(), torch.rand(2, 3, 4))
+    assert usable()
+
+
 @pytest.mark.parametrize("f", [26, 28, 30])
 def test_init_works_at_every_documented_precision(f):
     """init(precision_bits=26..30) raised EncodingError (the settings check

@@ -6,6 +6,7 @@ and the error message that names the likely cause when they disagree.
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 
 import torch
@@ -17,6 +18,13 @@ def failure(model, xs, want, got, folded: int) -> str:
     both = isinstance(got, torch.Tensor) and isinstance(want, torch.Tensor)
     if both and got.shape != want.shape:
         msg += f" (output of shape {list(got.shape)} where the model's is {list(want.shape)})"
+        branchy = isinstance_branch(model)
+        if branchy:
+            return msg + (
+                f": {branchy}.forward calls isinstance, and a test such as isinstance(h, "
+                "tuple) on a traced value is False while torch.fx traces (the value is a "
+                "Proxy), which may have taken the other branch; write the forward without it"
+            )
     elif form(got) != form(want):
         # compared by structure, not class: a converted transformers model
         # returns our ModelOutput of the fields of the model's own output
@@ -62,6 +70,20 @@ def failure(model, xs, want, got, folded: int) -> str:
             "try fold_batchnorm=False"
         )
     return msg
+
+
+def isinstance_branch(model) -> str | None:
+    """The name of the first class of ``model``'s modules, torch's own
+    aside, whose forward's source calls isinstance, or None."""
+    for cls in dict.fromkeys(type(m) for m in model.modules()):
+        if cls.__module__.startswith("torch."):
+            continue
+        try:
+            if "isinstance(" in inspect.getsource(cls.forward):
+                return cls.__name__
+        except (OSError, TypeError):  # no source: a compiled or interactive class
+            continue
+    return None
 
 
 def form(x):
