@@ -6,6 +6,7 @@ argument checks shared by the tensor modules. Imports nothing from cryptgpu.
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -151,6 +152,20 @@ def _norm_dim(d: int, ndim: int) -> int:
     if not -max(ndim, 1) <= d < max(ndim, 1):
         raise IndexError(f"dim {d} out of range for a tensor of rank {ndim}")
     return d % max(ndim, 1)
+
+
+def softmax_dim(name: str, dim, ndim: int, stacklevel: int = 3):
+    """``dim``, or where it is None torch's legacy implicit choice for
+    softmax-like ``name`` (0 for 0-, 1- and 3-D inputs, else 1) with
+    torch's deprecation warning (``F._get_softmax_dim``'s text)."""
+    if dim is not None:
+        return dim
+    warnings.warn(
+        f"Implicit dimension choice for {name} has been deprecated. "
+        "Change the call to include dim=X as an argument.",
+        stacklevel=stacklevel,
+    )
+    return 0 if ndim in (0, 1, 3) else 1
 
 
 def _pair(v, name: str) -> tuple[int, int]:

@@ -22,7 +22,7 @@ import torch
 from . import _session
 from . import functions as fx
 from ._native import EncodingError, InvalidArgumentError
-from ._plain import _float64
+from ._plain import _float64, softmax_dim
 from .tensor_base import TensorBase, number_or_shared, public_number
 from .tensor_compare import where
 
@@ -134,8 +134,7 @@ class ActivationOps:
 
     def softmin(self, dim=None, dtype=None) -> TensorBase:
         """softmax(-x) over ``dim``."""
-        if dim is None:  # torch's implicit dim (deprecated there)
-            dim = 0 if self.dim() in (0, 1, 3) else 1
+        dim = softmax_dim("softmin", dim, self.dim(), 4)  # torch's implicit dim, and warning
         return (-self).softmax(dim, dtype)
 
     def log1p(self) -> TensorBase:

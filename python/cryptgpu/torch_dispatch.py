@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from . import autograd as ag
-from ._plain import _float64, _varargs
+from ._plain import _float64, _varargs, softmax_dim
 from .einsum import einsum
 from .tensor_base import SecretValueError, TensorBase
 from .tensor_compare import where
@@ -185,15 +185,13 @@ def _stack(tensors, dim=None, *, axis=None, out=None):
 
 
 def _softmax(x, dim=None, _stacklevel=3, dtype=None):
-    if dim is None:
-        raise TypeError("softmax: give dim (torch's implicit choice is deprecated)")
-    return x.softmax(dim, dtype)
+    # no dim: torch's legacy choice, with its warning (until 2026-12-06 a
+    # TypeError here, where nn.Softmax() and F.softmin followed torch)
+    return x.softmax(softmax_dim("softmax", dim, x.dim(), 4), dtype)
 
 
 def _log_softmax(x, dim=None, _stacklevel=3, dtype=None):
-    if dim is None:
-        raise TypeError("log_softmax: give dim (torch's implicit choice is deprecated)")
-    return x.log_softmax(dim, dtype)
+    return x.log_softmax(softmax_dim("log_softmax", dim, x.dim(), 4), dtype)
 
 
 def _linear(x, weight, bias=None):

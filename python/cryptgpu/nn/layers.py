@@ -17,7 +17,8 @@ from .. import autograd as ag
 from .._plain import _index
 from ..tensor import SharedTensor, cryptensor
 from .module import Module
-from .stats import BATCHNORM, LINEAR, POOLING, RELU, SOFTMAX
+from .softmax_layers import LogSoftmax, Softmax  # noqa: F401 (their home until 2026-12-06)
+from .stats import BATCHNORM, LINEAR, POOLING, RELU
 
 
 def _as_operand(p):
@@ -671,29 +672,3 @@ class Identity(Module):
     def forward(self, x):
         """Returns ``x`` unchanged."""
         return x
-
-
-class Softmax(Module):
-    """softmax over ``dim``, privately (CrypTen's approximation)."""
-
-    kind = SOFTMAX
-
-    def __init__(self, dim=None):
-        super().__init__()
-        self.dim = dim
-
-    def _dim(self, x) -> int:
-        # torch's implicit dim (deprecated there): 0 for 0-, 1- and 3-D inputs, else 1
-        return self.dim if self.dim is not None else (0 if x.dim() in (0, 1, 3) else 1)
-
-    def forward(self, x):
-        """softmax(x) over ``self.dim``."""
-        return x.softmax(self._dim(x))
-
-
-class LogSoftmax(Softmax):
-    """log_softmax over ``dim``, privately."""
-
-    def forward(self, x):
-        """log_softmax(x) over ``self.dim``."""
-        return x.log_softmax(self._dim(x))
