@@ -24,6 +24,7 @@ from . import (
     layers_moves,
     loss_layers,
     masks,
+    norm_checks,
     recurrent,
     resize,
     shifts,
@@ -108,7 +109,7 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
         return AvgPool2d(m.kernel_size, m.stride, m.padding, *opts)
     if isinstance(m, t.AdaptiveAvgPool2d):
         return AdaptiveAvgPool2d(m.output_size)
-    if isinstance(m, (t.BatchNorm1d, t.BatchNorm2d)):
+    if isinstance(m, (t.BatchNorm1d, t.BatchNorm2d, t.BatchNorm3d)):
         bn = BatchNorm(
             _plain(m.weight),
             _plain(m.bias),
@@ -120,6 +121,7 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
         )
         if m.running_mean is not None:  # else batch statistics in eval mode too
             bn._set_affine(*folding.bn_affine(m))  # exact, from the owner's plaintext
+        bn._ranks = norm_checks.bn_ranks(m)  # torch's input ranks (norm_checks.py)
         return bn
     kind = type(m)
     if torch.nn.utils.parametrize.is_parametrized(m):  # ParametrizedConv1d (weight_norm):
@@ -625,6 +627,8 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
                 v = v.detach().double() if v.is_floating_point() else v.detach()
                 v = v.clone()  # the torch model's own buffer changing later is not ours
             attrs[node.target] = v
+    for bn, conv in pairs.items():  # a folded BatchNorm's rank check, kept by its conv
+        converted[conv]._ranks = norm_checks.bn_ranks(mods[bn])
     params.update((n, _plain(p)) for n, p in tracing.unread(model, gm, converted, folded))
     order = {name: i for i, (name, _) in enumerate(model.named_modules())}
     # and the parameters, each in its owner's registration order

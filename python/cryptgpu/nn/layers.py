@@ -17,6 +17,7 @@ from .. import autograd as ag
 from .._plain import _index
 from ..tensor import SharedTensor, cryptensor
 from .module import Module
+from .norm_checks import check_batchnorm, check_rank
 from .softmax_layers import LogSoftmax, Softmax  # noqa: F401 (their home until 2026-12-06)
 from .stats import BATCHNORM, LINEAR, POOLING, RELU
 
@@ -164,6 +165,7 @@ class Conv2d(Module):
     def forward(self, x):
         """The convolution of a SharedTensor NCHW input (or a plaintext tensor)."""
         _tensor_input(x, "conv2d")
+        check_rank(self, x)  # a BatchNorm folded into this conv at conversion: its check
         w, b = self._params["weight"], shift_bias(self, x.dim() == 4)  # unbatched: not per channel
         x = _public_input(_padded(x, self), w)
         if isinstance(x, SharedTensor):
@@ -423,6 +425,7 @@ class BatchNorm(Module):
     def forward(self, x):
         """Batch statistics in training mode (updating the running ones), the
         running ones in eval mode."""
+        check_batchnorm(self, x)  # torch's rank and channels (a converted layer's)
         if isinstance(x, SharedTensor) and x.numel() == 0:
             return x + 0.0  # torch: an empty batch gives an empty output
         shape = [1, -1] + [1] * (x.dim() - 2)

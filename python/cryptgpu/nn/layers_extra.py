@@ -31,6 +31,7 @@ from .layers import (
     shift_bias,
 )
 from .module import Module
+from .norm_checks import check_group_norm
 from .stats import BATCHNORM, LINEAR, POOLING
 
 
@@ -155,6 +156,7 @@ class GroupNorm(Module):
         x = _public_input(x, w if isinstance(w, SharedTensor) else b)
         if not isinstance(x, SharedTensor):
             return F.group_norm(x, self.groups, _plain(w, x), _plain(b, x), self.eps)
+        check_group_norm(x, self.groups, w)  # torch's (an IndexError for 1-D until 2026-12-06)
         return self._normed(x, self.groups, w, b)
 
     def _normed(self, x, groups: int, w, b):
@@ -214,15 +216,20 @@ class InstanceNorm(GroupNorm):
         d, rank = x.dim(), self._batched
         if rank and d not in (rank - 1, rank):
             raise ValueError(f"expected {rank - 1}D or {rank}D input (got {d}D input)")
-        if rank and d == rank - 1:
-            return self.forward(x.unsqueeze(0)).squeeze(0)
         w, b = self._params["weight"], self._params["bias"]
-        c = x.shape[1] if d > 1 else 0
+        at = 0 if rank and d == rank - 1 else 1  # the channels' dim: unbatched, dim 0
+        c = x.shape[at] if d > at else 0
         if self.num_features is not None and c != self.num_features:
-            msg = f"expected input's size at dim=1 to match num_features ({self.num_features})"
+            msg = f"expected input's size at dim={at} to match num_features ({self.num_features})"
             if w is not None or b is not None:  # torch's check, when affine
                 raise ValueError(f"{msg}, but got: {c}.")
             warnings.warn(f"{msg}; normalising each of its {c} channels", stacklevel=2)
+        if at == 0:  # unbatched: a batch of one, as torch's
+            return self._batch(x.unsqueeze(0), c, w, b).squeeze(0)
+        return self._batch(x, c, w, b)
+
+    def _batch(self, x, c: int, w, b):
+        """The batched ``x`` [N, c, *] normalised, each channel apart."""
         x = _public_input(x, w if isinstance(w, SharedTensor) else b)
         if not isinstance(x, SharedTensor):
             return F.group_norm(x, c, _plain(w, x), _plain(b, x), self.eps)
