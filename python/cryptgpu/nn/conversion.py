@@ -19,6 +19,7 @@ from . import (
     folding,
     hf,
     hf_labels,
+    indices,
     layers1d,
     layers_extra,
     layers_moves,
@@ -601,6 +602,7 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
     attrs: dict = {}
     params: dict = {}
     private = tracing.maybe_private(gm)
+    indices.rewrite(gm.graph, private, mods)  # argmax, max(dim).indices: torch's indices
     for node in gm.graph.nodes:
         where = f"node {node.name!r}"
         if node.op == "call_module":

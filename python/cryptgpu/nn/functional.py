@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..einsum import einsum
 from ..tensor import SharedTensor
 from ..torch_dispatch import TABLE
-from . import attention
+from . import attention, indices
 from .habits import borrowing
 from .layers import AdaptiveAvgPool2d, BatchNorm
 from .layers1d import AdaptiveAvgPool1d, AdaptiveMaxPool1d, channel_dropout
@@ -415,6 +415,7 @@ FUNCTIONS = {
     },
     torch.special.expit: (TABLE[torch.special.expit], RELU),
     torch.special.logsumexp: (TABLE[torch.special.logsumexp], SOFTMAX),
+    **indices.FUNCTIONS,  # argmax and max(dim).indices as torch's (indices.py)
 }
 
 # The tensor methods a converted graph calls (x.view(...), x.relu()), by
@@ -568,7 +569,8 @@ METHODS = {
     "new_empty": OTHER,
     "new_tensor": OTHER,
     # public only (masks, indices): a private receiver is refused
-    **dict.fromkeys(("bincount", "unique", "argsort", "sort", "topk", "nonzero", "argmax"), OTHER),
+    **dict.fromkeys(("bincount", "unique", "argsort", "sort", "topk", "nonzero"), OTHER),
+    **indices.METHODS,  # argmax, argmin: torch's indices (indices.py)
     "cumsum": OTHER,
     "triu": OTHER,
     "tril": OTHER,
