@@ -146,14 +146,14 @@ def test_plaintext_weights_on_shared_input(session):
 
 
 def test_unsupported_ops_name_the_node():
-    class Rrelu(tnn.Module):
+    class LpPool(tnn.Module):  # (F.rrelu and nn.RReLU here convert since 2026-12-06)
         def forward(self, x):
-            return F.rrelu(x)
+            return F.lp_pool1d(x, 2, 2)
 
-    with pytest.raises(NotImplementedError, match="rrelu.*node"):
-        cryptgpu.nn.from_pytorch(Rrelu())
-    with pytest.raises(NotImplementedError, match="RReLU"):
-        cryptgpu.nn.from_pytorch(tnn.Sequential(tnn.Linear(2, 2), tnn.RReLU()))
+    with pytest.raises(NotImplementedError, match="lp_pool1d.*node"):
+        cryptgpu.nn.from_pytorch(LpPool())
+    with pytest.raises(NotImplementedError, match="LPPool1d"):
+        cryptgpu.nn.from_pytorch(tnn.Sequential(tnn.Linear(2, 2), tnn.LPPool1d(2, 2)))
 
     class Meth(tnn.Module):
         def forward(self, x):

@@ -298,3 +298,179 @@ def test_a_private_index_that_would_select_is_refused_at_conversion(session, op)
     with pytest.raises(NotImplementedError, match="would select with it"):
         cryptgpu.nn.from_pytorch(m.eval(), x)
     assert usable()
+
+
+class _Fn(tnn.Module):
+    """``fn(self, x)`` as a forward (its layers, if any, given as ``mods``)."""
+
+    def __init__(self, fn, **mods):
+        super().__init__()
+        self.fn = fn
+        for k, m in mods.items():
+            setattr(self, k, m)
+
+    def forward(self, x):
+        return self.fn(self, x)
+
+
+class _Fn2(_Fn):
+    """``fn(self, x, y)`` as a forward."""
+
+    def forward(self, x, y):
+        return self.fn(self, x, y)
+
+
+def _grid(*shape, seed=0):
+    """Values in [-1, 1] at least 0.02 from 0 and from +-0.2 and +-0.3 (the
+    thresholds below): no element sits on a kink within the fixed point."""
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=D) * 2 - 1
+    for k in (0.0, 0.2, -0.2, 0.3, -0.3):
+        near = (x - k).abs() < 0.02
+        x[near] = k + 0.05
+    return x
+
+
+def _forward_backward(model, xs, train=False):
+    """(private output, input gradients) and torch's, for sum(out * w)."""
+    p = cryptgpu.nn.from_pytorch(copy.deepcopy(model)).encrypt(src=0)
+    p.train(train)
+    model.train(train)
+    sx = [cryptgpu.cryptensor(x, requires_grad=True) for x in xs]
+    tx = [x.clone().requires_grad_() for x in xs]
+    got, want = p(*sx), model(*tx)
+    w = torch.rand(want.shape, generator=torch.Generator().manual_seed(9), dtype=D)
+    (got * w).sum().backward()
+    (want * w).sum().backward()
+    return p, opened(got), want.detach(), [opened(s.grad) for s in sx], [t.grad for t in tx]
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda s, x: s.layer(x),
+        lambda s, x: F.softshrink(x, 0.2),
+        lambda s, x: s.leaky(x),
+        lambda s, x: F.rrelu(x, 0.1, 0.3),
+    ],
+    ids=["Softshrink", "F.softshrink", "RReLU", "F.rrelu"],
+)
+def test_softshrink_and_rrelu_in_eval_convert(session, fn):
+    """nn.Softshrink / F.softshrink and nn.RReLU / F.rrelu (eval: a fixed
+    slope (lower + upper) / 2) were refused as unsupported. Softshrink is
+    x - clamp(x, -l, l): the clamp selects x or the encoded bound, so the
+    output is within 2 ENC and the gradient (w times an exact 0/1) within
+    ENC; RReLU in eval is LeakyReLU: one product by a public slope
+    (prod_tol(1, 1, 1)), its gradient w times 1 or the slope likewise."""
+    m = _Fn(fn, layer=tnn.Softshrink(0.3), leaky=tnn.RReLU(0.1, 0.3)).double().eval()
+    x = _grid(5, 6)
+    _, got, want, (gx,), (tx,) = _forward_backward(m, [x])
+    assert (got - want).abs().max() <= prod_tol(1, 1, 1) + 2 * ENC
+    assert (gx - tx).abs().max() <= prod_tol(1, 1, 1)
+
+
+def test_rrelu_in_training_draws_its_slopes_as_torch(session):
+    """nn.RReLU in training: a slope per element drawn from U(lower, upper)
+    by the parties' joint generator (public, as dropout masks; torch's
+    distribution, not torch's draws): x above 0, the drawn slope times x
+    below, a fresh draw at every call, and the gradient the same slope.
+    A slope read back as y / x for |x| >= 0.02 carries 2 ENC / 0.02 (the
+    output's and input's encoding), 0.0004 here; the bounds refused as
+    torch refuses them."""
+    m = _Fn(lambda s, x: s.r(x), r=tnn.RReLU(0.1, 0.3)).double()
+    x = _grid(6, 8, seed=1)
+    p = cryptgpu.nn.from_pytorch(copy.deepcopy(m)).encrypt(src=0).train()
+    sx = cryptgpu.cryptensor(x, requires_grad=True)
+    y = p(sx)
+    y.sum().backward()
+    out, grad = opened(y), opened(sx.grad)
+    pos, neg = x > 0, x < 0
+    assert (out[pos] - x[pos]).abs().max() <= 2 * ENC
+    slope = out[neg] / x[neg]
+    eps = 2 * ENC / 0.02
+    assert slope.min() >= 0.1 - eps and slope.max() <= 0.3 + eps
+    assert slope.max() - slope.min() > 0.1  # drawn, not the fixed mean 0.2
+    assert (grad[neg] - slope).abs().max() <= eps + ENC
+    assert (grad[pos] - 1).abs().max() <= ENC
+    again = opened(p(cryptgpu.cryptensor(x)))
+    assert (again[neg] / x[neg] - slope).abs().max() > 0.05  # a fresh draw
+    with pytest.raises(RuntimeError, match="Lower bound should be less than or equal"):
+        F.rrelu(cryptgpu.cryptensor(x), 0.5, 0.1, training=True)
+    assert usable()
+
+
+def test_pairwise_distance_and_bilinear_layers_convert_with_gradients(session):
+    """nn.PairwiseDistance (F.pairwise_distance converted already) and
+    nn.Bilinear / F.bilinear were refused as unsupported layers. Bilinear:
+    u = x1 A' (4 products of |x1| <= 1 by |A| <= 0.5, one truncation),
+    then u x2 (3 products of |u| <= 2 by |x2| <= 1, one truncation), plus
+    the bias's encoding; each gradient is two such products too (|w| <= 1),
+    so within the same bound. PairwiseDistance: a sum of squares and the
+    range-reduced sqrt (1e-4 relative, values below 3: 5e-4 as
+    test_tensor_api_more), its gradient the difference over that norm."""
+    x1, x2 = _grid(4, 4, seed=2), _grid(4, 3, seed=3)
+    e_u = prod_tol(4, 1, 0.5)
+    tol = 3 * (e_u + 2 * ENC) + TRUNC + ENC
+    torch.manual_seed(0)
+    bil = tnn.Bilinear(4, 3, 5).double()
+    for m in (
+        _Fn2(lambda s, a, b: s.b(a, b), b=bil),
+        _Fn2(lambda s, a, b: F.bilinear(a, b, s.b.weight) * 2, b=copy.deepcopy(bil)),
+    ):
+        p, got, want, gx, tx = _forward_backward(m, [x1, x2], train=True)
+        assert (got - want).abs().max() <= 2 * tol  # (x2: exact)
+        for g, t in zip(gx, tx):
+            assert (g - t).abs().max() <= 2 * tol
+        for name, q in m.named_parameters():
+            if q.grad is not None:  # the weight's: a sum over 4 samples of x1 x2 w
+                got_g = opened(dict(p.named_parameters())[name].grad)
+                assert (got_g - q.grad).abs().max() <= 2 * 4 * (3 * ENC + TRUNC)
+    m = _Fn2(lambda s, a, b: s.d(a, b), d=tnn.PairwiseDistance())
+    _, got, want, gx, tx = _forward_backward(m, [x1, _grid(4, 4, seed=4)])
+    assert (got - want).abs().max() <= 5e-4
+    for g, t in zip(gx, tx):
+        assert (g - t).abs().max() <= 5e-4 * 10  # over a norm of 0.1 and more
+
+
+def test_vector_norm_var_mean_and_std_mean_in_a_forward(session):
+    """torch.linalg.vector_norm, torch.var_mean and torch.std_mean were
+    refused in a converted forward ("unsupported function") though a
+    SharedTensor takes them. Their values go through the range-reduced
+    sqrt or 1/sqrt (about 1e-4 relative, values below 3): 5e-4, as
+    test_tensor_api_more; the gradients carry 1 / norm or 1 / std (both
+    above 0.3 here) once more: 5e-4 * 4."""
+
+    def fn(s, h):
+        v, mu = torch.var_mean(h, -1, keepdim=True)
+        sd, mu2 = torch.std_mean(h, dim=-1, keepdim=True)
+        return h / torch.linalg.vector_norm(h, dim=-1, keepdim=True) + v + mu * sd + mu2
+
+    x = _grid(4, 6, seed=5)
+    _, got, want, (gx,), (tx,) = _forward_backward(_Fn(fn), [x])
+    assert (got - want).abs().max() <= 5e-4
+    assert (gx - tx).abs().max() <= 5e-4 * 4
+
+
+def test_one_hot_of_public_ids_in_a_forward(session):
+    """F.one_hot(ids[:, 0], 10) of a public ids input was refused at
+    conversion ("unsupported function one_hot"); it runs in plaintext now
+    (exact), and on private ids it is refused at the call, naming the node."""
+
+    class OneHot(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = tnn.Linear(4 + 10, 3)
+
+        def forward(self, x, ids):
+            return self.fc(torch.cat([x, F.one_hot(ids[:, 0], 10).to(x.dtype)], -1))
+
+    torch.manual_seed(0)
+    m = OneHot().double().eval()
+    x, ids = _grid(5, 4, seed=6), torch.tensor([[1, 2], [9, 0], [3, 3], [0, 1], [9, 9]])
+    p = cryptgpu.nn.from_pytorch(copy.deepcopy(m), (x, ids)).encrypt(src=0)
+    got = opened(p(cryptgpu.cryptensor(x), ids))
+    # 14 products of |x| <= 1 (the one-hot exact) by |W| <= 1/sqrt(14), one
+    # truncation, and the bias's encoding
+    assert (got - m(x, ids).detach()).abs().max() <= prod_tol(14, 1, 0.27) + ENC
+    with pytest.raises(NotImplementedError, match="one_hot on a private tensor at node"):
+        p(cryptgpu.cryptensor(x), cryptgpu.cryptensor(ids.double()))
+    assert usable()

@@ -123,6 +123,15 @@ class ActivationOps:
         """x - tanh(x)."""
         return self - self.tanh()
 
+    def softshrink(self, lambd: float = 0.5) -> TensorBase:
+        """x - lambd above lambd, x + lambd below -lambd, 0 between (torch's
+        Softshrink): x - clamp(x, -lambd, lambd), one batched ReLU; the
+        gradient 1 outside [-lambd, lambd], 0 strictly inside."""
+        lam = public_number(lambd, "softshrink(): argument 'lambd'")
+        if not lam >= 0:
+            raise RuntimeError(f"softshrink: lambda must be at least 0, but found {lam}")
+        return self - self.clamp(-lam, lam)
+
     def hardshrink(self, lambd: float = 0.5) -> TensorBase:
         """x where |x| > lambd, 0 elsewhere (torch's Hardshrink)."""
         return self * (self.abs() > number_or_shared(lambd))

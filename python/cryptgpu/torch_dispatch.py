@@ -498,6 +498,7 @@ TABLE = {
     F.softsign: _unary("softsign"),
     F.tanhshrink: _unary("tanhshrink"),
     F.hardshrink: _unary("hardshrink"),
+    F.softshrink: _unary("softshrink"),
     F.threshold: _unary("threshold"),
     F.softmin: lambda x, dim=None, _stacklevel=3, dtype=None: x.softmin(dim, dtype),
     torch.special.expit: _unary("sigmoid"),

@@ -27,11 +27,13 @@ from .activations import (
     LeakyReLU,
     LogSigmoid,
     Mish,
+    PairwiseDistance,
     PReLU,
     ReLU6,
     SiLU,
     Softmin,
     Softplus,
+    Softshrink,
     Softsign,
     Tanhshrink,
     Threshold,
@@ -82,6 +84,7 @@ from .layers_extra import (
     LocalResponseNorm,
     RMSNorm,
 )
+from .layers_more import Bilinear, RReLU
 from .layers_moves import LAYERS as _MOVE_LAYERS
 from .layers_moves import AlphaDropout, Unflatten
 from .losses import (
@@ -127,6 +130,7 @@ __all__ = [
     "BatchNorm",
     "BatchNorm1d",
     "BatchNorm2d",
+    "Bilinear",
     "Conv2d",
     "BCELoss",
     "BCEWithLogitsLoss",
@@ -179,11 +183,14 @@ __all__ = [
     "LeakyReLU",
     "LogSigmoid",
     "Mish",
+    "PairwiseDistance",
     "PReLU",
+    "RReLU",
     "ReLU6",
     "SiLU",
     "Softmin",
     "Softplus",
+    "Softshrink",
     "Softsign",
     "utils",
     "AdaptiveMaxPool2d",

@@ -1,7 +1,8 @@
 """torch's activation layers beyond ReLU, Sigmoid, Tanh and GELU: LeakyReLU,
 ReLU6, Hardtanh, ELU, SELU, CELU, SiLU, Mish, Hardswish, Hardsigmoid,
-Softplus, LogSigmoid, Softsign, Tanhshrink, Hardshrink, Threshold,
-Softmin and PReLU (a learnable slope per channel), each the SharedTensor
+Softplus, LogSigmoid, Softsign, Tanhshrink, Hardshrink, Softshrink,
+Threshold, Softmin, PReLU (a learnable slope per channel), and the
+distances CosineSimilarity and PairwiseDistance, each the SharedTensor
 method of the same meaning (tensor_activations.py: costs and accuracy), and
 the table that converts torch's layers into them.
 """
@@ -118,6 +119,15 @@ class Hardshrink(_Elementwise):
         super().__init__(lambd=float(lambd))
 
 
+class Softshrink(_Elementwise):
+    """``torch.nn.Softshrink(lambd=0.5)``: x - clamp(x, -lambd, lambd)."""
+
+    _method, _plain = "softshrink", F.softshrink
+
+    def __init__(self, lambd: float = 0.5):
+        super().__init__(lambd=float(lambd))
+
+
 class Threshold(_Elementwise):
     """``torch.nn.Threshold(threshold, value)``: x above the threshold,
     ``value`` elsewhere."""
@@ -159,6 +169,21 @@ class CosineSimilarity(Module):
     def forward(self, x1, x2):
         """The cosine of the angle between x1 and x2 along ``dim``."""
         return F.cosine_similarity(x1, x2, self.dim, self.eps)
+
+
+class PairwiseDistance(Module):
+    """``torch.nn.PairwiseDistance(p=2.0, eps=1e-6, keepdim=False)`` of two
+    inputs: ``F.pairwise_distance``'s, the module form."""
+
+    kind = SOFTMAX
+
+    def __init__(self, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False):
+        super().__init__()
+        self.norm, self.eps, self.keepdim = p, eps, keepdim
+
+    def forward(self, x1, x2):
+        """The p-norm of x1 - x2 + eps along the last dim."""
+        return F.pairwise_distance(x1, x2, self.norm, self.eps, self.keepdim)
 
 
 class PReLU(Module):
@@ -215,6 +240,8 @@ def converters(plain) -> dict:
         t.Softsign: lambda m: Softsign(),
         t.Tanhshrink: lambda m: Tanhshrink(),
         t.Hardshrink: lambda m: Hardshrink(m.lambd),
+        t.Softshrink: lambda m: Softshrink(m.lambd),
+        t.PairwiseDistance: lambda m: PairwiseDistance(m.norm, m.eps, m.keepdim),
         t.Threshold: lambda m: Threshold(m.threshold, m.value),
         t.Softmin: lambda m: Softmin(m.dim),
     }

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..einsum import einsum
 from ..tensor import SharedTensor
 from ..torch_dispatch import TABLE
-from . import attention, indices
+from . import attention, indices, layers_more
 from .habits import borrowing
 from .layers import AdaptiveAvgPool2d, BatchNorm
 from .layers1d import AdaptiveAvgPool1d, AdaptiveMaxPool1d, channel_dropout
@@ -416,6 +416,7 @@ FUNCTIONS = {
     torch.special.expit: (TABLE[torch.special.expit], RELU),
     torch.special.logsumexp: (TABLE[torch.special.logsumexp], SOFTMAX),
     **indices.FUNCTIONS,  # argmax and max(dim).indices as torch's (indices.py)
+    **layers_more.FUNCTIONS,  # bilinear, rrelu, softshrink, vector_norm, var_mean, std_mean
 }
 
 # The tensor methods a converted graph calls (x.view(...), x.relu()), by
@@ -555,6 +556,7 @@ METHODS = {
     "clamp_max": RELU,
     "unflatten": OTHER,
     "hardshrink": RELU,
+    "softshrink": RELU,
     "index_add": OTHER,
     "index_copy": OTHER,
     "masked_select": OTHER,
@@ -611,6 +613,7 @@ PUBLIC_FUNCTIONS = {
     torch.sort,
     torch.topk,
     torch.nonzero,
+    F.one_hot,  # of public ids (private ones: one-hot rows shared by their owner)
 }
 
 # random draws, which the parties cannot make inside a converted forward
