@@ -474,3 +474,36 @@ def test_one_hot_of_public_ids_in_a_forward(session):
     with pytest.raises(NotImplementedError, match="one_hot on a private tensor at node"):
         p(cryptgpu.cryptensor(x), cryptgpu.cryptensor(ids.double()))
     assert usable()
+
+
+def test_f_batch_norm_with_the_models_own_buffers_in_training_gives_advice_to_follow(session):
+    """F.batch_norm(x, self.running_mean, self.running_var, ...) in a
+    converted forward runs in eval mode (public statistics), and in
+    training its private update of public buffers is refused; the advice
+    was "pass ... shared ones", which a converted model's buffers cannot
+    be. It names what works now: an nn.BatchNorm layer, or no running
+    statistics in training."""
+
+    class FBN(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = tnn.Parameter(torch.rand(4) + 0.5)
+            self.bias = tnn.Parameter(torch.randn(4) * 0.1)
+            self.register_buffer("running_mean", torch.randn(4) * 0.1)
+            self.register_buffer("running_var", torch.rand(4) + 0.5)
+
+        def forward(self, x):
+            rm, rv, w, b = self.running_mean, self.running_var, self.weight, self.bias
+            return F.batch_norm(x, rm, rv, w, b, training=self.training)
+
+    m = FBN().double()
+    x = _grid(6, 4, seed=7)
+    p = cryptgpu.nn.from_pytorch(copy.deepcopy(m).eval(), x).encrypt(src=0)
+    # eval: x * scale + shift with public statistics: one product of |x| <= 1
+    # by |scale| <= 2, the shift's encoding
+    assert (opened(p(cryptgpu.cryptensor(x))) - m.eval()(x)).abs().max() <= prod_tol(1, 1, 2) + ENC
+    p.train()
+    with pytest.raises(NotImplementedError, match="use an nn.BatchNorm1d/2d layer") as e:
+        p(cryptgpu.cryptensor(x))
+    assert "running_mean=None, running_var=None in training" in str(e.value)
+    assert usable()

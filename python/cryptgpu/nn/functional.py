@@ -71,7 +71,12 @@ def _batch_norm(
     if training and any(isinstance(t, torch.Tensor) for t in stats):
         raise NotImplementedError(
             "F.batch_norm in training with plaintext running statistics: their update would "
-            "be private; pass running_mean=None, running_var=None, or shared ones"
+            "be private. A converted model's own buffers (F.batch_norm(x, self.running_mean, "
+            "...) in its forward) stay public: use an nn.BatchNorm1d/2d layer in the PyTorch "
+            "model instead (converted, it updates its running statistics privately, as torch), "
+            "or pass running_mean=None, running_var=None in training (batch statistics, no "
+            "running update). Outside a converted model, shared running statistics "
+            "(cryptgpu.cryptensor) are updated in place"
         )
     if not training and running_mean is None:
         raise RuntimeError("running_mean must be defined in evaluation mode")  # torch's
