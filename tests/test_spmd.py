@@ -579,3 +579,41 @@ def test_a_generators_state_read_inside_the_parties_is_the_partys():
         assert torch.equal(replay, want[3]) and torch.equal(replay, second)
         assert torch.equal(twin, want[4])
         assert torch.equal(gaps, torch.zeros(12, 1, dtype=torch.float64))
+
+
+def test_ctrl_c_while_the_party_threads_start_stops_those_started(monkeypatch):
+    """A Ctrl-C that arrived while run_multiprocess started its threads
+    (Thread.start waits for the thread) left the parties started computing
+    to the end: the thread starts were outside the try that stops the
+    parties. Party 2 is never started here."""
+    import threading
+
+    from conftest import usable
+
+    cryptgpu.init()
+    a = torch.randn(64, 64, dtype=torch.float64)
+    real_start = threading.Thread.start
+
+    def start(self):
+        real_start(self)
+        if self.name == "cryptgpu-party-1":
+            raise KeyboardInterrupt  # as Ctrl-C in party 1's start, which waits for it
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+
+    @cryptgpu.mpc.run_multiprocess(world_size=3)
+    def long_job(n):
+        x = cryptgpu.cryptensor(a)
+        for _ in range(n):
+            x = (x @ x.t()) * 0.001
+        return x[0, 0].get_plain_text()
+
+    t = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        long_job(100_000)  # about a minute of work for party 0 alone to wait on
+    monkeypatch.setattr(threading.Thread, "start", real_start)
+    assert time.monotonic() - t < 10
+    left = [th.name for th in threading.enumerate() if th.name.startswith("cryptgpu-party")]
+    assert not left, left
+    assert usable()
+    cryptgpu.uninit()

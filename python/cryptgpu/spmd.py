@@ -71,22 +71,39 @@ def _parties(
         finally:
             _session.uninit()
             _session._ctx.spmd_party = False
+            done[r].set()
 
     threads = [
         threading.Thread(target=party, args=(r,), name=f"cryptgpu-party-{r}") for r in range(3)
     ]
+    # Set by each party as it ends, and by this thread for a party it never
+    # launched. The caller waits on these, not on Thread.join: a Ctrl-C that
+    # interrupts a join on Python 3.11 marks the running thread stopped
+    # (its state lock released), and the party was then never stopped.
+    done = [threading.Event() for _ in threads]
+    launched = [False] * 3
     with _party_rng.wrapped(forked):
-        for t in threads:
-            t.start()
         try:
-            for t in threads:
-                t.join()
+            # Inside the try: a Ctrl-C while a thread starts (start waits for
+            # it) left the parties launched before it computing to the end.
+            for r, t in enumerate(threads):
+                launched[r] = True
+                t.start()
+            for e in done:
+                e.wait()
         except BaseException as e:
             # Ctrl-C (KeyboardInterrupt) or another exception in the caller's
             # wait: the parties computed on to the end (the script could not
             # exit). Stop them as a failing party stops its neighbours.
-            _stop(sessions, threads, f"the caller of spmd.run stopped it ({type(e).__name__})")
+            for r in range(3):
+                if not launched[r]:
+                    done[r].set()
+            _stop(
+                sessions, threads, done, f"the caller of spmd.run stopped it ({type(e).__name__})"
+            )
             raise
+        for t in threads:
+            t.join()
     # The root cause, not the neighbours' PeerError, if there is one.
     root = [e for e in errors if e is not None and not isinstance(e, _native.PeerError)]
     first = root[0] if root else next((e for e in errors if e is not None), None)
@@ -95,15 +112,18 @@ def _parties(
     return results
 
 
-def _stop(sessions, threads, why: str, wait_s: float = 5.0) -> None:
+def _stop(sessions, threads, done, why: str, wait_s: float = 5.0) -> None:
     """Abort every party's session, again until its thread ends or
     ``wait_s`` passes: an abort marks the session failed (the party's next
     operation raises) and tells the neighbours of a party between two
     operations (one in the middle of one holds its links; it stops at its
     next, and a neighbour waiting on it hears of the abort then)."""
     deadline = time.monotonic() + wait_s
-    while any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+    while not all(e.is_set() for e in done) and time.monotonic() < deadline:
         for s in sessions:
             s.abort(why)
-        for t in threads:
-            t.join(0.02)
+        for e in done:
+            e.wait(0.02)
+    for t, e in zip(threads, done):
+        if e.is_set() and t.ident is not None:  # ended: its last lines run
+            t.join(max(0.0, deadline - time.monotonic()))
