@@ -2,17 +2,26 @@
 world size, and the communication counters.
 
 ``crypten.comm.get().get_rank()`` is how CrypTen code asks which party it
-is; in the local runtime (all three parties in this process) the rank is 0,
-the party whose view a single-process CrypTen program also reports.
+is; in the local runtime (all three parties in this process) the rank is 0
+and the world size 1, as a single-process CrypTen program reports them
+(the number of processes, and this one's index); in a multi-party run
+(``crypten.mpc.run_multiprocess``, ``python -m cryptgpu.launch``) they are
+the party's rank and 3.
 """
 
 from __future__ import annotations
 
 import builtins
 import logging
+import os
 import sys
+import warnings
 
 from . import _session
+
+# Local-runtime sessions (by id) whose user asked for the rank or the
+# world size: True once the placeholder warning was given there.
+_ASKED: dict = {}
 
 
 class Communicator:
@@ -21,11 +30,21 @@ class Communicator:
     def get_rank(self) -> int:
         """This party's rank (0 in the local runtime)."""
         r = _session.rank()
+        if r is None:
+            _ASKED.setdefault(_session.current().id, False)
         return 0 if r is None else r
 
     def get_world_size(self) -> int:
-        """Always 3."""
-        _session.current()
+        """The number of processes, as CrypTen's: 3 in a multi-party run
+        (``crypten.mpc.run_multiprocess``, ``python -m cryptgpu.launch``);
+        1 in the local runtime, whose one process hosts all three parties
+        (CrypTen's one-process mode reports 1 too, so its examples' ``src =
+        1 if world_size > 1 else 0`` shares this process's data from party
+        0). Until 2026-12-06 it was always 3 (such code shared a
+        ``torch.empty`` placeholder from party 1, silently)."""
+        if _session.rank() is None:
+            _ASKED.setdefault(_session.current().id, False)
+            return 1
         return 3
 
     def barrier(self) -> None:
@@ -72,6 +91,40 @@ def get() -> Communicator:
     """The communicator of the current session (raises if there is none)."""
     _session.current()
     return _COMM
+
+
+def warn_placeholder(src: int) -> None:
+    """Once per local-runtime session whose user asked for the rank or
+    the world size: a UserWarning at sharing an input from party ``src``
+    other than 0 (this process holds every party's input, so multi-process
+    code's ``x if rank == src else torch.empty(...)`` shares the
+    placeholder)."""
+    if src == 0 or _session.rank() is not None:
+        return
+    sid = _session.current().id
+    if _ASKED.get(sid) is not False:
+        return
+    _ASKED[sid] = True
+    warnings.warn(
+        f"sharing an input from party {src} in the local runtime, where this one process "
+        "hosts all three parties and holds every party's input (comm.get().get_rank() is 0 "
+        "and get_world_size() 1 here): what this process passes is party "
+        f"{src}'s input, so multi-process code such as `x if rank == {src} else "
+        f"torch.empty(...)` shares the placeholder as party {src}'s. Run such code with "
+        "crypten.mpc.run_multiprocess(world_size=3) or python -m cryptgpu.launch --nparties 3 "
+        "(this warning is given once per session)",
+        UserWarning,
+        stacklevel=_outside(),
+    )
+
+
+def _outside() -> int:
+    """The stacklevel of the first caller outside this package."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    f, level = sys._getframe(1), 1
+    while f is not None and os.path.abspath(f.f_code.co_filename).startswith(here + os.sep):
+        f, level = f.f_back, level + 1
+    return level
 
 
 def print_(*args, in_order: bool = False, dst=0, **kwargs) -> None:

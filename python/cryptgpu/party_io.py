@@ -12,6 +12,7 @@ import zlib
 import torch
 
 from . import _session, comm
+from ._plain import _plain_array
 from .tensor import SharedTensor, broadcast_shape, cryptensor, opened_words, party_index
 
 
@@ -130,8 +131,11 @@ def load_from_party(
     finally:
         if err is not None:  # src raises its own error, not the others' message
             raise err from None
-    data = obj if obj is not None else torch.zeros(shape, dtype=torch.float64)
-    return cryptensor(data, src=src)
+    if obj is None:
+        return cryptensor(torch.zeros(shape, dtype=torch.float64), src=src)
+    # src's file, read by this process: no placeholder to warn of in the local runtime
+    out = SharedTensor._share(_plain_array(obj, "load_from_party"), src)
+    return out.requires_grad_(True) if obj.requires_grad else out
 
 
 def public_from(src: int, values: dict) -> dict:

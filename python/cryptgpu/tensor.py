@@ -18,7 +18,7 @@ import enum
 import numpy as np
 import torch
 
-from . import _session, torch_dispatch
+from . import _session, comm, torch_dispatch
 from ._plain import _index, _plain_array
 from ._session import current
 from .tensor_activations import ActivationOps
@@ -192,6 +192,7 @@ def cryptensor(
         raise TypeError(f"requires_grad must be a bool, not {type(requires_grad).__name__}")
     if broadcast:  # CrypTen's: the other parties pass any tensor, src's shape is sent
         data = _sized(s, src, data)
+    comm.warn_placeholder(src)  # local runtime, src != 0, after get_rank(): once
     out = SharedTensor._share(_plain_array(data, "cryptensor"), src)
     return out.requires_grad_(requires_grad) if requires_grad else out
 
