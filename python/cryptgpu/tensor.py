@@ -204,13 +204,37 @@ def opened_words(src: int, words: torch.Tensor) -> torch.Tensor:
     top chunk signed), each shared from src and opened. Until 2026-12-06
     values were shared whole: a shape dim or a buffer word beyond 2^(63 -
     2f) was an EncodingError (a dim of 200 at f = 28)."""
+    parts, b = _chunks(words)
+    opened = cryptensor(parts, src=src).get_plain_text(dtype=torch.float64)
+    return _joined(opened, b)
+
+
+def words_of_each(words: torch.Tensor) -> torch.Tensor:
+    """Every party's int64 ``words`` (the same shape on each), known to
+    every party exactly, as rows 0, 1, 2 of the result: each party shares
+    its chunks (:func:`opened_words`; one round each, 3 in all) and the
+    three are opened together (one round)."""
+    parts, b = _chunks(words)
+    shared = stack([cryptensor(parts, src=k) for k in range(3)])
+    opened = shared.get_plain_text(dtype=torch.float64)
+    return torch.stack([_joined(o, b) for o in opened])
+
+
+def _chunks(words: torch.Tensor) -> tuple:
+    """``words`` flattened and cut into b-bit chunks (rows, the top one
+    signed) that encode exactly at this session's precision; and b."""
     f = _session.current().precision_bits
     b = max(1, min(16, 62 - 2 * f))
     n = -(-64 // b)
     words = words.to(torch.int64).reshape(-1)
     mask = (1 << b) - 1
     parts = [(words >> (b * i)) & mask for i in range(n - 1)] + [words >> (b * (n - 1))]
-    opened = cryptensor(torch.stack(parts).double(), src=src).get_plain_text(dtype=torch.float64)
+    return torch.stack(parts).double(), b
+
+
+def _joined(opened: torch.Tensor, b: int) -> torch.Tensor:
+    """The words back from their opened b-bit chunks."""
+    n = opened.shape[0]
     opened = torch.round(opened).to(torch.int64)
     out = opened[n - 1] << (b * (n - 1))
     for i in range(n - 1):

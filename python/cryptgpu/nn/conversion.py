@@ -16,6 +16,7 @@ from . import (
     activations,
     check,
     embedding_bag,
+    fold_agree,
     folding,
     hf,
     hf_labels,
@@ -238,6 +239,10 @@ class Graph(Module):
     # top-level names, and {every one's dotted path: its conv's}
     _folded_names: frozenset = frozenset()
     _folded: dict = {}
+    # the pairs a conversion with folding folds, and the parameters a
+    # conversion without keeps unread (fold_agree.py)
+    _foldable: dict = {}
+    _unread: list = []
     # forward parameters traced as None (refused when given), and those
     # whose None the forward answers otherwise (refused when left None)
     _fixed_none: frozenset = frozenset()
@@ -285,7 +290,10 @@ class Graph(Module):
 
     def _encrypt_own(self, src: int) -> None:
         """As Module's, and the buffers read as graph constants become
-        src's (:func:`party_io.public_from`; they stay public)."""
+        src's (:func:`party_io.public_from`; they stay public). First, in a
+        multi-party run, every party's BatchNorm layers are folded as
+        src's are (:func:`fold_agree.agree`)."""
+        fold_agree.agree(self, src)
         super()._encrypt_own(src)
         self._attrs = party_io.public_from(src, self._attrs)
 
@@ -598,7 +606,8 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
     # inputs whose None the forward answers with its own (a causal mask)
     gm, defaults, nones, needed = tracing.optional(model, gm, defaults, dummy_input, root)
     mods = dict(gm.named_modules())
-    pairs = folding.fold_batchnorm(gm, mods) if fold_batchnorm else {}
+    foldable = folding.candidates(gm, mods)
+    pairs = folding.fold_batchnorm(gm, mods, foldable) if fold_batchnorm else {}
     folded = len(pairs)
     converted: dict[str, Module] = {}
     attrs: dict = {}
@@ -633,7 +642,8 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
             attrs[node.target] = v
     for bn, conv in pairs.items():  # a folded BatchNorm's rank check, kept by its conv
         converted[conv]._ranks = norm_checks.bn_ranks(mods[bn])
-    params.update((n, _plain(p)) for n, p in tracing.unread(model, gm, converted, folded))
+    unread = tracing.unread(model, gm, converted, folded)
+    params.update((n, _plain(p)) for n, p in unread)
     order = {name: i for i, (name, _) in enumerate(model.named_modules())}
     # and the parameters, each in its owner's registration order
     order.update((name, i) for i, (name, _) in enumerate(model.named_parameters()))
@@ -654,12 +664,10 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
         for n, m in model.named_children()
         if isinstance(m, torch.nn.BatchNorm2d) and n not in converted
     }
-    out._folded = pairs  # {BatchNorm's path: its conv's}: refused by to_pytorch, loading
-    for path in pairs:  # and by position in a container below (model.features[1])
-        owner, _, leaf = path.rpartition(".")
-        holder = out._mounted.get(tuple(owner.split("."))) if owner else None
-        if isinstance(holder, _ByPosition):
-            holder._folded_names = frozenset(holder._folded_names) | {leaf}
+    fold_agree.mark_folded(out, pairs)
+    # what encrypt(src=) needs to fold as src did (fold_agree.py)
+    out._foldable = {bn.target: conv.target for bn, conv in foldable}
+    out._unread = [n for n, _ in unread]
     out._root_target = root
     out._id_inputs = id_inputs(gm.graph, converted)  # one-hot rows of shared ids
     out._shifts = shifts.pairs(gm.graph, converted)  # biases a BatchNorm cancels

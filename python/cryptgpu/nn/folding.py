@@ -25,35 +25,49 @@ def bn_affine(bn: torch.nn.modules.batchnorm._BatchNorm):
     return scale, shift
 
 
-def fold_batchnorm(gm: torch.fx.GraphModule, mods: dict) -> dict:
-    """Fold every BatchNorm called once whose only input is a Conv2d used
-    nowhere else (its output read by the BatchNorm only, and the conv
-    module called once) into that conv's weight and bias (one
-    multiplication fewer per BN), with its running statistics: right for
-    inference only. The fused conv always has a bias (the BatchNorm's
-    shift), also where the torch conv had none. Returns {BatchNorm's
-    dotted path: the conv's}, in graph order."""
-    folded: dict = {}
+def candidates(gm: torch.fx.GraphModule, mods: dict) -> list:
+    """(BatchNorm node, conv node) for every BatchNorm that
+    :func:`fold_batchnorm` folds, in graph order, without changing
+    anything: called once, with running statistics, its only input a Conv2d
+    (or a conv that an earlier BatchNorm was folded into) used nowhere else
+    and called once."""
     calls: dict = {}  # how many graph nodes call each module (a reused conv)
     for node in gm.graph.nodes:
         if node.op == "call_module":
             calls[node.target] = calls.get(node.target, 0) + 1
-    for node in list(gm.graph.nodes):
+    alias: dict = {}  # a folded BatchNorm's node -> the conv node in its place
+    users: dict = {}  # a conv node's users once the BatchNorm after it is folded
+    out = []
+    for node in gm.graph.nodes:
         if node.op != "call_module" or not isinstance(mods.get(node.target), torch.nn.BatchNorm2d):
             continue
-        src = node.args[0]
+        src = node.args[0] if node.args else None
+        src = alias.get(src, src)
         if not (
             isinstance(src, torch.fx.Node)
             and src.op == "call_module"
             and isinstance(mods.get(src.target), torch.nn.Conv2d)
-            and len(src.users) == 1
+            and users.get(src, len(src.users)) == 1
             and calls[src.target] == 1  # folding changes every call of the conv
             and calls[node.target] == 1  # the BatchNorm is gone from the model
         ):
             continue
-        conv, bn = mods[src.target], mods[node.target]
-        if bn.running_mean is None:  # batch statistics at eval too: nothing to fold
+        if mods[node.target].running_mean is None:  # batch statistics at eval too
             continue
+        out.append((node, src))
+        alias[node], users[src] = src, len(node.users)
+    return out
+
+
+def fold_batchnorm(gm: torch.fx.GraphModule, mods: dict, pairs: list) -> dict:
+    """Fold every BatchNorm of ``pairs`` (:func:`candidates`) into its
+    conv's weight and bias (one multiplication fewer per BN), with its
+    running statistics: right for inference only. The fused conv always
+    has a bias (the BatchNorm's shift), also where the torch conv had none.
+    Returns {BatchNorm's dotted path: the conv's}, in graph order."""
+    folded: dict = {}
+    for node, src in pairs:
+        conv, bn = mods[src.target], mods[node.target]
         scale, shift = bn_affine(bn)
         w = conv.weight.detach().double() * scale.reshape(-1, 1, 1, 1)
         b = conv.bias.detach().double() if conv.bias is not None else torch.zeros_like(scale)
