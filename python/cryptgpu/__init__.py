@@ -111,13 +111,21 @@ _INSTEAD = {
     ),
     "cfg": (
         "no configuration files: the settings are crypten.init()'s arguments "
-        "(precision_bits, truncation, seed, timeout_s, device, check_range)"
+        "(precision_bits, truncation, seed, timeout_s, device, check_range); "
+        "functions.reciprocal_all_pos is x.reciprocal(all_pos=True), and the "
+        "approximations' iteration counts have no counterpart (they take their own steps)"
+    ),
+    "set_default_backend": (
+        "CrypTen's set_default_backend/get_default_backend choose its backend "
+        "(crypten.mpc); there is one here, replicated sharing among three parties: "
+        "leave the call out"
     ),
 }
 _INSTEAD.update(
     trace_once=_INSTEAD["trace"],
     fill_cache=_INSTEAD["trace"],
     randn=_INSTEAD["rand"],
+    get_default_backend=_INSTEAD["set_default_backend"],
     bernoulli=_INSTEAD["rand"],
 )
 

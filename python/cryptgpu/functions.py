@@ -107,6 +107,12 @@ def reciprocal(x, lo_exp: int = -16, hi_exp: int = 30):
     return y - 2 * (neg * y)
 
 
+def reciprocal_pos(x):
+    """1 / x for x in [2^-16, 2^30), known positive (CrypTen's ``all_pos``):
+    :func:`reciprocal` without the sign; an x <= 0 gives garbage."""
+    return _reciprocal_pos(x)
+
+
 def _reciprocal_pos(x, lo_exp: int = -16, hi_exp: int = 30):
     """1 / x for x in [2^lo_exp, 2^hi_exp), range-reduced as :func:`log`:
     one batched comparison puts x in an octave [2^j, 2^(j+1)), the one-hot

@@ -76,6 +76,19 @@ class _NoProviders(types.ModuleType):
 provider = _NoProviders("cryptgpu.mpc.provider", _NoProviders.__doc__)
 
 
+def __getattr__(name: str):
+    if name == "ConfigManager":
+        raise AttributeError(
+            "module 'cryptgpu.mpc' has no attribute 'ConfigManager': CrypTen's "
+            "ConfigManager(key, value) overrides a configuration entry in a with-block; "
+            "there are no configuration entries here: reciprocal_all_pos is "
+            "x.reciprocal(all_pos=True), the approximations' iteration counts have no "
+            "counterpart (they take their own steps), and the session's settings are "
+            "crypten.init()'s arguments (precision_bits, truncation, seed, ...)"
+        )
+    raise AttributeError(f"module 'cryptgpu.mpc' has no attribute {name!r}")
+
+
 def run_multiprocess(world_size: int = 3, maxsize: int | None = None):
     """Decorator: run the function once per party, SPMD, and return the
     parties' results as a list in rank order (as CrypTen does).

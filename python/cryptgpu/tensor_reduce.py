@@ -19,6 +19,14 @@ from .tensor_base import TensorBase
 _UNSET = object()
 
 
+def _crypten_counts(name: str, **counts) -> None:
+    """Older CrypTen's iteration counts of an approximation: accepted (an
+    int, or None) and unused, since ours take their own fixed steps."""
+    for k, v in counts.items():
+        if v is not None and (isinstance(v, bool) or _index(v) is None):
+            raise TypeError(f"{name}(): {k} must be an int, got {type(v).__name__}")
+
+
 def axis_alias(method):
     """torch's ``axis=``, its alias of ``dim=`` (numpy's name), for a method
     whose first argument is ``dim``: x.sum(axis=1), torch.mean(x, axis=0)."""
@@ -141,9 +149,13 @@ class FunctionOps:
     __slots__ = ()
 
     # ------------------------------------------------------------ functions
-    def exp(self) -> TensorBase:
+    def exp(self, iterations=None) -> TensorBase:
         """e^x, range-reduced (:func:`cryptgpu.functions.exp`: 1e-3 relative
-        plus a few units of 2^-16 for x in [-16, 20.8] at f = 16)."""
+        plus a few units of 2^-16 for x in [-16, 20.8] at f = 16). Older
+        CrypTen's ``iterations`` (the squarings of its limit (1 + x/2^n)^(2^n))
+        is accepted and changes nothing: this exp takes its own fixed steps
+        (CrypTen's limit is :func:`cryptgpu.functions.exp_crypten`)."""
+        _crypten_counts("exp", iterations=iterations)
         return fx.exp(self)
 
     def exp2(self) -> TensorBase:
@@ -151,14 +163,40 @@ class FunctionOps:
         plus 2^-15 relative for 2^x up to 2^30 at f = 16); also torch.exp2."""
         return fx.exp2(self)
 
-    def reciprocal(self, input_in_01: bool = False) -> TensorBase:
+    def reciprocal(
+        self,
+        input_in_01: bool = False,
+        *,
+        all_pos: bool = False,
+        method: str | None = None,
+        nr_iters=None,
+        log_iters=None,
+        exp_iters=None,
+    ) -> TensorBase:
         """1/x, range-reduced (:func:`cryptgpu.functions.reciprocal`: 1e-9
         relative plus the rounding for |x| in [2^-16, 2^30)). CrypTen's
         ``input_in_01`` (which rescales its Newton iteration for inputs in
         (0, 1]) is accepted and changes nothing: the reciprocal is
-        range-reduced either way."""
+        range-reduced either way.
+
+        ``all_pos=True`` (older CrypTen's keyword, newer CrypTen's
+        ``cfg.functions.reciprocal_all_pos``) promises that every x is
+        positive: the sign is not computed (12 rounds fewer of 48 at f =
+        16, a quarter). As in CrypTen, an x <= 0 then gives garbage.
+        Older CrypTen's ``method`` ("NR" or "log"), ``nr_iters``,
+        ``log_iters`` and ``exp_iters`` are accepted and change nothing:
+        this reciprocal chooses its own steps (another method raises
+        ValueError, as CrypTen's)."""
         del input_in_01
-        return fx.reciprocal(self)
+        _crypten_counts("reciprocal", nr_iters=nr_iters, log_iters=log_iters, exp_iters=exp_iters)
+        if method is not None and str(method).lower() not in ("nr", "log"):
+            raise ValueError(
+                f"reciprocal(method={method!r}): CrypTen's methods are 'NR' and 'log' (accepted, "
+                "and the same here: the reciprocal is range-reduced either way)"
+            )
+        if not isinstance(all_pos, bool):
+            raise TypeError(f"reciprocal(): all_pos must be a bool, got {type(all_pos).__name__}")
+        return fx.reciprocal_pos(self) if all_pos else fx.reciprocal(self)
 
     def sqrt(self) -> TensorBase:
         """sqrt(x) for x > 0, as x * inv_sqrt(x)."""
@@ -169,13 +207,19 @@ class FunctionOps:
         (:func:`cryptgpu.functions.inv_sqrt`: 1e-4 relative)."""
         return fx.inv_sqrt(self)
 
-    def log(self, input_in_01: bool = False) -> TensorBase:
+    def log(
+        self, input_in_01: bool = False, *, iterations=None, exp_iterations=None, order=None
+    ) -> TensorBase:
         """ln(x) for x > 0, range-reduced (:func:`cryptgpu.functions.log`):
         within a few units of 2^-16 on [2^-16, 2^30]. CrypTen's
         ``input_in_01`` (which shifts its Householder iteration's domain for
         inputs in (0, 1]) is accepted and changes nothing: the range
-        reduction is accurate there already."""
+        reduction is accurate there already. So are older CrypTen's
+        ``iterations``, ``exp_iterations`` and ``order`` (of its Householder
+        iteration, :func:`cryptgpu.functions.log_crypten` here): this log
+        takes its own fixed steps."""
         del input_in_01
+        _crypten_counts("log", iterations=iterations, exp_iterations=exp_iterations, order=order)
         return fx.log(self)
 
     def sigmoid(self) -> TensorBase:
