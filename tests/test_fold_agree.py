@@ -117,10 +117,16 @@ def test_the_owners_eval_model_folds_on_every_party(src, dummy_modes):
         pm = crypten.nn.from_pytorch(mine, torch.empty(1, 1, 6, 6)).encrypt(src=src)
         x = crypten.cryptensor(X if rank == 0 else torch.empty(X.size()), src=0)
         names = [n for n, _ in pm.named_parameters()]
-        return names, list(pm.state_dict()), pm(x).get_plain_text(dtype=D)
+        try:  # the folded conv keeps its BatchNorm's rank check on every party
+            pm(crypten.cryptensor(torch.zeros(1, 6, 6), src=0))
+            refused = None
+        except ValueError as e:
+            refused = str(e)
+        return names, list(pm.state_dict()), pm(x).get_plain_text(dtype=D), refused
 
     results = job()
-    for names, keys, got in results:
+    for names, keys, got, refused in results:
+        assert refused == "expected 4D input (got 3D input)"  # torch's BatchNorm2d's
         assert names == results[src][0] and keys == results[src][1]
         assert "bn1.weight" not in names and "conv1.bias" in names  # folded, as the owner's
         assert "unused.weight" not in names  # a folding conversion keeps no unread ones

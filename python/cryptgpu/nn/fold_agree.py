@@ -78,6 +78,8 @@ def fold_in_place(graph) -> None:
         node.replace_all_uses_with(node.args[0])  # the conv's node (folding.candidates)
         graph._graph.erase_node(node)
         layer = graph._layer(conv)
+        # the BatchNorm's input-rank check, kept by its conv (norm_checks.py)
+        layer._ranks = graph._layer(bn).__dict__.get("_ranks")
         if layer._params.get("bias") is None:
             w = layer._params["weight"]
             layer.register_parameter("bias", torch.zeros(w.shape[0], dtype=torch.float64))
