@@ -1,7 +1,8 @@
 //! Frame decoding from the network: the TCP transport's frame reader, the
-//! ZeroMQ guard's frame-length checker (with the stream split at a
-//! fuzzer-chosen point) and its READY identity parser. None may panic; the
-//! reader may not reserve more than the bytes it is given justify.
+//! ZeroMQ guard's frame-length checker and re-framing (with the stream
+//! split at a fuzzer-chosen point) and its READY identity parser. None may
+//! panic; the reader may not reserve more than the bytes it is given
+//! justify; what the guard forwards does not depend on the split.
 #![no_main]
 
 use cryptgpu_engine::net::{guard, tcp};
@@ -22,6 +23,13 @@ fuzz_target!(|data: &[u8]| {
         whole,
         guard::stream_within_limit([a, b], max),
         "split changed the verdict"
+    );
+    let forwarded = guard::forwarded([data], max);
+    assert_eq!(forwarded.is_some(), whole);
+    assert_eq!(
+        forwarded,
+        guard::forwarded([a, b], max),
+        "split changed what is forwarded"
     );
     let claimed = guard::identity_of_head(data);
     // A rewritten identity (the guard rewrites a non-empty one) reads back

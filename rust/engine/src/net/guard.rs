@@ -5,9 +5,13 @@
 //! therefore this guard, which accepts connections, reads the ZMTP stream
 //! far enough to know every frame's length (64-byte greeting, then per
 //! frame a flags byte and a 1- or 8-byte length), drops a connection that
-//! announces a frame above the limit, and forwards everything else
-//! unchanged to the party's ROUTER socket. Memory per connection is one
-//! fixed buffer; the number of connections is bounded.
+//! announces a frame above the limit, and forwards everything else to the
+//! party's ROUTER socket, a large frame split into frames that grow with
+//! the bytes that arrived (`zmtp.rs`): the crate reserves what a header
+//! announces, so a header of the full limit from a connection allowed it
+//! made the party reserve that much before any byte of the body came.
+//! Memory per connection is one fixed buffer; the number of connections is
+//! bounded.
 //!
 //! The ROUTER socket itself must be out of everyone else's reach, or the
 //! guard is bypassed: on Unix it listens on a Unix socket in a private
@@ -16,6 +20,7 @@
 //! then abort the party with one forged frame header.
 
 use crate::error::{EngineError, Result};
+use crate::net::zmtp::{advance, only_input, write_pieces, Piece, Zmtp, GREETING};
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -29,7 +34,6 @@ use std::time::Duration;
 /// Connections forwarded at once; the parties need two, the rest are
 /// strangers (or a neighbour reconnecting) and are refused beyond this.
 const MAX_CONNECTIONS: usize = 8;
-const GREETING: usize = 64;
 
 /// The largest frame a connection may announce on encrypted links before
 /// its socket identity proved a party's key: nobody who cannot prove one
@@ -109,140 +113,7 @@ pub struct FrameGuard {
     accept: Option<thread::JoinHandle<()>>,
 }
 
-/// What a frame costs the `zeromq` crate's decoder beyond its bytes (its
-/// buffer and list entry): charged per frame, so that a multipart message
-/// of empty frames is bounded too.
-const FRAME_COST: u64 = 64;
-
-/// Slack over the frame limit for a whole message (its envelope frames
-/// beside the one payload frame a party sends).
-const MESSAGE_SLACK: u64 = 4096;
-
-/// One connection's ZMTP stream as the guard reads it: the parser's place,
-/// whether the frame being read has the MORE flag, and what the message so
-/// far costs. The `zeromq` crate gathers a multipart message's frames until
-/// the last one, with no bound: a stranger sending empty MORE frames
-/// without end grew a party by gigabytes (35x what it sent) until then.
-#[derive(Clone, Copy)]
-struct Zmtp {
-    state: State,
-    more: bool,
-    message: u64,
-}
-
-impl Zmtp {
-    fn new() -> Self {
-        Zmtp {
-            state: State::Greeting(GREETING),
-            more: false,
-            message: 0,
-        }
-    }
-}
-
-/// Where the parser is in one connection's ZMTP stream.
-#[derive(Clone, Copy)]
-enum State {
-    Greeting(usize),
-    Flags,
-    Len {
-        long: bool,
-        got: usize,
-        buf: [u8; 8],
-    },
-    Body(u64),
-}
-
-/// Check the stream's frame lengths as bytes arrive. Returns false when a
-/// frame announces more than `max` bytes, or a multipart message costs
-/// more than `max` (plus slack) in all, each frame charged FRAME_COST.
-fn advance(z: &mut Zmtp, bytes: &[u8], max: u64) -> bool {
-    let mut i = 0;
-    while i < bytes.len() {
-        match z.state {
-            State::Greeting(left) => {
-                let take = left.min(bytes.len() - i);
-                i += take;
-                z.state = if left == take {
-                    State::Flags
-                } else {
-                    State::Greeting(left - take)
-                };
-            }
-            State::Flags => {
-                let long = bytes[i] & 0b10 != 0;
-                // MORE (bit 0) on a message frame; a command (bit 2) is one frame
-                z.more = bytes[i] & 0b101 == 0b001;
-                i += 1;
-                z.state = State::Len {
-                    long,
-                    got: 0,
-                    buf: [0; 8],
-                };
-            }
-            State::Len {
-                long,
-                mut got,
-                mut buf,
-            } => {
-                let need = if long { 8 } else { 1 };
-                while got < need && i < bytes.len() {
-                    buf[got] = bytes[i];
-                    got += 1;
-                    i += 1;
-                }
-                if got < need {
-                    z.state = State::Len { long, got, buf };
-                    continue;
-                }
-                let len = if long {
-                    u64::from_be_bytes(buf)
-                } else {
-                    u64::from(buf[0])
-                };
-                if len > max {
-                    return false;
-                }
-                z.message = z.message.saturating_add(len.saturating_add(FRAME_COST));
-                if z.message > max.saturating_add(MESSAGE_SLACK) {
-                    return false;
-                }
-                if len == 0 {
-                    end_frame(z);
-                } else {
-                    z.state = State::Body(len);
-                }
-            }
-            State::Body(left) => {
-                let take = left.min((bytes.len() - i) as u64);
-                i += take as usize;
-                if left == take {
-                    end_frame(z);
-                } else {
-                    z.state = State::Body(left - take);
-                }
-            }
-        }
-    }
-    true
-}
-
-/// A frame has been read: the next flags byte follows; the message's cost
-/// starts again after its last frame.
-fn end_frame(z: &mut Zmtp) {
-    z.state = State::Flags;
-    if !z.more {
-        z.message = 0;
-    }
-}
-
-/// Feed a ZMTP stream, split into `chunks` as it might arrive, through the
-/// frame-length checker: false when a frame announces more than `max`
-/// bytes. The entry point of the fuzz target and of tests.
-pub fn stream_within_limit<'a>(chunks: impl IntoIterator<Item = &'a [u8]>, max: u64) -> bool {
-    let mut z = Zmtp::new();
-    chunks.into_iter().all(|c| advance(&mut z, c, max))
-}
+pub use crate::net::zmtp::{forwarded, stream_within_limit};
 
 /// Where the first frame's body lies in a stream's `head` (greeting, then
 /// the frame's flags and length): `Ok(Some((start, len)))` once its header
@@ -379,40 +250,54 @@ fn ready_identity(body: &[u8]) -> Option<Vec<u8>> {
     Some(found.map(|(_, v)| v.to_vec()).unwrap_or_default())
 }
 
-/// Forward `from` to `to`, checking frame lengths when `max` is given;
-/// `head` holds bytes already read from `from`. Returns false if the stream
-/// was cut for an oversized frame.
+/// Forward `from` to `to`, checking frame lengths and splitting large
+/// frames (`zmtp::advance`) when `max` is given; `head` holds bytes
+/// already read from `from`. Returns false if the stream was cut for an
+/// oversized frame.
 fn pump<A: Stream, B: Stream>(mut from: A, mut to: B, max: Option<u64>, head: &[u8]) -> bool {
     let mut state = Zmtp::new();
-    if let Some(m) = max {
-        if !advance(&mut state, head, m) {
-            let _ = from.shutdown(Shutdown::Both);
-            let _ = to.shutdown(Shutdown::Both);
-            return false;
+    let mut pieces: Vec<Piece> = Vec::new();
+    let mut out: Vec<u8> = Vec::new();
+    // what to write for `bytes`: themselves when there is no limit, or
+    // when they are one run of a frame's body (no copy)
+    let mut forward = |bytes: &[u8], to: &mut B| -> std::result::Result<bool, ()> {
+        let Some(m) = max else {
+            return to.write_all(bytes).map(|_| true).map_err(|_| ());
+        };
+        pieces.clear();
+        if !advance(&mut state, bytes, m, |p| pieces.push(p)) {
+            return Ok(false);
         }
-    }
-    if !head.is_empty() && to.write_all(head).is_err() {
-        let _ = from.shutdown(Shutdown::Both);
-        return true;
-    }
+        let w = match only_input(bytes, &pieces) {
+            Some(run) => to.write_all(run),
+            None => {
+                out.clear();
+                write_pieces(bytes, &pieces, &mut out);
+                to.write_all(&out)
+            }
+        };
+        w.map(|_| true).map_err(|_| ())
+    };
+    let mut ok = match forward(head, &mut to) {
+        Ok(true) => None,
+        Ok(false) => Some(false),
+        Err(()) => Some(true),
+    };
     let mut buf = vec![0u8; 64 * 1024];
-    let ok = loop {
+    while ok.is_none() {
         let n = match from.read(&mut buf) {
-            Ok(0) | Err(_) => break true,
+            Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        if let Some(m) = max {
-            if !advance(&mut state, &buf[..n], m) {
-                break false;
-            }
-        }
-        if to.write_all(&buf[..n]).is_err() {
-            break true;
-        }
-    };
+        ok = match forward(&buf[..n], &mut to) {
+            Ok(true) => None,
+            Ok(false) => Some(false),
+            Err(()) => Some(true),
+        };
+    }
     let _ = from.shutdown(Shutdown::Both);
     let _ = to.shutdown(Shutdown::Both);
-    ok
+    ok.unwrap_or(true)
 }
 
 /// Connections that may be cut to make room, oldest first (by number):
@@ -796,50 +681,5 @@ mod tests {
             2,
             "a proved party is not cut"
         );
-    }
-
-    #[test]
-    fn lengths_are_checked_across_any_split_of_the_stream() {
-        let ok = frames(&[(0, b"hello"), (0b10, &[7u8; 300]), (0b100, b"")]);
-        for cut in 0..ok.len() {
-            let mut s = Zmtp::new();
-            assert!(advance(&mut s, &ok[..cut], 1000) && advance(&mut s, &ok[cut..], 1000));
-            assert!(matches!(s.state, State::Flags));
-        }
-        let mut s = Zmtp::new();
-        assert!(
-            !advance(&mut s, &ok, 299),
-            "a 300-byte frame over a 299 limit"
-        );
-        // A forged 2^62-byte header is refused before any body arrives.
-        let mut evil = vec![0xffu8; GREETING];
-        evil.push(0b10);
-        evil.extend_from_slice(&(1u64 << 62).to_be_bytes());
-        let mut s = Zmtp::new();
-        assert!(!advance(&mut s, &evil, 1 << 30));
-    }
-
-    /// A multipart message of endless empty MORE frames (which the `zeromq`
-    /// crate gathers without bound) is cut once it costs more than the
-    /// limit; as many frames in separate messages are not.
-    #[test]
-    fn a_multipart_message_is_bounded_in_all() {
-        let limit = 64 * 1024;
-        let empty_more: Vec<(u8, &[u8])> = vec![(0b01, b""); 2000];
-        let mut s = Zmtp::new();
-        assert!(!advance(&mut s, &frames(&empty_more), limit));
-        let mut z = Zmtp::new();
-        let separate: Vec<(u8, &[u8])> = vec![(0b00, b"x"); 2000];
-        assert!(advance(&mut z, &frames(&separate), limit));
-        // a message of several frames under the limit passes, in any split
-        let ok = frames(&[(0b01, b"id"), (0b01, b""), (0b10, &[1u8; 60_000])]);
-        for cut in 0..ok.len() {
-            let mut s = Zmtp::new();
-            assert!(advance(&mut s, &ok[..cut], limit) && advance(&mut s, &ok[cut..], limit));
-        }
-        // 3 frames of 40 KB in one message: each under the limit, not in all
-        let big = [0u8; 40_000];
-        let three = frames(&[(0b11, &big[..]), (0b11, &big[..]), (0b10, &big[..])]);
-        assert!(!advance(&mut Zmtp::new(), &three, limit));
     }
 }

@@ -10,6 +10,7 @@ mod local;
 pub mod noise;
 pub mod tcp;
 pub mod zmq;
+mod zmtp;
 
 pub use local::{local_triple, LocalTransport};
 

@@ -431,27 +431,84 @@ pub fn open_chunk(
 
 /// Open a whole sealed buffer made by `seal`; a truncated chunk or a chunk
 /// that fails authentication is an error.
-pub fn open(noise: &mut snow::TransportState, mut sealed: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(sealed.len());
-    while !sealed.is_empty() {
-        if sealed.len() < 2 {
-            return Err(IoError::new(ErrorKind::UnexpectedEof, "truncated chunk"));
-        }
-        let n = u16::from_le_bytes([sealed[0], sealed[1]]) as usize;
-        let Some(ct) = sealed.get(2..2 + n) else {
-            return Err(IoError::new(ErrorKind::UnexpectedEof, "truncated chunk"));
-        };
+pub fn open(noise: &mut snow::TransportState, sealed: &[u8]) -> std::io::Result<Vec<u8>> {
+    open_parts(noise, &[sealed])
+}
+
+/// `open` for a sealed buffer that arrived in parts (a large ZeroMQ frame
+/// that the frame guard forwarded in several): each chunk is opened where
+/// it lies, one that straddles two parts from a copy.
+pub fn open_parts<P: AsRef<[u8]>>(
+    noise: &mut snow::TransportState,
+    parts: &[P],
+) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(parts.iter().map(|p| p.as_ref().len()).sum());
+    let mut at = Cursor {
+        parts,
+        i: 0,
+        off: 0,
+    };
+    let mut scratch = Vec::new();
+    let truncated = || IoError::new(ErrorKind::UnexpectedEof, "truncated chunk");
+    while !at.done() {
+        let l = at.take(2, &mut scratch).ok_or_else(truncated)?;
+        let n = u16::from_le_bytes([l[0], l[1]]) as usize;
+        let ct = at.take(n, &mut scratch).ok_or_else(truncated)?;
         open_chunk(noise, ct, &mut out)?;
-        sealed = &sealed[2 + n..];
     }
     Ok(out)
 }
 
+/// A place in a buffer that arrived in parts.
+struct Cursor<'a, P> {
+    parts: &'a [P],
+    i: usize,
+    off: usize,
+}
+
+impl<'a, P: AsRef<[u8]>> Cursor<'a, P> {
+    /// Past the last byte (empty parts skipped).
+    fn done(&mut self) -> bool {
+        while self.i < self.parts.len() && self.off == self.parts[self.i].as_ref().len() {
+            (self.i, self.off) = (self.i + 1, 0);
+        }
+        self.i == self.parts.len()
+    }
+
+    /// The next `n` bytes: in place when they lie in one part, else copied
+    /// into `scratch`; None when fewer are left.
+    fn take<'s>(&mut self, n: usize, scratch: &'s mut Vec<u8>) -> Option<&'s [u8]>
+    where
+        'a: 's,
+    {
+        if self.done() && n > 0 {
+            return None;
+        }
+        let p = self.parts.get(self.i).map_or(&[][..], |p| p.as_ref());
+        if p.len() - self.off >= n {
+            self.off += n;
+            return Some(&p[self.off - n..self.off]);
+        }
+        scratch.clear();
+        while scratch.len() < n {
+            if self.done() {
+                return None;
+            }
+            let p = self.parts[self.i].as_ref();
+            let k = (p.len() - self.off).min(n - scratch.len());
+            scratch.extend_from_slice(&p[self.off..self.off + k]);
+            self.off += k;
+        }
+        Some(scratch)
+    }
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn pair() -> (snow::TransportState, snow::TransportState) {
+    /// Two ends of a link after the handshake.
+    pub(crate) fn pair() -> (snow::TransportState, snow::TransportState) {
         let (a, pa) = generate_keypair().unwrap();
         let (b, pb) = generate_keypair().unwrap();
         let (c, pc) = generate_keypair().unwrap();

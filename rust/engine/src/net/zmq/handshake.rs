@@ -70,6 +70,7 @@ impl ZmqTransport {
                     }
                     break Ok(None);
                 };
+                let body = body.bytes();
                 break match kind {
                     HANDSHAKE => Ok(Some(body.to_vec())),
                     REFUSED if body.is_empty() => Err(noise::refused(
@@ -116,7 +117,7 @@ impl ZmqTransport {
                 }
                 continue;
             };
-            let nonce: Option<[u8; 8]> = body[..].try_into().ok();
+            let nonce: Option<[u8; 8]> = body.bytes()[..].try_into().ok();
             let known = nonce.is_some_and(|n| nonces.contains(&n));
             match (kind, nonce) {
                 (HANDSHAKE | REFUSED, _) => return Err(mode_mismatch(me, who)),

@@ -1,10 +1,9 @@
 //! The end of a ZeroMQ session: neighbours' connections watched, BYE
 //! exchanged (sealed on encrypted links).
 
-use super::{idx, ZmqTransport, BYE, BYE_TEXT, FRAME};
+use super::{idx, Body, ZmqTransport, BYE, BYE_TEXT, FRAME};
 use crate::error::{EngineError, Result};
 use crate::net::identity::identity;
-use crate::net::tcp::read_frame;
 use crate::net::{farewell, noise, Farewell, Msg, Peer};
 use std::time::{Duration, Instant};
 
@@ -79,7 +78,7 @@ impl ZmqTransport {
             loop {
                 match self.take(who, deadline) {
                     Err(_) => break,
-                    Ok((BYE, body)) if self.genuine_bye(peer, &body) => break,
+                    Ok((BYE, body)) if self.genuine_bye(peer, &body.bytes()) => break,
                     Ok((FRAME, body)) => match self.frame_at_end(peer, &body) {
                         Some(Msg::Data(..)) => unread += 1,
                         // nothing follows a neighbour's abort (not even a BYE)
@@ -120,14 +119,13 @@ impl ZmqTransport {
     /// A frame read at the end of the session, opened under the link's
     /// keys and decoded; None when it does not authenticate (a stranger's,
     /// a replay of an earlier connection) or is malformed.
-    fn frame_at_end(&mut self, from: Peer, body: &[u8]) -> Option<Msg> {
+    fn frame_at_end(&mut self, from: Peer, body: &Body) -> Option<Msg> {
         let plain = match self.noise[idx(from)].as_mut() {
             Some(_) if body.is_empty() => return None,
-            Some(st) => noise::open(st, body).ok()?,
-            None => body.to_vec(),
+            Some(st) => body.open(st).ok()?,
+            None => body.clone(),
         };
-        let mut r = &plain[..];
-        read_frame(&mut r).ok().filter(|_| r.is_empty())
+        plain.read_frame().ok().filter(|m| m.1).map(|m| m.0)
     }
 
     /// Whether a BYE's body is genuine: sealed by the neighbour on
