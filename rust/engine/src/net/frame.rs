@@ -8,6 +8,18 @@ use std::io::{Read, Write};
 
 /// Largest frame accepted: 2^31 ring elements (16 GiB).
 pub const MAX_WORDS: u64 = 1 << 31;
+
+/// The largest ZeroMQ message a party sends: a frame of `MAX_WORDS` ring
+/// elements (16 bytes of length and tag, then the words), sealed in Noise
+/// chunks (each with a 2-byte length and a 16-byte tag), behind the
+/// message's 2-byte `[rank, kind]` header. (Until 2026-12-06 the frame
+/// guard's default limit left out the chunks' lengths and the headers, and
+/// was 524 380 bytes short of it.)
+pub const fn largest_message() -> u64 {
+    let plain = 16 + 8 * MAX_WORDS;
+    let chunk = crate::net::noise::CHUNK as u64;
+    2 + plain + 18 * plain.div_ceil(chunk)
+}
 const ABORT: u64 = u64::MAX;
 
 /// Decode one frame from a reader: Ok(Data) or Ok(Abort) or an error for a

@@ -96,7 +96,7 @@ pub struct GuardStats {
     /// identity proved no key, else the oldest still in its handshake.
     pub evicted: AtomicU64,
     /// Connections that proved a party's key cut for a frame above the
-    /// limit: the operator's limit is too small.
+    /// limit (`oversized_reason` says why).
     pub proved_oversized: AtomicU64,
     /// Connections refused for not opening with a ZMTP handshake in time
     /// (or with an identity longer than 200 bytes).
@@ -105,6 +105,7 @@ pub struct GuardStats {
 
 pub struct FrameGuard {
     public: SocketAddr,
+    max_frame: u64,
     stop: Arc<AtomicBool>,
     pub stats: Arc<GuardStats>,
     /// The accepting thread, which owns the listener: joined on drop, so
@@ -114,6 +115,29 @@ pub struct FrameGuard {
 }
 
 pub use crate::net::zmtp::{forwarded, stream_within_limit};
+
+/// Why the frame guard cut a connection that proved a party's key for a
+/// frame above `limit`: a limit set below the largest message the
+/// protocol sends is too small; at it (the default) or above, no party
+/// sends such a frame, so its header was corrupted or tampered with on
+/// the way (a user probe flipped one bit of a length on the wire, and was
+/// told to raise CRYPTGPU_MAX_FRAME_BYTES).
+pub(crate) fn oversized_reason(limit: u64) -> String {
+    let largest = crate::net::tcp::largest_message();
+    if limit < largest {
+        format!(
+            "this party's frame guard cut a neighbour's connection for a message above the \
+             frame limit of {limit} bytes (CRYPTGPU_MAX_FRAME_BYTES is too small for this \
+             program)"
+        )
+    } else {
+        format!(
+            "this party's frame guard cut a neighbour's connection for a frame above the \
+             largest message the protocol sends ({largest} bytes): the stream was corrupted \
+             or tampered with on the way"
+        )
+    }
+}
 
 /// Where the first frame's body lies in a stream's `head` (greeting, then
 /// the frame's flags and length): `Ok(Some((start, len)))` once its header
@@ -443,12 +467,8 @@ fn forward<S: Stream>(
         st.oversized.fetch_add(1, Ordering::Relaxed);
         if proved {
             st.proved_oversized.fetch_add(1, Ordering::Relaxed);
-            // a party's own message: the operator's limit is too small (its
-            // neighbours only see the link close)
-            eprintln!(
-                "cryptgpu: a party's message was above the frame limit of {max_frame} bytes \
-                 (CRYPTGPU_MAX_FRAME_BYTES): its connection was cut"
-            );
+            // its neighbours only see the link close
+            eprintln!("cryptgpu: {}", oversized_reason(max_frame));
         }
     }
     forget(evictable, n);
@@ -539,6 +559,7 @@ impl FrameGuard {
             .map_err(|e| EngineError::Internal(format!("cannot start the frame guard: {e}")))?;
         Ok(FrameGuard {
             public,
+            max_frame,
             stop,
             stats,
             accept: Some(accept),
@@ -547,6 +568,11 @@ impl FrameGuard {
 
     pub fn addr(&self) -> SocketAddr {
         self.public
+    }
+
+    /// The frame limit of connections that proved a party's key.
+    pub fn max_frame(&self) -> u64 {
+        self.max_frame
     }
 
     /// Close the public port; the connections already accepted go on. A

@@ -99,7 +99,8 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// A 16-byte tag that only the holder of party `from`'s private key or of
 /// party `to`'s can make (a BLAKE2s HMAC keyed by their static X25519
-/// secret, over the two ranks and `minute`): party `from` puts it in the
+/// secret, over the two ranks, `minute` and a `nonce` that names one
+/// connection): party `from` puts it in the
 /// socket identity of its connection to `to`, and `to`'s frame guard
 /// (net/guard.rs) checks it before the connection may hold a slot for
 /// good. `keys` are party `me`'s, who is `from` or `to`. None otherwise, or
@@ -110,6 +111,7 @@ pub fn identity_tag(
     from: usize,
     to: usize,
     minute: u64,
+    nonce: &[u8],
 ) -> Option<[u8; 16]> {
     use snow::params::{DHChoice, HashChoice};
     use snow::resolvers::{CryptoResolver, DefaultResolver};
@@ -125,9 +127,10 @@ pub fn identity_tag(
     if secret == [0u8; 32] {
         return None;
     }
-    let mut data = b"cryptgpu frame guard identity v1".to_vec();
+    let mut data = b"cryptgpu frame guard identity v2".to_vec();
     data.extend_from_slice(&[from as u8, to as u8]);
     data.extend_from_slice(&minute.to_be_bytes());
+    data.extend_from_slice(nonce);
     let mut h = DefaultResolver.resolve_hash(&HashChoice::Blake2s)?;
     let mut out = [0u8; 32];
     h.hmac(&secret, &data, &mut out);

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 mod handshake;
 use handshake::{admit, answer_latecomer, greet_and_handshake, Attempt};
 
-pub use crate::net::frame::{encode_frame, read_frame, write_frame, MAX_WORDS};
+pub use crate::net::frame::{encode_frame, largest_message, read_frame, write_frame, MAX_WORDS};
 
 /// One link: a stream, and its Noise transport state when encrypted. Reads
 /// go through a buffer of decrypted bytes, so frame decoding is the same.

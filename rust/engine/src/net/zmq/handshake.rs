@@ -11,10 +11,8 @@
 //! attempt), when a send fails, and before answering an attempt after the
 //! first (the responder: the initiator did not get the earlier answer).
 
-use super::{
-    idx, mode_mismatch, ZmqTransport, HANDSHAKE, HELLO, HELLO_BACK, HELLO_DONE, REFUSAL_TEXT,
-    REFUSED,
-};
+use super::reasons::refusal_text;
+use super::{idx, mode_mismatch, ZmqTransport, HANDSHAKE, HELLO, HELLO_BACK, HELLO_DONE, REFUSED};
 use crate::error::{EngineError, Result};
 use crate::net::noise::{self, keep_last, LinkKeys};
 use crate::net::Peer;
@@ -39,6 +37,7 @@ impl ZmqTransport {
     ) -> Result<snow::TransportState> {
         let (me, who) = (self.rank, peer.rank(self.rank));
         let deadline = Instant::now() + self.timeout;
+        self.refusal[who] = None;
         let this = std::cell::RefCell::new(&mut *self);
         let mut answers = 0usize;
         let mut quiet = RETRY_FIRST;
@@ -73,21 +72,24 @@ impl ZmqTransport {
                 let body = body.bytes();
                 break match kind {
                     HANDSHAKE => Ok(Some(body.to_vec())),
-                    REFUSED if body.is_empty() => Err(noise::refused(
-                        me,
-                        who,
-                        &format!("party {who} refused this party's key"),
-                    )),
-                    REFUSED => Err(EngineError::Peer(format!(
-                        "party {me}: party {who} gave up its handshakes: {}",
-                        String::from_utf8_lossy(&body[..body.len().min(REFUSAL_TEXT)])
-                    ))),
+                    // Nothing authenticates a refusal (its connection proved
+                    // at most an identity tag, which a recording of it
+                    // replays: a stranger's forged REFUSED ended a session's
+                    // start for all three parties, with its own text, in a
+                    // user probe): kept, and shown as not authenticated if
+                    // the neighbour's link then closes (as a party that
+                    // gives up does at once) or the wait runs out.
+                    REFUSED => {
+                        this.borrow_mut().refusal[who] = Some(refusal_text(&body));
+                        continue;
+                    }
                     // a recording of another session's messages (its
                     // connection proved a key with a replayed identity tag)
                     _ => continue,
                 };
             },
         );
+        self.refusal[who] = None;
         r
     }
 

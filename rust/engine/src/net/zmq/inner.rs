@@ -5,13 +5,13 @@
 use super::RouterSocket;
 use crate::error::{EngineError, Result};
 use crate::net::guard::InnerAddr;
+use crate::net::tcp::largest_message;
 #[cfg(not(unix))]
 use std::net::SocketAddr;
 use zeromq::Socket;
 
 /// The largest ZeroMQ frame a party accepts: the largest message a
-/// protocol sends (`tcp::MAX_WORDS` ring elements, sealed in Noise chunks of
-/// at most 65535 bytes with a 16-byte tag each) plus its header, or
+/// protocol sends (`frame::largest_message`), or
 /// `CRYPTGPU_MAX_FRAME_BYTES`. Larger announced frames end the connection
 /// before anything is allocated for them.
 pub(super) fn max_frame_bytes() -> Result<u64> {
@@ -21,10 +21,7 @@ pub(super) fn max_frame_bytes() -> Result<u64> {
                 "CRYPTGPU_MAX_FRAME_BYTES must be a byte count, got {v:?}"
             ))
         }),
-        Err(_) => {
-            let payload = crate::net::tcp::MAX_WORDS * 8;
-            Ok(payload + payload.div_ceil(65535 - 16) * 16 + 64)
-        }
+        Err(_) => Ok(largest_message()),
     }
 }
 

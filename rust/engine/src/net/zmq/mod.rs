@@ -44,6 +44,7 @@ use zeromq::{
 mod body;
 mod handshake;
 mod inner;
+mod reasons;
 mod teardown;
 use body::Body;
 use inner::{bind_inner, max_frame_bytes, mode_mismatch, PrivateDir};
@@ -124,6 +125,10 @@ pub struct ZmqTransport {
     /// Connections and messages that claimed party r with its plain
     /// identity (no key's tag): a party running without keys.
     plain: [u64; 3],
+    /// What the last REFUSED claiming party r said during this party's
+    /// handshake with r (`handshake.rs`): shown, as not authenticated, if
+    /// r's link then closes or the wait runs out.
+    refusal: [Option<String>; 3],
 }
 
 /// A message received but not yet asked for: its kind and its payload
@@ -225,6 +230,7 @@ impl ZmqTransport {
             encrypted: keys.is_some(),
             unproved: [0; 3],
             plain: [0; 3],
+            refusal: Default::default(),
         };
         // Messages queue in ZeroMQ, so any order works; this one matches
         // the TCP transport's.
@@ -375,60 +381,14 @@ impl ZmqTransport {
                 return Ok(None);
             }
             self.watch_connections();
-            if let Some(t) = self.gone[who] {
-                if t.elapsed() > GONE_GRACE {
-                    let cut = self.guard.as_ref().map_or(0, |g| {
-                        g.stats
-                            .proved_oversized
-                            .load(std::sync::atomic::Ordering::Relaxed)
-                    });
-                    let why = if cut > 0 {
-                        format!(
-                            "this party's frame guard cut a neighbour's connection for a \
-                             message above the frame limit of {} bytes \
-                             (CRYPTGPU_MAX_FRAME_BYTES is too small for this program)",
-                            max_frame_bytes().unwrap_or(0)
-                        )
-                    } else {
-                        "the process exited or the connection broke".to_string()
-                    };
-                    return Err(EngineError::Peer(format!(
-                        "party {rank}: party {who} closed its link ({why})"
-                    )));
-                }
+            if self.gone[who].is_some_and(|t| t.elapsed() > GONE_GRACE) {
+                return Err(self.closed_error(who));
             }
             // Wait in short slices so that a neighbour that goes away (or
             // Ctrl-C) is noticed long before the timeout.
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                if let Some(r) = (0..3)
-                    .find(|&r| !self.encrypted && self.pending[r].iter().any(|m| m.0 == HANDSHAKE))
-                {
-                    return Err(mode_mismatch(rank, r));
-                }
-                if self.plain[who] > 0 {
-                    return Err(EngineError::Peer(format!(
-                        "party {rank} got no answer from party {who} within the timeout; party \
-                         {who} connected without a key (its socket identity carried no key's tag): it \
-                         seems to run without encryption (CRYPTGPU_INSECURE=1) while this party \
-                         encrypts its links: all parties must agree"
-                    )));
-                }
-                if self.unproved[who] > 0 {
-                    return Err(noise::refused(
-                        rank,
-                        who,
-                        &format!(
-                            "no answer within the timeout; {} message(s) claiming party {who} \
-                             came on a connection that did not prove its key, which a wrong \
-                             key on either side, or a stranger posing as it, would send",
-                            self.unproved[who]
-                        ),
-                    ));
-                }
-                return Err(EngineError::Peer(format!(
-                    "party {rank} got no answer from party {who} within the timeout"
-                )));
+                return Err(self.timeout_error(who));
             }
             let slice = left
                 .min(until.saturating_duration_since(Instant::now()))
@@ -696,9 +656,11 @@ mod tests {
             .unwrap()
     }
 
-    /// A party's proved identity passes its neighbour's check and nothing
-    /// else does: not another party's claim, a stale or future minute, a
-    /// changed tag, a tag made with a stranger's key, or a malformed one.
+    /// A party's proved identity passes its neighbour's check, once, and
+    /// nothing else does: not the same identity again (a recording of it
+    /// replayed to this process), another party's claim, a stale or future
+    /// minute, a changed tag or nonce, a tag made with a stranger's key, or
+    /// a malformed one.
     #[test]
     fn proved_identities_are_checked() {
         let kp: Vec<_> = (0..4).map(|_| noise::generate_keypair().unwrap()).collect();
@@ -709,26 +671,38 @@ mod tests {
             job: [0; 32],
         };
         let id = identity_to(1, 0, Some(&keys(1)));
-        assert_eq!(verify_identity(&keys(0), 0, &id), Some(identity(1)));
         // party 2 cannot check a claim meant for party 0 ...
         assert_eq!(verify_identity(&keys(2), 2, &id), None);
         // ... and a party's own identity is not a neighbour's
         assert_eq!(verify_identity(&keys(1), 1, &id), None);
-        let text = String::from_utf8(id.clone()).unwrap();
+        assert_eq!(verify_identity(&keys(0), 0, &id), Some(identity(1)));
+        assert_eq!(verify_identity(&keys(0), 0, &id), None, "a replay");
+        // each connection's identity is new
+        let again = identity_to(1, 0, Some(&keys(1)));
+        assert_ne!(again, id);
+        let text = String::from_utf8(again.clone()).unwrap();
         let (head, tag) = text.rsplit_once('/').unwrap();
-        let mut flipped = tag.as_bytes().to_vec();
-        flipped[0] = if flipped[0] == b'0' { b'1' } else { b'0' };
-        let flipped = format!("{head}/{}", String::from_utf8(flipped).unwrap());
+        let flip = |s: &str| {
+            let mut b = s.as_bytes().to_vec();
+            b[0] = if b[0] == b'0' { b'1' } else { b'0' };
+            String::from_utf8(b).unwrap()
+        };
+        let flipped = format!("{head}/{}", flip(tag));
         assert_eq!(verify_identity(&keys(0), 0, flipped.as_bytes()), None);
+        let (start, nonce) = head.rsplit_once('/').unwrap();
+        let renonced = format!("{start}/{}/{tag}", flip(nonce));
+        assert_eq!(verify_identity(&keys(0), 0, renonced.as_bytes()), None);
+        assert_eq!(verify_identity(&keys(0), 0, &again), Some(identity(1)));
         let now = minute_now();
+        let made = |minute: u64, nonce: &str| {
+            let t = noise::identity_tag(&keys(1), 1, 1, 0, minute, nonce.as_bytes()).unwrap();
+            format!("cryptgpu-party-1/{minute}/{nonce}/{}", noise::hex(&t))
+        };
         for minute in [now - TAG_SKEW_MINUTES - 1, now + TAG_SKEW_MINUTES + 1] {
-            let t = noise::identity_tag(&keys(1), 1, 1, 0, minute).unwrap();
-            let stale = format!("cryptgpu-party-1/{minute}/{}", noise::hex(&t));
+            let stale = made(minute, "0123456789abcdef");
             assert_eq!(verify_identity(&keys(0), 0, stale.as_bytes()), None);
         }
-        let within = now - TAG_SKEW_MINUTES;
-        let t = noise::identity_tag(&keys(1), 1, 1, 0, within).unwrap();
-        let ok = format!("cryptgpu-party-1/{within}/{}", noise::hex(&t));
+        let ok = made(now - TAG_SKEW_MINUTES, "fedcba9876543210");
         assert_eq!(
             verify_identity(&keys(0), 0, ok.as_bytes()),
             Some(identity(1))
@@ -746,6 +720,7 @@ mod tests {
             b"cryptgpu-party-1/x/00",
             b"cryptgpu-party-9/1/00000000000000000000000000000000",
             b"cryptgpu-party-1/1/2/3",
+            b"cryptgpu-party-1/1/2/3/4",
             b"\xff\xfe",
             b"",
         ] {
@@ -993,6 +968,273 @@ mod tests {
             }
         });
         assert!(ends.iter().all(|e| e.0.is_ok()), "{:?}", ends[1].0);
+    }
+
+    /// Keys of three parties.
+    fn link_keys() -> Vec<LinkKeys> {
+        let kp: Vec<_> = (0..3).map(|_| noise::generate_keypair().unwrap()).collect();
+        let publics = [kp[0].1, kp[1].1, kp[2].1];
+        (0..3)
+            .map(|r| LinkKeys {
+                private: kp[r].0,
+                publics,
+                job: [0; 32],
+            })
+            .collect()
+    }
+
+    /// A ZMTP message frame (short or long header).
+    fn zmtp_frame(body: &[u8]) -> Vec<u8> {
+        let mut m = if body.len() > 255 {
+            let mut m = vec![0b10u8];
+            m.extend_from_slice(&(body.len() as u64).to_be_bytes());
+            m
+        } else {
+            vec![0u8, body.len() as u8]
+        };
+        m.extend_from_slice(body);
+        m
+    }
+
+    /// A stranger holding a recording of party 0's connection (its
+    /// identity tag good for 5 minutes, new to this process: a restarted
+    /// job with the same keys) sends party 1 a REFUSED with a text of its
+    /// own while party 1 waits for party 0, which starts late: party 1
+    /// said "party 0 gave up its handshakes: <the stranger's text>" and
+    /// all three parties' start failed (a user probe). A refusal
+    /// authenticates nothing; the start now completes.
+    #[test]
+    fn a_refusal_on_a_recorded_identity_does_not_end_the_start() {
+        use std::io::Write;
+        let (addrs, keys) = ([free(), free(), free()], link_keys());
+        let text = b"party 0 was told by its operator to stop: use CRYPTGPU_INSECURE=1";
+        let ends: Vec<Result<ZmqTransport>> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..3)
+                .map(|r| {
+                    let keys = &keys;
+                    sc.spawn(move || {
+                        if r == 0 {
+                            std::thread::sleep(Duration::from_millis(1500));
+                        }
+                        let wait = Duration::from_secs(10);
+                        ZmqTransport::connect(r, &addrs, None, wait, Some(&keys[r]))
+                    })
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(500));
+            let mut c = as_party(addrs[1], 0, 1, &keys[0]);
+            let mut m = vec![0u8, REFUSED];
+            m.extend_from_slice(text);
+            c.write_all(&zmtp_frame(&m)).unwrap();
+            let ends = hs.into_iter().map(|h| h.join().unwrap()).collect();
+            drop(c);
+            ends
+        });
+        for (r, e) in ends.into_iter().enumerate() {
+            let mut t = e.unwrap_or_else(|e| panic!("party {r}: {e}"));
+            t.failed = true;
+        }
+    }
+
+    /// A neighbour that gives up its handshakes sends its reason and
+    /// closes its link: the reason is shown, as not authenticated (any
+    /// connection with a recording of the neighbour's identity could have
+    /// sent it), printable characters only, once the link closes. Here
+    /// "party 0" is a raw connection with party 0's identity; parties 0
+    /// and 2 are ROUTER sockets that answer nothing.
+    #[test]
+    fn a_neighbour_that_gives_up_is_reported_as_not_authenticated() {
+        use std::io::Write;
+        let (addrs, keys) = ([free(), free(), free()], link_keys());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut sinks: Vec<RouterSocket> = Vec::new();
+        for a in [addrs[0], addrs[2]] {
+            let mut s = RouterSocket::new();
+            rt.block_on(s.bind(&format!("tcp://{a}"))).unwrap();
+            sinks.push(s);
+        }
+        let t0 = Instant::now();
+        let e = std::thread::scope(|sc| {
+            let h = sc.spawn(|| {
+                let wait = Duration::from_secs(8);
+                ZmqTransport::connect(1, &addrs, None, wait, Some(&keys[1]))
+            });
+            std::thread::sleep(Duration::from_millis(300));
+            let mut c = as_party(addrs[1], 0, 1, &keys[0]);
+            let mut m = vec![0u8, REFUSED];
+            m.extend_from_slice(b"party 0: its link to party 2 failed \x1b[31m");
+            c.write_all(&zmtp_frame(&m)).unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            drop(c);
+            h.join().unwrap()
+        });
+        let e = e.err().expect("party 0 gave up").to_string();
+        assert!(
+            e.contains(
+                "party 0 closed its link after a message on its connection said it gave up its \
+                 handshakes (not authenticated: party 0: its link to party 2 failed [31m)"
+            ),
+            "{e}"
+        );
+        assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
+    }
+
+    /// An identity that proved a key on one connection is a stranger's on
+    /// the next (a recording replayed to the same process, in its next
+    /// session: a user probe ended a second `init()` with it): its
+    /// connection may announce 64 KiB at most, and is evictable.
+    #[test]
+    fn an_identity_proves_a_key_once() {
+        use std::io::Write;
+        let keys = link_keys();
+        let inner = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let inner_addr = inner.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for c in inner.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut c = c;
+                    let mut buf = [0u8; 65536];
+                    while matches!(std::io::Read::read(&mut c, &mut buf), Ok(n) if n > 0) {}
+                });
+            }
+        });
+        let k0 = keys[0].clone();
+        let verify: Verifier = Arc::new(move |id: &[u8]| verify_identity(&k0, 0, id));
+        let g = FrameGuard::spawn(free(), inner_addr.into(), 1 << 30, Some(verify)).unwrap();
+        let id = identity_to(1, 0, Some(&keys[1]));
+        for _ in 0..2 {
+            let mut c = std::net::TcpStream::connect(g.addr()).unwrap();
+            let mut m = vec![0xffu8, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 3, 0];
+            m.resize(64, 0);
+            let mut ready = vec![5u8];
+            ready.extend_from_slice(b"READY");
+            ready.extend_from_slice(b"\x08Identity");
+            ready.extend_from_slice(&(id.len() as u32).to_be_bytes());
+            ready.extend_from_slice(&id);
+            m.extend_from_slice(&[0b100, ready.len() as u8]);
+            m.extend_from_slice(&ready);
+            m.extend_from_slice(&zmtp_frame(&vec![1u8; 1 << 20]));
+            let _ = c.write_all(&m);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let cut = g.stats.oversized.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(cut, 1, "the replay, not the first connection, is cut");
+    }
+
+    /// A proxy in front of `to` that forwards both ways and adds 2^40 to
+    /// the length of the first message frame above 64 KiB it sees from the
+    /// client (a bit flipped on the wire).
+    fn flipping_proxy(to: SocketAddr) -> SocketAddr {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let at = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for c in l.incoming().flatten() {
+                let Ok(s) = std::net::TcpStream::connect(to) else {
+                    continue;
+                };
+                let (mut c2, mut s2) = (c.try_clone().unwrap(), s.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let mut b = [0u8; 65536];
+                    while let Ok(n @ 1..) = s2.read(&mut b) {
+                        if c2.write_all(&b[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = c2.shutdown(std::net::Shutdown::Both);
+                });
+                std::thread::spawn(move || {
+                    let (mut c, mut s) = (c, s);
+                    // the stream so far, until the flip; then forwarded as is
+                    let (mut seen, mut flipped, mut at) = (Vec::new(), false, 64usize);
+                    let mut b = [0u8; 65536];
+                    while let Ok(n @ 1..) = c.read(&mut b) {
+                        if flipped {
+                            if s.write_all(&b[..n]).is_err() {
+                                break;
+                            }
+                            continue;
+                        }
+                        seen.extend_from_slice(&b[..n]);
+                        // walk the frame headers that arrived whole
+                        while at < seen.len() {
+                            let flags = seen[at];
+                            let h = if flags & 0b10 != 0 { 9 } else { 2 };
+                            let Some(l) = seen.get(at + 1..at + h) else {
+                                break;
+                            };
+                            let len = l.iter().fold(0usize, |a, &x| a << 8 | usize::from(x));
+                            if flags & 0b110 == 0b10 && len > 65536 {
+                                seen[at + 3] ^= 1; // + 2^40
+                                flipped = true;
+                                break;
+                            }
+                            at += h + len;
+                        }
+                        // forward all but a header still incomplete
+                        let upto = if flipped {
+                            seen.len()
+                        } else {
+                            at.min(seen.len())
+                        };
+                        if s.write_all(&seen[..upto]).is_err() {
+                            break;
+                        }
+                        seen.drain(..upto);
+                        at = at.saturating_sub(upto);
+                    }
+                    let _ = s.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        at
+    }
+
+    /// A bit flipped in a frame's length on the wire, between party 0 and
+    /// party 1: party 1's guard cuts the connection, and party 1 said that
+    /// CRYPTGPU_MAX_FRAME_BYTES was too small for the program (a user
+    /// probe). At the default limit, the largest message the protocol
+    /// sends, no party sends a larger frame: it is named as corruption or
+    /// tampering.
+    #[test]
+    fn a_corrupted_frame_length_is_not_blamed_on_the_limit() {
+        let (addrs, keys) = ([free(), free(), free()], link_keys());
+        let proxy = flipping_proxy(addrs[1]);
+        let errs: Vec<String> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..3)
+                .map(|r| {
+                    let keys = &keys;
+                    sc.spawn(move || {
+                        let mut seen = addrs;
+                        if r == 0 {
+                            seen[1] = proxy;
+                        }
+                        let wait = Duration::from_secs(10);
+                        let mut t =
+                            ZmqTransport::connect(r, &seen, None, wait, Some(&keys[r])).unwrap();
+                        t.failed = true;
+                        match r {
+                            0 => {
+                                t.send(Peer::Next, Msg::Data(1, vec![3; 100_000])).unwrap();
+                                std::thread::sleep(Duration::from_secs(2));
+                                String::new()
+                            }
+                            1 => t.recv(Peer::Prev).unwrap_err().to_string(),
+                            _ => String::new(),
+                        }
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let e = &errs[1];
+        assert!(e.contains("party 0 closed its link"), "{e}");
+        assert!(e.contains("corrupted or tampered with on the way"), "{e}");
+        assert!(!e.contains("too small"), "{e}");
     }
 
     #[test]
