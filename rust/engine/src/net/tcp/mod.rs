@@ -220,6 +220,23 @@ pub(super) fn peer_err(
     EngineError::Peer(format!("party {rank}: {what} party {who}: {e}"))
 }
 
+/// Tell the neighbour at the other end of `link` (up, handshake done) why
+/// this party gives up its set-up, in an abort frame, before the link
+/// closes.
+fn abort_on((stream, noise): Linked, why: &EngineError) {
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    if let Ok(mut link) = Link::new(stream, noise) {
+        let mut bytes = Vec::new();
+        let why = match why {
+            EngineError::Peer(m) => m.clone(),
+            other => other.to_string(),
+        };
+        encode_frame(&Msg::Abort(why), &mut bytes);
+        let _ = link.send(bytes);
+        link.flush_and_close();
+    }
+}
+
 /// How long an accepted connection has to greet (and, with keys, to open
 /// the handshake) before it is dropped as a stranger's.
 pub(super) const GREET_TIMEOUT: Duration = Duration::from_secs(5);
@@ -454,10 +471,27 @@ impl TcpTransport {
                 .unwrap_or_else(|_| Err(EngineError::Internal("the dial thread panicked".into())));
             (out, inc)
         });
-        // Given up without a link from the previous party: tell it why (the
-        // dial's failure first) if it dials within 3 s; it found a closed
-        // port before and dialled to its timeout.
-        if let (Err(e), Err(_)) | (Ok(_), Err(e)) = (&out, &inc) {
+        // Given up: a neighbour whose link is up is told why on it (it may
+        // wait for this party's first message already, and took the closed
+        // link for this party's end: a user probe's party named a party
+        // that was alive); without a link from the previous party, it is
+        // told (the dial's failure first) if it dials within 3 s: it found
+        // a closed port before and dialled to its timeout.
+        let (e, latecomers) = match (out, inc) {
+            (Ok(next), Ok(prev)) => {
+                return Self::linked(rank, next, prev, listener, timeout, keys.is_some())
+            }
+            (Err(e), Ok(prev)) => {
+                abort_on(prev, &e);
+                (e, false)
+            }
+            (Ok(next), Err(e)) => {
+                abort_on(next, &e);
+                (e, true)
+            }
+            (Err(e), Err(_)) => (e, true),
+        };
+        if latecomers {
             let left = deadline.saturating_duration_since(Instant::now());
             let until = Instant::now() + left.min(Duration::from_secs(3));
             let why = e.to_string();
@@ -465,13 +499,26 @@ impl TcpTransport {
                 Instant::now() >= until || crate::net::interrupted()
             });
         }
-        let ((next, nn), (prev, pn)) = (out?, inc?);
+        Err(e)
+    }
+
+    /// The transport once both links are up: the listener goes on answering
+    /// parties that dial it by mistake (`Latecomers`).
+    fn linked(
+        rank: usize,
+        (next, nn): Linked,
+        (prev, pn): Linked,
+        listener: TcpListener,
+        timeout: Duration,
+        encrypted: bool,
+    ) -> Result<TcpTransport> {
+        let p = (rank + 2) % 3;
         let io = |e: std::io::Error| EngineError::Peer(format!("party {rank}: {e}"));
         for s in [&next, &prev] {
             set_timeouts(s, timeout).map_err(io)?;
         }
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (stop2, encrypted) = (stop.clone(), keys.is_some());
+        let stop2 = stop.clone();
         let handle = std::thread::Builder::new()
             .name(format!("cryptgpu-latecomers-{rank}"))
             .spawn(move || {
@@ -605,6 +652,66 @@ mod tests {
         let mut short = 3u64.to_le_bytes().to_vec();
         short.extend_from_slice(&[1; 20]);
         assert!(read_frame(&mut &short[..]).is_err());
+    }
+
+    /// Party 0 cannot reach party 1 (its peer list names a closed port for
+    /// it) while its link from party 2 is up, and party 1 is never reached
+    /// by party 0 while its link to party 2 is up. Each gave up and closed
+    /// the link that was up, and party 2, whose links were both up, said
+    /// "party 0 closed its link", naming a party that was alive (a user
+    /// probe, with party 1 killed during init). Each now tells the
+    /// neighbour whose link is up why, on that link.
+    #[test]
+    fn a_party_that_gives_up_tells_the_neighbour_whose_link_is_up() {
+        let addrs: [SocketAddr; 3] = std::array::from_fn(|_| {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        });
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let kp: Vec<_> = (0..3).map(|_| generate_keypair().unwrap()).collect();
+        let publics = [kp[0].1, kp[1].1, kp[2].1];
+        let errs: Vec<String> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..3)
+                .map(|r| {
+                    let kp = &kp;
+                    sc.spawn(move || {
+                        let keys = LinkKeys {
+                            private: kp[r].0,
+                            publics,
+                            job: [0; 32],
+                        };
+                        let (mut seen, wait) = (addrs, [1500, 3000, 10_000][r]);
+                        if r == 0 {
+                            seen[1] = closed;
+                        }
+                        let wait = Duration::from_millis(wait);
+                        let t = TcpTransport::connect(r, &seen, wait, Some(&keys));
+                        match (r, t) {
+                            (2, Ok(mut t)) => {
+                                let a = t.recv(Peer::Next).unwrap_err().to_string();
+                                let b = t.recv(Peer::Prev).unwrap_err().to_string();
+                                format!("{a}\n{b}")
+                            }
+                            (_, t) => t.err().map(|e| e.to_string()).unwrap_or_default(),
+                        }
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(errs[0].contains("could not reach party 1"), "{}", errs[0]);
+        let (a, b) = errs[2].split_once('\n').unwrap();
+        assert!(
+            a.contains("party 0 aborted: party 0 could not reach party 1"),
+            "{a}"
+        );
+        assert!(
+            b.contains("party 1 aborted: party 1 was not reached by party 0"),
+            "{b}"
+        );
     }
 
     /// Three parties on encrypted TCP links; `act` runs on each party's
