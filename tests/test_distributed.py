@@ -375,6 +375,20 @@ def test_the_launcher_names_a_party_killed_outright_first(tmp_path, transport):
     assert said and said[0].startswith("cryptgpu.launch: party 2 exited with code 9"), said
 
 
+def test_a_party_killed_by_a_signal_makes_the_launcher_exit_128_plus_its_number(tmp_path):
+    """Party 2 killed by SIGKILL mid-protocol: the launcher exited 1, though
+    it exits with the failing party's code; a signal's death is now
+    reported as a shell reports it, 128 + 9."""
+    script = tmp_path / "sigkilled.py"
+    script.write_text(
+        KILLED.replace("os._exit(9)  # killed outright", "os.kill(os.getpid(), 9)  # SIGKILL")
+    )
+    r = run_launcher(script, timeout=90)
+    said = [line for line in r.stderr.splitlines() if line.startswith("cryptgpu.launch:")]
+    assert r.returncode == 128 + 9, r.stderr[-3000:]
+    assert said and said[0].startswith("cryptgpu.launch: party 2 was killed by SIGKILL"), said
+
+
 RAISE = textwrap.dedent(
     """
     import torch, cryptgpu

@@ -10,8 +10,9 @@ get a few seconds to end on their own (a neighbour of a failed party raises
 PeerError), then are terminated (SIGTERM: a party that called init() ends
 through SystemExit, closing its session, which removes its socket
 directory); the launcher names every party that failed, the one whose exit
-began first first, and exits with that one's code (a neighbour that failed
-because it left begins its exit later). No process is left behind. For
+began first first, and exits with that one's code (128 + the signal's
+number for a party killed by a signal, as a shell reports it; a neighbour
+that failed because it left begins its exit later). No process is left behind. For
 several hosts, set the two variables on each host instead, e.g.
 ``CRYPTGPU_PEERS=10.0.0.1:29500,10.0.0.2:29500,10.0.0.3:29500``.
 """
@@ -52,7 +53,8 @@ class _Stopped(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the launcher; returns the exit code (the first failing party's, else 0)."""
+    """Run the launcher; returns the exit code (the first failing party's, 128 +
+    the signal's number if a signal killed it, else 0)."""
     ap = argparse.ArgumentParser(prog="python -m cryptgpu.launch")
     ap.add_argument("--nparties", type=int, default=3)
     ap.add_argument("script")
@@ -120,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         os.close(notes)
     if code == 0:
         code = next((p.returncode for p in procs if p.returncode), 0)
-    return code if code >= 0 else 1
+    # a party killed by signal N (returncode -N) is reported as a shell
+    # reports it, 128 + N (until 2026-12-06 every signal death was 1)
+    return code if code >= 0 else 128 - code
 
 
 # How long the other parties may take to end on their own once one failed
