@@ -8,14 +8,13 @@ The traced graph takes ``input_ids`` (a SharedTensor of one-hot rows
 [B, S, vocab], as the data owner shares token ids, or public ids [B, S]),
 ``attention_mask`` and ``token_type_ids`` (public [B, S] integers; all ones
 and all zeros when not given, as transformers does), by position or by name,
-and returns a :class:`ModelOutput` (``out.logits`` or ``out["logits"]``).
+and returns a :class:`~.hf_outputs.ModelOutput` (``out.logits`` or ``out["logits"]``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import dis
 import inspect
 import logging
@@ -29,6 +28,7 @@ import torch.nn.functional as F
 from .._native import ShapeError
 from ..tensor import SharedTensor
 from . import hf_labels
+from .hf_outputs import ModelOutput, mark_fields, model_output  # noqa: F401 (hf.model_output)
 
 # the inputs we trace, in this order, where the model's forward has them
 # (pixel_values: the image models transformers' tracer takes, ViT, Swin,
@@ -125,7 +125,7 @@ def trace(model: torch.nn.Module) -> tuple[torch.fx.GraphModule, dict]:
     hf_labels.inline_losses(gm)
     free = getattr(getattr(model, "config", None), "model_type", None) in _ANY_SIZE
     _mark_ranks(gm, ranks, type(model).__name__, free)
-    _mark_fields(gm, outputs)
+    mark_fields(gm, outputs)
     hf_labels.mark(gm, problem)
     return gm, {n: _DEFAULTS[n] for n in names if n in _DEFAULTS}
 
@@ -645,56 +645,3 @@ def _restore(saved: dict) -> None:
                     setattr(ns, name, value)
                 except (AttributeError, TypeError):  # read-only slots stay as they are
                     pass
-
-
-_FIELDS = "cryptgpu_output_fields"  # node.meta key: the output class's fields
-
-
-def _mark_fields(gm: torch.fx.GraphModule, outputs: list) -> None:
-    """Marks ``gm``'s output node, where it returns the last transformers
-    output the tracer recorded (``outputs``: their classes), with that
-    class's declared fields (:class:`ModelOutput`)."""
-    node = next((n for n in gm.graph.nodes if n.op == "output"), None)
-    value = node.args[0] if node is not None and node.args else None
-    if not outputs or not isinstance(value, dict) or not dataclasses.is_dataclass(outputs[-1]):
-        return
-    fields = tuple(f.name for f in dataclasses.fields(outputs[-1]))
-    if set(value) <= set(fields):
-        node.meta[_FIELDS] = fields
-
-
-def model_output(values: dict, node: torch.fx.Node) -> ModelOutput:
-    """A converted graph's output dict, from its output ``node``."""
-    return ModelOutput(values, node.meta.get(_FIELDS, ()))
-
-
-class ModelOutput(dict):
-    """A converted transformers model's output: a dict of its fields that
-    also reads them as attributes (``out.logits``) and by position
-    (``out[0]``), as transformers' own ModelOutput does; and, as that one,
-    holds only the fields the model set, and reads a field of its output
-    class that the model left unset (``out.loss`` without labels,
-    ``out.hidden_states`` not asked for) as None (until 2026-12-06 an
-    AttributeError): ``out["loss"]`` is then a KeyError, ``out.get("loss")``
-    None, and ``to_tuple()`` and ``out[0]`` skip it."""
-
-    def __init__(self, values=(), fields=()):
-        super().__init__(values)
-        self.__dict__["_fields"] = tuple(fields)  # the output class's declared fields
-
-    def __getattr__(self, name):
-        try:
-            return self[name]
-        except KeyError:
-            if name in self.__dict__.get("_fields", ()):
-                return None
-            raise AttributeError(name) from None
-
-    def __getitem__(self, key):
-        if isinstance(key, (int, slice)):  # out[0], out[:2]: by position, as transformers'
-            return self.to_tuple()[key]
-        return super().__getitem__(key)
-
-    def to_tuple(self) -> tuple:
-        """The fields in order, as a tuple."""
-        return tuple(self.values())
