@@ -448,3 +448,35 @@ def test_the_conversion_check_of_models_that_compute_in_float32(local):
     with pytest.raises(RuntimeError, match="torch forward hooks on lm_head") as e:
         cryptgpu.nn.from_pytorch(m, ids)
     assert "largest difference" in str(e.value) and "isinstance" not in str(e.value)
+
+
+def test_rms_norms_convert_under_a_float64_default_dtype(local):
+    """Under torch.set_default_dtype(torch.float64) the Llama family's
+    RMSNorm (and Qwen3's per-head q/k norms) converts as our RMSNorm layer,
+    as under float32: until 2026-12-06 the recognition check drew its
+    sample in the default dtype, compared float32 with float64, failed, and
+    every norm was traced as its operations (a Llama's logits 3.2e-3 off,
+    over LOGITS_TOL). A float32 Llama converted under the float64 default,
+    and a Qwen3 built under it (a float64 model): every norm a layer (2
+    layers: 5 for Llama, 9 with Qwen3's q/k norms), logits within LOGITS_TOL
+    (module docstring) of float64 torch's."""
+    ids = torch.randint(1, V, (3, S), generator=torch.Generator().manual_seed(10))
+    llama = decoder("llama")  # float32, built under the float32 default
+    default = torch.get_default_dtype()
+    try:
+        torch.set_default_dtype(torch.float64)
+        torch.manual_seed(0)
+        qwen3 = T.Qwen3ForCausalLM(
+            T.Qwen3Config(vocab_size=V, pad_token_id=0, hidden_size=32, intermediate_size=64,
+                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                          head_dim=8, max_position_embeddings=16)
+        ).eval()  # fmt: skip
+        assert qwen3.model.norm.weight.dtype == torch.float64
+        for m, norms in ((llama, 5), (qwen3, 9)):
+            pm = cryptgpu.nn.from_pytorch(m).encrypt()
+            assert sum(type(x).__name__ == "RMSNorm" for x in pm.modules()) == norms
+            with torch.no_grad():
+                want = m.double()(ids).logits
+            assert (pt(pm(onehot(ids)).logits) - want).abs().max() <= LOGITS_TOL
+    finally:
+        torch.set_default_dtype(default)

@@ -627,14 +627,20 @@ def rms_norm_of(m: torch.nn.Module) -> tuple | None:
     if not isinstance(w, torch.nn.Parameter) or w.dim() != 1 or len(list(m.children())):
         return None
     with torch.no_grad():
-        x = torch.linspace(-2, 3, 4 * w.numel()).reshape(4, -1)
-        want = F.rms_norm(x, (w.numel(),), w.float(), eps)
+        # float32 throughout, whatever torch's default dtype (until
+        # 2026-12-06 the sample took the default: under float64 the check
+        # compared float32 with float64, raised, and every RMSNorm was
+        # traced as operations, logits 10x further off)
+        x = torch.linspace(-2, 3, 4 * w.numel(), dtype=torch.float32).reshape(4, -1)
+        want = F.rms_norm(x, (w.numel(),), w.detach().float(), eps)
         tol = 8 * max(torch.finfo(w.dtype).eps, 1e-5)  # bf16 and fp16 models compute so
         try:
-            same = torch.allclose(m(x.to(w.dtype)).float(), want, tol, tol)
-        except Exception:  # noqa: BLE001 (any failure: not an RMSNorm we know)
+            got = m(x.to(w.dtype))
+        except Exception:  # noqa: BLE001 (its forward fails on a sample: not one we know)
             return None
-    return (w, eps) if same else None
+    if not torch.is_tensor(got) or got.shape != want.shape or not got.is_floating_point():
+        return None
+    return (w, eps) if torch.allclose(got.float(), want, tol, tol) else None
 
 
 def _restore(saved: dict) -> None:
