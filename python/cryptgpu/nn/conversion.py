@@ -5,7 +5,6 @@ its cryptgpu counterpart (layers.py) and runs the result as a :class:`Graph`.
 
 from __future__ import annotations
 
-import copy
 import threading
 
 import torch
@@ -20,6 +19,7 @@ from . import (
     folding,
     hf,
     hf_labels,
+    hf_model,
     indices,
     layers1d,
     layers_extra,
@@ -508,6 +508,11 @@ class Graph(Module):
 Graph.to_pytorch = to_torch.graph_to_pytorch
 
 
+class PretrainedGraph(hf_model.Pretrained, Graph):
+    """A converted transformers model: a Graph that also answers as a
+    ``PreTrainedModel`` (``config``, ``base_model``, ...: hf_model.py)."""
+
+
 def _stars(name: str) -> int:
     """1 for fx's placeholder of ``*args``, 2 for ``**kwargs``, else 0."""
     return 2 if name.startswith("**") else (1 if name.startswith("*") else 0)
@@ -649,6 +654,7 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
     order.update((name, i) for i, (name, _) in enumerate(model.named_parameters()))
     sequential = root is None and isinstance(model, torch.nn.Sequential)  # not a bare layer
     kind = SequentialGraph if sequential else Graph
+    kind = PretrainedGraph if hf.is_hf_model(model) else kind
     layout = {
         name: (_CONTAINERS[type(m)], [n for n, _ in m.named_children()])
         for name, m in model.named_modules()
@@ -672,7 +678,7 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
     out._id_inputs = id_inputs(gm.graph, converted)  # one-hot rows of shared ids
     out._shifts = shifts.pairs(gm.graph, converted)  # biases a BatchNorm cancels
     if hf.is_hf_model(model):  # transformers' model.config (num_labels, id2label), a copy
-        out.config = copy.deepcopy(model.config)
+        hf_model.attach(out, model)
     out._fixed_none, out._needed = nones, needed
     out.eval()
     if dummy_input is not None:

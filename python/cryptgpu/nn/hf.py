@@ -27,7 +27,8 @@ import torch.nn.functional as F
 
 from .._native import ShapeError
 from ..tensor import SharedTensor
-from . import hf_labels
+from . import hf_labels, hf_refusals
+from .hf_model import NO_LABELS, dict_outputs
 from .hf_outputs import ModelOutput, mark_fields, model_output  # noqa: F401 (hf.model_output)
 
 # the inputs we trace, in this order, where the model's forward has them
@@ -99,15 +100,15 @@ def trace(model: torch.nn.Module) -> tuple[torch.fx.GraphModule, dict]:
     norms = frozenset(id(m) for m in model.modules() if rms_norm_of(m) is not None)
     ranks: dict = {}  # the shape of each dummy input it traced with
     outputs: list = []  # the classes of the transformers outputs it recorded
-    problem = None
+    problem = dropped = None
     for with_labels in (True, False) if "labels" in names else (False,):
         if not with_labels and "labels" in names:
             names.remove("labels")
         try:
-            with _tracing(model), _named_forward(model, names), hf_labels.problem(model) as problem:
-                gm = symbolic_trace(
-                    model, input_names=names, tracer_cls=_tracer_class(norms, ranks, outputs)
-                )
+            with _tracing(model), _named_forward(model, names), dict_outputs(model):
+                with hf_labels.problem(model) as problem:
+                    tracer = _tracer_class(norms, ranks, outputs)
+                    gm = symbolic_trace(model, input_names=names, tracer_cls=tracer)
             break
         except NotImplementedError as e:
             if "is not supported yet" not in str(e):
@@ -117,16 +118,25 @@ def trace(model: torch.nn.Module) -> tuple[torch.fx.GraphModule, dict]:
                     f"{type(model).__name__}: transformers' fx tracer does not trace this "
                     "architecture (transformers.utils.fx lists those it does)"
                 ) from None
-        except Exception:  # the loss did not trace: the model without labels=
+        except Exception as e:  # the loss did not trace: the model without labels=
             if not with_labels:
-                raise
+                plain = lambda: _fails(model, names, symbolic_trace)  # noqa: E731
+                refusal = hf_refusals.untraced(model, e, plain)
+                if refusal is None:
+                    raise
+                raise refusal from e
+            dropped = e
         ranks.clear()
         outputs.clear()
     hf_labels.inline_losses(gm)
     free = getattr(getattr(model, "config", None), "model_type", None) in _ANY_SIZE
     _mark_ranks(gm, ranks, type(model).__name__, free)
     mark_fields(gm, outputs)
-    hf_labels.mark(gm, problem)
+    floats = [p.dtype for p in model.parameters() if p.is_floating_point()]
+    hf_labels.mark(gm, problem, floats[0] if floats else torch.get_default_dtype())
+    if dropped is not None:  # (labels= then names this, not "unexpected keyword")
+        out = next(n for n in gm.graph.nodes if n.op == "output")
+        out.meta[NO_LABELS] = f"{type(dropped).__name__}: {str(dropped).strip()[:200]}"
     return gm, {n: _DEFAULTS[n] for n in names if n in _DEFAULTS}
 
 
@@ -144,8 +154,9 @@ _RANK = "cryptgpu_traced_rank"
 # (convolutions, pooling, SegFormer's overlapping patches): others follow
 # the traced size only (ViT's position embeddings, Dinov2's interpolation of
 # them, Swin's window padding), and a graph traced at one size gave wrong
-# outputs at another of the same patch count (Dinov2 at 4x16: 0.72 off)
-_ANY_SIZE = frozenset({"resnet", "convnext", "convnextv2", "segformer", "regnet"})
+# outputs at another of the same patch count (Dinov2 at 4x16: 0.72 off).
+# (ConvNextV2 and RegNet are not on transformers' tracer's list: refused)
+_ANY_SIZE = frozenset({"resnet", "convnext", "segformer"})
 
 
 def _mark_ranks(gm: torch.fx.GraphModule, ranks: dict, name: str, free: bool) -> None:
@@ -249,11 +260,22 @@ def dummy_input(graph: torch.fx.Graph) -> tuple | None:
     return None
 
 
+def _fails(model: torch.nn.Module, names: list, symbolic_trace) -> bool:
+    """Whether transformers' own ``symbolic_trace`` fails on ``model``."""
+    try:
+        with _tracing(model, record=False), _named_forward(model, names):
+            symbolic_trace(model, input_names=names)
+    except Exception:  # noqa: BLE001 (any failure of its own)
+        return True
+    return False
+
+
 @contextlib.contextmanager
-def _tracing(model: torch.nn.Module):
+def _tracing(model: torch.nn.Module, record: bool = True):
     """While transformers' tracer runs: the mask makers of ``model``'s
-    modules recorded as one step each (:func:`_recorded`), and afterwards,
-    even when tracing failed, everything it and we changed put back."""
+    modules recorded as one step each (:func:`_recorded`; not without
+    ``record``), and afterwards, even when tracing failed, everything it
+    and we changed put back."""
     # transformers' tracer calls torch.fx.is_fx_tracing, which logs a
     # deprecation warning each time: not the user's concern
     log = logging.getLogger("torch.fx._symbolic_trace")
@@ -265,11 +287,12 @@ def _tracing(model: torch.nn.Module):
     # changed in torch's namespace is put back.
     saved = {ns: dict(vars(ns)) for ns in (torch, torch.Tensor)}
     state = random.getstate()  # its dummy inputs' sizes are drawn from Python's
-    masks = _mask_makers(model)
+    masks = _mask_makers(model) if record else {}
     saved.update({mod: dict(vars(mod)) for mod in masks})
     # models that make their mask in a method of their own (OPT, GPT-J,
     # Bloom, GPT-Neo: an in-place write the graph cannot hold)
     own = [m for m in model.modules() if callable(getattr(type(m), "_update_causal_mask", None))]
+    own = own if record else []
     attributes = {m: dict(vars(m)) for m in model.modules()}
     # and its submodules (transformers' tracer adds the loss modules its
     # forward makes at each call to the model)

@@ -8,6 +8,7 @@ transformers)."""
 from __future__ import annotations
 
 import contextlib
+import operator
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +52,8 @@ def inline_losses(gm: torch.fx.GraphModule) -> None:
 
 # node.meta key of the labels placeholder: (the problem type traced, the
 # config's own before converting, its num_labels, the names of the nodes
-# that read labels, the loss: skipped when a call gives none)
+# that read labels, the loss: skipped when a call gives none, whether other
+# outputs read them, the model's float dtype)
 LABELS = "cryptgpu_labels"
 
 
@@ -76,7 +78,7 @@ def problem(model: torch.nn.Module):
         cfg.problem_type = own
 
 
-def mark(gm: torch.fx.GraphModule, problem) -> None:
+def mark(gm: torch.fx.GraphModule, problem, dtype: torch.dtype) -> None:
     """Marks ``gm``'s labels placeholder, if it has one, for :func:`unlabelled`
     and :func:`check`: the problem type, the nodes that read labels, and
     whether outputs other than the loss do (T5 makes its decoder's inputs
@@ -97,7 +99,7 @@ def mark(gm: torch.fx.GraphModule, problem) -> None:
             elif isinstance(out, (tuple, list)):
                 rest = list(out[1:])
     needed = any(getattr(v, "name", None) in reads for v in rest)
-    labels.meta[LABELS] = (*problem, frozenset(reads), needed)
+    labels.meta[LABELS] = (*problem, frozenset(reads), needed, dtype)
 
 
 def unlabelled(graph: torch.fx.Graph, bound: dict) -> frozenset:
@@ -124,17 +126,70 @@ def check(node: torch.fx.Node, v) -> None:
     """Refuses labels the traced loss would take for another problem than
     transformers would: float labels for a classifier whose
     ``problem_type`` was left unset (transformers then computes a
-    multi-label loss; the graph was traced for class ids)."""
-    traced, own, n = node.meta[LABELS][:3]
-    if v is None or traced is None or own is not None or n == 1:
+    multi-label loss; the graph was traced for class ids); then labels of
+    a dtype torch's loss refuses, with torch's error."""
+    if not torch.is_tensor(v):
         return
-    if torch.is_tensor(v) and v.is_floating_point():
+    traced, own, n = node.meta[LABELS][:3]
+    if traced is not None and own is None and n != 1 and v.is_floating_point():
         raise NotImplementedError(
             f"labels of dtype {v.dtype}: transformers takes float labels as multi-label "
             "targets (BCEWithLogitsLoss) when config.problem_type is unset, and this model "
             "was converted for class ids (single_label_classification); set "
             "model.config.problem_type = 'multi_label_classification' before converting"
         )
+    _as_torch_takes(node, v)
+
+
+# the losses whose target torch checks by dtype -> the rank of their input
+_CHECKED = {
+    F.cross_entropy: 2,  # class ids: int64 (or uint8) only
+    F.nll_loss: 2,
+    F.binary_cross_entropy_with_logits: 1,  # a float target only
+}
+# the steps between the labels and a loss that keep their dtype
+_SAME_DTYPE = {"view", "reshape", "contiguous", "squeeze", "unsqueeze", "flatten"}
+
+
+def _as_torch_takes(node: torch.fx.Node, v: torch.Tensor) -> None:
+    """Labels of a dtype that torch's loss refuses (int32 class ids: its
+    cross-entropy takes int64 or uint8; integer multi-label targets: its
+    BCEWithLogits takes floats) raise torch's own error, its loss run on
+    stand-ins of the labels' dtype (until 2026-12-06 the converted model
+    computed a loss from them)."""
+    reads, dtype = node.meta[LABELS][3], node.meta[LABELS][5]
+    if dtype not in (torch.float32, torch.float64):  # (CPU losses of half floats may not run)
+        dtype = torch.float32
+    for n in node.graph.nodes:
+        if n.op != "call_function" or n.name not in reads or n.target not in _CHECKED:
+            continue
+        target = n.args[1] if len(n.args) > 1 else n.kwargs.get("target")
+        if _reaches(target, node):
+            x = torch.zeros((2, 3)[: _CHECKED[n.target]], dtype=dtype)
+            n.target(x, torch.zeros(x.shape[:1] if x.dim() == 2 else x.shape, dtype=v.dtype))
+
+
+def _reaches(a, labels: torch.fx.Node) -> bool:
+    """Whether ``a`` is ``labels`` through steps that keep its dtype (views,
+    indexing, padding, a move to the logits' device)."""
+    while isinstance(a, torch.fx.Node) and a is not labels:
+        rest = [*a.args[1:], *a.kwargs.values()]
+        if a.op == "call_method" and a.target in _SAME_DTYPE:
+            a = a.args[0]
+        elif a.op == "call_method" and a.target == "to":
+            if any(isinstance(r, torch.dtype) or _is_dtype_of(r) for r in rest):
+                return False
+            a = a.args[0]
+        elif a.op == "call_function" and a.target in (operator.getitem, F.pad, torch.flatten):
+            a = a.args[0]
+        else:
+            return False
+    return a is labels
+
+
+def _is_dtype_of(r) -> bool:
+    """A traced ``t.dtype`` (``labels.to(logits.dtype)``)."""
+    return isinstance(r, torch.fx.Node) and r.target is getattr and r.args[1:] == ("dtype",)
 
 
 def kept(value, skipped: frozenset):

@@ -15,7 +15,7 @@ import warnings
 
 import torch
 
-from . import containers, hf
+from . import containers, hf, hf_refusals
 from .module import Module
 
 # torch.fx patches torch globals while it traces (nn.Module.__getattr__ and
@@ -138,7 +138,9 @@ def _trace(model: torch.nn.Module, nones=()):
     """(GraphModule, HF defaults); ``nones``: forward parameters traced as
     None (the branch the forward takes when they are left out)."""
     if hf.is_hf_model(model):
-        return hf.trace(model)
+        gm, defaults = hf.trace(model)
+        hf_refusals.check(model, gm.graph, maybe_private(gm))  # in words naming why
+        return gm, defaults
     concrete = dict.fromkeys(nones) or None
     try:  # buffers as constants: a forward may use one in Python (float(self.scale))
         graph = _GradTracer().trace(model, concrete_args=concrete)
