@@ -271,6 +271,20 @@ def test_dst_takes_a_numpy_int_or_a_0d_tensor_as_src_does():
         cryptgpu.spmd.run(lambda: cryptgpu.cryptensor(torch.ones(1)).get_plain_text(dst=1.0))
 
 
+def _long_job():
+    """A run_multiprocess job of about a minute (n = 100,000)."""
+    a = torch.randn(64, 64, dtype=torch.float64)
+
+    @cryptgpu.mpc.run_multiprocess(world_size=3)
+    def long_job(n):
+        x = cryptgpu.cryptensor(a)
+        for _ in range(n):
+            x = (x @ x.t()) * 0.001
+        return x[0, 0].get_plain_text()
+
+    return long_job
+
+
 def test_ctrl_c_in_the_caller_stops_the_party_threads():
     """Ctrl-C (KeyboardInterrupt) in the caller of run_multiprocess reached
     the caller, but the three party threads computed on to the end, and
@@ -281,14 +295,7 @@ def test_ctrl_c_in_the_caller_stops_the_party_threads():
     from conftest import usable
 
     cryptgpu.init()
-    a = torch.randn(64, 64, dtype=torch.float64)
-
-    @cryptgpu.mpc.run_multiprocess(world_size=3)
-    def long_job(n):
-        x = cryptgpu.cryptensor(a)
-        for _ in range(n):
-            x = (x @ x.t()) * 0.001
-        return x[0, 0].get_plain_text()
+    long_job = _long_job()
 
     def ctrl_c(*_):
         raise KeyboardInterrupt
@@ -591,7 +598,6 @@ def test_ctrl_c_while_the_party_threads_start_stops_those_started(monkeypatch):
     from conftest import usable
 
     cryptgpu.init()
-    a = torch.randn(64, 64, dtype=torch.float64)
     real_start = threading.Thread.start
 
     def start(self):
@@ -600,13 +606,7 @@ def test_ctrl_c_while_the_party_threads_start_stops_those_started(monkeypatch):
             raise KeyboardInterrupt  # as Ctrl-C in party 1's start, which waits for it
 
     monkeypatch.setattr(threading.Thread, "start", start)
-
-    @cryptgpu.mpc.run_multiprocess(world_size=3)
-    def long_job(n):
-        x = cryptgpu.cryptensor(a)
-        for _ in range(n):
-            x = (x @ x.t()) * 0.001
-        return x[0, 0].get_plain_text()
+    long_job = _long_job()
 
     t = time.monotonic()
     with pytest.raises(KeyboardInterrupt):

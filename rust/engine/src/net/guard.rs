@@ -597,21 +597,7 @@ impl Drop for FrameGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn frames(parts: &[(u8, &[u8])]) -> Vec<u8> {
-        let mut v = vec![0xffu8; GREETING];
-        for (flags, body) in parts {
-            if flags & 0b10 != 0 {
-                v.push(*flags);
-                v.extend_from_slice(&(body.len() as u64).to_be_bytes());
-            } else {
-                v.push(*flags);
-                v.push(body.len() as u8);
-            }
-            v.extend_from_slice(body);
-        }
-        v
-    }
+    use crate::net::zmtp::tests::frames;
 
     /// A READY command body with a socket type and an identity.
     fn ready_body(socket: &[u8], id: &[u8]) -> Vec<u8> {

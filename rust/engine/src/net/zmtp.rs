@@ -271,11 +271,13 @@ pub(crate) fn only_input<'a>(input: &'a [u8], pieces: &[Piece]) -> Option<&'a [u
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn frames(parts: &[(u8, &[u8])]) -> Vec<u8> {
+    /// A ZMTP stream: a greeting, then each (flags, body) as a frame (a
+    /// long frame when flags say so). Also the guard's tests' input.
+    pub(crate) fn frames(parts: &[(u8, &[u8])]) -> Vec<u8> {
         let mut v = vec![0xffu8; GREETING];
         for (flags, body) in parts {
             if flags & 0b10 != 0 {
