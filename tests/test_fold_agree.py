@@ -208,3 +208,27 @@ def test_the_agreement_costs_the_design_tables_shares_and_reveal():
         assert folded == 2
         assert stats["rounds"] == 4
         assert stats["bytes"] == 8 * 5 * 12  # 8-byte ring elements
+
+
+def test_a_dummy_without_running_statistics_is_told_not_left_waiting():
+    """A dummy whose BatchNorm layers keep no running statistics has no
+    pair to fold; it skipped the exchange the owner's party ran (the
+    decision was each party's own), so the others waited in it (out of
+    step). Every party now exchanges and hears that the models differ."""
+
+    class NoStats(Net):
+        def __init__(self):
+            super().__init__()
+            for m in self.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.track_running_stats = False
+                    m.running_mean = m.running_var = m.num_batches_tracked = None
+
+    @crypten.mpc.run_multiprocess(world_size=3)
+    def job():
+        rank = crypten.comm.get().get_rank()
+        mine = trained() if rank != 1 else NoStats().train()
+        with pytest.raises(ValueError, match="convert the same model"):
+            crypten.nn.from_pytorch(mine, torch.empty(1, 1, 6, 6)).encrypt(src=0)
+
+    job()

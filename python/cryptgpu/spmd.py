@@ -69,9 +69,11 @@ def _parties(
                 # next receive until the timeout.
                 sessions[r].abort(f"{type(e).__name__}: {e}")
         finally:
-            _session.uninit()
-            _session._ctx.spmd_party = False
-            done[r].set()
+            try:
+                _session.uninit()  # may raise PeerError
+                _session._ctx.spmd_party = False
+            finally:
+                done[r].set()  # whatever uninit does: the caller waits on it
 
     threads = [
         threading.Thread(target=party, args=(r,), name=f"cryptgpu-party-{r}") for r in range(3)
@@ -87,6 +89,10 @@ def _parties(
             # Inside the try: a Ctrl-C while a thread starts (start waits for
             # it) left the parties launched before it computing to the end.
             for r, t in enumerate(threads):
+                # Before start: a Ctrl-C inside start most likely came while
+                # start waited for the new thread, which then runs (and ends
+                # on its aborted session); _stop waits at most wait_s for
+                # one that never came to be.
                 launched[r] = True
                 t.start()
             for e in done:

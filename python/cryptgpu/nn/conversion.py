@@ -242,6 +242,7 @@ class Graph(Module):
     # the pairs a conversion with folding folds, and the parameters a
     # conversion without keeps unread (fold_agree.py)
     _foldable: dict = {}
+    _bn2d = False  # the torch model had BatchNorm2d layers (fold_agree.py)
     _unread: list = []
     # forward parameters traced as None (refused when given), and those
     # whose None the forward answers otherwise (refused when left None)
@@ -673,6 +674,7 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
     fold_agree.mark_folded(out, pairs)
     # what encrypt(src=) needs to fold as src did (fold_agree.py)
     out._foldable = {bn.target: conv.target for bn, conv in foldable}
+    out._bn2d = any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     out._unread = [n for n, _ in unread]
     out._root_target = root
     out._id_inputs = id_inputs(gm.graph, converted)  # one-hot rows of shared ids

@@ -35,7 +35,11 @@ def agree(graph, src: int) -> None:
     (:func:`cryptgpu.tensor.words_of_each`: 4 rounds, 3 words per party).
     Nothing to agree on in the local runtime (one model)."""
     s = _session.current()
-    if len(s.ranks) == 3 or not graph._foldable:
+    # Decided by what every party's model has in common (BatchNorm2d
+    # layers), not by its own foldable pairs: a dummy whose BatchNorm
+    # keeps no running statistics has none, and skipping the exchange
+    # there left the others waiting in it.
+    if len(s.ranks) == 3 or not graph._bn2d:
         return
     pairs = sorted(graph._foldable.items())
     mine = torch.tensor([int(bool(graph._folded)), len(pairs), zlib.crc32(repr(pairs).encode())])
