@@ -507,3 +507,35 @@ def test_f_batch_norm_with_the_models_own_buffers_in_training_gives_advice_to_fo
         p(cryptgpu.cryptensor(x))
     assert "running_mean=None, running_var=None in training" in str(e.value)
     assert usable()
+
+
+def test_an_elementwise_max_with_a_public_tensor_is_not_taken_for_max_dim(session):
+    """torch.max(h, other) with a public tensor other (a buffer) is the
+    element-wise maximum; the index rewrite took any dim that was not a
+    private node for max(dim)'s, and an index read of its result could be
+    refused at conversion. Only an int dim is max(dim)'s now."""
+
+    class M(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = tnn.Linear(4, 3)
+            self.register_buffer("floor", torch.full((3,), -0.1))
+
+        def forward(self, x):
+            h = torch.max(self.lin(x), self.floor)
+            return h[1]  # the second row, not an indices field
+
+    torch.manual_seed(0)
+    m = M()
+    x = torch.randn(2, 4)
+    p = cryptgpu.nn.from_pytorch(copy.deepcopy(m), x)
+    p.encrypt(src=0)
+    want = m.double()(x.double())
+    got = p(cryptgpu.cryptensor(x)).get_plain_text(dtype=torch.float64)
+    # one Linear of 4 products (prod_tol) and an exact comparison
+    assert (got - want).abs().max() <= prod_tol(4, x.abs().max().item(), 1.0) + 2 * ENC
+    from cryptgpu.nn import indices
+
+    made = (indices.values, indices.embedding_rows, indices.target_rows, indices.pair_values)
+    served = [n.name for n in p._graph.nodes if n.op == "call_function" and n.target in made]
+    assert not served, served  # h[1] is a row of h, not an indices field

@@ -235,7 +235,7 @@ def rewrite(graph: torch.fx.Graph, private: set, modules: dict) -> None:
         if node.target in _ARGS:
             _serve(graph, node, dim, keepdim, _name(node), modules, refuse)
             continue
-        if dim is None or (isinstance(dim, torch.fx.Node) and dim in private):
+        if not isinstance(dim, int):
             continue  # the maximum of all elements, or torch.max(x, other)
         what = f"{_name(node)}(dim).indices"
         whole = None
