@@ -41,11 +41,13 @@ def test_reciprocal_with_crypten_keywords(session):
         dict(method="log", log_iters=1, exp_iters=9),
         dict(method="NR", nr_iters=10, log_iters=1, all_pos=False),
     ]
+    # the plaintext reference itself is 1/x (1e-9 relative)
+    assert ((fx.reciprocal(A) - 1 / A).abs() <= 1e-9 / A).all()
     for kw in calls:
         got = x.reciprocal(**kw).get_plain_text(dtype=D)
         assert close(got, fx.reciprocal, lambda a: a**-2, 32), kw
-        assert ((fx.reciprocal(A) - 1 / A).abs() <= 1e-9 / A).all()
-    assert x.reciprocal(True, all_pos=True) is not None  # input_in_01 still first
+    got = x.reciprocal(True, all_pos=True).get_plain_text(dtype=D)  # input_in_01 still first
+    assert close(got, fx.reciprocal, lambda a: a**-2, 32)
 
 
 def test_reciprocal_all_pos_skips_the_sign(session):
