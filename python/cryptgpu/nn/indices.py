@@ -25,8 +25,8 @@ import torch.nn.functional as F
 
 from ..tensor import SharedTensor
 from ..tensor_compare import _indices
+from .metadata import METADATA as _METADATA
 from .stats import OTHER
-from .tracing import _METADATA
 
 _ARGS = {"argmax", "argmin", torch.argmax, torch.argmin}
 _PAIRS = {"max", "min", torch.max, torch.min}

@@ -16,6 +16,7 @@ import warnings
 import torch
 
 from . import containers, hf, hf_refusals
+from .metadata import METADATA
 from .module import Module
 
 # torch.fx patches torch globals while it traces (nn.Module.__getattr__ and
@@ -622,8 +623,7 @@ def unread(model, gm, converted: dict, folded: int) -> list:
 
 
 # What an op on a private tensor returns in public: its metadata.
-_METADATA = {"size", "dim", "numel", "shape", "dtype", "device", "ndim", "ndimension"}
-_METADATA |= {"isnan", "isinf", "isfinite"}  # public: shares are finite
+_METADATA = METADATA
 
 
 def maybe_private(gm: torch.fx.GraphModule) -> set:
