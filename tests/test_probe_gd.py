@@ -539,3 +539,39 @@ def test_an_elementwise_max_with_a_public_tensor_is_not_taken_for_max_dim(sessio
     made = (indices.values, indices.embedding_rows, indices.target_rows, indices.pair_values)
     served = [n.name for n in p._graph.nodes if n.op == "call_function" and n.target in made]
     assert not served, served  # h[1] is a row of h, not an indices field
+
+
+def test_argmax_indices_in_a_forward_cost_no_more_than_the_one_hot(session):
+    """The index is the one-hot mask dotted with public positions, a local
+    step: a converted forward returning h.argmax(-1) costs the rounds and
+    bytes of the Linear and SharedTensor.argmax's one-hot tournament (the
+    design table's max/argmax row), nothing more."""
+    torch.manual_seed(0)
+    lin = tnn.Linear(4, 5)
+
+    class M(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = lin
+
+        def forward(self, x):
+            return self.lin(x).argmax(-1)
+
+    x = torch.randn(3, 4)
+    pm = cryptgpu.nn.from_pytorch(M(), x).encrypt(src=0)
+    pl = cryptgpu.nn.from_pytorch(copy.deepcopy(lin), x).encrypt(src=0)
+    xs = cryptgpu.cryptensor(x)
+    cryptgpu.reset_stats()
+    got = pm(xs)
+    whole = cryptgpu.stats()["total"]
+    cryptgpu.reset_stats()
+    pl(xs).argmax(-1)
+    parts = cryptgpu.stats()["total"]
+    assert (
+        whole["rounds"] == parts["rounds"] and whole["bytes_per_party"] == parts["bytes_per_party"]
+    )
+    # indices are exact where each row's top two logits are further apart
+    # than twice the Linear's error (prod_tol of 4 products): checked first
+    top = lin(x).detach().double().topk(2, -1).values
+    assert ((top[:, 0] - top[:, 1]) > 2 * prod_tol(4, x.abs().max().item(), 1.0)).all()
+    assert torch.equal(got.get_plain_text().round().long(), lin(x).argmax(-1))
