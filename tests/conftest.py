@@ -7,7 +7,11 @@ Every tolerance below follows from the fixed-point precision f:
 - a product x*y of encoded inputs carries |x| e_y + |y| e_x + e_x e_y.
 """
 
+import os
+import resource
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -95,3 +99,19 @@ def usable() -> bool:
     input's encoding."""
     x = cryptgpu.cryptensor(torch.tensor([1.5]))
     return abs((x + 1).get_plain_text(dtype=torch.float64).item() - 2.5) <= ENC
+
+
+def spawn_party(script, env: dict, limit: int = 0) -> subprocess.Popen:
+    """One party's process running ``script`` with ``env`` added to ours,
+    its output (stderr too) on a text pipe; ``limit``: its address space
+    limit in bytes (``ulimit -v``), 0 for none."""
+    return subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **env},
+        preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+        if limit
+        else None,
+    )

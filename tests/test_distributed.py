@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import cryptgpu
+from conftest import spawn_party
 
 JOB = textwrap.dedent(
     """
@@ -117,7 +118,6 @@ def start_by_hand(
     for r in range(3):
         key = _native.generate_keypair()[0] if r == wrong_key_for else pairs[r][0]
         env = {
-            **os.environ,
             "CRYPTGPU_RANK": str(r),
             "CRYPTGPU_PEERS": peers.replace("127.0.0.1", "localhost")
             if r == respell_peers_for
@@ -130,15 +130,7 @@ def start_by_hand(
         }
         if env.get("CRYPTGPU_INSECURE") == "1":
             del env["CRYPTGPU_KEY"], env["CRYPTGPU_PUBKEYS"]
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, str(script)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                env=env,
-            )
-        )
+        procs.append(spawn_party(script, env))
     return procs
 
 

@@ -5,15 +5,13 @@ keys set by hand, party 0 reaching party 1 through a recording proxy, as in
 a user probe (Finding 1 and 2 of probe GC)."""
 
 import os
-import resource
 import socket
 import struct
-import subprocess
-import sys
 import textwrap
 import threading
 import time
 
+from conftest import spawn_party
 from cryptgpu import _native
 from cryptgpu.launch import free_ports
 
@@ -91,29 +89,20 @@ def start(script, pairs, peers_for, env=None, limit_for=None):
     """Three processes with rank, peers (``peers_for(rank)``) and the link
     keys ``pairs`` set, as on three hosts; ``limit_for``: a party's address
     space limit in bytes (``ulimit -v``)."""
-    procs = []
-    for r in range(3):
-        limit = (limit_for or {}).get(r)
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, str(script)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                env={
-                    **os.environ,
-                    **(env or {}),
-                    "CRYPTGPU_RANK": str(r),
-                    "CRYPTGPU_PEERS": peers_for(r),
-                    "CRYPTGPU_KEY": pairs[r][0],
-                    "CRYPTGPU_PUBKEYS": ",".join(pub for _, pub in pairs),
-                },
-                preexec_fn=(lambda v=limit: resource.setrlimit(resource.RLIMIT_AS, (v, v)))
-                if limit
-                else None,
-            )
+    return [
+        spawn_party(
+            script,
+            {
+                **(env or {}),
+                "CRYPTGPU_RANK": str(r),
+                "CRYPTGPU_PEERS": peers_for(r),
+                "CRYPTGPU_KEY": pairs[r][0],
+                "CRYPTGPU_PUBKEYS": ",".join(pub for _, pub in pairs),
+            },
+            (limit_for or {}).get(r, 0),
         )
-    return procs
+        for r in range(3)
+    ]
 
 
 def addresses(ports, rec=None):
