@@ -10,10 +10,17 @@ along the dim: local and exact, no rounds; a public index, torch's own,
 passes unchanged), read by everything but the readers that take the
 one-hot form itself: an embedding (its rows, the mask with the dim moved
 last) and a loss's target (the mask with the dim moved to the class dim 1,
-a probability target equal to torch's index target). An index computed
-from a layer's output (private whenever the model is encrypted) that would
-select elements (gather, index_select, take, scatter, indexing, F.one_hot)
-is refused at conversion: a private index cannot select privately.
+a probability target equal to torch's index target). They may read the
+index directly or through value-preserving ops (:data:`_RESHAPES`,
+:data:`_COPIES`: a greedy decoder's ``topi.squeeze(-1).detach()``), made
+on the rows (the positions kept last) where the reader reads them; until
+2026-12-06 only a direct read took the one-hot form (the others were
+refused, or a loss failed at the call). An index computed from a layer's
+output (private whenever the model is encrypted) that would select
+elements (gather, index_select, take, scatter, indexing, F.one_hot), or
+reach an embedding or a loss target through other ops (a transpose, an
+addition), is refused at conversion: a private index cannot select
+privately.
 """
 
 from __future__ import annotations
@@ -30,6 +37,16 @@ from .stats import OTHER
 
 _ARGS = {"argmax", "argmin", torch.argmax, torch.argmin}
 _PAIRS = {"max", "min", torch.max, torch.min}
+# the value-preserving ops followed from an index to an embedding or a loss
+# target reading it (their one-hot rows made so): reshapes of the index,
+# and copies and integer casts (changing nothing of the rows)
+_RESHAPES = {"view", "reshape", "flatten", "ravel", "squeeze", "unsqueeze"}
+_COPIES = {"detach", "clone", "contiguous", "long", "int", "to", "type"}
+_FOLLOWED_FUNCTIONS = {
+    torch.reshape: "reshape", torch.flatten: "flatten", torch.ravel: "ravel",
+    torch.squeeze: "squeeze", torch.unsqueeze: "unsqueeze", torch.detach: "detach",
+    torch.clone: "clone",
+}  # fmt: skip
 
 
 def values(onehot, dim=None, keepdim=False):
@@ -51,20 +68,58 @@ def pair_values(result, dim=None, keepdim=False):
     return type(result)(result[0], values(result[1], dim, keepdim))
 
 
-def embedding_rows(onehot, dim=None):
-    """The one-hot mask as an embedding's one-hot rows: the dim moved last
-    (the flattened mask for None), a public index unchanged."""
+def _rows(onehot, dim=None, keepdim=False):
+    """The one-hot mask as one-hot rows of the index: the index's shape and
+    the positions along ``dim`` last (all of them for None)."""
+    if onehot.dim() == 0:  # a scalar's only index, 0: one row of one
+        return onehot.reshape(1)
+    if dim is None:
+        return onehot.reshape(*([1] * onehot.dim() if keepdim else []), -1)
+    d = dim % onehot.dim()
+    rows = onehot.movedim(d, -1)
+    return rows.unsqueeze(d) if keepdim else rows
+
+
+def _follow(rows, ops):
+    """``rows`` (one-hot rows of an index) after ``ops``, the (method name,
+    arguments, keywords) of value-preserving ops on the index
+    (:data:`_RESHAPES`, :data:`_COPIES`): their reshapes made on the
+    index's shape, the positions kept last; the copies and integer casts
+    change nothing."""
+    for name, args, kwargs in ops:
+        if name in _COPIES:
+            continue
+        index = torch.empty(tuple(rows.shape[:-1]), device="meta")
+        shape = tuple(getattr(index, name)(*args, **kwargs).shape)
+        rows = rows.reshape(*shape, rows.shape[-1])
+    return rows
+
+
+def _index_after(index, ops):
+    """A public index (torch's own) after ``ops``, as torch computes them."""
+    for name, args, kwargs in ops:
+        index = getattr(index, name)(*args, **kwargs)
+    return index
+
+
+def embedding_rows(onehot, dim=None, keepdim=False, ops=()):
+    """The one-hot mask as an embedding's one-hot rows: the index's shape
+    (after ``ops``, value-preserving ops between the argmax and the
+    embedding) and the positions along ``dim`` last; a public index, after
+    ``ops``."""
     if not isinstance(onehot, SharedTensor):
-        return onehot
-    return onehot.reshape(-1) if dim is None else onehot.movedim(dim, -1)
+        return _index_after(onehot, ops)
+    return _follow(_rows(onehot, dim, keepdim), ops)
 
 
-def target_rows(onehot, dim=None):
-    """The one-hot mask as a loss's probability target: the dim moved to
-    dim 1 (the class dim of a batched input), a public index unchanged."""
-    if not isinstance(onehot, SharedTensor) or onehot.dim() < 2 or dim is None:
-        return onehot
-    return onehot.movedim(dim, 1)
+def target_rows(onehot, dim=None, keepdim=False, ops=()):
+    """The one-hot mask as a loss's probability target: the one-hot rows of
+    :func:`embedding_rows` with the positions moved to dim 1 (the class dim
+    of a batched input); a public index, after ``ops``."""
+    if not isinstance(onehot, SharedTensor):
+        return _index_after(onehot, ops)
+    rows = _follow(_rows(onehot, dim, keepdim), ops)
+    return rows.movedim(-1, 1) if rows.dim() > 1 else rows
 
 
 FUNCTIONS = {
@@ -156,14 +211,18 @@ def _selects_with(user, node, modules) -> bool:
     return node in found
 
 
-def _derived(node) -> list:
-    """``node`` and every node computed from it (but its metadata)."""
+def _derived(node, served=()) -> list:
+    """``node`` and every node computed from it (but its metadata), not
+    past the ``served`` readers (an embedding's rows, a loss: values, no
+    longer the index)."""
     seen, todo = [], [node]
     while todo:
         n = todo.pop()
         if n in seen:
             continue
         seen.append(n)
+        if n in served:
+            continue
         for u in n.users:
             name = u.target if isinstance(u.target, str) else ""
             if u.target is getattr and len(u.args) > 1:
@@ -185,39 +244,139 @@ def _from_layers(graph, private: set) -> set:
     return out
 
 
-def _refuse_selections(node, what: str, modules) -> None:
-    for n in _derived(node):
+def _followed(user, n, derived) -> tuple | None:
+    """(method name, arguments, keywords) of ``user`` where it is a
+    value-preserving op of ``n`` (:data:`_RESHAPES`, :data:`_COPIES`) whose
+    other arguments are not computed from the index, else None."""
+    if user.op not in ("call_method", "call_function") or user.args[:1] != (n,):
+        return None
+    name = user.target if user.op == "call_method" else _FOLLOWED_FUNCTIONS.get(user.target)
+    if name not in _RESHAPES and name not in _COPIES:
+        return None
+    args, kwargs = user.args[1:], dict(user.kwargs)
+    found = []
+    torch.fx.node.map_arg((args, kwargs), found.append)
+    if any(f in derived for f in found):
+        return None
+    if name in ("to", "type"):  # an integer cast only (not a device, not a float)
+        dtype = args[0] if len(args) == 1 and not kwargs else kwargs.get("dtype")
+        if args and kwargs or len(kwargs) > 1 or dtype not in (torch.long, torch.int):
+            return None
+        return ("long" if dtype == torch.long else "int"), (), {}
+    if name == "view" and any(isinstance(a, torch.dtype) for a in args):
+        return None  # a view as another dtype reinterprets the bits
+    return name, args, kwargs
+
+
+def _one_hot_reads(node, modules) -> list:
+    """(reader, kind, chain): every one-hot reader of ``node``'s index (see
+    :func:`_one_hot_reader`), reading it directly (an empty chain) or
+    through value-preserving ops, the chain's nodes in order."""
+    derived = set(_derived(node))
+    out, todo = [], [(node, ())]
+    while todo:
+        n, chain = todo.pop()
         for user in n.users:
-            if _selects_with(user, n, modules) and not (
-                n is node and _one_hot_reader(user, node, modules)
-            ):
+            kind = _one_hot_reader(user, n, modules)
+            if kind:
+                out.append((user, kind, chain))
+            elif _followed(user, n, derived) is not None:
+                todo.append((user, (*chain, user)))
+    return out
+
+
+def _path(node, n) -> str:
+    """The ops from ``node`` to ``n``, one of the nodes computed from it."""
+    back, todo = {node: None}, [node]
+    while todo and n not in back:
+        m = todo.pop(0)
+        for u in m.users:
+            if u not in back:
+                back[u] = m
+                todo.append(u)
+    steps = []
+    while n is not None and n is not node:
+        steps.append(f"{n.name!r} ({_name(n) or n.target})")
+        n = back.get(n)
+    return " -> ".join(reversed(steps))
+
+
+_FORMS = (
+    "directly or through detach, clone, contiguous, view, reshape, flatten, "
+    "ravel, squeeze, unsqueeze and integer casts (long, int, to(torch.long))"
+)
+
+
+def _refuse_selections(node, what: str, modules, reads) -> None:
+    served = {(chain[-1] if chain else node, user) for user, _, chain in reads}
+    head = (
+        f"{what} at node {node.name!r} gives an index that is private here "
+        "(torch's integer index, secret-shared)"
+    )
+    for n in _derived(node, {user for user, _, _ in reads}):
+        for user in n.users:
+            if (n, user) in served:
+                continue
+            kind = _one_hot_reader(user, n, modules)
+            reader = f"node {user.name!r} ({_name(user) or user.target})"
+            if kind:  # an embedding or a loss target through ops not followed
+                role = "ids" if kind == "rows" else "a loss target"
                 raise NotImplementedError(
-                    f"{what} at node {node.name!r} gives an index that is private here "
-                    "(torch's integer index, secret-shared), and node "
-                    f"{user.name!r} ({_name(user) or user.target}) would select with it: a "
-                    "private index cannot select privately. Use the values themselves "
+                    f"{head}, and {reader} reads it as {role} through {_path(node, n)}, "
+                    "which the conversion cannot carry to the index's one-hot form (the "
+                    "form in which an embedding or a loss target takes a private index): "
+                    f"it does so for an index read {_FORMS}. Read it so (for a transpose "
+                    "or permute, move the dims of the argmax's input instead: "
+                    "x.t().argmax(0) for x.argmax(1).t()), or return the index and use it "
+                    "outside the model after revealing it"
+                )
+            if _selects_with(user, n, modules):
+                raise NotImplementedError(
+                    f"{head}, and {reader} would select with it: a private index cannot "
+                    "select privately (an embedding or a loss target can read it, "
+                    f"{_FORMS}: they take its one-hot form). Use the values themselves "
                     "(x.max(dim).values, x.amax(dim)), or return the index and select "
                     "outside the model after revealing it"
                 )
 
 
+def _erase_unread(graph, chains) -> None:
+    """Erase the chains' nodes that nothing reads any more, last first."""
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    nodes = {n for chain in chains for n in chain}
+    for n in sorted(nodes, key=order.__getitem__, reverse=True):
+        if not n.users:
+            graph.erase_node(n)
+
+
 def _serve(graph, node, dim, keepdim, what: str, modules, refuse: bool) -> None:
-    """Route ``node``'s readers: the one-hot readers through the mask's
-    rows, everything else through the index values."""
+    """Route ``node``'s readers: the one-hot readers (directly or through
+    value-preserving ops) through the mask's rows, everything else through
+    the index values."""
+    reads = _one_hot_reads(node, modules)
     if refuse:
-        _refuse_selections(node, what, modules)
+        _refuse_selections(node, what, modules, reads)
+    users = list(node.users)
+    fns = {"rows": embedding_rows, "target": target_rows, "values": values}
     made: dict = {}
-    for user in list(node.users):
-        kind = _one_hot_reader(user, node, modules) or "values"
+    for user, kind, chain in reads:
+        if chain:  # the rows after the chain's ops, made where the reader reads them
+            ops = tuple(_followed(c, p, ()) for p, c in zip((node, *chain), chain))
+            with graph.inserting_before(user):
+                rows = graph.call_function(fns[kind], (node, dim, keepdim, ops))
+            user.replace_input_with(chain[-1], rows)
+            continue
         if kind not in made:
-            fn, args = {
-                "values": (values, (node, dim, keepdim)),
-                "rows": (embedding_rows, (node, dim)),
-                "target": (target_rows, (node, dim)),
-            }[kind]
             with graph.inserting_after(node):
-                made[kind] = graph.call_function(fn, args)
+                made[kind] = graph.call_function(fns[kind], (node, dim, keepdim))
         user.replace_input_with(node, made[kind])
+    _erase_unread(graph, [chain for _, _, chain in reads])
+    for user in users:
+        if node in user.all_input_nodes:  # read as torch's index
+            if "values" not in made:
+                with graph.inserting_after(node):
+                    made["values"] = graph.call_function(values, (node, dim, keepdim))
+            user.replace_input_with(node, made["values"])
 
 
 def rewrite(graph: torch.fx.Graph, private: set, modules: dict) -> None:
