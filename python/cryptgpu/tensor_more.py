@@ -432,6 +432,10 @@ def linalg_norm(x, ord=None, dim=None, keepdim=False, *, out=None, dtype=None): 
         raise NotImplementedError("linalg.norm(..., out=, dtype=) on a SharedTensor")
     if dim is not None and not isinstance(dim, (tuple, list)):
         dim = [dim]
+    if dim is not None and len(dim) not in (1, 2):  # torch's error (dim=() included)
+        raise RuntimeError(
+            f"linalg.norm: If dim is specified, it must be of length 1 or 2. Got {list(dim)}"
+        )
     if dim is None and ord is not None:
         dim = list(range(x.dim()))
         if len(dim) not in (1, 2):

@@ -473,10 +473,12 @@ class TorchLikeOps:
             raise TypeError("var/std: unbiased and correction cannot both be given (as torch)")
         if correction is None:
             correction = 0 if unbiased is False else 1
-        if self.dim() == 0:
-            dims = []  # a scalar's dim 0 is itself: one element
-        else:
-            dims = list(range(self.dim())) if dim is None else self._dims_arg(dim)
+        # torch: None and an empty list of dims (``dim=()``) both reduce
+        # every dim, as sum's and mean's do; a scalar's dim 0 is itself
+        # (one element). (Until 2026-12-06 ``dim=()`` reduced nothing here
+        # while mean and sum reduced everything: var(dim=(), correction=0)
+        # was the sum of squares over 1, 14.7 for torch's 1.23.)
+        dims = self._dims(dim)
         n = 1
         for d in dims:
             n *= self.shape[d]
