@@ -173,6 +173,8 @@ class TorchLikeOps:
         """Reverse the order along ``dims`` (a copy, as torch's; a 0-d
         tensor's dims 0 and -1 leave its value)."""
         dims = _varargs(dims, kw, "dims", "flip")
+        if not dims:  # torch's TypeError (x.flip() reversed nothing until 2026-12-06)
+            raise TypeError('flip() missing 1 required positional arguments: "dims"')
         dims = dims[0] if len(dims) == 1 and isinstance(dims[0], (tuple, list)) else dims
         norm = self._dims_arg(dims)
         for d in set(norm):
@@ -332,6 +334,8 @@ class TorchLikeOps:
     def repeat(self, *sizes, **kw) -> TensorBase:
         """Tile the tensor ``sizes`` times, as ``torch.Tensor.repeat``."""
         sizes = _varargs(sizes, kw, "repeats", "repeat")
+        if not sizes:  # torch's TypeError (a 0-d x.repeat() was x until 2026-12-06)
+            raise TypeError('repeat() missing 1 required positional arguments: "repeats"')
         if len(sizes) == 1 and isinstance(sizes[0], (tuple, list, torch.Size)):
             sizes = sizes[0]
         sizes = _ints(sizes, "repeat: sizes")
