@@ -456,16 +456,16 @@ class TensorBase(ag.Node):
 
     def __len__(self) -> int:
         if self.dim() == 0:
-            # torch.tensor(x) and torch.as_tensor(x) read x as nested
-            # sequences, down to this len() of a 0-d element: the error
-            # says what they asked for, whatever x's rank (a TypeError, as
-            # torch's len() of a 0-d tensor)
+            # torch's words first (a TypeError, as torch's). torch.tensor(x)
+            # and torch.as_tensor(x) read x as nested sequences, down to
+            # this len() of a 0-d element: the rest says what they asked
+            # for, whatever x's rank. (Until 2026-12-06 the message began
+            # with torch.tensor's case, odd for a plain len(x).)
             raise SecretValueError(
-                "a SharedTensor cannot become a torch tensor or numpy array "
-                "(torch.tensor(x), torch.as_tensor(x)), whatever its shape: its value is "
-                "secret; open it with x.get_plain_text() (every party learns it). "
-                "(torch.tensor reads x element by element and stops at this len() of a "
-                "0-d tensor.)"
+                "len() of a 0-d tensor. (If torch.tensor(x) or torch.as_tensor(x) asked, "
+                "reading x element by element: a SharedTensor cannot become a torch tensor "
+                "or numpy array, whatever its shape: its value is secret; open it with "
+                "x.get_plain_text() (every party learns it).)"
             )
         return self._t.shape[0]
 
