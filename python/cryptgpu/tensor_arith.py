@@ -24,9 +24,9 @@ class ArithmeticOps:
     __slots__ = ()
 
     # ------------------------------------------------------------ arithmetic
-    def add(self, y, *, alpha=1) -> TensorBase:
-        """x + alpha * y for a SharedTensor or plaintext y (broadcasting)."""
-        ys, yp = self._other(_times(y, alpha), "add")
+    def add(self, other, *, alpha=1) -> TensorBase:
+        """x + alpha * other for a SharedTensor or plaintext other (broadcasting)."""
+        ys, yp = self._other(_times(other, alpha), "add")
         if ys is not None:
             x, ye = self._aligned(ys)
             out = self._wrap(self._s().add(x._t, ye._t))
@@ -43,10 +43,10 @@ class ArithmeticOps:
             gr.record_unbroadcast(out, self, self.shape)
         return out
 
-    def sub(self, y, *, alpha=1) -> TensorBase:
-        """x - alpha * y for a SharedTensor or plaintext y (broadcasting)."""
-        _refuse_bool_sub(y)
-        ys, yp = self._other(_times(y, alpha), "sub")
+    def sub(self, other, *, alpha=1) -> TensorBase:
+        """x - alpha * other for a SharedTensor or plaintext other (broadcasting)."""
+        _refuse_bool_sub(other)
+        ys, yp = self._other(_times(other, alpha), "sub")
         if ys is not None:
             x, ye = self._aligned(ys)
             out = self._wrap(self._s().sub(x._t, ye._t))
@@ -67,10 +67,10 @@ class ArithmeticOps:
             gr.record_neg(out, self)
         return out
 
-    def mul(self, y) -> TensorBase:
-        """Elementwise x * y. Integer plaintext factors cost nothing; fixed-point
-        factors (shared or plain) need one truncation (2 rounds)."""
-        ys, yp = self._other(y, "mul")
+    def mul(self, other) -> TensorBase:
+        """Elementwise x * other. Integer plaintext factors cost nothing;
+        fixed-point factors (shared or plain) need one truncation (2 rounds)."""
+        ys, yp = self._other(other, "mul")
         if ys is not None:
             x, ye = self._aligned(ys)
             # _s last: it sets the truncation protocol for this product.
@@ -84,7 +84,7 @@ class ArithmeticOps:
             shape, x = self._bcast(yp.shape)
         full = np.broadcast_to(yp, shape)
         s = self._s()
-        if _is_integer_plain(y) or _integer_valued(yp, s.precision_bits):
+        if _is_integer_plain(other) or _integer_valued(yp, s.precision_bits):
             # k x must stay inside the ring's range +-2^(63-f): with |k| below
             # 2^(63-2f) (the encoding limit) that holds for every |x| < 2^f;
             # a larger k would wrap for x = 1 already, silently.
@@ -111,27 +111,27 @@ class ArithmeticOps:
         """x * x (one multiplication)."""
         return self.mul(self)
 
-    def pow(self, p) -> TensorBase:
-        """x ** p for a public integer ``p`` >= 0 (square and multiply:
+    def pow(self, exponent) -> TensorBase:
+        """x ** p for a public integer ``exponent`` p >= 0 (square and multiply:
         about 2 log2(p) multiplications), as CrypTen's ``pow``; ``p = 0.5``
         is :meth:`sqrt`, a negative integer the :meth:`reciprocal` of x ** -p,
         any other exponent :meth:`pos_pow` (x > 0; torch gives nan for x < 0
         there, ours is meaningless) (their approximations and input ranges
         apply)."""
-        if isinstance(p, TensorBase):
+        if isinstance(exponent, TensorBase):
             # a private exponent (a learnable one: x ** self.p): 2^(p log2 x), x > 0
-            return self.pos_pow(p)
-        if np.ndim(p) != 0:
-            return self._pow_tensor(p)
-        if torch.is_tensor(p) and p.requires_grad and p.numel() == 1:
+            return self.pos_pow(exponent)
+        if np.ndim(exponent) != 0:
+            return self._pow_tensor(exponent)
+        if torch.is_tensor(exponent) and exponent.requires_grad and exponent.numel() == 1:
             # a torch exponent whose gradient is asked for: noted, so the
             # products below carry the news of its lost gradient (or a
             # fractional one goes to pos_pow's recorded product)
-            v = float(p.detach())
+            v = float(exponent.detach())
             if math.isfinite(v) and not v.is_integer():
-                return self.pos_pow(p)
-            self._plain(p, "pow exponent")
-        e = float(_plain_array(p, "pow exponent")) if np.ndim(p) == 0 else None
+                return self.pos_pow(exponent)
+            self._plain(exponent, "pow exponent")
+        e = float(_plain_array(exponent, "pow exponent")) if np.ndim(exponent) == 0 else None
         if e is None:
             raise NotImplementedError("pow: the exponent must be one public number")
         if not math.isfinite(e):
@@ -317,21 +317,31 @@ class ArithmeticOps:
         if tuple(full) != tuple(self.shape):
             _grown(self.shape, full)
 
-    def add_(self, y, *, alpha=1) -> TensorBase:
-        """x += alpha * y in place."""
-        self._fits_in_place(y)
-        return self._in_place("add_", lambda x: x.add(y, alpha=alpha))
+    def add_(self, other, *, alpha=1) -> TensorBase:
+        """x += alpha * other in place."""
+        self._fits_in_place(other)
+        return self._in_place("add_", lambda x: x.add(other, alpha=alpha))
 
-    def sub_(self, y, *, alpha=1) -> TensorBase:
-        """x -= alpha * y in place."""
-        self._fits_in_place(y)
-        return self._in_place("sub_", lambda x: x.sub(y, alpha=alpha))
+    def sub_(self, other, *, alpha=1) -> TensorBase:
+        """x -= alpha * other in place."""
+        self._fits_in_place(other)
+        return self._in_place("sub_", lambda x: x.sub(other, alpha=alpha))
 
-    def copy_(self, src) -> TensorBase:
+    def copy_(self, src=None, non_blocking: bool = False, *, other=None) -> TensorBase:
         """x takes src's value in place (a SharedTensor, or a public tensor
         shared as known to all; broadcast to x's shape, as torch's). A
         tensor of another session is refused before anything changes, as
-        ``add_`` refuses it (x took its shares and every later use failed)."""
+        ``add_`` refuses it (x took its shares and every later use failed).
+        ``src`` may be given by either of torch's keyword names (``src``,
+        documented, or ``other``, torch 2.15's); ``non_blocking`` changes
+        nothing (the copy is one local step)."""
+        if (src is None) == (other is None):
+            raise TypeError(
+                'copy_() missing 1 required positional arguments: "src"'
+                if src is None
+                else "copy_() got multiple values for argument 'src'"
+            )
+        src = other if src is None else src
         self._s()
         if isinstance(src, TensorBase):
             src._s()
@@ -342,33 +352,36 @@ class ArithmeticOps:
             return self._in_place("copy_", lambda t: t * 0 + out)  # no gradient to it
         return self._assign(out.clone(), "copy_")
 
-    def mul_(self, y) -> TensorBase:
-        """x *= y in place."""
-        self._fits_in_place(y)
-        return self._in_place("mul_", lambda x: x.mul(y))
+    def mul_(self, other) -> TensorBase:
+        """x *= other in place."""
+        self._fits_in_place(other)
+        return self._in_place("mul_", lambda x: x.mul(other))
 
-    def div_(self, y) -> TensorBase:
-        """x /= y in place."""
-        self._fits_in_place(y)
-        return self._in_place("div_", lambda x: x.div(y))
+    def div_(self, other, *, rounding_mode=None) -> TensorBase:
+        """x /= other in place."""
+        _no_rounding_mode(rounding_mode)
+        self._fits_in_place(other)
+        return self._in_place("div_", lambda x: x.div(other))
 
     def neg_(self) -> TensorBase:
         """x = -x in place."""
         return self._in_place("neg_", lambda x: x.neg())
 
-    def div(self, y) -> TensorBase:
-        """x / y. A plaintext whole-number divisor (``3``, ``1e6``, a
+    def div(self, other, *, rounding_mode=None) -> TensorBase:
+        """x / other. A plaintext whole-number divisor (``3``, ``1e6``, a
         one-element tensor holding one) uses the division protocol by that
         integer, as CrypTen does; other plaintext divisors multiply by the
         reciprocal, encoded with as many significant bits as the precision
-        has. A SharedTensor divisor divides privately, range-reduced in y
-        (:func:`cryptgpu.functions.divide`: a few units of 2^-16 of the
-        quotient), for |y| in 2^-16 .. 2^30 (not checked: y is secret; y = 0
-        gives a large finite value, not an error)."""
-        if isinstance(y, TensorBase):
-            self._bcast_shape(y.shape)  # the ShapeError of *, before any work
-            return fx.divide(self, y)
-        _, yp = self._other(y, "div")
+        has. A SharedTensor divisor divides privately, range-reduced in the
+        divisor y (:func:`cryptgpu.functions.divide`: a few units of 2^-16 of
+        the quotient), for |y| in 2^-16 .. 2^30 (not checked: y is secret;
+        y = 0 gives a large finite value, not an error). ``rounding_mode``
+        (torch's "trunc" and "floor") is not supported."""
+        _no_rounding_mode(rounding_mode)
+        if isinstance(other, TensorBase):
+            self._bcast_shape(other.shape)  # the ShapeError of *, before any work
+            return fx.divide(self, other)
+        _, yp = self._other(other, "div")
         if np.any(yp == 0):
             raise ZeroDivisionError("division of a SharedTensor by zero")
         if yp.size == 1:
@@ -384,11 +397,11 @@ class ArithmeticOps:
                 return out
         return self.mul(1.0 / yp)
 
-    def matmul(self, y) -> TensorBase:
+    def matmul(self, other) -> TensorBase:
         """Matrix product with torch.matmul semantics (1-D, 2-D, batched with
-        broadcast batch dims); y may be shared or plaintext."""
-        _not_a_number(y)
-        ys, yp = self._other(y, "matmul")
+        broadcast batch dims); other may be shared or plaintext."""
+        _not_a_number(other)
+        ys, yp = self._other(other, "matmul")
         yshape = ys.shape if ys is not None else torch.Size(yp.shape)
         return _matmul(self, ys, yp, yshape, public_left=False)
 
@@ -401,18 +414,18 @@ class ArithmeticOps:
             gr.record_matmul_t(out, self, y)
         return out
 
-    def dot(self, y, weights=None) -> TensorBase:
+    def dot(self, tensor, weights=None) -> TensorBase:
         """Inner product of two 1-D tensors, as ``torch.dot`` (and CrypTen's
-        ``dot``, with its ``weights``: the sum of x y w): one truncation,
+        ``dot``, with its ``weights``: the sum of x y w for y = ``tensor``): one truncation,
         whatever the length (one more for the weights)."""
-        _not_a_number(y, "dot")
+        _not_a_number(tensor, "dot")
         if weights is not None:
             if tuple(np.shape(weights)) != tuple(self.shape):
                 raise ShapeError(
                     f"dot: weights of shape {tuple(np.shape(weights))}, not {tuple(self.shape)}"
                 )
-            return (self * weights).dot(y)
-        ys, yp = self._other(y, "dot")
+            return (self * weights).dot(tensor)
+        ys, yp = self._other(tensor, "dot")
         yshape = tuple(ys.shape if ys is not None else yp.shape)
         if self.dim() != 1 or len(yshape) != 1:
             raise ShapeError(f"dot needs two 1-D tensors, got {self.dim()}-D and {len(yshape)}-D")
@@ -620,3 +633,10 @@ def _refuse_bool_sub(y) -> None:
             "Subtraction, the `-` operator, with a bool tensor is not supported. If you are "
             "trying to invert a mask, use the `~` or `logical_not()` operator instead."
         )
+
+
+def _no_rounding_mode(mode) -> None:
+    """``x.div(y, rounding_mode=...)``: torch's keyword, taken so that None
+    works as torch's; "trunc" and "floor" are not provided."""
+    if mode is not None:
+        raise NotImplementedError(f"div with rounding_mode={mode!r} on a SharedTensor")

@@ -215,14 +215,14 @@ class TensorBase(ag.Node):
         return self._public(np.full(shp, float(value)))
 
     # ------------------------------------------------------------ autograd
-    def requires_grad_(self, flag: bool = True) -> TensorBase:
+    def requires_grad_(self, requires_grad: bool = True) -> TensorBase:
         """Mark this tensor as a leaf whose gradient ``backward`` accumulates."""
-        if not isinstance(flag, (bool, np.bool_)):
+        if not isinstance(requires_grad, (bool, np.bool_)):
             raise TypeError(
                 "requires_grad_(): argument 'requires_grad' must be bool, not "
-                f"{type(flag).__name__}"
+                f"{type(requires_grad).__name__}"
             )
-        self.requires_grad = bool(flag)
+        self.requires_grad = bool(requires_grad)
         return self
 
     def backward(

@@ -47,35 +47,35 @@ class ComparisonOps:
         """msb(self) * v, where v's shape starts with self's shape."""
         return self._wrap(self._s().msb_inject(self._t, v._t, label))
 
-    def lt(self, y) -> TensorBase:
-        """1.0 where x < y else 0.0 (secret-shared). Correct while |x - y| < 2^(63-f)."""
-        return self.sub(y)._ltz("lt")
+    def lt(self, other) -> TensorBase:
+        """1.0 where x < other else 0.0 (secret-shared). Correct while |x - other| < 2^(63-f)."""
+        return self.sub(other)._ltz("lt")
 
-    def gt(self, y) -> TensorBase:
-        """1.0 where x > y else 0.0."""
-        return self.sub(y).neg()._ltz("gt")
+    def gt(self, other) -> TensorBase:
+        """1.0 where x > other else 0.0."""
+        return self.sub(other).neg()._ltz("gt")
 
-    def le(self, y) -> TensorBase:
-        """1.0 where x <= y else 0.0."""
-        return 1 - self.gt(y)
+    def le(self, other) -> TensorBase:
+        """1.0 where x <= other else 0.0."""
+        return 1 - self.gt(other)
 
-    def ge(self, y) -> TensorBase:
-        """1.0 where x >= y else 0.0."""
-        return 1 - self.lt(y)
+    def ge(self, other) -> TensorBase:
+        """1.0 where x >= other else 0.0."""
+        return 1 - self.lt(other)
 
     def _both_signs(self, y, label):
         d = self.sub(y)
         both = stack([d, d.neg()])._ltz(label)
         return both[0], both[1]
 
-    def eq(self, y) -> TensorBase:
-        """1.0 where x == y else 0.0: one batched comparison of x - y and y - x."""
-        lt, gt = self._both_signs(y, "eq")
+    def eq(self, other) -> TensorBase:
+        """1.0 where x == other else 0.0: one batched comparison of x - other and other - x."""
+        lt, gt = self._both_signs(other, "eq")
         return 1 - lt - gt
 
-    def ne(self, y) -> TensorBase:
-        """1.0 where x != y else 0.0."""
-        lt, gt = self._both_signs(y, "ne")
+    def ne(self, other) -> TensorBase:
+        """1.0 where x != other else 0.0."""
+        lt, gt = self._both_signs(other, "ne")
         return lt + gt
 
     __lt__ = lt
@@ -126,9 +126,9 @@ class ComparisonOps:
 
     __abs__ = abs
 
-    def where(self, condition, y) -> TensorBase:
-        """``condition ? self : y`` like ``torch.where(condition, self, y)``."""
-        return where(condition, self, y)
+    def where(self, condition, other) -> TensorBase:
+        """``condition ? self : other`` like ``torch.where(condition, self, other)``."""
+        return where(condition, self, other)
 
     def clamp(self, min=None, max=None) -> TensorBase:  # noqa: A002 - torch's names
         """Clamp to [min, max]: numbers, or tensors (plaintext or shared)
@@ -221,11 +221,14 @@ class ComparisonOps:
         return v, a
 
     @axis_alias
-    def max(self, dim=None, keepdim: bool = False, one_hot: bool = True):
+    def max(self, dim=None, keepdim: bool = False, one_hot: bool = True, *, other=None):
         """Maximum. With ``dim=None`` returns the max of all elements; with a
         dim returns ``(values, argmax)`` where argmax is a one-hot SharedTensor
         of the input's shape (CrypTen's convention), or with
-        ``one_hot=False`` the index itself, still secret-shared."""
+        ``one_hot=False`` the index itself, still secret-shared. With
+        ``other`` (positional or torch's keyword) the element-wise maximum."""
+        if other is not None:
+            dim = _other_alone(dim, other, "max")
         if _is_other(dim):
             return self.maximum(dim)  # torch's max(other): element-wise
         if dim is None:
@@ -262,8 +265,10 @@ class ComparisonOps:
         return self.neg().amax(dim, keepdim).neg()
 
     @axis_alias
-    def min(self, dim=None, keepdim: bool = False, one_hot: bool = True):
+    def min(self, dim=None, keepdim: bool = False, one_hot: bool = True, *, other=None):
         """Minimum, as :meth:`max` of ``-x``."""
+        if other is not None:
+            dim = _other_alone(dim, other, "min")
         if _is_other(dim):
             return self.minimum(dim)
         r = self.neg().max(dim, keepdim, one_hot)
@@ -283,6 +288,14 @@ class ComparisonOps:
     def argmin(self, dim=None, keepdim: bool = False, one_hot: bool = True) -> TensorBase:
         """One-hot indicator of the first minimum."""
         return self.neg().argmax(dim, keepdim, one_hot)
+
+
+def _other_alone(dim, other, what: str):
+    """``other`` given by torch's keyword (``x.max(other=y)``): with no dim,
+    as torch's (whose error is a TypeError)."""
+    if dim is not None:
+        raise TypeError(f"{what}() received an invalid combination of arguments: other= with a dim")
+    return other
 
 
 def _indices(onehot, dim, keepdim: bool):

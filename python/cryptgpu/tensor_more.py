@@ -297,9 +297,9 @@ class MoreOps:
         a, b = self.chunk(2, d)
         return a * b.sigmoid()
 
-    def true_divide(self, y) -> TensorBase:
-        """``x / y`` (torch's true_divide)."""
-        return self.div(y)
+    def true_divide(self, other) -> TensorBase:
+        """``x / other`` (torch's true_divide)."""
+        return self.div(other)
 
     def cumprod(self, dim: int, *, dtype=None) -> TensorBase:
         """Running products along ``dim``: ceil(log2(n)) rounds of products

@@ -61,29 +61,29 @@ class TorchLikeOps:
         return [_norm_dim(d, self.dim()) for d in dims]
 
     # ------------------------------------------------------------ products
-    def mm(self, y) -> TensorBase:
+    def mm(self, mat2) -> TensorBase:
         """Matrix product of two 2-D tensors, as ``torch.mm``."""
-        _not_a_number(y, "mm")
-        check_product("mm", self.shape, getattr(y, "shape", np.shape(y)))
-        return self.matmul(y)
+        _not_a_number(mat2, "mm")
+        check_product("mm", self.shape, getattr(mat2, "shape", np.shape(mat2)))
+        return self.matmul(mat2)
 
-    def mv(self, v) -> TensorBase:
+    def mv(self, vec) -> TensorBase:
         """Matrix [n, m] times vector [m], as ``torch.mv``."""
-        _not_a_number(v, "mv")
-        if self.dim() != 2 or len(getattr(v, "shape", np.shape(v))) != 1:
+        _not_a_number(vec, "mv")
+        if self.dim() != 2 or len(getattr(vec, "shape", np.shape(vec))) != 1:
             raise ShapeError("mv: expected a matrix (2-D) and a vector (1-D)")
-        return self.matmul(v)
+        return self.matmul(vec)
 
-    def bmm(self, y) -> TensorBase:
+    def bmm(self, mat2) -> TensorBase:
         """Batched product of [b, n, m] and [b, m, p], as ``torch.bmm``."""
-        _not_a_number(y, "bmm")
-        check_product("bmm", self.shape, getattr(y, "shape", np.shape(y)))
-        return self.matmul(y)
+        _not_a_number(mat2, "bmm")
+        check_product("bmm", self.shape, getattr(mat2, "shape", np.shape(mat2)))
+        return self.matmul(mat2)
 
-    def outer(self, y) -> TensorBase:
+    def outer(self, vec2) -> TensorBase:
         """Outer product of two 1-D tensors."""
-        check_product("outer", self.shape, getattr(y, "shape", np.shape(y)))
-        yv = y if isinstance(y, TensorBase) else _float64(y, "outer")
+        check_product("outer", self.shape, getattr(vec2, "shape", np.shape(vec2)))
+        yv = vec2 if isinstance(vec2, TensorBase) else _float64(vec2, "outer")
         return self.unsqueeze(1) * yv.reshape(1, -1)
 
     ger = outer
@@ -115,11 +115,13 @@ class TorchLikeOps:
 
     reshape_as = view_as
 
-    def swapaxes(self, dim0: int, dim1: int) -> TensorBase:
-        """Alias of :meth:`transpose`."""
-        return self.transpose(dim0, dim1)
+    def swapaxes(self, axis0: int, axis1: int) -> TensorBase:
+        """Alias of :meth:`transpose` (torch's keyword names axis0, axis1)."""
+        return self.transpose(axis0, axis1)
 
-    swapdims = swapaxes
+    def swapdims(self, dim0: int, dim1: int) -> TensorBase:
+        """Alias of :meth:`transpose` (torch's keyword names dim0, dim1)."""
+        return self.transpose(dim0, dim1)
 
     @property
     def mT(self) -> TensorBase:  # noqa: N802 - torch's name
