@@ -110,3 +110,46 @@ def test_load_from_party_reads_src_file_here_without_warning(tmp_path):
         assert torch.equal(got.get_plain_text(), data)  # grid values: exact
     finally:
         crypten.uninit()
+
+
+def test_sharing_from_another_party_after_cryptgpu_rank_warns_once():
+    # The README's SPMD idiom run in the local runtime: cryptgpu.rank() is
+    # None there (documented), so `data if rank() == 1 else zeros` passes
+    # the zeros as party 1's input; asking rank() counts as asking the rank
+    # (a user probe: until 2026-12-06 only get_rank() did, and this shared
+    # the placeholder without a word).
+    crypten.init()
+    try:
+        data = torch.tensor([1.0, 2.0, 3.0])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            crypten.cryptensor(data, src=2)  # no rank asked: no warning
+        r = crypten.rank()
+        assert r is None  # the local runtime's documented value, unchanged
+        with pytest.warns(UserWarning, match="placeholder") as got:
+            x = crypten.cryptensor(data if r == 1 else torch.zeros(3), src=1)
+        assert len(got) == 1 and "cryptgpu.rank() None" in str(got[0].message)
+        assert got[0].filename == __file__  # the user's line, not the library's
+        assert torch.equal(x.get_plain_text(), torch.zeros(3))  # what was passed
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # once per session
+            crypten.rank()
+            crypten.cryptensor(data, src=2)
+    finally:
+        crypten.uninit()
+
+
+def test_cryptgpu_rank_in_spmd_gives_the_party_and_no_warning():
+    def job():
+        r = crypten.rank()
+        x = crypten.cryptensor(torch.ones(2) if r == 1 else torch.zeros(2), src=1)
+        return r, x.get_plain_text()
+
+    # the filters are process-wide: set once here, not in the party threads
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        results = crypten.spmd.run(job)
+    assert not [w for w in seen if "placeholder" in str(w.message)]  # each party's own input
+    assert [r for r, _ in results] == [0, 1, 2]
+    for _, got in results:
+        assert torch.equal(got, torch.ones(2))  # grid values: exact

@@ -24,6 +24,21 @@ from . import _session
 _ASKED: dict = {}
 
 
+def rank() -> int | None:
+    """This process's (or thread's) party in the SPMD runtime
+    (``cryptgpu.spmd.run``, ``crypten.mpc.run_multiprocess``, ``python -m
+    cryptgpu.launch``); None in the local runtime, which hosts all three.
+    Asking it there counts as asking the rank (as ``get_rank()``): code
+    that then shares from party 1 or 2, such as ``x if cryptgpu.rank() ==
+    1 else torch.zeros(...)``, gets the one-time placeholder warning (until
+    2026-12-06 only ``get_rank()`` and ``get_world_size()`` counted, and
+    such code shared the placeholder silently: a user probe)."""
+    r = _session.rank()
+    if r is None:
+        _ASKED.setdefault(_session.current().id, False)
+    return r
+
+
 class Communicator:
     """The current session seen as a CrypTen communicator."""
 
@@ -94,11 +109,11 @@ def get() -> Communicator:
 
 
 def warn_placeholder(src: int) -> None:
-    """Once per local-runtime session whose user asked for the rank or
-    the world size: a UserWarning at sharing an input from party ``src``
-    other than 0 (this process holds every party's input, so multi-process
-    code's ``x if rank == src else torch.empty(...)`` shares the
-    placeholder)."""
+    """Once per local-runtime session whose user asked for the rank
+    (``get_rank()``, ``cryptgpu.rank()``) or the world size: a UserWarning
+    at sharing an input from party ``src`` other than 0 (this process holds
+    every party's input, so multi-process code's ``x if rank == src else
+    torch.empty(...)`` shares the placeholder)."""
     if src == 0 or _session.rank() is not None:
         return
     sid = _session.current().id
@@ -107,8 +122,8 @@ def warn_placeholder(src: int) -> None:
     _ASKED[sid] = True
     warnings.warn(
         f"sharing an input from party {src} in the local runtime, where this one process "
-        "hosts all three parties and holds every party's input (comm.get().get_rank() is 0 "
-        "and get_world_size() 1 here): what this process passes is party "
+        "hosts all three parties and holds every party's input (comm.get().get_rank() is 0, "
+        "get_world_size() 1 and cryptgpu.rank() None here): what this process passes is party "
         f"{src}'s input, so multi-process code such as `x if rank == {src} else "
         f"torch.empty(...)` shares the placeholder as party {src}'s. Run such code with "
         "crypten.mpc.run_multiprocess(world_size=3) or python -m cryptgpu.launch --nparties 3 "
