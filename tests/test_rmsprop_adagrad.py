@@ -20,6 +20,7 @@ import pytest
 import torch
 
 import cryptgpu
+from conftest import usable
 
 D = torch.float64
 
@@ -148,3 +149,53 @@ def test_changing_moment_hyperparameters_mid_run_follows_torch(session, name, ch
         ours.step()
     err = (p_s.get_plain_text(dtype=D) - p_t.detach()).abs().max().item()
     assert err < steps * 1e-3 * lr * 10 + 8 * 2.0**-16, err
+
+
+@pytest.mark.parametrize("make", ["cryptgpu", "torch"])
+@pytest.mark.parametrize("init", [0.0, 0.25])
+def test_adagrad_sums_start_from_the_constructors_value_as_torch(session, make, init):
+    """torch.optim.Adagrad fills every sum with the constructor's
+    initial_accumulator_value (at construction; a parameter added by
+    add_param_group from ``defaults`` at its first step): a group's own
+    value is ignored. Until 2026-12-06 ours used each group's (a user
+    probe: a first step of 0.58 lr where torch's was lr). Gradients on the
+    grid (exact in fixed point) and a sign each, so the only error is the
+    ratio's: 1e-3 lr per step, summed (the module's model)."""
+    lr, steps = 1e-2, 6
+    grads = [
+        torch.tensor([0.5, -0.25, 1.0, 0.125, -2.0], dtype=D),
+        torch.tensor([-0.5, 0.75, 0.0625, 1.5], dtype=D),
+        torch.tensor([1.0, -0.375, 0.25], dtype=D),
+    ]
+    starts = [torch.linspace(-1, 1, len(g), dtype=D) for g in grads]
+    p_t = [w.clone().requires_grad_() for w in starts]
+    p_s = [cryptgpu.cryptensor(w).requires_grad_() for w in starts]
+    opt_t = torch.optim.Adagrad(
+        [{"params": [p_t[0]], "initial_accumulator_value": 0.5}, {"params": [p_t[1]]}],
+        lr=lr,
+        initial_accumulator_value=init,
+    )
+    cls = torch.optim.Adagrad if make == "torch" else cryptgpu.optim.Adagrad
+    opt_s = cls(  # torch's name on shared parameters gives ours
+        [{"params": [p_s[0]], "initial_accumulator_value": 0.5}, {"params": [p_s[1]]}],
+        lr=lr,
+        initial_accumulator_value=init,
+    )
+    assert isinstance(opt_s, cryptgpu.optim.Adagrad)
+    for k in range(steps):
+        if k == 2:  # a group with its own value, added mid-run
+            opt_t.add_param_group({"params": [p_t[2]], "initial_accumulator_value": 1.0})
+            opt_s.add_param_group({"params": [p_s[2]], "initial_accumulator_value": 1.0})
+        for i in range(3 if k >= 2 else 2):
+            p_t[i].grad, p_s[i].grad = grads[i].clone(), cryptgpu.cryptensor(grads[i])
+        opt_t.step()
+        opt_s.step()
+    for pt, ps in zip(p_t, p_s):
+        err = (ps.get_plain_text(dtype=D) - pt.detach()).abs().max().item()
+        # each step's ratio within 1e-3 of its size (at most lr), summed
+        assert err < steps * 1e-3 * lr, err
+    assert opt_s.param_groups[2]["initial_accumulator_value"] == 1.0  # kept, as torch's
+    bad = [{"params": [p_s[0]], "initial_accumulator_value": 0.5}]
+    with pytest.raises(ValueError, match="initial_accumulator_value"):  # torch's check
+        cryptgpu.optim.Adagrad(bad, initial_accumulator_value=-1.0)
+    assert usable()

@@ -642,7 +642,9 @@ class Adagrad(_Moments):
     about 16,000 steps of |g| = 1 at the default scale 2^8, 1.6 million at
     |g| = 0.1 (lower ``grad_scale`` for long runs with large gradients;
     gradients below about 1e-4 then get smaller steps than torch's, as in
-    Adam)."""
+    Adam). Every sum starts from the constructor's
+    ``initial_accumulator_value``, as torch's (a group's own value is kept
+    but not used; one added later starts from ``defaults``'s)."""
 
     _LEGACY = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")
     _SLOTS = ("sum_scaled",)
@@ -673,15 +675,16 @@ class Adagrad(_Moments):
         )
         options = dict(differentiable=differentiable, fused=fused)
         super().__init__(params, defaults, "Adagrad", options)
+        # torch fills their sums here (until 2026-12-06 a group's own value:
+        # a first step of 0.14 lr, not lr, at g = 0.1 in a group given 0.5)
+        self._start = dict.fromkeys(map(id, self.params), initial_accumulator_value)
 
     def _check(self, group: dict) -> None:
         super()._check(group)
         if not group["lr_decay"] >= 0:
             raise ValueError(f"Invalid lr_decay value: {group['lr_decay']}")
-        if not group["initial_accumulator_value"] >= 0:
-            raise ValueError(
-                f"Invalid initial_accumulator_value value: {group['initial_accumulator_value']}"
-            )
+        if not (v := self.defaults["initial_accumulator_value"]) >= 0:  # torch's: only this
+            raise ValueError(f"Invalid initial_accumulator_value value: {v}")
 
     def _update(self, group: dict) -> None:
         s, sums = group["grad_scale"], self._state["sum_scaled"]
@@ -691,7 +694,7 @@ class Adagrad(_Moments):
             g = g * np.int64(s)  # exact: an integer factor
             self._rescale(p, (s,), lambda prev, now: {"sum_scaled": (now[0] / prev[0]) ** 2})
             w = sums.get(id(p))
-            start = group["initial_accumulator_value"] * s * s
+            start = self._start.get(id(p), self.defaults["initial_accumulator_value"]) * s * s
             w = sums[id(p)] = g * g + start if w is None else w + g * g
             new = p - scaled_ratio(g, w, s * group["eps"]) * lr_t
             p._t = new._t
