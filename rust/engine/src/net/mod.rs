@@ -104,27 +104,35 @@ pub(crate) struct Farewell {
 /// an error, so that the party's operator does not take its exit for the
 /// job's success (the neighbour's own reason comes along; of two, the one
 /// that does not itself report a neighbour's abort). Messages never read
-/// without an abort mean the parties ran different programs: said on
-/// stderr.
+/// without an abort mean the parties ran different programs (a
+/// rank-dependent branch, such as another `dst` in one party's
+/// `get_plain_text`): an error too (it was said on stderr only, and every
+/// party exited 0).
 pub(crate) fn farewell(rank: usize, heard: &[Farewell]) -> Result<()> {
-    for f in heard.iter().filter(|f| f.abort.is_none() && f.unread > 0) {
-        eprintln!(
-            "cryptgpu: party {rank}: party {} sent {} protocol message(s) this party never \
-             read: the parties ran different programs",
-            f.who, f.unread
-        );
-    }
     let root = heard
         .iter()
         .filter_map(|f| f.abort.as_deref().map(|why| (f.who, why)))
         .min_by_key(|(_, why)| why.contains(" aborted: "));
-    match root {
-        None => Ok(()),
-        Some((who, why)) => Err(EngineError::Peer(format!(
+    if let Some((who, why)) = root {
+        return Err(EngineError::Peer(format!(
             "party {rank} finished, but party {who} failed the session after party {rank}'s \
              last operation, so the job did not succeed: party {who} aborted: {why}"
-        ))),
+        )));
     }
+    let unread: Vec<String> = heard
+        .iter()
+        .filter(|f| f.unread > 0)
+        .map(|f| format!("party {} sent {} protocol message(s)", f.who, f.unread))
+        .collect();
+    if unread.is_empty() {
+        return Ok(());
+    }
+    Err(EngineError::Peer(format!(
+        "party {rank} finished, but {} that party {rank} never read: the parties ran \
+         different programs (a rank-dependent branch, such as another dst in one party's \
+         get_plain_text), so the job did not succeed",
+        unread.join(" and ")
+    )))
 }
 
 /// FNV-1a of a string, folded to 32 bits: the step tag's first
