@@ -20,7 +20,8 @@ pub const fn largest_message() -> u64 {
     let chunk = crate::net::noise::CHUNK as u64;
     2 + plain + 18 * plain.div_ceil(chunk)
 }
-const ABORT: u64 = u64::MAX;
+/// The length word that marks an abort frame.
+pub(crate) const ABORT: u64 = u64::MAX;
 
 /// Decode one frame from a reader: Ok(Data) or Ok(Abort) or an error for a
 /// truncated or oversized frame.

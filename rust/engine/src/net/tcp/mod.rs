@@ -17,11 +17,13 @@ use crate::error::{EngineError, Result};
 use crate::net::noise;
 pub use crate::net::noise::{generate_keypair, LinkKeys};
 use crate::net::{farewell, Farewell, Msg, Peer, Transport};
+use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 mod handshake;
+mod watch;
 use handshake::{admit, answer_latecomer, greet_and_handshake, Attempt};
 
 pub use crate::net::frame::{encode_frame, largest_message, read_frame, write_frame, MAX_WORDS};
@@ -38,6 +40,11 @@ struct Link {
     /// next party before receiving, blocking writes fill the kernel
     /// buffers of all three links and deadlock (seen at 5.8 MB messages).
     writer: Option<Writer>,
+    /// Frames read while this party waited for the other neighbour
+    /// (`TcpTransport::watch`), not asked for yet; an error read there
+    /// ends the list (and the watching: `ended`).
+    early: VecDeque<std::io::Result<Msg>>,
+    ended: bool,
 }
 
 struct Writer {
@@ -99,6 +106,8 @@ impl Link {
             buf: Vec::new(),
             pos: 0,
             writer,
+            early: VecDeque::new(),
+            ended: false,
         })
     }
 
@@ -134,6 +143,17 @@ impl Link {
     fn farewell(&mut self, who: usize, deadline: Instant) -> Farewell {
         let _ = self.stream.shutdown(std::net::Shutdown::Write);
         let (mut abort, mut unread) = (None, 0);
+        // frames read early (while this party waited for the other neighbour)
+        while let Some(m) = self.early.pop_front() {
+            match m {
+                Ok(Msg::Data(..)) => unread += 1,
+                Ok(Msg::Abort(why)) => abort = Some(why),
+                Err(_) => self.ended = true,
+            }
+            if abort.is_some() || self.ended {
+                return Farewell { who, abort, unread };
+            }
+        }
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || self.stream.set_read_timeout(Some(left)).is_err() {
@@ -167,6 +187,8 @@ pub struct TcpTransport {
     failed: bool,
     /// How long `close` waits for the neighbours' ends of stream.
     grace: Duration,
+    /// The session's timeout: how long a party waits for a neighbour.
+    timeout: Duration,
     /// The listener, kept while the session runs to refuse a party that
     /// dials this one by mistake (`Latecomers`).
     latecomers: Option<Latecomers>,
@@ -533,6 +555,7 @@ impl TcpTransport {
             prev: Link::new(prev, pn).map_err(io)?,
             failed: false,
             grace: timeout.min(Duration::from_secs(5)),
+            timeout,
             latecomers: Some(Latecomers { stop, handle }),
         })
     }
@@ -557,7 +580,7 @@ impl Transport for TcpTransport {
     }
 
     fn recv(&mut self, from: Peer) -> Result<(u64, Vec<u64>)> {
-        let r = self.recv_frame(from);
+        let r = self.recv_watching(from);
         self.failed |= r.is_err();
         r
     }
@@ -591,9 +614,10 @@ impl Transport for TcpTransport {
 }
 
 impl TcpTransport {
-    fn recv_frame(&mut self, from: Peer) -> Result<(u64, Vec<u64>)> {
+    /// A frame read from `from`, or why reading it failed, as `recv` says it.
+    fn judge(&self, from: Peer, got: std::io::Result<Msg>) -> Result<(u64, Vec<u64>)> {
         let (rank, who) = (self.rank, from.rank(self.rank));
-        match read_frame(self.stream(from)) {
+        match got {
             Ok(Msg::Data(tag, v)) => Ok((tag, v)),
             Ok(Msg::Abort(why)) => Err(EngineError::Peer(format!("party {who} aborted: {why}"))),
             Err(e)
@@ -769,6 +793,43 @@ mod tests {
         let t0 = Instant::now();
         assert!(close_after(|_, _| {}).iter().all(|e| e.is_ok()));
         assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
+    }
+
+    /// A protocol message a party never read fails its close (it was said
+    /// on stderr only, and the party exited 0: a user probe).
+    #[test]
+    fn a_message_never_read_is_the_error_at_close() {
+        let ends = close_after(|r, t| {
+            if r == 1 {
+                t.send(Peer::Prev, Msg::Data(7, vec![1, 2])).unwrap();
+            }
+        });
+        let e = ends[0].as_ref().unwrap_err().to_string();
+        assert!(e.contains("party 1 sent 1 protocol message(s)"), "{e}");
+        assert!(ends[1].is_ok() && ends[2].is_ok(), "{ends:?}");
+    }
+
+    /// Party 0 waits for party 2 while party 1 aborts: the abort is the
+    /// error at once (it waited out the timeout, and blamed party 2); a
+    /// frame party 1 sent before it is read, and kept, on the way.
+    #[test]
+    fn a_party_waiting_on_one_neighbour_hears_the_others_abort() {
+        close_after(|r, t| match r {
+            0 => {
+                let t0 = Instant::now();
+                let e = t.recv(Peer::Prev).unwrap_err().to_string();
+                assert!(e.contains("party 1 aborted: out of step"), "{e}");
+                assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+                assert!(matches!(t.next.early.front(), Some(Ok(Msg::Data(7, _)))));
+            }
+            1 => {
+                std::thread::sleep(Duration::from_millis(300));
+                t.send(Peer::Prev, Msg::Data(7, vec![1])).unwrap();
+                t.send(Peer::Prev, Msg::Abort("out of step".into()))
+                    .unwrap();
+            }
+            _ => std::thread::sleep(Duration::from_millis(3000)),
+        });
     }
 
     proptest! {

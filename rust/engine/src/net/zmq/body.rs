@@ -10,12 +10,14 @@ use crate::net::Msg;
 use bytes::Bytes;
 use std::io::Read;
 
+/// The parts, and whether they are opened already (a sealed frame opened
+/// early, `ZmqTransport::abort_from`).
 #[derive(Clone, Debug, Default)]
-pub(super) struct Body(Vec<Bytes>);
+pub(super) struct Body(Vec<Bytes>, bool);
 
 impl Body {
     pub(super) fn new(parts: Vec<Bytes>) -> Body {
-        Body(parts)
+        Body(parts, false)
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -31,10 +33,33 @@ impl Body {
         }
     }
 
-    /// Opened under the sender's Noise keys (`noise::open_parts`).
+    /// Opened under the sender's Noise keys (`noise::open_parts`); a body
+    /// opened already is itself (the keys' nonce does not move).
     pub(super) fn open(&self, st: &mut snow::TransportState) -> std::io::Result<Body> {
+        if self.1 {
+            return Ok(self.clone());
+        }
         let plain = noise::open_parts(st, &self.0)?;
-        Ok(Body(vec![Bytes::from(plain)]))
+        Ok(Body(vec![Bytes::from(plain)], true))
+    }
+
+    /// The reason an abort frame carries, when the (plain) payload is one;
+    /// a data frame's first 8 bytes only are read.
+    pub(super) fn abort_notice(&self) -> Option<String> {
+        let mut r = Parts {
+            parts: &self.0,
+            i: 0,
+            off: 0,
+        };
+        let mut len = [0u8; 8];
+        r.read_exact(&mut len).ok()?;
+        if u64::from_le_bytes(len) != crate::net::frame::ABORT {
+            return None;
+        }
+        match self.read_frame() {
+            Ok((Msg::Abort(why), _)) => Some(why),
+            _ => None,
+        }
     }
 
     /// The frame the payload encodes, and whether it is all of it (no

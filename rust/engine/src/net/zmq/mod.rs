@@ -46,6 +46,7 @@ mod handshake;
 mod inner;
 mod reasons;
 mod teardown;
+mod watch;
 use body::Body;
 use inner::{bind_inner, max_frame_bytes, mode_mismatch, PrivateDir};
 
@@ -546,7 +547,7 @@ impl Transport for ZmqTransport {
         let deadline = Instant::now() + self.timeout;
         let r = (|| {
             let plain = loop {
-                let (kind, body) = match self.take(who, deadline) {
+                let (kind, body) = match self.take_watching(from, deadline) {
                     Err(e) if Instant::now() >= deadline => {
                         // told to the other neighbour first, which may have
                         // timed out on this party at the same moment: it
@@ -896,6 +897,34 @@ mod tests {
                 t.send(Peer::Prev, why).unwrap();
             }
             _ => {}
+        });
+    }
+
+    /// Party 0 waits for party 2 while party 1 aborts: the abort (sealed)
+    /// is the error at once (it waited out the timeout, and blamed party
+    /// 2); a frame party 1 sent before it stays queued, opened (opening it
+    /// again gives it back, the keys' nonce unmoved).
+    #[test]
+    fn a_party_waiting_on_one_neighbour_hears_the_others_abort() {
+        shut_down_after(|r, t, _| match r {
+            0 => {
+                t.timeout = Duration::from_secs(10);
+                let t0 = Instant::now();
+                let e = t.recv(Peer::Prev).unwrap_err().to_string();
+                assert!(e.contains("party 1 aborted: out of step"), "{e}");
+                assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+                let (kind, body) = t.pending[1].front().cloned().unwrap();
+                let st = t.noise[idx(Peer::Next)].as_mut().unwrap();
+                let (m, _) = body.open(st).unwrap().read_frame().unwrap();
+                assert!(kind == FRAME && matches!(m, Msg::Data(7, _)));
+            }
+            1 => {
+                std::thread::sleep(Duration::from_millis(300));
+                t.send(Peer::Prev, Msg::Data(7, vec![1])).unwrap();
+                t.send(Peer::Prev, Msg::Abort("out of step".into()))
+                    .unwrap();
+            }
+            _ => std::thread::sleep(Duration::from_millis(3000)),
         });
     }
 
