@@ -64,7 +64,7 @@ def init(
     seed: int | None = None,
     timeout_s: float = 60.0,
     rank: int | None = None,
-    peers: list[str] | None = None,
+    peers: list[str] | str | None = None,
     key: str | None = None,
     pubkeys: list[str] | None = None,
     insecure: bool = False,
@@ -104,7 +104,8 @@ def init(
             :class:`cryptgpu.PeerError` (a larger value than 1e7 s, meaning
             "never", is taken as 1e7 s).
         rank, peers: this party (0, 1, 2) and the three ``host:port``
-            addresses, for a multi-process run.
+            addresses, for a multi-process run (a list, or one string with
+            commas between them, as ``CRYPTGPU_PEERS``).
         key, pubkeys: this party's private key and the three public keys (hex).
         insecure: allow plaintext links.
         transport: ``"zmq"`` (default) or ``"tcp"``.
@@ -205,6 +206,8 @@ def init(
             ) from None
     if peers is None and os.environ.get("CRYPTGPU_PEERS"):
         peers = env_peers(os.environ["CRYPTGPU_PEERS"])
+    elif isinstance(peers, str):  # "host:port,host:port,host:port", as CRYPTGPU_PEERS
+        peers = env_peers(peers)
     if (rank is None) != (peers is None):
         raise ValueError("a multi-process run needs both rank and peers (or both env variables)")
     if rank is None and not _ctx.spmd_party and not env_flag(os.environ.get("CRYPTGPU_LOCAL")):
@@ -278,7 +281,8 @@ def _agree_on_settings(s, rank: int, f: int, truncation: str, bound) -> None:
     three settings and all are opened (one sharing round from each party
     and one opening: public values only). A party with another
     precision_bits also decodes the others' values at another scale, so a
-    mismatch shows whichever setting differs."""
+    mismatch shows whichever setting differs (the message shows each
+    party's settings at its own scale, :func:`_sent_settings`)."""
     # base-4 digits: every value below 4 is encodable up to f = 30 (the
     # fixed-point range is 2^(63 - 2f): 8 there); f itself (30) and a
     # 12-bit code were not, and init failed for f = 26..30
@@ -288,17 +292,29 @@ def _agree_on_settings(s, rank: int, f: int, truncation: str, bound) -> None:
     seen = []
     for src in range(3):
         h = s.share(buf, [mine.size], src)
-        seen.append(np.frombuffer(s.reveal(h), dtype="<f8").round(6))
+        seen.append(np.frombuffer(s.reveal(h), dtype="<f8"))
     s.reset_stats()  # counters start at init, as before this check
     for src, theirs in enumerate(seen):
-        if not np.array_equal(theirs, mine):
+        if not np.array_equal(theirs.round(6), mine):
             names = "precision_bits, truncation mode index, check_range code"
             raise _native.InvalidArgumentError(
                 f"party {rank} and party {src} were started with different settings "
-                f"({names}): this party {_undigits(mine)}, party {src} {_undigits(theirs)} "
-                "as decoded here; every party must call init() with the same precision_bits, "
-                "truncation and check_range"
+                f"({names}): this party {[int(v) for v in settings]}, party {src} "
+                f"{_sent_settings(theirs, f)}; every party must call init() with the same "
+                "precision_bits, truncation and check_range"
             )
+
+
+def _sent_settings(theirs, f: int) -> str:
+    """The settings another party sent, from their digits as decoded here
+    at ``f`` fractional bits: decoded again at the sender's own precision
+    (the one whose digits are whole and spell it), else as decoded here
+    (its precision_bits 16 showed as 1.0 at 20 bits)."""
+    for g in range(1, 64):
+        d = theirs * 2.0 ** (f - g)
+        if np.all((d == d.round()) & (d >= 0) & (d <= 3)) and _undigits(d)[0] == g:
+            return str([int(v) for v in _undigits(d)])
+    return f"{_undigits(theirs.round(6))} as decoded here"
 
 
 def _undigits(d) -> list:
