@@ -248,6 +248,109 @@ def test_a_party_that_finished_learns_that_the_others_failed(tmp_path, monkeypat
             assert procs[r].returncode == 5 and "uninit raised PeerError" in outs[r], outs[r]
 
 
+NEVER_READ = textwrap.dedent(
+    """
+    import os, sys, torch, cryptgpu
+    cryptgpu.init(timeout_s=20)
+    x = cryptgpu.cryptensor(torch.arange(4.0), src=0)
+    # party 2 opens the value to party 0, the others to party 1
+    x.get_plain_text(dst=0 if cryptgpu.rank() == 2 else 1)
+    print("finished", flush=True)
+    if os.environ.get("END") == "uninit":
+        try:
+            cryptgpu.uninit()
+        except cryptgpu.PeerError as e:
+            print("uninit raised PeerError:", e, flush=True)
+            sys.exit(5)
+    """
+)
+
+
+@pytest.mark.parametrize("transport, end", [("zmq", "exit"), ("tcp", "uninit")])
+def test_protocol_messages_never_read_fail_the_job(tmp_path, monkeypatch, transport, end):
+    """Party 2 opens a value to party 0 while the others open it to party
+    1: party 0 never reads party 2's message. Party 0 said so on stderr
+    ("the parties ran different programs") and every party, and the
+    launcher, exited 0 (a user probe). Its session's end is now an error,
+    as a neighbour's abort read there is: ``uninit()`` raises PeerError,
+    and the end of the script exits non-zero with the reason on stderr."""
+    script = tmp_path / "dst.py"
+    script.write_text(NEVER_READ)
+    monkeypatch.setenv("CRYPTGPU_TRANSPORT", transport)
+    monkeypatch.setenv("END", end)
+    procs, outs = _outputs(start_by_hand(script))
+    assert all("finished" in o for o in outs), outs
+    said = "party 2 sent 1 protocol message(s) that party 0 never read"
+    assert said in outs[0] and "the job did not succeed" in outs[0], outs[0]
+    assert procs[0].returncode == (5 if end == "uninit" else 1), outs[0]
+    if end == "uninit":
+        assert "uninit raised PeerError" in outs[0], outs[0]
+    assert procs[1].returncode == 0 and procs[2].returncode == 0, outs
+
+
+OUT_OF_STEP_WITH_ONE = textwrap.dedent(
+    """
+    import time, torch, cryptgpu
+    cryptgpu.init(timeout_s=30)
+    x = cryptgpu.cryptensor(torch.arange(4.0), src=0)
+    t = time.time()
+    try:
+        if cryptgpu.rank() == 0:
+            x.get_plain_text()  # party 0 alone opens it: party 1 finds it out of step
+        (x * x).get_plain_text()
+    except cryptgpu.PeerError as e:
+        print(f"PeerError after {time.time() - t:.1f} s: {e}", flush=True)
+        raise SystemExit(4)
+    """
+)
+
+
+@pytest.mark.parametrize("transport", ["zmq", "tcp"])
+def test_an_abort_reaches_a_party_waiting_on_the_other_neighbour(tmp_path, monkeypatch, transport):
+    """Party 1 finds party 0 out of step and aborts to both neighbours;
+    parties 0 and 2, each waiting for the other's message, waited out the
+    whole timeout and blamed each other ("party 2 got no answer from party
+    0"), never naming party 1's reason (a user probe). A party waiting on
+    one neighbour now reads the other's abort too: both raise party 1's
+    reason at once."""
+    import re
+
+    script = tmp_path / "step.py"
+    script.write_text(OUT_OF_STEP_WITH_ONE)
+    monkeypatch.setenv("CRYPTGPU_TRANSPORT", transport)
+    procs, outs = _outputs(start_by_hand(script))
+    assert all(p.returncode == 4 for p in procs), outs
+    assert "out of step" in outs[1], outs[1]
+    for r in (0, 2):
+        assert "party 1 aborted:" in outs[r] and "out of step" in outs[r], outs[r]
+        waited = float(re.search(r"PeerError after ([0-9.]+) s", outs[r]).group(1))
+        assert waited < 15, outs[r]  # half the session's timeout (30 s)
+
+
+PEERS_STRING = textwrap.dedent(
+    """
+    import os, torch, cryptgpu
+    # the CRYPTGPU_PEERS form, as the argument (spaces and a trailing comma too)
+    peers = os.environ["CRYPTGPU_PEERS"].replace(",", ", ") + ","
+    cryptgpu.init(rank=int(os.environ["CRYPTGPU_RANK"]), peers=peers, timeout_s=20)
+    print("value", cryptgpu.cryptensor(torch.arange(3.0), src=0).sum().get_plain_text().item())
+    """
+)
+
+
+def test_peers_may_be_given_as_one_string(tmp_path):
+    """``init(peers="h:p,h:p,h:p")``, the form CRYPTGPU_PEERS takes, was
+    read character by character: "need 3 peer addresses, got 47" (a user
+    probe). It is split at the commas as the variable is."""
+    with pytest.raises(ValueError, match="given for two parties"):
+        cryptgpu.init(rank=0, peers="127.0.0.1:7, 127.0.0.1:8,127.0.0.1:7", insecure=True)
+    script = tmp_path / "peers.py"
+    script.write_text(PEERS_STRING)
+    procs, outs = _outputs(start_by_hand(script))
+    for r in range(3):
+        assert procs[r].returncode == 0 and "value 3.0" in outs[r], outs[r]
+
+
 def test_a_party_that_exits_mid_protocol_is_named_at_once(tmp_path, monkeypatch):
     """A party whose script ends (an exception, sys.exit) says BYE, sealed;
     a neighbour waiting for its message stops at that BYE with a message
@@ -595,6 +698,12 @@ def test_parties_with_different_settings_refuse_to_compute(tmp_path, setting):
     for r, p in enumerate(procs):
         assert p.returncode == 7, outs[r]
         assert "different settings" in outs[r] and "precision_bits" in outs[r], outs[r]
+    if setting.startswith("precision_bits"):
+        # each party's settings as it holds them: party 1's 12 bits showed
+        # as 0.75 to the parties with 16 (decoded at their scale)
+        assert "this party [12, 0, " in outs[1] and "party 0 [16, 0, " in outs[1], outs[1]
+        for r in (0, 2):
+            assert "this party [16, 0, " in outs[r] and "party 1 [12, 0, " in outs[r], outs[r]
 
 
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
