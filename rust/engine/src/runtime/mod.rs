@@ -4,6 +4,7 @@
 //! having been sent; a failure inside a protocol aborts the neighbours at
 //! once and marks the session broken.
 
+mod factor;
 mod layout;
 mod nonlinear;
 mod ops;

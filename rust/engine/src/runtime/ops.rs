@@ -4,6 +4,7 @@
 //! hosted party.
 
 use super::agree;
+use super::factor::{extra_bits, mixed_extra};
 use super::{Session, Tensor};
 use crate::device::MatDims;
 use crate::error::{invalid, shape_err, EngineError, Result};
@@ -137,10 +138,17 @@ impl Session {
     /// Factors below 1/4 in magnitude are encoded with `extra_bits` more
     /// fractional bits, so a learning rate of 1e-5 keeps 15 significant
     /// bits instead of 16 bits after the point (0.66 of a unit at f = 16: a
-    /// step 57% too long), and truncated by the exact protocol always.
+    /// step 57% too long), and truncated by the exact protocol always. A
+    /// factor whose entries need different extra bits goes in two steps
+    /// (`factor`: two truncations, 4 rounds).
     pub fn mul_public(&self, x: &Tensor, p: &[f64]) -> Result<Tensor> {
         self.check(x)?;
         self.public_len(x, p)?;
+        if p.len() > 1 {
+            if let Some(e) = mixed_extra(p, self.frac_bits) {
+                return self.mul_public_mixed(x, p, &e);
+            }
+        }
         let extra = extra_bits(p, self.frac_bits);
         let bits = self.frac_bits + extra;
         let mut e = ring::encode(p, bits)?;
@@ -541,22 +549,6 @@ impl Session {
         let s = x.at(party)?;
         Ok((s.a.to_vec()?, s.b.to_vec()?))
     }
-}
-
-/// Extra fractional bits for a public factor p: the e that brings the
-/// largest |p| into [1/4, 1/2) (0 from 1/4 up), at most 62 - 2f so that
-/// the encoding stays inside its range. The encoded factor is then below
-/// 2^(f-1), as 0.5 is at f bits, so for every x inside the encoding range
-/// (|x| < 2^(63-2f)) the product stays below 2^62, where the exact
-/// truncation is exact, and the probabilistic one fails no more often than
-/// for x * 0.5. The factor keeps f - 1 significant bits.
-pub(crate) fn extra_bits(p: &[f64], frac_bits: u32) -> u32 {
-    let m = p.iter().fold(0f64, |m, v| m.max(v.abs()));
-    if !(m > 0.0 && m < 0.25) {
-        return 0; // 0, from 1/4 up, or not finite (encode refuses that)
-    }
-    let cap = 62u32.saturating_sub(2 * frac_bits);
-    ((-m.log2()).floor() as u32 - 1).min(cap)
 }
 
 /// The arguments of a sharing: a party index, and as many values as the
