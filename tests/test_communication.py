@@ -105,8 +105,11 @@ def test_product_with_a_shift_costs_one_product(session):
 def test_truncation_and_division(session):
     x = cryptgpu.cryptensor(torch.ones(10))
     cryptgpu.reset_stats()
-    x * 0.5  # public fixed-point factor: local product + truncation
+    x * 0.3  # public fixed-point factor: local product + truncation
     assert party_bytes("mul") == [10 * W] * 3 and rounds("mul") == 2
+    cryptgpu.reset_stats()
+    x * 0.5  # a factor 1/k: the division by k (test_public_factors.py)
+    assert party_bytes("truncate") == [10 * W] * 3 and rounds("truncate") == 2
     cryptgpu.reset_stats()
     x / 3
     assert party_bytes("truncate") == [10 * W] * 3 and rounds("truncate") == 2

@@ -67,8 +67,10 @@ def record_mul_public(out, x, factor):
 
 
 def record_div_int(out, x, d: int):
-    """x / a positive public integer: the gradient divided by it."""
-    return ag.record(out, (x,), lambda g: (g.div(d),))
+    """x / a public whole number d (either sign, x broadcast to out's shape):
+    the gradient summed back to x's shape, then divided by d."""
+    xs = x.shape
+    return ag.record(out, (x,), lambda g: (ag.unbroadcast(g, xs).div(d),))
 
 
 def record_matmul(out, xl, yr):

@@ -17,6 +17,7 @@ from .optim_checks import (
     no_plain_trainables,
     saved_state,
 )
+from .public_factors import products_only
 from .tensor import SharedTensor
 
 
@@ -118,14 +119,14 @@ class _Optimizer(optim_checks.Copyable, torch.optim.Optimizer):
                 yield p, g
 
     def step(self, closure=None):
-        """One update of every parameter that has a gradient; ``closure``
-        (torch's) is called first and its result returned."""
+        """One update of each parameter with a gradient; ``closure`` (torch's) first."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
-            self._update(group)
+        with products_only():  # lr g stays a product (tensor_arith)
+            for group in self.param_groups:
+                self._update(group)
         return loss
 
     def _settings(self) -> dict:
@@ -675,8 +676,7 @@ class Adagrad(_Moments):
         )
         options = dict(differentiable=differentiable, fused=fused)
         super().__init__(params, defaults, "Adagrad", options)
-        # torch fills their sums here (until 2026-12-06 a group's own value:
-        # a first step of 0.14 lr, not lr, at g = 0.1 in a group given 0.5)
+        # torch fills their sums here (until 2026-12-06 a group's own value)
         self._start = dict.fromkeys(map(id, self.params), initial_accumulator_value)
 
     def _check(self, group: dict) -> None:

@@ -15,6 +15,7 @@ from . import functions as fx
 from . import gradients as gr
 from ._native import EncodingError, ShapeError
 from ._plain import _buf, _float64, _is_integer_plain, _plain_array
+from .public_factors import in_products_only, whole_reciprocal
 from .tensor_base import READ_ONLY, TensorBase
 
 
@@ -69,7 +70,10 @@ class ArithmeticOps:
 
     def mul(self, other) -> TensorBase:
         """Elementwise x * other. Integer plaintext factors cost nothing;
-        fixed-point factors (shared or plain) need one truncation (2 rounds)."""
+        fixed-point factors (shared or plain) need one truncation (2 rounds):
+        a plaintext 1/k for a whole k (0.001, 0.5) is the division by k, and
+        a plaintext tensor whose entries need different scales (1e-5 next to
+        1.0) two (4 rounds), so that each entry keeps its significant bits."""
         ys, yp = self._other(other, "mul")
         if ys is not None:
             x, ye = self._aligned(ys)
@@ -78,6 +82,13 @@ class ArithmeticOps:
             if ag.needs_grad(self, ys):
                 gr.record_mul(out, self, ys)
             return out
+        k = whole_reciprocal(yp)
+        if k is not None and not in_products_only():
+            return self._divided(k, yp.shape)  # 1/k (x * 0.001, x * 0.5): x / k
+        return self._mul_plain(other, yp)
+
+    def _mul_plain(self, other, yp: np.ndarray) -> TensorBase:
+        """x * a plaintext y (``yp`` its array), as a product."""
         if yp.ndim == 0:
             x, shape = self, self.shape
         else:
@@ -100,7 +111,8 @@ class ArithmeticOps:
             out = self._wrap(s.mul_public_int(x._t, ks.astype(np.int64).ravel().tolist()))
             factor = full.astype(np.int64) if ag.needs_grad(self) else None
         else:
-            vals = yp.reshape(1) if yp.ndim == 0 else _values(yp, shape)
+            one = yp.size > 1 and bool(np.all(yp == yp.flat[0]))  # sent once
+            vals = yp.reshape(-1)[:1] if yp.ndim == 0 or one else _values(yp, shape)
             out = self._wrap(s.mul_public(x._t, _buf(vals)))
             factor = full
         if ag.needs_grad(self):
@@ -384,18 +396,31 @@ class ArithmeticOps:
         _, yp = self._other(other, "div")
         if np.any(yp == 0):
             raise ZeroDivisionError("division of a SharedTensor by zero")
-        if yp.size == 1:
-            d = yp.reshape(()).item()
-            whole = not isinstance(d, bool) and float(d).is_integer() and abs(d) < 2.0**62
-            if whole and yp.ndim <= self.dim():  # a 1-element divisor may add dims
+        if yp.size and np.all(yp == yp.flat[0]):  # one value (a tensor of equal ones too)
+            d = float(yp.flat[0])
+            if d.is_integer() and abs(d) < 2.0**62:
                 if abs(d) == 1:
-                    return self.mul(int(d))  # exact and free
-                x = self if d > 0 else self.neg()
-                out = self._wrap(self._s().div_public_int(x._t, abs(int(d))))
-                if ag.needs_grad(x):
-                    gr.record_div_int(out, x, abs(int(d)))
-                return out
+                    return self.mul(yp)  # exact and free (an integer product)
+                return self._divided(int(d), yp.shape)
         return self.mul(1.0 / yp)
+
+    def _divided(self, k: int, yshape) -> TensorBase:
+        """x / k for a whole k (2 <= |k| < 2^62) given as a plaintext of
+        shape ``yshape`` (broadcast as torch does): the exact division by
+        |k| (2 rounds), which holds for x anywhere in the sum range, where a
+        product by 1/k needs |x| < 2^31. Broadcast elements round each on
+        their own (``div_public_int_fresh``, the same cost)."""
+        shape = self._bcast_shape(yshape)
+        s = self._s()
+        x, fresh = self, tuple(shape) != tuple(self.shape)
+        if fresh:
+            x = self._bcast(yshape)[1]
+        t = x._t if k > 0 else s.neg(x._t)
+        div = s.div_public_int_fresh if fresh else s.div_public_int
+        out = self._wrap(div(t, abs(k)))
+        if ag.needs_grad(self):
+            gr.record_div_int(out, self, k)
+        return out
 
     def matmul(self, other) -> TensorBase:
         """Matrix product with torch.matmul semantics (1-D, 2-D, batched with
