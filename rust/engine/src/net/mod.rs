@@ -144,6 +144,32 @@ fn label_hash(op: &str) -> u32 {
     (h ^ (h >> 32)) as u32
 }
 
+/// An odd multiplier for the round within an operation, and its inverse
+/// modulo 2^16 (the step tag's middle part is a bijection of the round for
+/// a given history, so a receiver whose history agrees reads the sender's
+/// round back).
+const ROUND_MUL: u64 = 0x9e37;
+const ROUND_INV: u64 = {
+    let mut inv = ROUND_MUL; // right to 3 bits; each step doubles them
+    let mut i = 0;
+    while i < 4 {
+        inv = inv.wrapping_mul(2u64.wrapping_sub(ROUND_MUL.wrapping_mul(inv)));
+        i += 1;
+    }
+    inv & 0xffff
+};
+
+/// The step tag's middle 16 bits: 16 bits of the history digest (after a
+/// finaliser, so every bit of it counts) xor the round within the
+/// operation, multiplied by an odd constant.
+fn step_bits(history: u64, op_round: u64) -> u64 {
+    let mut h = history;
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    ((h >> 48) ^ op_round.wrapping_mul(ROUND_MUL)) & 0xffff
+}
+
 /// Communication counted for one operation label.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OpStats {
@@ -162,8 +188,12 @@ pub struct Comm {
     /// The current operation's hash: its label and the line that began it
     /// (the step tag's first part).
     op_hash: u32,
-    /// Rounds of the current operation so far (the step tag's middle part).
+    /// Rounds of the current operation so far (mixed into the step tag's
+    /// middle part).
     op_round: u64,
+    /// The session's history digest when the current operation began
+    /// (runtime/history.rs): the step tag's middle part, with `op_round`.
+    history: u64,
     /// The operations (label, runtime line that began it) this party ran, by
     /// their 32-bit hash: to name the step a peer out of step was in.
     labels: BTreeMap<u32, String>,
@@ -183,6 +213,7 @@ impl Comm {
             op: "setup".into(),
             op_hash: 0,
             op_round: 0,
+            history: 0,
             labels: BTreeMap::new(),
             stats: BTreeMap::new(),
             rounds_total: 0,
@@ -240,32 +271,78 @@ impl Comm {
         }
     }
 
-    /// The step tag of the next round: the operation's hash (32 bits), the
-    /// round within the operation (16 bits) and the rounds since the link
-    /// was made (16 bits). Parties running the same program send and expect
-    /// the same tag in every round; anything else means they are out of
-    /// step (different programs or versions, or a rank-dependent branch)
-    /// and is reported as such instead of mixing unrelated shares.
+    /// Carry `history` (the session's digest of every operation so far,
+    /// local ones included, with their arguments and public constants) in
+    /// the step tags of the current operation.
+    pub fn set_history(&mut self, history: u64) {
+        self.history = history;
+    }
+
+    /// The step tag of the next round: the operation's hash (32 bits), 16
+    /// bits of the history digest mixed with the round within the operation
+    /// ([`step_bits`]), and the rounds since the link was made (16 bits).
+    /// Parties running the same program send and expect the same tag in
+    /// every round; anything else means they are out of step (different
+    /// programs or versions, a rank-dependent branch, or a local step or
+    /// public constant that differs) and is reported as such instead of
+    /// mixing unrelated shares.
     fn tag(&self) -> u64 {
         (u64::from(self.op_hash) << 32)
-            | ((self.op_round & 0xffff) << 16)
+            | (step_bits(self.history, self.op_round) << 16)
             | (self.rounds_total & 0xffff)
+    }
+
+    /// The sender's round within its operation, read from a tag whose
+    /// history agrees with this party's (None where it seems not to: a
+    /// round above 1023 is taken for a history that differs).
+    fn peer_round(&self, got: u64) -> Option<u64> {
+        let r = (((got >> 16) ^ step_bits(self.history, 0)) & 0xffff).wrapping_mul(ROUND_INV);
+        Some(r & 0xffff).filter(|&r| r < 1024)
     }
 
     fn cur(&mut self) -> &mut OpStats {
         self.stats.entry(self.op.clone()).or_default()
     }
 
-    fn describe(&self, tag: u64) -> String {
+    fn describe(&self, tag: u64, round: Option<u64>) -> String {
         let op = match self.labels.get(&((tag >> 32) as u32)) {
             Some(l) => l.clone(),
             None => "an operation this party never ran".to_string(),
         };
-        format!(
-            "{op} (round {} of that operation, {} of the session mod 2^16)",
-            (tag >> 16) & 0xffff,
-            tag & 0xffff
-        )
+        let round = match round {
+            Some(r) => format!("round {r} of that operation, "),
+            None => "after other operations or public constants, ".to_string(),
+        };
+        format!("{op} ({round}{} of the session mod 2^16)", tag & 0xffff)
+    }
+
+    /// The error for a message of step `got` from `who` where this party
+    /// is at step `tag`. Where only the history part differs (the same
+    /// operation, begun at the same round), what differs is what the
+    /// parties did before: said so, not the (same) operation.
+    fn out_of_step(&self, who: usize, got: u64, tag: u64) -> EngineError {
+        let me = self.rank;
+        let same_op = got >> 32 == tag >> 32 && got & 0xffff == tag & 0xffff;
+        let round = self.peer_round(got);
+        if same_op && round.is_none() {
+            return EngineError::Peer(format!(
+                "party {who} is out of step with party {me}: both are in {}, but the operations \
+                 or public constants since their previous message differ between their \
+                 programs: a local step (reshape, view, flip, transpose, slicing, indexing), a \
+                 public constant (a factor, an addend, a public matmul or convolution operand, \
+                 a comparison threshold), a sharing's src or a reveal's dst, or an operation run \
+                 on one of them only; do all parties run the same program (and the same \
+                 cryptgpu version) on the same shapes and public values?",
+                self.describe(tag, Some(self.op_round.saturating_sub(1))),
+            ));
+        }
+        EngineError::Peer(format!(
+            "party {who} is out of step with party {me}: its message belongs to {} where party \
+             {me} is in {}; do all parties run the same program (and the same cryptgpu version) \
+             on the same shapes?",
+            self.describe(got, round),
+            self.describe(tag, Some(self.op_round.saturating_sub(1))),
+        ))
     }
 
     /// One communication round: send the given messages, then receive from
@@ -292,16 +369,7 @@ impl Comm {
         for &p in recvs {
             let (got, buf) = self.transport.recv_buf(p)?;
             if got != tag {
-                return Err(EngineError::Peer(format!(
-                    "party {who} is out of step with party {me}: its message belongs to {} \
-                     where party {me} is in {}; do all parties run the same program (and the same \
-                     cryptgpu version) on the \
-                     same shapes?",
-                    self.describe(got),
-                    self.describe(tag),
-                    who = p.rank(self.rank),
-                    me = self.rank,
-                )));
+                return Err(self.out_of_step(p.rank(self.rank), got, tag));
             }
             out.push(buf);
         }
@@ -339,6 +407,11 @@ mod tests {
     /// Party 0 sends to party 1 in one round of each one's step (label,
     /// line that began it); party 1's result for the round.
     fn one_round(s0: Step, s1: Step) -> Result<Vec<Buf>> {
+        one_round_after(s0, s1, (0, 0))
+    }
+
+    /// `one_round` with each party's history digest (runtime/history.rs).
+    fn one_round_after(s0: Step, s1: Step, history: (u64, u64)) -> Result<Vec<Buf>> {
         let mut ts = local_triple(Duration::from_secs(5)).into_iter();
         let (t0, t1) = (ts.next(), ts.next());
         let (Some(t0), Some(t1)) = (t0, t1) else {
@@ -347,6 +420,8 @@ mod tests {
         let (mut c0, mut c1) = (Comm::new(Box::new(t0), 0), Comm::new(Box::new(t1), 1));
         c0.begin_op_at(s0.0, s0.1);
         c1.begin_op_at(s1.0, s1.1);
+        c0.set_history(history.0);
+        c1.set_history(history.1);
         c0.round(vec![(Peer::Next, Buf::Host(vec![7]))], &[])?;
         c1.round(vec![], &[Peer::Prev])
     }
@@ -374,6 +449,36 @@ mod tests {
             let msg = e.to_string();
             assert!(msg.contains("party 0 is out of step with party 1"), "{msg}");
             assert!(msg.contains(&format!("'{}'", b.0)), "{msg}");
+        }
+    }
+
+    #[test]
+    fn parties_of_another_history_are_told_what_differs() {
+        let here = Location::caller();
+        assert!(one_round_after(("mul", here), ("mul", here), (9, 9)).is_ok());
+        let Err(e) = one_round_after(("mul", here), ("mul", here), (9, 10)) else {
+            panic!("accepted a message of another history");
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.contains("party 0 is out of step with party 1: both are in 'mul'"),
+            "{msg}"
+        );
+        assert!(msg.contains("the operations or public constants"), "{msg}");
+    }
+
+    #[test]
+    fn the_round_within_an_operation_reads_back_under_one_history() {
+        assert_eq!((ROUND_MUL * ROUND_INV) & 0xffff, 1);
+        let mut ts = local_triple(Duration::from_secs(5)).into_iter();
+        let Some(t) = ts.next() else {
+            panic!("no transport");
+        };
+        let mut c = Comm::new(Box::new(t), 0);
+        c.set_history(0x1234_5678_9abc_def0);
+        for r in [0, 1, 7, 1023] {
+            let got = u64::from(c.op_hash) << 32 | step_bits(c.history, r) << 16;
+            assert_eq!(c.peer_round(got), Some(r));
         }
     }
 }
