@@ -27,6 +27,7 @@
 //! whose entries share one e_i, or that the one-step path encodes exactly
 //! where they do not, keeps the one-truncation path.
 
+use super::history::Note;
 use super::{Session, Tensor};
 use crate::error::Result;
 use crate::protocol::local;
@@ -101,6 +102,7 @@ impl Session {
             .zip(e)
             .map(|(&v, &ei)| ring::encode_one(v, f + ei))
             .collect::<Result<Vec<u64>>>()?;
+        self.note(Note::op("mul_public_mixed").dims(&x.shape).words(&fac));
         let r = self.run("mul", |pt| {
             let d = pt.dev.clone();
             let w = local::mul_public(&*d, x.at(pt.rank)?, &d.upload(lift.clone())?)?;

@@ -2,6 +2,7 @@
 //! padding, reductions over dims, and im2col/col2im. All are local (no
 //! messages): each party moves its own shares on its own device.
 
+use super::history::Note;
 use super::{Session, Tensor};
 use crate::device::{Buf, Device};
 use crate::error::{invalid, shape_err, EngineError, Result};
@@ -21,6 +22,7 @@ impl Session {
         ];
         let (g, _) = shape::conv_geom(&x.shape, &ws, win.stride, win.padding, win.dilation, 1)?;
         let (oh, ow) = g.out_hw();
+        self.note(Note::op("im2col").dims(&x.shape).win(win));
         self.local(x, vec![g.c * g.kh * g.kw, g.n * oh * ow], |d, _, s| {
             s.map(|v| d.im2col(v, &g, 0, g.c))
         })
@@ -41,6 +43,7 @@ impl Session {
                 cols.shape
             ));
         }
+        self.note(Note::op("col2im").dims(input_shape).win(win));
         self.local(cols, input_shape.to_vec(), |d, _, s| {
             s.map(|v| d.col2im(v, &g))
         })
@@ -58,6 +61,8 @@ impl Session {
     ) -> Result<Tensor> {
         self.check(x)?;
         view_fits(&shape, offset, st, x.numel())?;
+        let note = Note::op("gather").dims(&x.shape).dims(&shape);
+        self.note(note.word(offset as u64).dims(st));
         self.local(x, shape.clone(), |d, _, s| {
             s.map(|v| d.gather(v, &shape, offset, st))
         })
@@ -81,6 +86,8 @@ impl Session {
         if !view.contains(&0) && view.iter().zip(st).any(|(&s, &t)| s > 1 && t == 0) {
             return invalid("scatter: a view with stride 0 overlaps itself");
         }
+        let note = Note::op("scatter").dims(&view).dims(&out_shape);
+        self.note(note.word(offset as u64).dims(st));
         self.local(x, out_shape, |d, _, s| {
             s.map(|v| {
                 let mut out = d.zeros(n)?;
@@ -106,6 +113,7 @@ impl Session {
                 "position {bad} is out of range for a tensor of {n} elements"
             ));
         }
+        self.note(Note::op("take").dims(&x.shape).dims(&shape).positions(idx));
         self.local(x, shape, |d, _, s| s.map(|v| d.index_gather(v, idx)))
     }
 
@@ -126,6 +134,8 @@ impl Session {
                 "position {bad} is out of range for a tensor of {n} elements"
             ));
         }
+        let note = Note::op("put_add").dims(&x.shape).dims(&out_shape);
+        self.note(note.positions(idx));
         self.local(x, out_shape, |d, _, s| {
             s.map(|v| d.index_scatter_add(v, idx, n))
         })
@@ -136,6 +146,7 @@ impl Session {
         if numel(&shape) != x.numel() {
             return shape_err(format!("cannot reshape {:?} into {shape:?}", x.shape));
         }
+        self.note(Note::op("reshape").dims(&x.shape).dims(&shape));
         Ok(Tensor {
             session: x.session,
             shape,
@@ -166,6 +177,8 @@ impl Session {
                 ));
             }
         }
+        let note = xs.iter().fold(Note::op("cat"), |n, t| n.dims(&t.shape));
+        self.note(note.word(xs.len() as u64).word(dim as u64));
         let outer = numel(&first.shape[..dim]);
         let mut shape = first.shape.clone();
         shape[dim] = xs.iter().map(|t| t.shape[dim]).sum();
@@ -211,6 +224,10 @@ impl Session {
         let offset: usize = pads.iter().zip(&os).map(|((a, _), st)| a * st).sum();
         let total = numel(&shape);
         let xshape = x.shape.clone();
+        let note = pads
+            .iter()
+            .fold(Note::op("pad").dims(&xshape), |n, &p| n.pair(p));
+        self.note(note);
         self.local(x, shape, |d, _, s| {
             s.map(|v| {
                 let mut out = d.zeros(total)?;
@@ -230,6 +247,7 @@ impl Session {
                 x.shape
             ));
         }
+        self.note(Note::op("sum").dims(&x.shape).dims(dims).flag(keepdim));
         let kept: Vec<usize> = x
             .shape
             .iter()

@@ -5,6 +5,7 @@
 //! once and marks the session broken.
 
 mod factor;
+mod history;
 mod layout;
 mod nonlinear;
 mod ops;
@@ -105,6 +106,9 @@ pub struct Session {
     /// caller threads must not interleave their parties (party 0 of one
     /// call would exchange messages with party 1 of the other).
     op_lock: Mutex<()>,
+    /// The history digest of every operation run so far (history.rs),
+    /// carried by the step tag of every message.
+    history: AtomicU64,
 }
 
 fn lock(m: &Mutex<Party>) -> Result<std::sync::MutexGuard<'_, Party>> {
@@ -211,6 +215,7 @@ impl Session {
             ranks,
             broken: AtomicBool::new(false),
             op_lock: Mutex::new(()),
+            history: AtomicU64::new(0),
         })
     }
 
@@ -271,6 +276,7 @@ impl Session {
         let _one_at_a_time = self.op_lock.lock().unwrap_or_else(|e| e.into_inner());
         let f = &f;
         let site = std::panic::Location::caller();
+        let history = self.history();
         // In the local runtime the three parties run the same code on the
         // same sizes, so an allocation refused before the first round is
         // refused to all three alike: they stay in step, nobody is told to
@@ -286,6 +292,7 @@ impl Session {
                 Err(e) => return (Err(e), false),
             };
             p.comm.begin_op_at(op, site);
+            p.comm.set_history(history);
             let before = p.comm.rounds_total();
             let r = f(&mut p);
             let in_step = local
@@ -396,6 +403,7 @@ impl Session {
     /// multi-process session every party must make the same choice before
     /// the same operation, as every party runs the same script.
     pub fn set_exact_truncation(&self, exact: bool) -> Result<()> {
+        self.note(history::Note::op("exact_truncation").flag(exact));
         for m in &self.parties {
             lock(m)?.exact_trunc = exact;
         }
@@ -427,6 +435,7 @@ impl Session {
         for (m, st) in self.parties.iter().zip(&wanted) {
             lock(m)?.restore_prg(st);
         }
+        self.note(history::Note::op("restore_prg_states"));
         let checked = self.run("check_streams", |p| p.check_streams())?;
         if checked.iter().any(|ok| !ok) {
             for (m, (_, st)) in self.parties.iter().zip(&before) {
@@ -448,6 +457,10 @@ impl Session {
         for t in ts {
             self.check(t)?;
         }
+        let note = ts
+            .iter()
+            .fold(history::Note::op("check_replicas"), |n, t| n.dims(&t.shape));
+        self.note(note);
         let checked = self.run("check_replicas", |p| {
             let shares = ts
                 .iter()
@@ -480,6 +493,7 @@ impl Session {
                 self.ranks.len()
             ));
         }
+        self.note(history::Note::op("tensor_from_shares").dims(&shape));
         let mut shares = Vec::with_capacity(comps.len());
         for (&r, (a, b)) in self.ranks.iter().zip(comps) {
             if a.len() != n || b.len() != n {

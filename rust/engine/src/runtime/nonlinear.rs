@@ -2,6 +2,7 @@
 //! injection, ReLU, and the pooling windows the max tournament runs on.
 
 use super::agree;
+use super::history::Note;
 use super::{Session, Tensor};
 use crate::error::{invalid, shape_err, EngineError, Result};
 use crate::protocol::local;
@@ -31,6 +32,8 @@ impl Session {
             None => (1, x.shape.clone()),
         };
         let one = 1u64 << self.frac_bits;
+        let note = Note::op("msb_inject").dims(&x.shape).dims(&shape);
+        self.note(note.flag(v.is_some()).word(one));
         let r = self.run(op, |p| {
             let xs = x.at(p.rank)?;
             let c = p.msb(xs)?;
@@ -51,6 +54,7 @@ impl Session {
     /// (for tests and inspection; 8 rounds for the conversion, 1 to open).
     pub fn a2b_reveal(&self, x: &Tensor) -> Result<Vec<u64>> {
         self.check(x)?;
+        self.note(Note::op("a2b").dims(&x.shape));
         let all = self.run("a2b", |p| p.a2b_open(x.at(p.rank)?))?;
         agree(all, "parties opened different words")
     }
@@ -58,6 +62,7 @@ impl Session {
     /// max(x, 0) = x - msb(x) x. 10 rounds.
     pub fn relu(&self, x: &Tensor) -> Result<Tensor> {
         self.check(x)?;
+        self.note(Note::op("relu").dims(&x.shape));
         let r = self.run("relu", |p| Ok(p.relu(x.at(p.rank)?, false)?.0))?;
         Ok(self.wrap(x.shape.clone(), r))
     }
@@ -67,6 +72,7 @@ impl Session {
     /// elements per element in the injection instead of one.
     pub fn relu_with_mask(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         self.check(x)?;
+        self.note(Note::op("relu_with_mask").dims(&x.shape));
         let r = self.run("relu", |p| {
             let (y, m) = p.relu(x.at(p.rank)?, true)?;
             let m = m.ok_or_else(|| EngineError::Internal("no ReLU mask".into()))?;
@@ -96,6 +102,7 @@ impl Session {
             return invalid("max of an empty dimension");
         }
         let rows = numel(outer);
+        self.note(Note::op("tournament").dims(&x.shape).flag(want_arg));
         let r = self.run(op, |p| p.tournament(x.at(p.rank)?, rows, k, want_arg))?;
         let (vs, ohs): (Vec<_>, Vec<_>) = r.into_iter().unzip();
         let values = self.wrap(outer.to_vec(), vs);
@@ -119,6 +126,7 @@ impl Session {
         if bound == 0 || bound > 1 << 62 {
             return invalid(format!("coin bound must be in 1..=2^62, got {bound}"));
         }
+        self.note(Note::op("coin").word(bound));
         let shares = self.run("share", |p| {
             let mut b = [0u8; 8];
             getrandom::getrandom(&mut b)
@@ -140,6 +148,7 @@ impl Session {
         let g = shape::pool_geom(&x.shape, win)?;
         let (oh, ow) = g.out_hw();
         let idx = shape::window_index(&g)?;
+        self.note(Note::op("pool_windows").dims(&x.shape).win(win));
         self.local(x, vec![g.n, g.c, oh, ow, g.kh * g.kw], |d, _, s| {
             s.map(|v| d.index_gather(v, &idx))
         })
@@ -159,6 +168,7 @@ impl Session {
         }
         let idx = shape::window_index(&g)?;
         let n = numel(input_shape);
+        self.note(Note::op("pool_scatter").dims(input_shape).win(win));
         self.local(w, input_shape.to_vec(), |d, _, s| {
             s.map(|v| d.index_scatter_add(v, &idx, n))
         })

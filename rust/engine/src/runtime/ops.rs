@@ -5,6 +5,7 @@
 
 use super::agree;
 use super::factor::{extra_bits, mixed_extra};
+use super::history::Note;
 use super::{Session, Tensor};
 use crate::device::MatDims;
 use crate::error::{invalid, shape_err, EngineError, Result};
@@ -27,6 +28,7 @@ impl Session {
             return self.share_ring(ring::encode(values, self.frac_bits)?, shape, src);
         }
         check_share(values.len(), &shape, src)?;
+        self.note(Note::op("share").dims(&shape).word(src as u64));
         let (n, fb) = (values.len(), self.frac_bits);
         let what = format!("shape {shape:?}");
         let r = self.run("share", |p| {
@@ -42,6 +44,7 @@ impl Session {
     /// Share ring elements from party `src` (only src's are read).
     pub fn share_ring(&self, values: Vec<u64>, shape: Vec<usize>, src: usize) -> Result<Tensor> {
         check_share(values.len(), &shape, src)?;
+        self.note(Note::op("share").dims(&shape).word(src as u64));
         let n = values.len();
         let vals = &values;
         let what = format!("shape {shape:?}");
@@ -59,6 +62,7 @@ impl Session {
     /// user probe); it is now out of step at the first message.
     pub fn reveal_ring(&self, t: &Tensor) -> Result<Vec<u64>> {
         self.check(t)?;
+        self.note(Note::op("reveal").dims(&t.shape));
         let what = format!("shape {:?}", t.shape);
         let all = self.run("reveal", |p| {
             p.comm.salt(&what);
@@ -78,6 +82,7 @@ impl Session {
         if to > 2 {
             return invalid(format!("dst must be 0, 1 or 2, got {to}"));
         }
+        self.note(Note::op("reveal_to").dims(&t.shape).word(to as u64));
         let what = format!("shape {:?} to party {to}", t.shape);
         let r = self.run("reveal", |p| {
             p.comm.salt(&what);
@@ -93,16 +98,19 @@ impl Session {
 
     pub fn add(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
         self.same_shape(x, y, "add")?;
+        self.note(Note::op("add").dims(&x.shape));
         self.local2(x, y, local::add)
     }
 
     pub fn sub(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
         self.same_shape(x, y, "sub")?;
+        self.note(Note::op("sub").dims(&x.shape));
         self.local2(x, y, local::sub)
     }
 
     pub fn neg(&self, x: &Tensor) -> Result<Tensor> {
         self.check(x)?;
+        self.note(Note::op("neg").dims(&x.shape));
         self.local(x, x.shape.clone(), |d, _, s| local::neg(d, s))
     }
 
@@ -111,6 +119,7 @@ impl Session {
         self.check(x)?;
         self.public_len(x, p)?;
         let e = ring::encode(p, self.frac_bits)?;
+        self.note(Note::op("add_public").dims(&x.shape).words(&e));
         if e.len() != x.numel() {
             // One value for all: added in place, no public vector.
             let c = e[0];
@@ -126,6 +135,7 @@ impl Session {
         self.check(x)?;
         self.public_len(x, p)?;
         let mut e: Vec<u64> = p.iter().map(|&v| v as u64).collect();
+        self.note(Note::op("mul_public_int").dims(&x.shape).words(&e));
         if e.len() != x.numel() {
             e = vec![e[0]; x.numel()]; // one value for all
         }
@@ -152,6 +162,7 @@ impl Session {
         let extra = extra_bits(p, self.frac_bits);
         let bits = self.frac_bits + extra;
         let mut e = ring::encode(p, bits)?;
+        self.note(Note::op("mul_public").dims(&x.shape).words(&e));
         if e.len() != x.numel() {
             e = vec![e[0]; x.numel()]; // one value for all
         }
@@ -173,6 +184,7 @@ impl Session {
     /// of one product (counted as `mul`).
     pub fn mul_shift(&self, x: &Tensor, y: &Tensor, shift: u32) -> Result<Tensor> {
         self.same_shape(x, y, "mul")?;
+        self.note(Note::op("mul_shift").dims(&x.shape).word(shift.into()));
         if shift > 16 {
             return invalid(format!("mul_shift: shift {shift} is above 16"));
         }
@@ -212,6 +224,9 @@ impl Session {
             None => None,
         };
         let n = u.numel();
+        let k = plus.map(|(w, k)| (w.shape.clone(), k));
+        let note = Note::op("horner").dims(&u.shape).words(&e);
+        self.note(k.map_or(note, |(ws, k)| note.dims(&ws).word(k)));
         let r = self.run("horner", |p| {
             let dev = p.dev.clone();
             let us = u.at(p.rank)?;
@@ -246,6 +261,7 @@ impl Session {
         if d == 0 {
             return invalid("division by zero");
         }
+        self.note(Note::op("div_int").dims(&x.shape).word(d).flag(fresh));
         if d == 1 {
             return Ok(x.clone());
         }
@@ -262,6 +278,7 @@ impl Session {
 
     pub fn mul(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
         self.same_shape(x, y, "mul")?;
+        self.note(Note::op("mul").dims(&x.shape));
         let r = self.run("mul", |p| p.mul(x.at(p.rank)?, y.at(p.rank)?))?;
         Ok(self.wrap(x.shape.clone(), r))
     }
@@ -271,6 +288,7 @@ impl Session {
     /// where y is out of the fixed-point range.
     pub fn mul_int(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
         self.same_shape(x, y, "mul_int")?;
+        self.note(Note::op("mul_int").dims(&x.shape));
         let r = self.run("mul_int", |p| p.mul_int(x.at(p.rank)?, y.at(p.rank)?))?;
         Ok(self.wrap(x.shape.clone(), r))
     }
@@ -301,6 +319,11 @@ impl Session {
             n,
             y_trans,
         };
+        let note = Note::op("matmul")
+            .dims(&x.shape)
+            .dims(&y.shape)
+            .flag(y_trans);
+        self.note(note);
         let r = self.run("matmul", |p| p.matmul(x.at(p.rank)?, y.at(p.rank)?, dims))?;
         Ok(self.wrap(shape, r))
     }
@@ -323,6 +346,8 @@ impl Session {
             shape::mm_dims(&x.shape, pshape)?
         };
         let e = ring::encode(p, self.frac_bits)?;
+        let note = Note::op("matmul_public").dims(&x.shape).dims(pshape);
+        self.note(note.flag(public_left).words(&e));
         let r = self.run("matmul", |pt| {
             pt.matmul_public(x.at(pt.rank)?, &e, public_left, b, m, k, n)
         })?;
@@ -343,6 +368,11 @@ impl Session {
         self.check(w)?;
         let (g, shape) = shape::conv_geom(&x.shape, &w.shape, stride, padding, dilation, groups)?;
         let o = w.shape[0];
+        let note = Note::op("conv2d")
+            .dims(&x.shape)
+            .dims(&w.shape)
+            .pair(stride);
+        self.note(note.pair(padding).pair(dilation).word(groups as u64));
         let r = self.run("conv2d", |p| {
             p.conv2d(x.at(p.rank)?, w.at(p.rank)?, &g, o, groups)
         })?;
@@ -366,6 +396,16 @@ impl Session {
         }
         let (g, shape) = shape::conv_geom(&x.shape, wshape, stride, padding, dilation, groups)?;
         let e = ring::encode(w, self.frac_bits)?;
+        let note = Note::op("conv2d_public")
+            .dims(&x.shape)
+            .dims(wshape)
+            .pair(stride);
+        self.note(
+            note.pair(padding)
+                .pair(dilation)
+                .word(groups as u64)
+                .words(&e),
+        );
         let o = wshape[0];
         let r = self.run("conv2d", |p| {
             p.conv2d_public(x.at(p.rank)?, &e, &g, o, groups)
@@ -455,6 +495,16 @@ impl Session {
             }
             _ => return invalid("conv2d backward needs exactly one of a shared or public weight"),
         };
+        let note = Note::op("conv2d_backward")
+            .dims(xshape)
+            .dims(wshape)
+            .win(&win);
+        let note = note
+            .word(groups as u64)
+            .flag(x.is_some())
+            .flag(need.0)
+            .flag(need.1);
+        self.note(enc.as_deref().map_or(note, |e| note.words(e)));
         let (need_x, need_w) = (need.0, need.1 && w.is_some());
         let o = wshape[0];
         let r = self.run("conv2d_backward", |p| {
@@ -502,6 +552,7 @@ impl Session {
                 gy.shape, g.n, g.c
             ));
         }
+        self.note(Note::op("avg_pool2d_backward").dims(input_shape).win(&win));
         let r = self.run("avg_pool2d_backward", |p| {
             p.avg_pool2d_backward(gy.at(p.rank)?, &g)
         })?;
@@ -520,6 +571,7 @@ impl Session {
         let win = Window::pool(kernel, stride, padding);
         let g = shape::pool_geom(xs, &win)?;
         let (oh, ow) = g.out_hw();
+        self.note(Note::op("avg_pool2d").dims(xs).win(&win));
         let r = self.run("avg_pool2d", |p| p.avg_pool2d(x.at(p.rank)?, &g))?;
         Ok(self.wrap(vec![xs[0], xs[1], oh, ow], r))
     }
@@ -531,6 +583,7 @@ impl Session {
             return shape_err(format!("{} values for shape {shape:?}", values.len()));
         }
         let e = ring::encode(values, self.frac_bits)?;
+        self.note(Note::op("public_tensor").dims(&shape).words(&e));
         let s = self
             .ranks
             .iter()
