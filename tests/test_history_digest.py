@@ -181,3 +181,21 @@ def test_the_same_program_with_party_specific_placeholders_and_seeds_agrees():
         # every party holds the same updated parameters (one set of masks)
         for a, b in zip(w, out[0][1]):
             assert torch.equal(a, b)
+
+
+def test_src_data_that_requires_grad_beside_placeholders_that_do_not_agree():
+    """Only src's data requires grad (the others pass ``torch.empty``): the
+    default "auto" mode then picks the exact truncation on src alone,
+    which the digest noted, so a correct program (a local add, then a
+    reveal) raised PeerError (a review). The mode is not in the digest;
+    every party opens x + 1 exactly (one encoding of integers: exact)."""
+
+    def prog(r):
+        d = torch.arange(4.0, dtype=D).requires_grad_() if r == 0 else torch.empty(4, dtype=D)
+        x = cryptgpu.cryptensor(d, src=0)
+        return (x + 1).get_plain_text()
+
+    got = _outcome(prog)
+    assert all(kind == "ok" for kind, _ in got), got
+    for _, value in got:
+        assert torch.equal(value, torch.arange(1.0, 5.0, dtype=D))

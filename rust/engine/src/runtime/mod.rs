@@ -403,7 +403,6 @@ impl Session {
     /// multi-process session every party must make the same choice before
     /// the same operation, as every party runs the same script.
     pub fn set_exact_truncation(&self, exact: bool) -> Result<()> {
-        self.note(history::Note::op("exact_truncation").flag(exact));
         for m in &self.parties {
             lock(m)?.exact_trunc = exact;
         }
