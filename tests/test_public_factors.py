@@ -27,7 +27,7 @@ import pytest
 import torch
 
 import cryptgpu
-from conftest import ULP, F, usable
+from conftest import ENC, ULP, F, usable
 
 D = torch.float64
 W = 8  # bytes per ring element
@@ -182,23 +182,28 @@ def test_a_reciprocal_factor_divides_sums_beyond_2_31(mode):
 
 @pytest.mark.parametrize("mode", ["probabilistic", "exact"])
 def test_a_reciprocal_factor_costs_the_division_by_its_integer(mode):
-    """x * (1/1000), x * tensor of equal 1/1000s and x / tensor of equal
-    1000s cost x / 1000's rounds and bytes (README: divide by a public
-    integer, 2 rounds, n; exact: P0 3n, P1 2n, P2 n), counted as
-    ``truncate``; a broadcast one divides the broadcast x (its n)."""
+    """x * (1/1000) and x * a tensor of equal 1/1000s cost x / 1000's
+    rounds and bytes in the exact protocol whatever the mode (README: a
+    factor below 1/4 is exact always, P0 3n, P1 2n, P2 n: the
+    probabilistic protocol's failure chance would follow x, not the
+    result), x / 1000, x / a tensor of equal 1000s and x * -0.5 (1/k with
+    |k| < 4) the session's (n each probabilistic), all counted as
+    ``truncate`` in 2 rounds; a broadcast one divides the broadcast x (its
+    n)."""
     cryptgpu.init(seed=14, truncation=mode)
     try:
         n = 8
         x = cryptgpu.cryptensor(torch.ones(n, dtype=D))
-        want = [3 * n * W, 2 * n * W, n * W] if mode == "exact" else [n * W] * 3
+        exact = [3 * n * W, 2 * n * W, n * W]
+        session = exact if mode == "exact" else [n * W] * 3
         spellings = [
-            lambda: x / 1000,
-            lambda: x * 0.001,
-            lambda: x * torch.full((n,), 0.001, dtype=D),
-            lambda: x / torch.full((n,), 1000.0, dtype=D),
-            lambda: x * -0.5,
+            (lambda: x / 1000, session),
+            (lambda: x * 0.001, exact),
+            (lambda: x * torch.full((n,), 0.001, dtype=D), exact),
+            (lambda: x / torch.full((n,), 1000.0, dtype=D), session),
+            (lambda: x * -0.5, session),
         ]
-        for f in spellings:
+        for f, want in spellings:
             cryptgpu.reset_stats()
             f()
             assert party_bytes("truncate") == want and rounds("truncate") == 2
@@ -206,7 +211,22 @@ def test_a_reciprocal_factor_costs_the_division_by_its_integer(mode):
         cryptgpu.reset_stats()
         out = x.reshape(n, 1) * torch.full((1, 3), 0.001, dtype=D)
         assert out.shape == (n, 3)
-        assert party_bytes("truncate") == [3 * b for b in want]
+        assert party_bytes("truncate") == [3 * b for b in exact]
+    finally:
+        cryptgpu.uninit()
+
+
+def test_a_reciprocal_factor_below_a_quarter_never_wraps_on_large_inputs():
+    """x * 0.001 on 2^20 elements of 2e9 in the default mode: the division
+    by 1000 is exact always, so no element wraps (with the session's
+    probabilistic protocol about |x| / 2^47 = 1.4e-5 of them, 15, would: a
+    reviewer saw 5 of 2^20 off by 2.8e11); each is within the exact
+    division's 2 units of 2^-16 plus the input's encoding error / 1000."""
+    cryptgpu.init(seed=21)
+    try:
+        a = torch.full((1 << 20,), 2e9, dtype=D)
+        got = (cryptgpu.cryptensor(a) * 0.001).get_plain_text(dtype=D)
+        assert (got - a * 0.001).abs().max() <= 2 * ULP + ENC
     finally:
         cryptgpu.uninit()
 

@@ -84,7 +84,8 @@ class ArithmeticOps:
             return out
         k = whole_reciprocal(yp)
         if k is not None and not in_products_only():
-            return self._divided(k, yp.shape)  # 1/k (x * 0.001, x * 0.5): x / k
+            # 1/k (x * 0.001, x * 0.5): x / k, below 1/4 exact as its product was
+            return self._divided(k, yp.shape, exact=abs(k) >= 4)
         return self._mul_plain(other, yp)
 
     def _mul_plain(self, other, yp: np.ndarray) -> TensorBase:
@@ -404,20 +405,24 @@ class ArithmeticOps:
                 return self._divided(int(d), yp.shape)
         return self.mul(1.0 / yp)
 
-    def _divided(self, k: int, yshape) -> TensorBase:
+    def _divided(self, k: int, yshape, exact: bool = False) -> TensorBase:
         """x / k for a whole k (2 <= |k| < 2^62) given as a plaintext of
         shape ``yshape`` (broadcast as torch does): the exact division by
         |k| (2 rounds), which holds for x anywhere in the sum range, where a
         product by 1/k needs |x| < 2^31. Broadcast elements round each on
-        their own (``div_public_int_fresh``, the same cost)."""
+        their own (``div_public_int_fresh``, the same cost); ``exact``: by
+        the exact protocol in every mode."""
         shape = self._bcast_shape(yshape)
         s = self._s()
         x, fresh = self, tuple(shape) != tuple(self.shape)
         if fresh:
             x = self._bcast(yshape)[1]
         t = x._t if k > 0 else s.neg(x._t)
-        div = s.div_public_int_fresh if fresh else s.div_public_int
-        out = self._wrap(div(t, abs(k)))
+        if exact:
+            out = self._wrap(s.div_public_int_exact(t, abs(k), fresh))
+        else:
+            div = s.div_public_int_fresh if fresh else s.div_public_int
+            out = self._wrap(div(t, abs(k)))
         if ag.needs_grad(self):
             gr.record_div_int(out, self, k)
         return out

@@ -316,6 +316,15 @@ impl Session {
     fn div_public_int_fresh(&self, py: Python<'_>, x: &Tensor, d: u64) -> PyResult<Tensor> {
         self.run(py, |s| s.div_public_int_fresh(&x.0, d))
     }
+    fn div_public_int_exact(
+        &self,
+        py: Python<'_>,
+        x: &Tensor,
+        d: u64,
+        fresh: bool,
+    ) -> PyResult<Tensor> {
+        self.run(py, |s| s.div_public_int_exact(&x.0, d, fresh))
+    }
     fn matmul(&self, py: Python<'_>, x: &Tensor, y: &Tensor) -> PyResult<Tensor> {
         self.run(py, |s| s.matmul(&x.0, &y.0))
     }

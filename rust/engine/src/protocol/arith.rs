@@ -149,6 +149,14 @@ impl Party {
         self.divide_exact(super::trunc::Input::Rep(x), d)
     }
 
+    /// [`Party::divide_fresh`] by the exact protocol whatever the session's
+    /// mode: a plaintext factor 1/k below 1/4 taken as the division by k,
+    /// whose input, not its result, sets the probabilistic protocol's
+    /// failure chance (as for [`Party::divide_exact_always`]).
+    pub fn divide_exact_always_fresh(&mut self, x: &AShare, d: u64) -> Result<AShare> {
+        self.divide_exact(super::trunc::Input::RepFresh(x), d)
+    }
+
     /// Divide a replicated sharing by a positive public integer (truncation
     /// by f bits when d = 2^f). Party i's first component already forms a
     /// 3-out-of-3 sharing whose messages below reveal nothing new (each

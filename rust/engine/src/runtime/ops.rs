@@ -247,16 +247,25 @@ impl Session {
 
     /// Division by a positive public integer (sum -> mean, pooling).
     pub fn div_public_int(&self, x: &Tensor, d: u64) -> Result<Tensor> {
-        self.div_int(x, d, false)
+        self.div_int(x, d, false, false)
+    }
+
+    /// [`Session::div_public_int`] (`fresh`: [`Session::div_public_int_fresh`])
+    /// by the exact protocol whatever the session's mode: a plaintext factor
+    /// 1/d below 1/4 (`x * 0.001`), as a product by such a factor always was,
+    /// since the probabilistic protocol's failure chance follows x, not the
+    /// result.
+    pub fn div_public_int_exact(&self, x: &Tensor, d: u64, fresh: bool) -> Result<Tensor> {
+        self.div_int(x, d, fresh, true)
     }
 
     /// [`Session::div_public_int`] with independent rounding of equal
     /// elements (`Party::divide_fresh`): the same rounds and bytes.
     pub fn div_public_int_fresh(&self, x: &Tensor, d: u64) -> Result<Tensor> {
-        self.div_int(x, d, true)
+        self.div_int(x, d, true, false)
     }
 
-    fn div_int(&self, x: &Tensor, d: u64, fresh: bool) -> Result<Tensor> {
+    fn div_int(&self, x: &Tensor, d: u64, fresh: bool, exact: bool) -> Result<Tensor> {
         self.check(x)?;
         if d == 0 {
             return invalid("division by zero");
@@ -267,10 +276,11 @@ impl Session {
         }
         let r = self.run("truncate", |p| {
             let xs = x.at(p.rank)?;
-            if fresh {
-                p.divide_fresh(xs, d)
-            } else {
-                p.divide(xs, d)
+            match (fresh, exact) {
+                (true, true) => p.divide_exact_always_fresh(xs, d),
+                (false, true) => p.divide_exact_always(xs, d),
+                (true, false) => p.divide_fresh(xs, d),
+                (false, false) => p.divide(xs, d),
             }
         })?;
         Ok(self.wrap(x.shape.clone(), r))
