@@ -23,7 +23,9 @@
 //! Error: step 2's unit times |p_i 2^e_i| <= 1/2 (nothing where e_i = 0),
 //! step 3's unit, and the factor's relative 2^-(f-1) (f - 1 significant
 //! bits, as a uniform factor keeps): within 1.5 units of 2^-f plus
-//! |x p| 2^-(f-1). Cost: two truncations in one call, 4 rounds; a factor
+//! |x p| 2^-(f-1) for an entry whose e_i is not capped; a capped entry
+//! (more than 2^(f-1) below the largest) keeps only the bits of
+//! p_i 2^(f + E), 3e-9 next to 0.3 six units of 2^-31 (7% off). Cost: two truncations in one call, 4 rounds; a factor
 //! whose entries share one e_i, or that the one-step path encodes exactly
 //! where they do not, keeps the one-truncation path.
 

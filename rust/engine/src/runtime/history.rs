@@ -14,7 +14,9 @@
 //! the operation computes with (their fixed-point encoding), which is
 //! exactly the granularity at which they must agree (one unit apart in a
 //! party's copy of a public factor already opens garbage), while values
-//! that differ by float noise below it (another libm's `exp`) still agree.
+//! that differ by float noise below it (another libm's `exp`) almost
+//! always agree (one on a rounding boundary differs by a unit: a
+//! PeerError where it would have opened garbage).
 //! A long public tensor is noted by a bounded sample (its length, the
 //! first and last 64 words and 1024 words evenly spaced between), so a
 //! note costs O(1) whatever the size.
