@@ -17,8 +17,11 @@
 //! 2. x'_i = w_i / 2^E by the exact truncation (the value x_i / 2^e_i at
 //!    scale 2^f), within one unit of 2^-f, and exact where e_i = 0 (w_i is
 //!    then a multiple of 2^E: P0's ceiling and P1's floor meet).
-//! 3. x'_i P_i with P_i = round(p_i 2^(f + e_i)), divided by 2^f in the
-//!    session's protocol: the ring value is x p 2^(2f), a plain product's.
+//! 3. x'_i P_i with P_i = round(p_i 2^(f + e_i)), divided by 2^f by the
+//!    exact protocol too, as the one-step path for a factor below 1/4:
+//!    the ring value is x p 2^(2f), a plain product's, which the
+//!    probabilistic protocol fails near 2^30 (a quotient of
+//!    `functions.divide`).
 //!
 //! Error: step 2's unit times |p_i 2^e_i| <= 1/2 (nothing where e_i = 0),
 //! step 3's unit, and the factor's relative 2^-(f-1) (f - 1 significant
@@ -110,7 +113,10 @@ impl Session {
             let w = local::mul_public(&*d, x.at(pt.rank)?, &d.upload(lift.clone())?)?;
             let xs = pt.divide_exact_always(&w, 1u64 << top)?;
             let z = local::mul_public(&*d, &xs, &d.upload(fac.clone())?)?;
-            pt.divide(&z, 1u64 << f)
+            // exact always, as the one-step path for a factor below 1/4
+            // (functions.divide's quotients up to 2^30 wrapped in a
+            // quarter of their elements under the probabilistic one)
+            pt.divide_exact_always(&z, 1u64 << f)
         })?;
         Ok(self.wrap(x.shape.clone(), r))
     }
