@@ -676,8 +676,6 @@ class Adagrad(_Moments):
         )
         options = dict(differentiable=differentiable, fused=fused)
         super().__init__(params, defaults, "Adagrad", options)
-        # torch fills their sums here (until 2026-12-06 a group's own value)
-        self._start = dict.fromkeys(map(id, self.params), initial_accumulator_value)
 
     def _check(self, group: dict) -> None:
         super()._check(group)
@@ -694,7 +692,9 @@ class Adagrad(_Moments):
             g = g * np.int64(s)  # exact: an integer factor
             self._rescale(p, (s,), lambda prev, now: {"sum_scaled": (now[0] / prev[0]) ** 2})
             w = sums.get(id(p))
-            start = self._start.get(id(p), self.defaults["initial_accumulator_value"]) * s * s
+            # torch's: the constructor's value, never a group's own (until
+            # 2026-12-06 a group's own value)
+            start = self.defaults["initial_accumulator_value"] * s * s
             w = sums[id(p)] = g * g + start if w is None else w + g * g
             new = p - scaled_ratio(g, w, s * group["eps"]) * lr_t
             p._t = new._t
