@@ -112,10 +112,15 @@ impl Workers {
 
 impl Drop for Workers {
     fn drop(&mut self) {
-        self.txs.clear();
         if !self.alive_here() {
-            return; // forked child: no threads to join
+            // A forked child has neither the threads nor any lock they held
+            // in the channels at the fork: dropping a sender there could
+            // wait for ever on such a lock (seen at a child's exit).
+            std::mem::forget(std::mem::take(&mut self.txs));
+            std::mem::forget(std::mem::take(&mut self.handles));
+            return;
         }
+        self.txs.clear();
         for h in self.handles.drain(..) {
             let _ = h.join();
         }

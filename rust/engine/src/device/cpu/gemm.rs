@@ -479,7 +479,7 @@ pub(super) const PAR_MACS: usize = 1 << 20;
 
 /// `f` over `items` in order, on the thread pool when `par`.
 fn each<T: Send, R: Send>(par: bool, items: Vec<T>, f: impl Fn(T) -> R + Sync + Send) -> Vec<R> {
-    if par {
+    if par && super::host::pool_here() {
         items.into_par_iter().map(f).collect()
     } else {
         items.into_iter().map(f).collect()

@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::ring::numel;
 use crate::ring::Conv2dGeom;
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// The same strided view with fewer dims: size-1 dims dropped and each dim
 /// merged into the one before it where they are contiguous, so rows are as
@@ -101,7 +102,7 @@ pub fn sum_axis(x: &[u64], outer: usize, len: usize, inner: usize) -> Result<Vec
     };
     // Below about 2^16 words the sum takes microseconds, less than handing
     // rows to the thread pool (these run on the parties' own threads).
-    if x.len() < PAR_WORDS {
+    if x.len() < PAR_WORDS || !pool_here() {
         out.chunks_mut(inner)
             .enumerate()
             .for_each(|(o, r)| one(o, r));
@@ -121,6 +122,20 @@ pub fn sum_axis(x: &[u64], outer: usize, len: usize, inner: usize) -> Result<Vec
 /// Work below which the data movement here stays on the calling thread.
 const PAR_WORDS: usize = 1 << 16;
 
+/// The process whose threads make up rayon's pool (0: none started yet).
+static POOL_PID: AtomicU32 = AtomicU32::new(0);
+
+/// Whether work may go to rayon's pool in this process. A child forked
+/// after the pool started has its queues but not its threads: work handed
+/// there would wait for ever, so such a child computes on its own thread.
+pub(super) fn pool_here() -> bool {
+    let me = std::process::id();
+    match POOL_PID.compare_exchange(0, me, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => true,
+        Err(started) => started == me,
+    }
+}
+
 /// `f(i, chunk)` over the `size`-long chunks of `out`, on the thread pool
 /// when `par`, else on this thread. In the local runtime this thread is a
 /// party's: three parties already share the cores, and handing small work
@@ -131,7 +146,7 @@ pub(super) fn chunks_each<T: Send>(
     size: usize,
     f: impl Fn(usize, &mut [T]) + Sync + Send,
 ) {
-    if par {
+    if par && pool_here() {
         out.par_chunks_mut(size)
             .enumerate()
             .for_each(|(i, c)| f(i, c));
@@ -271,7 +286,7 @@ pub fn im2col_packed(
             }
         }
     };
-    if layout.term_len() >= PAR_WORDS {
+    if layout.term_len() >= PAR_WORDS && pool_here() {
         blocks.into_par_iter().for_each(one);
     } else {
         blocks.into_iter().for_each(one);
