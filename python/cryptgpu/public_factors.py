@@ -5,7 +5,6 @@ inside the optimisers' steps (``products_only``).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import threading
 
@@ -14,8 +13,7 @@ import numpy as np
 _PRODUCTS = threading.local()
 
 
-@contextlib.contextmanager
-def products_only():
+class products_only:
     """Inside it, ``x * c`` for a plaintext c = 1/k (k whole) is a product
     (one truncation, c kept to f - 1 significant bits), as before
     2026-12-06, not the division by k: the optimisers' steps (lr g,
@@ -24,12 +22,14 @@ def products_only():
     re-randomised sharing of 0 by a unit in about a tenth of its elements:
     a weight whose gradient is 0 would drift, and Adam would divide that
     unit by sqrt(v) + eps."""
-    prev = getattr(_PRODUCTS, "on", False)
-    _PRODUCTS.on = True
-    try:
-        yield
-    finally:
-        _PRODUCTS.on = prev
+
+    def __enter__(self):  # a class, as autograd._no_grad: see there why
+        self._prev = getattr(_PRODUCTS, "on", False)
+        _PRODUCTS.on = True
+
+    def __exit__(self, *exc) -> bool:
+        _PRODUCTS.on = self._prev
+        return False
 
 
 def in_products_only() -> bool:
