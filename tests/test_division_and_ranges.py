@@ -140,10 +140,14 @@ def test_empty_batches_and_outputs_that_cannot_fit(session):
     assert math.isfinite(opened(c(torch.ones(2)).sum()).item())
 
 
-def test_division_costs_the_reciprocals_rounds_and_bytes(session):
-    """x / y (README cost table: 50 rounds) replaces the reciprocal's
-    scaling back (48 rounds) by the numerator's selection and adds one
-    product (2 rounds): the same bytes as x * y.reciprocal()."""
+def test_division_costs_fewer_rounds_and_bytes_than_the_reciprocal(session):
+    """x / y (README cost table: 41 rounds) is the reciprocal's comparisons
+    (sign and octave), the copies of y and x by powers of two in one call
+    (4 rounds), both selected in one product of ring integers (1 round, no
+    truncation), a line and 3 Newton steps (14) and the final product (2):
+    no sign product, no scaling back. Until 2026-12-07 it was 50 rounds,
+    the bytes of x * y.reciprocal(); a public numerator's selection is
+    local (it was a product: 48 rounds)."""
     x = cryptgpu.cryptensor(torch.randn(64, dtype=D))
     y = cryptgpu.cryptensor(torch.rand(64, dtype=D) + 1)
 
@@ -156,8 +160,10 @@ def test_division_costs_the_reciprocals_rounds_and_bytes(session):
     r_rounds, _ = cost(lambda: y.reciprocal())
     d_rounds, d_bytes = cost(lambda: x / y)
     m_rounds, m_bytes = cost(lambda: x * y.reciprocal())
-    assert r_rounds == 48 and d_rounds == 50 == m_rounds
-    assert d_bytes == m_bytes
+    p_rounds, p_bytes = cost(lambda: torch.randn(64, dtype=D) / y)
+    assert r_rounds == 48 and m_rounds == 50
+    assert d_rounds == 41 == p_rounds
+    assert p_bytes < d_bytes < m_bytes
 
 
 def test_normalize_reduces_each_row_once(session):
@@ -179,3 +185,60 @@ def test_normalize_reduces_each_row_once(session):
     ratio_inv_sqrt(xs, sq.expand_as(xs), -16, 30)  # the earlier form
     old = cryptgpu.stats()["total"]["bytes_per_party"]
     assert new < old / 2, (new, old)
+
+
+def test_quotients_up_to_2_30_divide_under_the_exact_truncation():
+    """A probe (2026-12-07): quotients from about 2^29 to 2^30 came out
+    wrong although the divisor and the quotient were in range. The
+    selected copy num / 2^j is up to twice the quotient: a public
+    numerator's copies were clamped to 2^30 (6e8 / 0.99 gave 5.42e8 in
+    every element), a shared one's selection product left the exact
+    truncation's range (wrong in 5% to 22% of elements). Divisors just
+    above and below an octave's edge, either sign, shared and public
+    numerators (tolerance: the division's, _div_tol)."""
+    cryptgpu.init(seed=1, truncation="exact")
+    try:
+        ys = torch.tensor([0.99, -0.99, 1.99, -1.49, 0.49, 1.9 * 2.0**-10, 1.01], dtype=D)
+        qs = torch.tensor([6.06e8, -8.0e8, 1.07e9, 7.0e8, 6.1e8, -1.0e9, 5.4e8], dtype=D)
+        y = ys.repeat(64, 1)
+        x = torch.round(qs * ys * 2.0**16).repeat(64, 1) / 2.0**16  # encoded exactly
+        want = x / y
+        for got in (
+            opened(cryptgpu.cryptensor(x) / cryptgpu.cryptensor(y)),
+            opened(x / cryptgpu.cryptensor(y)),
+        ):
+            bad = (got - want).abs() > _div_tol(want, y)
+            assert not bad.any(), (int(bad.sum()), got[bad][:4], want[bad][:4])
+        # a numerator that broadcasts, and the gradients through the selection
+        xs = cryptgpu.cryptensor(torch.tensor([[3.0, -5.0, 7.0]], dtype=D), requires_grad=True)
+        dv = torch.tensor([[0.75], [-3.0]], dtype=D)
+        ds = cryptgpu.cryptensor(dv, requires_grad=True)
+        (xs / ds * 1e4).sum().backward()
+        xt = torch.tensor([[3.0, -5.0, 7.0]], dtype=D, requires_grad=True)
+        dt = dv.clone().requires_grad_()
+        (xt / dt * 1e4).sum().backward()
+        # 1e4 / y summed over 2 rows and sum(x) 1e4 / y^2 over 3 columns:
+        # the reciprocal's 2^-15 relative, and a few units
+        assert (opened(xs.grad) - xt.grad).abs().max() <= 2.0**-15 * 3e4 + 16 * ULP
+        assert (opened(ds.grad) - dt.grad).abs().max() <= 2.0**-14 * 5e4 + 16 * ULP
+        assert usable()
+    finally:
+        cryptgpu.uninit()
+
+
+def test_division_fails_at_the_rate_of_one_product_of_the_quotients_size():
+    """Under "auto" inference a quotient q is garbage (off by -2^32) with
+    the probabilistic truncation's chance for a product of its size,
+    |q| / 2^32 (README, Truncation): here 4096 elements at q = 2^27, 128
+    expected (binomial, standard deviation 11; 6 of them either side).
+    Until 2026-12-07 the selection (q m, m = 1.5 here) and the sign
+    truncated at the quotient's size too: 2.5 times as many (320)."""
+    cryptgpu.init(seed=1)
+    try:
+        y = torch.full((4096,), 1.5, dtype=D)
+        for num in (cryptgpu.cryptensor(y * 2.0**27), y * 2.0**27):
+            got = opened(num / cryptgpu.cryptensor(y))
+            bad = int(((got - 2.0**27).abs() > 2.0**20).sum())  # 2^-15 relative is 2^12
+            assert 128 - 66 <= bad <= 128 + 66, bad
+    finally:
+        cryptgpu.uninit()

@@ -34,14 +34,16 @@ import numpy as np
 from . import _session
 from . import autograd as ag
 from ._native import InvalidArgumentError
+from ._octaves import (
+    _bucket_indicator,
+    _encodable_exps,
+    _is_shared,
+    _pow2_copies,
+    _reciprocal_unit,
+)
 from .crypten_approx import ApproxConfig, config, exp_crypten, log_crypten  # noqa: F401 (public)
+from .division import divide  # noqa: F401 (public: functions.divide)
 from .log_fits import _LOG_MID_F, _fit_log1p_unit, _log_mid
-
-
-def _is_shared(x) -> bool:
-    # Duck typing: this module sits below cryptgpu.tensor (and also runs on
-    # torch tensors), so it recognises a SharedTensor by its comparison hook.
-    return hasattr(x, "_msb_times")
 
 
 def _abs_and_ltz(x):
@@ -146,62 +148,6 @@ def _select(ind, copies, den):
     return (ind * copies).sum(0)
 
 
-def divide(num, den, lo_exp: int = -16, hi_exp: int = 30):
-    """num / den for a shared den with 2^lo_exp <= |den| < 2^hi_exp, either
-    sign, num shared or public: range-reduced in den as
-    :func:`_reciprocal_pos`, with the numerator scaled by the same power of
-    two (num / 2^j times 1 / m, m = |den| / 2^j in [1, 2)), so the quotient
-    is within a few units of 2^-16 plus 2^-15 relative (1 / m's own unit)
-    over the whole range.
-    num * (1 / den), as until 2026-12-05, lost it where 1 / den is small:
-    5e8 / 1e9 gave 0 (1 / den is below 2^-16), 7e5 / 1e6 gave 0, and
-    (y / 2) / y at y = 1e4 0.46 to 0.53. The indicator stays at den's
-    shape; num may broadcast against den."""
-    import torch
-
-    if not _is_shared(num) and _is_shared(den):
-        # a public numerator is checked as any public operand (x * inf): a
-        # complex one or one that requires grad (beside a den that does) as
-        # den's _plain checks them, and NaN, infinite or |num| >= 2^(63-2f)
-        # refused (EncodingError) by encoding it (clamped later, inf / x gave
-        # 2^30, -2^40 / x garbage of either sign)
-        num = den._plain(num, "div")
-        den._public(num)
-    nshape = tuple(num.shape) if hasattr(num, "shape") else np.shape(num)
-    try:
-        torch.broadcast_shapes(nshape, tuple(den.shape))
-    except RuntimeError as e:  # torch's words, before any work
-        raise InvalidArgumentError(str(e)) from None
-    a, neg = _abs_and_ltz(den)
-    ind, exps, m = _octave(a, lo_exp, hi_exp, "division")
-    copies = _pow2_copies(num, exps) if _is_shared(num) else _public_copies(num, exps, a)
-    q = _select(ind, copies, den) * _reciprocal_unit(m)  # num / 2^j / m
-    return q - 2 * (neg * q)
-
-
-def _public_copies(num, exps, like):
-    """A public numerator times 2^e for each e, clamped to what ``like``'s
-    session can encode: a copy beyond it belongs to a bucket whose quotient
-    overflows anyway (7e5 / 2^-16), and it is selected only there."""
-    import torch
-
-    num = torch.as_tensor(num, dtype=torch.float64)
-    top = 2.0 ** (62 - 2 * like._s().precision_bits)
-    f = torch.tensor([2.0**e for e in exps], dtype=torch.float64)
-    return (num.unsqueeze(0) * f.reshape(-1, *([1] * num.dim()))).clamp(-top, top)
-
-
-def _reciprocal_unit(m):
-    """1 / m for m in [1, 2]: the line 24/17 - 8/17 m (relative error at
-    most 1/17), then three Newton steps y <- y (2 - m y), each squaring the
-    relative error (3.5e-3, 1.2e-5, 1.4e-10): 14 rounds, where CrypTen's
-    guess 3 e^(0.5 - m) + 0.003 and 10 steps took 68."""
-    y = 24.0 / 17.0 - m * (8.0 / 17.0)
-    for _ in range(3):
-        y = y * (2 - m * y)
-    return y
-
-
 def inv_sqrt(x):
     """1 / sqrt(x) for x in [2^-16, 2^30): the range-reduced
     :func:`ratio_inv_sqrt` (1e-4 relative). CrypTen's Newton iteration from
@@ -242,101 +188,6 @@ def ratio_inv_sqrt(num, den, lo_exp: int = -10, hi_exp: int = 30):
     for _ in range(3):
         y = y * (1.5 - half * (y * y))
     return num_n * y
-
-
-def _encodable_exps(x, lo_exp: int, hi_exp: int, step: int, label: str) -> tuple[int, int]:
-    """[lo_exp, hi_exp) narrowed (on multiples of ``step``) to what x's
-    session can encode: no value reaches 2^(63 - 2f), so above 16 fractional
-    bits the top thresholds (2^28 at f = 18) could not even be encoded, and
-    the range reduction's integer factors 2^-j must stay below 2^(63 - 2f)
-    (at f = 24 the bottom bucket starts at 2^-14). A plaintext x keeps the
-    range."""
-    if not _is_shared(x):
-        return lo_exp, hi_exp
-    f = x._s().precision_bits
-    top = 62 - 2 * f
-    top -= top % step
-    # the bottom threshold must be encodable (2^-f); integer factors beyond
-    # 2^(63 - 2f) are applied in steps (_pow2_copies)
-    bottom = f - f % step
-    lo_exp, hi_exp = max(lo_exp, -bottom), min(hi_exp, top)
-    if not lo_exp < hi_exp:
-        raise ValueError(f"{label}: no range left at {f} fractional bits")
-    return lo_exp, hi_exp
-
-
-def _bucket_indicator(x, starts, label: str, unit: bool = False):
-    """The one-hot indicator [k, *x.shape] of the bucket [2^starts[i],
-    2^starts[i+1]) (``unit``: [starts[i], starts[i+1])) holding each element
-    of x (the first bucket also takes what is below it, the last what is
-    above): one batched comparison of x with the k - 1 inner thresholds."""
-    k = len(starts)
-    edges = starts[1:] if unit else [2.0**j for j in starts[1:]]
-    tj = np.array(edges, dtype=np.float64).reshape((k - 1,) + (1,) * x.dim())
-    if _is_shared(x):
-        stacked = x.unsqueeze(0).expand(k - 1, *x.shape)
-        below = (stacked - tj)._ltz(label)  # [x < 2^j], j = starts[1:]
-        edge = [1, *x.shape]
-        # c_j = [x >= 2^j], with c_lo = 1 and c_hi = 0 (public)
-        c = _cat_dim0([below._public_like(1.0, edge), 1 - below, below._public_like(0.0, edge)])
-    else:
-        import torch
-
-        c = (x.unsqueeze(0) >= torch.as_tensor(tj, dtype=x.dtype)).to(x.dtype)
-        c = torch.cat([torch.ones_like(c[:1]), c, torch.zeros_like(c[:1])])
-    return c[:k] - c[1:]
-
-
-def _pow2_copies(x, exps):
-    """x * 2^e for each e of ``exps`` (decreasing), stacked on a new dim 0,
-    exactly: integer factors for e >= 0 (no truncation, so x itself, up to
-    2^30, is never multiplied by a fixed-point 1.0), and exact fixed-point
-    powers of two, in at most two steps, for e < 0."""
-    k = len(exps)
-    lead = (k,) + (1,) * x.dim()
-    if not _is_shared(x):
-        import torch
-
-        f = np.array([2.0**e for e in exps]).reshape(lead)
-        return x.unsqueeze(0).expand(k, *x.shape) * torch.as_tensor(f, dtype=x.dtype)
-    ints = [e for e in exps if e >= 0]  # exps decrease: integer factors first
-    fracs = [e for e in exps if e < 0]
-    parts = []
-    if ints:
-        # an integer factor must stay below 2^(63 - 2f): larger powers of two
-        # (the bottom buckets of a range reduction at high precision, 2^24
-        # at f = 24) in steps, exact and local
-        shp = (len(ints),) + lead[1:]
-        most = max(1, 62 - 2 * x._s().precision_bits)
-        left = np.array(ints)
-        xi = x.unsqueeze(0).expand(len(ints), *x.shape)
-        while True:
-            step = np.minimum(left, most)
-            xi = xi * (2**step).astype(np.int64).reshape(shp)
-            left = left - step
-            if not left.any():
-                break
-        parts.append(xi)
-    if fracs:
-        shp = (len(fracs),) + lead[1:]
-        # a power of two below 2^-f is not representable: a first step of at
-        # most 2^-min(14, f), then steps of at most 2^-f (two steps at f = 16
-        # for exponents down to -30; a fixed first 2^-14, until 2026-12-05,
-        # encoded as 0 at f = 12 and 13: sqrt(1e6) came out -527 at f = 13)
-        f = x._s().precision_bits
-        left = np.array(fracs)
-        xf = x.unsqueeze(0).expand(len(fracs), *x.shape)
-        k = min(14, f)
-        while left.min() < 0:
-            step = np.maximum(left, -k)
-            xf = xf * (2.0**step).reshape(shp)
-            left, k = left - step, f
-        parts.append(xf)
-    return parts[0] if len(parts) == 1 else _cat_dim0(parts)
-
-
-def _cat_dim0(parts):
-    return parts[0]._cat(parts, 0)
 
 
 def sqrt(x):
