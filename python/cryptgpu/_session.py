@@ -119,10 +119,12 @@ def init(
             autograd records (a forward whose inputs require grad, ``backward``,
             optimiser steps), probabilistic for inference. README "Truncation".
         check_range: check every layer output of a converted model
-            (:func:`cryptgpu.nn.from_pytorch`) against ``|value| < bound`` with a
-            private comparison per element, and raise
+            (:func:`cryptgpu.nn.from_pytorch`), and the output of each function
+            or method call in its forward that can leave the range (products,
+            sums, exp, division; not views, relu, max, ...), against
+            ``|value| < bound`` with a private comparison per element, and raise
             :class:`cryptgpu.nn.FixedPointOverflowError` naming the first layer
-            out of range. ``True`` uses 2**(62-2f) (2**30 at f = 16), the
+            or node out of range. ``True`` uses 2**(62-2f) (2**30 at f = 16), the
             magnitude above which a product no longer truncates exactly; a
             number sets the bound. Costs one comparison (10 rounds) per layer
             and reveals how many values of the layer were out of range.

@@ -58,7 +58,7 @@ from .layers import (
     Tanh,
 )
 from .module import Module
-from .stats import _check_range, _track
+from .stats import _track, check_node
 from .token_ids import id_inputs, reading
 
 
@@ -460,7 +460,6 @@ class Graph(Module):
                     else:
                         with shifts.cancelled(m, bn if torch.is_tensor(bn) else self._layer(bn)):
                             env[node.name] = m(*load(node.args), **load(node.kwargs))
-                    _check_range(env[node.name], f"{node.target!r} ({type(m).__name__})")
                 elif node.op == "call_function":
                     args, kwargs = load(node.args), load(node.kwargs)
                     args = reading(node, args, self._id_inputs) if self._id_inputs else args
@@ -501,6 +500,7 @@ class Graph(Module):
                 elif node.op == "output":
                     out = tracing.mutable(load(hf_labels.kept(node.args[0], skip)))
                     return hf.model_output(out, node) if isinstance(out, dict) else out
+                check_node(self, node, env.get(node.name))  # check_range: stats.py
         finally:
             torch.set_grad_enabled(grad)
         raise RuntimeError("graph has no output node")

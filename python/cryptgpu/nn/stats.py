@@ -7,9 +7,11 @@ their forward pass to add its time, rounds and bytes to the session's table.
 from __future__ import annotations
 
 import contextlib
+import operator
 import time
 
 import torch
+import torch.nn.functional as F
 
 from .. import _session
 from .. import autograd as ag
@@ -59,9 +61,11 @@ class FixedPointOverflowError(RuntimeError):
 
 
 def check_overflow(bound: float | None = 2.0**14) -> None:
-    """Check every layer output of a converted model (training or inference)
-    against ``|value| < bound`` and raise :class:`FixedPointOverflowError`
-    naming the first layer that exceeds it, instead of training on garbage.
+    """Check every layer output of a converted model (training or inference),
+    and each function or method call's output that can leave the range
+    (:func:`check_node`), against ``|value| < bound`` and raise
+    :class:`FixedPointOverflowError` naming the first layer or node that
+    exceeds it, instead of training on garbage.
     Off by default (``cryptgpu.init(check_range=True)`` turns it on with the
     bound 2^(62-2f)): each check costs one batched comparison (10 rounds) per
     layer and reveals to all parties how many values of that layer were out
@@ -72,6 +76,9 @@ def check_overflow(bound: float | None = 2.0**14) -> None:
 
 
 def _check_range(y, where: str) -> None:
+    """Raise FixedPointOverflowError where a value of ``y`` (the output of
+    ``where``: "layer 'fc' (Linear)", "node 'mul' (mul)") is beyond the
+    bound: one batched comparison (10 rounds) and one opening of a count."""
     bound = getattr(_session._ctx, "overflow_bound", None)
     if bound is None or not isinstance(y, SharedTensor):
         return
@@ -80,6 +87,49 @@ def _check_range(y, where: str) -> None:
         count = flags.sum().get_plain_text(dtype=torch.float64).item()
     if count > 0.5:
         raise FixedPointOverflowError(
-            f"{int(round(count))} values of layer {where} exceed +-{bound:g}: the fixed-point "
+            f"{int(round(count))} values of {where} exceed +-{bound:g}: the fixed-point "
             "encoding would overflow (lower the learning rate or normalise the inputs)"
         )
+
+
+def check_node(graph, node, y) -> None:
+    """check_range for the output of one node of a converted graph: every
+    module call, and every function or method call whose output can leave
+    the range when its inputs are inside it (products, sums, exp, division,
+    normalisations, ...). Data movement (views, reshapes, indexing, cat)
+    and the outputs bounded by an input or by 1 (relu, max, clamp,
+    comparisons, where, sigmoid, tanh, softmax) are not checked: each check
+    costs a comparison (10 rounds) and an opening."""
+    if getattr(_session._ctx, "overflow_bound", None) is None or not isinstance(y, SharedTensor):
+        return
+    if node.op == "call_module":
+        where = f"layer {node.target!r} ({type(graph._layer(node.target)).__name__})"
+    elif node.op == "call_function" and node.target not in _UNCHECKED_FUNCTIONS:
+        where = f"node {node.name!r} ({getattr(node.target, '__name__', node.target)})"
+    elif node.op == "call_method" and node.target not in _UNCHECKED_METHODS:
+        where = f"node {node.name!r} (.{node.target}())"
+    else:
+        return
+    _check_range(y, where)
+
+
+# Methods (and below, functions) whose outputs stay in range where their
+# inputs are: moved, selected or bounded values.
+_UNCHECKED_METHODS = frozenset(
+    """view reshape flatten contiguous permute transpose unsqueeze squeeze expand expand_as
+    view_as reshape_as to cpu float double half bfloat16 type_as type t clone detach flip roll
+    chunk split unbind narrow repeat gather index_select movedim diagonal unflatten select
+    ravel moveaxis swapaxes swapdims broadcast_to take take_along_dim tile repeat_interleave
+    tensor_split hsplit vsplit dsplit unfold triu tril long bool int relu relu6 hardtanh clamp
+    clip clamp_min clamp_max max min amax amin maximum minimum masked_fill where sign abs
+    eq ne lt le gt ge sigmoid tanh softmax""".split()
+)
+_UNCHECKED_FUNCTIONS = frozenset(
+    [
+        *(f for f in (getattr(torch, n, None) for n in _UNCHECKED_METHODS) if callable(f)),
+        *(getattr(operator, n) for n in ("getitem", "eq", "ne", "lt", "le", "gt", "ge")),
+        *(F.relu, F.relu6, F.hardtanh, F.sigmoid, F.tanh, F.softmax, F.pad, getattr),
+        *(torch.cat, torch.stack, torch.concat, torch.zeros_like, torch.ones_like),
+        *(F.pixel_shuffle, F.pixel_unshuffle, F.channel_shuffle, torch.channel_shuffle),
+    ]
+)
