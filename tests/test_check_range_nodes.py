@@ -1,6 +1,7 @@
 """init(check_range=True) on a converted model's function and method calls
 (a probe, 2026-12-07: only module calls were checked, so F.linear, x @ w
 and h * h in a forward overflowed silently inside the check's window),
+and the overflow message under the probabilistic truncation.
 
 Tolerance: an in-range output of a product of grid values is within one
 truncation of float64 (conftest TRUNC) per product.
@@ -42,6 +43,11 @@ class Square(nn.Module):
     def forward(self, x):
         h = self.fc(x)
         return h * h
+
+
+class ModLinear(Square):
+    def forward(self, x):
+        return self.fc(x)
 
 
 class Moves(Square):
@@ -103,5 +109,28 @@ def test_views_and_bounded_outputs_are_not_checked():
         moved = rounds(Moves, True) - rounds(Moves, False)
         lone = rounds(FunLinear, True) - rounds(FunLinear, False)
         assert lone > 0 and one == 2 * lone == moved
+    finally:
+        cryptgpu.uninit()
+
+
+def test_the_overflow_message_names_the_probabilistic_truncation():
+    """Under "auto" inference, outputs of 1e8 (far below the bound 2^30)
+    come out off by 2^32 with chance 1e8 / 2^32 each: the message says
+    truncation="exact" rules that out. Under the exact truncation (and in
+    training, where "auto" is exact) an overflow is an overflow."""
+    cryptgpu.init(seed=1, check_range=True)
+    try:
+        xin = torch.full((4096, 1), 1e4)
+        pm = _convert(ModLinear, 1e4, xin[:1])
+        with pytest.raises(cryptgpu.nn.FixedPointOverflowError) as e:
+            with torch.no_grad():
+                pm(cryptgpu.cryptensor(xin))
+        assert 'truncation="exact"' in str(e.value) and "2^32" in str(e.value)
+        pm.train()
+        big = cryptgpu.cryptensor(torch.full((2, 1), 2e5), requires_grad=True)
+        with pytest.raises(cryptgpu.nn.FixedPointOverflowError) as e:
+            pm(big)
+        assert "learning rate" in str(e.value) and "truncation" not in str(e.value)
+        assert usable()
     finally:
         cryptgpu.uninit()

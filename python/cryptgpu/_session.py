@@ -338,12 +338,16 @@ def sync_truncation(session: _native.Session, recording: bool) -> None:
     inside a backward pass or an optimiser step, or always at more than 20
     fractional bits. Every party of an SPMD run makes the same choice, as
     each runs the same script."""
-    mode = _ctx.truncation
-    busy = recording or _ctx.training_depth > 0 or _ctx.fine
-    want = mode == "exact" or (mode == "auto" and busy)
+    want = exact_truncation(recording)
     if want != _ctx.exact_now:
         session.set_exact_truncation(want)
         _ctx.exact_now = want
+
+
+def exact_truncation(recording: bool) -> bool:
+    """Whether an operation truncates exactly now (see sync_truncation)."""
+    busy = recording or _ctx.training_depth > 0 or _ctx.fine
+    return _ctx.truncation == "exact" or (_ctx.truncation == "auto" and busy)
 
 
 def truncation() -> str:

@@ -82,14 +82,25 @@ def _check_range(y, where: str) -> None:
     bound = getattr(_session._ctx, "overflow_bound", None)
     if bound is None or not isinstance(y, SharedTensor):
         return
+    recorded = ag.needs_grad(y)  # the truncations of y's operation were exact in "auto"
     with ag.no_grad():
         flags = cat([(y - bound).reshape(-1), (-y - bound).reshape(-1)]).neg()._ltz("overflow")
         count = flags.sum().get_plain_text(dtype=torch.float64).item()
     if count > 0.5:
-        raise FixedPointOverflowError(
-            f"{int(round(count))} values of {where} exceed +-{bound:g}: the fixed-point "
-            "encoding would overflow (lower the learning rate or normalise the inputs)"
-        )
+        msg = f"{int(round(count))} values of {where} exceed +-{bound:g}: "
+        if _session.exact_truncation(recorded):
+            why = "the fixed-point encoding would overflow "
+            why += "(lower the learning rate or normalise the inputs)"
+        else:
+            e, mode = 64 - 2 * y._s().precision_bits, _session.truncation()
+            used = " (truncation='auto' uses it at inference)" if mode == "auto" else ""
+            why = (
+                "either the fixed-point encoding would overflow (normalise the inputs) or, more "
+                f"likely if the values should be far below the bound, the probabilistic "
+                f"truncation failed{used}: a failed element is off by about 2^{e}, with chance "
+                f'|value| / 2^{e} each; cryptgpu.init(truncation="exact") rules that out'
+            )
+        raise FixedPointOverflowError(msg + why)
 
 
 def check_node(graph, node, y) -> None:
