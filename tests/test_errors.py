@@ -79,6 +79,23 @@ def test_unencodable_values(session):
         x * 2.0**40
 
 
+def test_python_ints_beyond_64_bits_are_unencodable_values(session):
+    """cryptensor([2**70]) raised TypeError "list of object values" (a
+    probe, 2026-12-07) where cryptensor(2**70) and [1.0, 2**63] raise
+    EncodingError; 10**400, too large for a float64, raised OverflowError.
+    torch.tensor([2**70], dtype=torch.float64) takes the value, which is
+    outside the encoding's range: EncodingError, a ValueError."""
+    x = cryptgpu.cryptensor([1.0])
+    for bad in ([2**70], [[-(2**80)], [3]], [2**70, 1.5], 10**400, [10**400]):
+        with pytest.raises(cryptgpu.EncodingError, match="range"):
+            cryptgpu.cryptensor(bad)
+        with pytest.raises(ValueError, match="range"):
+            x + bad
+    with pytest.raises(TypeError):  # not numbers: as before
+        cryptgpu.cryptensor(["a", 2**70])
+    assert usable()
+
+
 def test_shape_mismatch(session):
     x = cryptgpu.cryptensor(torch.ones(2, 3))
     y = cryptgpu.cryptensor(torch.ones(4, 5))

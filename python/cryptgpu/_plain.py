@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ._native import InvalidArgumentError, OutOfMemoryError
+from ._native import EncodingError, InvalidArgumentError, OutOfMemoryError
 
 _FLOAT_KINDS = "fiub"  # float, signed/unsigned int, bool
 
@@ -71,19 +71,36 @@ def _plain_array(x, what: str = "operand") -> np.ndarray:
             raise TypeError(f"cannot secret-share a numpy array of dtype {x.dtype} ({what})")
         return x.astype(np.float64)
     if isinstance(x, (bool, np.bool_)) or isinstance(x, numbers.Real):
-        return np.asarray(float(x), dtype=np.float64)
+        return np.asarray(_float_of(x, what), dtype=np.float64)
     if isinstance(x, (list, tuple)):
         try:
             arr = np.asarray(x)
         except ValueError as e:
             raise ValueError(f"ragged nested list cannot be shared ({what}): {e}") from None
         _refuse_complex(arr, what)
+        if arr.dtype == object and all(isinstance(v, numbers.Real) for v in arr.flat):
+            # Python ints beyond 64 bits ([2**70]): numbers, out of range for
+            # the encoding (EncodingError), as 2**70 alone (until 2026-12-07
+            # TypeError "list of object values")
+            arr = np.array([_float_of(v, what) for v in arr.flat]).reshape(arr.shape)
         if arr.dtype.kind not in _FLOAT_KINDS:
             raise TypeError(f"list of {arr.dtype} values cannot be secret-shared ({what})")
         return arr.astype(np.float64)
     raise TypeError(
         f"expected a torch tensor, numpy array, number or list ({what}), got {type(x).__name__}"
     )
+
+
+def _float_of(x, what: str) -> float:
+    """float(x); an integer too large for a float64 (10**400) is refused as
+    any value out of the encoding's range (EncodingError), not OverflowError."""
+    try:
+        return float(x)
+    except OverflowError:
+        raise EncodingError(
+            f"encoding error: an integer of {int(x).bit_length()} bits is outside the "
+            f"representable range ({what})"
+        ) from None
 
 
 def _is_integer_plain(x) -> bool:
