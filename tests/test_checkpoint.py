@@ -505,3 +505,36 @@ def test_a_checkpoint_saved_before_the_first_dropout_mask_is_not_replayed_past_i
     train_step(model.train(), opt)  # its dropout masks come from a new coin
     assert usable()
     cryptgpu.uninit()
+
+
+def test_a_save_stopped_between_parties_leaves_the_last_checkpoint_whole(tmp_path, monkeypatch):
+    """Each party's file replaced its old one as soon as it was written: a
+    Ctrl-C (or a full disk) between them left party 0's new file beside
+    parties 1 and 2's old ones, which load refuses, and the last good
+    checkpoint was gone (a user probe, 2026-12-06). Now every file is
+    written first and the old ones are replaced together."""
+    cryptgpu.init(seed=5)
+    try:
+        old = torch.tensor([1.0, -2.0, 3.5], dtype=torch.float64)
+        path = str(tmp_path / "ckpt")
+        cryptgpu.save(cryptgpu.cryptensor(old), path)
+        calls = []
+        real = torch.save
+
+        def stopped(obj, f, **kw):
+            calls.append(f)
+            if len(calls) == 2:  # the second party's file
+                raise KeyboardInterrupt
+            return real(obj, f, **kw)
+
+        monkeypatch.setattr(torch, "save", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            cryptgpu.save(cryptgpu.cryptensor(old * 10), path)
+        monkeypatch.setattr(torch, "save", real)
+        assert len(calls) == 2
+        assert sorted(p.name for p in tmp_path.iterdir()) == [f"ckpt.party{r}" for r in range(3)]
+        # the old values come back: encoded exactly (multiples of 2^-16)
+        assert torch.equal(cryptgpu.load(path).get_plain_text(dtype=torch.float64), old)
+        assert usable()
+    finally:
+        cryptgpu.uninit()

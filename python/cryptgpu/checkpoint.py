@@ -40,6 +40,7 @@ until 2026-12-06 it drew one and went on): resume it in a new session with
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import pickle
 
@@ -276,7 +277,28 @@ def save(obj, f, src: int | None = None, **kwargs) -> list[str]:
         )
     kwargs.pop("save_closure", None)
     _per_party_path(f)
-    paths = []
+    paths, written = [], []
+    try:
+        for rec in _records(obj, s):
+            p = _path(f, rec["rank"])
+            torch.save(rec, p + ".tmp", **kwargs)
+            written.append(p + ".tmp")
+            paths.append(p)
+    except BaseException:
+        # an error or a Ctrl-C while writing leaves the last checkpoint whole
+        # (until 2026-12-06 each party's file replaced its old one as soon
+        # as written: a stop between them left a mix that load refuses)
+        for tmp in written:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+        raise
+    for p in paths:  # then all at once: no call but the renames between
+        os.replace(p + ".tmp", p)
+    return paths
+
+
+def _records(obj, s):
+    """Each party's checkpoint record (the parties this process hosts)."""
     for rank, own_key, own_ctr, next_key, next_ctr in s.prg_states():
         rec = {
             "format": FORMAT,
@@ -294,12 +316,7 @@ def save(obj, f, src: int | None = None, **kwargs) -> list[str]:
         dropout = _session.common_generator_state()
         if dropout is not None:  # the dropout masks' generator, if drawn yet
             rec["dropout_rng"] = dropout
-        p = _path(f, rank)
-        tmp = p + ".tmp"
-        torch.save(rec, tmp, **kwargs)
-        os.replace(tmp, p)  # a crash while writing leaves the last checkpoint whole
-        paths.append(p)
-    return paths
+        yield rec
 
 
 def _per_party_path(f) -> None:
