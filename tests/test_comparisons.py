@@ -133,7 +133,86 @@ def test_max_pool2d(session, rng, k, stride, pad, dil):
     )
     assert_close(pt(got), want, 0.0)
     ohp = pt(oh)
-    assert ohp.shape[:4] == want.shape and (ohp.sum(-1) == 1).all()
+    assert ohp.shape == want.shape + _pair2(k) and (ohp.sum((-2, -1)) == 1).all()
+    assert torch.equal(_mask_to_indices(ohp, a.shape[-2:], k, stride, pad, dil), idx)
+
+
+def _pair2(v):
+    return tuple(v) if isinstance(v, tuple) else (v, v)
+
+
+def _mask_to_indices(mask, hw, k, stride, pad, dil):
+    """torch's flat indices from CrypTen's one-hot window mask [.., OH, OW,
+    kh, kw]; a hot padding slot (or one past the input) reads -1."""
+    (kh, kw), (ph, pw), (dh, dw) = _pair2(k), _pair2(pad), _pair2(dil)
+    sh, sw = _pair2(k if stride is None else stride)
+    oh, ow = mask.shape[-4], mask.shape[-3]
+    slot = torch.full((oh, ow, kh, kw), -1, dtype=torch.int64)
+    for i in range(oh):
+        for j in range(ow):
+            for u in range(kh):
+                for v in range(kw):
+                    y, x = i * sh + u * dh - ph, j * sw + v * dw - pw
+                    if 0 <= y < hw[0] and 0 <= x < hw[1]:
+                        slot[i, j, u, v] = y * hw[1] + x
+    hot = mask.round().long()
+    on_pad = (hot * (slot < 0)).sum((-2, -1)) > 0
+    return torch.where(on_pad, -1, (hot * slot).sum((-2, -1)))
+
+
+@pytest.mark.parametrize(
+    "k,stride,pad,dil,ceil",
+    [
+        (2, 1, 1, 1, False),
+        (3, 2, 1, 1, False),
+        ((2, 3), (1, 2), (1, 1), 1, False),
+        (3, 1, 1, 2, False),
+        (2, 2, 1, 1, True),
+        (3, 2, 1, 1, True),
+    ],
+)
+def test_max_pool2d_mask_never_marks_padding(session, k, stride, pad, dil, ceil):
+    """return_indices' mask is CrypTen's [N, C, OH, OW, kh, kw] and its hot
+    slot is torch's index: the first in-bounds maximum. The engine fills a
+    padding slot with a copy of the window's first in-bounds element and
+    the tournament's tie went to that earlier, padded slot (a mask that
+    pointed into the padding in 3 of 16 windows of a 3 x 3 input); many
+    ties here (integers in [-3, 3], negative ones beside the padding). The
+    values, the mask and the gradient (to torch's index) are exact."""
+    gen = torch.Generator().manual_seed(7)
+    a = torch.randint(-3, 4, (2, 2, 7, 6), generator=gen).double()
+    want, idx = Fn.max_pool2d(a, k, stride, pad, dil, ceil_mode=ceil, return_indices=True)
+    x = cryptgpu.cryptensor(a, requires_grad=True)
+    got, oh = x.max_pool2d(
+        k, stride=stride, padding=pad, dilation=dil, ceil_mode=ceil, return_indices=True
+    )
+    assert_close(pt(got), want, 0.0)
+    ohp = pt(oh)
+    assert ohp.shape == want.shape + _pair2(k) and (ohp.sum((-2, -1)) == 1).all()
+    assert torch.equal(_mask_to_indices(ohp, a.shape[-2:], k, stride, pad, dil), idx)
+    g = torch.arange(want.numel(), dtype=torch.float64).reshape(want.shape) % 5 - 2
+    got.backward(cryptgpu.cryptensor(g))
+    at = a.clone().requires_grad_()
+    Fn.max_pool2d(at, k, stride, pad, dil, ceil_mode=ceil).backward(g)
+    assert_close(pt(x.grad), at.grad, 0.0)  # integer gradients summed: exact
+
+
+def test_max_pool_masks_unbatched_and_1d(session):
+    """The mask of an unbatched (CHW) input drops N; max_pool1d's is
+    [N, C, OL, k], its hot slot torch's index too."""
+    gen = torch.Generator().manual_seed(8)
+    a = torch.randint(-3, 4, (3, 5, 5), generator=gen).double()
+    want, idx = Fn.max_pool2d(a, 2, 1, 1, return_indices=True)
+    _, oh = cryptgpu.cryptensor(a).max_pool2d(2, 1, 1, return_indices=True)
+    assert torch.equal(_mask_to_indices(pt(oh), a.shape[-2:], 2, 1, 1, 1), idx)
+    b = torch.randint(-3, 4, (2, 3, 9), generator=gen).double()
+    want, idx = Fn.max_pool1d(b, 3, 2, 1, return_indices=True)
+    got, m = cryptgpu.cryptensor(b).max_pool1d(3, 2, 1, return_indices=True)
+    assert_close(pt(got), want, 0.0)
+    m = pt(m)
+    assert m.shape == want.shape + (3,)
+    hot = _mask_to_indices(m.unsqueeze(-2).unsqueeze(-4), (1, 9), (1, 3), (1, 2), (0, 1), 1)
+    assert torch.equal(hot.squeeze(-2), idx)
 
 
 def test_max_pool2d_unbatched(session, rng):

@@ -13,6 +13,7 @@ from . import autograd as ag
 from . import gradients as gr
 from ._native import InvalidArgumentError, ShapeError
 from ._plain import _buf, _index, _ints, _pair, check_positions
+from .pool_masks import adaptive_bounds, off_padding
 from .tensor_base import TensorBase
 
 
@@ -173,21 +174,25 @@ class LayerOps:
         out = self.unsqueeze(-2).conv2d(w, bias, (1, st), pad, (1, dil), groups)
         return out.squeeze(-2)
 
-    def max_pool1d(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
-        """``F.max_pool1d`` on an NCL (or CL) input, as a 1 x k 2-D pooling."""
+    def max_pool1d(
+        self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False
+    ):
+        """``F.max_pool1d`` on an NCL (or CL) input, as a 1 x k 2-D pooling;
+        ``return_indices`` also returns the one-hot mask of each window's
+        maximum, shape [N, C, OL, k] (as :meth:`max_pool2d`'s)."""
         k = _single(kernel_size, "kernel_size")
         st = k if stride is None else _single(stride, "stride")
-        return (
-            self.unsqueeze(-2)
-            .max_pool2d(
-                (1, k),
-                stride=(1, st),
-                padding=(0, _single(padding, "padding")),
-                dilation=(1, _single(dilation, "dilation")),
-                ceil_mode=ceil_mode,
-            )
-            .squeeze(-2)
+        out = self.unsqueeze(-2).max_pool2d(
+            (1, k),
+            stride=(1, st),
+            padding=(0, _single(padding, "padding")),
+            dilation=(1, _single(dilation, "dilation")),
+            ceil_mode=ceil_mode,
+            return_indices=return_indices,
         )
+        if return_indices:
+            return out[0].squeeze(-2), out[1].squeeze(-2).squeeze(-3)
+        return out.squeeze(-2)
 
     def avg_pool1d(
         self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True
@@ -316,9 +321,11 @@ class LayerOps:
         """Max pooling (padding acts as -inf), with CrypTen's argument order
         (kernel_size, padding, stride, ...: ``x.max_pool2d(3, 1, 2)`` pads by
         1 with stride 2, as in CrypTen; ``F.max_pool2d(x, ...)`` keeps
-        torch's order). With ``return_indices`` also returns the one-hot
-        argmax of every window, shape [N, C, OH, OW, kh*kw], as kept for the
-        backward pass. ``ceil_mode`` (torch's: a last window that starts
+        torch's order). With ``return_indices`` also returns CrypTen's
+        one-hot mask of every window's maximum, shape [N, C, OH, OW, kh, kw]
+        (the window position of torch's index: the first in-bounds maximum
+        in row-major window order; a padding slot is never hot; see
+        :mod:`cryptgpu.pool_masks`). ``ceil_mode`` (torch's: a last window that starts
         inside the input or its left padding counts even where it runs past
         the end) repeats the last row and column as far as such windows
         reach: a window past the end always holds that row or column, so
@@ -342,7 +349,7 @@ class LayerOps:
             v, a = win._tournament(return_indices or grad, "max_pool2d")
         if grad:
             gr.record_max_pool2d(v, x, a, (k, st, pad, dil))
-            a = a if return_indices else None
+        a = off_padding(a, tuple(x.shape[-2:]), k, st, pad, dil) if return_indices else None
         if squeeze:
             v = v.squeeze(0)
             a = a.squeeze(0) if a is not None else None
@@ -413,11 +420,6 @@ def adaptive_length(output_size, what: str) -> int:
             f"not {type(v).__name__}"
         )
     return o
-
-
-def adaptive_bounds(n: int, o: int) -> list:
-    """torch's adaptive windows of n positions into o: [start, end) each."""
-    return [(i * n // o, -(-(i + 1) * n // o)) for i in range(o)]
 
 
 def _adaptive_axis_mean(x, dim: int, o: int):
