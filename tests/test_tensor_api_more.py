@@ -379,6 +379,39 @@ def test_clamp_gradient_is_zero_at_both_bounds(session):
     assert_close(pt(x.grad), t.grad, 0.0)
 
 
+def test_clamp_with_equal_or_crossed_bounds_has_no_gradient(session):
+    """clamp(a, a) and hardtanh(a, a) are the constant a: torch's gradient
+    is 0 everywhere. The one batched ReLU's derivative [x > min] - 1 +
+    [x < max] gave -1 at x == a (CrypTen's test_hardtanh loops max_val from
+    min_val). clamp(a, b) with a > b is b everywhere (torch's rule), with
+    no gradient; plaintext tensor bounds equal or crossed in some columns
+    are the constant max there (no gradient at either bound elsewhere, the
+    README's rule). Values are selections of encoded inputs or bounds
+    (ENC); gradients of 0/1 are exact."""
+    v = torch.tensor([1.0, 2.0, 3.0, 1.5, 2.5, -2.0], dtype=torch.float64)
+    forms = [
+        (lambda y: y.clamp(2.0, 2.0), lambda y: y.clamp(2.0, 2.0)),
+        (lambda y: y.hardtanh(2.0, 2.0), lambda y: F.hardtanh(y, 2.0, 2.0)),
+        (lambda y: F.hardtanh(y, -2, -2), lambda y: F.hardtanh(y, -2.0, -2.0)),
+        (lambda y: y.clamp(3.0, 1.5), lambda y: y.clamp(3.0, 1.5)),
+    ]
+    for ours, theirs in forms:
+        t = v.clone().requires_grad_()
+        x = cryptgpu.cryptensor(v, requires_grad=True)
+        y, ty = ours(x), theirs(t)
+        assert_close(pt(y), ty.detach(), ENC)
+        y.sum().backward()
+        ty.sum().backward()
+        assert_close(pt(x.grad), t.grad, 0.0)
+    lo = torch.tensor([2.0, 2.0, 3.0, 3.0, 1.0, -2.0], dtype=torch.float64)
+    hi = torch.tensor([2.0, 1.0, 3.0, 1.0, 3.0, 0.0], dtype=torch.float64)
+    x = cryptgpu.cryptensor(v, requires_grad=True)
+    y = x.clamp(lo, hi)
+    assert_close(pt(y), torch.clamp(v, lo, hi), ENC)
+    y.sum().backward()
+    assert_close(pt(x.grad), ((v > lo) & (v < hi)).double(), 0.0)
+
+
 @pytest.mark.parametrize("scale", [0.1, 1.0, 100.0, 300.0])
 def test_cosine_similarity_at_any_scale(session, scale):
     """One ratio of the dot product over sqrt(|x1|^2 |x2|^2) wrapped for

@@ -154,16 +154,22 @@ class ComparisonOps:
             if isinstance(min, TensorBase) or isinstance(max, TensorBase):
                 return max - (max - ((self - min).relu() + min)).relu()
             lo, hi = (_float64(v, "clamp") for v in (min, max))
-            if bool((lo > hi).any()):
+            flat = lo >= hi  # the result is max there, its gradient 0 (torch's)
+            if bool(flat.any()):
                 if lo.dim() == 0 and hi.dim() == 0:
                     return self * 0 + float(hi)  # max everywhere: no comparison
                 min = torch.minimum(lo, hi)  # noqa: A001 - max where min > max
             # relu(x - max) as (x - max) + relu(max - x), equal in the ring:
             # the same one batched ReLU, and the gradient [x > min] - 1 +
             # [x < max] is 0 at both bounds, as torch's (relu'(0) = 0 gave
-            # 1 at the upper bound until 2026-12-05)
+            # 1 at the upper bound until 2026-12-05); where min == max it is
+            # -1 at x == min, so those elements are the constant max
+            # (products with public 0/1 factors: exact)
             r = stack([self - min, self.neg() + max]).relu()
-            return r[0] - r[1] - self + (max + min)
+            out = r[0] - r[1] - self + (max + min)
+            if bool(flat.any()):
+                out = out * (~flat).double() + hi * flat.double()
+            return out
         if min is not None:
             return (self - min).relu() + min
         return max - (max - self).relu()
