@@ -273,3 +273,41 @@ def test_bad_arguments(session):
 
 def test_encoding_tolerance_constant():
     assert ENC == ULP / 2
+
+
+@pytest.mark.parametrize("hw,out", [((5, 5), 2), ((7, 6), (3, 4)), ((6, 6), 3), ((4, 5), (1, 1))])
+def test_adaptive_max_pool2d_return_indices(session, hw, out):
+    """CrypTen's keyword (TypeError before): values, and a one-hot mask
+    [N, C, OH, OW, kh, kw] over each of torch's windows (kh x kw the
+    largest; a short window's extra slots are never hot) whose hot slot is
+    torch's index; the gradient goes there too. Integers in [-3, 3]: many
+    ties; selections and 0/1 gradients are exact."""
+    gen = torch.Generator().manual_seed(9)
+    a = torch.randint(-3, 4, (2, 2) + hw, generator=gen).double()
+    want, idx = Fn.adaptive_max_pool2d(a, out, return_indices=True)
+    x = cryptgpu.cryptensor(a, requires_grad=True)
+    assert_close(pt(x.adaptive_max_pool2d(out, return_indices=False)), want, 0.0)
+    got, mask = x.adaptive_max_pool2d(out, return_indices=True)
+    assert_close(pt(got), want, 0.0)
+    (oh, ow), (h, w) = want.shape[-2:], hw
+    rows = [(i * h // oh, -(-(i + 1) * h // oh)) for i in range(oh)]
+    cols = [(j * w // ow, -(-(j + 1) * w // ow)) for j in range(ow)]
+    kh, kw = max(b - a for a, b in rows), max(b - a for a, b in cols)
+    m = pt(mask)
+    assert m.shape == want.shape + (kh, kw) and (m.sum((-2, -1)) == 1).all()
+    slot = torch.full((oh, ow, kh, kw), -1, dtype=torch.int64)
+    for i, (r0, r1) in enumerate(rows):
+        for j, (c0, c1) in enumerate(cols):
+            for u in range(r1 - r0):
+                for v in range(c1 - c0):
+                    slot[i, j, u, v] = (r0 + u) * w + c0 + v
+    hot = m.round().long()
+    on_extra = (hot * (slot < 0)).sum((-2, -1)) > 0
+    assert torch.equal(torch.where(on_extra, -1, (hot * slot).sum((-2, -1))), idx)
+    g = torch.arange(want.numel(), dtype=torch.float64).reshape(want.shape) % 5 - 2
+    got.backward(cryptgpu.cryptensor(g))
+    at = a.clone().requires_grad_()
+    Fn.adaptive_max_pool2d(at, out).backward(g)
+    assert_close(pt(x.grad), at.grad, 0.0)  # integer gradients summed: exact
+    _, m3 = cryptgpu.cryptensor(a[0]).adaptive_max_pool2d(out, return_indices=True)
+    assert_close(pt(m3), m[0], 0.0)  # an unbatched input: the same mask without N

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from ._plain import check_positions
+
 
 def adaptive_bounds(n: int, o: int) -> list:
     """torch's adaptive windows of n positions into o: [start, end) each."""
@@ -30,3 +32,25 @@ def off_padding(mask, hw, k, st, pad, dil):
         on_pad = (mask * (~inside).double()).sum(-1, keepdim=True)
         mask = mask * inside.double() + on_pad * first.double()
     return mask.reshape(tuple(mask.shape[:-1]) + tuple(k))
+
+
+def adaptive_max_with_mask(x, oh: int, ow: int):
+    """(values, mask) of ``F.adaptive_max_pool2d`` on an NCHW input whose
+    windows differ in size: each of torch's windows gathered into kh x kw
+    slots (kh, kw the largest window's), a short window's extra slots
+    repeating its last row or column, which come after their source in
+    row-major order and so never win a tie; one tournament per window.
+    Recorded through the gather and the maximum (the gradient goes to the
+    selected element)."""
+    h, w = x.shape[-2], x.shape[-1]
+    rows, cols = adaptive_bounds(h, oh), adaptive_bounds(w, ow)
+    kh = max(b - a for a, b in rows)
+    kw = max(b - a for a, b in cols)
+    check_positions(x.numel() // (h * w) * oh * ow * kh * kw, "adaptive_max_pool2d")
+    r = torch.tensor([[a + min(j, b - a - 1) for j in range(kh)] for a, b in rows])
+    c = torch.tensor([[a + min(j, b - a - 1) for j in range(kw)] for a, b in cols])
+    # flat input position of slot (i, j, u, v): row r[i, u], column c[j, v]
+    flat = r[:, None, :, None] * w + c[None, :, None, :]  # oh, ow, kh, kw
+    y = x.flatten(-2).index_select(-1, flat.reshape(-1))
+    v, a = y.reshape(tuple(x.shape[:-2]) + (oh, ow, kh * kw)).max(-1)
+    return v, a.reshape(tuple(a.shape[:-1]) + (kh, kw))

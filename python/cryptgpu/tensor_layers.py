@@ -13,7 +13,7 @@ from . import autograd as ag
 from . import gradients as gr
 from ._native import InvalidArgumentError, ShapeError
 from ._plain import _buf, _index, _ints, _pair, check_positions
-from .pool_masks import adaptive_bounds, off_padding
+from .pool_masks import adaptive_bounds, adaptive_max_with_mask, off_padding
 from .tensor_base import TensorBase
 
 
@@ -292,17 +292,29 @@ class LayerOps:
             return self.avg_pool2d((h // oh, w // ow))
         return _adaptive_axis_mean(_adaptive_axis_mean(self, -2, oh), -1, ow)
 
-    def adaptive_max_pool2d(self, output_size) -> TensorBase:
+    def adaptive_max_pool2d(self, output_size, return_indices=False):
         """``F.adaptive_max_pool2d``: where the output size divides the input,
         one :meth:`max_pool2d` (one tournament over H x W when global); else
         torch's windows, axis by axis (the maximum over a rectangle is the
         maximum over its rows of the maximum over its columns): each window
         gathered at public positions, a short one repeating its last element
-        (the maximum is unchanged), one tournament per axis."""
+        (the maximum is unchanged), one tournament per axis.
+        ``return_indices`` (CrypTen's keyword) also returns the one-hot mask
+        of each window's maximum, [N, C, OH, OW, kh, kw] (kh x kw the
+        largest window; torch's index: the first maximum in row-major
+        window order), one tournament over each whole window
+        (:func:`cryptgpu.pool_masks.adaptive_max_with_mask`)."""
         oh, ow = _adaptive_size(self, output_size, "adaptive_max_pool2d")
         h, w = self.shape[-2], self.shape[-1]
         if oh == 0 or ow == 0:
-            return _empty_pool(self, oh, ow)
+            out = _empty_pool(self, oh, ow)
+            return (out, out.unsqueeze(-1).unsqueeze(-1)) if return_indices else out
+        if return_indices:
+            if h % oh == 0 and w % ow == 0:
+                return self.max_pool2d((h // oh, w // ow), return_indices=True)
+            x, squeeze = _pool_input(self)
+            v, a = adaptive_max_with_mask(x, oh, ow)
+            return (v.squeeze(0), a.squeeze(0)) if squeeze else (v, a)
         if (oh, ow) == (1, 1):  # global: one tournament over H x W
             return self.flatten(-2).amax(-1, keepdim=True).unsqueeze(-1)
         if h % oh == 0 and w % ow == 0:

@@ -180,7 +180,11 @@ def _adaptive_max_pool1d(x, output_size, return_indices=False):
 
 def _adaptive_max_pool2d(x, output_size, return_indices=False):
     if return_indices:
-        raise NotImplementedError("adaptive_max_pool2d with return_indices on a SharedTensor")
+        raise NotImplementedError(
+            "F.adaptive_max_pool2d(..., return_indices=True) on a SharedTensor: torch's flat "
+            "indices would be secret positions; x.adaptive_max_pool2d(size, return_indices=True) "
+            "gives the one-hot mask of each window's maximum instead"
+        )
     return AdaptiveMaxPool2d(output_size).forward(x)
 
 
