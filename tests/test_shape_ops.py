@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as Fn
 
 import cryptgpu
-from conftest import ENC, assert_close, rand
+from conftest import ENC, assert_close, rand, usable
 
 
 @pytest.fixture
@@ -76,6 +76,31 @@ def test_pad(pair):
     check(x.pad((1, 1, 2, 0)), Fn.pad(a, (1, 1, 2, 0)))
     check(x.pad((0, 0, 1, 1), value=1.5), Fn.pad(a, (0, 0, 1, 1), value=1.5))
     check(x.pad((-1, 1)), Fn.pad(a, (-1, 1)))
+
+
+def test_pad_with_a_shared_value(pair):
+    """CrypTen's test_pad pads with MPCTensor(value): a 0-d SharedTensor
+    fills the border (a SecretValueError from the library's own
+    ``value != 0`` before), through the method and F.pad, crops included;
+    its gradient is the sum of the border's. Values: encodings only (the
+    border is the encoded value times public 0/1: exact); gradients of
+    integers: exact."""
+    a, x = pair
+    v = cryptgpu.cryptensor(torch.tensor(-2.75))
+    for p in [(1, 2), (1, 1, 2, 0), (0, 0, 1, 1, 0, 2), (-1, 1, 1, 0)]:
+        check(x.pad(p, value=v), Fn.pad(a, p, value=-2.75))
+        check(Fn.pad(x, p, value=v), Fn.pad(a, p, value=-2.75))
+        check(x.pad(p, "constant", v), Fn.pad(a, p, value=-2.75))  # CrypTen's order
+    xs = cryptgpu.cryptensor(a, requires_grad=True)
+    vs = cryptgpu.cryptensor(torch.tensor(0.5), requires_grad=True)
+    g = torch.arange(2 * 3 * 5 * 8, dtype=torch.float64).reshape(2, 3, 5, 8) % 7 - 3
+    xs.pad((1, 2, 0, 1), value=vs).backward(cryptgpu.cryptensor(g))
+    assert_close(xs.grad.get_plain_text(dtype=torch.float64), g[:, :, :4, 1:6], 0.0)
+    border = g.sum() - g[:, :, :4, 1:6].sum()
+    assert_close(vs.grad.get_plain_text(dtype=torch.float64), border, 0.0)
+    with pytest.raises(TypeError, match="value"):  # torch's type: a float or a 0-d tensor
+        x.pad((1, 1), value=cryptgpu.cryptensor(torch.ones(2)))
+    assert usable()
 
 
 def test_size_len_numel(pair):

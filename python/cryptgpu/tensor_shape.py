@@ -403,9 +403,17 @@ class ShapeOps:
         """Padding with ``torch.nn.functional.pad`` semantics (pairs of
         (before, after) from the last dim backwards; negative values crop);
         ``mode`` "reflect", "replicate" or "circular" copies elements at
-        public positions (CrypTen's order ``pad(pad, mode, value)`` works too)."""
+        public positions (CrypTen's order ``pad(pad, mode, value)`` works too).
+        A 0-d SharedTensor ``value`` (CrypTen's encrypted pad value) fills
+        the border as its product with a public 0/1 mask (exact, local; its
+        gradient is the sum of the border's)."""
         if isinstance(value, str):  # x.pad(pad, "reflect"): CrypTen's order
-            mode, value = value, (0.0 if mode == "constant" else mode)
+            mode, value = value, (0.0 if isinstance(mode, str) else mode)
+        if isinstance(value, TensorBase) and value.dim() != 0:
+            raise TypeError(
+                "pad(): argument 'value' must be a number or a 0-d SharedTensor, "
+                f"not one of shape {tuple(value.shape)}"
+            )
         if any(isinstance(p, bool) or not isinstance(p, (int, np.integer)) for p in pad):
             raise TypeError(f"pad(): argument 'pad' must be a tuple of ints, got {tuple(pad)}")
         if mode != "constant":
@@ -429,11 +437,12 @@ class ShapeOps:
         out = self._wrap(self._s().pad(x._t, pos))
         if ag.needs_grad(x):
             gr.record_pad(out, x, pos)
-        if value != 0 and out.numel():
-            mask = np.full(tuple(out.shape), float(value))
+        shared = isinstance(value, TensorBase)
+        if (shared or value != 0) and out.numel() > x.numel():
+            mask = np.full(tuple(out.shape), 1.0 if shared else float(value))
             inner = tuple(slice(a, a + n) for (a, _), n in zip(pos, x.shape))
             mask[inner] = 0.0
-            out = out + mask
+            out = out + (value * mask if shared else mask)
         return out
 
     @staticmethod
