@@ -81,6 +81,34 @@ def test_activation_matches_torch(session, name, priv, plain, tol):
     assert_close(pt(priv(cryptgpu.cryptensor(A))), plain(A), tol)
 
 
+def test_polynomial_with_shared_coefficients(session):
+    """CrypTen's test_polynomial passes MPCTensor(coeffs): the same Horner's
+    rule with private products (a misleading "len() of a 0-d tensor"
+    before), the coefficients' gradients too. |x| <= X = 2, |c| <= 1."""
+    g = torch.Generator().manual_seed(4)
+    b = torch.rand(9, generator=g, dtype=torch.float64) * 4 - 2
+    c = torch.tensor([0.7, -0.9, 0.4], dtype=torch.float64)
+    x = cryptgpu.cryptensor(b, requires_grad=True)
+    cs = cryptgpu.cryptensor(c, requires_grad=True)
+    y = x.polynomial(cs)
+    bt, ct = b.clone().requires_grad_(), c.clone().requires_grad_()
+    yt = ct[0] * bt + ct[1] * bt**2 + ct[2] * bt**3
+    X = 2.0
+    # as the public case: each coefficient's encoding times |x|^(i+1), the
+    # input's through the slope (|p'| <= 0.7 + 2 0.9 X + 3 0.4 X^2 < 10),
+    # the truncations times the |x| factors after them
+    fwd = ENC * (X + X**2 + X**3) + 10 * ENC + TRUNC * (1 + X + X**2)
+    assert_close(pt(y), yt.detach(), fwd)
+    assert_close(pt(x.polynomial(c)), yt.detach(), fwd)  # public ones: as before
+    y.sum().backward()
+    yt.sum().backward()
+    # d/dx: three terms (acc2, x acc, x^2 c2), each a chain like the forward's
+    assert_close(pt(x.grad), bt.grad, 3 * fwd)
+    # d/dc_k = sum_i x_i^(k+1): per element k + 1 encodings of x times
+    # X^k and a truncation per product (1 + X + X^2 for k = 2), over 9
+    assert_close(pt(cs.grad), ct.grad, 9 * (3 * X**2 * ENC + (1 + X + X**2) * TRUNC))
+
+
 def test_norms_normalize_and_pos_pow(session):
     a = torch.tensor([[3.0, -4.0, 12.0], [0.5, 0.25, -1.0]], dtype=torch.float64)
     x = cryptgpu.cryptensor(a)

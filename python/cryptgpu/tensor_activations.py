@@ -156,11 +156,22 @@ class ActivationOps:
         from the linear term up; no constant term): d products in sequence
         for degree d (2d rounds, d n elements). CrypTen's ``func`` (how
         powers are formed) must be "mul", its default; any other value
-        is NotImplementedError."""
+        is NotImplementedError. Shared coefficients (CrypTen's
+        ``MPCTensor(coeffs)``, flattened) take the same Horner's rule with
+        private products (the same rounds), recorded for autograd: the
+        coefficients get their gradients too."""
         if not (isinstance(func, str) and func == "mul"):
             raise NotImplementedError(
                 f"polynomial(func={func!r}) on a SharedTensor: only func='mul' is provided"
             )
+        if isinstance(coeffs, TensorBase):
+            cs = coeffs.reshape(-1)
+            if cs.shape[0] == 0:
+                raise InvalidArgumentError("polynomial needs at least one coefficient")
+            acc = cs[-1]
+            for k in range(cs.shape[0] - 2, -1, -1):
+                acc = acc * self + cs[k]
+            return acc * self
         c = [float(v) for v in _float64(coeffs, "polynomial coefficients").reshape(-1)]
         if not c:
             raise InvalidArgumentError("polynomial needs at least one coefficient")
