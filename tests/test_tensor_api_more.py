@@ -379,6 +379,26 @@ def test_clamp_gradient_is_zero_at_both_bounds(session):
     assert_close(pt(x.grad), t.grad, 0.0)
 
 
+def test_sign_of_an_input_requiring_grad_has_zero_gradient(session):
+    """torch's sign of a tensor that requires grad does too, with gradient
+    0 (CrypTen's test_unary_functions backs through it); ours did not
+    require grad and backward() raised. Signs and 0/1 gradients: exact."""
+    v = torch.tensor([[0.0, 1.5, -2.0], [3.0, -0.25, 0.0]], dtype=torch.float64)
+    t = v.clone().requires_grad_()
+    x = cryptgpu.cryptensor(v, requires_grad=True)
+    y = x.sign()
+    assert y.requires_grad and torch.sign(x).requires_grad
+    assert_close(pt(y), torch.sign(v), 0.0)
+    y.sum().backward()
+    t.sign().sum().backward()
+    assert_close(pt(x.grad), t.grad, 0.0)
+    x.grad = None
+    (x.sign() * x).sum().backward()  # |x|'s gradient through the product: sign(x)
+    assert_close(pt(x.grad), torch.sign(v), 0.0)
+    with cryptgpu.no_grad():
+        assert not x.sign().requires_grad
+
+
 def test_clamp_with_equal_or_crossed_bounds_has_no_gradient(session):
     """clamp(a, a) and hardtanh(a, a) are the constant a: torch's gradient
     is 0 everywhere. The one batched ReLU's derivative [x > min] - 1 +

@@ -95,11 +95,17 @@ class ComparisonOps:
     def sign(self) -> TensorBase:
         """1.0 where x > 0, 0.0 where x == 0, -1.0 where x < 0, as ``torch.sign``
         (CrypTen returns 1 at 0): [x < 0] and [-x < 0] in one comparison call
-        (same rounds as one, twice the bytes)."""
-        flat = self.reshape(-1)
-        n = flat.shape[0]
-        both = self._cat([flat, -flat], 0)._ltz("sign")
-        return (both[n:] - both[:n]).reshape(self.shape)
+        (same rounds as one, twice the bytes). On an input that requires
+        grad the result does too, with torch's zero gradient."""
+        recorded = ag.needs_grad(self)
+        with ag.inside(recorded):
+            flat = self.reshape(-1)
+            n = flat.shape[0]
+            both = self._cat([flat, -flat], 0)._ltz("sign")
+            out = (both[n:] - both[:n]).reshape(self.shape)
+        if recorded:
+            ag.record(out, (self,), lambda g: (g * 0,))
+        return out
 
     def abs(self) -> TensorBase:
         """|x| = x - 2 msb(x) x: one comparison, exact; differentiable (the
