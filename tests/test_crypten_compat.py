@@ -551,6 +551,11 @@ def test_cryptensor_keywords_and_the_mpctensor_name(ctx):
         crypten.cryptensor(torch.ones(2), device="cuda")
     with pytest.raises(TypeError, match="unexpected keyword"):
         crypten.cryptensor(torch.ones(2), foo=1)
+    # CrypTen's ValueError for None (cryptensor gave a TypeError, MPCTensor this)
+    for make in (crypten.cryptensor, crypten.mpc.MPCTensor):
+        with pytest.raises(ValueError, match="None"):
+            make(None)
+    assert usable()
 
 
 def test_a_torch_layer_with_weights_in_a_crypten_module_is_refused(session):

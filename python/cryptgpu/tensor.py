@@ -192,6 +192,8 @@ def cryptensor(
         raise TypeError(f"requires_grad must be a bool, not {type(requires_grad).__name__}")
     if broadcast:  # CrypTen's: the other parties pass any tensor, src's shape is sent
         data = _sized(s, src, data)
+    if data is None:  # CrypTen's (and MPCTensor's) ValueError
+        raise ValueError("Cannot initialize tensor with None.")
     comm.warn_placeholder(src)  # local runtime, src != 0, after get_rank(): once
     out = SharedTensor._share(_plain_array(data, "cryptensor"), src)
     return out.requires_grad_(requires_grad) if requires_grad else out
