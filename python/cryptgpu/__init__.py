@@ -66,6 +66,27 @@ def is_encrypted_tensor(obj) -> bool:
     return isinstance(obj, SharedTensor)
 
 
+def get_default_cryptensor_type() -> str:
+    """CrypTen's: the name of the kind of tensor :func:`cryptensor` makes,
+    "mpc" (the only kind here)."""
+    return "mpc"
+
+
+def set_default_cryptensor_type(cryptensor_type) -> None:
+    """CrypTen's: "mpc" is the only kind (nothing to change); any other
+    name is CrypTen's ValueError."""
+    if cryptensor_type != "mpc":
+        raise ValueError(f"CrypTensor type {cryptensor_type} does not exist.")
+
+
+def get_cryptensor_type(tensor) -> str:
+    """CrypTen's: "mpc" for a :class:`SharedTensor`, its ValueError for
+    anything else."""
+    if not isinstance(tensor, SharedTensor):
+        raise ValueError(f"Specified tensor is not a CrypTensor: {type(tensor)}")
+    return "mpc"
+
+
 def cuda_is_available() -> bool:
     """True when a CUDA driver and GPU are present (see :mod:`cryptgpu.cuda`)."""
     return cuda.is_available()
@@ -147,6 +168,9 @@ __all__ = [
     "print",
     "save_from_party",
     "is_encrypted_tensor",
+    "get_default_cryptensor_type",
+    "set_default_cryptensor_type",
+    "get_cryptensor_type",
     "ApproxConfig",
     "CryptGPUError",
     "EncodingError",

@@ -45,6 +45,12 @@ class MPCTensor(metaclass=_EveryShared):
     arithmetic sharing is the only kind here (no binary shares);
     ``requires_grad``, ``precision`` and ``device`` are cryptensor's."""
 
+    # CrypTen's CrypTensor.set_grad_enabled / no_grad / enable_grad (its
+    # tests' setUp calls the first): the module's own
+    set_grad_enabled = ag.set_grad_enabled
+    no_grad = staticmethod(ag.no_grad)
+    enable_grad = staticmethod(ag.enable_grad)
+
     def __new__(cls, tensor, ptype=None, device=None, *, src: int = 0, **kwargs):
         if tensor is None:
             raise ValueError("Cannot initialize tensor with None.")

@@ -287,6 +287,26 @@ class MoreOps:
             y = y.narrow(d, 1, m - 1) - y.narrow(d, 0, m - 1)
         return y if n else y + 0
 
+    # ------------------------------------------------------------ CrypTen's names
+    def shallow_copy(self) -> TensorBase:
+        """CrypTen's ``shallow_copy``: a new tensor holding the same shares
+        (an in-place change of either shows in the other), outside the
+        autograd graph: :meth:`detach`."""
+        return self.detach()
+
+    def cosine_similarity(self, x2, dim: int = 1, eps: float = 1e-8) -> TensorBase:
+        """CrypTen's method form of ``F.cosine_similarity(self, x2, dim, eps)``
+        (:func:`cosine_similarity`)."""
+        return cosine_similarity(self, x2, dim, 1e-8 if eps is None else eps)
+
+    def dropout2d(self, p: float = 0.5, training: bool = True, inplace: bool = False):
+        """CrypTen's method form of ``F.dropout2d``: whole channels."""
+        return F.dropout2d(self, p, training, inplace)
+
+    def dropout3d(self, p: float = 0.5, training: bool = True, inplace: bool = False):
+        """CrypTen's method form of ``F.dropout3d``: whole channels."""
+        return F.dropout3d(self, p, training, inplace)
+
     def glu(self, dim: int = -1) -> TensorBase:
         """``F.glu``: the first half of ``dim`` times the sigmoid of the second."""
         d = _norm_dim(dim, self.dim())

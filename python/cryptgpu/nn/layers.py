@@ -492,7 +492,8 @@ class BatchNorm(Module):
 class BatchNorm1d(BatchNorm):
     """``BatchNorm1d(num_features, eps=1e-5, momentum=0.1, affine=True)``
     built directly (torch's and CrypTen's form): weight 1, bias 0, running
-    mean 0 and variance 1; ``BatchNorm2d`` is the same layer."""
+    mean 0 and variance 1; ``BatchNorm2d`` and ``BatchNorm3d`` are the
+    same layer (statistics over every dim but the channels)."""
 
     def __init__(
         self,
@@ -509,7 +510,7 @@ class BatchNorm1d(BatchNorm):
         super().__init__(w, b, *stats, eps, momentum)
 
 
-BatchNorm2d = BatchNorm1d
+BatchNorm2d = BatchNorm3d = BatchNorm1d
 
 
 def _normalise(x, dims, eps: float):
