@@ -1,5 +1,5 @@
 """init(check_range=True) on a converted model's function and method calls
-(a probe, 2026-12-07: only module calls were checked, so F.linear, x @ w
+(a probe, 2026-12-06: only module calls were checked, so F.linear, x @ w
 and h * h in a forward overflowed silently inside the check's window),
 and the overflow message under the probabilistic truncation.
 

@@ -145,7 +145,7 @@ def test_division_costs_fewer_rounds_and_bytes_than_the_reciprocal(session):
     (sign and octave), the copies of y and x by powers of two in one call
     (4 rounds), both selected in one product of ring integers (1 round, no
     truncation), a line and 3 Newton steps (14) and the final product (2):
-    no sign product, no scaling back. Until 2026-12-07 it was 50 rounds,
+    no sign product, no scaling back. Until 2026-12-06 it was 50 rounds,
     the bytes of x * y.reciprocal(); a public numerator's selection is
     local (it was a product: 48 rounds)."""
     x = cryptgpu.cryptensor(torch.randn(64, dtype=D))
@@ -188,7 +188,7 @@ def test_normalize_reduces_each_row_once(session):
 
 
 def test_quotients_up_to_2_30_divide_under_the_exact_truncation():
-    """A probe (2026-12-07): quotients from about 2^29 to 2^30 came out
+    """A probe (2026-12-06): quotients from about 2^29 to 2^30 came out
     wrong although the divisor and the quotient were in range. The
     selected copy num / 2^j is up to twice the quotient: a public
     numerator's copies were clamped to 2^30 (6e8 / 0.99 gave 5.42e8 in
@@ -231,7 +231,7 @@ def test_division_fails_at_the_rate_of_one_product_of_the_quotients_size():
     the probabilistic truncation's chance for a product of its size,
     |q| / 2^32 (README, Truncation): here 4096 elements at q = 2^27, 128
     expected (binomial, standard deviation 11; 6 of them either side).
-    Until 2026-12-07 the selection (q m, m = 1.5 here) and the sign
+    Until 2026-12-06 the selection (q m, m = 1.5 here) and the sign
     truncated at the quotient's size too: 2.5 times as many (320)."""
     cryptgpu.init(seed=1)
     try:

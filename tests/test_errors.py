@@ -81,7 +81,7 @@ def test_unencodable_values(session):
 
 def test_python_ints_beyond_64_bits_are_unencodable_values(session):
     """cryptensor([2**70]) raised TypeError "list of object values" (a
-    probe, 2026-12-07) where cryptensor(2**70) and [1.0, 2**63] raise
+    probe, 2026-12-06) where cryptensor(2**70) and [1.0, 2**63] raise
     EncodingError; 10**400, too large for a float64, raised OverflowError.
     torch.tensor([2**70], dtype=torch.float64) takes the value, which is
     outside the encoding's range: EncodingError, a ValueError."""

@@ -1,5 +1,5 @@
 """Products by a public fixed-point factor, two cases a user probe found
-wrong (2026-12-07), against float64 torch:
+wrong (2026-12-06), against float64 torch:
 
 - a factor TENSOR of mixed magnitudes: one count of extra fractional bits
   for the whole tensor, chosen from its largest entry, left the small

@@ -483,7 +483,7 @@ def test_attention_costs_its_parts_and_nothing_more(session):
     attn = cryptgpu.stats()
     assert (attn["ops"]["matmul"]["calls"], attn["ops"]["matmul"]["rounds"]) == (4, 8)
 
-    # the scale 1 / sqrt(head dim) is 1/k here: since 2026-12-07 the
+    # the scale 1 / sqrt(head dim) is 1/k here: since 2026-12-06 the
     # division by k (counted as truncate, the same rounds and bytes)
     def products(st):
         return sum(st["ops"].get(op, {}).get("calls", 0) for op in ("mul", "truncate"))

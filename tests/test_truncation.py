@@ -173,7 +173,7 @@ def test_auto_is_exact_for_training_and_probabilistic_for_inference():
     with cryptgpu.no_grad():
         assert mul_bytes(lambda: x * w) == prob
     # the backward pass: the gradient of loss = 0.5 out is 1 / 2 (since
-    # 2026-12-07 a factor 1/k is the division by k: one scalar division, a
+    # 2026-12-06 a factor 1/k is the division by k: one scalar division, a
     # replicated input, so P2 sends 1 element, counted as truncate), then
     # d(x*w)/dw multiplies it by x (n shared products): all exact
     loss = out * 0.5
@@ -346,7 +346,7 @@ def test_small_public_factors_keep_sixteen_significant_bits():
     cryptgpu.init(seed=5)
     xs = torch.tensor([-1000.0, 1000.0, 3.5, 0.0], dtype=torch.float64)
     x = cryptgpu.cryptensor(xs)
-    for c in (1e-4, 1e-5, 5e-6, 0.3, -2e-3, 1.7e-5, -2.7e-3):  # (1/k: divisions since 2026-12-07)
+    for c in (1e-4, 1e-5, 5e-6, 0.3, -2e-3, 1.7e-5, -2.7e-3):  # (1/k: divisions since 2026-12-06)
         tol = xs.abs() * abs(c) * 2.0 ** -(F - 1) + TRUNC
         got = (x * c).get_plain_text(dtype=torch.float64)
         assert ((got - xs * c).abs() <= tol).all(), (c, got)
@@ -370,7 +370,7 @@ def test_small_public_factors_truncate_exactly_in_every_mode():
     bound of the test above, at the exact protocol's bytes after a local
     product (3n for P0, 2n for P1, n for P2); a factor of 1/4 or more keeps
     the session's protocol (n each)."""
-    # (1.3e-5: a factor 1/k, as 1e-5, is the division by k since 2026-12-07,
+    # (1.3e-5: a factor 1/k, as 1e-5, is the division by k since 2026-12-06,
     # test_public_factors.py)
     cryptgpu.init(seed=7, truncation="probabilistic")
     n = 20_000

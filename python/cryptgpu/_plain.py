@@ -80,7 +80,7 @@ def _plain_array(x, what: str = "operand") -> np.ndarray:
         _refuse_complex(arr, what)
         if arr.dtype == object and all(isinstance(v, numbers.Real) for v in arr.flat):
             # Python ints beyond 64 bits ([2**70]): numbers, out of range for
-            # the encoding (EncodingError), as 2**70 alone (until 2026-12-07
+            # the encoding (EncodingError), as 2**70 alone (until 2026-12-06
             # TypeError "list of object values")
             arr = np.array([_float_of(v, what) for v in arr.flat]).reshape(arr.shape)
         if arr.dtype.kind not in _FLOAT_KINDS:

@@ -30,7 +30,7 @@ def divide(num, den, lo_exp: int = -16, hi_exp: int = 30):
     truncation; under the probabilistic one the only truncation of the
     quotient's size is that last product's (|q| / 2^32 per element).
 
-    Until 2026-12-07 the selection was a fixed-point product, whose value,
+    Until 2026-12-06 the selection was a fixed-point product, whose value,
     num / 2^j = q m, is up to twice the quotient: quotients from about
     2^29 to 2^30 broke the exact truncation's range (6e8 / 0.99 wrong in 5%
     of elements), a public numerator's copies were clamped to 2^30 (6e8 /
