@@ -538,3 +538,37 @@ def test_a_save_stopped_between_parties_leaves_the_last_checkpoint_whole(tmp_pat
         assert usable()
     finally:
         cryptgpu.uninit()
+
+
+def test_a_save_stopped_between_renames_finishes_them(tmp_path, monkeypatch):
+    """A Ctrl-C between two parties' renames left party 0's new file beside
+    the others' old ones (review, 2026-12-06): the other renames now follow
+    before the interrupt goes on, so the new checkpoint is whole."""
+    import os
+
+    from cryptgpu import checkpoint
+
+    cryptgpu.init(seed=5)
+    try:
+        old = torch.tensor([1.0, -2.0, 3.5], dtype=torch.float64)
+        path = str(tmp_path / "ckpt")
+        cryptgpu.save(cryptgpu.cryptensor(old), path)
+        calls = []
+        real = os.replace
+
+        def stopped(a, b):
+            calls.append(a)
+            real(a, b)
+            if len(calls) == 1:  # right after the first party's rename
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(checkpoint.os, "replace", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            cryptgpu.save(cryptgpu.cryptensor(old * 10), path)
+        monkeypatch.setattr(checkpoint.os, "replace", real)
+        assert sorted(p.name for p in tmp_path.iterdir()) == [f"ckpt.party{r}" for r in range(3)]
+        # the new values, whole: encoded exactly (multiples of 2^-16)
+        assert torch.equal(cryptgpu.load(path).get_plain_text(dtype=torch.float64), old * 10)
+        assert usable()
+    finally:
+        cryptgpu.uninit()

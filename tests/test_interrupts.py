@@ -82,3 +82,26 @@ def test_an_interrupted_backward_leaves_recording_on():
         assert usable()
     finally:
         cryptgpu.uninit()
+
+
+def test_a_fresh_init_turns_recording_back_on():
+    """Where an interrupt did leave recording off (one landing at the very
+    start of a block's exit, README), a fresh init() is where a user looks
+    to recover: it turned nothing back on (a user probe)."""
+    cryptgpu.init(seed=1)
+    try:
+        cryptgpu.no_grad().__enter__()  # a block whose exit never ran
+        assert not cryptgpu.is_grad_enabled()
+        cryptgpu.init(seed=1)
+        assert cryptgpu.is_grad_enabled()
+        x = cryptgpu.cryptensor(torch.tensor([1.0, -2.0]), requires_grad=True)
+        (x * x).sum().backward()
+        # 2x exactly: products of values encoded exactly, one truncation of
+        # a whole number
+        assert torch.equal(
+            x.grad.get_plain_text(dtype=torch.float64),
+            torch.tensor([2.0, -4.0], dtype=torch.float64),
+        )
+    finally:
+        cryptgpu.set_grad_enabled(True)  # (the other tests' state, whatever happened)
+        cryptgpu.uninit()

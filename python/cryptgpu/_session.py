@@ -126,8 +126,9 @@ def init(
             :class:`cryptgpu.nn.FixedPointOverflowError` naming the first layer
             or node out of range. ``True`` uses 2**(62-2f) (2**30 at f = 16), the
             magnitude above which a product no longer truncates exactly; a
-            number sets the bound. Costs one comparison (10 rounds) per layer
-            and reveals how many values of the layer were out of range.
+            number sets the bound. Costs one comparison and one opening (11
+            rounds) per layer or checked node and reveals how many values were
+            out of range.
 
     Calling ``init`` again starts a fresh session; tensors of the old one can no
     longer be used.
@@ -261,6 +262,9 @@ def init(
     _ctx.truncation = truncation
     _ctx.overflow_bound = bound
     _ctx.training_depth = 0
+    # recording on: a Ctrl-C at the very start of a block's exit can leave
+    # it off (README), and a fresh init() is where a user looks to recover
+    _ctx.grad_enabled = True
     _ctx.fine = precision_bits > FINE_BITS
     # A new session starts probabilistic (the engine's default).
     _ctx.exact_now = False

@@ -292,8 +292,18 @@ def save(obj, f, src: int | None = None, **kwargs) -> list[str]:
             with contextlib.suppress(OSError):
                 os.remove(tmp)
         raise
-    for p in paths:  # then all at once: no call but the renames between
-        os.replace(p + ".tmp", p)
+    try:  # then all at once: no call but the renames between
+        for p in paths:
+            os.replace(p + ".tmp", p)
+    except BaseException:
+        # a Ctrl-C between two renames: the rest follow before it goes on,
+        # so the new checkpoint is whole (a rename that failed leaves its
+        # .tmp file, and load refuses the mix)
+        for p in paths:
+            if os.path.exists(p + ".tmp"):
+                with contextlib.suppress(OSError):
+                    os.replace(p + ".tmp", p)
+        raise
     return paths
 
 
