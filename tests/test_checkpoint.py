@@ -507,45 +507,15 @@ def test_a_checkpoint_saved_before_the_first_dropout_mask_is_not_replayed_past_i
     cryptgpu.uninit()
 
 
-def test_a_save_stopped_between_parties_leaves_the_last_checkpoint_whole(tmp_path, monkeypatch):
+@pytest.mark.parametrize("where", ["write", "rename"])
+def test_a_save_stopped_between_parties_leaves_one_checkpoint_whole(tmp_path, monkeypatch, where):
     """Each party's file replaced its old one as soon as it was written: a
     Ctrl-C (or a full disk) between them left party 0's new file beside
     parties 1 and 2's old ones, which load refuses, and the last good
     checkpoint was gone (a user probe, 2026-12-06). Now every file is
-    written first and the old ones are replaced together."""
-    cryptgpu.init(seed=5)
-    try:
-        old = torch.tensor([1.0, -2.0, 3.5], dtype=torch.float64)
-        path = str(tmp_path / "ckpt")
-        cryptgpu.save(cryptgpu.cryptensor(old), path)
-        calls = []
-        real = torch.save
-
-        def stopped(obj, f, **kw):
-            calls.append(f)
-            if len(calls) == 2:  # the second party's file
-                raise KeyboardInterrupt
-            return real(obj, f, **kw)
-
-        monkeypatch.setattr(torch, "save", stopped)
-        with pytest.raises(KeyboardInterrupt):
-            cryptgpu.save(cryptgpu.cryptensor(old * 10), path)
-        monkeypatch.setattr(torch, "save", real)
-        assert len(calls) == 2
-        assert sorted(p.name for p in tmp_path.iterdir()) == [f"ckpt.party{r}" for r in range(3)]
-        # the old values come back: encoded exactly (multiples of 2^-16)
-        assert torch.equal(cryptgpu.load(path).get_plain_text(dtype=torch.float64), old)
-        assert usable()
-    finally:
-        cryptgpu.uninit()
-
-
-def test_a_save_stopped_between_renames_finishes_them(tmp_path, monkeypatch):
-    """A Ctrl-C between two parties' renames left party 0's new file beside
-    the others' old ones (review, 2026-12-06): the other renames now follow
-    before the interrupt goes on, so the new checkpoint is whole."""
-    import os
-
+    written first and the old ones are replaced together: a stop while
+    writing leaves the old checkpoint, and a stop between two renames lets
+    the rest follow (the new one)."""
     from cryptgpu import checkpoint
 
     cryptgpu.init(seed=5)
@@ -554,21 +524,25 @@ def test_a_save_stopped_between_renames_finishes_them(tmp_path, monkeypatch):
         path = str(tmp_path / "ckpt")
         cryptgpu.save(cryptgpu.cryptensor(old), path)
         calls = []
-        real = os.replace
+        module, name = (torch, "save") if where == "write" else (checkpoint.os, "replace")
+        real = getattr(module, name)
 
-        def stopped(a, b):
-            calls.append(a)
-            real(a, b)
-            if len(calls) == 1:  # right after the first party's rename
+        def stopped(*args, **kw):
+            calls.append(args[0])
+            if where == "write" and len(calls) == 2:  # before the second party's file
+                raise KeyboardInterrupt
+            real(*args, **kw)
+            if where == "rename" and len(calls) == 1:  # after the first party's rename
                 raise KeyboardInterrupt
 
-        monkeypatch.setattr(checkpoint.os, "replace", stopped)
+        monkeypatch.setattr(module, name, stopped)
         with pytest.raises(KeyboardInterrupt):
             cryptgpu.save(cryptgpu.cryptensor(old * 10), path)
-        monkeypatch.setattr(checkpoint.os, "replace", real)
+        monkeypatch.setattr(module, name, real)
         assert sorted(p.name for p in tmp_path.iterdir()) == [f"ckpt.party{r}" for r in range(3)]
-        # the new values, whole: encoded exactly (multiples of 2^-16)
-        assert torch.equal(cryptgpu.load(path).get_plain_text(dtype=torch.float64), old * 10)
+        # encoded exactly (multiples of 2^-16): the values come back as saved
+        want = old if where == "write" else old * 10
+        assert torch.equal(cryptgpu.load(path).get_plain_text(dtype=torch.float64), want)
         assert usable()
     finally:
         cryptgpu.uninit()
