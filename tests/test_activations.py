@@ -168,6 +168,38 @@ def test_norm_with_any_positive_p(session, q):
     assert_close(pt(z.norm(p=q, dim=1)), torch.zeros(2), ULP)  # a zero vector: 0
 
 
+@pytest.mark.parametrize("scale", [1.0, 300.0, 3000.0, 1e4])
+def test_norm_p2_value_and_gradient_at_any_scale(session, scale):
+    """p = 2 (the default; also torch.norm and vector_norm's default ord)
+    range-reduced by max |x| as any other p: until 2026-12-06 the square
+    root of the plain sum of squares, whose gradient went through a rounded
+    1 / (2 sqrt(ss)) (1.5% to 12% off at these scales) and whose value
+    wrapped once the sum passed 2^30 (scale 1e4: sum 1.6e9, norm 31840
+    for 40984). Reference: float64 torch on the encoded inputs.
+    Tolerances: the root's 1e-4 relative (sqrt on [1, 4n)) plus the
+    scaled squares' truncations (n units of 2^-16 relative to max |x|^2,
+    i.e. n ULP / 2 relative on the norm); the gradient x / ||x|| (at most 1)
+    within 1e-4 plus a few units of 2^-16 of the scaled elements (slope 2)."""
+    g = torch.Generator().manual_seed(7)
+    a = torch.randn(3, 16, generator=g, dtype=torch.float64) * scale
+    a[2] = scale  # 16 equal entries: sum of squares 16 scale^2 (1.6e9 > 2^30 at 1e4)
+    a = (a * 2.0**16).round() / 2.0**16  # the encoded inputs
+    x = cryptgpu.cryptensor(a, requires_grad=True)
+    t = a.clone().requires_grad_()
+    want = t.norm(dim=1)
+    got = x.norm(dim=1)
+    assert_close(pt(got), want.detach(), 1e-4 * want.max().item() + 16 * ULP)
+    got.backward(cryptgpu.cryptensor(torch.ones(3)))
+    want.sum().backward()
+    assert_close(pt(x.grad), t.grad, 1e-4 + 8 * ULP)  # was 0.118 off at 1e3
+    for y, ref in (
+        (torch.linalg.vector_norm(x[2]), a[2].norm()),
+        (torch.norm(x[:2], "fro"), a[:2].norm()),
+        (x.norm(), a.norm()),
+    ):
+        assert_close(pt(y), ref, 1e-4 * ref.item() + 48 * ULP)
+
+
 def test_norm_minus_inf_and_refused_p(session):
     a = torch.tensor([[3.0, -0.5, 12.0], [0.0, 2.0, -1.0]], dtype=torch.float64)
     x = cryptgpu.cryptensor(a)
