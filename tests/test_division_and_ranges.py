@@ -242,3 +242,27 @@ def test_division_fails_at_the_rate_of_one_product_of_the_quotients_size():
             assert 128 - 66 <= bad <= 128 + 66, bad
     finally:
         cryptgpu.uninit()
+
+
+def test_precision_20_reaches_down_to_its_own_grid():
+    """At precision_bits=20 the range reductions start at 2^-20, not 2^-16:
+    1 / 2^-19 came out 405195 (524288), sqrt(2^-19) 0.001235, log(2^-19)
+    -12.85 (-13.17), x / 2^-19 wrong alike (until 2026-12-06). f = 16 keeps
+    its thresholds. Tolerances (relative, on the encoded inputs, exact
+    powers of two here): the reciprocal's 2^-15 (1 / m's own unit) and
+    ratio_inv_sqrt's 1e-4 (plus, for sqrt, two units of 2^-20 absolute); log within 3e-5 plus a unit of 2^-20."""
+    cryptgpu.init(precision_bits=20, seed=3)
+    try:
+        e = torch.tensor([2.0**-19, 2.0**-18, 3 * 2.0**-18, 2.0**-17], dtype=D)
+        x = cryptgpu.cryptensor(e)
+        rel = 2.0**-15
+        assert ((opened(x.reciprocal()) - 1 / e).abs() <= rel / e).all()
+        assert ((opened(1 / x) - 1 / e).abs() <= rel / e).all()
+        num = cryptgpu.cryptensor(torch.tensor([1e-3, -0.5, 2.0, 0.25], dtype=D))
+        want = torch.tensor([1e-3, -0.5, 2.0, 0.25], dtype=D) / e
+        assert ((opened(num / x) - want).abs() <= rel * want.abs() + 2**-20 / e).all()
+        assert ((opened(x.sqrt()) - e.sqrt()).abs() <= 1e-4 * e.sqrt() + 2 * 2.0**-20).all()
+        assert ((opened(x.inv_sqrt()) - e.rsqrt()).abs() <= 1e-4 * e.rsqrt()).all()
+        assert ((opened(x.log()) - e.log()).abs() <= 3e-5 + 2.0**-20).all()
+    finally:
+        cryptgpu.uninit()

@@ -15,13 +15,19 @@ def _is_shared(x) -> bool:
     return hasattr(x, "_msb_times")
 
 
-def _encodable_exps(x, lo_exp: int, hi_exp: int, step: int, label: str) -> tuple[int, int]:
+def _encodable_exps(x, lo_exp, hi_exp: int, step: int, label: str) -> tuple[int, int]:
     """[lo_exp, hi_exp) narrowed (on multiples of ``step``) to what x's
     session can encode: no value reaches 2^(63 - 2f), so above 16 fractional
     bits the top thresholds (2^28 at f = 18) could not even be encoded, and
     the range reduction's integer factors 2^-j must stay below 2^(63 - 2f)
     (at f = 24 the bottom bucket starts at 2^-14). A plaintext x keeps the
-    range."""
+    range. ``lo_exp`` None: the finest octave the session encodes, 2^-f
+    above 16 fractional bits (2^-16 at or below: the thresholds, and their
+    cost, are unchanged at f = 16); until 2026-12-06 the functions fixed
+    -16, so at f = 20 1 / 2^-19 came out 405195 and log(2^-19) -12.85."""
+    if lo_exp is None:
+        f = x._s().precision_bits if _is_shared(x) else 16
+        lo_exp = -max(16, f - f % step)
     if not _is_shared(x):
         return lo_exp, hi_exp
     f = x._s().precision_bits

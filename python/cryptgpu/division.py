@@ -17,8 +17,9 @@ from ._octaves import (
 )
 
 
-def divide(num, den, lo_exp: int = -16, hi_exp: int = 30):
-    """num / den for a shared den with 2^lo_exp <= |den| < 2^hi_exp, either
+def divide(num, den, lo_exp: int | None = None, hi_exp: int = 30):
+    """num / den for a shared den with 2^lo_exp <= |den| < 2^hi_exp (lo_exp
+    None: 2^-max(16, f), :func:`_encodable_exps`), either
     sign, num shared or public: range-reduced in den. One batched
     comparison puts |den| in an octave [2^j, 2^(j+1)) as a one-hot
     indicator of ring integers, which selects m = den / 2^j (in [1, 2) or

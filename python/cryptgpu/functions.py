@@ -99,7 +99,7 @@ def _exp_floor(x) -> float:
 _EXP_TAYLOR11 = tuple(1.0 / math.factorial(k) for k in range(12))
 
 
-def reciprocal(x, lo_exp: int = -16, hi_exp: int = 30):
+def reciprocal(x, lo_exp: int | None = None, hi_exp: int = 30):
     """1 / x for 2^lo_exp <= |x| < 2^hi_exp, either sign: 1/x = sign(x) / |x|
     with the range-reduced :func:`_reciprocal_pos` (until 2026-12-05
     CrypTen's Newton iteration from a fixed guess, right on about [0.02,
@@ -115,7 +115,7 @@ def reciprocal_pos(x):
     return _reciprocal_pos(x)
 
 
-def _reciprocal_pos(x, lo_exp: int = -16, hi_exp: int = 30):
+def _reciprocal_pos(x, lo_exp: int | None = None, hi_exp: int = 30):
     """1 / x for x in [2^lo_exp, 2^hi_exp), range-reduced as :func:`log`:
     one batched comparison puts x in an octave [2^j, 2^(j+1)), the one-hot
     indicator selects m = x / 2^j in [1, 2) (exact powers of two), the
@@ -154,11 +154,12 @@ def inv_sqrt(x):
     its fixed initial guess held on [0.1, 130] only and returned garbage
     beyond (std of [100, 200, 300] was -3e9); this one costs a batched
     comparison with 22 thresholds per element more."""
-    return ratio_inv_sqrt(x * 0 + 1, x, -16, 30)
+    return ratio_inv_sqrt(x * 0 + 1, x, None, 30)
 
 
-def ratio_inv_sqrt(num, den, lo_exp: int = -10, hi_exp: int = 30):
-    """num / sqrt(den) for den in [2^lo_exp, 2^hi_exp) (even exponents),
+def ratio_inv_sqrt(num, den, lo_exp: int | None = -10, hi_exp: int = 30):
+    """num / sqrt(den) for den in [2^lo_exp, 2^hi_exp) (even exponents; None:
+    the finest the session encodes, :func:`_encodable_exps`),
     within 1e-4 relative plus a few units of 2^-f absolute over the whole
     range (beyond what the encoding of den contributes: its rounding, 2^-17,
     is a relative error of 2^-18 / den in the result, 0.4% at den = 1e-3),
@@ -171,7 +172,7 @@ def ratio_inv_sqrt(num, den, lo_exp: int = -10, hi_exp: int = 30):
     two, so both stay O(1) and keep their relative precision; Newton's
     iteration for 1/sqrt on [1, 4) from a fitted line (3 steps) finishes. Used by
     Adam, whose second moment spans many octaves."""
-    if lo_exp % 2 or hi_exp % 2 or not lo_exp < hi_exp:
+    if (lo_exp is not None and (lo_exp % 2 or not lo_exp < hi_exp)) or hi_exp % 2:
         raise ValueError("ratio_inv_sqrt needs even exponents lo_exp < hi_exp")
     lo_exp, hi_exp = _encodable_exps(den, lo_exp, hi_exp, 2, "ratio_inv_sqrt")
     starts = list(range(lo_exp, hi_exp, 2))  # bucket j covers [2^j, 2^(j+2))
@@ -194,10 +195,10 @@ def sqrt(x):
     """sqrt(x) = x / sqrt(x) for x in [2^-16, 2^30) by :func:`ratio_inv_sqrt`
     (1e-4 relative; the numerator is range-reduced with the denominator, so
     a large x keeps its relative precision); sqrt(0) = 0."""
-    return ratio_inv_sqrt(x, x, -16, 30)
+    return ratio_inv_sqrt(x, x, None, 30)
 
 
-def log(x, lo_exp: int = -16, hi_exp: int = 30):
+def log(x, lo_exp: int | None = None, hi_exp: int = 30):
     """ln(x) for x in [2^lo_exp, 2^hi_exp), range-reduced: one batched
     comparison puts x in an octave [2^j, 2^(j+1)), the one-hot indicator
     selects m = x / 2^j in [1, 2) (exact powers of two) and ln(x) = P(m -

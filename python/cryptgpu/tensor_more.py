@@ -503,7 +503,7 @@ def unit(v, dim: int):
         return F.normalize(v, dim=dim)
     with _session.training_work():  # exact squares, as F.normalize's
         sq = (v * v).sum(dim, keepdim=True)
-    return fx.ratio_inv_sqrt(v, sq, -16, 30)
+    return fx.ratio_inv_sqrt(v, sq, None, 30)
 
 
 def lerp(start, end, weight) -> TensorBase:
