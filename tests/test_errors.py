@@ -363,6 +363,27 @@ def test_pad_with_a_non_number_value_raises_type_error(session):
     assert usable()
 
 
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_pad_value_with_a_copying_mode_is_torchs_runtime_error(session, mode):
+    """torch refuses a non-zero value with reflect/replicate/circular
+    (RuntimeError 'Padding mode "reflect" doesn't take in value
+    argument'); ours dropped it silently, a 0-d shared value as well (whose
+    value is unknown: refused too). value=0 stays accepted, as torch's."""
+    pad = torch.nn.functional.pad
+    a = torch.arange(12.0).view(1, 3, 4)
+    x = cryptgpu.cryptensor(a)
+    with pytest.raises(RuntimeError, match="doesn't take in value"):
+        pad(a, (1, 1), mode=mode, value=2.0)
+    for value in (2.0, cryptgpu.cryptensor(torch.tensor(2.0))):
+        with pytest.raises(RuntimeError, match=f'"{mode}" doesn\'t take in value'):
+            pad(x, (1, 1), mode=mode, value=value)
+        with pytest.raises(RuntimeError, match="doesn't take in value"):
+            x.pad((1, 1), value=value, mode=mode)
+    assert usable()
+    got = pad(x, (1, 1), mode=mode, value=0.0).get_plain_text()
+    assert torch.equal(got, pad(a, (1, 1), mode=mode, value=0.0))
+
+
 def test_a_string_where_a_number_goes_is_torchs_type_error(session):
     """F.leaky_relu/elu/threshold with "a" raised ValueError (from float())
     and F.dropout(x, "a") InvalidArgumentError; torch raises TypeError, as

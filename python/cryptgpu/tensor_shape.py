@@ -417,6 +417,10 @@ class ShapeOps:
         if any(isinstance(p, bool) or not isinstance(p, (int, np.integer)) for p in pad):
             raise TypeError(f"pad(): argument 'pad' must be a tuple of ints, got {tuple(pad)}")
         if mode != "constant":
+            if isinstance(value, TensorBase) or float(value) != 0:
+                # torch's error (a shared value, whose value is unknown, too):
+                # until 2026-12-06 the value was dropped silently
+                raise InvalidArgumentError(f'Padding mode "{mode}" doesn\'t take in value argument')
             return self._moved(lambda i: torch.nn.functional.pad(i, tuple(pad), mode=mode))
         if len(pad) % 2 or len(pad) // 2 > self.dim():
             raise ShapeError(f"pad: {len(pad)} values do not fit a tensor of rank {self.dim()}")
