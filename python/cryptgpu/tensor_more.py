@@ -321,6 +321,42 @@ class MoreOps:
         """``x / other`` (torch's true_divide)."""
         return self.div(other)
 
+    # torch's aliases (torch.divide, x.negative, ...: NotImplementedError or
+    # AttributeError until 2026-12-06)
+    def divide(self, other, *, rounding_mode=None) -> TensorBase:
+        """``x.div(other, rounding_mode=)`` (torch's divide)."""
+        return self.div(other, rounding_mode=rounding_mode)
+
+    def divide_(self, other, *, rounding_mode=None) -> TensorBase:
+        return self.div_(other, rounding_mode=rounding_mode)
+
+    def multiply(self, other) -> TensorBase:
+        return self.mul(other)
+
+    def subtract(self, other, *, alpha=1) -> TensorBase:
+        return self.sub(other if alpha == 1 else other * alpha)
+
+    def negative(self) -> TensorBase:
+        return self.neg()
+
+    def absolute(self) -> TensorBase:
+        return self.abs()
+
+    def greater(self, other) -> TensorBase:
+        return self.gt(other)
+
+    def greater_equal(self, other) -> TensorBase:
+        return self.ge(other)
+
+    def less(self, other) -> TensorBase:
+        return self.lt(other)
+
+    def less_equal(self, other) -> TensorBase:
+        return self.le(other)
+
+    def not_equal(self, other) -> TensorBase:
+        return self.ne(other)
+
     def cumprod(self, dim: int, *, dtype=None) -> TensorBase:
         """Running products along ``dim``: ceil(log2(n)) rounds of products
         of shifted copies (padded with ones), as cumsum's additions."""

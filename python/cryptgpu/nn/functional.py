@@ -588,6 +588,10 @@ METHODS = {
     "long": OTHER,
     "bool": OTHER,
     "int": OTHER,
+    **dict.fromkeys(("divide", "multiply", "subtract", "negative"), OTHER),  # torch's aliases
+    **dict.fromkeys(
+        ("absolute", "greater", "greater_equal", "less", "less_equal", "not_equal"), RELU
+    ),
 }
 
 # Functions that build or inspect public values (the masks and position ids

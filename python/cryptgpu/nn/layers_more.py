@@ -146,4 +146,11 @@ FUNCTIONS = {
     torch.linalg.vector_norm: (TABLE[torch.linalg.vector_norm], OTHER),
     torch.var_mean: (TABLE[torch.var_mean], OTHER),
     torch.std_mean: (TABLE[torch.std_mean], OTHER),
+    # torch's aliases, as the SharedTensor's (torch_dispatch.TABLE)
+    **{f: (f, OTHER) for f in (torch.divide, torch.multiply, torch.subtract, torch.negative)},
+    **{
+        f: (f, RELU)
+        for f in (torch.absolute, torch.greater, torch.greater_equal, torch.less)
+        + (torch.less_equal, torch.not_equal)
+    },
 }
