@@ -473,3 +473,31 @@ def test_repeat_interleave_takes_torchs_tensor_repeats(session):
         with pytest.raises(RuntimeError):
             x.repeat_interleave(bad, dim=0)
     assert usable()
+
+
+def test_batchnorm_built_directly_checks_torchs_rank(session):
+    """cryptgpu.nn.BatchNorm1d/2d/3d built directly were one class that took
+    any rank (BatchNorm3d a 4-D input); torch raises ValueError("expected
+    5D input (got 4D input)"), as ours now, in training and in eval."""
+    nn = cryptgpu.nn
+    for ours, theirs, bad in (
+        (nn.BatchNorm1d, torch.nn.BatchNorm1d, (2, 3, 4, 4)),
+        (nn.BatchNorm2d, torch.nn.BatchNorm2d, (2, 3, 4)),
+        (nn.BatchNorm3d, torch.nn.BatchNorm3d, (2, 3, 4, 4)),
+    ):
+        with pytest.raises(ValueError) as want:
+            theirs(3)(torch.randn(*bad))
+        for mode in ("train", "eval"):
+            layer = getattr(ours(3).encrypt(), mode)()
+            with pytest.raises(ValueError) as got:
+                layer(cryptgpu.cryptensor(torch.randn(*bad)))
+            assert str(got.value) == str(want.value)
+    assert usable()
+    assert nn.BatchNorm3d(3)(cryptgpu.cryptensor(torch.randn(2, 3, 2, 2, 2))).shape[1] == 3
+
+
+def test_max_pool1d_refusal_names_max_pool1d(session):
+    x = cryptgpu.cryptensor(torch.randn(1, 2, 9))
+    with pytest.raises(NotImplementedError, match="^max_pool1d with ceil_mode and dilation"):
+        x.max_pool1d(3, dilation=2, ceil_mode=True, return_indices=True)
+    assert usable()

@@ -182,6 +182,8 @@ class LayerOps:
         maximum, shape [N, C, OL, k] (as :meth:`max_pool2d`'s)."""
         k = _single(kernel_size, "kernel_size")
         st = k if stride is None else _single(stride, "stride")
+        if ceil_mode and _single(dilation, "dilation") != 1:  # named max_pool2d until 2026-12-06
+            raise NotImplementedError("max_pool1d with ceil_mode and dilation on a SharedTensor")
         out = self.unsqueeze(-2).max_pool2d(
             (1, k),
             stride=(1, st),

@@ -508,9 +508,17 @@ class BatchNorm1d(BatchNorm):
         w, b = (ones.clone(), zeros.clone()) if affine else (None, None)
         stats = (zeros, ones) if track_running_stats else (None, None)
         super().__init__(w, b, *stats, eps, momentum)
+        self._ranks = self._RANKS  # torch's input ranks (norm_checks.check_rank)
+
+    _RANKS = (2, 3)
 
 
-BatchNorm2d = BatchNorm3d = BatchNorm1d
+class BatchNorm2d(BatchNorm1d):
+    _RANKS = (4,)  # BatchNorm1d with torch's rank check (until 2026-12-06 one class for all)
+
+
+class BatchNorm3d(BatchNorm1d):
+    _RANKS = (5,)
 
 
 def _normalise(x, dims, eps: float):
