@@ -514,10 +514,14 @@ class BatchNorm1d(BatchNorm):
 
 
 class BatchNorm2d(BatchNorm1d):
-    _RANKS = (4,)  # BatchNorm1d with torch's rank check (until 2026-12-06 one class for all)
+    """``BatchNorm1d``'s layer for 4-D input [N, C, H, W], as torch's."""
+
+    _RANKS = (4,)  # with torch's rank check (until 2026-12-06 one class for all)
 
 
 class BatchNorm3d(BatchNorm1d):
+    """``BatchNorm1d``'s layer for 5-D input [N, C, D, H, W], as torch's."""
+
     _RANKS = (5,)
 
 
