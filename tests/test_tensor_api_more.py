@@ -572,3 +572,34 @@ def test_addcdiv_as_torch(session):
     with pytest.raises(RuntimeError, match="broadcast shape"):
         cryptgpu.cryptensor(torch.ones(2)).addcdiv_(torch.ones(3, 2), t2)
     assert usable()
+
+
+def test_clamp_with_a_bound_of_higher_rank_broadcasts_as_torch():
+    """A plaintext tensor bound of higher rank than x with a number as the
+    other bound: the two ReLU arguments had different shapes and stacking
+    them raised ShapeError (review, 2026-12-06); torch broadcasts
+    (min(max(x, lo), hi))."""
+    cryptgpu.init(seed=1)
+    try:
+        x = torch.tensor([0.5, 1.5], dtype=torch.float64)
+        cases = [
+            (torch.tensor([[0.0], [1.0]]), 2.0),
+            (0.0, torch.tensor([[1.0], [0.25]])),
+            (torch.tensor([[0.0], [1.0]]), torch.tensor([[2.0], [1.2]])),
+        ]
+        for lo, hi in cases:
+            xs = cryptgpu.cryptensor(x, requires_grad=True)
+            y = xs.clamp(lo, hi)
+            y.sum().backward()
+            xt = x.clone().requires_grad_()
+            bound = [torch.as_tensor(b, dtype=torch.float64) for b in (lo, hi)]
+            ref = torch.minimum(torch.maximum(xt, bound[0]), bound[1])
+            ref.sum().backward()
+            assert y.shape == ref.shape
+            # every value is a bound or x, encoded within half a unit (2^-17)
+            assert (y.get_plain_text(dtype=torch.float64) - ref.detach()).abs().max() <= 2.0**-17
+            # gradient counts of whole numbers: exact
+            assert torch.equal(xs.grad.get_plain_text(dtype=torch.float64), xt.grad)
+        assert usable()
+    finally:
+        cryptgpu.uninit()

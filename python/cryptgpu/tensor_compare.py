@@ -171,7 +171,10 @@ class ComparisonOps:
             # 1 at the upper bound until 2026-12-05); where min == max it is
             # -1 at x == min, so those elements are the constant max
             # (products with public 0/1 factors: exact)
-            r = stack([self - min, self.neg() + max]).relu()
+            # (a bound of higher rank than x broadcasts both to one shape
+            # before they are stacked: a ShapeError until 2026-12-06)
+            shape = torch.broadcast_shapes(tuple(self.shape), tuple(lo.shape), tuple(hi.shape))
+            r = stack([(self - min).expand(shape), (self.neg() + max).expand(shape)]).relu()
             out = r[0] - r[1] - self + (max + min)
             if bool(flat.any()):
                 out = out * (~flat).double() + hi * flat.double()
