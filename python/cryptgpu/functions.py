@@ -129,11 +129,16 @@ def _octave(x, lo_exp: int, hi_exp: int, label: str):
     """(one-hot octave indicator [k, *x.shape], the exponents -j of the
     octaves' powers of two, m = x / 2^j in [1, 2)) for x in [2^lo_exp,
     2^hi_exp): one batched comparison and one selection product."""
+    ind, exps = _octave_indicator(x, lo_exp, hi_exp, label)
+    return ind, exps, (ind * _pow2_copies(x, exps)).sum(0)
+
+
+def _octave_indicator(x, lo_exp: int, hi_exp: int, label: str):
+    """:func:`_octave`'s indicator and exponents only: one batched
+    comparison, no selection (norm selects copies of another tensor)."""
     lo_exp, hi_exp = _encodable_exps(x, lo_exp, hi_exp, 1, label)
     starts = list(range(lo_exp, hi_exp))
-    ind = _bucket_indicator(x, starts, "reciprocal")
-    exps = [-j for j in starts]
-    return ind, exps, (ind * _pow2_copies(x, exps)).sum(0)
+    return _bucket_indicator(x, starts, "reciprocal"), [-j for j in starts]
 
 
 def _select(ind, copies, den):

@@ -368,7 +368,7 @@ def _p_norm(x, q: float, dim, keepdim: bool):
     a = x.abs()
     with ag.no_grad():
         m = a.amax(dim, keepdim=True)
-        ind, exps, _ = fx._octave(m, None, 30, "norm")  # 2^-f above f = 16
+        ind, exps = fx._octave_indicator(m, None, 30, "norm")  # 2^-f above f = 16
     u = fx._select(ind, fx._pow2_copies(a, exps), m)
     if q.is_integer():
         powered = u.pow(int(q))
