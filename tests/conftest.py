@@ -30,6 +30,32 @@ def prod_tol(k: int, xmax: float, ymax: float) -> float:
     return k * (xmax * ENC + ymax * ENC + ENC * ENC) + TRUNC
 
 
+# The source of fork_and_wait(child) for scripts that fork (they import os,
+# sys and time): runs child() in a forked process that ends with a normal
+# exit (atexit runs) and returns its exit code, or "hung" after 30 s.
+FORK_AND_WAIT = """
+def fork_and_wait(child):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            code = child()
+        except BaseException as e:
+            sys.stdout.write(f"child: {type(e).__name__} {e}\\n")  # one write: pipes are shared
+            sys.stdout.flush()
+            code = 8
+        sys.exit(code)  # a normal exit: atexit runs
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.02)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    return "hung"
+"""
+
+
 DEVICES = [
     "cpu",
     pytest.param(

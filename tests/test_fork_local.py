@@ -17,28 +17,13 @@ import textwrap
 
 import pytest
 
+from conftest import FORK_AND_WAIT
+
 CHILD = textwrap.dedent(
     """
     import os, sys, time, numpy as np, torch, cryptgpu
 
-    def fork_and_wait(child):
-        pid = os.fork()
-        if pid == 0:
-            try:
-                code = child()
-            except BaseException as e:
-                print(f"child: {type(e).__name__} {e}", flush=True)
-                code = 8
-            sys.exit(code)  # a normal exit: the interpreter finalises
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return os.waitstatus_to_exitcode(status)
-            time.sleep(0.02)
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-        return "hung"
+    FORK_AND_WAIT
 
     out = sys.argv[1]
     cryptgpu.init(seed=3)
@@ -63,7 +48,7 @@ CHILD = textwrap.dedent(
     print("small:", codes, flush=True)
     print("parent:", (y * y).get_plain_text().tolist(), flush=True)
     """
-)
+).replace("FORK_AND_WAIT\n", FORK_AND_WAIT)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")

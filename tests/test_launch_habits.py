@@ -14,6 +14,7 @@ import time
 import pytest
 
 import cryptgpu
+from conftest import FORK_AND_WAIT
 from cryptgpu import keys
 
 
@@ -109,24 +110,7 @@ FORK = textwrap.dedent(
         sys.stdout.write(line + "\\n")
         sys.stdout.flush()
 
-    def fork_and_wait(child):
-        pid = os.fork()
-        if pid == 0:
-            try:
-                code = child()
-            except BaseException as e:
-                say(f"child: {type(e).__name__} {e}")
-                code = 8
-            sys.exit(code)  # a normal exit: atexit runs
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return os.waitstatus_to_exitcode(status)
-            time.sleep(0.05)
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-        return "hung"
+    FORK_AND_WAIT
 
     def refused():
         for use in (lambda: x + 1, cryptgpu.rank, lambda: cryptgpu.cryptensor(torch.ones(2))):
@@ -155,7 +139,7 @@ FORK = textwrap.dedent(
     local = lambda: 0 if (y * y).get_plain_text().tolist() == [1.0, 4.0] else 7
     say(f"{rank} local: {fork_and_wait(local)}")
     """
-)
+).replace("FORK_AND_WAIT\n", FORK_AND_WAIT)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
