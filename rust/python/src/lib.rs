@@ -9,12 +9,14 @@
 //! - `tensor`: the `Tensor` handle and the bytes/tuples that cross with it;
 //! - `net`: the TCP/ZeroMQ links of a multi-process party;
 //! - `keys`: X25519 link keys;
+//! - `modes`: the native `__exit__` of the package's mode managers;
 //! - `cpu`, `cuda`: the devices, raw, for benchmarks and kernel checks.
 
 mod cpu;
 mod cuda;
 mod error;
 mod keys;
+mod modes;
 mod net;
 mod ops;
 mod session;
@@ -33,6 +35,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     error::install_interrupt_check();
     session::register(m)?;
     keys::register(m)?;
+    modes::register(m)?;
     cpu::register(m)?;
     cuda::register(m)?;
     Ok(())
