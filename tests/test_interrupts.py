@@ -11,6 +11,7 @@ import torch
 
 import cryptgpu
 from conftest import usable
+from cryptgpu import _session, public_factors
 
 
 def _points(frame, event):
@@ -30,6 +31,12 @@ def _points(frame, event):
 def _interrupted_backward(k, loss):
     """backward() with a KeyboardInterrupt raised at its k-th point; True
     when the k-th point was reached."""
+    return _interrupted(k, lambda: loss.backward(retain_graph=True))
+
+
+def _interrupted(k, work):
+    """``work()`` with a KeyboardInterrupt raised at its k-th point; True
+    when the k-th point was reached."""
     seen = [0]
 
     def trace(frame, event, arg):
@@ -41,7 +48,7 @@ def _interrupted_backward(k, loss):
 
     sys.settrace(trace)
     try:
-        loss.backward(retain_graph=True)
+        work()
     except KeyboardInterrupt:
         pass
     finally:
@@ -78,6 +85,57 @@ def test_an_interrupted_backward_leaves_recording_on():
         # and training goes on: a whole step gives every parameter a gradient
         loss = build()
         loss.backward()
+        assert all(p.grad is not None for p in model.parameters())
+        assert usable()
+    finally:
+        cryptgpu.uninit()
+
+
+def _modes_as_left():
+    """The modes a user's code or the library sets for a block: recording
+    (ours and torch's), "auto" truncation's training depth, the optimisers'
+    products-only factors."""
+    return (
+        cryptgpu.is_grad_enabled(),
+        torch.is_grad_enabled(),
+        _session._ctx.training_depth,
+        public_factors.in_products_only(),
+    )
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_an_interrupt_anywhere_in_a_training_step_leaves_every_mode_as_it_was():
+    """Every point of a whole step (forward, loss, backward, SGD step, an
+    inference under no_grad), including the first line of each block's
+    ``__exit__``: a Python ``__exit__`` could be interrupted there before it
+    restored anything (9 of the 2,609 points of this step left recording
+    or training depth or products-only changed for good until the managers'
+    exits were made native, ``_native.RestoreOnExit``)."""
+    cryptgpu.init(seed=1)
+    try:
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+        model = cryptgpu.nn.from_pytorch(net, torch.zeros(1, 3)).encrypt().train()
+        opt = cryptgpu.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        x = cryptgpu.cryptensor(torch.randn(2, 3))
+        y = cryptgpu.cryptensor(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+        lossf = cryptgpu.nn.MSELoss()
+
+        def step():
+            opt.zero_grad()
+            lossf(model(x), y).backward()
+            opt.step()
+            with cryptgpu.no_grad():
+                model(x)
+
+        start = _modes_as_left()
+        assert start == (True, True, 0, False)
+        k = 1
+        while _interrupted(k, step):
+            assert _modes_as_left() == start, f"a mode left changed by an interrupt at point {k}"
+            k += 1
+        assert k > 1000  # the interrupts did land all through the step
+        step()  # and training goes on
         assert all(p.grad is not None for p in model.parameters())
         assert usable()
     finally:

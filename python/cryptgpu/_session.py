@@ -359,17 +359,15 @@ def truncation() -> str:
     return _ctx.truncation
 
 
-class training_work:
+class training_work(_native.RestoreOnExit):
     """Context for work that "auto" truncation treats as training (backward
-    passes, optimiser steps): every truncation inside is exact."""
+    passes, optimiser steps): every truncation inside is exact. Its
+    ``__exit__`` is native, as ``autograd._no_grad``'s (see there why)."""
 
     def __enter__(self):
+        self._restore = ((_ctx, "training_depth", _ctx.training_depth),)
         _ctx.training_depth += 1
         return self
-
-    def __exit__(self, *exc):
-        _ctx.training_depth -= 1
-        return False
 
 
 def _close_current() -> None:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.hooks import RemovableHandle
 
-from . import _session
+from . import _native, _session
 from ._plain import _float64
 
 
@@ -170,27 +170,26 @@ def no_grad(fn=None):
     return _no_grad()
 
 
-class _no_grad(contextlib.ContextDecorator):
+class _no_grad(_native.RestoreOnExit, contextlib.ContextDecorator):
     """A class, as torch's: a generator-based manager interrupted (Ctrl-C)
     right after it switched recording off, before its ``with`` block began,
     put back its stale mode when the generator was collected, long after
     the outer block had restored recording: recording stayed off for good
     (a user probe: 1 interrupt in 400 during backward()). Here nothing
-    runs after the switch, so no signal handler can come between."""
+    runs after the switch, so no signal handler can come between; and the
+    ``__exit__`` is native (``_native.RestoreOnExit``): a Python one could
+    be interrupted at its first line, before it restored anything."""
 
     def __enter__(self):
-        self._prev = _session._ctx.grad_enabled
-        _session._ctx.grad_enabled = False
-
-    def __exit__(self, *exc) -> bool:
-        _session._ctx.grad_enabled = self._prev
-        return False
+        ctx = _session._ctx
+        self._restore = ((ctx, "grad_enabled", ctx.grad_enabled),)
+        ctx.grad_enabled = False
 
     def _recreate_cm(self):
         return _no_grad()  # a decorated function's calls may nest
 
 
-class set_grad_enabled(contextlib.ContextDecorator):
+class set_grad_enabled(_native.RestoreOnExit, contextlib.ContextDecorator):
     """CrypTen's and torch's ``set_grad_enabled(mode)``: recording on or off
     at once (a call), until the ``with`` block ends (a context manager) or
     around a function (a decorator), for shared and torch tensors alike."""
@@ -200,17 +199,17 @@ class set_grad_enabled(contextlib.ContextDecorator):
             raise TypeError(
                 f"set_grad_enabled(): argument 'mode' must be bool, not {type(mode).__name__}"
             )
-        self._prev = (_session._ctx.grad_enabled, torch.is_grad_enabled())
-        _session._ctx.grad_enabled = self._mode = mode
-        torch.set_grad_enabled(mode)
+        ctx = _session._ctx  # put back by the native __exit__ (see _no_grad)
+        self._restore = (
+            (ctx, "grad_enabled", ctx.grad_enabled),
+            (torch._C._set_grad_enabled, torch.is_grad_enabled()),
+        )
+        self._mode = mode
+        torch._C._set_grad_enabled(mode)
+        ctx.grad_enabled = mode
 
     def __enter__(self):
         return None
-
-    def __exit__(self, *exc) -> bool:
-        _session._ctx.grad_enabled, was = self._prev
-        torch.set_grad_enabled(was)
-        return False
 
     def __call__(self, fn):
         # as a decorator: set on each call, not once at decoration
@@ -234,29 +233,27 @@ def enable_grad(fn=None):
     return set_grad_enabled(True)
 
 
-class inside:
+class inside(_native.RestoreOnExit):
     """The inside of one recorded operation (a loss, BatchNorm's batch
     statistics, max-pool's tournament): nothing is recorded, and when the
     operation itself is recorded (``recorded``) its truncations count as
     training work, exact in "auto" mode, as if autograd recorded each.
     Plain ``no_grad`` here made them probabilistic, and one wrapped element
     of a loss gradient or a BatchNorm output wrecked a training run. A
-    class, as ``_no_grad``, for the same reason."""
+    class with a native ``__exit__``, as ``_no_grad``, for the same reason."""
 
     def __init__(self, recorded: bool) -> None:
         self._recorded = recorded
 
     def __enter__(self):
-        self._prev = _session._ctx.grad_enabled
-        _session._ctx.grad_enabled = False
+        ctx = _session._ctx
+        self._restore = (
+            (ctx, "grad_enabled", ctx.grad_enabled),
+            (ctx, "training_depth", ctx.training_depth),
+        )
         if self._recorded:
-            _session._ctx.training_depth += 1
-
-    def __exit__(self, *exc) -> bool:
-        if self._recorded:
-            _session._ctx.training_depth -= 1
-        _session._ctx.grad_enabled = self._prev
-        return False
+            ctx.training_depth += 1
+        ctx.grad_enabled = False
 
 
 def needs_grad(*xs) -> bool:

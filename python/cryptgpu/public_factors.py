@@ -10,10 +10,12 @@ import threading
 
 import numpy as np
 
+from . import _native
+
 _PRODUCTS = threading.local()
 
 
-class products_only:
+class products_only(_native.RestoreOnExit):
     """Inside it, ``x * c`` for a plaintext c = 1/k (k whole) is a product
     (one truncation, c kept to f - 1 significant bits), as before
     2026-12-06, not the division by k: the optimisers' steps (lr g,
@@ -23,13 +25,9 @@ class products_only:
     a weight whose gradient is 0 would drift, and Adam would divide that
     unit by sqrt(v) + eps."""
 
-    def __enter__(self):  # a class, as autograd._no_grad: see there why
-        self._prev = getattr(_PRODUCTS, "on", False)
+    def __enter__(self):  # a native __exit__, as autograd._no_grad: see there why
+        self._restore = ((_PRODUCTS, "on", getattr(_PRODUCTS, "on", False)),)
         _PRODUCTS.on = True
-
-    def __exit__(self, *exc) -> bool:
-        _PRODUCTS.on = self._prev
-        return False
 
 
 def in_products_only() -> bool:

@@ -443,7 +443,7 @@ class Graph(Module):
                     continue
                 if (tracing.NO_GRAD in node.meta) != off:  # a no_grad block starts or ends
                     off = not off
-                    torch.set_grad_enabled(grad and not off)
+                    torch._C._set_grad_enabled(grad and not off)
                 if node.op == "placeholder":
                     env[node.name] = bound[node.target]
                 elif node.op == "get_attr":
@@ -502,7 +502,7 @@ class Graph(Module):
                     return hf.model_output(out, node) if isinstance(out, dict) else out
                 check_node(self, node, env.get(node.name))  # check_range: stats.py
         finally:
-            torch.set_grad_enabled(grad)
+            torch._C._set_grad_enabled(grad)  # native: no interrupt before it
         raise RuntimeError("graph has no output node")
 
 
