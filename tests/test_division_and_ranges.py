@@ -140,6 +140,20 @@ def test_empty_batches_and_outputs_that_cannot_fit(session):
     assert math.isfinite(opened(c(torch.ones(2)).sum()).item())
 
 
+@pytest.mark.parametrize("p", [2, "fro", 3, 0.5, 1.5])
+@pytest.mark.parametrize("shape, dim", [((0,), None), ((2, 0), 1), ((0, 3), 0), ((0, 3), 1)])
+def test_the_norm_of_no_element_is_zero(session, p, shape, dim):
+    """torch's 0 for a p-norm over no element; the range-reduced norm
+    (p = 2 and any p > 0 but 1) looked for the largest of none and raised
+    (a review, 2026-12-06). Exact: a sum of no shares is 0."""
+    t = torch.zeros(shape, dtype=D)
+    x = cryptgpu.cryptensor(t)
+    ours = x.norm(p=p) if dim is None else x.norm(p=p, dim=dim)
+    want = torch.norm(t, p=p) if dim is None else torch.norm(t, p=p, dim=dim)
+    assert torch.equal(opened(ours), want)
+    assert usable()
+
+
 def test_division_costs_fewer_rounds_and_bytes_than_the_reciprocal(session):
     """x / y (README cost table: 41 rounds) is the reciprocal's comparisons
     (sign and octave), the copies of y and x by powers of two in one call

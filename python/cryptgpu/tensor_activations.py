@@ -366,6 +366,8 @@ def _p_norm(x, q: float, dim, keepdim: bool):
     about 1e-4 relative plus a few units of 2^-16 times q 2^(q-1) / max |x|
     (its units are those of the scaled elements)."""
     a = x.abs()
+    if a.numel() == 0:  # torch's 0 for a sum over no element (max |x| had none)
+        return a.sum(dim, keepdim)
     with ag.no_grad():
         m = a.amax(dim, keepdim=True)
         ind, exps = fx._octave_indicator(m, None, 30, "norm")  # 2^-f above f = 16
