@@ -108,6 +108,12 @@ def test_invalid_argument_from_the_binding():
         _native.Session(device="tpu")
     with pytest.raises(_native.InvalidArgumentError, match="multiple of 8"):
         _native.Session().share(b"abc", [1], 0)
+    s = _native.Session(seed=1)
+    x = s.share(struct.pack("<d", 1.5), [1], 0)
+    with pytest.raises(_native.InvalidArgumentError, match="int64 buffer"):
+        s.mul_public_int(x, b"abc")  # integer factors travel as int64 bytes
+    three = s.mul_public_int(x, struct.pack("<q", -3))
+    assert struct.unpack("<d", s.reveal(three))[0] == -4.5  # exact: no truncation
     with pytest.raises(_native.InvalidArgumentError, match="16 bytes"):
         _native.prg_words(b"short", 0, 1)
     with pytest.raises(_native.InvalidArgumentError, match="arch"):

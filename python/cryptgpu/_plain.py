@@ -119,6 +119,12 @@ def _buf(a: np.ndarray) -> bytes:
     return np.ascontiguousarray(a, dtype="<f8").tobytes()
 
 
+def _ibuf(a) -> bytes:
+    """Integers as the engine's int64 bytes (``mul_public_int``): until
+    2026-12-06 a Python list, converted element by element twice."""
+    return np.ascontiguousarray(a, dtype="<i8").tobytes()
+
+
 def _index(v) -> int | None:
     """``v`` as a Python int where torch takes it as one (an int, a NumPy
     integer, a 0-d integer tensor; not a bool), else None."""

@@ -15,6 +15,7 @@ from ._octaves import (
     _pow2_copies,
     _reciprocal_unit,
 )
+from ._plain import _ibuf
 
 
 def divide(num, den, lo_exp: int | None = None, hi_exp: int = 30):
@@ -110,5 +111,5 @@ def _public_pick(ind, num, exps, bshape):
     v = num * scale  # exact: powers of two
     words = (v.sign() * (v.abs() + 0.5).floor()).clamp(-(2.0**62), 2.0**62)  # halves away from 0
     return ind._wrap(
-        ind._s().mul_public_int(ind._t, words.to(torch.int64).reshape(-1).tolist())
+        ind._s().mul_public_int(ind._t, _ibuf(words.to(torch.int64).reshape(-1).numpy()))
     ).sum(0)

@@ -14,7 +14,7 @@ from . import autograd as ag
 from . import functions as fx
 from . import gradients as gr
 from ._native import EncodingError, ShapeError
-from ._plain import _buf, _float64, _is_integer_plain, _plain_array
+from ._plain import _buf, _float64, _ibuf, _is_integer_plain, _plain_array
 from .public_factors import in_products_only, whole_reciprocal
 from .tensor_base import READ_ONLY, TensorBase
 
@@ -109,7 +109,7 @@ class ArithmeticOps:
                     f"below 2^{63 - 2 * f} (= {int(lim)}) at {f} fractional bits, "
                     "or the product wraps"
                 )
-            out = self._wrap(s.mul_public_int(x._t, ks.astype(np.int64).ravel().tolist()))
+            out = self._wrap(s.mul_public_int(x._t, _ibuf(ks.astype(np.int64).ravel())))
             factor = full.astype(np.int64) if ag.needs_grad(self) else None
         else:
             one = yp.size > 1 and bool(np.all(yp == yp.flat[0]))  # sent once

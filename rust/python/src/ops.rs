@@ -9,7 +9,7 @@ use crate::error::call;
 use crate::error::invalid;
 use crate::net::Links;
 use crate::session::{config, Session};
-use crate::tensor::{bytes_of, f64s, u64_bytes, win, words, Tensor, Win};
+use crate::tensor::{bytes_of, f64s, i64s, u64_bytes, win, words, Tensor, Win};
 use cryptgpu_engine::protocol::PrgState;
 use cryptgpu_engine::runtime::{Session as EngSession, Tensor as EngTensor};
 use pyo3::prelude::*;
@@ -307,8 +307,11 @@ impl Session {
     fn mul_shift(&self, py: Python<'_>, x: &Tensor, y: &Tensor, shift: u32) -> PyResult<Tensor> {
         self.run(py, |s| s.mul_shift(&x.0, &y.0, shift))
     }
-    fn mul_public_int(&self, py: Python<'_>, x: &Tensor, p: Vec<i64>) -> PyResult<Tensor> {
-        self.run(py, |s| s.mul_public_int(&x.0, &p))
+    /// x * p for public integers p (little-endian int64 bytes: one, or one
+    /// per element): local, no truncation.
+    fn mul_public_int(&self, py: Python<'_>, x: &Tensor, p: &[u8]) -> PyResult<Tensor> {
+        let v = i64s(p)?;
+        self.run(py, |s| s.mul_public_int(&x.0, &v))
     }
     fn div_public_int(&self, py: Python<'_>, x: &Tensor, d: u64) -> PyResult<Tensor> {
         self.run(py, |s| s.div_public_int(&x.0, d))

@@ -50,6 +50,16 @@ pub fn f64s(b: &[u8]) -> PyResult<Vec<f64>> {
         .collect())
 }
 
+/// Little-endian i64 bytes (NumPy's "<i8"), refusing a partial word.
+pub fn i64s(b: &[u8]) -> PyResult<Vec<i64>> {
+    if !b.len().is_multiple_of(8) {
+        return Err(invalid("int64 buffer length is not a multiple of 8"));
+    }
+    Ok(b.chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+        .collect())
+}
+
 /// Little-endian u64 bytes as ring words (a trailing partial word is dropped;
 /// callers check the length against the shape first).
 pub fn words(b: &[u8]) -> Vec<u64> {
