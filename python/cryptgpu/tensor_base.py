@@ -52,7 +52,10 @@ class TensorBase(ag.Node):
     the session that made them, and what every operation needs (session
     check, wrapping engine results, plaintext operands, shape queries)."""
 
+    # _is_param, _is_buffer, persistent: the flags torch.nn.Parameter(x) and
+    # nn.Buffer(x) set on a tensor subclass's detach() (Module registers it)
     __slots__ = ("_h", "_session", "_view", "_version", "_st", "_rec_at", "__weakref__")
+    __slots__ += ("_is_param", "_is_buffer", "persistent")
     __array_priority__ = 1000  # numpy defers to our reflected operators
 
     def __init__(self, handle: _native.Tensor, session: _native.Session):

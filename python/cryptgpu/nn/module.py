@@ -136,10 +136,10 @@ class Module(ModuleHabits):
                 raise AttributeError("cannot assign module before Module.__init__() call")
             d.pop(name, None)
             self.add_module(name, value)
-        elif isinstance(value, torch.nn.Parameter):
-            d.pop(name, None)
+        elif isinstance(value, torch.nn.Parameter) or getattr(value, "_is_param", False) is True:
+            d.pop(name, None)  # (nn.Parameter(shared): torch flags the shared tensor's detach())
             self.register_parameter(name, value)
-        elif isinstance(value, getattr(torch.nn, "Buffer", ())):  # torch 2.5's nn.Buffer
+        elif isinstance(value, getattr(torch.nn, "Buffer", ())) or hasattr(value, "_is_buffer"):
             self.register_buffer(name, value.data, persistent=getattr(value, "persistent", True))
         elif isinstance(value, torch.nn.Module) and not name.startswith("_") and _has_state(value):
             # as add_module and the containers refuse it: kept as a plain
