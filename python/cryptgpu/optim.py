@@ -11,6 +11,7 @@ import torch
 from . import _session, functions, optim_checks
 from . import autograd as ag
 from .optim_checks import (
+    check_flags,
     check_grad_scale,
     check_group_sizes,
     check_shapes,
@@ -212,8 +213,7 @@ class SGD(_Optimizer):
         differentiable: bool = False,
         fused=None,
     ):
-        if differentiable or fused:
-            raise NotImplementedError("SGD(differentiable=True / fused=True) is not provided")
+        check_flags("SGD", foreach, fused, differentiable=differentiable)
         defaults = dict(
             lr=lr,
             momentum=momentum,
@@ -323,10 +323,8 @@ class Adam(_Optimizer):
         differentiable: bool = False,
         fused=None,
     ):
-        if differentiable or fused or capturable:
-            raise NotImplementedError(
-                "Adam(differentiable=True / fused=True / capturable=True) is not provided"
-            )
+        check_flags(type(self).__name__, foreach, fused, differentiable=differentiable)
+        check_flags(type(self).__name__, capturable=capturable)
         grad_scale = check_grad_scale(grad_scale, betas)
         defaults = dict(
             lr=lr,
@@ -483,9 +481,7 @@ class _Moments(_Optimizer):
     _SLOTS: tuple = ()
 
     def __init__(self, params, defaults: dict, name: str, options: dict):
-        unsupported = [k for k in ("differentiable", "fused", "capturable") if options.get(k)]
-        if unsupported:
-            raise NotImplementedError(f"{name}({unsupported[0]}=True) is not provided")
+        check_flags(name, **options)
         # RMSprop's alpha plays Adam's beta2 in the scaled second moment
         defaults["grad_scale"] = check_grad_scale(
             defaults["grad_scale"], (0, defaults.get("alpha"))
@@ -674,7 +670,7 @@ class Adagrad(_Moments):
             maximize=bool(maximize),
             grad_scale=grad_scale,
         )
-        options = dict(differentiable=differentiable, fused=fused)
+        options = dict(foreach=foreach, fused=fused, differentiable=differentiable)
         super().__init__(params, defaults, "Adagrad", options)
 
     def _check(self, group: dict) -> None:

@@ -15,6 +15,19 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 from . import _session
 
 
+def check_flags(name: str, foreach=None, fused=None, **refused) -> None:
+    """torch's implementation flags: ``fused`` and ``foreach`` choose how
+    torch computes the same step, so they are accepted and ignored (a
+    fused=True torch accepts on CPU was refused until 2026-12-06), with
+    torch's RuntimeError for both at once; those that change what a step
+    means (``differentiable``, ``capturable``) are not provided."""
+    if fused and foreach:
+        raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+    unsupported = [k for k, v in refused.items() if v]
+    if unsupported:
+        raise NotImplementedError(f"{name}({unsupported[0]}=True) is not provided")
+
+
 def no_plain_trainables(name: str, params: list, shared: list) -> None:
     """Plaintext tensors in a group of shared parameters are not updated
     (a frozen one, which torch would not move either, is left out); one that
