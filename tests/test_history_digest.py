@@ -88,6 +88,28 @@ def _threshold(r):
     return (_x() < (3.0 if r == 1 else 4.0)).get_plain_text()
 
 
+def _pow2_constant(r):
+    # 0.06 and 0.03, both below 1/4: the second is encoded with one more
+    # fractional bit, so both are the same ring word (a user probe, all
+    # three parties opened 1e13 and exited 0 until the digest noted the bits)
+    return (_x() * (0.06 if r == 1 else 0.03)).get_plain_text()
+
+
+def _mixed_factor(r):
+    # a factor of mixed magnitudes (two steps, per-entry bits): [1e-5, c, 1]
+    c = 0.2 if r == 1 else 0.1
+    return (_x()[:3] * torch.tensor([1e-5, c, 1.0], dtype=D)).get_plain_text()
+
+
+def _lr(r):
+    # SGD's lr 0.2 on one party, 0.1 on the others: weights of 1e14
+    w = cryptgpu.cryptensor(X[:4].clone(), src=0, requires_grad=True)
+    opt = cryptgpu.optim.SGD([w], lr=0.2 if r == 1 else 0.1)
+    (w * w).sum().backward()
+    opt.step()
+    return w.get_plain_text()
+
+
 def _own_net(r):
     return _net(r).double()(_inputs().double()).detach()
 
@@ -107,6 +129,13 @@ CASES = {
     # party 0 shares its 0s from src 0, parties 1 and 2 party 1's 1s: party
     # 0 opened 1e14 (party 1 raised); party 2 may open its own program's 2s
     "src": (_src, lambda r: torch.full((8,), 0.0 if r == 0 else 2.0, dtype=D), {0, 1}),
+    "pow2_constant": (_pow2_constant, lambda r: X * (0.06 if r == 1 else 0.03), {0, 1, 2}),
+    "mixed_factor": (
+        _mixed_factor,
+        lambda r: X[:3] * torch.tensor([1e-5, 0.2 if r == 1 else 0.1, 1.0], dtype=D),
+        {0, 1, 2},
+    ),
+    "lr": (_lr, lambda r: X[:4] * (1 - 2 * (0.2 if r == 1 else 0.1)), {0, 1, 2}),
     "threshold": (_threshold, lambda r: (X < (3.0 if r == 1 else 4.0)).double(), {0, 1, 2}),
 }
 

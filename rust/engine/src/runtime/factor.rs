@@ -107,7 +107,9 @@ impl Session {
             .zip(e)
             .map(|(&v, &ei)| ring::encode_one(v, f + ei))
             .collect::<Result<Vec<u64>>>()?;
-        self.note(Note::op("mul_public_mixed").dims(&x.shape).words(&fac));
+        let bits: Vec<u64> = e.iter().map(|&ei| ei.into()).collect();
+        let note = Note::op("mul_public_mixed").dims(&x.shape).words(&bits);
+        self.note(note.words(&fac)); // each entry's bits too, as mul_public's
         let r = self.run("mul", |pt| {
             let d = pt.dev.clone();
             let w = local::mul_public(&*d, x.at(pt.rank)?, &d.upload(lift.clone())?)?;
