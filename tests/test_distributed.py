@@ -701,9 +701,16 @@ def test_parties_with_different_settings_refuse_to_compute(tmp_path, setting):
     if setting.startswith("precision_bits"):
         # each party's settings as it holds them: party 1's 12 bits showed
         # as 0.75 to the parties with 16 (decoded at their scale)
-        assert "this party [12, 0, " in outs[1] and "party 0 [16, 0, " in outs[1], outs[1]
+        mine, theirs = (
+            "precision_bits=12, truncation='auto'",
+            "precision_bits=16, truncation='auto'",
+        )
+        assert f"this party ({mine}" in outs[1] and f"party 0 ({theirs}" in outs[1], outs[1]
         for r in (0, 2):
-            assert "this party [16, 0, " in outs[r] and "party 1 [12, 0, " in outs[r], outs[r]
+            assert f"this party ({theirs}" in outs[r] and f"party 1 ({mine}" in outs[r], outs[r]
+    else:  # by name (a list of codes until 2026-12-06: [16, 1, 4081], a probe)
+        assert "party 1 (precision_bits=16, truncation='exact'" in outs[0], outs[0]
+        assert "this party (precision_bits=16, truncation='exact'" in outs[1], outs[1]
 
 
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])

@@ -302,12 +302,11 @@ def _agree_on_settings(s, rank: int, f: int, truncation: str, bound) -> None:
     s.reset_stats()  # counters start at init, as before this check
     for src, theirs in enumerate(seen):
         if not np.array_equal(theirs.round(6), mine):
-            names = "precision_bits, truncation mode index, check_range code"
             raise _native.InvalidArgumentError(
-                f"party {rank} and party {src} were started with different settings "
-                f"({names}): this party {[int(v) for v in settings]}, party {src} "
-                f"{_sent_settings(theirs, f)}; every party must call init() with the same "
-                "precision_bits, truncation and check_range"
+                f"party {rank} and party {src} were started with different settings: "
+                f"this party ({_named(settings)}), party {src} ({_sent_settings(theirs, f)}); "
+                "every party must call init() with the same precision_bits, truncation "
+                "and check_range"
             )
 
 
@@ -319,8 +318,16 @@ def _sent_settings(theirs, f: int) -> str:
     for g in range(1, 64):
         d = theirs * 2.0 ** (f - g)
         if np.all((d == d.round()) & (d >= 0) & (d <= 3)) and _undigits(d)[0] == g:
-            return str([int(v) for v in _undigits(d)])
+            return _named(_undigits(d))
     return f"{_undigits(theirs.round(6))} as decoded here"
+
+
+def _named(settings) -> str:
+    """Settings by name (they were a list of codes: [16, 2, 4081], a probe:
+    the user had to know that 2 is a truncation mode's index)."""
+    f, t, c = (int(v) for v in settings)
+    mode = repr(TRUNCATION_MODES[t]) if 0 <= t < len(TRUNCATION_MODES) else f"code {t}"
+    return f"precision_bits={f}, truncation={mode}, check_range checksum {c}"
 
 
 def _undigits(d) -> list:
