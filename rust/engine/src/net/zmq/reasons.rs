@@ -83,8 +83,12 @@ impl ZmqTransport {
                 ),
             );
         }
+        // nothing heard at all: the usual causes, named (a party whose
+        // CRYPTGPU_PEERS list had another order saw only this, a probe)
         EngineError::Peer(format!(
-            "party {rank} got no answer from party {who} within the timeout"
+            "party {rank} got no answer from party {who} within the timeout (party {who} is \
+             not running or is stuck, cannot reach this party's address, or the parties' \
+             CRYPTGPU_PEERS lists differ in order)"
         ))
     }
 }
