@@ -51,6 +51,18 @@ def _dense(x):
     return x
 
 
+def _bool_as_number(y):
+    """A bool operand of a comparison, ``maximum``/``minimum``, ``clamp``
+    or ``where`` as torch promotes it there: 0/1 (a Python bool as an int,
+    a bool tensor as float64); anything else as it is. (These subtract it,
+    and ``x - bool_tensor`` itself stays torch's error.)"""
+    if isinstance(y, bool):
+        return int(y)
+    if isinstance(y, torch.Tensor) and y.dtype == torch.bool:
+        return y.to(torch.float64)
+    return y
+
+
 def _float64(x, what: str) -> torch.Tensor:
     """``torch.as_tensor(x, dtype=torch.float64)`` for a plaintext operand
     (a sparse one as its dense value), a complex one refused (TypeError)

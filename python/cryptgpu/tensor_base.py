@@ -53,8 +53,10 @@ class TensorBase(ag.Node):
     check, wrapping engine results, plaintext operands, shape queries)."""
 
     # _is_param, _is_buffer, persistent: the flags torch.nn.Parameter(x) and
-    # nn.Buffer(x) set on a tensor subclass's detach() (Module registers it)
-    __slots__ = ("_h", "_session", "_view", "_version", "_st", "_rec_at", "__weakref__")
+    # nn.Buffer(x) set on a tensor subclass's detach() (Module registers it);
+    # _bit: a comparison's result keeps (its handle, its 0/1 ring-integer
+    # bit) for an exact where/masked_fill (tensor_compare._ring_bit)
+    __slots__ = ("_h", "_session", "_view", "_version", "_st", "_rec_at", "_bit", "__weakref__")
     __slots__ += ("_is_param", "_is_buffer", "persistent")
     __array_priority__ = 1000  # numpy defers to our reflected operators
 

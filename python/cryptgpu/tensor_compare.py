@@ -14,7 +14,7 @@ import torch
 from . import autograd as ag
 from . import gradients as gr
 from ._native import EncodingError, InvalidArgumentError
-from ._plain import _float64, _norm_dim, _plain_array
+from ._plain import _bool_as_number, _float64, _ibuf, _norm_dim, _plain_array
 from .tensor_base import TensorBase
 from .tensor_reduce import axis_alias
 from .tensor_shape import stack
@@ -47,36 +47,47 @@ class ComparisonOps:
         """msb(self) * v, where v's shape starts with self's shape."""
         return self._wrap(self._s().msb_inject(self._t, v._t, label))
 
+    def _ltz_bit(self, label: str) -> TensorBase:
+        """[x < 0] as a 0/1 ring integer: the sign bit injected into the
+        word 1 instead of the fixed-point 1.0 (the same rounds and bytes)."""
+        s = self._s()
+        word = self._public_like(2.0**-s.precision_bits)  # encodes as the word 1
+        return self._wrap(s.msb_inject(self._t, word._t, label))
+
     def lt(self, other) -> TensorBase:
         """1.0 where x < other else 0.0 (secret-shared). Correct while |x - other| < 2^(63-f)."""
-        return self.sub(other)._ltz("lt")
+        return _cmp_result(self.sub(_bool_as_number(other))._ltz_bit("lt"))
 
     def gt(self, other) -> TensorBase:
         """1.0 where x > other else 0.0."""
-        return self.sub(other).neg()._ltz("gt")
+        return _cmp_result(self._gt_bit(other))
+
+    def _gt_bit(self, other) -> TensorBase:
+        return self.sub(_bool_as_number(other)).neg()._ltz_bit("gt")
 
     def le(self, other) -> TensorBase:
         """1.0 where x <= other else 0.0."""
-        return 1 - self.gt(other)
+        return _cmp_result(_one_minus(self._gt_bit(other)))
 
     def ge(self, other) -> TensorBase:
         """1.0 where x >= other else 0.0."""
-        return 1 - self.lt(other)
+        return _cmp_result(_one_minus(self.sub(_bool_as_number(other))._ltz_bit("lt")))
 
     def _both_signs(self, y, label):
-        d = self.sub(y)
-        both = stack([d, d.neg()])._ltz(label)
+        """[x < y] and [x > y] as 0/1 ring integers, from one comparison call."""
+        d = self.sub(_bool_as_number(y))
+        both = stack([d, d.neg()])._ltz_bit(label)
         return both[0], both[1]
 
     def eq(self, other) -> TensorBase:
         """1.0 where x == other else 0.0: one batched comparison of x - other and other - x."""
         lt, gt = self._both_signs(other, "eq")
-        return 1 - lt - gt
+        return _cmp_result(_one_minus(lt) - gt)
 
     def ne(self, other) -> TensorBase:
         """1.0 where x != other else 0.0."""
         lt, gt = self._both_signs(other, "ne")
-        return lt + gt
+        return _cmp_result(lt + gt)
 
     __lt__ = lt
     __gt__ = gt
@@ -146,6 +157,7 @@ class ComparisonOps:
         pair of bounds, takes two ReLUs in sequence (20 rounds)."""
         if min is None and max is None:
             raise InvalidArgumentError("clamp: at least one of min and max must be given")
+        min, max = _bool_as_number(min), _bool_as_number(max)  # noqa: A001 - torch's 0/1
         # an infinite bound on its own side bounds nothing (clamp(max=inf))
         if isinstance(min, (int, float)) and min == -math.inf:
             min = None  # noqa: A001
@@ -337,17 +349,99 @@ def _is_other(dim) -> bool:
     )
 
 
+def _one_minus(bit) -> TensorBase:
+    """1 - b for a 0/1 ring-integer bit b (local)."""
+    return bit._public_like(2.0 ** -bit._s().precision_bits) - bit
+
+
+def _cmp_result(bit) -> TensorBase:
+    """A comparison's result: the fixed-point 0/1 of a 0/1 ring-integer
+    bit (times 2^f, local), which keeps the bit for :func:`where`."""
+    s = bit._s()
+    out = bit._wrap(s.mul_public_int(bit._t, _ibuf(np.array([1 << s.precision_bits]))))
+    out._bit = (out._h, bit._t)
+    return out
+
+
+def _ring_bit(condition) -> TensorBase:
+    """A shared 0/1 condition as a 0/1 ring integer, with no messages for
+    a comparison's result that holds its shares unchanged, and for a view
+    of one (``c.unsqueeze(1)``, ``c[0]``, ``c.expand(...)``: the same view
+    of its bit); else the fixed-point value divided by 2^f by the exact
+    protocol (2 rounds; exact for values that are exactly 0 or 1, as a
+    product or a difference of comparisons and a shared 0/1 tensor are)."""
+    kept = getattr(condition, "_bit", None)
+    if kept is not None and kept[0] is condition._t:
+        return condition._wrap(kept[1])
+    v = condition._view
+    if v is not None:
+        _ = condition._t  # the view brought up to date with its base
+        base, v = v[0], condition._view
+        kept = getattr(base, "_bit", None)
+        if kept is not None and kept[0] is base._t and v[1] == base._version:
+            with ag.no_grad():
+                return v[2](base._wrap(kept[1]))
+    s = condition._s()
+    return condition._wrap(s.div_public_int_exact(condition._t, 1 << s.precision_bits, False))
+
+
+def _select(bit, d) -> TensorBase:
+    """bit * d for a 0/1 ring-integer bit of d's shape: one product of ring
+    integers (1 round, no truncation), exact for any words of d. Recorded
+    for autograd: d's gradient is bit times the result's, selected alike."""
+    out = d._wrap(d._s(bit).mul_int(bit._t, d._t))
+    if ag.needs_grad(d):
+        ag.record(out, (d,), lambda g: (g._wrap(g._s(bit).mul_int(bit._t, g._t)),))
+    return out
+
+
 def where(condition, x, y) -> TensorBase:
     """``torch.where(condition, x, y)``. ``condition`` may be a plaintext bool
-    tensor (free) or a SharedTensor of 0/1 values, e.g. a comparison result
-    (one multiplication)."""
+    tensor (free) or a SharedTensor of 0/1 values. A shared condition
+    selects exactly, as relu and maximum do (no truncation; exact while
+    |x - y| < 2^(63-f)): ``x - y`` times the condition's 0/1 bit as ring
+    integers, one round. A comparison's result (``a > b``, ``a <= b``,
+    ``a == b``, ...) keeps its bit, also in its views (``c.unsqueeze(1)``,
+    ``c[0]``, ``c.expand(...)``), so ``where(a > b, a, b)`` costs the
+    comparison and 1 round (11, relu's 10 + 1); any other shared condition
+    (``1 - c``, ``c1 * c2``, ``c.clone()``, a comparison changed in place,
+    a shared 0/1 tensor of the user's) is first divided by 2^f by the exact
+    protocol (2 rounds more, 3 in all): exact for values that are exactly
+    0 or 1 (a value in between is rounded at random, where the product
+    form interpolated). A shared condition that requires grad keeps the
+    product form ``condition * (x - y) + y`` (one truncated product; the
+    condition gets the gradient (x - y) g, which torch cannot give a bool
+    condition). Gradients of x and y: g selected by the same bit, exact.
+    A Python bool condition is torch's TypeError."""
+    if isinstance(condition, (bool, np.bool_)):  # torch's TypeError
+        raise TypeError(
+            "where() received an invalid combination of arguments - got (bool, ...): the "
+            "condition must be a tensor (a bool tensor, or a shared 0/1 one)"
+        )
+    x, y = _bool_as_number(x), _bool_as_number(y)
     if isinstance(condition, TensorBase):
+        if ag.needs_grad(condition):
+            if isinstance(x, TensorBase):
+                return condition * (x - y) + y
+            if isinstance(y, TensorBase):
+                return y - condition * (y - x)
+            xp, yp = _plain_array(x, "where x"), _plain_array(y, "where y")
+            return condition * (xp - yp) + yp
+        bit = _ring_bit(condition)
         if isinstance(x, TensorBase):
-            return condition * (x - y) + y
-        if isinstance(y, TensorBase):
-            return y - condition * (y - x)
-        xp, yp = _plain_array(x, "where x"), _plain_array(y, "where y")
-        return condition * (xp - yp) + yp
+            d, base, sign = x - y, y, 1
+        elif isinstance(y, TensorBase):
+            d, base, sign = y - x, y, -1
+        else:
+            xp, yp = _plain_array(x, "where x"), _plain_array(y, "where y")
+            d, base, sign = condition._public(np.asarray(xp - yp)), yp, 1
+        shape = torch.broadcast_shapes(tuple(bit.shape), tuple(d.shape))
+        if tuple(bit.shape) != tuple(shape):
+            bit = bit.expand(shape)
+        if tuple(d.shape) != tuple(shape):
+            d = d.expand(shape)
+        sel = _select(bit, d)
+        return sel + base if sign > 0 else base - sel
     mask = _plain_array(condition, "where condition")
     if not isinstance(x, TensorBase) and not isinstance(y, TensorBase):
         raise TypeError("where: x or y must be a SharedTensor")

@@ -19,6 +19,7 @@ from . import _session
 from ._native import ShapeError
 from ._plain import (
     IndexRangeError,
+    _bool_as_number,
     _float64,
     _index,
     _ints,
@@ -512,11 +513,12 @@ class TorchLikeOps:
     # ------------------------------------------------------------ element-wise
     def maximum(self, other) -> TensorBase:
         """Element-wise max with a shared or plaintext tensor: one ReLU."""
+        other = _bool_as_number(other)  # a bool mask as 0/1, as torch's
         return (self - other).relu() + other
 
     def minimum(self, other) -> TensorBase:
         """Element-wise min with a shared or plaintext tensor: one ReLU."""
-        return self - (self - other).relu()
+        return self - (self - _bool_as_number(other)).relu()
 
     def hardtanh(
         self, min_val: float = -1.0, max_val: float = 1.0, *, min_value=None, max_value=None
