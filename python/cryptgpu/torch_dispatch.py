@@ -299,6 +299,11 @@ def _unary(name):
 _relu = _unary("relu")
 
 
+def _in_place_f(name):
+    """F.<name>_(x, ...) (F.hardtanh_, F.elu_, ...): x.<name>(...) taken in place."""
+    return lambda x, *a, **k: x._in_place(name + "_", lambda t: getattr(t, name)(*a, **k))
+
+
 def _conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     x = _shared_input(x, weight, bias)
     return x.conv1d(weight, bias, stride, padding, dilation, groups)
@@ -465,6 +470,8 @@ TABLE = {
     F.sigmoid: _unary("sigmoid"),
     F.tanh: _unary("tanh"),
     F.hardtanh: _unary("hardtanh"),
+    **{getattr(F, n + "_"): _in_place_f(n) for n in ("hardtanh", "elu", "leaky_relu", "celu")},
+    **{getattr(F, n + "_"): _in_place_f(n) for n in ("threshold", "selu")},
     F.relu6: _unary("relu6"),
     F.leaky_relu: _unary("leaky_relu"),
     F.elu: _unary("elu"),
