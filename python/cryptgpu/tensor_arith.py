@@ -17,6 +17,7 @@ from ._native import EncodingError, ShapeError
 from ._plain import _buf, _float64, _ibuf, _is_integer_plain, _plain_array
 from .public_factors import in_products_only, whole_reciprocal
 from .tensor_base import READ_ONLY, TensorBase
+from .tensor_shape import refuse_partial_overlap
 
 
 class ArithmeticOps:
@@ -267,14 +268,15 @@ class ArithmeticOps:
             f"computed from one, or with a value that requires grad) are not supported; {hint}"
         )
 
-    def _in_place(self, what: str, compute) -> TensorBase:
+    def _in_place(self, what: str, compute, reshape: bool = False) -> TensorBase:
         """``compute(self)`` taken in place (``add_``, ``relu_``, ...). On a
         recorded result (torch's ``h = fc(x); h.relu_()``), recorded from a
         snapshot of it (its gradient rule reads the old value), which takes
         its place in the graph, then moved in; while no recorded operation
         has read it yet (theirs would route their gradients through the new
         node; torch tracks versions), and not on a view: else refused, as
-        everywhere until 2026-12-06."""
+        everywhere until 2026-12-06. ``reshape``: the result may have another
+        shape (squeeze_, unsqueeze_ on a recorded result)."""
         if not (ag.needs_grad(self) and self._back is not None):
             return self._assign(compute(self), what)
         if self._view is not None or getattr(self, "_uses", 0):
@@ -285,7 +287,7 @@ class ArithmeticOps:
         # hooks registered before see the old value's gradient, as torch's
         old._hooks, self._hooks = getattr(self, "_hooks", None), None
         out = compute(old)
-        if tuple(out.shape) != tuple(self.shape):
+        if tuple(out.shape) != tuple(self.shape) and not reshape:
             _grown(self.shape, out.shape)
         return self._take_recorded(out)
 
@@ -321,7 +323,9 @@ class ArithmeticOps:
         """torch's RuntimeError, before any work, where an in-place
         ``x op= y`` would broadcast x to a larger shape (until 2026-12-05
         ``x += y`` rebound x to the larger result and left its base as it
-        was). Shapes that do not broadcast at all are left to the op."""
+        was). Shapes that do not broadcast at all are left to the op. Also
+        torch's refusal of a y that is a view of x, or x of y, partly
+        overlapping it (``x.add_(x.t())``: tensor_shape.refuse_partial_overlap)."""
         try:
             yshape = tuple(y.shape) if isinstance(y, TensorBase) else np.shape(y)
             full = torch.broadcast_shapes(tuple(self.shape), yshape)
@@ -329,6 +333,7 @@ class ArithmeticOps:
             return
         if tuple(full) != tuple(self.shape):
             _grown(self.shape, full)
+        refuse_partial_overlap(self, y)
 
     def add_(self, other, *, alpha=1) -> TensorBase:
         """x += alpha * other in place."""
@@ -358,6 +363,7 @@ class ArithmeticOps:
         self._s()
         if isinstance(src, TensorBase):
             src._s()
+            refuse_partial_overlap(self, src)
         else:
             src = self._public(_float64(src, "copy_").numpy())
         out = src.expand(*self.shape) if src.shape != self.shape else src

@@ -189,15 +189,21 @@ class MoreOps:
 
     def squeeze_(self, dim=None) -> TensorBase:
         """:meth:`squeeze` in place (the tensor takes the new shape)."""
-        return self._reshape_in_place(self.squeeze(dim), "squeeze_")
+        recorded = ag.needs_grad(self)
+        with ag.no_grad():  # the new shape (not recorded: it would read self)
+            new = self.squeeze(dim)
+        return self._reshape_in_place(new, "squeeze_", recorded)
 
     def unsqueeze_(self, dim: int) -> TensorBase:
         """:meth:`unsqueeze` in place (the tensor takes the new shape)."""
-        return self._reshape_in_place(self.unsqueeze(dim), "unsqueeze_")
+        recorded = ag.needs_grad(self)
+        with ag.no_grad():
+            new = self.unsqueeze(dim)
+        return self._reshape_in_place(new, "unsqueeze_", recorded)
 
-    def _reshape_in_place(self, new, what: str) -> TensorBase:
-        if ag.needs_grad(self):
-            self._refuse_in_place(what)
+    def _reshape_in_place(self, new, what: str, recorded: bool) -> TensorBase:
+        if recorded:  # as any in-place op: a recorded result takes it, a leaf refuses
+            return self._in_place(what, lambda t: t.reshape(list(new.shape)), reshape=True)
         old, shape = list(self.shape), list(new.shape)
         if old == shape:
             return self

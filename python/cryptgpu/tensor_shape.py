@@ -244,7 +244,10 @@ class ShapeOps:
         if dim is None:
             return self.reshape([s for s in shp if s != 1])
         if isinstance(dim, (tuple, list)):  # torch >= 2.0: several dims
-            ds = {_norm_dim(d, self.dim()) for d in dim} if self.dim() else set()
+            ds = [_norm_dim(d, self.dim()) for d in dim]
+            for d in ds:  # torch's error (the same dim twice was squeezed once)
+                if ds.count(d) > 1:
+                    raise RuntimeError(f"dim {d} appears multiple times in the list of dims")
             return self.reshape([s for i, s in enumerate(shp) if not (i in ds and s == 1)])
         d = _norm_dim(dim, self.dim())
         if self.dim() == 0 or shp[d] != 1:
@@ -593,3 +596,23 @@ def _view_strides(shape, strides, new_shape):
             if d > 0:
                 base, run, seen = strides[d - 1], 1, 1
     return out if v == -1 else None
+
+
+def refuse_partial_overlap(x, y) -> None:
+    """torch's RuntimeError for an in-place ``x.op_(y)`` where y and x share
+    some memory but are not the same elements alike: detected between a
+    tensor and a non-empty view of it of another shape or other strides
+    (``x.add_(x.t())``, ``x.t().add_(x)``, ``x.add_(x[0])``); two views of
+    one base are not compared (their offsets are not kept)."""
+    if not isinstance(y, TensorBase) or y is x:
+        return
+    for a, b in ((x, y), (y, x)):
+        v = b._view
+        if v is None or v[0] is not a or a._view is not None or not b.numel():
+            continue
+        if tuple(b.shape) != tuple(a.shape) or b._strides() != a._strides():
+            raise RuntimeError(
+                "unsupported operation: some elements of the input tensor and the written-to "
+                "tensor refer to a single memory location. Please clone() the tensor before "
+                "performing the operation."
+            )
