@@ -239,6 +239,9 @@ class ActivationOps:
         (``out`` and ``dtype``, which torch.norm passes, must be None.)"""
         if out is not None or dtype is not None:
             raise NotImplementedError("norm(..., out=, dtype=) on a SharedTensor")
+        if p == "fro" and isinstance(dim, (tuple, list)) and len(dim) > 2:  # torch's error
+            dims = " ".join(str(d) for d in dim)
+            raise RuntimeError(f"linalg.matrix_norm: dim must be a 2-tuple. Got {dims}")
         if p in ("fro", 2, 2.0):
             # range-reduced by max |x| as any other p (until 2026-12-06 the
             # square root of the plain sum of squares: the value wrapped for
