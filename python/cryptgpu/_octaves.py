@@ -56,10 +56,11 @@ def _bucket_indicator(x, starts, label: str, unit: bool = False, ring: bool = Fa
     if _is_shared(x):
         stacked = x.unsqueeze(0).expand(k - 1, *x.shape)
         one = 2.0 ** -x._s().precision_bits if ring else 1.0  # the word 1, or 1.0
+        diff = _minus_thresholds(stacked, tj)
         if ring:
-            below = (stacked - tj)._msb_times(stacked._public_like(one), label)
+            below = diff._msb_times(stacked._public_like(one), label)
         else:
-            below = (stacked - tj)._ltz(label)  # [x < 2^j], j = starts[1:]
+            below = diff._ltz(label)  # [x < 2^j], j = starts[1:]
         edge = [1, *x.shape]
         # c_j = [x >= 2^j], with c_lo = 1 and c_hi = 0 (public)
         c = _cat_dim0([below._public_like(one, edge), one - below, below._public_like(0.0, edge)])
@@ -69,6 +70,21 @@ def _bucket_indicator(x, starts, label: str, unit: bool = False, ring: bool = Fa
         c = (x.unsqueeze(0) >= torch.as_tensor(tj, dtype=x.dtype)).to(x.dtype)
         c = torch.cat([torch.ones_like(c[:1]), c, torch.zeros_like(c[:1])])
     return c[:k] - c[1:]
+
+
+def _minus_thresholds(stacked, tj):
+    """stacked - tj for public thresholds tj [k - 1, 1, ...]: added as
+    encoded constants, except those at or above 2^(62 - 2f), which a
+    public operand cannot encode (2^31 at f = 16; a row sum of squares is
+    compared with up to 2^44, :mod:`cryptgpu.unit_rows`): subtracted as
+    2^(62 - 2f) shared publicly times an integer (they are powers of two),
+    exact and local."""
+    limit = 2.0 ** (62 - 2 * stacked._s().precision_bits)
+    big = tj >= limit
+    if not big.any():
+        return stacked - tj
+    mult = np.where(big, tj / limit, 0.0).astype(np.int64)
+    return (stacked - np.where(big, 0.0, tj)) - stacked._public_like(limit) * mult
 
 
 def _pow2_copies(x, exps):

@@ -185,15 +185,19 @@ def ratio_inv_sqrt(num, den, lo_exp: int | None = -10, hi_exp: int = 30):
     half = (ind * _pow2_copies(den, [-j - 1 for j in starts])).sum(0)  # d / 2, d in [1, 4)
     # num may broadcast against a smaller den (a row norm)
     num_n = _select(ind, _pow2_copies(num, [-j // 2 for j in starts]), den)
-    # 1/sqrt(d) on [1, 4): the relative-minimax line 1.066277 - 0.152325 d
-    # (within 8.6%), then Newton y <- y (1.5 - (d/2) y^2): 1.1e-2, 1.7e-4,
-    # 4.5e-8. Three products a step, the halving folded into the range
-    # reduction's power of two (5 steps from 0.7, with a division, were 21
-    # sequential operations; these are 10).
+    return num_n * inv_sqrt_half(half)
+
+
+def inv_sqrt_half(half):
+    """1 / sqrt(d) for d = 2 ``half`` in [1, 4): the relative-minimax line
+    1.066277 - 0.152325 d (within 8.6%), then Newton y <- y (1.5 - (d/2)
+    y^2): 1.1e-2, 1.7e-4, 4.5e-8. Three products a step, the halving
+    folded into the caller's range reduction (5 steps from 0.7, with a
+    division, were 21 sequential operations; these are 10)."""
     y = 1.066277 - half * 0.30465
     for _ in range(3):
         y = y * (1.5 - half * (y * y))
-    return num_n * y
+    return y
 
 
 def sqrt(x):
@@ -257,14 +261,16 @@ def log1p_unit(u):
     return _horner(_LOG1P_UNIT, u)
 
 
-def sigmoid(x):
+def sigmoid(x, within16: bool = False):
     """1 / (1 + e^-x), evaluated on |x| so the reciprocal's input stays in
     [1, 2], then mirrored: sigmoid(x) = 1 - sigmoid(-x) for x < 0. e^-|x|
     is the range-reduced :func:`exp_nonpos`, valid for every |x| (CrypTen's
     limit form turns negative past |x| = 256 and squares to a huge value:
-    sigmoid(1000) was -2.7e12)."""
+    sigmoid(1000) was -2.7e12). ``within16``: the caller guarantees |x| <=
+    16 (SiLU's clamped input), so exp_nonpos's clamp at -16 is left out
+    (one comparison less)."""
     a, neg = _abs_and_ltz(x)
-    return sigmoid_from_parts(1 + exp_nonpos(-a), neg)
+    return sigmoid_from_parts(1 + exp_nonpos(-a, within16), neg)
 
 
 def sigmoid_from_parts(one_plus_e, neg):
@@ -288,15 +294,17 @@ def _max_keep(x, dim):
     return x.amax(dim, keepdim=True).detach()
 
 
-def exp_nonpos(z):
+def exp_nonpos(z, within16: bool = False):
     """e^z for z <= 0 (a max-shifted softmax input), range-reduced: z is
     clamped at -16 (e^-16 = 1.1e-7; one comparison), e^(z/16) on [-1, 0] is
     its Taylor polynomial of degree 9 (error 2.8e-7), then squared 4 times.
     Squaring doubles a relative error, so 4 squarings instead of CrypTen's 8
     keep the fixed-point error to 16 times a truncation's: about 3e-4 of
-    the value against CrypTen's 12% at z = -8 (its (1 + z/256)^256)."""
+    the value against CrypTen's 12% at z = -8 (its (1 + z/256)^256).
+    ``within16``: z is known to be in [-16, 0], no clamp (where the floor
+    is 16, below 28 fractional bits)."""
     lo = _exp_floor(z)
-    zc = (z + lo).relu() - lo
+    zc = z if within16 and lo == 16.0 else (z + lo).relu() - lo
     y = zc / 16
     acc = _horner(_EXP_TAYLOR, y)
     for _ in range(4):

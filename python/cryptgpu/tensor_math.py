@@ -366,8 +366,8 @@ _CDIST_MODES = (
 def cdist(x1, x2, p=2.0, compute_mode="use_mm_for_euclid_dist_if_necessary") -> TensorBase:
     """``torch.cdist`` for p = 2 and 1, batched (batch dims broadcast):
     the norm over the feature dim of every pairwise difference, p = 2 by
-    the range-reduced square root (1e-4 relative for distances from 4e-3
-    to 2^15; exact squares), p = 1 as a sum of |d| (one comparison per
+    :meth:`norm`'s range reduction by max |d| (1e-4 relative for max |d|
+    in [2^-16, 2^30)), p = 1 as a sum of |d| (one comparison per
     difference). Every difference is formed (P R M elements), never
     |x1|^2 + |x2|^2 - 2 x1 x2, whose cancellation would leave a negative
     square near 0. ``compute_mode`` is checked and has no effect."""

@@ -19,9 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import _session
 from . import autograd as ag
-from . import functions as fx
+from . import unit_rows
 from ._native import ShapeError
 from ._plain import _float64, _index, _ints, _norm_dim, _varargs
 from .tensor_base import TensorBase
@@ -522,9 +521,10 @@ def linalg_norm(x, ord=None, dim=None, keepdim=False, *, out=None, dtype=None): 
 
 def cosine_similarity(x1, x2, dim: int = 1, eps: float = 1e-8) -> TensorBase:
     """``F.cosine_similarity``: the dot product over ``dim`` of the two
-    unit vectors, each x / sqrt(sum x^2) by the range-reduced
-    ratio_inv_sqrt (1e-4 relative for norms from 4e-3 to 2^15, as
-    ``F.normalize``; until 2026-12-05 one ratio of the dot product over
+    unit vectors, each as ``F.normalize`` computes it
+    (:func:`cryptgpu.unit_rows.unit`: 1e-4 relative for elements below
+    2^15 and norms from 4e-3 to 2^23, where until 2026-12-07 norms above
+    2^15 gave garbage; until 2026-12-05 one ratio of the dot product over
     sqrt(|x1|^2 |x2|^2), whose product wrapped for norms near 300: -3e8
     for torch's -0.32). ``eps`` guards nothing: a zero vector gives no
     meaningful value where torch gives 0."""
@@ -538,14 +538,13 @@ def cosine_similarity(x1, x2, dim: int = 1, eps: float = 1e-8) -> TensorBase:
 
 
 def unit(v, dim: int):
-    """v / ||v|| over ``dim`` (kept): for a SharedTensor one range-reduced
-    ratio v / sqrt(sum v^2) (1e-4 relative while sum v^2 is at least 2^-16
-    and below 2^30: rows of norm 4e-3 or more); ``F.normalize``'s p = 2."""
+    """v / ||v|| over ``dim`` (kept): for a SharedTensor
+    :func:`cryptgpu.unit_rows.unit` (elements below 2^15, row sums of
+    squares in [2^-16, 2^46): 1e-4 relative plus two units);
+    ``F.normalize``'s p = 2."""
     if not isinstance(v, TensorBase):
         return F.normalize(v, dim=dim)
-    with _session.training_work():  # exact squares, as F.normalize's
-        sq = (v * v).sum(dim, keepdim=True)
-    return fx.ratio_inv_sqrt(v, sq, None, 30)
+    return unit_rows.unit(v, dim)
 
 
 def lerp(start, end, weight) -> TensorBase:
