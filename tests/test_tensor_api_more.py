@@ -264,7 +264,9 @@ def test_more_methods_computing(session):
     public weight, one truncation per product (prod_tol(1, 1, 1) each, two
     of them); cumprod of 4 factors in (-1, 1), 2 rounds of products, each
     product's truncation and the factors' encoding (4 ENC + 2 ULP per
-    level: 2e-5); mv: prod_tol(3, 1, 1); the norms, variances and
+    level, two levels: 1.2e-4; it was 2e-5, below its own derivation, and
+    failed at 2.4e-5 once F.normalize's cheaper protocol changed the random
+    stream before it); mv: prod_tol(3, 1, 1); the norms, variances and
     cosine through the range-reduced sqrt or 1/sqrt (about 1e-4 relative,
     values below 3): within 5e-4."""
     t = torch.linspace(-1, 1, 12, dtype=torch.float64).view(3, 4) ** 3 + 0.1
@@ -282,7 +284,7 @@ def test_more_methods_computing(session):
     assert_close(pt(x.lerp(end, sh(w))), t.lerp(end, w), tol)
     y = t * 0.5 + 0.25
     assert_close(pt(F.cosine_similarity(x, sh(y))), F.cosine_similarity(t, y), 5e-4)
-    assert_close(pt(x.cumprod(1)), t.cumprod(1), 2e-5)
+    assert_close(pt(x.cumprod(1)), t.cumprod(1), 2 * (4 * ENC + 2 * ULP))
     P = torch.linspace(0, 1, 6, dtype=torch.float64).view(2, 3)
     assert_close(pt(torch.mv(P, x[:, 0])), torch.mv(P, t[:, 0]), prod_tol(3, 1, 1))
 
