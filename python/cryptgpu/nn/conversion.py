@@ -34,6 +34,7 @@ from . import (
     to_torch,
     tracing,
     transformer,
+    user_attrs,
 )
 from .containers import _ByPosition
 from .functional import FUNCTIONS as _FUNCTIONS
@@ -368,13 +369,8 @@ class Graph(Module):
             return name[len(root) + 1 :]
         return name
 
-    def __getattr__(self, name):
-        # a bare layer converted (wrapped): its parameters and settings
-        # read as torch's (lin.weight, conv.stride)
-        root = self.__dict__.get("_root_target")
-        if root is not None and root in self.__dict__.get("_modules", {}):
-            return getattr(self._modules[root], name)
-        return super().__getattr__(name)
+    def __getattr__(self, name):  # (and the torch model's own attributes and methods)
+        return user_attrs.getattr_(self, name, super().__getattr__)
 
     def _named_state(self, prefix: str = ""):
         for name, m, table, k in super()._named_state():
@@ -677,6 +673,7 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
     out._bn2d = any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     out._unread = [n for n, _ in unread]
     out._root_target = root
+    user_attrs.attach(out, model)  # model.nhid, model.init_hidden(bsz)
     out._id_inputs = id_inputs(gm.graph, converted)  # one-hot rows of shared ids
     out._shifts = shifts.pairs(gm.graph, converted)  # biases a BatchNorm cancels
     if hf.is_hf_model(model):  # transformers' model.config (num_labels, id2label), a copy
