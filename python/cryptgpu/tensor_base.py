@@ -10,6 +10,7 @@ import torch
 
 from . import _native, _session
 from . import autograd as ag
+from . import tensor_storage as _storage
 from ._plain import _buf, _float64, _index, _norm_dim, _plain_array, _strides
 from ._session import current
 
@@ -55,9 +56,10 @@ class TensorBase(ag.Node):
     # _is_param, _is_buffer, persistent: the flags torch.nn.Parameter(x) and
     # nn.Buffer(x) set on a tensor subclass's detach() (Module registers it);
     # _bit: a comparison's result keeps (its handle, its 0/1 ring-integer
-    # bit) for an exact where/masked_fill (tensor_compare._ring_bit)
-    __slots__ = ("_h", "_session", "_view", "_version", "_st", "_rec_at", "_bit", "__weakref__")
-    __slots__ += ("_is_param", "_is_buffer", "persistent")
+    # bit) for an exact where/masked_fill (tensor_compare._ring_bit);
+    # _cell: a base and its views share it (tensor_storage: .data = new)
+    __slots__ = ("_h", "_session", "_view", "_version", "_st", "_rec_at", "_bit", "_cell")
+    __slots__ += ("__weakref__", "_is_param", "_is_buffer", "persistent")
     __array_priority__ = 1000  # numpy defers to our reflected operators
 
     def __init__(self, handle: _native.Tensor, session: _native.Session):
@@ -71,6 +73,7 @@ class TensorBase(ag.Node):
         # view with the value from before the change.
         self._view = None
         self._version = 0  # bumped by every in-place change
+        self._cell = None  # the storage as a base's views know it (tensor_storage.py)
         # The strides torch's tensor would have (a transposed, expanded or
         # strided view); None: contiguous. reshape copies where torch's
         # stride rule cannot view, and contiguous() where torch copies.
@@ -89,6 +92,8 @@ class TensorBase(ag.Node):
         share storage; here they hold copies, kept in step)."""
         v = self._view
         if v is not None:
+            if self._cell is not None and self._cell[0] is not None:
+                v = _storage.follow(self, v)  # base.data = new since: the old storage
             base = v[0]
             _ = base._t  # bring the base itself up to date first
             if base._version != v[1]:
@@ -130,8 +135,9 @@ class TensorBase(ag.Node):
         the change on by its own write-back."""
         if self is base:
             return self
-        bv = base._view
+        bv = base._view if base._view is None else _storage.follow(base, base._view)
         root = bv[0] if bv is not None else None
+        self._cell = _storage.cell(base if root is None else root)
         if root is None:
             # a base reshaped in place since (squeeze_, unsqueeze_) is read
             # and written through a view of the shape this view knew
@@ -161,6 +167,7 @@ class TensorBase(ag.Node):
         v = self._view
         if v is None:
             return
+        v = _storage.follow(self, v)  # (into the old storage after base.data = new)
         base = v[0]
         v[3](base, self)
         self._view = (base, base._version, v[2], v[3])
@@ -296,10 +303,7 @@ class TensorBase(ag.Node):
             value._s()
         else:
             value = self._public(_float64(value, "data").numpy())
-        self._t, self._session = value._t, value._session
-        # the new value's layout (its shape may differ); like torch's, the
-        # tensor no longer views a base (its storage is replaced)
-        self._st, self._view = value._st, None
+        _storage.replace(self, value)  # views taken before keep the old storage
 
     # ------------------------------------------------------------ shape info
     @property
