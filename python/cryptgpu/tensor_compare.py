@@ -22,6 +22,7 @@ from .tensor_shape import stack
 # max(dim) / min(dim) results: a tuple with torch's field names (``.values``,
 # ``.indices``; the indices are the one-hot mask unless one_hot=False)
 _MaxMin = collections.namedtuple("max_min", ["values", "indices"])
+_TopK = collections.namedtuple("topk", ["values", "indices"])
 
 
 class ComparisonOps:
@@ -300,6 +301,26 @@ class ComparisonOps:
             return self.minimum(dim)
         r = self.neg().max(dim, keepdim, one_hot)
         return r.neg() if dim is None else _MaxMin(r[0].neg(), r[1])
+
+    def topk(self, k, dim=-1, largest=True, sorted=True, *, one_hot: bool = True):  # noqa: A002
+        """torch's ``topk`` for ``k`` = 1 (since 2026-12-07; a tutorial's
+        greedy decoder's ``_, topi = out.topk(1)``): ``max(dim,
+        keepdim=True)`` (``min`` with ``largest=False``; ``sorted`` changes
+        nothing for one), its indices as max(dim)'s (see :meth:`max`). A
+        larger ``k`` would sort private values: NotImplementedError."""
+        if isinstance(k, bool) or not isinstance(k, int):
+            raise TypeError(f"topk(): argument 'k' must be int, not {type(k).__name__}")
+        d = _norm_dim(dim, self.dim())
+        size = self.shape[d] if self.dim() else 1
+        if k < 0 or k > size:
+            raise RuntimeError("selected index k out of range")
+        if k != 1:
+            raise NotImplementedError(
+                f"topk with k={k} on a SharedTensor is not supported (it would sort secret "
+                "values); topk(1) (as max(dim, keepdim=True)), max(dim) and argmax are"
+            )
+        r = (self.max if largest else self.min)(d, keepdim=True, one_hot=one_hot)
+        return _TopK(*r)
 
     @axis_alias
     def argmax(self, dim=None, keepdim: bool = False, one_hot: bool = True) -> TensorBase:

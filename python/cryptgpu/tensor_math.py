@@ -227,7 +227,6 @@ UNSUPPORTED = (
     "det",
     "sort",
     "argsort",
-    "topk",
     "kthvalue",
     "mode",
 )

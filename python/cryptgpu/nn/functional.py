@@ -580,7 +580,7 @@ METHODS = {
     "new_empty": OTHER,
     "new_tensor": OTHER,
     # public only (masks, indices): a private receiver is refused
-    **dict.fromkeys(("bincount", "unique", "argsort", "sort", "topk", "nonzero"), OTHER),
+    **dict.fromkeys(("bincount", "unique", "argsort", "sort", "nonzero"), OTHER),
     **indices.METHODS,  # argmax, argmin: torch's indices (indices.py)
     "cumsum": OTHER,
     "triu": OTHER,
@@ -624,7 +624,6 @@ PUBLIC_FUNCTIONS = {
     torch.unique,
     torch.argsort,
     torch.sort,
-    torch.topk,
     torch.nonzero,
     F.one_hot,  # of public ids (private ones: one-hot rows shared by their owner)
 }

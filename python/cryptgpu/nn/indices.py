@@ -1,4 +1,5 @@
-"""argmax / argmin / ``max(dim).indices`` / ``min(dim).indices`` in a
+"""argmax / argmin / ``max(dim).indices`` / ``min(dim).indices`` (and
+``topk(1).indices``, as max(dim, keepdim=True)'s) in a
 converted forward give torch's integer indices, as values (secret-shared):
 SharedTensor's own methods keep CrypTen's one-hot mask (``one_hot=True``),
 which the converted graph took as it was until 2026-12-06, so
@@ -37,6 +38,7 @@ from .stats import OTHER
 
 _ARGS = {"argmax", "argmin", torch.argmax, torch.argmin}
 _PAIRS = {"max", "min", torch.max, torch.min}
+_TOPK = {"topk", torch.topk}  # topk(1): max(dim, keepdim=True) (SharedTensor.topk)
 # the value-preserving ops followed from an index to an embedding or a loss
 # target reading it (their one-hot rows made so): reshapes of the index,
 # and copies and integer casts (changing nothing of the rows)
@@ -125,12 +127,13 @@ def target_rows(onehot, dim=None, keepdim=False, ops=()):
 FUNCTIONS = {
     torch.argmax: (torch.argmax, OTHER),
     torch.argmin: (torch.argmin, OTHER),
+    torch.topk: (torch.topk, OTHER),
     values: (values, OTHER),
     pair_values: (pair_values, OTHER),
     embedding_rows: (embedding_rows, OTHER),
     target_rows: (target_rows, OTHER),
 }
-METHODS = {"argmax": OTHER, "argmin": OTHER}
+METHODS = {"argmax": OTHER, "argmin": OTHER, "topk": OTHER}
 
 # the selections that take an index, and its position (the input or
 # receiver at 0) or keyword
@@ -160,6 +163,15 @@ def _dim_keepdim(node, rest):
     dim = rest[0] if rest else node.kwargs.get("dim", node.kwargs.get("axis"))
     keepdim = rest[1] if len(rest) > 1 else node.kwargs.get("keepdim", False)
     return dim, keepdim
+
+
+def _topk_dim(node):
+    """(dim, True) of a ``topk(1, dim)`` call, as its max(dim, keepdim=True);
+    (None, False) for another k (refused when it runs)."""
+    rest, kw = node.args[1:], node.kwargs
+    k = rest[0] if rest else kw.get("k")
+    dim = rest[1] if len(rest) > 1 else kw.get("dim", -1)
+    return (dim, True) if k == 1 and not isinstance(k, bool) else (None, False)
 
 
 def _field(user, node):
@@ -387,9 +399,11 @@ def rewrite(graph: torch.fx.Graph, private: set, modules: dict) -> None:
     for node in list(graph.nodes):
         if node not in private or node.op not in ("call_method", "call_function"):
             continue
-        if node.target not in _ARGS and node.target not in _PAIRS:
+        if node.target not in _ARGS and node.target not in _PAIRS | _TOPK:
             continue
         dim, keepdim = _dim_keepdim(node, node.args[1:])
+        if node.target in _TOPK:
+            dim, keepdim = _topk_dim(node)
         refuse = node in layered
         if node.target in _ARGS:
             _serve(graph, node, dim, keepdim, _name(node), modules, refuse)
