@@ -1,4 +1,4 @@
-"""Numerics a user probe (JB, 2026-12-07) found silently wrong, against
+"""Numerics a user probe (JB, 2026-12-06) found silently wrong, against
 float64 torch: F.normalize (and F.cosine_similarity, which shares it) of
 rows whose norm is above 2^15 (a row of 64 x 6000 gave -0.1249 for
 torch's 0.125), with a gradient that lost its projection term (41% off
@@ -143,7 +143,7 @@ def test_normalize_cost_per_row():
     squares (one exact product), one batched comparison of the 50 sums
     with 30 thresholds, the selections as ring integers, Newton on the 50
     rows, one ring product and one exact division per element: 39 rounds
-    and 0.29 MB per party (44 rounds and 3.1 MB until 2026-12-07, 23
+    and 0.29 MB per party (44 rounds and 3.1 MB until 2026-12-06, 23
     scaled copies of each element); the backward 18 rounds and 0.72 MB
     (64 rounds, 3.5 MB)."""
     cryptgpu.init(seed=6, truncation="auto")

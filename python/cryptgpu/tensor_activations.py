@@ -76,7 +76,7 @@ class ActivationOps:
         """x sigmoid(x) (SiLU, swish), with its tails (:meth:`_relu_tails`;
         sigmoid of the clamped x without exp_nonpos's own clamp): within
         3e-4 for every x (x sigmoid(x) alone was off by |x| times a unit of
-        sigmoid: -0.46 for silu(-30000) until 2026-12-07). 67 rounds, as
+        sigmoid: -0.46 for silu(-30000) until 2026-12-06). 67 rounds, as
         before."""
         return self._relu_tails(lambda c: c * fx.sigmoid(c, within16=True))
 
@@ -128,7 +128,7 @@ class ActivationOps:
 
     def mish(self) -> TensorBase:
         """x tanh(softplus(x)), with its tails (:meth:`_relu_tails`; until
-        2026-12-07 off by |x| times a unit or two: -0.69 for mish(-5667),
+        2026-12-06 off by |x| times a unit or two: -0.69 for mish(-5667),
         3.4 at -27810)."""
 
         def core(c):  # softplus(c) as softplus computes it, |c| <= 16: no clamp in exp_nonpos

@@ -303,7 +303,7 @@ class ComparisonOps:
         return r.neg() if dim is None else _MaxMin(r[0].neg(), r[1])
 
     def topk(self, k, dim=-1, largest=True, sorted=True, *, one_hot: bool = True):  # noqa: A002
-        """torch's ``topk`` for ``k`` = 1 (since 2026-12-07; a tutorial's
+        """torch's ``topk`` for ``k`` = 1 (since 2026-12-06; a tutorial's
         greedy decoder's ``_, topi = out.topk(1)``): ``max(dim,
         keepdim=True)`` (``min`` with ``largest=False``; ``sorted`` changes
         nothing for one), its indices as max(dim)'s (see :meth:`max`). A

@@ -523,7 +523,7 @@ def cosine_similarity(x1, x2, dim: int = 1, eps: float = 1e-8) -> TensorBase:
     """``F.cosine_similarity``: the dot product over ``dim`` of the two
     unit vectors, each as ``F.normalize`` computes it
     (:func:`cryptgpu.unit_rows.unit`: 1e-4 relative for elements below
-    2^15 and norms from 4e-3 to 2^23, where until 2026-12-07 norms above
+    2^15 and norms from 4e-3 to 2^23, where until 2026-12-06 norms above
     2^15 gave garbage; until 2026-12-05 one ratio of the dot product over
     sqrt(|x1|^2 |x2|^2), whose product wrapped for norms near 300: -3e8
     for torch's -0.32). ``eps`` guards nothing: a zero vector gives no

@@ -5,7 +5,7 @@ changes (tensor_base.py, ``TensorBase._t``); torch's view shares its base's
 storage. Assigning ``base.data = new`` gives the base a new storage in
 torch, and views taken before keep the old one: they read the old values,
 writes through the base no longer reach them, and writes through them no
-longer reach the base (until 2026-12-07 they followed the new value, or
+longer reach the base (until 2026-12-06 they followed the new value, or
 raised ShapeError for a new value of another shape).
 
 So a base and its views share a cell, ``[None]``, made at the first view

@@ -350,7 +350,7 @@ def _normalize(x, p=2.0, dim=1, eps=1e-12, out=None):
     """x / max(||x||_p, eps) over ``dim``: for p = 2 the row's sum of
     squares range-reduced once (:func:`cryptgpu.unit_rows.unit`: 1e-4
     relative plus two units for elements below 2^15 and sums of squares
-    in [2^-16, 2^46), rows of norm 4e-3 to 2^23; until 2026-12-07 sums of
+    in [2^-16, 2^46), rows of norm 4e-3 to 2^23; until 2026-12-06 sums of
     squares above 2^30 gave garbage)."""
     if p != 2:
         raise NotImplementedError(f"F.normalize with p={p} on a SharedTensor (p=2 only)")

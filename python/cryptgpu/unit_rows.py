@@ -3,7 +3,7 @@
 inverse square root applied to every element of the row by an exact
 product of ring integers.
 
-Until 2026-12-07 this was ``ratio_inv_sqrt(v, sum v^2, None, 30)``: its
+Until 2026-12-06 this was ``ratio_inv_sqrt(v, sum v^2, None, 30)``: its
 range reduction stopped at a sum of squares of 2^30, so a row of norm
 above 2^15 (64 values of 6000: -0.1249 for torch's 0.125) came out as
 garbage, and every element of the row was selected from 23 scaled copies

@@ -1,4 +1,4 @@
-"""What a converted model answers beyond its layers (since 2026-12-07;
+"""What a converted model answers beyond its layers (since 2026-12-06;
 until then an AttributeError): the torch model's own plain attributes
 (``model.nhid``, ``model.rnn_type``: not tensors or modules), as they were
 at conversion, and the methods, properties, static and class methods its
