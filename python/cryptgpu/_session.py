@@ -323,8 +323,7 @@ def _sent_settings(theirs, f: int) -> str:
 
 
 def _named(settings) -> str:
-    """Settings by name (they were a list of codes: [16, 2, 4081], a probe:
-    the user had to know that 2 is a truncation mode's index)."""
+    """Settings by name (until 2026-12-06 codes: [16, 2, 4081], a probe)."""
     f, t, c = (int(v) for v in settings)
     mode = repr(TRUNCATION_MODES[t]) if 0 <= t < len(TRUNCATION_MODES) else f"code {t}"
     return f"precision_bits={f}, truncation={mode}, check_range checksum {c}"
