@@ -15,16 +15,34 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
+/// Three free ports below the kernel's ephemeral range, each handed out
+/// once per process. A port the kernel chose (bind to port 0) is an
+/// ephemeral one, and outgoing connections take ephemeral ports too: the
+/// stranger's hundreds of connections took a late party's port between
+/// this choice and the party's bind (a CI run, "Address already in use").
 fn free_addrs() -> [SocketAddr; 3] {
-    let a: Vec<SocketAddr> = (0..3)
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-        })
-        .collect();
-    [a[0], a[1], a[2]]
+    use std::sync::atomic::AtomicU32;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let base = 10_000u32.min(low.saturating_sub(2_000));
+    let span = low.saturating_sub(base).max(1);
+    let start = std::process::id() * 7_919; // another start in each test binary
+    let mut out = Vec::new();
+    for _ in 0..span {
+        let i = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(base + start.wrapping_add(i) % span).unwrap_or(20_000);
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if std::net::TcpListener::bind(addr).is_ok() {
+            out.push(addr);
+            if out.len() == 3 {
+                return [out[0], out[1], out[2]];
+            }
+        }
+    }
+    panic!("no three free ports below the ephemeral range")
 }
 
 /// The stranger's own tokio runtime: a worker thread of its own, so its
