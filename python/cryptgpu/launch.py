@@ -131,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
 # (a neighbour waiting on it raises PeerError at once; its close and
 # Python's exit take a second or two), before they are terminated.
 GRACE_S = 5.0
+# A party that ends without a note (killed outright) counts as ending this
+# long before it was last seen running (see _watch).
+UNNOTED_MARGIN_S = 0.25
 
 
 def _watch(procs, notes: int) -> int:
@@ -165,7 +168,12 @@ def _watch(procs, notes: int) -> int:
     began = _exits_began(notes)
 
     def ended(r):
-        return min(began.get(procs[r].pid, alive.get(r, seen[r])), seen[r])
+        if procs[r].pid in began:
+            return min(began[procs[r].pid], seen[r])
+        # killed outright: its sockets close as its exit starts, before it
+        # stops answering poll(), so a neighbour's note can precede the
+        # last time it was seen running (a CI run named party 0 first)
+        return min(alive.get(r, seen[r]), seen[r]) - UNNOTED_MARGIN_S
 
     failed = sorted((r for r in seen if procs[r].returncode != 0), key=lambda r: (ended(r), r))
     running = [r for r in range(len(procs)) if r not in seen]
