@@ -40,24 +40,27 @@ pub fn win((kernel, stride, padding, dilation): Win) -> Window {
     }
 }
 
-/// Little-endian f64 bytes as values.
-pub fn f64s(b: &[u8]) -> PyResult<Vec<f64>> {
+/// Little-endian 8-byte words (`what`: their type, for the error) as
+/// values, refusing a partial word.
+fn le_words<T>(b: &[u8], what: &str, from: fn([u8; 8]) -> T) -> PyResult<Vec<T>> {
     if !b.len().is_multiple_of(8) {
-        return Err(invalid("float64 buffer length is not a multiple of 8"));
+        return Err(invalid(format!(
+            "{what} buffer length is not a multiple of 8"
+        )));
     }
     Ok(b.chunks_exact(8)
-        .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+        .map(|c| from(c.try_into().unwrap_or([0; 8])))
         .collect())
 }
 
-/// Little-endian i64 bytes (NumPy's "<i8"), refusing a partial word.
+/// Little-endian f64 bytes as values.
+pub fn f64s(b: &[u8]) -> PyResult<Vec<f64>> {
+    le_words(b, "float64", f64::from_le_bytes)
+}
+
+/// Little-endian i64 bytes (NumPy's "<i8").
 pub fn i64s(b: &[u8]) -> PyResult<Vec<i64>> {
-    if !b.len().is_multiple_of(8) {
-        return Err(invalid("int64 buffer length is not a multiple of 8"));
-    }
-    Ok(b.chunks_exact(8)
-        .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-        .collect())
+    le_words(b, "int64", i64::from_le_bytes)
 }
 
 /// Little-endian u64 bytes as ring words (a trailing partial word is dropped;
