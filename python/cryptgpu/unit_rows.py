@@ -15,6 +15,8 @@ near 25.
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import _session
 from . import autograd as ag
 from . import functions as fx
@@ -135,6 +137,4 @@ def _ring_times(w, c):
 
 def _column(values, dims: int):
     """Public integers as a [k, 1, ...] int64 array of ``dims`` dims."""
-    import numpy as np
-
     return np.array(values, dtype=np.int64).reshape((len(values),) + (1,) * (dims - 1))
