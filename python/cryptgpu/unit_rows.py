@@ -131,8 +131,7 @@ def _ring_times(w, c):
     """w times the row values ``c`` (broadcast to w's shape) as ring
     integers: the exact product of the two words, no truncation (1 round)."""
     cb = c.expand(*w.shape).reshape(tuple(w.shape))
-    wc = w.reshape(tuple(w.shape))
-    return w._wrap(w._s(c).mul_int(wc._t, cb._t))
+    return w._wrap(w._s(c).mul_int(w._t, cb._t))  # (w._t: a view's current shares)
 
 
 def _column(values, dims: int):
