@@ -191,3 +191,18 @@ def test_silu_and_mish_tails(name, fn, tol):
             assert err.max().item() <= tol, (name, err.max().item(), x[err.argmax()].item())
     finally:
         cryptgpu.uninit()
+
+
+def test_silu_and_mish_tails_cost_no_round_more(session):
+    """The tails' batched ReLU (10 rounds) replaces sigmoid's and
+    softplus's own clamp at -16 (|c| <= 16 needs none): SiLU 66 and Mish 130
+    rounds, as before the tails; bytes per element grow by the ReLU's 47
+    (294.7 -> 342.1 and 565.4 -> 612.8 per element per party, counted by
+    the engine)."""
+    x = cryptgpu.cryptensor(torch.randn(1000, dtype=D))
+    for f, rounds, per_element in ((F.silu, 66, 342.08), (F.mish, 130, 612.8)):
+        cryptgpu.reset_stats()
+        f(x)
+        t = cryptgpu.stats()["total"]
+        assert t["rounds"] == rounds, (f.__name__, t)
+        assert t["bytes_per_party"] == round(per_element * 1000), (f.__name__, t)
