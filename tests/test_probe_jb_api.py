@@ -145,6 +145,36 @@ def test_where_with_a_comparison_costs_a_comparison_and_one_round(session):
     assert cost(lambda: torch.where(1 - c, a, b)) == (3, 8 * 3 * n + 8 * n)
 
 
+def test_a_comparison_times_a_shared_tensor_selects_exactly(session):
+    """``(s > 0) * s`` (the mask-multiply habit, relu written by hand) was a
+    truncated product like where's: wrapped past 2^31 and, under "auto",
+    off by 2^32 at 1e8 for ~1 in 20 elements. Now the kept bit selects as
+    in where: whole numbers, exact selections, error 0; the gradient of
+    the shared factor is g times the same bit (exact for a whole g); 1 round and 8 n bytes (a product of ring
+    integers) where the product cost 2 rounds."""
+    s, p = _big_sums()
+    assert torch.equal(opened((s > 0) * s), (p > 0) * p)
+    assert torch.equal(opened(s * (s <= 0)), p * (p <= 0))
+    s2, p2 = s.reshape(2, 1).expand(2, 3), p.reshape(2, 1).expand(2, 3)
+    assert torch.equal(opened((s2 > 0)[:, :1] * s2), (p2 > 0)[:, :1] * p2)  # a view, broadcast
+    n = 20_000
+    a = cryptgpu.cryptensor(torch.full((n,), 1e8, dtype=D))
+    assert torch.equal(opened((a > -a) * a), torch.full((n,), 1e8, dtype=D))
+    a.mul_(a > 0)  # in place, as x *= mask
+    assert torch.equal(opened(a), torch.full((n,), 1e8, dtype=D))
+    torch.manual_seed(1)
+    xp = torch.randn(3, 4, dtype=D)
+    x = cryptgpu.cryptensor(xp, requires_grad=True)
+    out = (x > 0).unsqueeze(0) * x  # the bit's view broadcast: shape (1, 3, 4)
+    (out * 3).sum().backward()  # an integer factor: g = 3, exact
+    assert out.shape == (1, 3, 4)
+    assert torch.equal(opened(out)[0], ((xp > 0) * opened(x)))  # x's own encoding selected
+    assert torch.equal(opened(x.grad), 3.0 * (xp > 0))  # exact 0/1 times 3
+    b = cryptgpu.cryptensor(torch.randn(1000, dtype=D))
+    c = b > 0
+    assert cost(lambda: c * b) == (1, 8 * 1000)
+
+
 # ------------------------------------------------------------ B. bool operands
 
 

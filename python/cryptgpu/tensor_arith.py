@@ -17,6 +17,7 @@ from ._native import EncodingError, ShapeError
 from ._plain import _buf, _float64, _ibuf, _is_integer_plain, _plain_array
 from .public_factors import in_products_only, whole_reciprocal
 from .tensor_base import READ_ONLY, TensorBase
+from .tensor_compare import bit_product
 from .tensor_shape import refuse_partial_overlap
 
 
@@ -74,9 +75,14 @@ class ArithmeticOps:
         fixed-point factors (shared or plain) need one truncation (2 rounds):
         a plaintext 1/k for a whole k (0.001, 0.5) is the division by k, and
         a plaintext tensor whose entries need different scales (1e-5 next to
-        1.0) two (4 rounds), so that each entry keeps its significant bits."""
+        1.0) two (4 rounds), so that each entry keeps its significant bits.
+        A comparison's result times a shared tensor (``(x > y) * x``)
+        selects by its kept bit: exact, 1 round (as :func:`where`)."""
         ys, yp = self._other(other, "mul")
         if ys is not None:
+            sel = bit_product(self, ys)  # (x > y) * x: exact, 1 round
+            if sel is not None:
+                return sel
             x, ye = self._aligned(ys)
             # _s last: it sets the truncation protocol for this product.
             out = self._wrap(self._s(ys).mul(x._t, ye._t))

@@ -384,13 +384,11 @@ def _cmp_result(bit) -> TensorBase:
     return out
 
 
-def _ring_bit(condition) -> TensorBase:
-    """A shared 0/1 condition as a 0/1 ring integer, with no messages for
-    a comparison's result that holds its shares unchanged, and for a view
-    of one (``c.unsqueeze(1)``, ``c[0]``, ``c.expand(...)``: the same view
-    of its bit); else the fixed-point value divided by 2^f by the exact
-    protocol (2 rounds; exact for values that are exactly 0 or 1, as a
-    product or a difference of comparisons and a shared 0/1 tensor are)."""
+def kept_bit(condition) -> TensorBase | None:
+    """The 0/1 ring-integer bit a comparison's result keeps, with no
+    messages, for the result itself while it holds its shares unchanged and
+    for a view of it (``c.unsqueeze(1)``, ``c[0]``, ``c.expand(...)``: the
+    same view of its bit); None for any other tensor."""
     kept = getattr(condition, "_bit", None)
     if kept is not None and kept[0] is condition._t:
         return condition._wrap(kept[1])
@@ -402,6 +400,39 @@ def _ring_bit(condition) -> TensorBase:
         if kept is not None and kept[0] is base._t and v[1] == base._version:
             with ag.no_grad():
                 return v[2](base._wrap(kept[1]))
+    return None
+
+
+def bit_product(a, b) -> TensorBase | None:
+    """a * b exactly when one factor is a comparison's result that keeps
+    its bit (:func:`kept_bit`) and records no gradient: the other factor
+    selected by the bit as ring integers (1 round, no truncation, exact
+    for any words), as :func:`where` does; None otherwise."""
+    for c, d in ((a, b), (b, a)):
+        if ag.needs_grad(c):
+            continue
+        bit = kept_bit(c)
+        if bit is None:
+            continue
+        shape = torch.broadcast_shapes(tuple(bit.shape), tuple(d.shape))
+        if tuple(bit.shape) != tuple(shape):
+            bit = bit.expand(shape)
+        if tuple(d.shape) != tuple(shape):
+            d = d.expand(shape)
+        return _select(bit, d)
+    return None
+
+
+def _ring_bit(condition) -> TensorBase:
+    """A shared 0/1 condition as a 0/1 ring integer, with no messages for
+    a comparison's result that holds its shares unchanged, and for a view
+    of one (``c.unsqueeze(1)``, ``c[0]``, ``c.expand(...)``: the same view
+    of its bit); else the fixed-point value divided by 2^f by the exact
+    protocol (2 rounds; exact for values that are exactly 0 or 1, as a
+    product or a difference of comparisons and a shared 0/1 tensor are)."""
+    bit = kept_bit(condition)
+    if bit is not None:
+        return bit
     s = condition._s()
     return condition._wrap(s.div_public_int_exact(condition._t, 1 << s.precision_bits, False))
 
