@@ -548,10 +548,10 @@ def _recorded(maker):
         order = tuple(traced)
 
         def mask(*values):
-            given = dict(zip(order, values))
+            given, dtype = dict(zip(order, values)), None
             for n, v in given.items():
                 if single and n in _SHAPES_ONLY and torch.is_tensor(v) and v.is_floating_point():
-                    given[n] = torch.zeros(v.shape, dtype=torch.float32)
+                    given[n], dtype = torch.zeros(v.shape, dtype=torch.float32), v.dtype
             if as_bool:
                 # transformers' sdpa mask: bool, or a 4-D mask as given (until
                 # 2026-12-06 a float one of -1e9 fills was read as keeping
@@ -565,6 +565,10 @@ def _recorded(maker):
             out = make(**fixed, **given)
             if as_bool and torch.is_tensor(out) and out.is_floating_point():
                 out = out > torch.finfo(out.dtype).min / 2  # True: attend
+            if dtype is not None and torch.is_tensor(out) and out.is_floating_point():
+                # in the embeddings' dtype (float64 in the conversion check):
+                # torch 2.15's float64 sdpa misreads a float32 mask
+                out = out.to(dtype)
             return out
 
         mask.__name__ = maker.__name__
