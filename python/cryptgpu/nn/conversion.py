@@ -620,7 +620,8 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
         where = f"node {node.name!r}"
         if node.op == "call_module":
             if node.target not in converted:
-                converted[node.target] = _convert_module(mods[node.target], where)
+                converted[node.target] = layer = _convert_module(mods[node.target], where)
+                user_attrs.remember_settings(layer, mods[node.target])  # lin.out_features
         elif node.op == "call_function":
             known = node.target in _FUNCTIONS or node.target in _PUBLIC_FUNCTIONS
             known = known or tracing.is_namedtuple(node.target)

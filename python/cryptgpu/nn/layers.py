@@ -16,6 +16,7 @@ from .. import _session, functions
 from .. import autograd as ag
 from .._plain import _index
 from ..tensor import SharedTensor, cryptensor
+from . import user_attrs
 from .module import Module
 from .norm_checks import check_batchnorm, check_rank
 from .softmax_layers import LogSoftmax, Softmax  # noqa: F401 (their home until 2026-12-06)
@@ -27,10 +28,13 @@ def _as_operand(p):
     return p if isinstance(p, SharedTensor) else torch.as_tensor(p, dtype=torch.float64)
 
 
-def _fresh(layer: torch.nn.Module) -> tuple:
+def _fresh(layer: torch.nn.Module, into=None) -> tuple:
     """Weights of a freshly initialised PyTorch layer, in its dtype (the
     default float dtype, as CrypTen's and torch's layers have them; the
-    layer computes in float64 whatever they hold)."""
+    layer computes in float64 whatever they hold); ``into``, our layer,
+    answers its settings (``in_features``: user_attrs.remember_settings)."""
+    if into is not None:
+        user_attrs.remember_settings(into, layer)
     w = layer.weight.detach().clone()
     b = None if layer.bias is None else layer.bias.detach().clone()
     return w, b
@@ -54,7 +58,7 @@ class Linear(Module):
     def __init__(self, *args, **kwargs):
         super().__init__()
         if (args and _is_size(args[0])) or "in_features" in kwargs:
-            weight, bias = _fresh(torch.nn.Linear(*args, **kwargs))
+            weight, bias = _fresh(torch.nn.Linear(*args, **kwargs), self)
         else:
 
             def given(weight, bias=None):
@@ -143,7 +147,7 @@ class Conv2d(Module):
         super().__init__()
         if (args and _is_size(args[0])) or "in_channels" in kwargs:
             layer = torch.nn.Conv2d(*args, **kwargs)
-            weight, bias = _fresh(layer)
+            weight, bias = _fresh(layer, self)
             stride, padding = layer.stride, layer.padding
             dilation, groups = layer.dilation, layer.groups
             if layer.padding_mode != "zeros":  # padded first, as torch (_padded)
@@ -509,6 +513,8 @@ class BatchNorm1d(BatchNorm):
         stats = (zeros, ones) if track_running_stats else (None, None)
         super().__init__(w, b, *stats, eps, momentum)
         self._ranks = self._RANKS  # torch's input ranks (norm_checks.check_rank)
+        kept = {"num_features": n, "affine": affine, "track_running_stats": track_running_stats}
+        self.__dict__["_torch_settings"] = kept  # as torch's (user_attrs.setting)
 
     _RANKS = (2, 3)
 

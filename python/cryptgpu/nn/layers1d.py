@@ -42,7 +42,7 @@ class Conv1d(Module):
         super().__init__()
         if (args and _is_size(args[0])) or "in_channels" in kwargs:
             layer = torch.nn.Conv1d(*args, **kwargs)
-            weight, bias = _fresh(layer)
+            weight, bias = _fresh(layer, self)
             pad = layer.padding if isinstance(layer.padding, str) else layer.padding[0]
             if layer.padding_mode != "zeros":  # padded first, as torch (_padded)
                 self.pad, self.padding_mode, pad = (

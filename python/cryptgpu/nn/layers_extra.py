@@ -19,6 +19,7 @@ from .. import autograd as ag
 from .. import functions as fx
 from .._native import ShapeError
 from ..tensor import SharedTensor
+from . import user_attrs
 from .layers import (
     _fresh,
     _is_size,
@@ -145,6 +146,7 @@ class GroupNorm(Module):
         if num_channels is not None and num_channels % num_groups:
             raise ValueError("num_channels must be divisible by num_groups")
         self.groups, self.eps = int(num_groups), float(eps)
+        self.num_groups, self.num_channels, self.affine = self.groups, num_channels, affine
         if affine and weight is None and num_channels is not None:
             weight, bias = torch.ones(num_channels), torch.zeros(num_channels)
         self.register_parameter("weight", weight)
@@ -340,6 +342,7 @@ class Embedding(Module):
             weight, args = args[0], args[1:]  # Embedding(weight): the old form
         if weight is None:
             layer = torch.nn.Embedding(*args, padding_idx=padding_idx, **kw)
+            user_attrs.remember_settings(self, layer)  # num_embeddings, embedding_dim
             if layer.max_norm is not None:
                 raise NotImplementedError(f"Embedding with max_norm {MAX_NORM}")
             weight, scale_grad_by_freq = layer.weight.detach().clone(), layer.scale_grad_by_freq
@@ -423,7 +426,7 @@ class ConvTranspose2d(Module):
             layer = self._torch(*args, **kwargs)
             if layer.padding_mode != "zeros":
                 raise NotImplementedError(f"{type(self).__name__} with a padding_mode")
-            weight, bias = _fresh(layer)
+            weight, bias = _fresh(layer, self)
             conf = tuple(
                 getattr(layer, k)
                 for k in ("stride", "padding", "output_padding", "groups", "dilation")

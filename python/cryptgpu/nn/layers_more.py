@@ -83,7 +83,7 @@ class Bilinear(Module):
     def __init__(self, *args, weight=None, bias=None, **kwargs):
         super().__init__()
         if weight is None:
-            weight, bias = _fresh(torch.nn.Bilinear(*args, **kwargs))
+            weight, bias = _fresh(torch.nn.Bilinear(*args, **kwargs), self)
         self.register_parameter("weight", weight)
         self.register_parameter("bias", bias)
 

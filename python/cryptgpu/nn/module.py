@@ -16,12 +16,12 @@ from torch.nn.modules.module import _IncompatibleKeys
 
 from .. import _lifecycle, _session
 from ..tensor import SharedTensor, cryptensor
+from . import user_attrs
 from .habits import _BORROWED, ModuleHabits, cast_plain
 from .stats import OTHER, _track
 from .update import sgd_step
 
-# The tensors encrypt()/decrypt() has already converted in this call, by
-# id: a weight tied between layers becomes one shared (or opened) tensor.
+# tensors encrypt()/decrypt() converted in this call, by id: a tied weight is one tensor
 _TIED = threading.local()
 # how deep this thread is in nested module calls (0: a call from outside)
 _CALLS = threading.local()
@@ -197,7 +197,7 @@ class Module(ModuleHabits):
             return d["_modules"][name]
         if "_buffers" in d and name in d["_buffers"]:
             return d["_buffers"][name]
-        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+        return user_attrs.setting(self, name)  # a converted layer's torch settings
 
     def children(self):
         """Yield the direct child modules."""

@@ -122,6 +122,35 @@ def _picklable(v) -> bool:
         return False
 
 
+def remember_settings(layer, m: torch.nn.Module) -> None:
+    """Keeps the torch layer ``m``'s plain settings (``in_features``,
+    ``out_features``, ``kernel_size``, ``num_features``, ``affine``, ...)
+    for :func:`setting`, as they were when ``layer`` was made from it."""
+    layer.__dict__["_torch_settings"] = {
+        k: _snapshot(v)
+        for k, v in vars(m).items()
+        if k not in _TORCH_OWN and not k.startswith("_") and _simple(v)
+    }
+
+
+def _simple(v, depth: int = 0) -> bool:
+    """A number, string, bool or None, or a tuple or list of them (a
+    layer's setting; a config object or a callable is none)."""
+    if isinstance(v, (tuple, list)):
+        return depth < 2 and all(_simple(x, depth + 1) for x in v)
+    return v is None or isinstance(v, (bool, int, float, str))
+
+
+def setting(layer, name: str):
+    """A layer's attribute ``name`` found nowhere else: the torch layer's
+    setting it was made from (:func:`remember_settings`), else torch's
+    AttributeError."""
+    kept = layer.__dict__.get("_torch_settings")
+    if kept is not None and name in kept:
+        return kept[name]
+    raise AttributeError(f"{type(layer).__name__} has no attribute {name!r}")
+
+
 def attach(graph, model: torch.nn.Module) -> None:
     """Keeps what :func:`getattr_` answers from the torch ``model``."""
     graph._own = Own(model)
