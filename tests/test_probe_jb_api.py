@@ -155,6 +155,8 @@ def test_a_comparison_times_a_shared_tensor_selects_exactly(session):
     s, p = _big_sums()
     assert torch.equal(opened((s > 0) * s), (p > 0) * p)
     assert torch.equal(opened(s * (s <= 0)), p * (p <= 0))
+    assert torch.equal(opened((s > 0).double() * s), (p > 0) * p)  # a copy keeps the bit
+    assert torch.equal(opened((s > 0).float().clone() * s), (p > 0) * p)
     s2, p2 = s.reshape(2, 1).expand(2, 3), p.reshape(2, 1).expand(2, 3)
     assert torch.equal(opened((s2 > 0)[:, :1] * s2), (p2 > 0)[:, :1] * p2)  # a view, broadcast
     n = 20_000

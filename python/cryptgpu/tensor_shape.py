@@ -268,8 +268,12 @@ class ShapeOps:
     def clone(self, *, memory_format=None) -> TensorBase:
         """A copy of the shares, with the strides torch's clone
         (``preserve_format``) gives: ``x.t().clone()`` is not contiguous, so
-        its ``contiguous()`` is a copy, as in torch."""
+        its ``contiguous()`` is a copy, as in torch. A comparison's result
+        keeps its 0/1 bit in the copy (``(y > 0).double() * y`` selects)."""
         out = self._wrap(self._t)
+        kept = getattr(self, "_bit", None)
+        if kept is not None and kept[0] is self._t:  # the same shares: the same bit
+            out._bit = kept
         if ag.needs_grad(self):
             gr.record_identity(out, self)
         if self._st is not None and memory_format in (None, torch.preserve_format):
