@@ -12,6 +12,7 @@ Tolerances (f = 16, conftest's model) are derived next to each assertion.
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as tnn
@@ -25,6 +26,14 @@ D = torch.float64
 # D_GATE: the approximation bound 2e-3 plus the fixed-point error 1.5e-3)
 D_GATE = 3.5e-3
 LOGSM = 1e-2  # log_softmax per entry on rows in [-3, 3] (test_loss_targets.py)
+
+
+def cost(fn):
+    """(rounds, busiest party's bytes) of ``fn()``."""
+    cryptgpu.reset_stats()
+    fn()
+    t = cryptgpu.stats()["total"]
+    return t["rounds"], t["bytes_per_party"]
 
 
 def opened(x):
@@ -209,10 +218,65 @@ def test_topk_of_one_is_max_with_keepdim(session, dim, largest):
     assert torch.equal(opened(mask), opened(pair.indices))
 
 
-def test_topk_beyond_one_is_refused_naming_what_works(session):
+@pytest.mark.parametrize("dim", [-1, 0, 1])
+@pytest.mark.parametrize("largest", [True, False])
+def test_topk_beyond_one_as_torch(session, dim, largest):
+    """topk(k) for k > 1 (until 2026-12-07 NotImplementedError): k maxima
+    in turn, values in torch's order and shape, torch's indices with
+    one_hot=False, the k one-hot masks stacked at dim by default, k = 0
+    empty; a NumPy or 0-d tensor k as torch takes it. Distinct values on a
+    1/4 grid: the values are selected inputs (exact encodings), the indices
+    exact 0/1 entries times public positions: error 0."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randperm(24, generator=g).to(D).reshape(4, 6) / 4
+    s = cryptgpu.cryptensor(x)
+    for k in (0, 2, 4, np.int64(3), torch.tensor(2)):
+        want = x.topk(int(k), dim, largest)
+        got = s.topk(k, dim, largest, one_hot=False)
+        assert torch.equal(opened(got.values), want.values)
+        assert torch.equal(opened(got.indices), want.indices.to(D))
+        hot = opened(torch.topk(s, k, dim=dim, largest=largest).indices)
+        d = dim % 2
+        want_hot = F.one_hot(want.indices.movedim(d, -1), x.shape[d]).to(D)  # [.., k, n]
+        assert torch.equal(hot.movedim(d + 1, -1).movedim(d, -2), want_hot)
+
+
+def test_topk_beyond_one_gradient_cost_and_conversion(session):
+    """The values' gradient goes to the chosen inputs as torch's (exact 0/1
+    times an integer g); each pick costs max(dim)'s rounds; a converted
+    model's topk(3) values and indices (torch's index values) as torch's."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randperm(30, generator=g).to(D).reshape(5, 6) / 4
+    s = cryptgpu.cryptensor(x, requires_grad=True)
+    (s.topk(3).values * 2).sum().backward()
+    xt = x.clone().requires_grad_()
+    (xt.topk(3).values * 2).sum().backward()
+    assert torch.equal(opened(s.grad), xt.grad)
+    with cryptgpu.no_grad():
+        one = cost(lambda: s.max(1))[0]
+        assert cost(lambda: s.topk(3, 1))[0] == 3 * one
+
+    class Top(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = tnn.Linear(6, 7)
+
+        def forward(self, x):
+            v, i = self.fc(x).topk(3)
+            return v, i
+
+    torch.manual_seed(0)
+    m = Top().double().eval()
+    pm = cryptgpu.nn.from_pytorch(m, x).encrypt()
+    v, i = pm(cryptgpu.cryptensor(x))
+    wv, wi = m(x)
+    # a Linear's output, selected: its product tolerance (6 products + bias)
+    assert (opened(v) - wv).abs().max() <= prod_tol(6, 2.0, 2.0) + ENC
+    assert torch.equal(opened(i), wi.to(D))  # well separated: the same picks
+
+
+def test_topk_refusals_are_torchs(session):
     s = cryptgpu.cryptensor(torch.arange(6.0).reshape(2, 3))
-    with pytest.raises(NotImplementedError, match=r"topk\(1\).*max\(dim\).*argmax"):
-        s.topk(2)
     for k, kind in ((4, RuntimeError), (-1, RuntimeError), (1.0, TypeError), (True, TypeError)):
         with pytest.raises(kind):  # torch's own for each
             torch.arange(6.0).reshape(2, 3).topk(k)

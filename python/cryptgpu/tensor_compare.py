@@ -14,10 +14,10 @@ import torch
 from . import autograd as ag
 from . import gradients as gr
 from ._native import EncodingError, InvalidArgumentError
-from ._plain import _bool_as_number, _float64, _ibuf, _norm_dim, _plain_array
+from ._plain import _bool_as_number, _float64, _ibuf, _index, _norm_dim, _plain_array
 from .tensor_base import TensorBase
 from .tensor_reduce import axis_alias
-from .tensor_shape import stack
+from .tensor_shape import cat, stack
 
 # max(dim) / min(dim) results: a tuple with torch's field names (``.values``,
 # ``.indices``; the indices are the one-hot mask unless one_hot=False)
@@ -303,24 +303,40 @@ class ComparisonOps:
         return r.neg() if dim is None else _MaxMin(r[0].neg(), r[1])
 
     def topk(self, k, dim=-1, largest=True, sorted=True, *, one_hot: bool = True):  # noqa: A002
-        """torch's ``topk`` for ``k`` = 1 (since 2026-12-06; a tutorial's
-        greedy decoder's ``_, topi = out.topk(1)``): ``max(dim,
-        keepdim=True)`` (``min`` with ``largest=False``; ``sorted`` changes
-        nothing for one), its indices as max(dim)'s (see :meth:`max`). A
-        larger ``k`` would sort private values: NotImplementedError."""
-        if isinstance(k, bool) or not isinstance(k, int):
+        """torch's ``topk``: the ``k`` largest (smallest with ``largest=False``)
+        along ``dim``, in order (``sorted`` changes nothing). ``k`` = 1 is
+        ``max(dim, keepdim=True)`` (a tutorial's greedy decoder's ``_, topi
+        = out.topk(1)``), its indices as max(dim)'s (see :meth:`max`). A
+        larger ``k`` (since 2026-12-07) takes k maxima in turn, each chosen
+        one moved 2^30 down (an exact public integer times its one-hot
+        mask: nothing is opened, no sorting network; values below 2^29):
+        k times max(dim)'s rounds. Its indices with ``one_hot=True`` are the
+        k one-hot masks stacked at ``dim`` (``[..., k, n, ...]``: row i the
+        mask of the i-th pick over the next dim), with ``one_hot=False``
+        torch's index values (shared); ties go to the first index, as
+        max(dim)."""
+        if _index(k) is None:  # (a NumPy integer or a 0-d integer tensor is one)
             raise TypeError(f"topk(): argument 'k' must be int, not {type(k).__name__}")
-        d = _norm_dim(dim, self.dim())
+        k, d = _index(k), _norm_dim(dim, self.dim())
         size = self.shape[d] if self.dim() else 1
         if k < 0 or k > size:
             raise RuntimeError("selected index k out of range")
-        if k != 1:
-            raise NotImplementedError(
-                f"topk with k={k} on a SharedTensor is not supported (it would sort secret "
-                "values); topk(1) (as max(dim, keepdim=True)), max(dim) and argmax are"
-            )
-        r = (self.max if largest else self.min)(d, keepdim=True, one_hot=one_hot)
-        return _TopK(*r)
+        if k == 1 or self.dim() == 0:
+            r = (self.max if largest else self.min)(d, keepdim=True, one_hot=one_hot)
+            return _TopK(*r)
+        x, vals, hots = (self if largest else self.neg()), [], []
+        for i in range(k):
+            v, h = x.max(d, keepdim=True)
+            vals.append(v)
+            hots.append(h)
+            if i < k - 1:
+                x = x - h * (1 << 30)  # the chosen one out of the next picks
+        values = cat(vals, d) if k else self.narrow(d, 0, 0)
+        values = values if largest else values.neg()
+        onehots = stack(hots, d) if k else self.unsqueeze(d).narrow(d, 0, 0)
+        if one_hot:
+            return _TopK(values, onehots)
+        return _TopK(values, _indices(onehots, d + 1, False) if k else values * 0)
 
     @axis_alias
     def argmax(self, dim=None, keepdim: bool = False, one_hot: bool = True) -> TensorBase:
@@ -456,7 +472,7 @@ def where(condition, x, y) -> TensorBase:
     ``a == b``, ...) keeps its bit, also in its views (``c.unsqueeze(1)``,
     ``c[0]``, ``c.expand(...)``), so ``where(a > b, a, b)`` costs the
     comparison and 1 round (11, relu's 10 + 1); any other shared condition
-    (``1 - c``, ``c1 * c2``, ``c.clone()``, a comparison changed in place,
+    (``1 - c``, ``c1 * c2``, a comparison changed in place,
     a shared 0/1 tensor of the user's) is first divided by 2^f by the exact
     protocol (2 rounds more, 3 in all): exact for values that are exactly
     0 or 1 (a value in between is rounded at random, where the product

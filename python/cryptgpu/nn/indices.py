@@ -1,5 +1,5 @@
 """argmax / argmin / ``max(dim).indices`` / ``min(dim).indices`` (and
-``topk(1).indices``, as max(dim, keepdim=True)'s) in a
+``topk(k).indices``: topk(1)'s as max(dim, keepdim=True)'s) in a
 converted forward give torch's integer indices, as values (secret-shared):
 SharedTensor's own methods keep CrypTen's one-hot mask (``one_hot=True``),
 which the converted graph took as it was until 2026-12-06, so
@@ -38,7 +38,7 @@ from .stats import OTHER
 
 _ARGS = {"argmax", "argmin", torch.argmax, torch.argmin}
 _PAIRS = {"max", "min", torch.max, torch.min}
-_TOPK = {"topk", torch.topk}  # topk(1): max(dim, keepdim=True) (SharedTensor.topk)
+_TOPK = {"topk", torch.topk}  # topk(1): max(dim, keepdim=True); k > 1: SharedTensor.topk
 # the value-preserving ops followed from an index to an embedding or a loss
 # target reading it (their one-hot rows made so): reshapes of the index,
 # and copies and integer casts (changing nothing of the rows)
@@ -167,11 +167,14 @@ def _dim_keepdim(node, rest):
 
 def _topk_dim(node):
     """(dim, True) of a ``topk(1, dim)`` call, as its max(dim, keepdim=True);
-    (None, False) for another k (refused when it runs)."""
+    for another whole k the dim of its stacked one-hot masks' positions
+    (SharedTensor.topk: k inserted at dim) and False; else (None, False)."""
     rest, kw = node.args[1:], node.kwargs
     k = rest[0] if rest else kw.get("k")
     dim = rest[1] if len(rest) > 1 else kw.get("dim", -1)
-    return (dim, True) if k == 1 and not isinstance(k, bool) else (None, False)
+    if not isinstance(k, int) or isinstance(k, bool) or not isinstance(dim, int):
+        return None, False
+    return (dim, True) if k == 1 else (dim + 1 if dim >= 0 else dim, False)
 
 
 def _field(user, node):
