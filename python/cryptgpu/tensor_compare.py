@@ -428,22 +428,14 @@ def bit_product(a, b) -> TensorBase | None:
         if ag.needs_grad(c):
             continue
         bit = kept_bit(c)
-        if bit is None:
-            continue
-        shape = torch.broadcast_shapes(tuple(bit.shape), tuple(d.shape))
-        if tuple(bit.shape) != tuple(shape):
-            bit = bit.expand(shape)
-        if tuple(d.shape) != tuple(shape):
-            d = d.expand(shape)
-        return _select(bit, d)
+        if bit is not None:
+            return _select(bit, d)
     return None
 
 
 def _ring_bit(condition) -> TensorBase:
-    """A shared 0/1 condition as a 0/1 ring integer, with no messages for
-    a comparison's result that holds its shares unchanged, and for a view
-    of one (``c.unsqueeze(1)``, ``c[0]``, ``c.expand(...)``: the same view
-    of its bit); else the fixed-point value divided by 2^f by the exact
+    """A shared 0/1 condition as a 0/1 ring integer: its :func:`kept_bit`
+    (no messages), else the fixed-point value divided by 2^f by the exact
     protocol (2 rounds; exact for values that are exactly 0 or 1, as a
     product or a difference of comparisons and a shared 0/1 tensor are)."""
     bit = kept_bit(condition)
@@ -454,9 +446,16 @@ def _ring_bit(condition) -> TensorBase:
 
 
 def _select(bit, d) -> TensorBase:
-    """bit * d for a 0/1 ring-integer bit of d's shape: one product of ring
-    integers (1 round, no truncation), exact for any words of d. Recorded
-    for autograd: d's gradient is bit times the result's, selected alike."""
+    """bit * d for a 0/1 ring-integer bit, both broadcast to their common
+    shape (ShapeError where they do not broadcast, as a product's): one
+    product of ring integers (1 round, no truncation), exact for any words
+    of d. Recorded for autograd: d's gradient is bit times the result's,
+    selected alike (summed over d's broadcast dims)."""
+    shape = bit._bcast_shape(d.shape)
+    if tuple(bit.shape) != tuple(shape):
+        bit = bit.expand(shape)
+    if tuple(d.shape) != tuple(shape):
+        d = d.expand(shape)
     out = d._wrap(d._s(bit).mul_int(bit._t, d._t))
     if ag.needs_grad(d):
         ag.record(out, (d,), lambda g: (g._wrap(g._s(bit).mul_int(bit._t, g._t)),))
@@ -503,11 +502,6 @@ def where(condition, x, y) -> TensorBase:
         else:
             xp, yp = _plain_array(x, "where x"), _plain_array(y, "where y")
             d, base, sign = condition._public(np.asarray(xp - yp)), yp, 1
-        shape = torch.broadcast_shapes(tuple(bit.shape), tuple(d.shape))
-        if tuple(bit.shape) != tuple(shape):
-            bit = bit.expand(shape)
-        if tuple(d.shape) != tuple(shape):
-            d = d.expand(shape)
         sel = _select(bit, d)
         return sel + base if sign > 0 else base - sel
     mask = _plain_array(condition, "where condition")

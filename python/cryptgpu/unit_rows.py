@@ -121,7 +121,7 @@ def _times_inv_norm(w, y, ind, halves):
     p = (ind[k0:] * _column(ints, ind.dim())).sum(0)  # ring integers, 0 in lo rows
     shape = tuple(w.shape)
     both = w._cat([w.unsqueeze(0), w.unsqueeze(0)], 0) * w._cat(
-        [lo.expand(*shape).unsqueeze(0), y.expand(*shape).unsqueeze(0)], 0
+        [lo.expand(tuple(shape)).unsqueeze(0), y.expand(tuple(shape)).unsqueeze(0)], 0
     )
     hi = _ring_times(both[1], p)._divided(2**jmax, (), exact=True)
     return both[0] + hi
@@ -130,7 +130,7 @@ def _times_inv_norm(w, y, ind, halves):
 def _ring_times(w, c):
     """w times the row values ``c`` (broadcast to w's shape) as ring
     integers: the exact product of the two words, no truncation (1 round)."""
-    cb = c.expand(*w.shape).reshape(tuple(w.shape))
+    cb = c.expand(tuple(w.shape)).reshape(tuple(w.shape))
     return w._wrap(w._s(c).mul_int(w._t, cb._t))  # (w._t: a view's current shares)
 
 

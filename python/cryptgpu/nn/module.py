@@ -27,6 +27,12 @@ _TIED = threading.local()
 _CALLS = threading.local()
 
 
+def _flagged(value, flag: str) -> bool:
+    """A SharedTensor that nn.Parameter / nn.Buffer flagged (an object
+    answering every attribute, a config dict, is none)."""
+    return isinstance(value, SharedTensor) and getattr(value, flag, False) is True
+
+
 def _has_state(m: torch.nn.Module) -> bool:
     """A torch module holding parameters (anywhere inside): a weighted loss
     (its class weights are a buffer) stays usable as an attribute."""
@@ -136,10 +142,10 @@ class Module(ModuleHabits):
                 raise AttributeError("cannot assign module before Module.__init__() call")
             d.pop(name, None)
             self.add_module(name, value)
-        elif isinstance(value, torch.nn.Parameter) or getattr(value, "_is_param", False) is True:
+        elif isinstance(value, torch.nn.Parameter) or _flagged(value, "_is_param"):
             d.pop(name, None)  # (nn.Parameter(shared): torch flags the shared tensor's detach())
             self.register_parameter(name, value)
-        elif isinstance(value, getattr(torch.nn, "Buffer", ())) or hasattr(value, "_is_buffer"):
+        elif isinstance(value, getattr(torch.nn, "Buffer", ())) or _flagged(value, "_is_buffer"):
             self.register_buffer(name, value.data, persistent=getattr(value, "persistent", True))
         elif isinstance(value, torch.nn.Module) and not name.startswith("_") and _has_state(value):
             # as add_module and the containers refuse it: kept as a plain
