@@ -323,8 +323,13 @@ class Adam(_Optimizer):
         differentiable: bool = False,
         fused=None,
     ):
-        check_flags(type(self).__name__, foreach, fused, differentiable=differentiable)
-        check_flags(type(self).__name__, capturable=capturable)
+        check_flags(
+            type(self).__name__,
+            foreach,
+            fused,
+            differentiable=differentiable,
+            capturable=capturable,
+        )
         grad_scale = check_grad_scale(grad_scale, betas)
         defaults = dict(
             lr=lr,

@@ -29,7 +29,8 @@ fn free_addrs() -> [SocketAddr; 3] {
         .unwrap_or(32768);
     let base = 10_000u32.min(low.saturating_sub(2_000));
     let span = low.saturating_sub(base).max(1);
-    let start = std::process::id() * 7_919; // another start in each test binary
+    // another start in each test binary (wrapping: a pid above 542,362 overflowed u32)
+    let start = std::process::id().wrapping_mul(7_919);
     let mut out = Vec::new();
     for _ in 0..span {
         let i = NEXT.fetch_add(1, Ordering::Relaxed);
