@@ -323,13 +323,8 @@ class Adam(_Optimizer):
         differentiable: bool = False,
         fused=None,
     ):
-        check_flags(
-            type(self).__name__,
-            foreach,
-            fused,
-            differentiable=differentiable,
-            capturable=capturable,
-        )
+        flags = dict(differentiable=differentiable, capturable=capturable)
+        check_flags(type(self).__name__, foreach, fused, **flags)
         grad_scale = check_grad_scale(grad_scale, betas)
         defaults = dict(
             lr=lr,
