@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import cryptgpu
+from conftest import TRUNC, usable
 
 
 def pt(x):
@@ -182,6 +183,86 @@ def test_assigning_data_takes_the_new_values_layout(session):
     y.reshape(5, 1).add_(1.0)  # a view of a contiguous y: y changes
     ref.reshape(5, 1).add_(1.0)
     assert torch.equal(pt(y), ref)
+
+
+def _set_data(t, value):
+    t.data = value
+
+
+# x.data = ... with views v = x[0] and w = x[:, 1] taken before (torch:
+# the same storage keeps them shared with x; a new one leaves them the old)
+SAME_STORAGE = {
+    "x.data": lambda x, v, mk: _set_data(x, x.data),
+    "x": lambda x, v, mk: _set_data(x, x),
+    "x.detach()": lambda x, v, mk: _set_data(x, x.detach()),
+    "x.reshape(3, 2)": lambda x, v, mk: _set_data(x, x.reshape(3, 2)),
+    "x.view(6)": lambda x, v, mk: _set_data(x, x.view(6)),
+    "x.t()": lambda x, v, mk: _set_data(x, x.t()),
+    "x[1]": lambda x, v, mk: _set_data(x, x[1]),
+    "the view v": lambda x, v, mk: _set_data(x, v),
+    "twice, then x.data": lambda x, v, mk: (
+        _set_data(x, x.reshape(3, 2)),
+        _set_data(x, x.t()),
+        _set_data(x, x.data),
+    ),
+    "v.data = x[1]": lambda x, v, mk: _set_data(v, x[1]),
+    "v.data = x": lambda x, v, mk: _set_data(v, x),
+    "v.data = v.detach()": lambda x, v, mk: _set_data(v, v.detach()),
+    "new: y": lambda x, v, mk: _set_data(x, mk(torch.ones(2, 3, dtype=torch.float64))),
+    "new: x.clone()": lambda x, v, mk: _set_data(x, x.clone()),
+    "new: x + 0": lambda x, v, mk: _set_data(x, x + 0),
+    "new: x.t(), then y": lambda x, v, mk: (
+        _set_data(x, x.t()),
+        _set_data(x, mk(torch.ones(2, 3, dtype=torch.float64))),
+    ),
+}
+
+
+def _data_story(assign, mk, rd):
+    x = mk(torch.arange(6.0, dtype=torch.float64).reshape(2, 3))
+    v, w = x[0], x[:, 1]
+    assign(x, v, mk)
+    x.add_(100)  # through x: the views that share its storage see it
+    v.sub_(10)  # through an old view: x sees it where it shares the storage
+    return [rd(t) for t in (v, w, x)]
+
+
+@pytest.mark.parametrize("case", list(SAME_STORAGE))
+def test_data_of_the_same_storage_keeps_the_views_shared(session, case):
+    """x.data = x.data (or x, x.detach(), x.reshape(...), x.t(), a view of
+    x): views of x taken before share x's storage on, as torch's (until
+    2026-12-07 they kept a snapshot: a later x.add_(100) did not reach
+    them); a new storage (another tensor, a clone) still leaves them the
+    old values, as torch's."""
+    want = _data_story(SAME_STORAGE[case], lambda a: a.clone(), lambda t: t)
+    got = _data_story(SAME_STORAGE[case], cryptgpu.cryptensor, pt)
+    for g, r in zip(got, want):
+        # encoded integers and additions of public integers: exact
+        assert torch.equal(g, r), (case, g.tolist(), r.tolist())
+
+
+def test_a_refused_data_assignment_changes_nothing(session):
+    """x.data = v with a v that raises when read (a view taken before its
+    base took a recorded result in place) leaves x, and the views of x,
+    as they were: they follow x on (until 2026-12-07 the refused
+    assignment had already cut them off from x)."""
+    b = cryptgpu.cryptensor(torch.zeros(2, 3, dtype=torch.float64))
+    stale = b[0]
+    b += cryptgpu.cryptensor(torch.ones(2, 3, dtype=torch.float64), requires_grad=True)
+    ref = torch.arange(6.0, dtype=torch.float64).reshape(2, 3)
+    x = cryptgpu.cryptensor(ref)
+    xv, xr = x[0], x[1]
+    for target in (x, xr):  # a base, and a view of it
+        with pytest.raises(RuntimeError, match="view taken before its base"):
+            target.data = stale
+        assert usable()
+    x.add_(100)  # exact: public integers on encoded integers
+    ref = ref + 100
+    assert torch.equal(pt(x), ref)
+    assert torch.equal(pt(xv), ref[0])
+    xr.sub_(1)  # the view x[1] still writes into x
+    ref[1] -= 1
+    assert torch.equal(pt(x), ref) and torch.equal(pt(xr), ref[1])
 
 
 STRIDED_VIEWS = {

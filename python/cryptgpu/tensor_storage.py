@@ -12,7 +12,14 @@ So a base and its views share a cell, ``[None]``, made at the first view
 (:func:`cell`). The setter (:func:`replace`) leaves a snapshot of the old
 storage in it, and gives the base a fresh cell at its next view; each view
 then views that snapshot (:func:`follow`), which only the views hold (freed
-with them, as torch's old storage is)."""
+with them, as torch's old storage is).
+
+A new value of the same storage (``x.data = x.data``, ``= x``,
+``= x.reshape(3, 2)``, ``= x.t()``, ``= x[0]``) makes none: in torch the
+views taken before keep sharing it with the tensor (until 2026-12-07 they
+were cut off from it). The same layout changes nothing; another layout
+leaves the storage in a hidden root, which the tensor then views as the
+new value does (and so do the views taken before, through the cell)."""
 
 from __future__ import annotations
 
@@ -37,15 +44,40 @@ def follow(view, v) -> tuple:
     return view._view
 
 
+def _root(x):
+    """The tensor that holds ``x``'s storage: ``x``, or the root its view
+    follows (a view's base is a root; after ``base.data = new``, the one
+    left in their cell)."""
+    if x._view is None:
+        return x
+    c = x._cell
+    return c[0] if c is not None and c[0] is not None else x._view[0]
+
+
 def replace(t, value) -> None:
-    """``t.data = value`` (a SharedTensor of t's session): the old storage,
-    where views of ``t`` may hold it, left to them as a snapshot; ``t``
-    takes the new value and layout (its shape may differ) and, like
-    torch's, no longer views a base (a view's own views are of its root,
-    and keep it)."""
-    if t._view is None and t._cell is not None:
+    """``t.data = value`` (a SharedTensor of t's session). Another storage:
+    the old one, where views of ``t`` may hold it, left to them as a
+    snapshot; ``t`` takes the new value and layout (its shape may differ)
+    and, like torch's, no longer views a base (a view's own views are of
+    its root, and keep it). The same storage: shared on, as in torch (see
+    above). Everything that can raise (a stale ``value``) is read before
+    anything changes: a refused assignment leaves ``t`` and its views as
+    they were (until 2026-12-07 the views were cut off from ``t``)."""
+    if value is t:
+        return  # nothing changes, as in torch
+    h, sess, st = value._t, value._session, value._st  # (value._view now followed)
+    same = _root(value) is _root(t)
+    if same and h is t._h and st == t._st:
+        return  # the same storage in the same layout (x.detach()): nothing changes
+    view = None
+    if same:  # t (or t's root) viewed as value views it
+        view = value.detach()._view if value._view is None else value._view
+    if t._view is None and (t._cell is not None or view is not None):
         old = type(t)(t._h, t._session)
         old._st, old._version = t._st, t._version
-        t._cell[0] = old
-    t._t, t._session = value._t, value._session
-    t._st, t._view, t._cell = value._st, None, None
+        cell(t)[0] = old
+        if view is not None:  # value views t: now the storage, old
+            view = (old, old._version, view[2], view[3])
+    t._t, t._session = h, sess
+    t._st, t._view = st, view
+    t._cell = None if view is None else cell(view[0])
