@@ -265,6 +265,38 @@ def test_a_refused_data_assignment_changes_nothing(session):
     assert torch.equal(pt(x), ref) and torch.equal(pt(xr), ref[1])
 
 
+@pytest.mark.parametrize("how", ["detach", "data of another layout"])
+def test_an_optimiser_step_reaches_the_storage_a_parameter_views(session, how):
+    """A parameter that views a tensor's storage (w = b.detach()
+    .requires_grad_(), or b after b.data = b.data.t()): the step changes
+    the storage, as torch's in-place step (until 2026-12-07 only the
+    parameter took it, and a later change through b, re-read, undid it)."""
+
+    def story(mk, rd, sgd, no_grad):
+        b = mk(torch.arange(6.0, dtype=torch.float64).reshape(2, 3))
+        v = b[0]
+        if how == "detach":
+            w = b.detach().requires_grad_()
+        else:
+            b.requires_grad_()
+            b.data = b.data.t()
+            w = b
+        opt = sgd([w], lr=0.25)
+        (w * w).sum().backward()
+        opt.step()  # w - 0.25 (2 w) = w / 2
+        with no_grad():
+            v.add_(10)
+        return [rd(t) for t in (w.detach(), b.detach(), v)]
+
+    want = story(lambda a: a.clone(), lambda t: t, torch.optim.SGD, torch.no_grad)
+    got = story(cryptgpu.cryptensor, pt, cryptgpu.optim.SGD, cryptgpu.no_grad)
+    for g, r in zip(got, want):
+        # the gradient 2w: two products of the exact 1 by an encoded integer,
+        # each truncated once (2 TRUNC); times the exact 0.25 and truncated
+        # (0.25 * 2 TRUNC + TRUNC); the additions of public integers: exact
+        assert (g - r).abs().max() <= 1.5 * TRUNC, (g.tolist(), r.tolist())
+
+
 STRIDED_VIEWS = {
     "base": lambda a: a,
     "t": lambda a: a[0].t(),

@@ -272,7 +272,7 @@ class SGD(_Optimizer):
                 self._buf[id(p)] = v
                 g = g + v * mu if group["nesterov"] else v
             new = p - g * lr
-            p._t = new._t  # update in place: modules keep the same object
+            p._assign(new, "step")  # in place: modules keep the object; a view writes back
 
 
 class Adam(_Optimizer):
@@ -399,7 +399,7 @@ class Adam(_Optimizer):
             r = scaled_ratio(m, w, e)
             base = p - p * (lr * decay) if decay else p  # AdamW: p (1 - lr wd)
             new = base - r * (lr * c1 / np.sqrt(c2))
-            p._t = new._t
+            p._assign(new, "step")
 
     def _rescale(self, p, units: tuple) -> None:
         """The moments of ``p`` kept without (1 - beta2) and in grad_scale
@@ -618,7 +618,7 @@ class RMSprop(_Moments):
                 new = p - b * lr
             else:
                 new = p - r * (lr / root)
-            p._t = new._t
+            p._assign(new, "step")
 
 
 def _rmsprop_factors(prev, now) -> dict:
@@ -693,4 +693,4 @@ class Adagrad(_Moments):
             start = self.defaults["initial_accumulator_value"] * s * s
             w = sums[id(p)] = g * g + start if w is None else w + g * g
             new = p - scaled_ratio(g, w, s * group["eps"]) * lr_t
-            p._t = new._t
+            p._assign(new, "step")
