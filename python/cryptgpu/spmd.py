@@ -13,6 +13,7 @@ with the same results and counters as the local runtime.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -50,6 +51,7 @@ def _parties(
     ctx = (device, truncation, overflow_bound, seed, timeout_s)
     results: list = [None, None, None]
     errors: list = [None, None, None]
+    failed_at = [math.inf] * 3  # when each party's error came (the first: the cause)
     forked = _party_rng.caller()  # what a forked party would inherit
 
     def party(r: int) -> None:
@@ -61,13 +63,16 @@ def _parties(
             # more step): a neighbour still waiting for its message is told
             # at once, as a ZeroMQ link's BYE tells it (it waited for the
             # timeout, 60 s by default). Queued after its last message.
-            sessions[r].abort("its program ended (it left the session) before sending this")
-        except BaseException as e:  # reported below, in rank order
-            errors[r] = e
-            if not isinstance(e, _native.PeerError):
-                # Tell the neighbours now: they would otherwise wait in their
-                # next receive until the timeout.
-                sessions[r].abort(f"{type(e).__name__}: {e}")
+            sessions[r].abort(
+                "its program ended (it left the session) before sending this", ended=True
+            )
+        except BaseException as e:  # reported below: the cause first
+            errors[r], failed_at[r] = e, time.monotonic()
+            # Tell the neighbours now: they would otherwise wait in their
+            # next receive until the timeout. Also a PeerError: one this
+            # party found itself ("out of step") only it knows of (until
+            # 2026-12-07 the other two waited 60 s on each other).
+            sessions[r].abort(f"{type(e).__name__}: {e}")
         finally:
             try:
                 _session.uninit()  # may raise PeerError
@@ -110,9 +115,12 @@ def _parties(
             raise
         for t in threads:
             t.join()
-    # The root cause, not the neighbours' PeerError, if there is one.
+    # The root cause, not the neighbours' PeerError, if there is one; else
+    # the PeerError that came first (the party that found it, as the
+    # launcher names it), not the first in rank order.
     root = [e for e in errors if e is not None and not isinstance(e, _native.PeerError)]
-    first = root[0] if root else next((e for e in errors if e is not None), None)
+    order = sorted((t, r) for r, t in enumerate(failed_at) if errors[r] is not None)
+    first = root[0] if root else (errors[order[0][1]] if order else None)
     if first is not None:
         raise first
     return results

@@ -94,11 +94,14 @@ impl Session {
 
     /// Tell this process's neighbours that it failed outside the engine
     /// (an exception in the party's own code), so that they raise
-    /// `PeerError` at once instead of at the timeout; the session is
-    /// unusable afterwards.
-    fn abort(&self, py: Python<'_>, why: &str) {
+    /// `PeerError` at once instead of at the timeout (in a local SPMD
+    /// session every party does); ``ended=True``: its program ended, only a
+    /// neighbour waiting for its message fails. The session is unusable
+    /// afterwards.
+    #[pyo3(signature = (why, ended = false))]
+    fn abort(&self, py: Python<'_>, why: &str, ended: bool) {
         let (s, why) = (self.0.clone(), why.to_string());
-        py.allow_threads(move || s.abort(&why));
+        py.allow_threads(move || s.abort(&why, ended));
     }
 
     #[getter]

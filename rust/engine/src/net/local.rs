@@ -6,7 +6,11 @@ use super::{Msg, Peer, Transport};
 use crate::device::Buf;
 use crate::error::{EngineError, Result};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How often a waiting party looks whether another party failed.
+const FAIL_POLL: Duration = Duration::from_millis(20);
 
 /// What the local transport's channels carry: a buffer as it is (host or
 /// GPU memory), or an abort notice.
@@ -25,6 +29,11 @@ pub struct LocalTransport {
     from_next: Receiver<LocalMsg>,
     from_prev: Receiver<LocalMsg>,
     timeout: Duration,
+    /// The first party of the three that failed (rank, why): a party
+    /// waiting on another one fails too (two parties waiting on each
+    /// other while the third found them out of step waited for the
+    /// timeout until 2026-12-07).
+    failed: Arc<Mutex<Option<(usize, String)>>>,
 }
 
 /// Build the three connected endpoints of a local session.
@@ -37,6 +46,7 @@ pub fn local_triple(timeout: Duration) -> Vec<LocalTransport> {
         (0..3).map(|_| bounded(16)).unzip();
     let (to_prev, mut from_next): (Vec<Sender<LocalMsg>>, Vec<Receiver<LocalMsg>>) =
         (0..3).map(|_| bounded(16)).unzip();
+    let failed = Arc::new(Mutex::new(None));
     // Party i receives from its previous party p on p's "next" link, and
     // from its next party n on n's "prev" link: rotate the receivers.
     from_prev.rotate_right(1);
@@ -54,6 +64,7 @@ pub fn local_triple(timeout: Duration) -> Vec<LocalTransport> {
                 from_next,
                 from_prev,
                 timeout,
+                failed: failed.clone(),
             },
         )
         .collect()
@@ -105,18 +116,36 @@ impl Transport for LocalTransport {
             Peer::Prev => &self.from_prev,
         };
         let who = from.rank(self.rank);
-        match ch.recv_timeout(self.timeout) {
-            Ok(LocalMsg::Data(tag, v)) => Ok((tag, v)),
-            Ok(LocalMsg::Abort(why)) => {
-                Err(EngineError::Peer(format!("party {who} aborted: {why}")))
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match ch.recv_timeout(left.min(FAIL_POLL)) {
+                Ok(LocalMsg::Data(tag, v)) => return Ok((tag, v)),
+                Ok(LocalMsg::Abort(why)) => {
+                    return Err(EngineError::Peer(format!("party {who} aborted: {why}")))
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    let other = self.failed.lock().ok().and_then(|f| f.clone());
+                    if let Some((r, why)) = other.filter(|(r, _)| *r != self.rank) {
+                        return Err(EngineError::Peer(format!("party {r} aborted: {why}")));
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(EngineError::Peer(format!(
+                            "party {} got no answer from party {who} within {:?}",
+                            self.rank, self.timeout
+                        )));
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(EngineError::Peer(format!("party {who} closed its link")))
+                }
             }
-            Err(RecvTimeoutError::Timeout) => Err(EngineError::Peer(format!(
-                "party {} got no answer from party {who} within {:?}",
-                self.rank, self.timeout
-            ))),
-            Err(RecvTimeoutError::Disconnected) => {
-                Err(EngineError::Peer(format!("party {who} closed its link")))
-            }
+        }
+    }
+
+    fn fail(&mut self, why: &str) {
+        if let Ok(mut f) = self.failed.lock() {
+            f.get_or_insert_with(|| (self.rank, why.to_string()));
         }
     }
 }

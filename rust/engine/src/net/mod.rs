@@ -79,6 +79,10 @@ pub trait Transport: Send {
     fn recv_buf(&mut self, from: Peer) -> Result<(u64, Buf)> {
         self.recv(from).map(|(tag, v)| (tag, Buf::Host(v)))
     }
+    /// This party failed (its neighbours are told by an abort notice too):
+    /// a transport whose parties share a process also wakes the party
+    /// waiting on the third one (see [`local::LocalTransport`]).
+    fn fail(&mut self, _why: &str) {}
     /// End the session cleanly (transports that buffer sends flush here).
     /// Err when a neighbour's notice, read at the end, says the session
     /// failed after this party's last operation (see [`farewell`]).
@@ -376,8 +380,17 @@ impl Comm {
         Ok(out)
     }
 
-    /// Tell both neighbours this party failed (best effort).
+    /// Tell both neighbours this party failed (best effort), and every
+    /// party of a local session (a party waiting on the third one).
     pub fn abort(&mut self, why: &str) {
+        self.transport.fail(why);
+        self.leave(why);
+    }
+
+    /// Tell both neighbours this party left the session (best effort): a
+    /// neighbour still waiting for its message fails at once; an exchange
+    /// between the other two goes on.
+    pub fn leave(&mut self, why: &str) {
         let _ = self.transport.send(Peer::Next, Msg::Abort(why.to_string()));
         let _ = self.transport.send(Peer::Prev, Msg::Abort(why.to_string()));
     }

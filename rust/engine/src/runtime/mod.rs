@@ -241,12 +241,17 @@ impl Session {
     }
 
     /// Abandon the session: every hosted party tells its neighbours it
-    /// failed (`why`), and later operations fail with a peer error.
-    pub fn abort(&self, why: &str) {
+    /// failed (`why`; `ended`: it left, its program done, see
+    /// `Comm::leave`), and later operations fail with a peer error.
+    pub fn abort(&self, why: &str, ended: bool) {
         self.broken.store(true, Ordering::Release);
         for m in &self.parties {
             if let Ok(mut p) = m.try_lock() {
-                p.comm.abort(why);
+                if ended {
+                    p.comm.leave(why);
+                } else {
+                    p.comm.abort(why);
+                }
             }
         }
     }
