@@ -157,7 +157,8 @@ def run_multiprocess(world_size: int = 3, maxsize: int | None = None):
             except CryptGPUError as e:
                 if not any(m in str(e) for m in ("out of step", "not held by this process")):
                     raise
-                raise type(e)(f"{e}\n{_SHARED_HINT}") from e
+                hint = _SHARE_HINT if "in 'share'" in str(e) else _SHARED_HINT
+                raise type(e)(f"{e}\n{hint}") from e
 
         return wrapper
 
@@ -173,6 +174,16 @@ _SHARED_HINT = (
     "training it from each party runs its operations three times over; name the module "
     "in the function (a global or enclosing variable, or an item of a list, tuple or "
     "dict held there), or pass it as an argument, so that each party gets its own copy"
+)
+
+
+# an out-of-step sharing: most often a placeholder of another shape (probe KA)
+_SHARE_HINT = (
+    "Parties out of step in 'share' (cryptensor(x, src=...), encrypt(src=...)) most "
+    "often pass tensors of different shapes: every party must give a tensor of src's "
+    "shape (the others' values are not read: a placeholder such as torch.empty(shape)), "
+    "or pass broadcast_size=True to cryptensor so that src's shape is sent; a model "
+    "encrypted from src must have src's layer sizes on every party. " + _SHARED_HINT
 )
 
 

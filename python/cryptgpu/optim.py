@@ -75,6 +75,8 @@ class _Optimizer(optim_checks.Copyable, torch.optim.Optimizer):
             v = group[key]
             if isinstance(v, torch.Tensor) and v.numel() == 1 and not v.requires_grad:
                 v = group[key] = float(v)  # torch takes a one-element tensor lr
+            if isinstance(v, (np.floating, np.integer)):  # np.float32(0.5), as torch
+                v = group[key] = v.item()
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise TypeError(f"{key} must be a number, got {type(v).__name__}")
             if v < 0:

@@ -657,6 +657,8 @@ def _matmul(x: TensorBase, ys, yp, yshape, public_left: bool) -> TensorBase:
 def _times(y, alpha):
     """alpha * y (``add``'s and ``sub``'s alpha): a plaintext y scaled in
     float64 before it is encoded."""
+    if isinstance(alpha, (np.floating, np.integer)):  # np.float32(2), as torch
+        alpha = alpha.item()
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
         raise TypeError(f"alpha must be a number, got {type(alpha).__name__}")
     if alpha == 1:
