@@ -10,6 +10,7 @@ fix.
 import time
 
 import numpy as np
+import pytest
 import torch
 
 import cryptgpu
@@ -78,4 +79,17 @@ def test_a_placeholder_of_another_shape_is_named_in_the_hint(session):
     except cryptgpu.PeerError as e:
         raised = str(e)
     assert raised is not None and "src's shape" in raised and "broadcast_size=True" in raised
+    assert usable()
+
+
+def test_a_float_dim_is_torchs_type_error_with_its_words(session):
+    """x.sum(dim=1.0): TypeError, as torch's, naming the argument (it said
+    "object of type 'float' has no len()")."""
+    x = cryptgpu.cryptensor(torch.ones(3, 4))
+    for reduce in (x.sum, x.mean):
+        with pytest.raises(TypeError, match=r"invalid combination of arguments - got \(dim=float"):
+            reduce(dim=1.0)
+    with pytest.raises(TypeError):
+        torch.ones(3, 4).sum(dim=1.0)  # torch's own
+    assert x.sum(dim=torch.tensor(1)).shape == (3,)  # a 0-d integer tensor is an int dim
     assert usable()

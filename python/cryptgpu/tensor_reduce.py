@@ -79,6 +79,11 @@ class ReductionOps:
     def _dims(self, dim) -> list[int]:
         if _index(dim) is not None:
             dim = [dim]
+        elif dim is not None and not isinstance(dim, (list, tuple, torch.Size)):
+            raise TypeError(  # x.sum(dim=1.0): torch's words (it said "float has no len()")
+                "reduction received an invalid combination of arguments - got "
+                f"(dim={type(dim).__name__}): dim must be an int, a tuple of ints or None"
+            )
         # torch: None and an empty list of dims both reduce every dim.
         if dim is None or len(dim) == 0:
             return list(range(self.dim()))
