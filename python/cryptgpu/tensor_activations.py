@@ -28,6 +28,7 @@ from ._native import EncodingError, InvalidArgumentError
 from ._plain import _float64, softmax_dim
 from .tensor_base import TensorBase, number_or_shared, public_number
 from .tensor_compare import where
+from .tensor_overlap import refuse_partial_overlap
 
 _SELU_ALPHA = 1.6732632423543772
 _SELU_SCALE = 1.0507009873554805
@@ -343,10 +344,15 @@ class ActivationOps:
 
 def _in_place(name: str):
     def method(self, *args, **kwargs):
+        if name != "masked_fill":  # (torch reads its 0-d value first, as a number)
+            refuse_partial_overlap(self, *args, *kwargs.values())
         return self._in_place(name + "_", lambda x: getattr(x, name)(*args, **kwargs))
 
     method.__name__ = name + "_"
-    method.__doc__ = f"``{name}`` in place (the tensor takes the result's shares)."
+    method.__doc__ = (
+        f"``{name}`` in place (the tensor takes the result's shares); a tensor "
+        "argument that partly overlaps it is torch's RuntimeError (tensor_overlap)."
+    )
     return method
 
 

@@ -18,7 +18,7 @@ from ._plain import _buf, _float64, _ibuf, _is_integer_plain, _plain_array
 from .public_factors import in_products_only, whole_reciprocal
 from .tensor_base import READ_ONLY, TensorBase
 from .tensor_compare import bit_product
-from .tensor_shape import refuse_partial_overlap
+from .tensor_overlap import refuse_partial_overlap
 
 
 class ArithmeticOps:
@@ -331,7 +331,7 @@ class ArithmeticOps:
         ``x += y`` rebound x to the larger result and left its base as it
         was). Shapes that do not broadcast at all are left to the op. Also
         torch's refusal of a y that is a view of x, or x of y, partly
-        overlapping it (``x.add_(x.t())``: tensor_shape.refuse_partial_overlap)."""
+        overlapping it (``x.add_(x.t())``: tensor_overlap.refuse_partial_overlap)."""
         try:
             yshape = tuple(y.shape) if isinstance(y, TensorBase) else np.shape(y)
             full = torch.broadcast_shapes(tuple(self.shape), yshape)

@@ -57,8 +57,9 @@ class TensorBase(ag.Node):
     # nn.Buffer(x) set on a tensor subclass's detach() (Module registers it);
     # _bit: a comparison's result keeps (its handle, its 0/1 ring-integer
     # bit) for an exact where/masked_fill (tensor_compare._ring_bit);
-    # _cell: a base and its views share it (tensor_storage: .data = new)
-    __slots__ = ("_h", "_session", "_view", "_version", "_st", "_rec_at", "_bit", "_cell")
+    # _cell: a base and its views share it (tensor_storage: .data = new);
+    # _off: a view's offset in its root's storage, torch's (tensor_overlap)
+    __slots__ = ("_h", "_session", "_view", "_version", "_st", "_rec_at", "_bit", "_cell", "_off")
     __slots__ += ("__weakref__", "_is_param", "_is_buffer", "persistent")
     __array_priority__ = 1000  # numpy defers to our reflected operators
 
@@ -126,17 +127,20 @@ class TensorBase(ag.Node):
                 st = None
         self._st = None if st is None else tuple(st)
 
-    def _as_view_of(self, base, read, write) -> TensorBase:
+    def _as_view_of(self, base, read, write, offset=0) -> TensorBase:
         """Mark this new tensor as a view of ``base``: ``read(base)`` gives
         its value, ``write(base, value)`` puts a new value into the base. A
         view of a view is kept against the first base (``x[1][2]`` writes
         into x even after the temporary x[1] is gone), through the middle
         view's own read: a fresh view of the root, written in place, passes
-        the change on by its own write-back."""
+        the change on by its own write-back. ``offset``: where it starts in
+        base's storage, as torch lays it out (None: a layout torch has not)."""
         if self is base:
             return self
         bv = base._view if base._view is None else _storage.follow(base, base._view)
         root = bv[0] if bv is not None else None
+        at = 0 if root is None else getattr(base, "_off", None)
+        self._off = None if at is None or offset is None else at + offset
         self._cell = _storage.cell(base if root is None else root)
         if root is None:
             # a base reshaped in place since (squeeze_, unsqueeze_) is read

@@ -25,6 +25,7 @@ from ._native import ShapeError
 from ._plain import _float64, _index, _ints, _norm_dim, _varargs
 from .tensor_base import TensorBase
 from .tensor_math import TABLE as _MATH
+from .tensor_overlap import refuse_partial_overlap
 from .tensor_scatter import _index_array
 from .tensor_shape import _view_strides, cat
 from .tensor_torchlike import scan
@@ -268,9 +269,11 @@ class MoreOps:
 
     def _fits_broadcast(self, *operands) -> None:
         """torch's RuntimeError, before any work, when the operands'
-        broadcast shape would grow x (an in-place result keeps x's shape)."""
+        broadcast shape would grow x (an in-place result keeps x's shape),
+        or when one partly overlaps x (``x.addcmul_(x.t(), y)``)."""
         shapes = (tuple(getattr(t, "shape", np.shape(t))) for t in operands)
         self._fits_in_place(torch.empty(torch.broadcast_shapes(*shapes), device="meta"))
+        refuse_partial_overlap(self, *operands)
 
     def diff(self, n: int = 1, dim: int = -1, prepend=None, append=None) -> TensorBase:
         """``torch.diff``: the n-th forward difference along ``dim`` (after

@@ -17,6 +17,7 @@ from . import autograd as ag
 from ._native import ShapeError
 from ._plain import IndexRangeError, _index, _norm_dim
 from .tensor_base import TensorBase
+from .tensor_overlap import refuse_partial_overlap
 
 
 def _index_array(index, what: str) -> np.ndarray:
@@ -315,8 +316,13 @@ def _overwrite(x, src, pos: np.ndarray):
 for _name in ("index_add", "index_copy", "index_fill", "scatter_add", "scatter", "scatter_reduce"):
 
     def _method(self, *args, _n=_name, **kwargs):
+        if _n != "index_fill":  # (torch reads its 0-d value first, as a number)
+            refuse_partial_overlap(self, *args, *kwargs.values())
         return self._assign(getattr(self, _n)(*args, **kwargs), _n + "_")
 
     _method.__name__ = _name + "_"
-    _method.__doc__ = f"``{_name}`` in place (the tensor takes the result's shares)."
+    _method.__doc__ = (
+        f"``{_name}`` in place (the tensor takes the result's shares); a source "
+        "that partly overlaps it is torch's RuntimeError (tensor_overlap)."
+    )
     setattr(ScatterOps, _name + "_", _method)

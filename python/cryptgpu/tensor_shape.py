@@ -17,6 +17,7 @@ from . import gradients as gr
 from ._native import InvalidArgumentError, OutOfMemoryError, ShapeError
 from ._plain import _index, _ints, _norm_dim, _plain_array, _strides, _varargs
 from .tensor_base import READ_ONLY, TensorBase
+from .tensor_overlap import refuse_setitem_overlap
 
 
 class ShapeOps:
@@ -132,16 +133,20 @@ class ShapeOps:
         out = self._wrap(self._s().reshape(self._t, list(shape)))
         if ag.needs_grad(self):
             gr.record_reshape(out, self)
+        known = 0  # a view starts where self does
         if self._st is not None:
             st = _view_strides(list(self.shape), self._st, list(shape))
             if st is None and not view:
                 return out  # torch's reshape copies a tensor it cannot view
             out._set_strides(st)  # (None: a view torch would refuse, kept)
+            if st is None:  # no offset in a layout torch has
+                known = None
         back = list(self.shape)
         return out._as_view_of(
             self,
             lambda b, s=list(shape): b.reshape(s),
             lambda b, v, s=back: b._assign(v.reshape(s), "view"),
+            known,
         )
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> TensorBase:
@@ -300,7 +305,7 @@ class ShapeOps:
             idx = idx[:k] + (slice(None),) * fill + idx[k + 1 :]
         shape_in = list(self._t.shape)
         st_in, ts = _strides(shape_in), self._strides()
-        offset, out_shape, out_st, tst, d = 0, [], [], [], 0
+        offset, out_shape, out_st, tst, d, toff = 0, [], [], [], 0, 0
         for i in idx:
             if i is None:
                 out_shape.append(1)
@@ -322,12 +327,14 @@ class ShapeOps:
                 if not -n <= i < n:
                     raise IndexError(f"index {i} out of range for dim {d} of size {n}")
                 offset += (i % n) * st_in[d]
+                toff += (i % n) * ts[d]  # (torch's offset, in self's strides)
             else:
                 start, stop, step = i.indices(n)
                 if step <= 0:
                     raise ValueError("slice step must be positive")
                 cnt = max(0, (stop - start + step - 1) // step)
                 offset += start * st_in[d] if cnt else 0
+                toff += start * ts[d] if cnt else 0
                 out_shape.append(cnt)
                 out_st.append(st_in[d] * step)
                 tst.append(ts[d] * step)
@@ -335,16 +342,18 @@ class ShapeOps:
         out_shape += shape_in[d:]
         out_st += st_in[d:]
         tst += ts[d:]
-        return self._strided_view(idx, shape_in, offset, out_shape, out_st, tst)
+        return self._strided_view(idx, shape_in, offset, out_shape, out_st, tst, toff)
 
-    def _strided_view(self, idx, shape_in, offset, out_shape, out_st, tst) -> TensorBase:
+    def _strided_view(self, idx, shape_in, offset, out_shape, out_st, tst, toff) -> TensorBase:
         """``self[idx]`` as the view of ``out_shape`` at ``offset`` with the
-        strides ``out_st`` in self's contiguous layout (``tst`` in its own)."""
+        strides ``out_st`` in self's contiguous layout (``tst`` and ``toff``
+        in its own)."""
         out = self._wrap(self._s().gather(self._t, out_shape, offset, out_st))
         if ag.needs_grad(self):
             gr.record_view(out, self, shape_in, offset, out_st)
         out._set_strides(list(tst))
-        return out._as_view_of(self, lambda b, i=idx: b[i], lambda b, v, i=idx: b.__setitem__(i, v))
+        rd, wr = (lambda b, i=idx: b[i]), (lambda b, v, i=idx: b._write_at(i, v))
+        return out._as_view_of(self, rd, wr, toff)
 
     def _view_by_torch(self, idx: tuple) -> TensorBase:
         """``self[idx]`` for an index of ints, slices, None and several
@@ -356,8 +365,9 @@ class ShapeOps:
         st_in = _strides(shape_in)
         m = torch.empty_strided(shape_in, st_in, dtype=torch.bool)[idx]
         out_shape, offset, out_st = list(m.shape), m.storage_offset(), list(m.stride())
-        tst = torch.empty_strided(shape_in, self._strides(), dtype=torch.bool)[idx].stride()
-        return self._strided_view(idx, shape_in, offset, out_shape, out_st, tst)
+        mine = torch.empty_strided(shape_in, self._strides(), dtype=torch.bool)[idx]
+        tst, toff = mine.stride(), mine.storage_offset()
+        return self._strided_view(idx, shape_in, offset, out_shape, out_st, tst, toff)
 
     def __delitem__(self, idx) -> None:
         raise TypeError("SharedTensor does not support deleting items (as torch's Tensor)")
@@ -366,13 +376,20 @@ class ShapeOps:
         """``x[idx] = value`` in place, for any index ``__getitem__`` takes
         (public positions) and a shared or plaintext value broadcast to the
         indexed shape; where a position is indexed twice the last value
-        wins, as in torch. Local (no communication)."""
+        wins, as in torch. Local (no communication). A value that partly
+        overlaps what is written is torch's RuntimeError (tensor_overlap)."""
+        idx = _key(idx)
+        refuse_setitem_overlap(self, idx, all(_basic(i) for i in idx), value)
+        self._write_at(idx, value)
+
+    def _write_at(self, idx: tuple, value) -> None:
+        """``self[idx] = value`` for an index as :func:`_key` gives it (also
+        a view's write into its base: the view is the value, not checked)."""
         if (isinstance(value, TensorBase) and ag.needs_grad(value)) or (
             isinstance(value, torch.Tensor) and value.requires_grad and ag.is_grad_enabled()
         ):
             # the update would carry no gradient to value (torch records it)
             self._refuse_in_place("__setitem__")
-        idx = _key(idx)
         pos = _positions(self, idx)
         flat = pos.ravel()
         # The last write to each position wins.
@@ -600,23 +617,3 @@ def _view_strides(shape, strides, new_shape):
             if d > 0:
                 base, run, seen = strides[d - 1], 1, 1
     return out if v == -1 else None
-
-
-def refuse_partial_overlap(x, y) -> None:
-    """torch's RuntimeError for an in-place ``x.op_(y)`` where y and x share
-    some memory but are not the same elements alike: detected between a
-    tensor and a non-empty view of it of another shape or other strides
-    (``x.add_(x.t())``, ``x.t().add_(x)``, ``x.add_(x[0])``); two views of
-    one base are not compared (their offsets are not kept)."""
-    if not isinstance(y, TensorBase) or y is x:
-        return
-    for a, b in ((x, y), (y, x)):
-        v = b._view
-        if v is None or v[0] is not a or a._view is not None or not b.numel():
-            continue
-        if tuple(b.shape) != tuple(a.shape) or b._strides() != a._strides():
-            raise RuntimeError(
-                "unsupported operation: some elements of the input tensor and the written-to "
-                "tensor refer to a single memory location. Please clone() the tensor before "
-                "performing the operation."
-            )

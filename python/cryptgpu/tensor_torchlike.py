@@ -419,7 +419,8 @@ class TorchLikeOps:
         return out._as_view_of(
             self,
             lambda base: base.diagonal(offset, a, b),
-            lambda base, v: base.__setitem__(where, v),
+            lambda base, v: base._write_at(where, v),
+            k * ts[b] if k >= 0 else -k * ts[a],  # torch's storage offset
         )
 
     def trace(self) -> TensorBase:
