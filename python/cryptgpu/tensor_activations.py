@@ -9,8 +9,9 @@ Costs and accuracy (f = 16): leaky_relu, relu6, hardsigmoid and hardswish
 are one ReLU (or one batched clamp) plus at most one product; elu, selu and
 celu add ``exp_nonpos`` (3e-4 relative); silu is sigmoid times x (1e-3
 absolute on sigmoid), mish x tanh(softplus(x)), each of x clamped to
-[-16, 16] plus relu(x - 16) (silu within 3e-4 of torch's, mish 2e-3, for
-every x); softplus is relu(x) + log1p(e^-|x|), its log1p a
+[-16, 16] plus relu(x - 16) (silu within 7.5e-4 of torch's, mish 7.3e-3,
+for every x: bounds from the truncations, measured 2.9e-4 and 2.4e-3);
+softplus is relu(x) + log1p(e^-|x|), its log1p a
 degree-8 polynomial on [0, 1] (3.4e-8 from log1p, so the fixed point
 dominates: a few 1e-5).
 """
@@ -76,9 +77,12 @@ class ActivationOps:
     def silu(self) -> TensorBase:
         """x sigmoid(x) (SiLU, swish), with its tails (:meth:`_relu_tails`;
         sigmoid of the clamped x without exp_nonpos's own clamp): within
-        3e-4 for every x (x sigmoid(x) alone was off by |x| times a unit of
-        sigmoid: -0.46 for silu(-30000) until 2026-12-06). 67 rounds, as
-        before."""
+        7.5e-4 of torch's for every x, a bound from the truncations (16
+        times sigmoid's 3 units at |x| >= 16; tests/test_probe_jb_numerics.py
+        checks each element against it), measured up to 2.9e-4 (x sigmoid(x)
+        alone was off by |x| times a unit of sigmoid: -0.46 for
+        silu(-30000) until 2026-12-06). 66 rounds, as before (342 bytes an
+        element per party, 295 before)."""
         return self._relu_tails(lambda c: c * fx.sigmoid(c, within16=True))
 
     def _relu_tails(self, f) -> TensorBase:
@@ -130,7 +134,11 @@ class ActivationOps:
     def mish(self) -> TensorBase:
         """x tanh(softplus(x)), with its tails (:meth:`_relu_tails`; until
         2026-12-06 off by |x| times a unit or two: -0.69 for mish(-5667),
-        3.4 at -27810)."""
+        3.4 at -27810): within 7.3e-3 of torch's for every x, a bound from
+        the truncations (16 times tanh's error near 0, 30 units, at x
+        <= -16; tests/test_probe_jb_numerics.py), measured up to 2.4e-3
+        (one truncation of sigmoid's input alone puts 8 units in tanh: 128
+        units, 2e-3, at x <= -16). 130 rounds."""
 
         def core(c):  # softplus(c) as softplus computes it, |c| <= 16: no clamp in exp_nonpos
             r = c.relu()
