@@ -75,7 +75,7 @@ def _bucket_indicator(x, starts, label: str, unit: bool = False, ring: bool = Fa
 def _minus_thresholds(stacked, tj):
     """stacked - tj for public thresholds tj [k - 1, 1, ...]: added as
     encoded constants, except those at or above 2^(62 - 2f), which a
-    public operand cannot encode (2^31 at f = 16; a row sum of squares is
+    public operand cannot encode (2^30 at f = 16; a row sum of squares is
     compared with up to 2^44, :mod:`cryptgpu.unit_rows`): subtracted as
     2^(62 - 2f) shared publicly times an integer (they are powers of two),
     exact and local."""

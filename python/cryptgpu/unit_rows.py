@@ -25,13 +25,16 @@ from ._octaves import _bucket_indicator, _pick, _pow2_copies
 
 def unit(v, dim: int):
     """v / sqrt(sum v^2) over ``dim`` (kept), for a SharedTensor v whose
-    elements are below 2^15 in magnitude (each square below 2^30, the
-    range of an exact product, 2^(62 - 2f); a larger element's square
-    wraps: ``v / v.norm(dim, keepdim=True)``, range-reduced by max |v|,
-    takes elements up to 2^30) and whose row sums of squares are in
-    [2^-16, 2^46) (2^(62 - f) at f fractional bits, less above 20:
-    :func:`_exponents`): within 1e-4 relative plus two units of 2^-f, for
-    rows of norm 4e-3 to 2^23 (at most 2^16 elements of 2^15). A zero row
+    elements are below 2^(31 - f) in magnitude at f fractional bits (2^15
+    at f = 16, 2^11 at 20, 2^7 at 24: each square below 2^(62 - 2f), the
+    range of an exact product; a larger element's square may wrap, with no
+    error: 10.9 for a value of at most 1 at f = 24 and elements near 1500;
+    ``v / v.norm(dim, keepdim=True)``, range-reduced by max |v|, takes
+    elements up to 2^30 at f = 16) and whose row sums of squares are in
+    [2^-16, 2^46) at f = 16 (up to 2^(j_max + 2), :func:`_exponents`:
+    2^44 at f = 17 and 18, 2^42 at 19, 2^40 at 20, 2^24 at 24): within
+    1e-4 relative plus two units of 2^-f, for rows of norm 4e-3 to 2^23
+    at f = 16 (at most 2^16 elements of 2^15). A zero row
     gives 0 (torch's too); a row whose sum of squares is below 2^-16
     (norm below 4e-3) gives a finite value with no significant bits, and
     rows of many elements near 2^-8 lose bits to the truncation of each
@@ -76,8 +79,9 @@ def _exponents(s) -> list[int]:
     from 2^-f (the finest encodable threshold) to j_max = 60 - f (the sum
     below 2^(62 - f), so that s 2^(f + T - j - 1) stays below 2^62 for the
     exact division), and 2f + j_max / 2 + 1 <= 60 (so that the forward's
-    ring product, out 2^(2f + H), H = j_max / 2 + 1, stays below 2^61):
-    j_max = 44 at f = 16, 36 at f = 20."""
+    ring product, out 2^(2f + H), H = j_max / 2 + 1, stays below 2^61),
+    rounded down to even: j_max = 44 at f = 16, 42 at 17 and 18, 40 at
+    19, 38 at 20 (the second bound from f = 20 up), 22 at 24."""
     f = s._s().precision_bits
     lo = -(f - f % 2)
     top = min(60 - f, 2 * (59 - 2 * f))
