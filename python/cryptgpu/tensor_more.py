@@ -526,11 +526,11 @@ def cosine_similarity(x1, x2, dim: int = 1, eps: float = 1e-8) -> TensorBase:
     """``F.cosine_similarity``: the dot product over ``dim`` of the two
     unit vectors, each as ``F.normalize`` computes it
     (:func:`cryptgpu.unit_rows.unit`: 1e-4 relative for elements below
-    2^15 and norms from 4e-3 to 2^23, where until 2026-12-06 norms above
-    2^15 gave garbage; until 2026-12-05 one ratio of the dot product over
-    sqrt(|x1|^2 |x2|^2), whose product wrapped for norms near 300: -3e8
-    for torch's -0.32). ``eps`` guards nothing: a zero vector gives no
-    meaningful value where torch gives 0."""
+    2^(31 - f) and norms from 4e-3 to 2^23, where until 2026-12-06 norms
+    above 2^15 gave garbage; until 2026-12-05 one ratio of the dot product
+    over sqrt(|x1|^2 |x2|^2), whose product wrapped for norms near 300:
+    -3e8 for torch's -0.32). ``eps`` guards nothing: a zero vector gives
+    0, as torch's."""
     if not isinstance(x1, TensorBase):
         x1, x2 = x2, x1
     y = x2 if isinstance(x2, TensorBase) else _float64(x2, "cosine_similarity")
@@ -542,7 +542,7 @@ def cosine_similarity(x1, x2, dim: int = 1, eps: float = 1e-8) -> TensorBase:
 
 def unit(v, dim: int):
     """v / ||v|| over ``dim`` (kept): for a SharedTensor
-    :func:`cryptgpu.unit_rows.unit` (elements below 2^15, row sums of
+    :func:`cryptgpu.unit_rows.unit` (elements below 2^(31 - f), row sums of
     squares in [2^-16, 2^46): 1e-4 relative plus two units);
     ``F.normalize``'s p = 2."""
     if not isinstance(v, TensorBase):

@@ -349,7 +349,7 @@ def _public_like(fill):
 def _normalize(x, p=2.0, dim=1, eps=1e-12, out=None):
     """x / max(||x||_p, eps) over ``dim``: for p = 2 the row's sum of
     squares range-reduced once (:func:`cryptgpu.unit_rows.unit`: 1e-4
-    relative plus two units for elements below 2^15 and sums of squares
+    relative plus two units for elements below 2^(31 - f) and sums of squares
     in [2^-16, 2^46), rows of norm 4e-3 to 2^23; until 2026-12-06 sums of
     squares above 2^30 gave garbage)."""
     if p != 2:
