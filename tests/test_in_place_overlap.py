@@ -140,28 +140,28 @@ def test_refused_where_torch_refuses(session, name):
     assert usable()
 
 
+def _ours_within_ulp(op, want) -> None:
+    x = cryptgpu.cryptensor(base())
+    op(x)
+    err = (x.get_plain_text(dtype=D) - want).abs().max().item()
+    assert err <= ULP  # sums exact, a product one truncation (module docstring)
+
+
 @pytest.mark.parametrize("name", list(COMPUTED))
 def test_computed_where_torch_computes(session, name):
     f = COMPUTED[name]
     t = base()
     f(t)
-    x = cryptgpu.cryptensor(base())
-    f(x)
-    err = (x.get_plain_text(dtype=D) - t).abs().max().item()
-    assert err <= ULP  # sums exact, a product one truncation (module docstring)
+    _ours_within_ulp(f, t)
 
 
 @pytest.mark.parametrize("name", list(ORDER_DEPENDENT))
 def test_order_dependent_aliasing_computes_as_with_a_clone(session, name):
     ours, clone_first = ORDER_DEPENDENT[name]
-    t = base()
-    ours(t)  # torch computes too (its value is the loops' order's)
+    ours(base())  # torch computes too (its value is the loops' order's)
     want = base()
     clone_first(want)
-    x = cryptgpu.cryptensor(base())
-    ours(x)
-    err = (x.get_plain_text(dtype=D) - want).abs().max().item()
-    assert err <= ULP  # sums exact, a product one truncation (module docstring)
+    _ours_within_ulp(ours, want)
 
 
 def test_views_of_views_and_write_backs_still_work(session):
