@@ -11,7 +11,7 @@ import torch
 
 import cryptgpu
 from conftest import usable
-from cryptgpu import _session, public_factors
+from cryptgpu import _native, _session, public_factors
 
 
 def _points(frame, event):
@@ -140,6 +140,36 @@ def test_an_interrupt_anywhere_in_a_training_step_leaves_every_mode_as_it_was():
         assert usable()
     finally:
         cryptgpu.uninit()
+
+
+def test_the_native_enter_records_then_switches_and_puts_back_on_failure():
+    """``_native.RestoreOnExit.__enter__`` (``_enter``): the old values read
+    before anything changes, put back by ``__exit__`` in reverse order, and
+    put back by ``__enter__`` itself when a change fails (no ``__exit__``
+    runs after a failed ``__enter__``)."""
+
+    class Holder:
+        a, b = 1, 2
+
+    def refuse(value):
+        raise ValueError(f"no {value}")
+
+    class Switch(_native.RestoreOnExit):
+        def __init__(self, *entries):
+            self._enter = entries
+
+    h = Holder()
+    with Switch((h, "a", 10), (h, "b", 20), (h, "a", 30)):
+        assert (h.a, h.b) == (30, 20)
+    assert (h.a, h.b) == (1, 2)
+    with pytest.raises(ValueError, match="no 5"):
+        with Switch((h, "a", 10), (refuse, lambda: 0, 5)):
+            pass
+    assert (h.a, h.b) == (1, 2)
+    with pytest.raises(AttributeError):  # read first: nothing changed
+        with Switch((h, "a", 10), (h, "missing", 5)):
+            pass
+    assert (h.a, h.b) == (1, 2)
 
 
 def test_a_fresh_init_turns_recording_back_on():
