@@ -142,6 +142,49 @@ def test_an_interrupt_anywhere_in_a_training_step_leaves_every_mode_as_it_was():
         cryptgpu.uninit()
 
 
+def test_set_grad_enabled_as_a_call_switches_at_once():
+    """torch's semantics kept where the switch moved into the native
+    ``__enter__``: a call switches recording at once, and a manager made
+    first switches when made (and the block puts the mode back)."""
+    cryptgpu.init(seed=1)
+    try:
+        cryptgpu.set_grad_enabled(False)
+        assert (cryptgpu.is_grad_enabled(), torch.is_grad_enabled()) == (False, False)
+        cryptgpu.enable_grad()
+        assert (cryptgpu.is_grad_enabled(), torch.is_grad_enabled()) == (True, True)
+        cm = cryptgpu.set_grad_enabled(False)
+        assert not cryptgpu.is_grad_enabled()
+        with cm:
+            assert not cryptgpu.is_grad_enabled()
+        assert cryptgpu.is_grad_enabled()
+        with cryptgpu.set_grad_enabled(False):
+            assert (cryptgpu.is_grad_enabled(), torch.is_grad_enabled()) == (False, False)
+            with cryptgpu.enable_grad():
+                assert (cryptgpu.is_grad_enabled(), torch.is_grad_enabled()) == (True, True)
+            assert (cryptgpu.is_grad_enabled(), torch.is_grad_enabled()) == (False, False)
+        assert (cryptgpu.is_grad_enabled(), torch.is_grad_enabled()) == (True, True)
+        # an optimiser's closure records inside no_grad too, as torch's
+        x = cryptgpu.cryptensor(torch.tensor([1.0, -2.0]), requires_grad=True)
+        opt = cryptgpu.optim.SGD([x], lr=0.5)
+
+        def closure():
+            opt.zero_grad()
+            loss = (x * x).sum()
+            loss.backward()
+            return loss
+
+        with cryptgpu.no_grad():
+            opt.step(closure)
+        # x - 0.5 * 2x = 0 exactly: 2x and 0.5 * 2x are exact in 16
+        # fractional bits (whole numbers times a power of two)
+        assert torch.equal(
+            x.get_plain_text(dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
+        )
+    finally:
+        cryptgpu.set_grad_enabled(True)
+        cryptgpu.uninit()
+
+
 def test_the_native_enter_records_then_switches_and_puts_back_on_failure():
     """``_native.RestoreOnExit.__enter__`` (``_enter``): the old values read
     before anything changes, put back by ``__exit__`` in reverse order, and

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dis
 import functools
 import os
 import sys
@@ -192,24 +193,31 @@ class _no_grad(_native.RestoreOnExit, contextlib.ContextDecorator):
 class set_grad_enabled(_native.RestoreOnExit, contextlib.ContextDecorator):
     """CrypTen's and torch's ``set_grad_enabled(mode)``: recording on or off
     at once (a call), until the ``with`` block ends (a context manager) or
-    around a function (a decorator), for shared and torch tensors alike."""
+    around a function (a decorator), for shared and torch tensors alike.
+
+    In ``with set_grad_enabled(mode):`` the switch is made by the native
+    ``__enter__`` (``_native.RestoreOnExit``), so a Ctrl-C cannot land
+    between it and the block (it switched in the constructor: an interrupt
+    right after torch's switch returned, before the ``with`` statement
+    began, left recording off for good). Any other use (a call, a manager
+    made first and entered later) switches in the constructor, as torch's
+    ``set_grad_enabled``, and has its window: an interrupt between the
+    constructor and the block leaves the mode switched."""
 
     def __init__(self, mode: bool) -> None:
         if not isinstance(mode, bool):  # torch's TypeError ("yes" enabled recording)
             raise TypeError(
                 f"set_grad_enabled(): argument 'mode' must be bool, not {type(mode).__name__}"
             )
-        ctx = _session._ctx  # put back by the native __exit__ (see _no_grad)
-        self._restore = (
-            (ctx, "grad_enabled", ctx.grad_enabled),
-            (torch._C._set_grad_enabled, torch.is_grad_enabled()),
-        )
-        self._mode = mode
-        torch._C._set_grad_enabled(mode)
-        ctx.grad_enabled = mode
+        self._switch(mode, sys._getframe(1))
 
-    def __enter__(self):
-        return None
+    def _switch(self, mode: bool, caller) -> None:
+        ctx = _session._ctx  # put back by the native __exit__ (see _no_grad)
+        self._mode = mode
+        self._enter = ((ctx, "grad_enabled", mode), (*_TORCH_GRAD, mode))
+        if not _opens_with(caller):  # a call: now (the constructor's window, as torch's)
+            self.__enter__()
+            del self._enter  # entered later, it changes nothing (as torch's)
 
     def __call__(self, fn):
         # as a decorator: set on each call, not once at decoration
@@ -224,13 +232,56 @@ class set_grad_enabled(_native.RestoreOnExit, contextlib.ContextDecorator):
         return wrapped
 
 
+# torch's grad-mode switch and its reader, both native: a (setter, getter)
+# pair of an ``_enter`` entry of _native.RestoreOnExit
+_TORCH_GRAD = (torch._C._set_grad_enabled, torch._C.is_grad_enabled)
+
+
+def _opens_with(frame) -> bool:
+    """Whether the call that ``frame`` is making is the expression of a
+    ``with`` statement: its next instruction enters the result
+    (``BEFORE_WITH``, CPython 3.11 to 3.13; elsewhere False, and the caller
+    switches at once)."""
+    return _next_op(frame.f_code, frame.f_lasti) == "BEFORE_WITH"
+
+
+@functools.lru_cache(maxsize=1024)
+def _next_op(code, lasti: int):
+    found = False
+    for ins in dis.get_instructions(code):
+        if found:
+            return ins.opname
+        found = ins.offset == lasti
+    return None
+
+
+class torch_grad(_native.RestoreOnExit):
+    """torch's grad mode set to ``mode`` for a ``with`` block, for the
+    library's plaintext torch work (a conversion's reference run, a copy
+    into a torch parameter, a step's closure): ``torch.no_grad()`` and
+    ``torch.enable_grad()`` have a Python ``__exit__``, which a Ctrl-C
+    can interrupt at its first line, leaving torch's mode switched for
+    good. Here ``__enter__`` and ``__exit__`` are both native
+    (``_native.RestoreOnExit``): no signal handler runs between the switch
+    and the block, nor between the block and the restore. ``mode=None``
+    keeps the mode and puts it back at the end: a guard around torch's own
+    code (a conversion builds and runs torch layers, whose ``no_grad``
+    blocks torch interrupts as any; the interrupt passes through here)."""
+
+    def __init__(self, mode: bool | None = None) -> None:
+        self._enter = ((*_TORCH_GRAD, torch.is_grad_enabled() if mode is None else mode),)
+
+
 def enable_grad(fn=None):
     """Record operations again inside a ``no_grad`` block (CrypTen's and
     torch's ``enable_grad``; a context manager or a decorator, with or
     without parentheses)."""
-    if callable(fn):
-        return set_grad_enabled(True)(fn)
-    return set_grad_enabled(True)
+    on = set_grad_enabled.__new__(set_grad_enabled)
+    if callable(fn):  # switched at each call only
+        on._mode = True
+        return on(fn)
+    on._switch(True, sys._getframe(1))  # ``with enable_grad():``: in the native __enter__
+    return on
 
 
 class inside(_native.RestoreOnExit):

@@ -125,7 +125,9 @@ class _Optimizer(optim_checks.Copyable, torch.optim.Optimizer):
         """One update of each parameter with a gradient; ``closure`` (torch's) first."""
         loss = None
         if closure is not None:
-            with torch.enable_grad():
+            # recording on, ours and torch's, as torch's step (its torch.enable_grad()
+            # has a Python __exit__ that a Ctrl-C could interrupt: autograd.torch_grad)
+            with ag.enable_grad():
                 loss = closure()
         with products_only():  # lr g stays a product (tensor_arith)
             for group in self.param_groups:
