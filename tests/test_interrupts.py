@@ -4,10 +4,12 @@ must leave the thread's recording mode as the user left it (a user probe,
 stayed off for good and every later backward() raised 'does not require
 grad', also after a fresh init())."""
 
+import os
 import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import cryptgpu
 from conftest import usable
@@ -139,6 +141,111 @@ def test_an_interrupt_anywhere_in_a_training_step_leaves_every_mode_as_it_was():
         assert all(p.grad is not None for p in model.parameters())
         assert usable()
     finally:
+        cryptgpu.uninit()
+
+
+_GRAD_MODE = os.path.join("autograd", "grad_mode.py")
+
+
+def _grad_mode_points(frame, event, arg):
+    """Windows of torch's grad mode that ``_points`` cannot see (a profile
+    hook sees C calls): right after torch's switch ``_set_grad_enabled``
+    returns to Python code (CALL's eval-breaker check: an interrupt raised
+    there, in a constructor or an ``__enter__``, comes before the ``with``
+    block exists and no ``__exit__`` runs), and the first line of every
+    function of torch's grad_mode module (``torch.no_grad()`` and
+    ``torch.enable_grad()`` have a Python ``__exit__``)."""
+    if event == "c_return":
+        return getattr(arg, "__name__", "") == "_set_grad_enabled"
+    return event == "call" and frame.f_code.co_filename.endswith(_GRAD_MODE)
+
+
+def _profiled_interrupt(k, work):
+    """``work()`` with a KeyboardInterrupt raised at its k-th
+    ``_grad_mode_points`` point; True when the k-th point was reached."""
+    seen = [0]
+
+    def hook(frame, event, arg):
+        if _grad_mode_points(frame, event, arg):
+            seen[0] += 1
+            if seen[0] == k:
+                sys.setprofile(None)
+                raise KeyboardInterrupt
+
+    sys.setprofile(hook)
+    try:
+        work()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sys.setprofile(None)
+    return seen[0] >= k
+
+
+@pytest.mark.parametrize("torch_grad", [True, False])
+def test_an_interrupt_at_a_grad_mode_switch_leaves_every_mode_as_it_was(torch_grad):
+    """Every switch of torch's grad mode in a conversion and a training step:
+    ``with set_grad_enabled(False):`` and ``with enable_grad():`` (they
+    switched in the constructor: an interrupt right after the switch left
+    recording off for good), and the library's own ``torch.no_grad()`` and
+    ``torch.enable_grad()`` (a shared-target KL divergence's forward, an
+    optimiser's closure, the conversion's reference run and fold, a copy
+    into torch parameters, a plaintext step), whose Python ``__exit__`` an
+    interrupt at its first line left switched. Started with torch's
+    recording on and off (``torch.enable_grad()`` changes nothing when it
+    is on)."""
+    cryptgpu.init(seed=1)
+    was = torch.is_grad_enabled()
+    torch.set_grad_enabled(torch_grad)
+    try:
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(
+            torch.nn.Conv2d(1, 2, 2),
+            torch.nn.BatchNorm2d(2),
+            torch.nn.Flatten(),
+            torch.nn.Linear(8, 2),
+        ).eval()  # BatchNorm folded into the convolution
+        dummy = torch.randn(1, 1, 3, 3)
+        x = cryptgpu.cryptensor(torch.randn(2, 1, 3, 3))
+        t = cryptgpu.cryptensor(torch.softmax(torch.randn(2, 2), 1))
+        head = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(9, 2))
+        model = cryptgpu.nn.from_pytorch(head, dummy).encrypt().train()
+        plain = cryptgpu.nn.from_pytorch(head, dummy)  # not encrypted
+        opt = cryptgpu.optim.SGD(model.parameters(), lr=0.1)
+        w = torch.nn.Parameter(torch.ones(2))
+        w.grad = torch.ones(2)
+
+        def closure():
+            opt.zero_grad()
+            loss = F.kl_div(model(x), t, reduction="batchmean")
+            loss.backward()
+            return loss
+
+        def work():
+            cryptgpu.nn.from_pytorch(net, dummy)
+            with cryptgpu.enable_grad():  # (torch's recording may be off)
+                F.kl_div(model(x), t, reduction="batchmean").backward()
+            opt.step(closure)
+            with cryptgpu.set_grad_enabled(False):
+                model(x)
+                with cryptgpu.enable_grad():
+                    model(x)
+            plain.load_state_dict(head.state_dict())
+            plain.to_pytorch(head)
+            cryptgpu.nn.update.sgd_step([w], 0.0)
+
+        start = _modes_as_left()
+        assert start == (torch_grad, torch_grad, 0, False)
+        k = 1
+        while _profiled_interrupt(k, work):
+            assert _modes_as_left() == start, f"a mode left changed by an interrupt at point {k}"
+            k += 1
+        assert k > 10  # the interrupts did land at the switches
+        work()  # and training goes on
+        assert all(p.grad is not None for p in model.parameters())
+        assert usable()
+    finally:
+        torch.set_grad_enabled(was)
         cryptgpu.uninit()
 
 

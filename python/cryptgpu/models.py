@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .autograd import torch_grad
+
 
 def _pool(kind: str, k: int, s: int) -> nn.Module:
     if kind == "max":
@@ -31,7 +33,7 @@ def _pool(kind: str, k: int, s: int) -> nn.Module:
 
 
 def _flat_size(features: nn.Module, shape) -> int:
-    with torch.no_grad():
+    with torch_grad(False):  # (interrupt-safe: autograd.torch_grad)
         return int(features(torch.zeros(1, *shape)).numel())
 
 

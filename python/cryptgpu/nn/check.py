@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from ..autograd import torch_grad
+
 
 def failure(model, xs, want, got, folded: int) -> str:
     """The conversion check's error message, with the likely cause."""
@@ -207,7 +209,7 @@ def reference(model, xs):
         if "type" not in str(e):  # "same dtype", "Input type (float) and bias type"
             raise
     xs = tuple(tree(float32, x) for x in xs)
-    with torch.enable_grad():
+    with torch_grad(True):  # (interrupt-safe: autograd.torch_grad)
         return copy_model(model).float()(*copy.deepcopy(xs)), xs, SINGLE_TOL
 
 
@@ -250,7 +252,7 @@ def run_double(model: torch.nn.Module, *xs: torch.Tensor) -> tuple:
     (exact GELU for approximate="tanh"; zeros at padded positions with
     nested tensors), which the conversion check would then flag."""
     m, xs = copy_model(model).double(), copy.deepcopy(xs)  # an in-place first layer
-    with torch.enable_grad(), _Narrowing() as seen:  # changes its input
+    with torch_grad(True), _Narrowing() as seen:  # changes its input
         out = m(*xs)
     return out, seen.narrowed
 

@@ -10,6 +10,7 @@ import threading
 import torch
 
 from .. import party_io
+from ..autograd import torch_grad
 from ..tensor import SharedTensor
 from . import (
     activations,
@@ -572,7 +573,9 @@ def from_pytorch(
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"from_pytorch expects a torch.nn.Module, got {type(model).__name__}")
     model = tracing.unwrapped(model)
-    with tracing.LOCK:  # also around reading the mode another thread may be flipping
+    # the lock: also around reading the mode another thread may be flipping;
+    # torch_grad: torch's grad mode put back, whatever torch's code inside did
+    with torch_grad(), tracing.LOCK:
         was_training = model.training
         # each submodule's own mode (a BatchNorm or Dropout put in eval mode
         # inside a training model, for fine-tuning) is restored, not just
@@ -685,7 +688,7 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
         # one input, or a tuple of them (a decoder's tgt and memory)
         many = isinstance(dummy_input, tuple) and not isinstance(dummy_input, torch.Size)
         xs = tuple(check.tree(check.dummy, x) for x in (dummy_input if many else (dummy_input,)))
-        with torch.no_grad():
+        with torch_grad(False):  # (interrupt-safe: autograd.torch_grad)
             want, xs, tol = check.reference(model, xs)
             got = out(*xs)
         if not check.all_close(got, want, tol):

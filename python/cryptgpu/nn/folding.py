@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from ..autograd import torch_grad
+
 _BATCHNORMS = torch.nn.modules.batchnorm._BatchNorm
 
 
@@ -82,7 +84,7 @@ def fold_batchnorm(gm: torch.fx.GraphModule, mods: dict, pairs: list) -> dict:
             True,
             conv.padding_mode,
         ).double()
-        with torch.no_grad():
+        with torch_grad(False):  # (interrupt-safe: autograd.torch_grad)
             fused.weight.copy_(w)
             fused.bias.copy_(b * scale + shift)
         mods[src.target] = fused

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from .._native import ShapeError
+from ..autograd import torch_grad
 from ..tensor import SharedTensor
 from . import hf_labels, hf_refusals
 from .hf_model import NO_LABELS, dict_outputs
@@ -319,7 +320,7 @@ def _tracing(model: torch.nn.Module, record: bool = True):
             if m._modules != before:
                 m._modules.clear()
                 m._modules.update(before)
-        with torch.no_grad():
+        with torch_grad(False):  # (interrupt-safe: autograd.torch_grad)
             for b, value in buffers:
                 b.copy_(value)
 
@@ -653,7 +654,7 @@ def rms_norm_of(m: torch.nn.Module) -> tuple | None:
         return None
     if not isinstance(w, torch.nn.Parameter) or w.dim() != 1 or len(list(m.children())):
         return None
-    with torch.no_grad():
+    with torch_grad(False):
         # float32 throughout, whatever torch's default dtype (until
         # 2026-12-06 the sample took the default: under float64 the check
         # compared float32 with float64, raised, and every RMSNorm was

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import torch_dispatch
+from ..autograd import torch_grad
 from ..tensor import SharedTensor
 from .losses import _legacy
 from .module import Module
@@ -81,8 +82,9 @@ def _pointwise(x, t, log_target: bool):
         return -(x * t) + torch.xlogy(t, t)
     # log t carries no recorded gradient (1/t is garbage where t is 0);
     # t - t.detach() is exactly 0 and gives t the missing +1 of
-    # d/dt [t log t] = log t + 1
-    with torch.no_grad():
+    # d/dt [t log t] = log t + 1 (torch_grad: torch.no_grad() in a forward
+    # left recording off for good when a Ctrl-C landed at its __exit__)
+    with torch_grad(False):
         lt = t.detach().log()
     return t * (lt - x) + (t - t.detach())
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 import torch
 from torch.nn.modules.module import _IncompatibleKeys
 
-from .. import _lifecycle, _session
+from .. import _lifecycle, _session, autograd
 from ..tensor import SharedTensor, cryptensor
 from . import user_attrs
 from .habits import _BORROWED, ModuleHabits, cast_plain
@@ -385,7 +385,7 @@ class Module(ModuleHabits):
                 # torch's (the model's tensors keep their identity and
                 # float64; until 2026-12-05 it held the caller's tensors,
                 # so a later change of the torch model reached it)
-                with torch.no_grad():
+                with autograd.torch_grad(False):
                     old.copy_(new.detach().to(old.dtype))
             else:  # a SharedTensor buffer copied, as a parameter
                 shared = isinstance(new, SharedTensor) and not assign

@@ -20,6 +20,7 @@ import operator
 import torch
 import torch.nn.functional as F
 
+from ..autograd import torch_grad
 from . import check
 from .layers import BatchNorm, Conv2d, Linear
 from .layers1d import Conv1d
@@ -227,7 +228,7 @@ def _tiny_bias_grads(m, xs, targets) -> list:
         return x
 
     layers = [m.get_submodule(t) for t in targets]
-    with torch.enable_grad():
+    with torch_grad(True):  # (interrupt-safe: autograd.torch_grad)
         out = m(*(check.tree(rand, x) for x in xs))
         flat = [t for t in _tensors(out) if t.is_floating_point() and t.requires_grad]
         total = sum((t * torch.randn_like(t)).sum() for t in flat)

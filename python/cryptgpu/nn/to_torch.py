@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from ..autograd import torch_grad
 from ..tensor import SharedTensor
 from . import attention, folding, tracing, transformer
 from .layers import BatchNorm
@@ -133,7 +134,7 @@ def graph_to_pytorch(self, model: torch.nn.Module) -> torch.nn.Module:
     if plan.unexpected:
         raise RuntimeError(_keys_error(inner, plan))
     _refuse_meta(inner, plan)
-    with torch.no_grad():
+    with torch_grad(False):  # (interrupt-safe: autograd.torch_grad)
         for p, v in plan:
             p.copy_(_opened(v).to(p.dtype))
     return model

@@ -15,6 +15,7 @@ import warnings
 
 import torch
 
+from ..autograd import torch_grad
 from . import containers, hf, hf_refusals
 from .metadata import METADATA
 from .module import Module
@@ -117,7 +118,7 @@ class _GradTracer(torch.fx.Tracer):
     gradients on, whatever the caller's mode."""
 
     def trace(self, root, concrete_args=None):
-        with torch.enable_grad():
+        with torch_grad(True):  # (interrupt-safe: autograd.torch_grad)
             return super().trace(root, concrete_args)
 
     def create_node(self, *args, **kwargs):

@@ -5,8 +5,6 @@ parameters, as CrypTen's."""
 
 from __future__ import annotations
 
-import torch
-
 from .. import _session
 from .. import autograd as ag
 from ..optim import SGD
@@ -27,7 +25,7 @@ def sgd_step(params: list, learning_rate, grad_threshold=None) -> None:
     training here truncates exactly, so the default None skips the check
     and its cost."""
     if params and not any(isinstance(p, SharedTensor) for p in params):
-        with torch.no_grad():
+        with ag.torch_grad(False):  # (interrupt-safe, unlike torch.no_grad())
             for p in params:
                 if p.grad is None:
                     continue
