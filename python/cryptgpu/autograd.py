@@ -240,9 +240,9 @@ _TORCH_GRAD = (torch._C._set_grad_enabled, torch._C.is_grad_enabled)
 def _opens_with(frame) -> bool:
     """Whether the call that ``frame`` is making is the expression of a
     ``with`` statement: its next instruction enters the result
-    (``BEFORE_WITH``, CPython 3.11 to 3.13; elsewhere False, and the caller
-    switches at once)."""
-    return _next_op(frame.f_code, frame.f_lasti) == "BEFORE_WITH"
+    (``SETUP_WITH`` in CPython 3.9 and 3.10, ``BEFORE_WITH`` in 3.11 to
+    3.13; for any other, False: the constructor switches at once)."""
+    return _next_op(frame.f_code, frame.f_lasti) in ("BEFORE_WITH", "SETUP_WITH")
 
 
 @functools.lru_cache(maxsize=1024)
