@@ -18,6 +18,7 @@ import torch
 from torch.utils.hooks import RemovableHandle
 
 from .._plain import tensor_type
+from ..tensor_base import TensorBase
 
 
 def _table(module, name: str) -> OrderedDict:
@@ -206,3 +207,9 @@ def cast_plain(v: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         if hasattr(v, flag):
             setattr(out, flag, getattr(v, flag))
     return out
+
+
+def flagged(value, flag: str) -> bool:
+    """A shared tensor that nn.Parameter / nn.Buffer flagged (an object
+    answering every attribute, a config dict, is none)."""
+    return isinstance(value, TensorBase) and getattr(value, flag, False) is True

@@ -17,7 +17,7 @@ from torch.nn.modules.module import _IncompatibleKeys
 from .. import _lifecycle, _session, autograd
 from ..tensor import SharedTensor, cryptensor
 from . import user_attrs
-from .habits import _BORROWED, ModuleHabits, cast_plain
+from .habits import _BORROWED, ModuleHabits, cast_plain, flagged
 from .stats import OTHER, _track
 from .update import sgd_step
 
@@ -25,12 +25,6 @@ from .update import sgd_step
 _TIED = threading.local()
 # how deep this thread is in nested module calls (0: a call from outside)
 _CALLS = threading.local()
-
-
-def _flagged(value, flag: str) -> bool:
-    """A SharedTensor that nn.Parameter / nn.Buffer flagged (an object
-    answering every attribute, a config dict, is none)."""
-    return isinstance(value, SharedTensor) and getattr(value, flag, False) is True
 
 
 def _has_state(m: torch.nn.Module) -> bool:
@@ -142,10 +136,10 @@ class Module(ModuleHabits):
                 raise AttributeError("cannot assign module before Module.__init__() call")
             d.pop(name, None)
             self.add_module(name, value)
-        elif isinstance(value, torch.nn.Parameter) or _flagged(value, "_is_param"):
+        elif isinstance(value, torch.nn.Parameter) or flagged(value, "_is_param"):
             d.pop(name, None)  # (nn.Parameter(shared): torch flags the shared tensor's detach())
             self.register_parameter(name, value)
-        elif isinstance(value, getattr(torch.nn, "Buffer", ())) or _flagged(value, "_is_buffer"):
+        elif isinstance(value, getattr(torch.nn, "Buffer", ())) or flagged(value, "_is_buffer"):
             self.register_buffer(name, value.data, persistent=getattr(value, "persistent", True))
         elif isinstance(value, torch.nn.Module) and not name.startswith("_") and _has_state(value):
             # as add_module and the containers refuse it: kept as a plain
