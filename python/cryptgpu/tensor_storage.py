@@ -69,9 +69,10 @@ def replace(t, value) -> None:
     same = _root(value) is _root(t)
     if same and h is t._h and st == t._st:
         return  # the same storage in the same layout (x.detach()): nothing changes
-    view = None
-    if same:  # t (or t's root) viewed as value views it
+    view, off = None, None
+    if same:  # t (or t's root) viewed as value views it, at value's offset there
         view = value.detach()._view if value._view is None else value._view
+        off = 0 if value._view is None else getattr(value, "_off", None)
     if t._view is None and (t._cell is not None or view is not None):
         old = type(t)(t._h, t._session)
         old._st, old._version = t._st, t._version
@@ -79,5 +80,5 @@ def replace(t, value) -> None:
         if view is not None:  # value views t: now the storage, old
             view = (old, old._version, view[2], view[3])
     t._t, t._session = h, sess
-    t._st, t._view = st, view
+    t._st, t._view, t._off = st, view, off  # (tensor_overlap reads the offset)
     t._cell = None if view is None else cell(view[0])
