@@ -16,7 +16,10 @@ call) compares the written-to tensor with each operand as it was passed
 - both dense and their storage ranges intersect: refused, unless the
   ranges are the same and so are the strides (``x.add_(x.t().t())``;
   the strides of size-1 dims, which torch compares too, are not kept
-  here and not compared).
+  here and not compared). Not followed: torch's ``index_copy_``,
+  ``index_add_``, ``scatter*_`` and advanced-index ``x[idx] = v`` also
+  refuse a full overlap (``x.index_copy_(0, i, x)``; its
+  ``assert_no_overlap``); ours computes them with the operand's old value.
 
 So the storage offset of each view in its root's storage (``_off``, set by
 ``TensorBase._as_view_of``) and its torch strides (``_strides()``) are
