@@ -79,3 +79,18 @@ def test_a_selection_that_does_not_broadcast_is_a_shape_error(session, op):
     with pytest.raises(cryptgpu.ShapeError, match=r"\(3, 4\) and \(3, 2\) do not broadcast"):
         op(a, b)
     assert usable()
+
+
+def test_a_layernorm_built_directly_has_leaf_parameters(session):
+    """Its bias was ``weight * 0``, made after the weight was registered
+    (requiring grad): a non-leaf, so ``copy.deepcopy(LayerNorm(4))`` raised
+    torch's RuntimeError and an unencrypted model's bias got no .grad."""
+    import copy
+
+    m = cryptgpu.nn.LayerNorm(4)
+    assert m.bias.is_leaf and m.weight.is_leaf
+    c = copy.deepcopy(m)
+    assert torch.equal(c.bias, torch.zeros(4, dtype=D))
+    x = torch.randn(3, 4, dtype=D)
+    m(x).pow(2).sum().backward()
+    assert m.bias.grad is not None

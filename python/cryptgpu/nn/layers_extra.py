@@ -65,8 +65,9 @@ class LayerNorm(Module):
             normalized_shape = (normalized_shape,)
         self.normalized_shape = tuple(int(d) for d in normalized_shape)
         one = torch.ones(self.normalized_shape, dtype=torch.float64)
+        zero = torch.zeros(self.normalized_shape, dtype=torch.float64)  # a leaf (one * 0 was not)
         self.register_parameter("weight", one if elementwise_affine else None)
-        self.register_parameter("bias", one * 0 if elementwise_affine and bias else None)
+        self.register_parameter("bias", zero if elementwise_affine and bias else None)
         self.eps = float(eps)
 
     @classmethod
