@@ -61,6 +61,19 @@ def _interrupted(k, work):
 # an interrupt raised when a generator expression is closed is reported
 # as unraisable: the trace's doing, not the library's
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def _at_every_point(interrupt, work, start, least: int) -> None:
+    """An interrupt at each point k of ``work`` in turn (``interrupt(k,
+    work)`` True while one landed): the modes as ``start`` after each;
+    more than ``least`` points reached; then ``work`` runs to the end."""
+    assert _modes_as_left() == start
+    k = 1
+    while interrupt(k, work):
+        assert _modes_as_left() == start, f"a mode left changed by an interrupt at point {k}"
+        k += 1
+    assert k > least  # the interrupts did land all through the work
+    work()  # and training goes on
+
+
 def test_an_interrupted_backward_leaves_recording_on():
     cryptgpu.init(seed=1)
     try:
@@ -130,14 +143,7 @@ def test_an_interrupt_anywhere_in_a_training_step_leaves_every_mode_as_it_was():
             with cryptgpu.no_grad():
                 model(x)
 
-        start = _modes_as_left()
-        assert start == (True, True, 0, False)
-        k = 1
-        while _interrupted(k, step):
-            assert _modes_as_left() == start, f"a mode left changed by an interrupt at point {k}"
-            k += 1
-        assert k > 1000  # the interrupts did land all through the step
-        step()  # and training goes on
+        _at_every_point(_interrupted, step, (True, True, 0, False), 1000)
         assert all(p.grad is not None for p in model.parameters())
         assert usable()
     finally:
@@ -234,14 +240,7 @@ def test_an_interrupt_at_a_grad_mode_switch_leaves_every_mode_as_it_was(torch_gr
             plain.to_pytorch(head)
             cryptgpu.nn.update.sgd_step([w], 0.0)
 
-        start = _modes_as_left()
-        assert start == (torch_grad, torch_grad, 0, False)
-        k = 1
-        while _profiled_interrupt(k, work):
-            assert _modes_as_left() == start, f"a mode left changed by an interrupt at point {k}"
-            k += 1
-        assert k > 10  # the interrupts did land at the switches
-        work()  # and training goes on
+        _at_every_point(_profiled_interrupt, work, (torch_grad, torch_grad, 0, False), 10)
         assert all(p.grad is not None for p in model.parameters())
         assert usable()
     finally:
