@@ -324,6 +324,9 @@ class ComparisonOps:
         if k == 1 or self.dim() == 0:
             r = (self.max if largest else self.min)(d, keepdim=True, one_hot=one_hot)
             return _TopK(*r)
+        if k == 0:  # empty, in torch's shapes
+            values = self.narrow(d, 0, 0)
+            return _TopK(values, self.unsqueeze(d).narrow(d, 0, 0) if one_hot else values * 0)
         x, vals, hots = (self if largest else self.neg()), [], []
         for i in range(k):
             v, h = x.max(d, keepdim=True)
@@ -331,12 +334,9 @@ class ComparisonOps:
             hots.append(h)
             if i < k - 1:
                 x = x - h * (1 << 30)  # the chosen one out of the next picks
-        values = cat(vals, d) if k else self.narrow(d, 0, 0)
-        values = values if largest else values.neg()
-        onehots = stack(hots, d) if k else self.unsqueeze(d).narrow(d, 0, 0)
-        if one_hot:
-            return _TopK(values, onehots)
-        return _TopK(values, _indices(onehots, d + 1, False) if k else values * 0)
+        values = cat(vals, d) if largest else cat(vals, d).neg()
+        onehots = stack(hots, d)
+        return _TopK(values, onehots if one_hot else _indices(onehots, d + 1, False))
 
     @axis_alias
     def argmax(self, dim=None, keepdim: bool = False, one_hot: bool = True) -> TensorBase:
