@@ -13,7 +13,6 @@ with the same results and counters as the local runtime.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 
@@ -51,7 +50,7 @@ def _parties(
     ctx = (device, truncation, overflow_bound, seed, timeout_s)
     results: list = [None, None, None]
     errors: list = [None, None, None]
-    failed_at = [math.inf] * 3  # when each party's error came (the first: the cause)
+    failed: list = []  # the ranks in the order their errors came (the first: the cause)
     forked = _party_rng.caller()  # what a forked party would inherit
 
     def party(r: int) -> None:
@@ -67,7 +66,8 @@ def _parties(
                 "its program ended (it left the session) before sending this", ended=True
             )
         except BaseException as e:  # reported below: the cause first
-            errors[r], failed_at[r] = e, time.monotonic()
+            errors[r] = e
+            failed.append(r)  # (atomic: one party thread each)
             # Tell the neighbours now: they would otherwise wait in their
             # next receive until the timeout. Also a PeerError: one this
             # party found itself ("out of step") only it knows of (until
@@ -119,8 +119,7 @@ def _parties(
     # the PeerError that came first (the party that found it, as the
     # launcher names it), not the first in rank order.
     root = [e for e in errors if e is not None and not isinstance(e, _native.PeerError)]
-    order = sorted((t, r) for r, t in enumerate(failed_at) if errors[r] is not None)
-    first = root[0] if root else (errors[order[0][1]] if order else None)
+    first = root[0] if root else (errors[failed[0]] if failed else None)
     if first is not None:
         raise first
     return results
