@@ -241,6 +241,21 @@ def test_topk_beyond_one_as_torch(session, dim, largest):
         assert torch.equal(hot.movedim(d + 1, -1).movedim(d, -2), want_hot)
 
 
+@pytest.mark.parametrize("largest", [True, False])
+def test_topk_beyond_one_over_the_whole_encoding_range(session, largest):
+    """Picks for values up to the encoding's limit 2^31 (f = 16): until
+    2026-12-07 a chosen value moved only 2^30 down and later picks went
+    wrong silently from |x| = 2^29 (wrong indices in 10 of 10 runs at
+    2^31 - 1). Values are multiples of 1/4: selected encodings, error 0."""
+    g = torch.Generator().manual_seed(11)
+    for scale in (2.0**29, 2.0**30, 2.0**31 - 1):
+        x = ((torch.rand(4, 9, generator=g, dtype=D) * 2 - 1) * scale * 4).round() / 4
+        want = x.topk(5, 1, largest)
+        got = cryptgpu.cryptensor(x).topk(5, 1, largest, one_hot=False)
+        assert torch.equal(got.values.get_plain_text(dtype=D), want.values)
+        assert torch.equal(opened(got.indices), want.indices.to(D))
+
+
 def test_topk_beyond_one_gradient_cost_and_conversion(session):
     """The values' gradient goes to the chosen inputs as torch's (exact 0/1
     times an integer g); each pick costs max(dim)'s rounds; a converted

@@ -309,8 +309,8 @@ class ComparisonOps:
         = out.topk(1)``), its indices as max(dim)'s (see :meth:`max`). A
         larger ``k`` (since 2026-12-07) takes k maxima in turn, each chosen
         one moved 2^30 down (an exact public integer times its one-hot
-        mask: nothing is opened, no sorting network; values below 2^29):
-        k times max(dim)'s rounds. Its indices with ``one_hot=True`` are the
+        mask: nothing is opened, no sorting network; every value the
+        encoding allows, |x| < 2^(63 - 2f)): k times max(dim)'s rounds. Its indices with ``one_hot=True`` are the
         k one-hot masks stacked at ``dim`` (``[..., k, n, ...]``: row i the
         mask of the i-th pick over the next dim), with ``one_hot=False``
         torch's index values (shared); ties go to the first index, as
@@ -332,8 +332,8 @@ class ComparisonOps:
             v, h = x.max(d, keepdim=True)
             vals.append(v)
             hots.append(h)
-            if i < k - 1:
-                x = x - h * (1 << 30)  # the chosen one out of the next picks
+            if i < k - 1:  # the chosen one out of the next picks
+                x = x - _far_down(h)
         values = cat(vals, d) if largest else cat(vals, d).neg()
         onehots = stack(hots, d)
         return _TopK(values, onehots if one_hot else _indices(onehots, d + 1, False))
@@ -352,6 +352,18 @@ class ComparisonOps:
     def argmin(self, dim=None, keepdim: bool = False, one_hot: bool = True) -> TensorBase:
         """One-hot indicator of the first minimum."""
         return self.neg().argmax(dim, keepdim, one_hot)
+
+
+def _far_down(onehot) -> TensorBase:
+    """2^62 as ring integers where ``onehot`` is 1 (an exact public integer
+    product, local; no gradient): a value moved down by it lies below every
+    value of ring magnitude under 2^61 (2^(61 - f) as reals, past the
+    encoding's 2^(63 - 2f)), and its differences with them stay below 2^63,
+    inside what the comparisons read right. Until 2026-12-07 the move was
+    2^30 as reals: picks went wrong silently from |x| = 2^29."""
+    s = onehot._s()
+    k = np.array([1 << (62 - s.precision_bits)])  # its 1 is 2^f
+    return onehot._wrap(s.mul_public_int(onehot.detach()._t, _ibuf(k)))
 
 
 def _other_alone(dim, other, what: str):
