@@ -308,9 +308,9 @@ class ComparisonOps:
         ``max(dim, keepdim=True)`` (a tutorial's greedy decoder's ``_, topi
         = out.topk(1)``), its indices as max(dim)'s (see :meth:`max`). A
         larger ``k`` (since 2026-12-07) takes k maxima in turn, each chosen
-        one moved 2^30 down (an exact public integer times its one-hot
-        mask: nothing is opened, no sorting network; every value the
-        encoding allows, |x| < 2^(63 - 2f)): k times max(dim)'s rounds. Its indices with ``one_hot=True`` are the
+        one moved far down (:func:`_far_down`: nothing is opened, no sorting
+        network; every value the encoding allows, |x| < 2^(63 - 2f)): k
+        times max(dim)'s rounds. Its indices with ``one_hot=True`` are the
         k one-hot masks stacked at ``dim`` (``[..., k, n, ...]``: row i the
         mask of the i-th pick over the next dim), with ``one_hot=False``
         torch's index values (shared); ties go to the first index, as
