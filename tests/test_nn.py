@@ -157,9 +157,9 @@ def test_unsupported_ops_name_the_node():
 
     class Meth(tnn.Module):
         def forward(self, x):
-            return x.sin_()  # (tanh_ converts since 2026-12-05: out of place, read back)
+            return x.atan_()  # (tanh_ since 2026-12-05, sin_ since 2026-12-07 convert)
 
-    with pytest.raises(NotImplementedError, match=r"\.sin\(\)"):
+    with pytest.raises(NotImplementedError, match=r"\.atan\(\)"):
         cryptgpu.nn.from_pytorch(Meth())
     with pytest.raises(NotImplementedError, match="ceil_mode"):  # with dilation only
         cryptgpu.nn.from_pytorch(

@@ -307,7 +307,7 @@ def test_masked_positions_stay_masked_whatever_their_score(session, form):
 class _NanoAttention(tnn.Module):
     """nanoGPT's attention: a causal mask buffer sliced by the traced
     length, and rotary-style factors computed from public positions with
-    torch functions the converter does not know (cos, sin)."""
+    torch functions the converter did not know then (cos, sin)."""
 
     def __init__(self, c=8, h=2, t=6):
         super().__init__()
@@ -340,12 +340,12 @@ def test_buffers_sliced_by_length_and_torch_functions_of_public_values_convert(s
         got = opened(pm(cryptgpu.cryptensor(inp)))
         assert (got - m(inp).detach()).abs().max() <= 2e-3
 
-    class PrivateCos(tnn.Module):
+    class PrivateAtan(tnn.Module):
         def forward(self, x):
-            return x.cos()
+            return x.atan()  # (x.cos() converts since 2026-12-07)
 
-    with pytest.raises(NotImplementedError, match=r"unsupported method \.cos\(\)"):
-        cryptgpu.nn.from_pytorch(PrivateCos(), x)  # on the private input: refused
+    with pytest.raises(NotImplementedError, match=r"unsupported method \.atan\(\)"):
+        cryptgpu.nn.from_pytorch(PrivateAtan(), x)  # on the private input: refused
 
 
 class _RMSModel(tnn.Module):

@@ -383,6 +383,8 @@ for _name in (
     "reciprocal",
     "log",
     "erf",
+    "sin",
+    "cos",
     "clamp_min",
     "clamp_max",
 ):

@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 import torch
 
-from . import _session
+from . import _session, trig
 from ._plain import _float64, _index, _norm_dim
 from .tensor_base import TensorBase
 from .tensor_shape import stack
@@ -76,6 +76,19 @@ class MathOps:
         (a few units of 2^-16 near 0), so for small x it is absolute where
         torch's expm1 keeps relative precision."""
         return self.exp() - 1.0
+
+    def cos(self) -> TensorBase:
+        """cos x, as ``torch.cos`` (:mod:`cryptgpu.trig`: 22 rounds, within
+        a few units of 2^-f for every encodable x)."""
+        return trig.cos(self)
+
+    def sin(self) -> TensorBase:
+        """sin x, as ``torch.sin`` (:mod:`cryptgpu.trig`)."""
+        return trig.sin(self)
+
+    def cossin(self) -> tuple:
+        """(cos x, sin x) from one evaluation, as CrypTen's ``cossin``."""
+        return trig.cossin(self)
 
     def logaddexp(self, other) -> TensorBase:
         """log(e^x + e^other), broadcasting, as ``torch.logaddexp``: the
