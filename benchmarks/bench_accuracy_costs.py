@@ -5,8 +5,8 @@ CPU local runtime.
 
 Run: python3 benchmarks/bench_accuracy_costs.py (a few seconds); the
 numbers are in benchmarks/RESULTS.md ("Accuracy fixes of 2026-12-05",
-"2026-12-05 (eighth session)", "(tenth session)", "(eleventh session)"
-and "(twelfth session)").
+"2026-12-05 (eighth session)", "(tenth session)", "(eleventh session)",
+"(twelfth session)" and "2026-12-07 (twenty-sixth session)").
 """
 
 import time
@@ -142,6 +142,10 @@ def main():
         cryptgpu.nn.CrossEntropyLoss()(z, shared_y).backward()
 
     measure("CrossEntropy 64x10 shared one-hot fwd+bwd", ce_shared_target)
+    # twenty-sixth session: sin and cos (both from one evaluation)
+    if hasattr(s, "cossin"):
+        measure("cossin (x ~ 4 N(0, 1))", lambda: s.cossin())
+        measure("sin (x ~ 4 N(0, 1))", lambda: s.sin())
 
 
 if __name__ == "__main__":
