@@ -61,7 +61,9 @@ def two_sample_chi2(b0, b1):
     return ((c0 - c1) ** 2 / np.maximum(c0 + c1, 1)).sum()
 
 
-@pytest.mark.parametrize("op", ["mul", "matmul_public", "divide", "relu", "lt", "max", "sin"])
+@pytest.mark.parametrize(
+    "op", ["mul", "matmul_public", "divide", "relu", "lt", "max", "sin", "floor"]
+)
 def test_product_views_do_not_depend_on_the_secret(op):
     """The outputs of the truncating protocols carry the received messages.
     The component t_0 = floor(z_0 / 2^f) is uniform on [-2^(63-f), 2^(63-f))
@@ -84,6 +86,8 @@ def test_product_views_do_not_depend_on_the_secret(op):
             y = x < 0.5
         elif op == "sin":
             y = x.sin()  # its turn fraction spans the whole ring
+        elif op == "floor":
+            y = x // 3  # a truncation by 3 * 2^f, its rest's comparisons
         else:
             y = x.reshape(N // 2, 2).max(1)[0]
         views.append([c for p in range(3) for c in y.party_shares(p)])

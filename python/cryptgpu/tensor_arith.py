@@ -13,6 +13,7 @@ import torch
 from . import autograd as ag
 from . import functions as fx
 from . import gradients as gr
+from . import rounding
 from ._native import EncodingError, ShapeError
 from ._plain import _buf, _float64, _ibuf, _is_integer_plain, _plain_array
 from .public_factors import in_products_only, whole_reciprocal
@@ -384,9 +385,8 @@ class ArithmeticOps:
 
     def div_(self, other, *, rounding_mode=None) -> TensorBase:
         """x /= other in place."""
-        _no_rounding_mode(rounding_mode)
         self._fits_in_place(other)
-        return self._in_place("div_", lambda x: x.div(other))
+        return self._in_place("div_", lambda x: x.div(other, rounding_mode=rounding_mode))
 
     def neg_(self) -> TensorBase:
         """x = -x in place."""
@@ -401,8 +401,10 @@ class ArithmeticOps:
         divisor y (:func:`cryptgpu.functions.divide`: a few units of 2^-16 of
         the quotient), for |y| in 2^-16 .. 2^30 (not checked: y is secret;
         y = 0 gives a large finite value, not an error). ``rounding_mode``
-        (torch's "trunc" and "floor") is not supported."""
-        _no_rounding_mode(rounding_mode)
+        "floor" / "trunc" with a public divisor on the fixed-point grid:
+        exact (:mod:`cryptgpu.rounding`)."""
+        if rounding_mode is not None:
+            return rounding.by_mode(self, other, rounding_mode)
         if isinstance(other, TensorBase):
             self._bcast_shape(other.shape)  # the ShapeError of *, before any work
             return fx.divide(self, other)
@@ -677,10 +679,3 @@ def _refuse_bool_sub(y) -> None:
             "Subtraction, the `-` operator, with a bool tensor is not supported. If you are "
             "trying to invert a mask, use the `~` or `logical_not()` operator instead."
         )
-
-
-def _no_rounding_mode(mode) -> None:
-    """``x.div(y, rounding_mode=...)``: torch's keyword, taken so that None
-    works as torch's; "trunc" and "floor" are not provided."""
-    if mode is not None:
-        raise NotImplementedError(f"div with rounding_mode={mode!r} on a SharedTensor")

@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 import torch
 
-from . import _session, trig
+from . import _session, rounding, trig
 from ._plain import _float64, _index, _norm_dim
 from .tensor_base import TensorBase
 from .tensor_shape import stack
@@ -76,6 +76,53 @@ class MathOps:
         (a few units of 2^-16 near 0), so for small x it is absolute where
         torch's expm1 keeps relative precision."""
         return self.exp() - 1.0
+
+    def floor(self) -> TensorBase:
+        """torch's ``floor``, exact (:mod:`cryptgpu.rounding`: 12 rounds)."""
+        return rounding.rounded(self, 1, "floor", "floor")
+
+    def ceil(self) -> TensorBase:
+        """torch's ``ceil``, exact."""
+        return rounding.rounded(self, 1, "ceil", "ceil")
+
+    def trunc(self) -> TensorBase:
+        """torch's ``trunc`` (``fix``): toward zero, exact (13 rounds)."""
+        return rounding.rounded(self, 1, "trunc", "trunc")
+
+    fix = trunc
+
+    def frac(self) -> TensorBase:
+        """torch's ``frac``: x - trunc(x), exact."""
+        return rounding.remainder(self, 1, "trunc", "frac")
+
+    def floor_divide(self, other) -> TensorBase:
+        """``x // d`` for a public d on the fixed-point grid (an integer,
+        0.5, 1.25): floor(x / d), exact; a shared divisor is refused."""
+        return rounding.rounded(self, other, "floor", "floor_divide")
+
+    def remainder(self, other) -> TensorBase:
+        """``x % d`` (the divisor's sign, as torch's and Python's) for a
+        public d on the fixed-point grid: x - d floor(x / d), exact."""
+        return rounding.remainder(self, other, "floor", "remainder")
+
+    def fmod(self, other) -> TensorBase:
+        """torch's ``fmod`` (the dividend's sign): x - d trunc(x / d), exact."""
+        return rounding.remainder(self, other, "trunc", "fmod")
+
+    __floordiv__ = floor_divide
+    __mod__ = remainder
+
+    def __rfloordiv__(self, other):
+        return rounding.rounded(self, self, "floor", "floor_divide")  # refused: shared divisor
+
+    def __rmod__(self, other):
+        return rounding.remainder(self, self, "floor", "remainder")  # refused: shared divisor
+
+    def __ifloordiv__(self, other):
+        return self.floor_divide_(other)
+
+    def __imod__(self, other):
+        return self.remainder_(other)
 
     def cos(self) -> TensorBase:
         """cos x, as ``torch.cos`` (:mod:`cryptgpu.trig`: 22 rounds, within

@@ -146,7 +146,12 @@ def _mul(a, b=None, *, out=None, **kw):
 def _div(a, b=None, *, rounding_mode=None, out=None, **kw):
     b = _second(b, kw, "other", "div")
     if rounding_mode is not None:
-        raise NotImplementedError("torch.div with a rounding_mode on a SharedTensor")
+        if not isinstance(a, TensorBase):
+            raise NotImplementedError(
+                f"torch.div with rounding_mode={rounding_mode!r} by a SharedTensor: only a "
+                "public divisor is exact"
+            )
+        return a.div(b, rounding_mode=rounding_mode)
     return a.div(b) if isinstance(a, TensorBase) else b.__rtruediv__(a)
 
 

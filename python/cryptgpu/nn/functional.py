@@ -200,6 +200,9 @@ _softmax, _log_softmax, _cat, _stack, _dropout = (
 
 # torch.<name>(shared, ...) in a graph runs as torch's own call: SharedTensor's
 # __torch_function__ (torch_dispatch) sends it to the method of that name.
+# exact rounding of private values by public divisors (cryptgpu.rounding)
+ROUNDING = ("floor", "ceil", "trunc", "fix", "frac", "floor_divide", "remainder", "fmod")
+
 FUNCTIONS = {
     operator.add: (operator.add, OTHER),
     operator.sub: (operator.sub, OTHER),
@@ -355,6 +358,8 @@ FUNCTIONS = {
             (torch.special.erf, RELU),
             (torch.sin, OTHER),
             (torch.cos, OTHER),
+            *((getattr(torch, n), RELU) for n in ROUNDING),
+            (operator.mod, RELU),
             (torch.logsumexp, SOFTMAX),
             (torch.clamp_min, RELU),
             (torch.clamp_max, RELU),
@@ -564,6 +569,7 @@ METHODS = {
     "erf": RELU,
     "sin": OTHER,
     "cos": OTHER,
+    **dict.fromkeys(ROUNDING, RELU),
     "logsumexp": SOFTMAX,
     "clamp_min": RELU,
     "clamp_max": RELU,
@@ -615,7 +621,6 @@ PUBLIC_FUNCTIONS = {
     operator.invert,
     operator.and_,
     operator.or_,
-    operator.mod,
     math.sqrt,
     math.log,
     math.exp,

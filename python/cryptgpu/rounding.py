@@ -1,0 +1,161 @@
+"""Rounding of shared values, exactly: ``floor``, ``ceil``, ``trunc``,
+``frac``, and division by a public divisor with torch's rounding modes
+(``x // d``, ``torch.div(x, d, rounding_mode="floor" | "trunc")``,
+``floor_divide``) and its remainders (``x % d``, ``remainder``, ``fmod``).
+
+Method (ours). With x held as the ring integer X = x 2^f and a public
+divisor d on the fixed-point grid (D = d 2^f a whole number: any integer,
+0.5, 0.25, 1.5, ...), one exact truncation gives an integer Q within 2 of
+X / D (within 1 for D a power of two, ``trunc.rs``). The rest R = X - Q D
+is exact as ring integers and lies within 2 D (D) of 0, so the rounding
+mode's integer is Q plus or minus a few indicators [R < j D], all taken in
+one batched comparison call: floor(X / D) = Q - [R < 0] for a power of
+two, Q + [R >= D] - [R < 0] - [R < -D] otherwise; ceil alike; trunc picks
+floor or ceil by [x < 0] (one more ring product). No approximation: the
+result is torch's for every encodable x. Cost: 2 rounds for Q, one
+comparison call (10 rounds), and 1 more for trunc.
+
+A shared divisor (``x // y``) would need the fixed-point quotient, which
+is off by units of 2^-f: its floor would be wrong next to every integer,
+so it is refused (NotImplementedError), as a divisor off the grid is
+(``x // 0.1``: 0.1 is not a multiple of 2^-f). torch's gradients: zero for
+the rounded results, 1 for the remainders and ``frac``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import autograd as ag
+from ._plain import _ibuf
+from .tensor_base import TensorBase
+
+MODES = ("floor", "ceil", "trunc")
+
+
+def _divisor(x, other, what: str):
+    """(x broadcast as torch would, D = d 2^f as an int) for a public
+    divisor holding one value on the fixed-point grid."""
+    if isinstance(other, TensorBase):
+        raise NotImplementedError(
+            f"{what} by a SharedTensor: only a public divisor is exact (x // 2, x % 1.5); "
+            "x / y gives the fixed-point quotient"
+        )
+    _, yp = x._other(other, what)
+    if yp.size and not np.all(yp == yp.flat[0]):
+        raise NotImplementedError(f"{what} of a SharedTensor by a tensor of different divisors")
+    if tuple(x._bcast_shape(yp.shape)) != tuple(x.shape):
+        x = x._bcast(yp.shape)[1]
+    if yp.size == 0:
+        return x, None
+    d = float(yp.flat[0])
+    if d == 0:
+        raise ZeroDivisionError(f"{what} of a SharedTensor by zero")
+    f = x._s().precision_bits
+    big = d * 2.0**f
+    if not np.isfinite(big) or not big.is_integer() or abs(big) >= 2.0**46:
+        raise NotImplementedError(
+            f"{what} by {d}: the divisor must be a multiple of 2^-{f} below 2^{46 - f} in "
+            "magnitude (an integer, 0.5, 1.25, ...), where the result is exact"
+        )
+    return x, int(big)
+
+
+def _ring_int(x, value: int):
+    """A public ring integer shaped like x (its word is ``value``)."""
+    return x._public_like(value * 2.0 ** -x._s().precision_bits)
+
+
+def quotient(x, big: int, mode: str):
+    """mode(X / D) (floor, ceil or trunc) as a SharedTensor of ring
+    integers (the value n held as the word n), nothing recorded."""
+    s = x._s()
+    if big < 0:  # the same quotient of -X by -D
+        x, big = x.neg(), -big
+    q = x._wrap(s.div_public_int_exact(x._t, big, False))
+    rest = x._wrap(s.sub(x._t, s.mul_public_int(q._t, _ibuf(np.array([big], dtype=np.int64)))))
+    d = big * 2.0**-s.precision_bits  # rest - j d is R - j D as ring integers
+    spread = 1 if big & (big - 1) == 0 else 2
+    lows = [rest + j * d for j in range(spread)]  # [R < -jD]
+    highs = [rest - j * d for j in range(1, spread)]  # 1 - [R - jD < 0] = [R >= jD]
+    ups = [(rest - j * d).neg() for j in range(spread)]  # [R > jD]
+    downs = [(rest + j * d).neg() for j in range(1, spread)]  # 1 - [..] = [R <= -jD]
+    parts = {"floor": lows + highs, "ceil": ups + downs}
+    parts["trunc"] = parts["floor"] + parts["ceil"] + [x]
+    flat = parts[mode]
+    bits = x._cat([t.unsqueeze(0) for t in flat], 0)._ltz_bit("round")
+
+    def total(first: int, minus: int, plus_complement: int):
+        """Q - (sum of the `minus` bits) + (number of the complement bits
+        minus their sum), starting at bit ``first``."""
+        out = q
+        for i in range(first, first + minus):
+            out = out - bits[i]
+        for i in range(first + minus, first + minus + plus_complement):
+            out = out + _ring_int(q, 1) - bits[i]
+        return out
+
+    def total_up(first: int):
+        out = q
+        for i in range(first, first + spread):
+            out = out + bits[i]
+        for i in range(first + spread, first + 2 * spread - 1):
+            out = out - _ring_int(q, 1) + bits[i]
+        return out
+
+    if mode == "floor":
+        return total(0, spread, spread - 1)
+    if mode == "ceil":
+        return total_up(0)
+    lo, hi = total(0, spread, spread - 1), total_up(2 * spread - 1)
+    neg = bits[len(flat) - 1]
+    return lo + lo._wrap(s.mul_int(neg._t, (hi - lo)._t))  # [x < 0] picks ceil
+
+
+def _fixed(n):
+    """Ring integers n as the fixed-point values n (times 2^f, local)."""
+    s = n._s()
+    return n._wrap(s.mul_public_int(n._t, _ibuf(np.array([1 << s.precision_bits]))))
+
+
+def _recorded(out, x, through: bool):
+    """torch's gradient: zero for a rounded value, 1 for a remainder."""
+    if through:
+        ag.record(out, (x,), lambda g: (g,))
+    else:
+        ag.record(out, (x,), lambda g: (g * 0,))
+    return out
+
+
+def rounded(x, other, mode: str, what: str):
+    """mode(x / other) for a public ``other`` (1 for floor / ceil / trunc)."""
+    xb, big = _divisor(x, other, what)  # (a broadcast is recorded as such)
+    recorded = ag.needs_grad(xb)
+    with ag.inside(recorded):
+        out = xb * 0 if big is None else _fixed(quotient(xb, big, mode))
+    return _recorded(out, xb, False) if recorded else out
+
+
+def remainder(x, other, mode: str, what: str):
+    """x - d mode(x / d): ``%`` / ``remainder`` with mode "floor" (the
+    divisor's sign), ``fmod`` with "trunc" (the dividend's sign)."""
+    xb, big = _divisor(x, other, what)
+    recorded = ag.needs_grad(xb)
+    with ag.inside(recorded):
+        if big is None:
+            out = xb * 0
+        else:
+            n = quotient(xb, big, mode)
+            s = xb._s()
+            prod = s.mul_public_int(n._t, _ibuf(np.array([big], dtype=np.int64)))
+            out = xb._wrap(s.sub(xb._t, prod))
+    return _recorded(out, xb, True) if recorded else out
+
+
+def by_mode(x, other, mode):
+    """``x.div(other, rounding_mode=mode)`` for "floor" and "trunc"."""
+    if mode not in ("floor", "trunc"):
+        raise RuntimeError(
+            f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found {mode!r}"
+        )
+    return rounded(x, other, mode, f"div with rounding_mode={mode!r}")
