@@ -110,3 +110,42 @@ def test_settings_of_a_model_with_the_layer_replaced(session):
     pm.fc = cnn.Linear(16, 7)
     assert pm.fc.out_features == 7
     assert cryptgpu.is_initialized()
+
+
+def test_converted_layers_are_instances_of_cryptgpu_nn_classes_of_torch_names(session):
+    """The fine-tuning loop ``for m in model.modules(): if isinstance(m,
+    nn.BatchNorm1d): m.eval()`` written with cryptgpu.nn's classes (torch's
+    own cannot match: a converted layer is no torch Module) selects the
+    converted BatchNorm layers, each only by its own class as in torch.
+    Until 2026-12-07 a converted BatchNorm was a bare ``BatchNorm`` (the
+    loop selected nothing) and a BatchNorm2d built directly was also a
+    BatchNorm1d. The statistics are then compared with torch's loop: the
+    same float64 running mean within the input's encoding (none updated)."""
+    torch.manual_seed(0)
+    tm = tnn.Sequential(tnn.Linear(6, 8), tnn.BatchNorm1d(8), tnn.ReLU(), tnn.Linear(8, 3))
+    tm = tm.double()
+    pm = cnn.from_pytorch(copy.deepcopy(tm), torch.zeros(2, 6), fold_batchnorm=False).encrypt()
+    assert type(pm[1]).__name__ == "BatchNorm1d" and isinstance(pm[1], cnn.BatchNorm)
+    for ours, theirs in ((pm, tnn.BatchNorm1d), (tm, tnn.BatchNorm1d)):
+        ours.train()
+        cls = cnn.BatchNorm1d if ours is pm else theirs
+        for m in ours.modules():
+            if isinstance(m, cls):
+                m.eval()
+    assert not pm[1].training and not tm[1].training
+    x = torch.randn(16, 6, dtype=torch.float64) * 3 + 1
+    pm(cryptgpu.cryptensor(x))
+    tm(x)
+    got = pm[1].running_mean.get_plain_text(dtype=torch.float64)
+    assert (got - tm[1].running_mean).abs().max() <= 2.0**-17  # both still zero
+    kinds = (tnn.BatchNorm1d(3), tnn.BatchNorm2d(3), tnn.BatchNorm3d(3))
+    ranks = ((4, 3), (2, 3, 4, 4), (2, 3, 2, 2, 2))
+    for i, (bn, shape) in enumerate(zip(kinds, ranks)):
+        conv = cnn.from_pytorch(tnn.Sequential(bn.double().eval()), torch.zeros(shape))[0]
+        built = (cnn.BatchNorm1d, cnn.BatchNorm2d, cnn.BatchNorm3d)[i](3)
+        for layer in (conv, built):
+            flags = [
+                isinstance(layer, c) for c in (cnn.BatchNorm1d, cnn.BatchNorm2d, cnn.BatchNorm3d)
+            ]
+            assert flags == [j == i for j in range(3)]
+    assert pickle.loads(pickle.dumps(cnn.BatchNorm2d(3))).num_features == 3

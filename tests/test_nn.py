@@ -80,7 +80,7 @@ def test_batchnorm_eval_folded_or_affine(session, fold):
     # scales below 1.5 / sqrt(0.5): each adds a truncation and amplifies by 2.2.
     tol = 2.2 * 2.2 * (prod_tol(18, 4, 1) + ENC) + 4 * 2 * ULP * 3
     assert_close(got, plain(m, x), tol)
-    n_bn = sum(type(mm).__name__ == "BatchNorm" for mm in cm.modules())
+    n_bn = sum(isinstance(mm, cryptgpu.nn.BatchNorm) for mm in cm.modules())
     assert n_bn == (1 if fold else 2)  # the 2d BN after the conv folds; the 1d one never
 
 

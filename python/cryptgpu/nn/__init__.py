@@ -39,6 +39,7 @@ from .activations import (
     Threshold,
 )
 from .attention import MultiheadAttention, scaled_dot_product_attention
+from .batchnorm_nd import BatchNorm1d, BatchNorm2d, BatchNorm3d
 from .containers import ModuleDict, ModuleList, Sequential
 from .conversion import Graph, from_pytorch
 from .embedding_bag import EmbeddingBag
@@ -48,9 +49,6 @@ from .layers import (
     AdaptiveAvgPool2d,
     AvgPool2d,
     BatchNorm,
-    BatchNorm1d,
-    BatchNorm2d,
-    BatchNorm3d,
     Conv2d,
     Dropout,
     Flatten,

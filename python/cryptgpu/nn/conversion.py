@@ -14,6 +14,7 @@ from ..autograd import torch_grad
 from ..tensor import SharedTensor
 from . import (
     activations,
+    batchnorm_nd,
     check,
     embedding_bag,
     fold_agree,
@@ -127,7 +128,7 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
         if m.running_mean is not None:  # else batch statistics in eval mode too
             bn._set_affine(*folding.bn_affine(m))  # exact, from the owner's plaintext
         bn._ranks = norm_checks.bn_ranks(m)  # torch's input ranks (norm_checks.py)
-        return bn
+        return batchnorm_nd.classed(bn, m)  # isinstance(bn, cryptgpu.nn.BatchNorm2d)
     kind = type(m)
     if torch.nn.utils.parametrize.is_parametrized(m):  # ParametrizedConv1d (weight_norm):
         kind = kind.__bases__[0]  # the class it was made from (it reads the computed weight)
@@ -273,10 +274,9 @@ class Graph(Module):
         self._defaults = defaults or {}
         self._root_target = None  # the module target standing for a wrapped bare layer
         self._attrs = attrs
-        # The model's own parameters read by get_attr (a positional
-        # embedding, a class token) are parameters here, so that encrypt()
-        # shares them and training updates them, rather than public
-        # constants every party sees.
+        # The model's own parameters read by get_attr (a positional embedding,
+        # a class token) are parameters here: encrypt() shares them, training
+        # updates them (not public constants every party sees).
         # constants that differ between the eval and train traces (tracing.py)
         self._mode_marks = tracing.has_marks(graph)
         # each layer's place in the tree, looked up at every call, so that

@@ -493,44 +493,6 @@ class BatchNorm(Module):
         return _record_norm(y, x, w, b, xhat, inv, dims, shape, dims)
 
 
-class BatchNorm1d(BatchNorm):
-    """``BatchNorm1d(num_features, eps=1e-5, momentum=0.1, affine=True)``
-    built directly (torch's and CrypTen's form): weight 1, bias 0, running
-    mean 0 and variance 1; ``BatchNorm2d`` and ``BatchNorm3d`` are the
-    same layer (statistics over every dim but the channels)."""
-
-    def __init__(
-        self,
-        num_features: int,
-        eps: float = 1e-5,
-        momentum=0.1,
-        affine: bool = True,
-        track_running_stats: bool = True,
-    ):
-        n = int(num_features)
-        ones, zeros = torch.ones(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)
-        w, b = (ones.clone(), zeros.clone()) if affine else (None, None)
-        stats = (zeros, ones) if track_running_stats else (None, None)
-        super().__init__(w, b, *stats, eps, momentum)
-        self._ranks = self._RANKS  # torch's input ranks (norm_checks.check_rank)
-        kept = {"num_features": n, "affine": affine, "track_running_stats": track_running_stats}
-        self.__dict__["_torch_settings"] = kept  # as torch's (user_attrs.setting)
-
-    _RANKS = (2, 3)
-
-
-class BatchNorm2d(BatchNorm1d):
-    """``BatchNorm1d``'s layer for 4-D input [N, C, H, W], as torch's."""
-
-    _RANKS = (4,)  # with torch's rank check (until 2026-12-06 one class for all)
-
-
-class BatchNorm3d(BatchNorm1d):
-    """``BatchNorm1d``'s layer for 5-D input [N, C, D, H, W], as torch's."""
-
-    _RANKS = (5,)
-
-
 def _normalise(x, dims, eps: float):
     """(mean, var, 1/sqrt(var + eps), xhat) over ``dims``, shared by
     BatchNorm and LayerNorm (see :func:`_statistics`)."""
