@@ -63,9 +63,10 @@
 //! until 2026-12-06, which an average pool's backward summed over its
 //! windows and a conv's weight gradient over every position). P0 therefore
 //! adds, where its half's top bit b is set, a random skew whose mean
-//! P2, no message; a trivial sharing of zero, all halves zero, still
-//! divides to zero; divisors from 2^32 keep the rounded K, without skew): v
-//! / d on average, within 2 units. It is exact for every |v| < 2^62 - 3d, which
+//! cancels that bias ([`Skew`]; its coins come from the key k_0, which P2
+//! draws alike to keep in step, no message; a trivial sharing of zero, all
+//! halves zero, still divides to zero; divisors from 2^32 keep the rounded
+//! K, without skew): v / d on average, within 2 units. It is exact for every |v| < 2^62 - 3d, which
 //! at f fractional bits covers products up to 2^(62 - 2f) in magnitude
 //! (2^30 at f = 16, against the encoding limit 2^(63 - 2f)).
 
