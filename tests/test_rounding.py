@@ -79,6 +79,13 @@ def test_in_place_broadcast_gradient_and_cost(session):
     t = x.clone().requires_grad_()
     (t.floor() + t % 2 + t.frac() * 3 + torch.div(t, 2, rounding_mode="floor")).sum().backward()
     exact(s.grad, t.grad)  # 0 through the rounded, 1 through % and frac
+    # a broadcast divisor: the gradient sums back over the copies, as torch's
+    s = cryptgpu.cryptensor(x, requires_grad=True)
+    t = x.clone().requires_grad_()
+    wide = torch.full((4, 3), 2.0, dtype=D)
+    ((s // wide).sum() + (s % wide).sum()).backward()
+    ((torch.div(t, wide, rounding_mode="floor")).sum() + (t % wide).sum()).backward()
+    exact(s.grad, t.grad)
     n = 1000
     s = cryptgpu.cryptensor(torch.randn(n, dtype=D) * 10)
 
@@ -110,6 +117,9 @@ def test_refusals(session):
         7 % s
     with pytest.raises(NotImplementedError, match="public divisor"):
         torch.div(7.0, s, rounding_mode="floor")
+    for fn in (torch.remainder, torch.fmod, torch.floor_divide):
+        with pytest.raises(NotImplementedError, match="public divisor"):
+            fn(7.0, s)  # (remainder's said "not supported" at all)
     with pytest.raises(NotImplementedError, match="multiple of 2"):
         s // 0.1  # not on the grid: floor(x / 0.1) would not be torch's
     with pytest.raises(NotImplementedError, match="different divisors"):

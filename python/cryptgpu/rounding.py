@@ -44,8 +44,9 @@ def _divisor(x, other, what: str):
     _, yp = x._other(other, what)
     if yp.size and not np.all(yp == yp.flat[0]):
         raise NotImplementedError(f"{what} of a SharedTensor by a tensor of different divisors")
-    if tuple(x._bcast_shape(yp.shape)) != tuple(x.shape):
-        x = x._bcast(yp.shape)[1]
+    shape = tuple(x._bcast_shape(yp.shape))
+    if shape != tuple(x.shape):
+        x = x.expand(shape)  # recorded: the gradient sums back
     if yp.size == 0:
         return x, None
     d = float(yp.flat[0])

@@ -155,6 +155,21 @@ def _div(a, b=None, *, rounding_mode=None, out=None, **kw):
     return a.div(b) if isinstance(a, TensorBase) else b.__rtruediv__(a)
 
 
+def _rounding(name):
+    """torch.remainder / fmod / floor_divide: a shared dividend's method; a
+    shared divisor (``torch.remainder(7.0, x)``) is refused as the method's."""
+
+    def call(a, b=None, *, out=None, **kw):
+        b = _second(b, kw, "other", name)
+        if isinstance(a, TensorBase):
+            return getattr(a, name)(b)
+        raise NotImplementedError(
+            f"torch.{name} by a SharedTensor: only a public divisor is exact (x % 2, x // 1.5)"
+        )
+
+    return call
+
+
 def _where(condition, input=None, other=None):  # noqa: A002 - torch's names
     """torch.where(condition, x, y): a plaintext condition must be a bool
     tensor, as torch's (a shared 0/1 one, a comparison's result, is the
@@ -438,6 +453,7 @@ TABLE = {
     torch.mul: _mul,
     torch.multiply: _mul,
     torch.div: _div,
+    **{getattr(torch, n): _rounding(n) for n in ("remainder", "fmod", "floor_divide")},
     torch.true_divide: _div,
     torch.divide: _div,
     torch.negative: lambda x, *, out=None: x.neg(),
