@@ -117,9 +117,13 @@ def test_refusals(session):
         7 % s
     with pytest.raises(NotImplementedError, match="public divisor"):
         torch.div(7.0, s, rounding_mode="floor")
-    for fn in (torch.remainder, torch.fmod, torch.floor_divide):
+    for fn, a in (
+        (torch.remainder, 7.0),
+        (torch.floor_divide, 7.0),
+        (torch.fmod, torch.tensor(7.0)),
+    ):
         with pytest.raises(NotImplementedError, match="public divisor"):
-            fn(7.0, s)  # (remainder's said "not supported" at all)
+            fn(a, s)  # (remainder's said "not supported" at all; torch.fmod(7.0, t) is a TypeError)
     with pytest.raises(NotImplementedError, match="multiple of 2"):
         s // 0.1  # not on the grid: floor(x / 0.1) would not be torch's
     with pytest.raises(NotImplementedError, match="different divisors"):
