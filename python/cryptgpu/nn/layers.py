@@ -660,12 +660,3 @@ class Identity(Module):
         """Returns ``x`` unchanged."""
         return x
 
-
-def __getattr__(name: str):
-    """BatchNorm1d/2d/3d, defined here until 2026-12-07 (files pickled then
-    name this module): from their home, ``batchnorm_nd``."""
-    if name in ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d"):
-        from . import batchnorm_nd
-
-        return getattr(batchnorm_nd, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
