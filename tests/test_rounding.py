@@ -1,4 +1,4 @@
-"""floor, ceil, trunc, frac, ``//``, ``%``, fmod and div's rounding modes
+"""floor, ceil, trunc, round, frac, ``//``, ``%``, fmod and div's rounding modes
 (cryptgpu.rounding) against torch's float64 results of the encoded input.
 
 Tolerance: none. The results are integers (times the divisor for the
@@ -28,6 +28,7 @@ def inputs():
             torch.arange(-12, 12.25, 0.25, dtype=D),  # on and next to every boundary
             torch.tensor([0.0, u, -u, 1 - u, -1 + u, 2.5 - u, -2.5 + u], dtype=D),
             ((torch.rand(300, generator=g, dtype=D) * 2 - 1) * 2.0**30).round(),
+            ((torch.rand(100, generator=g, dtype=D) * 2 - 1) * 2.0**30).round() + 0.5,  # ties
         ]
     )
 
@@ -49,6 +50,13 @@ def test_rounding_is_torchs_everywhere(mode):
         exact(s.trunc(), x.trunc())
         exact(torch.fix(s), x.trunc())
         exact(s.frac(), x.frac())
+        exact(s.round(), x.round())  # ties to even, as torch's
+        exact(torch.round(s), x.round())
+        small = s[:2100]  # (|x| 10^2 within the exact truncation's range)
+        # round(x 100) exact, then the exact division by 100: within 2 units
+        # of 2^-16 of the quotient, plus float64's own rounding of torch's
+        got = torch.round(small, decimals=2).get_plain_text(dtype=D)
+        assert (got - torch.round(x[:2100], decimals=2)).abs().max() <= 2 * 2.0**-16 + 1e-12
         for d in (2, 3, 7, -3, 0.5, 1.25, -2.5, 1000, 12345):
             exact(s // d, torch.div(x, d, rounding_mode="floor"))
             exact(torch.floor_divide(s, d), torch.div(x, d, rounding_mode="floor"))
@@ -130,6 +138,12 @@ def test_refusals(session):
         s % torch.tensor([2.0, 3.0])
     with pytest.raises(ZeroDivisionError):
         s // 0
+    with pytest.raises(NotImplementedError, match="decimals"):
+        s.round(decimals=-1)
+    with pytest.raises(TypeError):
+        torch.round(torch.ones(2), decimals=1.5)  # torch's own
+    with pytest.raises(TypeError):
+        s.round(decimals=1.5)
     for bad in (lambda t: t.div(2, rounding_mode="round"),):
         with pytest.raises(RuntimeError, match="rounding_mode to be one of"):
             bad(torch.ones(2))  # torch's own

@@ -18,8 +18,10 @@ comparison call (10 rounds), and 1 more for trunc.
 A shared divisor (``x // y``) would need the fixed-point quotient, which
 is off by units of 2^-f: its floor would be wrong next to every integer,
 so it is refused (NotImplementedError), as a divisor off the grid is
-(``x // 0.1``: 0.1 is not a multiple of 2^-f). torch's gradients: zero for
-the rounded results, 1 for the remainders and ``frac``.
+(``x // 0.1``: 0.1 is not a multiple of 2^-f). ``round`` (ties to even)
+takes floor(x + 1/2) and the tie test x - 1/2 = 0 mod 2 together
+(:func:`_half_even`). torch's gradients: zero for the rounded results, 1
+for the remainders and ``frac``.
 """
 
 from __future__ import annotations
@@ -160,3 +162,38 @@ def by_mode(x, other, mode):
             f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found {mode!r}"
         )
     return rounded(x, other, mode, f"div with rounding_mode={mode!r}")
+
+
+def round_even(x, decimals: int = 0):
+    """torch's ``round`` (ties to even) and ``round(decimals=d)`` for d > 0,
+    as round(x 10^d) / 10^d: the product exact (integer), the division by
+    10^d the exact truncation (within 2 units of 2^-f of torch's)."""
+    if not isinstance(decimals, (int, np.integer)) or isinstance(decimals, bool):
+        raise TypeError(f"round(): argument 'decimals' must be int, not {type(decimals).__name__}")
+    if decimals < 0:
+        raise NotImplementedError(
+            "round with decimals < 0 on a SharedTensor (x / 10^k is not exact in fixed point)"
+        )
+    recorded = ag.needs_grad(x)
+    with ag.inside(recorded):
+        y = x * (10 ** int(decimals)) if decimals else x
+        out = _fixed(_half_even(y))
+        if decimals:
+            out = out / (10 ** int(decimals))
+    return _recorded(out, x, False) if recorded else out
+
+
+def _half_even(x):
+    """round(x), ties to even, as ring integers: floor(x + 1/2), one less
+    where x - 1/2 is a multiple of 2 (the tie below an odd integer). Both
+    quotients by 2 (2x + 1 and x - 1/2, stacked) in one exact truncation,
+    their rests against 0 in one comparison call: 12 rounds."""
+    s = x._s()
+    two = 2 << s.precision_bits  # 2 as ring units: the divisor of both
+    both = x._cat([(x * 2 + 1.0).unsqueeze(0), (x - 0.5).unsqueeze(0)], 0)
+    q = both._wrap(s.div_public_int_exact(both._t, two, False))
+    prod = s.mul_public_int(q._t, _ibuf(np.array([two], dtype=np.int64)))
+    rest = both._wrap(s.sub(both._t, prod))  # within 2 of 0, a power of two's
+    bits = x._cat([rest[0:1], rest[1:2], rest[1:2].neg()], 0)._ltz_bit("round")
+    # floor(x + 1/2) = Q1 - [R1 < 0]; the tie: R2 == 0, 1 - [R2 < 0] - [R2 > 0]
+    return q[0] - bits[0] - _ring_int(q[0], 1) + bits[1] + bits[2]

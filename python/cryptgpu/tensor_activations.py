@@ -389,6 +389,7 @@ for _name in (
     "ceil",
     "trunc",
     "fix",
+    "round",
     "frac",
     "floor_divide",
     "remainder",

@@ -91,6 +91,11 @@ class MathOps:
 
     fix = trunc
 
+    def round(self, decimals: int = 0) -> TensorBase:
+        """torch's ``round``: ties to even, exact (12 rounds); ``decimals``
+        d > 0 rounds x 10^d and divides by 10^d (within 2 units of 2^-f)."""
+        return rounding.round_even(self, decimals)
+
     def frac(self) -> TensorBase:
         """torch's ``frac``: x - trunc(x), exact."""
         return rounding.remainder(self, 1, "trunc", "frac")

@@ -201,7 +201,7 @@ _softmax, _log_softmax, _cat, _stack, _dropout = (
 # torch.<name>(shared, ...) in a graph runs as torch's own call: SharedTensor's
 # __torch_function__ (torch_dispatch) sends it to the method of that name.
 # exact rounding of private values by public divisors (cryptgpu.rounding)
-ROUNDING = ("floor", "ceil", "trunc", "fix", "frac", "floor_divide", "remainder", "fmod")
+ROUNDING = ("floor", "ceil", "trunc", "fix", "round", "frac", "floor_divide", "remainder", "fmod")
 
 FUNCTIONS = {
     operator.add: (operator.add, OTHER),
