@@ -39,10 +39,7 @@ def _divisor(x, other, what: str):
     """(x broadcast as torch would, D = d 2^f as an int) for a public
     divisor holding one value on the fixed-point grid."""
     if isinstance(other, TensorBase):
-        raise NotImplementedError(
-            f"{what} by a SharedTensor: only a public divisor is exact (x // 2, x % 1.5); "
-            "x / y gives the fixed-point quotient"
-        )
+        refuse_shared_divisor(what)
     _, yp = x._other(other, what)
     if yp.size and not np.all(yp == yp.flat[0]):
         raise NotImplementedError(f"{what} of a SharedTensor by a tensor of different divisors")
@@ -62,6 +59,14 @@ def _divisor(x, other, what: str):
             "magnitude (an integer, 0.5, 1.25, ...), where the result is exact"
         )
     return x, int(big)
+
+
+def refuse_shared_divisor(what: str):
+    """NotImplementedError for a SharedTensor divisor (``x // y``, ``7 % x``)."""
+    raise NotImplementedError(
+        f"{what} by a SharedTensor: only a public divisor is exact (x // 2, x % 1.5); "
+        "x / y gives the fixed-point quotient"
+    )
 
 
 def _ring_int(x, value: int):

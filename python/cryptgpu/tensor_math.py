@@ -118,10 +118,10 @@ class MathOps:
     __mod__ = remainder
 
     def __rfloordiv__(self, other):
-        return rounding.rounded(self, self, "floor", "floor_divide")  # refused: shared divisor
+        rounding.refuse_shared_divisor("floor_divide")
 
     def __rmod__(self, other):
-        return rounding.remainder(self, self, "floor", "remainder")  # refused: shared divisor
+        rounding.refuse_shared_divisor("remainder")
 
     def __ifloordiv__(self, other):
         return self.floor_divide_(other)
@@ -130,7 +130,7 @@ class MathOps:
         return self.remainder_(other)
 
     def cos(self) -> TensorBase:
-        """cos x, as ``torch.cos`` (:mod:`cryptgpu.trig`: 22 rounds, within
+        """cos x, as ``torch.cos`` (:mod:`cryptgpu.trig`: 23 rounds, within
         a few units of 2^-f for every encodable x)."""
         return trig.cos(self)
 

@@ -659,4 +659,3 @@ class Identity(Module):
     def forward(self, x):
         """Returns ``x`` unchanged."""
         return x
-
