@@ -150,7 +150,11 @@ class CrossEntropyLoss(_ClassLoss):
     y is the target row times the class weights, and a labelled mean divides
     by the kept labels' weights instead of N. A row sum is plaintext for a
     public target (no product where each is 1) and the target's own local
-    sum for a shared one (one private product of N x C values)."""
+    sum for a shared one (one private product of N x C values). Class
+    weights below 1 are taken times a power of two (exact), which a mean
+    cancels and "sum" / "none" divide out once; torch's RuntimeError for an
+    ignore_index >= 0 with probability targets and for label dtypes it
+    refuses (int32, bool, floats: int64 or uint8 only)."""
 
     def __init__(
         self,

@@ -76,10 +76,12 @@ def check_class_target(fn, x, target, ignore_index: int) -> None:
     Shared targets of NLLLoss (cryptgpu's one-hot selection) only check
     ignore_index, as cross-entropy's. Targets of other ranks are left to
     the shape checks."""
+    shared = isinstance(target, SharedTensor)
+    if not shared:
+        target = torch.as_tensor(target)  # (a list of labels is taken, as before)
     k, tshape = len(x.shape), tuple(target.shape)
     if len(tshape) not in (k, k - 1):
         return
-    shared = isinstance(target, SharedTensor)
     if shared and fn is F.nll_loss:
         if ignore_index >= 0:
             raise RuntimeError(
@@ -87,7 +89,7 @@ def check_class_target(fn, x, target, ignore_index: int) -> None:
             )
         return
     xdtype = x.dtype if isinstance(x, torch.Tensor) and x.is_floating_point() else torch.float32
-    tdtype = torch.float64 if shared else torch.as_tensor(target).dtype
+    tdtype = torch.float64 if shared else target.dtype
     torch_refusal(fn, tuple(x.shape), xdtype, tshape, tdtype, ignore_index=ignore_index)
 
 
