@@ -15,51 +15,19 @@ import torch.nn.functional as F
 from .. import autograd as ag
 from .. import functions, torch_dispatch
 from .. import gradients as gr
-from .._native import InvalidArgumentError, ShapeError
+from .._native import InvalidArgumentError
 from ..tensor import SharedTensor
 from .habits import InputTypeError
+from .losses_targets import (
+    _class_rows,
+    _no_mean_over_nothing,
+    _one_hot,
+    check_binary_target,
+    check_class_target,
+    up_scale,
+)
 from .module import Module
 from .stats import SOFTMAX, _track
-
-
-def _one_hot(target, like: SharedTensor):
-    """Targets as a one-hot: a SharedTensor one-hot is used as is; integer
-    labels (plaintext, so known to all parties) are expanded."""
-    if isinstance(target, SharedTensor):
-        if tuple(target.shape) != tuple(like.shape):
-            raise ShapeError(f"one-hot target {tuple(target.shape)} != logits {tuple(like.shape)}")
-        return target
-    t = torch.as_tensor(target)
-    if t.dim() == 1 and not t.is_floating_point():
-        if t.numel() != like.shape[0]:
-            raise ShapeError(f"{t.numel()} labels for a batch of {like.shape[0]}")
-        bad = t[(t < 0) | (t >= like.shape[1])]
-        if bad.numel():
-            raise IndexError(f"Target {int(bad[0])} is out of bounds.")
-        return F.one_hot(t.long(), like.shape[1]).double()
-    if tuple(t.shape) != tuple(like.shape):
-        if t.is_floating_point() and t.dim() == like.dim() - 1:
-            # torch: "expected target dtype to be Long or Byte, but got Double"
-            raise RuntimeError(
-                f"expected integer class indices (dtype long) of shape "
-                f"{tuple(like.shape[:1])} or class probabilities of the logits' shape "
-                f"{tuple(like.shape)}, got a {t.dtype} target of shape {tuple(t.shape)}"
-            )
-        raise ShapeError(f"target {tuple(t.shape)} != logits {tuple(like.shape)}")
-    return t.double()
-
-
-def _no_mean_over_nothing(total, what: str) -> None:
-    """torch's mean over no kept samples (an empty batch, every label
-    ignore_index, or the kept labels' class weights summing to 0) is NaN:
-    refused (the labels are public), as an empty mean is."""
-    if not total:
-        raise ValueError(
-            f"{what}: no sample counts toward the mean (an empty batch, every target "
-            "ignore_index, or class weights summing to 0), so reduction='mean' is 0 / 0 = "
-            "NaN, which is not representable in fixed point; use reduction='sum' or leave "
-            "such a batch out"
-        )
 
 
 def _reduction(r) -> str:
@@ -69,8 +37,14 @@ def _reduction(r) -> str:
     return r
 
 
-def _reduce(per, reduction: str):
-    return per if reduction == "none" else (per.sum() if reduction == "sum" else per.mean())
+def _reduce(per, reduction: str, s: float = 1.0):
+    """per reduced; ``s``: the scale of up-scaled public weights in per,
+    divided out once (exact: by a whole power of two, with the mean's N)."""
+    if s == 1:
+        return per if reduction == "none" else (per.sum() if reduction == "sum" else per.mean())
+    if reduction == "none":
+        return per.div(s)
+    return per.sum().div(s * (per.numel() if reduction == "mean" else 1))
 
 
 def _same_shape(x, target, what: str):
@@ -109,11 +83,13 @@ _LIBS = tuple(
 )
 
 
-def _with_gradient(loss, x, diff, reduction: str):
+def _with_gradient(loss, x, diff, reduction: str, s: float = 1.0):
     """``loss`` recorded with the gradient ``diff`` (per element of x, the
-    closed form of d loss / d x), divided by N for a mean."""
-    if reduction == "mean" and x.numel() > 1:
-        diff = diff.div(x.numel())
+    closed form of d loss / d x), divided by N for a mean and by the
+    weights' scale ``s`` (see _reduce)."""
+    k = s * (x.numel() if reduction == "mean" else 1)
+    if k != 1:
+        diff = diff.div(k)
     return ag.record(loss, (x,), lambda g: (diff * g,))
 
 
@@ -174,7 +150,11 @@ class CrossEntropyLoss(_ClassLoss):
     y is the target row times the class weights, and a labelled mean divides
     by the kept labels' weights instead of N. A row sum is plaintext for a
     public target (no product where each is 1) and the target's own local
-    sum for a shared one (one private product of N x C values)."""
+    sum for a shared one (one private product of N x C values). Class
+    weights below 1 are taken times a power of two (exact), which a mean
+    cancels and "sum" / "none" divide out once; torch's RuntimeError for an
+    ignore_index >= 0 with probability targets and for label dtypes it
+    refuses (int32, bool, floats: int64 or uint8 only)."""
 
     def __init__(
         self,
@@ -194,39 +174,49 @@ class CrossEntropyLoss(_ClassLoss):
 
     def _targets(self, logits, target):
         """(target rows y [N, C], the mean's divisor, each row's sum or None
-        where every row provably sums to 1) for labels (with ignore_index
-        and class weights), or one-hot / probability targets (shared or
-        public), label smoothing applied. With labels the rows carry the
-        weights, as torch's: (1 - s) w[y] at the label plus s / C times
-        every class's weight, zero for an ignored row; the divisor is the
-        sum of the kept labels' weights. With probability targets, as
+        where every row provably sums to 1, the scale s) for labels (with
+        ignore_index and class weights), or one-hot / probability targets
+        (shared or public), label smoothing applied. With labels the rows
+        carry the weights, as torch's: (1 - e) w[y] at the label plus e / C
+        times every class's weight, zero for an ignored row; the divisor is
+        the sum of the kept labels' weights. With probability targets, as
         torch's: y w (the smoothed rows times the class weights), the
         divisor N. The row sums give the gradient (sum_c y_c) softmax - y:
-        public ones are plaintext, a shared target's its own local sum."""
+        public ones are plaintext, a shared target's its own local sum.
+        Weights below 1 are taken times s (up_scale: a power of two that
+        brings the kept labels' largest, or the largest class weight, into
+        [1, 2)), so that small ones (1e-5) keep their bits: y and the
+        divisor carry s, which a mean over the weights cancels; "sum" and
+        "none" divide by s once, at the end (until 2026-12-07 the weights
+        were encoded as given: losses 0.6% off at 1e-5, random at 1e-6)."""
         c, eps, n = logits.shape[1], self.label_smoothing, logits.shape[0]
         t = None if isinstance(target, SharedTensor) else torch.as_tensor(target)
         if t is not None and t.dim() == 1 and not t.is_floating_point():
             y, rows = self._label_rows(t, logits)
             if self.weight is None and bool((t != self.ignore_index).all()):
-                return y * (1.0 - eps) + eps / c, n, None  # plain labels
+                return y * (1.0 - eps) + eps / c, n, None, 1.0  # plain labels
             w = torch.ones(c, dtype=torch.float64) if self.weight is None else self.weight
+            s = up_scale(rows)
+            rows, w = rows * s, w * s
             keep = (t != self.ignore_index).double().reshape(-1, 1)
             y = y * (rows.reshape(-1, 1) * (1.0 - eps)) + keep * w.reshape(1, c) * (eps / c)
-            return y, float(rows.sum()), y.sum(1, keepdim=True)
+            return y, float(rows.sum()), y.sum(1, keepdim=True), s
         y = _one_hot(target, logits)
         y = y * (1.0 - eps) + eps / c if eps else y
+        s = 1.0
         if self.weight is not None:
             if self.weight.numel() != c:
                 raise RuntimeError(f"weight tensor should be defined for all {c} classes")
-            y = y * self.weight.reshape(1, c)
+            s = up_scale(self.weight)
+            y = y * (self.weight * s).reshape(1, c)
         if isinstance(y, SharedTensor):
-            return y, n, y.sum(1, keepdim=True)
+            return y, n * s, y.sum(1, keepdim=True), s
         sums = y.sum(1, keepdim=True)
         # rows within a quarter unit of the encoding of 1: the product by
         # their sum would not change the gradient's encoding
         if bool(((sums - 1.0).abs() <= 2.0 ** -(logits._s().precision_bits + 2)).all()):
-            return y, n, None
-        return y, n, sums
+            return y, n * s, None, s
+        return y, n * s, sums, s
 
     def forward(self, logits, target):
         """The cross-entropy of ``logits`` against ``target``: averaged over
@@ -243,30 +233,34 @@ class CrossEntropyLoss(_ClassLoss):
                 reduction=self.reduction,
                 label_smoothing=self.label_smoothing,
             )
+        check_class_target(F.cross_entropy, logits, target, self.ignore_index)
         logits, target, shape = _class_rows(logits, target, "CrossEntropyLoss")
         out = self._forward2d(logits, target)
         return out.reshape(shape) if self.reduction == "none" else out
 
-    def _reduced(self, per_sample, denom):
-        if self.reduction == "none":
-            return per_sample
-        if self.reduction == "sum" or denom == 1:
+    def _reduced(self, per_sample, denom, s):
+        # s: the weights' scale, which "sum" and "none" divide out (exact:
+        # the division by a whole power of two)
+        if self.reduction != "mean":
+            out = per_sample if self.reduction == "none" else per_sample.sum()
+            return out if s == 1 else out.div(s)
+        if denom == 1:
             return per_sample.sum()
         # div: the exact division by a whole-number count of kept rows
         # (times 1/denom was 1e-3 off at a loss of 43)
         return per_sample.sum().div(denom)
 
     def _forward2d(self, logits, target):
-        # y: the target rows (weights folded in); denom: the mean's divisor,
-        # N, or the sum of the kept labels' weights; sums: y's row sums
-        # (None where each is 1)
-        y, denom, sums = self._targets(logits, target)
+        # y: the target rows (weights folded in, times s); denom: the mean's
+        # divisor, N s, or the sum of the kept labels' weights (times s);
+        # sums: y's row sums (None where each is 1)
+        y, denom, sums, s = self._targets(logits, target)
         if self.reduction == "mean":
             _no_mean_over_nothing(denom, "cross_entropy")
         if not isinstance(logits, SharedTensor):  # public logits, shared target
             _note_public_prediction(logits, "cross_entropy")
             lsm = torch.log_softmax(logits.detach().to(torch.float64), 1)
-            return self._reduced((y * lsm).sum(1).neg(), denom)
+            return self._reduced((y * lsm).sum(1).neg(), denom, s)
         want_grad = ag.needs_grad(logits)
         with ag.inside(want_grad):
             per_sample = (logits.log_softmax(1) * y).sum(1).neg()
@@ -276,15 +270,16 @@ class CrossEntropyLoss(_ClassLoss):
                 # negative (-0.0009 was seen), so each is clamped at 0: one
                 # comparison of N values.
                 per_sample = per_sample.relu()
-            loss = self._reduced(per_sample, denom)
+            loss = self._reduced(per_sample, denom, s)
             if not want_grad:
                 return loss
             # d loss_i / d logits_i = (sum_c y_ic) softmax_i - y_i: a product
             # by the row sums unless each is 1 (a shared target's: private)
             sm = logits.softmax(1)
             diff = (sm if sums is None else sm * sums) - y
-            if self.reduction == "mean" and denom not in (0, 1):
-                diff = diff.div(denom)
+            scale = denom if self.reduction == "mean" else s
+            if scale not in (0, 1):
+                diff = diff.div(scale)
         n = logits.shape[0]
 
         def back(g):
@@ -302,32 +297,6 @@ def _note_public_prediction(x, what: str) -> None:
     requires grad"."""
     if isinstance(x, torch.Tensor) and x.requires_grad and ag.is_grad_enabled():
         ag.note_unrecorded(x, what)
-
-
-def _class_rows(x, target, what: str):
-    """(x as rows [M, C], the target as M labels or [M, C] rows, the shape
-    of a per-sample result) for x [N, C], [C] (one sample) or [N, C, d1,
-    ...] (every position a sample, its target [N, d1, ...] labels or of
-    x's shape), x and target public or shared."""
-    shared_t = isinstance(target, SharedTensor)
-    t = target if shared_t else torch.as_tensor(target)
-    if x.dim() == 1:  # one sample, as torch takes it: a label or a [C] target
-        t = t.unsqueeze(0) if shared_t or t.dim() else t.reshape(1)
-        return x.unsqueeze(0), t, ()
-    if x.dim() < 2:
-        raise ShapeError(f"{what} expects [N, C], [C] or [N, C, d1, ...], got {tuple(x.shape)}")
-    lead, k, c = (x.shape[0],) + tuple(x.shape[2:]), x.dim(), x.shape[1]
-    if k == 2:
-        return x, t, lead
-    order, full = (0, *range(2, k), 1), tuple(x.shape)
-    x = x.permute(*order).reshape(-1, c)
-    if shared_t or t.dim() == k:
-        if tuple(t.shape) != full:
-            raise ShapeError(f"{what}: target {tuple(t.shape)} != input {full}")
-        return x, t.permute(*order).reshape(-1, c), lead
-    if tuple(t.shape) != lead:
-        raise RuntimeError(f"Expected target size {list(lead)}, got {list(t.shape)}")
-    return x, t.reshape(-1), lead
 
 
 class NLLLoss(_ClassLoss):
@@ -360,6 +329,7 @@ class NLLLoss(_ClassLoss):
                 ignore_index=self.ignore_index,
                 reduction=self.reduction,
             )
+        check_class_target(F.nll_loss, x, target, self.ignore_index)
         x, target, shape = _class_rows(x, target, "NLLLoss")
         out = self._forward2d(x, target)
         return out.reshape(shape) if self.reduction == "none" else out
@@ -370,12 +340,17 @@ class NLLLoss(_ClassLoss):
                 raise NotImplementedError("NLLLoss with class weights and shared targets")
             return _reduce((_one_hot(target, x) * x).sum(1).neg(), self.reduction)
         y, rows = self._label_rows(torch.as_tensor(target), x)
+        # weights below 1 times a power of two s (as CrossEntropyLoss's):
+        # a mean cancels it, "sum" and "none" divide it out at the end
+        s = up_scale(rows)
+        rows = rows * s
         per = (x * (y * rows.reshape(-1, 1))).sum(1).neg()
         if self.reduction == "mean":
             total = float(rows.sum())
             _no_mean_over_nothing(total, "nll_loss")
             return per.sum() * (1.0 / total)
-        return _reduce(per, self.reduction)
+        out = _reduce(per, self.reduction)
+        return out if s == 1 else out.div(s)
 
 
 class MSELoss(Module):
@@ -420,6 +395,7 @@ class BCEWithLogitsLoss(_Tracked):
 
     def forward(self, x, target):
         """reduction(relu(x) - x y + log(1 + e^-|x|)), weighted as torch's."""
+        check_binary_target(F.binary_cross_entropy_with_logits, x, target)
         if not isinstance(x, SharedTensor) and isinstance(target, SharedTensor):
             # public logits: torch's softplus terms, linear in the shared y
             # (a y + b), one product by a public factor
@@ -428,9 +404,10 @@ class BCEWithLogitsLoss(_Tracked):
             y, sp = _same_shape(xd, target, "BCEWithLogitsLoss"), F.softplus(xd)
             pw = 1.0 if self.pos_weight is None else self.pos_weight
             a, b = pw * F.softplus(-xd) - sp, sp
-            if self.weight is not None:
-                a, b = a * self.weight, b * self.weight
-            return _reduce(y * a + b, self.reduction)
+            w, s = self._scaled_weight()
+            if w is not None:
+                a, b = a * w, b * w
+            return _reduce(y * a + b, self.reduction, s)
         if not isinstance(x, SharedTensor):
             t = torch.as_tensor(target)
             w, pw = (None if v is None else v.to(x.dtype) for v in (self.weight, self.pos_weight))
@@ -438,6 +415,7 @@ class BCEWithLogitsLoss(_Tracked):
                 x, t, weight=w, reduction=self.reduction, pos_weight=pw
             )
         y = _same_shape(x, target, "BCEWithLogitsLoss")
+        w, s = self._scaled_weight()
         want_grad = ag.needs_grad(x)
         with ag.inside(want_grad):
             a, neg = functions._abs_and_ltz(x)
@@ -451,16 +429,24 @@ class BCEWithLogitsLoss(_Tracked):
                 coef = pw_y + (1.0 - y)  # sigmoid's factor in the gradient
                 soft_neg = (a - x) * 0.5 + lg  # softplus(-x)
                 per = soft_neg * coef + x * (1.0 - y)
-                if self.weight is not None:
-                    per = per * self.weight
-            loss = _reduce(per, self.reduction)
+                if w is not None:
+                    per = per * w
+            loss = _reduce(per, self.reduction, s)
             if not want_grad:
                 return loss
             sig = functions.sigmoid_from_parts(one_plus_e, neg)
             diff = sig - y if coef is None else sig * coef - pw_y
-            if self.weight is not None:
-                diff = diff * self.weight
-            return _with_gradient(loss, x, diff, self.reduction)
+            if w is not None:
+                diff = diff * w
+            return _with_gradient(loss, x, diff, self.reduction, s)
+
+    def _scaled_weight(self):
+        """(weight times s, s): small public weights up-scaled by a power of
+        two s (see losses_targets.up_scale), divided out at the end."""
+        if self.weight is None:
+            return None, 1.0
+        s = up_scale(self.weight)
+        return self.weight * s, s
 
 
 class BCELoss(_Tracked):
@@ -481,10 +467,15 @@ class BCELoss(_Tracked):
         self.weight = None if weight is None else torch.as_tensor(weight, dtype=torch.float64)
 
     def _weighted(self, per, shape):  # torch's error where it does not broadcast
-        return per if self.weight is None else per * self.weight.expand(tuple(shape))
+        # small weights up-scaled (see _reduce, _scale)
+        return per if self.weight is None else per * (self.weight * self._scale()).expand(shape)
+
+    def _scale(self) -> float:
+        return 1.0 if self.weight is None else up_scale(self.weight)
 
     def forward(self, p, target):
         """reduction(-(y log p + (1 - y) log(1 - p)))."""
+        check_binary_target(F.binary_cross_entropy, p, target)
         if not isinstance(p, SharedTensor) and isinstance(target, SharedTensor):
             # public probabilities: torch's clamped logs, linear in the
             # shared y, one product by a public factor
@@ -494,7 +485,8 @@ class BCELoss(_Tracked):
                 raise RuntimeError("all elements of input should be between 0 and 1")
             y = _same_shape(pd, target, "BCELoss")
             lp, lq = pd.log().clamp(min=-100.0), (1.0 - pd).log().clamp(min=-100.0)
-            return _reduce(self._weighted(y * (lq - lp) - lq, pd.shape), self.reduction)
+            per = self._weighted(y * (lq - lp) - lq, pd.shape)
+            return _reduce(per, self.reduction, self._scale())
         if not isinstance(p, SharedTensor):
             w = None if self.weight is None else self.weight.to(p.dtype)
             t = torch.as_tensor(target)
@@ -506,14 +498,14 @@ class BCELoss(_Tracked):
             lp = p.log().clamp(min=-100.0)
             lq = q.log().clamp(min=-100.0)
             per = self._weighted((y * lp + (1.0 - y) * lq).neg(), p.shape)
-            loss = _reduce(per, self.reduction)
+            loss = _reduce(per, self.reduction, self._scale())
             if not want_grad:
                 return loss
             # p (1 - p) is in (0, 1/4]: the reciprocal's octaves 2^-16..2^-2
             # only (15 thresholds instead of 45)
             inv = functions.reciprocal(p * q, -16, -1)
             diff = self._weighted((p - y) * inv, p.shape)
-            return _with_gradient(loss, p, diff, self.reduction)
+            return _with_gradient(loss, p, diff, self.reduction, self._scale())
 
 
 class HuberLoss(Module):
