@@ -242,7 +242,7 @@ def _softmax_dim(node, depth: int = 0):
         first = bool(args) and args[0] is node
         if user.op == "call_module":  # nn.Softmax(dim=-1)
             owner = node.graph.owning_module
-            m = None if owner is None else owner.get_submodule(target)
+            m = None if owner is None else dict(owner.named_modules()).get(target)
             if not isinstance(m, (torch.nn.Softmax, torch.nn.LogSoftmax)):
                 return None
             dims.add(m.dim)
