@@ -146,7 +146,9 @@ class MultiheadAttention(Module):
         self.add_module(
             "out_proj", Linear(plain(out.weight), None if out.bias is None else plain(out.bias))
         )
-        self.add_module("dropout", Dropout(t.dropout))
+        # a float, as torch's (until 2026-12-07 a Dropout child, an extra
+        # "dropout" in named_modules() that torch's does not list)
+        self.dropout = float(t.dropout)
 
     def _from_torch_names(self, prefix: str, state: dict) -> None:
         """A state dict of the earlier layout (three Linear projections,
@@ -216,7 +218,8 @@ class MultiheadAttention(Module):
         if key_padding_mask is not None:
             kp = _additive(key_padding_mask, False).reshape(n, 1, 1, k_len)
             mask = _add_mask(mask, kp)
-        drop = self.dropout if self.training and self.dropout.p > 0 else None
+        p = getattr(self.dropout, "p", self.dropout)  # (a model pickled before: a Dropout)
+        drop = Dropout(p) if self.training and p > 0 else None
         out, w = _attention(q, k, v, mask, drop, 1.0 / math.sqrt(d))
         out = self.out_proj(out.permute(0, 2, 1, 3).reshape(n, q_len, e))
         if not self.batch_first or unbatched:

@@ -14,6 +14,7 @@ from ..autograd import torch_grad
 from ..tensor import SharedTensor
 from . import (
     activations,
+    bare,
     batchnorm_nd,
     check,
     embedding_bag,
@@ -233,7 +234,7 @@ def _first_shared(args):
     return None
 
 
-class Graph(Module):
+class Graph(bare.Adopting, Module):
     """A converted torch.fx graph: nodes run in order on the converted layers."""
 
     _tensor_first = False
@@ -328,9 +329,12 @@ class Graph(Module):
         conversion (a torch model's) is refused (RuntimeError), strict or
         not: its conv's weights are the unfolded ones (folding.py)."""
         folding.refuse_keys(self._folded, prefix, state)
+        super()._from_torch_names(prefix, state)  # a bare module's own (bare.py)
 
     def _layer(self, target: str):
         """The module now at the place the conversion mounted ``target``."""
+        if target == self._root_target and "_bare" in self.__dict__:
+            return self.__dict__["_bare"]  # a bare module, the graph in its place
         return self._walk(self._module_at[target], target)
 
     def _walk(self, path: tuple, target: str):
@@ -387,8 +391,8 @@ class Graph(Module):
         """The graph's inputs by placeholder name, from positional and
         keyword arguments (and the defaults of those left out)."""
         names = [name for name, _ in self._inputs]
-        star = next((i for i, n in enumerate(names) if _stars(n) == 1), None)
-        kw = next((n for n in names if _stars(n) == 2), None)
+        star = next((i for i, n in enumerate(names) if tracing.stars(n) == 1), None)
+        kw = next((n for n in names if tracing.stars(n) == 2), None)
         if star is not None and len(inputs) > star:  # forward(self, x, *rest)
             inputs = tuple(inputs[:star]) + (tuple(inputs[star:]),)
         if len(inputs) > len(names) - (kw is not None):
@@ -509,11 +513,6 @@ Graph.to_pytorch = to_torch.graph_to_pytorch
 class PretrainedGraph(hf_model.Pretrained, Graph):
     """A converted transformers model: a Graph that also answers as a
     ``PreTrainedModel`` (``config``, ``base_model``, ...: hf_model.py)."""
-
-
-def _stars(name: str) -> int:
-    """1 for fx's placeholder of ``*args``, 2 for ``**kwargs``, else 0."""
-    return 2 if name.startswith("**") else (1 if name.startswith("*") else 0)
 
 
 class SequentialGraph(_ByPosition, Graph):
@@ -677,6 +676,7 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
     out._bn2d = any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     out._unread = [n for n, _ in unread]
     out._root_target = root
+    bare.adopt(out, root if wrapped is not None else None)  # torch's names (bare.py)
     user_attrs.attach(out, model)  # model.nhid, model.init_hidden(bsz)
     out._id_inputs = id_inputs(gm.graph, converted)  # one-hot rows of shared ids
     out._shifts = shifts.pairs(gm.graph, converted)  # biases a BatchNorm cancels

@@ -189,11 +189,74 @@ def masked_operands(args: tuple, node, env: dict) -> tuple:
         low = other <= LOWEST
         if bool(low.any()):  # value x * keep, gradient 1 (as s + fill's)
             x = args[private[0]]
-            out[private[0]] = x - x.detach() * low.long()
             hard = _filled(node.args[private[0]], env)
+            near, fill = _rows_kept(x, other, low, hard, node)
+            if near is not None:  # rows whose scores torch keeps (float64's -1e9)
+                low, out[1 - private[0]] = low & ~near, fill
+            out[private[0]] = x - x.detach() * low.long()
             if hard is not None:
                 out[private[0]] = out[private[0]] + (low & hard).double() * MASKED
     return tuple(out)
+
+
+def _rows_kept(x, other, low, hard, node):
+    """For ``x + other`` (x private, ``low``: other's entries at or below
+    float16's lowest) whose sum goes to a softmax: the rows (along its dim)
+    masked everywhere by finite fills that ``other``'s dtype keeps a score's
+    differences under (its spacing at the row's largest fill c below 1:
+    float64's -1e9, not float32's), where torch's ``softmax(s + c)`` is
+    ``softmax(s)``. Returns (where x keeps its score, the public operand
+    with ``other - c`` there and MASKED at the other low entries), or
+    (None, None). Until 2026-12-07 such a row's scores became -1e4 each:
+    equal weights, 0.16 off float64 torch, where the same fill given to
+    MultiheadAttention kept them (:meth:`_Mask.resolved`))."""
+    dim = _softmax_dim(node)
+    shape = torch.broadcast_shapes(tuple(x.shape), tuple(other.shape))
+    if dim is None or not -len(shape) <= dim < len(shape):
+        return None, None
+    full = low.expand(shape).all(dim, keepdim=True)
+    top = other.double().expand(shape).amax(dim, keepdim=True)
+    kept = full & (torch.finfo(other.dtype).eps * top.abs() < 1)  # (-inf's: not kept)
+    if not bool(kept.any()):
+        return None, None
+    near = kept & (other.double() - top > MASKED)
+    if hard is not None:
+        near = near & ~hard.bool()  # twice masked (torch's min + fill): drops out
+    if not bool(near.any()):
+        return None, None
+    return near, torch.where(near, other.double() - top, minus_inf_masked(other).double())
+
+
+_SOFTMAX = {torch.softmax, torch.log_softmax, torch.nn.functional.softmax}
+_SOFTMAX |= {torch.nn.functional.log_softmax, torch.special.softmax}
+# what a softmax of the sum is still a softmax of, up to a constant per row
+_THROUGH = {"float", "double", "to", "type_as", "contiguous", "add", "sub"}
+
+
+def _softmax_dim(node, depth: int = 0):
+    """The dim of the softmax that every use of ``node`` reaches (through
+    casts and additions), or None."""
+    dims = set()
+    for user in node.users if depth < 4 else ():
+        target, args, kw = user.target, user.args, user.kwargs
+        first = bool(args) and args[0] is node
+        if user.op == "call_module":  # nn.Softmax(dim=-1)
+            owner = node.graph.owning_module
+            m = None if owner is None else dict(owner.named_modules()).get(target)
+            if not isinstance(m, (torch.nn.Softmax, torch.nn.LogSoftmax)):
+                return None
+            dims.add(m.dim)
+        elif target in ("softmax", "log_softmax") or target in _SOFTMAX:
+            if not first:
+                return None
+            dims.add(args[1] if len(args) > 1 else kw.get("dim"))
+        elif target in _THROUGH or target in (operator.add, operator.sub, torch.add):
+            if not (first or target in ("add", operator.add, torch.add)):
+                return None  # (s + c) subtracted from something
+            dims.add(_softmax_dim(user, depth + 1))
+        else:
+            return None
+    return dims.pop() if len(dims) == 1 and isinstance(next(iter(dims)), int) else None
 
 
 def _filled(node, env: dict):

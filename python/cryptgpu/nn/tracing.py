@@ -651,3 +651,8 @@ def maybe_private(gm: torch.fx.GraphModule) -> set:
             if node.op == "call_module" or any(i in private for i in inputs):
                 private.add(node)
     return private
+
+
+def stars(name: str) -> int:
+    """1 for fx's placeholder of ``*args``, 2 for ``**kwargs``, else 0."""
+    return 2 if name.startswith("**") else (1 if name.startswith("*") else 0)

@@ -56,15 +56,21 @@ class TransformerEncoderLayer(Module):
     def _take(self, attns, linear1, linear2, norms, activation, dropout, norm_first):
         # attention(s), the feed-forward pair, the norms and dropouts under
         # torch's names (self_attn, multihead_attn; norm1..; dropout1..)
+        # in torch's order (named_modules() as torch's; until 2026-12-07 the
+        # dropouts came last and a function activation was listed too)
         for name, m in zip(("self_attn", "multihead_attn"), attns):
             self.add_module(name, m)
         self.add_module("linear1", linear1)
+        self.add_module("dropout", Dropout(dropout))
         self.add_module("linear2", linear2)
         for i, norm in enumerate(norms, 1):
             self.add_module(f"norm{i}", norm)
-        self.add_module("activation", activation)
-        for name in ["dropout"] + [f"dropout{i}" for i in range(1, len(norms) + 1)]:
-            self.add_module(name, Dropout(dropout))
+        for i in range(1, len(norms) + 1):
+            self.add_module(f"dropout{i}", Dropout(dropout))
+        if isinstance(activation, _Call) or getattr(activation, "_of_function", False):
+            object.__setattr__(self, "activation", activation)  # torch's F.relu: no child
+        else:
+            self.add_module("activation", activation)  # torch's nn.GELU(): its last child
         self.norm_first = bool(norm_first)
 
     def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
@@ -181,7 +187,7 @@ class TransformerDecoderLayer(TransformerEncoderLayer):
             return m["dropout2"](out)
 
         def ff(t):
-            hidden = m["dropout"](m["activation"](m["linear1"](t)))
+            hidden = m["dropout"](self.activation(m["linear1"](t)))
             return m["dropout3"](m["linear2"](hidden))
 
         x = tgt
@@ -285,10 +291,12 @@ class Transformer(Module):
 
 
 def _activation(act, where: str) -> Module:
-    if act is F.relu or isinstance(act, torch.nn.ReLU):
+    if act is F.relu or act is F.gelu:  # torch's "relu", "gelu": a function, no child
+        out = ReLU() if act is F.relu else GELU()
+        out._of_function = True
+        return out
+    if isinstance(act, torch.nn.ReLU):
         return ReLU()
-    if act is F.gelu:
-        return GELU()
     if isinstance(act, torch.nn.GELU):
         return GELU(act.approximate)
     convert = activations.converters(lambda p: p.detach().double().clone()).get(type(act))

@@ -163,6 +163,8 @@ def getattr_(graph, name: str, base):
     torch model's own (:class:`Own`); else ``base``'s AttributeError."""
     d = graph.__dict__
     root = d.get("_root_target")
+    if "_bare" in d:  # a bare transformer's: its tables are the graph's (bare.py)
+        return getattr(d["_bare"], name)
     if root is not None and root in d.get("_modules", {}):
         return getattr(d["_modules"][root], name)
     try:
