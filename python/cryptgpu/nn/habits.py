@@ -335,7 +335,7 @@ def cast_plain(v: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     if v.dtype == dtype:
         return v
     out = v.detach().to(dtype)
-    if isinstance(v, torch.nn.Parameter):
+    if isinstance(v, torch.nn.Parameter) and not isinstance(v, PlainParameter):
         out = torch.nn.Parameter(out, requires_grad=v.requires_grad)
     elif v.requires_grad and dtype.is_floating_point:
         out.requires_grad_(True)  # a fresh or decrypted one that trains

@@ -27,11 +27,12 @@ _SET_RG = torch._C.TensorBase.requires_grad_
 _RG = torch._C.TensorBase.requires_grad
 
 
-class PlainParameter(torch.Tensor):
-    """A module's own plaintext parameter: a torch tensor whose
-    ``requires_grad`` setters also record the user's choice (``_frozen``),
-    which ``train()``, ``encrypt()`` and ``decrypt()`` keep. Operations on
-    it give plain tensors, as on a ``torch.nn.Parameter``."""
+class PlainParameter(torch.nn.Parameter):
+    """A module's own plaintext parameter: a ``torch.nn.Parameter`` (as
+    torch's layers hold; ``torch.testing.assert_close`` pairs it with one)
+    whose ``requires_grad`` setters also record the user's choice
+    (``_frozen``), which ``train()``, ``encrypt()`` and ``decrypt()`` keep.
+    Operations on it give plain tensors."""
 
     __torch_function__ = torch._C._disabled_torch_function_impl
 
@@ -138,6 +139,7 @@ def owned_plain(v) -> bool:
     """A plaintext parameter the module made (a converted, fresh or decrypted
     copy), not a torch Parameter passed in (``Linear(t.weight, t.bias)``)."""
     plain = isinstance(v, torch.Tensor) and not isinstance(v, torch.nn.Parameter)
+    plain = plain or isinstance(v, PlainParameter)
     return plain and v.is_leaf and v.is_floating_point()
 
 
