@@ -33,7 +33,7 @@ class Node:
 
     # (_uses: how many recorded operations read it)
     __slots__ = ("_rg", "_frozen", "_grad", "_back", "_kind", "_lost", "_retain", "_hooks")
-    __slots__ += ("_gfn", "_uses")
+    __slots__ += ("_gfn", "_uses", "_acc_hooks")
 
     def retain_grad(self) -> None:
         """As torch's: a result computed from a tensor that requires grad
@@ -92,6 +92,23 @@ class Node:
         hooks = getattr(self, "_hooks", None)
         if hooks is None:
             hooks = self._hooks = collections.OrderedDict()
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        return handle
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """As torch's: ``hook(tensor)`` is called on this leaf after
+        backward() accumulates its gradient into ``.grad`` (an optimiser
+        step per parameter); returns a handle whose ``remove()`` removes it."""
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self._back is not None:
+            raise RuntimeError(
+                "post accumulate grad hooks cannot be registered on non-leaf tensors"
+            )
+        hooks = getattr(self, "_acc_hooks", None)
+        if hooks is None:
+            hooks = self._acc_hooks = collections.OrderedDict()
         handle = RemovableHandle(hooks)
         hooks[handle.id] = hook
         return handle
@@ -521,6 +538,10 @@ def backward(root, grad=None, retain_graph: bool = False, inputs=None, collect: 
                     _accumulate(t, g, given)
             elif targets is None and (t._back is None or getattr(t, "_retain", False)):
                 _accumulate(t, g, given)
+            asked = targets is None or id(t) in targets
+            if t._back is None and getattr(t, "_acc_hooks", None) and asked and not collect:
+                for hook in list(t._acc_hooks.values()):  # after .grad, as torch's
+                    hook(t)
             if t._back is None:
                 continue
             parents, fn = t._back

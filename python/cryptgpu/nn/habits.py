@@ -19,6 +19,7 @@ from torch.utils.hooks import RemovableHandle
 
 from .._plain import tensor_type
 from ..tensor_base import TensorBase
+from .param_state import PlainParameter, own
 
 
 def _table(module, name: str) -> OrderedDict:
@@ -92,9 +93,22 @@ class ModuleHabits:
     register_backward_hook = _refuse_backward_hook
 
     def _hooked(self, call, args: tuple, kwargs: dict):
-        """``call(*args, **kwargs)`` with the forward hooks around it."""
+        """``call(*args, **kwargs)`` with the forward hooks around it: the
+        global ones (``torch.nn.modules.module.register_module_forward_hook``
+        and ``register_module_forward_pre_hook``) first, as torch's (until
+        2026-12-07 they never fired on a private module)."""
         d = self.__dict__
-        for hook, with_kwargs in list(d.get("_pre_hooks", {}).values()):
+        g = torch.nn.modules.module
+        if g._global_backward_hooks or g._global_backward_pre_hooks:
+            raise NotImplementedError(
+                "torch's global module backward hooks (register_module_full_backward_hook, "
+                "register_module_full_backward_pre_hook, register_module_backward_hook) on a "
+                "cryptgpu module: its gradients flow through recorded private operations; "
+                "remove them (handle.remove()) and read the parameters' .grad after backward()"
+            )
+        pre = [(h, False) for h in g._global_forward_pre_hooks.values()]
+        post = [(h, i in g._global_forward_hooks_with_kwargs) for i, h in _items(g)]
+        for hook, with_kwargs in pre + list(d.get("_pre_hooks", {}).values()):
             if with_kwargs:
                 out = hook(self, args, kwargs)
                 if out is not None:
@@ -104,11 +118,47 @@ class ModuleHabits:
                 if out is not None:
                     args = out if isinstance(out, tuple) else (out,)
         result = call(*args, **kwargs)
-        for hook, with_kwargs in list(d.get("_post_hooks", {}).values()):
+        for hook, with_kwargs in post + list(d.get("_post_hooks", {}).values()):
             out = hook(self, args, kwargs, result) if with_kwargs else hook(self, args, result)
             if out is not None:
                 result = out
         return result
+
+    def register_state_dict_pre_hook(self, hook) -> RemovableHandle:
+        """``hook(module, prefix, keep_vars)`` before ``state_dict()``
+        collects (this module's, or one holding it), as torch's."""
+        return _add(self, "_sd_pre", (hook, True))
+
+    def register_state_dict_post_hook(self, hook) -> RemovableHandle:
+        """``hook(module, state_dict, prefix, local_metadata)`` after
+        ``state_dict()`` collects; it may change the dict in place and
+        returns None, as torch's."""
+        return _add(self, "_sd_post", (hook, True))
+
+    def _register_state_dict_hook(self, hook) -> RemovableHandle:
+        """torch's older form of :meth:`register_state_dict_post_hook`: a
+        dict the hook returns (on the module ``state_dict()`` is called on)
+        replaces the state dict."""
+        return _add(self, "_sd_post", (hook, False))
+
+    def register_load_state_dict_pre_hook(self, hook) -> RemovableHandle:
+        """``hook(module, state_dict, prefix, local_metadata, strict,
+        missing_keys, unexpected_keys, error_msgs)`` before
+        ``load_state_dict`` loads (renaming an old checkpoint's keys in
+        ``state_dict``, a copy of the caller's; a message added to
+        ``error_msgs`` makes it raise), as torch's."""
+        return _add(self, "_ld_pre", (hook, True))
+
+    def _register_load_state_dict_pre_hook(self, hook, with_module=False) -> RemovableHandle:
+        """torch's older form of :meth:`register_load_state_dict_pre_hook`:
+        the hook without the module unless ``with_module``."""
+        return _add(self, "_ld_pre", (hook, bool(with_module)))
+
+    def register_load_state_dict_post_hook(self, hook) -> RemovableHandle:
+        """``hook(module, incompatible_keys)`` after ``load_state_dict``
+        loads; emptying ``incompatible_keys.missing_keys`` (or
+        ``unexpected_keys``) in place lets a strict load pass, as torch's."""
+        return _add(self, "_ld_post", (hook, True))
 
     def get_submodule(self, target: str):
         """The module at dotted path ``target`` ("" for this one), as torch's."""
@@ -127,6 +177,14 @@ class ModuleHabits:
         if name not in m._params:
             raise AttributeError(f"{type(m).__name__} has no attribute `{name}`")
         return m._params[name]
+
+    def cpu(self):
+        """``to("cpu")``: the module itself in a CPU session."""
+        return self.to("cpu")
+
+    def cuda(self, device=None):
+        """``to("cuda")``: the module itself in a CUDA session."""
+        return self.to("cuda")
 
     def float(self):
         """``model.float()``: shares as they are, plaintext parameters in float32."""
@@ -176,6 +234,84 @@ class ModuleHabits:
         return self
 
 
+def _add(module, name: str, entry) -> RemovableHandle:
+    table = _table(module, name)
+    handle = RemovableHandle(table)
+    table[handle.id] = entry
+    return handle
+
+
+def _hooks(root, name: str, prefix: str, post: bool) -> list:
+    """(module, its prefix, hook, flag) for the hooks ``name`` below ``root``:
+    parents first, or (``post``) children first, as torch's recursion."""
+    mods = list(root.named_modules())
+    out = [
+        (m, prefix + n + "." if n else prefix, hook, flag)
+        for n, m in mods
+        for hook, flag in list(m.__dict__.get(name, {}).values())
+    ]
+    return out[::-1] if post else out
+
+
+def state_dict_hooks(root, prefix: str, keep_vars: bool, collect):
+    """``collect()``'s state dict with the state-dict hooks of ``root`` and
+    the modules below it around it (module.py's ``state_dict``)."""
+    for m, pre, hook, _ in _hooks(root, "_sd_pre", prefix, False):
+        hook(m, pre, keep_vars)
+    out = collect()
+    for m, pre, hook, public in _hooks(root, "_sd_post", prefix, True):
+        result = hook(m, out, pre, {"version": 1})
+        if result is not None and public:
+            raise RuntimeError("state_dict post-hook must return None")
+        if result is not None and m is root:
+            out = result
+    return out
+
+
+def load_pre_hooks(root, state: dict, strict: bool) -> tuple:
+    """Run the load pre-hooks on ``state`` (changed in place); returns the
+    missing keys, unexpected keys and error messages they added."""
+    missing: list = []
+    unexpected: list = []
+    errors: list = []
+    for m, pre, hook, with_module in _hooks(root, "_ld_pre", "", False):
+        args = (state, pre, {"version": 1}, strict, missing, unexpected, errors)
+        hook(m, *args) if with_module else hook(*args)
+    if errors:
+        raise RuntimeError(
+            f"Error(s) in loading state_dict for {type(root).__name__}:\n\t" + "\n\t".join(errors)
+        )
+    return missing, unexpected
+
+
+def load_post_hooks(root, keys) -> bool:
+    """Run the load post-hooks with ``keys`` (torch's named tuple, changed in
+    place); whether there were any."""
+    hooks = _hooks(root, "_ld_post", "", True)
+    for m, _, hook, _ in hooks:
+        if hook(m, keys) is not None:
+            raise AssertionError(
+                "Hooks registered with ``register_load_state_dict_post_hook`` are not expected "
+                "to return new values, if incompatible_keys need to be modified, it should be "
+                "done inplace."
+            )
+    return bool(hooks)
+
+
+def strict_check(m, keys) -> None:
+    """A strict load's RuntimeError for missing or unexpected keys."""
+    if keys.missing_keys or keys.unexpected_keys:
+        raise RuntimeError(
+            f"Error(s) in loading state_dict for {type(m).__name__}: missing keys "
+            f"{keys.missing_keys}, unexpected keys {keys.unexpected_keys}"
+        )
+
+
+def _items(g) -> list:
+    """torch's global forward hooks, (id, hook) in order."""
+    return list(g._global_forward_hooks.items())
+
+
 _BORROWED = contextvars.ContextVar("cryptgpu_borrowed", default=False)
 
 
@@ -199,14 +335,14 @@ def cast_plain(v: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     if v.dtype == dtype:
         return v
     out = v.detach().to(dtype)
-    if isinstance(v, torch.nn.Parameter):
+    if isinstance(v, torch.nn.Parameter) and not isinstance(v, PlainParameter):
         out = torch.nn.Parameter(out, requires_grad=v.requires_grad)
     elif v.requires_grad and dtype.is_floating_point:
         out.requires_grad_(True)  # a fresh or decrypted one that trains
     for flag in ("_frozen", "_on"):
         if hasattr(v, flag):
             setattr(out, flag, getattr(v, flag))
-    return out
+    return own(out) if isinstance(v, PlainParameter) else out
 
 
 def flagged(value, flag: str) -> bool:

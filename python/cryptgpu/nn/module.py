@@ -16,8 +16,13 @@ from torch.nn.modules.module import _IncompatibleKeys
 
 from .. import _lifecycle, _session, autograd
 from ..tensor import SharedTensor, cryptensor
-from . import user_attrs
+from . import habits, user_attrs
 from .habits import _BORROWED, ModuleHabits, cast_plain, flagged
+from .param_state import Counter as _Counter
+from .param_state import as_param as _as_param
+from .param_state import copy_of as _copy_of
+from .param_state import inside_training, note, own, set_rg
+from .param_state import owned_plain as _owned_plain
 from .stats import OTHER, _track
 from .update import sgd_step
 
@@ -38,6 +43,11 @@ class Module(ModuleHabits):
     torch's hooks and accessors: habits.py)."""
 
     kind = OTHER
+
+    def __new__(cls, *args, **kwargs):
+        self = super().__new__(cls)
+        note(self)  # (a copy's and an unpickled one's too: param_state.inside_training)
+        return self
 
     def __init__(self) -> None:
         object.__setattr__(self, "_params", OrderedDict())
@@ -62,8 +72,9 @@ class Module(ModuleHabits):
         if _owned_plain(value) and not _BORROWED.get():
             # as CrypTen's register_parameter: a fresh layer in training mode
             # trains (its torch parameters require grad) before any train()
+            own(value)  # its requires_grad setters record a freeze (param_state.py)
             value._on = self.training and not getattr(value, "_frozen", False)
-            value.requires_grad_(value._on)
+            set_rg(value, value._on)
         self._params[name] = value
 
     def add_module(self, name: str, module: Module | None) -> None:
@@ -189,6 +200,17 @@ class Module(ModuleHabits):
         state.pop("_hooks_before", None)
         return state
 
+    def __setstate__(self, state) -> None:
+        # a copy's (or unpickled) parameters start without .grad, as torch's
+        # Parameters do (until 2026-12-07 a deepcopy's first backward added
+        # onto the gradients copied with it)
+        self.__dict__.update(state)
+        for v in self._params.values():
+            if isinstance(v, (SharedTensor, torch.Tensor)) and v.is_leaf:
+                v.grad = None
+            if type(v) is torch.Tensor and hasattr(v, "_on"):
+                own(v)  # pickled as a plain tensor (param_state.PlainParameter)
+
     def __getattr__(self, name):
         d = self.__dict__
         if "_params" in d and name in d["_params"]:
@@ -299,13 +321,17 @@ class Module(ModuleHabits):
         value (an optimiser step or an in-place change of either shows in
         the other), unless ``keep_vars`` (the parameters themselves; until
         2026-12-06 always: arithmetic on them was recorded). Save it with
-        :func:`cryptgpu.save`."""
+        :func:`cryptgpu.save`. Runs the modules' state-dict hooks, as torch's."""
         out = OrderedDict() if destination is None else destination
-        for name, _, table, k in self._named_state():
-            v = table[k]
-            tensor = isinstance(v, (torch.Tensor, SharedTensor))
-            out[prefix + name] = v.detach() if tensor and not keep_vars else v
-        return out
+
+        def collect():
+            for name, _, table, k in self._named_state():
+                v = table[k]
+                tensor = isinstance(v, (torch.Tensor, SharedTensor))
+                out[prefix + name] = v.detach() if tensor and not keep_vars else v
+            return out
+
+        return habits.state_dict_hooks(self, prefix, keep_vars, collect)
 
     def load_state_dict(self, state: dict, strict: bool = True, assign: bool = False):
         """Load parameters and buffers from ``state`` (e.g. from :func:`cryptgpu.load`,
@@ -322,6 +348,7 @@ class Module(ModuleHabits):
         if not isinstance(state, Mapping):  # dict(state) took a list of pairs
             raise TypeError(f"Expected state_dict to be dict-like, got {type(state)}.")
         state = dict(state)
+        extra = habits.load_pre_hooks(self, state, strict)  # (they may rename keys in state)
         own_names = {name for name, *_ in self._named_state()}
         for name, v in state.items():
             if name in own_names and not isinstance(v, (torch.Tensor, SharedTensor)):
@@ -337,12 +364,9 @@ class Module(ModuleHabits):
         # torch's BatchNorm loads a state without num_batches_tracked (older
         # checkpoints) and keeps its own count
         missing = [n for n in own if n not in state and not n.endswith("num_batches_tracked")]
-        unexpected = [n for n in state if n not in own]
-        if strict and (missing or unexpected):
-            raise RuntimeError(
-                f"Error(s) in loading state_dict for {type(self).__name__}: missing keys "
-                f"{missing}, unexpected keys {unexpected}"
-            )
+        keys = _IncompatibleKeys(missing + extra[0], [n for n in state if n not in own] + extra[1])
+        if strict and not any(m.__dict__.get("_ld_post") for m in self.modules()):
+            habits.strict_check(self, keys)  # nothing loaded (with post hooks: after them)
         tied: dict = {}  # id of a parameter replaced -> its replacement
         for name, (m, table, k) in own.items():
             if name not in state:
@@ -386,7 +410,9 @@ class Module(ModuleHabits):
                 table[k] = _copy_of(new) if shared else new
             if hasattr(m, "_affine"):
                 m._affine = None  # BatchNorm's eval affine, recomputed from the new statistics
-        return _IncompatibleKeys(missing, unexpected)
+        if habits.load_post_hooks(self, keys) and strict:
+            habits.strict_check(self, keys)
+        return keys
 
     # -- modes
     def train(self, mode: bool = True) -> Module:
@@ -396,8 +422,11 @@ class Module(ModuleHabits):
         tape for them, and inference stays as fast as under ``no_grad``; an
         input that requires grad still gets its gradient). A module called
         from outside in training mode trains every parameter below it that
-        is not frozen, also those of submodules put in eval mode (as in
-        torch, where eval() changes no requires_grad). Raises
+        is not frozen, also those of submodules put in eval mode, and
+        ``eval()`` of a module inside one in training mode (``model[1].eval()``
+        to keep a BatchNorm's statistics while fine-tuning) changes no
+        requires_grad, as torch's (until 2026-12-07 they read False and a
+        ``filter(requires_grad)`` optimiser left them out). Raises
         RuntimeError, changing nothing, when a module below cannot train
         (see :meth:`_why_not_trainable`)."""
         if not isinstance(mode, bool):
@@ -407,9 +436,10 @@ class Module(ModuleHabits):
                 why = m._why_not_trainable()
                 if why:
                     raise RuntimeError(why)
+        keep = not mode and inside_training(self)  # requires_grad as it is
         for m in self.modules():
             was, m.training = m.training, mode
-            for v in m._params.values():
+            for v in () if keep else m._params.values():
                 if isinstance(v, SharedTensor):
                     v._rg = mode and not v._frozen
                 elif _owned_plain(v):
@@ -419,7 +449,7 @@ class Module(ModuleHabits):
                     if was and getattr(v, "_on", False) and not v.requires_grad:
                         v._frozen = True  # we turned it on; the user turned it off
                     v._on = mode and not getattr(v, "_frozen", False)
-                    v.requires_grad_(v._on)
+                    set_rg(own(v), v._on)
         return self
 
     def _why_not_trainable(self) -> str | None:
@@ -538,14 +568,6 @@ class Module(ModuleHabits):
                             table[k] = cast_plain(v, dtype)
         return self
 
-    def cpu(self) -> Module:
-        """``to("cpu")``: the module itself in a CPU session."""
-        return self.to("cpu")
-
-    def cuda(self, device=None) -> Module:
-        """``to("cuda")``: the module itself in a CUDA session."""
-        return self.to("cuda")
-
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Forget accumulated gradients, as torch's: ``set_to_none=False``
         zeroes each gradient in place (an optimiser's momentum and weight
@@ -599,9 +621,9 @@ class Module(ModuleHabits):
                 if memo is not None and id(v) in memo:
                     self._params[k] = memo[id(v)][1]  # a tied weight: opened once
                     continue
-                self._params[k] = v.get_plain_text(dtype=torch.float64)
+                self._params[k] = own(v.get_plain_text(dtype=torch.float64))
                 self._params[k]._on = self.training and not v._frozen
-                self._params[k].requires_grad_(self._params[k]._on)
+                set_rg(self._params[k], self._params[k]._on)
                 # for the next encrypt(), by weak reference: it matters only
                 # while something else (an optimiser) holds the parameter,
                 # and it must not keep the shares alive nor be pickled
@@ -661,40 +683,3 @@ class Module(ModuleHabits):
         if not self._modules:
             return f"{type(self).__name__}({''.join(lines)})"
         return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
-
-
-class _Counter:
-    """BatchNorm's ``num_batches_tracked`` (a Python int on the layer) as a
-    state entry: a 0-d int64 tensor, as in torch's state_dict."""
-
-    def __init__(self, m: Module) -> None:
-        self.m = m
-
-    def __getitem__(self, key: str) -> torch.Tensor:
-        return torch.tensor(self.m.num_batches_tracked, dtype=torch.int64)
-
-    def __setitem__(self, key: str, value) -> None:
-        self.m.num_batches_tracked = int(value)
-
-
-def _owned_plain(v) -> bool:
-    """A plaintext parameter the module made (a converted, fresh or decrypted
-    copy), not a torch Parameter passed in (``Linear(t.weight, t.bias)``)."""
-    plain = isinstance(v, torch.Tensor) and not isinstance(v, torch.nn.Parameter)
-    return plain and v.is_leaf and v.is_floating_point()
-
-
-def _copy_of(v: SharedTensor) -> SharedTensor:
-    """A loaded SharedTensor as the model's own: a copy, out of autograd
-    (one of an earlier session refused)."""
-    v._s()
-    return v.detach().clone()
-
-
-def _as_param(t: SharedTensor, training: bool, frozen: bool) -> SharedTensor:
-    """``t`` as a module's parameter: requiring grad in training mode unless
-    frozen (a torch parameter with requires_grad=False, or one the user set
-    so), as torch's ``train()`` leaves a frozen parameter frozen."""
-    t._frozen = frozen
-    t._rg = training and not frozen
-    return t

@@ -1,0 +1,159 @@
+"""A module's parameters as torch's users expect them (module.py's helpers).
+
+- :class:`PlainParameter`: the class of a module's own plaintext parameter
+  (converted, fresh or decrypted), so that ``p.requires_grad = False`` is
+  the user's freeze in any mode: in eval mode such a parameter already
+  reads False (CrypTen's convention), and torch's own setter records
+  nothing (until 2026-12-07 a freeze set there was lost at ``encrypt()``
+  and the layer trained). It deep-copies without ``.grad``, as
+  ``torch.nn.Parameter``.
+- :func:`inside_training`: whether a module sits inside one in training
+  mode (``model[1].eval()`` in a training model changes no
+  ``requires_grad``, as torch's).
+- the state-dict and loading helpers of :class:`cryptgpu.nn.Module`.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import weakref
+
+import torch
+
+from ..tensor import SharedTensor
+
+_SET_RG = torch._C.TensorBase.requires_grad_
+_RG = torch._C.TensorBase.requires_grad
+
+
+class PlainParameter(torch.nn.Parameter):
+    """A module's own plaintext parameter: a ``torch.nn.Parameter`` (as
+    torch's layers hold; ``torch.testing.assert_close`` pairs it with one)
+    whose ``requires_grad`` setters also record the user's choice
+    (``_frozen``), which ``train()``, ``encrypt()`` and ``decrypt()`` keep.
+    Operations on it give plain tensors."""
+
+    __torch_function__ = torch._C._disabled_torch_function_impl
+
+    @property
+    def requires_grad(self) -> bool:
+        """torch's flag."""
+        return _RG.__get__(self)
+
+    @requires_grad.setter
+    def requires_grad(self, flag) -> None:
+        _RG.__set__(self, flag)  # torch's checks and errors first
+        self._frozen = not flag
+
+    def requires_grad_(self, requires_grad: bool = True) -> PlainParameter:
+        """torch's, recording a freeze (or an unfreeze) that modes keep."""
+        _SET_RG(self, requires_grad)
+        self._frozen = not requires_grad
+        return self
+
+    def __deepcopy__(self, memo) -> PlainParameter:
+        # as torch.nn.Parameter's: the value and requires_grad, not .grad
+        if id(self) in memo:
+            return memo[id(self)]
+        out = own(self.detach().clone(memory_format=torch.preserve_format))
+        _SET_RG(out, self.requires_grad)
+        out.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        memo[id(self)] = out
+        return out
+
+    def __reduce_ex__(self, protocol):
+        # pickled as a plain tensor with its flags (torch.load with
+        # weights_only reads it); Module.__setstate__ makes it one of ours
+        plain = self.detach()
+        _SET_RG(plain, self.requires_grad)
+        plain.__dict__.update(self.__dict__)
+        return plain.__reduce_ex__(protocol)
+
+    def __repr__(self, *, tensor_contents=None) -> str:
+        plain = self.detach()
+        _SET_RG(plain, self.requires_grad)
+        return repr(plain)
+
+
+def own(v):
+    """``v`` (a plaintext tensor the module owns) as a PlainParameter, in
+    place: the same object (a tied weight stays one tensor)."""
+    if type(v) is torch.Tensor:
+        v.__class__ = PlainParameter
+    return v
+
+
+def set_rg(v, flag: bool) -> None:
+    """Set a plaintext parameter's requires_grad for a mode (not the user's
+    freeze)."""
+    _SET_RG(v, flag)
+
+
+# every live module by id, for inside_training
+_LIVE: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_LOCK = threading.Lock()
+
+
+def note(m) -> None:
+    """Remember a new module (Module.__new__: also a copy's and an unpickled one's)."""
+    with _LOCK:
+        _LIVE[id(m)] = m
+
+
+def inside_training(m) -> bool:
+    """Whether a live module in training mode holds ``m`` (at any depth)."""
+    with _LOCK:
+        live = list(_LIVE.values())
+    parents: dict = {}
+    for p in live:
+        for c in (p.__dict__.get("_modules") or {}).values():
+            if c is not None and c is not p:
+                parents.setdefault(id(c), []).append(p)
+    seen, todo = {id(m)}, [m]
+    while todo:
+        for p in parents.get(id(todo.pop()), ()):
+            if p.training:
+                return True
+            if id(p) not in seen:
+                seen.add(id(p))
+                todo.append(p)
+    return False
+
+
+class Counter:
+    """BatchNorm's ``num_batches_tracked`` (a Python int on the layer) as a
+    state entry: a 0-d int64 tensor, as in torch's state_dict."""
+
+    def __init__(self, m) -> None:
+        self.m = m
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        return torch.tensor(self.m.num_batches_tracked, dtype=torch.int64)
+
+    def __setitem__(self, key: str, value) -> None:
+        self.m.num_batches_tracked = int(value)
+
+
+def owned_plain(v) -> bool:
+    """A plaintext parameter the module made (a converted, fresh or decrypted
+    copy), not a torch Parameter passed in (``Linear(t.weight, t.bias)``)."""
+    plain = isinstance(v, torch.Tensor) and not isinstance(v, torch.nn.Parameter)
+    plain = plain or isinstance(v, PlainParameter)
+    return plain and v.is_leaf and v.is_floating_point()
+
+
+def copy_of(v: SharedTensor) -> SharedTensor:
+    """A loaded SharedTensor as the model's own: a copy, out of autograd
+    (one of an earlier session refused)."""
+    v._s()
+    return v.detach().clone()
+
+
+def as_param(t: SharedTensor, training: bool, frozen: bool) -> SharedTensor:
+    """``t`` as a module's parameter: requiring grad in training mode unless
+    frozen (a torch parameter with requires_grad=False, or one the user set
+    so), as torch's ``train()`` leaves a frozen parameter frozen."""
+    t._frozen = frozen
+    t._rg = training and not frozen
+    return t
