@@ -109,7 +109,14 @@ class SharedTensor(
     def new(self, *args, **kwargs) -> SharedTensor:
         """CrypTen's ``x.new(data, ...)``: a new encrypted tensor, as
         ``cryptensor(data, ...)`` (shared from party 0 unless ``src=``);
-        ``x`` itself only names the kind of tensor wanted."""
+        ``x`` itself only names the kind of tensor wanted. torch's legacy
+        sizes form, ``x.new(x.size())`` or ``x.new(3, 4)`` (two or more
+        ints), is torch's ``new_empty``: a public uninitialised tensor
+        (until 2026-12-07 the sizes were shared as data)."""
+        sizes = len(args) == 1 and isinstance(args[0], torch.Size)
+        ints = len(args) > 1 and all(_is_int(a) for a in args)
+        if (sizes or ints) and not kwargs:
+            return self.new_empty(*args)
         return cryptensor(*args, **kwargs)
 
     def reveal(self, dst: int | None = None) -> torch.Tensor | None:
@@ -268,3 +275,8 @@ def _sized(s, src: int, data):
     mine = src in s.ranks
     shape = broadcast_shape(s, src, tuple(np.shape(data)) if mine else None)
     return data if mine else torch.zeros(shape, dtype=torch.float64)
+
+
+def _is_int(a) -> bool:
+    """An int (not a bool), as torch reads a size."""
+    return isinstance(a, (int, np.integer)) and not isinstance(a, (bool, np.bool_))

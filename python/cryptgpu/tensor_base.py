@@ -483,11 +483,9 @@ class TensorBase(ag.Node):
         return self._t.shape[0]
 
     def __iter__(self):
-        """The rows along dim 0, as torch; a 0-d tensor raises TypeError
-        (without this, Python's fallback through __getitem__ yielded
-        nothing)."""
+        """The rows along dim 0, as torch; a 0-d tensor raises TypeError."""
         if self.dim() == 0:
-            raise TypeError("iteration over a 0-d tensor")
+            raise TypeError(_ZERO_D_ITER)
         return (self[i] for i in range(self._t.shape[0]))
 
     def __repr__(self) -> str:
@@ -662,6 +660,11 @@ def READ_ONLY(base, value) -> None:  # noqa: N802 - a marker used as a constant
     raise RuntimeError(_OVERLAP)
 
 
+_ZERO_D_ITER = (
+    "iteration over a 0-d tensor (a SharedTensor is no torch.Tensor: a helper that "
+    "recurses into what is not one, word_language_model's repackage_hidden, ends here; "
+    "call h.detach() on each SharedTensor)"
+)
 _OVERLAP = (
     "unsupported operation: more than one element of the written-to tensor refers to a "
     "single memory location. Please clone() the tensor before performing the operation."

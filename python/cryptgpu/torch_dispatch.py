@@ -374,7 +374,13 @@ def _normalize(x, p=2.0, dim=1, eps=1e-12, out=None):
     squares above 2^30 gave garbage)."""
     if p != 2:
         raise NotImplementedError(f"F.normalize with p={p} on a SharedTensor (p=2 only)")
-    return unit(x, dim)  # one range reduction per row, x broadcast
+    u = unit(x, dim)  # one range reduction per row, x broadcast
+    if eps * eps < 2.0 ** -x._s().precision_bits:  # below the squares' resolution: no effect
+        return u
+    # a row shorter than eps is x / eps, as torch's max(||x||, eps): its sum
+    # of squares against eps^2, one comparison (until 2026-12-07 eps was ignored)
+    short = (x * x).sum(dim, keepdim=True) < eps * eps
+    return torch.where(short, x * (1.0 / eps), u)
 
 
 def _vector_norm(x, ord=2, dim=None, keepdim=False, *, dtype=None, out=None):  # noqa: A002
