@@ -303,8 +303,9 @@ class Packed(tnn.Module):
 
 def test_packing_inside_a_model_says_what_to_do(session):
     x = torch.rand(3, SEQ, IN)
-    with pytest.raises(NotImplementedError, match="pad the batch and mask"):
+    with pytest.raises(NotImplementedError, match="pad the batch and mask") as e:
         cryptgpu.nn.from_pytorch(Packed(), (x, torch.tensor([5, 3, 2])))
+    assert str(e.value).startswith("a model that packs its sequences")  # the cause first
 
 
 # One step of a cell, with weights from contracting() (pre-activations

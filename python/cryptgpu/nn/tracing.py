@@ -337,11 +337,12 @@ def trace_modes(model: torch.nn.Module, nones=()):
                 " (torch.finfo(x.dtype) of a traced tensor: write the dtype, "
                 "torch.finfo(torch.float32).min, or float('-inf'))"
             )
-        if not hint and _packs(model):
-            hint = (
-                " (a model that packs its sequences, pack_padded_sequence, cannot be "
-                "traced: pad the batch and mask, or take each sequence's last valid step)"
-            )
+        if not hint and _packs(model):  # the cause first, fx's words after (probe MB)
+            raise NotImplementedError(
+                "a model that packs its sequences (pack_padded_sequence) cannot be traced "
+                "by torch.fx: pad the batch and mask, or take each sequence's last valid "
+                f"step (torch.fx said: {text})"
+            ) from e
         raise NotImplementedError(f"torch.fx could not trace the model: {text}{hint}") from e
     if gm_train is not None and not _mark(gm, gm_train):
         warnings.warn(
