@@ -263,3 +263,33 @@ def test_target_dtypes_torch_refuses_raise_its_error(session, rng):
         with pytest.raises(RuntimeError, match="can't be cast"):
             module(xs, t)
     assert usable()
+
+
+@pytest.mark.parametrize("w", [[1.0, 1e4, 1.0], [1.0, 50.0, 3.0]])
+def test_nll_mean_gradient_with_large_weights(session, w):
+    """NLLLoss(weight=) mean: the gradient -w_y / sum(w) is one public
+    factor (probe MA; until 2026-12-07 1 / sum(w) was rounded to 2^-16 and
+    then times w_y: 6.8% off for a weight of 1e4, 2.7% for inverse
+    frequencies). x's gradient: one product of the shared upstream 1 by the
+    public factor (extra fractional bits below 1/4): within a unit, TRUNC."""
+    logp = torch.log_softmax(torch.tensor([[0.1, 0.2, 0.3], [0.3, -0.2, 0.5], [1.0, 0.0, -1.0]]), 1)
+    logp = logp.double()
+    labels = torch.tensor([0, 1, 2])
+    wt = torch.tensor(w, dtype=torch.float64)
+    for loss in (
+        lambda a: cryptgpu.nn.NLLLoss(weight=wt)(a, labels),
+        lambda a: F.nll_loss(a, labels, weight=wt),
+    ):
+        t = logp.clone().requires_grad_()
+        F.nll_loss(t, labels, weight=wt).backward()
+        x = cryptgpu.cryptensor(logp, requires_grad=True)
+        out = loss(x)
+        out.backward()
+        # the value: 3 products of entries below 2.5 by weights (each a
+        # truncation in the up-scaled units) then one by 1 / sum(w)
+        assert (
+            abs(out.get_plain_text(dtype=torch.float64) - F.nll_loss(logp, labels, weight=wt))
+            <= 5 * TRUNC
+        )
+        assert (x.grad.get_plain_text(dtype=torch.float64) - t.grad).abs().max() <= TRUNC
+    assert usable()
