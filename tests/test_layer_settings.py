@@ -149,3 +149,22 @@ def test_converted_layers_are_instances_of_cryptgpu_nn_classes_of_torch_names(se
             ]
             assert flags == [j == i for j in range(3)]
     assert pickle.loads(pickle.dumps(cnn.BatchNorm2d(3))).num_features == 3
+
+
+def test_linear_layers_inside_attention_answer_their_features(session):
+    """A transformer layer's and an attention's inner Linear layers (made
+    from weights) answer in_features / out_features as torch's (probe MA:
+    AttributeError until 2026-12-07), converted or built directly."""
+    torch.manual_seed(0)
+    layer = tnn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0, batch_first=True)
+    cm = cnn.from_pytorch(layer.eval(), torch.randn(2, 5, 8))
+    built = cnn.TransformerEncoderLayer(8, 2, 16, 0.0, batch_first=True)
+    for ours in (cm, built):
+        for name in ("linear1", "linear2", "self_attn.out_proj"):
+            theirs = layer.get_submodule(name)
+            mine = ours.get_submodule(name)
+            assert (mine.in_features, mine.out_features) == (
+                theirs.in_features,
+                theirs.out_features,
+            )
+    assert cnn.Linear(torch.zeros(3, 5)).in_features == 5

@@ -41,6 +41,9 @@ def _divisor(x, other, what: str):
     if isinstance(other, TensorBase):
         refuse_shared_divisor(what)
     _, yp = x._other(other, what)
+    if yp.size and not np.isfinite(yp).all():
+        bad = yp.ravel()[~np.isfinite(yp.ravel())][0]
+        raise NotImplementedError(f"{what} of a SharedTensor by {bad}: fixed point has no {bad}")
     if yp.size and not np.all(yp == yp.flat[0]):
         raise NotImplementedError(f"{what} of a SharedTensor by a tensor of different divisors")
     shape = tuple(x._bcast_shape(yp.shape))

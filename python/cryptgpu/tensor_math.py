@@ -20,6 +20,7 @@ import torch
 from . import _session, rounding, trig
 from ._plain import _float64, _index, _norm_dim
 from .tensor_base import TensorBase
+from .tensor_reduce import _crypten_counts
 from .tensor_shape import stack
 
 _LN2 = math.log(2.0)
@@ -129,17 +130,21 @@ class MathOps:
     def __imod__(self, other):
         return self.remainder_(other)
 
-    def cos(self) -> TensorBase:
+    def cos(self, iterations=None) -> TensorBase:
         """cos x, as ``torch.cos`` (:mod:`cryptgpu.trig`: 23 rounds, within
-        a few units of 2^-f for every encodable x)."""
+        a few units of 2^-f for every encodable x); older CrypTen's
+        ``iterations`` is accepted and changes nothing."""
+        _crypten_counts("cos", iterations=iterations)
         return trig.cos(self)
 
-    def sin(self) -> TensorBase:
-        """sin x, as ``torch.sin`` (:mod:`cryptgpu.trig`)."""
+    def sin(self, iterations=None) -> TensorBase:
+        """sin x, as ``torch.sin`` (:mod:`cryptgpu.trig`; ``iterations``: see cos)."""
+        _crypten_counts("sin", iterations=iterations)
         return trig.sin(self)
 
-    def cossin(self) -> tuple:
+    def cossin(self, iterations=None) -> tuple:
         """(cos x, sin x) from one evaluation, as CrypTen's ``cossin``."""
+        _crypten_counts("cossin", iterations=iterations)
         return trig.cossin(self)
 
     def logaddexp(self, other) -> TensorBase:

@@ -65,6 +65,9 @@ class Linear(Module):
                 return weight, bias
 
             weight, bias = given(*args, **kwargs)
+            shape = tuple(weight.shape)  # settings from the weight (a transformer's inner ones)
+            kept = {"in_features": shape[-1], "out_features": shape[0]} if len(shape) == 2 else {}
+            self.__dict__["_torch_settings"] = kept
         self.register_parameter("weight", weight)
         self.register_parameter("bias", bias)
 

@@ -498,6 +498,8 @@ class BCELoss(_Tracked):
             t = torch.as_tensor(target)
             return F.binary_cross_entropy(p, t, weight=w, reduction=self.reduction)
         y = _same_shape(p, target, "BCELoss")
+        if not isinstance(y, SharedTensor) and bool(((y < 0) | (y > 1)).any()):
+            raise RuntimeError("all elements of target should be between 0 and 1")  # torch's
         want_grad = ag.needs_grad(p)
         with ag.inside(want_grad):
             q = 1.0 - p
