@@ -96,6 +96,15 @@ from .losses import (
     NLLLoss,
     SmoothL1Loss,
 )
+from .losses_more import (
+    CosineEmbeddingLoss,
+    GaussianNLLLoss,
+    HingeEmbeddingLoss,
+    MarginRankingLoss,
+    PoissonNLLLoss,
+    TripletMarginLoss,
+    TripletMarginWithDistanceLoss,
+)
 from .module import Module
 from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from .resize import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
@@ -154,6 +163,13 @@ __all__ = [
     "LogSoftmax",
     "MSELoss",
     "KLDivLoss",
+    "CosineEmbeddingLoss",
+    "GaussianNLLLoss",
+    "HingeEmbeddingLoss",
+    "MarginRankingLoss",
+    "PoissonNLLLoss",
+    "TripletMarginLoss",
+    "TripletMarginWithDistanceLoss",
     "MaxPool2d",
     "Module",
     "MultiheadAttention",

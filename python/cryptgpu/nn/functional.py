@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..einsum import einsum
 from ..tensor import SharedTensor
 from ..torch_dispatch import TABLE
-from . import attention, indices, layers_more
+from . import attention, indices, layers_more, losses_more
 from .habits import borrowing
 from .layers import AdaptiveAvgPool2d, BatchNorm
 from .layers1d import AdaptiveAvgPool1d, AdaptiveMaxPool1d, channel_dropout
@@ -433,6 +433,9 @@ FUNCTIONS = {
     torch.special.logsumexp: (TABLE[torch.special.logsumexp], SOFTMAX),
     **indices.FUNCTIONS,  # argmax and max(dim).indices as torch's (indices.py)
     **layers_more.FUNCTIONS,  # bilinear, rrelu, softshrink, vector_norm, var_mean, std_mean
+    **losses_more.FUNCTIONS,  # triplet, cosine / hinge embedding, ranking, Poisson, Gaussian
+    torch.cosh: (torch.cosh, OTHER),
+    torch.sinh: (torch.sinh, OTHER),
 }
 
 # The tensor methods a converted graph calls (x.view(...), x.relu()), by
@@ -599,6 +602,7 @@ METHODS = {
     "bool": OTHER,
     "int": OTHER,
     **dict.fromkeys(("divide", "multiply", "subtract", "negative"), OTHER),  # torch's aliases
+    **dict.fromkeys(("cosh", "sinh"), OTHER),
     **dict.fromkeys(
         ("absolute", "greater", "greater_equal", "less", "less_equal", "not_equal"), RELU
     ),

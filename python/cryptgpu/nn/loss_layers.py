@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import torch
 
-from . import kl_div, losses
+from . import kl_div, losses, losses_more
 
 
 def converters(plain) -> dict:
     """torch loss class -> function(module) -> our loss."""
-    del plain  # a loss's class weights stay public, as torch's buffers
+    # a loss's class weights stay public, as torch's buffers
 
     def weight(m):
         w = getattr(m, "weight", None)
@@ -37,4 +37,5 @@ def converters(plain) -> dict:
         t.HuberLoss: lambda m: losses.HuberLoss(m.reduction, m.delta),
         t.SmoothL1Loss: lambda m: losses.SmoothL1Loss(None, None, m.reduction, m.beta),
         t.KLDivLoss: lambda m: kl_div.KLDivLoss(None, None, m.reduction, m.log_target),
+        **losses_more.converters(plain),  # triplet, cosine / hinge embedding, Poisson, Gaussian
     }
