@@ -1,5 +1,5 @@
 """The metric-learning and likelihood losses torch has and the package
-lacked until 2026-12-08 (a user probe: each raised NotImplementedError on
+lacked until 2026-12-07 (a user probe: each raised NotImplementedError on
 a SharedTensor): TripletMarginLoss, TripletMarginWithDistanceLoss,
 CosineEmbeddingLoss, MarginRankingLoss, HingeEmbeddingLoss,
 PoissonNLLLoss and GaussianNLLLoss as torch's modules and functional
@@ -271,7 +271,7 @@ def test_poisson_and_gaussian_nll_as_torch(session, reduction):
 
 def test_cosh_and_sinh_as_torch(session):
     """torch.cosh / torch.sinh (log-cosh regression losses; refused until
-    2026-12-08) and their methods, for |x| <= 20.8 (exp's range): e^x and
+    2026-12-07) and their methods, for |x| <= 20.8 (exp's range): e^x and
     e^-x within EXP relative plus 32 ULP each, halved (one truncation);
     the gradients (sinh, cosh) the same."""
     x = torch.cat([torch.linspace(-20.5, 20.5, 83), torch.linspace(-1, 1, 21)]).double()
