@@ -31,8 +31,8 @@ about 1 time in 8). F is 29, but at most f + 16 and at least f
 (:func:`_bits`). Cost: 23 rounds; per element P0 sends 62 ring
 elements, P1 42 and P2 37 (``tests/test_trig.py`` counts the rounds and
 P0's). Measured within 1.0 units of 2^-f of torch's float64 sin / cos of
-the encoded input for |x| from 1 to 2^31 at f = 16 (1.4 units at f = 24,
-9 at f = 28 and 17 at f = 30, where F = f leaves no extra bits).
+the encoded input for |x| from 1 to 2^31 at f = 16 (2.3 units at f = 24,
+8 at f = 28 and 16 at f = 30, where F = f leaves no extra bits).
 """
 
 from __future__ import annotations
