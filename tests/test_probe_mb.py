@@ -57,3 +57,20 @@ def test_recursing_into_a_shared_tensor_says_why(session):
     with pytest.raises(TypeError, match="iteration over a 0-d tensor.*repackage_hidden"):
         repackage_hidden((cryptgpu.cryptensor(torch.ones(2, 3)),))
     assert usable()
+
+
+def test_normalize_eps_on_long_rows_of_large_elements():
+    """eps's test squared x under the session's truncation: in "auto" a
+    square of elements near 2000 could fail and make a long row "short",
+    x / eps, 2e5 off (review, 2026-12-07); x is clamped to +-eps first.
+    Rows of elements up to 30000 (below unit's 2^15; norms far above eps):
+    unit's bound (58 of 200 rows were wrong before)."""
+    cryptgpu.init(seed=2)
+    try:
+        g = torch.Generator().manual_seed(0)
+        x = (torch.rand((200, 16), generator=g, dtype=D) * 2 - 1) * 30000
+        got = F.normalize(cryptgpu.cryptensor(x), dim=1, eps=0.01).get_plain_text(dtype=D)
+        # unit's 1e-4 relative (of values up to 1) plus two units
+        assert (got - F.normalize(x, dim=1, eps=0.01)).abs().max() <= 1e-4 + 4 * ENC
+    finally:
+        cryptgpu.uninit()

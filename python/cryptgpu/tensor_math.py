@@ -80,7 +80,8 @@ class MathOps:
 
     def cosh(self) -> TensorBase:
         """cosh x = (e^x + e^-x) / 2, as ``torch.cosh``: e^x and e^-x from
-        one range-reduced :meth:`exp` of the stacked pair (42 rounds), so
+        one range-reduced :meth:`exp` of the stacked pair and the halving
+        (44 rounds), so
         1e-3 relative for |x| <= 20.8 (cosh up to 5e8; beyond, e^20.8 / 2);
         the gradient (sinh x) comes from the exp's."""
         ep, en = _exp_pair(self)

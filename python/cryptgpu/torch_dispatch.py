@@ -378,8 +378,11 @@ def _normalize(x, p=2.0, dim=1, eps=1e-12, out=None):
     if eps * eps < 2.0 ** -x._s().precision_bits:  # below the squares' resolution: no effect
         return u
     # a row shorter than eps is x / eps, as torch's max(||x||, eps): its sum
-    # of squares against eps^2, one comparison (until 2026-12-07 eps was ignored)
-    short = (x * x).sum(dim, keepdim=True) < eps * eps
+    # of squares against eps^2 (until 2026-12-07 eps was ignored), of x
+    # clamped to +-eps first (the same answer: an element past eps makes
+    # the row long either way) so that no square can fail its truncation
+    xc = x.clamp(-eps, eps)
+    short = (xc * xc).sum(dim, keepdim=True) < eps * eps
     return torch.where(short, x * (1.0 / eps), u)
 
 

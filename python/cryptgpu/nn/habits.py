@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import warnings
 from collections import OrderedDict
 
 import torch
@@ -100,11 +101,15 @@ class ModuleHabits:
         d = self.__dict__
         g = torch.nn.modules.module
         if g._global_backward_hooks or g._global_backward_pre_hooks:
-            raise NotImplementedError(
+            # a warning, not a refusal: a profiler's global hook is for the
+            # torch modules beside ours (each call raised, review 3)
+            warnings.warn(
                 "torch's global module backward hooks (register_module_full_backward_hook, "
-                "register_module_full_backward_pre_hook, register_module_backward_hook) on a "
-                "cryptgpu module: its gradients flow through recorded private operations; "
-                "remove them (handle.remove()) and read the parameters' .grad after backward()"
+                "register_module_full_backward_pre_hook, register_module_backward_hook) are "
+                "not called on cryptgpu modules: their gradients flow through recorded private "
+                "operations; read the parameters' .grad after backward()",
+                RuntimeWarning,
+                stacklevel=3,
             )
         pre = [(h, False) for h in g._global_forward_pre_hooks.values()]
         post = [(h, i in g._global_forward_hooks_with_kwargs) for i, h in _items(g)]
