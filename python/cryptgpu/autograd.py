@@ -89,9 +89,15 @@ class Node:
             raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
         if not callable(hook):
             raise TypeError(f"register_hook expects a callable, got {type(hook).__name__}")
-        hooks = getattr(self, "_hooks", None)
+        return self._add_hook("_hooks", hook)
+
+    def _add_hook(self, attr: str, hook):
+        """``hook`` added to this tensor's hooks dict ``attr`` (made on first
+        use); its removable handle."""
+        hooks = getattr(self, attr, None)
         if hooks is None:
-            hooks = self._hooks = collections.OrderedDict()
+            hooks = collections.OrderedDict()
+            setattr(self, attr, hooks)
         handle = RemovableHandle(hooks)
         hooks[handle.id] = hook
         return handle
@@ -106,12 +112,7 @@ class Node:
             raise RuntimeError(
                 "post accumulate grad hooks cannot be registered on non-leaf tensors"
             )
-        hooks = getattr(self, "_acc_hooks", None)
-        if hooks is None:
-            hooks = self._acc_hooks = collections.OrderedDict()
-        handle = RemovableHandle(hooks)
-        hooks[handle.id] = hook
-        return handle
+        return self._add_hook("_acc_hooks", hook)
 
     @property
     def grad(self):
