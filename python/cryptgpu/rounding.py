@@ -96,29 +96,18 @@ def quotient(x, big: int, mode: str):
     flat = parts[mode]
     bits = x._cat([t.unsqueeze(0) for t in flat], 0)._ltz_bit("round")
 
-    def total(first: int, minus: int, plus_complement: int):
-        """Q - (sum of the `minus` bits) + (number of the complement bits
-        minus their sum), starting at bit ``first``."""
-        out = q
-        for i in range(first, first + minus):
-            out = out - bits[i]
-        for i in range(first + minus, first + minus + plus_complement):
-            out = out + _ring_int(q, 1) - bits[i]
-        return out
-
-    def total_up(first: int):
-        out = q
-        for i in range(first, first + spread):
-            out = out + bits[i]
-        for i in range(first + spread, first + 2 * spread - 1):
-            out = out - _ring_int(q, 1) + bits[i]
-        return out
+    def tally(first: int, sign: int):
+        """floor (sign -1) or ceil (+1) from its 2 spread - 1 bits at
+        ``first``: Q -+ their sum +- (spread - 1), the complements' ones."""
+        total = bits[first : first + 2 * spread - 1].sum(0)
+        out = q + total if sign > 0 else q - total
+        return out if spread == 1 else out - _ring_int(q, sign * (spread - 1))
 
     if mode == "floor":
-        return total(0, spread, spread - 1)
+        return tally(0, -1)
     if mode == "ceil":
-        return total_up(0)
-    lo, hi = total(0, spread, spread - 1), total_up(2 * spread - 1)
+        return tally(0, 1)
+    lo, hi = tally(0, -1), tally(2 * spread - 1, 1)
     neg = bits[len(flat) - 1]
     return lo + lo._wrap(s.mul_int(neg._t, (hi - lo)._t))  # [x < 0] picks ceil
 
