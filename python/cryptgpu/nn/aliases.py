@@ -117,13 +117,17 @@ def name_all(graph, model: torch.nn.Module, spec: dict, plain) -> None:
         owner.add_module(leaf, m)
         grown[id(owner)] = (owner, model.get_submodule(owner_name))
     have = {n for n, *_ in Module._named_state(graph)}
-    held = {id(v) for _, _, t, k in Module._named_state(graph) for v in [t[k]]}
+    # the objects themselves, kept: a table may make its value on reading
+    # (BatchNorm's num_batches_tracked), and an id of an object gone may be
+    # a new copy's (a dead id made a converted model take an unread torch
+    # parameter, out of step with the other parties at encrypt)
+    held = {id(v): v for _, _, t, k in Module._named_state(graph) for v in [t[k]]}
     for name, p in model.named_parameters(remove_duplicate=False):
         if name in have:
             continue
         v = plain(p)
         owner_name, _, leaf = name.rpartition(".")
-        if id(v) not in held or "." in leaf:
+        if held.get(id(v)) is not v or "." in leaf:
             continue
         owner = _container(graph, owner_name, spec)
         if owner is None or not _open(owner, graph):
