@@ -150,6 +150,12 @@ def test_pretrained_accessors_answer_as_the_torch_model(local):
         if cls is T.BertForMaskedLM:
             assert pm.get_output_embeddings() is pm.cls.predictions.decoder
             assert pm.get_output_embeddings().weight is pm.get_input_embeddings().weight
+            # the decoder's bias, tied to cls.predictions.bias, under both names as
+            # torch's: torch's state dict loads strictly (until 2026-12-07 the
+            # second name was an unexpected key)
+            assert list(pm.state_dict()) == list(m.state_dict())
+            assert pm.cls.predictions.bias is pm.cls.predictions.decoder.bias
+            pm.load_state_dict(m.state_dict())
         else:
             assert pm.get_output_embeddings() is None and m.get_output_embeddings() is None
         assert (pm.device, pm.dtype) == (torch.device("cpu"), torch.float64)

@@ -14,6 +14,7 @@ from ..autograd import torch_grad
 from ..tensor import SharedTensor
 from . import (
     activations,
+    aliases,
     bare,
     batchnorm_nd,
     check,
@@ -532,14 +533,6 @@ class SequentialGraph(_ByPosition, Graph):
         return out
 
 
-# torch's containers: a converted model keeps one of ours in their place
-_CONTAINERS = {
-    torch.nn.Sequential: "sequential",
-    torch.nn.ModuleList: "list",
-    torch.nn.ModuleDict: "dict",
-}
-
-
 def from_pytorch(
     model: torch.nn.Module, dummy_input=None, fold_batchnorm: bool | None = None
 ) -> Graph:
@@ -655,14 +648,8 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
     sequential = root is None and isinstance(model, torch.nn.Sequential)  # not a bare layer
     kind = SequentialGraph if sequential else Graph
     kind = PretrainedGraph if hf.is_hf_model(model) else kind
-    layout = {
-        name: (_CONTAINERS[type(m)], [n for n, _ in m.named_children()])
-        for name, m in model.named_modules()
-        if name and type(m) in _CONTAINERS
-    }
+    layout = aliases.layout(model)  # torch containers, under each of their names
     out = kind(gm.graph, converted, attrs, folded, params, defaults, order, layout)
-    out._seq_names = [n for n, _ in model.named_children()]
-    out._traced_names = set(out._seq_names)
     # BatchNorm layers folded into their convs: changing them would not
     # reach the conv (refused), on the top level by name or position
     out._folded_names = {
@@ -676,6 +663,7 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
     out._bn2d = any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     out._unread = [n for n, _ in unread]
     out._root_target = root
+    aliases.name_all(out, model, layout, _plain)  # a module or weight torch names twice
     bare.adopt(out, root if wrapped is not None else None)  # torch's names (bare.py)
     user_attrs.attach(out, model)  # model.nhid, model.init_hidden(bsz)
     out._id_inputs = id_inputs(gm.graph, converted)  # one-hot rows of shared ids

@@ -87,9 +87,13 @@ def fold_in_place(graph) -> None:
         if layer._params.get("bias") is None:
             w = layer._params["weight"]
             layer.register_parameter("bias", torch.zeros(w.shape[0], dtype=torch.float64))
+        gone = graph._layer(bn)
         path = graph._module_at.pop(bn)
         owner = graph._walk(path[:-1], bn) if len(path) > 1 else graph
         owner._modules.pop(path[-1], None)
+        for m in list(graph.modules()):  # and under its other names (aliases.py)
+            for k in [k for k, v in m._modules.items() if v is gone]:
+                del m._modules[k]
         graph._mounted.pop(path, None)
     for target in graph._unread:  # a conversion that folds keeps none (tracing.unread)
         path, leaf = graph._attr_at.pop(target)

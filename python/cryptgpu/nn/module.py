@@ -222,15 +222,17 @@ class Module(ModuleHabits):
         return user_attrs.setting(self, name)  # a converted layer's torch settings
 
     def children(self):
-        """Yield the direct child modules."""
-        for m in self._modules.values():
-            if m is not None:
-                yield m
+        """Yield the direct child modules (each once, as torch's)."""
+        for _, m in self.named_children():
+            yield m
 
     def named_children(self):
-        """Yield (name, child) for the direct child modules."""
+        """Yield (name, child) for the direct child modules; a child placed
+        twice (``Sequential(lin, act, lin)``) under its first name, as torch's."""
+        seen = set()
         for name, m in self._modules.items():
-            if m is not None:
+            if m is not None and id(m) not in seen:
+                seen.add(id(m))
                 yield name, m
 
     def named_parameters(self, prefix: str = "", recurse: bool = True, remove_duplicate=True):
@@ -248,29 +250,30 @@ class Module(ModuleHabits):
             if seen is not None:
                 seen.add(id(v))
             yield pre + k, v
-        if recurse:
-            for name, m in self.named_children():
-                yield from m._walk_params(pre + name + ".", seen, True)
+        if recurse:  # every name (the tensors deduplicated by ``seen``)
+            for name, m in self._modules.items():
+                if m is not None:
+                    yield from m._walk_params(pre + name + ".", seen, True)
 
     def parameters(self, recurse: bool = True):
         """Yield every parameter of this module and (with ``recurse``) its children."""
         for _, v in self.named_parameters(recurse=recurse):
             yield v
 
-    def named_buffers(self, prefix: str = "", recurse: bool = True):
+    def named_buffers(self, prefix: str = "", recurse: bool = True, remove_duplicate=True):
         """Yield (dotted name, buffer) for this module's buffers (BatchNorm's
         running statistics and ``num_batches_tracked``, those of
         :meth:`register_buffer`) and, with ``recurse``, its children's, as
-        torch's (None skipped)."""
-        pre = prefix + "." if prefix else ""
-        for k, v in (self.__dict__.get("_buffers") or {}).items():
-            if v is not None:
-                yield pre + k, v
-        if "num_batches_tracked" in self.__dict__:
-            yield pre + "num_batches_tracked", _Counter(self)["num_batches_tracked"]
-        if recurse:
-            for name, m in self.named_children():
-                yield from m.named_buffers(pre + name, True)
+        torch's (None skipped; a module under two names once unless
+        ``remove_duplicate=False``)."""
+        tree = self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate)
+        for name, m in tree if recurse else [(prefix, self)]:
+            pre = name + "." if name else ""
+            for k, v in (m.__dict__.get("_buffers") or {}).items():
+                if v is not None:
+                    yield pre + k, v
+            if "num_batches_tracked" in m.__dict__:
+                yield pre + "num_batches_tracked", _Counter(m)["num_batches_tracked"]
 
     def buffers(self, recurse: bool = True):
         """Yield every buffer (see :meth:`named_buffers`)."""
@@ -282,17 +285,20 @@ class Module(ModuleHabits):
         for _, m in self.named_modules():
             yield m
 
-    def named_modules(self, memo=None, prefix: str = ""):
+    def named_modules(self, memo=None, prefix: str = "", remove_duplicate: bool = True):
         """Yield (dotted name, module) for this module and every descendant,
-        as torch's (each module once)."""
+        as torch's (each module once, unless ``remove_duplicate=False``:
+        under each of its names)."""
         memo = set() if memo is None else memo
         if id(self) in memo:
             return
-        memo.add(id(self))
+        if remove_duplicate:
+            memo.add(id(self))
         yield prefix, self
         for name, m in self._modules.items():
             if m is not None:
-                yield from m.named_modules(memo, f"{prefix}.{name}" if prefix else name)
+                sub = f"{prefix}.{name}" if prefix else name
+                yield from m.named_modules(memo, sub, remove_duplicate)
 
     def apply(self, fn) -> Module:
         """Call ``fn`` on every child (recursively) and then on this module."""
@@ -311,8 +317,9 @@ class Module(ModuleHabits):
                     yield prefix + k, self, table, k
         if "num_batches_tracked" in self.__dict__:  # BatchNorm, as torch lists it
             yield prefix + "num_batches_tracked", self, _Counter(self), "num_batches_tracked"
-        for name, m in self.named_children():
-            yield from m._named_state(prefix + name + ".")
+        for name, m in self._modules.items():  # every name, as torch's state_dict
+            if m is not None:
+                yield from m._named_state(prefix + name + ".")
 
     def state_dict(self, *, destination=None, prefix: str = "", keep_vars: bool = False):
         """Parameters and buffers by dotted name after ``prefix`` (into
