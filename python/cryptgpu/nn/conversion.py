@@ -581,6 +581,7 @@ def from_pytorch(
                 return _convert(model.eval(), dummy_input, bool(fold_batchnorm))
         finally:
             _CONVERTING.memo = None
+            model.train(was_training)  # the class's own (DualGraphModule swaps its graph)
             for m, mode in modes:
                 m.training = mode
 
