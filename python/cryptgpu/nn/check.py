@@ -262,11 +262,20 @@ def copy_model(model: torch.nn.Module) -> torch.nn.Module:
     plain attributes (pruning's ``weight``, the old weight_norm's, set by
     their forward pre-hooks): deepcopy refuses a tensor that is not a
     graph leaf, so those are copied detached (their hooks compute them
-    again at the next forward)."""
+    again at the next forward). The copy runs in the model's modes, each
+    module's own: a class whose deepcopy builds a new module comes back in
+    train mode (torchvision's DualGraphModule, create_feature_extractor;
+    until 2026-12-07 the check then compared a correct conversion with
+    batch statistics and blamed BatchNorm folding)."""
     memo = {
         id(v): v.detach().clone()
         for m in model.modules()
         for v in vars(m).values()
         if isinstance(v, torch.Tensor) and not v.is_leaf
     }
-    return copy.deepcopy(model, memo)
+    out = copy.deepcopy(model, memo)
+    out.train(model.training)  # the class's own train(): DualGraphModule swaps its graph
+    modes = {name: m.training for name, m in model.named_modules()}
+    for name, m in out.named_modules():
+        m.training = modes.get(name, model.training)
+    return out

@@ -117,7 +117,7 @@ def _convert_module(m: torch.nn.Module, where: str) -> Module:
         return AvgPool2d(m.kernel_size, m.stride, m.padding, *opts)
     if isinstance(m, t.AdaptiveAvgPool2d):
         return AdaptiveAvgPool2d(m.output_size)
-    if isinstance(m, (t.BatchNorm1d, t.BatchNorm2d, t.BatchNorm3d)):
+    if isinstance(m, (t.BatchNorm1d, t.BatchNorm2d, t.BatchNorm3d, t.SyncBatchNorm)):
         bn = BatchNorm(
             _plain(m.weight),
             _plain(m.bias),
@@ -581,6 +581,7 @@ def from_pytorch(
                 return _convert(model.eval(), dummy_input, bool(fold_batchnorm))
         finally:
             _CONVERTING.memo = None
+            model.train(was_training)  # the class's own (DualGraphModule swaps its graph)
             for m, mode in modes:
                 m.training = mode
 
@@ -655,12 +656,12 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
     out._folded_names = {
         n
         for n, m in model.named_children()
-        if isinstance(m, torch.nn.BatchNorm2d) and n not in converted
+        if isinstance(m, folding.FOLDABLE) and n not in converted
     }
     fold_agree.mark_folded(out, pairs)
     # what encrypt(src=) needs to fold as src did (fold_agree.py)
     out._foldable = {bn.target: conv.target for bn, conv in foldable}
-    out._bn2d = any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    out._bn2d = any(isinstance(m, folding.FOLDABLE) for m in model.modules())
     out._unread = [n for n, _ in unread]
     out._root_target = root
     aliases.name_all(out, model, layout, _plain)  # a module or weight torch names twice

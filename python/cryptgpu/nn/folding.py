@@ -11,6 +11,9 @@ import torch
 from ..autograd import torch_grad
 
 _BATCHNORMS = torch.nn.modules.batchnorm._BatchNorm
+# what folds into a Conv2d before it: SyncBatchNorm is BatchNorm on one
+# process (any rank; after a Conv2d a 4-D input, as BatchNorm2d's)
+FOLDABLE = (torch.nn.BatchNorm2d, torch.nn.SyncBatchNorm)
 
 
 def bn_affine(bn: torch.nn.modules.batchnorm._BatchNorm):
@@ -41,7 +44,7 @@ def candidates(gm: torch.fx.GraphModule, mods: dict) -> list:
     users: dict = {}  # a conv node's users once the BatchNorm after it is folded
     out = []
     for node in gm.graph.nodes:
-        if node.op != "call_module" or not isinstance(mods.get(node.target), torch.nn.BatchNorm2d):
+        if node.op != "call_module" or not isinstance(mods.get(node.target), FOLDABLE):
             continue
         src = node.args[0] if node.args else None
         src = alias.get(src, src)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from ..einsum import einsum
 from ..tensor import SharedTensor
 from ..torch_dispatch import TABLE
-from . import attention, indices, layers_more, losses_more
+from . import attention, indices, layers_more, losses_more, wrapped
 from .habits import borrowing
 from .layers import AdaptiveAvgPool2d, BatchNorm
 from .layers1d import AdaptiveAvgPool1d, AdaptiveMaxPool1d, channel_dropout
@@ -651,7 +651,7 @@ def unsupported(node, where: str) -> str:
     (for a random draw: how to pass the noise in instead)."""
     name = getattr(node.target, "__name__", str(node.target))
     what = f"method .{name}()" if node.op == "call_method" else f"function {name}"
-    msg = f"unsupported {what} at {where}"
+    msg = f"unsupported {what} at {where}" + wrapped.refusal(node)  # a torch.fx.wrap'ped one
     if node.target not in RANDOM:
         return msg
     return msg + (

@@ -17,6 +17,7 @@ _TORCH_RANKS = (
     (torch.nn.BatchNorm1d, (2, 3)),
     (torch.nn.BatchNorm2d, (4,)),
     (torch.nn.BatchNorm3d, (5,)),
+    (torch.nn.SyncBatchNorm, AT_LEAST_2 := tuple(range(2, 65))),  # BatchNorm on one process
 )
 
 
@@ -36,7 +37,7 @@ def check_rank(layer, x) -> None:
     ranks = layer.__dict__.get("_ranks")
     if ranks is None or not hasattr(x, "dim") or x.dim() in ranks:
         return
-    want = " or ".join(f"{r}D" for r in ranks)
+    want = "at least 2D" if ranks == AT_LEAST_2 else " or ".join(f"{r}D" for r in ranks)
     raise ValueError(f"expected {want} input (got {x.dim()}D input)")
 
 

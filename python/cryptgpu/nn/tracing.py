@@ -16,7 +16,7 @@ import warnings
 import torch
 
 from ..autograd import torch_grad
-from . import containers, hf, hf_refusals
+from . import containers, hf, hf_refusals, wrapped
 from .metadata import METADATA
 from .module import Module
 
@@ -110,7 +110,7 @@ def mutable(out):
 NO_GRAD = "cryptgpu_no_grad"
 
 
-class _GradTracer(torch.fx.Tracer):
+class _GradTracer(wrapped.Inlining, torch.fx.Tracer):
     """torch.fx's tracer that marks the nodes made while the forward had
     gradients off (:data:`NO_GRAD`): torch.fx records no node for a grad
     mode, so until 2026-12-06 a ``with torch.no_grad():`` backbone trained
@@ -317,7 +317,9 @@ def trace_modes(model: torch.nn.Module, nones=()):
         raise
     except Exception as e:  # tracing errors come in many types
         also = getattr(e, "_also", None)
-        text = str(e) if also is None else f"{e}; with buffers as graph values: {also}"
+        text = str(e) + wrapped.where(e)  # the module whose forward raised it
+        if also is not None:
+            text += f"; with buffers as graph values: {also}{wrapped.where(also)}"
         hint = ""
         if "takes 1 positional argument" in text:
             hint = (
@@ -347,7 +349,8 @@ def trace_modes(model: torch.nn.Module, nones=()):
     if gm_train is not None and not _mark(gm, gm_train):
         warnings.warn(
             "the model's forward runs other operations in train mode than in eval mode "
-            "(an `if self.training:` branch); the converted model runs eval mode's "
+            "(an `if self.training:` branch, such as stochastic depth: timm's drop_path, "
+            "torchvision's StochasticDepth); the converted model runs eval mode's "
             "operations in both modes (its nn.Dropout and BatchNorm layers still follow "
             ".train()/.eval())",
             stacklevel=4,
