@@ -275,6 +275,11 @@ def check_grad_scale(grad_scale, betas=None) -> int:
         if 0.999 < b2 < 1.0:
             k -= math.ceil(math.log2(math.sqrt(1e-3 / (1.0 - b2))) - 1e-9)
         return 2 ** max(k, 0)
-    if not (isinstance(grad_scale, int) and grad_scale >= 1 and grad_scale & (grad_scale - 1) == 0):
+    # a whole float (4.0, 2.0**2) is the integer it equals; a bool is not a scale
+    whole = isinstance(grad_scale, float) and grad_scale.is_integer() and grad_scale >= 1
+    value = int(grad_scale) if whole else grad_scale
+    if isinstance(grad_scale, bool) or not (
+        isinstance(value, int) and value >= 1 and value & (value - 1) == 0
+    ):
         raise ValueError(f"grad_scale must be a power of two, got {grad_scale!r}")
-    return grad_scale
+    return value

@@ -555,9 +555,17 @@ class SmoothL1Loss(HuberLoss):
         super().__init__(_legacy(size_average, reduce, reduction), beta)
 
     def _elementwise(self, d):
-        if self.delta == 0:
+        unit = 2.0 ** -d._s().precision_bits
+        if self.delta < unit:  # the quadratic zone is below one unit (torch's |d| - beta/2)
             return d.abs()
-        return super()._elementwise(d) * (1.0 / self.delta)
+        if self.delta >= 1:
+            return super()._elementwise(d) * (1.0 / self.delta)
+        # c (c / 2 beta) + |d| - |c|: c / (2 beta) is within 1/2, so one
+        # unit of error stays one; (the Huber loss) / beta multiplied the
+        # product's unit by 1/beta (a loss of -1.5 for beta = 1e-5 until
+        # 2026-12-07: a probe)
+        c = d.clamp(-self.delta, self.delta)
+        return c * (c * (0.5 / self.delta)) + (d.abs() - c.abs())
 
 
 class L1Loss(Module):
@@ -662,39 +670,3 @@ torch_dispatch.TABLE.update(
         F.smooth_l1_loss: _smooth_l1_loss,
     }
 )
-
-
-# CrypTen's loss methods of an encrypted tensor (``pred.cross_entropy(target)``):
-# the losses above, attached to SharedTensor here (the tensor layer cannot
-# import nn), as the functional losses are registered with torch_dispatch.
-def _cross_entropy_method(self, target):
-    """CrypTen's ``pred.cross_entropy(target)``: the softmax over dim 1 (dim
-    0 of a 1-D pred) against one-hot or probability targets of pred's shape
-    (integer labels are also taken), summed and divided by ``target.size(0)``,
-    as CrypTen's: for [N, C] logits the batch mean, torch's
-    ``F.cross_entropy``; a 1-D pred is divided by its C, as CrypTen's is.
-    The gradient is the exact (softmax - target) / size(0)."""
-    if self.dim() == 2:
-        return CrossEntropyLoss()(self, target)
-    return CrossEntropyLoss(reduction="sum")(self, target).div(self.shape[0])
-
-
-def _binary_cross_entropy_method(self, target):
-    """CrypTen's ``pred.binary_cross_entropy(target)``: the mean of
-    -(y log p + (1 - y) log(1 - p)) over every element (:class:`BCELoss`)."""
-    return BCELoss()(self, target)
-
-
-def _binary_cross_entropy_with_logits_method(self, target):
-    """CrypTen's ``logits.binary_cross_entropy_with_logits(target)``: the
-    mean binary cross-entropy of sigmoid(logits) (:class:`BCEWithLogitsLoss`)."""
-    return BCEWithLogitsLoss()(self, target)
-
-
-for _name, _method in (
-    ("cross_entropy", _cross_entropy_method),
-    ("binary_cross_entropy", _binary_cross_entropy_method),
-    ("binary_cross_entropy_with_logits", _binary_cross_entropy_with_logits_method),
-):
-    _method.__name__, _method.__qualname__ = _name, f"SharedTensor.{_name}"
-    setattr(SharedTensor, _name, _method)

@@ -24,7 +24,13 @@ import torch.nn.functional as F
 
 from .. import torch_dispatch
 from ..tensor import SharedTensor
-from .losses import _legacy, _note_public_prediction
+from .losses import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    _legacy,
+    _note_public_prediction,
+)
 from .module import Module
 from .stats import OTHER
 
@@ -479,3 +485,39 @@ def converters(plain) -> dict:
         ),
         t.GaussianNLLLoss: lambda m: GaussianNLLLoss(full=m.full, eps=m.eps, reduction=m.reduction),
     }
+
+
+# CrypTen's loss methods of an encrypted tensor (``pred.cross_entropy(target)``):
+# the losses of losses.py, attached to SharedTensor here (the tensor layer cannot
+# import nn), as the functional losses are registered with torch_dispatch.
+def _cross_entropy_method(self, target):
+    """CrypTen's ``pred.cross_entropy(target)``: the softmax over dim 1 (dim
+    0 of a 1-D pred) against one-hot or probability targets of pred's shape
+    (integer labels are also taken), summed and divided by ``target.size(0)``,
+    as CrypTen's: for [N, C] logits the batch mean, torch's
+    ``F.cross_entropy``; a 1-D pred is divided by its C, as CrypTen's is.
+    The gradient is the exact (softmax - target) / size(0)."""
+    if self.dim() == 2:
+        return CrossEntropyLoss()(self, target)
+    return CrossEntropyLoss(reduction="sum")(self, target).div(self.shape[0])
+
+
+def _binary_cross_entropy_method(self, target):
+    """CrypTen's ``pred.binary_cross_entropy(target)``: the mean of
+    -(y log p + (1 - y) log(1 - p)) over every element (:class:`BCELoss`)."""
+    return BCELoss()(self, target)
+
+
+def _binary_cross_entropy_with_logits_method(self, target):
+    """CrypTen's ``logits.binary_cross_entropy_with_logits(target)``: the
+    mean binary cross-entropy of sigmoid(logits) (:class:`BCEWithLogitsLoss`)."""
+    return BCEWithLogitsLoss()(self, target)
+
+
+for _name, _method in (
+    ("cross_entropy", _cross_entropy_method),
+    ("binary_cross_entropy", _binary_cross_entropy_method),
+    ("binary_cross_entropy_with_logits", _binary_cross_entropy_with_logits_method),
+):
+    _method.__name__, _method.__qualname__ = _name, f"SharedTensor.{_name}"
+    setattr(SharedTensor, _name, _method)

@@ -91,9 +91,13 @@ def clip_grad_norm_(
         both = ratio_inv_sqrt(cat([sq * 0 + scaled, sq]), cat([sq, sq]), _LO_EXP, _HI_EXP)
         coef = both[0:1]
         norm = both[1:2] if norm_type == 2.0 else top
-        over = sq > max_norm * max_norm  # shared 0/1: the norm exceeds max_norm
         one = 2.0**_COEF_BITS
-        coef = (over * (coef - one) + one).reshape(())
+        if max_norm < 2.0**15:
+            over = sq > max_norm * max_norm  # shared 0/1: the norm exceeds max_norm
+            coef = (over * (coef - one) + one).reshape(())
+        else:  # a norm past 2^15 has overflowed: nothing to clip (max_norm = inf
+            # to read the norm: until 2026-12-07 max_norm^2 failed to encode)
+            coef = sq.reshape(()) * 0 + one
         for p in with_grads:
             p.grad = (p.grad * coef).div(int(one))
     return norm.reshape(())
