@@ -253,7 +253,7 @@ class Graph(bare.Adopting, Module):
     # whose None the forward answers otherwise (refused when left None)
     _fixed_none: frozenset = frozenset()
     _needed: dict = {}  # name -> None, or why fx cannot trace its None branch
-    _id_inputs: frozenset = frozenset()  # inputs read as ids by an embedding
+    _id_inputs: dict = {}  # inputs read as ids by an embedding: its rows
     _shifts: dict = {}  # call node -> the BatchNorm it runs into (shifts.py)
 
     def __init__(

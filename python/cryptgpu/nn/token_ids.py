@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .._native import ShapeError
 from ..tensor import SharedTensor
 from .embedding_bag import EmbeddingBag
 from .layers_extra import Embedding
@@ -30,11 +31,12 @@ def _reshapes(node: torch.fx.Node) -> list:
     ]
 
 
-def id_inputs(graph: torch.fx.Graph, modules: dict) -> frozenset:
+def id_inputs(graph: torch.fx.Graph, modules: dict) -> dict:
     """The placeholders that an embedding reads as its ids (directly or
     through views of them: GPT-2's ``input_ids.view(-1, T)``), and those
-    views."""
-    out = set()
+    views, each with the embedding's number of rows (None where unknown:
+    ``F.embedding``), the width of the one-hot rows a shared input has."""
+    out: dict = {}
     for node in graph.nodes:
         if node.op != "placeholder":
             continue
@@ -51,8 +53,9 @@ def id_inputs(graph: torch.fx.Graph, modules: dict) -> frozenset:
                     modules.get(user.target), (Embedding, EmbeddingBag)
                 )
                 if layer or (user.op == "call_function" and user.target is F.embedding):
-                    out.update(c.name for c in chain)
-    return frozenset(out)
+                    rows = getattr(modules.get(user.target), "num_embeddings", None)
+                    out.update((c.name, out.get(c.name, rows)) for c in chain)
+    return out
 
 
 # functions and methods that read only the size (and dtype) of the ids:
@@ -67,7 +70,7 @@ _LIKE = {
 _AS = {"expand_as", "view_as", "reshape_as", "type_as"}
 
 
-def reading(node: torch.fx.Node, args: tuple, ids: frozenset) -> tuple:
+def reading(node: torch.fx.Node, args: tuple, ids: dict) -> tuple:
     """``args`` of a function or method node, the one-hot rows of private
     ids standing as public ids of their size (zeros, on the CPU) where the
     node reads only sizes; any other read of them raises."""
@@ -78,6 +81,15 @@ def reading(node: torch.fx.Node, args: tuple, ids: frozenset) -> tuple:
     ]
     if not hits or (node.target is F.embedding and hits == [0]):
         return args
+    for i in hits:  # ids shared as numbers, not one-hot rows: said so (probe ND)
+        rows, shape = ids.get(node.args[i].name), list(args[i].shape)
+        if rows is not None and (not shape or shape[-1] != rows):
+            raise ShapeError(
+                f"private token ids at node {node.name!r} are a SharedTensor of shape "
+                f"{shape}, not one-hot rows [..., {rows}] (the embedding's {rows} rows): "
+                "share ids as cryptensor(F.one_hot(ids, num_embeddings)), or pass public "
+                "ids as a torch tensor"
+            )
     name = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
     if node.target is getattr and len(node.args) > 1:
         name = node.args[1]
