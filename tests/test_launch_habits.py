@@ -14,8 +14,9 @@ import time
 import pytest
 
 import cryptgpu
-from conftest import FORK_AND_WAIT
+from conftest import FORK_AND_WAIT, usable
 from cryptgpu import keys
+from cryptgpu.launch import free_ports
 
 
 def test_keys_are_not_overwritten_without_force(tmp_path, capsys):
@@ -43,6 +44,23 @@ def test_key_variables_name_what_is_wrong(monkeypatch, env, error, words):
     with pytest.raises(error, match=words):
         cryptgpu.init(rank=0, peers=["127.0.0.1:29801", "127.0.0.1:29802", "127.0.0.1:29803"])
     cryptgpu.init()  # the local runtime still starts
+
+
+@pytest.mark.parametrize("limit", ["0", "1023"])
+def test_a_frame_limit_below_the_start_is_refused_at_init(monkeypatch, limit):
+    """CRYPTGPU_MAX_FRAME_BYTES=0 (many tools' "no limit") was accepted, and
+    every party's start then failed at the timeout, blaming its neighbours
+    (probe NA); -1 and "abc" were already refused at init."""
+    monkeypatch.setenv("CRYPTGPU_MAX_FRAME_BYTES", limit)
+    peers = [f"127.0.0.1:{p}" for p in free_ports(3)]
+    t = time.time()
+    with pytest.raises(
+        cryptgpu.InvalidArgumentError, match="CRYPTGPU_MAX_FRAME_BYTES must be at least 1024"
+    ):
+        cryptgpu.init(rank=0, peers=peers, insecure=True, timeout_s=10)
+    assert time.time() - t < 5  # at init, not at the timeout
+    cryptgpu.init()
+    assert usable()
 
 
 @pytest.mark.parametrize(
