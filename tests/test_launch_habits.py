@@ -63,6 +63,27 @@ def test_a_frame_limit_below_the_start_is_refused_at_init(monkeypatch, limit):
     assert usable()
 
 
+def test_the_launcher_drops_an_inherited_bind_address(tmp_path, monkeypatch):
+    """A CRYPTGPU_BIND left exported by the multi-host recipe made all three
+    parties the launcher started listen on that one address ("Address
+    already in use", probe NA)."""
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import torch, cryptgpu\ncryptgpu.init(timeout_s=20)\n"
+        "print('got', cryptgpu.cryptensor(torch.tensor([1.5]), src=0).get_plain_text().item())\n"
+    )
+    monkeypatch.setenv("CRYPTGPU_BIND", f"127.0.0.1:{free_ports(1)[0]}")
+    r = subprocess.run(
+        [sys.executable, "-m", "cryptgpu.launch", "--nparties", "3", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    # 1.5 is on the 2^-16 grid: opened exactly
+    assert r.stdout.count("got 1.5") == 3, r.stdout
+
+
 @pytest.mark.parametrize(
     "peers, words",
     [
