@@ -36,6 +36,10 @@ def test_keys_are_not_overwritten_without_force(tmp_path, capsys):
     [
         ({"CRYPTGPU_KEY": "", "CRYPTGPU_PUBKEYS": ""}, ValueError, "no link keys"),
         ({"CRYPTGPU_KEY": "@/nonexistent/p0.key"}, FileNotFoundError, "CRYPTGPU_KEY="),
+        # a directory was a bare "[Errno 21] Is a directory: '/'" (probe NA)
+        ({"CRYPTGPU_KEY": "@/"}, IsADirectoryError, "CRYPTGPU_KEY=@/: '/' is a directory"),
+        # "maybe" was read as no without a word (probe NA)
+        ({"CRYPTGPU_INSECURE": "maybe"}, ValueError, "CRYPTGPU_INSECURE must be 1, true"),
     ],
 )
 def test_key_variables_name_what_is_wrong(monkeypatch, env, error, words):
@@ -44,6 +48,19 @@ def test_key_variables_name_what_is_wrong(monkeypatch, env, error, words):
     with pytest.raises(error, match=words):
         cryptgpu.init(rank=0, peers=["127.0.0.1:29801", "127.0.0.1:29802", "127.0.0.1:29803"])
     cryptgpu.init()  # the local runtime still starts
+
+
+def test_keys_into_a_path_that_cannot_hold_them_is_one_line(tmp_path, capsys):
+    """python -m cryptgpu.keys with an existing file, or a path that cannot
+    be made (/proc), printed a FileExistsError or FileNotFoundError
+    traceback (probe NA); now one line and status 1."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out in (afile, pathlib.Path("/proc/cryptgpu-keys")):
+        assert keys.main([str(out)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(out) in err, err
+    assert afile.read_text() == "x"
 
 
 @pytest.mark.parametrize("limit", ["0", "1023"])
