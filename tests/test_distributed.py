@@ -4,6 +4,8 @@ a wrong key. Links are ZeroMQ with a Noise_KK handshake (the default), or
 plain TCP streams with the same handshake (CRYPTGPU_TRANSPORT=tcp)."""
 
 import os
+import pathlib
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -100,11 +102,13 @@ def start_by_hand(
     env_for=None,
     respell_peers_for=None,
     swap_peers_for=None,
+    swap_pubs_for=None,
 ):
     """Three processes with rank, peers and link keys set, as on three hosts
     (``respell_peers_for``: that party's list says localhost, not 127.0.0.1;
     ``swap_peers_for``: that party's list names parties 0 and 1 the other
-    way round)."""
+    way round; ``swap_pubs_for``: that party's public-key list holds the
+    keys of the two others the other way round)."""
     from cryptgpu import _native
     from cryptgpu.launch import free_ports
 
@@ -126,12 +130,22 @@ def start_by_hand(
             else peers,
             "CRYPTGPU_KEY": key,
             "CRYPTGPU_PUBKEYS": pubs if r == stale_pub_for else ",".join(stale),
+            **({"CRYPTGPU_PUBKEYS": _swapped_others(pubs, r)} if r == swap_pubs_for else {}),
             **(env_for or {}).get(r, {}),
         }
         if env.get("CRYPTGPU_INSECURE") == "1":
             del env["CRYPTGPU_KEY"], env["CRYPTGPU_PUBKEYS"]
         procs.append(spawn_party(script, env))
     return procs
+
+
+def _swapped_others(pubs: str, r: int) -> str:
+    """The public-key list ``pubs`` with the keys of the two parties other
+    than ``r`` swapped (a stale or hand-edited list)."""
+    keys = pubs.split(",")
+    a, b = [i for i in range(3) if i != r]
+    keys[a], keys[b] = keys[b], keys[a]
+    return ",".join(keys)
 
 
 def _outputs(procs):
@@ -889,3 +903,107 @@ def test_a_stopped_party_is_named_by_both_neighbours(tmp_path):
     for r in (0, 1):
         err = [ln for ln in outs[r].splitlines() if ln.startswith("ERR")]
         assert err and "no answer from party 2" in err[0], outs[r]
+
+
+def test_a_reordered_public_key_list_is_named_to_the_party_holding_it(tmp_path):
+    """Party 0's public-key list holds the keys of parties 1 and 2 the other
+    way round (its own entry is right, so init cannot tell): party 0 was
+    told "party 1 is not running or is stuck" (probe NA), though README
+    promises that the party holding the wrong key is told so. Its
+    neighbours' identities prove the keys its list gives for the other
+    party: named as a list in another order."""
+    script = tmp_path / "ok.py"
+    script.write_text("import cryptgpu\ncryptgpu.init(timeout_s=4)\nprint('joined')\n")
+    procs, outs = _outputs(start_by_hand(script, swap_pubs_for=0))
+    assert all(p.returncode != 0 for p in procs), outs
+    assert "public-key list (CRYPTGPU_PUBKEYS) gives for party 2" in outs[0], outs[0]
+    assert "not running" not in outs[0], outs[0]
+    # party 1, which waits on party 0 first, blames the keys as before
+    assert "wrong or missing key" in outs[1], outs[1]
+
+
+SHIFT_CLOCK = """
+#define _GNU_SOURCE
+#include <time.h>
+#include <dlfcn.h>
+int clock_gettime(clockid_t c, struct timespec *ts) {
+  static int (*real)(clockid_t, struct timespec *);
+  if (!real) real = dlsym(RTLD_NEXT, "clock_gettime");
+  int r = real(c, ts);
+  if (!r && c == CLOCK_REALTIME) ts->tv_sec += 600;
+  return r;
+}
+"""
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not shutil.which("cc"),
+    reason="needs Linux and a C compiler (an LD_PRELOAD shim shifts one party's clock)",
+)
+def test_clocks_too_far_apart_are_named(tmp_path):
+    """Party 2's host clock runs 10 minutes ahead (no NTP), beyond the 5
+    minutes a ZeroMQ identity allows: every party blamed the keys or said
+    a neighbour was not running (probe NA). The identities prove their
+    keys with a minute too far off: each party now names the clocks."""
+    src, lib = tmp_path / "shift.c", tmp_path / "shift.so"
+    src.write_text(SHIFT_CLOCK)
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(lib), str(src), "-ldl"], check=True)
+    script = tmp_path / "ok.py"
+    script.write_text("import cryptgpu\ncryptgpu.init(timeout_s=4)\nprint('joined')\n")
+    procs, outs = _outputs(start_by_hand(script, env_for={2: {"LD_PRELOAD": str(lib)}}))
+    assert all(p.returncode != 0 for p in procs), outs
+    for out in outs:
+        assert "the two hosts' clocks differ" in out, outs
+    assert "minute(s) behind this host's" in outs[2], outs[2]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("transport", ["zmq", "tcp"])
+def test_a_slow_link_comes_up(tmp_path, transport):
+    """Every link through the repository's delay proxy (benchmarks/
+    wan_proxy.py) with a one-way delay of 0.6 s (a round trip of 1.2 s): on
+    ZeroMQ every connection attempt was cut at 1 s, shorter than the ZMTP
+    greeting and READY take, so the links never came up, whatever
+    timeout_s (probe NA; 0.9 s was enough). Attempts now grow while the
+    port does not refuse, and the handshake waits in proportion. One tiny
+    job; about 25 s on ZeroMQ, 15 s on TCP (2 shared cores)."""
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "benchmarks"))
+    from wan_proxy import WanProxy
+
+    from cryptgpu import _native
+    from cryptgpu.launch import free_ports
+
+    ports = free_ports(6)
+    real, dial = ports[:3], ports[3:]
+    proxies = [WanProxy(dial[r], real[r], 0.6, 1e9) for r in range(3)]
+    pairs = [_native.generate_keypair() for _ in range(3)]
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import torch, cryptgpu\ncryptgpu.init(timeout_s=30)\n"
+        "x = cryptgpu.cryptensor(torch.tensor([1.0, 2.0]), src=0)\n"
+        "print('got', x.mul(3).get_plain_text().tolist(), flush=True)\n"
+    )
+    procs = []
+    for r in range(3):
+        # TCP has no bind address: a party's own entry is where it listens
+        peers = [real[i] if (i == r and transport == "tcp") else dial[i] for i in range(3)]
+        env = {
+            "CRYPTGPU_RANK": str(r),
+            "CRYPTGPU_TRANSPORT": transport,
+            "CRYPTGPU_PEERS": ",".join(f"127.0.0.1:{p}" for p in peers),
+            "CRYPTGPU_KEY": pairs[r][0],
+            "CRYPTGPU_PUBKEYS": ",".join(pub for _, pub in pairs),
+        }
+        if transport == "zmq":
+            env["CRYPTGPU_BIND"] = f"127.0.0.1:{real[r]}"
+        procs.append(spawn_party(script, env))
+    try:
+        outs = [p.communicate(timeout=120)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+        for x in proxies:
+            x.close()
+    assert all(p.returncode == 0 for p in procs), outs
+    for out in outs:
+        assert "got [3.0, 6.0]" in out, outs  # exact: small integers, no rounding at 2^-16

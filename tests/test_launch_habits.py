@@ -14,8 +14,9 @@ import time
 import pytest
 
 import cryptgpu
-from conftest import FORK_AND_WAIT
+from conftest import FORK_AND_WAIT, usable
 from cryptgpu import keys
+from cryptgpu.launch import free_ports
 
 
 def test_keys_are_not_overwritten_without_force(tmp_path, capsys):
@@ -35,6 +36,10 @@ def test_keys_are_not_overwritten_without_force(tmp_path, capsys):
     [
         ({"CRYPTGPU_KEY": "", "CRYPTGPU_PUBKEYS": ""}, ValueError, "no link keys"),
         ({"CRYPTGPU_KEY": "@/nonexistent/p0.key"}, FileNotFoundError, "CRYPTGPU_KEY="),
+        # a directory was a bare "[Errno 21] Is a directory: '/'" (probe NA)
+        ({"CRYPTGPU_KEY": "@/"}, IsADirectoryError, "CRYPTGPU_KEY=@/: '/' is a directory"),
+        # "maybe" was read as no without a word (probe NA)
+        ({"CRYPTGPU_INSECURE": "maybe"}, ValueError, "CRYPTGPU_INSECURE must be 1, true"),
     ],
 )
 def test_key_variables_name_what_is_wrong(monkeypatch, env, error, words):
@@ -43,6 +48,57 @@ def test_key_variables_name_what_is_wrong(monkeypatch, env, error, words):
     with pytest.raises(error, match=words):
         cryptgpu.init(rank=0, peers=["127.0.0.1:29801", "127.0.0.1:29802", "127.0.0.1:29803"])
     cryptgpu.init()  # the local runtime still starts
+
+
+def test_keys_into_a_path_that_cannot_hold_them_is_one_line(tmp_path, capsys):
+    """python -m cryptgpu.keys with an existing file, or a path that cannot
+    be made (/proc), printed a FileExistsError or FileNotFoundError
+    traceback (probe NA); now one line and status 1."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out in (afile, pathlib.Path("/proc/cryptgpu-keys")):
+        assert keys.main([str(out)]) == 1
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(out) in err, err
+    assert afile.read_text() == "x"
+
+
+@pytest.mark.parametrize("limit", ["0", "1023"])
+def test_a_frame_limit_below_the_start_is_refused_at_init(monkeypatch, limit):
+    """CRYPTGPU_MAX_FRAME_BYTES=0 (many tools' "no limit") was accepted, and
+    every party's start then failed at the timeout, blaming its neighbours
+    (probe NA); -1 and "abc" were already refused at init."""
+    monkeypatch.setenv("CRYPTGPU_MAX_FRAME_BYTES", limit)
+    peers = [f"127.0.0.1:{p}" for p in free_ports(3)]
+    t = time.time()
+    with pytest.raises(
+        cryptgpu.InvalidArgumentError, match="CRYPTGPU_MAX_FRAME_BYTES must be at least 1024"
+    ):
+        cryptgpu.init(rank=0, peers=peers, insecure=True, timeout_s=10)
+    assert time.time() - t < 5  # at init, not at the timeout
+    cryptgpu.init()
+    assert usable()
+
+
+def test_the_launcher_drops_an_inherited_bind_address(tmp_path, monkeypatch):
+    """A CRYPTGPU_BIND left exported by the multi-host recipe made all three
+    parties the launcher started listen on that one address ("Address
+    already in use", probe NA)."""
+    script = tmp_path / "job.py"
+    script.write_text(
+        "import torch, cryptgpu\ncryptgpu.init(timeout_s=20)\n"
+        "print('got', cryptgpu.cryptensor(torch.tensor([1.5]), src=0).get_plain_text().item())\n"
+    )
+    monkeypatch.setenv("CRYPTGPU_BIND", f"127.0.0.1:{free_ports(1)[0]}")
+    r = subprocess.run(
+        [sys.executable, "-m", "cryptgpu.launch", "--nparties", "3", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    # 1.5 is on the 2^-16 grid: opened exactly
+    assert r.stdout.count("got 1.5") == 3, r.stdout
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 
 from . import _lifecycle, _native, cuda
+from ._env import env_flag, env_peers
+from ._env import from_env as _from_env
 
 _DEVICES = ("cpu", "cuda")
 
@@ -225,7 +227,7 @@ def init(
         if pubkeys is None and _from_env("CRYPTGPU_PUBKEYS") is not None:
             pubkeys = _from_env("CRYPTGPU_PUBKEYS").replace("\n", ",").split(",")
             pubkeys = [k for line in pubkeys for k in line.split()]  # commas, lines, spaces
-        insecure = insecure or env_flag(os.environ.get("CRYPTGPU_INSECURE"))
+        insecure = insecure or env_flag(os.environ.get("CRYPTGPU_INSECURE"), "CRYPTGPU_INSECURE")
         if (key is None or pubkeys is None) and not insecure:
             raise ValueError(
                 f"party {rank} has no link keys: set CRYPTGPU_KEY and CRYPTGPU_PUBKEYS "
@@ -426,32 +428,6 @@ def _close_all() -> None:
         _native.exit_status_at_end(1)  # (first: printing may fail)
         with contextlib.suppress(Exception):  # (stderr may be closed)
             print(f"cryptgpu: {failed}", file=sys.stderr, flush=True)
-
-
-def env_peers(v: str) -> list[str]:
-    """``CRYPTGPU_PEERS``: addresses separated by commas (spaces around
-    them and a trailing comma are not addresses)."""
-    return [p.strip() for p in v.split(",") if p.strip()]
-
-
-def env_flag(v: str | None) -> bool:
-    """A yes/no variable: 1, true, yes or on (any case) is yes."""
-    return (v or "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _from_env(name: str) -> str | None:
-    v = os.environ.get(name)
-    if v is not None and not v.strip():
-        return None  # set but empty: as unset ("no link keys" says what to set)
-    if v and v.startswith("@"):
-        try:
-            with open(v[1:]) as f:
-                return f.read().strip()
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{name}={v}: no file {v[1:]!r}") from None
-    if v and os.path.isfile(v):
-        raise ValueError(f"{name}={v!r} names a file: write it as {name}=@{v} to read the key")
-    return v
 
 
 def attach(

@@ -37,6 +37,20 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    if os.path.exists(out) and not os.path.isdir(out):
+        print(f"{out} is a file, not a directory: give a directory for the keys", file=sys.stderr)
+        return 1
+    try:
+        _write(out)
+    except OSError as e:
+        # one line, not a traceback (a path under /proc, a read-only disk)
+        print(f"cannot write the keys into {out}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}/party0.key, party1.key, party2.key and {out}/pubkeys")
+    return 0
+
+
+def _write(out: str) -> None:
     os.makedirs(out, exist_ok=True)
     pairs = [_native.generate_keypair() for _ in range(3)]
     for i, (priv, _) in enumerate(pairs):
@@ -46,8 +60,6 @@ def main(argv: list[str] | None = None) -> int:
             f.write(priv + "\n")
     with open(os.path.join(out, "pubkeys"), "w") as f:
         f.write("\n".join(pub for _, pub in pairs) + "\n")
-    print(f"wrote {out}/party0.key, party1.key, party2.key and {out}/pubkeys")
-    return 0
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 Each process runs the same script with ``CRYPTGPU_RANK`` (0, 1, 2),
 ``CRYPTGPU_PEERS`` (three loopback addresses) and fresh link keys
 (``CRYPTGPU_KEY``, ``CRYPTGPU_PUBKEYS``) set, so ``cryptgpu.init()`` joins the
-encrypted multi-process session. If a party exits with an error, the others
+encrypted multi-process session; an inherited ``CRYPTGPU_BIND`` is dropped
+(each party listens on its own address of the list). If a party exits with an error, the others
 get a few seconds to end on their own (a neighbour of a failed party raises
 PeerError), then are terminated (SIGTERM: a party that called init() ends
 through SystemExit, closing its session, which removes its socket
@@ -70,9 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     notes, note_w = os.pipe()
     os.set_blocking(notes, False)
     procs = []
+    # A CRYPTGPU_BIND left exported by a multi-host run made all three
+    # parties listen on that one address ("Address already in use").
+    inherited = {k: v for k, v in os.environ.items() if k != "CRYPTGPU_BIND"}
     for r in range(3):
         env = dict(
-            os.environ,
+            inherited,
             CRYPTGPU_RANK=str(r),
             CRYPTGPU_PEERS=peers,
             CRYPTGPU_KEY=pairs[r][0],

@@ -77,6 +77,17 @@ fn take_once(tag: &str, minute: u64) -> bool {
 /// minute within the allowed skew of ours, and this process has not taken
 /// it before (a replay).
 pub(crate) fn verify_identity(keys: &LinkKeys, me: usize, id: &[u8]) -> Option<Vec<u8>> {
+    let (from, minute, nonce, tag) = parse_identity(id, me)?;
+    if minute_now().abs_diff(minute) > TAG_SKEW_MINUTES {
+        return None;
+    }
+    let want = noise::identity_tag(keys, me, from, me, minute, nonce.as_bytes())?;
+    (same_tag(&want, tag) && take_once(tag, minute)).then(|| identity(from))
+}
+
+/// A proved identity's parts, claimed by a neighbour of `me`: the rank,
+/// the minute, the nonce and the tag (hex). None when malformed.
+fn parse_identity(id: &[u8], me: usize) -> Option<(usize, u64, &str, &str)> {
     let text = std::str::from_utf8(id).ok()?;
     let mut parts = text.strip_prefix("cryptgpu-party-")?.split('/');
     let (r, minute, nonce, tag) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
@@ -85,24 +96,67 @@ pub(crate) fn verify_identity(keys: &LinkKeys, me: usize, id: &[u8]) -> Option<V
     }
     let from: usize = r.parse().ok()?;
     let minute: u64 = minute.parse().ok()?;
-    if from > 2 || from == me || minute_now().abs_diff(minute) > TAG_SKEW_MINUTES {
-        return None;
-    }
-    let want = noise::hex(&noise::identity_tag(
-        keys,
-        me,
-        from,
-        me,
-        minute,
-        nonce.as_bytes(),
-    )?);
-    // Compared without an early exit, so timing does not tell how much of a
-    // guessed tag was right.
+    (from <= 2 && from != me).then_some((from, minute, nonce, tag))
+}
+
+/// Whether `tag` (hex) is `want`, compared without an early exit, so that
+/// timing does not tell how much of a guessed tag was right.
+fn same_tag(want: &[u8; 16], tag: &str) -> bool {
+    let want = noise::hex(want);
     let diff = want
         .bytes()
         .zip(tag.bytes())
         .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    (diff == 0 && take_once(tag, minute)).then(|| identity(from))
+    diff == 0 && want.len() == tag.len()
+}
+
+/// Why a neighbour's identity did not prove its key, as far as the tag
+/// tells: for the wording of an error only (nothing is let in on it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unproved {
+    /// The tag is right for the claimed party's key, but its minute is
+    /// `ahead` minutes from this host's clock (negative: behind), beyond
+    /// `TAG_SKEW_MINUTES`: the two hosts' clocks differ (or, behind, a
+    /// recording over 5 minutes old is replayed).
+    Clock { ahead: i64 },
+    /// The tag is right under the key this party's public-key list gives
+    /// for party `listed`, not for the claimed party: the lists name the
+    /// keys in another order (this party's, most likely).
+    ListedAs(usize),
+    /// The tag is right under no key this party holds: its public key for
+    /// the claimed party, or the claimed party's for it, is wrong (a
+    /// stale list, keys of another `cryptgpu.keys` run), or a stranger
+    /// made it, or the connection was meant for another party (peer lists
+    /// in another order).
+    NoKey,
+}
+
+/// Party `me`'s reading of a well-formed identity claimed on its port that
+/// `verify_identity` did not take: the claimed rank and why (None when it
+/// is malformed, or proves the claimed key within the skew: a replay).
+/// Costs one or two tag computations per neighbour key.
+pub(crate) fn why_unproved(keys: &LinkKeys, me: usize, id: &[u8]) -> Option<(usize, Unproved)> {
+    let (from, minute, nonce, tag) = parse_identity(id, me)?;
+    let under = |k: usize| {
+        noise::identity_tag_under(keys, &keys.publics[k], from, me, minute, nonce.as_bytes())
+            .is_some_and(|want| same_tag(&want, tag))
+    };
+    if under(from) {
+        let now = minute_now();
+        let apart = |a: u64, b: u64| i64::try_from(a - b).unwrap_or(i64::MAX);
+        let ahead = if minute >= now {
+            apart(minute, now)
+        } else {
+            -apart(now, minute)
+        };
+        let clock = Unproved::Clock { ahead };
+        return (ahead.unsigned_abs() > TAG_SKEW_MINUTES).then_some((from, clock));
+    }
+    let why = match (0..3).find(|&k| k != me && k != from && under(k)) {
+        Some(k) => Unproved::ListedAs(k),
+        None => Unproved::NoKey,
+    };
+    Some((from, why))
 }
 
 /// The party a ROUTER peer identity proves: the frame guard rewrites the

@@ -113,17 +113,33 @@ pub fn identity_tag(
     minute: u64,
     nonce: &[u8],
 ) -> Option<[u8; 16]> {
-    use snow::params::{DHChoice, HashChoice};
-    use snow::resolvers::{CryptoResolver, DefaultResolver};
     let other = match me {
         m if m == from && from != to => to,
         m if m == to && from != to => from,
         _ => return None,
     };
+    identity_tag_under(keys, keys.publics.get(other)?, from, to, minute, nonce)
+}
+
+/// [`identity_tag`] with the secret `keys.private` shares with `public`,
+/// whoever's key that is: an identity that fails its check is tried under
+/// the other keys a party holds, so that a list in another order, or a
+/// clock off by more than the skew, is named as such in an error
+/// (`identity::why_unproved`).
+pub(crate) fn identity_tag_under(
+    keys: &LinkKeys,
+    public: &[u8; 32],
+    from: usize,
+    to: usize,
+    minute: u64,
+    nonce: &[u8],
+) -> Option<[u8; 16]> {
+    use snow::params::{DHChoice, HashChoice};
+    use snow::resolvers::{CryptoResolver, DefaultResolver};
     let mut dh = DefaultResolver.resolve_dh(&DHChoice::Curve25519)?;
     dh.set(&keys.private);
     let mut secret = [0u8; 32];
-    dh.dh(keys.publics.get(other)?, &mut secret).ok()?;
+    dh.dh(public, &mut secret).ok()?;
     if secret == [0u8; 32] {
         return None;
     }

@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 
 /// How long a handshake waits for a neighbour's message before it dials
 /// the neighbour again and, as initiator, starts a new attempt (doubling up
-/// to `RETRY_MAX`).
+/// to `RETRY_MAX`), on a fast link: on a slow one, at least twice and four
+/// times the time its last connection took (`ZmqTransport::retry`), as an
+/// answer takes a round trip and a connection about two.
 const RETRY_FIRST: Duration = Duration::from_millis(500);
 const RETRY_MAX: Duration = Duration::from_secs(1);
 /// Attempts an insecure link's initiator keeps open, and answered ones its
@@ -38,9 +40,9 @@ impl ZmqTransport {
         let (me, who) = (self.rank, peer.rank(self.rank));
         let deadline = Instant::now() + self.timeout;
         self.refusal[who] = None;
+        let (mut quiet, most) = self.retry(who);
         let this = std::cell::RefCell::new(&mut *self);
         let mut answers = 0usize;
-        let mut quiet = RETRY_FIRST;
         // counted from the last attempt, not from the last message (a
         // replayer's messages do not put the next attempt off)
         let mut next_try = Instant::now() + quiet;
@@ -62,7 +64,7 @@ impl ZmqTransport {
             || loop {
                 let until = deadline.min(next_try);
                 let Some((kind, body)) = this.borrow_mut().take_until(who, until, deadline)? else {
-                    quiet = (quiet * 2).min(RETRY_MAX);
+                    quiet = (quiet * 2).min(most);
                     next_try = Instant::now() + quiet;
                     if initiator {
                         this.borrow_mut().redial(Some(keys), peer, deadline)?;
@@ -102,7 +104,7 @@ impl ZmqTransport {
     pub(super) fn hello(&mut self, peer: Peer, initiator: bool) -> Result<()> {
         let (me, who) = (self.rank, peer.rank(self.rank));
         let deadline = Instant::now() + self.timeout;
-        let mut quiet = RETRY_FIRST;
+        let (mut quiet, most) = self.retry(who);
         let mut next_try = Instant::now() + quiet;
         // the initiator's open attempts; the responder's answered ones
         let mut nonces: Vec<[u8; 8]> = Vec::new();
@@ -111,7 +113,7 @@ impl ZmqTransport {
         }
         loop {
             let Some((kind, body)) = self.take_until(who, deadline.min(next_try), deadline)? else {
-                quiet = (quiet * 2).min(RETRY_MAX);
+                quiet = (quiet * 2).min(most);
                 next_try = Instant::now() + quiet;
                 if initiator {
                     self.redial(None, peer, deadline)?;
@@ -135,6 +137,19 @@ impl ZmqTransport {
                 _ => continue,
             }
         }
+    }
+
+    /// The first and the longest wait for a neighbour's message before a
+    /// handshake dials it again: `RETRY_FIRST` and `RETRY_MAX` on a fast
+    /// link, at least twice and four times the last connection to it took
+    /// on a slow one (an initiator that dialled again every 0.5-1 s
+    /// never heard an answer that takes longer).
+    fn retry(&self, who: usize) -> (Duration, Duration) {
+        let link = self.slow_link[who].unwrap_or_default();
+        (
+            RETRY_FIRST.max(link.saturating_mul(2)),
+            RETRY_MAX.max(link.saturating_mul(4)),
+        )
     }
 
     /// A new insecure attempt: a fresh nonce sent as HELLO.
@@ -171,12 +186,14 @@ impl ZmqTransport {
     /// could outlast an initiator that is done (its confirmation may be
     /// queued behind stale attempts) and has closed its port.
     fn answer(&mut self, keys: Option<&LinkKeys>, peer: Peer, kind: u8, body: &[u8], again: bool) {
+        let (first, _) = self.retry(peer.rank(self.rank));
         let redial = |t: &mut Self| {
-            if t.redialled.is_some_and(|at| at.elapsed() < RETRY_FIRST) {
+            if t.redialled.is_some_and(|at| at.elapsed() < first) {
                 return;
             }
             t.redialled = Some(Instant::now());
-            let brief = Instant::now() + super::CONNECT_ATTEMPT;
+            // a slow link's connection takes longer (`retry`)
+            let brief = Instant::now() + super::CONNECT_ATTEMPT.max(first);
             let _ = t.redial(keys, peer, brief);
         };
         if again {
@@ -192,7 +209,9 @@ impl ZmqTransport {
     /// the new one is up, so the neighbour never sees this party gone).
     fn redial(&mut self, keys: Option<&LinkKeys>, peer: Peer, deadline: Instant) -> Result<()> {
         let who = peer.rank(self.rank);
-        let s = Self::dial(
+        // a slow link's first attempt twice as long as its last connection
+        let first = self.slow_link[who].unwrap_or_default().saturating_mul(2);
+        let (s, took) = Self::dial(
             &self.rt,
             self.rank,
             who,
@@ -200,8 +219,10 @@ impl ZmqTransport {
             keys,
             deadline,
             self.timeout,
+            first,
         )?;
         self.push[idx(peer)] = Some(s);
+        self.slow_link[who] = super::slow(took);
         Ok(())
     }
 }

@@ -15,13 +15,33 @@ use zeromq::Socket;
 /// `CRYPTGPU_MAX_FRAME_BYTES`. Larger announced frames end the connection
 /// before anything is allocated for them.
 pub(super) fn max_frame_bytes() -> Result<u64> {
-    match std::env::var("CRYPTGPU_MAX_FRAME_BYTES") {
-        Ok(v) => v.trim().parse::<u64>().map_err(|_| {
-            EngineError::Invalid(format!(
-                "CRYPTGPU_MAX_FRAME_BYTES must be a byte count, got {v:?}"
-            ))
-        }),
-        Err(_) => Ok(largest_message()),
+    frame_limit(std::env::var("CRYPTGPU_MAX_FRAME_BYTES").ok().as_deref())
+}
+
+/// The least frame limit taken: every frame of a session's start must
+/// pass the guard (a neighbour's READY, its identity at most 200 bytes;
+/// the Noise handshake's messages, under 150; a refusal, 2 +
+/// `REFUSAL_TEXT` bytes). A limit of 0, which many tools read as "no
+/// limit", was accepted, and every party's start then failed at the
+/// timeout, blaming its neighbours (a user probe).
+pub(super) const MIN_FRAME_BYTES: u64 = 1024;
+
+/// `CRYPTGPU_MAX_FRAME_BYTES` read: unset, the largest message a protocol
+/// sends; else a byte count of at least `MIN_FRAME_BYTES`.
+pub(super) fn frame_limit(v: Option<&str>) -> Result<u64> {
+    let Some(v) = v else {
+        return Ok(largest_message());
+    };
+    match v.trim().parse::<u64>() {
+        Ok(n) if n >= MIN_FRAME_BYTES => Ok(n),
+        Ok(_) => Err(EngineError::Invalid(format!(
+            "CRYPTGPU_MAX_FRAME_BYTES must be at least {MIN_FRAME_BYTES} bytes (the frames of \
+             a session's start need that much; 0 does not mean \"no limit\": leave the \
+             variable unset for the default, the largest message a protocol sends), got {v:?}"
+        ))),
+        Err(_) => Err(EngineError::Invalid(format!(
+            "CRYPTGPU_MAX_FRAME_BYTES must be a byte count, got {v:?}"
+        ))),
     }
 }
 
@@ -107,4 +127,35 @@ pub(super) fn mode_mismatch(rank: usize, who: usize) -> EngineError {
         "party {rank}: party {who} encrypts its links (it sent a Noise handshake) while this \
          party runs without encryption (CRYPTGPU_INSECURE=1): all parties must agree"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 0 (read as "no limit" by many tools) and any limit below the start's
+    /// frames are refused, naming the variable and the least taken; a
+    /// refusal, the start's largest frame, fits the least.
+    #[test]
+    fn a_frame_limit_below_the_start_is_refused() {
+        assert_eq!(frame_limit(None).unwrap(), largest_message());
+        assert_eq!(frame_limit(Some(" 4096 ")).unwrap(), 4096);
+        assert_eq!(frame_limit(Some("1024")).unwrap(), MIN_FRAME_BYTES);
+        for bad in ["0", "1", "1023"] {
+            let e = frame_limit(Some(bad)).unwrap_err();
+            assert!(matches!(e, EngineError::Invalid(_)), "{e}");
+            let e = e.to_string();
+            assert!(
+                e.contains("CRYPTGPU_MAX_FRAME_BYTES") && e.contains("1024"),
+                "{e}"
+            );
+        }
+        for bad in ["-1", "abc", ""] {
+            assert!(matches!(
+                frame_limit(Some(bad)),
+                Err(EngineError::Invalid(_))
+            ));
+        }
+        assert!(2 + super::super::REFUSAL_TEXT as u64 <= MIN_FRAME_BYTES);
+    }
 }

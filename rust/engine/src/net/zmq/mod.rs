@@ -29,7 +29,7 @@
 
 use crate::error::{EngineError, Result};
 use crate::net::guard::{FrameGuard, Verifier};
-use crate::net::identity::{identity, identity_to, proved_rank, verify_identity};
+use crate::net::identity::{identity, proved_rank, verify_identity, Unproved};
 use crate::net::noise::{self, LinkKeys};
 use crate::net::tcp::encode_frame;
 use crate::net::{Msg, Peer, Transport};
@@ -37,22 +37,19 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use zeromq::{
-    DealerSocket, RouterSocket, Socket, SocketOptions, SocketRecv, SocketSend, ZmqMessage,
-};
+use zeromq::{DealerSocket, RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
 
 mod body;
+mod dial;
 mod handshake;
 mod inner;
 mod reasons;
 mod teardown;
 mod watch;
 use body::Body;
+use dial::{slow, CONNECT_ATTEMPT};
 use inner::{bind_inner, max_frame_bytes, mode_mismatch, PrivateDir};
 
-/// How long one connection attempt to a peer may take before `dial`
-/// starts another (its own 50 ms loop does the retrying).
-const CONNECT_ATTEMPT: Duration = Duration::from_secs(1);
 /// Bytes of a neighbour's reason for giving up its handshakes that are sent
 /// and shown.
 const REFUSAL_TEXT: usize = 400;
@@ -130,6 +127,18 @@ pub struct ZmqTransport {
     /// handshake with r (`handshake.rs`): shown, as not authenticated, if
     /// r's link then closes or the wait runs out.
     refusal: [Option<String>; 3],
+    /// This party's keys (encrypted links), to read why a neighbour's
+    /// identity did not prove its key (`claims`).
+    keys: Option<LinkKeys>,
+    /// Why the last identity claiming party r that did not prove its key
+    /// failed, as far as its tag tells (a clock off, a list in another
+    /// order, no key): the wording of a timeout only.
+    claims: [Option<Unproved>; 3],
+    /// How long the last connection to each neighbour took (from the
+    /// start of its successful attempt), when longer than a fast link's
+    /// first attempt may take (`slow`): a slow link's handshake waits and
+    /// dials in proportion (`handshake.rs`).
+    slow_link: [Option<Duration>; 3],
 }
 
 /// A message received but not yet asked for: its kind and its payload
@@ -203,11 +212,16 @@ impl ZmqTransport {
         })?;
         let (n, p) = ((rank + 1) % 3, (rank + 2) % 3);
         let mut push: [Option<DealerSocket>; 2] = [None, None];
+        let mut slow_link = [None; 3];
         let deadline = Instant::now() + timeout;
+        // the second dial's first attempt as long as the first one's took
+        // on a slow link (both links are alike, as a rule)
+        let mut first = CONNECT_ATTEMPT;
         for (k, who) in [(0, n), (1, p)] {
-            push[k] = Some(Self::dial(
-                &rt, rank, who, addrs[who], keys, deadline, timeout,
-            )?);
+            let (s, took) = Self::dial(&rt, rank, who, addrs[who], keys, deadline, timeout, first)?;
+            push[k] = Some(s);
+            slow_link[who] = slow(took);
+            first = slow(took).map_or(CONNECT_ATTEMPT, |t| t.saturating_mul(2));
         }
         let mut t = ZmqTransport {
             rank,
@@ -232,6 +246,9 @@ impl ZmqTransport {
             unproved: [0; 3],
             plain: [0; 3],
             refusal: Default::default(),
+            keys: keys.cloned(),
+            claims: [None; 3],
+            slow_link,
         };
         // Messages queue in ZeroMQ, so any order works; this one matches
         // the TCP transport's.
@@ -265,55 +282,6 @@ impl ZmqTransport {
             }
         }
         Ok(t)
-    }
-
-    /// A DEALER socket connected to party `who` at `addr`, retried until
-    /// `deadline`: a neighbour's guard may cut or refuse a connection that
-    /// is still in its ZMTP handshake while strangers crowd its slots (it
-    /// cannot tell them apart before the handshake's READY), and ZeroMQ
-    /// does not redial a DEALER by itself. Once connected, the connection
-    /// has proved its key (encrypted links) or passed its handshake, and
-    /// the guard keeps it.
-    fn dial(
-        rt: &tokio::runtime::Runtime,
-        rank: usize,
-        who: usize,
-        addr: SocketAddr,
-        keys: Option<&LinkKeys>,
-        deadline: Instant,
-        timeout: Duration,
-    ) -> Result<DealerSocket> {
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let mut opts = SocketOptions::default();
-            // Short attempts, retried by this loop: inside one attempt the
-            // zeromq crate backs off by doubling delays (up to 30 s), so a
-            // party that came up 26-51 s late waited up to 25 s more, and
-            // one 51-60 s late was never reached within a 60 s timeout.
-            opts.connect_timeout(left.clamp(Duration::from_millis(1), CONNECT_ATTEMPT));
-            let id = zeromq::util::PeerIdentity::try_from(identity_to(rank, who, keys))
-                .map_err(|e| EngineError::Internal(format!("peer identity: {e}")))?;
-            opts.peer_identity(id);
-            let mut s = DealerSocket::with_options(opts);
-            let err = match rt.block_on(s.connect(&format!("tcp://{addr}"))) {
-                Ok(_) => return Ok(s),
-                Err(e) => e,
-            };
-            if Instant::now() + Duration::from_millis(50) >= deadline {
-                return Err(EngineError::Peer(format!(
-                    "party {rank} could not reach party {who} at {addr} within {timeout:?}: {err} \
-                     (is party {who} running, with the same transport? a party with \
-                     CRYPTGPU_TRANSPORT=tcp does not speak ZeroMQ)"
-                )));
-            }
-            if crate::net::interrupted() {
-                return Err(crate::net::interrupted_error(
-                    rank,
-                    &format!("dialling party {who}"),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
     }
 
     /// Messages dropped as unauthenticated (encrypted links only).
@@ -648,7 +616,8 @@ impl Drop for ZmqTransport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::identity::{minute_now, TAG_SKEW_MINUTES};
+    use crate::net::identity::{identity_to, minute_now, why_unproved, TAG_SKEW_MINUTES};
+    use zeromq::SocketOptions;
 
     fn free() -> SocketAddr {
         std::net::TcpListener::bind("127.0.0.1:0")
@@ -940,17 +909,19 @@ mod tests {
     /// (proved for `to`: a recording of one, replayed within its minutes,
     /// reads the same), through the ZMTP handshake of a DEALER socket.
     fn as_party(addr: SocketAddr, rank: usize, to: usize, keys: &LinkKeys) -> std::net::TcpStream {
+        connect_as(addr, &identity_to(rank, to, Some(keys)))
+    }
+
+    /// A raw connection to `addr` with the socket identity `id`, through
+    /// the ZMTP handshake of a DEALER socket.
+    fn connect_as(addr: SocketAddr, id: &[u8]) -> std::net::TcpStream {
         use std::io::Write;
         let mut m = vec![0xffu8, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 3, 0];
         m.extend_from_slice(b"NULL");
         m.resize(64, 0);
         let mut ready = vec![5u8];
         ready.extend_from_slice(b"READY");
-        let id = identity_to(rank, to, Some(keys));
-        for (k, v) in [
-            (&b"Socket-Type"[..], &b"DEALER"[..]),
-            (b"Identity", &id[..]),
-        ] {
+        for (k, v) in [(&b"Socket-Type"[..], &b"DEALER"[..]), (b"Identity", id)] {
             ready.push(k.len() as u8);
             ready.extend_from_slice(k);
             ready.extend_from_slice(&(v.len() as u32).to_be_bytes());
@@ -1110,6 +1081,80 @@ mod tests {
             "{e}"
         );
         assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
+    }
+
+    /// Party 1 waits for party 0, whose connection's identity proves
+    /// party 0's key with a clock 10 minutes off, or proves the key that
+    /// party 1's list gives for party 2 (its lines 0 and 2 swapped), or
+    /// proves no key party 1 holds: all three were told the keys were
+    /// wrong or party 0 was not running (user probes: a host without NTP,
+    /// a reordered CRYPTGPU_PUBKEYS); each is now named as such. A genuine
+    /// identity within the skew (a replay when taken twice) says nothing.
+    #[test]
+    fn why_an_identity_proved_no_key_is_named() {
+        let keys = link_keys();
+        let now = minute_now();
+        let made = |k: &LinkKeys, minute: u64| {
+            let nonce = "0123456789abcdef";
+            let t = noise::identity_tag(k, 0, 0, 1, minute, nonce.as_bytes()).unwrap();
+            format!("cryptgpu-party-0/{minute}/{nonce}/{}", noise::hex(&t)).into_bytes()
+        };
+        assert_eq!(why_unproved(&keys[1], 1, &made(&keys[0], now)), None);
+        let mut swapped = keys[1].clone();
+        swapped.publics.swap(0, 2);
+        let stranger = link_keys();
+        // (10 minutes off, or 9 or 11 when a minute turns meanwhile)
+        let cases = [
+            (
+                &keys[1],
+                made(&keys[0], now + 10),
+                "minute(s) ahead of this host's",
+            ),
+            (
+                &keys[1],
+                made(&keys[0], now - 10),
+                "minute(s) behind this host's",
+            ),
+            (
+                &swapped,
+                made(&keys[0], now),
+                "list (CRYPTGPU_PUBKEYS) gives for party 2",
+            ),
+            (
+                &keys[1],
+                made(&stranger[0], now),
+                "no public key this party holds proves",
+            ),
+        ];
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        for (mine, id, said) in cases {
+            let addrs = [free(), free(), free()];
+            // parties 0 and 2: ROUTER sockets that answer nothing
+            let mut sinks: Vec<RouterSocket> = Vec::new();
+            for a in [addrs[0], addrs[2]] {
+                let mut s = RouterSocket::new();
+                rt.block_on(s.bind(&format!("tcp://{a}"))).unwrap();
+                sinks.push(s);
+            }
+            let e = std::thread::scope(|sc| {
+                let h = sc.spawn(|| {
+                    let wait = Duration::from_secs(2);
+                    ZmqTransport::connect(1, &addrs, None, wait, Some(mine))
+                });
+                std::thread::sleep(Duration::from_millis(300));
+                let c = connect_as(addrs[1], &id);
+                let r = h.join().unwrap();
+                drop(c);
+                r
+            });
+            let e = e.err().expect("party 0 never answers").to_string();
+            assert!(e.contains(said), "{e}");
+            assert!(!e.contains("not running"), "{e}");
+        }
     }
 
     /// An identity that proved a key on one connection is a stranger's on

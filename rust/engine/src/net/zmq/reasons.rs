@@ -6,6 +6,7 @@
 use super::{mode_mismatch, ZmqTransport, HANDSHAKE, REFUSAL_TEXT};
 use crate::error::EngineError;
 use crate::net::guard::oversized_reason;
+use crate::net::identity::{Unproved, TAG_SKEW_MINUTES};
 use crate::net::noise;
 use std::sync::atomic::Ordering;
 
@@ -24,6 +25,44 @@ pub(super) fn refusal_text(body: &[u8]) -> String {
     } else {
         text
     }
+}
+
+/// A neighbour's identity proved its key with a minute more than the
+/// allowed skew away from this host's clock: every party blamed the keys,
+/// or said the neighbour was not running (a user probe, one host's clock
+/// 10 minutes ahead). The minute is authenticated by the tag; behind, it
+/// may also be a recording replayed.
+fn clock_error(rank: usize, who: usize, ahead: i64) -> EngineError {
+    let n = ahead.unsigned_abs();
+    let (side, replay) = if ahead > 0 {
+        ("ahead of", "")
+    } else {
+        (
+            "behind",
+            "; or a stranger replays a recording of its connection over \
+             5 minutes old",
+        )
+    };
+    EngineError::Peer(format!(
+        "party {rank} got no answer from party {who} within the timeout: a connection claiming \
+         party {who} proved its key, but the clock in its identity is {n} minute(s) {side} \
+         this host's, and the links allow {TAG_SKEW_MINUTES}: the two hosts' clocks differ \
+         (set them right, with NTP for instance){replay}"
+    ))
+}
+
+/// A neighbour's identity proved the key this party's public-key list
+/// gives for party `k`, not the one it gives for the neighbour: the party
+/// holding the reordered list was told its neighbour was not running (a
+/// user probe).
+fn listed_as_error(rank: usize, who: usize, k: usize) -> EngineError {
+    EngineError::Peer(format!(
+        "party {rank}: encrypted link to party {who} refused (no answer within the timeout): a \
+         connection claiming party {who} proved the key that this party's public-key list \
+         (CRYPTGPU_PUBKEYS) gives for party {k}: the lists name the keys in another order, \
+         most likely this party's (line i must hold party i's public key, as python -m \
+         cryptgpu.keys writes them)"
+    ))
 }
 
 impl ZmqTransport {
@@ -65,21 +104,40 @@ impl ZmqTransport {
                  links: all parties must agree"
             ));
         }
+        match self.claims[who] {
+            Some(Unproved::Clock { ahead }) => return clock_error(rank, who, ahead),
+            Some(Unproved::ListedAs(k)) => return listed_as_error(rank, who, k),
+            _ => {}
+        }
         if let Some(text) = &self.refusal[who] {
             return EngineError::Peer(format!(
                 "party {rank} got no answer from party {who} within the timeout; a message on \
                  its connection said it gave up its handshakes (not authenticated: {text})"
             ));
         }
-        if self.unproved[who] > 0 {
+        let no_key = self.claims[who] == Some(Unproved::NoKey);
+        if self.unproved[who] > 0 || no_key {
+            let mut seen = Vec::new();
+            if no_key {
+                seen.push(format!(
+                    "a connection claiming party {who} carried an identity tag that no public \
+                     key this party holds proves"
+                ));
+            }
+            if self.unproved[who] > 0 {
+                seen.push(format!(
+                    "{} message(s) claiming party {who} came on a connection that did not prove \
+                     its key",
+                    self.unproved[who]
+                ));
+            }
             return noise::refused(
                 rank,
                 who,
                 &format!(
-                    "no answer within the timeout; {} message(s) claiming party {who} came on a \
-                     connection that did not prove its key, which a wrong key on either side, \
-                     or a stranger posing as it, would send",
-                    self.unproved[who]
+                    "no answer within the timeout; {}: a wrong key on either side, or a \
+                     stranger posing as it, does this",
+                    seen.join("; ")
                 ),
             );
         }

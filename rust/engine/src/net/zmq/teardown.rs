@@ -3,7 +3,7 @@
 
 use super::{idx, Body, ZmqTransport, BYE, BYE_TEXT, FRAME};
 use crate::error::{EngineError, Result};
-use crate::net::identity::identity;
+use crate::net::identity::{identity, why_unproved, Unproved};
 use crate::net::{farewell, noise, Farewell, Msg, Peer};
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,18 @@ impl ZmqTransport {
                 up && self.encrypted && claim.strip_prefix(b"~") == Some(&identity(r)[..])
             }) {
                 self.plain[r] += 1;
+            }
+            // an identity claiming a neighbour that did not prove its key:
+            // why, as far as its tag tells (for the timeout's wording only)
+            if let (true, Some(keys), Some(claimed)) =
+                (up, self.keys.as_ref(), claim.strip_prefix(b"~"))
+            {
+                if let Some((r, why)) = why_unproved(keys, self.rank, claimed) {
+                    let proved = !matches!(why, Unproved::NoKey);
+                    if proved || self.claims[r].is_none() {
+                        self.claims[r] = Some(why);
+                    }
+                }
             }
             if let Some(r) = (0..3).find(|&r| identity(r) == claim) {
                 if up {
