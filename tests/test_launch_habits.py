@@ -86,8 +86,9 @@ def test_the_launcher_drops_an_inherited_bind_address(tmp_path, monkeypatch):
     already in use", probe NA)."""
     script = tmp_path / "job.py"
     script.write_text(
-        "import torch, cryptgpu\ncryptgpu.init(timeout_s=20)\n"
-        "print('got', cryptgpu.cryptensor(torch.tensor([1.5]), src=0).get_plain_text().item())\n"
+        "import sys, torch, cryptgpu\ncryptgpu.init(timeout_s=20)\n"
+        "x = cryptgpu.cryptensor(torch.tensor([1.5]), src=0).get_plain_text().item()\n"
+        "sys.stdout.write(f'got {x}\\n')  # one write: the parties share the pipe\n"
     )
     monkeypatch.setenv("CRYPTGPU_BIND", f"127.0.0.1:{free_ports(1)[0]}")
     r = subprocess.run(
