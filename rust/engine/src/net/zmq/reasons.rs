@@ -104,7 +104,14 @@ impl ZmqTransport {
                  links: all parties must agree"
             ));
         }
-        match self.claims[who] {
+        // what identities claiming `who` said, until its link is up (after
+        // that, only a stranger's would fail, and they name no cause)
+        let link = if who == (rank + 1) % 3 { 0 } else { 1 };
+        let claim = match self.noise[link] {
+            Some(_) => None,
+            None => self.claims[who],
+        };
+        match claim {
             Some(Unproved::Clock { ahead }) => return clock_error(rank, who, ahead),
             Some(Unproved::ListedAs(k)) => return listed_as_error(rank, who, k),
             _ => {}
@@ -115,7 +122,7 @@ impl ZmqTransport {
                  its connection said it gave up its handshakes (not authenticated: {text})"
             ));
         }
-        let no_key = self.claims[who] == Some(Unproved::NoKey);
+        let no_key = claim == Some(Unproved::NoKey);
         if self.unproved[who] > 0 || no_key {
             let mut seen = Vec::new();
             if no_key {
