@@ -16,7 +16,7 @@ import warnings
 import torch
 
 from ..autograd import torch_grad
-from . import containers, hf, hf_refusals, wrapped
+from . import containers, guards, hf, hf_refusals, wrapped
 from .metadata import METADATA
 from .module import Module
 
@@ -110,7 +110,7 @@ def mutable(out):
 NO_GRAD = "cryptgpu_no_grad"
 
 
-class _GradTracer(wrapped.Inlining, torch.fx.Tracer):
+class _GradTracer(wrapped.Inlining, guards.SizeChecks, torch.fx.Tracer):
     """torch.fx's tracer that marks the nodes made while the forward had
     gradients off (:data:`NO_GRAD`): torch.fx records no node for a grad
     mode, so until 2026-12-06 a ``with torch.no_grad():`` backbone trained
@@ -318,7 +318,7 @@ def trace_modes(model: torch.nn.Module, nones=()):
     except Exception as e:  # tracing errors come in many types
         also = getattr(e, "_also", None)
         text = str(e) + wrapped.where(e)  # the module whose forward raised it
-        if also is not None:
+        if also is not None and str(also) != str(e):  # (the same words: once)
             text += f"; with buffers as graph values: {also}{wrapped.where(also)}"
         hint = ""
         if "takes 1 positional argument" in text:

@@ -136,9 +136,10 @@ def _named(entry) -> str:
 
 def where(e: BaseException) -> str:
     """ " (in the forward of 'block.0' (pkg.Class))" for a tracing error
-    tagged by :class:`Inlining`, else ""."""
-    tag = getattr(e, "_cryptgpu_where", None)
-    return f" (in the forward of {tag})" if tag else ""
+    tagged by :class:`Inlining`, and ", at `line` (file:no): ..." for a
+    branch tagged by :class:`guards.SizeChecks`; else ""."""
+    tag, at = getattr(e, "_cryptgpu_where", None), getattr(e, "_cryptgpu_at", None)
+    return (f" (in the forward of {tag})" if tag else "") + (f", at {at}" if at else "")
 
 
 def refusal(node) -> str:

@@ -1,0 +1,181 @@
+"""A forward's checks on its input's sizes, kept as checks in the
+converted graph (probe ND, 2026-12-07).
+
+torch.fx cannot branch on a traced value, sizes included, so nanoGPT's
+``assert t <= self.config.block_size`` ended the conversion with fx's
+"symbolically traced variables cannot be used as inputs to control flow",
+naming no line. Sizes are public, so a check on them can run at every
+call: where the branch is a check (an ``assert``, or an ``if`` whose body
+only raises) on a value computed from sizes alone (``x.size()``,
+``x.shape``, ``x.dim()``, ``x.numel()`` and arithmetic on them), the tracer
+follows the branch that does not raise and records :func:`size_check`,
+which raises the forward's own exception type at a call whose sizes fail
+it. A branch on anything else is still refused, now naming the line.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import dis
+import linecache
+import operator
+import os
+import sys
+
+import torch
+
+_SIZE_METHODS = frozenset(("size", "dim", "ndimension", "numel", "nelement"))
+_SIZE_ATTRS = frozenset(("shape", "ndim"))
+_FX = os.sep + os.path.join("torch", "fx") + os.sep
+
+
+# the exception types of the checks traced so far, by name (a graph's
+# arguments cannot hold a class)
+_KINDS: dict[str, type] = {}
+
+
+def size_check(ok: bool, kind: str, text: str) -> None:
+    """Raise the exception type named ``kind`` with ``text`` unless ``ok``:
+    a forward's check on its input's sizes, run at each call of the
+    converted model."""
+    if not ok:
+        raise _KINDS.get(kind, RuntimeError)(text)
+
+
+def of_sizes(node: torch.fx.Node) -> bool:
+    """Whether ``node``'s value comes from sizes alone: every path back
+    to an input, a parameter or a module call passes a size read."""
+    todo, seen = [node], set()
+    while todo:
+        n = todo.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if n.op == "call_method" and n.target in _SIZE_METHODS:
+            continue
+        if n.op == "call_function" and n.target is builtins.getattr and n.args[1] in _SIZE_ATTRS:
+            continue
+        if n.op in ("placeholder", "get_attr", "call_module"):
+            return False
+        todo.extend(n.all_input_nodes)
+    return True
+
+
+class SizeChecks:
+    """A torch.fx Tracer mixin: a check on sizes (see the module's text)
+    becomes a :func:`size_check` node; any other branch on a traced value
+    is refused with the forward's line named."""
+
+    def to_bool(self, obj):
+        frame = _forward_frame()
+        if isinstance(obj, torch.fx.Proxy) and obj.tracer is self and frame is not None:
+            check = _check(frame)
+            if check is not None and of_sizes(obj.node):
+                passes, kind, said = check
+                cond = (
+                    obj if passes else self.create_proxy("call_function", operator.not_, (obj,), {})
+                )
+                text = f"the model's forward check failed on this input's sizes: {_line(frame)}"
+                text = f"{said} ({text})" if said else text
+                name = f"{kind.__module__}.{kind.__qualname__}"
+                _KINDS.setdefault(name, kind)
+                self.create_proxy("call_function", size_check, (cond, name, text), {})
+                return passes
+        try:
+            return super().to_bool(obj)
+        except Exception as e:  # the line, for wrapped.where
+            if frame is not None and isinstance(obj, torch.fx.Proxy):
+                what = "a size" if of_sizes(obj.node) else "a traced value"
+                with contextlib.suppress(AttributeError):
+                    e._cryptgpu_at = (
+                        f"{_line(frame)}: a branch on {what} (a check on sizes traces: an "
+                        "assert, or an if whose body only raises)"
+                    )
+            raise
+
+
+def _forward_frame():
+    """The frame whose code asked a traced value for its truth (the one
+    calling fx's ``Proxy.__bool__``), or None."""
+    f = sys._getframe(1)
+    while f is not None and not (f.f_code.co_name == "__bool__" and _FX in f.f_code.co_filename):
+        f = f.f_back
+    return None if f is None else f.f_back
+
+
+def _check(frame):
+    """(the truth value that passes, the exception type raised otherwise,
+    its message where it is one constant string) when the frame is at the
+    branch of a check: a conditional jump, outside any ``try``/``with``,
+    whose other way ends in a raise on every path, without looping or
+    returning (``assert c``, pytest's rewritten assert, ``if c: raise
+    E(...)``, ``if not c: raise E(...)``); else None."""
+    try:
+        code = list(dis.get_instructions(frame.f_code))
+        guarded = list(dis.Bytecode(frame.f_code).exception_entries)
+    except Exception:  # code dis cannot read
+        return None
+    at = next((i for i, ins in enumerate(code) if ins.offset == frame.f_lasti), None)
+    # Python 3.13 asks for the truth at TO_BOOL, or at a comparison made
+    # for a branch (COMPARE_OP bool(<=)), just before the jump
+    if at is not None and code[at].opname in ("TO_BOOL", "COMPARE_OP", "CONTAINS_OP"):
+        at += 1
+    jump = code[at].opname if at is not None else ""
+    if not (jump.startswith("POP_JUMP") and jump.endswith(("IF_TRUE", "IF_FALSE"))):
+        return None
+    if any(e.start <= code[at].offset < e.end for e in guarded):  # a try could catch it
+        return None
+    found = _raising(code, at + 1, code[at].argval, frame.f_globals)
+    if found is None:
+        return None
+    kind, texts = found
+    text = texts[0] if len(texts) == 1 else None
+    return jump.endswith("IF_TRUE"), kind or RuntimeError, text
+
+
+def _raising(code: list, start: int, passing: int, names: dict):
+    """(the first exception type loaded, the constant strings loaded) when
+    every path from instruction ``start`` ends in a raise before reaching
+    offset ``passing``, jumping only forward; else None."""
+    at = {ins.offset: i for i, ins in enumerate(code)}
+    kind, texts, todo, seen = None, [], [start], set()
+    while todo:
+        i = todo.pop()
+        while i not in seen and i < len(code) and len(seen) < 4000:
+            seen.add(i)
+            ins = code[i]
+            op = ins.opname
+            if ins.offset == passing or op.startswith(("RETURN", "YIELD", "FOR_ITER")):
+                return None
+            if op in ("RAISE_VARARGS", "RERAISE"):
+                break
+            if op == "LOAD_ASSERTION_ERROR":
+                kind = kind or AssertionError
+            elif op in ("LOAD_GLOBAL", "LOAD_NAME") and kind is None:
+                v = names.get(ins.argval, getattr(builtins, str(ins.argval), None))
+                kind = v if isinstance(v, type) and issubclass(v, BaseException) else None
+            elif op.startswith(("FORMAT_", "BUILD_STRING")):
+                texts.append(None)  # a message made at the call: not known here
+            elif op == "LOAD_CONST" and isinstance(ins.argval, str):
+                texts.append(ins.argval)
+            if ins.opcode in dis.hasjrel or ins.opcode in dis.hasjabs:
+                target = at.get(ins.argval, -1)
+                if target <= i:  # a loop
+                    return None
+                if "IF" not in op and "OR_POP" not in op:  # unconditional
+                    i = target
+                    continue
+                todo.append(target)
+            i += 1
+        else:
+            if i not in seen:  # ran off the code, or too long to follow
+                return None
+    return kind, texts
+
+
+def _line(frame) -> str:
+    """'`<source line>` (file:line)' of a frame."""
+    name, no = frame.f_code.co_filename, frame.f_lineno
+    text = linecache.getline(name, no).strip()
+    return f"`{text}` ({os.path.basename(name)}:{no})" if text else f"{name}:{no}"
