@@ -508,9 +508,9 @@ class TensorBase(ag.Node):
         if not (dtype is None or isinstance(dtype, torch.dtype) or _py_dtype(dtype)):
             # before any reveal; torch's TypeError (torch.zeros(2, dtype="cpu"))
             raise TypeError(
-                f"get_plain_text(): argument 'dtype' must be torch.dtype, not "
-                f"{type(dtype).__name__}"
+                f"get_plain_text(): argument 'dtype' must be torch.dtype, not {type(dtype).__name__}"
             )
+        ag.refuse_opening()  # inside a custom autograd.Function's forward or backward
         s = self._s()
         if dst is None:
             raw = s.reveal(self._t)
