@@ -20,6 +20,7 @@ gradients (``ctx.save_for_forward``), and opening a value (``get_plain_text``,
 from __future__ import annotations
 
 import contextlib
+import inspect
 import threading
 
 import torch
@@ -56,8 +57,8 @@ class Context(FunctionCtx):
     def mark_dirty(self, *args) -> None:
         """Refused: a Function that changes its inputs in place."""
         raise NotImplementedError(
-            f"{_name(self._cls)}: ctx.mark_dirty (a custom autograd.Function that changes its "
-            "input in place) is not supported on SharedTensors: return a new tensor"
+            f"{_name(self._cls)}: a custom autograd.Function that changes its input in place "
+            "(ctx.mark_dirty) is not supported on SharedTensors: return a new tensor"
         )
 
     def save_for_forward(self, *args) -> None:
@@ -101,11 +102,15 @@ def _sealed(cls, what: str):
 def apply(cls, args: tuple, kwargs: dict):
     """``cls.apply(*args, **kwargs)`` on SharedTensors: the forward run on
     the shares, unrecorded, and one recorded node for ``cls.backward``."""
+    new_style = torch.autograd.function._is_setup_context_defined(cls.setup_context)
+    if new_style:  # as torch's: keywords and defaults bound to positions (setup_context's inputs)
+        bound = inspect.signature(cls.forward).bind(*args, **kwargs)
+        bound.apply_defaults()
+        args, kwargs = tuple(bound.args), bound.kwargs
     recording = ag.is_grad_enabled()
     needs = tuple(isinstance(a, ag.Node) and a.requires_grad and recording for a in args)
     ctx = Context(cls, needs)
     states = [(a, a._t) for a in args if isinstance(a, SharedTensor)]
-    new_style = torch.autograd.function._is_setup_context_defined(cls.setup_context)
     with ag.inside(any(needs)), ag.torch_grad(False), _sealed(cls, "forward"):
         if new_style:
             out = cls.forward(*args, **kwargs)
@@ -113,20 +118,21 @@ def apply(cls, args: tuple, kwargs: dict):
         else:
             out = cls.forward(ctx, *args, **kwargs)
     for a, t in states:
-        if a._t is not t:  # changed in place: put back, then refuse
+        if a._t is not t:  # changed in place: put back (in a view's base too), then refuse
             a._t = t
+            a._write_back()
             ctx.mark_dirty()
-    if not any(needs):
-        return out
     many = isinstance(out, tuple)
     outs = list(out) if many else [out]
     fixed = {id(t) for t in ctx.non_differentiable}
     known = {id(a) for a in args}
     for i, o in enumerate(outs):
         if isinstance(o, SharedTensor) and (id(o) in known or o._back is not None or o._rg):
-            outs[i] = o.detach()  # an input, or a tensor made before: a new alias of it
+            outs[i] = o.detach()  # an input, or a tensor made before: a new alias, as torch's
             if id(o) in fixed:
                 fixed.add(id(outs[i]))
+    if not any(needs):
+        return tuple(outs) if many else outs[0]
     joint = ag.Node.__new__(ag.Node)
     joint._grad, joint._lost, joint._hooks = None, None, None
     slots = [o if isinstance(o, (SharedTensor, torch.Tensor)) else None for o in outs]

@@ -14,7 +14,6 @@ from . import tensor_storage as _storage
 from ._plain import _buf, _float64, _index, _norm_dim, _plain_array, _strides
 from ._session import current
 
-# torch float dtypes a revealed tensor is cast to in numpy.
 _NUMPY_FLOATS = {torch.float64: np.float64, torch.float32: np.float32, torch.float16: np.float16}
 
 
@@ -508,7 +507,8 @@ class TensorBase(ag.Node):
         if not (dtype is None or isinstance(dtype, torch.dtype) or _py_dtype(dtype)):
             # before any reveal; torch's TypeError (torch.zeros(2, dtype="cpu"))
             raise TypeError(
-                f"get_plain_text(): argument 'dtype' must be torch.dtype, not {type(dtype).__name__}"
+                f"get_plain_text(): argument 'dtype' must be torch.dtype, not "
+                f"{type(dtype).__name__}"
             )
         ag.refuse_opening()  # inside a custom autograd.Function's forward or backward
         s = self._s()
