@@ -338,3 +338,7 @@ def test_what_cannot_run_on_shares_is_refused(session):
     with pytest.raises(RuntimeError, match="incorrect number of gradients"):
         TooMany.apply(cryptgpu.cryptensor(v, requires_grad=True)).sum().backward()
     assert usable()
+    lost = Mix.apply(cryptgpu.cryptensor(v, requires_grad=True), v.clone().requires_grad_(), 1, "")
+    with pytest.raises(RuntimeError, match="Mix.apply: a plaintext torch tensor"):
+        lost[0].sum().backward()  # its gradient would be private: said, as elsewhere
+    assert usable()

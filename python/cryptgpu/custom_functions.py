@@ -133,6 +133,10 @@ def apply(cls, args: tuple, kwargs: dict):
                 fixed.add(id(outs[i]))
     if not any(needs):
         return tuple(outs) if many else outs[0]
+    for t in args:  # a plaintext torch tensor that requires grad: its gradient is lost
+        if isinstance(t, torch.Tensor) and t.requires_grad:
+            first = next(a for a, need in zip(args, needs) if need)
+            ag.lose_gradient(first, t, f"{_name(cls)}.apply")
     joint = ag.Node.__new__(ag.Node)
     joint._grad, joint._lost, joint._hooks = None, None, None
     slots = [o if isinstance(o, (SharedTensor, torch.Tensor)) else None for o in outs]
