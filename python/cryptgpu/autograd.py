@@ -325,6 +325,18 @@ class inside(_native.RestoreOnExit):
         ctx.grad_enabled = False
 
 
+def refuse_opening() -> None:
+    """Raise while a custom autograd.Function's forward or backward runs on
+    shares (custom_functions.py): what it opened would be known to all."""
+    where = getattr(_session._ctx, "sealed", None)
+    if where:
+        raise NotImplementedError(
+            f"{where} opens a SharedTensor: a custom autograd.Function runs on the shares, "
+            "and what it opened would be known to every party; compute with the tensor's "
+            "own operations (comparisons, torch.where) instead"
+        )
+
+
 def needs_grad(*xs) -> bool:
     """True when ``x`` is a SharedTensor that is, or depends on, a leaf that requires grad."""
     if not is_grad_enabled():

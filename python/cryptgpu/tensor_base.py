@@ -14,7 +14,6 @@ from . import tensor_storage as _storage
 from ._plain import _buf, _float64, _index, _norm_dim, _plain_array, _strides
 from ._session import current
 
-# torch float dtypes a revealed tensor is cast to in numpy.
 _NUMPY_FLOATS = {torch.float64: np.float64, torch.float32: np.float32, torch.float16: np.float16}
 
 
@@ -511,6 +510,7 @@ class TensorBase(ag.Node):
                 f"get_plain_text(): argument 'dtype' must be torch.dtype, not "
                 f"{type(dtype).__name__}"
             )
+        ag.refuse_opening()  # inside a custom autograd.Function's forward or backward
         s = self._s()
         if dst is None:
             raw = s.reveal(self._t)

@@ -9,14 +9,19 @@ x)`` in its default, reentrant form (the block's weights got no gradient)
 and every custom Function. Now the reentrant checkpoint runs its block
 recorded (as ``use_reentrant=False`` does; recomputation saves nothing
 here, the shares are kept either way), and another Function on a
-SharedTensor is a NotImplementedError. Without SharedTensors torch's own
-``apply`` runs, untouched."""
+SharedTensor runs as torch runs it, on the shares (custom_functions.py:
+its forward unrecorded, its backward on the shared gradients; until
+2026-12-07 a NotImplementedError). Inside cryptgpu's conversion trace a
+Function's ``apply`` is one graph step, run by the converted model with
+the same apply (it was traced through, as if ``detach()``). Without
+SharedTensors or the trace torch's own ``apply`` runs, untouched."""
 
 from __future__ import annotations
 
 import torch
 import torch.utils.checkpoint
 
+from . import custom_functions
 from .tensor import SharedTensor
 
 _TORCH_APPLY = torch.autograd.Function.__dict__["apply"]
@@ -34,16 +39,16 @@ def _shared(values) -> bool:
 
 
 def _apply(cls, *args, **kwargs):
+    checkpoint = cls is getattr(torch.utils.checkpoint, "CheckpointFunction", None)
     if not (_shared(args) or _shared(kwargs.values())):
+        step = None if checkpoint else custom_functions.traced(cls, args, kwargs)
+        if step is not None:  # in a conversion's trace: one graph step
+            return step
         return _TORCH_APPLY.__get__(None, cls)(*args, **kwargs)
-    if cls is getattr(torch.utils.checkpoint, "CheckpointFunction", None):
+    if checkpoint:
         run, _preserve_rng, *inputs = args  # checkpoint(fn, *inputs), reentrant
         return run(*inputs)
-    raise NotImplementedError(
-        f"{cls.__name__}.apply on a SharedTensor: torch runs a custom autograd.Function's "
-        "forward with gradients off and calls its own backward, which shares cannot reach; "
-        "write the operation with cryptgpu's tensor operations (they record their gradients)"
-    )
+    return custom_functions.apply(cls, args, kwargs)
 
 
 # named as torch's: torch.compile recognises an aliased ``f = MyFn.apply``

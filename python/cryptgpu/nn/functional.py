@@ -11,6 +11,7 @@ import operator
 import torch
 import torch.nn.functional as F
 
+from .. import custom_functions
 from ..einsum import einsum
 from ..tensor import SharedTensor
 from ..torch_dispatch import TABLE
@@ -436,6 +437,7 @@ FUNCTIONS = {
     **losses_more.FUNCTIONS,  # triplet, cosine / hinge embedding, ranking, Poisson, Gaussian
     torch.cosh: (torch.cosh, OTHER),
     torch.sinh: (torch.sinh, OTHER),
+    custom_functions.run: (custom_functions.run, OTHER),  # MyFn.apply: its own backward
 }
 
 # The tensor methods a converted graph calls (x.view(...), x.relu()), by

@@ -117,6 +117,8 @@ class _GradTracer(wrapped.Inlining, guards.SizeChecks, torch.fx.Tracer):
     with the head (0.15 off torch's after 3 SGD steps). Traces with
     gradients on, whatever the caller's mode."""
 
+    cryptgpu_functions = True  # a custom Function's apply: one step (custom_functions.traced)
+
     def trace(self, root, concrete_args=None):
         with torch_grad(True):  # (interrupt-safe: autograd.torch_grad)
             return super().trace(root, concrete_args)
