@@ -342,3 +342,44 @@ def test_what_cannot_run_on_shares_is_refused(session):
     with pytest.raises(RuntimeError, match="Mix.apply: a plaintext torch tensor"):
         lost[0].sum().backward()  # its gradient would be private: said, as elsewhere
     assert usable()
+
+
+class _ReversedGELU(tnn.Module):
+    """BERT's intermediate activation followed by gradient reversal."""
+
+    def forward(self, x):
+        return GradReverse.apply(torch.relu(x))
+
+
+def test_a_function_in_a_transformers_model_runs_its_backward(session):
+    """transformers' own tracer too (it traced the Function's forward
+    through: the gradient reversal was lost, the intermediate weights'
+    gradient came out as -torch's). Gradients within 1e-3, the bound
+    test_huggingface states for BERT's (softmax and LayerNorm backward)."""
+    T = pytest.importorskip(
+        "transformers", reason="transformers is a test dependency (pip install '.[test]')"
+    )
+    torch.manual_seed(0)
+    cfg = T.BertConfig(
+        vocab_size=20,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=16,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    m = T.BertModel(cfg).double().eval()
+    m.encoder.layer[0].intermediate.intermediate_act_fn = _ReversedGELU()
+    ids = torch.randint(0, 20, (2, 5))
+    mask = torch.ones(2, 5, dtype=torch.long)
+    pm = cryptgpu.nn.from_pytorch(m).encrypt().train()
+    out = pm(input_ids=ids, attention_mask=mask).last_hidden_state
+    (out[..., 0] * 3 + out[..., 1]).sum().backward()
+    want = m(input_ids=ids, attention_mask=mask).last_hidden_state
+    (want[..., 0] * 3 + want[..., 1]).sum().backward()
+    theirs = m.encoder.layer[0].intermediate.dense.weight.grad
+    ours = opened(pm.encoder.layer[0].intermediate.dense.weight.grad)
+    assert amax(theirs) > 0.02  # the reversal's sign shows (the lost one: -theirs)
+    assert (ours - theirs).abs().max().item() <= 1e-3

@@ -416,6 +416,8 @@ def _tracer_class(leaves: frozenset, ranks: dict, outputs: list):
             return iter([self[i] for i in range(n)]) if n else super().__iter__()
 
     class Tracer(HFTracer):
+        cryptgpu_functions = True  # a custom Function's apply: one step (custom_functions.traced)
+
         def proxy(self, node):
             return Proxy(node, self)
 
