@@ -599,7 +599,7 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
     elif not list(model.children()) and type(model).__module__.startswith("torch.nn"):
         # torch's own layers only: a user's module without children (all
         # functional, maybe of several inputs) is traced as it is
-        model, root = torch.nn.Sequential(model), "0"
+        model, root = bare.wrap(model), "0"  # (several inputs: bare.py)
     gm, defaults = tracing.trace_modes(model)
     # inputs whose None the forward answers with its own (a causal mask)
     gm, defaults, nones, needed = tracing.optional(model, gm, defaults, dummy_input, root)
