@@ -298,6 +298,7 @@ FUNCTIONS = {
     torch.channel_shuffle: (TABLE[torch.channel_shuffle], OTHER),
     F.instance_norm: (_instance_norm, BATCHNORM),
     F.interpolate: (interpolate, OTHER),
+    torch.nan_to_num: (torch.nan_to_num, OTHER),  # SharedTensor.nan_to_num (a copy)
     F.pixel_shuffle: (TABLE[F.pixel_shuffle], OTHER),  # torch_dispatch's movement
     F.pixel_unshuffle: (TABLE[F.pixel_unshuffle], OTHER),
     F.group_norm: (_group_norm, BATCHNORM),
@@ -510,6 +511,7 @@ METHODS = {
     "isnan": OTHER,  # public answers (shares are finite)
     "isinf": OTHER,
     "isfinite": OTHER,
+    "nan_to_num": OTHER,  # the identity on shares (finite); nan_to_num_ runs it too
     "type_as": OTHER,
     "type": OTHER,  # x.type(dtype): a cast (GPT-2's eager attention)
     "pow": OTHER,
