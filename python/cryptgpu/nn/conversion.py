@@ -18,6 +18,7 @@ from . import (
     bare,
     batchnorm_nd,
     check,
+    early,
     embedding_bag,
     fold_agree,
     folding,
@@ -612,6 +613,7 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
     params: dict = {}
     private = tracing.maybe_private(gm)
     indices.rewrite(gm.graph, private, mods)  # argmax, max(dim).indices: torch's indices
+    early.refuse(gm.graph, private)  # F.embedding(max_norm=), as a call would (early.py)
     for node in gm.graph.nodes:
         where = f"node {node.name!r}"
         if node.op == "call_module":
