@@ -20,6 +20,7 @@ from . import (
     check,
     early,
     embedding_bag,
+    flags,
     fold_agree,
     folding,
     hf,
@@ -601,7 +602,7 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
         # torch's own layers only: a user's module without children (all
         # functional, maybe of several inputs) is traced as it is
         model, root = bare.wrap(model), "0"  # (several inputs: bare.py)
-    gm, defaults = tracing.trace_modes(model)
+    gm, defaults = flags.traced(tracing.trace_modes, model, dummy_input)  # (flag arguments)
     # inputs whose None the forward answers with its own (a causal mask)
     gm, defaults, nones, needed = tracing.optional(model, gm, defaults, dummy_input, root)
     mods = dict(gm.named_modules())
