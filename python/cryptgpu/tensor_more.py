@@ -412,6 +412,28 @@ class MoreOps:
 
     isinf = isposinf = isneginf = isnan
 
+    def nan_to_num(self, nan=0.0, posinf=None, neginf=None) -> TensorBase:
+        """torch's nan_to_num: a copy, exactly (a share holds a finite
+        fixed-point number: nothing to replace); ``nan``, ``posinf`` and
+        ``neginf`` are checked as torch checks them (numbers, or None). The
+        usual guard after a -inf masked softmax (until 2026-12-07 refused)."""
+        _replacements(nan, posinf, neginf)
+        return self.clone()
+
+    def nan_to_num_(self, nan=0.0, posinf=None, neginf=None) -> TensorBase:
+        """torch's in-place nan_to_num_: ``self`` as it is (see nan_to_num)."""
+        _replacements(nan, posinf, neginf)
+        return self
+
+
+def _replacements(nan, posinf, neginf) -> None:
+    """torch's TypeError for a nan_to_num replacement that is not a number."""
+    for name, v in (("nan", nan), ("posinf", posinf), ("neginf", neginf)):
+        if v is not None and not isinstance(v, (int, float)):
+            raise TypeError(
+                f"nan_to_num(): argument {name!r} must be float, not {type(v).__name__}"
+            )
+
 
 def _nsplit(x, name: str, need: int, spec, sections, indices) -> tuple:
     """hsplit (need 1), vsplit (2), dsplit (3): torch's checks, then

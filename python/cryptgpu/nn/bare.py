@@ -10,6 +10,55 @@ torch's names (until 2026-12-07 they showed the wrapper's extra level,
 
 from __future__ import annotations
 
+import inspect
+import keyword
+
+import torch
+
+
+def wrap(layer: torch.nn.Module) -> torch.nn.Module:
+    """A bare torch layer (``from_pytorch(nn.Linear(...))``) in a module
+    that fx traces to one call of it, under the child name "0": a
+    torch.nn.Sequential for a layer of one input; for one whose forward
+    needs several (nn.Bilinear's input1 and input2, nn.CosineSimilarity's
+    and nn.PairwiseDistance's x1 and x2, a loss's input and target), a
+    module whose forward takes those, by torch's names (until 2026-12-07
+    such a layer was wrapped in the Sequential: its converted model took
+    one input, and a tuple dummy input failed with "Sequential.forward()
+    takes 2 positional arguments but 3 were given")."""
+    names = _required(layer)
+    if len(names) < 2:
+        return torch.nn.Sequential(layer)
+    args = ", ".join(names)
+    scope: dict = {}
+    # a forward of exactly these parameters: fx makes one placeholder of each
+    exec(f"def forward(self, {args}):\n    return self._modules['0']({args})\n", scope)
+    forward = scope["forward"]
+    forward.__doc__ = f"The bare {type(layer).__name__} on its {len(names)} inputs."
+    kind = type(type(layer).__name__, (_Several,), {"forward": forward})
+    return kind(layer)
+
+
+class _Several(torch.nn.Module):
+    """The module :func:`wrap` makes for a layer of several inputs."""
+
+    def __init__(self, layer: torch.nn.Module):
+        super().__init__()
+        self.add_module("0", layer)
+
+
+def _required(layer: torch.nn.Module) -> list:
+    """The names of the positional parameters without a default of the
+    layer's forward (none where they cannot be read)."""
+    try:
+        params = inspect.signature(layer.forward).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    names = [p.name for p in params if p.kind in kinds and p.default is inspect.Parameter.empty]
+    ok = all(n.isidentifier() and not keyword.iskeyword(n) and n != "self" for n in names)
+    return names if ok else []
+
 
 def adopt(graph, target: str | None) -> None:
     """Make ``graph`` (a converted Graph whose only child is the converted

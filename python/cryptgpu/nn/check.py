@@ -148,6 +148,8 @@ def dummy(x) -> torch.Tensor:
     kept, anything else becomes float64; CrypTen code passes
     torch.empty(...), whose values are undefined: only its shape matters,
     so it is checked on uniform values of that shape."""
+    if isinstance(x, str):  # a flag argument's value (flags.py): as given
+        return x
     x = torch.as_tensor(x).detach()  # one that requires grad cannot be deep-copied
     if x.dtype == torch.bool:  # a mask (src_key_padding_mask): as given
         return x

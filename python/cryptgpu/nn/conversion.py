@@ -18,7 +18,9 @@ from . import (
     bare,
     batchnorm_nd,
     check,
+    early,
     embedding_bag,
+    flags,
     fold_agree,
     folding,
     hf,
@@ -599,8 +601,8 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
     elif not list(model.children()) and type(model).__module__.startswith("torch.nn"):
         # torch's own layers only: a user's module without children (all
         # functional, maybe of several inputs) is traced as it is
-        model, root = torch.nn.Sequential(model), "0"
-    gm, defaults = tracing.trace_modes(model)
+        model, root = bare.wrap(model), "0"  # (several inputs: bare.py)
+    gm, defaults = flags.traced(tracing.trace_modes, model, dummy_input)  # (flag arguments)
     # inputs whose None the forward answers with its own (a causal mask)
     gm, defaults, nones, needed = tracing.optional(model, gm, defaults, dummy_input, root)
     mods = dict(gm.named_modules())
@@ -612,6 +614,7 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
     params: dict = {}
     private = tracing.maybe_private(gm)
     indices.rewrite(gm.graph, private, mods)  # argmax, max(dim).indices: torch's indices
+    early.refuse(gm.graph, private)  # F.embedding(max_norm=), as a call would (early.py)
     for node in gm.graph.nodes:
         where = f"node {node.name!r}"
         if node.op == "call_module":

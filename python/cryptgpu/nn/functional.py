@@ -15,7 +15,7 @@ from .. import custom_functions
 from ..einsum import einsum
 from ..tensor import SharedTensor
 from ..torch_dispatch import TABLE
-from . import attention, indices, layers_more, losses_more, wrapped
+from . import attention, flags, indices, layers_more, losses_more, wrapped
 from .habits import borrowing
 from .layers import AdaptiveAvgPool2d, BatchNorm
 from .layers1d import AdaptiveAvgPool1d, AdaptiveMaxPool1d, channel_dropout
@@ -299,6 +299,8 @@ FUNCTIONS = {
     torch.channel_shuffle: (TABLE[torch.channel_shuffle], OTHER),
     F.instance_norm: (_instance_norm, BATCHNORM),
     F.interpolate: (interpolate, OTHER),
+    torch.nan_to_num: (torch.nan_to_num, OTHER),  # SharedTensor.nan_to_num (a copy)
+    flags.same: (flags.same, OTHER),  # a flag argument's check (TypeError for a private one)
     F.pixel_shuffle: (TABLE[F.pixel_shuffle], OTHER),  # torch_dispatch's movement
     F.pixel_unshuffle: (TABLE[F.pixel_unshuffle], OTHER),
     F.group_norm: (_group_norm, BATCHNORM),
@@ -512,6 +514,7 @@ METHODS = {
     "isnan": OTHER,  # public answers (shares are finite)
     "isinf": OTHER,
     "isfinite": OTHER,
+    "nan_to_num": OTHER,  # the identity on shares (finite); nan_to_num_ runs it too
     "type_as": OTHER,
     "type": OTHER,  # x.type(dtype): a cast (GPT-2's eager attention)
     "pow": OTHER,

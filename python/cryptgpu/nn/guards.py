@@ -88,6 +88,7 @@ class SizeChecks:
             if frame is not None and isinstance(obj, torch.fx.Proxy):
                 what = "a size" if of_sizes(obj.node) else "a traced value"
                 with contextlib.suppress(AttributeError):
+                    e._cryptgpu_node = obj.node  # (a flag argument's: flags.py)
                     e._cryptgpu_at = (
                         f"{_line(frame)}: a branch on {what} (a check on sizes traces: an "
                         "assert, or an if whose body only raises)"

@@ -11,6 +11,7 @@ import operator
 import torch
 
 from ..tensor import SharedTensor
+from . import nan_guard
 
 # What a masked-out score becomes: far below any unmasked one, so that after
 # the max shift its exp is clamped (e^-16 = 1.1e-7 of the row's largest),
@@ -181,6 +182,7 @@ def masked_operands(args: tuple, node, env: dict) -> tuple:
     private operand was itself filled with such a value (GPT-2's
     ``torch.where(causal, w, finfo.min)``), the sum is lower still, as
     torch's ``min + min`` is -inf: such a position drops out of the row."""
+    args = nan_guard.guarded(args, node, env)  # nan_to_num of a -inf masked softmax
     out = [minus_inf_masked(a) for a in args]
     adding = node.target in (operator.add, torch.add, "add")
     private = [i for i in (0, 1) if len(args) > 1 and isinstance(args[i], SharedTensor)]

@@ -133,7 +133,7 @@ _UNCHECKED_METHODS = frozenset(
     ravel moveaxis swapaxes swapdims broadcast_to take take_along_dim tile repeat_interleave
     tensor_split hsplit vsplit dsplit unfold triu tril long bool int relu relu6 hardtanh clamp
     clip clamp_min clamp_max max min amax amin maximum minimum masked_fill where sign abs
-    eq ne lt le gt ge sigmoid tanh softmax""".split()
+    eq ne lt le gt ge sigmoid tanh softmax nan_to_num""".split()
 )
 _UNCHECKED_FUNCTIONS = frozenset(
     [

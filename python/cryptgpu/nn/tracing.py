@@ -16,7 +16,7 @@ import warnings
 import torch
 
 from ..autograd import torch_grad
-from . import containers, guards, hf, hf_refusals, wrapped
+from . import containers, flags, guards, hf, hf_refusals, wrapped
 from .metadata import METADATA
 from .module import Module
 
@@ -145,7 +145,7 @@ def _trace(model: torch.nn.Module, nones=()):
         gm, defaults = hf.trace(model)
         hf_refusals.check(model, gm.graph, maybe_private(gm))  # in words naming why
         return gm, defaults
-    concrete = dict.fromkeys(nones) or None
+    concrete = {**flags.fixed(model), **dict.fromkeys(nones)} or None  # (flags.py)
     try:  # buffers as constants: a forward may use one in Python (float(self.scale))
         graph = _GradTracer().trace(model, concrete_args=concrete)
         gm = torch.fx.GraphModule(model, graph, model.__class__.__name__)
@@ -157,7 +157,8 @@ def _trace(model: torch.nn.Module, nones=()):
                 first._also = second
             raise first from None
         gm = torch.fx.GraphModule(model, graph, model.__class__.__name__)
-    if nones:
+    if concrete:
+        flags.guard(gm)
         _unspecialize(gm, model)
     return gm, {}
 
