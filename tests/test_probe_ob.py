@@ -1,0 +1,172 @@
+"""Probe OB (2026-12-07, a careless or hostile user of the Python API).
+
+- cryptgpu.nn's activation and dropout layers built with ``inplace=True``
+  change their input, as torch's layers do (until 2026-12-07 they returned
+  a new tensor and left the input unchanged: ``self.act(h); return h``
+  returned the values before the activation), and refuse a leaf that
+  requires grad with torch's RuntimeError.
+
+Tolerances (f = 16, conftest): inputs are encoded within ENC = 2^-17, each
+truncation adds at most ULP = 2^-16; an activation's own approximation
+error is the one test_activations.py derives for it, on |x| <= X = 3 here.
+"""
+
+import pytest
+import torch
+import torch.nn as tnn
+import torch.nn.functional as F
+
+import cryptgpu
+from conftest import ENC, ULP, usable
+
+D = torch.float64
+N = cryptgpu.nn
+V = torch.tensor([[-3.0, -1.25, -0.5], [0.0, 0.75, 3.0]], dtype=D)
+X = 3.0  # the largest |x| in V
+EXP = 3e-4  # exp_nonpos's relative error (test_functions.py)
+
+
+def pt(x):
+    return x.get_plain_text(dtype=D)
+
+
+# name, our layer, torch's layer, tolerance (test_activations.py's bounds on |x| <= X)
+INPLACE = [
+    ("ReLU", lambda: N.ReLU(inplace=True), lambda: tnn.ReLU(True), ENC),  # exact on the encoding
+    # one public product: its truncation and the encoding
+    ("LeakyReLU", lambda: N.LeakyReLU(0.1, True), lambda: tnn.LeakyReLU(0.1, True), ENC + ULP),
+    ("Hardtanh", lambda: N.Hardtanh(inplace=True), lambda: tnn.Hardtanh(inplace=True), ENC),
+    ("ReLU6", lambda: N.ReLU6(True), lambda: tnn.ReLU6(True), ENC),
+    # alpha e^min(x,0) (exp's relative error), the encoding through a slope <= 1, 3 truncations
+    ("ELU", lambda: N.ELU(inplace=True), lambda: tnn.ELU(inplace=True), EXP + 2 * ENC + 3 * ULP),
+    ("CELU", lambda: N.CELU(inplace=True), lambda: tnn.CELU(inplace=True), EXP + 2 * ENC + 4 * ULP),
+    # SELU: ELU's bound times scale * alpha = 1.76, plus the scale's truncation
+    ("SELU", lambda: N.SELU(True), lambda: tnn.SELU(True), 1.76 * (EXP + 2 * ENC + 3 * ULP) + ULP),
+    # x sigmoid(x): |x| times sigmoid's 1e-3
+    ("SiLU", lambda: N.SiLU(True), lambda: tnn.SiLU(True), X * 1e-3 + ENC + ULP),
+    # x tanh(softplus(x)): |x| times tanh's 2e-3 and exp's error
+    ("Mish", lambda: N.Mish(True), lambda: tnn.Mish(True), X * (2e-3 + EXP) + ULP),
+    # x (clamp(x,-3,3) + 3) / 6: a product of |x| <= 3 by a factor <= 6, a division
+    (
+        "Hardswish",
+        lambda: N.Hardswish(True),
+        lambda: tnn.Hardswish(True),
+        X * (ENC + ULP) + 2 * ULP,
+    ),
+    ("Hardsigmoid", lambda: N.Hardsigmoid(True), lambda: tnn.Hardsigmoid(True), ENC + ULP),
+    (
+        "Threshold",
+        lambda: N.Threshold(0.5, -2.0, True),
+        lambda: tnn.Threshold(0.5, -2.0, True),
+        ENC,
+    ),
+    # eval: LeakyReLU with the mean slope
+    (
+        "RReLU",
+        lambda: N.RReLU(inplace=True).eval(),
+        lambda: tnn.RReLU(inplace=True).eval(),
+        ENC + ULP,
+    ),
+]
+
+
+@pytest.mark.parametrize("name, ours, theirs, tol", INPLACE, ids=[c[0] for c in INPLACE])
+def test_inplace_layer_changes_its_input(session, name, ours, theirs, tol):
+    x, t = cryptgpu.cryptensor(V), V.clone()
+    out = ours()(x)
+    theirs()(t)
+    assert out is x
+    assert (pt(x) - t).abs().max().item() <= tol  # tolerance: see INPLACE
+    # out of place leaves the input as it was: its encoding
+    x2, layer = cryptgpu.cryptensor(V), ours()
+    layer.inplace = False
+    assert layer(x2) is not x2
+    assert (pt(x2) - V).abs().max().item() <= ENC  # the encoding of V
+
+
+class Block(N.Module):
+    """A hand-written private block relying on the layer's side effect."""
+
+    def __init__(self, drop: bool):
+        super().__init__()
+        self.fc = N.Linear(3, 3)
+        self.act = N.LeakyReLU(0.1, inplace=True)
+        self.drop = N.Dropout(0.5, inplace=True) if drop else N.Identity()
+
+    def forward(self, x):
+        h = self.fc(x)
+        self.act(h)
+        self.drop(h)
+        return h
+
+
+def test_inplace_layer_in_a_block_trains_as_torch(session):
+    """``self.act(h); return h`` on a recorded result: torch's forward and
+    gradients (the dropout mask is the parties' own: checked as 0 or the
+    kept value scaled by 2)."""
+    torch.manual_seed(0)
+    lin = tnn.Linear(3, 3).double()
+    b = Block(drop=False)
+    b.fc = N.from_pytorch(lin, V).encrypt()
+    b.train()
+    out = b(cryptgpu.cryptensor(V))
+    out.sum().backward()
+    h = lin(V)
+    F.leaky_relu(h, 0.1, inplace=True)
+    h.sum().backward()
+    # |W| row sums <= 3 * 0.58 (Linear(3, 3)'s init bound 1/sqrt(3)), inputs <= 3:
+    # a product sum of 3 terms (3 * (X + 0.58) * ENC + ULP), then the slope's truncation
+    tol = 3 * (X + 0.58) * ENC + 2 * ULP + ENC
+    assert (pt(out) - h.detach()).abs().max().item() <= tol
+    # the weight gradient: the 0/1-or-0.1 slope (exact but at the sign's
+    # boundary, none here) times the inputs' encoding, summed over 2 rows
+    assert (pt(b.fc.weight.grad) - lin.weight.grad).abs().max().item() <= 2 * (X * ULP + ENC)
+    # dropout in place on the recorded result: each element 0 or twice relu's
+    b = Block(drop=True)
+    b.fc = N.from_pytorch(lin, V).encrypt()
+    b.train()
+    got = pt(b(cryptgpu.cryptensor(V)))
+    want = F.leaky_relu(lin(V), 0.1).detach()
+    err = torch.minimum(got.abs(), (got - 2 * want).abs()).max().item()
+    assert err <= 2 * tol + ULP  # the scale's truncation on twice the value
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        lambda: N.ReLU(inplace=True),
+        lambda: N.LeakyReLU(0.2, inplace=True),
+        lambda: N.SiLU(inplace=True),
+        lambda: N.RReLU(inplace=True),
+        lambda: N.Dropout(0.5, inplace=True).train(),
+        lambda: N.Dropout1d(0.5, inplace=True).train(),
+    ],
+)
+def test_inplace_layer_refuses_a_leaf_that_requires_grad(session, layer):
+    leaf = cryptgpu.cryptensor(V, requires_grad=True)
+    with pytest.raises(RuntimeError):
+        tnn.ReLU(inplace=True)(V.clone().requires_grad_())  # torch's own refusal
+    with pytest.raises(RuntimeError):
+        layer()(leaf)
+    assert (pt(leaf) - V).abs().max().item() <= ENC  # unchanged: the encoding of V
+    assert usable()
+
+
+def test_converted_inplace_layers_answer_torchs_setting_and_run_as_torch(session):
+    class M(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.act, self.drop = tnn.Linear(3, 3), tnn.ReLU(True), tnn.Dropout(0.2, True)
+
+        def forward(self, x):
+            h = self.fc(x)
+            self.act(h)
+            return self.drop(h) + h
+
+    torch.manual_seed(0)
+    tm = M().double().eval()
+    pm = N.from_pytorch(tm, V).encrypt().eval()
+    assert pm.act.inplace is True and pm.drop.inplace is True  # torch's settings
+    # 2 h: a product sum of 3 terms, twice (see above)
+    tol = 2 * (3 * (X + 0.58) * ENC + ULP + ENC)
+    assert (pt(pm(cryptgpu.cryptensor(V))) - tm(V).detach()).abs().max().item() <= tol
