@@ -5,6 +5,12 @@
   a new tensor and left the input unchanged: ``self.act(h); return h``
   returned the values before the activation), and refuse a leaf that
   requires grad with torch's RuntimeError.
+- A subnormal public factor (``x * 1e-310``, ``F.leaky_relu(x, 1e-310)``,
+  ``SGD(lr=1e-310)``) gives torch's product, about 0 (until 2026-12-07
+  OverflowError from ``round(1 / p)``); ``F.softplus`` with a beta so
+  small that log(2) / beta leaves the encoding's range is a ValueError
+  naming beta (torch: inf); a plaintext divisor whose reciprocal leaves the
+  range is an EncodingError naming the divisor, not "inf".
 
 Tolerances (f = 16, conftest): inputs are encoded within ENC = 2^-17, each
 truncation adds at most ULP = 2^-16; an activation's own approximation
@@ -170,3 +176,55 @@ def test_converted_inplace_layers_answer_torchs_setting_and_run_as_torch(session
     # 2 h: a product sum of 3 terms, twice (see above)
     tol = 2 * (3 * (X + 0.58) * ENC + ULP + ENC)
     assert (pt(pm(cryptgpu.cryptensor(V))) - tm(V).detach()).abs().max().item() <= tol
+
+
+SUBNORMAL = [
+    ("x * 1e-310", lambda x: x * 1e-310),
+    ("-1e-310 * x", lambda x: -1e-310 * x),
+    ("x * 5e-324", lambda x: x * 5e-324),
+    ("F.leaky_relu(x, 1e-310)", lambda x: F.leaky_relu(x, 1e-310)),
+    ("F.leaky_relu(x, 1e-310, True)", lambda x: F.leaky_relu(x, 1e-310, True)),
+    ("x.mul(tensor(1e-310))", lambda x: x.mul(torch.tensor(1e-310, dtype=D))),
+]
+
+
+@pytest.mark.parametrize("name, op", SUBNORMAL, ids=[c[0] for c in SUBNORMAL])
+def test_subnormal_public_factor_is_a_product(session, name, op):
+    got = op(cryptgpu.cryptensor(V))
+    want = op(V.clone())
+    # |x| <= 3 times a factor below 2^-1000: 0 after one truncation (ULP) plus
+    # the encoding (ENC); leaky_relu is x itself above 0 (its encoding)
+    assert (pt(got) - want).abs().max().item() <= ENC + ULP
+
+
+def test_sgd_with_a_subnormal_learning_rate_leaves_the_weights(session):
+    w0 = torch.tensor([1.0, -2.0, 0.5], dtype=D)
+    p = cryptgpu.cryptensor(w0, requires_grad=True)
+    opt = cryptgpu.optim.SGD([p], lr=1e-310)
+    (p * p).sum().backward()
+    opt.step()
+    t = w0.clone().requires_grad_()
+    ref = torch.optim.SGD([t], lr=1e-310)
+    (t * t).sum().backward()
+    ref.step()
+    # lr * grad is 0 to within one truncation of the step's product (ULP), on
+    # weights encoded within ENC
+    assert (pt(p) - t.detach()).abs().max().item() <= ENC + ULP
+
+
+def test_softplus_with_a_tiny_beta_is_a_clear_error(session):
+    x = cryptgpu.cryptensor(V)
+    assert torch.isinf(F.softplus(V, beta=1e-310)).all()  # torch's result: inf
+    with pytest.raises(ValueError, match="beta=1e-310 is too small"):
+        F.softplus(x, beta=1e-310)
+    with pytest.raises(ValueError, match="beta=1e-300 is too small"):
+        F.softplus(x, beta=1e-300)  # torch: 6.9e299, far outside the encoding
+    assert usable()
+
+
+@pytest.mark.parametrize("divisor", [1e-310, torch.tensor([1.0, 1e-310, 2.0], dtype=D), 1e-20])
+def test_division_by_a_tiny_divisor_names_it(session, divisor):
+    x = cryptgpu.cryptensor(V)
+    with pytest.raises(cryptgpu.EncodingError, match=r"division by 1e-(310|20): its reciprocal"):
+        x / divisor
+    assert usable()

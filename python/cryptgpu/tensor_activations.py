@@ -122,6 +122,13 @@ class ActivationOps:
         threshold = public_number(threshold, "softplus threshold")
         if beta <= 0:
             raise InvalidArgumentError(f"softplus: beta must be positive, got {beta}")
+        top = 63 - 2 * self._s().precision_bits  # the encoding's range: |v| < 2^top
+        if not math.log(2) / beta < 2.0**top:  # (1e-310: torch's result is inf)
+            raise InvalidArgumentError(
+                f"softplus: beta={beta!r} is too small: every result is at least "
+                f"log(2) / beta = {math.log(2) / beta:g}, outside the representable range "
+                f"(|v| < 2^{top} at {self._s().precision_bits} fractional bits)"
+            )
         y = self if beta == 1 else self * float(beta)
         r = y.relu()
         u = fx.exp_nonpos(y - r * 2)  # e^-|y|, |y| = 2 relu(y) - y
