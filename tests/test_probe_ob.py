@@ -11,6 +11,8 @@
   small that log(2) / beta leaves the encoding's range is a ValueError
   naming beta (torch: inf); a plaintext divisor whose reciprocal leaves the
   range is an EncodingError naming the divisor, not "inf".
+- ``F.layer_norm(x, ())``, ``LayerNorm(())``, ``F.rms_norm(x, ())`` and
+  ``RMSNorm(())`` raise torch's RuntimeError (until 2026-12-07 about sign(x)).
 
 Tolerances (f = 16, conftest): inputs are encoded within ENC = 2^-17, each
 truncation adds at most ULP = 2^-16; an activation's own approximation
@@ -227,4 +229,36 @@ def test_division_by_a_tiny_divisor_names_it(session, divisor):
     x = cryptgpu.cryptensor(V)
     with pytest.raises(cryptgpu.EncodingError, match=r"division by 1e-(310|20): its reciprocal"):
         x / divisor
+    assert usable()
+
+
+EMPTY_NORM = [
+    ("F.layer_norm", lambda x: F.layer_norm(x, ())),
+    (
+        "LayerNorm",
+        lambda x: (
+            N.LayerNorm(())(x)
+            if isinstance(x, cryptgpu.SharedTensor)
+            else tnn.LayerNorm((), dtype=D)(x)
+        ),
+    ),
+    ("F.rms_norm", lambda x: F.rms_norm(x, [])),
+    (
+        "RMSNorm",
+        lambda x: (
+            N.RMSNorm(())(x)
+            if isinstance(x, cryptgpu.SharedTensor)
+            else tnn.RMSNorm((), dtype=D)(x)
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize("name, op", EMPTY_NORM, ids=[c[0] for c in EMPTY_NORM])
+def test_norm_over_no_dims_is_torchs_error(session, name, op):
+    with pytest.raises(RuntimeError, match="at least 1-dimensional") as theirs:
+        op(V.clone())
+    with pytest.raises(RuntimeError) as ours:
+        op(cryptgpu.cryptensor(V))
+    assert str(ours.value) == str(theirs.value)
     assert usable()
