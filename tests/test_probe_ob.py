@@ -13,6 +13,12 @@
   range is an EncodingError naming the divisor, not "inf".
 - ``F.layer_norm(x, ())``, ``LayerNorm(())``, ``F.rms_norm(x, ())`` and
   ``RMSNorm(())`` raise torch's RuntimeError (until 2026-12-07 about sign(x)).
+- Above the highest precision_bits at which each is right (a sweep of f =
+  24..30 on [-3, 3] and the documented ranges: log, log2, log10, erf,
+  silu, mish 29; gelu 28, its tanh form 27; the normalisation statistics
+  26), log/gelu/erf/silu/mish and LayerNorm/BatchNorm (training) are a
+  ValueError "not available at precision_bits=N (at most M)"; until
+  2026-12-07 errors naming internal constants, and LayerNorm 2.4 off at 29.
 
 Tolerances (f = 16, conftest): inputs are encoded within ENC = 2^-17, each
 truncation adds at most ULP = 2^-16; an activation's own approximation
@@ -262,3 +268,62 @@ def test_norm_over_no_dims_is_torchs_error(session, name, op):
         op(cryptgpu.cryptensor(V))
     assert str(ours.value) == str(theirs.value)
     assert usable()
+
+
+POS = torch.linspace(0.05, 3.0, 60, dtype=D)
+ROWS = torch.linspace(-3.0, 3.0, 48, dtype=D).reshape(6, 8)[:, torch.randperm(8)]
+# name, function, input, highest f, the bound at f = 16 (documented next to
+# each function), which holds at the higher f: every encoding and truncation
+# error there is 2^(f-16) times smaller, the fitted approximations' the same
+BITS = [
+    ("log", torch.log, POS, 29, 8 * ULP),  # "within a few units of 2^-16"
+    ("log2", torch.log2, POS, 29, 8 * ULP / 0.69),  # log's, times 1 / ln 2
+    ("log10", torch.log10, POS, 29, 8 * ULP),  # log's, times 1 / ln 10 < 1
+    ("gelu", F.gelu, V, 28, 2e-4),  # functions.gelu: within 2e-4
+    ("gelu_tanh", lambda a: F.gelu(a, approximate="tanh"), V, 27, 2e-4),
+    ("erf", torch.erf, V, 29, 1.1e-4),  # functions.erf: within 1.1e-4
+    ("silu", F.silu, V, 29, 7.5e-4),  # SharedTensor.silu: within 7.5e-4
+    ("mish", F.mish, V, 29, 7.3e-3),  # SharedTensor.mish: within 7.3e-3
+    # xhat in [-1.6, 1.6]: 1/std's 1e-4 relative (functions.ratio_inv_sqrt) times
+    # |xhat|, plus the centring's and the product's truncations
+    ("layer_norm", lambda a: F.layer_norm(a, (8,)), ROWS, 26, 1.6 * 1e-4 + 4 * ULP),
+    (
+        "batch_norm",
+        lambda a: F.batch_norm(a, None, None, training=True),
+        ROWS,
+        26,
+        1.6e-4 + 4 * ULP,
+    ),
+]
+
+
+@pytest.fixture
+def bits(request):
+    """A CPU session at ``request.param`` fractional bits."""
+    cryptgpu.init(precision_bits=request.param, seed=1234)
+    yield request.param
+    cryptgpu.uninit()
+
+
+@pytest.mark.parametrize("bits", [26, 27, 28, 29], indirect=True)
+@pytest.mark.parametrize("name, fn, inp, most, tol", BITS, ids=[c[0] for c in BITS])
+def test_function_right_up_to_its_precision_and_refused_above(bits, name, fn, inp, most, tol):
+    x = cryptgpu.cryptensor(inp)
+    if bits <= most:
+        assert (pt(fn(x)) - fn(inp)).abs().max().item() <= tol  # tolerance: see BITS
+        return
+    with pytest.raises(
+        ValueError, match=f"not available at precision_bits={bits} \\(at most {most}\\)"
+    ):
+        fn(x)
+    assert usable()  # 1.5 + 1: exact at any precision
+
+
+@pytest.mark.parametrize("bits", [30], indirect=True)
+@pytest.mark.parametrize("name, fn, inp, most, tol", BITS, ids=[c[0] for c in BITS])
+def test_function_refused_at_30_bits(bits, name, fn, inp, most, tol):
+    with pytest.raises(
+        ValueError, match=f"not available at precision_bits=30 \\(at most {most}\\)"
+    ):
+        fn(cryptgpu.cryptensor(inp))
+    assert usable()  # 1.5 + 1: exact at any precision

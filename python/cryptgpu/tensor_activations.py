@@ -83,6 +83,7 @@ class ActivationOps:
         alone was off by |x| times a unit of sigmoid: -0.46 for
         silu(-30000) until 2026-12-06). 66 rounds, as before (342 bytes an
         element per party, 295 before)."""
+        fx.available_up_to(self, "silu", 29)
         return self._relu_tails(lambda c: c * fx.sigmoid(c, within16=True))
 
     def _relu_tails(self, f) -> TensorBase:
@@ -146,6 +147,7 @@ class ActivationOps:
         <= -16; tests/test_probe_jb_numerics.py), measured up to 2.4e-3
         (one truncation of sigmoid's input alone puts 8 units in tanh: 128
         units, 2e-3, at x <= -16). 130 rounds."""
+        fx.available_up_to(self, "mish", 29)
 
         def core(c):  # softplus(c) as softplus computes it, |c| <= 16: no clamp in exp_nonpos
             r = c.relu()

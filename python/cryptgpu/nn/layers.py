@@ -534,6 +534,8 @@ def _statistics(x, dims, eps: float, want_var: bool = False, center: bool = True
     gave outputs of 4e9) and kept scaled into the range-reduced
     1/sqrt; ``want_var`` also returns the variance itself (BatchNorm's
     running statistics). Without ``center`` (RMSNorm) the mean is 0."""
+    what = "the statistics of LayerNorm, RMSNorm, GroupNorm, InstanceNorm and BatchNorm"
+    functions.available_up_to(x, what, 26)  # (r's 2^8 and the chunks' s^2: see above)
     mean = x.mean(dims, keepdim=True) if center else None
     xc = x - mean if center else x
     rest = [d for d in range(x.dim()) if d not in dims]
