@@ -19,12 +19,21 @@
   26), log/gelu/erf/silu/mish and LayerNorm/BatchNorm (training) are a
   ValueError "not available at precision_bits=N (at most M)"; until
   2026-12-07 errors naming internal constants, and LayerNorm 2.4 off at 29.
+- Small ones: ``x.unsqueeze(1.0)`` is torch's TypeError (was a slice
+  error); a converted EmbeddingBag given ids shared as numbers is a
+  ShapeError naming the one-hot form (was "offsets has to be a 1D
+  Tensor"); ``h.register_hook(fn)`` in a forward given to from_pytorch is
+  a NotImplementedError naming the hook and the line (was fx's "argument
+  of type: <class 'function'>"); ``cryptgpu.save`` of SharedTensors in a
+  list that holds itself is a ValueError (was a RecursionError), a
+  plaintext one is torch.save's.
 
 Tolerances (f = 16, conftest): inputs are encoded within ENC = 2^-17, each
 truncation adds at most ULP = 2^-16; an activation's own approximation
 error is the one test_activations.py derives for it, on |x| <= X = 3 here.
 """
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as tnn
@@ -327,3 +336,69 @@ def test_function_refused_at_30_bits(bits, name, fn, inp, most, tol):
     ):
         fn(cryptgpu.cryptensor(inp))
     assert usable()  # 1.5 + 1: exact at any precision
+
+
+@pytest.mark.parametrize("dim", [1.0, True, "1", None])
+def test_unsqueeze_with_a_dim_that_is_not_an_int_is_torchs_type_error(session, dim):
+    with pytest.raises(TypeError) as theirs:
+        V.unsqueeze(dim)
+    with pytest.raises(TypeError) as ours:
+        cryptgpu.cryptensor(V).unsqueeze(dim)
+    assert str(ours.value) == str(theirs.value)  # "... must be int, not float"
+    assert usable()
+
+
+def test_unsqueeze_with_an_index_like_dim(session):
+    for dim in (np.int64(1), torch.tensor(-1)):
+        got = cryptgpu.cryptensor(V).unsqueeze(dim)
+        want = V.unsqueeze(dim)
+        assert got.shape == want.shape
+        assert (pt(got) - want).abs().max().item() <= ENC  # the encoding of V
+
+
+def test_embedding_bag_given_ids_shared_as_numbers_names_one_hot_rows(session):
+    torch.manual_seed(0)
+    bag = tnn.EmbeddingBag(10, 3, mode="sum").double()
+    ids = torch.randint(0, 10, (2, 4))
+    pm = N.from_pytorch(bag, ids).encrypt()
+    with pytest.raises(cryptgpu.ShapeError, match=r"one-hot rows \[\.\.\., 10\]"):
+        pm(cryptgpu.cryptensor(ids.double()))
+    assert usable()
+    # the one-hot form it names gives torch's sums: 4 rows selected, each one
+    # product of encoded values (ULP + ENC), summed
+    got = pt(pm(cryptgpu.cryptensor(F.one_hot(ids, 10).double())))
+    assert (got - bag(ids).detach()).abs().max().item() <= 4 * (ULP + ENC)
+
+
+def test_tensor_hook_in_a_converted_forward_names_the_hook_and_line(session):
+    class Hooked(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = tnn.Linear(3, 3)
+
+        def forward(self, x):
+            h = self.fc(x)
+            h.register_hook(lambda g: -g)
+            return h
+
+    with pytest.raises(NotImplementedError) as e:
+        N.from_pytorch(Hooked(), torch.zeros(1, 3))
+    msg = str(e.value)
+    assert "register_hook(" in msg and "h.register_hook(lambda g: -g)" in msg
+    assert "test_probe_ob.py:" in msg
+    assert usable()
+
+
+def test_save_of_a_list_that_holds_itself(session, tmp_path):
+    x = cryptgpu.cryptensor(V)
+    loop = [x]
+    loop.append(loop)
+    with pytest.raises(ValueError, match="holds itself"):
+        cryptgpu.save(loop, tmp_path / "loop")
+    assert not list(tmp_path.iterdir())  # nothing written
+    plain = [V]
+    plain.append(plain)
+    cryptgpu.save(plain, tmp_path / "plain")  # torch.save's, loop and all
+    back = torch.load(tmp_path / "plain", weights_only=False)
+    assert back[1] is back and torch.equal(back[0], V)
+    assert usable()
