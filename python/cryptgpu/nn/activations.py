@@ -105,6 +105,7 @@ def _no_args(name: str, method: str, plain, inplace: bool = True):
         _Elementwise.__init__(self)
 
     __init__ = with_inplace if inplace else without
+    __init__.__qualname__ = f"{name}.__init__"  # (a TypeError names the layer)
 
     doc = f"``torch.nn.{name}()``."
     return type(
