@@ -276,6 +276,8 @@ def save(obj, f, src: int | None = None, **kwargs) -> list[str]:
             "plaintext object"
         )
     kwargs.pop("save_closure", None)
+    for _ in _walk(obj, loops=True):  # a reference loop: ValueError, before any file
+        pass
     _per_party_path(f)
     paths, written = [], []
     try:
@@ -540,10 +542,20 @@ def _dropout_state(recs: list):
     return got[0]
 
 
-def _walk(obj):
+def _walk(obj, inside: tuple = (), loops: bool = False):
     """Everything in a (loaded or saved) object, through dicts, lists and
-    tuples."""
+    tuples; a container that holds itself (``L.append(L)``) is gone into
+    once, or with ``loops`` is a ValueError: torch.save keeps the loop, a
+    checkpoint of shares cannot (until 2026-12-07 a RecursionError)."""
     yield obj
     items = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple)) else ()
+    if items and id(obj) in inside:
+        if loops:
+            raise ValueError(
+                f"cannot save a {type(obj).__name__} that holds itself (a reference loop) "
+                "with SharedTensors in it: a checkpoint of shares keeps dicts, lists and "
+                "tuples as trees"
+            )
+        return
     for v in items:
-        yield from _walk(v)
+        yield from _walk(v, (*inside, id(obj)), loops)

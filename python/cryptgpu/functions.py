@@ -207,6 +207,22 @@ def sqrt(x):
     return ratio_inv_sqrt(x, x, None, 30)
 
 
+def available_up_to(x, what: str, most: int) -> None:
+    """InvalidArgumentError where the session's precision is above ``most``,
+    the highest at which ``what`` is right on ordinary inputs (a sweep of
+    f = 24..30 on [-3, 3] and the documented ranges, tests/test_probe_ob.py):
+    above it, its internal constants or intermediate values leave the
+    encoding's range (|v| < 2^(63 - 2f)). Until 2026-12-07 an error naming
+    one of those constants, or (LayerNorm at f = 29) a silently wrong value."""
+    f = x._s().precision_bits if _is_shared(x) else 0
+    if f > most:
+        raise InvalidArgumentError(
+            f"{what} is not available at precision_bits={f} (at most {most}): its "
+            f"intermediate values leave the fixed-point range (|v| < 2^{63 - 2 * f}); "
+            f"use precision_bits={most} or fewer"
+        )
+
+
 def log(x, lo_exp: int | None = None, hi_exp: int = 30):
     """ln(x) for x in [2^lo_exp, 2^hi_exp), range-reduced: one batched
     comparison puts x in an octave [2^j, 2^(j+1)), the one-hot indicator
@@ -220,6 +236,7 @@ def log(x, lo_exp: int | None = None, hi_exp: int = 30):
     encoded x at f = 16 (measured), where CrypTen's Householder
     iteration (:func:`log_crypten`, kept) was 1e-2 off at 10 and 0.078 at
     1e-3 (cross-entropy values came out low by up to 51%)."""
+    available_up_to(x, "log", 29)
     lo_exp, hi_exp = _encodable_exps(x, lo_exp, hi_exp, 1, "log")
     starts = list(range(lo_exp, hi_exp))
     ind = _bucket_indicator(x, starts, "log")
@@ -426,6 +443,7 @@ def gelu(x, approximate: str = "none"):
         )
     if not _is_shared(x):
         return _gelu_plain(x, approximate)
+    available_up_to(x, f"gelu (approximate={approximate!r})", 28 if approximate == "none" else 27)
     recorded = ag.needs_grad(x)
     with ag.inside(recorded):
         # x^2 / 16, one truncation: exact even in inference ("auto"), where
@@ -507,6 +525,7 @@ def erf(x):
     |x| < 2 sqrt(2), +-1 beyond, selected by one batched comparison call
     ([x < 0] and [x^2 / 8 > 1] together, as GELU's). Under autograd one
     recorded node whose backward is the fitted derivative."""
+    available_up_to(x, "erf", 29)
     recorded = ag.needs_grad(x)
     with ag.inside(recorded):
         with _session.training_work():  # x^2 / 8, one exact truncation

@@ -46,9 +46,29 @@ def whole_reciprocal(yp: np.ndarray) -> int | None:
     if yp.size == 0:
         return None
     p = float(yp.flat[0])
-    if p == 0 or not math.isfinite(p) or not np.all(yp == p):
+    # below 2^-31 (subnormals included: 1/p is inf) no whole k < 2^31 fits
+    if not math.isfinite(p) or abs(p) < 2.0**-31 or not np.all(yp == p):
         return None
     k = round(1.0 / p)
     if not 2 <= abs(k) < 2**31 or abs(k * p - 1.0) > 2.0**-23:
         return None
     return k
+
+
+def reciprocal(yp: np.ndarray, precision_bits: int) -> np.ndarray:
+    """1 / yp for a plaintext divisor, each reciprocal within the encoding's
+    range (|v| < 2^(63 - 2f)); else the EncodingError names the divisor
+    (until 2026-12-07 its reciprocal: "cannot encode non-finite value inf"
+    for a subnormal divisor the user passed as 1e-310)."""
+    with np.errstate(over="ignore", divide="ignore"):
+        inv = 1.0 / yp
+    top = 63 - 2 * precision_bits
+    bad = ~(np.abs(inv) < 2.0**top)
+    if np.any(bad):
+        d, r = float(yp[bad].flat[0]), float(inv[bad].flat[0])
+        raise _native.EncodingError(
+            f"encoding error: division by {d!r}: its reciprocal {r:g} is "
+            f"outside the representable range (-2^{top}, 2^{top}) for {precision_bits} "
+            "fractional bits"
+        )
+    return inv

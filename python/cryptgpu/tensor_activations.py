@@ -83,6 +83,7 @@ class ActivationOps:
         alone was off by |x| times a unit of sigmoid: -0.46 for
         silu(-30000) until 2026-12-06). 66 rounds, as before (342 bytes an
         element per party, 295 before)."""
+        fx.available_up_to(self, "silu", 29)
         return self._relu_tails(lambda c: c * fx.sigmoid(c, within16=True))
 
     def _relu_tails(self, f) -> TensorBase:
@@ -122,6 +123,13 @@ class ActivationOps:
         threshold = public_number(threshold, "softplus threshold")
         if beta <= 0:
             raise InvalidArgumentError(f"softplus: beta must be positive, got {beta}")
+        top = 63 - 2 * self._s().precision_bits  # the encoding's range: |v| < 2^top
+        if not math.log(2) / beta < 2.0**top:  # (1e-310: torch's result is inf)
+            raise InvalidArgumentError(
+                f"softplus: beta={beta!r} is too small: every result is at least "
+                f"log(2) / beta = {math.log(2) / beta:g}, outside the representable range "
+                f"(|v| < 2^{top} at {self._s().precision_bits} fractional bits)"
+            )
         y = self if beta == 1 else self * float(beta)
         r = y.relu()
         u = fx.exp_nonpos(y - r * 2)  # e^-|y|, |y| = 2 relu(y) - y
@@ -139,6 +147,7 @@ class ActivationOps:
         <= -16; tests/test_probe_jb_numerics.py), measured up to 2.4e-3
         (one truncation of sigmoid's input alone puts 8 units in tanh: 128
         units, 2e-3, at x <= -16). 130 rounds."""
+        fx.available_up_to(self, "mish", 29)
 
         def core(c):  # softplus(c) as softplus computes it, |c| <= 16: no clamp in exp_nonpos
             r = c.relu()

@@ -16,7 +16,7 @@ from . import gradients as gr
 from . import rounding
 from ._native import EncodingError, ShapeError
 from ._plain import _buf, _float64, _ibuf, _is_integer_plain, _plain_array
-from .public_factors import in_products_only, whole_reciprocal
+from .public_factors import in_products_only, reciprocal, whole_reciprocal
 from .tensor_base import READ_ONLY, TensorBase
 from .tensor_compare import bit_product
 from .tensor_overlap import refuse_partial_overlap
@@ -417,7 +417,7 @@ class ArithmeticOps:
                 if abs(d) == 1:
                     return self.mul(yp)  # exact and free (an integer product)
                 return self._divided(int(d), yp.shape)
-        return self.mul(1.0 / yp)
+        return self.mul(reciprocal(yp, self._s().precision_bits))
 
     def _divided(self, k: int, yshape, exact: bool = False) -> TensorBase:
         """x / k for a whole k (2 <= |k| < 2^62) given as a plaintext of

@@ -19,6 +19,7 @@ import torch
 
 from . import _session, rounding, trig
 from ._plain import _float64, _index, _norm_dim
+from .functions import available_up_to
 from .tensor_base import TensorBase
 from .tensor_reduce import _crypten_counts
 from .tensor_shape import stack
@@ -65,11 +66,13 @@ class MathOps:
         (which takes the same arguments: CrypTen's ``input_in_01``) times
         1 / ln 2 (:func:`_times_constant`: 1.8e-4 off at 2^29 with the
         constant encoded at 2^-16, a user probe)."""
+        available_up_to(self, "log2", 29)
         return _times_constant(self.log(*args, **kwargs), 1 / _LN2)
 
     def log10(self, *args, **kwargs) -> TensorBase:
         """log10(x) for x in [2^-16, 2^30): :meth:`log` (with its
         arguments) times 1 / ln 10 (:func:`_times_constant`)."""
+        available_up_to(self, "log10", 29)
         return _times_constant(self.log(*args, **kwargs), 1 / _LN10)
 
     def expm1(self) -> TensorBase:

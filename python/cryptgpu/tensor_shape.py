@@ -236,6 +236,11 @@ class ShapeOps:
 
     def unsqueeze(self, dim: int) -> TensorBase:
         """Insert a dim of size 1 (local)."""
+        if isinstance(dim, bool) or not hasattr(dim, "__index__"):  # (1.0: a slice error)
+            raise TypeError(
+                f"unsqueeze(): argument 'dim' (position 1) must be int, not {type(dim).__name__}"
+            )
+        dim = int(dim.__index__())
         nd = self.dim() + 1
         if not -nd <= dim < nd:
             raise IndexError(f"unsqueeze: dim {dim} out of range for rank {self.dim()}")

@@ -15,9 +15,10 @@ import torch.nn.functional as F
 from ..tensor import SharedTensor
 from .module import Module
 from .stats import RELU, SOFTMAX
+from .user_attrs import InPlace
 
 
-class _Elementwise(Module):
+class _Elementwise(InPlace, Module):
     """An activation: the SharedTensor method ``_method`` with the layer's
     arguments; torch's function of the same meaning on a plaintext tensor."""
 
@@ -25,19 +26,28 @@ class _Elementwise(Module):
     _method = ""
     _plain = None
 
-    def __init__(self, **kwargs):
+    def __init__(self, inplace: bool = False, **kwargs):
         super().__init__()
-        self._kwargs = kwargs
+        self._kwargs, self.inplace = kwargs, inplace
 
     def forward(self, x):
-        """The activation of a SharedTensor (or of a plaintext tensor)."""
+        """The activation of a SharedTensor (or of a plaintext tensor); with
+        ``inplace``, x takes the result as torch's layer changes its input
+        (``x.<method>_()``: refused on a leaf that requires grad, as torch;
+        until 2026-12-07 a new tensor and x unchanged)."""
+        method, kwargs = self._method, self._kwargs
         if isinstance(x, SharedTensor):
-            return getattr(x, self._method)(**self._kwargs)
-        return type(self)._plain(x, **self._kwargs)
+            if self._inplace:
+                return x._in_place(method + "_", lambda t: getattr(t, method)(**kwargs))
+            return getattr(x, method)(**kwargs)
+        if self._inplace:
+            return type(self)._plain(x, **kwargs, inplace=True)
+        return type(self)._plain(x, **kwargs)
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v}" for k, v in self._kwargs.items())
-        return f"{type(self).__name__}({inner})"
+        inner += ", inplace=True" if self._inplace else ""
+        return f"{type(self).__name__}({inner.lstrip(', ')})"
 
 
 class LeakyReLU(_Elementwise):
@@ -46,7 +56,7 @@ class LeakyReLU(_Elementwise):
     _method, _plain = "leaky_relu", F.leaky_relu
 
     def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
-        super().__init__(negative_slope=float(negative_slope))
+        super().__init__(inplace, negative_slope=float(negative_slope))
 
 
 class Hardtanh(_Elementwise):
@@ -55,7 +65,7 @@ class Hardtanh(_Elementwise):
     _method, _plain = "hardtanh", F.hardtanh
 
     def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False):
-        super().__init__(min_val=float(min_val), max_val=float(max_val))
+        super().__init__(inplace, min_val=float(min_val), max_val=float(max_val))
 
 
 class ELU(_Elementwise):
@@ -64,7 +74,7 @@ class ELU(_Elementwise):
     _method, _plain = "elu", F.elu
 
     def __init__(self, alpha: float = 1.0, inplace: bool = False):
-        super().__init__(alpha=float(alpha))
+        super().__init__(inplace, alpha=float(alpha))
 
 
 class CELU(_Elementwise):
@@ -73,7 +83,7 @@ class CELU(_Elementwise):
     _method, _plain = "celu", F.celu
 
     def __init__(self, alpha: float = 1.0, inplace: bool = False):
-        super().__init__(alpha=float(alpha))
+        super().__init__(inplace, alpha=float(alpha))
 
 
 class Softplus(_Elementwise):
@@ -85,9 +95,17 @@ class Softplus(_Elementwise):
         super().__init__(beta=float(beta), threshold=float(threshold))
 
 
-def _no_args(name: str, method: str, plain):
-    def __init__(self, inplace: bool = False):
+def _no_args(name: str, method: str, plain, inplace: bool = True):
+    """A layer class without arguments (``inplace`` only where torch's has it)."""
+
+    def with_inplace(self, inplace: bool = False):
+        _Elementwise.__init__(self, inplace)
+
+    def without(self):  # torch's LogSigmoid() takes no argument
         _Elementwise.__init__(self)
+
+    __init__ = with_inplace if inplace else without
+    __init__.__qualname__ = f"{name}.__init__"  # (a TypeError names the layer)
 
     doc = f"``torch.nn.{name}()``."
     return type(
@@ -105,9 +123,9 @@ Hardswish = _no_args("Hardswish", "hardswish", F.hardswish)
 Hardsigmoid = _no_args("Hardsigmoid", "hardsigmoid", F.hardsigmoid)
 
 
-LogSigmoid = _no_args("LogSigmoid", "logsigmoid", F.logsigmoid)
-Softsign = _no_args("Softsign", "softsign", F.softsign)
-Tanhshrink = _no_args("Tanhshrink", "tanhshrink", F.tanhshrink)
+LogSigmoid = _no_args("LogSigmoid", "logsigmoid", F.logsigmoid, inplace=False)
+Softsign = _no_args("Softsign", "softsign", F.softsign, inplace=False)
+Tanhshrink = _no_args("Tanhshrink", "tanhshrink", F.tanhshrink, inplace=False)
 
 
 class Hardshrink(_Elementwise):
@@ -135,7 +153,7 @@ class Threshold(_Elementwise):
     _method, _plain = "threshold", F.threshold
 
     def __init__(self, threshold: float, value: float, inplace: bool = False):
-        super().__init__(threshold=float(threshold), value=float(value))
+        super().__init__(inplace, threshold=float(threshold), value=float(value))
 
 
 class Softmin(_Elementwise):

@@ -59,6 +59,12 @@ class EmbeddingBag(Module):
     def forward(self, input, offsets=None, per_sample_weights=None):  # noqa: A002 - torch's
         """Each bag's sum, mean or maximum of its ids' rows."""
         shared = isinstance(input, SharedTensor)
+        v = self._params["weight"].shape[0]
+        if shared and (input.dim() == 0 or input.shape[-1] != v):  # ids shared as numbers
+            raise ShapeError(
+                f"EmbeddingBag of {v} rows expects one-hot rows [..., {v}] as a SharedTensor "
+                f"(ids shared as cryptensor(F.one_hot(ids, {v}))), got shape {list(input.shape)}"
+            )
         ids_dims = input.dim() - 1 if shared else torch.as_tensor(input).dim()
         if per_sample_weights is not None and self.mode != "sum":
             raise NotImplementedError(

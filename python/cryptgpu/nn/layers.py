@@ -188,8 +188,9 @@ class Conv2d(Module):
         return F.conv2d(x, w, b, self.stride, self.padding, self.dilation, self.groups)
 
 
-class ReLU(Module):
-    """max(x, 0), privately (10 rounds); ``inplace`` returns a new tensor too."""
+class ReLU(user_attrs.InPlace, Module):
+    """max(x, 0), privately (10 rounds); ``inplace``: x takes the result, as
+    torch's (``x.relu_()``; until 2026-12-07 x was left unchanged)."""
 
     kind = RELU
 
@@ -199,7 +200,7 @@ class ReLU(Module):
 
     def forward(self, x):
         """max(x, 0) element-wise."""
-        return x.relu()
+        return x.relu_() if self._inplace else x.relu()
 
 
 class GELU(Module):
@@ -533,6 +534,8 @@ def _statistics(x, dims, eps: float, want_var: bool = False, center: bool = True
     gave outputs of 4e9) and kept scaled into the range-reduced
     1/sqrt; ``want_var`` also returns the variance itself (BatchNorm's
     running statistics). Without ``center`` (RMSNorm) the mean is 0."""
+    what = "the statistics of LayerNorm, RMSNorm, GroupNorm, InstanceNorm and BatchNorm"
+    functions.available_up_to(x, what, 26)  # (r's 2^8 and the chunks' s^2: see above)
     mean = x.mean(dims, keepdim=True) if center else None
     xc = x - mean if center else x
     rest = [d for d in range(x.dim()) if d not in dims]
@@ -632,7 +635,7 @@ class Flatten(Module):
         return x.flatten(self.a, self.b)
 
 
-class Dropout(Module):
+class Dropout(user_attrs.InPlace, Module):
     """``torch.nn.Dropout``: the identity at eval time; in training, each
     element is zeroed with probability ``p`` and the others are scaled by
     1 / (1 - p). The mask comes from randomness common to the three parties
@@ -645,13 +648,19 @@ class Dropout(Module):
         super().__init__()
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
             raise ValueError(f"dropout probability must be in [0, 1], got {p!r}")
-        self.p = float(p)
+        self.p, self.inplace = float(p), inplace
 
     def forward(self, x):
-        """``x`` in eval mode; ``x`` times a fresh scaled 0/1 mask in training."""
+        """``x`` in eval mode; ``x`` times a fresh scaled 0/1 mask in training
+        (taken by x with ``inplace``, as torch's)."""
         if not self.training or self.p == 0:
             return x
-        return x * _like(x, _session.dropout_scale(x.shape, self.p))[0]
+        scale = _like(x, _session.dropout_scale(x.shape, self.p))[0]
+        if not self._inplace:
+            return x * scale
+        if isinstance(x, SharedTensor):
+            return x._in_place("dropout_", lambda t: t * scale)
+        return x.mul_(scale)
 
 
 class Identity(Module):

@@ -27,6 +27,7 @@ from .layers import (
 )
 from .module import Module
 from .stats import LINEAR, POOLING
+from .user_attrs import InPlace
 
 
 class Conv1d(Module):
@@ -164,14 +165,13 @@ def channel_dropout(x, p=0.5, training=True, inplace=False, dims: int = 2):
     if not isinstance(x, SharedTensor):
         return fn(x, p, training, inplace)
     batched = {1: 3, 3: 5}.get(dims)
-    y = x.unsqueeze(0) if batched and x.dim() != batched else x
-    scale = _session.dropout_scale(tuple(y.shape[:2]) + (1,) * (y.dim() - 2), p)
-    out = y * scale.expand(tuple(y.shape))
-    out = out.squeeze(0) if y is not x else out
-    return x._assign(out, f"dropout{dims}d_") if inplace else out
+    shape = (1,) + tuple(x.shape) if batched and x.dim() != batched else tuple(x.shape)
+    scale = _session.dropout_scale(shape[:2] + (1,) * (len(shape) - 2), p)
+    scale = scale.expand(shape).reshape(tuple(x.shape))
+    return x._in_place(f"dropout{dims}d_", lambda t: t * scale) if inplace else x * scale
 
 
-class _ChannelDropout(Module):
+class _ChannelDropout(InPlace, Module):
     """Dropout of whole channels in training (:func:`channel_dropout`)."""
 
     _dims = 2
@@ -180,13 +180,13 @@ class _ChannelDropout(Module):
         super().__init__()
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
             raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-        self.p = float(p)
+        self.p, self.inplace = float(p), inplace
 
     def forward(self, x):
         """``x`` in eval mode; channels zeroed with probability p in training."""
         if not self.training or self.p == 0:
             return x
-        return channel_dropout(x, self.p, True, False, self._dims)
+        return channel_dropout(x, self.p, True, self._inplace, self._dims)
 
 
 class Dropout1d(_ChannelDropout):

@@ -85,9 +85,17 @@ class LayerNorm(Module):
 
 
 def _dims(normalized_shape) -> tuple:
+    """The dims to normalise over; none is torch's RuntimeError (until
+    2026-12-07 ``F.layer_norm(x, ())`` returned about sign(x))."""
     if isinstance(normalized_shape, int):
         return (int(normalized_shape),)
-    return tuple(int(d) for d in normalized_shape)
+    shape = tuple(int(d) for d in normalized_shape)
+    if not shape:
+        raise RuntimeError(
+            "Expected normalized_shape to be at least 1-dimensional, i.e., containing at "
+            "least one element, but got normalized_shape = []"
+        )
+    return shape
 
 
 def layer_norm(x, normalized_shape, w, b, eps: float):

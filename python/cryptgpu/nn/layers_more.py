@@ -22,6 +22,7 @@ from ..torch_dispatch import TABLE
 from .layers import _fresh, _like
 from .module import Module
 from .stats import LINEAR, OTHER, RELU
+from .user_attrs import InPlace
 
 
 def _operand(x):
@@ -97,11 +98,13 @@ def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False):  
     upper) / 2 (LeakyReLU's one ReLU and one public product); in training
     a ~ U(lower, upper) per element from the parties' joint generator
     (public, as dropout masks), gradient 1 above 0 and a below, as
-    torch's for its draw. ``inplace`` returns a new tensor."""
+    torch's for its draw. ``inplace``: x takes the result (``_in_place``)."""
     if lower > upper:
         raise RuntimeError("Lower bound should be less than or equal to the upper bound")
     if not isinstance(input, SharedTensor):
         return F.rrelu(input, lower, upper, training, inplace)
+    if inplace:
+        return input._in_place("rrelu_", lambda t: rrelu(t, lower, upper, training))
     if not training:
         return input.leaky_relu((lower + upper) / 2)
     g = _session.common_generator()
@@ -111,7 +114,7 @@ def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False):  
     return r + (input - r) * a
 
 
-class RReLU(Module):
+class RReLU(InPlace, Module):
     """``torch.nn.RReLU(lower=1/8, upper=1/3)``: :func:`rrelu` in the
     layer's mode."""
 
@@ -119,11 +122,11 @@ class RReLU(Module):
 
     def __init__(self, lower: float = 1.0 / 8, upper: float = 1.0 / 3, inplace: bool = False):
         super().__init__()
-        self.lower, self.upper = float(lower), float(upper)
+        self.lower, self.upper, self.inplace = float(lower), float(upper), inplace
 
     def forward(self, x):
         """The randomized leaky ReLU of ``x`` (fixed mean slope in eval mode)."""
-        return rrelu(x, self.lower, self.upper, self.training)
+        return rrelu(x, self.lower, self.upper, self.training, self._inplace)
 
 
 def converters(plain) -> dict:

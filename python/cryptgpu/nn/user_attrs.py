@@ -133,6 +133,27 @@ def remember_settings(layer, m: torch.nn.Module) -> None:
     }
 
 
+class InPlace:
+    """``inplace`` of an activation or dropout layer (ReLU, LeakyReLU,
+    Dropout, ...). Built directly with ``inplace=True``, the layer changes
+    its input as torch's does (``_inplace``; since 2026-12-07). A converted
+    layer runs out of place (the converted graph's later readers read its
+    result: tracing.in_place) and answers its torch layer's setting."""
+
+    _inplace = False  # (a layer pickled before 2026-12-07 has none)
+
+    @property
+    def inplace(self) -> bool:
+        """Whether the layer changes its input (a converted one: torch's setting)."""
+        kept = self.__dict__.get("_torch_settings") or {}
+        return kept.get("inplace", self.__dict__.get("_inplace", False))
+
+    @inplace.setter
+    def inplace(self, value) -> None:
+        self.__dict__["_inplace"] = bool(value)
+        (self.__dict__.get("_torch_settings") or {}).pop("inplace", None)
+
+
 def _simple(v, depth: int = 0) -> bool:
     """A number, string, bool or None, or a tuple or list of them (a
     layer's setting; a config object or a callable is none)."""

@@ -16,10 +16,16 @@ is safe, and named where it is not (probe NB, 2026-12-07).
   torch's memory in training, the values are the same, and the conversion
   check (a dummy input) compares them with the torch model's.
 * A tracing error names the module whose forward raised it (:func:`where`).
+* A tensor hook registered in the forward (``h.register_hook(fn)``) is
+  refused naming the hook, the module and the line (until 2026-12-07 fx's
+  "argument of type: <class 'function'>").
 """
 
 from __future__ import annotations
 
+import linecache
+import os
+import sys
 import types
 import warnings
 
@@ -78,6 +84,16 @@ class Inlining:
         return super().getattr(attr, attr_val, parameter_proxy_cache)
 
     def create_proxy(self, kind, target, args, kwargs, *rest, **kw):
+        if kind == "call_method" and target in _TENSOR_HOOKS:
+            stack = list(self.module_stack.values())
+            raise NotImplementedError(
+                f"{target}({getattr(args[1], '__qualname__', type(args[1]).__name__)}) on a "
+                f"traced tensor in the forward of {_named(stack[-1]) if stack else 'the model'}"
+                f", at {_forward_line()}: a converted forward cannot record a tensor hook "
+                "(torch.fx records no function argument); take it out of the forward and "
+                "register it on the converted model's SharedTensor output instead "
+                "(out = model(x); out.register_hook(fn))"
+            )
         fn = self._inline.get(id(target)) if kind == "call_function" else None
         if fn is None or fn is not target:
             return super().create_proxy(kind, target, args, kwargs, *rest, **kw)
@@ -125,6 +141,23 @@ class Inlining:
                 except Exception:  # an exception that takes no attributes
                     pass
             raise
+
+
+_TENSOR_HOOKS = {"register_hook", "register_post_accumulate_grad_hook"}
+_LIBRARY_DIRS = (os.path.dirname(torch.__file__), os.path.dirname(os.path.dirname(__file__)))
+
+
+def _forward_line() -> str:
+    """'`<source line>` (file:line)' of the innermost frame outside torch and
+    cryptgpu (the forward being traced)."""
+    f = sys._getframe(1)
+    while f is not None and f.f_code.co_filename.startswith(_LIBRARY_DIRS):
+        f = f.f_back
+    if f is None:
+        return "an unknown line"
+    name, no = f.f_code.co_filename, f.f_lineno
+    text = linecache.getline(name, no).strip()
+    return f"`{text}` ({os.path.basename(name)}:{no})" if text else f"{name}:{no}"
 
 
 def _named(entry) -> str:
