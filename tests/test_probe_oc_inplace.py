@@ -6,6 +6,11 @@
    off torch's with no error without a dummy input, an unexplained
    "disagrees" with one. ``t = x.size(1); t += 1`` rebinds a number and
    must stay so.
+2. ``fill_``, ``zero_``, ``copy_``, ``fill_diagonal_`` in a converted
+   forward: an AttributeError (``'Tensor' object has no attribute 'fill'``)
+   on public values, a refusal naming ``.fill()`` on private ones (the
+   converter dropped the ``_``). The causal mask
+   ``torch.empty((T, T)).fill_(float("-inf")).triu_(1)`` now converts.
 
 Tolerances (f = 16, conftest): ENC for an encoded input, ULP = TRUNC per
 truncation, prod_tol for a truncated sum of products; each is derived
@@ -244,3 +249,145 @@ def test_augmented_assignment_on_a_view(session):
     with pytest.raises(NotImplementedError, match=r"`q \*= 0\.5` \(test_probe_oc_inplace"):
         cryptgpu.nn.from_pytorch(ViewOfRead())
     assert usable()
+
+
+# ------------------------------------------------------------ 2. fill_, zero_, copy_
+
+
+class CausalMask(nn.Module):
+    """The causal mask built in forward from x.size(1)."""
+
+    def forward(self, x):
+        mask = torch.empty((x.size(1), x.size(1))).fill_(float("-inf")).triu_(1)
+        return torch.softmax(x @ x.transpose(1, 2) + mask, -1)
+
+
+def test_causal_mask_from_fill_and_triu(session):
+    m = CausalMask()
+    x = _x(2, 4, 3, seed=8)
+    pm = cryptgpu.nn.from_pytorch(m, x).encrypt()
+    for v in (x, _x(1, 6, 3, seed=9)):  # another T than the dummy's
+        got = pm(cryptgpu.cryptensor(v)).get_plain_text(dtype=D)
+        want = m(v)
+        # scores: 3 products of encoded |x| <= 1; a softmax moves by at most
+        # twice its scores' error, plus its own documented SM
+        assert (got - want).abs().max().item() <= SM + 2 * prod_tol(3, 1.0, 1.0)
+
+
+class ZeroPublic(nn.Module):
+    def forward(self, x):
+        return torch.ones((x.size(2),)).zero_() + x
+
+
+class FillPrivate(nn.Module):
+    def forward(self, x):
+        return x.clone().fill_(1.0) * x
+
+
+class ZeroAlias(nn.Module):
+    """``h.zero_()`` on a private tensor: the alias g reads zeros too."""
+
+    def forward(self, x):
+        h = x * 2
+        g = h
+        h.zero_()
+        return g + x
+
+
+class CopyPrivate(nn.Module):
+    """A public zeros tensor takes a private value."""
+
+    def forward(self, x):
+        return torch.zeros_like(x).copy_(x) * 2
+
+
+class CopyBroadcast(nn.Module):
+    """A public buffer-like tensor takes a private row, broadcast; alias z."""
+
+    def forward(self, x):
+        y = torch.zeros((x.size(1), x.size(2)))
+        z = y
+        y.copy_(x[0, 0])
+        return z + x
+
+
+class CopyIntoPrivate(nn.Module):
+    """A private copy takes a public row, broadcast."""
+
+    def forward(self, x):
+        return x.clone().copy_(torch.ones((x.size(2),))) + x
+
+
+class FillDiagonalPublic(nn.Module):
+    def forward(self, x):
+        return torch.ones((x.size(1), x.size(2))).fill_diagonal_(0.0) * x
+
+
+@pytest.mark.parametrize(
+    "model, tol",
+    [
+        pytest.param(ZeroPublic, ENC, id="zero_public"),  # x + public zeros: x's encoding
+        pytest.param(FillPrivate, prod_tol(1, 1.0, 1.0), id="fill_private"),  # 1 * x, truncated
+        pytest.param(ZeroAlias, ENC, id="zero_alias"),  # zeros (exact: t * 0) + x
+        pytest.param(CopyPrivate, 2 * ENC + TRUNC, id="copy_private"),  # 2 x, one truncation
+        pytest.param(CopyBroadcast, 2 * ENC, id="copy_broadcast"),  # x[0, 0] + x: 2 encodings
+        pytest.param(CopyIntoPrivate, ENC, id="copy_into_private"),  # ones (exact) + x
+        pytest.param(FillDiagonalPublic, ENC + TRUNC, id="fill_diagonal_public"),  # x * 0/1
+    ],
+)
+@pytest.mark.parametrize("dummy", [False, True], ids=["no_dummy", "dummy"])
+def test_fill_zero_copy_in_a_converted_forward(session, model, tol, dummy):
+    m = model()
+    x = _x(2, 4, 3, seed=10)
+    want = m(x.clone())
+    got = _run(m, x, dummy)
+    assert (got - want).abs().max().item() <= tol
+
+
+def test_copy_and_fill_gradients_are_torchs(session):
+    """copy_'s gradient reaches its source; fill_'s receiver gets none."""
+    for model, grad in ((CopyPrivate, 2.0), (FillPrivate, None)):
+        x = _x(2, 3, seed=11)
+        pm = cryptgpu.nn.from_pytorch(model()).encrypt()
+        xs = cryptgpu.cryptensor(x, requires_grad=True)
+        pm(xs).sum().backward()
+        xt = x.clone().requires_grad_()
+        model()(xt).sum().backward()
+        want = xt.grad if grad is None else torch.full_like(x, grad)
+        # 2 exactly; fill_'s: 1 * x's gradient of ones (the filled ones, encoded exactly)
+        assert (xs.grad.get_plain_text(dtype=D) - want).abs().max().item() <= ENC
+
+
+class FillDiagonalPrivate(nn.Module):
+    def forward(self, x):
+        return x.clone().fill_diagonal_(0.0) + x
+
+
+class IndexPutPrivate(nn.Module):
+    def forward(self, x):
+        return x.clone().index_put_((torch.tensor([0]),), torch.tensor(1.0, dtype=D))
+
+
+class NormalPublic(nn.Module):
+    """Noise drawn in the forward: refused (each party would draw its own)."""
+
+    def forward(self, x):
+        return x + torch.empty((x.size(1),)).normal_()
+
+
+@pytest.mark.parametrize(
+    "model, name",
+    [
+        (FillDiagonalPrivate, "fill_diagonal_"),
+        (IndexPutPrivate, "index_put_"),
+        (NormalPublic, "normal_"),
+    ],
+    ids=["fill_diagonal_", "index_put_", "normal_"],
+)
+def test_unsupported_in_place_method_is_refused_by_its_written_name(session, model, name):
+    x = _x(3, 3, seed=12)
+    model()(x.clone())  # torch runs it
+    for dummy in (None, x):  # refused at conversion, before any call
+        with pytest.raises(NotImplementedError, match=rf"unsupported method \.{name}\(\) at node"):
+            cryptgpu.nn.from_pytorch(model(), dummy)
+        assert usable()

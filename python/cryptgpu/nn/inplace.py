@@ -1,10 +1,14 @@
 """In-place operations in a traced forward (``x.relu_()``,
-``F.relu(x, inplace=True)``, ``h += y``).
+``F.relu(x, inplace=True)``, ``h += y``, ``mask.fill_(v)``).
 
 torch.fx records an in-place operation as an ordinary node, so the graph's
 later readers of the changed tensor would read its value from before the
 change. :func:`in_place` has each later reader read the in-place node
-instead, and runs the operation out of place (``relu_`` -> ``relu``).
+instead, and runs the operation out of place: its out-of-place twin
+(``relu_`` -> ``relu``), or, for a method that has none (``fill_``,
+``zero_``, ``copy_``, ``fill_diagonal_``), torch's (or the SharedTensor's)
+own in-place method on a copy, so that a model's constants and a caller's
+inputs stay as they were.
 
 Python's augmented assignment on a traced tensor (``h += y``) is in place
 in torch (``h.add_(y)``: an alias ``g = h`` sees the change), but fx's
@@ -27,9 +31,10 @@ import sys
 
 import torch
 
-# node.meta key: the augmented assignment a node was written as ("+=",
-# and its line in the forward)
+# node.meta keys: the augmented assignment a node was written as ("+="),
+# and the name of an in-place method or function as written ("fill_")
 AUGMENTED = "cryptgpu_augmented"
+WRITTEN = "cryptgpu_written"
 
 # Python's in-place operators, as torch's tensors run them (in place):
 # special method -> (out-of-place operator, symbol). ``@=`` is not in place
@@ -170,18 +175,24 @@ def _changes_input(node, modules: dict) -> bool:
     """Whether ``node`` changes its first argument in place (``ReLU(inplace=
     True)``, ``F.relu(x, inplace=True)``, ``x.relu_()``, ``torch.relu_``,
     ``h += y``); the function and method forms are rewritten to their
-    out-of-place ones."""
+    out-of-place ones where torch has one (a method without one keeps its
+    name: :func:`in_place` runs it on a copy)."""
     if node.op == "call_module":
         return getattr(modules.get(node.target), "inplace", False) is True
     if AUGMENTED in node.meta:
         return True
     if node.op == "call_method" and node.target.endswith("_") and node.target[0] != "_":
-        node.target = node.target[:-1]  # x.relu_() -> x.relu()
+        node.meta[WRITTEN] = node.target
+        if callable(getattr(torch.Tensor, node.target[:-1], None)):
+            node.target = node.target[:-1]  # x.relu_() -> x.relu()
+        elif node.target not in _KEPT:
+            raise NotImplementedError(_no_twin(node))
         return True
     if node.op != "call_function":
         return False
     name = getattr(node.target, "__name__", "")
     if name.endswith("_") and name[0] != "_" and callable(getattr(torch, name[:-1], None)):
+        node.meta[WRITTEN] = name
         node.target = getattr(torch, name[:-1])  # torch.relu_ -> torch.relu
         return True
     try:
@@ -193,6 +204,25 @@ def _changes_input(node, modules: dict) -> bool:
     del bound.arguments["inplace"]  # the last parameter of every such function
     node.args, node.kwargs = bound.args, bound.kwargs
     return True
+
+
+# in-place methods without an out-of-place twin that a converted forward
+# runs (on a copy: in_place); torch's random ones draw noise
+_KEPT = frozenset(("fill_", "zero_", "copy_", "fill_diagonal_"))
+_RANDOM = frozenset(
+    ("normal_", "uniform_", "exponential_", "random_", "cauchy_", "geometric_", "log_normal_")
+)
+
+
+def _no_twin(node) -> str:
+    why = (
+        ": a converted model cannot draw random noise in its forward (the parties need the "
+        "same fresh draw); draw it outside the model and pass it as an input"
+        if node.target in _RANDOM
+        else f" (of the in-place methods without an out-of-place form, {', '.join(sorted(_KEPT))}"
+        " are supported)"
+    )
+    return f"unsupported method .{node.target}() at node {node.name!r} in a converted forward{why}"
 
 
 def _refusal(node, changed, alias) -> str:
@@ -214,7 +244,8 @@ def in_place(gm: torch.fx.GraphModule) -> None:
     """Each later reader of a tensor an in-place node changes reads the
     in-place node instead; a change of a view whose base (or another view
     of it, not a separate piece of a split) is read afterwards raises
-    NotImplementedError."""
+    NotImplementedError. A method without an out-of-place twin
+    (``fill_``) runs on a copy of its input (a clone node before it)."""
     modules = dict(gm.named_modules())
     nodes = list(gm.graph.nodes)
     pos = {n: i for i, n in enumerate(nodes)}
@@ -244,3 +275,31 @@ def in_place(gm: torch.fx.GraphModule) -> None:
             if any(later(u) for u in a.users):
                 raise NotImplementedError(_refusal(node, changed, a))
         changed.replace_all_uses_with(node, delete_user_cb=later)
+        if node.op == "call_method" and node.target == node.meta.get(WRITTEN):
+            with gm.graph.inserting_before(node):  # x.fill_(v) -> x.clone().fill_(v)
+                copy = gm.graph.call_method("clone", (changed,))
+            copy.meta.update((k, v) for k, v in node.meta.items() if k != WRITTEN)
+            node.args = (copy, *node.args[1:])
+
+
+# the in-place methods that give a public tensor a private value
+INTO = frozenset(("copy_", "fill_"))
+
+
+def into_public(dest: torch.Tensor, name: str, args: tuple, kwargs: dict):
+    """``dest.copy_(src)`` or ``dest.fill_(value)`` of a public ``dest``
+    (already a copy: :func:`in_place`) and a private value
+    (``torch.zeros_like(x).copy_(x)``): the value broadcast to ``dest``'s
+    shape as a new private tensor, since torch's tensor cannot hold shares."""
+    value = args[0] if args else next(v for k, v in kwargs.items() if k != "non_blocking")
+    dims = len(value.shape)
+    if name == "fill_" and dims:
+        raise RuntimeError(
+            f"fill_ only supports 0-dimension value tensor but got tensor with {dims} dimensions."
+        )
+    if not dest.is_floating_point():
+        raise NotImplementedError(
+            f".{name}() of a private value into a public {dest.dtype} tensor is not "
+            "supported (shares hold fixed-point numbers): make that tensor a float one"
+        )
+    return value.expand(*dest.shape).clone()
