@@ -27,6 +27,7 @@ from . import (
     hf_labels,
     hf_model,
     indices,
+    inplace,
     layers1d,
     layers_extra,
     layers_more,
@@ -223,6 +224,8 @@ def _call_method(obj, name: str, args: tuple, kwargs: dict):
     if isinstance(obj, SharedTensor):
         if name in _CASTS or not hasattr(obj, name):
             return _shared_cast(obj, name, args, kwargs)
+    elif name in inplace.INTO and _first_shared(args + tuple(kwargs.values())) is not None:
+        return inplace.into_public(obj, name, args, kwargs)  # torch.zeros_like(x).copy_(x)
     return getattr(obj, name)(*args, **kwargs)
 
 

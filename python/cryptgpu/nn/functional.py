@@ -17,6 +17,7 @@ from ..tensor import SharedTensor
 from ..torch_dispatch import TABLE
 from . import attention, flags, indices, layers_more, losses_more, wrapped
 from .habits import borrowing
+from .inplace import WRITTEN
 from .layers import AdaptiveAvgPool2d, BatchNorm
 from .layers1d import AdaptiveAvgPool1d, AdaptiveMaxPool1d, channel_dropout
 from .layers_extra import (
@@ -597,6 +598,7 @@ METHODS = {
     "new_full": OTHER,
     "new_empty": OTHER,
     "new_tensor": OTHER,
+    **dict.fromkeys(("fill_", "zero_", "copy_"), OTHER),  # on a copy (inplace.py)
     # public only (masks, indices): a private receiver is refused
     **dict.fromkeys(("bincount", "unique", "argsort", "sort", "nonzero"), OTHER),
     **indices.METHODS,  # argmax, argmin: torch's indices (indices.py)
@@ -654,7 +656,7 @@ RANDOM.update(("normal_", "uniform_", "bernoulli", "bernoulli_", "exponential_",
 def unsupported(node, where: str) -> str:
     """The conversion's refusal of a function or method of private values
     (for a random draw: how to pass the noise in instead)."""
-    name = getattr(node.target, "__name__", str(node.target))
+    name = node.meta.get(WRITTEN) or getattr(node.target, "__name__", str(node.target))
     what = f"method .{name}()" if node.op == "call_method" else f"function {name}"
     msg = f"unsupported {what} at {where}" + wrapped.refusal(node)  # a torch.fx.wrap'ped one
     if node.target not in RANDOM:

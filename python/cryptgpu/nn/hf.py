@@ -31,6 +31,7 @@ from ..tensor import SharedTensor
 from . import hf_labels, hf_refusals
 from .hf_model import NO_LABELS, dict_outputs
 from .hf_outputs import ModelOutput, mark_fields, model_output  # noqa: F401 (hf.model_output)
+from .inplace import Augmenting
 
 # the inputs we trace, in this order, where the model's forward has them
 # (pixel_values: the image models transformers' tracer takes, ViT, Swin,
@@ -403,7 +404,7 @@ def _tracer_class(leaves: frozenset, ranks: dict, outputs: list):
     from transformers.utils import ModelOutput as Recorded
     from transformers.utils.fx import HFProxy, HFTracer
 
-    class Proxy(HFProxy):
+    class Proxy(Augmenting, HFProxy):
         def __iter__(self):
             meta = getattr(self, "_metadata", None)
             if isinstance(meta, (torch.Size, tuple, list)):

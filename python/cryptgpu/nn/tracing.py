@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import operator
 import threading
 import warnings
 
@@ -17,6 +16,7 @@ import torch
 
 from ..autograd import torch_grad
 from . import containers, flags, guards, hf, hf_refusals, wrapped
+from .inplace import AugmentingTracer, in_place
 from .metadata import METADATA
 from .module import Module
 
@@ -110,7 +110,7 @@ def mutable(out):
 NO_GRAD = "cryptgpu_no_grad"
 
 
-class _GradTracer(wrapped.Inlining, guards.SizeChecks, torch.fx.Tracer):
+class _GradTracer(AugmentingTracer, wrapped.Inlining, guards.SizeChecks, torch.fx.Tracer):
     """torch.fx's tracer that marks the nodes made while the forward had
     gradients off (:data:`NO_GRAD`): torch.fx records no node for a grad
     mode, so until 2026-12-06 a ``with torch.no_grad():`` backbone trained
@@ -360,94 +360,6 @@ def trace_modes(model: torch.nn.Module, nones=()):
         )
     in_place(gm)
     return gm, defaults
-
-
-# Methods and functions whose result shares its input's storage: an
-# in-place change of one is a change of all.
-_VIEW_METHODS = {
-    "view", "reshape", "flatten", "unflatten", "transpose", "permute", "squeeze",
-    "unsqueeze", "expand", "expand_as", "view_as", "reshape_as", "narrow", "t",
-    "select", "chunk", "split", "unbind", "contiguous", "movedim", "diagonal",
-    "detach",
-}  # fmt: skip
-_VIEW_FUNCTIONS = {
-    torch.flatten, torch.reshape, torch.transpose, torch.permute, torch.squeeze,
-    torch.unsqueeze, torch.narrow, torch.chunk, torch.split, torch.unbind, torch.t,
-    torch.select, torch.movedim, torch.diagonal, operator.getitem,
-}  # fmt: skip
-
-
-def _is_view(node) -> bool:
-    return isinstance(node, torch.fx.Node) and (
-        (node.op == "call_method" and node.target in _VIEW_METHODS)
-        or (node.op == "call_function" and node.target in _VIEW_FUNCTIONS)
-    )
-
-
-def _changes_input(node, modules: dict) -> bool:
-    """Whether ``node`` changes its first argument in place (``ReLU(inplace=
-    True)``, ``F.relu(x, inplace=True)``, ``x.relu_()``, ``torch.relu_``);
-    the function and method forms are rewritten to their out-of-place ones."""
-    if node.op == "call_module":
-        return getattr(modules.get(node.target), "inplace", False) is True
-    if node.op == "call_method" and node.target.endswith("_") and node.target[0] != "_":
-        node.target = node.target[:-1]  # x.relu_() -> x.relu()
-        return True
-    if node.op != "call_function":
-        return False
-    name = getattr(node.target, "__name__", "")
-    if name.endswith("_") and name[0] != "_" and callable(getattr(torch, name[:-1], None)):
-        node.target = getattr(torch, name[:-1])  # torch.relu_ -> torch.relu
-        return True
-    try:
-        bound = inspect.signature(node.target).bind(*node.args, **node.kwargs)
-    except (TypeError, ValueError):  # builtins without a signature
-        return False
-    if bound.arguments.get("inplace") is not True:
-        return False
-    del bound.arguments["inplace"]  # the last parameter of every such function
-    node.args, node.kwargs = bound.args, bound.kwargs
-    return True
-
-
-def in_place(gm: torch.fx.GraphModule) -> None:
-    """torch.fx records an in-place operation as an ordinary node, so the
-    graph's later readers of the changed tensor would read its value from
-    before the change (``out = relu_(x); out + x`` computed relu(x) + x).
-    Each later reader reads the in-place node instead; a change of a view
-    whose base (or another view of it) is read afterwards raises
-    NotImplementedError."""
-    modules = dict(gm.named_modules())
-    nodes = list(gm.graph.nodes)
-    pos = {n: i for i, n in enumerate(nodes)}
-    for node in nodes:
-        if not node.args or not isinstance(node.args[0], torch.fx.Node):
-            continue
-        if not _changes_input(node, modules):
-            continue
-        changed = node.args[0]
-
-        def later(user, i=pos[node]):
-            return pos.get(user, -1) > i
-
-        root = changed
-        while _is_view(root):
-            root = root.args[0]
-        aliases, todo = [], [root]
-        while todo:
-            a = todo.pop()
-            aliases.append(a)
-            todo.extend(u for u in a.users if _is_view(u) and u.args[0] is a)
-        for a in aliases:
-            # a view made before the change that is read after it (a view
-            # made after it from the changed tensor is rewired below)
-            if a is not changed and not later(a) and any(later(u) for u in a.users):
-                raise NotImplementedError(
-                    f"node {node.name!r} changes {changed.name!r} in place, a view that "
-                    f"shares storage with {a.name!r}, which is read afterwards: write "
-                    "that operation out of place (inplace=False)"
-                )
-        changed.replace_all_uses_with(node, delete_user_cb=later)
 
 
 def _packs(model) -> bool:

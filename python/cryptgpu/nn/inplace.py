@@ -1,0 +1,305 @@
+"""In-place operations in a traced forward (``x.relu_()``,
+``F.relu(x, inplace=True)``, ``h += y``, ``mask.fill_(v)``).
+
+torch.fx records an in-place operation as an ordinary node, so the graph's
+later readers of the changed tensor would read its value from before the
+change. :func:`in_place` has each later reader read the in-place node
+instead, and runs the operation out of place: its out-of-place twin
+(``relu_`` -> ``relu``), or, for a method that has none (``fill_``,
+``zero_``, ``copy_``, ``fill_diagonal_``), torch's (or the SharedTensor's)
+own in-place method on a copy, so that a model's constants and a caller's
+inputs stay as they were.
+
+Python's augmented assignment on a traced tensor (``h += y``) is in place
+in torch (``h.add_(y)``: an alias ``g = h`` sees the change), but fx's
+Proxy has no ``__iadd__``, so Python recorded it as ``h = h + y`` and an
+alias kept the old value (probe OC, 2026-12-07: 1.9 off torch's, with no
+error, converted without a dummy input). :class:`AugmentingTracer`'s
+proxies record it as the out-of-place operation marked :data:`AUGMENTED`,
+which :func:`in_place` treats as in place, unless the left side is a
+Python number (``t = x.size(1); t += 1``), which ``+=`` rebinds.
+"""
+
+from __future__ import annotations
+
+import builtins
+import inspect
+import linecache
+import operator
+import os
+import sys
+
+import torch
+
+# node.meta keys: the augmented assignment a node was written as ("+="),
+# and the name of an in-place method or function as written ("fill_")
+AUGMENTED = "cryptgpu_augmented"
+WRITTEN = "cryptgpu_written"
+
+# Python's in-place operators, as torch's tensors run them (in place):
+# special method -> (out-of-place operator, symbol). ``@=`` is not in place
+# in torch (no Tensor.__imatmul__: ``a @= b`` rebinds a), so fx's own
+# ``a = a @ b`` is right.
+_OPERATORS = {
+    "__iadd__": (operator.add, "+="),
+    "__isub__": (operator.sub, "-="),
+    "__imul__": (operator.mul, "*="),
+    "__itruediv__": (operator.truediv, "/="),
+    "__ifloordiv__": (operator.floordiv, "//="),
+    "__imod__": (operator.mod, "%="),
+    "__ipow__": (operator.pow, "**="),
+    "__iand__": (operator.and_, "&="),
+    "__ior__": (operator.or_, "|="),
+    "__ixor__": (operator.xor, "^="),
+    "__ilshift__": (operator.lshift, "<<="),
+    "__irshift__": (operator.rshift, ">>="),
+}
+
+# the reads of a tensor's metadata, which give Python numbers (or sizes)
+_NUMBER_METHODS = frozenset(
+    ("size", "dim", "ndimension", "numel", "nelement", "stride", "element_size", "item", "tolist")
+)
+_NUMBER_ATTRS = frozenset(("shape", "ndim"))
+_NUMBER_HOMES = frozenset(("_operator", "operator", "builtins", "math"))
+
+
+def is_number(node) -> bool:
+    """Whether ``node``'s value is a Python number or size, not a tensor:
+    a read of a tensor's metadata (``x.size(1)``, ``x.shape``), or Python's
+    arithmetic (operators, builtins, ``math``) on such values and
+    constants alone."""
+    todo, seen = [node], set()
+    while todo:
+        n = todo.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        if n.op == "call_method" and n.target in _NUMBER_METHODS:
+            continue
+        if n.op != "call_function":
+            return False
+        if n.target is builtins.getattr:
+            if n.args[1] not in _NUMBER_ATTRS:
+                return False
+            continue
+        home = getattr(n.target, "__module__", None) or ""
+        if home not in _NUMBER_HOMES:
+            return False
+        todo.extend(n.all_input_nodes)
+    return True
+
+
+def _augmented(name: str, op, symbol: str):
+    def method(self, other):
+        out = self.tracer.create_proxy("call_function", op, (self, other), {})
+        if not is_number(self.node):  # a tensor: torch changes it in place
+            f = sys._getframe(1)  # the forward's line, for a refusal
+            line = linecache.getline(f.f_code.co_filename, f.f_lineno).strip()
+            where = f"{os.path.basename(f.f_code.co_filename)}:{f.f_lineno}"
+            out.node.meta[AUGMENTED] = (symbol, f"`{line}` ({where})" if line else where)
+        return out
+
+    method.__name__ = name
+    method.__doc__ = f"``{symbol}``: recorded in place on a tensor, as torch runs it."
+    return method
+
+
+class Augmenting:
+    """A torch.fx Proxy mixin: Python's augmented assignments
+    (``h += y``) recorded as in place on a tensor (see the module's text)."""
+
+
+for _name, (_op, _symbol) in _OPERATORS.items():
+    setattr(Augmenting, _name, _augmented(_name, _op, _symbol))
+
+
+class _Proxy(Augmenting, torch.fx.Proxy):
+    """torch.fx's Proxy with :class:`Augmenting`'s in-place operators."""
+
+
+class AugmentingTracer:
+    """A torch.fx Tracer mixin whose proxies are :class:`Augmenting`."""
+
+    def proxy(self, node):
+        """The proxy of ``node``: an augmenting one."""
+        return _Proxy(node, self)
+
+
+# Methods and functions whose result shares its input's storage: an
+# in-place change of one is a change of all.
+_VIEW_METHODS = {
+    "view", "reshape", "flatten", "unflatten", "transpose", "permute", "squeeze",
+    "unsqueeze", "expand", "expand_as", "view_as", "reshape_as", "narrow", "t",
+    "select", "chunk", "split", "unbind", "contiguous", "movedim", "diagonal",
+    "detach",
+}  # fmt: skip
+_VIEW_FUNCTIONS = {
+    torch.flatten, torch.reshape, torch.transpose, torch.permute, torch.squeeze,
+    torch.unsqueeze, torch.narrow, torch.chunk, torch.split, torch.unbind, torch.t,
+    torch.select, torch.movedim, torch.diagonal, operator.getitem,
+}  # fmt: skip
+# views that cut their input into pieces that do not overlap
+_SPLITS = {"chunk", "split", "unbind", torch.chunk, torch.split, torch.unbind}
+
+
+def _is_view(node) -> bool:
+    return isinstance(node, torch.fx.Node) and (
+        (node.op == "call_method" and node.target in _VIEW_METHODS)
+        or (node.op == "call_function" and node.target in _VIEW_FUNCTIONS)
+    )
+
+
+def _pieces(node) -> dict:
+    """{the node that cut a tensor into pieces: which piece} along
+    ``node``'s chain of views (``q`` of ``q, k, v = qkv.chunk(3, -1)``)."""
+    out = {}
+    while _is_view(node):
+        base = node.args[0]
+        if node.target is operator.getitem and _is_view(base) and base.target in _SPLITS:
+            if isinstance(node.args[1], int):
+                out[base] = node.args[1]
+        node = base
+    return out
+
+
+def _disjoint(a, b) -> bool:
+    """Whether views ``a`` and ``b`` lie in different pieces of one split
+    (``k`` does not see ``q *= scale``)."""
+    pa, pb = _pieces(a), _pieces(b)
+    return any(
+        (pa[s] < 0) == (pb[s] < 0) and pa[s] != pb[s] for s in pa.keys() & pb.keys()
+    )  # (a negative piece number and a positive one may be the same piece)
+
+
+def _changes_input(node, modules: dict) -> bool:
+    """Whether ``node`` changes its first argument in place (``ReLU(inplace=
+    True)``, ``F.relu(x, inplace=True)``, ``x.relu_()``, ``torch.relu_``,
+    ``h += y``); the function and method forms are rewritten to their
+    out-of-place ones where torch has one (a method without one keeps its
+    name: :func:`in_place` runs it on a copy)."""
+    if node.op == "call_module":
+        return getattr(modules.get(node.target), "inplace", False) is True
+    if AUGMENTED in node.meta:
+        return True
+    if node.op == "call_method" and node.target.endswith("_") and node.target[0] != "_":
+        node.meta[WRITTEN] = node.target
+        if callable(getattr(torch.Tensor, node.target[:-1], None)):
+            node.target = node.target[:-1]  # x.relu_() -> x.relu()
+        elif node.target not in _KEPT:
+            raise NotImplementedError(_no_twin(node))
+        return True
+    if node.op != "call_function":
+        return False
+    name = getattr(node.target, "__name__", "")
+    if name.endswith("_") and name[0] != "_" and callable(getattr(torch, name[:-1], None)):
+        node.meta[WRITTEN] = name
+        node.target = getattr(torch, name[:-1])  # torch.relu_ -> torch.relu
+        return True
+    try:
+        bound = inspect.signature(node.target).bind(*node.args, **node.kwargs)
+    except (TypeError, ValueError):  # builtins without a signature
+        return False
+    if bound.arguments.get("inplace") is not True:
+        return False
+    del bound.arguments["inplace"]  # the last parameter of every such function
+    node.args, node.kwargs = bound.args, bound.kwargs
+    return True
+
+
+# in-place methods without an out-of-place twin that a converted forward
+# runs (on a copy: in_place); torch's random ones draw noise
+_KEPT = frozenset(("fill_", "zero_", "copy_", "fill_diagonal_"))
+_RANDOM = frozenset(
+    ("normal_", "uniform_", "exponential_", "random_", "cauchy_", "geometric_", "log_normal_")
+)
+
+
+def _no_twin(node) -> str:
+    why = (
+        ": a converted model cannot draw random noise in its forward (the parties need the "
+        "same fresh draw); draw it outside the model and pass it as an input"
+        if node.target in _RANDOM
+        else f" (of the in-place methods without an out-of-place form, {', '.join(sorted(_KEPT))}"
+        " are supported)"
+    )
+    return f"unsupported method .{node.target}() at node {node.name!r} in a converted forward{why}"
+
+
+def _refusal(node, changed, alias) -> str:
+    if AUGMENTED in node.meta:
+        symbol, line = node.meta[AUGMENTED]
+        return (
+            f"{line} changes a tensor in place (torch's {symbol} on a tensor does; node "
+            f"{node.name!r}), and it is a view that shares storage with {alias.name!r}, "
+            f"which is read afterwards: write it out of place (a = a {symbol[:-1]} b)"
+        )
+    return (
+        f"node {node.name!r} changes {changed.name!r} in place, a view that shares storage "
+        f"with {alias.name!r}, which is read afterwards: write that operation out of place "
+        "(inplace=False)"
+    )
+
+
+def in_place(gm: torch.fx.GraphModule) -> None:
+    """Each later reader of a tensor an in-place node changes reads the
+    in-place node instead; a change of a view whose base (or another view
+    of it, not a separate piece of a split) is read afterwards raises
+    NotImplementedError. A method without an out-of-place twin
+    (``fill_``) runs on a copy of its input (a clone node before it)."""
+    modules = dict(gm.named_modules())
+    nodes = list(gm.graph.nodes)
+    pos = {n: i for i, n in enumerate(nodes)}
+    for node in nodes:
+        if not node.args or not isinstance(node.args[0], torch.fx.Node):
+            continue
+        if not _changes_input(node, modules):
+            continue
+        changed = node.args[0]
+
+        def later(user, i=pos[node]):
+            return pos.get(user, -1) > i
+
+        root = changed
+        while _is_view(root):
+            root = root.args[0]
+        aliases, todo = [], [root]
+        while todo:
+            a = todo.pop()
+            aliases.append(a)
+            todo.extend(u for u in a.users if _is_view(u) and u.args[0] is a)
+        for a in aliases:
+            # a view made before the change that is read after it (a view
+            # made after it from the changed tensor is rewired below)
+            if a is changed or later(a) or _disjoint(a, changed):
+                continue
+            if any(later(u) for u in a.users):
+                raise NotImplementedError(_refusal(node, changed, a))
+        changed.replace_all_uses_with(node, delete_user_cb=later)
+        if node.op == "call_method" and node.target == node.meta.get(WRITTEN):
+            with gm.graph.inserting_before(node):  # x.fill_(v) -> x.clone().fill_(v)
+                copy = gm.graph.call_method("clone", (changed,))
+            copy.meta.update((k, v) for k, v in node.meta.items() if k != WRITTEN)
+            node.args = (copy, *node.args[1:])
+
+
+# the in-place methods that give a public tensor a private value
+INTO = frozenset(("copy_", "fill_"))
+
+
+def into_public(dest: torch.Tensor, name: str, args: tuple, kwargs: dict):
+    """``dest.copy_(src)`` or ``dest.fill_(value)`` of a public ``dest``
+    (already a copy: :func:`in_place`) and a private value
+    (``torch.zeros_like(x).copy_(x)``): the value broadcast to ``dest``'s
+    shape as a new private tensor, since torch's tensor cannot hold shares."""
+    value = args[0] if args else next(v for k, v in kwargs.items() if k != "non_blocking")
+    dims = len(value.shape)
+    if name == "fill_" and dims:
+        raise RuntimeError(
+            f"fill_ only supports 0-dimension value tensor but got tensor with {dims} dimensions."
+        )
+    if not dest.is_floating_point():
+        raise NotImplementedError(
+            f".{name}() of a private value into a public {dest.dtype} tensor is not "
+            "supported (shares hold fixed-point numbers): make that tensor a float one"
+        )
+    return value.expand(*dest.shape).clone()
