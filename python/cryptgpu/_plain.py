@@ -22,6 +22,15 @@ class IndexRangeError(IndexError, RuntimeError):
     narrow, index_select): catchable as either."""
 
 
+class DivisionByZeroError(InvalidArgumentError, ZeroDivisionError):
+    """Division of a SharedTensor by a public zero (``x / 0``, a divisor
+    tensor holding a 0, ``x // 0``, ``x % 0``): torch gives inf or nan,
+    which fixed point cannot hold. An :class:`InvalidArgumentError` (so a
+    ``ValueError`` and a ``CryptGPUError``, a ``RuntimeError``) and a
+    ``ZeroDivisionError``, which the division by zero raised until
+    2026-12-07."""
+
+
 def _is_complex(x) -> bool:
     """A complex value: a torch tensor, a NumPy array or scalar, a Python
     complex, or a list or tuple holding one."""
