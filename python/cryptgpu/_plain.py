@@ -5,7 +5,9 @@ argument checks shared by the tensor modules. Imports nothing from cryptgpu.
 
 from __future__ import annotations
 
+import dis
 import numbers
+import os
 import warnings
 from collections.abc import Sequence
 
@@ -29,6 +31,31 @@ class DivisionByZeroError(InvalidArgumentError, ZeroDivisionError):
     ``ValueError`` and a ``CryptGPUError``, a ``RuntimeError``) and a
     ``ZeroDivisionError``, which the division by zero raised until
     2026-12-07."""
+
+
+# t += s and the other augmented assignments: Python 3.11+ runs BINARY_OP
+# with an NB_INPLACE_* argument, older ones an INPLACE_* opcode
+_NB_OPS = getattr(dis, "_nb_ops", ())
+_IN_PLACE_ARGS = frozenset(i for i, op in enumerate(_NB_OPS) if op[0].startswith("NB_INPLACE_"))
+_BINARY_OP = dis.opmap.get("BINARY_OP")
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+
+
+def in_augmented_assignment(frame) -> bool:
+    """Whether ``frame`` (torch's own Python frames above it skipped) is
+    running an augmented assignment (``t += s``) right now: a torch
+    tensor's ``__iadd__`` turns our refusal (a TypeError) into
+    NotImplemented, and Python then takes ``t + s`` and rebinds ``t``."""
+    while frame is not None and frame.f_code.co_filename.startswith(_TORCH_DIR):
+        frame = frame.f_back
+    if frame is None:
+        return False
+    code, i = frame.f_code.co_code, frame.f_lasti
+    if not 0 <= i < len(code) - 1:
+        return False
+    if code[i] == _BINARY_OP:
+        return code[i + 1] in _IN_PLACE_ARGS
+    return dis.opname[code[i]].startswith("INPLACE_")
 
 
 def _is_complex(x) -> bool:

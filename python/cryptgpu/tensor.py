@@ -14,12 +14,13 @@ live in gradients, the tape in autograd.
 from __future__ import annotations
 
 import enum
+import sys
 
 import numpy as np
 import torch
 
 from . import _session, comm, torch_dispatch
-from ._plain import _index, _plain_array
+from ._plain import _index, _plain_array, in_augmented_assignment
 from ._session import current
 from .tensor_activations import ActivationOps
 from .tensor_arith import ArithmeticOps
@@ -134,6 +135,42 @@ class SharedTensor(
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
         return torch_dispatch.torch_function(cls, func, types, args, kwargs)
+
+    # t += s with t a torch tensor (torch_dispatch sends it here): refused
+    def __radd__(self, y):
+        _refuse_augmented(y, "+")
+        return self.add(y)
+
+    def __rsub__(self, y):
+        _refuse_augmented(y, "-")
+        return super().__rsub__(y)
+
+    def __rmul__(self, y):
+        _refuse_augmented(y, "*")
+        return self.mul(y)
+
+    def __rtruediv__(self, y):
+        _refuse_augmented(y, "/")
+        return super().__rtruediv__(y)
+
+    def __rpow__(self, y):
+        _refuse_augmented(y, "**")
+        return super().__rpow__(y)
+
+
+def _refuse_augmented(y, op: str) -> None:
+    """SecretValueError for ``t += s`` (``-=``, ``*=``, ``/=``, ``**=``) with
+    ``t`` a torch tensor, as ``t.add_(s)``'s: torch changes ``t`` in place,
+    and Python's fallback to ``t = t + s`` left ``t``'s other references
+    (an output buffer's row, a caller's argument) unchanged, silently,
+    until 2026-12-07. ``@=`` rebinds, as torch's own (no ``__imatmul__``)."""
+    if isinstance(y, torch.Tensor) and in_augmented_assignment(sys._getframe(2)):
+        raise SecretValueError(
+            f"t {op}= s with t a torch tensor and s a SharedTensor: a torch tensor cannot "
+            f"hold a secret value (torch changes t in place; other references to t would keep "
+            f"the old value); write t = t {op} s for a new SharedTensor, or share t first "
+            "(t = cryptgpu.cryptensor(t)) and then change it"
+        )
 
 
 def party_index(src) -> int:
