@@ -471,6 +471,7 @@ TABLE = {
     torch.where: _where,
     torch.cat: _cat,
     torch.concat: _cat,
+    getattr(torch, "concatenate", torch.concat): _cat,  # torch 2.1's alias of cat
     torch.stack: _stack,
     torch.softmax: _softmax,
     torch.log_softmax: _log_softmax,
