@@ -110,6 +110,8 @@ def _float64(x, what: str) -> torch.Tensor:
 def _plain_array(x, what: str = "operand") -> np.ndarray:
     """A plaintext value as a float64 numpy array (a sparse torch tensor
     as its dense value), or TypeError."""
+    if isinstance(x, range):  # torch.tensor(range(4)) takes one too
+        x = list(x)
     if not isinstance(x, (list, tuple)):  # (a list: by its array's dtype below)
         _refuse_complex(x, what)
     if isinstance(x, torch.Tensor):

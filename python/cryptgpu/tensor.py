@@ -136,6 +136,28 @@ class SharedTensor(
     def __torch_function__(cls, func, types, args=(), kwargs=None):
         return torch_dispatch.torch_function(cls, func, types, args, kwargs)
 
+    def __getattr__(self, name: str):
+        # only for names nothing else defines: one of torch.Tensor's is
+        # refused as the torch function of that name is (a bare
+        # AttributeError until 2026-12-07), still an AttributeError for hasattr
+        if name.startswith("_") or not hasattr(torch.Tensor, name):
+            raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+        raise UnsupportedAttributeError(
+            f"{name} on a SharedTensor is not supported (README, 'What is supported', lists "
+            "what is)"
+        )
+
+    def any(self, *args, **kwargs):
+        """Refused (NotImplementedError): torch's result is a bool to branch
+        on, which would open a secret bit. ``(x != 0).amax(dim)`` is the
+        same test as a secret 0/1 tensor; open it with get_plain_text()."""
+        raise NotImplementedError(_TRUTH.format("any", "amax"))
+
+    def all(self, *args, **kwargs):
+        """Refused (NotImplementedError), as :meth:`any`: ``(x != 0).amin(dim)``
+        is the secret 0/1 test."""
+        raise NotImplementedError(_TRUTH.format("all", "amin"))
+
     # t += s with t a torch tensor (torch_dispatch sends it here): refused
     def __radd__(self, y):
         _refuse_augmented(y, "+")
@@ -156,6 +178,20 @@ class SharedTensor(
     def __rpow__(self, y):
         _refuse_augmented(y, "**")
         return super().__rpow__(y)
+
+
+_TRUTH = (
+    "{0}() of a SharedTensor is not supported: its bool would open a secret bit; "
+    "(x != 0).{1}(dim) gives the same test as a secret 0/1 tensor (open it with "
+    "get_plain_text() where every party may learn it)"
+)
+
+
+class UnsupportedAttributeError(NotImplementedError, AttributeError):
+    """A torch.Tensor method or attribute that SharedTensor does not have:
+    a NotImplementedError, as the torch function of that name raises, and
+    an AttributeError, so that ``hasattr`` and ``getattr(x, name, default)``
+    still answer."""
 
 
 def _refuse_augmented(y, op: str) -> None:
