@@ -13,6 +13,7 @@ live in gradients, the tape in autograd.
 
 from __future__ import annotations
 
+import copy
 import enum
 import sys
 
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from . import _session, comm, torch_dispatch
+from . import tensor_storage as _storage
 from ._plain import _index, _plain_array, in_augmented_assignment
 from ._session import current
 from .tensor_activations import ActivationOps
@@ -135,6 +137,24 @@ class SharedTensor(
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
         return torch_dispatch.torch_function(cls, func, types, args, kwargs)
+
+    def __deepcopy__(self, memo) -> SharedTensor:
+        """TensorBase's; a view (of a root autograd does not record) stays
+        a view of its root's copy in the same ``memo``, as torch's of its
+        storage's: after ``b2, v2 = copy.deepcopy([b, b[0]])`` a change of
+        ``b2`` shows in ``v2`` (until 2026-12-07 two unrelated tensors)."""
+        if self._view is None or self._back is not None:
+            return super().__deepcopy__(memo)
+        _ = self._t  # (the view brought up to date)
+        v = _storage.follow(self, self._view)
+        if v[0]._back is not None:
+            return super().__deepcopy__(memo)
+        root = copy.deepcopy(v[0], memo)
+        out = super().__deepcopy__(memo)
+        out._st, out._off = self._st, getattr(self, "_off", None)
+        out._cell = _storage.cell(root)
+        out._view = (root, root._version, v[2], v[3])
+        return out
 
     def __getattr__(self, name: str):
         # only for names nothing else defines: one of torch.Tensor's is
