@@ -34,6 +34,7 @@ from ._native import (
     UnavailableError,
     gemm_kernel,
 )
+from ._plain import DivisionByZeroError
 from ._session import init, is_initialized, reset_stats, stats, truncation, uninit
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .checkpoint import load, save
@@ -173,6 +174,7 @@ __all__ = [
     "get_cryptensor_type",
     "ApproxConfig",
     "CryptGPUError",
+    "DivisionByZeroError",
     "EncodingError",
     "InternalError",
     "InvalidArgumentError",

@@ -5,7 +5,9 @@ argument checks shared by the tensor modules. Imports nothing from cryptgpu.
 
 from __future__ import annotations
 
+import dis
 import numbers
+import os
 import warnings
 from collections.abc import Sequence
 
@@ -20,6 +22,40 @@ _FLOAT_KINDS = "fiub"  # float, signed/unsigned int, bool
 class IndexRangeError(IndexError, RuntimeError):
     """An index out of range where torch raises RuntimeError (gather,
     narrow, index_select): catchable as either."""
+
+
+class DivisionByZeroError(InvalidArgumentError, ZeroDivisionError):
+    """Division of a SharedTensor by a public zero (``x / 0``, a divisor
+    tensor holding a 0, ``x // 0``, ``x % 0``): torch gives inf or nan,
+    which fixed point cannot hold. An :class:`InvalidArgumentError` (so a
+    ``ValueError`` and a ``CryptGPUError``, a ``RuntimeError``) and a
+    ``ZeroDivisionError``, which the division by zero raised until
+    2026-12-07."""
+
+
+# t += s and the other augmented assignments: Python 3.11+ runs BINARY_OP
+# with an NB_INPLACE_* argument, older ones an INPLACE_* opcode
+_NB_OPS = getattr(dis, "_nb_ops", ())
+_IN_PLACE_ARGS = frozenset(i for i, op in enumerate(_NB_OPS) if op[0].startswith("NB_INPLACE_"))
+_BINARY_OP = dis.opmap.get("BINARY_OP")
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+
+
+def in_augmented_assignment(frame) -> bool:
+    """Whether ``frame`` (torch's own Python frames above it skipped) is
+    running an augmented assignment (``t += s``) right now: a torch
+    tensor's ``__iadd__`` turns our refusal (a TypeError) into
+    NotImplemented, and Python then takes ``t + s`` and rebinds ``t``."""
+    while frame is not None and frame.f_code.co_filename.startswith(_TORCH_DIR):
+        frame = frame.f_back
+    if frame is None:
+        return False
+    code, i = frame.f_code.co_code, frame.f_lasti
+    if not 0 <= i < len(code) - 1:
+        return False
+    if code[i] == _BINARY_OP:
+        return code[i + 1] in _IN_PLACE_ARGS
+    return dis.opname[code[i]].startswith("INPLACE_")
 
 
 def _is_complex(x) -> bool:
@@ -74,6 +110,8 @@ def _float64(x, what: str) -> torch.Tensor:
 def _plain_array(x, what: str = "operand") -> np.ndarray:
     """A plaintext value as a float64 numpy array (a sparse torch tensor
     as its dense value), or TypeError."""
+    if isinstance(x, range):  # torch.tensor(range(4)) takes one too
+        x = list(x)
     if not isinstance(x, (list, tuple)):  # (a list: by its array's dtype below)
         _refuse_complex(x, what)
     if isinstance(x, torch.Tensor):

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import autograd as ag
-from ._plain import _ibuf
+from ._plain import DivisionByZeroError, _ibuf
 from .tensor_base import TensorBase
 
 MODES = ("floor", "ceil", "trunc")
@@ -53,7 +53,7 @@ def _divisor(x, other, what: str):
         return x, None
     d = float(yp.flat[0])
     if d == 0:
-        raise ZeroDivisionError(f"{what} of a SharedTensor by zero")
+        raise DivisionByZeroError(f"{what} of a SharedTensor by zero")
     f = x._s().precision_bits
     big = d * 2.0**f
     if not np.isfinite(big) or not big.is_integer() or abs(big) >= 2.0**46:

@@ -13,13 +13,16 @@ live in gradients, the tape in autograd.
 
 from __future__ import annotations
 
+import copy
 import enum
+import sys
 
 import numpy as np
 import torch
 
 from . import _session, comm, torch_dispatch
-from ._plain import _index, _plain_array
+from . import tensor_storage as _storage
+from ._plain import _index, _plain_array, in_augmented_assignment
 from ._session import current
 from .tensor_activations import ActivationOps
 from .tensor_arith import ArithmeticOps
@@ -134,6 +137,96 @@ class SharedTensor(
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):
         return torch_dispatch.torch_function(cls, func, types, args, kwargs)
+
+    def __deepcopy__(self, memo) -> SharedTensor:
+        """TensorBase's; a view (of a root autograd does not record) stays
+        a view of its root's copy in the same ``memo``, as torch's of its
+        storage's: after ``b2, v2 = copy.deepcopy([b, b[0]])`` a change of
+        ``b2`` shows in ``v2`` (until 2026-12-07 two unrelated tensors)."""
+        if self._view is None or self._back is not None:
+            return super().__deepcopy__(memo)
+        _ = self._t  # (the view brought up to date)
+        v = _storage.follow(self, self._view)
+        if v[0]._back is not None:
+            return super().__deepcopy__(memo)
+        root = copy.deepcopy(v[0], memo)
+        out = super().__deepcopy__(memo)
+        out._st, out._off = self._st, getattr(self, "_off", None)
+        out._cell = _storage.cell(root)
+        out._view = (root, root._version, v[2], v[3])
+        return out
+
+    def __getattr__(self, name: str):
+        # only for names nothing else defines: one of torch.Tensor's is
+        # refused as the torch function of that name is (a bare
+        # AttributeError until 2026-12-07), still an AttributeError for hasattr
+        if name.startswith("_") or not hasattr(torch.Tensor, name):
+            raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+        raise UnsupportedAttributeError(
+            f"{name} on a SharedTensor is not supported (README, 'What is supported', lists "
+            "what is)"
+        )
+
+    def any(self, *args, **kwargs):
+        """Refused (NotImplementedError): torch's result is a bool to branch
+        on, which would open a secret bit. ``(x != 0).amax(dim)`` is the
+        same test as a secret 0/1 tensor; open it with get_plain_text()."""
+        raise NotImplementedError(_TRUTH.format("any", "amax"))
+
+    def all(self, *args, **kwargs):
+        """Refused (NotImplementedError), as :meth:`any`: ``(x != 0).amin(dim)``
+        is the secret 0/1 test."""
+        raise NotImplementedError(_TRUTH.format("all", "amin"))
+
+    # t += s with t a torch tensor (torch_dispatch sends it here): refused
+    def __radd__(self, y):
+        _refuse_augmented(y, "+")
+        return self.add(y)
+
+    def __rsub__(self, y):
+        _refuse_augmented(y, "-")
+        return super().__rsub__(y)
+
+    def __rmul__(self, y):
+        _refuse_augmented(y, "*")
+        return self.mul(y)
+
+    def __rtruediv__(self, y):
+        _refuse_augmented(y, "/")
+        return super().__rtruediv__(y)
+
+    def __rpow__(self, y):
+        _refuse_augmented(y, "**")
+        return super().__rpow__(y)
+
+
+_TRUTH = (
+    "{0}() of a SharedTensor is not supported: its bool would open a secret bit; "
+    "(x != 0).{1}(dim) gives the same test as a secret 0/1 tensor (open it with "
+    "get_plain_text() where every party may learn it)"
+)
+
+
+class UnsupportedAttributeError(NotImplementedError, AttributeError):
+    """A torch.Tensor method or attribute that SharedTensor does not have:
+    a NotImplementedError, as the torch function of that name raises, and
+    an AttributeError, so that ``hasattr`` and ``getattr(x, name, default)``
+    still answer."""
+
+
+def _refuse_augmented(y, op: str) -> None:
+    """SecretValueError for ``t += s`` (``-=``, ``*=``, ``/=``, ``**=``) with
+    ``t`` a torch tensor, as ``t.add_(s)``'s: torch changes ``t`` in place,
+    and Python's fallback to ``t = t + s`` left ``t``'s other references
+    (an output buffer's row, a caller's argument) unchanged, silently,
+    until 2026-12-07. ``@=`` rebinds, as torch's own (no ``__imatmul__``)."""
+    if isinstance(y, torch.Tensor) and in_augmented_assignment(sys._getframe(2)):
+        raise SecretValueError(
+            f"t {op}= s with t a torch tensor and s a SharedTensor: a torch tensor cannot "
+            f"hold a secret value (torch changes t in place; other references to t would keep "
+            f"the old value); write t = t {op} s for a new SharedTensor, or share t first "
+            "(t = cryptgpu.cryptensor(t)) and then change it"
+        )
 
 
 def party_index(src) -> int:

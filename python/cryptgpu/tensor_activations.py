@@ -405,6 +405,9 @@ for _name in (
     "fmod",
     "clamp_min",
     "clamp_max",
+    "sign",
+    "triu",
+    "tril",
 ):
     setattr(ActivationOps, _name + "_", _in_place(_name))
 

@@ -15,7 +15,7 @@ from . import functions as fx
 from . import gradients as gr
 from . import rounding
 from ._native import EncodingError, ShapeError
-from ._plain import _buf, _float64, _ibuf, _is_integer_plain, _plain_array
+from ._plain import DivisionByZeroError, _buf, _float64, _ibuf, _is_integer_plain, _plain_array
 from .public_factors import in_products_only, reciprocal, whole_reciprocal
 from .tensor_base import READ_ONLY, TensorBase
 from .tensor_compare import bit_product
@@ -397,7 +397,9 @@ class ArithmeticOps:
         one-element tensor holding one) uses the division protocol by that
         integer, as CrypTen does; other plaintext divisors multiply by the
         reciprocal, encoded with as many significant bits as the precision
-        has. A SharedTensor divisor divides privately, range-reduced in the
+        has; one holding a 0 raises :class:`cryptgpu.DivisionByZeroError`
+        (a ValueError and a ZeroDivisionError: fixed point has no inf). A
+        SharedTensor divisor divides privately, range-reduced in the
         divisor y (:func:`cryptgpu.functions.divide`: a few units of 2^-16 of
         the quotient), for |y| in 2^-16 .. 2^30 (not checked: y is secret;
         y = 0 gives a large finite value, not an error). ``rounding_mode``
@@ -410,7 +412,7 @@ class ArithmeticOps:
             return fx.divide(self, other)
         _, yp = self._other(other, "div")
         if np.any(yp == 0):
-            raise ZeroDivisionError("division of a SharedTensor by zero")
+            raise DivisionByZeroError("division of a SharedTensor by zero")
         if yp.size and np.all(yp == yp.flat[0]):  # one value (a tensor of equal ones too)
             d = float(yp.flat[0])
             if d.is_integer() and abs(d) < 2.0**62:

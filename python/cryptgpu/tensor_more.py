@@ -1,9 +1,10 @@
 """More of torch's tensor API, composed from the other mixins (views,
 public positions, products, the range-reduced square root): select, tile,
-ravel, diag, take_along_dim, broadcast_to, tensor_split and
-hsplit/vsplit/dsplit, lerp, diff, cumprod, the in-place
-squeeze_/unsqueeze_, is_leaf and is_floating_point; and the torch
-functions with no method of their name (hstack, vstack, dstack, var_mean,
+ravel, diag, diag_embed, fliplr/flipud, mH/H, nansum, fill_diagonal_,
+take_along_dim, broadcast_to, tensor_split and hsplit/vsplit/dsplit, lerp,
+diff, cumprod, the in-place transpose_/t_/squeeze_/unsqueeze_, is_leaf and
+is_floating_point; and the torch functions with no method of their name
+(broadcast_tensors, hstack, vstack, dstack, var_mean,
 std_mean, linalg.norm, cosine_similarity, mv with a public matrix, and
 ``tensor_math``'s), which ``torch_dispatch`` maps through :data:`TABLE`.
 No engine calls of their own; every gradient comes from the composed
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from . import autograd as ag
+from . import tensor_storage as _storage
 from . import unit_rows
 from ._native import ShapeError
 from ._plain import _float64, _index, _ints, _norm_dim, _varargs
@@ -83,6 +85,61 @@ class MoreOps:
         rows = np.arange(n) + max(-k, 0)
         pos[rows, rows + k] = np.arange(n)
         return cat([self, self._public_like(0.0, [1])], 0)._at(pos)
+
+    def diag_embed(self, offset: int = 0, dim1: int = -2, dim2: int = -1) -> TensorBase:
+        """``torch.diag_embed``: the last dim's values on the ``offset``-th
+        diagonal of the new dims ``dim1``, ``dim2`` (zeros elsewhere; local,
+        exact). Placed by torch's own diag_embed of the public positions
+        (its argument errors too)."""
+        n = self.numel()
+        grid = torch.arange(1, n + 1, dtype=torch.int64).reshape(tuple(self.shape))
+        pos = torch.diag_embed(grid, offset, dim1, dim2) - 1
+        pos[pos < 0] = n  # position n: a public zero
+        return cat([self.reshape(-1), self._public_like(0.0, [1])], 0)._at(pos.numpy())
+
+    def fliplr(self) -> TensorBase:
+        """``torch.fliplr``: :meth:`flip` of dim 1 (at least 2 dims)."""
+        if self.dim() < 2:
+            raise RuntimeError("Input must be >= 2-d.")
+        return self.flip(1)
+
+    def flipud(self) -> TensorBase:
+        """``torch.flipud``: :meth:`flip` of dim 0 (at least 1 dim)."""
+        if self.dim() < 1:
+            raise RuntimeError("Input must be >= 1-d.")
+        return self.flip(0)
+
+    @property
+    def mH(self) -> TensorBase:  # noqa: N802 - torch's name
+        """``mT``: the conjugate is the value itself (real shares)."""
+        if self.dim() == 1:
+            raise RuntimeError(
+                "tensor.mH is only supported on matrices or batches of matrices. Got 1-D tensor."
+            )
+        return self.mT
+
+    @property
+    def H(self) -> TensorBase:  # noqa: N802 - torch's name
+        """A matrix's transpose (real shares: no conjugate); a 0-d tensor itself."""
+        if self.dim() not in (0, 2):
+            raise RuntimeError(
+                f"tensor.H is only supported on matrices (2-D tensors). Got {self.dim()}-D tensor."
+            )
+        return self.t()
+
+    def nansum(self, *args, **kwargs) -> TensorBase:
+        """``sum``: shares hold no NaN."""
+        return self.sum(*args, **kwargs)
+
+    def float_power(self, exponent) -> TensorBase:
+        """``pow`` (shares are fixed point, whatever torch's float64 would be)."""
+        return self.pow(exponent)
+
+    def fill_diagonal_(self, fill_value, wrap: bool = False) -> TensorBase:
+        """``fill_diagonal_`` as torch's (its checks and ``wrap``): the
+        positions from torch's own on a public mask, then ``masked_fill_``."""
+        mask = torch.zeros(tuple(self.shape), dtype=torch.bool)
+        return self.masked_fill_(mask.fill_diagonal_(True, wrap), fill_value)
 
     def take_along_dim(self, indices, dim=None) -> TensorBase:
         """``torch.take_along_dim`` with public indices: the flattened
@@ -186,6 +243,28 @@ class MoreOps:
         """``torch.dsplit``: :meth:`tensor_split` along dim 2 of a tensor of
         at least 3 dims; an int must divide that dim's size."""
         return _nsplit(self, "dsplit", 3, indices_or_sections, sections, indices)
+
+    def transpose_(self, dim0: int, dim1: int) -> TensorBase:
+        """:meth:`transpose` in place, as torch's: the tensor takes the
+        transposed layout of its own storage (as ``x.data = x.transpose(..)``:
+        views taken before keep viewing it); where autograd records, as
+        any in-place op (a leaf that requires grad is refused)."""
+        if ag.needs_grad(self):
+            return self._in_place("transpose_", lambda t: t.transpose(dim0, dim1), reshape=True)
+        with ag.no_grad():
+            new = self.transpose(dim0, dim1)
+        _storage.replace(self, new)
+        return self
+
+    swapaxes_ = swapdims_ = transpose_
+
+    def t_(self) -> TensorBase:
+        """:meth:`t` in place (:meth:`transpose_` of a matrix)."""
+        if self.dim() > 2:
+            raise RuntimeError(
+                f"t_() expects a tensor with <= 2 dimensions, but self is {self.dim()}D"
+            )
+        return self.transpose_(0, 1) if self.dim() == 2 else self
 
     def squeeze_(self, dim=None) -> TensorBase:
         """:meth:`squeeze` in place (the tensor takes the new shape)."""
@@ -590,7 +669,15 @@ def mv(mat, vec, *, out=None) -> TensorBase:
     return vec.rmatmul(mat)
 
 
+def broadcast_tensors(*tensors) -> tuple:
+    """``torch.broadcast_tensors`` with a SharedTensor among them: each
+    expanded to the common shape (torch's RuntimeError where none is)."""
+    shape = torch.broadcast_shapes(*(tuple(t.shape) for t in tensors))
+    return tuple(t.expand(shape) for t in tensors)
+
+
 TABLE = {
+    torch.broadcast_tensors: broadcast_tensors,
     torch.hstack: hstack,
     torch.vstack: vstack,
     torch.row_stack: vstack,

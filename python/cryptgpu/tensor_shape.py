@@ -504,11 +504,17 @@ def _shared_list(tensors, what: str) -> list:
 
 def cat(tensors: Sequence[TensorBase], dim: int = 0) -> TensorBase:
     """Concatenate along ``dim`` (no communication); plaintext elements are
-    taken as public values."""
+    taken as public values. As torch's, a 1-D tensor of size 0 (the
+    accumulator ``torch.tensor([])``) is skipped, whatever the others'
+    shapes (until 2026-12-07 a ShapeError)."""
     ts = _shared_list(tensors, "cat")
     s = ts[0]._s()
     for t in ts[1:]:
         t._s()
+    kept = [t for t in ts if tuple(t.shape) != (0,)]
+    if not kept:  # all empty: torch's (0,) for any dim
+        return ts[0]._wrap(s.cat([t._t for t in ts], 0))
+    ts = kept
     d = _norm_dim(dim, ts[0].dim())
     out = ts[0]._wrap(s.cat([t._t for t in ts], d))
     if ag.needs_grad(*ts):

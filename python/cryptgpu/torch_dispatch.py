@@ -10,13 +10,14 @@ raises NotImplementedError naming it.
 from __future__ import annotations
 
 import inspect
+import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import autograd as ag
-from ._plain import _float64, _varargs, softmax_dim
+from ._plain import _float64, _varargs, in_augmented_assignment, softmax_dim
 from .einsum import einsum
 from .tensor_base import SecretValueError, TensorBase
 from .tensor_compare import where
@@ -470,6 +471,7 @@ TABLE = {
     torch.where: _where,
     torch.cat: _cat,
     torch.concat: _cat,
+    getattr(torch, "concatenate", torch.concat): _cat,  # torch 2.1's alias of cat
     torch.stack: _stack,
     torch.softmax: _softmax,
     torch.log_softmax: _log_softmax,
@@ -602,6 +604,18 @@ def _public_self(cls, name, x, rest, kwargs):
     return getattr(public, name)(*rest, **kwargs)
 
 
+# torch.Tensor's methods that t += s, -=, *=, /=, **= call (t's __iadd__
+# took our SecretValueError for a TypeError, then tried t + s)
+_AUGMENTED = ("add", "sub", "mul", "div", "pow")
+
+
+def _augmented(cls, args, kwargs) -> bool:
+    """A torch tensor's ``t + s`` for ``t += s`` (frame 3: the caller's)."""
+    if len(args) != 2 or kwargs or isinstance(args[0], cls) or not isinstance(args[1], cls):
+        return False
+    return isinstance(args[0], torch.Tensor) and in_augmented_assignment(sys._getframe(3))
+
+
 def torch_function(cls, func, types, args=(), kwargs=None):
     """SharedTensor.__torch_function__ (see the module docstring)."""
     kwargs = dict(kwargs or {})
@@ -614,6 +628,8 @@ def torch_function(cls, func, types, args=(), kwargs=None):
             f"(y = torch.{name}(...))"
         )
     kwargs.pop("out", None)
+    if name in _AUGMENTED and _augmented(cls, args, kwargs):
+        return NotImplemented  # t += s: the reflected operator refuses (tensor.py)
     impl = TABLE.get(func)
     if impl is not None:
         return impl(*args, **kwargs)
