@@ -14,6 +14,7 @@ magnitudes.
 
 import pytest
 import torch
+from size_check_models import Kinds, Named
 
 import cryptgpu
 from conftest import ENC, prod_tol, usable
@@ -114,4 +115,87 @@ def test_other_branches_are_refused_naming_their_line(session):
         cryptgpu.nn.from_pytorch(OnValues(), torch.zeros(2, 3))
     with pytest.raises(NotImplementedError, match=r"if x.size\(1\) > 4:.*a branch on a size"):
         cryptgpu.nn.from_pytorch(Reshaping(), torch.zeros(2, 3))
+    assert usable()
+
+
+def test_a_check_raises_the_forwards_own_class_and_compound_checks_convert(session):
+    """The model is in size_check_models.py: pytest rewrites this file's
+    asserts (a compound one is then refused, naming pytest)."""
+    pm = cryptgpu.nn.from_pytorch(Kinds(), torch.zeros(2, 4)).encrypt()
+    x = torch.randn(2, 4, dtype=D)
+    got = pm(cryptgpu.cryptensor(x)).get_plain_text(dtype=D)
+    assert (got - 2 * x).abs().max().item() <= 2 * ENC  # an exact product of encodings
+    cases = [
+        ((5, 4), KeyError, "batch too big"),  # self.Error: an attribute's class
+        ((2, 1), AssertionError, r"need \[B, >= 2\]"),  # the second test of an `and`
+        ((2, 4, 1), AssertionError, r"need \[B, >= 2\]"),  # its first
+        ((2, 7), Named, "x.size\\(1\\) > 6 or"),  # either side of an `or`
+        ((2, 5), Named, "x.size\\(1\\) > 6 or"),
+        ((2, 3), AssertionError, "not 3"),  # inside `with torch.no_grad():`
+    ]
+    for shape, kind, words in cases:
+        with pytest.raises(kind, match=words):
+            pm(cryptgpu.cryptensor(torch.zeros(shape)))
+        assert usable()
+
+
+def test_a_class_defined_again_is_the_one_raised(session):
+    class Err(Exception):
+        pass
+
+    class Net(torch.nn.Module):
+        def forward(self, x):
+            if x.size(0) > 2:
+                raise Err("too big")
+            return x * 2
+
+    cryptgpu.nn.from_pytorch(Net(), torch.zeros(1, 2))
+    first = Err
+
+    class Err(Exception):  # noqa: F811 - a notebook cell run again
+        pass
+
+    pm = cryptgpu.nn.from_pytorch(Net(), torch.zeros(1, 2))
+    with pytest.raises(Err):
+        pm(cryptgpu.cryptensor(torch.zeros(3, 2)))
+    assert Err is not first
+    assert usable()
+
+
+class Unpacks(torch.nn.Module):
+    def forward(self, x):
+        b, t, c = x.size()
+        return x.reshape(b * t, c) * 2
+
+
+def test_unpacking_sizes_of_another_rank_is_pythons_value_error(session):
+    pm = cryptgpu.nn.from_pytorch(Unpacks(), torch.zeros(1, 3, 4))
+    with pytest.raises(ValueError, match=r"not enough values to unpack \(expected 3, got 2\)"):
+        pm(cryptgpu.cryptensor(torch.zeros(3, 4)))
+    with pytest.raises(ValueError, match=r"too many values to unpack \(expected 3\)"):
+        pm(cryptgpu.cryptensor(torch.zeros(1, 2, 3, 4)))
+    assert usable()
+
+
+class Lengths(torch.nn.Module):
+    def forward(self, x):
+        assert len(x.shape) == 2
+        return x
+
+
+def test_len_of_a_shape_is_refused_naming_dim(session):
+    with pytest.raises(NotImplementedError, match=r"x.dim\(\) for len\(x.shape\)"):
+        cryptgpu.nn.from_pytorch(Lengths(), torch.zeros(2, 3))
+    assert usable()
+
+
+class Compound(torch.nn.Module):
+    def forward(self, x):
+        assert x.dim() == 2 and x.size(1) == 4  # rewritten by pytest in this file
+        return x
+
+
+def test_a_compound_assert_pytest_rewrote_is_refused_naming_pytest(session):
+    with pytest.raises(NotImplementedError, match="pytest rewrote this file's asserts"):
+        cryptgpu.nn.from_pytorch(Compound(), torch.zeros(2, 4))
     assert usable()

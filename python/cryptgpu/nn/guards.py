@@ -18,6 +18,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import dis
+import inspect
 import linecache
 import operator
 import os
@@ -30,8 +31,9 @@ _SIZE_ATTRS = frozenset(("shape", "ndim"))
 _FX = os.sep + os.path.join("torch", "fx") + os.sep
 
 
-# the exception types of the checks traced so far, by name (a graph's
-# arguments cannot hold a class)
+# the exception types of the checks traced so far, by name and id (a
+# graph's arguments cannot hold a class; a class defined again, a notebook
+# cell run twice, is another one)
 _KINDS: dict[str, type] = {}
 
 
@@ -40,7 +42,22 @@ def size_check(ok: bool, kind: str, text: str) -> None:
     a forward's check on its input's sizes, run at each call of the
     converted model."""
     if not ok:
-        raise _KINDS.get(kind, RuntimeError)(text)
+        cls = _KINDS.get(kind, RuntimeError)
+        try:
+            err = cls(text)
+        except Exception:  # an __init__ of other arguments: made without it
+            err = cls.__new__(cls)
+            err.args = (text,)
+        raise err
+
+
+def unpack_check(size, n: int) -> None:
+    """Python's error for ``b, t = x.size()`` where x has another number
+    of dimensions than the traced one (a graph reads each by index)."""
+    if len(size) < n:
+        raise ValueError(f"not enough values to unpack (expected {n}, got {len(size)})")
+    if len(size) > n:
+        raise ValueError(f"too many values to unpack (expected {n})")
 
 
 def of_sizes(node: torch.fx.Node) -> bool:
@@ -78,8 +95,8 @@ class SizeChecks:
                 )
                 text = f"the model's forward check failed on this input's sizes: {_line(frame)}"
                 text = f"{said} ({text})" if said else text
-                name = f"{kind.__module__}.{kind.__qualname__}"
-                _KINDS.setdefault(name, kind)
+                name = f"{kind.__module__}.{kind.__qualname__}@{id(kind):x}"
+                _KINDS[name] = kind
                 self.create_proxy("call_function", size_check, (cond, name, text), {})
                 return passes
         try:
@@ -87,11 +104,14 @@ class SizeChecks:
         except Exception as e:  # the line, for wrapped.where
             if frame is not None and isinstance(obj, torch.fx.Proxy):
                 what = "a size" if of_sizes(obj.node) else "a traced value"
+                rewritten = any(n.startswith("@py_assert") for n in frame.f_code.co_varnames)
+                pytest = "; pytest rewrote this file's asserts: write `assert a and b` as two"
                 with contextlib.suppress(AttributeError):
                     e._cryptgpu_node = obj.node  # (a flag argument's: flags.py)
                     e._cryptgpu_at = (
                         f"{_line(frame)}: a branch on {what} (a check on sizes traces: an "
-                        "assert, or an if whose body only raises)"
+                        "assert, or an if whose body only raises, outside a try block"
+                        f"{pytest if rewritten else ''})"
                     )
             raise
 
@@ -125,22 +145,36 @@ def _check(frame):
     jump = code[at].opname if at is not None else ""
     if not (jump.startswith("POP_JUMP") and jump.endswith(("IF_TRUE", "IF_FALSE"))):
         return None
-    if any(e.start <= code[at].offset < e.end for e in guarded):  # a try could catch it
-        return None
-    found = _raising(code, at + 1, code[at].argval, frame.f_globals)
+    offsets = {ins.offset: i for i, ins in enumerate(code)}
+    for e in guarded:  # a try could catch it; a with block (its exit) re-raises
+        handler = code[offsets.get(e.target, 0) :][:3]
+        if e.start <= code[at].offset < e.end and "WITH_EXCEPT_START" not in [
+            ins.opname for ins in handler
+        ]:
+            return None
+    # the failing way falls through (assert c, if c: raise), or is the
+    # jump's target (the first test of `assert a and b`, of `if a or b:
+    # raise`, an else that raises)
+    passes = jump.endswith("IF_TRUE")
+    found = _raising(code, at + 1, code[at].argval, frame)
+    if found is None:
+        passes = not passes
+        found = _raising(code, offsets.get(code[at].argval, -1), code[at + 1].offset, frame)
     if found is None:
         return None
     kind, texts = found
     text = texts[0] if len(texts) == 1 else None
-    return jump.endswith("IF_TRUE"), kind or RuntimeError, text
+    return passes, kind or RuntimeError, text
 
 
-def _raising(code: list, start: int, passing: int, names: dict):
+def _raising(code: list, start: int, passing: int, frame):
     """(the first exception type loaded, the constant strings loaded) when
     every path from instruction ``start`` ends in a raise before reaching
     offset ``passing``, jumping only forward; else None."""
+    if start < 0:
+        return None
     at = {ins.offset: i for i, ins in enumerate(code)}
-    kind, texts, todo, seen = None, [], [start], set()
+    kind, texts, todo, seen, value = None, [], [start], set(), None
     while todo:
         i = todo.pop()
         while i not in seen and i < len(code) and len(seen) < 4000:
@@ -151,11 +185,11 @@ def _raising(code: list, start: int, passing: int, names: dict):
                 return None
             if op in ("RAISE_VARARGS", "RERAISE"):
                 break
+            value = _loaded(ins, value, frame)  # what a load chain names, statically
+            if kind is None and isinstance(value, type) and issubclass(value, BaseException):
+                kind = value
             if op == "LOAD_ASSERTION_ERROR":
                 kind = kind or AssertionError
-            elif op in ("LOAD_GLOBAL", "LOAD_NAME") and kind is None:
-                v = names.get(ins.argval, getattr(builtins, str(ins.argval), None))
-                kind = v if isinstance(v, type) and issubclass(v, BaseException) else None
             elif op.startswith(("FORMAT_", "BUILD_STRING")):
                 texts.append(None)  # a message made at the call: not known here
             elif op == "LOAD_CONST" and isinstance(ins.argval, str):
@@ -173,6 +207,43 @@ def _raising(code: list, start: int, passing: int, names: dict):
             if i not in seen:  # ran off the code, or too long to follow
                 return None
     return kind, texts
+
+
+def _loaded(ins, value, frame):
+    """The object a chain of loads names (``ValueError``, ``self.Error``,
+    ``errs.ShapeError``, a class of an enclosing function), read without
+    running any code (no property, no traced value); None otherwise."""
+    op, name = ins.opname, ins.argval
+    if op in ("LOAD_GLOBAL", "LOAD_NAME"):
+        return frame.f_globals.get(name, getattr(builtins, str(name), None))
+    if op in ("LOAD_FAST", "LOAD_DEREF", "LOAD_CLASSDEREF", "LOAD_FAST_CHECK"):
+        return frame.f_locals.get(name)
+    if op in ("LOAD_ATTR", "LOAD_METHOD") and value is not None:
+        if isinstance(value, torch.fx.Proxy):
+            return None
+        try:
+            return inspect.getattr_static(value, str(name))
+        except AttributeError:
+            return None
+    return None
+
+
+class SizeUnpacking:
+    """A torch.fx Proxy mixin: ``b, t = x.size()`` (or ``x.shape``) also
+    records :func:`unpack_check`, so an input of another rank gets
+    Python's ValueError, not an IndexError from inside the graph; other
+    unpacking as torch.fx's own."""
+
+    def __iter__(self):
+        frame = sys._getframe(1)
+        ins = next(
+            (i for i in dis.get_instructions(frame.f_code) if i.offset >= frame.f_lasti), None
+        )
+        if ins is None or ins.opname != "UNPACK_SEQUENCE":
+            return self.tracer.iter(self)
+        if of_sizes(self.node):
+            self.tracer.create_proxy("call_function", unpack_check, (self, ins.argval), {})
+        return iter([self[i] for i in range(ins.argval)])
 
 
 def _line(frame) -> str:

@@ -31,6 +31,8 @@ import sys
 
 import torch
 
+from . import guards
+
 # node.meta keys: the augmented assignment a node was written as ("+="),
 # and the name of an in-place method or function as written ("fill_")
 AUGMENTED = "cryptgpu_augmented"
@@ -113,8 +115,9 @@ for _name, (_op, _symbol) in _OPERATORS.items():
     setattr(Augmenting, _name, _augmented(_name, _op, _symbol))
 
 
-class _Proxy(Augmenting, torch.fx.Proxy):
-    """torch.fx's Proxy with :class:`Augmenting`'s in-place operators."""
+class _Proxy(Augmenting, guards.SizeUnpacking, torch.fx.Proxy):
+    """torch.fx's Proxy with :class:`Augmenting`'s in-place operators (and
+    a check of the rank where a size is unpacked: guards.py)."""
 
 
 class AugmentingTracer:

@@ -337,6 +337,11 @@ def trace_modes(model: torch.nn.Module, nones=()):
                 "range(x.size(1)) or x.unbind(1): loop a constant number of times, "
                 "range(SEQ_LEN), and index x[:, t])"
             )
+        if not hint and "'len' is not supported in symbolic tracing" in text:
+            hint = (
+                " (len() of a traced tensor or of its shape: write x.dim() for "
+                "len(x.shape), x.size(0) for len(x))"
+            )
         if not hint and "finfo() requires a floating point" in text:
             hint = (
                 " (torch.finfo(x.dtype) of a traced tensor: write the dtype, "
