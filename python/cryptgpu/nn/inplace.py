@@ -152,15 +152,23 @@ _LIBRARIES = tuple(os.path.dirname(p) + os.sep for p in (torch.__file__, os.path
 
 def _user_frame():
     """(file, line) of the innermost frame outside torch, cryptgpu and
-    transformers' tracer: the forward's code being traced; None if none."""
+    transformers' tracer: the forward's code being traced; None if none
+    within the trace (torch.fx's generated code of a GraphModule traced
+    again names no line of the user's)."""
     f = sys._getframe(2)
     while f is not None:
         name = f.f_code.co_filename
-        library = name.startswith(_LIBRARIES) or name.startswith("<")
-        if not library and not name.endswith(os.path.join("transformers", "utils", "fx.py")):
+        if name.startswith("<eval_with_key>") or (
+            f.f_code.co_name == "trace" and name.endswith(os.path.join("fx", "_symbolic_trace.py"))
+        ):
+            return None
+        if not name.startswith(_LIBRARIES) and not name.endswith(_HF_TRACER):
             return name, f.f_lineno
         f = f.f_back
     return None
+
+
+_HF_TRACER = os.path.join("transformers", "utils", "fx.py")
 
 
 def _shown(where) -> str:
