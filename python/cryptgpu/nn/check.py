@@ -145,10 +145,14 @@ def tree(fn, x):
 def dummy(x) -> torch.Tensor:
     """A dummy input for the conversion check: token ids (for an Embedding)
     and boolean masks keep their dtype, an additive mask of 0 and -inf is
-    kept, anything else becomes float64; CrypTen code passes
+    kept, Python numbers and strings stay as they are, anything else
+    becomes float64; CrypTen code passes
     torch.empty(...), whose values are undefined: only its shape matters,
     so it is checked on uniform values of that shape."""
-    if isinstance(x, str):  # a flag argument's value (flags.py): as given
+    if isinstance(x, (str, bool, int, float)):
+        # a Python argument (flags.py: a flag, or one the forward computes
+        # with): as given, as a call gives it (until 2026-12-07 a tensor:
+        # torch's sum(keepdim=) and F.dropout(training=) refused it)
         return x
     x = torch.as_tensor(x).detach()  # one that requires grad cannot be deep-copied
     if x.dtype == torch.bool:  # a mask (src_key_padding_mask): as given

@@ -31,7 +31,7 @@ from ..tensor import SharedTensor
 from . import hf_labels, hf_refusals
 from .hf_model import NO_LABELS, dict_outputs
 from .hf_outputs import ModelOutput, mark_fields, model_output  # noqa: F401 (hf.model_output)
-from .inplace import Augmenting
+from .inplace import Augmenting, AugmentingTracer
 
 # the inputs we trace, in this order, where the model's forward has them
 # (pixel_values: the image models transformers' tracer takes, ViT, Swin,
@@ -416,7 +416,7 @@ def _tracer_class(leaves: frozenset, ranks: dict, outputs: list):
             n = _unpacked(inspect.currentframe().f_back)
             return iter([self[i] for i in range(n)]) if n else super().__iter__()
 
-    class Tracer(HFTracer):
+    class Tracer(AugmentingTracer, HFTracer):
         cryptgpu_functions = True  # a custom Function's apply: one step (custom_functions.traced)
 
         def proxy(self, node):

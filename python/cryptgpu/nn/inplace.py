@@ -34,9 +34,11 @@ import torch
 from . import guards
 
 # node.meta keys: the augmented assignment a node was written as ("+="),
-# and the name of an in-place method or function as written ("fill_")
+# the name of an in-place method or function as written ("fill_"), and the
+# (file, line) of the forward's code that made the node (AugmentingTracer)
 AUGMENTED = "cryptgpu_augmented"
 WRITTEN = "cryptgpu_written"
+SOURCE = "cryptgpu_source"
 
 # Python's in-place operators, as torch's tensors run them (in place):
 # special method -> (out-of-place operator, symbol). ``@=`` is not in place
@@ -121,11 +123,65 @@ class _Proxy(Augmenting, guards.SizeUnpacking, torch.fx.Proxy):
 
 
 class AugmentingTracer:
-    """A torch.fx Tracer mixin whose proxies are :class:`Augmenting`."""
+    """A torch.fx Tracer mixin whose proxies are :class:`Augmenting`, and
+    whose in-place calls (``h[:, :2].mul_(0)``, ``torch.relu_(h)``,
+    ``F.relu(h, inplace=True)``) keep the forward's line that made them
+    (:data:`SOURCE`), for a refusal (until 2026-12-07 only ``v *= 0``'s
+    named its line: probe OD)."""
 
     def proxy(self, node):
         """The proxy of ``node``: an augmenting one."""
         return _Proxy(node, self)
+
+    def create_node(self, kind, target, args, kwargs, *rest, **named):
+        """torch.fx's node, with :data:`SOURCE` for an in-place call."""
+        node = super().create_node(kind, target, args, kwargs, *rest, **named)
+        name = target if isinstance(target, str) else getattr(target, "__name__", "")
+        if kind in ("call_method", "call_function", "call_module") and (
+            (name.endswith("_") and not name.startswith("_"))
+            or kind == "call_module"
+            or kwargs.get("inplace") is True
+            or any(a is True for a in args[1:])
+        ):  # (positional inplace: F.relu(h, True); a module's is read from it later)
+            found = _user_frame()
+            if found is not None:
+                node.meta[SOURCE] = found
+        return node
+
+
+# torch's and cryptgpu's own code (their directories)
+_LIBRARIES = tuple(os.path.dirname(p) + os.sep for p in (torch.__file__, os.path.dirname(__file__)))
+
+
+def _user_frame():
+    """(file, line) of the innermost frame outside torch, cryptgpu and
+    transformers' tracer: the forward's code being traced; None if none
+    within the trace (torch.fx's generated code of a GraphModule traced
+    again names no line of the user's)."""
+    f = sys._getframe(2)
+    while f is not None:
+        name = f.f_code.co_filename
+        if name.startswith("<eval_with_key>") or (
+            f.f_code.co_name == "trace" and name.endswith(os.path.join("fx", "_symbolic_trace.py"))
+        ):
+            return None
+        if not name.startswith(_LIBRARIES) and not name.endswith(_HF_TRACER):
+            return name, f.f_lineno
+        f = f.f_back
+    return None
+
+
+_HF_TRACER = os.path.join("transformers", "utils", "fx.py")
+
+
+def _shown(where) -> str:
+    """```the line``` (file.py:12) of a :data:`SOURCE`, or ""."""
+    if where is None:
+        return ""
+    name, n = where
+    line = linecache.getline(name, n).strip()
+    at = f"{os.path.basename(name)}:{n}"
+    return f"`{line}` ({at})" if line else at
 
 
 # Methods and functions whose result shares its input's storage: an
@@ -236,10 +292,37 @@ def _refusal(node, changed, alias) -> str:
             f"{node.name!r}), and it is a view that shares storage with {alias.name!r}, "
             f"which is read afterwards: write it out of place (a = a {symbol[:-1]} b)"
         )
+    where = _shown(node.meta.get(SOURCE))
+    head = f"{where} (node {node.name!r})" if where else f"node {node.name!r}"
     return (
-        f"node {node.name!r} changes {changed.name!r} in place, a view that shares storage "
-        f"with {alias.name!r}, which is read afterwards: write that operation out of place "
-        "(inplace=False)"
+        f"{head} changes {changed.name!r} in place, a view that shares storage with "
+        f"{alias.name!r}, which is read afterwards: {_instead(node, where)}"
+    )
+
+
+def _instead(node, where: str) -> str:
+    """The refusal's suggestion, worded by the operation: ``inplace=False``
+    for a layer or function that has it; for an in-place method, its
+    out-of-place form into a new tensor (``h[:, :2].mul(0)``), the result
+    assembled with torch.cat or torch.where."""
+    written = node.meta.get(WRITTEN)
+    if written is None:  # nn.ReLU(inplace=True), F.relu(h, inplace=True)
+        return "write that operation out of place (inplace=False)"
+    if node.op == "call_function":  # torch.relu_(v)
+        twin = f"torch.{written[:-1]}(...)"
+    elif node.target != written:  # v.mul_(0) -> v.mul(0)
+        line = where.split("`")[1] if where.count("`") >= 2 else ""
+        twin = f".{written[:-1]}(...)"
+        if f".{written}(" in line:
+            twin = "`" + line.replace(f".{written}(", f".{written[:-1]}(") + "`"
+    else:  # fill_, zero_, copy_: no out-of-place method
+        return (
+            f"do not change the view with .{written}(): build the new tensor out of place "
+            "(torch.where(cond, value, t), or torch.cat of its pieces) and read that"
+        )
+    return (
+        f"compute it out of place into a new tensor ({twin}) and assemble the result "
+        "from it with torch.cat (or torch.where), instead of changing the view"
     )
 
 

@@ -555,6 +555,8 @@ class SmoothL1Loss(HuberLoss):
         super().__init__(_legacy(size_average, reduce, reduction), beta)
 
     def _elementwise(self, d):
+        if not isinstance(d, SharedTensor):  # plain tensors (the conversion check): torch's
+            return F.smooth_l1_loss(d, torch.zeros_like(d), reduction="none", beta=self.delta)
         unit = 2.0 ** -d._s().precision_bits
         if self.delta < unit:  # the quadratic zone is below one unit (torch's |d| - beta/2)
             return d.abs()

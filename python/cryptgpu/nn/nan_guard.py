@@ -100,11 +100,17 @@ def _softmax(n):
 
 
 def _is_minus_inf(v, env: dict) -> bool:
+    """Whether the fill ``v`` is -inf: a Python number compared in float64
+    (torch.as_tensor would make float32, where float64's lowest value,
+    a finite fill, overflows to -inf), a public tensor in its own dtype."""
     v = _value(v, env)
-    if isinstance(v, SharedTensor) or not isinstance(v, (int, float, torch.Tensor)):
+    if isinstance(v, SharedTensor):
         return False
-    t = torch.as_tensor(v)
-    return t.is_floating_point() and t.numel() > 0 and bool(torch.isneginf(t).all())
+    if isinstance(v, (int, float)):
+        return v == -math.inf
+    if not torch.is_tensor(v):
+        return False
+    return v.is_floating_point() and v.numel() > 0 and bool(torch.isneginf(v).all())
 
 
 def _minus_inf(n, env: dict, depth: int = 0):

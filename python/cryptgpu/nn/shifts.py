@@ -219,6 +219,8 @@ def _tiny_bias_grads(m, xs, targets) -> list:
     vocab = next((e.num_embeddings for e in m.modules() if isinstance(e, torch.nn.Embedding)), 0)
 
     def rand(x):
+        if not isinstance(x, torch.Tensor):  # a Python argument (a flag): as given
+            return x
         if x.is_floating_point():
             return torch.randn(x.shape, dtype=torch.float64)
         if x.dtype != torch.bool and vocab:
