@@ -11,13 +11,14 @@ import contextlib
 import os
 import sys
 import threading
+import time
 import warnings
 import zlib
 
 import numpy as np
 import torch
 
-from . import _lifecycle, _native, cuda
+from . import _config, _lifecycle, _native, cuda
 from ._env import env_flag, env_peers
 from ._env import from_env as _from_env
 
@@ -32,6 +33,7 @@ class _Context(threading.local):
         self.device: str | None = None
         # Per-layer-kind time, rounds and bytes, filled by cryptgpu.nn.
         self.layer_stats: dict = {}
+        self.stats_since: float = 0.0  # perf_counter() at init or reset_stats
         # Kinds of the layer scopes open now (innermost last): operations
         # recorded inside one are charged to it in the backward pass too.
         self.layer_kinds: list = []
@@ -61,8 +63,11 @@ _ctx = _Context()
 
 
 def init(
-    device: str = "cpu",
-    precision_bits: int = 16,
+    config_file=None,
+    party_name: str | None = None,
+    device=None,
+    *,
+    precision_bits: int | None = None,
     seed: int | None = None,
     timeout_s: float = 60.0,
     rank: int | None = None,
@@ -94,7 +99,12 @@ def init(
     ``CRYPTGPU_LOCAL=1`` runs the local runtime there anyway.
 
     Args:
-        device: ``"cpu"``, or ``"cuda"`` for the CUDA device (every party's
+        config_file: the path of a CrypTen configuration file (YAML): its
+            ``encoder.precision_bits`` is used, its other keys are accepted at
+            CrypTen's defaults only (:mod:`cryptgpu._config`). A device name
+            here (``init("cuda")``, the old signature) is taken as ``device``.
+        party_name: CrypTen's party name for its logs (a string): not used.
+        device: ``"cpu"`` (the default), or ``"cuda"`` for the CUDA device (every party's
             shares live in GPU memory and every operation runs as a kernel;
             it has not been run on a GPU yet: see :mod:`cryptgpu.cuda`).
         precision_bits: fractional bits f of the fixed-point encoding (1..30).
@@ -135,6 +145,18 @@ def init(
     Calling ``init`` again starts a fresh session; tensors of the old one can no
     longer be used.
     """
+    if config_file is not None and device is None and _config.is_device(config_file):
+        config_file, device = None, config_file  # cryptgpu's init("cuda")
+    if party_name is not None and not isinstance(party_name, str):
+        raise TypeError(f"party_name must be a string, got {type(party_name).__name__}")
+    bits = _config.read(config_file).get("precision_bits") if config_file is not None else None
+    if bits is not None and precision_bits is not None and bits != precision_bits:
+        raise ValueError(
+            f"precision_bits={precision_bits!r} disagrees with the configuration file's "
+            f"encoder.precision_bits {bits!r}"
+        )
+    precision_bits = next(b for b in (precision_bits, bits, 16) if b is not None)
+    device = "cpu" if device is None else device
     if _ctx.spmd_party and _ctx.session is not None and rank is None and peers is None:
         # Inside a party of spmd.run / mpc.run_multiprocess (CrypTen code
         # calls init() there): the party already has its session.
@@ -260,7 +282,7 @@ def init(
         _ctx.session = _native.Session(precision_bits, seed, float(timeout_s), device)
     _ctx.device = device
     _ctx.seed, _ctx.timeout_s = seed, float(timeout_s)
-    _ctx.layer_stats = {}
+    _ctx.layer_stats, _ctx.stats_since = {}, time.perf_counter()
     _ctx.truncation = truncation
     _ctx.overflow_bound = bound
     _ctx.training_depth = 0
@@ -443,7 +465,7 @@ def attach(
     _ctx.session = session
     _ctx.device = device
     _ctx.seed, _ctx.timeout_s = seed, timeout_s
-    _ctx.layer_stats = {}
+    _ctx.layer_stats, _ctx.stats_since = {}, time.perf_counter()
     _ctx.spmd_party = True
     _ctx.truncation = truncation
     _ctx.overflow_bound = overflow_bound
@@ -592,7 +614,7 @@ def add_layer_stats(kind: str, phase: str, seconds: float, before, after) -> Non
 def reset_stats() -> None:
     """Zero the communication counters of all three parties and the per-layer table."""
     current().reset_stats()
-    _ctx.layer_stats = {}
+    _ctx.layer_stats, _ctx.stats_since = {}, time.perf_counter()
 
 
 def _device_name(device) -> str:

@@ -15,9 +15,12 @@ import builtins
 import logging
 import os
 import sys
+import time
 import warnings
 
 from . import _session
+from ._native import InvalidArgumentError
+from ._plain import _index
 
 # Local-runtime sessions (by id) whose user asked for the rank or the
 # world size: True once the placeholder warning was given there.
@@ -77,10 +80,21 @@ class Communicator:
             s.reveal(zero)
 
     def get_communication_stats(self) -> dict:
-        """``{"rounds", "bytes", "messages"}`` since the last reset; bytes are
-        those sent by the busiest party (CrypTen counts its own party)."""
+        """``{"rounds", "bytes", "time", "messages"}`` since the last reset
+        (``init()``, ``reset_communication_stats()``, ``cryptgpu.reset_stats()``);
+        bytes are those sent by the busiest party (CrypTen counts its own
+        party). ``time`` is the wall-clock seconds elapsed since that reset on
+        this thread: the engine does not time its messages apart from the
+        computation, so this is an upper bound on the time spent
+        communicating (CrypTen's "time" sums its own timer around each
+        message, and only with ``communicator.verbose``)."""
         t = _session.stats()["total"]
-        return {"rounds": t["rounds"], "bytes": t["bytes_per_party"], "messages": t["messages"]}
+        return {
+            "rounds": t["rounds"],
+            "bytes": t["bytes_per_party"],
+            "time": time.perf_counter() - _session._ctx.stats_since,
+            "messages": t["messages"],
+        }
 
     def reset_communication_stats(self) -> None:
         """Zero the counters."""
@@ -89,7 +103,10 @@ class Communicator:
     def print_communication_stats(self) -> None:
         """Print rounds and bytes, as ``crypten.print_communication_stats()``."""
         s = self.get_communication_stats()
-        print(f"====Communication Stats====\nRounds: {s['rounds']}\nBytes: {s['bytes']}")
+        print(
+            f"====Communication Stats====\nRounds: {s['rounds']}\nBytes: {s['bytes']}\n"
+            f"Time (elapsed, an upper bound on communication): {s['time']:.3f} s"
+        )
 
 
 _COMM = Communicator()
@@ -163,13 +180,35 @@ def log_(*args, in_order: bool = False, dst=0, **kwargs) -> None:
         _on_parties(logging.info, args, kwargs, in_order, dst)
 
 
+def _parties(dst) -> list:
+    """``dst`` of :func:`print_` as a list of ranks, checked as
+    ``get_plain_text(dst=)`` checks its own in every runtime (until
+    2026-12-07 a rank of 5 printed in the local runtime and nothing in
+    party threads, silently, and ``dst=1.0`` failed with "'float' object
+    is not iterable": probe OE): an int (a NumPy int, a 0-d integer
+    tensor) or a list or tuple of them, each 0, 1 or 2."""
+    one = _index(dst)
+    if one is None and not isinstance(dst, (list, tuple)):
+        raise TypeError(
+            f"dst must be a party index (int) or a list of them, got {type(dst).__name__}"
+        )
+    ranks = [one] if one is not None else [_index(d) for d in dst]
+    for d, r in zip([dst] if one is not None else dst, ranks):
+        if r is None:
+            raise TypeError(f"dst must be a party index (int), got {type(d).__name__}")
+        if not 0 <= r <= 2:
+            raise InvalidArgumentError(f"dst must be 0, 1 or 2, got {r}")
+    return ranks
+
+
 def _on_parties(out, args, kwargs, in_order: bool, dst) -> None:
     r = _session.rank()
+    ranks = _parties(dst)
     if r is None:  # the local runtime: one process, one output
         out(*args, **kwargs)
         return
     if not in_order:
-        if r in ([dst] if isinstance(dst, int) else list(dst)):
+        if r in ranks:
             out(*args, **kwargs)
         return
     s = _session.current()

@@ -19,7 +19,7 @@ from . import _session, spmd
 from . import autograd as ag
 from ._native import CryptGPUError
 from .nn.module import Module
-from .tensor import SharedTensor, check_ptype, cryptensor, ptype
+from .tensor import SharedTensor, cat, check_ptype, cryptensor, ptype, stack
 
 
 class _EveryShared(type):
@@ -50,6 +50,9 @@ class MPCTensor(metaclass=_EveryShared):
     set_grad_enabled = ag.set_grad_enabled
     no_grad = staticmethod(ag.no_grad)
     enable_grad = staticmethod(ag.enable_grad)
+    # CrypTen's static MPCTensor.cat / MPCTensor.stack (crypten.cat's)
+    cat = staticmethod(cat)
+    stack = staticmethod(stack)
 
     def __new__(cls, tensor, ptype=None, device=None, *, src: int = 0, **kwargs):
         if tensor is None:

@@ -6,155 +6,18 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
-from . import _session, functions, optim_checks
-from . import autograd as ag
+from . import _session, functions
+from .optim_base import Optimizer, _Optimizer, check_threshold, threshold_grads  # noqa: F401
 from .optim_checks import (
     check_flags,
     check_grad_scale,
-    check_group_sizes,
     check_shapes,
-    no_plain_trainables,
     saved_state,
 )
-from .public_factors import products_only
 from .tensor import SharedTensor
 
-
-class _Optimizer(optim_checks.Copyable, torch.optim.Optimizer):
-    """What SGD and Adam share: torch's ``Optimizer`` interface over shared
-    parameters (``param_groups`` with per-group hyperparameters, so
-    ``torch.optim.lr_scheduler`` and ``for g in opt.param_groups: g["lr"] =
-    ...`` work; ``add_param_group``; ``zero_grad``; ``step(closure)``), and
-    the walk over the gradients (with L2 weight decay) that every step
-    makes, inside no_grad and as training work (so "auto" truncation is
-    exact). Per-parameter state lives in this object (by parameter), not in
-    torch's ``state``: shares are not torch tensors."""
-
-    # hyperparameters saved at the top level of state_dict (one-group form)
-    _LEGACY: tuple = ("lr", "weight_decay")
-
-    def __init__(self, params, defaults: dict, name: str):
-        self._name = name
-        if isinstance(params, (SharedTensor, torch.Tensor)):
-            raise TypeError(
-                "params argument given to the optimizer should be an iterable of "
-                f"SharedTensors or dicts, but got {type(params).__name__}"
-            )
-        super().__init__(list(params), defaults)
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        optim_checks.state_hooks(cls)  # torch's state-dict hooks around ours
-
-    def add_param_group(self, param_group: dict) -> None:
-        """Add a group of shared parameters with its own hyperparameters
-        (the rest from the optimiser's defaults), as torch's."""
-        if not isinstance(param_group, dict):
-            raise TypeError(f"param_group must be a dict, but got {type(param_group).__name__}")
-        ps = param_group.get("params")
-        ps = [ps] if isinstance(ps, (SharedTensor, torch.Tensor)) else list(ps or [])
-        ps = [p[1] if isinstance(p, tuple) and len(p) == 2 else p for p in ps]
-        shared = [p for p in ps if isinstance(p, SharedTensor)]
-        no_plain_trainables(self._name, ps, shared)
-        if not shared:
-            raise ValueError(
-                f"{self._name} got no SharedTensor parameters: call model.encrypt() first"
-            )
-        group = {**self.defaults, **param_group, "params": shared}
-        self._check(group)
-        seen = {id(p) for g in self.param_groups for p in g["params"]}
-        if any(id(p) in seen for p in shared):
-            raise ValueError("some parameters appear in more than one parameter group")
-        self.param_groups.append(group)
-
-    def _check(self, group: dict) -> None:
-        """Refuse a group's hyperparameters as torch does (ValueError)."""
-        for key in ("lr", "weight_decay"):
-            v = group[key]
-            if isinstance(v, torch.Tensor) and v.numel() == 1 and not v.requires_grad:
-                v = group[key] = float(v)  # torch takes a one-element tensor lr
-            if isinstance(v, (np.floating, np.integer)):  # np.float32(0.5), as torch
-                v = group[key] = v.item()
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise TypeError(f"{key} must be a number, got {type(v).__name__}")
-            if v < 0:
-                raise ValueError(f"Invalid {'learning rate' if key == 'lr' else key}: {v}")
-
-    @property
-    def params(self) -> list:
-        """Every shared parameter, group by group."""
-        return [p for g in self.param_groups for p in g["params"]]
-
-    @property
-    def lr(self) -> float:
-        """The first group's learning rate (setting it sets every group's)."""
-        return self.param_groups[0]["lr"]
-
-    @lr.setter
-    def lr(self, value: float) -> None:
-        for g in self.param_groups:
-            g["lr"] = value
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """Forget the gradients of every parameter (``set_to_none=False``:
-        zero them in place, as torch, so that a parameter the next backward
-        does not reach still takes its momentum and weight decay step)."""
-        for p in self.params:
-            if set_to_none or p.grad is None:
-                p.grad = None
-            else:
-                p.grad.zero_()
-
-    def _gradients(self, group: dict):
-        """(parameter, gradient + weight_decay * parameter) for each parameter
-        of the group that has a gradient (negated with ``maximize``); run the
-        update inside the caller's loop."""
-        wd, maximize = group["weight_decay"], group.get("maximize")
-        with ag.no_grad(), _session.training_work():
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = -p.grad if maximize else p.grad
-                if wd and not group.get("decoupled_weight_decay"):
-                    g = g + p * wd
-                yield p, g
-
-    def step(self, closure=None):
-        """One update of each parameter with a gradient; ``closure`` (torch's) first."""
-        loss = None
-        if closure is not None:
-            # recording on, ours and torch's, as torch's step (its torch.enable_grad()
-            # has a Python __exit__ that a Ctrl-C could interrupt: autograd.torch_grad)
-            with ag.enable_grad():
-                loss = closure()
-        with products_only():  # lr g stays a product (tensor_arith)
-            for group in self.param_groups:
-                self._update(group)
-        return loss
-
-    def _settings(self) -> dict:
-        """Each group's hyperparameters (``param_groups``, its parameters
-        by index, as torch's) and, at the top level, the first group's under
-        the names of one-group files of earlier versions (``_LEGACY``): what
-        state_dict saves besides the per-parameter state."""
-        groups, n = [], 0
-        for g in self.param_groups:
-            groups.append({k: v for k, v in g.items() if k != "params"})
-            groups[-1]["params"] = list(range(n, n + len(g["params"])))
-            n += len(g["params"])
-        return {**{k: groups[0][k] for k in self._LEGACY}, "param_groups": groups}
-
-    def _load_settings(self, state: dict) -> None:
-        groups = state.get("param_groups")
-        if groups is None:  # a file of an earlier version: one group
-            groups = [{k: state[k] for k in self._LEGACY}]
-        check_group_sizes(self.param_groups, groups)
-        for g, saved in zip(self.param_groups, groups):
-            g.update(
-                {k: (tuple(v) if k == "betas" else v) for k, v in saved.items() if k != "params"}
-            )
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad"]
 
 
 def check_precision(name: str) -> None:
@@ -194,12 +57,17 @@ def _floor_exp() -> int:
     return -2 * ((max(14, _session.current().precision_bits - 2) + 1) // 2)
 
 
-class SGD(_Optimizer):
+class SGD(Optimizer):
     """Stochastic gradient descent with momentum, dampening, Nesterov, weight
     decay and ``maximize``, as ``torch.optim.SGD`` (per parameter group):
     g = grad + wd p; v = mu v + (1 - dampening) g (v = g at the first
     step); then g = g + mu v with Nesterov, else g = v; p <- p - lr g. Each
-    update multiplies by public constants (one truncation each)."""
+    update multiplies by public constants (one truncation each).
+
+    ``grad_threshold`` (CrypTen's): each step first takes the gradient
+    elements of magnitude at least the threshold as 0 (``p.grad`` itself is
+    left as it is), before weight decay, as CrypTen's SGD; one batched
+    comparison of every gradient per step. None (the default) skips it."""
 
     _LEGACY = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
 
@@ -211,6 +79,7 @@ class SGD(_Optimizer):
         dampening: float = 0.0,
         weight_decay: float = 0.0,
         nesterov: bool = False,
+        grad_threshold: float | None = None,
         *,
         maximize: bool = False,
         foreach=None,
@@ -227,6 +96,7 @@ class SGD(_Optimizer):
             maximize=bool(maximize),
         )
         self._buf: dict[int, SharedTensor] = {}
+        self.grad_threshold = check_threshold(grad_threshold)
         super().__init__(params, defaults, "SGD")
 
     def _check(self, group: dict) -> None:
@@ -264,7 +134,9 @@ class SGD(_Optimizer):
 
     def _update(self, group: dict) -> None:
         mu, damp, lr = group["momentum"], group["dampening"], group["lr"]
-        for p, g in self._gradients(group):
+        t = getattr(self, "grad_threshold", None)  # (a copy of an earlier version has none)
+        kept = None if t is None else threshold_grads(group["params"], t)
+        for p, g in self._gradients(group, kept):
             if mu:
                 prev = self._buf.get(id(p))
                 if prev is None:  # a copy: g may be p.grad, which the user may zero_()
@@ -279,7 +151,7 @@ class SGD(_Optimizer):
             p._assign(new, "step")  # in place: modules keep the object; a view writes back
 
 
-class Adam(_Optimizer):
+class Adam(Optimizer):
     """Adam (Kingma & Ba) with torch.optim.Adam's rules and defaults (bias
     correction, L2 ``weight_decay`` added to the gradient, or decoupled as
     AdamW; ``amsgrad``; ``maximize``; per parameter group), on shares.
@@ -478,7 +350,7 @@ class AdamW(Adam):
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad, grad_scale, **kwargs)
 
 
-class _Moments(_Optimizer):
+class _Moments(Optimizer):
     """State slots by parameter (``_SLOTS``), each parameter's step count,
     and their state_dict."""
 

@@ -162,6 +162,13 @@ class SharedTensor(
         # AttributeError until 2026-12-07), still an AttributeError for hasattr
         if name.startswith("_") or not hasattr(torch.Tensor, name):
             raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+        if name in _RANDOM:  # CrypTen's x.bernoulli() draws private randomness
+            raise UnsupportedAttributeError(
+                f"{name} on a SharedTensor is not supported: there are no private random "
+                "tensors here; x > crypten.cryptensor(torch.rand(x.shape), src=i) draws "
+                "CrypTen's x.bernoulli() (1 with probability x) with a uniform that party i "
+                "knows and the others do not"
+            )
         raise UnsupportedAttributeError(
             f"{name} on a SharedTensor is not supported (README, 'What is supported', lists "
             "what is)"
@@ -204,6 +211,13 @@ _TRUTH = (
     "{0}() of a SharedTensor is not supported: its bool would open a secret bit; "
     "(x != 0).{1}(dim) gives the same test as a secret 0/1 tensor (open it with "
     "get_plain_text() where every party may learn it)"
+)
+
+
+# torch.Tensor's random draws (CrypTen has x.bernoulli()): refused saying what to use
+_RANDOM = frozenset(
+    "bernoulli bernoulli_ uniform_ normal_ random_ exponential_ geometric_ cauchy_ "
+    "log_normal_".split()
 )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import operator
+from collections import OrderedDict
 
 from . import shifts
 from .module import Module
@@ -143,6 +144,11 @@ class Sequential(_Indexed):
     """Children applied in order, as torch.nn.Sequential."""
 
     def __init__(self, *mods: Module):
+        if len(mods) == 1 and isinstance(mods[0], OrderedDict):  # torch's named form
+            super().__init__([])
+            for name, m in mods[0].items():
+                self.add_module(name, m)
+            return
         super().__init__(mods)
 
     @classmethod

@@ -64,8 +64,10 @@ class Module(ModuleHabits):
         return self._params
 
     # -- structure
-    def register_parameter(self, name: str, value) -> None:
-        """Add a parameter (torch tensor, SharedTensor or None) under ``name``."""
+    def register_parameter(self, name: str, value, requires_grad: bool = True) -> None:
+        """Add a parameter (torch tensor, SharedTensor or None) under ``name``;
+        ``requires_grad=False`` (CrypTen's argument) freezes it, as setting
+        ``requires_grad = False`` on it does (``train()`` keeps it frozen)."""
         if "_params" not in self.__dict__:
             raise AttributeError("cannot assign parameter before Module.__init__() call")
         self._modules.pop(name, None)
@@ -76,6 +78,8 @@ class Module(ModuleHabits):
             value._on = self.training and not getattr(value, "_frozen", False)
             set_rg(value, value._on)
         self._params[name] = value
+        if not requires_grad and value is not None:
+            value.requires_grad = False
 
     def add_module(self, name: str, module: Module | None) -> None:
         """Add a child module under ``name`` (checked as torch checks it)."""
@@ -89,6 +93,8 @@ class Module(ModuleHabits):
             raise KeyError('module name can\'t be empty string ""')
         self._params.pop(name, None)
         self._modules[name] = module
+
+    register_module = add_module  # torch's and CrypTen's alias
 
     def register_buffer(self, name: str, tensor, persistent: bool = True) -> None:
         """Add a buffer: state that is not a parameter (not trained, not in

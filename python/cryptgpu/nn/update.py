@@ -5,10 +5,9 @@ parameters, as CrypTen's."""
 
 from __future__ import annotations
 
-from .. import _session
 from .. import autograd as ag
 from ..optim import SGD
-from ..tensor import SharedTensor, cat
+from ..tensor import SharedTensor
 
 
 def sgd_step(params: list, learning_rate, grad_threshold=None) -> None:
@@ -36,26 +35,5 @@ def sgd_step(params: list, learning_rate, grad_threshold=None) -> None:
                     )
                 p.sub_(p.grad * learning_rate)
         return
-    if grad_threshold is None:
-        SGD(params, lr=learning_rate).step()
-        return
-    t = float(grad_threshold)
-    if not t > 0:
-        raise ValueError(f"grad_threshold must be positive, got {grad_threshold!r}")
-    held = [p for p in params if isinstance(p, SharedTensor) and p.grad is not None]
-    saved = [p.grad for p in held]
-    if held:
-        with ag.no_grad(), _session.training_work():
-            flat = cat([g.reshape(-1) for g in saved])
-            # [g > -t] and [g < t] in one comparison; both hold where |g| < t
-            above, below = (cat([flat + t, flat.neg() + t]) > 0).split(flat.numel())
-            kept = flat * (above + below - 1.0)
-            at = 0
-            for p, g in zip(held, saved):
-                p.grad = kept[at : at + g.numel()].reshape(tuple(g.shape))
-                at += g.numel()
-    try:
-        SGD(params, lr=learning_rate).step()
-    finally:
-        for p, g in zip(held, saved):
-            p.grad = g
+    # CrypTen's threshold, as SGD's grad_threshold (which checks it)
+    SGD(params, lr=learning_rate, grad_threshold=grad_threshold).step()
