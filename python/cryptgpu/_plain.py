@@ -306,3 +306,22 @@ def tensor_type(dst):
     if isinstance(dst, type) and isinstance(getattr(dst, "dtype", None), torch.dtype):
         return ("cuda" if dst.is_cuda else "cpu"), dst.dtype
     return (dst,)
+
+
+def zero_d_iteration(frame) -> str:
+    """The TypeError's words for iterating over a 0-d SharedTensor, naming
+    the caller where it is known: torch's ``GradScaler.scale`` iterates
+    over what is not a torch.Tensor (probe OF: the generic words sent a
+    user to detach the loss)."""
+    name = frame.f_code.co_filename if frame is not None else ""
+    if name.endswith(os.path.join("amp", "grad_scaler.py")):
+        return (
+            "torch.amp.GradScaler cannot scale a SharedTensor loss (it scales torch "
+            "tensors only); fixed point needs no loss scaling: call loss.backward() and "
+            "optimizer.step() without the scaler, or build it with GradScaler(enabled=False)"
+        )
+    return (
+        "iteration over a 0-d tensor (a SharedTensor is no torch.Tensor: a helper that "
+        "recurses into what is not one, word_language_model's repackage_hidden, ends here; "
+        "call h.detach() on each SharedTensor)"
+    )

@@ -5,13 +5,15 @@ opening. The operation mixins (tensor_*.py) build on it; tensor.py composes them
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import torch
 
 from . import _native, _session
 from . import autograd as ag
 from . import tensor_storage as _storage
-from ._plain import _buf, _float64, _index, _norm_dim, _plain_array, _strides
+from ._plain import _buf, _float64, _index, _norm_dim, _plain_array, _strides, zero_d_iteration
 from ._session import current
 
 _NUMPY_FLOATS = {torch.float64: np.float64, torch.float32: np.float32, torch.float16: np.float16}
@@ -484,7 +486,7 @@ class TensorBase(ag.Node):
     def __iter__(self):
         """The rows along dim 0, as torch; a 0-d tensor raises TypeError."""
         if self.dim() == 0:
-            raise TypeError(_ZERO_D_ITER)
+            raise TypeError(zero_d_iteration(sys._getframe(1)))
         return (self[i] for i in range(self._t.shape[0]))
 
     def __repr__(self) -> str:
@@ -660,11 +662,6 @@ def READ_ONLY(base, value) -> None:  # noqa: N802 - a marker used as a constant
     raise RuntimeError(_OVERLAP)
 
 
-_ZERO_D_ITER = (
-    "iteration over a 0-d tensor (a SharedTensor is no torch.Tensor: a helper that "
-    "recurses into what is not one, word_language_model's repackage_hidden, ends here; "
-    "call h.detach() on each SharedTensor)"
-)
 _OVERLAP = (
     "unsupported operation: more than one element of the written-to tensor refers to a "
     "single memory location. Please clone() the tensor before performing the operation."
