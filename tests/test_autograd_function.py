@@ -383,3 +383,27 @@ def test_a_function_in_a_transformers_model_runs_its_backward(session):
     ours = opened(pm.encoder.layer[0].intermediate.dense.weight.grad)
     assert amax(theirs) > 0.02  # the reversal's sign shows (the lost one: -theirs)
     assert (ours - theirs).abs().max().item() <= 1e-3
+
+
+def test_a_shared_tensor_given_by_keyword_gets_its_gradient(session):
+    """Review (2026-12-07): a SharedTensor given to an old-style Function by
+    keyword got no gradient, silently; torch binds it to its position.
+    Gradients of sums of products by 2: exact up to the encoding (ENC)."""
+
+    class Add(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, y=None):
+            return x * 2 + y
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 2, g
+
+    a, b = torch.ones(2, dtype=D, requires_grad=True), torch.ones(2, dtype=D, requires_grad=True)
+    Add.apply(a, y=b).sum().backward()  # torch's: b's gradient by keyword too
+    x = cryptgpu.cryptensor(torch.ones(2), requires_grad=True)
+    y = cryptgpu.cryptensor(torch.ones(2), requires_grad=True)
+    Add.apply(x, y=y).sum().backward()
+    assert y.grad is not None
+    assert (opened(y.grad) - b.grad).abs().max().item() <= ENC
+    assert (opened(x.grad) - a.grad).abs().max().item() <= ENC

@@ -341,3 +341,19 @@ def test_deepcopy_keeps_a_view_on_its_base_copy(session):
     with pytest.raises(RuntimeError):  # torch's: only leaves deep-copy
         copy.deepcopy([y, y[0]])
     assert usable()
+
+
+def test_an_attribute_error_inside_a_property_is_not_hidden(session, monkeypatch):
+    """Review (2026-12-07): SharedTensor.__getattr__ (torch's other names
+    refused) turned an AttributeError raised inside a property into
+    "grad_fn on a SharedTensor is not supported"; it is raised as it is."""
+    x = cryptgpu.cryptensor(torch.ones(2))
+
+    def broken(self):
+        raise AttributeError("the property's own error")
+
+    monkeypatch.setattr(type(x), "grad_fn", property(broken))
+    with pytest.raises(AttributeError, match="the property's own error"):
+        x.grad_fn  # noqa: B018
+    monkeypatch.undo()
+    assert usable()

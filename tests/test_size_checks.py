@@ -14,7 +14,7 @@ magnitudes.
 
 import pytest
 import torch
-from size_check_models import Kinds, Named
+from size_check_models import Caught, Kinds, Named
 
 import cryptgpu
 from conftest import ENC, prod_tol, usable
@@ -198,4 +198,12 @@ class Compound(torch.nn.Module):
 def test_a_compound_assert_pytest_rewrote_is_refused_naming_pytest(session):
     with pytest.raises(NotImplementedError, match="pytest rewrote this file's asserts"):
         cryptgpu.nn.from_pytorch(Compound(), torch.zeros(2, 4))
+    assert usable()
+
+
+def test_a_raise_the_forward_catches_is_no_check(session):
+    """Review (2026-12-07): the raise inside a try in the failing branch
+    counted as a check, so a call torch runs through raised."""
+    with pytest.raises(NotImplementedError, match=r"if x.size\(0\) > 2:.*a branch on a size"):
+        cryptgpu.nn.from_pytorch(Caught(), torch.zeros(1, 2))
     assert usable()

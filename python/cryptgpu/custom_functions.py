@@ -107,6 +107,9 @@ def apply(cls, args: tuple, kwargs: dict):
         bound = inspect.signature(cls.forward).bind(*args, **kwargs)
         bound.apply_defaults()
         args, kwargs = tuple(bound.args), bound.kwargs
+    elif kwargs:  # keywords bound to positions, as torch's: a tensor by keyword gets its gradient
+        bound = inspect.signature(cls.forward).bind(None, *args, **kwargs)  # (None: ctx)
+        args, kwargs = tuple(bound.args[1:]), bound.kwargs
     recording = ag.is_grad_enabled()
     needs = tuple(isinstance(a, ag.Node) and a.requires_grad and recording for a in args)
     ctx = Context(cls, needs)

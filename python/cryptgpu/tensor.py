@@ -160,6 +160,8 @@ class SharedTensor(
         # only for names nothing else defines: one of torch.Tensor's is
         # refused as the torch function of that name is (a bare
         # AttributeError until 2026-12-07), still an AttributeError for hasattr
+        if any(name in vars(k) for k in type(self).__mro__):  # a property's own error
+            return object.__getattribute__(self, name)  # (raised again, not hidden)
         if name.startswith("_") or not hasattr(torch.Tensor, name):
             raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
         if name in _RANDOM:  # CrypTen's x.bernoulli() draws private randomness

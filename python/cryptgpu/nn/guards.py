@@ -156,10 +156,13 @@ def _check(frame):
     # jump's target (the first test of `assert a and b`, of `if a or b:
     # raise`, an else that raises)
     passes = jump.endswith("IF_TRUE")
-    found = _raising(code, at + 1, code[at].argval, frame)
+    # a try (or a with block) inside the failing way could catch its raise
+    inner = [(e.start, e.end) for e in guarded if not e.start <= code[at].offset < e.end]
+    found = _raising(code, at + 1, code[at].argval, frame, inner)
     if found is None:
         passes = not passes
-        found = _raising(code, offsets.get(code[at].argval, -1), code[at + 1].offset, frame)
+        start = offsets.get(code[at].argval, -1)
+        found = _raising(code, start, code[at + 1].offset, frame, inner)
     if found is None:
         return None
     kind, texts = found
@@ -167,10 +170,11 @@ def _check(frame):
     return passes, kind or RuntimeError, text
 
 
-def _raising(code: list, start: int, passing: int, frame):
+def _raising(code: list, start: int, passing: int, frame, inner: list):
     """(the first exception type loaded, the constant strings loaded) when
     every path from instruction ``start`` ends in a raise before reaching
-    offset ``passing``, jumping only forward; else None."""
+    offset ``passing``, jumping only forward, and no raise is inside one of
+    the ``inner`` (start, end) ranges a handler covers; else None."""
     if start < 0:
         return None
     at = {ins.offset: i for i, ins in enumerate(code)}
@@ -184,6 +188,8 @@ def _raising(code: list, start: int, passing: int, frame):
             if ins.offset == passing or op.startswith(("RETURN", "YIELD", "FOR_ITER")):
                 return None
             if op in ("RAISE_VARARGS", "RERAISE"):
+                if any(a <= ins.offset < b for a, b in inner):  # caught, maybe
+                    return None
                 break
             value = _loaded(ins, value, frame)  # what a load chain names, statically
             if kind is None and isinstance(value, type) and issubclass(value, BaseException):
