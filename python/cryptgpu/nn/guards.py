@@ -60,23 +60,36 @@ def unpack_check(size, n: int) -> None:
         raise ValueError(f"too many values to unpack (expected {n})")
 
 
-def of_sizes(node: torch.fx.Node) -> bool:
-    """Whether ``node``'s value comes from sizes alone: every path back
-    to an input, a parameter or a module call passes a size read."""
+def every_path_stops(node: torch.fx.Node, stop, fails) -> bool:
+    """Whether every path back from ``node`` through its inputs reaches a
+    node where ``stop`` holds before one where ``fails`` holds (shared by
+    :func:`of_sizes` and ``inplace.is_number``)."""
     todo, seen = [node], set()
     while todo:
         n = todo.pop()
         if n in seen:
             continue
         seen.add(n)
-        if n.op == "call_method" and n.target in _SIZE_METHODS:
+        if stop(n):
             continue
-        if n.op == "call_function" and n.target is builtins.getattr and n.args[1] in _SIZE_ATTRS:
-            continue
-        if n.op in ("placeholder", "get_attr", "call_module"):
+        if fails(n):
             return False
         todo.extend(n.all_input_nodes)
     return True
+
+
+def _size_read(n: torch.fx.Node) -> bool:
+    if n.op == "call_method":
+        return n.target in _SIZE_METHODS
+    return n.op == "call_function" and n.target is builtins.getattr and n.args[1] in _SIZE_ATTRS
+
+
+def of_sizes(node: torch.fx.Node) -> bool:
+    """Whether ``node``'s value comes from sizes alone: every path back
+    to an input, a parameter or a module call passes a size read."""
+    return every_path_stops(
+        node, _size_read, lambda n: n.op in ("placeholder", "get_attr", "call_module")
+    )
 
 
 class SizeChecks:

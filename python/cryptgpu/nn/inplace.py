@@ -72,25 +72,21 @@ def is_number(node) -> bool:
     a read of a tensor's metadata (``x.size(1)``, ``x.shape``), or Python's
     arithmetic (operators, builtins, ``math``) on such values and
     constants alone."""
-    todo, seen = [node], set()
-    while todo:
-        n = todo.pop()
-        if n in seen:
-            continue
-        seen.add(n)
-        if n.op == "call_method" and n.target in _NUMBER_METHODS:
-            continue
-        if n.op != "call_function":
-            return False
-        if n.target is builtins.getattr:
-            if n.args[1] not in _NUMBER_ATTRS:
-                return False
-            continue
-        home = getattr(n.target, "__module__", None) or ""
-        if home not in _NUMBER_HOMES:
-            return False
-        todo.extend(n.all_input_nodes)
-    return True
+    return guards.every_path_stops(node, _number_read, _not_arithmetic)
+
+
+def _number_read(n) -> bool:
+    if n.op == "call_method":
+        return n.target in _NUMBER_METHODS
+    return n.op == "call_function" and n.target is builtins.getattr and n.args[1] in _NUMBER_ATTRS
+
+
+def _not_arithmetic(n) -> bool:
+    """Not Python's arithmetic (an operator, builtin or ``math`` function;
+    a getattr other than a size's)."""
+    if n.op != "call_function" or n.target is builtins.getattr:
+        return True
+    return (getattr(n.target, "__module__", None) or "") not in _NUMBER_HOMES
 
 
 def _augmented(name: str, op, symbol: str):
