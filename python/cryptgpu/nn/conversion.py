@@ -34,6 +34,7 @@ from . import (
     layers_moves,
     loss_layers,
     masks,
+    model_state,
     norm_checks,
     recurrent,
     resize,
@@ -507,7 +508,7 @@ class Graph(bare.Adopting, Module):
                 elif node.op == "output":
                     out = tracing.mutable(load(hf_labels.kept(node.args[0], skip)))
                     return hf.model_output(out, node) if isinstance(out, dict) else out
-                check_node(self, node, env.get(node.name))  # check_range: stats.py
+                check_node(self, node, env.get(node.name), env)  # (stats.py)
         finally:
             torch._C._set_grad_enabled(grad)  # native: no interrupt before it
         raise RuntimeError("graph has no output node")
@@ -582,7 +583,7 @@ def from_pytorch(
             fold_batchnorm = not was_training
         _CONVERTING.memo = {}
         try:
-            with hf.no_cache(model):  # traced and checked without a key/value cache
+            with hf.no_cache(model), model_state.kept(model):  # no k/v cache; tensors kept
                 return _convert(model.eval(), dummy_input, bool(fold_batchnorm))
         finally:
             _CONVERTING.memo = None

@@ -39,6 +39,9 @@ from . import guards
 AUGMENTED = "cryptgpu_augmented"
 WRITTEN = "cryptgpu_written"
 SOURCE = "cryptgpu_source"
+# node.meta key: the name of the tensor an in-place node changes, whose
+# shape its result must keep (kept_shape)
+SHAPE = "cryptgpu_kept_shape"
 
 # Python's in-place operators, as torch's tensors run them (in place):
 # special method -> (out-of-place operator, symbol). ``@=`` is not in place
@@ -180,28 +183,42 @@ def _shown(where) -> str:
     return f"`{line}` ({at})" if line else at
 
 
-# Methods and functions whose result shares its input's storage: an
-# in-place change of one is a change of all.
-_VIEW_METHODS = {
-    "view", "reshape", "flatten", "unflatten", "transpose", "permute", "squeeze",
-    "unsqueeze", "expand", "expand_as", "view_as", "reshape_as", "narrow", "t",
-    "select", "chunk", "split", "unbind", "contiguous", "movedim", "diagonal",
-    "detach",
-}  # fmt: skip
-_VIEW_FUNCTIONS = {
-    torch.flatten, torch.reshape, torch.transpose, torch.permute, torch.squeeze,
-    torch.unsqueeze, torch.narrow, torch.chunk, torch.split, torch.unbind, torch.t,
-    torch.select, torch.movedim, torch.diagonal, operator.getitem,
-}  # fmt: skip
+# Methods, functions and attributes whose result shares its input's storage
+# (torch's "Tensor Views" list, and those that may return their input itself:
+# reshape, contiguous, conj of a real tensor): an in-place change of one is a
+# change of all. Until 2026-12-07 .T, .mT, .H, .data, swapaxes, ravel,
+# tensor_split, hsplit, unfold, moveaxis and others were missing: a change
+# through them left the base unchanged, silently (probe OH).
+_VIEW_NAMES = """view view_as reshape reshape_as flatten unflatten ravel transpose swapaxes swapdims
+    t adjoint permute movedim moveaxis squeeze unsqueeze expand expand_as broadcast_to narrow select
+    diagonal as_strided unfold chunk split split_with_sizes unsafe_split unsafe_chunk tensor_split
+    hsplit vsplit dsplit unbind contiguous detach conj resolve_conj resolve_neg positive
+    view_as_real view_as_complex atleast_1d atleast_2d atleast_3d real imag""".split()
+_VIEW_METHODS = frozenset(n for n in _VIEW_NAMES if callable(getattr(torch.Tensor, n, None)))
+_VIEW_FUNCTIONS = frozenset(
+    [getattr(torch, n) for n in _VIEW_NAMES if callable(getattr(torch, n, None))]
+    + [getattr(torch.Tensor, n) for n in _VIEW_METHODS]  # torch.Tensor.view(h, ...)
+    + [operator.getitem]
+)
+_VIEW_ATTRS = frozenset(("T", "mT", "H", "mH", "data", "real", "imag"))  # getattr nodes
 # views that cut their input into pieces that do not overlap
-_SPLITS = {"chunk", "split", "unbind", torch.chunk, torch.split, torch.unbind}
+_SPLIT_NAMES = frozenset(
+    "chunk split split_with_sizes unsafe_split unsafe_chunk tensor_split hsplit vsplit dsplit "
+    "unbind".split()
+)
+_SPLITS = _SPLIT_NAMES | {getattr(torch, n) for n in _SPLIT_NAMES}
 
 
 def _is_view(node) -> bool:
-    return isinstance(node, torch.fx.Node) and (
-        (node.op == "call_method" and node.target in _VIEW_METHODS)
-        or (node.op == "call_function" and node.target in _VIEW_FUNCTIONS)
-    )
+    if not isinstance(node, torch.fx.Node) or not node.args:
+        return False
+    if node.op == "call_method":
+        return node.target in _VIEW_METHODS
+    if node.op != "call_function":
+        return False
+    if node.target is builtins.getattr:  # h.T, h.data
+        return len(node.args) > 1 and node.args[1] in _VIEW_ATTRS
+    return node.target in _VIEW_FUNCTIONS
 
 
 def _pieces(node) -> dict:
@@ -344,6 +361,8 @@ def in_place(gm: torch.fx.GraphModule) -> None:
         root = changed
         while _is_view(root):
             root = root.args[0]
+        if root.op == "get_attr" and not root.target.startswith("_tensor_constant"):
+            raise NotImplementedError(_state_refusal(gm, node, root))
         aliases, todo = [], [root]
         while todo:
             a = todo.pop()
@@ -357,11 +376,65 @@ def in_place(gm: torch.fx.GraphModule) -> None:
             if any(later(u) for u in a.users):
                 raise NotImplementedError(_refusal(node, changed, a))
         changed.replace_all_uses_with(node, delete_user_cb=later)
+        if _binary(node) and node.meta.get(WRITTEN) not in _RESHAPING:
+            node.meta[SHAPE] = changed.name  # h += b: b broadcasts into h's shape (kept_shape)
         if node.op == "call_method" and node.target == node.meta.get(WRITTEN):
             with gm.graph.inserting_before(node):  # x.fill_(v) -> x.clone().fill_(v)
                 copy = gm.graph.call_method("clone", (changed,))
             copy.meta.update((k, v) for k, v in node.meta.items() if k != WRITTEN)
             node.args = (copy, *node.args[1:])
+
+
+# in-place methods that change their tensor's shape, as their twins do
+_RESHAPING = frozenset(
+    "t_ transpose_ swapaxes_ swapdims_ squeeze_ unsqueeze_ as_strided_ resize_ resize_as_ "
+    "set_".split()
+)
+
+
+def _binary(node) -> bool:
+    """Whether an in-place node reads a tensor besides the one it changes
+    (``h += b``, ``h.masked_fill_(m, 0)``), which torch broadcasts into it."""
+    found = []
+    torch.fx.node.map_arg((node.args[1:], node.kwargs), found.append)
+    return bool(found) and node.op != "call_module"
+
+
+def kept_shape(node, value, env: dict) -> None:
+    """torch's RuntimeError where an in-place node's result (run out of
+    place) is larger than the tensor it changes: ``h += b`` with ``h`` of
+    shape [3, 1] and ``b`` of [3, 4] at run time (until 2026-12-07 the
+    converted model returned a [3, 4] result: probe OH)."""
+    target = env.get(node.meta[SHAPE])
+    have, want = getattr(value, "shape", None), getattr(target, "shape", None)
+    if have is not None and want is not None and tuple(have) != tuple(want):
+        raise RuntimeError(
+            f"output with shape {list(want)} doesn't match the broadcast shape {list(have)}"
+        )
+
+
+def _state_refusal(gm, node, root) -> str:
+    """The refusal of an in-place change of the model's own parameter or
+    buffer (``self.count += 1``, ``self.l.weight.data.clamp_(-1, 1)``):
+    torch's model keeps it for its next call, a converted model's weights
+    and buffers are its constants (until 2026-12-07 the change was dropped
+    or applied to the same constant at every call: probe OH)."""
+    if AUGMENTED in node.meta:
+        where = node.meta[AUGMENTED][1]
+    else:
+        where = _shown(node.meta.get(SOURCE))
+    head = f"{where} (node {node.name!r})" if where else f"node {node.name!r}"
+    value = gm
+    for part in root.target.split("."):
+        value = getattr(value, part, None)
+    kind = "parameter" if isinstance(value, torch.nn.Parameter) else "buffer"
+    return (
+        f"{head} changes the model's {kind} {root.target!r} in place in its forward: torch's "
+        "model keeps that change for its next call, and a converted model's parameters and "
+        "buffers do not change in its forward. Change it outside the forward (under "
+        "torch.no_grad(), before converting or between calls), or compute a new tensor out of "
+        "place (w = w.clamp(-1, 1)) and use that"
+    )
 
 
 # the in-place methods that give a public tensor a private value

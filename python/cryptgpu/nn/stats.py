@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from .. import _session
 from .. import autograd as ag
 from ..tensor import SharedTensor, cat
+from . import inplace
 
 # Layer kinds for the per-layer statistics (the paper's Table V columns).
 LINEAR, POOLING, RELU, SOFTMAX, BATCHNORM, OTHER = (
@@ -103,14 +104,18 @@ def _check_range(y, where: str) -> None:
         raise FixedPointOverflowError(msg + why)
 
 
-def check_node(graph, node, y) -> None:
-    """check_range for the output of one node of a converted graph: every
+def check_node(graph, node, y, env=None) -> None:
+    """An in-place node's result of its target's shape (inplace.kept_shape:
+    ``env``, the values so far); then check_range for the output of one node
+    of a converted graph: every
     module call, and every function or method call whose output can leave
     the range when its inputs are inside it (products, sums, exp, division,
     normalisations, ...). Data movement (views, reshapes, indexing, cat)
     and the outputs bounded by an input or by 1 (relu, max, clamp,
     comparisons, where, sigmoid, tanh, softmax) are not checked: each check
     costs a comparison (10 rounds) and an opening."""
+    if env is not None and inplace.SHAPE in node.meta:
+        inplace.kept_shape(node, y, env)
     if getattr(_session._ctx, "overflow_bound", None) is None or not isinstance(y, SharedTensor):
         return
     if node.op == "call_module":

@@ -15,7 +15,7 @@ import warnings
 import torch
 
 from ..autograd import torch_grad
-from . import containers, flags, guards, hf, hf_refusals, wrapped
+from . import containers, flags, guards, hf, hf_refusals, model_state, wrapped
 from .inplace import AugmentingTracer, in_place
 from .metadata import METADATA
 from .module import Module
@@ -146,12 +146,18 @@ def _trace(model: torch.nn.Module, nones=()):
         hf_refusals.check(model, gm.graph, maybe_private(gm))  # in words naming why
         return gm, defaults
     concrete = {**flags.fixed(model), **dict.fromkeys(nones)} or None  # (flags.py)
+    before = model_state.versions(model)  # a forward changing a buffer: refused
     try:  # buffers as constants: a forward may use one in Python (float(self.scale))
         graph = _GradTracer().trace(model, concrete_args=concrete)
+        model_state.unchanged(model, before, lambda: _GradTracer().trace(model, concrete))
         gm = torch.fx.GraphModule(model, graph, model.__class__.__name__)
+    except model_state.Changed:
+        raise
     except Exception as first:
         try:  # buffers as graph values (nanoGPT's self.bias[:, :, :T, :T])
+            before = model_state.versions(model)
             graph = _Tracer().trace(model, concrete_args=concrete)
+            model_state.unchanged(model, before, lambda: _Tracer().trace(model, concrete))
         except Exception as second:  # both errors: the second may be the cause
             with contextlib.suppress(AttributeError):
                 first._also = second

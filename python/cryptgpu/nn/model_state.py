@@ -1,0 +1,167 @@
+"""The caller's model left as it was by a conversion, and a forward that
+changes the model's own tensors in place refused.
+
+torch.fx traces a forward by running it: with buffers read as constants
+(tracing._GradTracer), ``self.count += 1`` ran on the model's real buffer
+at each trace (eval and train mode: 0 became 2), and the converted model
+kept the traced value as a constant (probe OH, 2026-12-07: the caller's
+model changed, and the converted model's output was 0.9 off torch's with no
+error). :func:`kept` saves the model's parameters, buffers and tensor
+attributes around a conversion and puts back any that a trace changed;
+tracing._trace calls :func:`unchanged` after each trace, which refuses such
+a forward (the trace with buffers as graph values names its line:
+inplace.in_place).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from . import inplace
+
+# id(tensor) -> (the tensor, a copy of its value before the conversion),
+# and the modules' entries (parameters, buffers, tensor attributes), while a
+# conversion runs (under tracing.LOCK)
+_SAVED: dict = {}
+_ENTRIES: list = []
+
+
+class Changed(NotImplementedError):
+    """A forward that changes the model's own tensors in place, refused."""
+
+
+def _tensors(model: torch.nn.Module) -> dict:
+    """{qualified name: tensor} of the model's parameters, buffers and
+    plain tensor attributes (``self.scale = torch.tensor(2.)``)."""
+    out = {}
+    for prefix, m in model.named_modules():
+        for k, v in [*m._parameters.items(), *m._buffers.items(), *vars(m).items()]:
+            if isinstance(v, torch.Tensor) and not k.startswith("_"):
+                out.setdefault(f"{prefix}.{k}" if prefix else k, v)
+    return out
+
+
+def versions(model: torch.nn.Module) -> dict:
+    """{name: (the tensor's id, its in-place version counter)} of the
+    model's tensors."""
+    return {name: (id(t), t._version) for name, t in _tensors(model).items()}
+
+
+@contextlib.contextmanager
+def kept(model: torch.nn.Module):
+    """Save the model's tensors, and put back after the block any that
+    changed in it (a trace ran a forward that changes them in place, or
+    assigned a traced value to a buffer: ``self.count += 1``)."""
+    mine = {}
+    for t in _tensors(model).values():
+        if id(t) not in _SAVED:  # (a nested conversion: the outer copy)
+            mine[id(t)] = (t, t._version, t.detach().clone())
+    entries = [(m, d, dict(d)) for m in model.modules() for d in _dicts(m)]
+    _SAVED.update(mine)
+    _ENTRIES.extend(entries)
+    try:
+        yield
+    finally:
+        _put_entries(entries)
+        del _ENTRIES[len(_ENTRIES) - len(entries) :]
+        for key, (t, version, copy) in mine.items():
+            _SAVED.pop(key, None)
+            if t._version != version or not _same(t, copy):
+                _put_back(t, copy)
+
+
+def _dicts(m: torch.nn.Module) -> tuple:
+    return m._parameters, m._buffers, m.__dict__
+
+
+def _put_entries(entries) -> None:
+    """The modules' parameters, buffers and tensor attributes, the objects
+    they were (a trace may have assigned a traced value to one)."""
+    for _, d, was in entries:
+        for k, v in was.items():
+            if isinstance(v, torch.Tensor) and d.get(k) is not v:
+                d[k] = v
+
+
+def _same(t: torch.Tensor, copy: torch.Tensor) -> bool:
+    """Whether ``t`` still holds ``copy``'s values (a change through
+    ``p.data`` moves no version counter), NaN equal to NaN."""
+    if t.shape != copy.shape or t.dtype != copy.dtype:
+        return False
+    with torch.no_grad():
+        return torch.equal(t, copy) or bool(((t == copy) | ((t != t) & (copy != copy))).all())
+
+
+def _put_back(t: torch.Tensor, copy: torch.Tensor) -> None:
+    with torch.no_grad():
+        if t.shape == copy.shape and t.dtype == copy.dtype:
+            t.copy_(copy)
+        else:  # (resize_: the saved tensor itself)
+            t.data = copy
+
+
+def unchanged(model: torch.nn.Module, before: dict, again=None) -> None:
+    """Raise NotImplementedError naming the model's tensors whose version
+    counters moved since ``before`` (:func:`versions`), after putting their
+    values back (a trace ran a forward that changes them in place), and the
+    forward's line that changed the first: found by running ``again`` (the
+    trace) once more, watched by :class:`_Watch`."""
+    now = _tensors(model)
+    moved = [
+        name
+        for name, t in now.items()
+        if before.get(name, (id(t), t._version)) != (id(t), t._version)
+        or (id(t) in _SAVED and not _same(t, _SAVED[id(t)][2]))
+    ]
+    moved += [name for name in before if name not in now]  # (a buffer set to a traced value)
+    if not moved:
+        return
+    _put_entries(_ENTRIES)
+    now = _tensors(model)
+    _put_back_all(now[name] for name in moved if name in now)
+    where = ""
+    if again is not None:
+        watch = _Watch([now[name] for name in moved if name in now])
+        try:
+            with watch:
+                again()
+        except Exception:  # the line is a hint: the refusal stands without it
+            pass
+        finally:
+            _put_entries(_ENTRIES)
+            _put_back_all(now[name] for name in moved if name in now)
+        where = inplace._shown(watch.found)
+    some = "s" if len(moved) > 1 else ""
+    raise Changed(
+        f"{where or 'the forward'} changes the model's own tensor{some} "
+        f"{', '.join(repr(n) for n in moved)} in place in its forward: torch's model "
+        "keeps that change for its next call, and a converted model's parameters and buffers "
+        "do not change in its forward. Change it outside the forward (under torch.no_grad(), "
+        "between calls), or compute a new tensor out of place and use that"
+    )
+
+
+def _put_back_all(tensors) -> None:
+    for t in tensors:
+        saved = _SAVED.get(id(t))
+        if saved is not None:
+            _put_back(t, saved[2])
+
+
+class _Watch(torch.overrides.TorchFunctionMode):
+    """Notes the forward's line (file, line) of the first torch call that
+    changes one of ``tensors`` (their version counters move)."""
+
+    def __init__(self, tensors):
+        super().__init__()
+        self.tensors, self.found = tensors, None
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        """Run ``func``; note the line where it changed a watched tensor."""
+        seen = [t.detach().clone() for t in self.tensors] if self.found is None else []
+        out = func(*args, **(kwargs or {}))
+        if any(not _same(t, v) for t, v in zip(self.tensors, seen)):
+            self.found = inplace._user_frame()
+        return out
