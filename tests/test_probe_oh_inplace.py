@@ -125,19 +125,47 @@ class _AllParams(nn.Module):
         return self.lin(x)
 
 
+class _Accumulate(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+        self.register_buffer("acc", torch.zeros(4))
+
+    def forward(self, x):
+        h = self.lin(x)
+        self.acc += h.mean(0)  # a traced value into a buffer (was left a Proxy)
+        return h + self.acc
+
+
+class _AddInto(_Accumulate):
+    def forward(self, x):
+        h = self.lin(x)
+        self.acc.add_(h.mean(0))
+        return h + self.acc
+
+
+LINES = {
+    _Counter: "self.count += 1",
+    _AllParams: "p.data.clamp_(-0.1, 0.1)",
+    _Accumulate: "self.acc += h.mean(0)",
+    _AddInto: "self.acc.add_(h.mean(0))",
+}
+
+
 @pytest.mark.parametrize("dummy", [False, True])
-@pytest.mark.parametrize("cls", [_Counter, _AllParams])
+@pytest.mark.parametrize("cls", list(LINES), ids=lambda c: c.__name__)
 def test_forward_changing_model_state_is_refused_and_model_kept(session, cls, dummy):
     """Until 2026-12-07: conversion changed the caller's buffer (0 -> 2) and
     the converted model used count = 2 at every call (0.89 off torch's at
-    calls 1 and 3, no error without a dummy input)."""
+    calls 1 and 3, no error without a dummy input); ``self.acc += h``
+    converted and left the caller's buffer a torch.fx Proxy."""
     torch.manual_seed(0)
     m = cls().double()
     before = {k: v.detach().clone() for k, v in m.state_dict().items()}
     with pytest.raises(NotImplementedError) as e:
         cryptgpu.nn.from_pytorch(m, _x(3, 4) if dummy else None)
     text = str(e.value)
-    line = "self.count += 1" if cls is _Counter else "p.data.clamp_(-0.1, 0.1)"
+    line = LINES[cls]
     assert line in text and "test_probe_oh_inplace.py:" in text  # names the line
     after = m.state_dict()
     assert list(after) == list(before)

@@ -28,7 +28,7 @@ _SAVED: dict = {}
 _ENTRIES: list = []
 
 
-class Changed(NotImplementedError):
+class ModelStateChanged(NotImplementedError):
     """A forward that changes the model's own tensors in place, refused."""
 
 
@@ -134,7 +134,7 @@ def unchanged(model: torch.nn.Module, before: dict, again=None) -> None:
             _put_back_all(now[name] for name in moved if name in now)
         where = inplace._shown(watch.found)
     some = "s" if len(moved) > 1 else ""
-    raise Changed(
+    raise ModelStateChanged(
         f"{where or 'the forward'} changes the model's own tensor{some} "
         f"{', '.join(repr(n) for n in moved)} in place in its forward: torch's model "
         "keeps that change for its next call, and a converted model's parameters and buffers "
@@ -162,6 +162,10 @@ class _Watch(torch.overrides.TorchFunctionMode):
         """Run ``func``; note the line where it changed a watched tensor."""
         seen = [t.detach().clone() for t in self.tensors] if self.found is None else []
         out = func(*args, **(kwargs or {}))
-        if any(not _same(t, v) for t, v in zip(self.tensors, seen)):
+        name = getattr(func, "__name__", "")
+        named = name.startswith("__i") or (name.endswith("_") and not name.startswith("_"))
+        if any(not _same(t, v) for t, v in zip(self.tensors, seen)) or (
+            named and self.found is None and bool(args) and any(args[0] is t for t in self.tensors)
+        ):  # (a traced value added in place to a buffer: recorded, not run)
             self.found = inplace._user_frame()
         return out

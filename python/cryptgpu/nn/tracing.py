@@ -151,7 +151,7 @@ def _trace(model: torch.nn.Module, nones=()):
         graph = _GradTracer().trace(model, concrete_args=concrete)
         model_state.unchanged(model, before, lambda: _GradTracer().trace(model, concrete))
         gm = torch.fx.GraphModule(model, graph, model.__class__.__name__)
-    except model_state.Changed:
+    except model_state.ModelStateChanged:
         raise
     except Exception as first:
         try:  # buffers as graph values (nanoGPT's self.bias[:, :, :T, :T])
