@@ -101,13 +101,21 @@ _lock = threading.Lock()
 # thread -> (order of its init, its session's id, init's settings or None)
 _held: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _order = itertools.count()
+# session id -> (a weak reference to the thread whose init() made it, its
+# name), the latest 256 (to name a thread that has ended: foreign)
+_owners: dict = {}
 
 
 def hold(session_id: int, settings: dict | None = None) -> None:
     """The calling thread now holds session ``session_id`` (``settings``:
     those of an ``init()``; None for a party thread of ``spmd.run``)."""
     with _lock:
-        _held[threading.current_thread()] = (next(_order), session_id, settings)
+        me = threading.current_thread()
+        _held[me] = (next(_order), session_id, settings)
+        if settings is not None:  # an init()'s (spmd.run's parties: "earlier session")
+            _owners[session_id] = (weakref.ref(me), me.name)
+        while len(_owners) > 256:
+            del _owners[next(iter(_owners))]
 
 
 def release() -> None:
@@ -151,6 +159,15 @@ def foreign(session_id: int, what: str = "this SharedTensor") -> str | None:
                 "sessions are per thread (init() in this thread started another); do the "
                 "private work in the thread that made it, or share its value again here"
             )
+    with _lock:
+        ref, name = _owners.get(session_id, (None, None))
+    t = ref() if ref is not None else None
+    if ref is not None and t is not threading.current_thread() and (t is None or not t.is_alive()):
+        return (
+            f"{what} belongs to the session of thread {name!r}, which has ended: a "
+            "thread's session ends with it (sessions are per thread); share its value "
+            "again in this thread's session"
+        )
     return None
 
 

@@ -32,6 +32,7 @@ from . import hf_labels, hf_refusals
 from .hf_model import NO_LABELS, dict_outputs
 from .hf_outputs import ModelOutput, mark_fields, model_output  # noqa: F401 (hf.model_output)
 from .inplace import Augmenting, AugmentingTracer
+from .model_state import fx_undone
 
 # the inputs we trace, in this order, where the model's forward has them
 # (pixel_values: the image models transformers' tracer takes, ViT, Swin,
@@ -107,7 +108,12 @@ def trace(model: torch.nn.Module) -> tuple[torch.fx.GraphModule, dict]:
         if not with_labels and "labels" in names:
             names.remove("labels")
         try:
-            with _tracing(model), _named_forward(model, names), dict_outputs(model):
+            with (
+                _tracing(model),
+                fx_undone(model),
+                _named_forward(model, names),
+                dict_outputs(model),
+            ):
                 with hf_labels.problem(model) as problem:
                     tracer = _tracer_class(norms, ranks, outputs)
                     gm = symbolic_trace(model, input_names=names, tracer_cls=tracer)

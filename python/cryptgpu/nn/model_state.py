@@ -72,6 +72,64 @@ def kept(model: torch.nn.Module):
                 _put_back(t, copy)
 
 
+@contextlib.contextmanager
+def fx_undone(model: torch.nn.Module):
+    """A torch.fx trace of ``model`` in the block, and after it none of
+    fx's patches left in place, whatever exception ended it
+    (:func:`_fx_put_back`)."""
+    spaces = _fx_spaces(model)
+    try:
+        yield
+    finally:
+        _fx_put_back(spaces)
+
+
+def _fx_spaces(model: torch.nn.Module) -> list:
+    """What torch.fx patches while it traces (``torch.nn.Module``'s
+    ``__call__`` and ``__getattr__``, the globals of ``torch.fx.wrap``'s
+    functions and of the forwards it autowraps ``math`` functions in), as
+    (namespace, a copy of its entries) pairs."""
+    from torch.fx import _symbolic_trace
+
+    spaces = {id(g): g for g in getattr(_symbolic_trace, "_wrapped_fns_to_patch", {}).values()}
+    for m in model.modules():
+        g = getattr(type(m).forward, "__globals__", None)
+        if isinstance(g, dict):
+            spaces[id(g)] = g
+    out = [(g, dict(g)) for g in spaces.values()]
+    names = ("__call__", "__getattr__")
+    out.append((torch.nn.Module, {k: torch.nn.Module.__dict__.get(k) for k in names}))
+    return out
+
+
+def _fx_put_back(spaces: list) -> None:
+    """Undo the torch.fx patches still in place after a trace, to the
+    entries :func:`_fx_spaces` saw: fx's own undo runs in its context
+    manager's ``__exit__``, and an exception raised there (Ctrl-C, a
+    timer's signal handler) left ``torch.nn.Module.__call__`` patched for
+    the whole process, every later torch model call then raising
+    NameError "module is not installed as a submodule" (probe OJ,
+    2026-12-07; plain ``torch.fx.symbolic_trace`` does the same). Only
+    values fx marks as its patches are touched."""
+
+    def patched(v) -> bool:
+        # fx's mark (True or False), set inside its class _Patcher: mangled
+        return hasattr(v, "_Patcher__fx_already_patched")
+
+    for space, was in spaces:
+        if isinstance(space, dict):
+            for k, v in list(space.items()):
+                if patched(v) and was.get(k) is not v:
+                    if k in was:
+                        space[k] = was[k]
+                    else:
+                        del space[k]
+        else:
+            for k, v in was.items():
+                if patched(space.__dict__.get(k)) and v is not None:
+                    setattr(space, k, v)
+
+
 def _dicts(m: torch.nn.Module) -> tuple:
     return m._parameters, m._buffers, m.__dict__
 

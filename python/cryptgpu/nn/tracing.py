@@ -120,7 +120,8 @@ class _GradTracer(AugmentingTracer, wrapped.Inlining, guards.SizeChecks, torch.f
     cryptgpu_functions = True  # a custom Function's apply: one step (custom_functions.traced)
 
     def trace(self, root, concrete_args=None):
-        with torch_grad(True):  # (interrupt-safe: autograd.torch_grad)
+        # (interrupt-safe: autograd.torch_grad, model_state.fx_undone)
+        with torch_grad(True), model_state.fx_undone(root):
             return super().trace(root, concrete_args)
 
     def create_node(self, *args, **kwargs):
