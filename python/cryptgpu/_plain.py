@@ -325,3 +325,13 @@ def zero_d_iteration(frame) -> str:
         "recurses into what is not one, word_language_model's repackage_hidden, ends here; "
         "call h.detach() on each SharedTensor)"
     )
+
+
+def plain_requires_grad(v) -> str:
+    """Why a plaintext torch tensor that requires grad cannot be a number
+    here (torch refuses it too)."""
+    return (
+        f"a plaintext torch tensor that requires grad (shape {list(v.shape)}) cannot be "
+        "taken as a number: its gradient would be lost. Encrypt it "
+        "(cryptgpu.cryptensor(w, requires_grad=True)) to train it, or detach it to keep it fixed"
+    )

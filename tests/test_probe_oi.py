@@ -1,0 +1,109 @@
+"""Probe OI (2026-12-07: unusual but legal tensors and dtypes):
+
+* ``y.fill_(p)`` with a plaintext 0-d torch tensor that requires grad took
+  it as a number (torch's UserWarning only) and dropped its gradient: a
+  backward now raises the RuntimeError ``s * p`` raises, naming fill_;
+  F.pad(value=p), F.threshold, leaky_relu, elu, celu, rrelu and hardtanh
+  with such a tensor raise torch's TypeError (float() dropped it silently);
+* ``y.copy_(p)`` / ``y.data = p`` with p requiring grad gave numpy's
+  "Can't call numpy()": copy_ is noted as ``s * p`` is; ``.data = p``
+  takes p.detach(), as torch does.
+
+Tolerances (f = 16) come from conftest's model: an input's encoding is
+within ENC = 2^-17.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cryptgpu
+from conftest import ENC, usable
+
+D = torch.float64
+X = [1.5, -2.0, 3.0]
+
+
+def rg_shared():
+    """A recorded result that requires grad (as ``h = fc(x)``)."""
+    return cryptgpu.cryptensor(torch.tensor(X), requires_grad=True) * 1.0
+
+
+def test_fill_with_a_plain_tensor_requiring_grad_raises_at_backward(session):
+    p = torch.tensor(0.5, requires_grad=True)
+    y = rg_shared()
+    y.fill_(p)
+    with pytest.raises(RuntimeError, match="fill_: a plaintext torch tensor that requires grad"):
+        y.sum().backward()
+    assert p.grad is None
+    assert usable()
+    w = cryptgpu.cryptensor(torch.zeros(3))  # does not require grad: nothing recorded
+    w.fill_(p)
+    # the value is p's: one encoded input, within ENC
+    assert torch.allclose(w.get_plain_text(dtype=D), torch.full((3,), 0.5, dtype=D), atol=ENC)
+    with pytest.raises(RuntimeError, match="fill_: a plaintext torch tensor that requires grad"):
+        w.sum().backward()
+    assert usable()
+
+
+def test_fill_with_a_detached_tensor_still_works(session):
+    y = rg_shared()
+    y.fill_(torch.tensor(0.25))
+    y.sum().backward()  # torch: x's gradient is 0 (every element was overwritten)
+    assert torch.allclose(y.get_plain_text(dtype=D), torch.full((3,), 0.25, dtype=D), atol=ENC)
+
+
+P0 = torch.tensor(0.5, requires_grad=True)
+NUMBER_ARGS = {
+    "pad": lambda s: F.pad(s, (1, 1), value=P0),
+    "pad_method": lambda s: s.pad((1, 1), P0),
+    "threshold_value": lambda s: F.threshold(s, 0.0, P0),
+    "threshold": lambda s: F.threshold(s, P0, 0.0),
+    "leaky_relu": lambda s: F.leaky_relu(s, P0),
+    "elu": lambda s: F.elu(s, P0),
+    "celu": lambda s: F.celu(s, P0),
+    "rrelu": lambda s: F.rrelu(s, P0, 0.5),
+    "hardtanh_min": lambda s: F.hardtanh(s, P0, 1.0),
+    "hardtanh_max": lambda s: F.hardtanh(s, -1.0, P0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NUMBER_ARGS))
+def test_number_argument_requiring_grad_is_torchs_type_error(session, name):
+    # torch: "<op>(): argument '<arg>' must be Number/float, not Tensor";
+    # before, float() took the value and dropped the gradient silently
+    for s in (rg_shared(), cryptgpu.cryptensor(torch.tensor(X))):
+        with pytest.raises(TypeError, match="requires grad"):
+            NUMBER_ARGS[name](s).sum().backward()
+        assert usable()
+    # a detached value is still a number, as in torch
+    t = torch.tensor(X, dtype=D)
+    got = F.threshold(cryptgpu.cryptensor(t), 0.0, P0.detach()).get_plain_text(dtype=D)
+    # exact comparison result (0/1) times encoded inputs: within ENC
+    assert torch.allclose(got, F.threshold(t, 0.0, 0.5), atol=ENC)
+
+
+def test_copy_from_a_plain_tensor_requiring_grad(session):
+    p = torch.tensor([0.5, 1.0, -1.0], requires_grad=True)
+    y = rg_shared()
+    y.copy_(p)  # was numpy's "Can't call numpy() on Tensor that requires grad"
+    # the value is p's: one encoded input, within ENC
+    assert torch.allclose(y.get_plain_text(dtype=D), p.detach().to(D), atol=ENC)
+    with pytest.raises(RuntimeError, match="copy_: a plaintext torch tensor that requires grad"):
+        y.sum().backward()
+    assert usable()
+    w = cryptgpu.cryptensor(torch.zeros(3))
+    w.copy_(p)
+    assert torch.allclose(w.get_plain_text(dtype=D), p.detach().to(D), atol=ENC)
+    with pytest.raises(RuntimeError, match="copy_: a plaintext torch tensor that requires grad"):
+        w.sum().backward()
+    assert usable()
+
+
+def test_data_assignment_takes_a_tensor_requiring_grad_detached(session):
+    p = torch.tensor([0.5, 1.0, -1.0], requires_grad=True)
+    y = rg_shared()
+    y.data = p  # torch accepts it: no gradient is involved
+    # the value is p's: one encoded input, within ENC
+    assert torch.allclose(y.get_plain_text(dtype=D), p.detach().to(D), atol=ENC)
+    assert p.grad is None
