@@ -15,10 +15,11 @@ within ENC = 2^-17.
 
 import pytest
 import torch
+import torch.nn as tnn
 import torch.nn.functional as F
 
 import cryptgpu
-from conftest import ENC, usable
+from conftest import ENC, prod_tol, usable
 
 D = torch.float64
 X = [1.5, -2.0, 3.0]
@@ -107,3 +108,48 @@ def test_data_assignment_takes_a_tensor_requiring_grad_detached(session):
     # the value is p's: one encoded input, within ENC
     assert torch.allclose(y.get_plain_text(dtype=D), p.detach().to(D), atol=ENC)
     assert p.grad is None
+
+
+def linear_model():
+    torch.manual_seed(0)
+    return tnn.Sequential(tnn.Linear(3, 2)).eval()
+
+
+def test_sparse_public_input_and_sparse_dummy(session):
+    m = linear_model()
+    xs = torch.tensor([[0.0, 1.5, 0.0], [2.0, 0.0, 0.0]]).to_sparse()
+    # a sparse dummy was torch's "Could not run 'aten::eq.Scalar' ... SparseCPU"
+    pm = cryptgpu.nn.from_pytorch(m, torch.zeros(1, 3).to_sparse()).encrypt()
+    got = pm(xs).get_plain_text(dtype=D)  # was numpy's "can't convert Sparse layout"
+    want = m.double()(xs.to_dense().double())
+    # 3 products of public inputs (|x| <= 2) by encoded weights (|w| <= 1), one
+    # truncation, plus the bias's encoding
+    assert torch.allclose(got, want, atol=prod_tol(3, 2.0, 1.0) + ENC)
+
+
+def test_meta_dummy_for_from_pytorch(session):
+    torch.manual_seed(0)
+    m = tnn.Sequential(tnn.Conv2d(3, 4, 3)).eval()
+    # only its shape matters: was "Tensor.item() cannot be called on meta tensors"
+    pm = cryptgpu.nn.from_pytorch(m, torch.empty(1, 3, 8, 8, device="meta")).encrypt()
+    x = torch.rand(1, 3, 8, 8)
+    got = pm(cryptgpu.cryptensor(x)).get_plain_text(dtype=D)
+    # 27 products of encoded values (|x| <= 1, |w| <= 1) truncated once, bias encoded
+    assert torch.allclose(got, m.double()(x.double()), atol=prod_tol(27, 1.0, 1.0) + ENC)
+
+
+def test_meta_tensor_as_the_owner_is_refused_clearly(session):
+    with pytest.raises(NotImplementedError, match="meta tensor of shape \\[2, 3\\]"):
+        cryptgpu.cryptensor(torch.empty(2, 3, device="meta"))
+    assert usable()
+
+
+def test_meta_placeholder_from_the_other_parties():
+    def job():  # party 1 owns the data; the others pass a shape-only placeholder
+        d = torch.tensor([[1.5, -2.0, 3.0]]) if cryptgpu.rank() == 1 else None
+        d = torch.empty(1, 3, device="meta") if d is None else d
+        return cryptgpu.cryptensor(d, src=1).get_plain_text(dtype=D)
+
+    for out in cryptgpu.spmd.run(job, timeout_s=30):  # was "Cannot copy out of meta tensor"
+        # party 1's values, each encoded once: within ENC
+        assert torch.allclose(out, torch.tensor([[1.5, -2.0, 3.0]], dtype=D), atol=ENC)

@@ -310,6 +310,8 @@ def cryptensor(
         data = _sized(s, src, data)
     if data is None:  # CrypTen's (and MPCTensor's) ValueError
         raise ValueError("Cannot initialize tensor with None.")
+    if isinstance(data, torch.Tensor) and data.is_meta:  # a shape without values
+        data = _meta_placeholder(s, src, data)
     comm.warn_placeholder(src)  # local runtime, src != 0, after get_rank(): once
     out = SharedTensor._share(_plain_array(data, "cryptensor"), src)
     return out.requires_grad_(requires_grad) if requires_grad else out
@@ -384,6 +386,20 @@ def _sized(s, src: int, data):
     mine = src in s.ranks
     shape = broadcast_shape(s, src, tuple(np.shape(data)) if mine else None)
     return data if mine else torch.zeros(shape, dtype=torch.float64)
+
+
+def _meta_placeholder(s, src: int, data: torch.Tensor) -> torch.Tensor:
+    """A meta tensor (a shape, no values) passed by a party other than src:
+    a placeholder as ``torch.empty`` is (only src's values are read), here
+    zeros of its shape and dtype; src itself has nothing to share from it
+    (torch's "Cannot copy out of meta tensor" named no cause)."""
+    if src in s.ranks:
+        raise NotImplementedError(
+            f"cryptensor: party {src} (src) shares a meta tensor of shape {list(data.shape)}, "
+            "which holds no values; pass the data itself (a meta tensor serves only as a "
+            "placeholder on the parties other than src)"
+        )
+    return torch.zeros(data.shape, dtype=data.dtype)
 
 
 def _is_int(a) -> bool:
