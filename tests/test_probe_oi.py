@@ -13,6 +13,8 @@ Tolerances (f = 16) come from conftest's model: an input's encoding is
 within ENC = 2^-17.
 """
 
+import warnings
+
 import pytest
 import torch
 import torch.nn as tnn
@@ -153,3 +155,23 @@ def test_meta_placeholder_from_the_other_parties():
     for out in cryptgpu.spmd.run(job, timeout_s=30):  # was "Cannot copy out of meta tensor"
         # party 1's values, each encoded once: within ENC
         assert torch.allclose(out, torch.tensor([[1.5, -2.0, 3.0]], dtype=D), atol=ENC)
+
+
+def test_nested_tensor_is_a_clear_type_error(session):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's "prototype stage" warning
+        nt = torch.nested.nested_tensor([torch.randn(2), torch.randn(3)])
+    # was torch's "Internal error: NestedTensorImpl doesn't support sizes"
+    with pytest.raises(TypeError, match="nested tensors cannot be secret-shared"):
+        cryptgpu.cryptensor(nt)
+    assert usable()
+
+
+def test_complex_model_is_the_complex_type_error(session):
+    mc = tnn.Sequential(tnn.Linear(3, 2, dtype=torch.complex64)).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "Casting complex values" warning no more
+        # was "mat1 and mat2 must have the same dtype" after torch's warning
+        with pytest.raises(TypeError, match="complex tensors cannot be secret-shared"):
+            cryptgpu.nn.from_pytorch(mc, torch.zeros(1, 3, dtype=torch.complex64))
+    assert usable()

@@ -74,9 +74,14 @@ def _is_complex(x) -> bool:
 
 def _refuse_complex(x, what: str) -> None:
     """TypeError for a complex plaintext operand: cast to float64 it would
-    lose its imaginary part with a mere warning."""
+    lose its imaginary part with a mere warning; and for a nested one."""
     if _is_complex(x):
         raise TypeError(f"complex tensors cannot be secret-shared ({what})")
+    if isinstance(x, torch.Tensor) and x.is_nested:  # (torch's "Internal error" named none)
+        raise TypeError(
+            f"nested tensors cannot be secret-shared ({what}): pad them "
+            "(torch.nested.to_padded_tensor) or share each one"
+        )
 
 
 def _dense(x):
