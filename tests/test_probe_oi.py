@@ -175,3 +175,38 @@ def test_complex_model_is_the_complex_type_error(session):
         with pytest.raises(TypeError, match="complex tensors cannot be secret-shared"):
             cryptgpu.nn.from_pytorch(mc, torch.zeros(1, 3, dtype=torch.complex64))
     assert usable()
+
+
+@pytest.mark.parametrize("op", ["amin", "amax", "min"])
+def test_empty_reduction_names_its_operation(session, op):
+    x = cryptgpu.cryptensor(torch.zeros(0, 3))
+    with pytest.raises(RuntimeError, match=f"^{op}\\(\\)"):  # torch's type; amin said "max()"
+        getattr(x, op)()
+    assert usable()
+
+
+def test_torch_tensor_of_a_shared_tensor_says_what_was_asked(session):
+    x = cryptgpu.cryptensor(torch.zeros(2, 3))
+    for f in (torch.tensor, torch.as_tensor):
+        # TypeError (SecretValueError); began "len() of a 0-d tensor" for a 2x3 tensor
+        with pytest.raises(TypeError, match="^torch.tensor\\(x\\) or torch.as_tensor\\(x\\)"):
+            f(x)
+    with pytest.raises(TypeError, match="^len\\(\\) of a 0-d tensor"):  # a plain len(): torch's
+        len(x[0, 0])
+    assert usable()
+
+
+def test_float16_overflow_gives_inf_without_numpy_warning(session):
+    x = cryptgpu.cryptensor(torch.tensor([70000.0, 1.5]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "overflow encountered in cast" was shown
+        got = x.get_plain_text(dtype=torch.float16)
+    assert torch.equal(got, torch.tensor([70000.0, 1.5]).to(torch.float16))  # inf, 1.5 exact
+
+
+def test_is_complex_inference_nested_and_empty_like(session):
+    x = cryptgpu.cryptensor(torch.tensor([[1.5, -2.0, 3.0]]))
+    # were UnsupportedAttributeError / NotImplementedError
+    assert (x.is_complex(), x.is_inference(), x.is_nested) == (False, False, False)
+    e = torch.empty_like(x)  # torch's values are unspecified: zeros, as zeros_like
+    assert e.shape == x.shape and torch.equal(e, torch.zeros(1, 3))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import enum
 import sys
+import threading
 
 import numpy as np
 import torch
@@ -92,6 +93,28 @@ class SharedTensor(
             "a SharedTensor cannot become a numpy array or torch tensor: its value is "
             "secret; open it with x.get_plain_text() (every party learns it)"
         )
+
+    @property
+    def __cuda_array_interface__(self):
+        """Absent (AttributeError). torch.tensor(x) and torch.as_tensor(x)
+        ask for it first, then read x element by element down to the len()
+        of a 0-d element, which raises: noted here (the caller's frame and
+        instruction), that len() names what was asked, not a 0-d tensor."""
+        f = sys._getframe(1)
+        if f.f_code is not SharedTensor.__getattr__.__code__:  # (which asks again)
+            _AS_TENSOR.asked = (id(f), f.f_code, f.f_lasti)
+        raise AttributeError("__cuda_array_interface__")
+
+    def __len__(self) -> int:
+        f = sys._getframe(1)
+        if self.dim() == 0 and getattr(_AS_TENSOR, "asked", None) == (id(f), f.f_code, f.f_lasti):
+            _AS_TENSOR.asked = None  # torch.tensor(x) / torch.as_tensor(x) of any shape
+            raise SecretValueError(
+                "torch.tensor(x) or torch.as_tensor(x) of a SharedTensor: it cannot become a "
+                "torch tensor or numpy array, whatever its shape: its value is secret; open it "
+                "with x.get_plain_text() (every party learns it)"
+            )
+        return super().__len__()
 
     def __array_function__(self, func, types, args, kwargs):
         """numpy's functions: shape queries answer; the others (np.sum(x),
@@ -208,6 +231,8 @@ class SharedTensor(
         _refuse_augmented(y, "**")
         return super().__rpow__(y)
 
+
+_AS_TENSOR = threading.local()  # (frame id, code, instruction) that asked, per thread
 
 _TRUTH = (
     "{0}() of a SharedTensor is not supported: its bool would open a secret bit; "

@@ -536,7 +536,8 @@ class TensorBase(ag.Node):
         # threads then spin for milliseconds beside the party threads.
         np_want = _NUMPY_FLOATS.get(want)
         if np_want is not None:
-            return torch.from_numpy(arr.astype(np_want))
+            with np.errstate(over="ignore"):  # inf beyond float16's range, as torch: no warning
+                return torch.from_numpy(arr.astype(np_want))
         return torch.from_numpy(arr.copy()).to(want)
 
     def item(self) -> float:

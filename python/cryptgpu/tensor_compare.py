@@ -218,9 +218,7 @@ class ComparisonOps:
         return v, (a if want_arg else None)
 
     def _max_values(self, dim, keepdim, want_arg, label):
-        if dim is None and self.numel() == 0:
-            msg = f"{label}(): the input is empty; specify a dim (torch needs one too)"
-            raise IndexError(msg) if label == "argmax" else InvalidArgumentError(msg)
+        _empty_needs_dim(self, dim, label)
         if dim is not None and self.dim() == 0:
             _norm_dim(dim, 0)  # -1 and 0 are the scalar's only "dim"
             v, a = self.reshape(1)._max_values(0, False, want_arg, label)
@@ -269,6 +267,7 @@ class ComparisonOps:
         """Maximum values only (no argmax), like ``torch.amax``: the tournament
         without the one-hot bookkeeping, whose size grows with k^2 per row.
         ``dim`` may be a tuple of dims (reduced together, as torch's)."""
+        _empty_needs_dim(self, dim, "amax")
         if dim is None and keepdim and self.dim():  # torch: every dim kept, size 1
             return self.amax(None).reshape([1] * self.dim())
         if isinstance(dim, (tuple, list)):
@@ -290,6 +289,7 @@ class ComparisonOps:
     @axis_alias
     def amin(self, dim=None, keepdim: bool = False) -> TensorBase:
         """Minimum values only, as ``torch.amin``: -amax(-x)."""
+        _empty_needs_dim(self, dim, "amin")  # (amax's error said "max()")
         return self.neg().amax(dim, keepdim).neg()
 
     @axis_alias
@@ -299,6 +299,7 @@ class ComparisonOps:
             dim = _other_alone(dim, other, "min")
         if _is_other(dim):
             return self.minimum(dim)
+        _empty_needs_dim(self, dim, "min")
         r = self.neg().max(dim, keepdim, one_hot)
         return r.neg() if dim is None else _MaxMin(r[0].neg(), r[1])
 
@@ -523,3 +524,11 @@ def where(condition, x, y) -> TensorBase:
     if isinstance(x, TensorBase):
         return (x - y) * m + y
     return (y - x) * (1 - m) + x
+
+
+def _empty_needs_dim(x, dim, label: str) -> None:
+    """torch's error for a reduction of no element over all dims, naming
+    the operation asked for (IndexError for argmax, as torch's)."""
+    if dim is None and x.numel() == 0:
+        msg = f"{label}(): the input is empty; specify a dim (torch needs one too)"
+        raise IndexError(msg) if label == "argmax" else InvalidArgumentError(msg)

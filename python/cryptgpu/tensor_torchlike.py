@@ -311,7 +311,16 @@ class TorchLikeOps:
         return -1 if d.type == "cpu" else (d.index or 0)
 
     layout = torch.strided  # shares are dense
-    is_meta = is_sparse = is_quantized = is_mkldnn = False
+    is_meta = is_sparse = is_quantized = is_mkldnn = is_nested = False
+
+    def is_complex(self) -> bool:
+        """False: shares hold fixed-point reals (complex data is refused)."""
+        return False
+
+    def is_inference(self) -> bool:
+        """False: no SharedTensor is an inference-mode tensor (torch's
+        inference_mode changes nothing for one)."""
+        return False
 
     def element_size(self) -> int:
         """Refused: no size honestly describes an element here (``x.dtype``'s
