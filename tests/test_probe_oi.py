@@ -68,6 +68,9 @@ NUMBER_ARGS = {
     "rrelu": lambda s: F.rrelu(s, P0, 0.5),
     "hardtanh_min": lambda s: F.hardtanh(s, P0, 1.0),
     "hardtanh_max": lambda s: F.hardtanh(s, -1.0, P0),
+    "nn.LeakyReLU": lambda s: cryptgpu.nn.LeakyReLU(P0)(s),  # torch's raises in forward
+    "nn.Threshold": lambda s: cryptgpu.nn.Threshold(0.0, P0)(s),
+    "nn.ConstantPad1d": lambda s: cryptgpu.nn.ConstantPad1d(1, P0)(s.unsqueeze(0)),
 }
 
 
@@ -84,6 +87,20 @@ def test_number_argument_requiring_grad_is_torchs_type_error(session, name):
     got = F.threshold(cryptgpu.cryptensor(t), 0.0, P0.detach()).get_plain_text(dtype=D)
     # exact comparison result (0/1) times encoded inputs: within ENC
     assert torch.allclose(got, F.threshold(t, 0.0, 0.5), atol=ENC)
+
+
+@pytest.mark.parametrize("name", ["clamp_flat", "polynomial"])
+def test_other_plain_numbers_requiring_grad_raise_at_backward(session, name):
+    # float() took them (clamp with min >= max, CrypTen's polynomial
+    # coefficients) and dropped the gradient; torch records it
+    f = {
+        "clamp_flat": lambda s: s.clamp(P0, P0),
+        "polynomial": lambda s: s.polynomial([P0, P0]),
+    }[name]
+    y = f(rg_shared())
+    with pytest.raises(RuntimeError, match="a plaintext torch tensor that requires grad"):
+        y.sum().backward()
+    assert usable()
 
 
 def test_copy_from_a_plain_tensor_requiring_grad(session):

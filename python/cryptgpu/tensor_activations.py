@@ -208,7 +208,14 @@ class ActivationOps:
             raise NotImplementedError(
                 f"polynomial(func={func!r}) on a SharedTensor: only func='mul' is provided"
             )
-        if isinstance(coeffs, TensorBase):
+        listed = coeffs if isinstance(coeffs, (list, tuple)) else [coeffs]
+        if not isinstance(coeffs, TensorBase) and any(
+            isinstance(v, torch.Tensor) and v.requires_grad for v in listed
+        ):  # plaintext operands of the products below: noted as such (float() dropped them)
+            coeffs = torch.cat(
+                [torch.as_tensor(v, dtype=torch.float64).reshape(-1) for v in listed]
+            )
+        if isinstance(coeffs, TensorBase) or getattr(coeffs, "requires_grad", False):
             cs = coeffs.reshape(-1)
             if cs.shape[0] == 0:
                 raise InvalidArgumentError("polynomial needs at least one coefficient")

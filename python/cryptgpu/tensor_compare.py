@@ -176,7 +176,9 @@ class ComparisonOps:
             flat = lo >= hi  # the result is max there, its gradient 0 (torch's)
             if bool(flat.any()):
                 if lo.dim() == 0 and hi.dim() == 0:
-                    return self * 0 + float(hi)  # max everywhere: no comparison
+                    # max everywhere: no comparison (one that requires grad is
+                    # noted as a plaintext operand is: float() dropped it)
+                    return self * 0 + (hi if hi.requires_grad else float(hi))
                 min = torch.minimum(lo, hi)  # noqa: A001 - max where min > max
             # relu(x - max) as (x - max) + relu(max - x), equal in the ring:
             # the same one batched ReLU, and the gradient [x > min] - 1 +
