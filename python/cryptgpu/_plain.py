@@ -74,9 +74,14 @@ def _is_complex(x) -> bool:
 
 def _refuse_complex(x, what: str) -> None:
     """TypeError for a complex plaintext operand: cast to float64 it would
-    lose its imaginary part with a mere warning."""
+    lose its imaginary part with a mere warning; and for a nested one."""
     if _is_complex(x):
         raise TypeError(f"complex tensors cannot be secret-shared ({what})")
+    if isinstance(x, torch.Tensor) and x.is_nested:  # (torch's "Internal error" named none)
+        raise TypeError(
+            f"nested tensors cannot be secret-shared ({what}): pad them "
+            "(torch.nested.to_padded_tensor) or share each one"
+        )
 
 
 def _dense(x):
@@ -324,4 +329,14 @@ def zero_d_iteration(frame) -> str:
         "iteration over a 0-d tensor (a SharedTensor is no torch.Tensor: a helper that "
         "recurses into what is not one, word_language_model's repackage_hidden, ends here; "
         "call h.detach() on each SharedTensor)"
+    )
+
+
+def plain_requires_grad(v) -> str:
+    """Why a plaintext torch tensor that requires grad cannot be a number
+    here (torch refuses it too)."""
+    return (
+        f"a plaintext torch tensor that requires grad (shape {list(v.shape)}) cannot be "
+        "taken as a number: its gradient would be lost. Encrypt it "
+        "(cryptgpu.cryptensor(w, requires_grad=True)) to train it, or detach it to keep it fixed"
     )

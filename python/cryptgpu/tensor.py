@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import enum
 import sys
+import threading
 
 import numpy as np
 import torch
@@ -92,6 +93,28 @@ class SharedTensor(
             "a SharedTensor cannot become a numpy array or torch tensor: its value is "
             "secret; open it with x.get_plain_text() (every party learns it)"
         )
+
+    @property
+    def __cuda_array_interface__(self):
+        """Absent (AttributeError). torch.tensor(x) and torch.as_tensor(x)
+        ask for it first, then read x element by element down to the len()
+        of a 0-d element, which raises: noted here (the caller's frame and
+        instruction), that len() names what was asked, not a 0-d tensor."""
+        f = sys._getframe(1)
+        if f.f_code is not SharedTensor.__getattr__.__code__:  # (which asks again)
+            _AS_TENSOR.asked = (id(f), f.f_code, f.f_lasti)
+        raise AttributeError("__cuda_array_interface__")
+
+    def __len__(self) -> int:
+        f = sys._getframe(1)
+        if self.dim() == 0 and getattr(_AS_TENSOR, "asked", None) == (id(f), f.f_code, f.f_lasti):
+            _AS_TENSOR.asked = None  # torch.tensor(x) / torch.as_tensor(x) of any shape
+            raise SecretValueError(
+                "torch.tensor(x) or torch.as_tensor(x) of a SharedTensor: it cannot become a "
+                "torch tensor or numpy array, whatever its shape: its value is secret; open it "
+                "with x.get_plain_text() (every party learns it)"
+            )
+        return super().__len__()
 
     def __array_function__(self, func, types, args, kwargs):
         """numpy's functions: shape queries answer; the others (np.sum(x),
@@ -209,6 +232,8 @@ class SharedTensor(
         return super().__rpow__(y)
 
 
+_AS_TENSOR = threading.local()  # (frame id, code, instruction) that asked, per thread
+
 _TRUTH = (
     "{0}() of a SharedTensor is not supported: its bool would open a secret bit; "
     "(x != 0).{1}(dim) gives the same test as a secret 0/1 tensor (open it with "
@@ -310,6 +335,8 @@ def cryptensor(
         data = _sized(s, src, data)
     if data is None:  # CrypTen's (and MPCTensor's) ValueError
         raise ValueError("Cannot initialize tensor with None.")
+    if isinstance(data, torch.Tensor) and data.is_meta:  # a shape without values
+        data = _meta_placeholder(s, src, data)
     comm.warn_placeholder(src)  # local runtime, src != 0, after get_rank(): once
     out = SharedTensor._share(_plain_array(data, "cryptensor"), src)
     return out.requires_grad_(requires_grad) if requires_grad else out
@@ -384,6 +411,20 @@ def _sized(s, src: int, data):
     mine = src in s.ranks
     shape = broadcast_shape(s, src, tuple(np.shape(data)) if mine else None)
     return data if mine else torch.zeros(shape, dtype=torch.float64)
+
+
+def _meta_placeholder(s, src: int, data: torch.Tensor) -> torch.Tensor:
+    """A meta tensor (a shape, no values) passed by a party other than src:
+    a placeholder as ``torch.empty`` is (only src's values are read), here
+    zeros of its shape and dtype; src itself has nothing to share from it
+    (torch's "Cannot copy out of meta tensor" named no cause)."""
+    if src in s.ranks:
+        raise NotImplementedError(
+            f"cryptensor: party {src} (src) shares a meta tensor of shape {list(data.shape)}, "
+            "which holds no values; pass the data itself (a meta tensor serves only as a "
+            "placeholder on the parties other than src)"
+        )
+    return torch.zeros(data.shape, dtype=data.dtype)
 
 
 def _is_int(a) -> bool:

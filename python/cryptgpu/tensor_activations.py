@@ -26,8 +26,8 @@ from . import _session
 from . import autograd as ag
 from . import functions as fx
 from ._native import EncodingError, InvalidArgumentError
-from ._plain import _float64, softmax_dim
-from .tensor_base import TensorBase, number_or_shared, public_number
+from ._plain import _float64, plain_requires_grad, softmax_dim
+from .tensor_base import TensorBase
 from .tensor_compare import where
 from .tensor_overlap import refuse_partial_overlap
 
@@ -65,7 +65,7 @@ class ActivationOps:
 
     def celu(self, alpha: float = 1.0) -> TensorBase:
         """torch's CELU: x for x > 0, alpha (e^(x / alpha) - 1) below."""
-        alpha = public_number(alpha, "celu alpha")
+        alpha = public_number(alpha, "celu(): argument 'alpha'")
         if alpha == 0:
             raise InvalidArgumentError("ZeroDivisionError: alpha cannot be 0 for CELU")
         return self._elu_parts(alpha, alpha)
@@ -119,8 +119,8 @@ class ActivationOps:
         at the default threshold 20 that is 2e-9 / beta, below the
         fixed-point resolution, so x is selected (one more comparison and
         one product) only for another threshold."""
-        beta = public_number(beta, "softplus beta")
-        threshold = public_number(threshold, "softplus threshold")
+        beta = public_number(beta, "softplus(): argument 'beta'")
+        threshold = public_number(threshold, "softplus(): argument 'threshold'")
         if beta <= 0:
             raise InvalidArgumentError(f"softplus: beta must be positive, got {beta}")
         top = 63 - 2 * self._s().precision_bits  # the encoding's range: |v| < 2^top
@@ -178,7 +178,7 @@ class ActivationOps:
 
     def hardshrink(self, lambd: float = 0.5) -> TensorBase:
         """x where |x| > lambd, 0 elsewhere (torch's Hardshrink)."""
-        return self * (self.abs() > number_or_shared(lambd))
+        return self * (self.abs() > number_or_shared(lambd, "hardshrink(): argument 'lambd'"))
 
     def threshold(self, threshold: float, value: float) -> TensorBase:
         """x where x > threshold, ``value`` elsewhere (torch's Threshold)."""
@@ -208,7 +208,14 @@ class ActivationOps:
             raise NotImplementedError(
                 f"polynomial(func={func!r}) on a SharedTensor: only func='mul' is provided"
             )
-        if isinstance(coeffs, TensorBase):
+        listed = coeffs if isinstance(coeffs, (list, tuple)) else [coeffs]
+        if not isinstance(coeffs, TensorBase) and any(
+            isinstance(v, torch.Tensor) and v.requires_grad for v in listed
+        ):  # plaintext operands of the products below: noted as such (float() dropped them)
+            coeffs = torch.cat(
+                [torch.as_tensor(v, dtype=torch.float64).reshape(-1) for v in listed]
+            )
+        if isinstance(coeffs, TensorBase) or getattr(coeffs, "requires_grad", False):
             cs = coeffs.reshape(-1)
             if cs.shape[0] == 0:
                 raise InvalidArgumentError("polynomial needs at least one coefficient")
@@ -356,7 +363,14 @@ class ActivationOps:
                 "fill_ only supports 0-dimension value tensor but got tensor with "
                 f"{dims} dimensions."
             )
-        return self._in_place("fill_", lambda t: t * 0 + number_or_shared(value))
+
+        def fill(t):
+            v = value
+            if isinstance(v, torch.Tensor):  # one that requires grad: its gradient
+                v = t._plain(v, "fill_")  # is private: a backward raises, naming fill_
+            return t * 0 + number_or_shared(v)
+
+        return self._in_place("fill_", fill)
 
 
 def _in_place(name: str):
@@ -450,3 +464,36 @@ def _p_norm(x, q: float, dim, keepdim: bool):
         return out
     kept = torch.empty(tuple(x.shape), device="meta").sum(dim, keepdim=False).shape
     return out.reshape(tuple(kept))
+
+
+def public_number(v, what: str) -> float:
+    """``float(v)`` for a hyperparameter that must be public; a SharedTensor
+    is refused (float() would open it to every party without the code
+    saying so)."""
+    if isinstance(v, TensorBase):
+        raise TypeError(
+            f"{what} must be a public number, got a SharedTensor (using it here would "
+            "open it to every party; call get_plain_text() first if that is intended)"
+        )
+    _a_number(v, what)
+    return float(v)
+
+
+def number_or_shared(v, what: str = "argument"):
+    """A scalar operand kept private when it is a SharedTensor (a product or
+    comparison with it stays private), else its float."""
+    if isinstance(v, TensorBase):
+        return v
+    _a_number(v, what)
+    return float(v)
+
+
+def _a_number(v, what: str) -> None:
+    """torch's TypeError for a string or None where a number goes (float()
+    read "1.5" as a number and raised ValueError for "a"), and for a torch
+    tensor that requires grad (float() dropped its gradient)."""
+    if v is None or isinstance(v, (str, bytes)):
+        raise TypeError(f"{what} must be Number, not {type(v).__name__}")
+    if isinstance(v, torch.Tensor) and v.requires_grad:
+        # torch's TypeError too; float() dropped the gradient with a warning
+        raise TypeError(f"{what} must be Number, not Tensor: {plain_requires_grad(v)}")

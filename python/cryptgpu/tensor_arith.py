@@ -368,15 +368,24 @@ class ArithmeticOps:
             )
         src = other if src is None else src
         self._s()
+        plain = None  # a torch tensor that requires grad: its gradient is private
         if isinstance(src, TensorBase):
             src._s()
             refuse_partial_overlap(self, src)
         else:
+            if isinstance(src, torch.Tensor) and src.requires_grad:
+                plain, src = src, src.detach()
             src = self._public(_float64(src, "copy_").numpy())
         out = src.expand(*self.shape) if src.shape != self.shape else src
+
+        def take(t):
+            if plain is not None:  # noted as _plain notes it: a backward raises
+                t._plain(plain, "copy_")
+            return t * 0 + out  # no gradient to t
+
         if ag.needs_grad(self) and self._back is not None:  # a recorded result:
-            return self._in_place("copy_", lambda t: t * 0 + out)  # no gradient to it
-        return self._assign(out.clone(), "copy_")
+            return self._in_place("copy_", take)
+        return self._assign(take(self) if plain is not None else out.clone(), "copy_")
 
     def mul_(self, other) -> TensorBase:
         """x *= other in place."""

@@ -307,6 +307,8 @@ class TensorBase(ag.Node):
         if isinstance(value, TensorBase):
             value._s()
         else:
+            if isinstance(value, torch.Tensor):  # torch takes one that requires grad
+                value = value.detach()  # (no gradient is involved)
             value = self._public(_float64(value, "data").numpy())
         _storage.replace(self, value)  # views taken before keep the old storage
 
@@ -534,7 +536,8 @@ class TensorBase(ag.Node):
         # threads then spin for milliseconds beside the party threads.
         np_want = _NUMPY_FLOATS.get(want)
         if np_want is not None:
-            return torch.from_numpy(arr.astype(np_want))
+            with np.errstate(over="ignore"):  # inf beyond float16's range, as torch: no warning
+                return torch.from_numpy(arr.astype(np_want))
         return torch.from_numpy(arr.copy()).to(want)
 
     def item(self) -> float:
@@ -666,32 +669,3 @@ _OVERLAP = (
     "unsupported operation: more than one element of the written-to tensor refers to a "
     "single memory location. Please clone() the tensor before performing the operation."
 )
-
-
-def public_number(v, what: str) -> float:
-    """``float(v)`` for a hyperparameter that must be public; a SharedTensor
-    is refused (float() would open it to every party without the code
-    saying so)."""
-    if isinstance(v, TensorBase):
-        raise TypeError(
-            f"{what} must be a public number, got a SharedTensor (using it here would "
-            "open it to every party; call get_plain_text() first if that is intended)"
-        )
-    _a_number(v, what)
-    return float(v)
-
-
-def number_or_shared(v, what: str = "argument"):
-    """A scalar operand kept private when it is a SharedTensor (a product or
-    comparison with it stays private), else its float."""
-    if isinstance(v, TensorBase):
-        return v
-    _a_number(v, what)
-    return float(v)
-
-
-def _a_number(v, what: str) -> None:
-    """torch's TypeError for a string or None where a number goes (float()
-    read "1.5" as a number and raised ValueError for "a")."""
-    if v is None or isinstance(v, (str, bytes)):
-        raise TypeError(f"{what} must be Number, not {type(v).__name__}")

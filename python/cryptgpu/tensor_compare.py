@@ -176,7 +176,9 @@ class ComparisonOps:
             flat = lo >= hi  # the result is max there, its gradient 0 (torch's)
             if bool(flat.any()):
                 if lo.dim() == 0 and hi.dim() == 0:
-                    return self * 0 + float(hi)  # max everywhere: no comparison
+                    # max everywhere: no comparison (one that requires grad is
+                    # noted as a plaintext operand is: float() dropped it)
+                    return self * 0 + (hi if hi.requires_grad else float(hi))
                 min = torch.minimum(lo, hi)  # noqa: A001 - max where min > max
             # relu(x - max) as (x - max) + relu(max - x), equal in the ring:
             # the same one batched ReLU, and the gradient [x > min] - 1 +
@@ -218,9 +220,7 @@ class ComparisonOps:
         return v, (a if want_arg else None)
 
     def _max_values(self, dim, keepdim, want_arg, label):
-        if dim is None and self.numel() == 0:
-            msg = f"{label}(): the input is empty; specify a dim (torch needs one too)"
-            raise IndexError(msg) if label == "argmax" else InvalidArgumentError(msg)
+        _empty_needs_dim(self, dim, label)
         if dim is not None and self.dim() == 0:
             _norm_dim(dim, 0)  # -1 and 0 are the scalar's only "dim"
             v, a = self.reshape(1)._max_values(0, False, want_arg, label)
@@ -269,6 +269,7 @@ class ComparisonOps:
         """Maximum values only (no argmax), like ``torch.amax``: the tournament
         without the one-hot bookkeeping, whose size grows with k^2 per row.
         ``dim`` may be a tuple of dims (reduced together, as torch's)."""
+        _empty_needs_dim(self, dim, "amax")
         if dim is None and keepdim and self.dim():  # torch: every dim kept, size 1
             return self.amax(None).reshape([1] * self.dim())
         if isinstance(dim, (tuple, list)):
@@ -290,6 +291,7 @@ class ComparisonOps:
     @axis_alias
     def amin(self, dim=None, keepdim: bool = False) -> TensorBase:
         """Minimum values only, as ``torch.amin``: -amax(-x)."""
+        _empty_needs_dim(self, dim, "amin")  # (amax's error said "max()")
         return self.neg().amax(dim, keepdim).neg()
 
     @axis_alias
@@ -299,6 +301,7 @@ class ComparisonOps:
             dim = _other_alone(dim, other, "min")
         if _is_other(dim):
             return self.minimum(dim)
+        _empty_needs_dim(self, dim, "min")
         r = self.neg().max(dim, keepdim, one_hot)
         return r.neg() if dim is None else _MaxMin(r[0].neg(), r[1])
 
@@ -523,3 +526,11 @@ def where(condition, x, y) -> TensorBase:
     if isinstance(x, TensorBase):
         return (x - y) * m + y
     return (y - x) * (1 - m) + x
+
+
+def _empty_needs_dim(x, dim, label: str) -> None:
+    """torch's error for a reduction of no element over all dims, naming
+    the operation asked for (IndexError for argmax, as torch's)."""
+    if dim is None and x.numel() == 0:
+        msg = f"{label}(): the input is empty; specify a dim (torch needs one too)"
+        raise IndexError(msg) if label == "argmax" else InvalidArgumentError(msg)

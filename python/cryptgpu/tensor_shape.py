@@ -15,7 +15,7 @@ import torch
 from . import autograd as ag
 from . import gradients as gr
 from ._native import InvalidArgumentError, OutOfMemoryError, ShapeError
-from ._plain import _index, _ints, _norm_dim, _plain_array, _strides, _varargs
+from ._plain import _index, _ints, _norm_dim, _plain_array, _strides, _varargs, plain_requires_grad
 from .tensor_base import READ_ONLY, TensorBase
 from .tensor_overlap import refuse_setitem_overlap
 
@@ -438,6 +438,11 @@ class ShapeOps:
         gradient is the sum of the border's)."""
         if isinstance(value, str):  # x.pad(pad, "reflect"): CrypTen's order
             mode, value = value, (0.0 if isinstance(mode, str) else mode)
+        if isinstance(value, torch.Tensor) and value.requires_grad:  # torch's TypeError
+            raise TypeError(
+                "pad(): argument 'value' (position 4) must be float, not Tensor: "
+                + plain_requires_grad(value)
+            )
         if isinstance(value, TensorBase) and value.dim() != 0:
             raise TypeError(
                 "pad(): argument 'value' must be a number or a 0-d SharedTensor, "

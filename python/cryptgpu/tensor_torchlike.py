@@ -25,6 +25,7 @@ from ._plain import (
     _ints,
     _norm_dim,
     _varargs,
+    plain_requires_grad,
     tensor_type,
 )
 from .tensor_arith import _not_a_number
@@ -310,7 +311,16 @@ class TorchLikeOps:
         return -1 if d.type == "cpu" else (d.index or 0)
 
     layout = torch.strided  # shares are dense
-    is_meta = is_sparse = is_quantized = is_mkldnn = False
+    is_meta = is_sparse = is_quantized = is_mkldnn = is_nested = False
+
+    def is_complex(self) -> bool:
+        """False: shares hold fixed-point reals (complex data is refused)."""
+        return False
+
+    def is_inference(self) -> bool:
+        """False: no SharedTensor is an inference-mode tensor (torch's
+        inference_mode changes nothing for one)."""
+        return False
 
     def element_size(self) -> int:
         """Refused: no size honestly describes an element here (``x.dtype``'s
@@ -528,6 +538,12 @@ class TorchLikeOps:
         ``max_value``; both are accepted)."""
         lo = min_val if min_value is None else min_value
         hi = max_val if max_value is None else max_value
+        for name, v in (("min_val", lo), ("max_val", hi)):  # torch's TypeError
+            if isinstance(v, torch.Tensor) and v.requires_grad:
+                raise TypeError(
+                    f"hardtanh(): argument '{name}' must be Number, not Tensor: "
+                    + plain_requires_grad(v)
+                )
         public = not isinstance(lo, TensorBase) and not isinstance(hi, TensorBase)
         if public and float(lo) > float(hi):  # torch's check (clamp itself accepts it)
             raise ValueError("min_val cannot be greater than max_val")

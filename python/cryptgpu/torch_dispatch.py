@@ -355,7 +355,7 @@ def _dropout(x, p=0.5, training=True, inplace=False):
 
 
 def _public_like(fill):
-    """torch.zeros_like / ones_like / full_like of a SharedTensor: a public
+    """torch.zeros_like / ones_like / full_like (empty_like) of a SharedTensor: a public
     torch tensor of its shape (the values are public, only the shape is used)."""
 
     def call(x, *args, dtype=None, **kwargs):
@@ -525,6 +525,7 @@ TABLE = {
     F.normalize: _normalize,
     torch.linalg.vector_norm: _vector_norm,
     torch.zeros_like: _public_like(0.0),
+    torch.empty_like: _public_like(0.0),  # torch's values are unspecified: zeros are some
     torch.ones_like: _public_like(1.0),
     torch.full_like: _public_like(None),
     F.linear: _linear,

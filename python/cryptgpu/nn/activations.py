@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .._plain import plain_requires_grad
 from ..tensor import SharedTensor
 from .module import Module
 from .stats import RELU, SOFTMAX
@@ -56,7 +57,7 @@ class LeakyReLU(_Elementwise):
     _method, _plain = "leaky_relu", F.leaky_relu
 
     def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
-        super().__init__(inplace, negative_slope=float(negative_slope))
+        super().__init__(inplace, negative_slope=_number(negative_slope, "negative_slope"))
 
 
 class Hardtanh(_Elementwise):
@@ -65,7 +66,9 @@ class Hardtanh(_Elementwise):
     _method, _plain = "hardtanh", F.hardtanh
 
     def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False):
-        super().__init__(inplace, min_val=float(min_val), max_val=float(max_val))
+        super().__init__(
+            inplace, min_val=_number(min_val, "min_val"), max_val=_number(max_val, "max_val")
+        )
 
 
 class ELU(_Elementwise):
@@ -74,7 +77,7 @@ class ELU(_Elementwise):
     _method, _plain = "elu", F.elu
 
     def __init__(self, alpha: float = 1.0, inplace: bool = False):
-        super().__init__(inplace, alpha=float(alpha))
+        super().__init__(inplace, alpha=_number(alpha, "alpha"))
 
 
 class CELU(_Elementwise):
@@ -83,7 +86,7 @@ class CELU(_Elementwise):
     _method, _plain = "celu", F.celu
 
     def __init__(self, alpha: float = 1.0, inplace: bool = False):
-        super().__init__(inplace, alpha=float(alpha))
+        super().__init__(inplace, alpha=_number(alpha, "alpha"))
 
 
 class Softplus(_Elementwise):
@@ -92,7 +95,7 @@ class Softplus(_Elementwise):
     _method, _plain = "softplus", F.softplus
 
     def __init__(self, beta: float = 1.0, threshold: float = 20.0):
-        super().__init__(beta=float(beta), threshold=float(threshold))
+        super().__init__(beta=_number(beta, "beta"), threshold=_number(threshold, "threshold"))
 
 
 def _no_args(name: str, method: str, plain, inplace: bool = True):
@@ -134,7 +137,7 @@ class Hardshrink(_Elementwise):
     _method, _plain = "hardshrink", F.hardshrink
 
     def __init__(self, lambd: float = 0.5):
-        super().__init__(lambd=float(lambd))
+        super().__init__(lambd=_number(lambd, "lambd"))
 
 
 class Softshrink(_Elementwise):
@@ -143,7 +146,7 @@ class Softshrink(_Elementwise):
     _method, _plain = "softshrink", F.softshrink
 
     def __init__(self, lambd: float = 0.5):
-        super().__init__(lambd=float(lambd))
+        super().__init__(lambd=_number(lambd, "lambd"))
 
 
 class Threshold(_Elementwise):
@@ -153,7 +156,9 @@ class Threshold(_Elementwise):
     _method, _plain = "threshold", F.threshold
 
     def __init__(self, threshold: float, value: float, inplace: bool = False):
-        super().__init__(inplace, threshold=float(threshold), value=float(value))
+        super().__init__(
+            inplace, threshold=_number(threshold, "threshold"), value=_number(value, "value")
+        )
 
 
 class Softmin(_Elementwise):
@@ -263,3 +268,12 @@ def converters(plain) -> dict:
         t.Threshold: lambda m: Threshold(m.threshold, m.value),
         t.Softmin: lambda m: Softmin(m.dim),
     }
+
+
+def _number(v, name: str) -> float:
+    """A layer's number argument; a plaintext torch tensor that requires
+    grad is torch's TypeError (its layer raises it in forward) at once:
+    float() dropped its gradient with only torch's warning."""
+    if isinstance(v, torch.Tensor) and v.requires_grad:
+        raise TypeError(f"argument '{name}' must be Number, not Tensor: " + plain_requires_grad(v))
+    return float(v)

@@ -148,13 +148,21 @@ def dummy(x) -> torch.Tensor:
     kept, Python numbers and strings stay as they are, anything else
     becomes float64; CrypTen code passes
     torch.empty(...), whose values are undefined: only its shape matters,
-    so it is checked on uniform values of that shape."""
+    so it is checked on uniform values of that shape (a meta tensor's
+    too; a sparse one is taken dense)."""
     if isinstance(x, (str, bool, int, float)):
         # a Python argument (flags.py: a flag, or one the forward computes
         # with): as given, as a call gives it (until 2026-12-07 a tensor:
         # torch's sum(keepdim=) and F.dropout(training=) refused it)
         return x
     x = torch.as_tensor(x).detach()  # one that requires grad cannot be deep-copied
+    if x.layout != torch.strided:  # a sparse dummy: its dense value, as cryptensor's
+        x = x.to_dense()
+    if x.is_meta:  # a shape without values: uniform ones (as for a non-finite dummy)
+        if x.is_floating_point():
+            g = torch.Generator().manual_seed(0)
+            return torch.rand(x.shape, generator=g, dtype=torch.float64)
+        x = torch.zeros(x.shape, dtype=x.dtype)  # token ids 0, a mask of False
     if x.dtype == torch.bool:  # a mask (src_key_padding_mask): as given
         return x
     x = x if x.dtype in (torch.int32, torch.int64) else x.double()

@@ -10,6 +10,7 @@ import threading
 import torch
 
 from .. import party_io
+from .._plain import _refuse_complex
 from ..autograd import torch_grad
 from ..tensor import SharedTensor
 from . import (
@@ -81,6 +82,7 @@ def _plain(p):
     memo = getattr(_CONVERTING, "memo", None)
     if memo is not None and id(p) in memo:
         return memo[id(p)][1]
+    _refuse_complex(p, f"a parameter of shape {list(p.shape)}")  # (lost its imaginary part)
     out = p.detach().to(torch.float64).clone()
     if isinstance(p, torch.nn.Parameter) and not p.requires_grad:
         out._frozen = True

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from .. import _session, functions
 from .. import autograd as ag
-from .._plain import _index
+from .._plain import _index, _plain_array
 from ..tensor import SharedTensor, cryptensor
 from . import user_attrs
 from .module import Module
@@ -117,7 +117,7 @@ def _public_input(x, w):
     to a private model) as a sharing of the public value (no messages);
     anything else unchanged."""
     if isinstance(w, SharedTensor) and isinstance(x, torch.Tensor):
-        return w._public(x.detach().to(torch.float64).numpy())
+        return w._public(_plain_array(x, "input"))  # (a sparse one as its dense value)
     return x
 
 

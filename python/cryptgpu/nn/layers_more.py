@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _session
+from .._plain import plain_requires_grad
 from ..tensor import SharedTensor
 from ..torch_dispatch import TABLE
 from .layers import _fresh, _like
@@ -103,6 +104,11 @@ def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False):  
         raise RuntimeError("Lower bound should be less than or equal to the upper bound")
     if not isinstance(input, SharedTensor):
         return F.rrelu(input, lower, upper, training, inplace)
+    for name, v in (("lower", lower), ("upper", upper)):  # torch's TypeError
+        if isinstance(v, torch.Tensor) and v.requires_grad:
+            raise TypeError(
+                f"rrelu(): argument '{name}' must be Number, not Tensor: " + plain_requires_grad(v)
+            )
     if inplace:
         return input._in_place("rrelu_", lambda t: rrelu(t, lower, upper, training))
     if not training:

@@ -51,7 +51,7 @@ class Moved(Module):
             return self.layer(x)
         value = getattr(self.layer, "value", None)
         if value is not None:  # ZeroPad / ConstantPad: zeros, then the fill
-            return x.pad(list(self.layer.padding), float(value))
+            return x.pad(list(self.layer.padding), value)  # (pad checks it, as F.pad)
         return x._moved(self.layer)
 
 
