@@ -103,7 +103,7 @@ def test_a_check_that_does_not_trace_is_refused_naming_its_line(session, kind, l
     with pytest.raises(NotImplementedError) as e:
         cryptgpu.nn.from_pytorch(kind(), torch.zeros(2, 4))
     text = str(e.value)
-    assert "not a fault of the input" in text and line in text  # the line, named
+    assert "own check raised" in text and line in text  # the line, named
     assert why in text.split(line)[-1]  # and what there does not trace
     assert "probe_oh_models.py" in text
     assert usable()

@@ -114,9 +114,10 @@ class SizeChecks:
             if ins is not None and ins.opname == "CONTAINS_OP" and of_sizes(obj.node):
                 raise size_exprs.Unsupported(  # Python's `in` asks `x == item` per item
                     f"membership of a size in a container at {_line(frame)}: it converts "
-                    "as the condition of an assert, or of an if whose body only raises, "
-                    "outside a try block, in a forward whose source file Python can read "
-                    "(Python 3.11 or later), as `assert x.size(1) in (2, 3)`"
+                    "only in a check on sizes alone (the condition of an assert, or of an "
+                    "if whose body only raises, outside a try block, each of its operands "
+                    "computed from sizes: `assert x.size(1) in (2, 3)`), in a forward whose "
+                    "source file Python can read (Python 3.11 or later)"
                 )
             check = _check(frame)
             if check is not None and of_sizes(obj.node):
@@ -356,21 +357,20 @@ def traced_failure(e: BaseException):
         hint = "only a check on sizes (x.size(), x.shape, x.dim(), x.numel()) converts"
         if "isinstance(" in src:
             hint = (
-                "torch.fx traces the forward with Proxy objects in place of tensors, so "
-                "isinstance(x, torch.Tensor) is False while it traces; a converted model's "
-                "inputs are tensors (shared or torch) at every call: drop the check"
+                "isinstance(x, torch.Tensor) is False for them; a converted model's inputs "
+                "are tensors (shared or torch) at every call: drop the check"
             )
         elif any(w in src for w in (".dtype", ".device", ".requires_grad", ".is_contiguous")):
             hint = (
                 "x.dtype, x.device, x.requires_grad and x.is_contiguous() are not known "
-                f"while torch.fx traces ({hint}): drop the check"
+                f"on them ({hint}): drop the check"
             )
         elif " in {" in src or "in set(" in src:
-            hint = "a set never finds a traced size: write a tuple, `in (6, 8)`"
+            hint = "a set never finds a traced size in it: write a tuple, `in (6, 8)`"
         said = f"{type(e).__name__}({str(e)!r})" if str(e) else type(e).__name__
         return (
-            f"the forward's own check raised {said} while torch.fx traced it (not a "
-            f"fault of the input), at {line}: {hint}",
+            f"the forward's own check raised {said} while torch.fx traced it, at {line}: "
+            f"torch.fx runs the forward on Proxy objects, not on the input's tensors, and {hint}",
             True,
         )
     return f", at {line}", False
