@@ -197,6 +197,14 @@ class Evaluation:
         finally:
             self.tracer._cg_evaluating = False
 
+    def drop_after(self, mark: int) -> None:
+        """Erase the unused nodes recorded after the graph's first
+        ``mark`` (an evaluation given up: Python's own run records its
+        operands)."""
+        for n in reversed(list(self.tracer.graph.nodes)[mark:]):
+            if not n.users:
+                self.tracer.graph.erase_node(n)
+
     def proxy(self, fn, *args):
         return self.tracer.create_proxy("call_function", fn, args, {})
 
@@ -340,6 +348,14 @@ def message_of(ev: Evaluation, node, of_sizes):
         return None, None
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return node.value, None
+    mark = len(ev.tracer.graph.nodes)
+    text, parts = _message_parts(ev, node, of_sizes)
+    if parts is None:
+        ev.drop_after(mark)  # what it read of more than sizes: not in the graph
+    return text, parts
+
+
+def _message_parts(ev: Evaluation, node, of_sizes):
     try:
         if (
             isinstance(node, ast.BinOp)
@@ -422,14 +438,17 @@ def answer(tracer, obj, frame, of_sizes, record):
         return None
     passes = isinstance(stmt, ast.Assert)  # an if's body raises: passes when false
     ev = Evaluation(tracer, frame, frame.f_code.co_filename)
+    mark = len(tracer.graph.nodes)
     try:
         cond = ev.condition(stmt.test)
     except Unsupported as e:
         raise Unsupported(f"{e}, at {_line(stmt, frame)}") from None
     except Exception:  # _Abort, or an operand that does not evaluate here
+        ev.drop_after(mark)
         return None
     traced = [v for _, v, _, _ in ev.leaves if isinstance(v, torch.fx.Proxy)]
     if not all(of_sizes(v.node) for v in traced):
+        ev.drop_after(mark)
         return None  # a branch on more than sizes: guards.py refuses it
     answers = _witness(stmt.test, ev.leaves, passes)
     if answers is None:
