@@ -15,6 +15,7 @@ from . import autograd as ag
 from .optim_checks import check_group_sizes, no_plain_trainables
 from .public_factors import products_only
 from .tensor import SharedTensor
+from .tensor_base import SecretValueError
 
 
 class Optimizer(optim_checks.Copyable, torch.optim.Optimizer):
@@ -30,6 +31,15 @@ class Optimizer(optim_checks.Copyable, torch.optim.Optimizer):
     state goes in ``self.state[p]`` (or CrypTen's ``self.state[id(p)]``:
     the same entry); :meth:`zero_grad`, :meth:`state_dict` and
     :meth:`load_state_dict` are provided.
+
+    State that accumulates gradients must be shared: start it with
+    ``p.clone().zero_()`` (or CrypTen's
+    ``cryptgpu.cryptensor(torch.zeros(p.shape))``), not with
+    torch's idiom ``torch.zeros_like(p)`` / ``p.new_zeros(p.shape)``: of a
+    SharedTensor those are public torch tensors (as everywhere: sizes and
+    constants are public), and a torch tensor cannot hold a secret value,
+    so ``state.add_(p.grad)`` raises SecretValueError (naming these forms
+    when it is raised inside a step).
 
     What SGD and Adam share: torch's ``Optimizer`` interface over shared
     parameters (``param_groups`` with per-group hyperparameters, so
@@ -249,8 +259,18 @@ def _stepping(step):
             args = (_recording(args[0]), *args[1:])
         if kwargs.get("closure") is not None:
             kwargs["closure"] = _recording(kwargs["closure"])
-        with ag.no_grad(), _session.training_work(), products_only():
-            return step(self, *args, **kwargs)
+        try:
+            with ag.no_grad(), _session.training_work(), products_only():
+                return step(self, *args, **kwargs)
+        except SecretValueError as e:  # torch's state idiom (probe OH): the form that works
+            if "a torch tensor cannot hold a secret value" not in str(e):
+                raise
+            raise SecretValueError(
+                f"{e}; in an optimiser's step, torch.zeros_like(p) and p.new_zeros(...) of a "
+                "SharedTensor parameter are public torch tensors: start state that adds "
+                "gradients as a shared zero, p.clone().zero_() or "
+                "cryptgpu.cryptensor(torch.zeros(p.shape))"
+            ) from None
 
     return wrapped
 

@@ -15,6 +15,7 @@ it. A branch on anything else is still refused, now naming the line.
 
 from __future__ import annotations
 
+import ast
 import builtins
 import contextlib
 import dis
@@ -25,6 +26,8 @@ import os
 import sys
 
 import torch
+
+from . import size_exprs
 
 _SIZE_METHODS = frozenset(("size", "dim", "ndimension", "numel", "nelement"))
 _SIZE_ATTRS = frozenset(("shape", "ndim"))
@@ -37,11 +40,14 @@ _FX = os.sep + os.path.join("torch", "fx") + os.sep
 _KINDS: dict[str, type] = {}
 
 
-def size_check(ok: bool, kind: str, text: str) -> None:
+def size_check(ok: bool, kind: str, text: str, parts=None) -> None:
     """Raise the exception type named ``kind`` with ``text`` unless ``ok``:
     a forward's check on its input's sizes, run at each call of the
-    converted model."""
+    converted model (``parts``: its message made of this call's sizes,
+    size_exprs.message, put before ``text``)."""
     if not ok:
+        said = size_exprs.message(*parts) if parts is not None else None
+        text = f"{said} ({text})" if said else text
         cls = _KINDS.get(kind, RuntimeError)
         try:
             err = cls(text)
@@ -100,17 +106,24 @@ class SizeChecks:
     def to_bool(self, obj):
         frame = _forward_frame()
         if isinstance(obj, torch.fx.Proxy) and obj.tracer is self and frame is not None:
+            # and/or/not and membership, read as a whole (size_exprs.py)
+            truth = size_exprs.answer(self, obj, frame, of_sizes, self._size_check)
+            if truth is not None:
+                return truth
+            ins = size_exprs.instruction(frame)
+            if ins is not None and ins.opname == "CONTAINS_OP" and of_sizes(obj.node):
+                raise size_exprs.Unsupported(  # Python's `in` asks `x == item` per item
+                    f"membership of a size in a container at {_line(frame)}: it converts "
+                    "only in a check on sizes alone (the condition of an assert, or of an "
+                    "if whose body only raises, outside a try block, each of its operands "
+                    "computed from sizes: `assert x.size(1) in (2, 3)`), in a forward whose "
+                    "source file Python can read (Python 3.11 or later)"
+                )
             check = _check(frame)
             if check is not None and of_sizes(obj.node):
                 passes, kind, said = check
-                cond = (
-                    obj if passes else self.create_proxy("call_function", operator.not_, (obj,), {})
-                )
-                text = f"the model's forward check failed on this input's sizes: {_line(frame)}"
-                text = f"{said} ({text})" if said else text
-                name = f"{kind.__module__}.{kind.__qualname__}@{id(kind):x}"
-                _KINDS[name] = kind
-                self.create_proxy("call_function", size_check, (cond, name, text), {})
+                said, parts = _said(self, frame, said)
+                self._size_check(obj, kind, said, parts, passes, _line(frame))
                 return passes
         try:
             return super().to_bool(obj)
@@ -127,6 +140,37 @@ class SizeChecks:
                         f"{pytest if rewritten else ''})"
                     )
             raise
+
+    def _size_check(self, cond, kind, said, parts, passes, where):
+        """Record :func:`size_check` of ``cond`` (``passes``: the truth
+        that passes) raising ``kind``."""
+        if not passes:
+            cond = self.create_proxy("call_function", operator.not_, (cond,), {})
+        text = f"the model's forward check failed on this input's sizes: {where}"
+        text = f"{said} ({text})" if said else text
+        name = f"{kind.__module__}.{kind.__qualname__}@{id(kind):x}"
+        _KINDS[name] = kind
+        args = (cond, name, text) + ((parts,) if parts is not None else ())
+        self.create_proxy("call_function", size_check, args, {})
+
+
+def _said(tracer, frame, said):
+    """(constant message, run-time parts) of the check the frame is at,
+    read from its source where it can be (a ``%``/``.format`` message made
+    at run time, not its template); else the bytecode's reading."""
+    ins = size_exprs.instruction(frame)
+    found = size_exprs.statement(frame, ins) if ins is not None else None
+    if not found or found[0] is None:
+        return said, None
+    node = size_exprs.said(found[0]) if _stmt_raises(found[0]) else None
+    if node is None:
+        return said, None
+    ev = size_exprs.Evaluation(tracer, frame, frame.f_code.co_filename)
+    return size_exprs.message_of(ev, node, of_sizes)
+
+
+def _stmt_raises(stmt) -> bool:
+    return isinstance(stmt, ast.Assert) or size_exprs._raises_only(stmt.body)
 
 
 def _forward_frame():
@@ -213,6 +257,8 @@ def _raising(code: list, start: int, passing: int, frame, inner: list):
                 texts.append(None)  # a message made at the call: not known here
             elif op == "LOAD_CONST" and isinstance(ins.argval, str):
                 texts.append(ins.argval)
+            elif ins.argrepr in ("%", "format") or op == "BINARY_MODULO":
+                texts.append(None)  # a template filled at the call: not its text
             if ins.opcode in dis.hasjrel or ins.opcode in dis.hasjabs:
                 target = at.get(ins.argval, -1)
                 if target <= i:  # a loop
@@ -268,5 +314,84 @@ class SizeUnpacking:
 def _line(frame) -> str:
     """'`<source line>` (file:line)' of a frame."""
     name, no = frame.f_code.co_filename, frame.f_lineno
+    text = linecache.getline(name, no).strip()
+    return f"`{text}` ({os.path.basename(name)}:{no})" if text else f"{name}:{no}"
+
+
+_OURS = (
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,
+    os.path.dirname(os.path.abspath(torch.__file__)) + os.sep,
+    os.path.dirname(os.path.abspath(os.__file__)) + os.sep,  # the standard library
+)
+
+
+def traced_failure(e: BaseException):
+    """(words, whether they replace the error's own) for an error raised
+    while torch.fx traced a forward, from the innermost line of the
+    user's code in its traceback: a ``raise``/``assert`` of the forward
+    itself (a check that does not trace: ``isinstance(x, torch.Tensor)``
+    is False for fx's Proxy), an item assignment into a traced value, or
+    else ", at `line` (file:no)" to add; ("", False) where no such line."""
+    tb, mine = e.__traceback__, None
+    while tb is not None:
+        if not tb.tb_frame.f_code.co_filename.startswith(_OURS):
+            mine = tb
+        last, tb = tb, tb.tb_next
+    if mine is None:
+        return "", False
+    line = _line(mine.tb_frame) if mine is last else _tb_line(mine)
+    op = next(
+        (i.opname for i in dis.get_instructions(mine.tb_frame.f_code) if i.offset == mine.tb_lasti),
+        "",
+    )
+    if mine is last and op == "STORE_SUBSCR" and "item assignment" in str(e):
+        return (
+            f"item assignment into a traced value (`h[idx] = v`) at {line}: torch.fx records "
+            "no node for it; build the result out of place, with torch.cat/torch.stack/"
+            "torch.where or a product with a public mask (h = h * keep, where keep is "
+            "1 where h is kept and 0 where it is set)",
+            True,
+        )
+    if mine is last and op in ("RAISE_VARARGS", "RERAISE"):
+        src, line = _raising_check(mine, line)
+        hint = "only a check on sizes (x.size(), x.shape, x.dim(), x.numel()) converts"
+        if "isinstance(" in src:
+            hint = (
+                "isinstance(x, torch.Tensor) is False for them; a converted model's inputs "
+                "are tensors (shared or torch) at every call: drop the check"
+            )
+        elif any(w in src for w in (".dtype", ".device", ".requires_grad", ".is_contiguous")):
+            hint = (
+                "x.dtype, x.device, x.requires_grad and x.is_contiguous() are not known "
+                f"on them ({hint}): drop the check"
+            )
+        elif " in {" in src or "in set(" in src:
+            hint = "a set never finds a traced size in it: write a tuple, `in (6, 8)`"
+        said = f"{type(e).__name__}({str(e)!r})" if str(e) else type(e).__name__
+        return (
+            f"the forward's own check raised {said} while torch.fx traced it, at {line}: "
+            f"torch.fx runs the forward on Proxy objects, not on the input's tensors, and {hint}",
+            True,
+        )
+    return f", at {line}", False
+
+
+def _raising_check(tb, line: str):
+    """(source text, its `line` words) of the check whose raise a
+    traceback entry is at: the ``if`` above a raise, else the line."""
+    name = tb.tb_frame.f_code.co_filename
+    src = linecache.getline(name, tb.tb_lineno)
+    tree = size_exprs._tree(name)
+    for node in tree._cg_checks if tree is not None else ():
+        if isinstance(node, ast.If) and node.body and node.body[-1].lineno == tb.tb_lineno:
+            lines = range(node.test.lineno, node.test.end_lineno + 1)
+            src = "".join(linecache.getline(name, n) for n in lines) + src
+            text = linecache.getline(name, node.lineno).strip()
+            return src, f"`{text}` ({os.path.basename(name)}:{node.lineno})"
+    return src, line
+
+
+def _tb_line(tb) -> str:
+    name, no = tb.tb_frame.f_code.co_filename, tb.tb_lineno
     text = linecache.getline(name, no).strip()
     return f"`{text}` ({os.path.basename(name)}:{no})" if text else f"{name}:{no}"

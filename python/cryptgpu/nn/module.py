@@ -20,8 +20,8 @@ from . import habits, user_attrs
 from .habits import _BORROWED, ModuleHabits, cast_plain, flagged
 from .param_state import Counter as _Counter
 from .param_state import as_param as _as_param
+from .param_state import check_entry, check_param_value, inside_training, note, own, set_rg
 from .param_state import copy_of as _copy_of
-from .param_state import inside_training, note, own, set_rg
 from .param_state import owned_plain as _owned_plain
 from .stats import OTHER, _track
 from .update import sgd_step
@@ -70,6 +70,7 @@ class Module(ModuleHabits):
         ``requires_grad = False`` on it does (``train()`` keeps it frozen)."""
         if "_params" not in self.__dict__:
             raise AttributeError("cannot assign parameter before Module.__init__() call")
+        check_entry(self, name, "parameter"), check_param_value(name, value)  # torch's
         self._modules.pop(name, None)
         if _owned_plain(value) and not _BORROWED.get():
             # as CrypTen's register_parameter: a fresh layer in training mode
@@ -85,16 +86,15 @@ class Module(ModuleHabits):
         """Add a child module under ``name`` (checked as torch checks it)."""
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"{type(module).__name__} is not a cryptgpu.nn.Module subclass")
-        if not isinstance(name, str):
-            raise TypeError(f"module name should be a string. Got {type(name).__name__}")
-        if "." in name:
-            raise KeyError(f'module name can\'t contain ".", got: {name}')
-        if name == "":
-            raise KeyError('module name can\'t be empty string ""')
+        check_entry(self, name, "module", taken=False)  # (assignment replaces: __setattr__)
         self._params.pop(name, None)
         self._modules[name] = module
 
-    register_module = add_module  # torch's and CrypTen's alias
+    def register_module(self, name: str, module: Module | None) -> None:
+        """:meth:`add_module` (torch's and CrypTen's alias), refusing a name
+        the module has as another attribute (``forward``), as torch's."""
+        check_entry(self, name, "module")
+        self.add_module(name, module)
 
     def register_buffer(self, name: str, tensor, persistent: bool = True) -> None:
         """Add a buffer: state that is not a parameter (not trained, not in

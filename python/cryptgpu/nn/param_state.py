@@ -157,3 +157,33 @@ def as_param(t: SharedTensor, training: bool, frozen: bool) -> SharedTensor:
     t._frozen = frozen
     t._rg = training and not frozen
     return t
+
+
+def check_entry(module, name, what: str, taken: bool = True) -> None:
+    """torch's checks of a name given to ``register_parameter`` /
+    ``register_module`` / ``add_module`` (``what``: "parameter" or
+    "module"): TypeError for a name that is not a string, KeyError for
+    "a.b", "" and (``taken``) an attribute the module already has that is
+    not its own parameter or child (``forward``); until 2026-12-07
+    ``register_parameter`` took them all and ``state_dict()`` failed later
+    (probe OH)."""
+    if not isinstance(name, str):
+        raise TypeError(f"{what} name should be a string. Got {torch.typename(name)}")
+    if "." in name:
+        raise KeyError(f'{what} name can\'t contain ".", got: {name}')
+    if name == "":
+        raise KeyError(f'{what} name can\'t be empty string ""')
+    d = module.__dict__
+    mine = name in d.get("_params", ()) or name in d.get("_modules", ())
+    if taken and not mine and (name in d or hasattr(type(module), name)):
+        raise KeyError(f"attribute '{name}' already exists")
+
+
+def check_param_value(name: str, value) -> None:
+    """torch's TypeError for a parameter that is not one (a float): a
+    torch tensor or Parameter, a SharedTensor or None is taken."""
+    if value is not None and not isinstance(value, (torch.Tensor, SharedTensor)):
+        raise TypeError(
+            f"cannot assign '{torch.typename(value)}' object to parameter '{name}' "
+            "(torch.nn.Parameter, a tensor, a SharedTensor or None required)"
+        )

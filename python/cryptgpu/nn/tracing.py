@@ -328,6 +328,11 @@ def trace_modes(model: torch.nn.Module, nones=()):
     except Exception as e:  # tracing errors come in many types
         also = getattr(e, "_also", None)
         text = str(e) + wrapped.where(e)  # the module whose forward raised it
+        words, replace = guards.traced_failure(e)  # the forward's line (probe OH)
+        if replace:
+            text = words + wrapped.where(e).split(", at ")[0]
+        elif getattr(e, "_cryptgpu_at", None) is None:
+            text += words
         if also is not None and str(also) != str(e):  # (the same words: once)
             text += f"; with buffers as graph values: {also}{wrapped.where(also)}"
         hint = ""
