@@ -241,6 +241,19 @@ class Sigmoid(Module):
         return x.sigmoid()
 
 
+def _settings(layer, **given) -> None:
+    """A pooling layer's torch settings (``kernel_size``, ``stride``,
+    ``padding``, ...), stride defaulting to the kernel as torch's; a
+    converted layer's come from its torch layer (remember_settings)."""
+    if given.get("stride") is None:
+        given["stride"] = given["kernel_size"]
+    layer.__dict__["_torch_settings"] = given
+
+
+def _one_tuple(v):
+    return tuple(v) if isinstance(v, (tuple, list)) else (v,)
+
+
 class MaxPool2d(Module):
     """2-D max pooling (kernel_size, stride=kernel_size, padding, dilation,
     ceil_mode), as torch."""
@@ -256,6 +269,7 @@ class MaxPool2d(Module):
             raise NotImplementedError("MaxPool2d with return_indices")
         self.k, self.s, self.p, self.d = kernel_size, stride, padding, dilation
         self.ceil_mode = bool(ceil_mode)
+        _settings(self, kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation)
 
     def forward(self, x):
         """The maximum over each window, by a comparison tournament."""
@@ -288,6 +302,12 @@ class AvgPool2d(Module):
         super().__init__()
         self.k, self.s, self.p = kernel_size, stride, padding
         self.opts = (ceil_mode, count_include_pad, divisor_override)
+        _settings(self, kernel_size=kernel_size, stride=stride, padding=padding)
+        kept = self._torch_settings
+        if self._method == "avg_pool1d":  # torch's AvgPool1d keeps 1-tuples
+            kept.update({k: _one_tuple(kept[k]) for k in ("kernel_size", "stride", "padding")})
+        kept.update(ceil_mode=ceil_mode, count_include_pad=count_include_pad)
+        kept.update(divisor_override=divisor_override)
 
     def forward(self, x):
         """The mean over each window (a local sum, then one division by a

@@ -22,6 +22,7 @@ from .layers import (
     _like,
     _padded,
     _public_input,
+    _settings,
     _tensor_input,
     shift_bias,
 )
@@ -88,6 +89,7 @@ class MaxPool1d(Module):
             raise NotImplementedError("MaxPool1d with return_indices")
         self.k, self.s, self.p, self.d = kernel_size, stride, padding, dilation
         self.ceil_mode = bool(ceil_mode)
+        _settings(self, kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation)
 
     def forward(self, x):
         """Max over each window."""

@@ -9,6 +9,7 @@ upsampling layers).
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 
 import torch
@@ -61,7 +62,7 @@ class LayerNorm(Module):
         # weight: LayerNorm(4, 1e-6) scaled by 1e-6, and LayerNorm(4) had no
         # parameters to train)
         super().__init__()
-        if isinstance(normalized_shape, int):
+        if isinstance(normalized_shape, numbers.Integral):  # NumPy's too, as torch
             normalized_shape = (normalized_shape,)
         self.normalized_shape = tuple(int(d) for d in normalized_shape)
         one = torch.ones(self.normalized_shape, dtype=torch.float64)
@@ -472,7 +473,7 @@ class RMSNorm(Module):
 
     def __init__(self, normalized_shape, eps=None, elementwise_affine=True, weight=None):
         super().__init__()
-        if isinstance(normalized_shape, int):
+        if isinstance(normalized_shape, numbers.Integral):  # NumPy's too, as torch
             normalized_shape = (normalized_shape,)
         self.normalized_shape = tuple(int(d) for d in normalized_shape)
         self.eps = None if eps is None else float(eps)

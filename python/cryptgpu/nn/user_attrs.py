@@ -15,6 +15,7 @@ an object of another class; call those on the torch model."""
 from __future__ import annotations
 
 import copy
+import numbers
 import pickle
 import types
 
@@ -155,11 +156,16 @@ class InPlace:
 
 
 def _simple(v, depth: int = 0) -> bool:
-    """A number, string, bool or None, or a tuple or list of them (a
-    layer's setting; a config object or a callable is none)."""
+    """A number (NumPy's too), a 0-d integer tensor, string, bool or None,
+    or a tuple or list of them (a layer's setting; a config object or a
+    callable is none)."""
     if isinstance(v, (tuple, list)):
         return depth < 2 and all(_simple(x, depth + 1) for x in v)
-    return v is None or isinstance(v, (bool, int, float, str))
+    if isinstance(v, torch.Tensor):  # a 0-d size, kept as torch keeps it
+        return v.dim() == 0 and not v.is_floating_point()
+    # numbers.Number: NumPy's integers too (a setting given as np.int64(4)
+    # was dropped, and in_features raised AttributeError: probe OL)
+    return v is None or isinstance(v, (numbers.Number, str))
 
 
 def setting(layer, name: str):
