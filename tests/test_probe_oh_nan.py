@@ -144,3 +144,59 @@ def test_isnan_after_the_product(session):
     got, want = _run(lambda s, a, m, v: (lambda o: o.masked_fill(o.isnan(), 0.0))(_sm(a, m) @ v))
     assert (want[1] == 0).all()
     assert (got - want).abs().max().item() <= PV
+
+
+class SelfAttention(nn.Module):
+    """Hand-written multi-head attention with a key padding mask and
+    torch's guard after the output projection (nanoGPT's layout)."""
+
+    def __init__(self):
+        super().__init__()
+        self.qkv = nn.Linear(8, 24)
+        self.proj = nn.Linear(8, 8)
+        self.drop = nn.Dropout(0.1)
+
+    def forward(self, x, keep):
+        b, t, c = x.size()
+        q, k, v = self.qkv(x).split(8, dim=2)
+        q, k, v = (z.view(b, t, 2, 4).transpose(1, 2) for z in (q, k, v))
+        att = (q @ k.transpose(-2, -1)) * 0.5
+        att = att.masked_fill(~keep[:, None, None, :], NI)
+        att = self.drop(F.softmax(att, dim=-1))
+        y = (att @ v).transpose(1, 2).contiguous().view(b, t, c)
+        return torch.nan_to_num(self.proj(y)).type_as(x)
+
+
+def test_multi_head_attention_with_a_fully_padded_sequence(session):
+    torch.manual_seed(0)
+    m = SelfAttention().double().eval()
+    x = torch.rand(2, 3, 8, dtype=D) * 2 - 1
+    keep = torch.tensor([[True, True, False], [False, False, False]])  # sequence 1: all padding
+    want = m(x, keep)
+    assert (want[1] == 0).all() and not (want[0] == 0).any()
+    pm = cryptgpu.nn.from_pytorch(m, (x, keep)).encrypt().eval()
+    got = pm(cryptgpu.cryptensor(x), keep).get_plain_text(dtype=D)
+    # two Linear layers of 8 products (|w| <= 0.36, |x| <= 1) around softmax
+    # weights (SM) times v (|v| <= 3): measured 1e-4; the bound: 8 * 0.36 * 3 SM
+    # + 2 * 8 (0.36 ENC + TRUNC) for the products, about 3e-3
+    assert (got - want).abs().max().item() <= 8 * 0.36 * 3 * SM + 16 * (0.36 * ENC + TRUNC)
+    assert (got[1] == 0).all()  # exactly torch's zeros
+
+
+def test_nan_tests_of_a_masked_log_softmax(session):
+    """isnan / isinf / isfinite directly on a log_softmax: torch's NaN
+    rows, and its -inf at the masked entries of the other rows."""
+
+    def f(s, a, m, v):
+        p = F.log_softmax(a.masked_fill(m == 0, NI), -1)
+        guarded = torch.where(p.isnan(), 0.0, p.clamp(min=-50.0))
+        return guarded, torch.isinf(p).double(), p.isfinite().double()
+
+    m = Fn(f).double().eval()
+    want = m(S, MASK, V)
+    pm = cryptgpu.nn.from_pytorch(m, (S, MASK, V)).encrypt()
+    got = pm(cryptgpu.cryptensor(S), MASK, cryptgpu.cryptensor(V))
+    assert torch.equal(got[1], want[1]) and torch.equal(got[2], want[2])  # public, exact
+    # log_softmax: about 1e-4 absolute (README), here with a 10x margin; the
+    # clamped -50 (our masked entry is about -1e4) exact up to ENC
+    assert (got[0].get_plain_text(dtype=D) - want[0]).abs().max().item() <= 1e-3

@@ -53,7 +53,7 @@ def guarded(args: tuple, node, env: dict) -> tuple:
     with torch's NaN (and -inf) positions (see the module's text)."""
     if not args or not isinstance(args[0], SharedTensor) or not node.args:
         return args
-    if node.target in _TESTS:
+    if node.target in TESTS:
         return (_as_torch_sees(args[0], node, env), *args[1:])
     if node.target not in (torch.nan_to_num, "nan_to_num"):
         return args
@@ -213,7 +213,8 @@ def _minus_inf(n, env: dict, depth: int = 0):
 
 # ---- torch's NaN rows followed from a masked softmax to a later guard ----
 
-_TESTS = {torch.isnan, torch.isinf, torch.isfinite, "isnan", "isinf", "isfinite"}
+# NaN tests: run on a public stand-in of their private operand (masks.py)
+TESTS = {torch.isnan, torch.isinf, torch.isfinite, "isnan", "isinf", "isfinite"}
 _N2N = {torch.nan_to_num, "nan_to_num"}
 # a NaN operand gives NaN at the same place (broadcast): elementwise ops
 _POINTWISE = {
@@ -370,14 +371,12 @@ def _refusal(guard, lost) -> str:
 
 def _step(n, masks: dict, env: dict):
     """The NaN positions of node ``n`` (see :func:`nan_mask`)."""
+    t, value = n.target, env.get(n.name)
+    if n.op in ("placeholder", "get_attr", "output") or t in _NO_VALUES or t is getattr:
+        return None  # (sizes, and a guard's own output: no NaN of torch's)
     ins = [masks.get(a) for a in n.all_input_nodes]
     if any(isinstance(m, _Lost) for m in ins):
         return ins[[isinstance(m, _Lost) for m in ins].index(True)]
-    if n.op in ("placeholder", "get_attr", "output") or n.target in _NO_VALUES:
-        return None
-    t, value = n.target, env.get(n.name)
-    if n.op == "call_function" and t is getattr:
-        return None
     nan_in = any(m is not None for m in ins)
     if not nan_in:
         found = _softmax(n) if _through(n) is n else None
@@ -465,8 +464,11 @@ def _bools(x, masks: dict, shape: tuple) -> torch.Tensor:
 
 
 def _union(n, masks: dict, shape: tuple) -> torch.Tensor:
+    """The NaN positions of an elementwise op: any operand's (a cast's
+    only its input's: ``a.type_as(p)`` takes p's dtype, not its NaN)."""
     out = torch.zeros(shape, dtype=torch.bool)
-    for x in n.all_input_nodes:
+    one = n.op != "call_module" and n.target in _CASTS | {"type"} and n.args
+    for x in [n.args[0]] if one else n.all_input_nodes:
         m = masks.get(x)
         if m is not None:
             out = out | m.broadcast_to(shape)
