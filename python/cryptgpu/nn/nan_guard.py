@@ -215,7 +215,6 @@ def _minus_inf(n, env: dict, depth: int = 0):
 
 # NaN tests: run on a public stand-in of their private operand (masks.py)
 TESTS = {torch.isnan, torch.isinf, torch.isfinite, "isnan", "isinf", "isfinite"}
-_N2N = {torch.nan_to_num, "nan_to_num"}
 # a NaN operand gives NaN at the same place (broadcast): elementwise ops
 _POINTWISE = {
     operator.add,
@@ -391,7 +390,7 @@ def _step(n, masks: dict, env: dict):
     shape = tuple(value.shape)
     try:
         out = _rule(n, masks, env, shape)
-    except (RuntimeError, IndexError, TypeError, ValueError):
+    except (RuntimeError, IndexError, KeyError, TypeError, ValueError, AttributeError):
         return _Lost(n)
     if out is None or isinstance(out, _Lost):
         return out
