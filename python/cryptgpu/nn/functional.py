@@ -301,6 +301,10 @@ FUNCTIONS = {
     F.instance_norm: (_instance_norm, BATCHNORM),
     F.interpolate: (interpolate, OTHER),
     torch.nan_to_num: (torch.nan_to_num, OTHER),  # SharedTensor.nan_to_num (a copy)
+    # run on nan_guard's public stand-in (torch's NaN positions): never a share
+    torch.isnan: (torch.isnan, OTHER),
+    torch.isinf: (torch.isinf, OTHER),
+    torch.isfinite: (torch.isfinite, OTHER),
     flags.same: (flags.same, OTHER),  # a flag argument's check (TypeError for a private one)
     F.pixel_shuffle: (TABLE[F.pixel_shuffle], OTHER),  # torch_dispatch's movement
     F.pixel_unshuffle: (TABLE[F.pixel_unshuffle], OTHER),

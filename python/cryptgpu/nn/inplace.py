@@ -140,6 +140,7 @@ class AugmentingTracer:
             (name.endswith("_") and not name.startswith("_"))
             or kind == "call_module"
             or kwargs.get("inplace") is True
+            or name in ("nan_to_num", "isnan", "isinf", "isfinite")
             or any(a is True for a in args[1:])
         ):  # (positional inplace: F.relu(h, True); a module's is read from it later)
             found = _user_frame()

@@ -183,7 +183,13 @@ def masked_operands(args: tuple, node, env: dict) -> tuple:
     ``torch.where(causal, w, finfo.min)``), the sum is lower still, as
     torch's ``min + min`` is -inf: such a position drops out of the row."""
     args = nan_guard.guarded(args, node, env)  # nan_to_num of a -inf masked softmax
+    if node.target in nan_guard.TESTS:  # isnan's public stand-in: torch's NaN and -inf stay
+        return args
     out = [minus_inf_masked(a) for a in args]
+    if node.target in (torch.full_like, "new_full"):  # a public value: -inf stays -inf
+        # (not a dtype's minimum: our float32 one has no float64 minimum); until
+        # 2026-12-07 -1e4, and no NaN guard saw the -inf
+        out = [a if isinstance(a, float) and a == -math.inf else b for a, b in zip(args, out)]
     adding = node.target in (operator.add, torch.add, "add")
     private = [i for i in (0, 1) if len(args) > 1 and isinstance(args[i], SharedTensor)]
     other = args[1 - private[0]] if adding and len(private) == 1 else None
