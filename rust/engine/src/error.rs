@@ -29,6 +29,20 @@ pub enum EngineError {
     Internal(String),
 }
 
+impl EngineError {
+    /// The message to relay to another party (an abort's or a give-up's
+    /// reason): a peer error's text without its "peer error: " prefix,
+    /// which the receiving party's own error adds once (it read "party 1
+    /// aborted: peer error: ..." at each relay, a probe); other kinds keep
+    /// theirs, which say what failed.
+    pub fn reason(&self) -> String {
+        match self {
+            EngineError::Peer(m) => m.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, EngineError>;
 
 pub(crate) fn shape_err<T>(msg: impl Into<String>) -> Result<T> {

@@ -305,7 +305,7 @@ impl Session {
                 && matches!(r, Err(EngineError::OutOfMemory(_)));
             if let Err(e) = &r {
                 if !in_step {
-                    p.comm.abort(&e.to_string());
+                    p.comm.abort(&e.reason());
                 }
             }
             (r, in_step)

@@ -249,11 +249,7 @@ fn abort_on((stream, noise): Linked, why: &EngineError) {
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
     if let Ok(mut link) = Link::new(stream, noise) {
         let mut bytes = Vec::new();
-        let why = match why {
-            EngineError::Peer(m) => m.clone(),
-            other => other.to_string(),
-        };
-        encode_frame(&Msg::Abort(why), &mut bytes);
+        encode_frame(&Msg::Abort(why.reason()), &mut bytes);
         let _ = link.send(bytes);
         link.flush_and_close();
     }
@@ -294,8 +290,8 @@ fn dial(
                 String::new()
             } else {
                 format!(
-                    "; {dropped} connection(s) were closed before party {n} answered (the last: \
-                     {last}): is party {n} running with the same settings (transport, \
+                    "; {dropped} connection(s) were closed or reset before party {n} answered \
+                     (the last: {last}): is party {n} running with the same settings (transport, \
                      encryption)?"
                 )
             };
@@ -303,14 +299,16 @@ fn dial(
                 "party {rank} could not reach party {n} at {addr} in time{why}"
             )));
         }
-        let conn = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok();
+        let left = deadline.saturating_duration_since(Instant::now());
+        let wait = left.clamp(Duration::from_millis(1), Duration::from_millis(200));
+        let conn = TcpStream::connect_timeout(&addr, wait).ok();
         // a connection to itself (a free local port in the ephemeral range)
         // echoes the greeting, which read as an unknown answer
         if let Some(mut s) = conn.filter(|s| s.local_addr().ok() != s.peer_addr().ok()) {
             let left = deadline.saturating_duration_since(Instant::now());
             set_timeouts(&s, left.max(Duration::from_millis(1)))
                 .map_err(|e| peer_err(rank, n, "cannot use the link to", e))?;
-            match greet_and_handshake(&mut s, keys, rank, n) {
+            match greet_and_handshake(&mut s, keys, rank, n, deadline) {
                 Ok(t) => return Ok((s, t)),
                 Err(Attempt::Fatal(e)) => return Err(e),
                 Err(Attempt::Lost(e)) => {
@@ -365,7 +363,7 @@ fn accept_prev(
                 Ok(l) => return Ok(l),
                 Err(e) => {
                     refused += 1;
-                    last = e.to_string();
+                    last = e.reason();
                 }
             }
         }
@@ -516,7 +514,7 @@ impl TcpTransport {
         if latecomers {
             let left = deadline.saturating_duration_since(Instant::now());
             let until = Instant::now() + left.min(Duration::from_secs(3));
-            let why = e.to_string();
+            let why = e.reason();
             answer_latecomers(&listener, p, keys.is_some(), Some(&why), || {
                 Instant::now() >= until || crate::net::interrupted()
             });

@@ -120,8 +120,8 @@ impl ZmqTransport {
                     ),
                 };
                 return Err(EngineError::Peer(format!(
-                    "party {rank} could not reach party {who} at {addr} within {timeout:?}: \
-                     {err} ({hint})"
+                    "party {rank} could not reach party {who} at {addr} within {timeout:?} (the \
+                     last attempt: {err}; {hint})"
                 )));
             }
             if crate::net::interrupted() {

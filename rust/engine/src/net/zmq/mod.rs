@@ -527,7 +527,7 @@ impl Transport for ZmqTransport {
                         } else {
                             Peer::Next
                         };
-                        let _ = self.send(other, Msg::Abort(e.to_string()));
+                        let _ = self.send(other, Msg::Abort(e.reason()));
                         return Err(self.late_reason(from, e));
                     }
                     got => got?,
