@@ -16,6 +16,7 @@ inplace.in_place).
 from __future__ import annotations
 
 import contextlib
+import types
 
 import torch
 
@@ -25,6 +26,9 @@ from . import inplace
 # and the modules' entries (parameters, buffers, tensor attributes), while a
 # conversion runs (under tracing.LOCK)
 _SAVED: dict = {}
+# the attribute torch.fx sets on its patches (tests/test_review_s29.py
+# checks that the installed torch still sets it)
+FX_MARK = "_Patcher__fx_already_patched"
 _ENTRIES: list = []
 
 
@@ -113,8 +117,11 @@ def _fx_put_back(spaces: list) -> None:
     values fx marks as its patches are touched."""
 
     def patched(v) -> bool:
-        # fx's mark (True or False), set inside its class _Patcher: mangled
-        return hasattr(v, "_Patcher__fx_already_patched")
+        # fx's mark (True or False), set inside its class _Patcher: mangled;
+        # fx's patches are plain functions, and only their own __dict__ is
+        # read (hasattr ran a user's global's __getattr__: a KeyError there
+        # broke every conversion of a model in that file, review s29 S2-a)
+        return isinstance(v, types.FunctionType) and FX_MARK in v.__dict__
 
     for space, was in spaces:
         if isinstance(space, dict):

@@ -1,0 +1,110 @@
+"""Review s29 (2026-12-07) of the day's conversion changes.
+
+S2-a. fx's patches undone after a trace (model_state._fx_put_back) asked
+      ``hasattr`` of every global of every forward's module: a global whose
+      ``__getattr__`` raises KeyError (a config object) broke every
+      conversion of a model defined next to it.
+S2-b. torch's name checks of ``register_parameter`` refused conversion's
+      own calls: a torch parameter named as an attribute of cryptgpu's
+      class (``kind``, ``encrypt``) no longer converted (KeyError).
+
+Tolerances (f = 16, conftest): derived next to each assertion.
+"""
+
+import torch
+from torch import nn
+
+import cryptgpu
+from conftest import ENC, prod_tol, usable
+from cryptgpu.nn import model_state
+
+D = torch.float64
+
+
+def _x(*shape, seed=0):
+    return (torch.rand(*shape, generator=torch.Generator().manual_seed(seed), dtype=D) * 2) - 1
+
+
+class _Config:
+    """A config object of the pattern that answers a missing name with
+    KeyError, at module level next to the model (S2-a)."""
+
+    def __init__(self):
+        self._d = {"scale": 2.0}
+
+    def __getattr__(self, k):
+        return self._d[k]
+
+
+CFG = _Config()
+
+
+class _Plain(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.lin(x) * 2.0
+
+
+def test_global_with_raising_getattr_does_not_break_conversion(session):
+    """S2-a: until review s29 NotImplementedError "'_Patcher__fx_already_patched'"
+    at ``return self._d[k]``."""
+    torch.manual_seed(0)
+    m = _Plain().double()
+    x = _x(3, 4)
+    pm = cryptgpu.nn.from_pytorch(m, x).encrypt()
+    with torch.no_grad():
+        want = m(x)
+    got = pm(cryptgpu.cryptensor(x)).get_plain_text(dtype=D)
+    # lin: |x| <= 1, |w|, |b| <= 0.5 (init bound 1/sqrt(4)), 4 products and the
+    # bias's encoding; times 2 (exact on the fixed-point grid) doubles it
+    assert (got - want).abs().max().item() <= 2 * (prod_tol(4, 1.0, 0.5) + ENC)
+    assert usable()
+
+
+def test_installed_torch_still_marks_its_fx_patches():
+    """_fx_put_back finds fx's patches by the attribute fx sets on them
+    (``__fx_already_patched`` inside its class ``_Patcher``): a torch that
+    renames it would leave the undo doing nothing, silently."""
+    from torch.fx import _symbolic_trace
+
+    p = _symbolic_trace._Patcher()
+    space = {"f": lambda: 1}
+    with p:
+        p.patch(space, "f", lambda *a, **k: 2)
+        patched = space["f"]
+    assert model_state.FX_MARK in patched.__dict__
+
+
+class _Named(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.kind = nn.Parameter(torch.linspace(-1, 1, 4))
+        self.encrypt = nn.Parameter(torch.linspace(1, -0.5, 4))
+        self.lin = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.lin(x * self.kind + self.encrypt)
+
+
+def test_parameters_named_as_cryptgpu_attributes_convert(session):
+    """S2-b: until review s29 KeyError "attribute 'kind' already exists"."""
+    torch.manual_seed(0)
+    m = _Named().double()
+    x = _x(3, 4)
+    pm = cryptgpu.nn.from_pytorch(m, x)
+    names = {n for n, _ in pm.named_parameters()}
+    assert {"kind", "encrypt", "lin.weight", "lin.bias"} <= names
+    pm.encrypt()
+    with torch.no_grad():
+        want = m(x)
+    got = pm(cryptgpu.cryptensor(x)).get_plain_text(dtype=D)
+    # h = x * kind + encrypt: |x|, |kind| <= 1, one product truncated and the
+    # encodings (prod_tol(1, 1, 1) + ENC), |h| <= 2; then lin (|w|, |b| <= 0.5):
+    # 4 products of h (|h| <= 2) with w, each carrying 0.5 * err(h), and the bias
+    err_h = prod_tol(1, 1.0, 1.0) + ENC
+    tol = 4 * 0.5 * err_h + prod_tol(4, 2.0, 0.5) + ENC
+    assert (got - want).abs().max().item() <= tol
+    assert usable()
