@@ -11,12 +11,13 @@ S2-b. torch's name checks of ``register_parameter`` refused conversion's
 Tolerances (f = 16, conftest): derived next to each assertion.
 """
 
+import pytest
 import torch
+from review_s29_models import Plain
 from torch import nn
 
 import cryptgpu
-from conftest import ENC, prod_tol, usable
-from cryptgpu.nn import model_state
+from conftest import ENC, ULP, prod_tol, usable
 
 D = torch.float64
 
@@ -25,34 +26,11 @@ def _x(*shape, seed=0):
     return (torch.rand(*shape, generator=torch.Generator().manual_seed(seed), dtype=D) * 2) - 1
 
 
-class _Config:
-    """A config object of the pattern that answers a missing name with
-    KeyError, at module level next to the model (S2-a)."""
-
-    def __init__(self):
-        self._d = {"scale": 2.0}
-
-    def __getattr__(self, k):
-        return self._d[k]
-
-
-CFG = _Config()
-
-
-class _Plain(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.lin = nn.Linear(4, 2)
-
-    def forward(self, x):
-        return self.lin(x) * 2.0
-
-
 def test_global_with_raising_getattr_does_not_break_conversion(session):
     """S2-a: until review s29 NotImplementedError "'_Patcher__fx_already_patched'"
     at ``return self._d[k]``."""
     torch.manual_seed(0)
-    m = _Plain().double()
+    m = Plain().double()
     x = _x(3, 4)
     pm = cryptgpu.nn.from_pytorch(m, x).encrypt()
     with torch.no_grad():
@@ -69,6 +47,8 @@ def test_installed_torch_still_marks_its_fx_patches():
     (``__fx_already_patched`` inside its class ``_Patcher``): a torch that
     renames it would leave the undo doing nothing, silently."""
     from torch.fx import _symbolic_trace
+
+    from cryptgpu.nn import model_state
 
     p = _symbolic_trace._Patcher()
     space = {"f": lambda: 1}
@@ -107,4 +87,81 @@ def test_parameters_named_as_cryptgpu_attributes_convert(session):
     err_h = prod_tol(1, 1.0, 1.0) + ENC
     tol = 4 * 0.5 * err_h + prod_tol(4, 2.0, 0.5) + ENC
     assert (got - want).abs().max().item() <= tol
+    assert usable()
+
+
+class _ThroughAttribute(nn.Module):
+    """``y = h.<attr>; y <op>= c`` changes ``h`` in torch; ``h`` is read
+    afterwards (S1-a)."""
+
+    def __init__(self, attr, op):
+        super().__init__()
+        self.attr, self.op = attr, op
+
+    def forward(self, x):
+        h = x * 1.0
+        y = getattr(h, self.attr)
+        if self.op == "+":
+            y += 1
+        elif self.op == "*":
+            y *= 2
+        else:
+            y -= 3
+        return h
+
+
+ATTRS = [("T", "+"), ("data", "*"), ("mT", "-"), ("H", "+"), ("mH", "*"), ("real", "-")]
+
+
+@pytest.mark.parametrize("attr,op", ATTRS)
+def test_augmented_assignment_through_an_attribute_view_is_refused(session, attr, op):
+    """S1-a: until review s29 converted without a dummy, and the converted
+    model returned ``h`` unchanged (1.0 to 12.0 off torch's, no error)."""
+    with pytest.raises(NotImplementedError) as e:
+        cryptgpu.nn.from_pytorch(_ThroughAttribute(attr, op))
+    assert f"y {op}= " in str(e.value) and "test_review_s29.py:" in str(e.value)  # the line
+    assert usable()
+
+
+class _AttributeResult(nn.Module):
+    def forward(self, x):
+        h = x * 1.0
+        y = h.T
+        y += 1  # h not read afterwards: converts
+        return y
+
+
+def test_augmented_assignment_through_an_attribute_converts_when_base_unread(session):
+    x = _x(3, 4)
+    pm = cryptgpu.nn.from_pytorch(_AttributeResult()).encrypt()
+    want = _AttributeResult()(x.clone())
+    got = pm(cryptgpu.cryptensor(x)).get_plain_text(dtype=D)
+    # x encoded (ENC), times 1.0 (exact on the grid, one truncation: ULP), + 1 exact
+    assert (got - want).abs().max().item() <= ENC + ULP
+    assert usable()
+
+
+class _WeightData(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 2)
+
+    def forward(self, x):
+        w = self.lin.weight.data
+        w += 1
+        return self.lin(x)
+
+
+@pytest.mark.parametrize("dummy", [False, True])
+def test_augmented_assignment_to_parameter_data_is_refused(session, dummy):
+    """S1-a: until review s29 converted without a dummy, and the converted
+    model never changed its weight (torch's changes at every call)."""
+    torch.manual_seed(0)
+    m = _WeightData().double()
+    before = {k: v.detach().clone() for k, v in m.state_dict().items()}
+    with pytest.raises(NotImplementedError) as e:
+        cryptgpu.nn.from_pytorch(m, _x(3, 4) if dummy else None)
+    assert "`w += 1`" in str(e.value) and "'lin.weight'" in str(e.value)
+    for k, v in m.state_dict().items():  # the caller's model as it was: exactly
+        assert torch.equal(v, before[k]), k
     assert usable()
