@@ -165,3 +165,27 @@ def test_augmented_assignment_to_parameter_data_is_refused(session, dummy):
     for k, v in m.state_dict().items():  # the caller's model as it was: exactly
         assert torch.equal(v, before[k]), k
     assert usable()
+
+
+class _PublicInPlace(nn.Module):
+    def forward(self, x):
+        m = torch.ones((x.size(0), 1), dtype=x.dtype)
+        m += torch.ones((1, x.size(1)), dtype=x.dtype)  # public tensors only
+        return x * m
+
+
+def test_public_in_place_broadcasting_past_target_raises(session):
+    """S1-b: until review s29 the converted model returned a [2, 4] result
+    where torch raises (the public nodes skipped the shape check)."""
+    small = _x(2, 1)
+    pm = cryptgpu.nn.from_pytorch(_PublicInPlace(), small).encrypt()
+    got = pm(cryptgpu.cryptensor(small)).get_plain_text(dtype=D)
+    # x encoded (ENC) times 2 (a public integer: exact, no truncation)
+    assert (got - _PublicInPlace()(small)).abs().max().item() <= 2 * ENC
+    bad = _x(2, 4, seed=1)
+    with pytest.raises(RuntimeError) as want:
+        _PublicInPlace()(bad)
+    with pytest.raises(RuntimeError) as ours:
+        pm(cryptgpu.cryptensor(bad))
+    assert str(ours.value) == str(want.value)  # torch's words
+    assert usable()
