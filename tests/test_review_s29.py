@@ -189,3 +189,30 @@ def test_public_in_place_broadcasting_past_target_raises(session):
         pm(cryptgpu.cryptensor(bad))
     assert str(ours.value) == str(want.value)  # torch's words
     assert usable()
+
+
+class _Remembers(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 2)
+        self.last, self.steps = None, 0
+
+    def forward(self, x):
+        h = self.lin(x)
+        self.last = h.detach()
+        self.steps += 1
+        return h
+
+
+@pytest.mark.parametrize("dummy", [False, True])
+def test_conversion_leaves_non_tensor_attributes_as_they_were(session, dummy):
+    """S3-a: until review s29 conversion left a torch.fx Proxy in
+    ``model.last`` and ``model.steps`` at 2 (one per trace)."""
+    torch.manual_seed(0)
+    m = _Remembers().double()
+    keys = list(vars(m))
+    cryptgpu.nn.from_pytorch(m, _x(3, 4) if dummy else None)
+    assert m.last is None and m.steps == 0
+    assert list(vars(m)) == keys  # nothing added (fx's _tensor_constant0, ...)
+    assert m.training
+    assert usable()

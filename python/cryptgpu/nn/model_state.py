@@ -69,6 +69,7 @@ def kept(model: torch.nn.Module):
         yield
     finally:
         _put_entries(entries)
+        _put_attributes(entries)
         del _ENTRIES[len(_ENTRIES) - len(entries) :]
         for key, (t, version, copy) in mine.items():
             _SAVED.pop(key, None)
@@ -148,6 +149,17 @@ def _put_entries(entries) -> None:
         for k, v in was.items():
             if isinstance(v, torch.Tensor) and d.get(k) is not v:
                 d[k] = v
+
+
+def _put_attributes(entries) -> None:
+    """Every module's entries as they were, not only its tensors: a
+    forward's ``self.last = h`` left a torch.fx Proxy on the caller's model,
+    ``self.steps += 1`` a count of the traces, and fx its
+    ``_tensor_constant0`` (review s29 S3-a)."""
+    for _, d, was in entries:
+        if list(d) != list(was) or any(d[k] is not v for k, v in was.items()):
+            d.clear()  # (in place, in the order it had)
+            d.update(was)
 
 
 def _same(t: torch.Tensor, copy: torch.Tensor) -> bool:
