@@ -216,3 +216,27 @@ def test_conversion_leaves_non_tensor_attributes_as_they_were(session, dummy):
     assert list(vars(m)) == keys  # nothing added (fx's _tensor_constant0, ...)
     assert m.training
     assert usable()
+
+
+class _Peeks(nn.Module):
+    """Notes where conversion keeps its copies of the model's tensors."""
+
+    def __init__(self, seen):
+        super().__init__()
+        self.lin, self.seen = nn.Linear(4, 2), seen
+
+    def forward(self, x):
+        from cryptgpu.nn import model_state
+
+        self.seen.extend(v[2].device.type for v in model_state._SAVED.values())
+        return self.lin(x)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a model on a GPU")
+def test_conversion_keeps_its_copies_of_a_gpu_model_on_the_cpu():
+    """S4-a: until review s29 conversion cloned every parameter and buffer
+    on the model's device (a model on a GPU took twice its GPU memory)."""
+    seen = []
+    m = _Peeks(seen).cuda()
+    cryptgpu.nn.from_pytorch(m)
+    assert seen and set(seen) == {"cpu"}

@@ -61,7 +61,7 @@ def kept(model: torch.nn.Module):
     mine = {}
     for t in _tensors(model).values():
         if id(t) not in _SAVED:  # (a nested conversion: the outer copy)
-            mine[id(t)] = (t, t._version, t.detach().clone())
+            mine[id(t)] = (t, t._version, _copy(t))
     entries = [(m, d, dict(d)) for m in model.modules() for d in _dicts(m)]
     _SAVED.update(mine)
     _ENTRIES.extend(entries)
@@ -162,12 +162,21 @@ def _put_attributes(entries) -> None:
             d.update(was)
 
 
+def _copy(t: torch.Tensor) -> torch.Tensor:
+    """``t``'s value, kept in the CPU's memory: a model on a GPU copied
+    there doubled its GPU memory at conversion (review s29 S4-a)."""
+    if t.device.type in ("cpu", "meta"):
+        return t.detach().clone()
+    return t.detach().to("cpu", copy=True)
+
+
 def _same(t: torch.Tensor, copy: torch.Tensor) -> bool:
     """Whether ``t`` still holds ``copy``'s values (a change through
     ``p.data`` moves no version counter), NaN equal to NaN."""
     if t.shape != copy.shape or t.dtype != copy.dtype:
         return False
     with torch.no_grad():
+        t = t.detach().to(copy.device)  # (one tensor at a time off the GPU)
         return torch.equal(t, copy) or bool(((t == copy) | ((t != t) & (copy != copy))).all())
 
 
@@ -176,7 +185,7 @@ def _put_back(t: torch.Tensor, copy: torch.Tensor) -> None:
         if t.shape == copy.shape and t.dtype == copy.dtype:
             t.copy_(copy)
         else:  # (resize_: the saved tensor itself)
-            t.data = copy
+            t.data = copy.to(t.device, copy=True)
 
 
 def unchanged(model: torch.nn.Module, before: dict, again=None) -> None:
@@ -237,11 +246,14 @@ class _Watch(torch.overrides.TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         """Run ``func``; note the line where it changed a watched tensor."""
-        seen = [t.detach().clone() for t in self.tensors] if self.found is None else []
         out = func(*args, **(kwargs or {}))
+        if self.found is not None:
+            return out
         name = getattr(func, "__name__", "")
         named = name.startswith("__i") or (name.endswith("_") and not name.startswith("_"))
-        if any(not _same(t, v) for t, v in zip(self.tensors, seen)) or (
+        # (the watched tensors start at their saved values, unchanged(): the
+        # first call that leaves one off it changed it; no copy per call)
+        if any(id(t) in _SAVED and not _same(t, _SAVED[id(t)][2]) for t in self.tensors) or (
             named and self.found is None and bool(args) and any(args[0] is t for t in self.tensors)
         ):  # (a traced value added in place to a buffer: recorded, not run)
             self.found = inplace._user_frame()
