@@ -257,8 +257,10 @@ def _raising(code: list, start: int, passing: int, frame, inner: list):
                 texts.append(None)  # a message made at the call: not known here
             elif op == "LOAD_CONST" and isinstance(ins.argval, str):
                 texts.append(ins.argval)
-            elif ins.argrepr in ("%", "format") or op == "BINARY_MODULO":
-                texts.append(None)  # a template filled at the call: not its text
+            elif ins.argrepr == "%" or ins.argval == "format" or op == "BINARY_MODULO":
+                # a template filled at the call: not its text (argval: 3.12's
+                # LOAD_ATTR argrepr reads 'NULL|self + format', review s29)
+                texts.append(None)
             if ins.opcode in dis.hasjrel or ins.opcode in dis.hasjabs:
                 target = at.get(ins.argval, -1)
                 if target <= i:  # a loop
