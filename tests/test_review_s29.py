@@ -240,3 +240,19 @@ def test_conversion_keeps_its_copies_of_a_gpu_model_on_the_cpu():
     m = _Peeks(seen).cuda()
     cryptgpu.nn.from_pytorch(m)
     assert seen and set(seen) == {"cpu"}
+
+
+def test_optimiser_state_refusal_keeps_the_users_step_line(session):
+    """S3-c: until review s29 the rewrapped SecretValueError dropped the
+    traceback (``from None``): the user's ``step()`` line was not shown."""
+    import traceback
+
+    from test_probe_oh_checks import _Momentum
+
+    w = cryptgpu.cryptensor(torch.randn(3), requires_grad=True)
+    (w * w).sum().backward()
+    with pytest.raises(cryptgpu.SecretValueError) as e:
+        _Momentum([w], torch.zeros_like).step()
+    shown = "".join(traceback.format_tb(e.value.__traceback__))
+    assert 'st["m"].mul_(group["beta"])' in shown  # the user's step's line
+    assert usable()
