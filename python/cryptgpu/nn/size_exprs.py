@@ -90,10 +90,13 @@ def _tree(filename: str):
     lines = linecache.getlines(filename)
     if not lines:
         return None
-    text = "".join(lines)
     hit = _TREES.get(filename)
-    if hit is not None and hit[0] == text:
-        return hit[1]
+    if hit is not None and hit[0] is lines:  # linecache's same list: no O(file) join
+        return hit[2]
+    text = "".join(lines)
+    if hit is not None and hit[1] == text:
+        _TREES[filename] = (lines, text, hit[2])
+        return hit[2]
     try:
         tree = ast.parse(text)
     except SyntaxError:
@@ -104,7 +107,7 @@ def _tree(filename: str):
             tree._cg_checks.append(node)
         for child in ast.iter_child_nodes(node):
             child._cg_parent = node
-    _TREES[filename] = (text, tree)
+    _TREES[filename] = (lines, text, tree)
     return tree
 
 
