@@ -27,3 +27,20 @@ class Plain(nn.Module):
 
     def forward(self, x):
         return self.lin(x) * 2.0
+
+
+class Gen(nn.Module):
+    """A size check holding a generator (S3-b; here: pytest rewrites a test
+    file's asserts)."""
+
+    def forward(self, x):
+        assert x.size(1) in (4, 6) and all(s > 0 for s in x.shape), "gen"
+        return x * 2
+
+
+class Chain(nn.Module):
+    """A size check holding a chained comparison (S3-b)."""
+
+    def forward(self, x):
+        assert 2 <= x.size(1) <= 5 or x.size(0) == 7, "chain"
+        return x * 2

@@ -13,7 +13,7 @@ Tolerances (f = 16, conftest): derived next to each assertion.
 
 import pytest
 import torch
-from review_s29_models import Plain
+from review_s29_models import Chain, Gen, Plain
 from torch import nn
 
 import cryptgpu
@@ -255,4 +255,16 @@ def test_optimiser_state_refusal_keeps_the_users_step_line(session):
         _Momentum([w], torch.zeros_like).step()
     shown = "".join(traceback.format_tb(e.value.__traceback__))
     assert 'st["m"].mul_(group["beta"])' in shown  # the user's step's line
+    assert usable()
+
+
+@pytest.mark.parametrize(
+    "cls,words", [(Gen, "a generator or comprehension"), (Chain, "a chained comparison")]
+)
+def test_size_check_refusal_names_the_form_not_read(session, cls, words):
+    """S3-b: until review s29 the refusal blamed the membership (every
+    operand is computed from sizes) or called it "a branch on a size"."""
+    with pytest.raises(NotImplementedError) as e:
+        cryptgpu.nn.from_pytorch(cls(), torch.ones(2, 4, dtype=D))
+    assert words in str(e.value) and "review_s29_models.py:" in str(e.value)
     assert usable()

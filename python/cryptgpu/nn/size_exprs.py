@@ -412,6 +412,18 @@ def _message_parts(ev: Evaluation, node, of_sizes):
     return (None, parts) if all(ok) else (None, None)
 
 
+def why_not(test) -> str:
+    """The form in a check's condition that is not read as a whole, in
+    words for a refusal, or "" (review s29: the refusal blamed the
+    membership or called it a branch on a size)."""
+    for n in ast.walk(test):
+        if isinstance(n, (ast.GeneratorExp, ast.ListComp, ast.SetComp, ast.DictComp)):
+            return "a generator or comprehension over traced values (write it out)"
+        if isinstance(n, ast.Compare) and len(n.ops) > 1:
+            return "a chained comparison (write `a <= b <= c` as `a <= b and b <= c`)"
+    return ""
+
+
 def answer(tracer, obj, frame, of_sizes, record):
     """The truth to give Python for ``obj`` where the frame is at a
     compound check on sizes (recording the check once per statement
@@ -448,6 +460,7 @@ def answer(tracer, obj, frame, of_sizes, record):
         raise Unsupported(f"{e}, at {_line(stmt, frame)}") from None
     except Exception:  # _Abort, or an operand that does not evaluate here
         ev.drop_after(mark)
+        tracer._cg_why = why_not(stmt.test)  # (for guards.py's refusal)
         return None
     traced = [v for _, v, _, _ in ev.leaves if isinstance(v, torch.fx.Proxy)]
     if not all(of_sizes(v.node) for v in traced):
