@@ -270,7 +270,7 @@ def _stepping(step):
                 "SharedTensor parameter are public torch tensors: start state that adds "
                 "gradients as a shared zero, p.clone().zero_() or "
                 "cryptgpu.cryptensor(torch.zeros(p.shape))"
-            ) from None
+            ).with_traceback(e.__traceback__) from None  # (the user's step line: review s29)
 
     return wrapped
 

@@ -19,6 +19,7 @@ import torch
 
 from . import containers
 from .module import Module
+from .param_state import register_inside
 
 # torch's containers: a converted model keeps one of ours in their place
 CONTAINERS = {
@@ -134,7 +135,7 @@ def name_all(graph, model: torch.nn.Module, spec: dict, plain) -> None:
             continue
         if leaf in owner._modules or leaf in owner._params:
             continue
-        owner.register_parameter(leaf, v)
+        register_inside(owner, leaf, v)
         have.add(name)
         grown[id(owner)] = (owner, model.get_submodule(owner_name))
     for owner, tm in grown.values():

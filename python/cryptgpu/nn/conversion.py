@@ -474,24 +474,23 @@ class Graph(bare.Adopting, Module):
                     args, kwargs = load(node.args), load(node.kwargs)
                     args = reading(node, args, self._id_inputs) if self._id_inputs else args
                     shared = _first_shared(args + tuple(kwargs.values()))
+                    # (public nodes too reach check_node's in-place shape check: review s29)
                     if shared is None:  # public values (or the conversion check)
                         env[node.name] = node.target(*args, **kwargs)
-                        continue
-                    if getattr(node.target, "public_of_shapes", False):  # a decoder's mask
+                    elif getattr(node.target, "public_of_shapes", False):  # a decoder's mask
                         env[node.name] = hf.public_of_shapes(node.target, args, kwargs)
-                        continue
-                    if tracing.is_namedtuple(node.target):  # an output record (GoogLeNet's)
+                    elif tracing.is_namedtuple(node.target):  # an output record (GoogLeNet's)
                         env[node.name] = node.target(*tracing.mutable(tuple(args)), **kwargs)
-                        continue
-                    if node.target in _PUBLIC_FUNCTIONS or node.target not in _FUNCTIONS:
+                    elif node.target in _PUBLIC_FUNCTIONS or node.target not in _FUNCTIONS:
                         name = getattr(node.target, "__name__", str(node.target))
                         raise NotImplementedError(
                             f"{name} on a private tensor at node {node.name!r} is not supported"
                         )
-                    fn, kind = _FUNCTIONS[node.target]
-                    args = masks.masked_operands(args, node, env)
-                    with _track(kind, shared):
-                        env[node.name] = fn(*args, **kwargs)
+                    else:
+                        fn, kind = _FUNCTIONS[node.target]
+                        args = masks.masked_operands(args, node, env)
+                        with _track(kind, shared):
+                            env[node.name] = fn(*args, **kwargs)
                 elif node.op == "call_method":
                     args, kwargs = load(node.args), load(node.kwargs)
                     args = reading(node, args, self._id_inputs) if self._id_inputs else args
@@ -502,11 +501,11 @@ class Graph(bare.Adopting, Module):
                                 "is not supported"
                             )
                         env[node.name] = getattr(args[0], node.target)(*args[1:], **kwargs)
-                        continue
-                    if isinstance(args[0], SharedTensor):
-                        args = masks.masked_operands(args, node, env)
-                    with _track(_METHODS[node.target], args[0]):
-                        env[node.name] = _call_method(args[0], node.target, args[1:], kwargs)
+                    else:
+                        if isinstance(args[0], SharedTensor):
+                            args = masks.masked_operands(args, node, env)
+                        with _track(_METHODS[node.target], args[0]):
+                            env[node.name] = _call_method(args[0], node.target, args[1:], kwargs)
                 elif node.op == "output":
                     out = tracing.mutable(load(hf_labels.kept(node.args[0], skip)))
                     return hf.model_output(out, node) if isinstance(out, dict) else out

@@ -104,12 +104,14 @@ class SizeChecks:
     is refused with the forward's line named."""
 
     def to_bool(self, obj):
-        frame = _forward_frame()
+        frame, why = _forward_frame(), ""
         if isinstance(obj, torch.fx.Proxy) and obj.tracer is self and frame is not None:
             # and/or/not and membership, read as a whole (size_exprs.py)
+            self._cg_why = ""
             truth = size_exprs.answer(self, obj, frame, of_sizes, self._size_check)
             if truth is not None:
                 return truth
+            why = f"; this check holds {self._cg_why}" if self._cg_why else ""
             ins = size_exprs.instruction(frame)
             if ins is not None and ins.opname == "CONTAINS_OP" and of_sizes(obj.node):
                 raise size_exprs.Unsupported(  # Python's `in` asks `x == item` per item
@@ -117,7 +119,7 @@ class SizeChecks:
                     "only in a check on sizes alone (the condition of an assert, or of an "
                     "if whose body only raises, outside a try block, each of its operands "
                     "computed from sizes: `assert x.size(1) in (2, 3)`), in a forward whose "
-                    "source file Python can read (Python 3.11 or later)"
+                    f"source file Python can read (Python 3.11 or later){why}"
                 )
             check = _check(frame)
             if check is not None and of_sizes(obj.node):
@@ -137,7 +139,7 @@ class SizeChecks:
                     e._cryptgpu_at = (
                         f"{_line(frame)}: a branch on {what} (a check on sizes traces: an "
                         "assert, or an if whose body only raises, outside a try block"
-                        f"{pytest if rewritten else ''})"
+                        f"{pytest if rewritten else ''}{why})"
                     )
             raise
 
@@ -257,8 +259,10 @@ def _raising(code: list, start: int, passing: int, frame, inner: list):
                 texts.append(None)  # a message made at the call: not known here
             elif op == "LOAD_CONST" and isinstance(ins.argval, str):
                 texts.append(ins.argval)
-            elif ins.argrepr in ("%", "format") or op == "BINARY_MODULO":
-                texts.append(None)  # a template filled at the call: not its text
+            elif ins.argrepr == "%" or ins.argval == "format" or op == "BINARY_MODULO":
+                # a template filled at the call: not its text (argval: 3.12's
+                # LOAD_ATTR argrepr reads 'NULL|self + format', review s29)
+                texts.append(None)
             if ins.opcode in dis.hasjrel or ins.opcode in dis.hasjabs:
                 target = at.get(ins.argval, -1)
                 if target <= i:  # a loop

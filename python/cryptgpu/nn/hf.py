@@ -408,9 +408,15 @@ def _tracer_class(leaves: frozenset, ranks: dict, outputs: list):
     of each transformers ModelOutput it records (a plain dict in the
     graph) in ``outputs``."""
     from transformers.utils import ModelOutput as Recorded
-    from transformers.utils.fx import HFProxy, HFTracer
+    from transformers.utils.fx import HFAttribute, HFProxy, HFTracer
 
     class Proxy(Augmenting, HFProxy):
+        def __getattr__(self, k):
+            # ``y = x.T; y += 1`` in place (inplace._Proxy.__getattr__)
+            if k == "_metadata":
+                return self.__getattribute__(k)
+            return Attribute(self, k)
+
         def __iter__(self):
             meta = getattr(self, "_metadata", None)
             if isinstance(meta, (torch.Size, tuple, list)):
@@ -421,6 +427,9 @@ def _tracer_class(leaves: frozenset, ranks: dict, outputs: list):
             # from itself: here (Swin with absolute embeddings did not trace)
             n = _unpacked(inspect.currentframe().f_back)
             return iter([self[i] for i in range(n)]) if n else super().__iter__()
+
+    class Attribute(Proxy, HFAttribute):
+        pass
 
     class Tracer(AugmentingTracer, HFTracer):
         cryptgpu_functions = True  # a custom Function's apply: one step (custom_functions.traced)

@@ -120,6 +120,17 @@ class _Proxy(Augmenting, guards.SizeUnpacking, torch.fx.Proxy):
     """torch.fx's Proxy with :class:`Augmenting`'s in-place operators (and
     a check of the rank where a size is unpacked: guards.py)."""
 
+    def __getattr__(self, k: str):
+        # an attribute's proxy (x.T, x.data, self.l.weight.data) augmenting
+        # too: torch.fx's own Attribute recorded ``y = x.T; y += 1`` out of
+        # place, and the base kept its old value, silently (review s29 S1-a)
+        return _Attribute(self, k)
+
+
+class _Attribute(_Proxy, torch.fx.proxy.Attribute):
+    """torch.fx's Attribute (``x.T``, read lazily) with :class:`_Proxy`'s
+    operators."""
+
 
 class AugmentingTracer:
     """A torch.fx Tracer mixin whose proxies are :class:`Augmenting`, and

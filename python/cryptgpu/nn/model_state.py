@@ -16,6 +16,7 @@ inplace.in_place).
 from __future__ import annotations
 
 import contextlib
+import types
 
 import torch
 
@@ -25,6 +26,9 @@ from . import inplace
 # and the modules' entries (parameters, buffers, tensor attributes), while a
 # conversion runs (under tracing.LOCK)
 _SAVED: dict = {}
+# the attribute torch.fx sets on its patches (tests/test_review_s29.py
+# checks that the installed torch still sets it)
+FX_MARK = "_Patcher__fx_already_patched"
 _ENTRIES: list = []
 
 
@@ -57,7 +61,7 @@ def kept(model: torch.nn.Module):
     mine = {}
     for t in _tensors(model).values():
         if id(t) not in _SAVED:  # (a nested conversion: the outer copy)
-            mine[id(t)] = (t, t._version, t.detach().clone())
+            mine[id(t)] = (t, t._version, _copy(t))
     entries = [(m, d, dict(d)) for m in model.modules() for d in _dicts(m)]
     _SAVED.update(mine)
     _ENTRIES.extend(entries)
@@ -65,6 +69,7 @@ def kept(model: torch.nn.Module):
         yield
     finally:
         _put_entries(entries)
+        _put_attributes(entries)
         del _ENTRIES[len(_ENTRIES) - len(entries) :]
         for key, (t, version, copy) in mine.items():
             _SAVED.pop(key, None)
@@ -113,8 +118,11 @@ def _fx_put_back(spaces: list) -> None:
     values fx marks as its patches are touched."""
 
     def patched(v) -> bool:
-        # fx's mark (True or False), set inside its class _Patcher: mangled
-        return hasattr(v, "_Patcher__fx_already_patched")
+        # fx's mark (True or False), set inside its class _Patcher: mangled;
+        # fx's patches are plain functions, and only their own __dict__ is
+        # read (hasattr ran a user's global's __getattr__: a KeyError there
+        # broke every conversion of a model in that file, review s29 S2-a)
+        return isinstance(v, types.FunctionType) and FX_MARK in v.__dict__
 
     for space, was in spaces:
         if isinstance(space, dict):
@@ -143,12 +151,32 @@ def _put_entries(entries) -> None:
                 d[k] = v
 
 
+def _put_attributes(entries) -> None:
+    """Every module's entries as they were, not only its tensors: a
+    forward's ``self.last = h`` left a torch.fx Proxy on the caller's model,
+    ``self.steps += 1`` a count of the traces, and fx its
+    ``_tensor_constant0`` (review s29 S3-a)."""
+    for _, d, was in entries:
+        if list(d) != list(was) or any(d[k] is not v for k, v in was.items()):
+            d.clear()  # (in place, in the order it had)
+            d.update(was)
+
+
+def _copy(t: torch.Tensor) -> torch.Tensor:
+    """``t``'s value, kept in the CPU's memory: a model on a GPU copied
+    there doubled its GPU memory at conversion (review s29 S4-a)."""
+    if t.device.type in ("cpu", "meta"):
+        return t.detach().clone()
+    return t.detach().to("cpu", copy=True)
+
+
 def _same(t: torch.Tensor, copy: torch.Tensor) -> bool:
     """Whether ``t`` still holds ``copy``'s values (a change through
     ``p.data`` moves no version counter), NaN equal to NaN."""
     if t.shape != copy.shape or t.dtype != copy.dtype:
         return False
     with torch.no_grad():
+        t = t.detach().to(copy.device)  # (one tensor at a time off the GPU)
         return torch.equal(t, copy) or bool(((t == copy) | ((t != t) & (copy != copy))).all())
 
 
@@ -157,7 +185,7 @@ def _put_back(t: torch.Tensor, copy: torch.Tensor) -> None:
         if t.shape == copy.shape and t.dtype == copy.dtype:
             t.copy_(copy)
         else:  # (resize_: the saved tensor itself)
-            t.data = copy
+            t.data = copy.to(t.device, copy=True)
 
 
 def unchanged(model: torch.nn.Module, before: dict, again=None) -> None:
@@ -218,11 +246,14 @@ class _Watch(torch.overrides.TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         """Run ``func``; note the line where it changed a watched tensor."""
-        seen = [t.detach().clone() for t in self.tensors] if self.found is None else []
         out = func(*args, **(kwargs or {}))
+        if self.found is not None:
+            return out
         name = getattr(func, "__name__", "")
         named = name.startswith("__i") or (name.endswith("_") and not name.startswith("_"))
-        if any(not _same(t, v) for t, v in zip(self.tensors, seen)) or (
+        # (the watched tensors start at their saved values, unchanged(): the
+        # first call that leaves one off it changed it; no copy per call)
+        if any(id(t) in _SAVED and not _same(t, _SAVED[id(t)][2]) for t in self.tensors) or (
             named and self.found is None and bool(args) and any(args[0] is t for t in self.tensors)
         ):  # (a traced value added in place to a buffer: recorded, not run)
             self.found = inplace._user_frame()

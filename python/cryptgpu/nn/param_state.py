@@ -159,6 +159,22 @@ def as_param(t: SharedTensor, training: bool, frozen: bool) -> SharedTensor:
     return t
 
 
+_INSIDE = threading.local()
+
+
+def register_inside(module, name: str, value) -> None:
+    """``module.register_parameter(name, value)`` made by a conversion
+    (aliases.py, tracing.py): a torch model's parameter named as an
+    attribute of cryptgpu's class (``kind``, ``encrypt``) converts, as it
+    did before torch's name checks (review s29 S2-b); the checks stay for
+    the user's own calls."""
+    was, _INSIDE.on = getattr(_INSIDE, "on", False), True
+    try:
+        module.register_parameter(name, value)
+    finally:
+        _INSIDE.on = was
+
+
 def check_entry(module, name, what: str, taken: bool = True) -> None:
     """torch's checks of a name given to ``register_parameter`` /
     ``register_module`` / ``add_module`` (``what``: "parameter" or
@@ -175,7 +191,12 @@ def check_entry(module, name, what: str, taken: bool = True) -> None:
         raise KeyError(f'{what} name can\'t be empty string ""')
     d = module.__dict__
     mine = name in d.get("_params", ()) or name in d.get("_modules", ())
-    if taken and not mine and (name in d or hasattr(type(module), name)):
+    if (
+        taken
+        and not mine
+        and not getattr(_INSIDE, "on", False)
+        and (name in d or hasattr(type(module), name))
+    ):
         raise KeyError(f"attribute '{name}' already exists")
 
 

@@ -90,10 +90,13 @@ def _tree(filename: str):
     lines = linecache.getlines(filename)
     if not lines:
         return None
-    text = "".join(lines)
     hit = _TREES.get(filename)
-    if hit is not None and hit[0] == text:
-        return hit[1]
+    if hit is not None and hit[0] is lines:  # linecache's same list: no O(file) join
+        return hit[2]
+    text = "".join(lines)
+    if hit is not None and hit[1] == text:
+        _TREES[filename] = (lines, text, hit[2])
+        return hit[2]
     try:
         tree = ast.parse(text)
     except SyntaxError:
@@ -104,7 +107,7 @@ def _tree(filename: str):
             tree._cg_checks.append(node)
         for child in ast.iter_child_nodes(node):
             child._cg_parent = node
-    _TREES[filename] = (text, tree)
+    _TREES[filename] = (lines, text, tree)
     return tree
 
 
@@ -409,6 +412,18 @@ def _message_parts(ev: Evaluation, node, of_sizes):
     return (None, parts) if all(ok) else (None, None)
 
 
+def why_not(test) -> str:
+    """The form in a check's condition that is not read as a whole, in
+    words for a refusal, or "" (review s29: the refusal blamed the
+    membership or called it a branch on a size)."""
+    for n in ast.walk(test):
+        if isinstance(n, (ast.GeneratorExp, ast.ListComp, ast.SetComp, ast.DictComp)):
+            return "a generator or comprehension over traced values (write it out)"
+        if isinstance(n, ast.Compare) and len(n.ops) > 1:
+            return "a chained comparison (write `a <= b <= c` as `a <= b and b <= c`)"
+    return ""
+
+
 def answer(tracer, obj, frame, of_sizes, record):
     """The truth to give Python for ``obj`` where the frame is at a
     compound check on sizes (recording the check once per statement
@@ -445,6 +460,7 @@ def answer(tracer, obj, frame, of_sizes, record):
         raise Unsupported(f"{e}, at {_line(stmt, frame)}") from None
     except Exception:  # _Abort, or an operand that does not evaluate here
         ev.drop_after(mark)
+        tracer._cg_why = why_not(stmt.test)  # (for guards.py's refusal)
         return None
     traced = [v for _, v, _, _ in ev.leaves if isinstance(v, torch.fx.Proxy)]
     if not all(of_sizes(v.node) for v in traced):

@@ -19,6 +19,7 @@ from . import containers, flags, guards, hf, hf_refusals, model_state, wrapped
 from .inplace import AugmentingTracer, in_place
 from .metadata import METADATA
 from .module import Module
+from .param_state import register_inside
 
 # torch.fx patches torch globals while it traces (nn.Module.__getattr__ and
 # __call__ among them), so a conversion must not overlap another thread's
@@ -538,7 +539,7 @@ def mount(graph: Module, modules: dict, params: dict, order: dict, layout=None) 
             continue
         if node is None or id(node) in leaves or leaf in node._modules or leaf in node._params:
             node, leaf = graph, target.replace(".", "_")
-        node.register_parameter(leaf, params[target])
+        register_inside(node, leaf, params[target])
         attr_at[target] = (node, leaf)
     return attr_at, module_at
 
