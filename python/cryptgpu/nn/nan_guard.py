@@ -58,7 +58,7 @@ def guarded(args: tuple, node, env: dict) -> tuple:
     if node.target not in (torch.nan_to_num, "nan_to_num"):
         return args
     y = args[0]
-    found = _direct(node.args[0], env, tuple(y.shape))
+    found = _with_upstream(_direct(node.args[0], env, tuple(y.shape)), node, env)
     if found is None:
         nan_at = nan_mask(node.args[0], env, node)
         if nan_at is None:
@@ -96,12 +96,30 @@ def _direct(n, env: dict, shape: tuple):
         return None
 
 
+def _with_upstream(found, guard, env: dict):
+    """``found`` (:func:`_direct` of the softmax ``guard`` reads) with the
+    rows its input's own NaN (from a softmax above it) makes NaN: a row of
+    torch's softmax with a NaN anywhere is NaN throughout."""
+    if found is None:
+        return None
+    src, dim, _ = _softmax(guard.args[0])
+    up = nan_mask(src, env, guard)
+    if up is None:
+        return found
+    full, inf, log = found
+    try:
+        rows = torch.broadcast_to(up, full.shape).any(dim, keepdim=True).expand_as(full)
+    except (RuntimeError, IndexError) as e:  # (shapes a softmax keeps: not reached)
+        raise NotImplementedError(_refusal(guard, src)) from e
+    return full | rows, inf & ~rows, log
+
+
 def _as_torch_sees(y: SharedTensor, node, env: dict) -> torch.Tensor:
     """For ``isnan(y)`` (``isinf``, ``isfinite``): a public stand-in of
     y's shape, NaN where torch's y is NaN, -inf where it is -inf (a
     log_softmax's masked entries), 0 elsewhere (shares are finite)."""
     shape = tuple(y.shape)
-    found = _direct(node.args[0], env, shape)
+    found = _with_upstream(_direct(node.args[0], env, shape), node, env)
     if found is not None:
         full, inf, log = found
         out = torch.zeros(shape, dtype=torch.float64)
@@ -317,7 +335,11 @@ _SPREADS = {
     "softmax",
     "log_softmax",
 }
-_NO_VALUES = {"size", "dim", "numel", "isnan", "isinf", "isfinite", "nan_to_num", len}
+# (the tests and guards give no NaN of torch's, as methods and as functions)
+_NO_VALUES = {
+    *("size", "dim", "numel", "isnan", "isinf", "isfinite", "nan_to_num", len),
+    *(torch.isnan, torch.isinf, torch.isfinite, torch.nan_to_num),
+}
 
 
 class _Lost:
@@ -396,6 +418,12 @@ def _step(n, masks: dict, env: dict):
         return out
     if not (torch.is_tensor(out) and tuple(out.shape) == shape):
         return _Lost(n)
+    if _through(n) is n and _softmax(n) is not None:  # its own -inf rows as well
+        own = _direct(n, env, shape)
+        if own is not None and bool(own[0].any()):
+            if own[2]:
+                return _Lost(n)  # a log_softmax's other -inf: not followed
+            out = out | own[0]
     return out if bool(out.any()) else None
 
 
