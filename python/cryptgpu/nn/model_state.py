@@ -157,8 +157,15 @@ def _put_attributes(entries) -> None:
     ``self.steps += 1`` a count of the traces, and fx its
     ``_tensor_constant0`` (review s29 S3-a)."""
     for _, d, was in entries:
-        if list(d) != list(was) or any(d[k] is not v for k, v in was.items()):
-            d.clear()  # (in place, in the order it had)
+        # key by key, so that another thread reading the module meanwhile
+        # never finds it empty
+        for k in [k for k in d if k not in was]:
+            del d[k]
+        for k, v in was.items():
+            if k not in d or d[k] is not v:
+                d[k] = v
+        if list(d) != list(was):  # a key the block removed came back last
+            d.clear()
             d.update(was)
 
 
