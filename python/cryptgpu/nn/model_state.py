@@ -158,15 +158,21 @@ def _put_attributes(entries) -> None:
     ``_tensor_constant0`` (review s29 S3-a)."""
     for _, d, was in entries:
         # key by key, so that another thread reading the module meanwhile
-        # never finds it empty
+        # never finds it empty; not `training`: from_pytorch puts the
+        # modes back through the model's own train() after this, which a
+        # class swapping its graph with the mode (DualGraphModule) needs
+        # to see the mode it is leaving
         for k in [k for k in d if k not in was]:
             del d[k]
         for k, v in was.items():
-            if k not in d or d[k] is not v:
+            if k != "training" and (k not in d or d[k] is not v):
                 d[k] = v
         if list(d) != list(was):  # a key the block removed came back last
+            mode = d.get("training")
             d.clear()
             d.update(was)
+            if mode is not None:
+                d["training"] = mode
 
 
 def _copy(t: torch.Tensor) -> torch.Tensor:
