@@ -822,6 +822,19 @@ def test_a_party_late_to_a_second_session_is_waited_for(tmp_path, insecure):
         assert "session 0 [1.0, 0.0]" in out and "session 1 [2.0, 0.0]" in out, outs
 
 
+def _tcp_party0_env(ports, pairs) -> dict:
+    """Party 0's environment on the TCP transport, on localhost ``ports``
+    with the key ``pairs`` ((key, public key) paths)."""
+    return {
+        **os.environ,
+        "CRYPTGPU_TRANSPORT": "tcp",
+        "CRYPTGPU_RANK": "0",
+        "CRYPTGPU_PEERS": ",".join(f"127.0.0.1:{p}" for p in ports),
+        "CRYPTGPU_KEY": pairs[0][0],
+        "CRYPTGPU_PUBKEYS": ",".join(p for _, p in pairs),
+    }
+
+
 def test_a_give_up_answer_on_tcp_is_shown_as_not_authenticated(tmp_path):
     """A TCP party's give-up verdict carries its reason before any handshake,
     so whoever answers at a neighbour's address could send any text, which
@@ -852,14 +865,7 @@ def test_a_give_up_answer_on_tcp_is_shown_as_not_authenticated(tmp_path):
         c.close()
 
     threading.Thread(target=stranger, daemon=True).start()
-    env = {
-        **os.environ,
-        "CRYPTGPU_TRANSPORT": "tcp",
-        "CRYPTGPU_RANK": "0",
-        "CRYPTGPU_PEERS": ",".join(f"127.0.0.1:{p}" for p in ports),
-        "CRYPTGPU_KEY": pairs[0][0],
-        "CRYPTGPU_PUBKEYS": ",".join(p for _, p in pairs),
-    }
+    env = _tcp_party0_env(ports, pairs)
     code = "import cryptgpu; cryptgpu.init(timeout_s=10)"
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     srv.close()
@@ -907,14 +913,7 @@ def test_a_stalled_answer_at_a_tcp_neighbours_address_ends_init_within_timeout_s
             c.sendall(struct.pack("<H", 10_000) + b"x" * 100)
 
     threading.Thread(target=stranger, daemon=True).start()
-    env = {
-        **os.environ,
-        "CRYPTGPU_TRANSPORT": "tcp",
-        "CRYPTGPU_RANK": "0",
-        "CRYPTGPU_PEERS": ",".join(f"127.0.0.1:{p}" for p in ports),
-        "CRYPTGPU_KEY": pairs[0][0],
-        "CRYPTGPU_PUBKEYS": ",".join(p for _, p in pairs),
-    }
+    env = _tcp_party0_env(ports, pairs)
     code = (
         "import time, cryptgpu\nt = time.monotonic()\n"
         "try:\n    cryptgpu.init(timeout_s=4)\n"
