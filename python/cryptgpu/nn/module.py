@@ -16,7 +16,7 @@ from torch.nn.modules.module import _IncompatibleKeys
 
 from .. import _lifecycle, _session, autograd
 from ..tensor import SharedTensor, cryptensor
-from . import habits, user_attrs
+from . import habits, param_state, user_attrs
 from .habits import _BORROWED, ModuleHabits, cast_plain, flagged
 from .param_state import Counter as _Counter
 from .param_state import as_param as _as_param
@@ -151,10 +151,11 @@ class Module(ModuleHabits):
         if isinstance(value, Module):
             if "_modules" not in d:
                 raise AttributeError("cannot assign module before Module.__init__() call")
-            d.pop(name, None)
+            param_state.drop_entry(d, name, "_buffers")  # (assignment replaces, as torch's)
             self.add_module(name, value)
         elif isinstance(value, torch.nn.Parameter) or flagged(value, "_is_param"):
-            d.pop(name, None)  # (nn.Parameter(shared): torch flags the shared tensor's detach())
+            # (nn.Parameter(shared): torch flags the shared tensor's detach())
+            param_state.drop_entry(d, name, "_modules", "_buffers")
             self.register_parameter(name, value)
         elif isinstance(value, getattr(torch.nn, "Buffer", ())) or flagged(value, "_is_buffer"):
             self.register_buffer(name, value.data, persistent=getattr(value, "persistent", True))

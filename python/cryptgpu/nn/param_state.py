@@ -190,12 +190,15 @@ def check_entry(module, name, what: str, taken: bool = True) -> None:
     if name == "":
         raise KeyError(f'{what} name can\'t be empty string ""')
     d = module.__dict__
-    mine = name in d.get("_params", ()) or name in d.get("_modules", ())
+    mine = name in d.get("_params" if what == "parameter" else "_modules", ())
+    other = name in d.get("_modules" if what == "parameter" else "_params", ())
+    # (until the 30th session a child's or a buffer's name was taken over:
+    # register_parameter("fc", p) dropped the child ``fc``; torch: KeyError)
     if (
         taken
         and not mine
         and not getattr(_INSIDE, "on", False)
-        and (name in d or hasattr(type(module), name))
+        and (other or name in d.get("_buffers", ()) or name in d or hasattr(type(module), name))
     ):
         raise KeyError(f"attribute '{name}' already exists")
 
@@ -208,3 +211,13 @@ def check_param_value(name: str, value) -> None:
             f"cannot assign '{torch.typename(value)}' object to parameter '{name}' "
             "(torch.nn.Parameter, a tensor, a SharedTensor or None required)"
         )
+
+
+def drop_entry(d: dict, name: str, *tables: str) -> None:
+    """Remove ``name`` from the instance dict and the given tables: an
+    assignment replaces what had the name, as torch's ``__setattr__``."""
+    d.pop(name, None)
+    for t in tables:
+        if name in (d.get(t) or ()):
+            del d[t][name]
+            d.get("_transient", set()).discard(name)

@@ -1,0 +1,62 @@
+"""Fixes of the thirtieth session (2026-12-07) that came from its own
+known-defect list rather than a probe.
+
+- ``register_parameter`` over a child's or a buffer's name, and
+  ``register_module`` over a parameter's or a buffer's name, replaced
+  them silently (a buffer and a child's parameters under one name in
+  ``state_dict()``); torch raises KeyError. Assignment (``m.fc = p``)
+  still replaces, as torch's ``__setattr__`` does.
+"""
+
+import pytest
+import torch
+
+import cryptgpu.nn as cnn
+from conftest import usable
+
+
+def _tables(m):
+    return (
+        list(dict(m.named_parameters())),
+        list(dict(m.named_children())),
+        list(dict(m.named_buffers())),
+        sorted(m.state_dict()),
+    )
+
+
+def _build(lib):
+    m = lib.Module()
+    m.fc = lib.Linear(2, 2)
+    m.register_buffer("b", torch.zeros(2))
+    m.w = torch.nn.Parameter(torch.ones(2))
+    return m
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda m, lib: m.register_parameter("fc", torch.nn.Parameter(torch.ones(1))),
+        lambda m, lib: m.register_parameter("b", torch.nn.Parameter(torch.ones(1))),
+        lambda m, lib: m.register_module("w", lib.Linear(1, 1)),
+        lambda m, lib: m.register_module("b", lib.Linear(1, 1)),
+    ],
+)
+def test_register_over_another_kind_of_entry_is_refused(session, call):
+    with pytest.raises(KeyError, match="already exists"):
+        call(_build(torch.nn), torch.nn)  # torch's behaviour, for reference
+    m = _build(cnn)
+    before = _tables(m)
+    with pytest.raises(KeyError, match="already exists"):
+        call(m, cnn)
+    assert _tables(m) == before  # nothing replaced
+    assert usable()
+
+
+def test_assignment_still_replaces_as_torch(session):
+    got = []
+    for lib in (torch.nn, cnn):
+        m = _build(lib)
+        m.fc = torch.nn.Parameter(torch.ones(3))  # a child replaced by a parameter
+        m.b = lib.Linear(1, 1)  # a buffer replaced by a child
+        got.append(_tables(m))
+    assert got[0] == got[1]
