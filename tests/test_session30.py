@@ -60,3 +60,26 @@ def test_assignment_still_replaces_as_torch(session):
         m.b = lib.Linear(1, 1)  # a buffer replaced by a child
         got.append(_tables(m))
     assert got[0] == got[1]
+
+
+def test_a_stuck_party_is_named_on_the_threaded_runtime():
+    """spmd.run (and run_multiprocess) with party 2 busy in its own code
+    past the timeout: the error said "party 0 got no answer from party 1"
+    (alive, itself waiting on party 2) in 3 of 3 runs of probe OO; the
+    party that times out now tells its other neighbour at once, which
+    names party 2 in turn."""
+    import time
+
+    import cryptgpu
+
+    def job():
+        x = cryptgpu.cryptensor(torch.tensor([1.0, -2.0]), src=0)
+        if cryptgpu.rank() == 2:
+            time.sleep(4)  # stuck past the 1 s timeout
+        return (x * x).get_plain_text()
+
+    for _ in range(3):
+        with pytest.raises(cryptgpu.PeerError) as got:
+            cryptgpu.spmd.run(job, timeout_s=1)
+        assert "no answer from party 2" in str(got.value), str(got.value)
+        assert "in the middle of the session" in str(got.value), str(got.value)

@@ -130,10 +130,30 @@ impl Transport for LocalTransport {
                         return Err(EngineError::Peer(format!("party {r} aborted: {why}")));
                     }
                     if Instant::now() >= deadline {
-                        return Err(EngineError::Peer(format!(
-                            "party {} got no answer from party {who} within {:?}",
-                            self.rank, self.timeout
-                        )));
+                        // As on the network links: told to the other
+                        // neighbour at once (it may be waiting on this party
+                        // with about the same deadline), then a last short
+                        // wait for `who`'s own abort, which names the party
+                        // it waits on in turn (until the thirtieth session a
+                        // stuck party 2 was reported by party 0 as "no answer
+                        // from party 1", alive; a user probe).
+                        let e = crate::net::zmq::running_timeout(self.rank, who, false, None);
+                        let tell = match from {
+                            Peer::Next => &self.to_prev,
+                            Peer::Prev => &self.to_next,
+                        };
+                        let _ = tell.try_send(LocalMsg::Abort(e.reason()));
+                        let until = Instant::now() + self.timeout.min(Duration::from_secs(1));
+                        while let Ok(m) =
+                            ch.recv_timeout(until.saturating_duration_since(Instant::now()))
+                        {
+                            if let LocalMsg::Abort(why) = m {
+                                return Err(EngineError::Peer(format!(
+                                    "party {who} aborted: {why}"
+                                )));
+                            }
+                        }
+                        return Err(e);
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => {

@@ -624,9 +624,7 @@ impl TcpTransport {
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) =>
             {
-                Err(EngineError::Peer(format!(
-                    "party {rank} got no answer from party {who} within the timeout"
-                )))
+                Err(crate::net::zmq::running_timeout(rank, who, true, None))
             }
             Err(e)
                 if matches!(

@@ -6,7 +6,7 @@
 
 use super::{read_frame, Link, TcpTransport};
 use crate::error::{EngineError, Result};
-use crate::net::{Msg, Peer};
+use crate::net::{Msg, Peer, Transport};
 use std::time::{Duration, Instant};
 
 impl Link {
@@ -65,7 +65,29 @@ impl TcpTransport {
             }
             self.watch(other)?;
         };
-        self.judge(from, got)
+        let timed_out = matches!(&got, Err(e) if matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ));
+        let r = self.judge(from, got);
+        if let (true, Err(e)) = (timed_out, &r) {
+            // As on ZeroMQ links: told to the other neighbour at once (it may
+            // be waiting on this party with about the same deadline), then a
+            // last short wait for `from`'s own abort, which names the party
+            // it waits on in turn (until the thirtieth session a party on TCP
+            // named its neighbour, alive, in half the runs with one party
+            // stopped).
+            let _ = self.send(other, Msg::Abort(e.reason()));
+            let (grace, who) = (timeout.min(Duration::from_secs(1)), from.rank(self.rank));
+            let link = self.stream(from);
+            if link.ready(grace) {
+                if let Ok(Msg::Abort(why)) = link.read_with(grace) {
+                    link.ended = true;
+                    return Err(EngineError::Peer(format!("party {who} aborted: {why}")));
+                }
+            }
+        }
+        r
     }
 
     /// Read the frame the neighbour at `p` began to send, if any: its

@@ -44,6 +44,7 @@ mod dial;
 mod handshake;
 mod inner;
 mod reasons;
+pub(crate) use reasons::running_timeout;
 mod teardown;
 mod watch;
 use body::Body;
@@ -139,6 +140,9 @@ pub struct ZmqTransport {
     /// first attempt may take (`slow`): a slow link's handshake waits and
     /// dials in proportion (`handshake.rs`).
     slow_link: [Option<Duration>; 3],
+    /// The handshakes are done: a wait that runs out now is not a start-up
+    /// problem (an address, a key, a list's order), and is not worded as one.
+    running: bool,
 }
 
 /// A message received but not yet asked for: its kind and its payload
@@ -249,6 +253,7 @@ impl ZmqTransport {
             keys: keys.cloned(),
             claims: [None; 3],
             slow_link,
+            running: false,
         };
         // Messages queue in ZeroMQ, so any order works; this one matches
         // the TCP transport's.
@@ -281,6 +286,7 @@ impl ZmqTransport {
                 return Err(e);
             }
         }
+        t.running = true;
         Ok(t)
     }
 

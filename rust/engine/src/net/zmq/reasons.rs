@@ -65,6 +65,34 @@ fn listed_as_error(rank: usize, who: usize, k: usize) -> EngineError {
     ))
 }
 
+/// A wait on `who` that ran out after the handshakes (`network`: on a
+/// network link, where a message can be lost; `dropped`: messages dropped
+/// as unauthenticated so far, on encrypted links).
+pub(crate) fn running_timeout(
+    rank: usize,
+    who: usize,
+    network: bool,
+    dropped: Option<u64>,
+) -> EngineError {
+    let lost = match dropped {
+        Some(n) if n > 0 => format!(
+            "; {n} message(s) that failed authentication were dropped on this party's links \
+             (altered in transit, or a stranger's)"
+        ),
+        _ => String::new(),
+    };
+    let link = if network {
+        ", or a message between the two was lost on the way"
+    } else {
+        ""
+    };
+    EngineError::Peer(format!(
+        "party {rank} got no answer from party {who} within the timeout, in the middle of \
+         the session: party {who} is stuck or busy for longer than timeout_s (its process \
+         or thread hung or stopped, or its own code runs long){link}{lost}"
+    ))
+}
+
 impl ZmqTransport {
     /// The error for a wait on `who` whose connections to this party all
     /// closed.
@@ -91,6 +119,12 @@ impl ZmqTransport {
     /// The error for a wait on `who` that ran out.
     pub(super) fn timeout_error(&self, who: usize) -> EngineError {
         let rank = self.rank;
+        if self.running {
+            // mid-session: the start-up causes below cannot be it (until the
+            // thirtieth session a lost frame was blamed on addresses and the
+            // peers lists' order, a user probe)
+            return running_timeout(rank, who, true, self.encrypted.then_some(self.dropped));
+        }
         if let Some(r) =
             (0..3).find(|&r| !self.encrypted && self.pending[r].iter().any(|m| m.0 == HANDSHAKE))
         {
