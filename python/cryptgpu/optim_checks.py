@@ -18,6 +18,14 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from . import _session
 
+# torch's ValueError for an optimiser without parameters, and why a
+# converted model's filter(requires_grad) gives one (a user probe)
+EMPTY_PARAMS = (
+    "optimizer got an empty parameter list (a converted cryptgpu model is in eval mode, "
+    "where its parameters do not require grad: call model.train() before building the "
+    "optimizer)"
+)
+
 # where warnings point past: this package and torch
 _INSIDE = tuple(os.path.dirname(f) + os.sep for f in (__file__, torch.__file__))
 
