@@ -136,9 +136,13 @@ class SGD(Optimizer):
         mu, damp, lr = group["momentum"], group["dampening"], group["lr"]
         t = getattr(self, "grad_threshold", None)  # (a copy of an earlier version has none)
         kept = None if t is None else threshold_grads(group["params"], t)
+        # a parameter without a buffer before this step starts one from its
+        # gradient at each of its places in the group (one listed twice, as
+        # torch's, whose buffers are read once per step)
+        fresh = {id(p) for p in group["params"] if id(p) not in self._buf}
         for p, g in self._gradients(group, kept):
             if mu:
-                prev = self._buf.get(id(p))
+                prev = None if id(p) in fresh else self._buf.get(id(p))
                 if prev is None:  # a copy: g may be p.grad, which the user may zero_()
                     v = g.clone()
                 elif damp:

@@ -12,7 +12,7 @@ import torch
 
 from . import _session, optim_checks
 from . import autograd as ag
-from .optim_checks import check_group_sizes, no_plain_trainables
+from .optim_checks import EMPTY_PARAMS, check_group_sizes, no_plain_trainables, warn_duplicates
 from .public_factors import products_only
 from .tensor import SharedTensor
 from .tensor_base import SecretValueError
@@ -62,7 +62,10 @@ class Optimizer(optim_checks.Copyable, torch.optim.Optimizer):
             )
         if not isinstance(defaults, dict):
             raise TypeError(f"defaults must be a dict, got {type(defaults).__name__}")
-        super().__init__(list(params), defaults)
+        params = list(params)
+        if not params:  # torch's ValueError, with the usual cause
+            raise ValueError(EMPTY_PARAMS)
+        super().__init__(params, defaults)
         self.state = _ParamState(self.state)
 
     def __init_subclass__(cls, **kwargs):
@@ -91,6 +94,7 @@ class Optimizer(optim_checks.Copyable, torch.optim.Optimizer):
             )
         group = {**self.defaults, **param_group, "params": shared}
         self._check(group)
+        warn_duplicates(shared)
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         if any(id(p) in seen for p in shared):
             raise ValueError("some parameters appear in more than one parameter group")

@@ -7,12 +7,44 @@ from __future__ import annotations
 
 import functools
 import math
+import os
+import sys
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
 
+import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from . import _session
+
+# torch's ValueError for an optimiser without parameters, and why a
+# converted model's filter(requires_grad) gives one (a user probe)
+EMPTY_PARAMS = (
+    "optimizer got an empty parameter list (a converted cryptgpu model is in eval mode, "
+    "where its parameters do not require grad: call model.train() before building the "
+    "optimizer)"
+)
+
+# where warnings point past: this package and torch
+_INSIDE = tuple(os.path.dirname(f) + os.sep for f in (__file__, torch.__file__))
+
+
+def warn_duplicates(params: list) -> None:
+    """torch's UserWarning for a parameter group that holds a parameter
+    twice (until 2026-12-07 cryptgpu's optimisers were silent; each copy is
+    updated in turn, as by torch's), pointing at the caller's line."""
+    if len({id(p) for p in params}) == len(params):
+        return
+    frame, level = sys._getframe(1), 2  # (warn's stacklevel 1 is this function)
+    while frame is not None and frame.f_code.co_filename.startswith(_INSIDE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(
+        "optimizer contains a parameter group with duplicate parameters; "
+        "in future, this will cause an error; "
+        "see github.com/pytorch/pytorch/issues/40967 for more information",
+        stacklevel=level,
+    )
 
 
 def check_flags(name: str, foreach=None, fused=None, **refused) -> None:

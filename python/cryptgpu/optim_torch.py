@@ -44,11 +44,12 @@ others silently not at all.
 from __future__ import annotations
 
 import functools
+import os
 import weakref
 
 import torch
 
-from . import optim
+from . import optim, optim_checks
 from .tensor import SharedTensor
 
 _NAMES = ("SGD", "Adam", "AdamW", "RMSprop", "Adagrad")
@@ -57,6 +58,8 @@ _SUPPORTED = (
     "torch.optim.SGD, Adam, AdamW, RMSprop and Adagrad given shared parameters build "
     "cryptgpu.optim's SGD, Adam, AdamW, RMSprop and Adagrad"
 )
+
+_PACKAGE = os.path.dirname(__file__) + os.sep
 
 # a generator that __new__ read, and the list read, by the torch optimiser built on them
 _READ: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -97,6 +100,20 @@ def _read(params) -> tuple:
     return params, shared, other
 
 
+def _empty_private(given, params) -> bool:
+    """Whether ``given`` was a cryptgpu model's ``parameters()`` (or
+    ``named_parameters()``), or ``filter(...)`` of one, that held nothing:
+    ``filter(lambda p: p.requires_grad, model.parameters())`` of a model
+    in eval mode, as from_pytorch returns it (torch's bare "empty parameter
+    list" did not say why: a user probe)."""
+    if not isinstance(params, list) or params:
+        return False
+    if isinstance(given, filter):
+        given = given.__reduce__()[1][1]  # (filter, (function, iterator))
+    code = getattr(given, "gi_code", None)
+    return code is not None and code.co_filename.startswith(_PACKAGE)
+
+
 def _name(cls) -> str:
     module = "torch.optim" if cls.__module__.startswith("torch.optim") else cls.__module__
     return f"{module}.{cls.__qualname__}"
@@ -135,6 +152,8 @@ def _new_for(torch_cls):
         params, shared, other = _read(given)
         if shared and other is not None:
             raise _refusal(cls, other)
+        if not shared and _empty_private(given, params):
+            raise ValueError(optim_checks.EMPTY_PARAMS)
         if shared:
             rest = {k: v for k, v in kwargs.items() if k != "params"}
             return ours(params, *args[1:], **rest)

@@ -8,7 +8,9 @@ plaintext parameters they call torch's. ``torch.nn.utils.clip_grad_norm_``
 and ``clip_grad_value_`` themselves (the PyTorch habit) are wrapped when
 cryptgpu is imported, so that given shared parameters they call these;
 given torch tensors they are torch's, unchanged. ``AveragedModel`` of
-torch.optim.swa_utils refuses a private model (it would average nothing).
+torch.optim.swa_utils refuses a private model (it would average nothing);
+its ``update_bn`` given a cryptgpu model calls :func:`update_bn` (torch's
+found no BatchNorm in it and did nothing).
 """
 
 from __future__ import annotations
@@ -179,5 +181,80 @@ def _refuse_averaging() -> None:
     swa_utils.AveragedModel.__init__ = checked
 
 
+def update_bn(loader, model, device=None) -> None:
+    """Recompute the running statistics of every BatchNorm layer of a
+    cryptgpu ``model`` (private or decrypted) in one pass over ``loader``,
+    as ``torch.optim.swa_utils.update_bn``: each layer's running mean is
+    reset to 0, its variance to 1 and ``num_batches_tracked`` to 0, its
+    momentum set to None (the cumulative average over the batches), and
+    the model is run in training mode without recording on each batch of
+    ``loader`` (a tensor or SharedTensor, or a list or tuple whose first
+    element is one; ``device``: moved there first); the momenta and the
+    training flag are then restored (also when a batch raises, where
+    torch's leaves them changed). Without BatchNorm layers it does nothing."""
+    from .layers import BatchNorm
+
+    momenta = {}
+    for m in model.modules():
+        if isinstance(m, BatchNorm):
+            _reset_running_stats(m)
+            momenta[m] = m.momentum
+    if not momenta:
+        return
+    was_training = model.training
+    model.train()
+    try:
+        for m in momenta:
+            m.momentum = None
+        with torch.no_grad(), ag.no_grad():
+            for batch in loader:
+                if isinstance(batch, (list, tuple)):
+                    batch = batch[0]
+                if device is not None:
+                    batch = batch.to(device)
+                model(batch)
+    finally:
+        for m, momentum in momenta.items():
+            m.momentum = momentum
+        model.train(was_training)
+
+
+def _reset_running_stats(bn) -> None:
+    """torch's ``reset_running_stats``: running mean 0, variance 1 and
+    ``num_batches_tracked`` 0 (nothing without running statistics). The
+    buffers are replaced, not written in place, as a training forward
+    replaces them (a plaintext one may be the torch model's own tensor)."""
+    rm, rv = bn._buffers["running_mean"], bn._buffers["running_var"]
+    if rm is None:
+        return
+    bn._buffers["running_mean"] = rm.clone().fill_(0.0)
+    bn._buffers["running_var"] = rv.clone().fill_(1.0)
+    bn.num_batches_tracked = 0
+    bn._affine, bn._inv = None, None  # computed from the statistics replaced
+
+
+def _wrap_update_bn() -> None:
+    """``torch.optim.swa_utils.update_bn(loader, private_model)`` found no
+    torch ``_BatchNorm`` among a cryptgpu model's modules and returned
+    without a change, silently (a user probe; also for a decrypted model):
+    given a cryptgpu model it calls :func:`update_bn`, given anything else
+    torch's. A name imported from torch before cryptgpu keeps torch's."""
+    from torch.optim import swa_utils
+
+    from .module import Module
+
+    theirs = getattr(swa_utils.update_bn, "_cryptgpu_wraps", swa_utils.update_bn)
+
+    @functools.wraps(theirs)
+    def wrapper(loader, model, device=None):
+        if isinstance(model, Module):
+            return update_bn(loader, model, device)
+        return theirs(loader, model, device)
+
+    wrapper._cryptgpu_wraps = theirs
+    swa_utils.update_bn = wrapper
+
+
 _wrap_torch()
 _refuse_averaging()
+_wrap_update_bn()
