@@ -47,21 +47,14 @@ import pickle
 import numpy as np
 import torch
 
+from . import _checkpoint_kinds as kinds
 from . import _session, party_io
+from ._checkpoint_kinds import FORMAT
+from ._checkpoint_kinds import party_path as _path
 from .tensor import SharedTensor, party_index
 
-FORMAT = "cryptgpu-checkpoint"
 VERSION = 1
 _TAG = "__cryptgpu__"
-
-
-def _path(f, rank: int) -> str:
-    """Party ``rank``'s file: ``{rank}`` in ``f`` replaced by the rank, every
-    other brace kept as written, as torch.save keeps a name (until
-    2026-12-06 ``f.format``: ``ck_{rank}_{step}`` raised KeyError 'step'),
-    else ``f`` + ``.party<rank>``."""
-    f = os.fspath(f)
-    return f.replace("{rank}", str(rank)) if "{rank}" in f else f"{f}.party{rank}"
 
 
 # The keywords load and save take besides their own: torch.load's and
@@ -93,12 +86,19 @@ def _known(fn: str, kwargs: dict, known: frozenset) -> None:
             raise TypeError(f"{fn}() got an unexpected keyword argument {k!r}")
 
 
-def _encode(obj, session, rank: int):
+def _encode(obj, session, rank: int, memo: dict):
+    """``obj`` as party ``rank``'s tree; ``memo`` (id -> index) numbers the
+    SharedTensors met so far: one met again is a ``ref`` entry, which load
+    gives back as the same object (until 2026-12-07 a SharedTensor saved
+    twice came back as two)."""
     if isinstance(obj, SharedTensor):
         if obj._session.id != session.id:
             raise RuntimeError(
                 "cannot save: " + _session.not_current(obj._session, "a SharedTensor in it")
             )
+        if id(obj) in memo:
+            return {_TAG: "ref", "index": memo[id(obj)]}
+        memo[id(obj)] = len(memo)
         a, b = session.party_share(obj._t, rank)
         shape = list(obj.shape)
 
@@ -121,15 +121,15 @@ def _encode(obj, session, rank: int):
                 f"checkpoint dict keys must be plain values (str, numbers, None, bytes, "
                 f"torch.dtype, torch.device, tuples of them), got {bad[0]!r}"
             )
-        return _dict_like(obj, {k: _encode(v, session, rank) for k, v in obj.items()})
+        return _dict_like(obj, {k: _encode(v, session, rank, memo) for k, v in obj.items()})
     if isinstance(obj, torch.Size) or (isinstance(obj, set) and _plain(obj)):
         # as torch.save keeps them (a Size came back a tuple until 2026-12-06);
         # not a frozenset, which torch.load(weights_only=True) refuses
         return obj
     if isinstance(obj, tuple):
-        return {_TAG: "tuple", "items": [_encode(v, session, rank) for v in obj]}
+        return kinds.tuple_entry(obj, _TAG, [_encode(v, session, rank, memo) for v in obj])
     if isinstance(obj, list):
-        return [_encode(v, session, rank) for v in obj]
+        return [_encode(v, session, rank, memo) for v in obj]
     if isinstance(obj, np.generic):  # np.float64 is a float, but would not load back
         raise TypeError(
             f"cannot save a numpy {type(obj).__name__} (torch.load(weights_only=True) "
@@ -153,11 +153,14 @@ def _encode(obj, session, rank: int):
             "opt.load_state_dict(ck['optim']), sched.load_state_dict(ck['sched']) on a new "
             "model, optimiser and scheduler built alike"
         )
+    what = f"an object of type {type(obj).__name__}"
+    if _holds_shared(obj):  # a dataclass or another object with SharedTensors in it
+        what = f"a {type(obj).__name__} holding SharedTensors"
     raise TypeError(
-        f"cannot save an object of type {type(obj).__name__}: a checkpoint holds "
+        f"cannot save {what}: a checkpoint holds "
         "SharedTensors, torch tensors, numbers, strings, bytes, None, torch dtypes and "
         "devices, sets of plain values, and dicts, lists and tuples of them (state_dict() "
-        "of models and optimisers)"
+        "of models and optimisers; an object's fields as a dict: vars(obj))"
     )
 
 
@@ -235,12 +238,26 @@ def _stateful(obj) -> str | None:
 
 
 def _holds_shared(obj) -> bool:
-    """Whether ``obj`` is or holds (in dicts, lists, tuples) a SharedTensor;
-    a cryptgpu module, optimiser or a scheduler of one counts
-    (:func:`_encode` refuses it with advice)."""
+    """Whether ``obj`` is or holds (in dicts, lists, tuples, and the
+    attributes of other objects: :func:`cryptgpu._checkpoint_kinds.contents`)
+    a SharedTensor; a cryptgpu module, optimiser or a scheduler of one
+    counts (:func:`_encode` refuses it, or the object holding it, with
+    advice)."""
     from .nn.module import Module
 
-    return any(isinstance(x, (SharedTensor, Module)) or _stateful(x) for x in _walk(obj))
+    seen, todo = set(), [obj]
+    while todo:
+        x = todo.pop()
+        if id(x) in seen:  # every object is held by obj meanwhile: ids stay unique
+            continue
+        seen.add(id(x))
+        try:
+            if isinstance(x, (SharedTensor, Module)) or _stateful(x):
+                return True
+        except Exception:  # an attribute that raises: not one of ours
+            continue
+        todo.extend(kinds.contents(x))
+    return False
 
 
 def save(obj, f, src: int | None = None, **kwargs) -> list[str]:
@@ -257,7 +274,10 @@ def save(obj, f, src: int | None = None, **kwargs) -> list[str]:
     writes ``torch.save(obj, f)`` and the others nothing
     (:func:`cryptgpu.party_io.save_from_party`), so that
     ``load_from_party(f, src=...)``, ``torch.load(f)`` and :func:`load`
-    read it. Returns the paths this process wrote. Keywords: torch.save's
+    read it. A save of one kind removes this process's files of the other
+    kind under the same name (an older checkpoint), after writing its own,
+    so that :func:`load` never has to choose between them. Returns the
+    paths this process wrote. Keywords: torch.save's
     (passed to it) and ``save_closure`` (CrypTen's: used for a plaintext
     object; shares are written by ``torch.save``); any other is a
     TypeError."""
@@ -268,6 +288,7 @@ def save(obj, f, src: int | None = None, **kwargs) -> list[str]:
     if not _holds_shared(obj):
         src = party_index(0 if src is None else src)
         party_io.save_from_party(obj, f, src, **kwargs)
+        kinds.remove_party_files(f, s.ranks)  # an older shared save under this name
         return [os.fspath(f)] if src in s.ranks and isinstance(f, (str, os.PathLike)) else []
     if custom:
         raise NotImplementedError(
@@ -306,6 +327,7 @@ def save(obj, f, src: int | None = None, **kwargs) -> list[str]:
                 with contextlib.suppress(OSError):
                     os.replace(p + ".tmp", p)
         raise
+    kinds.remove_plain_file(f)  # an older plaintext save under this name
     return paths
 
 
@@ -323,7 +345,7 @@ def _records(obj, s):
                 "next_key": torch.tensor(list(next_key), dtype=torch.uint8),
                 "next_counter": next_ctr,
             },
-            "data": _encode(obj, s, rank),
+            "data": _encode(obj, s, rank, {}),
         }
         dropout = _session.common_generator_state()
         if dropout is not None:  # the dropout masks' generator, if drawn yet
@@ -361,13 +383,15 @@ def _plain_load(f, what: str, **kwargs):
     """A plaintext object, read with weights_only=True (``kwargs``: torch.load's
     map_location and mmap)."""
     try:
-        return torch.load(f, weights_only=True, **kwargs)
+        obj = torch.load(f, weights_only=True, **kwargs)
     except pickle.UnpicklingError as e:
         raise ValueError(
             f"{what} holds objects other than tensors and plain values (a module?); "
             "cryptgpu.load reads with weights_only=True. If you trust the file, read it "
             "with torch.load(f, weights_only=False)"
         ) from e
+    kinds.refuse_party_record(obj, getattr(f, "name", f))  # a .party<r> file, read as plaintext
+    return obj
 
 
 def _read(path: str, rank: int, precision_bits: int) -> dict:
@@ -400,10 +424,13 @@ def _read(path: str, rank: int, precision_bits: int) -> dict:
     return rec
 
 
-def _decode(trees: list, session, where: str = "checkpoint"):
-    """Rebuild an object from the hosted parties' trees (walked together)."""
+def _decode(trees: list, session, seen: list, where: str = "checkpoint"):
+    """Rebuild an object from the hosted parties' trees (walked together);
+    ``seen``: the SharedTensors rebuilt so far, in the order :func:`_encode`
+    numbered them (a ``ref`` entry is one of them again)."""
     t0 = trees[0]
-    if isinstance(t0, dict) and t0.get(_TAG) == "shared":
+    tag = t0.get(_TAG) if isinstance(t0, dict) else None
+    if tag == "shared":
         shape = [int(n) for n in t0["shape"]]
         comps = []
         for t in trees:
@@ -413,30 +440,44 @@ def _decode(trees: list, session, where: str = "checkpoint"):
                 raise ValueError(f"malformed cryptgpu checkpoint: shares at {where} are not int64")
             comps.append((t["a"].numpy().tobytes(), t["b"].numpy().tobytes()))
         x = SharedTensor(session.tensor_from_shares(shape, comps), session)
-        return x.requires_grad_() if t0.get("requires_grad") else x
-    if isinstance(t0, dict) and t0.get(_TAG) == "defaultdict":
+        seen.append(x.requires_grad_() if t0.get("requires_grad") else x)
+        return seen[-1]
+    if tag == "ref":
+        i = t0.get("index")
+        if any(not isinstance(t, dict) or t.get("index") != i for t in trees):
+            raise ValueError(f"the parties' files disagree at {where}")
+        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(seen):
+            raise ValueError(f"malformed cryptgpu checkpoint: a reference at {where}")
+        return seen[i]
+    if tag == "defaultdict":
         if t0.get("factory") not in _FACTORIES or any(
             t.get("factory") != t0["factory"] for t in trees
         ):
             raise ValueError(f"malformed cryptgpu checkpoint: a defaultdict at {where}")
-        items = _decode([t["items"] for t in trees], session, where)
+        items = _decode([t["items"] for t in trees], session, seen, where)
         return collections.defaultdict(_FACTORIES[t0["factory"]], items)
-    if isinstance(t0, dict) and t0.get(_TAG) not in (None, "shared", "tuple"):
-        raise ValueError(f"malformed cryptgpu checkpoint: unknown entry {t0[_TAG]!r} at {where}")
-    if isinstance(t0, dict) and t0.get(_TAG) == "tuple":
+    if tag not in (None, "tuple", "namedtuple"):
+        raise ValueError(f"malformed cryptgpu checkpoint: unknown entry {tag!r} at {where}")
+    if tag is not None:  # a tuple or a namedtuple
+        if any(not isinstance(t, dict) or t.get(_TAG) != tag for t in trees):
+            raise ValueError(f"the parties' files disagree at {where}")
         items = [t["items"] for t in trees]
-        return tuple(
-            _decode([it[i] for it in items], session, f"{where}[{i}]") for i in range(len(items[0]))
-        )
+        out = [
+            _decode([it[i] for it in items], session, seen, f"{where}[{i}]")
+            for i in range(len(items[0]))
+        ]
+        return tuple(out) if tag == "tuple" else kinds.namedtuple_of(t0, out, where)
     if isinstance(t0, dict):
         if any(not isinstance(t, dict) or list(t) != list(t0) for t in trees):
             raise ValueError(f"the parties' files disagree at {where}")
-        items = {k: _decode([t[k] for t in trees], session, f"{where}[{k!r}]") for k in t0}
+        items = {k: _decode([t[k] for t in trees], session, seen, f"{where}[{k!r}]") for k in t0}
         return _rebuilt(t0, items)
     if isinstance(t0, list):
         if any(not isinstance(t, list) or len(t) != len(t0) for t in trees):
             raise ValueError(f"the parties' files disagree at {where}")
-        return [_decode([t[i] for t in trees], session, f"{where}[{i}]") for i in range(len(t0))]
+        return [
+            _decode([t[i] for t in trees], session, seen, f"{where}[{i}]") for i in range(len(t0))
+        ]
     return t0
 
 
@@ -452,10 +493,18 @@ def load(f, restore_rng: bool = True, src: int | None = None, **kwargs):
     run took, bit for bit; see the module notes for when to pass False.
     With ``src`` (CrypTen's older form) party src reads a plaintext tensor
     from ``f`` and shares it: :func:`cryptgpu.party_io.load_from_party`.
-    Where no per-party file is there but ``f`` itself is (a plaintext object
-    that :func:`save` wrote), its object is returned, read with
+    Where none of this party's files is there but ``f`` itself is (a
+    plaintext object that :func:`save` wrote), its object is returned, read with
     ``torch.load(f, weights_only=True)`` (tensors, numbers, strings and
     containers of them; no pickled code runs), as CrypTen's ``load``.
+    Both kinds under one name (files of an older cryptgpu, or copied in)
+    are a ValueError naming them, at every party: one that sees both still
+    takes part in the share checks and spoils them, so that parties whose
+    own files are elsewhere fail there too. A party's own file
+    (``f.party0``, as save returns) or a file object of one is a ValueError
+    naming the call to make. A SharedTensor saved twice in ``obj`` comes
+    back as one object, a namedtuple as a namedtuple; a view comes back as
+    a tensor of its own.
     Keywords: torch.load's (``map_location`` and ``mmap`` apply to such a
     plaintext object; shares go to the session's device; files are
     always read with ``weights_only=True``) and, with ``src``,
@@ -471,18 +520,20 @@ def load(f, restore_rng: bool = True, src: int | None = None, **kwargs):
         return _plain_load(f, "the file object", **plain_kw)
     if os.path.isdir(os.fsdecode(f)):
         _per_party_path(f)
-    own = [p for p in (_path(f, r) for r in s.ranks) if os.path.exists(p)]
-    plain = os.fspath(f)
-    # f itself when no per-party file is there, or when it was written after
-    # them (a plaintext save under the name of an earlier shared one)
-    newer = os.path.isfile(plain) and all(
-        os.path.getmtime(plain) >= os.path.getmtime(p) for p in own
-    )
-    if newer:
+    # Which kind: f itself where no file of this party's shares is here; both
+    # kinds are a ValueError (until 2026-12-07 the newer by mtime, or f on a
+    # tie: a copy or 1-second file times gave the stale one, and parties in
+    # separate processes could choose differently). A party that sees both
+    # takes part in the share checks with a spoiled state, so the others
+    # fail there too rather than go out of step (no round added).
+    both = kinds.both_kinds(f, s.ranks)
+    if both is None and os.path.isfile(os.fsdecode(f)):  # and none of this party's shares
         return _plain_load(os.fspath(f), os.fspath(f), **plain_kw)
+    if both and (len(s.ranks) == 3 or not all(os.path.exists(_path(f, r)) for r in s.ranks)):
+        raise ValueError(both)  # every party is here, or this one has no shares to check
     recs = [_read(_path(f, r), r, s.precision_bits) for r in s.ranks]
     try:
-        obj = _decode([r["data"] for r in recs], s)
+        obj = _decode([r["data"] for r in recs], s, [])
         states = []
         for r in recs:
             g = r["prg"]
@@ -503,12 +554,14 @@ def load(f, restore_rng: bool = True, src: int | None = None, **kwargs):
         # the two copies of every share component first (a refused file
         # leaves the session's randomness as it was): a damaged file, or
         # one of another object, gave garbage after the next product
-        shared = [x._t for x in _walk(obj) if isinstance(x, SharedTensor)]
+        shared = {id(x): x._t for x in _walk(obj) if isinstance(x, SharedTensor)}
         if shared:
-            s.check_replicas(shared)
+            s.check_replicas(list(shared.values()))
         dropout = _dropout_state(recs)
         fresh = None if restore_rng else s.prg_states()
-        s.restore_prg_states(states)
+        if both is not None:
+            _spoil(s, states, both)
+        _restore_told(s, states)
         if fresh is not None:
             s.restore_prg_states(fresh)
         else:
@@ -520,6 +573,32 @@ def load(f, restore_rng: bool = True, src: int | None = None, **kwargs):
             "missing or has the wrong type)"
         ) from e
     return obj
+
+
+def _spoil(s, states: list, both: str) -> None:
+    """Fail the stream check at every party (this one's counter off by one),
+    then raise ``both`` here: a party that found both kinds of checkpoint
+    while the others found shares only (their own files on other hosts)."""
+    bad = [(r, ok, oc + 1, nk, nc) for r, ok, oc, nk, nc in states]
+    try:
+        s.restore_prg_states(bad)
+    except Exception as e:  # the check failed, as it must: nothing restored
+        raise ValueError(both) from e
+    raise ValueError(both)  # (not reached: a spoiled state always fails the check)
+
+
+def _restore_told(s, states: list) -> None:
+    """restore_prg_states, saying in a session of one party per process
+    that a party may have refused the load (see :func:`_spoil`)."""
+    try:
+        s.restore_prg_states(states)
+    except ValueError as e:
+        if len(s.ranks) == 3 or "randomness states do not match" not in str(e):
+            raise
+        raise type(e)(
+            f"{e}; or another party found both a plaintext file and its shares under this "
+            "name and refused the load (its error says which files)"
+        ) from e
 
 
 def _dropout_state(recs: list):
