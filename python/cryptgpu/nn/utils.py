@@ -191,18 +191,19 @@ def update_bn(loader, model, device=None) -> None:
     ``loader`` (a tensor or SharedTensor, or a list or tuple whose first
     element is one; ``device``: moved there first); the momenta and the
     training flag are then restored (also when a batch raises, where
-    torch's leaves them changed). Without BatchNorm layers it does nothing."""
+    torch's leaves them changed). Without BatchNorm layers it does nothing;
+    a model whose BatchNorm layers were folded at conversion is a
+    RuntimeError (as its ``train()``), with every statistic unchanged."""
     from .layers import BatchNorm
 
-    momenta = {}
-    for m in model.modules():
-        if isinstance(m, BatchNorm):
-            _reset_running_stats(m)
-            momenta[m] = m.momentum
-    if not momenta:
-        return
     was_training = model.training
+    # first: a model with BatchNorm folded at conversion refuses train()
+    # (RuntimeError naming fold_batchnorm=False), before any statistic is
+    # reset (a review: they were reset, then train() raised)
     model.train()
+    momenta = {m: m.momentum for m in model.modules() if isinstance(m, BatchNorm)}
+    for m in momenta:
+        _reset_running_stats(m)
     try:
         for m in momenta:
             m.momentum = None
