@@ -300,9 +300,11 @@ class ActivationOps:
     def norm(self, p="fro", dim=None, keepdim: bool = False, out=None, dtype=None):
         """The vector norm over ``dim`` (all elements by default): p = 2 or
         "fro" range-reduced by max |x| (:func:`_p_norm`, 1e-4 relative in
-        value and gradient for max |x| in [2^-16, 2^30), 4n < 2^30), 1 as the sum
-        of |x|, inf as the largest |x| (-inf the smallest), any other p > 0
-        as CrypTen's (sum |x|^p)^(1/p), range-reduced (:func:`_p_norm`).
+        value and gradient for max |x| in [2^-16, 2^30), 4n < 2^30, and the
+        norm itself below 2^31: a larger one cannot be encoded and wraps,
+        silently), 1 as the sum of |x|, inf as the largest |x| (-inf the
+        smallest), any other p > 0 as CrypTen's (sum |x|^p)^(1/p),
+        range-reduced (:func:`_p_norm`, the same ranges).
         (``out`` and ``dtype``, which torch.norm passes, must be None.)"""
         if out is not None or dtype is not None:
             raise NotImplementedError("norm(..., out=, dtype=) on a SharedTensor")
@@ -455,7 +457,8 @@ def _p_norm(x, q: float, dim, keepdim: bool):
     whole q, else :meth:`pos_pow` (exact at 0 for q > 1 and q = 1/2; for
     another q < 1 the elements at 0 are masked by [|x| > 0], one comparison
     more). About 1e-4 relative for max |x| in [2^-16, 2^30) while 2^q n
-    stays below 2^30; a zero vector gives 0. Without the scaling (the sum
+    stays below 2^30 and the norm itself below 2^31 (the encoding's range:
+    a larger norm wraps, silently); a zero vector gives 0. Without the scaling (the sum
     of |x|^q as is, CrypTen's) a sum below 2^-16 gave 2^(-16 / q) and the
     gradient, through 1 / s, was lost for sums near 1e6. The gradient is
     the composition's (the selected power of two is a constant): within

@@ -62,6 +62,14 @@ class ArithmeticOps:
             raise EncodingError(
                 f"cannot encode non-finite value {bad.flat[0]}: a fixed-point share cannot hold it"
             )
+        f = self._s().precision_bits
+        big = yp[np.abs(yp) >= 2.0 ** (63 - 2 * f)]  # named as given too (said -3e9 for 3e9)
+        if big.size:
+            lim = f"{2.0 ** (63 - 2 * f):.0f}"
+            raise EncodingError(
+                f"encoding error: value {float(big.flat[0])!r} is outside the "
+                f"representable range (-{lim}, {lim}) for {f} fractional bits"
+            )
         return self.add(-yp)
 
     def neg(self) -> TensorBase:

@@ -260,7 +260,10 @@ class FunctionOps:
     def logsumexp(self, dim, keepdim: bool = False) -> TensorBase:
         """log(sum(exp(x))) over ``dim`` (an int or a tuple of them), as
         ``torch.logsumexp``: the largest element plus the range-reduced log
-        of the max-shifted sum (one max tournament, exp, one log)."""
+        of the max-shifted sum (one max tournament, exp, one log). Within
+        4e-4 + n e^-16 + 2 sqrt(n) 2^-16 over rows of n entries (each term
+        below e^-16 counts as e^-16, and each is rounded to about a unit of
+        2^-16, unbiased: 6e-3 at n = 16384; 4e-4 to about n = 512)."""
         dims = self._dims(dim)
         if self.dim() == 0:
             return self + 0.0
@@ -277,7 +280,8 @@ class FunctionOps:
 
     @axis_alias
     def log_softmax(self, dim: int, dtype=None) -> TensorBase:
-        """log_softmax over ``dim``."""
+        """log_softmax over ``dim``: x - :meth:`logsumexp` (its bound,
+        4e-4 + n e^-16 + 2 sqrt(n) 2^-16 over rows of n entries)."""
         check_dtype(dtype, "log_softmax")
         d = _norm_dim(dim, self.dim())
         if self.dim() == 0:

@@ -501,16 +501,19 @@ class TorchLikeOps:
         for d in dims:
             n *= self.shape[d]
         dev = self - self.mean(dims, keepdim=True)
-        # squared deviations near 2^31 break a probabilistic truncation
-        # (1 row in 500 of randn * 1000 came out 3e9): exact, as LayerNorm's
-        with _session.training_work():
-            ss = (dev * dev).sum(dims, keepdim=keepdim)
         denom = max(n - correction, 0)
         if denom == 0:
             raise ValueError(
                 f"var: {n} elements leave no degrees of freedom (correction {correction})"
             )
-        return ss.div(denom)  # the exact division by a public integer
+        # squared deviations near 2^31 break a probabilistic truncation
+        # (1 row in 500 of randn * 1000 came out 3e9): exact, as LayerNorm's;
+        # and so is the division of their sum (up to 2^46) by the public
+        # integer, which probabilistically failed with probability |s| / 2^47
+        # (until 2026-12-07: 1 row in 100 to 400 of var(randn * 2e4) over
+        # rows of 4000 came out -7e10)
+        with _session.training_work():
+            return (dev * dev).sum(dims, keepdim=keepdim).div(denom)
 
     @axis_alias
     def std(self, dim=None, unbiased=None, keepdim: bool = False, *, correction=None):

@@ -498,20 +498,27 @@ class BatchNorm(Module):
         w, b = self._params["weight"], self._params["bias"]
         recorded = ag.needs_grad(x, w, b)
         with ag.inside(recorded):
-            mean, var, inv, xhat = _normalise(x, dims, self.eps)
+            # exact even in inference, as LayerNorm's (normalize_last): one
+            # wrapped squared deviation corrupted its whole channel (until
+            # 2026-12-07, track_running_stats=False in eval, or no grad:
+            # channels off by 4.3e9 at input stds of 200 and more); the
+            # running statistics' update too (C values, a persistent state)
+            with _session.training_work():
+                mean, var, inv, xhat = _normalise(x, dims, self.eps)
             y = _scale_shift(xhat, w, b, shape)
             rm, rv = self._buffers["running_mean"], self._buffers["running_var"]
             if rm is not None and self.training:
-                self.num_batches_tracked += 1
-                m = self.momentum
-                if m is None:
-                    m = 1.0 / self.num_batches_tracked
-                unbiased = var.reshape(-1) * (n / max(n - 1, 1))
-                # torch's (1 - m) * r + m * s as r + (s - r) * m: (1 - m)
-                # rounded to 16 fractional bits biased a small momentum's
-                # steady state by about 2^-17 / m (0.5% at m = 0.001)
-                self._buffers["running_mean"] = rm + (mean.reshape(-1) - rm) * m
-                self._buffers["running_var"] = rv + (unbiased - rv) * m
+                with _session.training_work():
+                    self.num_batches_tracked += 1
+                    m = self.momentum
+                    if m is None:
+                        m = 1.0 / self.num_batches_tracked
+                    unbiased = var.reshape(-1) * (n / max(n - 1, 1))
+                    # torch's (1 - m) * r + m * s as r + (s - r) * m: (1 - m)
+                    # rounded to 16 fractional bits biased a small momentum's
+                    # steady state by about 2^-17 / m (0.5% at m = 0.001)
+                    self._buffers["running_mean"] = rm + (mean.reshape(-1) - rm) * m
+                    self._buffers["running_var"] = rv + (unbiased - rv) * m
         if not recorded:
             return y
         return _record_norm(y, x, w, b, xhat, inv, dims, shape, dims)
