@@ -25,7 +25,6 @@ from .tensor_reduce import _crypten_counts
 from .tensor_shape import stack
 
 _LN2 = math.log(2.0)
-_COV_BLOCK = 1 << 22  # elements of one block of cov's products
 _LN10 = math.log(10.0)
 
 
@@ -194,11 +193,13 @@ class MathOps:
     def cov(self, *, correction=1, fweights=None, aweights=None) -> TensorBase:
         """``torch.cov``: the covariance of the rows (variables) over the
         columns (observations), as torch's (a 1-D x is one variable; its
-        checks and result shape): the products of the deviations from the
-        (weighted) mean, each truncated on its own (exact) and summed past
-        2^31, then divided (exact) by the public degrees of freedom, as
-        :meth:`var`'s squares (its range: each product below 2^30, the sums
-        below 2^46), each pair of rows once: v (v + 1) / 2 times N products.
+        checks and result shape): the deviations from the (weighted) mean,
+        each divided by the whole d = isqrt(norm) (norm: the public degrees
+        of freedom), times their transpose in one matrix product, times d^2
+        / norm (exact truncations throughout, as :meth:`var`'s): any
+        covariance below 2^31 in magnitude, within sqrt(n) (max |x_i - m_i|
+        + max |x_j - m_j|) 2^-16 plus a few units (typically 2^-15 /
+        sqrt(var) relative on the diagonal).
         ``fweights`` and ``aweights`` public (private ones:
         NotImplementedError); none left (N <= correction) is ValueError,
         where torch warns and gives inf or nan."""
@@ -233,26 +234,23 @@ class MathOps:
             )
         mean = x.mean(1, keepdim=True) if w is None else (x * w).sum(1, keepdim=True) / w_sum
         dev = x - mean
-        a = dev if w is None else dev * w
-        # As var's squares: each product of two deviations truncated on its
-        # own (exact), their sum kept past 2^31 (to 2^47), then divided
-        # (exact). A matrix product truncates the sum, which must stay below
-        # 2^31: until 2026-12-07 cov of randn(8, 4000) * 1500 (sums 8.7e9)
-        # wrapped to 35584 for 2.2e6, where var was right. Each pair i <= j
-        # once, in blocks of observations (memory), mirrored after.
-        v = x.shape[0]
-        iu, ju = torch.triu_indices(v, v)
-        step = max(1, _COV_BLOCK // max(1, iu.numel()))
+        # One matrix product of the deviations, each first divided by the
+        # whole d = isqrt(norm), then times d^2 / norm (near 1): the
+        # product's sum is about the covariance itself, within the ring at
+        # its double scale wherever the result is (until 2026-12-07 the
+        # undivided sum, n - 1 times it, wrapped once past 2^31: cov of
+        # randn(8, 4000) * 1500 gave 35584 for 2.2e6, where var was right).
+        # Exact truncations throughout, as var's; each divided deviation is
+        # within 1 unit, so the result within sqrt(n) (|d_i| + |d_j|) units.
+        d = max(1, math.isqrt(int(norm)))
         with _session.training_work():
-            sums = None
-            for k in range(0, n, step):
-                part = (a[iu, k : k + step] * dev[ju, k : k + step]).sum(1)
-                sums = part if sums is None else sums + part
-            c = sums.div(norm)
-        pair = torch.zeros(v, v, dtype=torch.long)
-        pair[iu, ju] = torch.arange(iu.numel())
-        pair[ju, iu] = torch.arange(iu.numel())
-        return c[pair.reshape(-1)].reshape(shape)
+            dv = dev.div(d) if d > 1 else dev
+            av = dv if w is None else (dev * w).div(d) if d > 1 else dev * w
+            c = av.matmul(dv.t())
+            scale = d * d / norm
+            if scale != 1.0:
+                c = c * scale
+        return c.reshape(shape)
 
     def corrcoef(self) -> TensorBase:
         """``torch.corrcoef``: :meth:`cov` c_ij divided by sqrt(c_ii c_jj)
