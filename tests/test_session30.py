@@ -83,3 +83,49 @@ def test_a_stuck_party_is_named_on_the_threaded_runtime():
             cryptgpu.spmd.run(job, timeout_s=1)
         assert "no answer from party 2" in str(got.value), str(got.value)
         assert "in the middle of the session" in str(got.value), str(got.value)
+
+
+def test_add_module_over_a_tensor_and_a_module_over_a_parameter_as_torch(session):
+    """A review of the first fix: ``add_module`` over a buffer still left a
+    buffer and a child's parameters under one name in ``state_dict()``,
+    and a module assigned over a parameter replaced it; torch raises
+    KeyError and TypeError."""
+    for lib in (torch.nn, cnn):
+        m = lib.Module()
+        m.register_buffer("y", torch.zeros(2))
+        m.w = torch.nn.Parameter(torch.zeros(2))
+        with pytest.raises(KeyError, match="already exists"):
+            m.add_module("y", lib.Linear(2, 2))
+        with pytest.raises(KeyError, match="already exists"):
+            m.add_module("w", lib.Linear(2, 2))
+        with pytest.raises(TypeError, match="as parameter 'w'"):
+            m.w = lib.Linear(2, 2)
+        assert sorted(m.state_dict()) == ["w", "y"]
+    assert usable()
+
+
+def test_update_bn_on_a_folded_model_changes_nothing(session):
+    """A review: update_bn reset every running statistic, then train()
+    refused the model (a BatchNorm folded at conversion), leaving an
+    unfolded BatchNorm1d at mean 0, variance 1: later outputs moved."""
+    from torch.optim import swa_utils
+
+    torch.manual_seed(0)
+    tm = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3),
+        torch.nn.BatchNorm2d(2),  # folded into the conv (eval conversion)
+        torch.nn.Flatten(),
+        torch.nn.Linear(8, 3),
+        torch.nn.BatchNorm1d(3),  # not folded
+    )
+    tm.train()
+    for _ in range(3):
+        tm(torch.randn(4, 1, 4, 4))
+    tm.eval()
+    m = cnn.from_pytorch(tm, torch.randn(1, 1, 4, 4))
+    x = torch.randn(2, 1, 4, 4)
+    before = m(x)
+    with pytest.raises(RuntimeError, match="folded"):
+        swa_utils.update_bn([x], m)
+    assert torch.equal(m(x), before)  # plaintext model: nothing changed at all
+    assert usable()

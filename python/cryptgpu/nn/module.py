@@ -87,6 +87,7 @@ class Module(ModuleHabits):
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"{type(module).__name__} is not a cryptgpu.nn.Module subclass")
         check_entry(self, name, "module", taken=False)  # (assignment replaces: __setattr__)
+        param_state.refuse_over_tensor(self, name)  # torch's KeyError over one
         self._params.pop(name, None)
         self._modules[name] = module
 
@@ -151,11 +152,11 @@ class Module(ModuleHabits):
         if isinstance(value, Module):
             if "_modules" not in d:
                 raise AttributeError("cannot assign module before Module.__init__() call")
+            param_state.refuse_over_tensor(self, name, value)  # torch's TypeError
             param_state.drop_entry(d, name, "_buffers")  # (assignment replaces, as torch's)
             self.add_module(name, value)
-        elif isinstance(value, torch.nn.Parameter) or flagged(value, "_is_param"):
-            # (nn.Parameter(shared): torch flags the shared tensor's detach())
-            param_state.drop_entry(d, name, "_modules", "_buffers")
+        elif isinstance(value, torch.nn.Parameter) or flagged(value, "_is_param"):  # (shared:
+            param_state.drop_entry(d, name, "_modules", "_buffers")  # torch flags its detach())
             self.register_parameter(name, value)
         elif isinstance(value, getattr(torch.nn, "Buffer", ())) or flagged(value, "_is_buffer"):
             self.register_buffer(name, value.data, persistent=getattr(value, "persistent", True))

@@ -221,3 +221,22 @@ def drop_entry(d: dict, name: str, *tables: str) -> None:
         if name in (d.get(t) or ()):
             del d[t][name]
             d.get("_transient", set()).discard(name)
+
+
+def refuse_over_tensor(module, name: str, value=None) -> None:
+    """torch's refusals, outside a conversion's own calls: ``add_module``
+    over ``module``'s own parameter or buffer (KeyError), and a module
+    ``value`` assigned over a parameter (TypeError); until the thirtieth
+    session both replaced it, leaving a buffer and a child's parameters
+    under one name in ``state_dict()`` (a review)."""
+    d = module.__dict__
+    if getattr(_INSIDE, "on", False):
+        return
+    if value is not None:
+        if name in d.get("_params", ()):
+            raise TypeError(
+                f"cannot assign '{torch.typename(value)}' as parameter '{name}' "
+                "(torch.nn.Parameter or None expected)"
+            )
+    elif name in d.get("_params", ()) or name in d.get("_buffers", ()):
+        raise KeyError(f"attribute '{name}' already exists")
