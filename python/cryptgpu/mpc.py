@@ -15,6 +15,8 @@ import copy
 import functools
 import types
 
+import torch
+
 from . import _session, spmd
 from . import autograd as ag
 from ._native import CryptGPUError
@@ -109,14 +111,21 @@ def run_multiprocess(world_size: int = 3, maxsize: int | None = None):
     run. For real separate processes use ``python -m cryptgpu.launch``.
 
     As after CrypTen's fork, each party works on its own copy of the
-    ``cryptgpu.nn`` modules the function names (global names it reads,
-    and variables of enclosing functions, also as items of a list, tuple or
-    dict held there) or is passed (arguments, and the items of a list,
-    tuple or dict argument): CrypTen's Tutorial 5
-    encrypts one global layer in every party, which threads sharing one
-    object could not do. The caller's modules are left as they were; other
-    objects (torch tensors and models, modules reached through another
-    object's attributes) are shared by the threads. The parties' sessions
+    ``cryptgpu.nn`` modules, torch modules (``torch.nn.Module``) and torch
+    tensors the function names (global names it reads, and variables of
+    enclosing functions, also as items of a list, tuple or dict held there)
+    or is passed (arguments, and the items of a list, tuple or dict
+    argument): CrypTen's Tutorial 5 encrypts one global layer in every
+    party, and a non-owner that zeroes "its" dummy copy of a global torch
+    model in place changes only its own copy (until 2026-12-07 the threads
+    shared the torch model: the owner's was zeroed, silently). The copies
+    are made before the parties start (memory: three copies of what the
+    function names, for the run); the caller's objects are left as they
+    were, and objects named both ways, or a model and a tensor of it, stay
+    one object in each party. Other objects (a module or tensor reached
+    through another object's attributes, such as ``self.model`` or an
+    optimizer's parameters; numpy arrays; a tensor that is not a graph
+    leaf, which torch cannot copy) are shared by the threads. The parties' sessions
     have the settings of the caller's :func:`cryptgpu.init`
     (precision_bits, seed, timeout_s, device, truncation, check_range), as
     CrypTen's forked processes inherit its configuration. Sessions are per
@@ -172,11 +181,12 @@ def run_multiprocess(world_size: int = 3, maxsize: int | None = None):
 # run_multiprocess most often means
 _SHARED_HINT = (
     "Inside run_multiprocess the parties are threads of one process: a "
-    "cryptgpu.nn module reached through another object's attribute (self.model, "
-    "trainer.model) is one object shared by the three parties, and encrypt() or "
-    "training it from each party runs its operations three times over; name the module "
-    "in the function (a global or enclosing variable, or an item of a list, tuple or "
-    "dict held there), or pass it as an argument, so that each party gets its own copy"
+    "cryptgpu.nn or torch module (or a torch tensor) reached through another object's "
+    "attribute (self.model, trainer.model) is one object shared by the three parties, and "
+    "encrypt() or training it from each party runs its operations three times over; "
+    "name the module in the function (a global or enclosing variable, or an item of a "
+    "list, tuple or dict held there), or pass it as an argument, so that each party gets "
+    "its own copy"
 )
 
 
@@ -190,14 +200,39 @@ _SHARE_HINT = (
 )
 
 
+# What each party gets its own deep copy of, as after a fork: cryptgpu
+# modules, and (since 2026-12-07) torch modules and tensors. A torch model
+# named in the function was one object of the three threads: a party
+# zeroing "its" dummy copy in place (CrypTen's habit: each forked process
+# mutates its own) silently zeroed the owner's model, or, by thread timing,
+# raised a misleading ModelStateChanged (user probe OO).
+_COPIED = (Module, torch.nn.Module, torch.Tensor)
+
+
+def _copied(v) -> bool:
+    """One object a party gets its own copy of (:data:`_COPIED`)."""
+    return isinstance(v, _COPIED)
+
+
 def _holds_module(v) -> bool:
-    """A cryptgpu module, or a list, tuple or dict holding one (what
-    :func:`_own` copies)."""
+    """A cryptgpu or torch module or a torch tensor, or a list, tuple or
+    dict holding one (what :func:`_own` copies)."""
     if isinstance(v, dict):
         v = list(v.values())
     if isinstance(v, (list, tuple)):
-        return any(isinstance(x, Module) for x in v)
-    return isinstance(v, Module)
+        return any(_copied(x) for x in v)
+    return _copied(v)
+
+
+def _deep(v, memo: dict):
+    """A deep copy of ``v`` (one of :data:`_COPIED`), or ``v`` itself (shared,
+    as before) where it cannot be copied: a tensor that is not a graph leaf
+    (torch refuses to deep-copy one), or a module holding such a tensor or
+    another object that copy refuses."""
+    try:
+        return copy.deepcopy(v, memo)
+    except (RuntimeError, TypeError):
+        return v
 
 
 def _names_read(code: types.CodeType) -> set:
@@ -211,20 +246,20 @@ def _names_read(code: types.CodeType) -> set:
 
 
 def _own(obj, memo: dict):
-    """``obj`` with the cryptgpu modules in it deep-copied: ``obj`` itself
-    when a Module, or a list, tuple or dict holding Modules (one level
-    deep, a copy of the container); anything else as it is (shared)."""
-    if isinstance(obj, Module):
-        return copy.deepcopy(obj, memo)
+    """``obj`` with the modules and tensors in it deep-copied (:func:`_deep`):
+    ``obj`` itself when one, or a list, tuple or dict holding them (one
+    level deep, a copy of the container); anything else as it is (shared)."""
+    if _copied(obj):
+        return _deep(obj, memo)
     if not _holds_module(obj):
         return obj
     if isinstance(obj, dict):
         out = copy.copy(obj)
         for k, v in obj.items():
-            out[k] = copy.deepcopy(v, memo) if isinstance(v, Module) else v
+            out[k] = _deep(v, memo) if _copied(v) else v
         return out
     if isinstance(obj, (list, tuple)):
-        items = [copy.deepcopy(v, memo) if isinstance(v, Module) else v for v in obj]
+        items = [_deep(v, memo) if _copied(v) else v for v in obj]
         if isinstance(obj, list):
             out = copy.copy(obj)
             out[:] = items
@@ -236,10 +271,10 @@ def _own(obj, memo: dict):
 
 def _with_own_modules(func, args: tuple = (), kwargs: dict | None = None):
     """``(f, args, kwargs)`` for one party: ``f`` is ``func`` reading deep
-    copies of the cryptgpu modules it names (as globals or from enclosing
-    functions), or ``func`` itself when it names none; ``args`` and
-    ``kwargs`` hold deep copies of the modules passed (also in a list,
-    tuple or dict argument). Globals are copied shallowly: other objects
+    copies of the cryptgpu and torch modules and torch tensors it names (as
+    globals or from enclosing functions), or ``func`` itself when it names
+    none; ``args`` and ``kwargs`` hold deep copies of those passed (also in
+    a list, tuple or dict argument). Globals are copied shallowly: other objects
     stay shared, and a ``global`` assignment inside stays in the copy, as
     in a forked party. One module reached both ways is one copy."""
     memo: dict = {}

@@ -295,6 +295,14 @@ def cryptensor(
     ``cryptensor(..., requires_grad=True)``); left out (None), it is
     ``data.requires_grad`` (False for data that is no tensor), and an
     explicit ``False`` wins over a tensor that requires grad, as CrypTen's.
+    In a multi-party run it is each party's own (not sent by src): every
+    party must get the same, so a party other than src that passes a
+    placeholder (``torch.empty(shape)``, which does not require grad) for
+    src's tensor that does must pass ``requires_grad=True`` too (parties
+    that differ run different protocols and fail with an out-of-step
+    PeerError). With ``broadcast_size=True``, src's (its argument's, or
+    its ``data.requires_grad``) comes with its shape and is taken by a
+    party that gives none.
     CrypTen's ``device=`` and ``precision=`` keywords are accepted when they
     name the session's own device and precision_bits (a tensor cannot have
     others here).
@@ -325,6 +333,7 @@ def cryptensor(
             f"device={device!r}: this session's tensors live on {here} "
             "(choose it in cryptgpu.init(device=...))"
         )
+    given = requires_grad is not None
     if requires_grad is None:
         # a torch tensor that requires grad gives a leaf that does, as
         # CrypTen's; an explicit requires_grad=False wins, as CrypTen's
@@ -332,7 +341,10 @@ def cryptensor(
     if not isinstance(requires_grad, (bool, np.bool_)):
         raise TypeError(f"requires_grad must be a bool, not {type(requires_grad).__name__}")
     if broadcast:  # CrypTen's: the other parties pass any tensor, src's shape is sent
-        data = _sized(s, src, data)
+        data, src_grad = _sized(s, src, data, requires_grad)
+        # src's requires_grad comes with its shape (no extra round): a
+        # placeholder's own does not decide it where none was given
+        requires_grad = requires_grad if given else src_grad
     if data is None:  # CrypTen's (and MPCTensor's) ValueError
         raise ValueError("Cannot initialize tensor with None.")
     if isinstance(data, torch.Tensor) and data.is_meta:  # a shape without values
@@ -392,25 +404,34 @@ def broadcast_shape(s, src: int, shape) -> tuple:
     failed to load), then its dims, each shared from src and opened
     exactly (:func:`opened_words`); src's failure is raised by every party
     alike."""
+    return _shape_and_flag(s, src, shape, False)[0]
+
+
+def _shape_and_flag(s, src: int, shape, flag: bool) -> tuple:
+    """(src's shape, src's ``flag``) as :func:`broadcast_shape` has them:
+    the flag rides in the rank's word (2 * rank + flag), at no extra round
+    or byte."""
     if len(s.ranks) == 3:  # the local runtime: src's shape is already here
-        return shape
-    rank = torch.tensor([-1 if shape is None else len(shape)])
-    n = int(opened_words(src, rank)[0])
-    if n < 0:
+        return shape, flag
+    word = torch.tensor([-1 if shape is None else 2 * len(shape) + int(bool(flag))])
+    w = int(opened_words(src, word)[0])
+    if w < 0:
         raise ValueError(f"party {src} could not load its tensor (its own error says why)")
+    n, flag = w >> 1, bool(w & 1)
     if n == 0:
-        return ()
+        return (), flag
     dims = torch.tensor(list(shape) if shape is not None else [0] * n, dtype=torch.int64)
-    return tuple(int(d) for d in opened_words(src, dims))
+    return tuple(int(d) for d in opened_words(src, dims)), flag
 
 
-def _sized(s, src: int, data):
-    """``data`` where this party is src, else zeros of src's shape (sent by
-    src): ``cryptensor(x, src=, broadcast_size=True)``, CrypTen's, where the
-    other parties pass any tensor."""
+def _sized(s, src: int, data, requires_grad: bool) -> tuple:
+    """(``data`` where this party is src, else zeros of src's shape; src's
+    ``requires_grad``), both sent by src: ``cryptensor(x, src=,
+    broadcast_size=True)``, CrypTen's, where the other parties pass any
+    tensor."""
     mine = src in s.ranks
-    shape = broadcast_shape(s, src, tuple(np.shape(data)) if mine else None)
-    return data if mine else torch.zeros(shape, dtype=torch.float64)
+    shape, grad = _shape_and_flag(s, src, tuple(np.shape(data)) if mine else None, requires_grad)
+    return (data if mine else torch.zeros(shape, dtype=torch.float64)), grad
 
 
 def _meta_placeholder(s, src: int, data: torch.Tensor) -> torch.Tensor:

@@ -343,7 +343,10 @@ impl Comm {
         EngineError::Peer(format!(
             "party {who} is out of step with party {me}: its message belongs to {} where party \
              {me} is in {}; do all parties run the same program (and the same cryptgpu version) \
-             on the same shapes?",
+             on the same shapes, with the same requires_grad (cryptensor reads it from each \
+             party's own argument: a placeholder of the parties other than src that does not \
+             require grad, where src's tensor does, records a different protocol; pass \
+             requires_grad= alike on every party)?",
             self.describe(got, round),
             self.describe(tag, Some(self.op_round.saturating_sub(1))),
         ))

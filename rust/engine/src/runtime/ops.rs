@@ -18,27 +18,23 @@ impl Session {
     /// Share `values` from party `src`. Only src's values are read: a party
     /// of a multi-process session that is not src passes a placeholder of
     /// the right length (CrypTen's tutorials pass `torch.empty`), which is
-    /// never encoded. In the local runtime src's values are checked before
-    /// any party starts (a bad value leaves the session usable); a src
-    /// party of a multi-process session checks them inside the operation,
-    /// so that its neighbours are told at once instead of waiting for the
-    /// timeout.
+    /// never encoded. The process hosting src encodes its values before the
+    /// operation begins, in every runtime: a bad value (NaN, beyond the
+    /// range) is an EncodingError before anything is sent, any shared
+    /// randomness drawn or the session marked broken, so the owner may catch
+    /// it and share clean data while the others wait for the share. Until
+    /// 2026-12-07 a src party of a multi-process session encoded inside the
+    /// operation, and a caught EncodingError left every party's session
+    /// broken (a user probe). An owner that does not catch it ends its
+    /// program, which tells its neighbours (spmd.run and the launcher abort
+    /// a party's session when its function raises).
     pub fn share_f64(&self, values: &[f64], shape: Vec<usize>, src: usize) -> Result<Tensor> {
-        if self.ranks.len() == 3 {
-            return self.share_ring(ring::encode(values, self.frac_bits)?, shape, src);
-        }
-        check_share(values.len(), &shape, src)?;
-        self.note(Note::op("share").dims(&shape).word(src as u64));
-        let (n, fb) = (values.len(), self.frac_bits);
-        let what = format!("shape {shape:?}");
-        let r = self.run("share", |p| {
-            p.comm.salt(&what);
-            match p.rank == src {
-                true => p.share(src, Some(&ring::encode(values, fb)?), n),
-                false => p.share(src, None, n),
-            }
-        })?;
-        Ok(self.wrap(shape, r))
+        let words = if self.ranks.contains(&src) {
+            ring::encode(values, self.frac_bits)?
+        } else {
+            vec![0; values.len()] // a placeholder's values are never read
+        };
+        self.share_ring(words, shape, src)
     }
 
     /// Share ring elements from party `src` (only src's are read).
