@@ -100,18 +100,18 @@ def test_cov_sums_past_2_31_as_var(mode):
         x = _encoded(torch.randn(8, 4000, dtype=torch.float64) * 1500)  # sums 8.7e9
         s = cryptgpu.cryptensor(x)
         got, ref = _plain(torch.cov(s)), torch.cov(x)
-        # each deviation divided by d = isqrt(n - 1) within 1 ULP (exact):
+        # each deviation divided by p = ceil(sqrt(n)) within 1 ULP (exact):
         # the product's sum off by at most sum_k (|dev_ik| + |dev_jk|) ULP /
-        # d, times d^2 / (n - 1) (<= 1): n (max|dev_i| + max|dev_j|) ULP / d;
-        # plus the product's and the factor's truncations (2 ULP), the
-        # factor's encoding (2^-17 relative of the result) and the mean's
-        # rounding (1 ULP, its effect negligible)
+        # p, times p^2 / (n - 1) (exactly: a whole product, an exact
+        # division): n p (max|dev_i| + max|dev_j|) ULP / (n - 1); plus the
+        # product's truncation and the division's (2 ULP, the first times p^2
+        # / (n - 1) ~ 1) and the mean's rounding (1 ULP, negligible effect)
+        n = x.shape[1]
+        p = math.isqrt(n - 1) + 1
         dev = (x - x.mean(1, keepdim=True)).abs().amax(1)
-        d = math.isqrt(x.shape[1] - 1)
-        bound = x.shape[1] * (dev.reshape(-1, 1) + dev.reshape(1, -1)) * ULP / d
-        bound = bound + 3 * ULP + 2.0**-17 * ref.abs()
+        bound = n * p * (dev.reshape(-1, 1) + dev.reshape(1, -1)) * ULP / (n - 1) + 4 * ULP
         assert ((got - ref).abs() <= bound).all()
-        # relative: 4000 * 2 * 6000 / 63 units of 2^-16 = 12 on 2.2e6
+        # relative: 4000 * 64 * 2 * 6000 / 3999 units of 2^-16 = 12 on 2.2e6
         assert ((got - ref).abs() / ref.diagonal().max()).max().item() < 1e-5
     finally:
         cryptgpu.uninit()

@@ -8,11 +8,14 @@ known-defect list rather than a probe.
   still replaces, as torch's ``__setattr__`` does.
 """
 
+import math
+
 import pytest
 import torch
 
 import cryptgpu.nn as cnn
-from conftest import usable
+from conftest import ULP, usable
+from cryptgpu import cryptensor
 
 
 def _tables(m):
@@ -129,3 +132,40 @@ def test_update_bn_on_a_folded_model_changes_nothing(session):
         swa_utils.update_bn([x], m)
     assert torch.equal(m(x), before)  # plaintext model: nothing changed at all
     assert usable()
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["few columns", "fweights 1e6", "aweights 1000", "large aweights", "mixed weights"],
+)
+def test_cov_with_weights_and_few_columns(session, case):
+    """A review of the session's cov: dividing both sides by isqrt(sum of
+    weights) made fweights of 1e6 1.3% off, and with few columns (isqrt
+    rounding down) a covariance of 1.6e9 wrapped; a product by a large
+    weight (aweights 1.5e6) wrapped past 2^31 on the session-start code."""
+    torch.manual_seed(0)
+    kw: dict = {}
+    if case == "few columns":
+        x = torch.tensor([[4e4, -4e4, 0.0], [3e4, -3e4, 1.0]], dtype=torch.float64)
+    elif case == "fweights 1e6":
+        x, kw = torch.randn(2, 100, dtype=torch.float64), {"fweights": torch.full((100,), 10**6)}
+    elif case == "aweights 1000":
+        x, kw = torch.randn(2, 100, dtype=torch.float64), {"aweights": torch.full((100,), 1e3)}
+    elif case == "large aweights":
+        x = torch.randn(2, 100, dtype=torch.float64) * 10
+        kw = {"aweights": torch.full((100,), 1.5e6 + 0.25, dtype=torch.float64)}
+    else:
+        x = torch.randn(3, 50, dtype=torch.float64) * 5
+        kw = {"fweights": torch.randint(1, 5, (50,)), "aweights": torch.rand(50) + 0.1}
+    x = torch.round(x * 2**16) / 2**16  # torch's reference at the encoded input
+    ref = torch.cov(x, **kw)
+    got = torch.cov(cryptensor(x), **kw).get_plain_text(dtype=torch.float64)
+    # each side's deviations within 1 ULP after its division (or 1.5 ULP
+    # plus 2^-15 relative after the product by a weight fraction): the sum
+    # off by sqrt(n) (max|dev_i| + max|dev_j|) ULP at most, times p q /
+    # norm <= ~1.1 here; the weights' fractions add 2^-15 relative, a
+    # non-whole norm's factor 2^-16; a few units of truncation
+    dev = (x - x.mean(1, keepdim=True)).abs().amax()
+    n = x.shape[1]
+    bound = 1.1 * math.sqrt(n) * 2 * dev * ULP + 2.0**-14 * ref.abs().max() + 4 * ULP
+    assert (got - ref).abs().max().item() <= bound

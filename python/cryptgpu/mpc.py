@@ -206,7 +206,10 @@ _SHARE_HINT = (
 # zeroing "its" dummy copy in place (CrypTen's habit: each forked process
 # mutates its own) silently zeroed the owner's model, or, by thread timing,
 # raised a misleading ModelStateChanged (user probe OO).
-_COPIED = (Module, torch.nn.Module, torch.Tensor)
+# Optimisers too (a review): one named beside its model, shared, stepped the
+# caller's parameters while each party's model was its own copy; with the
+# party's one memo, the copy steps that party's copy of the model.
+_COPIED = (Module, torch.nn.Module, torch.Tensor, torch.optim.Optimizer)
 
 
 def _copied(v) -> bool:

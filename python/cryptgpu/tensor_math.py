@@ -194,12 +194,15 @@ class MathOps:
         """``torch.cov``: the covariance of the rows (variables) over the
         columns (observations), as torch's (a 1-D x is one variable; its
         checks and result shape): the deviations from the (weighted) mean,
-        each divided by the whole d = isqrt(norm) (norm: the public degrees
-        of freedom), times their transpose in one matrix product, times d^2
-        / norm (exact truncations throughout, as :meth:`var`'s): any
-        covariance below 2^31 in magnitude, within sqrt(n) (max |x_i - m_i|
-        + max |x_j - m_j|) 2^-16 plus a few units (typically 2^-15 /
-        sqrt(var) relative on the diagonal).
+        divided so that their matrix product's sum is at most the
+        covariance (by ceil(sqrt(n)) on one side, by ceil(w_sum / that) or
+        times the weights over it on the other), times the product of the
+        divisors, divided by the whole degrees of freedom (exact truncations
+        throughout, as :meth:`var`'s): covariances below 2^31 with n times
+        them below 2^46 (var's range), within sqrt(n) (max |x_i - m_i| +
+        max |x_j - m_j|) 2^-16 plus a few units unweighted (typically
+        2^-15 / sqrt(var) relative on the diagonal); weights add 2^-15
+        relative, aweights' non-whole degrees of freedom 2^-16 more.
         ``fweights`` and ``aweights`` public (private ones:
         NotImplementedError); none left (N <= correction) is ValueError,
         where torch warns and gives inf or nan."""
@@ -232,24 +235,27 @@ class MathOps:
                 f"cov: {n} observations (weights summing to {w_sum}) leave no degrees of "
                 f"freedom (correction {correction})"
             )
-        mean = x.mean(1, keepdim=True) if w is None else (x * w).sum(1, keepdim=True) / w_sum
+        # The weights as fractions (w / w_sum, w / q): a product by a large
+        # weight (fweights 1e6) wrapped past 2^31 (a review)
+        mean = x.mean(1, keepdim=True) if w is None else (x * (w / w_sum)).sum(1, keepdim=True)
         dev = x - mean
-        # One matrix product of the deviations, each first divided by the
-        # whole d = isqrt(norm), then times d^2 / norm (near 1): the
-        # product's sum is about the covariance itself, within the ring at
-        # its double scale wherever the result is (until 2026-12-07 the
-        # undivided sum, n - 1 times it, wrapped once past 2^31: cov of
-        # randn(8, 4000) * 1500 gave 35584 for 2.2e6, where var was right).
-        # Exact truncations throughout, as var's; each divided deviation is
-        # within 1 unit, so the result within sqrt(n) (|d_i| + |d_j|) units.
-        d = max(1, math.isqrt(int(norm)))
+        # One matrix product of the deviations, each side first divided so
+        # that the product's sum is at most the covariance itself (one side
+        # by the whole p = ceil(sqrt(n)), the other by q = ceil(w_sum / p),
+        # or times w / q with weights), then times p q and divided by the
+        # whole norm (exact truncations throughout, as var's). Until
+        # 2026-12-07 the undivided sum, n - 1 times the covariance, wrapped
+        # past 2^31: cov of randn(8, 4000) * 1500 gave 35584 for 2.2e6.
+        p = math.isqrt(n - 1) + 1  # p * p >= n
+        q = max(1, math.ceil(w_sum / p))
         with _session.training_work():
-            dv = dev.div(d) if d > 1 else dev
-            av = dv if w is None else (dev * w).div(d) if d > 1 else dev * w
-            c = av.matmul(dv.t())
-            scale = d * d / norm
-            if scale != 1.0:
-                c = c * scale
+            u = dev.div(p) if p > 1 else dev
+            v = (u if p == q else dev.div(q)) if w is None else dev * (w / q)
+            c = v.matmul(u.t())
+            if float(norm).is_integer() and p * q <= 2**20:  # p q / norm, exactly
+                c = (c * (p * q)).div(int(norm))
+            else:  # (aweights) encoded with 2^-16 relative error
+                c = c * (p * q / norm)
         return c.reshape(shape)
 
     def corrcoef(self) -> TensorBase:
