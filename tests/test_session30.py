@@ -200,3 +200,50 @@ def test_run_multiprocess_copies_an_optimiser_with_its_model():
     assert torch.equal(net.weight.detach(), w0)  # the caller's model as it was
     for w in out:  # plaintext float64 steps: exact up to float64 rounding
         assert torch.allclose(w, w0 - 0.1 * x.sum(0), rtol=0, atol=1e-12)
+
+
+def test_a_caught_encoding_error_with_broadcast_size_keeps_the_parties_in_step():
+    """A review of fix GE: with broadcast_size=True the owner sent its shape
+    before its values failed to encode, so after a caught EncodingError
+    its retry was out of step with the others (waiting for the values);
+    the values are now checked before the shape goes out."""
+    import cryptgpu
+
+    good = torch.tensor([[1.5, -2.0], [0.25, 3.0]], dtype=torch.float64)
+
+    def job():
+        if cryptgpu.rank() == 0:
+            try:
+                cryptgpu.cryptensor(torch.tensor([[1.0, float("nan")]]), src=0, broadcast_size=True)
+            except ValueError:
+                pass  # the owner cleans its data and shares again
+            x = cryptgpu.cryptensor(good, src=0, broadcast_size=True)
+        else:
+            x = cryptgpu.cryptensor(torch.empty(0), src=0, broadcast_size=True)
+        return (x * 2).get_plain_text(dtype=torch.float64)
+
+    for got in cryptgpu.spmd.run(job, timeout_s=20):
+        # x encoded exactly (multiples of 2^-2), times a whole 2: exact
+        assert torch.equal(got, good * 2)
+
+
+def test_a_shape_sent_with_broadcast_size_is_checked_before_it_sizes_anything():
+    """A review: the dimension count src sends for broadcast_size=True sized
+    the next message and the placeholder unchecked (a src claiming 2^40
+    dims, or a shape larger than the host, made the others allocate it)."""
+    import cryptgpu
+    from cryptgpu import _session
+    from cryptgpu.tensor import broadcast_shape
+
+    def job(shape):
+        s = _session.current()
+        mine = shape if cryptgpu.rank() == 0 else None
+        try:
+            broadcast_shape(s, 0, mine)
+        except ValueError as e:
+            return str(e)
+        return "accepted"
+
+    for shape, says in [((1,) * 100, "100 dimensions"), ((2**40, 2**30), "more than this host")]:
+        got = cryptgpu.spmd.run(job, shape, timeout_s=20)
+        assert all(says in g for g in got[1:]), got  # parties 1 and 2 refuse it

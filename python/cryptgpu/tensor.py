@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import copy
 import enum
+import math
+import os
 import sys
 import threading
 
 import numpy as np
 import torch
 
-from . import _session, comm, torch_dispatch
+from . import _native, _session, comm, torch_dispatch
 from . import tensor_storage as _storage
 from ._plain import _index, _plain_array, in_augmented_assignment
 from ._session import current
@@ -341,6 +343,11 @@ def cryptensor(
     if not isinstance(requires_grad, (bool, np.bool_)):
         raise TypeError(f"requires_grad must be a bool, not {type(requires_grad).__name__}")
     if broadcast:  # CrypTen's: the other parties pass any tensor, src's shape is sent
+        if src in s.ranks and len(s.ranks) < 3 and data is not None:
+            # before the shape goes out, as the share's own encoding (a caught
+            # EncodingError left the parties out of step: a review)
+            if not (isinstance(data, torch.Tensor) and data.is_meta):
+                _encodable(_plain_array(data, "cryptensor"), s.precision_bits)
         data, src_grad = _sized(s, src, data, requires_grad)
         # src's requires_grad comes with its shape (no extra round): a
         # placeholder's own does not decide it where none was given
@@ -418,10 +425,43 @@ def _shape_and_flag(s, src: int, shape, flag: bool) -> tuple:
     if w < 0:
         raise ValueError(f"party {src} could not load its tensor (its own error says why)")
     n, flag = w >> 1, bool(w & 1)
+    if n > _MAX_DIMS:  # src's word sizes what follows: checked first (a review)
+        raise ValueError(f"party {src} sent a shape of {n} dimensions (at most {_MAX_DIMS})")
     if n == 0:
         return (), flag
     dims = torch.tensor(list(shape) if shape is not None else [0] * n, dtype=torch.int64)
-    return tuple(int(d) for d in opened_words(src, dims)), flag
+    got = tuple(int(d) for d in opened_words(src, dims))
+    if any(d < 0 for d in got) or (src not in s.ranks and math.prod(got) * 8 > _host_bytes()):
+        raise ValueError(f"party {src} sent the shape {got}: more than this host holds")
+    return got, flag
+
+
+_MAX_DIMS = 64
+
+
+def _host_bytes() -> float:
+    """This host's memory in bytes (a placeholder of src's shape beyond it is
+    refused rather than sized); infinite where it cannot be told."""
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return math.inf
+
+
+def _encodable(a: np.ndarray, precision_bits: int) -> None:
+    """The EncodingError ``cryptensor`` would raise for src's values (NaN,
+    inf, beyond 2^(63 - 2f)), raised before anything is sent."""
+    lim = 2.0 ** (63 - 2 * precision_bits)
+    a = np.asarray(a, dtype=np.float64)
+    bad = ~(np.abs(a) < lim)
+    if bad.any():
+        v = float(a[bad].flat[0])
+        raise _native.EncodingError(
+            f"encoding error: cannot encode non-finite value {v}"
+            if not math.isfinite(v)
+            else f"encoding error: value {v:e} is outside the representable range "
+            f"(-{lim:.0f}, {lim:.0f}) for {precision_bits} fractional bits"
+        )
 
 
 def _sized(s, src: int, data, requires_grad: bool) -> tuple:
