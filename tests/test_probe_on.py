@@ -200,7 +200,7 @@ def test_an_optimiser_over_an_eval_models_trainable_parameters_names_train(sessi
     model's empty filter keeps torch's message."""
     tm = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
     pm = cryptgpu.nn.from_pytorch(tm.train(), torch.zeros(2, 6)).encrypt(src=0)
-    hint = r"empty parameter list \(a converted cryptgpu model is in eval mode.*model\.train\(\)"
+    hint = r"empty parameter list \(if they came from a converted cryptgpu model: it is in eval mode.*model\.train\(\)"
     with pytest.raises(ValueError, match=hint):
         torch.optim.SGD(filter(lambda p: p.requires_grad, pm.parameters()), lr=0.1)
     with pytest.raises(ValueError, match=hint):

@@ -21,9 +21,9 @@ from . import _session
 # torch's ValueError for an optimiser without parameters, and why a
 # converted model's filter(requires_grad) gives one (a user probe)
 EMPTY_PARAMS = (
-    "optimizer got an empty parameter list (a converted cryptgpu model is in eval mode, "
-    "where its parameters do not require grad: call model.train() before building the "
-    "optimizer)"
+    "optimizer got an empty parameter list (if they came from a converted cryptgpu "
+    "model: it is in eval mode, where its parameters do not require grad; call "
+    "model.train() before building the optimizer)"
 )
 
 # where warnings point past: this package and torch
