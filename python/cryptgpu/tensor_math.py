@@ -195,8 +195,8 @@ class MathOps:
         columns (observations), as torch's (a 1-D x is one variable; its
         checks and result shape): the deviations from the (weighted) mean,
         divided so that their matrix product's sum is at most the
-        covariance (by ceil(sqrt(n)) on one side, by ceil(w_sum / that) or
-        times the weights over it on the other), times the product of the
+        covariance (both sides by p = ceil(sqrt(n)); with weights one side
+        times them over ceil(w_sum / p)), times the product of the
         divisors, divided by the whole degrees of freedom (exact truncations
         throughout, as :meth:`var`'s): covariances below 2^31 with n times
         them below 2^46 (var's range), within sqrt(n) (max |x_i - m_i| +
@@ -241,16 +241,16 @@ class MathOps:
         dev = x - mean
         # One matrix product of the deviations, each side first divided so
         # that the product's sum is at most the covariance itself (one side
-        # by the whole p = ceil(sqrt(n)), the other by q = ceil(w_sum / p),
-        # or times w / q with weights), then times p q and divided by the
+        # by the whole p = ceil(sqrt(n)), the other by p too, or with weights
+        # times w / q, q = ceil(w_sum / p)), then times p q and divided by the
         # whole norm (exact truncations throughout, as var's). Until
         # 2026-12-07 the undivided sum, n - 1 times the covariance, wrapped
         # past 2^31: cov of randn(8, 4000) * 1500 gave 35584 for 2.2e6.
         p = math.isqrt(n - 1) + 1  # p * p >= n
-        q = max(1, math.ceil(w_sum / p))
+        q = p if w is None else max(1, math.ceil(w_sum / p))  # (one division unweighted)
         with _session.training_work():
             u = dev.div(p) if p > 1 else dev
-            v = (u if p == q else dev.div(q)) if w is None else dev * (w / q)
+            v = u if w is None else dev * (w / q)
             c = v.matmul(u.t())
             if float(norm).is_integer() and p * q <= 2**20:  # p q / norm, exactly
                 c = (c * (p * q)).div(int(norm))
