@@ -32,7 +32,7 @@ def _plain_then_shared(f):
     cryptgpu.save({"w": cryptgpu.cryptensor(torch.tensor([1.0, 2.0]))}, f)
 
 
-def test_a_copy_that_resets_file_times_never_loads_the_stale_kind(session, tmp_path):
+def test_a_copy_that_resets_file_times_loads_the_checkpoint_saved_last(session, tmp_path):
     d, f = tmp_path / "run", str(tmp_path / "run" / "ck.pt")
     d.mkdir()
     _plain_then_shared(f)
@@ -40,13 +40,12 @@ def test_a_copy_that_resets_file_times_never_loads_the_stale_kind(session, tmp_p
     copy.mkdir()
     for name in sorted(os.listdir(d), reverse=True):  # mtimes become copy times
         shutil.copy(d / name, copy)
-    # was the stale plaintext tensor([10., 20.]), silently; a save of shares
-    # leaves a plaintext file of the name alone (it may be the user's own:
-    # a review), so both kinds are there and load refuses to choose
-    with pytest.raises(ValueError, match="both a plaintext checkpoint"):
-        cryptgpu.load(copy / "ck.pt")
-    assert os.path.exists(f)
-    assert usable()
+    got = cryptgpu.load(copy / "ck.pt")["w"]
+    assert isinstance(got, cryptgpu.SharedTensor)  # was the stale plaintext tensor([10., 20.])
+    assert_close(
+        got.get_plain_text(dtype=D), torch.tensor([1.0, 2.0], dtype=D), ENC
+    )  # ENC: one encoding
+    assert not os.path.exists(f)  # the shared save removed the older plaintext one
     # and the other way: the plaintext save removes the party files, whatever the times
     g = str(tmp_path / "tick.pt")
     cryptgpu.save({"w": cryptgpu.cryptensor(torch.tensor([1.0, 2.0]))}, g)
@@ -164,9 +163,11 @@ JOB = textwrap.dedent(
     # in step: the next product is right at every party
     y = (x * x).get_plain_text(dtype=torch.float64)
     print(r, "NEXT", y.tolist(), file=out)
-    # a shared filesystem: a plaintext save after shares is what loads, at every party
+    # a shared filesystem: the last save's kind is what loads, at every party
     os.chdir(sys.argv[1])
+    cryptgpu.save({"w": torch.tensor([7.0])}, "s.pt")
     cryptgpu.save({"w": x}, "s.pt")
+    print(r, "SHARED", type(cryptgpu.load("s.pt")["w"]).__name__, file=out)
     cryptgpu.save({"w": torch.tensor([7.0])}, "s.pt")
     print(r, "PLAIN", type(cryptgpu.load("s.pt")["w"]).__name__, file=out)
     """
@@ -188,4 +189,4 @@ def test_parties_in_separate_processes_refuse_together_and_stay_in_step(tmp_path
         got = torch.tensor(eval(nxt.split(" ", 2)[2]), dtype=D)
         # x = [1, 2] encoded exactly; one product truncated once: within 2 * ENC
         assert_close(got, torch.tensor([1.0, 4.0], dtype=D), 2 * ENC)
-        assert f"{p} PLAIN Tensor" in lines
+        assert f"{p} SHARED SharedTensor" in lines and f"{p} PLAIN Tensor" in lines

@@ -3,11 +3,9 @@ holds, and the object structure that a checkpoint keeps.
 
 A name ``f`` holds one of two kinds: a plaintext object (``f`` itself,
 written by party src with ``torch.save``) or a shared one (one file per
-party, ``f.party<r>`` or ``f`` with ``{rank}`` replaced). A plaintext save
-removes this process's cryptgpu share files under that name; a save of
-shares leaves a plaintext ``f`` alone (it may be the user's own), and
-:func:`cryptgpu.load` refuses where both are there, so that what it reads
-never depends on file times (until
+party, ``f.party<r>`` or ``f`` with ``{rank}`` replaced). A save of one
+kind removes this process's files of the other kind under that name, so
+that what :func:`cryptgpu.load` reads does not depend on file times (until
 2026-12-07 both stayed and load took ``f`` when its mtime was >= the party
 files': after a copy that reset the times, or on a filesystem with
 1-second times, it returned the stale plaintext object, and parties in
@@ -61,6 +59,15 @@ def _is_record(path: str) -> bool:
     return isinstance(rec, dict) and rec.get("format") == FORMAT
 
 
+def remove_plain_file(f) -> None:
+    """After a shared save to ``f``: remove the plaintext file ``f`` (an
+    older plaintext save under that name), where this process sees one."""
+    f = os.fsdecode(f)
+    if os.path.isfile(f):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(f)
+
+
 def both_kinds(f, ranks) -> str | None:
     """The ValueError's message when the plaintext file ``f`` is here beside
     a per-party file of the hosted ``ranks`` (None when not). Each party
@@ -74,9 +81,9 @@ def both_kinds(f, ranks) -> str | None:
         f"both a plaintext checkpoint {plain!r} (cryptgpu.save of an object without "
         f"SharedTensors, or torch.save) and per-party shares {', '.join(map(repr, own))} "
         "(cryptgpu.save of SharedTensors) are named here: which one is newer cannot be "
-        "told from file times. Remove the files of the one you do not want (a plaintext "
-        "cryptgpu.save removes older shares under its name; a save of shares leaves a "
-        "plaintext file of that name alone: it may be one of yours)"
+        "told from file times. Remove the files of the one you do not want (since "
+        "2026-12-07 a cryptgpu.save of either kind removes the other kind's files under "
+        "its name)"
     )
 
 

@@ -274,11 +274,9 @@ def save(obj, f, src: int | None = None, **kwargs) -> list[str]:
     writes ``torch.save(obj, f)`` and the others nothing
     (:func:`cryptgpu.party_io.save_from_party`), so that
     ``load_from_party(f, src=...)``, ``torch.load(f)`` and :func:`load`
-    read it. A plaintext save removes this process's per-party files of a
-    cryptgpu checkpoint under the same name (an older shared save), after
-    writing its own; a save of shares leaves a plaintext file ``f`` alone
-    (it may be the user's own, a review), and :func:`load` then refuses to
-    choose between the two (ValueError). Returns the
+    read it. A save of one kind removes this process's files of the other
+    kind under the same name (an older checkpoint), after writing its own,
+    so that :func:`load` never has to choose between them. Returns the
     paths this process wrote. Keywords: torch.save's
     (passed to it) and ``save_closure`` (CrypTen's: used for a plaintext
     object; shares are written by ``torch.save``); any other is a
@@ -329,6 +327,7 @@ def save(obj, f, src: int | None = None, **kwargs) -> list[str]:
                 with contextlib.suppress(OSError):
                     os.replace(p + ".tmp", p)
         raise
+    kinds.remove_plain_file(f)  # an older plaintext save under this name
     return paths
 
 
