@@ -284,6 +284,24 @@ def _available_bytes() -> int | None:
     return None
 
 
+def check_encodable(a: np.ndarray, precision_bits: int) -> None:
+    """The EncodingError the engine's encoding would raise for ``a`` (NaN,
+    inf, |v| >= 2^(63 - 2f)), naming the value as the user gave it (an
+    operand negated first was named negated: -3e9 for 3e9)."""
+    bad = a[~np.isfinite(a)]
+    if bad.size:
+        raise EncodingError(
+            f"cannot encode non-finite value {bad.flat[0]}: a fixed-point share cannot hold it"
+        )
+    lim = 2.0 ** (63 - 2 * precision_bits)
+    big = a[np.abs(a) >= lim]
+    if big.size:
+        raise EncodingError(
+            f"encoding error: value {float(big.flat[0])!r} is outside the "
+            f"representable range (-{lim:.0f}, {lim:.0f}) for {precision_bits} fractional bits"
+        )
+
+
 def check_positions(n: int, what: str) -> None:
     """Refuse, as the engine refuses an allocation that cannot fit
     (OutOfMemoryError, a MemoryError), a result of ``n`` elements whose

@@ -16,16 +16,15 @@ from __future__ import annotations
 import copy
 import enum
 import math
-import os
 import sys
 import threading
 
 import numpy as np
 import torch
 
-from . import _native, _session, comm, torch_dispatch
+from . import _session, comm, torch_dispatch
 from . import tensor_storage as _storage
-from ._plain import _index, _plain_array, in_augmented_assignment
+from ._plain import _available_bytes, _index, _plain_array, check_encodable, in_augmented_assignment
 from ._session import current
 from .tensor_activations import ActivationOps
 from .tensor_arith import ArithmeticOps
@@ -347,7 +346,9 @@ def cryptensor(
             # before the shape goes out, as the share's own encoding (a caught
             # EncodingError left the parties out of step: a review)
             if not (isinstance(data, torch.Tensor) and data.is_meta):
-                _encodable(_plain_array(data, "cryptensor"), s.precision_bits)
+                check_encodable(
+                    np.asarray(_plain_array(data, "cryptensor"), np.float64), s.precision_bits
+                )
         data, src_grad = _sized(s, src, data, requires_grad)
         # src's requires_grad comes with its shape (no extra round): a
         # placeholder's own does not decide it where none was given
@@ -431,37 +432,14 @@ def _shape_and_flag(s, src: int, shape, flag: bool) -> tuple:
         return (), flag
     dims = torch.tensor(list(shape) if shape is not None else [0] * n, dtype=torch.int64)
     got = tuple(int(d) for d in opened_words(src, dims))
-    if any(d < 0 for d in got) or (src not in s.ranks and math.prod(got) * 8 > _host_bytes()):
+    if any(d < 0 for d in got) or (
+        src not in s.ranks and math.prod(got) * 8 > (_available_bytes() or math.inf)
+    ):
         raise ValueError(f"party {src} sent the shape {got}: more than this host holds")
     return got, flag
 
 
 _MAX_DIMS = 64
-
-
-def _host_bytes() -> float:
-    """This host's memory in bytes (a placeholder of src's shape beyond it is
-    refused rather than sized); infinite where it cannot be told."""
-    try:
-        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return math.inf
-
-
-def _encodable(a: np.ndarray, precision_bits: int) -> None:
-    """The EncodingError ``cryptensor`` would raise for src's values (NaN,
-    inf, beyond 2^(63 - 2f)), raised before anything is sent."""
-    lim = 2.0 ** (63 - 2 * precision_bits)
-    a = np.asarray(a, dtype=np.float64)
-    bad = ~(np.abs(a) < lim)
-    if bad.any():
-        v = float(a[bad].flat[0])
-        raise _native.EncodingError(
-            f"encoding error: cannot encode non-finite value {v}"
-            if not math.isfinite(v)
-            else f"encoding error: value {v:e} is outside the representable range "
-            f"(-{lim:.0f}, {lim:.0f}) for {precision_bits} fractional bits"
-        )
 
 
 def _sized(s, src: int, data, requires_grad: bool) -> tuple:

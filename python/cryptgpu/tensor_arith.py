@@ -15,7 +15,15 @@ from . import functions as fx
 from . import gradients as gr
 from . import rounding
 from ._native import EncodingError, ShapeError
-from ._plain import DivisionByZeroError, _buf, _float64, _ibuf, _is_integer_plain, _plain_array
+from ._plain import (
+    DivisionByZeroError,
+    _buf,
+    _float64,
+    _ibuf,
+    _is_integer_plain,
+    _plain_array,
+    check_encodable,
+)
 from .public_factors import in_products_only, reciprocal, whole_reciprocal
 from .tensor_base import READ_ONLY, TensorBase
 from .tensor_compare import bit_product
@@ -57,19 +65,7 @@ class ArithmeticOps:
             if ag.needs_grad(self, ys):
                 gr.record_sub(out, self, ys)
             return out
-        bad = yp[~np.isfinite(yp)]
-        if bad.size:  # named as given (-yp's encoding error said -inf for inf)
-            raise EncodingError(
-                f"cannot encode non-finite value {bad.flat[0]}: a fixed-point share cannot hold it"
-            )
-        f = self._s().precision_bits
-        big = yp[np.abs(yp) >= 2.0 ** (63 - 2 * f)]  # named as given too (said -3e9 for 3e9)
-        if big.size:
-            lim = f"{2.0 ** (63 - 2 * f):.0f}"
-            raise EncodingError(
-                f"encoding error: value {float(big.flat[0])!r} is outside the "
-                f"representable range (-{lim}, {lim}) for {f} fractional bits"
-            )
+        check_encodable(yp, self._s().precision_bits)  # named as given, not as -yp
         return self.add(-yp)
 
     def neg(self) -> TensorBase:
