@@ -15,7 +15,7 @@ from .optim_checks import (
     check_shapes,
     saved_state,
 )
-from .tensor import SharedTensor
+from .tensor import SharedTensor, stack
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad"]
 
@@ -45,6 +45,56 @@ def scaled_ratio(m, w, e: float):
         q = functions.ratio_inv_sqrt(m, root + e, lo_exp=fe)
         return functions.ratio_inv_sqrt(q, root + e, lo_exp=fe)
     return functions.ratio_inv_sqrt(m, w + max(e * e, floor), lo_exp=fe)
+
+
+def _moment_bounds() -> tuple[float, float, float]:
+    """(W, top, clip) for the scaled second moments at this precision: w
+    stays below W = 2^min(30, 62 - 2f) (ratio_inv_sqrt's top bucket; w *
+    beta2 must stay below 2^(63 - 2f)); at or above ``top`` = W / 16 an
+    element's moments and scale go down (:func:`guard_moments`); a scaled
+    gradient is clipped to ``clip``, so that w * (1/16 or 1) + clip^2 < W."""
+    e = min(30, 62 - 2 * _session.current().precision_bits)
+    big = 2.0**e
+    return big, big / 16, math.floor(math.sqrt(big * 15 / 16) * 0.99)
+
+
+def guard_moments(x, k, w, firsts=(), seconds=()):
+    """Keep the scaled moments of Adam, RMSprop and Adagrad in range, per
+    element and without revealing which: one batched comparison clips the
+    scaled gradient x (times the element's scale k, 1 when None) to
+    +-``clip`` and finds where w reached ``top`` (:func:`_moment_bounds`);
+    there w and ``seconds`` (amsgrad's maximum) are divided by 16, and k,
+    ``firsts`` (first moments) and the new gradient by 4: m / sqrt(w) and
+    g / sqrt(w), the steps, are unchanged by such a common factor. Returns
+    (x, k, w, firsts, seconds) in the new units (None entries stay None);
+    w None (a first step): the clip only. Where nothing is clipped or
+    scaled every value is unchanged, exactly (sums of 0 and products by
+    1.0). One comparison and two products per step.
+
+    Until 2026-12-07 nothing bounded w: a gradient of 100 (scale 2^8) took
+    an Adam weight to 9.8e7 in two steps, and a gradient held above about 4
+    overflowed the moment later, silently."""
+    _, top, clip = _moment_bounds()
+    xk = x if k is None else x * k
+    d = [xk + clip, xk.neg() + clip] + ([] if w is None else [w - top])
+    v = d[:2] + ([] if w is None else [w * 0.0 + 1.0])
+    a = stack(d)._msb_times(stack(v), "optimiser moment guard")
+    xc = xk - a[0] + a[1]  # clamp(xk, -clip, clip), as clamp's relu pair
+    if w is None:
+        return xc, k, w, tuple(firsts), tuple(seconds)
+    below = a[2]  # [w < top]: a factor 1 there, else 1/4 (1/16 for w)
+    f4, f16 = below * 0.75 + 0.25, below * (15 / 16) + (1 / 16)
+
+    def scaled(parts, f):
+        live = [t for t in parts if t is not None]
+        out = iter((stack(live) * f.unsqueeze(0)).unbind(0))
+        return [None if t is None else next(out) for t in parts]
+
+    x_, k_, *fs = scaled([xc, f4 if k is None else k, *firsts], f4)
+    if k is None:
+        k_ = f4  # 1 times the factor
+    w_, *ss = scaled([w, *seconds], f16)
+    return x_, k_, w_, tuple(fs), tuple(ss)
 
 
 def _floor_exp() -> int:
@@ -221,6 +271,7 @@ class Adam(Optimizer):
         self._m: dict[int, SharedTensor] = {}
         self._w: dict[int, SharedTensor] = {}
         self._wmax: dict[int, SharedTensor] = {}
+        self._k: dict[int, SharedTensor] = {}  # each element's moment scale (guard_moments)
         self._units: dict[int, tuple] = {}  # (beta2, grad_scale) of each one's moments
         super().__init__(params, defaults, "Adam")
 
@@ -267,7 +318,11 @@ class Adam(Optimizer):
             e = s * eps / np.sqrt(c2)
             g = g * np.int64(s)  # exact: an integer factor
             self._rescale(p, (b2, s))
-            m, w = self._m.get(id(p)), self._w.get(id(p))
+            m, w, wm = self._m.get(id(p)), self._w.get(id(p)), self._wmax.get(id(p))
+            g, k, w, (m,), (wm,) = guard_moments(g, self._k.get(id(p)), w, (m,), (wm,))
+            for table, v in ((self._k, k), (self._wmax, wm)):
+                if v is not None:
+                    table[id(p)] = v
             m = g * (1 - b1) if m is None else m * b1 + g * (1 - b1)
             w = g * g if w is None else w * b2 + g * g
             self._m[id(p)], self._w[id(p)] = m, w
@@ -308,6 +363,7 @@ class Adam(Optimizer):
             "exp_avg": [self._m.get(id(p)) for p in params],
             "exp_avg_sq_unscaled": [self._w.get(id(p)) for p in params],
             "max_exp_avg_sq_unscaled": [self._wmax.get(id(p)) for p in params],
+            "moment_scale": [self._k.get(id(p)) for p in params],
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -315,11 +371,17 @@ class Adam(Optimizer):
         params = self.params
         ms, ws = saved_state(self, state, "exp_avg", "exp_avg_sq_unscaled")
         mx = state.get("max_exp_avg_sq_unscaled", [None] * len(params))
-        if not len(ms) == len(ws) == len(mx) == len(params):
+        ks = state.get("moment_scale") or [None] * len(params)  # (older: all 1)
+        if not len(ms) == len(ws) == len(mx) == len(ks) == len(params):
             raise ValueError(
                 f"the saved optimiser state has {len(ms)} moments for {len(params)} parameters"
             )
-        for what, saved in (("exp_avg", ms), ("exp_avg_sq", ws), ("max_exp_avg_sq", mx)):
+        for what, saved in (
+            ("exp_avg", ms),
+            ("exp_avg_sq", ws),
+            ("max_exp_avg_sq", mx),
+            ("moment_scale", ks),
+        ):
             check_shapes(params, what, saved)
         self._load_settings(state)
         self.t = state["step"]
@@ -330,6 +392,7 @@ class Adam(Optimizer):
         self._m = {id(p): m for p, m in zip(params, ms) if m is not None}
         self._w = {id(p): w for p, w in zip(params, ws) if w is not None}
         self._wmax = {id(p): w for p, w in zip(params, mx) if w is not None}
+        self._k = {id(p): k for p, k in zip(params, ks) if k is not None}
         units = state.get("units") or [None] * len(params)
         self._units = {id(p): tuple(u) for p, u in zip(params, units) if u is not None}
 
@@ -406,6 +469,8 @@ class _Moments(Optimizer):
     def load_state_dict(self, state: dict) -> None:
         """Restore what :meth:`state_dict` saved, for the same parameters in order."""
         params = self.params
+        if isinstance(state, dict) and "moment_scale" not in state and "steps" in state:
+            state = {**state, "moment_scale": [None] * len(params)}  # older: scale 1
         saved_state(self, state, "steps", *self._SLOTS)
         for slot in ("steps", *self._SLOTS):
             if len(state[slot]) != len(params):
@@ -436,7 +501,7 @@ class RMSprop(_Moments):
     squared scaled gradients; lower ``grad_scale`` for larger ones)."""
 
     _LEGACY = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered")
-    _SLOTS = ("square_avg_scaled", "grad_avg_scaled", "momentum_buffer")
+    _SLOTS = ("square_avg_scaled", "grad_avg_scaled", "momentum_buffer", "moment_scale")
 
     def __init__(
         self,
@@ -477,17 +542,20 @@ class RMSprop(_Moments):
     def _update(self, group: dict) -> None:
         a, s, lr, mu = group["alpha"], group["grad_scale"], group["lr"], group["momentum"]
         root = math.sqrt(1.0 - a)
-        w_of, ga_of, buf_of = (self._state[k] for k in self._SLOTS)
+        w_of, ga_of, buf_of, k_of = (self._state[k] for k in self._SLOTS)
         for p, g in self._gradients(group):
             self._steps[id(p)] = self._steps.get(id(p), 0) + 1
             g = g * np.int64(s)  # exact: an integer factor
             self._rescale(p, (a, s), _rmsprop_factors)
-            w = w_of.get(id(p))
+            w, m, k = w_of.get(id(p)), ga_of.get(id(p)), k_of.get(id(p))
+            g, k, w, (m,), _ = guard_moments(g, k, w, (m,))
+            for table, v in ((k_of, k), (ga_of, m)):
+                if v is not None:
+                    table[id(p)] = v
             w = w_of[id(p)] = g * g if w is None else w * a + g * g
             if group["centered"]:
                 # v - mean^2 = (1 - a) / s^2 (w - (sqrt(1 - a) m)^2), m the
                 # scaled running sum of g (m = a m + s g)
-                m = ga_of.get(id(p))
                 m = ga_of[id(p)] = g + 0.0 if m is None else m * a + g
                 w = w - (m * root).square()
             r = scaled_ratio(g, w, s * group["eps"] / root)  # sqrt(1 - a) g / (sqrt(v) + eps)
@@ -524,7 +592,7 @@ class Adagrad(_Moments):
     but not used; one added later starts from ``defaults``'s)."""
 
     _LEGACY = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")
-    _SLOTS = ("sum_scaled",)
+    _SLOTS = ("sum_scaled", "moment_scale")
 
     def __init__(
         self,
@@ -567,7 +635,10 @@ class Adagrad(_Moments):
             lr_t = group["lr"] / (1 + (t - 1) * group["lr_decay"])
             g = g * np.int64(s)  # exact: an integer factor
             self._rescale(p, (s,), lambda prev, now: {"sum_scaled": (now[0] / prev[0]) ** 2})
-            w = sums.get(id(p))
+            w, k = sums.get(id(p)), self._state["moment_scale"].get(id(p))
+            g, k, w, _, _ = guard_moments(g, k, w)
+            if k is not None:
+                self._state["moment_scale"][id(p)] = k
             # torch's: the constructor's value, never a group's own (until
             # 2026-12-06 a group's own value)
             start = self.defaults["initial_accumulator_value"] * s * s
