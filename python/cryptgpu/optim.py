@@ -224,14 +224,17 @@ class Adam(Optimizer):
     smaller ones get a smaller step than torch's (the denominator has a
     floor of 2^-14 in scaled units, 4 units of the encoding, which plays
     the part of eps: with 2^-10 a gradient of 1.7e-4 got 0.81 of torch's
-    step), and larger ones overflow the second moment (lower
-    ``grad_scale`` for them). ``eps`` is torch's m / (sqrt(v) + eps) when it
+    step), and larger ones are kept in range by :func:`guard_moments` (a
+    per-element scale that leaves the steps unchanged; scaled gradients
+    beyond about 2^15, |g| about 120 at the default scale, clipped).
+    ``eps`` is torch's m / (sqrt(v) + eps) when it
     matters (eps * grad_scale / sqrt(c2) above 2^-7, the floor's square
     root: three range-reduced inverse square roots per step instead of
     one); a smaller eps, the default 1e-8 always, is absorbed in the floor.
     Each step costs, per parameter element, one batched comparison of 21
     thresholds and about 60 products (``amsgrad`` adds one comparison,
-    decoupled weight decay one product, a large eps two more of each).
+    decoupled weight decay one product, a large eps two more of each),
+    and the guard a comparison of 3 thresholds and two batched products.
     """
 
     _LEGACY = ("lr", "betas", "eps", "weight_decay", "grad_scale")
@@ -497,8 +500,8 @@ class RMSprop(_Moments):
     s^2 / (1 - alpha) (s = ``grad_scale``): w = alpha w + (s g)^2, so
     g / (sqrt(v) + eps) = (s g) / (sqrt(w) + e) / sqrt(1 - alpha) with
     e = s eps / sqrt(1 - alpha). The gradient range is Adam's: |g| from
-    about 1e-4 to 4 at the default scale 2^8 (w holds up to 1 / (1 - alpha)
-    squared scaled gradients; lower ``grad_scale`` for larger ones)."""
+    about 1e-4 to 4 at the default scale 2^8 unaided, larger ones through
+    :func:`guard_moments`'s per-element scale (clipped beyond about 120)."""
 
     _LEGACY = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered")
     _SLOTS = ("square_avg_scaled", "grad_avg_scaled", "momentum_buffer", "moment_scale")
@@ -582,12 +585,11 @@ class Adagrad(_Moments):
     weight_decay=0, initial_accumulator_value=0, eps=1e-10,
     maximize=False)``: sum += g^2, p <- p - lr_t g / (sqrt(sum) + eps)
     with lr_t = lr / (1 + (t - 1) lr_decay). Kept as w = s^2 sum (s =
-    ``grad_scale``). The sum only grows: it must stay below the fixed-point
-    range, 2^(62 - 2f) (2^30 at f = 16), so (s g)^2 summed over the steps:
-    about 16,000 steps of |g| = 1 at the default scale 2^8, 1.6 million at
-    |g| = 0.1 (lower ``grad_scale`` for long runs with large gradients;
-    gradients below about 1e-4 then get smaller steps than torch's, as in
-    Adam). Every sum starts from the constructor's
+    ``grad_scale``). The sum only grows; :func:`guard_moments` divides it
+    by 16 (and the element's scale and new gradients by 4, which leaves the
+    steps unchanged) wherever it reaches 1/16 of the fixed-point range, so
+    long runs stay in range (until 2026-12-07 the sum overflowed after
+    about 16,000 steps of |g| = 1, 75 of |g| = 20). Every sum starts from the constructor's
     ``initial_accumulator_value``, as torch's (a group's own value is kept
     but not used; one added later starts from ``defaults``'s)."""
 
