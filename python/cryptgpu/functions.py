@@ -177,6 +177,14 @@ def ratio_inv_sqrt(num, den, lo_exp: int | None = -10, hi_exp: int = 30):
     two, so both stay O(1) and keep their relative precision; Newton's
     iteration for 1/sqrt on [1, 4) from a fitted line (3 steps) finishes. Used by
     Adam, whose second moment spans many octaves."""
+    _, _, y, num_n = _ratio_parts(num, den, lo_exp, hi_exp)
+    return num_n * y
+
+
+def _ratio_parts(num, den, lo_exp, hi_exp):
+    """:func:`ratio_inv_sqrt`'s pieces: the bucket indicator, the buckets'
+    starts j, 1 / sqrt(den / 2^j) and num / 2^(j/2) (their product is the
+    result)."""
     if (lo_exp is not None and (lo_exp % 2 or not lo_exp < hi_exp)) or hi_exp % 2:
         raise ValueError("ratio_inv_sqrt needs even exponents lo_exp < hi_exp")
     lo_exp, hi_exp = _encodable_exps(den, lo_exp, hi_exp, 2, "ratio_inv_sqrt")
@@ -185,7 +193,7 @@ def ratio_inv_sqrt(num, den, lo_exp: int | None = -10, hi_exp: int = 30):
     half = (ind * _pow2_copies(den, [-j - 1 for j in starts])).sum(0)  # d / 2, d in [1, 4)
     # num may broadcast against a smaller den (a row norm)
     num_n = _select(ind, _pow2_copies(num, [-j // 2 for j in starts]), den)
-    return num_n * inv_sqrt_half(half)
+    return ind, starts, inv_sqrt_half(half), num_n
 
 
 def ratio_inv_sqrt_pair(num, d):
@@ -226,8 +234,31 @@ def inv_sqrt_half(half):
 def sqrt(x):
     """sqrt(x) = x / sqrt(x) for x in [2^-16, 2^30) by :func:`ratio_inv_sqrt`
     (1e-4 relative; the numerator is range-reduced with the denominator, so
-    a large x keeps its relative precision); sqrt(0) = 0."""
-    return ratio_inv_sqrt(x, x, None, 30)
+    a large x keeps its relative precision); sqrt(0) = 0. Under autograd
+    one recorded node whose backward is g / (2 sqrt(x)), 1 / sqrt(x) taken
+    from the same range reduction (the bucket's 2^(-j/2), public, times
+    the Newton result: two products more in the forward). Until 2026-12-07
+    autograd went back through the reduction's own steps, whose rounding
+    the bucket's 2^(-j/2) scaled up: about 2.6 units of 2^-16 / x off
+    whatever g (sqrt at 0.005 with g = 1e-3: 0.0044 to 0.0105 for 0.0071;
+    norm and std of rows near 0.1 off by 76%, a user probe)."""
+    if not (_is_shared(x) and ag.needs_grad(x)):
+        return ratio_inv_sqrt(x, x, None, 30)
+    with ag.inside(True):
+        out, half_inv = sqrt_with_inverse(x, 0.5)  # 1 / (2 sqrt(x))
+    ag.record(out, (x,), lambda g: (g * half_inv,))
+    return out
+
+
+def sqrt_with_inverse(x, factor: float = 1.0):
+    """(sqrt(x), factor / sqrt(x)) from one range reduction (as
+    :func:`ratio_inv_sqrt`'s, 1e-4 relative each): the Newton result times
+    the bucket's num / 2^(j/2), and times the public factor 2^(-j/2) the
+    indicator selects (two products more than sqrt alone)."""
+    ind, starts, y, root = _ratio_parts(x, x, None, 30)
+    lead = (len(starts),) + (1,) * x.dim()
+    w = np.array([factor * 2.0 ** (-j // 2) for j in starts]).reshape(lead)
+    return root * y, (ind * w).sum(0) * y
 
 
 def available_up_to(x, what: str, most: int) -> None:
@@ -596,3 +627,21 @@ def exp2(x):
     u = xc - (ind * ks).sum(0)  # an integer factor per bucket: exact
     p = _horner(_EXP2_COEFFS, u)
     return (ind * _pow2_copies(p, starts[::-1]).flip(0)).sum(0)
+
+
+def pow_pos(x, e: float):
+    """x^e = 2^(e log2 x) for x > 0 and a public e (range-reduced log and
+    exp2: about 1e-4 relative). Under autograd one recorded node whose
+    backward is g e x^(e - 1), x^(e - 1) = 2^((e - 1) log2 x) from the
+    forward's log (one exp2 more, in the backward). Until 2026-12-07
+    autograd went back through the log's range reduction, whose 2^-j
+    scaled the rounding of small gradients up (x^0.3 at 0.005 with g =
+    1e-3: 0.0078 to 0.0156 for 0.0122, a user probe)."""
+    recorded = _is_shared(x) and ag.needs_grad(x)
+    with ag.inside(recorded):
+        lg = log(x)
+        out = exp2(lg * (e / math.log(2)))
+    if recorded:
+        kept = lg._wrap(lg._t)
+        ag.record(out, (x,), lambda g: (g * (exp2(kept * ((e - 1) / math.log(2))) * e),))
+    return out
