@@ -453,6 +453,9 @@ for _name in (
     "sign",
     "triu",
     "tril",
+    # found missing by a probe (2026-12-07): torch's in-place comparisons
+    # (0/1 in the tensor's own dtype) and running sums and products
+    *("gt", "lt", "ge", "le", "eq", "ne", "cumsum", "cumprod"),
 ):
     setattr(ActivationOps, _name + "_", _in_place(_name))
 

@@ -307,7 +307,8 @@ class ArithmeticOps:
         place in the autograd graph (the in-place forms that record)."""
         self._t, self._session, self._st = out._t, out._session, out._st
         self._rg, self._frozen, self._back = out._rg, out._frozen, out._back
-        self._kind, self._lost, self._gfn = out._kind, out._lost, None
+        # (an unrecorded out, a comparison's 0/1 of gt_: no _kind)
+        self._kind, self._lost, self._gfn = getattr(out, "_kind", None), out._lost, None
         return self
 
     def _own_result(self) -> TensorBase:

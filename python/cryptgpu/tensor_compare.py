@@ -6,6 +6,7 @@ the engine's sign-bit circuit (msb_inject), batched as far as possible.
 from __future__ import annotations
 
 import collections
+import functools
 import math
 
 import numpy as np
@@ -23,6 +24,26 @@ from .tensor_shape import cat, stack
 # ``.indices``; the indices are the one-hot mask unless one_hot=False)
 _MaxMin = collections.namedtuple("max_min", ["values", "indices"])
 _TopK = collections.namedtuple("topk", ["values", "indices"])
+
+
+def _tensor_alone_is_other(method):
+    """torch's reading of ``x.max(t)`` / ``x.min(t)``: a torch tensor given
+    alone in dim's place is ``other`` (the element-wise maximum), a 0-dim
+    one too, of any dtype; with ``keepdim`` given, or as ``dim=t``, a 0-dim
+    integer tensor is a dim. Until 2026-12-07 ``x.max(torch.tensor(1))``
+    reduced over dim 1 silently, and a 0-dim float one raised TypeError."""
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        if (
+            len(args) == 1
+            and isinstance(args[0], torch.Tensor)
+            and not kwargs.keys() & {"dim", "keepdim", "other"}
+        ):
+            return method(self, other=args[0], **kwargs)
+        return method(self, *args, **kwargs)
+
+    return call
 
 
 class ComparisonOps:
@@ -249,14 +270,18 @@ class ComparisonOps:
         return v, a
 
     @axis_alias
+    @_tensor_alone_is_other
     def max(self, dim=None, keepdim: bool = False, one_hot: bool = True, *, other=None):
         """Maximum. With ``dim=None`` returns the max of all elements; with a
         dim returns ``(values, argmax)`` where argmax is a one-hot SharedTensor
         of the input's shape (CrypTen's convention), or with
         ``one_hot=False`` the index itself, still secret-shared. With
-        ``other`` (positional or torch's keyword) the element-wise maximum."""
+        ``other`` (positional or torch's keyword) the element-wise maximum:
+        as torch's, a tensor given alone in dim's place is ``other``, even a
+        0-dim one (``x.max(torch.tensor(1))``), while ``dim=torch.tensor(1)``
+        and ``x.max(torch.tensor(1), keepdim)`` read it as a dim."""
         if other is not None:
-            dim = _other_alone(dim, other, "max")
+            return self.maximum(_other_alone(dim, other, "max"))
         if _is_other(dim):
             return self.maximum(dim)  # torch's max(other): element-wise
         if dim is None:
@@ -295,10 +320,11 @@ class ComparisonOps:
         return self.neg().amax(dim, keepdim).neg()
 
     @axis_alias
+    @_tensor_alone_is_other
     def min(self, dim=None, keepdim: bool = False, one_hot: bool = True, *, other=None):
-        """Minimum, as :meth:`max` of ``-x``."""
+        """Minimum, as :meth:`max` of ``-x`` (a tensor as ``other``: as max's)."""
         if other is not None:
-            dim = _other_alone(dim, other, "min")
+            return self.minimum(_other_alone(dim, other, "min"))
         if _is_other(dim):
             return self.minimum(dim)
         _empty_needs_dim(self, dim, "min")
@@ -374,6 +400,8 @@ def _other_alone(dim, other, what: str):
     as torch's (whose error is a TypeError)."""
     if dim is not None:
         raise TypeError(f"{what}() received an invalid combination of arguments: other= with a dim")
+    if not isinstance(other, (TensorBase, np.ndarray, torch.Tensor)):  # torch's error
+        raise TypeError(f"{what}(): argument 'other' must be Tensor, not {type(other).__name__}")
     return other
 
 

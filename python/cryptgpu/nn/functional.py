@@ -606,6 +606,7 @@ METHODS = {
     # public only (masks, indices): a private receiver is refused
     **dict.fromkeys(("bincount", "unique", "argsort", "sort", "nonzero"), OTHER),
     **indices.METHODS,  # argmax, argmin: torch's indices (indices.py)
+    **layers_more.METHODS,  # count_nonzero, nansum, logical_* (SharedTensor's)
     "cumsum": OTHER,
     "triu": OTHER,
     "tril": OTHER,
@@ -629,13 +630,7 @@ PUBLIC_FUNCTIONS = {
     torch.full,
     torch.arange,
     torch.eye,
-    torch.logical_not,
-    torch.logical_and,
-    torch.logical_or,
-    operator.not_,
-    operator.invert,
-    operator.and_,
-    operator.or_,
+    operator.not_,  # (logical_* and & | ~: layers_more.FUNCTIONS, private too)
     math.sqrt,
     math.log,
     math.exp,

@@ -6,12 +6,15 @@ random slopes drawn from the parties' joint generator, as dropout masks:
 public, independent of the data, torch's distribution but not torch's
 draws), and the table of the torch functions a converted forward calls
 for these and for ``F.softshrink``, ``torch.linalg.vector_norm``,
-``torch.var_mean`` and ``torch.std_mean`` (SharedTensor's own).
+``torch.var_mean`` and ``torch.std_mean`` (SharedTensor's own), and for
+torch's comparisons by their short names, count_nonzero, nansum,
+linalg.norm and the logical ops (``&``, ``|``, ``^``, ``~`` too).
 """
 
 from __future__ import annotations
 
 import math
+import operator
 
 import torch
 import torch.nn.functional as F
@@ -161,5 +164,23 @@ FUNCTIONS = {
         f: (f, RELU)
         for f in (torch.absolute, torch.greater, torch.greater_equal, torch.less)
         + (torch.less_equal, torch.not_equal)
+        # torch's short names (refused until 2026-12-07, while the aliases ran)
+        + (torch.gt, torch.lt, torch.ge, torch.le, torch.eq, torch.ne)
     },
+    # SharedTensor's own (refused in a forward until 2026-12-07, though they
+    # ran on a SharedTensor): torch's call, sent to the method of its name
+    torch.count_nonzero: (torch.count_nonzero, RELU),
+    torch.nansum: (torch.nansum, OTHER),
+    torch.linalg.norm: (TABLE[torch.linalg.norm], OTHER),
+    # of 0/1 values (comparison results; public masks as before): products
+    **{f: (f, OTHER) for f in (torch.logical_and, torch.logical_or, torch.logical_xor)},
+    **{f: (f, OTHER) for f in (torch.logical_not, operator.and_, operator.or_, operator.xor)},
+    operator.invert: (operator.invert, OTHER),
+}
+
+# the tensor methods of these a converted forward calls (functional.METHODS)
+METHODS = {
+    "count_nonzero": RELU,
+    "nansum": OTHER,
+    **dict.fromkeys(("logical_and", "logical_or", "logical_xor", "logical_not"), OTHER),
 }
