@@ -153,16 +153,20 @@ class TensorBase(ag.Node):
 
             rd, wr = read, write
             read = lambda b: rd(known(b))  # noqa: E731
-            if write is not READ_ONLY:
+            if write is not READ_ONLY and not getattr(write, "_strided", False):
                 write = lambda b, v: wr(known(b), v)  # noqa: E731
             self._view = (base, base._version, read, write)
         else:
             base_read = bv[2]
+            if getattr(bv[3], "_strided", False):  # through an expand: by strides
+                write = bv[3]  # (tensor_overlap.write_strided)
             self._view = (
                 bv[0],
                 root._version,
                 lambda r: read(base_read(r)),
-                write if write is READ_ONLY else (lambda r, v: write(base_read(r), v)),
+                write
+                if write is READ_ONLY or getattr(write, "_strided", False)
+                else (lambda r, v: write(base_read(r), v)),
             )
         return self
 
@@ -174,7 +178,11 @@ class TensorBase(ag.Node):
             return
         v = _storage.follow(self, v)  # (into the old storage after base.data = new)
         base = v[0]
-        v[3](base, self)
+        try:
+            v[3](base, self)
+        except BaseException:  # refused (an expanded base): the base is as it was,
+            self._view = (base, -1, v[2], v[3])  # and this view reads it again
+            raise
         self._view = (base, base._version, v[2], v[3])
 
     # ------------------------------------------------------------ helpers
