@@ -9,6 +9,8 @@ found, checked against torch itself.
   empty one), ``fill_``/``zero_`` (torch writes the shared places), and
   ``x[1, i] = x[0, 2]`` (torch's index_put_ writes ``x[1]``, disjoint from
   the value).
+- ``gather`` refused an empty index; ``clamp_`` took a tensor bound with a
+  number bound (torch: TypeError).
 
 Values: the inputs are integers or halves, and every op here (add, a
 product with 2, clamp, fill) keeps them on the fixed-point grid, so the
@@ -149,4 +151,42 @@ def test_overlaps_torch_refuses_are_still_refused(session, case):
     with pytest.raises(RuntimeError):
         STILL_REFUSED[case](x)
     assert torch.allclose(pt(x), torch.tensor(TWO, dtype=D), atol=ULP, rtol=0)
+    assert usable()
+
+
+@pytest.mark.parametrize("shape", [(0,), (0, 2, 2), (2, 0)])
+def test_gather_takes_an_empty_index(session, shape):
+    idx = torch.zeros(shape, dtype=torch.long)
+    want = torch.zeros(2, 3, dtype=D).gather(1, idx)
+    got = S(torch.zeros(2, 3)).gather(1, idx)
+    assert tuple(got.shape) == tuple(want.shape) == shape
+    with pytest.raises(IndexError):
+        torch.zeros(2, 3).gather(5, idx)
+    with pytest.raises(IndexError):
+        S(torch.zeros(2, 3)).gather(5, idx)
+    assert usable()
+
+
+MIXED = {
+    "clamp_(tensor, number)": lambda s, b: s.clamp_(b, 3.5),
+    "clamp(number, tensor)": lambda s, b: s.clamp(0.0, b),
+    "clamp_(min=tensor, max=number)": lambda s, b: s.clamp_(min=b, max=3.5),
+    "clip_(tensor, number)": lambda s, b: s.clip_(b, 3.5),
+    "clip(tensor, int)": lambda s, b: s.clip(b, 3),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MIXED))
+def test_clamp_with_a_tensor_bound_and_a_number_bound_is_a_type_error(session, case):
+    t = torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=D)
+    b = torch.tensor([0.0, 3.0], dtype=D)
+    with pytest.raises(TypeError):
+        MIXED[case](t.clone(), b)
+    s = S(t)
+    with pytest.raises(TypeError):
+        MIXED[case](s, b)
+    assert torch.allclose(pt(s), t, atol=ULP, rtol=0)  # unchanged
+    # a 0-d tensor bound is a number to torch: accepted, as torch's
+    got = pt(S(t).clamp(torch.tensor(0.0, dtype=D), 3.5))
+    assert torch.allclose(got, t.clamp(torch.tensor(0.0, dtype=D), 3.5), atol=ULP, rtol=0)
     assert usable()
