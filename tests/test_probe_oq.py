@@ -114,6 +114,11 @@ ALLOWED = {
     ),
     "x[True, 0] = x[1]": lambda x, K: x.__setitem__((True, 0), x[1]),
     "x[:, i] = x[:, 2:]": lambda x, K: x.__setitem__((slice(None), torch.tensor([0])), x[:, 2:]),
+    # torch's copy_ returns at once where src is the same elements alike
+    "expand.copy_(itself)": lambda x, K: (lambda e: e.copy_(e))(x[:1].expand(3, 3)),
+    "expand.copy_(transpose(1, 1))": lambda x, K: (lambda e: e.copy_(e.transpose(1, 1)))(
+        x[:1].expand(3, 3)
+    ),
 }
 
 

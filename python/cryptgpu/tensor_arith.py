@@ -27,9 +27,7 @@ from ._plain import (
 from .public_factors import in_products_only, reciprocal, whole_reciprocal
 from .tensor_base import TensorBase
 from .tensor_compare import bit_product
-from .tensor_overlap import refuse_internal_overlap, refuse_partial_overlap
-
-_FILLS = ("zero_", "fill_")  # torch writes an expanded tensor with one value
+from .tensor_overlap import refuse_internal_overlap, refuse_partial_overlap, same_data
 
 
 class ArithmeticOps:
@@ -322,7 +320,7 @@ class ArithmeticOps:
         return self
 
     def _assign(self, out, what: str) -> TensorBase:
-        refuse_internal_overlap(self, what in _FILLS)  # an expand: torch refuses
+        refuse_internal_overlap(self, what)  # an expand: torch refuses
         if ag.needs_grad(self) or getattr(out, "requires_grad", False):
             self._refuse_in_place(what)
         if tuple(out.shape) != tuple(self.shape):
@@ -373,6 +371,8 @@ class ArithmeticOps:
             )
         src = other if src is None else src
         self._s()
+        if same_data(self, src):  # torch's early exit: the same elements alike
+            return self
         plain = None  # a torch tensor that requires grad: its gradient is private
         if isinstance(src, TensorBase):
             src._s()

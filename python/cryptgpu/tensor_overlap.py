@@ -196,11 +196,20 @@ def _repeats(t) -> bool:
     return _numel(shape) > 0 and any(n > 1 and s == 0 for n, s in zip(shape, t._strides()))
 
 
-def refuse_internal_overlap(t, fill: bool = False) -> None:
+def same_data(x, y) -> bool:
+    """x and y are the same elements alike (one storage, offset, shape
+    and strides): torch's ``copy_`` returns at once."""
+    if x is y:
+        return True
+    both = _shared(x, y) if isinstance(y, TensorBase) else None
+    return both is not None and both[0][1:] == both[1][1:]
+
+
+def refuse_internal_overlap(t, what: str = "") -> None:
     """torch's RuntimeError, before anything changes, for an in-place op
     on ``t`` where several of its elements are one memory location (a view
-    of an ``expand``ed tensor with a stride-0 dim of size > 1); ``fill``:
-    ``zero_``, ``fill_(number)``, which torch allows there (so does
+    of an ``expand``ed tensor with a stride-0 dim of size > 1); ``what``
+    (the op) ``zero_`` or ``fill_`` (a number), which torch allows there (so does
     ``x[i] = number`` with a basic index, a fill_ of ``x[i]``). Not
     followed: torch also writes ``masked_fill_``, ``index_fill_`` and
     ``x[idx] = number`` there; ours refuses them (its write would give the
@@ -210,6 +219,7 @@ def refuse_internal_overlap(t, fill: bool = False) -> None:
     v = t._view
     if v is None or not getattr(v[3], "_strided", False):
         return
+    fill = what in ("zero_", "fill_")  # torch writes an expand with one value
     if getattr(t, "_off", None) is None or (not fill and _repeats(t)):
         raise RuntimeError(_OVERLAP)
 
