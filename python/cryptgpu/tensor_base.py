@@ -153,7 +153,7 @@ class TensorBase(ag.Node):
 
             rd, wr = read, write
             read = lambda b: rd(known(b))  # noqa: E731
-            if write is not READ_ONLY and not getattr(write, "_strided", False):
+            if not getattr(write, "_strided", False):  # (tensor_overlap.write_strided)
                 write = lambda b, v: wr(known(b), v)  # noqa: E731
             self._view = (base, base._version, read, write)
         else:
@@ -165,7 +165,7 @@ class TensorBase(ag.Node):
                 root._version,
                 lambda r: read(base_read(r)),
                 write
-                if write is READ_ONLY or getattr(write, "_strided", False)
+                if getattr(write, "_strided", False)
                 else (lambda r, v: write(base_read(r), v)),
             )
         return self
@@ -666,13 +666,7 @@ def _put(base, value) -> None:
     base._write_back()
 
 
-def READ_ONLY(base, value) -> None:  # noqa: N802 - a marker used as a constant
-    """The write of a view that torch refuses to write (an ``expand``ed
-    tensor: several elements share one value); ``_assign`` checks for it
-    before changing anything."""
-    raise RuntimeError(_OVERLAP)
-
-
+# torch's internal-overlap error (tensor_overlap.refuse_internal_overlap)
 _OVERLAP = (
     "unsupported operation: more than one element of the written-to tensor refers to a "
     "single memory location. Please clone() the tensor before performing the operation."
