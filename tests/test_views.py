@@ -67,10 +67,22 @@ def test_expanded_tensors_follow_their_base_and_refuse_writes(session):
     b[0] = 100.0
     t[0] = 100.0
     assert torch.equal(pt(v), t.expand(2, 6)) and torch.equal(pt(w), t.expand(3, 6))
-    for write in (lambda: v.add_(1.0), lambda: v.__setitem__((0, 1), 5.0), lambda: w.zero_()):
+    for write in (
+        lambda: v.add_(1.0),
+        lambda: v.__setitem__((slice(None), 0), b[:2] + 1),
+        lambda: w.fill_(b[0]),
+    ):
         with pytest.raises(RuntimeError, match="single memory location"):
             write()
     assert torch.equal(pt(b), t)  # nothing changed
+    # torch's fill_ (a number) writes the shared places: v[0, 1] = 5. sets
+    # t[1], w.zero_() all of t (until 2026-12-07 refused here)
+    v[0, 1] = 5.0
+    t[1] = 5.0
+    assert torch.equal(pt(b), t) and torch.equal(pt(w), t.expand(3, 6))
+    w.zero_()
+    t.zero_()
+    assert torch.equal(pt(b), t) and torch.equal(pt(v), t.expand(2, 6))
     c = v.clone()
     c.add_(1.0)  # a clone is its own tensor
     assert torch.equal(pt(c), t.expand(2, 6) + 1) and torch.equal(pt(b), t)

@@ -30,7 +30,7 @@ from ._native import EncodingError, InvalidArgumentError
 from ._plain import _float64, plain_requires_grad, softmax_dim
 from .tensor_base import TensorBase
 from .tensor_compare import where
-from .tensor_overlap import refuse_partial_overlap
+from .tensor_overlap import refuse_internal_overlap, refuse_partial_overlap
 
 _SELU_ALPHA = 1.6732632423543772
 _SELU_SCALE = 1.0507009873554805
@@ -394,6 +394,9 @@ class ActivationOps:
                 "fill_ only supports 0-dimension value tensor but got tensor with "
                 f"{dims} dimensions."
             )
+
+        if isinstance(value, (torch.Tensor, TensorBase)):
+            refuse_internal_overlap(self)  # torch's copy_ of a 0-d tensor: refused
 
         def fill(t):
             v = value

@@ -25,9 +25,9 @@ from ._plain import (
     check_encodable,
 )
 from .public_factors import in_products_only, reciprocal, whole_reciprocal
-from .tensor_base import READ_ONLY, TensorBase
+from .tensor_base import TensorBase
 from .tensor_compare import bit_product
-from .tensor_overlap import refuse_partial_overlap
+from .tensor_overlap import refuse_internal_overlap, refuse_partial_overlap, same_data
 
 
 class ArithmeticOps:
@@ -321,8 +321,7 @@ class ArithmeticOps:
         return self
 
     def _assign(self, out, what: str) -> TensorBase:
-        if self._view is not None and self._view[3] is READ_ONLY:
-            READ_ONLY(None, None)  # torch refuses to write an expanded tensor
+        refuse_internal_overlap(self, what)  # an expand: torch refuses
         if ag.needs_grad(self) or getattr(out, "requires_grad", False):
             self._refuse_in_place(what)
         if tuple(out.shape) != tuple(self.shape):
@@ -373,6 +372,8 @@ class ArithmeticOps:
             )
         src = other if src is None else src
         self._s()
+        if same_data(self, src):  # torch's early exit: the same elements alike
+            return self
         plain = None  # a torch tensor that requires grad: its gradient is private
         if isinstance(src, TensorBase):
             src._s()

@@ -153,16 +153,20 @@ class TensorBase(ag.Node):
 
             rd, wr = read, write
             read = lambda b: rd(known(b))  # noqa: E731
-            if write is not READ_ONLY:
+            if not getattr(write, "_strided", False):  # (tensor_overlap.write_strided)
                 write = lambda b, v: wr(known(b), v)  # noqa: E731
             self._view = (base, base._version, read, write)
         else:
             base_read = bv[2]
+            if getattr(bv[3], "_strided", False):  # through an expand: by strides
+                write = bv[3]  # (tensor_overlap.write_strided)
             self._view = (
                 bv[0],
                 root._version,
                 lambda r: read(base_read(r)),
-                write if write is READ_ONLY else (lambda r, v: write(base_read(r), v)),
+                write
+                if getattr(write, "_strided", False)
+                else (lambda r, v: write(base_read(r), v)),
             )
         return self
 
@@ -174,7 +178,11 @@ class TensorBase(ag.Node):
             return
         v = _storage.follow(self, v)  # (into the old storage after base.data = new)
         base = v[0]
-        v[3](base, self)
+        try:
+            v[3](base, self)
+        except BaseException:  # refused (an expanded base): the base is as it was,
+            self._view = (base, -1, v[2], v[3])  # and this view reads it again
+            raise
         self._view = (base, base._version, v[2], v[3])
 
     # ------------------------------------------------------------ helpers
@@ -658,13 +666,7 @@ def _put(base, value) -> None:
     base._write_back()
 
 
-def READ_ONLY(base, value) -> None:  # noqa: N802 - a marker used as a constant
-    """The write of a view that torch refuses to write (an ``expand``ed
-    tensor: several elements share one value); ``_assign`` checks for it
-    before changing anything."""
-    raise RuntimeError(_OVERLAP)
-
-
+# torch's internal-overlap error (tensor_overlap.refuse_internal_overlap)
 _OVERLAP = (
     "unsupported operation: more than one element of the written-to tensor refers to a "
     "single memory location. Please clone() the tensor before performing the operation."

@@ -41,10 +41,11 @@ the last: the operand's value as it was before the op, as if it had been
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from . import tensor_storage as _storage
-from .tensor_base import TensorBase
+from .tensor_base import _OVERLAP, TensorBase
 
 _PARTIAL = (
     "unsupported operation: some elements of the input tensor and the written-to tensor "
@@ -128,24 +129,51 @@ def refuse_partial_overlap(x, *operands) -> None:
                 _refuse_between(*both)
 
 
+def _outer(idx: tuple):
+    """The basic part of an advanced index, which torch applies first as
+    a view that ``index_put_`` then writes (``x[1, i] = v`` writes
+    ``x[1]``): each tensor or list kept as the whole dims it indexes (a
+    bool mask all its dims; a bool the new dim it adds). None where an
+    index is not read here (a SharedTensor, a ragged list)."""
+    out = []
+    for i in idx:
+        if isinstance(i, (bool, torch.Tensor, np.ndarray, list, tuple)):
+            try:
+                a = np.asarray(i.cpu() if isinstance(i, torch.Tensor) else i)
+            except (TypeError, ValueError, RuntimeError):
+                return None
+            if getattr(i, "dtype", None) == torch.uint8:
+                return None  # torch's deprecated byte mask: checked against all of x
+            if a.dtype == np.bool_ and not a.ndim:
+                out.append(None)
+            else:
+                out += [slice(None)] * (a.ndim if a.dtype == np.bool_ else 1)
+        elif isinstance(i, TensorBase):
+            return None
+        else:
+            out.append(i)
+    return tuple(out)
+
+
 def refuse_setitem_overlap(x, idx: tuple, basic: bool, value) -> None:
     """torch's RuntimeError for ``x[idx] = value`` where value partly
     overlaps what is written: for a basic index (ints, slices, None,
     ``...``) the view ``x[idx]``, copied into from value broadcast to its
     shape (a 0-d value fills it: never refused); for any other index the
-    whole of x (``index_put_``)."""
+    view of its basic part (:func:`_outer`), which ``index_put_`` writes."""
     if not isinstance(value, TensorBase):
-        return
-    if not basic:
-        refuse_partial_overlap(x, value)
         return
     both = _shared(x, value)
     if both is None:
         return
     mine, src = both
-    probe = torch.empty_strided(mine[2], mine[3], dtype=torch.bool)[idx]
+    where = idx if basic else _outer(idx)
+    if where is None:
+        refuse_partial_overlap(x, value)
+        return
+    probe = torch.empty_strided(mine[2], mine[3], dtype=torch.bool)[where]
     dest = (mine[0], mine[1] + probe.storage_offset(), tuple(probe.shape), probe.stride())
-    if src[2] == dest[2]:
+    if not basic or src[2] == dest[2]:
         _refuse_between(dest, src)
         return
     if not src[2]:
@@ -159,3 +187,58 @@ def refuse_setitem_overlap(x, idx: tuple, basic: bool, value) -> None:
     lead = len(dest[2]) - len(shape)
     full = [0] * lead + [s if n == m else 0 for n, m, s in zip(shape, dest[2][lead:], st)]
     _refuse_between(dest, (src[0], src[1], dest[2], tuple(full)))
+
+
+def _repeats(t) -> bool:
+    """torch's internal overlap (``at::has_internal_overlap`` is YES): a
+    non-empty tensor with a stride-0 dim of size > 1 (an ``expand``)."""
+    shape = tuple(t.shape)
+    return _numel(shape) > 0 and any(n > 1 and s == 0 for n, s in zip(shape, t._strides()))
+
+
+def same_data(x, y) -> bool:
+    """x and y are the same elements alike (one storage, offset, shape
+    and strides): torch's ``copy_`` returns at once."""
+    if x is y:
+        return True
+    both = _shared(x, y) if isinstance(y, TensorBase) else None
+    return both is not None and both[0][1:] == both[1][1:]
+
+
+def refuse_internal_overlap(t, what: str = "") -> None:
+    """torch's RuntimeError, before anything changes, for an in-place op
+    on ``t`` where several of its elements are one memory location (a view
+    of an ``expand``ed tensor with a stride-0 dim of size > 1); ``what``
+    (the op) ``zero_`` or ``fill_`` (a number), which torch allows there (so does
+    ``x[i] = number`` with a basic index, a fill_ of ``x[i]``). Not
+    followed: torch also writes ``masked_fill_``, ``index_fill_`` and
+    ``x[idx] = number`` there; ours refuses them (its write would give the
+    elements of one place their last value, not the filled one). A view
+    through an expand whose place torch has not (no known offset) cannot
+    be written back: refused as well."""
+    v = t._view
+    if v is None or not getattr(v[3], "_strided", False):
+        return
+    fill = what in ("zero_", "fill_")  # torch writes an expand with one value
+    if getattr(t, "_off", None) is None or (not fill and _repeats(t)):
+        raise RuntimeError(_OVERLAP)
+
+
+def write_strided(root, value) -> None:
+    """The write into ``root`` of a view taken through an ``expand``
+    (``x[:1].expand(3, 3)[0].add_(1)``, ``x.expand(1, 2, 3).add_(1)``,
+    where torch writes): each element of ``value`` goes to its place in
+    the root's storage, from the view's torch offset and strides, as
+    torch's view writes its storage (a place several elements share
+    takes the last; ``refuse_internal_overlap`` refused first unless
+    all take one value)."""
+    st = root._strides()
+    order = sorted(range(root.dim()), key=lambda d: -st[d])  # storage order
+    flat = root.permute(order).reshape(-1) if order else root.reshape(-1)
+    n = max(_numel(tuple(root.shape)), 1)
+    pos = torch.as_strided(torch.arange(n), tuple(value.shape), value._strides(), value._off)
+    if pos.numel():
+        flat._write_at((pos.reshape(-1),), value.reshape(-1))
+
+
+write_strided._strided = True

@@ -16,8 +16,8 @@ from . import autograd as ag
 from . import gradients as gr
 from ._native import InvalidArgumentError, OutOfMemoryError, ShapeError
 from ._plain import _index, _ints, _norm_dim, _plain_array, _strides, _varargs, plain_requires_grad
-from .tensor_base import READ_ONLY, TensorBase
-from .tensor_overlap import refuse_setitem_overlap
+from .tensor_base import TensorBase
+from .tensor_overlap import _repeats, refuse_internal_overlap, refuse_setitem_overlap, write_strided
 
 
 class ShapeOps:
@@ -67,9 +67,9 @@ class ShapeOps:
         if ag.needs_grad(self):
             gr.record_unbroadcast(res, self, tuple(shape))
         # a view, as torch's: it follows changes of its base; writing into
-        # it is refused (several elements share one value)
+        # it is refused where several elements share one place (tensor_overlap)
         res._set_strides(tst)
-        return res._as_view_of(self, lambda b, o=tuple(out): b.expand(*o), READ_ONLY)
+        return res._as_view_of(self, lambda b, o=tuple(out): b.expand(*o), write_strided)
 
     def _aligned(self, ys: TensorBase) -> tuple[TensorBase, TensorBase]:
         """self and the shared ys broadcast to their common shape (no engine
@@ -384,7 +384,16 @@ class ShapeOps:
         wins, as in torch. Local (no communication). A value that partly
         overlaps what is written is torch's RuntimeError (tensor_overlap)."""
         idx = _key(idx)
-        refuse_setitem_overlap(self, idx, all(_basic(i) for i in idx), value)
+        basic = all(_basic(i) for i in idx)
+        refuse_setitem_overlap(self, idx, basic, value)
+        if basic and _repeats(self):  # (an expand) torch writes the view x[idx]:
+            view = self[idx]  # a number by fill_, allowed; a tensor by copy_
+            if isinstance(value, (int, float)):
+                view.fill_(value)
+                return
+            refuse_internal_overlap(view)
+            self = view
+            idx = (Ellipsis,)
         self._write_at(idx, value)
 
     def _write_at(self, idx: tuple, value) -> None:

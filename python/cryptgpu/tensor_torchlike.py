@@ -217,6 +217,9 @@ class TorchLikeOps:
     def gather(self, dim: int, index) -> TensorBase:
         """``torch.gather`` with a public integer ``index``."""
         idx = _index_array(index, "gather")
+        if idx.size == 0:  # torch takes an empty index of any rank: its shape
+            _norm_dim(dim, max(self.dim(), 1))
+            return self._at(np.zeros(idx.shape, dtype=np.int64))
         if self.dim() == 0:  # torch: a scalar gathers with a 0-d index of 0
             if idx.ndim != 0:
                 raise RuntimeError("gather: index must have as many dims as the input")
