@@ -9,7 +9,7 @@ import threading
 
 import torch
 
-from .. import party_io
+from .. import _keywords, party_io
 from .._plain import _refuse_complex
 from ..autograd import torch_grad
 from ..tensor import SharedTensor
@@ -490,7 +490,7 @@ class Graph(bare.Adopting, Module):
                         fn, kind = _FUNCTIONS[node.target]
                         args = masks.masked_operands(args, node, env)
                         with _track(kind, shared):
-                            env[node.name] = fn(*args, **kwargs)
+                            env[node.name] = _keywords.call(fn, node.target, args, kwargs)
                 elif node.op == "call_method":
                     args, kwargs = load(node.args), load(node.kwargs)
                     args = reading(node, args, self._id_inputs) if self._id_inputs else args
