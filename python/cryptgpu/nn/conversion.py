@@ -687,7 +687,7 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
         xs = tuple(check.tree(check.dummy, x) for x in (dummy_input if many else (dummy_input,)))
         with torch_grad(False):  # (interrupt-safe: autograd.torch_grad)
             want, xs, tol = check.reference(model, xs)
-            got = out(*xs)
+            got = check.run_converted(out, xs)
         if not check.all_close(got, want, tol):
             raise RuntimeError(check.failure(model, xs, want, got, folded))
     else:  # a transformers model: the dummy transformers' tracer made
