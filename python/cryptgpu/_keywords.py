@@ -33,7 +33,7 @@ def _signatures(func) -> list:
         return []
     try:
         found = get_signature_for_torch_op(func) or [inspect.signature(func)]
-    except (TypeError, ValueError, RuntimeError):  # a builtin without either
+    except (TypeError, ValueError, RuntimeError, AttributeError):  # a builtin without either
         found = []
     _SIGNATURES[func] = found
     return found
