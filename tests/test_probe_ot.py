@@ -15,6 +15,8 @@
 - ``cryptgpu.nn.Identity(54, unused_argument1=0.1)`` raised TypeError.
 """
 
+import threading
+
 import pytest
 import torch
 import torch.nn as nn
@@ -215,3 +217,27 @@ def test_identity_takes_and_ignores_any_arguments(session):
     s = cryptgpu.cryptensor(X)
     assert layer(s) is s
     assert cryptgpu.nn.Identity()(X) is X
+
+
+def test_the_checks_float64_constants_stay_in_its_own_thread(session):
+    """Probe OT 4: the check makes its forward's constants float64 in its
+    own thread only (a party's thread beside it keeps torch's float32
+    default: torch.set_default_dtype would have changed it for every thread)."""
+    seen = []
+
+    def other_thread():
+        t = threading.Thread(target=lambda: seen.append(torch.ones(1).dtype))
+        t.start()
+        t.join()
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(6, 6)
+
+        def forward(self, x):
+            other_thread()  # in the trace and in both runs of the check
+            return self.fc(x) @ torch.ones(6, 2)
+
+    cryptgpu.nn.from_pytorch(Net().eval(), torch.rand(2, 6))
+    assert seen and set(seen) == {torch.float32}
