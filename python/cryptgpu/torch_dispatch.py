@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from . import autograd as ag
+from ._keywords import positional
 from ._plain import _float64, _varargs, in_augmented_assignment, softmax_dim
 from .einsum import einsum
 from .tensor_base import SecretValueError, TensorBase
@@ -619,9 +620,7 @@ def _augmented(cls, args, kwargs) -> bool:
 
 def torch_function(cls, func, types, args=(), kwargs=None):
     """SharedTensor.__torch_function__ (see the module docstring)."""
-    kwargs = dict(kwargs or {})
-    if not args and "input" in kwargs:  # torch.mean(input=x): torch's keyword
-        args = (kwargs.pop("input"),)
+    args, kwargs = positional(func, args, kwargs or {})  # torch.mean(input=x): _keywords.py
     name = getattr(func, "__name__", None) or str(func)
     if kwargs.get("out") is not None:
         raise NotImplementedError(

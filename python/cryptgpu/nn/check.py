@@ -5,6 +5,7 @@ and the error message that names the likely cause when they disagree.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import math
@@ -266,9 +267,49 @@ def run_double(model: torch.nn.Module, *xs: torch.Tensor) -> tuple:
     (exact GELU for approximate="tanh"; zeros at padded positions with
     nested tensors), which the conversion check would then flag."""
     m, xs = copy_model(model).double(), copy.deepcopy(xs)  # an in-place first layer
-    with torch_grad(True), _Narrowing() as seen:  # changes its input
+    with torch_grad(True), _Narrowing() as seen, _Float64Constants():  # changes its input
         out = m(*xs)
     return out, seen.narrowed
+
+
+# torch's factories of a float constant of the default dtype (float32)
+_FACTORIES = frozenset(
+    (torch.ones, torch.zeros, torch.full, torch.empty, torch.eye, torch.tensor, torch.as_tensor)
+    + (torch.arange, torch.linspace, torch.logspace)
+)
+
+
+class _Float64Constants(torch.overrides.TorchFunctionMode):
+    """For a float64 run of the check (the model's, and the converted
+    graph's in plaintext): a float constant the forward makes without a
+    dtype (``h @ torch.ones(6, 2)``, ``F.linear(h, torch.eye(6))``) is made
+    in float64, beside the float64 weights, as it is float32 beside float32
+    weights in the model's own runs (until 2026-12-07 torch's "float !=
+    double" refused a valid float32 model at its check). A dtype given
+    explicitly stays. A torch function mode: this thread's calls only (not
+    torch's process-wide default dtype, which another party's thread reads)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if (
+            func in _FACTORIES
+            and kwargs.get("dtype") is None
+            and isinstance(out, torch.Tensor)
+            and out.dtype == torch.get_default_dtype() != torch.float64
+            and not any(isinstance(a, torch.Tensor) for a in args)  # as_tensor(t): t's dtype
+        ):
+            return func(*args, **{**kwargs, "dtype": torch.float64})
+        return out
+
+
+def run_converted(graph, xs: tuple):
+    """The converted graph on the check's inputs: in float64 by default
+    (:class:`_Float64Constants`) where the reference ran in float64 (float64
+    inputs), as torch's default otherwise (the float32 reference's inputs)."""
+    double = any(_has(x, (torch.float64,)) for x in xs)
+    with _Float64Constants() if double else contextlib.nullcontext():
+        return graph(*xs)
 
 
 def copy_model(model: torch.nn.Module) -> torch.nn.Module:

@@ -9,7 +9,7 @@ import threading
 
 import torch
 
-from .. import party_io
+from .. import _keywords, party_io
 from .._plain import _refuse_complex
 from ..autograd import torch_grad
 from ..tensor import SharedTensor
@@ -490,7 +490,7 @@ class Graph(bare.Adopting, Module):
                         fn, kind = _FUNCTIONS[node.target]
                         args = masks.masked_operands(args, node, env)
                         with _track(kind, shared):
-                            env[node.name] = fn(*args, **kwargs)
+                            env[node.name] = _keywords.call(fn, node.target, args, kwargs)
                 elif node.op == "call_method":
                     args, kwargs = load(node.args), load(node.kwargs)
                     args = reading(node, args, self._id_inputs) if self._id_inputs else args
@@ -687,7 +687,7 @@ def _convert(model: torch.nn.Module, dummy_input, fold_batchnorm: bool) -> Graph
         xs = tuple(check.tree(check.dummy, x) for x in (dummy_input if many else (dummy_input,)))
         with torch_grad(False):  # (interrupt-safe: autograd.torch_grad)
             want, xs, tol = check.reference(model, xs)
-            got = out(*xs)
+            got = check.run_converted(out, xs)
         if not check.all_close(got, want, tol):
             raise RuntimeError(check.failure(model, xs, want, got, folded))
     else:  # a transformers model: the dummy transformers' tracer made

@@ -17,6 +17,7 @@ from .. import autograd as ag
 from .._plain import _index, _plain_array
 from ..tensor import SharedTensor, cryptensor
 from . import user_attrs
+from .identity import Identity  # noqa: F401 (its home until 2026-12-07)
 from .module import Module
 from .norm_checks import check_batchnorm, check_rank
 from .softmax_layers import LogSoftmax, Softmax  # noqa: F401 (their home until 2026-12-06)
@@ -688,13 +689,3 @@ class Dropout(user_attrs.InPlace, Module):
         if isinstance(x, SharedTensor):
             return x._in_place("dropout_", lambda t: t * scale)
         return x.mul_(scale)
-
-
-class Identity(Module):
-    """Returns its input (of any type, as torch's)."""
-
-    _tensor_first = False
-
-    def forward(self, x):
-        """Returns ``x`` unchanged."""
-        return x

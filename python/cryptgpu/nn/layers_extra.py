@@ -264,12 +264,17 @@ class InstanceNorm2d(InstanceNorm):
 
 class AdaptiveMaxPool2d(Module):
     """``torch.nn.AdaptiveMaxPool2d(output_size)`` (global max pooling: one
-    tournament over H x W; uneven windows axis by axis)."""
+    tournament over H x W; uneven windows axis by axis). ``return_indices``
+    is refused, as AdaptiveMaxPool1d's and MaxPool2d's are (until 2026-12-07
+    a converted one returned the values alone: ``values, indices =
+    self.pool(x)`` split the batch)."""
 
     kind = POOLING
 
-    def __init__(self, output_size):
+    def __init__(self, output_size, return_indices=False):
         super().__init__()
+        if return_indices:
+            raise NotImplementedError("AdaptiveMaxPool2d with return_indices")
         self.out = output_size
 
     def forward(self, x):
@@ -534,7 +539,7 @@ def converters(plain) -> dict:
         ),
         t.InstanceNorm1d: instance,
         t.InstanceNorm2d: instance,
-        t.AdaptiveMaxPool2d: lambda m: AdaptiveMaxPool2d(m.output_size),
+        t.AdaptiveMaxPool2d: lambda m: AdaptiveMaxPool2d(m.output_size, m.return_indices),
         t.LocalResponseNorm: lambda m: LocalResponseNorm(m.size, m.alpha, m.beta, m.k),
         t.ConvTranspose2d: lambda m: transposed(ConvTranspose2d, m),
         t.ConvTranspose1d: lambda m: transposed(ConvTranspose1d, m),
