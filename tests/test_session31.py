@@ -127,11 +127,14 @@ def test_moment_optimisers_follow_torch_on_large_gradients(session, name, make, 
 def test_gradient_beyond_the_clip_stays_bounded_and_state_round_trips(session):
     """|g| = 1000 is clipped (to 2^15 * 0.99 / 2^8, about 123 at the
     default scale): torch's Adam steps by lr whatever the size of a
-    constant gradient, and ours stays within 15% of that path (the clip's
-    transients; it went to 1e8 before) and moves in torch's direction."""
+    constant gradient; ours (it went to 1e8 before) steps in torch's
+    direction, by lr except in the clip's transients: where the element's
+    scale goes down, the clipped gradient is up to 4 times its history's,
+    so m / sqrt(w) <= (b1 + 4 (1 - b1)) / sqrt(b2) = 1.3 (bias corrections
+    as torch's), and at least 1 / 1.3 of lr where it goes up."""
     lr, steps = 0.01, 40
     worst, opt = _trajectories(lambda o, ps: o.Adam(ps, lr=lr), lambda i: BASE * 1000, steps)
-    assert worst <= 0.15 * steps * lr
+    assert worst <= 0.3 * steps * lr  # each step within 0.3 lr of torch's lr
     state = opt.state_dict()
     assert len(state["moment_scale"]) == 1 and state["moment_scale"][0] is not None
     k = state["moment_scale"][0].get_plain_text()
@@ -161,10 +164,15 @@ def test_gradient_beyond_the_clip_stays_bounded_and_state_round_trips(session):
 
 
 def _grads(f, x, g):
+    """x's gradients of f under cryptgpu and float64 torch (g None: of the
+    sum of f's outputs)."""
     xt = x.clone().requires_grad_()
-    f(xt).backward(g)
     xs = cryptgpu.cryptensor(x, requires_grad=True)
-    f(xs).backward(g)
+    for a in (xt, xs):
+        if g is None:
+            f(a).sum().backward()
+        else:
+            f(a).backward(g)
     return xs.grad.get_plain_text().double(), xt.grad
 
 
@@ -214,10 +222,130 @@ def test_norm_and_std_gradients_of_small_rows(session, name, f):
     x = torch.round(x * 2**16) / 2**16
     g = torch.full((16,), 2.0**-10, dtype=torch.float64)  # exact in the encoding
     got, want = _grads(f, x, g)
-    # x / |x| (or (x - m) / ((n - 1) std)) in O(1) units times g: 2e-4
-    # relative of the scaled root's inverse square root and the encoding
-    # of the rows (2^-17 over a norm of about 0.05, 2.6e-4 relative, times
-    # the 1 / |x| of the derivative's own derivative: 2e-3 of |g| / |x| ...
-    # bounded here as 8 units plus 1% of the largest gradient)
-    tol = 8 * 2.0**-16 + 0.01 * want.abs().max()
+    # g u / sqrt(s) (u = x 2^-j in [0, 2), s its sum of squares, >= 1): the
+    # inverse square root's 1e-4 relative, and at most 3 truncations on the
+    # path (u's selection, the inverse times u, times g), a unit each times
+    # factors at most 1 (|g| < 1, 1 / sqrt(s) <= 1); std's path (g / (2 std)
+    # times 2 (x - m) / (n - 1)) likewise: 4 units and 1e-3 relative
+    tol = 4 * 2.0**-16 + 1e-3 * want.abs().max()
     assert (got - want).abs().max() <= tol, (name, (got - want).abs().max())
+
+
+def test_review_max_with_a_0d_dim_keyword_reduces(session):
+    """torch.max(s, dim=torch.tensor(1)) is the reduction over dim 1, as
+    torch's; the keyword normalisation moved dim= to the position that
+    torch.max's other overload reads as ``other`` (a review)."""
+    a = torch.tensor([[1.0, 5.0, 3.0], [4.0, 2.0, 6.0]], dtype=torch.float64)
+    s = cryptgpu.cryptensor(a)
+    for fn in (torch.max, torch.min):
+        got = fn(s, dim=torch.tensor(1))
+        want = fn(a, dim=torch.tensor(1))
+        assert torch.equal(got.values.get_plain_text().double(), want.values)  # exact comparisons
+        assert torch.equal(
+            fn(s, torch.tensor(3.0)).get_plain_text().double(), fn(a, torch.tensor(3.0))
+        )
+
+
+@pytest.mark.parametrize("eps,small", [(1e-8, 1e-4), (1e-8, 1.0), (0.1, 1.0)])
+def test_review_steps_after_a_spike_are_torch_steps(session, eps, small):
+    """After a spike of 100 (the scale down to 1/16), later gradients of 1
+    and 1e-4 step as torch's: eps is scaled by the element's scale (it was
+    eps / k: 0.42x torch's steps at eps = 0.1) and the scale goes back up
+    where the moment fell (small gradients were 0.55x torch's), a review.
+    (With eps = 0.1 a gradient of 1e-4 steps by 1e-6, below a parameter's
+    own resolution: not compared.)"""
+    p = cryptgpu.cryptensor(torch.zeros(3, dtype=torch.float64), requires_grad=True)
+    t = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
+    # alpha 0.5: torch's moment forgets the spike (1e4 * 0.5^100)
+    opt = cryptgpu.optim.RMSprop([p], lr=1e-3, alpha=0.5, eps=eps)
+    ot = torch.optim.RMSprop([t], lr=1e-3, alpha=0.5, eps=eps)
+    one = torch.ones(3, dtype=torch.float64)
+    for i in range(120):
+        g = one * (100.0 if i < 20 else small)
+        if i == 70:
+            start = p.get_plain_text().double(), t.detach().clone()
+        for o, w in ((opt, p), (ot, t)):
+            o.zero_grad()
+            (w * g).sum().backward()
+            o.step()
+    ours = (p.get_plain_text().double() - start[0]) / 50
+    theirs = (t.detach() - start[1]) / 50
+    # each step within 5% of torch's at 1e-4 (the Adam docstring's
+    # accuracy at the bottom of the range, its moment as RMSprop's),
+    # 0.5% at 1: the scale is back to 1 once torch's moment has decayed
+    rel = 0.05 if small < 1e-3 else 5e-3
+    assert ((ours - theirs).abs() <= rel * theirs.abs()).all(), (small, ours, theirs)
+    assert opt.state_dict()["moment_scale"][0].get_plain_text().eq(1.0).all()
+
+
+@pytest.mark.parametrize("scale", [1.0, 300.0, 3000.0])
+@pytest.mark.parametrize("kw", [{"dim": 1}, {"dim": 1, "keepdim": True, "correction": 0}, {}])
+def test_std_gradient_of_large_data(session, scale, kw):
+    """std's gradient through var's and sqrt's backward was 8% off at data
+    of scale 300 and 97% at 3000: 1 / (2 std) of a large variance kept few
+    bits, which the deviations then multiplied (a user probe)."""
+    gen = torch.Generator().manual_seed(5)
+    x = torch.round(torch.randn(8, 16, generator=gen, dtype=torch.float64) * scale * 2**16) / 2**16
+    got, want = _grads(lambda t: t.std(**kw), x, None)
+    # g (x - m) / (dof std): (x - m) / std from the range reduction within
+    # 1e-4 relative plus a unit (O(1) values), times g = 1 and divided by
+    # the integer dof exactly: 2e-4 of the largest gradient and 2 units
+    tol = 2e-4 * want.abs().max() + 2 * 2.0**-16
+    assert (got - want).abs().max() <= tol, (scale, kw, (got - want).abs().max())
+
+
+def test_review_copy_onto_itself_and_numpy_fill(session):
+    """leaf.copy_(leaf) for a leaf that requires grad raises, as torch's
+    (copy_'s early exit for the same elements came before that check), and
+    x_expanded[i] = np.int64(5) fills as torch's (a NumPy number was
+    refused: only int and float were taken as numbers), a review."""
+    leaf = cryptgpu.cryptensor(torch.ones(3, dtype=torch.float64), requires_grad=True)
+    t = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    for a in (t, leaf):
+        with pytest.raises(RuntimeError, match="leaf|in-place"):
+            a.copy_(a)
+    assert usable()
+    import numpy as np
+
+    x = cryptgpu.cryptensor(torch.zeros(1, 3, dtype=torch.float64)).expand(2, 3)
+    xt = torch.zeros(1, 3, dtype=torch.float64).expand(2, 3)
+    for a in (xt, x):
+        a[0] = np.int64(5)
+    assert torch.equal(x.get_plain_text().double(), xt)  # exact: a public fill
+
+
+@pytest.mark.parametrize(
+    "make,change,g",
+    [
+        (
+            lambda o, ps: o.Adam(ps, lr=0.01, betas=(0.9, 0.9)),
+            lambda pg: pg.update(betas=(0.9, 0.9999)),
+            100.0,
+        ),
+        (lambda o, ps: o.RMSprop(ps, lr=1e-3, alpha=0.5), lambda pg: pg.update(alpha=0.9999), 5.0),
+        (lambda o, ps: o.Adagrad(ps, lr=0.05), lambda pg: pg.update(grad_scale=2**14), 100.0),
+    ],
+)
+def test_hyperparameters_raised_mid_run_keep_the_moments_in_range(session, make, change, g):
+    """beta2 0.9 -> 0.9999, alpha 0.5 -> 0.9999 or grad_scale 2^8 -> 2^14
+    set in param_groups between steps multiplied the second moment by up
+    to 1000 (a public factor) past the range: weights at 1e8-1e9 (a user
+    probe); the factor's room is now made by the element scale (a public
+    power of 1/4, which leaves the steps as they are)."""
+    grad = torch.tensor([g, -g / 20, 0.01], dtype=torch.float64)
+    p = cryptgpu.cryptensor(torch.zeros(3, dtype=torch.float64), requires_grad=True)
+    t = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
+    opt, ot = make(cryptgpu.optim, [p]), make(torch.optim, [t])
+    steps = 40
+    for i in range(steps):
+        if i == 15:
+            change(opt.param_groups[0])
+            change(ot.param_groups[0])  # (torch's Adagrad ignores a grad_scale entry)
+        for o, w in ((opt, p), (ot, t)):
+            o.zero_grad()
+            (w * grad).sum().backward()
+            o.step()
+    # each step within 0.5% of its size (Adam's docstring; at most lr, or
+    # 10 lr under RMSprop at alpha 0.99's first steps: lr / sqrt(1 - alpha))
+    lr = opt.param_groups[0]["lr"]
+    assert (p.get_plain_text().double() - t.detach()).abs().max() <= steps * 10 * lr * STEP_TOL

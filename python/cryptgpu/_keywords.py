@@ -49,19 +49,33 @@ def positional(func, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     if not kwargs:
         return tuple(args), {}
     args, kwargs = tuple(args), dict(kwargs)
-    for sig in _signatures(func):
+    sigs = _signatures(func)
+    sig = _first_binding(sigs, args, kwargs)
+    if sig is not None:
+        moved, left = args, dict(kwargs)
+        for p in list(sig.parameters.values())[len(args) :]:
+            if p.kind not in _POSITIONAL or p.default is not p.empty or p.name not in left:
+                break
+            moved += (left.pop(p.name),)
+        # kept only where the moved call still means that overload: torch.max(s,
+        # dim=t) with a 0-d t moved to (s, t) is max(input, other), which
+        # reduced nothing (a review)
+        if _first_binding(sigs, moved, left) is sig:
+            args, kwargs = moved, left
+    if not args and "input" in kwargs:  # torch.mean(input=x) where no signature says
+        args = (kwargs.pop("input"),)
+    return args, kwargs
+
+
+def _first_binding(sigs: list, args: tuple, kwargs: dict):
+    """The first of torch's overloads that takes the call, or None."""
+    for sig in sigs:
         try:
             sig.bind(*args, **kwargs)
         except TypeError:
             continue
-        for p in list(sig.parameters.values())[len(args) :]:
-            if p.kind not in _POSITIONAL or p.default is not p.empty or p.name not in kwargs:
-                break
-            args += (kwargs.pop(p.name),)
-        break
-    if not args and "input" in kwargs:  # torch.mean(input=x) where no signature says
-        args = (kwargs.pop("input"),)
-    return args, kwargs
+        return sig
+    return None
 
 
 def call(fn, func, args: tuple, kwargs: dict):

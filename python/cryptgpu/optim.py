@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from . import _session, functions
+from . import _session
 from .optim_base import Optimizer, _Optimizer, check_threshold, threshold_grads  # noqa: F401
 from .optim_checks import (
     check_flags,
@@ -15,7 +15,8 @@ from .optim_checks import (
     check_shapes,
     saved_state,
 )
-from .tensor import SharedTensor, stack
+from .optim_moments import _room, _scaled_k, guard_moments, scaled_ratio
+from .tensor import SharedTensor
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad"]
 
@@ -30,81 +31,6 @@ def check_precision(name: str) -> None:
             f"{name} works with precision_bits from 14 to 20 (this session has {f}); "
             "use SGD or another precision"
         )
-
-
-def scaled_ratio(m, w, e: float):
-    """m / (sqrt(w) + e) for the scaled moments of Adam, RMSprop and
-    Adagrad: while e is below the square root of the floor on w (2^-14 at
-    f = 16: :func:`_floor_exp`), m / sqrt(w + max(e^2, floor)), one
-    range-reduced inverse square root; a larger e as written (sqrt(w), then
-    two divisions by sqrt(sqrt(w) + e)): three."""
-    fe = _floor_exp()
-    floor = 2.0**fe
-    if e > 2.0 ** (fe // 2):
-        root = functions.ratio_inv_sqrt(w + floor, w + floor, lo_exp=fe)
-        q = functions.ratio_inv_sqrt(m, root + e, lo_exp=fe)
-        return functions.ratio_inv_sqrt(q, root + e, lo_exp=fe)
-    return functions.ratio_inv_sqrt(m, w + max(e * e, floor), lo_exp=fe)
-
-
-def _moment_bounds() -> tuple[float, float, float]:
-    """(W, top, clip) for the scaled second moments at this precision: w
-    stays below W = 2^min(30, 62 - 2f) (ratio_inv_sqrt's top bucket; w *
-    beta2 must stay below 2^(63 - 2f)); at or above ``top`` = W / 16 an
-    element's moments and scale go down (:func:`guard_moments`); a scaled
-    gradient is clipped to ``clip``, so that w * (1/16 or 1) + clip^2 < W."""
-    e = min(30, 62 - 2 * _session.current().precision_bits)
-    big = 2.0**e
-    return big, big / 16, math.floor(math.sqrt(big * 15 / 16) * 0.99)
-
-
-def guard_moments(x, k, w, firsts=(), seconds=()):
-    """Keep the scaled moments of Adam, RMSprop and Adagrad in range, per
-    element and without revealing which: one batched comparison clips the
-    scaled gradient x (times the element's scale k, 1 when None) to
-    +-``clip`` and finds where w reached ``top`` (:func:`_moment_bounds`);
-    there w and ``seconds`` (amsgrad's maximum) are divided by 16, and k,
-    ``firsts`` (first moments) and the new gradient by 4: m / sqrt(w) and
-    g / sqrt(w), the steps, are unchanged by such a common factor. Returns
-    (x, k, w, firsts, seconds) in the new units (None entries stay None);
-    w None (a first step): the clip only. Where nothing is clipped or
-    scaled every value is unchanged, exactly (sums of 0 and products by
-    1.0). One comparison and two products per step.
-
-    Until 2026-12-07 nothing bounded w: a gradient of 100 (scale 2^8) took
-    an Adam weight to 9.8e7 in two steps, and a gradient held above about 4
-    overflowed the moment later, silently."""
-    _, top, clip = _moment_bounds()
-    xk = x if k is None else x * k
-    d = [xk + clip, xk.neg() + clip] + ([] if w is None else [w - top])
-    v = d[:2] + ([] if w is None else [w * 0.0 + 1.0])
-    a = stack(d)._msb_times(stack(v), "optimiser moment guard")
-    xc = xk - a[0] + a[1]  # clamp(xk, -clip, clip), as clamp's relu pair
-    if w is None:
-        return xc, k, w, tuple(firsts), tuple(seconds)
-    below = a[2]  # [w < top]: a factor 1 there, else 1/4 (1/16 for w)
-    f4, f16 = below * 0.75 + 0.25, below * (15 / 16) + (1 / 16)
-
-    def scaled(parts, f):
-        live = [t for t in parts if t is not None]
-        out = iter((stack(live) * f.unsqueeze(0)).unbind(0))
-        return [None if t is None else next(out) for t in parts]
-
-    x_, k_, *fs = scaled([xc, f4 if k is None else k, *firsts], f4)
-    if k is None:
-        k_ = f4  # 1 times the factor
-    w_, *ss = scaled([w, *seconds], f16)
-    return x_, k_, w_, tuple(fs), tuple(ss)
-
-
-def _floor_exp() -> int:
-    """The floor on the scaled second moment: 2^-14 (4 units) up to f = 16,
-    then 4 units or less, an even power (ratio_inv_sqrt's buckets): 2^-16
-    at f = 17, 18 and 2^-18 at f = 19, 20, where the default grad_scale is
-    smaller (:func:`check_grad_scale`) and 2^-14 would have cut the steps
-    of gradients below 1e-3 (0.02 short of torch's after 100 steps of
-    1e-3 at f = 20)."""
-    return -2 * ((max(14, _session.current().precision_bits - 2) + 1) // 2)
 
 
 class SGD(Optimizer):
@@ -334,7 +260,7 @@ class Adam(Optimizer):
                 w = w if prev is None else prev.maximum(w)
                 self._wmax[id(p)] = w
             # m_hat / sqrt(v_hat) = (c1 / sqrt(c2)) m / sqrt(w)
-            r = scaled_ratio(m, w, e)
+            r = scaled_ratio(m, w, e, k)
             base = p - p * (lr * decay) if decay else p  # AdamW: p (1 - lr wd)
             new = base - r * (lr * c1 / np.sqrt(c2))
             p._assign(new, "step")
@@ -351,6 +277,10 @@ class Adam(Optimizer):
             return
         fm = units[1] / prev[1]
         fw = (1 - prev[0]) / (1 - units[0]) * fm * fm
+        down = _room(fw)
+        if down < 1 and id(p) in self._w:
+            self._k[id(p)] = _scaled_k(self._k.get(id(p)), self._w[id(p)], down)
+            fm, fw = fm * down, fw * down * down
         for table, f in ((self._m, fm), (self._w, fw), (self._wmax, fw)):
             if id(p) in table:
                 table[id(p)] = table[id(p)] * f
@@ -445,7 +375,14 @@ class _Moments(Optimizer):
         self._units[id(p)] = units
         if prev is None or prev == units:
             return
-        for slot, f in factors(prev, units).items():
+        fs = factors(prev, units)
+        down = _room(fs[self._SECOND])
+        w = self._state[self._SECOND].get(id(p))
+        if down < 1 and w is not None:  # the first moments by down, the second by its square
+            ks = self._state["moment_scale"]
+            ks[id(p)] = _scaled_k(ks.get(id(p)), w, down)
+            fs = {k: f * (down * down if k == self._SECOND else down) for k, f in fs.items()}
+        for slot, f in fs.items():
             table = self._state[slot]
             if id(p) in table:
                 table[id(p)] = table[id(p)] * f
@@ -505,6 +442,7 @@ class RMSprop(_Moments):
 
     _LEGACY = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered")
     _SLOTS = ("square_avg_scaled", "grad_avg_scaled", "momentum_buffer", "moment_scale")
+    _SECOND = "square_avg_scaled"
 
     def __init__(
         self,
@@ -561,7 +499,7 @@ class RMSprop(_Moments):
                 # scaled running sum of g (m = a m + s g)
                 m = ga_of[id(p)] = g + 0.0 if m is None else m * a + g
                 w = w - (m * root).square()
-            r = scaled_ratio(g, w, s * group["eps"] / root)  # sqrt(1 - a) g / (sqrt(v) + eps)
+            r = scaled_ratio(g, w, s * group["eps"] / root, k)  # sqrt(1 - a) g / (sqrt(v) + eps)
             if mu:
                 b = buf_of.get(id(p))
                 step = r * (1.0 / root)
@@ -595,6 +533,7 @@ class Adagrad(_Moments):
 
     _LEGACY = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")
     _SLOTS = ("sum_scaled", "moment_scale")
+    _SECOND = "sum_scaled"
 
     def __init__(
         self,
@@ -645,5 +584,5 @@ class Adagrad(_Moments):
             # 2026-12-06 a group's own value)
             start = self.defaults["initial_accumulator_value"] * s * s
             w = sums[id(p)] = g * g + start if w is None else w + g * g
-            new = p - scaled_ratio(g, w, s * group["eps"]) * lr_t
+            new = p - scaled_ratio(g, w, s * group["eps"], k) * lr_t
             p._assign(new, "step")

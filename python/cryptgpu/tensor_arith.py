@@ -372,7 +372,9 @@ class ArithmeticOps:
             )
         src = other if src is None else src
         self._s()
-        if same_data(self, src):  # torch's early exit: the same elements alike
+        # torch's early exit: the same elements alike (after its leaf check:
+        # leaf.copy_(leaf) raises for a leaf that requires grad, a review)
+        if same_data(self, src) and not (ag.needs_grad(self) and self._back is None):
             return self
         plain = None  # a torch tensor that requires grad: its gradient is private
         if isinstance(src, TensorBase):

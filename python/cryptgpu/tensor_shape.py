@@ -388,7 +388,7 @@ class ShapeOps:
         refuse_setitem_overlap(self, idx, basic, value)
         if basic and _repeats(self):  # (an expand) torch writes the view x[idx]:
             view = self[idx]  # a number by fill_, allowed; a tensor by copy_
-            if isinstance(value, (int, float)):
+            if isinstance(value, (int, float, np.integer, np.floating)):  # NumPy's too
                 view.fill_(value)
                 return
             refuse_internal_overlap(view)
