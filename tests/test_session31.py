@@ -349,3 +349,42 @@ def test_hyperparameters_raised_mid_run_keep_the_moments_in_range(session, make,
     # 10 lr under RMSprop at alpha 0.99's first steps: lr / sqrt(1 - alpha))
     lr = opt.param_groups[0]["lr"]
     assert (p.get_plain_text().double() - t.detach()).abs().max() <= steps * 10 * lr * STEP_TOL
+
+
+@pytest.mark.parametrize(
+    "f",
+    [
+        lambda h: torch.sum(h, axis=1),
+        lambda h: torch.mean(h, axis=1),
+        lambda h: h.mean(1, keepdims=True),
+        lambda h: torch.softmax(h, axis=1),
+        lambda h: torch.add(x=h, other=h),
+        lambda h: torch.sum(h, dim=1, keepdims=True),
+    ],
+)
+def test_numpy_keyword_aliases_in_converted_and_eager_calls(session, f):
+    """torch's argument parser takes numpy's axis=, keepdims= and x= for
+    dim=, keepdim= and input=; a converted forward refused them and
+    keepdims= and softmax's axis= failed eagerly too (a user probe)."""
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 4).double()
+
+        def forward(self, x):
+            return f(self.fc(x))
+
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 4, generator=gen, dtype=torch.float64)
+    m = M()
+    want = m(x).detach()
+    got = cryptgpu.nn.from_pytorch(m, torch.zeros(2, 4, dtype=torch.float64)).encrypt()(
+        cryptgpu.cryptensor(x)
+    )
+    # the Linear's products (4 terms, inputs |x| < 4, weights < 0.5: ENC
+    # each and one truncation) and the reduction over 4 (or softmax's
+    # 1e-4 relative): 1e-3
+    assert (got.get_plain_text().double() - want).abs().max() <= 1e-3
+    direct = f(cryptgpu.cryptensor(m.fc(x).detach()))
+    assert (direct.get_plain_text().double() - want).abs().max() <= 1e-3

@@ -18,6 +18,10 @@ import inspect
 from torch.fx.operator_schemas import get_signature_for_torch_op
 
 _SIGNATURES: dict = {}
+# numpy's names, which torch's argument parser accepts for its own (torch.sum(h,
+# axis=1), keepdims=, torch.add(x=a, other=b)): refused in a converted forward
+# until 2026-12-07 (a user probe)
+_ALIASES = (("axis", "dim"), ("keepdims", "keepdim"), ("x", "input"), ("a", "input"))
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
@@ -50,6 +54,10 @@ def positional(func, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         return tuple(args), {}
     args, kwargs = tuple(args), dict(kwargs)
     sigs = _signatures(func)
+    for alias, name in _ALIASES:  # torch's argument parser takes these as well
+        if alias in kwargs and name not in kwargs:
+            if any(name in sg.parameters and alias not in sg.parameters for sg in sigs):
+                kwargs[name] = kwargs.pop(alias)
     sig = _first_binding(sigs, args, kwargs)
     if sig is not None:
         moved, left = args, dict(kwargs)

@@ -29,14 +29,19 @@ def _crypten_counts(name: str, **counts) -> None:
 
 def axis_alias(method):
     """torch's ``axis=``, its alias of ``dim=`` (numpy's name), for a method
-    whose first argument is ``dim``: x.sum(axis=1), torch.mean(x, axis=0)."""
+    whose first argument is ``dim``: x.sum(axis=1), torch.mean(x, axis=0);
+    and ``keepdims=`` for ``keepdim=``."""
 
     @functools.wraps(method)
-    def call(self, *args, axis=_UNSET, **kwargs):
+    def call(self, *args, axis=_UNSET, keepdims=_UNSET, **kwargs):
         if axis is not _UNSET:
             if args or "dim" in kwargs:
                 raise TypeError(f"{method.__name__}() got multiple values for argument 'dim'")
             kwargs["dim"] = axis
+        if keepdims is not _UNSET:  # numpy's name too (torch's parser takes it)
+            if "keepdim" in kwargs:
+                raise TypeError(f"{method.__name__}() got multiple values for argument 'keepdim'")
+            kwargs["keepdim"] = keepdims
         return method(self, *args, **kwargs)
 
     return call
