@@ -543,8 +543,13 @@ class TorchLikeOps:
                 v = (dev * dev).sum(dims, keepdim=True).div(denom)
             ind, starts, y, root = fx._ratio_parts(v, v, None, 30)
             out = root * y
-            halves = [-j // 2 for j in starts]
-            z = fx._select(ind, fx._pow2_copies(dev, halves), v) * y  # (x - m) / std
+            # the bucket's 2^(-j/2), an exact power of two of at least 2^-14,
+            # times the deviations, then the Newton result: (x - m) / std in
+            # O(1) units (two products of x's size, not one per bucket)
+            halves = np.array([2.0 ** (-j // 2) for j in starts]).reshape(
+                (len(starts),) + (1,) * v.dim()
+            )
+            z = (dev * (ind * halves).sum(0)) * y
         ag.record(out, (self,), lambda g: ((g * z).div(denom),))
         if keepdim:
             return out
