@@ -58,7 +58,7 @@ def guard_moments(x, k, w, firsts=(), seconds=()):
     the new units (None entries stay None); w None (a first step): the
     clip only. Where nothing is clipped or scaled every value is
     unchanged, exactly (sums of 0 and products by 1.0). One comparison
-    (7 thresholds) and two products per step.
+    (7 thresholds) and three products per step.
 
     Until 2026-12-07 nothing bounded w: a gradient of 100 (scale 2^8) took
     an Adam weight to 9.8e7 in two steps, and a gradient held above about 4
