@@ -388,3 +388,25 @@ def test_numpy_keyword_aliases_in_converted_and_eager_calls(session, f):
     assert (got.get_plain_text().double() - want).abs().max() <= 1e-3
     direct = f(cryptgpu.cryptensor(m.fc(x).detach()))
     assert (direct.get_plain_text().double() - want).abs().max() <= 1e-3
+
+
+def test_a_misspelt_keyword_in_a_forward_is_torchs_type_error(session):
+    """A forward whose own call is wrong (torch.add(h, othr=1)) raises
+    TypeError in torch; its conversion raised NotImplementedError only
+    (now both: TypeError as torch's, NotImplementedError as any forward
+    that does not trace), a user probe."""
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            return torch.add(self.fc(x), othr=1)
+
+    with pytest.raises(TypeError):
+        M()(torch.zeros(2, 4))
+    with pytest.raises(TypeError) as info:
+        cryptgpu.nn.from_pytorch(M(), torch.zeros(2, 4))
+    assert isinstance(info.value, NotImplementedError)
+    assert usable()

@@ -43,6 +43,11 @@ class ModeDependent:
         return f"ModeDependent(eval={self.eval_value!r}, train={self.train_value!r})"
 
 
+class _TracedTypeError(TypeError, NotImplementedError):
+    """A forward that raised TypeError while traced: torch's type for the
+    same call, and NotImplementedError as every tracing failure."""
+
+
 def resolve(args, training: bool):
     """``args`` (nested tuples, lists, dicts) with every ModeDependent
     replaced by its value for the mode; containers without one are
@@ -366,7 +371,11 @@ def trace_modes(model: torch.nn.Module, nones=()):
                 "by torch.fx: pad the batch and mask, or take each sequence's last valid "
                 f"step (torch.fx said: {text})"
             ) from e
-        raise NotImplementedError(f"torch.fx could not trace the model: {text}{hint}") from e
+        # a TypeError from the forward's own calls (a misspelt keyword,
+        # F.softmax(h, axis=1)) is torch's TypeError too, as the model's
+        # plain call raises it (it was a NotImplementedError only, a probe)
+        kind = _TracedTypeError if isinstance(e, TypeError) else NotImplementedError
+        raise kind(f"torch.fx could not trace the model: {text}{hint}") from e
     if gm_train is not None and not _mark(gm, gm_train):
         warnings.warn(
             "the model's forward runs other operations in train mode than in eval mode "
