@@ -410,3 +410,41 @@ def test_a_misspelt_keyword_in_a_forward_is_torchs_type_error(session):
         cryptgpu.nn.from_pytorch(M(), torch.zeros(2, 4))
     assert isinstance(info.value, NotImplementedError)
     assert usable()
+
+
+def _steps_against_torch(make, grads, last):
+    """The parameters' mean step over the ``last`` steps, cryptgpu's and
+    float64 torch's, for a sequence of gradient vectors."""
+    p = cryptgpu.cryptensor(torch.zeros(3, dtype=torch.float64), requires_grad=True)
+    t = torch.nn.Parameter(torch.zeros(3, dtype=torch.float64))
+    opt, ot = make(cryptgpu.optim, [p]), make(torch.optim, [t])
+    for i, g in enumerate(grads):
+        if i == len(grads) - last:
+            start = p.get_plain_text().double(), t.detach().clone()
+        for o, w in ((opt, p), (ot, t)):
+            o.zero_grad()
+            (w * g).sum().backward()
+            o.step()
+    return (p.get_plain_text().double() - start[0]) / last, (t.detach() - start[1]) / last
+
+
+def test_review2_amsgrad_and_a_spike_back_within_the_clip(session):
+    """amsgrad's maximum, scaled up with w where w fell, went past the
+    range and wrapped (later steps 37x torch's), and a gradient that
+    fitted at the current scale was clipped where the scale went up (next
+    steps 3.2x torch's): the scale-up now reads the maximum and needs the
+    gradient times 4 within the clip (review 2)."""
+    one = torch.ones(3, dtype=torch.float64)
+    ams = lambda o, ps: o.Adam(ps, lr=1e-2, betas=(0.5, 0.5), amsgrad=True)  # noqa: E731
+    ours, theirs = _steps_against_torch(
+        ams, [one * (100.0 if i < 20 else 1e-2) for i in range(60)], 20
+    )
+    # each step within 0.5% of torch's (Adam's docstring), plus 2 units of
+    # the parameter a step (its own rounding of steps of about 1e-4)
+    assert ((ours - theirs).abs() <= 5e-3 * theirs.abs() + 2 * 2.0**-16).all(), (ours, theirs)
+    # a spike, small gradients (the scale goes up step by step), then 400
+    # again while the scale is below 1 (4 x 400 k needs the clip), then 10
+    rms = lambda o, ps: o.RMSprop(ps, lr=0.1, alpha=0.5)  # noqa: E731
+    seq = [400.0] * 20 + [1e-3] * 6 + [400.0] + [10.0] * 13
+    ours, theirs = _steps_against_torch(rms, [one * g for g in seq], 10)
+    assert ((ours - theirs).abs() <= 5e-3 * theirs.abs()).all(), (ours, theirs)

@@ -56,7 +56,8 @@ def positional(func, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     sigs = _signatures(func)
     for alias, name in _ALIASES:  # torch's argument parser takes these as well
         if alias in kwargs and name not in kwargs:
-            if any(name in sg.parameters and alias not in sg.parameters for sg in sigs):
+            names = [sg.parameters for sg in sigs]
+            if any(name in ps for ps in names) and not any(alias in ps for ps in names):
                 kwargs[name] = kwargs.pop(alias)
     sig = _first_binding(sigs, args, kwargs)
     if sig is not None:

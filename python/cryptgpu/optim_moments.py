@@ -51,14 +51,19 @@ def guard_moments(x, k, w, firsts=(), seconds=()):
     ``seconds`` (amsgrad's maximum) are divided by 16 and k, ``firsts``
     (first moments) and the new gradient by 4; where it is below low with
     k < 1, all are multiplied so (the new gradient clipped after), so that
-    a small gradient after a large one keeps its precision: m / sqrt(w)
+    a small gradient after a large one keeps its precision (where the
+    gradient times 4 needs no clip; amsgrad's maximum, not w, must be
+    below low): m / sqrt(w)
     and g / sqrt(w), the steps, are unchanged by such a common factor (eps
     is scaled by k in :func:`scaled_ratio`; the floor on w, which plays
     the part of a tiny eps, is not). Returns (x, k, w, firsts, seconds) in
     the new units (None entries stay None); w None (a first step): the
     clip only. Where nothing is clipped or scaled every value is
     unchanged, exactly (sums of 0 and products by 1.0). One comparison
-    (7 thresholds) and three products per step.
+    (7 thresholds) and four products per step. The scale is a fixed-point
+    power of 4: after 8 divisions (gradients near 10^6 at the default
+    scale) it would be 0 and the element would never step again, so such
+    gradients are outside the optimisers' range (README).
 
     Until 2026-12-07 nothing bounded w: a gradient of 100 (scale 2^8) took
     an Adam weight to 9.8e7 in two steps, and a gradient held above about 4
@@ -66,29 +71,30 @@ def guard_moments(x, k, w, firsts=(), seconds=()):
     top, low, clip = _moment_bounds()
     xk = x if k is None else x * k
     d = [xk + clip, xk.neg() + clip]
-    if w is not None and k is not None:  # the gradient 4x, should k go up
+    if w is not None and k is not None:  # [|4 xk| > clip]: no scale-up there
         d += [xk * 4 + clip, xk * -4 + clip]
     if w is not None:
         d += [w - top]
     if w is not None and k is not None:
-        d += [w - low, k - 0.5]
+        # amsgrad's maximum, never below w, decides the scale-up (from w
+        # alone the maximum went past the range: a review)
+        hi = next((t for t in seconds if t is not None), w)
+        d += [hi - low, k - 0.5]
     one = xk * 0.0 + 1.0
-    v = (
-        d[:4] + [one] * (len(d) - 4)
-        if k is not None and w is not None
-        else d[:2] + [one] * (len(d) - 2)
-    )
+    v = d[:2] + [one] * (len(d) - 2)
     a = stack(d)._msb_times(stack(v), "optimiser moment guard")
     xc = xk - a[0] + a[1]  # clamp(xk, -clip, clip), as clamp's relu pair
     if w is None:
         return xc, k, w, tuple(firsts), tuple(seconds)
     if k is None:  # never scaled: down only
         below = a[2]  # [w < top]: a factor 1 there, else 1/4 (1/16 for w)
-        f4, f16, fx, up, x4 = below * 0.75 + 0.25, below * (15 / 16) + (1 / 16), None, None, None
+        f4, f16, fx, up = below * 0.75 + 0.25, below * (15 / 16) + (1 / 16), None, None
     else:
-        x4 = xk * 4 - a[2] + a[3]  # clamp(4 xk, -clip, clip)
-        below, up = a[4], a[5] * a[6]  # [w < top]; [w < low] and [k < 1]
-        fx = below * 0.75 + 0.25  # the clipped gradient's factor where it does not go up
+        below = a[4]  # [w < top]
+        # up where the moments fell below low, k < 1 and 4 xk needs no clip
+        # (a clipped one against the scaled-up history: steps 3.2x, a review)
+        up = (a[5] * a[6]) * (1.0 - a[2] - a[3])
+        fx = below * 0.75 + 0.25  # the gradient's factor where it does not go up
         f4 = fx + up * 3.0
         f16 = below * (15 / 16) + (1 / 16) + up * 15.0
 
@@ -103,10 +109,10 @@ def guard_moments(x, k, w, firsts=(), seconds=()):
     n1, n2 = len(firsts), len(seconds)
     parts = [xc, f4 if k is None else k, *firsts, w, *seconds]
     factors = [fx if k is not None else f4, f4, *[f4] * n1, f16, *[f16] * n2]
-    if k is not None:
-        parts, factors = parts + [x4 - xc], factors + [up]
+    if k is not None:  # where up: 4 xk (unclipped there), xk + 3 xk
+        parts, factors = parts + [xk * 3 + (xk - xc)], factors + [up]
     got = scaled(parts, factors)
-    x_ = got[0] if k is None else got[0] + got[-1]  # clip(xk) fx, or clip(4 xk) where up
+    x_ = got[0] if k is None else got[0] + got[-1]  # clip(xk) fx, or 4 xk where up
     k_ = f4 if k is None else got[1]  # 1 times the factor
     return x_, k_, got[2 + n1], tuple(got[2 : 2 + n1]), tuple(got[3 + n1 : 3 + n1 + n2])
 

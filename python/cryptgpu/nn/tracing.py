@@ -374,7 +374,16 @@ def trace_modes(model: torch.nn.Module, nones=()):
         # a TypeError from the forward's own calls (a misspelt keyword,
         # F.softmax(h, axis=1)) is torch's TypeError too, as the model's
         # plain call raises it (it was a NotImplementedError only, a probe)
-        kind = _TracedTypeError if isinstance(e, TypeError) else NotImplementedError
+        # (only a call's own words: torch.fx's limits, range(h.size(1)) or
+        # torch.ones(T, T), are TypeErrors under tracing alone, a review)
+        own = (
+            "unexpected keyword",
+            "got multiple values",
+            "invalid combination",
+            "required positional",
+        )
+        call = isinstance(e, TypeError) and not hint and any(w in str(e) for w in own)
+        kind = _TracedTypeError if call else NotImplementedError
         raise kind(f"torch.fx could not trace the model: {text}{hint}") from e
     if gm_train is not None and not _mark(gm, gm_train):
         warnings.warn(
