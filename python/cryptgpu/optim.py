@@ -160,7 +160,7 @@ class Adam(Optimizer):
     Each step costs, per parameter element, one batched comparison of 21
     thresholds and about 60 products (``amsgrad`` adds one comparison,
     decoupled weight decay one product, a large eps two more of each),
-    and the guard a comparison of 7 thresholds and three products.
+    and the guard a comparison of 7 thresholds and four products.
     """
 
     _LEGACY = ("lr", "betas", "eps", "weight_decay", "grad_scale")
