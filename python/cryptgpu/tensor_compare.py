@@ -182,8 +182,11 @@ class ComparisonOps:
         min, max = _bool_as_number(min), _bool_as_number(max)  # noqa: A001 - torch's 0/1
         kinds = [type(v).__name__ if isinstance(v, (int, float)) else "Tensor" for v in (min, max)]
         if min is not None and max is not None and "Tensor" in kinds and kinds[0] != kinds[1]:
-            if len(getattr(min if kinds[0] == "Tensor" else max, "shape", ())):  # (0-d: a number)
-                raise TypeError(  # torch's: a tensor bound with a number (not a 0-d tensor)
+            bound = min if kinds[0] == "Tensor" else max
+            # torch's: a torch tensor bound with a number (not a 0-d tensor);
+            # a shared bound with a number has no torch form and is computed
+            if isinstance(bound, torch.Tensor) and len(bound.shape):
+                raise TypeError(
                     f"clamp() received an invalid combination of arguments - got ({kinds[0]}, "
                     f"{kinds[1]}), but expected one of: (Tensor min = None, Tensor max = None), "
                     "(Number min = None, Number max = None)"
