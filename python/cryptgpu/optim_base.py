@@ -140,22 +140,6 @@ class Optimizer(optim_checks.Copyable, torch.optim.Optimizer):
             else:
                 p.grad.zero_()
 
-    def _gradients(self, group: dict, grads: dict | None = None):
-        """(parameter, gradient + weight_decay * parameter) for each parameter
-        of the group that has a gradient (negated with ``maximize``); run the
-        update inside the caller's loop. ``grads``: the gradients to use
-        instead of ``p.grad``, by ``id(p)`` (SGD's ``grad_threshold``)."""
-        wd, maximize = group.get("weight_decay", 0), group.get("maximize")
-        with ag.no_grad(), _session.training_work():
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad if grads is None else grads[id(p)]
-                g = -g if maximize else g
-                if wd and not group.get("decoupled_weight_decay"):
-                    g = g + p * wd
-                yield p, g
-
     def step(self, closure=None):
         """One update of each parameter with a gradient; ``closure`` (torch's) first."""
         loss = None
