@@ -142,3 +142,14 @@ def test_gradients_set_as_torch_tensors_step_as_shared_ones(session, name):
         torch.testing.assert_close(
             p.get_plain_text().double(), q.get_plain_text().double(), rtol=0, atol=2e-4
         )
+
+
+def test_batches_hold_at_most_2_to_the_16_elements(session):
+    # small tensors share a batch; past 65,536 elements a new batch starts
+    # (optim_flat.BATCH_ELEMENTS: a step's time per element grows with the
+    # size of its tensors), each batch an SGD step of its own: 2 rounds at
+    # step 1 and 4 later (the design, as above)
+    make = OPTIMISERS["SGD"]
+    assert [r for r, _ in _step_costs(make, [30000, 30000], steps=2)] == [2, 4]
+    assert [r for r, _ in _step_costs(make, [40000, 40000], steps=2)] == [4, 8]
+    assert [r for r, _ in _step_costs(make, [70000], steps=2)] == [2, 4]
