@@ -145,11 +145,51 @@ def test_gradients_set_as_torch_tensors_step_as_shared_ones(session, name):
 
 
 def test_batches_hold_at_most_2_to_the_16_elements(session):
-    # small tensors share a batch; past 65,536 elements a new batch starts
-    # (optim_flat.BATCH_ELEMENTS: a step's time per element grows with the
-    # size of its tensors), each batch an SGD step of its own: 2 rounds at
-    # step 1 and 4 later (the design, as above)
+    # SGD: small tensors share a batch, past 65,536 elements a new one
+    # starts and a larger tensor is a batch alone (optim_flat), each batch
+    # an SGD step of its own: 2 rounds at step 1 and 4 later (the design)
     make = OPTIMISERS["SGD"]
     assert [r for r, _ in _step_costs(make, [30000, 30000], steps=2)] == [2, 4]
     assert [r for r, _ in _step_costs(make, [40000, 40000], steps=2)] == [4, 8]
     assert [r for r, _ in _step_costs(make, [70000], steps=2)] == [2, 4]
+    # Adam cuts large tensors into pieces of 65,536 (filling each batch):
+    # 140,000 elements in any split are three batches, each the rounds of a
+    # small one
+    small = [r for r, _ in _step_costs(OPTIMISERS["Adam"], [600], steps=2)]
+    for sizes in ([140000], [100000, 500, 39500]):
+        got = [r for r, _ in _step_costs(OPTIMISERS["Adam"], sizes, steps=2)]
+        assert got == [3 * r for r in small]
+
+
+def test_a_tensor_cut_over_batches_steps_as_torch(session):
+    # a (300, 300) weight cut into pieces of 65,536 elements (the second
+    # and the bias share a batch): weights and moments as torch's Adam
+    g = torch.Generator().manual_seed(21)
+    init = [torch.randn(s, generator=g, dtype=torch.float64) for s in ((300, 300), (300,))]
+    ref = [t.clone().requires_grad_(True) for t in init]
+    got = [cryptgpu.cryptensor(t, requires_grad=True) for t in init]
+    ref_opt, opt = torch.optim.Adam(ref, lr=0.01), optim.Adam(got, lr=0.01)
+    for _ in range(3):
+        for r, s in zip(ref, got):
+            gv = torch.randn(r.shape, generator=g, dtype=torch.float64)
+            # |g| >= 0.1: inside the range where Adam's steps are torch's
+            # (README: below about 1e-4 a step is shorter than torch's)
+            gv = gv + 0.1 * gv.sign()
+            r.grad, s.grad = gv, cryptgpu.cryptensor(gv)
+        ref_opt.step()
+        opt.step()
+    state = opt.state_dict()
+    for i, (r, s) in enumerate(zip(ref, got)):
+        # as in test_parameters_in_different_states_step_as_torch: 3 steps
+        # of lr 0.01 with the ratio within 0.5%, plus 2^-16 a step
+        torch.testing.assert_close(s.get_plain_text().double(), r.detach(), rtol=0, atol=3e-4)
+        m = state["exp_avg"][i]
+        assert tuple(m.shape) == tuple(r.shape)
+        # the first moment in grad_scale (2^8) units: torch's exp_avg x 256,
+        # beta1 encoded within half a unit (2^-17) so each of the 3 steps'
+        # products m * beta1 off by up to 2^-17 |m| (m up to 256 max|g|),
+        # plus a unit of 2^-16 a product, and 1 - beta1 (1e-4 relative,
+        # README) on the new gradient's part
+        want = ref_opt.state[r]["exp_avg"] * 256
+        tol = 3 * 2**-17 * 256 * 5 + 6 * 2**-16
+        torch.testing.assert_close(m.get_plain_text().double(), want, rtol=2e-4, atol=tol)

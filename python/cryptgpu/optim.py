@@ -121,7 +121,7 @@ class SGD(Optimizer):
         def key(p):  # a batch of parameters that start their buffers, or go on
             return id(p) in fresh or id(p) not in self._buf
 
-        for flat, g in flat_steps(group, key=key if mu else None, grads=kept):
+        for flat, g in flat_steps(group, key=key if mu else None, grads=kept, cut=False):
             if mu:
                 prev = None if key(flat.params[0]) else flat.gather(self._buf)
                 if prev is None:  # a copy: g may be p.grad, which the user may zero_()
@@ -132,7 +132,7 @@ class SGD(Optimizer):
                     v = prev * mu + g
                 flat.store(self._buf, v)
                 g = g + v * mu if group["nesterov"] else v
-            new = flat.join(flat.params) - g * lr
+            new = flat.values() - g * lr
             flat.assign(new)  # in place: modules keep the object; a view writes back
 
 
@@ -271,7 +271,7 @@ class Adam(Optimizer):
                 flat.store(self._wmax, w)
             # m_hat / sqrt(v_hat) = (c1 / sqrt(c2)) m / sqrt(w)
             r = scaled_ratio(m, w, e, k)
-            p = flat.join(flat.params)
+            p = flat.values()
             base = p - p * (lr * decay) if decay else p  # AdamW: p (1 - lr wd)
             flat.assign(base - r * (lr * c1 / np.sqrt(c2)))
 
@@ -514,7 +514,7 @@ class RMSprop(_Moments):
                 w = w - (m * root).square()
             flat.store(ga_of, m)
             r = scaled_ratio(g, w, s * group["eps"] / root, k)  # sqrt(1 - a) g / (sqrt(v) + eps)
-            p = flat.join(flat.params)
+            p = flat.values()
             if mu:
                 step = r * (1.0 / root)
                 b = step if b is None else b * mu + step
@@ -605,5 +605,5 @@ class Adagrad(_Moments):
             start = self.defaults["initial_accumulator_value"] * s * s
             w = g * g + start if w is None else w + g * g
             flat.store(sums, w)
-            new = flat.join(flat.params) - scaled_ratio(g, w, s * group["eps"], k) * lr_t
+            new = flat.values() - scaled_ratio(g, w, s * group["eps"], k) * lr_t
             flat.assign(new)

@@ -1,8 +1,11 @@
-"""Optimiser steps over a whole parameter group at once: the parameters
-whose state is alike laid end to end in one flat tensor, so that a step's
-truncations and comparisons are one round each for the group, not one per
-parameter tensor (until 2026-12-08 an Adam step cost 74 rounds per
-parameter tensor: 740 for a LeNet's ten; SGD with momentum 4 per tensor)."""
+"""Optimiser steps over a parameter group in batches: the elements of the
+parameters whose state is alike laid end to end, about 65,536 a batch, so
+that a step's truncations and comparisons are one round each per batch,
+not per parameter tensor (until 2026-12-08 an Adam step cost 74 rounds per
+parameter tensor: 740 for a LeNet's ten; SGD with momentum 4 per tensor),
+and a large tensor's moment step runs on pieces whose intermediates stay
+in cache (an Adam step of one 1,048,576-element tensor took 30 us of CPU
+an element, in pieces of 65,536 9 to 13)."""
 
 from __future__ import annotations
 
@@ -11,70 +14,134 @@ from . import autograd as ag
 from .tensor import cat
 from .tensor_base import TensorBase
 
+# The most elements a batch lays end to end. A moment optimiser's step
+# (Adam, RMSprop, Adagrad: a comparison of 21 thresholds and about 60
+# products an element) costs 2 to 3 times more CPU an element on tensors of
+# 2^18 to 2^20 elements than on 2^16 (measured 2026-12-08 on the 2-core
+# machine), so their large tensors are cut into pieces of this size; SGD's
+# step (two products) is not, and only its small tensors share a batch.
+BATCH_ELEMENTS = 1 << 16
+
 
 class Flat:
-    """Parameters ``params`` laid end to end: :meth:`join` lays tensors of
-    their shapes out so, :meth:`split` cuts a flat one back into them."""
+    """One batch: ``segments`` (p, a, b), elements a..b of each parameter p
+    (flattened) laid end to end. :meth:`join` lays tensors of the
+    parameters' shapes out so; :meth:`store` and :meth:`assign` cut a flat
+    result back. A parameter cut over several batches gets its pieces
+    when the last of them is done (``pending``, shared by those batches:
+    :func:`flat_steps` finishes them), so every batch reads its state as
+    it was before the step."""
 
-    def __init__(self, params: list):
-        self.params = params
-        self.shapes = [tuple(p.shape) for p in params]
-        self.sizes = [p.numel() for p in params]
+    def __init__(self, segments: list, pending: dict):
+        self.segments = segments
+        self.params = [p for p, _, _ in segments]
+        self._pending = pending
 
     def join(self, tensors):
-        """The tensors (one a parameter, in order) end to end; None where
-        every entry is None (a state slot none of them has yet)."""
+        """The tensors' segments (one tensor per segment, in its parameter's
+        shape) end to end; None where every entry is None (a state slot none
+        of them has yet)."""
         tensors = list(tensors)
         if all(t is None for t in tensors):
             return None
         if any(t is None for t in tensors):  # the batches' keys keep them alike
             raise AssertionError("optimiser batch mixes parameters with and without a state")
-        if len(tensors) == 1:
-            return tensors[0].reshape(-1)
-        return cat([t.reshape(-1) for t in tensors])
-
-    def split(self, flat) -> list:
-        """The parameters' pieces of ``flat`` in their shapes, each its own
-        tensor (not a view that keeps the whole flat one alive)."""
-        if flat is None:
-            return [None] * len(self.params)
-        if len(self.params) == 1:
-            piece = flat.reshape(self.shapes[0])
-            return [piece._wrap(piece._t)]
-        out, at = [], 0
-        for shape, n in zip(self.shapes, self.sizes):
-            piece = flat[at : at + n].reshape(shape)
-            out.append(piece._wrap(piece._t))
-            at += n
-        return out
-
-    def store(self, table: dict, flat) -> None:
-        """``table[id(p)]`` = p's piece of ``flat`` (nothing for None)."""
-        if flat is not None:
-            for p, piece in zip(self.params, self.split(flat)):
-                table[id(p)] = piece
+        pieces = []
+        for t, (p, a, b) in zip(tensors, self.segments):
+            flat = t.reshape(-1)
+            pieces.append(flat if a == 0 and b == p.numel() else flat[a:b])
+        return pieces[0] if len(pieces) == 1 else cat(pieces)
 
     def gather(self, table: dict):
         """The parameters' entries of ``table`` end to end (None: none has one)."""
         return self.join(table.get(id(p)) for p in self.params)
 
-    def assign(self, flat, what: str = "step") -> None:
+    def values(self):
+        """The parameters' own values end to end."""
+        return self.join(self.params)
+
+    def _cut(self, flat):
+        """(p, a, b, piece) for each segment: its piece of ``flat``, its own
+        tensor (not a view that keeps the whole flat one alive), in p's
+        shape where the segment is the whole of p."""
+        at = 0
+        for p, a, b in self.segments:
+            piece = flat if len(self.segments) == 1 else flat[at : at + b - a]
+            at += b - a
+            if a == 0 and b == p.numel():
+                piece = piece.reshape(tuple(p.shape))
+            yield p, a, b, piece._wrap(piece._t)
+
+    def store(self, table: dict, flat) -> None:
+        """``table[id(p)]`` = p's piece of ``flat`` (nothing for None)."""
+        if flat is None:
+            return
+        for p, a, b, piece in self._cut(flat):
+            if a == 0 and b == p.numel():
+                table[id(p)] = piece
+            else:
+                self._pending.setdefault((id(table), id(p)), (table, p, []))[2].append((a, piece))
+
+    def assign(self, flat) -> None:
         """Each parameter set, in place, to its piece of ``flat``."""
-        for p, piece in zip(self.params, self.split(flat)):
-            p._assign(piece, what)
+        for p, a, b, piece in self._cut(flat):
+            if a == 0 and b == p.numel():
+                p._assign(piece, "step")
+            else:
+                self._pending.setdefault((None, id(p)), (None, p, []))[2].append((a, piece))
 
 
-def flat_steps(group: dict, prepare=None, key=None, grads: dict | None = None):
+def _finish(pending: dict) -> None:
+    """The pieces of parameters cut over several batches, joined and stored
+    (or assigned) once all of their batches are done."""
+    for table, p, pieces in pending.values():
+        whole = cat([t for _, t in sorted(pieces, key=lambda e: e[0])]).reshape(tuple(p.shape))
+        if table is None:
+            p._assign(whole, "step")
+        else:
+            table[id(p)] = whole
+    pending.clear()
+
+
+def _segments(params: list, cut: bool) -> list:
+    """``params`` in order as batches of (p, a, b) segments of at most
+    BATCH_ELEMENTS elements in all: with ``cut``, a large parameter is cut
+    into pieces (and a batch filled up to the size); without, each
+    parameter is whole and a larger one is a batch alone."""
+    runs: list[list] = [[]]
+    total = 0
+    for p in params:
+        n = p.numel()
+        if not cut or n == 0:
+            if runs[-1] and total + n > BATCH_ELEMENTS:
+                runs.append([])
+                total = 0
+            runs[-1].append((p, 0, n))
+            total += n
+            continue
+        a = 0
+        while a < n:
+            if total == BATCH_ELEMENTS:
+                runs.append([])
+                total = 0
+            b = min(n, a + BATCH_ELEMENTS - total)
+            runs[-1].append((p, a, b))
+            total += b - a
+            a = b
+    return [r for r in runs if r]
+
+
+def flat_steps(group: dict, prepare=None, key=None, grads: dict | None = None, cut: bool = True):
     """(Flat, gradient) batches of ``group``'s parameters with a gradient,
     each gradient with L2 weight decay (unless decoupled) and ``maximize``
     applied, inside no_grad and as training work (exact truncation), as
     torch's single-tensor loop per parameter. ``prepare(p)`` runs for each
     parameter before its batch is formed (step counts, unit changes);
     parameters with equal ``key(p)`` (their state's shape: which slots
-    they hold, their step count) share a batch, of at most
-    ``BATCH_ELEMENTS`` elements unless one parameter is larger. A
-    parameter listed twice is stepped twice, the second time after the
-    first (as one by one).
+    they hold, their step count) share batches of at most
+    ``BATCH_ELEMENTS`` elements (``cut``: large parameters cut into
+    pieces; else whole, a larger one alone). A parameter listed twice is
+    stepped twice, the second time after the first (as one by one).
     ``grads``: the gradients to use instead of ``p.grad``, by ``id(p)``."""
     wd, maximize = group.get("weight_decay", 0), group.get("maximize")
     decay = wd and not group.get("decoupled_weight_decay")
@@ -88,44 +155,23 @@ def flat_steps(group: dict, prepare=None, key=None, grads: dict | None = None):
             if n == len(layers):
                 layers.append([])
             layers[n].append(p)
+        pending: dict = {}
         for layer in layers:
             if prepare is not None:
                 for p in layer:
                     prepare(p)
-            batches: dict = {}
+            alike: dict = {}
             for p in layer:
-                batches.setdefault(None if key is None else key(p), []).append(p)
-            for ps in (b for alike in batches.values() for b in _packed(alike)):
-                flat = Flat(ps)
-                g = flat.join(_shared_grad(p, grads) for p in ps)
-                g = -g if maximize else g
-                if decay:
-                    g = g + flat.join(ps) * wd
-                yield flat, g
-
-
-# The most elements a batch lays end to end (one larger parameter is a
-# batch of its own): a step's work per element grows with the size of its
-# intermediate tensors (an Adam step: about 20 us an element at 20,000 to
-# 60,000 elements, 32 at 200,000, 75 at 2,000,000 laid end to end), so
-# small tensors are batched, for their rounds, and large ones are not
-# joined (measured 2026-12-08 on the 2-core machine).
-BATCH_ELEMENTS = 1 << 16
-
-
-def _packed(params: list) -> list:
-    """``params`` in order, cut into runs of at most BATCH_ELEMENTS
-    elements (a parameter above it alone)."""
-    runs: list[list] = []
-    total = 0
-    for p in params:
-        n = p.numel()
-        if not runs or total + n > BATCH_ELEMENTS:
-            runs.append([])
-            total = 0
-        runs[-1].append(p)
-        total += n
-    return runs
+                alike.setdefault(None if key is None else key(p), []).append(p)
+            for ps in alike.values():
+                for segments in _segments(ps, cut):
+                    flat = Flat(segments, pending)
+                    g = flat.join(_shared_grad(p, grads) for p in flat.params)
+                    g = -g if maximize else g
+                    if decay:
+                        g = g + flat.values() * wd
+                    yield flat, g
+            _finish(pending)
 
 
 def _shared_grad(p, grads):
