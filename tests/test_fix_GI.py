@@ -1,0 +1,122 @@
+"""Fixes of probe OY's findings: comparisons and clamp with public values
+beyond the encoding's range, a src party's own load_from_party error in
+run_multiprocess, the encrypted flag after loading shares, CrypTen's
+Flatten(axis=), layer_norm's int shape and the axis= aliases torch takes.
+
+Comparisons are exact (the sign bit of x - c, no truncation): the results
+are compared with float64 torch with tolerance 0. Values are on the
+fixed-point grid (whole numbers and halves) so the encoding is exact too.
+"""
+
+import pytest
+import torch
+import torch.nn.functional as Fn
+
+import cryptgpu
+from conftest import usable
+
+INF = float("inf")
+NAN = float("nan")
+
+
+def pt(x):
+    return x.get_plain_text(dtype=torch.float64)
+
+
+def _x():
+    return torch.tensor([1.0, -2.0, 3.5, 0.0, -1e9, 2e9], dtype=torch.float64)
+
+
+OPS = ["lt", "gt", "le", "ge", "eq", "ne"]
+FAR = [INF, -INF, 1e10, -1e10, 2.0**31, -(2.0**31), 1e300, -1e300, NAN]
+
+
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.parametrize("c", FAR)
+def test_compare_with_public_number_beyond_the_range(session, op, c):
+    x = _x()
+    got = pt(getattr(cryptgpu.cryptensor(x), op)(c))
+    want = getattr(x, op)(c).double()
+    assert torch.equal(got, want), (op, c, got, want)  # exact: a sign bit, tolerance 0
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_compare_with_public_tensor_holding_far_values(session, op):
+    x = _x()
+    c = torch.tensor([INF, 0.0, -INF, NAN, -1e12, 1e12], dtype=torch.float64)
+    got = pt(getattr(cryptgpu.cryptensor(x), op)(c))
+    assert torch.equal(got, getattr(x, op)(c).double())  # exact, tolerance 0
+    # broadcast to a higher rank, and the reflected form torch dispatches
+    c2 = torch.tensor([[INF], [-INF], [1.5]], dtype=torch.float64)
+    got = pt(getattr(cryptgpu.cryptensor(x), op)(c2))
+    assert torch.equal(got, getattr(x, op)(c2).double())  # exact, tolerance 0
+    assert torch.equal(pt(c < cryptgpu.cryptensor(x)), (c < x).double())  # exact
+
+
+def test_operators_and_masks_with_inf(session):
+    s = torch.tensor([[0.5, -INF, 2.0], [1.0, 3.0, -INF]], dtype=torch.float64)
+    scores = cryptgpu.cryptensor(s.clamp(min=-1e4))  # shared values are finite
+    x = cryptgpu.cryptensor(_x())
+    assert torch.equal(pt(x < INF), torch.ones(6, dtype=torch.float64))  # exact
+    assert torch.equal(pt(x > -INF), torch.ones(6, dtype=torch.float64))  # exact
+    assert torch.equal(pt(x <= 1e10), torch.ones(6, dtype=torch.float64))  # exact
+    assert torch.equal(pt(INF > x), torch.ones(6, dtype=torch.float64))  # exact
+    mask = scores > -INF
+    assert torch.equal(pt(mask), torch.ones(2, 3, dtype=torch.float64))  # exact
+    out = cryptgpu.where(mask, scores, 0.0)
+    assert torch.equal(pt(out), s.clamp(min=-1e4))  # a selection: exact, tolerance 0
+
+
+def test_far_comparisons_stay_exact_beyond_2_31(session):
+    # shared values past the encoding's range (an exact integer product):
+    # x - c is exact in the ring while |x - c| < 2^(63-f)
+    x = torch.tensor([1e9, -1e9, 3.0, 1.25e9], dtype=torch.float64)
+    big = cryptgpu.cryptensor(x) * 8  # 8e9, -8e9, 24, 1e10
+    xb = x * 8
+    for c in (1e10, -1e10, 5e9, 9e9, 1e12, INF, -INF):
+        for op in OPS:
+            got = pt(getattr(big, op)(c))
+            assert torch.equal(got, getattr(xb, op)(c).double()), (op, c)  # exact
+
+
+def test_clamp_and_hardtanh_with_far_bounds(session):
+    x = _x()
+    xe = cryptgpu.cryptensor(x)
+    for kw in (
+        {"max": 1e10},
+        {"min": -1e10},
+        {"min": -1e10, "max": 1e10},
+        {"min": -1e20, "max": 2.5},
+        {"min": 0.5, "max": 1e20},
+        {"min": -INF, "max": 1e10},
+        {"max": torch.tensor([INF, 0.0, 1e12, INF, 2.0, -1.0], dtype=torch.float64)},
+        {"min": torch.tensor([-INF, 0.0, -1e12, 1.0, -INF, -1e10], dtype=torch.float64)},
+        {
+            "min": torch.tensor([-INF, 0.0, 2.0, -1e12, 1.0, -5.0], dtype=torch.float64),
+            "max": torch.tensor([INF, 1e11, 3.0, 1e12, 0.5, INF], dtype=torch.float64),
+        },
+    ):
+        got = pt(xe.clamp(**kw))
+        assert torch.equal(got, x.clamp(**kw)), kw  # ReLUs of exact differences: tolerance 0
+    got = pt(Fn.hardtanh(xe, -1e10, 1e10))
+    assert torch.equal(got, Fn.hardtanh(x, -1e10, 1e10))  # exact, tolerance 0
+    got = pt(xe.clamp(min=1e10, max=1e10))  # max everywhere, beyond 2^31: exact words
+    assert torch.equal(got, torch.full((6,), 1e10, dtype=torch.float64))  # exact
+    shared_lo = cryptgpu.cryptensor(torch.full((6,), -1.5, dtype=torch.float64))
+    got = pt(xe.clamp(min=shared_lo, max=1e10))
+    assert torch.equal(got, x.clamp(min=-1.5, max=1e10))  # exact, tolerance 0
+
+
+def test_clamp_whose_result_no_share_holds_is_still_refused(session):
+    xe = cryptgpu.cryptensor(_x())
+    for kw in ({"max": -INF}, {"min": INF}, {"max": NAN}, {"min": 1e30}):
+        with pytest.raises(cryptgpu.EncodingError):
+            xe.clamp(**kw)
+        assert usable()
+
+
+def test_far_comparison_gradient_is_zero(session):
+    x = cryptgpu.cryptensor(torch.tensor([1.0, -2.0]), requires_grad=True)
+    ((x < INF) * x).sum().backward()
+    # [x < inf] x: gradient 1 (the indicator's own is 0), exact
+    assert torch.equal(pt(x.grad), torch.ones(2, dtype=torch.float64))
