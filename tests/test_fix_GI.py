@@ -120,3 +120,21 @@ def test_far_comparison_gradient_is_zero(session):
     ((x < INF) * x).sum().backward()
     # [x < inf] x: gradient 1 (the indicator's own is 0), exact
     assert torch.equal(pt(x.grad), torch.ones(2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("src", [1, 2])
+def test_load_from_party_src_error_reaches_the_caller(session, tmp_path, src):
+    missing = str(tmp_path / "no_such_file.pth")
+    held = str(tmp_path / "dict.pth")
+    torch.save({"x": torch.ones(2)}, held)
+
+    @cryptgpu.mpc.run_multiprocess(world_size=3)
+    def load(path):
+        return cryptgpu.load_from_party(path, src=src).get_plain_text()
+
+    # src's own error, not the neighbours' "party 1 could not load its tensor"
+    with pytest.raises(FileNotFoundError):
+        load(missing)
+    with pytest.raises(TypeError, match="holds a dict"):
+        load(held)
+    assert usable()
