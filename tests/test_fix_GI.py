@@ -138,3 +138,20 @@ def test_load_from_party_src_error_reaches_the_caller(session, tmp_path, src):
     with pytest.raises(TypeError, match="holds a dict"):
         load(held)
     assert usable()
+
+
+def test_shares_loaded_into_a_plaintext_model_mark_it_encrypted(session):
+    torch.manual_seed(0)
+    src = cryptgpu.nn.Sequential(cryptgpu.nn.Linear(2, 3), cryptgpu.nn.ReLU())
+    src.encrypt()
+    dst = cryptgpu.nn.Sequential(cryptgpu.nn.Linear(2, 3), cryptgpu.nn.ReLU())
+    assert not dst.encrypted
+    dst.load_state_dict(src.state_dict())
+    # every module says what encrypt() would have made it say
+    assert all(m.encrypted for m in dst.modules())
+    w = pt(src[0].weight)
+    dst.decrypt()
+    assert not dst.encrypted
+    assert torch.equal(dst[0].weight.detach().double(), w)  # opened shares: exact
+    dst.encrypt()
+    assert dst.encrypted and isinstance(dst[0].weight, cryptgpu.SharedTensor)
