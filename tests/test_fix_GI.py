@@ -155,3 +155,17 @@ def test_shares_loaded_into_a_plaintext_model_mark_it_encrypted(session):
     assert torch.equal(dst[0].weight.detach().double(), w)  # opened shares: exact
     dst.encrypt()
     assert dst.encrypted and isinstance(dst[0].weight, cryptgpu.SharedTensor)
+
+
+def test_flatten_axis_is_cryptens_and_position_is_torchs(session):
+    x = torch.arange(24.0, dtype=torch.float64).view(2, 3, 2, 2)
+    xe = cryptgpu.cryptensor(x)
+    for axis, shape in ((2, (6, 4)), (0, (1, 24)), (1, (2, 12)), (-1, (12, 2))):
+        got = cryptgpu.nn.Flatten(axis=axis)(xe)
+        assert tuple(got.shape) == shape
+        assert torch.equal(pt(got), x.reshape(shape))  # a view: exact, tolerance 0
+    got = cryptgpu.nn.Flatten(2)(xe)  # positional: torch's start_dim
+    assert torch.equal(pt(got), torch.nn.Flatten(2)(x))  # exact, tolerance 0
+    m = cryptgpu.nn.Sequential(cryptgpu.nn.Flatten(axis=2), cryptgpu.nn.Linear(4, 1))
+    m.encrypt()
+    assert tuple(m(xe).shape) == (6, 1)
