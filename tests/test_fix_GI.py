@@ -169,3 +169,49 @@ def test_flatten_axis_is_cryptens_and_position_is_torchs(session):
     m = cryptgpu.nn.Sequential(cryptgpu.nn.Flatten(axis=2), cryptgpu.nn.Linear(4, 1))
     m.encrypt()
     assert tuple(m(xe).shape) == (6, 1)
+
+
+@pytest.mark.parametrize("fn", [Fn.layer_norm, Fn.rms_norm])
+def test_norm_functions_refuse_one_number_as_torch(session, fn):
+    x = torch.tensor([[1.0, -2.0, 3.5, 0.5]], dtype=torch.float64)
+    xe = cryptgpu.cryptensor(x)
+    for shape in (4, torch.tensor(4)):
+        with pytest.raises(TypeError):
+            fn(x, shape)  # torch's own refusal, which ours follows
+        with pytest.raises(TypeError):
+            fn(xe, shape)
+        with pytest.raises(TypeError):
+            fn(xe, normalized_shape=shape)
+        assert usable()
+    # a list or tuple works; the modules take an int, as torch's
+    want = fn(x, [4])
+    # LayerNorm / RMSNorm of one row: the range-reduced 1/sqrt is within
+    # 1e-4 relative and the normalised values are below 2 (README)
+    assert (pt(fn(xe, [4])) - want).abs().max() <= 4e-4
+    assert (pt(cryptgpu.nn.LayerNorm(4)(xe)) - Fn.layer_norm(x, (4,))).abs().max() <= 4e-4
+
+
+def test_axis_alias_where_torch_takes_it(session):
+    x = torch.tensor([[1.0, -2.0, 3.5], [0.5, 4.0, -1.0]], dtype=torch.float64)
+    xe = cryptgpu.cryptensor(x)
+    i = torch.tensor([[0, 2], [1, 0]])
+    # every result is a selection or a view: exact, tolerance 0
+    assert torch.equal(pt(xe.gather(axis=1, index=i)), x.gather(axis=1, index=i))
+    assert torch.equal(pt(torch.gather(xe, axis=1, index=i)), torch.gather(x, axis=1, index=i))
+    assert torch.equal(pt(xe.unsqueeze(axis=0)), x.unsqueeze(axis=0))
+    assert torch.equal(pt(torch.unsqueeze(xe, axis=1)), torch.unsqueeze(x, axis=1))
+    assert torch.equal(pt(xe[None].squeeze(axis=0)), x[None].squeeze(axis=0))
+    assert torch.equal(pt(torch.squeeze(xe[None], axis=0)), torch.squeeze(x[None], axis=0))
+    ye = xe.clone()
+    ye.unsqueeze_(axis=0)
+    assert tuple(ye.shape) == (1, 2, 3)
+    ye.squeeze_(axis=0)
+    assert torch.equal(pt(ye), x)
+    # flip takes no axis= in torch: the same TypeError here
+    with pytest.raises(TypeError):
+        x.flip(axis=0)
+    with pytest.raises(TypeError):
+        xe.flip(axis=0)
+    with pytest.raises(TypeError):  # both names: torch's TypeError
+        xe.unsqueeze(0, axis=0)
+    assert usable()

@@ -216,6 +216,7 @@ class TorchLikeOps:
         out = self._at(np.take(self._grid(), idx.reshape(-1), axis=d if self.dim() else None))
         return out.reshape(()) if self.dim() == 0 else out  # torch: a scalar stays one
 
+    @axis_alias
     def gather(self, dim: int, index) -> TensorBase:
         """``torch.gather`` with a public integer ``index``."""
         idx = _index_array(index, "gather")
