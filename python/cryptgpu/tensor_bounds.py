@@ -38,6 +38,8 @@ def encodes(c, f: int) -> bool:
     """Whether every value of the public ``c`` (a number or array) encodes
     at ``f`` fractional bits: finite and below 2^(63-2f)."""
     a = _as_array(c)
+    if a is None:  # not a real value: not ours to hold
+        return True
     return bool(np.isfinite(a).all()) and (
         a.size == 0 or float(np.abs(a).max()) < 2.0 ** (63 - 2 * f)
     )
@@ -92,27 +94,34 @@ def clamp_bound(v, side: str, f: int):
     value and is put at +-far; NaN, or a bound beyond far on the other
     side (the result itself would be beyond every share), is EncodingError.
     A bound that encodes (or a shared one) is returned as it is."""
-    if v is None or isinstance(v, TensorBase) or encodes(_as_array(v), f):
+    if v is None or isinstance(v, TensorBase) or encodes(v, f):
         return v
     a = torch.as_tensor(_as_array(v), dtype=torch.float64)
     lim = far(f)
     sign = 1.0 if side == "max" else -1.0
     if bool(torch.isnan(a).any()) or bool((a * sign <= -lim).any()):
         bad = a[torch.isnan(a) | (a * sign <= -lim)].reshape(-1)[0].item()
-        raise EncodingError(f"clamp with a {side} of {bad}: a share cannot hold the result")
+        raise EncodingError(
+            f"clamp with a bound of {bad} as {side}: a share cannot hold the result"
+        )
     return a.clamp(-lim, lim)
 
 
 def _as_array(v):
+    """A real plaintext value as a float64 array; None for anything else (a
+    complex value, a string: the ordinary path raises its own error)."""
     if isinstance(v, torch.Tensor):
+        if v.is_complex():
+            return None
         return v.detach().to(torch.float64).numpy()
-    return np.asarray(v, dtype=np.float64)
+    a = np.asarray(v)
+    return a.astype(np.float64) if a.dtype.kind in "biuf" else None
 
 
 def plus(x: TensorBase, c) -> TensorBase:
     """x + c for a public ``c``: the ordinary sum where c encodes, else
     c's exact ring words (|c| <= far) added (broadcasting)."""
     f = x._s().precision_bits
-    if encodes(_as_array(c), f):
+    if encodes(c, f):
         return x + c
     return x + exact_public(x, _as_array(c))
