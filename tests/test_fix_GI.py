@@ -215,3 +215,15 @@ def test_axis_alias_where_torch_takes_it(session):
     with pytest.raises(TypeError):  # both names: torch's TypeError
         xe.unsqueeze(0, axis=0)
     assert usable()
+
+
+def test_python_ints_torch_compares_and_those_it_refuses(session):
+    x = _x()
+    xe = cryptgpu.cryptensor(x)
+    for c in (2**63 - 1, 2**63, -(2**63)):  # torch takes these
+        assert torch.equal(pt(xe < c), (x < c).double())  # exact, tolerance 0
+    with pytest.raises(OverflowError):
+        x < 2**70  # torch's refusal; ours stays the encoding's (a ValueError)
+    with pytest.raises(cryptgpu.EncodingError):
+        xe < 2**70
+    assert usable()

@@ -45,6 +45,12 @@ def encodes(c, f: int) -> bool:
     )
 
 
+def beyond_64_bits(v) -> bool:
+    """A Python int outside [-2^63, 2^64): torch cannot compare with it
+    (OverflowError); its EncodingError stays."""
+    return isinstance(v, int) and not -(2**63) <= v < 2**64
+
+
 def exact_public(x: TensorBase, c) -> TensorBase:
     """A public sharing of ``c`` (finite, |c| <= 2^(62-f)) as its exact
     ring words in ``x``'s session, of c's shape: the word 1 times

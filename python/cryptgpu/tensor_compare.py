@@ -86,7 +86,8 @@ class ComparisonOps:
         try:
             return self.sub(other), None
         except EncodingError:
-            if isinstance(other, TensorBase):
+            # (a Python int beyond 64 bits: torch's OverflowError, ours as before)
+            if isinstance(other, TensorBase) or bounds.beyond_64_bits(other):
                 raise
         return bounds.minus_far(self, other, what)
 
