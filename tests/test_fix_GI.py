@@ -227,3 +227,21 @@ def test_python_ints_torch_compares_and_those_it_refuses(session):
     with pytest.raises(cryptgpu.EncodingError):
         xe < 2**70
     assert usable()
+
+
+def test_maximum_minimum_with_far_public_values(session):
+    x = _x()
+    xe = cryptgpu.cryptensor(x)
+    for c in (
+        torch.tensor(-INF),
+        torch.tensor([[-INF], [-1e10], [1.5]], dtype=torch.float64),
+        torch.tensor([-INF, 0.0, -1e12, 5.0, -INF, 1e10], dtype=torch.float64),
+    ):
+        # ReLUs of exact differences: tolerance 0
+        assert torch.equal(pt(torch.maximum(xe, c)), torch.maximum(x, c))
+        assert torch.equal(pt(torch.minimum(xe, -c)), torch.minimum(x, -c))
+    # a result no share holds stays the encoding's error, as before
+    for f in (lambda: torch.maximum(xe, torch.tensor(INF)), lambda: xe.minimum(torch.tensor(NAN))):
+        with pytest.raises(cryptgpu.EncodingError):
+            f()
+    assert usable()
