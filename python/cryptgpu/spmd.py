@@ -118,7 +118,11 @@ def _parties(
     # The root cause, not the neighbours' PeerError, if there is one; else
     # the PeerError that came first (the party that found it, as the
     # launcher names it), not the first in rank order.
+    # An error that only echoes another party's (load_from_party's "party 1
+    # could not load its tensor") comes after that party's own: until
+    # 2026-12-08 party 0's echo hid party 1's FileNotFoundError.
     root = [e for e in errors if e is not None and not isinstance(e, _native.PeerError)]
+    root.sort(key=lambda e: getattr(e, "_echo_of", None) is not None)
     first = root[0] if root else (errors[failed[0]] if failed else None)
     if first is not None:
         raise first

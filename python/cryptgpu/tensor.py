@@ -424,7 +424,9 @@ def _shape_and_flag(s, src: int, shape, flag: bool) -> tuple:
     word = torch.tensor([-1 if shape is None else 2 * len(shape) + int(bool(flag))])
     w = int(opened_words(src, word)[0])
     if w < 0:
-        raise ValueError(f"party {src} could not load its tensor (its own error says why)")
+        err = ValueError(f"party {src} could not load its tensor (its own error says why)")
+        err._echo_of = src  # spmd._parties reports src's own error before this one
+        raise err
     n, flag = w >> 1, bool(w & 1)
     if n > _MAX_DIMS:  # src's word sizes what follows: checked first (a review)
         raise ValueError(f"party {src} sent a shape of {n} dimensions (at most {_MAX_DIMS})")

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import collections
 import functools
-import math
 
 import numpy as np
 import torch
 
 from . import autograd as ag
 from . import gradients as gr
+from . import tensor_bounds as bounds
 from ._native import EncodingError, InvalidArgumentError
 from ._plain import _bool_as_number, _float64, _ibuf, _index, _norm_dim, _plain_array
 from .tensor_base import TensorBase
@@ -76,40 +76,60 @@ class ComparisonOps:
         word = self._public_like(2.0**-s.precision_bits)  # encodes as the word 1
         return self._wrap(s.msb_inject(self._t, word._t, label))
 
+    def _minus(self, other, what: str):
+        """(x - other, the NaN positions of a plaintext other or None). A
+        plaintext other that does not encode (+-inf, 1e10, NaN) has torch's
+        answer still: :func:`cryptgpu.tensor_bounds.minus_far` (until
+        2026-12-08 an EncodingError). The ordinary subtraction is tried
+        first: a comparison with an operand that encodes costs as before."""
+        other = _bool_as_number(other)
+        try:
+            return self.sub(other), None
+        except EncodingError:
+            # (a Python int beyond 64 bits: torch's OverflowError, ours as before)
+            if isinstance(other, TensorBase) or bounds.beyond_64_bits(other):
+                raise
+        return bounds.minus_far(self, other, what)
+
     def lt(self, other) -> TensorBase:
-        """1.0 where x < other else 0.0 (secret-shared). Correct while |x - other| < 2^(63-f)."""
-        return _cmp_result(self.sub(_bool_as_number(other))._ltz_bit("lt"))
+        """1.0 where x < other else 0.0 (secret-shared). Correct while
+        |x - other| < 2^(63-f); a public other beyond the encoding's range
+        (+-inf, 1e10) as :mod:`cryptgpu.tensor_bounds` says, for every
+        shared |x| < 2^(62-f); NaN gives 0, as torch's False."""
+        d, nan = self._minus(other, "lt")
+        return _cmp_result(bounds.nan_is(d._ltz_bit("lt"), nan, 0))
 
     def gt(self, other) -> TensorBase:
         """1.0 where x > other else 0.0."""
-        return _cmp_result(self._gt_bit(other))
-
-    def _gt_bit(self, other) -> TensorBase:
-        return self.sub(_bool_as_number(other)).neg()._ltz_bit("gt")
+        d, nan = self._minus(other, "gt")
+        return _cmp_result(bounds.nan_is(d.neg()._ltz_bit("gt"), nan, 0))
 
     def le(self, other) -> TensorBase:
         """1.0 where x <= other else 0.0."""
-        return _cmp_result(_one_minus(self._gt_bit(other)))
+        d, nan = self._minus(other, "le")
+        return _cmp_result(bounds.nan_is(_one_minus(d.neg()._ltz_bit("gt")), nan, 0))
 
     def ge(self, other) -> TensorBase:
         """1.0 where x >= other else 0.0."""
-        return _cmp_result(_one_minus(self.sub(_bool_as_number(other))._ltz_bit("lt")))
+        d, nan = self._minus(other, "ge")
+        return _cmp_result(bounds.nan_is(_one_minus(d._ltz_bit("lt")), nan, 0))
 
     def _both_signs(self, y, label):
-        """[x < y] and [x > y] as 0/1 ring integers, from one comparison call."""
-        d = self.sub(_bool_as_number(y))
+        """[x < y] and [x > y] as 0/1 ring integers, from one comparison
+        call; and y's NaN positions (or None)."""
+        d, nan = self._minus(y, label)
         both = stack([d, d.neg()])._ltz_bit(label)
-        return both[0], both[1]
+        return both[0], both[1], nan
 
     def eq(self, other) -> TensorBase:
         """1.0 where x == other else 0.0: one batched comparison of x - other and other - x."""
-        lt, gt = self._both_signs(other, "eq")
-        return _cmp_result(_one_minus(lt) - gt)
+        lt, gt, nan = self._both_signs(other, "eq")
+        return _cmp_result(bounds.nan_is(_one_minus(lt) - gt, nan, 0))
 
     def ne(self, other) -> TensorBase:
         """1.0 where x != other else 0.0."""
-        lt, gt = self._both_signs(other, "ne")
-        return _cmp_result(lt + gt)
+        lt, gt, nan = self._both_signs(other, "ne")
+        return _cmp_result(bounds.nan_is(lt + gt, nan, 1))
 
     __lt__ = lt
     __gt__ = gt
@@ -191,18 +211,28 @@ class ComparisonOps:
                     f"{kinds[1]}), but expected one of: (Tensor min = None, Tensor max = None), "
                     "(Number min = None, Number max = None)"
                 )
-        # an infinite bound on its own side bounds nothing (clamp(max=inf))
-        if isinstance(min, (int, float)) and min == -math.inf:
+        # a bound on its own side beyond every share bounds nothing
+        # (clamp(max=inf), clamp(max=1e20)); one that does not encode
+        # (1e10, a tensor holding inf) is held as exact ring words
+        # (tensor_bounds; until 2026-12-08 an EncodingError)
+        f = self._s().precision_bits
+        if isinstance(min, (int, float)) and min <= -bounds.far(f):
             min = None  # noqa: A001
-        if isinstance(max, (int, float)) and max == math.inf:
+        if isinstance(max, (int, float)) and max >= bounds.far(f):
             max = None  # noqa: A001
-        for v in (min, max):
-            if isinstance(v, (int, float)) and not math.isfinite(v):
-                raise EncodingError(f"clamp with a bound of {v}: a share cannot hold it")
+        min, max = bounds.clamp_bound(min, "min", f), bounds.clamp_bound(max, "max", f)  # noqa: A001
+        far = [
+            v is not None and not isinstance(v, TensorBase) and not bounds.encodes(v, f)
+            for v in (min, max)
+        ]
         if min is None and max is None:
             return self + 0.0
         if min is not None and max is not None:
             if isinstance(min, TensorBase) or isinstance(max, TensorBase):
+                if any(far):  # the public one as a public sharing
+                    min, max = (
+                        bounds.exact_public(self, v) if w else v for v, w in zip((min, max), far)
+                    )  # noqa: A001
                 return max - (max - ((self - min).relu() + min)).relu()
             lo, hi = (_float64(v, "clamp") for v in (min, max))
             flat = lo >= hi  # the result is max there, its gradient 0 (torch's)
@@ -210,6 +240,8 @@ class ComparisonOps:
                 if lo.dim() == 0 and hi.dim() == 0:
                     # max everywhere: no comparison (one that requires grad is
                     # noted as a plaintext operand is: float() dropped it)
+                    if far[1]:
+                        return bounds.plus(self * 0, hi)
                     return self * 0 + (hi if hi.requires_grad else float(hi))
                 min = torch.minimum(lo, hi)  # noqa: A001 - max where min > max
             # relu(x - max) as (x - max) + relu(max - x), equal in the ring:
@@ -221,13 +253,24 @@ class ComparisonOps:
             # (a bound of higher rank than x broadcasts both to one shape
             # before they are stacked: a ShapeError until 2026-12-06)
             shape = torch.broadcast_shapes(tuple(self.shape), tuple(lo.shape), tuple(hi.shape))
+            if any(far):  # each bound's words added on its own (|max + min| may reach 2^(63-f))
+                low, high = bounds.plus(self, -min), bounds.plus(self.neg(), max)
+                r = stack([low.expand(shape), high.expand(shape)]).relu()
+                out = bounds.plus(bounds.plus(r[0] - r[1] - self, max), min)
+                if bool(flat.any()):
+                    out = bounds.plus(out * (~flat).double(), hi * flat.double())
+                return out
             r = stack([(self - min).expand(shape), (self.neg() + max).expand(shape)]).relu()
             out = r[0] - r[1] - self + (max + min)
             if bool(flat.any()):
                 out = out * (~flat).double() + hi * flat.double()
             return out
         if min is not None:
+            if far[0]:
+                return bounds.plus(bounds.plus(self, -min).relu(), min)
             return (self - min).relu() + min
+        if far[1]:
+            return bounds.plus(bounds.plus(self.neg(), max).relu().neg(), max)
         return max - (max - self).relu()
 
     def _tournament(self, want_arg: bool, label: str):

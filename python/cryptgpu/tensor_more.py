@@ -28,6 +28,7 @@ from ._plain import _float64, _index, _ints, _norm_dim, _varargs
 from .tensor_base import TensorBase
 from .tensor_math import TABLE as _MATH
 from .tensor_overlap import refuse_partial_overlap
+from .tensor_reduce import axis_alias
 from .tensor_scatter import _index_array
 from .tensor_shape import _view_strides, cat
 from .tensor_torchlike import scan
@@ -266,6 +267,7 @@ class MoreOps:
             )
         return self.transpose_(0, 1) if self.dim() == 2 else self
 
+    @axis_alias
     def squeeze_(self, dim=None) -> TensorBase:
         """:meth:`squeeze` in place (the tensor takes the new shape)."""
         recorded = ag.needs_grad(self)
@@ -273,6 +275,7 @@ class MoreOps:
             new = self.squeeze(dim)
         return self._reshape_in_place(new, "squeeze_", recorded)
 
+    @axis_alias
     def unsqueeze_(self, dim: int) -> TensorBase:
         """:meth:`unsqueeze` in place (the tensor takes the new shape)."""
         recorded = ag.needs_grad(self)

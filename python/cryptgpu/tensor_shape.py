@@ -18,6 +18,7 @@ from ._native import InvalidArgumentError, OutOfMemoryError, ShapeError
 from ._plain import _index, _ints, _norm_dim, _plain_array, _strides, _varargs, plain_requires_grad
 from .tensor_base import TensorBase
 from .tensor_overlap import _repeats, refuse_internal_overlap, refuse_setitem_overlap, write_strided
+from .tensor_reduce import axis_alias
 
 
 class ShapeOps:
@@ -234,6 +235,7 @@ class ShapeOps:
         """Reverse all dims, as torch's ``.T``."""
         return self.permute(list(range(self.dim() - 1, -1, -1)))
 
+    @axis_alias
     def unsqueeze(self, dim: int) -> TensorBase:
         """Insert a dim of size 1 (local)."""
         if isinstance(dim, bool) or not hasattr(dim, "__index__"):  # (1.0: a slice error)
@@ -248,6 +250,7 @@ class ShapeOps:
         shp = list(self.shape)
         return self.reshape(shp[:d] + [1] + shp[d:])
 
+    @axis_alias
     def squeeze(self, dim=None) -> TensorBase:
         """Remove dims of size 1 (all, or ``dim``) (local)."""
         shp = list(self.shape)

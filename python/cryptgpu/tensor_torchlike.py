@@ -18,7 +18,8 @@ import torch
 from . import _session
 from . import autograd as ag
 from . import functions as fx
-from ._native import ShapeError
+from . import tensor_bounds as bounds
+from ._native import EncodingError, ShapeError
 from ._plain import (
     IndexRangeError,
     _bool_as_number,
@@ -216,6 +217,7 @@ class TorchLikeOps:
         out = self._at(np.take(self._grid(), idx.reshape(-1), axis=d if self.dim() else None))
         return out.reshape(()) if self.dim() == 0 else out  # torch: a scalar stays one
 
+    @axis_alias
     def gather(self, dim: int, index) -> TensorBase:
         """``torch.gather`` with a public integer ``index``."""
         idx = _index_array(index, "gather")
@@ -561,13 +563,23 @@ class TorchLikeOps:
 
     # ------------------------------------------------------------ element-wise
     def maximum(self, other) -> TensorBase:
-        """Element-wise max with a shared or plaintext tensor: one ReLU."""
+        """Element-wise max with a shared or plaintext tensor: one ReLU. A
+        plaintext other beyond the encoding's range (-inf, -1e10) is
+        ``clamp(min=other)``'s (tensor_bounds), where a share holds the result."""
         other = _bool_as_number(other)  # a bool mask as 0/1, as torch's
-        return (self - other).relu() + other
+        try:
+            return (self - other).relu() + other
+        except EncodingError as e:
+            return _far_bound(self, e, other, "min")
 
     def minimum(self, other) -> TensorBase:
-        """Element-wise min with a shared or plaintext tensor: one ReLU."""
-        return self - (self - _bool_as_number(other)).relu()
+        """Element-wise min with a shared or plaintext tensor: one ReLU (a
+        plaintext other beyond the encoding's range as :meth:`maximum`)."""
+        other = _bool_as_number(other)
+        try:
+            return self - (self - other).relu()
+        except EncodingError as e:
+            return _far_bound(self, e, other, "max")
 
     def hardtanh(
         self, min_val: float = -1.0, max_val: float = 1.0, *, min_value=None, max_value=None
@@ -666,3 +678,15 @@ def scan(x, d: int, combine, fill: float):
         y = combine(y, y.narrow(d, 0, n - k).pad(pad, value=fill))
         k *= 2
     return y
+
+
+def _far_bound(x, err, other, side: str):
+    """maximum/minimum with a plaintext ``other`` that does not encode:
+    ``clamp`` with it as the bound on ``side``, or the encoding's error
+    ``err`` where clamp cannot hold the result either (+inf in maximum, NaN)."""
+    if isinstance(other, TensorBase) or bounds.beyond_64_bits(other):
+        raise err
+    try:
+        return x.clamp(**{side: other})
+    except EncodingError:
+        raise err from None

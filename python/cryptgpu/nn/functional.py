@@ -29,12 +29,14 @@ from .layers_extra import (
     _rms_norm,
     layer_norm,
     local_response_norm,
+    refuse_one_number,
 )
 from .resize import interpolate
 from .stats import BATCHNORM, LINEAR, OTHER, POOLING, RELU, SOFTMAX
 
 
 def _layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5):
+    refuse_one_number(normalized_shape, "layer_norm")
     return layer_norm(x, normalized_shape, weight, bias, eps)
 
 

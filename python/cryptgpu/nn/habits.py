@@ -39,6 +39,19 @@ class InputTypeError(TypeError, AttributeError):
 class ModuleHabits:
     """The methods above; :meth:`_hooked` runs a call through the hooks."""
 
+    def extra_repr(self) -> str:
+        """What ``repr`` shows inside the parentheses: the parameters' shapes."""
+        return ", ".join(f"{k}={tuple(v.shape)}" for k, v in self._params.items() if v is not None)
+
+    def __repr__(self) -> str:
+        # torch's layout: the extra line, then one "(name): child" line each
+        lines = [self.extra_repr()] if self.extra_repr() else []
+        for k, m in self._modules.items():
+            lines.append(f"({k}): " + repr(m).replace("\n", "\n  "))
+        if not self._modules:
+            return f"{type(self).__name__}({''.join(lines)})"
+        return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
+
     # A layer of this library whose first input must be a tensor; Identity,
     # containers and converted graphs take anything, as torch's do.
     _tensor_first = True

@@ -652,14 +652,17 @@ def _drop_missing(grads, w, b):
 
 
 class Flatten(Module):
-    """Flatten dims ``start_dim..end_dim`` into one, as torch.nn.Flatten."""
+    """Flatten dims ``start_dim..end_dim`` into one, as torch.nn.Flatten;
+    CrypTen's keyword ``axis=k`` flattens to 2-D, (prod(size[:k]), -1)."""
 
-    def __init__(self, start_dim=1, end_dim=-1):
+    def __init__(self, start_dim=1, end_dim=-1, *, axis=None):
         super().__init__()
-        self.a, self.b = start_dim, end_dim
+        self.a, self.b, self.axis = start_dim, end_dim, axis
 
     def forward(self, x):
         """The flattened view."""
+        if self.axis is not None:  # CrypTen's Flatten(axis)
+            return x.reshape(math.prod(x.shape[: self.axis]), -1)
         return x.flatten(self.a, self.b)
 
 

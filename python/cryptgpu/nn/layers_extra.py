@@ -85,6 +85,17 @@ class LayerNorm(Module):
         return layer_norm(x, self.normalized_shape, w, b, self.eps)
 
 
+def refuse_one_number(normalized_shape, what: str) -> None:
+    """torch's TypeError for ``F.layer_norm`` / ``F.rms_norm`` given one
+    number as the shape (the modules take one; the functions a tuple or
+    list: until 2026-12-08 ``F.layer_norm(x, 4)`` was accepted)."""
+    if isinstance(normalized_shape, (numbers.Integral, torch.Tensor)):
+        raise TypeError(
+            f"{what}(): argument 'normalized_shape' (position 2) must be tuple of ints, "
+            f"not {type(normalized_shape).__name__}"
+        )
+
+
 def _dims(normalized_shape) -> tuple:
     """The dims to normalise over; none is torch's RuntimeError (until
     2026-12-07 ``F.layer_norm(x, ())`` returned about sign(x))."""
@@ -498,6 +509,7 @@ class RMSNorm(Module):
 def _rms_norm(x, normalized_shape, weight=None, eps=None):
     """``F.rms_norm``: x / sqrt(mean(x^2) + eps) * weight over the last
     dims, the caller's tensors taken as they are (as :func:`layer_norm`)."""
+    refuse_one_number(normalized_shape, "rms_norm")
     shape = _dims(normalized_shape)
     k = len(shape)
     if x.dim() < k or tuple(x.shape[x.dim() - k :]) != shape:

@@ -359,7 +359,9 @@ class Module(ModuleHabits):
         ``.unexpected_keys``). ``assign=True`` takes a plaintext model's
         values as its tensors rather than copying them in, as torch's (a
         SharedTensor is copied unless ``assign``: the model does not hold
-        the caller's tensors). A non-mapping is torch's TypeError."""
+        the caller's tensors). Shares loaded into a plaintext model make it
+        an encrypted one (``encrypted`` True on every module, as after
+        ``encrypt()``). A non-mapping is torch's TypeError."""
         if not isinstance(state, Mapping):  # dict(state) took a list of pairs
             raise TypeError(f"Expected state_dict to be dict-like, got {type(state)}.")
         state = dict(state)
@@ -383,6 +385,7 @@ class Module(ModuleHabits):
         if strict and not any(m.__dict__.get("_ld_post") for m in self.modules()):
             habits.strict_check(self, keys)  # nothing loaded (with post hooks: after them)
         tied: dict = {}  # id of a parameter replaced -> its replacement
+        shared_in = False  # a share loaded where the model held plaintext
         for name, (m, table, k) in own.items():
             if name not in state:
                 continue
@@ -401,6 +404,7 @@ class Module(ModuleHabits):
                 new._s()  # refuses a tensor of an earlier session
                 old._t, old._session, old._st = new._t, new._session, new._st
             elif isinstance(new, SharedTensor) and table is m._params:
+                shared_in = True
                 # a copy, as torch's (until 2026-12-06 the model held the
                 # caller's tensor: training changed the loaded dict itself),
                 # one per parameter object: tied parameters stay tied
@@ -421,10 +425,17 @@ class Module(ModuleHabits):
                 with autograd.torch_grad(False):
                     old.copy_(new.detach().to(old.dtype))
             else:  # a SharedTensor buffer copied, as a parameter
+                shared_in = shared_in or isinstance(new, SharedTensor)
                 shared = isinstance(new, SharedTensor) and not assign
                 table[k] = _copy_of(new) if shared else new
             if hasattr(m, "_affine"):
                 m._affine = None  # BatchNorm's eval affine, recomputed from the new statistics
+        if shared_in:
+            # shares in a plaintext model: it computes encrypted now, and
+            # says so, as after encrypt() (until 2026-12-08 the flag stayed
+            # False; decrypt() and encrypt() work on the mix as on a model)
+            for m in self.modules():
+                m.encrypted = True
         if habits.load_post_hooks(self, keys) and strict:
             habits.strict_check(self, keys)
         return keys
@@ -685,16 +696,3 @@ class Module(ModuleHabits):
             return self.forward(*args, **kwargs)
         with _track(self.kind, x):
             return self.forward(*args, **kwargs)
-
-    def extra_repr(self) -> str:
-        """What ``repr`` shows inside the parentheses: the parameters' shapes."""
-        return ", ".join(f"{k}={tuple(v.shape)}" for k, v in self._params.items() if v is not None)
-
-    def __repr__(self) -> str:
-        # torch's layout: the extra line, then one "(name): child" line each
-        lines = [self.extra_repr()] if self.extra_repr() else []
-        for k, m in self._modules.items():
-            lines.append(f"({k}): " + repr(m).replace("\n", "\n  "))
-        if not self._modules:
-            return f"{type(self).__name__}({''.join(lines)})"
-        return f"{type(self).__name__}(\n  " + "\n  ".join(lines) + "\n)"
