@@ -92,6 +92,8 @@ def _plain(p):
 
 
 _CONVERTING = threading.local()
+# a transformer layer's activation module that no table converts (transformer.py)
+transformer.trace_module = lambda m: _convert(m, None, False)
 
 
 def _convert_module(m: torch.nn.Module, where: str) -> Module:
