@@ -177,8 +177,8 @@ def resolved(args: tuple, node, env: dict) -> tuple:
         return args  # no fill reaches it (an ordinary softmax: unchanged)
     y = args[0]
     shape = tuple(y.shape)
-    if not -len(shape) <= dim < len(shape):
-        return args  # (torch's own error follows)
+    if not -len(shape) <= dim < len(shape) or 0 in shape:
+        return args  # (torch's own error follows; an empty softmax has no rows)
     fill, val, grad = (torch.broadcast_to(t, shape) for t in part.parts())
     if not bool(fill.any()) and float(val.abs().max()) < -MASKED:
         return args  # moderate public offsets only (a bias): the sum is exact as it is
