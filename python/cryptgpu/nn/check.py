@@ -333,4 +333,10 @@ def copy_model(model: torch.nn.Module) -> torch.nn.Module:
     modes = {name: m.training for name, m in model.named_modules()}
     for name, m in out.named_modules():
         m.training = modes.get(name, model.training)
+    for mine, theirs in zip(model.modules(), out.modules()):
+        # torch's TransformerDecoderLayer.__setstate__ sets activation = F.relu
+        # in a copy whose activation is a module (a child, not in __dict__):
+        # the copy ran ReLU where the model runs nn.Tanh() (found 2026-12-08)
+        for k in [k for k in vars(theirs) if k in theirs._modules and k not in vars(mine)]:
+            del theirs.__dict__[k]
     return out

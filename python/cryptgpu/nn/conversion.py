@@ -92,6 +92,7 @@ def _plain(p):
 
 
 _CONVERTING = threading.local()
+transformer.trace_module = lambda m: _convert(m, None, False)  # (an activation module)
 
 
 def _convert_module(m: torch.nn.Module, where: str) -> Module:
@@ -466,7 +467,8 @@ class Graph(bare.Adopting, Module):
                     m = self._layer(node.target)
                     bn = self._shifts.get(node.name)
                     if bn is None:  # the usual case: no BatchNorm cancels this call's bias
-                        env[node.name] = m(*load(node.args), **load(node.kwargs))
+                        args = masks.at_softmax(load(node.args), node, env)  # (nn.Softmax)
+                        env[node.name] = m(*args, **load(node.kwargs))
                     else:
                         with shifts.cancelled(m, bn if torch.is_tensor(bn) else self._layer(bn)):
                             env[node.name] = m(*load(node.args), **load(node.kwargs))

@@ -11,7 +11,7 @@ import operator
 import torch
 
 from ..tensor import SharedTensor
-from . import nan_guard
+from . import nan_guard, row_fills
 
 # What a masked-out score becomes: far below any unmasked one, so that after
 # the max shift its exp is clamped (e^-16 = 1.1e-7 of the row's largest),
@@ -183,6 +183,7 @@ def masked_operands(args: tuple, node, env: dict) -> tuple:
     ``torch.where(causal, w, finfo.min)``), the sum is lower still, as
     torch's ``min + min`` is -inf: such a position drops out of the row."""
     args = nan_guard.guarded(args, node, env)  # nan_to_num of a -inf masked softmax
+    args = row_fills.resolved(args, node, env)  # a softmax of public fills: torch's weights
     if node.target in nan_guard.TESTS:  # isnan's public stand-in: torch's NaN and -inf stay
         return args
     out = [minus_inf_masked(a) for a in args]
@@ -297,3 +298,9 @@ def minus_inf_masked(a):
     if isinstance(a, float) and a <= LOWEST:
         return MASKED  # masked_fill(mask, float("-inf"))
     return a
+
+
+def at_softmax(args: tuple, node, env: dict) -> tuple:
+    """``args`` of a layer call ``node``: for an nn.Softmax / nn.LogSoftmax
+    of public fills, its input as torch weighs it (row_fills.py)."""
+    return row_fills.resolved(args, node, env)

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from . import activations
 from .attention import MultiheadAttention
 from .containers import ModuleList
-from .layers import GELU, Dropout, Linear, ReLU
+from .layers import GELU, Dropout, Linear, ReLU, Sigmoid, Tanh
 from .layers_extra import LayerNorm
 from .module import Module
 from .stats import OTHER, RELU
@@ -299,12 +299,25 @@ def _activation(act, where: str) -> Module:
         return ReLU()
     if isinstance(act, torch.nn.GELU):
         return GELU(act.approximate)
+    if type(act) in (torch.nn.Tanh, torch.nn.Sigmoid):  # (until 2026-12-08 refused)
+        return Tanh() if isinstance(act, torch.nn.Tanh) else Sigmoid()
     convert = activations.converters(lambda p: p.detach().double().clone()).get(type(act))
     if convert is not None:  # nn.SiLU(), nn.LeakyReLU(0.1), ...
         return convert(act)
     if callable(act) and not isinstance(act, torch.nn.Module):
         return _Call(act)  # F.silu, torch.tanh: on a SharedTensor by its method
+    if isinstance(act, torch.nn.Module) and trace_module is not None:
+        # any other module (CLIP's QuickGELU: x * torch.sigmoid(1.702 * x)):
+        # its forward traced and converted as from_pytorch converts a model
+        # (until 2026-12-08 refused, though torch runs it and it converts
+        # elsewhere); an op that does not convert raises NotImplementedError
+        return trace_module(act)
     raise NotImplementedError(f"transformer activation {act!r} at {where}")
+
+
+# set by conversion.py (which imports this module): ``trace_module(m)`` is a
+# torch module ``m`` traced and converted into a Graph, as from_pytorch does
+trace_module = None
 
 
 class _Call(Module):
