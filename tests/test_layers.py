@@ -511,17 +511,24 @@ def test_gelu_cost_conversion_and_errors(session):
 
 
 def test_layernorm_statistics_cost_the_table(session):
-    """README's cost table: LayerNorm over 768 = 3 chunks of 256 costs 50
-    rounds (the mean's division 2, the chunks' sums of squares 2, their
-    mean 2, the range-reduced inverse square root 42, xhat 2), and the sums
-    of squares are one shared product per chunk with exact truncation:
-    3 elements per row for P0, 2 for the others (32 rows)."""
+    """README's cost table: LayerNorm over 768 = 3 chunks of 256 costs 48
+    rounds: the mean and the deviations / 2^6 in one exact division 2, the
+    chunks' sums of squares of both scales in one product 2, their mean 2,
+    the range-reduced inverse square root of both scales 39 (comparison 10,
+    power-of-two copies 6, the bucket selection as one ring product 1, the
+    line 2, three Newton steps 18, the numerator 2), the choice of scale
+    (one ring product) 1, xhat 2. Until 2026-12-08 50 (one scale, the
+    selections as two fixed-point products, 42): the second scale, which
+    holds deviations up to 2^17, costs no round. The sums of squares are
+    one shared product per chunk and scale with exact truncation: 3
+    elements per row for P0, 2 for the others (32 rows, 3 chunks, 2
+    scales)."""
     h = cryptgpu.cryptensor(torch.randn(32, 768, dtype=torch.float64))
     cryptgpu.reset_stats()
     torch.nn.functional.layer_norm(h, (768,))
-    assert cryptgpu.stats()["total"]["rounds"] == 2 + 2 + 2 + 42 + 2
+    assert cryptgpu.stats()["total"]["rounds"] == 2 + 2 + 2 + 39 + 1 + 2
     per = [p["matmul"]["bytes"] for p in cryptgpu.stats(per_party=True)["parties"]]
-    assert per == [3 * 96 * 8, 2 * 96 * 8, 2 * 96 * 8]
+    assert per == [3 * 2 * 96 * 8, 2 * 2 * 96 * 8, 2 * 2 * 96 * 8]
 
 
 def test_costs_of_the_new_pool_options_against_the_design_table(session):

@@ -20,6 +20,7 @@ from . import user_attrs
 from .identity import Identity  # noqa: F401 (its home until 2026-12-07)
 from .module import Module
 from .norm_checks import check_batchnorm, check_rank
+from .norm_stats import statistics as _statistics
 from .softmax_layers import LogSoftmax, Softmax  # noqa: F401 (their home until 2026-12-06)
 from .stats import BATCHNORM, LINEAR, POOLING, RELU
 
@@ -348,8 +349,9 @@ class BatchNorm(Module):
     privately from the shared running statistics.
 
     Training: batch statistics over (N, H, W), the variance from chunked
-    sums of squares (``_statistics``: 2^-24 absolute, up to 2^22), a
-    range-reduced 1/sqrt(var + eps) (``_inv_std``), the standard BatchNorm backward as one
+    sums of squares (``norm_stats.statistics``: 2^-24 absolute, every
+    |x - mean| below 2^17 at f = 16), a range-reduced 1/sqrt(var + eps),
+    the standard BatchNorm backward as one
     recorded operation, and running statistics updated like PyTorch's
     (momentum, unbiased variance)."""
 
@@ -537,57 +539,6 @@ def _times_pow2(xc, r, f: float):
     (by 2^(precision + log2(1/f)))."""
     a, b = xc._aligned(r)
     return xc._wrap(xc._s(r).mul_shift(a._t, b._t, round(-math.log2(f))))
-
-
-# The sum of squared deviations is taken in chunks of at most _CHUNK
-# elements, each one product with a single truncation (a 1 x c by c x 1
-# matmul), of the deviations times a public power of two s with
-# c s^2 <= _CHUNK: each chunk's s^2 sum(x - mean)^2 must stay below the
-# 2^(62 - 2f) a product may reach (2^30 at f = 16: a variance below 2^22
-# spread evenly; 256 deviations of 2048 in one chunk are the limit), and
-# the result keeps at least 2^-16 / _CHUNK = 2^-24 of absolute precision
-# on the variance.
-_CHUNK = 256
-
-
-def _statistics(x, dims, eps: float, want_var: bool = False, center: bool = True):
-    """(mean, var or None, r, f, x - mean) over ``dims``, where
-    1/sqrt(var + eps) = r f with f a public power of two and r 2^8 / std
-    or more (:func:`_inv_std_parts`): normalise as (x - mean) r then f,
-    which keeps the relative precision of 1 / std for large variances
-    (:func:`_times_pow2`: one truncation). The
-    variance is computed as c s^2 var (see _CHUNK; for rows of 256 or more
-    elements s = 1, so each |x - mean| may reach 2^15, where squaring
-    16 (x - mean) elementwise, until 2026-12-05, wrapped beyond 2048 and
-    gave outputs of 4e9) and kept scaled into the range-reduced
-    1/sqrt; ``want_var`` also returns the variance itself (BatchNorm's
-    running statistics). Without ``center`` (RMSNorm) the mean is 0."""
-    what = "the statistics of LayerNorm, RMSNorm, GroupNorm, InstanceNorm and BatchNorm"
-    functions.available_up_to(x, what, 26)  # (r's 2^8 and the chunks' s^2: see above)
-    mean = x.mean(dims, keepdim=True) if center else None
-    xc = x - mean if center else x
-    rest = [d for d in range(x.dim()) if d not in dims]
-    xt = xc.permute(*rest, *dims) if rest + list(dims) != list(range(x.dim())) else xc
-    lead = tuple(x.shape[d] for d in rest)
-    n = xc.numel() // max(1, math.prod(lead))
-    c = min(n, _CHUNK)
-    s = 1
-    while c * (2 * s) ** 2 <= _CHUNK:
-        s *= 2
-    flat = xt.reshape(*lead, n)
-    if n % c:
-        flat = flat.pad([0, c - n % c])  # zeros add nothing to the sum
-    m = flat.shape[-1] // c
-    chunks = flat.reshape(*lead, m, c)
-    if s > 1:
-        chunks = chunks * s  # a public integer: exact, no truncation
-    sums = chunks.unsqueeze(-2).matmul(chunks.unsqueeze(-1)).reshape(*lead, m)
-    v = sums.mean(-1) if m > 1 else sums.reshape(lead)  # = scale * var
-    scale = s * s * n / m
-    v = v.reshape([1 if d in dims else k for d, k in enumerate(x.shape)])
-    r, f = _inv_std_parts(v, eps * scale, math.sqrt(scale))
-    var = v * (1.0 / scale) if want_var else None
-    return mean, var, r, f, xc
 
 
 def _scale_shift(xhat, w, b, shape=None):
