@@ -193,3 +193,23 @@ def test_a_tensor_cut_over_batches_steps_as_torch(session):
         want = ref_opt.state[r]["exp_avg"] * 256
         tol = 3 * 2**-17 * 256 * 5 + 6 * 2**-16
         torch.testing.assert_close(m.get_plain_text().double(), want, rtol=2e-4, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_an_unmasked_softmax_with_a_low_precision_public_bias(session, dtype):
+    # a review of row_fills: a bias in bfloat16 (>= 128) or float16 (>= 1024)
+    # was judged by its own dtype's eps, not that of the float32 sum torch
+    # computes, and every score was dropped (weights 0.25 each)
+    class M(torch.nn.Module):
+        def forward(self, x, b):
+            return (x @ x.transpose(-1, -2) + b).softmax(-1)
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 3)
+    b = torch.full((4, 4), 200.0 if dtype == torch.bfloat16 else 1500.0, dtype=dtype)
+    want = M()(x, b).double()
+    pm = cryptgpu.nn.from_pytorch(M(), (x, b)).encrypt()
+    got = pm(cryptgpu.cryptensor(x), b).get_plain_text(dtype=torch.float64)
+    # softmax of scores up to about 10: its weights within 1e-4 of torch's
+    # (the softmax's fixed-point error, as in test_fix_GJ)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-4)

@@ -69,7 +69,11 @@ def _public(v):
     if isinstance(v, (int, float)):
         return torch.tensor(float(v), dtype=torch.float64), torch.finfo(torch.float64).eps
     if torch.is_tensor(v) and v.dtype != torch.bool and not v.is_complex():
-        eps = torch.finfo(v.dtype if v.is_floating_point() else torch.float64).eps
+        # the addition's dtype: float32 scores (or float64) beside a
+        # bfloat16/float16 value add in float32 (with the value's own eps a
+        # bfloat16 bias of 200 dropped every score: a review)
+        dt = torch.promote_types(torch.float32, v.dtype) if v.is_floating_point() else None
+        eps = torch.finfo(dt or torch.float64).eps
         return v.detach().double(), eps
     return None
 
