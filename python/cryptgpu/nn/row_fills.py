@@ -29,15 +29,13 @@ import math
 import operator
 
 import torch
-import torch.nn.functional as F
 
 from ..tensor import SharedTensor
+from .nan_guard import _CASTS, _softmax
 
 # masks.MASKED: a dropped entry, 1e4 below the row's largest public value
 MASKED = -1.0e4
 
-_SOFTMAX = {torch.softmax, torch.log_softmax, F.softmax, F.log_softmax, torch.special.softmax}
-_CASTS = {"float", "double", "to", "type_as", "contiguous"}
 _ADD = {operator.add, torch.add, "add"}
 _SUB = {operator.sub, torch.sub, "sub"}
 _SCALE = {operator.mul, torch.mul, "mul", operator.truediv, torch.div, "div"}
@@ -154,19 +152,11 @@ def _filled(base, x_node, cond, v, env: dict, depth: int, where_true: bool):
 
 def softmax_dim(node):
     """The dim of a softmax or log_softmax graph ``node`` (function, method
-    or nn.Softmax / nn.LogSoftmax layer), else None."""
-    if not node.args:
+    or nn.Softmax / nn.LogSoftmax layer; not a cast of one), else None."""
+    if not isinstance(node, torch.fx.Node) or (node.op == "call_method" and node.target in _CASTS):
         return None
-    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
-    if node.op == "call_module":
-        owner = node.graph.owning_module
-        m = None if owner is None else dict(owner.named_modules()).get(node.target)
-        if not isinstance(m, (torch.nn.Softmax, torch.nn.LogSoftmax)):
-            return None
-        dim = m.dim
-    elif not (node.target in _SOFTMAX or node.target in ("softmax", "log_softmax")):
-        return None
-    return dim if isinstance(dim, int) and not isinstance(dim, bool) else None
+    got = _softmax(node)  # nan_guard's reading of a softmax node
+    return None if got is None or isinstance(got[1], bool) else got[1]
 
 
 def resolved(args: tuple, node, env: dict) -> tuple:
